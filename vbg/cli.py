@@ -1,0 +1,206 @@
+"""Command line: the one place that turns vbg errors into messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import ConfigError, VbgError
+
+log = logging.getLogger("vbg")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def _add_model_options(p: argparse.ArgumentParser, default_size_help: str) -> None:
+    from .inference.onnx_backend import DEVICES
+    from .models.spec import MODELS, VARIANTS
+
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="rmbg-1.4", metavar="NAME|PATH",
+                   help=f"{', '.join(MODELS)}, or a .onnx/.safetensors/.pth/.bin file (default: rmbg-1.4)")
+    g.add_argument("--variant", default="fp32", choices=VARIANTS,
+                   help="which RMBG-1.4 file to fetch: fp32/fp16/int8 ONNX, or 'export' the safetensors "
+                        "weights to a fixed-shape ONNX per size (needs vbg[torch]) (default: fp32)")
+    g.add_argument("--size", default=None, metavar="N|HxW",
+                   help=f"inference size: long side N (aspect kept, multiple of 32) or HxW; {default_size_help}")
+    g.add_argument("--backend", default="onnx", choices=("onnx", "torch"), help="inference backend (default: onnx)")
+    g.add_argument("--device", default="auto", choices=DEVICES,
+                   help="execution provider; auto = CUDA when an NVIDIA GPU is present, else CPU")
+    g.add_argument("--strict-device", action="store_true",
+                   help="fail instead of falling back to the CPU when the asked-for provider cannot load")
+    g.add_argument("--threads", type=int, default=None, metavar="N", help="inference threads (default: all cores)")
+    g.add_argument("--minmax", action="store_true",
+                   help="rescale every mask to its own min..max, as the RMBG-1.4 reference does (off: it flickers on video)")
+
+
+def _segmenter_config(args):
+    from .inference import SegmenterConfig
+    from .models.preprocess import parse_size
+
+    if args.threads is not None and not 1 <= args.threads <= 256:
+        raise ConfigError(f"--threads {args.threads} is out of range: use 1..256")
+    return SegmenterConfig(model=args.model, variant=args.variant, size=parse_size(args.size),
+                           backend=args.backend, device=args.device, strict_device=args.strict_device,
+                           threads=args.threads, minmax=args.minmax)
+
+
+def _parser_segment(sub) -> None:
+    p = sub.add_parser("segment", help="write a mask (or RGBA cut-out) for each image",
+                       description="Segment still images: one mask PNG (or RGBA cut-out) per input.")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output file (one image) or folder (<name>.png per image)")
+    p.add_argument("--cutout", action="store_true", help="write the person over transparency (RGBA) instead of the mask")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _add_model_options(p, "default: the model's reference size (1024x1024 for RMBG-1.4)")
+    p.set_defaults(func=cmd_segment)
+
+
+def _parser_export(sub) -> None:
+    p = sub.add_parser("export", help="export RMBG-1.4 to a single-output ONNX graph",
+                       description="Export RMBG-1.4 (d1 only) to ONNX: input 'input' float32 [N,3,H,W] "
+                                   "(RGB/255 - 0.5), output 'output' float32 [N,1,H,W] in [0,1].")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", metavar="PATH", help="model.safetensors, model.pth or pytorch_model.bin")
+    src.add_argument("--random-init", action="store_true",
+                     help="seeded random weights: the exact compute cost without the licensed weights")
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument("--size", metavar="HxW", help="fixed input size (default 1024x1024); N means NxN")
+    shape.add_argument("--dynamic", action="store_true", help="batch, height and width left free")
+    p.add_argument("--fp16", action="store_true", help="half-precision weights and I/O (for GPUs)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-init (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_export)
+
+
+def _parser_models(sub) -> None:
+    p = sub.add_parser("models", help="list the models, their licences and cache state")
+    p.set_defaults(func=cmd_models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vbg", description="Real-time virtual background and video matting.")
+    p.add_argument("--version", action="version", version=f"vbg {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug messages")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    _parser_segment(sub)
+    _parser_export(sub)
+    _parser_models(sub)
+    return p
+
+
+def _refuse_existing(path: Path, overwrite: bool) -> None:
+    from .errors import OutputError
+
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} already exists: pass --overwrite to replace it, or choose another -o")
+
+
+def cmd_segment(args) -> int:
+    import numpy as np
+
+    from .imageio import read_rgb, write_image
+    from .inference import create_segmenter
+    from .models.preprocess import alpha_to_u8
+
+    out = Path(args.output)
+    single_file = len(args.images) == 1 and out.suffix.lower() in IMAGE_SUFFIXES
+    if not single_file and out.suffix.lower() in IMAGE_SUFFIXES:
+        raise ConfigError(f"-o {out} names one file but {len(args.images)} images were given: pass a folder")
+    if args.cutout and single_file and out.suffix.lower() not in (".png", ".webp", ".tif", ".tiff"):
+        raise ConfigError(f"-o {out}: a cut-out needs transparency: use a .png output")
+    targets = [out if single_file else out / (Path(i).stem + ".png") for i in args.images]
+    for t in targets:
+        _refuse_existing(t, args.overwrite)
+
+    cfg = _segmenter_config(args)
+    failed = 0
+    with create_segmenter(cfg) as seg:
+        log.info("model %s on %s", seg.source.label, ", ".join(seg.providers))
+        for image, target in zip(args.images, targets):
+            try:
+                rgb = read_rgb(image)
+            except VbgError as e:
+                print(f"vbg: error: {e}", file=sys.stderr)
+                failed += 1
+                continue
+            alpha = alpha_to_u8(seg.segment_full(rgb))
+            result = np.dstack([rgb, alpha]) if args.cutout else alpha
+            write_image(target, result)
+            log.info("%s -> %s", image, target)
+    return 1 if failed else 0
+
+
+def cmd_export(args) -> int:
+    from .models.export import build_rmbg, export_onnx, weights_fingerprint
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".onnx":
+        raise ConfigError(f"-o {out}: the output of vbg export is an .onnx file")
+    _refuse_existing(out, args.overwrite)
+    size_hw = None
+    if not args.dynamic:
+        text = args.size or "1024x1024"
+        try:
+            size_hw = tuple(int(v) for v in text.lower().split("x")) if "x" in text.lower() else (int(text),) * 2
+        except ValueError:
+            raise ConfigError(f"--size {text!r} is not HxW (e.g. 256x256) or N") from None
+        if len(size_hw) != 2 or not all(16 <= v <= 4096 for v in size_hw):
+            raise ConfigError(f"--size {text!r} is out of range: H and W must be 16..4096")
+    meta = {"vbg.random_init": "1" if args.random_init else "0"}
+    if args.weights:
+        meta["vbg.weights_sha256"] = weights_fingerprint(Path(args.weights)) if Path(args.weights).is_file() else ""
+    net = build_rmbg(None if args.random_init else Path(args.weights), seed=args.seed)
+    export_onnx(net, out, size_hw=size_hw, dynamic=args.dynamic, fp16=args.fp16, metadata=meta)
+    shape = "dynamic N x 3 x H x W" if args.dynamic else f"1 x 3 x {size_hw[0]} x {size_hw[1]}"
+    log.info("wrote %s (input 'input' %s, output 'output')", out, shape)
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .models import hub
+    from .models.spec import MODELS
+
+    for spec in MODELS.values():
+        if spec.bundled:
+            state = "bundled"
+        else:
+            cached = [v for v in spec.hub_files if hub.cached_path(spec, v) is not None]
+            state = f"cached: {', '.join(cached)}" if cached else f"downloaded on first use from {spec.hub_repo}"
+        print(f"{spec.name:18} {spec.description}\n{'':18} licence: {spec.license} ({spec.license_url}); {state}")
+    return 0
+
+
+def _setup_logging(args) -> None:
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("vbg: %(message)s"))
+    root = logging.getLogger("vbg")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        print("vbg: error: the live filter (vbg --background ...) is not built yet; use vbg segment or vbg export",
+              file=sys.stderr)
+        return 2
+    _setup_logging(args)
+    try:
+        return args.func(args)
+    except VbgError as e:
+        print(f"vbg: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("vbg: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,68 @@
+"""One exception root for everything vbg reports to a user.
+
+Every error carries a message that says what happened *and* what to do, and an
+exit code that the CLI returns. Each class also inherits the matching builtin,
+so callers that catch ``ValueError`` or ``OSError`` keep working.
+"""
+
+from __future__ import annotations
+
+
+class VbgError(Exception):
+    """Base class. ``str(err)`` is the one line shown to the user."""
+
+    exit_code = 1
+
+
+class ConfigError(VbgError, ValueError):
+    """A bad option value: names the option and what is allowed."""
+
+    exit_code = 2
+
+
+class DependencyError(VbgError, ImportError):
+    """An optional package is missing: the message holds the pip command."""
+
+    exit_code = 3
+
+
+class ModelError(VbgError, RuntimeError):
+    """A model file that cannot be used (corrupt, wrong shape, unknown format)."""
+
+    exit_code = 4
+
+
+class ModelDownloadError(ModelError, ConnectionError):
+    """The model could not be fetched (no network, hub error)."""
+
+    exit_code = 5
+
+
+class ModelAccessError(ModelDownloadError, PermissionError):
+    """The hub refused the download: gated repository, no or bad token."""
+
+    exit_code = 6
+
+
+class ChecksumError(ModelError):
+    """A downloaded file does not match its published sha256."""
+
+    exit_code = 7
+
+
+class DeviceError(VbgError, RuntimeError):
+    """The requested execution provider is not usable (with --strict-device)."""
+
+    exit_code = 8
+
+
+class InputError(VbgError, OSError):
+    """An input file that cannot be read (missing, not an image, ...)."""
+
+    exit_code = 9
+
+
+class OutputError(VbgError, OSError):
+    """An output that cannot be written."""
+
+    exit_code = 10

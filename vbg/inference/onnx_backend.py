@@ -1,0 +1,115 @@
+"""ONNX Runtime sessions: provider choice, fallback detection, thread settings.
+
+ONNX Runtime quietly falls back to the CPU when a GPU provider fails to load
+(and ``get_available_providers()`` lists CUDA/TensorRT for the GPU *build*
+even on a machine with no GPU). So the providers asked for are compared with
+``session.get_providers()``: a fallback is logged, or with ``strict`` raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError, DependencyError, DeviceError, ModelError
+
+log = logging.getLogger("vbg.onnx")
+
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+_PRIMARY = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def import_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise DependencyError(
+            "ONNX Runtime is not installed (or broken by installing both onnxruntime and "
+            "onnxruntime-gpu): run pip uninstall -y onnxruntime onnxruntime-gpu, then pip install vbg again"
+        ) from e
+    return ort
+
+
+def gpu_present() -> bool:
+    """A cheap look for an NVIDIA driver, so that ``auto`` does not ask for CUDA
+    on a machine without one (which costs a failed library load and log noise)."""
+    if sys.platform.startswith("linux"):
+        return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
+    if sys.platform == "win32":
+        import ctypes.util
+
+        return ctypes.util.find_library("nvcuda") is not None
+    return False
+
+
+def provider_list(device: str, *, cache_dir: Path | None = None, fp16: bool = True) -> list:
+    """Providers (with options) to ask ONNX Runtime for, most preferred first."""
+    if device not in DEVICES:
+        raise ConfigError(f"--device {device!r} is not known: use one of {', '.join(DEVICES)}")
+    ort = import_ort()
+    available = ort.get_available_providers()
+    if device == "auto":
+        device = "cuda" if gpu_present() and "CUDAExecutionProvider" in available else "cpu"
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
+    if device == "cuda":
+        return [cuda, "CPUExecutionProvider"]
+    trt_opts = {"trt_fp16_enable": fp16}
+    if cache_dir is not None:
+        trt_opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir),
+                        trt_timing_cache_enable=True, trt_timing_cache_path=str(cache_dir))
+    return [("TensorrtExecutionProvider", trt_opts), cuda, "CPUExecutionProvider"]
+
+
+def session_options(threads: int | None):
+    """Thread settings that leave room for capture and compositing.
+
+    ``threads=None`` uses every core for the intra-op pool, with spinning off:
+    a spinning pool burns the cores the OpenCV stages need between runs.
+    """
+    ort = import_ort()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = threads if threads else (os.cpu_count() or 1)
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.log_severity_level = 3  # fallbacks are detected and reported by vbg itself
+    return so
+
+
+def create_session(path: Path, device: str = "auto", *, strict: bool = False,
+                   threads: int | None = None, cache_dir: Path | None = None):
+    """An InferenceSession on ``path``; returns ``(session, providers_in_use)``."""
+    ort = import_ort()
+    wanted = provider_list(device, cache_dir=cache_dir)
+    primary = wanted[0][0] if isinstance(wanted[0], tuple) else wanted[0]
+    try:
+        sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=wanted)
+    except Exception as e:  # ORT raises its own Fail/InvalidGraph/... classes
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(
+            f"ONNX Runtime cannot load {Path(path).name}: {msg[:200]}; the file is damaged or not a "
+            "segmentation model: download or export it again, or pass another --model"
+        ) from e
+    active = sess.get_providers()
+    if primary not in active:
+        asked = primary.replace("ExecutionProvider", "")
+        if strict:
+            raise DeviceError(
+                f"--device {device} asked for {asked}, but ONNX Runtime could not use it and would run on "
+                f"{', '.join(p.replace('ExecutionProvider', '') for p in active)}: install the GPU runtime with "
+                "pip install 'vbg[cuda]' and check the NVIDIA driver (vbg doctor), or use --device cpu"
+            )
+        log.warning("%s was asked for but is not usable here; running on %s (pass --strict-device to fail instead)",
+                    asked, ", ".join(active))
+    log.debug("ONNX Runtime providers in use: %s", ", ".join(active))
+    return sess, active

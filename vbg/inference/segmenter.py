@@ -1,0 +1,205 @@
+"""One segmenter interface over every model and backend.
+
+``Segmenter.segment(rgb)`` takes an H x W x 3 uint8 RGB frame and returns a
+float32 alpha in [0, 1] at the network's resolution; ``segment_full`` also
+resizes it back to the frame. The inference size is the model's fixed input,
+or ``size``: a long side (aspect ratio kept, sides rounded to a multiple of
+32) or an explicit (H, W).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import ConfigError, ModelError
+from ..models.preprocess import Preprocessor, inference_size, postprocess, resize_alpha
+from ..models.resolve import ModelSource, resolve_model
+
+log = logging.getLogger("vbg.inference")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterConfig:
+    model: str = "rmbg-1.4"
+    variant: str = "fp32"
+    size: int | tuple[int, int] | None = None  # None: the model's fixed/reference size
+    backend: str = "onnx"  # onnx | torch
+    device: str = "auto"  # auto | cpu | cuda | tensorrt
+    strict_device: bool = False
+    threads: int | None = None  # intra-op threads; None = all cores, no spinning
+    minmax: bool = False  # the reference's per-frame min-max rescale
+
+
+class Segmenter(Protocol):
+    providers: list[str]
+
+    def input_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]: ...
+    def segment(self, rgb: np.ndarray) -> np.ndarray: ...
+    def close(self) -> None: ...
+
+
+class _Base:
+    """Size policy, preprocessing buffers and the full-size convenience."""
+
+    fixed_hw: tuple[int, int] | None = None
+
+    def __init__(self, source: ModelSource, size, minmax: bool) -> None:
+        self.source = source
+        self.size = size
+        self.minmax = minmax
+        self._pre: dict[tuple[int, int], Preprocessor] = {}
+
+    def input_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        if self.fixed_hw is not None:
+            return self.fixed_hw
+        if self.size is None:
+            return self.source.spec.reference_size
+        return inference_size(frame_hw, self.size)
+
+    def _check_fixed(self) -> None:
+        fixed, size = self.fixed_hw, self.size
+        if fixed is None or size is None:
+            return
+        if (isinstance(size, tuple) and size != fixed) or (isinstance(size, int) and size != max(fixed)):
+            raise ConfigError(
+                f"--size {size if isinstance(size, int) else 'x'.join(map(str, size))} does not fit "
+                f"{self.source.label}, whose input is fixed at {fixed[0]}x{fixed[1]}: drop --size, "
+                "or export a model at that size (vbg export --size HxW, or --dynamic)"
+            )
+
+    def _preprocessor(self, size_hw: tuple[int, int], dtype=np.float32) -> Preprocessor:
+        pre = self._pre.get(size_hw)
+        if pre is None:
+            spec = self.source.spec
+            pre = self._pre[size_hw] = Preprocessor(size_hw, spec.mean, spec.std, dtype)
+        return pre
+
+    def segment_full(self, rgb: np.ndarray) -> np.ndarray:
+        """Alpha at the frame's own size (bilinear, as the reference)."""
+        return resize_alpha(self.segment(rgb), rgb.shape[:2])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class OnnxSegmenter(_Base):
+    def __init__(self, source: ModelSource, *, size=None, device="auto", strict_device=False,
+                 threads=None, minmax=False) -> None:
+        super().__init__(source, size, minmax)
+        self.device, self.strict, self.threads = device, strict_device, threads
+        self._sessions: dict[Path, tuple] = {}
+        self._by_size: dict[tuple[int, int], tuple] = {}
+        self.providers: list[str] = []
+        if source.onnx is not None:
+            self._open(source.onnx)
+            self._check_fixed()
+
+    def _open(self, path: Path):
+        from ..models.hub import cache_dir
+        from .onnx_backend import create_session
+
+        entry = self._sessions.get(path)
+        if entry is not None:
+            return entry
+        sess, self.providers = create_session(path, self.device, strict=self.strict, threads=self.threads,
+                                              cache_dir=cache_dir() / "trt")
+        inputs, outputs = sess.get_inputs(), sess.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] not in (3, "3"):
+            got = ", ".join(f"{i.name}{i.shape}" for i in inputs)
+            raise ModelError(
+                f"{path.name} does not take one [N,3,H,W] image (it takes {got}): "
+                "pass an RMBG-1.4 or selfie ONNX, or export one with vbg export"
+            )
+        out_shape = outputs[0].shape
+        if len(out_shape) != 4 or out_shape[1] not in (1, "1"):
+            raise ModelError(
+                f"{path.name} does not return one [N,1,H,W] matte (its first output is {outputs[0].name}"
+                f"{out_shape}): export a single-output graph with vbg export"
+            )
+        h, w = inputs[0].shape[2:]
+        if isinstance(h, int) and isinstance(w, int) and path == self.source.onnx:
+            self.fixed_hw = (h, w)  # per-size exports of weights are fixed too, but chosen by us
+        meta = sess.get_modelmeta().custom_metadata_map
+        if "vbg.mean" in meta and "vbg.std" in meta:
+            from dataclasses import replace
+
+            try:
+                mean = tuple(float(v) for v in meta["vbg.mean"].split(","))
+                std = tuple(float(v) for v in meta["vbg.std"].split(","))
+            except ValueError as e:
+                raise ModelError(f"{path.name} has malformed vbg.mean/vbg.std metadata") from e
+            self.source = replace(self.source, spec=replace(self.source.spec, mean=mean, std=std))
+        dtype = np.float16 if "float16" in inputs[0].type else np.float32
+        entry = self._sessions[path] = (sess, inputs[0].name, outputs[0].name, dtype)
+        return entry
+
+    def segment(self, rgb: np.ndarray) -> np.ndarray:
+        size_hw = self.input_size(rgb.shape[:2])
+        entry = self._by_size.get(size_hw)
+        if entry is None:
+            entry = self._by_size[size_hw] = self._open(self.source.onnx_for(size_hw))
+        sess, in_name, out_name, dtype = entry
+        x = self._preprocessor(size_hw, dtype)(rgb)
+        (raw,) = sess.run([out_name], {in_name: x})
+        return postprocess(raw[0], minmax=self.minmax)
+
+    def close(self) -> None:
+        self._sessions.clear()
+        self._by_size.clear()
+
+
+class TorchSegmenter(_Base):
+    """The IS-Net module in torch: for checking the ONNX path and for users who
+    already run torch on a GPU. RMBG-1.4 only."""
+
+    def __init__(self, source: ModelSource, *, size=None, device="auto", strict_device=False,
+                 threads=None, minmax=False) -> None:
+        super().__init__(source, size, minmax)
+        from ..models.export import build_rmbg, require_torch
+        from ..errors import DeviceError
+
+        torch = require_torch()
+        self._torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+        want_cuda = device in ("cuda", "tensorrt") or (device == "auto" and torch.cuda.is_available())
+        if want_cuda and not torch.cuda.is_available():
+            if strict_device:
+                raise DeviceError(
+                    f"--device {device} asked for CUDA, but this torch build sees no GPU: install a CUDA build "
+                    "of torch, or use --device cpu"
+                )
+            log.warning("CUDA was asked for but torch sees no GPU; running on the CPU")
+            want_cuda = False
+        self.torch_device = torch.device("cuda" if want_cuda else "cpu")
+        net = build_rmbg(None if source.random_init else source.weights)
+        self.net = net.to(self.torch_device)
+        self.providers = [f"torch:{self.torch_device.type}"]
+
+    def segment(self, rgb: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        size_hw = self.input_size(rgb.shape[:2])
+        x = torch.from_numpy(self._preprocessor(size_hw)(rgb)).to(self.torch_device)
+        with torch.inference_mode():
+            raw = self.net.matte(x)
+        return postprocess(raw[0, 0].float().cpu().numpy(), minmax=self.minmax)
+
+    def close(self) -> None:
+        self.net = None
+
+
+def create_segmenter(cfg: SegmenterConfig, source: ModelSource | None = None) -> OnnxSegmenter | TorchSegmenter:
+    """Resolve ``cfg.model`` (downloading if needed) and open the backend."""
+    if source is None:
+        source = resolve_model(cfg.model, variant=cfg.variant, backend=cfg.backend)
+    cls = TorchSegmenter if cfg.backend == "torch" else OnnxSegmenter
+    return cls(source, size=cfg.size, device=cfg.device, strict_device=cfg.strict_device,
+               threads=cfg.threads, minmax=cfg.minmax)

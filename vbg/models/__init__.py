@@ -1,0 +1,1 @@
+"""Model specs, weights, export and resolution of ``--model`` to a runnable file."""

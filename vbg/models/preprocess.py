@@ -1,0 +1,122 @@
+"""Pre- and post-processing as pure numpy/OpenCV functions.
+
+Reference (RMBG-1.4 model card): RGB, bilinear resize to the model size with
+the aspect ratio not kept, ``x / 255``, then ``(x - mean) / std`` per channel
+(mean 0.5, std 1.0 for RMBG-1.4, so the network sees ``x/255 - 0.5``); the
+output d1 is already a sigmoid. The reference then rescales every image to
+its own min..max: on video that pumps and flickers, so here it is an option.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from ..errors import ConfigError
+
+SIZE_MULTIPLE = 32
+
+
+def parse_size(text: str | int | tuple[int, int] | None) -> int | tuple[int, int] | None:
+    """``"256"`` -> 256 (long side), ``"320x180"`` -> (320, 180) as (H, W)."""
+    if text is None or isinstance(text, int | tuple):
+        value = text
+    else:
+        s = str(text).strip().lower()
+        try:
+            if "x" in s:
+                h, w = s.split("x", 1)
+                value = (int(h), int(w))
+            else:
+                value = int(s)
+        except ValueError:
+            raise ConfigError(
+                f"--size {text!r} is not a size: give the long side in pixels (e.g. 256) or HxW (e.g. 144x256)"
+            ) from None
+    if isinstance(value, int):
+        if not 32 <= value <= 4096:
+            raise ConfigError(f"--size {value} is out of range: use 32..4096 pixels")
+    elif isinstance(value, tuple):
+        if len(value) != 2 or not all(isinstance(v, int) and 16 <= v <= 4096 for v in value):
+            raise ConfigError(f"--size {text!r} is out of range: H and W must be 16..4096 pixels")
+    return value
+
+
+def round_to_multiple(x: float, m: int = SIZE_MULTIPLE) -> int:
+    return max(m, int(math.floor(x / m + 0.5)) * m)
+
+
+def inference_size(frame_hw: tuple[int, int], size: int | tuple[int, int]) -> tuple[int, int]:
+    """Network input (H, W) for a frame: an explicit (H, W) as is, or a long
+    side with the frame's aspect ratio kept, both sides rounded to a multiple of 32."""
+    if isinstance(size, tuple):
+        return size
+    fh, fw = frame_hw
+    if fw >= fh:
+        return round_to_multiple(size * fh / fw), round_to_multiple(size)
+    return round_to_multiple(size), round_to_multiple(size * fw / fh)
+
+
+class Preprocessor:
+    """RGB uint8 frame -> normalised float32 NCHW tensor, into reused buffers.
+
+    ``(x/255 - mean)/std`` is folded into one multiply-add per channel.
+    """
+
+    def __init__(self, size_hw: tuple[int, int], mean, std, dtype=np.float32) -> None:
+        self.size_hw = (int(size_hw[0]), int(size_hw[1]))
+        h, w = self.size_hw
+        self.scale = (1.0 / (255.0 * np.asarray(std, np.float32))).astype(np.float32)
+        self.offset = (-np.asarray(mean, np.float32) / np.asarray(std, np.float32)).astype(np.float32)
+        self._small = np.empty((h, w, 3), np.uint8)
+        self._hwc = np.empty((h, w, 3), np.float32)
+        self.tensor = np.empty((1, 3, h, w), dtype)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an H x W x 3 uint8 RGB frame, got {rgb.shape} {rgb.dtype}")
+        h, w = self.size_hw
+        if rgb.shape[:2] == (h, w):
+            small = rgb
+        else:
+            small = cv2.resize(rgb, (w, h), dst=self._small, interpolation=cv2.INTER_LINEAR)
+        np.multiply(small, self.scale, out=self._hwc, casting="unsafe")
+        self._hwc += self.offset
+        # HWC -> CHW copy into the persistent input tensor (casts to fp16 if asked).
+        self.tensor[0] = self._hwc.transpose(2, 0, 1)
+        return self.tensor
+
+
+def preprocess(rgb: np.ndarray, size_hw: tuple[int, int], mean, std) -> np.ndarray:
+    """One-shot version of :class:`Preprocessor` (allocates)."""
+    return Preprocessor(size_hw, mean, std)(rgb).copy()
+
+
+def postprocess(raw: np.ndarray, *, minmax: bool = False) -> np.ndarray:
+    """Network output [1,1,H,W] (or [H,W]) -> float32 alpha (H, W) in [0, 1].
+
+    ``minmax`` applies the reference's per-image rescale; a flat output (no
+    person: max == min) gives zeros instead of dividing by zero. Works in
+    place on ``raw`` when it already is float32.
+    """
+    a = np.asarray(raw, dtype=np.float32).reshape(raw.shape[-2:])
+    if minmax:
+        lo, hi = float(a.min()), float(a.max())
+        if hi - lo < 1e-6:
+            return np.zeros_like(a)
+        a = (a - lo) / (hi - lo)
+    return np.clip(a, 0.0, 1.0, out=a)
+
+
+def resize_alpha(alpha: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float alpha to (H, W) (the reference upsampling)."""
+    h, w = size_hw
+    if alpha.shape == (h, w):
+        return alpha
+    return cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:
+    return np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)

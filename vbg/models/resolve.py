@@ -1,0 +1,74 @@
+"""``--model NAME|PATH`` (+ ``--variant``) -> a runnable model source.
+
+A source knows the model family and normalisation and can hand out an ONNX
+file for a given inference size: ONNX files as they are, torch checkpoints
+exported once per size into vbg's cache (keyed by weights hash and size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..errors import ConfigError, ModelError
+from .spec import MODELS, RMBG14, VARIANTS, ModelSpec, get_spec
+
+ONNX_SUFFIXES = (".onnx",)
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".bin")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    spec: ModelSpec
+    label: str  # what to show the user: "rmbg-1.4 (fp32 ONNX)", a file name, ...
+    onnx: Path | None = None  # runs as is
+    weights: Path | None = None  # torch checkpoint (exported per size for ONNX Runtime)
+    random_init: bool = False  # torch backend only: seeded random weights (benchmarks)
+
+    def onnx_for(self, size_hw: tuple[int, int]) -> Path:
+        if self.onnx is not None:
+            return self.onnx
+        from . import export, hub
+
+        if self.weights is None:
+            raise ModelError(f"{self.label} has no weights to export: pass --model PATH")
+        return export.cached_export(self.weights, size_hw, hub.cache_dir())
+
+
+def resolve_model(model: str, *, variant: str = "fp32", backend: str = "onnx") -> ModelSource:
+    """Find (and if needed download) the model named or pointed to by ``model``."""
+    if backend not in ("onnx", "torch"):
+        raise ConfigError(f"--backend {backend!r} is not known: use onnx or torch")
+    if variant not in VARIANTS:
+        raise ConfigError(f"--variant {variant!r} is not known: use one of {', '.join(VARIANTS)}")
+    if model in MODELS:
+        spec = get_spec(model)
+        if spec.bundled is not None:
+            if backend == "torch":
+                raise ConfigError(f"--model {model} runs on ONNX Runtime only: drop --backend torch")
+            return ModelSource(spec, f"{spec.name} (bundled)", onnx=spec.bundled_path())
+        from . import hub
+
+        if backend == "torch" or variant == "export":
+            weights = hub.fetch(spec, "weights")
+            return ModelSource(spec, f"{spec.name} (safetensors)", weights=weights)
+        return ModelSource(spec, f"{spec.name} ({variant} ONNX)", onnx=hub.fetch(spec, variant))
+
+    path = Path(model).expanduser()
+    suffix = path.suffix.lower()
+    if suffix not in ONNX_SUFFIXES + WEIGHT_SUFFIXES:
+        known = ", ".join(MODELS)
+        raise ConfigError(
+            f"--model {model!r} is neither a known model ({known}) nor a .onnx/.safetensors/.pth/.bin file"
+        )
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist: check the path given to --model")
+    if path.stat().st_size == 0:
+        raise ModelError(f"model file {path} is empty: download or export it again")
+    if suffix in ONNX_SUFFIXES:
+        if backend == "torch":
+            raise ConfigError("an .onnx model runs on ONNX Runtime: drop --backend torch")
+        # Normalisation comes from the file's vbg.* metadata when the session
+        # opens; a file without it is taken to be RMBG-1.4 (the published ONNX).
+        return ModelSource(replace(RMBG14, name=path.name), path.name, onnx=path)
+    return ModelSource(replace(RMBG14, name=path.name), path.name, weights=path)
