@@ -95,10 +95,10 @@ def create_session(path: Path, device: str = "auto", *, strict: bool = False,
     try:
         sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=wanted)
     except Exception as e:  # ORT raises its own Fail/InvalidGraph/... classes
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        log.debug("ONNX Runtime: %s", e)
         raise ModelError(
-            f"ONNX Runtime cannot load {Path(path).name}: {msg[:200]}; the file is damaged or not a "
-            "segmentation model: download or export it again, or pass another --model"
+            f"ONNX Runtime cannot load {Path(path).name}: the file is damaged, truncated or not an ONNX "
+            "model it supports (-v shows its message): download or export it again, or pass another --model"
         ) from e
     active = sess.get_providers()
     if primary not in active:

@@ -28,6 +28,7 @@ OUTPUT_NAME = "output"
 OPSET = 17
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".bin")
 TORCH_HINT = "pip install 'vbg[torch]'"
+RANDOM_SIDE_GAIN = 100.0
 
 
 def require_torch():
@@ -87,7 +88,14 @@ def build_rmbg(weights: Path | None = None, *, seed: int = 0):
 
     if weights is None:
         torch.manual_seed(seed)
-        return BriaRMBG().eval()
+        net = BriaRMBG().eval()
+        # PyTorch's default init leaves d1's logits within +-0.05 (a flat 0.5
+        # matte); scaling the side heads spreads them over the sigmoid's range
+        # so outputs are informative in tests. The compute cost is unchanged.
+        with torch.no_grad():
+            for i in range(1, 7):
+                getattr(net, f"side{i}").weight.mul_(RANDOM_SIDE_GAIN)
+        return net
     sd = load_state_dict(Path(weights))
     net = BriaRMBG()
     try:

@@ -59,7 +59,7 @@ def resolve_model(model: str, *, variant: str = "fp32", backend: str = "onnx") -
     if suffix not in ONNX_SUFFIXES + WEIGHT_SUFFIXES:
         known = ", ".join(MODELS)
         raise ConfigError(
-            f"--model {model!r} is neither a known model ({known}) nor a .onnx/.safetensors/.pth/.bin file"
+            f"unknown model {model!r}: use one of {known}, or a path to a .onnx/.safetensors/.pth/.bin file"
         )
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist: check the path given to --model")

@@ -1,0 +1,1 @@
+"""vbg benchmarks: timings with warm-up and medians, the machine recorded, never asserted."""

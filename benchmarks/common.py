@@ -1,0 +1,62 @@
+"""Timing and machine description shared by the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}
+    try:
+        import onnxruntime as ort
+
+        info["onnxruntime"] = ort.__version__
+        info["ort_build_providers"] = ort.get_available_providers()
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    return info
+
+
+def time_call(fn: Callable[[], object], *, warmup: int = 3, repeat: int = 20) -> dict:
+    """Median and p95 wall time of ``fn`` in milliseconds, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000.0)
+    samples.sort()
+    return {"median_ms": statistics.median(samples),
+            "p95_ms": samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))],
+            "min_ms": samples[0], "runs": repeat}
+
+
+def write_results(out_dir: Path, name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, md = out_dir / f"{name}.json", out_dir / f"{name}.md"
+    js.write_text(json.dumps(payload, indent=2) + "\n")
+    md.write_text(markdown)
+    return js, md

@@ -1,0 +1,83 @@
+"""Shared fixtures: test media live in tests/data; models are exported once per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+DATA = Path(__file__).parent / "data"
+PEOPLE = DATA / "people"
+RMBG_TEST_SIZE = (128, 128)  # small: the export's cost is in the weights, not the size
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def read_alpha(path: Path) -> np.ndarray:
+    return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
+
+
+def iou(pred: np.ndarray, truth: np.ndarray, thr: float = 0.5) -> float:
+    p, t = pred >= thr, truth >= thr
+    union = np.logical_or(p, t).sum()
+    return float(np.logical_and(p, t).sum() / union) if union else 1.0
+
+
+@pytest.fixture(scope="session")
+def people() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, RGB image, alpha truth) for the webcam-like person over three rooms."""
+    out = []
+    for img in sorted(PEOPLE.glob("example03_background0?.jpg")):
+        out.append((img.stem, read_rgb(img), read_alpha(img.with_name(img.stem + "_alpha.png"))))
+    assert len(out) == 3
+    return out
+
+
+@pytest.fixture(scope="session")
+def rmbg_net():
+    """Random-init IS-Net (seed 0), the module the ONNX fixtures are exported from."""
+    from vbg.models.export import build_rmbg
+
+    return build_rmbg(None, seed=0)
+
+
+@pytest.fixture(scope="session")
+def rmbg_onnx(tmp_path_factory, rmbg_net) -> Path:
+    """Fixed-shape random-init RMBG-1.4 export at RMBG_TEST_SIZE, made once."""
+    from vbg.models.export import export_onnx
+
+    out = tmp_path_factory.mktemp("rmbg") / "rmbg14_random_128.onnx"
+    return export_onnx(rmbg_net, out, size_hw=RMBG_TEST_SIZE)
+
+
+@pytest.fixture(scope="session")
+def rmbg_onnx_dynamic(tmp_path_factory, rmbg_net) -> Path:
+    from vbg.models.export import export_onnx
+
+    out = tmp_path_factory.mktemp("rmbg") / "rmbg14_random_dynamic.onnx"
+    return export_onnx(rmbg_net, out, dynamic=True)
+
+
+def run_vbg(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The installed CLI as a user runs it: a separate process, its own env."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "vbg", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+@pytest.fixture
+def offline_env(tmp_path) -> dict:
+    """An empty hub cache and a hub that cannot be reached (.invalid never resolves)."""
+    return {
+        "HF_HOME": str(tmp_path / "hf"),
+        "VBG_CACHE_DIR": str(tmp_path / "vbg-cache"),
+        "HF_ENDPOINT": "http://vbg-no-such-host.invalid",
+        "HF_TOKEN": "",
+    }

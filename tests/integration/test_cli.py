@@ -1,0 +1,164 @@
+"""`vbg segment` and `vbg export` end to end, as a user runs them (separate processes)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from conftest import PEOPLE, iou, read_alpha, run_vbg
+
+PHOTO = PEOPLE / "example03_background01.jpg"
+
+
+def _one_line_error(proc) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in lines if ln.startswith("vbg: error:")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+def test_export_random_init_then_segment_with_it(tmp_path):
+    model = tmp_path / "m.onnx"
+    proc = run_vbg("export", "--random-init", "--size", "256x256", "-o", str(model))
+    assert proc.returncode == 0, proc.stderr
+    graph = onnx.load(str(model), load_external_data=False)
+    assert [o.name for o in graph.graph.output] == ["output"]
+    assert not list(tmp_path.glob(".*partial"))  # nothing half-written beside it
+
+    mask = tmp_path / "mask.png"
+    proc = run_vbg("segment", str(PHOTO), "--model", str(model), "-o", str(mask))
+    assert proc.returncode == 0, proc.stderr
+    out = cv2.imread(str(mask), cv2.IMREAD_UNCHANGED)
+    photo = cv2.imread(str(PHOTO))
+    assert out.shape == photo.shape[:2] and out.dtype == np.uint8  # the image's own size
+
+
+def test_segment_with_selfie_finds_the_person(tmp_path):
+    mask = tmp_path / "mask.png"
+    proc = run_vbg("segment", str(PHOTO), "--model", "selfie", "-o", str(mask))
+    assert proc.returncode == 0, proc.stderr
+    pred = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+    assert iou(pred, read_alpha(PEOPLE / "example03_background01_alpha.png")) >= 0.85
+
+
+def test_segment_batch_writes_cutouts_to_a_folder(tmp_path):
+    images = sorted(PEOPLE.glob("example03_background0?.jpg"))
+    proc = run_vbg("segment", *map(str, images), "--model", "selfie", "--cutout", "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    for img in images:
+        rgba = cv2.imread(str(tmp_path / "out" / f"{img.stem}.png"), cv2.IMREAD_UNCHANGED)
+        truth = read_alpha(img.with_name(img.stem + "_alpha.png"))
+        assert rgba.shape == (*truth.shape, 4)
+        assert iou(rgba[:, :, 3] / 255, truth) >= 0.8
+
+
+def test_default_model_without_network_names_the_fix(tmp_path, offline_env):
+    proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"), env=offline_env, timeout=60)
+    assert proc.returncode == 5
+    line = _one_line_error(proc)
+    assert "--model selfie" in line and "--model PATH" in line
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_corrupt_onnx_is_one_line_and_exit_4(tmp_path):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    proc = run_vbg("segment", str(PHOTO), "--model", str(bad), "-o", str(tmp_path / "m.png"))
+    assert proc.returncode == 4
+    assert "broken.onnx" in _one_line_error(proc)
+
+
+def test_wrongly_shaped_onnx_is_refused(tmp_path):
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    proc = run_vbg("segment", str(PHOTO), "--model", str(path), "-o", str(tmp_path / "m.png"))
+    assert proc.returncode == 4
+    assert "[N,3,H,W]" in _one_line_error(proc)
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["--model", "rmbg-9"], 2, "unknown model"),
+    (["--model", "selfie", "--size", "512"], 2, "fixed at 256x256"),
+    (["--model", "selfie", "--size", "huge"], 2, "--size"),
+    (["--model", "no/such/file.onnx"], 4, "does not exist"),
+])
+def test_bad_options_exit_cleanly(tmp_path, args, code, needle):
+    proc = run_vbg("segment", str(PHOTO), *args, "-o", str(tmp_path / "m.png"))
+    assert proc.returncode == code, proc.stderr
+    assert needle in _one_line_error(proc)
+
+
+def test_missing_image_fails_but_others_are_written(tmp_path):
+    out = tmp_path / "out"
+    proc = run_vbg("segment", str(tmp_path / "nope.jpg"), str(PHOTO), "--model", "selfie", "-o", str(out))
+    assert proc.returncode == 1
+    assert "nope.jpg does not exist" in _one_line_error(proc)
+    assert (out / f"{PHOTO.stem}.png").is_file()
+
+
+def test_existing_output_is_not_overwritten(tmp_path):
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(b"precious")
+    proc = run_vbg("segment", str(PHOTO), "--model", "selfie", "-o", str(mask))
+    assert proc.returncode == 10 and "--overwrite" in _one_line_error(proc)
+    assert mask.read_bytes() == b"precious"
+    assert run_vbg("segment", str(PHOTO), "--model", "selfie", "-o", str(mask), "--overwrite").returncode == 0
+
+
+def test_export_needs_a_weights_source(tmp_path):
+    proc = run_vbg("export", "-o", str(tmp_path / "m.onnx"))
+    assert proc.returncode == 2 and "--random-init" in proc.stderr
+
+
+def test_export_from_a_code_holding_pth_is_refused(tmp_path):
+    import torch
+
+    bad = tmp_path / "model.pth"
+    torch.save({"w": torch.zeros(1), "cls": cv2.KeyPoint}, bad)  # a pickled global, not a tensor
+    proc = run_vbg("export", "--weights", str(bad), "-o", str(tmp_path / "m.onnx"))
+    assert proc.returncode == 4 and "weights_only=True" in _one_line_error(proc)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.fixture
+def hub(tmp_path):
+    from fakehub import FakeHub
+
+    fake = FakeHub().start()
+    yield fake
+    fake.stop()
+
+
+def _hub_env(tmp_path, endpoint) -> dict:
+    return {"HF_HOME": str(tmp_path / "hf"), "VBG_CACHE_DIR": str(tmp_path / "vbg-cache"),
+            "HF_ENDPOINT": endpoint, "HF_TOKEN": "", "HF_HUB_OFFLINE": "0"}
+
+
+def test_gated_default_model_names_token_and_alternatives(tmp_path, hub):
+    hub.fail("briaai/RMBG-1.4", None, 401, "GatedRepo", "Access to model briaai/RMBG-1.4 is restricted.")
+    proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"), env=_hub_env(tmp_path, hub.endpoint),
+                   timeout=60)
+    assert proc.returncode == 6
+    line = _one_line_error(proc)
+    assert "HF_TOKEN" in line and "--model selfie" in line and "https://huggingface.co/briaai/RMBG-1.4" in line
+
+
+def test_a_file_that_does_not_match_its_checksum_is_never_used(tmp_path, hub):
+    payload = b"not the model" * 100
+    hub.serve("briaai/RMBG-1.4", "onnx/model.onnx", payload)
+    proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"), env=_hub_env(tmp_path, hub.endpoint),
+                   timeout=60)
+    assert proc.returncode == 7
+    line = _one_line_error(proc)
+    assert "176153355" in line and "nothing was downloaded" in line and "--model selfie" in line
+    leftovers = [p for p in (tmp_path / "hf").rglob("*") if p.is_file() or p.is_symlink()
+                 if "blobs" in p.parts or "snapshots" in p.parts]
+    assert leftovers == []  # nothing half-written or wrong left in the hub cache

@@ -1,0 +1,305 @@
+"""vbg.models.hub against the real huggingface_hub client and a local fake hub.
+
+huggingface_hub reads its environment when imported, so each fetch runs in a
+fresh interpreter (``fakehub.run_fetch``) with its own HF_HOME / VBG_CACHE_DIR
+under the test's tmp_path; the fake hub runs in a thread of this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import fakehub  # noqa: E402
+from fakehub import FakeHub, child_env, finish_fetch, run_fetch, sha256, start_fetch  # noqa: E402
+
+from vbg.errors import ConfigError  # noqa: E402
+from vbg.models import hub as vbg_hub  # noqa: E402
+from vbg.models.spec import RMBG14, RMBG_LICENSE_URL, SELFIE, HubFile  # noqa: E402
+
+REPO = RMBG14.hub_repo
+FILE = "onnx/model.onnx"
+DATA = b"".join(sha256(bytes([i])).encode() for i in range(128))  # 8 KB, not all one byte
+BAD = bytes(reversed(DATA))  # same size, other content
+FAST_S = 5.0
+
+
+def files_for(data: bytes) -> dict[str, tuple[str, int, str]]:
+    return {"fp32": (FILE, len(data), sha256(data))}
+
+
+@pytest.fixture
+def fake():
+    hub = FakeHub().start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+def repo_cache(tmp_path: Path) -> Path:
+    return tmp_path / "hf" / "hub" / ("models--" + REPO.replace("/", "--"))
+
+
+def cached_entries(tmp_path: Path) -> list[str]:
+    """Every blob, partial download and snapshot entry of the test repository in the hub cache."""
+    root = repo_cache(tmp_path)
+    found = []
+    for sub in ("blobs", "snapshots"):
+        for path in sorted((root / sub).rglob("*")) if (root / sub).exists() else []:
+            if path.is_symlink() or path.is_file():
+                found.append(str(path.relative_to(root)))
+    return found
+
+
+def notices(result: dict) -> list[str]:
+    return [r["msg"] for r in result["records"] if r["level"] == "WARNING"]
+
+
+def assert_one_line_error(result: dict, error: str, exit_code: int) -> str:
+    assert not result["ok"], result
+    assert result["error"] == error, result
+    assert result["exit_code"] == exit_code
+    message = result["message"]
+    assert "\n" not in message and message.strip() == message
+    assert "Traceback" not in result["stderr"]
+    return message
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+def test_unknown_variant_is_a_config_error_listing_the_variants():
+    with pytest.raises(ConfigError) as info:
+        vbg_hub.fetch(RMBG14, "fp64")
+    message = str(info.value)
+    assert "'fp64'" in message
+    for variant in RMBG14.hub_files:
+        assert variant in message
+    with pytest.raises(ConfigError):
+        vbg_hub.cached_path(RMBG14, "fp64")
+
+
+def test_a_model_without_hub_files_is_a_config_error():
+    with pytest.raises(ConfigError, match="not downloaded from the hub"):
+        vbg_hub.fetch(SELFIE, "fp32")
+
+
+def test_cache_dir_precedence(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("VBG_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert vbg_hub.cache_dir() == tmp_path / "home" / ".cache" / "vbg"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert vbg_hub.cache_dir() == tmp_path / "xdg" / "vbg"
+    monkeypatch.setenv("VBG_CACHE_DIR", str(tmp_path / "own"))
+    assert vbg_hub.cache_dir() == tmp_path / "own"
+    assert (tmp_path / "own").is_dir()
+
+
+def test_file_sha256_matches_hashlib_for_any_chunk(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(DATA)
+    for chunk in (1, 7, 4096, 1 << 20):
+        assert vbg_hub.file_sha256(path, chunk) == sha256(DATA)
+
+
+# --------------------------------------------------------------------------- downloads
+
+
+def test_download_then_cache_without_network_notice_or_rehash(fake, tmp_path):
+    fake.serve(REPO, FILE, DATA)
+    env = child_env(tmp_path, fake.endpoint)
+
+    first = run_fetch(env, files_for(DATA), check_cached=True)
+    assert first["ok"], first
+    assert first["cached_before"] is None
+    assert first["sha256"] == sha256(DATA)
+    path = Path(first["path"])
+    assert path.name == "model.onnx" and path.parent.name == "onnx"
+    assert repo_cache(tmp_path).resolve() in path.resolve().parents  # the standard hub cache
+    # One licence notice, naming what the user agrees to.
+    (notice,) = notices(first)
+    assert "BRIA AI" in notice and RMBG_LICENSE_URL in notice
+    assert "non-commercial" in notice and "acceptance" in notice and "MB" in notice
+    assert first["stderr"] == ""  # nothing of huggingface_hub's own logging reaches the terminal
+    assert fake.count("GET") == 1
+    # Hashed once after the download, and stamped so later starts skip the hash.
+    assert len(first["hash_calls"]) == 1
+    stamp = json.loads((tmp_path / "vbg" / "verified" / sha256(DATA)).read_text())
+    assert stamp["path"] == os.path.realpath(path) and stamp["size"] == len(DATA)
+    requests_after_download = fake.count()
+
+    offline = run_fetch(dict(env, HF_HUB_OFFLINE="1"), files_for(DATA), check_cached=True)
+    assert offline["ok"], offline
+    assert offline["path"] == first["path"] and offline["cached_before"] == first["path"]
+    assert offline["records"] == [] and offline["hash_calls"] == []
+
+    online = run_fetch(env, files_for(DATA))
+    assert online["ok"] and online["path"] == first["path"]
+    assert online["records"] == [] and online["hash_calls"] == []
+    assert fake.count() == requests_after_download  # a cached file never touches the network
+
+
+def test_token_is_sent_to_the_hub(fake, tmp_path):
+    fake.serve(REPO, FILE, DATA)
+    result = run_fetch(child_env(tmp_path, fake.endpoint), files_for(DATA), token="hf_vbg_test")
+    assert result["ok"], result
+    assert {auth for _, _, auth in fake.requests} == {"Bearer hf_vbg_test"}
+
+
+def test_a_damaged_cached_file_is_rehashed_removed_and_downloaded_again(fake, tmp_path):
+    fake.serve(REPO, FILE, DATA)
+    env = child_env(tmp_path, fake.endpoint)
+    first = run_fetch(env, files_for(DATA))
+    assert first["ok"], first
+    blob = Path(os.path.realpath(first["path"]))
+    blob.write_bytes(BAD)  # same size, new mtime: the stamp no longer matches
+
+    again = run_fetch(env, files_for(DATA))
+    assert again["ok"], again
+    assert again["sha256"] == sha256(DATA)
+    assert any("damaged" in n for n in notices(again))
+    assert len(again["hash_calls"]) == 2  # the damaged copy, then the new download
+    assert fake.count("GET") == 2
+
+
+@pytest.mark.parametrize("lying_etag", [False, True], ids=["honest-etag", "lying-etag"])
+def test_wrong_bytes_raise_checksum_error_and_leave_nothing_in_the_cache(fake, tmp_path, lying_etag):
+    fake.serve(REPO, FILE, BAD, claimed_sha256=sha256(DATA) if lying_etag else None)
+    env = child_env(tmp_path, fake.endpoint)
+
+    result = run_fetch(env, files_for(DATA))
+    message = assert_one_line_error(result, "ChecksumError", 7)
+    assert FILE in message and sha256(DATA)[:12] in message and sha256(BAD)[:12] in message
+    assert "removed" in message and "--model" in message
+    assert cached_entries(tmp_path) == []
+    assert not (tmp_path / "vbg" / "verified" / sha256(DATA)).exists()
+
+    fake.serve(REPO, FILE, DATA)
+    fixed = run_fetch(env, files_for(DATA))
+    assert fixed["ok"], fixed
+    assert fixed["sha256"] == sha256(DATA)
+
+
+def test_a_size_change_upstream_is_caught_before_downloading(fake, tmp_path):
+    fake.serve(REPO, FILE, DATA + b"more")
+    result = run_fetch(child_env(tmp_path, fake.endpoint), files_for(DATA))
+    message = assert_one_line_error(result, "ChecksumError", 7)
+    assert str(len(DATA)) in message and "nothing was downloaded" in message
+    assert fake.count("GET") == 0 and cached_entries(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(401, "GatedRepo"), (403, "GatedRepo"), (401, "RepoNotFound"), (403, None)],
+    ids=["gated-401", "gated-403", "no-token", "bad-token"],
+)
+def test_gated_or_refused_is_an_access_error_naming_the_fix(fake, tmp_path, status, code):
+    fake.fail(REPO, None, status, code, f"Access to model {REPO} is restricted.")
+    result = run_fetch(child_env(tmp_path, fake.endpoint), files_for(DATA))
+    message = assert_one_line_error(result, "ModelAccessError", 6)
+    assert "gated" in message and "HF_TOKEN" in message and "--model" in message
+    assert "https://huggingface.co/briaai/RMBG-1.4" in message
+    assert notices(result) == []  # no licence notice for a download that never started
+    assert result["wall"] < FAST_S
+
+
+@pytest.mark.parametrize(("status", "code", "shown"),
+                         [(500, None, "HTTP 500"), (503, None, "HTTP 503"), (404, "EntryNotFound", "HTTP 404")])
+def test_other_http_errors_are_download_errors_with_the_status(fake, tmp_path, status, code, shown):
+    fake.fail(REPO, FILE, status, code)
+    result = run_fetch(child_env(tmp_path, fake.endpoint), files_for(DATA))
+    message = assert_one_line_error(result, "ModelDownloadError", 5)
+    assert shown in message and "--model" in message
+    assert result["elapsed"] < FAST_S  # no 23 s of huggingface_hub retries
+    assert "Retrying" not in result["stderr"]
+
+
+def test_offline_and_not_cached_fails_fast_without_requests(fake, tmp_path):
+    fake.serve(REPO, FILE, DATA)
+    result = run_fetch(child_env(tmp_path, fake.endpoint, HF_HUB_OFFLINE="1"), files_for(DATA))
+    message = assert_one_line_error(result, "ModelDownloadError", 5)
+    assert "HF_HUB_OFFLINE" in message and "not in the cache" in message and "--model" in message
+    assert result["elapsed"] < FAST_S
+    assert fake.count() == 0
+
+
+def test_unreachable_endpoint_fails_fast(tmp_path):
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    result = run_fetch(child_env(tmp_path, endpoint), files_for(DATA))
+    message = assert_one_line_error(result, "ModelDownloadError", 5)
+    assert "cannot connect" in message and "not in the cache" in message and "--model selfie" in message
+    assert result["elapsed"] < FAST_S
+    assert result["stderr"] == ""
+
+
+def test_real_spec_without_network_fails_fast(tmp_path):
+    # .invalid never resolves (RFC 2606), so this never downloads 176 MB on a machine with network.
+    result = run_fetch(child_env(tmp_path, "https://vbg-no-such-host.invalid"), None)
+    message = assert_one_line_error(result, "ModelDownloadError", 5)
+    assert RMBG14.hub_files["fp32"].path in message and "cannot resolve" in message
+    assert "--model PATH" in message and "--model selfie" in message
+    assert result["elapsed"] < FAST_S
+
+
+def test_unwritable_hub_cache_is_an_output_error(fake, tmp_path):
+    fake.serve(REPO, FILE, DATA)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    env = child_env(tmp_path, fake.endpoint, HF_HUB_CACHE=str(blocker / "hub"))
+    result = run_fetch(env, files_for(DATA))
+    message = assert_one_line_error(result, "OutputError", 10)
+    assert str(blocker / "hub") in message and "HF_HOME" in message
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGINT delivery to a child process")
+def test_interrupted_download_leaves_no_partial_file(fake, tmp_path):
+    data = DATA * 16  # 128 KB, so the first chunk is written before the stall
+    fake.serve(REPO, FILE, data)
+    fake.stall(len(data) // 2)
+    env = child_env(tmp_path, fake.endpoint)
+    proc = start_fetch(env, files_for(data))
+    try:
+        assert fake.stalled.wait(15), "the download never started"
+        blobs = repo_cache(tmp_path) / "blobs"
+        deadline = time.monotonic() + 5
+        while not list(blobs.glob("*.incomplete")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list(blobs.glob("*.incomplete")), "expected a partial file while downloading"
+        proc.send_signal(signal.SIGINT)
+        result = finish_fetch(proc, timeout=15)
+    finally:
+        fake.release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert result["error"] == "KeyboardInterrupt"
+    assert cached_entries(tmp_path) == []
+
+    fake.stall_after = None
+    again = run_fetch(env, files_for(data))
+    assert again["ok"], again
+    assert again["sha256"] == sha256(data)
+
+
+def test_cached_path_is_none_in_a_fresh_cache(tmp_path):
+    result = run_fetch(child_env(tmp_path, f"http://127.0.0.1:{closed_port()}", HF_HUB_OFFLINE="1"),
+                       files_for(DATA), check_cached=True)
+    assert result["cached_before"] is None

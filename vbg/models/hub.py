@@ -1,0 +1,512 @@
+"""Download, cache and verify hub model files.
+
+Files come from the Hugging Face hub through ``huggingface_hub`` into its
+standard cache (``HF_HOME`` / ``HF_HUB_CACHE``), so other tools share them and
+``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and ``HF_TOKEN`` work as usual. Every file is
+pinned by size and sha256 in its ``ModelSpec``:
+
+- a cached copy is used without any network access (the pin makes an update
+  check pointless);
+- hashing a 176 MB file on every start is too slow, so a verified file gets a
+  stamp in ``cache_dir()/verified/<sha256>`` (resolved path, size, mtime); while
+  the file's stat matches the stamp, the hash is not recomputed;
+- a download that does not match its pin is removed from the hub cache before
+  ``ChecksumError`` is raised, so a later run downloads it again.
+
+huggingface_hub retries an unreachable host or a 5xx answer for about 23 s and
+logs each retry; ``fetch`` first checks that the endpoint accepts a TCP
+connection and asks for the file's metadata once without retries, so the user
+gets a one-line error within seconds instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import (
+    ChecksumError,
+    ConfigError,
+    DependencyError,
+    ModelAccessError,
+    ModelDownloadError,
+    OutputError,
+    VbgError,
+)
+from .spec import HubFile, ModelSpec
+
+log = logging.getLogger("vbg.hub")
+
+PROBE_TIMEOUT_S = 3.0
+_ALTERNATIVES = "pass --model PATH to a downloaded file, or use --model selfie"
+_NETWORK_MODULES = ("httpx", "httpx2", "requests", "urllib3", "aiohttp", "h11", "httpcore")
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                 errno.EISDIR, errno.EEXIST, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+# --------------------------------------------------------------------------- paths
+
+def cache_dir() -> Path:
+    """vbg's own cache folder (exports, verification stamps), created on demand.
+
+    ``$VBG_CACHE_DIR``, else ``$XDG_CACHE_HOME/vbg``, else ``~/.cache/vbg``.
+    Hub files are not kept here but in huggingface_hub's cache.
+    """
+    if os.environ.get("VBG_CACHE_DIR"):
+        path = Path(os.environ["VBG_CACHE_DIR"]).expanduser()
+    elif os.environ.get("XDG_CACHE_HOME"):
+        path = Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "vbg"
+    else:
+        path = Path.home() / ".cache" / "vbg"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot create the vbg cache folder {path} ({_short(exc)}): "
+            "set VBG_CACHE_DIR to a writable folder"
+        ) from exc
+    return path
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in ``chunk``-byte blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- public API
+
+def cached_path(spec: ModelSpec, variant: str) -> Path | None:
+    """The verified cached copy of ``spec.hub_files[variant]``, or None.
+
+    Never touches the network and never changes the hub cache.
+    """
+    f = _hub_file(spec, variant)
+    hub = _import_hub()
+    for path in _cached_candidates(hub, spec, f):
+        if _verify(path, f) is None:
+            return path
+    return None
+
+
+def fetch(spec: ModelSpec, variant: str, *, token: str | None = None) -> Path:
+    """Local path of ``spec.hub_files[variant]``, downloaded if needed and verified.
+
+    ``token`` overrides ``HF_TOKEN`` / the stored login. Raises ``ConfigError``
+    (unknown variant), ``ModelAccessError`` (gated, bad token),
+    ``ModelDownloadError`` (offline, unreachable, hub error), ``ChecksumError``
+    (the download does not match its pin; it is removed) or ``OutputError``
+    (the cache cannot be written).
+    """
+    f = _hub_file(spec, variant)
+    hub = _import_hub()
+
+    for path in _cached_candidates(hub, spec, f):
+        problem = _verify(path, f)
+        if problem is None:
+            return path
+        log.warning("cached %s of %s is damaged (%s): removing it", f.path, spec.hub_repo, problem)
+        failure = _remove_cached(hub, spec, f, path)
+        if failure is not None:
+            raise OutputError(
+                f"cached {path} is damaged ({problem}) and cannot be removed ({failure}): "
+                "delete it, or set HF_HOME to a writable folder"
+            )
+
+    if _offline(hub):
+        raise _download_error(spec, f, "HF_HUB_OFFLINE is set",
+                              fix="unset HF_HUB_OFFLINE and connect to the internet")
+
+    with _quiet_hub_logger():
+        _check_reachable(hub.constants.ENDPOINT, spec, f)
+        etag = _preflight(hub, spec, f, token)
+        _log_notice(spec, f)
+        path = _download(hub, spec, f, token, etag)
+
+    problem = _verify(path, f)
+    if problem is not None:
+        failure = _remove_cached(hub, spec, f, path)
+        removed = "was removed from the cache: run again" if failure is None else \
+            f"could not be removed ({failure}): delete {path} and run again"
+        raise ChecksumError(
+            f"downloaded {f.path} of {spec.hub_repo} does not match its published checksum ({problem}) "
+            f"and {removed}, or {_ALTERNATIVES}"
+        )
+    return path
+
+
+# --------------------------------------------------------------------------- internals
+
+def _hub_file(spec: ModelSpec, variant: str) -> HubFile:
+    if spec.hub_repo is None or not spec.hub_files:
+        raise ConfigError(f"model {spec.name!r} is not downloaded from the hub")
+    try:
+        return spec.hub_files[variant]
+    except KeyError:
+        known = ", ".join(spec.hub_files)
+        raise ConfigError(f"unknown variant {variant!r} for model {spec.name}: use one of {known}") from None
+
+
+def _import_hub() -> Any:
+    try:
+        import huggingface_hub
+        import huggingface_hub.constants  # noqa: F401
+    except ImportError as exc:
+        raise DependencyError(
+            "downloading models needs huggingface_hub: pip install 'huggingface_hub>=0.23'"
+        ) from exc
+    return huggingface_hub
+
+
+def _offline(hub: Any) -> bool:
+    is_offline = getattr(hub.constants, "is_offline_mode", None)
+    return bool(is_offline() if callable(is_offline) else hub.constants.HF_HUB_OFFLINE)
+
+
+def _repo_dir(hub: Any, spec: ModelSpec) -> Path:
+    assert spec.hub_repo is not None
+    # Resolved like huggingface_hub does, so paths it returns compare equal to ours.
+    cache = Path(hub.constants.HF_HUB_CACHE).expanduser().resolve()
+    return cache / ("models--" + spec.hub_repo.replace("/", "--"))
+
+
+def _cached_candidates(hub: Any, spec: ModelSpec, f: HubFile) -> Iterator[Path]:
+    """Snapshot paths of ``f`` in the hub cache: the ``main`` ref first, then any other snapshot.
+
+    Other snapshots matter when ``refs/main`` moved on (another tool fetched a
+    newer commit of the repository) while the pinned file is still cached.
+    """
+    seen: set[Path] = set()
+    try:
+        found = hub.try_to_load_from_cache(repo_id=spec.hub_repo, filename=f.path)
+    except (OSError, ValueError):
+        found = None
+    if isinstance(found, str):
+        path = Path(found)
+        seen.add(path)
+        yield path
+    snapshots = _repo_dir(hub, spec) / "snapshots"
+    try:
+        commits = sorted(snapshots.iterdir())
+    except OSError:
+        return
+    for commit in commits:
+        path = commit.joinpath(*f.path.split("/"))
+        if path not in seen and path.is_file():
+            seen.add(path)
+            yield path
+
+
+def _verify(path: Path, f: HubFile) -> str | None:
+    """None if ``path`` holds ``f``, else a short description of the mismatch.
+
+    A matching stamp skips the hash; a successful hash writes the stamp.
+    """
+    try:
+        real = Path(os.path.realpath(path))
+        st = real.stat()
+    except OSError as exc:
+        return _short(exc)
+    if st.st_size != f.size:
+        return f"expected {f.size} bytes, got {st.st_size}"
+    expected_stamp = {"path": str(real), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    stamp = _stamp_path(f)
+    if stamp is not None:
+        try:
+            if json.loads(stamp.read_text()) == expected_stamp:
+                return None
+        except (OSError, ValueError):
+            pass
+    digest = file_sha256(real)
+    if digest != f.sha256:
+        return f"expected sha256 {f.sha256[:12]}..., got {digest[:12]}..."
+    if stamp is not None:
+        _write_stamp(stamp, expected_stamp)
+    return None
+
+
+def _stamp_path(f: HubFile) -> Path | None:
+    """Where the verification stamp of ``f`` lives; None when vbg's cache folder is unusable."""
+    try:
+        return cache_dir() / "verified" / f.sha256
+    except OutputError as exc:
+        log.debug("no verification stamps: %s", exc)
+        return None
+
+
+def _write_stamp(stamp: Path, content: dict) -> None:
+    """Atomic write; a stamp is only an optimisation, so failing to write one is not an error."""
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=stamp.parent, prefix=f".{stamp.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(content, fh)
+            os.replace(tmp, stamp)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        log.debug("cannot write verification stamp %s: %s", stamp, exc)
+
+
+def _remove_cached(hub: Any, spec: ModelSpec, f: HubFile, path: Path) -> str | None:
+    """Remove a snapshot entry and the blob it points to, so no later run uses it.
+
+    Returns None, or why it could not be removed (a read-only cache). A blob that
+    is a link into huggingface_hub's shared store is unlinked; the store entry
+    itself is left alone (other repositories may point at it).
+    """
+    repo_dir = _repo_dir(hub, spec)
+    blob: Path | None = None
+    if path.is_symlink():
+        # huggingface_hub links snapshots/<commit>/<file> -> ../../blobs/<etag> (relative).
+        link_target = Path(os.path.normpath(path.parent / os.readlink(path)))
+        if os.path.realpath(link_target.parent) == os.path.realpath(repo_dir / "blobs"):
+            blob = link_target
+    stamp = _stamp_path(f)
+    if stamp is not None:
+        with contextlib.suppress(OSError):
+            stamp.unlink()
+    for victim in (path, blob):
+        if victim is None:
+            continue
+        try:
+            victim.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            return _short(exc)
+    # Tidy now-empty folders between the file and its snapshot root.
+    snapshots = repo_dir / "snapshots"
+    parent = Path(os.path.realpath(path.parent))
+    while parent != snapshots and snapshots in parent.parents:
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+        parent = parent.parent
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_hub_logger() -> Iterator[None]:
+    """Keep huggingface_hub's retry warnings off the terminal (it has its own stderr handler).
+
+    Progress bars stay: they are only disabled at level NOTSET. An explicit
+    ``HF_HUB_VERBOSITY`` is respected.
+    """
+    hub_logger = logging.getLogger("huggingface_hub")
+    if os.environ.get("HF_HUB_VERBOSITY"):
+        yield
+        return
+    old = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(old)
+
+
+def _check_reachable(endpoint: str, spec: ModelSpec, f: HubFile) -> None:
+    """Resolve and TCP-connect to the endpoint (or the proxy that would carry the request)."""
+    parts = urllib.parse.urlsplit(endpoint)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    what = host
+    proxy = _proxy_for(parts.scheme, host)
+    if proxy:
+        pparts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        host = pparts.hostname or ""
+        port = pparts.port or (443 if pparts.scheme == "https" else 80)
+        what = f"proxy {host}"
+
+    # getaddrinfo has no timeout of its own: run it in a daemon thread and stop waiting.
+    result: dict[str, Any] = {}
+
+    def resolve() -> None:
+        try:
+            result["addrs"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            result["error"] = exc
+
+    worker = threading.Thread(target=resolve, name="vbg-hub-resolve", daemon=True)
+    worker.start()
+    worker.join(PROBE_TIMEOUT_S)
+    if worker.is_alive():
+        raise _download_error(spec, f, f"cannot resolve {what}: DNS timed out")
+    if "error" in result:
+        raise _download_error(spec, f, f"cannot resolve {what}") from result["error"]
+
+    last: OSError | None = None
+    for family, kind, proto, _, addr in result["addrs"]:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(PROBE_TIMEOUT_S)
+                sock.connect(addr)
+            return
+        except OSError as exc:
+            last = exc
+    reason = "timed out" if isinstance(last, (TimeoutError, socket.timeout)) else _short(last)
+    raise _download_error(spec, f, f"cannot connect to {what} port {port}: {reason}") from last
+
+
+def _proxy_for(scheme: str, host: str) -> str | None:
+    proxies = urllib.request.getproxies()
+    if not proxies or urllib.request.proxy_bypass(host):
+        return None
+    return proxies.get(scheme) or proxies.get("all")
+
+
+def _preflight(hub: Any, spec: ModelSpec, f: HubFile, token: str | None) -> str | None:
+    """One metadata request without huggingface_hub's retries; returns the blob etag.
+
+    Catches gated/missing/5xx answers at once and a file whose published size
+    changed before its bytes are downloaded.
+    """
+    try:
+        meta = hub.get_hf_file_metadata(hub.hf_hub_url(spec.hub_repo, f.path), token=token)
+    except VbgError:
+        raise
+    except Exception as exc:
+        err = _translate(exc, spec, f)
+        if err is None:
+            raise
+        raise err from exc
+    if meta.size is not None and meta.size != f.size:
+        raise ChecksumError(
+            f"the hub serves {f.path} of {spec.hub_repo} with {meta.size} bytes, not the published "
+            f"{f.size} (the file changed upstream?): nothing was downloaded; {_ALTERNATIVES}"
+        )
+    return meta.etag
+
+
+def _log_notice(spec: ModelSpec, f: HubFile) -> None:
+    terms = spec.license
+    if not spec.commercial_use and "non-commercial" not in terms:
+        terms += "; non-commercial use only"
+    log.warning(
+        "Downloading %s (%.1f MB) of %s. Licence: %s, %s. The file is downloaded under your own "
+        "acceptance of these terms; vbg does not redistribute it.",
+        f.path, f.size / 1e6, spec.attribution, terms, spec.license_url,
+    )
+
+
+def _download(hub: Any, spec: ModelSpec, f: HubFile, token: str | None, etag: str | None) -> Path:
+    """hf_hub_download, leaving no partial ``.incomplete`` file of this blob behind on any failure."""
+    blobs = _repo_dir(hub, spec) / "blobs"
+    pattern = f"{etag}*.incomplete" if etag else None
+    before = set(blobs.glob(pattern)) if pattern else set()
+    try:
+        return Path(hub.hf_hub_download(repo_id=spec.hub_repo, filename=f.path, token=token))
+    except BaseException as exc:
+        if pattern:
+            for partial in set(blobs.glob(pattern)) - before | {blobs / f"{etag}.incomplete"}:
+                with contextlib.suppress(OSError):
+                    partial.unlink()
+        err = _translate(exc, spec, f) if isinstance(exc, Exception) and not isinstance(exc, VbgError) else None
+        if err is None:
+            raise
+        raise err from exc
+
+
+def _translate(exc: Exception, spec: ModelSpec, f: HubFile) -> VbgError | None:
+    """Map a huggingface_hub / network / file-system error to one vbg error with a fix.
+
+    None for anything else (a bug, not a user's problem): the caller re-raises it.
+    """
+    repo = spec.hub_repo
+    status = _status(exc)
+    if isinstance(exc, (_hf_error("GatedRepoError"), _hf_error("RepositoryNotFoundError"))) \
+            or status in (401, 403):
+        reason = "the hub refused the download" + (f", HTTP {status}" if status else "")
+        return ModelAccessError(
+            f"{repo} is gated ({reason}: no token, an invalid token, or the terms not accepted): "
+            f"accept the terms at https://huggingface.co/{repo} and set HF_TOKEN "
+            f"(or run `hf auth login`), or {_ALTERNATIVES}"
+        )
+    local_missing = (_hf_error("LocalEntryNotFoundError"), _hf_error("OfflineModeIsEnabled"))
+    if isinstance(exc, (_hf_error("RevisionNotFoundError"), _hf_error("EntryNotFoundError"))) \
+            and not isinstance(exc, local_missing):
+        return ModelDownloadError(
+            f"cannot download {f.path} from {repo}: the hub has no such file (HTTP {status or 404}): "
+            f"update vbg, or {_ALTERNATIVES}"
+        )
+    if isinstance(exc, local_missing):
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None and cause is not exc and isinstance(cause, Exception):
+            inner = _translate(cause, spec, f)
+            if inner is not None and not isinstance(inner, OutputError):
+                return inner
+        return _download_error(spec, f, "offline or unreachable")
+    if status is not None:
+        return ModelDownloadError(
+            f"cannot download {f.path} from {repo}: the hub answered HTTP {status}: "
+            f"try again later, or {_ALTERNATIVES}"
+        )
+    if _is_network_error(exc):
+        return _download_error(spec, f, _short(exc) or type(exc).__name__)
+    if isinstance(exc, OSError) and "consistency check" in str(exc).lower():
+        return _download_error(spec, f, "the transfer was cut short")
+    if isinstance(exc, OSError) and (exc.errno in _WRITE_ERRNOS or exc.filename is not None):
+        where = _import_hub().constants.HF_HUB_CACHE
+        return OutputError(
+            f"cannot write {f.path} ({f.size / 1e6:.0f} MB) to the hub cache {where} ({_short(exc)}): "
+            "free disk space, or set HF_HOME to a writable folder with room for it"
+        )
+    if isinstance(exc, OSError):
+        return _download_error(spec, f, _short(exc))
+    return None
+
+
+def _hf_error(name: str) -> type | tuple:
+    """An exception class of huggingface_hub by name (``errors`` since 0.24, ``utils`` before); () if absent."""
+    import huggingface_hub.utils as hf_utils
+
+    try:
+        import huggingface_hub.errors as hf_errors
+    except ImportError:
+        hf_errors = hf_utils
+    return getattr(hf_errors, name, None) or getattr(hf_utils, name, None) or ()
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    code = getattr(response, "status_code", None)
+    return code if isinstance(code, int) else None
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror)):
+        return True
+    return any(k.__module__.split(".")[0] in _NETWORK_MODULES for k in type(exc).__mro__)
+
+
+def _download_error(spec: ModelSpec, f: HubFile, reason: str,
+                    fix: str = "connect to the internet (or check HF_ENDPOINT and proxy settings)") -> ModelDownloadError:
+    return ModelDownloadError(
+        f"cannot download {f.path} of {spec.hub_repo} from the Hugging Face hub ({reason}) "
+        f"and it is not in the cache: {fix}, or {_ALTERNATIVES}"
+    )
+
+
+def _short(exc: BaseException | None, limit: int = 120) -> str:
+    if exc is None:
+        return ""
+    text = " ".join(str(getattr(exc, "strerror", None) or exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
