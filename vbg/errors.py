@@ -66,3 +66,15 @@ class OutputError(VbgError, OSError):
     """An output that cannot be written."""
 
     exit_code = 10
+
+
+class SourceError(VbgError, OSError):
+    """The video source cannot be opened or read (camera missing or busy, bad file)."""
+
+    exit_code = 11
+
+
+class SinkError(VbgError, OSError):
+    """A sink cannot be opened or fails: no virtual camera device, device busy."""
+
+    exit_code = 12

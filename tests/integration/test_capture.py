@@ -1,0 +1,120 @@
+"""Sources: a video file paced like a camera, looping, and a camera that goes away and comes back."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from media import person_clip_frames, write_clip
+from vbg.buffers import Closed, LatestSlot
+from vbg.capture import CaptureWorker, open_source
+from vbg.clock import FakeClock
+from vbg.errors import SourceError
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    frames = [f for f, _ in person_clip_frames(12, (72, 128))]
+    return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", frames, fps=30)
+
+
+def test_file_source_is_paced_at_its_own_rate(clip):
+    clock = FakeClock(100.0)
+    with open_source(str(clip), clock=clock) as src:
+        assert (src.width, src.height) == (128, 72) and src.fps == pytest.approx(30)
+        times = []
+        while (img := src.read()) is not None:
+            assert img.shape == (72, 128, 3) and img.dtype == np.uint8
+            times.append(clock.now())
+    assert len(times) == 12
+    np.testing.assert_allclose(np.diff(times), 1 / 30, atol=1e-6)  # one frame per 1/30 s of clock
+
+
+def test_file_source_loops_with_increasing_time(clip):
+    clock = FakeClock()
+    with open_source(str(clip), loop=True, clock=clock) as src:
+        times = [clock.now() for _ in range(30) if src.read() is not None]
+    assert len(times) == 30
+    np.testing.assert_allclose(np.diff(times), 1 / 30, atol=1e-6)  # no jump or stall at the wrap
+
+
+def test_unpaced_source_reads_as_fast_as_it_decodes(clip):
+    clock = FakeClock()
+    with open_source(str(clip), paced=False, clock=clock) as src:
+        n = 0
+        while src.read() is not None:
+            n += 1
+    assert n == 12 and clock.now() == 0.0
+
+
+def test_missing_or_broken_sources_are_source_errors(tmp_path):
+    with pytest.raises(SourceError, match="no such file"):
+        open_source(str(tmp_path / "nope.mp4"))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    with pytest.raises(SourceError, match="cannot open"):
+        open_source(str(bad))
+
+
+class FlakySource:
+    """A real Source that stops delivering after ``fail_after`` frames (a camera unplugged)."""
+
+    live = True
+
+    def __init__(self, fail_after: int | None) -> None:
+        self.width, self.height, self.fps = 32, 24, 100.0
+        self.fail_after = fail_after
+        self.n = 0
+        self.closed = False
+
+    def read(self):
+        if self.fail_after is not None and self.n >= self.fail_after:
+            raise SourceError("camera unplugged")
+        self.n += 1
+        time.sleep(0.01)
+        return np.full((24, 32, 3), self.n % 256, np.uint8)
+
+    def close(self):
+        self.closed = True
+
+
+def test_worker_reconnects_after_the_source_fails():
+    reopen_calls = []
+
+    def reopen():
+        reopen_calls.append(time.monotonic())
+        if len(reopen_calls) < 3:
+            raise SourceError("still unplugged")
+        return FlakySource(None)
+
+    slot: LatestSlot = LatestSlot()
+    first = FlakySource(fail_after=5)
+    worker = CaptureWorker(first, slot, reopen=reopen, max_frames=20).start()
+    seen, lost_seen = [], False
+    while True:
+        lost_seen |= worker.lost
+        try:
+            f = slot.get(timeout=5)
+        except Closed:
+            break
+        if f is not None:
+            seen.append(f.seq)
+    worker.join(5)
+    assert not worker.alive and worker.error is None
+    assert first.closed and worker.reconnects == 1 and len(reopen_calls) == 3
+    assert lost_seen
+    assert seen == sorted(seen) and seen[-1] == 19  # numbering goes on across the gap
+    gaps = np.diff(reopen_calls)
+    assert all(g >= 0.2 for g in gaps)  # backed off, no busy loop
+
+
+def test_worker_without_reopen_reports_the_failure():
+    slot: LatestSlot = LatestSlot()
+    worker = CaptureWorker(FlakySource(fail_after=2), slot).start()
+    worker.join(5)
+    assert isinstance(worker.error, SourceError)
+    assert worker.ended.is_set() and slot.closed
+    assert not any(t.name == "vbg-capture" for t in threading.enumerate())

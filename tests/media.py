@@ -1,0 +1,63 @@
+"""Media the tests make themselves: a person with exact alpha moving over a room."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from conftest import PEOPLE
+
+
+def person_clip_frames(n: int = 60, size: tuple[int, int] = (360, 640), seed: int = 0):
+    """Yield (rgb, alpha_float) for a webcam-like person swaying over a room.
+
+    The person (example03, exact alpha) moves sideways +-80 px over 40 frames
+    and bobs +-4 px: a "video call" with per-frame ground truth.
+    """
+    h, w = size
+    rgba = cv2.cvtColor(cv2.imread(str(PEOPLE / "example03_rgba.png"), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
+    room = cv2.cvtColor(cv2.imread(str(PEOPLE / "background01.jpg")), cv2.COLOR_BGR2RGB)
+    room = cv2.resize(room, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    ph = int(h * 0.9)
+    person = cv2.resize(rgba, (ph, ph), interpolation=cv2.INTER_AREA).astype(np.float32)
+    fg, a = person[:, :, :3], person[:, :, 3:] / 255.0
+    for i in range(n):
+        dx = int(round(80 * np.sin(2 * np.pi * i / 40)))
+        dy = int(round(4 * np.sin(2 * np.pi * i / 15)))
+        x0, y0 = (w - ph) // 2 + dx, h - ph + 4 + dy
+        alpha = np.zeros((h, w, 1), np.float32)
+        frame = room.copy()
+        ys, xs = slice(max(0, y0), min(h, y0 + ph)), slice(max(0, x0), min(w, x0 + ph))
+        py = slice(ys.start - y0, ys.stop - y0)
+        px = slice(xs.start - x0, xs.stop - x0)
+        alpha[ys, xs] = a[py, px]
+        frame[ys, xs] = fg[py, px] * a[py, px] + frame[ys, xs] * (1 - a[py, px])
+        yield np.clip(frame + 0.5, 0, 255).astype(np.uint8), alpha[:, :, 0]
+
+
+def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12) -> Path:
+    """Encode RGB frames to H.264 (near-lossless) with PyAV."""
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        stream.time_base = Fraction(1, fps)
+        for i, rgb in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            vf.pts = i
+            for pkt in stream.encode(vf):
+                out.mux(pkt)
+        for pkt in stream.encode(None):
+            out.mux(pkt)
+    return path
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]

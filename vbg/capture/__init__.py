@@ -1,0 +1,65 @@
+"""Video sources: a camera, a device path, a video file or a stream URL.
+
+A source is a context manager with ``read() -> RGB uint8 frame | None``
+(None = end of stream) and ``width``/``height``/``fps``. ``open_source``
+picks the implementation from ``--source``; :class:`CaptureWorker` runs one
+on its own thread, stamps frames, and survives a camera that disappears.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..clock import Clock
+from ..errors import ConfigError
+
+
+class Source(Protocol):
+    width: int
+    height: int
+    fps: float
+    live: bool  # a camera/stream: frames are dropped, not queued, when late
+
+    def read(self) -> np.ndarray | None: ...
+    def close(self) -> None: ...
+    def __enter__(self): ...
+    def __exit__(self, *exc) -> None: ...
+
+
+def parse_source(text: str | int) -> int | str:
+    """``"0"`` -> camera index 0; anything else is a device path, file or URL."""
+    if isinstance(text, int):
+        return text
+    s = str(text).strip()
+    if s.isdigit():
+        return int(s)
+    if not s:
+        raise ConfigError("--source is empty: give a camera index (0), a device path, a video file or a URL")
+    return s
+
+
+def open_source(source: str | int, *, width: int | None = None, height: int | None = None,
+                fps: float | None = None, loop: bool = False, paced: bool = True,
+                clock: Clock | None = None) -> Source:
+    """Open ``--source``: camera index/device -> :class:`CameraSource`; file or
+    URL -> :class:`VideoFileSource` (paced at its own rate when ``paced``)."""
+    src = parse_source(source)
+    if isinstance(src, int) or str(src).startswith("/dev/video"):
+        from .camera import CameraSource
+
+        return CameraSource(src, width=width, height=height, fps=fps)
+    from .video_file import VideoFileSource
+
+    if "://" not in str(src) and not Path(src).exists():
+        from ..errors import SourceError
+
+        raise SourceError(f"--source {src}: no such file, camera index or URL")
+    return VideoFileSource(src, loop=loop, paced=paced, clock=clock)
+
+
+from .worker import CaptureWorker  # noqa: E402
+
+__all__ = ["CaptureWorker", "Source", "open_source", "parse_source"]

@@ -1,0 +1,91 @@
+"""A video file (or stream URL) read with PyAV.
+
+As a live source it is *paced*: frame i is handed out when its timestamp is
+due on the clock, as a camera would, and ``loop`` starts it again at the end
+(timestamps keep increasing). Unpaced it hands out every frame as fast as it
+decodes (offline processing).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from ..clock import Clock, MonotonicClock
+from ..errors import SourceError
+
+
+class VideoFileSource:
+    live = True
+
+    def __init__(self, path: str, *, loop: bool = False, paced: bool = True, clock: Clock | None = None) -> None:
+        self.path = str(path)
+        self.loop = loop
+        self.paced = paced
+        self.live = paced
+        self.clock = clock or MonotonicClock()
+        try:
+            self._container = av.open(self.path)
+        except (av.FFmpegError, OSError) as e:
+            raise SourceError(f"cannot open {self.path} as a video ({e.__class__.__name__}): "
+                              "check the file, or pass a camera index with --source 0") from e
+        if not self._container.streams.video:
+            self._container.close()
+            raise SourceError(f"{self.path} has no video stream: pass a video file")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        cc = self._stream.codec_context
+        self.width, self.height = cc.width, cc.height
+        rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(30)
+        self.fps = float(rate)
+        self._tb = float(self._stream.time_base) if self._stream.time_base else 1.0 / self.fps
+        self._frames = self._decode()
+        self._t0: float | None = None  # clock time that timestamp 0 maps to
+        self._first_ts: float | None = None  # first timestamp of the current pass
+        self._pass_offset = 0.0  # seconds added to this pass (looping)
+        self._last_rel = 0.0
+        self.frames_read = 0
+
+    def _decode(self):
+        try:
+            yield from self._container.decode(self._stream)
+        except av.FFmpegError as e:
+            raise SourceError(f"error decoding {self.path}: {e}; the file may be damaged") from e
+
+    def read(self) -> np.ndarray | None:
+        """Next frame as RGB uint8, or None at the end (never with ``loop``)."""
+        frame = next(self._frames, None)
+        if frame is None:
+            if not (self.loop and self.frames_read):
+                return None
+            self._pass_offset = self._last_rel + 1.0 / self.fps
+            self._first_ts = None
+            self._container.seek(0)
+            self._frames = self._decode()
+            frame = next(self._frames, None)
+            if frame is None:
+                return None
+        ts = frame.pts * self._tb if frame.pts is not None else self.frames_read / self.fps
+        if self._first_ts is None:
+            self._first_ts = ts
+        rel = self._last_rel = ts - self._first_ts + self._pass_offset
+        if self.paced:
+            now = self.clock.now()
+            if self._t0 is None:
+                self._t0 = now - rel
+            self.clock.sleep(self._t0 + rel - now)
+        self.frames_read += 1
+        return frame.to_ndarray(format="rgb24")
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

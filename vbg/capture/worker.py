@@ -1,0 +1,115 @@
+"""The capture thread: stamps frames and hands them over; survives a lost camera."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import cv2
+
+from ..buffers import LatestSlot
+from ..clock import Clock, MonotonicClock
+from ..errors import SourceError
+from ..types import Frame
+
+log = logging.getLogger("vbg.capture")
+
+BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)  # retry delays after a source fails; the last repeats
+
+
+class CaptureWorker:
+    """Reads ``source`` on its own thread into ``out`` (latest frame wins).
+
+    ``source`` is already open (so a missing camera is reported before any
+    thread starts, and the size is known); ``reopen`` opens it again after it
+    fails. While it is gone, ``lost`` is true and the downstream stages keep
+    the output alive. Frames from a reopened source are resized to the first
+    size, so every later buffer stays valid.
+    """
+
+    def __init__(self, source, out: LatestSlot[Frame], *, reopen: Callable[[], object] | None = None,
+                 clock: Clock | None = None, max_frames: int | None = None) -> None:
+        self.source = source
+        self.out = out
+        self.reopen = reopen
+        self.clock = clock or MonotonicClock()
+        self.max_frames = max_frames
+        self.width, self.height, self.fps = source.width, source.height, source.fps
+        self.frames = 0
+        self.reconnects = 0
+        self.lost = False
+        self.lost_since: float | None = None
+        self.error: BaseException | None = None
+        self.ended = threading.Event()  # end of stream, a fatal error, or stop()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vbg-capture", daemon=True)
+
+    def start(self) -> CaptureWorker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        src, attempt = self.source, 0
+        try:
+            while not self._stop.is_set():
+                if src is None:
+                    src = self._try_reopen(attempt)
+                    attempt += 1
+                    continue
+                try:
+                    image = src.read()
+                except SourceError as e:
+                    log.warning("source lost (%s); retrying", e)
+                    self._close(src)
+                    src = None
+                    if self.reopen is None:
+                        raise
+                    self.lost, self.lost_since, attempt = True, self.clock.now(), 0
+                    continue
+                if image is None:
+                    break
+                if image.shape[0] != self.height or image.shape[1] != self.width:
+                    image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+                self.out.put(Frame(self.frames, self.clock.now(), image))
+                self.frames += 1
+                if self.max_frames is not None and self.frames >= self.max_frames:
+                    break
+        except BaseException as e:  # handed to the pipeline, which re-raises it
+            self.error = e
+        finally:
+            self._close(src)
+            self.out.close()
+            self.ended.set()
+
+    def _try_reopen(self, attempt: int):
+        delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+        if self._stop.wait(delay):
+            return None
+        try:
+            src = self.reopen()
+        except SourceError as e:
+            log.debug("reopen failed: %s", e)
+            return None
+        self.lost, self.lost_since = False, None
+        self.reconnects += 1
+        log.warning("source back after %d attempt(s)", attempt + 1)
+        return src
+
+    @staticmethod
+    def _close(src) -> None:
+        if src is not None:
+            try:
+                src.close()
+            except Exception:  # closing a dead device must not hide the real error
+                log.debug("closing the source failed", exc_info=True)

@@ -1,0 +1,163 @@
+"""Live-filter configuration: one frozen dataclass per stage, composed into
+:class:`LiveConfig`. TOML files (``--config``) and CLI flags set the same
+fields (TOML: ``[section] field = value``; CLI: ``--field-name``); the CLI
+wins. A bad key or value raises :class:`ConfigError` naming it."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .inference.segmenter import SegmenterConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    source: str = "0"  # camera index, device path, video file or URL
+    width: int | None = None  # asked of the camera
+    height: int | None = None
+    fps: float | None = None
+    loop: bool = False  # a file used as a live source starts again at its end
+
+
+@dataclass(frozen=True, slots=True)
+class TemporalConfig:
+    skip: str = "auto"  # "auto" or N: run the model on every N-th frame
+    smoothing: float = 1.0  # 0 = off; motion-adaptive temporal smoothing strength
+    upsample: str = "guided"  # guided (edge-aware) or bilinear
+
+
+@dataclass(frozen=True, slots=True)
+class BackgroundConfig:
+    background: str | None = None  # image or video file
+    color: str | None = None
+    blur: float | None = None  # strength; set = blur the real background
+    mirror: bool = False
+    feather: float = 0.0  # px
+    threshold: float | None = None  # 0..1: harden the mask around this value
+
+
+@dataclass(frozen=True, slots=True)
+class OutputConfig:
+    vcam: bool = True
+    vcam_device: str | None = None
+    vcam_backend: str | None = None
+    record: str | None = None
+    overwrite: bool = False
+    preview: bool = False
+    frames: int | None = None
+    duration: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    model: SegmenterConfig = field(default_factory=lambda: SegmenterConfig(size=256))
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+SECTIONS = {f.name: f for f in fields(LiveConfig)}
+
+
+def _section_type(name: str):
+    return {"source": SourceConfig, "model": SegmenterConfig, "temporal": TemporalConfig,
+            "background": BackgroundConfig, "output": OutputConfig}[name]
+
+
+def _coerce(section: str, key: str, value: Any, annotation: str) -> Any:
+    where = f"[{section}] {key}"
+    ann = annotation.replace(" ", "")
+    if value is None:
+        if "None" in ann:
+            return None
+        raise ConfigError(f"{where} cannot be empty")
+    if ann.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} = {value!r} must be true or false")
+    if key in ("size",):
+        from .models.preprocess import parse_size
+
+        return parse_size(value if not isinstance(value, list) else "x".join(map(str, value)))
+    if ann.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} = {value!r} must be a whole number")
+        return value
+    if ann.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} = {value!r} must be a number")
+        return float(value)
+    if ann.startswith("str"):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ConfigError(f"{where} = {value!r} must be a string")
+        return str(value)
+    return value
+
+
+def apply(cfg: LiveConfig, updates: dict[str, dict[str, Any]]) -> LiveConfig:
+    """New config with ``{section: {field: value}}`` applied, types checked."""
+    out = cfg
+    for section, values in updates.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section [{section}]: use {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table of settings")
+        cls = _section_type(section)
+        known = {f.name: f for f in fields(cls)}
+        changes = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"unknown setting [{section}] {key}: known are {', '.join(known)}")
+            changes[key] = _coerce(section, key, value, str(known[key].type))
+        out = replace(out, **{section: replace(getattr(out, section), **changes)})
+    return validate(out)
+
+
+def from_toml(path: str | Path, base: LiveConfig | None = None) -> LiveConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config {path} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"--config {path} cannot be read: {e.strerror}") from None
+    return apply(base or LiveConfig(), data)
+
+
+def validate(cfg: LiveConfig) -> LiveConfig:
+    t, b, o, s = cfg.temporal, cfg.background, cfg.output, cfg.source
+    if t.upsample not in ("guided", "bilinear"):
+        raise ConfigError(f"upsample {t.upsample!r} is not known: use guided or bilinear")
+    if not 0.0 <= t.smoothing <= 5.0:
+        raise ConfigError(f"--smoothing {t.smoothing} is out of range: use 0 (off) .. 5")
+    if not 0.0 <= b.feather <= 50.0:
+        raise ConfigError(f"--feather {b.feather} is out of range: use 0..50 pixels")
+    if b.threshold is not None and not 0.0 < b.threshold < 1.0:
+        raise ConfigError(f"--threshold {b.threshold} is out of range: use a value between 0 and 1")
+    chosen = [n for n, v in (("--background", b.background), ("--color", b.color), ("--blur", b.blur)) if v is not None]
+    if len(chosen) > 1:
+        raise ConfigError(f"{' and '.join(chosen)} were both given: pick one background")
+    for name, v in (("--frames", o.frames), ("--width", s.width), ("--height", s.height)):
+        if v is not None and v <= 0:
+            raise ConfigError(f"{name} {v} must be positive")
+    for name, v in (("--duration", o.duration), ("--fps", s.fps)):
+        if v is not None and v <= 0:
+            raise ConfigError(f"{name} {v} must be positive")
+    return cfg
+
+
+def as_dict(cfg: LiveConfig) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,73 @@
+"""Counters and latency samples: the hot path only appends, a side thread reports."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+
+
+class Window:
+    """The last ``n`` samples of one quantity (e.g. ms), for p50/p95."""
+
+    def __init__(self, n: int = 600) -> None:
+        self._d: deque[float] = deque(maxlen=n)
+        self.total = 0
+
+    def add(self, value: float) -> None:
+        self._d.append(value)  # deque.append is atomic under the GIL
+        self.total += 1
+
+    def percentiles(self, *qs: float) -> list[float]:
+        data = list(self._d)
+        if not data:
+            return [float("nan")] * len(qs)
+        return [float(v) for v in np.percentile(data, qs)]
+
+    def values(self) -> list[float]:
+        return list(self._d)
+
+
+class LiveStats:
+    """What the status line and the benchmarks read."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.out_frames = 0  # composites produced
+        self.fresh_frames = 0  # of those, the model ran on that very frame
+        self.infer_runs = 0
+        self.infer_ms = Window()
+        self.latency_ms = Window()  # capture -> composite handed to the sinks
+        self.mask_age_ms = Window()  # capture of the mask's frame -> composite out
+        self.render_ms = Window()  # everything but the model, per frame
+        self.out_times = Window(120)  # clock seconds of recent outputs, for fps
+        self.capture_times = Window(120)
+        self.providers: list[str] = []
+
+    @staticmethod
+    def _rate(times: list[float]) -> float:
+        if len(times) < 2 or times[-1] <= times[0]:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def snapshot(self) -> dict:
+        i50, i95 = self.infer_ms.percentiles(50, 95)
+        l50, l95 = self.latency_ms.percentiles(50, 95)
+        a50, a95 = self.mask_age_ms.percentiles(50, 95)
+        r50, r95 = self.render_ms.percentiles(50, 95)
+        return {
+            "out_frames": self.out_frames, "fresh_share": self.fresh_frames / max(1, self.out_frames),
+            "out_fps": self._rate(self.out_times.values()), "capture_fps": self._rate(self.capture_times.values()),
+            "infer_ms_p50": i50, "infer_ms_p95": i95, "latency_ms_p50": l50, "latency_ms_p95": l95,
+            "mask_age_ms_p50": a50, "mask_age_ms_p95": a95, "render_ms_p50": r50, "render_ms_p95": r95,
+            "infer_runs": self.infer_runs, "providers": list(self.providers),
+        }
+
+    def status_line(self, extra: str = "") -> str:
+        s = self.snapshot()
+        prov = ",".join(p.replace("ExecutionProvider", "") for p in s["providers"]) or "-"
+        return (f"out {s['out_fps']:5.1f} fps | cam {s['capture_fps']:5.1f} fps | "
+                f"model {s['infer_ms_p50']:5.1f}/{s['infer_ms_p95']:5.1f} ms p50/p95 | "
+                f"fresh {100 * s['fresh_share']:3.0f}% | mask age {s['mask_age_ms_p50']:4.0f} ms | "
+                f"latency {s['latency_ms_p50']:4.0f}/{s['latency_ms_p95']:4.0f} ms | {prov}{extra}")
