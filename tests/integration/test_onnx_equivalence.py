@@ -65,3 +65,41 @@ def test_torch_and_onnx_segmenters_agree_on_a_photo(people, rmbg_net, rmbg_onnx,
     assert a.shape == b.shape == RMBG_TEST_SIZE and a.dtype == np.float32
     assert np.abs(a - b).max() < 1e-4
     assert iou(a, b) > 0.99
+
+
+def test_fp16_export_runs_and_stays_close(rmbg_net, tmp_path, people):
+    from vbg.models.export import export_onnx
+
+    path = export_onnx(rmbg_net, tmp_path / "m16.onnx", size_hw=(64, 64), fp16=True)
+    g = onnx.load(str(path), load_external_data=False)
+    assert g.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert path.stat().st_size < 100_000_000  # half the fp32 weights
+    _, rgb, _ = people[0]
+    seg = OnnxSegmenter(resolve_model(str(path)), device="cpu")
+    ref = OnnxSegmenter(ModelSource(RMBG14, "fp32", onnx=export_onnx(rmbg_net, tmp_path / "m32.onnx",
+                                                                     size_hw=(64, 64))), device="cpu")
+    a, b = seg.segment(rgb), ref.segment(rgb)
+    assert a.dtype == np.float32 and a.shape == (64, 64)
+    assert np.abs(a - b).max() < 2e-2
+
+
+def test_weights_file_is_exported_once_per_size_and_cached(rmbg_net, tmp_path, monkeypatch, people):
+    """--model model.safetensors on ONNX Runtime: a fixed-shape export per size, keyed by hash and size."""
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("VBG_CACHE_DIR", str(tmp_path / "cache"))
+    weights = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in rmbg_net.state_dict().items()}, str(weights))
+    _, rgb, _ = people[0]  # 640x361: long side 128 -> 72x128 -> 64x128
+    seg = OnnxSegmenter(resolve_model(str(weights)), size=128, device="cpu")
+    alpha = seg.segment(rgb)
+    assert alpha.shape == (64, 128)
+    exports = sorted((tmp_path / "cache" / "exports").glob("*.onnx"))
+    assert [p.name.rsplit("-", 1)[-1] for p in exports] == ["64x128.onnx"]
+    mtime = exports[0].stat().st_mtime_ns
+    seg2 = OnnxSegmenter(resolve_model(str(weights)), size=128, device="cpu")
+    np.testing.assert_array_equal(seg2.segment(rgb), alpha)
+    assert exports[0].stat().st_mtime_ns == mtime  # reused, not exported again
+    # The same graph the torch module computes.
+    torch_seg = TorchSegmenter(resolve_model(str(weights), backend="torch"), size=128, device="cpu")
+    assert np.abs(torch_seg.segment(rgb) - alpha).max() < 1e-4

@@ -11,6 +11,7 @@ needs no other flag.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import pickle
@@ -147,7 +148,7 @@ def export_onnx(
     model = RMBGMatte(net).eval()
     x = torch.zeros(1, 3, h, w)
     if fp16:
-        model = model.half()
+        model = copy.deepcopy(model).half()  # never change the caller's module
         x = x.half()
     axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
             OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}} if dynamic else None
