@@ -1,0 +1,402 @@
+"""Mask propagation, temporal smoothing, edge-aware upsampling and the skip policy.
+
+Small synthetic arrays only; every case builds its own frames.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vbg.errors import ConfigError
+from vbg.inference.propagate import MaskPropagator
+from vbg.inference.scheduler import SkipGovernor, parse_skip
+from vbg.inference.smoothing import TemporalSmoother
+from vbg.inference.upsample import EdgeAwareUpsampler
+
+
+def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth random RGB texture: something optical flow can lock on to."""
+    rng = np.random.default_rng(seed)
+    noise = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    return cv2.GaussianBlur(noise, (0, 0), 1.5)
+
+
+def blob(h: int, w: int, cy: float, cx: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w]
+    return (((yy - cy) ** 2 + (xx - cx) ** 2) < r * r).astype(np.float32)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a > 0.5, b > 0.5
+    return float((a & b).sum() / (a | b).sum())
+
+
+# --------------------------------------------------------------------- propagation
+
+
+def shifted_pair(h: int, w: int, dy: int, dx: int, scale: int = 1):
+    """Two frames of one scene, the second with its content moved by (dy, dx) mask pixels."""
+    pad = 16 * scale
+    big = texture(h * scale + 2 * pad, w * scale + 2 * pad)
+    f0 = big[pad : pad + h * scale, pad : pad + w * scale].copy()
+    y1, x1 = pad - dy * scale, pad - dx * scale
+    f1 = big[y1 : y1 + h * scale, x1 : x1 + w * scale].copy()
+    return f0, f1
+
+
+@pytest.mark.parametrize("scale", [1, 4])
+def test_warp_moves_the_mask_with_the_content(scale):
+    h, w, dy, dx = 72, 128, 3, 6
+    f0, f1 = shifted_pair(h, w, dy, dx, scale)
+    prop = MaskPropagator((h, w))
+    g0, g1 = prop.gray(f0, seq=0), prop.gray(f1, seq=1)
+    mask = blob(h, w, 36, 60, 18)
+    truth = blob(h, w, 36 + dy, 60 + dx, 18)
+
+    warped = prop.warp(mask, g0, g1)
+
+    assert warped.shape == (h, w) and warped.dtype == np.float32
+    assert iou(warped, truth) > 0.9
+    assert iou(mask, truth) < 0.8  # the stale mask is visibly off
+    inner = prop.flow[16:-16, 16:-16].reshape(-1, 2)
+    np.testing.assert_allclose(np.median(inner, axis=0), [-dx, -dy], atol=0.5)
+    assert np.median(prop.motion()[16:-16, 16:-16]) == pytest.approx(math.hypot(dx, dy), abs=0.5)
+
+
+def test_warp_between_identical_frames_keeps_the_mask():
+    h, w = 48, 64
+    prop = MaskPropagator((h, w))
+    frame = texture(h, w)
+    mask = blob(h, w, 24, 30, 10)
+    np.testing.assert_array_equal(prop.warp(mask, prop.gray(frame), prop.gray(frame)), mask)
+    g = prop.gray(frame)
+    np.testing.assert_array_equal(prop.warp(mask, g, g), mask)
+    assert not prop.motion().any()
+
+
+def test_gray_accepts_rgb_or_grey_and_any_size():
+    h, w = 36, 64
+    prop = MaskPropagator((h, w))
+    rgb = texture(h * 5, w * 5)
+    a = prop.gray(rgb).copy()
+    b = prop.gray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    assert a.shape == (h, w) and a.dtype == np.uint8
+    assert np.abs(a.astype(int) - b).max() <= 2  # grey first or last: rounding only
+    assert prop.gray(texture(h, w)).shape == (h, w)
+    with pytest.raises(TypeError):
+        prop.gray(rgb.astype(np.float32))
+    with pytest.raises(ValueError):
+        prop.gray(np.zeros((10, 10, 4), np.uint8))
+
+
+def test_gray_ring_reuses_its_buffers_and_finds_frames_by_seq():
+    h, w = 24, 32
+    prop = MaskPropagator((h, w), history=3)
+    frames = [texture(h, w, seed) for seed in range(5)]
+    outs = [prop.gray(f, seq=i) for i, f in enumerate(frames)]
+    assert outs[3] is outs[0] and outs[4] is outs[1]  # a ring of 3
+    assert len({id(o) for o in outs}) == 3
+    assert prop.gray_of(4) is outs[4] and prop.gray_of(2) is outs[2]
+    assert prop.gray_of(0) is None  # overwritten by seq 3
+    own = np.empty((h, w), np.uint8)
+    assert prop.gray(frames[0], out=own) is own
+    assert prop.gray_of(2) is outs[2]  # out= leaves the ring alone
+    prop.reset()
+    assert prop.gray_of(4) is None
+
+
+def test_warp_and_motion_reuse_their_output():
+    h, w = 40, 56
+    f0, f1 = shifted_pair(h, w, 1, 2)
+    prop = MaskPropagator((h, w))
+    g0, g1 = prop.gray(f0), prop.gray(f1)
+    mask = blob(h, w, 20, 28, 8)
+    first = prop.warp(mask, g0, g1)
+    m1 = prop.motion()
+    assert prop.warp(mask, g1, g0) is first
+    assert prop.motion() is m1
+    own = np.empty((h, w), np.float32)
+    assert prop.warp(mask, g0, g1, out=own) is own
+    with pytest.raises(ValueError):
+        prop.flow[0, 0, 0] = 1.0  # read-only view
+    prop.reset()
+    assert not prop.motion().any() and not prop.flow.any()
+
+
+def test_propagator_rejects_bad_options_and_inputs():
+    for bad in [dict(mask_hw=(0, 10)), dict(mask_hw="big"), dict(mask_hw=(16, 16), history=1),
+                dict(mask_hw=(16, 16), preset="slowest")]:
+        with pytest.raises(ConfigError):
+            MaskPropagator(**bad)
+    prop = MaskPropagator((16, 16))
+    g = np.zeros((16, 16), np.uint8)
+    with pytest.raises(ValueError):
+        prop.warp(np.zeros((16, 16), np.float64), g, g)
+    with pytest.raises(ValueError):
+        prop.warp(np.zeros((16, 16), np.float32), g, np.zeros((8, 8), np.uint8))
+
+
+# ----------------------------------------------------------------------- smoothing
+
+
+def flicker(seq) -> float:
+    return float(np.mean([np.abs(b - a).mean() for a, b in zip(seq, seq[1:])]))
+
+
+def soft_still_mask(h: int = 48, w: int = 64) -> np.ndarray:
+    m = cv2.GaussianBlur(blob(h, w, 24, 32, 14), (0, 0), 3)
+    return np.clip(0.1 + 0.8 * m, 0, 1).astype(np.float32)
+
+
+def test_smoothing_halves_flicker_on_a_still_mask():
+    rng = np.random.default_rng(0)
+    still = soft_still_mask()
+    noisy = [np.clip(still + rng.normal(0, 0.03, still.shape), 0, 1).astype(np.float32) for _ in range(60)]
+    sm = TemporalSmoother(1.0)
+    out = [sm.update(x).copy() for x in noisy]
+    assert flicker(out[10:]) <= 0.5 * flicker(noisy[10:])
+    # and it stays on the true mask, not drifting
+    assert np.abs(out[-1] - still).mean() < 0.02
+
+
+def moving_edge(h: int, w: int, x0: float, ramp: float) -> np.ndarray:
+    """A vertical edge at x0 (person on the left), soft over ``ramp`` pixels."""
+    xx = np.arange(w, dtype=np.float32)
+    row = np.clip((x0 - xx) / ramp + 0.5, 0, 1)
+    return np.broadcast_to(row, (h, w)).astype(np.float32)
+
+
+@pytest.mark.parametrize("ramp", [1.0, 3.0, 6.0])
+def test_smoothing_lags_a_moving_edge_by_at_most_one_frame(ramp):
+    rng = np.random.default_rng(1)
+    h, w, speed = 16, 96, 2
+    truth = [moving_edge(h, w, 20 + speed * t, ramp) for t in range(30)]
+    noisy = [np.clip(x + rng.normal(0, 0.02, x.shape), 0, 1).astype(np.float32) for x in truth]
+    sm = TemporalSmoother(1.0)
+    out = [sm.update(x).copy() for x in noisy]
+    for t in range(5, 30):
+        errs = [np.abs(out[t] - truth[t - k]).mean() for k in range(5)]
+        assert int(np.argmin(errs)) <= 1, (t, errs)
+    lags = [int(np.argmin([np.abs(out[t] - truth[t - k]).mean() for k in range(5)])) for t in range(5, 30)]
+    assert np.mean(lags) < 0.5  # usually no lag at all
+
+
+def test_motion_input_makes_moving_pixels_follow_at_once():
+    rng = np.random.default_rng(2)
+    still = soft_still_mask()
+    sm = TemporalSmoother(2.0)
+    sm.update(still)
+    new = np.clip(still + rng.normal(0, 0.02, still.shape), 0, 1).astype(np.float32)
+    moving = np.full(still.shape, 5.0, np.float32)
+    np.testing.assert_allclose(sm.update(new, moving), new, atol=1e-6)
+    # without motion the same small change is mostly held back
+    sm.reset()
+    sm.update(still)
+    assert np.abs(sm.update(new) - new).mean() > 0.5 * np.abs(still - new).mean()
+
+
+def test_smoothing_strength_zero_is_off_and_reset_forgets():
+    rng = np.random.default_rng(3)
+    a, b = (rng.random((8, 8)).astype(np.float32) for _ in range(2))
+    off = TemporalSmoother(0.0)
+    off.update(a)
+    np.testing.assert_array_equal(off.update(b), b)
+    sm = TemporalSmoother(1.0)
+    sm.update(a)
+    assert not np.array_equal(sm.update(b), b)
+    sm.reset()
+    assert not sm.primed
+    np.testing.assert_array_equal(sm.update(b), b)
+
+
+def test_smoother_returns_one_read_only_state_array():
+    sm = TemporalSmoother()
+    x = np.zeros((6, 7), np.float32)
+    first = sm.update(x)
+    assert sm.update(x + 0.5) is first
+    with pytest.raises(ValueError):
+        first[0, 0] = 1.0
+    with pytest.raises(ValueError, match="reset"):
+        sm.update(np.zeros((5, 5), np.float32))
+    sm.reset()
+    assert sm.update(np.zeros((5, 5), np.float32)).shape == (5, 5)  # a new size after reset
+    with pytest.raises(TypeError):
+        sm.update(np.zeros((5, 5), np.float64))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 4.5, float("nan"), "strong", None])
+def test_smoothing_strength_is_validated(bad):
+    with pytest.raises(ConfigError, match="strength"):
+        TemporalSmoother(bad)
+
+
+# ------------------------------------------------------------------------ upsample
+
+
+def disc_scene(H: int, W: int):
+    """A bright disc (the person) on a dark background, anti-aliased, with sensor noise."""
+    ss = 4
+    yy, xx = np.mgrid[0 : H * ss, 0 : W * ss]
+    cy, cx, r = H * 0.5, W * 0.45, H * 0.3
+    inside = ((yy + 0.5) / ss - cy) ** 2 + ((xx + 0.5) / ss - cx) ** 2 < r * r
+    truth = inside.reshape(H, ss, W, ss).mean(axis=(1, 3)).astype(np.float32)
+    rng = np.random.default_rng(4)
+    grey = np.clip(30 + 170 * truth + rng.normal(0, 3, (H, W)), 0, 255).astype(np.uint8)
+    return truth, np.repeat(grey[..., None], 3, axis=2)
+
+
+def test_guided_upsampling_beats_bilinear_on_edges():
+    H, W, h, w = 192, 320, 48, 80
+    truth, frame = disc_scene(H, W)
+    small = cv2.resize(truth, (w, h), interpolation=cv2.INTER_AREA)
+    hard = (truth > 0.5).astype(np.uint8)
+    band = cv2.dilate(hard, np.ones((9, 9), np.uint8)) != cv2.erode(hard, np.ones((9, 9), np.uint8))
+
+    def edge_error(mode: str) -> float:
+        out = EdgeAwareUpsampler((H, W), (h, w), mode=mode).upsample(small, frame)
+        assert out.shape == (H, W) and out.dtype == np.uint8
+        return float(np.abs(out / 255.0 - truth)[band].mean())
+
+    guided, bilinear = edge_error("guided"), edge_error("bilinear")
+    assert guided <= 0.7 * bilinear, (guided, bilinear)
+
+
+@pytest.mark.parametrize("mode", ["guided", "bilinear"])
+def test_flat_mask_stays_flat_and_output_is_reused(mode):
+    H, W, h, w = 96, 160, 24, 40
+    frame = texture(H, W)
+    up = EdgeAwareUpsampler((H, W), (h, w), mode=mode)
+    out = up.upsample(np.full((h, w), 0.5, np.float32), frame)
+    assert out.shape == (H, W) and out.dtype == np.uint8
+    assert out.min() == out.max() and abs(int(out[0, 0]) - 128) <= 1
+    assert up.upsample(np.ones((h, w), np.float32), frame) is out
+    assert (out == 255).all()
+    assert (up.upsample(np.zeros((h, w), np.float32), frame) == 0).all()
+
+
+def test_upsampler_takes_a_grey_frame_too():
+    H, W, h, w = 96, 160, 24, 40
+    truth, frame = disc_scene(H, W)
+    small = cv2.resize(truth, (w, h), interpolation=cv2.INTER_AREA)
+    up = EdgeAwareUpsampler((H, W), (h, w))
+    from_rgb = up.upsample(small, frame).copy()
+    from_grey = up.upsample(small, cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+    np.testing.assert_array_equal(from_rgb, from_grey)
+
+
+def test_upsampler_rejects_bad_options_and_inputs():
+    for bad in [dict(mode="nearest"), dict(radius=0), dict(radius=2.5), dict(eps=0.0), dict(eps=float("inf"))]:
+        with pytest.raises(ConfigError):
+            EdgeAwareUpsampler((64, 64), (16, 16), **bad)
+    up = EdgeAwareUpsampler((64, 64), (16, 16))
+    with pytest.raises(TypeError):
+        up.upsample(np.zeros((16, 16), np.float64), np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(ValueError):
+        up.upsample(np.zeros((16, 16), np.float32), np.zeros((32, 64, 3), np.uint8))
+    with pytest.raises(ValueError):
+        up.upsample(np.zeros((8, 16), np.float32), np.zeros((64, 64, 3), np.uint8))
+
+
+# ----------------------------------------------------------------------- scheduler
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 30])
+def test_fixed_skip_runs_exactly_every_nth_frame(n):
+    gov = SkipGovernor(n, 1 / 30)
+    ran = [seq for seq in range(200) if gov.should_run(seq)]
+    assert ran == [seq for seq in range(200) if seq % n == 0]
+    gov.observe(500.0)  # timings do not move a fixed N
+    assert gov.current_n == n
+
+
+def test_fixed_skip_runs_the_first_frame_after_a_missed_one():
+    gov = SkipGovernor(3, 1 / 30)
+    asked = [0, 1, 2, 4, 5, 6, 7, 8, 9]  # frame 3 never reached the model
+    assert [s for s in asked if gov.should_run(s)] == [0, 4, 7]
+    gov.reset()
+    assert gov.should_run(5)  # first frame after reset
+
+
+@pytest.mark.parametrize("infer_ms, expected", [(5.0, 1), (20.0, 1), (100.0, 4), (2000.0, 30)])
+def test_auto_skip_fits_the_model_into_the_frame_interval(infer_ms, expected):
+    gov = SkipGovernor("auto", 1 / 30)
+    assert gov.current_n == 1
+    for _ in range(30):
+        gov.observe(infer_ms)
+    assert gov.current_n == expected
+    ran = [s for s in range(120) if gov.should_run(s)]
+    assert np.all(np.diff(ran) == expected)
+
+
+def test_auto_skip_has_hysteresis():
+    rng = np.random.default_rng(5)
+    boundary_ms = 2 / 1.25 * 1000 / 30  # load exactly 2 frame intervals with 25 % headroom
+    # no averaging: hysteresis alone must keep N from flipping
+    gov = SkipGovernor("auto", 1 / 30, ema=1.0)
+    ns = []
+    for _ in range(300):
+        gov.observe(boundary_ms + rng.uniform(-3, 3))
+        ns.append(gov.current_n)
+    assert set(ns) <= {2, 3}
+    assert sum(a != b for a, b in zip(ns, ns[1:])) <= 1
+    # without it, the same noise does flip N over and over
+    jumpy = SkipGovernor("auto", 1 / 30, ema=1.0, hysteresis=0.0)
+    rng = np.random.default_rng(5)
+    flips, last = 0, None
+    for _ in range(300):
+        jumpy.observe(boundary_ms + rng.uniform(-3, 3))
+        flips += last is not None and jumpy.current_n != last
+        last = jumpy.current_n
+    assert flips > 20
+
+
+def test_auto_skip_follows_a_real_change_and_reset():
+    gov = SkipGovernor("auto", 1 / 30)
+    for _ in range(30):
+        gov.observe(100.0)
+    assert gov.current_n == 4
+    for _ in range(40):
+        gov.observe(10.0)
+    assert gov.current_n == 1
+    gov.observe(float("nan"))  # ignored
+    assert gov.infer_ms == pytest.approx(10.0, rel=0.05)
+    gov.reset()
+    assert gov.current_n == 1 and gov.infer_ms is None
+
+
+@pytest.mark.parametrize("text, value", [("auto", "auto"), (" AUTO ", "auto"), ("1", 1), (" 30 ", 30),
+                                         ("04", 4), (7, 7)])
+def test_parse_skip_accepts(text, value):
+    assert parse_skip(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "31", "-1", "3.5", "", "  ", "abc", "1_0", "+3", "\u0663", None, 2.0,
+                                  True, "9" * 5000])
+def test_parse_skip_rejects_with_one_line(text):
+    with pytest.raises(ConfigError, match="--skip") as err:
+        parse_skip(text)
+    assert "\n" not in str(err.value) and "1..30" in str(err.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.integers(), st.floats(), st.none(), st.binary()))
+def test_parse_skip_fuzz_only_config_error_escapes(value):
+    try:
+        result = parse_skip(value)
+    except ConfigError:
+        return
+    assert result == "auto" or (isinstance(result, int) and 1 <= result <= 30)
+
+
+@pytest.mark.parametrize("bad", [dict(skip="often"), dict(frame_interval_s=0), dict(frame_interval_s=-1 / 30),
+                                 dict(headroom=-0.5), dict(ema=0), dict(hysteresis=0.9)])
+def test_governor_rejects_bad_options(bad):
+    kw = dict(skip="auto", frame_interval_s=1 / 30) | bad
+    with pytest.raises(ConfigError):
+        SkipGovernor(**kw)

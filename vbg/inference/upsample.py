@@ -1,0 +1,135 @@
+"""Edge-aware upsampling of the low-resolution alpha to the frame size.
+
+A mask computed at 256x144 and stretched bilinearly to 720p has edges 5 px
+soft and in the wrong place. A fast guided filter (He & Sun 2015, "Fast
+Guided Filter") snaps them to the edges of the full-resolution frame:
+
+1. the guide ``I`` is the frame's grey, reduced to the mask resolution;
+2. there, per (2 radius + 1)^2 window: ``a = cov(I, p) / (var(I) + eps)``,
+   ``b = mean(p) - a * mean(I)``, both then box-averaged;
+3. ``a`` and ``b`` are upsampled bilinearly to full size and the output is
+   ``a * I_full + b``, clipped to 0..255 as uint8.
+
+Where the mask is flat, ``a = 0`` and the output is the flat value; where the
+frame has no edge (``var(I) << eps``) it falls back to a smooth blend.
+``eps`` is in units of grey intensity in [0, 1] squared: the default 1e-3
+(a grey std of ~8/255) keeps sensor noise out of the alpha. A guide at twice
+the mask resolution was tried: slower (~4.4 ms at 720p) and 4x the edge error
+on the synthetic disc (its window then spans too little of the soft mask edge).
+All buffers are allocated once for the sizes given; ``upsample`` returns the
+same uint8 array on every call (copy it to keep it past the next call).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from ..errors import ConfigError
+from .propagate import GrayReducer, check_image, check_hw
+
+MODES = ("guided", "bilinear")
+
+
+class EdgeAwareUpsampler:
+    """``upsample(alpha_small, frame) -> H x W uint8 alpha`` for fixed sizes.
+
+    ``out_hw``: the frame size (H, W); ``mask_hw``: the alpha size (h, w).
+    ``frame`` may be the H x W x 3 RGB frame or its H x W uint8 grey (pass the
+    grey if another stage already computed it: saves ~0.2 ms at 720p).
+    ``radius`` (1..16) is in mask pixels; ``mode``
+    ``"bilinear"`` ignores the frame (for comparison and as a cheap fallback).
+    """
+
+    def __init__(
+        self,
+        out_hw: tuple[int, int],
+        mask_hw: tuple[int, int],
+        *,
+        mode: str = "guided",
+        radius: int = 2,
+        eps: float = 1e-3,
+    ):
+        self.out_hw = H, W = check_hw("output size", out_hw)
+        self.mask_hw = h, w = check_hw("mask size", mask_hw)
+        if mode not in MODES:
+            raise ConfigError(f"upsample mode {mode!r} is not known: use one of {', '.join(MODES)}")
+        if isinstance(radius, bool) or not isinstance(radius, int) or not 1 <= radius <= 16:
+            raise ConfigError(f"upsample radius {radius!r} is out of range: use an integer 1..16")
+        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and 1e-6 <= eps <= 1.0):
+            raise ConfigError(f"upsample eps {eps!r} is out of range: use 1e-6..1")
+        self.mode = mode
+        self.radius = radius
+        self.eps = float(eps)
+        f32 = np.float32
+        self._out = np.empty((H, W), np.uint8)
+        if mode == "bilinear":
+            self._small8 = np.empty((h, w), np.uint8)
+            return
+        self._gray = np.empty((H, W), np.uint8)
+        self._up_a = np.empty((H, W), f32)
+        self._up_b = np.empty((H, W), f32)
+        self._reduce = GrayReducer((h, w))
+        self._g8 = np.empty((h, w), np.uint8)
+        self._I, self._t, self._mI, self._mp, self._mIp, self._mII, self._a, self._b = (
+            np.empty((h, w), f32) for _ in range(8)
+        )
+        self._ksize = (2 * radius + 1, 2 * radius + 1)
+
+    def _box(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(src, -1, self._ksize, dst=dst, normalize=True, borderType=cv2.BORDER_REFLECT)
+
+    def upsample(self, alpha_small: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        hw = self.mask_hw
+        if not isinstance(alpha_small, np.ndarray) or alpha_small.dtype != np.float32:
+            got = getattr(alpha_small, "dtype", type(alpha_small).__name__)
+            raise TypeError(f"alpha_small must be a float32 array, got {got}")
+        if alpha_small.shape != hw:
+            raise ValueError(f"alpha_small must be {hw[0]} x {hw[1]}, got {alpha_small.shape}")
+        check_image("frame", frame, self.out_hw)
+        H, W = self.out_hw
+        if self.mode == "bilinear":
+            # Quantise at the small size (saturating, rounded), then interpolate
+            # in uint8: 0.15 ms at 720p against 0.7 ms for a float32 resize + convert.
+            cv2.multiply(alpha_small, 255.0, dst=self._small8, dtype=cv2.CV_8U)
+            cv2.resize(self._small8, (W, H), dst=self._out, interpolation=cv2.INTER_LINEAR)
+            return self._out
+
+        if frame.ndim == 3:
+            gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY, dst=self._gray)
+        else:
+            gray = frame
+        I, t, box, p = self._I, self._t, self._box, alpha_small
+        self._reduce(gray, self._g8)
+        np.multiply(self._g8, 1.0 / 255.0, out=I, dtype=np.float32)
+
+        mI, mp, mIp, mII, a, b = self._mI, self._mp, self._mIp, self._mII, self._a, self._b
+        box(I, mI)
+        box(p, mp)
+        box(cv2.multiply(I, p, dst=t), mIp)
+        box(cv2.multiply(I, I, dst=t), mII)
+        # a = (mean(Ip) - mI mp) / (mean(II) - mI^2 + eps)
+        cv2.multiply(mI, mp, dst=t)
+        cv2.subtract(mIp, t, dst=a)
+        cv2.multiply(mI, mI, dst=t)
+        cv2.subtract(mII, t, dst=t)
+        cv2.add(t, self.eps, dst=t)
+        cv2.divide(a, t, dst=a)
+        # b = mp - a mI
+        cv2.multiply(a, mI, dst=t)
+        cv2.subtract(mp, t, dst=b)
+        box(a, mIp)  # mean a (reusing buffers)
+        box(b, mII)  # mean b
+        # Output in 0..255 against the uint8 full-size grey g = 255 I:
+        # 255 (a g / 255 + b) = a g + 255 b.
+        cv2.multiply(mII, 255.0, dst=mII)
+        cv2.resize(mIp, (W, H), dst=self._up_a, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(mII, (W, H), dst=self._up_b, interpolation=cv2.INTER_LINEAR)
+        cv2.multiply(self._up_a, gray, dst=self._up_a, dtype=cv2.CV_32F)
+        cv2.add(self._up_a, self._up_b, dst=self._out, dtype=cv2.CV_8U)
+        return self._out
+
+    def reset(self) -> None:
+        """Nothing to forget: the upsampler holds buffers only, no state between frames."""
