@@ -1,0 +1,409 @@
+"""Sinks with their real threads: the virtual camera through pyvirtualcam's own
+Camera lifecycle (with a pure-Python backend that keeps what it is sent, and
+with the real default backend), recordings written and read back with PyAV,
+and the preview's display check."""
+
+from __future__ import annotations
+
+import glob
+import platform
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import pyvirtualcam
+from pyvirtualcam.camera import BACKENDS
+
+from vbg.clock import FakeClock, MonotonicClock
+from vbg.errors import ConfigError, SinkError
+from vbg.sinks import Sink
+from vbg.sinks.preview import Action, PreviewWindow, action_for_key, display_available
+from vbg.sinks.recorder import Recorder
+from vbg.sinks.virtual_camera import VirtualCameraSink, describe_open_failure
+from vbg.types import Composite
+
+W, H, FPS = 64, 48, 30.0
+
+
+def wait_for(condition, timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting for the sink thread")
+        time.sleep(0.001)
+
+
+def sink_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name in ("vbg-vcam", "vbg-recorder")]
+
+
+def comp(seq: int, image: np.ndarray, t: float | None = None) -> Composite:
+    return Composite(seq, seq / FPS if t is None else t, image, seq, True)
+
+
+def solid(value: int, w: int = W, h: int = H) -> np.ndarray:
+    return np.full((h, w, 3), value, np.uint8)
+
+
+# ---------------------------------------------------------------- virtual camera
+
+class KeepingBackend:
+    """A pyvirtualcam backend (the documented contract) that keeps a copy of
+    every frame it is sent and the clock time it came. Class attributes are
+    set per test: ``clock``, ``fail_after``, ``instances``."""
+
+    clock = MonotonicClock()
+    fail_after: int | None = None
+    instances: list
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self.width, self.height, self.fps, self.fourcc = width, height, fps, fourcc
+        self._device = device or "vbg-test-cam"
+        self.frames: list[np.ndarray] = []
+        self.times: list[float] = []
+        self.closed = 0
+        type(self).instances.append(self)
+
+    def send(self, frame):
+        if self.fail_after is not None and len(self.frames) >= self.fail_after:
+            raise OSError("the test camera went away")
+        self.frames.append(frame.copy())  # pyvirtualcam hands over a view of the sink's buffer
+        self.times.append(self.clock.now())
+
+    def close(self):
+        self.closed += 1
+
+    def device(self):
+        return self._device
+
+    def native_fourcc(self):
+        return None
+
+    def image(self, i: int) -> np.ndarray:
+        return self.frames[i].reshape(self.height, self.width, 3)
+
+
+@pytest.fixture
+def test_backend():
+    """register(clock=..., fail_after=...) -> (backend name, backend class)."""
+    names = []
+
+    def register(clock=None, fail_after=None):
+        cls = type("KeepingBackend", (KeepingBackend,),
+                   {"clock": clock or MonotonicClock(), "fail_after": fail_after, "instances": []})
+        name = f"vbg-test-{len(names)}"
+        pyvirtualcam.register_backend(name, cls)
+        names.append(name)
+        return name, cls
+
+    yield register
+    for name in names:
+        BACKENDS.pop(name, None)  # the real-backend test must not find these
+
+
+def test_vcam_sends_black_at_fps_until_the_first_composite(test_backend):
+    clock = FakeClock()
+    name, backend = test_backend(clock=clock)
+    with VirtualCameraSink(W, H, FPS, backend=name, clock=clock) as sink:
+        assert isinstance(sink, Sink)
+        cam = backend.instances[0]
+        assert cam.fourcc == pyvirtualcam.camera.encode_fourcc(pyvirtualcam.PixelFormat.RGB.value)
+        assert sink.device == "vbg-test-cam" and sink.backend == name
+        wait_for(lambda: sink.stats().written == 1)
+        for k in range(1, 31):  # one second of fake time, one frame period at a time
+            clock.advance(1 / FPS)
+            wait_for(lambda: sink.stats().written == k + 1)
+        st = sink.stats()
+    assert len(cam.frames) == 31 and st.blank == 31 and st.repeats == 0
+    np.testing.assert_allclose(cam.times, np.arange(31) / FPS, atol=1e-9)
+    assert all(f.size == W * H * 3 and not f.any() for f in cam.frames)
+
+
+def test_vcam_sends_the_newest_composite_and_repeats_it_when_none_is_new(test_backend):
+    clock = FakeClock()
+    name, backend = test_backend(clock=clock)
+    with VirtualCameraSink(W, H, FPS, backend=name, clock=clock) as sink:
+        cam = backend.instances[0]
+        wait_for(lambda: sink.stats().written == 1)  # the black start frame
+
+        def tick(n: int) -> np.ndarray:
+            clock.advance(1 / FPS)
+            wait_for(lambda: sink.stats().written == n)
+            return cam.image(n - 1)
+
+        sink.send(comp(1, solid(10)))
+        sink.send(comp(2, solid(20)))  # replaces 1 before any tick: 1 is dropped
+        assert (tick(2) == 20).all()
+        assert (tick(3) == 20).all()  # nothing new: repeat
+        sink.send(comp(3, solid(30)))
+        assert (tick(4) == 30).all()
+        assert (tick(5) == 30).all()
+
+        mine = solid(40)  # the caller reuses its buffer right after send()
+        sink.send(comp(4, mine))
+        mine[:] = 255
+        img = tick(6)
+        assert (img == 40).all()
+        pattern = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+        sink.send(comp(5, pattern))
+        assert np.array_equal(tick(7), pattern)  # RGB, row-major, exact size
+        st = sink.stats()
+    assert (st.received, st.written, st.blank, st.dropped, st.repeats) == (5, 7, 1, 1, 2)
+
+
+def test_vcam_skips_missed_ticks_instead_of_bursting(test_backend):
+    clock = FakeClock()
+    name, backend = test_backend(clock=clock)
+    with VirtualCameraSink(W, H, FPS, backend=name, clock=clock) as sink:
+        wait_for(lambda: sink.stats().written == 1)
+        clock.advance(1.0 + 0.5 / FPS)  # the thread waiting for tick 1 wakes at tick 30.5
+        wait_for(lambda: sink.stats().written == 3)
+        time.sleep(0.05)
+        st = sink.stats()
+    # ticks 0..30 were due: 0 on time, 1 overdue, then 2..29 skipped and 30 sent at once
+    assert st.written == 3 and st.late == 28
+
+
+def test_vcam_real_clock_rate(test_backend):
+    name, backend = test_backend()
+    t0 = time.monotonic()
+    sink = VirtualCameraSink(W, H, FPS, backend=name)
+    time.sleep(1.0)
+    sink.close()
+    elapsed = time.monotonic() - t0
+    st = sink.stats()
+    ticks = st.written + st.late  # a tick is sent or, when the thread was starved, counted late
+    assert ticks <= elapsed * FPS + 2  # never faster than fps
+    assert ticks >= 0.7 * elapsed * FPS  # generous: a loaded 2-core machine may starve the thread
+    assert len(backend.instances[0].frames) == st.written
+
+
+def test_vcam_failure_stops_the_thread_and_is_reported(test_backend):
+    name, backend = test_backend(fail_after=3)
+    sink = VirtualCameraSink(W, H, FPS, backend=name)
+    wait_for(lambda: sink.error is not None)
+    wait_for(lambda: not sink_threads())
+    assert sink.stats().written == 3 and sink.stats().errors == 1
+    with pytest.raises(SinkError, match="the test camera went away") as err:
+        sink.check()
+    assert "\n" not in str(err.value) and isinstance(err.value.__cause__, OSError)
+    with pytest.raises(SinkError):
+        sink.send(comp(1, solid(1)))
+    sink.close()  # already reported: close() does not raise it again
+    sink.close()
+    assert backend.instances[0].closed == 1
+
+
+def test_vcam_failure_nobody_looked_at_is_raised_by_close_once(test_backend):
+    name, _ = test_backend(fail_after=0)
+    sink = VirtualCameraSink(W, H, FPS, backend=name)
+    wait_for(lambda: sink.error is not None)
+    with pytest.raises(SinkError, match="sending a frame failed"):
+        sink.close()
+    sink.close()
+
+
+def test_vcam_close_is_idempotent_and_leaves_no_thread(test_backend):
+    name, backend = test_backend()
+    before = set(threading.enumerate())
+    with VirtualCameraSink(W, H, FPS, backend=name) as sink:
+        assert "vbg-vcam" in sink_threads()
+        sink.send(comp(0, solid(5)))
+    sink.close()
+    sink.close()
+    assert not sink_threads() and set(threading.enumerate()) <= before
+    assert backend.instances[0].closed == 1
+    with pytest.raises(ValueError, match="closed"):
+        sink.send(comp(1, solid(5)))
+
+
+def test_vcam_rejects_bad_images_and_options(test_backend):
+    name, _ = test_backend()
+    with VirtualCameraSink(W, H, FPS, backend=name) as sink:
+        with pytest.raises(TypeError, match="uint8"):
+            sink.send(comp(0, np.zeros((H, W, 3), np.float32)))
+        with pytest.raises(ValueError, match=r"\(48, 64, 3\)"):
+            sink.send(comp(0, np.zeros((W, H, 3), np.uint8)))
+    with pytest.raises(ConfigError, match="no-such-backend"):
+        VirtualCameraSink(W, H, FPS, backend="no-such-backend")
+    with pytest.raises(ConfigError, match="fps"):
+        VirtualCameraSink(W, H, 0, backend=name)
+
+
+def _loopback_devices() -> list[str]:
+    return glob.glob("/sys/devices/virtual/video4linux/video*")
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="the no-device hint tested here is the Linux one")
+@pytest.mark.skipif(bool(_loopback_devices()), reason="a v4l2loopback device exists on this machine")
+def test_vcam_without_a_loopback_device_says_how_to_get_one():
+    assert not any(n.startswith("vbg-test") for n in BACKENDS)
+    with pytest.raises(SinkError) as err:
+        VirtualCameraSink(W, H, FPS)
+    msg = str(err.value)
+    assert "modprobe v4l2loopback" in msg and "exclusive_caps=1" in msg and "\n" not in msg
+    assert isinstance(err.value.__cause__, RuntimeError)
+    with pytest.raises(SinkError, match="/dev/video63 does not exist.*modprobe v4l2loopback"):
+        VirtualCameraSink(W, H, FPS, device="/dev/video63")
+    assert not sink_threads()
+
+
+@pytest.mark.parametrize("text, device, system, expect", [
+    ("'v4l2loopback' backend: No v4l2 loopback device found at /dev/video[0-99]. Did you run "
+     "'modprobe v4l2loopback'? See also pyvirtualcam's documentation.", None, "Linux", "sudo modprobe"),
+    ("'obs' backend: OBS Virtual Camera device not found! Did you install OBS?\n"
+     "'unitycapture' backend: Unity Capture device not found", None, "Windows", "install OBS Studio"),
+    ("'obs' backend: OBS Virtual Camera is not installed in your system. [Device not found]", None, "Darwin",
+     "OBS Studio 30"),
+    ("'v4l2loopback' backend: Device /dev/video2 is already in use.", "/dev/video2", "Linux", "in use"),
+    ("'v4l2loopback' backend: Device /dev/video2 could not be opened: Device or resource busy",
+     "/dev/video2", "Linux", "in use"),
+    ("'obs' backend: virtual camera output could not be started", None, "Windows", "in use"),
+    ("'v4l2loopback' backend: Device /dev/video0 is not a video output device.", "/dev/video0", "Linux",
+     "not a virtual camera"),
+    ("'v4l2loopback' backend: Could not access /dev/video2 due to missing permissions. Did you add your "
+     "user to the 'video' group?", "/dev/video2", "Linux", "'video' group"),
+])
+def test_open_failures_become_one_line_with_the_way_out(text, device, system, expect):
+    line = describe_open_failure(text, device, system)
+    assert expect in line and "\n" not in line
+
+
+# ---------------------------------------------------------------- recorder
+
+def moving_pattern(i: int, w: int, h: int, out: np.ndarray) -> np.ndarray:
+    """Smooth gradients plus a square that moves; written into ``out`` (reused)."""
+    out[..., 0] = np.linspace(20, 235, w, dtype=np.float32)[None, :]
+    out[..., 1] = np.linspace(20, 235, h, dtype=np.float32)[:, None]
+    out[..., 2] = 60 + 4 * i
+    x, y = (2 * i) % (w - 12), i % (h - 12)
+    out[y:y + 12, x:x + 12] = (230, 230, 40)
+    return out
+
+
+def read_back(path: Path):
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        frames = [(f.time, f.to_ndarray(format="rgb24")) for f in c.decode(stream)]
+        return frames, c.duration / 1e6, (stream.codec_context.width, stream.codec_context.height)
+
+
+@pytest.mark.parametrize("w, h", [(64, 48), (65, 49)])
+def test_recorder_writes_every_composite_with_capture_times(tmp_path, w, h):
+    out = tmp_path / "rec.mp4"
+    buf = np.empty((h, w, 3), np.uint8)  # one buffer, overwritten after every send()
+    sent = []
+    with Recorder(out, w, h, FPS) as rec:
+        assert isinstance(rec, Sink)
+        for i in range(45):
+            moving_pattern(i, w, h, buf)
+            sent.append(buf.copy())
+            rec.send(comp(i, buf, t=12.5 + i / FPS))  # capture times: any origin
+        assert "vbg-recorder" in sink_threads()
+    rec.close()
+    assert not sink_threads()
+    assert rec.stats().written == 45 and rec.stats().received == 45
+    assert [p.name for p in tmp_path.iterdir()] == ["rec.mp4"]  # no *.partial left
+
+    frames, duration, size = read_back(out)
+    assert len(frames) == 45
+    assert duration == pytest.approx(1.5, abs=0.02)
+    assert size == rec.frame_size == (w + w % 2, h + h % 2)  # odd sizes padded by one pixel
+    times = np.array([t for t, _ in frames])
+    np.testing.assert_allclose(times - times[0], np.arange(45) / FPS, atol=2 / 90000)
+    for (_, got), want in zip(frames, sent):
+        assert np.abs(got[:h, :w].astype(int) - want).mean() < 6
+    if (w, h) != size:  # the padding repeats the last column / row
+        assert np.abs(got[:h, w].astype(int) - want[:, w - 1]).mean() < 8
+        assert np.abs(got[h, :w].astype(int) - want[h - 1]).mean() < 8
+
+
+def test_recorder_reproduces_irregular_capture_times(tmp_path):
+    gaps = [0.0, 0.033, 0.034, 0.1, 0.001, 0.2, 0.033, 0.5, 0.04, 0.025]
+    t_capture = np.cumsum(gaps) + 1000.0
+    out = tmp_path / "irregular.mp4"
+    buf = np.empty((H, W, 3), np.uint8)
+    with Recorder(out, W, H, FPS) as rec:
+        for i, t in enumerate(t_capture):
+            rec.send(comp(i, moving_pattern(i, W, H, buf), t=float(t)))
+    frames, _, _ = read_back(out)
+    times = np.array([t for t, _ in frames])
+    assert len(times) == len(gaps)
+    np.testing.assert_allclose(np.diff(times), gaps[1:], atol=2 / 90000)
+
+
+def test_recorder_interrupted_midway_still_leaves_a_playable_file(tmp_path):
+    out = tmp_path / "cut.mp4"
+    buf = np.empty((H, W, 3), np.uint8)
+    with pytest.raises(KeyboardInterrupt):
+        with Recorder(out, W, H, FPS) as rec:
+            for i in range(10):
+                rec.send(comp(i, moving_pattern(i, W, H, buf)))
+            raise KeyboardInterrupt
+    frames, duration, _ = read_back(out)
+    assert len(frames) == 10 and duration == pytest.approx(10 / FPS, abs=0.02)
+    assert [p.name for p in tmp_path.iterdir()] == ["cut.mp4"]
+    assert not sink_threads()
+
+
+def test_recorder_without_frames_creates_no_file(tmp_path):
+    out = tmp_path / "empty.mp4"
+    rec = Recorder(out, W, H, FPS)
+    rec.close()
+    rec.close()
+    assert list(tmp_path.iterdir()) == [] and not sink_threads()
+
+
+def test_recorder_rejects_bad_options_and_images(tmp_path):
+    with pytest.raises(ConfigError, match=r"\.avi"):
+        Recorder(tmp_path / "x.avi", W, H, FPS)
+    with pytest.raises(ConfigError, match="preset"):
+        Recorder(tmp_path / "x.mp4", W, H, FPS, preset="warp9")
+    with Recorder(tmp_path / "x.mp4", W, H, FPS) as rec:
+        with pytest.raises(ValueError, match=r"\(48, 64, 3\)"):
+            rec.send(comp(0, np.zeros((H, W + 1, 3), np.uint8)))
+        rec.send(comp(0, solid(9)))
+    with pytest.raises(ValueError, match="closed"):
+        rec.send(comp(1, solid(9)))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.mp4"]
+
+
+# ---------------------------------------------------------------- preview
+
+def test_display_available_follows_the_environment(monkeypatch):
+    assert display_available({}, "Linux") is False
+    assert display_available({}, "Windows") is True and display_available({}, "Darwin") is True
+    assert display_available({"DISPLAY": ":4711"}, "Linux") is False  # set, but no X server there
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert display_available() is (platform.system() in ("Windows", "Darwin"))
+
+
+@pytest.mark.skipif(platform.system() in ("Windows", "Darwin"), reason="these always have a display")
+def test_preview_without_display_refuses_before_touching_the_gui(monkeypatch):
+    import cv2
+
+    def never(*a, **k):  # opencv-python would abort the whole process here
+        raise AssertionError("the GUI was touched without a display")
+
+    for fn in ("namedWindow", "imshow", "waitKey", "resizeWindow"):
+        monkeypatch.setattr(cv2, fn, never)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(SinkError) as err:
+        PreviewWindow(W, H, FPS)
+    assert str(err.value) == "no display: drop --preview or run under a desktop session / xvfb-run"
+
+
+def test_preview_keys():
+    assert action_for_key(-1) is None
+    assert action_for_key(ord("q")) is Action.QUIT and action_for_key(27) is Action.QUIT
+    assert action_for_key(ord("Q")) is Action.QUIT
+    assert action_for_key(ord("b")) is Action.NEXT_BACKGROUND
+    assert action_for_key(ord(" ")) is Action.TOGGLE_EFFECT
+    assert action_for_key(ord("+")) is Action.BLUR_UP and action_for_key(ord("=")) is Action.BLUR_UP
+    assert action_for_key(ord("-")) is Action.BLUR_DOWN
+    assert action_for_key(ord("x")) is None

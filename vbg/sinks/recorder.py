@@ -1,0 +1,241 @@
+"""Record composites to a video file: H.264 (libx264, yuv420p) through PyAV.
+
+* Every composite sent is written: a recording should hold every frame the
+  camera was sent, so when the encoder falls behind, ``send()`` waits for it
+  (counted in ``stats().blocked``/``blocked_s``) instead of dropping.
+* ``send()`` converts RGB to I420 with OpenCV (~0.3 ms at 720p) into one of a
+  few preallocated buffers and queues it; the caller may reuse its image at
+  once. Encoding and muxing run on the writer thread.
+* Presentation times come from the composites' capture times, relative to the
+  first one, in a 1/90000 s time base (kept strictly increasing), so gaps and
+  an irregular camera rate are reproduced.
+* yuv420p needs even sizes. An odd width or height is padded by one pixel
+  (the last column/row repeated) rather than cropped: the file is then
+  ``frame_size`` = (width+1 or width, height+1 or height). 4:4:4 would keep
+  the exact size but many players (browsers, QuickTime) cannot play it.
+* Colours are BT.601 limited range (what OpenCV's I420 conversion produces)
+  and tagged so in the stream.
+* The file is written under a temporary ``.NAME.*.partial`` name in the same
+  folder and renamed once finalized (encoder flushed, container closed). The
+  writer finalizes in any case, so after an error or an interrupt the frames
+  written so far are still a playable file. A recording with no frames is
+  not created. An existing target is replaced: checking is the caller's job.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vbg.clock import Clock, MonotonicClock
+from vbg.errors import ConfigError, DependencyError, OutputError
+from vbg.fsutil import atomic_path
+from vbg.sinks import SinkBase, SinkStats, check_geometry, check_image
+from vbg.types import Composite
+
+TIME_BASE = Fraction(1, 90000)
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+_END = None
+_WAIT_S = 0.1  # how often a blocked send() looks whether the writer died
+
+
+class Recorder(SinkBase):
+    """Write every composite sent to ``path`` (``.mp4``, ``.mov``, ``.mkv``).
+
+    ``queue_size`` frames may wait for the encoder before ``send()`` blocks;
+    ``threads`` is libx264's thread count (1 keeps the encoder off the model's
+    cores on small machines; 0 lets FFmpeg choose).
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float, *, preset: str = "veryfast",
+                 crf: int = 20, threads: int = 1, queue_size: int = 8, clock: Clock | None = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        fmt = FORMATS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise ConfigError(f"--record {self.path}: unknown file type, use one of {', '.join(FORMATS)}")
+        if preset not in PRESETS:
+            raise ConfigError(f"record preset {preset!r} is unknown: use one of {', '.join(PRESETS)}")
+        if not 0 <= crf <= 51:
+            raise ConfigError(f"record crf {crf} is out of range: use 0..51 (lower is better, 18-23 usual)")
+        width, height, fps = check_geometry("record", width, height, fps)
+        if queue_size < 1:
+            raise ConfigError(f"record queue_size {queue_size} is invalid: use 1 or more")
+        self.width, self.height, self.fps = width, height, fps
+        self.frame_size = (width + width % 2, height + height % 2)  # (w, h) in the file
+        self._clock = clock or MonotonicClock()
+
+        fw, fh = self.frame_size
+        self._pad = np.empty((fh, fw, 3), np.uint8) if (fw, fh) != (width, height) else None
+        self._free: queue.Queue[np.ndarray] = queue.Queue()
+        for _ in range(queue_size):
+            self._free.put(np.empty((fh * 3 // 2, fw), np.uint8))
+        self._work: queue.Queue = queue.Queue()  # bounded by the buffer count
+
+        try:
+            import av
+        except ImportError as e:
+            raise DependencyError(f"recording needs PyAV: pip install av ({e})") from e
+        self._atomic = atomic_path(self.path)
+        try:
+            tmp = self._atomic.__enter__()
+        except OSError as e:
+            raise OutputError(f"--record {self.path}: cannot write there: {_one_line(e)}") from e
+        try:
+            self._container = av.open(str(tmp), "w", format=fmt)
+            stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+            stream.width, stream.height = fw, fh
+            stream.pix_fmt = "yuv420p"
+            stream.time_base = TIME_BASE
+            cc = stream.codec_context
+            cc.time_base = TIME_BASE
+            cc.thread_count = threads
+            cc.color_range = 1  # MPEG (limited)
+            cc.colorspace = 6  # SMPTE 170M = BT.601 matrix, as cv2's I420 conversion
+            cc.color_primaries = 1  # BT.709 (sRGB)
+            cc.color_trc = 1
+            stream.options = {"preset": preset, "crf": str(crf)}
+            self._stream = stream
+        except Exception as e:
+            self._atomic.__exit__(type(e), e, e.__traceback__)
+            raise OutputError(f"--record {self.path}: cannot write it: {_one_line(e)}") from e
+
+        self._t0: float | None = None
+        self._last_pts = -1
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._received = self._blocked = 0
+        self._blocked_s = 0.0
+        self._written = 0  # frames handed to the encoder, by the writer thread
+        self._finalized: BaseException | None = None  # set by the writer when finalizing failed
+        self._thread = threading.Thread(target=self._run, name="vbg-recorder", daemon=True)
+        try:
+            self._thread.start()
+        except BaseException as e:
+            self._container.close()
+            self._atomic.__exit__(type(e), e, e.__traceback__)
+            raise
+
+    # ------------------------------------------------------------------ caller side
+    def send(self, composite: Composite) -> None:
+        """Convert and queue one composite; waits only while the encoder is ``queue_size`` behind."""
+        if self._closed:
+            raise ValueError("send() on a closed Recorder")
+        self.check()
+        image = composite.image
+        check_image(image, self.width, self.height)
+        with self._send_lock:
+            buf = self._take_buffer()
+            if self._pad is not None:
+                h, w = self.height, self.width
+                pad = self._pad
+                pad[:h, :w] = image
+                if pad.shape[1] > w:
+                    pad[:h, w] = image[:, w - 1]
+                if pad.shape[0] > h:
+                    pad[h] = pad[h - 1]
+                image = pad
+            cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420, dst=buf)
+            if self._t0 is None:
+                self._t0 = composite.t_capture
+            pts = max(round((composite.t_capture - self._t0) / TIME_BASE), self._last_pts + 1)
+            self._last_pts = pts
+            self._received += 1
+            self._work.put((buf, pts))
+
+    def _take_buffer(self) -> np.ndarray:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        t0 = self._clock.now()
+        self._blocked += 1
+        try:
+            while True:
+                try:
+                    return self._free.get(timeout=_WAIT_S)
+                except queue.Empty:
+                    self.check()  # the writer died: its buffers will never come back
+        finally:
+            self._blocked_s += self._clock.now() - t0
+
+    def stats(self) -> SinkStats:
+        return SinkStats(received=self._received, written=self._written, blocked=self._blocked,
+                         blocked_s=self._blocked_s, errors=int(self._failure is not None))
+
+    def close(self) -> None:
+        """Flush and finalize the file, rename it into place; then raise a writer
+        failure not yet raised by ``send``/``check``. Idempotent."""
+        with self._close_lock:
+            if not self._closed:
+                self._closed = True
+                self._work.put(_END)
+                self._thread.join()
+                if self._finalized is not None or self._written == 0:
+                    why = self._finalized or OutputError("no frames were recorded")
+                    self._atomic.__exit__(type(why), why, why.__traceback__)  # removes the partial file
+                else:
+                    try:
+                        self._atomic.__exit__(None, None, None)  # rename into place
+                    except OSError as e:
+                        self._fail(OutputError(f"--record {self.path}: cannot move it into place: {_one_line(e)}"))
+        self._raise_unreported()
+
+    # ------------------------------------------------------------------ writer thread
+    def _run(self) -> None:
+        import av
+
+        stream, container = self._stream, self._container
+        try:
+            while True:
+                item = self._work.get()
+                if item is _END:
+                    break
+                buf, pts = item
+                frame = av.VideoFrame.from_ndarray(buf, format="yuv420p")  # copies: buf is free again
+                self._free.put(buf)
+                frame.pts = pts
+                frame.time_base = TIME_BASE
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+                self._written += 1
+        except Exception as e:
+            err = OutputError(f"--record {self.path}: encoding failed after {self._written} frames: {_one_line(e)}")
+            err.__cause__ = e
+            self._fail(err)
+            self._drain()
+        finally:
+            try:  # finalize what was written, whatever happened above
+                for packet in stream.encode(None):
+                    container.mux(packet)
+            except Exception as e:
+                self._finalized = e
+            try:
+                container.close()
+            except Exception as e:
+                self._finalized = self._finalized or e
+            if self._finalized is not None and self._written:
+                err = OutputError(f"--record {self.path}: cannot finalize it: {_one_line(self._finalized)}")
+                err.__cause__ = self._finalized
+                self._fail(err)
+
+    def _drain(self) -> None:
+        """After a failure: hand queued buffers back so a waiting send() wakes to the error."""
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _END:
+                self._free.put(item[0])
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__

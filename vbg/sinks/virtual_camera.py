@@ -1,0 +1,208 @@
+"""The virtual camera: pyvirtualcam fed at a fixed rate from its own thread.
+
+Video-call apps expect a camera that delivers frames at a steady rate, while
+composites arrive whenever the renderer finishes one. So the sink keeps the
+newest composite in a latest-wins slot and a pacing thread sends to the camera
+on a fixed schedule (``fps``): a new composite if one arrived since the last
+tick, otherwise the previous one again (a *repeat*). A composite replaced
+before any tick sent it is *dropped*. Before the first composite the camera is
+sent black frames (*blank*), so apps see the device come alive at once with a
+defined picture while the model warms up. A pacing thread that falls more
+than one frame behind skips the missed ticks (*late*) instead of bursting.
+
+Images travel through three preallocated buffers (one being sent, one
+waiting, one being filled): ``send()`` copies into the free one and returns,
+so the caller may reuse its own buffer at once and the camera never shows a
+half-overwritten picture.
+
+The pacing thread reads ``clock.now()`` and waits in short real-time slices;
+it never calls ``clock.sleep``, so a fake clock shared with other stages is
+only ever moved by whoever drives it.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+
+import numpy as np
+
+from vbg.clock import Clock, MonotonicClock
+from vbg.errors import ConfigError, DependencyError, SinkError
+from vbg.sinks import SinkBase, SinkStats, check_geometry, check_image
+from vbg.types import Composite
+
+_POLL_S = 0.005  # longest real-time wait between looks at the clock and the stop flag
+_EPS_S = 1e-6  # a deadline this close counts as reached (float sums vs products)
+_JOIN_S = 5.0
+
+LINUX_HINT = (
+    "load v4l2loopback: sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=vbg "
+    "(from the v4l2loopback-dkms package)"
+)
+OBS_HINT = {
+    "Windows": "install OBS Studio (obsproject.com) and start its Virtual Camera once",
+    "Darwin": "install OBS Studio 30 or later and start its Virtual Camera once "
+              "(allow its camera extension in System Settings)",
+}
+
+_NO_DEVICE = ("no v4l2 loopback device", "does not exist", "not found", "not installed")
+_BUSY = ("already in use", "busy", "could not be started", "multiple cameras are not supported")
+_NOT_LOOPBACK = ("not a video output device", "is not a v4l2 device")
+
+
+def install_hint(system: str | None = None) -> str:
+    """How to get a virtual camera device on ``system`` (``platform.system()`` names)."""
+    system = system or platform.system()
+    if system in OBS_HINT:
+        return OBS_HINT[system]
+    return LINUX_HINT
+
+
+def describe_open_failure(text: str, device: str | None = None, system: str | None = None) -> str:
+    """One line for pyvirtualcam's ``RuntimeError`` text (one ``'backend': why``
+    line per backend tried): no device / busy / not a loopback device / other."""
+    reasons = [line.strip() for line in text.splitlines() if line.strip()]
+    low = " ".join(reasons).lower()
+    what = f"virtual camera {device}" if device else "virtual camera"
+    if any(k in low for k in _BUSY):
+        return f"{what} is in use by another program: close it or pick another device ({'; '.join(reasons)})"
+    if any(k in low for k in _NOT_LOOPBACK):
+        return f"{device} is not a virtual camera (v4l2loopback) device: pick the loopback one, or {LINUX_HINT}"
+    if any(k in low for k in _NO_DEVICE):
+        missing = f"{what} does not exist" if device else "no virtual camera device found"
+        return f"{missing}: {install_hint(system)}"
+    return f"{what} could not be opened: {'; '.join(reasons) or 'unknown error'}"
+
+
+class VirtualCameraSink(SinkBase):
+    """Send composites to a virtual camera at exactly ``fps``.
+
+    ``device``/``backend`` go to ``pyvirtualcam.Camera`` (``None``: the first
+    that works). Raises :class:`SinkError` with a one-line how-to when there
+    is no device, and :class:`ConfigError` for an unknown backend name.
+    """
+
+    input_format = "RGB"  # what the sink hands pyvirtualcam; the backend converts
+
+    def __init__(self, width: int, height: int, fps: float, *, device: str | None = None,
+                 backend: str | None = None, clock: Clock | None = None) -> None:
+        super().__init__()
+        width, height, fps = check_geometry("virtual camera", width, height, fps)
+        self.width, self.height, self.fps = width, height, fps
+        self._clock = clock or MonotonicClock()
+        self._bufs = [np.zeros((height, width, 3), np.uint8) for _ in range(3)]
+        self._seqs: list[int | None] = [None, None, None]  # None: the black start frame
+        self._showing = 0  # buffer the pacing thread sends (and repeats)
+        self._pending: int | None = None  # newest composite not yet sent
+        self._lock = threading.Lock()  # guards _showing / _pending / _seqs
+        self._send_lock = threading.Lock()  # one producer at a time
+        self._close_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._closed = False
+        self._received = self._dropped = 0  # written under _lock by send()
+        self._written = self._repeats = self._blank = self._late = 0  # written by the thread only
+        self._thread = threading.Thread(target=self._run, name="vbg-vcam", daemon=True)
+
+        self._camera = _open_camera(width, height, self.fps, device, backend)
+        try:
+            self.device: str = self._camera.device
+            self.backend: str = self._camera.backend
+            native = self._camera.native_fmt
+            self.native_format: str | None = native.name if native is not None else None
+            self._thread.start()
+        except BaseException:
+            self._camera.close()
+            raise
+
+    # ------------------------------------------------------------------ caller side
+    def send(self, composite: Composite) -> None:
+        """Copy the composite into the slot the pacing thread sends next (newest wins)."""
+        if self._closed:
+            raise ValueError("send() on a closed VirtualCameraSink")
+        self.check()
+        image = composite.image
+        check_image(image, self.width, self.height)
+        with self._send_lock:
+            with self._lock:
+                idx = next(i for i in range(3) if i != self._showing and i != self._pending)
+            np.copyto(self._bufs[idx], image)  # not the shown or pending buffer: no lock needed
+            with self._lock:
+                if self._pending is not None:
+                    self._dropped += 1
+                self._pending = idx
+                self._seqs[idx] = composite.seq
+                self._received += 1
+
+    def stats(self) -> SinkStats:
+        return SinkStats(received=self._received, written=self._written, repeats=self._repeats,
+                         blank=self._blank, dropped=self._dropped, late=self._late,
+                         errors=int(self._failure is not None))
+
+    def close(self) -> None:
+        """Stop the pacing thread, close the camera; then raise a thread failure
+        that no ``send``/``check`` has raised yet. Idempotent."""
+        with self._close_lock:
+            if not self._closed:
+                self._closed = True
+                self._stop.set()
+                self._thread.join(_JOIN_S)
+                if self._thread.is_alive():  # stuck in the backend: leave it to die with the process
+                    self._fail(SinkError(f"virtual camera {self.device}: sending did not stop within {_JOIN_S:g} s"))
+                else:
+                    self._camera.close()
+        self._raise_unreported()
+
+    # ------------------------------------------------------------------ pacing thread
+    def _run(self) -> None:
+        clock, period = self._clock, 1.0 / self.fps
+        t0 = clock.now()
+        tick = 0
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    fresh = self._pending is not None
+                    if fresh:
+                        self._showing, self._pending = self._pending, None
+                    idx = self._showing
+                    blank = self._seqs[idx] is None
+                self._camera.send(self._bufs[idx])
+                self._written += 1
+                if blank:
+                    self._blank += 1
+                elif not fresh:
+                    self._repeats += 1
+                tick += 1
+                behind = clock.now() - (t0 + tick * period)
+                if behind >= period - _EPS_S:  # a whole tick missed: skip to the one due now
+                    skipped = int((behind + _EPS_S) / period)
+                    tick += skipped
+                    self._late += skipped
+                self._wait_until(t0 + tick * period)
+        except Exception as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            err = SinkError(f"virtual camera {self.device}: sending a frame failed: {reason}")
+            err.__cause__ = exc
+            self._fail(err)
+
+    def _wait_until(self, deadline: float) -> None:
+        while True:
+            remaining = deadline - self._clock.now()
+            if remaining <= _EPS_S or self._stop.wait(min(remaining, _POLL_S)):
+                return
+
+
+def _open_camera(width: int, height: int, fps: float, device: str | None, backend: str | None):
+    try:
+        import pyvirtualcam
+        from pyvirtualcam.camera import BACKENDS
+    except ImportError as e:
+        raise DependencyError(f"the virtual camera needs pyvirtualcam: pip install pyvirtualcam ({e})") from e
+    if backend is not None and backend not in BACKENDS:
+        known = ", ".join(BACKENDS) or "none on this system"
+        raise ConfigError(f"virtual camera backend {backend!r} is unknown: use one of {known}")
+    try:
+        return pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB,
+                                   device=device, backend=backend)
+    except RuntimeError as e:
+        raise SinkError(describe_open_failure(str(e), device)) from e
