@@ -56,7 +56,6 @@ def main(argv=None) -> int:
                    "ort_fixed": time_call(lambda: fixed.run(None, {"input": x}), repeat=args.repeat),
                    "ort_dynamic": time_call(lambda: dyn.run(None, {"input": x}), repeat=args.repeat)}
             rows.append(row)
-            del fixed
             Path(fixed_path).unlink()
             print(f"rmbg {s}x{s}: ORT fixed {row['ort_fixed']['median_ms']:.1f} ms, "
                   f"dynamic {row['ort_dynamic']['median_ms']:.1f} ms", flush=True)
@@ -78,7 +77,7 @@ def main(argv=None) -> int:
             print(f"rmbg {s}x{s}: torch eager {row['torch_eager']['median_ms']:.1f} ms", flush=True)
     info = machine_info()
     info["threads"] = threads or "all cores"
-    md = [f"# Inference alone (ONNX Runtime CPU provider, batch 1)\n",
+    md = ["# Inference alone (ONNX Runtime CPU provider, batch 1)\n",
           f"Machine: {info['cpu']}, {info['cores']} cores; onnxruntime {info.get('onnxruntime')}, "
           f"torch {info.get('torch')}; threads: {info['threads']}, spinning off. "
           f"Median (p95) of {args.repeat} runs after 3 warm-up runs, ms.\n",

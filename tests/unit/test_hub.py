@@ -13,19 +13,17 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import fakehub  # noqa: E402
 from fakehub import FakeHub, child_env, finish_fetch, run_fetch, sha256, start_fetch  # noqa: E402
 
 from vbg.errors import ConfigError  # noqa: E402
 from vbg.models import hub as vbg_hub  # noqa: E402
-from vbg.models.spec import RMBG14, RMBG_LICENSE_URL, SELFIE, HubFile  # noqa: E402
+from vbg.models.spec import RMBG14, RMBG_LICENSE_URL, SELFIE  # noqa: E402
 
 REPO = RMBG14.hub_repo
 FILE = "onnx/model.onnx"
