@@ -15,25 +15,28 @@ log = logging.getLogger("vbg")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
-def _add_model_options(p: argparse.ArgumentParser, default_size_help: str) -> None:
+def _add_model_options(p: argparse.ArgumentParser, default_size_help: str, *, defaults: bool = True) -> None:
     from .inference.onnx_backend import DEVICES
     from .models.spec import MODELS, VARIANTS
 
+    def d(value):  # the live parser keeps only what the user typed: it overrides the config
+        return value if defaults else argparse.SUPPRESS
+
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="rmbg-1.4", metavar="NAME|PATH",
+    g.add_argument("--model", default=d("rmbg-1.4"), metavar="NAME|PATH",
                    help=f"{', '.join(MODELS)}, or a .onnx/.safetensors/.pth/.bin file (default: rmbg-1.4)")
-    g.add_argument("--variant", default="fp32", choices=VARIANTS,
+    g.add_argument("--variant", default=d("fp32"), choices=VARIANTS,
                    help="which RMBG-1.4 file to fetch: fp32/fp16/int8 ONNX, or 'export' the safetensors "
                         "weights to a fixed-shape ONNX per size (needs vbg[torch]) (default: fp32)")
-    g.add_argument("--size", default=None, metavar="N|HxW",
+    g.add_argument("--size", default=d(None), metavar="N|HxW",
                    help=f"inference size: long side N (aspect kept, multiple of 32) or HxW; {default_size_help}")
-    g.add_argument("--backend", default="onnx", choices=("onnx", "torch"), help="inference backend (default: onnx)")
-    g.add_argument("--device", default="auto", choices=DEVICES,
+    g.add_argument("--backend", default=d("onnx"), choices=("onnx", "torch"), help="inference backend (default: onnx)")
+    g.add_argument("--device", default=d("auto"), choices=DEVICES,
                    help="execution provider; auto = CUDA when an NVIDIA GPU is present, else CPU")
-    g.add_argument("--strict-device", action="store_true",
+    g.add_argument("--strict-device", action="store_true", default=d(False),
                    help="fail instead of falling back to the CPU when the asked-for provider cannot load")
-    g.add_argument("--threads", type=int, default=None, metavar="N", help="inference threads (default: all cores)")
-    g.add_argument("--minmax", action="store_true",
+    g.add_argument("--threads", type=int, default=d(None), metavar="N", help="inference threads (default: all cores)")
+    g.add_argument("--minmax", action="store_true", default=d(False),
                    help="rescale every mask to its own min..max, as the RMBG-1.4 reference does (off: it flickers on video)")
 
 
@@ -84,7 +87,8 @@ def _parser_models(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vbg", description="Real-time virtual background and video matting.")
+    p = argparse.ArgumentParser(prog="vbg", description="Real-time virtual background and video matting. "
+                                "Without a COMMAND, vbg runs the live filter (vbg --help).")
     p.add_argument("--version", action="version", version=f"vbg {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     p.add_argument("-v", "--verbose", action="store_true", help="debug messages")
@@ -177,6 +181,113 @@ def cmd_models(args) -> int:
     return 0
 
 
+SUBCOMMANDS = ("segment", "export", "models")
+
+# CLI dest -> (config section, field)
+LIVE_FIELDS = {
+    "source": ("source", "source"), "width": ("source", "width"), "height": ("source", "height"),
+    "fps": ("source", "fps"), "loop": ("source", "loop"),
+    "model": ("model", "model"), "variant": ("model", "variant"), "size": ("model", "size"),
+    "backend": ("model", "backend"), "device": ("model", "device"), "strict_device": ("model", "strict_device"),
+    "threads": ("model", "threads"), "minmax": ("model", "minmax"),
+    "skip": ("temporal", "skip"), "smoothing": ("temporal", "smoothing"), "upsample": ("temporal", "upsample"),
+    "background": ("background", "background"), "color": ("background", "color"), "blur": ("background", "blur"),
+    "mirror": ("background", "mirror"), "feather": ("background", "feather"),
+    "threshold": ("background", "threshold"),
+    "vcam": ("output", "vcam"), "vcam_device": ("output", "vcam_device"), "vcam_backend": ("output", "vcam_backend"),
+    "record": ("output", "record"), "overwrite": ("output", "overwrite"), "preview": ("output", "preview"),
+    "frames": ("output", "frames"), "duration": ("output", "duration"),
+}
+
+
+def build_live_parser() -> argparse.ArgumentParser:
+    S = argparse.SUPPRESS
+    p = argparse.ArgumentParser(
+        prog="vbg", argument_default=S,
+        description="Live virtual background: camera -> person segmentation -> new background -> virtual camera. "
+                    "Other commands: vbg segment, vbg export, vbg models (vbg COMMAND --help).")
+    p.add_argument("--version", action="version", version=f"vbg {__version__}")
+    p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags override it)")
+    p.add_argument("-q", "--quiet", action="store_true", default=False, help="no status line, only warnings")
+    p.add_argument("-v", "--verbose", action="store_true", default=False, help="debug messages")
+    g = p.add_argument_group("source")
+    g.add_argument("--source", metavar="CAM|PATH|URL", help="camera index (default 0), device path, video file or URL")
+    g.add_argument("--width", type=int, help="width to ask of the camera")
+    g.add_argument("--height", type=int, help="height to ask of the camera")
+    g.add_argument("--fps", type=float, help="frame rate to ask of the camera")
+    g.add_argument("--loop", action="store_true", help="a video file source starts again at its end")
+    _add_model_options(p, "default: 256 (live)", defaults=False)
+    g = p.add_argument_group("temporal")
+    g.add_argument("--skip", metavar="N|auto", help="run the model on every N-th frame; auto (default) keeps camera rate")
+    g.add_argument("--smoothing", type=float, metavar="S", help="temporal smoothing strength, 0 = off (default 1)")
+    g.add_argument("--upsample", choices=("guided", "bilinear"), help="mask upsampling (default: guided, edge-aware)")
+    g = p.add_argument_group("background (pick one; default: blur)")
+    g.add_argument("--background", metavar="IMAGE|VIDEO", help="replacement background image or video (looped)")
+    g.add_argument("--color", metavar="NAME|#RRGGBB", help="a plain colour behind the person")
+    g.add_argument("--blur", type=float, nargs="?", const=1.0, metavar="STRENGTH", help="blur the real background")
+    g.add_argument("--mirror", action="store_true", help="mirror the output like a selfie view")
+    g.add_argument("--feather", type=float, metavar="PX", help="soften the mask edge by PX pixels")
+    g.add_argument("--threshold", type=float, metavar="T", help="harden the mask around T (0..1)")
+    g = p.add_argument_group("output")
+    g.add_argument("--no-vcam", dest="vcam", action="store_false", help="run without a virtual camera")
+    g.add_argument("--vcam-device", metavar="DEV", help="virtual camera device, e.g. /dev/video10")
+    g.add_argument("--vcam-backend", metavar="NAME", help="pyvirtualcam backend (v4l2loopback, obs, unitycapture)")
+    g.add_argument("--record", metavar="OUT.mp4", help="also write what the camera is sent to a file")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
+    g.add_argument("--preview", action="store_true", help="show a window (keys: q quit, b background, space effect)")
+    g.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
+    g.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    return p
+
+
+def live_config(args):
+    from . import config as cfgmod
+
+    base = cfgmod.from_toml(args.config) if getattr(args, "config", None) else cfgmod.LiveConfig()
+    updates: dict[str, dict] = {}
+    for dest, (section, field) in LIVE_FIELDS.items():
+        if hasattr(args, dest):
+            updates.setdefault(section, {})[field] = getattr(args, dest)
+    if "threads" in updates.get("model", {}) and not 1 <= updates["model"]["threads"] <= 256:
+        raise ConfigError(f"--threads {updates['model']['threads']} is out of range: use 1..256")
+    return cfgmod.apply(base, updates)
+
+
+def cmd_live(args) -> int:
+    import signal
+
+    from .pipeline import LivePipeline
+
+    cfg = live_config(args)
+    pipeline = LivePipeline(cfg)
+    interactive = sys.stderr.isatty()
+
+    def on_signal(signum, _frame):
+        pipeline.stop()
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_status(line: str) -> None:
+        if args.quiet:
+            return
+        if interactive:
+            print("\r" + line, end="", file=sys.stderr, flush=True)
+        else:
+            log.info("%s", line)
+
+    try:
+        stats = pipeline.run(on_status=on_status)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if interactive and not args.quiet:
+            print(file=sys.stderr)
+    snap = stats.snapshot()
+    log.info("stopped after %d frames: %.1f fps out, model %.1f ms p50, latency %.0f/%.0f ms p50/p95",
+             snap["out_frames"], snap["out_fps"], snap["infer_ms_p50"], snap["latency_ms_p50"], snap["latency_ms_p95"])
+    return 0
+
+
 def _setup_logging(args) -> None:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
@@ -188,13 +299,12 @@ def _setup_logging(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        print("vbg: error: the live filter (vbg --background ...) is not built yet; use vbg segment or vbg export",
-              file=sys.stderr)
-        return 2
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        args = build_parser().parse_args(argv)
+    else:
+        args = build_live_parser().parse_args(argv)
+        args.func = cmd_live
     _setup_logging(args)
     try:
         return args.func(args)

@@ -112,14 +112,16 @@ class OnnxSegmenter(_Base):
         sess, self.providers = create_session(path, self.device, strict=self.strict, threads=self.threads,
                                               cache_dir=cache_dir() / "trt")
         inputs, outputs = sess.get_inputs(), sess.get_outputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] not in (3, "3"):
+        # Symbolic dims (str/None) are accepted: exporters name some they cannot infer.
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] not in (3, None) \
+                and not isinstance(inputs[0].shape[1], str):
             got = ", ".join(f"{i.name}{i.shape}" for i in inputs)
             raise ModelError(
                 f"{path.name} does not take one [N,3,H,W] image (it takes {got}): "
                 "pass an RMBG-1.4 or selfie ONNX, or export one with vbg export"
             )
         out_shape = outputs[0].shape
-        if len(out_shape) != 4 or out_shape[1] not in (1, "1"):
+        if len(out_shape) != 4 or isinstance(out_shape[1], int) and out_shape[1] != 1:
             raise ModelError(
                 f"{path.name} does not return one [N,1,H,W] matte (its first output is {outputs[0].name}"
                 f"{out_shape}): export a single-output graph with vbg export"

@@ -1,0 +1,411 @@
+"""The compositor as a user sees it: the person over the background, with no halo and no copies."""
+
+from __future__ import annotations
+
+import threading
+import time
+import tracemalloc
+from fractions import Fraction
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vbg.clock import FakeClock
+from vbg.compositing import (
+    BlurBackground,
+    ColorBackground,
+    Compositor,
+    ImageBackground,
+    VideoBackground,
+    cover_fit,
+    make_background,
+    parse_color,
+    threshold_lut,
+)
+from vbg.errors import ConfigError, InputError
+
+FG = (200, 100, 50)
+BG = (10, 20, 30)
+
+
+class ArrayBackground:
+    """A fixed picture given as an array (the protocol with nothing hidden)."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+        self.closed = 0
+
+    def prepare(self, out_hw):
+        assert self.image.shape[:2] == tuple(out_hw)
+
+    def render(self, frame, alpha):
+        return self.image
+
+    def close(self):
+        self.closed += 1
+
+
+def solid(h, w, rgb):
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = rgb
+    return img
+
+
+def float_blend(f, a, b):
+    m = a[..., None].astype(np.float64) / 255.0
+    return f * m + b * (1.0 - m)
+
+
+# -- blending ----------------------------------------------------------------
+
+def test_alpha_255_gives_frame_0_gives_background_128_the_middle():
+    alpha = np.zeros((6, 9), np.uint8)
+    alpha[:, 3:6] = 128
+    alpha[:, 6:] = 255
+    with Compositor((6, 9), ColorBackground(BG)) as comp:
+        out = comp.compose(solid(6, 9, FG), alpha)
+    assert (out[:, :3] == BG).all()
+    assert (out[:, 6:] == FG).all()
+    mid = np.array(FG) * 128 / 255 + np.array(BG) * 127 / 255
+    assert np.abs(out[:, 3:6].astype(float) - mid).max() <= 1.0
+
+
+@pytest.mark.parametrize("region", ["everywhere", "a corner", "nowhere"])
+def test_blend_is_within_one_grey_level_of_the_float_formula(region):
+    rng = np.random.default_rng(1)
+    f = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    a = rng.integers(0, 256, (40, 50), dtype=np.uint8)
+    if region == "a corner":  # only a box is blended; the rest must be the background
+        a[:, :] = 0
+        a[5:17, 30:44] = rng.integers(1, 256, (12, 14))
+    elif region == "nowhere":
+        a[:] = 0
+    out = Compositor((40, 50), ArrayBackground(b)).compose(f, a)
+    assert np.abs(out - float_blend(f, a, b)).max() <= 1.0
+    assert (out[a == 0] == b[a == 0]).all()
+    assert (out[a == 255] == f[a == 255]).all()
+
+
+def test_output_buffer_is_reused_and_nothing_is_allocated_per_frame():
+    h, w = 120, 160
+    rng = np.random.default_rng(2)
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    alpha = np.zeros((h, w), np.uint8)
+    alpha[30:100, 40:110] = 255
+    comp = Compositor((h, w), BlurBackground(1.0), feather=2, threshold=0.5, mirror=True)
+    first = comp.compose(frame, alpha)
+    assert comp.compose(frame, alpha) is first
+    mine = np.empty((h, w, 3), np.uint8)
+    assert comp.compose(frame, alpha, out=mine) is mine
+    np.testing.assert_array_equal(mine, first)
+
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        for _ in range(50):
+            comp.compose(frame, alpha)
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    frame_bytes = h * w * 3
+    assert peak - base < frame_bytes // 4, f"{peak - base} bytes allocated during 50 frames"
+    assert current - base < 4096
+
+
+def test_wrong_shapes_and_dtypes_are_refused_with_expected_and_actual():
+    comp = Compositor((8, 10), ColorBackground("black"))
+    good_f, good_a = np.zeros((8, 10, 3), np.uint8), np.zeros((8, 10), np.uint8)
+    with pytest.raises(ValueError, match=r"frame is 10x8x3 uint8; expected 8x10x3 uint8"):
+        comp.compose(np.zeros((10, 8, 3), np.uint8), good_a)
+    with pytest.raises(ValueError, match=r"frame is 8x10x3 float32; expected 8x10x3 uint8"):
+        comp.compose(good_f.astype(np.float32), good_a)
+    with pytest.raises(ValueError, match=r"alpha is 8x10 float32; expected 8x10 uint8"):
+        comp.compose(good_f, good_a.astype(np.float32))
+    with pytest.raises(ValueError, match=r"out is 8x10x4 uint8"):
+        comp.compose(good_f, good_a, out=np.zeros((8, 10, 4), np.uint8))
+
+
+def test_close_closes_the_background_once():
+    bg = ArrayBackground(np.zeros((2, 2, 3), np.uint8))
+    comp = Compositor((2, 2), bg)
+    comp.close()
+    comp.close()
+    assert bg.closed == 1
+
+
+# -- options -----------------------------------------------------------------
+
+def test_mirror_flips_the_person_but_not_the_background_image():
+    h, w = 4, 8
+    frame = solid(h, w, (255, 0, 0))
+    frame[:, w // 2:] = (0, 0, 255)  # person's left half red, right half blue
+    alpha = np.zeros((h, w), np.uint8)
+    alpha[:, :2] = 255  # the person stands at the left edge
+    bg = solid(h, w, (0, 255, 0))
+    bg[:, w // 2:] = (255, 255, 0)  # background: green left, yellow right
+    out = Compositor((h, w), ArrayBackground(bg), mirror=True).compose(frame, alpha)
+    assert (out[:, -2:] == (255, 0, 0)).all()  # the red person now on the right
+    assert (out[:, :w // 2] == (0, 255, 0)).all()  # background left still green
+    assert (out[:, w // 2:-2] == (255, 255, 0)).all()
+
+
+def test_threshold_makes_a_near_hard_cut():
+    levels = np.array([[0, 100, 114, 128, 141, 160, 255]], np.uint8)
+    out = Compositor((1, 7), ColorBackground(BG), threshold=0.5).compose(solid(1, 7, FG), levels)
+    assert (out[0, :3] == BG).all()  # at or below 0.45 -> background
+    assert (out[0, 4:] == FG).all()  # at or above 0.55 -> person
+    a = threshold_lut(0.5)[128]
+    assert 120 < a < 136  # just above the threshold: about half
+    assert (np.abs(out[0, 3] - (np.array(FG) * a + np.array(BG) * (255 - a)) / 255) <= 1).all()
+    for t in (0.01, 0.3, 0.5, 0.99):
+        lut = threshold_lut(t)
+        assert lut[0] == 0 and lut[255] == 255 and (np.diff(lut.astype(int)) >= 0).all()
+
+
+@pytest.mark.parametrize("bad", [0, 1, -0.5, 2, "half", float("nan")])
+def test_bad_threshold_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match="--threshold"):
+        Compositor((2, 2), ColorBackground("black"), threshold=bad)
+
+
+def test_feather_softens_only_the_edge():
+    h, w = 4, 40
+    alpha = np.zeros((h, w), np.uint8)
+    alpha[:, :20] = 255
+    frame = solid(h, w, (255, 255, 255))
+    hard = Compositor((h, w), ColorBackground("black")).compose(frame, alpha).copy()
+    soft = Compositor((h, w), ColorBackground("black"), feather=4).compose(frame, alpha)
+    assert set(np.unique(hard)) == {0, 255}
+    row = soft[0, :, 0].astype(int)
+    assert (row[:12] == 255).all() and (row[28:] == 0).all()  # far from the edge: unchanged
+    assert 0 < row[20] < 255 and 0 < row[19] < 255  # at the edge: a ramp
+    assert (np.diff(row) <= 0).all()
+
+
+@pytest.mark.parametrize("bad", [-1, 51, "wide"])
+def test_bad_feather_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match="--feather"):
+        Compositor((2, 2), ColorBackground("black"), feather=bad)
+
+
+# -- backgrounds -------------------------------------------------------------
+
+@pytest.mark.parametrize("src_hw, out_hw", [((50, 100), (80, 60)), ((100, 50), (60, 80)), ((50, 100), (25, 50))])
+def test_image_background_covers_the_output_keeping_aspect_and_centre(tmp_path, src_hw, out_hw):
+    sh, sw = src_hw
+    img = solid(sh, sw, (90, 90, 90))
+    cy, cx = sh // 2, sw // 2
+    img[cy - 5:cy + 5, cx - 5:cx + 5] = 255  # a 10x10 square marks the centre
+    path = tmp_path / "bg.png"
+    cv2.imwrite(str(path), img)
+    bg = ImageBackground(path)
+    bg.prepare(out_hw)
+    out = bg.render(np.zeros((*out_hw, 3), np.uint8), np.zeros(out_hw, np.uint8))
+    assert out.shape == (*out_hw, 3) and out.dtype == np.uint8
+    assert out.min() >= 80  # covered: no black bars
+    ys, xs = np.nonzero(out[:, :, 0] > 170)
+    oh, ow = out_hw
+    assert abs((ys.min() + ys.max()) / 2 - (oh - 1) / 2) <= 1  # centre stays centre
+    assert abs((xs.min() + xs.max()) / 2 - (ow - 1) / 2) <= 1
+    mh, mw = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    assert abs(mh - mw) <= 1  # the square is still square: aspect kept
+    assert not out.flags.writeable  # shared with every frame
+    assert bg.render(None, None) is out  # prepared once, no copy per frame
+
+
+def test_cover_fit_into_a_given_buffer():
+    dst = np.empty((30, 40, 3), np.uint8)
+    assert cover_fit(solid(300, 300, (1, 2, 3)), (30, 40), dst=dst) is dst
+    assert (dst == (1, 2, 3)).all()
+
+
+def test_image_background_missing_or_not_an_image_is_one_line_input_error(tmp_path):
+    with pytest.raises(InputError) as e:
+        ImageBackground(tmp_path / "nope.png")
+    assert "\n" not in str(e.value) and "nope.png" in str(e.value)
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture\n")
+    with pytest.raises(InputError) as e:
+        ImageBackground(text)
+    assert "\n" not in str(e.value) and "notes.png" in str(e.value)
+
+
+def test_blurred_background_has_no_halo_around_the_person():
+    n = 128
+    frame = solid(n, n, (20, 20, 20))
+    alpha = np.zeros((n, n), np.uint8)
+    alpha[41:87, 45:83] = 255  # edges deliberately off the 4-pixel grid
+    frame[alpha == 255] = 240
+    bg = BlurBackground(2.0)
+    bg.prepare((n, n))
+    ours = bg.render(frame, alpha)[:, :, 0].astype(int)
+
+    ring = cv2.dilate(alpha, np.ones((9, 9), np.uint8)) > 0
+    ring &= alpha == 0  # the 4 pixels just outside the person
+    sigma = 2.0 * BlurBackground.SIGMA_FRACTION * n
+    plain = cv2.GaussianBlur(frame, (0, 0), sigma)[:, :, 0].astype(int)
+    assert plain[ring].max() > 100  # a plain blur glows next to the person
+    assert ours[ring].max() <= 24  # ours stays the dark room
+    far = np.zeros_like(ring)
+    far[:10, :10] = True
+    assert np.abs(ours[far] - 20).max() <= 1
+
+
+def test_blur_is_the_plain_blur_without_a_person():
+    rng = np.random.default_rng(3)
+    frame = cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (64, 64), interpolation=cv2.INTER_CUBIC)
+    bg = BlurBackground(1.0)
+    bg.prepare((64, 64))
+    out = bg.render(frame, np.zeros((64, 64), np.uint8))
+    assert out.std() < frame.std()  # blurred
+    assert abs(out.astype(float).mean() - frame.astype(float).mean()) < 3
+
+
+@pytest.mark.parametrize("bad", [0, 0.05, 6, "strong", float("nan")])
+def test_bad_blur_strength_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match="--blur"):
+        BlurBackground(bad)
+
+
+def test_make_background_by_name():
+    assert make_background("color", "#f00").rgb == (255, 0, 0)
+    assert make_background("blur", "2.5").strength == 2.5
+    with pytest.raises(ConfigError, match="unknown"):
+        make_background("fog", None)
+    with pytest.raises(ConfigError, match="--blur"):
+        make_background("blur", "lots")
+
+
+# -- colours -----------------------------------------------------------------
+
+@pytest.mark.parametrize("text, rgb", [
+    ("red", (255, 0, 0)), (" White ", (255, 255, 255)), ("grey", (128, 128, 128)), ("gray", (128, 128, 128)),
+    ("#0f8", (0, 255, 136)), ("#00FF80", (0, 255, 128)), ("00ff80", (0, 255, 128)),
+    ("rgb(1, 2, 3)", (1, 2, 3)), ("RGB(255,255,0)", (255, 255, 0)),
+])
+def test_parse_color_accepts(text, rgb):
+    assert parse_color(text) == rgb
+
+
+def test_chroma_is_a_keying_green():
+    r, g, b = parse_color("chroma")
+    assert parse_color("greenscreen") == (r, g, b) and g > 150 and r < 30 and b < 100
+
+
+@pytest.mark.parametrize("text", ["", "nope", "#12345", "#ggg", "rgb(256,0,0)", "rgb(1,2)", "12", "0x00ff00", "f0"])
+def test_parse_color_refuses_with_one_line_naming_the_option(text):
+    with pytest.raises(ConfigError) as e:
+        parse_color(text)
+    msg = str(e.value)
+    assert "--color" in msg and repr(text) in msg and "#RRGGBB" in msg and "\n" not in msg
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30))
+def test_parse_color_on_any_text_gives_a_triple_or_a_config_error(text):
+    try:
+        rgb = parse_color(text)
+    except ConfigError as e:
+        assert "\n" not in str(e)
+        return
+    assert isinstance(rgb, tuple) and len(rgb) == 3
+    assert all(type(c) is int and 0 <= c <= 255 for c in rgb)
+
+
+# -- video -------------------------------------------------------------------
+
+LEVELS = [20 + 20 * i for i in range(10)]  # frame i is a solid grey of LEVELS[i]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """10 solid grey frames, 64x48, 10 fps, made here with PyAV."""
+    import av
+
+    path = tmp_path_factory.mktemp("video") / "greys.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"qp": "0"}
+        stream.codec_context.time_base = Fraction(1, 10)
+        for i, v in enumerate(LEVELS):
+            frame = av.VideoFrame.from_ndarray(solid(48, 64, (v, v, v)), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+class GatedClock(FakeClock):
+    """A FakeClock the decoder thread cannot read until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def now(self) -> float:
+        if threading.current_thread() is not threading.main_thread():
+            self.gate.wait(5)
+        return super().now()
+
+
+def wait_for_level(bg, level, out_hw, timeout=3.0):
+    frame, alpha = np.zeros((*out_hw, 3), np.uint8), np.zeros(out_hw, np.uint8)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        img = bg.render(frame, alpha)
+        if abs(float(img.mean()) - level) <= 4:
+            return img
+        time.sleep(0.005)
+    raise AssertionError(f"background never showed grey {level}; last mean {img.mean():.1f}")
+
+
+def test_video_background_plays_at_its_rate_loops_and_closes(clip):
+    clock = GatedClock()
+    out_hw = (24, 40)
+    bg = VideoBackground(clip, clock=clock)
+    assert bg.fps == 10
+    bg.prepare(out_hw)
+    try:
+        still = bg.render(None, None)
+        assert still.shape == (24, 40, 3) and not still.any()  # black before the first frame
+        clock.gate.set()
+        wait_for_level(bg, LEVELS[0], out_hw)
+        time.sleep(0.12)  # no time passes on the clock: still the first frame
+        wait_for_level(bg, LEVELS[0], out_hw, timeout=0.01)
+        for i in range(1, 13):  # through the end and round again
+            clock.advance(i / 10 + 1e-6 - clock.now())
+            wait_for_level(bg, LEVELS[i % 10], out_hw)
+        assert bg.frames_published == 13
+    finally:
+        bg.close()
+    bg.close()
+    assert not any(t.name == "vbg-bg-video" for t in threading.enumerate())
+
+
+def test_video_background_in_the_compositor(clip):
+    with Compositor((48, 64), VideoBackground(clip)) as comp:
+        alpha = np.zeros((48, 64), np.uint8)
+        alpha[:, 32:] = 255
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            out = comp.compose(solid(48, 64, FG), alpha)
+            if out[:, :32].mean() > 10:
+                break
+            time.sleep(0.01)
+        assert out[:, :32].mean() > 10 and (out[:, 32:] == FG).all()
+    assert not any(t.name == "vbg-bg-video" for t in threading.enumerate())
+
+
+def test_video_background_unreadable_files_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        VideoBackground(tmp_path / "missing.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00not a video at all" * 50)
+    with pytest.raises(InputError) as e:
+        VideoBackground(junk)
+    assert "\n" not in str(e.value) and "junk.mp4" in str(e.value)

@@ -1,0 +1,35 @@
+"""Compositor stage: the person over an image, colour, blurred-camera or video background.
+
+    from vbg.compositing import Compositor, make_background
+
+    with Compositor((720, 1280), make_background("blur", 1.0), mirror=True) as comp:
+        out = comp.compose(frame_rgb, alpha_u8)   # reused buffer: copy or pass out=
+"""
+
+from .backgrounds import (
+    BACKGROUNDS,
+    Background,
+    BlurBackground,
+    ColorBackground,
+    ImageBackground,
+    VideoBackground,
+    cover_fit,
+    make_background,
+)
+from .color import NAMED_COLORS, parse_color
+from .compose import Compositor, threshold_lut
+
+__all__ = [
+    "BACKGROUNDS",
+    "Background",
+    "BlurBackground",
+    "ColorBackground",
+    "Compositor",
+    "ImageBackground",
+    "NAMED_COLORS",
+    "VideoBackground",
+    "cover_fit",
+    "make_background",
+    "parse_color",
+    "threshold_lut",
+]

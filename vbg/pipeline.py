@@ -1,0 +1,360 @@
+"""The live filter: capture -> inference -> render -> sinks, each on its own thread.
+
+    capture  --LatestSlot-->  render  --LatestSlot-->  inference
+                                ^------- latest Mask -------'
+    render: propagate the latest mask to this frame (optical flow), smooth,
+            upsample guided by the frame, composite -> sinks
+
+The render thread outputs every captured frame; the model runs on the
+frames the skip governor picks, always the newest one. Sinks (virtual camera,
+recorder) own their threads and pacing. A worker's exception stops the
+pipeline and is re-raised from :meth:`LivePipeline.run`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .buffers import Closed, LatestSlot
+from .clock import Clock, MonotonicClock
+from .config import LiveConfig
+from .errors import ConfigError, SinkError, VbgError
+from .stats import LiveStats
+from .types import Composite, Frame, Mask
+
+log = logging.getLogger("vbg.pipeline")
+
+GRAY_HISTORY = 48  # recent frames' small grey images kept for carrying late masks forward
+OUT_RING = 6  # composites in flight to the sinks before a buffer is reused
+FRESH_WAIT_MS = 12.0  # wait this long at most for the mask of the current frame
+
+
+class _MaskBox:
+    """The newest mask, shared by the inference and render threads."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.mask: Mask | None = None
+
+    def set(self, m: Mask) -> None:
+        with self._cond:
+            self.mask = m
+            self._cond.notify_all()
+
+    def get(self) -> Mask | None:
+        with self._cond:
+            return self.mask
+
+    def wait_for(self, seq: int, timeout: float) -> Mask | None:
+        """The mask of frame ``seq`` (or a newer one) if it is ready within ``timeout``."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.mask is not None and self.mask.seq >= seq, timeout)
+            return self.mask
+
+
+def make_background(cfg: LiveConfig, clock: Clock):
+    from .compositing import BlurBackground, ColorBackground, ImageBackground, VideoBackground, parse_color
+
+    b = cfg.background
+    if b.blur is not None:
+        return BlurBackground(b.blur)
+    if b.color is not None:
+        return ColorBackground(parse_color(b.color))
+    if b.background is not None:
+        path = Path(b.background)
+        if path.suffix.lower() in (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif"):
+            return VideoBackground(path, clock=clock)
+        return ImageBackground(path)
+    return BlurBackground(1.0)  # no background given: blur the room
+
+
+def precheck_virtual_camera(device: str | None, backend: str | None) -> None:
+    """On Linux, v4l2loopback devices live under /sys/devices/virtual/video4linux:
+    with none there, say how to load the module before anything else starts."""
+    import glob
+    import sys
+
+    if not sys.platform.startswith("linux") or backend not in (None, "v4l2loopback"):
+        return
+    if device is not None:
+        if not Path(device).exists():
+            from .sinks.virtual_camera import LINUX_HINT
+
+            raise SinkError(f"virtual camera {device} does not exist: {LINUX_HINT}")
+        return
+    if not glob.glob("/sys/devices/virtual/video4linux/video*"):
+        from .sinks.virtual_camera import LINUX_HINT
+
+        raise SinkError(f"no virtual camera device found: {LINUX_HINT}; or run with --no-vcam --record FILE")
+
+
+class LivePipeline:
+    def __init__(self, cfg: LiveConfig, *, clock: Clock | None = None, segmenter=None,
+                 sinks: list | None = None, source=None, reopen=None) -> None:
+        self.cfg = cfg
+        self.clock = clock or MonotonicClock()
+        self.stats = LiveStats()
+        self._segmenter = segmenter
+        self._extra_sinks = sinks or []
+        self._source, self._reopen = source, reopen
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self._threads: list[threading.Thread] = []
+        self.effect_on = True
+        self.capture = None
+        self.sinks: list = []
+
+    # ------------------------------------------------------------------ control
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _fail(self, e: BaseException) -> None:
+        self._errors.append(e)
+        self._stop.set()
+
+    def _spawn(self, target, name: str, *, stop_when_done: bool = False) -> None:
+        def guarded():
+            try:
+                target()
+            except BaseException as e:  # re-raised from run()
+                log.debug("%s failed", name, exc_info=True)
+                self._fail(e)
+            finally:
+                if stop_when_done:
+                    self._stop.set()
+
+        t = threading.Thread(target=guarded, name=name, daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    # ------------------------------------------------------------------ setup
+    def _open_source(self):
+        from .capture import open_source
+
+        s = self.cfg.source
+        return open_source(s.source, width=s.width, height=s.height, fps=s.fps, loop=s.loop,
+                           paced=True, clock=self.clock)
+
+    def run(self, on_status=None, status_interval: float = 1.0, on_tick=None) -> LiveStats:
+        """Run until --frames/--duration, end of a file source, stop(), or an error."""
+        from .capture import CaptureWorker
+        from .inference import create_segmenter
+        from .inference.propagate import MaskPropagator
+        from .inference.scheduler import SkipGovernor, parse_skip
+        from .inference.smoothing import TemporalSmoother
+        from .inference.upsample import EdgeAwareUpsampler
+
+        cfg = self.cfg
+        skip = parse_skip(cfg.temporal.skip)
+        if cfg.output.vcam:
+            # Before the camera and the model download: the commonest set-up problem first.
+            precheck_virtual_camera(cfg.output.vcam_device, cfg.output.vcam_backend)
+        with contextlib.ExitStack() as stack:
+            source = self._source or self._open_source()
+            stack.callback(source.close)
+            w, h, fps = source.width, source.height, source.fps
+            reopen = self._reopen or (self._open_source if source.live else None)
+            seg = self._segmenter or create_segmenter(cfg.model)
+            stack.callback(seg.close)
+            self.stats.providers = list(seg.providers)
+            mask_hw = seg.input_size((h, w))
+            log.info("source %dx%d at %.2f fps; model %s at %dx%d on %s", w, h, fps, seg.source.label,
+                     mask_hw[0], mask_hw[1], ", ".join(seg.providers))
+
+            background = make_background(cfg, self.clock)
+            stack.callback(background.close)  # the compositor closes it too; close() is idempotent
+            from .compositing import Compositor
+
+            b = cfg.background
+            compositor = Compositor((h, w), background, feather=b.feather, threshold=b.threshold, mirror=b.mirror)
+            self.sinks = self._open_sinks(stack, w, h, fps)
+
+            frames: LatestSlot[Frame] = LatestSlot()
+            to_model: LatestSlot[Frame] = LatestSlot()
+            masks = _MaskBox()
+            max_frames = cfg.output.frames
+            self.capture = CaptureWorker(source, frames, reopen=reopen, clock=self.clock, max_frames=max_frames)
+            governor = SkipGovernor(skip, 1.0 / fps)
+            propagator = MaskPropagator(mask_hw, history=GRAY_HISTORY)
+            smoother = TemporalSmoother(cfg.temporal.smoothing)
+            upsampler = EdgeAwareUpsampler((h, w), mask_hw, mode=cfg.temporal.upsample)
+
+            stack.callback(self._join_all)
+            stack.callback(to_model.close)
+            stack.callback(self.stop)
+            self._spawn(lambda: self._infer_loop(seg, to_model, masks, governor), "vbg-infer")
+            self._spawn(lambda: self._render_loop(frames, to_model, masks, governor, propagator, smoother,
+                                                  upsampler, compositor, (h, w)), "vbg-render",
+                        stop_when_done=True)  # the render loop ends when the source does
+            self.capture.start()
+            stack.callback(self.capture.join, 5.0)
+            stack.callback(self.capture.stop)
+            t_start = self.clock.now()
+            next_status = t_start + status_interval
+            deadline = t_start + cfg.output.duration if cfg.output.duration else None
+            try:
+                while not self._stop.is_set():
+                    self._stop.wait(0.05)
+                    now = self.clock.now()
+                    if deadline is not None and now >= deadline:
+                        break
+                    if on_tick is not None:
+                        on_tick(self)
+                    if on_status is not None and now >= next_status:
+                        on_status(self.stats.status_line(" | camera lost" if self.capture.lost else ""))
+                        next_status = now + status_interval
+                    for sink in self.sinks:
+                        try:
+                            sink.check()  # a sink's own thread failed: stop with its reason
+                        except VbgError as e:
+                            self._fail(e)
+            finally:
+                self.stop()
+                self.capture.stop()
+            if self.capture.error is not None:
+                self._errors.insert(0, self.capture.error)
+        if self._errors:
+            raise self._errors[0]
+        return self.stats
+
+    def _join_all(self) -> None:
+        for t in self._threads:
+            t.join(10.0)
+
+    def _open_sinks(self, stack: contextlib.ExitStack, w: int, h: int, fps: float) -> list:
+        o = self.cfg.output
+        sinks = []
+        for extra in self._extra_sinks:
+            stack.callback(extra.close)
+            sinks.append(extra)
+        if o.record:
+            from .sinks.recorder import Recorder
+
+            path = Path(o.record)
+            if path.exists() and not o.overwrite:
+                from .errors import OutputError
+
+                raise OutputError(f"--record {path} already exists: pass --overwrite or choose another name")
+            rec = Recorder(path, w, h, fps, clock=self.clock)
+            stack.callback(rec.close)
+            sinks.append(rec)
+        if o.vcam:
+            from .sinks.virtual_camera import VirtualCameraSink
+
+            cam = VirtualCameraSink(w, h, fps, device=o.vcam_device, backend=o.vcam_backend, clock=self.clock)
+            stack.callback(cam.close)
+            sinks.append(cam)
+        if not sinks and not o.preview:
+            raise ConfigError("--no-vcam without --record or --preview leaves nothing to show: add one of them")
+        return sinks
+
+    # ------------------------------------------------------------------ threads
+    def _infer_loop(self, seg, to_model: LatestSlot[Frame], masks: _MaskBox, governor) -> None:
+        while not self._stop.is_set():
+            try:
+                frame = to_model.get(timeout=0.1)
+            except Closed:
+                return
+            if frame is None:
+                continue
+            t0 = time.perf_counter()
+            alpha = seg.segment(frame.image)
+            ms = (time.perf_counter() - t0) * 1000.0
+            masks.set(Mask(frame.seq, frame.t_capture, alpha.copy(), self.clock.now(), ms))
+            governor.observe(ms)
+            self.stats.infer_ms.add(ms)
+            self.stats.infer_runs += 1
+
+    def _render_loop(self, frames, to_model, masks, governor, propagator, smoother, upsampler,
+                     compositor, hw) -> None:
+        h, w = hw
+        ring = [np.empty((h, w, 3), np.uint8) for _ in range(OUT_RING)]
+        zero_alpha = np.zeros((h, w), np.uint8)
+        full_gray = np.empty((h, w), np.uint8)
+        last_out: Composite | None = None
+        lost_base: np.ndarray | None = None  # the last real picture, kept while the camera is gone
+        m_used: Mask | None = None  # the model output being carried along
+        n = 0
+        while not self._stop.is_set():
+            try:
+                frame = frames.get(timeout=0.1)
+            except Closed:
+                return
+            if frame is None:
+                if self.capture is not None and self.capture.lost and last_out is not None:
+                    if lost_base is None:
+                        lost_base = last_out.image.copy()
+                    self._send_lost(last_out, lost_base, ring, n)
+                    n += 1
+                continue
+            lost_base = None
+            t0 = time.perf_counter()
+            self.stats.capture_times.add(frame.t_capture)
+            wait_s = 0.0
+            if governor.should_run(frame.seq):
+                to_model.put(frame)
+                # A model that answers within a fraction of the frame interval is worth
+                # waiting for: the mask is then exact for this frame instead of carried
+                # along from the last one. A slow one is never waited for.
+                expected = governor.infer_ms
+                if expected is not None and expected <= FRESH_WAIT_MS:
+                    wait_s = min(expected * 1.5 + 2.0, FRESH_WAIT_MS) / 1000.0
+            cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY, dst=full_gray)  # once, for flow and upsampling
+            gray = propagator.gray(full_gray, seq=frame.seq)
+            m = masks.wait_for(frame.seq, wait_s) if wait_s else masks.get()
+            if m is not None and (m_used is None or m.seq > m_used.seq):
+                m_used = m
+            alpha_u8, fresh = zero_alpha, False  # no mask yet: only the background, never the room
+            if m_used is not None:
+                src = propagator.gray_of(m_used.seq)
+                fresh = m_used.seq == frame.seq
+                if fresh or src is None:
+                    state, motion = m_used.alpha, None
+                else:
+                    # Always from the mask's own frame to this one: chained warps blur and drift.
+                    state = propagator.warp(m_used.alpha, src, gray)
+                    motion = propagator.motion()
+                    motion /= max(1, frame.seq - m_used.seq)  # per-frame motion for the smoother
+                smoothed = smoother.update(state, motion)
+                alpha_u8 = upsampler.upsample(smoothed, full_gray)
+            out = ring[n % OUT_RING]
+            if self.effect_on:
+                compositor.compose(frame.image, alpha_u8, out=out)
+            else:
+                np.copyto(out, frame.image)
+            comp = Composite(frame.seq, frame.t_capture, out, m_used.seq if m_used is not None else -1, fresh)
+            self._send(comp)
+            now = self.clock.now()
+            st = self.stats
+            st.render_ms.add((time.perf_counter() - t0) * 1000.0)
+            st.latency_ms.add((now - frame.t_capture) * 1000.0)
+            if m_used is not None:
+                st.mask_age_ms.add((now - m_used.t_capture) * 1000.0)
+            st.out_times.add(now)
+            st.out_frames += 1
+            st.fresh_frames += fresh
+            last_out = comp
+            n += 1
+
+    def _send(self, comp: Composite) -> None:
+        for sink in self.sinks:
+            sink.send(comp)
+
+    def _send_lost(self, last: Composite, base: np.ndarray, ring, n: int) -> None:
+        """Camera gone: keep the virtual camera fed with the last frame, dimmed."""
+        out = ring[n % OUT_RING]
+        cv2.convertScaleAbs(base, dst=out, alpha=0.4)
+        cv2.putText(out, "camera lost - reconnecting", (20, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0,
+                    (255, 255, 255), 2, cv2.LINE_AA)
+        # A new timestamp: the card is shown now, and recordings need increasing times.
+        self._send(Composite(last.seq, self.clock.now(), out, last.mask_seq, False))
+
+
+__all__ = ["LivePipeline", "VbgError"]
