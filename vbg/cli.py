@@ -191,6 +191,7 @@ LIVE_FIELDS = {
     "backend": ("model", "backend"), "device": ("model", "device"), "strict_device": ("model", "strict_device"),
     "threads": ("model", "threads"), "minmax": ("model", "minmax"),
     "skip": ("temporal", "skip"), "smoothing": ("temporal", "smoothing"), "upsample": ("temporal", "upsample"),
+    "align": ("temporal", "align"),
     "background": ("background", "background"), "color": ("background", "color"), "blur": ("background", "blur"),
     "mirror": ("background", "mirror"), "feather": ("background", "feather"),
     "threshold": ("background", "threshold"),
@@ -221,6 +222,8 @@ def build_live_parser() -> argparse.ArgumentParser:
     g.add_argument("--skip", metavar="N|auto", help="run the model on every N-th frame; auto (default) keeps camera rate")
     g.add_argument("--smoothing", type=float, metavar="S", help="temporal smoothing strength, 0 = off (default 1)")
     g.add_argument("--upsample", choices=("guided", "bilinear"), help="mask upsampling (default: guided, edge-aware)")
+    g.add_argument("--align", action="store_true",
+                   help="delay the video by the inference time so each mask lines up with its pixels")
     g = p.add_argument_group("background (pick one; default: blur)")
     g.add_argument("--background", metavar="IMAGE|VIDEO", help="replacement background image or video (looped)")
     g.add_argument("--color", metavar="NAME|#RRGGBB", help="a plain colour behind the person")

@@ -34,6 +34,7 @@ class TemporalConfig:
     skip: str = "auto"  # "auto" or N: run the model on every N-th frame
     smoothing: float = 1.0  # 0 = off; motion-adaptive temporal smoothing strength
     upsample: str = "guided"  # guided (edge-aware) or bilinear
+    align: bool = False  # delay the video by the inference time so masks line up with their pixels
 
 
 @dataclass(frozen=True, slots=True)

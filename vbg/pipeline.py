@@ -17,6 +17,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import cv2
@@ -34,6 +35,7 @@ log = logging.getLogger("vbg.pipeline")
 GRAY_HISTORY = 48  # recent frames' small grey images kept for carrying late masks forward
 OUT_RING = 6  # composites in flight to the sinks before a buffer is reused
 FRESH_WAIT_MS = 12.0  # wait this long at most for the mask of the current frame
+ALIGN_MAX_S = 0.5  # --align never holds a frame back longer than this
 
 
 class _MaskBox:
@@ -95,6 +97,51 @@ def precheck_virtual_camera(device: str | None, backend: str | None) -> None:
         raise SinkError(f"no virtual camera device found: {LINUX_HINT}; or run with --no-vcam --record FILE")
 
 
+class _Aligner:
+    """``--align``: hold frames back until the mask for them is ready.
+
+    Frames go to the model as they arrive; a frame leaves the queue once the
+    model has answered for the newest frame sent to it at or before this one
+    (or after ``ALIGN_MAX_S``). The video is then late by about the inference
+    time, and every mask lines up with the pixels it was computed on: exact on
+    the frames the model saw, carried forward by optical flow from there on
+    the frames in between.
+    """
+
+    def __init__(self, frames: LatestSlot[Frame], to_model: LatestSlot[Frame], masks: _MaskBox,
+                 governor, clock: Clock) -> None:
+        self.frames, self.to_model, self.masks, self.governor, self.clock = frames, to_model, masks, governor, clock
+        self.pending: deque[tuple[Frame, int]] = deque()  # (frame, seq of its mask frame)
+        self.last_sent = -1
+        self.closed = False
+
+    def next(self) -> Frame | None:
+        """The next frame whose mask is ready; None after a quiet 0.1 s; Closed at the end."""
+        deadline = self.clock.now() + 0.1
+        while True:
+            if not self.closed:
+                try:
+                    f = self.frames.get(timeout=0.005 if self.pending else 0.1)
+                except Closed:
+                    self.closed = True
+                    f = None
+                if f is not None:
+                    if self.governor.should_run(f.seq):
+                        self.to_model.put(f)
+                        self.last_sent = f.seq
+                    self.pending.append((f, self.last_sent))
+            if self.pending:
+                head, due = self.pending[0]
+                m = self.masks.get()
+                ready = m is not None and m.seq >= due
+                if ready or self.closed or self.clock.now() - head.t_capture > ALIGN_MAX_S:
+                    return self.pending.popleft()[0]
+            elif self.closed:
+                raise Closed
+            if self.clock.now() > deadline and not self.pending:
+                return None
+
+
 class LivePipeline:
     def __init__(self, cfg: LiveConfig, *, clock: Clock | None = None, segmenter=None,
                  sinks: list | None = None, source=None, reopen=None) -> None:
@@ -107,9 +154,12 @@ class LivePipeline:
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
-        self.effect_on = True
+        self.effect_on = True  # the preview's space bar turns the effect off and on
         self.capture = None
         self.sinks: list = []
+        self.latest: Composite | None = None  # for the preview, read on the main thread
+        self._next_background = None  # a prepared Background the render thread swaps in
+        self._retired: list = []  # backgrounds swapped out, closed at the end
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -196,15 +246,24 @@ class LivePipeline:
             self.capture.start()
             stack.callback(self.capture.join, 5.0)
             stack.callback(self.capture.stop)
+            preview = self._open_preview(stack, w, h, fps, compositor) if cfg.output.preview else None
             t_start = self.clock.now()
             next_status = t_start + status_interval
             deadline = t_start + cfg.output.duration if cfg.output.duration else None
+            shown = None
             try:
                 while not self._stop.is_set():
                     self._stop.wait(0.05)
                     now = self.clock.now()
                     if deadline is not None and now >= deadline:
                         break
+                    if preview is not None:
+                        latest = self.latest
+                        if latest is not None and latest is not shown:
+                            preview.send(latest)
+                            shown = latest
+                        else:
+                            preview.poll()
                     if on_tick is not None:
                         on_tick(self)
                     if on_status is not None and now >= next_status:
@@ -223,6 +282,38 @@ class LivePipeline:
         if self._errors:
             raise self._errors[0]
         return self.stats
+
+    def _open_preview(self, stack: contextlib.ExitStack, w: int, h: int, fps: float, compositor):
+        """The preview window lives on the calling (main) thread; keys act on the pipeline."""
+        from .compositing import BlurBackground, ColorBackground
+        from .sinks.preview import Action, PreviewWindow
+
+        cycle = [compositor.background, BlurBackground(1.0), ColorBackground((0, 177, 64))]
+        state = {"i": 0, "blur": 1.0}
+
+        def swap(bg) -> None:
+            bg.prepare((h, w))
+            self._next_background = bg
+
+        def on_action(action) -> None:
+            if action is Action.QUIT:
+                self.stop()
+            elif action is Action.TOGGLE_EFFECT:
+                self.effect_on = not self.effect_on
+            elif action is Action.NEXT_BACKGROUND:
+                state["i"] = (state["i"] + 1) % len(cycle)
+                swap(cycle[state["i"]])
+            elif action in (Action.BLUR_UP, Action.BLUR_DOWN):
+                step = 0.5 if action is Action.BLUR_UP else -0.5
+                state["blur"] = min(5.0, max(0.5, state["blur"] + step))
+                swap(BlurBackground(state["blur"]))
+
+        window = PreviewWindow(w, h, fps, title="vbg preview", on_action=on_action)
+        stack.callback(window.close)
+        for bg in cycle[1:]:
+            stack.callback(bg.close)
+        stack.callback(lambda: [b.close() for b in self._retired])
+        return window
 
     def _join_all(self) -> None:
         for t in self._threads:
@@ -282,9 +373,10 @@ class LivePipeline:
         lost_base: np.ndarray | None = None  # the last real picture, kept while the camera is gone
         m_used: Mask | None = None  # the model output being carried along
         n = 0
+        align = _Aligner(frames, to_model, masks, governor, self.clock) if self.cfg.temporal.align else None
         while not self._stop.is_set():
             try:
-                frame = frames.get(timeout=0.1)
+                frame = align.next() if align is not None else frames.get(timeout=0.1)
             except Closed:
                 return
             if frame is None:
@@ -298,7 +390,9 @@ class LivePipeline:
             t0 = time.perf_counter()
             self.stats.capture_times.add(frame.t_capture)
             wait_s = 0.0
-            if governor.should_run(frame.seq):
+            if align is not None:
+                pass  # frames were handed to the model on arrival; the mask is already due
+            elif governor.should_run(frame.seq):
                 to_model.put(frame)
                 # A model that answers within a fraction of the frame interval is worth
                 # waiting for: the mask is then exact for this frame instead of carried
@@ -308,7 +402,12 @@ class LivePipeline:
                     wait_s = min(expected * 1.5 + 2.0, FRESH_WAIT_MS) / 1000.0
             cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY, dst=full_gray)  # once, for flow and upsampling
             gray = propagator.gray(full_gray, seq=frame.seq)
-            m = masks.wait_for(frame.seq, wait_s) if wait_s else masks.get()
+            if wait_s:
+                tw = time.perf_counter()
+                m = masks.wait_for(frame.seq, wait_s)
+                t0 += time.perf_counter() - tw  # render time counts work, not waiting for the model
+            else:
+                m = masks.get()
             if m is not None and (m_used is None or m.seq > m_used.seq):
                 m_used = m
             alpha_u8, fresh = zero_alpha, False  # no mask yet: only the background, never the room
@@ -325,12 +424,16 @@ class LivePipeline:
                 smoothed = smoother.update(state, motion)
                 alpha_u8 = upsampler.upsample(smoothed, full_gray)
             out = ring[n % OUT_RING]
+            if self._next_background is not None:
+                self._retired.append(compositor.background)
+                compositor.background, self._next_background = self._next_background, None
             if self.effect_on:
                 compositor.compose(frame.image, alpha_u8, out=out)
             else:
                 np.copyto(out, frame.image)
             comp = Composite(frame.seq, frame.t_capture, out, m_used.seq if m_used is not None else -1, fresh)
             self._send(comp)
+            self.latest = comp
             now = self.clock.now()
             st = self.stats
             st.render_ms.add((time.perf_counter() - t0) * 1000.0)
