@@ -48,7 +48,15 @@ class KeepingBackend:
         return self._fourcc
 
 
-pyvirtualcam.register_backend("vbg-test-keep", KeepingBackend)
+@pytest.fixture(autouse=True, scope="module")
+def keeping_backend():
+    """Registered for this module only: with no backend named, pyvirtualcam tries every
+    registered one, and other tests need to see the machine's real (absent) devices."""
+    from pyvirtualcam.camera import BACKENDS
+
+    pyvirtualcam.register_backend("vbg-test-keep", KeepingBackend)
+    yield
+    BACKENDS.pop("vbg-test-keep", None)
 
 
 @pytest.fixture(scope="module")
