@@ -142,8 +142,10 @@ def validate(cfg: LiveConfig) -> LiveConfig:
     t, b, o, s = cfg.temporal, cfg.background, cfg.output, cfg.source
     if t.upsample not in ("guided", "bilinear"):
         raise ConfigError(f"upsample {t.upsample!r} is not known: use guided or bilinear")
-    if not 0.0 <= t.smoothing <= 5.0:
-        raise ConfigError(f"--smoothing {t.smoothing} is out of range: use 0 (off) .. 5")
+    from .inference.smoothing import STRENGTH_RANGE
+
+    if not STRENGTH_RANGE[0] <= t.smoothing <= STRENGTH_RANGE[1]:
+        raise ConfigError(f"--smoothing {t.smoothing} is out of range: use 0 (off) .. {STRENGTH_RANGE[1]:g}")
     if not 0.0 <= b.feather <= 50.0:
         raise ConfigError(f"--feather {b.feather} is out of range: use 0..50 pixels")
     if b.threshold is not None and not 0.0 < b.threshold < 1.0:

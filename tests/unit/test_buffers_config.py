@@ -67,7 +67,7 @@ def test_toml_sets_fields_and_cli_values_override(tmp_path):
     ('[modle]\nmodel = "selfie"\n', "unknown config section [modle]"),
     ('[output]\nframes = "ten"\n', "[output] frames = 'ten' must be a whole number"),
     ('[output]\nvcam = "yes"\n', "must be true or false"),
-    ('[temporal]\nsmoothing = 9\n', "--smoothing 9.0 is out of range"),
+    ('[temporal]\nsmoothing = 4.5\n', "--smoothing 4.5 is out of range: use 0 (off) .. 4"),
     ('[background]\ncolor = "red"\nblur = 2\n', "pick one background"),
     ("[model\n", "not valid TOML"),
 ])
