@@ -1,0 +1,60 @@
+"""The progress bar, summary and JSON lines of `vbg process`, driven by a fake clock."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from vbg.clock import FakeClock
+from vbg.progress import Progress
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_bar_shows_frames_fps_and_eta():
+    clock, out = FakeClock(), Tty()
+    p = Progress("clip.mp4", 300, stream=out, clock=clock)
+    clock.advance(2.0)
+    p.update(50)  # 25 fps, 250 frames to go: 10 s
+    text = out.getvalue()
+    assert "clip.mp4" in text and "50/300 frames" in text and "25.0 fps" in text and "ETA 0:10" in text
+    assert " 17%" in text
+
+
+def test_redraws_are_throttled():
+    clock, out = FakeClock(), Tty()
+    p = Progress("a", 1000, stream=out, clock=clock, interval=0.5)
+    for i in range(100):
+        clock.advance(0.01)
+        p.update(i)
+    assert out.getvalue().count("\r") == 2  # at 0.01 s and 0.51 s, not 100 times
+
+
+def test_json_lines_are_parseable_and_end_with_done():
+    clock, out = FakeClock(), io.StringIO()
+    p = Progress("in.mp4", 10, mode="json", stream=out, clock=clock)
+    p.emit("start", output="out.mp4", frames=10)
+    for i in range(1, 11):
+        clock.advance(0.5)
+        p.update(i)
+    p.finish("ignored", output="out.mp4")
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert events[0] == {"event": "start", "input": "in.mp4", "output": "out.mp4", "frames": 10}
+    assert {e["event"] for e in events[1:-1]} == {"progress"}
+    assert events[-1]["event"] == "done" and events[-1]["frames"] == 10 and events[-1]["fps"] == 2.0
+
+
+def test_quiet_prints_only_the_summary_and_unknown_total_works():
+    clock, out = FakeClock(), io.StringIO()
+    p = Progress("x", None, mode="quiet", stream=out, clock=clock)
+    clock.advance(1.0)
+    p.update(30)
+    p.finish("x -> y: 30 frames")
+    assert out.getvalue() == "x -> y: 30 frames\n"
+    unknown = Progress("y", None, stream=io.StringIO(), clock=clock)
+    clock.advance(2.0)
+    unknown.update(40)
+    assert unknown.line() == "y 40 frames  20.0 fps 0:02"

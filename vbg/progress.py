@@ -1,0 +1,103 @@
+"""Progress for `vbg process`: a bar per file, a summary line, or JSON lines.
+
+The hot loop only calls ``update(done)``; drawing is throttled by time, and
+time comes from an injectable clock so tests can drive it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+from .clock import Clock, MonotonicClock
+
+MODES = ("bar", "quiet", "json")
+
+
+def _fmt_time(seconds: float) -> str:
+    if seconds != seconds or seconds < 0:  # nan
+        return "--:--"
+    m, s = divmod(int(seconds + 0.5), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Progress:
+    def __init__(self, label: str, total: int | None, *, mode: str = "bar", stream: TextIO | None = None,
+                 clock: Clock | None = None, interval: float | None = None, width: int = 24) -> None:
+        if mode not in MODES:
+            raise ValueError(f"progress mode {mode!r}: use one of {MODES}")
+        self.label, self.total, self.mode = label, total, mode
+        self.stream = stream or sys.stderr
+        self.clock = clock or MonotonicClock()
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        # A terminal redraws one line often; a log file or a script gets fewer lines.
+        self.interval = interval if interval is not None else (0.2 if self.tty else 5.0 if mode == "bar" else 1.0)
+        self.width = width
+        self.t0 = self.clock.now()
+        self._last_draw = -1e9
+        self.done = 0
+
+    def emit(self, event: str, **fields) -> None:
+        """A JSON-lines event (json mode only)."""
+        if self.mode == "json":
+            self.stream.write(json.dumps({"event": event, "input": self.label, **fields}) + "\n")
+            self.stream.flush()
+
+    def rate(self) -> float:
+        dt = self.clock.now() - self.t0
+        return self.done / dt if dt > 0 else 0.0
+
+    def eta(self) -> float:
+        r = self.rate()
+        if not self.total or r <= 0:
+            return float("nan")
+        return max(0.0, (self.total - self.done) / r)
+
+    def update(self, done: int) -> None:
+        self.done = done
+        now = self.clock.now()
+        if now - self._last_draw < self.interval:
+            return
+        self._last_draw = now
+        if self.mode == "json":
+            self.emit("progress", done=done, total=self.total, fps=round(self.rate(), 2),
+                      eta_s=None if self.eta() != self.eta() else round(self.eta(), 1))
+        elif self.mode == "bar":
+            self._draw()
+
+    def line(self) -> str:
+        fps = self.rate()
+        if self.total:
+            frac = min(1.0, self.done / self.total)
+            filled = int(frac * self.width)
+            bar = "#" * filled + "." * (self.width - filled)
+            return (f"{self.label} [{bar}] {100 * frac:3.0f}% {self.done}/{self.total} frames "
+                    f"{fps:5.1f} fps ETA {_fmt_time(self.eta())}")
+        return f"{self.label} {self.done} frames {fps:5.1f} fps {_fmt_time(self.clock.now() - self.t0)}"
+
+    def _draw(self) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + self.line())
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def finish(self, summary: str, **fields) -> None:
+        """Close the bar and print the one-line summary (or the JSON 'done' event)."""
+        if self.mode == "json":
+            self.emit("done", frames=self.done, seconds=round(self.clock.now() - self.t0, 3),
+                      fps=round(self.rate(), 2), **fields)
+            return
+        if self.mode == "bar" and self.tty:
+            self.stream.write("\r\x1b[2K")
+        self.stream.write(summary + "\n")
+        self.stream.flush()
+
+    def fail(self, message: str) -> None:
+        if self.mode == "json":
+            self.emit("error", message=message)
+        elif self.mode == "bar" and self.tty:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
