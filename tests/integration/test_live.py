@@ -4,6 +4,7 @@ recording read back with PyAV."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -259,3 +260,22 @@ def test_align_with_skip_keeps_quality(tmp_path, person_clip):
     recorded, _ = _recorded(out)
     assert len(recorded) >= 85
     assert np.mean(_green_iou(recorded[5:], alphas)) >= 0.88
+
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs Xvfb for a window (apt install xvfb xauth)")
+def test_preview_window_on_a_virtual_display(person_clip):
+    clip, _ = person_clip
+    proc = subprocess.run(["xvfb-run", "-a", sys.executable, "-m", "vbg", "--source", str(clip), "--loop",
+                           "--model", "selfie", "--color", "blue", "--no-vcam", "--preview", "--duration", "2"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "stopped after" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_preview_without_a_display_is_one_line(person_clip):
+    clip, _ = person_clip
+    env = {"DISPLAY": "", "WAYLAND_DISPLAY": ""}
+    proc = run_vbg("--source", str(clip), "--model", "selfie", "--no-vcam", "--preview", "--frames", "5", env=env)
+    assert proc.returncode == 12
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
+    assert errors == ["vbg: error: no display: drop --preview or run under a desktop session / xvfb-run"]
