@@ -81,6 +81,42 @@ def _parser_export(sub) -> None:
     p.set_defaults(func=cmd_export)
 
 
+def _parser_process(sub) -> None:
+    p = sub.add_parser("process", help="render video files: every frame, audio kept, alpha outputs",
+                       description="Replace or remove the background of video files. The output format "
+                                   "follows -o: .mp4 (H.264), .mov (ProRes 4444 with --alpha), .webm (VP9, "
+                                   "alpha with --alpha), or a folder (PNG sequence).")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or glob patterns")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                   help="output file (one input) or folder (several inputs, or a PNG sequence)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--alpha", action="store_true", help="the person over transparency (.mov, .webm or PNGs)")
+    mode.add_argument("--matte", action="store_true", help="write the mask alone as a grey video")
+    p.add_argument("--format", choices=("mp4", "mov", "webm", "png"),
+                   help="output format for a folder -o (default: mp4, or mov with --alpha)")
+    p.add_argument("--quality", choices=("fast", "balanced", "best"), default="balanced",
+                   help="encoder speed/quality preset (default: balanced)")
+    g = p.add_argument_group("background (pick one; default: blur)")
+    g.add_argument("--background", metavar="IMAGE|VIDEO")
+    g.add_argument("--color", metavar="NAME|#RRGGBB")
+    g.add_argument("--blur", type=float, nargs="?", const=1.0, metavar="STRENGTH")
+    g.add_argument("--mirror", action="store_true")
+    g.add_argument("--feather", type=float, default=0.0, metavar="PX")
+    g.add_argument("--threshold", type=float, metavar="T")
+    t = p.add_argument_group("temporal")
+    t.add_argument("--smoothing", type=float, default=1.0, metavar="S",
+                   help="centred temporal smoothing strength, 0 = off (default 1)")
+    t.add_argument("--window", type=int, default=2, metavar="K", help="frames each side it looks at (default 2)")
+    t.add_argument("--upsample", choices=("guided", "bilinear"), default="guided")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="JSON-lines progress and results on stdout, for scripts")
+    out.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                     help="no progress bar: one summary line per file")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_model_options(p, "default: 512 (offline: quality over speed)")
+    p.set_defaults(func=cmd_process)
+
+
 def _parser_models(sub) -> None:
     p = sub.add_parser("models", help="list the models, their licences and cache state")
     p.set_defaults(func=cmd_models)
@@ -95,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     _parser_segment(sub)
     _parser_export(sub)
+    _parser_process(sub)
     _parser_models(sub)
     return p
 
@@ -167,6 +204,112 @@ def cmd_export(args) -> int:
     return 0
 
 
+VIDEO_SUFFIXES = {"mp4": ".mp4", "mov": ".mov", "webm": ".webm", "png": ""}
+
+
+def _expand_inputs(patterns: list[str]) -> list[Path]:
+    import glob
+
+    out: list[Path] = []
+    for pat in patterns:
+        if any(c in pat for c in "*?[") and not Path(pat).exists():
+            matches = sorted(glob.glob(pat))
+            if not matches:
+                raise ConfigError(f"{pat!r} matches no file: check the pattern")
+            out.extend(Path(m) for m in matches)
+        else:
+            out.append(Path(pat))
+    return out
+
+
+def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: bool, batch: bool) -> list[Path]:
+    """One input: -o names the file (its suffix picks the format), a new folder
+    (a PNG sequence), or an existing folder to write into. A batch (several
+    inputs or a glob): -o is a folder and each output is named after its input."""
+    suffix = VIDEO_SUFFIXES[fmt] if fmt else (".mov" if alpha else ".mp4")
+    known = (".mp4", ".m4v", ".mkv", ".mov", ".webm")
+    if not batch and not output.is_dir():
+        if output.suffix.lower() in known or output.suffix == "":
+            return [output]
+        raise ConfigError(f"-o {output}: unknown output type {output.suffix!r}: use .mp4, .mov, .webm or a folder")
+    if output.suffix.lower() in known:
+        raise ConfigError(f"-o {output} names one file but {len(inputs)} inputs were given: pass a folder")
+    names = [i.stem for i in inputs]
+    if len(set(names)) != len(names):
+        raise ConfigError("two inputs have the same name: process them into different folders")
+    return [output / (i.stem + suffix) for i in inputs]
+
+
+def cmd_process(args) -> int:
+    import signal
+
+    from .config import BackgroundConfig, validate, LiveConfig
+    from .inference import create_segmenter
+    from .offline.process import FileProcessor, ProcessConfig
+    from .progress import Progress
+
+    inputs = _expand_inputs(args.inputs)
+    batch = len(args.inputs) > 1 or any(c in a for a in args.inputs for c in "*?[")
+    targets = _process_targets(inputs, Path(args.output), args.format, args.alpha, batch)
+    bg = BackgroundConfig(background=args.background, color=args.color, blur=args.blur, mirror=args.mirror,
+                          feather=args.feather, threshold=args.threshold)
+    validate(LiveConfig(background=bg))
+    from dataclasses import replace
+
+    seg_cfg = replace(_segmenter_config(args), default_size=512)  # offline: quality over speed
+    mode = "rgba" if args.alpha else "matte" if args.matte else "rgb"
+    cfg = ProcessConfig(model=seg_cfg, background=bg, mode=mode, quality=args.quality,
+                        smoothing=args.smoothing, window=args.window, upsample=args.upsample)
+    from .inference.smoothing import CentredSmoother
+
+    CentredSmoother(cfg.smoothing, radius=cfg.window)  # validate before any work
+    pmode = "json" if args.json else "quiet" if args.quiet else "bar"
+    stream = sys.stdout if args.json else sys.stderr
+    failed = 0
+    interrupted = False
+    with create_segmenter(seg_cfg) as seg:
+        log.info("model %s on %s", seg.source.label, ", ".join(seg.providers))
+        proc = FileProcessor(cfg, seg)
+
+        def on_signal(signum, _frame):
+            proc.stop.set()
+
+        old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for src, dst in zip(inputs, targets):
+                progress = Progress(str(src), None, mode=pmode, stream=stream)
+                if dst.exists() and not args.overwrite:
+                    msg = f"{dst} already exists: pass --overwrite to replace it, or choose another -o"
+                    progress.fail(msg)
+                    print(f"vbg: error: {src}: {msg}", file=sys.stderr)
+                    failed += 1
+                    continue
+                try:
+                    res = proc.process(src, dst, progress)
+                except VbgError as e:
+                    progress.fail(str(e))
+                    print(f"vbg: error: {src}: {e}", file=sys.stderr)
+                    failed += 1
+                    continue
+                for w in res.warnings:
+                    log.info("%s: %s", src, w)
+                progress.done = res.frames
+                summary = (f"{src} -> {res.output}: {res.frames} frames in {res.seconds:.1f} s "
+                           f"({res.fps:.1f} fps, model {res.infer_ms_p50:.0f} ms/frame)")
+                if res.interrupted:
+                    summary = f"interrupted: {summary} (a playable partial file)"
+                progress.finish(summary, output=res.output, interrupted=res.interrupted)
+                if res.interrupted:
+                    interrupted = True
+                    break
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+    if interrupted:
+        return 130
+    return 1 if failed else 0
+
+
 def cmd_models(args) -> int:
     from .models import hub
     from .models.spec import MODELS
@@ -181,7 +324,7 @@ def cmd_models(args) -> int:
     return 0
 
 
-SUBCOMMANDS = ("segment", "export", "models")
+SUBCOMMANDS = ("segment", "export", "process", "models")
 
 # CLI dest -> (config section, field)
 LIVE_FIELDS = {

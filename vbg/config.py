@@ -62,7 +62,7 @@ class OutputConfig:
 @dataclass(frozen=True, slots=True)
 class LiveConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
-    model: SegmenterConfig = field(default_factory=lambda: SegmenterConfig(size=256))
+    model: SegmenterConfig = field(default_factory=lambda: SegmenterConfig(default_size=256))
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

@@ -7,6 +7,7 @@ time comes from an injectable clock so tests can drive it.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import TextIO
 
@@ -16,7 +17,7 @@ MODES = ("bar", "quiet", "json")
 
 
 def _fmt_time(seconds: float) -> str:
-    if seconds != seconds or seconds < 0:  # nan
+    if math.isnan(seconds) or seconds < 0:
         return "--:--"
     m, s = divmod(int(seconds + 0.5), 60)
     h, m = divmod(m, 60)
@@ -36,7 +37,8 @@ class Progress:
         self.interval = interval if interval is not None else (0.2 if self.tty else 5.0 if mode == "bar" else 1.0)
         self.width = width
         self.t0 = self.clock.now()
-        self._last_draw = -1e9
+        # A terminal shows the bar at once; a log gets its first line after one interval.
+        self._last_draw = -1e9 if self.tty or mode == "json" else self.t0
         self.done = 0
 
     def emit(self, event: str, **fields) -> None:
@@ -62,8 +64,9 @@ class Progress:
             return
         self._last_draw = now
         if self.mode == "json":
+            eta = self.eta()
             self.emit("progress", done=done, total=self.total, fps=round(self.rate(), 2),
-                      eta_s=None if self.eta() != self.eta() else round(self.eta(), 1))
+                      eta_s=None if math.isnan(eta) else round(eta, 1))
         elif self.mode == "bar":
             self._draw()
 

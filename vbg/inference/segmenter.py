@@ -27,7 +27,8 @@ log = logging.getLogger("vbg.inference")
 class SegmenterConfig:
     model: str = "rmbg-1.4"
     variant: str = "fp32"
-    size: int | tuple[int, int] | None = None  # None: the model's fixed/reference size
+    size: int | tuple[int, int] | None = None  # what the user asked for; None: the default below
+    default_size: int | None = None  # long side for models that take any size; None: the reference size
     backend: str = "onnx"  # onnx | torch
     device: str = "auto"  # auto | cpu | cuda | tensorrt
     strict_device: bool = False
@@ -48,9 +49,10 @@ class _Base:
 
     fixed_hw: tuple[int, int] | None = None
 
-    def __init__(self, source: ModelSource, size, minmax: bool) -> None:
+    def __init__(self, source: ModelSource, size, minmax: bool, default_size: int | None = None) -> None:
         self.source = source
         self.size = size
+        self.default_size = default_size
         self.minmax = minmax
         self._pre: dict[tuple[int, int], Preprocessor] = {}
 
@@ -58,7 +60,9 @@ class _Base:
         if self.fixed_hw is not None:
             return self.fixed_hw
         if self.size is None:
-            return self.source.spec.reference_size
+            if self.default_size is None:
+                return self.source.spec.reference_size
+            return inference_size(frame_hw, self.default_size)
         return inference_size(frame_hw, self.size)
 
     def _check_fixed(self) -> None:
@@ -92,8 +96,8 @@ class _Base:
 
 class OnnxSegmenter(_Base):
     def __init__(self, source: ModelSource, *, size=None, device="auto", strict_device=False,
-                 threads=None, minmax=False) -> None:
-        super().__init__(source, size, minmax)
+                 threads=None, minmax=False, default_size=None) -> None:
+        super().__init__(source, size, minmax, default_size)
         self.device, self.strict, self.threads = device, strict_device, threads
         self._sessions: dict[Path, tuple] = {}
         self._by_size: dict[tuple[int, int], tuple] = {}
@@ -163,8 +167,8 @@ class TorchSegmenter(_Base):
     already run torch on a GPU. RMBG-1.4 only."""
 
     def __init__(self, source: ModelSource, *, size=None, device="auto", strict_device=False,
-                 threads=None, minmax=False) -> None:
-        super().__init__(source, size, minmax)
+                 threads=None, minmax=False, default_size=None) -> None:
+        super().__init__(source, size, minmax, default_size)
         from ..models.export import build_rmbg, require_torch
         from ..errors import DeviceError
 
@@ -204,4 +208,4 @@ def create_segmenter(cfg: SegmenterConfig, source: ModelSource | None = None) ->
         source = resolve_model(cfg.model, variant=cfg.variant, backend=cfg.backend)
     cls = TorchSegmenter if cfg.backend == "torch" else OnnxSegmenter
     return cls(source, size=cfg.size, device=cfg.device, strict_device=cfg.strict_device,
-               threads=cfg.threads, minmax=cfg.minmax)
+               threads=cfg.threads, minmax=cfg.minmax, default_size=cfg.default_size)

@@ -1,0 +1,155 @@
+"""`vbg process` end to end, as a user runs it: every frame, audio kept, alpha outputs,
+progress for people and for scripts, and nothing lost on bad input or Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from conftest import PEOPLE, iou, run_vbg
+from media import person_clip_frames, write_clip
+from test_offline_media import FPS, frame_pts_s, make_clip, span_s
+from vbg.offline.media import probe, read_alpha_video
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("process")
+    frames, alphas = zip(*person_clip_frames(45, (360, 640)))
+    vfr = [0, 3000, 6000, 12000, 13500, 15000, 24000, 27000, 30000, 45000, 48000, 51000]
+    return {
+        "tone": make_clip(d / "tone.mp4"),  # 161x97 (odd), 24 frames, AAC tone
+        "vfr": make_clip(d / "vfr.mp4", pts=vfr, time_base=Fraction(1, 90000), audio=False),
+        "rotated": make_clip(d / "rotated.mp4", rotation=90, size=(64, 48), audio=False),
+        "person": write_clip(d / "person.mp4", frames, fps=30),
+        "person_alpha": np.stack(alphas),
+        "vfr_pts": vfr,
+        "dir": d,
+    }
+
+
+def _frames(path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def test_mp4_keeps_every_frame_and_the_audio(clips, tmp_path):
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(clips["tone"]), "-o", str(out), "--model", "selfie", "--color", "#00ff00")
+    assert proc.returncode == 0, proc.stderr
+    assert _frames(out) == _frames(clips["tone"]) == 24
+    info = probe(out)
+    assert info.has_audio
+    assert abs(span_s(out, "audio") - span_s(clips["tone"], "audio")) <= 1 / FPS
+    assert abs(span_s(out, "video") - span_s(clips["tone"], "video")) <= 1 / FPS
+    assert "24 frames" in proc.stderr  # the per-file summary
+
+
+@pytest.mark.parametrize("suffix", [".mov", ".webm"])
+def test_alpha_output_matches_the_moving_person(clips, tmp_path, suffix):
+    out = tmp_path / f"alpha{suffix}"
+    proc = run_vbg("process", str(clips["person"]), "-o", str(out), "--alpha", "--model", "selfie")
+    assert proc.returncode == 0, proc.stderr
+    rgba = read_alpha_video(out)
+    truth = clips["person_alpha"]
+    assert len(rgba) == len(truth)
+    scores = [iou(f[:, :, 3] / 255.0, t) for f, t in zip(rgba, truth)]
+    assert np.mean(scores) >= 0.88, np.mean(scores)
+
+
+def test_png_sequence_and_matte(clips, tmp_path):
+    seq = tmp_path / "frames"
+    proc = run_vbg("process", str(clips["person"]), "-o", str(seq), "--alpha", "--model", "selfie")
+    assert proc.returncode == 0, proc.stderr
+    pngs = sorted(seq.glob("*.png"))
+    assert len(pngs) == 45
+    import cv2
+
+    first = cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED)
+    assert first.shape == (360, 640, 4)
+    matte = tmp_path / "matte.mp4"
+    assert run_vbg("process", str(clips["person"]), "-o", str(matte), "--matte", "--model", "selfie").returncode == 0
+    assert _frames(matte) == 45
+
+
+def test_variable_frame_rate_odd_size_and_rotation_are_kept(clips, tmp_path):
+    out = tmp_path / "vfr.mp4"
+    assert run_vbg("process", str(clips["vfr"]), "-o", str(out), "--model", "selfie", "--blur").returncode == 0
+    np.testing.assert_allclose(frame_pts_s(out), frame_pts_s(clips["vfr"]), atol=1e-3)
+    rot = tmp_path / "rot.mp4"
+    assert run_vbg("process", str(clips["rotated"]), "-o", str(rot), "--model", "selfie").returncode == 0
+    assert probe(rot).rotation == probe(clips["rotated"]).rotation == 90
+    odd = tmp_path / "odd.webm"
+    assert run_vbg("process", str(clips["tone"]), "-o", str(odd), "--model", "selfie").returncode == 0
+    i = probe(odd)
+    assert (i.width, i.height) == (161, 97) and i.has_audio  # AAC re-encoded to Opus for WebM
+
+
+def test_batch_with_a_corrupt_file_goes_on_and_fails(clips, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    data = clips["tone"].read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    outdir = tmp_path / "out"
+    proc = run_vbg("process", str(clips["tone"]), str(bad), str(clips["rotated"]), "-o", str(outdir),
+                   "--model", "selfie")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
+    assert len(errors) == 1 and "broken.mp4" in errors[0]
+    assert sorted(p.name for p in outdir.iterdir()) == ["rotated.mp4", "tone.mp4"]
+
+
+def test_glob_pattern_and_existing_output_refused(clips, tmp_path):
+    outdir = tmp_path / "g"
+    pattern = str(clips["dir"] / "t*.mp4")
+    proc = run_vbg("process", pattern, "-o", str(outdir), "--model", "selfie", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in outdir.iterdir()] == ["tone.mp4"]
+    before = (outdir / "tone.mp4").read_bytes()
+    again = run_vbg("process", pattern, "-o", str(outdir), "--model", "selfie")
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+    assert (outdir / "tone.mp4").read_bytes() == before
+
+
+def test_json_lines_for_scripts(clips, tmp_path):
+    proc = run_vbg("process", str(clips["tone"]), "-o", str(tmp_path / "j.mp4"), "--model", "selfie", "--json")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert events[0]["event"] == "start" and events[0]["frames"] == 24
+    assert events[-1]["event"] == "done" and events[-1]["frames"] == 24 and events[-1]["output"].endswith("j.mp4")
+
+
+def test_sigint_leaves_a_playable_partial_file(clips, tmp_path):
+    long_clip = write_clip(tmp_path / "long.mp4", [f for f, _ in person_clip_frames(600, (360, 640))], fps=30)
+    out = tmp_path / "cut.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "process", str(long_clip), "-o", str(out),
+                             "--model", "selfie", "--quality", "best"], stderr=subprocess.PIPE, text=True)
+    time.sleep(5.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    partial = tmp_path / "cut.partial.mp4"
+    assert partial.is_file() and not out.exists()
+    n = _frames(partial)
+    assert 0 < n < 600
+    assert str(n) in err  # it says how many frames it kept
+
+
+def test_bad_options_are_one_line(clips, tmp_path):
+    for args, needle in ((["--alpha", "-o", str(tmp_path / "a.mp4")], "H.264 has no alpha"),
+                         (["-o", str(tmp_path / "x.avi")], "unknown output type"),
+                         (["--color", "nocolour", "-o", str(tmp_path / "c.mp4")], "--color"),
+                         (["--window", "0", "-o", str(tmp_path / "w.mp4")], "--window")):
+        proc = run_vbg("process", str(clips["tone"]), "--model", "selfie", *args)
+        assert proc.returncode != 0
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
+        assert len(errors) == 1 and needle in errors[0] and "Traceback" not in proc.stderr, proc.stderr

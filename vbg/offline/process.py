@@ -1,0 +1,262 @@
+"""`vbg process`: every frame of a file, best matte, sound untouched.
+
+    reader thread --queue--> inference thread --queue--> compose (this thread) --queue--> writer thread
+
+Decoding, the model and encoding overlap; queues are bounded, so memory stays
+flat on long files, and nothing is dropped. Since the whole file is known, the
+mask of frame t is smoothed over a centred window t-k..t+k (no lag), then
+upsampled guided by the frame and composited (or written as alpha / matte).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..buffers import Closed, FrameQueue
+from ..config import BackgroundConfig
+from ..errors import ConfigError, VbgError
+from ..inference.segmenter import SegmenterConfig
+
+log = logging.getLogger("vbg.process")
+
+OUTPUT_MODES = ("rgb", "rgba", "matte")
+QUEUE = 8  # frames in flight between two stages
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessConfig:
+    model: SegmenterConfig = field(default_factory=lambda: SegmenterConfig(default_size=512))
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)
+    mode: str = "rgb"  # rgb: composite | rgba: person over transparency | matte: the mask alone
+    quality: str = "balanced"
+    smoothing: float = 1.0
+    window: int = 2  # frames each side for the centred smoothing
+    upsample: str = "guided"
+
+
+@dataclass
+class FileResult:
+    input: str
+    output: str | None
+    frames: int = 0
+    total: int | None = None
+    seconds: float = 0.0
+    infer_ms_p50: float = float("nan")
+    interrupted: bool = False
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Stage(threading.Thread):
+    """A worker thread whose exception is kept for the caller."""
+
+    def __init__(self, target, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as e:
+            self.error = e
+
+
+def _put(q: FrameQueue, item, stop: threading.Event) -> bool:
+    """Put unless stopped; False when the pipeline is stopping."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: FrameQueue, stop: threading.Event):
+    """Next item; raises Closed at the end marker or when stopping."""
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                raise Closed from None
+
+
+class FileProcessor:
+    """Runs files through one segmenter (opened once for a whole batch)."""
+
+    def __init__(self, cfg: ProcessConfig, segmenter) -> None:
+        if cfg.mode not in OUTPUT_MODES:
+            raise ConfigError(f"output mode {cfg.mode!r}: use one of {', '.join(OUTPUT_MODES)}")
+        self.cfg = cfg
+        self.seg = segmenter
+        self.stop = threading.Event()  # set by Ctrl-C: finish the partial file, then return
+
+    def process(self, src: Path, dst: Path, progress) -> FileResult:
+        from ..compositing import Compositor
+        from ..inference.smoothing import CentredSmoother
+        from ..inference.upsample import EdgeAwareUpsampler
+        from .media import VideoReader, VideoWriter, probe
+
+        cfg = self.cfg
+        info = probe(src)
+        res = FileResult(str(src), str(dst), total=info.frames)
+        h, w = info.height, info.width
+        mask_hw = self.seg.input_size((h, w))
+        upsampler = EdgeAwareUpsampler((h, w), mask_hw, mode=cfg.upsample)
+        smoother = CentredSmoother(cfg.smoothing, radius=cfg.window)
+        compositor = None
+        if cfg.mode == "rgb":
+            compositor = Compositor((h, w), _background(cfg.background), feather=cfg.background.feather,
+                                    threshold=cfg.background.threshold, mirror=cfg.background.mirror)
+        decoded: FrameQueue = FrameQueue(QUEUE)
+        segmented: FrameQueue = FrameQueue(QUEUE)
+        encoded: FrameQueue = FrameQueue(QUEUE)
+        halt = threading.Event()  # stop every stage: Ctrl-C or a failure
+        infer_ms: list[float] = []
+        t0 = time.monotonic()
+        progress.total = info.frames
+        progress.emit("start", output=str(dst), frames=info.frames)
+
+        def read() -> None:
+            try:
+                with VideoReader(src) as reader:
+                    for f in reader:
+                        if self.stop.is_set() or not _put(decoded, f, halt):
+                            return
+            finally:
+                decoded.end()
+
+        def infer() -> None:
+            try:
+                while True:
+                    try:
+                        f = _get(decoded, halt)
+                    except Closed:
+                        return
+                    ts = time.perf_counter()
+                    alpha = self.seg.segment(f.rgb).copy()
+                    infer_ms.append((time.perf_counter() - ts) * 1000.0)
+                    if not _put(segmented, (f, alpha), halt):
+                        return
+            finally:
+                segmented.end()
+
+        written = [0]
+
+        def write(writer) -> None:
+            while True:
+                try:
+                    f, image = _get(encoded, halt)
+                except Closed:
+                    return
+                writer.write(f.index, f.pts, f.time_s, image)
+                written[0] += 1
+
+        stages = [_Stage(read, "vbg-read"), _Stage(infer, "vbg-infer")]
+        try:
+            with VideoWriter(dst, info, mode=cfg.mode, quality=cfg.quality, audio_from=src) as writer:
+                res.warnings.extend(getattr(writer, "warnings", []))
+                writer_stage = _Stage(lambda: write(writer), "vbg-write")
+                stages.append(writer_stage)
+                for s in stages:
+                    s.start()
+                try:
+                    self._compose(segmented, encoded, halt, smoother, upsampler, compositor, progress, written)
+                finally:
+                    encoded.end()
+                    writer_stage.join()
+                    halt.set()
+                    for s in stages:
+                        s.join(10.0)
+                    for s in stages:
+                        if s.error is not None:
+                            raise s.error
+                    res.frames = written[0]
+                    res.interrupted = self.stop.is_set()
+                    if res.interrupted:
+                        writer.abort()  # finalize what was written as a playable partial file
+            res.output = str(writer.output_path) if writer.output_path is not None else None
+        finally:
+            halt.set()
+            if compositor is not None:
+                compositor.close()
+        res.seconds = time.monotonic() - t0
+        if infer_ms:
+            res.infer_ms_p50 = float(np.median(infer_ms))
+        return res
+
+    def _compose(self, segmented, encoded, halt, smoother, upsampler, compositor, progress, written) -> None:
+        """Centred smoothing needs the next k masks: hold a window, emit its centre."""
+        k = self.cfg.window
+        window: deque = deque()
+        index = 0  # position in `window` of the next frame to emit
+        ended = False
+        gray = None
+        import cv2
+
+        while True:
+            if not ended:
+                try:
+                    window.append(_get(segmented, halt))
+                except Closed:
+                    ended = True
+            ready = len(window) - index - 1 >= k or (ended and index < len(window))
+            if not ready:
+                if ended:
+                    return
+                continue
+            f, _ = window[index]
+            lo = max(0, index - k)
+            masks = [a for _, a in list(window)[lo: index + k + 1]]
+            alpha_small = smoother.smooth(masks, index - lo)
+            if gray is None:
+                gray = np.empty(f.rgb.shape[:2], np.uint8)
+            cv2.cvtColor(f.rgb, cv2.COLOR_RGB2GRAY, dst=gray)
+            alpha = upsampler.upsample(alpha_small, gray)
+            if self.cfg.mode == "matte":
+                image = alpha.copy()
+            elif self.cfg.mode == "rgba":
+                image = np.dstack([f.rgb, alpha])
+            else:
+                image = compositor.compose(f.rgb, alpha).copy()
+            if not _put(encoded, (f, image), halt):
+                return
+            index += 1
+            while index > k:  # keep k frames of history for the next centres
+                window.popleft()
+                index -= 1
+            progress.update(written[0])
+
+
+def _background(b: BackgroundConfig):
+    from ..compositing import BlurBackground, ColorBackground, ImageBackground, parse_color
+
+    if b.blur is not None:
+        return BlurBackground(b.blur)
+    if b.color is not None:
+        return ColorBackground(parse_color(b.color))
+    if b.background is not None:
+        path = Path(b.background)
+        if path.suffix.lower() in (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif"):
+            from .sync_video import SyncVideoBackground
+
+            return SyncVideoBackground(path)
+        return ImageBackground(path)
+    return BlurBackground(1.0)
+
+
+__all__ = ["FileProcessor", "FileResult", "ProcessConfig", "VbgError"]
