@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import PEOPLE, iou, run_vbg
+from conftest import iou, run_vbg
 from media import person_clip_frames, write_clip
 from test_offline_media import FPS, frame_pts_s, make_clip, span_s
 from vbg.offline.media import probe, read_alpha_video
