@@ -32,7 +32,6 @@ from .types import Composite, Frame, Mask
 
 log = logging.getLogger("vbg.pipeline")
 
-GRAY_HISTORY = 48  # recent frames' small grey images kept for carrying late masks forward
 OUT_RING = 6  # composites in flight to the sinks before a buffer is reused
 FRESH_WAIT_MS = 12.0  # wait this long at most for the mask of the current frame
 ALIGN_MAX_S = 0.5  # --align never holds a frame back longer than this
@@ -196,10 +195,8 @@ class LivePipeline:
         """Run until --frames/--duration, end of a file source, stop(), or an error."""
         from .capture import CaptureWorker
         from .inference import create_segmenter
-        from .inference.propagate import MaskPropagator
         from .inference.scheduler import SkipGovernor, parse_skip
-        from .inference.smoothing import TemporalSmoother
-        from .inference.upsample import EdgeAwareUpsampler
+        from .inference.tracker import MaskTracker
 
         cfg = self.cfg
         skip = parse_skip(cfg.temporal.skip)
@@ -232,16 +229,14 @@ class LivePipeline:
             max_frames = cfg.output.frames
             self.capture = CaptureWorker(source, frames, reopen=reopen, clock=self.clock, max_frames=max_frames)
             governor = SkipGovernor(skip, 1.0 / fps)
-            propagator = MaskPropagator(mask_hw, history=GRAY_HISTORY)
-            smoother = TemporalSmoother(cfg.temporal.smoothing)
-            upsampler = EdgeAwareUpsampler((h, w), mask_hw, mode=cfg.temporal.upsample)
+            tracker = MaskTracker((h, w), mask_hw, smoothing=cfg.temporal.smoothing, upsample=cfg.temporal.upsample)
 
             stack.callback(self._join_all)
             stack.callback(to_model.close)
             stack.callback(self.stop)
             self._spawn(lambda: self._infer_loop(seg, to_model, masks, governor), "vbg-infer")
-            self._spawn(lambda: self._render_loop(frames, to_model, masks, governor, propagator, smoother,
-                                                  upsampler, compositor, (h, w)), "vbg-render",
+            self._spawn(lambda: self._render_loop(frames, to_model, masks, governor, tracker, compositor, (h, w)),
+                        "vbg-render",
                         stop_when_done=True)  # the render loop ends when the source does
             self.capture.start()
             stack.callback(self.capture.join, 5.0)
@@ -363,15 +358,12 @@ class LivePipeline:
             self.stats.infer_ms.add(ms)
             self.stats.infer_runs += 1
 
-    def _render_loop(self, frames, to_model, masks, governor, propagator, smoother, upsampler,
-                     compositor, hw) -> None:
+    def _render_loop(self, frames, to_model, masks, governor, tracker, compositor, hw) -> None:
         h, w = hw
         ring = [np.empty((h, w, 3), np.uint8) for _ in range(OUT_RING)]
         zero_alpha = np.zeros((h, w), np.uint8)
-        full_gray = np.empty((h, w), np.uint8)
         last_out: Composite | None = None
         lost_base: np.ndarray | None = None  # the last real picture, kept while the camera is gone
-        m_used: Mask | None = None  # the model output being carried along
         n = 0
         align = _Aligner(frames, to_model, masks, governor, self.clock) if self.cfg.temporal.align else None
         while not self._stop.is_set():
@@ -400,29 +392,16 @@ class LivePipeline:
                 expected = governor.infer_ms
                 if expected is not None and expected <= FRESH_WAIT_MS:
                     wait_s = min(expected * 1.5 + 2.0, FRESH_WAIT_MS) / 1000.0
-            cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY, dst=full_gray)  # once, for flow and upsampling
-            gray = propagator.gray(full_gray, seq=frame.seq)
             if wait_s:
                 tw = time.perf_counter()
                 m = masks.wait_for(frame.seq, wait_s)
                 t0 += time.perf_counter() - tw  # render time counts work, not waiting for the model
             else:
                 m = masks.get()
-            if m is not None and (m_used is None or m.seq > m_used.seq):
-                m_used = m
-            alpha_u8, fresh = zero_alpha, False  # no mask yet: only the background, never the room
-            if m_used is not None:
-                src = propagator.gray_of(m_used.seq)
-                fresh = m_used.seq == frame.seq
-                if fresh or src is None:
-                    state, motion = m_used.alpha, None
-                else:
-                    # Always from the mask's own frame to this one: chained warps blur and drift.
-                    state = propagator.warp(m_used.alpha, src, gray)
-                    motion = propagator.motion()
-                    motion /= max(1, frame.seq - m_used.seq)  # per-frame motion for the smoother
-                smoothed = smoother.update(state, motion)
-                alpha_u8 = upsampler.upsample(smoothed, full_gray)
+            alpha_u8, fresh = tracker.update(frame.image, frame.seq, m)
+            if alpha_u8 is None:
+                alpha_u8 = zero_alpha  # no mask yet: only the background, never the room
+            m_used = tracker.mask
             out = ring[n % OUT_RING]
             if self._next_background is not None:
                 self._retired.append(compositor.background)

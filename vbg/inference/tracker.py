@@ -1,0 +1,65 @@
+"""The mask for every output frame, live: the newest model mask carried to this
+frame by optical flow, smoothed over time, upsampled guided by the frame.
+
+One object per stream, fed in frame order; shared by the live pipeline's
+render thread and the quality benchmark (which drives it with a simulated
+model schedule), so both measure the same code.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..types import Mask
+from .propagate import MaskPropagator
+from .smoothing import TemporalSmoother
+from .upsample import EdgeAwareUpsampler
+
+HISTORY = 48  # recent frames' small grey images kept to carry late masks forward
+
+
+class MaskTracker:
+    """``update(frame_rgb, seq, mask) -> (alpha_u8 | None, fresh)``.
+
+    ``mask`` is the newest model output available now (any older frame's, or
+    None); the tracker keeps the newest it has seen. Each frame's mask is
+    warped from the model mask's own frame to this one (chained frame-to-frame
+    warps blur and drift). ``propagate=False`` reuses the model mask as it is
+    (the "stale mask" baseline of the quality benchmark). The returned alpha is
+    the upsampler's reused buffer: copy it to keep it. None until the first mask.
+    """
+
+    def __init__(self, frame_hw: tuple[int, int], mask_hw: tuple[int, int], *, smoothing: float = 1.0,
+                 upsample: str = "guided", propagate: bool = True, history: int = HISTORY) -> None:
+        self.frame_hw, self.mask_hw = frame_hw, mask_hw
+        self.propagate = propagate
+        self.propagator = MaskPropagator(mask_hw, history=history)
+        self.smoother = TemporalSmoother(smoothing)
+        self.upsampler = EdgeAwareUpsampler(frame_hw, mask_hw, mode=upsample)
+        self._gray = np.empty(frame_hw, np.uint8)
+        self.mask: Mask | None = None  # the model output being carried along
+
+    def update(self, frame_rgb: np.ndarray, seq: int, mask: Mask | None) -> tuple[np.ndarray | None, bool]:
+        cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY, dst=self._gray)  # once, for flow and upsampling
+        gray = self.propagator.gray(self._gray, seq=seq)
+        if mask is not None and (self.mask is None or mask.seq > self.mask.seq):
+            self.mask = mask
+        m = self.mask
+        if m is None:
+            return None, False
+        fresh = m.seq == seq
+        src = self.propagator.gray_of(m.seq)
+        if fresh or src is None or not self.propagate:
+            state, motion = m.alpha, None
+        else:
+            state = self.propagator.warp(m.alpha, src, gray)
+            motion = self.propagator.motion()
+            motion /= max(1, seq - m.seq)  # per-frame motion for the smoother
+        smoothed = self.smoother.update(state, motion)
+        return self.upsampler.upsample(smoothed, self._gray), fresh
+
+    def reset(self) -> None:
+        self.propagator.reset()
+        self.smoother.reset()
+        self.mask = None
