@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--threads", type=int, default=None, help="default: all cores")
     ap.add_argument("--no-torch", action="store_true", help="skip the torch eager baseline")
+    ap.add_argument("--int8", default="256", help="sizes also run as a dynamically quantised int8 graph ('' = none)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = ap.parse_args(argv)
 
@@ -56,9 +57,18 @@ def main(argv=None) -> int:
                    "ort_fixed": time_call(lambda: fixed.run(None, {"input": x}), repeat=args.repeat),
                    "ort_dynamic": time_call(lambda: dyn.run(None, {"input": x}), repeat=args.repeat)}
             rows.append(row)
+            if str(s) in args.int8.split(","):
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                q_path = Path(tmp) / f"int8_{s}.onnx"
+                quantize_dynamic(str(fixed_path), str(q_path), weight_type=QuantType.QUInt8)
+                q, _ = create_session(q_path, "cpu", threads=threads)
+                row["ort_int8"] = time_call(lambda: q.run(None, {"input": x}), repeat=args.repeat)
+                q_path.unlink()
             Path(fixed_path).unlink()
             print(f"rmbg {s}x{s}: ORT fixed {row['ort_fixed']['median_ms']:.1f} ms, "
-                  f"dynamic {row['ort_dynamic']['median_ms']:.1f} ms", flush=True)
+                  f"dynamic {row['ort_dynamic']['median_ms']:.1f} ms"
+                  + (f", int8 {row['ort_int8']['median_ms']:.1f} ms" if "ort_int8" in row else ""), flush=True)
     for spec in (SELFIE, SELFIE_LANDSCAPE):
         sess, _ = create_session(spec.bundled_path(), "cpu", threads=threads)
         h, w = spec.fixed_size
@@ -81,14 +91,16 @@ def main(argv=None) -> int:
           f"Machine: {info['cpu']}, {info['cores']} cores; onnxruntime {info.get('onnxruntime')}, "
           f"torch {info.get('torch')}; threads: {info['threads']}, spinning off. "
           f"Median (p95) of {args.repeat} runs after 3 warm-up runs, ms.\n",
-          "| model | size | ORT fixed-shape | ORT dynamic | torch eager (baseline) | ORT speed-up |",
-          "|---|---|---|---|---|---|"]
+          "| model | size | ORT fixed-shape fp32 | ORT dynamic fp32 | ORT int8 (dynamic quant.) | torch eager (baseline) | ORT speed-up |",
+          "|---|---|---|---|---|---|---|"]
     for r in rows:
         f = r["ort_fixed"]
         d = r.get("ort_dynamic")
         t = r.get("torch_eager")
+        q = r.get("ort_int8")
         md.append(f"| {r['model']} | {r['size']} | {f['median_ms']:.1f} ({f['p95_ms']:.1f}) | "
                   + (f"{d['median_ms']:.1f} ({d['p95_ms']:.1f})" if d else "-") + " | "
+                  + (f"{q['median_ms']:.1f} ({q['p95_ms']:.1f})" if q else "-") + " | "
                   + (f"{t['median_ms']:.1f} ({t['p95_ms']:.1f})" if t else "-") + " | "
                   + (f"{t['median_ms'] / f['median_ms']:.2f}x" if t else "-") + " |")
     js, mdp = write_results(args.out, "inference", {"machine": info, "rows": rows}, "\n".join(md) + "\n")

@@ -153,6 +153,8 @@ def validate(cfg: LiveConfig) -> LiveConfig:
     chosen = [n for n, v in (("--background", b.background), ("--color", b.color), ("--blur", b.blur)) if v is not None]
     if len(chosen) > 1:
         raise ConfigError(f"{' and '.join(chosen)} were both given: pick one background")
+    if not (o.vcam or o.record or o.preview):
+        raise ConfigError("--no-vcam without --record or --preview leaves nothing to show: add one of them")
     for name, v in (("--frames", o.frames), ("--width", s.width), ("--height", s.height)):
         if v is not None and v <= 0:
             raise ConfigError(f"{name} {v} must be positive")

@@ -26,7 +26,7 @@ import numpy as np
 from .buffers import Closed, LatestSlot
 from .clock import Clock, MonotonicClock
 from .config import LiveConfig
-from .errors import ConfigError, SinkError, VbgError
+from .errors import SinkError, VbgError
 from .stats import LiveStats
 from .types import Composite, Frame, Mask
 
@@ -272,6 +272,7 @@ class LivePipeline:
             finally:
                 self.stop()
                 self.capture.stop()
+                self.stats.dropped = frames.drops
             if self.capture.error is not None:
                 self._errors.insert(0, self.capture.error)
         if self._errors:
@@ -337,8 +338,6 @@ class LivePipeline:
             cam = VirtualCameraSink(w, h, fps, device=o.vcam_device, backend=o.vcam_backend, clock=self.clock)
             stack.callback(cam.close)
             sinks.append(cam)
-        if not sinks and not o.preview:
-            raise ConfigError("--no-vcam without --record or --preview leaves nothing to show: add one of them")
         return sinks
 
     # ------------------------------------------------------------------ threads

@@ -44,6 +44,7 @@ class LiveStats:
         self.out_times = Window(120)  # clock seconds of recent outputs, for fps
         self.capture_times = Window(120)
         self.providers: list[str] = []
+        self.dropped = 0  # camera frames replaced before the render thread took them
 
     @staticmethod
     def _rate(times: list[float]) -> float:
@@ -61,7 +62,7 @@ class LiveStats:
             "out_fps": self._rate(self.out_times.values()), "capture_fps": self._rate(self.capture_times.values()),
             "infer_ms_p50": i50, "infer_ms_p95": i95, "latency_ms_p50": l50, "latency_ms_p95": l95,
             "mask_age_ms_p50": a50, "mask_age_ms_p95": a95, "render_ms_p50": r50, "render_ms_p95": r95,
-            "infer_runs": self.infer_runs, "providers": list(self.providers),
+            "infer_runs": self.infer_runs, "providers": list(self.providers), "dropped": self.dropped,
         }
 
     def status_line(self, extra: str = "") -> str:

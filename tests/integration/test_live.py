@@ -279,3 +279,12 @@ def test_preview_without_a_display_is_one_line(person_clip):
     assert proc.returncode == 12
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
     assert errors == ["vbg: error: no display: drop --preview or run under a desktop session / xvfb-run"]
+
+
+def test_no_vcam_and_nothing_else_is_refused_before_any_work(person_clip):
+    clip, _ = person_clip
+    t0 = time.monotonic()
+    proc = run_vbg("--source", str(clip), "--no-vcam")  # default model: no download is even tried
+    assert proc.returncode == 2
+    assert "--record or --preview" in proc.stderr and "Traceback" not in proc.stderr
+    assert time.monotonic() - t0 < 20
