@@ -35,7 +35,7 @@ def measure(hw: tuple[int, int], repeat: int, tmp: Path) -> dict[str, dict]:
     from vbg.inference.tracker import MaskTracker
     from vbg.models.preprocess import Preprocessor, inference_size, postprocess
     from vbg.models.spec import RMBG14
-    from vbg.offline.sync_video import SyncVideoBackground
+    from vbg.compositing import SyncVideoBackground
     from vbg.types import Mask
 
     h, w = hw

@@ -60,22 +60,6 @@ class _MaskBox:
             return self.mask
 
 
-def make_background(cfg: LiveConfig, clock: Clock):
-    from .compositing import BlurBackground, ColorBackground, ImageBackground, VideoBackground, parse_color
-
-    b = cfg.background
-    if b.blur is not None:
-        return BlurBackground(b.blur)
-    if b.color is not None:
-        return ColorBackground(parse_color(b.color))
-    if b.background is not None:
-        path = Path(b.background)
-        if path.suffix.lower() in (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif"):
-            return VideoBackground(path, clock=clock)
-        return ImageBackground(path)
-    return BlurBackground(1.0)  # no background given: blur the room
-
-
 def precheck_virtual_camera(device: str | None, backend: str | None) -> None:
     """On Linux, v4l2loopback devices live under /sys/devices/virtual/video4linux:
     with none there, say how to load the module before anything else starts."""
@@ -215,7 +199,10 @@ class LivePipeline:
             log.info("source %dx%d at %.2f fps; model %s at %dx%d on %s", w, h, fps, seg.source.label,
                      mask_hw[0], mask_hw[1], ", ".join(seg.providers))
 
-            background = make_background(cfg, self.clock)
+            from .compositing import background_from_options
+
+            b = cfg.background
+            background = background_from_options(b.background, b.color, b.blur, live=True, clock=self.clock)
             stack.callback(background.close)  # the compositor closes it too; close() is idempotent
             from .compositing import Compositor
 

@@ -397,6 +397,50 @@ class VideoBackground:
                 return False
 
 
+class SyncVideoBackground:
+    """Offline video background: frame i of the output gets frame i of the
+    video (looped), decoded in step, so a render is deterministic."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(f"background video {self.path} does not exist: check the path")
+        self._container = None
+        self._frames = None
+        self._out: np.ndarray | None = None
+        self._open()
+
+    def _open(self) -> None:
+        av = _import_av()
+        try:
+            self._container = av.open(str(self.path))
+            stream = self._container.streams.video[0]
+        except (av.FFmpegError, IndexError, OSError) as e:
+            self.close()
+            raise InputError(
+                f"background {self.path.name} is not a readable video: pass an image or a video file") from e
+        self._frames = self._container.decode(stream)
+
+    def prepare(self, out_hw: tuple[int, int]) -> None:
+        self._out = np.zeros((*out_hw, 3), np.uint8)
+
+    def render(self, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        nxt = next(self._frames, None)
+        if nxt is None:  # loop
+            self._container.close()
+            self._open()
+            nxt = next(self._frames, None)
+            if nxt is None:
+                raise InputError(f"background video {self.path.name} has no frames")
+        cover_fit(nxt.to_ndarray(format="rgb24"), self._out.shape[:2], dst=self._out)
+        return self._out
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+
 def _blur(value: float | str | None) -> BlurBackground:
     if value is None or value == "":
         return BlurBackground()
@@ -413,7 +457,26 @@ BACKGROUNDS: dict[str, Callable[..., Background]] = {
     "color": lambda value, clock=None: ColorBackground(value),
     "blur": lambda value, clock=None: _blur(value),
     "video": lambda value, clock=None: VideoBackground(value, clock=clock),
+    "video-sync": lambda value, clock=None: SyncVideoBackground(value),
 }
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
+
+
+def background_from_options(background: str | None = None, color: str | None = None, blur: float | None = None,
+                            *, live: bool = True, clock: Clock | None = None) -> Background:
+    """The background the CLI options ask for (at most one set; none = blur).
+    A video file plays on its own thread against the clock when ``live``, and
+    frame by frame in step with the output otherwise."""
+    if blur is not None:
+        return make_background("blur", blur)
+    if color is not None:
+        return make_background("color", color)
+    if background is not None:
+        if str(background).lower().endswith(VIDEO_SUFFIXES):
+            return make_background("video" if live else "video-sync", background, clock=clock)
+        return make_background("image", background)
+    return make_background("blur", 1.0)
 
 
 def make_background(kind: str, value=None, *, clock: Clock | None = None) -> Background:
