@@ -263,11 +263,11 @@ def test_guided_upsampling_beats_bilinear_on_edges():
         assert out.shape == (H, W) and out.dtype == np.uint8
         return float(np.abs(out / 255.0 - truth)[band].mean())
 
-    guided, bilinear = edge_error("guided"), edge_error("bilinear")
+    guided, bilinear = edge_error("sharp"), edge_error("bilinear")
     assert guided <= 0.7 * bilinear, (guided, bilinear)
 
 
-@pytest.mark.parametrize("mode", ["guided", "bilinear"])
+@pytest.mark.parametrize("mode", ["sharp", "guided", "bilinear"])
 def test_flat_mask_stays_flat_and_output_is_reused(mode):
     H, W, h, w = 96, 160, 24, 40
     frame = texture(H, W)

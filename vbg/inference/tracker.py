@@ -1,5 +1,5 @@
 """The mask for every output frame, live: the newest model mask carried to this
-frame by optical flow, smoothed over time, upsampled guided by the frame.
+frame by optical flow, smoothed over time, upsampled with steepened edges.
 
 One object per stream, fed in frame order; shared by the live pipeline's
 render thread and the quality benchmark (which drives it with a simulated
@@ -31,7 +31,7 @@ class MaskTracker:
     """
 
     def __init__(self, frame_hw: tuple[int, int], mask_hw: tuple[int, int], *, smoothing: float = 1.0,
-                 upsample: str = "guided", propagate: bool = True, history: int = HISTORY) -> None:
+                 upsample: str = "sharp", propagate: bool = True, history: int = HISTORY) -> None:
         self.frame_hw, self.mask_hw = frame_hw, mask_hw
         self.propagate = propagate
         self.propagator = MaskPropagator(mask_hw, history=history)
@@ -53,9 +53,10 @@ class MaskTracker:
         if fresh or src is None or not self.propagate:
             state, motion = m.alpha, None
         else:
-            state = self.propagator.warp(m.alpha, src, gray)
+            gap = seq - m.seq
+            state = self.propagator.warp(m.alpha, src, gray, frames=gap if gap >= 1 else None)
             motion = self.propagator.motion()
-            motion /= max(1, seq - m.seq)  # per-frame motion for the smoother
+            motion /= max(1, gap)  # per-frame motion for the smoother
         smoothed = self.smoother.update(state, motion)
         return self.upsampler.upsample(smoothed, self._gray), fresh
 

@@ -1,0 +1,18 @@
+"""Matte quality you can measure: metrics, test clips with exact truth, the oracle
+segmenter and deterministic simulations of the live and offline mask paths.
+
+``python -m benchmarks.quality`` runs them all and writes the table.
+"""
+
+from .clips import MOTIONS, MOVING, Clip, load_person, load_room, render_clip
+from .metrics import QualityMeter, Scores, edge_band, edge_error, flicker, iou, lag
+from .oracle import OracleSegmenter
+from .simulate import (ClipTruth, LiveSettings, OracleSource, SegmenterSource, delay_frames, score_live,
+                       score_offline, simulate_live, simulate_offline)
+
+__all__ = [
+    "MOTIONS", "MOVING", "Clip", "ClipTruth", "LiveSettings", "OracleSegmenter", "OracleSource", "QualityMeter",
+    "Scores", "SegmenterSource", "delay_frames", "edge_band", "edge_error", "flicker", "iou", "lag",
+    "load_person", "load_room", "render_clip", "score_live", "score_offline", "simulate_live",
+    "simulate_offline",
+]
