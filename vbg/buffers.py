@@ -77,8 +77,9 @@ class FrameQueue(Generic[T]):
     def put(self, item: T, timeout: float | None = None) -> None:
         self._q.put(item, timeout=timeout)
 
-    def end(self) -> None:
-        self._q.put(_END)
+    def end(self, timeout: float | None = None) -> None:
+        """Put the end marker (``queue.Full`` after ``timeout`` seconds on a full queue)."""
+        self._q.put(_END, timeout=timeout)
 
     def get(self, timeout: float | None = None) -> T:
         """Next item; raises :class:`Closed` at the end marker, ``queue.Empty`` on time-out."""

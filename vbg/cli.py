@@ -107,7 +107,7 @@ def _parser_process(sub) -> None:
     t.add_argument("--smoothing", type=float, default=1.0, metavar="S",
                    help="centred temporal smoothing strength, 0 = off (default 1)")
     t.add_argument("--window", type=int, default=2, metavar="K", help="frames each side it looks at (default 2)")
-    t.add_argument("--upsample", choices=("guided", "bilinear"), default="guided")
+    t.add_argument("--upsample", choices=("sharp", "guided", "bilinear"), default="sharp")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="JSON-lines progress and results on stdout, for scripts")
     out.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
@@ -122,6 +122,15 @@ def _parser_models(sub) -> None:
     p.set_defaults(func=cmd_models)
 
 
+def _parser_doctor(sub) -> None:
+    p = sub.add_parser("doctor", help="check what the live filter needs, each problem with its fix",
+                       description="Check packages, ONNX Runtime providers, GPU, the virtual camera (v4l2loopback), "
+                                   "cameras, the model cache and the display. Exit code 0 only when the live "
+                                   "filter can start; 1 when a check failed.")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout, for scripts")
+    p.set_defaults(func=cmd_doctor)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vbg", description="Real-time virtual background and video matting. "
                                 "Without a COMMAND, vbg runs the live filter (vbg --help).")
@@ -133,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_export(sub)
     _parser_process(sub)
     _parser_models(sub)
+    _parser_doctor(sub)
     return p
 
 
@@ -168,6 +178,8 @@ def cmd_segment(args) -> int:
             try:
                 rgb = read_rgb(image)
             except VbgError as e:
+                if len(args.images) == 1:
+                    raise  # one image: its own exit code
                 print(f"vbg: error: {e}", file=sys.stderr)
                 failed += 1
                 continue
@@ -244,6 +256,7 @@ def cmd_process(args) -> int:
     import signal
 
     from .config import BackgroundConfig, validate, LiveConfig
+    from .errors import OutputError
     from .inference import create_segmenter
     from .offline.process import FileProcessor, ProcessConfig
     from .progress import Progress
@@ -266,15 +279,24 @@ def cmd_process(args) -> int:
     pmode = "json" if args.json else "quiet" if args.quiet else "bar"
     stream = sys.stdout if args.json else sys.stderr
     failed = 0
+    last_code = 1
     interrupted = False
-    with create_segmenter(seg_cfg) as seg:
+    state: dict = {"proc": None}
+
+    def on_signal(signum, _frame):
+        # Before any file is open there is nothing to finish: stop now (exit 130).
+        # Once one is, finish the frames in flight and keep a playable partial
+        # file; a second signal stops at once.
+        if state["proc"] is None:
+            raise KeyboardInterrupt
+        state["proc"].stop.set()
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        seg = create_segmenter(seg_cfg)
         log.info("model %s on %s", seg.source.label, ", ".join(seg.providers))
-        proc = FileProcessor(cfg, seg)
-
-        def on_signal(signum, _frame):
-            proc.stop.set()
-
-        old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        proc = state["proc"] = FileProcessor(cfg, seg)
         try:
             for src, dst in zip(inputs, targets):
                 progress = Progress(str(src), None, mode=pmode, stream=stream)
@@ -283,6 +305,7 @@ def cmd_process(args) -> int:
                     progress.fail(msg)
                     print(f"vbg: error: {src}: {msg}", file=sys.stderr)
                     failed += 1
+                    last_code = OutputError.exit_code
                     continue
                 try:
                     res = proc.process(src, dst, progress)
@@ -290,6 +313,7 @@ def cmd_process(args) -> int:
                     progress.fail(str(e))
                     print(f"vbg: error: {src}: {e}", file=sys.stderr)
                     failed += 1
+                    last_code = e.exit_code
                     continue
                 for w in res.warnings:
                     log.info("%s: %s", src, w)
@@ -303,10 +327,14 @@ def cmd_process(args) -> int:
                     interrupted = True
                     break
         finally:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
+            seg.close()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     if interrupted:
         return 130
+    if failed and not batch:
+        return last_code  # one input: the exit code says why it failed
     return 1 if failed else 0
 
 
@@ -324,7 +352,17 @@ def cmd_models(args) -> int:
     return 0
 
 
-SUBCOMMANDS = ("segment", "export", "process", "models")
+def cmd_doctor(args) -> int:
+    import json
+
+    from .doctor import format_report, run_checks
+
+    report = run_checks()
+    print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
+    return 0 if report.ok else 1
+
+
+SUBCOMMANDS = ("segment", "export", "process", "models", "doctor")
 
 # CLI dest -> (config section, field)
 LIVE_FIELDS = {
@@ -349,7 +387,7 @@ def build_live_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vbg", argument_default=S,
         description="Live virtual background: camera -> person segmentation -> new background -> virtual camera. "
-                    "Other commands: vbg segment, vbg export, vbg models (vbg COMMAND --help).")
+                    "Other commands: vbg segment, vbg process, vbg export, vbg models, vbg doctor (vbg COMMAND --help).")
     p.add_argument("--version", action="version", version=f"vbg {__version__}")
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags override it)")
     p.add_argument("-q", "--quiet", action="store_true", default=False, help="no status line, only warnings")
@@ -364,7 +402,8 @@ def build_live_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("temporal")
     g.add_argument("--skip", metavar="N|auto", help="run the model on every N-th frame; auto (default) keeps camera rate")
     g.add_argument("--smoothing", type=float, metavar="S", help="temporal smoothing strength, 0 = off (default 1)")
-    g.add_argument("--upsample", choices=("guided", "bilinear"), help="mask upsampling (default: guided, edge-aware)")
+    g.add_argument("--upsample", choices=("sharp", "guided", "bilinear"),
+                   help="mask upsampling: sharp (default: steepened edges), guided (frame-guided filter), bilinear")
     g.add_argument("--align", action="store_true",
                    help="delay the video by the inference time so each mask lines up with its pixels")
     g = p.add_argument_group("background (pick one; default: blur)")
@@ -445,7 +484,25 @@ def _setup_logging(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    import signal
+    import threading
+
+    # SIGTERM stops a run like Ctrl-C, from the first moment on: outputs finalized, no traceback.
+    # (The live filter and vbg process install their own handlers while they run.)
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return _run(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:
+        print("vbg: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _run(argv: list[str]) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         args = build_parser().parse_args(argv)
     else:
@@ -457,6 +514,3 @@ def main(argv: list[str] | None = None) -> int:
     except VbgError as e:
         print(f"vbg: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("vbg: interrupted", file=sys.stderr)
-        return 130

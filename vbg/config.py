@@ -6,6 +6,7 @@ wins. A bad key or value raises :class:`ConfigError` naming it."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -33,7 +34,7 @@ class SourceConfig:
 class TemporalConfig:
     skip: str = "auto"  # "auto" or N: run the model on every N-th frame
     smoothing: float = 1.0  # 0 = off; motion-adaptive temporal smoothing strength
-    upsample: str = "guided"  # guided (edge-aware) or bilinear
+    upsample: str = "sharp"  # sharp (steepened edges), guided (frame-guided filter) or bilinear
     align: bool = False  # delay the video by the inference time so masks line up with their pixels
 
 
@@ -106,12 +107,18 @@ def _coerce(section: str, key: str, value: Any, annotation: str) -> Any:
     return value
 
 
+def _shown(name: Any) -> str:
+    """A user-typed name as it can appear in a one-line message."""
+    text = str(name)
+    return text if text.isprintable() and 0 < len(text) <= 40 else repr(text)[:42]
+
+
 def apply(cfg: LiveConfig, updates: dict[str, dict[str, Any]]) -> LiveConfig:
     """New config with ``{section: {field: value}}`` applied, types checked."""
     out = cfg
     for section, values in updates.items():
         if section not in SECTIONS:
-            raise ConfigError(f"unknown config section [{section}]: use {', '.join(SECTIONS)}")
+            raise ConfigError(f"unknown config section [{_shown(section)}]: use {', '.join(SECTIONS)}")
         if not isinstance(values, dict):
             raise ConfigError(f"[{section}] must be a table of settings")
         cls = _section_type(section)
@@ -119,7 +126,7 @@ def apply(cfg: LiveConfig, updates: dict[str, dict[str, Any]]) -> LiveConfig:
         changes = {}
         for key, value in values.items():
             if key not in known:
-                raise ConfigError(f"unknown setting [{section}] {key}: known are {', '.join(known)}")
+                raise ConfigError(f"unknown setting [{section}] {_shown(key)}: known are {', '.join(known)}")
             changes[key] = _coerce(section, key, value, str(known[key].type))
         out = replace(out, **{section: replace(getattr(out, section), **changes)})
     return validate(out)
@@ -140,8 +147,8 @@ def from_toml(path: str | Path, base: LiveConfig | None = None) -> LiveConfig:
 
 def validate(cfg: LiveConfig) -> LiveConfig:
     t, b, o, s = cfg.temporal, cfg.background, cfg.output, cfg.source
-    if t.upsample not in ("guided", "bilinear"):
-        raise ConfigError(f"upsample {t.upsample!r} is not known: use guided or bilinear")
+    if t.upsample not in ("sharp", "guided", "bilinear"):
+        raise ConfigError(f"upsample {t.upsample!r} is not known: use sharp, guided or bilinear")
     from .inference.smoothing import STRENGTH_RANGE
 
     if not STRENGTH_RANGE[0] <= t.smoothing <= STRENGTH_RANGE[1]:
@@ -150,6 +157,12 @@ def validate(cfg: LiveConfig) -> LiveConfig:
         raise ConfigError(f"--feather {b.feather} is out of range: use 0..50 pixels")
     if b.threshold is not None and not 0.0 < b.threshold < 1.0:
         raise ConfigError(f"--threshold {b.threshold} is out of range: use a value between 0 and 1")
+    from .compositing.color import parse_color
+    from .inference.scheduler import parse_skip
+
+    parse_skip(t.skip)  # before the camera and the model are opened
+    if b.color is not None:
+        parse_color(b.color)
     chosen = [n for n, v in (("--background", b.background), ("--color", b.color), ("--blur", b.blur)) if v is not None]
     if len(chosen) > 1:
         raise ConfigError(f"{' and '.join(chosen)} were both given: pick one background")
@@ -159,8 +172,12 @@ def validate(cfg: LiveConfig) -> LiveConfig:
         if v is not None and v <= 0:
             raise ConfigError(f"{name} {v} must be positive")
     for name, v in (("--duration", o.duration), ("--fps", s.fps)):
-        if v is not None and v <= 0:
-            raise ConfigError(f"{name} {v} must be positive")
+        if v is not None and not (0 < v < math.inf):  # NaN fails this too
+            raise ConfigError(f"{name} {v} must be a positive number")
+    if b.blur is not None:
+        from .compositing.backgrounds import BlurBackground
+
+        BlurBackground(b.blur).close()  # its range check, before the camera and the model are opened
     return cfg
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -31,3 +32,16 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_error_hint(exc: BaseException) -> str:
+    """What to do about a failed write, from its errno (a full disk, a size limit,
+    a read-only or forbidden folder): the fix half of a one-line message."""
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return "the disk is full: free some space or write to another disk"
+    if code == errno.EFBIG:
+        return "the file is larger than this file system (or the process's file size limit) allows: write elsewhere"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR):
+        return "choose a folder you can write to"
+    return "check the free disk space and the folder's permissions"

@@ -1,37 +1,207 @@
 """Reading and writing still images with one channel order (RGB) and no surprises.
 
 Greyscale, RGBA, 16-bit and palette PNGs are all turned into 8-bit RGB; a
-file that is missing, empty or not an image raises :class:`InputError`.
+file that is missing, empty, truncated, not an image or too large raises
+:class:`InputError`. The size is read from the header (PNG, JPEG, GIF, BMP,
+WebP, TIFF, PNM) before anything is decoded, so a 20000x20000 image costs
+nothing; other formats are refused rather than decoded blind.
 Writes go to a temporary name in the target folder and are renamed into
 place, so an interrupted run never leaves a half-written file.
 """
 
 from __future__ import annotations
 
+import re
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .errors import InputError, OutputError
-from .fsutil import atomic_path
+from .fsutil import atomic_path, write_error_hint
 
 MAX_PIXELS = 100_000_000  # refuse decompression bombs before decoding
+MAX_FILE_BYTES = 1 << 30  # no still image worth reading is larger
+ACCEPTED = "pass a PNG, JPEG, WebP, BMP or TIFF image"
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
+    """The image at ``path`` as H x W x 3 RGB uint8; :class:`InputError` when it
+    is missing, empty, truncated, not an image or larger than ``MAX_PIXELS``
+    (found from the file's header, before anything is decoded)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"image {path} does not exist: check the path")
-    data = np.fromfile(str(path), dtype=np.uint8)
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise InputError(f"image {path} {what}: check the path")
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputError(f"image {path} is {size / 2**30:.1f} GB: too large for an image; {ACCEPTED}")
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as e:
+        raise InputError(f"image {path} cannot be read ({e.strerror or e}): check its permissions") from e
     if data.size == 0:
-        raise InputError(f"image {path} is empty: pass a PNG or JPEG file")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise InputError(f"{path} is not an image OpenCV can read (or it is truncated): pass a PNG or JPEG file")
-    if img.shape[0] * img.shape[1] > MAX_PIXELS:
-        raise InputError(f"image {path} is {img.shape[1]}x{img.shape[0]}: too large; scale it below 100 megapixels")
+        raise InputError(f"image {path} is empty: {ACCEPTED}")
+    header = probe_image(memoryview(data), str(path))
+    if header is None:  # only formats whose size is known before decoding: no decompression bombs
+        raise InputError(f"{path} is not an image vbg can read: {ACCEPTED}")
+    check_pixels(path, header[1], header[2])
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
+    except MemoryError:
+        raise InputError(f"image {path} does not fit in memory: scale it down") from None
+    if img is None or img.size == 0:
+        raise InputError(f"{path} is a damaged {header[0]} (it cannot be decoded): {ACCEPTED}")
+    check_pixels(path, img.shape[1], img.shape[0])
     return to_rgb8(img)
+
+
+def check_pixels(path, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise InputError(f"image {path} is {width}x{height}: too large; scale it below "
+                         f"{MAX_PIXELS // 1_000_000} megapixels")
+
+
+# --------------------------------------------------------------------------- headers
+
+def probe_image(data, name: str = "image") -> tuple[str, int, int] | None:
+    """``(format, width, height)`` from the header of a PNG, JPEG, GIF, BMP, WebP,
+    TIFF or PNM in ``data`` (bytes-like), without decoding; None for other data.
+
+    A file that starts like one of these but whose structure is cut short or
+    broken (a truncated download, a damaged header) raises :class:`InputError`,
+    so the decoder never sees it (and libpng prints nothing)."""
+    buf = memoryview(data).cast("B")
+    head = bytes(buf[:32])
+    try:
+        if head.startswith(b"\x89PNG\r\n\x1a\n"):
+            return ("PNG", *_png_size(buf, name))
+        if head.startswith(b"\xff\xd8\xff"):
+            return ("JPEG", *_jpeg_size(buf, name))
+        if head[:6] in (b"GIF87a", b"GIF89a"):
+            _need(buf, 10, name, "GIF")
+            return ("GIF", *struct.unpack_from("<HH", buf, 6))
+        if head[:2] == b"BM" and len(head) >= 26:
+            return ("BMP", *_bmp_size(buf))
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            return ("WebP", *_webp_size(buf, name))
+        if head[:4] in (b"II*\x00", b"MM\x00*"):
+            return ("TIFF", *_tiff_size(buf, name))
+        if head[:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace():
+            return ("PNM", *_pnm_size(buf, name))
+    except struct.error:
+        raise InputError(f"{name} is truncated (its header is cut short): {ACCEPTED}") from None
+    return None
+
+
+def _need(buf, end: int, name: str, fmt: str) -> None:
+    if len(buf) < end:
+        raise InputError(f"{name} is a truncated {fmt} (the file ends early): copy or download it again")
+
+
+def _png_size(buf, name: str) -> tuple[int, int]:
+    """IHDR's size, after walking the chunks to IEND: a PNG cut short has no IEND."""
+    _need(buf, 33, name, "PNG")
+    length, ctype = struct.unpack_from(">I4s", buf, 8)
+    ihdr = bytes(buf[12:29])
+    if ctype != b"IHDR" or length != 13 or struct.unpack_from(">I", buf, 29)[0] != zlib.crc32(ihdr):
+        raise InputError(f"{name} is a damaged PNG (bad IHDR header): {ACCEPTED}")
+    width, height = struct.unpack_from(">II", buf, 16)
+    if width == 0 or height == 0:
+        raise InputError(f"{name} is a damaged PNG (size {width}x{height}): {ACCEPTED}")
+    pos = 33
+    while True:
+        _need(buf, pos + 8, name, "PNG")
+        length, ctype = struct.unpack_from(">I4s", buf, pos)
+        pos += 12 + length
+        _need(buf, pos, name, "PNG")
+        if ctype == b"IEND":
+            return width, height
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(buf, name: str) -> tuple[int, int]:
+    """The SOF segment's size; the segments are walked to the first scan, and a
+    file with no end-of-image marker after it is truncated."""
+    pos, size = 2, None
+    while True:
+        _need(buf, pos + 4, name, "JPEG")
+        if buf[pos] != 0xFF:
+            raise InputError(f"{name} is a damaged JPEG (bad marker at byte {pos}): {ACCEPTED}")
+        marker = buf[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            pos += 2
+            continue
+        length = struct.unpack_from(">H", buf, pos + 2)[0]
+        if marker in _SOF:
+            _need(buf, pos + 9, name, "JPEG")
+            height, width = struct.unpack_from(">HH", buf, pos + 5)
+            size = (width, height)
+        if marker == 0xDA:  # start of scan: entropy-coded data follows
+            break
+        if marker == 0xD9 or length < 2:
+            raise InputError(f"{name} is a damaged JPEG (no image data): {ACCEPTED}")
+        pos += 2 + length
+    if size is None or size[0] == 0 or size[1] == 0:
+        raise InputError(f"{name} is a damaged JPEG (no frame header): {ACCEPTED}")
+    # In scan data 0xFF is always followed by 0x00 or a restart marker: FF D9 is the end.
+    if bytes(buf[-64:]).find(b"\xff\xd9") < 0 and bytes(buf[pos:]).find(b"\xff\xd9") < 0:
+        raise InputError(f"{name} is a truncated JPEG (the file ends early): copy or download it again")
+    return size
+
+
+def _bmp_size(buf) -> tuple[int, int]:
+    if struct.unpack_from("<I", buf, 14)[0] == 12:  # OS/2 BITMAPCOREHEADER
+        return struct.unpack_from("<HH", buf, 18)
+    width, height = struct.unpack_from("<ii", buf, 18)
+    return abs(width), abs(height)
+
+
+def _webp_size(buf, name: str) -> tuple[int, int]:
+    _need(buf, 30, name, "WebP")
+    chunk = bytes(buf[12:16])
+    if chunk == b"VP8 ":
+        width, height = struct.unpack_from("<HH", buf, 26)
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L":
+        bits = struct.unpack_from("<I", buf, 21)[0]
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        b = bytes(buf[24:30])
+        return int.from_bytes(b[0:3], "little") + 1, int.from_bytes(b[3:6], "little") + 1
+    raise InputError(f"{name} is a damaged WebP (unknown chunk {chunk!r}): {ACCEPTED}")
+
+
+def _pnm_size(buf, name: str) -> tuple[int, int]:
+    """PBM/PGM/PPM: 'P6 <width> <height> ...' as text, '#' comments allowed."""
+    text = re.sub(rb"#[^\n]*", b" ", bytes(buf[2:1024])).split()
+    if len(text) < 2 or not (text[0].isdigit() and text[1].isdigit()) or len(text[0]) > 9 or len(text[1]) > 9:
+        raise InputError(f"{name} is a damaged PNM image (no size in its header): {ACCEPTED}")
+    return int(text[0]), int(text[1])
+
+
+def _tiff_size(buf, name: str) -> tuple[int, int]:
+    e = "<" if bytes(buf[:2]) == b"II" else ">"
+    ifd = struct.unpack_from(e + "I", buf, 4)[0]
+    count = struct.unpack_from(e + "H", buf, ifd)[0]
+    found: dict[int, int] = {}
+    for i in range(count):
+        tag, typ = struct.unpack_from(e + "HH", buf, ifd + 2 + 12 * i)
+        if tag in (256, 257):
+            fmt = e + ("H" if typ == 3 else "I")
+            found[tag] = struct.unpack_from(fmt, buf, ifd + 2 + 12 * i + 8)[0]
+    if 256 not in found or 257 not in found:
+        raise InputError(f"{name} is a damaged TIFF (no image size): {ACCEPTED}")
+    return found[256], found[257]
 
 
 def to_rgb8(img: np.ndarray) -> np.ndarray:
@@ -69,5 +239,5 @@ def write_image(path: str | Path, img: np.ndarray) -> Path:
         with atomic_path(path) as tmp:
             tmp.write_bytes(buf.tobytes())
     except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}; choose a writable -o path") from e
+        raise OutputError(f"cannot write {path} ({e.strerror or e}): {write_error_hint(e)}") from e
     return path

@@ -2,10 +2,63 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import re
+import sys
+
 import cv2
 import numpy as np
 
 from ..errors import SourceError
+
+
+def device_path(device: int | str) -> str | None:
+    """The V4L2 device node of a camera index or path on Linux; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return f"/dev/video{device}" if isinstance(device, int) else str(device)
+
+
+def video_devices() -> list[str]:
+    """The /dev/video* nodes, in numeric order (Linux)."""
+    return sorted(glob.glob("/dev/video[0-9]*"), key=lambda p: int(re.sub(r"\D", "", p) or 0))
+
+
+def device_users(path: str) -> list[tuple[int, str]]:
+    """(pid, program) of the other processes that hold ``path`` open, as far as
+    /proc lets this user see (all of them for root, one's own otherwise)."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return []
+    users = []
+    for fd_dir in glob.glob("/proc/[0-9]*/fd"):
+        pid = int(fd_dir.split("/")[2])
+        if pid == os.getpid():
+            continue
+        try:
+            for fd in os.listdir(fd_dir):
+                try:
+                    st = os.stat(f"{fd_dir}/{fd}")
+                except OSError:
+                    continue
+                if st.st_rdev == target.st_rdev and st.st_ino == target.st_ino:
+                    with open(f"/proc/{pid}/comm") as f:
+                        users.append((pid, f.read().strip()))
+                    break
+        except OSError:  # gone, or not ours to look at
+            continue
+    return users
+
+
+def _busy_hint(device: int | str) -> str:
+    path = device_path(device)
+    users = device_users(path) if path else []
+    if users:
+        who = ", ".join(f"{name} (pid {pid})" for pid, name in users)
+        return f"it is in use by {who}: close that program, or pass another --source"
+    return "another program may be using it: close other video apps, or pass another --source"
 
 
 class CameraSource:
@@ -14,13 +67,15 @@ class CameraSource:
     def __init__(self, device: int | str, *, width: int | None = None, height: int | None = None,
                  fps: float | None = None) -> None:
         self.device = device
+        path = device_path(device)
+        if path is not None and not os.path.exists(path):
+            found = ", ".join(video_devices()) or "none"
+            raise SourceError(f"camera {device} does not exist (video devices here: {found}): pass --source "
+                              "with one of them or a video file; `vbg doctor` lists the cameras")
         cap = cv2.VideoCapture(device)
         if not cap.isOpened():
             cap.release()
-            raise SourceError(
-                f"cannot open camera {device}: it does not exist or another program is using it; "
-                "close other video apps, check `vbg doctor`, or pass --source FILE"
-            )
+            raise SourceError(f"cannot open camera {device}: {_busy_hint(device)} (`vbg doctor` checks the cameras)")
         # MJPG first: many USB cameras give 30 fps at 720p only compressed.
         cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
         if width:
@@ -33,7 +88,7 @@ class CameraSource:
         ok, probe = cap.read()
         if not ok or probe is None:
             cap.release()
-            raise SourceError(f"camera {device} opened but gives no frames: it may be busy; close other video apps")
+            raise SourceError(f"camera {device} opened but gives no frames: {_busy_hint(device)}")
         self._cap = cap
         self.height, self.width = probe.shape[:2]
         self.fps = float(cap.get(cv2.CAP_PROP_FPS) or fps or 30.0)

@@ -56,6 +56,8 @@ class VideoFileSource:
 
     def read(self) -> np.ndarray | None:
         """Next frame as RGB uint8, or None at the end (never with ``loop``)."""
+        if self._frames is None:
+            raise ValueError(f"read() on a closed source ({self.path})")
         frame = next(self._frames, None)
         if frame is None:
             if not (self.loop and self.frames_read):
@@ -77,9 +79,17 @@ class VideoFileSource:
                 self._t0 = now - rel
             self.clock.sleep(self._t0 + rel - now)
         self.frames_read += 1
-        return frame.to_ndarray(format="rgb24")
+        # threads=1: each frame gets its own swscale context, and the default starts (and
+        # ends) a pool of slice threads for every one of them; one thread is also faster here.
+        return frame.to_ndarray(format="rgb24", threads=1)
 
     def close(self) -> None:
+        # Drop the decoder too: FFmpeg's decoding threads live as long as the stream
+        # object, and the generator holds it (and self) in a cycle until a gc pass.
+        if self._frames is not None:
+            self._frames.close()
+            self._frames = None
+        self._stream = None
         if self._container is not None:
             self._container.close()
             self._container = None

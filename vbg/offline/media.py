@@ -74,6 +74,7 @@ import cv2
 import numpy as np
 
 from vbg.errors import ConfigError, InputError, OutputError, VbgError
+from vbg.fsutil import write_error_hint as disk_hint
 
 MODES = ("rgb", "rgba", "matte")
 QUALITIES = ("fast", "balanced", "best")
@@ -224,7 +225,7 @@ class VideoReader:
                 frame = next(frames, None)
                 if frame is None:
                     return
-                rgb = frame.to_ndarray(format="rgb24")
+                rgb = frame.to_ndarray(format="rgb24", threads=1)  # no swscale thread pool per frame
             except av.FFmpegError as e:
                 raise InputError(f"{self.path}: decoding failed after {self.frames_read} frames "
                                  f"({_one_line(e)}): the file may be damaged") from e
@@ -260,13 +261,13 @@ def read_alpha_video(path: str | Path) -> list[np.ndarray]:
         try:
             if libvpx is None:
                 stream.thread_type = "AUTO"
-                out = [f.to_ndarray(format="rgba") for f in container.decode(stream)]
+                out = [f.to_ndarray(format="rgba", threads=1) for f in container.decode(stream)]
             else:
                 ctx = av.CodecContext.create(libvpx, "r")
                 for packet in container.demux(stream):
                     if packet.size:
-                        out.extend(f.to_ndarray(format="rgba") for f in ctx.decode(packet))
-                out.extend(f.to_ndarray(format="rgba") for f in ctx.decode(None))
+                        out.extend(f.to_ndarray(format="rgba", threads=1) for f in ctx.decode(packet))
+                out.extend(f.to_ndarray(format="rgba", threads=1) for f in ctx.decode(None))
         except av.FFmpegError as e:
             raise InputError(f"{path}: decoding failed after {len(out)} frames ({_one_line(e)}): "
                              "the file may be damaged") from e
@@ -426,7 +427,7 @@ class VideoWriter:
                 raise
             except (av.FFmpegError, OSError) as e:
                 raise OutputError(f"{self.path}: writing failed after {self.frames_written} frames "
-                                  f"({_one_line(e)}): check the free disk space") from e
+                                  f"({_one_line(e)}): {disk_hint(e)}") from e
             self.frames_written += 1
 
     # ------------------------------------------------------------------ finishing
@@ -481,6 +482,7 @@ class _PngFolder(_Backend):
     temporary name and renamed, so a folder never holds half a PNG."""
 
     def __init__(self, folder: Path, info: VideoInfo, mode: str) -> None:
+        self._created = not folder.exists()  # removed again if no frame makes it in
         try:
             folder.mkdir(parents=True, exist_ok=True)
             probe_file = folder / ".vbg-write-test.partial"
@@ -501,12 +503,23 @@ class _PngFolder(_Backend):
             image = cv2.cvtColor(image, self._convert, dst=self._buf)
         name = f"frame_{index + 1:06d}.png"
         tmp = self.folder / f".{name[:-4]}.partial.png"
-        if not cv2.imwrite(str(tmp), image, self._params):
+        ok, buf = cv2.imencode(".png", image, self._params)
+        if not ok:
+            raise OutputError(f"{self.folder / name}: PNG could not be encoded: report this as a bug")
+        try:  # written by Python, not libpng: a full disk is an OSError with its errno, not a log line
+            tmp.write_bytes(buf.data)
+            os.replace(tmp, self.folder / name)
+        except OSError as e:
             tmp.unlink(missing_ok=True)
-            raise OutputError(f"{self.folder / name}: PNG could not be written: check the free disk space")
-        os.replace(tmp, self.folder / name)
+            raise OutputError(f"{self.folder / name}: writing failed after {index} frames ({_one_line(e)}): "
+                              f"{disk_hint(e)}") from e
 
     def finish(self, *, complete: bool, keep: Path, has_frames: bool) -> Path | None:
+        if not has_frames and self._created:
+            try:
+                self.folder.rmdir()
+            except OSError:  # something else was put there meanwhile: leave it
+                pass
         return self.folder if has_frames else None
 
 
@@ -671,7 +684,7 @@ class _AvFile(_Backend):
             self.tmp.unlink(missing_ok=True)
             if failure is not None:
                 raise OutputError(f"{self.path}: cannot finalize it ({_one_line(failure)}): "
-                                  "check the free disk space") from failure
+                                  f"{disk_hint(failure)}") from failure
             return None
         try:
             os.replace(self.tmp, keep)

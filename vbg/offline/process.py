@@ -39,7 +39,7 @@ class ProcessConfig:
     quality: str = "balanced"
     smoothing: float = 1.0
     window: int = 2  # frames each side for the centred smoothing
-    upsample: str = "guided"
+    upsample: str = "sharp"
 
 
 @dataclass
@@ -60,11 +60,15 @@ class FileResult:
 
 
 class _Stage(threading.Thread):
-    """A worker thread whose exception is kept for the caller."""
+    """A worker thread whose exception is kept for the caller. A failing stage
+    upstream ends its queue, so the frames in flight are still written; the
+    last stage (the writer) sets ``halt`` instead, so that the stages blocked
+    on its full queue stop too."""
 
-    def __init__(self, target, name: str) -> None:
+    def __init__(self, target, name: str, halt: threading.Event | None = None) -> None:
         super().__init__(name=name, daemon=True)
         self._target_fn = target
+        self._halt = halt
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -72,6 +76,8 @@ class _Stage(threading.Thread):
             self._target_fn()
         except BaseException as e:
             self.error = e
+            if self._halt is not None:
+                self._halt.set()
 
 
 def _put(q: FrameQueue, item, stop: threading.Event) -> bool:
@@ -83,6 +89,17 @@ def _put(q: FrameQueue, item, stop: threading.Event) -> bool:
         except queue.Full:
             continue
     return False
+
+
+def _end(q: FrameQueue, stop: threading.Event) -> None:
+    """End the queue; when stopping, a full queue has no reader left to end it for."""
+    while True:
+        try:
+            q.end(timeout=0.1)
+            return
+        except queue.Full:
+            if stop.is_set():
+                return
 
 
 def _get(q: FrameQueue, stop: threading.Event):
@@ -106,7 +123,7 @@ class FileProcessor:
         self.stop = threading.Event()  # set by Ctrl-C: finish the partial file, then return
 
     def process(self, src: Path, dst: Path, progress) -> FileResult:
-        from ..compositing import Compositor
+        from ..compositing import Compositor, background_from_options
         from ..inference.smoothing import CentredSmoother
         from ..inference.upsample import EdgeAwareUpsampler
         from .media import VideoReader, VideoWriter, probe
@@ -120,7 +137,9 @@ class FileProcessor:
         smoother = CentredSmoother(cfg.smoothing, radius=cfg.window)
         compositor = None
         if cfg.mode == "rgb":
-            compositor = Compositor((h, w), _background(cfg.background), feather=cfg.background.feather,
+            b = cfg.background
+            bg = background_from_options(b.background, b.color, b.blur, live=False)
+            compositor = Compositor((h, w), bg, feather=cfg.background.feather,
                                     threshold=cfg.background.threshold, mirror=cfg.background.mirror)
         decoded: FrameQueue = FrameQueue(QUEUE)
         segmented: FrameQueue = FrameQueue(QUEUE)
@@ -138,7 +157,7 @@ class FileProcessor:
                         if self.stop.is_set() or not _put(decoded, f, halt):
                             return
             finally:
-                decoded.end()
+                _end(decoded, halt)
 
         def infer() -> None:
             try:
@@ -153,7 +172,7 @@ class FileProcessor:
                     if not _put(segmented, (f, alpha), halt):
                         return
             finally:
-                segmented.end()
+                _end(segmented, halt)
 
         written = [0]
 
@@ -167,17 +186,18 @@ class FileProcessor:
                 written[0] += 1
 
         stages = [_Stage(read, "vbg-read"), _Stage(infer, "vbg-infer")]
+        writer = None
         try:
             with VideoWriter(dst, info, mode=cfg.mode, quality=cfg.quality, audio_from=src) as writer:
                 res.warnings.extend(getattr(writer, "warnings", []))
-                writer_stage = _Stage(lambda: write(writer), "vbg-write")
+                writer_stage = _Stage(lambda: write(writer), "vbg-write", halt)
                 stages.append(writer_stage)
                 for s in stages:
                     s.start()
                 try:
                     self._compose(segmented, encoded, halt, smoother, upsampler, compositor, progress, written)
                 finally:
-                    encoded.end()
+                    _end(encoded, halt)
                     writer_stage.join()
                     halt.set()
                     for s in stages:
@@ -190,6 +210,12 @@ class FileProcessor:
                     if res.interrupted:
                         writer.abort()  # finalize what was written as a playable partial file
             res.output = str(writer.output_path) if writer.output_path is not None else None
+        except VbgError as e:
+            kept = writer is not None and writer.partial and writer.output_path is not None
+            if not kept:
+                raise
+            raise type(e)(f"{e} (the {writer.frames_written} frames before it are kept in "
+                          f"{writer.output_path})") from e
         finally:
             halt.set()
             if compositor is not None:
@@ -240,23 +266,6 @@ class FileProcessor:
                 window.popleft()
                 index -= 1
             progress.update(written[0])
-
-
-def _background(b: BackgroundConfig):
-    from ..compositing import BlurBackground, ColorBackground, ImageBackground, parse_color
-
-    if b.blur is not None:
-        return BlurBackground(b.blur)
-    if b.color is not None:
-        return ColorBackground(parse_color(b.color))
-    if b.background is not None:
-        path = Path(b.background)
-        if path.suffix.lower() in (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif"):
-            from .sync_video import SyncVideoBackground
-
-            return SyncVideoBackground(path)
-        return ImageBackground(path)
-    return BlurBackground(1.0)
 
 
 __all__ = ["FileProcessor", "FileResult", "ProcessConfig", "VbgError"]

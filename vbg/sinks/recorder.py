@@ -34,7 +34,7 @@ import numpy as np
 
 from vbg.clock import Clock, MonotonicClock
 from vbg.errors import ConfigError, DependencyError, OutputError
-from vbg.fsutil import atomic_path
+from vbg.fsutil import atomic_path, write_error_hint
 from vbg.sinks import SinkBase, SinkStats, check_geometry, check_image
 from vbg.types import Composite
 
@@ -86,7 +86,7 @@ class Recorder(SinkBase):
         try:
             tmp = self._atomic.__enter__()
         except OSError as e:
-            raise OutputError(f"--record {self.path}: cannot write there: {_one_line(e)}") from e
+            raise OutputError(f"--record {self.path}: cannot write there ({_one_line(e)}): {write_error_hint(e)}") from e
         try:
             self._container = av.open(str(tmp), "w", format=fmt)
             stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
@@ -104,7 +104,7 @@ class Recorder(SinkBase):
             self._stream = stream
         except Exception as e:
             self._atomic.__exit__(type(e), e, e.__traceback__)
-            raise OutputError(f"--record {self.path}: cannot write it: {_one_line(e)}") from e
+            raise OutputError(f"--record {self.path}: cannot write it ({_one_line(e)}): {write_error_hint(e)}") from e
 
         self._t0: float | None = None
         self._last_pts = -1
@@ -178,6 +178,7 @@ class Recorder(SinkBase):
                 self._closed = True
                 self._work.put(_END)
                 self._thread.join()
+                self._stream = self._container = None  # the encoder's threads go with its last reference
                 if self._finalized is not None or self._written == 0:
                     why = self._finalized or OutputError("no frames were recorded")
                     self._atomic.__exit__(type(why), why, why.__traceback__)  # removes the partial file
@@ -185,7 +186,8 @@ class Recorder(SinkBase):
                     try:
                         self._atomic.__exit__(None, None, None)  # rename into place
                     except OSError as e:
-                        self._fail(OutputError(f"--record {self.path}: cannot move it into place: {_one_line(e)}"))
+                        self._fail(OutputError(f"--record {self.path}: cannot move it into place ({_one_line(e)}): "
+                                               f"{write_error_hint(e)}"))
         self._raise_unreported()
 
     # ------------------------------------------------------------------ writer thread
@@ -207,7 +209,8 @@ class Recorder(SinkBase):
                     container.mux(packet)
                 self._written += 1
         except Exception as e:
-            err = OutputError(f"--record {self.path}: encoding failed after {self._written} frames: {_one_line(e)}")
+            err = OutputError(f"--record {self.path}: writing failed after {self._written} frames "
+                              f"({_one_line(e)}): {write_error_hint(e)}")
             err.__cause__ = e
             self._fail(err)
             self._drain()
@@ -222,7 +225,8 @@ class Recorder(SinkBase):
             except Exception as e:
                 self._finalized = self._finalized or e
             if self._finalized is not None and self._written:
-                err = OutputError(f"--record {self.path}: cannot finalize it: {_one_line(self._finalized)}")
+                err = OutputError(f"--record {self.path}: cannot finalize it ({_one_line(self._finalized)}): "
+                                  f"{write_error_hint(self._finalized)}")
                 err.__cause__ = self._finalized
                 self._fail(err)
 

@@ -1,0 +1,221 @@
+"""Soak: the live filter for minutes on end, watching for leaks.
+
+    python -m benchmarks.soak [--minutes 10] [--size 640x360] [--out benchmarks/out]
+
+The live pipeline runs in this process on a 30 fps clip of a moving person,
+paced in real time and looped, with the selfie model, an image background,
+recording on, and pyvirtualcam's own Camera with a backend that discards what
+it is sent (no kernel module needed). Resident memory (VmRSS), threads (OS
+threads, ONNX Runtime's pool included) and open file descriptors are sampled
+after a warm-up (start), every minute, at the end of the run, and after the
+pipeline is closed. A short run before the soak initialises what libraries
+set up once per process, so "after close" can be compared with "before".
+Passes when RSS grows less than 20 MB from start to end and threads and open
+files are back to their "before" values once the pipeline is closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyvirtualcam
+
+from benchmarks.common import machine_info, write_results
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKGROUND = ROOT / "tests/data/people/background01.jpg"
+BACKEND = "vbg-soak-drop"
+RSS_LIMIT_MB = 20.0
+
+
+class _DropBackend:
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self._fourcc = fourcc
+
+    def send(self, frame):
+        pass
+
+    def close(self):
+        pass
+
+    def device(self):
+        return "soak"
+
+    def native_fourcc(self):
+        return self._fourcc
+
+
+def register_backend() -> str:
+    from pyvirtualcam.camera import BACKENDS
+
+    if BACKEND not in BACKENDS:
+        pyvirtualcam.register_backend(BACKEND, _DropBackend)
+    return BACKEND
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    label: str
+    t_s: float  # seconds since the soak started
+    rss_mb: float
+    threads: int  # OS threads of this process
+    py_threads: int  # Python threads
+    fds: int  # open file descriptors
+    out_frames: int = 0
+
+
+def sample(label: str, t_s: float = 0.0, out_frames: int = 0) -> Sample:
+    status = Path("/proc/self/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    rss_kb = int(fields["VmRSS"].split()[0])
+    return Sample(label, round(t_s, 1), round(rss_kb / 1024, 1), int(fields["Threads"]),
+                  threading.active_count(), len(os.listdir("/proc/self/fd")), out_frames)
+
+
+@dataclass
+class SoakResult:
+    seconds: float
+    samples: list[Sample] = field(default_factory=list)
+    out_frames: int = 0
+    out_fps: float = 0.0
+    recording_mb: float = 0.0
+
+    def get(self, label: str) -> Sample:
+        return next(s for s in self.samples if s.label == label)
+
+    @property
+    def rss_growth_mb(self) -> float:
+        return self.get("end").rss_mb - self.get("start").rss_mb
+
+    @property
+    def leaked_threads(self) -> int:
+        return self.get("closed").threads - self.get("before").threads
+
+    @property
+    def leaked_fds(self) -> int:
+        return self.get("closed").fds - self.get("before").fds
+
+    @property
+    def passed(self) -> bool:
+        return self.rss_growth_mb < RSS_LIMIT_MB and self.leaked_threads <= 0 and self.leaked_fds <= 0
+
+
+def make_clip(path: Path, hw: tuple[int, int], frames: int = 150) -> Path:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from media import person_clip_frames, write_clip
+
+    return write_clip(path, [f for f, _ in person_clip_frames(frames, hw)], fps=30)
+
+
+def _config(clip: Path, record: Path, seconds: float):
+    from vbg.config import LiveConfig, apply
+
+    return apply(LiveConfig(), {"source": {"source": str(clip), "loop": True},
+                                "model": {"model": "selfie"},
+                                "background": {"background": str(BACKGROUND)},
+                                "output": {"vcam_backend": register_backend(), "record": str(record),
+                                           "overwrite": True, "duration": seconds}})
+
+
+def soak(clip: Path, seconds: float, workdir: Path, *, warmup_s: float = 10.0, interval_s: float = 60.0,
+         prime_s: float = 3.0, on_sample=None) -> SoakResult:
+    """Run the live filter for ``seconds`` (after ``warmup_s``), sampling as described above."""
+    from vbg.pipeline import LivePipeline
+
+    if prime_s > 0:  # what libraries set up once per process (thread pools, codec tables)
+        LivePipeline(_config(clip, workdir / "prime.mp4", prime_s)).run()
+    result = SoakResult(seconds)
+
+    def keep(s: Sample) -> None:
+        result.samples.append(s)
+        if on_sample is not None:
+            on_sample(s)
+
+    keep(sample("before"))
+    record = workdir / "soak.mp4"
+    pipeline = LivePipeline(_config(clip, record, warmup_s + seconds))
+    t0 = time.monotonic()
+    state = {"next": warmup_s, "minute": 0, "ended": False}
+
+    def on_tick(p) -> None:
+        t = time.monotonic() - t0
+        frames = p.stats.out_frames
+        if state["minute"] == 0 and t >= warmup_s:
+            keep(sample("start", t, frames))
+            state["minute"], state["next"] = 1, warmup_s + interval_s
+        elif state["minute"] and t >= state["next"] and t < warmup_s + seconds - 1.0:
+            keep(sample(f"{state['minute']} min", t, frames))
+            state["minute"] += 1
+            state["next"] += interval_s
+        elif state["minute"] and not state["ended"] and t >= warmup_s + seconds - 0.5:
+            keep(sample("end", t, frames))
+            state["ended"] = True
+
+    stats = pipeline.run(on_tick=on_tick)
+    if not state["ended"]:
+        keep(sample("end", time.monotonic() - t0, stats.out_frames))
+    del pipeline
+    keep(sample("closed", time.monotonic() - t0, stats.out_frames))
+    snap = stats.snapshot()
+    result.out_frames, result.out_fps = snap["out_frames"], snap["out_fps"]
+    result.recording_mb = record.stat().st_size / 2**20 if record.exists() else 0.0
+    return result
+
+
+def table(result: SoakResult) -> str:
+    rows = ["| when | t (s) | RSS (MB) | OS threads | Python threads | open fds | frames out |",
+            "|---|---|---|---|---|---|---|"]
+    for s in result.samples:
+        rows.append(f"| {s.label} | {s.t_s:.0f} | {s.rss_mb:.1f} | {s.threads} | {s.py_threads} | {s.fds} "
+                    f"| {s.out_frames} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--size", default="640x360", help="source WxH (default 640x360)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    args = ap.parse_args(argv)
+    w, h = (int(v) for v in args.size.split("x"))
+    seconds = args.minutes * 60.0
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = make_clip(Path(tmp) / "person.mp4", (h, w))
+
+        def show(s: Sample) -> None:
+            print(f"{s.label:>7}  t={s.t_s:6.0f} s  RSS {s.rss_mb:7.1f} MB  threads {s.threads:3d} "
+                  f"(python {s.py_threads})  fds {s.fds:3d}  frames {s.out_frames}", flush=True)
+
+        result = soak(clip, seconds, Path(tmp), on_sample=show)
+    verdict = (f"RSS {result.rss_growth_mb:+.1f} MB from start to end (limit {RSS_LIMIT_MB:g}), "
+               f"{result.leaked_threads:+d} threads and {result.leaked_fds:+d} open files after close: "
+               + ("PASS" if result.passed else "FAIL"))
+    print(table(result))
+    print(f"{result.out_frames} frames out at {result.out_fps:.1f} fps, recording {result.recording_mb:.0f} MB; "
+          + verdict)
+    info = machine_info()
+    md = (f"# Soak: the live filter for {args.minutes:g} minutes\n\n"
+          f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}. Source {w}x{h} at 30 fps "
+          "(a looped clip, paced in real time), selfie model, image background, recording on, virtual camera "
+          "through a discarding pyvirtualcam backend, in one process. 'before' is sampled after a short "
+          "priming run, 'start' after 10 s of warm-up, 'closed' after the pipeline has shut down.\n\n"
+          f"{table(result)}\n\n{verdict}\n")
+    payload = {"machine": info, "minutes": args.minutes, "size": [w, h], "samples": [asdict(s) for s in
+                                                                                    result.samples],
+               "out_frames": result.out_frames, "out_fps": result.out_fps, "recording_mb": result.recording_mb,
+               "rss_growth_mb": result.rss_growth_mb, "leaked_threads": result.leaked_threads,
+               "leaked_fds": result.leaked_fds, "passed": result.passed}
+    js, mdp = write_results(args.out, "soak", payload, md)
+    print(f"wrote {js} and {mdp}")
+    return 0 if result.passed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,463 @@
+"""Every bad input of issue 7, as a user meets it: one `vbg: error:` line that names
+the problem and the fix, a distinct exit code, no traceback, nothing half-written.
+The table in docs/reliability.md lists each row with the test that covers it;
+rows tested elsewhere are named there too."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import pyvirtualcam
+
+from conftest import PEOPLE
+from media import person_clip_frames, write_clip
+
+ROOM = PEOPLE / "background01.jpg"
+
+
+# ---------------------------------------------------------------------------- media the tests make
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write_png(path: Path, width: int, height: int, depth: int, colour_type: int, rows, plte: bytes | None = None):
+    """A PNG written by hand (palette and 1-bit images OpenCV cannot write), rows compressed as they come."""
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(b"\0" + row) for row in rows) + z.flush()
+    data = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0))
+    if plte is not None:
+        data += _chunk(b"PLTE", plte)
+    path.write_bytes(data + _chunk(b"IDAT", idat) + _chunk(b"IEND", b""))
+    return path
+
+
+def write_odd_clip(path: Path, size=(641, 479), n: int = 20, fps: int = 30) -> Path:
+    """H.264 4:4:4, so that an odd size needs no padding in the source itself."""
+    frames = [f for f, _ in person_clip_frames(n, (size[1], size[0]))]
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv444p"
+        s.options = {"preset": "ultrafast", "crf": "18"}
+        for i, rgb in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            vf.pts = i
+            out.mux(s.encode(vf))
+        out.mux(s.encode(None))
+    return path
+
+
+def write_png_mov(path: Path, n: int, damaged_at: int) -> Path:
+    """QuickTime with PNG frames (a codec that refuses damaged data) whose frame
+    ``damaged_at`` is broken: a source that dies in the middle."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("png", rate=30)
+        v.width, v.height, v.pix_fmt = 64, 48, "rgb24"
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (i * 7) % 256, np.uint8), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    data = bytearray(path.read_bytes())
+    sig = b"\x89PNG\r\n\x1a\n"
+    starts = [i for i in range(len(data)) if data.startswith(sig, i)]
+    data[starts[damaged_at]: starts[damaged_at] + 8] = b"garbage!"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def m(tmp_path_factory):
+    """Every input file a row needs, made once."""
+    d = tmp_path_factory.mktemp("bad")
+    room = cv2.imread(str(ROOM))
+    cv2.imwrite(str(d / "bg.jpg"), room)
+    cv2.imwrite(str(d / "bg.png"), room)
+    cv2.imwrite(str(d / "grey.png"), cv2.cvtColor(room, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(d / "rgba.png"), cv2.cvtColor(room, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(d / "rgb16.png"), room.astype(np.uint16) * 257)
+    idx = (np.arange(64 * 48).reshape(48, 64) // 13 % 4).astype(np.uint8)
+    write_png(d / "palette.png", 64, 48, 8, 3, [r.tobytes() for r in idx], plte=bytes([255, 0, 0, 0, 255, 0,
+                                                                                         0, 0, 255, 255, 255, 255]))
+    row = bytes(20000 // 8)
+    write_png(d / "huge.png", 20000, 20000, 1, 0, (row for _ in range(20000)))  # 50 KB on disk, 1.2 GB as RGB
+    jpg = (d / "bg.jpg").read_bytes()
+    (d / "truncated.jpg").write_bytes(jpg[: len(jpg) // 2])
+    png = (d / "bg.png").read_bytes()
+    (d / "truncated.png").write_bytes(png[: len(png) // 2])
+    (d / "empty.png").write_bytes(b"")
+    (d / "notes.png").write_text("not a picture\n")
+    clip = write_clip(d / "person.mp4", [f for f, _ in person_clip_frames(30, (180, 320))], fps=30)
+    big = write_clip(d / "person360.mp4", [f for f, _ in person_clip_frames(30, (360, 640))], fps=30)
+    odd = write_odd_clip(d / "odd.mp4")
+    cv2.imwrite(str(d / "odd.png"), cv2.resize(room, (641, 479)))
+    with av.open(str(d / "tone.m4a"), "w") as out:
+        a = out.add_stream("aac", rate=48000)
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        f.sample_rate = 48000
+        out.mux(a.encode(f))
+        out.mux(a.encode(None))
+    (d / "unknown_key.toml").write_text('[model]\nmodle = "selfie"\n')
+    (d / "wrong_type.toml").write_text('[output]\nframes = "ten"\n')
+    (d / "not_toml.toml").write_text("[model\n")
+    write_png_mov(d / "dies.mov", n=40, damaged_at=25)
+    return {"dir": d, "clip": clip, "big": big, "odd": odd}
+
+
+# ---------------------------------------------------------------------------- running vbg
+def run(*args, preexec=None, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "vbg", *map(str, args)], capture_output=True, text=True,
+                          env=full, timeout=timeout, preexec_fn=preexec)
+
+
+@pytest.fixture
+def vbg_logging():
+    """main() run in this process sets up the "vbg" logger on the captured stderr: put it back after."""
+    import logging
+
+    log = logging.getLogger("vbg")
+    saved = (log.handlers[:], log.level, log.propagate)
+    yield
+    log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
+
+
+def one_error(proc, code: int, *needles: str) -> str:
+    """The run failed with ``code`` and exactly one error line holding every needle."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
+    assert len(errors) == 1, proc.stderr
+    assert proc.returncode == code, proc.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Files a failed run left behind (temporary, partial or empty outputs)."""
+    return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def live(m, *args):
+    """The live filter on the test clip, recording (no virtual camera on this machine)."""
+    return ("--source", m["clip"], "--model", "selfie", "--no-vcam", "--frames", "3", "-q", *args)
+
+
+# ---------------------------------------------------------------------------- background images
+@pytest.mark.parametrize("name,code,needles", [
+    ("nope.png", 9, ("nope.png does not exist", "check the path")),
+    ("empty.png", 9, ("empty.png is empty", "pass a PNG, JPEG")),
+    ("truncated.png", 9, ("truncated PNG", "copy or download it again")),
+    ("truncated.jpg", 9, ("truncated JPEG", "copy or download it again")),
+    ("notes.png", 9, ("notes.png is not an image", "pass a PNG, JPEG")),
+    ("huge.png", 9, ("20000x20000", "scale it below 100 megapixels")),
+], ids=["missing", "empty", "truncated-png", "truncated-jpeg", "not-an-image", "20000x20000"])
+def test_bad_background_image(m, tmp_path, name, code, needles):
+    out = tmp_path / "out.mp4"
+    proc = run(*live(m, "--background", m["dir"] / name, "--record", out))
+    one_error(proc, code, *needles)
+    assert "libpng" not in proc.stderr  # the decoder never saw the broken file
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["truncated.png", "huge.png", "notes.png"])
+def test_bad_image_to_segment_is_one_line_with_its_own_code(m, tmp_path, name):
+    proc = run("segment", m["dir"] / name, "--model", "selfie", "-o", tmp_path / "mask.png")
+    one_error(proc, 9, name)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_20000x20000_image_is_refused_from_its_header(m, monkeypatch):
+    from vbg import imageio
+    from vbg.errors import InputError
+
+    def no_decoding(*a, **k):
+        raise AssertionError("the image was decoded")
+
+    monkeypatch.setattr(imageio.cv2, "imdecode", no_decoding)
+    with pytest.raises(InputError, match="20000x20000"):
+        imageio.read_rgb(m["dir"] / "huge.png")
+    jpg = bytearray((m["dir"] / "bg.jpg").read_bytes())
+    sof = next(i for i in range(len(jpg) - 1) if jpg[i] == 0xFF and jpg[i + 1] in (0xC0, 0xC2))
+    jpg[sof + 5: sof + 9] = struct.pack(">HH", 20000, 20000)  # the frame header claims 20000x20000
+    huge_jpg = m["dir"] / "huge.jpg"
+    huge_jpg.write_bytes(bytes(jpg))
+    with pytest.raises(InputError, match="20000x20000"):
+        imageio.read_rgb(huge_jpg)
+
+
+@pytest.mark.parametrize("name", ["grey.png", "rgba.png", "rgb16.png", "palette.png"])
+def test_greyscale_rgba_16bit_and_palette_pngs_work(m, tmp_path, name):
+    path = m["dir"] / name
+    mask = tmp_path / "mask.png"
+    proc = run("segment", path, "--model", "selfie", "-o", mask)
+    assert proc.returncode == 0, proc.stderr
+    h, w = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape[:2]
+    assert cv2.imread(str(mask), cv2.IMREAD_UNCHANGED).shape == (h, w)
+    out = tmp_path / "bg.mp4"
+    proc = run(*live(m, "--background", path, "--record", out))
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 3
+
+
+# ---------------------------------------------------------------------------- frames and sources
+def test_odd_frame_size_641x479_live_and_still(m, tmp_path):
+    out = tmp_path / "odd.mp4"
+    proc = run("--source", m["odd"], "--model", "selfie", "--color", "blue", "--no-vcam", "--record", out,
+               "--frames", "20", "-q")
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 20 and frames[0].shape == (480, 642, 3)  # H.264 padded by one pixel, never cropped
+    mask = tmp_path / "odd.png"
+    assert run("segment", m["dir"] / "odd.png", "--model", "selfie", "-o", mask).returncode == 0
+    assert cv2.imread(str(mask), cv2.IMREAD_UNCHANGED).shape == (479, 641)
+
+
+def test_unknown_camera_index(tmp_path):
+    if os.path.exists("/dev/video7"):
+        pytest.skip("this machine has a /dev/video7")
+    proc = run("--source", "7", "--model", "selfie", "--no-vcam", "--record", tmp_path / "o.mp4")
+    one_error(proc, 11, "camera 7 does not exist", "pass --source")
+    assert leftovers(tmp_path) == []
+
+
+def test_busy_camera_names_the_program_holding_it(tmp_path, monkeypatch, capsys, vbg_logging):
+    """No camera here: OpenCV and /proc are replaced by a camera that opens but gives
+    no frame (what V4L2 does when another program streams from it)."""
+    from vbg.capture import camera
+    from vbg.cli import main
+
+    class BusyCapture:
+        def __init__(self, device):
+            pass
+
+        def isOpened(self):
+            return True
+
+        def set(self, *a):
+            return True
+
+        def read(self):
+            return False, None
+
+        def release(self):
+            pass
+
+    node = tmp_path / "video0"
+    node.write_bytes(b"")
+    monkeypatch.setattr(camera.cv2, "VideoCapture", BusyCapture)
+    monkeypatch.setattr(camera, "device_path", lambda device: str(node))
+    monkeypatch.setattr(camera, "device_users", lambda path: [(4242, "zoom")])
+    code = main(["--source", "0", "--model", "selfie", "--no-vcam", "--record", str(tmp_path / "o.mp4")])
+    err = capsys.readouterr().err
+    assert code == 11 and "Traceback" not in err
+    errors = [ln for ln in err.splitlines() if ln.startswith("vbg: error:")]
+    assert len(errors) == 1 and "in use by zoom (pid 4242)" in errors[0] and "close that program" in errors[0]
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_input_with_no_video_stream(m, tmp_path):
+    proc = run("process", m["dir"] / "tone.m4a", "--model", "selfie", "-o", tmp_path / "o.mp4")
+    one_error(proc, 9, "no video stream", "pass a video file")
+    proc = run("--source", m["dir"] / "tone.m4a", "--model", "selfie", "--no-vcam", "--record", tmp_path / "o.mp4")
+    one_error(proc, 11, "no video stream", "pass a video file")
+    assert leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------- option values
+@pytest.mark.parametrize("args,needles", [
+    (("--color", "nocolour"), ("--color 'nocolour' is not a colour", "#RRGGBB")),
+    (("--color", "rgb(300,0,0)"), ("is not a colour",)),
+    (("--size", "huge"), ("--size 'huge' is not a size", "256")),
+    (("--size", "5"), ("--size 5 is out of range", "32..4096")),
+    (("--skip", "often"), ("--skip 'often' is not valid", "1..30")),
+    (("--skip", "0"), ("--skip '0' is out of range", "1..30")),
+    (("--model", "rmbg-9"), ("unknown model 'rmbg-9'", "selfie")),
+    (("--config", "{d}/unknown_key.toml"), ("unknown setting [model] modle", "known are model")),
+    (("--config", "{d}/wrong_type.toml"), ("[output] frames = 'ten' must be a whole number",)),
+    (("--config", "{d}/not_toml.toml"), ("is not valid TOML",)),
+    (("--config", "{d}/nope.toml"), ("no such file",)),
+], ids=["colour", "colour-range", "size-text", "size-range", "skip-text", "skip-range", "model-name",
+        "toml-unknown-key", "toml-wrong-type", "toml-syntax", "toml-missing"])
+def test_bad_option_values(m, tmp_path, args, needles):
+    args = tuple(a.format(d=m["dir"]) for a in args)
+    proc = run("--source", m["clip"], "--no-vcam", "--record", tmp_path / "o.mp4", *args, timeout=60)
+    one_error(proc, 2, *needles)
+    assert leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------- outputs
+UNWRITABLE = Path("/proc/vbg-test")  # no file can be made here, for root either
+
+
+@pytest.mark.parametrize("kind", ["segment", "process", "record"])
+def test_unwritable_output_path(m, kind):
+    if kind == "segment":
+        proc = run("segment", m["dir"] / "bg.jpg", "--model", "selfie", "-o", UNWRITABLE / "mask.png")
+    elif kind == "process":
+        proc = run("process", m["clip"], "--model", "selfie", "-o", UNWRITABLE / "out.mp4")
+    else:
+        proc = run(*live(m, "--record", UNWRITABLE / "out.mp4"))
+    one_error(proc, 10, str(UNWRITABLE), "cannot write")
+
+
+@pytest.fixture(params=["tmpfs", "fsize"])
+def full_disk(request, tmp_path):
+    """(folder, preexec): a folder on a 16 KB tmpfs (root only), or any folder with
+    the child's file size limit at 16 KB (EFBIG instead of ENOSPC)."""
+    folder = tmp_path / "full"
+    folder.mkdir()
+    if request.param == "tmpfs":
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("mounting a tmpfs needs root")
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(folder)],
+                                 capture_output=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+        yield folder, None, "the disk is full"
+        subprocess.run(["umount", str(folder)], check=False)
+        return
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))
+
+    yield folder, limit, "file size limit"
+
+
+@pytest.mark.parametrize("kind", ["segment", "process-mp4", "process-png", "record"])
+def test_full_disk_while_writing(m, full_disk, kind):
+    folder, preexec, needle = full_disk
+    if kind == "segment":
+        proc = run("segment", m["dir"] / "bg.png", "--model", "selfie", "--cutout", "-o", folder / "cut.png",
+                   preexec=preexec)
+    elif kind == "process-mp4":
+        proc = run("process", m["big"], "--model", "selfie", "-o", folder / "out.mp4", "--quality", "best",
+                   preexec=preexec)
+    elif kind == "process-png":
+        proc = run("process", m["clip"], "--model", "selfie", "--alpha", "-o", folder / "frames", preexec=preexec)
+    else:
+        proc = run("--source", m["big"], "--loop", "--model", "selfie", "--no-vcam", "--record",
+                   folder / "rec.mp4", "--frames", "600", "-q", preexec=preexec)
+    one_error(proc, 10, needle)
+    assert leftovers(folder) == []  # nothing half-written (and no empty frame folder)
+    assert list(folder.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- faults survived
+def test_offline_source_dying_mid_file_keeps_a_playable_partial(m, tmp_path):
+    out = tmp_path / "out.mp4"
+    proc = run("process", m["dir"] / "dies.mov", "--model", "selfie", "-o", out)
+    line = one_error(proc, 9, "decoding failed after 25 frames", "the 25 frames before it are kept in")
+    partial = tmp_path / "out.partial.mp4"
+    assert str(partial.name) in line and not out.exists()
+    with av.open(str(partial)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 25
+    assert leftovers(tmp_path) == ["out.partial.mp4"]
+
+
+class FailingBackend:
+    """A pyvirtualcam backend whose device goes away after 20 frames."""
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self._fourcc, self.n = fourcc, 0
+
+    def send(self, frame):
+        self.n += 1
+        if self.n > 20:
+            raise RuntimeError("device unplugged")
+
+    def close(self):
+        pass
+
+    def device(self):
+        return "/dev/video-test"
+
+    def native_fourcc(self):
+        return self._fourcc
+
+
+@pytest.fixture
+def failing_backend():
+    from pyvirtualcam.camera import BACKENDS
+
+    pyvirtualcam.register_backend("vbg-test-fail", FailingBackend)
+    yield "vbg-test-fail"
+    BACKENDS.pop("vbg-test-fail", None)
+
+
+def test_a_failing_sink_stops_cleanly_with_its_reason(m, tmp_path, failing_backend, capsys, vbg_logging):
+    from vbg.cli import main
+
+    out = tmp_path / "rec.mp4"
+    code = main(["--source", str(m["clip"]), "--loop", "--model", "selfie", "--color", "blue",
+                 "--vcam-backend", failing_backend, "--record", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert code == 12 and "Traceback" not in err
+    errors = [ln for ln in err.splitlines() if ln.startswith("vbg: error:")]
+    assert len(errors) == 1 and "sending a frame failed: device unplugged" in errors[0]
+    with av.open(str(out)) as c:  # the recording was finalized
+        assert sum(1 for _ in c.decode(video=0)) > 5
+    assert leftovers(tmp_path) == ["rec.mp4"]
+
+
+def _playable_or_absent(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5, 3.0])
+def test_signal_at_any_moment_of_a_live_run(m, tmp_path, sig, delay):
+    """From start-up (imports, model loading) to steady running: a clean exit, and
+    the recording is either not started or playable."""
+    out = tmp_path / "rec.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "--source", str(m["clip"]), "--loop", "--model", "selfie",
+                             "--blur", "--no-vcam", "--record", str(out), "-q"],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode in (0, 130), err  # 130 while starting, 0 once running
+    assert "Traceback" not in err and "vbg: error:" not in err, err
+    n = _playable_or_absent(out)
+    assert leftovers(tmp_path) == (["rec.mp4"] if n else [])
+    if delay >= 3.0:
+        assert n > 10
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("delay", [0.3, 2.0])
+def test_signal_at_any_moment_of_vbg_process(m, tmp_path, sig, delay):
+    long_clip = write_clip(tmp_path / "long.mp4", [f for f, _ in person_clip_frames(240, (180, 320))])
+    out = tmp_path / "out" / "cut.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "process", str(long_clip), "-o", str(out),
+                             "--model", "selfie", "--quality", "best"], stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err and "vbg: error:" not in err, err
+    if proc.returncode == 0:  # the file was done before the signal came
+        assert _playable_or_absent(out) == 240
+        return
+    assert proc.returncode == 130, err
+    partial = out.with_name("cut.partial.mp4")
+    assert not out.exists()
+    assert leftovers(out.parent) == (["cut.partial.mp4"] if partial.exists() else [])
+    assert _playable_or_absent(partial) < 240

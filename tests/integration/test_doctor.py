@@ -1,0 +1,251 @@
+"""`vbg doctor`: on this machine (no v4l2loopback, no camera) and on fake /sys and
+/dev trees and a fake V4L2 driver for what this machine does not have."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from conftest import run_vbg
+from vbg import doctor
+from vbg.doctor import FAIL, OK, WARN, Check, Report
+
+LOOPBACK_LOADED = Path("/sys/module/v4l2loopback").exists()
+CHECK_NAMES = ("python", "packages", "onnxruntime", "gpu", "v4l2loopback", "cameras", "model cache", "display")
+
+
+@pytest.fixture(scope="module")
+def doctor_run(tmp_path_factory):
+    env = {"HF_HOME": str(tmp_path_factory.mktemp("hf")), "VBG_CACHE_DIR": str(tmp_path_factory.mktemp("vbg")),
+           "HF_TOKEN": ""}
+    return run_vbg("doctor", env=env, timeout=120), run_vbg("doctor", "--json", env=env, timeout=120)
+
+
+@pytest.mark.skipif(LOOPBACK_LOADED, reason="this machine has v4l2loopback loaded")
+def test_doctor_names_the_missing_module_and_fails(doctor_run):
+    proc, _ = doctor_run
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.strip() == ""
+    lines = proc.stdout.splitlines()
+    module = next(i for i, ln in enumerate(lines) if ln.startswith("FAIL") and "v4l2loopback" in ln)
+    assert "not loaded" in lines[module]
+    fix = lines[module + 1]
+    assert "fix:" in fix and "modprobe v4l2loopback" in fix and "exclusive_caps=1" in fix
+    assert lines[-1].startswith("the live filter cannot start") and "v4l2loopback" in lines[-1]
+
+
+def test_doctor_lists_every_check(doctor_run):
+    proc, _ = doctor_run
+    lines = [ln for ln in proc.stdout.splitlines() if ln[:4] in ("ok  ", "warn", "FAIL")]
+    for name in CHECK_NAMES:
+        assert any(ln[6:].startswith(name) for ln in lines), (name, proc.stdout)
+
+
+def test_doctor_json_is_one_parseable_object(doctor_run):
+    text, js = doctor_run
+    data = json.loads(js.stdout)  # ONNX Runtime's provider errors must not leak into stdout
+    assert js.returncode == text.returncode
+    assert data["ok"] is (js.returncode == 0)
+    assert {c["name"] for c in data["checks"]} >= set(CHECK_NAMES)
+    for c in data["checks"]:
+        assert set(c) == {"name", "status", "detail", "fix"} and c["status"] in (OK, WARN, FAIL)
+        assert c["status"] == OK or c["fix"], c
+    cpu = next(c for c in data["checks"] if c["name"] == "onnxruntime")
+    assert cpu["status"] in (OK, WARN) and "CPU" in cpu["detail"]
+
+
+@pytest.fixture
+def vbg_logging():
+    """main() run in this process sets up the "vbg" logger on the captured stderr: put it back after."""
+    import logging
+
+    log = logging.getLogger("vbg")
+    saved = (log.handlers[:], log.level, log.propagate)
+    yield
+    log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
+
+
+def test_exit_code_is_zero_only_without_failures(monkeypatch, capsys, vbg_logging):
+    from vbg.cli import main
+
+    monkeypatch.setattr(doctor, "CHECKS", (lambda: [Check("a", OK, "fine")], lambda: [Check("b", WARN, "meh", "x")]))
+    assert main(["doctor"]) == 0
+    assert "the live filter can start (see the warnings)" in capsys.readouterr().out
+    monkeypatch.setattr(doctor, "CHECKS", (lambda: [Check("a", FAIL, "broken", "fix it")],))
+    assert main(["doctor"]) == 1
+
+
+def test_a_check_that_breaks_is_reported_not_raised():
+    def check_broken():
+        raise RuntimeError("boom")
+
+    report = doctor.run_checks((check_broken, lambda: [Check("x", OK, "fine")]))
+    assert not report.ok
+    assert report.checks[0].name == "broken" and "boom" in report.checks[0].detail
+    assert report.checks[1].status == OK
+
+
+def test_providers_check_loads_cpu_and_keeps_stdout_clean(capfd):
+    checks = doctor.check_providers()
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert checks[0].status in (OK, WARN) and "CPU" in checks[0].detail
+
+
+def test_missing_required_package_is_a_failure_with_the_pip_command():
+    real = __import__("importlib").import_module
+
+    def importer(name):
+        if name == "pyvirtualcam":
+            raise ImportError("No module named 'pyvirtualcam'")
+        return real(name)
+
+    checks = doctor.check_packages(importer)
+    assert checks[0].status == FAIL and "pyvirtualcam" in checks[0].detail
+    assert checks[0].fix == "pip install pyvirtualcam"
+
+
+# ---------------------------------------------------------------------------- fake /sys and /dev trees
+def fake_loopback(tmp_path, *, caps="Y", devices=(10,), module=True) -> tuple[str, str]:
+    sys_root, dev_root = tmp_path / "sys", tmp_path / "dev"
+    dev_root.mkdir(parents=True)
+    if module:
+        params = sys_root / "module/v4l2loopback/parameters"
+        params.mkdir(parents=True)
+        (params / "exclusive_caps").write_text(caps + "\n")
+    for n in devices:
+        (sys_root / f"devices/virtual/video4linux/video{n}").mkdir(parents=True)
+        cls = sys_root / f"class/video4linux/video{n}"
+        cls.mkdir(parents=True)
+        (cls / "name").write_text("vbg\n")
+        (dev_root / f"video{n}").write_bytes(b"")
+    return str(sys_root), str(dev_root)
+
+
+def _by_name(checks, name):
+    return [c for c in checks if c.name == name]
+
+
+def test_module_not_loaded(tmp_path):
+    sys_root, dev_root = fake_loopback(tmp_path, module=False, devices=())
+    (check,) = doctor.check_virtual_camera(sys_root, dev_root, system="Linux")
+    assert check.status == FAIL and "modprobe v4l2loopback" in check.fix and "exclusive_caps=1" in check.fix
+
+
+def test_loaded_with_exclusive_caps_and_a_free_device(tmp_path):
+    sys_root, dev_root = fake_loopback(tmp_path, caps="Y,N,N,N")
+    checks = doctor.check_virtual_camera(sys_root, dev_root, system="Linux", users=lambda p: [])
+    assert all(c.status == OK for c in checks), checks
+    assert f"{dev_root}/video10 (vbg)" in _by_name(checks, "v4l2loopback")[0].detail
+    assert _by_name(checks, "exclusive_caps")[0].status == OK
+
+
+def test_exclusive_caps_off_is_a_warning_with_the_reload(tmp_path):
+    sys_root, dev_root = fake_loopback(tmp_path, caps="N,N")
+    checks = doctor.check_virtual_camera(sys_root, dev_root, system="Linux", users=lambda p: [])
+    (caps,) = _by_name(checks, "exclusive_caps")
+    assert caps.status == WARN and "Chrome" in caps.detail and "exclusive_caps=1" in caps.fix
+    assert Report(tuple(checks)).ok  # it still starts
+
+
+def test_device_without_permission_names_the_video_group(tmp_path, monkeypatch):
+    sys_root, dev_root = fake_loopback(tmp_path)
+    monkeypatch.setattr(doctor, "_in_video_group", lambda: (False, "video"))
+    real_access = os.access
+    monkeypatch.setattr(doctor.os, "access", lambda p, mode: False if "video10" in str(p) else real_access(p, mode))
+    checks = doctor.check_virtual_camera(sys_root, dev_root, system="Linux", users=lambda p: [])
+    bad = [c for c in checks if c.status == FAIL]
+    assert bad and "'video' group" in bad[0].detail and "usermod -aG video" in bad[0].fix
+
+
+def test_device_in_use_names_the_program(tmp_path):
+    sys_root, dev_root = fake_loopback(tmp_path)
+    checks = doctor.check_virtual_camera(sys_root, dev_root, system="Linux", users=lambda p: [(77, "obs")])
+    assert any(c.status == WARN and "obs (pid 77)" in c.detail for c in checks)
+
+
+def test_cameras_are_listed_with_their_modes_and_loopback_nodes_skipped(tmp_path):
+    sys_root, dev_root = fake_loopback(tmp_path, devices=(10,))
+    for n in (0, 1):
+        (Path(dev_root) / f"video{n}").write_bytes(b"")
+    infos = {
+        f"{dev_root}/video0": doctor.V4l2Info(f"{dev_root}/video0", "uvcvideo", "HD Webcam", True, False,
+                                              ("MJPG 1280x720@30", "YUYV 640x480@30")),
+        f"{dev_root}/video1": doctor.V4l2Info(f"{dev_root}/video1", "uvcvideo", "HD Webcam", False, False),
+    }
+    checks = doctor.check_cameras(sys_root, dev_root, system="Linux", query=infos.get, users=lambda p: [])
+    assert len(checks) == 1 and checks[0].status == OK
+    assert "--source 0" in checks[0].detail and "MJPG 1280x720@30" in checks[0].detail
+    busy = doctor.check_cameras(sys_root, dev_root, system="Linux", query=infos.get, users=lambda p: [(5, "zoom")])
+    assert busy[0].status == WARN and "zoom (pid 5)" in busy[0].detail
+
+
+def test_no_camera_is_a_failure(tmp_path):
+    sys_root, dev_root = fake_loopback(tmp_path, devices=())
+    (check,) = doctor.check_cameras(sys_root, dev_root, system="Linux", query=lambda p: None)
+    assert check.status == FAIL and "--source FILE" in check.fix
+
+
+class FakeV4l2:
+    """A UVC camera behind the V4L2 ioctls: MJPG (two sizes) and YUYV (one), 30 and 15 fps."""
+
+    formats = (b"MJPG", b"YUYV")
+    sizes = {b"MJPG": ((1280, 720), (640, 480)), b"YUYV": ((640, 480),)}
+
+    def __call__(self, fd, request, buf):
+        if request == doctor.VIDIOC_QUERYCAP:
+            caps = doctor.V4L2_CAP_DEVICE_CAPS | doctor.V4L2_CAP_VIDEO_CAPTURE
+            buf[:] = doctor._CAP.pack(b"uvcvideo", b"HD Webcam", b"usb-1", 1, caps, doctor.V4L2_CAP_VIDEO_CAPTURE)
+        elif request == doctor.VIDIOC_ENUM_FMT:
+            index, typ, *_ = doctor._FMTDESC.unpack(bytes(buf))
+            if index >= len(self.formats):
+                raise OSError(errno.EINVAL, "end")
+            fourcc = struct.unpack("<I", self.formats[index])[0]
+            buf[:] = doctor._FMTDESC.pack(index, typ, 0, b"Motion-JPEG", fourcc, 0)
+        elif request == doctor.VIDIOC_ENUM_FRAMESIZES:
+            index, fourcc, *_ = doctor._FRMSIZE.unpack(bytes(buf))
+            sizes = self.sizes[struct.pack("<I", fourcc)]
+            if index >= len(sizes):
+                raise OSError(errno.EINVAL, "end")
+            buf[:] = doctor._FRMSIZE.pack(index, fourcc, doctor.V4L2_FRMSIZE_TYPE_DISCRETE, *sizes[index], 0, 0, 0, 0)
+        elif request == doctor.VIDIOC_ENUM_FRAMEINTERVALS:
+            index, fourcc, w, h, *_ = doctor._FRMIVAL.unpack(bytes(buf))
+            if index >= 2:
+                raise OSError(errno.EINVAL, "end")
+            den = (30, 15)[index]
+            buf[:] = doctor._FRMIVAL.pack(index, fourcc, w, h, doctor.V4L2_FRMIVAL_TYPE_DISCRETE, 1, den, 0, 0, 0, 0)
+        else:
+            raise OSError(errno.ENOTTY, "unknown ioctl")
+
+
+def test_v4l2_struct_sizes_match_the_kernel_headers():
+    assert (doctor._CAP.size, doctor._FMTDESC.size, doctor._FRMSIZE.size, doctor._FRMIVAL.size) == (104, 64, 44, 52)
+    assert doctor.VIDIOC_QUERYCAP == 0x80685600  # the values from linux/videodev2.h on x86-64
+    assert doctor.VIDIOC_ENUM_FMT == 0xC0405602
+    assert doctor.VIDIOC_ENUM_FRAMESIZES == 0xC02C564A
+    assert doctor.VIDIOC_ENUM_FRAMEINTERVALS == 0xC034564B
+
+
+def test_query_device_reads_formats_sizes_and_rates(tmp_path):
+    node = tmp_path / "video0"
+    node.write_bytes(b"")
+    info = doctor.query_device(str(node), ioctl=FakeV4l2())
+    assert info is not None and info.capture and not info.output
+    assert (info.driver, info.card) == ("uvcvideo", "HD Webcam")
+    assert info.modes == ("MJPG 1280x720@30", "MJPG 640x480@30", "YUYV 640x480@30")
+
+
+def test_query_device_of_something_else_is_none(tmp_path):
+    node = tmp_path / "not-video"
+    node.write_bytes(b"")
+
+    def not_v4l2(fd, request, buf):
+        raise OSError(errno.ENOTTY, "Inappropriate ioctl for device")
+
+    assert doctor.query_device(str(node), ioctl=not_v4l2) is None
+    assert doctor.query_device(str(tmp_path / "missing")) is None

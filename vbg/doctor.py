@@ -1,0 +1,608 @@
+"""`vbg doctor`: what the live filter needs, checked one by one, each with its fix.
+
+Every ``check_*`` function looks at one thing and returns :class:`Check`
+results; none prints, changes the system or uses the network. ``run_checks``
+runs them all; the live filter can start when no result is ``fail``
+(``warn`` marks what works with a limitation: no GPU, no display for
+``--preview``, a model still to be downloaded).
+
+Where the answer lives in files (``/sys``, ``/dev``, ``/proc``) the functions
+take the roots as arguments, so tests can hand them a fake tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import importlib
+import importlib.metadata as md
+import io
+import os
+import platform
+import re
+import struct
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+MODPROBE = "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=vbg"
+INSTALL_LOOPBACK = f"sudo apt install v4l2loopback-dkms (or your distribution's package), then {MODPROBE}"
+VIDEO_GROUP_FIX = "sudo usermod -aG video $USER, then log out and back in"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str  # what was checked: "packages", "v4l2loopback", ...
+    status: str  # ok | warn | fail
+    detail: str  # what was found
+    fix: str = ""  # what to do about a warn/fail
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        """The live filter can start: no check failed."""
+        return all(c.status != FAIL for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == FAIL]
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "checks": [c.as_dict() for c in self.checks]}
+
+
+# --------------------------------------------------------------------------- packages
+
+# (import name, distribution names, needed by the live filter, what it is for / pip name)
+PACKAGES = (
+    ("numpy", ("numpy",), True, "numpy"),
+    ("cv2", ("opencv-python", "opencv-python-headless", "opencv-contrib-python"), True, "opencv-python"),
+    ("av", ("av",), True, "av"),
+    ("onnxruntime", ("onnxruntime-gpu", "onnxruntime"), True, "onnxruntime-gpu (Linux/Windows x86-64) or onnxruntime"),
+    ("pyvirtualcam", ("pyvirtualcam",), True, "pyvirtualcam"),
+    ("huggingface_hub", ("huggingface_hub",), False, "huggingface_hub"),
+    ("torch", ("torch",), False, "'vbg[torch]'"),
+    ("onnx", ("onnx",), False, "'vbg[torch]'"),
+)
+
+
+def _dist_versions(names: tuple[str, ...]) -> list[tuple[str, str]]:
+    out = []
+    for name in names:
+        try:
+            out.append((name, md.version(name)))
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def check_packages(importer: Callable[[str], object] = importlib.import_module) -> list[Check]:
+    """The required packages import; optional ones are reported; two builds of
+    one package sharing an import folder (onnxruntime, opencv) are flagged."""
+    found, missing, optional_missing, clashes = [], [], [], []
+    for module, dists, required, pip in PACKAGES:
+        versions = _dist_versions(dists)
+        try:
+            importer(module)
+        except Exception as e:  # ImportError, or a broken build raising anything at import
+            reason = " ".join(str(e).split())[:120] or type(e).__name__
+            (missing if required else optional_missing).append((module, pip, reason))
+            continue
+        if len(versions) > 1:
+            clashes.append((module, [d for d, _ in versions]))
+        label = versions[0][0] if versions else module
+        found.append(f"{label} {versions[0][1]}" if versions else module)
+    checks = []
+    if missing:
+        names = ", ".join(m for m, _, _ in missing)
+        pips = " ".join(p for _, p, _ in missing)
+        why = "; ".join(f"{m}: {r}" for m, _, r in missing)
+        checks.append(Check("packages", FAIL, f"missing or broken: {names} ({why})", f"pip install {pips}"))
+    elif clashes:
+        module, dists = clashes[0]
+        checks.append(Check("packages", WARN, f"{' and '.join(dists)} are both installed and share the "
+                                              f"{module} import folder",
+                            f"pip uninstall -y {' '.join(dists)}, then install exactly one of them"))
+    else:
+        checks.append(Check("packages", OK, ", ".join(found)))
+    if optional_missing:
+        names = ", ".join(m for m, _, _ in optional_missing)
+        pips = " ".join(sorted({p for _, p, _ in optional_missing}))
+        checks.append(Check("optional packages", WARN,
+                            f"not installed: {names} (downloading RMBG-1.4, --backend torch, vbg export)",
+                            f"pip install {pips}"))
+    return checks
+
+
+# --------------------------------------------------------------------------- ONNX Runtime
+
+def tiny_model() -> bytes:
+    """A one-node ONNX graph (Relu on a 1x4 tensor), built in memory; the bundled
+    selfie model when the onnx package is absent."""
+    try:
+        from onnx import TensorProto, helper
+    except ImportError:
+        from .models.spec import get_spec
+
+        return get_spec("selfie").bundled_path().read_bytes()
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "vbg-doctor", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    return model.SerializeToString()
+
+
+@contextlib.contextmanager
+def captured_output() -> Iterator[list[str]]:
+    """Capture what is printed while the block runs, at the file-descriptor level
+    (ONNX Runtime prints provider-loading errors from C++) and at the Python level
+    (its Python part prints with ``print``); the yielded list holds the text after."""
+    out: list[str] = []
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    py_text = io.StringIO()
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            with contextlib.redirect_stdout(py_text), contextlib.redirect_stderr(py_text):
+                yield out
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", "replace") + py_text.getvalue())
+
+
+def _load_failure(text: str) -> str:
+    """The reason in ONNX Runtime's 'Failed to load library ... with error: WHY' line."""
+    m = re.search(r"with error: ([^\n\x1b]+)", text)
+    if m:
+        return m.group(1).strip()
+    m = re.search(r"(Please install [^\n.]+)", text)
+    return m.group(1).strip() if m else ""
+
+
+def check_providers(model: bytes | None = None) -> list[Check]:
+    """Open a tiny session on each provider ONNX Runtime lists and compare the
+    provider asked for with the one the session really uses (the GPU build
+    lists CUDA and TensorRT even where they cannot load)."""
+    try:
+        import onnxruntime as ort
+    except Exception as e:
+        return [Check("onnxruntime", FAIL, f"cannot import onnxruntime ({type(e).__name__}: {e})",
+                      "pip uninstall -y onnxruntime onnxruntime-gpu, then pip install vbg again")]
+    model = model if model is not None else tiny_model()
+    loads, broken = [], []
+    with captured_output():
+        ort.set_default_logger_severity(3)
+    for provider in ort.get_available_providers():
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        reason = ""
+        with captured_output() as text:
+            try:
+                sess = ort.InferenceSession(model, sess_options=so, providers=[provider])
+                active = sess.get_providers()
+            except Exception as e:
+                active, reason = [], " ".join(str(e).split())[:160]
+        short = provider.replace("ExecutionProvider", "")
+        if active and active[0] == provider:
+            loads.append(short)
+        else:
+            broken.append((short, reason or _load_failure(text[0] if text else "") or
+                           f"falls back to {', '.join(a.replace('ExecutionProvider', '') for a in active)}"))
+    version = getattr(ort, "__version__", "?")
+    checks = []
+    if "CPU" not in loads:
+        why = dict(broken).get("CPU", "not listed")
+        checks.append(Check("onnxruntime", FAIL, f"onnxruntime {version}: the CPU provider does not load ({why})",
+                            "pip uninstall -y onnxruntime onnxruntime-gpu, then pip install vbg again"))
+    elif broken:
+        gpu_fix = ("pip install 'vbg[cuda]' for the CUDA/cuDNN runtime and check the NVIDIA driver (nvidia-smi); "
+                   "vbg runs on the CPU meanwhile")
+        detail = (f"onnxruntime {version}: {', '.join(loads)} {_load_verb(loads)}; listed but not loading: "
+                  + "; ".join(f"{p} ({why})" for p, why in broken))
+        checks.append(Check("onnxruntime", WARN, detail, gpu_fix if _gpu_present() else
+                            "none needed without a GPU: the model runs on the CPU (--model selfie is fastest)"))
+    else:
+        checks.append(Check("onnxruntime", OK, f"onnxruntime {version}: {', '.join(loads)} {_load_verb(loads)}"))
+    return checks
+
+
+def _load_verb(loads: list[str]) -> str:
+    return "loads" if len(loads) == 1 else "load"
+
+
+def _gpu_present() -> bool:
+    from .inference.onnx_backend import gpu_present
+
+    return gpu_present()
+
+
+def check_gpu(proc_root: str = "/proc", dev_root: str = "/dev") -> list[Check]:
+    version = Path(proc_root, "driver/nvidia/version")
+    if version.is_file():
+        first = version.read_text(errors="replace").splitlines()[0] if version.stat().st_size else ""
+        m = re.search(r"Kernel Module\s+(?:for \S+\s+)?([\d.]+)", first)
+        return [Check("gpu", OK, f"NVIDIA driver {m.group(1) if m else 'loaded'}")]
+    if Path(dev_root, "nvidiactl").exists():
+        return [Check("gpu", OK, "NVIDIA device present")]
+    if sys.platform == "win32" and _gpu_present():
+        return [Check("gpu", OK, "NVIDIA driver present")]
+    return [Check("gpu", WARN, "no NVIDIA GPU found: the model runs on the CPU",
+                  "fine for --model selfie (a few ms a frame); RMBG-1.4 live needs a GPU for full frame rate")]
+
+
+# --------------------------------------------------------------------------- V4L2
+
+_IOC_WRITE, _IOC_READ = 1, 2
+
+
+def _ioc(direction: int, nr: int, size: int) -> int:
+    return (direction << 30) | (size << 16) | (ord("V") << 8) | nr
+
+
+_CAP = struct.Struct("16s32s32sIII12x")  # v4l2_capability, 104 bytes
+_FMTDESC = struct.Struct("III32sII12x")  # v4l2_fmtdesc, 64 bytes
+_FRMSIZE = struct.Struct("III6I8x")  # v4l2_frmsizeenum, 44 bytes
+_FRMIVAL = struct.Struct("IIIII6I8x")  # v4l2_frmivalenum, 52 bytes
+VIDIOC_QUERYCAP = _ioc(_IOC_READ, 0, _CAP.size)
+VIDIOC_ENUM_FMT = _ioc(_IOC_READ | _IOC_WRITE, 2, _FMTDESC.size)
+VIDIOC_ENUM_FRAMESIZES = _ioc(_IOC_READ | _IOC_WRITE, 74, _FRMSIZE.size)
+VIDIOC_ENUM_FRAMEINTERVALS = _ioc(_IOC_READ | _IOC_WRITE, 75, _FRMIVAL.size)
+V4L2_CAP_VIDEO_CAPTURE = 0x00000001
+V4L2_CAP_VIDEO_OUTPUT = 0x00000002
+V4L2_CAP_DEVICE_CAPS = 0x80000000
+V4L2_BUF_TYPE_VIDEO_CAPTURE = 1
+V4L2_FRMSIZE_TYPE_DISCRETE = 1
+V4L2_FRMIVAL_TYPE_DISCRETE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class V4l2Info:
+    path: str
+    driver: str
+    card: str
+    capture: bool  # a node that delivers video (a camera, not its metadata node)
+    output: bool  # a node that takes video (v4l2loopback)
+    modes: tuple[str, ...] = ()  # "MJPG 1280x720@30", ...
+
+
+def _cstr(b: bytes) -> str:
+    return b.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def query_device(path: str, ioctl: Callable | None = None, max_modes: int = 8) -> V4l2Info | None:
+    """What a /dev/video* node is (driver, card, capture/output) and, for a
+    capture node, the formats, sizes and frame rates it offers; None when it
+    cannot be opened or is not a V4L2 device. ``ioctl(fd, request, buf)``
+    defaults to :func:`fcntl.ioctl` (tests pass a fake)."""
+    if ioctl is None:
+        import fcntl
+
+        ioctl = fcntl.ioctl
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+    except OSError:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+    try:
+        buf = bytearray(_CAP.size)
+        try:
+            ioctl(fd, VIDIOC_QUERYCAP, buf)
+        except OSError:
+            return None
+        driver, card, _bus, _version, caps, device_caps = _CAP.unpack(bytes(buf))
+        if caps & V4L2_CAP_DEVICE_CAPS:
+            caps = device_caps
+        capture, output = bool(caps & V4L2_CAP_VIDEO_CAPTURE), bool(caps & V4L2_CAP_VIDEO_OUTPUT)
+        modes = tuple(_modes(fd, ioctl, max_modes)) if capture else ()
+        return V4l2Info(path, _cstr(driver), _cstr(card), capture, output, modes)
+    finally:
+        os.close(fd)
+
+
+def _enum(fd: int, ioctl, request: int, st: struct.Struct, make: Callable[[int], tuple]) -> Iterator[tuple]:
+    """VIDIOC_ENUM_* with index 0, 1, ... until the driver says EINVAL."""
+    for index in range(64):
+        buf = bytearray(st.pack(*make(index)))
+        try:
+            ioctl(fd, request, buf)
+        except OSError:
+            return
+        yield st.unpack(bytes(buf))
+
+
+def _modes(fd: int, ioctl, limit: int) -> Iterator[str]:
+    """"MJPG 1280x720@30"-style modes, largest size first per format."""
+    n = 0
+    for fmt in _enum(fd, ioctl, VIDIOC_ENUM_FMT, _FMTDESC, lambda i: (i, V4L2_BUF_TYPE_VIDEO_CAPTURE, 0, b"", 0, 0)):
+        pixfmt = fmt[4]
+        fourcc = struct.pack("<I", pixfmt).decode("ascii", "replace").strip()
+        sizes = []
+        for size in _enum(fd, ioctl, VIDIOC_ENUM_FRAMESIZES, _FRMSIZE,
+                          lambda i, f=pixfmt: (i, f, 0, 0, 0, 0, 0, 0, 0)):
+            if size[2] != V4L2_FRMSIZE_TYPE_DISCRETE:
+                sizes.append((size[4], size[7]))  # stepwise/continuous: its largest size
+                break
+            sizes.append((size[3], size[4]))
+        for w, h in sorted(sizes, key=lambda s: -s[0] * s[1]):
+            fps = 0.0
+            for ival in _enum(fd, ioctl, VIDIOC_ENUM_FRAMEINTERVALS, _FRMIVAL,
+                              lambda i, f=pixfmt, w=w, h=h: (i, f, w, h, 0, 0, 0, 0, 0, 0, 0)):
+                num, den = ival[5], ival[6]  # an interval: num/den seconds
+                if num:
+                    fps = max(fps, den / num)
+            yield f"{fourcc} {w}x{h}" + (f"@{fps:g}" if fps else "")
+            n += 1
+            if n >= limit:
+                return
+
+
+def _loopback_nodes(sys_root: str) -> list[str]:
+    """video* names of v4l2loopback devices (virtual video4linux devices)."""
+    return sorted(Path(p).name for p in glob.glob(f"{sys_root}/devices/virtual/video4linux/video*"))
+
+
+def _node_name(sys_root: str, node: str) -> str:
+    try:
+        return Path(sys_root, "class/video4linux", node, "name").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _device_users(path: str) -> list[tuple[int, str]]:
+    from .capture.camera import device_users
+
+    return device_users(path)
+
+
+def _parse_bool_list(text: str) -> list[bool]:
+    return [v.strip().upper() in ("Y", "1") for v in text.strip().split(",") if v.strip()]
+
+
+def _in_video_group() -> tuple[bool, str]:
+    try:
+        import grp
+
+        gid = grp.getgrnam("video").gr_gid
+    except (ImportError, KeyError):
+        return True, ""
+    return gid in os.getgroups() or os.getegid() == gid, "video"
+
+
+def check_virtual_camera(sys_root: str = "/sys", dev_root: str = "/dev", system: str | None = None,
+                         users: Callable[[str], list[tuple[int, str]]] | None = None) -> list[Check]:
+    """Linux: the v4l2loopback module, its devices, exclusive_caps, permissions
+    and whether another program holds a device. Elsewhere: whether a
+    pyvirtualcam backend (OBS Virtual Camera) opens."""
+    system = system or platform.system()
+    if system != "Linux":
+        return _check_other_vcam(system)
+    users = users or _device_users
+    module = Path(sys_root, "module/v4l2loopback")
+    nodes = _loopback_nodes(sys_root)
+    if not module.is_dir() and not nodes:
+        return [Check("v4l2loopback", FAIL, "the v4l2loopback kernel module is not loaded: there is no virtual "
+                                            "camera for video-call apps to pick",
+                      INSTALL_LOOPBACK)]
+    if not nodes:
+        return [Check("v4l2loopback", FAIL, "v4l2loopback is loaded but has no devices",
+                      f"sudo modprobe -r v4l2loopback && {MODPROBE}")]
+    checks = [Check("v4l2loopback", OK, "loaded: " + ", ".join(
+        f"{dev_root}/{n}" + (f" ({name})" if (name := _node_name(sys_root, n)) else "") for n in nodes))]
+    caps_file = module / "parameters/exclusive_caps"
+    try:
+        caps = _parse_bool_list(caps_file.read_text())
+    except OSError:
+        caps = []
+    numbers = sorted(int(n[5:]) for n in nodes if n[5:].isdigit())
+    # exclusive_caps is listed per device, in the order the devices were made.
+    if caps and not all(caps[: len(nodes)]):
+        checks.append(Check("exclusive_caps", WARN, "exclusive_caps is off: Chrome, Zoom and Teams do not list "
+                                                    "the virtual camera",
+                            f"sudo modprobe -r v4l2loopback && {MODPROBE}"))
+    elif caps:
+        checks.append(Check("exclusive_caps", OK, "on (browsers and call apps list the device)"))
+    free, problems = [], []
+    for n in numbers:
+        path = f"{dev_root}/video{n}"
+        if not os.path.exists(path):
+            problems.append(Check("virtual camera", FAIL, f"{path} is missing although the module made it",
+                                  "check udev, or reload the module"))
+            continue
+        if not os.access(path, os.R_OK | os.W_OK):
+            in_group, group = _in_video_group()
+            why = f"you are not in the '{group}' group" if group and not in_group else "no read/write permission"
+            problems.append(Check("virtual camera", FAIL, f"{path}: {why}",
+                                  VIDEO_GROUP_FIX if group and not in_group else f"sudo chmod 666 {path}"))
+            continue
+        held = users(path)
+        if held:
+            who = ", ".join(f"{name} (pid {pid})" for pid, name in held)
+            problems.append(Check("virtual camera", WARN, f"{path} is open in {who}: a second writer is refused",
+                                  "close the other program if it sends video to it (another vbg, OBS)"))
+        free.append(path)
+    if free:
+        checks.append(Check("virtual camera", OK, f"{', '.join(free)} writable"))
+    checks.extend(problems)
+    if not free and not any(c.status == FAIL for c in problems):
+        checks.append(Check("virtual camera", FAIL, "no usable virtual camera device",
+                            f"sudo modprobe -r v4l2loopback && {MODPROBE}"))
+    return checks
+
+
+def _check_other_vcam(system: str) -> list[Check]:
+    from .sinks.virtual_camera import install_hint
+
+    try:
+        import pyvirtualcam
+    except ImportError:
+        return [Check("virtual camera", FAIL, "pyvirtualcam is not installed", "pip install pyvirtualcam")]
+    try:
+        with captured_output(), pyvirtualcam.Camera(640, 480, 30) as cam:
+            device = cam.device
+    except RuntimeError as e:
+        return [Check("virtual camera", FAIL, " ".join(str(e).split())[:200], install_hint(system))]
+    return [Check("virtual camera", OK, f"{device} opens")]
+
+
+def check_cameras(sys_root: str = "/sys", dev_root: str = "/dev", system: str | None = None,
+                  query: Callable[[str], V4l2Info | None] = query_device,
+                  users: Callable[[str], list[tuple[int, str]]] | None = None) -> list[Check]:
+    """The cameras (capture nodes that are not v4l2loopback devices), their
+    modes, and who else holds them."""
+    system = system or platform.system()
+    if system != "Linux":
+        return [Check("cameras", OK, "not listed on this system: vbg --source N opens camera N")]
+    users = users or _device_users
+    loopback = set(_loopback_nodes(sys_root))
+    nodes = sorted((p for p in glob.glob(f"{dev_root}/video[0-9]*") if Path(p).name not in loopback),
+                   key=lambda p: int(re.sub(r"\D", "", Path(p).name) or 0))
+    checks = []
+    for path in nodes:
+        info = query(path)
+        if info is None:
+            if not os.access(path, os.R_OK | os.W_OK):
+                in_group, group = _in_video_group()
+                fix = VIDEO_GROUP_FIX if group and not in_group else f"sudo chmod 666 {path}"
+                checks.append(Check("cameras", FAIL, f"{path}: no permission to open it", fix))
+            continue
+        if not info.capture or info.driver.startswith("v4l2 loopback"):
+            continue  # a metadata node, or a loopback device outside /sys/devices/virtual
+        held = users(path)
+        modes = ", ".join(info.modes) or "modes not listed"
+        index = re.sub(r"\D", "", Path(path).name)
+        detail = f"{path} (--source {index}): {info.card or info.driver}: {modes}"
+        if held:
+            who = ", ".join(f"{name} (pid {pid})" for pid, name in held)
+            checks.append(Check("cameras", WARN, f"{detail}; in use by {who}",
+                                "close that program if vbg cannot open the camera"))
+        else:
+            checks.append(Check("cameras", OK, detail))
+    if not checks:
+        checks.append(Check("cameras", FAIL, "no camera found",
+                            "plug in a camera (and check `ls /dev/video*`), or run vbg with --source FILE"))
+    return checks
+
+
+# --------------------------------------------------------------------------- models, display
+
+def check_models() -> list[Check]:
+    """The default model's cache state and the hub token, without the network."""
+    from .models import hub
+    from .models.spec import MODELS
+
+    spec = MODELS["rmbg-1.4"]
+    try:
+        cached = [v for v in spec.hub_files if hub.cached_path(spec, v) is not None]
+    except Exception as e:  # a missing huggingface_hub, an unreadable cache: say so, do not stop
+        return [Check("model cache", WARN, f"cannot look into the hub cache ({type(e).__name__}: {e})",
+                      "pip install huggingface_hub, or use --model selfie (bundled)")]
+    checks = []
+    try:
+        vbg_cache = str(hub.cache_dir())
+    except Exception as e:
+        checks.append(Check("model cache", FAIL, str(e), "set VBG_CACHE_DIR to a writable folder"))
+        vbg_cache = "?"
+    token = _hub_token()
+    if cached:
+        checks.append(Check("model cache", OK, f"rmbg-1.4 cached ({', '.join(cached)}); vbg cache {vbg_cache}; "
+                                               "selfie models bundled"))
+    else:
+        checks.append(Check("model cache", WARN, "rmbg-1.4 (the default model) is not downloaded yet; the selfie "
+                                                 "models are bundled",
+                            "the first run downloads it (needs HF_TOKEN), or run with --model selfie"))
+    if token:
+        checks.append(Check("hub token", OK, f"set ({token})"))
+    elif not cached:
+        checks.append(Check("hub token", WARN, "no Hugging Face token: RMBG-1.4 is gated and cannot be downloaded",
+                            "accept the licence at https://huggingface.co/briaai/RMBG-1.4, then export HF_TOKEN=hf_... "
+                            "(or hf auth login); or use --model selfie"))
+    return checks
+
+
+def _hub_token() -> str:
+    """Where a token comes from (never the token itself)."""
+    if os.environ.get("HF_TOKEN"):
+        return "HF_TOKEN"
+    try:
+        from huggingface_hub import get_token
+
+        if get_token():
+            return "stored login"
+    except Exception:  # no huggingface_hub, or an unreadable token file: no token
+        pass
+    return ""
+
+
+def check_display(environ=None, system: str | None = None) -> list[Check]:
+    from .sinks.preview import display_available
+
+    if display_available(environ, system):
+        return [Check("display", OK, "a window can open (--preview)")]
+    return [Check("display", WARN, "no display: --preview cannot open a window (the virtual camera does not need one)",
+                  "run from a desktop session, or under xvfb-run for tests")]
+
+
+def check_python() -> list[Check]:
+    v = sys.version_info
+    if v < (3, 10):
+        return [Check("python", FAIL, f"Python {platform.python_version()}", "vbg needs Python 3.10 or later")]
+    return [Check("python", OK, f"Python {platform.python_version()} ({sys.executable})")]
+
+
+CHECKS: tuple[Callable[[], list[Check]], ...] = (
+    check_python, check_packages, check_providers, check_gpu, check_virtual_camera, check_cameras,
+    check_models, check_display,
+)
+
+
+def run_checks(checks=None) -> Report:
+    """Every check in order; a check that itself breaks is reported, never raised."""
+    results: list[Check] = []
+    for fn in CHECKS if checks is None else checks:
+        name = fn.__name__.removeprefix("check_").replace("_", " ")
+        try:
+            results.extend(fn())
+        except Exception as e:  # a doctor that crashes helps nobody: report the check as failed
+            results.append(Check(name, FAIL, f"the check itself failed: {type(e).__name__}: {e}",
+                                 "report this with the output of vbg doctor -v"))
+    return Report(tuple(results))
+
+
+def format_report(report: Report) -> str:
+    """The report as text: one line per check, its fix below, a verdict last."""
+    width = max((len(c.name) for c in report.checks), default=8)
+    lines = []
+    for c in report.checks:
+        tag = {OK: "ok", WARN: "warn", FAIL: "FAIL"}[c.status]
+        lines.append(f"{tag:4}  {c.name:{width}}  {c.detail}")
+        if c.fix and c.status != OK:
+            lines.append(f"{'':4}  {'':{width}}  fix: {c.fix}")
+    failed = report.failed
+    if failed:
+        names = ", ".join(dict.fromkeys(c.name for c in failed))
+        lines.append(f"the live filter cannot start: {len(failed)} check(s) failed ({names})")
+    else:
+        lines.append("the live filter can start" + (" (see the warnings)" if any(
+            c.status == WARN for c in report.checks) else ""))
+    return "\n".join(lines)
