@@ -8,8 +8,9 @@ recording on, and pyvirtualcam's own Camera with a backend that discards what
 it is sent (no kernel module needed). Resident memory (VmRSS), threads (OS
 threads, ONNX Runtime's pool included) and open file descriptors are sampled
 after a warm-up (start), every minute, at the end of the run, and after the
-pipeline is closed. A short run before the soak initialises what libraries
-set up once per process, so "after close" can be compared with "before".
+pipeline is closed (threads get 2 s to end). A short run before the soak
+initialises what libraries set up once per process, so "after close" can be
+compared with "before".
 Passes when RSS grows less than 20 MB from start to end and threads and open
 files are back to their "before" values once the pipeline is closed.
 """
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BACKGROUND = ROOT / "tests/data/people/background01.jpg"
 BACKEND = "vbg-soak-drop"
 RSS_LIMIT_MB = 20.0
+SETTLE_S = 2.0  # after close, how long threads and files get to go away
 
 
 class _DropBackend:
@@ -71,6 +73,16 @@ class Sample:
     out_frames: int = 0
 
 
+def _thread_names(exclude: set[str]) -> list[str]:
+    out = []
+    for tid in sorted(set(os.listdir("/proc/self/task")) - exclude):
+        try:
+            out.append(f"{tid} {Path(f'/proc/self/task/{tid}/comm').read_text().strip()}")
+        except OSError:  # ended meanwhile
+            continue
+    return out
+
+
 def sample(label: str, t_s: float = 0.0, out_frames: int = 0) -> Sample:
     status = Path("/proc/self/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
@@ -86,6 +98,7 @@ class SoakResult:
     out_frames: int = 0
     out_fps: float = 0.0
     recording_mb: float = 0.0
+    leftover_threads: list[str] = field(default_factory=list)  # "tid name" of threads not there before
 
     def get(self, label: str) -> Sample:
         return next(s for s in self.samples if s.label == label)
@@ -139,6 +152,7 @@ def soak(clip: Path, seconds: float, workdir: Path, *, warmup_s: float = 10.0, i
             on_sample(s)
 
     keep(sample("before"))
+    before_tids = set(os.listdir("/proc/self/task"))
     record = workdir / "soak.mp4"
     pipeline = LivePipeline(_config(clip, record, warmup_s + seconds))
     t0 = time.monotonic()
@@ -151,7 +165,7 @@ def soak(clip: Path, seconds: float, workdir: Path, *, warmup_s: float = 10.0, i
             keep(sample("start", t, frames))
             state["minute"], state["next"] = 1, warmup_s + interval_s
         elif state["minute"] and t >= state["next"] and t < warmup_s + seconds - 1.0:
-            keep(sample(f"{state['minute']} min", t, frames))
+            keep(sample(f"{state['minute'] * interval_s / 60:g} min", t, frames))
             state["minute"] += 1
             state["next"] += interval_s
         elif state["minute"] and not state["ended"] and t >= warmup_s + seconds - 0.5:
@@ -162,7 +176,17 @@ def soak(clip: Path, seconds: float, workdir: Path, *, warmup_s: float = 10.0, i
     if not state["ended"]:
         keep(sample("end", time.monotonic() - t0, stats.out_frames))
     del pipeline
+    # Native threads that libraries end on their own (joined elsewhere) get a moment to
+    # go; one still there after SETTLE_S is a leak.
+    before = result.get("before")
+    deadline = time.monotonic() + SETTLE_S
+    while time.monotonic() < deadline:
+        now = sample("closed")
+        if now.threads <= before.threads and now.fds <= before.fds:
+            break
+        time.sleep(0.05)
     keep(sample("closed", time.monotonic() - t0, stats.out_frames))
+    result.leftover_threads = _thread_names(exclude=before_tids)
     snap = stats.snapshot()
     result.out_frames, result.out_fps = snap["out_frames"], snap["out_fps"]
     result.recording_mb = record.stat().st_size / 2**20 if record.exists() else 0.0
@@ -196,7 +220,7 @@ def main(argv=None) -> int:
         result = soak(clip, seconds, Path(tmp), on_sample=show)
     verdict = (f"RSS {result.rss_growth_mb:+.1f} MB from start to end (limit {RSS_LIMIT_MB:g}), "
                f"{result.leaked_threads:+d} threads and {result.leaked_fds:+d} open files after close: "
-               + ("PASS" if result.passed else "FAIL"))
+               + ("PASS" if result.passed else f"FAIL (new threads: {', '.join(result.leftover_threads)})"))
     print(table(result))
     print(f"{result.out_frames} frames out at {result.out_fps:.1f} fps, recording {result.recording_mb:.0f} MB; "
           + verdict)

@@ -460,4 +460,4 @@ def test_signal_at_any_moment_of_vbg_process(m, tmp_path, sig, delay):
     partial = out.with_name("cut.partial.mp4")
     assert not out.exists()
     assert leftovers(out.parent) == (["cut.partial.mp4"] if partial.exists() else [])
-    assert _playable_or_absent(partial) < 240
+    assert _playable_or_absent(partial) <= 240  # all of them when the signal came with the last frame

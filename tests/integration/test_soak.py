@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="
 def test_one_minute_live_run_leaks_nothing(tmp_path):
     clip = make_clip(tmp_path / "person.mp4", (360, 640), frames=60)
     result = soak(clip, 45.0, tmp_path, warmup_s=8.0, interval_s=15.0, prime_s=2.0)
-    report = table(result)
+    report = table(result) + f"\nthreads not there before: {result.leftover_threads}"
     assert [s.label for s in result.samples][:2] == ["before", "start"], report
     assert result.samples[-2].label == "end" and result.samples[-1].label == "closed", report
     assert result.out_frames > 600, report  # ~30 fps for ~50 s on a shared 2-core machine

@@ -367,7 +367,7 @@ class VideoBackground:
                     for frame in container.decode(stream):
                         if stop.is_set():
                             return
-                        cover_fit(frame.to_ndarray(format="rgb24"), out_hw, dst=self._back)
+                        cover_fit(frame.to_ndarray(format="rgb24", threads=1), out_hw, dst=self._back)
                         got = True
                         if t0 is None:
                             t0 = clock.now()
@@ -432,7 +432,7 @@ class SyncVideoBackground:
             nxt = next(self._frames, None)
             if nxt is None:
                 raise InputError(f"background video {self.path.name} has no frames")
-        cover_fit(nxt.to_ndarray(format="rgb24"), self._out.shape[:2], dst=self._out)
+        cover_fit(nxt.to_ndarray(format="rgb24", threads=1), self._out.shape[:2], dst=self._out)
         return self._out
 
     def close(self) -> None:
