@@ -81,3 +81,14 @@ def offline_env(tmp_path) -> dict:
         "HF_ENDPOINT": "http://vbg-no-such-host.invalid",
         "HF_TOKEN": "",
     }
+
+
+@pytest.fixture
+def vbg_logging():
+    """main() run in this process sets up the "vbg" logger on the captured stderr: put it back after."""
+    import logging
+
+    log = logging.getLogger("vbg")
+    saved = (log.handlers[:], log.level, log.propagate)
+    yield
+    log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]

@@ -123,17 +123,6 @@ def run(*args, preexec=None, timeout: float = 120, env: dict | None = None) -> s
                           env=full, timeout=timeout, preexec_fn=preexec)
 
 
-@pytest.fixture
-def vbg_logging():
-    """main() run in this process sets up the "vbg" logger on the captured stderr: put it back after."""
-    import logging
-
-    log = logging.getLogger("vbg")
-    saved = (log.handlers[:], log.level, log.propagate)
-    yield
-    log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
-
-
 def one_error(proc, code: int, *needles: str) -> str:
     """The run failed with ``code`` and exactly one error line holding every needle."""
     assert "Traceback" not in proc.stderr, proc.stderr

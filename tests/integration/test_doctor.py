@@ -59,17 +59,6 @@ def test_doctor_json_is_one_parseable_object(doctor_run):
     assert cpu["status"] in (OK, WARN) and "CPU" in cpu["detail"]
 
 
-@pytest.fixture
-def vbg_logging():
-    """main() run in this process sets up the "vbg" logger on the captured stderr: put it back after."""
-    import logging
-
-    log = logging.getLogger("vbg")
-    saved = (log.handlers[:], log.level, log.propagate)
-    yield
-    log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
-
-
 def test_exit_code_is_zero_only_without_failures(monkeypatch, capsys, vbg_logging):
     from vbg.cli import main
 
