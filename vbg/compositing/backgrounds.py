@@ -144,7 +144,8 @@ class BlurBackground:
 
     It all runs at reduced size: frame and mask are downscaled by ``k`` with
     INTER_AREA (by halvings, the fast path), blurred, divided and the result
-    upscaled linearly: 1.6 ms at 720p against 7-13 ms for a full-size blur of
+    upscaled linearly, straight into the compositor's output buffer
+    (``render_into``): 0.8 ms at 720p against 7-13 ms for a full-size blur of
     similar reach. Because a downscaled pixel mixes a ``k x k`` block, the
     weight is sharpened to ``1 - k^2 * mean_alpha`` (clipped at 0): any block
     holding as much as one full person pixel gets weight 0, so mixed blocks at
@@ -153,13 +154,16 @@ class BlurBackground:
     Strength: the Gaussian sigma is ``strength * 2%`` of the output's shorter
     side (strength 1.0 = sigma 14.4 px at 720p, moderate; 3.0 = strong), in
     ``STRENGTH_RANGE``. ``k`` is at least 4 and grows with sigma so that the
-    small-image sigma stays near 3.6 px: the cost barely depends on strength
+    small-image sigma stays near 1.8 px: the cost barely depends on strength
     (and below about 0.5 the x4 resampling itself sets the softness).
+    Measured at 720p, strength 1 (k = 8): the background differs from a
+    full-resolution normalised convolution by 0.68 grey levels on average
+    (0.39 at k = 4, which took 1.56 ms instead of 0.84 ms).
     """
 
     STRENGTH_RANGE = (0.1, 5.0)
     SIGMA_FRACTION = 0.02
-    SMALL_SIGMA = 3.6
+    SMALL_SIGMA = 1.8
     MIN_FACTOR = 4.0
     EPS = 1e-3
 
@@ -208,6 +212,10 @@ class BlurBackground:
         self._hw = out_hw
 
     def render(self, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        return self.render_into(frame, alpha, self._out)
+
+    def render_into(self, frame: np.ndarray, alpha: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``render`` written into ``out`` (H x W x 3 uint8): the compositor's output buffer, saving a copy."""
         if self._hw is None:
             raise RuntimeError("BlurBackground.prepare(out_hw) must be called before render()")
         for wh, f, a in self._steps:
@@ -228,8 +236,8 @@ class BlurBackground:
         cv2.GaussianBlur(wgt, ks, sig, dst=wgt)
         cv2.cvtColor(wgt, cv2.COLOR_GRAY2RGB, dst=wgt3)
         cv2.divide(num, wgt3, dst=self._small_out, dtype=cv2.CV_8U)
-        cv2.resize(self._small_out, self._out.shape[1::-1], dst=self._out, interpolation=cv2.INTER_LINEAR)
-        return self._out
+        cv2.resize(self._small_out, out.shape[1::-1], dst=out, interpolation=cv2.INTER_LINEAR)
+        return out
 
     def close(self) -> None:
         pass
