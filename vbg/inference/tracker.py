@@ -37,12 +37,18 @@ class MaskTracker:
         self.propagator = MaskPropagator(mask_hw, history=history)
         self.smoother = TemporalSmoother(smoothing)
         self.upsampler = EdgeAwareUpsampler(frame_hw, mask_hw, mode=upsample)
-        self._gray = np.empty(frame_hw, np.uint8)
+        # The full-resolution grey is only read by the frame-guided upsampler; the flow's
+        # small grey is reduced straight from RGB (0.2 ms at 720p against 0.38 ms via a
+        # full-resolution grey).
+        self._gray = np.empty(frame_hw, np.uint8) if upsample == "guided" else None
         self.mask: Mask | None = None  # the model output being carried along
 
     def update(self, frame_rgb: np.ndarray, seq: int, mask: Mask | None) -> tuple[np.ndarray | None, bool]:
-        cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY, dst=self._gray)  # once, for flow and upsampling
-        gray = self.propagator.gray(self._gray, seq=seq)
+        if self._gray is not None:
+            cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY, dst=self._gray)  # once, for flow and upsampling
+            gray = self.propagator.gray(self._gray, seq=seq)
+        else:
+            gray = self.propagator.gray(frame_rgb, seq=seq)
         if mask is not None and (self.mask is None or mask.seq > self.mask.seq):
             self.mask = mask
         m = self.mask
@@ -58,7 +64,7 @@ class MaskTracker:
             motion = self.propagator.motion()
             motion /= max(1, gap)  # per-frame motion for the smoother
         smoothed = self.smoother.update(state, motion)
-        return self.upsampler.upsample(smoothed, self._gray), fresh
+        return self.upsampler.upsample(smoothed, frame_rgb if self._gray is None else self._gray), fresh
 
     def reset(self) -> None:
         self.propagator.reset()
