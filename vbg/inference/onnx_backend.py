@@ -49,7 +49,12 @@ def gpu_present() -> bool:
 
 
 def provider_list(device: str, *, cache_dir: Path | None = None, fp16: bool = True) -> list:
-    """Providers (with options) to ask ONNX Runtime for, most preferred first."""
+    """Providers (with options) to ask ONNX Runtime for, most preferred first.
+
+    TensorRT: ``fp16`` lets it build half-precision kernels from an fp32 graph;
+    ``cache_dir`` keeps the built engines and the kernel timing cache, so only
+    the first session on a graph pays for the build (seconds to minutes).
+    """
     if device not in DEVICES:
         raise ConfigError(f"--device {device!r} is not known: use one of {', '.join(DEVICES)}")
     ort = import_ort()
@@ -87,11 +92,16 @@ def session_options(threads: int | None):
 
 
 def create_session(path: Path, device: str = "auto", *, strict: bool = False,
-                   threads: int | None = None, cache_dir: Path | None = None):
-    """An InferenceSession on ``path``; returns ``(session, providers_in_use)``."""
+                   threads: int | None = None, cache_dir: Path | None = None, fp16: bool = True):
+    """An InferenceSession on ``path``; returns ``(session, providers_in_use)``.
+
+    ``cache_dir`` and ``fp16`` only matter for TensorRT (see :func:`provider_list`).
+    """
     ort = import_ort()
-    wanted = provider_list(device, cache_dir=cache_dir)
+    wanted = provider_list(device, cache_dir=cache_dir, fp16=fp16)
     primary = wanted[0][0] if isinstance(wanted[0], tuple) else wanted[0]
+    if primary == "TensorrtExecutionProvider" and cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
     try:
         sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=wanted)
     except Exception as e:  # ORT raises its own Fail/InvalidGraph/... classes
@@ -113,3 +123,38 @@ def create_session(path: Path, device: str = "auto", *, strict: bool = False,
                     asked, ", ".join(active))
     log.debug("ONNX Runtime providers in use: %s", ", ".join(active))
     return sess, active
+
+
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def io_device(active: list[str]) -> str | None:
+    """The ONNX Runtime device name whose memory a session with these providers
+    in use computes in: ``"cuda"`` for CUDA and TensorRT, None for the CPU."""
+    return "cuda" if active and active[0] in GPU_PROVIDERS else None
+
+
+class BoundRunner:
+    """Runs one session through I/O binding, for sessions that compute on a GPU.
+
+    The input lives in an OrtValue preallocated on ``device`` and is refreshed
+    from the host array with one copy per run; the output stays where the
+    provider wrote it until :meth:`__call__` copies it to a fresh host array
+    (fresh because callers keep masks across runs, and ``postprocess`` works in
+    place). ``session.run`` would instead allocate and copy the input anew on
+    every call. ``device="cpu"`` works too (and is how this is tested without a GPU).
+    """
+
+    def __init__(self, sess, in_name: str, out_name: str, in_shape, dtype, *,
+                 device: str = "cuda", device_id: int = 0) -> None:
+        ort = import_ort()
+        self._sess = sess
+        self._x = ort.OrtValue.ortvalue_from_shape_and_type(list(in_shape), dtype, device, device_id)
+        self._binding = sess.io_binding()
+        self._binding.bind_ortvalue_input(in_name, self._x)
+        self._binding.bind_output(out_name, device, device_id)
+
+    def __call__(self, x):
+        self._x.update_inplace(x)
+        self._sess.run_with_iobinding(self._binding)
+        return self._binding.copy_outputs_to_cpu()[0]

@@ -101,6 +101,7 @@ class OnnxSegmenter(_Base):
         self.device, self.strict, self.threads = device, strict_device, threads
         self._sessions: dict[Path, tuple] = {}
         self._by_size: dict[tuple[int, int], tuple] = {}
+        self._bound: dict[tuple[int, int], object] = {}  # GPU sessions only: size -> BoundRunner
         self.providers: list[str] = []
         if source.onnx is not None:
             self._open(source.onnx)
@@ -149,15 +150,42 @@ class OnnxSegmenter(_Base):
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
         size_hw = self.input_size(rgb.shape[:2])
+        dtype = self._entry(size_hw)[3]
+        x = self._preprocessor(size_hw, dtype)(rgb)
+        return postprocess(self._infer(size_hw, x)[0], minmax=self.minmax)
+
+    def _entry(self, size_hw: tuple[int, int]) -> tuple:
         entry = self._by_size.get(size_hw)
         if entry is None:
             entry = self._by_size[size_hw] = self._open(self.source.onnx_for(size_hw))
+            self._bind(size_hw, entry)
+        return entry
+
+    def _bind(self, size_hw: tuple[int, int], entry: tuple) -> None:
+        """On a GPU, run this size through I/O binding; the CPU keeps ``session.run``."""
+        from .onnx_backend import BoundRunner, io_device
+
         sess, in_name, out_name, dtype = entry
-        x = self._preprocessor(size_hw, dtype)(rgb)
+        device = io_device(sess.get_providers())
+        if device is None:
+            return
+        try:
+            self._bound[size_hw] = BoundRunner(sess, in_name, out_name, (1, 3, *size_hw), dtype, device=device)
+        except Exception as e:  # noqa: BLE001 -- ORT's error classes derive from Exception alone
+            # session.run still works without the binding: slower, not wrong.
+            log.warning("I/O binding on %s is not available (%s); using session.run", device, e)
+
+    def _infer(self, size_hw: tuple[int, int], x: np.ndarray) -> np.ndarray:
+        """The raw network output [1, 1, H, W] for the prepared input ``x``."""
+        sess, in_name, out_name, _ = self._entry(size_hw)
+        bound = self._bound.get(size_hw)
+        if bound is not None:
+            return bound(x)
         (raw,) = sess.run([out_name], {in_name: x})
-        return postprocess(raw[0], minmax=self.minmax)
+        return raw
 
     def close(self) -> None:
+        self._bound.clear()
         self._sessions.clear()
         self._by_size.clear()
 
