@@ -18,10 +18,10 @@ import numpy as np
 
 
 def naive_loop(clip: Path, model_path: Path, size_hw: tuple[int, int], mean, std, out: Path,
-               background: np.ndarray, *, threads: int | None = None) -> dict:
+               background: np.ndarray, *, threads: int | None = None, device: str = "cpu") -> dict:
     from vbg.inference.onnx_backend import create_session
 
-    sess, _ = create_session(model_path, "cpu", threads=threads)
+    sess, _ = create_session(model_path, device, threads=threads, strict=device != "cpu")
     in_name = sess.get_inputs()[0].name
     bg = background.astype(np.float32)
     n = 0

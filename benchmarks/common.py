@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,10 +35,37 @@ def machine_info() -> dict:
         import torch
 
         info["torch"] = torch.__version__
-        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except ImportError:
         pass
+    info["gpu"] = gpu_name()
     return info
+
+
+def gpu_name(run=subprocess.run) -> str | None:
+    """The first NVIDIA GPU's name (and driver, memory when nvidia-smi tells),
+    from torch when it sees one, else from nvidia-smi; None without either."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = run([smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                  capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = [ln.strip() for ln in (out.stdout or "").splitlines() if ln.strip()]
+    if out.returncode != 0 or not lines:
+        return None
+    name, *rest = (f.strip() for f in lines[0].split(","))
+    if len(rest) == 2:
+        return f"{name} (driver {rest[0]}, {rest[1]})"
+    return name
 
 
 def time_call(fn: Callable[[], object], *, warmup: int = 3, repeat: int = 20) -> dict:

@@ -2,12 +2,14 @@
 paced in real time as the camera, the real threads, and pyvirtualcam's own
 Camera with a backend that drops what it is sent (no kernel module needed).
 
-    python -m benchmarks.live [--seconds 12] [--size 1280x720] [--out benchmarks/out]
+    python -m benchmarks.live [--seconds 12] [--size 1280x720] [--device cpu] [--out benchmarks/out]
 
 Runs the selfie model and RMBG-1.4 (random init, the exact compute) at
 --size 256, each with --skip auto; reports output fps, model ms, share of
 frames with a fresh mask, mask age, glass-to-glass latency (capture -> sink)
-p50/p95, per-frame work besides the model, and CPU use.
+p50/p95, per-frame work besides the model, and CPU use. ``--device cuda`` or
+``tensorrt`` runs the model (and the naive loop beside it) there and writes
+live_<device>.json/.md; without a usable GPU it writes one line saying so.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import pyvirtualcam
 
 from benchmarks.common import machine_info, write_results
+from benchmarks.gpu import DEVICES, probe
 
 
 class _DropBackend:
@@ -53,12 +56,14 @@ def _clip(path: Path, hw: tuple[int, int]) -> Path:
     return write_clip(path, [f for f, _ in person_clip_frames(120, hw)], fps=30)
 
 
-def run_case(clip: Path, model: str, size, seconds: float) -> dict:
+def run_case(clip: Path, model: str, size, seconds: float, device: str = "cpu") -> dict:
     from vbg.config import LiveConfig, apply
     from vbg.pipeline import LivePipeline
 
+    # strict: a GPU run that fell back to the CPU fails instead of timing the CPU.
     cfg = apply(LiveConfig(), {"source": {"source": str(clip), "loop": True},
-                               "model": {"model": model, "size": size},
+                               "model": {"model": model, "size": size, "device": device,
+                                         "strict_device": device != "cpu"},
                                "background": {"blur": 1.0},
                                "output": {"vcam_backend": "vbg-bench-drop", "duration": seconds}})
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
@@ -74,9 +79,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=12.0)
     ap.add_argument("--size", default="1280x720", help="source WxH")
+    ap.add_argument("--device", default="cpu", choices=DEVICES, help="where the model runs")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
+    name = "live" if args.device == "cpu" else f"live_{args.device}"
+    note = probe(args.device, what="live table not produced")
+    if note is not None:
+        print(note, flush=True)
+        js, mdp = write_results(args.out, name, {"machine": machine_info(), "device": args.device, "note": note},
+                                f"# Live filter end to end on {args.device}\n\n**Not run**: {note}.\n")
+        print(f"wrote {js} and {mdp}")
+        return 0
 
     from vbg.models.export import build_rmbg, export_onnx
 
@@ -85,7 +99,7 @@ def main(argv=None) -> int:
         clip = _clip(Path(tmp) / "person.mp4", (h, w))
         rmbg = export_onnx(build_rmbg(None), Path(tmp) / "rmbg_dyn.onnx", dynamic=True)
         for label, model, size in (("selfie", "selfie", None), ("rmbg-1.4 random init", str(rmbg), 256)):
-            snap = run_case(clip, model, size, args.seconds)
+            snap = run_case(clip, model, size, args.seconds, args.device)
             snap["case"] = label
             rows.append(snap)
             # The naive per-frame loop with the same model and size, in the same run.
@@ -97,14 +111,18 @@ def main(argv=None) -> int:
                 path = seg.source.onnx_for(hw)
                 spec = seg.source.spec
             bg = np.full((h, w, 3), (0, 177, 64), np.uint8)
-            snap["baseline"] = naive_loop(clip, path, hw, spec.mean, spec.std, Path(tmp) / "naive.mp4", bg)
+            snap["baseline"] = naive_loop(clip, path, hw, spec.mean, spec.std, Path(tmp) / "naive.mp4", bg,
+                                          device=args.device)
             print(f"{label}: naive loop {snap['baseline']['fps']:.1f} fps; {snap['out_fps']:.1f} fps out, model {snap['infer_ms_p50']:.1f}/{snap['infer_ms_p95']:.1f} ms, "
                   f"fresh {snap['fresh_share']:.0%}, latency {snap['latency_ms_p50']:.0f}/{snap['latency_ms_p95']:.0f} ms, "
                   f"mask age {snap['mask_age_ms_p50']:.0f}/{snap['mask_age_ms_p95']:.0f} ms, "
                   f"render {snap['render_ms_p50']:.1f} ms, CPU {snap['cpu_cores_busy']:.2f} cores", flush=True)
     info = machine_info()
-    md = ["# Live filter end to end\n",
-          f"Machine: {info['cpu']}, {info['cores']} cores, no GPU; onnxruntime {info.get('onnxruntime')}. "
+    where = "" if args.device == "cpu" else f" on {args.device}"
+    md = [f"# Live filter end to end{where}\n",
+          f"Machine: {info['cpu']}, {info['cores']} cores, GPU: {info.get('gpu') or 'none'}; "
+          f"model on {args.device} ({', '.join(rows[0].get('providers', [])) or '?'}); "
+          f"onnxruntime {info.get('onnxruntime')}. "
           f"Source: {w}x{h} clip at 30 fps paced in real time (looped), blur background, --skip auto, "
           f"{args.seconds:g} s per case; virtual camera = pyvirtualcam with a discarding backend. "
           "Latency = capture to composite handed to the sinks; mask age = capture of the frame the mask "
@@ -122,7 +140,8 @@ def main(argv=None) -> int:
                   f"{b:.1f} | {r['out_fps'] / b:.1f}x |")
     md.append("\nThe naive loop (`benchmarks/baseline.py`): read a frame, run the same model at the same size, "
               "blend in float numpy, write, one thread, as fast as it goes on the same clip (not paced).")
-    js, mdp = write_results(args.out, "live", {"machine": info, "rows": rows}, "\n".join(md) + "\n")
+    js, mdp = write_results(args.out, name, {"machine": info, "device": args.device, "rows": rows},
+                            "\n".join(md) + "\n")
     print(f"wrote {js} and {mdp}")
     return 0
 

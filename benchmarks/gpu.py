@@ -1,0 +1,92 @@
+"""GPU sessions for the benchmarks: open a graph on CUDA or TensorRT and make
+sure ONNX Runtime really computes there, or say in one line why not.
+
+onnxruntime-gpu creates a session on a machine without a GPU (or without the
+CUDA libraries) and silently runs it on the CPU, printing its own load errors
+on stderr. Timing that session would put CPU numbers in a GPU table, so the
+providers in use (``session.get_providers()``) are compared with the one asked
+for, ONNX Runtime's own output is captured for the reason, and the caller gets
+:class:`NoGpu` carrying the one-line note to print and record instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEVICES = ("cpu", "cuda", "tensorrt")
+GPU_TABLES = "GPU tables not produced"
+_ASKED = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+class NoGpu(Exception):
+    """The GPU provider asked for is not the one in use; ``str(e)`` is the note."""
+
+
+def parse_devices(text: str) -> list[str]:
+    """``"cuda,tensorrt"`` -> ``["cuda", "tensorrt"]``; ValueError naming the bad one."""
+    devices = [d.strip() for d in text.split(",") if d.strip()]
+    bad = [d for d in devices if d not in DEVICES]
+    if bad or not devices:
+        raise ValueError(f"--device {text!r}: use one or more of {', '.join(DEVICES)}, comma-separated")
+    return list(dict.fromkeys(devices))
+
+
+def unusable_note(device: str, active: list[str], ort_output: str = "", *,
+                  gpu_present: bool | None = None, what: str = GPU_TABLES) -> str | None:
+    """None when ``device``'s provider is the first one in use; else the one-line note.
+
+    A TensorRT session that fell back to CUDA still has a GPU: its note names
+    TensorRT alone. Anything that ended on the CPU is "no usable CUDA GPU".
+    """
+    asked = _ASKED[device]
+    if active and active[0] == asked:
+        return None
+    if gpu_present is None:
+        from vbg.inference.onnx_backend import gpu_present as probe
+
+        gpu_present = probe()
+    from vbg.doctor import _load_failure
+
+    reasons = [] if gpu_present else ["no NVIDIA driver found"]
+    why = _load_failure(ort_output)
+    if why:
+        reasons.append(why)
+    detail = (f"ONNX Runtime was asked for {asked} and runs on {', '.join(active) or 'nothing'}"
+              + (f" ({'; '.join(reasons)})" if reasons else ""))
+    if device == "tensorrt" and "CUDAExecutionProvider" in active:
+        return f"TensorRT not usable here: {detail}; {'TensorRT table not produced' if what == GPU_TABLES else what}"
+    return f"no usable CUDA GPU here: {detail}; {what}"
+
+
+def open_session(path: Path, device: str, *, threads: int | None = None, cache_dir: Path | None = None,
+                 fp16: bool = True, what: str = GPU_TABLES):
+    """``create_session`` on ``device`` with ONNX Runtime's output captured;
+    the session when its provider is in use, else :class:`NoGpu`."""
+    from vbg.doctor import captured_output
+    from vbg.errors import VbgError
+    from vbg.inference.onnx_backend import create_session
+
+    try:
+        with captured_output() as text:
+            sess, active = create_session(path, device, threads=threads, cache_dir=cache_dir, fp16=fp16)
+    except VbgError as e:
+        cause = " ".join(str(e.__cause__ or e).split())[:200]
+        raise NoGpu(f"{device} could not open {Path(path).name}: {cause}; {what}") from e
+    note = unusable_note(device, active, text[0] if text else "", what=what)
+    if note is not None:
+        raise NoGpu(note)
+    return sess
+
+
+def probe(device: str, *, cache_dir: Path | None = None, what: str = GPU_TABLES) -> str | None:
+    """None when ``device`` really runs a session here (the bundled selfie
+    model, a few kB); else the one-line note."""
+    if device == "cpu":
+        return None
+    from vbg.models.spec import SELFIE
+
+    try:
+        open_session(SELFIE.bundled_path(), device, cache_dir=cache_dir, what=what)
+    except NoGpu as e:
+        return str(e)
+    return None
