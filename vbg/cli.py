@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -96,6 +97,9 @@ def _parser_process(sub) -> None:
                    help="output format for a folder -o (default: mp4, or mov with --alpha)")
     p.add_argument("--quality", choices=("fast", "balanced", "best"), default="balanced",
                    help="encoder speed/quality preset (default: balanced)")
+    p.add_argument("--workers", default="auto", metavar="N|auto",
+                   help="model sessions running frames in parallel, each on its share of the cores "
+                        "(default auto: 2 on a CPU with 2+ cores, 1 on a GPU)")
     g = p.add_argument_group("background (pick one; default: blur)")
     g.add_argument("--background", metavar="IMAGE|VIDEO")
     g.add_argument("--color", metavar="NAME|#RRGGBB")
@@ -252,6 +256,24 @@ def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: b
     return [output / (i.stem + suffix) for i in inputs]
 
 
+def _process_workers(text: str, seg_cfg) -> int:
+    """``--workers``: a number 1..16, or auto (2 on a CPU with 2+ cores, else 1)."""
+    if text == "auto":
+        if seg_cfg.backend != "onnx" or (os.cpu_count() or 1) < 2:
+            return 1
+        from .inference.onnx_backend import provider_list
+
+        on_cpu = provider_list(seg_cfg.device)[0] == "CPUExecutionProvider"
+        return 2 if on_cpu else 1
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 16:
+        raise ConfigError(f"--workers {text!r} is out of range: use 1..16 or auto")
+    return n
+
+
 def cmd_process(args) -> int:
     import signal
 
@@ -292,11 +314,20 @@ def cmd_process(args) -> int:
         state["proc"].stop.set()
         signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
+    workers = _process_workers(args.workers, seg_cfg)
+    if workers > 1 and seg_cfg.threads is None:
+        seg_cfg = replace(seg_cfg, threads=max(1, (os.cpu_count() or 1) // workers))
+        cfg = replace(cfg, model=seg_cfg)
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    segs: list = []
     try:
         seg = create_segmenter(seg_cfg)
-        log.info("model %s on %s", seg.source.label, ", ".join(seg.providers))
-        proc = state["proc"] = FileProcessor(cfg, seg)
+        segs.append(seg)
+        for _ in range(workers - 1):
+            segs.append(create_segmenter(seg_cfg, seg.source))
+        log.info("model %s on %s, %d worker(s) of %s thread(s)", seg.source.label, ", ".join(seg.providers),
+                 workers, seg_cfg.threads or "all")
+        proc = state["proc"] = FileProcessor(cfg, *segs)
         try:
             for src, dst in zip(inputs, targets):
                 progress = Progress(str(src), None, mode=pmode, stream=stream)
@@ -327,7 +358,8 @@ def cmd_process(args) -> int:
                     interrupted = True
                     break
         finally:
-            seg.close()
+            for one in segs:
+                one.close()
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
