@@ -29,13 +29,13 @@ QUICK = {
     "stages": ["--repeat", "50", "--sizes", "720p"],
     "inference": ["--sizes", "256", "--int8", "256", "--repeat", "10", "--no-torch"],
     "live": ["--seconds", "8"],
-    "offline": ["--frames", "16", "--sizes", "256"],
+    "offline": ["--frames", "60", "--sizes", "256"],
 }
 FULL = {
     "stages": ["--repeat", "200"],
     "inference": ["--sizes", "192,256,320,384,512,1024", "--int8", "256,512", "--repeat", "20"],
     "live": ["--seconds", "20"],
-    "offline": ["--frames", "24", "--sizes", "256,512,1024"],
+    "offline": ["--frames", "60", "--sizes", "256,512,1024"],
 }
 PARTS = {"stages": stages, "inference": inference, "live": live, "offline": offline}
 

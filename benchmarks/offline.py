@@ -1,13 +1,16 @@
 """`vbg process` throughput against the bare model at the same size, in one run.
 
-    python -m benchmarks.offline [--frames 24] [--device cpu] [--out benchmarks/out]
+    python -m benchmarks.offline [--frames 90] [--sizes 256,512] [--qualities balanced,fast]
+                                 [--workers auto] [--device cpu] [--out benchmarks/out]
 
 For each model (selfie; RMBG-1.4 random init, the exact compute, at 512 and
 1024) on a 1280x720 clip of a moving person: the bare model's fps (ONNX
 Runtime on the already-preprocessed input, back to back) and vbg process's
-fps (decode, model, centred smoothing, guided upsampling, compositing,
-H.264 encode with audio copy), measured in the same process one after the
-other. ``--device cuda`` or ``tensorrt`` runs both there (the bare model
+fps (decode, model, centred smoothing, upsampling, compositing, H.264
+encode), measured in the same process one after the other. On a CPU vbg
+process runs two sessions on alternate frames (--workers auto), so the bare
+model is also timed that way (both sessions back to back in parallel): the
+table gives the ratio to both. ``--device cuda`` or ``tensorrt`` runs both there (the bare model
 through the segmenter's own path: I/O binding on a GPU) and writes
 offline_<device>.json/.md; without a usable GPU it writes one line saying so.
 """
@@ -15,18 +18,42 @@ offline_<device>.json/.md; without a usable GPU it writes one line saying so.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.common import machine_info, time_call, write_results
 from benchmarks.gpu import DEVICES, probe
 
 
+def _parallel_fps(segs, hw, x, runs: int = 12) -> float:
+    """Frames per second of the sessions running back to back, each on its own thread."""
+    for seg in segs:
+        seg._infer(hw, x)
+
+    def loop(seg):
+        for _ in range(runs):
+            seg._infer(hw, x)
+
+    threads = [threading.Thread(target=loop, args=(seg,)) for seg in segs]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return runs * len(segs) / (time.perf_counter() - t0)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=24)
+    ap.add_argument("--frames", type=int, default=90)
+    ap.add_argument("--qualities", default="balanced,fast", help="vbg process --quality values to run")
+    ap.add_argument("--workers", default="auto", help="vbg process --workers (default auto, as the CLI)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     ap.add_argument("--sizes", default="512,1024")
     ap.add_argument("--device", default="cpu", choices=DEVICES, help="where the model runs")
@@ -42,49 +69,76 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from media import person_clip_frames, write_clip
 
+    from vbg.cli import _process_workers
     from vbg.inference import SegmenterConfig, create_segmenter
     from vbg.models.export import build_rmbg, export_onnx
     from vbg.offline.process import FileProcessor, ProcessConfig
     from vbg.progress import Progress
 
     rows = []
+    qualities = args.qualities.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         clip = write_clip(tmp / "clip.mp4", [f for f, _ in person_clip_frames(args.frames, (720, 1280))], fps=30)
         dyn = export_onnx(build_rmbg(None), tmp / "rmbg.onnx", dynamic=True)
+        time.sleep(2.0)  # tracing leaves torch's OpenMP threads spinning for a while
         cases = [("selfie", "selfie", None)] + [("rmbg-1.4 random init", str(dyn), int(s))
                                                 for s in args.sizes.split(",")]
         frame = next(person_clip_frames(1, (720, 1280)))[0]
+        cores = os.cpu_count() or 1
         for label, model, size in cases:
             # strict: a GPU run that fell back to the CPU fails instead of timing the CPU.
             scfg = SegmenterConfig(model=model, size=size, device=args.device, strict_device=args.device != "cpu")
-            with create_segmenter(scfg) as seg:
+            workers = _process_workers("auto", scfg) if args.workers == "auto" else int(args.workers)
+            wcfg = replace(scfg, threads=max(1, cores // workers)) if workers > 1 else scfg
+            with contextlib.ExitStack() as stack:
+                seg = stack.enter_context(create_segmenter(scfg))
                 hw = seg.input_size((720, 1280))
                 x = seg._preprocessor(hw, seg._entry(hw)[3])(frame)  # the model's own input, prepared once
-                bare = time_call(lambda: seg._infer(hw, x), warmup=2, repeat=max(5, min(args.frames, 20)))
-                proc = FileProcessor(ProcessConfig(model=scfg), seg)
-                t0 = time.monotonic()
-                res = proc.process(clip, tmp / f"out-{label.split()[0]}-{size}.mp4",
-                                   Progress(label, None, mode="quiet", stream=open("/dev/null", "w")))
-                wall = time.monotonic() - t0
-            row = {"model": label, "size": f"{hw[0]}x{hw[1]}", "providers": seg.providers,
-                   "bare_ms": bare["median_ms"], "bare_fps": 1000.0 / bare["median_ms"],
-                   "vbg_fps": res.frames / wall, "frames": res.frames}
-            row["ratio"] = row["vbg_fps"] / row["bare_fps"]
+                bare = time_call(lambda: seg._infer(hw, x), warmup=2, repeat=20)
+                row = {"model": label, "size": f"{hw[0]}x{hw[1]}", "providers": seg.providers,
+                       "bare_ms": bare["median_ms"], "bare_fps": 1000.0 / bare["median_ms"], "workers": workers,
+                       "threads_per_worker": wcfg.threads or cores, "frames": args.frames}
+                segs = [seg] if workers == 1 else [stack.enter_context(create_segmenter(wcfg, seg.source))
+                                                   for _ in range(workers)]
+                if workers > 1:
+                    row["bare_parallel_fps"] = _parallel_fps(segs, hw, x)
+                for q in qualities:
+                    proc = FileProcessor(ProcessConfig(model=wcfg, quality=q), *segs)
+                    t0 = time.monotonic()
+                    res = proc.process(clip, tmp / f"out-{label.split()[0]}-{size}-{q}.mp4",
+                                       Progress(label, None, mode="quiet", stream=open(os.devnull, "w")))
+                    wall = time.monotonic() - t0
+                    row[f"vbg_fps_{q}"] = res.frames / wall
+                    row[f"ratio_{q}"] = row[f"vbg_fps_{q}"] / row["bare_fps"]
+                    if "bare_parallel_fps" in row:
+                        row[f"ratio_parallel_{q}"] = row[f"vbg_fps_{q}"] / row["bare_parallel_fps"]
+                    print(f"{label} {row['size']} --quality {q}: bare {row['bare_fps']:.1f} fps "
+                          f"({row['bare_ms']:.1f} ms), vbg process {row[f'vbg_fps_{q}']:.1f} fps = "
+                          f"{row[f'ratio_{q}']:.0%}", flush=True)
             rows.append(row)
-            print(f"{label} {row['size']}: bare {row['bare_fps']:.1f} fps ({row['bare_ms']:.1f} ms), "
-                  f"vbg process {row['vbg_fps']:.1f} fps = {row['ratio']:.0%}", flush=True)
     info = machine_info()
     where = "" if args.device == "cpu" else f" on {args.device}"
     md = [f"# Offline: vbg process against the bare model{where}\n",
           f"Machine: {info['cpu']}, {info['cores']} cores, GPU: {info.get('gpu') or 'none'}; model on "
           f"{args.device} ({', '.join(rows[0]['providers'])}); onnxruntime {info.get('onnxruntime')}. "
-          f"{args.frames} frames of a 1280x720 clip; bare = ONNX Runtime on a prepared input (median); "
-          "vbg process = wall time of the whole file (decode, model, centred smoothing, guided "
-          "upsampling, blur compositing, H.264 balanced encode).\n",
-          "| model | inference size | bare model fps | vbg process fps | ratio |", "|---|---|---|---|---|"]
+          f"{args.frames} frames of a 1280x720 clip of a moving person, H.264 in. "
+          "Bare = ONNX Runtime alone on a prepared input: one session on every core (median of 20 runs, "
+          "as in the inference table), and the same model as vbg process runs it on a CPU, one session "
+          "per worker on its share of the cores, frames in parallel (throughput). vbg process = wall time "
+          "of the whole file with `--workers auto` (decode, model, centred smoothing, sharp upsampling, "
+          "blur background, H.264 encode at the given --quality, start and flush included).\n",
+          "| model | inference size | workers x threads | bare fps, 1 session | bare fps, workers in parallel | "
+          + " | ".join(f"vbg process fps ({q}) | ratio to 1 session | ratio to parallel" for q in qualities) + " |",
+          "|---|---|---|---|---|" + "---|---|---|" * len(qualities)]
     for r in rows:
-        md.append(f"| {r['model']} | {r['size']} | {r['bare_fps']:.2f} | {r['vbg_fps']:.2f} | {r['ratio']:.0%} |")
+        par = r.get("bare_parallel_fps")
+        cells = [r["model"], r["size"], f"{r['workers']} x {r['threads_per_worker']}", f"{r['bare_fps']:.2f}",
+                 f"{par:.2f}" if par else "-"]
+        for q in qualities:
+            cells += [f"{r[f'vbg_fps_{q}']:.2f}", f"{r[f'ratio_{q}']:.0%}",
+                      f"{r[f'ratio_parallel_{q}']:.0%}" if par else "-"]
+        md.append("| " + " | ".join(cells) + " |")
     js, mdp = write_results(args.out, name, {"machine": info, "device": args.device, "rows": rows},
                             "\n".join(md) + "\n")
     print(f"wrote {js} and {mdp}")
