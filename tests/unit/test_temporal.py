@@ -86,9 +86,10 @@ def test_gray_accepts_rgb_or_grey_and_any_size():
     rgb = texture(h * 5, w * 5)
     a = prop.gray(rgb).copy()
     b = prop.gray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-    assert a.shape == (h, w) and a.dtype == np.uint8
+    assert prop.flow_hw == (h // 2, w // 2)  # the flow runs at half the mask size by default
+    assert a.shape == prop.flow_hw and a.dtype == np.uint8
     assert np.abs(a.astype(int) - b).max() <= 2  # grey first or last: rounding only
-    assert prop.gray(texture(h, w)).shape == (h, w)
+    assert prop.gray(texture(h, w)).shape == prop.flow_hw
     with pytest.raises(TypeError):
         prop.gray(rgb.astype(np.float32))
     with pytest.raises(ValueError):
@@ -104,7 +105,7 @@ def test_gray_ring_reuses_its_buffers_and_finds_frames_by_seq():
     assert len({id(o) for o in outs}) == 3
     assert prop.gray_of(4) is outs[4] and prop.gray_of(2) is outs[2]
     assert prop.gray_of(0) is None  # overwritten by seq 3
-    own = np.empty((h, w), np.uint8)
+    own = np.empty(prop.flow_hw, np.uint8)
     assert prop.gray(frames[0], out=own) is own
     assert prop.gray_of(2) is outs[2]  # out= leaves the ring alone
     prop.reset()
