@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import priority
 from .buffers import Closed, LatestSlot
 from .clock import Clock, MonotonicClock
 from .config import LiveConfig
@@ -132,6 +133,7 @@ class LivePipeline:
         self.clock = clock or MonotonicClock()
         self.stats = LiveStats()
         self._segmenter = segmenter
+        self._model_threads: set[int] | None = None  # CPU model: its pool threads, run at a lower priority
         self._extra_sinks = sinks or []
         self._source, self._reopen = source, reopen
         self._stop = threading.Event()
@@ -192,8 +194,16 @@ class LivePipeline:
             stack.callback(source.close)
             w, h, fps = source.width, source.height, source.fps
             reopen = self._reopen or (self._open_source if source.live else None)
+            before = priority.thread_ids()
             seg = self._segmenter or create_segmenter(cfg.model)
             stack.callback(seg.close)
+            if cfg.model.device == "cpu" or seg.providers[:1] == ["CPUExecutionProvider"]:
+                # The model's pool threads (made by the session just opened) run in the render
+                # thread's gaps; the inference thread lowers its own priority when it starts.
+                self._model_threads = priority.thread_ids() - before
+                priority.lower(self._model_threads)
+            else:
+                self._model_threads = None
             self.stats.providers = list(seg.providers)
             mask_hw = seg.input_size((h, w))
             log.info("source %dx%d at %.2f fps; model %s at %dx%d on %s", w, h, fps, seg.source.label,
@@ -329,6 +339,8 @@ class LivePipeline:
 
     # ------------------------------------------------------------------ threads
     def _infer_loop(self, seg, to_model: LatestSlot[Frame], masks: _MaskBox, governor) -> None:
+        if self._model_threads is not None:
+            priority.lower()
         while not self._stop.is_set():
             try:
                 frame = to_model.get(timeout=0.1)

@@ -4,6 +4,7 @@ recording read back with PyAV."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from conftest import PEOPLE, iou, run_vbg
 from media import person_clip_frames, write_clip
 from vbg.config import LiveConfig, apply
 from vbg.errors import SourceError
+from vbg import priority
 from vbg.pipeline import LivePipeline
 
 FPS = 30
@@ -289,3 +291,27 @@ def test_no_vcam_and_nothing_else_is_refused_before_any_work(person_clip):
     assert proc.returncode == 2
     assert "--record or --preview" in proc.stderr and "Traceback" not in proc.stderr
     assert time.monotonic() - t0 < 20
+
+
+@pytest.mark.skipif(not priority.supported(), reason="per-thread nice values exist on Linux only")
+def test_model_threads_yield_to_the_render_thread(person_clip):
+    """On a CPU the model runs at a lower priority than the frame path: the render thread keeps
+    the process's priority, the inference thread and ONNX Runtime's pool threads are niced."""
+    clip, _ = person_clip
+    cfg = apply(LiveConfig(), {"source": {"source": str(clip)}, "model": {"model": "selfie", "device": "cpu"},
+                               "background": {"color": "blue"},
+                               "output": {"vcam_backend": "vbg-test-keep", "frames": 30}})
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    seen: dict[str, int | None] = {}
+
+    def tick(pipe):
+        for t in threading.enumerate():
+            if t.name in ("vbg-infer", "vbg-render") and t.native_id is not None:
+                seen[t.name] = priority.nice_of(t.native_id)
+        seen["pool"] = min((priority.nice_of(tid) for tid in pipe._model_threads), default=None)
+
+    LivePipeline(cfg).run(on_tick=tick)
+    assert seen.get("vbg-render") == base
+    assert seen.get("vbg-infer") == min(19, base + priority.BACKGROUND_NICE)
+    if (os.cpu_count() or 1) > 1:  # one core: ONNX Runtime makes no pool threads
+        assert seen.get("pool") == min(19, base + priority.BACKGROUND_NICE)
