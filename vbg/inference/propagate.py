@@ -196,7 +196,7 @@ class MaskPropagator:
         self._inner = np.empty((h, w), np.uint8)
         self._wgt = np.empty((h, w), np.float32)
         self._aff = np.empty((h, w, 2), np.float32)
-        self._wgt2 = np.empty((h, w, 2), np.float32)
+        self._wgt_aff = np.empty((h, w), np.float32)
         # the motion prior: per-frame displacement d(p) = D p + e as a 2x3 matrix [D | e], or None
         self._prior: np.ndarray | None = None
         self._corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
@@ -303,16 +303,14 @@ class MaskPropagator:
         disp = np.hstack([L - np.eye(2), t[:, None]])  # aff(p) - p = (L - I) p + t
         if np.abs(self._corners @ disp[:, :2].T + disp[:, 2]).max() < 1.0 / 64.0:
             disp[:] = 0.0  # below remap's precision everywhere: exactly still
-        cv2.transform(self._grid, disp, dst=self._aff)
-        cv2.add(self._aff, self._grid, dst=self._aff)
+        cv2.transform(self._grid, disp, dst=self._aff)  # the affine motion as a flow
         # weight of the dense flow: 1 deep inside the person, 0 at the silhouette and outside
         cv2.blur(inner, (2 * EDGE + 1, 2 * EDGE + 1), dst=inner)
         cv2.multiply(inner, 1.0 / 255.0, dst=self._wgt, dtype=cv2.CV_32F)
-        cv2.merge((self._wgt, self._wgt), dst=self._wgt2)
-        cv2.subtract(self._map, self._aff, dst=self._map)
-        cv2.multiply(self._map, self._wgt2, dst=self._map)
-        cv2.add(self._map, self._aff, dst=self._map)
-        cv2.subtract(self._map, self._grid, dst=self._flow)
+        cv2.subtract(1.0, self._wgt, dst=self._wgt_aff)
+        # flow = w * dense + (1 - w) * affine, in one pass (blendLinear divides by w + (1 - w) = 1)
+        cv2.blendLinear(self._flow, self._aff, self._wgt, self._wgt_aff, dst=self._flow)
+        cv2.add(self._flow, self._grid, dst=self._map)
         if frames is not None:
             self._prior = disp / frames
         return True
