@@ -34,7 +34,7 @@ QUICK = {
 FULL = {
     "stages": ["--repeat", "200"],
     "inference": ["--sizes", "192,256,320,384,512,1024", "--int8", "256,512", "--repeat", "20"],
-    "live": ["--seconds", "20"],
+    "live": ["--seconds", "20", "--rmbg-sizes", "192,256"],
     "offline": ["--frames", "60", "--sizes", "256,512,1024"],
 }
 PARTS = {"stages": stages, "inference": inference, "live": live, "offline": offline}

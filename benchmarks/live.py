@@ -79,6 +79,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=12.0)
     ap.add_argument("--size", default="1280x720", help="source WxH")
+    ap.add_argument("--rmbg-sizes", default="256", help="RMBG-1.4 --size values to run (comma-separated)")
     ap.add_argument("--device", default="cpu", choices=DEVICES, help="where the model runs")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = ap.parse_args(argv)
@@ -98,16 +99,21 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         clip = _clip(Path(tmp) / "person.mp4", (h, w))
         rmbg = export_onnx(build_rmbg(None), Path(tmp) / "rmbg_dyn.onnx", dynamic=True)
-        for label, model, size in (("selfie", "selfie", None), ("rmbg-1.4 random init", str(rmbg), 256)):
+        cases = [("selfie", "selfie", None)] + [("rmbg-1.4 random init", str(rmbg), int(v))
+                                                for v in args.rmbg_sizes.split(",")]
+        for label, model, size in cases:
             snap = run_case(clip, model, size, args.seconds, args.device)
             snap["case"] = label
+            snap["size"] = "256x256 (fixed)" if size is None else f"{size}"
             rows.append(snap)
             # The naive per-frame loop with the same model and size, in the same run.
             from benchmarks.baseline import naive_loop
             from vbg.inference import SegmenterConfig, create_segmenter
 
-            with create_segmenter(SegmenterConfig(model=model, default_size=256, device="cpu")) as seg:
+            with create_segmenter(SegmenterConfig(model=model, size=size, default_size=256, device="cpu")) as seg:
                 hw = seg.input_size((h, w))
+                if size is not None:
+                    snap["size"] = f"{size} (-> {hw[0]}x{hw[1]})"
                 path = seg.source.onnx_for(hw)
                 spec = seg.source.spec
             bg = np.full((h, w, 3), (0, 177, 64), np.uint8)
@@ -130,9 +136,9 @@ def main(argv=None) -> int:
           "| model | --size | out fps | dropped | model ms | fresh mask | latency | mask age | render ms | CPU (cores) "
           "| naive loop fps | vbg / naive |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r, size in zip(rows, ("256x256 (fixed)", "256 (-> 160x256)")):
+    for r in rows:
         b = r["baseline"]["fps"]
-        md.append(f"| {r['case']} | {size} | {r['out_fps']:.1f} | {r['dropped']} | "
+        md.append(f"| {r['case']} | {r['size']} | {r['out_fps']:.1f} | {r['dropped']} | "
                   f"{r['infer_ms_p50']:.1f} / {r['infer_ms_p95']:.1f} | "
                   f"{r['fresh_share']:.0%} | {r['latency_ms_p50']:.0f} / {r['latency_ms_p95']:.0f} | "
                   f"{r['mask_age_ms_p50']:.0f} / {r['mask_age_ms_p95']:.0f} | "
