@@ -46,7 +46,18 @@ class _DropBackend:
         return self._fourcc
 
 
-pyvirtualcam.register_backend("vbg-bench-drop", _DropBackend)
+BACKEND = "vbg-bench-drop"
+
+
+def _register_backend() -> str:
+    """Registered when a case runs, not on import: pyvirtualcam, asked for no backend in
+    particular, tries every registered one, so a stray registration would stand in for a
+    missing v4l2loopback device in whatever process imported this module."""
+    from pyvirtualcam.camera import BACKENDS
+
+    if BACKEND not in BACKENDS:
+        pyvirtualcam.register_backend(BACKEND, _DropBackend)
+    return BACKEND
 
 
 def _clip(path: Path, hw: tuple[int, int]) -> Path:
@@ -65,7 +76,7 @@ def run_case(clip: Path, model: str, size, seconds: float, device: str = "cpu") 
                                "model": {"model": model, "size": size, "device": device,
                                          "strict_device": device != "cpu"},
                                "background": {"blur": 1.0},
-                               "output": {"vcam_backend": "vbg-bench-drop", "duration": seconds}})
+                               "output": {"vcam_backend": _register_backend(), "duration": seconds}})
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     stats = LivePipeline(cfg).run()
     r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
