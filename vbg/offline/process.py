@@ -289,15 +289,18 @@ class FileProcessor:
                     gray = np.empty(f.rgb.shape[:2], np.uint8)
                 guide = cv2.cvtColor(f.rgb, cv2.COLOR_RGB2GRAY, dst=gray)
             alpha = upsampler.upsample(alpha_small, guide)
+            if len(ring) < QUEUE + 3:
+                shape = {"matte": alpha.shape, "rgba": (*alpha.shape, 4)}.get(self.cfg.mode, f.rgb.shape)
+                ring.append(np.empty(shape, np.uint8))
+            image = ring[n_out % len(ring)]
+            n_out += 1
             if self.cfg.mode == "matte":
-                image = alpha.copy()
+                np.copyto(image, alpha)
             elif self.cfg.mode == "rgba":
-                image = np.dstack([f.rgb, alpha])
+                cv2.cvtColor(f.rgb, cv2.COLOR_RGB2RGBA, dst=image)
+                cv2.insertChannel(alpha, image, 3)
             else:
-                if len(ring) < QUEUE + 3:
-                    ring.append(np.empty_like(f.rgb))
-                image = compositor.compose(f.rgb, alpha, out=ring[n_out % len(ring)])
-                n_out += 1
+                compositor.compose(f.rgb, alpha, out=image)
             if not _put(encoded, (f, image), halt):
                 return
             index += 1
