@@ -41,6 +41,18 @@ def _add_model_options(p: argparse.ArgumentParser, default_size_help: str, *, de
                    help="rescale every mask to its own min..max, as the RMBG-1.4 reference does (off: it flickers on video)")
 
 
+def _add_background_options(p, *, feather_default) -> None:
+    """The background options, the same for the live filter and ``vbg process``."""
+    g = p.add_argument_group("background (pick one; default: blur)")
+    g.add_argument("--background", metavar="IMAGE|VIDEO", help="replacement background image or video (looped)")
+    g.add_argument("--color", metavar="NAME|#RRGGBB", help="a plain colour behind the person")
+    g.add_argument("--blur", type=float, nargs="?", const=1.0, metavar="STRENGTH", help="blur the real background")
+    g.add_argument("--mirror", action="store_true", help="mirror the output like a selfie view")
+    g.add_argument("--feather", type=float, default=feather_default, metavar="PX",
+                   help="soften the mask edge by PX pixels")
+    g.add_argument("--threshold", type=float, metavar="T", help="harden the mask around T (0..1)")
+
+
 def _segmenter_config(args):
     from .inference import SegmenterConfig
     from .models.preprocess import parse_size
@@ -100,13 +112,7 @@ def _parser_process(sub) -> None:
     p.add_argument("--workers", default="auto", metavar="N|auto",
                    help="model sessions running frames in parallel, each on its share of the cores "
                         "(default auto: 2 on a CPU with 2+ cores, 1 on a GPU)")
-    g = p.add_argument_group("background (pick one; default: blur)")
-    g.add_argument("--background", metavar="IMAGE|VIDEO")
-    g.add_argument("--color", metavar="NAME|#RRGGBB")
-    g.add_argument("--blur", type=float, nargs="?", const=1.0, metavar="STRENGTH")
-    g.add_argument("--mirror", action="store_true")
-    g.add_argument("--feather", type=float, default=0.0, metavar="PX")
-    g.add_argument("--threshold", type=float, metavar="T")
+    _add_background_options(p, feather_default=0.0)
     t = p.add_argument_group("temporal")
     t.add_argument("--smoothing", type=float, default=1.0, metavar="S",
                    help="centred temporal smoothing strength, 0 = off (default 1)")
@@ -438,13 +444,7 @@ def build_live_parser() -> argparse.ArgumentParser:
                    help="mask upsampling: sharp (default: steepened edges), guided (frame-guided filter), bilinear")
     g.add_argument("--align", action="store_true",
                    help="delay the video by the inference time so each mask lines up with its pixels")
-    g = p.add_argument_group("background (pick one; default: blur)")
-    g.add_argument("--background", metavar="IMAGE|VIDEO", help="replacement background image or video (looped)")
-    g.add_argument("--color", metavar="NAME|#RRGGBB", help="a plain colour behind the person")
-    g.add_argument("--blur", type=float, nargs="?", const=1.0, metavar="STRENGTH", help="blur the real background")
-    g.add_argument("--mirror", action="store_true", help="mirror the output like a selfie view")
-    g.add_argument("--feather", type=float, metavar="PX", help="soften the mask edge by PX pixels")
-    g.add_argument("--threshold", type=float, metavar="T", help="harden the mask around T (0..1)")
+    _add_background_options(p, feather_default=None)  # None: the config file's value
     g = p.add_argument_group("output")
     g.add_argument("--no-vcam", dest="vcam", action="store_false", help="run without a virtual camera")
     g.add_argument("--vcam-device", metavar="DEV", help="virtual camera device, e.g. /dev/video10")
