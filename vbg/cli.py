@@ -41,14 +41,18 @@ def _add_model_options(p: argparse.ArgumentParser, default_size_help: str, *, de
                    help="rescale every mask to its own min..max, as the RMBG-1.4 reference does (off: it flickers on video)")
 
 
-def _add_background_options(p, *, feather_default) -> None:
-    """The background options, the same for the live filter and ``vbg process``."""
+def _add_background_options(p, *, feather_default: float | None) -> None:
+    """The background options, the same for the live filter and ``vbg process``.
+
+    ``feather_default=None`` gives ``--feather`` no default at all, so that the live
+    parser's "not given" (its options default to SUPPRESS) leaves the config file's value."""
+    feather = {} if feather_default is None else {"default": feather_default}
     g = p.add_argument_group("background (pick one; default: blur)")
     g.add_argument("--background", metavar="IMAGE|VIDEO", help="replacement background image or video (looped)")
     g.add_argument("--color", metavar="NAME|#RRGGBB", help="a plain colour behind the person")
     g.add_argument("--blur", type=float, nargs="?", const=1.0, metavar="STRENGTH", help="blur the real background")
     g.add_argument("--mirror", action="store_true", help="mirror the output like a selfie view")
-    g.add_argument("--feather", type=float, default=feather_default, metavar="PX",
+    g.add_argument("--feather", type=float, **feather, metavar="PX",
                    help="soften the mask edge by PX pixels")
     g.add_argument("--threshold", type=float, metavar="T", help="harden the mask around T (0..1)")
 
@@ -444,7 +448,7 @@ def build_live_parser() -> argparse.ArgumentParser:
                    help="mask upsampling: sharp (default: steepened edges), guided (frame-guided filter), bilinear")
     g.add_argument("--align", action="store_true",
                    help="delay the video by the inference time so each mask lines up with its pixels")
-    _add_background_options(p, feather_default=None)  # None: the config file's value
+    _add_background_options(p, feather_default=None)
     g = p.add_argument_group("output")
     g.add_argument("--no-vcam", dest="vcam", action="store_false", help="run without a virtual camera")
     g.add_argument("--vcam-device", metavar="DEV", help="virtual camera device, e.g. /dev/video10")
