@@ -90,3 +90,18 @@ def probe(device: str, *, cache_dir: Path | None = None, what: str = GPU_TABLES)
     except NoGpu as e:
         return str(e)
     return None
+
+
+def not_run_here(out: Path, name: str, device: str, title: str, what: str) -> bool:
+    """For a part asked to run on ``device``: True (after writing ``name``.json/.md with the
+    one-line reason in place of the table) when that device is not usable here."""
+    from benchmarks.common import machine_info, write_results
+
+    note = probe(device, what=what)
+    if note is None:
+        return False
+    print(note, flush=True)
+    js, mdp = write_results(out, name, {"machine": machine_info(), "device": device, "note": note},
+                            f"# {title} on {device}\n\n**Not run**: {note}.\n")
+    print(f"wrote {js} and {mdp}")
+    return True

@@ -25,7 +25,7 @@ import numpy as np
 import pyvirtualcam
 
 from benchmarks.common import machine_info, write_results
-from benchmarks.gpu import DEVICES, probe
+from benchmarks.gpu import DEVICES, not_run_here
 
 
 class _DropBackend:
@@ -96,12 +96,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
     name = "live" if args.device == "cpu" else f"live_{args.device}"
-    note = probe(args.device, what="live table not produced")
-    if note is not None:
-        print(note, flush=True)
-        js, mdp = write_results(args.out, name, {"machine": machine_info(), "device": args.device, "note": note},
-                                f"# Live filter end to end on {args.device}\n\n**Not run**: {note}.\n")
-        print(f"wrote {js} and {mdp}")
+    if not_run_here(args.out, name, args.device, "Live filter end to end", "live table not produced"):
         return 0
 
     from vbg.models.export import build_rmbg, export_onnx

@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.common import machine_info, time_call, write_results
-from benchmarks.gpu import DEVICES, probe
+from benchmarks.gpu import DEVICES, not_run_here
 
 
 def _parallel_fps(segs, hw, x, runs: int = 12) -> float:
@@ -59,12 +59,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", choices=DEVICES, help="where the model runs")
     args = ap.parse_args(argv)
     name = "offline" if args.device == "cpu" else f"offline_{args.device}"
-    note = probe(args.device, what="offline table not produced")
-    if note is not None:
-        print(note, flush=True)
-        js, mdp = write_results(args.out, name, {"machine": machine_info(), "device": args.device, "note": note},
-                                f"# Offline: vbg process on {args.device}\n\n**Not run**: {note}.\n")
-        print(f"wrote {js} and {mdp}")
+    if not_run_here(args.out, name, args.device, "Offline: vbg process", "offline table not produced"):
         return 0
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from media import person_clip_frames, write_clip
