@@ -157,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_process(sub)
     _parser_models(sub)
     _parser_doctor(sub)
+    # -q / -v also after the command (vbg process in.mp4 -o out.mp4 -v); SUPPRESS keeps a
+    # flag given before the command when it is not repeated after it.
+    for cmd in sub.choices.values():
+        have = {o for a in cmd._actions for o in a.option_strings}
+        if "-v" not in have:
+            cmd.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug messages")
+        if "-q" not in have:
+            cmd.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                             help="only warnings and errors")
     return p
 
 
@@ -538,8 +547,12 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, old_term)
 
 
+GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose")
+
+
 def _run(argv: list[str]) -> int:
-    if argv and argv[0] in SUBCOMMANDS:
+    first = next((a for a in argv if a not in GLOBAL_FLAGS), None)  # vbg -v process ... too
+    if first in SUBCOMMANDS:
         args = build_parser().parse_args(argv)
     else:
         args = build_live_parser().parse_args(argv)

@@ -162,3 +162,20 @@ def test_a_file_that_does_not_match_its_checksum_is_never_used(tmp_path, hub):
     leftovers = [p for p in (tmp_path / "hf").rglob("*") if p.is_file() or p.is_symlink()
                  if "blobs" in p.parts or "snapshots" in p.parts]
     assert leftovers == []  # nothing half-written or wrong left in the hub cache
+
+
+@pytest.mark.parametrize("argv", [["-v", "process"], ["process"], ["--quiet", "process"]])
+def test_global_flags_before_or_after_a_command(tmp_path, argv):
+    """The usage line offers `vbg [-q] [-v] COMMAND`: a flag before the command must not send the
+    arguments to the live filter's parser, and -v after the command works too."""
+    from media import person_clip_frames, write_clip
+
+    clip = write_clip(tmp_path / "in.mp4", [f for f, _ in person_clip_frames(6, (72, 128))], fps=30)
+    extra = [] if argv[0] != "process" else ["-v"]
+    proc = run_vbg(*argv, str(clip), "-o", str(tmp_path / "out.mp4"), "--model", "selfie", *extra)
+    assert proc.returncode == 0, proc.stderr
+    assert "unrecognized" not in proc.stderr
+    if "-v" in argv or extra:
+        assert "providers in use" in proc.stderr  # a debug message
+    else:
+        assert "worker(s)" not in proc.stderr  # --quiet: no info messages either
