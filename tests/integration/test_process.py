@@ -216,3 +216,45 @@ def cv2_read(path):
     import cv2
 
     return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+class _FailsAt:
+    """A real segmenter that fails with a model error on its n-th frame."""
+
+    def __init__(self, seg, n: int) -> None:
+        self._seg, self._n, self.calls = seg, n, 0
+
+    def __getattr__(self, name):
+        return getattr(self._seg, name)
+
+    def segment(self, rgb):
+        self.calls += 1
+        if self.calls == self._n:
+            from vbg.errors import ModelError
+
+            raise ModelError("inference failed (test)")
+        return self._seg.segment(rgb)
+
+
+def test_a_failing_worker_stops_the_whole_file(clips, tmp_path):
+    """One of two workers fails: the file stops there, instead of the other worker running on
+    through the whole input while every later mask waits in memory for the frame that never
+    comes; the error is the model's, and any frames written before it are kept playable."""
+    from vbg.errors import ModelError
+    from vbg.inference import SegmenterConfig, create_segmenter
+    from vbg.offline.process import FileProcessor, ProcessConfig
+    from vbg.progress import Progress
+
+    scfg = SegmenterConfig(model="selfie", device="cpu", threads=1)
+    with create_segmenter(scfg) as a, create_segmenter(scfg) as b:
+        good = _Slow(b, 0.0)
+        proc = FileProcessor(ProcessConfig(model=scfg), _FailsAt(a, 3), good)
+        t0 = time.monotonic()
+        with pytest.raises(ModelError, match="inference failed") as err:
+            proc.process(clips["person"], tmp_path / "out.mp4", Progress("x", None, mode="quiet"))
+        assert time.monotonic() - t0 < 30
+    assert good._n < 30, f"the other worker ran on through {good._n} of 45 frames"
+    assert not (tmp_path / "out.mp4").exists()
+    msg = str(err.value)
+    if " kept in " in msg:
+        assert 1 <= _frames(msg.split(" kept in ")[1].rstrip(")")) < 45

@@ -198,8 +198,10 @@ class FileProcessor:
                 writer.write(f.index, f.pts, f.time_s, image)
                 written[0] += 1
 
+        # A failing worker halts the rest: the others would otherwise run through the whole file
+        # while the frame it held never comes, with every later mask waiting in memory for it.
         stages = [_Stage(read, "vbg-read")] + [
-            _Stage(lambda seg=seg: infer(seg), f"vbg-infer{i}") for i, seg in enumerate(self.segs)]
+            _Stage(lambda seg=seg: infer(seg), f"vbg-infer{i}", halt) for i, seg in enumerate(self.segs)]
         writer = None
         try:
             with VideoWriter(dst, info, mode=cfg.mode, quality=cfg.quality, audio_from=src) as writer:
