@@ -32,16 +32,19 @@ def read_rgb(path: str | Path) -> np.ndarray:
     is missing, empty, truncated, not an image or larger than ``MAX_PIXELS``
     (found from the file's header, before anything is decoded)."""
     path = Path(path)
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise InputError(f"image {path} {what}: check the path")
     try:
+        if not path.is_file():  # raises for a name too long or a folder we may not enter
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise InputError(f"image {path} {what}: check the path")
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise InputError(f"image {path} is {size / 2**30:.1f} GB: too large for an image; {ACCEPTED}")
         data = np.fromfile(str(path), dtype=np.uint8)
+    except InputError:
+        raise
     except OSError as e:
-        raise InputError(f"image {path} cannot be read ({e.strerror or e}): check its permissions") from e
+        raise InputError(f"image {path} cannot be read ({e.strerror or e}): check the path and its "
+                         "permissions") from e
     if data.size == 0:
         raise InputError(f"image {path} is empty: {ACCEPTED}")
     header = probe_image(memoryview(data), str(path))

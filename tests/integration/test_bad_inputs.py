@@ -152,7 +152,8 @@ def live(m, *args):
     ("truncated.jpg", 9, ("truncated JPEG", "copy or download it again")),
     ("notes.png", 9, ("notes.png is not an image", "pass a PNG, JPEG")),
     ("huge.png", 9, ("20000x20000", "scale it below 100 megapixels")),
-], ids=["missing", "empty", "truncated-png", "truncated-jpeg", "not-an-image", "20000x20000"])
+    ("n" * 300 + ".png", 9, ("cannot be read (File name too long)", "check the path")),
+], ids=["missing", "empty", "truncated-png", "truncated-jpeg", "not-an-image", "20000x20000", "name-too-long"])
 def test_bad_background_image(m, tmp_path, name, code, needles):
     out = tmp_path / "out.mp4"
     proc = run(*live(m, "--background", m["dir"] / name, "--record", out))
