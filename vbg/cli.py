@@ -242,12 +242,17 @@ def cmd_export(args) -> int:
 VIDEO_SUFFIXES = {"mp4": ".mp4", "mov": ".mov", "webm": ".webm", "png": ""}
 
 
+def _is_pattern(arg: str) -> bool:
+    """A glob to expand; an existing file named like one ('talk [1080p].mp4') is taken as it is."""
+    return any(c in arg for c in "*?[") and not Path(arg).exists()
+
+
 def _expand_inputs(patterns: list[str]) -> list[Path]:
     import glob
 
     out: list[Path] = []
     for pat in patterns:
-        if any(c in pat for c in "*?[") and not Path(pat).exists():
+        if _is_pattern(pat):
             matches = sorted(glob.glob(pat))
             if not matches:
                 raise ConfigError(f"{pat!r} matches no file: check the pattern")
@@ -303,7 +308,7 @@ def cmd_process(args) -> int:
     from .progress import Progress
 
     inputs = _expand_inputs(args.inputs)
-    batch = len(args.inputs) > 1 or any(c in a for a in args.inputs for c in "*?[")
+    batch = len(args.inputs) > 1 or any(_is_pattern(a) for a in args.inputs)
     targets = _process_targets(inputs, Path(args.output), args.format, args.alpha, batch)
     bg = BackgroundConfig(background=args.background, color=args.color, blur=args.blur, mirror=args.mirror,
                           feather=args.feather, threshold=args.threshold)

@@ -119,6 +119,16 @@ def test_glob_pattern_and_existing_output_refused(clips, tmp_path):
     assert (outdir / "tone.mp4").read_bytes() == before
 
 
+def test_one_input_whose_name_has_glob_characters_is_not_a_batch(clips, tmp_path):
+    """A downloaded 'talk [1080p].mp4' is one file, not a pattern: -o names the output file."""
+    src = tmp_path / "talk [1080p] *?.mp4"
+    src.write_bytes(clips["tone"].read_bytes())
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert _frames(out) == 24
+
+
 def test_json_lines_for_scripts(clips, tmp_path):
     proc = run_vbg("process", str(clips["tone"]), "-o", str(tmp_path / "j.mp4"), "--model", "selfie", "--json")
     assert proc.returncode == 0, proc.stderr
