@@ -332,11 +332,12 @@ def cmd_process(args) -> int:
     def on_signal(signum, _frame):
         # Before any file is open there is nothing to finish: stop now (exit 130).
         # Once one is, finish the frames in flight and keep a playable partial
-        # file; a second signal stops at once.
+        # file; a second signal stops at once, as an exception, so that the
+        # temporary output is still removed (SIG_DFL would leave it behind).
         if state["proc"] is None:
             raise KeyboardInterrupt
         state["proc"].stop.set()
-        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        signal.signal(signum, signal.default_int_handler)
 
     workers = _process_workers(args.workers, seg_cfg)
     if workers > 1 and seg_cfg.threads is None:
