@@ -665,21 +665,25 @@ class _AvFile(_Backend):
     def finish(self, *, complete: bool, keep: Path, has_frames: bool) -> Path | None:
         failure: BaseException | None = None
         try:
-            if has_frames:
-                self._container.mux(self._stream.encode(None))
-                if self._audio is not None:
-                    if complete:
-                        self._audio.mux_until(float("inf"))
-                    self._audio.flush()
-        except (av.FFmpegError, OSError) as e:
-            failure = e
-        finally:
-            if self._audio is not None:
-                self._audio.close()
             try:
-                self._container.close()
+                if has_frames:
+                    self._container.mux(self._stream.encode(None))
+                    if self._audio is not None:
+                        if complete:
+                            self._audio.mux_until(float("inf"))
+                        self._audio.flush()
             except (av.FFmpegError, OSError) as e:
-                failure = failure or e
+                failure = e
+            finally:
+                if self._audio is not None:
+                    self._audio.close()
+                try:
+                    self._container.close()
+                except (av.FFmpegError, OSError) as e:
+                    failure = failure or e
+        except BaseException:  # a second Ctrl-C during the flush: stop, but leave no half-written file
+            self.tmp.unlink(missing_ok=True)
+            raise
         if failure is not None or not has_frames:
             self.tmp.unlink(missing_ok=True)
             if failure is not None:
