@@ -498,7 +498,15 @@ def cmd_live(args) -> int:
     pipeline = LivePipeline(cfg)
     interactive = sys.stderr.isatty()
 
+    signals = [0]
+
     def on_signal(signum, _frame):
+        # The first signal stops the pipeline cleanly (the recording finalized), once it
+        # has started; a second one, while it still starts (a model download) or is
+        # stopping, stops at once.
+        signals[0] += 1
+        if signals[0] > 1:
+            raise KeyboardInterrupt
         pipeline.stop()
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -433,6 +433,39 @@ def test_signal_at_any_moment_of_a_live_run(m, tmp_path, sig, delay):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_second_signal_stops_a_live_run_still_fetching_its_model(m, tmp_path, sig):
+    """The first signal only asks the live filter to stop once it runs; while it still
+    starts (here: the model download hangs half-way) a second signal stops it at once,
+    exit 130, instead of being ignored too."""
+    from fakehub import FakeHub, child_env
+    from vbg.models.spec import RMBG14
+
+    want = RMBG14.hub_files["fp32"]
+    hub = FakeHub().start()
+    try:
+        hub.serve(RMBG14.hub_repo, want.path, bytes(want.size), claimed_sha256=want.sha256)
+        hub.stall(1 << 20)
+        proc = subprocess.Popen([sys.executable, "-m", "vbg", "--source", str(m["clip"]), "--model", "rmbg-1.4",
+                                 "--no-vcam", "--record", str(tmp_path / "rec.mp4"), "-q"],
+                                stderr=subprocess.PIPE, text=True, env=child_env(tmp_path, hub.endpoint))
+        assert hub.stalled.wait(30), "the model download never started"
+        proc.send_signal(sig)
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=10)  # the stalled download would hold it 20 s and more
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        hub.stop()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "vbg: error:" not in err, err
+    assert [f for f in tmp_path.iterdir() if f.is_file()] == []  # no recording, not even a temporary one
+    assert not [f for f in (tmp_path / "hf").rglob("*") if f.is_file() and ("blobs" in f.parts or
+                                                                           "snapshots" in f.parts)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("delay", [0.3, 2.0])
 def test_signal_at_any_moment_of_vbg_process(m, tmp_path, sig, delay):
     long_clip = write_clip(tmp_path / "long.mp4", [f for f, _ in person_clip_frames(240, (180, 320))])
