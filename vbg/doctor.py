@@ -238,7 +238,12 @@ def _gpu_present() -> bool:
 def check_gpu(proc_root: str = "/proc", dev_root: str = "/dev") -> list[Check]:
     version = Path(proc_root, "driver/nvidia/version")
     if version.is_file():
-        first = version.read_text(errors="replace").splitlines()[0] if version.stat().st_size else ""
+        # /proc files report a size of 0 whatever they hold: read, do not stat.
+        try:
+            lines = version.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        first = lines[0] if lines else ""
         m = re.search(r"Kernel Module\s+(?:for \S+\s+)?([\d.]+)", first)
         return [Check("gpu", OK, f"NVIDIA driver {m.group(1) if m else 'loaded'}")]
     if Path(dev_root, "nvidiactl").exists():

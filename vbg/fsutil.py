@@ -11,6 +11,16 @@ from pathlib import Path
 
 
 def _umask() -> int:
+    """The process umask. Read from /proc where it is there: setting it to 0 and back (the
+    portable way) races with files other threads create meanwhile (the recorder calls this
+    while the live filter runs)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -238,3 +238,33 @@ def test_query_device_of_something_else_is_none(tmp_path):
 
     assert doctor.query_device(str(node), ioctl=not_v4l2) is None
     assert doctor.query_device(str(tmp_path / "missing")) is None
+
+
+def test_gpu_check_reads_the_driver_version_from_proc(tmp_path):
+    """The driver version comes from /proc/driver/nvidia/version (whose files report size 0, so
+    the check must read, not stat); an unreadable or empty file still says the driver is there."""
+    proc = tmp_path / "proc"
+    version = proc / "driver" / "nvidia" / "version"
+    version.parent.mkdir(parents=True)
+    version.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n"
+                       "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n")
+    [c] = doctor.check_gpu(str(proc), str(tmp_path / "dev"))
+    assert (c.status, c.detail) == (OK, "NVIDIA driver 550.54.14")
+    version.write_text("")
+    [c] = doctor.check_gpu(str(proc), str(tmp_path / "dev"))
+    assert (c.status, c.detail) == (OK, "NVIDIA driver loaded")
+    [c] = doctor.check_gpu(str(tmp_path / "none"), str(tmp_path / "dev"))
+    assert c.status == WARN and "no NVIDIA GPU" in c.detail
+
+
+def test_atomic_outputs_follow_the_umask(tmp_path):
+    """Files written whole-or-not-at-all get the usual permissions (0666 less the umask), not mkstemp's 0600."""
+    from vbg.fsutil import atomic_path
+
+    old = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "out.bin") as tmp:
+            Path(tmp).write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o640
