@@ -184,18 +184,23 @@ def test_video_background_is_frame_exact_and_deterministic(clips, tmp_path):
     assert np.abs(fa[0][:40, :40].astype(int) - fa[5][:40, :40].astype(int)).mean() > 5
 
 
-class _Slow:
-    """A real segmenter that answers late on every other frame, so that two workers finish out of order."""
+class _Worker:
+    """A real segmenter made awkward: late on every other frame (``delay_s``), so that two
+    workers finish out of order, or failing with a model error on its ``fail_at``-th frame."""
 
-    def __init__(self, seg, delay_s: float) -> None:
-        self._seg, self._delay, self._n = seg, delay_s, 0
+    def __init__(self, seg, delay_s: float = 0.0, fail_at: int | None = None) -> None:
+        self._seg, self._delay, self._fail_at, self.calls = seg, delay_s, fail_at, 0
 
     def __getattr__(self, name):
         return getattr(self._seg, name)
 
     def segment(self, rgb):
-        self._n += 1
-        if self._n % 2:
+        self.calls += 1
+        if self.calls == self._fail_at:
+            from vbg.errors import ModelError
+
+            raise ModelError("inference failed (test)")
+        if self._delay and self.calls % 2:
             time.sleep(self._delay)
         return self._seg.segment(rgb)
 
@@ -212,7 +217,7 @@ def test_two_workers_give_the_same_frames_in_order_as_one(clips, tmp_path):
     cfg = ProcessConfig(model=scfg, mode="matte")
     mattes = {}
     with create_segmenter(scfg) as a, create_segmenter(scfg) as b:
-        for name, segs in (("one", (a,)), ("two", (_Slow(a, 0.03), b))):
+        for name, segs in (("one", (a,)), ("two", (_Worker(a, delay_s=0.03), b))):
             out = tmp_path / f"{name}"
             res = FileProcessor(cfg, *segs).process(clips["person"], out, Progress(name, None, mode="quiet"))
             assert res.frames == 45
@@ -228,24 +233,6 @@ def cv2_read(path):
     return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
 
 
-class _FailsAt:
-    """A real segmenter that fails with a model error on its n-th frame."""
-
-    def __init__(self, seg, n: int) -> None:
-        self._seg, self._n, self.calls = seg, n, 0
-
-    def __getattr__(self, name):
-        return getattr(self._seg, name)
-
-    def segment(self, rgb):
-        self.calls += 1
-        if self.calls == self._n:
-            from vbg.errors import ModelError
-
-            raise ModelError("inference failed (test)")
-        return self._seg.segment(rgb)
-
-
 def test_a_failing_worker_stops_the_whole_file(clips, tmp_path):
     """One of two workers fails: the file stops there, instead of the other worker running on
     through the whole input while every later mask waits in memory for the frame that never
@@ -257,13 +244,13 @@ def test_a_failing_worker_stops_the_whole_file(clips, tmp_path):
 
     scfg = SegmenterConfig(model="selfie", device="cpu", threads=1)
     with create_segmenter(scfg) as a, create_segmenter(scfg) as b:
-        good = _Slow(b, 0.0)
-        proc = FileProcessor(ProcessConfig(model=scfg), _FailsAt(a, 3), good)
+        good = _Worker(b)
+        proc = FileProcessor(ProcessConfig(model=scfg), _Worker(a, fail_at=3), good)
         t0 = time.monotonic()
         with pytest.raises(ModelError, match="inference failed") as err:
             proc.process(clips["person"], tmp_path / "out.mp4", Progress("x", None, mode="quiet"))
         assert time.monotonic() - t0 < 30
-    assert good._n < 30, f"the other worker ran on through {good._n} of 45 frames"
+    assert good.calls < 30, f"the other worker ran on through {good.calls} of 45 frames"
     assert not (tmp_path / "out.mp4").exists()
     msg = str(err.value)
     if " kept in " in msg:
