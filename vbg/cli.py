@@ -337,7 +337,8 @@ def cmd_process(args) -> int:
         if state["proc"] is None:
             raise KeyboardInterrupt
         state["proc"].stop.set()
-        signal.signal(signum, signal.default_int_handler)
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal of either kind
+            signal.signal(sig, signal.default_int_handler)
 
     workers = _process_workers(args.workers, seg_cfg)
     if workers > 1 and seg_cfg.threads is None:
