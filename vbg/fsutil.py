@@ -33,7 +33,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     error or interrupt it is removed, so ``target`` is never half-written."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    # The name is cut in the prefix: a full 255-byte name plus mkstemp's 8 characters and
+    # ".partial" would be too long for the folder where the target itself fits.
+    fd, name = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".partial", dir=target.parent)
     os.close(fd)
     tmp = Path(name)
     try:

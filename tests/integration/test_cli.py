@@ -179,3 +179,11 @@ def test_global_flags_before_or_after_a_command(tmp_path, argv):
         assert "providers in use" in proc.stderr  # a debug message
     else:
         assert "worker(s)" not in proc.stderr  # --quiet: no info messages either
+
+
+def test_segment_to_a_name_near_the_length_limit(tmp_path):
+    """Outputs are written under a temporary name and renamed: that name must fit where the output fits."""
+    out = tmp_path / ("m" * 250 + ".png")
+    proc = run_vbg("segment", str(PEOPLE / "example03_background01.jpg"), "-o", str(out), "--model", "selfie")
+    assert proc.returncode == 0, proc.stderr
+    assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED) is not None

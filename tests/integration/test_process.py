@@ -255,3 +255,12 @@ def test_a_failing_worker_stops_the_whole_file(clips, tmp_path):
     msg = str(err.value)
     if " kept in " in msg:
         assert 1 <= _frames(msg.split(" kept in ")[1].rstrip(")")) < 45
+
+
+def test_an_output_name_near_the_length_limit_is_written(clips, tmp_path):
+    """A 249-character name fits the folder (255 bytes at most); the temporary and partial
+    names built from it must fit too, or the run fails with a misleading 'name too long'."""
+    out = tmp_path / ("n" * 245 + ".mp4")
+    proc = run_vbg("process", str(clips["tone"]), "-o", str(out), "--model", "selfie")
+    assert proc.returncode == 0, proc.stderr
+    assert _frames(out) == 24

@@ -336,13 +336,14 @@ _PNG_LEVEL = 1
 
 
 def partial_path_for(path: str | Path) -> Path:
-    """Where an aborted file output is kept: ``out.mp4`` -> ``out.partial.mp4``."""
+    """Where an aborted file output is kept: ``out.mp4`` -> ``out.partial.mp4``
+    (the stem cut to 200 characters, so a name that fits the folder still fits with ``.partial``)."""
     path = Path(path)
-    return path.with_name(f"{path.stem}.partial{path.suffix}")
+    return path.with_name(f"{path.stem[:200]}.partial{path.suffix}")
 
 
 def _temp_path_for(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
+    return path.with_name(f".{path.stem[:200]}.partial{path.suffix}")
 
 
 class VideoWriter:
