@@ -81,13 +81,17 @@ class FlakySource:
         self.closed = True
 
 
-def test_worker_reconnects_after_the_source_fails():
+@pytest.mark.parametrize("still_gone", [SourceError("still unplugged"), OSError(19, "No such device"),
+                                        RuntimeError("VIDEOIO: cannot open")], ids=type)
+def test_worker_reconnects_after_the_source_fails(still_gone):
+    """The camera comes back after two failed reopens, however those fail (a device that is being
+    re-enumerated gives OpenCV and OS errors, not only vbg's SourceError)."""
     reopen_calls = []
 
     def reopen():
         reopen_calls.append(time.monotonic())
         if len(reopen_calls) < 3:
-            raise SourceError("still unplugged")
+            raise still_gone
         return FlakySource(None)
 
     slot: LatestSlot = LatestSlot()

@@ -98,8 +98,8 @@ class CaptureWorker:
             return None
         try:
             src = self.reopen()
-        except SourceError as e:
-            log.debug("reopen failed: %s", e)
+        except Exception as e:  # a device that is coming back can fail in any way (cv2.error, OSError)
+            log.debug("reopen failed: %s: %s", type(e).__name__, e)
             return None
         self.lost, self.lost_since = False, None
         self.reconnects += 1
