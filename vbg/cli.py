@@ -506,7 +506,9 @@ def cmd_live(args) -> int:
         # has started; a second one, while it still starts (a model download) or is
         # stopping, stops at once.
         signals[0] += 1
-        if signals[0] > 1:
+        if signals[0] > 1 or not pipeline.started.is_set():
+            # Still starting (a model download, a camera opening): nothing is flowing yet, so
+            # stop at once; what was opened is closed as the set-up unwinds (exit 130).
             raise KeyboardInterrupt
         pipeline.stop()
 

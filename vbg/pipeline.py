@@ -134,6 +134,7 @@ class LivePipeline:
         self.stats = LiveStats()
         self._segmenter = segmenter
         self._model_threads: set[int] | None = None  # CPU model: its pool threads, run at a lower priority
+        self.started = threading.Event()  # set-up done (model loaded, sinks open), frames flowing
         self._extra_sinks = sinks or []
         self._source, self._reopen = source, reopen
         self._stop = threading.Event()
@@ -239,6 +240,7 @@ class LivePipeline:
             stack.callback(self.capture.join, 5.0)
             stack.callback(self.capture.stop)
             preview = self._open_preview(stack, w, h, fps, compositor) if cfg.output.preview else None
+            self.started.set()
             t_start = self.clock.now()
             next_status = t_start + status_interval
             deadline = t_start + cfg.output.duration if cfg.output.duration else None
