@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -9,7 +10,7 @@ import shutil
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -89,3 +90,45 @@ def write_results(out_dir: Path, name: str, payload: dict, markdown: str) -> tup
     js.write_text(json.dumps(payload, indent=2) + "\n")
     md.write_text(markdown)
     return js, md
+
+
+DROP_BACKEND = "vbg-bench-drop"
+
+
+class _DropBackend:
+    """A pyvirtualcam backend that takes frames and discards them: pyvirtualcam's own checks and
+    lifecycle run, with no v4l2loopback device."""
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self._fourcc = fourcc
+
+    def send(self, frame):
+        pass
+
+    def close(self):
+        pass
+
+    def device(self):
+        return "bench"
+
+    def native_fourcc(self):
+        return self._fourcc
+
+
+@contextlib.contextmanager
+def drop_backend() -> Iterator[str]:
+    """The discarding backend registered for the length of a run; yields its name. Not on
+    import, and removed again afterwards: pyvirtualcam, asked for no backend in particular,
+    tries every registered one, so a stray registration would stand in for a missing
+    v4l2loopback device anywhere later in the same process (the tests' no-device checks)."""
+    import pyvirtualcam
+    from pyvirtualcam.camera import BACKENDS
+
+    added = DROP_BACKEND not in BACKENDS
+    if added:
+        pyvirtualcam.register_backend(DROP_BACKEND, _DropBackend)
+    try:
+        yield DROP_BACKEND
+    finally:
+        if added:
+            BACKENDS.pop(DROP_BACKEND, None)

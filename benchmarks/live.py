@@ -22,42 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyvirtualcam
 
-from benchmarks.common import machine_info, write_results
+from benchmarks.common import DROP_BACKEND, drop_backend, machine_info, write_results
 from benchmarks.gpu import DEVICES, not_run_here
-
-
-class _DropBackend:
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        self._fourcc = fourcc
-        self.sent = 0
-
-    def send(self, frame):
-        self.sent += 1
-
-    def close(self):
-        pass
-
-    def device(self):
-        return "bench"
-
-    def native_fourcc(self):
-        return self._fourcc
-
-
-BACKEND = "vbg-bench-drop"
-
-
-def _register_backend() -> str:
-    """Registered when a case runs, not on import: pyvirtualcam, asked for no backend in
-    particular, tries every registered one, so a stray registration would stand in for a
-    missing v4l2loopback device in whatever process imported this module."""
-    from pyvirtualcam.camera import BACKENDS
-
-    if BACKEND not in BACKENDS:
-        pyvirtualcam.register_backend(BACKEND, _DropBackend)
-    return BACKEND
 
 
 def _clip(path: Path, hw: tuple[int, int]) -> Path:
@@ -76,10 +43,11 @@ def run_case(clip: Path, model: str, size, seconds: float, device: str = "cpu") 
                                "model": {"model": model, "size": size, "device": device,
                                          "strict_device": device != "cpu"},
                                "background": {"blur": 1.0},
-                               "output": {"vcam_backend": _register_backend(), "duration": seconds}})
-    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
-    stats = LivePipeline(cfg).run()
-    r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+                               "output": {"vcam_backend": DROP_BACKEND, "duration": seconds}})
+    with drop_backend():
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        stats = LivePipeline(cfg).run()
+        r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     snap = stats.snapshot()
     cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / (t1 - t0)
     snap["cpu_cores_busy"] = cpu

@@ -26,40 +26,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pyvirtualcam
 
-from benchmarks.common import machine_info, write_results
+from benchmarks.common import DROP_BACKEND, drop_backend, machine_info, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKGROUND = ROOT / "tests/data/people/background01.jpg"
-BACKEND = "vbg-soak-drop"
 RSS_LIMIT_MB = 20.0
 SETTLE_S = 2.0  # after close, how long threads and files get to go away
-
-
-class _DropBackend:
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        self._fourcc = fourcc
-
-    def send(self, frame):
-        pass
-
-    def close(self):
-        pass
-
-    def device(self):
-        return "soak"
-
-    def native_fourcc(self):
-        return self._fourcc
-
-
-def register_backend() -> str:
-    from pyvirtualcam.camera import BACKENDS
-
-    if BACKEND not in BACKENDS:
-        pyvirtualcam.register_backend(BACKEND, _DropBackend)
-    return BACKEND
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +106,20 @@ def _config(clip: Path, record: Path, seconds: float):
     return apply(LiveConfig(), {"source": {"source": str(clip), "loop": True},
                                 "model": {"model": "selfie"},
                                 "background": {"background": str(BACKGROUND)},
-                                "output": {"vcam_backend": register_backend(), "record": str(record),
+                                "output": {"vcam_backend": DROP_BACKEND, "record": str(record),
                                            "overwrite": True, "duration": seconds}})
 
 
 def soak(clip: Path, seconds: float, workdir: Path, *, warmup_s: float = 10.0, interval_s: float = 60.0,
          prime_s: float = 3.0, on_sample=None) -> SoakResult:
     """Run the live filter for ``seconds`` (after ``warmup_s``), sampling as described above."""
+    with drop_backend():
+        return _soak(clip, seconds, workdir, warmup_s=warmup_s, interval_s=interval_s, prime_s=prime_s,
+                     on_sample=on_sample)
+
+
+def _soak(clip: Path, seconds: float, workdir: Path, *, warmup_s: float, interval_s: float, prime_s: float,
+          on_sample) -> SoakResult:
     from vbg.pipeline import LivePipeline
 
     if prime_s > 0:  # what libraries set up once per process (thread pools, codec tables)
