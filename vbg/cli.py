@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import ConfigError, VbgError
+from .errors import ConfigError, Problems, VbgError
 
 log = logging.getLogger("vbg")
 
@@ -24,8 +24,9 @@ def _add_model_options(p: argparse.ArgumentParser, default_size_help: str, *, de
         return value if defaults else argparse.SUPPRESS
 
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=d("rmbg-1.4"), metavar="NAME|PATH",
-                   help=f"{', '.join(MODELS)}, or a .onnx/.safetensors/.pth/.bin file (default: rmbg-1.4)")
+    g.add_argument("--model", default=d("auto"), metavar="NAME|PATH",
+                   help=f"{', '.join(MODELS)}, or a .onnx/.safetensors/.pth/.bin file (default: auto = rmbg-1.4 "
+                        "when it is cached or can be downloaded, else the bundled selfie model, with a note why)")
     g.add_argument("--variant", default=d("fp32"), choices=VARIANTS,
                    help="which RMBG-1.4 file to fetch: fp32/fp16/int8 ONNX, or 'export' the safetensors "
                         "weights to a fixed-shape ONNX per size (needs vbg[torch]) (default: fp32)")
@@ -193,7 +194,15 @@ def cmd_segment(args) -> int:
     for t in targets:
         _refuse_existing(t, args.overwrite)
 
-    cfg = _segmenter_config(args)
+    from . import preflight
+
+    found: list[VbgError] = []
+    notes: list[str] = []
+    cfg = preflight.settle_model(_segmenter_config(args), found, notes)
+    if found:
+        raise Problems(found)
+    for note in notes:
+        log.warning("%s", note)
     failed = 0
     with create_segmenter(cfg) as seg:
         log.info("model %s on %s", seg.source.label, ", ".join(seg.providers))
@@ -301,27 +310,51 @@ def _process_workers(text: str, seg_cfg) -> int:
 def cmd_process(args) -> int:
     import signal
 
-    from .config import BackgroundConfig, validate, LiveConfig
-    from .errors import OutputError
+    from .config import BackgroundConfig, LiveConfig, problems as config_problems
+    from .errors import InputError, OutputError
     from .inference import create_segmenter
+    from .offline.media import output_format
     from .offline.process import FileProcessor, ProcessConfig
     from .progress import Progress
 
-    inputs = _expand_inputs(args.inputs)
+    from . import preflight
+
+    # Every cheap check first, all reported at once: nothing is loaded or encoded before.
+    found: list[VbgError] = []
+    inputs = preflight.collect(found, _expand_inputs, args.inputs) or []
     batch = len(args.inputs) > 1 or any(_is_pattern(a) for a in args.inputs)
-    targets = _process_targets(inputs, Path(args.output), args.format, args.alpha, batch)
+    targets = preflight.collect(found, _process_targets, inputs, Path(args.output), args.format, args.alpha,
+                                 batch) or []
+    mode = "rgba" if args.alpha else "matte" if args.matte else "rgb"
+    for src in inputs:
+        if not src.is_file():
+            found.append(InputError(f"{src}: {'is a folder' if src.is_dir() else 'no such file'}: "
+                                    "give a video file"))
+    for dst in targets:
+        if dst.exists() and not args.overwrite:
+            found.append(OutputError(f"{dst} already exists: pass --overwrite to replace it, or choose another -o"))
+    for dst in {t.suffix.lower(): t for t in targets if t.suffix}.values():  # a batch shares one format
+        preflight.collect(found, output_format, dst, mode)
     bg = BackgroundConfig(background=args.background, color=args.color, blur=args.blur, mirror=args.mirror,
                           feather=args.feather, threshold=args.threshold)
-    validate(LiveConfig(background=bg))
+    found += [e for e in config_problems(LiveConfig(background=bg))]
+    preflight.collect(found, preflight.check_background, bg.background)
     from dataclasses import replace
 
-    seg_cfg = replace(_segmenter_config(args), default_size=512)  # offline: quality over speed
-    mode = "rgba" if args.alpha else "matte" if args.matte else "rgb"
-    cfg = ProcessConfig(model=seg_cfg, background=bg, mode=mode, quality=args.quality,
-                        smoothing=args.smoothing, window=args.window, upsample=args.upsample)
+    seg_cfg = preflight.collect(found, _segmenter_config, args)
     from .inference.smoothing import CentredSmoother
 
-    CentredSmoother(cfg.smoothing, radius=cfg.window)  # validate before any work
+    preflight.collect(found, CentredSmoother, args.smoothing, radius=args.window)
+    workers = preflight.collect(found, _process_workers, args.workers, seg_cfg) if seg_cfg else None
+    notes: list[str] = []
+    if seg_cfg is not None:
+        seg_cfg = preflight.settle_model(replace(seg_cfg, default_size=512), found, notes)  # offline: quality first
+    if found:
+        raise Problems(found)
+    for note in notes:
+        log.warning("%s", note)
+    cfg = ProcessConfig(model=seg_cfg, background=bg, mode=mode, quality=args.quality,
+                        smoothing=args.smoothing, window=args.window, upsample=args.upsample)
     pmode = "json" if args.json else "quiet" if args.quiet else "bar"
     stream = sys.stdout if args.json else sys.stderr
     failed = 0
@@ -340,7 +373,6 @@ def cmd_process(args) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal of either kind
             signal.signal(sig, signal.default_int_handler)
 
-    workers = _process_workers(args.workers, seg_cfg)
     if workers > 1 and seg_cfg.threads is None:
         seg_cfg = replace(seg_cfg, threads=max(1, (os.cpu_count() or 1) // workers))
         cfg = replace(cfg, model=seg_cfg)
@@ -480,23 +512,26 @@ def build_live_parser() -> argparse.ArgumentParser:
 def live_config(args):
     from . import config as cfgmod
 
-    base = cfgmod.from_toml(args.config) if getattr(args, "config", None) else cfgmod.LiveConfig()
+    base = cfgmod.from_toml(args.config, check=False) if getattr(args, "config", None) else cfgmod.LiveConfig()
     updates: dict[str, dict] = {}
     for dest, (section, field) in LIVE_FIELDS.items():
         if hasattr(args, dest):
             updates.setdefault(section, {})[field] = getattr(args, dest)
     if "threads" in updates.get("model", {}) and not 1 <= updates["model"]["threads"] <= 256:
         raise ConfigError(f"--threads {updates['model']['threads']} is out of range: use 1..256")
-    return cfgmod.apply(base, updates)
+    return cfgmod.apply(base, updates, check=False)  # the start-up checks report every problem at once
 
 
 def cmd_live(args) -> int:
     import signal
 
+    from . import preflight
     from .pipeline import LivePipeline
 
-    cfg = live_config(args)
-    pipeline = LivePipeline(cfg)
+    plan = preflight.live(live_config(args))
+    for note in plan.notes:
+        log.warning("%s", note)
+    pipeline = LivePipeline(plan.cfg)
     interactive = sys.stderr.isatty()
 
     signals = [0]
@@ -577,6 +612,13 @@ def _run(argv: list[str]) -> int:
     _setup_logging(args)
     try:
         return args.func(args)
+    except Problems as e:
+        from .preflight import DOCTOR_HINT
+
+        for one in e.errors:
+            print(f"vbg: error: {one}", file=sys.stderr)
+        print(f"vbg: {DOCTOR_HINT}", file=sys.stderr)
+        return e.exit_code
     except VbgError as e:
         print(f"vbg: error: {e}", file=sys.stderr)
         return e.exit_code

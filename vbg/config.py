@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, VbgError
 from .inference.segmenter import SegmenterConfig
 
 if sys.version_info >= (3, 11):
@@ -113,8 +113,9 @@ def _shown(name: Any) -> str:
     return text if text.isprintable() and 0 < len(text) <= 40 else repr(text)[:42]
 
 
-def apply(cfg: LiveConfig, updates: dict[str, dict[str, Any]]) -> LiveConfig:
-    """New config with ``{section: {field: value}}`` applied, types checked."""
+def apply(cfg: LiveConfig, updates: dict[str, dict[str, Any]], *, check: bool = True) -> LiveConfig:
+    """New config with ``{section: {field: value}}`` applied, types checked; values
+    validated too unless ``check`` is false (the CLI collects every problem itself)."""
     out = cfg
     for section, values in updates.items():
         if section not in SECTIONS:
@@ -129,10 +130,10 @@ def apply(cfg: LiveConfig, updates: dict[str, dict[str, Any]]) -> LiveConfig:
                 raise ConfigError(f"unknown setting [{section}] {_shown(key)}: known are {', '.join(known)}")
             changes[key] = _coerce(section, key, value, str(known[key].type))
         out = replace(out, **{section: replace(getattr(out, section), **changes)})
-    return validate(out)
+    return validate(out) if check else out
 
 
-def from_toml(path: str | Path, base: LiveConfig | None = None) -> LiveConfig:
+def from_toml(path: str | Path, base: LiveConfig | None = None, *, check: bool = True) -> LiveConfig:
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -142,42 +143,90 @@ def from_toml(path: str | Path, base: LiveConfig | None = None) -> LiveConfig:
         raise ConfigError(f"--config {path} is not valid TOML: {e}") from None
     except OSError as e:
         raise ConfigError(f"--config {path} cannot be read: {e.strerror}") from None
-    return apply(base or LiveConfig(), data)
+    return apply(base or LiveConfig(), data, check=check)
 
 
-def validate(cfg: LiveConfig) -> LiveConfig:
-    t, b, o, s = cfg.temporal, cfg.background, cfg.output, cfg.source
+def _check_temporal(cfg: LiveConfig) -> None:
+    t = cfg.temporal
     if t.upsample not in ("sharp", "guided", "bilinear"):
         raise ConfigError(f"upsample {t.upsample!r} is not known: use sharp, guided or bilinear")
     from .inference.smoothing import STRENGTH_RANGE
 
     if not STRENGTH_RANGE[0] <= t.smoothing <= STRENGTH_RANGE[1]:
         raise ConfigError(f"--smoothing {t.smoothing} is out of range: use 0 (off) .. {STRENGTH_RANGE[1]:g}")
+
+
+def _check_skip(cfg: LiveConfig) -> None:
+    from .inference.scheduler import parse_skip
+
+    parse_skip(cfg.temporal.skip)  # before the camera and the model are opened
+
+
+def _check_edges(cfg: LiveConfig) -> None:
+    b = cfg.background
     if not 0.0 <= b.feather <= 50.0:
         raise ConfigError(f"--feather {b.feather} is out of range: use 0..50 pixels")
     if b.threshold is not None and not 0.0 < b.threshold < 1.0:
         raise ConfigError(f"--threshold {b.threshold} is out of range: use a value between 0 and 1")
-    from .compositing.color import parse_color
-    from .inference.scheduler import parse_skip
 
-    parse_skip(t.skip)  # before the camera and the model are opened
-    if b.color is not None:
-        parse_color(b.color)
+
+def _check_background_choice(cfg: LiveConfig) -> None:
+    b = cfg.background
     chosen = [n for n, v in (("--background", b.background), ("--color", b.color), ("--blur", b.blur)) if v is not None]
     if len(chosen) > 1:
         raise ConfigError(f"{' and '.join(chosen)} were both given: pick one background")
+
+
+def _check_color(cfg: LiveConfig) -> None:
+    from .compositing.color import parse_color
+
+    if cfg.background.color is not None:
+        parse_color(cfg.background.color)
+
+
+def _check_blur(cfg: LiveConfig) -> None:
+    if cfg.background.blur is not None:
+        from .compositing.backgrounds import BlurBackground
+
+        BlurBackground(cfg.background.blur).close()  # its range check, before the camera and the model are opened
+
+
+def _check_outputs(cfg: LiveConfig) -> None:
+    o = cfg.output
     if not (o.vcam or o.record or o.preview):
         raise ConfigError("--no-vcam without --record or --preview leaves nothing to show: add one of them")
+
+
+def _check_numbers(cfg: LiveConfig) -> None:
+    o, s = cfg.output, cfg.source
     for name, v in (("--frames", o.frames), ("--width", s.width), ("--height", s.height)):
         if v is not None and v <= 0:
             raise ConfigError(f"{name} {v} must be positive")
     for name, v in (("--duration", o.duration), ("--fps", s.fps)):
         if v is not None and not (0 < v < math.inf):  # NaN fails this too
             raise ConfigError(f"{name} {v} must be a positive number")
-    if b.blur is not None:
-        from .compositing.backgrounds import BlurBackground
 
-        BlurBackground(b.blur).close()  # its range check, before the camera and the model are opened
+
+_CHECKS = (_check_temporal, _check_edges, _check_skip, _check_color, _check_background_choice, _check_outputs,
+           _check_numbers, _check_blur)
+
+
+def problems(cfg: LiveConfig) -> list[VbgError]:
+    """Every bad value or conflict in ``cfg``, one error each (empty: all good)."""
+    found: list[VbgError] = []
+    for check in _CHECKS:
+        try:
+            check(cfg)
+        except VbgError as e:
+            found.append(e)
+    return found
+
+
+def validate(cfg: LiveConfig) -> LiveConfig:
+    """``cfg`` itself when it is valid, else the first of :func:`problems` raised."""
+    found = problems(cfg)
+    if found:
+        raise found[0]
     return cfg
 
 

@@ -78,3 +78,19 @@ class SinkError(VbgError, OSError):
     """A sink cannot be opened or fails: no virtual camera device, device busy."""
 
     exit_code = 12
+
+
+class Problems(VbgError):
+    """Several problems found at once by the start-up checks, each its own one-line error.
+
+    The CLI prints one line per problem; the exit code is the first problem's."""
+
+    def __init__(self, errors: list[VbgError]) -> None:
+        if not errors:
+            raise ValueError("Problems needs at least one error")
+        self.errors = list(errors)
+        super().__init__("; ".join(str(e) for e in self.errors))
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return self.errors[0].exit_code

@@ -62,23 +62,12 @@ class _MaskBox:
 
 
 def precheck_virtual_camera(device: str | None, backend: str | None) -> None:
-    """On Linux, v4l2loopback devices live under /sys/devices/virtual/video4linux:
-    with none there, say how to load the module before anything else starts."""
-    import glob
-    import sys
+    """No virtual camera device (Linux): say how to load the module before anything else starts."""
+    from .preflight import virtual_camera_problem
 
-    if not sys.platform.startswith("linux") or backend not in (None, "v4l2loopback"):
-        return
-    if device is not None:
-        if not Path(device).exists():
-            from .sinks.virtual_camera import LINUX_HINT
-
-            raise SinkError(f"virtual camera {device} does not exist: {LINUX_HINT}")
-        return
-    if not glob.glob("/sys/devices/virtual/video4linux/video*"):
-        from .sinks.virtual_camera import LINUX_HINT
-
-        raise SinkError(f"no virtual camera device found: {LINUX_HINT}; or run with --no-vcam --record FILE")
+    problem = virtual_camera_problem(device, backend)
+    if problem is not None:
+        raise problem
 
 
 class _Aligner:
@@ -187,8 +176,9 @@ class LivePipeline:
 
         cfg = self.cfg
         skip = parse_skip(cfg.temporal.skip)
-        if cfg.output.vcam:
+        if cfg.output.vcam and not cfg.output.preview:
             # Before the camera and the model download: the commonest set-up problem first.
+            # (With --preview the window is a sink of its own: a missing camera is not fatal.)
             precheck_virtual_camera(cfg.output.vcam_device, cfg.output.vcam_backend)
         with contextlib.ExitStack() as stack:
             source = self._source or self._open_source()
@@ -334,9 +324,15 @@ class LivePipeline:
         if o.vcam:
             from .sinks.virtual_camera import VirtualCameraSink
 
-            cam = VirtualCameraSink(w, h, fps, device=o.vcam_device, backend=o.vcam_backend, clock=self.clock)
-            stack.callback(cam.close)
-            sinks.append(cam)
+            try:
+                cam = VirtualCameraSink(w, h, fps, device=o.vcam_device, backend=o.vcam_backend, clock=self.clock)
+            except SinkError as e:
+                if not o.preview:
+                    raise
+                log.warning("no virtual camera: showing the preview window only (%s)", e)
+            else:
+                stack.callback(cam.close)
+                sinks.append(cam)
         return sinks
 
     # ------------------------------------------------------------------ threads

@@ -447,7 +447,8 @@ def test_a_signal_stops_a_live_run_still_fetching_its_model(m, tmp_path, sig, si
         hub.stall(1 << 20)
         proc = subprocess.Popen([sys.executable, "-m", "vbg", "--source", str(m["clip"]), "--model", "rmbg-1.4",
                                  "--no-vcam", "--record", str(tmp_path / "rec.mp4"), "-q"],
-                                stderr=subprocess.PIPE, text=True, env=child_env(tmp_path, hub.endpoint))
+                                stderr=subprocess.PIPE, text=True,
+                                env=child_env(tmp_path, hub.endpoint, HF_TOKEN="hf_vbg_test"))
         assert hub.stalled.wait(30), "the model download never started"
         proc.send_signal(sig)
         if signals == 2:

@@ -10,6 +10,7 @@ import pytest
 from conftest import PEOPLE, iou, read_alpha, run_vbg
 
 PHOTO = PEOPLE / "example03_background01.jpg"
+PHOTO_ALPHA = PEOPLE / "example03_background01_alpha.png"
 
 
 def _one_line_error(proc) -> str:
@@ -55,12 +56,35 @@ def test_segment_batch_writes_cutouts_to_a_folder(tmp_path):
         assert iou(rgba[:, :, 3] / 255, truth) >= 0.8
 
 
-def test_default_model_without_network_names_the_fix(tmp_path, offline_env):
-    proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"), env=offline_env, timeout=60)
+def test_rmbg_without_network_names_the_fix(tmp_path, offline_env):
+    proc = run_vbg("segment", str(PHOTO), "--model", "rmbg-1.4", "-o", str(tmp_path / "m.png"),
+                   env={**offline_env, "HF_TOKEN": "hf_vbg_test"}, timeout=60)
     assert proc.returncode == 5
     line = _one_line_error(proc)
     assert "--model selfie" in line and "--model PATH" in line
     assert not (tmp_path / "m.png").exists()
+
+
+def test_default_model_without_network_runs_the_selfie_model_and_says_why(tmp_path, offline_env):
+    """No model chosen, RMBG-1.4 neither cached nor downloadable: the bundled model runs, and one
+    line says why and the one step that enables RMBG-1.4."""
+    out = tmp_path / "m.png"
+    proc = run_vbg("segment", str(PHOTO), "-o", str(out), env=offline_env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    notes = [ln for ln in proc.stderr.splitlines() if "RMBG-1.4 is not available" in ln]
+    assert len(notes) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "selfie" in notes[0] and "no Hugging Face token" in notes[0] and "hf auth login" in notes[0]
+    assert "https://huggingface.co/briaai/RMBG-1.4" in notes[0]
+    mask = read_alpha(out)
+    assert iou(mask, read_alpha(PHOTO_ALPHA)) > 0.85  # a real mask of the person, from the selfie model
+
+
+def test_default_model_with_a_token_but_no_network_names_the_network(tmp_path, offline_env):
+    proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"),
+                   env={**offline_env, "HF_TOKEN": "hf_vbg_test"}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    notes = [ln for ln in proc.stderr.splitlines() if "RMBG-1.4 is not available" in ln]
+    assert len(notes) == 1 and "cannot be reached" in notes[0] and "connect to the internet" in notes[0]
 
 
 def test_corrupt_onnx_is_one_line_and_exit_4(tmp_path):
@@ -139,12 +163,22 @@ def hub(tmp_path):
 
 def _hub_env(tmp_path, endpoint) -> dict:
     return {"HF_HOME": str(tmp_path / "hf"), "VBG_CACHE_DIR": str(tmp_path / "vbg-cache"),
-            "HF_ENDPOINT": endpoint, "HF_TOKEN": "", "HF_HUB_OFFLINE": "0"}
+            "HF_ENDPOINT": endpoint, "HF_TOKEN": "hf_vbg_test", "HF_HUB_OFFLINE": "0"}
 
 
-def test_gated_default_model_names_token_and_alternatives(tmp_path, hub):
+def test_gated_model_without_a_token_names_the_licence_and_alternatives(tmp_path, hub):
+    proc = run_vbg("segment", str(PHOTO), "--model", "rmbg-1.4", "-o", str(tmp_path / "m.png"),
+                   env={**_hub_env(tmp_path, hub.endpoint), "HF_TOKEN": ""}, timeout=60)
+    assert proc.returncode == 6
+    line = _one_line_error(proc)
+    assert "hf auth login" in line and "HF_TOKEN" in line and "--model selfie" in line
+    assert "https://huggingface.co/briaai/RMBG-1.4" in line
+    assert hub.requests == []  # known without asking the hub
+
+
+def test_gated_model_refusing_the_token_names_token_and_alternatives(tmp_path, hub):
     hub.fail("briaai/RMBG-1.4", None, 401, "GatedRepo", "Access to model briaai/RMBG-1.4 is restricted.")
-    proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"), env=_hub_env(tmp_path, hub.endpoint),
+    proc = run_vbg("segment", str(PHOTO), "--model", "rmbg-1.4", "-o", str(tmp_path / "m.png"), env=_hub_env(tmp_path, hub.endpoint),
                    timeout=60)
     assert proc.returncode == 6
     line = _one_line_error(proc)
@@ -154,7 +188,7 @@ def test_gated_default_model_names_token_and_alternatives(tmp_path, hub):
 def test_a_file_that_does_not_match_its_checksum_is_never_used(tmp_path, hub):
     payload = b"not the model" * 100
     hub.serve("briaai/RMBG-1.4", "onnx/model.onnx", payload)
-    proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"), env=_hub_env(tmp_path, hub.endpoint),
+    proc = run_vbg("segment", str(PHOTO), "--model", "rmbg-1.4", "-o", str(tmp_path / "m.png"), env=_hub_env(tmp_path, hub.endpoint),
                    timeout=60)
     assert proc.returncode == 7
     line = _one_line_error(proc)

@@ -115,7 +115,9 @@ def test_glob_pattern_and_existing_output_refused(clips, tmp_path):
     assert [p.name for p in outdir.iterdir()] == ["tone.mp4"]
     before = (outdir / "tone.mp4").read_bytes()
     again = run_vbg("process", pattern, "-o", str(outdir), "--model", "selfie")
-    assert again.returncode == 1 and "--overwrite" in again.stderr
+    # refused before any model loads or any file is touched: exit 10 (an output in the way)
+    assert again.returncode == 10 and "--overwrite" in again.stderr
+    assert "model selfie" not in again.stderr  # the model was never loaded
     assert (outdir / "tone.mp4").read_bytes() == before
 
 

@@ -41,6 +41,14 @@ def parse_source(text: str | int) -> int | str:
     return s
 
 
+BUILTIN_SOURCES = ("demo",)  # names --source knows without a file: the bundled demo clip
+
+
+def is_builtin_source(src: str | int) -> bool:
+    """``demo`` is the bundled clip, unless the user has a file of that name where they are."""
+    return isinstance(src, str) and src in BUILTIN_SOURCES and not Path(src).exists()
+
+
 def open_source(source: str | int, *, width: int | None = None, height: int | None = None,
                 fps: float | None = None, loop: bool = False, paced: bool = True,
                 clock: Clock | None = None) -> Source:
@@ -62,4 +70,4 @@ def open_source(source: str | int, *, width: int | None = None, height: int | No
 
 from .worker import CaptureWorker  # noqa: E402
 
-__all__ = ["CaptureWorker", "Source", "open_source", "parse_source"]
+__all__ = ["BUILTIN_SOURCES", "CaptureWorker", "Source", "is_builtin_source", "open_source", "parse_source"]

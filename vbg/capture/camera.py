@@ -61,17 +61,27 @@ def _busy_hint(device: int | str) -> str:
     return "another program may be using it: close other video apps, or pass another --source"
 
 
+def camera_problem(device: int | str) -> SourceError | None:
+    """Without opening it: the camera's device node is missing. None when it may be opened."""
+    path = device_path(device)
+    if path is None:
+        return None
+    if not os.path.exists(path):
+        found = ", ".join(video_devices()) or "none"
+        return SourceError(f"camera {device} does not exist (video devices here: {found}): pass --source "
+                           "with one of them or a video file, or try vbg without a webcam: --source demo")
+    return None
+
+
 class CameraSource:
     live = True
 
     def __init__(self, device: int | str, *, width: int | None = None, height: int | None = None,
                  fps: float | None = None) -> None:
         self.device = device
-        path = device_path(device)
-        if path is not None and not os.path.exists(path):
-            found = ", ".join(video_devices()) or "none"
-            raise SourceError(f"camera {device} does not exist (video devices here: {found}): pass --source "
-                              "with one of them or a video file; `vbg doctor` lists the cameras")
+        missing = camera_problem(device)
+        if missing is not None:
+            raise missing
         cap = cv2.VideoCapture(device)
         if not cap.isOpened():
             cap.release()

@@ -25,7 +25,7 @@ log = logging.getLogger("vbg.inference")
 
 @dataclass(frozen=True, slots=True)
 class SegmenterConfig:
-    model: str = "rmbg-1.4"
+    model: str = "auto"  # rmbg-1.4 when cached or downloadable, else the bundled selfie model
     variant: str = "fp32"
     size: int | tuple[int, int] | None = None  # what the user asked for; None: the default below
     default_size: int | None = None  # long side for models that take any size; None: the reference size

@@ -32,6 +32,7 @@ import tempfile
 import threading
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -147,6 +148,59 @@ def fetch(spec: ModelSpec, variant: str, *, token: str | None = None) -> Path:
             f"and {removed}, or {_ALTERNATIVES}"
         )
     return path
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """Why a hub file can be neither read from the cache nor downloaded now."""
+
+    reason: str  # short, for "RMBG-1.4 is not available (REASON)"
+    fix: str  # the one step that makes it available
+    error: VbgError  # what ``fetch`` would raise: the strict, one-line error
+
+
+def availability(spec: ModelSpec, variant: str, *, token: str | None = None) -> Unavailable | None:
+    """None when ``fetch`` would succeed (the file is cached, or the hub would serve it),
+    else why not. Downloads nothing: at most a connection and one metadata request."""
+    f = _hub_file(spec, variant)
+    try:
+        hub = _import_hub()
+    except DependencyError as e:
+        return Unavailable("huggingface_hub is not installed", "pip install huggingface_hub", e)
+    for path in _cached_candidates(hub, spec, f):
+        if _verify(path, f) is None:
+            return None
+    page = f"https://huggingface.co/{spec.hub_repo}"
+    if _offline(hub):
+        fix = "unset HF_HUB_OFFLINE and connect to the internet"
+        return Unavailable("HF_HUB_OFFLINE is set and it is not cached", fix,
+                           _download_error(spec, f, "HF_HUB_OFFLINE is set", fix=fix))
+    have_token = bool(token) or bool(_stored_token(hub))
+    if spec.gated and not have_token:
+        fix = f"accept its licence at {page}, then run `hf auth login` (or export HF_TOKEN=hf_...)"
+        return Unavailable("it is gated and no Hugging Face token is set", fix,
+                           ModelAccessError(f"{spec.hub_repo} is gated and no Hugging Face token is set: "
+                                            f"{fix}; or {_ALTERNATIVES}"))
+    try:
+        with _quiet_hub_logger():
+            _check_reachable(hub.constants.ENDPOINT, spec, f)
+            _preflight(hub, spec, f, token)
+    except ModelAccessError as e:
+        return Unavailable("the hub refused the token: licence not accepted, or an invalid token",
+                           f"accept the licence at {page} with the token's account, or `hf auth login` again", e)
+    except ModelDownloadError as e:
+        return Unavailable("not downloaded yet, and the hub cannot be reached",
+                           "connect to the internet once (it is cached after that)", e)
+    except VbgError as e:
+        return Unavailable(str(e).split(":")[0], "try again later", e)
+    return None
+
+
+def _stored_token(hub: Any) -> str | None:
+    try:
+        return hub.get_token()
+    except Exception:  # an unreadable token file counts as none
+        return None
 
 
 # --------------------------------------------------------------------------- internals

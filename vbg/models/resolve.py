@@ -35,8 +35,48 @@ class ModelSource:
         return export.cached_export(self.weights, size_hw, hub.cache_dir())
 
 
+AUTO = "auto"  # RMBG-1.4 when it is cached or can be downloaded now, else the bundled selfie model
+FALLBACK = "selfie"
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    model: str  # a name in MODELS or a path: never AUTO
+    note: str | None = None  # one line for the user when AUTO fell back to the selfie model
+
+
+def hub_variant(variant: str, backend: str) -> str:
+    """The hub file a hub model needs: the safetensors weights for torch/export, else the ONNX variant."""
+    return "weights" if backend == "torch" or variant == "export" else variant
+
+
+def choose_model(model: str, *, variant: str = "fp32", backend: str = "onnx") -> Choice:
+    """Settle ``--model auto``: RMBG-1.4 when it is cached or the hub would serve it now,
+    else the bundled selfie model with a note that names the reason and the one step
+    that enables RMBG-1.4. Any other name is returned as it is. The torch backend has
+    no selfie model, so there ``auto`` is RMBG-1.4 and its own error stands."""
+    if model != AUTO:
+        return Choice(model)
+    if backend == "torch" or variant not in VARIANTS:
+        return Choice(RMBG14.name)
+    from . import hub
+
+    missing = hub.availability(RMBG14, hub_variant(variant, backend))
+    if missing is None:
+        return Choice(RMBG14.name)
+    return Choice(FALLBACK, f"RMBG-1.4 is not available ({missing.reason}): running the bundled selfie model "
+                            f"instead; to use RMBG-1.4, {missing.fix}")
+
+
 def resolve_model(model: str, *, variant: str = "fp32", backend: str = "onnx") -> ModelSource:
     """Find (and if needed download) the model named or pointed to by ``model``."""
+    if model == AUTO:
+        choice = choose_model(model, variant=variant, backend=backend)
+        if choice.note:
+            import logging
+
+            logging.getLogger("vbg.models").warning("%s", choice.note)
+        model = choice.model
     if backend not in ("onnx", "torch"):
         raise ConfigError(f"--backend {backend!r} is not known: use onnx or torch")
     if variant not in VARIANTS:
@@ -49,7 +89,7 @@ def resolve_model(model: str, *, variant: str = "fp32", backend: str = "onnx") -
             return ModelSource(spec, f"{spec.name} (bundled)", onnx=spec.bundled_path())
         from . import hub
 
-        if backend == "torch" or variant == "export":
+        if hub_variant(variant, backend) == "weights":
             weights = hub.fetch(spec, "weights")
             return ModelSource(spec, f"{spec.name} (safetensors)", weights=weights)
         return ModelSource(spec, f"{spec.name} ({variant} ONNX)", onnx=hub.fetch(spec, variant))

@@ -39,6 +39,7 @@ class ModelSpec:
     attribution: str = ""
     commercial_use: bool = True
     hub_repo: str | None = None
+    gated: bool = False  # the hub serves it only to a signed-in user who accepted its terms
     hub_files: dict[str, HubFile] = field(default_factory=dict)  # variant -> file
     bundled: str | None = None  # file name under vbg/models/assets
 
@@ -63,6 +64,7 @@ RMBG14 = ModelSpec(
     attribution="RMBG-1.4 by BRIA AI, https://huggingface.co/briaai/RMBG-1.4",
     commercial_use=False,
     hub_repo="briaai/RMBG-1.4",
+    gated=True,
     hub_files={
         # ONNX variants run as they are; "weights" feeds the local export.
         "fp32": HubFile(

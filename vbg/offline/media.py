@@ -346,6 +346,18 @@ def _temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.stem[:200]}.partial{path.suffix}")
 
 
+def output_format(path: Path, mode: str) -> tuple[_Container, _Codec]:
+    """The container and codec a file output ``path`` is written with in ``mode``
+    (rgb / rgba / matte); :class:`OutputError` when the suffix cannot hold it."""
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise OutputError(f"{path}: cannot write {path.suffix!r} files: use {SUPPORTED_OUTPUTS}")
+    codec = fmt.codecs.get(mode)
+    if codec is None:
+        raise OutputError(f"{path}: {fmt.codecs['rgb'].label} has no alpha: use .mov, .webm or a folder")
+    return fmt, codec
+
+
 class VideoWriter:
     """Write processed frames to ``path``; see the module docstring for formats.
 
@@ -393,13 +405,7 @@ class VideoWriter:
             self.warnings.append(f"{self.path}: a PNG folder keeps no frame timing"
                                  + (" and no audio" if audio_from is not None else ""))
         else:
-            fmt = _FORMATS.get(self.path.suffix.lower())
-            if fmt is None:
-                raise OutputError(f"{self.path}: cannot write {self.path.suffix!r} files: "
-                                  f"use {SUPPORTED_OUTPUTS}")
-            codec = fmt.codecs.get(mode)
-            if codec is None:
-                raise OutputError(f"{self.path}: {fmt.codecs['rgb'].label} has no alpha: use .mov, .webm or a folder")
+            fmt, codec = output_format(self.path, mode)
             self.partial_path = partial_path_for(self.path)
             self._backend = _AvFile(self.path, _temp_path_for(self.path), fmt, codec, info, mode, quality,
                                     audio_from, threads, self.warnings)

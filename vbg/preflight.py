@@ -1,0 +1,186 @@
+"""Start-up checks: everything cheap, all at once, before any camera, model or encoder.
+
+A new user should learn every set-up problem from one run, not one per run: a
+missing background file, a source that does not exist, an output in the way,
+no virtual camera, no display for ``--preview``, a model that cannot be had.
+Each check adds its one-line error to a list; the caller raises
+:class:`vbg.errors.Problems` with all of them (exit code: the first one's).
+
+The checks also settle two choices the live filter makes at start: ``--model
+auto`` (RMBG-1.4 when it can be had, else the bundled selfie model, with a note)
+and, with ``--preview``, whether there is a virtual camera to feed as well.
+"""
+
+from __future__ import annotations
+
+import glob
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .config import LiveConfig, problems as config_problems
+from .errors import InputError, OutputError, Problems, SinkError, SourceError, VbgError
+
+DOCTOR_HINT = "`vbg doctor` checks this machine's whole set-up (packages, GPU, cameras, virtual camera, models)"
+V4L2_SYSFS = "/sys/devices/virtual/video4linux"
+
+
+@dataclass
+class Plan:
+    """What the checks decided: the config to run (model settled, sinks chosen) and
+    lines to tell the user (a model fallback, the preview without a virtual camera)."""
+
+    cfg: LiveConfig
+    notes: list[str] = field(default_factory=list)
+
+
+def collect(found: list[VbgError], check, *args, **kw):
+    """``check(*args, **kw)``'s result; a :class:`VbgError` it raises is added to ``found`` (result None)."""
+    try:
+        return check(*args, **kw)
+    except VbgError as e:
+        found.append(e)
+        return None
+
+
+def check_background(background: str | None) -> None:
+    """The background file exists and (for an image) reads; a bundled name counts."""
+    if background is None:
+        return
+    from .compositing import background_from_options
+    from .compositing.backgrounds import VIDEO_SUFFIXES
+
+    if str(background).lower().endswith(VIDEO_SUFFIXES):
+        path = Path(background).expanduser()
+        if not path.is_file():
+            raise InputError(f"background video {background} does not exist: check the path")
+        return
+    background_from_options(background=background).close()  # reads the image: cheap next to a model
+
+
+def check_source(text: str) -> None:
+    """A file source exists; a camera's device node is there. The camera itself is not opened."""
+    from .capture import parse_source
+
+    src = parse_source(text)
+    if isinstance(src, str) and "://" in src:
+        return  # a stream URL: only opening it tells
+    if isinstance(src, str) and not src.startswith("/dev/"):
+        from .capture import is_builtin_source
+
+        if is_builtin_source(src):
+            return
+        path = Path(src).expanduser()
+        if not path.exists():
+            raise SourceError(f"--source {src}: no such file, camera index or URL; "
+                              "without a webcam, try --source demo")
+        if path.is_dir():
+            raise SourceError(f"--source {src} is a folder: give a video file, a camera index or a URL")
+        return
+    from .capture.camera import camera_problem
+
+    missing = camera_problem(src)
+    if missing is not None:
+        raise missing
+
+
+def virtual_camera_problem(device: str | None, backend: str | None) -> SinkError | None:
+    """On Linux, v4l2loopback devices live under /sys/devices/virtual/video4linux: none there
+    means no virtual camera (elsewhere only opening one tells)."""
+    from .sinks.virtual_camera import LINUX_HINT
+
+    if not sys.platform.startswith("linux") or backend not in (None, "v4l2loopback"):
+        return None
+    if device is not None:
+        if not Path(device).exists():
+            return SinkError(f"virtual camera {device} does not exist: {LINUX_HINT}")
+        return None
+    if not glob.glob(f"{V4L2_SYSFS}/video*"):
+        return SinkError(f"no virtual camera device found: {LINUX_HINT}; "
+                         "or try it first with --preview, or --no-vcam --record FILE")
+    return None
+
+
+def check_record(record: str | None, overwrite: bool) -> None:
+    if record is None:
+        return
+    from .sinks.recorder import FORMATS
+
+    path = Path(record).expanduser()
+    if path.suffix.lower() not in FORMATS:
+        raise OutputError(f"--record {record}: unknown file type, use one of {', '.join(FORMATS)}")
+    check_output_path(path, overwrite, "--record")
+
+
+def check_output_path(path: Path, overwrite: bool, option: str = "-o") -> None:
+    """The output's folder exists and it is not there already (unless --overwrite)."""
+    if path.is_dir():
+        raise OutputError(f"{option} {path} is a folder: give a file name")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} already exists: pass --overwrite to replace it, or choose another name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{option} {path}: cannot write there (no folder {parent}): create the folder first, "
+                          "or choose another path")
+
+
+def check_display() -> None:
+    from .sinks.preview import NO_DISPLAY, display_available
+
+    if not display_available():
+        raise SinkError(NO_DISPLAY)
+
+
+def settle_model(cfg, found: list[VbgError], notes: list[str]):
+    """``auto`` -> a concrete model (a fallback note when it is the selfie model); a named hub
+    model that cannot be had now, or a model file that is not there, is a problem."""
+    from .models.resolve import AUTO, choose_model, hub_variant
+    from .models.spec import MODELS
+
+    if cfg.model == AUTO:
+        choice = choose_model(AUTO, variant=cfg.variant, backend=cfg.backend)
+        if choice.note:
+            notes.append(choice.note)
+            return replace(cfg, model=choice.model, size=None)  # --size was meant for RMBG-1.4
+        return replace(cfg, model=choice.model)
+    spec = MODELS.get(cfg.model)
+    if spec is not None and spec.hub_repo is not None:
+        from .models import hub
+
+        try:
+            missing = hub.availability(spec, hub_variant(cfg.variant, cfg.backend))
+        except VbgError as e:  # an unknown variant
+            found.append(e)
+            return cfg
+        if missing is not None:
+            found.append(missing.error)
+        return cfg
+    if spec is None:  # a path: the same cheap checks resolve_model makes (suffix, exists, not empty)
+        from .models.resolve import resolve_model
+
+        collect(found, resolve_model, cfg.model, variant=cfg.variant, backend=cfg.backend)
+    return cfg
+
+
+def live(cfg: LiveConfig) -> Plan:
+    """Check everything cheap about a live run; raise :class:`Problems` listing each problem."""
+    found: list[VbgError] = list(config_problems(cfg))
+    notes: list[str] = []
+    b, o = cfg.background, cfg.output
+    collect(found, check_background, b.background)
+    collect(found, check_record, o.record, o.overwrite)
+    if o.preview:
+        collect(found, check_display)
+    if o.vcam:
+        missing = virtual_camera_problem(o.vcam_device, o.vcam_backend)
+        if missing is not None and o.preview:
+            # The window is a sink of its own: run with it alone, and say how to get the camera too.
+            notes.append(f"no virtual camera: showing the preview window only ({missing})")
+            cfg = replace(cfg, output=replace(o, vcam=False))
+        elif missing is not None:
+            found.append(missing)
+    collect(found, check_source, cfg.source.source)
+    model = settle_model(cfg.model, found, notes)
+    if found:
+        raise Problems(found)
+    return Plan(replace(cfg, model=model), notes)
