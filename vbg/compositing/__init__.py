@@ -18,6 +18,7 @@ from .backgrounds import (
     cover_fit,
     make_background,
 )
+from .bundled import BundledBackground, bundled_backgrounds, describe_bundled, find_background
 from .color import NAMED_COLORS, parse_color
 from .compose import Compositor, threshold_lut
 
@@ -25,6 +26,7 @@ __all__ = [
     "BACKGROUNDS",
     "Background",
     "BlurBackground",
+    "BundledBackground",
     "ColorBackground",
     "Compositor",
     "ImageBackground",
@@ -32,7 +34,10 @@ __all__ = [
     "SyncVideoBackground",
     "VideoBackground",
     "background_from_options",
+    "bundled_backgrounds",
     "cover_fit",
+    "describe_bundled",
+    "find_background",
     "make_background",
     "parse_color",
     "threshold_lut",

@@ -29,6 +29,7 @@ import numpy as np
 from ..clock import Clock, MonotonicClock
 from ..errors import ConfigError, DependencyError, InputError
 from ..imageio import read_rgb
+from .bundled import find_background
 from .color import parse_color
 
 
@@ -475,12 +476,15 @@ def background_from_options(background: str | None = None, color: str | None = N
                             *, live: bool = True, clock: Clock | None = None) -> Background:
     """The background the CLI options ask for (at most one set; none = blur).
     A video file plays on its own thread against the clock when ``live``, and
-    frame by frame in step with the output otherwise."""
+    frame by frame in step with the output otherwise. ``background`` may also
+    name a bundled picture ("beach.jpg", "beach"); a file of that name that the
+    user has wins (:func:`vbg.compositing.bundled.find_background`)."""
     if blur is not None:
         return make_background("blur", blur)
     if color is not None:
         return make_background("color", color)
     if background is not None:
+        background = find_background(background)
         if str(background).lower().endswith(VIDEO_SUFFIXES):
             return make_background("video" if live else "video-sync", background, clock=clock)
         return make_background("image", background)
