@@ -66,9 +66,9 @@ def check_source(text: str) -> None:
     if isinstance(src, str) and "://" in src:
         return  # a stream URL: only opening it tells
     if isinstance(src, str) and not src.startswith("/dev/"):
-        from .capture import is_builtin_source
+        from .capture import is_demo
 
-        if is_builtin_source(src):
+        if is_demo(src):
             return
         path = Path(src).expanduser()
         if not path.exists():

@@ -1,4 +1,4 @@
-"""Video sources: a camera, a device path, a video file or a stream URL.
+"""Video sources: a camera, a device path, a video file, a stream URL or the demo clip.
 
 A source is a context manager with ``read() -> RGB uint8 frame | None``
 (None = end of stream) and ``width``/``height``/``fps``. ``open_source``
@@ -41,20 +41,15 @@ def parse_source(text: str | int) -> int | str:
     return s
 
 
-BUILTIN_SOURCES = ("demo",)  # names --source knows without a file: the bundled demo clip
-
-
-def is_builtin_source(src: str | int) -> bool:
-    """``demo`` is the bundled clip, unless the user has a file of that name where they are."""
-    return isinstance(src, str) and src in BUILTIN_SOURCES and not Path(src).exists()
-
-
 def open_source(source: str | int, *, width: int | None = None, height: int | None = None,
                 fps: float | None = None, loop: bool = False, paced: bool = True,
                 clock: Clock | None = None) -> Source:
     """Open ``--source``: camera index/device -> :class:`CameraSource`; file or
-    URL -> :class:`VideoFileSource` (paced at its own rate when ``paced``)."""
+    URL -> :class:`VideoFileSource` (paced at its own rate when ``paced``);
+    ``demo`` -> the bundled clip as a looping live source (:mod:`.demo`)."""
     src = parse_source(source)
+    if is_demo(src):
+        return open_demo(width=width, height=height, fps=fps, paced=paced, clock=clock)
     if isinstance(src, int) or str(src).startswith("/dev/video"):
         from .camera import CameraSource
 
@@ -68,6 +63,7 @@ def open_source(source: str | int, *, width: int | None = None, height: int | No
     return VideoFileSource(src, loop=loop, paced=paced, clock=clock)
 
 
+from .demo import DEMO_CLIP, demo_clip_path, is_demo, open_demo  # noqa: E402
 from .worker import CaptureWorker  # noqa: E402
 
-__all__ = ["BUILTIN_SOURCES", "CaptureWorker", "Source", "is_builtin_source", "open_source", "parse_source"]
+__all__ = ["DEMO_CLIP", "CaptureWorker", "Source", "demo_clip_path", "is_demo", "open_source", "parse_source"]

@@ -2,8 +2,11 @@
 
 As a live source it is *paced*: frame i is handed out when its timestamp is
 due on the clock, as a camera would, and ``loop`` starts it again at the end
-(timestamps keep increasing). Unpaced it hands out every frame as fast as it
-decodes (offline processing).
+(timestamps keep increasing). With ``drop_late`` it also drops frames as a
+camera does: a frame whose successor is already due when it is read is decoded
+but never handed out (``frames_dropped`` counts them), so a reader that fell
+behind gets the frame due now, not a burst of old ones. Unpaced it hands out
+every frame as fast as it decodes (offline processing).
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from ..errors import SourceError
 class VideoFileSource:
     live = True
 
-    def __init__(self, path: str, *, loop: bool = False, paced: bool = True, clock: Clock | None = None) -> None:
+    def __init__(self, path: str, *, loop: bool = False, paced: bool = True, clock: Clock | None = None,
+                 drop_late: bool = False) -> None:
         self.path = str(path)
         self.loop = loop
         self.paced = paced
+        self.drop_late = drop_late
         self.live = paced
         self.clock = clock or MonotonicClock()
         try:
@@ -46,7 +51,9 @@ class VideoFileSource:
         self._first_ts: float | None = None  # first timestamp of the current pass
         self._pass_offset = 0.0  # seconds added to this pass (looping)
         self._last_rel = 0.0
+        self._decoded = 0
         self.frames_read = 0
+        self.frames_dropped = 0
 
     def _decode(self):
         try:
@@ -58,30 +65,40 @@ class VideoFileSource:
         """Next frame as RGB uint8, or None at the end (never with ``loop``)."""
         if self._frames is None:
             raise ValueError(f"read() on a closed source ({self.path})")
+        while True:
+            frame = self._next_frame()
+            if frame is None:
+                return None
+            ts = frame.pts * self._tb if frame.pts is not None else self._decoded / self.fps
+            self._decoded += 1
+            if self._first_ts is None:
+                self._first_ts = ts
+            rel = self._last_rel = ts - self._first_ts + self._pass_offset
+            if self.paced:
+                now = self.clock.now()
+                if self._t0 is None:
+                    self._t0 = now - rel
+                late = now - (self._t0 + rel)
+                if self.drop_late and late >= 1.0 / self.fps:
+                    self.frames_dropped += 1  # the next frame is due already: this one is gone, as on a camera
+                    continue
+                self.clock.sleep(-late)
+            self.frames_read += 1
+            # threads=1: each frame gets its own swscale context, and the default starts (and
+            # ends) a pool of slice threads for every one of them; one thread is also faster here.
+            return frame.to_ndarray(format="rgb24", threads=1)
+
+    def _next_frame(self):
         frame = next(self._frames, None)
         if frame is None:
-            if not (self.loop and self.frames_read):
+            if not (self.loop and self._decoded):
                 return None
             self._pass_offset = self._last_rel + 1.0 / self.fps
             self._first_ts = None
             self._container.seek(0)
             self._frames = self._decode()
             frame = next(self._frames, None)
-            if frame is None:
-                return None
-        ts = frame.pts * self._tb if frame.pts is not None else self.frames_read / self.fps
-        if self._first_ts is None:
-            self._first_ts = ts
-        rel = self._last_rel = ts - self._first_ts + self._pass_offset
-        if self.paced:
-            now = self.clock.now()
-            if self._t0 is None:
-                self._t0 = now - rel
-            self.clock.sleep(self._t0 + rel - now)
-        self.frames_read += 1
-        # threads=1: each frame gets its own swscale context, and the default starts (and
-        # ends) a pool of slice threads for every one of them; one thread is also faster here.
-        return frame.to_ndarray(format="rgb24", threads=1)
+        return frame
 
     def close(self) -> None:
         # Drop the decoder too: FFmpeg's decoding threads live as long as the stream

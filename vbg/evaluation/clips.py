@@ -25,6 +25,7 @@ Sizes and speeds scale with the frame width (given for 640 x 360).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,10 +125,35 @@ def render_clip(
     """
     if motion not in MOTIONS:
         raise ValueError(f"motion {motion!r} is not known: use one of {', '.join(MOTIONS)}")
+    frames, truths = [], []
+    room = _fit_room(room_rgb, size, room_gain)
+    for frame, a in iter_frames(person_rgba, room_rgb, (pose(motion, t) for t in range(n_frames)), size=size,
+                                noise=noise, room_gain=room_gain, seed=seed):
+        frames.append(frame)
+        truths.append(a)
+    return Clip(motion, frames, truths, fps, np.clip(room + 0.5, 0, 255).astype(np.uint8))
+
+
+def _fit_room(room_rgb: np.ndarray, size: tuple[int, int], room_gain: float) -> np.ndarray:
+    return cover_fit(room_rgb, size).astype(np.float32) * np.float32(room_gain)
+
+
+def iter_frames(
+    person_rgba: np.ndarray,
+    room_rgb: np.ndarray,
+    poses: Iterable[Pose],
+    *,
+    size: tuple[int, int] = (360, 640),
+    noise: float = 2.0,
+    room_gain: float = 1.0,
+    seed: int = 0,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One (frame, true alpha) per pose, rendered as :func:`render_clip` does;
+    a generator, so a long clip (``tools/make_demo.py``) need not fit in memory."""
     if person_rgba.ndim != 3 or person_rgba.shape[2] != 4 or person_rgba.dtype != np.uint8:
         raise ValueError(f"person_rgba must be H x W x 4 uint8, got {person_rgba.shape} {person_rgba.dtype}")
     H, W = size
-    room = cover_fit(room_rgb, (H, W)).astype(np.float32) * np.float32(room_gain)
+    room = _fit_room(room_rgb, size, room_gain)
     # The person at scale 1 (90% of the frame height), premultiplied, reduced once with INTER_AREA.
     ph = round(0.9 * H)
     pw = round(person_rgba.shape[1] * ph / person_rgba.shape[0])
@@ -136,9 +162,7 @@ def render_clip(
     rng = np.random.default_rng(seed)
     gy, gx = np.mgrid[0:H, 0:W].astype(np.float32)
     up = np.clip((H - gy) / ph, 0.0, 1.0) ** 2  # height fraction above the bottom, squared: the bend profile
-    frames, truths = [], []
-    for t in range(n_frames):
-        p = pose(motion, t)
+    for p in poses:
         s = p.scale
         # The person's bottom centre sits just below the frame's bottom centre (the cut
         # at the waist never shows); scaled about that point, then bent sideways.
@@ -151,7 +175,4 @@ def render_clip(
         img = warped[:, :, :3] * 255.0 + room * (1.0 - a)[:, :, None]
         if noise > 0:
             img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(noise)
-        frames.append(np.clip(img + 0.5, 0, 255).astype(np.uint8))
-        truths.append(np.ascontiguousarray(a, dtype=np.float32))
-    return Clip(motion, frames, truths, fps, np.clip(room + 0.5, 0, 255).astype(np.uint8))
-
+        yield np.clip(img + 0.5, 0, 255).astype(np.uint8), np.ascontiguousarray(a, dtype=np.float32)
