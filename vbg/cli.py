@@ -49,7 +49,9 @@ def _add_background_options(p, *, feather_default: float | None) -> None:
     parser's "not given" (its options default to SUPPRESS) leaves the config file's value."""
     feather = {} if feather_default is None else {"default": feather_default}
     g = p.add_argument_group("background (pick one; default: blur)")
-    g.add_argument("--background", metavar="IMAGE|VIDEO", help="replacement background image or video (looped)")
+    g.add_argument("--background", metavar="IMAGE|VIDEO|NAME",
+                   help="replacement background image or video (looped), or a bundled one by name "
+                        "(beach.jpg, office.jpg, ...: vbg backgrounds lists them)")
     g.add_argument("--color", metavar="NAME|#RRGGBB", help="a plain colour behind the person")
     g.add_argument("--blur", type=float, nargs="?", const=1.0, metavar="STRENGTH", help="blur the real background")
     g.add_argument("--mirror", action="store_true", help="mirror the output like a selfie view")
@@ -137,6 +139,13 @@ def _parser_models(sub) -> None:
     p.set_defaults(func=cmd_models)
 
 
+def _parser_backgrounds(sub) -> None:
+    p = sub.add_parser("backgrounds", help="list the backgrounds that come with vbg",
+                       description="The backgrounds bundled with vbg: --background NAME uses one when there is "
+                                   "no file of that name where you are (your own file always wins).")
+    p.set_defaults(func=cmd_backgrounds)
+
+
 def _parser_doctor(sub) -> None:
     p = sub.add_parser("doctor", help="check what the live filter needs, each problem with its fix",
                        description="Check packages, ONNX Runtime providers, GPU, the virtual camera (v4l2loopback), "
@@ -157,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_export(sub)
     _parser_process(sub)
     _parser_models(sub)
+    _parser_backgrounds(sub)
     _parser_doctor(sub)
     # -q / -v also after the command (vbg process in.mp4 -o out.mp4 -v); SUPPRESS keeps a
     # flag given before the command when it is not repeated after it.
@@ -442,6 +452,15 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_backgrounds(args) -> int:
+    from .compositing.bundled import describe_bundled
+
+    for bg in describe_bundled():
+        print(f"{bg.name:18} {bg.width}x{bg.height}, {bg.nbytes / 1000:.0f} kB")
+    print("use one with --background NAME (e.g. vbg --background beach.jpg); a file of yours with that name wins")
+    return 0
+
+
 def cmd_doctor(args) -> int:
     import json
 
@@ -452,7 +471,7 @@ def cmd_doctor(args) -> int:
     return 0 if report.ok else 1
 
 
-SUBCOMMANDS = ("segment", "export", "process", "models", "doctor")
+SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor")
 
 # CLI dest -> (config section, field)
 LIVE_FIELDS = {
@@ -477,13 +496,16 @@ def build_live_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vbg", argument_default=S,
         description="Live virtual background: camera -> person segmentation -> new background -> virtual camera. "
-                    "Other commands: vbg segment, vbg process, vbg export, vbg models, vbg doctor (vbg COMMAND --help).")
+                    "Other commands: vbg segment, vbg process, vbg export, vbg models, vbg backgrounds, vbg doctor "
+                    "(vbg COMMAND --help).")
     p.add_argument("--version", action="version", version=f"vbg {__version__}")
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags override it)")
     p.add_argument("-q", "--quiet", action="store_true", default=False, help="no status line, only warnings")
     p.add_argument("-v", "--verbose", action="store_true", default=False, help="debug messages")
     g = p.add_argument_group("source")
-    g.add_argument("--source", metavar="CAM|PATH|URL", help="camera index (default 0), device path, video file or URL")
+    g.add_argument("--source", metavar="CAM|PATH|URL|demo",
+                   help="camera index (default 0), device path, video file, URL, or demo: a built-in clip of a "
+                        "person, looped, to try vbg without a webcam")
     g.add_argument("--width", type=int, help="width to ask of the camera")
     g.add_argument("--height", type=int, help="height to ask of the camera")
     g.add_argument("--fps", type=float, help="frame rate to ask of the camera")
