@@ -42,7 +42,12 @@ def people() -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 @pytest.fixture(scope="session")
 def rmbg_net():
-    """Random-init IS-Net (seed 0), the module the ONNX fixtures are exported from."""
+    """Random-init IS-Net (seed 0), the module the ONNX fixtures are exported from.
+
+    Building and exporting it needs the torch extra: without it every test that
+    uses an RMBG export skips, and the rest of the suite still runs."""
+    pytest.importorskip("torch", reason="the RMBG export fixtures need the torch extra: pip install -e '.[torch]'")
+    pytest.importorskip("onnx", reason="the RMBG export fixtures need the torch extra: pip install -e '.[torch]'")
     from vbg.models.export import build_rmbg
 
     return build_rmbg(None, seed=0)

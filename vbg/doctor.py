@@ -23,7 +23,7 @@ import re
 import struct
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -122,6 +122,106 @@ def check_packages(importer: Callable[[str], object] = importlib.import_module) 
         checks.append(Check("optional packages", WARN,
                             f"not installed: {names} (downloading RMBG-1.4, --backend torch, vbg export)",
                             f"pip install {pips}"))
+    return checks
+
+
+@dataclass(frozen=True, slots=True)
+class Outdated:
+    """An installed dependency older than a version vbg declares it needs."""
+
+    name: str  # the distribution, as vbg's metadata names it
+    installed: str  # its installed version
+    needed: str  # what the requirement allows, e.g. ">=18.0.0"
+    extra: str = ""  # "" for a dependency of vbg itself, else the extra that declares it
+
+    @property
+    def fix(self) -> str:
+        return f"pip install -U '{self.name}{self.needed}'"
+
+
+def outdated(requirements: Iterable[str], version_of: Callable[[str], str | None],
+             extras: Iterable[str] = ()) -> list[Outdated]:
+    """The installed dependencies that ``requirements`` (``Requires-Dist``
+    strings, as ``importlib.metadata.requires`` gives them) say are too old.
+
+    ``version_of(name)`` is the installed version, or None when the package is
+    absent (what is missing is :func:`check_packages`' business). A requirement
+    whose marker does not hold here (another platform or Python) is skipped; one
+    that holds only for an extra (``extra == "torch"``) counts as that extra's.
+    A package that vbg itself requires is held to that floor only: which extras
+    were installed is not recorded, so a higher floor from an extra (vbg[cuda]
+    on onnxruntime-gpu) cannot be told apart from one that is not in use."""
+    from packaging.requirements import Requirement
+    from packaging.version import InvalidVersion, Version
+
+    applicable = []
+    for text in requirements:
+        req = Requirement(text)
+        extra = _applies_as(req, tuple(extras))
+        if extra is not None:
+            applicable.append((req, extra))
+    own = {_key(req.name) for req, extra in applicable if extra == ""}
+    out, seen = [], set()
+    for req, extra in applicable:
+        key = _key(req.name)
+        if key in seen or (extra and key in own):
+            continue
+        seen.add(key)
+        installed = version_of(req.name)
+        if installed is None:
+            continue
+        try:
+            if req.specifier.contains(Version(installed), prereleases=True):
+                continue
+        except InvalidVersion:
+            continue  # a local build with a non-PEP 440 version: nothing to compare against
+        out.append(Outdated(req.name, installed, str(req.specifier), extra))
+    return out
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _applies_as(req, extras: tuple[str, ...]) -> str | None:
+    """"" when ``req`` holds for vbg itself here, the first extra it holds for, or None."""
+    if req.marker is None:
+        return ""
+    for extra in ("", *extras):
+        if req.marker.evaluate({"extra": extra}):
+            return extra
+    return None
+
+
+def _installed_version(name: str) -> str | None:
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+
+
+def check_versions(dist: str = "vbg") -> list[Check]:
+    """Every installed dependency is at least the version vbg's own metadata
+    (its ``Requires-Dist``, i.e. pyproject.toml) declares as its floor."""
+    try:
+        requirements = md.requires(dist) or []
+        extras = md.metadata(dist).get_all("Provides-Extra") or []
+    except md.PackageNotFoundError:
+        return [Check("versions", WARN, f"{dist} is not installed as a package, so its dependency floors cannot be "
+                                        "read", "pip install -e . in the source folder")]
+    try:
+        found = outdated(requirements, _installed_version, extras)
+    except ImportError:
+        return [Check("versions", WARN, "cannot compare versions: the packaging module is missing",
+                      "pip install packaging")]
+    if not found:
+        return [Check("versions", OK, f"every installed dependency is at or above {dist}'s floor")]
+    checks = []
+    for o in found:
+        who = f"{dist}[{o.extra}]" if o.extra else dist
+        status = WARN if o.extra else FAIL  # an extra's package only limits what that extra is for
+        checks.append(Check("versions", status, f"{o.name} {o.installed} is older than {who} needs ({o.needed})",
+                            o.fix))
     return checks
 
 
@@ -576,7 +676,7 @@ def check_python() -> list[Check]:
 
 
 CHECKS: tuple[Callable[[], list[Check]], ...] = (
-    check_python, check_packages, check_providers, check_gpu, check_virtual_camera, check_cameras,
+    check_python, check_packages, check_versions, check_providers, check_gpu, check_virtual_camera, check_cameras,
     check_models, check_display,
 )
 

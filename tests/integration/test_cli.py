@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import onnx
 import pytest
 
 from conftest import PEOPLE, iou, read_alpha, run_vbg
 
+TORCH_EXTRA = "needs the torch extra: pip install -e '.[torch]'"
 PHOTO = PEOPLE / "example03_background01.jpg"
 PHOTO_ALPHA = PEOPLE / "example03_background01_alpha.png"
 
@@ -22,6 +22,8 @@ def _one_line_error(proc) -> str:
 
 
 def test_export_random_init_then_segment_with_it(tmp_path):
+    pytest.importorskip("torch", reason=f"vbg export {TORCH_EXTRA}")
+    onnx = pytest.importorskip("onnx", reason=f"vbg export {TORCH_EXTRA}")
     model = tmp_path / "m.onnx"
     proc = run_vbg("export", "--random-init", "--size", "256x256", "-o", str(model))
     assert proc.returncode == 0, proc.stderr
@@ -96,6 +98,7 @@ def test_corrupt_onnx_is_one_line_and_exit_4(tmp_path):
 
 
 def test_wrongly_shaped_onnx_is_refused(tmp_path):
+    onnx = pytest.importorskip("onnx", reason=f"building the test graph {TORCH_EXTRA}")
     from onnx import TensorProto, helper
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
@@ -143,7 +146,7 @@ def test_export_needs_a_weights_source(tmp_path):
 
 
 def test_export_from_a_code_holding_pth_is_refused(tmp_path):
-    import torch
+    torch = pytest.importorskip("torch", reason=f"writing a .pth and vbg export {TORCH_EXTRA}")
 
     bad = tmp_path / "model.pth"
     torch.save({"w": torch.zeros(1), "cls": cv2.KeyPoint}, bad)  # a pickled global, not a tensor

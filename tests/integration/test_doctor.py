@@ -16,7 +16,7 @@ from vbg import doctor
 from vbg.doctor import FAIL, OK, WARN, Check, Report
 
 LOOPBACK_LOADED = Path("/sys/module/v4l2loopback").exists()
-CHECK_NAMES = ("python", "packages", "onnxruntime", "gpu", "v4l2loopback", "cameras", "model cache", "display")
+CHECK_NAMES = ("python", "packages", "versions", "onnxruntime", "gpu", "v4l2loopback", "cameras", "model cache", "display")
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +97,88 @@ def test_missing_required_package_is_a_failure_with_the_pip_command():
     checks = doctor.check_packages(importer)
     assert checks[0].status == FAIL and "pyvirtualcam" in checks[0].detail
     assert checks[0].fix == "pip install pyvirtualcam"
+
+
+
+# ---------------------------------------------------------------------------- dependency floors
+def _installed(versions: dict[str, str]):
+    """A version lookup over a fixed table, with pip's name normalisation (huggingface_hub == huggingface-hub)."""
+    table = {k.lower().replace("_", "-"): v for k, v in versions.items()}
+    return lambda name: table.get(name.lower().replace("_", "-"))
+
+
+# Written as Requires-Dist lines, the way importlib.metadata.requires() returns pyproject's dependencies.
+REQUIRES = [
+    "numpy>=1.24.0",
+    "av>=17.1.0",
+    "huggingface_hub>=0.34.0",
+    "tomli>=2.0.0; python_version < \"3.8\"",  # vbg needs 3.10: never holds
+    "onnxruntime-gpu>=1.19.0; python_version >= \"3.8\"",  # always holds
+    "torch>=2.5.0; extra == \"torch\"",
+    "onnxruntime-gpu[cuda,cudnn]>=1.21.0; extra == \"cuda\"",
+    "pytest>=8.0.0; extra == \"test\"",
+]
+
+
+def test_outdated_lists_each_package_below_its_floor_with_the_fix():
+    found = doctor.outdated(REQUIRES, _installed({
+        "numpy": "2.4.6",  # above
+        "av": "12.3.0",  # below
+        "huggingface-hub": "0.34.0",  # exactly the floor
+        "tomli": "1.0.0",  # below, but its marker never holds: not vbg's concern here
+        "onnxruntime-gpu": "1.18.0",  # below vbg's own floor
+        "torch": "2.2.0+cpu",  # below, a local version label
+    }), extras=["torch", "cuda", "test"])  # pytest is not installed: check_packages' business, not this one's
+    assert [(o.name, o.installed, o.needed, o.extra) for o in found] == [
+        ("av", "12.3.0", ">=17.1.0", ""),
+        ("onnxruntime-gpu", "1.18.0", ">=1.19.0", ""),  # once, against vbg's own floor
+        ("torch", "2.2.0+cpu", ">=2.5.0", "torch"),
+    ]
+    assert [o.fix for o in found] == ["pip install -U 'av>=17.1.0'", "pip install -U 'onnxruntime-gpu>=1.19.0'",
+                                      "pip install -U 'torch>=2.5.0'"]
+
+
+def test_outdated_is_empty_when_everything_meets_its_floor():
+    installed = _installed({"numpy": "1.24.0", "av": "18.1.0", "huggingface_hub": "2.4.0",
+                            "onnxruntime-gpu": "1.21.0", "torch": "2.13.0+cpu", "pytest": "9.2.0"})
+    assert doctor.outdated(REQUIRES, installed, extras=["torch", "cuda", "test"]) == []
+    # vbg[cuda] asks more of onnxruntime-gpu than vbg does; whether that extra was installed is not
+    # recorded anywhere, so a plain install at vbg's own floor is not flagged.
+    at_own_floor = _installed({"onnxruntime-gpu": "1.19.0"})
+    assert doctor.outdated(REQUIRES, at_own_floor, extras=["torch", "cuda", "test"]) == []
+    # Without the extras known, an extra's requirement does not apply at all.
+    old_torch = _installed({"torch": "2.2.0"})
+    assert doctor.outdated(REQUIRES, old_torch) == []
+    assert [o.name for o in doctor.outdated(REQUIRES, old_torch, extras=["torch"])] == ["torch"]
+
+
+def test_versions_check_passes_on_this_machine():
+    """The environment the tests run in was installed from pyproject.toml, so it meets every floor
+    (in CI also the one installed at exactly the floors)."""
+    (check,) = doctor.check_versions()
+    assert check.status == OK, check
+
+
+def _fake_distribution(root: Path, name: str, requires: list[str], extras: list[str]) -> None:
+    info = root / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", "Version: 1.0"]
+    lines += [f"Provides-Extra: {e}" for e in extras] + [f"Requires-Dist: {r}" for r in requires]
+    (info / "METADATA").write_text("\n".join(lines) + "\n")
+
+
+def test_versions_check_reads_the_floors_from_installed_metadata(tmp_path, monkeypatch):
+    """A distribution whose declared floors lie above what is installed here: one line per package,
+    a failure for its own dependency, a warning for an extra's, each with the pip command."""
+    _fake_distribution(tmp_path, "vbg-floor-probe", ["pytest>=999", 'hypothesis>=999; extra == "test"',
+                                                   "numpy>=1.0"], ["test"])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    checks = doctor.check_versions("vbg-floor-probe")
+    assert [c.status for c in checks] == [FAIL, WARN]
+    assert checks[0].detail.startswith("pytest ") and "older than vbg-floor-probe needs (>=999)" in checks[0].detail
+    assert checks[0].fix == "pip install -U 'pytest>=999'"
+    assert "vbg-floor-probe[test]" in checks[1].detail and checks[1].fix == "pip install -U 'hypothesis>=999'"
+    assert doctor.check_versions("vbg-no-such-distribution")[0].status == WARN
 
 
 # ---------------------------------------------------------------------------- fake /sys and /dev trees

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-import torch
 
-from conftest import RMBG_TEST_SIZE, iou
-from vbg.inference.onnx_backend import create_session
-from vbg.inference.segmenter import OnnxSegmenter, TorchSegmenter
-from vbg.models.resolve import ModelSource, resolve_model
-from vbg.models.spec import RMBG14
+# Both sides of the comparison come from the torch extra (torch, onnx).
+_WHY = "exporting and running the torch module needs the torch extra: pip install -e '.[torch]'"
+torch = pytest.importorskip("torch", reason=_WHY)
+onnx = pytest.importorskip("onnx", reason=_WHY)
+
+from conftest import RMBG_TEST_SIZE, iou  # noqa: E402
+from vbg.inference.onnx_backend import create_session  # noqa: E402
+from vbg.inference.segmenter import OnnxSegmenter, TorchSegmenter  # noqa: E402
+from vbg.models.resolve import ModelSource, resolve_model  # noqa: E402
+from vbg.models.spec import RMBG14  # noqa: E402
 
 
 def _eager(net, x: np.ndarray) -> np.ndarray:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 from vbg.errors import ConfigError
 from vbg.models.preprocess import Preprocessor, inference_size, parse_size, postprocess
@@ -29,6 +27,8 @@ def test_selfie_sees_plain_unit_range():
 
 def test_matches_reference_torch_pipeline():
     """Reference: float tensor, F.interpolate bilinear, /255, normalize(0.5, 1.0)."""
+    torch = pytest.importorskip("torch", reason="the reference pipeline is torch's: needs the torch extra")
+    F = torch.nn.functional
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
     rgb[:, :, 0] = np.linspace(0, 255, 160, dtype=np.uint8)  # a ramp: interpolation errors show

@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 
-from conftest import DATA
-from vbg.errors import ModelError
-from vbg.models.export import build_rmbg, load_state_dict
-from vbg.models.rmbg import BriaRMBG
+# Everything here is the torch module itself.
+torch = pytest.importorskip("torch", reason="the torch IS-Net needs the torch extra: pip install -e '.[torch]'")
+
+from conftest import DATA  # noqa: E402
+from vbg.errors import ModelError  # noqa: E402
+from vbg.models.export import build_rmbg, load_state_dict  # noqa: E402
+from vbg.models.rmbg import BriaRMBG  # noqa: E402
 
 
 def manifest() -> list[tuple[str, tuple[int, ...], str]]:
