@@ -56,7 +56,7 @@ def test_segment_batch_writes_cutouts_to_a_folder(tmp_path):
 
 
 def test_default_model_without_network_names_the_fix(tmp_path, offline_env):
-    proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"), env=offline_env, timeout=60)
+    proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"), env=offline_env, timeout=300)
     assert proc.returncode == 5
     line = _one_line_error(proc)
     assert "--model selfie" in line and "--model PATH" in line
@@ -145,7 +145,7 @@ def _hub_env(tmp_path, endpoint) -> dict:
 def test_gated_default_model_names_token_and_alternatives(tmp_path, hub):
     hub.fail("briaai/RMBG-1.4", None, 401, "GatedRepo", "Access to model briaai/RMBG-1.4 is restricted.")
     proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"), env=_hub_env(tmp_path, hub.endpoint),
-                   timeout=60)
+                   timeout=300)
     assert proc.returncode == 6
     line = _one_line_error(proc)
     assert "HF_TOKEN" in line and "--model selfie" in line and "https://huggingface.co/briaai/RMBG-1.4" in line
@@ -155,7 +155,7 @@ def test_a_file_that_does_not_match_its_checksum_is_never_used(tmp_path, hub):
     payload = b"not the model" * 100
     hub.serve("briaai/RMBG-1.4", "onnx/model.onnx", payload)
     proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"), env=_hub_env(tmp_path, hub.endpoint),
-                   timeout=60)
+                   timeout=300)
     assert proc.returncode == 7
     line = _one_line_error(proc)
     assert "176153355" in line and "nothing was downloaded" in line and "--model selfie" in line
