@@ -97,3 +97,41 @@ def vbg_logging():
     saved = (log.handlers[:], log.level, log.propagate)
     yield
     log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
+
+
+class StderrLines:
+    """A child's stderr read line by line as it comes, so a test can wait for what it prints."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        import threading
+
+        self.proc, self.lines = proc, []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(iter(proc.stderr.readline, "")),
+                                        daemon=True)
+        self._reader.start()
+
+    def wait_for(self, seen, what: str, timeout: float = 300.0) -> None:
+        """Until ``seen(line)`` holds for a line; the time-out only guards against a hang."""
+        import time
+
+        end = time.monotonic() + timeout
+        while not any(seen(ln) for ln in list(self.lines)):
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise AssertionError(f"no {what} on stderr (exit {self.proc.poll()}):\n{''.join(self.lines)}")
+            time.sleep(0.01)
+
+    def finish(self, timeout: float = 120.0) -> tuple[int, str]:
+        rc = self.proc.wait(timeout)
+        self._reader.join(timeout)
+        return rc, "".join(self.lines)
+
+
+def progress_shows_frames(total: int):
+    """A ``vbg process`` progress line (written to a log every few seconds) with frames done."""
+    import re
+
+    def seen(line: str) -> bool:
+        m = re.search(rf"(\d+)/{total} frames", line)
+        return m is not None and int(m.group(1)) > 0
+
+    return seen

@@ -169,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(entry.data[: fake.stall_after])
         self.wfile.flush()
         fake.stalled.set()
-        fake.release.wait(timeout=20)
+        fake.release.wait(timeout=600)  # held until the test lets go: a client that waits for it hangs
         self.close_connection = True
 
     def _error(self, failure: Failure, head: bool) -> None:
@@ -261,7 +261,7 @@ def start_fetch(env: dict[str, str], files: dict[str, tuple[str, int, str]] | No
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def finish_fetch(proc: subprocess.Popen, timeout: float = 30) -> dict:
+def finish_fetch(proc: subprocess.Popen, timeout: float = 120) -> dict:
     t0 = time.monotonic()
     stdout, stderr = proc.communicate(timeout=timeout)
     lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
@@ -274,7 +274,7 @@ def finish_fetch(proc: subprocess.Popen, timeout: float = 30) -> dict:
 
 def run_fetch(env: dict[str, str], files: dict[str, tuple[str, int, str]] | None, *,
               variant: str = "fp32", token: str | None = None, check_cached: bool = False,
-              timeout: float = 30) -> dict:
+              timeout: float = 120) -> dict:
     """Run ``fetch`` in a fresh interpreter and return what it saw (result or error, log records)."""
     proc = start_fetch(env, files, variant=variant, token=token, check_cached=check_cached)
     return finish_fetch(proc, timeout)

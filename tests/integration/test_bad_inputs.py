@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import pyvirtualcam
 
-from conftest import PEOPLE
+from conftest import PEOPLE, StderrLines, progress_shows_frames
 from media import person_clip_frames, write_clip
 
 ROOM = PEOPLE / "background01.jpg"
@@ -285,7 +285,7 @@ def test_input_with_no_video_stream(m, tmp_path):
         "toml-unknown-key", "toml-wrong-type", "toml-syntax", "toml-missing"])
 def test_bad_option_values(m, tmp_path, args, needles):
     args = tuple(a.format(d=m["dir"]) for a in args)
-    proc = run("--source", m["clip"], "--no-vcam", "--record", tmp_path / "o.mp4", *args, timeout=60)
+    proc = run("--source", m["clip"], "--no-vcam", "--record", tmp_path / "o.mp4", *args, timeout=300)
     one_error(proc, 2, *needles)
     assert leftovers(tmp_path) == []
 
@@ -423,13 +423,12 @@ def test_signal_at_any_moment_of_a_live_run(m, tmp_path, sig, delay):
                             stderr=subprocess.PIPE, text=True)
     time.sleep(delay)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode in (0, 130), err  # 130 while starting, 0 once running
     assert "Traceback" not in err and "vbg: error:" not in err, err
     n = _playable_or_absent(out)
     assert leftovers(tmp_path) == (["rec.mp4"] if n else [])
-    if delay >= 3.0:
-        assert n > 10
+    # (a signal once frames flow, waited for by what stderr shows: test_live's signal test)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -449,12 +448,12 @@ def test_a_signal_stops_a_live_run_still_fetching_its_model(m, tmp_path, sig, si
                                  "--no-vcam", "--record", str(tmp_path / "rec.mp4"), "-q"],
                                 stderr=subprocess.PIPE, text=True,
                                 env=child_env(tmp_path, hub.endpoint, HF_TOKEN="hf_vbg_test"))
-        assert hub.stalled.wait(30), "the model download never started"
+        assert hub.stalled.wait(120), "the model download never started"
         proc.send_signal(sig)
         if signals == 2:
             time.sleep(0.5)
             proc.send_signal(sig)
-        _, err = proc.communicate(timeout=10)  # the stalled download would hold it 20 s and more
+        _, err = proc.communicate(timeout=120)  # the stalled download holds until the hub stops: never
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -476,7 +475,7 @@ def test_signal_at_any_moment_of_vbg_process(m, tmp_path, sig, delay):
                              "--model", "selfie", "--quality", "best"], stderr=subprocess.PIPE, text=True)
     time.sleep(delay)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=300)
     assert "Traceback" not in err and "vbg: error:" not in err, err
     if proc.returncode == 0:  # the file was done before the signal came
         assert _playable_or_absent(out) == 240
@@ -504,11 +503,12 @@ def test_a_second_signal_stops_vbg_process_at_once_leaving_nothing_half_written(
     out = tmp_path / "out" / "cut.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "vbg", "process", str(long_clip), "-o", str(out),
                              "--model", "selfie", "--quality", "best"], stderr=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    stderr = StderrLines(proc)
+    stderr.wait_for(progress_shows_frames(900), "progress line")  # frames are being written
     proc.send_signal(sig)
     time.sleep(gap)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    _, err = stderr.finish()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "vbg: error:" not in err, err
     partial = out.with_name("cut.partial.mp4")

@@ -60,7 +60,7 @@ def test_segment_batch_writes_cutouts_to_a_folder(tmp_path):
 
 def test_rmbg_without_network_names_the_fix(tmp_path, offline_env):
     proc = run_vbg("segment", str(PHOTO), "--model", "rmbg-1.4", "-o", str(tmp_path / "m.png"),
-                   env={**offline_env, "HF_TOKEN": "hf_vbg_test"}, timeout=60)
+                   env={**offline_env, "HF_TOKEN": "hf_vbg_test"}, timeout=300)
     assert proc.returncode == 5
     line = _one_line_error(proc)
     assert "--model selfie" in line and "--model PATH" in line
@@ -71,7 +71,7 @@ def test_default_model_without_network_runs_the_selfie_model_and_says_why(tmp_pa
     """No model chosen, RMBG-1.4 neither cached nor downloadable: the bundled model runs, and one
     line says why and the one step that enables RMBG-1.4."""
     out = tmp_path / "m.png"
-    proc = run_vbg("segment", str(PHOTO), "-o", str(out), env=offline_env, timeout=60)
+    proc = run_vbg("segment", str(PHOTO), "-o", str(out), env=offline_env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     notes = [ln for ln in proc.stderr.splitlines() if "RMBG-1.4 is not available" in ln]
     assert len(notes) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -83,7 +83,7 @@ def test_default_model_without_network_runs_the_selfie_model_and_says_why(tmp_pa
 
 def test_default_model_with_a_token_but_no_network_names_the_network(tmp_path, offline_env):
     proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"),
-                   env={**offline_env, "HF_TOKEN": "hf_vbg_test"}, timeout=60)
+                   env={**offline_env, "HF_TOKEN": "hf_vbg_test"}, timeout=300)
     assert proc.returncode == 0, proc.stderr
     notes = [ln for ln in proc.stderr.splitlines() if "RMBG-1.4 is not available" in ln]
     assert len(notes) == 1 and "cannot be reached" in notes[0] and "connect to the internet" in notes[0]
@@ -171,7 +171,7 @@ def _hub_env(tmp_path, endpoint) -> dict:
 
 def test_gated_model_without_a_token_names_the_licence_and_alternatives(tmp_path, hub):
     proc = run_vbg("segment", str(PHOTO), "--model", "rmbg-1.4", "-o", str(tmp_path / "m.png"),
-                   env={**_hub_env(tmp_path, hub.endpoint), "HF_TOKEN": ""}, timeout=60)
+                   env={**_hub_env(tmp_path, hub.endpoint), "HF_TOKEN": ""}, timeout=300)
     assert proc.returncode == 6
     line = _one_line_error(proc)
     assert "hf auth login" in line and "HF_TOKEN" in line and "--model selfie" in line
@@ -181,8 +181,8 @@ def test_gated_model_without_a_token_names_the_licence_and_alternatives(tmp_path
 
 def test_gated_model_refusing_the_token_names_token_and_alternatives(tmp_path, hub):
     hub.fail("briaai/RMBG-1.4", None, 401, "GatedRepo", "Access to model briaai/RMBG-1.4 is restricted.")
-    proc = run_vbg("segment", str(PHOTO), "--model", "rmbg-1.4", "-o", str(tmp_path / "m.png"), env=_hub_env(tmp_path, hub.endpoint),
-                   timeout=60)
+    proc = run_vbg("segment", str(PHOTO), "--model", "rmbg-1.4", "-o", str(tmp_path / "m.png"),
+                   env=_hub_env(tmp_path, hub.endpoint), timeout=300)
     assert proc.returncode == 6
     line = _one_line_error(proc)
     assert "HF_TOKEN" in line and "--model selfie" in line and "https://huggingface.co/briaai/RMBG-1.4" in line
@@ -191,8 +191,8 @@ def test_gated_model_refusing_the_token_names_token_and_alternatives(tmp_path, h
 def test_a_file_that_does_not_match_its_checksum_is_never_used(tmp_path, hub):
     payload = b"not the model" * 100
     hub.serve("briaai/RMBG-1.4", "onnx/model.onnx", payload)
-    proc = run_vbg("segment", str(PHOTO), "--model", "rmbg-1.4", "-o", str(tmp_path / "m.png"), env=_hub_env(tmp_path, hub.endpoint),
-                   timeout=60)
+    proc = run_vbg("segment", str(PHOTO), "--model", "rmbg-1.4", "-o", str(tmp_path / "m.png"),
+                   env=_hub_env(tmp_path, hub.endpoint), timeout=300)
     assert proc.returncode == 7
     line = _one_line_error(proc)
     assert "176153355" in line and "nothing was downloaded" in line and "--model selfie" in line

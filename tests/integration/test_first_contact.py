@@ -36,7 +36,7 @@ def test_every_cheap_problem_in_one_run_before_any_model(tmp_path, offline_env):
     existing.write_bytes(b"keep me")
     proc = run_vbg("--source", str(tmp_path / "nope.mp4"), "--background", str(tmp_path / "nothere.jpg"),
                    "--record", str(existing), "--skip", "zero", "--no-vcam", "--model", "rmbg-1.4",
-                   env=offline_env, timeout=60)
+                   env=offline_env, timeout=300)
     errors = _errors(proc)
     assert proc.returncode == 2  # the first problem: a bad option value (ConfigError)
     joined = "\n".join(errors)
@@ -52,7 +52,7 @@ def test_every_cheap_problem_in_one_run_before_any_model(tmp_path, offline_env):
 def test_the_launch_line_names_the_virtual_camera_and_the_camera_at_once(offline_env):
     """`vbg --background beach.jpg` on a machine with neither: both named in one run, the
     bundled beach.jpg found, and the unavailable default model is not an error."""
-    proc = run_vbg("--background", "beach.jpg", env=offline_env, timeout=60)
+    proc = run_vbg("--background", "beach.jpg", env=offline_env, timeout=300)
     errors = _errors(proc)
     assert proc.returncode == 12, proc.stderr  # the virtual camera first: the commonest set-up problem
     assert "modprobe v4l2loopback" in errors[0]
@@ -65,11 +65,11 @@ def test_an_existing_process_output_is_reported_before_the_model_loads(clip, tmp
     out = tmp_path / "out.mp4"
     out.write_bytes(b"keep me")
     proc = run_vbg("process", str(clip), str(tmp_path / "missing.mp4"), "-o", str(tmp_path),
-                   "--model", "rmbg-1.4", env=offline_env, timeout=60)
+                   "--model", "rmbg-1.4", env=offline_env, timeout=300)
     errors = _errors(proc)
     assert proc.returncode == 9, proc.stderr  # the first problem: the missing input
     assert any("missing.mp4" in e for e in errors) and any("RMBG-1.4" in e for e in errors)
-    single = run_vbg("process", str(clip), "-o", str(out), "--alpha", env=offline_env, timeout=60)
+    single = run_vbg("process", str(clip), "-o", str(out), "--alpha", env=offline_env, timeout=300)
     errs = _errors(single)
     assert single.returncode == 10 and len(errs) == 2, single.stderr
     assert "already exists" in errs[0] and "has no alpha" in errs[1]

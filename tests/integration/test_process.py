@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from fractions import Fraction
 
@@ -14,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import iou, run_vbg
+from conftest import StderrLines, iou, progress_shows_frames, run_vbg
 from media import person_clip_frames, write_clip
 from test_offline_media import FPS, frame_pts_s, make_clip, span_s
 from vbg.offline.media import probe, read_alpha_video
@@ -144,9 +145,10 @@ def test_sigint_leaves_a_playable_partial_file(clips, tmp_path):
     out = tmp_path / "cut.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "vbg", "process", str(long_clip), "-o", str(out),
                              "--model", "selfie", "--quality", "best"], stderr=subprocess.PIPE, text=True)
-    time.sleep(5.0)
+    stderr = StderrLines(proc)
+    stderr.wait_for(progress_shows_frames(600), "progress line")  # frames are being written
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = stderr.finish()
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     partial = tmp_path / "cut.partial.mp4"
@@ -190,17 +192,22 @@ class _Worker:
     """A real segmenter made awkward: late on every other frame (``delay_s``), so that two
     workers finish out of order, or failing with a model error on its ``fail_at``-th frame."""
 
+    failed = threading.Event()  # set by a worker as it fails
+
     def __init__(self, seg, delay_s: float = 0.0, fail_at: int | None = None) -> None:
         self._seg, self._delay, self._fail_at, self.calls = seg, delay_s, fail_at, 0
+        self.calls_after_failure = 0
 
     def __getattr__(self, name):
         return getattr(self._seg, name)
 
     def segment(self, rgb):
         self.calls += 1
+        self.calls_after_failure += _Worker.failed.is_set()
         if self.calls == self._fail_at:
             from vbg.errors import ModelError
 
+            _Worker.failed.set()
             raise ModelError("inference failed (test)")
         if self._delay and self.calls % 2:
             time.sleep(self._delay)
@@ -245,14 +252,14 @@ def test_a_failing_worker_stops_the_whole_file(clips, tmp_path):
     from vbg.progress import Progress
 
     scfg = SegmenterConfig(model="selfie", device="cpu", threads=1)
+    _Worker.failed.clear()
     with create_segmenter(scfg) as a, create_segmenter(scfg) as b:
         good = _Worker(b)
         proc = FileProcessor(ProcessConfig(model=scfg), _Worker(a, fail_at=3), good)
-        t0 = time.monotonic()
         with pytest.raises(ModelError, match="inference failed") as err:
             proc.process(clips["person"], tmp_path / "out.mp4", Progress("x", None, mode="quiet"))
-        assert time.monotonic() - t0 < 30
-    assert good.calls < 30, f"the other worker ran on through {good.calls} of 45 frames"
+    # Counted from the failure on: how far the other worker got before it is a matter of speed.
+    assert good.calls_after_failure <= 8, f"the other worker ran on through {good.calls_after_failure} more frames"
     assert not (tmp_path / "out.mp4").exists()
     msg = str(err.value)
     if " kept in " in msg:

@@ -28,7 +28,7 @@ from vbg.types import Composite
 W, H, FPS = 64, 48, 30.0
 
 
-def wait_for(condition, timeout: float = 5.0) -> None:
+def wait_for(condition, timeout: float = 60.0) -> None:  # only a guard against a hang
     end = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > end:
@@ -168,16 +168,18 @@ def test_vcam_skips_missed_ticks_instead_of_bursting(test_backend):
 
 
 def test_vcam_real_clock_rate(test_backend):
+    """With its default (real) clock the sink ticks on its own, and never faster than fps: a
+    bound that load cannot break (a starved thread only ticks less; the exact schedule is
+    checked on a fake clock above)."""
     name, backend = test_backend()
     t0 = time.monotonic()
     sink = VirtualCameraSink(W, H, FPS, backend=name)
-    time.sleep(1.0)
+    wait_for(lambda: sink.stats().written >= 10)
     sink.close()
     elapsed = time.monotonic() - t0
     st = sink.stats()
     ticks = st.written + st.late  # a tick is sent or, when the thread was starved, counted late
     assert ticks <= elapsed * FPS + 2  # never faster than fps
-    assert ticks >= 0.7 * elapsed * FPS  # generous: a loaded 2-core machine may starve the thread
     assert len(backend.instances[0].frames) == st.written
 
 

@@ -26,7 +26,9 @@ def test_one_minute_live_run_leaks_nothing(tmp_path):
     report = table(result) + f"\nthreads not there before: {result.leftover_threads}"
     assert [s.label for s in result.samples][:2] == ["before", "start"], report
     assert result.samples[-2].label == "end" and result.samples[-1].label == "closed", report
-    assert result.out_frames > 600, report  # ~30 fps for ~50 s on a shared 2-core machine
+    # frames kept coming the whole time (how many is the machine's speed: benchmarks.soak reports it)
+    flowing = [s.out_frames for s in result.samples if s.label not in ("before", "closed")]
+    assert len(flowing) >= 3 and all(b > a for a, b in zip(flowing, flowing[1:])), report
     assert result.rss_growth_mb < RSS_LIMIT_MB, report
     assert result.leaked_threads <= 0, report
     assert result.leaked_fds <= 0, report

@@ -26,7 +26,7 @@ def test_latest_slot_wakes_a_waiting_reader_and_closes():
     t = threading.Thread(target=lambda: got.append(slot.get(timeout=5)))
     t.start()
     slot.put("frame")
-    t.join(2)
+    t.join(60)  # a guard against a hang; the put wakes it at once
     assert got == ["frame"]
     slot.close()
     with pytest.raises(Closed):
@@ -49,7 +49,7 @@ def test_frame_queue_drops_nothing_and_ends():
     for i in range(50):
         q.put(i, timeout=5)
     q.end()
-    t.join(5)
+    t.join(60)
     assert out == list(range(50))
 
 

@@ -29,7 +29,6 @@ REPO = RMBG14.hub_repo
 FILE = "onnx/model.onnx"
 DATA = b"".join(sha256(bytes([i])).encode() for i in range(128))  # 8 KB, not all one byte
 BAD = bytes(reversed(DATA))  # same size, other content
-FAST_S = 5.0
 
 
 def files_for(data: bytes) -> dict[str, tuple[str, int, str]]:
@@ -216,7 +215,7 @@ def test_gated_or_refused_is_an_access_error_naming_the_fix(fake, tmp_path, stat
     assert "gated" in message and "HF_TOKEN" in message and "--model" in message
     assert "https://huggingface.co/briaai/RMBG-1.4" in message
     assert notices(result) == []  # no licence notice for a download that never started
-    assert result["wall"] < FAST_S
+    assert fake.count() == 1 and "Retrying" not in result["stderr"]  # one request: fails at once
 
 
 @pytest.mark.parametrize(("status", "code", "shown"),
@@ -226,8 +225,8 @@ def test_other_http_errors_are_download_errors_with_the_status(fake, tmp_path, s
     result = run_fetch(child_env(tmp_path, fake.endpoint), files_for(DATA))
     message = assert_one_line_error(result, "ModelDownloadError", 5)
     assert shown in message and "--model" in message
-    assert result["elapsed"] < FAST_S  # no 23 s of huggingface_hub retries
-    assert "Retrying" not in result["stderr"]
+    # one request, no retries (huggingface_hub's own would take 23 s)
+    assert fake.count() == 1 and "Retrying" not in result["stderr"]
 
 
 def test_offline_and_not_cached_fails_fast_without_requests(fake, tmp_path):
@@ -235,7 +234,6 @@ def test_offline_and_not_cached_fails_fast_without_requests(fake, tmp_path):
     result = run_fetch(child_env(tmp_path, fake.endpoint, HF_HUB_OFFLINE="1"), files_for(DATA))
     message = assert_one_line_error(result, "ModelDownloadError", 5)
     assert "HF_HUB_OFFLINE" in message and "not in the cache" in message and "--model" in message
-    assert result["elapsed"] < FAST_S
     assert fake.count() == 0
 
 
@@ -244,8 +242,7 @@ def test_unreachable_endpoint_fails_fast(tmp_path):
     result = run_fetch(child_env(tmp_path, endpoint), files_for(DATA))
     message = assert_one_line_error(result, "ModelDownloadError", 5)
     assert "cannot connect" in message and "not in the cache" in message and "--model selfie" in message
-    assert result["elapsed"] < FAST_S
-    assert result["stderr"] == ""
+    assert result["stderr"] == ""  # no "Retrying in ..." from huggingface_hub
 
 
 def test_real_spec_without_network_fails_fast(tmp_path):
@@ -254,7 +251,7 @@ def test_real_spec_without_network_fails_fast(tmp_path):
     message = assert_one_line_error(result, "ModelDownloadError", 5)
     assert RMBG14.hub_files["fp32"].path in message and "cannot resolve" in message
     assert "--model PATH" in message and "--model selfie" in message
-    assert result["elapsed"] < FAST_S
+    assert "Retrying" not in result["stderr"]
 
 
 def test_unwritable_hub_cache_is_an_output_error(fake, tmp_path):
@@ -275,14 +272,14 @@ def test_interrupted_download_leaves_no_partial_file(fake, tmp_path):
     env = child_env(tmp_path, fake.endpoint)
     proc = start_fetch(env, files_for(data))
     try:
-        assert fake.stalled.wait(15), "the download never started"
+        assert fake.stalled.wait(60), "the download never started"
         blobs = repo_cache(tmp_path) / "blobs"
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60  # only a guard against a hang
         while not list(blobs.glob("*.incomplete")) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert list(blobs.glob("*.incomplete")), "expected a partial file while downloading"
         proc.send_signal(signal.SIGINT)
-        result = finish_fetch(proc, timeout=15)
+        result = finish_fetch(proc)  # the stall holds for as long as the test does: no waiting it out
     finally:
         fake.release.set()
         if proc.poll() is None:

@@ -1,0 +1,255 @@
+"""Run the live pipeline on time the test moves, so what it checks holds on any machine under any load.
+
+The real threads run (capture, render, inference, sinks) on a real clip and a real model; only
+time is the test's: a :class:`DrivenClock` that moves when :class:`Lockstep` moves it. The clip
+is paced on it (frame k is due at k/fps), and :class:`TimedModel` makes every model answer take a
+fixed span of it. After each move the driver waits, in real time and only as a guard against a
+hang, until every thread has done what that moment allows: the frame captured and rendered, the
+model's due answers delivered, a frame handed to an idle model taken up. Then the next move.
+
+Model answers always end 5 ms of clock time before a frame is due (the driver stops there), so
+the order of a model answer and a new frame never depends on which thread the OS runs first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from vbg.clock import FakeClock
+from vbg.pipeline import LivePipeline
+from vbg.sinks import SinkBase, SinkStats
+
+GUARD_S = 120.0  # real seconds any one step may take before the test calls it a hang
+BEFORE_FRAME_S = 0.005  # where model answers end: this long before a frame is due
+
+
+def wait_until(condition, what: str, timeout: float = GUARD_S) -> None:
+    """Poll ``condition`` (real time); the time-out only catches a hang, it is never a measurement."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for: {what}")
+        time.sleep(0.001)
+
+
+class DrivenClock(FakeClock):
+    """Fake time that moves only by :meth:`set`; ``sleep`` waits until it has moved far enough
+    (or until :meth:`release`, which ends every wait at the end of a run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._moved = threading.Condition()
+        self._released = False
+
+    def set(self, t: float) -> None:
+        with self._moved:
+            with self._lock:
+                self._t = max(self._t, t)
+            self._moved.notify_all()
+
+    def advance(self, seconds: float) -> None:
+        self.set(self.now() + seconds)
+
+    def release(self) -> None:
+        with self._moved:
+            self._released = True
+            self._moved.notify_all()
+
+    def sleep(self, seconds: float) -> None:
+        target = self.now() + max(0.0, seconds)
+        with self._moved:
+            while self.now() < target and not self._released:
+                self._moved.wait(1.0)
+
+
+class NumberedClip:
+    """A real paced clip (VideoFileSource on the test's clock) that remembers each image it gave,
+    so a model call can be traced to its frame number."""
+
+    live = True
+
+    def __init__(self, path, clock: DrivenClock) -> None:
+        from vbg.capture.video_file import VideoFileSource
+
+        self.inner = VideoFileSource(str(path), paced=True, clock=clock)
+        self.width, self.height, self.fps = self.inner.width, self.inner.height, self.inner.fps
+        self.images: list = []
+
+    def read(self):
+        image = self.inner.read()
+        if image is not None:
+            self.images.append(image)
+        return image
+
+    def seq_of(self, image) -> int:
+        return next(i for i, x in enumerate(self.images) if x is image)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class TimedModel:
+    """A real segmenter whose every answer takes ``seconds`` of the test's clock (after its real work)."""
+
+    def __init__(self, inner, clock: DrivenClock, seconds: float, clip: NumberedClip) -> None:
+        self.inner, self.clock, self.seconds, self.clip = inner, clock, seconds, clip
+        self.calls: list[tuple[int, float]] = []  # (frame number, clock time it started)
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def segment(self, image):
+        start = self.clock.now()
+        with self._lock:
+            self.calls.append((self.clip.seq_of(image), start))
+        alpha = self.inner.segment(image)
+        self.clock.sleep(start + self.seconds - self.clock.now())
+        return alpha
+
+    @property
+    def frames(self) -> list[int]:
+        return [seq for seq, _ in self.calls]
+
+    def due(self, now: float) -> int:
+        """Calls whose answer is due by ``now``."""
+        with self._lock:
+            return sum(1 for _, start in self.calls if start + self.seconds <= now)
+
+
+class KeepSink(SinkBase):
+    """Keeps, per composite the pipeline sent: frame number, mask frame number, the clock time it
+    was sent, and whatever ``keep(image)`` extracts from the picture."""
+
+    def __init__(self, clock, keep=None) -> None:
+        super().__init__()
+        self.clock, self.keep = clock, keep
+        self.sent: list[tuple[int, int, float]] = []
+        self.kept: list = []
+
+    def send(self, composite) -> None:
+        self.sent.append((composite.seq, composite.mask_seq, self.clock.now()))
+        if self.keep is not None:
+            self.kept.append(self.keep(composite.image))
+
+    def check(self) -> None:
+        pass
+
+    def stats(self) -> SinkStats:
+        return SinkStats(received=len(self.sent), written=len(self.sent))
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def seqs(self) -> list[int]:
+        return [s for s, _, _ in self.sent]
+
+    @property
+    def mask_seqs(self) -> list[int]:
+        return [m for _, m, _ in self.sent]
+
+
+class _Observed(LivePipeline):
+    """The pipeline as it is, with its two hand-over slots visible to the driver."""
+
+    def _render_loop(self, frames, to_model, *rest):
+        self.frame_slot, self.model_slot = frames, to_model
+        return super()._render_loop(frames, to_model, *rest)
+
+
+class Lockstep:
+    """Run ``cfg`` on ``clip`` with a model that takes ``model_s`` of clock time per answer.
+
+    ``frames`` frames are captured (``cfg.output.frames`` must say so). ``outputs(now)`` gives how
+    many composites must be out once the pipeline has settled at clock time ``now``; by default
+    every captured frame (the output never waits for a slow model). ``to_model(k)`` says whether
+    frame k goes to the model, where the test knows (a fixed ``--skip``); by default the driver
+    only requires that a frame handed to the model is taken up by it.
+    """
+
+    def __init__(self, cfg, clip_path, model_s: float, *, frames: int, outputs=None, to_model=None,
+                 keep=None, vcam: bool = False) -> None:
+        from vbg.inference import create_segmenter
+
+        self.clock = DrivenClock()
+        self.clip = NumberedClip(clip_path, self.clock)
+        self.model = TimedModel(create_segmenter(cfg.model), self.clock, model_s, self.clip)
+        self.sink = KeepSink(self.clock, keep)
+        self.pipe = _Observed(cfg, clock=self.clock, segmenter=self.model, source=self.clip, sinks=[self.sink])
+        self.frames, self.fps = frames, self.clip.fps
+        self.outputs = outputs or (lambda now: self.captured())
+        self.to_model = to_model
+        self.vcam = vcam
+        self.stats = None
+        self.error: BaseException | None = None
+
+    def captured(self) -> int:
+        return self.pipe.capture.frames if self.pipe.capture is not None else 0
+
+    def frame_time(self, k: int) -> float:
+        # just past the due time, whatever the rounding of k/fps; frame 0 sets the clip's start
+        return k / self.fps + 1e-6 if k else 0.0
+
+    # ------------------------------------------------------------------ settling
+    def _model_settled(self) -> bool:
+        slot, st = self.pipe.model_slot, self.pipe.stats
+        waiting = slot.peek() is not None
+        calls, runs = len(self.model.calls), st.infer_runs
+        busy = calls > runs
+        # every frame handed over is taken up, unless the model is busy with an earlier one;
+        # every answer due by now is delivered
+        return (calls == slot.puts - slot.drops - waiting and (busy or not waiting)
+                and runs == self.model.due(self.clock.now()))
+
+    def _vcam_ticks(self) -> int:
+        cams = [s for s in self.pipe.sinks if s is not self.sink]
+        return cams[0].stats().written if cams else 0
+
+    def _settle(self, k: int, at_frame: bool) -> None:
+        captured = k + 1
+        now = self.clock.now()
+        wait_until(lambda: self.captured() >= captured and self.pipe.frame_slot.peek() is None,
+                   f"frame {k} captured and taken by the render thread")
+        if k == self.frames - 1:
+            return  # the source has ended: the pipeline finishes on its own (--align lets its held frames go)
+        if at_frame and self.to_model is not None and self.to_model(k):
+            wait_until(lambda: k in self.model.frames, f"the model taking up frame {k}")
+        wait_until(self._model_settled, f"the model settled at {now:.4f} s (frame {k})")
+        want = self.outputs(now)
+        wait_until(lambda: self.pipe.stats.out_frames >= want,
+                   f"{want} frames out at {now:.4f} s; {self.pipe.stats.out_frames} are")
+        wait_until(self._model_settled, f"the model settled after the output at {now:.4f} s")
+        if self.vcam:
+            ticks = int(now * self.fps + 1e-6) + 1
+            wait_until(lambda: self._vcam_ticks() >= ticks, f"{ticks} virtual camera ticks by {now:.4f} s")
+        assert self.pipe.stats.out_frames == want, (k, now, self.pipe.stats.out_frames, want)
+
+    # ------------------------------------------------------------------ running
+    def run(self):
+        def target():
+            try:
+                self.stats = self.pipe.run()
+            except BaseException as e:  # re-raised in the test's thread
+                self.error = e
+
+        runner = threading.Thread(target=target, name="test-pipeline", daemon=True)
+        runner.start()
+        try:
+            wait_until(lambda: self.pipe.started.is_set() or self.error is not None, "the pipeline to start")
+            wait_until(lambda: hasattr(self.pipe, "model_slot") or self.error is not None, "the render thread")
+            if self.error is None:
+                self._settle(0, at_frame=True)
+                for k in range(1, self.frames):
+                    self.clock.set(self.frame_time(k) - BEFORE_FRAME_S)
+                    self._settle(k - 1, at_frame=False)
+                    self.clock.set(self.frame_time(k))
+                    self._settle(k, at_frame=True)
+        finally:
+            self.clock.release()  # whatever still waits on the clock may finish now
+            runner.join(GUARD_S)
+        assert not runner.is_alive(), "the pipeline did not stop"
+        if self.error is not None:
+            raise self.error
+        return self.stats
