@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -378,10 +379,10 @@ def cmd_process(args) -> int:
         # file; a second signal stops at once, as an exception, so that the
         # temporary output is still removed (SIG_DFL would leave it behind).
         if state["proc"] is None:
-            raise KeyboardInterrupt
+            _interrupt()
         state["proc"].stop.set()
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal of either kind
-            signal.signal(sig, signal.default_int_handler)
+            signal.signal(sig, _interrupt)
 
     if workers > 1 and seg_cfg.threads is None:
         seg_cfg = replace(seg_cfg, threads=max(1, (os.cpu_count() or 1) // workers))
@@ -566,7 +567,7 @@ def cmd_live(args) -> int:
         if signals[0] > 1 or not pipeline.started.is_set():
             # Still starting (a model download, a camera opening): nothing is flowing yet, so
             # stop at once; what was opened is closed as the set-up unwinds (exit 130).
-            raise KeyboardInterrupt
+            _interrupt()
         pipeline.stop()
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -602,23 +603,42 @@ def _setup_logging(args) -> None:
     root.propagate = False
 
 
+_SIGNALLED = threading.Event()  # a signal was turned into KeyboardInterrupt during this run
+
+
+def _interrupt(signum=None, frame=None):
+    """Stop at once: the KeyboardInterrupt unwinds whatever runs, closing what was opened."""
+    _SIGNALLED.set()
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
-    import threading
 
-    # SIGTERM stops a run like Ctrl-C, from the first moment on: outputs finalized, no traceback.
+    # SIGINT and SIGTERM stop a run from the first moment on: outputs finalized, no traceback.
     # (The live filter and vbg process install their own handlers while they run.)
-    old_term = None
+    _SIGNALLED.clear()
+    old = {}
     if threading.current_thread() is threading.main_thread():
-        old_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _run(sys.argv[1:] if argv is None else list(argv))
     except KeyboardInterrupt:
-        print("vbg: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
+    except Exception:
+        # A KeyboardInterrupt that lands inside an import (numpy's, ONNX Runtime's) comes out as
+        # an ImportError, or as vbg's "not installed" error: after a signal, it is the signal.
+        if _SIGNALLED.is_set():
+            return _interrupted()
+        raise
     finally:
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _interrupted() -> int:
+    print("vbg: interrupted", file=sys.stderr)
+    return 130
 
 
 GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose")
@@ -642,5 +662,7 @@ def _run(argv: list[str]) -> int:
         print(f"vbg: {DOCTOR_HINT}", file=sys.stderr)
         return e.exit_code
     except VbgError as e:
+        if _SIGNALLED.is_set():
+            return _interrupted()
         print(f"vbg: error: {e}", file=sys.stderr)
         return e.exit_code

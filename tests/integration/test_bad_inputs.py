@@ -515,3 +515,37 @@ def test_a_second_signal_stops_vbg_process_at_once_leaving_nothing_half_written(
     assert not out.exists()
     assert leftovers(out.parent) == (["cut.partial.mp4"] if partial.exists() else [])
     _playable_or_absent(partial)
+
+
+SIGNAL_IN_IMPORT = """
+import builtins, os, signal, sys, time
+from vbg import cli
+
+real_import = builtins.__import__
+fired = []
+
+def hook(name, *args, **kw):
+    if name == "onnxruntime" and not fired:
+        fired.append(name)
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs here
+        except KeyboardInterrupt:
+            # what numpy's C-level import makes of an interrupt in ONNX Runtime's import
+            raise ImportError("import numpy failed") from None
+    return real_import(name, *args, **kw)
+
+builtins.__import__ = hook
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_signal_during_an_import_is_an_interrupt_not_a_broken_install(m, tmp_path):
+    """A signal that lands while ONNX Runtime is imported turns into an ImportError inside the
+    import: vbg must report the interrupt (exit 130), not "ONNX Runtime is not installed"."""
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_IN_IMPORT, "--source", str(m["clip"]), "--model", "selfie",
+                           "--no-vcam", "--record", str(tmp_path / "rec.mp4")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    assert "vbg: interrupted" in proc.stderr and "vbg: error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert leftovers(tmp_path) == []
