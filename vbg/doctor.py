@@ -605,7 +605,7 @@ def check_cameras(sys_root: str = "/sys", dev_root: str = "/dev", system: str | 
             checks.append(Check("cameras", OK, detail))
     if not checks:
         checks.append(Check("cameras", FAIL, "no camera found",
-                            "plug in a camera (and check `ls /dev/video*`), or run vbg with --source FILE"))
+                            "plug in a camera (and check `ls /dev/video*`), or run vbg with --source FILE or --source demo"))
     return checks
 
 
@@ -633,9 +633,9 @@ def check_models() -> list[Check]:
         checks.append(Check("model cache", OK, f"rmbg-1.4 cached ({', '.join(cached)}); vbg cache {vbg_cache}; "
                                                "selfie models bundled"))
     else:
-        checks.append(Check("model cache", WARN, "rmbg-1.4 (the default model) is not downloaded yet; the selfie "
-                                                 "models are bundled",
-                            "the first run downloads it (needs HF_TOKEN), or run with --model selfie"))
+        checks.append(Check("model cache", WARN, "rmbg-1.4 is not downloaded yet: until it is, vbg runs the bundled "
+                                                 "selfie model",
+                            "with a Hugging Face token (below) the next run downloads it once"))
     if token:
         checks.append(Check("hub token", OK, f"set ({token})"))
     elif not cached:

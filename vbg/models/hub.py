@@ -221,7 +221,7 @@ def _import_hub() -> Any:
         import huggingface_hub.constants  # noqa: F401
     except ImportError as exc:
         raise DependencyError(
-            "downloading models needs huggingface_hub: pip install 'huggingface_hub>=0.23'"
+            "downloading models needs huggingface_hub: pip install 'huggingface_hub>=0.34'"
         ) from exc
     return huggingface_hub
 
