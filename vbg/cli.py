@@ -621,6 +621,22 @@ def main(argv: list[str] | None = None) -> int:
     old = {}
     if threading.current_thread() is threading.main_thread():
         old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    rc = 1
+    try:
+        rc = _main(argv)
+        return rc
+    finally:
+        for sig, handler in old.items():
+            if argv is None:
+                # The process's own run (console script, python -m vbg): once the work is done, a
+                # signal during the interpreter's exit ends it with the run's own exit code, not
+                # killed by the signal (outputs are finalized by now).
+                signal.signal(sig, lambda *_: _exit_now(rc))
+            else:
+                signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         return _run(sys.argv[1:] if argv is None else list(argv))
     except KeyboardInterrupt:
@@ -631,9 +647,15 @@ def main(argv: list[str] | None = None) -> int:
         if _SIGNALLED.is_set():
             return _interrupted()
         raise
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+
+
+def _exit_now(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _interrupted() -> int:
@@ -654,15 +676,15 @@ def _run(argv: list[str]) -> int:
     _setup_logging(args)
     try:
         return args.func(args)
-    except Problems as e:
-        from .preflight import DOCTOR_HINT
-
-        for one in e.errors:
-            print(f"vbg: error: {one}", file=sys.stderr)
-        print(f"vbg: {DOCTOR_HINT}", file=sys.stderr)
-        return e.exit_code
     except VbgError as e:
         if _SIGNALLED.is_set():
             return _interrupted()
-        print(f"vbg: error: {e}", file=sys.stderr)
+        if isinstance(e, Problems):
+            from .preflight import DOCTOR_HINT
+
+            for one in e.errors:
+                print(f"vbg: error: {one}", file=sys.stderr)
+            print(f"vbg: {DOCTOR_HINT}", file=sys.stderr)
+        else:
+            print(f"vbg: error: {e}", file=sys.stderr)
         return e.exit_code

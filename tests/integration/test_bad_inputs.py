@@ -540,12 +540,33 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def test_a_signal_during_an_import_is_an_interrupt_not_a_broken_install(m, tmp_path):
+@pytest.mark.parametrize("command", ["live", "process"])
+def test_a_signal_during_an_import_is_an_interrupt_not_a_broken_install(m, tmp_path, command):
     """A signal that lands while ONNX Runtime is imported turns into an ImportError inside the
-    import: vbg must report the interrupt (exit 130), not "ONNX Runtime is not installed"."""
-    proc = subprocess.run([sys.executable, "-c", SIGNAL_IN_IMPORT, "--source", str(m["clip"]), "--model", "selfie",
-                           "--no-vcam", "--record", str(tmp_path / "rec.mp4")],
+    import: vbg must report the interrupt (exit 130), not "ONNX Runtime is not installed"
+    (the live filter imports it loading the model, vbg process in its start-up checks)."""
+    out = tmp_path / "out.mp4"
+    args = (["--source", str(m["clip"]), "--no-vcam", "--record", str(out)] if command == "live"
+            else ["process", str(m["clip"]), "-o", str(out)])
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_IN_IMPORT, *args, "--model", "selfie"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 130, proc.stderr
     assert "vbg: interrupted" in proc.stderr and "vbg: error" not in proc.stderr and "Traceback" not in proc.stderr
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_after_the_work_is_done_keeps_the_exit_code(sig):
+    """A signal that comes while the finished process exits (a short file, a late Ctrl-C) ends it
+    with the run's own exit code, not killed by the signal (-2 / -15)."""
+    script = ("import sys, time\nfrom vbg import cli\nrc = cli.main()\nprint('main returned', flush=True)\n"
+              "time.sleep(60)\nsys.exit(rc)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, "backgrounds"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("main returned"):
+            break
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
