@@ -269,7 +269,8 @@ def test_interrupted_download_leaves_no_partial_file(fake, tmp_path):
     data = DATA * 16  # 128 KB, so the first chunk is written before the stall
     fake.serve(REPO, FILE, data)
     fake.stall(len(data) // 2)
-    env = child_env(tmp_path, fake.endpoint)
+    # the stall holds until the test's signal: the client's read time-out must not end it first on a busy machine
+    env = child_env(tmp_path, fake.endpoint, HF_HUB_DOWNLOAD_TIMEOUT="600")
     proc = start_fetch(env, files_for(data))
     try:
         assert fake.stalled.wait(60), "the download never started"
