@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +125,29 @@ class StderrLines:
         rc = self.proc.wait(timeout)
         self._reader.join(timeout)
         return rc, "".join(self.lines)
+
+
+def wait_until_vbg_handles(proc: subprocess.Popen, sig: int, timeout: float = 300.0) -> None:
+    """Until the child's own code catches ``sig`` (vbg's __main__ sets this up first thing), so a
+    signal sent after it meets vbg and not a Python interpreter that is still starting: on a
+    loaded machine that takes anything from 20 ms to seconds. Read from /proc (Linux)."""
+    import time
+
+    if not os.path.exists("/proc/self/status"):  # no /proc (macOS): give the interpreter a second
+        time.sleep(1.0)
+        return
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                caught = next(int(ln.split()[1], 16) for ln in f if ln.startswith("SigCgt:"))
+        except (FileNotFoundError, StopIteration):
+            caught = 0
+        if caught & (1 << (sig - 1)) and caught & (1 << (signal.SIGTERM - 1)):
+            return
+        if proc.poll() is not None or time.monotonic() > end:
+            raise AssertionError(f"the child never caught signal {sig} (exit {proc.poll()})")
+        time.sleep(0.005)
 
 
 def progress_shows_frames(total: int):

@@ -1,6 +1,21 @@
+import signal
+import sys
+
+# SIGTERM stops a run the way Ctrl-C does from the first moment, also while vbg is still
+# importing (main() then installs the handlers it keeps while it runs).
+signal.signal(signal.SIGTERM, signal.default_int_handler)
 try:
     from .cli import main
-except KeyboardInterrupt:  # Ctrl-C while Python is still importing: no traceback
-    raise SystemExit(130) from None
+except KeyboardInterrupt:  # a signal while Python is still importing: no traceback
+    print("vbg: interrupted", file=sys.stderr)
+    code = 130
+else:
+    code = main()
 
-raise SystemExit(main())
+# Under `python -m`, CPython kills the process with SIGINT at exit (exit status -2, not
+# 130 or 0) when any code run from a string (exec/eval: dataclasses, namedtuple and
+# others do this while modules load) ended with a KeyboardInterrupt at any time, even
+# one that vbg caught and finished cleanly. Evaluating a string clears that mark, so
+# the exit status is the run's own.
+exec("pass", {})
+raise SystemExit(code)
