@@ -22,7 +22,6 @@ import pytest
 from conftest import PEOPLE, StderrLines, progress_shows_frames
 from media import person_clip_frames, write_clip
 from vbg.errors import OutputError
-from vbg.fsutil import busy_writer
 from vbg.offline.media import VideoWriter, probe
 
 PRECIOUS = b"the user's own file\n"
@@ -208,6 +207,8 @@ def test_two_concurrent_runs_for_one_output(long_clip, tmp_path):
     """Run A writes mix.mp4; run B for the same -o (even with --overwrite) refuses at start,
     naming A's pid. A is held still (SIGSTOP) while B runs, so the two meet for sure; then A
     finishes, and its report is true: the output is whole and nothing else is left."""
+    from vbg.fsutil import busy_writer
+
     out = tmp_path / "mix.mp4"
     a = subprocess.Popen([sys.executable, "-m", "vbg", "process", str(long_clip), "-o", str(out),
                           "--model", "selfie", "-q"], stderr=subprocess.PIPE, text=True)
