@@ -1,7 +1,8 @@
 """Start-up checks: everything cheap, all at once, before any camera, model or encoder.
 
 A new user should learn every set-up problem from one run, not one per run: a
-missing background file, a source that does not exist, an output in the way,
+missing background file, a source that does not exist, an output in the way
+(already there, one of the inputs, or being written by another run now),
 no virtual camera, no display for ``--preview``, a model that cannot be had.
 Each check adds its one-line error to a list; the caller raises
 :class:`vbg.errors.Problems` with all of them (exit code: the first one's).
