@@ -391,6 +391,8 @@ def foreign_files(folder: Path) -> list[str]:
 
 
 def not_a_sequence_message(folder: Path, foreign: list[str]) -> str:
+    if folder.is_symlink() or not folder.is_dir():
+        return f"{folder} is a file or a link, not a folder of PNG frames: remove it, or choose another -o"
     more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
     return (f"{folder} holds files that are not a PNG sequence vbg wrote ({foreign[0]}{more}), "
             "so --overwrite will not replace it: choose a new or empty folder, or name a file (-o "

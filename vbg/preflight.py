@@ -132,7 +132,7 @@ def check_not_busy(path: Path, option: str = "-o") -> None:
 
     pid = busy_writer(path)
     if pid is not None:
-        raise OutputError(busy_message(path, pid).replace("choose another -o", f"choose another {option}"))
+        raise OutputError(busy_message(path, pid).replace("another -o", f"another {option}"))
 
 
 def check_output_path(path: Path, overwrite: bool, option: str = "-o", inputs=()) -> None:

@@ -88,7 +88,7 @@ class Recorder(SinkBase):
         try:
             self._new = NewFile(self.path)
         except OutputBusy as e:
-            raise OutputError(f"--record {e.strerror}") from e
+            raise OutputError(f"--record {e.strerror}".replace("another -o", "another --record file")) from e
         except OSError as e:
             raise OutputError(f"--record {self.path}: cannot write there ({_one_line(e)}): {write_error_hint(e)}") from e
         try:
