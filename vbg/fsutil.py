@@ -144,6 +144,27 @@ class OutputBusy(OSError):
         self.target, self.pid = target, pid
 
 
+class Swapped(OSError):
+    """A temporary name no longer holds the file vbg made there: someone who can write in
+    the folder replaced it (with a symlink, say) while vbg wrote."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(errno.EEXIST, f"{path} was replaced by someone else while vbg wrote it "
+                                       "(the folder is writable by others): write to a folder only you can write to")
+
+
+def _check_ours(path: Path, fd: int) -> None:
+    """``path`` (not followed) is still the file or folder open as ``fd``; else ``Swapped``:
+    renaming it would put the impostor in place."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        raise Swapped(path) from None
+    own = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino):
+        raise Swapped(path)
+
+
 def free_name(target: Path, n: int, *, folder: bool = False) -> Path:
     """``NAME.EXT``, then ``NAME-2.EXT``, ``NAME-3.EXT``... (n = 1, 2, 3...); a folder's
     whole name gets the number (``seq.partial-2``)."""
@@ -184,7 +205,19 @@ class NewFile:
         if self.done:
             raise ValueError(f"{self.tmp} was already committed or discarded")
         os.fchmod(self.fd, 0o666 & ~_umask())  # the usual permissions, not mkstemp's 0600
-        dest = place(self.tmp, dest)
+        try:
+            _check_ours(self.tmp, self.fd)
+            dest = place(self.tmp, dest)
+            try:
+                _check_ours(dest, self.fd)
+            except Swapped:  # swapped between the check and the rename: take the impostor back out
+                with contextlib.suppress(OSError):
+                    os.unlink(dest)  # a link is removed, never followed
+                raise
+        except Swapped:
+            self.done = True
+            os.close(self.fd)
+            raise
         self.done = True
         os.close(self.fd)  # after the rename: the lock holds until the name is gone
         return dest
@@ -319,7 +352,12 @@ class NewFolder:
         ``FileExistsError`` (the folder stays, for ``keep`` or ``discard``)."""
         if self.done:
             raise ValueError(f"{self.tmp} was already committed or discarded")
-        os.chmod(self.tmp, 0o777 & ~_umask())
+        os.fchmod(self._fd, 0o777 & ~_umask())
+        try:
+            _check_ours(self.tmp, self._fd)
+        except Swapped:
+            self._close()
+            raise
         if not os.path.lexists(self.target):
             try:
                 os.rename(self.tmp, self.target)
@@ -350,7 +388,12 @@ class NewFolder:
         """Rename onto the first free one of ``dest``, ``dest-2``, ...: nothing is replaced."""
         if self.done:
             raise ValueError(f"{self.tmp} was already committed or discarded")
-        os.chmod(self.tmp, 0o777 & ~_umask())
+        os.fchmod(self._fd, 0o777 & ~_umask())
+        try:
+            _check_ours(self.tmp, self._fd)
+        except Swapped:
+            self._close()
+            raise
         dest = Path(dest)
         for n in range(1, 10000):
             cand = free_name(dest, n, folder=True)

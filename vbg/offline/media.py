@@ -20,8 +20,8 @@ Writing
                         rgb, matte: ProRes 422 HQ
     .webm               rgba: VP9 yuva420p, else VP9 yuv420p  Opus, Vorbis copied; others
                                                               re-encoded to Opus 48 kHz
-    no suffix, or an    PNG per frame, ``frame_000001.png``   none (see ``warnings``)
-    existing folder
+    no suffix (or       PNG per frame, ``frame_000001.png``   none (see ``warnings``)
+    ``sequence=True``)
     ==================  ====================================  ===================================
 
     Audio is muxed as the video advances (up to ``AUDIO_LEAD_S`` ahead of the
