@@ -164,6 +164,23 @@ def test_a_kept_partial_never_replaces_a_file(m, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.partial-2.mp4", "out.partial.mp4"]
 
 
+def test_a_kept_partial_png_sequence_never_replaces_a_folder(m, tmp_path):
+    """The same for a PNG sequence: its frames so far go to seq.partial, or seq.partial-2 when
+    that is taken; the target itself is left as it was."""
+    info = probe(m["clip"])
+    theirs = tmp_path / "seq.partial"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_bytes(PRECIOUS)
+    with pytest.raises(KeyboardInterrupt), VideoWriter(tmp_path / "seq", info, mode="matte") as writer:
+        for i in range(3):
+            writer.write(i, i, i / 30, np.full((180, 320), 40 * i, np.uint8))
+        raise KeyboardInterrupt
+    assert writer.output_path == tmp_path / "seq.partial-2" and writer.partial
+    assert sorted(p.name for p in writer.output_path.iterdir()) == [f"frame_{i:06d}.png" for i in (1, 2, 3)]
+    assert [p.name for p in theirs.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seq.partial", "seq.partial-2"]
+
+
 def test_ctrl_c_on_a_partial_named_input_keeps_the_partial_beside_it(long_clip, tmp_path):
     """vbg process talk.partial.mp4 -o talk.mp4, then Ctrl-C: the partial output would be
     named like the input; it goes to talk.partial-2.mp4 and the message says so."""
@@ -201,6 +218,21 @@ def test_a_second_writer_of_the_same_output_is_refused(m, tmp_path):
         again.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mix.mp4", "seq"]
     assert [p.name for p in (tmp_path / "seq").iterdir()] == ["frame_000001.png"]
+
+
+def test_a_second_recording_to_the_same_file_is_refused(tmp_path):
+    from vbg.sinks.recorder import Recorder
+
+    from vbg.types import Composite
+
+    first = Recorder(tmp_path / "rec.mp4", 64, 48, 30)
+    try:
+        with pytest.raises(OutputError, match="being written by another vbg run .*choose another --record file"):
+            Recorder(tmp_path / "rec.mp4", 64, 48, 30)
+        first.send(Composite(seq=0, t_capture=0.0, image=np.zeros((48, 64, 3), np.uint8), mask_seq=-1, fresh=False))
+    finally:
+        first.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["rec.mp4"]
 
 
 def test_two_concurrent_runs_for_one_output(long_clip, tmp_path):
