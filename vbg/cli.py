@@ -469,7 +469,7 @@ def cmd_process(args) -> int:
                     last_code = OutputError.exit_code
                     continue
                 try:
-                    res = proc.process(src, dst, progress, sequence=sequence)
+                    res = proc.process(src, dst, progress, sequence=sequence, overwrite=args.overwrite)
                 except VbgError as e:
                     progress.fail(str(e))
                     print(f"vbg: error: {src}: {e}", file=sys.stderr)

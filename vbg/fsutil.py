@@ -181,17 +181,17 @@ class NewFile:
     Write through ``fd`` (or ``sink``, a file object for PyAV); then ``commit()``
     renames it onto ``target``, ``keep()`` onto a free name that replaces
     nothing, ``discard()`` removes it. Raises ``OutputBusy`` when another run
-    is writing ``target`` (unless ``check_busy`` is False)."""
+    is writing ``target`` (unless ``check_busy`` is False). With ``replace``
+    False, an existing ``target`` is refused now (``FileExistsError``) and
+    ``commit()`` does not replace one that appears meanwhile."""
 
-    def __init__(self, target: str | Path, *, check_busy: bool = True) -> None:
+    def __init__(self, target: str | Path, *, check_busy: bool = True, replace: bool = True) -> None:
         self.target = Path(target)
+        self.replace = replace
         folder = self.target.parent
         folder.mkdir(parents=True, exist_ok=True)
         with _folder_locked(folder) if check_busy else contextlib.nullcontext():
-            if check_busy:
-                pid = busy_writer(self.target)
-                if pid is not None:
-                    raise OutputBusy(self.target, pid)
+            _check_target(self.target, check_busy, replace)
             self.fd, name = tempfile.mkstemp(prefix=_temp_prefix(self.target), suffix=TEMP_SUFFIX, dir=folder)
             self.tmp = Path(name)
             _lock(self.fd, fcntl.LOCK_EX)  # blocking: a busy_writer() may hold it shared for a moment
@@ -224,9 +224,13 @@ class NewFile:
 
     def commit(self, dest: str | Path | None = None) -> Path:
         """Rename onto ``dest`` (default: the target), replacing what is there (a symlink
-        there is replaced, never followed)."""
+        there is replaced, never followed); without ``replace``, ``FileExistsError``
+        when something is there (the temporary stays, for ``keep`` or ``discard``)."""
         def place(tmp: Path, dest: Path) -> Path:
-            os.replace(tmp, dest)
+            if self.replace:
+                os.replace(tmp, dest)
+            else:
+                _rename_no_replace(tmp, dest, alternatives=False)
             return dest
         return self._finish(Path(dest) if dest is not None else self.target, place)
 
@@ -252,11 +256,23 @@ class NewFile:
             self.discard()
 
 
-def _rename_no_replace(tmp: Path, dest: Path) -> Path:
-    """Move file ``tmp`` to the first free one of ``dest``, ``dest-2``, ... A hard link
-    fails if the name exists, so no file is ever replaced; where the file system has no
-    hard links, the existence check and the rename are two steps."""
-    for n in range(1, 10000):
+def _check_target(target: Path, check_busy: bool, replace: bool) -> None:
+    """Under the folder lock: no other run writes ``target``; it is not there unless it may be replaced."""
+    if check_busy:
+        pid = busy_writer(target)
+        if pid is not None:
+            raise OutputBusy(target, pid)
+    if not replace and os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, f"{target} already exists: pass --overwrite to replace it, "
+                                            "or choose another -o")
+
+
+def _rename_no_replace(tmp: Path, dest: Path, *, alternatives: bool = True) -> Path:
+    """Move file ``tmp`` to the first free one of ``dest``, ``dest-2``, ... (only ``dest``
+    without ``alternatives``). A hard link fails if the name exists, so no file is ever
+    replaced; where the file system has no hard links, the existence check and the rename
+    are two steps."""
+    for n in range(1, 10000 if alternatives else 2):
         cand = free_name(dest, n)
         try:
             os.link(tmp, cand, follow_symlinks=False)
@@ -271,6 +287,9 @@ def _rename_no_replace(tmp: Path, dest: Path) -> Path:
             return cand
         os.unlink(tmp)
         return cand
+    if not alternatives:
+        raise FileExistsError(errno.EEXIST, f"{dest} appeared while vbg wrote it: it is not replaced "
+                                            "without --overwrite")
     raise FileExistsError(errno.EEXIST, f"no free name like {dest}")
 
 
@@ -315,15 +334,12 @@ class NewFolder:
     ``replaceable`` accepts (a PNG sequence vbg wrote), and only by swapping
     folders, so ``target`` always holds exactly one run's files."""
 
-    def __init__(self, target: str | Path, *, check_busy: bool = True) -> None:
+    def __init__(self, target: str | Path, *, check_busy: bool = True, replace: bool = True) -> None:
         self.target = Path(target)
         folder = self.target.parent
         folder.mkdir(parents=True, exist_ok=True)
         with _folder_locked(folder) if check_busy else contextlib.nullcontext():
-            if check_busy:
-                pid = busy_writer(self.target)
-                if pid is not None:
-                    raise OutputBusy(self.target, pid)
+            _check_target(self.target, check_busy, replace)
             self.tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(self.target), suffix=TEMP_SUFFIX, dir=folder))
             self._fd = os.open(self.tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             _lock(self._fd, fcntl.LOCK_EX)
@@ -367,7 +383,8 @@ class NewFolder:
                 if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
                     raise
         if not replace:
-            raise FileExistsError(errno.EEXIST, f"{self.target} already exists")
+            raise FileExistsError(errno.EEXIST, f"{self.target} appeared while vbg wrote it: it is not replaced "
+                                                "without --overwrite")
         foreign = foreign_files(self.target)
         if foreign:
             raise FileExistsError(errno.EEXIST, not_a_sequence_message(self.target, foreign))

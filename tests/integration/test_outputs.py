@@ -359,3 +359,27 @@ def test_a_full_disk_stops_the_writer_at_the_first_failed_write(m, small_disk, s
         assert writer.frames_written - full_at <= 3, (full_at, writer.frames_written, str(err.value))
     assert writer.output_path is None and not writer.partial
     assert list(small_disk.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- without --overwrite
+@pytest.mark.parametrize("name", ["out.mp4", "seq"])
+def test_without_overwrite_an_output_that_appears_meanwhile_is_not_replaced(m, tmp_path, name):
+    """Checked at start, the target was free; another program makes it while vbg writes:
+    without --overwrite it is left as it is, and vbg's frames go to the partial name."""
+    info = probe(m["clip"])
+    target = tmp_path / name
+    writer = VideoWriter(target, info, mode="matte", overwrite=False)
+    writer.write(0, 0, 0.0, np.zeros((180, 320), np.uint8))
+    if target.suffix:
+        target.write_bytes(PRECIOUS)
+    else:
+        target.mkdir()
+        (target / "frame_000001.png").write_bytes(PRECIOUS)
+    with pytest.raises(OutputError, match="appeared while vbg wrote it.*kept in"):
+        writer.close()
+    theirs = target if target.suffix else target / "frame_000001.png"
+    assert theirs.read_bytes() == PRECIOUS
+    kept = tmp_path / ("out.partial.mp4" if target.suffix else "seq.partial")
+    assert kept.exists()
+    with pytest.raises(OutputError, match="already exists: pass --overwrite"):
+        VideoWriter(target, info, mode="matte", overwrite=False)

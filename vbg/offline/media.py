@@ -381,7 +381,10 @@ class VideoWriter:
     where the container needs it). ``threads``: encoder threads, 0 = FFmpeg's
     choice. ``sequence``: True writes a PNG folder whatever the name, False a
     file; None (default) decides by the name alone, never by what exists there:
-    no suffix is a PNG folder, a suffix picks the file format.
+    no suffix is a PNG folder, a suffix picks the file format. ``overwrite``
+    False: an existing ``path`` is refused at once (``OutputError``), and one
+    that appears while writing is not replaced (``close()`` keeps the frames
+    under the partial name and raises).
 
     After ``close()``, ``output_path`` is the finished file; after ``abort()``
     it is ``partial_path`` (or None when no frame was written) and ``partial``
@@ -391,7 +394,8 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | Path, info: VideoInfo, *, mode: str, quality: str = "balanced",
-                 audio_from: str | Path | None = None, threads: int = 0, sequence: bool | None = None) -> None:
+                 audio_from: str | Path | None = None, threads: int = 0, sequence: bool | None = None,
+                 overwrite: bool = True) -> None:
         if mode not in MODES:
             raise ConfigError(f"output mode {mode!r} is unknown: use one of {', '.join(MODES)}")
         if quality not in QUALITIES:
@@ -415,7 +419,7 @@ class VideoWriter:
                        "matte": (info.height, info.width)}[mode]
 
         if sequence if sequence is not None else not self.path.suffix:
-            self._backend: _Backend = _PngFolder(self.path, info, mode)
+            self._backend: _Backend = _PngFolder(self.path, info, mode, overwrite)
             self.partial_path = partial_path_for(self.path)
             self.warnings.append(f"{self.path}: a PNG folder keeps no frame timing"
                                  + (" and no audio" if audio_from is not None else ""))
@@ -423,7 +427,7 @@ class VideoWriter:
             fmt, codec = output_format(self.path, mode)
             self.partial_path = partial_path_for(self.path)
             self._backend = _AvFile(self.path, fmt, codec, info, mode, quality, audio_from, threads,
-                                    self.warnings)
+                                    self.warnings, overwrite)
         self.frame_size: tuple[int, int] = self._backend.frame_size
 
     # ------------------------------------------------------------------ writing
@@ -509,14 +513,15 @@ class _PngFolder(_Backend):
     """One PNG per frame, ``frame_000001.png`` for index 0, written into a new hidden
     folder (``NewFolder``) that takes the target's place when complete."""
 
-    def __init__(self, folder: Path, info: VideoInfo, mode: str) -> None:
-        if os.path.lexists(folder):
+    def __init__(self, folder: Path, info: VideoInfo, mode: str, overwrite: bool) -> None:
+        if overwrite and os.path.lexists(folder):
             foreign = foreign_files(folder)
             if foreign:
                 raise OutputError(not_a_sequence_message(folder, foreign))
+        self._overwrite = overwrite
         try:
-            self._new = NewFolder(folder)
-        except OutputBusy as e:
+            self._new = NewFolder(folder, replace=overwrite)
+        except (OutputBusy, FileExistsError) as e:
             raise OutputError(e.strerror) from e
         except OSError as e:
             raise OutputError(f"{folder}: cannot write there ({_one_line(e)}): choose a folder you can write to") from e
@@ -549,10 +554,12 @@ class _PngFolder(_Backend):
             if not complete:
                 return self._new.keep(keep)
             try:
-                return self._new.commit(replace=True)
+                return self._new.commit(replace=self._overwrite)
             except FileExistsError as e:  # a file was put in the target meanwhile: keep ours aside
-                kept = self._new.keep(keep)
+                kept = self._new.keep(partial_path_for(self.folder))
                 raise OutputError(f"{e.strerror} (the frames are kept in {kept})") from e
+        except OutputError:
+            raise
         except OSError as e:
             self._new.discard()
             raise OutputError(f"{self.folder}: cannot move the frames into place ({_one_line(e)}): "
@@ -566,7 +573,8 @@ class _AvFile(_Backend):
     """A video file written with PyAV under a temporary name, optionally with audio."""
 
     def __init__(self, path: Path, fmt: _Container, codec: _Codec, info: VideoInfo, mode: str,
-                 quality: str, audio_from: str | Path | None, threads: int, warnings: list[str]) -> None:
+                 quality: str, audio_from: str | Path | None, threads: int, warnings: list[str],
+                 overwrite: bool) -> None:
         self.path, self.codec = path, codec
         w, h = info.width, info.height
         self.frame_size = (w + w % 2 * codec.even[0], h + h % 2 * codec.even[1])
@@ -588,8 +596,8 @@ class _AvFile(_Backend):
         if path.is_dir():
             raise OutputError(f"{path} is a folder: name the output file, or remove the folder")
         try:  # fails here, with a clear reason, rather than inside FFmpeg
-            self._new = NewFile(path)
-        except OutputBusy as e:
+            self._new = NewFile(path, replace=overwrite)
+        except (OutputBusy, FileExistsError) as e:
             raise OutputError(e.strerror) from e
         except OSError as e:
             raise OutputError(f"{path}: cannot write there ({_one_line(e)}): "
@@ -744,6 +752,9 @@ class _AvFile(_Backend):
             return None
         try:
             return self._new.commit(keep) if complete else self._new.keep(keep)
+        except FileExistsError as e:  # the target appeared meanwhile, and --overwrite was not given
+            kept = self._new.keep(partial_path_for(self.path))
+            raise OutputError(f"{e.strerror} (the frames are kept in {kept})") from e
         except OSError as e:
             self._new.discard()
             raise OutputError(f"{keep}: cannot move {self.tmp.name} into place ({_one_line(e)}): "
