@@ -12,6 +12,16 @@ as it writes: that is how a second run for the same target finds out that the
 target is being written (``busy_writer``), and why that check is race-free:
 creating the temporary and looking for others happen under a lock on the
 folder. The kernel drops the locks when a run ends, however it ends.
+
+Two runs, one output: the second one refuses (``OutputBusy``: "wait for it or
+choose another -o", with the first one's pid from /proc/locks), rather than
+both running with the later rename winning. A refusal at start costs the user
+nothing, while "later wins" would spend a whole run on a file that is then
+silently replaced, and which one is "later" is an accident of speed. The lock
+is the temporary file itself, so there is no lock file to leave behind: a
+refused run has created nothing, and a run that ends renames or removes its
+temporary. (A run killed with SIGKILL leaves its temporary, unlocked: it does
+not count as busy.)
 """
 
 from __future__ import annotations
