@@ -401,6 +401,10 @@ class NewFolder:
         # Swap: the old sequence moves aside (onto an empty folder of our own), the new one in.
         old = Path(tempfile.mkdtemp(prefix=_temp_prefix(self.target), suffix=".old", dir=self.target.parent))
         os.rename(self.target, old)
+        foreign = foreign_files(old)  # put there between the check and the move: give it all back
+        if foreign:
+            os.rename(old, self.target)
+            raise FileExistsError(errno.EEXIST, not_a_sequence_message(self.target, foreign))
         try:
             os.rename(self.tmp, self.target)
         except BaseException:
