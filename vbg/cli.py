@@ -320,7 +320,7 @@ def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: b
             if fmt and not _format_agrees(fmt, suffix):
                 fix = (f"-o {output.with_suffix(VIDEO_SUFFIXES[fmt])}" if fmt != "png"
                        else f"-o {output.with_suffix('')}")
-                raise ConfigError(f"-o {raw} is a {suffix[1:]} file but --format {fmt} asks for "
+                raise ConfigError(f"-o {raw} is an {suffix} file but --format {fmt} asks for "
                                   f"{'a PNG folder' if fmt == 'png' else fmt}: drop --format, or name it {fix}")
             return [(output, False)]
         if suffix:
