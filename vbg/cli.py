@@ -106,15 +106,18 @@ def _parser_process(sub) -> None:
     p = sub.add_parser("process", help="render video files: every frame, audio kept, alpha outputs",
                        description="Replace or remove the background of video files. The output format "
                                    "follows -o: .mp4 (H.264), .mov (ProRes 4444 with --alpha), .webm (VP9, "
-                                   "alpha with --alpha), or a folder (PNG sequence).")
+                                   "alpha with --alpha), or a name without a suffix (PNG sequence).",
+                       epilog=OUTPUT_RULE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or glob patterns")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
-                   help="output file (one input) or folder (several inputs, or a PNG sequence)")
+                   help="one input: the output file, or a name without a suffix for a PNG sequence; "
+                        "several inputs: the folder they go to (see below)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--alpha", action="store_true", help="the person over transparency (.mov, .webm or PNGs)")
     mode.add_argument("--matte", action="store_true", help="write the mask alone as a grey video")
     p.add_argument("--format", choices=("mp4", "mov", "webm", "png"),
-                   help="output format for a folder -o (default: mp4, or mov with --alpha)")
+                   help="the format of each output of several inputs (default: mp4, or mov with --alpha); "
+                        "with one input -o says it, and --format must agree")
     p.add_argument("--quality", choices=("fast", "balanced", "best"), default="balanced",
                    help="encoder speed/quality preset (default: balanced)")
     p.add_argument("--workers", default="auto", metavar="N|auto",
@@ -202,10 +205,11 @@ def cmd_segment(args) -> int:
     if args.cutout and single_file and out.suffix.lower() not in (".png", ".webp", ".tif", ".tiff"):
         raise ConfigError(f"-o {out}: a cut-out needs transparency: use a .png output")
     targets = [out if single_file else out / (Path(i).stem + ".png") for i in args.images]
-    for t in targets:
-        _refuse_existing(t, args.overwrite)
-
     from . import preflight
+
+    for t in targets:
+        preflight.check_not_an_input(t, args.images)
+        _refuse_existing(t, args.overwrite)
 
     found: list[VbgError] = []
     notes: list[str] = []
@@ -239,6 +243,9 @@ def cmd_export(args) -> int:
     out = Path(args.output)
     if out.suffix.lower() != ".onnx":
         raise ConfigError(f"-o {out}: the output of vbg export is an .onnx file")
+    from . import preflight
+
+    preflight.check_not_an_input(out, [args.weights])
     _refuse_existing(out, args.overwrite)
     size_hw = None
     if not args.dynamic:
@@ -282,22 +289,76 @@ def _expand_inputs(patterns: list[str]) -> list[Path]:
     return out
 
 
-def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: bool, batch: bool) -> list[Path]:
-    """One input: -o names the file (its suffix picks the format), a new folder
-    (a PNG sequence), or an existing folder to write into. A batch (several
-    inputs or a glob): -o is a folder and each output is named after its input."""
-    suffix = VIDEO_SUFFIXES[fmt] if fmt else (".mov" if alpha else ".mp4")
-    known = (".mp4", ".m4v", ".mkv", ".mov", ".webm")
-    if not batch and not output.is_dir():
-        if output.suffix.lower() in known or output.suffix == "":
-            return [output]
-        raise ConfigError(f"-o {output}: unknown output type {output.suffix!r}: use .mp4, .mov, .webm or a folder")
-    if output.suffix.lower() in known:
-        raise ConfigError(f"-o {output} names one file but {len(inputs)} inputs were given: pass a folder")
+OUTPUT_RULE = """\
+what -o means (the same on every run, whatever exists there):
+  one input       -o is the output itself: NAME.mp4/.m4v/.mkv (H.264), NAME.mov (ProRes),
+                  NAME.webm (VP9), or a name without a suffix: a folder of PNG frames.
+                  --format can be left out; given, it must agree with -o.
+  several inputs  -o is a folder; each input gives FOLDER/<input name>.<format>, with
+  (or a glob)     --format mp4 (default), mov (default with --alpha), webm, or png
+                  (FOLDER/<input name>/ holding its frames).
+  --overwrite replaces an existing output; a PNG folder only when it holds nothing but the
+  frame_NNNNNN.png files of an earlier run. An output that is one of the inputs (the same
+  file, a hard link or a symlink) is never written."""
+
+KNOWN_VIDEO_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".webm")
+
+
+def _format_agrees(fmt: str, suffix: str) -> bool:
+    return VIDEO_SUFFIXES[fmt] == suffix or (fmt == "mp4" and suffix == ".m4v")
+
+
+def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: bool, batch: bool,
+                     raw: str | None = None) -> list[tuple[Path, bool]]:
+    """(target, is a PNG sequence) per input, by ``OUTPUT_RULE``: from the names
+    alone, so a second run writes what the first did. ``raw``: -o as typed
+    (a trailing slash shown back in messages)."""
+    raw = raw or str(output)
+    suffix = output.suffix.lower()
+    if not batch:
+        if suffix in KNOWN_VIDEO_SUFFIXES:
+            if fmt and not _format_agrees(fmt, suffix):
+                fix = (f"-o {output.with_suffix(VIDEO_SUFFIXES[fmt])}" if fmt != "png"
+                       else f"-o {output.with_suffix('')}")
+                raise ConfigError(f"-o {raw} is an {suffix} file but --format {fmt} asks for "
+                                  f"{'a PNG folder' if fmt == 'png' else fmt}: drop --format, or name it {fix}")
+            return [(output, False)]
+        if suffix:
+            raise ConfigError(f"-o {raw}: unknown output type {output.suffix!r}: use .mp4, .m4v, .mkv, .mov, .webm, "
+                              "or a name without a suffix for a folder of PNG frames")
+        if fmt and fmt != "png":
+            name = inputs[0].stem if inputs else "out"
+            raise ConfigError(f"-o {raw} (one input, no suffix) is a folder of PNG frames but --format {fmt} asks "
+                              f"for a video file: name the file, -o {output / (name + VIDEO_SUFFIXES[fmt])}")
+        return [(output, True)]
+    if suffix in KNOWN_VIDEO_SUFFIXES:
+        raise ConfigError(f"-o {raw} names one file but {len(inputs)} inputs were given: pass a folder")
     names = [i.stem for i in inputs]
     if len(set(names)) != len(names):
         raise ConfigError("two inputs have the same name: process them into different folders")
-    return [output / (i.stem + suffix) for i in inputs]
+    fmt = fmt or ("mov" if alpha else "mp4")
+    return [(output / (i.stem + VIDEO_SUFFIXES[fmt]), fmt == "png") for i in inputs]
+
+
+def _check_process_target(dst: Path, sequence: bool, inputs: list, overwrite: bool) -> None:
+    """An output is not an input, not being written by another run, not there already
+    (unless --overwrite), and a PNG folder to replace holds nothing but frames."""
+    from . import preflight
+    from .errors import OutputError
+    from .fsutil import foreign_files, not_a_sequence_message
+
+    preflight.check_not_an_input(dst, inputs)
+    preflight.check_not_busy(dst)
+    if not os.path.lexists(dst):
+        return
+    if not overwrite:
+        raise OutputError(f"{dst} already exists: pass --overwrite to replace it, or choose another -o")
+    if sequence:
+        foreign = foreign_files(dst)
+        if foreign:
+            raise OutputError(not_a_sequence_message(dst, foreign))
+    elif dst.is_dir():
+        raise OutputError(f"-o {dst} is a folder: name the output file, or remove the folder")
 
 
 def _process_workers(text: str, seg_cfg) -> int:
@@ -334,17 +395,17 @@ def cmd_process(args) -> int:
     found: list[VbgError] = []
     inputs = preflight.collect(found, _expand_inputs, args.inputs) or []
     batch = len(args.inputs) > 1 or any(_is_pattern(a) for a in args.inputs)
-    targets = preflight.collect(found, _process_targets, inputs, Path(args.output), args.format, args.alpha,
-                                 batch) or []
+    planned = preflight.collect(found, _process_targets, inputs, Path(args.output), args.format, args.alpha,
+                                 batch, args.output) or []
+    targets = [t for t, _ in planned]
     mode = "rgba" if args.alpha else "matte" if args.matte else "rgb"
     for src in inputs:
         if not src.is_file():
             found.append(InputError(f"{src}: {'is a folder' if src.is_dir() else 'no such file'}: "
                                     "give a video file"))
-    for dst in targets:
-        if dst.exists() and not args.overwrite:
-            found.append(OutputError(f"{dst} already exists: pass --overwrite to replace it, or choose another -o"))
-    for dst in {t.suffix.lower(): t for t in targets if t.suffix}.values():  # a batch shares one format
+    for dst, sequence in planned:
+        preflight.collect(found, _check_process_target, dst, sequence, [*inputs, args.background], args.overwrite)
+    for dst in {t.suffix.lower(): t for t, seq in planned if not seq}.values():  # a batch shares one format
         preflight.collect(found, output_format, dst, mode)
     bg = BackgroundConfig(background=args.background, color=args.color, blur=args.blur, mirror=args.mirror,
                           feather=args.feather, threshold=args.threshold)
@@ -398,7 +459,7 @@ def cmd_process(args) -> int:
                  workers, seg_cfg.threads or "all")
         proc = state["proc"] = FileProcessor(cfg, *segs)
         try:
-            for src, dst in zip(inputs, targets):
+            for src, (dst, sequence) in zip(inputs, planned):
                 progress = Progress(str(src), None, mode=pmode, stream=stream)
                 if dst.exists() and not args.overwrite:
                     msg = f"{dst} already exists: pass --overwrite to replace it, or choose another -o"
@@ -408,7 +469,7 @@ def cmd_process(args) -> int:
                     last_code = OutputError.exit_code
                     continue
                 try:
-                    res = proc.process(src, dst, progress)
+                    res = proc.process(src, dst, progress, sequence=sequence, overwrite=args.overwrite)
                 except VbgError as e:
                     progress.fail(str(e))
                     print(f"vbg: error: {src}: {e}", file=sys.stderr)

@@ -1,13 +1,44 @@
-"""Atomic file creation: write to a temporary name beside the target, rename when complete."""
+"""Creating outputs safely: every file vbg writes is created exclusively (``O_EXCL``,
+never following a symlink) under a fresh hidden name in its target's folder, written
+through the descriptor that created it, and renamed into place when complete.
+
+Why: a fixed temporary name (``.out.partial.mp4``) in a folder others can write to
+is a trap: a symlink planted there sends the write into any file the user owns.
+A name made by ``mkstemp`` cannot be planted beforehand, and since the file is
+never opened again by name, swapping it afterwards changes nothing.
+
+Each temporary file or folder is ``flock``-ed by the run writing it, for as long
+as it writes: that is how a second run for the same target finds out that the
+target is being written (``busy_writer``), and why that check is race-free:
+creating the temporary and looking for others happen under a lock on the
+folder. The kernel drops the locks when a run ends, however it ends.
+
+Two runs, one output: the second one refuses (``OutputBusy``: "wait for it or
+choose another -o", with the first one's pid from /proc/locks), rather than
+both running with the later rename winning. A refusal at start costs the user
+nothing, while "later wins" would spend a whole run on a file that is then
+silently replaced, and which one is "later" is an accident of speed. The lock
+is the temporary file itself, so there is no lock file to leave behind: a
+refused run has created nothing, and a run that ends renames or removes its
+temporary. (A run killed with SIGKILL leaves its temporary, unlocked: it does
+not count as busy.)
+"""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+TEMP_SUFFIX = ".partial"
+_MKSTEMP_CHARS = 8  # the random part of a tempfile name
+SEQUENCE_FRAME = re.compile(r"frame_\d{6}\.png")  # a frame of a PNG sequence vbg wrote
 
 
 def _umask() -> int:
@@ -26,24 +57,455 @@ def _umask() -> int:
     return mask
 
 
+def _temp_prefix(target: Path) -> str:
+    """``.NAME.``: the hidden prefix of ``target``'s temporaries. A long name is cut (a full
+    255-byte name plus the random part and ``.partial`` would not fit the folder) and made
+    unique again with a hash, so two long names that share a start do not meet."""
+    name = target.name
+    if len(name.encode()) > 100:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = name.encode()[:80].decode(errors="ignore") + "~" + digest
+    return f".{name}."
+
+
+def _lock(fd: int, flags: int) -> bool:
+    """``flock``; False where the file system has no locks (then nothing is detected, nothing breaks)."""
+    try:
+        fcntl.flock(fd, flags)
+        return True
+    except BlockingIOError:
+        raise
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _folder_locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (the directory itself): looking for another
+    run's temporary and creating our own are one step for every vbg run."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        yield
+        return
+    try:
+        _lock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _lock_owner(fd: int) -> int | None:
+    """The pid holding a flock on ``fd``'s file, from /proc/locks (Linux); None if unknown."""
+    try:
+        st = os.fstat(fd)
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            for line in f:
+                parts = line.split()
+                # 1: FLOCK  ADVISORY  WRITE 1234 08:02:131 0 EOF
+                if len(parts) >= 6 and parts[1] == "FLOCK" and parts[-3].count(":") == 2:
+                    major, minor, inode = parts[-3].split(":")
+                    if (int(inode) == st.st_ino and int(major, 16) == os.major(st.st_dev)
+                            and int(minor, 16) == os.minor(st.st_dev)):
+                        return int(parts[-4])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def busy_writer(target: str | Path) -> int | None:
+    """Whether another run is writing ``target`` now: the pid of the run holding the lock on
+    one of ``target``'s temporaries (0 when the pid is unknown), or None when none is.
+    A temporary left by a killed run holds no lock and does not count."""
+    target = Path(target)
+    prefix = _temp_prefix(target)
+    try:
+        names = [n for n in os.listdir(target.parent or ".")
+                 if n.startswith(prefix) and n.endswith(TEMP_SUFFIX)
+                 and len(n) == len(prefix) + _MKSTEMP_CHARS + len(TEMP_SUFFIX)]
+    except OSError:
+        return None
+    for name in names:
+        try:
+            fd = os.open(target.parent / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            try:
+                if _lock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                return _lock_owner(fd) or 0
+        finally:
+            os.close(fd)
+    return None
+
+
+def busy_message(target: Path, pid: int) -> str:
+    who = f"another vbg run (pid {pid})" if pid else "another vbg run"
+    return f"{target} is being written by {who}: wait for it or choose another -o"
+
+
+class OutputBusy(OSError):
+    """Another run holds a temporary of the same target (see ``busy_writer``)."""
+
+    def __init__(self, target: Path, pid: int) -> None:
+        super().__init__(errno.EBUSY, busy_message(target, pid))
+        self.target, self.pid = target, pid
+
+
+class Swapped(OSError):
+    """A temporary name no longer holds the file vbg made there: someone who can write in
+    the folder replaced it (with a symlink, say) while vbg wrote."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(errno.EEXIST, f"{path} was replaced by someone else while vbg wrote it "
+                                       "(the folder is writable by others): write to a folder only you can write to")
+
+
+def _check_ours(path: Path, fd: int) -> None:
+    """``path`` (not followed) is still the file or folder open as ``fd``; else ``Swapped``:
+    renaming it would put the impostor in place."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        raise Swapped(path) from None
+    own = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino):
+        raise Swapped(path)
+
+
+def free_name(target: Path, n: int, *, folder: bool = False) -> Path:
+    """``NAME.EXT``, then ``NAME-2.EXT``, ``NAME-3.EXT``... (n = 1, 2, 3...); a folder's
+    whole name gets the number (``seq.partial-2``)."""
+    if n == 1:
+        return target
+    if folder:
+        return target.with_name(f"{target.name}-{n}")
+    return target.with_name(f"{target.stem}-{n}{target.suffix}")
+
+
+class NewFile:
+    """A file made exclusively under a fresh hidden name beside ``target``
+    (``.NAME.XXXXXXXX.partial``, mode 0600, locked while it is written).
+    Write through ``fd`` (or ``sink``, a file object for PyAV); then ``commit()``
+    renames it onto ``target``, ``keep()`` onto a free name that replaces
+    nothing, ``discard()`` removes it. Raises ``OutputBusy`` when another run
+    is writing ``target`` (unless ``check_busy`` is False). With ``replace``
+    False, an existing ``target`` is refused now (``FileExistsError``) and
+    ``commit()`` does not replace one that appears meanwhile."""
+
+    def __init__(self, target: str | Path, *, check_busy: bool = True, replace: bool = True) -> None:
+        self.target = Path(target)
+        self.replace = replace
+        folder = self.target.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        with _folder_locked(folder) if check_busy else contextlib.nullcontext():
+            _check_target(self.target, check_busy, replace)
+            self.fd, name = tempfile.mkstemp(prefix=_temp_prefix(self.target), suffix=TEMP_SUFFIX, dir=folder)
+            self.tmp = Path(name)
+            _lock(self.fd, fcntl.LOCK_EX)  # blocking: a busy_writer() may hold it shared for a moment
+        self.sink = _Sink(self.fd)
+        self.done = False
+
+    def write(self, data) -> None:
+        self.sink.write(data)
+
+    def _finish(self, dest: Path, place) -> Path:
+        if self.done:
+            raise ValueError(f"{self.tmp} was already committed or discarded")
+        os.fchmod(self.fd, 0o666 & ~_umask())  # the usual permissions, not mkstemp's 0600
+        try:
+            _check_ours(self.tmp, self.fd)
+            dest = place(self.tmp, dest)
+            try:
+                _check_ours(dest, self.fd)
+            except Swapped:  # swapped between the check and the rename: take the impostor back out
+                with contextlib.suppress(OSError):
+                    os.unlink(dest)  # a link is removed, never followed
+                raise
+        except Swapped:
+            self.done = True
+            os.close(self.fd)
+            raise
+        self.done = True
+        os.close(self.fd)  # after the rename: the lock holds until the name is gone
+        return dest
+
+    def commit(self, dest: str | Path | None = None) -> Path:
+        """Rename onto ``dest`` (default: the target), replacing what is there (a symlink
+        there is replaced, never followed); without ``replace``, ``FileExistsError``
+        when something is there (the temporary stays, for ``keep`` or ``discard``)."""
+        def place(tmp: Path, dest: Path) -> Path:
+            if self.replace:
+                os.replace(tmp, dest)
+            else:
+                _rename_no_replace(tmp, dest, alternatives=False)
+            return dest
+        return self._finish(Path(dest) if dest is not None else self.target, place)
+
+    def keep(self, dest: str | Path) -> Path:
+        """Rename onto ``dest``, or onto ``dest-2``, ``dest-3``... when it exists: nothing is replaced."""
+        return self._finish(Path(dest), _rename_no_replace)
+
+    def discard(self) -> None:
+        """Remove the temporary file (idempotent)."""
+        if not self.done:
+            self.done = True
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            os.close(self.fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None and not self.done:
+            self.commit()
+        else:
+            self.discard()
+
+
+def _check_target(target: Path, check_busy: bool, replace: bool) -> None:
+    """Under the folder lock: no other run writes ``target``; it is not there unless it may be replaced."""
+    if check_busy:
+        pid = busy_writer(target)
+        if pid is not None:
+            raise OutputBusy(target, pid)
+    if not replace and os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, f"{target} already exists: pass --overwrite to replace it, "
+                                            "or choose another -o")
+
+
+def _rename_no_replace(tmp: Path, dest: Path, *, alternatives: bool = True) -> Path:
+    """Move file ``tmp`` to the first free one of ``dest``, ``dest-2``, ... (only ``dest``
+    without ``alternatives``). A hard link fails if the name exists, so no file is ever
+    replaced; where the file system has no hard links, the existence check and the rename
+    are two steps."""
+    for n in range(1, 10000 if alternatives else 2):
+        cand = free_name(dest, n)
+        try:
+            os.link(tmp, cand, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                raise
+            if os.path.lexists(cand):
+                continue
+            os.rename(tmp, cand)
+            return cand
+        os.unlink(tmp)
+        return cand
+    if not alternatives:
+        raise FileExistsError(errno.EEXIST, f"{dest} appeared while vbg wrote it: it is not replaced "
+                                            "without --overwrite")
+    raise FileExistsError(errno.EEXIST, f"no free name like {dest}")
+
+
+class _Sink:
+    """A file object over a descriptor, for PyAV's ``av.open(file, "w")``: every byte is
+    written or the call raises, and the first failure is kept in ``error``, so the
+    writer sees a full disk at the packet that hit it (FFmpeg may only report it when
+    the file is closed)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):
+                done += os.write(self.fd, view[done:])
+        except OSError as e:
+            if self.error is None:
+                self.error = e
+            raise
+        return done
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self.fd, offset, whence)
+
+    def tell(self) -> int:
+        return os.lseek(self.fd, 0, os.SEEK_CUR)
+
+    def flush(self) -> None:
+        pass
+
+
+class NewFolder:
+    """A folder made exclusively under a fresh hidden name beside ``target``
+    (``mkdtemp``: mode 0700, so no one else can plant anything in it), locked
+    while it is filled. ``add(name, data)`` writes one file in it, exclusively.
+    ``commit(replace=...)`` puts the whole folder in place of ``target``:
+    an existing target is replaced only when it holds nothing but what
+    ``replaceable`` accepts (a PNG sequence vbg wrote), and only by swapping
+    folders, so ``target`` always holds exactly one run's files."""
+
+    def __init__(self, target: str | Path, *, check_busy: bool = True, replace: bool = True) -> None:
+        self.target = Path(target)
+        folder = self.target.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        with _folder_locked(folder) if check_busy else contextlib.nullcontext():
+            _check_target(self.target, check_busy, replace)
+            self.tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(self.target), suffix=TEMP_SUFFIX, dir=folder))
+            self._fd = os.open(self.tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            _lock(self._fd, fcntl.LOCK_EX)
+        self.done = False
+
+    def add(self, name: str, data) -> None:
+        """Write ``data`` as ``name`` in the folder: a new file, never one that is there."""
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
+                     dir_fd=self._fd)
+        try:
+            _Sink(fd).write(data)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=self._fd)
+            raise
+        finally:
+            os.close(fd)
+
+    def _close(self) -> None:
+        self.done = True
+        os.close(self._fd)
+
+    def commit(self, *, replace: bool) -> Path:
+        """Put the folder in place of ``target``. An existing target is replaced only
+        with ``replace`` and only when ``foreign_files(target)`` is empty; otherwise
+        ``FileExistsError`` (the folder stays, for ``keep`` or ``discard``)."""
+        if self.done:
+            raise ValueError(f"{self.tmp} was already committed or discarded")
+        os.fchmod(self._fd, 0o777 & ~_umask())
+        try:
+            _check_ours(self.tmp, self._fd)
+        except Swapped:
+            self._close()
+            raise
+        if not os.path.lexists(self.target):
+            try:
+                os.rename(self.tmp, self.target)
+                self._close()
+                return self.target
+            except OSError as e:  # made meanwhile, and not empty: handled as an existing target
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                    raise
+        if not replace:
+            raise FileExistsError(errno.EEXIST, f"{self.target} appeared while vbg wrote it: it is not replaced "
+                                                "without --overwrite")
+        foreign = foreign_files(self.target)
+        if foreign:
+            raise FileExistsError(errno.EEXIST, not_a_sequence_message(self.target, foreign))
+        # Swap: the old sequence moves aside (onto an empty folder of our own), the new one in.
+        old = Path(tempfile.mkdtemp(prefix=_temp_prefix(self.target), suffix=".old", dir=self.target.parent))
+        os.rename(self.target, old)
+        foreign = foreign_files(old)  # put there between the check and the move: give it all back
+        if foreign:
+            os.rename(old, self.target)
+            raise FileExistsError(errno.EEXIST, not_a_sequence_message(self.target, foreign))
+        try:
+            os.rename(self.tmp, self.target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.rename(old, self.target)
+            raise
+        self._close()
+        _remove_sequence(old)
+        return self.target
+
+    def keep(self, dest: str | Path) -> Path:
+        """Rename onto the first free one of ``dest``, ``dest-2``, ...: nothing is replaced."""
+        if self.done:
+            raise ValueError(f"{self.tmp} was already committed or discarded")
+        os.fchmod(self._fd, 0o777 & ~_umask())
+        try:
+            _check_ours(self.tmp, self._fd)
+        except Swapped:
+            self._close()
+            raise
+        dest = Path(dest)
+        for n in range(1, 10000):
+            cand = free_name(dest, n, folder=True)
+            try:
+                os.mkdir(cand, 0o700)  # ours now; renaming onto an empty folder replaces it
+            except FileExistsError:
+                continue
+            try:
+                os.rename(self.tmp, cand)
+            except OSError as e:
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST):  # filled meanwhile by someone else
+                    continue
+                with contextlib.suppress(OSError):
+                    os.rmdir(cand)
+                raise
+            self._close()
+            return cand
+        raise FileExistsError(errno.EEXIST, f"no free name like {dest}")
+
+    def discard(self) -> None:
+        """Remove the folder and what was written in it (idempotent)."""
+        if not self.done:
+            _remove_sequence(self.tmp, only_frames=False)
+            self._close()
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """What in ``folder`` is not part of a PNG sequence vbg wrote (its ``frame_NNNNNN.png``
+    files): replacing the folder would lose these. A link (the folder's, or one in it) counts."""
+    if folder.is_symlink() or not folder.is_dir():
+        return [folder.name]
+    out = []
+    with os.scandir(folder) as it:
+        for entry in it:
+            if not (SEQUENCE_FRAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)):
+                out.append(entry.name)
+    return sorted(out)
+
+
+def not_a_sequence_message(folder: Path, foreign: list[str]) -> str:
+    if folder.is_symlink() or not folder.is_dir():
+        return f"{folder} is a file or a link, not a folder of PNG frames: remove it, or choose another -o"
+    more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+    return (f"{folder} holds files that are not a PNG sequence vbg wrote ({foreign[0]}{more}), "
+            "so --overwrite will not replace it: choose a new or empty folder, or name a file (-o "
+            f"{folder / 'out.mp4'})")
+
+
+def _remove_sequence(folder: Path, *, only_frames: bool = True) -> None:
+    """Remove a folder vbg filled: its frames (only those, unless ``only_frames`` is False), then itself."""
+    with contextlib.suppress(OSError), os.scandir(folder) as it:
+        for entry in list(it):
+            if not only_frames or SEQUENCE_FRAME.fullmatch(entry.name):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether ``a`` and ``b`` are one file (same device and inode: a hard link or a
+    symlink counts); False when either does not exist."""
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except (OSError, ValueError):
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path in ``target``'s folder; on success it replaces
-    ``target`` (with the usual umask permissions, not mkstemp's 0600), on any
-    error or interrupt it is removed, so ``target`` is never half-written."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # The name is cut in the prefix: a full 255-byte name plus mkstemp's 8 characters and
-    # ".partial" would be too long for the folder where the target itself fits.
-    fd, name = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".partial", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
+    """Yield a temporary path in ``target``'s folder; on success it replaces ``target``,
+    on any error or interrupt it is removed. For writers that can only take a path
+    (``torch.onnx.export``): the name is made exclusively and is unpredictable, but the
+    writer opens it again by name; everything vbg writes itself uses ``NewFile``."""
+    new = NewFile(target, check_busy=False)
     try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
+        yield new.tmp
+        new.commit()
     finally:
-        tmp.unlink(missing_ok=True)
+        new.discard()
 
 
 def write_error_hint(exc: BaseException) -> str:

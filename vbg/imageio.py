@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError, OutputError
-from .fsutil import atomic_path, write_error_hint
+from .fsutil import NewFile, write_error_hint
 
 MAX_PIXELS = 100_000_000  # refuse decompression bombs before decoding
 MAX_FILE_BYTES = 1 << 30  # no still image worth reading is larger
@@ -239,8 +239,8 @@ def write_image(path: str | Path, img: np.ndarray) -> Path:
     if not ok:
         raise OutputError(f"cannot encode {path.name}: use a .png (or .jpg/.webp for masks) output name")
     try:
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(buf.tobytes())
+        with NewFile(path, check_busy=False) as new:
+            new.write(buf)
     except OSError as e:
         raise OutputError(f"cannot write {path} ({e.strerror or e}): {write_error_hint(e)}") from e
     return path

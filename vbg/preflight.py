@@ -1,7 +1,8 @@
 """Start-up checks: everything cheap, all at once, before any camera, model or encoder.
 
 A new user should learn every set-up problem from one run, not one per run: a
-missing background file, a source that does not exist, an output in the way,
+missing background file, a source that does not exist, an output in the way
+(already there, one of the inputs, or being written by another run now),
 no virtual camera, no display for ``--preview``, a model that cannot be had.
 Each check adds its one-line error to a list; the caller raises
 :class:`vbg.errors.Problems` with all of them (exit code: the first one's).
@@ -101,7 +102,7 @@ def virtual_camera_problem(device: str | None, backend: str | None) -> SinkError
     return None
 
 
-def check_record(record: str | None, overwrite: bool) -> None:
+def check_record(record: str | None, overwrite: bool, inputs=()) -> None:
     if record is None:
         return
     from .sinks.recorder import FORMATS
@@ -109,13 +110,38 @@ def check_record(record: str | None, overwrite: bool) -> None:
     path = Path(record).expanduser()
     if path.suffix.lower() not in FORMATS:
         raise OutputError(f"--record {record}: unknown file type, use one of {', '.join(FORMATS)}")
-    check_output_path(path, overwrite, "--record")
+    check_output_path(path, overwrite, "--record", inputs)
 
 
-def check_output_path(path: Path, overwrite: bool, option: str = "-o") -> None:
-    """The output's folder exists and it is not there already (unless --overwrite)."""
+def check_not_an_input(path: Path, inputs, option: str = "-o") -> None:
+    """``path`` is not one of the files the run reads (the same file by device and inode:
+    the same name, a hard link or a symlink): writing it would destroy the input, and
+    --overwrite does not change that."""
+    from .fsutil import same_file
+
+    for src in inputs:
+        if isinstance(src, (str, Path)) and same_file(path, Path(src).expanduser()):
+            same = "" if Path(src) == path else f" ({src} and {path} are one file)"
+            raise OutputError(f"{option} {path} is the input {src}{same}: vbg would overwrite what it reads: "
+                              f"choose another {option}")
+
+
+def check_not_busy(path: Path, option: str = "-o") -> None:
+    """No other vbg run is writing ``path`` now (see ``vbg.fsutil.busy_writer``)."""
+    from .fsutil import busy_message, busy_writer
+
+    pid = busy_writer(path)
+    if pid is not None:
+        raise OutputError(busy_message(path, pid).replace("another -o", f"another {option}"))
+
+
+def check_output_path(path: Path, overwrite: bool, option: str = "-o", inputs=()) -> None:
+    """The output's folder exists, it is not an input, no other run writes it, and it is
+    not there already (unless --overwrite)."""
     if path.is_dir():
         raise OutputError(f"{option} {path} is a folder: give a file name")
+    check_not_an_input(path, inputs, option)
+    check_not_busy(path, option)
     if path.exists() and not overwrite:
         raise OutputError(f"{path} already exists: pass --overwrite to replace it, or choose another name")
     parent = path.parent if str(path.parent) else Path(".")
@@ -168,7 +194,8 @@ def live(cfg: LiveConfig) -> Plan:
     notes: list[str] = []
     b, o = cfg.background, cfg.output
     collect(found, check_background, b.background)
-    collect(found, check_record, o.record, o.overwrite)
+    source = cfg.source.source
+    collect(found, check_record, o.record, o.overwrite, (source, b.background))
     if o.preview:
         collect(found, check_display)
     if o.vcam:

@@ -312,9 +312,9 @@ def test_png_folder_rgba_and_matte(clips, tmp_path):
     back = cv2.cvtColor(cv2.imread(str(folder / "frame_000002.png"), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
     assert np.array_equal(back, alpha_pattern(1))
 
-    existing = tmp_path / "mattes.d"  # an existing folder, even with a suffix
+    existing = tmp_path / "mattes.d"  # an existing folder with a suffix: a sequence when asked for
     existing.mkdir()
-    with VideoWriter(existing, info, mode="matte") as writer:
+    with VideoWriter(existing, info, mode="matte", sequence=True) as writer:
         writer.write(0, 0, 0.0, pattern(0)[..., 0])
     grey = cv2.imread(str(existing / "frame_000001.png"), cv2.IMREAD_UNCHANGED)
     assert grey.ndim == 2 and np.array_equal(grey, pattern(0)[..., 0])

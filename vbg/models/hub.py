@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import threading
 import urllib.parse
 import urllib.request
@@ -45,6 +44,7 @@ from ..errors import (
     OutputError,
     VbgError,
 )
+from ..fsutil import NewFile
 from .spec import HubFile, ModelSpec
 
 log = logging.getLogger("vbg.hub")
@@ -305,16 +305,8 @@ def _stamp_path(f: HubFile) -> Path | None:
 def _write_stamp(stamp: Path, content: dict) -> None:
     """Atomic write; a stamp is only an optimisation, so failing to write one is not an error."""
     try:
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=stamp.parent, prefix=f".{stamp.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(content, fh)
-            os.replace(tmp, stamp)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with NewFile(stamp, check_busy=False) as new:
+            new.write(json.dumps(content).encode())
     except OSError as exc:
         log.debug("cannot write verification stamp %s: %s", stamp, exc)
 

@@ -20,8 +20,8 @@ Writing
                         rgb, matte: ProRes 422 HQ
     .webm               rgba: VP9 yuva420p, else VP9 yuv420p  Opus, Vorbis copied; others
                                                               re-encoded to Opus 48 kHz
-    no suffix, or an    PNG per frame, ``frame_000001.png``   none (see ``warnings``)
-    existing folder
+    no suffix (or       PNG per frame, ``frame_000001.png``   none (see ``warnings``)
+    ``sequence=True``)
     ==================  ====================================  ===================================
 
     Audio is muxed as the video advances (up to ``AUDIO_LEAD_S`` ahead of the
@@ -47,13 +47,25 @@ Writing
     * **Colour.** RGB is converted with the BT.601 limited-range matrix (what
       OpenCV's I420 conversion uses) and the streams are tagged so. Alpha is
       straight (not premultiplied).
-    * **Files appear whole.** A file output is written as ``.NAME.partial.EXT``
-      in the target folder and renamed to ``NAME.EXT`` by ``close()``.
+    * **Files appear whole, and only where asked.** An output is created
+      exclusively under a fresh hidden name in the target folder (a file for
+      videos, a folder for PNG sequences; ``vbg.fsutil``), written through the
+      descriptor that made it and renamed to ``NAME.EXT`` by ``close()``: a
+      symlink planted in the folder is never followed, and a second run for the
+      same target is refused while this one writes (``OutputBusy``).
       ``abort()`` (also run when the ``with`` block raises, Ctrl-C included)
       finalizes the frames written so far and keeps them as a playable
-      ``NAME.partial.EXT`` (``partial_path``); with no frames nothing is kept.
-      PNG frames are renamed into place one by one: an aborted folder holds
-      the frames done so far.
+      ``NAME.partial.EXT`` (``partial_path``), or ``NAME.partial-2.EXT`` ... when
+      that exists: a kept partial never replaces a file. With no frames, or
+      after a failed write (a full disk), nothing is kept.
+    * **A PNG sequence is one run's frames.** It is written whole into a new
+      folder that then takes the target's place; an existing target is replaced
+      only when it holds nothing but ``frame_NNNNNN.png`` files (a sequence vbg
+      wrote), otherwise the writer refuses at start.
+    * **A failed write stops at once.** The file is written through a Python
+      file object that keeps the first write error; ``write()`` raises it at
+      the packet that hit it (FFmpeg itself reports a full disk late, when the
+      file is closed).
 
 The writer is not thread-safe for concurrent ``write`` calls, but ``abort()``
 and ``close()`` may be called from another thread: they wait for the
@@ -62,6 +74,7 @@ and ``close()`` may be called from another thread: they wait for the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -74,6 +87,7 @@ import cv2
 import numpy as np
 
 from vbg.errors import ConfigError, InputError, OutputError, VbgError
+from vbg.fsutil import NewFile, NewFolder, OutputBusy, foreign_files, not_a_sequence_message
 from vbg.fsutil import write_error_hint as disk_hint
 
 MODES = ("rgb", "rgba", "matte")
@@ -336,14 +350,12 @@ _PNG_LEVEL = 1
 
 
 def partial_path_for(path: str | Path) -> Path:
-    """Where an aborted file output is kept: ``out.mp4`` -> ``out.partial.mp4``
-    (the stem cut to 200 characters, so a name that fits the folder still fits with ``.partial``)."""
+    """Where an aborted output is kept: ``out.mp4`` -> ``out.partial.mp4``, ``frames`` ->
+    ``frames.partial`` (the stem cut to 200 characters, so a name that fits the folder still
+    fits with ``.partial``). When that name exists, the next free one is taken instead
+    (``out.partial-2.mp4``): ``VideoWriter.output_path`` says which."""
     path = Path(path)
     return path.with_name(f"{path.stem[:200]}.partial{path.suffix}")
-
-
-def _temp_path_for(path: Path) -> Path:
-    return path.with_name(f".{path.stem[:200]}.partial{path.suffix}")
 
 
 def output_format(path: Path, mode: str) -> tuple[_Container, _Codec]:
@@ -367,7 +379,12 @@ class VideoWriter:
     ``"best"`` (encoder speed/size trade-off; ProRes and PNG ignore it).
     ``audio_from``: a file whose first audio stream is copied (or re-encoded
     where the container needs it). ``threads``: encoder threads, 0 = FFmpeg's
-    choice.
+    choice. ``sequence``: True writes a PNG folder whatever the name, False a
+    file; None (default) decides by the name alone, never by what exists there:
+    no suffix is a PNG folder, a suffix picks the file format. ``overwrite``
+    False: an existing ``path`` is refused at once (``OutputError``), and one
+    that appears while writing is not replaced (``close()`` keeps the frames
+    under the partial name and raises).
 
     After ``close()``, ``output_path`` is the finished file; after ``abort()``
     it is ``partial_path`` (or None when no frame was written) and ``partial``
@@ -377,7 +394,8 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | Path, info: VideoInfo, *, mode: str, quality: str = "balanced",
-                 audio_from: str | Path | None = None, threads: int = 0) -> None:
+                 audio_from: str | Path | None = None, threads: int = 0, sequence: bool | None = None,
+                 overwrite: bool = True) -> None:
         if mode not in MODES:
             raise ConfigError(f"output mode {mode!r} is unknown: use one of {', '.join(MODES)}")
         if quality not in QUALITIES:
@@ -395,20 +413,21 @@ class VideoWriter:
         self.partial = False  # True once abort() kept the frames written so far
         self._lock = threading.Lock()
         self._closed = False
+        self._failed = False  # a write failed: nothing is kept
         self._last_pts: int | None = None
         self._shape = {"rgb": (info.height, info.width, 3), "rgba": (info.height, info.width, 4),
                        "matte": (info.height, info.width)}[mode]
 
-        if self.path.is_dir() or not self.path.suffix:
-            self._backend: _Backend = _PngFolder(self.path, info, mode)
-            self.partial_path = self.path
+        if sequence if sequence is not None else not self.path.suffix:
+            self._backend: _Backend = _PngFolder(self.path, info, mode, overwrite)
+            self.partial_path = partial_path_for(self.path)
             self.warnings.append(f"{self.path}: a PNG folder keeps no frame timing"
                                  + (" and no audio" if audio_from is not None else ""))
         else:
             fmt, codec = output_format(self.path, mode)
             self.partial_path = partial_path_for(self.path)
-            self._backend = _AvFile(self.path, _temp_path_for(self.path), fmt, codec, info, mode, quality,
-                                    audio_from, threads, self.warnings)
+            self._backend = _AvFile(self.path, fmt, codec, info, mode, quality, audio_from, threads,
+                                    self.warnings, overwrite)
         self.frame_size: tuple[int, int] = self._backend.frame_size
 
     # ------------------------------------------------------------------ writing
@@ -430,9 +449,14 @@ class VideoWriter:
             self._last_pts = pts
             try:
                 self._backend.write(index, pts, image)
-            except VbgError:
+            except InputError:  # the audio source: the output itself is fine
                 raise
-            except (av.FFmpegError, OSError) as e:
+            except BaseException as e:
+                if not isinstance(e, (VbgError, av.FFmpegError, OSError)):
+                    raise  # an interrupt: abort() keeps what was written
+                self._failed = True
+                if isinstance(e, VbgError):
+                    raise
                 raise OutputError(f"{self.path}: writing failed after {self.frames_written} frames "
                                   f"({_one_line(e)}): {disk_hint(e)}") from e
             self.frames_written += 1
@@ -446,21 +470,22 @@ class VideoWriter:
             if not self._closed:
                 self._closed = True
                 self.output_path = self._backend.finish(complete=True, keep=self.path,
-                                                        has_frames=self.frames_written > 0)
+                                                        has_frames=self.frames_written > 0 and not self._failed)
                 if self.output_path is None:
                     raise OutputError(f"{self.path}: no frames were written, so no file was made: "
                                       "check that the input has decodable frames")
         return self.output_path
 
     def abort(self) -> Path | None:
-        """Finalize the frames written so far as a playable ``partial_path``
-        (no audio past them); returns it, or None when no frame was written.
+        """Finalize the frames written so far as a playable ``partial_path`` (or the next
+        free name like it; no audio past them); returns where, or None when no frame
+        was written or a write failed (then the temporary output is removed).
         Idempotent; after ``close()`` it does nothing."""
         with self._lock:
             if not self._closed:
                 self._closed = True
                 self.output_path = self._backend.finish(complete=False, keep=self.partial_path,
-                                                        has_frames=self.frames_written > 0)
+                                                        has_frames=self.frames_written > 0 and not self._failed)
                 self.partial = self.output_path is not None
         return self.output_path
 
@@ -485,16 +510,19 @@ class _Backend:
 
 
 class _PngFolder(_Backend):
-    """One PNG per frame, ``frame_000001.png`` for index 0; each written under a
-    temporary name and renamed, so a folder never holds half a PNG."""
+    """One PNG per frame, ``frame_000001.png`` for index 0, written into a new hidden
+    folder (``NewFolder``) that takes the target's place when complete."""
 
-    def __init__(self, folder: Path, info: VideoInfo, mode: str) -> None:
-        self._created = not folder.exists()  # removed again if no frame makes it in
+    def __init__(self, folder: Path, info: VideoInfo, mode: str, overwrite: bool) -> None:
+        if overwrite and os.path.lexists(folder):
+            foreign = foreign_files(folder)
+            if foreign:
+                raise OutputError(not_a_sequence_message(folder, foreign))
+        self._overwrite = overwrite
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe_file = folder / ".vbg-write-test.partial"
-            probe_file.write_bytes(b"")
-            probe_file.unlink()
+            self._new = NewFolder(folder, replace=overwrite)
+        except (OutputBusy, FileExistsError) as e:
+            raise OutputError(e.strerror) from e
         except OSError as e:
             raise OutputError(f"{folder}: cannot write there ({_one_line(e)}): choose a folder you can write to") from e
         self.folder = folder
@@ -509,33 +537,45 @@ class _PngFolder(_Backend):
                 self._buf = np.empty_like(image)
             image = cv2.cvtColor(image, self._convert, dst=self._buf)
         name = f"frame_{index + 1:06d}.png"
-        tmp = self.folder / f".{name[:-4]}.partial.png"
         ok, buf = cv2.imencode(".png", image, self._params)
         if not ok:
             raise OutputError(f"{self.folder / name}: PNG could not be encoded: report this as a bug")
         try:  # written by Python, not libpng: a full disk is an OSError with its errno, not a log line
-            tmp.write_bytes(buf.data)
-            os.replace(tmp, self.folder / name)
+            self._new.add(name, buf.data)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise OutputError(f"{self.folder / name}: writing failed after {index} frames ({_one_line(e)}): "
                               f"{disk_hint(e)}") from e
 
     def finish(self, *, complete: bool, keep: Path, has_frames: bool) -> Path | None:
-        if not has_frames and self._created:
+        try:
+            if not has_frames:
+                self._new.discard()
+                return None
+            if not complete:
+                return self._new.keep(keep)
             try:
-                self.folder.rmdir()
-            except OSError:  # something else was put there meanwhile: leave it
-                pass
-        return self.folder if has_frames else None
+                return self._new.commit(replace=self._overwrite)
+            except FileExistsError as e:  # a file was put in the target meanwhile: keep ours aside
+                kept = self._new.keep(partial_path_for(self.folder))
+                raise OutputError(f"{e.strerror} (the frames are kept in {kept})") from e
+        except OutputError:
+            raise
+        except OSError as e:
+            self._new.discard()
+            raise OutputError(f"{self.folder}: cannot move the frames into place ({_one_line(e)}): "
+                              f"{disk_hint(e)}") from e
+        except BaseException:
+            self._new.discard()
+            raise
 
 
 class _AvFile(_Backend):
     """A video file written with PyAV under a temporary name, optionally with audio."""
 
-    def __init__(self, path: Path, tmp: Path, fmt: _Container, codec: _Codec, info: VideoInfo, mode: str,
-                 quality: str, audio_from: str | Path | None, threads: int, warnings: list[str]) -> None:
-        self.path, self.tmp, self.codec = path, tmp, codec
+    def __init__(self, path: Path, fmt: _Container, codec: _Codec, info: VideoInfo, mode: str,
+                 quality: str, audio_from: str | Path | None, threads: int, warnings: list[str],
+                 overwrite: bool) -> None:
+        self.path, self.codec = path, codec
         w, h = info.width, info.height
         self.frame_size = (w + w % 2 * codec.even[0], h + h % 2 * codec.even[1])
         self._tb = info.time_base
@@ -553,17 +593,20 @@ class _AvFile(_Backend):
         self._mode = mode
         self._audio: _Audio | None = None
 
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb"):  # fail here, with a clear reason, rather than inside FFmpeg
-                pass
+        if path.is_dir():
+            raise OutputError(f"{path} is a folder: name the output file, or remove the folder")
+        try:  # fails here, with a clear reason, rather than inside FFmpeg
+            self._new = NewFile(path, replace=overwrite)
+        except (OutputBusy, FileExistsError) as e:
+            raise OutputError(e.strerror) from e
         except OSError as e:
             raise OutputError(f"{path}: cannot write there ({_one_line(e)}): "
                               "choose a folder you can write to") from e
+        self.tmp = self._new.tmp
         try:
-            self._container = av.open(str(tmp), "w", format=fmt.muxer)
+            self._container = av.open(self._new.sink, "w", format=fmt.muxer)
         except (av.FFmpegError, OSError) as e:
-            tmp.unlink(missing_ok=True)
+            self._new.discard()
             raise OutputError(f"{path}: cannot write there ({_one_line(e)}): choose a folder you can write to") from e
         try:
             stream = self._container.add_stream(codec.codec, rate=Fraction(info.fps or 30).limit_denominator(1001))
@@ -585,8 +628,9 @@ class _AvFile(_Backend):
         except BaseException as e:
             if self._audio is not None:
                 self._audio.close()
-            self._container.close()
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(av.FFmpegError, OSError):
+                self._container.close()
+            self._new.discard()
             if isinstance(e, (InputError, OutputError)) or not isinstance(e, Exception):
                 raise
             raise OutputError(f"{path}: cannot set up {codec.label} ({_one_line(e)}): "
@@ -665,9 +709,17 @@ class _AvFile(_Backend):
         frame.pts = pts
         frame.time_base = self._tb
         frame.duration = self._frame_duration
-        self._container.mux(self._stream.encode(frame))
-        if self._audio is not None:
-            self._audio.mux_until(float(pts * self._tb) + AUDIO_LEAD_S)
+        sink = self._new.sink
+        try:
+            self._container.mux(self._stream.encode(frame))
+            if self._audio is not None:
+                self._audio.mux_until(float(pts * self._tb) + AUDIO_LEAD_S)
+        except (av.FFmpegError, OSError) as e:
+            if sink.error is not None and sink.error is not e:
+                raise sink.error from e  # the write error itself, with its errno
+            raise
+        if sink.error is not None:  # FFmpeg may have swallowed it: stop at the first failed write
+            raise sink.error
 
     def finish(self, *, complete: bool, keep: Path, has_frames: bool) -> Path | None:
         failure: BaseException | None = None
@@ -688,21 +740,25 @@ class _AvFile(_Backend):
                     self._container.close()
                 except (av.FFmpegError, OSError) as e:
                     failure = failure or e
+                failure = self._new.sink.error or failure  # a write FFmpeg did not report
         except BaseException:  # a second Ctrl-C during the flush: stop, but leave no half-written file
-            self.tmp.unlink(missing_ok=True)
+            self._new.discard()
             raise
         if failure is not None or not has_frames:
-            self.tmp.unlink(missing_ok=True)
-            if failure is not None:
+            self._new.discard()
+            if failure is not None and has_frames:
                 raise OutputError(f"{self.path}: cannot finalize it ({_one_line(failure)}): "
                                   f"{disk_hint(failure)}") from failure
             return None
         try:
-            os.replace(self.tmp, keep)
+            return self._new.commit(keep) if complete else self._new.keep(keep)
+        except FileExistsError as e:  # the target appeared meanwhile, and --overwrite was not given
+            kept = self._new.keep(partial_path_for(self.path))
+            raise OutputError(f"{e.strerror} (the frames are kept in {kept})") from e
         except OSError as e:
+            self._new.discard()
             raise OutputError(f"{keep}: cannot move {self.tmp.name} into place ({_one_line(e)}): "
                               "check the folder's permissions") from e
-        return keep
 
 
 def _plane(frame: av.VideoFrame, i: int, h: int, w: int) -> np.ndarray:

@@ -128,7 +128,9 @@ class FileProcessor:
         self.segs = (segmenter, *more_segmenters)
         self.stop = threading.Event()  # set by Ctrl-C: finish the partial file, then return
 
-    def process(self, src: Path, dst: Path, progress) -> FileResult:
+    def process(self, src: Path, dst: Path, progress, *, sequence: bool | None = None,
+                overwrite: bool = True) -> FileResult:
+        """Process ``src`` into ``dst`` (``sequence``, ``overwrite``: as ``VideoWriter`` takes them)."""
         from ..compositing import Compositor, background_from_options
         from ..inference.smoothing import CentredSmoother
         from ..inference.upsample import EdgeAwareUpsampler
@@ -204,7 +206,8 @@ class FileProcessor:
             _Stage(lambda seg=seg: infer(seg), f"vbg-infer{i}", halt) for i, seg in enumerate(self.segs)]
         writer = None
         try:
-            with VideoWriter(dst, info, mode=cfg.mode, quality=cfg.quality, audio_from=src) as writer:
+            with VideoWriter(dst, info, mode=cfg.mode, quality=cfg.quality, audio_from=src,
+                             sequence=sequence, overwrite=overwrite) as writer:
                 res.warnings.extend(getattr(writer, "warnings", []))
                 writer_stage = _Stage(lambda: write(writer), "vbg-write", halt)
                 stages.append(writer_stage)

@@ -15,11 +15,14 @@
   the exact size but many players (browsers, QuickTime) cannot play it.
 * Colours are BT.601 limited range (what OpenCV's I420 conversion produces)
   and tagged so in the stream.
-* The file is written under a temporary ``.NAME.*.partial`` name in the same
-  folder and renamed once finalized (encoder flushed, container closed). The
-  writer finalizes in any case, so after an error or an interrupt the frames
-  written so far are still a playable file. A recording with no frames is
-  not created. An existing target is replaced: checking is the caller's job.
+* The file is created exclusively under a fresh hidden ``.NAME.XXXXXXXX.partial``
+  name in the same folder (``vbg.fsutil.NewFile``: no symlink followed, a
+  second run recording to the same file refused), written through that
+  descriptor and renamed once finalized (encoder flushed, container closed).
+  The writer finalizes in any case, so after an interrupt the frames written
+  so far are still a playable file; after a failed write (a full disk) the
+  writer stops at that packet and nothing is kept. A recording with no frames
+  is not created. An existing target is replaced: checking is the caller's job.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import numpy as np
 
 from vbg.clock import Clock, MonotonicClock
 from vbg.errors import ConfigError, DependencyError, OutputError
-from vbg.fsutil import atomic_path, write_error_hint
+from vbg.fsutil import NewFile, OutputBusy, write_error_hint
 from vbg.sinks import SinkBase, SinkStats, check_geometry, check_image
 from vbg.types import Composite
 
@@ -82,13 +85,14 @@ class Recorder(SinkBase):
             import av
         except ImportError as e:
             raise DependencyError(f"recording needs PyAV: pip install av ({e})") from e
-        self._atomic = atomic_path(self.path)
         try:
-            tmp = self._atomic.__enter__()
+            self._new = NewFile(self.path)
+        except OutputBusy as e:
+            raise OutputError(f"--record {e.strerror}".replace("another -o", "another --record file")) from e
         except OSError as e:
             raise OutputError(f"--record {self.path}: cannot write there ({_one_line(e)}): {write_error_hint(e)}") from e
         try:
-            self._container = av.open(str(tmp), "w", format=fmt)
+            self._container = av.open(self._new.sink, "w", format=fmt)
             stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
             stream.width, stream.height = fw, fh
             stream.pix_fmt = "yuv420p"
@@ -103,7 +107,7 @@ class Recorder(SinkBase):
             stream.options = {"preset": preset, "crf": str(crf)}
             self._stream = stream
         except Exception as e:
-            self._atomic.__exit__(type(e), e, e.__traceback__)
+            self._new.discard()
             raise OutputError(f"--record {self.path}: cannot write it ({_one_line(e)}): {write_error_hint(e)}") from e
 
         self._t0: float | None = None
@@ -118,9 +122,9 @@ class Recorder(SinkBase):
         self._thread = threading.Thread(target=self._run, name="vbg-recorder", daemon=True)
         try:
             self._thread.start()
-        except BaseException as e:
+        except BaseException:
             self._container.close()
-            self._atomic.__exit__(type(e), e, e.__traceback__)
+            self._new.discard()
             raise
 
     # ------------------------------------------------------------------ caller side
@@ -179,12 +183,11 @@ class Recorder(SinkBase):
                 self._work.put(_END)
                 self._thread.join()
                 self._stream = self._container = None  # the encoder's threads go with its last reference
-                if self._finalized is not None or self._written == 0:
-                    why = self._finalized or OutputError("no frames were recorded")
-                    self._atomic.__exit__(type(why), why, why.__traceback__)  # removes the partial file
+                if self._finalized is not None or self._written == 0 or self._new.sink.error is not None:
+                    self._new.discard()  # removes the partial file
                 else:
                     try:
-                        self._atomic.__exit__(None, None, None)  # rename into place
+                        self._new.commit()  # rename into place
                     except OSError as e:
                         self._fail(OutputError(f"--record {self.path}: cannot move it into place ({_one_line(e)}): "
                                                f"{write_error_hint(e)}"))
@@ -205,8 +208,15 @@ class Recorder(SinkBase):
                 self._free.put(buf)
                 frame.pts = pts
                 frame.time_base = TIME_BASE
-                for packet in stream.encode(frame):
-                    container.mux(packet)
+                try:
+                    for packet in stream.encode(frame):
+                        container.mux(packet)
+                except (av.FFmpegError, OSError) as e:
+                    if self._new.sink.error is not None and self._new.sink.error is not e:
+                        raise self._new.sink.error from e  # the failed write itself, with its errno
+                    raise
+                if self._new.sink.error is not None:  # a write FFmpeg did not report: stop at it
+                    raise self._new.sink.error
                 self._written += 1
         except Exception as e:
             err = OutputError(f"--record {self.path}: writing failed after {self._written} frames "
@@ -216,6 +226,8 @@ class Recorder(SinkBase):
             self._drain()
         finally:
             try:  # finalize what was written, whatever happened above
+                if self._new.sink.error is not None:
+                    raise self._new.sink.error  # nothing more can be written: no flush
                 for packet in stream.encode(None):
                     container.mux(packet)
             except Exception as e:
@@ -224,6 +236,7 @@ class Recorder(SinkBase):
                 container.close()
             except Exception as e:
                 self._finalized = self._finalized or e
+            self._finalized = self._finalized or self._new.sink.error  # a write FFmpeg did not report
             if self._finalized is not None and self._written:
                 err = OutputError(f"--record {self.path}: cannot finalize it ({_one_line(self._finalized)}): "
                                   f"{write_error_hint(self._finalized)}")
