@@ -190,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------- child runner
 
 _CHILD = r'''
-import hashlib, json, logging, sys, time
+import faulthandler, hashlib, json, logging, signal, sys, time
 from dataclasses import replace
 from pathlib import Path
 
@@ -222,6 +222,7 @@ out = {"cached_before": None}
 if args["check_cached"]:
     p = hub.cached_path(spec, args["variant"])
     out["cached_before"] = None if p is None else str(p)
+faulthandler.register(signal.SIGUSR1)  # a hang guard that fires shows where the child hung
 print("READY", flush=True)
 t0 = time.monotonic()
 try:
@@ -263,7 +264,16 @@ def start_fetch(env: dict[str, str], files: dict[str, tuple[str, int, str]] | No
 
 def finish_fetch(proc: subprocess.Popen, timeout: float = 120) -> dict:
     t0 = time.monotonic()
-    stdout, stderr = proc.communicate(timeout=timeout)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        import signal
+
+        proc.send_signal(signal.SIGUSR1)  # the child's stacks to its stderr, then stop it
+        time.sleep(2)
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        raise AssertionError(f"the child hung for {timeout} s\nstdout:\n{stdout}\nstderr:\n{stderr}") from None
     lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
     assert lines, f"child printed no result (rc={proc.returncode})\nstdout:\n{stdout}\nstderr:\n{stderr}"
     result = json.loads(lines[-1][len("RESULT "):])

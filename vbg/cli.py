@@ -695,6 +695,12 @@ def main(argv: list[str] | None = None) -> int:
                 signal.signal(sig, lambda *_: _exit_now(rc))
             else:
                 signal.signal(sig, handler)
+        if old and argv is None:
+            import atexit
+
+            # Late in its exit (tearing down modules) Python puts its own handlers back to the
+            # default, which kills the process: there, the signal is ignored instead.
+            atexit.register(_ignore_signals)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -708,6 +714,13 @@ def _main(argv: list[str] | None) -> int:
         if _SIGNALLED.is_set():
             return _interrupted()
         raise
+
+
+def _ignore_signals() -> None:
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _exit_now(code: int) -> None:

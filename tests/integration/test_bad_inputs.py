@@ -577,6 +577,45 @@ def test_a_signal_after_the_work_is_done_keeps_the_exit_code(sig):
     assert "Traceback" not in err
 
 
+LATE_IN_EXIT = """
+import os, sys, time
+from pathlib import Path
+from vbg import cli
+
+class LastToGo:  # a module global: dropped while Python tears its modules down, the very end of the exit
+    def __init__(self, marker, out, sleep):
+        self.marker, self.out, self.sleep = marker, out, sleep  # (module globals may be gone by then)
+
+    def __del__(self):
+        self.out.write("tearing down\\n")
+        self.out.flush()
+        for _ in range(12000):  # (a hang guard; the test makes the marker right after its signal)
+            if self.marker.exists():
+                break
+            self.sleep(0.01)
+
+keep = LastToGo(Path(os.environ["VBG_TEST_MARKER"]), sys.stdout, time.sleep)
+sys.exit(cli.main())  # the process's own run, as the console script does
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_at_the_very_end_of_the_exit_keeps_the_exit_code(tmp_path, sig):
+    """Past the point where Python restores the default signal handlers (module teardown), a
+    late Ctrl-C or SIGTERM must not kill the finished process (-2 / -15): its exit code stays."""
+    marker = tmp_path / "go"
+    proc = subprocess.Popen([sys.executable, "-c", LATE_IN_EXIT, "backgrounds"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "VBG_TEST_MARKER": str(marker)})
+    for line in proc.stdout:
+        if line.startswith("tearing down"):
+            break
+    proc.send_signal(sig)
+    marker.touch()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+
+
 SIGNAL_IN_EXEC = """
 import os, signal
 from vbg import cli
