@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from . import __version__
+from . import __version__, streams
 from .errors import ConfigError, Problems, VbgError
 
 log = logging.getLogger("vbg")
@@ -218,6 +218,8 @@ def cmd_segment(args) -> int:
     with create_segmenter(cfg) as seg:
         log.info("model %s on %s", seg.source.label, ", ".join(seg.providers))
         for image, target in zip(args.images, targets):
+            if streams.broken():  # stdout or stderr closed: stop like Ctrl-C (written images kept)
+                break
             try:
                 rgb = read_rgb(image)
             except VbgError as e:
@@ -387,7 +389,12 @@ def cmd_process(args) -> int:
     if workers > 1 and seg_cfg.threads is None:
         seg_cfg = replace(seg_cfg, threads=max(1, (os.cpu_count() or 1) // workers))
         cfg = replace(cfg, model=seg_cfg)
+    def on_broken():  # stdout or stderr closed (| head): stop like the first Ctrl-C
+        if state["proc"] is not None:
+            state["proc"].stop.set()
+
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old_hook = streams.on_broken(on_broken)
     segs: list = []
     try:
         seg = create_segmenter(seg_cfg)
@@ -399,6 +406,9 @@ def cmd_process(args) -> int:
         proc = state["proc"] = FileProcessor(cfg, *segs)
         try:
             for src, dst in zip(inputs, targets):
+                if streams.broken():
+                    interrupted = True
+                    break
                 progress = Progress(str(src), None, mode=pmode, stream=stream)
                 if dst.exists() and not args.overwrite:
                     msg = f"{dst} already exists: pass --overwrite to replace it, or choose another -o"
@@ -430,6 +440,7 @@ def cmd_process(args) -> int:
             for one in segs:
                 one.close()
     finally:
+        streams.on_broken(old_hook)
         for sig, handler in old.items():
             signal.signal(sig, handler)
     if interrupted:
@@ -571,6 +582,7 @@ def cmd_live(args) -> int:
         pipeline.stop()
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old_hook = streams.on_broken(pipeline.stop)  # a closed stderr stops it like Ctrl-C
 
     def on_status(line: str) -> None:
         if args.quiet:
@@ -583,6 +595,7 @@ def cmd_live(args) -> int:
     try:
         stats = pipeline.run(on_status=on_status)
     finally:
+        streams.on_broken(old_hook)
         for sig, handler in old.items():
             signal.signal(sig, handler)
         if interactive and not args.quiet:
@@ -621,11 +634,20 @@ def main(argv: list[str] | None = None) -> int:
     old = {}
     if threading.current_thread() is threading.main_thread():
         old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A closed stdout/stderr (| head, > /dev/full) stops the run like Ctrl-C, without a
+    # traceback; the process's own run keeps the guard through the interpreter's exit flush.
+    undo_streams = streams.install()
     rc = 1
     try:
-        rc = _main(argv)
+        try:
+            rc = _main(argv)
+        except SystemExit as e:  # argparse: --help, --version, a usage error
+            rc = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        rc = _streams_exit_code(rc)
         return rc
     finally:
+        if argv is not None:
+            undo_streams()
         for sig, handler in old.items():
             if argv is None:
                 # The process's own run (console script, python -m vbg): once the work is done, a
@@ -647,6 +669,27 @@ def _main(argv: list[str] | None) -> int:
         if _SIGNALLED.is_set():
             return _interrupted()
         raise
+
+
+def _streams_exit_code(rc: int) -> int:
+    """The exit code once stdout and stderr are flushed: 141 (128 + SIGPIPE, the shell's
+    code for a program a closed pipe ended) when a reader went away, the output error's
+    code when a stream could not be written (a full disk), else the run's own."""
+    from .errors import OutputError
+
+    streams.flush()
+    broken = streams.broken()
+    if broken is None:
+        return rc
+    if broken.pipe:
+        return streams.EXIT_BROKEN_PIPE
+    if broken.name == "stdout":
+        from .fsutil import write_error_hint
+
+        print(f"vbg: error: cannot write to stdout ({broken.error.strerror or broken.error}): "
+              f"{write_error_hint(broken.error)}", file=sys.stderr)
+        streams.flush()
+    return OutputError.exit_code
 
 
 def _exit_now(code: int) -> None:
