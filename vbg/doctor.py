@@ -623,11 +623,13 @@ def check_models() -> list[Check]:
         return [Check("model cache", WARN, f"cannot look into the hub cache ({type(e).__name__}: {e})",
                       "pip install huggingface_hub, or use --model selfie (bundled)")]
     checks = []
-    try:
-        vbg_cache = str(hub.cache_dir())
-    except Exception as e:
-        checks.append(Check("model cache", FAIL, str(e), "set VBG_CACHE_DIR to a writable folder"))
-        vbg_cache = "?"
+    vbg_cache = str(hub.cache_dir())
+    unwritable = hub.cache_unwritable()
+    if unwritable:
+        # Nothing the live filter needs is written there: the bundled model runs without it.
+        checks.append(Check("model cache", WARN, f"{vbg_cache} cannot be created or written ({unwritable}): "
+                                               "exports of --variant export and TensorRT engines are not kept",
+                            "set VBG_CACHE_DIR to a writable folder"))
     token = _hub_token()
     if cached:
         checks.append(Check("model cache", OK, f"rmbg-1.4 cached ({', '.join(cached)}); vbg cache {vbg_cache}; "

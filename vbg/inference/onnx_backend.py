@@ -101,7 +101,14 @@ def create_session(path: Path, device: str = "auto", *, strict: bool = False,
     wanted = provider_list(device, cache_dir=cache_dir, fp16=fp16)
     primary = wanted[0][0] if isinstance(wanted[0], tuple) else wanted[0]
     if primary == "TensorrtExecutionProvider" and cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        # Only TensorRT writes there, so only TensorRT makes the folder; one that cannot be
+        # made costs the engine build on every start, not the run.
+        try:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            log.warning("cannot create the TensorRT engine cache %s (%s): engines are built again on every "
+                        "start; set VBG_CACHE_DIR to a writable folder", cache_dir, e.strerror or e)
+            wanted = provider_list(device, cache_dir=None, fp16=fp16)
     try:
         sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=wanted)
     except Exception as e:  # ORT raises its own Fail/InvalidGraph/... classes
