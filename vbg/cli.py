@@ -225,7 +225,7 @@ def cmd_segment(args) -> int:
             except VbgError as e:
                 if len(args.images) == 1:
                     raise  # one image: its own exit code
-                print(f"vbg: error: {e}", file=sys.stderr)
+                _error(e)
                 failed += 1
                 continue
             alpha = alpha_to_u8(seg.segment_full(rgb))
@@ -413,7 +413,7 @@ def cmd_process(args) -> int:
                 if dst.exists() and not args.overwrite:
                     msg = f"{dst} already exists: pass --overwrite to replace it, or choose another -o"
                     progress.fail(msg)
-                    print(f"vbg: error: {src}: {msg}", file=sys.stderr)
+                    _error(f"{src}: {msg}")
                     failed += 1
                     last_code = OutputError.exit_code
                     continue
@@ -421,7 +421,7 @@ def cmd_process(args) -> int:
                     res = proc.process(src, dst, progress)
                 except VbgError as e:
                     progress.fail(str(e))
-                    print(f"vbg: error: {src}: {e}", file=sys.stderr)
+                    _error(f"{src}: {e}")
                     failed += 1
                     last_code = e.exit_code
                     continue
@@ -606,14 +606,31 @@ def cmd_live(args) -> int:
     return 0
 
 
+def _error(problem) -> None:
+    """The one line of an error (a newline in a file name shown escaped, on the same line)."""
+    print(f"vbg: error: {streams.printable(str(problem))}", file=sys.stderr)
+
+
+class _OneLine(logging.Formatter):
+    """Each message on one line: control characters (a file name's newline) escaped."""
+
+    def formatMessage(self, record) -> str:
+        return streams.printable(super().formatMessage(record))
+
+
 def _setup_logging(args) -> None:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("vbg: %(message)s"))
+    handler.setFormatter(_OneLine("vbg: %(message)s"))
     root = logging.getLogger("vbg")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    from . import liblogs
+
+    libs = logging.StreamHandler(sys.stderr)  # other libraries' messages, only with -v, named
+    libs.setFormatter(_OneLine("vbg: %(name)s: %(message)s"))
+    liblogs.configure(args.verbose, libs)
 
 
 _SIGNALLED = threading.Event()  # a signal was turned into KeyboardInterrupt during this run
@@ -726,8 +743,8 @@ def _run(argv: list[str]) -> int:
             from .preflight import DOCTOR_HINT
 
             for one in e.errors:
-                print(f"vbg: error: {one}", file=sys.stderr)
+                _error(one)
             print(f"vbg: {DOCTOR_HINT}", file=sys.stderr)
         else:
-            print(f"vbg: error: {e}", file=sys.stderr)
+            _error(e)
         return e.exit_code

@@ -87,7 +87,15 @@ def _dist_versions(names: tuple[str, ...]) -> list[tuple[str, str]]:
     return out
 
 
-def check_packages(importer: Callable[[str], object] = importlib.import_module) -> list[Check]:
+def _quiet_import(module: str) -> object:
+    """Import ``module`` with what its C part prints at import kept off the terminal (unless -v)."""
+    from .liblogs import c_stderr_quiet
+
+    with c_stderr_quiet():
+        return importlib.import_module(module)
+
+
+def check_packages(importer: Callable[[str], object] = _quiet_import) -> list[Check]:
     """The required packages import; optional ones are reported; two builds of
     one package sharing an import folder (onnxruntime, opencv) are flagged."""
     found, missing, optional_missing, clashes = [], [], [], []

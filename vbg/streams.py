@@ -178,6 +178,15 @@ def install() -> Callable[[], None]:
     return undo
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``, an undecodable byte's
+    ``\\udcff``): a file name with a newline stays on its message's one line, and none
+    can move the cursor or recolour the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def flush() -> None:
     """Flush both streams now, so a failure is known before the exit code is chosen."""
     for stream in (sys.stdout, sys.stderr):

@@ -8,6 +8,7 @@ even on a machine with no GPU). So the providers asked for are compared with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -26,13 +27,20 @@ _PRIMARY = {
 
 
 def import_ort():
+    from .. import liblogs
+
+    first = "onnxruntime" not in sys.modules
     try:
-        import onnxruntime as ort
+        # Its import can print from C before any switch exists (a telemetry id it cannot
+        # store in a read-only home): off the terminal unless -v.
+        with liblogs.c_stderr_quiet() if first else contextlib.nullcontext():
+            import onnxruntime as ort
     except ImportError as e:
         raise DependencyError(
             "ONNX Runtime is not installed (or broken by installing both onnxruntime and "
             "onnxruntime-gpu): run pip uninstall -y onnxruntime onnxruntime-gpu, then pip install vbg again"
         ) from e
+    ort.set_default_logger_severity(liblogs.ort_severity())
     return ort
 
 
@@ -79,6 +87,8 @@ def session_options(threads: int | None):
     ``threads=None`` uses every core for the intra-op pool, with spinning off:
     a spinning pool burns the cores the OpenCV stages need between runs.
     """
+    from .. import liblogs
+
     ort = import_ort()
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -87,7 +97,8 @@ def session_options(threads: int | None):
     so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    so.log_severity_level = 3  # fallbacks are detected and reported by vbg itself
+    # Fallbacks are detected and reported by vbg itself; ONNX Runtime's own warnings with -v.
+    so.log_severity_level = liblogs.ort_severity()
     return so
 
 

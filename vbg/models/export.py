@@ -155,7 +155,10 @@ def export_onnx(
     try:
         with atomic_path(out) as tmp:
             with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")
+                from ..liblogs import verbose
+
+                if not verbose():  # torch.onnx's tracer warnings: shown with -v only
+                    warnings.simplefilter("ignore")
                 torch.onnx.export(
                     model, (x,), str(tmp),
                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],

@@ -1,0 +1,136 @@
+"""Other libraries' messages: kept off the terminal, shown with ``-v``.
+
+Each library has its own channel, and each is set where it lives:
+
+- OpenCV logs through its own logger (``OPENCV_LOG_LEVEL`` before it loads,
+  ``cv2.utils.logging.setLogLevel`` after); libtiff's warnings ("unknown field with
+  tag ...") reach stderr through it too.
+- FFmpeg (x264's "using cpu capabilities", "frame I:...", decoder complaints) logs
+  through ``av.logging``: off by default in PyAV; ``-v`` passes it to Python logging.
+- ONNX Runtime: each session's ``log_severity_level`` and the default logger
+  (:func:`ort_severity`), set in ``inference/onnx_backend.py``; its import itself can
+  print from C (a telemetry id it cannot store in a read-only home) before any switch
+  exists, so :func:`c_stderr_quiet` holds descriptor 2 on /dev/null around that import.
+- huggingface_hub: its logger and its progress bars (``HF_HUB_VERBOSITY``,
+  ``HF_HUB_DISABLE_PROGRESS_BARS``).
+- Python warnings (torch's export, deprecations): ignored, or logged with ``-v``.
+
+A setting the user made (an environment variable, ``python -W``) is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+
+_SET_BY_US: dict[str, str] = {}  # environment variables vbg set (not the user's own)
+
+
+def verbose() -> bool:
+    """``-v`` was given: the vbg logger shows debug messages."""
+    return logging.getLogger("vbg").isEnabledFor(logging.DEBUG)
+
+
+def ort_severity() -> int:
+    """ONNX Runtime's log severity: warnings with ``-v``, else errors only (vbg reports what matters)."""
+    return 2 if verbose() else 3
+
+
+def _env_default(name: str, value: str) -> bool:
+    """Set ``name`` unless the user did; False when the user's own value stands."""
+    current = os.environ.get(name)
+    if current is not None and _SET_BY_US.get(name) != current:
+        return False
+    os.environ[name] = _SET_BY_US[name] = value
+    return True
+
+
+def _env_clear(name: str) -> bool:
+    """Remove a value vbg set earlier in this process; False when the user's own value stands."""
+    current = os.environ.get(name)
+    if current is not None and _SET_BY_US.get(name) != current:
+        return False
+    os.environ.pop(name, None)
+    _SET_BY_US.pop(name, None)
+    return True
+
+
+def configure(verbose: bool, handler: logging.Handler) -> None:
+    """Silence each library's channel, or with ``verbose`` send it through ``handler``."""
+    # OpenCV (and libtiff through it).
+    if _env_default("OPENCV_LOG_LEVEL", "WARNING" if verbose else "SILENT") and "cv2" in sys.modules:
+        import cv2
+
+        lv = cv2.utils.logging
+        lv.setLogLevel(lv.LOG_LEVEL_WARNING if verbose else lv.LOG_LEVEL_SILENT)
+
+    # FFmpeg through PyAV: off unless -v (importing av only when it is wanted or already there).
+    libav = logging.getLogger("libav")
+    if verbose:
+        import av.logging
+
+        av.logging.set_level(av.logging.INFO)
+        libav.handlers[:] = [handler]
+        libav.setLevel(logging.DEBUG)
+        libav.propagate = False
+    elif "av" in sys.modules:
+        import av.logging
+
+        av.logging.set_level(None)
+        libav.handlers[:] = []
+
+    # huggingface_hub: its own stderr handler and tqdm bars.
+    if verbose:
+        ours = [_env_clear("HF_HUB_VERBOSITY"), _env_clear("HF_HUB_DISABLE_PROGRESS_BARS")]
+    else:
+        ours = [_env_default("HF_HUB_VERBOSITY", "error"), _env_default("HF_HUB_DISABLE_PROGRESS_BARS", "1")]
+    own = not all(ours)
+    if "huggingface_hub" in sys.modules and not own:
+        from huggingface_hub.utils import logging as hub_logging
+        from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+        if verbose:
+            hub_logging.set_verbosity_warning()
+            enable_progress_bars()
+        else:
+            hub_logging.set_verbosity_error()
+            disable_progress_bars()
+
+    # Python warnings (torch.onnx's export, libraries' deprecations).
+    if not sys.warnoptions:
+        if verbose:
+            logging.captureWarnings(True)
+            py_warnings = logging.getLogger("py.warnings")
+            py_warnings.handlers[:] = [handler]
+            py_warnings.propagate = False
+        else:
+            warnings.simplefilter("ignore")
+
+
+@contextlib.contextmanager
+def c_stderr_quiet() -> Iterator[None]:
+    """Descriptor 2 on /dev/null while the block runs, unless ``-v``: for C code that prints
+    before it offers any switch (ONNX Runtime's import). Other threads' stderr is muted too
+    meanwhile, so keep the block short (one import)."""
+    if verbose():
+        yield
+        return
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
