@@ -389,6 +389,7 @@ def cmd_process(args) -> int:
     if workers > 1 and seg_cfg.threads is None:
         seg_cfg = replace(seg_cfg, threads=max(1, (os.cpu_count() or 1) // workers))
         cfg = replace(cfg, model=seg_cfg)
+
     def on_broken():  # stdout or stderr closed (| head): stop like the first Ctrl-C
         if state["proc"] is not None:
             state["proc"].stop.set()

@@ -165,3 +165,20 @@ def test_progress_bar_escapes_the_name():
     p.finish("evil\n\x1b[31mname.mp4 -> out.mp4: 10 frames")
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and all(ln.startswith("evil\\n\\x1b[31mname.mp4") for ln in lines), lines
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["default", "-v"])
+def test_huggingface_hub_logging_and_bars_follow_verbose(verbose):
+    """huggingface_hub's own stderr logger and its download bars (tqdm): off unless -v. (A real
+    download with a bar needs the 176 MB file, so this looks at the switches vbg sets.)"""
+    pytest.importorskip("huggingface_hub")
+    code = ("import logging, sys; from vbg.cli import main; main(['models'] + sys.argv[1:]); "
+            "import huggingface_hub.utils as u; "
+            "print(u.are_progress_bars_disabled(), logging.getLogger('huggingface_hub').getEffectiveLevel())")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    proc = subprocess.run([sys.executable, "-c", code, *(["-v"] if verbose else [])], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    bars_off, level = proc.stdout.split()[-2:]
+    assert bars_off == str(not verbose)
+    assert (int(level) >= 40) == (not verbose)  # ERROR and above only, unless -v
