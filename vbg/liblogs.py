@@ -36,8 +36,10 @@ def verbose() -> bool:
 
 
 def ort_severity() -> int:
-    """ONNX Runtime's log severity: warnings with ``-v``, else errors only (vbg reports what matters)."""
-    return 2 if verbose() else 3
+    """ONNX Runtime's log severity: warnings with ``-v``, else fatal only. Its errors are
+    reported by vbg: a model that cannot load raises (its text under -v), a provider that
+    cannot load ("Failed to load library ... TensorRT") is a fallback vbg detects and says."""
+    return 2 if verbose() else 4
 
 
 def _env_default(name: str, value: str) -> bool:

@@ -3,6 +3,7 @@ newline is shown escaped, on its message's one line. Each message is triggered f
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
@@ -182,3 +183,25 @@ def test_huggingface_hub_logging_and_bars_follow_verbose(verbose):
     bars_off, level = proc.stdout.split()[-2:]
     assert bars_off == str(not verbose)
     assert (int(level) >= 40) == (not verbose)  # ERROR and above only, unless -v
+
+
+@pytest.mark.parametrize("device", ["cuda", "tensorrt"])
+def test_a_gpu_provider_that_cannot_load_stays_off_stdout_and_stderr(clip, tmp_path, device):
+    """Without a GPU, --device cuda falls back to the CPU: ONNX Runtime's C++ errors ("Failed to load
+    library") and the "EP Error ... Falling back" block its Python part prints on *stdout* must reach
+    neither the JSON lines nor the terminal; vbg's own warning says it; -v shows ONNX Runtime's words."""
+    from vbg.inference.onnx_backend import gpu_present
+
+    if gpu_present():
+        pytest.skip("CUDA loads on this machine: there is no fallback to report")
+    env = {"VBG_CACHE_DIR": str(tmp_path / "cache")}  # TensorRT's engine cache
+    quiet = _vbg("process", clip, "-o", tmp_path / "a.mp4", *SEGMENT_ME, "--device", device, "--json", env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    events = [json.loads(ln) for ln in quiet.stdout.splitlines()]  # every line is JSON
+    assert events[0]["event"] == "start" and events[-1]["event"] == "done"
+    _only_vbg_lines(quiet)
+    name = {"cuda": "CUDA", "tensorrt": "Tensorrt"}[device]
+    assert f"{name} was asked for but is not usable here" in quiet.stderr
+    loud = _vbg("process", clip, "-o", tmp_path / "b.mp4", *SEGMENT_ME, "--device", device, "-v", env=env)
+    assert loud.returncode == 0, loud.stderr
+    assert "onnxruntime" in loud.stderr and "Failed to load library" in loud.stderr

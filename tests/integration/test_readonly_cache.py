@@ -93,3 +93,13 @@ def test_doctor_warns_about_an_unwritable_cache_and_does_not_fail_on_it(ro_env):
     assert not [c for c in cache if c["status"] == "fail"], cache
     warned = [c for c in cache if ro_env["VBG_CACHE_DIR"] in c["detail"]]
     assert len(warned) == 1 and warned[0]["status"] == "warn" and "VBG_CACHE_DIR" in warned[0]["fix"], cache
+
+
+def test_tensorrt_without_a_cache_folder_runs_and_says_why_it_keeps_no_engines(clip, tmp_path, ro_env):
+    """Only TensorRT writes into the cache (its engines): when the folder cannot be made, it warns
+    and runs without it (here, without TensorRT, on the CPU it falls back to)."""
+    out = tmp_path / "out.mp4"
+    proc = _run("process", clip, "-o", out, "--model", "selfie", "--device", "tensorrt", env=ro_env)
+    assert proc.returncode == 0, proc.stderr
+    line = next(ln for ln in proc.stderr.splitlines() if "TensorRT engine cache" in ln)
+    assert line.startswith("vbg: cannot create the TensorRT engine cache") and "VBG_CACHE_DIR" in line

@@ -9,6 +9,7 @@ even on a machine with no GPU). So the providers asked for are compared with
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import sys
@@ -120,14 +121,22 @@ def create_session(path: Path, device: str = "auto", *, strict: bool = False,
             log.warning("cannot create the TensorRT engine cache %s (%s): engines are built again on every "
                         "start; set VBG_CACHE_DIR to a writable folder", cache_dir, e.strerror or e)
             wanted = provider_list(device, cache_dir=None, fp16=fp16)
+    said = io.StringIO()
     try:
-        sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=wanted)
+        # A provider that cannot load makes ONNX Runtime's Python part print an "EP Error" block
+        # on stdout (into `vbg process --json`'s stream) before it retries without it: kept for
+        # -v; vbg reports the fallback itself, below.
+        with contextlib.redirect_stdout(said):
+            sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=wanted)
     except Exception as e:  # ORT raises its own Fail/InvalidGraph/... classes
         log.debug("ONNX Runtime: %s", e)
         raise ModelError(
             f"ONNX Runtime cannot load {Path(path).name}: the file is damaged, truncated or not an ONNX "
             "model it supports (-v shows its message): download or export it again, or pass another --model"
         ) from e
+    finally:
+        if said.getvalue().strip():
+            log.debug("ONNX Runtime: %s", " ".join(said.getvalue().split()))
     active = sess.get_providers()
     if primary not in active:
         asked = primary.replace("ExecutionProvider", "")
