@@ -4,13 +4,16 @@ Each library has its own channel, and each is set where it lives:
 
 - OpenCV logs through its own logger (``OPENCV_LOG_LEVEL`` before it loads,
   ``cv2.utils.logging.setLogLevel`` after); libtiff's warnings ("unknown field with
-  tag ...") reach stderr through it too.
+  tag ...") reach stderr through it too. libpng's warnings ("iCCP: ...", "tEXt: CRC
+  error") do not: libpng prints them from C with no switch, so the image decoder runs
+  inside :func:`c_stderr_quiet` (``imageio.read_rgb``).
 - FFmpeg (x264's "using cpu capabilities", "frame I:...", decoder complaints) logs
   through ``av.logging``: off by default in PyAV; ``-v`` passes it to Python logging.
 - ONNX Runtime: each session's ``log_severity_level`` and the default logger
   (:func:`ort_severity`), set in ``inference/onnx_backend.py``; its import itself can
   print from C (a telemetry id it cannot store in a read-only home) before any switch
-  exists, so :func:`c_stderr_quiet` holds descriptor 2 on /dev/null around that import.
+  exists, so :func:`c_stderr_quiet` holds descriptor 2 on /dev/null around that import
+  (the only other way, ``ORT_TELEMETRY_DISABLED=1``, is the user's choice, not vbg's).
 - huggingface_hub: its logger and its progress bars (``HF_HUB_VERBOSITY``,
   ``HF_HUB_DISABLE_PROGRESS_BARS``).
 - Python warnings (torch's export, deprecations): ignored, or logged with ``-v``.
@@ -24,6 +27,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 
@@ -113,26 +117,39 @@ def configure(verbose: bool, handler: logging.Handler) -> None:
             warnings.simplefilter("ignore")
 
 
+_quiet_lock = threading.Lock()
+_quiet_depth = [0, -1]  # blocks inside, the saved descriptor 2
+
+
 @contextlib.contextmanager
 def c_stderr_quiet() -> Iterator[None]:
     """Descriptor 2 on /dev/null while the block runs, unless ``-v``: for C code that prints
-    before it offers any switch (ONNX Runtime's import). Other threads' stderr is muted too
-    meanwhile, so keep the block short (one import)."""
+    with no switch to turn it off (ONNX Runtime's import, libpng's warnings from OpenCV's
+    decoder). Other threads' stderr is muted too meanwhile, so keep the block short; blocks
+    in several threads at once share one redirection (the last one out restores it)."""
     if verbose():
         yield
         return
     with contextlib.suppress(Exception):
         sys.stderr.flush()
+    with _quiet_lock:
+        if _quiet_depth[0] == 0:
+            try:
+                saved = os.dup(2)
+            except OSError:
+                saved = -1
+            if saved >= 0:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 2)
+                os.close(null)
+            _quiet_depth[1] = saved
+        _quiet_depth[0] += 1
     try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
+        with _quiet_lock:
+            _quiet_depth[0] -= 1
+            if _quiet_depth[0] == 0 and _quiet_depth[1] >= 0:
+                os.dup2(_quiet_depth[1], 2)
+                os.close(_quiet_depth[1])
+                _quiet_depth[1] = -1

@@ -205,3 +205,36 @@ def test_a_gpu_provider_that_cannot_load_stays_off_stdout_and_stderr(clip, tmp_p
     loud = _vbg("process", clip, "-o", tmp_path / "b.mp4", *SEGMENT_ME, "--device", device, "-v", env=env)
     assert loud.returncode == 0, loud.stderr
     assert "onnxruntime" in loud.stderr and "Failed to load library" in loud.stderr
+
+
+def png_with_a_bad_text_chunk(path: Path) -> Path:
+    """A valid PNG with a tEXt chunk whose CRC is wrong: libpng drops the chunk and prints
+    "libpng warning: tEXt: CRC error" from C."""
+    import zlib
+
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.full((32, 32, 3), 100, np.uint8))
+    data = bytes(buf)
+    at = data.index(b"IDAT") - 4
+    text = b"Comment\x00hello"
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text) ^ 1)
+    path.write_bytes(data[:at] + chunk + data[at:])
+    return path
+
+
+@pytest.mark.parametrize("use", ["segment", "background"])
+def test_libpng_warning_only_with_verbose(clip, tmp_path, use):
+    image = png_with_a_bad_text_chunk(tmp_path / "crc.png")
+
+    def run(*extra, out):
+        if use == "segment":
+            return _vbg("segment", image, *SEGMENT_ME, "-o", tmp_path / f"{out}.png", *extra)
+        return _vbg("process", clip, "--background", image, *SEGMENT_ME, "-o", tmp_path / f"{out}.mp4", *extra)
+
+    quiet = run(out="a")
+    assert quiet.returncode == 0, quiet.stderr
+    _only_vbg_lines(quiet)
+    loud = run("-v", out="b")
+    assert loud.returncode == 0, loud.stderr
+    assert "libpng warning: tEXt: CRC error" in loud.stderr
