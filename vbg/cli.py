@@ -655,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     # A closed stdout/stderr (| head, > /dev/full) stops the run like Ctrl-C, without a
     # traceback; the process's own run keeps the guard through the interpreter's exit flush.
     undo_streams = streams.install()
+    from . import liblogs
+
+    env = {k: os.environ.get(k) for k in liblogs.ENV_KEYS}  # set for libraries by _setup_logging
     rc = 1
     try:
         try:
@@ -664,8 +667,9 @@ def main(argv: list[str] | None = None) -> int:
         rc = _streams_exit_code(rc)
         return rc
     finally:
-        if argv is not None:
+        if argv is not None:  # called in-process: leave the caller's streams and environment alone
             undo_streams()
+            liblogs.restore_env(env)
         for sig, handler in old.items():
             if argv is None:
                 # The process's own run (console script, python -m vbg): once the work is done, a

@@ -32,6 +32,17 @@ import warnings
 from collections.abc import Iterator
 
 _SET_BY_US: dict[str, str] = {}  # environment variables vbg set (not the user's own)
+ENV_KEYS = ("OPENCV_LOG_LEVEL", "HF_HUB_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")
+
+
+def restore_env(saved: dict[str, str | None]) -> None:
+    """Put :data:`ENV_KEYS` back as ``saved`` had them (``main()`` called in-process, e.g. by tests)."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+        _SET_BY_US.pop(key, None)
 
 
 def verbose() -> bool:
