@@ -158,3 +158,47 @@ def test_stderr_closed_from_the_start_leaves_the_output_whole(clip, tmp_path):
     assert proc.returncode == 0
     assert proc.stdout == b""
     assert _frames(out) == _frames(clip)
+
+
+def test_process_json_reader_leaving_mid_job_keeps_a_playable_partial_file(clip, tmp_path):
+    """`vbg process --json | head -1`, with head leaving while vbg is mid-file: the pipe is made one
+    page small and pre-filled so that the 'start' line fills it exactly; vbg then blocks writing its
+    first 'progress' line (sent once the first frame is composed), and the test closes the reading
+    end only once the pipe is full: vbg's blocked write fails there, after frames were made, every
+    time (no timing involved). It stops like Ctrl-C: exit 141, a playable partial file."""
+    import fcntl
+    import json
+    import termios
+    import time
+
+    from vbg.offline.media import probe
+
+    out = tmp_path / "out.mp4"
+    start = json.dumps({"event": "start", "input": str(clip), "output": str(out),
+                        "frames": probe(clip).frames}) + "\n"
+    r, w = os.pipe()
+    try:
+        size = fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+    except (AttributeError, OSError) as e:
+        os.close(r), os.close(w)
+        pytest.skip(f"cannot make a one-page pipe here ({e})")
+    os.write(w, b"x" * (size - len(start.encode())))
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "process", str(clip), "-o", str(out), "--model", "selfie",
+                             "--json", "--smoothing", "0"], stdout=w, stderr=subprocess.PIPE)
+    os.close(w)
+    buf = bytearray(4)
+    end = time.monotonic() + 300  # a hang guard only
+    while proc.poll() is None and time.monotonic() < end:
+        fcntl.ioctl(r, termios.FIONREAD, buf)
+        if int.from_bytes(buf, sys.byteorder) >= size:  # 'start' is in: vbg writes on into a full pipe
+            break
+        time.sleep(0.01)
+    os.close(r)
+    _, err = proc.communicate(timeout=300)
+    err = err.decode()
+    assert proc.returncode == 141, err
+    assert not any(n in err for n in NOISE), err
+    partial = [p for p in tmp_path.iterdir() if p.suffix == ".mp4"]
+    # the frames already decoded when it stopped (a short clip: maybe all of them), named as partial
+    assert [p.name for p in partial] == ["out.partial.mp4"] and _frames(partial[0]) >= 1, partial
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
