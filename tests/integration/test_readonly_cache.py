@@ -103,3 +103,23 @@ def test_tensorrt_without_a_cache_folder_runs_and_says_why_it_keeps_no_engines(c
     assert proc.returncode == 0, proc.stderr
     line = next(ln for ln in proc.stderr.splitlines() if "TensorRT engine cache" in ln)
     assert line.startswith("vbg: cannot create the TensorRT engine cache") and "VBG_CACHE_DIR" in line
+
+
+def test_weights_that_need_an_export_name_the_cache_folder_and_its_fix(rmbg_net, tmp_path):
+    """--model WEIGHTS.safetensors is exported to ONNX into the cache: when the folder cannot be
+    made, one line says which folder and VBG_CACHE_DIR (not -o, which is not where it writes)."""
+    from safetensors.torch import save_file
+
+    from conftest import PEOPLE
+
+    weights = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in rmbg_net.state_dict().items()}, str(weights))
+    (tmp_path / "file").write_bytes(b"")
+    env = {"VBG_CACHE_DIR": str(tmp_path / "file" / "vbg")}
+    proc = _run("segment", PEOPLE / "example03_background01.jpg", "--model", weights, "--size", "128",
+                "-o", tmp_path / "m.png", env=env)
+    assert proc.returncode == 10, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert str(tmp_path / "file" / "vbg" / "exports") in errors[0] and "VBG_CACHE_DIR" in errors[0]
+    assert not (tmp_path / "m.png").exists()
