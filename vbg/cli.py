@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from . import __version__
+from . import __version__, streams
 from .errors import ConfigError, Problems, VbgError
 
 log = logging.getLogger("vbg")
@@ -222,12 +222,14 @@ def cmd_segment(args) -> int:
     with create_segmenter(cfg) as seg:
         log.info("model %s on %s", seg.source.label, ", ".join(seg.providers))
         for image, target in zip(args.images, targets):
+            if streams.broken():  # stdout or stderr closed: stop like Ctrl-C (written images kept)
+                break
             try:
                 rgb = read_rgb(image)
             except VbgError as e:
                 if len(args.images) == 1:
                     raise  # one image: its own exit code
-                print(f"vbg: error: {e}", file=sys.stderr)
+                _error(e)
                 failed += 1
                 continue
             alpha = alpha_to_u8(seg.segment_full(rgb))
@@ -448,7 +450,13 @@ def cmd_process(args) -> int:
     if workers > 1 and seg_cfg.threads is None:
         seg_cfg = replace(seg_cfg, threads=max(1, (os.cpu_count() or 1) // workers))
         cfg = replace(cfg, model=seg_cfg)
+
+    def on_broken():  # stdout or stderr closed (| head): stop like the first Ctrl-C
+        if state["proc"] is not None:
+            state["proc"].stop.set()
+
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old_hook = streams.on_broken(on_broken)
     segs: list = []
     try:
         seg = create_segmenter(seg_cfg)
@@ -460,11 +468,14 @@ def cmd_process(args) -> int:
         proc = state["proc"] = FileProcessor(cfg, *segs)
         try:
             for src, (dst, sequence) in zip(inputs, planned):
+                if streams.broken():
+                    interrupted = True
+                    break
                 progress = Progress(str(src), None, mode=pmode, stream=stream)
                 if dst.exists() and not args.overwrite:
                     msg = f"{dst} already exists: pass --overwrite to replace it, or choose another -o"
                     progress.fail(msg)
-                    print(f"vbg: error: {src}: {msg}", file=sys.stderr)
+                    _error(f"{src}: {msg}")
                     failed += 1
                     last_code = OutputError.exit_code
                     continue
@@ -472,7 +483,7 @@ def cmd_process(args) -> int:
                     res = proc.process(src, dst, progress, sequence=sequence, overwrite=args.overwrite)
                 except VbgError as e:
                     progress.fail(str(e))
-                    print(f"vbg: error: {src}: {e}", file=sys.stderr)
+                    _error(f"{src}: {e}")
                     failed += 1
                     last_code = e.exit_code
                     continue
@@ -491,6 +502,7 @@ def cmd_process(args) -> int:
             for one in segs:
                 one.close()
     finally:
+        streams.on_broken(old_hook)
         for sig, handler in old.items():
             signal.signal(sig, handler)
     if interrupted:
@@ -632,6 +644,7 @@ def cmd_live(args) -> int:
         pipeline.stop()
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old_hook = streams.on_broken(pipeline.stop)  # a closed stderr stops it like Ctrl-C
 
     def on_status(line: str) -> None:
         if args.quiet:
@@ -644,6 +657,7 @@ def cmd_live(args) -> int:
     try:
         stats = pipeline.run(on_status=on_status)
     finally:
+        streams.on_broken(old_hook)
         for sig, handler in old.items():
             signal.signal(sig, handler)
         if interactive and not args.quiet:
@@ -654,14 +668,31 @@ def cmd_live(args) -> int:
     return 0
 
 
+def _error(problem) -> None:
+    """The one line of an error (a newline in a file name shown escaped, on the same line)."""
+    print(f"vbg: error: {streams.printable(str(problem))}", file=sys.stderr)
+
+
+class _OneLine(logging.Formatter):
+    """Each message on one line: control characters (a file name's newline) escaped."""
+
+    def formatMessage(self, record) -> str:
+        return streams.printable(super().formatMessage(record))
+
+
 def _setup_logging(args) -> None:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("vbg: %(message)s"))
+    handler.setFormatter(_OneLine("vbg: %(message)s"))
     root = logging.getLogger("vbg")
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    from . import liblogs
+
+    libs = logging.StreamHandler(sys.stderr)  # other libraries' messages, only with -v, named
+    libs.setFormatter(_OneLine("vbg: %(name)s: %(message)s"))
+    liblogs.configure(args.verbose, libs)
 
 
 _SIGNALLED = threading.Event()  # a signal was turned into KeyboardInterrupt during this run
@@ -682,11 +713,24 @@ def main(argv: list[str] | None = None) -> int:
     old = {}
     if threading.current_thread() is threading.main_thread():
         old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A closed stdout/stderr (| head, > /dev/full) stops the run like Ctrl-C, without a
+    # traceback; the process's own run keeps the guard through the interpreter's exit flush.
+    undo_streams = streams.install()
+    from . import liblogs
+
+    env = {k: os.environ.get(k) for k in liblogs.ENV_KEYS}  # set for libraries by _setup_logging
     rc = 1
     try:
-        rc = _main(argv)
+        try:
+            rc = _main(argv)
+        except SystemExit as e:  # argparse: --help, --version, a usage error
+            rc = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        rc = _streams_exit_code(rc)
         return rc
     finally:
+        if argv is not None:  # called in-process: leave the caller's streams and environment alone
+            undo_streams()
+            liblogs.restore_env(env)
         for sig, handler in old.items():
             if argv is None:
                 # The process's own run (console script, python -m vbg): once the work is done, a
@@ -723,6 +767,27 @@ def _ignore_signals() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def _streams_exit_code(rc: int) -> int:
+    """The exit code once stdout and stderr are flushed: 141 (128 + SIGPIPE, the shell's
+    code for a program a closed pipe ended) when a reader went away, the output error's
+    code when a stream could not be written (a full disk), else the run's own."""
+    from .errors import OutputError
+
+    streams.flush()
+    broken = streams.broken()
+    if broken is None:
+        return rc
+    if broken.pipe:
+        return streams.EXIT_BROKEN_PIPE
+    if broken.name == "stdout":
+        from .fsutil import write_error_hint
+
+        print(f"vbg: error: cannot write to stdout ({broken.error.strerror or broken.error}): "
+              f"{write_error_hint(broken.error)}", file=sys.stderr)
+        streams.flush()
+    return OutputError.exit_code
+
+
 def _exit_now(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -757,8 +822,8 @@ def _run(argv: list[str]) -> int:
             from .preflight import DOCTOR_HINT
 
             for one in e.errors:
-                print(f"vbg: error: {one}", file=sys.stderr)
+                _error(one)
             print(f"vbg: {DOCTOR_HINT}", file=sys.stderr)
         else:
-            print(f"vbg: error: {e}", file=sys.stderr)
+            _error(e)
         return e.exit_code

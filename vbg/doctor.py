@@ -87,7 +87,15 @@ def _dist_versions(names: tuple[str, ...]) -> list[tuple[str, str]]:
     return out
 
 
-def check_packages(importer: Callable[[str], object] = importlib.import_module) -> list[Check]:
+def _quiet_import(module: str) -> object:
+    """Import ``module`` with what its C part prints at import kept off the terminal (unless -v)."""
+    from .liblogs import c_stderr_quiet
+
+    with c_stderr_quiet():
+        return importlib.import_module(module)
+
+
+def check_packages(importer: Callable[[str], object] = _quiet_import) -> list[Check]:
     """The required packages import; optional ones are reported; two builds of
     one package sharing an import folder (onnxruntime, opencv) are flagged."""
     found, missing, optional_missing, clashes = [], [], [], []
@@ -623,11 +631,13 @@ def check_models() -> list[Check]:
         return [Check("model cache", WARN, f"cannot look into the hub cache ({type(e).__name__}: {e})",
                       "pip install huggingface_hub, or use --model selfie (bundled)")]
     checks = []
-    try:
-        vbg_cache = str(hub.cache_dir())
-    except Exception as e:
-        checks.append(Check("model cache", FAIL, str(e), "set VBG_CACHE_DIR to a writable folder"))
-        vbg_cache = "?"
+    vbg_cache = str(hub.cache_dir())
+    unwritable = hub.cache_unwritable()
+    if unwritable:
+        # Nothing the live filter needs is written there: the bundled model runs without it.
+        checks.append(Check("model cache", WARN, f"{vbg_cache} cannot be created or written ({unwritable}): "
+                                               "exports of --variant export and TensorRT engines are not kept",
+                            "set VBG_CACHE_DIR to a writable folder"))
     token = _hub_token()
     if cached:
         checks.append(Check("model cache", OK, f"rmbg-1.4 cached ({', '.join(cached)}); vbg cache {vbg_cache}; "

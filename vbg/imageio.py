@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import InputError, OutputError
 from .fsutil import NewFile, write_error_hint
+from .liblogs import c_stderr_quiet
 
 MAX_PIXELS = 100_000_000  # refuse decompression bombs before decoding
 MAX_FILE_BYTES = 1 << 30  # no still image worth reading is larger
@@ -52,7 +53,8 @@ def read_rgb(path: str | Path) -> np.ndarray:
         raise InputError(f"{path} is not an image vbg can read: {ACCEPTED}")
     check_pixels(path, header[1], header[2])
     try:
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        with c_stderr_quiet():  # libpng's warnings ("iCCP: ...", "CRC error") print from C: only with -v
+            img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error:
         img = None
     except MemoryError:

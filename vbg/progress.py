@@ -12,6 +12,7 @@ import sys
 from typing import TextIO
 
 from .clock import Clock, MonotonicClock
+from .streams import printable
 
 MODES = ("bar", "quiet", "json")
 
@@ -29,7 +30,10 @@ class Progress:
                  clock: Clock | None = None, interval: float | None = None, width: int = 24) -> None:
         if mode not in MODES:
             raise ValueError(f"progress mode {mode!r}: use one of {MODES}")
-        self.label, self.total, self.mode = label, total, mode
+        # A person reads the bar: a newline or escape code in a file name is shown escaped
+        # (JSON lines escape it themselves).
+        self.label = label if mode == "json" else printable(label)
+        self.total, self.mode = total, mode
         self.stream = stream or sys.stderr
         self.clock = clock or MonotonicClock()
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -95,7 +99,7 @@ class Progress:
             return
         if self.mode == "bar" and self.tty:
             self.stream.write("\r\x1b[2K")
-        self.stream.write(summary + "\n")
+        self.stream.write(printable(summary) + "\n")
         self.stream.flush()
 
     def fail(self, message: str) -> None:

@@ -8,6 +8,8 @@ even on a machine with no GPU). So the providers asked for are compared with
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -26,13 +28,20 @@ _PRIMARY = {
 
 
 def import_ort():
+    from .. import liblogs
+
+    first = "onnxruntime" not in sys.modules
     try:
-        import onnxruntime as ort
+        # Its import can print from C before any switch exists (a telemetry id it cannot
+        # store in a read-only home): off the terminal unless -v.
+        with liblogs.c_stderr_quiet() if first else contextlib.nullcontext():
+            import onnxruntime as ort
     except ImportError as e:
         raise DependencyError(
             "ONNX Runtime is not installed (or broken by installing both onnxruntime and "
             "onnxruntime-gpu): run pip uninstall -y onnxruntime onnxruntime-gpu, then pip install vbg again"
         ) from e
+    ort.set_default_logger_severity(liblogs.ort_severity())
     return ort
 
 
@@ -79,6 +88,8 @@ def session_options(threads: int | None):
     ``threads=None`` uses every core for the intra-op pool, with spinning off:
     a spinning pool burns the cores the OpenCV stages need between runs.
     """
+    from .. import liblogs
+
     ort = import_ort()
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -87,7 +98,8 @@ def session_options(threads: int | None):
     so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    so.log_severity_level = 3  # fallbacks are detected and reported by vbg itself
+    # Fallbacks are detected and reported by vbg itself; ONNX Runtime's own warnings with -v.
+    so.log_severity_level = liblogs.ort_severity()
     return so
 
 
@@ -101,15 +113,30 @@ def create_session(path: Path, device: str = "auto", *, strict: bool = False,
     wanted = provider_list(device, cache_dir=cache_dir, fp16=fp16)
     primary = wanted[0][0] if isinstance(wanted[0], tuple) else wanted[0]
     if primary == "TensorrtExecutionProvider" and cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        # Only TensorRT writes there, so only TensorRT makes the folder; one that cannot be
+        # made costs the engine build on every start, not the run.
+        try:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            log.warning("cannot create the TensorRT engine cache %s (%s): engines are built again on every "
+                        "start; set VBG_CACHE_DIR to a writable folder", cache_dir, e.strerror or e)
+            wanted = provider_list(device, cache_dir=None, fp16=fp16)
+    said = io.StringIO()
     try:
-        sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=wanted)
+        # A provider that cannot load makes ONNX Runtime's Python part print an "EP Error" block
+        # on stdout (into `vbg process --json`'s stream) before it retries without it: kept for
+        # -v; vbg reports the fallback itself, below.
+        with contextlib.redirect_stdout(said):
+            sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=wanted)
     except Exception as e:  # ORT raises its own Fail/InvalidGraph/... classes
         log.debug("ONNX Runtime: %s", e)
         raise ModelError(
             f"ONNX Runtime cannot load {Path(path).name}: the file is damaged, truncated or not an ONNX "
             "model it supports (-v shows its message): download or export it again, or pass another --model"
         ) from e
+    finally:
+        if said.getvalue().strip():
+            log.debug("ONNX Runtime: %s", " ".join(said.getvalue().split()))
     active = sess.get_providers()
     if primary not in active:
         asked = primary.replace("ExecutionProvider", "")

@@ -155,7 +155,10 @@ def export_onnx(
     try:
         with atomic_path(out) as tmp:
             with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")
+                from ..liblogs import verbose
+
+                if not verbose():  # torch.onnx's tracer warnings: shown with -v only
+                    warnings.simplefilter("ignore")
                 torch.onnx.export(
                     model, (x,), str(tmp),
                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
@@ -196,6 +199,13 @@ def cached_export(weights: Path, size_hw: tuple[int, int], cache_root: Path, *, 
     out = Path(cache_root) / "exports" / f"rmbg14-{digest[:16]}-{h}x{w}{'-fp16' if fp16 else ''}.onnx"
     if out.is_file():
         return out
+    try:  # made now, before the minutes of work, as it is about to be written
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(
+            f"cannot create the vbg cache folder {out.parent} for the ONNX export of {Path(weights).name} "
+            f"({e.strerror or e}): set VBG_CACHE_DIR to a writable folder, or pass an .onnx file as --model"
+        ) from e
     log.info("exporting %s to ONNX at %dx%d (once; cached in %s)", Path(weights).name, h, w, out.parent)
     net = build_rmbg(weights)
     return export_onnx(net, out, size_hw=size_hw, fp16=fp16,

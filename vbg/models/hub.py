@@ -59,25 +59,35 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENO
 # --------------------------------------------------------------------------- paths
 
 def cache_dir() -> Path:
-    """vbg's own cache folder (exports, verification stamps), created on demand.
+    """vbg's own cache folder (exports, verification stamps, TensorRT engines).
 
     ``$VBG_CACHE_DIR``, else ``$XDG_CACHE_HOME/vbg``, else ``~/.cache/vbg``.
-    Hub files are not kept here but in huggingface_hub's cache.
+    Only the path: whoever writes there creates the folders it needs, so a
+    read-only home (or a cache path that cannot exist) stops nothing that
+    writes nothing (the bundled selfie model). Hub files are not kept here but
+    in huggingface_hub's cache.
     """
     if os.environ.get("VBG_CACHE_DIR"):
-        path = Path(os.environ["VBG_CACHE_DIR"]).expanduser()
-    elif os.environ.get("XDG_CACHE_HOME"):
-        path = Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "vbg"
-    else:
-        path = Path.home() / ".cache" / "vbg"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot create the vbg cache folder {path} ({_short(exc)}): "
-            "set VBG_CACHE_DIR to a writable folder"
-        ) from exc
-    return path
+        return Path(os.environ["VBG_CACHE_DIR"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "vbg"
+    return Path.home() / ".cache" / "vbg"
+
+
+def cache_unwritable(path: Path | None = None) -> str | None:
+    """Why ``path`` (default :func:`cache_dir`) could not be created or written, or None;
+    creates nothing: looks at the nearest folder that exists."""
+    path = cache_dir() if path is None else Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -294,12 +304,8 @@ def _verify(path: Path, f: HubFile) -> str | None:
 
 
 def _stamp_path(f: HubFile) -> Path | None:
-    """Where the verification stamp of ``f`` lives; None when vbg's cache folder is unusable."""
-    try:
-        return cache_dir() / "verified" / f.sha256
-    except OutputError as exc:
-        log.debug("no verification stamps: %s", exc)
-        return None
+    """Where the verification stamp of ``f`` lives (written only when the folder can be made)."""
+    return cache_dir() / "verified" / f.sha256
 
 
 def _write_stamp(stamp: Path, content: dict) -> None:

@@ -1,0 +1,197 @@
+"""stdout and stderr that may go away: a closed pipe, a full disk, a closed descriptor.
+
+``vbg process --json | head -1`` closes vbg's stdout while the job runs; a log pipe
+on stderr can close the same way. Python ignores SIGPIPE, so each write would raise
+``BrokenPipeError`` wherever it happens (the progress bar, a log line, a worker
+thread), and its own flush at exit prints "Exception ignored ... BrokenPipeError".
+
+:func:`install` wraps ``sys.stdout`` and ``sys.stderr``: the first write that fails
+is recorded, the descriptor is pointed at ``/dev/null`` (as the Python docs advise
+for SIGPIPE, so every later write and the exit flush, C libraries' included, succeed
+silently) and the running job is asked to stop the way Ctrl-C stops it (the hook set
+with :func:`on_broken`: a playable partial file is kept). The CLI then exits with
+:data:`EXIT_BROKEN_PIPE` (141 = 128 + SIGPIPE, what a shell reports for a program that
+SIGPIPE killed) for a closed pipe, or the output-error code for a full disk.
+
+A descriptor that was already closed when vbg started (``2>&-``) is pointed at
+``/dev/null`` first, so no file vbg opens can take its number (an encoder's log line
+would then land inside a video file), and vbg's messages are discarded, as asked.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
+_PIPE_ERRNOS = {errno.EPIPE, errno.ECONNRESET}
+
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """The first standard stream that failed, and why."""
+
+    name: str  # "stdout" or "stderr"
+    error: OSError
+
+    @property
+    def pipe(self) -> bool:
+        """The reader went away (``| head``), as opposed to a full disk or an I/O error."""
+        return isinstance(self.error, BrokenPipeError) or self.error.errno in _PIPE_ERRNOS
+
+
+_lock = threading.Lock()
+_broken: Broken | None = None
+_hook: Callable[[], None] | None = None
+
+
+def broken() -> Broken | None:
+    """The first stream that failed since :func:`install`, or None."""
+    return _broken
+
+
+def on_broken(hook: Callable[[], None] | None) -> Callable[[], None] | None:
+    """Call ``hook`` (once, from whichever thread wrote) when a stream breaks; returns the
+    previous hook. A stream that is already broken calls it at once."""
+    global _hook
+    with _lock:
+        old, _hook = _hook, hook
+        now = _broken is not None
+    if now and hook is not None:
+        hook()
+    return old
+
+
+def _devnull_onto(fd: int) -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        if null != fd:
+            os.dup2(null, fd)
+    finally:
+        if null != fd:
+            os.close(null)
+
+
+def _record(name: str, stream, exc: OSError) -> None:
+    global _broken
+    with _lock:
+        first = _broken is None
+        if first:
+            _broken = Broken(name, exc)
+        hook = _hook
+    try:
+        _devnull_onto(stream.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # not a real descriptor (a test's capture): the guard alone keeps it quiet
+    if first and hook is not None:
+        hook()
+
+
+class _Guarded(io.TextIOBase):
+    """A text stream that turns a failed write into :func:`broken` instead of an exception."""
+
+    def __init__(self, name: str, stream) -> None:
+        super().__init__()
+        self._name, self._stream = name, stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as e:
+            _record(self._name, self._stream, e)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as e:
+            _record(self._name, self._stream, e)
+            try:
+                self._stream.flush()  # the pending bytes now go to /dev/null
+            except (OSError, ValueError):
+                pass
+        except ValueError:
+            pass  # closed
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self):
+        return getattr(self._stream, "encoding", "utf-8")
+
+    @property
+    def errors(self):
+        return getattr(self._stream, "errors", "strict")
+
+    @property
+    def wrapped(self):
+        return self._stream
+
+    def __getattr__(self, attr):  # buffer, line_buffering, reconfigure, ...
+        return getattr(self._stream, attr)
+
+
+def _open_missing_fds() -> None:
+    """Point a standard descriptor that is closed (``2>&-``) at /dev/null."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                _devnull_onto(fd)
+            except OSError:
+                pass
+
+
+def install() -> Callable[[], None]:
+    """Guard ``sys.stdout`` and ``sys.stderr`` (see the module docstring); returns the undo."""
+    global _broken
+    _open_missing_fds()
+    saved = (sys.stdout, sys.stderr)
+    with _lock:
+        _broken = None
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        stream = getattr(sys, name)
+        if stream is None:  # closed when Python started: print(file=None) would go to stdout
+            stream = open(fd, "w", closefd=False, errors="backslashreplace")
+        if not isinstance(stream, _Guarded):
+            setattr(sys, name, _Guarded(name, stream))
+
+    def undo() -> None:
+        sys.stdout, sys.stderr = saved
+
+    return undo
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``, an undecodable byte's
+    ``\\udcff``): a file name with a newline stays on its message's one line, and none
+    can move the cursor or recolour the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def flush() -> None:
+    """Flush both streams now, so a failure is known before the exit code is chosen."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
