@@ -540,9 +540,12 @@ class _AvFile(_Backend):
         self.frame_size = (w + w % 2 * codec.even[0], h + h % 2 * codec.even[1])
         self._tb = info.time_base
         self._frame_duration = max(1, round(1 / (Fraction(info.fps or 30) * info.time_base)))
+        # The class's functions, not bound methods: a bound method kept on self is a reference
+        # cycle, and the encoder (x264's threads and buffers) would then live on until the
+        # garbage collector happens to run, one more per file of a batch.
         self._convert = {
-            "yuv420p": self._yuv420p, "yuva420p": self._yuva420p,
-            "yuva444p10le": self._swscale, "yuv422p10le": self._swscale,
+            "yuv420p": _AvFile._yuv420p, "yuva420p": _AvFile._yuva420p,
+            "yuva444p10le": _AvFile._swscale, "yuv422p10le": _AvFile._swscale,
         }[codec.pix_fmt]
         # I420 needs an even size even where the codec does not: convert a padded copy,
         # then copy the visible part of each plane into the frame.
@@ -661,7 +664,7 @@ class _AvFile(_Backend):
 
     # ------------------------------------------------------------------ encoding
     def write(self, index: int, pts: int, image: np.ndarray) -> None:
-        frame = self._convert(image)
+        frame = self._convert(self, image)
         frame.pts = pts
         frame.time_base = self._tb
         frame.duration = self._frame_duration
