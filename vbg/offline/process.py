@@ -24,6 +24,7 @@ from ..buffers import Closed, FrameQueue
 from ..config import BackgroundConfig
 from ..errors import ConfigError, VbgError
 from ..inference.segmenter import SegmenterConfig
+from ..ranges import SMOOTHING, WINDOW, ranged
 
 log = logging.getLogger("vbg.process")
 
@@ -37,8 +38,8 @@ class ProcessConfig:
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     mode: str = "rgb"  # rgb: composite | rgba: person over transparency | matte: the mask alone
     quality: str = "balanced"
-    smoothing: float = 1.0
-    window: int = 2  # frames each side for the centred smoothing
+    smoothing: float = ranged(1.0, SMOOTHING)
+    window: int = ranged(2, WINDOW)  # frames each side for the centred smoothing
     upsample: str = "sharp"
 
 
