@@ -124,6 +124,11 @@ def _parser_process(sub) -> None:
                    help="centred temporal smoothing strength, 0 = off (default 1)")
     t.add_argument("--window", type=int, default=2, metavar="K", help="frames each side it looks at (default 2)")
     t.add_argument("--upsample", choices=("sharp", "guided", "bilinear"), default="sharp")
+    from .offline.process import MEMORY_MB
+
+    p.add_argument("--memory", type=int, default=MEMORY_MB, metavar="MB",
+                   help="memory for the frames in flight between decoding, the model and encoding: the queues "
+                        f"hold fewer frames of large videos (default {MEMORY_MB}; the smoothing window is always held)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="JSON-lines progress and results on stdout, for scripts")
     out.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
@@ -365,7 +370,7 @@ def cmd_process(args) -> int:
     for note in notes:
         log.warning("%s", note)
     cfg = ProcessConfig(model=seg_cfg, background=bg, mode=mode, quality=args.quality,
-                        smoothing=args.smoothing, window=args.window, upsample=args.upsample)
+                        smoothing=args.smoothing, window=args.window, upsample=args.upsample, memory=args.memory)
     pmode = "json" if args.json else "quiet" if args.quiet else "bar"
     stream = sys.stdout if args.json else sys.stderr
     failed = 0
@@ -710,6 +715,17 @@ def _run(argv: list[str]) -> int:
     try:
         _check_flag_ranges(args)
         return args.func(args)
+    except MemoryError as e:
+        if _SIGNALLED.is_set():
+            return _interrupted()
+        if not isinstance(e, VbgError):
+            from .errors import OutOfMemory
+
+            detail = " ".join(str(e).split()) or "an allocation failed"
+            e = OutOfMemory(f"out of memory ({detail}): close other programs, or lower --size (and for vbg process "
+                            "--memory or --window)")
+        print(f"vbg: error: {e}", file=sys.stderr)
+        return e.exit_code
     except VbgError as e:
         if _SIGNALLED.is_set():
             return _interrupted()

@@ -128,3 +128,85 @@ def test_a_link_planted_at_the_export_lock_is_not_followed(tmp_path, weights):
     assert "cannot use the export cache" in str(err.value) and "\n" not in str(err.value)
     assert not elsewhere.exists()
     assert not (cache / "exports" / name).exists()
+
+
+# ---------------------------------------------------------------------------- frames in flight
+def test_frames_in_flight_fit_the_memory_budget():
+    """The queues, the decoder's threads and the encoder's look-ahead come from the budget and the
+    frame size: small frames get the full queues and the codecs' defaults, large ones as many as
+    fit (8K used to hold ~40 frames: 5.5 GB), never less than the smoothing window needs."""
+    from vbg.offline.process import MEMORY_MB, QUEUE, plan_buffers
+
+    budget = MEMORY_MB << 20
+    small = plan_buffers((360, 640), "rgb", 2, 2, budget, cores=16)
+    assert small.depth == QUEUE and small.lookahead is None and small.bytes <= budget
+    for hw in ((1080, 1920), (2160, 3840), (2160, 4096)):
+        for cores in (2, 16, 64):
+            b = plan_buffers(hw, "rgba", 2, 2, budget, cores=cores)
+            assert b.bytes <= budget, (hw, cores, b)
+            assert 1 <= b.depth <= QUEUE and b.decoder_threads >= 1
+    big = plan_buffers((4320, 7680), "rgb", 2, 2, budget, cores=16)
+    assert (big.depth, big.decoder_threads, big.encoder_threads, big.lookahead) == (1, 1, 1, 0)
+    # the minimum: window centre and the 2 frames ahead, reader, 2 workers (+1 waiting each), two
+    # queues of one, three output images and the one in the queue, one picture in each codec
+    rgb = 7680 * 4320 * 3
+    assert big.bytes == rgb * (3 + 1 + 4 + 2) + rgb * 4 + rgb // 2 + rgb
+    tight = plan_buffers((4320, 7680), "rgb", 8, 2, 64 << 20)
+    assert tight.depth == 1 and tight.bytes > 64 << 20  # the window is held whatever the budget
+
+
+def test_a_large_file_runs_with_shallow_queues(tmp_path):
+    """What a file got is reported with its result: a 4K file runs with the queues the budget
+    allows for it, a small one with the full ones, in the same batch."""
+    import numpy as np
+
+    from vbg.inference import SegmenterConfig, create_segmenter
+    from vbg.offline.process import MEMORY_MB, QUEUE, FileProcessor, ProcessConfig
+    from vbg.progress import Progress
+
+    big = write_clip(tmp_path / "big.mp4", [np.full((2160, 3840, 3), 40 * i, np.uint8) for i in range(4)], crf=40)
+    small = write_clip(tmp_path / "small.mp4", [f for f, _ in person_clip_frames(4, (90, 160))])
+    scfg = SegmenterConfig(model="selfie", device="cpu", threads=1)
+    with create_segmenter(scfg) as seg:
+        proc = FileProcessor(ProcessConfig(model=scfg, mode="matte"), seg)
+        r_big = proc.process(big, tmp_path / "big_out", Progress("big", None, mode="quiet"))
+        r_small = proc.process(small, tmp_path / "small_out", Progress("small", None, mode="quiet"))
+    assert r_big.frames == 4 and r_small.frames == 4
+    assert r_big.buffers.depth < QUEUE and r_big.buffers.bytes <= MEMORY_MB << 20
+    assert r_small.buffers.depth == QUEUE
+
+
+def _limited(limit_mb: int):
+    import resource
+
+    def set_limit():
+        resource.setrlimit(resource.RLIMIT_AS, (limit_mb << 20, limit_mb << 20))
+
+    return set_limit
+
+
+@pytest.mark.slow
+def test_out_of_memory_is_reported_as_such(tmp_path):
+    """An allocation that fails (here: an address-space limit that a 360p file fits in and an 8K
+    file does not) is 'out of memory' with what to lower, its own exit code, one line; never a
+    traceback or 'the file may be damaged'."""
+    import numpy as np
+
+    small = write_clip(tmp_path / "small.mp4", [f for f, _ in person_clip_frames(4, (360, 640))])
+    big = write_clip(tmp_path / "big.mp4", [np.full((4320, 7680, 3), 60 * i, np.uint8) for i in range(3)], crf=40)
+    limit = None
+    for mb in (1500, 2000, 2500, 3000, 4000):  # the least this machine's vbg runs a small file in
+        proc = subprocess.run([sys.executable, "-m", "vbg", "process", str(small), "-o", str(tmp_path / f"s{mb}.mp4"),
+                               "--model", "selfie"], capture_output=True, text=True, preexec_fn=_limited(mb))
+        if proc.returncode == 0:
+            limit = mb
+            break
+    if limit is None:
+        pytest.skip("vbg does not start under a 4 GB address-space limit here")
+    proc = subprocess.run([sys.executable, "-m", "vbg", "process", str(big), "-o", str(tmp_path / "b.mp4"),
+                           "--model", "selfie"], capture_output=True, text=True, preexec_fn=_limited(limit))
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
+    assert proc.returncode == 13, proc.stderr
+    assert "Traceback" not in proc.stderr and "damaged" not in proc.stderr, proc.stderr
+    assert len(errors) == 1 and "out of memory while processing 7680x4320 frames" in errors[0], proc.stderr
+    assert "lower --memory or --window" in errors[0]

@@ -155,6 +155,8 @@ def probe(path: str | Path) -> VideoInfo:
         try:
             first = next(container.decode(stream), None)
         except av.FFmpegError as e:
+            if isinstance(e, MemoryError):  # ENOMEM: out of memory, not a damaged file
+                raise
             raise InputError(f"{path}: cannot decode its video ({_one_line(e)}): the file may be damaged") from e
         if first is None:
             raise InputError(f"{path}: its video stream has no decodable frame: pass an intact video file")
@@ -205,11 +207,15 @@ class VideoReader:
     the previous one plus one frame interval.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        """``threads``: FFmpeg's decoding threads (None: as many as it likes); with frame
+        threading each holds a picture, so a memory budget caps them for large frames."""
         self.path = str(path)
         self._container = _open_input(self.path)
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
+        if threads is not None:
+            self._stream.codec_context.thread_count = threads
         self.time_base: Fraction = self._stream.time_base or Fraction(1, 90000)
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(30)
         self._step = max(1, round(1 / (rate * self.time_base)))
@@ -227,6 +233,8 @@ class VideoReader:
                     return
                 rgb = frame.to_ndarray(format="rgb24", threads=1)  # no swscale thread pool per frame
             except av.FFmpegError as e:
+                if isinstance(e, MemoryError):  # ENOMEM: out of memory, not a damaged file
+                    raise
                 raise InputError(f"{self.path}: decoding failed after {self.frames_read} frames "
                                  f"({_one_line(e)}): the file may be damaged") from e
             pts = frame.pts
@@ -367,7 +375,9 @@ class VideoWriter:
     ``"best"`` (encoder speed/size trade-off; ProRes and PNG ignore it).
     ``audio_from``: a file whose first audio stream is copied (or re-encoded
     where the container needs it). ``threads``: encoder threads, 0 = FFmpeg's
-    choice.
+    choice. ``lookahead``: frames the encoder may hold to plan its rate (H.264's
+    rc-lookahead, VP9's lag-in-frames); None = the preset's (up to 50): each is a
+    picture in memory, which a memory budget caps for large frames.
 
     After ``close()``, ``output_path`` is the finished file; after ``abort()``
     it is ``partial_path`` (or None when no frame was written) and ``partial``
@@ -377,7 +387,7 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | Path, info: VideoInfo, *, mode: str, quality: str = "balanced",
-                 audio_from: str | Path | None = None, threads: int = 0) -> None:
+                 audio_from: str | Path | None = None, threads: int = 0, lookahead: int | None = None) -> None:
         if mode not in MODES:
             raise ConfigError(f"output mode {mode!r} is unknown: use one of {', '.join(MODES)}")
         if quality not in QUALITIES:
@@ -408,7 +418,7 @@ class VideoWriter:
             fmt, codec = output_format(self.path, mode)
             self.partial_path = partial_path_for(self.path)
             self._backend = _AvFile(self.path, _temp_path_for(self.path), fmt, codec, info, mode, quality,
-                                    audio_from, threads, self.warnings)
+                                    audio_from, threads, self.warnings, lookahead)
         self.frame_size: tuple[int, int] = self._backend.frame_size
 
     # ------------------------------------------------------------------ writing
@@ -534,7 +544,8 @@ class _AvFile(_Backend):
     """A video file written with PyAV under a temporary name, optionally with audio."""
 
     def __init__(self, path: Path, tmp: Path, fmt: _Container, codec: _Codec, info: VideoInfo, mode: str,
-                 quality: str, audio_from: str | Path | None, threads: int, warnings: list[str]) -> None:
+                 quality: str, audio_from: str | Path | None, threads: int, warnings: list[str],
+                 lookahead: int | None = None) -> None:
         self.path, self.tmp, self.codec = path, tmp, codec
         w, h = info.width, info.height
         self.frame_size = (w + w % 2 * codec.even[0], h + h % 2 * codec.even[1])
@@ -578,7 +589,11 @@ class _AvFile(_Backend):
             cc.thread_count = threads
             for name, value in _COLOR_TAGS.items():
                 setattr(cc, name, value)
-            stream.options = dict(codec.options[quality])
+            options = dict(codec.options[quality])
+            name = {"libx264": "rc-lookahead", "libvpx-vp9": "lag-in-frames"}.get(codec.codec)
+            if lookahead is not None and name is not None:
+                options[name] = str(lookahead)
+            stream.options = options
             if info.rotation:
                 stream.set_display_rotation(info.rotation)
             self._stream = stream
