@@ -36,7 +36,7 @@ class Range:
         return above and below
 
     def describe(self) -> str:
-        lo, hi = f"{self.lo:g}", f"{self.hi:g}"
+        lo, hi = _number(self.lo), _number(self.hi)
         if self.lo_open and self.hi_open:
             text = f"a value between {lo} and {hi}"
         elif self.lo_open:
@@ -52,6 +52,10 @@ class Range:
         if value is not None and value not in self:
             raise ConfigError(f"{label} {value!r} is out of range: use {self.describe()}")
         return value
+
+
+def _number(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
 
 def ranged(default: Any, rng: Range):

@@ -63,6 +63,60 @@ def test_a_batch_gives_back_each_files_threads_and_memory(tmp_path, suffix):
     assert rss[24] - rss[4] < 40.0, f"RSS after file 4: {rss[4]:.0f} MB, after file 24: {rss[24]:.0f} MB"
 
 
+class _FailsAt:
+    """A real segmenter that fails at its n-th frame of each file, as a model can (a GPU error)."""
+
+    def __init__(self, seg, n: int) -> None:
+        self._seg, self._n, self.calls = seg, n, 0
+
+    def input_size(self, hw):
+        return self._seg.input_size(hw)
+
+    def segment(self, rgb):
+        self.calls += 1
+        if self.calls % self._n == 0:
+            from vbg.errors import ModelError
+
+            raise ModelError("inference failed (test)")
+        return self._seg.segment(rgb)
+
+
+def test_files_that_fail_give_back_their_threads_and_frames_too(tmp_path):
+    """A batch where every file fails half-way (its partial output kept): the failed file's
+    encoder threads and frames are gone when process() returns (the error kept its stage, and
+    so the writer and the frames in flight, in a reference cycle)."""
+    from vbg.errors import ModelError
+    from vbg.inference import SegmenterConfig, create_segmenter
+    from vbg.offline.process import FileProcessor, ProcessConfig
+    from vbg.progress import Progress
+
+    clip = write_clip(tmp_path / "clip.mp4", [f for f, _ in person_clip_frames(15, (180, 320))])
+    scfg = SegmenterConfig(model="selfie", device="cpu", threads=1)
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        with create_segmenter(scfg) as seg:
+            proc = FileProcessor(ProcessConfig(model=scfg), _FailsAt(seg, 8))
+            with pytest.raises(ModelError):  # a first file sets up what libraries create once per process
+                proc.process(clip, tmp_path / "prime.mp4", Progress("prime", None, mode="quiet"))
+            threads0, _ = _status()
+            for i in range(6):
+                with pytest.raises(ModelError, match="frames before it are kept"):
+                    proc.process(clip, tmp_path / f"out{i}.mp4", Progress(str(i), None, mode="quiet"))
+                threads, _ = _status()
+                assert threads == threads0, f"after failed file {i}: {threads} threads, {threads0} before"
+            gc.set_debug(gc.DEBUG_SAVEALL)  # what only the collector would free, kept to be looked at
+            gc.collect()
+            held = {type(o).__name__ for o in gc.garbage} & {"DecodedFrame", "VideoWriter", "FrameQueue", "_Stage"}
+            assert not held, f"a failed file left {held} in reference cycles"
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if was_enabled:
+            gc.enable()
+
+
 # ---------------------------------------------------------------------------- the export cache
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory, rmbg_net) -> Path:

@@ -326,9 +326,11 @@ class FileProcessor:
                     halt.set()
                     for s in stages:
                         s.join(10.0)
-                    for s in stages:
-                        if s.error is not None:
-                            raise s.error
+                    errors = [s.error for s in stages if s.error is not None]
+                    for s in stages:  # the stage is in its error's traceback: a reference cycle, which
+                        s.error = None  # would keep this file's frames and queues until the collector ran
+                    if errors:
+                        raise errors.pop(0)  # and no local of this frame holds it either
                     res.frames = written[0]
                     res.interrupted = self.stop.is_set()
                     if res.interrupted:
