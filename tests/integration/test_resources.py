@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -59,8 +60,11 @@ def test_a_batch_gives_back_each_files_threads_and_memory(tmp_path, suffix):
     finally:
         if was_enabled:
             gc.enable()
-    # 20 files later: a leak of even a few MB a file shows; allocator noise stays far below
-    assert rss[24] - rss[4] < 40.0, f"RSS after file 4: {rss[4]:.0f} MB, after file 24: {rss[24]:.0f} MB"
+    # The leak was ~30 MB a file (600 MB over these 20). The allocator's arenas jump by 30-70 MB
+    # now and then and settle (libvpx most): medians of five files, and a margin well above that.
+    early = statistics.median(rss[i] for i in range(2, 7))
+    late = statistics.median(rss[i] for i in range(20, 25))
+    assert late - early < 150.0, f"RSS per file: {[round(rss[i]) for i in sorted(rss)]} MB"
 
 
 class _FailsAt:

@@ -4,9 +4,10 @@
 
 Decoding, the model and encoding overlap; queues are bounded, so memory stays
 flat on long files, and nothing is dropped. The bound is in bytes: the queue
-depths and the decoder's read-ahead come from a memory budget (``--memory``)
-divided by the frame size (``plan_buffers``), so an 8K file holds a few frames
-where a 360p one holds a few dozen; the smoothing window is always held whole. Since the whole file is known, the
+depths, the decoder's threads and the encoder's look-ahead come from a memory
+budget (``--memory``) and the frame size (``plan_buffers``), so an 8K file holds
+a few frames where a 360p one holds a few dozen; the smoothing window is always
+held whole. Since the whole file is known, the
 mask of frame t is smoothed over a centred window t-k..t+k (no lag), then
 upsampled guided by the frame and composited (or written as alpha / matte).
 """
