@@ -168,7 +168,8 @@ def test_config_keys_out_of_range_are_refused(tmp_path, section, key, rng, kind)
         with pytest.raises(ConfigError) as err:
             from_toml(f)
         assert str(err.value).startswith(f"[{section}] {key} = {value!r} is out of range: use {rng.describe()}")
-    f.write_text(f"[{section}]\n{key} = {kind(rng.hi) if not rng.hi_open else kind(rng.lo + (rng.hi - rng.lo) / 2)!r}\n")
+    inside = kind(rng.hi) if not rng.hi_open else kind(rng.lo + (rng.hi - rng.lo) / 2)
+    f.write_text(f"[{section}]\n{key} = {inside!r}\n")
     assert from_toml(f) is not None  # the bound itself (or a value inside an open range) is taken
 
 
