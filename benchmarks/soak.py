@@ -1,6 +1,7 @@
-"""Soak: the live filter for minutes on end, watching for leaks.
+"""Soak: the live filter for minutes on end, and vbg process over long batches, watching for leaks.
 
     python -m benchmarks.soak [--minutes 10] [--size 640x360] [--out benchmarks/out]
+    python -m benchmarks.soak --batch [--files 60] [--runs 3] [--size 640x360] [--out benchmarks/out]
 
 The live pipeline runs in this process on a 30 fps clip of a moving person,
 paced in real time and looped, with the selfie model, an image background,
@@ -13,6 +14,14 @@ initialises what libraries set up once per process, so "after close" can be
 compared with "before".
 Passes when RSS grows less than 20 MB from start to end and threads and open
 files are back to their "before" values once the pipeline is closed.
+
+``--batch``: vbg process over many short files (15 frames each). In this process,
+one FileProcessor (two selfie workers) takes the files one after another, after a
+warm-up file: OS threads must be back to their start value after every file, and
+RSS must not grow with the number of files. Then the peak RSS of ``python -m vbg
+process`` over 10 and over ``--files`` files is measured (``--runs`` runs each
+after one warm-up run, medians): the long batch must stay within 100 MB of the
+short one.
 """
 
 from __future__ import annotations
@@ -182,13 +191,116 @@ def table(result: SoakResult) -> str:
     return "\n".join(rows)
 
 
+BATCH_FRAMES = 15
+BATCH_PEAK_LIMIT_MB = 100.0
+
+
+def batch_in_process(clip: Path, files: int, workdir: Path) -> list[Sample]:
+    """One processor over ``files`` files; a sample after a warm-up file and after each file."""
+    from vbg.inference import SegmenterConfig, create_segmenter
+    from vbg.offline.process import FileProcessor, ProcessConfig
+    from vbg.progress import Progress
+
+    scfg = SegmenterConfig(model="selfie", device="cpu", threads=1)
+    samples = []
+    with create_segmenter(scfg) as a, create_segmenter(scfg) as b:
+        proc = FileProcessor(ProcessConfig(model=scfg), a, b)
+        proc.process(clip, workdir / "warmup.mp4", Progress("warmup", None, mode="quiet"))
+        samples.append(sample("start"))
+        for i in range(1, files + 1):
+            out = workdir / f"batch{i % 2}.mp4"
+            out.unlink(missing_ok=True)
+            proc.process(clip, out, Progress(str(i), None, mode="quiet"))
+            samples.append(sample(f"file {i}", out_frames=i * BATCH_FRAMES))
+    return samples
+
+
+def batch_peak_mb(clip: Path, files: int, workdir: Path) -> float:
+    """Peak RSS of one ``python -m vbg process`` over ``files`` copies of ``clip``."""
+    import shutil
+    import subprocess
+
+    src = workdir / f"in{files}"
+    if not src.exists():
+        src.mkdir()
+        for i in range(files):
+            os.link(clip, src / f"clip{i:03d}.mp4")
+    out = workdir / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "process", str(src / "*.mp4"), "-o", str(out),
+                             "--model", "selfie", "-q"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    if proc.returncode != 0:
+        raise RuntimeError(f"vbg process failed ({proc.returncode}): {err[-500:]}")
+    return usage.ru_maxrss / 1024  # kB on Linux
+
+
+def batch_main(args, w: int, h: int) -> int:
+    import statistics
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        clip = make_clip(work / "person.mp4", (h, w), frames=BATCH_FRAMES)
+        samples = batch_in_process(clip, args.files, work)
+        threads0 = samples[0].threads
+        wrong_threads = [s.label for s in samples if s.threads != threads0]
+        rss = {s.label: s.rss_mb for s in samples}
+        growth = rss[f"file {args.files}"] - rss["file 5"]
+        print(f"in process: threads {threads0} at start, after every file: "
+              f"{'the same' if not wrong_threads else 'different after ' + ', '.join(wrong_threads)}; "
+              f"RSS {rss['file 5']:.1f} MB after file 5, {rss[f'file {args.files}']:.1f} MB after file {args.files}",
+              flush=True)
+        peaks: dict[int, list[float]] = {}
+        for n in (10, args.files):
+            batch_peak_mb(clip, n, work)  # warm-up: page cache, first-run costs
+            peaks[n] = [batch_peak_mb(clip, n, work) for _ in range(args.runs)]
+            print(f"vbg process over {n} files: peak RSS {', '.join(f'{p:.0f}' for p in peaks[n])} MB", flush=True)
+    med = {n: statistics.median(v) for n, v in peaks.items()}
+    delta = med[args.files] - med[10]
+    passed = not wrong_threads and growth < 20.0 and delta < BATCH_PEAK_LIMIT_MB
+    verdict = (f"threads back to {threads0} after every file: {'yes' if not wrong_threads else 'no'}; RSS "
+               f"{growth:+.1f} MB from file 5 to file {args.files}; peak RSS of {args.files} files "
+               f"{delta:+.0f} MB against 10 files (limit {BATCH_PEAK_LIMIT_MB:g}): " + ("PASS" if passed else "FAIL"))
+    print(verdict)
+    info = machine_info()
+    keep = [s for s in samples if s.label in ("start", "file 1", "file 5", "file 10", "file 20", "file 40",
+                                                f"file {args.files}")]
+    rows = ["| when | RSS (MB) | OS threads | Python threads | open fds |", "|---|---|---|---|---|"]
+    rows += [f"| {s.label} | {s.rss_mb:.1f} | {s.threads} | {s.py_threads} | {s.fds} |" for s in keep]
+    peak_rows = ["| files | peak RSS per run (MB) | median (MB) |", "|---|---|---|"]
+    peak_rows += [f"| {n} | {', '.join(f'{p:.0f}' for p in peaks[n])} | {med[n]:.0f} |" for n in peaks]
+    md = (f"# Soak: vbg process over a batch of {args.files} files\n\n"
+          f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}. Files of {BATCH_FRAMES} frames "
+          f"at {w}x{h}, selfie model, two workers, H.264 out.\n\n"
+          f"In one process, after a warm-up file:\n\n" + "\n".join(rows) +
+          f"\n\n`python -m vbg process DIR/*.mp4 -o OUT --model selfie -q`, {args.runs} runs after one warm-up "
+          "run each:\n\n" + "\n".join(peak_rows) + f"\n\n{verdict}\n")
+    payload = {"machine": info, "files": args.files, "size": [w, h], "frames_per_file": BATCH_FRAMES,
+               "samples": [asdict(s) for s in samples], "peaks_mb": {str(k): v for k, v in peaks.items()},
+               "median_peak_mb": {str(k): v for k, v in med.items()}, "rss_growth_mb": growth,
+               "threads_differ_after": wrong_threads, "passed": passed}
+    js, mdp = write_results(args.out, "soak_batch", payload, md)
+    print(f"wrote {js} and {mdp}")
+    return 0 if passed else 1
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--size", default="640x360", help="source WxH (default 640x360)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    ap.add_argument("--batch", action="store_true", help="vbg process over a batch of short files instead")
+    ap.add_argument("--files", type=int, default=60, help="files in the long batch (default 60)")
+    ap.add_argument("--runs", type=int, default=3, help="measured runs per batch length (default 3)")
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
+    if args.batch:
+        return batch_main(args, w, h)
     seconds = args.minutes * 60.0
     with tempfile.TemporaryDirectory() as tmp:
         clip = make_clip(Path(tmp) / "person.mp4", (h, w))

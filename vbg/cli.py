@@ -65,8 +65,6 @@ def _segmenter_config(args):
     from .inference import SegmenterConfig
     from .models.preprocess import parse_size
 
-    if args.threads is not None and not 1 <= args.threads <= 256:
-        raise ConfigError(f"--threads {args.threads} is out of range: use 1..256")
     return SegmenterConfig(model=args.model, variant=args.variant, size=parse_size(args.size),
                            backend=args.backend, device=args.device, strict_device=args.strict_device,
                            threads=args.threads, minmax=args.minmax)
@@ -129,6 +127,11 @@ def _parser_process(sub) -> None:
                    help="centred temporal smoothing strength, 0 = off (default 1)")
     t.add_argument("--window", type=int, default=2, metavar="K", help="frames each side it looks at (default 2)")
     t.add_argument("--upsample", choices=("sharp", "guided", "bilinear"), default="sharp")
+    from .offline.process import MEMORY_MB
+
+    p.add_argument("--memory", type=int, default=MEMORY_MB, metavar="MB",
+                   help="memory for the frames in flight between decoding, the model and encoding: the queues "
+                        f"hold fewer frames of large videos (default {MEMORY_MB}; the smoothing window is always held)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="JSON-lines progress and results on stdout, for scripts")
     out.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
@@ -372,12 +375,14 @@ def _process_workers(text: str, seg_cfg) -> int:
 
         on_cpu = provider_list(seg_cfg.device)[0] == "CPUExecutionProvider"
         return 2 if on_cpu else 1
+    from .ranges import WORKERS
+
     try:
         n = int(text)
     except ValueError:
         n = 0
-    if not 1 <= n <= 16:
-        raise ConfigError(f"--workers {text!r} is out of range: use 1..16 or auto")
+    if n not in WORKERS:
+        raise ConfigError(f"--workers {text!r} is out of range: use {WORKERS.describe()} or auto")
     return n
 
 
@@ -428,7 +433,7 @@ def cmd_process(args) -> int:
     for note in notes:
         log.warning("%s", note)
     cfg = ProcessConfig(model=seg_cfg, background=bg, mode=mode, quality=args.quality,
-                        smoothing=args.smoothing, window=args.window, upsample=args.upsample)
+                        smoothing=args.smoothing, window=args.window, upsample=args.upsample, memory=args.memory)
     pmode = "json" if args.json else "quiet" if args.quiet else "bar"
     stream = sys.stdout if args.json else sys.stderr
     failed = 0
@@ -613,8 +618,6 @@ def live_config(args):
     for dest, (section, field) in LIVE_FIELDS.items():
         if hasattr(args, dest):
             updates.setdefault(section, {})[field] = getattr(args, dest)
-    if "threads" in updates.get("model", {}) and not 1 <= updates["model"]["threads"] <= 256:
-        raise ConfigError(f"--threads {updates['model']['threads']} is out of range: use 1..256")
     return cfgmod.apply(base, updates, check=False)  # the start-up checks report every problem at once
 
 
@@ -805,6 +808,41 @@ def _interrupted() -> int:
 GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose")
 
 
+def flag_ranges() -> dict:
+    """CLI dest -> its declared range (``vbg.ranges``): the fields' own, as the config files
+    use them, and the few flags that are no config field."""
+    from dataclasses import fields
+
+    from . import ranges
+    from .config import LiveConfig
+    from .offline.process import ProcessConfig
+
+    out = {"seed": ranges.SEED}
+    sections = [type(getattr(LiveConfig(), name)) for name in LiveConfig.__dataclass_fields__]
+    for cls in (*sections, ProcessConfig):
+        for f in fields(cls):
+            if "range" in f.metadata:
+                out[f.name] = f.metadata["range"]
+    return out
+
+
+def _check_flag_ranges(args) -> None:
+    """Every numeric flag against its declared range, before anything is opened; the
+    config file's keys meet the same ranges in ``vbg.config.problems``."""
+    found: list[VbgError] = []
+    for dest, rng in flag_ranges().items():
+        value = getattr(args, dest, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                rng.check("--" + dest.replace("_", "-"), value)
+            except ConfigError as e:
+                found.append(e)
+    if len(found) == 1:
+        raise found[0]
+    if found:
+        raise Problems(found)
+
+
 def _run(argv: list[str]) -> int:
     first = next((a for a in argv if a not in GLOBAL_FLAGS), None)  # vbg -v process ... too
     if first in SUBCOMMANDS:
@@ -814,7 +852,19 @@ def _run(argv: list[str]) -> int:
         args.func = cmd_live
     _setup_logging(args)
     try:
+        _check_flag_ranges(args)
         return args.func(args)
+    except MemoryError as e:
+        if _SIGNALLED.is_set():
+            return _interrupted()
+        if not isinstance(e, VbgError):
+            from .errors import OutOfMemory
+
+            detail = " ".join(str(e).split()) or "an allocation failed"
+            e = OutOfMemory(f"out of memory ({detail}): close other programs, or lower --size (and for vbg process "
+                            "--memory or --window)")
+        print(f"vbg: error: {e}", file=sys.stderr)
+        return e.exit_code
     except VbgError as e:
         if _SIGNALLED.is_set():
             return _interrupted()

@@ -6,14 +6,15 @@ wins. A bad key or value raises :class:`ConfigError` naming it."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from . import ranges as R
 from .errors import ConfigError, VbgError
 from .inference.segmenter import SegmenterConfig
+from .ranges import out_of_range, ranged
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,16 +25,16 @@ else:  # pragma: no cover
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
     source: str = "0"  # camera index, device path, video file or URL
-    width: int | None = None  # asked of the camera
-    height: int | None = None
-    fps: float | None = None
+    width: int | None = ranged(None, R.SIDE)  # asked of the camera
+    height: int | None = ranged(None, R.SIDE)
+    fps: float | None = ranged(None, R.FPS)
     loop: bool = False  # a file used as a live source starts again at its end
 
 
 @dataclass(frozen=True, slots=True)
 class TemporalConfig:
     skip: str = "auto"  # "auto" or N: run the model on every N-th frame
-    smoothing: float = 1.0  # 0 = off; motion-adaptive temporal smoothing strength
+    smoothing: float = ranged(1.0, R.SMOOTHING)  # 0 = off; motion-adaptive temporal smoothing strength
     upsample: str = "sharp"  # sharp (steepened edges), guided (frame-guided filter) or bilinear
     align: bool = False  # delay the video by the inference time so masks line up with their pixels
 
@@ -42,10 +43,10 @@ class TemporalConfig:
 class BackgroundConfig:
     background: str | None = None  # image or video file
     color: str | None = None
-    blur: float | None = None  # strength; set = blur the real background
+    blur: float | None = ranged(None, R.BLUR)  # strength; set = blur the real background
     mirror: bool = False
-    feather: float = 0.0  # px
-    threshold: float | None = None  # 0..1: harden the mask around this value
+    feather: float = ranged(0.0, R.FEATHER)  # px
+    threshold: float | None = ranged(None, R.THRESHOLD)  # 0..1: harden the mask around this value
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +57,8 @@ class OutputConfig:
     record: str | None = None
     overwrite: bool = False
     preview: bool = False
-    frames: int | None = None
-    duration: float | None = None
+    frames: int | None = ranged(None, R.FRAMES)
+    duration: float | None = ranged(None, R.DURATION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,24 +151,12 @@ def _check_temporal(cfg: LiveConfig) -> None:
     t = cfg.temporal
     if t.upsample not in ("sharp", "guided", "bilinear"):
         raise ConfigError(f"upsample {t.upsample!r} is not known: use sharp, guided or bilinear")
-    from .inference.smoothing import STRENGTH_RANGE
-
-    if not STRENGTH_RANGE[0] <= t.smoothing <= STRENGTH_RANGE[1]:
-        raise ConfigError(f"--smoothing {t.smoothing} is out of range: use 0 (off) .. {STRENGTH_RANGE[1]:g}")
 
 
 def _check_skip(cfg: LiveConfig) -> None:
     from .inference.scheduler import parse_skip
 
     parse_skip(cfg.temporal.skip)  # before the camera and the model are opened
-
-
-def _check_edges(cfg: LiveConfig) -> None:
-    b = cfg.background
-    if not 0.0 <= b.feather <= 50.0:
-        raise ConfigError(f"--feather {b.feather} is out of range: use 0..50 pixels")
-    if b.threshold is not None and not 0.0 < b.threshold < 1.0:
-        raise ConfigError(f"--threshold {b.threshold} is out of range: use a value between 0 and 1")
 
 
 def _check_background_choice(cfg: LiveConfig) -> None:
@@ -184,36 +173,27 @@ def _check_color(cfg: LiveConfig) -> None:
         parse_color(cfg.background.color)
 
 
-def _check_blur(cfg: LiveConfig) -> None:
-    if cfg.background.blur is not None:
-        from .compositing.backgrounds import BlurBackground
-
-        BlurBackground(cfg.background.blur).close()  # its range check, before the camera and the model are opened
-
-
 def _check_outputs(cfg: LiveConfig) -> None:
     o = cfg.output
     if not (o.vcam or o.record or o.preview):
         raise ConfigError("--no-vcam without --record or --preview leaves nothing to show: add one of them")
 
 
-def _check_numbers(cfg: LiveConfig) -> None:
-    o, s = cfg.output, cfg.source
-    for name, v in (("--frames", o.frames), ("--width", s.width), ("--height", s.height)):
-        if v is not None and v <= 0:
-            raise ConfigError(f"{name} {v} must be positive")
-    for name, v in (("--duration", o.duration), ("--fps", s.fps)):
-        if v is not None and not (0 < v < math.inf):  # NaN fails this too
-            raise ConfigError(f"{name} {v} must be a positive number")
+def _range_problems(cfg: LiveConfig) -> list[VbgError]:
+    """Every setting outside the range its field declares (``vbg.ranges``). The CLI checks
+    its flags against the same ranges first, so what is left here came from a config file."""
+    found: list[VbgError] = []
+    for name in SECTIONS:
+        found += out_of_range(getattr(cfg, name), lambda key, name=name: f"[{name}] {key} =")
+    return found
 
 
-_CHECKS = (_check_temporal, _check_edges, _check_skip, _check_color, _check_background_choice, _check_outputs,
-           _check_numbers, _check_blur)
+_CHECKS = (_check_temporal, _check_skip, _check_color, _check_background_choice, _check_outputs)
 
 
 def problems(cfg: LiveConfig) -> list[VbgError]:
     """Every bad value or conflict in ``cfg``, one error each (empty: all good)."""
-    found: list[VbgError] = []
+    found: list[VbgError] = _range_problems(cfg)
     for check in _CHECKS:
         try:
             check(cfg)

@@ -80,6 +80,12 @@ class SinkError(VbgError, OSError):
     exit_code = 12
 
 
+class OutOfMemory(VbgError, MemoryError):
+    """Memory ran out (an allocation failed): says what was being held and what lowers it."""
+
+    exit_code = 13
+
+
 class Problems(VbgError):
     """Several problems found at once by the start-up checks, each its own one-line error.
 

@@ -29,6 +29,7 @@ import numpy as np
 from ..clock import Clock, MonotonicClock
 from ..errors import ConfigError, DependencyError, InputError
 from ..imageio import read_rgb
+from ..ranges import BLUR
 from .bundled import find_background
 from .color import parse_color
 
@@ -162,7 +163,7 @@ class BlurBackground:
     (0.39 at k = 4, which took 1.56 ms instead of 0.84 ms).
     """
 
-    STRENGTH_RANGE = (0.1, 5.0)
+    STRENGTH_RANGE = (BLUR.lo, BLUR.hi)  # declared in vbg.ranges
     SIGMA_FRACTION = 0.02
     SMALL_SIGMA = 1.8
     MIN_FACTOR = 4.0

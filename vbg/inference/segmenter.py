@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import ConfigError, ModelError
 from ..models.preprocess import Preprocessor, inference_size, postprocess, resize_alpha
 from ..models.resolve import ModelSource, resolve_model
+from ..ranges import SIZE, THREADS, ranged
 
 log = logging.getLogger("vbg.inference")
 
@@ -28,11 +29,11 @@ class SegmenterConfig:
     model: str = "auto"  # rmbg-1.4 when cached or downloadable, else the bundled selfie model
     variant: str = "fp32"
     size: int | tuple[int, int] | None = None  # what the user asked for; None: the default below
-    default_size: int | None = None  # long side for models that take any size; None: the reference size
+    default_size: int | None = ranged(None, SIZE)  # long side for models that take any size; None: the reference size
     backend: str = "onnx"  # onnx | torch
     device: str = "auto"  # auto | cpu | cuda | tensorrt
     strict_device: bool = False
-    threads: int | None = None  # intra-op threads; None = all cores, no spinning
+    threads: int | None = ranged(None, THREADS)  # intra-op threads; None = all cores, no spinning
     minmax: bool = False  # the reference's per-frame min-max rescale
 
 

@@ -23,8 +23,9 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
+from ..ranges import SMOOTHING, WINDOW
 
-STRENGTH_RANGE = (0.0, 4.0)
+STRENGTH_RANGE = (SMOOTHING.lo, SMOOTHING.hi)  # declared in vbg.ranges
 
 
 class TemporalSmoother:
@@ -137,8 +138,9 @@ class CentredSmoother:
         lo, hi = STRENGTH_RANGE
         if not (isinstance(strength, (int, float)) and lo <= strength <= hi):
             raise ConfigError(f"--smoothing {strength!r} is out of range: use {lo:g} (off) .. {hi:g}")
-        if not (isinstance(radius, int) and 1 <= radius <= 8):
-            raise ConfigError(f"--window {radius!r} is out of range: use 1..8 frames each side")
+        if isinstance(radius, bool) or not isinstance(radius, int):
+            raise ConfigError(f"--window {radius!r} is not a whole number: use {WINDOW.describe()}")
+        WINDOW.check("--window", radius)
         self.strength, self.radius = float(strength), radius
         self.sigma = 0.1 * self.strength
         self._acc = self._wsum = self._w = self._d = None

@@ -11,15 +11,21 @@ needs no other flag.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import io
 import logging
+import os
 import pickle
+import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DependencyError, ModelError, OutputError
-from ..fsutil import atomic_path
+from ..fsutil import write_error_hint
 from .spec import RMBG14
 
 log = logging.getLogger("vbg.export")
@@ -135,7 +141,8 @@ def export_onnx(
     fp16: bool = False,
     metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Export d1 of ``net`` to ``out`` atomically (temp file + rename)."""
+    """Export d1 of ``net`` to ``out`` atomically: the graph is built in memory, then written
+    to a file created exclusively under a fresh name beside ``out`` and renamed into place."""
     torch = require_torch()
     from .rmbg import RMBGMatte
 
@@ -152,43 +159,103 @@ def export_onnx(
         x = x.half()
     axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
             OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}} if dynamic else None
-    try:
-        with atomic_path(out) as tmp:
-            with warnings.catch_warnings(), torch.no_grad():
-                from ..liblogs import verbose
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        from ..liblogs import verbose
 
-                if not verbose():  # torch.onnx's tracer warnings: shown with -v only
-                    warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    model, (x,), str(tmp),
-                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                    opset_version=OPSET, dynamic_axes=axes, do_constant_folding=True,
-                    dynamo=False,
-                )
-            _stamp_metadata(tmp, {
-                "vbg.family": "rmbg",
-                "vbg.mean": ",".join(str(v) for v in RMBG14.mean),
-                "vbg.std": ",".join(str(v) for v in RMBG14.std),
-                "vbg.size": "dynamic" if dynamic else f"{h}x{w}",
-                "vbg.precision": "fp16" if fp16 else "fp32",
-                **(metadata or {}),
-            })
+        if not verbose():  # torch.onnx's tracer warnings: shown with -v only
+            warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (x,), buf,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            opset_version=OPSET, dynamic_axes=axes, do_constant_folding=True,
+            dynamo=False,
+        )
+    data = _stamp_metadata(buf.getvalue(), {
+        "vbg.family": "rmbg",
+        "vbg.mean": ",".join(str(v) for v in RMBG14.mean),
+        "vbg.std": ",".join(str(v) for v in RMBG14.std),
+        "vbg.size": "dynamic" if dynamic else f"{h}x{w}",
+        "vbg.precision": "fp16" if fp16 else "fp32",
+        **(metadata or {}),
+    })
+    try:
+        _write_new(out, data)
     except OSError as e:
-        raise OutputError(f"cannot write {out}: {e.strerror or e}; choose another -o path or free disk space") from e
+        raise OutputError(f"cannot write {out}: {e.strerror or e}: {write_error_hint(e)}") from e
     return out
 
 
-def _stamp_metadata(path: Path, props: dict[str, str]) -> None:
+def _write_new(target: Path, data: bytes) -> None:
+    """``data`` into ``target``, whole or not at all: written through the descriptor of a file
+    that mkstemp created exclusively (O_EXCL, so never a link or another's file) under a fresh
+    name in ``target``'s folder, then renamed over ``target``. No name is opened twice."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".partial", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 -> what any new file gets
+            os.fsync(f.fileno())
+        os.replace(name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
+
+
+def _umask() -> int:
+    from ..fsutil import _umask as umask
+
+    return umask()
+
+
+def _stamp_metadata(data: bytes, props: dict[str, str]) -> bytes:
+    """The serialised graph ``data`` with ``props`` set in its metadata."""
     import onnx
 
-    model = onnx.load(str(path))
+    model = onnx.load_from_string(data)
     existing = {p.key: p for p in model.metadata_props}
     for k, v in props.items():
         if k in existing:
             existing[k].value = v
         else:
             model.metadata_props.add(key=k, value=v)
-    onnx.save(model, str(path))
+    return model.SerializeToString()
+
+
+_THREAD_LOCKS: dict[Path, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _export_lock(out: Path) -> Iterator[None]:
+    """Held while ``out`` is exported: by the workers of one ``vbg process`` (each its own
+    session, each asking for the same size at its first frame) and by separate vbg processes
+    sharing the cache. ``flock`` on a lock file beside the export (opened with O_NOFOLLOW:
+    never through a link); the lock of two descriptors excludes threads of one process too.
+    The lock file stays: removing it could let a third process lock a new file while a
+    second still holds the old one."""
+    with _THREAD_LOCKS_GUARD:
+        in_process = _THREAD_LOCKS.setdefault(out, threading.Lock())
+    with in_process:  # where flock is missing (not POSIX), at least this process's workers wait
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover
+            yield
+            return
+        lock = out.with_name(f".{out.name}.lock")
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        except OSError as e:
+            raise OutputError(f"cannot use the export cache: {lock} cannot be opened ({e.strerror or e}): "
+                              f"{write_error_hint(e)}, or set VBG_CACHE_DIR to another folder") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
 
 def cached_export(weights: Path, size_hw: tuple[int, int], cache_root: Path, *, fp16: bool = False) -> Path:
@@ -206,7 +273,10 @@ def cached_export(weights: Path, size_hw: tuple[int, int], cache_root: Path, *, 
             f"cannot create the vbg cache folder {out.parent} for the ONNX export of {Path(weights).name} "
             f"({e.strerror or e}): set VBG_CACHE_DIR to a writable folder, or pass an .onnx file as --model"
         ) from e
-    log.info("exporting %s to ONNX at %dx%d (once; cached in %s)", Path(weights).name, h, w, out.parent)
-    net = build_rmbg(weights)
-    return export_onnx(net, out, size_hw=size_hw, fp16=fp16,
-                       metadata={"vbg.weights_sha256": digest})
+    with _export_lock(out):
+        if out.is_file():  # another worker or vbg process exported it while this one waited
+            return out
+        log.info("exporting %s to ONNX at %dx%d (once; cached in %s)", Path(weights).name, h, w, out.parent)
+        net = build_rmbg(weights)
+        return export_onnx(net, out, size_hw=size_hw, fp16=fp16,
+                           metadata={"vbg.weights_sha256": digest})

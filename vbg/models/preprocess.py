@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
+from ..ranges import SIZE
 
 SIZE_MULTIPLE = 32
 
@@ -36,8 +37,7 @@ def parse_size(text: str | int | tuple[int, int] | None) -> int | tuple[int, int
                 f"--size {text!r} is not a size: give the long side in pixels (e.g. 256) or HxW (e.g. 144x256)"
             ) from None
     if isinstance(value, int):
-        if not 32 <= value <= 4096:
-            raise ConfigError(f"--size {value} is out of range: use 32..4096 pixels")
+        SIZE.check("--size", value)
     elif isinstance(value, tuple):
         if len(value) != 2 or not all(isinstance(v, int) and 16 <= v <= 4096 for v in value):
             raise ConfigError(f"--size {text!r} is out of range: H and W must be 16..4096 pixels")

@@ -169,6 +169,8 @@ def probe(path: str | Path) -> VideoInfo:
         try:
             first = next(container.decode(stream), None)
         except av.FFmpegError as e:
+            if isinstance(e, MemoryError):  # ENOMEM: out of memory, not a damaged file
+                raise
             raise InputError(f"{path}: cannot decode its video ({_one_line(e)}): the file may be damaged") from e
         if first is None:
             raise InputError(f"{path}: its video stream has no decodable frame: pass an intact video file")
@@ -219,11 +221,15 @@ class VideoReader:
     the previous one plus one frame interval.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        """``threads``: FFmpeg's decoding threads (None: as many as it likes); with frame
+        threading each holds a picture, so a memory budget caps them for large frames."""
         self.path = str(path)
         self._container = _open_input(self.path)
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
+        if threads is not None:
+            self._stream.codec_context.thread_count = threads
         self.time_base: Fraction = self._stream.time_base or Fraction(1, 90000)
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(30)
         self._step = max(1, round(1 / (rate * self.time_base)))
@@ -241,6 +247,8 @@ class VideoReader:
                     return
                 rgb = frame.to_ndarray(format="rgb24", threads=1)  # no swscale thread pool per frame
             except av.FFmpegError as e:
+                if isinstance(e, MemoryError):  # ENOMEM: out of memory, not a damaged file
+                    raise
                 raise InputError(f"{self.path}: decoding failed after {self.frames_read} frames "
                                  f"({_one_line(e)}): the file may be damaged") from e
             pts = frame.pts
@@ -384,7 +392,10 @@ class VideoWriter:
     no suffix is a PNG folder, a suffix picks the file format. ``overwrite``
     False: an existing ``path`` is refused at once (``OutputError``), and one
     that appears while writing is not replaced (``close()`` keeps the frames
-    under the partial name and raises).
+    under the partial name and raises). ``lookahead``: frames the encoder may
+    hold to plan its rate (H.264's rc-lookahead, VP9's lag-in-frames); None =
+    the preset's (up to 50): each is a picture in memory, which a memory budget
+    caps for large frames.
 
     After ``close()``, ``output_path`` is the finished file; after ``abort()``
     it is ``partial_path`` (or None when no frame was written) and ``partial``
@@ -395,7 +406,7 @@ class VideoWriter:
 
     def __init__(self, path: str | Path, info: VideoInfo, *, mode: str, quality: str = "balanced",
                  audio_from: str | Path | None = None, threads: int = 0, sequence: bool | None = None,
-                 overwrite: bool = True) -> None:
+                 overwrite: bool = True, lookahead: int | None = None) -> None:
         if mode not in MODES:
             raise ConfigError(f"output mode {mode!r} is unknown: use one of {', '.join(MODES)}")
         if quality not in QUALITIES:
@@ -427,7 +438,7 @@ class VideoWriter:
             fmt, codec = output_format(self.path, mode)
             self.partial_path = partial_path_for(self.path)
             self._backend = _AvFile(self.path, fmt, codec, info, mode, quality, audio_from, threads,
-                                    self.warnings, overwrite)
+                                    self.warnings, overwrite, lookahead)
         self.frame_size: tuple[int, int] = self._backend.frame_size
 
     # ------------------------------------------------------------------ writing
@@ -574,15 +585,18 @@ class _AvFile(_Backend):
 
     def __init__(self, path: Path, fmt: _Container, codec: _Codec, info: VideoInfo, mode: str,
                  quality: str, audio_from: str | Path | None, threads: int, warnings: list[str],
-                 overwrite: bool) -> None:
+                 overwrite: bool, lookahead: int | None = None) -> None:
         self.path, self.codec = path, codec
         w, h = info.width, info.height
         self.frame_size = (w + w % 2 * codec.even[0], h + h % 2 * codec.even[1])
         self._tb = info.time_base
         self._frame_duration = max(1, round(1 / (Fraction(info.fps or 30) * info.time_base)))
+        # The class's functions, not bound methods: a bound method kept on self is a reference
+        # cycle, and the encoder (x264's threads and buffers) would then live on until the
+        # garbage collector happens to run, one more per file of a batch.
         self._convert = {
-            "yuv420p": self._yuv420p, "yuva420p": self._yuva420p,
-            "yuva444p10le": self._swscale, "yuv422p10le": self._swscale,
+            "yuv420p": _AvFile._yuv420p, "yuva420p": _AvFile._yuva420p,
+            "yuva444p10le": _AvFile._swscale, "yuv422p10le": _AvFile._swscale,
         }[codec.pix_fmt]
         # I420 needs an even size even where the codec does not: convert a padded copy,
         # then copy the visible part of each plane into the frame.
@@ -618,7 +632,11 @@ class _AvFile(_Backend):
             cc.thread_count = threads
             for name, value in _COLOR_TAGS.items():
                 setattr(cc, name, value)
-            stream.options = dict(codec.options[quality])
+            options = dict(codec.options[quality])
+            name = {"libx264": "rc-lookahead", "libvpx-vp9": "lag-in-frames"}.get(codec.codec)
+            if lookahead is not None and name is not None:
+                options[name] = str(lookahead)
+            stream.options = options
             if info.rotation:
                 stream.set_display_rotation(info.rotation)
             self._stream = stream
@@ -705,7 +723,7 @@ class _AvFile(_Backend):
 
     # ------------------------------------------------------------------ encoding
     def write(self, index: int, pts: int, image: np.ndarray) -> None:
-        frame = self._convert(image)
+        frame = self._convert(self, image)
         frame.pts = pts
         frame.time_base = self._tb
         frame.duration = self._frame_duration

@@ -3,7 +3,11 @@
     reader thread --queue--> inference thread --queue--> compose (this thread) --queue--> writer thread
 
 Decoding, the model and encoding overlap; queues are bounded, so memory stays
-flat on long files, and nothing is dropped. Since the whole file is known, the
+flat on long files, and nothing is dropped. The bound is in bytes: the queue
+depths, the decoder's threads and the encoder's look-ahead come from a memory
+budget (``--memory``) and the frame size (``plan_buffers``), so an 8K file holds
+a few frames where a 360p one holds a few dozen; the smoothing window is always
+held whole. Since the whole file is known, the
 mask of frame t is smoothed over a centred window t-k..t+k (no lag), then
 upsampled guided by the frame and composited (or written as alpha / matte).
 """
@@ -15,20 +19,89 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..buffers import Closed, FrameQueue
 from ..config import BackgroundConfig
-from ..errors import ConfigError, VbgError
+from ..errors import ConfigError, OutOfMemory, VbgError
 from ..inference.segmenter import SegmenterConfig
+from ..ranges import MEMORY_MB as MEMORY_MB_RANGE, SMOOTHING, WINDOW, ranged
 
 log = logging.getLogger("vbg.process")
 
 OUTPUT_MODES = ("rgb", "rgba", "matte")
-QUEUE = 8  # frames in flight between two stages
+QUEUE = 8  # frames in flight between two stages, at most (small frames)
+MEMORY_MB = 512  # default budget for the frames in flight
+OUTPUT_BYTES_PER_PIXEL = {"rgb": 3, "rgba": 4, "matte": 1}
+_NO_PIXELS = np.empty((0, 0, 3), np.uint8)  # a composited frame's image, once let go
+
+
+@dataclass(frozen=True, slots=True)
+class Buffers:
+    """How many frames each part of the pipeline may hold, from the memory budget."""
+
+    depth: int  # each of the three queues between stages, 1..QUEUE
+    decoder_threads: int  # FFmpeg's decoding threads: frame threading holds one picture each
+    encoder_threads: int  # 0: the encoder's own choice (small frames)
+    lookahead: int | None  # frames the encoder may hold ahead; None: its preset's (small frames)
+    frame_bytes: int  # one decoded RGB frame
+    bytes: int  # the frames in flight at most, all stages together (an estimate: buffers of the libraries aside)
+
+
+def plan_buffers(frame_hw: tuple[int, int], mode: str, window: int, workers: int, budget_bytes: int,
+                 cores: int | None = None) -> Buffers:
+    """Queue depths, codec threads and look-ahead that keep the frames in flight within
+    ``budget_bytes``.
+
+    Decoded frames are held by the reader (one), each inference worker (one, and one more
+    waiting for its turn when the workers finish out of order), the centre of the smoothing
+    window and the k frames ahead of it, and the decoded and segmented queues; output images
+    by the encoded queue and three more (compose, writer, the next). This much is held
+    whatever the budget: the window cannot be cut (a budget below it gets it anyway, and
+    ``bytes`` says so). Of the rest, half goes to the queues (each step of depth: one more
+    frame in two queues, one more output image), half to the codecs: the decoder's frame
+    threads hold a 4:2:0 picture each; the encoder's threads and look-ahead (x264's preset
+    keeps 40 frames ahead: 1.2 GB at 4K) are costed at an RGB frame each, and left to their
+    own defaults where the budget covers that. The encoder's reference pictures (a dozen
+    frames for H.264) are not counted."""
+    import os
+
+    h, w = frame_hw
+    rgb = h * w * 3
+    out = h * w * OUTPUT_BYTES_PER_PIXEL[mode]
+    picture = h * w * 3 // 2
+    fixed = rgb * (1 + 2 * workers + window + 1) + out * 3
+    per_depth = 2 * rgb + out
+    spare = max(0, budget_bytes - fixed)
+    depth = max(1, min(QUEUE, spare // 2 // per_depth))
+    left = max(0, spare - depth * per_depth)
+    cores = max(1, min(cores or os.cpu_count() or 1, 16))
+    full = cores * picture + (cores * 3 // 2 + 40) * rgb  # the codecs left to their defaults
+    if left >= full:
+        decoder_threads, encoder_threads, lookahead, held = cores, 0, None, full
+    else:
+        decoder_threads = max(1, min(cores, left // 4 // picture))
+        encoder_threads = max(1, min(cores, left // 4 // rgb))
+        lookahead = max(0, min(40, (left - decoder_threads * picture) // rgb - encoder_threads))
+        held = decoder_threads * picture + (encoder_threads + lookahead) * rgb
+    total = fixed + depth * per_depth + held
+    return Buffers(depth, decoder_threads, encoder_threads, lookahead, rgb, total)
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """An allocation that failed, as the libraries say it: MemoryError (Python, numpy, PyAV's
+    ENOMEM), OpenCV's StsNoMem, ONNX Runtime's bad_alloc."""
+    import cv2
+
+    if isinstance(e, MemoryError):
+        return True
+    if isinstance(e, cv2.error):
+        return getattr(e, "code", None) == cv2.Error.StsNoMem
+    text = str(e)
+    return "bad_alloc" in text or "Failed to allocate memory" in text
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +110,10 @@ class ProcessConfig:
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     mode: str = "rgb"  # rgb: composite | rgba: person over transparency | matte: the mask alone
     quality: str = "balanced"
-    smoothing: float = 1.0
-    window: int = 2  # frames each side for the centred smoothing
+    smoothing: float = ranged(1.0, SMOOTHING)
+    window: int = ranged(2, WINDOW)  # frames each side for the centred smoothing
     upsample: str = "sharp"
+    memory: int = ranged(MEMORY_MB, MEMORY_MB_RANGE)  # MB: the budget for the frames in flight
 
 
 @dataclass
@@ -53,6 +127,7 @@ class FileResult:
     interrupted: bool = False
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    buffers: Buffers | None = None  # what the memory budget allowed for this file's frame size
 
     @property
     def fps(self) -> float:
@@ -130,15 +205,44 @@ class FileProcessor:
 
     def process(self, src: Path, dst: Path, progress, *, sequence: bool | None = None,
                 overwrite: bool = True) -> FileResult:
-        """Process ``src`` into ``dst`` (``sequence``, ``overwrite``: as ``VideoWriter`` takes them)."""
+        """``src`` rendered to ``dst`` (``sequence``, ``overwrite``: as ``VideoWriter`` takes them).
+        Running out of memory is ``OutOfMemory`` (its own exit code), whichever library's
+        allocation failed, never a damaged file or a traceback."""
+        from .media import probe
+
+        try:
+            info = probe(src)
+        except MemoryError as e:
+            raise OutOfMemory(f"out of memory while opening it ({' '.join(str(e).split()) or 'an allocation failed'}):"
+                              " close other programs") from e
+        buffers = plan_buffers((info.height, info.width), self.cfg.mode, self.cfg.window, len(self.segs),
+                               self.cfg.memory << 20)
+        try:
+            return self._process(src, dst, progress, info, buffers, sequence, overwrite)
+        except OutOfMemory:
+            raise
+        except BaseException as e:
+            if not is_out_of_memory(e):
+                raise
+            raise self._out_of_memory(info, buffers, e) from e
+
+    def _out_of_memory(self, info, buffers: Buffers, e: BaseException, note: str = "") -> OutOfMemory:
+        mb = buffers.bytes / 2**20
+        detail = " ".join(str(e).split())[:120] or type(e).__name__
+        return OutOfMemory(
+            f"out of memory while processing {info.width}x{info.height} frames ({detail}; the frames in flight "
+            f"take about {mb:.0f} MB, --memory {self.cfg.memory}){note}: lower --memory or --window "
+            f"(now {self.cfg.window}), use --workers 1, or close other programs")
+
+    def _process(self, src: Path, dst: Path, progress, info, buffers: Buffers, sequence: bool | None,
+                 overwrite: bool) -> FileResult:
         from ..compositing import Compositor, background_from_options
         from ..inference.smoothing import CentredSmoother
         from ..inference.upsample import EdgeAwareUpsampler
-        from .media import VideoReader, VideoWriter, probe
+        from .media import VideoReader, VideoWriter
 
         cfg = self.cfg
-        info = probe(src)
-        res = FileResult(str(src), str(dst), total=info.frames)
+        res = FileResult(str(src), str(dst), total=info.frames, buffers=buffers)
         h, w = info.height, info.width
         mask_hw = self.seg.input_size((h, w))
         upsampler = EdgeAwareUpsampler((h, w), mask_hw, mode=cfg.upsample)
@@ -149,9 +253,13 @@ class FileProcessor:
             bg = background_from_options(b.background, b.color, b.blur, live=False)
             compositor = Compositor((h, w), bg, feather=cfg.background.feather,
                                     threshold=cfg.background.threshold, mirror=cfg.background.mirror)
-        decoded: FrameQueue = FrameQueue(QUEUE)
-        segmented: FrameQueue = FrameQueue(QUEUE)
-        encoded: FrameQueue = FrameQueue(QUEUE)
+        log.debug("%dx%d frames: queues of %d, decoder threads %d, encoder threads %s, look-ahead %s: "
+                  "about %.0f MB in flight", w, h, buffers.depth, buffers.decoder_threads,
+                  buffers.encoder_threads or "auto", "preset" if buffers.lookahead is None else buffers.lookahead,
+                  buffers.bytes / 2**20)
+        decoded: FrameQueue = FrameQueue(buffers.depth)
+        segmented: FrameQueue = FrameQueue(buffers.depth)
+        encoded: FrameQueue = FrameQueue(buffers.depth)
         halt = threading.Event()  # stop every stage: Ctrl-C or a failure
         infer_ms: list[float] = []
         t0 = time.monotonic()
@@ -160,7 +268,7 @@ class FileProcessor:
 
         def read() -> None:
             try:
-                with VideoReader(src) as reader:
+                with VideoReader(src, threads=buffers.decoder_threads) as reader:
                     for f in reader:
                         if self.stop.is_set() or not _put(decoded, f, halt):
                             return
@@ -207,34 +315,40 @@ class FileProcessor:
         writer = None
         try:
             with VideoWriter(dst, info, mode=cfg.mode, quality=cfg.quality, audio_from=src,
-                             sequence=sequence, overwrite=overwrite) as writer:
+                             sequence=sequence, overwrite=overwrite,
+                             threads=buffers.encoder_threads, lookahead=buffers.lookahead) as writer:
                 res.warnings.extend(getattr(writer, "warnings", []))
                 writer_stage = _Stage(lambda: write(writer), "vbg-write", halt)
                 stages.append(writer_stage)
                 for s in stages:
                     s.start()
                 try:
-                    self._compose(segmented, encoded, halt, smoother, upsampler, compositor, progress, written)
+                    self._compose(segmented, encoded, halt, smoother, upsampler, compositor, progress, written,
+                                  buffers.depth)
                 finally:
                     _end(encoded, halt)
                     writer_stage.join()
                     halt.set()
                     for s in stages:
                         s.join(10.0)
-                    for s in stages:
-                        if s.error is not None:
-                            raise s.error
+                    errors = [s.error for s in stages if s.error is not None]
+                    for s in stages:  # the stage is in its error's traceback: a reference cycle, which
+                        s.error = None  # would keep this file's frames and queues until the collector ran
+                    if errors:
+                        raise errors.pop(0)  # and no local of this frame holds it either
                     res.frames = written[0]
                     res.interrupted = self.stop.is_set()
                     if res.interrupted:
                         writer.abort()  # finalize what was written as a playable partial file
             res.output = str(writer.output_path) if writer.output_path is not None else None
-        except VbgError as e:
+        except BaseException as e:
             kept = writer is not None and writer.partial and writer.output_path is not None
-            if not kept:
+            if not kept or not isinstance(e, VbgError) and not is_out_of_memory(e):
                 raise
-            raise type(e)(f"{e} (the {writer.frames_written} frames before it are kept in "
-                          f"{writer.output_path})") from e
+            note = f" (the {writer.frames_written} frames before it are kept in {writer.output_path})"
+            if not isinstance(e, VbgError):
+                raise self._out_of_memory(info, buffers, e, note) from e
+            raise type(e)(f"{e}{note}") from e
         finally:
             halt.set()
             if compositor is not None:
@@ -244,7 +358,8 @@ class FileProcessor:
             res.infer_ms_p50 = float(np.median(infer_ms))
         return res
 
-    def _compose(self, segmented, encoded, halt, smoother, upsampler, compositor, progress, written) -> None:
+    def _compose(self, segmented, encoded, halt, smoother, upsampler, compositor, progress, written,
+                 depth: int) -> None:
         """Centred smoothing needs the next k masks: hold a window, emit its centre."""
         k = self.cfg.window
         window: deque = deque()
@@ -257,7 +372,7 @@ class FileProcessor:
         early: dict[int, tuple] = {}
         expected = 0
         # Output images: a ring of buffers, free again once the writer has encoded them
-        # (the queue holds QUEUE, the writer one, this stage one).
+        # (the queue holds ``depth``, the writer one, this stage one).
         ring: list[np.ndarray] = []
         n_out = 0
 
@@ -294,7 +409,7 @@ class FileProcessor:
                     gray = np.empty(f.rgb.shape[:2], np.uint8)
                 guide = cv2.cvtColor(f.rgb, cv2.COLOR_RGB2GRAY, dst=gray)
             alpha = upsampler.upsample(alpha_small, guide)
-            if len(ring) < QUEUE + 3:
+            if len(ring) < depth + 3:
                 shape = {"matte": alpha.shape, "rgba": (*alpha.shape, 4)}.get(self.cfg.mode, f.rgb.shape)
                 ring.append(np.empty(shape, np.uint8))
             image = ring[n_out % len(ring)]
@@ -306,7 +421,11 @@ class FileProcessor:
                 cv2.insertChannel(alpha, image, 3)
             else:
                 compositor.compose(f.rgb, alpha, out=image)
-            if not _put(encoded, (f, image), halt):
+            # The writer needs the frame's timing, not its pixels; the frames behind the centre
+            # only their masks: the decoded image is let go as soon as it is composited.
+            stamp = replace(f, rgb=_NO_PIXELS)
+            window[index] = (stamp, window[index][1])
+            if not _put(encoded, (stamp, image), halt):
                 return
             index += 1
             while index > k:  # keep k frames of history for the next centres
