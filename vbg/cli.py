@@ -267,12 +267,17 @@ def _is_pattern(arg: str) -> bool:
     return any(c in arg for c in "*?[") and not Path(arg).exists()
 
 
-def _expand_inputs(patterns: list[str]) -> list[Path]:
+def _expand_inputs(patterns: list[str]) -> list[Path | str]:
+    """Paths, globs expanded; a URL stays as it is (a Path would fold its '//')."""
     import glob
 
-    out: list[Path] = []
+    from .netsource import is_url
+
+    out: list[Path | str] = []
     for pat in patterns:
-        if _is_pattern(pat):
+        if is_url(pat):
+            out.append(pat)
+        elif _is_pattern(pat):
             matches = sorted(glob.glob(pat))
             if not matches:
                 raise ConfigError(f"{pat!r} matches no file: check the pattern")
@@ -294,10 +299,10 @@ def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: b
         raise ConfigError(f"-o {output}: unknown output type {output.suffix!r}: use .mp4, .mov, .webm or a folder")
     if output.suffix.lower() in known:
         raise ConfigError(f"-o {output} names one file but {len(inputs)} inputs were given: pass a folder")
-    names = [i.stem for i in inputs]
+    names = [Path(i).stem for i in inputs]
     if len(set(names)) != len(names):
         raise ConfigError("two inputs have the same name: process them into different folders")
-    return [output / (i.stem + suffix) for i in inputs]
+    return [output / (Path(i).stem + suffix) for i in inputs]
 
 
 def _process_workers(text: str, seg_cfg) -> int:
@@ -337,8 +342,10 @@ def cmd_process(args) -> int:
     targets = preflight.collect(found, _process_targets, inputs, Path(args.output), args.format, args.alpha,
                                  batch) or []
     mode = "rgba" if args.alpha else "matte" if args.matte else "rgb"
+    from .netsource import is_url
+
     for src in inputs:
-        if not src.is_file():
+        if not is_url(src) and not src.is_file():
             found.append(InputError(f"{src}: {'is a folder' if src.is_dir() else 'no such file'}: "
                                     "give a video file"))
     for dst in targets:

@@ -6,12 +6,14 @@ rows tested elsewhere are named there too."""
 from __future__ import annotations
 
 import os
+import socket
 import resource
 import shutil
 import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -599,3 +601,74 @@ def test_an_interrupt_inside_code_run_from_a_string_exits_130_under_python_m(tmp
                           env=env, timeout=120)
     assert proc.returncode == 130, proc.stderr
     assert "vbg: interrupted" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------- network sources
+class SilentServer:
+    """A stream server that accepts every connection and never sends a byte."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.connected = threading.Event()
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.sock.getsockname()[1]}/clip.mp4"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            self.connected.set()
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self._conns:
+            c.close()
+
+
+@pytest.fixture
+def silent_server():
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def _network_run(kind: str, url: str, out: Path) -> list[str]:
+    if kind == "live":
+        return ["--source", url, "--model", "selfie", "--no-vcam", "--record", str(out), "-q"]
+    return ["process", url, "-o", str(out), "--model", "selfie", "-q"]
+
+
+@pytest.mark.parametrize("kind,code", [("live", 11), ("process", 9)])
+@pytest.mark.parametrize("scheme", ["http", "tcp", "rtsp"])
+def test_a_stream_server_that_never_answers_times_out(tmp_path, silent_server, kind, code, scheme):
+    url = silent_server.url(scheme)
+    proc = run(*_network_run(kind, url, tmp_path / "o.mp4"), env={"VBG_NETWORK_TIMEOUT": "1"}, timeout=120)
+    assert silent_server.connected.is_set()
+    one_error(proc, code, url, "sent nothing for 1 s", "VBG_NETWORK_TIMEOUT")
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("kind", ["live", "process"])
+def test_a_signal_ends_the_wait_for_a_stream_server_that_never_answers(tmp_path, silent_server, kind, sig):
+    """The server has the connection and keeps silent (no time-out in sight): the signal alone ends it."""
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", *_network_run(kind, silent_server.url(), tmp_path / "o.mp4")],
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "VBG_NETWORK_TIMEOUT": "3600"})
+    try:
+        assert silent_server.connected.wait(300), "vbg never connected"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)  # hang guard: before the fix it waited forever
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "vbg: error:" not in err, err
+    assert leftovers(tmp_path) == []

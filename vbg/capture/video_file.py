@@ -18,6 +18,7 @@ import numpy as np
 
 from ..clock import Clock, MonotonicClock
 from ..errors import SourceError
+from ..netsource import TIMEOUT_ENV, is_url, open_media, timed_out, timeout_s
 
 
 class VideoFileSource:
@@ -32,8 +33,11 @@ class VideoFileSource:
         self.live = paced
         self.clock = clock or MonotonicClock()
         try:
-            self._container = av.open(self.path)
+            self._container = open_media(path)
         except (av.FFmpegError, OSError) as e:
+            if is_url(path) and timed_out(e):
+                raise SourceError(f"--source {self.path}: the server sent nothing for {timeout_s():g} s: check the "
+                                  f"URL, or allow longer with {TIMEOUT_ENV}=SECONDS") from e
             raise SourceError(f"cannot open {self.path} as a video ({e.__class__.__name__}): "
                               "check the file, or pass a camera index with --source 0") from e
         if not self._container.streams.video:
@@ -59,6 +63,8 @@ class VideoFileSource:
         try:
             yield from self._container.decode(self._stream)
         except av.FFmpegError as e:
+            if is_url(self.path) and timed_out(e):
+                raise SourceError(f"{self.path}: the server sent nothing for {timeout_s():g} s") from e
             raise SourceError(f"error decoding {self.path}: {e}; the file may be damaged") from e
 
     def read(self) -> np.ndarray | None:

@@ -75,6 +75,7 @@ import numpy as np
 
 from vbg.errors import ConfigError, InputError, OutputError, VbgError
 from vbg.fsutil import write_error_hint as disk_hint
+from vbg.netsource import TIMEOUT_ENV, is_url, open_media, timed_out, timeout_s
 
 MODES = ("rgb", "rgba", "matte")
 QUALITIES = ("fast", "balanced", "best")
@@ -118,12 +119,17 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def _open_input(path: str | Path) -> av.container.InputContainer:
+def _open_input(path: str | Path, cancel: threading.Event | None = None) -> av.container.InputContainer:
     try:
-        container = av.open(str(path))
+        container = open_media(path, cancel)
+    except ConfigError:
+        raise
     except FileNotFoundError as e:
         raise InputError(f"{path}: no such file: check the path") from e
     except (av.FFmpegError, OSError) as e:
+        if is_url(path) and timed_out(e):
+            raise InputError(f"{path}: the server sent nothing for {timeout_s():g} s: check the URL, "
+                             f"or allow longer with {TIMEOUT_ENV}=SECONDS") from e
         raise InputError(f"{path}: not a readable video ({_one_line(e)}): pass an intact video file") from e
     if container.format.name in _TEXT_DEMUXERS:  # FFmpeg renders text files as "ANSI art" video
         container.close()
@@ -143,13 +149,14 @@ def _alpha_in_stream(stream: av.video.stream.VideoStream, pix_fmt: str) -> bool:
         return False
 
 
-def probe(path: str | Path) -> VideoInfo:
+def probe(path: str | Path, cancel: threading.Event | None = None) -> VideoInfo:
     """Describe ``path``'s first video stream (decodes one frame for the rotation).
 
     Raises ``InputError`` for a missing, corrupt or unsupported file, or one
-    without a video stream.
+    without a video stream. A URL is opened with time-outs; ``cancel`` (or a
+    signal) ends the wait for it with ``KeyboardInterrupt``.
     """
-    with _open_input(path) as container:
+    with _open_input(path, cancel) as container:
         stream = container.streams.video[0]
         cc = stream.codec_context
         try:
@@ -205,9 +212,9 @@ class VideoReader:
     the previous one plus one frame interval.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, cancel: threading.Event | None = None) -> None:
         self.path = str(path)
-        self._container = _open_input(self.path)
+        self._container = _open_input(path, cancel)
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         self.time_base: Fraction = self._stream.time_base or Fraction(1, 90000)
@@ -719,7 +726,7 @@ class _Audio:
     def __init__(self, src: str | Path, output: av.container.OutputContainer, fmt: _Container,
                  warnings: list[str]) -> None:
         try:
-            self._in = av.open(str(src))
+            self._in = open_media(src)
         except (av.FFmpegError, OSError) as e:
             raise InputError(f"{src}: cannot read its audio ({_one_line(e)}): pass an intact media file") from e
         self._output = output

@@ -1,0 +1,121 @@
+"""Opening media with PyAV when the name may be a network URL (http, rtsp, tcp, ...).
+
+A server that accepts the connection and never answers would hold FFmpeg
+forever, and since FFmpeg retries a read that a signal interrupts, Python's
+signal handlers (which run between bytecodes) would never get their turn:
+Ctrl-C and SIGTERM were ignored. So for a URL:
+
+* FFmpeg's own time-outs are set (``rw_timeout`` for every protocol, and
+  ``timeout`` for RTSP, which has its own socket code): opening and each read
+  give up after ``timeout_s()`` seconds without data (``VBG_NETWORK_TIMEOUT``,
+  default 20). PyAV's ``timeout=`` is not used: its callback takes the GIL
+  every 100 ms, which a thread left blocked at interpreter exit must not do.
+* The open runs on a helper thread while the caller waits in short steps, in
+  which a signal handler runs (and its KeyboardInterrupt ends the wait) and
+  ``cancel`` is looked at. The helper is left to time out on its own and
+  closes what it may still open.
+
+Local files are opened directly, as before.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from .errors import ConfigError
+
+TIMEOUT_ENV = "VBG_NETWORK_TIMEOUT"
+DEFAULT_TIMEOUT_S = 20.0
+_WAIT_STEP_S = 0.05
+
+
+def is_url(name: str | Path) -> bool:
+    """A network URL (``scheme://...``), not a local path (``file:`` counts as local)."""
+    text = str(name)
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.isalnum() and scheme.lower() != "file" and not isinstance(name, Path)
+
+
+def timeout_s() -> float:
+    """Seconds without data before a network source is given up (``VBG_NETWORK_TIMEOUT``)."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 86400:
+        raise ConfigError(f"{TIMEOUT_ENV}={text!r} is not a time-out: give seconds, e.g. 20")
+    return value
+
+
+def network_options(url: str) -> dict[str, str]:
+    """FFmpeg options that bound every wait on ``url`` (microseconds)."""
+    us = str(int(timeout_s() * 1_000_000))
+    opts = {"rw_timeout": us}
+    if url.lower().startswith(("rtsp://", "rtsps://")):
+        opts["timeout"] = us
+    return opts
+
+
+def timed_out(e: BaseException) -> bool:
+    """Whether an error of ``open_media`` or of a read is a network time-out."""
+    return isinstance(e, TimeoutError)
+
+
+def open_media(name: str | Path, cancel: threading.Event | None = None):
+    """``av.open(name)``; for a URL with time-outs, interruptible by a signal or ``cancel``.
+
+    Raises what ``av.open`` raises (``TimeoutError`` when a URL's server was
+    silent for the time-out: RTSP reports that as invalid data, so an error
+    that comes after the whole time-out counts as one); ``KeyboardInterrupt``
+    when ``cancel`` is set (or a signal handler raised it) before a URL was opened."""
+    import av
+
+    if not is_url(name):
+        return av.open(str(name))
+    url = str(name)
+    options = network_options(url)
+    lock = threading.Lock()
+    box: dict = {}
+    done = threading.Event()
+
+    limit = timeout_s()
+
+    def run() -> None:
+        start = time.monotonic()
+        try:
+            container = av.open(url, options=options)
+        except BaseException as e:  # handed to the waiting caller
+            if isinstance(e, av.FFmpegError) and not isinstance(e, TimeoutError) \
+                    and time.monotonic() - start >= limit:
+                e = TimeoutError(f"no answer for {limit:g} s ({e})")
+            box["error"] = e
+        else:
+            with lock:
+                if box.get("abandoned"):
+                    container.close()
+                else:
+                    box["container"] = container
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="vbg-net-open", daemon=True).start()
+    try:
+        while not done.wait(_WAIT_STEP_S):
+            if cancel is not None and cancel.is_set():
+                raise KeyboardInterrupt
+    except BaseException:
+        with lock:
+            box["abandoned"] = True
+            container = box.pop("container", None)
+        if container is not None:
+            container.close()
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["container"]
