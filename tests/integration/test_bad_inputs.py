@@ -672,3 +672,111 @@ def test_a_signal_ends_the_wait_for_a_stream_server_that_never_answers(tmp_path,
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "vbg: error:" not in err, err
     assert leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------- damaged background video
+def test_a_damaged_background_video_fails_one_file_and_the_batch_goes_on(m, tmp_path):
+    """vbg process with a background video whose frame 25 is broken: each output stops there with
+    one line (its 25 frames kept as a playable partial file), and the next file of the batch runs."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(m["clip"], inputs / name)
+    out = tmp_path / "out"
+    proc = run("process", inputs / "a.mp4", inputs / "b.mp4", "-o", out, "--model", "selfie",
+               "--background", m["dir"] / "dies.mov", "-q")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
+    assert len(errors) == 2 and proc.returncode == 1, proc.stderr
+    for name, line in zip(("a.mp4", "b.mp4"), errors):
+        assert name in line and "background video" in line and "dies.mov" in line and "damaged" in line, line
+    for name in ("a", "b"):
+        assert 0 < _playable_or_absent(out / f"{name}.partial.mp4") <= 25
+    one = run("process", inputs / "a.mp4", "-o", tmp_path / "one.mp4", "--model", "selfie",
+              "--background", m["dir"] / "dies.mov", "-q")
+    one_error(one, 9, "dies.mov", "cannot be decoded after 25 frames")
+
+
+# ---------------------------------------------------------------------------- rotated inputs
+_TO_CODED = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+def write_phone_clip(path: Path, displayed: list[np.ndarray], rotation: int) -> Path:
+    """What a phone writes: the pixels stored turned (landscape for a portrait picture), and a display
+    matrix that turns them back by ``rotation`` degrees counter-clockwise when played."""
+    coded = [cv2.rotate(f, _TO_CODED[rotation]) if rotation else f for f in displayed]
+    h, w = coded[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {"preset": "ultrafast", "crf": "12"}
+        if rotation:
+            s.set_display_rotation(rotation)
+        for i, rgb in enumerate(coded):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            vf.pts = i
+            out.mux(s.encode(vf))
+        out.mux(s.encode(None))
+    return path
+
+
+@pytest.fixture(scope="module")
+def phone(tmp_path_factory):
+    """A person standing in a portrait picture (256 high, 144 wide), stored upright and as phones store it."""
+    from vbg.offline.media import probe
+
+    d = tmp_path_factory.mktemp("phone")
+    moving = [f for f, _ in person_clip_frames(8, (256, 144))]
+    still = [moving[0]] * 8
+    clips = {"upright": write_phone_clip(d / "upright.mp4", moving, 0),
+             "still-upright": write_phone_clip(d / "still-upright.mp4", still, 0)}
+    for r in (90, 180, 270):
+        clips[r] = write_phone_clip(d / f"rot{r}.mp4", moving, r)
+        clips[f"still-{r}"] = write_phone_clip(d / f"still-rot{r}.mp4", still, r)
+        assert probe(clips[r]).rotation == r
+    return clips
+
+
+def _mattes(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_a_rotated_phone_video_is_processed_upright(phone, tmp_path, rotation):
+    """vbg process segments the picture as it is shown (the person standing), and writes it upright with
+    no display matrix left, so every player shows the same."""
+    from vbg.offline.media import probe
+
+    want, got = tmp_path / "upright.mp4", tmp_path / "rotated.mp4"
+    for src, out in ((phone["upright"], want), (phone[rotation], got)):
+        proc = run("process", src, "-o", out, "--matte", "--model", "selfie", "-q")
+        assert proc.returncode == 0, proc.stderr
+    info = probe(got)
+    assert (info.width, info.height, info.rotation) == (144, 256, 0)
+    with av.open(str(got)) as c:
+        assert c.streams.video[0].codec_context.width == 144
+        first = next(c.decode(video=0))
+        assert first.rotation == 0 and not any(sd.type.name == "DISPLAYMATRIX" for sd in first.side_data)
+    for a, b in zip(_mattes(want), _mattes(got), strict=True):
+        assert a.shape == b.shape == (256, 144)
+        fa, fb = a > 128, b > 128
+        assert fa.sum() > 0.1 * fa.size  # someone is there
+        assert (fa & fb).sum() / (fa | fb).sum() > 0.9
+
+
+@pytest.mark.parametrize("rotation", [90, 270])
+def test_a_rotated_phone_video_as_live_source_is_upright(phone, tmp_path, rotation):
+    recordings = {}
+    for name in ("still-upright", f"still-{rotation}"):
+        out = tmp_path / f"{name}.mp4"
+        proc = run("--source", phone[name], "--model", "selfie", "--color", "blue", "--no-vcam", "--record", out,
+                   "--frames", "3", "-q")
+        assert proc.returncode == 0, proc.stderr
+        with av.open(str(out)) as c:
+            first = next(c.decode(video=0))
+            assert first.rotation == 0
+            recordings[name] = first.to_ndarray(format="rgb24").astype(int)
+    want, got = recordings["still-upright"], recordings[f"still-{rotation}"]
+    assert got.shape == want.shape == (256, 144, 3)
+    assert np.abs(got - want).mean() < 8  # the same picture: the person kept, the room turned blue

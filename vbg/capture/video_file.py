@@ -7,6 +7,9 @@ camera does: a frame whose successor is already due when it is read is decoded
 but never handed out (``frames_dropped`` counts them), so a reader that fell
 behind gets the frame due now, not a burst of old ones. Unpaced it hands out
 every frame as fast as it decodes (offline processing).
+
+Frames are turned upright as a player shows them (a phone video's display
+rotation), and ``width``/``height`` are the upright size.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 
 from ..clock import Clock, MonotonicClock
 from ..errors import SourceError
+from ..offline.media import frame_rotation, quarter_turns, upright
 from ..netsource import TIMEOUT_ENV, is_url, open_media, timed_out, timeout_s
 
 
@@ -46,11 +50,18 @@ class VideoFileSource:
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         cc = self._stream.codec_context
-        self.width, self.height = cc.width, cc.height
+        self._frames = self._decode()
+        try:  # the first frame carries the display rotation: kept for read()
+            self._pending = next(self._frames, None)
+        except BaseException:
+            self.close()
+            raise
+        self.rotation = frame_rotation(self._pending, self._stream) if self._pending is not None else 0
+        w, h = cc.width or getattr(self._pending, "width", 0), cc.height or getattr(self._pending, "height", 0)
+        self.width, self.height = (h, w) if quarter_turns(self.rotation) % 2 else (w, h)
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(30)
         self.fps = float(rate)
         self._tb = float(self._stream.time_base) if self._stream.time_base else 1.0 / self.fps
-        self._frames = self._decode()
         self._t0: float | None = None  # clock time that timestamp 0 maps to
         self._first_ts: float | None = None  # first timestamp of the current pass
         self._pass_offset = 0.0  # seconds added to this pass (looping)
@@ -92,10 +103,12 @@ class VideoFileSource:
             self.frames_read += 1
             # threads=1: each frame gets its own swscale context, and the default starts (and
             # ends) a pool of slice threads for every one of them; one thread is also faster here.
-            return frame.to_ndarray(format="rgb24", threads=1)
+            return upright(frame.to_ndarray(format="rgb24", threads=1), self.rotation)
 
     def _next_frame(self):
-        frame = next(self._frames, None)
+        frame, self._pending = self._pending, None
+        if frame is None:
+            frame = next(self._frames, None)
         if frame is None:
             if not (self.loop and self._decoded):
                 return None

@@ -408,7 +408,10 @@ class VideoBackground:
 
 class SyncVideoBackground:
     """Offline video background: frame i of the output gets frame i of the
-    video (looped), decoded in step, so a render is deterministic."""
+    video (looped), decoded in step, so a render is deterministic. A file that
+    cannot be decoded (damaged, truncated) raises :class:`InputError` from
+    ``render``, so the output it was for stops with one line and a batch goes
+    on with its next file."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -417,6 +420,7 @@ class SyncVideoBackground:
         self._container = None
         self._frames = None
         self._out: np.ndarray | None = None
+        self._decoded = 0  # frames decoded in this pass
         self._open()
 
     def _open(self) -> None:
@@ -429,19 +433,32 @@ class SyncVideoBackground:
             raise InputError(
                 f"background {self.path.name} is not a readable video: pass an image or a video file") from e
         self._frames = self._container.decode(stream)
+        self._decoded = 0
 
     def prepare(self, out_hw: tuple[int, int]) -> None:
         self._out = np.zeros((*out_hw, 3), np.uint8)
 
+    def _next(self) -> np.ndarray | None:
+        av = _import_av()
+        try:
+            frame = next(self._frames, None)
+            rgb = None if frame is None else frame.to_ndarray(format="rgb24", threads=1)
+        except (av.FFmpegError, OSError, ValueError) as e:
+            why = " ".join(str(e).split()) or type(e).__name__
+            raise InputError(f"background video {self.path} cannot be decoded after {self._decoded} frames "
+                             f"({why}): the file is damaged; pass another background") from e
+        self._decoded += rgb is not None
+        return rgb
+
     def render(self, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        nxt = next(self._frames, None)
-        if nxt is None:  # loop
+        rgb = self._next()
+        if rgb is None:  # loop
             self._container.close()
             self._open()
-            nxt = next(self._frames, None)
-            if nxt is None:
+            rgb = self._next()
+            if rgb is None:
                 raise InputError(f"background video {self.path.name} has no frames")
-        cover_fit(nxt.to_ndarray(format="rgb24", threads=1), self._out.shape[:2], dst=self._out)
+        cover_fit(rgb, self._out.shape[:2], dst=self._out)
         return self._out
 
     def close(self) -> None:

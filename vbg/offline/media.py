@@ -4,7 +4,11 @@ original timestamp, write the processed frames to a video file or a PNG folder.
 Reading
     ``probe(path)`` describes a file (``VideoInfo``); ``VideoReader(path)`` yields
     every frame as RGB with its original ``pts``, so a variable frame rate
-    survives the round trip. Rotation metadata is reported, never applied.
+    survives the round trip. Rotation metadata (a phone's display matrix) is
+    reported; ``VideoReader(path, rotate=info.rotation)`` turns the frames
+    upright, and ``info.upright()`` describes them so: ``vbg process`` works on
+    upright frames and writes an upright file without a display matrix, which
+    plays the same in every player.
 
 Writing
     ``VideoWriter(path, info, mode=...)``: the path picks the format.
@@ -65,7 +69,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -99,12 +103,18 @@ class VideoInfo:
     time_base: Fraction  # of the video stream: pts * time_base = seconds
     frames: int | None  # frame count from the container's index (as PyAV's stream.frames); None if unknown (mkv, webm)
     duration_s: float
-    rotation: int  # display rotation, degrees counter-clockwise, 0..359; not applied to pixels
+    rotation: int  # display rotation, degrees counter-clockwise, 0..359; not applied to pixels (see upright())
     has_audio: bool
     audio_codec: str | None
     pix_fmt: str
     has_alpha: bool
     codec: str  # video codec name, e.g. "h264"
+
+    def upright(self) -> VideoInfo:
+        """This video as ``upright`` frames show it: display size, no rotation left."""
+        turns = quarter_turns(self.rotation)
+        w, h = (self.height, self.width) if turns % 2 else (self.width, self.height)
+        return replace(self, width=w, height=h, rotation=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +122,33 @@ class DecodedFrame:
     index: int  # 0, 1, 2, ... in decode output (presentation) order
     pts: int  # original pts in ``VideoInfo.time_base``
     time_s: float  # pts * time_base (need not start at 0)
-    rgb: np.ndarray  # H x W x 3 uint8, coded size, rotation not applied
+    rgb: np.ndarray  # H x W x 3 uint8: coded size, or upright with VideoReader(rotate=...)
+
+
+_ROTATE = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
+
+
+def quarter_turns(rotation: float) -> int:
+    """Counter-clockwise display rotation in degrees -> quarter turns 0..3 (nearest)."""
+    return round(rotation / 90) % 4
+
+
+def frame_rotation(frame: av.VideoFrame, stream) -> int:
+    """A decoded frame's display rotation, degrees counter-clockwise 0..359: its display
+    matrix, else the stream's older 'rotate' tag (clockwise degrees)."""
+    rotation = frame.rotation
+    if not rotation and "rotate" in stream.metadata:
+        try:
+            rotation = -int(float(stream.metadata["rotate"]))
+        except ValueError:
+            rotation = 0
+    return int(rotation) % 360
+
+
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """``rgb`` turned as a player shows it (``rotation``: degrees counter-clockwise)."""
+    turns = quarter_turns(rotation)
+    return rgb if turns == 0 else cv2.rotate(rgb, _ROTATE[turns])
 
 
 def _one_line(e: BaseException) -> str:
@@ -165,12 +201,7 @@ def probe(path: str | Path, cancel: threading.Event | None = None) -> VideoInfo:
             raise InputError(f"{path}: cannot decode its video ({_one_line(e)}): the file may be damaged") from e
         if first is None:
             raise InputError(f"{path}: its video stream has no decodable frame: pass an intact video file")
-        rotation = first.rotation
-        if not rotation and "rotate" in stream.metadata:  # older files: clockwise degrees as a tag
-            try:
-                rotation = -int(float(stream.metadata["rotate"]))
-            except ValueError:
-                rotation = 0
+        rotation = frame_rotation(first, stream)
         pix_fmt = cc.pix_fmt or first.format.name
         has_alpha = _alpha_in_stream(stream, pix_fmt)
         if has_alpha and stream.metadata.get("alpha_mode") == "1" and pix_fmt == "yuv420p":
@@ -209,11 +240,13 @@ class VideoReader:
     ``for frame in reader`` yields ``DecodedFrame``s; a decode error mid-file
     raises ``InputError`` that says how many frames were read (``frames_read``),
     so the caller can still finalize what it has. A frame without a pts gets
-    the previous one plus one frame interval.
+    the previous one plus one frame interval. ``rotate`` (``VideoInfo.rotation``)
+    turns each frame upright.
     """
 
-    def __init__(self, path: str | Path, cancel: threading.Event | None = None) -> None:
+    def __init__(self, path: str | Path, cancel: threading.Event | None = None, *, rotate: int = 0) -> None:
         self.path = str(path)
+        self._rotate = rotate
         self._container = _open_input(path, cancel)
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
@@ -232,7 +265,8 @@ class VideoReader:
                 frame = next(frames, None)
                 if frame is None:
                     return
-                rgb = frame.to_ndarray(format="rgb24", threads=1)  # no swscale thread pool per frame
+                rgb = upright(frame.to_ndarray(format="rgb24", threads=1), self._rotate)  # threads=1: no
+                # swscale thread pool per frame
             except av.FFmpegError as e:
                 raise InputError(f"{self.path}: decoding failed after {self.frames_read} frames "
                                  f"({_one_line(e)}): the file may be damaged") from e

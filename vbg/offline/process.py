@@ -135,7 +135,8 @@ class FileProcessor:
         from .media import VideoReader, VideoWriter, probe
 
         cfg = self.cfg
-        info = probe(src, cancel=self.stop)
+        coded = probe(src, cancel=self.stop)
+        info = coded.upright()  # frames are turned upright: a phone's portrait video is segmented standing
         res = FileResult(str(src), str(dst), total=info.frames)
         h, w = info.height, info.width
         mask_hw = self.seg.input_size((h, w))
@@ -158,7 +159,7 @@ class FileProcessor:
 
         def read() -> None:
             try:
-                with VideoReader(src, cancel=self.stop) as reader:
+                with VideoReader(src, cancel=self.stop, rotate=coded.rotation) as reader:
                     for f in reader:
                         if self.stop.is_set() or not _put(decoded, f, halt):
                             return
