@@ -5,6 +5,10 @@ file that is missing, empty, truncated, not an image or too large raises
 :class:`InputError`. The size is read from the header (PNG, JPEG, GIF, BMP,
 WebP, TIFF, PNM) before anything is decoded, so a 20000x20000 image costs
 nothing; other formats are refused rather than decoded blind.
+The EXIF orientation of a JPEG, PNG or WebP (a phone photo's "turn me") is
+applied, as every viewer does: ``IMREAD_UNCHANGED`` (the flag that keeps
+16 bits and alpha) ignores it, so vbg reads the tag itself (TIFF's own
+Orientation tag is applied by OpenCV's TIFF decoder already).
 Writes go to a temporary name in the target folder and are renamed into
 place, so an interrupted run never leaves a half-written file.
 """
@@ -60,7 +64,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
     if img is None or img.size == 0:
         raise InputError(f"{path} is a damaged {header[0]} (it cannot be decoded): {ACCEPTED}")
     check_pixels(path, img.shape[1], img.shape[0])
-    return to_rgb8(img)
+    return to_rgb8(apply_orientation(img, exif_orientation(memoryview(data), header[0])))
 
 
 def check_pixels(path, width: int, height: int) -> None:
@@ -205,6 +209,91 @@ def _tiff_size(buf, name: str) -> tuple[int, int]:
     if 256 not in found or 257 not in found:
         raise InputError(f"{name} is a damaged TIFF (no image size): {ACCEPTED}")
     return found[256], found[257]
+
+
+# ------------------------------------------------------------------------ orientation
+
+def exif_orientation(data, fmt: str) -> int:
+    """The EXIF Orientation (1..8) of a JPEG (APP1), PNG (eXIf) or WebP (EXIF
+    chunk) in ``data``; 1 (as stored) when there is none or it cannot be read."""
+    buf = memoryview(data).cast("B")
+    try:
+        tiff = {"JPEG": _jpeg_exif, "PNG": _png_exif, "WebP": _webp_exif}.get(fmt, lambda b: None)(buf)
+        return _tiff_orientation(tiff) if tiff is not None else 1
+    except (struct.error, IndexError, ValueError):
+        return 1
+
+
+def _jpeg_exif(buf) -> memoryview | None:
+    pos = 2
+    while pos + 4 <= len(buf) and buf[pos] == 0xFF:
+        marker = buf[pos + 1]
+        if marker in (0xFF, 0x01, *range(0xD0, 0xD8)):
+            pos += 1 if marker == 0xFF else 2
+            continue
+        if marker in (0xDA, 0xD9):  # the scan: no more metadata segments
+            return None
+        length = struct.unpack_from(">H", buf, pos + 2)[0]
+        if marker == 0xE1 and bytes(buf[pos + 4: pos + 10]) == b"Exif\0\0":
+            return buf[pos + 10: pos + 2 + length]
+        pos += 2 + length
+    return None
+
+
+def _png_exif(buf) -> memoryview | None:
+    pos = 8
+    while pos + 8 <= len(buf):
+        length, ctype = struct.unpack_from(">I4s", buf, pos)
+        if ctype == b"eXIf":
+            return buf[pos + 8: pos + 8 + length]
+        if ctype in (b"IDAT", b"IEND"):  # eXIf must come before the image data
+            return None
+        pos += 12 + length
+    return None
+
+
+def _webp_exif(buf) -> memoryview | None:
+    pos = 12
+    while pos + 8 <= len(buf):
+        ctype, length = bytes(buf[pos: pos + 4]), struct.unpack_from("<I", buf, pos + 4)[0]
+        if ctype == b"EXIF":
+            block = buf[pos + 8: pos + 8 + length]
+            return block[6:] if bytes(block[:6]) == b"Exif\0\0" else block
+        pos += 8 + length + (length & 1)
+    return None
+
+
+def _tiff_orientation(tiff) -> int:
+    """Tag 0x0112 of IFD0 in an EXIF TIFF structure."""
+    e = {b"II": "<", b"MM": ">"}.get(bytes(tiff[:2]))
+    if e is None:
+        return 1
+    ifd = struct.unpack_from(e + "I", tiff, 4)[0]
+    for i in range(min(struct.unpack_from(e + "H", tiff, ifd)[0], 512)):
+        tag, typ = struct.unpack_from(e + "HH", tiff, ifd + 2 + 12 * i)
+        if tag == 0x0112 and typ == 3:  # SHORT
+            value = struct.unpack_from(e + "H", tiff, ifd + 2 + 12 * i + 8)[0]
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """The stored pixels as EXIF ``orientation`` (1..8) says to show them."""
+    if orientation == 2:
+        return cv2.flip(img, 1)
+    if orientation == 3:
+        return cv2.rotate(img, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(img, 0)
+    if orientation == 5:
+        return cv2.transpose(img)
+    if orientation == 6:
+        return cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return cv2.flip(cv2.transpose(img), -1)
+    if orientation == 8:
+        return cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return img
 
 
 def to_rgb8(img: np.ndarray) -> np.ndarray:

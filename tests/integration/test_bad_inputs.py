@@ -780,3 +780,65 @@ def test_a_rotated_phone_video_as_live_source_is_upright(phone, tmp_path, rotati
     want, got = recordings["still-upright"], recordings[f"still-{rotation}"]
     assert got.shape == want.shape == (256, 144, 3)
     assert np.abs(got - want).mean() < 8  # the same picture: the person kept, the room turned blue
+
+
+# ---------------------------------------------------------------------------- EXIF orientation
+def exif_block(orientation: int, order: str = "<") -> bytes:
+    """An EXIF TIFF structure whose IFD0 holds one tag: Orientation."""
+    e = order
+    return ((b"II" if e == "<" else b"MM") + struct.pack(e + "HI", 42, 8) + struct.pack(e + "H", 1)
+            + struct.pack(e + "HHIHH", 0x112, 3, 1, orientation, 0) + struct.pack(e + "I", 0))
+
+
+def with_exif(fmt: str, bgr: np.ndarray, orientation: int, order: str = "<") -> bytes:
+    """``bgr`` encoded by OpenCV, with an EXIF Orientation tag put in by hand."""
+    tiff = exif_block(orientation, order)
+    if fmt == "jpg":
+        data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+        app1 = b"Exif\0\0" + tiff
+        return data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:]
+    if fmt == "png":
+        data = cv2.imencode(".png", bgr)[1].tobytes()
+        at = data.index(b"IDAT") - 4
+        return data[:at] + _chunk(b"eXIf", tiff) + data[at:]
+    data = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes()  # lossless: simple VP8L
+    h, w = bgr.shape[:2]
+    vp8x = (b"VP8X" + struct.pack("<I", 10) + bytes([0x08, 0, 0, 0]) + (w - 1).to_bytes(3, "little")
+            + (h - 1).to_bytes(3, "little"))
+    exif = b"EXIF" + struct.pack("<I", len(tiff)) + tiff + b"\0" * (len(tiff) % 2)
+    body = b"WEBP" + vp8x + data[12:] + exif
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize("order", ["<", ">"], ids=["II", "MM"])
+@pytest.mark.parametrize("fmt", ["jpg", "png", "webp"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_viewers_do(tmp_path, fmt, orientation, order):
+    """All 8 orientations, as OpenCV's own orientation-aware reading shows the file (a photo viewer)."""
+    from vbg.imageio import read_rgb
+
+    bgr = cv2.resize(cv2.imread(str(ROOM)), (64, 40), interpolation=cv2.INTER_AREA)
+    path = tmp_path / f"photo.{fmt}"
+    path.write_bytes(with_exif(fmt, bgr, orientation, order))
+    shown = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert shown.shape[:2] == ((64, 40) if orientation >= 5 else (40, 64))  # the reference turns it
+    np.testing.assert_array_equal(read_rgb(path), shown)
+
+
+@pytest.mark.parametrize("orientation,store", [(6, cv2.ROTATE_90_COUNTERCLOCKWISE), (8, cv2.ROTATE_90_CLOCKWISE),
+                                               (3, cv2.ROTATE_180)])
+def test_a_phone_photo_is_segmented_upright(tmp_path, orientation, store):
+    """A portrait phone photo stored turned with an EXIF tag: vbg segment's mask is the upright picture's."""
+    photo = cv2.imread(str(PEOPLE / "example03_background01.jpg"))
+    upright, turned = tmp_path / "upright.png", tmp_path / "turned.jpg"
+    cv2.imwrite(str(upright), photo)
+    turned.write_bytes(with_exif("jpg", cv2.rotate(photo, store), orientation))
+    masks = []
+    for src in (upright, turned):
+        out = tmp_path / f"{src.stem}-mask.png"
+        proc = run("segment", src, "--model", "selfie", "-o", out)
+        assert proc.returncode == 0, proc.stderr
+        masks.append(cv2.imread(str(out), cv2.IMREAD_GRAYSCALE) > 128)
+    assert masks[0].shape == masks[1].shape == photo.shape[:2]
+    assert masks[0].sum() > 0.05 * masks[0].size
+    assert (masks[0] & masks[1]).sum() / (masks[0] | masks[1]).sum() > 0.9
