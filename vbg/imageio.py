@@ -23,10 +23,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import MAX_IMAGE_PIXELS
 from .errors import InputError, OutputError
 from .fsutil import atomic_path, write_error_hint
 
-MAX_PIXELS = 100_000_000  # refuse decompression bombs before decoding
+MAX_PIXELS = MAX_IMAGE_PIXELS  # refuse decompression bombs before decoding (OpenCV refuses them too)
 MAX_FILE_BYTES = 1 << 30  # no still image worth reading is larger
 ACCEPTED = "pass a PNG, JPEG, WebP, BMP or TIFF image"
 
@@ -90,8 +91,7 @@ def probe_image(data, name: str = "image") -> tuple[str, int, int] | None:
         if head.startswith(b"\xff\xd8\xff"):
             return ("JPEG", *_jpeg_size(buf, name))
         if head[:6] in (b"GIF87a", b"GIF89a"):
-            _need(buf, 10, name, "GIF")
-            return ("GIF", *struct.unpack_from("<HH", buf, 6))
+            return ("GIF", *_gif_size(buf, name))
         if head[:2] == b"BM" and len(head) >= 26:
             return ("BMP", *_bmp_size(buf))
         if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -111,7 +111,8 @@ def _need(buf, end: int, name: str, fmt: str) -> None:
 
 
 def _png_size(buf, name: str) -> tuple[int, int]:
-    """IHDR's size, after walking the chunks to IEND: a PNG cut short has no IEND."""
+    """IHDR's size, after walking the chunks to IEND: a PNG cut short has no IEND,
+    and one with a second IHDR is refused."""
     _need(buf, 33, name, "PNG")
     length, ctype = struct.unpack_from(">I4s", buf, 8)
     ihdr = bytes(buf[12:29])
@@ -124,6 +125,8 @@ def _png_size(buf, name: str) -> tuple[int, int]:
     while True:
         _need(buf, pos + 8, name, "PNG")
         length, ctype = struct.unpack_from(">I4s", buf, pos)
+        if ctype == b"IHDR":  # a second size: which one a decoder takes is anyone's guess
+            raise InputError(f"{name} is a damaged PNG (two IHDR headers): {ACCEPTED}")
         pos += 12 + length
         _need(buf, pos, name, "PNG")
         if ctype == b"IEND":
@@ -134,8 +137,8 @@ _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 
 
 
 def _jpeg_size(buf, name: str) -> tuple[int, int]:
-    """The SOF segment's size; the segments are walked to the first scan, and a
-    file with no end-of-image marker after it is truncated."""
+    """The SOF segment's size; the segments are walked to the first scan (a second
+    SOF is refused), and a file with no end-of-image marker after it is truncated."""
     pos, size = 2, None
     while True:
         _need(buf, pos + 4, name, "JPEG")
@@ -150,6 +153,8 @@ def _jpeg_size(buf, name: str) -> tuple[int, int]:
             continue
         length = struct.unpack_from(">H", buf, pos + 2)[0]
         if marker in _SOF:
+            if size is not None:  # libjpeg refuses it; another decoder might take either size
+                raise InputError(f"{name} is a damaged JPEG (two frame headers): {ACCEPTED}")
             _need(buf, pos + 9, name, "JPEG")
             height, width = struct.unpack_from(">HH", buf, pos + 5)
             size = (width, height)
@@ -173,19 +178,70 @@ def _bmp_size(buf) -> tuple[int, int]:
     return abs(width), abs(height)
 
 
+def _vp8_size(buf, data: int, chunk: bytes) -> tuple[int, int]:
+    """Size in a "VP8 " or "VP8L" bitstream that starts at ``data``."""
+    if chunk == b"VP8 ":
+        width, height = struct.unpack_from("<HH", buf, data + 6)
+        return width & 0x3FFF, height & 0x3FFF
+    bits = struct.unpack_from("<I", buf, data + 1)
+    return (bits[0] & 0x3FFF) + 1, ((bits[0] >> 14) & 0x3FFF) + 1
+
+
 def _webp_size(buf, name: str) -> tuple[int, int]:
+    """The simple formats' bitstream size; for VP8X the canvas, refused when the
+    image or an animation frame in it does not agree with it."""
     _need(buf, 30, name, "WebP")
     chunk = bytes(buf[12:16])
-    if chunk == b"VP8 ":
-        width, height = struct.unpack_from("<HH", buf, 26)
-        return width & 0x3FFF, height & 0x3FFF
-    if chunk == b"VP8L":
-        bits = struct.unpack_from("<I", buf, 21)[0]
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if chunk == b"VP8X":
-        b = bytes(buf[24:30])
-        return int.from_bytes(b[0:3], "little") + 1, int.from_bytes(b[3:6], "little") + 1
-    raise InputError(f"{name} is a damaged WebP (unknown chunk {chunk!r}): {ACCEPTED}")
+    if chunk in (b"VP8 ", b"VP8L"):
+        return _vp8_size(buf, 20, chunk)
+    if chunk != b"VP8X":
+        raise InputError(f"{name} is a damaged WebP (unknown chunk {chunk!r}): {ACCEPTED}")
+    b = bytes(buf[24:30])
+    canvas = int.from_bytes(b[0:3], "little") + 1, int.from_bytes(b[3:6], "little") + 1
+    pos = 30
+    while pos + 8 <= len(buf):
+        ctype, length = bytes(buf[pos:pos + 4]), struct.unpack_from("<I", buf, pos + 4)[0]
+        if ctype in (b"VP8 ", b"VP8L") and _vp8_size(buf, pos + 8, ctype) != canvas:
+            raise InputError(f"{name} is a damaged WebP (its image is {'x'.join(map(str, _vp8_size(buf, pos + 8, ctype)))}"
+                             f" on a {canvas[0]}x{canvas[1]} canvas): {ACCEPTED}")
+        if ctype == b"ANMF":  # x/2, y/2, width-1, height-1: 24 bits each
+            f = bytes(buf[pos + 8:pos + 20])
+            x, y, w, h = (int.from_bytes(f[i:i + 3], "little") for i in (0, 3, 6, 9))
+            if 2 * x + w + 1 > canvas[0] or 2 * y + h + 1 > canvas[1]:
+                raise InputError(f"{name} is a damaged WebP (a frame reaches past its canvas): {ACCEPTED}")
+        pos += 8 + length + (length & 1)
+    return canvas
+
+
+def _gif_size(buf, name: str) -> tuple[int, int]:
+    """The logical screen grown to hold every frame (a frame may lie outside it),
+    walking the blocks to the trailer: a GIF cut short has none."""
+    _need(buf, 13, name, "GIF")
+    width, height, flags = struct.unpack_from("<HHB", buf, 6)
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+
+    def sub_blocks(pos: int) -> int:
+        while True:
+            _need(buf, pos + 1, name, "GIF")
+            if buf[pos] == 0:
+                return pos + 1
+            pos += 1 + buf[pos]
+
+    while True:
+        _need(buf, pos + 1, name, "GIF")
+        block = buf[pos]
+        if block == 0x3B:  # trailer
+            return width, height
+        if block == 0x21:  # extension: label, then data sub-blocks
+            pos = sub_blocks(pos + 2)
+        elif block == 0x2C:  # image descriptor
+            _need(buf, pos + 10, name, "GIF")
+            left, top, w, h, flags = struct.unpack_from("<HHHHB", buf, pos + 1)
+            width, height = max(width, left + w), max(height, top + h)
+            pos += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+            pos = sub_blocks(pos + 1)  # LZW code size, then the data
+        else:
+            raise InputError(f"{name} is a damaged GIF (unknown block {block:#x} at byte {pos}): {ACCEPTED}")
 
 
 def _pnm_size(buf, name: str) -> tuple[int, int]:
@@ -197,18 +253,31 @@ def _pnm_size(buf, name: str) -> tuple[int, int]:
 
 
 def _tiff_size(buf, name: str) -> tuple[int, int]:
+    """The largest page: every IFD in the chain is read (a reader may decode any
+    page), and a size tag given twice in one IFD is refused."""
     e = "<" if bytes(buf[:2]) == b"II" else ">"
     ifd = struct.unpack_from(e + "I", buf, 4)[0]
-    count = struct.unpack_from(e + "H", buf, ifd)[0]
-    found: dict[int, int] = {}
-    for i in range(count):
-        tag, typ = struct.unpack_from(e + "HH", buf, ifd + 2 + 12 * i)
-        if tag in (256, 257):
-            fmt = e + ("H" if typ == 3 else "I")
-            found[tag] = struct.unpack_from(fmt, buf, ifd + 2 + 12 * i + 8)[0]
-    if 256 not in found or 257 not in found:
-        raise InputError(f"{name} is a damaged TIFF (no image size): {ACCEPTED}")
-    return found[256], found[257]
+    best: tuple[int, int] | None = None
+    seen: set[int] = set()
+    while ifd and ifd not in seen and len(seen) < 1024:
+        seen.add(ifd)
+        count = struct.unpack_from(e + "H", buf, ifd)[0]
+        found: dict[int, int] = {}
+        for i in range(count):
+            tag, typ = struct.unpack_from(e + "HH", buf, ifd + 2 + 12 * i)
+            if tag in (256, 257):
+                if tag in found:
+                    raise InputError(f"{name} is a damaged TIFF (its image size is given twice): {ACCEPTED}")
+                fmt = e + ("H" if typ == 3 else "I")
+                found[tag] = struct.unpack_from(fmt, buf, ifd + 2 + 12 * i + 8)[0]
+        if 256 in found and 257 in found:
+            size = (found[256], found[257])
+            if best is None or size[0] * size[1] > best[0] * best[1]:
+                best = size
+        elif best is None:
+            raise InputError(f"{name} is a damaged TIFF (no image size): {ACCEPTED}")
+        ifd = struct.unpack_from(e + "I", buf, ifd + 2 + 12 * count)[0]
+    return best
 
 
 # ------------------------------------------------------------------------ orientation

@@ -842,3 +842,107 @@ def test_a_phone_photo_is_segmented_upright(tmp_path, orientation, store):
     assert masks[0].shape == masks[1].shape == photo.shape[:2]
     assert masks[0].sum() > 0.05 * masks[0].size
     assert (masks[0] & masks[1]).sum() / (masks[0] | masks[1]).sum() > 0.9
+
+
+# ---------------------------------------------------------------------------- image headers
+def _tiff(pages: list[list[tuple[int, int]]], pixels: bytes) -> bytes:
+    """A little-endian TIFF, one IFD per page, each a list of (tag, value) SHORT/LONG entries;
+    StripOffsets (273) of every page point at ``pixels``."""
+    ifd_at, out = [], b""
+    pos = 8
+    for entries in pages:
+        ifd_at.append(pos)
+        pos += 2 + 12 * len(entries) + 4
+    data_at = pos
+    for n, entries in enumerate(pages):
+        out += struct.pack("<H", len(entries))
+        for tag, value in entries:
+            value = data_at if tag == 273 else value
+            out += struct.pack("<HHII", tag, 4, 1, value)
+        out += struct.pack("<I", ifd_at[n + 1] if n + 1 < len(pages) else 0)
+    return b"II" + struct.pack("<HI", 42, 8) + out + pixels
+
+
+def _rgb_page(w: int, h: int, *, width_twice: int | None = None) -> list[tuple[int, int]]:
+    widths = [(256, width_twice), (256, w)] if width_twice else [(256, w)]
+    return [*widths, (257, h), (258, 8), (259, 1), (262, 2), (273, 0), (277, 3), (278, h), (279, w * h * 3)]
+
+
+def _inconsistent_images() -> dict[str, bytes]:
+    """Images whose headers state their size more than once, the guard's size small, another one 20000x20000."""
+    small = cv2.resize(cv2.imread(str(ROOM)), (64, 40), interpolation=cv2.INTER_AREA)
+    png = cv2.imencode(".png", small)[1].tobytes()
+    huge_ihdr = _chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+    jpg = cv2.imencode(".jpg", small)[1].tobytes()
+    at = next(i for i in range(len(jpg) - 1) if jpg[i] == 0xFF and jpg[i + 1] in (0xC0, 0xC2))
+    sof = jpg[at: at + 2 + struct.unpack_from(">H", jpg, at + 2)[0]]
+    huge_sof = sof[:5] + struct.pack(">HH", 20000, 20000) + sof[9:]
+    pixels = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).tobytes()
+    gif = (b"GIF89a" + struct.pack("<HHBBB", 64, 40, 0x80, 0, 0) + bytes(6)  # screen 64x40, 2 colours
+           + b"\x2c" + struct.pack("<HHHHB", 0, 0, 20000, 20000, 0) + b"\x02\x02\x4c\x01\x00" + b"\x3b")
+    webp = cv2.imencode(".webp", small, [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes()  # VP8L, 64x40
+    bits = struct.unpack_from("<I", webp, 21)[0]
+    bits = (bits & ~((1 << 28) - 1)) | (20000 - 1) | ((20000 - 1) << 14)
+    vp8l = webp[12:21] + struct.pack("<I", bits) + webp[25:]
+    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes(4) + (63).to_bytes(3, "little") + (39).to_bytes(3, "little")
+    return {
+        "two-ihdr.png": png[:33] + huge_ihdr + png[33:],
+        "two-sof.jpg": jpg[:at] + huge_sof + sof + jpg[at + len(sof):],
+        "width-twice.tif": _tiff([_rgb_page(64, 40, width_twice=20000)], pixels),
+        "two-pages.tif": _tiff([_rgb_page(64, 40), _rgb_page(20000, 20000)], pixels),
+        "frame-off-screen.gif": gif,
+        "canvas-vs-image.webp": b"RIFF" + struct.pack("<I", 4 + len(vp8x) + len(vp8l)) + b"WEBP" + vp8x + vp8l,
+    }
+
+
+INCONSISTENT = list(_inconsistent_images())
+
+
+@pytest.mark.parametrize("name", INCONSISTENT)
+def test_an_image_that_states_its_size_twice_is_never_decoded(tmp_path, monkeypatch, name):
+    from vbg import imageio
+    from vbg.errors import InputError
+
+    path = tmp_path / name
+    path.write_bytes(_inconsistent_images()[name])
+
+    def no_decoding(*a, **k):
+        raise AssertionError("the image was decoded")
+
+    monkeypatch.setattr(imageio.cv2, "imdecode", no_decoding)
+    with pytest.raises(InputError, match="20000x20000|damaged"):
+        imageio.read_rgb(path)
+
+
+@pytest.mark.parametrize("name", INCONSISTENT)
+def test_an_image_that_states_its_size_twice_is_one_line(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(_inconsistent_images()[name])
+    proc = run("segment", path, "--model", "selfie", "-o", tmp_path / "mask.png")
+    one_error(proc, 9, name)
+    assert "libpng" not in proc.stderr and "TIFFRead" not in proc.stderr  # no decoder saw it
+    assert leftovers(tmp_path) == [name]
+
+
+def test_opencv_itself_refuses_images_over_the_limit_once_vbg_is_imported(tmp_path):
+    """A second guard behind the header checks: vbg sets OPENCV_IO_MAX_IMAGE_PIXELS before cv2 loads
+    (OpenCV reads it then), unless the user set it."""
+    big = write_png(tmp_path / "big.png", 12000, 12000, 1, 0, (bytes(1500) for _ in range(12000)))  # 144 Mpx
+    code = ("import sys, numpy as np\n"
+            "import cv2\n"
+            "try:\n"
+            "    img = cv2.imdecode(np.fromfile(sys.argv[1], np.uint8), cv2.IMREAD_GRAYSCALE)\n"
+            "except cv2.error:\n"
+            "    img = None\n"
+            "print('refused' if img is None else 'decoded')\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+
+    def decode(first: str, **extra) -> str:
+        out = subprocess.run([sys.executable, "-c", first + code, str(big)], capture_output=True, text=True,
+                             env={**env, **extra}, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert decode("") == "decoded"  # OpenCV alone: its own limit is 2^30 pixels
+    assert decode("import vbg\n") == "refused"
+    assert decode("import vbg\n", OPENCV_IO_MAX_IMAGE_PIXELS=str(1 << 30)) == "decoded"  # the user's value wins
