@@ -271,7 +271,7 @@ def _expand_inputs(patterns: list[str]) -> list[Path | str]:
     """Paths, globs expanded; a URL stays as it is (a Path would fold its '//')."""
     import glob
 
-    from .netsource import is_url
+    from .mediaopen import is_url
 
     out: list[Path | str] = []
     for pat in patterns:
@@ -342,11 +342,12 @@ def cmd_process(args) -> int:
     targets = preflight.collect(found, _process_targets, inputs, Path(args.output), args.format, args.alpha,
                                  batch) or []
     mode = "rgba" if args.alpha else "matte" if args.matte else "rgb"
-    from .netsource import is_url
+    from .mediaopen import is_url, special_file
 
     for src in inputs:
         if not is_url(src) and not src.is_file():
-            found.append(InputError(f"{src}: {'is a folder' if src.is_dir() else 'no such file'}: "
+            kind = special_file(src)
+            found.append(InputError(f"{src}: {f'is {kind}, not a file' if kind else 'no such file'}: "
                                     "give a video file"))
     for dst in targets:
         if dst.exists() and not args.overwrite:

@@ -26,6 +26,7 @@ import numpy as np
 from . import MAX_IMAGE_PIXELS
 from .errors import InputError, OutputError
 from .fsutil import atomic_path, write_error_hint
+from .mediaopen import special_file
 
 MAX_PIXELS = MAX_IMAGE_PIXELS  # refuse decompression bombs before decoding (OpenCV refuses them too)
 MAX_FILE_BYTES = 1 << 30  # no still image worth reading is larger
@@ -39,7 +40,8 @@ def read_rgb(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         if not path.is_file():  # raises for a name too long or a folder we may not enter
-            what = "is a folder" if path.is_dir() else "does not exist"
+            kind = special_file(path)
+            what = f"is {kind}, not a file" if kind else "does not exist"
             raise InputError(f"image {path} {what}: check the path")
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:

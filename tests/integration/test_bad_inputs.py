@@ -946,3 +946,175 @@ def test_opencv_itself_refuses_images_over_the_limit_once_vbg_is_imported(tmp_pa
     assert decode("") == "decoded"  # OpenCV alone: its own limit is 2^30 pixels
     assert decode("import vbg\n") == "refused"
     assert decode("import vbg\n", OPENCV_IO_MAX_IMAGE_PIXELS=str(1 << 30)) == "decoded"  # the user's value wins
+
+
+# ---------------------------------------------------------------------------- files that are not what they seem
+def write_cover_art_audio(path: Path, fmt: str, codec: str) -> Path:
+    """An audio file whose only video stream is its cover art (an attached picture)."""
+    with av.open(str(path), "w", format=fmt) as out:
+        a = out.add_stream(codec, rate=44100)
+        v = out.add_stream("mjpeg")
+        v.width, v.height, v.pix_fmt = 64, 64, "yuvj420p"
+        v.disposition = av.stream.Disposition.attached_pic
+        cover = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
+        for p in v.encode(cover.reformat(format="yuvj420p")) + v.encode(None):
+            out.mux(p)
+        for _ in range(20):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.float32), format="fltp", layout="mono")
+            f.sample_rate = 44100
+            for p in a.encode(f):
+                out.mux(p)
+        for p in a.encode(None):
+            out.mux(p)
+    return path
+
+
+def write_png_clip(path: Path, size: tuple[int, int], n: int = 5) -> Path:
+    """QuickTime with PNG frames: any size, 1x1 too."""
+    w, h = size
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("png", rate=30)
+        v.width, v.height, v.pix_fmt = w, h, "rgb24"
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(np.full((h, w, 3), 100, np.uint8), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    return path
+
+
+def write_jumping_clip(path: Path, jump_s: int = 3600, n: int = 20) -> Path:
+    """Frames 10.. have timestamps one hour later than they should."""
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+        s.time_base = Fraction(1, 30)
+        s.options = {"preset": "ultrafast"}
+        for i, (rgb, _) in enumerate(person_clip_frames(n, (180, 320))):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f.pts, f.time_base = i + (jump_s * 30 if i >= n // 2 else 0), Fraction(1, 30)
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    return path
+
+
+@pytest.fixture(scope="module")
+def odd_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("odd")
+    return {"cover.mp3": write_cover_art_audio(d / "cover.mp3", "mp3", "libmp3lame"),
+            "cover.m4a": write_cover_art_audio(d / "cover.m4a", "mp4", "aac"),
+            "1x1.mov": write_png_clip(d / "1x1.mov", (1, 1)),
+            "2x4000.mov": write_png_clip(d / "2x4000.mov", (2, 4000)),
+            "4000x2.mov": write_png_clip(d / "4000x2.mov", (4000, 2)),
+            "jump.mp4": write_jumping_clip(d / "jump.mp4")}
+
+
+@pytest.mark.parametrize("name,needle", [("cover.mp3", "only cover art"), ("cover.m4a", "only cover art"),
+                                         ("1x1.mov", "1x1: too small"), ("2x4000.mov", "2x4000: too small"),
+                                         ("4000x2.mov", "4000x2: too small")])
+def test_a_file_that_is_not_a_video_of_a_person(odd_files, tmp_path, name, needle):
+    """Cover art is not video, a 1-pixel or 2-pixel-wide frame holds no person: one line each, input
+    exit codes (vbg process 9, the live --source 11), never a traceback or an output."""
+    src = odd_files[name]
+    proc = run("process", src, "-o", tmp_path / "o.mp4", "--model", "selfie")
+    one_error(proc, 9, name, needle)
+    proc = run("--source", src, "--model", "selfie", "--no-vcam", "--record", tmp_path / "o.mp4", "--frames", "3")
+    one_error(proc, 11, name, needle)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_timestamp_jump_of_an_hour(odd_files, tmp_path):
+    """vbg process stops at the jump with one line, the frames before it kept (no hour of one still frame);
+    the live source plays over it instead of waiting an hour."""
+    out = tmp_path / "o.mp4"
+    proc = run("process", odd_files["jump.mp4"], "-o", out, "--model", "selfie", timeout=300)
+    one_error(proc, 9, "jump.mp4", "timestamps jump by 3600 s after 10 frames")
+    with av.open(str(out.with_name("o.partial.mp4"))) as c:
+        assert c.duration / av.time_base < 60
+        assert sum(1 for _ in c.decode(video=0)) <= 10
+
+    from vbg.capture.video_file import VideoFileSource
+    from vbg.clock import FakeClock
+
+    clock = FakeClock()
+    with VideoFileSource(str(odd_files["jump.mp4"]), clock=clock) as src:
+        frames = 0
+        while src.read() is not None:
+            frames += 1
+    assert frames == 20 and clock.now() < 60  # paced at 30 fps across the jump
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    """A named pipe opened for reading blocks until some program writes to it: vbg says what it is instead."""
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in ("clip.mp4", "photo.png"):
+        os.mkfifo(d / name)
+    out = tmp_path / "out"
+    out.mkdir()
+    cases = [(("process", d / "clip.mp4", "-o", out / "o.mp4"), 9),
+             (("segment", d / "photo.png", "-o", out / "m.png"), 9),
+             (("--source", d / "clip.mp4", "--no-vcam", "--record", out / "o.mp4"), 11),
+             (("--source", "demo", "--background", d / "clip.mp4", "--no-vcam", "--record", out / "o.mp4"), 9),
+             (("--source", "demo", "--background", d / "photo.png", "--no-vcam", "--record", out / "o.mp4"), 9)]
+    for args, code in cases:
+        proc = run(*args, "--model", "selfie", timeout=120)  # hang guard: the open never returned before
+        one_error(proc, code, "is a FIFO (named pipe), not a file")
+    assert leftovers(out) == []
+
+
+# ---------------------------------------------------------------------------- models that are not what they seem
+def _save_model(path: Path, nodes, x_type, x_shape, y_shape, initializers=()) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", x_type, x_shape)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=list(initializers))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def odd_models(tmp_path_factory):
+    """Tiny graphs that load and run, and are no matting model: [1,3,H,W] in, [1,1,?,?] out."""
+    from onnx import TensorProto, helper
+
+    d = tmp_path_factory.mktemp("models")
+    mean = helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=1)
+    zero = helper.make_node("Sub", ["m", "m"], ["z"])
+    return {
+        "nan.onnx": _save_model(d / "nan.onnx", [mean, zero, helper.make_node("Div", ["z", "z"], ["y"])],
+                                TensorProto.FLOAT, [1, 3, 64, 64], [1, 1, 64, 64]),
+        "uint8.onnx": _save_model(d / "uint8.onnx", [helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT),
+                                                     helper.make_node("ReduceMean", ["f"], ["y"], axes=[1], keepdims=1)],
+                                  TensorProto.UINT8, [1, 3, 64, 64], [1, 1, 64, 64]),
+        "half-size.onnx": _save_model(d / "half-size.onnx",
+                                      [mean, helper.make_node("MaxPool", ["m"], ["y"], kernel_shape=[2, 2],
+                                                              strides=[2, 2])],
+                                      TensorProto.FLOAT, [1, 3, 64, 64], [1, 1, 32, 32]),
+        "half-size-dynamic.onnx": _save_model(d / "half-size-dynamic.onnx",
+                                              [mean, helper.make_node("MaxPool", ["m"], ["y"], kernel_shape=[2, 2],
+                                                                      strides=[2, 2])],
+                                              TensorProto.FLOAT, [1, 3, "h", "w"], [1, 1, "oh", "ow"]),
+    }
+
+
+@pytest.mark.parametrize("name,needle", [("nan.onnx", "returned NaN"), ("uint8.onnx", "takes tensor(uint8) input"),
+                                         ("half-size.onnx", "returns a 32x32 matte for a 64x64 image"),
+                                         ("half-size-dynamic.onnx", "returned a matte of shape [1, 1, 512, 512] for a 1024x1024 input")])
+def test_a_model_that_is_not_a_matting_model_is_one_line(odd_models, tmp_path, name, needle):
+    """The model's kind of error (exit 4), naming the model and what is wrong: never a traceback from
+    ONNX Runtime, never a silent all-zero (NaN) or stretched mask."""
+    mask = tmp_path / "mask.png"
+    proc = run("segment", ROOM, "--model", odd_models[name], "-o", mask)
+    one_error(proc, 4, name.removesuffix(".onnx"), needle)
+    assert not mask.exists()
+
+
+def test_a_nan_model_in_vbg_process_is_one_line(m, odd_models, tmp_path):
+    proc = run("process", m["clip"], "-o", tmp_path / "o.mp4", "--model", odd_models["nan.onnx"])
+    one_error(proc, 4, "nan.onnx", "returned NaN")
+    assert not (tmp_path / "o.mp4").exists()

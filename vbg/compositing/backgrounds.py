@@ -29,6 +29,7 @@ import numpy as np
 from ..clock import Clock, MonotonicClock
 from ..errors import ConfigError, DependencyError, InputError
 from ..imageio import read_rgb
+from ..mediaopen import picture_stream, special_file
 from .bundled import find_background
 from .color import parse_color
 
@@ -250,6 +251,15 @@ class BlurBackground:
         self.close()
 
 
+def _check_file(path: Path) -> None:
+    """A background video is a regular file (a FIFO would block the open for good)."""
+    what = special_file(path)
+    if what is not None:
+        raise InputError(f"background video {path} is {what}, not a file: pass a video file")
+    if not path.is_file():
+        raise InputError(f"background video {path} does not exist: check the path")
+
+
 def _import_av():
     try:
         import av
@@ -286,13 +296,12 @@ class VideoBackground:
         self.path = Path(path)
         self._clock = clock or MonotonicClock()
         av = _import_av()
-        if not self.path.is_file():
-            raise InputError(f"background video {self.path} does not exist: check the path")
+        _check_file(self.path)
         try:
             with av.open(str(self.path)) as container:
-                if not container.streams.video:
+                stream = picture_stream(container)
+                if stream is None:
                     raise InputError(f"{self.path} has no video stream: pass a video file (mp4, mkv, webm, ...)")
-                stream = container.streams.video[0]
                 rate = stream.average_rate or stream.guessed_rate or stream.base_rate
                 self.fps = float(rate) if rate and float(rate) > 0 else 30.0
                 first = next(container.decode(stream), None)
@@ -372,7 +381,7 @@ class VideoBackground:
             while not stop.is_set():
                 got = False
                 with av.open(str(self.path)) as container:
-                    stream = container.streams.video[0]
+                    stream = picture_stream(container)
                     for frame in container.decode(stream):
                         if stop.is_set():
                             return
@@ -415,8 +424,7 @@ class SyncVideoBackground:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise InputError(f"background video {self.path} does not exist: check the path")
+        _check_file(self.path)
         self._container = None
         self._frames = None
         self._out: np.ndarray | None = None
@@ -427,7 +435,9 @@ class SyncVideoBackground:
         av = _import_av()
         try:
             self._container = av.open(str(self.path))
-            stream = self._container.streams.video[0]
+            stream = picture_stream(self._container)
+            if stream is None:
+                raise IndexError("no video stream")
         except (av.FFmpegError, IndexError, OSError) as e:
             self.close()
             raise InputError(

@@ -79,7 +79,7 @@ import numpy as np
 
 from vbg.errors import ConfigError, InputError, OutputError, VbgError
 from vbg.fsutil import write_error_hint as disk_hint
-from vbg.netsource import TIMEOUT_ENV, is_url, open_media, timed_out, timeout_s
+from vbg.mediaopen import NotAFileError, TIMEOUT_ENV, is_url, open_media, picture_stream, timed_out, timeout_s
 
 MODES = ("rgb", "rgba", "matte")
 QUALITIES = ("fast", "balanced", "best")
@@ -151,6 +151,16 @@ def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return rgb if turns == 0 else cv2.rotate(rgb, _ROTATE[turns])
 
 
+def frame_rate(stream) -> Fraction | None:
+    """The average frame rate; the stream's nominal one when the average is under one frame a
+    second, which is a gap in the timestamps (a damaged file), not the rate the frames play at."""
+    average = stream.average_rate
+    nominal = stream.guessed_rate or stream.base_rate
+    if average and average < 1 and nominal and nominal >= 1:
+        return nominal
+    return average or nominal
+
+
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
@@ -162,6 +172,8 @@ def _open_input(path: str | Path, cancel: threading.Event | None = None) -> av.c
         raise
     except FileNotFoundError as e:
         raise InputError(f"{path}: no such file: check the path") from e
+    except NotAFileError as e:
+        raise InputError(f"{e}: pass a video file") from e
     except (av.FFmpegError, OSError) as e:
         if is_url(path) and timed_out(e):
             raise InputError(f"{path}: the server sent nothing for {timeout_s():g} s: check the URL, "
@@ -173,7 +185,23 @@ def _open_input(path: str | Path, cancel: threading.Event | None = None) -> av.c
     if not container.streams.video:
         container.close()
         raise InputError(f"{path} has no video stream: pass a video file")
+    if picture_stream(container) is None:
+        container.close()
+        raise InputError(f"{path} has no video stream, only cover art (a still picture): pass a video file")
     return container
+
+
+MAX_TIMESTAMP_JUMP_S = 600  # a longer gap between two frames is damage, not a pause: it would be an output of one still frame
+
+MIN_SIDE = 16  # smaller frames hold nothing to segment (and 1-pixel sizes break resampling)
+MAX_ASPECT = 10  # wider or taller than 10:1 is a strip, not a picture
+
+
+def check_frame_size(name, width: int, height: int) -> None:
+    """Refuse a frame size no person fits in: a side under ``MIN_SIDE`` or an aspect over ``MAX_ASPECT``."""
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_ASPECT * min(width, height):
+        raise InputError(f"{name}: its frames are {width}x{height}: too small or too narrow to segment "
+                         f"(at least {MIN_SIDE} pixels a side, at most {MAX_ASPECT}:1); pass a video of a person")
 
 
 def _alpha_in_stream(stream: av.video.stream.VideoStream, pix_fmt: str) -> bool:
@@ -193,7 +221,7 @@ def probe(path: str | Path, cancel: threading.Event | None = None) -> VideoInfo:
     signal) ends the wait for it with ``KeyboardInterrupt``.
     """
     with _open_input(path, cancel) as container:
-        stream = container.streams.video[0]
+        stream = picture_stream(container)
         cc = stream.codec_context
         try:
             first = next(container.decode(stream), None)
@@ -202,12 +230,13 @@ def probe(path: str | Path, cancel: threading.Event | None = None) -> VideoInfo:
         if first is None:
             raise InputError(f"{path}: its video stream has no decodable frame: pass an intact video file")
         rotation = frame_rotation(first, stream)
+        check_frame_size(path, cc.width or first.width, cc.height or first.height)
         pix_fmt = cc.pix_fmt or first.format.name
         has_alpha = _alpha_in_stream(stream, pix_fmt)
         if has_alpha and stream.metadata.get("alpha_mode") == "1" and pix_fmt == "yuv420p":
             pix_fmt = "yuva420p"  # what the libvpx decoder gives; FFmpeg's native one drops alpha
         time_base = stream.time_base or Fraction(1, 90000)
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        rate = frame_rate(stream)
         if stream.duration:
             duration = float(stream.duration * time_base)
         elif container.duration:
@@ -237,8 +266,9 @@ def probe(path: str | Path, cancel: threading.Event | None = None) -> VideoInfo:
 class VideoReader:
     """Every frame of ``path``'s first video stream as RGB with its original pts.
 
-    ``for frame in reader`` yields ``DecodedFrame``s; a decode error mid-file
-    raises ``InputError`` that says how many frames were read (``frames_read``),
+    ``for frame in reader`` yields ``DecodedFrame``s; a decode error mid-file, or
+    timestamps that jump forward by more than ``MAX_TIMESTAMP_JUMP_S``,
+    raise ``InputError`` that says how many frames were read (``frames_read``),
     so the caller can still finalize what it has. A frame without a pts gets
     the previous one plus one frame interval. ``rotate`` (``VideoInfo.rotation``)
     turns each frame upright.
@@ -248,10 +278,10 @@ class VideoReader:
         self.path = str(path)
         self._rotate = rotate
         self._container = _open_input(path, cancel)
-        self._stream = self._container.streams.video[0]
+        self._stream = picture_stream(self._container)
         self._stream.thread_type = "AUTO"
         self.time_base: Fraction = self._stream.time_base or Fraction(1, 90000)
-        rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(30)
+        rate = frame_rate(self._stream) or Fraction(30)
         self._step = max(1, round(1 / (rate * self.time_base)))
         self.frames_read = 0
 
@@ -273,6 +303,10 @@ class VideoReader:
             pts = frame.pts
             if pts is None:
                 pts = 0 if last_pts is None else last_pts + self._step
+            if last_pts is not None and (pts - last_pts) * self.time_base > MAX_TIMESTAMP_JUMP_S:
+                raise InputError(f"{self.path}: its timestamps jump by {float((pts - last_pts) * self.time_base):.0f} s "
+                                 f"after {self.frames_read} frames: the file is damaged; remux or cut it "
+                                 "(e.g. ffmpeg -i IN -c copy OUT)")
             last_pts = pts
             index = self.frames_read
             self.frames_read += 1

@@ -1,4 +1,9 @@
-"""Opening media with PyAV when the name may be a network URL (http, rtsp, tcp, ...).
+"""Opening media with PyAV: local files, and network URLs (http, rtsp, tcp, ...).
+
+A local name must be a regular file: a FIFO blocks the open until some other
+program writes to it (forever, in practice), and a device or socket is no video
+file either (``special_file``). ``picture_stream`` picks the first video stream
+that is a moving picture, not an audio file's cover art.
 
 A server that accepts the connection and never answers would hold FFmpeg
 forever, and since FFmpeg retries a read that a signal interrupts, Python's
@@ -21,6 +26,7 @@ Local files are opened directly, as before.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -67,16 +73,50 @@ def timed_out(e: BaseException) -> bool:
     return isinstance(e, TimeoutError)
 
 
+def special_file(path: str | Path) -> str | None:
+    """What ``path`` is when it exists but is not a regular file ("a FIFO (named pipe)",
+    "a folder", ...); None for a regular file or a missing one."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return what
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+class NotAFileError(OSError):
+    """A local media name that exists but is not a regular file (``str``: what it is)."""
+
+
+def picture_stream(container):
+    """The first video stream that is not an attached picture (an mp3's or m4a's cover
+    art is a one-frame 'video' stream); None when there is none."""
+    import av
+
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
 def open_media(name: str | Path, cancel: threading.Event | None = None):
     """``av.open(name)``; for a URL with time-outs, interruptible by a signal or ``cancel``.
 
-    Raises what ``av.open`` raises (``TimeoutError`` when a URL's server was
+    Raises ``NotAFileError`` for a local name that is a FIFO, a folder, a device
+    (never opened: a FIFO would block), else what ``av.open`` raises (``TimeoutError`` when a URL's server was
     silent for the time-out: RTSP reports that as invalid data, so an error
     that comes after the whole time-out counts as one); ``KeyboardInterrupt``
     when ``cancel`` is set (or a signal handler raised it) before a URL was opened."""
     import av
 
     if not is_url(name):
+        what = special_file(name)
+        if what is not None:
+            raise NotAFileError(f"{name} is {what}, not a file")
         return av.open(str(name))
     url = str(name)
     options = network_options(url)
