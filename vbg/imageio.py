@@ -203,9 +203,9 @@ def _webp_size(buf, name: str) -> tuple[int, int]:
     pos = 30
     while pos + 8 <= len(buf):
         ctype, length = bytes(buf[pos:pos + 4]), struct.unpack_from("<I", buf, pos + 4)[0]
-        if ctype in (b"VP8 ", b"VP8L") and _vp8_size(buf, pos + 8, ctype) != canvas:
-            raise InputError(f"{name} is a damaged WebP (its image is {'x'.join(map(str, _vp8_size(buf, pos + 8, ctype)))}"
-                             f" on a {canvas[0]}x{canvas[1]} canvas): {ACCEPTED}")
+        if ctype in (b"VP8 ", b"VP8L") and (size := _vp8_size(buf, pos + 8, ctype)) != canvas:
+            raise InputError(f"{name} is a damaged WebP (its image is {size[0]}x{size[1]} on a "
+                             f"{canvas[0]}x{canvas[1]} canvas): {ACCEPTED}")
         if ctype == b"ANMF":  # x/2, y/2, width-1, height-1: 24 bits each
             f = bytes(buf[pos + 8:pos + 20])
             x, y, w, h = (int.from_bytes(f[i:i + 3], "little") for i in (0, 3, 6, 9))

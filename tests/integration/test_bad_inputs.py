@@ -1088,8 +1088,9 @@ def odd_models(tmp_path_factory):
     return {
         "nan.onnx": _save_model(d / "nan.onnx", [mean, zero, helper.make_node("Div", ["z", "z"], ["y"])],
                                 TensorProto.FLOAT, [1, 3, 64, 64], [1, 1, 64, 64]),
-        "uint8.onnx": _save_model(d / "uint8.onnx", [helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT),
-                                                     helper.make_node("ReduceMean", ["f"], ["y"], axes=[1], keepdims=1)],
+        "uint8.onnx": _save_model(d / "uint8.onnx",
+                                  [helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT),
+                                   helper.make_node("ReduceMean", ["f"], ["y"], axes=[1], keepdims=1)],
                                   TensorProto.UINT8, [1, 3, 64, 64], [1, 1, 64, 64]),
         "half-size.onnx": _save_model(d / "half-size.onnx",
                                       [mean, helper.make_node("MaxPool", ["m"], ["y"], kernel_shape=[2, 2],
@@ -1104,7 +1105,8 @@ def odd_models(tmp_path_factory):
 
 @pytest.mark.parametrize("name,needle", [("nan.onnx", "returned NaN"), ("uint8.onnx", "takes tensor(uint8) input"),
                                          ("half-size.onnx", "returns a 32x32 matte for a 64x64 image"),
-                                         ("half-size-dynamic.onnx", "returned a matte of shape [1, 1, 512, 512] for a 1024x1024 input")])
+                                         ("half-size-dynamic.onnx",
+                                          "returned a matte of shape [1, 1, 512, 512] for a 1024x1024 input")])
 def test_a_model_that_is_not_a_matting_model_is_one_line(odd_models, tmp_path, name, needle):
     """The model's kind of error (exit 4), naming the model and what is wrong: never a traceback from
     ONNX Runtime, never a silent all-zero (NaN) or stretched mask."""

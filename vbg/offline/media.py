@@ -191,7 +191,7 @@ def _open_input(path: str | Path, cancel: threading.Event | None = None) -> av.c
     return container
 
 
-MAX_TIMESTAMP_JUMP_S = 600  # a longer gap between two frames is damage, not a pause: it would be an output of one still frame
+MAX_TIMESTAMP_JUMP_S = 600  # a longer gap between two frames is damage, not a pause (an output of one still frame)
 
 MIN_SIDE = 16  # smaller frames hold nothing to segment (and 1-pixel sizes break resampling)
 MAX_ASPECT = 10  # wider or taller than 10:1 is a strip, not a picture
@@ -303,10 +303,10 @@ class VideoReader:
             pts = frame.pts
             if pts is None:
                 pts = 0 if last_pts is None else last_pts + self._step
-            if last_pts is not None and (pts - last_pts) * self.time_base > MAX_TIMESTAMP_JUMP_S:
-                raise InputError(f"{self.path}: its timestamps jump by {float((pts - last_pts) * self.time_base):.0f} s "
-                                 f"after {self.frames_read} frames: the file is damaged; remux or cut it "
-                                 "(e.g. ffmpeg -i IN -c copy OUT)")
+            if last_pts is not None and (gap := float((pts - last_pts) * self.time_base)) > MAX_TIMESTAMP_JUMP_S:
+                raise InputError(f"{self.path}: its timestamps jump by {gap:.0f} s "
+                                 f"after {self.frames_read} frames: the file is damaged; re-encode it with "
+                                 "continuous timestamps (ffmpeg -i IN -vf setpts=N/FRAME_RATE/TB OUT)")
             last_pts = pts
             index = self.frames_read
             self.frames_read += 1
