@@ -159,3 +159,73 @@ def open_media(name: str | Path, cancel: threading.Event | None = None):
     if "error" in box:
         raise box["error"]
     return box["container"]
+
+
+class NetworkFrames:
+    """The decoded frames of a network ``container``, decoded on a helper thread so that
+    the reader can stop waiting (``cancel`` set, a signal in the main thread) while FFmpeg
+    is blocked on a server that went silent mid-stream.
+
+    The helper owns the container: it closes it when it ends, also when the reader gave up
+    (``abandon``) while it was still blocked (closing it under FFmpeg's feet would crash)."""
+
+    _DEPTH = 4
+
+    def __init__(self, container, stream, cancel: threading.Event | None) -> None:
+        import queue
+
+        self._queue: queue.Queue = queue.Queue(self._DEPTH)
+        self._stop = threading.Event()
+        self._cancel = cancel
+        self._container, self._stream = container, stream
+        threading.Thread(target=self._pump, name="vbg-net-read", daemon=True).start()
+
+    def _offer(self, item) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=_WAIT_STEP_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _pump(self) -> None:
+        try:
+            try:
+                for frame in self._container.decode(self._stream):
+                    if not self._offer(("frame", frame)):
+                        return
+            except BaseException as e:  # handed to the reader
+                self._offer(("error", e))
+            else:
+                self._offer(("end", None))
+        finally:
+            self._container.close()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        """The next frame; StopIteration at the end or once ``cancel`` is set; a decoding error is raised."""
+        import queue
+
+        while True:
+            if self._cancel is not None and self._cancel.is_set():
+                self.abandon()
+                raise StopIteration
+            try:
+                kind, value = self._queue.get(timeout=_WAIT_STEP_S)
+            except queue.Empty:
+                continue
+            if kind == "frame":
+                return value
+            self.abandon()
+            if kind == "error":
+                raise value
+            raise StopIteration
+
+    def abandon(self) -> None:
+        """Stop reading; the helper closes the container as soon as FFmpeg lets it go."""
+        self._stop.set()

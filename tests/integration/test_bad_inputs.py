@@ -1120,3 +1120,79 @@ def test_a_nan_model_in_vbg_process_is_one_line(m, odd_models, tmp_path):
     proc = run("process", m["clip"], "-o", tmp_path / "o.mp4", "--model", odd_models["nan.onnx"])
     one_error(proc, 4, "nan.onnx", "returned NaN")
     assert not (tmp_path / "o.mp4").exists()
+
+
+class StallingServer(SilentServer):
+    """An HTTP server that answers every request with the start of an MPEG-TS clip, then keeps silent."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.served = 0
+        self.served_event = threading.Condition()
+        super().__init__()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n\r\n" + self.body)
+        except OSError:
+            return
+        with self.served_event:
+            self.served += 1
+            self.served_event.notify_all()
+
+    def wait_served(self, n: int, timeout: float) -> bool:
+        with self.served_event:
+            return self.served_event.wait_for(lambda: self.served >= n, timeout)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_ends_vbg_process_on_a_stream_that_stalls_mid_way(tmp_path, sig):
+    """The server sends 24 frames of a clip and keeps the connection open without a word (no time-out in sight):
+    a signal still ends vbg process at once, with what was read kept as a playable partial file."""
+    from fractions import Fraction
+
+    ts = tmp_path / "clip.ts"
+    with av.open(str(ts), "w", format="mpegts") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+        s.options = {"preset": "ultrafast"}
+        for i, (rgb, _) in enumerate(person_clip_frames(90, (180, 320))):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 30)
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    with av.open(str(ts)) as c:  # cut after frame 24: fewer frames than vbg's queues hold, so that its
+        # reader waits for the network (not for room in a queue) when the signal comes
+        cut = [p.pos for p in c.demux(video=0) if p.pos is not None and p.pos >= 0][24]
+    server = StallingServer(ts.read_bytes()[:cut])
+    out = tmp_path / "frames"  # a PNG folder: each frame appears as soon as it is done
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "process", server.url().replace(".mp4", ".ts"), "-o",
+                             str(out), "--model", "selfie", "-q"], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "VBG_NETWORK_TIMEOUT": "3600"})
+    try:
+        assert server.wait_served(2, 300), "vbg never read the stream (probe, then the frames)"
+        end = time.monotonic() + 300  # hang guard only
+        while not (out / "frame_000015.png").exists():  # most frames are out: the reader waits for the server
+            assert proc.poll() is None and time.monotonic() < end, proc.poll()
+            time.sleep(0.01)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)  # hang guard: the frame reader waited for the server for good
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.close()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "vbg: error:" not in err, err
+    frames = sorted(p.name for p in out.iterdir())
+    assert 15 <= len(frames) <= 24 and all(n.startswith("frame_") and n.endswith(".png") for n in frames)

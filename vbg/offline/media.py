@@ -79,7 +79,8 @@ import numpy as np
 
 from vbg.errors import ConfigError, InputError, OutputError, VbgError
 from vbg.fsutil import write_error_hint as disk_hint
-from vbg.mediaopen import NotAFileError, TIMEOUT_ENV, is_url, open_media, picture_stream, timed_out, timeout_s
+from vbg.mediaopen import (TIMEOUT_ENV, NetworkFrames, NotAFileError, is_url, open_media, picture_stream, timed_out,
+                           timeout_s)
 
 MODES = ("rgb", "rgba", "matte")
 QUALITIES = ("fast", "balanced", "best")
@@ -283,13 +284,18 @@ class VideoReader:
         self.time_base: Fraction = self._stream.time_base or Fraction(1, 90000)
         rate = frame_rate(self._stream) or Fraction(30)
         self._step = max(1, round(1 / (rate * self.time_base)))
+        self._cancel = cancel
+        self._network: NetworkFrames | None = None
         self.frames_read = 0
 
     def __iter__(self) -> Iterator[DecodedFrame]:
         if self._container is None:
             raise ValueError("VideoReader is closed")
         last_pts: int | None = None
-        frames = self._container.decode(self._stream)
+        if is_url(self.path):  # a server may go silent: decoded on a helper, so that ``cancel`` ends the wait
+            frames = self._network = NetworkFrames(self._container, self._stream, self._cancel)
+        else:
+            frames = self._container.decode(self._stream)
         while True:
             try:
                 frame = next(frames, None)
@@ -313,9 +319,11 @@ class VideoReader:
             yield DecodedFrame(index=index, pts=pts, time_s=float(pts * self.time_base), rgb=rgb)
 
     def close(self) -> None:
-        if self._container is not None:
+        if self._network is not None:  # its helper thread closes the container
+            self._network.abandon()
+        elif self._container is not None:
             self._container.close()
-            self._container = None
+        self._container = None
 
     def __enter__(self):
         return self
