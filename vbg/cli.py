@@ -279,12 +279,17 @@ def _is_pattern(arg: str) -> bool:
     return any(c in arg for c in "*?[") and not Path(arg).exists()
 
 
-def _expand_inputs(patterns: list[str]) -> list[Path]:
+def _expand_inputs(patterns: list[str]) -> list[Path | str]:
+    """Paths, globs expanded; a URL stays as it is (a Path would fold its '//')."""
     import glob
 
-    out: list[Path] = []
+    from .mediaopen import is_url
+
+    out: list[Path | str] = []
     for pat in patterns:
-        if _is_pattern(pat):
+        if is_url(pat):
+            out.append(pat)
+        elif _is_pattern(pat):
             matches = sorted(glob.glob(pat))
             if not matches:
                 raise ConfigError(f"{pat!r} matches no file: check the pattern")
@@ -332,17 +337,17 @@ def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: b
             raise ConfigError(f"-o {raw}: unknown output type {output.suffix!r}: use .mp4, .m4v, .mkv, .mov, .webm, "
                               "or a name without a suffix for a folder of PNG frames")
         if fmt and fmt != "png":
-            name = inputs[0].stem if inputs else "out"
+            name = Path(inputs[0]).stem if inputs else "out"
             raise ConfigError(f"-o {raw} (one input, no suffix) is a folder of PNG frames but --format {fmt} asks "
                               f"for a video file: name the file, -o {output / (name + VIDEO_SUFFIXES[fmt])}")
         return [(output, True)]
     if suffix in KNOWN_VIDEO_SUFFIXES:
         raise ConfigError(f"-o {raw} names one file but {len(inputs)} inputs were given: pass a folder")
-    names = [i.stem for i in inputs]
+    names = [Path(i).stem for i in inputs]
     if len(set(names)) != len(names):
         raise ConfigError("two inputs have the same name: process them into different folders")
     fmt = fmt or ("mov" if alpha else "mp4")
-    return [(output / (i.stem + VIDEO_SUFFIXES[fmt]), fmt == "png") for i in inputs]
+    return [(output / (Path(i).stem + VIDEO_SUFFIXES[fmt]), fmt == "png") for i in inputs]
 
 
 def _check_process_target(dst: Path, sequence: bool, inputs: list, overwrite: bool) -> None:
@@ -406,9 +411,12 @@ def cmd_process(args) -> int:
                                  batch, args.output) or []
     targets = [t for t, _ in planned]
     mode = "rgba" if args.alpha else "matte" if args.matte else "rgb"
+    from .mediaopen import is_url, special_file
+
     for src in inputs:
-        if not src.is_file():
-            found.append(InputError(f"{src}: {'is a folder' if src.is_dir() else 'no such file'}: "
+        if not is_url(src) and not src.is_file():
+            kind = special_file(src)
+            found.append(InputError(f"{src}: {f'is {kind}, not a file' if kind else 'no such file'}: "
                                     "give a video file"))
     for dst, sequence in planned:
         preflight.collect(found, _check_process_target, dst, sequence, [*inputs, args.background], args.overwrite)

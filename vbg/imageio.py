@@ -5,6 +5,10 @@ file that is missing, empty, truncated, not an image or too large raises
 :class:`InputError`. The size is read from the header (PNG, JPEG, GIF, BMP,
 WebP, TIFF, PNM) before anything is decoded, so a 20000x20000 image costs
 nothing; other formats are refused rather than decoded blind.
+The EXIF orientation of a JPEG, PNG or WebP (a phone photo's "turn me") is
+applied, as every viewer does: ``IMREAD_UNCHANGED`` (the flag that keeps
+16 bits and alpha) ignores it, so vbg reads the tag itself (TIFF's own
+Orientation tag is applied by OpenCV's TIFF decoder already).
 Writes go to a temporary name in the target folder and are renamed into
 place, so an interrupted run never leaves a half-written file.
 """
@@ -19,11 +23,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import MAX_IMAGE_PIXELS
 from .errors import InputError, OutputError
 from .fsutil import NewFile, write_error_hint
 from .liblogs import c_stderr_quiet
+from .mediaopen import special_file
 
-MAX_PIXELS = 100_000_000  # refuse decompression bombs before decoding
+MAX_PIXELS = MAX_IMAGE_PIXELS  # refuse decompression bombs before decoding (OpenCV refuses them too)
 MAX_FILE_BYTES = 1 << 30  # no still image worth reading is larger
 ACCEPTED = "pass a PNG, JPEG, WebP, BMP or TIFF image"
 
@@ -35,7 +41,8 @@ def read_rgb(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         if not path.is_file():  # raises for a name too long or a folder we may not enter
-            what = "is a folder" if path.is_dir() else "does not exist"
+            kind = special_file(path)
+            what = f"is {kind}, not a file" if kind else "does not exist"
             raise InputError(f"image {path} {what}: check the path")
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
@@ -62,7 +69,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
     if img is None or img.size == 0:
         raise InputError(f"{path} is a damaged {header[0]} (it cannot be decoded): {ACCEPTED}")
     check_pixels(path, img.shape[1], img.shape[0])
-    return to_rgb8(img)
+    return to_rgb8(apply_orientation(img, exif_orientation(memoryview(data), header[0])))
 
 
 def check_pixels(path, width: int, height: int) -> None:
@@ -88,8 +95,7 @@ def probe_image(data, name: str = "image") -> tuple[str, int, int] | None:
         if head.startswith(b"\xff\xd8\xff"):
             return ("JPEG", *_jpeg_size(buf, name))
         if head[:6] in (b"GIF87a", b"GIF89a"):
-            _need(buf, 10, name, "GIF")
-            return ("GIF", *struct.unpack_from("<HH", buf, 6))
+            return ("GIF", *_gif_size(buf, name))
         if head[:2] == b"BM" and len(head) >= 26:
             return ("BMP", *_bmp_size(buf))
         if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -109,7 +115,8 @@ def _need(buf, end: int, name: str, fmt: str) -> None:
 
 
 def _png_size(buf, name: str) -> tuple[int, int]:
-    """IHDR's size, after walking the chunks to IEND: a PNG cut short has no IEND."""
+    """IHDR's size, after walking the chunks to IEND: a PNG cut short has no IEND,
+    and one with a second IHDR is refused."""
     _need(buf, 33, name, "PNG")
     length, ctype = struct.unpack_from(">I4s", buf, 8)
     ihdr = bytes(buf[12:29])
@@ -122,6 +129,8 @@ def _png_size(buf, name: str) -> tuple[int, int]:
     while True:
         _need(buf, pos + 8, name, "PNG")
         length, ctype = struct.unpack_from(">I4s", buf, pos)
+        if ctype == b"IHDR":  # a second size: which one a decoder takes is anyone's guess
+            raise InputError(f"{name} is a damaged PNG (two IHDR headers): {ACCEPTED}")
         pos += 12 + length
         _need(buf, pos, name, "PNG")
         if ctype == b"IEND":
@@ -132,8 +141,8 @@ _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 
 
 
 def _jpeg_size(buf, name: str) -> tuple[int, int]:
-    """The SOF segment's size; the segments are walked to the first scan, and a
-    file with no end-of-image marker after it is truncated."""
+    """The SOF segment's size; the segments are walked to the first scan (a second
+    SOF is refused), and a file with no end-of-image marker after it is truncated."""
     pos, size = 2, None
     while True:
         _need(buf, pos + 4, name, "JPEG")
@@ -148,6 +157,8 @@ def _jpeg_size(buf, name: str) -> tuple[int, int]:
             continue
         length = struct.unpack_from(">H", buf, pos + 2)[0]
         if marker in _SOF:
+            if size is not None:  # libjpeg refuses it; another decoder might take either size
+                raise InputError(f"{name} is a damaged JPEG (two frame headers): {ACCEPTED}")
             _need(buf, pos + 9, name, "JPEG")
             height, width = struct.unpack_from(">HH", buf, pos + 5)
             size = (width, height)
@@ -171,19 +182,70 @@ def _bmp_size(buf) -> tuple[int, int]:
     return abs(width), abs(height)
 
 
+def _vp8_size(buf, data: int, chunk: bytes) -> tuple[int, int]:
+    """Size in a "VP8 " or "VP8L" bitstream that starts at ``data``."""
+    if chunk == b"VP8 ":
+        width, height = struct.unpack_from("<HH", buf, data + 6)
+        return width & 0x3FFF, height & 0x3FFF
+    bits = struct.unpack_from("<I", buf, data + 1)
+    return (bits[0] & 0x3FFF) + 1, ((bits[0] >> 14) & 0x3FFF) + 1
+
+
 def _webp_size(buf, name: str) -> tuple[int, int]:
+    """The simple formats' bitstream size; for VP8X the canvas, refused when the
+    image or an animation frame in it does not agree with it."""
     _need(buf, 30, name, "WebP")
     chunk = bytes(buf[12:16])
-    if chunk == b"VP8 ":
-        width, height = struct.unpack_from("<HH", buf, 26)
-        return width & 0x3FFF, height & 0x3FFF
-    if chunk == b"VP8L":
-        bits = struct.unpack_from("<I", buf, 21)[0]
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if chunk == b"VP8X":
-        b = bytes(buf[24:30])
-        return int.from_bytes(b[0:3], "little") + 1, int.from_bytes(b[3:6], "little") + 1
-    raise InputError(f"{name} is a damaged WebP (unknown chunk {chunk!r}): {ACCEPTED}")
+    if chunk in (b"VP8 ", b"VP8L"):
+        return _vp8_size(buf, 20, chunk)
+    if chunk != b"VP8X":
+        raise InputError(f"{name} is a damaged WebP (unknown chunk {chunk!r}): {ACCEPTED}")
+    b = bytes(buf[24:30])
+    canvas = int.from_bytes(b[0:3], "little") + 1, int.from_bytes(b[3:6], "little") + 1
+    pos = 30
+    while pos + 8 <= len(buf):
+        ctype, length = bytes(buf[pos:pos + 4]), struct.unpack_from("<I", buf, pos + 4)[0]
+        if ctype in (b"VP8 ", b"VP8L") and (size := _vp8_size(buf, pos + 8, ctype)) != canvas:
+            raise InputError(f"{name} is a damaged WebP (its image is {size[0]}x{size[1]} on a "
+                             f"{canvas[0]}x{canvas[1]} canvas): {ACCEPTED}")
+        if ctype == b"ANMF":  # x/2, y/2, width-1, height-1: 24 bits each
+            f = bytes(buf[pos + 8:pos + 20])
+            x, y, w, h = (int.from_bytes(f[i:i + 3], "little") for i in (0, 3, 6, 9))
+            if 2 * x + w + 1 > canvas[0] or 2 * y + h + 1 > canvas[1]:
+                raise InputError(f"{name} is a damaged WebP (a frame reaches past its canvas): {ACCEPTED}")
+        pos += 8 + length + (length & 1)
+    return canvas
+
+
+def _gif_size(buf, name: str) -> tuple[int, int]:
+    """The logical screen grown to hold every frame (a frame may lie outside it),
+    walking the blocks to the trailer: a GIF cut short has none."""
+    _need(buf, 13, name, "GIF")
+    width, height, flags = struct.unpack_from("<HHB", buf, 6)
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+
+    def sub_blocks(pos: int) -> int:
+        while True:
+            _need(buf, pos + 1, name, "GIF")
+            if buf[pos] == 0:
+                return pos + 1
+            pos += 1 + buf[pos]
+
+    while True:
+        _need(buf, pos + 1, name, "GIF")
+        block = buf[pos]
+        if block == 0x3B:  # trailer
+            return width, height
+        if block == 0x21:  # extension: label, then data sub-blocks
+            pos = sub_blocks(pos + 2)
+        elif block == 0x2C:  # image descriptor
+            _need(buf, pos + 10, name, "GIF")
+            left, top, w, h, flags = struct.unpack_from("<HHHHB", buf, pos + 1)
+            width, height = max(width, left + w), max(height, top + h)
+            pos += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+            pos = sub_blocks(pos + 1)  # LZW code size, then the data
+        else:
+            raise InputError(f"{name} is a damaged GIF (unknown block {block:#x} at byte {pos}): {ACCEPTED}")
 
 
 def _pnm_size(buf, name: str) -> tuple[int, int]:
@@ -195,18 +257,116 @@ def _pnm_size(buf, name: str) -> tuple[int, int]:
 
 
 def _tiff_size(buf, name: str) -> tuple[int, int]:
+    """The largest page: every IFD in the chain is read (a reader may decode any
+    page), and a size tag given twice in one IFD is refused."""
     e = "<" if bytes(buf[:2]) == b"II" else ">"
     ifd = struct.unpack_from(e + "I", buf, 4)[0]
-    count = struct.unpack_from(e + "H", buf, ifd)[0]
-    found: dict[int, int] = {}
-    for i in range(count):
-        tag, typ = struct.unpack_from(e + "HH", buf, ifd + 2 + 12 * i)
-        if tag in (256, 257):
-            fmt = e + ("H" if typ == 3 else "I")
-            found[tag] = struct.unpack_from(fmt, buf, ifd + 2 + 12 * i + 8)[0]
-    if 256 not in found or 257 not in found:
-        raise InputError(f"{name} is a damaged TIFF (no image size): {ACCEPTED}")
-    return found[256], found[257]
+    best: tuple[int, int] | None = None
+    seen: set[int] = set()
+    while ifd and ifd not in seen and len(seen) < 1024:
+        seen.add(ifd)
+        count = struct.unpack_from(e + "H", buf, ifd)[0]
+        found: dict[int, int] = {}
+        for i in range(count):
+            tag, typ = struct.unpack_from(e + "HH", buf, ifd + 2 + 12 * i)
+            if tag in (256, 257):
+                if tag in found:
+                    raise InputError(f"{name} is a damaged TIFF (its image size is given twice): {ACCEPTED}")
+                fmt = e + ("H" if typ == 3 else "I")
+                found[tag] = struct.unpack_from(fmt, buf, ifd + 2 + 12 * i + 8)[0]
+        if 256 in found and 257 in found:
+            size = (found[256], found[257])
+            if best is None or size[0] * size[1] > best[0] * best[1]:
+                best = size
+        elif best is None:
+            raise InputError(f"{name} is a damaged TIFF (no image size): {ACCEPTED}")
+        ifd = struct.unpack_from(e + "I", buf, ifd + 2 + 12 * count)[0]
+    return best
+
+
+# ------------------------------------------------------------------------ orientation
+
+def exif_orientation(data, fmt: str) -> int:
+    """The EXIF Orientation (1..8) of a JPEG (APP1), PNG (eXIf) or WebP (EXIF
+    chunk) in ``data``; 1 (as stored) when there is none or it cannot be read."""
+    buf = memoryview(data).cast("B")
+    try:
+        tiff = {"JPEG": _jpeg_exif, "PNG": _png_exif, "WebP": _webp_exif}.get(fmt, lambda b: None)(buf)
+        return _tiff_orientation(tiff) if tiff is not None else 1
+    except (struct.error, IndexError, ValueError):
+        return 1
+
+
+def _jpeg_exif(buf) -> memoryview | None:
+    pos = 2
+    while pos + 4 <= len(buf) and buf[pos] == 0xFF:
+        marker = buf[pos + 1]
+        if marker in (0xFF, 0x01, *range(0xD0, 0xD8)):
+            pos += 1 if marker == 0xFF else 2
+            continue
+        if marker in (0xDA, 0xD9):  # the scan: no more metadata segments
+            return None
+        length = struct.unpack_from(">H", buf, pos + 2)[0]
+        if marker == 0xE1 and bytes(buf[pos + 4: pos + 10]) == b"Exif\0\0":
+            return buf[pos + 10: pos + 2 + length]
+        pos += 2 + length
+    return None
+
+
+def _png_exif(buf) -> memoryview | None:
+    pos = 8
+    while pos + 8 <= len(buf):
+        length, ctype = struct.unpack_from(">I4s", buf, pos)
+        if ctype == b"eXIf":
+            return buf[pos + 8: pos + 8 + length]
+        if ctype in (b"IDAT", b"IEND"):  # eXIf must come before the image data
+            return None
+        pos += 12 + length
+    return None
+
+
+def _webp_exif(buf) -> memoryview | None:
+    pos = 12
+    while pos + 8 <= len(buf):
+        ctype, length = bytes(buf[pos: pos + 4]), struct.unpack_from("<I", buf, pos + 4)[0]
+        if ctype == b"EXIF":
+            block = buf[pos + 8: pos + 8 + length]
+            return block[6:] if bytes(block[:6]) == b"Exif\0\0" else block
+        pos += 8 + length + (length & 1)
+    return None
+
+
+def _tiff_orientation(tiff) -> int:
+    """Tag 0x0112 of IFD0 in an EXIF TIFF structure."""
+    e = {b"II": "<", b"MM": ">"}.get(bytes(tiff[:2]))
+    if e is None:
+        return 1
+    ifd = struct.unpack_from(e + "I", tiff, 4)[0]
+    for i in range(min(struct.unpack_from(e + "H", tiff, ifd)[0], 512)):
+        tag, typ = struct.unpack_from(e + "HH", tiff, ifd + 2 + 12 * i)
+        if tag == 0x0112 and typ == 3:  # SHORT
+            value = struct.unpack_from(e + "H", tiff, ifd + 2 + 12 * i + 8)[0]
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """The stored pixels as EXIF ``orientation`` (1..8) says to show them."""
+    if orientation == 2:
+        return cv2.flip(img, 1)
+    if orientation == 3:
+        return cv2.rotate(img, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(img, 0)
+    if orientation == 5:
+        return cv2.transpose(img)
+    if orientation == 6:
+        return cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return cv2.flip(cv2.transpose(img), -1)
+    if orientation == 8:
+        return cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return img
 
 
 def to_rgb8(img: np.ndarray) -> np.ndarray:

@@ -53,6 +53,11 @@ def check_background(background: str | None) -> None:
 
     if str(background).lower().endswith(VIDEO_SUFFIXES):
         path = Path(background).expanduser()
+        from .mediaopen import special_file
+
+        kind = special_file(path)
+        if kind is not None:
+            raise InputError(f"background video {background} is {kind}, not a file: pass a video file")
         if not path.is_file():
             raise InputError(f"background video {background} does not exist: check the path")
         return
@@ -77,6 +82,11 @@ def check_source(text: str) -> None:
                               "without a webcam, try --source demo")
         if path.is_dir():
             raise SourceError(f"--source {src} is a folder: give a video file, a camera index or a URL")
+        from .mediaopen import special_file
+
+        kind = special_file(path)
+        if kind is not None:  # a FIFO would block the open until some program writes to it
+            raise SourceError(f"--source {src} is {kind}, not a file: give a video file, a camera index or a URL")
         return
     from .capture.camera import camera_problem
 

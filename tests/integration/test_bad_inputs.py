@@ -6,12 +6,14 @@ rows tested elsewhere are named there too."""
 from __future__ import annotations
 
 import os
+import socket
 import resource
 import shutil
 import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -638,3 +640,598 @@ def test_an_interrupt_inside_code_run_from_a_string_exits_130_under_python_m(tmp
                           env=env, timeout=120)
     assert proc.returncode == 130, proc.stderr
     assert "vbg: interrupted" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------- network sources
+class SilentServer:
+    """A stream server that accepts every connection and never sends a byte."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.connected = threading.Event()
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.sock.getsockname()[1]}/clip.mp4"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            self.connected.set()
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self._conns:
+            c.close()
+
+
+@pytest.fixture
+def silent_server():
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def _network_run(kind: str, url: str, out: Path) -> list[str]:
+    if kind == "live":
+        return ["--source", url, "--model", "selfie", "--no-vcam", "--record", str(out), "-q"]
+    return ["process", url, "-o", str(out), "--model", "selfie", "-q"]
+
+
+@pytest.mark.parametrize("kind,code", [("live", 11), ("process", 9)])
+@pytest.mark.parametrize("scheme", ["http", "tcp", "rtsp"])
+def test_a_stream_server_that_never_answers_times_out(tmp_path, silent_server, kind, code, scheme):
+    url = silent_server.url(scheme)
+    proc = run(*_network_run(kind, url, tmp_path / "o.mp4"), env={"VBG_NETWORK_TIMEOUT": "1"}, timeout=120)
+    assert silent_server.connected.is_set()
+    one_error(proc, code, url, "sent nothing for 1 s", "VBG_NETWORK_TIMEOUT")
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("kind", ["live", "process"])
+def test_a_signal_ends_the_wait_for_a_stream_server_that_never_answers(tmp_path, silent_server, kind, sig):
+    """The server has the connection and keeps silent (no time-out in sight): the signal alone ends it."""
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", *_network_run(kind, silent_server.url(), tmp_path / "o.mp4")],
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "VBG_NETWORK_TIMEOUT": "3600"})
+    try:
+        assert silent_server.connected.wait(300), "vbg never connected"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)  # hang guard: before the fix it waited forever
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "vbg: error:" not in err, err
+    assert leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------- damaged background video
+def test_a_damaged_background_video_fails_one_file_and_the_batch_goes_on(m, tmp_path):
+    """vbg process with a background video whose frame 25 is broken: each output stops there with
+    one line (its 25 frames kept as a playable partial file), and the next file of the batch runs."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(m["clip"], inputs / name)
+    out = tmp_path / "out"
+    proc = run("process", inputs / "a.mp4", inputs / "b.mp4", "-o", out, "--model", "selfie",
+               "--background", m["dir"] / "dies.mov", "-q")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
+    assert len(errors) == 2 and proc.returncode == 1, proc.stderr
+    for name, line in zip(("a.mp4", "b.mp4"), errors):
+        assert name in line and "background video" in line and "dies.mov" in line and "damaged" in line, line
+    for name in ("a", "b"):
+        assert 0 < _playable_or_absent(out / f"{name}.partial.mp4") <= 25
+    one = run("process", inputs / "a.mp4", "-o", tmp_path / "one.mp4", "--model", "selfie",
+              "--background", m["dir"] / "dies.mov", "-q")
+    one_error(one, 9, "dies.mov", "cannot be decoded after 25 frames")
+
+
+# ---------------------------------------------------------------------------- rotated inputs
+_TO_CODED = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+def write_phone_clip(path: Path, displayed: list[np.ndarray], rotation: int) -> Path:
+    """What a phone writes: the pixels stored turned (landscape for a portrait picture), and a display
+    matrix that turns them back by ``rotation`` degrees counter-clockwise when played."""
+    coded = [cv2.rotate(f, _TO_CODED[rotation]) if rotation else f for f in displayed]
+    h, w = coded[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {"preset": "ultrafast", "crf": "12"}
+        if rotation:
+            s.set_display_rotation(rotation)
+        for i, rgb in enumerate(coded):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            vf.pts = i
+            out.mux(s.encode(vf))
+        out.mux(s.encode(None))
+    return path
+
+
+@pytest.fixture(scope="module")
+def phone(tmp_path_factory):
+    """A person standing in a portrait picture (256 high, 144 wide), stored upright and as phones store it."""
+    from vbg.offline.media import probe
+
+    d = tmp_path_factory.mktemp("phone")
+    moving = [f for f, _ in person_clip_frames(8, (256, 144))]
+    still = [moving[0]] * 8
+    clips = {"upright": write_phone_clip(d / "upright.mp4", moving, 0),
+             "still-upright": write_phone_clip(d / "still-upright.mp4", still, 0)}
+    for r in (90, 180, 270):
+        clips[r] = write_phone_clip(d / f"rot{r}.mp4", moving, r)
+        clips[f"still-{r}"] = write_phone_clip(d / f"still-rot{r}.mp4", still, r)
+        assert probe(clips[r]).rotation == r
+    return clips
+
+
+def _mattes(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_a_rotated_phone_video_is_processed_upright(phone, tmp_path, rotation):
+    """vbg process segments the picture as it is shown (the person standing), and writes it upright with
+    no display matrix left, so every player shows the same."""
+    from vbg.offline.media import probe
+
+    want, got = tmp_path / "upright.mp4", tmp_path / "rotated.mp4"
+    for src, out in ((phone["upright"], want), (phone[rotation], got)):
+        proc = run("process", src, "-o", out, "--matte", "--model", "selfie", "-q")
+        assert proc.returncode == 0, proc.stderr
+    info = probe(got)
+    assert (info.width, info.height, info.rotation) == (144, 256, 0)
+    with av.open(str(got)) as c:
+        assert c.streams.video[0].codec_context.width == 144
+        first = next(c.decode(video=0))
+        assert first.rotation == 0 and not any(sd.type.name == "DISPLAYMATRIX" for sd in first.side_data)
+    for a, b in zip(_mattes(want), _mattes(got), strict=True):
+        assert a.shape == b.shape == (256, 144)
+        fa, fb = a > 128, b > 128
+        assert fa.sum() > 0.1 * fa.size  # someone is there
+        assert (fa & fb).sum() / (fa | fb).sum() > 0.9
+
+
+@pytest.mark.parametrize("rotation", [90, 270])
+def test_a_rotated_phone_video_as_live_source_is_upright(phone, tmp_path, rotation):
+    recordings = {}
+    for name in ("still-upright", f"still-{rotation}"):
+        out = tmp_path / f"{name}.mp4"
+        proc = run("--source", phone[name], "--model", "selfie", "--color", "blue", "--no-vcam", "--record", out,
+                   "--frames", "3", "-q")
+        assert proc.returncode == 0, proc.stderr
+        with av.open(str(out)) as c:
+            first = next(c.decode(video=0))
+            assert first.rotation == 0
+            recordings[name] = first.to_ndarray(format="rgb24").astype(int)
+    want, got = recordings["still-upright"], recordings[f"still-{rotation}"]
+    assert got.shape == want.shape == (256, 144, 3)
+    assert np.abs(got - want).mean() < 8  # the same picture: the person kept, the room turned blue
+
+
+# ---------------------------------------------------------------------------- EXIF orientation
+def exif_block(orientation: int, order: str = "<") -> bytes:
+    """An EXIF TIFF structure whose IFD0 holds one tag: Orientation."""
+    e = order
+    return ((b"II" if e == "<" else b"MM") + struct.pack(e + "HI", 42, 8) + struct.pack(e + "H", 1)
+            + struct.pack(e + "HHIHH", 0x112, 3, 1, orientation, 0) + struct.pack(e + "I", 0))
+
+
+def with_exif(fmt: str, bgr: np.ndarray, orientation: int, order: str = "<") -> bytes:
+    """``bgr`` encoded by OpenCV, with an EXIF Orientation tag put in by hand."""
+    tiff = exif_block(orientation, order)
+    if fmt == "jpg":
+        data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+        app1 = b"Exif\0\0" + tiff
+        return data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:]
+    if fmt == "png":
+        data = cv2.imencode(".png", bgr)[1].tobytes()
+        at = data.index(b"IDAT") - 4
+        return data[:at] + _chunk(b"eXIf", tiff) + data[at:]
+    data = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes()  # lossless: simple VP8L
+    h, w = bgr.shape[:2]
+    vp8x = (b"VP8X" + struct.pack("<I", 10) + bytes([0x08, 0, 0, 0]) + (w - 1).to_bytes(3, "little")
+            + (h - 1).to_bytes(3, "little"))
+    exif = b"EXIF" + struct.pack("<I", len(tiff)) + tiff + b"\0" * (len(tiff) % 2)
+    body = b"WEBP" + vp8x + data[12:] + exif
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize("order", ["<", ">"], ids=["II", "MM"])
+@pytest.mark.parametrize("fmt", ["jpg", "png", "webp"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_viewers_do(tmp_path, fmt, orientation, order):
+    """All 8 orientations, as OpenCV's own orientation-aware reading shows the file (a photo viewer)."""
+    from vbg.imageio import read_rgb
+
+    bgr = cv2.resize(cv2.imread(str(ROOM)), (64, 40), interpolation=cv2.INTER_AREA)
+    path = tmp_path / f"photo.{fmt}"
+    path.write_bytes(with_exif(fmt, bgr, orientation, order))
+    shown = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert shown.shape[:2] == ((64, 40) if orientation >= 5 else (40, 64))  # the reference turns it
+    np.testing.assert_array_equal(read_rgb(path), shown)
+
+
+@pytest.mark.parametrize("orientation,store", [(6, cv2.ROTATE_90_COUNTERCLOCKWISE), (8, cv2.ROTATE_90_CLOCKWISE),
+                                               (3, cv2.ROTATE_180)])
+def test_a_phone_photo_is_segmented_upright(tmp_path, orientation, store):
+    """A portrait phone photo stored turned with an EXIF tag: vbg segment's mask is the upright picture's."""
+    photo = cv2.imread(str(PEOPLE / "example03_background01.jpg"))
+    upright, turned = tmp_path / "upright.png", tmp_path / "turned.jpg"
+    cv2.imwrite(str(upright), photo)
+    turned.write_bytes(with_exif("jpg", cv2.rotate(photo, store), orientation))
+    masks = []
+    for src in (upright, turned):
+        out = tmp_path / f"{src.stem}-mask.png"
+        proc = run("segment", src, "--model", "selfie", "-o", out)
+        assert proc.returncode == 0, proc.stderr
+        masks.append(cv2.imread(str(out), cv2.IMREAD_GRAYSCALE) > 128)
+    assert masks[0].shape == masks[1].shape == photo.shape[:2]
+    assert masks[0].sum() > 0.05 * masks[0].size
+    assert (masks[0] & masks[1]).sum() / (masks[0] | masks[1]).sum() > 0.9
+
+
+# ---------------------------------------------------------------------------- image headers
+def _tiff(pages: list[list[tuple[int, int]]], pixels: bytes) -> bytes:
+    """A little-endian TIFF, one IFD per page, each a list of (tag, value) SHORT/LONG entries;
+    StripOffsets (273) of every page point at ``pixels``."""
+    ifd_at, out = [], b""
+    pos = 8
+    for entries in pages:
+        ifd_at.append(pos)
+        pos += 2 + 12 * len(entries) + 4
+    data_at = pos
+    for n, entries in enumerate(pages):
+        out += struct.pack("<H", len(entries))
+        for tag, value in entries:
+            value = data_at if tag == 273 else value
+            out += struct.pack("<HHII", tag, 4, 1, value)
+        out += struct.pack("<I", ifd_at[n + 1] if n + 1 < len(pages) else 0)
+    return b"II" + struct.pack("<HI", 42, 8) + out + pixels
+
+
+def _rgb_page(w: int, h: int, *, width_twice: int | None = None) -> list[tuple[int, int]]:
+    widths = [(256, width_twice), (256, w)] if width_twice else [(256, w)]
+    return [*widths, (257, h), (258, 8), (259, 1), (262, 2), (273, 0), (277, 3), (278, h), (279, w * h * 3)]
+
+
+def _inconsistent_images() -> dict[str, bytes]:
+    """Images whose headers state their size more than once, the guard's size small, another one 20000x20000."""
+    small = cv2.resize(cv2.imread(str(ROOM)), (64, 40), interpolation=cv2.INTER_AREA)
+    png = cv2.imencode(".png", small)[1].tobytes()
+    huge_ihdr = _chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+    jpg = cv2.imencode(".jpg", small)[1].tobytes()
+    at = next(i for i in range(len(jpg) - 1) if jpg[i] == 0xFF and jpg[i + 1] in (0xC0, 0xC2))
+    sof = jpg[at: at + 2 + struct.unpack_from(">H", jpg, at + 2)[0]]
+    huge_sof = sof[:5] + struct.pack(">HH", 20000, 20000) + sof[9:]
+    pixels = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).tobytes()
+    gif = (b"GIF89a" + struct.pack("<HHBBB", 64, 40, 0x80, 0, 0) + bytes(6)  # screen 64x40, 2 colours
+           + b"\x2c" + struct.pack("<HHHHB", 0, 0, 20000, 20000, 0) + b"\x02\x02\x4c\x01\x00" + b"\x3b")
+    webp = cv2.imencode(".webp", small, [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes()  # VP8L, 64x40
+    bits = struct.unpack_from("<I", webp, 21)[0]
+    bits = (bits & ~((1 << 28) - 1)) | (20000 - 1) | ((20000 - 1) << 14)
+    vp8l = webp[12:21] + struct.pack("<I", bits) + webp[25:]
+    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes(4) + (63).to_bytes(3, "little") + (39).to_bytes(3, "little")
+    return {
+        "two-ihdr.png": png[:33] + huge_ihdr + png[33:],
+        "two-sof.jpg": jpg[:at] + huge_sof + sof + jpg[at + len(sof):],
+        "width-twice.tif": _tiff([_rgb_page(64, 40, width_twice=20000)], pixels),
+        "two-pages.tif": _tiff([_rgb_page(64, 40), _rgb_page(20000, 20000)], pixels),
+        "frame-off-screen.gif": gif,
+        "canvas-vs-image.webp": b"RIFF" + struct.pack("<I", 4 + len(vp8x) + len(vp8l)) + b"WEBP" + vp8x + vp8l,
+    }
+
+
+INCONSISTENT = list(_inconsistent_images())
+
+
+@pytest.mark.parametrize("name", INCONSISTENT)
+def test_an_image_that_states_its_size_twice_is_never_decoded(tmp_path, monkeypatch, name):
+    from vbg import imageio
+    from vbg.errors import InputError
+
+    path = tmp_path / name
+    path.write_bytes(_inconsistent_images()[name])
+
+    def no_decoding(*a, **k):
+        raise AssertionError("the image was decoded")
+
+    monkeypatch.setattr(imageio.cv2, "imdecode", no_decoding)
+    with pytest.raises(InputError, match="20000x20000|damaged"):
+        imageio.read_rgb(path)
+
+
+@pytest.mark.parametrize("name", INCONSISTENT)
+def test_an_image_that_states_its_size_twice_is_one_line(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(_inconsistent_images()[name])
+    proc = run("segment", path, "--model", "selfie", "-o", tmp_path / "mask.png")
+    one_error(proc, 9, name)
+    assert "libpng" not in proc.stderr and "TIFFRead" not in proc.stderr  # no decoder saw it
+    assert leftovers(tmp_path) == [name]
+
+
+def test_opencv_itself_refuses_images_over_the_limit_once_vbg_is_imported(tmp_path):
+    """A second guard behind the header checks: vbg sets OPENCV_IO_MAX_IMAGE_PIXELS before cv2 loads
+    (OpenCV reads it then), unless the user set it."""
+    big = write_png(tmp_path / "big.png", 12000, 12000, 1, 0, (bytes(1500) for _ in range(12000)))  # 144 Mpx
+    code = ("import sys, numpy as np\n"
+            "import cv2\n"
+            "try:\n"
+            "    img = cv2.imdecode(np.fromfile(sys.argv[1], np.uint8), cv2.IMREAD_GRAYSCALE)\n"
+            "except cv2.error:\n"
+            "    img = None\n"
+            "print('refused' if img is None else 'decoded')\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+
+    def decode(first: str, **extra) -> str:
+        out = subprocess.run([sys.executable, "-c", first + code, str(big)], capture_output=True, text=True,
+                             env={**env, **extra}, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert decode("") == "decoded"  # OpenCV alone: its own limit is 2^30 pixels
+    assert decode("import vbg\n") == "refused"
+    assert decode("import vbg\n", OPENCV_IO_MAX_IMAGE_PIXELS=str(1 << 30)) == "decoded"  # the user's value wins
+
+
+# ---------------------------------------------------------------------------- files that are not what they seem
+def write_cover_art_audio(path: Path, fmt: str, codec: str) -> Path:
+    """An audio file whose only video stream is its cover art (an attached picture)."""
+    with av.open(str(path), "w", format=fmt) as out:
+        a = out.add_stream(codec, rate=44100)
+        v = out.add_stream("mjpeg")
+        v.width, v.height, v.pix_fmt = 64, 64, "yuvj420p"
+        v.disposition = av.stream.Disposition.attached_pic
+        cover = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
+        for p in v.encode(cover.reformat(format="yuvj420p")) + v.encode(None):
+            out.mux(p)
+        for _ in range(20):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.float32), format="fltp", layout="mono")
+            f.sample_rate = 44100
+            for p in a.encode(f):
+                out.mux(p)
+        for p in a.encode(None):
+            out.mux(p)
+    return path
+
+
+def write_png_clip(path: Path, size: tuple[int, int], n: int = 5) -> Path:
+    """QuickTime with PNG frames: any size, 1x1 too."""
+    w, h = size
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("png", rate=30)
+        v.width, v.height, v.pix_fmt = w, h, "rgb24"
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(np.full((h, w, 3), 100, np.uint8), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    return path
+
+
+def write_jumping_clip(path: Path, jump_s: int = 3600, n: int = 20) -> Path:
+    """Frames 10.. have timestamps one hour later than they should."""
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+        s.time_base = Fraction(1, 30)
+        s.options = {"preset": "ultrafast"}
+        for i, (rgb, _) in enumerate(person_clip_frames(n, (180, 320))):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f.pts, f.time_base = i + (jump_s * 30 if i >= n // 2 else 0), Fraction(1, 30)
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    return path
+
+
+@pytest.fixture(scope="module")
+def odd_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("odd")
+    return {"cover.mp3": write_cover_art_audio(d / "cover.mp3", "mp3", "libmp3lame"),
+            "cover.m4a": write_cover_art_audio(d / "cover.m4a", "mp4", "aac"),
+            "1x1.mov": write_png_clip(d / "1x1.mov", (1, 1)),
+            "2x4000.mov": write_png_clip(d / "2x4000.mov", (2, 4000)),
+            "4000x2.mov": write_png_clip(d / "4000x2.mov", (4000, 2)),
+            "jump.mp4": write_jumping_clip(d / "jump.mp4")}
+
+
+@pytest.mark.parametrize("name,needle", [("cover.mp3", "only cover art"), ("cover.m4a", "only cover art"),
+                                         ("1x1.mov", "1x1: too small"), ("2x4000.mov", "2x4000: too small"),
+                                         ("4000x2.mov", "4000x2: too small")])
+def test_a_file_that_is_not_a_video_of_a_person(odd_files, tmp_path, name, needle):
+    """Cover art is not video, a 1-pixel or 2-pixel-wide frame holds no person: one line each, input
+    exit codes (vbg process 9, the live --source 11), never a traceback or an output."""
+    src = odd_files[name]
+    proc = run("process", src, "-o", tmp_path / "o.mp4", "--model", "selfie")
+    one_error(proc, 9, name, needle)
+    proc = run("--source", src, "--model", "selfie", "--no-vcam", "--record", tmp_path / "o.mp4", "--frames", "3")
+    one_error(proc, 11, name, needle)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_timestamp_jump_of_an_hour(odd_files, tmp_path):
+    """vbg process stops at the jump with one line, the frames before it kept (no hour of one still frame);
+    the live source plays over it instead of waiting an hour."""
+    out = tmp_path / "o.mp4"
+    proc = run("process", odd_files["jump.mp4"], "-o", out, "--model", "selfie", timeout=300)
+    one_error(proc, 9, "jump.mp4", "timestamps jump by 3600 s after 10 frames")
+    with av.open(str(out.with_name("o.partial.mp4"))) as c:
+        assert c.duration / av.time_base < 60
+        assert sum(1 for _ in c.decode(video=0)) <= 10
+
+    from vbg.capture.video_file import VideoFileSource
+    from vbg.clock import FakeClock
+
+    clock = FakeClock()
+    with VideoFileSource(str(odd_files["jump.mp4"]), clock=clock) as src:
+        frames = 0
+        while src.read() is not None:
+            frames += 1
+    assert frames == 20 and clock.now() < 60  # paced at 30 fps across the jump
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    """A named pipe opened for reading blocks until some program writes to it: vbg says what it is instead."""
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in ("clip.mp4", "photo.png"):
+        os.mkfifo(d / name)
+    out = tmp_path / "out"
+    out.mkdir()
+    cases = [(("process", d / "clip.mp4", "-o", out / "o.mp4"), 9),
+             (("segment", d / "photo.png", "-o", out / "m.png"), 9),
+             (("--source", d / "clip.mp4", "--no-vcam", "--record", out / "o.mp4"), 11),
+             (("--source", "demo", "--background", d / "clip.mp4", "--no-vcam", "--record", out / "o.mp4"), 9),
+             (("--source", "demo", "--background", d / "photo.png", "--no-vcam", "--record", out / "o.mp4"), 9)]
+    for args, code in cases:
+        proc = run(*args, "--model", "selfie", timeout=120)  # hang guard: the open never returned before
+        one_error(proc, code, "is a FIFO (named pipe), not a file")
+    assert leftovers(out) == []
+
+
+# ---------------------------------------------------------------------------- models that are not what they seem
+def _save_model(path: Path, nodes, x_type, x_shape, y_shape, initializers=()) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", x_type, x_shape)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=list(initializers))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def odd_models(tmp_path_factory):
+    """Tiny graphs that load and run, and are no matting model: [1,3,H,W] in, [1,1,?,?] out."""
+    from onnx import TensorProto, helper
+
+    d = tmp_path_factory.mktemp("models")
+    mean = helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=1)
+    zero = helper.make_node("Sub", ["m", "m"], ["z"])
+    return {
+        "nan.onnx": _save_model(d / "nan.onnx", [mean, zero, helper.make_node("Div", ["z", "z"], ["y"])],
+                                TensorProto.FLOAT, [1, 3, 64, 64], [1, 1, 64, 64]),
+        "uint8.onnx": _save_model(d / "uint8.onnx",
+                                  [helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT),
+                                   helper.make_node("ReduceMean", ["f"], ["y"], axes=[1], keepdims=1)],
+                                  TensorProto.UINT8, [1, 3, 64, 64], [1, 1, 64, 64]),
+        "half-size.onnx": _save_model(d / "half-size.onnx",
+                                      [mean, helper.make_node("MaxPool", ["m"], ["y"], kernel_shape=[2, 2],
+                                                              strides=[2, 2])],
+                                      TensorProto.FLOAT, [1, 3, 64, 64], [1, 1, 32, 32]),
+        "half-size-dynamic.onnx": _save_model(d / "half-size-dynamic.onnx",
+                                              [mean, helper.make_node("MaxPool", ["m"], ["y"], kernel_shape=[2, 2],
+                                                                      strides=[2, 2])],
+                                              TensorProto.FLOAT, [1, 3, "h", "w"], [1, 1, "oh", "ow"]),
+    }
+
+
+@pytest.mark.parametrize("name,needle", [("nan.onnx", "returned NaN"), ("uint8.onnx", "takes tensor(uint8) input"),
+                                         ("half-size.onnx", "returns a 32x32 matte for a 64x64 image"),
+                                         ("half-size-dynamic.onnx",
+                                          "returned a matte of shape [1, 1, 512, 512] for a 1024x1024 input")])
+def test_a_model_that_is_not_a_matting_model_is_one_line(odd_models, tmp_path, name, needle):
+    """The model's kind of error (exit 4), naming the model and what is wrong: never a traceback from
+    ONNX Runtime, never a silent all-zero (NaN) or stretched mask."""
+    mask = tmp_path / "mask.png"
+    proc = run("segment", ROOM, "--model", odd_models[name], "-o", mask)
+    one_error(proc, 4, name.removesuffix(".onnx"), needle)
+    assert not mask.exists()
+
+
+def test_a_nan_model_in_vbg_process_is_one_line(m, odd_models, tmp_path):
+    proc = run("process", m["clip"], "-o", tmp_path / "o.mp4", "--model", odd_models["nan.onnx"])
+    one_error(proc, 4, "nan.onnx", "returned NaN")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+class StallingServer(SilentServer):
+    """An HTTP server that answers every request with the start of an MPEG-TS clip, then keeps silent."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.served = 0
+        self.served_event = threading.Condition()
+        super().__init__()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n\r\n" + self.body)
+        except OSError:
+            return
+        with self.served_event:
+            self.served += 1
+            self.served_event.notify_all()
+
+    def wait_served(self, n: int, timeout: float) -> bool:
+        with self.served_event:
+            return self.served_event.wait_for(lambda: self.served >= n, timeout)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_ends_vbg_process_on_a_stream_that_stalls_mid_way(tmp_path, sig):
+    """The server sends 24 frames of a clip and keeps the connection open without a word (no time-out in sight):
+    a signal still ends vbg process at once, with what was read kept as a playable partial file."""
+    from fractions import Fraction
+
+    ts = tmp_path / "clip.ts"
+    with av.open(str(ts), "w", format="mpegts") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+        s.options = {"preset": "ultrafast"}
+        for i, (rgb, _) in enumerate(person_clip_frames(90, (180, 320))):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 30)
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    with av.open(str(ts)) as c:  # cut after frame 24: fewer frames than vbg's queues hold, so that its
+        # reader waits for the network (not for room in a queue) when the signal comes
+        cut = [p.pos for p in c.demux(video=0) if p.pos is not None and p.pos >= 0][24]
+    server = StallingServer(ts.read_bytes()[:cut])
+    out = tmp_path / "frames"  # a PNG folder: each frame appears as soon as it is done
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "process", server.url().replace(".mp4", ".ts"), "-o",
+                             str(out), "--model", "selfie", "-q"], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "VBG_NETWORK_TIMEOUT": "3600"})
+    try:
+        assert server.wait_served(2, 300), "vbg never read the stream (probe, then the frames)"
+        end = time.monotonic() + 300  # hang guard only
+        while not (out / "frame_000015.png").exists():  # most frames are out: the reader waits for the server
+            assert proc.poll() is None and time.monotonic() < end, proc.poll()
+            time.sleep(0.01)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)  # hang guard: the frame reader waited for the server for good
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.close()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "vbg: error:" not in err, err
+    frames = sorted(p.name for p in out.iterdir())
+    assert 15 <= len(frames) <= 24 and all(n.startswith("frame_") and n.endswith(".png") for n in frames)

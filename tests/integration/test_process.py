@@ -81,13 +81,15 @@ def test_png_sequence_and_matte(clips, tmp_path):
     assert _frames(matte) == 45
 
 
-def test_variable_frame_rate_odd_size_and_rotation_are_kept(clips, tmp_path):
+def test_variable_frame_rate_odd_size_and_rotation_are_kept_or_applied(clips, tmp_path):
     out = tmp_path / "vfr.mp4"
     assert run_vbg("process", str(clips["vfr"]), "-o", str(out), "--model", "selfie", "--blur").returncode == 0
     np.testing.assert_allclose(frame_pts_s(out), frame_pts_s(clips["vfr"]), atol=1e-3)
     rot = tmp_path / "rot.mp4"
     assert run_vbg("process", str(clips["rotated"]), "-o", str(rot), "--model", "selfie").returncode == 0
-    assert probe(rot).rotation == probe(clips["rotated"]).rotation == 90
+    assert probe(clips["rotated"]).rotation == 90
+    out = probe(rot)  # turned upright, the display matrix gone (test_bad_inputs checks the pictures)
+    assert (out.width, out.height, out.rotation) == (48, 64, 0)
     odd = tmp_path / "odd.webm"
     assert run_vbg("process", str(clips["tone"]), "-o", str(odd), "--model", "selfie").returncode == 0
     i = probe(odd)

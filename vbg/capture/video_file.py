@@ -7,6 +7,12 @@ camera does: a frame whose successor is already due when it is read is decoded
 but never handed out (``frames_dropped`` counts them), so a reader that fell
 behind gets the frame due now, not a burst of old ones. Unpaced it hands out
 every frame as fast as it decodes (offline processing).
+
+A timestamp jump of more than ``MAX_JUMP_S`` (a damaged file, a stream that
+restarted) is played over as one frame interval instead of waited for.
+
+Frames are turned upright as a player shows them (a phone video's display
+rotation), and ``width``/``height`` are the upright size.
 """
 
 from __future__ import annotations
@@ -17,7 +23,12 @@ import av
 import numpy as np
 
 from ..clock import Clock, MonotonicClock
-from ..errors import SourceError
+from ..errors import InputError, SourceError
+from ..offline.media import check_frame_size, frame_rate, frame_rotation, quarter_turns, upright
+from ..mediaopen import TIMEOUT_ENV, NotAFileError, is_url, open_media, picture_stream, timed_out, timeout_s
+
+
+MAX_JUMP_S = 10.0  # a longer jump between two frames' timestamps (either way) is played as one frame interval
 
 
 class VideoFileSource:
@@ -32,23 +43,45 @@ class VideoFileSource:
         self.live = paced
         self.clock = clock or MonotonicClock()
         try:
-            self._container = av.open(self.path)
+            self._container = open_media(path)
+        except NotAFileError as e:
+            raise SourceError(f"--source {e}: pass a video file, a camera index or a URL") from e
         except (av.FFmpegError, OSError) as e:
+            if is_url(path) and timed_out(e):
+                raise SourceError(f"--source {self.path}: the server sent nothing for {timeout_s():g} s: check the "
+                                  f"URL, or allow longer with {TIMEOUT_ENV}=SECONDS") from e
             raise SourceError(f"cannot open {self.path} as a video ({e.__class__.__name__}): "
                               "check the file, or pass a camera index with --source 0") from e
         if not self._container.streams.video:
             self._container.close()
             raise SourceError(f"{self.path} has no video stream: pass a video file")
-        self._stream = self._container.streams.video[0]
+        self._stream = picture_stream(self._container)
+        if self._stream is None:
+            self._container.close()
+            raise SourceError(f"{self.path} has no video stream, only cover art (a still picture): "
+                              "pass a video file")
         self._stream.thread_type = "AUTO"
         cc = self._stream.codec_context
-        self.width, self.height = cc.width, cc.height
-        rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(30)
+        self._frames = self._decode()
+        try:  # the first frame carries the display rotation: kept for read()
+            self._pending = next(self._frames, None)
+        except BaseException:
+            self.close()
+            raise
+        self.rotation = frame_rotation(self._pending, self._stream) if self._pending is not None else 0
+        w, h = cc.width or getattr(self._pending, "width", 0), cc.height or getattr(self._pending, "height", 0)
+        self.width, self.height = (h, w) if quarter_turns(self.rotation) % 2 else (w, h)
+        try:
+            check_frame_size(self.path, self.width, self.height)
+        except InputError as e:
+            self.close()
+            raise SourceError(str(e)) from e
+        rate = frame_rate(self._stream) or Fraction(30)
         self.fps = float(rate)
         self._tb = float(self._stream.time_base) if self._stream.time_base else 1.0 / self.fps
-        self._frames = self._decode()
         self._t0: float | None = None  # clock time that timestamp 0 maps to
         self._first_ts: float | None = None  # first timestamp of the current pass
+        self._prev_ts = 0.0  # timestamp of the frame before
         self._pass_offset = 0.0  # seconds added to this pass (looping)
         self._last_rel = 0.0
         self._decoded = 0
@@ -59,6 +92,8 @@ class VideoFileSource:
         try:
             yield from self._container.decode(self._stream)
         except av.FFmpegError as e:
+            if is_url(self.path) and timed_out(e):
+                raise SourceError(f"{self.path}: the server sent nothing for {timeout_s():g} s") from e
             raise SourceError(f"error decoding {self.path}: {e}; the file may be damaged") from e
 
     def read(self) -> np.ndarray | None:
@@ -73,6 +108,9 @@ class VideoFileSource:
             self._decoded += 1
             if self._first_ts is None:
                 self._first_ts = ts
+            elif abs(ts - self._prev_ts) > MAX_JUMP_S:  # damage or a restarted stream: play on, as a camera would
+                self._pass_offset -= ts - self._prev_ts - 1.0 / self.fps
+            self._prev_ts = ts
             rel = self._last_rel = ts - self._first_ts + self._pass_offset
             if self.paced:
                 now = self.clock.now()
@@ -86,10 +124,12 @@ class VideoFileSource:
             self.frames_read += 1
             # threads=1: each frame gets its own swscale context, and the default starts (and
             # ends) a pool of slice threads for every one of them; one thread is also faster here.
-            return frame.to_ndarray(format="rgb24", threads=1)
+            return upright(frame.to_ndarray(format="rgb24", threads=1), self.rotation)
 
     def _next_frame(self):
-        frame = next(self._frames, None)
+        frame, self._pending = self._pending, None
+        if frame is None:
+            frame = next(self._frames, None)
         if frame is None:
             if not (self.loop and self._decoded):
                 return None

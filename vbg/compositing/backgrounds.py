@@ -29,6 +29,7 @@ import numpy as np
 from ..clock import Clock, MonotonicClock
 from ..errors import ConfigError, DependencyError, InputError
 from ..imageio import read_rgb
+from ..mediaopen import picture_stream, special_file
 from ..ranges import BLUR
 from .bundled import find_background
 from .color import parse_color
@@ -251,6 +252,15 @@ class BlurBackground:
         self.close()
 
 
+def _check_file(path: Path) -> None:
+    """A background video is a regular file (a FIFO would block the open for good)."""
+    what = special_file(path)
+    if what is not None:
+        raise InputError(f"background video {path} is {what}, not a file: pass a video file")
+    if not path.is_file():
+        raise InputError(f"background video {path} does not exist: check the path")
+
+
 def _import_av():
     try:
         import av
@@ -287,13 +297,12 @@ class VideoBackground:
         self.path = Path(path)
         self._clock = clock or MonotonicClock()
         av = _import_av()
-        if not self.path.is_file():
-            raise InputError(f"background video {self.path} does not exist: check the path")
+        _check_file(self.path)
         try:
             with av.open(str(self.path)) as container:
-                if not container.streams.video:
+                stream = picture_stream(container)
+                if stream is None:
                     raise InputError(f"{self.path} has no video stream: pass a video file (mp4, mkv, webm, ...)")
-                stream = container.streams.video[0]
                 rate = stream.average_rate or stream.guessed_rate or stream.base_rate
                 self.fps = float(rate) if rate and float(rate) > 0 else 30.0
                 first = next(container.decode(stream), None)
@@ -373,7 +382,7 @@ class VideoBackground:
             while not stop.is_set():
                 got = False
                 with av.open(str(self.path)) as container:
-                    stream = container.streams.video[0]
+                    stream = picture_stream(container)
                     for frame in container.decode(stream):
                         if stop.is_set():
                             return
@@ -409,40 +418,58 @@ class VideoBackground:
 
 class SyncVideoBackground:
     """Offline video background: frame i of the output gets frame i of the
-    video (looped), decoded in step, so a render is deterministic."""
+    video (looped), decoded in step, so a render is deterministic. A file that
+    cannot be decoded (damaged, truncated) raises :class:`InputError` from
+    ``render``, so the output it was for stops with one line and a batch goes
+    on with its next file."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise InputError(f"background video {self.path} does not exist: check the path")
+        _check_file(self.path)
         self._container = None
         self._frames = None
         self._out: np.ndarray | None = None
+        self._decoded = 0  # frames decoded in this pass
         self._open()
 
     def _open(self) -> None:
         av = _import_av()
         try:
             self._container = av.open(str(self.path))
-            stream = self._container.streams.video[0]
+            stream = picture_stream(self._container)
+            if stream is None:
+                raise IndexError("no video stream")
         except (av.FFmpegError, IndexError, OSError) as e:
             self.close()
             raise InputError(
                 f"background {self.path.name} is not a readable video: pass an image or a video file") from e
         self._frames = self._container.decode(stream)
+        self._decoded = 0
 
     def prepare(self, out_hw: tuple[int, int]) -> None:
         self._out = np.zeros((*out_hw, 3), np.uint8)
 
+    def _next(self) -> np.ndarray | None:
+        av = _import_av()
+        try:
+            frame = next(self._frames, None)
+            rgb = None if frame is None else frame.to_ndarray(format="rgb24", threads=1)
+        except (av.FFmpegError, OSError, ValueError) as e:
+            why = " ".join(str(e).split()) or type(e).__name__
+            raise InputError(f"background video {self.path} cannot be decoded after {self._decoded} frames "
+                             f"({why}): the file is damaged; pass another background") from e
+        self._decoded += rgb is not None
+        return rgb
+
     def render(self, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        nxt = next(self._frames, None)
-        if nxt is None:  # loop
+        rgb = self._next()
+        if rgb is None:  # loop
             self._container.close()
             self._open()
-            nxt = next(self._frames, None)
-            if nxt is None:
+            rgb = self._next()
+            if rgb is None:
                 raise InputError(f"background video {self.path.name} has no frames")
-        cover_fit(nxt.to_ndarray(format="rgb24", threads=1), self._out.shape[:2], dst=self._out)
+        cover_fit(rgb, self._out.shape[:2], dst=self._out)
         return self._out
 
     def close(self) -> None:

@@ -95,6 +95,18 @@ class _Base:
         self.close()
 
 
+def _check_matte(raw: np.ndarray, size_hw: tuple[int, int], label: str) -> None:
+    """The network's output is a finite [1, 1, H, W] matte of the input's size: a wrong size would
+    be stretched over the frame, and NaN would come out as an all-zero mask, silently."""
+    if raw.ndim != 4 or raw.shape[:2] != (1, 1) or tuple(raw.shape[2:]) != tuple(size_hw):
+        raise ModelError(f"model {label} returned a matte of shape {list(raw.shape)} for a "
+                         f"{size_hw[0]}x{size_hw[1]} input, not [1, 1, {size_hw[0]}, {size_hw[1]}]: "
+                         "pass a model whose matte has its input's size (vbg export makes one)")
+    if not np.isfinite(raw.sum(dtype=np.float64)):  # a reduction: no per-pixel temporary
+        raise ModelError(f"model {label} returned NaN or infinite values: the model file is broken "
+                         "(or its precision too low for this input); pass another --model, or the fp32 variant")
+
+
 class OnnxSegmenter(_Base):
     def __init__(self, source: ModelSource, *, size=None, device="auto", strict_device=False,
                  threads=None, minmax=False, default_size=None) -> None:
@@ -126,6 +138,16 @@ class OnnxSegmenter(_Base):
                 f"{path.name} does not take one [N,3,H,W] image (it takes {got}): "
                 "pass an RMBG-1.4 or selfie ONNX, or export one with vbg export"
             )
+        if inputs[0].type not in ("tensor(float)", "tensor(float16)"):
+            raise ModelError(
+                f"{path.name} takes {inputs[0].type} input, but vbg feeds normalised float images: "
+                "pass an RMBG-1.4 or selfie ONNX, or export one with vbg export"
+            )
+        if outputs[0].type not in ("tensor(float)", "tensor(float16)"):
+            raise ModelError(
+                f"{path.name} returns {outputs[0].type}, not a float matte: "
+                "pass an RMBG-1.4 or selfie ONNX, or export one with vbg export"
+            )
         out_shape = outputs[0].shape
         if len(out_shape) != 4 or isinstance(out_shape[1], int) and out_shape[1] != 1:
             raise ModelError(
@@ -133,6 +155,11 @@ class OnnxSegmenter(_Base):
                 f"{out_shape}): export a single-output graph with vbg export"
             )
         h, w = inputs[0].shape[2:]
+        if all(isinstance(v, int) for v in (h, w, *out_shape[2:])) and tuple(out_shape[2:]) != (h, w):
+            raise ModelError(
+                f"{path.name} returns a {out_shape[2]}x{out_shape[3]} matte for a {h}x{w} image: vbg needs "
+                "a matte of the input's size; export the model with vbg export"
+            )
         if isinstance(h, int) and isinstance(w, int) and path == self.source.onnx:
             self.fixed_hw = (h, w)  # per-size exports of weights are fixed too, but chosen by us
         meta = sess.get_modelmeta().custom_metadata_map
@@ -153,7 +180,9 @@ class OnnxSegmenter(_Base):
         size_hw = self.input_size(rgb.shape[:2])
         dtype = self._entry(size_hw)[3]
         x = self._preprocessor(size_hw, dtype)(rgb)
-        return postprocess(self._infer(size_hw, x)[0], minmax=self.minmax)
+        raw = self._infer(size_hw, x)
+        _check_matte(raw, size_hw, self.source.label)
+        return postprocess(raw[0], minmax=self.minmax)
 
     def _entry(self, size_hw: tuple[int, int]) -> tuple:
         entry = self._by_size.get(size_hw)

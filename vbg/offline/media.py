@@ -4,7 +4,11 @@ original timestamp, write the processed frames to a video file or a PNG folder.
 Reading
     ``probe(path)`` describes a file (``VideoInfo``); ``VideoReader(path)`` yields
     every frame as RGB with its original ``pts``, so a variable frame rate
-    survives the round trip. Rotation metadata is reported, never applied.
+    survives the round trip. Rotation metadata (a phone's display matrix) is
+    reported; ``VideoReader(path, rotate=info.rotation)`` turns the frames
+    upright, and ``info.upright()`` describes them so: ``vbg process`` works on
+    upright frames and writes an upright file without a display matrix, which
+    plays the same in every player.
 
 Writing
     ``VideoWriter(path, info, mode=...)``: the path picks the format.
@@ -78,7 +82,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -89,6 +93,8 @@ import numpy as np
 from vbg.errors import ConfigError, InputError, OutputError, VbgError
 from vbg.fsutil import NewFile, NewFolder, OutputBusy, foreign_files, not_a_sequence_message
 from vbg.fsutil import write_error_hint as disk_hint
+from vbg.mediaopen import (TIMEOUT_ENV, NetworkFrames, NotAFileError, is_url, open_media, picture_stream, timed_out,
+                           timeout_s)
 
 MODES = ("rgb", "rgba", "matte")
 QUALITIES = ("fast", "balanced", "best")
@@ -112,12 +118,18 @@ class VideoInfo:
     time_base: Fraction  # of the video stream: pts * time_base = seconds
     frames: int | None  # frame count from the container's index (as PyAV's stream.frames); None if unknown (mkv, webm)
     duration_s: float
-    rotation: int  # display rotation, degrees counter-clockwise, 0..359; not applied to pixels
+    rotation: int  # display rotation, degrees counter-clockwise, 0..359; not applied to pixels (see upright())
     has_audio: bool
     audio_codec: str | None
     pix_fmt: str
     has_alpha: bool
     codec: str  # video codec name, e.g. "h264"
+
+    def upright(self) -> VideoInfo:
+        """This video as ``upright`` frames show it: display size, no rotation left."""
+        turns = quarter_turns(self.rotation)
+        w, h = (self.height, self.width) if turns % 2 else (self.width, self.height)
+        return replace(self, width=w, height=h, rotation=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,19 +137,62 @@ class DecodedFrame:
     index: int  # 0, 1, 2, ... in decode output (presentation) order
     pts: int  # original pts in ``VideoInfo.time_base``
     time_s: float  # pts * time_base (need not start at 0)
-    rgb: np.ndarray  # H x W x 3 uint8, coded size, rotation not applied
+    rgb: np.ndarray  # H x W x 3 uint8: coded size, or upright with VideoReader(rotate=...)
+
+
+_ROTATE = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
+
+
+def quarter_turns(rotation: float) -> int:
+    """Counter-clockwise display rotation in degrees -> quarter turns 0..3 (nearest)."""
+    return round(rotation / 90) % 4
+
+
+def frame_rotation(frame: av.VideoFrame, stream) -> int:
+    """A decoded frame's display rotation, degrees counter-clockwise 0..359: its display
+    matrix, else the stream's older 'rotate' tag (clockwise degrees)."""
+    rotation = frame.rotation
+    if not rotation and "rotate" in stream.metadata:
+        try:
+            rotation = -int(float(stream.metadata["rotate"]))
+        except ValueError:
+            rotation = 0
+    return int(rotation) % 360
+
+
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """``rgb`` turned as a player shows it (``rotation``: degrees counter-clockwise)."""
+    turns = quarter_turns(rotation)
+    return rgb if turns == 0 else cv2.rotate(rgb, _ROTATE[turns])
+
+
+def frame_rate(stream) -> Fraction | None:
+    """The average frame rate; the stream's nominal one when the average is under one frame a
+    second, which is a gap in the timestamps (a damaged file), not the rate the frames play at."""
+    average = stream.average_rate
+    nominal = stream.guessed_rate or stream.base_rate
+    if average and average < 1 and nominal and nominal >= 1:
+        return nominal
+    return average or nominal
 
 
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def _open_input(path: str | Path) -> av.container.InputContainer:
+def _open_input(path: str | Path, cancel: threading.Event | None = None) -> av.container.InputContainer:
     try:
-        container = av.open(str(path))
+        container = open_media(path, cancel)
+    except ConfigError:
+        raise
     except FileNotFoundError as e:
         raise InputError(f"{path}: no such file: check the path") from e
+    except NotAFileError as e:
+        raise InputError(f"{e}: pass a video file") from e
     except (av.FFmpegError, OSError) as e:
+        if is_url(path) and timed_out(e):
+            raise InputError(f"{path}: the server sent nothing for {timeout_s():g} s: check the URL, "
+                             f"or allow longer with {TIMEOUT_ENV}=SECONDS") from e
         raise InputError(f"{path}: not a readable video ({_one_line(e)}): pass an intact video file") from e
     if container.format.name in _TEXT_DEMUXERS:  # FFmpeg renders text files as "ANSI art" video
         container.close()
@@ -145,7 +200,23 @@ def _open_input(path: str | Path) -> av.container.InputContainer:
     if not container.streams.video:
         container.close()
         raise InputError(f"{path} has no video stream: pass a video file")
+    if picture_stream(container) is None:
+        container.close()
+        raise InputError(f"{path} has no video stream, only cover art (a still picture): pass a video file")
     return container
+
+
+MAX_TIMESTAMP_JUMP_S = 600  # a longer gap between two frames is damage, not a pause (an output of one still frame)
+
+MIN_SIDE = 16  # smaller frames hold nothing to segment (and 1-pixel sizes break resampling)
+MAX_ASPECT = 10  # wider or taller than 10:1 is a strip, not a picture
+
+
+def check_frame_size(name, width: int, height: int) -> None:
+    """Refuse a frame size no person fits in: a side under ``MIN_SIDE`` or an aspect over ``MAX_ASPECT``."""
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_ASPECT * min(width, height):
+        raise InputError(f"{name}: its frames are {width}x{height}: too small or too narrow to segment "
+                         f"(at least {MIN_SIDE} pixels a side, at most {MAX_ASPECT}:1); pass a video of a person")
 
 
 def _alpha_in_stream(stream: av.video.stream.VideoStream, pix_fmt: str) -> bool:
@@ -157,14 +228,15 @@ def _alpha_in_stream(stream: av.video.stream.VideoStream, pix_fmt: str) -> bool:
         return False
 
 
-def probe(path: str | Path) -> VideoInfo:
+def probe(path: str | Path, cancel: threading.Event | None = None) -> VideoInfo:
     """Describe ``path``'s first video stream (decodes one frame for the rotation).
 
     Raises ``InputError`` for a missing, corrupt or unsupported file, or one
-    without a video stream.
+    without a video stream. A URL is opened with time-outs; ``cancel`` (or a
+    signal) ends the wait for it with ``KeyboardInterrupt``.
     """
-    with _open_input(path) as container:
-        stream = container.streams.video[0]
+    with _open_input(path, cancel) as container:
+        stream = picture_stream(container)
         cc = stream.codec_context
         try:
             first = next(container.decode(stream), None)
@@ -174,18 +246,14 @@ def probe(path: str | Path) -> VideoInfo:
             raise InputError(f"{path}: cannot decode its video ({_one_line(e)}): the file may be damaged") from e
         if first is None:
             raise InputError(f"{path}: its video stream has no decodable frame: pass an intact video file")
-        rotation = first.rotation
-        if not rotation and "rotate" in stream.metadata:  # older files: clockwise degrees as a tag
-            try:
-                rotation = -int(float(stream.metadata["rotate"]))
-            except ValueError:
-                rotation = 0
+        rotation = frame_rotation(first, stream)
+        check_frame_size(path, cc.width or first.width, cc.height or first.height)
         pix_fmt = cc.pix_fmt or first.format.name
         has_alpha = _alpha_in_stream(stream, pix_fmt)
         if has_alpha and stream.metadata.get("alpha_mode") == "1" and pix_fmt == "yuv420p":
             pix_fmt = "yuva420p"  # what the libvpx decoder gives; FFmpeg's native one drops alpha
         time_base = stream.time_base or Fraction(1, 90000)
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        rate = frame_rate(stream)
         if stream.duration:
             duration = float(stream.duration * time_base)
         elif container.duration:
@@ -215,37 +283,47 @@ def probe(path: str | Path) -> VideoInfo:
 class VideoReader:
     """Every frame of ``path``'s first video stream as RGB with its original pts.
 
-    ``for frame in reader`` yields ``DecodedFrame``s; a decode error mid-file
-    raises ``InputError`` that says how many frames were read (``frames_read``),
+    ``for frame in reader`` yields ``DecodedFrame``s; a decode error mid-file, or
+    timestamps that jump forward by more than ``MAX_TIMESTAMP_JUMP_S``,
+    raise ``InputError`` that says how many frames were read (``frames_read``),
     so the caller can still finalize what it has. A frame without a pts gets
-    the previous one plus one frame interval.
+    the previous one plus one frame interval. ``rotate`` (``VideoInfo.rotation``)
+    turns each frame upright.
     """
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, cancel: threading.Event | None = None, *, rotate: int = 0,
+                 threads: int | None = None) -> None:
         """``threads``: FFmpeg's decoding threads (None: as many as it likes); with frame
         threading each holds a picture, so a memory budget caps them for large frames."""
         self.path = str(path)
-        self._container = _open_input(self.path)
-        self._stream = self._container.streams.video[0]
+        self._rotate = rotate
+        self._container = _open_input(path, cancel)
+        self._stream = picture_stream(self._container)
         self._stream.thread_type = "AUTO"
         if threads is not None:
             self._stream.codec_context.thread_count = threads
         self.time_base: Fraction = self._stream.time_base or Fraction(1, 90000)
-        rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(30)
+        rate = frame_rate(self._stream) or Fraction(30)
         self._step = max(1, round(1 / (rate * self.time_base)))
+        self._cancel = cancel
+        self._network: NetworkFrames | None = None
         self.frames_read = 0
 
     def __iter__(self) -> Iterator[DecodedFrame]:
         if self._container is None:
             raise ValueError("VideoReader is closed")
         last_pts: int | None = None
-        frames = self._container.decode(self._stream)
+        if is_url(self.path):  # a server may go silent: decoded on a helper, so that ``cancel`` ends the wait
+            frames = self._network = NetworkFrames(self._container, self._stream, self._cancel)
+        else:
+            frames = self._container.decode(self._stream)
         while True:
             try:
                 frame = next(frames, None)
                 if frame is None:
                     return
-                rgb = frame.to_ndarray(format="rgb24", threads=1)  # no swscale thread pool per frame
+                rgb = upright(frame.to_ndarray(format="rgb24", threads=1), self._rotate)  # threads=1: no
+                # swscale thread pool per frame
             except av.FFmpegError as e:
                 if isinstance(e, MemoryError):  # ENOMEM: out of memory, not a damaged file
                     raise
@@ -254,15 +332,21 @@ class VideoReader:
             pts = frame.pts
             if pts is None:
                 pts = 0 if last_pts is None else last_pts + self._step
+            if last_pts is not None and (gap := float((pts - last_pts) * self.time_base)) > MAX_TIMESTAMP_JUMP_S:
+                raise InputError(f"{self.path}: its timestamps jump by {gap:.0f} s "
+                                 f"after {self.frames_read} frames: the file is damaged; re-encode it with "
+                                 "continuous timestamps (ffmpeg -i IN -vf setpts=N/FRAME_RATE/TB OUT)")
             last_pts = pts
             index = self.frames_read
             self.frames_read += 1
             yield DecodedFrame(index=index, pts=pts, time_s=float(pts * self.time_base), rgb=rgb)
 
     def close(self) -> None:
-        if self._container is not None:
+        if self._network is not None:  # its helper thread closes the container
+            self._network.abandon()
+        elif self._container is not None:
             self._container.close()
-            self._container = None
+        self._container = None
 
     def __enter__(self):
         return self
@@ -793,7 +877,7 @@ class _Audio:
     def __init__(self, src: str | Path, output: av.container.OutputContainer, fmt: _Container,
                  warnings: list[str]) -> None:
         try:
-            self._in = av.open(str(src))
+            self._in = open_media(src)
         except (av.FFmpegError, OSError) as e:
             raise InputError(f"{src}: cannot read its audio ({_one_line(e)}): pass an intact media file") from e
         self._output = output

@@ -211,14 +211,15 @@ class FileProcessor:
         from .media import probe
 
         try:
-            info = probe(src)
+            coded = probe(src, cancel=self.stop)
         except MemoryError as e:
             raise OutOfMemory(f"out of memory while opening it ({' '.join(str(e).split()) or 'an allocation failed'}):"
                               " close other programs") from e
+        info = coded.upright()  # frames are turned upright: a phone's portrait video is segmented standing
         buffers = plan_buffers((info.height, info.width), self.cfg.mode, self.cfg.window, len(self.segs),
                                self.cfg.memory << 20)
         try:
-            return self._process(src, dst, progress, info, buffers, sequence, overwrite)
+            return self._process(src, dst, progress, info, coded.rotation, buffers, sequence, overwrite)
         except OutOfMemory:
             raise
         except BaseException as e:
@@ -234,8 +235,8 @@ class FileProcessor:
             f"take about {mb:.0f} MB, --memory {self.cfg.memory}){note}: lower --memory or --window "
             f"(now {self.cfg.window}), use --workers 1, or close other programs")
 
-    def _process(self, src: Path, dst: Path, progress, info, buffers: Buffers, sequence: bool | None,
-                 overwrite: bool) -> FileResult:
+    def _process(self, src: Path, dst: Path, progress, info, rotation: int, buffers: Buffers,
+                 sequence: bool | None, overwrite: bool) -> FileResult:
         from ..compositing import Compositor, background_from_options
         from ..inference.smoothing import CentredSmoother
         from ..inference.upsample import EdgeAwareUpsampler
@@ -268,7 +269,7 @@ class FileProcessor:
 
         def read() -> None:
             try:
-                with VideoReader(src, threads=buffers.decoder_threads) as reader:
+                with VideoReader(src, cancel=self.stop, rotate=rotation, threads=buffers.decoder_threads) as reader:
                     for f in reader:
                         if self.stop.is_set() or not _put(decoded, f, halt):
                             return
