@@ -496,7 +496,8 @@ def cmd_process(args) -> int:
                     res = proc.process(src, dst, progress, sequence=sequence, overwrite=args.overwrite)
                 except VbgError as e:
                     progress.fail(str(e))
-                    _error(f"{src}: {e}")
+                    # the input is named once (the reader's own messages start with it)
+                    _error(str(e) if str(e).startswith(f"{src}:") else f"{src}: {e}")
                     failed += 1
                     last_code = e.exit_code
                     continue

@@ -494,20 +494,6 @@ def same_file(a: str | Path, b: str | Path) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
-@contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path in ``target``'s folder; on success it replaces ``target``,
-    on any error or interrupt it is removed. For writers that can only take a path
-    (``torch.onnx.export``): the name is made exclusively and is unpredictable, but the
-    writer opens it again by name; everything vbg writes itself uses ``NewFile``."""
-    new = NewFile(target, check_busy=False)
-    try:
-        yield new.tmp
-        new.commit()
-    finally:
-        new.discard()
-
-
 def write_error_hint(exc: BaseException) -> str:
     """What to do about a failed write, from its errno (a full disk, a size limit,
     a read-only or forbidden folder): the fix half of a one-line message."""

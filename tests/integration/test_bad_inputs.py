@@ -357,6 +357,7 @@ def test_offline_source_dying_mid_file_keeps_a_playable_partial(m, tmp_path):
     out = tmp_path / "out.mp4"
     proc = run("process", m["dir"] / "dies.mov", "--model", "selfie", "-o", out)
     line = one_error(proc, 9, "decoding failed after 25 frames", "the 25 frames before it are kept in")
+    assert line.count("dies.mov") == 1, line  # the input named once, not "X: X: ..."
     partial = tmp_path / "out.partial.mp4"
     assert str(partial.name) in line and not out.exists()
     with av.open(str(partial)) as c:

@@ -341,12 +341,12 @@ def test_gpu_check_reads_the_driver_version_from_proc(tmp_path):
 
 def test_atomic_outputs_follow_the_umask(tmp_path):
     """Files written whole-or-not-at-all get the usual permissions (0666 less the umask), not mkstemp's 0600."""
-    from vbg.fsutil import atomic_path
+    from vbg.fsutil import NewFile
 
     old = os.umask(0o027)
     try:
-        with atomic_path(tmp_path / "out.bin") as tmp:
-            Path(tmp).write_bytes(b"x")
+        with NewFile(tmp_path / "out.bin") as new:
+            new.write(b"x")
     finally:
         os.umask(old)
     assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o640
