@@ -1222,7 +1222,8 @@ def test_a_signal_ends_vbg_process_on_a_stream_that_stalls_mid_way(tmp_path, sig
     try:
         assert server.wait_served(2, 300), "vbg never read the stream (probe, then the frames)"
         end = time.monotonic() + 300  # hang guard only
-        while not (out / "frame_000015.png").exists():  # most frames are out: the reader waits for the server
+        # most frames are out (in the sequence's hidden folder, swapped in at the end): the reader waits for the server
+        while not list(tmp_path.glob(".frames.*.partial/frame_000015.png")):
             assert proc.poll() is None and time.monotonic() < end, proc.poll()
             time.sleep(0.01)
         proc.send_signal(sig)
@@ -1234,5 +1235,6 @@ def test_a_signal_ends_vbg_process_on_a_stream_that_stalls_mid_way(tmp_path, sig
         server.close()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "vbg: error:" not in err, err
-    frames = sorted(p.name for p in out.iterdir())
+    assert not out.exists()  # the kept frames go to frames.partial, as for any interrupted output
+    frames = sorted(p.name for p in out.with_name("frames.partial").iterdir())
     assert 15 <= len(frames) <= 24 and all(n.startswith("frame_") and n.endswith(".png") for n in frames)
