@@ -727,22 +727,30 @@ def main(argv: list[str] | None = None) -> int:
         old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     # A closed stdout/stderr (| head, > /dev/full) stops the run like Ctrl-C, without a
     # traceback; the process's own run keeps the guard through the interpreter's exit flush.
-    undo_streams = streams.install()
-    from . import liblogs
-
-    env = {k: os.environ.get(k) for k in liblogs.ENV_KEYS}  # set for libraries by _setup_logging
+    undo_streams = None
+    env: dict | None = None
     rc = 1
     try:
         try:
+            undo_streams = streams.install()
+            from . import liblogs
+
+            env = {k: os.environ.get(k) for k in liblogs.ENV_KEYS}  # set for libraries by _setup_logging
             rc = _main(argv)
+        except KeyboardInterrupt:  # a signal before _main's own handling (while the guard is set up)
+            rc = _interrupted()
         except SystemExit as e:  # argparse: --help, --version, a usage error
             rc = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
         rc = _streams_exit_code(rc)
         return rc
     finally:
         if argv is not None:  # called in-process: leave the caller's streams and environment alone
-            undo_streams()
-            liblogs.restore_env(env)
+            if undo_streams is not None:
+                undo_streams()
+            if env is not None:
+                from . import liblogs
+
+                liblogs.restore_env(env)
         for sig, handler in old.items():
             if argv is None:
                 # The process's own run (console script, python -m vbg): once the work is done, a

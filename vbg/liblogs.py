@@ -3,7 +3,7 @@
 Each library has its own channel, and each is set where it lives:
 
 - OpenCV logs through its own logger (``OPENCV_LOG_LEVEL`` before it loads,
-  ``cv2.utils.logging.setLogLevel`` after); libtiff's warnings ("unknown field with
+  ``cv2.setLogLevel`` after); libtiff's warnings ("unknown field with
   tag ...") reach stderr through it too. libpng's warnings ("iCCP: ...", "tEXt: CRC
   error") do not: libpng prints them from C with no switch, so the image decoder runs
   inside :func:`c_stderr_quiet` (``imageio.read_rgb``).
@@ -82,8 +82,12 @@ def configure(verbose: bool, handler: logging.Handler) -> None:
     if _env_default("OPENCV_LOG_LEVEL", "WARNING" if verbose else "SILENT") and "cv2" in sys.modules:
         import cv2
 
-        lv = cv2.utils.logging
-        lv.setLogLevel(lv.LOG_LEVEL_WARNING if verbose else lv.LOG_LEVEL_SILENT)
+        # cv2.utils.logging in newer builds, cv2.setLogLevel in older ones (4.10 has only that);
+        # OpenCV's levels: 0 silent, 1 fatal, 2 error, 3 warning, 4 info.
+        logging_ = getattr(cv2.utils, "logging", None)
+        set_level = getattr(logging_, "setLogLevel", None) or getattr(cv2, "setLogLevel", None)
+        if set_level is not None:
+            set_level(3 if verbose else 0)
 
     # FFmpeg through PyAV: off unless -v (importing av only when it is wanted or already there).
     libav = logging.getLogger("libav")

@@ -1238,3 +1238,27 @@ def test_a_signal_ends_vbg_process_on_a_stream_that_stalls_mid_way(tmp_path, sig
     assert not out.exists()  # the kept frames go to frames.partial, as for any interrupted output
     frames = sorted(p.name for p in out.with_name("frames.partial").iterdir())
     assert 15 <= len(frames) <= 24 and all(n.startswith("frame_") and n.endswith(".png") for n in frames)
+
+
+SIGNAL_IN_SET_UP = """
+import os, signal, time
+from vbg import streams
+
+real = streams.install
+
+def install():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)  # the handler runs here: while main() still sets up, before _main's own handling
+    return real()
+
+streams.install = install
+"""
+
+
+def test_a_signal_while_main_sets_up_is_an_interrupt_without_a_traceback(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(SIGNAL_IN_SET_UP)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "vbg", "backgrounds"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert "vbg: interrupted" in proc.stderr and "Traceback" not in proc.stderr

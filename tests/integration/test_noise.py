@@ -75,6 +75,10 @@ def clip(tmp_path_factory) -> Path:
 
 def test_libtiff_warning_only_with_verbose(tmp_path):
     image = tiff_with_unknown_tag(tmp_path / "tagged.tif")
+    plain = subprocess.run([sys.executable, "-c", f"import cv2; cv2.imread({str(image)!r}, cv2.IMREAD_UNCHANGED)"],
+                           capture_output=True, text=True, env={**os.environ, "OPENCV_LOG_LEVEL": "INFO"}, timeout=120)
+    if "65000" not in plain.stderr:  # OpenCV 4.10's libtiff, for one, says nothing about this tag
+        pytest.skip("this OpenCV build's libtiff prints no warning for an unknown tag")
     quiet = _vbg("segment", image, *SEGMENT_ME, "-o", tmp_path / "m.png")
     assert quiet.returncode == 0, quiet.stderr
     _only_vbg_lines(quiet)
