@@ -223,6 +223,9 @@ if args["check_cached"]:
     p = hub.cached_path(spec, args["variant"])
     out["cached_before"] = None if p is None else str(p)
 faulthandler.register(signal.SIGUSR1)  # a hang guard that fires shows where the child hung
+# Ctrl-C raises KeyboardInterrupt even where the child was started with SIGINT ignored (a job started
+# in the background, nohup: Python then leaves SIGINT ignored), as vbg's CLI sees to for itself.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 print("READY", flush=True)
 t0 = time.monotonic()
 try:

@@ -465,7 +465,7 @@ def _download(hub: Any, spec: ModelSpec, f: HubFile, token: str | None, etag: st
     pattern = f"{etag}*.incomplete" if etag else None
     before = set(blobs.glob(pattern)) if pattern else set()
     try:
-        return Path(_interruptible(lambda: hub.hf_hub_download(repo_id=spec.hub_repo, filename=f.path, token=token)))
+        return Path(hub.hf_hub_download(repo_id=spec.hub_repo, filename=f.path, token=token))
     except BaseException as exc:
         if pattern:
             for partial in set(blobs.glob(pattern)) - before | {blobs / f"{etag}.incomplete"}:
@@ -475,28 +475,6 @@ def _download(hub: Any, spec: ModelSpec, f: HubFile, token: str | None, etag: st
         if err is None:
             raise
         raise err from exc
-
-
-def _interruptible(call):
-    """``call()`` in a daemon thread, waited for in slices, so that Ctrl-C or SIGTERM stops a
-    download at once wherever the HTTP stack happens to block or retry (it was seen to hold a
-    signal for as long as a stalled read lasted); the abandoned thread ends with the process.
-    Its result or its exception (with its traceback) comes back here."""
-    out: dict = {}
-
-    def run() -> None:
-        try:
-            out["value"] = call()
-        except BaseException as e:  # handed to the waiting thread
-            out["error"] = e
-
-    worker = threading.Thread(target=run, name="vbg-hub-download", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.25)  # a timed wait: a signal's handler runs here, in the main thread
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
 
 
 def _translate(exc: Exception, spec: ModelSpec, f: HubFile) -> VbgError | None:
