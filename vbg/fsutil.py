@@ -372,10 +372,9 @@ class NewFolder:
         self.done = True
         os.close(self._fd)
 
-    def commit(self, *, replace: bool) -> Path:
-        """Put the folder in place of ``target``. An existing target is replaced only
-        with ``replace`` and only when ``foreign_files(target)`` is empty; otherwise
-        ``FileExistsError`` (the folder stays, for ``keep`` or ``discard``)."""
+    def _ready(self) -> None:
+        """Before ``commit``/``keep``: not finished yet, the usual permissions, and the
+        temporary name still holds our folder (else ``Swapped``, and it is given up)."""
         if self.done:
             raise ValueError(f"{self.tmp} was already committed or discarded")
         os.fchmod(self._fd, 0o777 & ~_umask())
@@ -384,6 +383,12 @@ class NewFolder:
         except Swapped:
             self._close()
             raise
+
+    def commit(self, *, replace: bool) -> Path:
+        """Put the folder in place of ``target``. An existing target is replaced only
+        with ``replace`` and only when ``foreign_files(target)`` is empty; otherwise
+        ``FileExistsError`` (the folder stays, for ``keep`` or ``discard``)."""
+        self._ready()
         if not os.path.lexists(self.target):
             try:
                 os.rename(self.tmp, self.target)
@@ -417,14 +422,7 @@ class NewFolder:
 
     def keep(self, dest: str | Path) -> Path:
         """Rename onto the first free one of ``dest``, ``dest-2``, ...: nothing is replaced."""
-        if self.done:
-            raise ValueError(f"{self.tmp} was already committed or discarded")
-        os.fchmod(self._fd, 0o777 & ~_umask())
-        try:
-            _check_ours(self.tmp, self._fd)
-        except Swapped:
-            self._close()
-            raise
+        self._ready()
         dest = Path(dest)
         for n in range(1, 10000):
             cand = free_name(dest, n, folder=True)
