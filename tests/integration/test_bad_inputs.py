@@ -1171,8 +1171,8 @@ def test_a_nan_model_in_vbg_process_is_one_line(m, odd_models, tmp_path):
 class StallingServer(SilentServer):
     """An HTTP server that answers every request with the start of an MPEG-TS clip, then keeps silent."""
 
-    def __init__(self, body: bytes) -> None:
-        self.body = body
+    def __init__(self, body: bytes, content_type: str = "video/mp2t", *, then_close: bool = False) -> None:
+        self.body, self.content_type, self.then_close = body, content_type, then_close
         self.served = 0
         self.served_event = threading.Condition()
         super().__init__()
@@ -1189,7 +1189,11 @@ class StallingServer(SilentServer):
     def _answer(self, conn: socket.socket) -> None:
         try:
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n\r\n" + self.body)
+            length = f"Content-Length: {len(self.body)}\r\nConnection: close\r\n" if self.then_close else ""
+            conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: {self.content_type}\r\n{length}\r\n".encode()
+                         + self.body)
+            if self.then_close:  # a whole clip: the stream ends
+                conn.close()
         except OSError:
             return
         with self.served_event:
@@ -1244,6 +1248,75 @@ def test_a_signal_ends_vbg_process_on_a_stream_that_stalls_mid_way(tmp_path, sig
     assert not out.exists()  # the kept frames go to frames.partial, as for any interrupted output
     frames = sorted(p.name for p in out.with_name("frames.partial").iterdir())
     assert 15 <= len(frames) <= 24 and all(n.startswith("frame_") and n.endswith(".png") for n in frames)
+
+
+def _write_mjpeg_mkv(path: Path, n: int) -> list[int]:
+    """An n-frame Matroska/MJPEG clip (each frame's size stated, no decoding delay); the byte offset of each frame."""
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("mjpeg", rate=30)
+        s.width, s.height, s.pix_fmt = 160, 96, "yuvj420p"
+        for i, (rgb, _) in enumerate(person_clip_frames(n, (96, 160))):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 30)
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    with av.open(str(path)) as c:
+        return [p.pos for p in c.demux(video=0) if p.pos is not None and p.pos >= 0]
+
+
+def test_a_looping_live_stream_plays_again_from_a_new_connection(tmp_path):
+    """--loop with a stream URL: a stream cannot seek, so at its end vbg asks the server again."""
+    from vbg.capture import open_source
+    from vbg.clock import FakeClock
+
+    mkv = tmp_path / "clip.mkv"
+    _write_mjpeg_mkv(mkv, 10)
+    server = StallingServer(mkv.read_bytes(), "video/x-matroska", then_close=True)
+    try:
+        with open_source(server.url().replace(".mp4", ".mkv"), loop=True, paced=True, clock=FakeClock()) as src:
+            got = [src.read() for _ in range(25)]
+    finally:
+        server.close()
+    assert all(g is not None and g.shape == (96, 160, 3) for g in got)
+    assert server.served == 3  # the first pass and two more
+    assert np.abs(got[10].astype(int) - got[0]).mean() < 3  # frame 0 again: the clip started over
+
+
+def test_stopping_a_live_stream_that_stalls_mid_way_ends_its_capture_thread(tmp_path, monkeypatch):
+    """A live --source URL whose server sends 12 frames and then keeps the connection open without a word:
+    once the capture thread has handed out all 12 (it now waits for the server), stopping the pipeline (what
+    Ctrl-C does) ends that thread at once, with no time-out in sight. Before, the thread stayed blocked in
+    FFmpeg until the network time-out, so a signal took the pipeline's whole join time-out (5 s) to end vbg,
+    which then closed the source under the blocked thread."""
+    from vbg.buffers import LatestSlot
+    from vbg.capture import CaptureWorker, open_source
+    from vbg.clock import FakeClock
+
+    monkeypatch.setenv("VBG_NETWORK_TIMEOUT", "3600")
+    mkv = tmp_path / "clip.mkv"  # the reader gets every frame the server sent, then waits for more
+    starts = _write_mjpeg_mkv(mkv, 30)
+    server = StallingServer(mkv.read_bytes()[:starts[12]], "video/x-matroska")
+    clock = FakeClock()
+    worker = None
+    try:
+        source = open_source(server.url().replace(".mp4", ".mkv"), paced=True, clock=clock)
+        frames: LatestSlot = LatestSlot()
+        worker = CaptureWorker(source, frames, clock=clock).start()
+        end = time.monotonic() + 300  # hang guard only
+        while worker.frames < 12:
+            assert worker.alive and time.monotonic() < end, (worker.frames, worker.error)
+            time.sleep(0.01)
+        worker.stop()
+        worker.join(60)  # hang guard: before, it waited for the server for good
+        assert not worker.alive, "the capture thread still waits for the silent server"
+        assert worker.error is None and worker.frames == 12
+        source.close()
+    finally:
+        if worker is not None:
+            worker.stop()
+        server.close()
 
 
 SIGNAL_IN_SET_UP = """

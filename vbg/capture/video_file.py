@@ -13,10 +13,15 @@ restarted) is played over as one frame interval instead of waited for.
 
 Frames are turned upright as a player shows them (a phone video's display
 rotation), and ``width``/``height`` are the upright size.
+
+A stream URL is decoded on a helper thread (:class:`~vbg.mediaopen.NetworkFrames`),
+so that :meth:`cancel` ends a read that waits for a server gone silent mid-stream
+at once, instead of after the network time-out.
 """
 
 from __future__ import annotations
 
+import threading
 from fractions import Fraction
 
 import av
@@ -25,7 +30,7 @@ import numpy as np
 from ..clock import Clock, MonotonicClock
 from ..errors import InputError, SourceError
 from ..offline.media import check_frame_size, frame_rate, frame_rotation, quarter_turns, upright
-from ..mediaopen import TIMEOUT_ENV, NotAFileError, is_url, open_media, picture_stream, timed_out, timeout_s
+from ..mediaopen import TIMEOUT_ENV, NetworkFrames, NotAFileError, is_url, open_media, picture_stream, timed_out, timeout_s
 
 
 MAX_JUMP_S = 10.0  # a longer jump between two frames' timestamps (either way) is played as one frame interval
@@ -42,6 +47,8 @@ class VideoFileSource:
         self.drop_late = drop_late
         self.live = paced
         self.clock = clock or MonotonicClock()
+        self._cancel = threading.Event()
+        self._network: NetworkFrames | None = None  # a URL's frames, read on a helper thread
         try:
             self._container = open_media(path)
         except NotAFileError as e:
@@ -89,8 +96,12 @@ class VideoFileSource:
         self.frames_dropped = 0
 
     def _decode(self):
+        if is_url(self.path):  # the helper owns the container from here on
+            frames = self._network = NetworkFrames(self._container, self._stream, self._cancel)
+        else:
+            frames = self._container.decode(self._stream)
         try:
-            yield from self._container.decode(self._stream)
+            yield from frames
         except av.FFmpegError as e:
             if is_url(self.path) and timed_out(e):
                 raise SourceError(f"{self.path}: the server sent nothing for {timeout_s():g} s") from e
@@ -135,21 +146,45 @@ class VideoFileSource:
                 return None
             self._pass_offset = self._last_rel + 1.0 / self.fps
             self._first_ts = None
-            self._container.seek(0)
+            if self._network is not None:  # a stream cannot seek: play it again from a new connection
+                self._network.abandon()
+                self._container = self._stream = None
+                try:
+                    self._container = open_media(self.path, self._cancel)
+                except KeyboardInterrupt:
+                    if self._cancel.is_set():
+                        return None
+                    raise
+                except (av.FFmpegError, OSError) as e:
+                    raise SourceError(f"cannot open {self.path} again to loop it: {e}") from e
+                self._stream = picture_stream(self._container)
+                self._stream.thread_type = "AUTO"
+            else:
+                self._container.seek(0)
             self._frames = self._decode()
             frame = next(self._frames, None)
         return frame
+
+    def cancel(self) -> None:
+        """From any thread: a stream URL's read that waits for the server ends now (read()
+        returns None, as at the end). A file's read never waits for long: nothing to do."""
+        self._cancel.set()
 
     def close(self) -> None:
         # Drop the decoder too: FFmpeg's decoding threads live as long as the stream
         # object, and the generator holds it (and self) in a cycle until a gc pass.
         if self._frames is not None:
-            self._frames.close()
+            try:
+                self._frames.close()
+            except ValueError:  # still running on a reader that did not stop: it ends with the helper
+                pass
             self._frames = None
         self._stream = None
-        if self._container is not None:
+        if self._network is not None:  # its helper closes the container once FFmpeg lets it go
+            self._network.abandon()
+        elif self._container is not None:
             self._container.close()
-            self._container = None
+        self._container = None
 
     def __enter__(self):
         return self

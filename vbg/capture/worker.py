@@ -43,6 +43,7 @@ class CaptureWorker:
         self.error: BaseException | None = None
         self.ended = threading.Event()  # end of stream, a fatal error, or stop()
         self._stop = threading.Event()
+        self._current = source  # the source being read: stop() cancels a read that waits on a network
         self._thread = threading.Thread(target=self._run, name="vbg-capture", daemon=True)
 
     def start(self) -> CaptureWorker:
@@ -50,7 +51,12 @@ class CaptureWorker:
         return self
 
     def stop(self) -> None:
+        """Ends the thread soon: after the frame being read, or at once where the source can cancel
+        a read that waits (a stream whose server went silent)."""
         self._stop.set()
+        cancel = getattr(self._current, "cancel", None)
+        if cancel is not None:
+            cancel()
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -64,7 +70,7 @@ class CaptureWorker:
         try:
             while not self._stop.is_set():
                 if src is None:
-                    src = self._try_reopen(attempt)
+                    src = self._current = self._try_reopen(attempt)
                     attempt += 1
                     continue
                 try:
