@@ -457,7 +457,7 @@ def cmd_process(args) -> int:
         if state["proc"] is None:
             _interrupt()
         state["proc"].stop.set()
-        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal of either kind
+        for sig in stop_signals():  # a second signal of any kind
             signal.signal(sig, _interrupt)
 
     if workers > 1 and seg_cfg.threads is None:
@@ -468,7 +468,7 @@ def cmd_process(args) -> int:
         if state["proc"] is not None:
             state["proc"].stop.set()
 
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, on_signal) for sig in stop_signals()}
     old_hook = streams.on_broken(on_broken)
     segs: list = []
     try:
@@ -655,7 +655,7 @@ def cmd_live(args) -> int:
             _interrupt()
         pipeline.stop()
 
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, on_signal) for sig in stop_signals()}
     old_hook = streams.on_broken(pipeline.stop)  # a closed stderr stops it like Ctrl-C
 
     def on_status(line: str) -> None:
@@ -710,6 +710,19 @@ def _setup_logging(args) -> None:
 _SIGNALLED = threading.Event()  # a signal was turned into KeyboardInterrupt during this run
 
 
+def stop_signals() -> tuple:
+    """The signals that stop a run as Ctrl-C does: SIGINT, SIGTERM, and SIGHUP (the terminal
+    closed, an ssh session dropped) unless vbg was started with it ignored (``nohup``: the user
+    asked to keep running without a terminal)."""
+    import signal
+
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    hup = getattr(signal, "SIGHUP", None)  # not on Windows
+    if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+        sigs += (hup,)
+    return sigs
+
+
 def _interrupt(signum=None, frame=None):
     """Stop at once: the KeyboardInterrupt unwinds whatever runs, closing what was opened."""
     _SIGNALLED.set()
@@ -719,12 +732,12 @@ def _interrupt(signum=None, frame=None):
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    # SIGINT and SIGTERM stop a run from the first moment on: outputs finalized, no traceback.
+    # SIGINT, SIGTERM and SIGHUP stop a run from the first moment on: outputs finalized, no traceback.
     # (The live filter and vbg process install their own handlers while they run.)
     _SIGNALLED.clear()
     old = {}
     if threading.current_thread() is threading.main_thread():
-        old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+        old = {sig: signal.signal(sig, _interrupt) for sig in stop_signals()}
     # A closed stdout/stderr (| head, > /dev/full) stops the run like Ctrl-C, without a
     # traceback; the process's own run keeps the guard through the interpreter's exit flush.
     undo_streams = None
@@ -783,14 +796,15 @@ def _main(argv: list[str] | None) -> int:
 def _ignore_signals() -> None:
     import signal
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in stop_signals():
         signal.signal(sig, signal.SIG_IGN)
 
 
 def _streams_exit_code(rc: int) -> int:
     """The exit code once stdout and stderr are flushed: 141 (128 + SIGPIPE, the shell's
     code for a program a closed pipe ended) when a reader went away, the output error's
-    code when a stream could not be written (a full disk), else the run's own."""
+    code when a stream could not be written (a full disk), else (also when the terminal
+    hung up) the run's own."""
     from .errors import OutputError
 
     streams.flush()
@@ -799,6 +813,8 @@ def _streams_exit_code(rc: int) -> int:
         return rc
     if broken.pipe:
         return streams.EXIT_BROKEN_PIPE
+    if broken.hangup:  # the terminal closed: its SIGHUP ended the run (130), or the run was done
+        return rc
     if broken.name == "stdout":
         from .fsutil import write_error_hint
 

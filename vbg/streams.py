@@ -11,7 +11,8 @@ for SIGPIPE, so every later write and the exit flush, C libraries' included, suc
 silently) and the running job is asked to stop the way Ctrl-C stops it (the hook set
 with :func:`on_broken`: a playable partial file is kept). The CLI then exits with
 :data:`EXIT_BROKEN_PIPE` (141 = 128 + SIGPIPE, what a shell reports for a program that
-SIGPIPE killed) for a closed pipe, or the output-error code for a full disk.
+SIGPIPE killed) for a closed pipe, the run's own code for a terminal that hung up (the
+SIGHUP that closed it stopped the run: 130), or the output-error code for a full disk.
 
 A descriptor that was already closed when vbg started (``2>&-``) is pointed at
 ``/dev/null`` first, so no file vbg opens can take its number (an encoder's log line
@@ -38,11 +39,18 @@ class Broken:
 
     name: str  # "stdout" or "stderr"
     error: OSError
+    terminal: bool = False  # the stream was a terminal
 
     @property
     def pipe(self) -> bool:
         """The reader went away (``| head``), as opposed to a full disk or an I/O error."""
         return isinstance(self.error, BrokenPipeError) or self.error.errno in _PIPE_ERRNOS
+
+    @property
+    def hangup(self) -> bool:
+        """The terminal went away (window closed, ssh dropped: writes fail with EIO); the
+        SIGHUP that comes with it is what stops the run."""
+        return self.terminal and self.error.errno == errno.EIO
 
 
 _lock = threading.Lock()
@@ -77,12 +85,12 @@ def _devnull_onto(fd: int) -> None:
             os.close(null)
 
 
-def _record(name: str, stream, exc: OSError) -> None:
+def _record(name: str, stream, exc: OSError, terminal: bool = False) -> None:
     global _broken
     with _lock:
         first = _broken is None
         if first:
-            _broken = Broken(name, exc)
+            _broken = Broken(name, exc, terminal)
         hook = _hook
     try:
         _devnull_onto(stream.fileno())
@@ -98,19 +106,23 @@ class _Guarded(io.TextIOBase):
     def __init__(self, name: str, stream) -> None:
         super().__init__()
         self._name, self._stream = name, stream
+        try:
+            self._terminal = bool(stream.isatty())
+        except (OSError, ValueError, AttributeError):
+            self._terminal = False
 
     def write(self, text: str) -> int:
         try:
             return self._stream.write(text)
         except OSError as e:
-            _record(self._name, self._stream, e)
+            _record(self._name, self._stream, e, self._terminal)
             return len(text)
 
     def flush(self) -> None:
         try:
             self._stream.flush()
         except OSError as e:
-            _record(self._name, self._stream, e)
+            _record(self._name, self._stream, e, self._terminal)
             try:
                 self._stream.flush()  # the pending bytes now go to /dev/null
             except (OSError, ValueError):

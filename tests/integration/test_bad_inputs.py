@@ -525,6 +525,53 @@ def test_a_second_signal_stops_vbg_process_at_once_leaving_nothing_half_written(
     _playable_or_absent(partial)
 
 
+def test_a_closed_terminal_ends_vbg_process_keeping_a_playable_partial_file(long_clip, tmp_path):
+    """The terminal vbg runs in goes away (the window closed, an ssh session dropped): the kernel sends
+    SIGHUP and every later write to the terminal fails. vbg process ends as on Ctrl-C: the frames done
+    are a playable partial file and nothing hidden is left behind (before, SIGHUP killed it on the spot,
+    leaving its temporary output)."""
+    import pty
+    import re
+    import select
+
+    master, slave = pty.openpty()
+    out = tmp_path / "out" / "cut.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "process", str(long_clip), "-o", str(out),
+                             "--model", "selfie", "--quality", "best"],
+                            stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        shown, end = b"", time.monotonic() + 300  # hang guard only
+        while not any(int(n) > 0 for n in re.findall(rb"(\d+)/900", shown)):  # frames are being written
+            assert proc.poll() is None and time.monotonic() < end, (proc.poll(), shown[-300:])
+            if select.select([master], [], [], 1.0)[0]:
+                shown += os.read(master, 65536)
+    finally:
+        os.close(master)  # the terminal is gone: writing to it fails from here on
+    proc.send_signal(signal.SIGHUP)  # what the kernel sends on a hang-up
+    rc = proc.wait(120)
+    assert rc == 130, rc  # not killed by the signal (-1)
+    partial = out.with_name("cut.partial.mp4")
+    assert not out.exists()
+    assert leftovers(out.parent) == ["cut.partial.mp4"]
+    assert 0 < _playable_or_absent(partial) < 900
+
+
+def test_under_nohup_a_hang_up_does_not_stop_vbg_process(m, tmp_path):
+    """Started with SIGHUP ignored (``nohup vbg process ...``), vbg keeps it ignored: the job runs to the end."""
+    out = tmp_path / "o.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "process", str(m["clip"]), "-o", str(out),
+                             "--model", "selfie"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    wait_until_vbg_handles(proc, signal.SIGINT)  # vbg's own signal set-up is done
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    with av.open(str(m["clip"])) as c:
+        n = c.streams.video[0].frames or sum(1 for _ in c.decode(video=0))
+    assert _playable_or_absent(out) == n
+
+
 SIGNAL_IN_IMPORT = """
 import builtins, os, signal, sys, time
 from vbg import cli

@@ -289,7 +289,7 @@ class _Live:
         return rc, "".join(self.lines)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_a_signal_stops_cleanly_with_a_playable_recording(tmp_path, person_clip, sig):
     clip, _ = person_clip
     out = tmp_path / "sig.mp4"
