@@ -39,18 +39,25 @@ def person_clip_frames(n: int = 60, size: tuple[int, int] = (360, 640), seed: in
         yield np.clip(frame + 0.5, 0, 255).astype(np.uint8), alpha[:, :, 0]
 
 
-def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12) -> Path:
-    """Encode RGB frames to H.264 (near-lossless) with PyAV."""
+def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str = "libx264",
+               pix_fmt: str = "yuv420p", fmt: str | None = None, pts=None, rotation: int = 0,
+               preset: str = "veryfast") -> Path:
+    """Encode RGB frames with PyAV: H.264 (near-lossless) by default. ``pts(i)`` is frame i's
+    timestamp in 1/fps units (default i), ``rotation`` a display matrix (degrees counter-clockwise
+    when played), ``fmt`` the container where the suffix does not say it (``"mpegts"``)."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        if codec == "libx264":
+            stream.options = {"crf": str(crf), "preset": preset}  # ultrafast: no B-frames
         stream.time_base = Fraction(1, fps)
+        if rotation:
+            stream.set_display_rotation(rotation)
         for i, rgb in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            vf.pts = i
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            vf.pts, vf.time_base = (i if pts is None else pts(i)), Fraction(1, fps)
             for pkt in stream.encode(vf):
                 out.mux(pkt)
         for pkt in stream.encode(None):
