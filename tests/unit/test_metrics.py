@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 
 from vbg.evaluation.metrics import (
+    BoundaryF,
     QualityMeter,
     as_alpha,
+    boundary_f,
+    boundary_tolerance,
+    contour,
     edge_band,
     edge_error,
     flicker,
@@ -202,6 +206,90 @@ def test_meter_agrees_with_the_functions():
     assert s.flicker == pytest.approx(flicker(pred, truth))
     band_err = sum(np.abs(p - t)[edge_band(t, 2)].sum() for p, t in zip(pred, truth))
     assert s.edge_error == pytest.approx(band_err / sum(edge_band(t, 2).sum() for t in truth))
-    assert set(s.as_dict()) == {"frames", "iou", "edge_error", "flicker", "lag"}
+    assert set(s.as_dict()) == {"frames", "iou", "edge_error", "flicker", "lag", "boundary_f"}
     with pytest.raises(ValueError):
         QualityMeter().result()
+
+
+# -------------------------------------------------------------------- boundary F
+
+
+def band(w: int, x0: int, x1: int, h: int = 20) -> np.ndarray:
+    """A vertical band of columns ``x0 .. x1 - 1``, full height: its contour is those two columns."""
+    a = np.zeros((h, w), np.float32)
+    a[:, x0:x1] = 1.0
+    return a
+
+
+def test_contour_is_the_silhouettes_inner_outline_not_the_frame_border():
+    sq = np.zeros((7, 7), bool)
+    sq[1:6, 1:6] = True
+    ring = sq.copy()
+    ring[2:5, 2:5] = False
+    np.testing.assert_array_equal(contour(sq), ring)  # 16 pixels, the inside 3x3 is not contour
+    assert not contour(np.ones((5, 5), bool)).any()  # filling the frame: the border is no edge
+    assert sorted(set(np.nonzero(contour(band(40, 10, 20) >= 0.5))[1].tolist())) == [10, 19]
+
+
+def test_boundary_f_matches_within_the_tolerance_and_not_beyond():
+    truth = band(40, 10, 20)  # contour: columns 10 and 19
+    pred = band(40, 10, 24)  # the right edge 4 px off
+    assert boundary_f(truth, truth, 0) == BoundaryF(1.0, 1.0, 1.0)
+    # Tolerance 3: the left edges match, the right ones (4 px apart) do not: half of each contour.
+    assert boundary_f(pred, truth, 3) == BoundaryF(0.5, 0.5, 0.5)
+    assert boundary_f(pred, truth, 4) == BoundaryF(1.0, 1.0, 1.0)
+    assert iou(pred, truth) == pytest.approx(10 / 14)  # what IoU says about the same miss
+
+
+def test_boundary_f_tolerance_is_a_disc_not_a_square():
+    truth = np.zeros((20, 20), np.float32)
+    truth[10, 10] = 1.0
+    pred = np.zeros_like(truth)
+    pred[12, 12] = 1.0  # 2.83 px away diagonally: inside a radius-2 square, outside the radius-2 disc
+    assert boundary_f(pred, truth, 2).f == 0.0
+    assert boundary_f(pred, truth, 3).f == 1.0
+
+
+def test_boundary_f_separates_precision_from_recall():
+    truth = np.zeros((30, 30), np.float32)
+    truth[2:12, 2:12] = 1.0  # contour: 36 pixels
+    pred = truth.copy()
+    pred[20:23, 20:23] = 1.0  # plus a far blob: 8 contour pixels that match nothing
+    r = boundary_f(pred, truth, 3)
+    assert r.precision == pytest.approx(36 / 44) and r.recall == 1.0
+    assert r.f == pytest.approx(2 * (36 / 44) / (36 / 44 + 1))  # 0.9
+    flipped = boundary_f(truth, pred, 3)  # the same miss seen from the other side
+    assert flipped.precision == 1.0 and flipped.recall == pytest.approx(36 / 44)
+
+
+def test_boundary_f_of_empty_frames():
+    empty = np.zeros((10, 10), np.float32)
+    blob = empty.copy()
+    blob[3:6, 3:6] = 1.0
+    assert boundary_f(empty, empty, 3).f == 1.0  # person gone, nothing predicted
+    assert boundary_f(empty, blob, 3) == BoundaryF(1.0, 0.0, 0.0)  # missed
+    assert boundary_f(blob, empty, 3) == BoundaryF(0.0, 1.0, 0.0)  # a ghost
+    with pytest.raises(ValueError):
+        boundary_f(blob, blob, -1)
+
+
+def test_boundary_tolerance_is_3_px_at_480p_scaled_with_height():
+    assert [boundary_tolerance(h) for h in (480, 360, 720, 1080, 240, 120)] == [3, 2, 5, 7, 2, 1]
+    truth = band(60, 10, 20, h=480)
+    pred = band(60, 10, 23, h=480)  # 3 px off at 480p: matched by default
+    assert boundary_f(pred, truth).f == 1.0
+    assert boundary_f(band(60, 10, 23, h=240), band(60, 10, 20, h=240)).f == 0.5  # 2 px at 240p
+
+
+def test_meter_adds_boundary_f_per_frame_when_asked():
+    truth = [band(40, 10, 20)] * 3
+    pred = [band(40, 10, 20), band(40, 10, 24), band(40, 10, 21)]
+    meter = QualityMeter(radius=2, lag_factor=1, boundary_tol=3)
+    for p, t in zip(pred, truth):
+        meter.add(p, t)
+    assert meter.boundary_fs == (1.0, 0.5, 1.0)
+    assert meter.ious == pytest.approx((1.0, 10 / 14, 10 / 11))
+    assert meter.result().boundary_f == pytest.approx(2.5 / 3)
+    plain = QualityMeter(radius=2, lag_factor=1)
+    plain.add(pred[1], truth[1])
+    assert math.isnan(plain.result().boundary_f)  # not measured unless asked

@@ -5,14 +5,16 @@ segmenter and deterministic simulations of the live and offline mask paths.
 """
 
 from .clips import MOTIONS, MOVING, Clip, load_person, load_room, render_clip
-from .metrics import QualityMeter, Scores, edge_band, edge_error, flicker, iou, lag
+from .metrics import (BoundaryF, QualityMeter, Scores, boundary_f, boundary_tolerance, edge_band, edge_error, flicker,
+                      iou, lag)
 from .oracle import OracleSegmenter
 from .simulate import (ClipTruth, LiveSettings, OracleSource, SegmenterSource, delay_frames, score_live,
                        score_offline, simulate_live, simulate_offline)
 
 __all__ = [
-    "MOTIONS", "MOVING", "Clip", "ClipTruth", "LiveSettings", "OracleSegmenter", "OracleSource", "QualityMeter",
-    "Scores", "SegmenterSource", "delay_frames", "edge_band", "edge_error", "flicker", "iou", "lag",
+    "MOTIONS", "MOVING", "BoundaryF", "Clip", "ClipTruth", "LiveSettings", "OracleSegmenter", "OracleSource",
+    "QualityMeter", "Scores", "SegmenterSource", "boundary_f", "boundary_tolerance", "delay_frames", "edge_band",
+    "edge_error", "flicker", "iou", "lag",
     "load_person", "load_room", "render_clip", "score_live", "score_offline", "simulate_live",
     "simulate_offline",
 ]
