@@ -21,6 +21,20 @@ Live rows run ``MaskTracker`` frame by frame with the model on the frames
 ``SkipGovernor`` picks (``vbg.evaluation.simulate``); offline rows run
 ``vbg process``'s centred smoothing and upsampling. The first 8 frames of each
 clip are not scored (start-up). Writes ``quality.json`` and ``quality.md``.
+
+Real footage, with hand-drawn masks instead of exact truth::
+
+    python -m benchmarks.quality --real DIR [--model selfie] [--fps 24] [--model-ms MS]
+
+``DIR`` holds sequences ``NAME/images/NNNNN.jpg`` + ``NAME/masks/NNNNN.png``
+(``vbg.evaluation.sequences``). The model runs once on every frame; the rows
+(``REAL_ROWS``) are the per-frame reference (every mask as it is, no
+smoothing), ``vbg process``'s offline path, and the live path at
+``--skip auto``, 2 and 3 (and 3 without propagation), the model on the
+clock of its own time (measured here unless ``--model-ms`` fixes it), frame
+by frame. Scores: IoU, boundary F, flicker, lag, and IoU on the frames with
+a fresh mask against carried ones. Writes ``quality_real.json`` and
+``quality_real.md``; the synthetic clips are not run then.
 """
 
 from __future__ import annotations
@@ -349,16 +363,220 @@ def markdown(res: dict, info: dict, command: str) -> str:
     return "\n".join(md) + "\n"
 
 
-def _auto_n(infer_ms: float) -> int:
+def _auto_n(infer_ms: float, fps: float = 30.0) -> int:
     from vbg.inference.scheduler import SkipGovernor
 
-    g = SkipGovernor("auto", 1 / 30)
+    g = SkipGovernor("auto", 1 / fps)
     g.observe(infer_ms)
     return g.current_n
 
 
 def _f(v: float) -> str:
     return "-" if math.isnan(v) else f"{v:.2f}"
+
+
+# ------------------------------------------------------------------ real footage (--real DIR)
+
+REAL_WARMUP = 2  # frames not scored at the start of each sequence: before a late model's first mask
+
+
+@dataclass(frozen=True)
+class RealRow:
+    key: str
+    label: str
+    mode: str  # reference | offline | live
+    settings: dict = field(default_factory=dict)
+
+
+REAL_ROWS = [
+    RealRow("reference", "per-frame reference: the model on every frame, no smoothing", "reference"),
+    RealRow("offline", "`vbg process` (every frame, centred smoothing, window 2)", "offline"),
+    RealRow("auto", "live `--skip auto` (defaults)", "live", dict(skip="auto")),
+    RealRow("skip2", "live `--skip 2`, propagation", "live", dict(skip=2)),
+    RealRow("skip3", "live `--skip 3`, propagation", "live", dict(skip=3)),
+    RealRow("skip3_stale", "live `--skip 3`, stale mask (no propagation)", "live", dict(skip=3, propagate=False)),
+]
+REAL_METRICS = ("iou", "boundary_f", "flicker", "lag")
+CROPS = ("off",)  # the person crop (issue 15, point 2) will add "on"
+
+
+def measure_model_ms(segmenter, frame: np.ndarray) -> dict:
+    """The model's time for one frame here (median of 20 runs after 3), with the machine's load beside it."""
+    import os
+
+    from benchmarks.common import time_call
+
+    load_before = os.getloadavg()
+    t = time_call(lambda: segmenter.segment(frame), warmup=3, repeat=20)
+    return {**t, "loadavg": [round(v, 2) for v in load_before], "loadavg_after": [round(v, 2) for v in os.getloadavg()]}
+
+
+def score_real(clip, preds, *, warmup: int, boundary_tol: int) -> dict:
+    """Scores of one prediction stream (``(alpha, mask_seq)`` pairs; ``mask_seq == t``: a fresh
+    mask on frame ``t``), with the IoU split between fresh frames and carried ones."""
+    from vbg.evaluation import QualityMeter
+
+    meter = QualityMeter(boundary_tol=boundary_tol)
+    fresh = []
+    n = 0
+    for t, (alpha, seq) in enumerate(preds):
+        n += 1
+        if t < warmup:
+            continue
+        meter.add(alpha, clip.truths[t])
+        fresh.append(seq == t)
+    if n != len(clip):
+        raise ValueError(f"{n} predictions for a sequence of {len(clip)} frames")
+    res = meter.result().as_dict()
+    ious, bfs = meter.ious, meter.boundary_fs
+    for kind, want in (("fresh", True), ("carried", False)):
+        sel = [i for i, f in enumerate(fresh) if f == want]
+        res[f"{kind}_n"] = len(sel)
+        res[f"{kind}_iou"] = float(np.mean([ious[i] for i in sel])) if sel else math.nan
+        res[f"{kind}_boundary_f"] = float(np.mean([bfs[i] for i in sel])) if sel else math.nan
+    return res
+
+
+def run_real(root: Path, *, model: str = "selfie", fps: float = 24.0, model_ms: float | None = None,
+             crop: str = "off", warmup: int = REAL_WARMUP, log=print) -> dict:
+    """Every mode of :data:`REAL_ROWS` on every sequence under ``root``.
+
+    The model runs once per frame (masks cached); the per-frame reference and
+    ``vbg process`` use them as they are, the live rows on the schedule a model
+    of ``model_ms`` (measured here when None) gets at ``fps``, frame-exactly.
+    """
+    from vbg.errors import ConfigError
+    from vbg.evaluation import (
+        LiveSettings,
+        SegmenterSource,
+        Timed,
+        boundary_tolerance,
+        delay_frames,
+        find_sequences,
+        load_sequence,
+        simulate_live,
+        simulate_offline,
+    )
+    from vbg.inference import SegmenterConfig, create_segmenter
+
+    if crop not in CROPS:
+        raise ConfigError(f"crop {crop!r} is not available yet: use {' or '.join(CROPS)}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ConfigError(f"warm-up {warmup!r} is not valid: use a whole number of frames >= 0")
+    folders = find_sequences(root)
+    seg = create_segmenter(SegmenterConfig(model=model, device="cpu"))
+    source = SegmenterSource(seg)
+    timing = None
+    out: dict[str, dict[str, dict]] = {r.key: {} for r in REAL_ROWS}
+    sizes = {}
+    for folder in folders:
+        clip = load_sequence(folder, fps=fps)
+        if len(clip) <= warmup:
+            raise ConfigError(f"{folder} has {len(clip)} frames, not more than the warm-up ({warmup}): "
+                              "use a longer sequence or a smaller --warmup")
+        if model_ms is None:
+            timing = measure_model_ms(seg, clip.frames[0])
+            model_ms = timing["median_ms"]
+        instant, timed = Timed(source, 0.0), Timed(source, model_ms)
+        h, w = clip.frames[0].shape[:2]
+        tol = boundary_tolerance(h)
+        sizes[clip.motion] = {"size": [h, w], "frames": len(clip), "mask_size": list(source.input_size((h, w))),
+                              "boundary_tol": tol}
+        for r in REAL_ROWS:
+            if r.mode == "reference":
+                preds = simulate_live(clip, instant, LiveSettings(skip=1, smoothing=0.0))
+            elif r.mode == "offline":
+                preds = ((a, t) for t, a in enumerate(simulate_offline(clip, instant)))
+            else:
+                preds = simulate_live(clip, timed, LiveSettings(**r.settings))
+            out[r.key][clip.motion] = score_real(clip, preds, warmup=warmup, boundary_tol=tol)
+        log(f"{clip.motion:20s} " + "  ".join(f"{r.key}={out[r.key][clip.motion]['iou']:.4f}" for r in REAL_ROWS))
+    return {
+        "rows": out,
+        "labels": {r.key: r.label for r in REAL_ROWS},
+        "sequences": sizes,
+        "root": str(root),
+        "model": model,
+        "model_ms": model_ms,
+        "model_timing": timing,
+        "delay_frames": delay_frames(model_ms, fps),
+        "auto_n": _auto_n(model_ms, fps),
+        "fps": fps,
+        "crop": crop,
+        "warmup": warmup,
+    }
+
+
+def real_totals(by_seq: dict[str, dict]) -> dict:
+    """Mean over sequences of each metric; the fresh/carried split pooled over frames."""
+    res = {}
+    for m in REAL_METRICS:
+        vals = [v[m] for v in by_seq.values() if not math.isnan(v[m])]
+        res[m] = float(np.mean(vals)) if vals else math.nan
+    for kind in ("fresh", "carried"):
+        n = sum(v[f"{kind}_n"] for v in by_seq.values())
+        res[f"{kind}_n"] = n
+        res[f"{kind}_iou"] = (sum(v[f"{kind}_iou"] * v[f"{kind}_n"] for v in by_seq.values() if v[f"{kind}_n"]) / n
+                              if n else math.nan)
+    return res
+
+
+def real_markdown(res: dict, info: dict, command: str) -> str:
+    rows, labels = res["rows"], res["labels"]
+    seqs = list(res["sequences"])
+    t = res["model_timing"]
+    timing = (f"{res['model_ms']:.1f} ms a frame, measured here (median of {t['runs']}, p95 {t['p95_ms']:.1f} ms, "
+              f"min {t['min_ms']:.1f} ms) with the machine's load average at "
+              f"{', '.join(f'{v:.1f}' for v in t['loadavg'])} (1, 5, 15 min) on {info['cores']} cores"
+              if t else f"{res['model_ms']:g} ms a frame (given with --model-ms)")
+    desc = ", ".join(f"`{k}` ({v['frames']} frames, {v['size'][1]}x{v['size'][0]})" for k, v in res["sequences"].items())
+    first = next(iter(res["sequences"].values()))
+    md = [
+        "# Matte quality on real footage (`python -m benchmarks.quality --real`)\n",
+        (f"Machine: {info['cpu']}, {info['cores']} cores, GPU: {info.get('gpu') or 'none'}; Python {info['python']}, "
+         f"onnxruntime {info.get('onnxruntime', '-')}. Command: `{command}`.\n"),
+        (f"Sequences: {desc}, {res['fps']:g} fps, hand-drawn masks; the first {res['warmup']} frames of each are "
+         f"not scored. Model: `{res['model']}`, masks at {first['mask_size'][1]}x{first['mask_size'][0]}, "
+         f"{timing}. The live rows run the model on that clock, frame-exactly: its mask reaches the frame "
+         f"{res['delay_frames']} frame(s) after the one it saw (0: waited for, as the pipeline does for a model of "
+         f"at most 12 ms), and `--skip auto` runs it on 1 frame in {res['auto_n']}. Person crop: {res['crop']}.\n"),
+        ("Metrics: **IoU** of the silhouettes cut at 0.5, mean over frames; **boundary F** (DAVIS: contour pixels "
+         f"matched within {first['boundary_tol']} px, 3 px at 480p scaled with the height), mean over frames; "
+         "**flicker** = mean frame-to-frame change of the alpha where the truth did not change, x1000; **lag** = "
+         "frames the silhouette trails the truth; **fresh / carried** = IoU on the frames shown with a mask the "
+         "model made of that very frame, and on those shown with an older mask (carried by propagation, or kept "
+         "as it was), with their counts (all sequences pooled). The masks include what the person rides or "
+         "holds, which a person model does not look for: compare the rows with the reference, not with 1.0. "
+         "Means: over sequences.\n"),
+        "| mode | IoU | IoU - ref | boundary F | F - ref | flicker x1000 | flicker vs ref | lag | fresh IoU (n) | carried IoU (n) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    ref = real_totals(rows["reference"])
+    for key, by_seq in rows.items():
+        tot = real_totals(by_seq)
+        fl = f"{(tot['flicker'] / ref['flicker'] - 1) * 100:+.0f}%" if ref["flicker"] else "-"
+        md.append(f"| {labels[key]} | {tot['iou']:.4f} | {tot['iou'] - ref['iou']:+.4f} | {tot['boundary_f']:.4f} | "
+                  f"{tot['boundary_f'] - ref['boundary_f']:+.4f} | {tot['flicker'] * 1000:.3f} | {fl} | "
+                  f"{_f(tot['lag'])} | {_fn(tot['fresh_iou'], tot['fresh_n'])} | "
+                  f"{_fn(tot['carried_iou'], tot['carried_n'])} |")
+    for metric, name, fmt, scale in (("iou", "IoU", "{:.4f}", 1.0), ("boundary_f", "Boundary F", "{:.4f}", 1.0),
+                                     ("flicker", "Flicker x1000", "{:.3f}", 1000.0), ("lag", "Lag (frames)", "{:.2f}", 1.0)):
+        md += ["", f"### {name} per sequence\n", "| mode | " + " | ".join(seqs) + " |", "|---|" + "---|" * len(seqs)]
+        for key, by_seq in rows.items():
+            cells = ["-" if math.isnan(by_seq[q][metric]) else fmt.format(by_seq[q][metric] * scale) for q in seqs]
+            md.append(f"| {labels[key]} | " + " | ".join(cells) + " |")
+    md += ["", "### Fresh and carried frames per sequence: IoU (frames)\n",
+           "| mode | " + " | ".join(f"{q} fresh | {q} carried" for q in seqs) + " |",
+           "|---|" + "---|---|" * len(seqs)]
+    for key, by_seq in rows.items():
+        cells = [f"{_fn(by_seq[q]['fresh_iou'], by_seq[q]['fresh_n'])} | {_fn(by_seq[q]['carried_iou'], by_seq[q]['carried_n'])}"
+                 for q in seqs]
+        md.append(f"| {labels[key]} | " + " | ".join(cells) + " |")
+    return "\n".join(md) + "\n"
+
+
+def _fn(v: float, n: int) -> str:
+    return "- (0)" if not n else f"{v:.4f} ({n})"
 
 
 def main(argv=None) -> int:
@@ -368,7 +586,17 @@ def main(argv=None) -> int:
     ap.add_argument("--infer-ms", type=float, default=75.0, help="inference time of the late oracle")
     ap.add_argument("--no-model", action="store_true", help="skip the selfie model rows and the halo")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    ap.add_argument("--real", type=Path, metavar="DIR",
+                    help="score real footage instead: a folder of NAME/images/NNNNN.jpg + NAME/masks/NNNNN.png sequences")
+    ap.add_argument("--fps", type=float, default=24.0, help="(--real) the sequences' frame rate")
+    ap.add_argument("--model", default="selfie", help="(--real) the model to run")
+    ap.add_argument("--model-ms", type=float, help="(--real) the model's time a frame for the live schedule "
+                    "(default: measured here)")
+    ap.add_argument("--crop", choices=CROPS, default="off", help="(--real) person crop (only off for now)")
+    ap.add_argument("--warmup", type=int, default=REAL_WARMUP, help="(--real) frames not scored at each start")
     args = ap.parse_args(argv)
+    if args.real is not None:
+        return main_real(args)
 
     t0 = time.perf_counter()
     res = run(quick=args.quick, frames=args.frames, infer_ms=args.infer_ms, model=not args.no_model)
@@ -385,6 +613,31 @@ def main(argv=None) -> int:
     text = markdown(res, info, cmd)
     print("\n" + text)
     js, md = write_results(args.out, "quality", {"machine": info, **res}, text)
+    print(f"wrote {js} and {md} ({res['wall_s']:.0f} s)")
+    return 0
+
+
+def main_real(args) -> int:
+    import sys
+
+    from vbg.errors import VbgError
+
+    t0 = time.perf_counter()
+    try:
+        res = run_real(args.real, model=args.model, fps=args.fps, model_ms=args.model_ms, crop=args.crop,
+                       warmup=args.warmup)
+    except VbgError as e:
+        print(f"benchmarks.quality: error: {e}", file=sys.stderr)
+        return e.exit_code
+    res["wall_s"] = time.perf_counter() - t0
+    info = machine_info()
+    cmd = (f"python -m benchmarks.quality --real {args.real} --model {args.model}"
+           + (f" --fps {args.fps:g}" if args.fps != 24.0 else "")
+           + (f" --model-ms {args.model_ms:g}" if args.model_ms is not None else "")
+           + (f" --warmup {args.warmup}" if args.warmup != REAL_WARMUP else ""))
+    text = real_markdown(res, info, cmd)
+    print("\n" + text)
+    js, md = write_results(args.out, "quality_real", {"machine": info, **res}, text)
     print(f"wrote {js} and {md} ({res['wall_s']:.0f} s)")
     return 0
 

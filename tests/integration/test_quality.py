@@ -145,3 +145,79 @@ def test_clips_carry_exact_truth(person_and_room):
     assert np.abs(a.frames[0][gone].astype(int) - a.room[gone]).mean() < 3.0
     with pytest.raises(ValueError):
         render_clip(person, room, "cartwheel")
+
+
+# ------------------------------------------------------------------ real footage (--real DIR)
+
+
+def write_sequence(root: Path, name: str, clip) -> Path:
+    """A real-footage sequence folder made of a rendered clip: JPEG frames, white-on-black PNG masks."""
+    import cv2
+
+    seq = root / name
+    (seq / "images").mkdir(parents=True)
+    (seq / "masks").mkdir()
+    for t, (frame, truth) in enumerate(zip(clip.frames, clip.truths)):
+        cv2.imwrite(str(seq / "images" / f"{t:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(seq / "masks" / f"{t:05d}.png"), np.where(truth >= 0.5, 255, 0).astype(np.uint8))
+    return seq
+
+
+def test_real_sequences_load_in_frame_order_with_their_masks(person_and_room, tmp_path):
+    from vbg.errors import InputError
+    from vbg.evaluation import find_sequences, load_sequence
+
+    person, room = person_and_room
+    clip = render_clip(person, room, "fast", n_frames=4, size=(90, 160))
+    seq = write_sequence(tmp_path, "walk", clip)
+    (tmp_path / "notes").mkdir()  # not a sequence: skipped
+    assert find_sequences(tmp_path) == [seq] and find_sequences(seq) == [seq]
+    got = load_sequence(seq, fps=25)
+    assert got.motion == "walk" and len(got) == 4 and got.fps == 25.0
+    for t in range(4):
+        assert got.frames[t].shape == (90, 160, 3) and np.abs(got.frames[t].astype(int) - clip.frames[t]).mean() < 4
+        assert set(np.unique(got.truths[t]).tolist()) == {0.0, 1.0}
+        np.testing.assert_array_equal(got.truths[t], (clip.truths[t] >= 0.5).astype(np.float32))
+    (seq / "masks" / "00002.png").unlink()
+    with pytest.raises(InputError, match="00002"):
+        load_sequence(seq)
+    with pytest.raises(InputError, match="no sequence"):
+        find_sequences(tmp_path / "notes")
+
+
+def test_real_benchmark_scores_every_mode_and_splits_fresh_from_carried(person_and_room, tmp_path):
+    person, room = person_and_room
+    data = tmp_path / "data"
+    write_sequence(data, "sway", render_clip(person, room, "sway", n_frames=6, size=(180, 320)))
+    out = tmp_path / "out"
+    # A 5 ms model is waited for (its mask reaches its own frame): the live schedules are fixed.
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.quality", "--real", str(data), "--model", "selfie",
+                           "--model-ms", "5", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads((out / "quality_real.json").read_text())
+    md = (out / "quality_real.md").read_text()
+    assert md.startswith("# Matte quality on real footage")
+    assert set(res["rows"]) == {"reference", "offline", "auto", "skip2", "skip3", "skip3_stale"}
+    rows = {k: v["sway"] for k, v in res["rows"].items()}
+    for key, label in res["labels"].items():
+        assert label in md
+    # Frames 2..5 are scored: --skip 3 has a fresh mask on frame 3 only, --skip 2 on 2 and 4.
+    assert (rows["skip3"]["fresh_n"], rows["skip3"]["carried_n"]) == (1, 3)
+    assert (rows["skip2"]["fresh_n"], rows["skip2"]["carried_n"]) == (2, 2)
+    assert (rows["reference"]["fresh_n"], rows["reference"]["carried_n"]) == (4, 0)
+    assert res["delay_frames"] == 0 and res["crop"] == "off"
+    # The selfie model finds the synthetic person: the reference is a real score, not a placeholder.
+    assert rows["reference"]["iou"] > 0.8 and 0.3 < rows["reference"]["boundary_f"] <= 1.0
+    for r in rows.values():
+        assert 0.0 <= r["iou"] <= 1.0 and 0.0 <= r["boundary_f"] <= 1.0 and r["flicker"] >= 0.0
+
+
+def test_real_benchmark_reports_a_broken_folder_in_one_line(tmp_path):
+    (tmp_path / "seq" / "images").mkdir(parents=True)
+    (tmp_path / "seq" / "masks").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.quality", "--real", str(tmp_path), "--out",
+                           str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 9, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "holds no frames" in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -97,6 +97,21 @@ class SegmenterSource:
         return m
 
 
+class Timed:
+    """Another source's masks with a set inference time: one model run scored on several
+    schedules (instant for a per-frame reference, its measured time for the live path)."""
+
+    def __init__(self, source: MaskSource, infer_ms: float) -> None:
+        self.source = source
+        self.infer_ms = float(infer_ms)
+
+    def input_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        return self.source.input_size(frame_hw)
+
+    def clip_mask(self, clip: Clip, s: int) -> np.ndarray:
+        return self.source.clip_mask(clip, s)
+
+
 @dataclass(frozen=True, slots=True)
 class LiveSettings:
     """The live options that shape the mask (as ``--skip``, ``--smoothing``, ``--upsample``).
