@@ -11,6 +11,9 @@ Pure numpy. Every function takes alphas as float arrays in [0, 1] or uint8
   contour passes within a tolerance disc; precision, recall and their F.
   A silhouette a few pixels off everywhere keeps a high IoU on a large person
   but loses its boundary F: the measure of edges on real, hand-drawn masks.
+  The tolerance is 3 px at 480p (:func:`boundary_tolerance`), stricter than
+  the DAVIS toolkit's default (0.8% of the diagonal, 8 px at 854x480), so
+  its F values are not comparable with published DAVIS ones.
 - :func:`edge_error`: mean ``|pred - truth|`` over :func:`edge_band`, the pixels
   within ``radius`` of the truth's 0.5 contour: where halos, soft and misplaced
   edges show. NaN when the truth has no edge.
