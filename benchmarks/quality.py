@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -402,8 +403,6 @@ CROPS = ("off",)  # the person crop (issue 15, point 2) will add "on"
 
 def measure_model_ms(segmenter, frame: np.ndarray) -> dict:
     """The model's time for one frame here (median of 20 runs after 3), with the machine's load beside it."""
-    import os
-
     from benchmarks.common import time_call
 
     load_before = os.getloadavg()
@@ -461,6 +460,8 @@ def run_real(root: Path, *, model: str = "selfie", fps: float = 24.0, model_ms: 
 
     if crop not in CROPS:
         raise ConfigError(f"crop {crop!r} is not available yet: use {' or '.join(CROPS)}")
+    if model_ms is not None and not (isinstance(model_ms, (int, float)) and 0.0 <= model_ms <= 10_000):
+        raise ConfigError(f"model time {model_ms!r} ms is out of range: use 0..10000")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ConfigError(f"warm-up {warmup!r} is not valid: use a whole number of frames >= 0")
     folders = find_sequences(root)
@@ -529,7 +530,8 @@ def real_markdown(res: dict, info: dict, command: str) -> str:
               f"min {t['min_ms']:.1f} ms) with the machine's load average at "
               f"{', '.join(f'{v:.1f}' for v in t['loadavg'])} (1, 5, 15 min) on {info['cores']} cores"
               if t else f"{res['model_ms']:g} ms a frame (given with --model-ms)")
-    desc = ", ".join(f"`{k}` ({v['frames']} frames, {v['size'][1]}x{v['size'][0]})" for k, v in res["sequences"].items())
+    desc = ", ".join(f"`{k}` ({v['frames']} frames, {v['size'][1]}x{v['size'][0]})"
+                     for k, v in res["sequences"].items())
     first = next(iter(res["sequences"].values()))
     md = [
         "# Matte quality on real footage (`python -m benchmarks.quality --real`)\n",
@@ -548,7 +550,8 @@ def real_markdown(res: dict, info: dict, command: str) -> str:
          "as it was), with their counts (all sequences pooled). The masks include what the person rides or "
          "holds, which a person model does not look for: compare the rows with the reference, not with 1.0. "
          "Means: over sequences.\n"),
-        "| mode | IoU | IoU - ref | boundary F | F - ref | flicker x1000 | flicker vs ref | lag | fresh IoU (n) | carried IoU (n) |",
+        ("| mode | IoU | IoU - ref | boundary F | F - ref | flicker x1000 | flicker vs ref | lag | fresh IoU (n) "
+         "| carried IoU (n) |"),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     ref = real_totals(rows["reference"])
@@ -560,7 +563,8 @@ def real_markdown(res: dict, info: dict, command: str) -> str:
                   f"{_f(tot['lag'])} | {_fn(tot['fresh_iou'], tot['fresh_n'])} | "
                   f"{_fn(tot['carried_iou'], tot['carried_n'])} |")
     for metric, name, fmt, scale in (("iou", "IoU", "{:.4f}", 1.0), ("boundary_f", "Boundary F", "{:.4f}", 1.0),
-                                     ("flicker", "Flicker x1000", "{:.3f}", 1000.0), ("lag", "Lag (frames)", "{:.2f}", 1.0)):
+                                     ("flicker", "Flicker x1000", "{:.3f}", 1000.0),
+                                     ("lag", "Lag (frames)", "{:.2f}", 1.0)):
         md += ["", f"### {name} per sequence\n", "| mode | " + " | ".join(seqs) + " |", "|---|" + "---|" * len(seqs)]
         for key, by_seq in rows.items():
             cells = ["-" if math.isnan(by_seq[q][metric]) else fmt.format(by_seq[q][metric] * scale) for q in seqs]
@@ -569,8 +573,8 @@ def real_markdown(res: dict, info: dict, command: str) -> str:
            "| mode | " + " | ".join(f"{q} fresh | {q} carried" for q in seqs) + " |",
            "|---|" + "---|---|" * len(seqs)]
     for key, by_seq in rows.items():
-        cells = [f"{_fn(by_seq[q]['fresh_iou'], by_seq[q]['fresh_n'])} | {_fn(by_seq[q]['carried_iou'], by_seq[q]['carried_n'])}"
-                 for q in seqs]
+        cells = [f"{_fn(by_seq[q]['fresh_iou'], by_seq[q]['fresh_n'])} | "
+                 f"{_fn(by_seq[q]['carried_iou'], by_seq[q]['carried_n'])}" for q in seqs]
         md.append(f"| {labels[key]} | " + " | ".join(cells) + " |")
     return "\n".join(md) + "\n"
 
@@ -587,7 +591,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-model", action="store_true", help="skip the selfie model rows and the halo")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     ap.add_argument("--real", type=Path, metavar="DIR",
-                    help="score real footage instead: a folder of NAME/images/NNNNN.jpg + NAME/masks/NNNNN.png sequences")
+                    help="score real footage instead: a folder of sequences "
+                         "NAME/images/NNNNN.jpg + NAME/masks/NNNNN.png")
     ap.add_argument("--fps", type=float, default=24.0, help="(--real) the sequences' frame rate")
     ap.add_argument("--model", default="selfie", help="(--real) the model to run")
     ap.add_argument("--model-ms", type=float, help="(--real) the model's time a frame for the live schedule "

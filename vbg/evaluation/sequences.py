@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from .clips import Clip
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -49,7 +49,7 @@ def load_sequence(folder: str | Path, *, fps: float = 24.0) -> Clip:
     """
     folder = Path(folder)
     if not (isinstance(fps, (int, float)) and 1.0 <= fps <= 240.0):
-        raise InputError(f"frame rate {fps!r} is out of range: use 1..240 fps")
+        raise ConfigError(f"frame rate {fps!r} is out of range: use 1..240 fps")
     images = {p.stem: p for p in (folder / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
     masks = {p.stem: p for p in (folder / "masks").iterdir() if p.suffix.lower() == ".png"}
     if not images:
