@@ -585,7 +585,8 @@ LIVE_FIELDS = {
     "mirror": ("background", "mirror"), "feather": ("background", "feather"),
     "threshold": ("background", "threshold"),
     "vcam": ("output", "vcam"), "vcam_device": ("output", "vcam_device"), "vcam_backend": ("output", "vcam_backend"),
-    "record": ("output", "record"), "encoder": ("output", "encoder"), "overwrite": ("output", "overwrite"), "preview": ("output", "preview"),
+    "record": ("output", "record"), "overwrite": ("output", "overwrite"), "preview": ("output", "preview"),
+    "encoder": ("output", "encoder"),
     "frames": ("output", "frames"), "duration": ("output", "duration"),
 }
 

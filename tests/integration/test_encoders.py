@@ -29,7 +29,8 @@ FRAMES = 10
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("encoders")
-    return write_clip(folder / "clip.mp4", [f for f, _ in person_clip_frames(FRAMES, (120, 160))])
+    # 320x240: above NVENC's smallest frame (about 145x49), so the gpu test can use it too
+    return write_clip(folder / "clip.mp4", [f for f, _ in person_clip_frames(FRAMES, (240, 320))])
 
 
 def _process(clip: Path, out: Path, *flags: str, env=None) -> subprocess.CompletedProcess:

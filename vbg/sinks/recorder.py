@@ -106,7 +106,8 @@ class Recorder(SinkBase):
             raise OutputError(f"--record {self.path}: cannot write there ({_one_line(e)}): {write_error_hint(e)}") from e
         try:
             self._container = av.open(self._new.sink, "w", format=fmt)
-            stream = self._container.add_stream(self.encoder.name, rate=Fraction(self.fps).limit_denominator(1001))
+            rate = Fraction(self.fps).limit_denominator(1001)
+            stream = self._container.add_stream(self.encoder.name, rate=rate)
             stream.width, stream.height = fw, fh
             stream.pix_fmt = "yuv420p"
             stream.time_base = TIME_BASE
