@@ -24,10 +24,11 @@ Decisions:
   a batch or a live run probes once, and a failed probe leaves no file behind.
 * **Quality presets** (``vbg process --quality``; ``VideoWriter``): constant
   quality, like x264's CRF: ``-rc vbr -cq N -b 0`` (``b 0``: no bit-rate cap;
-  the encoder's default is 2 Mb/s), ``-tune hq``; fast = ``p2`` cq 25,
-  balanced = ``p4`` cq 22, best = ``p6`` cq 19 (presets p1 fastest .. p7 best).
-  NVENC's cq is a few points coarser than x264's CRF at the same number, hence
-  values a little under x264's 23/20/17.
+  the encoder's default is 2 Mb/s), ``-tune hq``; fast = ``p2`` cq 23,
+  balanced = ``p4`` cq 20, best = ``p6`` cq 17 (presets p1 fastest .. p7 best):
+  the numbers of x264's CRF, both being quantizer targets on H.264's 0..51
+  scale. NVENC spends somewhat more bits for a look like x264's; the sizes
+  and quality were not measured here (no GPU on the development machine).
 * **The live recorder** (``--record``) uses ``-tune ll`` (low latency: no
   frames held back for look-ahead), the x264 preset it is given mapped to
   p1..p7 (``veryfast`` -> p2) and its CRF as cq.

@@ -171,6 +171,31 @@ def test_the_writers_refuse_nvenc_before_creating_a_file(tmp_path):
         assert rec.encoder.name == "libx264" and rec.encoder.why_not == NO_NVENC
 
 
+def _nvenc_option_sets():
+    from vbg.offline.media import NVENC_OPTIONS
+    from vbg.sinks.recorder import NVENC_PRESETS
+
+    live = [{"preset": p, "tune": "ll", "rc": "vbr", "cq": "20", "b": "0"} for p in sorted(set(NVENC_PRESETS.values()))]
+    return [pytest.param({**o, "gpu": "0"}, id=q) for q, o in NVENC_OPTIONS.items()] + [
+        pytest.param({**o, "gpu": "0"}, id=f"record-{o['preset']}") for o in live]
+
+
+@pytest.mark.parametrize("options", _nvenc_option_sets())
+def test_ffmpeg_takes_every_nvenc_option_value_vbg_sets(options):
+    """FFmpeg parses the options before it loads the driver: a value it does not know is
+    EINVAL (av.ArgumentError) here too, where opening then fails for want of a driver."""
+    from fractions import Fraction as F
+
+    cc = av.CodecContext.create("h264_nvenc", "w")
+    cc.width, cc.height, cc.pix_fmt, cc.time_base = 320, 240, "yuv420p", F(1, 30)
+    cc.options = dict(options)
+    try:
+        cc.open()
+    except av.FFmpegError as e:
+        assert not isinstance(e, av.ArgumentError), e
+        assert NO_NVENC is not None, e  # where NVENC opens, these options must open it too
+
+
 # ---------------------------------------------------------------------------- live --record
 @needs_no_nvenc
 def test_record_auto_falls_back_to_x264_and_says_why(clip, tmp_path):

@@ -403,9 +403,9 @@ _H264 = _Codec("H.264", "libx264", "yuv420p", (True, True), {
 })
 # NVENC at constant quality (vbg.encoders says why these values); "gpu" is added per writer.
 NVENC_OPTIONS = {
-    "fast": {"preset": "p2", "tune": "hq", "rc": "vbr", "cq": "25", "b": "0"},
-    "balanced": {"preset": "p4", "tune": "hq", "rc": "vbr", "cq": "22", "b": "0"},
-    "best": {"preset": "p6", "tune": "hq", "rc": "vbr", "cq": "19", "b": "0"},
+    "fast": {"preset": "p2", "tune": "hq", "rc": "vbr", "cq": "23", "b": "0"},
+    "balanced": {"preset": "p4", "tune": "hq", "rc": "vbr", "cq": "20", "b": "0"},
+    "best": {"preset": "p6", "tune": "hq", "rc": "vbr", "cq": "17", "b": "0"},
 }
 
 
