@@ -118,6 +118,9 @@ def _parser_process(sub) -> None:
                         "with one input -o says it, and --format must agree")
     p.add_argument("--quality", choices=("fast", "balanced", "best"), default="balanced",
                    help="encoder speed/quality preset (default: balanced)")
+    p.add_argument("--encoder", choices=("auto", "x264", "nvenc"), default="auto",
+                   help="H.264 encoder (.mp4/.m4v/.mkv): auto (default) = NVENC on an NVIDIA GPU where it opens, "
+                        "else x264; nvenc fails when it does not open")
     p.add_argument("--workers", default="auto", metavar="N|auto",
                    help="model sessions running frames in parallel, each on its share of the cores "
                         "(default auto: 2 on a CPU with 2+ cores, 1 on a GPU)")
@@ -422,6 +425,11 @@ def cmd_process(args) -> int:
         preflight.collect(found, _check_process_target, dst, sequence, [*inputs, args.background], args.overwrite)
     for dst in {t.suffix.lower(): t for t, seq in planned if not seq}.values():  # a batch shares one format
         preflight.collect(found, output_format, dst, mode)
+    from .offline.media import encoder_for
+
+    encoders = [preflight.collect(found, encoder_for, dst, mode, args.encoder, sequence=seq)  # NVENC probed once
+                for dst, seq in {(t.suffix.lower(), seq): (t, seq) for t, seq in planned}.values()]
+    encoder = next((e for e in encoders if e is not None), None)  # None: no H.264 output
     bg = BackgroundConfig(background=args.background, color=args.color, blur=args.blur, mirror=args.mirror,
                           feather=args.feather, threshold=args.threshold)
     found += [e for e in config_problems(LiveConfig(background=bg))]
@@ -440,8 +448,11 @@ def cmd_process(args) -> int:
         raise Problems(found)
     for note in notes:
         log.warning("%s", note)
+    if encoder is not None:
+        log.info("%s", encoder.describe())
     cfg = ProcessConfig(model=seg_cfg, background=bg, mode=mode, quality=args.quality,
-                        smoothing=args.smoothing, window=args.window, upsample=args.upsample, memory=args.memory)
+                        smoothing=args.smoothing, window=args.window, upsample=args.upsample, memory=args.memory,
+                        encoder=args.encoder)
     pmode = "json" if args.json else "quiet" if args.quiet else "bar"
     stream = sys.stdout if args.json else sys.stderr
     failed = 0
@@ -575,6 +586,7 @@ LIVE_FIELDS = {
     "threshold": ("background", "threshold"),
     "vcam": ("output", "vcam"), "vcam_device": ("output", "vcam_device"), "vcam_backend": ("output", "vcam_backend"),
     "record": ("output", "record"), "overwrite": ("output", "overwrite"), "preview": ("output", "preview"),
+    "encoder": ("output", "encoder"),
     "frames": ("output", "frames"), "duration": ("output", "duration"),
 }
 
@@ -612,6 +624,8 @@ def build_live_parser() -> argparse.ArgumentParser:
     g.add_argument("--vcam-device", metavar="DEV", help="virtual camera device, e.g. /dev/video10")
     g.add_argument("--vcam-backend", metavar="NAME", help="pyvirtualcam backend (v4l2loopback, obs, unitycapture)")
     g.add_argument("--record", metavar="OUT.mp4", help="also write what the camera is sent to a file")
+    g.add_argument("--encoder", choices=("auto", "x264", "nvenc"),
+                   help="--record's H.264 encoder: auto (default) = NVENC on an NVIDIA GPU where it opens, else x264")
     g.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
     g.add_argument("--preview", action="store_true", help="show a window (keys: q quit, b background, space effect)")
     g.add_argument("--frames", type=int, metavar="N", help="stop after N frames")

@@ -55,6 +55,7 @@ class OutputConfig:
     vcam_device: str | None = None
     vcam_backend: str | None = None
     record: str | None = None
+    encoder: str = "auto"  # the recording's H.264: auto (NVENC when it opens), x264 or nvenc (vbg.encoders)
     overwrite: bool = False
     preview: bool = False
     frames: int | None = ranged(None, R.FRAMES)
@@ -179,6 +180,12 @@ def _check_outputs(cfg: LiveConfig) -> None:
         raise ConfigError("--no-vcam without --record or --preview leaves nothing to show: add one of them")
 
 
+def _check_encoder(cfg: LiveConfig) -> None:
+    from .encoders import check_encoder
+
+    check_encoder(cfg.output.encoder)
+
+
 def _range_problems(cfg: LiveConfig) -> list[VbgError]:
     """Every setting outside the range its field declares (``vbg.ranges``). The CLI checks
     its flags against the same ranges first, so what is left here came from a config file."""
@@ -188,7 +195,7 @@ def _range_problems(cfg: LiveConfig) -> list[VbgError]:
     return found
 
 
-_CHECKS = (_check_temporal, _check_skip, _check_color, _check_background_choice, _check_outputs)
+_CHECKS = (_check_temporal, _check_skip, _check_color, _check_background_choice, _check_outputs, _check_encoder)
 
 
 def problems(cfg: LiveConfig) -> list[VbgError]:

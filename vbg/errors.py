@@ -51,7 +51,8 @@ class ChecksumError(ModelError):
 
 
 class DeviceError(VbgError, RuntimeError):
-    """The requested execution provider is not usable (with --strict-device)."""
+    """The requested execution provider is not usable (with --strict-device), or the
+    asked-for hardware encoder does not open (--encoder nvenc)."""
 
     exit_code = 8
 

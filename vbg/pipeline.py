@@ -318,8 +318,9 @@ class LivePipeline:
                 from .errors import OutputError
 
                 raise OutputError(f"--record {path} already exists: pass --overwrite or choose another name")
-            rec = Recorder(path, w, h, fps, clock=self.clock)
+            rec = Recorder(path, w, h, fps, clock=self.clock, encoder=o.encoder)
             stack.callback(rec.close)
+            log.info("%s", rec.encoder.describe())
             sinks.append(rec)
         if o.vcam:
             from .sinks.virtual_camera import VirtualCameraSink

@@ -206,6 +206,10 @@ def live(cfg: LiveConfig) -> Plan:
     collect(found, check_background, b.background)
     source = cfg.source.source
     collect(found, check_record, o.record, o.overwrite, (source, b.background))
+    from .encoders import ENCODERS, choose_encoder
+
+    if o.record and o.encoder in ENCODERS:  # every --record format is H.264: NVENC probed now, before anything opens
+        collect(found, choose_encoder, o.encoder)
     if o.preview:
         collect(found, check_display)
     if o.vcam:

@@ -80,7 +80,7 @@ FIELDS = {
     "model": ["model", "variant", "size", "default_size", "backend", "device", "strict_device", "threads", "minmax"],
     "temporal": ["skip", "smoothing", "upsample", "align"],
     "background": ["background", "color", "blur", "mirror", "feather", "threshold"],
-    "output": ["vcam", "vcam_device", "vcam_backend", "record", "overwrite", "preview", "frames", "duration"],
+    "output": ["vcam", "vcam_device", "vcam_backend", "record", "encoder", "overwrite", "preview", "frames", "duration"],
 }
 toml_value = st.one_of(
     st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(allow_nan=True),

@@ -16,10 +16,10 @@ Writing
     ==================  ====================================  ===================================
     path                video                                 audio (``audio_from``)
     ==================  ====================================  ===================================
-    .mp4 .m4v           H.264 (libx264) yuv420p, no alpha     AAC, MP3, (E-)AC-3, ALAC, Opus
-                                                              copied; others re-encoded to AAC
-    .mkv                H.264 (libx264) yuv420p, no alpha     copied (re-encoded to AAC if
-                                                              Matroska refuses the codec)
+    .mp4 .m4v           H.264 (libx264 or NVENC) yuv420p,     AAC, MP3, (E-)AC-3, ALAC, Opus
+                        no alpha                              copied; others re-encoded to AAC
+    .mkv                H.264 (libx264 or NVENC) yuv420p,     copied (re-encoded to AAC if
+                        no alpha                              Matroska refuses the codec)
     .mov                rgba: ProRes 4444 + alpha             as .mp4, PCM copied too
                         rgb, matte: ProRes 422 HQ
     .webm               rgba: VP9 yuva420p, else VP9 yuv420p  Opus, Vorbis copied; others
@@ -34,6 +34,9 @@ Writing
 
     Decisions:
 
+    * **H.264 by NVENC or libx264** (``encoder``: x264, the default here, nvenc
+      or auto; ``vbg.encoders`` probes NVENC and documents its options per
+      quality): chosen before the file is created.
     * **Odd sizes.** H.264 in 4:2:0 cannot code an odd width or height (its
       cropping works in 2-pixel steps), so H.264 outputs are padded by one pixel
       on the right/bottom, repeating the last column/row: nothing is lost and
@@ -90,6 +93,7 @@ import av
 import cv2
 import numpy as np
 
+from vbg.encoders import Encoder, check_encoder, choose_encoder
 from vbg.errors import ConfigError, InputError, OutputError, VbgError
 from vbg.fsutil import NewFile, NewFolder, OutputBusy, foreign_files, not_a_sequence_message
 from vbg.fsutil import write_error_hint as disk_hint
@@ -397,6 +401,19 @@ _H264 = _Codec("H.264", "libx264", "yuv420p", (True, True), {
     "balanced": {"preset": "medium", "crf": "20"},
     "best": {"preset": "slow", "crf": "17"},
 })
+# NVENC at constant quality (vbg.encoders says why these values); "gpu" is added per writer.
+NVENC_OPTIONS = {
+    "fast": {"preset": "p2", "tune": "hq", "rc": "vbr", "cq": "23", "b": "0"},
+    "balanced": {"preset": "p4", "tune": "hq", "rc": "vbr", "cq": "20", "b": "0"},
+    "best": {"preset": "p6", "tune": "hq", "rc": "vbr", "cq": "17", "b": "0"},
+}
+
+
+def _nvenc_h264(gpu: int) -> _Codec:
+    return _Codec("H.264 (NVENC)", "h264_nvenc", "yuv420p", (True, True),
+                  {q: {**options, "gpu": str(gpu)} for q, options in NVENC_OPTIONS.items()})
+
+
 # ProRes has no quality knob worth exposing: the profile sets the data rate. FFmpeg's
 # ProRes 422 garbles the last columns of an odd width (4:2:2 chroma): padded like H.264.
 _PRORES_4444 = _Codec("ProRes 4444", "prores_ks", "yuva444p10le", (False, False),
@@ -462,6 +479,23 @@ def output_format(path: Path, mode: str) -> tuple[_Container, _Codec]:
     return fmt, codec
 
 
+def encoder_for(path: Path, mode: str, encoder: str, gpu: int = 0, *, sequence: bool = False) -> Encoder | None:
+    """The H.264 encoder ``encoder`` (``vbg.encoders.ENCODERS``) means for output ``path``; None
+    when the output is no H.264 (ProRes, VP9, PNG: nothing probed; a format ``output_format``
+    refuses is left to it). ``nvenc`` for ProRes, VP9 or PNG is a ``ConfigError``, and where
+    NVENC does not open a ``DeviceError``."""
+    check_encoder(encoder)
+    fmt = None if sequence else _FORMATS.get(Path(path).suffix.lower())
+    codec = fmt.codecs.get(mode) if fmt is not None else None
+    if codec is _H264:
+        return choose_encoder(encoder, gpu)
+    if encoder == "nvenc" and (sequence or codec is not None):
+        what = "a folder of PNG frames" if sequence else codec.label
+        raise ConfigError(f"--encoder nvenc: {path} is {what}, which NVENC does not encode: "
+                          "write .mp4, .m4v or .mkv, or leave --encoder out")
+    return None
+
+
 class VideoWriter:
     """Write processed frames to ``path``; see the module docstring for formats.
 
@@ -479,7 +513,9 @@ class VideoWriter:
     under the partial name and raises). ``lookahead``: frames the encoder may
     hold to plan its rate (H.264's rc-lookahead, VP9's lag-in-frames); None =
     the preset's (up to 50): each is a picture in memory, which a memory budget
-    caps for large frames.
+    caps for large frames. ``encoder``: who writes H.264 (x264, nvenc or auto, see
+    ``encoder_for``; ``gpu``: NVENC's GPU); ``encoder_name`` is FFmpeg's name of the one
+    writing the video.
 
     After ``close()``, ``output_path`` is the finished file; after ``abort()``
     it is ``partial_path`` (or None when no frame was written) and ``partial``
@@ -490,7 +526,8 @@ class VideoWriter:
 
     def __init__(self, path: str | Path, info: VideoInfo, *, mode: str, quality: str = "balanced",
                  audio_from: str | Path | None = None, threads: int = 0, sequence: bool | None = None,
-                 overwrite: bool = True, lookahead: int | None = None) -> None:
+                 overwrite: bool = True, lookahead: int | None = None, encoder: str = "x264",
+                 gpu: int = 0) -> None:
         if mode not in MODES:
             raise ConfigError(f"output mode {mode!r} is unknown: use one of {', '.join(MODES)}")
         if quality not in QUALITIES:
@@ -513,17 +550,22 @@ class VideoWriter:
         self._shape = {"rgb": (info.height, info.width, 3), "rgba": (info.height, info.width, 4),
                        "matte": (info.height, info.width)}[mode]
 
-        if sequence if sequence is not None else not self.path.suffix:
+        sequence = sequence if sequence is not None else not self.path.suffix
+        chosen = encoder_for(self.path, mode, encoder, gpu, sequence=sequence)  # before any file exists
+        if sequence:
             self._backend: _Backend = _PngFolder(self.path, info, mode, overwrite)
             self.partial_path = partial_path_for(self.path)
             self.warnings.append(f"{self.path}: a PNG folder keeps no frame timing"
                                  + (" and no audio" if audio_from is not None else ""))
         else:
             fmt, codec = output_format(self.path, mode)
+            if chosen is not None and chosen.nvenc:
+                codec = _nvenc_h264(chosen.gpu)
             self.partial_path = partial_path_for(self.path)
             self._backend = _AvFile(self.path, fmt, codec, info, mode, quality, audio_from, threads,
                                     self.warnings, overwrite, lookahead)
         self.frame_size: tuple[int, int] = self._backend.frame_size
+        self.encoder_name = "png" if sequence else self._backend.codec.codec
 
     # ------------------------------------------------------------------ writing
     def write(self, index: int, pts: int | None, time_s: float, image: np.ndarray) -> None:
@@ -735,8 +777,8 @@ class _AvFile(_Backend):
             self._new.discard()
             if isinstance(e, (InputError, OutputError)) or not isinstance(e, Exception):
                 raise
-            raise OutputError(f"{path}: cannot set up {codec.label} ({_one_line(e)}): "
-                              f"use {SUPPORTED_OUTPUTS}") from e
+            fix = "use --encoder x264" if codec.codec == "h264_nvenc" else f"use {SUPPORTED_OUTPUTS}"
+            raise OutputError(f"{path}: cannot set up {codec.label} ({_one_line(e)}): {fix}") from e
 
     # ------------------------------------------------------------------ pixel conversion
     def _padded(self, image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

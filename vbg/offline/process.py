@@ -114,6 +114,7 @@ class ProcessConfig:
     window: int = ranged(2, WINDOW)  # frames each side for the centred smoothing
     upsample: str = "sharp"
     memory: int = ranged(MEMORY_MB, MEMORY_MB_RANGE)  # MB: the budget for the frames in flight
+    encoder: str = "auto"  # H.264 outputs: auto (NVENC when it opens), x264 or nvenc (vbg.encoders)
 
 
 @dataclass
@@ -317,7 +318,8 @@ class FileProcessor:
         try:
             with VideoWriter(dst, info, mode=cfg.mode, quality=cfg.quality, audio_from=src,
                              sequence=sequence, overwrite=overwrite,
-                             threads=buffers.encoder_threads, lookahead=buffers.lookahead) as writer:
+                             threads=buffers.encoder_threads, lookahead=buffers.lookahead,
+                             encoder=cfg.encoder) as writer:
                 res.warnings.extend(getattr(writer, "warnings", []))
                 writer_stage = _Stage(lambda: write(writer), "vbg-write", halt)
                 stages.append(writer_stage)

@@ -1,4 +1,10 @@
-"""Record composites to a video file: H.264 (libx264, yuv420p) through PyAV.
+"""Record composites to a video file: H.264 (libx264 or NVENC, yuv420p) through PyAV.
+
+* ``encoder``: x264 (the default here), nvenc or auto (NVENC when it opens:
+  ``vbg.encoders``, which probes it once per process and explains its
+  options); chosen before the file is created, ``self.encoder`` says which.
+  NVENC runs with ``-tune ll`` (low latency), the x264 ``preset`` mapped to
+  p1..p7 and ``crf`` as its constant-quality ``cq``.
 
 * Every composite sent is written: a recording should hold every frame the
   camera was sent, so when the encoder falls behind, ``send()`` waits for it
@@ -27,6 +33,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from fractions import Fraction
@@ -36,6 +43,7 @@ import cv2
 import numpy as np
 
 from vbg.clock import Clock, MonotonicClock
+from vbg.encoders import choose_encoder
 from vbg.errors import ConfigError, DependencyError, OutputError
 from vbg.fsutil import NewFile, OutputBusy, write_error_hint
 from vbg.sinks import SinkBase, SinkStats, check_geometry, check_image
@@ -43,6 +51,8 @@ from vbg.types import Composite
 
 TIME_BASE = Fraction(1, 90000)
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+# x264 preset -> NVENC preset (p1 fastest .. p7 best)
+NVENC_PRESETS = dict(zip(PRESETS, ("p1", "p1", "p2", "p3", "p3", "p4", "p5", "p6", "p7")))
 FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 _END = None
 _WAIT_S = 0.1  # how often a blocked send() looks whether the writer died
@@ -53,11 +63,13 @@ class Recorder(SinkBase):
 
     ``queue_size`` frames may wait for the encoder before ``send()`` blocks;
     ``threads`` is libx264's thread count (1 keeps the encoder off the model's
-    cores on small machines; 0 lets FFmpeg choose).
+    cores on small machines; 0 lets FFmpeg choose). ``encoder``/``gpu``: see
+    the module docstring.
     """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, *, preset: str = "veryfast",
-                 crf: int = 20, threads: int = 1, queue_size: int = 8, clock: Clock | None = None) -> None:
+                 crf: int = 20, threads: int = 1, queue_size: int = 8, clock: Clock | None = None,
+                 encoder: str = "x264", gpu: int = 0) -> None:
         super().__init__()
         self.path = Path(path)
         fmt = FORMATS.get(self.path.suffix.lower())
@@ -85,6 +97,7 @@ class Recorder(SinkBase):
             import av
         except ImportError as e:
             raise DependencyError(f"recording needs PyAV: pip install av ({e})") from e
+        self.encoder = choose_encoder(encoder, gpu)  # probes NVENC (once) before the file exists
         try:
             self._new = NewFile(self.path)
         except OutputBusy as e:
@@ -93,7 +106,8 @@ class Recorder(SinkBase):
             raise OutputError(f"--record {self.path}: cannot write there ({_one_line(e)}): {write_error_hint(e)}") from e
         try:
             self._container = av.open(self._new.sink, "w", format=fmt)
-            stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+            rate = Fraction(self.fps).limit_denominator(1001)
+            stream = self._container.add_stream(self.encoder.name, rate=rate)
             stream.width, stream.height = fw, fh
             stream.pix_fmt = "yuv420p"
             stream.time_base = TIME_BASE
@@ -104,11 +118,20 @@ class Recorder(SinkBase):
             cc.colorspace = 6  # SMPTE 170M = BT.601 matrix, as cv2's I420 conversion
             cc.color_primaries = 1  # BT.709 (sRGB)
             cc.color_trc = 1
-            stream.options = {"preset": preset, "crf": str(crf)}
+            if self.encoder.nvenc:
+                stream.options = {"preset": NVENC_PRESETS[preset], "tune": "ll", "rc": "vbr", "cq": str(crf),
+                                  "b": "0", "gpu": str(self.encoder.gpu)}
+            else:
+                stream.options = {"preset": preset, "crf": str(crf)}
             self._stream = stream
+            self._container.start_encoding()  # opens the encoder: a setting NVENC refuses fails here
         except Exception as e:
+            if getattr(self, "_container", None) is not None:
+                with contextlib.suppress(Exception):
+                    self._container.close()
             self._new.discard()
-            raise OutputError(f"--record {self.path}: cannot write it ({_one_line(e)}): {write_error_hint(e)}") from e
+            fix = "use --encoder x264" if self.encoder.nvenc else write_error_hint(e)
+            raise OutputError(f"--record {self.path}: cannot write it ({_one_line(e)}): {fix}") from e
 
         self._t0: float | None = None
         self._last_pts = -1
