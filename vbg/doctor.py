@@ -385,7 +385,7 @@ def check_gpu(proc_root: str = "/proc", dev_root: str = "/dev", smi: Callable[[]
     driver = nvidia.driver_version(proc_root)
     if driver is not None:
         gpus = nvidia.list_gpus(proc_root, smi) or []
-        text = f"NVIDIA driver {'.'.join(map(str, driver)) if driver else 'loaded'}"
+        text = f"NVIDIA driver {driver or 'loaded'}"
         if gpus:
             text += ": " + "; ".join(f"GPU {g.describe()}" for g in gpus) + " (--gpu N picks one)"
         if driver:
@@ -394,7 +394,7 @@ def check_gpu(proc_root: str = "/proc", dev_root: str = "/dev", smi: Callable[[]
             except Exception:  # noqa: BLE001 -- no ONNX Runtime: the packages check says so
                 major = None
             need = nvidia.MIN_DRIVER.get(major) if major else None
-            if need and driver < need:
+            if need and nvidia.version_tuple(driver) < need:
                 want = ".".join(map(str, need))
                 return [Check("gpu", WARN, f"{text}; CUDA {major} (this ONNX Runtime's) needs driver {want} or newer",
                               f"upgrade the NVIDIA driver to {want} or newer")]

@@ -77,7 +77,7 @@ class Missing:
 
 # --------------------------------------------------------------------------- versions
 
-def _version_tuple(text: str) -> tuple[int, ...]:
+def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
 
 
@@ -88,7 +88,7 @@ def cuda_major(ort_version: str, build_cuda: str | None = None) -> int:
         m = re.match(r"\s*(\d+)", build_cuda)
         if m:
             return int(m.group(1))
-    return 13 if _version_tuple(ort_version)[:2] >= CUDA13_FROM else 12
+    return 13 if version_tuple(ort_version)[:2] >= CUDA13_FROM else 12
 
 
 def installed_cuda_major() -> int:
@@ -103,9 +103,9 @@ def installed_cuda_major() -> int:
     return cuda_major(getattr(ort, "__version__", "0"), getattr(info, "cuda_version", None))
 
 
-def driver_version(proc_root: str = "/proc") -> tuple[int, ...] | None:
-    """The loaded NVIDIA kernel module's version, from ``/proc/driver/nvidia/version``;
-    None without one (or () when the file says no version)."""
+def driver_version(proc_root: str = "/proc") -> str | None:
+    """The loaded NVIDIA kernel module's version ("580.95.05"), from
+    ``/proc/driver/nvidia/version``; None without one ("" when the file names none)."""
     try:
         # /proc files report a size of 0 whatever they hold: read, do not stat.
         text = Path(proc_root, "driver/nvidia/version").read_text(errors="replace")
@@ -113,7 +113,7 @@ def driver_version(proc_root: str = "/proc") -> tuple[int, ...] | None:
         return None
     first = text.splitlines()[0] if text.strip() else ""
     m = re.search(r"Kernel Module\s+(?:for \S+\s+)?(\d+(?:\.\d+)*)", first)
-    return _version_tuple(m.group(1)) if m else ()
+    return m.group(1) if m else ""
 
 
 def _dotted(version: Sequence[int]) -> str:
@@ -270,8 +270,8 @@ def diagnose(device: str = "cuda", *, major: int | None = None, proc_root: str =
                        f"install the NVIDIA driver, {_dotted(MIN_DRIVER.get(major, (525,)))} or newer, "
                        "or use --device cpu")
     need = MIN_DRIVER.get(major)
-    if driver and need and driver < need:
-        return Missing("driver version", f"NVIDIA driver {_dotted(driver)} is older than CUDA {major} needs "
+    if driver and need and version_tuple(driver) < need:
+        return Missing("driver version", f"NVIDIA driver {driver} is older than CUDA {major} needs "
                                          f"({_dotted(need)} or newer)",
                        f"upgrade the NVIDIA driver to {_dotted(need)} or newer")
     runtime = [n for n in runtime_libraries(major) if find_library(n, folders) is None]
