@@ -75,10 +75,11 @@ def provider_list(device: str, *, cache_dir: Path | None = None, fp16: bool = Tr
         device = "cuda" if gpu_present() and "CUDAExecutionProvider" in available else "cpu"
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    cuda = ("CUDAExecutionProvider", {"device_id": gpu, "cudnn_conv_algo_search": "HEURISTIC"})
+    on_gpu = {"device_id": gpu} if gpu else {}  # ONNX Runtime's own default is GPU 0
+    cuda = ("CUDAExecutionProvider", {**on_gpu, "cudnn_conv_algo_search": "HEURISTIC"})
     if device == "cuda":
         return [cuda, "CPUExecutionProvider"]
-    trt_opts = {"device_id": gpu, "trt_fp16_enable": fp16}
+    trt_opts = {**on_gpu, "trt_fp16_enable": fp16}
     if cache_dir is not None:
         trt_opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir),
                         trt_timing_cache_enable=True, trt_timing_cache_path=str(cache_dir))
