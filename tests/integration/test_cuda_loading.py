@@ -95,6 +95,26 @@ def test_wheel_libraries_are_loaded_before_the_first_gpu_session_once(fake_site,
     assert got["again"] == []  # once per process
 
 
+DOCTOR_PROBE = PROBE.split("from vbg.inference.onnx_backend")[0] + r"""
+from vbg import doctor
+[check] = doctor.check_providers()
+print(json.dumps({"after": mapped(), "detail": check.detail}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_doctor_loads_the_wheel_libraries_before_it_tries_the_gpu_providers(fake_site):
+    site, libs = fake_site
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(WORKTREE)])}
+    done = subprocess.run([sys.executable, "-c", DOCTOR_PROBE, str(site)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert set(map(str, libs)) <= set(got["after"]), got
+    if NO_DRIVER:  # the libraries are there, so the driver is what the doctor names
+        assert "no NVIDIA driver is loaded" in got["detail"] and "libcublas" not in got["detail"]
+
+
 def test_cpu_sessions_load_nothing_of_cuda(fake_site):
     site, _ = fake_site
     got = probe(site, "cpu")
