@@ -300,9 +300,7 @@ def preload(device: str = "cuda", sites: Iterable[Path] | None = None) -> list[s
     parts = ("cuda", "tensorrt") if device == "tensorrt" else ("cuda",)
     out: list[str] = []
     with _lock:
-        # CUDA's device numbers in nvidia-smi's (PCI) order, so --gpu N is the GPU vbg doctor
-        # lists as N; a user's own CUDA_DEVICE_ORDER stands.
-        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        pci_order()
         for part in parts:
             if part in _loaded:
                 continue
@@ -310,6 +308,13 @@ def preload(device: str = "cuda", sites: Iterable[Path] | None = None) -> list[s
                 site_folders() if sites is None else list(sites))
             out += _loaded[part]
     return out
+
+
+def pci_order() -> None:
+    """CUDA's device numbers in nvidia-smi's (PCI bus) order, so that --gpu N is the GPU
+    vbg doctor lists as N (CUDA's own default puts the fastest first); before CUDA starts.
+    A user's own CUDA_DEVICE_ORDER stands."""
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
 
 
 def _preload_cuda() -> list[str]:

@@ -232,6 +232,9 @@ class TorchSegmenter(_Base):
         from ..models.export import build_rmbg, require_torch
         from ..errors import DeviceError
 
+        from .cuda import pci_order
+
+        pci_order()  # before torch starts CUDA: --gpu N is the GPU vbg doctor lists as N
         torch = require_torch()
         self._torch = torch
         if threads:
