@@ -286,7 +286,7 @@ def _load_failure(text: str) -> str:
     return m.group(1).strip() if m else ""
 
 
-def check_providers(model: bytes | None = None, missing: Callable | None = None) -> list[Check]:
+def check_providers(model: bytes | None = None) -> list[Check]:
     """Open a tiny session on each provider ONNX Runtime lists and compare the
     provider asked for with the one the session really uses (the GPU build
     lists CUDA and TensorRT even where they cannot load)."""
@@ -328,7 +328,7 @@ def check_providers(model: bytes | None = None, missing: Callable | None = None)
         checks.append(Check("onnxruntime", FAIL, f"onnxruntime {version}: the CPU provider does not load ({why})",
                             "pip uninstall -y onnxruntime onnxruntime-gpu, then pip install vbg again"))
     elif broken:
-        checks.append(_gpu_providers_check(version, loads, broken, missing or nvidia.diagnose))
+        checks.append(_gpu_providers_check(version, loads, broken, nvidia.diagnose))
     else:
         checks.append(Check("onnxruntime", OK, f"onnxruntime {version}: {', '.join(loads)} {_load_verb(loads)}"))
     return checks

@@ -205,3 +205,13 @@ def test_cuda_loads_from_the_wheels_on_the_gpu_asked_for():
     sess, active = create_session(SELFIE.bundled_path(), "cuda", strict=True, gpu=0)
     assert active[0] == "CUDAExecutionProvider"
     assert sess.get_provider_options()["CUDAExecutionProvider"]["device_id"] == "0"
+
+
+@pytest.mark.skipif(not NO_DRIVER, reason="this machine has an NVIDIA driver")
+def test_benchmarks_gpu_note_names_the_missing_layer():
+    from benchmarks.gpu import probe as gpu_probe
+
+    note = gpu_probe("cuda")
+    assert note.startswith("no usable CUDA GPU here: ONNX Runtime was asked for CUDAExecutionProvider")
+    assert "(no NVIDIA driver is loaded" in note and "install the NVIDIA driver, 5" in note
+    assert note.endswith("; GPU tables not produced") and "\n" not in note
