@@ -32,25 +32,30 @@ def parse_devices(text: str) -> list[str]:
 
 
 def unusable_note(device: str, active: list[str], ort_output: str = "", *,
-                  gpu_present: bool | None = None, what: str = GPU_TABLES) -> str | None:
+                  gpu_present: bool | None = None, what: str = GPU_TABLES, missing: str | None = None) -> str | None:
     """None when ``device``'s provider is the first one in use; else the one-line note.
 
     A TensorRT session that fell back to CUDA still has a GPU: its note names
     TensorRT alone. Anything that ended on the CPU is "no usable CUDA GPU".
+    ``missing`` is the lowest missing layer of the NVIDIA stack with its fix
+    (:func:`vbg.inference.cuda.diagnose`), named in place of ONNX Runtime's reason.
     """
     asked = _ASKED[device]
     if active and active[0] == asked:
         return None
-    if gpu_present is None:
-        from vbg.inference.onnx_backend import gpu_present as probe
+    if missing:
+        reasons = [missing]
+    else:
+        if gpu_present is None:
+            from vbg.inference.onnx_backend import gpu_present as probe
 
-        gpu_present = probe()
-    from vbg.doctor import _load_failure
+            gpu_present = probe()
+        from vbg.doctor import _load_failure
 
-    reasons = [] if gpu_present else ["no NVIDIA driver found"]
-    why = _load_failure(ort_output)
-    if why:
-        reasons.append(why)
+        reasons = [] if gpu_present else ["no NVIDIA driver found"]
+        why = _load_failure(ort_output)
+        if why:
+            reasons.append(why)
     detail = (f"ONNX Runtime was asked for {asked} and runs on {', '.join(active) or 'nothing'}"
               + (f" ({'; '.join(reasons)})" if reasons else ""))
     if device == "tensorrt" and "CUDAExecutionProvider" in active:
@@ -72,7 +77,13 @@ def open_session(path: Path, device: str, *, threads: int | None = None, cache_d
     except VbgError as e:
         cause = " ".join(str(e.__cause__ or e).split())[:200]
         raise NoGpu(f"{device} could not open {Path(path).name}: {cause}; {what}") from e
-    note = unusable_note(device, active, text[0] if text else "", what=what)
+    if active and active[0] == _ASKED[device]:
+        return sess
+    from vbg.inference.cuda import diagnose
+
+    found = diagnose(device)
+    note = unusable_note(device, active, text[0] if text else "", what=what,
+                         missing=str(found) if found is not None else None)
     if note is not None:
         raise NoGpu(note)
     return sess

@@ -38,6 +38,9 @@ def _add_model_options(p: argparse.ArgumentParser, default_size_help: str, *, de
                    help="execution provider; auto = CUDA when an NVIDIA GPU is present, else CPU")
     g.add_argument("--strict-device", action="store_true", default=d(False),
                    help="fail instead of falling back to the CPU when the asked-for provider cannot load")
+    g.add_argument("--gpu", type=int, default=d(0), metavar="N",
+                   help="which NVIDIA GPU runs the model (and an NVIDIA encoder): its index as vbg doctor lists "
+                        "them (default 0)")
     g.add_argument("--threads", type=int, default=d(None), metavar="N", help="inference threads (default: all cores)")
     g.add_argument("--minmax", action="store_true", default=d(False),
                    help="rescale every mask to its own min..max, as the RMBG-1.4 reference does (off: it flickers on video)")
@@ -67,7 +70,7 @@ def _segmenter_config(args):
 
     return SegmenterConfig(model=args.model, variant=args.variant, size=parse_size(args.size),
                            backend=args.backend, device=args.device, strict_device=args.strict_device,
-                           threads=args.threads, minmax=args.minmax)
+                           gpu=args.gpu, threads=args.threads, minmax=args.minmax)
 
 
 def _parser_segment(sub) -> None:
@@ -220,6 +223,7 @@ def cmd_segment(args) -> int:
     found: list[VbgError] = []
     notes: list[str] = []
     cfg = preflight.settle_model(_segmenter_config(args), found, notes)
+    preflight.collect(found, preflight.check_gpu_index, args.gpu)
     if found:
         raise Problems(found)
     for note in notes:
@@ -437,6 +441,7 @@ def cmd_process(args) -> int:
     from dataclasses import replace
 
     seg_cfg = preflight.collect(found, _segmenter_config, args)
+    preflight.collect(found, preflight.check_gpu_index, args.gpu)
     from .inference.smoothing import CentredSmoother
 
     preflight.collect(found, CentredSmoother, args.smoothing, radius=args.window)
@@ -578,6 +583,7 @@ LIVE_FIELDS = {
     "fps": ("source", "fps"), "loop": ("source", "loop"),
     "model": ("model", "model"), "variant": ("model", "variant"), "size": ("model", "size"),
     "backend": ("model", "backend"), "device": ("model", "device"), "strict_device": ("model", "strict_device"),
+    "gpu": ("model", "gpu"),
     "threads": ("model", "threads"), "minmax": ("model", "minmax"),
     "skip": ("temporal", "skip"), "smoothing": ("temporal", "smoothing"), "upsample": ("temporal", "upsample"),
     "align": ("temporal", "align"),

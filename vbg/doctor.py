@@ -295,11 +295,17 @@ def check_providers(model: bytes | None = None) -> list[Check]:
     except Exception as e:
         return [Check("onnxruntime", FAIL, f"cannot import onnxruntime ({type(e).__name__}: {e})",
                       "pip uninstall -y onnxruntime onnxruntime-gpu, then pip install vbg again")]
+    from .inference import cuda as nvidia
+
     model = model if model is not None else tiny_model()
     loads, broken = [], []
     with captured_output():
         ort.set_default_logger_severity(3)
-    for provider in ort.get_available_providers():
+    listed = ort.get_available_providers()
+    if "CUDAExecutionProvider" in listed or "TensorrtExecutionProvider" in listed:
+        with captured_output():  # the wheels' CUDA libraries, as a GPU session of vbg's loads them
+            nvidia.preload("tensorrt" if "TensorrtExecutionProvider" in listed else "cuda")
+    for provider in listed:
         so = ort.SessionOptions()
         so.log_severity_level = 3
         reason = ""
@@ -322,15 +328,41 @@ def check_providers(model: bytes | None = None) -> list[Check]:
         checks.append(Check("onnxruntime", FAIL, f"onnxruntime {version}: the CPU provider does not load ({why})",
                             "pip uninstall -y onnxruntime onnxruntime-gpu, then pip install vbg again"))
     elif broken:
-        gpu_fix = ("pip install 'vbg[cuda]' for the CUDA/cuDNN runtime and check the NVIDIA driver (nvidia-smi); "
-                   "vbg runs on the CPU meanwhile")
-        detail = (f"onnxruntime {version}: {', '.join(loads)} {_load_verb(loads)}; listed but not loading: "
-                  + "; ".join(f"{p} ({why})" for p, why in broken))
-        checks.append(Check("onnxruntime", WARN, detail, gpu_fix if _gpu_present() else
-                            "none needed without a GPU: the model runs on the CPU (--model selfie is fastest)"))
+        checks.append(_gpu_providers_check(version, loads, broken, nvidia.diagnose))
     else:
         checks.append(Check("onnxruntime", OK, f"onnxruntime {version}: {', '.join(loads)} {_load_verb(loads)}"))
     return checks
+
+
+def _gpu_providers_check(version: str, loads: list[str], broken: list[tuple[str, str]], missing: Callable) -> Check:
+    """The GPU providers that are listed but do not load, with the lowest missing layer of
+    the NVIDIA stack for each (``missing(device)``, :func:`vbg.inference.cuda.diagnose`) and its fix."""
+    found = {}
+    for short, why in broken:
+        if short in ("CUDA", "Tensorrt"):
+            try:
+                layer = missing("tensorrt" if short == "Tensorrt" else "cuda")
+            except Exception:  # noqa: BLE001 -- fall back to ONNX Runtime's own reason
+                layer = None
+            found[short] = layer
+    layers = [m for m in found.values() if m is not None]
+    # One reason per layer: CUDA and TensorRT without a driver share one line.
+    reasons: dict[str, list[str]] = {}
+    for short, why in broken:
+        layer = found.get(short)
+        reasons.setdefault(layer.detail if layer is not None else why, []).append(short)
+    detail = (f"onnxruntime {version}: {', '.join(loads)} {_load_verb(loads)}; listed but not loading: "
+              + "; ".join(f"{', '.join(names)}: {why}" for why, names in reasons.items()))
+    if layers:
+        lowest = layers[0]
+        fix = lowest.fix
+        if lowest.layer == "driver":
+            fix += "; without an NVIDIA GPU none is needed: the model runs on the CPU"
+    else:
+        fix = ("pip install 'vbg[cuda]' for the CUDA/cuDNN runtime and check the NVIDIA driver (nvidia-smi); "
+               "vbg runs on the CPU meanwhile" if _gpu_present() else
+               "none needed without a GPU: the model runs on the CPU (--model selfie is fastest)")
+    return Check("onnxruntime", WARN, detail, fix)
 
 
 def _load_verb(loads: list[str]) -> str:
@@ -343,17 +375,30 @@ def _gpu_present() -> bool:
     return gpu_present()
 
 
-def check_gpu(proc_root: str = "/proc", dev_root: str = "/dev") -> list[Check]:
-    version = Path(proc_root, "driver/nvidia/version")
-    if version.is_file():
-        # /proc files report a size of 0 whatever they hold: read, do not stat.
-        try:
-            lines = version.read_text(errors="replace").splitlines()
-        except OSError:
-            lines = []
-        first = lines[0] if lines else ""
-        m = re.search(r"Kernel Module\s+(?:for \S+\s+)?([\d.]+)", first)
-        return [Check("gpu", OK, f"NVIDIA driver {m.group(1) if m else 'loaded'}")]
+def check_gpu(proc_root: str = "/proc", dev_root: str = "/dev", smi: Callable[[], str | None] | None = None,
+              major: int | None = None) -> list[Check]:
+    """The NVIDIA driver, its version against the CUDA major ONNX Runtime needs (``major``;
+    None: the installed build's), and the GPUs it sees with their memory (``smi()``:
+    nvidia-smi's CSV; names alone from /proc without it)."""
+    from .inference import cuda as nvidia
+
+    driver = nvidia.driver_version(proc_root)
+    if driver is not None:
+        gpus = nvidia.list_gpus(proc_root, smi) or []
+        text = f"NVIDIA driver {driver or 'loaded'}"
+        if gpus:
+            text += ": " + "; ".join(f"GPU {g.describe()}" for g in gpus) + " (--gpu N picks one)"
+        if driver:
+            try:
+                major = nvidia.installed_cuda_major() if major is None else major
+            except Exception:  # noqa: BLE001 -- no ONNX Runtime: the packages check says so
+                major = None
+            need = nvidia.MIN_DRIVER.get(major) if major else None
+            if need and nvidia.version_tuple(driver) < need:
+                want = ".".join(map(str, need))
+                return [Check("gpu", WARN, f"{text}; CUDA {major} (this ONNX Runtime's) needs driver {want} or newer",
+                              f"upgrade the NVIDIA driver to {want} or newer")]
+        return [Check("gpu", OK, text)]
     if Path(dev_root, "nvidiactl").exists():
         return [Check("gpu", OK, "NVIDIA device present")]
     if sys.platform == "win32" and _gpu_present():

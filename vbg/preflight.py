@@ -198,6 +198,16 @@ def settle_model(cfg, found: list[VbgError], notes: list[str]):
     return cfg
 
 
+def check_gpu_index(index: int) -> None:
+    """``--gpu N`` names a GPU that is there (index 0 is the default: never refused here)."""
+    if index:
+        from .inference.cuda import gpu_index_problem, list_gpus
+
+        problem = gpu_index_problem(index, list_gpus())
+        if problem is not None:
+            raise problem
+
+
 def live(cfg: LiveConfig) -> Plan:
     """Check everything cheap about a live run; raise :class:`Problems` listing each problem."""
     found: list[VbgError] = list(config_problems(cfg))
@@ -221,6 +231,7 @@ def live(cfg: LiveConfig) -> Plan:
         elif missing is not None:
             found.append(missing)
     collect(found, check_source, cfg.source.source)
+    collect(found, check_gpu_index, cfg.model.gpu)
     model = settle_model(cfg.model, found, notes)
     if found:
         raise Problems(found)

@@ -100,4 +100,5 @@ FRAMES = Range(1, 2**31 - 1)
 DURATION = Range(0.0, 366 * 86400.0, "seconds", lo_open=True)  # up to a year
 WORKERS = Range(1, 16)
 SEED = Range(0, 2**32 - 1)
+GPU = Range(0, 255, note="the GPU's index, as vbg doctor lists them")  # --gpu, [model] gpu
 MEMORY_MB = Range(64, 1 << 20, "MB")  # vbg process --memory: the frames in flight

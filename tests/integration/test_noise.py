@@ -205,7 +205,8 @@ def test_a_gpu_provider_that_cannot_load_stays_off_stdout_and_stderr(clip, tmp_p
     assert events[0]["event"] == "start" and events[-1]["event"] == "done"
     _only_vbg_lines(quiet)
     name = {"cuda": "CUDA", "tensorrt": "Tensorrt"}[device]
-    assert f"{name} was asked for but is not usable here" in quiet.stderr
+    assert f"{name} is not usable here, so the model runs on CPU" in quiet.stderr
+    assert "no NVIDIA driver is loaded" in quiet.stderr  # the missing layer, named by vbg
     loud = _vbg("process", clip, "-o", tmp_path / "b.mp4", *SEGMENT_ME, "--device", device, "-v", env=env)
     assert loud.returncode == 0, loud.stderr
     assert "onnxruntime" in loud.stderr and "Failed to load library" in loud.stderr

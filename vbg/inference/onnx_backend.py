@@ -12,6 +12,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -57,8 +58,10 @@ def gpu_present() -> bool:
     return False
 
 
-def provider_list(device: str, *, cache_dir: Path | None = None, fp16: bool = True) -> list:
+def provider_list(device: str, *, cache_dir: Path | None = None, fp16: bool = True, gpu: int = 0) -> list:
     """Providers (with options) to ask ONNX Runtime for, most preferred first.
+
+    ``gpu`` is the GPU's index (``--gpu``) for CUDA and TensorRT.
 
     TensorRT: ``fp16`` lets it build half-precision kernels from an fp32 graph;
     ``cache_dir`` keeps the built engines and the kernel timing cache, so only
@@ -72,10 +75,11 @@ def provider_list(device: str, *, cache_dir: Path | None = None, fp16: bool = Tr
         device = "cuda" if gpu_present() and "CUDAExecutionProvider" in available else "cpu"
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
+    on_gpu = {"device_id": gpu} if gpu else {}  # ONNX Runtime's own default is GPU 0
+    cuda = ("CUDAExecutionProvider", {**on_gpu, "cudnn_conv_algo_search": "HEURISTIC"})
     if device == "cuda":
         return [cuda, "CPUExecutionProvider"]
-    trt_opts = {"trt_fp16_enable": fp16}
+    trt_opts = {**on_gpu, "trt_fp16_enable": fp16}
     if cache_dir is not None:
         trt_opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir),
                         trt_timing_cache_enable=True, trt_timing_cache_path=str(cache_dir))
@@ -104,14 +108,20 @@ def session_options(threads: int | None):
 
 
 def create_session(path: Path, device: str = "auto", *, strict: bool = False,
-                   threads: int | None = None, cache_dir: Path | None = None, fp16: bool = True):
+                   threads: int | None = None, cache_dir: Path | None = None, fp16: bool = True, gpu: int = 0):
     """An InferenceSession on ``path``; returns ``(session, providers_in_use)``.
 
-    ``cache_dir`` and ``fp16`` only matter for TensorRT (see :func:`provider_list`).
+    ``cache_dir`` and ``fp16`` only matter for TensorRT (see :func:`provider_list`);
+    ``gpu`` is the GPU's index for CUDA and TensorRT.
     """
+    from . import cuda as nvidia
+
     ort = import_ort()
-    wanted = provider_list(device, cache_dir=cache_dir, fp16=fp16)
+    wanted = provider_list(device, cache_dir=cache_dir, fp16=fp16, gpu=gpu)
     primary = wanted[0][0] if isinstance(wanted[0], tuple) else wanted[0]
+    if primary in GPU_PROVIDERS:
+        # The CUDA libraries of the nvidia wheels: the provider cannot find them on its own.
+        nvidia.preload("tensorrt" if primary == "TensorrtExecutionProvider" else "cuda")
     if primary == "TensorrtExecutionProvider" and cache_dir is not None:
         # Only TensorRT writes there, so only TensorRT makes the folder; one that cannot be
         # made costs the engine build on every start, not the run.
@@ -120,7 +130,7 @@ def create_session(path: Path, device: str = "auto", *, strict: bool = False,
         except OSError as e:
             log.warning("cannot create the TensorRT engine cache %s (%s): engines are built again on every "
                         "start; set VBG_CACHE_DIR to a writable folder", cache_dir, e.strerror or e)
-            wanted = provider_list(device, cache_dir=None, fp16=fp16)
+            wanted = provider_list(device, cache_dir=None, fp16=fp16, gpu=gpu)
     said = io.StringIO()
     try:
         # A provider that cannot load makes ONNX Runtime's Python part print an "EP Error" block
@@ -140,16 +150,32 @@ def create_session(path: Path, device: str = "auto", *, strict: bool = False,
     active = sess.get_providers()
     if primary not in active:
         asked = primary.replace("ExecutionProvider", "")
+        on = ", ".join(p.replace("ExecutionProvider", "") for p in active)
+        missing = _missing(primary, said.getvalue())
         if strict:
-            raise DeviceError(
-                f"--device {device} asked for {asked}, but ONNX Runtime could not use it and would run on "
-                f"{', '.join(p.replace('ExecutionProvider', '') for p in active)}: install the GPU runtime with "
-                "pip install 'vbg[cuda]' and check the NVIDIA driver (vbg doctor), or use --device cpu"
-            )
-        log.warning("%s was asked for but is not usable here; running on %s (pass --strict-device to fail instead)",
-                    asked, ", ".join(active))
+            raise DeviceError(f"--device {device} asked for {asked}, but ONNX Runtime cannot use it here "
+                              f"(it would run on {on}): {missing}")
+        log.warning("%s is not usable here, so the model runs on %s (--strict-device fails instead): %s",
+                    asked, on, missing)
     log.debug("ONNX Runtime providers in use: %s", ", ".join(active))
     return sess, active
+
+
+def _missing(primary: str, ort_said: str) -> str:
+    """What is missing for ``primary``, in one line with its fix: the lowest missing layer of
+    the NVIDIA stack, else ONNX Runtime's own reason."""
+    from . import cuda as nvidia
+
+    try:
+        found = nvidia.diagnose("tensorrt" if primary == "TensorrtExecutionProvider" else "cuda")
+    except Exception as e:  # noqa: BLE001 -- a diagnosis that breaks must not hide the fallback
+        log.debug("diagnosis failed: %s", e)
+        found = None
+    if found is not None:
+        return str(found)
+    m = re.search(r"with error: ([^\n\x1b]+)", ort_said)
+    why = f"ONNX Runtime: {m.group(1).strip()}" if m else "ONNX Runtime did not load it (-v shows why)"
+    return f"{why}: check the NVIDIA driver and libraries with vbg doctor, or use --device cpu"
 
 
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")

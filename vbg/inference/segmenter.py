@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ConfigError, ModelError
 from ..models.preprocess import Preprocessor, inference_size, postprocess, resize_alpha
 from ..models.resolve import ModelSource, resolve_model
-from ..ranges import SIZE, THREADS, ranged
+from ..ranges import GPU, SIZE, THREADS, ranged
 
 log = logging.getLogger("vbg.inference")
 
@@ -33,6 +33,7 @@ class SegmenterConfig:
     backend: str = "onnx"  # onnx | torch
     device: str = "auto"  # auto | cpu | cuda | tensorrt
     strict_device: bool = False
+    gpu: int = ranged(0, GPU)  # the GPU's index for CUDA/TensorRT/torch (and an NVIDIA encoder): --gpu
     threads: int | None = ranged(None, THREADS)  # intra-op threads; None = all cores, no spinning
     minmax: bool = False  # the reference's per-frame min-max rescale
 
@@ -109,9 +110,9 @@ def _check_matte(raw: np.ndarray, size_hw: tuple[int, int], label: str) -> None:
 
 class OnnxSegmenter(_Base):
     def __init__(self, source: ModelSource, *, size=None, device="auto", strict_device=False,
-                 threads=None, minmax=False, default_size=None) -> None:
+                 threads=None, minmax=False, default_size=None, gpu=0) -> None:
         super().__init__(source, size, minmax, default_size)
-        self.device, self.strict, self.threads = device, strict_device, threads
+        self.device, self.strict, self.threads, self.gpu = device, strict_device, threads, gpu
         self._sessions: dict[Path, tuple] = {}
         self._by_size: dict[tuple[int, int], tuple] = {}
         self._bound: dict[tuple[int, int], object] = {}  # GPU sessions only: size -> BoundRunner
@@ -128,7 +129,7 @@ class OnnxSegmenter(_Base):
         if entry is not None:
             return entry
         sess, self.providers = create_session(path, self.device, strict=self.strict, threads=self.threads,
-                                              cache_dir=cache_dir() / "trt")
+                                              cache_dir=cache_dir() / "trt", gpu=self.gpu)
         inputs, outputs = sess.get_inputs(), sess.get_outputs()
         # Symbolic dims (str/None) are accepted: exporters name some they cannot infer.
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] not in (3, None) \
@@ -200,7 +201,8 @@ class OnnxSegmenter(_Base):
         if device is None:
             return
         try:
-            self._bound[size_hw] = BoundRunner(sess, in_name, out_name, (1, 3, *size_hw), dtype, device=device)
+            self._bound[size_hw] = BoundRunner(sess, in_name, out_name, (1, 3, *size_hw), dtype, device=device,
+                                                 device_id=self.gpu)
         except Exception as e:  # noqa: BLE001 -- ORT's error classes derive from Exception alone
             # session.run still works without the binding: slower, not wrong.
             log.warning("I/O binding on %s is not available (%s); using session.run", device, e)
@@ -225,11 +227,14 @@ class TorchSegmenter(_Base):
     already run torch on a GPU. RMBG-1.4 only."""
 
     def __init__(self, source: ModelSource, *, size=None, device="auto", strict_device=False,
-                 threads=None, minmax=False, default_size=None) -> None:
+                 threads=None, minmax=False, default_size=None, gpu=0) -> None:
         super().__init__(source, size, minmax, default_size)
         from ..models.export import build_rmbg, require_torch
         from ..errors import DeviceError
 
+        from .cuda import pci_order
+
+        pci_order()  # before torch starts CUDA: --gpu N is the GPU vbg doctor lists as N
         torch = require_torch()
         self._torch = torch
         if threads:
@@ -243,7 +248,10 @@ class TorchSegmenter(_Base):
                 )
             log.warning("CUDA was asked for but torch sees no GPU; running on the CPU")
             want_cuda = False
-        self.torch_device = torch.device("cuda" if want_cuda else "cpu")
+        if want_cuda and gpu >= torch.cuda.device_count():
+            raise ConfigError(f"--gpu {gpu} is beyond the {torch.cuda.device_count()} GPU(s) torch sees: pass "
+                              "one of them (vbg doctor lists them)")
+        self.torch_device = torch.device(f"cuda:{gpu}" if want_cuda else "cpu")
         net = build_rmbg(None if source.random_init else source.weights)
         self.net = net.to(self.torch_device)
         self.providers = [f"torch:{self.torch_device.type}"]
@@ -266,4 +274,4 @@ def create_segmenter(cfg: SegmenterConfig, source: ModelSource | None = None) ->
         source = resolve_model(cfg.model, variant=cfg.variant, backend=cfg.backend)
     cls = TorchSegmenter if cfg.backend == "torch" else OnnxSegmenter
     return cls(source, size=cfg.size, device=cfg.device, strict_device=cfg.strict_device,
-               threads=cfg.threads, minmax=cfg.minmax, default_size=cfg.default_size)
+               threads=cfg.threads, minmax=cfg.minmax, default_size=cfg.default_size, gpu=cfg.gpu)
