@@ -431,7 +431,7 @@ def cmd_process(args) -> int:
         preflight.collect(found, output_format, dst, mode)
     from .offline.media import encoder_for
 
-    encoders = [preflight.collect(found, encoder_for, dst, mode, args.encoder, sequence=seq)  # NVENC probed once
+    encoders = [preflight.collect(found, encoder_for, dst, mode, args.encoder, args.gpu, sequence=seq)  # NVENC probed once
                 for dst, seq in {(t.suffix.lower(), seq): (t, seq) for t, seq in planned}.values()]
     encoder = next((e for e in encoders if e is not None), None)  # None: no H.264 output
     bg = BackgroundConfig(background=args.background, color=args.color, blur=args.blur, mirror=args.mirror,

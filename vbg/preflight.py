@@ -219,7 +219,7 @@ def live(cfg: LiveConfig) -> Plan:
     from .encoders import ENCODERS, choose_encoder
 
     if o.record and o.encoder in ENCODERS:  # every --record format is H.264: NVENC probed now, before anything opens
-        collect(found, choose_encoder, o.encoder)
+        collect(found, choose_encoder, o.encoder, cfg.model.gpu)
     if o.preview:
         collect(found, check_display)
     if o.vcam:

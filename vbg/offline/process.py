@@ -319,7 +319,7 @@ class FileProcessor:
             with VideoWriter(dst, info, mode=cfg.mode, quality=cfg.quality, audio_from=src,
                              sequence=sequence, overwrite=overwrite,
                              threads=buffers.encoder_threads, lookahead=buffers.lookahead,
-                             encoder=cfg.encoder) as writer:
+                             encoder=cfg.encoder, gpu=cfg.model.gpu) as writer:
                 res.warnings.extend(getattr(writer, "warnings", []))
                 writer_stage = _Stage(lambda: write(writer), "vbg-write", halt)
                 stages.append(writer_stage)
