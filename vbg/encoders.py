@@ -56,7 +56,8 @@ ENCODERS = ("auto", "x264", "nvenc")
 X264 = "libx264"
 NVENC = "h264_nvenc"
 NVENC_FIX = "install the NVIDIA driver (on a GPU with NVENC) or use --encoder x264"
-_PROBE_SIZE = 256  # NVENC refuses frames under ~145x49; 256x256 opens on every GPU that has it
+NVENC_MIN = (145, 145)  # H.264 NVENC's smallest frame (NV_ENC_CAPS_WIDTH_MIN/HEIGHT_MIN on Turing to Blackwell)
+_PROBE_SIZE = 256  # over NVENC_MIN: opens on every GPU that has NVENC
 
 _lock = threading.Lock()
 _problems: dict[int, str | None] = {}  # GPU index -> None (NVENC opens) or why not
@@ -69,6 +70,7 @@ class Encoder:
     name: str  # X264 or NVENC
     gpu: int | None = None  # the GPU NVENC runs on; None for libx264
     why_not: str | None = None  # set when auto fell back to libx264
+    too_small: bool = False  # the fallback is for the frame size (NVENC may well work for larger frames)
 
     @property
     def nvenc(self) -> bool:
@@ -78,6 +80,8 @@ class Encoder:
         """The one line for the user: ``encoding with h264_nvenc (GPU 0)``."""
         if self.nvenc:
             return f"encoding with {self.name} (GPU {self.gpu})"
+        if self.too_small:
+            return f"encoding with {self.name} ({self.why_not})"
         if self.why_not is not None:
             return f"encoding with {self.name} (no NVENC here: {self.why_not})"
         return f"encoding with {self.name}"
@@ -90,13 +94,20 @@ def check_encoder(encoder: str) -> str:
     return encoder
 
 
-def choose_encoder(encoder: str = "auto", gpu: int = 0) -> Encoder:
-    """The encoder ``--encoder ENCODER`` means on this machine. ``x264`` probes nothing;
-    ``auto`` and ``nvenc`` open NVENC once per process (:func:`nvenc_problem`); ``nvenc``
-    that does not open is a ``DeviceError`` saying why."""
+def choose_encoder(encoder: str = "auto", gpu: int = 0, size: tuple[int, int] | None = None) -> Encoder:
+    """The encoder ``--encoder ENCODER`` means on this machine for frames of ``size``
+    (width, height; None: not known yet). ``x264`` probes nothing; ``auto`` and ``nvenc``
+    open NVENC once per process (:func:`nvenc_problem`); ``nvenc`` that does not open is a
+    ``DeviceError`` saying why. Frames smaller than NVENC encodes (:data:`NVENC_MIN`) go
+    to libx264 under ``auto`` (it is fast at that size) and are a ``ConfigError`` for ``nvenc``."""
     check_encoder(encoder)
     if encoder == "x264":
         return Encoder(X264)
+    if size is not None and (size[0] < NVENC_MIN[0] or size[1] < NVENC_MIN[1]):
+        why = f"{size[0]}x{size[1]} frames are smaller than NVENC encodes ({NVENC_MIN[0]}x{NVENC_MIN[1]} at least)"
+        if encoder == "nvenc":
+            raise ConfigError(f"--encoder nvenc: {why}: use --encoder x264 (or leave --encoder out)")
+        return Encoder(X264, why_not=why, too_small=True)
     why = nvenc_problem(gpu)
     if why is None:
         return Encoder(NVENC, gpu)

@@ -154,21 +154,70 @@ def test_process_auto_leaves_a_prores_output_alone(clip, tmp_path):
 
 
 @needs_no_nvenc
+def _info(width: int, height: int):
+    from vbg.offline.media import VideoInfo
+
+    return VideoInfo(width=width, height=height, fps=30.0, time_base=Fraction(1, 30), frames=None, duration_s=1.0,
+                     rotation=0, has_audio=False, audio_codec=None, pix_fmt="yuv420p", has_alpha=False, codec="h264")
+
+
+@needs_no_nvenc
 def test_the_writers_refuse_nvenc_before_creating_a_file(tmp_path):
     """The library's own callers get the same device error, and no file either."""
     from vbg.errors import DeviceError
-    from vbg.offline.media import VideoInfo, VideoWriter
+    from vbg.offline.media import VideoWriter
     from vbg.sinks.recorder import Recorder
 
-    info = VideoInfo(width=64, height=48, fps=30.0, time_base=Fraction(1, 30), frames=None, duration_s=1.0,
-                     rotation=0, has_audio=False, audio_codec=None, pix_fmt="yuv420p", has_alpha=False, codec="h264")
     with pytest.raises(DeviceError, match="--encoder nvenc: .*use --encoder x264"):
-        VideoWriter(tmp_path / "out.mp4", info, mode="rgb", encoder="nvenc")
+        VideoWriter(tmp_path / "out.mp4", _info(320, 240), mode="rgb", encoder="nvenc")
     with pytest.raises(DeviceError, match="--encoder nvenc: .*use --encoder x264"):
-        Recorder(tmp_path / "rec.mp4", 64, 48, 30, encoder="nvenc")
+        Recorder(tmp_path / "rec.mp4", 320, 240, 30, encoder="nvenc")
     assert list(tmp_path.iterdir()) == []
-    with Recorder(tmp_path / "rec.mp4", 64, 48, 30, encoder="auto") as rec:
+    with Recorder(tmp_path / "rec.mp4", 320, 240, 30, encoder="auto") as rec:
         assert rec.encoder.name == "libx264" and rec.encoder.why_not == NO_NVENC
+
+
+SMALL_FRAMES = """
+import json, sys
+from fractions import Fraction
+from vbg import encoders
+from vbg.errors import ConfigError
+from vbg.offline.media import VideoInfo, VideoWriter
+from vbg.sinks.recorder import Recorder
+
+out = sys.argv[1]
+info = VideoInfo(width=128, height=96, fps=30.0, time_base=Fraction(1, 30), frames=None, duration_s=1.0, rotation=0,
+                 has_audio=False, audio_codec=None, pix_fmt="yuv420p", has_alpha=False, codec="h264")
+said = []
+for make in (lambda: VideoWriter(out + "/o.mp4", info, mode="rgb", encoder="nvenc"),
+             lambda: Recorder(out + "/r.mp4", 128, 96, 30, encoder="nvenc")):
+    try:
+        make()
+    except ConfigError as e:
+        said.append(str(e))
+import numpy as np
+with VideoWriter(out + "/auto.mp4", info, mode="rgb", encoder="auto") as w:
+    w.write(0, 0, 0.0, np.zeros((96, 128, 3), np.uint8))
+    auto = [w.encoder_name, w.warnings]
+print(json.dumps({"said": said, "auto": auto, "probed": list(encoders._problems)}))
+"""
+
+
+def test_frames_smaller_than_nvenc_encodes_go_to_x264_without_a_probe(tmp_path):
+    """NVENC's smallest frame is 145x145: a smaller video is libx264's under auto (named as such, the GPU never
+    asked), and --encoder nvenc for it is a configuration error naming the size, before any file exists. Before,
+    auto would pick NVENC on a GPU machine and fail at the first frame."""
+    proc = subprocess.run([sys.executable, "-c", SMALL_FRAMES, str(tmp_path)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["said"] == ["--encoder nvenc: 128x96 frames are smaller than NVENC encodes (145x145 at least): "
+                           "use --encoder x264 (or leave --encoder out)"] * 2
+    assert out["auto"][0] == "libx264"
+    assert out["auto"][1] == [f"{tmp_path / 'auto.mp4'}: encoding with libx264 (128x96 frames are smaller than NVENC "
+                              "encodes (145x145 at least))"]
+    assert out["probed"] == []  # the size alone decided
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["auto.mp4"]
 
 
 def _nvenc_option_sets():

@@ -479,7 +479,8 @@ def output_format(path: Path, mode: str) -> tuple[_Container, _Codec]:
     return fmt, codec
 
 
-def encoder_for(path: Path, mode: str, encoder: str, gpu: int = 0, *, sequence: bool = False) -> Encoder | None:
+def encoder_for(path: Path, mode: str, encoder: str, gpu: int = 0, *, sequence: bool = False,
+                size: tuple[int, int] | None = None) -> Encoder | None:
     """The H.264 encoder ``encoder`` (``vbg.encoders.ENCODERS``) means for output ``path``; None
     when the output is no H.264 (ProRes, VP9, PNG: nothing probed; a format ``output_format``
     refuses is left to it). ``nvenc`` for ProRes, VP9 or PNG is a ``ConfigError``, and where
@@ -488,7 +489,7 @@ def encoder_for(path: Path, mode: str, encoder: str, gpu: int = 0, *, sequence: 
     fmt = None if sequence else _FORMATS.get(Path(path).suffix.lower())
     codec = fmt.codecs.get(mode) if fmt is not None else None
     if codec is _H264:
-        return choose_encoder(encoder, gpu)
+        return choose_encoder(encoder, gpu, size)
     if encoder == "nvenc" and (sequence or codec is not None):
         what = "a folder of PNG frames" if sequence else codec.label
         raise ConfigError(f"--encoder nvenc: {path} is {what}, which NVENC does not encode: "
@@ -551,7 +552,11 @@ class VideoWriter:
                        "matte": (info.height, info.width)}[mode]
 
         sequence = sequence if sequence is not None else not self.path.suffix
-        chosen = encoder_for(self.path, mode, encoder, gpu, sequence=sequence)  # before any file exists
+        chosen = encoder_for(self.path, mode, encoder, gpu, sequence=sequence,  # before any file exists
+                             size=(info.width + info.width % 2, info.height + info.height % 2))
+        self.encoder = chosen
+        if chosen is not None and chosen.too_small and encoder == "auto":
+            self.warnings.append(f"{self.path}: {chosen.describe()}")  # the batch's line said NVENC may be used
         if sequence:
             self._backend: _Backend = _PngFolder(self.path, info, mode, overwrite)
             self.partial_path = partial_path_for(self.path)

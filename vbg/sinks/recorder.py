@@ -97,7 +97,7 @@ class Recorder(SinkBase):
             import av
         except ImportError as e:
             raise DependencyError(f"recording needs PyAV: pip install av ({e})") from e
-        self.encoder = choose_encoder(encoder, gpu)  # probes NVENC (once) before the file exists
+        self.encoder = choose_encoder(encoder, gpu, self.frame_size)  # probes NVENC (once) before the file exists
         try:
             self._new = NewFile(self.path)
         except OutputBusy as e:
