@@ -165,12 +165,14 @@ def write_cache(path: Path | None, key: str, choice: Choice) -> None:
 def open_auto(cfg, source, frame_hw: tuple[int, int], frames_bytes: int, *, cache_file: Path | None = None,
               open_segmenter=None, available: Callable[[], int | None] = available_bytes,
               rss: Callable[[], int | None] = rss_bytes, measure_one=time_one, measure_two=time_two,
-              cores: int | None = None) -> tuple[list, Choice]:
+              cores: int | None = None, load: Callable[[], float] = lambda: os.getloadavg()[0]) -> tuple[list, Choice]:
     """The segmenters ``--workers auto`` runs, and why that many.
 
     One session on every core (``cfg.threads`` None) is timed on a frame of ``frame_hw``, then
     two sessions of half the cores each, side by side; two are kept when :func:`choose` says
-    so, and the choice is cached in ``cache_file`` for this model, size and machine. Two are
+    so, and the choice is cached in ``cache_file`` for this model, size and machine, unless
+    other programs kept the cores busy (``load``, the run-queue average, above the core count:
+    their share would decide, so the next run measures again). Two are
     never opened when the memory for the second (what the first took, measured as resident
     memory, plus ``frames_bytes``, the frames in flight the job will hold) is not available.
     At most two sessions are open at any time."""
@@ -188,6 +190,7 @@ def open_auto(cfg, source, frame_hw: tuple[int, int], frames_bytes: int, *, cach
         known = Choice(known["workers"], f"{known.get('reason', 'measured before')}; kept in {cache_file}")
     else:
         known = None
+    busy = load() if known is None else 0.0  # others' load, before this process adds its own
     opened: list = []
 
     def open_one(c) -> int:
@@ -222,7 +225,10 @@ def open_auto(cfg, source, frame_hw: tuple[int, int], frames_bytes: int, *, cach
         open_one(two_cfg)
         open_one(two_cfg)
         choice = choose(one_s, measure_two(opened[0], opened[1], rgb))
-        write_cache(cache_file, key, choice)
+        if busy > cores:
+            choice = Choice(choice.workers, f"{choice.reason}; not kept: other programs were busy (load {busy:.1f})")
+        else:
+            write_cache(cache_file, key, choice)
         if choice.workers == 1:
             close_all()
             open_one(one_cfg)
