@@ -121,7 +121,9 @@ def _parser_process(sub) -> None:
                    help="encoder speed/quality preset (default: balanced)")
     p.add_argument("--workers", default="auto", metavar="N|auto",
                    help="model sessions running frames in parallel, each on its share of the cores "
-                        "(default auto: 2 on a CPU with 2+ cores, 1 on a GPU)")
+                        "(default auto: on a CPU, 2 when two measured at least 15%% faster than one and the "
+                        "memory for the second is free, else 1; measured once per model and frame size; "
+                        "1 on a GPU)")
     _add_background_options(p, feather_default=0.0)
     t = p.add_argument_group("temporal")
     t.add_argument("--smoothing", type=float, default=1.0, metavar="S",
