@@ -8,7 +8,8 @@ taken: the naive per-frame loop (``benchmarks/baseline.py``: one ONNX Runtime se
 threads, read, infer, blend, write with x264 ``veryfast``) and ``python -m vbg process`` with
 ``--workers 1``, ``2`` and ``auto`` (auto once with an empty cache: its measurement is in the
 peak; once with the choice it kept) at the default ``--quality balanced``, and ``--workers 1
---quality fast`` (the naive loop's x264 preset), for the selfie model and RMBG-1.4 (random
+--quality fast`` (the naive loop's x264 preset) and ``--workers 1 --memory 128`` (fewer frames in
+flight), for the selfie model and RMBG-1.4 (random
 init: the exact compute and weights' size) at 320x320, on a 1280x720 clip of a moving person
 (``tests/media.py``; ``--clip`` takes another file instead). Runs alternate (naive, then each
 vbg variant, round after round), and each records the 1-minute load average before it:
@@ -22,7 +23,8 @@ both), the environment's shared arena (``create_and_register_allocator`` +
 graph optimised only to the extended level (no NCHWc layout: what layout costs in memory).
 ``PrepackedWeightsContainer`` is not in the Python API (checked: not in ``onnxruntime``).
 
-quick: 30 frames, one round (under 5 minutes on 2 quiet cores); full: 60 frames, 3 rounds.
+quick: 60 frames (the queues and x264's 40-frame look-ahead fill: fewer frames understate vbg's
+peak), one round, about 5 minutes on 2 quiet cores; full: 120 frames, 3 rounds.
 """
 
 from __future__ import annotations
@@ -152,8 +154,8 @@ def _fps(run: dict, frames: int) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="30 frames, one round (default)")
-    mode.add_argument("--full", action="store_true", help="60 frames, 3 rounds")
+    mode.add_argument("--quick", action="store_true", help="60 frames, one round (default)")
+    mode.add_argument("--full", action="store_true", help="120 frames, 3 rounds")
     ap.add_argument("--frames", type=int)
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--clip", type=Path, help="a video to use instead of the generated 720p clip")
@@ -165,7 +167,7 @@ def main(argv=None) -> int:
         kind, *rest = args.child
         {"naive": _child_naive, "sharing": _child_sharing, "prepare": _child_prepare}[kind](*rest)
         return 0
-    frames = args.frames or (60 if args.full else 30)
+    frames = args.frames or (120 if args.full else 60)
     rounds = args.rounds or (3 if args.full else 1)
     py = sys.executable
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -187,7 +189,8 @@ def main(argv=None) -> int:
         variants = [("--workers 1", ["--workers", "1"], False), ("--workers 2", ["--workers", "2"], False),
                     ("--workers auto (measures)", ["--workers", "auto"], True),
                     ("--workers auto (kept choice)", ["--workers", "auto"], False),
-                    ("--workers 1 --quality fast", ["--workers", "1", "--quality", "fast"], False)]
+                    ("--workers 1 --quality fast", ["--workers", "1", "--quality", "fast"], False),
+                    ("--workers 1 --memory 128", ["--workers", "1", "--memory", "128"], False)]
         runs: dict = {}
         for r in range(rounds):
             for label, model, hw, size_args in cases:
@@ -203,7 +206,7 @@ def main(argv=None) -> int:
                                     {**env, "VBG_CACHE_DIR": str(cache)})
                     if res["rc"] != 0:
                         print(res["stderr"][-2000:], file=sys.stderr)
-                    why = [ln.split("(--workers auto: ", 1)[1].rstrip(")") for ln in res["stderr"].splitlines()
+                    why = [ln.split("(--workers auto: ", 1)[1][:-1] for ln in res["stderr"].splitlines()
                            if "(--workers auto: " in ln]
                     res["auto"] = why[0] if why else None
                     chosen = [ln for ln in res["stderr"].splitlines() if "worker(s)" in ln]

@@ -203,8 +203,11 @@ def open_auto(cfg, source, frame_hw: tuple[int, int], frames_bytes: int, *, cach
         return max(0, after - before) if before is not None and after is not None else 0
 
     def close_all() -> None:
+        from ..inference.onnx_backend import release_freed_memory
+
         while opened:
             opened.pop().close()
+        release_freed_memory()  # the closed sessions' weights, before the next one is opened
 
     try:
         if known is not None and known.workers == 1:
