@@ -16,7 +16,7 @@ vbg variant, round after round), and each records the 1-minute load average befo
 memory does not depend on the load, frames per second do, so read fps beside the load.
 
 Then, in a fresh process each, what a second ONNX Runtime session of RMBG-1.4 adds to resident
-memory, per way of sharing that ONNX Runtime's Python API offers on a CPU: none (vbg's
+memory (after one inference, the freed heap handed back as vbg does), per way of sharing that ONNX Runtime's Python API offers on a CPU: none (vbg's
 settings), shared initializers (``SessionOptions.add_initializer`` with the same OrtValues in
 both), the environment's shared arena (``create_and_register_allocator`` +
 ``session.use_env_allocators``), pre-packing off (``session.disable_prepacking``), and the
@@ -105,7 +105,7 @@ def _child_sharing(mode: str, model: str, hw: str) -> None:
     first, after the second (each after one inference), and whether their outputs agree."""
     import numpy as np
 
-    from vbg.inference.onnx_backend import import_ort, session_options
+    from vbg.inference.onnx_backend import import_ort, release_freed_memory, session_options
 
     ort = import_ort()
     h, w = (int(v) for v in hw.split("x"))
@@ -121,6 +121,7 @@ def _child_sharing(mode: str, model: str, hw: str) -> None:
         m = onnx.load(model)
         shared = {i.name: ort.OrtValue.ortvalue_from_numpy(numpy_helper.to_array(i)) for i in m.graph.initializer}
         del m
+        release_freed_memory()
         base = rss_mb()  # the shared weights are the caller's: counted from here
     if mode == "env allocator":
         info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
@@ -139,6 +140,7 @@ def _child_sharing(mode: str, model: str, hw: str) -> None:
         s = ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
         outs.append(s.run(None, {s.get_inputs()[0].name: x})[0])
         sessions.append(s)
+        release_freed_memory()  # what is held, not what glibc keeps for reuse (as vbg runs)
         marks.append(rss_mb())
     t0 = time.perf_counter()
     for _ in range(3):
