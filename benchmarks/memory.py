@@ -16,7 +16,8 @@ vbg variant, round after round), and each records the 1-minute load average befo
 memory does not depend on the load, frames per second do, so read fps beside the load.
 
 Then, in a fresh process each, what a second ONNX Runtime session of RMBG-1.4 adds to resident
-memory (after one inference, the freed heap handed back as vbg does), per way of sharing that ONNX Runtime's Python API offers on a CPU: none (vbg's
+memory (after one inference, the freed heap handed back as vbg does), per way of sharing that
+ONNX Runtime's Python API offers on a CPU: none (vbg's
 settings), shared initializers (``SessionOptions.add_initializer`` with the same OrtValues in
 both), the environment's shared arena (``create_and_register_allocator`` +
 ``session.use_env_allocators``), pre-packing off (``session.disable_prepacking``), and the
@@ -33,7 +34,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -253,8 +253,9 @@ def main(argv=None) -> int:
           "| model | run | peak RSS (MB) | / naive loop | workers | fps (per round) | load before |",
           "|---|---|---|---|---|---|---|"]
     for r in rows:
+        workers = ", ".join("-" if w is None else str(w) for w in r["workers"])
         md.append(f"| {r['model']} | {r['run']} | {r['peak_mb']:.0f} | {r['ratio_to_naive']:.2f} | "
-                  f"{', '.join('-' if w is None else str(w) for w in r['workers']) if r['run'] != 'naive loop' else '1 x 2 threads'} | "
+                  f"{workers if r['run'] != 'naive loop' else '1 x 2 threads'} | "
                   f"{', '.join(f'{v:.2f}' for v in r['fps'])} | {', '.join(f'{v:.1f}' for v in r['load'])} |")
     autos = sorted({a for r in rows for a in r["auto"] if a})
     if autos:

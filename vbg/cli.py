@@ -403,7 +403,7 @@ def _auto_workers(seg_cfg, cfg, first: Path) -> tuple[list, str]:
     from .offline.media import probe
     from .offline.process import plan_buffers
     from .mediaopen import is_url
-    from .offline.workers import open_auto
+    from .offline.workers import CACHE_NAME, open_auto
 
     frame_hw = (720, 1280)  # a stream is not opened twice; a file that cannot be read is reported with it
     if not is_url(str(first)):
@@ -412,7 +412,7 @@ def _auto_workers(seg_cfg, cfg, first: Path) -> tuple[list, str]:
             frame_hw = (info.height, info.width)
     frames = plan_buffers(frame_hw, cfg.mode, cfg.window, 2, cfg.memory << 20).bytes
     source = resolve_model(seg_cfg.model, variant=seg_cfg.variant, backend=seg_cfg.backend)
-    segs, choice = open_auto(seg_cfg, source, frame_hw, frames, cache_file=cache_dir() / "workers.json")
+    segs, choice = open_auto(seg_cfg, source, frame_hw, frames, cache_file=cache_dir() / CACHE_NAME)
     return segs, f" (--workers auto: {choice.reason})"
 
 

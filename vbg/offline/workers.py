@@ -4,11 +4,11 @@ Two sessions of one intra-op thread each, on alternate frames, skip the synchron
 between cores inside an inference, but each holds its own copy of the model: ONNX Runtime's
 Python API shares no weights between CPU sessions here (shared initializers and a shared
 allocator were measured, ``benchmarks/memory.py``), and a second RMBG-1.4 session costs
-about 270 MB. So auto runs two only when two measurably pay (``GAIN``) and the memory for the
-second one is there; otherwise one session on every core. The timing is measured once per
-machine, model and frame size (a few inferences of each kind) and cached: the outputs never
-depend on it, since the masks are the same whichever count runs (each frame is one inference
-of the same model on the same input).
+about 210 MB, the model's size again. So auto runs two only when two measurably pay (``GAIN``)
+and the memory for the second one is there; otherwise one session on every core. The timing is
+measured once per machine, model and frame size (a few inferences of each kind) and kept: the
+outputs never depend on it, since the masks are the same whichever count runs (each frame is
+one inference of the same model on the same input, whatever the threads: the tests check it).
 """
 
 from __future__ import annotations
