@@ -9,9 +9,9 @@ For each model (selfie; RMBG-1.4 random init, the exact compute, at 512 and
 Runtime on the already-preprocessed input, back to back) and vbg process's
 fps (decode, model, centred smoothing, upsampling, compositing, H.264
 encode), measured in the same process one after the other. On a CPU vbg
-process runs two sessions on alternate frames (--workers auto), so the bare
-model is also timed that way (both sessions back to back in parallel): the
-table gives the ratio to both. ``--device cuda`` or ``tensorrt`` runs both there (the bare model
+process may run two sessions on alternate frames (--workers auto measures
+which pays), so with two the bare model is also timed that way (both sessions
+back to back in parallel): the table gives the ratio to both. ``--device cuda`` or ``tensorrt`` runs both there (the bare model
 through the segmenter's own path: I/O binding on a GPU) and writes
 offline_<device>.json/.md; without a usable GPU it writes one line saying so.
 
@@ -111,6 +111,15 @@ def main(argv=None) -> int:
             # strict: a GPU run that fell back to the CPU fails instead of timing the CPU.
             scfg = SegmenterConfig(model=model, size=size, device=args.device, strict_device=args.device != "cpu")
             workers = _process_workers("auto", scfg) if args.workers == "auto" else int(args.workers)
+            if workers is None:  # auto on a CPU: the count vbg process measures (kept in no cache here)
+                from vbg.models.resolve import resolve_model
+                from vbg.offline.workers import open_auto
+
+                chosen, choice = open_auto(scfg, resolve_model(model), (720, 1280), 0)
+                for one in chosen:
+                    one.close()
+                workers = choice.workers
+                print(f"{label}: --workers auto: {workers} ({choice.reason})", flush=True)
             wcfg = replace(scfg, threads=max(1, cores // workers)) if workers > 1 else scfg
             with contextlib.ExitStack() as stack:
                 seg = stack.enter_context(create_segmenter(scfg))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -126,7 +127,9 @@ def _parser_process(sub) -> None:
                         "else x264; nvenc fails when it does not open")
     p.add_argument("--workers", default="auto", metavar="N|auto",
                    help="model sessions running frames in parallel, each on its share of the cores "
-                        "(default auto: 2 on a CPU with 2+ cores, 1 on a GPU)")
+                        "(default auto: on a CPU, 2 when two measured at least 15%% faster than one and the "
+                        "memory for the second is free, else 1; measured once per model and frame size; "
+                        "1 on a GPU)")
     _add_background_options(p, feather_default=0.0)
     t = p.add_argument_group("temporal")
     t.add_argument("--smoothing", type=float, default=1.0, metavar="S",
@@ -378,15 +381,16 @@ def _check_process_target(dst: Path, sequence: bool, inputs: list, overwrite: bo
         raise OutputError(f"-o {dst} is a folder: name the output file, or remove the folder")
 
 
-def _process_workers(text: str, seg_cfg) -> int:
-    """``--workers``: a number 1..16, or auto (2 on a CPU with 2+ cores, else 1)."""
+def _process_workers(text: str, seg_cfg) -> int | None:
+    """``--workers``: a number 1..16, or auto: 1 on a GPU or a single core, else None: measured
+    once the model is open (``vbg.offline.workers.open_auto``)."""
     if text == "auto":
         if seg_cfg.backend != "onnx" or (os.cpu_count() or 1) < 2:
             return 1
         from .inference.onnx_backend import provider_list
 
         on_cpu = provider_list(seg_cfg.device)[0] == "CPUExecutionProvider"
-        return 2 if on_cpu else 1
+        return None if on_cpu else 1
     from .ranges import WORKERS
 
     try:
@@ -396,6 +400,27 @@ def _process_workers(text: str, seg_cfg) -> int:
     if n not in WORKERS:
         raise ConfigError(f"--workers {text!r} is out of range: use {WORKERS.describe()} or auto")
     return n
+
+
+def _auto_workers(seg_cfg, cfg, first: Path) -> tuple[list, str]:
+    """``--workers auto`` on a CPU: one session or two, by what they measure on this machine
+    at the first input's frame size (``vbg.offline.workers``); the segmenters and ``: why``."""
+    from .models.hub import cache_dir
+    from .models.resolve import resolve_model
+    from .offline.media import probe
+    from .offline.process import plan_buffers
+    from .mediaopen import is_url
+    from .offline.workers import CACHE_NAME, open_auto
+
+    frame_hw = (720, 1280)  # a stream is not opened twice; a file that cannot be read is reported with it
+    if not is_url(str(first)):
+        with contextlib.suppress(VbgError):
+            info = probe(first).upright()
+            frame_hw = (info.height, info.width)
+    frames = plan_buffers(frame_hw, cfg.mode, cfg.window, 2, cfg.memory << 20).bytes
+    source = resolve_model(seg_cfg.model, variant=seg_cfg.variant, backend=seg_cfg.backend)
+    segs, choice = open_auto(seg_cfg, source, frame_hw, frames, cache_file=cache_dir() / CACHE_NAME)
+    return segs, f" (--workers auto: {choice.reason})"
 
 
 def cmd_process(args) -> int:
@@ -476,7 +501,7 @@ def cmd_process(args) -> int:
         for sig in stop_signals():  # a second signal of any kind
             signal.signal(sig, _interrupt)
 
-    if workers > 1 and seg_cfg.threads is None:
+    if workers is not None and workers > 1 and seg_cfg.threads is None:
         seg_cfg = replace(seg_cfg, threads=max(1, (os.cpu_count() or 1) // workers))
         cfg = replace(cfg, model=seg_cfg)
 
@@ -488,12 +513,17 @@ def cmd_process(args) -> int:
     old_hook = streams.on_broken(on_broken)
     segs: list = []
     try:
-        seg = create_segmenter(seg_cfg)
-        segs.append(seg)
-        for _ in range(workers - 1):
-            segs.append(create_segmenter(seg_cfg, seg.source))
-        log.info("model %s on %s, %d worker(s) of %s thread(s)", seg.source.label, ", ".join(seg.providers),
-                 workers, seg_cfg.threads or "all")
+        why = ""
+        if workers is None:
+            segs[:], why = _auto_workers(seg_cfg, cfg, inputs[0])
+            seg = segs[0]
+        else:
+            seg = create_segmenter(seg_cfg)
+            segs.append(seg)
+            for _ in range(workers - 1):
+                segs.append(create_segmenter(seg_cfg, seg.source))
+        log.info("model %s on %s, %d worker(s) of %s thread(s)%s", seg.source.label, ", ".join(seg.providers),
+                 len(segs), getattr(seg, "threads", None) or "all", why)
         proc = state["proc"] = FileProcessor(cfg, *segs)
         try:
             for src, (dst, sequence) in zip(inputs, planned):

@@ -123,13 +123,14 @@ class OnnxSegmenter(_Base):
 
     def _open(self, path: Path):
         from ..models.hub import cache_dir
-        from .onnx_backend import create_session
+        from .onnx_backend import create_session, release_freed_memory
 
         entry = self._sessions.get(path)
         if entry is not None:
             return entry
         sess, self.providers = create_session(path, self.device, strict=self.strict, threads=self.threads,
                                               cache_dir=cache_dir() / "trt", gpu=self.gpu)
+        release_freed_memory()  # what loading freed: as much again as the model, for a large one
         inputs, outputs = sess.get_inputs(), sess.get_outputs()
         # Symbolic dims (str/None) are accepted: exporters name some they cannot infer.
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] not in (3, None) \
