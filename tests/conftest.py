@@ -71,6 +71,20 @@ def rmbg_onnx_dynamic(tmp_path_factory, rmbg_net) -> Path:
     return export_onnx(rmbg_net, out, dynamic=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_vbg_cache(tmp_path_factory):
+    """The suite never reads or writes the user's own vbg cache (~/.cache/vbg: kept --workers
+    choices, TensorRT engines): a session folder, unless the run names one itself."""
+    if "VBG_CACHE_DIR" in os.environ:
+        yield
+        return
+    os.environ["VBG_CACHE_DIR"] = str(tmp_path_factory.mktemp("vbg-cache"))
+    try:
+        yield
+    finally:
+        os.environ.pop("VBG_CACHE_DIR", None)
+
+
 def run_vbg(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """The installed CLI as a user runs it: a separate process, its own env."""
     full_env = {**os.environ, **(env or {})}
