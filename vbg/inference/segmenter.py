@@ -23,6 +23,8 @@ from ..ranges import SIZE, THREADS, ranged
 
 log = logging.getLogger("vbg.inference")
 
+TRT_PRECISIONS = ("fp16", "fp32")
+
 
 @dataclass(frozen=True, slots=True)
 class SegmenterConfig:
@@ -33,6 +35,7 @@ class SegmenterConfig:
     backend: str = "onnx"  # onnx | torch
     device: str = "auto"  # auto | cpu | cuda | tensorrt
     strict_device: bool = False
+    trt_precision: str = "fp16"  # fp16 | fp32: the kernels TensorRT may pick (--device tensorrt only)
     threads: int | None = ranged(None, THREADS)  # intra-op threads; None = all cores, no spinning
     minmax: bool = False  # the reference's per-frame min-max rescale
 
@@ -109,9 +112,10 @@ def _check_matte(raw: np.ndarray, size_hw: tuple[int, int], label: str) -> None:
 
 class OnnxSegmenter(_Base):
     def __init__(self, source: ModelSource, *, size=None, device="auto", strict_device=False,
-                 threads=None, minmax=False, default_size=None) -> None:
+                 threads=None, minmax=False, default_size=None, trt_precision="fp16") -> None:
         super().__init__(source, size, minmax, default_size)
         self.device, self.strict, self.threads = device, strict_device, threads
+        self.fp16 = trt_precision == "fp16"
         self._sessions: dict[Path, tuple] = {}
         self._by_size: dict[tuple[int, int], tuple] = {}
         self._bound: dict[tuple[int, int], object] = {}  # GPU sessions only: size -> BoundRunner
@@ -128,7 +132,8 @@ class OnnxSegmenter(_Base):
         if entry is not None:
             return entry
         sess, self.providers = create_session(path, self.device, strict=self.strict, threads=self.threads,
-                                              cache_dir=cache_dir() / "trt")
+                                              cache_dir=cache_dir() / "trt", fp16=self.fp16,
+                                              label=self.source.label)
         inputs, outputs = sess.get_inputs(), sess.get_outputs()
         # Symbolic dims (str/None) are accepted: exporters name some they cannot infer.
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] not in (3, None) \
@@ -264,6 +269,11 @@ def create_segmenter(cfg: SegmenterConfig, source: ModelSource | None = None) ->
     """Resolve ``cfg.model`` (downloading if needed) and open the backend."""
     if source is None:
         source = resolve_model(cfg.model, variant=cfg.variant, backend=cfg.backend)
-    cls = TorchSegmenter if cfg.backend == "torch" else OnnxSegmenter
-    return cls(source, size=cfg.size, device=cfg.device, strict_device=cfg.strict_device,
-               threads=cfg.threads, minmax=cfg.minmax, default_size=cfg.default_size)
+    if cfg.trt_precision not in TRT_PRECISIONS:
+        raise ConfigError(f"--trt-precision {cfg.trt_precision!r} is not known: use fp16 or fp32")
+    if cfg.backend == "torch":
+        return TorchSegmenter(source, size=cfg.size, device=cfg.device, strict_device=cfg.strict_device,
+                              threads=cfg.threads, minmax=cfg.minmax, default_size=cfg.default_size)
+    return OnnxSegmenter(source, size=cfg.size, device=cfg.device, strict_device=cfg.strict_device,
+                         threads=cfg.threads, minmax=cfg.minmax, default_size=cfg.default_size,
+                         trt_precision=cfg.trt_precision)
