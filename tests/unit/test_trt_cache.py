@@ -329,3 +329,37 @@ def test_a_real_engine_is_built_once_and_loaded_the_second_time(tmp_path, caplog
     assert sorted(cache.glob("*/*.engine")) == engines
     assert [(e.stat().st_ino, e.stat().st_mtime_ns) for e in engines] == stamps  # loaded, not rebuilt
     np.testing.assert_allclose(sess.run(None, {"input": x})[0], first, atol=2e-2)
+
+
+# ------------------------------------------------------------------ fp16 by default, fp32 when asked
+
+class _CpuBehindTheRecorder(_RecordingSession):
+    """Records the providers asked for, then really runs on ONNX Runtime's CPU provider."""
+
+    def __init__(self, path, sess_options=None, providers=None):
+        super().__init__(path, sess_options, providers)
+        self._real = _REAL_SESSION(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+_REAL_SESSION = onnx_backend.import_ort().InferenceSession
+
+
+@pytest.mark.parametrize("argv,fp16", [([], True), (["--trt-precision", "fp32"], False)])
+def test_the_cli_asks_tensorrt_for_fp16_unless_told_fp32(trt_here, monkeypatch, tmp_path, argv, fp16):
+    from vbg.cli import _segmenter_config, build_parser
+    from vbg.inference.segmenter import create_segmenter
+
+    monkeypatch.setattr(onnx_backend.import_ort(), "InferenceSession", _CpuBehindTheRecorder)
+    monkeypatch.setenv("VBG_CACHE_DIR", str(tmp_path / "cache"))
+    args = build_parser().parse_args(["segment", "x.png", "-o", "m.png", "--model", "selfie", "--device", "tensorrt", *argv])
+    seg = create_segmenter(_segmenter_config(args))
+    mask = seg.segment(np.zeros((256, 256, 3), np.uint8))
+    assert mask.shape == (256, 256)
+    opts = _CpuBehindTheRecorder.asked[0][1]
+    assert opts["trt_fp16_enable"] is fp16
+    key = json.loads((Path(opts["trt_engine_cache_path"]) / "key.json").read_text())
+    assert key["precision"] == ("fp16" if fp16 else "fp32")
+    assert Path(opts["trt_engine_cache_path"]).parent == tmp_path / "cache" / "trt"
