@@ -47,7 +47,7 @@ def _onnx(path: Path, *, offset: float = 0.0, dims=(1, 3, 64, 64)) -> Path:
         [helper.make_node("ReduceMean", ["input"], ["m"], axes=[1], keepdims=1), helper.make_node("Add", ["m", "c"], ["out"])],
         "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(dims)),
               helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 1, 1, 1])],  # an old-style initializer input
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], initializer=[c])
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1, *dims[2:]])], initializer=[c])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -363,3 +363,58 @@ def test_the_cli_asks_tensorrt_for_fp16_unless_told_fp32(trt_here, monkeypatch, 
     key = json.loads((Path(opts["trt_engine_cache_path"]) / "key.json").read_text())
     assert key["precision"] == ("fp16" if fp16 else "fp32")
     assert Path(opts["trt_engine_cache_path"]).parent == tmp_path / "cache" / "trt"
+
+
+def test_a_model_of_any_size_gets_a_session_and_an_engine_for_the_size_used(trt_here, monkeypatch, tmp_path, caplog):
+    """Opened before the first frame, such a model has no size yet: no engine to keep, nothing
+    said; the first frame's size gets its own session, built for that shape and cached."""
+    from vbg.inference.segmenter import SegmenterConfig, create_segmenter
+
+    caplog.set_level(logging.INFO, logger="vbg")
+    monkeypatch.setattr(onnx_backend.import_ort(), "InferenceSession", _CpuBehindTheRecorder)
+    monkeypatch.setenv("VBG_CACHE_DIR", str(tmp_path / "cache"))
+    model = _onnx(tmp_path / "any.onnx", dims=(1, 3, "h", "w"))
+    seg = create_segmenter(SegmenterConfig(model=str(model), device="tensorrt", size=256))
+    assert "trt_engine_cache_path" not in _CpuBehindTheRecorder.asked[0][1]
+    assert _infos(caplog) == [] and not (tmp_path / "cache").exists()
+
+    assert seg.segment(np.zeros((300, 400, 3), np.uint8)).shape == (192, 256)
+    opts = _CpuBehindTheRecorder.asked[0][1]
+    assert opts["trt_profile_min_shapes"] == opts["trt_profile_max_shapes"] == "input:1x3x192x256"
+    folder = Path(opts["trt_engine_cache_path"])
+    assert [p.name for p in (tmp_path / "cache" / "trt").iterdir()] == [folder.name]
+    assert [m for m in _infos(caplog) if m.startswith("building the TensorRT engine for any.onnx at 192x256 fp16")]
+    asked = _CpuBehindTheRecorder.asked
+    seg.segment(np.zeros((300, 400, 3), np.uint8))
+    assert _CpuBehindTheRecorder.asked is asked  # the same size: the same session, none opened
+
+
+def test_a_second_session_waits_for_the_first_build_and_then_loads_it(trt_here, tmp_path, caplog):
+    """Two vbg processes (or workers) on one key: the second waits on the key folder's lock
+    while the first builds, then finds the engine and says nothing. Seen through /proc/locks,
+    where the kernel lists a waiting flock."""
+    import fcntl
+    import threading
+    import time
+
+    cache = tmp_path / "trt"
+    create_session(SELFIE_ONNX, "tensorrt", cache_dir=cache)
+    folder = Path(trt_here.asked[0][1]["trt_engine_cache_path"])
+    caplog.set_level(logging.INFO, logger="vbg")
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # "the first build"
+    ino = os.stat(folder).st_ino
+    done = threading.Event()
+    second = threading.Thread(target=lambda: (create_session(SELFIE_ONNX, "tensorrt", cache_dir=cache), done.set()))
+    second.start()
+    try:
+        deadline = time.monotonic() + 60  # a hang guard only
+        while not any("->" in line and f":{ino} " in line for line in Path("/proc/locks").read_text().splitlines()):
+            assert time.monotonic() < deadline and not done.is_set(), "the second session did not wait for the lock"
+            time.sleep(0.01)
+        (folder / "TensorrtExecutionProvider_TRTKernel_graph_x_sm90.engine").write_bytes(b"built")
+    finally:
+        os.close(fd)
+    second.join(60)
+    assert done.is_set()
+    assert [m for m in _infos(caplog) if "building" in m] == []

@@ -165,7 +165,10 @@ def _engine_cache(path: Path, cache_dir: Path, ort, *, fp16: bool, input_hw, lab
         return None
     engines = trt_cache.EngineCache.open(Path(path), Path(cache_dir), label=label or Path(path).name,
                                          fp16=fp16, tensorrt=version, input_hw=input_hw)
-    if engines.problem:
+    if engines is None:
+        log.debug("%s takes any input size and none was given: its TensorRT engine is built at the first "
+                  "run and not cached", Path(path).name)
+    elif engines.problem:
         log.warning("%s", engines.problem)
     elif engines.message:
         log.info("%s", engines.message)

@@ -116,7 +116,7 @@ class OnnxSegmenter(_Base):
         super().__init__(source, size, minmax, default_size)
         self.device, self.strict, self.threads = device, strict_device, threads
         self.fp16 = trt_precision == "fp16"
-        self._sessions: dict[Path, tuple] = {}
+        self._sessions: dict[tuple[Path, tuple[int, int] | None], tuple] = {}
         self._by_size: dict[tuple[int, int], tuple] = {}
         self._bound: dict[tuple[int, int], object] = {}  # GPU sessions only: size -> BoundRunner
         self.providers: list[str] = []
@@ -124,16 +124,17 @@ class OnnxSegmenter(_Base):
             self._open(source.onnx)
             self._check_fixed()
 
-    def _open(self, path: Path):
+    def _open(self, path: Path, size_hw: tuple[int, int] | None = None):
+        """A session on ``path``; with ``size_hw``, one built for that size alone (TensorRT)."""
         from ..models.hub import cache_dir
         from .onnx_backend import create_session
 
-        entry = self._sessions.get(path)
+        entry = self._sessions.get((path, size_hw))
         if entry is not None:
             return entry
         sess, self.providers = create_session(path, self.device, strict=self.strict, threads=self.threads,
                                               cache_dir=cache_dir() / "trt", fp16=self.fp16,
-                                              label=self.source.label)
+                                              input_hw=size_hw, label=self.source.label)
         inputs, outputs = sess.get_inputs(), sess.get_outputs()
         # Symbolic dims (str/None) are accepted: exporters name some they cannot infer.
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] not in (3, None) \
@@ -178,7 +179,7 @@ class OnnxSegmenter(_Base):
                 raise ModelError(f"{path.name} has malformed vbg.mean/vbg.std metadata") from e
             self.source = replace(self.source, spec=replace(self.source.spec, mean=mean, std=std))
         dtype = np.float16 if "float16" in inputs[0].type else np.float32
-        entry = self._sessions[path] = (sess, inputs[0].name, outputs[0].name, dtype)
+        entry = self._sessions[(path, size_hw)] = (sess, inputs[0].name, outputs[0].name, dtype)
         return entry
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
@@ -192,7 +193,12 @@ class OnnxSegmenter(_Base):
     def _entry(self, size_hw: tuple[int, int]) -> tuple:
         entry = self._by_size.get(size_hw)
         if entry is None:
-            entry = self._by_size[size_hw] = self._open(self.source.onnx_for(size_hw))
+            path = self.source.onnx_for(size_hw)
+            # TensorRT builds an engine per shape: a model that takes any size gets a session
+            # (and a cached engine) for the size used, instead of a rebuild at its first frame.
+            per_size = path == self.source.onnx and self.fixed_hw is None and self.device == "tensorrt" \
+                and self.providers[:1] == ["TensorrtExecutionProvider"]
+            entry = self._by_size[size_hw] = self._open(path, size_hw if per_size else None)
             self._bind(size_hw, entry)
         return entry
 

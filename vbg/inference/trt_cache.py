@@ -345,7 +345,7 @@ def has_engine(folder: Path) -> bool:
 
 def first_build_message(label: str, key: EngineKey, folder: Path) -> str:
     size = key.input.split(":", 1)[-1]
-    at = f" at {'x'.join(size.split('x')[2:])}" if size.count("x") == 3 and "?" not in size else ""
+    at = f" at {'x'.join(size.split('x')[2:])}" if size.count("x") == 3 else f" for input {size}"
     return (f"building the TensorRT engine for {label}{at} {key.precision} (first run with this model, size "
             f"and GPU; takes a few minutes; cached in {folder})")
 
@@ -373,9 +373,14 @@ class EngineCache:
     @classmethod
     def open(cls, path: Path, root: Path, *, label: str, fp16: bool, tensorrt: str,
              input_hw: tuple[int, int] | None = None, device_id: int = 0,
-             proc_root: str | Path = "/proc") -> EngineCache:
+             proc_root: str | Path = "/proc") -> EngineCache | None:
+        """None for a model whose input size is left open and not given: ONNX Runtime builds
+        its engine at the first run, for that run's shape, and again for each other shape, so
+        there is no one engine to keep (the segmenter opens such a model once per size)."""
         key, profile = engine_key(path, root, fp16=fp16, tensorrt=tensorrt, input_hw=input_hw,
                                   device_id=device_id, proc_root=proc_root)
+        if "?" in key.input:
+            return None
         folder = root / key.digest()
         made = False
         try:
