@@ -123,7 +123,7 @@ def test_gpu_identity_from_proc(tmp_path):
     assert gpu_identity(0, proc_root=mixed, environ={"CUDA_VISIBLE_DEVICES": "1"}) != first
 
 
-def test_tensorrt_version_from_the_library_the_loader_finds(tmp_path):
+def test_tensorrt_version_from_the_library_the_loader_finds(tmp_path, monkeypatch):
     system, empty = tmp_path / "lib", tmp_path / "empty"
     system.mkdir()
     empty.mkdir()
@@ -132,6 +132,13 @@ def test_tensorrt_version_from_the_library_the_loader_finds(tmp_path):
     (system / "libnvinfer_plugin.so.10.3.0").write_bytes(b"")
     assert tensorrt_version([str(empty), str(system)]) == "10.9.0"
     assert tensorrt_version([str(empty)]) is None
+    wheel = tmp_path / "site-packages" / "tensorrt_libs"  # a wheel: libnvinfer.so.10 alone, the version in its metadata
+    wheel.mkdir(parents=True)
+    (wheel / "libnvinfer.so.10").write_bytes(b"")
+    assert tensorrt_version([str(wheel)]) == "10"
+    monkeypatch.setattr(trt_cache, "_pip_dirs", lambda: [(str(wheel), "10.13.0.35")])
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(wheel) + "/")
+    assert tensorrt_version() == "10.13.0.35"
 
 
 def test_a_large_models_hash_is_kept_by_path_size_and_mtime(tmp_path):
@@ -147,6 +154,28 @@ def test_a_large_models_hash_is_kept_by_path_size_and_mtime(tmp_path):
     os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
     assert trt_cache.model_sha256(big, memo) != first
     assert [p.name for p in memo.iterdir() if p.name.startswith(".")] == []  # no temporaries left
+
+
+def test_a_hub_file_vbg_verified_is_keyed_by_its_pin_without_reading_it(tmp_path, monkeypatch):
+    """The hub code's verification stamp (resolved path, size, mtime) stands for the pinned sha256."""
+    from vbg.models import spec as specs
+    from vbg.models.spec import HubFile, ModelSpec
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"m" * 1000)
+    pin = "ab" * 32  # not the file's real hash: proof that the pin is used, not a fresh hash
+    hub_model = ModelSpec("hubbed", "rmbg", "", (0.5,) * 3, (1.0,) * 3, (64, 64), 64,
+                          hub_files={"fp32": HubFile("onnx/model.onnx", 1000, pin)})
+    monkeypatch.setattr(specs, "MODELS", {**specs.MODELS, "hubbed": hub_model})
+    monkeypatch.setenv("VBG_CACHE_DIR", str(tmp_path / "cache"))
+    assert trt_cache.model_sha256(model, None) != pin  # not verified yet: hashed
+    st = model.stat()
+    (tmp_path / "cache" / "verified").mkdir(parents=True)
+    (tmp_path / "cache" / "verified" / pin).write_text(
+        json.dumps({"path": str(model.resolve()), "size": 1000, "mtime_ns": st.st_mtime_ns}))
+    assert trt_cache.model_sha256(model, None) == pin
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # changed since: the stamp no longer holds
+    assert trt_cache.model_sha256(model, None) != pin
 
 
 # ------------------------------------------------------------------ the options ORT is given
@@ -418,3 +447,12 @@ def test_a_second_session_waits_for_the_first_build_and_then_loads_it(trt_here, 
     second.join(60)
     assert done.is_set()
     assert [m for m in _infos(caplog) if "building" in m] == []
+
+
+def test_an_unknown_precision_is_a_config_error_naming_the_choices():
+    from vbg.errors import ConfigError
+    from vbg.inference.segmenter import SegmenterConfig, create_segmenter
+
+    with pytest.raises(ConfigError, match=r"^--trt-precision 'fp8' is not known: use fp16 or fp32$") as err:
+        create_segmenter(SegmenterConfig(model="selfie", device="cpu", trt_precision="fp8"))
+    assert err.value.exit_code == 2

@@ -93,8 +93,9 @@ _PIP_LIBS = ("tensorrt-cu13-libs", "tensorrt-cu12-libs", "tensorrt-cu11-libs", "
 
 
 def _ldconfig_dirs() -> list[str]:
+    ldconfig = shutil.which("ldconfig") or "/sbin/ldconfig"  # /sbin is not on every user's PATH
     try:
-        out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [os.path.dirname(line.rsplit("=>", 1)[1].strip()) for line in out.splitlines()
@@ -111,7 +112,7 @@ def _pip_dirs() -> list[tuple[str, str]]:
             d = metadata.distribution(dist)
         except metadata.PackageNotFoundError:
             continue
-        found.append((str(d.locate_file("tensorrt_libs")), d.version))
+        found.append((os.path.realpath(d.locate_file("tensorrt_libs")), d.version))
     return found
 
 
@@ -141,8 +142,9 @@ def tensorrt_version(search: list[str] | None = None) -> str | None:
             m = _LIB.search(os.path.basename(os.path.realpath(lib)))
             if m is None:
                 continue
-            if m.group(1).count(".") == 0 and folder in pip:  # a wheel ships libnvinfer.so.10 alone
-                return pip[folder]
+            wheel = pip.get(os.path.realpath(folder))
+            if m.group(1).count(".") == 0 and wheel:  # a wheel ships libnvinfer.so.10 alone
+                return wheel
             return m.group(1)
     return None
 
