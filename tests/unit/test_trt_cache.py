@@ -18,7 +18,7 @@ import pytest
 
 from vbg.inference import onnx_backend, trt_cache
 from vbg.inference.onnx_backend import create_session, provider_list
-from vbg.inference.trt_cache import EngineCache, engine_key, gpu_identity, model_inputs, tensorrt_version
+from vbg.inference.trt_cache import engine_key, gpu_identity, model_inputs, tensorrt_version
 from vbg.models.spec import SELFIE
 
 SELFIE_ONNX = SELFIE.bundled_path()
@@ -44,7 +44,8 @@ def _onnx(path: Path, *, offset: float = 0.0, dims=(1, 3, 64, 64)) -> Path:
 
     c = numpy_helper.from_array(np.full((1, 1, 1, 1), offset, np.float32), "c")
     graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["input"], ["m"], axes=[1], keepdims=1), helper.make_node("Add", ["m", "c"], ["out"])],
+        [helper.make_node("ReduceMean", ["input"], ["m"], axes=[1], keepdims=1),
+         helper.make_node("Add", ["m", "c"], ["out"])],
         "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(dims)),
               helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 1, 1, 1])],  # an old-style initializer input
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1, *dims[2:]])], initializer=[c])
@@ -383,7 +384,8 @@ def test_the_cli_asks_tensorrt_for_fp16_unless_told_fp32(trt_here, monkeypatch, 
 
     monkeypatch.setattr(onnx_backend.import_ort(), "InferenceSession", _CpuBehindTheRecorder)
     monkeypatch.setenv("VBG_CACHE_DIR", str(tmp_path / "cache"))
-    args = build_parser().parse_args(["segment", "x.png", "-o", "m.png", "--model", "selfie", "--device", "tensorrt", *argv])
+    args = build_parser().parse_args(["segment", "x.png", "-o", "m.png", "--model", "selfie",
+                                      "--device", "tensorrt", *argv])
     seg = create_segmenter(_segmenter_config(args))
     mask = seg.segment(np.zeros((256, 256, 3), np.uint8))
     assert mask.shape == (256, 256)

@@ -84,7 +84,7 @@ def gpu_identity(device_id: int = 0, *, proc_root: str | Path = "/proc", environ
         return GpuIdentity("unknown", driver)
     if len(set(names)) == 1:
         return GpuIdentity(names[0], driver)
-    order = f"CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', '')} CUDA_DEVICE_ORDER={env.get('CUDA_DEVICE_ORDER', '')}"
+    order = " ".join(f"{k}={env.get(k, '')}" for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"))
     return GpuIdentity(f"GPU {device_id} of {' | '.join(names)} ({order})", driver)
 
 
