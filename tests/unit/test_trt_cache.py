@@ -456,5 +456,6 @@ def test_an_unknown_precision_is_a_config_error_naming_the_choices():
     from vbg.inference.segmenter import SegmenterConfig, create_segmenter
 
     with pytest.raises(ConfigError, match=r"^--trt-precision 'fp8' is not known: use fp16 or fp32$") as err:
-        create_segmenter(SegmenterConfig(model="selfie", device="cpu", trt_precision="fp8"))
+        # checked first: a model that would be downloaded (or fail to be) is not looked at
+        create_segmenter(SegmenterConfig(model=str(Path("/nonexistent/model.onnx")), trt_precision="fp8"))
     assert err.value.exit_code == 2

@@ -273,10 +273,10 @@ class TorchSegmenter(_Base):
 
 def create_segmenter(cfg: SegmenterConfig, source: ModelSource | None = None) -> OnnxSegmenter | TorchSegmenter:
     """Resolve ``cfg.model`` (downloading if needed) and open the backend."""
+    if cfg.trt_precision not in TRT_PRECISIONS:  # before a download, not after it
+        raise ConfigError(f"--trt-precision {cfg.trt_precision!r} is not known: use fp16 or fp32")
     if source is None:
         source = resolve_model(cfg.model, variant=cfg.variant, backend=cfg.backend)
-    if cfg.trt_precision not in TRT_PRECISIONS:
-        raise ConfigError(f"--trt-precision {cfg.trt_precision!r} is not known: use fp16 or fp32")
     if cfg.backend == "torch":
         return TorchSegmenter(source, size=cfg.size, device=cfg.device, strict_device=cfg.strict_device,
                               threads=cfg.threads, minmax=cfg.minmax, default_size=cfg.default_size)
