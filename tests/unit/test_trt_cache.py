@@ -311,6 +311,29 @@ def test_an_unwritable_cache_is_one_line_and_the_session_runs_without_it(trt_her
                                 "set VBG_CACHE_DIR to a writable folder")
 
 
+def test_a_full_cache_says_so_and_leaves_no_empty_key_folder(trt_here, tmp_path, caplog):
+    """The key folder can be made but not key.json (no inode left): one line, and the folder goes again."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a full tmpfs needs root")
+    cache = tmp_path / "full"
+    cache.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=2", "tmpfs", str(cache)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"root cannot mount a tmpfs here ({done.stderr.decode().strip()})")
+    try:
+        caplog.set_level(logging.INFO, logger="vbg")
+        _, active = create_session(SELFIE_ONNX, "tensorrt", cache_dir=cache)
+        left = sorted(p.name for p in cache.iterdir())
+    finally:
+        subprocess.run(["umount", str(cache)], check=True)
+    assert active[0] == "TensorrtExecutionProvider" and "trt_engine_cache_path" not in trt_here.asked[0][1]
+    messages = _infos(caplog)
+    assert len(messages) == 1 and messages[0].startswith(f"cannot use the TensorRT engine cache {cache}/"), messages
+    assert "(No space left on device)" in messages[0]
+    assert left == []
+
+
 def test_a_key_folder_that_became_read_only_is_said_too(trt_here, tmp_path, caplog):
     cache = tmp_path / "trt"
     create_session(SELFIE_ONNX, "tensorrt", cache_dir=cache)
@@ -448,7 +471,8 @@ def test_a_second_session_waits_for_the_first_build_and_then_loads_it(trt_here, 
         os.close(fd)
     second.join(60)
     assert done.is_set()
-    assert [m for m in _infos(caplog) if "building" in m] == []
+    assert [m for m in _infos(caplog) if "TensorRT engine" in m] == [
+        f"waiting for another vbg run that builds the same TensorRT engine ({folder})"]
 
 
 def test_an_unknown_precision_is_a_config_error_naming_the_choices():

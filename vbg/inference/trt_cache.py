@@ -21,6 +21,7 @@ is found, and a folder made for a session that then fell back is removed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import glob
 import hashlib
@@ -391,19 +392,20 @@ class EngineCache:
                 made = True
             except FileExistsError:
                 pass
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as e:
             return cls(None, key, profile, problem=_problem(folder, e))
         try:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_EX)  # a file system without locks: builds may overlap, no harm
+            _lock(fd, folder)
             if not (folder / KEY_FILE).is_file():
                 with NewFile(folder / KEY_FILE, check_busy=False) as new:
                     new.write((json.dumps(asdict(key), indent=1, sort_keys=True) + "\n").encode())
             elif not os.access(folder, os.W_OK | os.X_OK):
-                raise PermissionError(13, "Permission denied")
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
         except OSError as e:
             os.close(fd)
+            if made:
+                shutil.rmtree(folder, ignore_errors=True)
             return cls(None, key, profile, problem=_problem(folder, e))
         message = None if has_engine(folder) else first_build_message(label, key, folder)
         return cls(folder, key, profile, message=message, made=made, fd=fd)
@@ -416,6 +418,18 @@ class EngineCache:
         if self._made and not tensorrt_in_use and self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self._made = False
+
+
+def _lock(fd: int, folder: Path) -> None:
+    """Take the key folder's lock, saying so when another run holds it (it is building)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        log.info("waiting for another vbg run that builds the same TensorRT engine (%s)", folder)
+    except OSError:
+        return  # a file system without locks: two builds may overlap, each writes a whole engine
+    fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def _problem(folder: Path, e: OSError) -> str:
