@@ -61,6 +61,14 @@ def _key(path, root, **kw):
     return engine_key(path, root / "trt", **args)
 
 
+@pytest.fixture(autouse=True)
+def _vbg_records_reach_caplog(vbg_logging):
+    """An earlier in-process ``main()`` may have left the "vbg" logger with its own handlers
+    and without propagation: these tests read its records through caplog."""
+    log = logging.getLogger("vbg")
+    log.handlers[:], log.propagate = [], True
+
+
 @pytest.fixture
 def gpu_root(tmp_path) -> Path:
     _proc(tmp_path / "proc", ["NVIDIA H200"])
@@ -452,9 +460,10 @@ def test_a_second_session_waits_for_the_first_build_and_then_loads_it(trt_here, 
     import time
 
     cache = tmp_path / "trt"
+    caplog.set_level(logging.INFO, logger="vbg")
     create_session(SELFIE_ONNX, "tensorrt", cache_dir=cache)
     folder = Path(trt_here.asked[0][1]["trt_engine_cache_path"])
-    caplog.set_level(logging.INFO, logger="vbg")
+    caplog.clear()  # the first session's first-build line
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     fcntl.flock(fd, fcntl.LOCK_EX)  # "the first build"
     ino = os.stat(folder).st_ino
