@@ -39,8 +39,8 @@ def _add_model_options(p: argparse.ArgumentParser, default_size_help: str, *, de
     g.add_argument("--strict-device", action="store_true", default=d(False),
                    help="fail instead of falling back to the CPU when the asked-for provider cannot load")
     g.add_argument("--trt-precision", default=d("fp16"), choices=("fp16", "fp32"),
-                   help="--device tensorrt: let TensorRT use half-precision kernels (fp16, the default: about "
-                        "twice as fast) or keep fp32; each has its own cached engine")
+                   help="--device tensorrt: let TensorRT use half-precision kernels where they are faster "
+                        "(fp16, the default) or keep fp32; each has its own cached engine")
     g.add_argument("--threads", type=int, default=d(None), metavar="N", help="inference threads (default: all cores)")
     g.add_argument("--minmax", action="store_true", default=d(False),
                    help="rescale every mask to its own min..max, as the RMBG-1.4 reference does (off: it flickers on video)")
