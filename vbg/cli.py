@@ -42,6 +42,9 @@ def _add_model_options(p: argparse.ArgumentParser, default_size_help: str, *, de
     g.add_argument("--gpu", type=int, default=d(0), metavar="N",
                    help="which NVIDIA GPU runs the model (and an NVIDIA encoder): its index as vbg doctor lists "
                         "them (default 0)")
+    g.add_argument("--trt-precision", default=d("fp16"), choices=("fp16", "fp32"),
+                   help="--device tensorrt: let TensorRT use half-precision kernels where they are faster "
+                        "(fp16, the default) or keep fp32; each has its own cached engine")
     g.add_argument("--threads", type=int, default=d(None), metavar="N", help="inference threads (default: all cores)")
     g.add_argument("--minmax", action="store_true", default=d(False),
                    help="rescale every mask to its own min..max, as the RMBG-1.4 reference does (off: it flickers on video)")
@@ -71,7 +74,8 @@ def _segmenter_config(args):
 
     return SegmenterConfig(model=args.model, variant=args.variant, size=parse_size(args.size),
                            backend=args.backend, device=args.device, strict_device=args.strict_device,
-                           gpu=args.gpu, threads=args.threads, minmax=args.minmax)
+                           gpu=args.gpu, trt_precision=args.trt_precision, threads=args.threads,
+                           minmax=args.minmax)
 
 
 def _parser_segment(sub) -> None:
@@ -614,6 +618,7 @@ LIVE_FIELDS = {
     "model": ("model", "model"), "variant": ("model", "variant"), "size": ("model", "size"),
     "backend": ("model", "backend"), "device": ("model", "device"), "strict_device": ("model", "strict_device"),
     "gpu": ("model", "gpu"),
+    "trt_precision": ("model", "trt_precision"),
     "threads": ("model", "threads"), "minmax": ("model", "minmax"),
     "skip": ("temporal", "skip"), "smoothing": ("temporal", "smoothing"), "upsample": ("temporal", "upsample"),
     "align": ("temporal", "align"),

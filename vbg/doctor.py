@@ -730,9 +730,24 @@ def check_python() -> list[Check]:
     return [Check("python", OK, f"Python {platform.python_version()} ({sys.executable})")]
 
 
+def check_tensorrt_cache() -> list[Check]:
+    """The TensorRT engines kept (one folder per model, size, precision, TensorRT and GPU);
+    nothing to say where there are none."""
+    from .inference.trt_cache import cache_summary
+    from .models.hub import cache_dir
+
+    root = cache_dir() / "trt"
+    folders, size = cache_summary(root)
+    if not folders:
+        return []
+    return [Check("tensorrt cache", OK, f"{folders} engine folder(s), {size / 1e6:.1f} MB in {root} (one per model, "
+                                        "size, precision, TensorRT version and GPU; deleting one frees its space, "
+                                        "its engine is built again when needed)")]
+
+
 CHECKS: tuple[Callable[[], list[Check]], ...] = (
     check_python, check_packages, check_versions, check_providers, check_gpu, check_virtual_camera, check_cameras,
-    check_models, check_display,
+    check_models, check_tensorrt_cache, check_display,
 )
 
 

@@ -351,3 +351,16 @@ def test_atomic_outputs_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o640
+
+
+def test_tensorrt_cache_lists_its_engine_folders_and_their_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("VBG_CACHE_DIR", str(tmp_path))
+    assert doctor.check_tensorrt_cache() == []  # none kept: nothing to say
+    for key, engine in (("a1", 1_500_000), ("b2", 700_000)):
+        (tmp_path / "trt" / key).mkdir(parents=True)
+        (tmp_path / "trt" / key / "key.json").write_text("{}")
+        (tmp_path / "trt" / key / "TensorrtExecutionProvider_TRTKernel_x_sm90.engine").write_bytes(b"e" * engine)
+    (tmp_path / "trt" / "sums").mkdir()
+    (tmp_path / "trt" / "sums" / "f00").write_bytes(b"s" * 50)
+    (check,) = doctor.check_tensorrt_cache()
+    assert check.status == OK and check.detail.startswith(f"2 engine folder(s), 2.2 MB in {tmp_path / 'trt'} (")

@@ -77,7 +77,8 @@ def test_parse_skip(value):
 # ---------------------------------------------------------------------------- configuration
 FIELDS = {
     "source": ["source", "width", "height", "fps", "loop"],
-    "model": ["model", "variant", "size", "default_size", "backend", "device", "strict_device", "gpu", "threads", "minmax"],
+    "model": ["model", "variant", "size", "default_size", "backend", "device", "strict_device", "gpu",
+              "trt_precision", "threads", "minmax"],
     "temporal": ["skip", "smoothing", "upsample", "align"],
     "background": ["background", "color", "blur", "mirror", "feather", "threshold"],
     "output": ["vcam", "vcam_device", "vcam_backend", "record", "encoder", "overwrite", "preview", "frames", "duration"],

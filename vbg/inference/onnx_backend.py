@@ -58,14 +58,16 @@ def gpu_present() -> bool:
     return False
 
 
-def provider_list(device: str, *, cache_dir: Path | None = None, fp16: bool = True, gpu: int = 0) -> list:
+def provider_list(device: str, *, cache_dir: Path | None = None, fp16: bool = True, gpu: int = 0,
+                  profile: str | None = None) -> list:
     """Providers (with options) to ask ONNX Runtime for, most preferred first.
 
     ``gpu`` is the GPU's index (``--gpu``) for CUDA and TensorRT.
 
     TensorRT: ``fp16`` lets it build half-precision kernels from an fp32 graph;
     ``cache_dir`` keeps the built engines and the kernel timing cache, so only
-    the first session on a graph pays for the build (seconds to minutes).
+    the first session on a graph pays for the build (seconds to minutes);
+    ``profile`` (``name:1x3xHxW``) fixes a dynamic input to the one shape used.
     """
     if device not in DEVICES:
         raise ConfigError(f"--device {device!r} is not known: use one of {', '.join(DEVICES)}")
@@ -79,10 +81,9 @@ def provider_list(device: str, *, cache_dir: Path | None = None, fp16: bool = Tr
     cuda = ("CUDAExecutionProvider", {**on_gpu, "cudnn_conv_algo_search": "HEURISTIC"})
     if device == "cuda":
         return [cuda, "CPUExecutionProvider"]
-    trt_opts = {**on_gpu, "trt_fp16_enable": fp16}
-    if cache_dir is not None:
-        trt_opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir),
-                        trt_timing_cache_enable=True, trt_timing_cache_path=str(cache_dir))
+    from .trt_cache import provider_options
+
+    trt_opts = {**on_gpu, **provider_options(cache_dir, fp16=fp16, profile=profile)}
     return [("TensorrtExecutionProvider", trt_opts), cuda, "CPUExecutionProvider"]
 
 
@@ -108,30 +109,28 @@ def session_options(threads: int | None):
 
 
 def create_session(path: Path, device: str = "auto", *, strict: bool = False,
-                   threads: int | None = None, cache_dir: Path | None = None, fp16: bool = True, gpu: int = 0):
+                   threads: int | None = None, cache_dir: Path | None = None, fp16: bool = True, gpu: int = 0,
+                   input_hw: tuple[int, int] | None = None, label: str | None = None):
     """An InferenceSession on ``path``; returns ``(session, providers_in_use)``.
 
-    ``cache_dir`` and ``fp16`` only matter for TensorRT (see :func:`provider_list`);
-    ``gpu`` is the GPU's index for CUDA and TensorRT.
+    ``gpu`` is the GPU's index for CUDA and TensorRT. ``cache_dir``, ``fp16`` and
+    ``input_hw`` only matter for TensorRT: engines are kept in ``cache_dir/<key>/``
+    (see :mod:`.trt_cache`); ``input_hw`` fixes a dynamic input's size.
     """
     from . import cuda as nvidia
 
     ort = import_ort()
-    wanted = provider_list(device, cache_dir=cache_dir, fp16=fp16, gpu=gpu)
+    wanted = provider_list(device, fp16=fp16, gpu=gpu)
     primary = wanted[0][0] if isinstance(wanted[0], tuple) else wanted[0]
     if primary in GPU_PROVIDERS:
         # The CUDA libraries of the nvidia wheels: the provider cannot find them on its own.
         nvidia.preload("tensorrt" if primary == "TensorrtExecutionProvider" else "cuda")
-    if primary == "TensorrtExecutionProvider" and cache_dir is not None:
-        # Only TensorRT writes there, so only TensorRT makes the folder; one that cannot be
-        # made costs the engine build on every start, not the run.
-        try:
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            log.warning("cannot create the TensorRT engine cache %s (%s): engines are built again on every "
-                        "start; set VBG_CACHE_DIR to a writable folder", cache_dir, e.strerror or e)
-            wanted = provider_list(device, cache_dir=None, fp16=fp16, gpu=gpu)
+    engines = _engine_cache(path, cache_dir, ort, fp16=fp16, input_hw=input_hw, label=label, gpu=gpu) \
+        if primary == "TensorrtExecutionProvider" and cache_dir is not None else None
+    if engines is not None:
+        wanted = provider_list(device, cache_dir=engines.folder, fp16=fp16, gpu=gpu, profile=engines.profile)
     said = io.StringIO()
+    sess = None
     try:
         # A provider that cannot load makes ONNX Runtime's Python part print an "EP Error" block
         # on stdout (into `vbg process --json`'s stream) before it retries without it: kept for
@@ -147,6 +146,8 @@ def create_session(path: Path, device: str = "auto", *, strict: bool = False,
     finally:
         if said.getvalue().strip():
             log.debug("ONNX Runtime: %s", " ".join(said.getvalue().split()))
+        if engines is not None:
+            engines.close(sess is not None and primary in sess.get_providers())
     active = sess.get_providers()
     if primary not in active:
         asked = primary.replace("ExecutionProvider", "")
@@ -176,6 +177,30 @@ def _missing(primary: str, ort_said: str) -> str:
     m = re.search(r"with error: ([^\n\x1b]+)", ort_said)
     why = f"ONNX Runtime: {m.group(1).strip()}" if m else "ONNX Runtime did not load it (-v shows why)"
     return f"{why}: check the NVIDIA driver and libraries with vbg doctor, or use --device cpu"
+
+
+def _engine_cache(path: Path, cache_dir: Path, ort, *, fp16: bool, input_hw, label: str | None,
+                  gpu: int = 0):
+    """The engine cache for a TensorRT session, or None where TensorRT cannot run here (then
+    nothing is written). A cache that cannot be written costs the build on every start, not
+    the run, with ``--strict-device`` too (the device asked for is the one that runs); a
+    first build is announced, as it takes minutes."""
+    from . import trt_cache
+
+    version = trt_cache.tensorrt_usable(ort.get_available_providers(), gpu_present=gpu_present())
+    if version is None:
+        return None
+    engines = trt_cache.EngineCache.open(Path(path), Path(cache_dir), label=label or Path(path).name,
+                                         fp16=fp16, tensorrt=version, input_hw=input_hw,
+                                         device_id=gpu)
+    if engines is None:
+        log.debug("%s takes any input size and none was given: its TensorRT engine is built at the first "
+                  "run and not cached", Path(path).name)
+    elif engines.problem:
+        log.warning("%s", engines.problem)
+    elif engines.message:
+        log.info("%s", engines.message)
+    return engines
 
 
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")

@@ -23,6 +23,8 @@ from ..ranges import GPU, SIZE, THREADS, ranged
 
 log = logging.getLogger("vbg.inference")
 
+TRT_PRECISIONS = ("fp16", "fp32")
+
 
 @dataclass(frozen=True, slots=True)
 class SegmenterConfig:
@@ -34,6 +36,7 @@ class SegmenterConfig:
     device: str = "auto"  # auto | cpu | cuda | tensorrt
     strict_device: bool = False
     gpu: int = ranged(0, GPU)  # the GPU's index for CUDA/TensorRT/torch (and an NVIDIA encoder): --gpu
+    trt_precision: str = "fp16"  # fp16 | fp32: the kernels TensorRT may pick (--device tensorrt only)
     threads: int | None = ranged(None, THREADS)  # intra-op threads; None = all cores, no spinning
     minmax: bool = False  # the reference's per-frame min-max rescale
 
@@ -110,10 +113,11 @@ def _check_matte(raw: np.ndarray, size_hw: tuple[int, int], label: str) -> None:
 
 class OnnxSegmenter(_Base):
     def __init__(self, source: ModelSource, *, size=None, device="auto", strict_device=False,
-                 threads=None, minmax=False, default_size=None, gpu=0) -> None:
+                 threads=None, minmax=False, default_size=None, gpu=0, trt_precision="fp16") -> None:
         super().__init__(source, size, minmax, default_size)
         self.device, self.strict, self.threads, self.gpu = device, strict_device, threads, gpu
-        self._sessions: dict[Path, tuple] = {}
+        self.fp16 = trt_precision == "fp16"
+        self._sessions: dict[tuple[Path, tuple[int, int] | None], tuple] = {}
         self._by_size: dict[tuple[int, int], tuple] = {}
         self._bound: dict[tuple[int, int], object] = {}  # GPU sessions only: size -> BoundRunner
         self.providers: list[str] = []
@@ -121,15 +125,17 @@ class OnnxSegmenter(_Base):
             self._open(source.onnx)
             self._check_fixed()
 
-    def _open(self, path: Path):
+    def _open(self, path: Path, size_hw: tuple[int, int] | None = None):
+        """A session on ``path``; with ``size_hw``, one built for that size alone (TensorRT)."""
         from ..models.hub import cache_dir
         from .onnx_backend import create_session, release_freed_memory
 
-        entry = self._sessions.get(path)
+        entry = self._sessions.get((path, size_hw))
         if entry is not None:
             return entry
         sess, self.providers = create_session(path, self.device, strict=self.strict, threads=self.threads,
-                                              cache_dir=cache_dir() / "trt", gpu=self.gpu)
+                                              cache_dir=cache_dir() / "trt", gpu=self.gpu, fp16=self.fp16,
+                                              input_hw=size_hw, label=self.source.label)
         release_freed_memory()  # what loading freed: as much again as the model, for a large one
         inputs, outputs = sess.get_inputs(), sess.get_outputs()
         # Symbolic dims (str/None) are accepted: exporters name some they cannot infer.
@@ -175,7 +181,7 @@ class OnnxSegmenter(_Base):
                 raise ModelError(f"{path.name} has malformed vbg.mean/vbg.std metadata") from e
             self.source = replace(self.source, spec=replace(self.source.spec, mean=mean, std=std))
         dtype = np.float16 if "float16" in inputs[0].type else np.float32
-        entry = self._sessions[path] = (sess, inputs[0].name, outputs[0].name, dtype)
+        entry = self._sessions[(path, size_hw)] = (sess, inputs[0].name, outputs[0].name, dtype)
         return entry
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
@@ -189,7 +195,12 @@ class OnnxSegmenter(_Base):
     def _entry(self, size_hw: tuple[int, int]) -> tuple:
         entry = self._by_size.get(size_hw)
         if entry is None:
-            entry = self._by_size[size_hw] = self._open(self.source.onnx_for(size_hw))
+            path = self.source.onnx_for(size_hw)
+            # TensorRT builds an engine per shape: a model that takes any size gets a session
+            # (and a cached engine) for the size used, instead of a rebuild at its first frame.
+            per_size = path == self.source.onnx and self.fixed_hw is None and self.device == "tensorrt" \
+                and self.providers[:1] == ["TensorrtExecutionProvider"]
+            entry = self._by_size[size_hw] = self._open(path, size_hw if per_size else None)
             self._bind(size_hw, entry)
         return entry
 
@@ -271,8 +282,13 @@ class TorchSegmenter(_Base):
 
 def create_segmenter(cfg: SegmenterConfig, source: ModelSource | None = None) -> OnnxSegmenter | TorchSegmenter:
     """Resolve ``cfg.model`` (downloading if needed) and open the backend."""
+    if cfg.trt_precision not in TRT_PRECISIONS:  # before a download, not after it
+        raise ConfigError(f"--trt-precision {cfg.trt_precision!r} is not known: use fp16 or fp32")
     if source is None:
         source = resolve_model(cfg.model, variant=cfg.variant, backend=cfg.backend)
-    cls = TorchSegmenter if cfg.backend == "torch" else OnnxSegmenter
-    return cls(source, size=cfg.size, device=cfg.device, strict_device=cfg.strict_device,
-               threads=cfg.threads, minmax=cfg.minmax, default_size=cfg.default_size, gpu=cfg.gpu)
+    if cfg.backend == "torch":
+        return TorchSegmenter(source, size=cfg.size, device=cfg.device, strict_device=cfg.strict_device,
+                              threads=cfg.threads, minmax=cfg.minmax, default_size=cfg.default_size, gpu=cfg.gpu)
+    return OnnxSegmenter(source, size=cfg.size, device=cfg.device, strict_device=cfg.strict_device,
+                         threads=cfg.threads, minmax=cfg.minmax, default_size=cfg.default_size, gpu=cfg.gpu,
+                         trt_precision=cfg.trt_precision)
