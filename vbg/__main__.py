@@ -1,13 +1,14 @@
 import signal
 import sys
 
-# SIGTERM, and SIGHUP (a closed terminal) unless started under nohup, stop a run the way
-# Ctrl-C does from the first moment, also while vbg is still importing (main() then
-# installs the handlers it keeps while it runs).
-signal.signal(signal.SIGTERM, signal.default_int_handler)
-if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-    signal.signal(signal.SIGHUP, signal.default_int_handler)
 try:
+    # SIGTERM, and SIGHUP (a closed terminal) unless started under nohup, stop a run the way
+    # Ctrl-C does from the first moment, also while vbg is still importing (main() then
+    # installs the handlers it keeps while it runs). Inside the try: a signal that lands as
+    # soon as the first handler is in place (signal.signal still returning) is caught too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.default_int_handler)
     from .cli import main
 except KeyboardInterrupt:  # a signal while Python is still importing: no traceback
     print("vbg: interrupted", file=sys.stderr)

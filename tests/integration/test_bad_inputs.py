@@ -1339,3 +1339,29 @@ def test_a_signal_while_main_sets_up_is_an_interrupt_without_a_traceback(tmp_pat
                           env=env, timeout=120)
     assert proc.returncode == 130, proc.stderr
     assert "vbg: interrupted" in proc.stderr and "Traceback" not in proc.stderr
+
+
+SIGNAL_AS_HANDLERS_GO_IN = """
+import os, signal
+
+real = signal.signal
+
+def install(sig, handler):
+    old = real(sig, handler)
+    if sig == signal.SIGTERM and handler is signal.default_int_handler:
+        os.kill(os.getpid(), signal.SIGTERM)  # lands before signal.signal has returned to vbg's first line
+    return old
+
+signal.signal = install
+"""
+
+
+def test_a_signal_just_as_vbg_installs_its_first_handler_is_an_interrupt_without_a_traceback(tmp_path):
+    """SIGTERM the moment vbg's own handler is in place (seen in a loaded CI run: the test waits for the
+    handler in /proc, then signals): still `vbg: interrupted`, exit 130, never a traceback."""
+    (tmp_path / "sitecustomize.py").write_text(SIGNAL_AS_HANDLERS_GO_IN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "vbg", "backgrounds"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert "vbg: interrupted" in proc.stderr and "Traceback" not in proc.stderr
