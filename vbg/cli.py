@@ -804,7 +804,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import liblogs
 
             env = {k: os.environ.get(k) for k in liblogs.ENV_KEYS}  # set for libraries by _setup_logging
-            rc = _main(argv)
+            from . import fsutil
+
+            with fsutil.swept():  # an interrupt between a temporary output's creation and its owner's clean-up
+                rc = _main(argv)
         except KeyboardInterrupt:  # a signal before _main's own handling (while the guard is set up)
             rc = _interrupted()
         except SystemExit as e:  # argparse: --help, --version, a usage error

@@ -33,6 +33,7 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -204,9 +205,10 @@ class NewFile:
             _check_target(self.target, check_busy, replace)
             self.fd, name = tempfile.mkstemp(prefix=_temp_prefix(self.target), suffix=TEMP_SUFFIX, dir=folder)
             self.tmp = Path(name)
+            self.done = False
+            _track(self)  # from here on, whatever stops the run removes it (see swept())
             _lock(self.fd, fcntl.LOCK_EX)  # blocking: a busy_writer() may hold it shared for a moment
         self.sink = _Sink(self.fd)
-        self.done = False
 
     def write(self, data) -> None:
         self.sink.write(data)
@@ -226,9 +228,11 @@ class NewFile:
                 raise
         except Swapped:
             self.done = True
+            _untrack(self)
             os.close(self.fd)
             raise
         self.done = True
+        _untrack(self)
         os.close(self.fd)  # after the rename: the lock holds until the name is gone
         return dest
 
@@ -254,6 +258,7 @@ class NewFile:
             self.done = True
             with contextlib.suppress(OSError):
                 os.unlink(self.tmp)
+            _untrack(self)
             os.close(self.fd)
 
     def __enter__(self):
@@ -351,9 +356,15 @@ class NewFolder:
         with _folder_locked(folder) if check_busy else contextlib.nullcontext():
             _check_target(self.target, check_busy, replace)
             self.tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(self.target), suffix=TEMP_SUFFIX, dir=folder))
-            self._fd = os.open(self.tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                self._fd = os.open(self.tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.rmdir(self.tmp)
+                raise
+            self.done = False
+            _track(self)  # from here on, whatever stops the run removes it (see swept())
             _lock(self._fd, fcntl.LOCK_EX)
-        self.done = False
 
     def add(self, name: str, data) -> None:
         """Write ``data`` as ``name`` in the folder: a new file, never one that is there."""
@@ -370,6 +381,7 @@ class NewFolder:
 
     def _close(self) -> None:
         self.done = True
+        _untrack(self)
         os.close(self._fd)
 
     def _ready(self) -> None:
@@ -503,3 +515,36 @@ def write_error_hint(exc: BaseException) -> str:
     if code in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR):
         return "choose a folder you can write to"
     return "check the free disk space and the folder's permissions"
+
+
+# ---------------------------------------------------------------------------- the run's unfinished outputs
+_unfinished_lock = threading.Lock()
+_unfinished: dict[int, NewFile | NewFolder] = {}  # id -> a temporary output neither committed, kept nor discarded
+
+
+def _track(new) -> None:
+    with _unfinished_lock:
+        _unfinished[id(new)] = new
+
+
+def _untrack(new) -> None:
+    with _unfinished_lock:
+        _unfinished.pop(id(new), None)
+
+
+@contextlib.contextmanager
+def swept() -> Iterator[None]:
+    """Discard, at the end, every temporary output created inside the block and never
+    committed, kept or discarded: the last guard for "nothing half-written" when an
+    interrupt lands between a temporary's creation and the code that owns its clean-up
+    (a signal is a KeyboardInterrupt wherever the main thread happens to be)."""
+    with _unfinished_lock:
+        before = set(_unfinished)
+    try:
+        yield
+    finally:
+        with _unfinished_lock:
+            left = [new for key, new in _unfinished.items() if key not in before]
+        for new in left:
+            with contextlib.suppress(OSError, ValueError):
+                new.discard()

@@ -1365,3 +1365,35 @@ def test_a_signal_just_as_vbg_installs_its_first_handler_is_an_interrupt_without
                           env=env, timeout=120)
     assert proc.returncode == 130, proc.stderr
     assert "vbg: interrupted" in proc.stderr and "Traceback" not in proc.stderr
+
+
+SIGNAL_AS_THE_RECORDING_IS_CREATED = """
+import os, signal, time
+from vbg import fsutil
+
+real = fsutil.NewFile.__init__
+
+def init(self, target, *args, **kw):
+    real(self, target, *args, **kw)
+    if str(target).endswith("rec.mp4"):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the interrupt lands here: the temporary file exists, its owner has not got it yet
+
+fsutil.NewFile.__init__ = init
+"""
+
+
+def test_a_signal_as_the_recording_file_is_created_leaves_no_temporary_file(m, tmp_path):
+    """The moment between creating the recording's temporary file and the code that will finalize or remove it
+    (seen in a loaded CI run of test_signal_at_any_moment_of_a_live_run: `.rec.mp4.XXXX.partial` left behind):
+    the run still ends as interrupted, and nothing is left in the folder."""
+    (tmp_path / "sitecustomize.py").write_text(SIGNAL_AS_THE_RECORDING_IS_CREATED)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "vbg", "--source", str(m["clip"]), "--model", "selfie", "--no-vcam",
+                           "--record", str(out / "rec.mp4"), "-q"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert leftovers(out) == []

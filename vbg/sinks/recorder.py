@@ -125,11 +125,13 @@ class Recorder(SinkBase):
                 stream.options = {"preset": preset, "crf": str(crf)}
             self._stream = stream
             self._container.start_encoding()  # opens the encoder: a setting NVENC refuses fails here
-        except Exception as e:
+        except BaseException as e:  # an interrupt here too: the temporary file goes
             if getattr(self, "_container", None) is not None:
                 with contextlib.suppress(Exception):
                     self._container.close()
             self._new.discard()
+            if not isinstance(e, Exception):
+                raise
             fix = "use --encoder x264" if self.encoder.nvenc else write_error_hint(e)
             raise OutputError(f"--record {self.path}: cannot write it ({_one_line(e)}): {fix}") from e
 
