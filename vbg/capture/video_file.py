@@ -30,7 +30,8 @@ import numpy as np
 from ..clock import Clock, MonotonicClock
 from ..errors import InputError, SourceError
 from ..offline.media import check_frame_size, frame_rate, frame_rotation, quarter_turns, upright
-from ..mediaopen import TIMEOUT_ENV, NetworkFrames, NotAFileError, is_url, open_media, picture_stream, timed_out, timeout_s
+from ..mediaopen import (TIMEOUT_ENV, NetworkFrames, NotAFileError, is_url, open_media, picture_stream, timed_out,
+                         timeout_s)
 
 
 MAX_JUMP_S = 10.0  # a longer jump between two frames' timestamps (either way) is played as one frame interval
