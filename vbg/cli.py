@@ -460,8 +460,9 @@ def cmd_process(args) -> int:
         preflight.collect(found, output_format, dst, mode)
     from .offline.media import encoder_for
 
-    encoders = [preflight.collect(found, encoder_for, dst, mode, args.encoder, args.gpu,  # NVENC probed once
-                                  sequence=seq) for dst, seq in {(t.suffix.lower(), seq): (t, seq) for t, seq in planned}.values()]
+    one_per_format = {(t.suffix.lower(), seq): (t, seq) for t, seq in planned}.values()
+    encoders = [preflight.collect(found, encoder_for, dst, mode, args.encoder, args.gpu, sequence=seq)
+                for dst, seq in one_per_format]  # NVENC probed once
     encoder = next((e for e in encoders if e is not None), None)  # None: no H.264 output
     bg = BackgroundConfig(background=args.background, color=args.color, blur=args.blur, mirror=args.mirror,
                           feather=args.feather, threshold=args.threshold)
