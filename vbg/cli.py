@@ -495,13 +495,14 @@ def cmd_process(args) -> int:
     interrupted = False
     state: dict = {"proc": None}
 
-    def on_signal(signum, _frame):
+    def on_signal(signum, frame):
         # Before any file is open there is nothing to finish: stop now (exit 130).
         # Once one is, finish the frames in flight and keep a playable partial
         # file; a second signal stops at once, as an exception, so that the
         # temporary output is still removed (SIG_DFL would leave it behind).
         if state["proc"] is None:
-            _interrupt()
+            _interrupt(signum, frame)
+            return  # put off (an import was running): the same signal comes again
         state["proc"].stop.set()
         for sig in stop_signals():  # a second signal of any kind
             signal.signal(sig, _interrupt)
@@ -700,7 +701,7 @@ def cmd_live(args) -> int:
 
     signals = [0]
 
-    def on_signal(signum, _frame):
+    def on_signal(signum, frame):
         # The first signal stops the pipeline cleanly (the recording finalized), once it
         # has started; a second one, while it still starts (a model download) or is
         # stopping, stops at once.
@@ -708,7 +709,9 @@ def cmd_live(args) -> int:
         if signals[0] > 1 or not pipeline.started.is_set():
             # Still starting (a model download, a camera opening): nothing is flowing yet, so
             # stop at once; what was opened is closed as the set-up unwinds (exit 130).
-            _interrupt()
+            _interrupt(signum, frame)
+            signals[0] -= 1  # put off (an import was running): the same signal comes again
+            return
         pipeline.stop()
 
     old = {sig: signal.signal(sig, on_signal) for sig in stop_signals()}
@@ -779,9 +782,29 @@ def stop_signals() -> tuple:
     return sigs
 
 
+def _importing(frame) -> bool:
+    """Whether ``frame`` (where a signal found the main thread) is inside an import."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _interrupt(signum=None, frame=None):
-    """Stop at once: the KeyboardInterrupt unwinds whatever runs, closing what was opened."""
+    """Stop at once: the KeyboardInterrupt unwinds whatever runs, closing what was opened.
+
+    Except inside an import: C code that imports (numpy's ``import_array`` in OpenCV, PyAV,
+    ONNX Runtime) prints an interrupt there as a traceback before vbg can catch it, so the
+    signal is sent again a moment later, once the import is done."""
     _SIGNALLED.set()
+    if signum is not None and _importing(frame):
+        import threading
+
+        t = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+        t.daemon = True
+        t.start()
+        return
     raise KeyboardInterrupt
 
 
