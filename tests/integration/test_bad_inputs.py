@@ -675,10 +675,7 @@ def test_an_interrupt_inside_code_run_from_a_string_exits_130_under_python_m(tmp
     """``python -m vbg`` (how the tests and many users start it): an interrupt that vbg caught and
     finished cleanly must not turn into death by SIGINT at exit (status -2), which CPython does
     when the interrupt was raised in code run from a string (exec/eval) at any time."""
-    (tmp_path / "sitecustomize.py").write_text(SIGNAL_IN_EXEC)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "vbg", "backgrounds"], capture_output=True, text=True,
-                          env=env, timeout=120)
+    proc = _run_with_sitecustomize(tmp_path, SIGNAL_IN_EXEC, "backgrounds")
     assert proc.returncode == 130, proc.stderr
     assert "vbg: interrupted" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -1317,6 +1314,13 @@ def test_stopping_a_live_stream_that_stalls_mid_way_ends_its_capture_thread(tmp_
         server.close()
 
 
+def _run_with_sitecustomize(tmp_path: Path, code: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m vbg ARGS`` with ``code`` run first as a sitecustomize (to land a signal at an exact point)."""
+    (tmp_path / "sitecustomize.py").write_text(code)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "vbg", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
 SIGNAL_IN_SET_UP = """
 import os, signal, time
 from vbg import streams
@@ -1333,10 +1337,7 @@ streams.install = install
 
 
 def test_a_signal_while_main_sets_up_is_an_interrupt_without_a_traceback(tmp_path):
-    (tmp_path / "sitecustomize.py").write_text(SIGNAL_IN_SET_UP)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "vbg", "backgrounds"], capture_output=True, text=True,
-                          env=env, timeout=120)
+    proc = _run_with_sitecustomize(tmp_path, SIGNAL_IN_SET_UP, "backgrounds")
     assert proc.returncode == 130, proc.stderr
     assert "vbg: interrupted" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -1359,10 +1360,7 @@ signal.signal = install
 def test_a_signal_just_as_vbg_installs_its_first_handler_is_an_interrupt_without_a_traceback(tmp_path):
     """SIGTERM the moment vbg's own handler is in place (seen in a loaded CI run: the test waits for the
     handler in /proc, then signals): still `vbg: interrupted`, exit 130, never a traceback."""
-    (tmp_path / "sitecustomize.py").write_text(SIGNAL_AS_HANDLERS_GO_IN)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "vbg", "backgrounds"], capture_output=True, text=True,
-                          env=env, timeout=120)
+    proc = _run_with_sitecustomize(tmp_path, SIGNAL_AS_HANDLERS_GO_IN, "backgrounds")
     assert proc.returncode == 130, proc.stderr
     assert "vbg: interrupted" in proc.stderr and "Traceback" not in proc.stderr
 
