@@ -189,10 +189,11 @@ def simulate_offline(clip: Clip, source: MaskSource, *, smoothing: float = 1.0, 
     upsampler = EdgeAwareUpsampler(hw, mask_hw, mode=upsample)
     smoother = CentredSmoother(smoothing, radius=window)
     masks = [source.clip_mask(clip, s) for s in range(len(clip))]
+    smalls = [smoother.gray(f, mask_hw) for f in clip.frames]
     gray = np.empty(hw, np.uint8)
     for t in range(len(clip)):
         lo = max(0, t - window)
-        small = smoother.smooth(masks[lo: t + window + 1], t - lo)
+        small = smoother.smooth(masks[lo: t + window + 1], t - lo, smalls[lo: t + window + 1])
         cv2.cvtColor(clip.frames[t], cv2.COLOR_RGB2GRAY, dst=gray)
         yield upsampler.upsample(small, gray)
 

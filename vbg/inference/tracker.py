@@ -36,6 +36,9 @@ class MaskTracker:
         self.propagate = propagate
         self.propagator = MaskPropagator(mask_hw, history=history)
         self.smoother = TemporalSmoother(smoothing)
+        # The smoother compares each mask with the last output carried along the flow from the
+        # previous frame; when the model mask's own warp is not that step, a second flow finds it.
+        self._step = MaskPropagator(mask_hw, history=2) if smoothing > 0 and propagate else None
         self.upsampler = EdgeAwareUpsampler(frame_hw, mask_hw, mode=upsample)
         # The full-resolution grey is only read by the frame-guided upsampler; the flow's
         # small grey is reduced straight from RGB (0.2 ms at 720p against 0.38 ms via a
@@ -56,6 +59,7 @@ class MaskTracker:
             return None, False
         fresh = m.seq == seq
         src = self.propagator.gray_of(m.seq)
+        flow = None
         if fresh or src is None or not self.propagate:
             state, motion = m.alpha, None
         else:
@@ -63,10 +67,19 @@ class MaskTracker:
             state = self.propagator.warp(m.alpha, src, gray, frames=gap if gap >= 1 else None)
             motion = self.propagator.motion()
             motion /= max(1, gap)  # per-frame motion for the smoother
-        smoothed = self.smoother.update(state, motion)
+            if gap == 1:
+                flow = self.propagator.flow  # already the step from the previous frame
+        if flow is None and self._step is not None and self.smoother.primed:
+            prev = self.propagator.gray_of(seq - 1)
+            if prev is not None:
+                self._step.warp(self.smoother.state, prev, gray, frames=1)
+                flow = self._step.flow
+        smoothed = self.smoother.update(state, None if flow is not None else motion, flow)
         return self.upsampler.upsample(smoothed, frame_rgb if self._gray is None else self._gray), fresh
 
     def reset(self) -> None:
         self.propagator.reset()
+        if self._step is not None:
+            self._step.reset()
         self.smoother.reset()
         self.mask = None

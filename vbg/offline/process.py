@@ -373,6 +373,7 @@ class FileProcessor:
 
         # Several inference workers finish out of order: masks wait here for their turn.
         early: dict[int, tuple] = {}
+        greys: dict[int, np.ndarray] = {}  # frame index -> small grey for the smoother's flow
         expected = 0
         # Output images: a ring of buffers, free again once the writer has encoded them
         # (the queue holds ``depth``, the writer one, this stage one).
@@ -404,8 +405,12 @@ class FileProcessor:
                 continue
             f, _ = window[index]
             lo = max(0, index - k)
-            masks = [a for _, a in list(window)[lo: index + k + 1]]
-            alpha_small = smoother.smooth(masks, index - lo)
+            span = list(window)[lo: index + k + 1]
+            for g, a in span:  # each frame's small grey, made while its pixels are still here
+                if g.index not in greys:
+                    greys[g.index] = smoother.gray(g.rgb, a.shape)
+            masks = [a for _, a in span]
+            alpha_small = smoother.smooth(masks, index - lo, [greys[g.index] for g, _ in span])
             guide = f.rgb
             if upsampler.mode == "guided":  # only the frame-guided filter reads the grey
                 if gray is None:
@@ -432,7 +437,7 @@ class FileProcessor:
                 return
             index += 1
             while index > k:  # keep k frames of history for the next centres
-                window.popleft()
+                greys.pop(window.popleft()[0].index, None)
                 index -= 1
             progress.update(written[0])
 
