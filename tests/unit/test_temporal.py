@@ -534,3 +534,75 @@ def test_offline_smoothing_lines_up_a_moving_person_with_the_flow():
     # without the flow, the neighbours' silhouettes smear the moving edges
     plain = cs.smooth(masks[2:7], 2)
     assert np.abs(plain - people[4]).mean() > np.abs(cs.smooth(masks[2:7], 2, grays[2:7]) - people[4]).mean()
+
+
+# ------------------------------- new content the picture shows is shown at once, noise is not
+
+
+def arrival_scene(n: int, shown: set[int], blinks: set[int], hw=(144, 256), mask_hw=(72, 128)):
+    """A still person on the left over a textured room; on the frames in ``shown`` a second
+    person stands on the right, far from the first one's edge (in the picture and in the
+    model's mask: someone walking in, a hand raised into view); on the frames in ``blinks``
+    the model's mask alone has a blob in the middle of the room (its noise: the picture
+    there is unchanged). Returns (frames, masks, first person, arrival region, blink region)
+    with the masks and regions at ``mask_hw``."""
+    (H, W), (h, w) = hw, mask_hw
+    room = texture(H, W, seed=5)
+    shirt = (texture(H, W, seed=7) // 2 + 120).astype(np.uint8)  # a brighter texture
+    first = blob(h, w, h * 0.5, w * 0.2, h * 0.3)
+    second = blob(h, w, h * 0.55, w * 0.8, h * 0.2)
+    noise = blob(h, w, h * 0.25, w * 0.5, h * 0.12)
+    up = lambda m: cv2.resize(m, (W, H), interpolation=cv2.INTER_NEAREST) > 0.5  # noqa: E731
+    frames, masks = [], []
+    for t in range(n):
+        frame = room.copy()
+        frame[up(first)] = shirt[up(first)]
+        mask = first.copy()
+        if t in shown:
+            frame[up(second)] = 255 - shirt[up(second)]
+            mask = np.maximum(mask, second)
+        if t in blinks:
+            mask = np.maximum(mask, noise)
+        frames.append(frame)
+        masks.append(mask)
+    return frames, masks, first > 0, second > 0, noise > 0
+
+
+def test_live_shows_a_person_who_appears_away_from_the_edge_on_their_first_frame():
+    """The smoother holds back a mask change away from the person's edge for a frame (model
+    noise), but not where the picture changed too: someone walking in, or a hand raised into
+    view, is shown on the frame they appear, while a blob in the mask alone stays hidden."""
+    from vbg.inference.tracker import MaskTracker
+    from vbg.types import Mask
+
+    n, arrive = 12, 6
+    frames, masks, first, second, noise = arrival_scene(n, set(range(arrive, n)), {3})
+    H, W = frames[0].shape[:2]
+    tracker = MaskTracker((H, W), masks[0].shape, smoothing=1.0)
+    big = lambda r: cv2.resize(r.astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST) > 0  # noqa: E731
+    for t in range(n):
+        alpha, fresh = tracker.update(frames[t], t, Mask(t, t / 30, masks[t], t / 30, 1.0))
+        assert fresh
+        on = lambda r: (alpha[big(r)] >= 128).mean()  # noqa: E731
+        assert on(second) > 0.9 if t >= arrive else on(second) < 0.1, t
+        assert on(noise) < 0.1, t
+        assert on(first) > 0.9, t
+
+
+def test_offline_shows_what_the_picture_shows_for_two_frames_only():
+    """Offline, a blob on fewer than half the window's frames is dropped as noise, unless the
+    picture changed there too: a hand waved into view for two frames is shown on both, a blob
+    in two frames' masks alone on neither."""
+    from vbg.inference.smoothing import CentredSmoother
+
+    n = 14
+    frames, masks, first, second, noise = arrival_scene(n, {6, 7}, {9, 10})
+    cs = CentredSmoother(1.0, radius=2)
+    grays = [cs.gray(f, masks[0].shape) for f in frames]
+    for t in range(n):
+        lo = max(0, t - 2)
+        out = cs.smooth(masks[lo: t + 3], t - lo, grays[lo: t + 3])
+        on = lambda r: (out[r] >= 0.5).mean()  # noqa: E731
+        assert on(second) > 0.9 if t in (6, 7) else on(second) < 0.1, t
+        assert on(noise) < 0.1, t
+        assert on(first) > 0.9, t
