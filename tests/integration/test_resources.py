@@ -191,8 +191,9 @@ def test_a_link_planted_at_the_export_lock_is_not_followed(tmp_path, weights):
 # ---------------------------------------------------------------------------- frames in flight
 def test_frames_in_flight_fit_the_memory_budget():
     """The queues, the decoder's threads and the encoder's look-ahead come from the budget and the
-    frame size: small frames get the full queues and the codecs' defaults, large ones as many as
-    fit (8K used to hold ~40 frames: 5.5 GB), never less than the smoothing window needs."""
+    frame size: small frames get the full queues, the codecs' own thread counts and all the
+    look-ahead the budget buys, large ones as many as fit (8K used to hold ~40 frames: 5.5 GB),
+    never less than the smoothing window needs."""
     from vbg.offline.process import LOOKAHEAD_MB, MEMORY_MB, QUEUE, plan_buffers
 
     budget = MEMORY_MB << 20

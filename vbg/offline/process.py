@@ -65,8 +65,8 @@ def plan_buffers(frame_hw: tuple[int, int], mode: str, window: int, workers: int
     whatever the budget: the window cannot be cut (a budget below it gets it anyway, and
     ``bytes`` says so). Of the rest, half goes to the queues (each step of depth: one more
     frame in two queues, one more output image), half to the codecs: the decoder's frame
-    threads hold a 4:2:0 picture each; the encoder's threads and look-ahead (x264's preset
-    keeps 40 frames ahead: 1.2 GB at 4K) are costed at an RGB frame each, and left to their
+    threads hold a 4:2:0 picture each; the encoder's threads and look-ahead (x264 medium's
+    40 frames ahead: 1.2 GB at 4K) are costed at an RGB frame each, the threads left to their
     own defaults where the budget covers that. The encoder's reference pictures (a dozen
     frames for H.264) are not counted.
 
