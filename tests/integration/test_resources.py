@@ -263,7 +263,7 @@ def test_the_encoder_runs_with_the_look_ahead_the_budget_buys(tmp_path):
 
 def test_a_webm_opens_whatever_look_ahead_the_budget_allows(tmp_path):
     """VP9 holds at most 25 frames ahead (libvpx refuses 26 and up): a budget that allows more
-    (1080p at --memory 400 planned 28: "cannot set up VP9") gets libvpx's 25."""
+    (1080p at --memory 400 planned 31 on 2 cores: "cannot set up VP9", exit 10) gets libvpx's 25."""
     import numpy as np
 
     from media import read_frames
