@@ -32,8 +32,12 @@ Real footage, with hand-drawn masks instead of exact truth::
 smoothing), ``vbg process``'s offline path, and the live path at
 ``--skip auto``, 2 and 3 (and 3 without propagation), the model on the
 clock of its own time (measured here unless ``--model-ms`` fixes it), frame
-by frame. Scores: IoU, boundary F, flicker, lag, and IoU on the frames with
-a fresh mask against carried ones. Writes ``quality_real.json`` and
+by frame. ``--crop auto`` (the default) runs the per-frame reference,
+``vbg process`` and the live ``auto`` and ``--skip 3`` rows again with the
+person crop (``vbg.inference.crop``: the model on a box around the person,
+fresh boxes per row, ``vbg process``'s two lanes offline). Scores: IoU,
+boundary F, flicker, lag, and IoU on the frames with a fresh mask against
+carried ones. Writes ``quality_real.json`` and
 ``quality_real.md``; the synthetic clips are not run then.
 """
 
@@ -398,7 +402,8 @@ REAL_ROWS = [
     RealRow("skip3_stale", "live `--skip 3`, stale mask (no propagation)", "live", dict(skip=3, propagate=False)),
 ]
 REAL_METRICS = ("iou", "boundary_f", "flicker", "lag")
-CROPS = ("off",)  # the person crop (issue 15, point 2) will add "on"
+CROPS = ("off", "auto")  # auto: each row also with the person crop (vbg.inference.crop)
+CROP_ROWS = ("reference", "offline", "auto", "skip3")  # the rows run again with the crop
 
 
 def measure_model_ms(segmenter, frame: np.ndarray) -> dict:
@@ -437,7 +442,7 @@ def score_real(clip, preds, *, warmup: int, boundary_tol: int) -> dict:
 
 
 def run_real(root: Path, *, model: str = "selfie", fps: float = 24.0, model_ms: float | None = None,
-             crop: str = "off", warmup: int = REAL_WARMUP, log=print) -> dict:
+             crop: str = "auto", warmup: int = REAL_WARMUP, log=print) -> dict:
     """Every mode of :data:`REAL_ROWS` on every sequence under ``root``.
 
     The model runs once per frame (masks cached); the per-frame reference and
@@ -457,9 +462,10 @@ def run_real(root: Path, *, model: str = "selfie", fps: float = 24.0, model_ms: 
         simulate_offline,
     )
     from vbg.inference import SegmenterConfig, create_segmenter
+    from vbg.inference.crop import OFFLINE_LANES, CropPlan, CroppedSegmenter, canvas_size
 
     if crop not in CROPS:
-        raise ConfigError(f"crop {crop!r} is not available yet: use {' or '.join(CROPS)}")
+        raise ConfigError(f"crop {crop!r} is not known: use {' or '.join(CROPS)}")
     if model_ms is not None and not (isinstance(model_ms, (int, float)) and 0.0 <= model_ms <= 10_000):
         raise ConfigError(f"model time {model_ms!r} ms is out of range: use 0..10000")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
@@ -468,7 +474,12 @@ def run_real(root: Path, *, model: str = "selfie", fps: float = 24.0, model_ms: 
     seg = create_segmenter(SegmenterConfig(model=model, device="cpu"))
     source = SegmenterSource(seg)
     timing = None
-    out: dict[str, dict[str, dict]] = {r.key: {} for r in REAL_ROWS}
+    rows = list(REAL_ROWS)
+    if crop == "auto":
+        rows += [RealRow(f"{r.key}_crop", f"{r.label}, person crop", r.mode, {**r.settings, "crop": True})
+                 for r in REAL_ROWS if r.key in CROP_ROWS]
+    out: dict[str, dict[str, dict]] = {r.key: {} for r in rows}
+    crop_stats: dict[str, dict[str, list[int]]] = {}
     sizes = {}
     for folder in folders:
         clip = load_sequence(folder, fps=fps)
@@ -483,18 +494,32 @@ def run_real(root: Path, *, model: str = "selfie", fps: float = 24.0, model_ms: 
         tol = boundary_tolerance(h)
         sizes[clip.motion] = {"size": [h, w], "frames": len(clip), "mask_size": list(source.input_size((h, w))),
                               "boundary_tol": tol}
-        for r in REAL_ROWS:
-            if r.mode == "reference":
-                preds = simulate_live(clip, instant, LiveSettings(skip=1, smoothing=0.0))
-            elif r.mode == "offline":
-                preds = ((a, t) for t, a in enumerate(simulate_offline(clip, instant)))
+        for r in rows:
+            settings = dict(r.settings)
+            cropped = None
+            if settings.pop("crop", False):  # a fresh crop per row: its boxes follow the frames the model sees
+                lanes = OFFLINE_LANES if r.mode == "offline" else 1
+                cropped = CroppedSegmenter(seg, plan=CropPlan((h, w), canvas_size(seg.input_size((h, w)), (h, w)),
+                                                              lanes=lanes))
+                src = SegmenterSource(cropped, sequenced=True)
+                row_instant, row_timed = Timed(src, 0.0), Timed(src, model_ms)
             else:
-                preds = simulate_live(clip, timed, LiveSettings(**r.settings))
+                row_instant, row_timed = instant, timed
+            if r.mode == "reference":
+                preds = simulate_live(clip, row_instant, LiveSettings(skip=1, smoothing=0.0))
+            elif r.mode == "offline":
+                preds = ((a, t) for t, a in enumerate(simulate_offline(clip, row_instant)))
+            else:
+                preds = simulate_live(clip, row_timed, LiveSettings(**settings))
             out[r.key][clip.motion] = score_real(clip, preds, warmup=warmup, boundary_tol=tol)
-        log(f"{clip.motion:20s} " + "  ".join(f"{r.key}={out[r.key][clip.motion]['iou']:.4f}" for r in REAL_ROWS))
+            if cropped is not None:
+                crop_stats.setdefault(r.key, {})[clip.motion] = [cropped.crops, cropped.rechecks,
+                                                                 len(src.times_ms)]
+        log(f"{clip.motion:20s} " + "  ".join(f"{r.key}={out[r.key][clip.motion]['iou']:.4f}" for r in rows))
     return {
         "rows": out,
-        "labels": {r.key: r.label for r in REAL_ROWS},
+        "labels": {r.key: r.label for r in rows},
+        "crop_runs": crop_stats,  # per crop row and sequence: [runs on a crop, whole-frame rechecks, model runs]
         "sequences": sizes,
         "root": str(root),
         "model": model,
@@ -597,7 +622,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="selfie", help="(--real) the model to run")
     ap.add_argument("--model-ms", type=float, help="(--real) the model's time a frame for the live schedule "
                     "(default: measured here)")
-    ap.add_argument("--crop", choices=CROPS, default="off", help="(--real) person crop (only off for now)")
+    ap.add_argument("--crop", choices=CROPS, default="auto",
+                    help="(--real) auto: run the main rows again with the person crop; off: without it only")
     ap.add_argument("--warmup", type=int, default=REAL_WARMUP, help="(--real) frames not scored at each start")
     args = ap.parse_args(argv)
     if args.real is not None:
@@ -639,6 +665,7 @@ def main_real(args) -> int:
     cmd = (f"python -m benchmarks.quality --real {args.real} --model {args.model}"
            + (f" --fps {args.fps:g}" if args.fps != 24.0 else "")
            + (f" --model-ms {args.model_ms:g}" if args.model_ms is not None else "")
+           + (f" --crop {args.crop}" if args.crop != "auto" else "")
            + (f" --warmup {args.warmup}" if args.warmup != REAL_WARMUP else ""))
     text = real_markdown(res, info, cmd)
     print("\n" + text)

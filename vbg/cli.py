@@ -140,11 +140,13 @@ def _parser_process(sub) -> None:
                    help="centred temporal smoothing strength, 0 = off (default 1)")
     t.add_argument("--window", type=int, default=2, metavar="K", help="frames each side it looks at (default 2)")
     t.add_argument("--upsample", choices=("sharp", "guided", "bilinear"), default="sharp")
-    from .offline.process import MEMORY_MB
+    from .offline.process import LOOKAHEAD_MB, MEMORY_MB
 
     p.add_argument("--memory", type=int, default=MEMORY_MB, metavar="MB",
                    help="memory for the frames in flight between decoding, the model and encoding: the queues "
-                        f"hold fewer frames of large videos (default {MEMORY_MB}; the smoothing window is always held)")
+                        f"hold fewer frames of large videos, and each {LOOKAHEAD_MB} MB buys the encoder a frame of "
+                        f"look-ahead (default {MEMORY_MB}: {MEMORY_MB // LOOKAHEAD_MB} frames; the smoothing window "
+                        "is always held)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="JSON-lines progress and results on stdout, for scripts")
     out.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,

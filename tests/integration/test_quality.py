@@ -198,7 +198,8 @@ def test_real_benchmark_scores_every_mode_and_splits_fresh_from_carried(person_a
     res = json.loads((out / "quality_real.json").read_text())
     md = (out / "quality_real.md").read_text()
     assert md.startswith("# Matte quality on real footage")
-    assert set(res["rows"]) == {"reference", "offline", "auto", "skip2", "skip3", "skip3_stale"}
+    plain = {"reference", "offline", "auto", "skip2", "skip3", "skip3_stale"}
+    assert set(res["rows"]) == plain | {"reference_crop", "offline_crop", "auto_crop", "skip3_crop"}
     rows = {k: v["sway"] for k, v in res["rows"].items()}
     for key, label in res["labels"].items():
         assert label in md
@@ -206,7 +207,11 @@ def test_real_benchmark_scores_every_mode_and_splits_fresh_from_carried(person_a
     assert (rows["skip3"]["fresh_n"], rows["skip3"]["carried_n"]) == (1, 3)
     assert (rows["skip2"]["fresh_n"], rows["skip2"]["carried_n"]) == (2, 2)
     assert (rows["reference"]["fresh_n"], rows["reference"]["carried_n"]) == (4, 0)
-    assert res["delay_frames"] == 0 and res["crop"] == "off"
+    assert res["delay_frames"] == 0 and res["crop"] == "auto"
+    # A close-up is never cropped: the crop rows score what the rows without it do.
+    assert all(runs["sway"][0] == 0 for runs in res["crop_runs"].values())
+    for key in ("reference", "offline", "auto", "skip3"):
+        assert abs(rows[f"{key}_crop"]["iou"] - rows[key]["iou"]) < 0.002
     # The selfie model finds the synthetic person: the reference is a real score, not a placeholder.
     assert rows["reference"]["iou"] > 0.8 and 0.3 < rows["reference"]["boundary_f"] <= 1.0
     for r in rows.values():

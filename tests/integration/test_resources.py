@@ -191,13 +191,14 @@ def test_a_link_planted_at_the_export_lock_is_not_followed(tmp_path, weights):
 # ---------------------------------------------------------------------------- frames in flight
 def test_frames_in_flight_fit_the_memory_budget():
     """The queues, the decoder's threads and the encoder's look-ahead come from the budget and the
-    frame size: small frames get the full queues and the codecs' defaults, large ones as many as
-    fit (8K used to hold ~40 frames: 5.5 GB), never less than the smoothing window needs."""
-    from vbg.offline.process import MEMORY_MB, QUEUE, plan_buffers
+    frame size: small frames get the full queues, the codecs' own thread counts and all the
+    look-ahead the budget buys, large ones as many as fit (8K used to hold ~40 frames: 5.5 GB),
+    never less than the smoothing window needs."""
+    from vbg.offline.process import LOOKAHEAD_MB, MEMORY_MB, QUEUE, plan_buffers
 
     budget = MEMORY_MB << 20
     small = plan_buffers((360, 640), "rgb", 2, 2, budget, cores=16)
-    assert small.depth == QUEUE and small.lookahead is None and small.bytes <= budget
+    assert small.depth == QUEUE and small.lookahead == MEMORY_MB // LOOKAHEAD_MB and small.bytes <= budget
     for hw in ((1080, 1920), (2160, 3840), (2160, 4096)):
         for cores in (2, 16, 64):
             b = plan_buffers(hw, "rgba", 2, 2, budget, cores=cores)
@@ -213,9 +214,72 @@ def test_frames_in_flight_fit_the_memory_budget():
     assert tight.depth == 1 and tight.bytes > 64 << 20  # the window is held whatever the budget
 
 
+def test_a_720p_file_holds_few_frames_at_the_default_budget():
+    """Issue 13: at the default budget a 720p file holds 44 RGB frames' worth at most (queues of 2,
+    25 frames of encoder look-ahead): it held 77 (queues of 8, x264 medium's 40 frames ahead),
+    which made `vbg process` peak at 1.45x a plain per-frame loop's memory (now 1.15x). A larger
+    budget still buys the presets' full look-ahead, and a small frame gets no longer a one."""
+    from vbg.offline.process import MEMORY_MB, plan_buffers
+
+    for workers in (1, 2):
+        b = plan_buffers((720, 1280), "rgb", 2, workers, MEMORY_MB << 20, cores=2)
+        assert b.depth == 2 and b.lookahead == 25, b
+        assert b.bytes <= (44 + 2 * (workers - 1)) * b.frame_bytes, (b.bytes / b.frame_bytes, b)
+    assert plan_buffers((720, 1280), "rgb", 2, 1, 1024 << 20, cores=2).lookahead == 50
+    assert plan_buffers((90, 160), "rgb", 2, 1, MEMORY_MB << 20, cores=2).lookahead == 25
+
+
+def _x264_options(path: Path) -> str:
+    """The settings x264 wrote into the stream (its SEI: "x264 - core ... options: ...")."""
+    data = path.read_bytes()
+    start = data.index(b"x264 - core")
+    return data[start:data.index(b"\0", start)].decode("ascii", "replace")
+
+
+def test_the_encoder_runs_with_the_look_ahead_the_budget_buys(tmp_path):
+    """What x264 really ran with, read back from the file: 25 frames ahead at the default budget
+    (x264 medium's 40 before), its preset's 40 with --memory 1024, and never more than a faster
+    preset's own (veryfast: 10), whatever the budget."""
+    import re
+
+    from vbg.inference import SegmenterConfig, create_segmenter
+    from vbg.offline.process import FileProcessor, ProcessConfig
+    from vbg.progress import Progress
+
+    clip = write_clip(tmp_path / "in.mp4", [f for f, _ in person_clip_frames(4, (90, 160))])
+    scfg = SegmenterConfig(model="selfie", device="cpu", threads=1)
+    got = {}
+    with create_segmenter(scfg) as seg:
+        for quality, memory in (("balanced", None), ("balanced", 1024), ("fast", 1024), ("best", 1024)):
+            cfg = ProcessConfig(model=scfg, mode="matte", quality=quality)
+            if memory is not None:
+                cfg = ProcessConfig(model=scfg, mode="matte", quality=quality, memory=memory)
+            out = tmp_path / f"{quality}-{memory}.mp4"
+            res = FileProcessor(cfg, seg).process(clip, out, Progress(out.name, None, mode="quiet"))
+            assert res.frames == 4
+            got[quality, memory] = int(re.search(r"rc_lookahead=(\d+)", _x264_options(out)).group(1))
+    assert got == {("balanced", None): 25, ("balanced", 1024): 40, ("fast", 1024): 10, ("best", 1024): 50}
+
+
+def test_a_webm_opens_whatever_look_ahead_the_budget_allows(tmp_path):
+    """VP9 holds at most 25 frames ahead (libvpx refuses 26 and up): a budget that allows more
+    (1080p at --memory 400 planned 31 on 2 cores: "cannot set up VP9", exit 10) gets libvpx's 25."""
+    import numpy as np
+
+    from media import read_frames
+    from vbg.offline.media import VideoWriter, probe
+
+    clip = write_clip(tmp_path / "in.mp4", [f for f, _ in person_clip_frames(3, (90, 160))])
+    info = probe(clip)
+    with VideoWriter(tmp_path / "out.webm", info, mode="rgb", lookahead=40) as w:
+        for i in range(3):
+            w.write(i, None, i / 30, np.full((90, 160, 3), 80 * i, np.uint8))
+    assert len(read_frames(tmp_path / "out.webm")) == 3
+
+
 def test_a_large_file_runs_with_shallow_queues(tmp_path):
-    """What a file got is reported with its result: a 4K file runs with the queues the budget
-    allows for it, a small one with the full ones, in the same batch."""
+    """What a file got is reported with its result: a 4K file runs with the look-ahead the budget
+    allows for it, a small one with all the budget buys, in the same batch."""
     import numpy as np
 
     from vbg.inference import SegmenterConfig, create_segmenter
@@ -230,7 +294,7 @@ def test_a_large_file_runs_with_shallow_queues(tmp_path):
         r_big = proc.process(big, tmp_path / "big_out", Progress("big", None, mode="quiet"))
         r_small = proc.process(small, tmp_path / "small_out", Progress("small", None, mode="quiet"))
     assert r_big.frames == 4 and r_small.frames == 4
-    assert r_big.buffers.depth < QUEUE and r_big.buffers.bytes <= MEMORY_MB << 20
+    assert r_big.buffers.lookahead < r_small.buffers.lookahead and r_big.buffers.bytes <= MEMORY_MB << 20
     assert r_small.buffers.depth == QUEUE
 
 

@@ -70,9 +70,10 @@ class SegmenterSource:
     run's time is kept: ``infer_ms`` is their median (``infer_ms=`` fixes it).
     """
 
-    def __init__(self, segmenter, *, infer_ms: float | None = None) -> None:
+    def __init__(self, segmenter, *, infer_ms: float | None = None, sequenced: bool = False) -> None:
         self.seg = segmenter
         self._fixed = infer_ms
+        self.sequenced = sequenced  # pass the frame's number (a person crop shared by workers: its lanes)
         self.times_ms: list[float] = []
         self._clip: Clip | None = None
         self._cache: dict[int, np.ndarray] = {}
@@ -92,7 +93,8 @@ class SegmenterSource:
         m = self._cache.get(s)
         if m is None:
             t0 = time.perf_counter()
-            m = self._cache[s] = np.array(self.seg.segment(clip.frames[s]), np.float32)
+            out = self.seg.segment(clip.frames[s], seq=s) if self.sequenced else self.seg.segment(clip.frames[s])
+            m = self._cache[s] = np.array(out, np.float32)
             self.times_ms.append((time.perf_counter() - t0) * 1000.0)
         return m
 

@@ -45,7 +45,7 @@ class Segmenter(Protocol):
     providers: list[str]
 
     def input_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]: ...
-    def segment(self, rgb: np.ndarray) -> np.ndarray: ...
+    def segment(self, rgb: np.ndarray, size_hw: tuple[int, int] | None = None) -> np.ndarray: ...
     def close(self) -> None: ...
 
 
@@ -184,8 +184,10 @@ class OnnxSegmenter(_Base):
         entry = self._sessions[(path, size_hw)] = (sess, inputs[0].name, outputs[0].name, dtype)
         return entry
 
-    def segment(self, rgb: np.ndarray) -> np.ndarray:
-        size_hw = self.input_size(rgb.shape[:2])
+    def segment(self, rgb: np.ndarray, size_hw: tuple[int, int] | None = None) -> np.ndarray:
+        """``size_hw``: the network's input size (default: the one for this frame; the person
+        crop passes the whole frame's, so a crop costs what the frame does, on the same session)."""
+        size_hw = size_hw or self.input_size(rgb.shape[:2])
         dtype = self._entry(size_hw)[3]
         x = self._preprocessor(size_hw, dtype)(rgb)
         raw = self._infer(size_hw, x)
@@ -268,9 +270,9 @@ class TorchSegmenter(_Base):
         self.net = net.to(self.torch_device)
         self.providers = [f"torch:{self.torch_device.type}"]
 
-    def segment(self, rgb: np.ndarray) -> np.ndarray:
+    def segment(self, rgb: np.ndarray, size_hw: tuple[int, int] | None = None) -> np.ndarray:
         torch = self._torch
-        size_hw = self.input_size(rgb.shape[:2])
+        size_hw = size_hw or self.input_size(rgb.shape[:2])
         x = torch.from_numpy(self._preprocessor(size_hw)(rgb)).to(self.torch_device)
         with torch.inference_mode():
             raw = self.net.matte(x)

@@ -396,10 +396,12 @@ class _Codec:
     options: dict[str, dict[str, str]]  # quality -> encoder options
 
 
+# rc-lookahead: each preset's own (x264's tables), spelled out because a memory budget
+# only ever shortens it (VideoWriter's ``lookahead``), never lengthens a fast preset's.
 _H264 = _Codec("H.264", "libx264", "yuv420p", (True, True), {
-    "fast": {"preset": "veryfast", "crf": "23"},
-    "balanced": {"preset": "medium", "crf": "20"},
-    "best": {"preset": "slow", "crf": "17"},
+    "fast": {"preset": "veryfast", "crf": "23", "rc-lookahead": "10"},
+    "balanced": {"preset": "medium", "crf": "20", "rc-lookahead": "40"},
+    "best": {"preset": "slow", "crf": "17", "rc-lookahead": "50"},
 })
 # NVENC at constant quality (vbg.encoders says why these values); "gpu" is added per writer.
 NVENC_OPTIONS = {
@@ -420,10 +422,11 @@ _PRORES_4444 = _Codec("ProRes 4444", "prores_ks", "yuva444p10le", (False, False)
                       {q: {"profile": "4", "vendor": "apl0"} for q in QUALITIES})
 _PRORES_422HQ = _Codec("ProRes 422 HQ", "prores_ks", "yuv422p10le", (True, False),
                        {q: {"profile": "3", "vendor": "apl0"} for q in QUALITIES})
+# lag-in-frames 25: libvpx's default and its most (26 and up fail to open the encoder).
 _VP9_OPTIONS = {
-    "fast": {"deadline": "realtime", "cpu-used": "8", "crf": "32", "b": "0", "row-mt": "1"},
-    "balanced": {"deadline": "good", "cpu-used": "5", "crf": "30", "b": "0", "row-mt": "1"},
-    "best": {"deadline": "good", "cpu-used": "2", "crf": "24", "b": "0", "row-mt": "1"},
+    "fast": {"deadline": "realtime", "cpu-used": "8", "crf": "32", "b": "0", "row-mt": "1", "lag-in-frames": "25"},
+    "balanced": {"deadline": "good", "cpu-used": "5", "crf": "30", "b": "0", "row-mt": "1", "lag-in-frames": "25"},
+    "best": {"deadline": "good", "cpu-used": "2", "crf": "24", "b": "0", "row-mt": "1", "lag-in-frames": "25"},
 }
 _VP9_ALPHA = _Codec("VP9", "libvpx-vp9", "yuva420p", (False, False), _VP9_OPTIONS)
 _VP9 = _Codec("VP9", "libvpx-vp9", "yuv420p", (False, False), _VP9_OPTIONS)
@@ -512,11 +515,11 @@ class VideoWriter:
     False: an existing ``path`` is refused at once (``OutputError``), and one
     that appears while writing is not replaced (``close()`` keeps the frames
     under the partial name and raises). ``lookahead``: frames the encoder may
-    hold to plan its rate (H.264's rc-lookahead, VP9's lag-in-frames); None =
-    the preset's (up to 50): each is a picture in memory, which a memory budget
-    caps for large frames. ``encoder``: who writes H.264 (x264, nvenc or auto, see
-    ``encoder_for``; ``gpu``: NVENC's GPU); ``encoder_name`` is FFmpeg's name of the one
-    writing the video.
+    hold to plan its rate (H.264's rc-lookahead, VP9's lag-in-frames), at most
+    the quality's own (x264 veryfast 10, medium 40, slow 50; VP9 25); None = that:
+    each is a picture in memory, which a memory budget caps. ``encoder``: who
+    writes H.264 (x264, nvenc or auto, see ``encoder_for``; ``gpu``: NVENC's GPU);
+    ``encoder_name`` is FFmpeg's name of the one writing the video.
 
     After ``close()``, ``output_path`` is the finished file; after ``abort()``
     it is ``partial_path`` (or None when no frame was written) and ``partial``
@@ -765,8 +768,8 @@ class _AvFile(_Backend):
                 setattr(cc, name, value)
             options = dict(codec.options[quality])
             name = {"libx264": "rc-lookahead", "libvpx-vp9": "lag-in-frames"}.get(codec.codec)
-            if lookahead is not None and name is not None:
-                options[name] = str(lookahead)
+            if lookahead is not None and name is not None:  # shortened, never lengthened
+                options[name] = str(min(lookahead, int(options[name])))
             stream.options = options
             if info.rotation:
                 stream.set_display_rotation(info.rotation)

@@ -33,8 +33,10 @@ from ..ranges import MEMORY_MB as MEMORY_MB_RANGE, SMOOTHING, WINDOW, ranged
 log = logging.getLogger("vbg.process")
 
 OUTPUT_MODES = ("rgb", "rgba", "matte")
-QUEUE = 8  # frames in flight between two stages, at most (small frames)
+QUEUE = 2  # frames in flight between two stages, at most (small frames); see plan_buffers
 MEMORY_MB = 512  # default budget for the frames in flight
+LOOKAHEAD_MB = 20  # budget that buys the encoder one frame of look-ahead; see plan_buffers
+LOOKAHEAD_MAX = 50  # the longest look-ahead of vbg's encoder settings (x264 slow, --quality best)
 OUTPUT_BYTES_PER_PIXEL = {"rgb": 3, "rgba": 4, "matte": 1}
 _NO_PIXELS = np.empty((0, 0, 3), np.uint8)  # a composited frame's image, once let go
 
@@ -46,7 +48,7 @@ class Buffers:
     depth: int  # each of the three queues between stages, 1..QUEUE
     decoder_threads: int  # FFmpeg's decoding threads: frame threading holds one picture each
     encoder_threads: int  # 0: the encoder's own choice (small frames)
-    lookahead: int | None  # frames the encoder may hold ahead; None: its preset's (small frames)
+    lookahead: int | None  # frames the encoder may hold ahead (at most its preset's); None: its preset's
     frame_bytes: int  # one decoded RGB frame
     bytes: int  # the frames in flight at most, all stages together (an estimate: buffers of the libraries aside)
 
@@ -63,10 +65,20 @@ def plan_buffers(frame_hw: tuple[int, int], mode: str, window: int, workers: int
     whatever the budget: the window cannot be cut (a budget below it gets it anyway, and
     ``bytes`` says so). Of the rest, half goes to the queues (each step of depth: one more
     frame in two queues, one more output image), half to the codecs: the decoder's frame
-    threads hold a 4:2:0 picture each; the encoder's threads and look-ahead (x264's preset
-    keeps 40 frames ahead: 1.2 GB at 4K) are costed at an RGB frame each, and left to their
+    threads hold a 4:2:0 picture each; the encoder's threads and look-ahead (x264 medium's
+    40 frames ahead: 1.2 GB at 4K) are costed at an RGB frame each, the threads left to their
     own defaults where the budget covers that. The encoder's reference pictures (a dozen
-    frames for H.264) are not counted."""
+    frames for H.264) are not counted.
+
+    Two caps keep the default within 1.25x of a plain per-frame loop's peak memory (issue 13;
+    720p, selfie model: 1.45x before, ``benchmarks/RESULTS.md``): queues of at most ``QUEUE``
+    (2) frames, since the stages overlap with 2 and the 8 there were before bought no
+    measurable fps (they held 18 more frames: ~50 MB at 720p); and a look-ahead of one frame
+    per ``LOOKAHEAD_MB`` of budget (25 at the default 512, x264 medium's 40 from 800 MB, slow's
+    50 from 1000), whatever the frame size, since its worth is in frames (x264's mb-tree
+    horizon): at 720p each frame of it is ~2.7 MB, and 25 instead of 40 cost +2.9% bit rate at
+    equal PSNR on a static background (none on moving-camera footage). The encoder keeps its
+    preset's look-ahead where that is shorter (``VideoWriter``)."""
     import os
 
     h, w = frame_hw
@@ -79,13 +91,14 @@ def plan_buffers(frame_hw: tuple[int, int], mode: str, window: int, workers: int
     depth = max(1, min(QUEUE, spare // 2 // per_depth))
     left = max(0, spare - depth * per_depth)
     cores = max(1, min(cores or os.cpu_count() or 1, 16))
-    full = cores * picture + (cores * 3 // 2 + 40) * rgb  # the codecs left to their defaults
+    most = min(LOOKAHEAD_MAX, budget_bytes // (LOOKAHEAD_MB << 20))  # the look-ahead the budget buys
+    full = cores * picture + (cores * 3 // 2 + most) * rgb  # the codecs' threads left to their defaults
     if left >= full:
-        decoder_threads, encoder_threads, lookahead, held = cores, 0, None, full
+        decoder_threads, encoder_threads, lookahead, held = cores, 0, most, full
     else:
         decoder_threads = max(1, min(cores, left // 4 // picture))
         encoder_threads = max(1, min(cores, left // 4 // rgb))
-        lookahead = max(0, min(40, (left - decoder_threads * picture) // rgb - encoder_threads))
+        lookahead = max(0, min(most, (left - decoder_threads * picture) // rgb - encoder_threads))
         held = decoder_threads * picture + (encoder_threads + lookahead) * rgb
     total = fixed + depth * per_depth + held
     return Buffers(depth, decoder_threads, encoder_threads, lookahead, rgb, total)

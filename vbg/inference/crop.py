@@ -1,0 +1,315 @@
+"""The person crop: the model looks at the region around the person, not the whole frame.
+
+A person model sees the whole frame squeezed to its input (256x256 for the
+selfie model): someone far from the camera then covers a few dozen of its
+pixels. ``CroppedSegmenter`` wraps any segmenter and runs it on a box around
+the person instead, found from the masks it made before:
+
+- the box is the masks' bounding box (components of at least ``MIN_PART`` of
+  the largest one: a stray speck does not widen it), plus ``margin`` of its
+  size on every side, plus how far its edges moved since the previous mask (a
+  fast person gets a wider box), grown to the frame's aspect ratio (so the
+  model sees the same geometry as on the whole frame, only closer) and to at
+  least ``1 / zoom`` of the frame;
+- the box is kept while the person stays inside it and it is not much larger
+  than needed, so the model's input does not shift every frame (a shifting
+  input shifts the mask's edges: flicker);
+- the whole frame is used at the start, when the last mask found nobody, and
+  when the box would cover most of the frame anyway (a close-up: nothing
+  changes); every ``recheck`` runs an extra whole-frame pass looks for
+  someone entering, and the next box takes them in.
+
+The mask comes back on a fixed canvas of the frame (the model's input size
+times ``zoom``, at most the frame's size), the crop's mask pasted in its place
+and zero elsewhere: the tracker, smoother and upsampler downstream keep one
+mask size for the whole stream.
+
+``input_size`` is the canvas size; ``segment`` returns the canvas, a buffer
+reused on the next call (callers copy it, as they copy a model's output).
+One object per stream: the box follows the frames it is given, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+from ..errors import ConfigError
+
+log = logging.getLogger("vbg.inference")
+
+CROP_MODES = ("auto", "off")
+MARGIN = 0.1  # of the person's box, on every side
+ZOOM = 2.0  # the crop is at least 1/ZOOM of the frame: at most ZOOM times the whole frame's detail
+RECHECK = 24  # model runs between whole-frame looks for someone entering (about 1 s at 24 fps)
+MIN_PART = 0.05  # a mask component smaller than this share of the largest does not widen the box
+FULL_AT = 0.8  # a box this large (of the frame's side) is the whole frame: a close-up
+KEEP_SLACK = 1.3  # a kept box may be up to this much larger (per side) than the one needed
+LOST_AREA = 1e-4
+OFFLINE_LANES = 2  # vbg process: frame t's box comes from frame t-2's mask, whatever the worker count
+MOTION = 1.0  # the box grows by this many times how far the person's box edges moved since the last mask  # a mask covering less of the canvas than this found nobody
+
+
+def parse_crop(text) -> str:
+    mode = str(text).strip().lower()
+    if mode not in CROP_MODES:
+        raise ConfigError(f"crop {text!r} is not known: use auto (a box around the person) or off (the whole frame)")
+    return mode
+
+
+class CropPlanner:
+    """Where the model looks next, from the masks it made: ``box()``, then ``observe(canvas)``.
+
+    Boxes are ``(x0, y0, x1, y1)`` in frame pixels. ``observe`` takes the
+    canvas-sized mask of the frame the last box was used on.
+    """
+
+    def __init__(self, frame_hw: tuple[int, int], canvas_hw: tuple[int, int], *, margin: float = MARGIN,
+                 zoom: float = ZOOM, recheck: int = RECHECK) -> None:
+        self.frame_hw, self.canvas_hw = frame_hw, canvas_hw
+        self.margin, self.zoom, self.recheck = margin, zoom, recheck
+        self._bin = np.empty(canvas_hw, np.uint8)
+        self.reset()
+
+    @property
+    def whole(self) -> tuple[int, int, int, int]:
+        h, w = self.frame_hw
+        return (0, 0, w, h)
+
+    def reset(self) -> None:
+        self._box: tuple[int, int, int, int] | None = None  # the crop in use; None: the whole frame
+        self._person: tuple[float, float, float, float] | None = None  # the last mask's box, frame pixels
+        self._runs = 0
+
+    def box(self) -> tuple[int, int, int, int]:
+        return self._box or self.whole
+
+    def recheck_due(self) -> bool:
+        """An extra whole-frame look is due on this run (only while cropping)."""
+        return self._box is not None and self.recheck > 0 and self._runs % self.recheck == 0
+
+    def person_box(self, canvas: np.ndarray) -> tuple[float, float, float, float] | None:
+        """The bounding box (frame pixels) of the mask's parts that matter, or None when it is empty."""
+        ch, cw = self.canvas_hw
+        np.greater(canvas, 0.5, out=self._bin.view(bool))
+        if cv2.countNonZero(self._bin) < LOST_AREA * ch * cw:
+            return None
+        n, _, stats, _ = cv2.connectedComponentsWithStats(self._bin, connectivity=8)
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        keep = stats[1:][areas >= MIN_PART * areas.max()]
+        x0, y0 = keep[:, cv2.CC_STAT_LEFT].min(), keep[:, cv2.CC_STAT_TOP].min()
+        x1 = (keep[:, cv2.CC_STAT_LEFT] + keep[:, cv2.CC_STAT_WIDTH]).max()
+        y1 = (keep[:, cv2.CC_STAT_TOP] + keep[:, cv2.CC_STAT_HEIGHT]).max()
+        h, w = self.frame_hw
+        sx, sy = w / cw, h / ch
+        return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+
+    def observe(self, canvas: np.ndarray, *, whole_look: np.ndarray | None = None) -> None:
+        """Plan the next box from the mask just made (``whole_look``: a whole-frame mask of the
+        same frame, whose people join the box)."""
+        self._runs += 1
+        person = self.person_box(canvas)
+        if whole_look is not None:
+            other = self.person_box(whole_look)
+            if other is not None:
+                person = other if person is None else (min(person[0], other[0]), min(person[1], other[1]),
+                                                        max(person[2], other[2]), max(person[3], other[3]))
+        prev, self._person = self._person, person
+        if person is None:  # nobody: look at the whole frame next
+            self._box = None
+            return
+        h, w = self.frame_hw
+        x0, y0, x1, y1 = person
+        bw, bh = x1 - x0, y1 - y0
+        # How far each edge moved since the last mask: the box grows by as much again.
+        if prev is not None:
+            mx = max(abs(x0 - prev[0]), abs(x1 - prev[2]))
+            my = max(abs(y0 - prev[1]), abs(y1 - prev[3]))
+        else:
+            mx = my = 0.0
+        need_w = bw * (1 + 2 * self.margin) + 2 * MOTION * mx
+        need_h = bh * (1 + 2 * self.margin) + 2 * MOTION * my
+        s = max(need_w / w, need_h / h, 1.0 / self.zoom)  # the crop's scale: the frame's aspect
+        if s >= FULL_AT:
+            self._box = None
+            return
+        old = self._box
+        if old is not None:
+            ow = old[2] - old[0]
+            inside = (old[0] <= x0 - self.margin * bw and old[1] <= y0 - self.margin * bh
+                      and old[2] >= x1 + self.margin * bw and old[3] >= y1 + self.margin * bh)
+            if inside and ow <= KEEP_SLACK * s * w:
+                return  # the person is still well inside a box not much too large: keep it
+        cw_, ch_ = s * w, s * h
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        bx0 = int(round(min(max(cx - cw_ / 2, 0.0), w - cw_)))
+        by0 = int(round(min(max(cy - ch_ / 2, 0.0), h - ch_)))
+        self._box = (bx0, by0, min(w, bx0 + int(round(cw_))), min(h, by0 + int(round(ch_))))
+
+
+def canvas_size(model_hw: tuple[int, int], frame_hw: tuple[int, int], zoom: float = ZOOM) -> tuple[int, int]:
+    """The mask size of a cropped stream: the model's input size times ``zoom``, at most the frame's."""
+    return (min(frame_hw[0], int(round(model_hw[0] * zoom))), min(frame_hw[1], int(round(model_hw[1] * zoom))))
+
+
+class CropPlan:
+    """The boxes of one stream, shared by the segmenters that work on it.
+
+    ``lanes`` = 1 (live, ``vbg segment``): boxes follow the frames in the order
+    they are segmented. ``lanes`` = L > 1 (``vbg process``, whose workers take
+    frames as they come free): frame ``t``'s box comes from frame ``t - L``'s
+    mask, each residue of ``t`` mod L its own chain, and ``begin(t)`` waits
+    until frame ``t - L`` is done: the boxes, and so the output, do not depend
+    on which worker got which frame, or on how many workers there are.
+    """
+
+    def __init__(self, frame_hw: tuple[int, int], canvas_hw: tuple[int, int], *, lanes: int = 1,
+                 margin: float = MARGIN, zoom: float = ZOOM, recheck: int = RECHECK) -> None:
+        import threading
+
+        self.frame_hw, self.canvas_hw, self.lanes = frame_hw, canvas_hw, lanes
+        self._planners = [CropPlanner(frame_hw, canvas_hw, margin=margin, zoom=zoom, recheck=recheck)
+                          for _ in range(lanes)]
+        self._done = [-1] * lanes  # per lane: the last frame observed
+        self._cond = threading.Condition()
+
+    def planner(self, seq: int | None) -> CropPlanner:
+        return self._planners[0 if seq is None or self.lanes == 1 else seq % self.lanes]
+
+    def begin(self, seq: int | None, cancel=None) -> CropPlanner:
+        """The planner for frame ``seq``, once the frame before it in its lane is done."""
+        p = self.planner(seq)
+        if self.lanes == 1 or seq is None:
+            return p
+        lane = seq % self.lanes
+        want = seq - self.lanes
+        with self._cond:
+            while want >= 0 and self._done[lane] < want:
+                if cancel is not None and cancel.is_set():
+                    raise InterruptedError("stopped while waiting for an earlier frame's mask")
+                self._cond.wait(0.1)
+        return p
+
+    def end(self, seq: int | None) -> None:
+        if self.lanes == 1 or seq is None:
+            return
+        with self._cond:
+            self._done[seq % self.lanes] = seq
+            self._cond.notify_all()
+
+    def reset(self) -> None:
+        with self._cond:
+            for p in self._planners:
+                p.reset()
+            self._done = [-1] * self.lanes
+
+
+class CroppedSegmenter:
+    """A segmenter that runs ``inner`` on the person's box (see the module's text).
+
+    Same interface as the segmenters it wraps (``input_size``, ``segment``,
+    ``segment_full``, ``close``, ``providers``, ``source``). Several of them may
+    share one :class:`CropPlan` (``vbg process``'s workers, each with its own
+    model session); ``segment(rgb, seq=t)`` then names the frame.
+    """
+
+    def __init__(self, inner, *, plan: CropPlan | None = None, margin: float = MARGIN, zoom: float = ZOOM,
+                 recheck: int = RECHECK) -> None:
+        self.inner = inner
+        self.margin, self.zoom, self.recheck = margin, zoom, recheck
+        self._plan = plan
+        self._own_plan = plan is None
+        self._canvas: np.ndarray | None = None
+        self._whole: np.ndarray | None = None
+        self._affine = np.zeros((2, 3), np.float64)
+        self.crops = 0  # model runs on a crop (for the log and the benchmark)
+        self.rechecks = 0
+
+    @property
+    def providers(self) -> list[str]:
+        return self.inner.providers
+
+    @property
+    def source(self):
+        return self.inner.source
+
+    def input_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        return canvas_size(self.inner.input_size(frame_hw), frame_hw, self.zoom)
+
+    def _setup(self, frame_hw: tuple[int, int]) -> None:
+        canvas_hw = self.input_size(frame_hw)
+        if self._plan is None or self._own_plan and self._plan.frame_hw != frame_hw:
+            self._plan = CropPlan(frame_hw, canvas_hw, margin=self.margin, zoom=self.zoom, recheck=self.recheck)
+        if self._plan.frame_hw != frame_hw:
+            raise ValueError(f"a {frame_hw[1]}x{frame_hw[0]} frame in a stream of "
+                             f"{self._plan.frame_hw[1]}x{self._plan.frame_hw[0]} frames")
+        self._canvas = np.zeros(canvas_hw, np.float32)
+        self._whole = np.zeros(canvas_hw, np.float32)
+
+    def reset(self) -> None:
+        if self._plan is not None and self._own_plan:
+            self._plan.reset()
+
+    def box(self, seq: int | None = None) -> tuple[int, int, int, int] | None:
+        """The box frame ``seq`` (or the next frame) will be cut to (None before the first frame)."""
+        return None if self._plan is None else self._plan.planner(seq).box()
+
+    def segment(self, rgb: np.ndarray, *, seq: int | None = None, cancel=None) -> np.ndarray:
+        hw = rgb.shape[:2]
+        if self._canvas is None or self._plan is None or self._plan.frame_hw != hw:
+            self._setup(hw)
+        plan, canvas = self._plan, self._canvas
+        planner = plan.begin(seq, cancel)
+        try:
+            model_hw = self.inner.input_size(hw)
+            box = planner.box()
+            self._paste(rgb, box, model_hw, canvas)
+            look = None
+            if box != planner.whole:
+                self.crops += 1
+                if planner.recheck_due():
+                    self.rechecks += 1
+                    look = self._paste(rgb, planner.whole, model_hw, self._whole)
+            planner.observe(canvas, whole_look=look)
+        finally:
+            plan.end(seq)
+        return canvas
+
+    def _paste(self, rgb: np.ndarray, box: tuple[int, int, int, int], model_hw: tuple[int, int],
+               out: np.ndarray) -> np.ndarray:
+        """The model's mask of ``rgb[box]`` written into ``out`` in its place (zero outside the box).
+
+        One affine warp maps the mask's pixel centres onto the canvas's exactly: a box whose
+        edges fall between canvas pixels is not shifted by rounding (2 px at 720p would cost a
+        small person's IoU what the crop wins)."""
+        x0, y0, x1, y1 = box
+        h, w = rgb.shape[:2]
+        ch, cw = out.shape
+        if (x0, y0, x1, y1) == (0, 0, w, h):
+            alpha = self.inner.segment(rgb)
+        else:
+            alpha = self.inner.segment(rgb[y0:y1, x0:x1], size_hw=model_hw)
+        mh, mw = alpha.shape
+        sx, sy = (x1 - x0) / mw, (y1 - y0) / mh  # frame pixels per mask pixel
+        ax, ay = sx * cw / w, sy * ch / h  # canvas pixels per mask pixel
+        self._affine[0, 0], self._affine[0, 2] = ax, (x0 + 0.5 * sx) * cw / w - 0.5
+        self._affine[1, 1], self._affine[1, 2] = ay, (y0 + 0.5 * sy) * ch / h - 0.5
+        cv2.warpAffine(alpha, self._affine, (cw, ch), dst=out, flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        return out
+
+    def segment_full(self, rgb: np.ndarray) -> np.ndarray:
+        from ..models.preprocess import resize_alpha
+
+        return resize_alpha(self.segment(rgb), rgb.shape[:2])
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
