@@ -793,6 +793,16 @@ def _importing(frame) -> bool:
     return False
 
 
+_LAST_SIGNAL: list = [None]  # the signal _interrupt last turned into KeyboardInterrupt
+
+
+def _send_again(signum) -> None:
+    """Deliver ``signum`` to this process again in 50 ms, from a timer thread."""
+    t = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+    t.daemon = True
+    t.start()
+
+
 def _interrupt(signum=None, frame=None):
     """Stop at once: the KeyboardInterrupt unwinds whatever runs, closing what was opened.
 
@@ -801,13 +811,22 @@ def _interrupt(signum=None, frame=None):
     signal is sent again a moment later, once the import is done."""
     _SIGNALLED.set()
     if signum is not None and _importing(frame):
-        import threading
-
-        t = threading.Timer(0.05, os.kill, (os.getpid(), signum))
-        t.daemon = True
-        t.start()
+        _send_again(signum)
         return
+    _LAST_SIGNAL[0] = signum
     raise KeyboardInterrupt
+
+
+def _unraisable(u) -> None:
+    """``sys.unraisablehook`` while vbg runs: an interrupt that landed where Python cannot raise it
+    (a weakref callback, such as a ``WeakSet``'s clean-up, a ``__del__``, the garbage collector)
+    would be printed as "Exception ignored ... Traceback" and lost; it is sent again instead, to
+    stop the run a moment later where it can (seen in a loaded run, as a second Ctrl-C stopped
+    ``vbg process``). Anything else goes to Python's own hook."""
+    if issubclass(u.exc_type, KeyboardInterrupt) and _LAST_SIGNAL[0] is not None:
+        _send_again(_LAST_SIGNAL[0])
+        return
+    sys.__unraisablehook__(u)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -816,8 +835,11 @@ def main(argv: list[str] | None = None) -> int:
     # SIGINT, SIGTERM and SIGHUP stop a run from the first moment on: outputs finalized, no traceback.
     # (The live filter and vbg process install their own handlers while they run.)
     _SIGNALLED.clear()
+    _LAST_SIGNAL[0] = None
     old = {}
+    old_unraisable = sys.unraisablehook
     if threading.current_thread() is threading.main_thread():
+        sys.unraisablehook = _unraisable
         old = {sig: signal.signal(sig, _interrupt) for sig in stop_signals()}
     # A closed stdout/stderr (| head, > /dev/full) stops the run like Ctrl-C, without a
     # traceback; the process's own run keeps the guard through the interpreter's exit flush.
@@ -842,6 +864,7 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     finally:
         if argv is not None:  # called in-process: leave the caller's streams and environment alone
+            sys.unraisablehook = old_unraisable
             if undo_streams is not None:
                 undo_streams()
             if env is not None:

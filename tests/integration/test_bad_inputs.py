@@ -1342,6 +1342,40 @@ def test_a_signal_while_main_sets_up_is_an_interrupt_without_a_traceback(tmp_pat
     assert "vbg: interrupted" in proc.stderr and "Traceback" not in proc.stderr
 
 
+SIGNAL_IN_A_WEAKREF_CALLBACK = """
+import gc, os, signal, time, weakref
+from vbg import streams
+
+real = streams.install
+
+class Thing:
+    pass
+
+def install():
+    undo = real()
+    thing = Thing()
+    def gone(_ref):  # runs as Python runs a WeakSet's clean-up: no caller can catch what it raises
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the handler runs here, inside the callback
+    keep = weakref.ref(thing, gone)
+    del thing
+    gc.collect()
+    time.sleep(5)  # the interrupt, sent again, lands here: outside the callback
+    return undo
+
+streams.install = install
+"""
+
+
+def test_a_signal_inside_a_weakref_callback_still_stops_vbg_without_a_traceback(tmp_path):
+    """A signal that lands in a weakref callback (a WeakSet's clean-up, seen in a loaded run as the second Ctrl-C
+    of vbg process) cannot be raised there: Python printed it as "Exception ignored ... Traceback" and the stop was
+    lost. vbg sends it again a moment later and stops as for any Ctrl-C."""
+    proc = _run_with_sitecustomize(tmp_path, SIGNAL_IN_A_WEAKREF_CALLBACK, "backgrounds")
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    assert proc.returncode == 130 and "vbg: interrupted" in proc.stderr, (proc.returncode, proc.stderr)
+
+
 SIGNAL_AS_HANDLERS_GO_IN = """
 import os, signal
 
