@@ -998,9 +998,9 @@ def _run(argv: list[str]) -> int:
         if _SIGNALLED.is_set():
             return _interrupted()
         if not isinstance(e, VbgError):
-            from .errors import OutOfMemory
+            from .errors import OutOfMemory, one_line
 
-            detail = " ".join(str(e).split()) or "an allocation failed"
+            detail = one_line(e, "an allocation failed")
             e = OutOfMemory(f"out of memory ({detail}): close other programs, or lower --size (and for vbg process "
                             "--memory or --window)")
         print(f"vbg: error: {e}", file=sys.stderr)

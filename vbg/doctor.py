@@ -98,13 +98,15 @@ def _quiet_import(module: str) -> object:
 def check_packages(importer: Callable[[str], object] = _quiet_import) -> list[Check]:
     """The required packages import; optional ones are reported; two builds of
     one package sharing an import folder (onnxruntime, opencv) are flagged."""
+    from .errors import one_line
+
     found, missing, optional_missing, clashes = [], [], [], []
     for module, dists, required, pip in PACKAGES:
         versions = _dist_versions(dists)
         try:
             importer(module)
         except Exception as e:  # ImportError, or a broken build raising anything at import
-            reason = " ".join(str(e).split())[:120] or type(e).__name__
+            reason = one_line(e)[:120]
             (missing if required else optional_missing).append((module, pip, reason))
             continue
         if len(versions) > 1:

@@ -8,6 +8,12 @@ so callers that catch ``ValueError`` or ``OSError`` keep working.
 from __future__ import annotations
 
 
+def one_line(e: BaseException, empty: str | None = None) -> str:
+    """``str(e)`` on one line (every run of whitespace, newlines included, one space), for the
+    "(why)" part of a message; ``empty`` (default: the exception's class name) when it says nothing."""
+    return " ".join(str(e).split()) or empty or type(e).__name__
+
+
 class VbgError(Exception):
     """Base class. ``str(err)`` is the one line shown to the user."""
 

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from ..clock import Clock, MonotonicClock
-from ..errors import ConfigError, DependencyError, InputError
+from ..errors import ConfigError, DependencyError, InputError, one_line
 from ..imageio import read_rgb
 from ..mediaopen import picture_stream, special_file
 from ..ranges import BLUR
@@ -455,7 +455,7 @@ class SyncVideoBackground:
             frame = next(self._frames, None)
             rgb = None if frame is None else frame.to_ndarray(format="rgb24", threads=1)
         except (av.FFmpegError, OSError, ValueError) as e:
-            why = " ".join(str(e).split()) or type(e).__name__
+            why = one_line(e)
             raise InputError(f"background video {self.path} cannot be decoded after {self._decoded} frames "
                              f"({why}): the file is damaged; pass another background") from e
         self._decoded += rgb is not None

@@ -94,7 +94,7 @@ import cv2
 import numpy as np
 
 from vbg.encoders import Encoder, check_encoder, choose_encoder
-from vbg.errors import ConfigError, InputError, OutputError, VbgError
+from vbg.errors import ConfigError, InputError, OutputError, VbgError, one_line
 from vbg.fsutil import NewFile, NewFolder, OutputBusy, foreign_files, not_a_sequence_message
 from vbg.fsutil import write_error_hint as disk_hint
 from vbg.mediaopen import (TIMEOUT_ENV, NetworkFrames, NotAFileError, is_url, open_media, picture_stream, timed_out,
@@ -180,10 +180,6 @@ def frame_rate(stream) -> Fraction | None:
     return average or nominal
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
-
-
 def _open_input(path: str | Path, cancel: threading.Event | None = None) -> av.container.InputContainer:
     try:
         container = open_media(path, cancel)
@@ -197,7 +193,7 @@ def _open_input(path: str | Path, cancel: threading.Event | None = None) -> av.c
         if is_url(path) and timed_out(e):
             raise InputError(f"{path}: the server sent nothing for {timeout_s():g} s: check the URL, "
                              f"or allow longer with {TIMEOUT_ENV}=SECONDS") from e
-        raise InputError(f"{path}: not a readable video ({_one_line(e)}): pass an intact video file") from e
+        raise InputError(f"{path}: not a readable video ({one_line(e)}): pass an intact video file") from e
     if container.format.name in _TEXT_DEMUXERS:  # FFmpeg renders text files as "ANSI art" video
         container.close()
         raise InputError(f"{path} is a text file, not a video: pass a video file")
@@ -247,7 +243,7 @@ def probe(path: str | Path, cancel: threading.Event | None = None) -> VideoInfo:
         except av.FFmpegError as e:
             if isinstance(e, MemoryError):  # ENOMEM: out of memory, not a damaged file
                 raise
-            raise InputError(f"{path}: cannot decode its video ({_one_line(e)}): the file may be damaged") from e
+            raise InputError(f"{path}: cannot decode its video ({one_line(e)}): the file may be damaged") from e
         if first is None:
             raise InputError(f"{path}: its video stream has no decodable frame: pass an intact video file")
         rotation = frame_rotation(first, stream)
@@ -332,7 +328,7 @@ class VideoReader:
                 if isinstance(e, MemoryError):  # ENOMEM: out of memory, not a damaged file
                     raise
                 raise InputError(f"{self.path}: decoding failed after {self.frames_read} frames "
-                                 f"({_one_line(e)}): the file may be damaged") from e
+                                 f"({one_line(e)}): the file may be damaged") from e
             pts = frame.pts
             if pts is None:
                 pts = 0 if last_pts is None else last_pts + self._step
@@ -379,7 +375,7 @@ def read_alpha_video(path: str | Path) -> list[np.ndarray]:
                         out.extend(f.to_ndarray(format="rgba", threads=1) for f in ctx.decode(packet))
                 out.extend(f.to_ndarray(format="rgba", threads=1) for f in ctx.decode(None))
         except av.FFmpegError as e:
-            raise InputError(f"{path}: decoding failed after {len(out)} frames ({_one_line(e)}): "
+            raise InputError(f"{path}: decoding failed after {len(out)} frames ({one_line(e)}): "
                              "the file may be damaged") from e
     return out
 
@@ -603,7 +599,7 @@ class VideoWriter:
                 if isinstance(e, VbgError):
                     raise
                 raise OutputError(f"{self.path}: writing failed after {self.frames_written} frames "
-                                  f"({_one_line(e)}): {disk_hint(e)}") from e
+                                  f"({one_line(e)}): {disk_hint(e)}") from e
             self.frames_written += 1
 
     # ------------------------------------------------------------------ finishing
@@ -669,7 +665,7 @@ class _PngFolder(_Backend):
         except (OutputBusy, FileExistsError) as e:
             raise OutputError(e.strerror) from e
         except OSError as e:
-            raise OutputError(f"{folder}: cannot write there ({_one_line(e)}): choose a folder you can write to") from e
+            raise OutputError(f"{folder}: cannot write there ({one_line(e)}): choose a folder you can write to") from e
         self.folder = folder
         self._convert = {"rgb": cv2.COLOR_RGB2BGR, "rgba": cv2.COLOR_RGBA2BGRA, "matte": None}[mode]
         self._params = [cv2.IMWRITE_PNG_COMPRESSION, _PNG_LEVEL]
@@ -688,7 +684,7 @@ class _PngFolder(_Backend):
         try:  # written by Python, not libpng: a full disk is an OSError with its errno, not a log line
             self._new.add(name, buf.data)
         except OSError as e:
-            raise OutputError(f"{self.folder / name}: writing failed after {index} frames ({_one_line(e)}): "
+            raise OutputError(f"{self.folder / name}: writing failed after {index} frames ({one_line(e)}): "
                               f"{disk_hint(e)}") from e
 
     def finish(self, *, complete: bool, keep: Path, has_frames: bool) -> Path | None:
@@ -707,7 +703,7 @@ class _PngFolder(_Backend):
             raise
         except OSError as e:
             self._new.discard()
-            raise OutputError(f"{self.folder}: cannot move the frames into place ({_one_line(e)}): "
+            raise OutputError(f"{self.folder}: cannot move the frames into place ({one_line(e)}): "
                               f"{disk_hint(e)}") from e
         except BaseException:
             self._new.discard()
@@ -748,14 +744,14 @@ class _AvFile(_Backend):
         except (OutputBusy, FileExistsError) as e:
             raise OutputError(e.strerror) from e
         except OSError as e:
-            raise OutputError(f"{path}: cannot write there ({_one_line(e)}): "
+            raise OutputError(f"{path}: cannot write there ({one_line(e)}): "
                               "choose a folder you can write to") from e
         self.tmp = self._new.tmp
         try:
             self._container = av.open(self._new.sink, "w", format=fmt.muxer)
         except (av.FFmpegError, OSError) as e:
             self._new.discard()
-            raise OutputError(f"{path}: cannot write there ({_one_line(e)}): choose a folder you can write to") from e
+            raise OutputError(f"{path}: cannot write there ({one_line(e)}): choose a folder you can write to") from e
         try:
             stream = self._container.add_stream(codec.codec, rate=Fraction(info.fps or 30).limit_denominator(1001))
             stream.width, stream.height = self.frame_size
@@ -786,7 +782,7 @@ class _AvFile(_Backend):
             if isinstance(e, (InputError, OutputError)) or not isinstance(e, Exception):
                 raise
             fix = "use --encoder x264" if codec.codec == "h264_nvenc" else f"use {SUPPORTED_OUTPUTS}"
-            raise OutputError(f"{path}: cannot set up {codec.label} ({_one_line(e)}): {fix}") from e
+            raise OutputError(f"{path}: cannot set up {codec.label} ({one_line(e)}): {fix}") from e
 
     # ------------------------------------------------------------------ pixel conversion
     def _padded(self, image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -899,7 +895,7 @@ class _AvFile(_Backend):
         if failure is not None or not has_frames:
             self._new.discard()
             if failure is not None and has_frames:
-                raise OutputError(f"{self.path}: cannot finalize it ({_one_line(failure)}): "
+                raise OutputError(f"{self.path}: cannot finalize it ({one_line(failure)}): "
                                   f"{disk_hint(failure)}") from failure
             return None
         try:
@@ -909,7 +905,7 @@ class _AvFile(_Backend):
             raise OutputError(f"{e.strerror} (the frames are kept in {kept})") from e
         except OSError as e:
             self._new.discard()
-            raise OutputError(f"{keep}: cannot move {self.tmp.name} into place ({_one_line(e)}): "
+            raise OutputError(f"{keep}: cannot move {self.tmp.name} into place ({one_line(e)}): "
                               "check the folder's permissions") from e
 
 
@@ -929,7 +925,7 @@ class _Audio:
         try:
             self._in = open_media(src)
         except (av.FFmpegError, OSError) as e:
-            raise InputError(f"{src}: cannot read its audio ({_one_line(e)}): pass an intact media file") from e
+            raise InputError(f"{src}: cannot read its audio ({one_line(e)}): pass an intact media file") from e
         self._output = output
         self._pending: av.Packet | None = None
         self._done = False
@@ -974,7 +970,7 @@ class _Audio:
                 try:
                     packet = next(self._packets, None)
                 except av.FFmpegError as e:
-                    raise InputError(f"{self._in.name}: reading its audio failed ({_one_line(e)}): "
+                    raise InputError(f"{self._in.name}: reading its audio failed ({one_line(e)}): "
                                      "the file may be damaged") from e
                 if packet is None:
                     self._done = True

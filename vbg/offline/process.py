@@ -26,7 +26,7 @@ import numpy as np
 
 from ..buffers import Closed, FrameQueue
 from ..config import BackgroundConfig
-from ..errors import ConfigError, OutOfMemory, VbgError
+from ..errors import ConfigError, OutOfMemory, VbgError, one_line
 from ..inference.segmenter import SegmenterConfig
 from ..ranges import MEMORY_MB as MEMORY_MB_RANGE, SMOOTHING, WINDOW, ranged
 
@@ -227,7 +227,7 @@ class FileProcessor:
         try:
             coded = probe(src, cancel=self.stop)
         except MemoryError as e:
-            raise OutOfMemory(f"out of memory while opening it ({' '.join(str(e).split()) or 'an allocation failed'}):"
+            raise OutOfMemory(f"out of memory while opening it ({one_line(e, 'an allocation failed')}):"
                               " close other programs") from e
         info = coded.upright()  # frames are turned upright: a phone's portrait video is segmented standing
         buffers = plan_buffers((info.height, info.width), self.cfg.mode, self.cfg.window, len(self.segs),
@@ -243,7 +243,7 @@ class FileProcessor:
 
     def _out_of_memory(self, info, buffers: Buffers, e: BaseException, note: str = "") -> OutOfMemory:
         mb = buffers.bytes / 2**20
-        detail = " ".join(str(e).split())[:120] or type(e).__name__
+        detail = one_line(e)[:120]
         return OutOfMemory(
             f"out of memory while processing {info.width}x{info.height} frames ({detail}; the frames in flight "
             f"take about {mb:.0f} MB, --memory {self.cfg.memory}){note}: lower --memory or --window "

@@ -44,7 +44,7 @@ import numpy as np
 
 from vbg.clock import Clock, MonotonicClock
 from vbg.encoders import choose_encoder
-from vbg.errors import ConfigError, DependencyError, OutputError
+from vbg.errors import ConfigError, DependencyError, OutputError, one_line
 from vbg.fsutil import NewFile, OutputBusy, write_error_hint
 from vbg.sinks import SinkBase, SinkStats, check_geometry, check_image
 from vbg.types import Composite
@@ -103,7 +103,7 @@ class Recorder(SinkBase):
         except OutputBusy as e:
             raise OutputError(f"--record {e.strerror}".replace("another -o", "another --record file")) from e
         except OSError as e:
-            raise OutputError(f"--record {self.path}: cannot write there ({_one_line(e)}): {write_error_hint(e)}") from e
+            raise OutputError(f"--record {self.path}: cannot write there ({one_line(e)}): {write_error_hint(e)}") from e
         try:
             self._container = av.open(self._new.sink, "w", format=fmt)
             rate = Fraction(self.fps).limit_denominator(1001)
@@ -133,7 +133,7 @@ class Recorder(SinkBase):
             if not isinstance(e, Exception):
                 raise
             fix = "use --encoder x264" if self.encoder.nvenc else write_error_hint(e)
-            raise OutputError(f"--record {self.path}: cannot write it ({_one_line(e)}): {fix}") from e
+            raise OutputError(f"--record {self.path}: cannot write it ({one_line(e)}): {fix}") from e
 
         self._t0: float | None = None
         self._last_pts = -1
@@ -214,7 +214,7 @@ class Recorder(SinkBase):
                     try:
                         self._new.commit()  # rename into place
                     except OSError as e:
-                        self._fail(OutputError(f"--record {self.path}: cannot move it into place ({_one_line(e)}): "
+                        self._fail(OutputError(f"--record {self.path}: cannot move it into place ({one_line(e)}): "
                                                f"{write_error_hint(e)}"))
         self._raise_unreported()
 
@@ -245,7 +245,7 @@ class Recorder(SinkBase):
                 self._written += 1
         except Exception as e:
             err = OutputError(f"--record {self.path}: writing failed after {self._written} frames "
-                              f"({_one_line(e)}): {write_error_hint(e)}")
+                              f"({one_line(e)}): {write_error_hint(e)}")
             err.__cause__ = e
             self._fail(err)
             self._drain()
@@ -263,7 +263,7 @@ class Recorder(SinkBase):
                 self._finalized = self._finalized or e
             self._finalized = self._finalized or self._new.sink.error  # a write FFmpeg did not report
             if self._finalized is not None and self._written:
-                err = OutputError(f"--record {self.path}: cannot finalize it ({_one_line(self._finalized)}): "
+                err = OutputError(f"--record {self.path}: cannot finalize it ({one_line(self._finalized)}): "
                                   f"{write_error_hint(self._finalized)}")
                 err.__cause__ = self._finalized
                 self._fail(err)
@@ -277,7 +277,3 @@ class Recorder(SinkBase):
                 return
             if item is not _END:
                 self._free.put(item[0])
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__

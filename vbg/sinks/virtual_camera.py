@@ -28,7 +28,7 @@ import threading
 import numpy as np
 
 from vbg.clock import Clock, MonotonicClock
-from vbg.errors import ConfigError, DependencyError, SinkError
+from vbg.errors import ConfigError, DependencyError, SinkError, one_line
 from vbg.sinks import SinkBase, SinkStats, check_geometry, check_image
 from vbg.types import Composite
 
@@ -180,7 +180,7 @@ class VirtualCameraSink(SinkBase):
                     self._late += skipped
                 self._wait_until(t0 + tick * period)
         except Exception as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
+            reason = one_line(exc)
             err = SinkError(f"virtual camera {self.device}: sending a frame failed: {reason}")
             err.__cause__ = exc
             self._fail(err)
