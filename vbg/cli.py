@@ -413,7 +413,7 @@ def _auto_workers(seg_cfg, cfg, first: Path) -> tuple[list, str]:
     at the first input's frame size (``vbg.offline.workers``); the segmenters and ``: why``."""
     from .models.hub import cache_dir
     from .models.resolve import resolve_model
-    from .offline.media import probe
+    from .media.info import probe
     from .offline.process import plan_buffers
     from .mediaopen import is_url
     from .offline.workers import CACHE_NAME, open_auto
@@ -435,7 +435,7 @@ def cmd_process(args) -> int:
     from .config import BackgroundConfig, LiveConfig, problems as config_problems
     from .errors import InputError, OutputError
     from .inference import create_segmenter
-    from .offline.media import output_format
+    from .media.encode import output_format
     from .offline.process import FileProcessor, ProcessConfig
     from .progress import Progress
 
@@ -460,7 +460,7 @@ def cmd_process(args) -> int:
         preflight.collect(found, _check_process_target, dst, sequence, [*inputs, args.background], args.overwrite)
     for dst in {t.suffix.lower(): t for t, seq in planned if not seq}.values():  # a batch shares one format
         preflight.collect(found, output_format, dst, mode)
-    from .offline.media import encoder_for
+    from .media.encode import encoder_for
 
     one_per_format = {(t.suffix.lower(), seq): (t, seq) for t, seq in planned}.values()
     encoders = [preflight.collect(found, encoder_for, dst, mode, args.encoder, args.gpu, sequence=seq)

@@ -186,6 +186,15 @@ def free_name(target: Path, n: int, *, folder: bool = False) -> Path:
     return target.with_name(f"{target.stem}-{n}{target.suffix}")
 
 
+def partial_name(target: str | Path) -> Path:
+    """Where an unfinished output's frames so far are kept: ``out.mp4`` -> ``out.partial.mp4``,
+    ``frames`` -> ``frames.partial`` (the stem cut to 200 characters, so a name that fits the
+    folder still fits with ``.partial``). ``keep()`` takes the next free name when it exists
+    (``out.partial-2.mp4``, ``free_name``): it says which."""
+    target = Path(target)
+    return target.with_name(f"{target.stem[:200]}.partial{target.suffix}")
+
+
 class NewFile:
     """A file made exclusively under a fresh hidden name beside ``target``
     (``.NAME.XXXXXXXX.partial``, mode 0600, locked while it is written).

@@ -788,7 +788,7 @@ def write_phone_clip(path: Path, displayed: list[np.ndarray], rotation: int) -> 
 @pytest.fixture(scope="module")
 def phone(tmp_path_factory):
     """A person standing in a portrait picture (256 high, 144 wide), stored upright and as phones store it."""
-    from vbg.offline.media import probe
+    from vbg.media.info import probe
 
     d = tmp_path_factory.mktemp("phone")
     moving = [f for f, _ in person_clip_frames(8, (256, 144))]
@@ -811,7 +811,7 @@ def _mattes(path: Path) -> list[np.ndarray]:
 def test_a_rotated_phone_video_is_processed_upright(phone, tmp_path, rotation):
     """vbg process segments the picture as it is shown (the person standing), and writes it upright with
     no display matrix left, so every player shows the same."""
-    from vbg.offline.media import probe
+    from vbg.media.info import probe
 
     want, got = tmp_path / "upright.mp4", tmp_path / "rotated.mp4"
     for src, out in ((phone["upright"], want), (phone[rotation], got)):

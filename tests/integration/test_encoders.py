@@ -155,7 +155,7 @@ def test_process_auto_leaves_a_prores_output_alone(clip, tmp_path):
 
 @needs_no_nvenc
 def _info(width: int, height: int):
-    from vbg.offline.media import VideoInfo
+    from vbg.media.info import VideoInfo
 
     return VideoInfo(width=width, height=height, fps=30.0, time_base=Fraction(1, 30), frames=None, duration_s=1.0,
                      rotation=0, has_audio=False, audio_codec=None, pix_fmt="yuv420p", has_alpha=False, codec="h264")
@@ -165,7 +165,7 @@ def _info(width: int, height: int):
 def test_the_writers_refuse_nvenc_before_creating_a_file(tmp_path):
     """The library's own callers get the same device error, and no file either."""
     from vbg.errors import DeviceError
-    from vbg.offline.media import VideoWriter
+    from vbg.media.writer import VideoWriter
     from vbg.sinks.recorder import Recorder
 
     with pytest.raises(DeviceError, match="--encoder nvenc: .*use --encoder x264"):
@@ -182,7 +182,8 @@ import json, sys
 from fractions import Fraction
 from vbg import encoders
 from vbg.errors import ConfigError
-from vbg.offline.media import VideoInfo, VideoWriter
+from vbg.media.info import VideoInfo
+from vbg.media.writer import VideoWriter
 from vbg.sinks.recorder import Recorder
 
 out = sys.argv[1]
@@ -221,7 +222,7 @@ def test_frames_smaller_than_nvenc_encodes_go_to_x264_without_a_probe(tmp_path):
 
 
 def _nvenc_option_sets():
-    from vbg.offline.media import NVENC_OPTIONS
+    from vbg.media.encode import NVENC_OPTIONS
     from vbg.sinks.recorder import NVENC_PRESETS
 
     live = [{"preset": p, "tune": "ll", "rc": "vbr", "cq": "20", "b": "0"} for p in sorted(set(NVENC_PRESETS.values()))]

@@ -1,4 +1,4 @@
-"""vbg.offline.media on real files the tests make with PyAV: probe, decode with
+"""vbg.media on real files the tests make with PyAV: probe, decode with
 original pts, and write every output format (timing, rotation, audio, alpha,
 partial files)."""
 
@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 from vbg.errors import ConfigError, InputError, OutputError
-from vbg.offline.media import VideoInfo, VideoReader, VideoWriter, partial_path_for, probe, read_alpha_video
+from vbg.fsutil import partial_name as partial_path_for
+from vbg.media.info import VideoInfo, probe
+from vbg.media.reader import VideoReader, read_alpha_video
+from vbg.media.writer import VideoWriter
 
 W, H, FPS, N = 161, 97, 30, 24  # odd size on purpose
 RATE = 48000

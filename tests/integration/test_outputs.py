@@ -22,7 +22,8 @@ import pytest
 from conftest import PEOPLE, StderrLines, progress_shows_frames
 from media import person_clip_frames, write_clip
 from vbg.errors import OutputError
-from vbg.offline.media import VideoWriter, probe
+from vbg.media.info import probe
+from vbg.media.writer import VideoWriter
 
 PRECIOUS = b"the user's own file\n"
 

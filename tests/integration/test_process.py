@@ -18,7 +18,8 @@ import pytest
 from conftest import StderrLines, iou, progress_shows_frames, run_vbg
 from media import person_clip_frames, write_clip
 from test_offline_media import FPS, frame_pts_s, make_clip, span_s
-from vbg.offline.media import probe, read_alpha_video
+from vbg.media.info import probe
+from vbg.media.reader import read_alpha_video
 
 
 @pytest.fixture(scope="module")

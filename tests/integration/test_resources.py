@@ -267,7 +267,8 @@ def test_a_webm_opens_whatever_look_ahead_the_budget_allows(tmp_path):
     import numpy as np
 
     from media import read_frames
-    from vbg.offline.media import VideoWriter, probe
+    from vbg.media.info import probe
+    from vbg.media.writer import VideoWriter
 
     clip = write_clip(tmp_path / "in.mp4", [f for f, _ in person_clip_frames(3, (90, 160))])
     info = probe(clip)

@@ -171,7 +171,7 @@ def test_process_json_reader_leaving_mid_job_keeps_a_playable_partial_file(clip,
     import termios
     import time
 
-    from vbg.offline.media import probe
+    from vbg.media.info import probe
 
     out = tmp_path / "out.mp4"
     start = json.dumps({"event": "start", "input": str(clip), "output": str(out),

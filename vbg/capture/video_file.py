@@ -29,7 +29,7 @@ import numpy as np
 
 from ..clock import Clock, MonotonicClock
 from ..errors import InputError, SourceError
-from ..offline.media import check_frame_size, frame_rate, frame_rotation, quarter_turns, upright
+from ..media.info import check_frame_size, frame_rate, frame_rotation, quarter_turns, upright
 from ..mediaopen import (TIMEOUT_ENV, NetworkFrames, NotAFileError, is_url, open_media, picture_stream, timed_out,
                          timeout_s)
 

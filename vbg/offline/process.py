@@ -222,7 +222,7 @@ class FileProcessor:
         """``src`` rendered to ``dst`` (``sequence``, ``overwrite``: as ``VideoWriter`` takes them).
         Running out of memory is ``OutOfMemory`` (its own exit code), whichever library's
         allocation failed, never a damaged file or a traceback."""
-        from .media import probe
+        from ..media.info import probe
 
         try:
             coded = probe(src, cancel=self.stop)
@@ -254,7 +254,8 @@ class FileProcessor:
         from ..compositing import Compositor, background_from_options
         from ..inference.smoothing import CentredSmoother
         from ..inference.upsample import EdgeAwareUpsampler
-        from .media import VideoReader, VideoWriter
+        from ..media.reader import VideoReader
+        from ..media.writer import VideoWriter
 
         cfg = self.cfg
         res = FileResult(str(src), str(dst), total=info.frames, buffers=buffers)

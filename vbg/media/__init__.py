@@ -1,0 +1,18 @@
+"""Media files: everything vbg reads from or writes to a video file, in one place.
+
+=============  ==================================================================
+``info``       ``probe`` -> ``VideoInfo``, display rotation, ``open_input`` (one-line
+               errors for what is no video), the smallest frame size segmented
+``reader``     ``VideoReader``: every frame as RGB with its original pts (``vbg
+               process``; the live file source paces and loops it), alpha videos
+``encode``     codec and container tables, odd-size padding, colour tags, the
+               PyAV file backend (``AvFile``), the live recorder's H.264 stream
+``audio``      the source's audio, copied or re-encoded, muxed as video advances
+``png``        PNG sequences (one folder per run)
+``writer``     ``VideoWriter``: the path picks the format; abort keeps a playable partial
+=============  ==================================================================
+
+Opening a file or URL (time-outs, FIFOs, cover art) is :mod:`vbg.mediaopen`; every
+output is created through :mod:`vbg.fsutil` (fresh hidden name, renamed into place).
+Nothing here imports the pipeline, ``vbg.offline``, ``vbg.cli`` or ``vbg.evaluation``.
+"""

@@ -1,0 +1,182 @@
+"""What a video file holds, and opening it for reading.
+
+``probe(path)`` describes a file (``VideoInfo``). Rotation metadata (a phone's
+display matrix) is reported, not applied: ``upright()`` turns frames as a player
+shows them, and ``info.upright()`` describes them so. ``open_input`` opens a file
+or URL for its video with a one-line ``InputError`` for everything that is no
+video (missing, damaged, a text file, audio with cover art).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from vbg.errors import ConfigError, InputError, one_line
+from vbg.mediaopen import TIMEOUT_ENV, NotAFileError, is_url, open_media, picture_stream, timed_out, timeout_s
+
+TEXT_DEMUXERS = {"tty", "srt", "ass", "webvtt", "subviewer", "microdvd"}
+
+
+@dataclass(frozen=True, slots=True)
+class VideoInfo:
+    """What ``probe`` found in a video file."""
+
+    width: int  # coded size, before rotation
+    height: int
+    fps: float  # average frame rate
+    time_base: Fraction  # of the video stream: pts * time_base = seconds
+    frames: int | None  # frame count from the container's index (as PyAV's stream.frames); None if unknown (mkv, webm)
+    duration_s: float
+    rotation: int  # display rotation, degrees counter-clockwise, 0..359; not applied to pixels (see upright())
+    has_audio: bool
+    audio_codec: str | None
+    pix_fmt: str
+    has_alpha: bool
+    codec: str  # video codec name, e.g. "h264"
+
+    def upright(self) -> VideoInfo:
+        """This video as ``upright`` frames show it: display size, no rotation left."""
+        turns = quarter_turns(self.rotation)
+        w, h = (self.height, self.width) if turns % 2 else (self.width, self.height)
+        return replace(self, width=w, height=h, rotation=0)
+
+
+_ROTATE = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
+
+
+def quarter_turns(rotation: float) -> int:
+    """Counter-clockwise display rotation in degrees -> quarter turns 0..3 (nearest)."""
+    return round(rotation / 90) % 4
+
+
+def frame_rotation(frame: av.VideoFrame, stream) -> int:
+    """A decoded frame's display rotation, degrees counter-clockwise 0..359: its display
+    matrix, else the stream's older 'rotate' tag (clockwise degrees)."""
+    rotation = frame.rotation
+    if not rotation and "rotate" in stream.metadata:
+        try:
+            rotation = -int(float(stream.metadata["rotate"]))
+        except ValueError:
+            rotation = 0
+    return int(rotation) % 360
+
+
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """``rgb`` turned as a player shows it (``rotation``: degrees counter-clockwise)."""
+    turns = quarter_turns(rotation)
+    return rgb if turns == 0 else cv2.rotate(rgb, _ROTATE[turns])
+
+
+def frame_rate(stream) -> Fraction | None:
+    """The average frame rate; the stream's nominal one when the average is under one frame a
+    second, which is a gap in the timestamps (a damaged file), not the rate the frames play at."""
+    average = stream.average_rate
+    nominal = stream.guessed_rate or stream.base_rate
+    if average and average < 1 and nominal and nominal >= 1:
+        return nominal
+    return average or nominal
+
+
+def open_input(path: str | Path, cancel: threading.Event | None = None) -> av.container.InputContainer:
+    try:
+        container = open_media(path, cancel)
+    except ConfigError:
+        raise
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: no such file: check the path") from e
+    except NotAFileError as e:
+        raise InputError(f"{e}: pass a video file") from e
+    except (av.FFmpegError, OSError) as e:
+        if is_url(path) and timed_out(e):
+            raise InputError(f"{path}: the server sent nothing for {timeout_s():g} s: check the URL, "
+                             f"or allow longer with {TIMEOUT_ENV}=SECONDS") from e
+        raise InputError(f"{path}: not a readable video ({one_line(e)}): pass an intact video file") from e
+    if container.format.name in TEXT_DEMUXERS:  # FFmpeg renders text files as "ANSI art" video
+        container.close()
+        raise InputError(f"{path} is a text file, not a video: pass a video file")
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"{path} has no video stream: pass a video file")
+    if picture_stream(container) is None:
+        container.close()
+        raise InputError(f"{path} has no video stream, only cover art (a still picture): pass a video file")
+    return container
+
+
+MIN_SIDE = 16  # smaller frames hold nothing to segment (and 1-pixel sizes break resampling)
+MAX_ASPECT = 10  # wider or taller than 10:1 is a strip, not a picture
+
+
+def check_frame_size(name, width: int, height: int) -> None:
+    """Refuse a frame size no person fits in: a side under ``MIN_SIDE`` or an aspect over ``MAX_ASPECT``."""
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_ASPECT * min(width, height):
+        raise InputError(f"{name}: its frames are {width}x{height}: too small or too narrow to segment "
+                         f"(at least {MIN_SIDE} pixels a side, at most {MAX_ASPECT}:1); pass a video of a person")
+
+
+def _alpha_in_stream(stream: av.video.stream.VideoStream, pix_fmt: str) -> bool:
+    if stream.metadata.get("alpha_mode") == "1":  # VP8/VP9 alpha in Matroska/WebM
+        return True
+    try:
+        return any(c.is_alpha for c in av.VideoFormat(pix_fmt).components)
+    except (ValueError, av.FFmpegError):
+        return False
+
+
+def probe(path: str | Path, cancel: threading.Event | None = None) -> VideoInfo:
+    """Describe ``path``'s first video stream (decodes one frame for the rotation).
+
+    Raises ``InputError`` for a missing, corrupt or unsupported file, or one
+    without a video stream. A URL is opened with time-outs; ``cancel`` (or a
+    signal) ends the wait for it with ``KeyboardInterrupt``.
+    """
+    with open_input(path, cancel) as container:
+        stream = picture_stream(container)
+        cc = stream.codec_context
+        try:
+            first = next(container.decode(stream), None)
+        except av.FFmpegError as e:
+            if isinstance(e, MemoryError):  # ENOMEM: out of memory, not a damaged file
+                raise
+            raise InputError(f"{path}: cannot decode its video ({one_line(e)}): the file may be damaged") from e
+        if first is None:
+            raise InputError(f"{path}: its video stream has no decodable frame: pass an intact video file")
+        rotation = frame_rotation(first, stream)
+        check_frame_size(path, cc.width or first.width, cc.height or first.height)
+        pix_fmt = cc.pix_fmt or first.format.name
+        has_alpha = _alpha_in_stream(stream, pix_fmt)
+        if has_alpha and stream.metadata.get("alpha_mode") == "1" and pix_fmt == "yuv420p":
+            pix_fmt = "yuva420p"  # what the libvpx decoder gives; FFmpeg's native one drops alpha
+        time_base = stream.time_base or Fraction(1, 90000)
+        rate = frame_rate(stream)
+        if stream.duration:
+            duration = float(stream.duration * time_base)
+        elif container.duration:
+            duration = container.duration / av.time_base
+        else:
+            duration = 0.0
+        frames = stream.frames or None
+        if not rate:
+            rate = Fraction(frames) / Fraction(duration) if frames and duration else Fraction(30)
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return VideoInfo(
+            width=cc.width or first.width,
+            height=cc.height or first.height,
+            fps=float(rate),
+            time_base=time_base,
+            frames=frames,
+            duration_s=duration,
+            rotation=int(rotation) % 360,
+            has_audio=audio is not None,
+            audio_codec=audio.codec_context.name if audio is not None else None,
+            pix_fmt=pix_fmt,
+            has_alpha=has_alpha,
+            codec=cc.name,
+        )

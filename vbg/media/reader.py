@@ -1,0 +1,133 @@
+"""Decoding every frame of a video, for ``vbg process`` and the live file source.
+
+``VideoReader(path)`` yields every frame as RGB with its original ``pts``, so a
+variable frame rate survives the round trip. ``VideoReader(path,
+rotate=info.rotation)`` turns the frames upright (``vbg.media.info``): ``vbg
+process`` works on upright frames and writes an upright file without a display
+matrix, which plays the same in every player.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vbg.errors import InputError, one_line
+from vbg.media.info import frame_rate, open_input, upright
+from vbg.mediaopen import NetworkFrames, is_url, picture_stream
+
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
+    index: int  # 0, 1, 2, ... in decode output (presentation) order
+    pts: int  # original pts in ``VideoInfo.time_base``
+    time_s: float  # pts * time_base (need not start at 0)
+    rgb: np.ndarray  # H x W x 3 uint8: coded size, or upright with VideoReader(rotate=...)
+
+
+MAX_TIMESTAMP_JUMP_S = 600  # a longer gap between two frames is damage, not a pause (an output of one still frame)
+
+
+class VideoReader:
+    """Every frame of ``path``'s first video stream as RGB with its original pts.
+
+    ``for frame in reader`` yields ``DecodedFrame``s; a decode error mid-file, or
+    timestamps that jump forward by more than ``MAX_TIMESTAMP_JUMP_S``,
+    raise ``InputError`` that says how many frames were read (``frames_read``),
+    so the caller can still finalize what it has. A frame without a pts gets
+    the previous one plus one frame interval. ``rotate`` (``VideoInfo.rotation``)
+    turns each frame upright.
+    """
+
+    def __init__(self, path: str | Path, cancel: threading.Event | None = None, *, rotate: int = 0,
+                 threads: int | None = None) -> None:
+        """``threads``: FFmpeg's decoding threads (None: as many as it likes); with frame
+        threading each holds a picture, so a memory budget caps them for large frames."""
+        self.path = str(path)
+        self._rotate = rotate
+        self._container = open_input(path, cancel)
+        self._stream = picture_stream(self._container)
+        self._stream.thread_type = "AUTO"
+        if threads is not None:
+            self._stream.codec_context.thread_count = threads
+        self.time_base: Fraction = self._stream.time_base or Fraction(1, 90000)
+        rate = frame_rate(self._stream) or Fraction(30)
+        self._step = max(1, round(1 / (rate * self.time_base)))
+        self._cancel = cancel
+        self._network: NetworkFrames | None = None
+        self.frames_read = 0
+
+    def __iter__(self) -> Iterator[DecodedFrame]:
+        if self._container is None:
+            raise ValueError("VideoReader is closed")
+        last_pts: int | None = None
+        if is_url(self.path):  # a server may go silent: decoded on a helper, so that ``cancel`` ends the wait
+            frames = self._network = NetworkFrames(self._container, self._stream, self._cancel)
+        else:
+            frames = self._container.decode(self._stream)
+        while True:
+            try:
+                frame = next(frames, None)
+                if frame is None:
+                    return
+                rgb = upright(frame.to_ndarray(format="rgb24", threads=1), self._rotate)  # threads=1: no
+                # swscale thread pool per frame
+            except av.FFmpegError as e:
+                if isinstance(e, MemoryError):  # ENOMEM: out of memory, not a damaged file
+                    raise
+                raise InputError(f"{self.path}: decoding failed after {self.frames_read} frames "
+                                 f"({one_line(e)}): the file may be damaged") from e
+            pts = frame.pts
+            if pts is None:
+                pts = 0 if last_pts is None else last_pts + self._step
+            if last_pts is not None and (gap := float((pts - last_pts) * self.time_base)) > MAX_TIMESTAMP_JUMP_S:
+                raise InputError(f"{self.path}: its timestamps jump by {gap:.0f} s "
+                                 f"after {self.frames_read} frames: the file is damaged; re-encode it with "
+                                 "continuous timestamps (ffmpeg -i IN -vf setpts=N/FRAME_RATE/TB OUT)")
+            last_pts = pts
+            index = self.frames_read
+            self.frames_read += 1
+            yield DecodedFrame(index=index, pts=pts, time_s=float(pts * self.time_base), rgb=rgb)
+
+    def close(self) -> None:
+        if self._network is not None:  # its helper thread closes the container
+            self._network.abandon()
+        elif self._container is not None:
+            self._container.close()
+        self._container = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_alpha_video(path: str | Path) -> list[np.ndarray]:
+    """Decode every frame of ``path`` to RGBA (H x W x 4 uint8): ProRes 4444 in
+    .mov, VP9/VP8 alpha in .webm (through the libvpx decoders, since FFmpeg's
+    native VP9 decoder drops the alpha plane). A video without alpha comes back
+    with alpha 255."""
+    out: list[np.ndarray] = []
+    with open_input(path) as container:
+        stream = container.streams.video[0]
+        libvpx = {"vp9": "libvpx-vp9", "vp8": "libvpx"}.get(stream.codec_context.name)
+        try:
+            if libvpx is None:
+                stream.thread_type = "AUTO"
+                out = [f.to_ndarray(format="rgba", threads=1) for f in container.decode(stream)]
+            else:
+                ctx = av.CodecContext.create(libvpx, "r")
+                for packet in container.demux(stream):
+                    if packet.size:
+                        out.extend(f.to_ndarray(format="rgba", threads=1) for f in ctx.decode(packet))
+                out.extend(f.to_ndarray(format="rgba", threads=1) for f in ctx.decode(None))
+        except av.FFmpegError as e:
+            raise InputError(f"{path}: decoding failed after {len(out)} frames ({one_line(e)}): "
+                             "the file may be damaged") from e
+    return out
