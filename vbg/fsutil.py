@@ -22,6 +22,16 @@ is the temporary file itself, so there is no lock file to leave behind: a
 refused run has created nothing, and a run that ends renames or removes its
 temporary. (A run killed with SIGKILL leaves its temporary, unlocked: it does
 not count as busy.)
+
+Names, all made here (one scheme for every output: the live recording, ``vbg
+process``'s files and PNG folders, exported models):
+
+* ``.NAME.XXXXXXXX.partial``: the temporary (``NewFile``, ``NewFolder``): hidden,
+  random, never a result. Nothing needs the real extension at the end: the media
+  writers name their format to PyAV, which writes through ``NewFile.sink``.
+* ``NAME.partial.EXT`` (``partial_name``): where an unfinished output's frames so
+  far are kept (an interrupted ``vbg process``), then ``NAME.partial-2.EXT``...
+  (``free_name``): a kept partial never replaces a file.
 """
 
 from __future__ import annotations
@@ -278,6 +288,20 @@ class NewFile:
             self.commit()
         else:
             self.discard()
+
+
+def write_new(target: str | Path, data, *, check_busy: bool = False) -> Path:
+    """``data`` into ``target``, whole or not at all: a ``NewFile`` written, synced to the disk
+    and renamed over ``target``; on any failure the temporary is removed. ``check_busy``: as
+    ``NewFile`` (off by default: a cache file written by two runs at once is the same file)."""
+    new = NewFile(target, check_busy=check_busy)
+    try:
+        new.write(data)
+        os.fsync(new.fd)
+        return new.commit()
+    except BaseException:
+        new.discard()
+        raise
 
 
 def _check_target(target: Path, check_busy: bool, replace: bool) -> None:

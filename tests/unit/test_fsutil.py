@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from vbg.fsutil import NewFile, NewFolder, OutputBusy, Swapped, busy_writer
+from vbg.fsutil import NewFile, NewFolder, OutputBusy, Swapped, busy_writer, partial_name, write_new
 
 PRECIOUS = b"the user's own file\n"
 
@@ -63,3 +63,26 @@ def test_each_new_file_has_its_own_name_and_the_second_writer_is_refused(tmp_pat
     assert a.commit().read_bytes() == b"a"
     assert busy_writer(tmp_path / "o.mp4") is None
     assert [p.name for p in tmp_path.iterdir()] == ["o.mp4"]
+
+
+def test_partial_name_keeps_the_extension_and_fits_the_folder(tmp_path):
+    assert partial_name(tmp_path / "out.mp4") == tmp_path / "out.partial.mp4"
+    assert partial_name(tmp_path / "frames") == tmp_path / "frames.partial"
+    long = partial_name(tmp_path / ("x" * 250 + ".mkv"))
+    assert long.name == "x" * 200 + ".partial.mkv"
+
+
+def test_write_new_replaces_the_target_whole_or_leaves_it_alone(tmp_path):
+    target = tmp_path / "cache" / "model.onnx"
+    assert write_new(target, b"first") == target and target.read_bytes() == b"first"
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()  # the usual mode, not mkstemp's 0600
+    with pytest.raises(TypeError):
+        write_new(target, object())  # fails while writing
+    assert target.read_bytes() == b"first"
+    assert [p.name for p in target.parent.iterdir()] == ["model.onnx"]  # no temporary left
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -18,14 +18,13 @@ import io
 import logging
 import os
 import pickle
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DependencyError, ModelError, OutputError
-from ..fsutil import write_error_hint
+from ..fsutil import write_error_hint, write_new
 from .spec import RMBG14
 
 log = logging.getLogger("vbg.export")
@@ -180,35 +179,10 @@ def export_onnx(
         **(metadata or {}),
     })
     try:
-        _write_new(out, data)
+        write_new(out, data)
     except OSError as e:
         raise OutputError(f"cannot write {out}: {e.strerror or e}: {write_error_hint(e)}") from e
     return out
-
-
-def _write_new(target: Path, data: bytes) -> None:
-    """``data`` into ``target``, whole or not at all: written through the descriptor of a file
-    that mkstemp created exclusively (O_EXCL, so never a link or another's file) under a fresh
-    name in ``target``'s folder, then renamed over ``target``. No name is opened twice."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".partial", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 -> what any new file gets
-            os.fsync(f.fileno())
-        os.replace(name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
-        raise
-
-
-def _umask() -> int:
-    from ..fsutil import _umask as umask
-
-    return umask()
 
 
 def _stamp_metadata(data: bytes, props: dict[str, str]) -> bytes:
