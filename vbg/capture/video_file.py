@@ -1,4 +1,4 @@
-"""A video file (or stream URL) read with PyAV.
+"""A video file (or stream URL) as a live source: ``vbg.media.reader.VideoReader``, paced and looped.
 
 As a live source it is *paced*: frame i is handed out when its timestamp is
 due on the clock, as a camera would, and ``loop`` starts it again at the end
@@ -14,24 +14,23 @@ restarted) is played over as one frame interval instead of waited for.
 Frames are turned upright as a player shows them (a phone video's display
 rotation), and ``width``/``height`` are the upright size.
 
-A stream URL is decoded on a helper thread (:class:`~vbg.mediaopen.NetworkFrames`),
-so that :meth:`cancel` ends a read that waits for a server gone silent mid-stream
-at once, instead of after the network time-out.
+A stream URL is decoded on a helper thread (the reader's
+:class:`~vbg.mediaopen.NetworkFrames`), so that :meth:`cancel` ends a read that waits
+for a server gone silent mid-stream at once, instead of after the network time-out.
 """
 
 from __future__ import annotations
 
 import threading
-from fractions import Fraction
 
 import av
 import numpy as np
 
 from ..clock import Clock, MonotonicClock
 from ..errors import InputError, SourceError
-from ..media.info import check_frame_size, frame_rate, frame_rotation, quarter_turns, upright
-from ..mediaopen import (TIMEOUT_ENV, NetworkFrames, NotAFileError, is_url, open_media, picture_stream, timed_out,
-                         timeout_s)
+from ..media.info import check_frame_size, quarter_turns
+from ..media.reader import VideoReader
+from ..mediaopen import TIMEOUT_ENV, NotAFileError, is_url, open_media, picture_stream, timed_out, timeout_s
 
 
 MAX_JUMP_S = 10.0  # a longer jump between two frames' timestamps (either way) is played as one frame interval
@@ -49,9 +48,8 @@ class VideoFileSource:
         self.live = paced
         self.clock = clock or MonotonicClock()
         self._cancel = threading.Event()
-        self._network: NetworkFrames | None = None  # a URL's frames, read on a helper thread
         try:
-            self._container = open_media(path)
+            container = open_media(path)
         except NotAFileError as e:
             raise SourceError(f"--source {e}: pass a video file, a camera index or a URL") from e
         except (av.FFmpegError, OSError) as e:
@@ -60,23 +58,22 @@ class VideoFileSource:
                                   f"URL, or allow longer with {TIMEOUT_ENV}=SECONDS") from e
             raise SourceError(f"cannot open {self.path} as a video ({e.__class__.__name__}): "
                               "check the file, or pass a camera index with --source 0") from e
-        if not self._container.streams.video:
-            self._container.close()
+        if not container.streams.video:
+            container.close()
             raise SourceError(f"{self.path} has no video stream: pass a video file")
-        self._stream = picture_stream(self._container)
-        if self._stream is None:
-            self._container.close()
+        if picture_stream(container) is None:
+            container.close()
             raise SourceError(f"{self.path} has no video stream, only cover art (a still picture): "
                               "pass a video file")
-        self._stream.thread_type = "AUTO"
-        cc = self._stream.codec_context
+        self._reader = VideoReader(self.path, self._cancel, rotate=None, container=container)
+        cc = self._reader.stream.codec_context
         self._frames = self._decode()
         try:  # the first frame carries the display rotation: kept for read()
             self._pending = next(self._frames, None)
         except BaseException:
             self.close()
             raise
-        self.rotation = frame_rotation(self._pending, self._stream) if self._pending is not None else 0
+        self.rotation = self._reader.rotation or 0
         w, h = cc.width or getattr(self._pending, "width", 0), cc.height or getattr(self._pending, "height", 0)
         self.width, self.height = (h, w) if quarter_turns(self.rotation) % 2 else (w, h)
         try:
@@ -84,9 +81,9 @@ class VideoFileSource:
         except InputError as e:
             self.close()
             raise SourceError(str(e)) from e
-        rate = frame_rate(self._stream) or Fraction(30)
-        self.fps = float(rate)
-        self._tb = float(self._stream.time_base) if self._stream.time_base else 1.0 / self.fps
+        self.fps = float(self._reader.rate)
+        time_base = self._reader.stream.time_base
+        self._tb = float(time_base) if time_base else 1.0 / self.fps
         self._t0: float | None = None  # clock time that timestamp 0 maps to
         self._first_ts: float | None = None  # first timestamp of the current pass
         self._prev_ts = 0.0  # timestamp of the frame before
@@ -97,12 +94,8 @@ class VideoFileSource:
         self.frames_dropped = 0
 
     def _decode(self):
-        if is_url(self.path):  # the helper owns the container from here on
-            frames = self._network = NetworkFrames(self._container, self._stream, self._cancel)
-        else:
-            frames = self._container.decode(self._stream)
         try:
-            yield from frames
+            yield from self._reader.frames()
         except av.FFmpegError as e:
             if is_url(self.path) and timed_out(e):
                 raise SourceError(f"{self.path}: the server sent nothing for {timeout_s():g} s") from e
@@ -134,9 +127,7 @@ class VideoFileSource:
                     continue
                 self.clock.sleep(-late)
             self.frames_read += 1
-            # threads=1: each frame gets its own swscale context, and the default starts (and
-            # ends) a pool of slice threads for every one of them; one thread is also faster here.
-            return upright(frame.to_ndarray(format="rgb24", threads=1), self.rotation)
+            return self._reader.rgb(frame)
 
     def _next_frame(self):
         frame, self._pending = self._pending, None
@@ -147,21 +138,14 @@ class VideoFileSource:
                 return None
             self._pass_offset = self._last_rel + 1.0 / self.fps
             self._first_ts = None
-            if self._network is not None:  # a stream cannot seek: play it again from a new connection
-                self._network.abandon()
-                self._container = self._stream = None
-                try:
-                    self._container = open_media(self.path, self._cancel)
-                except KeyboardInterrupt:
-                    if self._cancel.is_set():
-                        return None
-                    raise
-                except (av.FFmpegError, OSError) as e:
-                    raise SourceError(f"cannot open {self.path} again to loop it: {e}") from e
-                self._stream = picture_stream(self._container)
-                self._stream.thread_type = "AUTO"
-            else:
-                self._container.seek(0)
+            try:  # a file seeks; a stream cannot, and is played again from a new connection
+                self._reader.rewind()
+            except KeyboardInterrupt:
+                if self._cancel.is_set():
+                    return None
+                raise
+            except (av.FFmpegError, OSError) as e:
+                raise SourceError(f"cannot open {self.path} again to loop it: {e}") from e
             self._frames = self._decode()
             frame = next(self._frames, None)
         return frame
@@ -180,12 +164,7 @@ class VideoFileSource:
             except ValueError:  # still running on a reader that did not stop: it ends with the helper
                 pass
             self._frames = None
-        self._stream = None
-        if self._network is not None:  # its helper closes the container once FFmpeg lets it go
-            self._network.abandon()
-        elif self._container is not None:
-            self._container.close()
-        self._container = None
+        self._reader.close()  # a stream's helper closes its container once FFmpeg lets it go
 
     def __enter__(self):
         return self

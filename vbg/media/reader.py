@@ -19,8 +19,8 @@ import av
 import numpy as np
 
 from vbg.errors import InputError, one_line
-from vbg.media.info import frame_rate, open_input, upright
-from vbg.mediaopen import NetworkFrames, is_url, picture_stream
+from vbg.media.info import frame_rate, frame_rotation, open_input, upright
+from vbg.mediaopen import NetworkFrames, is_url, open_media, picture_stream
 
 @dataclass(frozen=True, slots=True)
 class DecodedFrame:
@@ -41,42 +41,81 @@ class VideoReader:
     raise ``InputError`` that says how many frames were read (``frames_read``),
     so the caller can still finalize what it has. A frame without a pts gets
     the previous one plus one frame interval. ``rotate`` (``VideoInfo.rotation``)
-    turns each frame upright.
+    turns each frame upright; None: as the first decoded frame's display
+    rotation says (``rotation`` then holds it).
+
+    The live file source (``vbg.capture.video_file``) paces and loops the same
+    reader one layer down: ``frames()`` (PyAV's frames, errors as FFmpeg raises
+    them), ``rgb(frame)`` (converted only when handed out) and ``rewind()``.
     """
 
-    def __init__(self, path: str | Path, cancel: threading.Event | None = None, *, rotate: int = 0,
-                 threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, cancel: threading.Event | None = None, *, rotate: int | None = 0,
+                 threads: int | None = None, container: av.container.InputContainer | None = None) -> None:
         """``threads``: FFmpeg's decoding threads (None: as many as it likes); with frame
-        threading each holds a picture, so a memory budget caps them for large frames."""
+        threading each holds a picture, so a memory budget caps them for large frames.
+        ``container``: ``path`` already opened by the caller (with its own messages for
+        what is no video), holding a picture stream; the reader closes it."""
         self.path = str(path)
-        self._rotate = rotate
-        self._container = open_input(path, cancel)
+        self.rotation = rotate
+        self._container = open_input(path, cancel) if container is None else container
         self._stream = picture_stream(self._container)
         self._stream.thread_type = "AUTO"
         if threads is not None:
             self._stream.codec_context.thread_count = threads
         self.time_base: Fraction = self._stream.time_base or Fraction(1, 90000)
-        rate = frame_rate(self._stream) or Fraction(30)
-        self._step = max(1, round(1 / (rate * self.time_base)))
+        self.rate: Fraction = frame_rate(self._stream) or Fraction(30)
+        self._step = max(1, round(1 / (self.rate * self.time_base)))
         self._cancel = cancel
         self._network: NetworkFrames | None = None
         self.frames_read = 0
 
-    def __iter__(self) -> Iterator[DecodedFrame]:
+    @property
+    def stream(self) -> av.video.stream.VideoStream | None:
+        """The picture stream being decoded (None once closed)."""
+        return self._stream
+
+    def frames(self) -> Iterator[av.VideoFrame]:
+        """The decoded frames as PyAV gives them, from where the reader stands: no conversion,
+        no timestamp checks, a decoding error raised as FFmpeg raises it. A URL is decoded on
+        a helper (``NetworkFrames``), so that ``cancel`` ends a wait for a silent server."""
         if self._container is None:
             raise ValueError("VideoReader is closed")
-        last_pts: int | None = None
-        if is_url(self.path):  # a server may go silent: decoded on a helper, so that ``cancel`` ends the wait
+        if is_url(self.path):  # the helper owns the container from here on
             frames = self._network = NetworkFrames(self._container, self._stream, self._cancel)
         else:
             frames = self._container.decode(self._stream)
+        for frame in frames:
+            if self.rotation is None:
+                self.rotation = frame_rotation(frame, self._stream)
+            yield frame
+
+    def rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        """``frame`` as upright RGB (H x W x 3 uint8)."""
+        # threads=1: each frame gets its own swscale context, and the default starts (and
+        # ends) a pool of slice threads for every one of them; one thread is also faster here.
+        return upright(frame.to_ndarray(format="rgb24", threads=1), self.rotation or 0)
+
+    def rewind(self) -> None:
+        """Back to the first frame, for ``frames()`` again: a file seeks; a stream cannot, so it
+        is opened again (``open_media``: its errors, and KeyboardInterrupt once ``cancel`` is set)."""
+        if self._network is None:
+            self._container.seek(0)
+            return
+        self._network.abandon()  # its helper closes the old connection
+        self._network = self._container = self._stream = None
+        self._container = open_media(self.path, self._cancel)
+        self._stream = picture_stream(self._container)
+        self._stream.thread_type = "AUTO"
+
+    def __iter__(self) -> Iterator[DecodedFrame]:
+        last_pts: int | None = None
+        frames = self.frames()
         while True:
             try:
                 frame = next(frames, None)
                 if frame is None:
                     return
-                rgb = upright(frame.to_ndarray(format="rgb24", threads=1), self._rotate)  # threads=1: no
-                # swscale thread pool per frame
+                rgb = self.rgb(frame)
             except av.FFmpegError as e:
                 if isinstance(e, MemoryError):  # ENOMEM: out of memory, not a damaged file
                     raise
@@ -95,6 +134,8 @@ class VideoReader:
             yield DecodedFrame(index=index, pts=pts, time_s=float(pts * self.time_base), rgb=rgb)
 
     def close(self) -> None:
+        """Idempotent. Drops the stream too: FFmpeg's decoding threads live as long as it does."""
+        self._stream = None
         if self._network is not None:  # its helper thread closes the container
             self._network.abandon()
         elif self._container is not None:
