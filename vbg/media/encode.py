@@ -1,4 +1,8 @@
-"""Encoding video files with PyAV: the codec and container tables, and the file backend.
+"""Encoding video files with PyAV: the codec and container tables, the file backend
+(``AvFile``, for ``vbg process``), and what every writer shares, the live recorder
+(``vbg.sinks.recorder``) included: ``padded_size``/``Padder`` (odd sizes),
+``add_video_stream`` (colour tags), ``write_errors`` (a failed write stops at once),
+the recorder's H.264 options (``live_h264_options``).
 
 * **H.264 by NVENC or libx264** (``encoder``: x264, the default here, nvenc
   or auto; ``vbg.encoders`` probes NVENC and documents its options per
@@ -23,6 +27,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -43,6 +48,81 @@ SUPPORTED_OUTPUTS = ".mp4/.m4v/.mkv (H.264), .mov (ProRes), .webm (VP9) or a fol
 
 # BT.601 limited range, what cv2's RGB->I420 computes; primaries/transfer of sRGB.
 COLOR_TAGS = {"color_range": 1, "colorspace": 6, "color_primaries": 1, "color_trc": 1}
+
+# The live recorder: x264 presets, and the NVENC preset each maps to (p1 fastest .. p7 best).
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+NVENC_PRESETS = dict(zip(PRESETS, ("p1", "p1", "p2", "p3", "p3", "p4", "p5", "p6", "p7")))
+RECORD_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # suffix -> muxer, H.264 in each
+
+
+def padded_size(width: int, height: int, even: tuple[bool, bool] = (True, True)) -> tuple[int, int]:
+    """(width, height) in the file: an odd side that must be ``even`` grows by one pixel."""
+    return width + width % 2 * even[0], height + height % 2 * even[1]
+
+
+class Padder:
+    """Images grown by at most one row and one column, repeating the last, into one buffer
+    kept for the next frame (an odd size for 4:2:0). Not thread-safe: one per writer."""
+
+    def __init__(self) -> None:
+        self._pad: np.ndarray | None = None
+
+    def __call__(self, image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+        """``image`` grown to ``size_hw`` (at most one more row/column, repeating the last)."""
+        h, w = image.shape[:2]
+        ph, pw = size_hw
+        if (ph, pw) == (h, w):
+            return image
+        if self._pad is None:
+            self._pad = np.empty((ph, pw, *image.shape[2:]), np.uint8)
+        pad = self._pad
+        pad[:h, :w] = image
+        if pw > w:
+            pad[:h, w] = image[:, w - 1]
+        if ph > h:
+            pad[h] = pad[h - 1]
+        return pad
+
+
+def add_video_stream(container: av.container.OutputContainer, codec: str, *, rate: Fraction,
+                     size: tuple[int, int], pix_fmt: str, time_base: Fraction, threads: int,
+                     options: dict[str, str]) -> av.video.stream.VideoStream:
+    """A video stream of ``codec`` in ``container``, tagged with ``COLOR_TAGS``."""
+    stream = container.add_stream(codec, rate=rate)
+    stream.width, stream.height = size
+    stream.pix_fmt = pix_fmt
+    stream.time_base = time_base
+    cc = stream.codec_context
+    cc.time_base = time_base
+    cc.thread_count = threads
+    for name, value in COLOR_TAGS.items():
+        setattr(cc, name, value)
+    stream.options = options
+    return stream
+
+
+@contextlib.contextmanager
+def write_errors(sink) -> Iterator[None]:
+    """Around encoding and muxing into a ``NewFile``'s ``sink``: its first failed write is
+    raised as itself (with its errno) at the packet that hit it, also where FFmpeg reported
+    it as its own error, or swallowed it to report when the file is closed."""
+    try:
+        yield
+    except (av.FFmpegError, OSError) as e:
+        if sink.error is not None and sink.error is not e:
+            raise sink.error from e  # the write error itself, with its errno
+        raise
+    if sink.error is not None:  # FFmpeg may have swallowed it: stop at the first failed write
+        raise sink.error
+
+
+def live_h264_options(encoder: Encoder, preset: str, crf: int) -> dict[str, str]:
+    """The recorder's options: x264 ``preset``/``crf``; NVENC with ``-tune ll`` (low latency),
+    the preset mapped to p1..p7 and ``crf`` as its constant quality ``cq``."""
+    if encoder.nvenc:
+        return {"preset": NVENC_PRESETS[preset], "tune": "ll", "rc": "vbr", "cq": str(crf), "b": "0",
+                "gpu": str(encoder.gpu)}
+    return {"preset": preset, "crf": str(crf)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +236,7 @@ class AvFile:
                  overwrite: bool, lookahead: int | None = None) -> None:
         self.path, self.codec = path, codec
         w, h = info.width, info.height
-        self.frame_size = (w + w % 2 * codec.even[0], h + h % 2 * codec.even[1])
+        self.frame_size = padded_size(w, h, codec.even)
         self._tb = info.time_base
         self._frame_duration = max(1, round(1 / (Fraction(info.fps or 30) * info.time_base)))
         # The class's functions, not bound methods: a bound method kept on self is a reference
@@ -169,7 +249,7 @@ class AvFile:
         # I420 needs an even size even where the codec does not: convert a padded copy,
         # then copy the visible part of each plane into the frame.
         self._even = (h + h % 2, w + w % 2)
-        self._pad: np.ndarray | None = None
+        self._pad = Padder()
         self._i420 = np.empty((self._even[0] * 3 // 2, self._even[1]), np.uint8)
         self._matte_lut = (16 + np.arange(256) * 219 / 255 + 0.5).astype(np.uint8)  # full -> limited luma
         self._mode = mode
@@ -191,20 +271,14 @@ class AvFile:
             self._new.discard()
             raise OutputError(f"{path}: cannot write there ({one_line(e)}): choose a folder you can write to") from e
         try:
-            stream = self._container.add_stream(codec.codec, rate=Fraction(info.fps or 30).limit_denominator(1001))
-            stream.width, stream.height = self.frame_size
-            stream.pix_fmt = codec.pix_fmt
-            stream.time_base = info.time_base
-            cc = stream.codec_context
-            cc.time_base = info.time_base
-            cc.thread_count = threads
-            for name, value in COLOR_TAGS.items():
-                setattr(cc, name, value)
             options = dict(codec.options[quality])
             name = {"libx264": "rc-lookahead", "libvpx-vp9": "lag-in-frames"}.get(codec.codec)
             if lookahead is not None and name is not None:  # shortened, never lengthened
                 options[name] = str(min(lookahead, int(options[name])))
-            stream.options = options
+            stream = add_video_stream(self._container, codec.codec,
+                                      rate=Fraction(info.fps or 30).limit_denominator(1001), size=self.frame_size,
+                                      pix_fmt=codec.pix_fmt, time_base=info.time_base, threads=threads,
+                                      options=options)
             if info.rotation:
                 stream.set_display_rotation(info.rotation)
             self._stream = stream
@@ -223,36 +297,20 @@ class AvFile:
             raise OutputError(f"{path}: cannot set up {codec.label} ({one_line(e)}): {fix}") from e
 
     # ------------------------------------------------------------------ pixel conversion
-    def _padded(self, image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-        """``image`` grown to ``size_hw`` (at most one more row/column, repeating the last)."""
-        h, w = image.shape[:2]
-        ph, pw = size_hw
-        if (ph, pw) == (h, w):
-            return image
-        if self._pad is None:
-            self._pad = np.empty((ph, pw, *image.shape[2:]), np.uint8)
-        pad = self._pad
-        pad[:h, :w] = image
-        if pw > w:
-            pad[:h, w] = image[:, w - 1]
-        if ph > h:
-            pad[h] = pad[h - 1]
-        return pad
-
     def _yuv420p(self, image: np.ndarray) -> av.VideoFrame:
         fw, fh = self.frame_size
         frame = av.VideoFrame(fw, fh, "yuv420p")
         if self._mode == "matte":
             self._fill_grey(frame, image)
             return frame
-        cv2.cvtColor(self._padded(image, self._even), cv2.COLOR_RGB2YUV_I420, dst=self._i420)
+        cv2.cvtColor(self._pad(image, self._even), cv2.COLOR_RGB2YUV_I420, dst=self._i420)
         self._fill_i420(frame)
         return frame
 
     def _yuva420p(self, image: np.ndarray) -> av.VideoFrame:
         fw, fh = self.frame_size
         frame = av.VideoFrame(fw, fh, "yuva420p")
-        cv2.cvtColor(self._padded(image, self._even), cv2.COLOR_RGBA2YUV_I420, dst=self._i420)
+        cv2.cvtColor(self._pad(image, self._even), cv2.COLOR_RGBA2YUV_I420, dst=self._i420)
         self._fill_i420(frame)
         _plane(frame, 3, fh, fw)[:] = image[:fh, :fw, 3]
         return frame
@@ -285,7 +343,7 @@ class AvFile:
     def _swscale(self, image: np.ndarray) -> av.VideoFrame:
         src_format = {"rgb": "rgb24", "rgba": "rgba", "matte": "gray"}[self._mode]
         fw, fh = self.frame_size
-        src = av.VideoFrame.from_ndarray(self._padded(image, (fh, fw)), format=src_format)
+        src = av.VideoFrame.from_ndarray(self._pad(image, (fh, fw)), format=src_format)
         return src.reformat(format=self.codec.pix_fmt, src_colorspace="ITU601", dst_colorspace="ITU601",
                             src_color_range="JPEG", dst_color_range="MPEG")
 
@@ -295,17 +353,10 @@ class AvFile:
         frame.pts = pts
         frame.time_base = self._tb
         frame.duration = self._frame_duration
-        sink = self._new.sink
-        try:
+        with write_errors(self._new.sink):
             self._container.mux(self._stream.encode(frame))
             if self._audio is not None:
                 self._audio.mux_until(float(pts * self._tb) + AUDIO_LEAD_S)
-        except (av.FFmpegError, OSError) as e:
-            if sink.error is not None and sink.error is not e:
-                raise sink.error from e  # the write error itself, with its errno
-            raise
-        if sink.error is not None:  # FFmpeg may have swallowed it: stop at the first failed write
-            raise sink.error
 
     def finish(self, *, complete: bool, keep: Path, has_frames: bool) -> Path | None:
         failure: BaseException | None = None

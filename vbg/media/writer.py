@@ -62,7 +62,7 @@ import numpy as np
 from vbg.errors import ConfigError, InputError, OutputError, VbgError, one_line
 from vbg.fsutil import partial_name
 from vbg.fsutil import write_error_hint as disk_hint
-from vbg.media.encode import QUALITIES, AvFile, encoder_for, nvenc_h264, output_format
+from vbg.media.encode import QUALITIES, AvFile, encoder_for, nvenc_h264, output_format, padded_size
 from vbg.media.info import VideoInfo
 from vbg.media.png import PngFolder
 
@@ -125,7 +125,7 @@ class VideoWriter:
 
         sequence = sequence if sequence is not None else not self.path.suffix
         chosen = encoder_for(self.path, mode, encoder, gpu, sequence=sequence,  # before any file exists
-                             size=(info.width + info.width % 2, info.height + info.height % 2))
+                             size=padded_size(info.width, info.height))
         self.encoder = chosen
         if chosen is not None and chosen.too_small and encoder == "auto":
             self.warnings.append(f"{self.path}: {chosen.describe()}")  # the batch's line said NVENC may be used

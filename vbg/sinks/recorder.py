@@ -1,4 +1,6 @@
-"""Record composites to a video file: H.264 (libx264 or NVENC, yuv420p) through PyAV.
+"""Record composites to a video file: H.264 (libx264 or NVENC, yuv420p) through PyAV and
+``vbg.media.encode`` (the padding, colour tags, stream set-up and write-error handling that
+``vbg process``'s files use too).
 
 * ``encoder``: x264 (the default here), nvenc or auto (NVENC when it opens:
   ``vbg.encoders``, which probes it once per process and explains its
@@ -17,10 +19,11 @@
   an irregular camera rate are reproduced.
 * yuv420p needs even sizes. An odd width or height is padded by one pixel
   (the last column/row repeated) rather than cropped: the file is then
-  ``frame_size`` = (width+1 or width, height+1 or height). 4:4:4 would keep
-  the exact size but many players (browsers, QuickTime) cannot play it.
+  ``frame_size`` = (width+1 or width, height+1 or height) (``padded_size``,
+  ``Padder``). 4:4:4 would keep the exact size but many players (browsers,
+  QuickTime) cannot play it.
 * Colours are BT.601 limited range (what OpenCV's I420 conversion produces)
-  and tagged so in the stream.
+  and tagged so in the stream (``COLOR_TAGS``).
 * The file is created exclusively under a fresh hidden ``.NAME.XXXXXXXX.partial``
   name in the same folder (``vbg.fsutil.NewFile``: no symlink followed, a
   second run recording to the same file refused), written through that
@@ -46,14 +49,14 @@ from vbg.clock import Clock, MonotonicClock
 from vbg.encoders import choose_encoder
 from vbg.errors import ConfigError, DependencyError, OutputError, one_line
 from vbg.fsutil import NewFile, OutputBusy, write_error_hint
+from vbg.media.encode import (NVENC_PRESETS, PRESETS, RECORD_FORMATS, Padder, add_video_stream, live_h264_options,
+                              padded_size, write_errors)
 from vbg.sinks import SinkBase, SinkStats, check_geometry, check_image
 from vbg.types import Composite
 
 TIME_BASE = Fraction(1, 90000)
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-# x264 preset -> NVENC preset (p1 fastest .. p7 best)
-NVENC_PRESETS = dict(zip(PRESETS, ("p1", "p1", "p2", "p3", "p3", "p4", "p5", "p6", "p7")))
-FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+FORMATS = RECORD_FORMATS
+__all__ = ["FORMATS", "NVENC_PRESETS", "PRESETS", "TIME_BASE", "Recorder"]
 _END = None
 _WAIT_S = 0.1  # how often a blocked send() looks whether the writer died
 
@@ -83,11 +86,11 @@ class Recorder(SinkBase):
         if queue_size < 1:
             raise ConfigError(f"record queue_size {queue_size} is invalid: use 1 or more")
         self.width, self.height, self.fps = width, height, fps
-        self.frame_size = (width + width % 2, height + height % 2)  # (w, h) in the file
+        self.frame_size = padded_size(width, height)  # (w, h) in the file
         self._clock = clock or MonotonicClock()
 
         fw, fh = self.frame_size
-        self._pad = np.empty((fh, fw, 3), np.uint8) if (fw, fh) != (width, height) else None
+        self._pad = Padder()
         self._free: queue.Queue[np.ndarray] = queue.Queue()
         for _ in range(queue_size):
             self._free.put(np.empty((fh * 3 // 2, fw), np.uint8))
@@ -106,24 +109,10 @@ class Recorder(SinkBase):
             raise OutputError(f"--record {self.path}: cannot write there ({one_line(e)}): {write_error_hint(e)}") from e
         try:
             self._container = av.open(self._new.sink, "w", format=fmt)
-            rate = Fraction(self.fps).limit_denominator(1001)
-            stream = self._container.add_stream(self.encoder.name, rate=rate)
-            stream.width, stream.height = fw, fh
-            stream.pix_fmt = "yuv420p"
-            stream.time_base = TIME_BASE
-            cc = stream.codec_context
-            cc.time_base = TIME_BASE
-            cc.thread_count = threads
-            cc.color_range = 1  # MPEG (limited)
-            cc.colorspace = 6  # SMPTE 170M = BT.601 matrix, as cv2's I420 conversion
-            cc.color_primaries = 1  # BT.709 (sRGB)
-            cc.color_trc = 1
-            if self.encoder.nvenc:
-                stream.options = {"preset": NVENC_PRESETS[preset], "tune": "ll", "rc": "vbr", "cq": str(crf),
-                                  "b": "0", "gpu": str(self.encoder.gpu)}
-            else:
-                stream.options = {"preset": preset, "crf": str(crf)}
-            self._stream = stream
+            self._stream = add_video_stream(self._container, self.encoder.name,
+                                            rate=Fraction(self.fps).limit_denominator(1001), size=(fw, fh),
+                                            pix_fmt="yuv420p", time_base=TIME_BASE, threads=threads,
+                                            options=live_h264_options(self.encoder, preset, crf))
             self._container.start_encoding()  # opens the encoder: a setting NVENC refuses fails here
         except BaseException as e:  # an interrupt here too: the temporary file goes
             if getattr(self, "_container", None) is not None:
@@ -162,16 +151,8 @@ class Recorder(SinkBase):
         check_image(image, self.width, self.height)
         with self._send_lock:
             buf = self._take_buffer()
-            if self._pad is not None:
-                h, w = self.height, self.width
-                pad = self._pad
-                pad[:h, :w] = image
-                if pad.shape[1] > w:
-                    pad[:h, w] = image[:, w - 1]
-                if pad.shape[0] > h:
-                    pad[h] = pad[h - 1]
-                image = pad
-            cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420, dst=buf)
+            fw, fh = self.frame_size
+            cv2.cvtColor(self._pad(image, (fh, fw)), cv2.COLOR_RGB2YUV_I420, dst=buf)
             if self._t0 is None:
                 self._t0 = composite.t_capture
             pts = max(round((composite.t_capture - self._t0) / TIME_BASE), self._last_pts + 1)
@@ -233,15 +214,9 @@ class Recorder(SinkBase):
                 self._free.put(buf)
                 frame.pts = pts
                 frame.time_base = TIME_BASE
-                try:
+                with write_errors(self._new.sink):  # a failed write stops here, with its errno
                     for packet in stream.encode(frame):
                         container.mux(packet)
-                except (av.FFmpegError, OSError) as e:
-                    if self._new.sink.error is not None and self._new.sink.error is not e:
-                        raise self._new.sink.error from e  # the failed write itself, with its errno
-                    raise
-                if self._new.sink.error is not None:  # a write FFmpeg did not report: stop at it
-                    raise self._new.sink.error
                 self._written += 1
         except Exception as e:
             err = OutputError(f"--record {self.path}: writing failed after {self._written} frames "
