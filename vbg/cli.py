@@ -299,7 +299,7 @@ def _expand_inputs(patterns: list[str]) -> list[Path | str]:
     """Paths, globs expanded; a URL stays as it is (a Path would fold its '//')."""
     import glob
 
-    from .mediaopen import is_url
+    from .media.open import is_url
 
     out: list[Path | str] = []
     for pat in patterns:
@@ -415,7 +415,7 @@ def _auto_workers(seg_cfg, cfg, first: Path) -> tuple[list, str]:
     from .models.resolve import resolve_model
     from .media.info import probe
     from .offline.process import plan_buffers
-    from .mediaopen import is_url
+    from .media.open import is_url
     from .offline.workers import CACHE_NAME, open_auto
 
     frame_hw = (720, 1280)  # a stream is not opened twice; a file that cannot be read is reported with it
@@ -449,7 +449,7 @@ def cmd_process(args) -> int:
                                  batch, args.output) or []
     targets = [t for t, _ in planned]
     mode = "rgba" if args.alpha else "matte" if args.matte else "rgb"
-    from .mediaopen import is_url, special_file
+    from .media.open import is_url, special_file
 
     for src in inputs:
         if not is_url(src) and not src.is_file():

@@ -27,7 +27,7 @@ from . import MAX_IMAGE_PIXELS
 from .errors import InputError, OutputError
 from .fsutil import NewFile, write_error_hint
 from .liblogs import c_stderr_quiet
-from .mediaopen import special_file
+from .media.open import special_file
 
 MAX_PIXELS = MAX_IMAGE_PIXELS  # refuse decompression bombs before decoding (OpenCV refuses them too)
 MAX_FILE_BYTES = 1 << 30  # no still image worth reading is larger

@@ -53,7 +53,7 @@ def check_background(background: str | None) -> None:
 
     if str(background).lower().endswith(VIDEO_SUFFIXES):
         path = Path(background).expanduser()
-        from .mediaopen import special_file
+        from .media.open import special_file
 
         kind = special_file(path)
         if kind is not None:
@@ -82,7 +82,7 @@ def check_source(text: str) -> None:
                               "without a webcam, try --source demo")
         if path.is_dir():
             raise SourceError(f"--source {src} is a folder: give a video file, a camera index or a URL")
-        from .mediaopen import special_file
+        from .media.open import special_file
 
         kind = special_file(path)
         if kind is not None:  # a FIFO would block the open until some program writes to it

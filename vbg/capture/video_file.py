@@ -15,7 +15,7 @@ Frames are turned upright as a player shows them (a phone video's display
 rotation), and ``width``/``height`` are the upright size.
 
 A stream URL is decoded on a helper thread (the reader's
-:class:`~vbg.mediaopen.NetworkFrames`), so that :meth:`cancel` ends a read that waits
+:class:`~vbg.media.open.NetworkFrames`), so that :meth:`cancel` ends a read that waits
 for a server gone silent mid-stream at once, instead of after the network time-out.
 """
 
@@ -29,8 +29,8 @@ import numpy as np
 from ..clock import Clock, MonotonicClock
 from ..errors import InputError, SourceError
 from ..media.info import check_frame_size, quarter_turns
+from ..media.open import TIMEOUT_ENV, NotAFileError, is_url, open_media, picture_stream, timed_out, timeout_s
 from ..media.reader import VideoReader
-from ..mediaopen import TIMEOUT_ENV, NotAFileError, is_url, open_media, picture_stream, timed_out, timeout_s
 
 
 MAX_JUMP_S = 10.0  # a longer jump between two frames' timestamps (either way) is played as one frame interval

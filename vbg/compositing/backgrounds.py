@@ -29,7 +29,7 @@ import numpy as np
 from ..clock import Clock, MonotonicClock
 from ..errors import ConfigError, DependencyError, InputError, one_line
 from ..imageio import read_rgb
-from ..mediaopen import picture_stream, special_file
+from ..media.open import picture_stream, special_file
 from ..ranges import BLUR
 from .bundled import find_background
 from .color import parse_color

@@ -1,6 +1,8 @@
 """Media files: everything vbg reads from or writes to a video file, in one place.
 
 =============  ==================================================================
+``open``       opening a file or URL: network time-outs, FIFOs refused, cover art
+               told from video (``open_media``, ``picture_stream``, ``NetworkFrames``)
 ``info``       ``probe`` -> ``VideoInfo``, display rotation, ``open_input`` (one-line
                errors for what is no video), the smallest frame size segmented
 ``reader``     ``VideoReader``: every frame as RGB with its original pts (``vbg
@@ -12,7 +14,6 @@
 ``writer``     ``VideoWriter``: the path picks the format; abort keeps a playable partial
 =============  ==================================================================
 
-Opening a file or URL (time-outs, FIFOs, cover art) is :mod:`vbg.mediaopen`; every
-output is created through :mod:`vbg.fsutil` (fresh hidden name, renamed into place).
+Every output is created through :mod:`vbg.fsutil` (fresh hidden name, renamed into place).
 Nothing here imports the pipeline, ``vbg.offline``, ``vbg.cli`` or ``vbg.evaluation``.
 """

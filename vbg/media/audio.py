@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import av
 
 from vbg.errors import InputError, one_line
-from vbg.mediaopen import open_media
+from vbg.media.open import open_media
 
 if TYPE_CHECKING:
     from vbg.media.encode import Container

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from vbg.errors import ConfigError, InputError, one_line
-from vbg.mediaopen import TIMEOUT_ENV, NotAFileError, is_url, open_media, picture_stream, timed_out, timeout_s
+from vbg.media.open import TIMEOUT_ENV, NotAFileError, is_url, open_media, picture_stream, timed_out, timeout_s
 
 TEXT_DEMUXERS = {"tty", "srt", "ass", "webvtt", "subviewer", "microdvd"}
 

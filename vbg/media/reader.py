@@ -20,7 +20,7 @@ import numpy as np
 
 from vbg.errors import InputError, one_line
 from vbg.media.info import frame_rate, frame_rotation, open_input, upright
-from vbg.mediaopen import NetworkFrames, is_url, open_media, picture_stream
+from vbg.media.open import NetworkFrames, is_url, open_media, picture_stream
 
 @dataclass(frozen=True, slots=True)
 class DecodedFrame:

@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from .errors import ConfigError
+from vbg.errors import ConfigError
 
 TIMEOUT_ENV = "VBG_NETWORK_TIMEOUT"
 DEFAULT_TIMEOUT_S = 20.0
