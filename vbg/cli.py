@@ -212,7 +212,7 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
 def cmd_segment(args) -> int:
     import numpy as np
 
-    from .imageio import read_rgb, write_image
+    from .images import read_rgb, write_image
     from .inference import create_segmenter
     from .models.preprocess import alpha_to_u8
 
