@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
+from media import read_alpha_video
 from vbg.errors import ConfigError, InputError, OutputError
-from vbg.offline.media import VideoInfo, VideoReader, VideoWriter, partial_path_for, probe, read_alpha_video
+from vbg.offline.media import VideoInfo, VideoReader, VideoWriter, partial_path_for, probe
 
 W, H, FPS, N = 161, 97, 30, 24  # odd size on purpose
 RATE = 48000

@@ -21,11 +21,6 @@ from ..errors import ConfigError, DependencyError, DeviceError, ModelError
 log = logging.getLogger("vbg.onnx")
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
-_PRIMARY = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
 
 
 def import_ort():
