@@ -22,9 +22,9 @@ import av
 import cv2
 import numpy as np
 import pytest
-import pyvirtualcam
 
 from conftest import PEOPLE, StderrLines, progress_shows_frames, wait_until_vbg_handles
+from fakecam import fake_camera
 from media import person_clip_frames, write_clip
 
 ROOM = PEOPLE / "background01.jpg"
@@ -358,34 +358,12 @@ def test_offline_source_dying_mid_file_keeps_a_playable_partial(m, tmp_path):
     assert leftovers(tmp_path) == ["out.partial.mp4"]
 
 
-class FailingBackend:
-    """A pyvirtualcam backend whose device goes away after 20 frames."""
-
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        self._fourcc, self.n = fourcc, 0
-
-    def send(self, frame):
-        self.n += 1
-        if self.n > 20:
-            raise RuntimeError("device unplugged")
-
-    def close(self):
-        pass
-
-    def device(self):
-        return "/dev/video-test"
-
-    def native_fourcc(self):
-        return self._fourcc
-
-
 @pytest.fixture
 def failing_backend():
-    from pyvirtualcam.camera import BACKENDS
-
-    pyvirtualcam.register_backend("vbg-test-fail", FailingBackend)
-    yield "vbg-test-fail"
-    BACKENDS.pop("vbg-test-fail", None)
+    """A pyvirtualcam backend whose device goes away after 20 frames."""
+    with fake_camera("vbg-test-fail", keep=False, fail_after=20, failure=lambda: RuntimeError("device unplugged"),
+                     device_name="/dev/video-test") as cls:
+        yield cls.name
 
 
 def test_a_failing_sink_stops_cleanly_with_its_reason(m, tmp_path, failing_backend, capsys, vbg_logging):
