@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
-MODPROBE = "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=vbg"
-INSTALL_LOOPBACK = f"sudo apt install v4l2loopback-dkms (or your distribution's package), then {MODPROBE}"
 VIDEO_GROUP_FIX = "sudo usermod -aG video $USER, then log out and back in"
 
 
@@ -412,11 +410,6 @@ def check_gpu(proc_root: str = "/proc", dev_root: str = "/dev", smi: Callable[[]
 
 # --------------------------------------------------------------------------- cameras, virtual camera
 
-def _loopback_nodes(sys_root: str) -> list[str]:
-    """video* names of v4l2loopback devices (virtual video4linux devices)."""
-    return sorted(Path(p).name for p in glob.glob(f"{sys_root}/devices/virtual/video4linux/video*"))
-
-
 def _node_name(sys_root: str, node: str) -> str:
     try:
         return Path(sys_root, "class/video4linux", node, "name").read_text().strip()
@@ -452,16 +445,18 @@ def check_virtual_camera(sys_root: str = "/sys", dev_root: str = "/dev", system:
     system = system or platform.system()
     if system != "Linux":
         return _check_other_vcam(system)
+    from .sinks.virtual_camera import INSTALL_LOOPBACK, RELOAD_LOOPBACK, loopback_nodes
+
     users = users or _device_users
     module = Path(sys_root, "module/v4l2loopback")
-    nodes = _loopback_nodes(sys_root)
+    nodes = loopback_nodes(sys_root)
     if not module.is_dir() and not nodes:
         return [Check("v4l2loopback", FAIL, "the v4l2loopback kernel module is not loaded: there is no virtual "
                                             "camera for video-call apps to pick",
                       INSTALL_LOOPBACK)]
     if not nodes:
         return [Check("v4l2loopback", FAIL, "v4l2loopback is loaded but has no devices",
-                      f"sudo modprobe -r v4l2loopback && {MODPROBE}")]
+                      RELOAD_LOOPBACK)]
     checks = [Check("v4l2loopback", OK, "loaded: " + ", ".join(
         f"{dev_root}/{n}" + (f" ({name})" if (name := _node_name(sys_root, n)) else "") for n in nodes))]
     caps_file = module / "parameters/exclusive_caps"
@@ -474,7 +469,7 @@ def check_virtual_camera(sys_root: str = "/sys", dev_root: str = "/dev", system:
     if caps and not all(caps[: len(nodes)]):
         checks.append(Check("exclusive_caps", WARN, "exclusive_caps is off: Chrome, Zoom and Teams do not list "
                                                     "the virtual camera",
-                            f"sudo modprobe -r v4l2loopback && {MODPROBE}"))
+                            RELOAD_LOOPBACK))
     elif caps:
         checks.append(Check("exclusive_caps", OK, "on (browsers and call apps list the device)"))
     free, problems = [], []
@@ -501,7 +496,7 @@ def check_virtual_camera(sys_root: str = "/sys", dev_root: str = "/dev", system:
     checks.extend(problems)
     if not free and not any(c.status == FAIL for c in problems):
         checks.append(Check("virtual camera", FAIL, "no usable virtual camera device",
-                            f"sudo modprobe -r v4l2loopback && {MODPROBE}"))
+                            RELOAD_LOOPBACK))
     return checks
 
 
@@ -531,8 +526,10 @@ def check_cameras(sys_root: str = "/sys", dev_root: str = "/dev", system: str | 
         return [Check("cameras", OK, "not listed on this system: vbg --source N opens camera N")]
     if query is None:
         from .capture.v4l2 import query_device as query
+    from .sinks.virtual_camera import loopback_nodes
+
     users = users or _device_users
-    loopback = set(_loopback_nodes(sys_root))
+    loopback = set(loopback_nodes(sys_root))
     nodes = sorted((p for p in glob.glob(f"{dev_root}/video[0-9]*") if Path(p).name not in loopback),
                    key=lambda p: int(re.sub(r"\D", "", Path(p).name) or 0))
     checks = []

@@ -61,15 +61,6 @@ class _MaskBox:
             return self.mask
 
 
-def precheck_virtual_camera(device: str | None, backend: str | None) -> None:
-    """No virtual camera device (Linux): say how to load the module before anything else starts."""
-    from .preflight import virtual_camera_problem
-
-    problem = virtual_camera_problem(device, backend)
-    if problem is not None:
-        raise problem
-
-
 class _Aligner:
     """``--align``: hold frames back until the mask for them is ready.
 
@@ -179,7 +170,9 @@ class LivePipeline:
         if cfg.output.vcam and not cfg.output.preview:
             # Before the camera and the model download: the commonest set-up problem first.
             # (With --preview the window is a sink of its own: a missing camera is not fatal.)
-            precheck_virtual_camera(cfg.output.vcam_device, cfg.output.vcam_backend)
+            from .sinks.virtual_camera import precheck
+
+            precheck(cfg.output.vcam_device, cfg.output.vcam_backend)
         with contextlib.ExitStack() as stack:
             source = self._source or self._open_source()
             stack.callback(source.close)
