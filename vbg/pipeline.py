@@ -20,7 +20,6 @@ import time
 from collections import deque
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from . import priority
@@ -421,10 +420,9 @@ class LivePipeline:
 
     def _send_lost(self, last: Composite, base: np.ndarray, ring, n: int) -> None:
         """Camera gone: keep the virtual camera fed with the last frame, dimmed."""
-        out = ring[n % OUT_RING]
-        cv2.convertScaleAbs(base, dst=out, alpha=0.4)
-        cv2.putText(out, "camera lost - reconnecting", (20, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0,
-                    (255, 255, 255), 2, cv2.LINE_AA)
+        from .compositing.cards import camera_lost_card
+
+        out = camera_lost_card(base, ring[n % OUT_RING])
         # A new timestamp: the card is shown now, and recordings need increasing times.
         self._send(Composite(last.seq, self.clock.now(), out, last.mask_seq, False))
 
