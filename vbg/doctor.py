@@ -278,15 +278,6 @@ def captured_output() -> Iterator[list[str]]:
             out.append(tmp.read().decode("utf-8", "replace") + py_text.getvalue())
 
 
-def _load_failure(text: str) -> str:
-    """The reason in ONNX Runtime's 'Failed to load library ... with error: WHY' line."""
-    m = re.search(r"with error: ([^\n\x1b]+)", text)
-    if m:
-        return m.group(1).strip()
-    m = re.search(r"(Please install [^\n.]+)", text)
-    return m.group(1).strip() if m else ""
-
-
 def check_providers(model: bytes | None = None) -> list[Check]:
     """Open a tiny session on each provider ONNX Runtime lists and compare the
     provider asked for with the one the session really uses (the GPU build
@@ -297,6 +288,7 @@ def check_providers(model: bytes | None = None) -> list[Check]:
         return [Check("onnxruntime", FAIL, f"cannot import onnxruntime ({type(e).__name__}: {e})",
                       "pip uninstall -y onnxruntime onnxruntime-gpu, then pip install vbg again")]
     from .inference import cuda as nvidia
+    from .inference.onnx_backend import load_failure
 
     model = model if model is not None else tiny_model()
     loads, broken = [], []
@@ -320,7 +312,7 @@ def check_providers(model: bytes | None = None) -> list[Check]:
         if active and active[0] == provider:
             loads.append(short)
         else:
-            broken.append((short, reason or _load_failure(text[0] if text else "") or
+            broken.append((short, reason or load_failure(text[0] if text else "") or
                            f"falls back to {', '.join(a.replace('ExecutionProvider', '') for a in active)}"))
     version = getattr(ort, "__version__", "?")
     checks = []

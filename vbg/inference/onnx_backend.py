@@ -157,6 +157,16 @@ def create_session(path: Path, device: str = "auto", *, strict: bool = False,
     return sess, active
 
 
+def load_failure(text: str) -> str:
+    """The reason in ONNX Runtime's 'Failed to load library ... with error: WHY' line (or its
+    'Please install ...' advice) within what it printed; "" when there is none."""
+    m = re.search(r"with error: ([^\n\x1b]+)", text)
+    if m:
+        return m.group(1).strip()
+    m = re.search(r"(Please install [^\n.]+)", text)
+    return m.group(1).strip() if m else ""
+
+
 def _missing(primary: str, ort_said: str) -> str:
     """What is missing for ``primary``, in one line with its fix: the lowest missing layer of
     the NVIDIA stack, else ONNX Runtime's own reason."""
