@@ -18,6 +18,9 @@ half-overwritten picture.
 The pacing thread reads ``clock.now()`` and waits in short real-time slices;
 it never calls ``clock.sleep``, so a fake clock shared with other stages is
 only ever moved by whoever drives it.
+
+Before any of that, :func:`precheck` tells without opening anything whether there is a device
+to open (Linux: a v4l2loopback device), and the hints say how to get one.
 """
 
 from __future__ import annotations
@@ -68,8 +71,9 @@ def loopback_nodes(sys_root: str = "/sys") -> list[str]:
 
 
 def virtual_camera_problem(device: str | None, backend: str | None) -> SinkError | None:
-    """Without opening it: on Linux, no v4l2loopback device (or not ``device``) means no virtual
-    camera; None when one may be opened (elsewhere only opening one tells)."""
+    """Without opening anything: why there is no virtual camera to open (Linux: no v4l2loopback
+    device, or no node ``device``), with how to get one; None when one may open (elsewhere only
+    opening one tells)."""
     if not sys.platform.startswith("linux") or backend not in (None, "v4l2loopback"):
         return None
     if device is not None:
