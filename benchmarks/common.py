@@ -9,6 +9,7 @@ import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -95,40 +96,15 @@ def write_results(out_dir: Path, name: str, payload: dict, markdown: str) -> tup
 DROP_BACKEND = "vbg-bench-drop"
 
 
-class _DropBackend:
-    """A pyvirtualcam backend that takes frames and discards them: pyvirtualcam's own checks and
-    lifecycle run, with no v4l2loopback device."""
-
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        self._fourcc = fourcc
-
-    def send(self, frame):
-        pass
-
-    def close(self):
-        pass
-
-    def device(self):
-        return "bench"
-
-    def native_fourcc(self):
-        return self._fourcc
-
-
 @contextlib.contextmanager
 def drop_backend() -> Iterator[str]:
-    """The discarding backend registered for the length of a run; yields its name. Not on
-    import, and removed again afterwards: pyvirtualcam, asked for no backend in particular,
-    tries every registered one, so a stray registration would stand in for a missing
-    v4l2loopback device anywhere later in the same process (the tests' no-device checks)."""
-    import pyvirtualcam
-    from pyvirtualcam.camera import BACKENDS
+    """A pyvirtualcam backend that takes frames and discards them (the tests' fake camera,
+    ``tests/fakecam.py``, keeping none), registered for the length of a run; yields its name.
+    pyvirtualcam's own checks and lifecycle run, with no v4l2loopback device."""
+    tests = str(Path(__file__).resolve().parents[1] / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from fakecam import fake_camera
 
-    added = DROP_BACKEND not in BACKENDS
-    if added:
-        pyvirtualcam.register_backend(DROP_BACKEND, _DropBackend)
-    try:
-        yield DROP_BACKEND
-    finally:
-        if added:
-            BACKENDS.pop(DROP_BACKEND, None)
+    with fake_camera(DROP_BACKEND, keep=False, device_name="bench") as cam:
+        yield cam.name

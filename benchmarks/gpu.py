@@ -50,10 +50,10 @@ def unusable_note(device: str, active: list[str], ort_output: str = "", *,
             from vbg.inference.onnx_backend import gpu_present as probe
 
             gpu_present = probe()
-        from vbg.doctor import _load_failure
+        from vbg.inference.onnx_backend import load_failure
 
         reasons = [] if gpu_present else ["no NVIDIA driver found"]
-        why = _load_failure(ort_output)
+        why = load_failure(ort_output)
         if why:
             reasons.append(why)
     detail = (f"ONNX Runtime was asked for {asked} and runs on {', '.join(active) or 'nothing'}"

@@ -41,11 +41,11 @@ from benchmarks.gpu import DEVICES, not_run_here
 def _parallel_fps(segs, hw, x, runs: int = 12) -> float:
     """Frames per second of the sessions running back to back, each on its own thread."""
     for seg in segs:
-        seg._infer(hw, x)
+        seg.infer(hw, x)
 
     def loop(seg):
         for _ in range(runs):
-            seg._infer(hw, x)
+            seg.infer(hw, x)
 
     threads = [threading.Thread(target=loop, args=(seg,)) for seg in segs]
     t0 = time.perf_counter()
@@ -78,11 +78,11 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from media import person_clip_frames, write_clip
 
-    from vbg.cli import _process_workers
     from vbg.encoders import nvenc_problem
     from vbg.inference import SegmenterConfig, create_segmenter
     from vbg.models.export import build_rmbg, export_onnx
     from vbg.offline.process import FileProcessor, ProcessConfig
+    from vbg.offline.workers import parse_workers
     from vbg.progress import Progress
 
     rows = []
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         for label, model, size in cases:
             # strict: a GPU run that fell back to the CPU fails instead of timing the CPU.
             scfg = SegmenterConfig(model=model, size=size, device=args.device, strict_device=args.device != "cpu")
-            workers = _process_workers("auto", scfg) if args.workers == "auto" else int(args.workers)
+            workers = parse_workers("auto", scfg) if args.workers == "auto" else int(args.workers)
             if workers is None:  # auto on a CPU: the count vbg process measures (kept in no cache here)
                 from vbg.models.resolve import resolve_model
                 from vbg.offline.workers import open_auto
@@ -124,8 +124,8 @@ def main(argv=None) -> int:
             with contextlib.ExitStack() as stack:
                 seg = stack.enter_context(create_segmenter(scfg))
                 hw = seg.input_size((720, 1280))
-                x = seg._preprocessor(hw, seg._entry(hw)[3])(frame)  # the model's own input, prepared once
-                bare = time_call(lambda: seg._infer(hw, x), warmup=2, repeat=20)
+                x = seg.prepare(frame, hw)  # the model's own input, prepared once
+                bare = time_call(lambda: seg.infer(hw, x), warmup=2, repeat=20)
                 row = {"model": label, "size": f"{hw[0]}x{hw[1]}", "providers": seg.providers,
                        "bare_ms": bare["median_ms"], "bare_fps": 1000.0 / bare["median_ms"], "workers": workers,
                        "threads_per_worker": wcfg.threads or cores, "frames": args.frames}

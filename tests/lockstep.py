@@ -16,12 +16,20 @@ from __future__ import annotations
 import threading
 import time
 
+from vbg.buffers import LatestSlot
 from vbg.clock import FakeClock
 from vbg.pipeline import LivePipeline
 from vbg.sinks import SinkBase, SinkStats
 
 GUARD_S = 120.0  # real seconds any one step may take before the test calls it a hang
 BEFORE_FRAME_S = 0.005  # where model answers end: this long before a frame is due
+
+
+def held(slot: LatestSlot):
+    """The item ``slot`` holds, not taken (None when empty): what a thread has handed over and
+    the next one not yet picked up. The driver's view only: vbg's threads never need it."""
+    with slot._cond:
+        return slot._item
 
 
 def wait_until(condition, what: str, timeout: float = GUARD_S) -> None:
@@ -195,7 +203,7 @@ class Lockstep:
     # ------------------------------------------------------------------ settling
     def _model_settled(self) -> bool:
         slot, st = self.pipe.model_slot, self.pipe.stats
-        waiting = slot.peek() is not None
+        waiting = held(slot) is not None
         calls, runs = len(self.model.calls), st.infer_runs
         busy = calls > runs
         # every frame handed over is taken up, unless the model is busy with an earlier one;
@@ -210,7 +218,7 @@ class Lockstep:
     def _settle(self, k: int, at_frame: bool) -> None:
         captured = k + 1
         now = self.clock.now()
-        wait_until(lambda: self.captured() >= captured and self.pipe.frame_slot.peek() is None,
+        wait_until(lambda: self.captured() >= captured and held(self.pipe.frame_slot) is None,
                    f"frame {k} captured and taken by the render thread")
         if k == self.frames - 1:
             return  # the source has ended: the pipeline finishes on its own (--align lets its held frames go)

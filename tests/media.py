@@ -68,3 +68,22 @@ def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str =
 def read_frames(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def read_alpha_video(path: Path) -> list[np.ndarray]:
+    """Every frame of ``path`` as RGBA (H x W x 4 uint8): ProRes 4444 in .mov, VP9/VP8 alpha in
+    .webm (through the libvpx decoders: FFmpeg's native VP9 decoder drops the alpha plane). A
+    video without alpha comes back with alpha 255."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        libvpx = {"vp9": "libvpx-vp9", "vp8": "libvpx"}.get(stream.codec_context.name)
+        if libvpx is None:
+            stream.thread_type = "AUTO"
+            return [f.to_ndarray(format="rgba", threads=1) for f in container.decode(stream)]
+        ctx = av.CodecContext.create(libvpx, "r")
+        out: list[np.ndarray] = []
+        for packet in container.demux(stream):
+            if packet.size:
+                out.extend(f.to_ndarray(format="rgba", threads=1) for f in ctx.decode(packet))
+        out.extend(f.to_ndarray(format="rgba", threads=1) for f in ctx.decode(None))
+        return out

@@ -50,11 +50,6 @@ class LatestSlot(Generic[T]):
             item, self._item = self._item, None
             return item
 
-    def peek(self) -> T | None:
-        """The newest item without taking it (for readers that may repeat it)."""
-        with self._cond:
-            return self._item
-
     def close(self) -> None:
         with self._cond:
             self._closed = True

@@ -212,7 +212,7 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
 def cmd_segment(args) -> int:
     import numpy as np
 
-    from .imageio import read_rgb, write_image
+    from .images import read_rgb, write_image
     from .inference import create_segmenter
     from .models.preprocess import alpha_to_u8
 
@@ -387,27 +387,6 @@ def _check_process_target(dst: Path, sequence: bool, inputs: list, overwrite: bo
         raise OutputError(f"-o {dst} is a folder: name the output file, or remove the folder")
 
 
-def _process_workers(text: str, seg_cfg) -> int | None:
-    """``--workers``: a number 1..16, or auto: 1 on a GPU or a single core, else None: measured
-    once the model is open (``vbg.offline.workers.open_auto``)."""
-    if text == "auto":
-        if seg_cfg.backend != "onnx" or (os.cpu_count() or 1) < 2:
-            return 1
-        from .inference.onnx_backend import provider_list
-
-        on_cpu = provider_list(seg_cfg.device)[0] == "CPUExecutionProvider"
-        return None if on_cpu else 1
-    from .ranges import WORKERS
-
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n not in WORKERS:
-        raise ConfigError(f"--workers {text!r} is out of range: use {WORKERS.describe()} or auto")
-    return n
-
-
 def _auto_workers(seg_cfg, cfg, first: Path) -> tuple[list, str]:
     """``--workers auto`` on a CPU: one session or two, by what they measure on this machine
     at the first input's frame size (``vbg.offline.workers``); the segmenters and ``: why``."""
@@ -477,7 +456,9 @@ def cmd_process(args) -> int:
     from .inference.smoothing import CentredSmoother
 
     preflight.collect(found, CentredSmoother, args.smoothing, radius=args.window)
-    workers = preflight.collect(found, _process_workers, args.workers, seg_cfg) if seg_cfg else None
+    from .offline.workers import parse_workers
+
+    workers = preflight.collect(found, parse_workers, args.workers, seg_cfg) if seg_cfg else None
     notes: list[str] = []
     if seg_cfg is not None:
         seg_cfg = preflight.settle_model(replace(seg_cfg, default_size=512), found, notes)  # offline: quality first

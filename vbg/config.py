@@ -5,7 +5,6 @@ wins. A bad key or value raises :class:`ConfigError` naming it."""
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -215,7 +214,3 @@ def validate(cfg: LiveConfig) -> LiveConfig:
     if found:
         raise found[0]
     return cfg
-
-
-def as_dict(cfg: LiveConfig) -> dict:
-    return dataclasses.asdict(cfg)

@@ -20,17 +20,18 @@ import io
 import os
 import platform
 import re
-import struct
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .capture.v4l2 import V4l2Info
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
-MODPROBE = "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=vbg"
-INSTALL_LOOPBACK = f"sudo apt install v4l2loopback-dkms (or your distribution's package), then {MODPROBE}"
 VIDEO_GROUP_FIX = "sudo usermod -aG video $USER, then log out and back in"
 
 
@@ -279,15 +280,6 @@ def captured_output() -> Iterator[list[str]]:
             out.append(tmp.read().decode("utf-8", "replace") + py_text.getvalue())
 
 
-def _load_failure(text: str) -> str:
-    """The reason in ONNX Runtime's 'Failed to load library ... with error: WHY' line."""
-    m = re.search(r"with error: ([^\n\x1b]+)", text)
-    if m:
-        return m.group(1).strip()
-    m = re.search(r"(Please install [^\n.]+)", text)
-    return m.group(1).strip() if m else ""
-
-
 def check_providers(model: bytes | None = None) -> list[Check]:
     """Open a tiny session on each provider ONNX Runtime lists and compare the
     provider asked for with the one the session really uses (the GPU build
@@ -298,6 +290,7 @@ def check_providers(model: bytes | None = None) -> list[Check]:
         return [Check("onnxruntime", FAIL, f"cannot import onnxruntime ({type(e).__name__}: {e})",
                       "pip uninstall -y onnxruntime onnxruntime-gpu, then pip install vbg again")]
     from .inference import cuda as nvidia
+    from .inference.onnx_backend import load_failure
 
     model = model if model is not None else tiny_model()
     loads, broken = [], []
@@ -321,7 +314,7 @@ def check_providers(model: bytes | None = None) -> list[Check]:
         if active and active[0] == provider:
             loads.append(short)
         else:
-            broken.append((short, reason or _load_failure(text[0] if text else "") or
+            broken.append((short, reason or load_failure(text[0] if text else "") or
                            f"falls back to {', '.join(a.replace('ExecutionProvider', '') for a in active)}"))
     version = getattr(ort, "__version__", "?")
     checks = []
@@ -409,118 +402,7 @@ def check_gpu(proc_root: str = "/proc", dev_root: str = "/dev", smi: Callable[[]
                   "fine for --model selfie (a few ms a frame); RMBG-1.4 live needs a GPU for full frame rate")]
 
 
-# --------------------------------------------------------------------------- V4L2
-
-_IOC_WRITE, _IOC_READ = 1, 2
-
-
-def _ioc(direction: int, nr: int, size: int) -> int:
-    return (direction << 30) | (size << 16) | (ord("V") << 8) | nr
-
-
-_CAP = struct.Struct("16s32s32sIII12x")  # v4l2_capability, 104 bytes
-_FMTDESC = struct.Struct("III32sII12x")  # v4l2_fmtdesc, 64 bytes
-_FRMSIZE = struct.Struct("III6I8x")  # v4l2_frmsizeenum, 44 bytes
-_FRMIVAL = struct.Struct("IIIII6I8x")  # v4l2_frmivalenum, 52 bytes
-VIDIOC_QUERYCAP = _ioc(_IOC_READ, 0, _CAP.size)
-VIDIOC_ENUM_FMT = _ioc(_IOC_READ | _IOC_WRITE, 2, _FMTDESC.size)
-VIDIOC_ENUM_FRAMESIZES = _ioc(_IOC_READ | _IOC_WRITE, 74, _FRMSIZE.size)
-VIDIOC_ENUM_FRAMEINTERVALS = _ioc(_IOC_READ | _IOC_WRITE, 75, _FRMIVAL.size)
-V4L2_CAP_VIDEO_CAPTURE = 0x00000001
-V4L2_CAP_VIDEO_OUTPUT = 0x00000002
-V4L2_CAP_DEVICE_CAPS = 0x80000000
-V4L2_BUF_TYPE_VIDEO_CAPTURE = 1
-V4L2_FRMSIZE_TYPE_DISCRETE = 1
-V4L2_FRMIVAL_TYPE_DISCRETE = 1
-
-
-@dataclass(frozen=True, slots=True)
-class V4l2Info:
-    path: str
-    driver: str
-    card: str
-    capture: bool  # a node that delivers video (a camera, not its metadata node)
-    output: bool  # a node that takes video (v4l2loopback)
-    modes: tuple[str, ...] = ()  # "MJPG 1280x720@30", ...
-
-
-def _cstr(b: bytes) -> str:
-    return b.split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-def query_device(path: str, ioctl: Callable | None = None, max_modes: int = 8) -> V4l2Info | None:
-    """What a /dev/video* node is (driver, card, capture/output) and, for a
-    capture node, the formats, sizes and frame rates it offers; None when it
-    cannot be opened or is not a V4L2 device. ``ioctl(fd, request, buf)``
-    defaults to :func:`fcntl.ioctl` (tests pass a fake)."""
-    if ioctl is None:
-        import fcntl
-
-        ioctl = fcntl.ioctl
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
-    except OSError:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        except OSError:
-            return None
-    try:
-        buf = bytearray(_CAP.size)
-        try:
-            ioctl(fd, VIDIOC_QUERYCAP, buf)
-        except OSError:
-            return None
-        driver, card, _bus, _version, caps, device_caps = _CAP.unpack(bytes(buf))
-        if caps & V4L2_CAP_DEVICE_CAPS:
-            caps = device_caps
-        capture, output = bool(caps & V4L2_CAP_VIDEO_CAPTURE), bool(caps & V4L2_CAP_VIDEO_OUTPUT)
-        modes = tuple(_modes(fd, ioctl, max_modes)) if capture else ()
-        return V4l2Info(path, _cstr(driver), _cstr(card), capture, output, modes)
-    finally:
-        os.close(fd)
-
-
-def _enum(fd: int, ioctl, request: int, st: struct.Struct, make: Callable[[int], tuple]) -> Iterator[tuple]:
-    """VIDIOC_ENUM_* with index 0, 1, ... until the driver says EINVAL."""
-    for index in range(64):
-        buf = bytearray(st.pack(*make(index)))
-        try:
-            ioctl(fd, request, buf)
-        except OSError:
-            return
-        yield st.unpack(bytes(buf))
-
-
-def _modes(fd: int, ioctl, limit: int) -> Iterator[str]:
-    """"MJPG 1280x720@30"-style modes, largest size first per format."""
-    n = 0
-    for fmt in _enum(fd, ioctl, VIDIOC_ENUM_FMT, _FMTDESC, lambda i: (i, V4L2_BUF_TYPE_VIDEO_CAPTURE, 0, b"", 0, 0)):
-        pixfmt = fmt[4]
-        fourcc = struct.pack("<I", pixfmt).decode("ascii", "replace").strip()
-        sizes = []
-        for size in _enum(fd, ioctl, VIDIOC_ENUM_FRAMESIZES, _FRMSIZE,
-                          lambda i, f=pixfmt: (i, f, 0, 0, 0, 0, 0, 0, 0)):
-            if size[2] != V4L2_FRMSIZE_TYPE_DISCRETE:
-                sizes.append((size[4], size[7]))  # stepwise/continuous: its largest size
-                break
-            sizes.append((size[3], size[4]))
-        for w, h in sorted(sizes, key=lambda s: -s[0] * s[1]):
-            fps = 0.0
-            for ival in _enum(fd, ioctl, VIDIOC_ENUM_FRAMEINTERVALS, _FRMIVAL,
-                              lambda i, f=pixfmt, w=w, h=h: (i, f, w, h, 0, 0, 0, 0, 0, 0, 0)):
-                num, den = ival[5], ival[6]  # an interval: num/den seconds
-                if num:
-                    fps = max(fps, den / num)
-            yield f"{fourcc} {w}x{h}" + (f"@{fps:g}" if fps else "")
-            n += 1
-            if n >= limit:
-                return
-
-
-def _loopback_nodes(sys_root: str) -> list[str]:
-    """video* names of v4l2loopback devices (virtual video4linux devices)."""
-    return sorted(Path(p).name for p in glob.glob(f"{sys_root}/devices/virtual/video4linux/video*"))
-
+# --------------------------------------------------------------------------- cameras, virtual camera
 
 def _node_name(sys_root: str, node: str) -> str:
     try:
@@ -557,16 +439,18 @@ def check_virtual_camera(sys_root: str = "/sys", dev_root: str = "/dev", system:
     system = system or platform.system()
     if system != "Linux":
         return _check_other_vcam(system)
+    from .sinks.virtual_camera import INSTALL_LOOPBACK, RELOAD_LOOPBACK, loopback_nodes
+
     users = users or _device_users
     module = Path(sys_root, "module/v4l2loopback")
-    nodes = _loopback_nodes(sys_root)
+    nodes = loopback_nodes(sys_root)
     if not module.is_dir() and not nodes:
         return [Check("v4l2loopback", FAIL, "the v4l2loopback kernel module is not loaded: there is no virtual "
                                             "camera for video-call apps to pick",
                       INSTALL_LOOPBACK)]
     if not nodes:
         return [Check("v4l2loopback", FAIL, "v4l2loopback is loaded but has no devices",
-                      f"sudo modprobe -r v4l2loopback && {MODPROBE}")]
+                      RELOAD_LOOPBACK)]
     checks = [Check("v4l2loopback", OK, "loaded: " + ", ".join(
         f"{dev_root}/{n}" + (f" ({name})" if (name := _node_name(sys_root, n)) else "") for n in nodes))]
     caps_file = module / "parameters/exclusive_caps"
@@ -579,7 +463,7 @@ def check_virtual_camera(sys_root: str = "/sys", dev_root: str = "/dev", system:
     if caps and not all(caps[: len(nodes)]):
         checks.append(Check("exclusive_caps", WARN, "exclusive_caps is off: Chrome, Zoom and Teams do not list "
                                                     "the virtual camera",
-                            f"sudo modprobe -r v4l2loopback && {MODPROBE}"))
+                            RELOAD_LOOPBACK))
     elif caps:
         checks.append(Check("exclusive_caps", OK, "on (browsers and call apps list the device)"))
     free, problems = [], []
@@ -606,7 +490,7 @@ def check_virtual_camera(sys_root: str = "/sys", dev_root: str = "/dev", system:
     checks.extend(problems)
     if not free and not any(c.status == FAIL for c in problems):
         checks.append(Check("virtual camera", FAIL, "no usable virtual camera device",
-                            f"sudo modprobe -r v4l2loopback && {MODPROBE}"))
+                            RELOAD_LOOPBACK))
     return checks
 
 
@@ -626,15 +510,20 @@ def _check_other_vcam(system: str) -> list[Check]:
 
 
 def check_cameras(sys_root: str = "/sys", dev_root: str = "/dev", system: str | None = None,
-                  query: Callable[[str], V4l2Info | None] = query_device,
+                  query: Callable[[str], V4l2Info | None] | None = None,
                   users: Callable[[str], list[tuple[int, str]]] | None = None) -> list[Check]:
     """The cameras (capture nodes that are not v4l2loopback devices), their
-    modes, and who else holds them."""
+    modes, and who else holds them. ``query``: :func:`vbg.capture.v4l2.query_device` (tests pass
+    a fake)."""
     system = system or platform.system()
     if system != "Linux":
         return [Check("cameras", OK, "not listed on this system: vbg --source N opens camera N")]
+    if query is None:
+        from .capture.v4l2 import query_device as query
+    from .sinks.virtual_camera import loopback_nodes
+
     users = users or _device_users
-    loopback = set(_loopback_nodes(sys_root))
+    loopback = set(loopback_nodes(sys_root))
     nodes = sorted((p for p in glob.glob(f"{dev_root}/video[0-9]*") if Path(p).name not in loopback),
                    key=lambda p: int(re.sub(r"\D", "", Path(p).name) or 0))
     checks = []

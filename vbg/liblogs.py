@@ -6,7 +6,7 @@ Each library has its own channel, and each is set where it lives:
   ``cv2.setLogLevel`` after); libtiff's warnings ("unknown field with
   tag ...") reach stderr through it too. libpng's warnings ("iCCP: ...", "tEXt: CRC
   error") do not: libpng prints them from C with no switch, so the image decoder runs
-  inside :func:`c_stderr_quiet` (``imageio.read_rgb``).
+  inside :func:`c_stderr_quiet` (``images.read_rgb``).
 - FFmpeg (x264's "using cpu capabilities", "frame I:...", decoder complaints) logs
   through ``av.logging``: off by default in PyAV; ``-v`` passes it to Python logging.
 - ONNX Runtime: each session's ``log_severity_level`` and the default logger

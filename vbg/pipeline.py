@@ -20,7 +20,6 @@ import time
 from collections import deque
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from . import priority
@@ -59,15 +58,6 @@ class _MaskBox:
         with self._cond:
             self._cond.wait_for(lambda: self.mask is not None and self.mask.seq >= seq, timeout)
             return self.mask
-
-
-def precheck_virtual_camera(device: str | None, backend: str | None) -> None:
-    """No virtual camera device (Linux): say how to load the module before anything else starts."""
-    from .preflight import virtual_camera_problem
-
-    problem = virtual_camera_problem(device, backend)
-    if problem is not None:
-        raise problem
 
 
 class _Aligner:
@@ -179,7 +169,9 @@ class LivePipeline:
         if cfg.output.vcam and not cfg.output.preview:
             # Before the camera and the model download: the commonest set-up problem first.
             # (With --preview the window is a sink of its own: a missing camera is not fatal.)
-            precheck_virtual_camera(cfg.output.vcam_device, cfg.output.vcam_backend)
+            from .sinks.virtual_camera import precheck
+
+            precheck(cfg.output.vcam_device, cfg.output.vcam_backend)
         with contextlib.ExitStack() as stack:
             source = self._source or self._open_source()
             stack.callback(source.close)
@@ -318,7 +310,7 @@ class LivePipeline:
                 from .errors import OutputError
 
                 raise OutputError(f"--record {path} already exists: pass --overwrite or choose another name")
-            rec = Recorder(path, w, h, fps, clock=self.clock, encoder=o.encoder, gpu=self.cfg.model.gpu)
+            rec = Recorder(path, w, h, fps, encoder=o.encoder, gpu=self.cfg.model.gpu)
             stack.callback(rec.close)
             log.info("%s", rec.encoder.describe())
             sinks.append(rec)
@@ -428,10 +420,9 @@ class LivePipeline:
 
     def _send_lost(self, last: Composite, base: np.ndarray, ring, n: int) -> None:
         """Camera gone: keep the virtual camera fed with the last frame, dimmed."""
-        out = ring[n % OUT_RING]
-        cv2.convertScaleAbs(base, dst=out, alpha=0.4)
-        cv2.putText(out, "camera lost - reconnecting", (20, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0,
-                    (255, 255, 255), 2, cv2.LINE_AA)
+        from .compositing.cards import camera_lost_card
+
+        out = camera_lost_card(base, ring[n % OUT_RING])
         # A new timestamp: the card is shown now, and recordings need increasing times.
         self._send(Composite(last.seq, self.clock.now(), out, last.mask_seq, False))
 

@@ -14,8 +14,6 @@ and, with ``--preview``, whether there is a virtual camera to feed as well.
 
 from __future__ import annotations
 
-import glob
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,7 +21,6 @@ from .config import LiveConfig, problems as config_problems
 from .errors import InputError, OutputError, Problems, SinkError, SourceError, VbgError
 
 DOCTOR_HINT = "`vbg doctor` checks this machine's whole set-up (packages, GPU, cameras, virtual camera, models)"
-V4L2_SYSFS = "/sys/devices/virtual/video4linux"
 
 
 @dataclass
@@ -93,23 +90,6 @@ def check_source(text: str) -> None:
     missing = camera_problem(src)
     if missing is not None:
         raise missing
-
-
-def virtual_camera_problem(device: str | None, backend: str | None) -> SinkError | None:
-    """On Linux, v4l2loopback devices live under /sys/devices/virtual/video4linux: none there
-    means no virtual camera (elsewhere only opening one tells)."""
-    from .sinks.virtual_camera import LINUX_HINT
-
-    if not sys.platform.startswith("linux") or backend not in (None, "v4l2loopback"):
-        return None
-    if device is not None:
-        if not Path(device).exists():
-            return SinkError(f"virtual camera {device} does not exist: {LINUX_HINT}")
-        return None
-    if not glob.glob(f"{V4L2_SYSFS}/video*"):
-        return SinkError(f"no virtual camera device found: {LINUX_HINT}; "
-                         "or try it first with --preview, or --no-vcam --record FILE")
-    return None
 
 
 def check_record(record: str | None, overwrite: bool, inputs=()) -> None:
@@ -223,6 +203,8 @@ def live(cfg: LiveConfig) -> Plan:
     if o.preview:
         collect(found, check_display)
     if o.vcam:
+        from .sinks.virtual_camera import virtual_camera_problem
+
         missing = virtual_camera_problem(o.vcam_device, o.vcam_backend)
         if missing is not None and o.preview:
             # The window is a sink of its own: run with it alone, and say how to get the camera too.

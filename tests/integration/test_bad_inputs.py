@@ -22,9 +22,9 @@ import av
 import cv2
 import numpy as np
 import pytest
-import pyvirtualcam
 
 from conftest import PEOPLE, StderrLines, progress_shows_frames, wait_until_vbg_handles
+from fakecam import fake_camera
 from media import person_clip_frames, write_clip
 
 ROOM = PEOPLE / "background01.jpg"
@@ -163,22 +163,22 @@ def test_bad_image_to_segment_is_one_line_with_its_own_code(m, tmp_path, name):
 
 
 def test_a_20000x20000_image_is_refused_from_its_header(m, monkeypatch):
-    from vbg import imageio
+    from vbg import images
     from vbg.errors import InputError
 
     def no_decoding(*a, **k):
         raise AssertionError("the image was decoded")
 
-    monkeypatch.setattr(imageio.cv2, "imdecode", no_decoding)
+    monkeypatch.setattr(images.cv2, "imdecode", no_decoding)
     with pytest.raises(InputError, match="20000x20000"):
-        imageio.read_rgb(m["dir"] / "huge.png")
+        images.read_rgb(m["dir"] / "huge.png")
     jpg = bytearray((m["dir"] / "bg.jpg").read_bytes())
     sof = next(i for i in range(len(jpg) - 1) if jpg[i] == 0xFF and jpg[i + 1] in (0xC0, 0xC2))
     jpg[sof + 5: sof + 9] = struct.pack(">HH", 20000, 20000)  # the frame header claims 20000x20000
     huge_jpg = m["dir"] / "huge.jpg"
     huge_jpg.write_bytes(bytes(jpg))
     with pytest.raises(InputError, match="20000x20000"):
-        imageio.read_rgb(huge_jpg)
+        images.read_rgb(huge_jpg)
 
 
 @pytest.mark.parametrize("name", ["grey.png", "rgba.png", "rgb16.png", "palette.png"])
@@ -358,34 +358,12 @@ def test_offline_source_dying_mid_file_keeps_a_playable_partial(m, tmp_path):
     assert leftovers(tmp_path) == ["out.partial.mp4"]
 
 
-class FailingBackend:
-    """A pyvirtualcam backend whose device goes away after 20 frames."""
-
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        self._fourcc, self.n = fourcc, 0
-
-    def send(self, frame):
-        self.n += 1
-        if self.n > 20:
-            raise RuntimeError("device unplugged")
-
-    def close(self):
-        pass
-
-    def device(self):
-        return "/dev/video-test"
-
-    def native_fourcc(self):
-        return self._fourcc
-
-
 @pytest.fixture
 def failing_backend():
-    from pyvirtualcam.camera import BACKENDS
-
-    pyvirtualcam.register_backend("vbg-test-fail", FailingBackend)
-    yield "vbg-test-fail"
-    BACKENDS.pop("vbg-test-fail", None)
+    """A pyvirtualcam backend whose device goes away after 20 frames."""
+    with fake_camera("vbg-test-fail", keep=False, fail_after=20, failure=lambda: RuntimeError("device unplugged"),
+                     device_name="/dev/video-test") as cls:
+        yield cls.name
 
 
 def test_a_failing_sink_stops_cleanly_with_its_reason(m, tmp_path, failing_backend, capsys, vbg_logging):
@@ -882,7 +860,7 @@ def test_exif_orientation_is_applied_as_viewers_do(tmp_path, fmt, orientation, o
     """All 8 orientations, turned as the EXIF standard says a viewer shows them (the stored pixels,
     decoded without orientation, then mirrored/turned in numpy; OpenCV's own orientation-aware read
     is no reference: 4.10, the floor, ignores WebP's EXIF)."""
-    from vbg.imageio import read_rgb
+    from vbg.images import read_rgb
 
     bgr = cv2.resize(cv2.imread(str(ROOM)), (64, 40), interpolation=cv2.INTER_AREA)
     path = tmp_path / f"photo.{fmt}"
@@ -970,7 +948,7 @@ INCONSISTENT = list(_inconsistent_images())
 
 @pytest.mark.parametrize("name", INCONSISTENT)
 def test_an_image_that_states_its_size_twice_is_never_decoded(tmp_path, monkeypatch, name):
-    from vbg import imageio
+    from vbg import images
     from vbg.errors import InputError
 
     path = tmp_path / name
@@ -979,9 +957,9 @@ def test_an_image_that_states_its_size_twice_is_never_decoded(tmp_path, monkeypa
     def no_decoding(*a, **k):
         raise AssertionError("the image was decoded")
 
-    monkeypatch.setattr(imageio.cv2, "imdecode", no_decoding)
+    monkeypatch.setattr(images.cv2, "imdecode", no_decoding)
     with pytest.raises(InputError, match="20000x20000|damaged"):
-        imageio.read_rgb(path)
+        images.read_rgb(path)
 
 
 @pytest.mark.parametrize("name", INCONSISTENT)

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import run_vbg
 from vbg import doctor
+from vbg.capture import v4l2
 from vbg.doctor import FAIL, OK, WARN, Check, Report
 
 LOOPBACK_LOADED = Path("/sys/module/v4l2loopback").exists()
@@ -245,9 +246,9 @@ def test_cameras_are_listed_with_their_modes_and_loopback_nodes_skipped(tmp_path
     for n in (0, 1):
         (Path(dev_root) / f"video{n}").write_bytes(b"")
     infos = {
-        f"{dev_root}/video0": doctor.V4l2Info(f"{dev_root}/video0", "uvcvideo", "HD Webcam", True, False,
+        f"{dev_root}/video0": v4l2.V4l2Info(f"{dev_root}/video0", "uvcvideo", "HD Webcam", True, False,
                                               ("MJPG 1280x720@30", "YUYV 640x480@30")),
-        f"{dev_root}/video1": doctor.V4l2Info(f"{dev_root}/video1", "uvcvideo", "HD Webcam", False, False),
+        f"{dev_root}/video1": v4l2.V4l2Info(f"{dev_root}/video1", "uvcvideo", "HD Webcam", False, False),
     }
     checks = doctor.check_cameras(sys_root, dev_root, system="Linux", query=infos.get, users=lambda p: [])
     assert len(checks) == 1 and checks[0].status == OK
@@ -269,43 +270,43 @@ class FakeV4l2:
     sizes = {b"MJPG": ((1280, 720), (640, 480)), b"YUYV": ((640, 480),)}
 
     def __call__(self, fd, request, buf):
-        if request == doctor.VIDIOC_QUERYCAP:
-            caps = doctor.V4L2_CAP_DEVICE_CAPS | doctor.V4L2_CAP_VIDEO_CAPTURE
-            buf[:] = doctor._CAP.pack(b"uvcvideo", b"HD Webcam", b"usb-1", 1, caps, doctor.V4L2_CAP_VIDEO_CAPTURE)
-        elif request == doctor.VIDIOC_ENUM_FMT:
-            index, typ, *_ = doctor._FMTDESC.unpack(bytes(buf))
+        if request == v4l2.VIDIOC_QUERYCAP:
+            caps = v4l2.V4L2_CAP_DEVICE_CAPS | v4l2.V4L2_CAP_VIDEO_CAPTURE
+            buf[:] = v4l2.CAPABILITY.pack(b"uvcvideo", b"HD Webcam", b"usb-1", 1, caps, v4l2.V4L2_CAP_VIDEO_CAPTURE)
+        elif request == v4l2.VIDIOC_ENUM_FMT:
+            index, typ, *_ = v4l2.FMTDESC.unpack(bytes(buf))
             if index >= len(self.formats):
                 raise OSError(errno.EINVAL, "end")
             fourcc = struct.unpack("<I", self.formats[index])[0]
-            buf[:] = doctor._FMTDESC.pack(index, typ, 0, b"Motion-JPEG", fourcc, 0)
-        elif request == doctor.VIDIOC_ENUM_FRAMESIZES:
-            index, fourcc, *_ = doctor._FRMSIZE.unpack(bytes(buf))
+            buf[:] = v4l2.FMTDESC.pack(index, typ, 0, b"Motion-JPEG", fourcc, 0)
+        elif request == v4l2.VIDIOC_ENUM_FRAMESIZES:
+            index, fourcc, *_ = v4l2.FRMSIZE.unpack(bytes(buf))
             sizes = self.sizes[struct.pack("<I", fourcc)]
             if index >= len(sizes):
                 raise OSError(errno.EINVAL, "end")
-            buf[:] = doctor._FRMSIZE.pack(index, fourcc, doctor.V4L2_FRMSIZE_TYPE_DISCRETE, *sizes[index], 0, 0, 0, 0)
-        elif request == doctor.VIDIOC_ENUM_FRAMEINTERVALS:
-            index, fourcc, w, h, *_ = doctor._FRMIVAL.unpack(bytes(buf))
+            buf[:] = v4l2.FRMSIZE.pack(index, fourcc, v4l2.V4L2_FRMSIZE_TYPE_DISCRETE, *sizes[index], 0, 0, 0, 0)
+        elif request == v4l2.VIDIOC_ENUM_FRAMEINTERVALS:
+            index, fourcc, w, h, *_ = v4l2.FRMIVAL.unpack(bytes(buf))
             if index >= 2:
                 raise OSError(errno.EINVAL, "end")
             den = (30, 15)[index]
-            buf[:] = doctor._FRMIVAL.pack(index, fourcc, w, h, doctor.V4L2_FRMIVAL_TYPE_DISCRETE, 1, den, 0, 0, 0, 0)
+            buf[:] = v4l2.FRMIVAL.pack(index, fourcc, w, h, v4l2.V4L2_FRMIVAL_TYPE_DISCRETE, 1, den, 0, 0, 0, 0)
         else:
             raise OSError(errno.ENOTTY, "unknown ioctl")
 
 
 def test_v4l2_struct_sizes_match_the_kernel_headers():
-    assert (doctor._CAP.size, doctor._FMTDESC.size, doctor._FRMSIZE.size, doctor._FRMIVAL.size) == (104, 64, 44, 52)
-    assert doctor.VIDIOC_QUERYCAP == 0x80685600  # the values from linux/videodev2.h on x86-64
-    assert doctor.VIDIOC_ENUM_FMT == 0xC0405602
-    assert doctor.VIDIOC_ENUM_FRAMESIZES == 0xC02C564A
-    assert doctor.VIDIOC_ENUM_FRAMEINTERVALS == 0xC034564B
+    assert (v4l2.CAPABILITY.size, v4l2.FMTDESC.size, v4l2.FRMSIZE.size, v4l2.FRMIVAL.size) == (104, 64, 44, 52)
+    assert v4l2.VIDIOC_QUERYCAP == 0x80685600  # the values from linux/videodev2.h on x86-64
+    assert v4l2.VIDIOC_ENUM_FMT == 0xC0405602
+    assert v4l2.VIDIOC_ENUM_FRAMESIZES == 0xC02C564A
+    assert v4l2.VIDIOC_ENUM_FRAMEINTERVALS == 0xC034564B
 
 
 def test_query_device_reads_formats_sizes_and_rates(tmp_path):
     node = tmp_path / "video0"
     node.write_bytes(b"")
-    info = doctor.query_device(str(node), ioctl=FakeV4l2())
+    info = v4l2.query_device(str(node), ioctl=FakeV4l2())
     assert info is not None and info.capture and not info.output
     assert (info.driver, info.card) == ("uvcvideo", "HD Webcam")
     assert info.modes == ("MJPG 1280x720@30", "MJPG 640x480@30", "YUYV 640x480@30")
@@ -318,8 +319,8 @@ def test_query_device_of_something_else_is_none(tmp_path):
     def not_v4l2(fd, request, buf):
         raise OSError(errno.ENOTTY, "Inappropriate ioctl for device")
 
-    assert doctor.query_device(str(node), ioctl=not_v4l2) is None
-    assert doctor.query_device(str(tmp_path / "missing")) is None
+    assert v4l2.query_device(str(node), ioctl=not_v4l2) is None
+    assert v4l2.query_device(str(tmp_path / "missing")) is None
 
 
 def test_gpu_check_reads_the_driver_version_from_proc(tmp_path):

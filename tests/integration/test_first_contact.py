@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import av
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from conftest import run_vbg
 from media import person_clip_frames, write_clip
 
+TESTS = Path(__file__).resolve().parents[1]
 NO_LOOPBACK = not glob.glob("/sys/devices/virtual/video4linux/video*")
 
 
@@ -98,17 +100,11 @@ def test_a_bundled_background_by_name_in_vbg_process(clip, tmp_path):
 
 
 PREVIEW_WITH_VCAM = textwrap.dedent("""
-    import sys, numpy as np, pyvirtualcam
+    import sys
+    sys.path.insert(0, sys.argv[2])  # tests/, for the fake virtual camera
+    from fakecam import fake_camera
     from vbg.config import LiveConfig, apply
     from vbg.pipeline import LivePipeline
-
-    class Count:
-        n = 0
-        def __init__(self, *, width, height, fps, fourcc, device, **kw): self._fourcc = fourcc
-        def send(self, frame): Count.n += 1
-        def close(self): pass
-        def device(self): return "count"
-        def native_fourcc(self): return self._fourcc
 
     from vbg.sinks import preview
     shown = []
@@ -118,13 +114,13 @@ PREVIEW_WITH_VCAM = textwrap.dedent("""
         return real_send(self, comp)
     preview.PreviewWindow.send = counting_send
 
-    pyvirtualcam.register_backend("count", Count)
-    cfg = apply(LiveConfig(), {"source": {"source": sys.argv[1]}, "model": {"model": "selfie"},
-                               "background": {"color": "blue"},
-                               "output": {"vcam_backend": "count", "preview": True, "frames": 12}})
-    pipe = LivePipeline(cfg)
-    pipe.run()
-    print("vcam frames", Count.n, "window frames", len(shown))
+    with fake_camera("vbg-test-count", keep=False) as cam:
+        cfg = apply(LiveConfig(), {"source": {"source": sys.argv[1]}, "model": {"model": "selfie"},
+                                   "background": {"color": "blue"},
+                                   "output": {"vcam_backend": cam.name, "preview": True, "frames": 12}})
+        pipe = LivePipeline(cfg)
+        pipe.run()
+    print("vcam frames", sum(c.sent for c in cam.instances), "window frames", len(shown))
 """)
 
 
@@ -143,7 +139,7 @@ def test_preview_without_a_virtual_camera_shows_the_window_alone(clip):
 
 @pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs Xvfb for a window (apt install xvfb xauth)")
 def test_preview_with_a_virtual_camera_feeds_both(clip):
-    proc = subprocess.run(["xvfb-run", "-a", sys.executable, "-c", PREVIEW_WITH_VCAM, str(clip)],
+    proc = subprocess.run(["xvfb-run", "-a", sys.executable, "-c", PREVIEW_WITH_VCAM, str(clip), str(TESTS)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("vcam frames")][0]

@@ -16,9 +16,9 @@ import time
 import av
 import numpy as np
 import pytest
-import pyvirtualcam
 
 from conftest import PEOPLE, iou, run_vbg
+from fakecam import fake_camera
 from lockstep import KeepSink, Lockstep, wait_until
 from media import person_clip_frames, write_clip
 from vbg.clock import MonotonicClock
@@ -30,42 +30,19 @@ from vbg.pipeline import LivePipeline
 FPS = 30
 
 
-class KeepingBackend:
-    """A pure-Python pyvirtualcam backend: pyvirtualcam's own Camera drives it."""
-
-    frames: list[np.ndarray] = []
-    means: list[float] = []
-    fps: float | None = None
-
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        self.width, self.height, self._fourcc = width, height, fourcc
-        KeepingBackend.frames, KeepingBackend.means, KeepingBackend.fps = [], [], fps
-
-    def send(self, frame):
-        # pyvirtualcam hands its backends the frame as flat bytes in the native format (RGB here)
-        image = np.array(frame, copy=True).reshape(self.height, self.width, 3)
-        KeepingBackend.frames.append(image)
-        KeepingBackend.means.append(float(image.mean()))
-
-    def close(self):
-        pass
-
-    def device(self):
-        return "test-device"
-
-    def native_fourcc(self):
-        return self._fourcc
-
-
-@pytest.fixture(autouse=True, scope="module")
-def keeping_backend():
+@pytest.fixture(scope="module")
+def registered_camera():
     """Registered for this module only: with no backend named, pyvirtualcam tries every
     registered one, and other tests need to see the machine's real (absent) devices."""
-    from pyvirtualcam.camera import BACKENDS
+    with fake_camera("vbg-test-keep") as cls:
+        yield cls
 
-    pyvirtualcam.register_backend("vbg-test-keep", KeepingBackend)
-    yield
-    BACKENDS.pop("vbg-test-keep", None)
+
+@pytest.fixture(autouse=True)
+def camera(registered_camera):
+    """The virtual camera backend of this test's runs (the cameras of earlier tests let go)."""
+    registered_camera.instances.clear()
+    return registered_camera
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +151,7 @@ def _blue(image: np.ndarray) -> bool:
     return corner[2] > 200 and corner[0] < 40 and corner[1] < 40
 
 
-def test_virtual_camera_gets_frames_at_camera_rate(person_clip):
+def test_virtual_camera_gets_frames_at_camera_rate(person_clip, camera):
     """The virtual camera is opened at the camera's rate and sent exactly one frame per frame
     interval of camera time: black until the first composite, composites after. A 20 ms model
     keeps up: it runs on every frame, and each frame shows the mask of the one before."""
@@ -183,8 +160,9 @@ def test_virtual_camera_gets_frames_at_camera_rate(person_clip):
     before = set(threading.enumerate())
     run = Lockstep(cfg, clip, 0.02, frames=60, vcam=True)
     stats = run.run()
-    assert KeepingBackend.fps == FPS
-    frames = KeepingBackend.frames
+    cam = camera.instances[-1]
+    assert cam.fps == FPS
+    frames = cam.frames
     assert len(frames) == 60  # camera time 0 .. 59/30 s: ticks 0..59
     assert all(f.shape == (360, 640, 3) and f.dtype == np.uint8 for f in frames)
     assert not frames[0].any() and all(_blue(f) for f in frames[1:])
@@ -238,7 +216,7 @@ def _lost_card(mean: float) -> bool:
     return 0 < mean < 65
 
 
-def test_camera_lost_mid_run_keeps_the_vcam_fed_and_resumes(person_clip):
+def test_camera_lost_mid_run_keeps_the_vcam_fed_and_resumes(person_clip, camera):
     frames = [f for f, _ in person_clip_frames(30, (180, 320))]
     attempts = []
 
@@ -247,7 +225,8 @@ def test_camera_lost_mid_run_keeps_the_vcam_fed_and_resumes(person_clip):
         if len(attempts) < 3:
             raise SourceError("still unplugged")
         # The camera comes back only once the virtual camera has shown the "camera lost" card.
-        wait_until(lambda: any(map(_lost_card, KeepingBackend.means)), "the camera-lost card on the virtual camera")
+        wait_until(lambda: any(_lost_card(m) for cam in camera.instances for m in cam.means),
+                   "the camera-lost card on the virtual camera")
         return Flaky(frames)
 
     cfg = apply(LiveConfig(), {"model": {"model": "selfie"}, "background": {"color": "blue"},

@@ -14,10 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
+from media import read_alpha_video
 from vbg.errors import ConfigError, InputError, OutputError
 from vbg.fsutil import partial_name as partial_path_for
 from vbg.media.info import VideoInfo, probe
-from vbg.media.reader import VideoReader, read_alpha_video
+from vbg.media.reader import VideoReader
 from vbg.media.writer import VideoWriter
 
 W, H, FPS, N = 161, 97, 30, 24  # odd size on purpose

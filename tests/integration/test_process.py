@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import StderrLines, iou, progress_shows_frames, run_vbg
-from media import person_clip_frames, write_clip
+from media import person_clip_frames, read_alpha_video, write_clip
 from test_offline_media import FPS, frame_pts_s, make_clip, span_s
 from vbg.media.info import probe
-from vbg.media.reader import read_alpha_video
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,9 @@ and the preview's display check."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import itertools
 import platform
 import threading
 import time
@@ -17,6 +19,7 @@ import pytest
 import pyvirtualcam
 from pyvirtualcam.camera import BACKENDS
 
+from fakecam import fake_camera
 from vbg.clock import FakeClock, MonotonicClock
 from vbg.errors import ConfigError, SinkError
 from vbg.sinks import Sink
@@ -50,58 +53,19 @@ def solid(value: int, w: int = W, h: int = H) -> np.ndarray:
 
 # ---------------------------------------------------------------- virtual camera
 
-class KeepingBackend:
-    """A pyvirtualcam backend (the documented contract) that keeps a copy of
-    every frame it is sent and the clock time it came. Class attributes are
-    set per test: ``clock``, ``fail_after``, ``instances``."""
-
-    clock = MonotonicClock()
-    fail_after: int | None = None
-    instances: list
-
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        self.width, self.height, self.fps, self.fourcc = width, height, fps, fourcc
-        self._device = device or "vbg-test-cam"
-        self.frames: list[np.ndarray] = []
-        self.times: list[float] = []
-        self.closed = 0
-        type(self).instances.append(self)
-
-    def send(self, frame):
-        if self.fail_after is not None and len(self.frames) >= self.fail_after:
-            raise OSError("the test camera went away")
-        self.frames.append(frame.copy())  # pyvirtualcam hands over a view of the sink's buffer
-        self.times.append(self.clock.now())
-
-    def close(self):
-        self.closed += 1
-
-    def device(self):
-        return self._device
-
-    def native_fourcc(self):
-        return None
-
-    def image(self, i: int) -> np.ndarray:
-        return self.frames[i].reshape(self.height, self.width, 3)
-
-
 @pytest.fixture
 def test_backend():
-    """register(clock=..., fail_after=...) -> (backend name, backend class)."""
-    names = []
+    """register(clock=..., fail_after=...) -> (backend name, backend class); unregistered after
+    the test (the real-backend test must not find it)."""
+    with contextlib.ExitStack() as registered:
+        numbers = itertools.count()
 
-    def register(clock=None, fail_after=None):
-        cls = type("KeepingBackend", (KeepingBackend,),
-                   {"clock": clock or MonotonicClock(), "fail_after": fail_after, "instances": []})
-        name = f"vbg-test-{len(names)}"
-        pyvirtualcam.register_backend(name, cls)
-        names.append(name)
-        return name, cls
+        def register(clock=None, fail_after=None):
+            cls = registered.enter_context(fake_camera(f"vbg-test-{next(numbers)}", clock=clock or MonotonicClock(),
+                                                       fail_after=fail_after))
+            return cls.name, cls
 
-    yield register
-    for name in names:
-        BACKENDS.pop(name, None)  # the real-backend test must not find these
+        yield register
 
 
 def test_vcam_sends_black_at_fps_until_the_first_composite(test_backend):
@@ -132,7 +96,7 @@ def test_vcam_sends_the_newest_composite_and_repeats_it_when_none_is_new(test_ba
         def tick(n: int) -> np.ndarray:
             clock.advance(1 / FPS)
             wait_for(lambda: sink.stats().written == n)
-            return cam.image(n - 1)
+            return cam.frames[n - 1]
 
         sink.send(comp(1, solid(10)))
         sink.send(comp(2, solid(20)))  # replaces 1 before any tick: 1 is dropped

@@ -19,7 +19,7 @@ from vbg.compositing import (
     find_background,
 )
 from vbg.errors import InputError
-from vbg.imageio import read_rgb, write_image
+from vbg.images import read_rgb, write_image
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = bundled_backgrounds()

@@ -25,6 +25,7 @@ from vbg.compositing import (
     parse_color,
     threshold_lut,
 )
+from vbg.compositing.cards import camera_lost_card
 from vbg.errors import ConfigError, InputError
 
 FG = (200, 100, 50)
@@ -460,3 +461,13 @@ def test_video_background_unreadable_files_are_input_errors(tmp_path):
     with pytest.raises(InputError) as e:
         VideoBackground(junk)
     assert "\n" not in str(e.value) and "junk.mp4" in str(e.value)
+
+
+def test_camera_lost_card_dims_the_last_picture_and_says_so():
+    last = np.full((120, 480, 3), 200, np.uint8)
+    out = np.zeros_like(last)
+    assert camera_lost_card(last, out) is out
+    assert (last == 200).all()  # drawn into out only
+    assert (out[80:] == 80).all()  # below the text: the picture at 40 %
+    assert (out[:60] == 255).any()  # the white text line
+

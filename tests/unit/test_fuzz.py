@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from vbg.compositing import parse_color
 from vbg.config import SECTIONS, LiveConfig, apply, from_toml
 from vbg.errors import VbgError
-from vbg.imageio import read_rgb
+from vbg.images import read_rgb
 from vbg.inference.scheduler import parse_skip
 from vbg.models.preprocess import parse_size
 

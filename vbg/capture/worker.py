@@ -39,7 +39,6 @@ class CaptureWorker:
         self.frames = 0
         self.reconnects = 0
         self.lost = False
-        self.lost_since: float | None = None
         self.error: BaseException | None = None
         self.ended = threading.Event()  # end of stream, a fatal error, or stop()
         self._stop = threading.Event()
@@ -81,7 +80,7 @@ class CaptureWorker:
                     src = None
                     if self.reopen is None:
                         raise
-                    self.lost, self.lost_since, attempt = True, self.clock.now(), 0
+                    self.lost, attempt = True, 0
                     continue
                 if image is None:
                     break
@@ -107,7 +106,7 @@ class CaptureWorker:
         except Exception as e:  # a device that is coming back can fail in any way (cv2.error, OSError)
             log.debug("reopen failed: %s: %s", type(e).__name__, e)
             return None
-        self.lost, self.lost_since = False, None
+        self.lost = False
         self.reconnects += 1
         log.warning("source back after %d attempt(s)", attempt + 1)
         return src

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..clock import Clock, MonotonicClock
 from ..errors import ConfigError, DependencyError, InputError, one_line
-from ..imageio import read_rgb
+from ..images import read_rgb
 from ..media.open import picture_stream, special_file
 from ..ranges import BLUR
 from .bundled import find_background
@@ -104,7 +104,7 @@ class _Static:
 
 
 class ImageBackground(_Static):
-    """A still image, read once (any format :func:`vbg.imageio.read_rgb` reads), cover-fitted."""
+    """A still image, read once (any format :func:`vbg.images.read_rgb` reads), cover-fitted."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

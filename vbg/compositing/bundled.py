@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import InputError
-from ..imageio import probe_image
+from ..images import probe_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 

@@ -21,11 +21,6 @@ from ..errors import ConfigError, DependencyError, DeviceError, ModelError
 log = logging.getLogger("vbg.onnx")
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
-_PRIMARY = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
 
 
 def import_ort():
@@ -160,6 +155,16 @@ def create_session(path: Path, device: str = "auto", *, strict: bool = False,
                     asked, on, missing)
     log.debug("ONNX Runtime providers in use: %s", ", ".join(active))
     return sess, active
+
+
+def load_failure(text: str) -> str:
+    """The reason in ONNX Runtime's 'Failed to load library ... with error: WHY' line (or its
+    'Please install ...' advice) within what it printed; "" when there is none."""
+    m = re.search(r"with error: ([^\n\x1b]+)", text)
+    if m:
+        return m.group(1).strip()
+    m = re.search(r"(Please install [^\n.]+)", text)
+    return m.group(1).strip() if m else ""
 
 
 def _missing(primary: str, ort_said: str) -> str:

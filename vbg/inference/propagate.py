@@ -54,6 +54,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..arrays import check_hw, check_image
 from ..errors import ConfigError
 
 # name -> (OpenCV preset, finest scale override or None), applied to the grey frames at
@@ -70,26 +71,6 @@ EDGE = 4  # mask pixels: the band inside the silhouette where the person's affin
 SAMPLE = 4  # fit the person's motion to every SAMPLE-th interior pixel in each direction
 MIN_POINTS = 16  # interior samples needed to fit it (16 samples: 256 mask pixels of interior)
 STRIDE = 6  # DIS patch stride for "fine": 4 costs ~50% more for no measurable gain
-
-
-def check_hw(name: str, hw) -> tuple[int, int]:
-    """Validate an (H, W) size option: two ints, each 8..8192."""
-    try:
-        h, w = (int(v) for v in hw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} {hw!r} is not a (height, width) pair of integers") from None
-    if not (8 <= h <= 8192 and 8 <= w <= 8192):
-        raise ConfigError(f"{name} {hw!r} is out of range: height and width must be 8..8192")
-    return h, w
-
-
-def check_image(name: str, img: np.ndarray, hw: tuple[int, int] | None = None) -> None:
-    if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
-        raise TypeError(f"{name} must be a uint8 numpy array, got {getattr(img, 'dtype', type(img).__name__)}")
-    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
-        raise ValueError(f"{name} must be H x W x 3 (RGB) or H x W (grey), got shape {img.shape}")
-    if hw is not None and img.shape[:2] != hw:
-        raise ValueError(f"{name} must be {hw[0]} x {hw[1]}, got {img.shape[0]} x {img.shape[1]}")
 
 
 class GrayReducer:

@@ -188,11 +188,14 @@ class OnnxSegmenter(_Base):
         """``size_hw``: the network's input size (default: the one for this frame; the person
         crop passes the whole frame's, so a crop costs what the frame does, on the same session)."""
         size_hw = size_hw or self.input_size(rgb.shape[:2])
-        dtype = self._entry(size_hw)[3]
-        x = self._preprocessor(size_hw, dtype)(rgb)
-        raw = self._infer(size_hw, x)
+        raw = self.infer(size_hw, self.prepare(rgb, size_hw))
         _check_matte(raw, size_hw, self.source.label)
         return postprocess(raw[0], minmax=self.minmax)
+
+    def prepare(self, rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+        """The network's input for ``rgb`` at ``size_hw``, in the session's dtype; a buffer that
+        the next ``prepare`` or ``segment`` at that size overwrites."""
+        return self._preprocessor(size_hw, self._entry(size_hw)[3])(rgb)
 
     def _entry(self, size_hw: tuple[int, int]) -> tuple:
         entry = self._by_size.get(size_hw)
@@ -221,8 +224,8 @@ class OnnxSegmenter(_Base):
             # session.run still works without the binding: slower, not wrong.
             log.warning("I/O binding on %s is not available (%s); using session.run", device, e)
 
-    def _infer(self, size_hw: tuple[int, int], x: np.ndarray) -> np.ndarray:
-        """The raw network output [1, 1, H, W] for the prepared input ``x``."""
+    def infer(self, size_hw: tuple[int, int], x: np.ndarray) -> np.ndarray:
+        """The raw network output [1, 1, H, W] for the prepared input ``x`` (:meth:`prepare`)."""
         sess, in_name, out_name, _ = self._entry(size_hw)
         bound = self._bound.get(size_hw)
         if bound is not None:

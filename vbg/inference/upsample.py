@@ -42,8 +42,9 @@ import math
 import cv2
 import numpy as np
 
+from ..arrays import check_hw, check_image
 from ..errors import ConfigError
-from .propagate import GrayReducer, check_image, check_hw
+from .propagate import GrayReducer
 
 MODES = ("sharp", "guided", "bilinear")
 SHARPEN_RANGE = (1.0, 8.0)

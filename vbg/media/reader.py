@@ -147,28 +147,3 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def read_alpha_video(path: str | Path) -> list[np.ndarray]:
-    """Decode every frame of ``path`` to RGBA (H x W x 4 uint8): ProRes 4444 in
-    .mov, VP9/VP8 alpha in .webm (through the libvpx decoders, since FFmpeg's
-    native VP9 decoder drops the alpha plane). A video without alpha comes back
-    with alpha 255."""
-    out: list[np.ndarray] = []
-    with open_input(path) as container:
-        stream = container.streams.video[0]
-        libvpx = {"vp9": "libvpx-vp9", "vp8": "libvpx"}.get(stream.codec_context.name)
-        try:
-            if libvpx is None:
-                stream.thread_type = "AUTO"
-                out = [f.to_ndarray(format="rgba", threads=1) for f in container.decode(stream)]
-            else:
-                ctx = av.CodecContext.create(libvpx, "r")
-                for packet in container.demux(stream):
-                    if packet.size:
-                        out.extend(f.to_ndarray(format="rgba", threads=1) for f in ctx.decode(packet))
-                out.extend(f.to_ndarray(format="rgba", threads=1) for f in ctx.decode(None))
-        except av.FFmpegError as e:
-            raise InputError(f"{path}: decoding failed after {len(out)} frames ({one_line(e)}): "
-                             "the file may be damaged") from e
-    return out

@@ -32,7 +32,6 @@ log = logging.getLogger("vbg.export")
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 OPSET = 17
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".bin")
 TORCH_HINT = "pip install 'vbg[torch]'"
 RANDOM_SIDE_GAIN = 100.0
 

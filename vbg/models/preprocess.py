@@ -95,11 +95,6 @@ class Preprocessor:
         return self.tensor
 
 
-def preprocess(rgb: np.ndarray, size_hw: tuple[int, int], mean, std) -> np.ndarray:
-    """One-shot version of :class:`Preprocessor` (allocates)."""
-    return Preprocessor(size_hw, mean, std)(rgb).copy()
-
-
 def postprocess(raw: np.ndarray, *, minmax: bool = False) -> np.ndarray:
     """Network output [1,1,H,W] (or [H,W]) -> float32 alpha (H, W) in [0, 1].
 

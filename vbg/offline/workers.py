@@ -25,11 +25,34 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
+
 log = logging.getLogger("vbg.process")
 
 GAIN = 1.15  # two sessions must give this many times the frames per second of one
 RUNS = 3  # timed inferences of each kind (after one warm-up)
 CACHE_NAME = "workers.json"
+
+
+def parse_workers(text: str, seg_cfg) -> int | None:
+    """``--workers``: a number 1..16, or auto: 1 on a GPU or a single core, else None: measured
+    once the model is open (:func:`open_auto`)."""
+    if text == "auto":
+        if seg_cfg.backend != "onnx" or (os.cpu_count() or 1) < 2:
+            return 1
+        from ..inference.onnx_backend import provider_list
+
+        on_cpu = provider_list(seg_cfg.device)[0] == "CPUExecutionProvider"
+        return None if on_cpu else 1
+    from ..ranges import WORKERS
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n not in WORKERS:
+        raise ConfigError(f"--workers {text!r} is out of range: use {WORKERS.describe()} or auto")
+    return n
 
 
 @dataclass(frozen=True, slots=True)

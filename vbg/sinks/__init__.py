@@ -52,8 +52,6 @@ class SinkStats:
     blank: int = 0  # virtual camera: black frames sent before the first composite
     dropped: int = 0  # composites replaced before they were ever delivered
     late: int = 0  # virtual camera: ticks skipped because the sender fell behind
-    blocked: int = 0  # recorder: send() calls that waited for the encoder
-    blocked_s: float = 0.0  # recorder: total time send() waited
     errors: int = 0  # failures of the sink's own thread (0 or 1)
 
 

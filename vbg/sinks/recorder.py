@@ -10,7 +10,7 @@
 
 * Every composite sent is written: a recording should hold every frame the
   camera was sent, so when the encoder falls behind, ``send()`` waits for it
-  (counted in ``stats().blocked``/``blocked_s``) instead of dropping.
+  instead of dropping.
 * ``send()`` converts RGB to I420 with OpenCV (~0.3 ms at 720p) into one of a
   few preallocated buffers and queues it; the caller may reuse its image at
   once. Encoding and muxing run on the writer thread.
@@ -45,7 +45,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vbg.clock import Clock, MonotonicClock
 from vbg.encoders import choose_encoder
 from vbg.errors import ConfigError, DependencyError, OutputError, one_line
 from vbg.fsutil import NewFile, OutputBusy, write_error_hint
@@ -71,8 +70,8 @@ class Recorder(SinkBase):
     """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, *, preset: str = "veryfast",
-                 crf: int = 20, threads: int = 1, queue_size: int = 8, clock: Clock | None = None,
-                 encoder: str = "x264", gpu: int = 0) -> None:
+                 crf: int = 20, threads: int = 1, queue_size: int = 8, encoder: str = "x264",
+                 gpu: int = 0) -> None:
         super().__init__()
         self.path = Path(path)
         fmt = FORMATS.get(self.path.suffix.lower())
@@ -87,7 +86,6 @@ class Recorder(SinkBase):
             raise ConfigError(f"record queue_size {queue_size} is invalid: use 1 or more")
         self.width, self.height, self.fps = width, height, fps
         self.frame_size = padded_size(width, height)  # (w, h) in the file
-        self._clock = clock or MonotonicClock()
 
         fw, fh = self.frame_size
         self._pad = Padder()
@@ -129,8 +127,7 @@ class Recorder(SinkBase):
         self._closed = False
         self._close_lock = threading.Lock()
         self._send_lock = threading.Lock()
-        self._received = self._blocked = 0
-        self._blocked_s = 0.0
+        self._received = 0
         self._written = 0  # frames handed to the encoder, by the writer thread
         self._finalized: BaseException | None = None  # set by the writer when finalizing failed
         self._thread = threading.Thread(target=self._run, name="vbg-recorder", daemon=True)
@@ -165,20 +162,14 @@ class Recorder(SinkBase):
             return self._free.get_nowait()
         except queue.Empty:
             pass
-        t0 = self._clock.now()
-        self._blocked += 1
-        try:
-            while True:
-                try:
-                    return self._free.get(timeout=_WAIT_S)
-                except queue.Empty:
-                    self.check()  # the writer died: its buffers will never come back
-        finally:
-            self._blocked_s += self._clock.now() - t0
+        while True:
+            try:
+                return self._free.get(timeout=_WAIT_S)
+            except queue.Empty:
+                self.check()  # the writer died: its buffers will never come back
 
     def stats(self) -> SinkStats:
-        return SinkStats(received=self._received, written=self._written, blocked=self._blocked,
-                         blocked_s=self._blocked_s, errors=int(self._failure is not None))
+        return SinkStats(received=self._received, written=self._written, errors=int(self._failure is not None))
 
     def close(self) -> None:
         """Flush and finalize the file, rename it into place; then raise a writer

@@ -18,12 +18,18 @@ half-overwritten picture.
 The pacing thread reads ``clock.now()`` and waits in short real-time slices;
 it never calls ``clock.sleep``, so a fake clock shared with other stages is
 only ever moved by whoever drives it.
+
+Before any of that, :func:`precheck` tells without opening anything whether there is a device
+to open (Linux: a v4l2loopback device), and the hints say how to get one.
 """
 
 from __future__ import annotations
 
+import glob
 import platform
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -36,10 +42,10 @@ _POLL_S = 0.005  # longest real-time wait between looks at the clock and the sto
 _EPS_S = 1e-6  # a deadline this close counts as reached (float sums vs products)
 _JOIN_S = 5.0
 
-LINUX_HINT = (
-    "load v4l2loopback: sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=vbg "
-    "(from the v4l2loopback-dkms package)"
-)
+MODPROBE = "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=vbg"
+LINUX_HINT = f"load v4l2loopback: {MODPROBE} (from the v4l2loopback-dkms package)"
+INSTALL_LOOPBACK = f"sudo apt install v4l2loopback-dkms (or your distribution's package), then {MODPROBE}"
+RELOAD_LOOPBACK = f"sudo modprobe -r v4l2loopback && {MODPROBE}"
 OBS_HINT = {
     "Windows": "install OBS Studio (obsproject.com) and start its Virtual Camera once",
     "Darwin": "install OBS Studio 30 or later and start its Virtual Camera once "
@@ -57,6 +63,34 @@ def install_hint(system: str | None = None) -> str:
     if system in OBS_HINT:
         return OBS_HINT[system]
     return LINUX_HINT
+
+
+def loopback_nodes(sys_root: str = "/sys") -> list[str]:
+    """The video* names of the v4l2loopback devices (Linux: the virtual video4linux devices)."""
+    return sorted(Path(p).name for p in glob.glob(f"{sys_root}/devices/virtual/video4linux/video*"))
+
+
+def virtual_camera_problem(device: str | None, backend: str | None) -> SinkError | None:
+    """Without opening anything: why there is no virtual camera to open (Linux: no v4l2loopback
+    device, or no node ``device``), with how to get one; None when one may open (elsewhere only
+    opening one tells)."""
+    if not sys.platform.startswith("linux") or backend not in (None, "v4l2loopback"):
+        return None
+    if device is not None:
+        if not Path(device).exists():
+            return SinkError(f"virtual camera {device} does not exist: {LINUX_HINT}")
+        return None
+    if not loopback_nodes():
+        return SinkError(f"no virtual camera device found: {LINUX_HINT}; "
+                         "or try it first with --preview, or --no-vcam --record FILE")
+    return None
+
+
+def precheck(device: str | None, backend: str | None) -> None:
+    """No virtual camera device (Linux): say how to load the module before anything else starts."""
+    problem = virtual_camera_problem(device, backend)
+    if problem is not None:
+        raise problem
 
 
 def describe_open_failure(text: str, device: str | None = None, system: str | None = None) -> str:
