@@ -69,8 +69,7 @@ def _add_background_options(p, *, feather_default: float | None) -> None:
 
 
 def _segmenter_config(args):
-    from .inference import SegmenterConfig
-    from .models.preprocess import parse_size
+    from .config import SegmenterConfig, parse_size
 
     return SegmenterConfig(model=args.model, variant=args.variant, size=parse_size(args.size),
                            backend=args.backend, device=args.device, strict_device=args.strict_device,

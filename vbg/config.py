@@ -1,4 +1,4 @@
-"""Live-filter configuration: one frozen dataclass per stage, composed into
+"""Configuration: one frozen dataclass per stage, composed into
 :class:`LiveConfig`. TOML files (``--config``) and CLI flags set the same
 fields (TOML: ``[section] field = value``; CLI: ``--field-name``); the CLI
 wins. A bad key or value raises :class:`ConfigError` naming it."""
@@ -6,6 +6,7 @@ wins. A bad key or value raises :class:`ConfigError` naming it."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -13,13 +14,156 @@ from typing import Any
 
 from . import ranges as R
 from .errors import ConfigError, VbgError
-from .inference.segmenter import SegmenterConfig
-from .ranges import out_of_range, ranged
+from .ranges import ENCODERS, GPU, SIZE, THREADS, UPSAMPLE_MODES, out_of_range, ranged
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+
+# --- The pure parsers: a value as the user typed it (flag or TOML) -> the value vbg uses.
+# Stages call them too (SkipGovernor, ColorBackground); none of them opens anything.
+
+
+def parse_size(text: str | int | tuple[int, int] | None) -> int | tuple[int, int] | None:
+    """``"256"`` -> 256 (long side), ``"320x180"`` -> (320, 180) as (H, W)."""
+    if text is None or isinstance(text, int | tuple):
+        value = text
+    else:
+        s = str(text).strip().lower()
+        try:
+            if "x" in s:
+                h, w = s.split("x", 1)
+                value = (int(h), int(w))
+            else:
+                value = int(s)
+        except ValueError:
+            raise ConfigError(
+                f"--size {text!r} is not a size: give the long side in pixels (e.g. 256) or HxW (e.g. 144x256)"
+            ) from None
+    if isinstance(value, int):
+        SIZE.check("--size", value)
+    elif isinstance(value, tuple):
+        if len(value) != 2 or not all(isinstance(v, int) and 16 <= v <= 4096 for v in value):
+            raise ConfigError(f"--size {text!r} is out of range: H and W must be 16..4096 pixels")
+    return value
+
+
+SKIP_MAX = 30
+_SKIP_HELP = f"use auto or a whole number 1..{SKIP_MAX}"
+
+
+def _show(value) -> str:
+    r = repr(value)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def parse_skip(text) -> int | str:
+    """``"auto"`` (any case) or an int 1..30, from a CLI/TOML value; else ``ConfigError``."""
+    if isinstance(text, bool):
+        raise ConfigError(f"--skip {_show(text)} is not valid: {_SKIP_HELP}")
+    if isinstance(text, int):
+        value = text
+    elif isinstance(text, str):
+        s = text.strip()
+        if s.lower() == "auto":
+            return "auto"
+        # ASCII digits only: int() would also take "٣", "1_0" or " +3".
+        if not (s.isascii() and s.isdigit()) or len(s) > 6:
+            raise ConfigError(f"--skip {_show(text)} is not valid: {_SKIP_HELP}")
+        value = int(s)
+    else:
+        raise ConfigError(f"--skip {_show(text)} is not valid: {_SKIP_HELP}")
+    if not 1 <= value <= SKIP_MAX:
+        raise ConfigError(f"--skip {_show(text)} is out of range: {_SKIP_HELP}")
+    return value
+
+
+# Colour values for --color: CSS-like names, hex and rgb(r,g,b), always RGB. The chroma
+# green is the broadcast "chroma key green" (Pantone 354 C), which keying software
+# expects more readily than pure #00ff00.
+NAMED_COLORS: dict[str, tuple[int, int, int]] = {
+    "black": (0, 0, 0),
+    "white": (255, 255, 255),
+    "red": (255, 0, 0),
+    "green": (0, 128, 0),
+    "lime": (0, 255, 0),
+    "blue": (0, 0, 255),
+    "gray": (128, 128, 128),
+    "grey": (128, 128, 128),
+    "darkgray": (64, 64, 64),
+    "darkgrey": (64, 64, 64),
+    "lightgray": (211, 211, 211),
+    "lightgrey": (211, 211, 211),
+    "yellow": (255, 255, 0),
+    "cyan": (0, 255, 255),
+    "magenta": (255, 0, 255),
+    "orange": (255, 165, 0),
+    "purple": (128, 0, 128),
+    "pink": (255, 192, 203),
+    "brown": (165, 42, 42),
+    "navy": (0, 0, 128),
+    "teal": (0, 128, 128),
+    "chroma": (0, 177, 64),
+    "greenscreen": (0, 177, 64),
+    "bluescreen": (0, 71, 187),
+}
+
+# ASCII only: Python's int() also accepts other scripts' digits and "_".
+_HEX6 = re.compile(r"#?([0-9a-f]{6})")
+_HEX3 = re.compile(r"#([0-9a-f]{3})")
+_RGB = re.compile(r"rgb\(\s*([0-9]{1,3})\s*,\s*([0-9]{1,3})\s*,\s*([0-9]{1,3})\s*\)")
+
+COLORS_ACCEPTED = ("a name (black, white, gray, green, chroma, ...), #RRGGBB, RRGGBB, #RGB or rgb(R,G,B) "
+                   "with R,G,B in 0-255")
+
+
+def parse_color(text: str, *, option: str = "--color") -> tuple[int, int, int]:
+    """``text`` as an (r, g, b) triple of ints in 0..255; :class:`ConfigError` otherwise."""
+    if not isinstance(text, str):
+        raise ConfigError(f"{option} must be text, not {type(text).__name__}: use {COLORS_ACCEPTED}")
+    key = text.strip().lower().replace(" ", "") if len(text) <= 64 else ""
+    if key in NAMED_COLORS:
+        return NAMED_COLORS[key]
+    if m := _HEX6.fullmatch(key):
+        v = m.group(1)
+        return int(v[0:2], 16), int(v[2:4], 16), int(v[4:6], 16)
+    if m := _HEX3.fullmatch(key):
+        return tuple(int(c * 2, 16) for c in m.group(1))  # type: ignore[return-value]
+    if m := _RGB.fullmatch(key):
+        rgb = tuple(int(g) for g in m.groups())
+        if all(c <= 255 for c in rgb):
+            return rgb  # type: ignore[return-value]
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    raise ConfigError(f"{option} {shown!r} is not a colour: use {COLORS_ACCEPTED}")
+
+
+def check_encoder(encoder: str) -> str:
+    """``encoder`` when it is one of ``ENCODERS``, else ``ConfigError``."""
+    if encoder not in ENCODERS:
+        raise ConfigError(f"encoder {encoder!r} is not known: use {', '.join(ENCODERS[:-1])} or {ENCODERS[-1]}")
+    return encoder
+
+
+# --- The sections.
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterConfig:
+    """The model: which one, at what size, on which device (``[model]``; every command)."""
+
+    model: str = "auto"  # rmbg-1.4 when cached or downloadable, else the bundled selfie model
+    variant: str = "fp32"
+    size: int | tuple[int, int] | None = None  # what the user asked for; None: the default below
+    default_size: int | None = ranged(None, SIZE)  # long side for models that take any size; None: the reference size
+    backend: str = "onnx"  # onnx | torch
+    device: str = "auto"  # auto | cpu | cuda | tensorrt
+    strict_device: bool = False
+    gpu: int = ranged(0, GPU)  # the GPU's index for CUDA/TensorRT/torch (and an NVIDIA encoder): --gpu
+    trt_precision: str = "fp16"  # fp16 | fp32: the kernels TensorRT may pick (--device tensorrt only)
+    threads: int | None = ranged(None, THREADS)  # intra-op threads; None = all cores, no spinning
+    minmax: bool = False  # the reference's per-frame min-max rescale
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +235,6 @@ def _coerce(section: str, key: str, value: Any, annotation: str) -> Any:
             return value
         raise ConfigError(f"{where} = {value!r} must be true or false")
     if key in ("size",):
-        from .models.preprocess import parse_size
-
         return parse_size(value if not isinstance(value, list) else "x".join(map(str, value)))
     if ann.startswith("int"):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -150,13 +292,12 @@ def from_toml(path: str | Path, base: LiveConfig | None = None, *, check: bool =
 
 def _check_temporal(cfg: LiveConfig) -> None:
     t = cfg.temporal
-    if t.upsample not in ("sharp", "guided", "bilinear"):
-        raise ConfigError(f"upsample {t.upsample!r} is not known: use sharp, guided or bilinear")
+    if t.upsample not in UPSAMPLE_MODES:
+        raise ConfigError(f"upsample {t.upsample!r} is not known: use {', '.join(UPSAMPLE_MODES[:-1])} or "
+                          f"{UPSAMPLE_MODES[-1]}")
 
 
 def _check_skip(cfg: LiveConfig) -> None:
-    from .inference.scheduler import parse_skip
-
     parse_skip(cfg.temporal.skip)  # before the camera and the model are opened
 
 
@@ -168,8 +309,6 @@ def _check_background_choice(cfg: LiveConfig) -> None:
 
 
 def _check_color(cfg: LiveConfig) -> None:
-    from .compositing.color import parse_color
-
     if cfg.background.color is not None:
         parse_color(cfg.background.color)
 
@@ -181,8 +320,6 @@ def _check_outputs(cfg: LiveConfig) -> None:
 
 
 def _check_encoder(cfg: LiveConfig) -> None:
-    from .encoders import check_encoder
-
     check_encoder(cfg.output.encoder)
 
 

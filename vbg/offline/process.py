@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ..buffers import Closed, FrameQueue
-from ..config import BackgroundConfig
+from ..config import BackgroundConfig, SegmenterConfig
 from ..errors import ConfigError, OutOfMemory, VbgError
-from ..inference.segmenter import SegmenterConfig
 from ..ranges import MEMORY_MB as MEMORY_MB_RANGE, SMOOTHING, WINDOW, ranged
 
 log = logging.getLogger("vbg.process")
