@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import __version__, streams
 from .errors import ConfigError, Problems, VbgError
+from .ranges import ENCODERS, QUALITIES, UPSAMPLE_MODES
 
 log = logging.getLogger("vbg")
 
@@ -19,8 +20,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def _add_model_options(p: argparse.ArgumentParser, default_size_help: str, *, defaults: bool = True) -> None:
-    from .inference.onnx_backend import DEVICES
-    from .models.spec import MODELS, VARIANTS
+    from .models.spec import MODELS
+    from .ranges import BACKENDS, DEVICES, TRT_PRECISIONS, VARIANTS
 
     def d(value):  # the live parser keeps only what the user typed: it overrides the config
         return value if defaults else argparse.SUPPRESS
@@ -34,7 +35,7 @@ def _add_model_options(p: argparse.ArgumentParser, default_size_help: str, *, de
                         "weights to a fixed-shape ONNX per size (needs vbg[torch]) (default: fp32)")
     g.add_argument("--size", default=d(None), metavar="N|HxW",
                    help=f"inference size: long side N (aspect kept, multiple of 32) or HxW; {default_size_help}")
-    g.add_argument("--backend", default=d("onnx"), choices=("onnx", "torch"), help="inference backend (default: onnx)")
+    g.add_argument("--backend", default=d("onnx"), choices=BACKENDS, help="inference backend (default: onnx)")
     g.add_argument("--device", default=d("auto"), choices=DEVICES,
                    help="execution provider; auto = CUDA when an NVIDIA GPU is present, else CPU")
     g.add_argument("--strict-device", action="store_true", default=d(False),
@@ -42,7 +43,7 @@ def _add_model_options(p: argparse.ArgumentParser, default_size_help: str, *, de
     g.add_argument("--gpu", type=int, default=d(0), metavar="N",
                    help="which NVIDIA GPU runs the model (and an NVIDIA encoder): its index as vbg doctor lists "
                         "them (default 0)")
-    g.add_argument("--trt-precision", default=d("fp16"), choices=("fp16", "fp32"),
+    g.add_argument("--trt-precision", default=d("fp16"), choices=TRT_PRECISIONS,
                    help="--device tensorrt: let TensorRT use half-precision kernels where they are faster "
                         "(fp16, the default) or keep fp32; each has its own cached engine")
     g.add_argument("--threads", type=int, default=d(None), metavar="N", help="inference threads (default: all cores)")
@@ -120,12 +121,12 @@ def _parser_process(sub) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--alpha", action="store_true", help="the person over transparency (.mov, .webm or PNGs)")
     mode.add_argument("--matte", action="store_true", help="write the mask alone as a grey video")
-    p.add_argument("--format", choices=("mp4", "mov", "webm", "png"),
+    p.add_argument("--format", choices=tuple(VIDEO_SUFFIXES),
                    help="the format of each output of several inputs (default: mp4, or mov with --alpha); "
                         "with one input -o says it, and --format must agree")
-    p.add_argument("--quality", choices=("fast", "balanced", "best"), default="balanced",
+    p.add_argument("--quality", choices=QUALITIES, default="balanced",
                    help="encoder speed/quality preset (default: balanced)")
-    p.add_argument("--encoder", choices=("auto", "x264", "nvenc"), default="auto",
+    p.add_argument("--encoder", choices=ENCODERS, default="auto",
                    help="H.264 encoder (.mp4/.m4v/.mkv): auto (default) = NVENC on an NVIDIA GPU where it opens, "
                         "else x264; nvenc fails when it does not open")
     p.add_argument("--workers", default="auto", metavar="N|auto",
@@ -138,7 +139,7 @@ def _parser_process(sub) -> None:
     t.add_argument("--smoothing", type=float, default=1.0, metavar="S",
                    help="centred temporal smoothing strength, 0 = off (default 1)")
     t.add_argument("--window", type=int, default=2, metavar="K", help="frames each side it looks at (default 2)")
-    t.add_argument("--upsample", choices=("sharp", "guided", "bilinear"), default="sharp")
+    t.add_argument("--upsample", choices=UPSAMPLE_MODES, default="sharp")
     from .offline.process import LOOKAHEAD_MB, MEMORY_MB
 
     p.add_argument("--memory", type=int, default=MEMORY_MB, metavar="MB",
@@ -658,7 +659,7 @@ def build_live_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("temporal")
     g.add_argument("--skip", metavar="N|auto", help="run the model on every N-th frame; auto (default) keeps camera rate")
     g.add_argument("--smoothing", type=float, metavar="S", help="temporal smoothing strength, 0 = off (default 1)")
-    g.add_argument("--upsample", choices=("sharp", "guided", "bilinear"),
+    g.add_argument("--upsample", choices=UPSAMPLE_MODES,
                    help="mask upsampling: sharp (default: steepened edges), guided (frame-guided filter), bilinear")
     g.add_argument("--align", action="store_true",
                    help="delay the video by the inference time so each mask lines up with its pixels")
@@ -668,7 +669,7 @@ def build_live_parser() -> argparse.ArgumentParser:
     g.add_argument("--vcam-device", metavar="DEV", help="virtual camera device, e.g. /dev/video10")
     g.add_argument("--vcam-backend", metavar="NAME", help="pyvirtualcam backend (v4l2loopback, obs, unitycapture)")
     g.add_argument("--record", metavar="OUT.mp4", help="also write what the camera is sent to a file")
-    g.add_argument("--encoder", choices=("auto", "x264", "nvenc"),
+    g.add_argument("--encoder", choices=ENCODERS,
                    help="--record's H.264 encoder: auto (default) = NVENC on an NVIDIA GPU where it opens, else x264")
     g.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
     g.add_argument("--preview", action="store_true", help="show a window (keys: q quit, b background, space effect)")

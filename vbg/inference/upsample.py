@@ -43,9 +43,9 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
+from ..ranges import UPSAMPLE_MODES as MODES
 from .propagate import GrayReducer, check_image, check_hw
 
-MODES = ("sharp", "guided", "bilinear")
 SHARPEN_RANGE = (1.0, 8.0)
 
 

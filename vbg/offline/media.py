@@ -99,9 +99,8 @@ from vbg.fsutil import NewFile, NewFolder, OutputBusy, foreign_files, not_a_sequ
 from vbg.fsutil import write_error_hint as disk_hint
 from vbg.mediaopen import (TIMEOUT_ENV, NetworkFrames, NotAFileError, is_url, open_media, picture_stream, timed_out,
                            timeout_s)
+from vbg.ranges import OUTPUT_MODES as MODES, QUALITIES
 
-MODES = ("rgb", "rgba", "matte")
-QUALITIES = ("fast", "balanced", "best")
 AUDIO_LEAD_S = 0.5  # audio is muxed this far ahead of the last video frame written
 SUPPORTED_OUTPUTS = ".mp4/.m4v/.mkv (H.264), .mov (ProRes), .webm (VP9) or a folder (PNG frames)"
 

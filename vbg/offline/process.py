@@ -27,11 +27,10 @@ import numpy as np
 from ..buffers import Closed, FrameQueue
 from ..config import BackgroundConfig, SegmenterConfig
 from ..errors import ConfigError, OutOfMemory, VbgError
-from ..ranges import MEMORY_MB as MEMORY_MB_RANGE, SMOOTHING, WINDOW, ranged
+from ..ranges import MEMORY_MB as MEMORY_MB_RANGE, OUTPUT_MODES, SMOOTHING, WINDOW, ranged
 
 log = logging.getLogger("vbg.process")
 
-OUTPUT_MODES = ("rgb", "rgba", "matte")
 QUEUE = 2  # frames in flight between two stages, at most (small frames); see plan_buffers
 MEMORY_MB = 512  # default budget for the frames in flight
 LOOKAHEAD_MB = 20  # budget that buys the encoder one frame of look-ahead; see plan_buffers
