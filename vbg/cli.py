@@ -19,63 +19,69 @@ log = logging.getLogger("vbg")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
+def add_setting_options(group, section, *, defaults: bool = True, fill: dict | None = None, skip=()) -> None:
+    """One option per setting of config dataclass ``section`` that declares a flag (``vbg.config.setting``):
+    its flag, help, metavar and choices, its type from the field's (a bool is a switch). ``defaults``
+    false: an option not given is left out of the namespace (SUPPRESS), so it does not override a
+    config file. ``fill``: the help's ``{placeholders}``; ``skip``: settings left out."""
+    from dataclasses import MISSING, fields
+
+    from .config import flag_of
+
+    for f in fields(section):
+        flag = flag_of(f)
+        if flag is None or f.name in skip:
+            continue
+        meta = f.metadata
+        help_text = meta["help"]
+        for key, value in (fill or {}).items():
+            help_text = help_text.replace("{" + key + "}", value)
+        kw: dict = {"dest": f.name, "help": help_text}
+        kw["default"] = (f.default if f.default is not MISSING else f.default_factory()) if defaults \
+            else argparse.SUPPRESS
+        kinds = set(str(f.type).replace(" ", "").split("|")) - {"None"}
+        if kinds == {"bool"}:
+            kw["action"] = "store_false" if flag.startswith("--no-") else "store_true"
+        else:
+            if kinds == {"int"}:
+                kw["type"] = int
+            elif kinds == {"float"}:
+                kw["type"] = float
+            if meta.get("metavar"):
+                kw["metavar"] = meta["metavar"]
+            if meta.get("choices"):
+                kw["choices"] = meta["choices"]
+            if meta.get("const") is not None:
+                kw["nargs"], kw["const"] = "?", meta["const"]
+        group.add_argument(flag, **kw)
+
+
 def _add_model_options(p: argparse.ArgumentParser, default_size_help: str, *, defaults: bool = True) -> None:
+    from .config import SegmenterConfig
     from .models.spec import MODELS
-    from .ranges import BACKENDS, DEVICES, TRT_PRECISIONS, VARIANTS
 
-    def d(value):  # the live parser keeps only what the user typed: it overrides the config
-        return value if defaults else argparse.SUPPRESS
-
-    g = p.add_argument_group("model")
-    g.add_argument("--model", default=d("auto"), metavar="NAME|PATH",
-                   help=f"{', '.join(MODELS)}, or a .onnx/.safetensors/.pth/.bin file (default: auto = rmbg-1.4 "
-                        "when it is cached or can be downloaded, else the bundled selfie model, with a note why)")
-    g.add_argument("--variant", default=d("fp32"), choices=VARIANTS,
-                   help="which RMBG-1.4 file to fetch: fp32/fp16/int8 ONNX, or 'export' the safetensors "
-                        "weights to a fixed-shape ONNX per size (needs vbg[torch]) (default: fp32)")
-    g.add_argument("--size", default=d(None), metavar="N|HxW",
-                   help=f"inference size: long side N (aspect kept, multiple of 32) or HxW; {default_size_help}")
-    g.add_argument("--backend", default=d("onnx"), choices=BACKENDS, help="inference backend (default: onnx)")
-    g.add_argument("--device", default=d("auto"), choices=DEVICES,
-                   help="execution provider; auto = CUDA when an NVIDIA GPU is present, else CPU")
-    g.add_argument("--strict-device", action="store_true", default=d(False),
-                   help="fail instead of falling back to the CPU when the asked-for provider cannot load")
-    g.add_argument("--gpu", type=int, default=d(0), metavar="N",
-                   help="which NVIDIA GPU runs the model (and an NVIDIA encoder): its index as vbg doctor lists "
-                        "them (default 0)")
-    g.add_argument("--trt-precision", default=d("fp16"), choices=TRT_PRECISIONS,
-                   help="--device tensorrt: let TensorRT use half-precision kernels where they are faster "
-                        "(fp16, the default) or keep fp32; each has its own cached engine")
-    g.add_argument("--threads", type=int, default=d(None), metavar="N", help="inference threads (default: all cores)")
-    g.add_argument("--minmax", action="store_true", default=d(False),
-                   help="rescale every mask to its own min..max, as the RMBG-1.4 reference does (off: it flickers on video)")
+    # the live parser (defaults false) keeps only what the user typed: it overrides the config
+    add_setting_options(p.add_argument_group("model"), SegmenterConfig, defaults=defaults,
+                        fill={"models": ", ".join(MODELS), "size_default": default_size_help})
 
 
-def _add_background_options(p, *, feather_default: float | None) -> None:
-    """The background options, the same for the live filter and ``vbg process``.
+BACKGROUND_TITLE = "background (pick one; default: blur)"
 
-    ``feather_default=None`` gives ``--feather`` no default at all, so that the live
-    parser's "not given" (its options default to SUPPRESS) leaves the config file's value."""
-    feather = {} if feather_default is None else {"default": feather_default}
-    g = p.add_argument_group("background (pick one; default: blur)")
-    g.add_argument("--background", metavar="IMAGE|VIDEO|NAME",
-                   help="replacement background image or video (looped), or a bundled one by name "
-                        "(beach.jpg, office.jpg, ...: vbg backgrounds lists them)")
-    g.add_argument("--color", metavar="NAME|#RRGGBB", help="a plain colour behind the person")
-    g.add_argument("--blur", type=float, nargs="?", const=1.0, metavar="STRENGTH", help="blur the real background")
-    g.add_argument("--mirror", action="store_true", help="mirror the output like a selfie view")
-    g.add_argument("--feather", type=float, **feather, metavar="PX",
-                   help="soften the mask edge by PX pixels")
-    g.add_argument("--threshold", type=float, metavar="T", help="harden the mask around T (0..1)")
+
+def _add_background_options(p, *, defaults: bool) -> None:
+    """The background options, the same for the live filter and ``vbg process``."""
+    from .config import BackgroundConfig
+
+    add_setting_options(p.add_argument_group(BACKGROUND_TITLE), BackgroundConfig, defaults=defaults)
 
 
 def _segmenter_config(args):
-    from .config import SegmenterConfig, parse_size
+    from dataclasses import fields
 
-    return SegmenterConfig(model=args.model, variant=args.variant, size=parse_size(args.size),
-                           backend=args.backend, device=args.device, strict_device=args.strict_device,
-                           gpu=args.gpu, trt_precision=args.trt_precision, threads=args.threads,
-                           minmax=args.minmax)
+    from .config import SegmenterConfig, flag_of, parse_size
+
+    given = {f.name: getattr(args, f.name) for f in fields(SegmenterConfig) if flag_of(f)}
+    return SegmenterConfig(**{**given, "size": parse_size(args.size)})
 
 
 def _parser_segment(sub) -> None:
@@ -134,7 +140,7 @@ def _parser_process(sub) -> None:
                         "(default auto: on a CPU, 2 when two measured at least 15%% faster than one and the "
                         "memory for the second is free, else 1; measured once per model and frame size; "
                         "1 on a GPU)")
-    _add_background_options(p, feather_default=0.0)
+    _add_background_options(p, defaults=True)
     t = p.add_argument_group("temporal")
     t.add_argument("--smoothing", type=float, default=1.0, metavar="S",
                    help="centred temporal smoothing strength, 0 = off (default 1)")
@@ -615,27 +621,6 @@ def cmd_doctor(args) -> int:
 
 SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor")
 
-# CLI dest -> (config section, field)
-LIVE_FIELDS = {
-    "source": ("source", "source"), "width": ("source", "width"), "height": ("source", "height"),
-    "fps": ("source", "fps"), "loop": ("source", "loop"),
-    "model": ("model", "model"), "variant": ("model", "variant"), "size": ("model", "size"),
-    "backend": ("model", "backend"), "device": ("model", "device"), "strict_device": ("model", "strict_device"),
-    "gpu": ("model", "gpu"),
-    "trt_precision": ("model", "trt_precision"),
-    "threads": ("model", "threads"), "minmax": ("model", "minmax"),
-    "skip": ("temporal", "skip"), "smoothing": ("temporal", "smoothing"), "upsample": ("temporal", "upsample"),
-    "align": ("temporal", "align"),
-    "background": ("background", "background"), "color": ("background", "color"), "blur": ("background", "blur"),
-    "mirror": ("background", "mirror"), "feather": ("background", "feather"),
-    "threshold": ("background", "threshold"),
-    "vcam": ("output", "vcam"), "vcam_device": ("output", "vcam_device"), "vcam_backend": ("output", "vcam_backend"),
-    "record": ("output", "record"), "overwrite": ("output", "overwrite"), "preview": ("output", "preview"),
-    "encoder": ("output", "encoder"),
-    "frames": ("output", "frames"), "duration": ("output", "duration"),
-}
-
-
 def build_live_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
     p = argparse.ArgumentParser(
@@ -647,46 +632,37 @@ def build_live_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags override it)")
     p.add_argument("-q", "--quiet", action="store_true", default=False, help="no status line, only warnings")
     p.add_argument("-v", "--verbose", action="store_true", default=False, help="debug messages")
-    g = p.add_argument_group("source")
-    g.add_argument("--source", metavar="CAM|PATH|URL|demo",
-                   help="camera index (default 0), device path, video file, URL, or demo: a built-in clip of a "
-                        "person, looped, to try vbg without a webcam")
-    g.add_argument("--width", type=int, help="width to ask of the camera")
-    g.add_argument("--height", type=int, help="height to ask of the camera")
-    g.add_argument("--fps", type=float, help="frame rate to ask of the camera")
-    g.add_argument("--loop", action="store_true", help="a video file source starts again at its end")
-    _add_model_options(p, "default: 256 (live)", defaults=False)
-    g = p.add_argument_group("temporal")
-    g.add_argument("--skip", metavar="N|auto", help="run the model on every N-th frame; auto (default) keeps camera rate")
-    g.add_argument("--smoothing", type=float, metavar="S", help="temporal smoothing strength, 0 = off (default 1)")
-    g.add_argument("--upsample", choices=UPSAMPLE_MODES,
-                   help="mask upsampling: sharp (default: steepened edges), guided (frame-guided filter), bilinear")
-    g.add_argument("--align", action="store_true",
-                   help="delay the video by the inference time so each mask lines up with its pixels")
-    _add_background_options(p, feather_default=None)
-    g = p.add_argument_group("output")
-    g.add_argument("--no-vcam", dest="vcam", action="store_false", help="run without a virtual camera")
-    g.add_argument("--vcam-device", metavar="DEV", help="virtual camera device, e.g. /dev/video10")
-    g.add_argument("--vcam-backend", metavar="NAME", help="pyvirtualcam backend (v4l2loopback, obs, unitycapture)")
-    g.add_argument("--record", metavar="OUT.mp4", help="also write what the camera is sent to a file")
-    g.add_argument("--encoder", choices=ENCODERS,
-                   help="--record's H.264 encoder: auto (default) = NVENC on an NVIDIA GPU where it opens, else x264")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
-    g.add_argument("--preview", action="store_true", help="show a window (keys: q quit, b background, space effect)")
-    g.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
-    g.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    from .config import LiveConfig, sections
+
+    for name, section in sections(LiveConfig).items():
+        if name == "model":
+            _add_model_options(p, "default: 256 (live)", defaults=False)
+        else:
+            add_setting_options(p.add_argument_group(BACKGROUND_TITLE if name == "background" else name), section,
+                                defaults=False)
     return p
+
+
+def _flag_updates(args, root) -> dict[str, dict]:
+    """``{section: {setting: value}}`` of the options given on the command line (the parser
+    leaves the others out), for ``vbg.config.apply``."""
+    from dataclasses import fields
+
+    from .config import flag_of, sections
+
+    updates: dict[str, dict] = {}
+    for name, section in sections(root).items():
+        for f in fields(section):
+            if flag_of(f) is not None and hasattr(args, f.name):
+                updates.setdefault(name, {})[f.name] = getattr(args, f.name)
+    return updates
 
 
 def live_config(args):
     from . import config as cfgmod
 
     base = cfgmod.from_toml(args.config, check=False) if getattr(args, "config", None) else cfgmod.LiveConfig()
-    updates: dict[str, dict] = {}
-    for dest, (section, field) in LIVE_FIELDS.items():
-        if hasattr(args, dest):
-            updates.setdefault(section, {})[field] = getattr(args, dest)
-    return cfgmod.apply(base, updates, check=False)  # the start-up checks report every problem at once
+    return cfgmod.apply(base, _flag_updates(args, base), check=False)  # the start-up checks report every problem at once
 
 
 def cmd_live(args) -> int:

@@ -1,7 +1,14 @@
-"""Configuration: one frozen dataclass per stage, composed into
-:class:`LiveConfig`. TOML files (``--config``) and CLI flags set the same
-fields (TOML: ``[section] field = value``; CLI: ``--field-name``); the CLI
-wins. A bad key or value raises :class:`ConfigError` naming it."""
+"""Configuration: one frozen dataclass per stage, composed into :class:`LiveConfig`.
+
+Each setting is declared once, as a field: its default, and in its metadata
+(:func:`setting`) its flag, help, range (``vbg.ranges``) and choices. The CLI
+builds its options from these declarations, and the TOML loader checks a
+file's keys against the same ones: TOML ``[section] field = value``, CLI
+``--field-name``; the CLI wins. A bad key or value raises :class:`ConfigError`
+naming it. The pure parsers of the values users type (``parse_size``,
+``parse_skip``, ``parse_color``) live here too. This module imports no stage:
+the stages import it, and checking a config opens and builds nothing.
+"""
 
 from __future__ import annotations
 
@@ -146,64 +153,126 @@ def check_encoder(encoder: str) -> str:
     return encoder
 
 
-# --- The sections.
+# --- The sections. Each setting is declared once, here: its default, and in its field's
+# metadata (``setting``) its flag, help, range and choices. The CLI builds its options from
+# these (``vbg.cli``), the TOML loader checks a file's keys against the same declarations.
+
+
+def setting(default: Any = None, help: str = "", *, flag: str | None = None, metavar: str | None = None,
+            range: R.Range | None = None, choices: tuple | None = None, const: Any = None):
+    """A config field with ``default`` and its declaration: ``flag`` (default ``--field-name``;
+    ``""``: a config key without a flag; ``--no-NAME`` on a bool: a flag that turns it off),
+    ``help`` (``{models}`` and ``{size_default}`` are filled in by the CLI), ``metavar``,
+    ``range`` (``vbg.ranges``: checked for the flag and the config key alike), ``choices``
+    (argparse's, and the config check's), ``const`` (the value of the bare flag: ``--blur``)."""
+    meta = {"flag": flag, "help": help, "metavar": metavar, "choices": choices, "const": const}
+    if range is not None:
+        meta["range"] = range
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def flag_of(f: dataclasses.Field) -> str | None:
+    """The command-line flag of field ``f`` (None: a config key only)."""
+    flag = f.metadata.get("flag")
+    if flag is None and "help" in f.metadata:
+        return "--" + f.name.replace("_", "-")
+    return flag or None
 
 
 @dataclass(frozen=True, slots=True)
 class SegmenterConfig:
     """The model: which one, at what size, on which device (``[model]``; every command)."""
 
-    model: str = "auto"  # rmbg-1.4 when cached or downloadable, else the bundled selfie model
-    variant: str = "fp32"
-    size: int | tuple[int, int] | None = None  # what the user asked for; None: the default below
-    default_size: int | None = ranged(None, SIZE)  # long side for models that take any size; None: the reference size
-    backend: str = "onnx"  # onnx | torch
-    device: str = "auto"  # auto | cpu | cuda | tensorrt
-    strict_device: bool = False
-    gpu: int = ranged(0, GPU)  # the GPU's index for CUDA/TensorRT/torch (and an NVIDIA encoder): --gpu
-    trt_precision: str = "fp16"  # fp16 | fp32: the kernels TensorRT may pick (--device tensorrt only)
-    threads: int | None = ranged(None, THREADS)  # intra-op threads; None = all cores, no spinning
-    minmax: bool = False  # the reference's per-frame min-max rescale
+    model: str = setting(
+        "auto", "{models}, or a .onnx/.safetensors/.pth/.bin file (default: auto = rmbg-1.4 when it is cached "
+        "or can be downloaded, else the bundled selfie model, with a note why)", metavar="NAME|PATH")
+    variant: str = setting(
+        "fp32", "which RMBG-1.4 file to fetch: fp32/fp16/int8 ONNX, or 'export' the safetensors weights to a "
+        "fixed-shape ONNX per size (needs vbg[torch]) (default: fp32)", choices=R.VARIANTS)
+    size: int | tuple[int, int] | None = setting(  # what the user asked for (parse_size); None: default_size
+        None, "inference size: long side N (aspect kept, multiple of 32) or HxW; {size_default}", metavar="N|HxW")
+    default_size: int | None = setting(  # long side for models that take any size; None: the reference size
+        None, flag="", range=SIZE)
+    backend: str = setting("onnx", "inference backend (default: onnx)", choices=R.BACKENDS)
+    device: str = setting(
+        "auto", "execution provider; auto = CUDA when an NVIDIA GPU is present, else CPU", choices=R.DEVICES)
+    strict_device: bool = setting(
+        False, "fail instead of falling back to the CPU when the asked-for provider cannot load")
+    gpu: int = setting(  # CUDA/TensorRT/torch (and an NVIDIA encoder)
+        0, "which NVIDIA GPU runs the model (and an NVIDIA encoder): its index as vbg doctor lists them "
+        "(default 0)", metavar="N", range=GPU)
+    trt_precision: str = setting(
+        "fp16", "--device tensorrt: let TensorRT use half-precision kernels where they are faster (fp16, the "
+        "default) or keep fp32; each has its own cached engine", choices=R.TRT_PRECISIONS)
+    threads: int | None = setting(  # intra-op threads; None = all cores, no spinning
+        None, "inference threads (default: all cores)", metavar="N", range=THREADS)
+    minmax: bool = setting(
+        False, "rescale every mask to its own min..max, as the RMBG-1.4 reference does (off: it flickers on video)")
 
 
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
-    source: str = "0"  # camera index, device path, video file or URL
-    width: int | None = ranged(None, R.SIDE)  # asked of the camera
-    height: int | None = ranged(None, R.SIDE)
-    fps: float | None = ranged(None, R.FPS)
-    loop: bool = False  # a file used as a live source starts again at its end
+    source: str = setting(
+        "0", "camera index (default 0), device path, video file, URL, or demo: a built-in clip of a person, "
+        "looped, to try vbg without a webcam", metavar="CAM|PATH|URL|demo")
+    width: int | None = setting(None, "width to ask of the camera", range=R.SIDE)
+    height: int | None = setting(None, "height to ask of the camera", range=R.SIDE)
+    fps: float | None = setting(None, "frame rate to ask of the camera", range=R.FPS)
+    loop: bool = setting(False, "a video file source starts again at its end")
+
+
+# The settings the live filter's [temporal] and vbg process's share: one declaration each.
+def _smoothing(kind: str = ""):
+    return setting(1.0, f"{kind}temporal smoothing strength, 0 = off (default 1)", metavar="S", range=R.SMOOTHING)
+
+
+def _upsample():
+    return setting("sharp", "mask upsampling: sharp (default: steepened edges), guided (frame-guided filter), "
+                            "bilinear", choices=UPSAMPLE_MODES)
 
 
 @dataclass(frozen=True, slots=True)
 class TemporalConfig:
-    skip: str = "auto"  # "auto" or N: run the model on every N-th frame
-    smoothing: float = ranged(1.0, R.SMOOTHING)  # 0 = off; motion-adaptive temporal smoothing strength
-    upsample: str = "sharp"  # sharp (steepened edges), guided (frame-guided filter) or bilinear
-    align: bool = False  # delay the video by the inference time so masks line up with their pixels
+    """``[temporal]`` of the live filter."""
+
+    skip: str = setting("auto", "run the model on every N-th frame; auto (default) keeps camera rate",
+                        metavar="N|auto")
+    smoothing: float = _smoothing()
+    upsample: str = _upsample()
+    align: bool = setting(False, "delay the video by the inference time so each mask lines up with its pixels")
 
 
 @dataclass(frozen=True, slots=True)
 class BackgroundConfig:
-    background: str | None = None  # image or video file
-    color: str | None = None
-    blur: float | None = ranged(None, R.BLUR)  # strength; set = blur the real background
-    mirror: bool = False
-    feather: float = ranged(0.0, R.FEATHER)  # px
-    threshold: float | None = ranged(None, R.THRESHOLD)  # 0..1: harden the mask around this value
+    """``[background]``: the same for the live filter and vbg process."""
+
+    background: str | None = setting(
+        None, "replacement background image or video (looped), or a bundled one by name (beach.jpg, "
+        "office.jpg, ...: vbg backgrounds lists them)", metavar="IMAGE|VIDEO|NAME")
+    color: str | None = setting(None, "a plain colour behind the person", metavar="NAME|#RRGGBB")
+    blur: float | None = setting(  # strength; set = blur the real background
+        None, "blur the real background", metavar="STRENGTH", range=R.BLUR, const=1.0)
+    mirror: bool = setting(False, "mirror the output like a selfie view")
+    feather: float = setting(0.0, "soften the mask edge by PX pixels", metavar="PX", range=R.FEATHER)
+    threshold: float | None = setting(None, "harden the mask around T (0..1)", metavar="T", range=R.THRESHOLD)
 
 
 @dataclass(frozen=True, slots=True)
 class OutputConfig:
-    vcam: bool = True
-    vcam_device: str | None = None
-    vcam_backend: str | None = None
-    record: str | None = None
-    encoder: str = "auto"  # the recording's H.264: auto (NVENC when it opens), x264 or nvenc (vbg.encoders)
-    overwrite: bool = False
-    preview: bool = False
-    frames: int | None = ranged(None, R.FRAMES)
-    duration: float | None = ranged(None, R.DURATION)
+    """``[output]`` of the live filter."""
+
+    vcam: bool = setting(True, "run without a virtual camera", flag="--no-vcam")
+    vcam_device: str | None = setting(None, "virtual camera device, e.g. /dev/video10", metavar="DEV")
+    vcam_backend: str | None = setting(None, "pyvirtualcam backend (v4l2loopback, obs, unitycapture)",
+                                       metavar="NAME")
+    record: str | None = setting(None, "also write what the camera is sent to a file", metavar="OUT.mp4")
+    encoder: str = setting(  # vbg.encoders
+        "auto", "--record's H.264 encoder: auto (default) = NVENC on an NVIDIA GPU where it opens, else x264",
+        choices=ENCODERS)
+    overwrite: bool = setting(False, "replace an existing --record file")
+    preview: bool = setting(False, "show a window (keys: q quit, b background, space effect)")
+    frames: int | None = setting(None, "stop after N frames", metavar="N", range=R.FRAMES)
+    duration: float | None = setting(None, "stop after S seconds", metavar="S", range=R.DURATION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,12 +284,12 @@ class LiveConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
+def sections(root) -> dict[str, type]:
+    """``{section name: its dataclass}`` of a config class or instance: its TOML tables."""
+    return {f.name: globals()[f.type] if isinstance(f.type, str) else f.type for f in fields(root)}
+
+
 SECTIONS = {f.name: f for f in fields(LiveConfig)}
-
-
-def _section_type(name: str):
-    return {"source": SourceConfig, "model": SegmenterConfig, "temporal": TemporalConfig,
-            "background": BackgroundConfig, "output": OutputConfig}[name]
 
 
 def _coerce(section: str, key: str, value: Any, annotation: str) -> Any:
@@ -257,17 +326,17 @@ def _shown(name: Any) -> str:
     return text if text.isprintable() and 0 < len(text) <= 40 else repr(text)[:42]
 
 
-def apply(cfg: LiveConfig, updates: dict[str, dict[str, Any]], *, check: bool = True) -> LiveConfig:
+def apply(cfg, updates: dict[str, dict[str, Any]], *, check: bool = True):
     """New config with ``{section: {field: value}}`` applied, types checked; values
     validated too unless ``check`` is false (the CLI collects every problem itself)."""
     out = cfg
+    known_sections = sections(cfg)
     for section, values in updates.items():
-        if section not in SECTIONS:
-            raise ConfigError(f"unknown config section [{_shown(section)}]: use {', '.join(SECTIONS)}")
+        if section not in known_sections:
+            raise ConfigError(f"unknown config section [{_shown(section)}]: use {', '.join(known_sections)}")
         if not isinstance(values, dict):
             raise ConfigError(f"[{section}] must be a table of settings")
-        cls = _section_type(section)
-        known = {f.name: f for f in fields(cls)}
+        known = {f.name: f for f in fields(known_sections[section])}
         changes = {}
         for key, value in values.items():
             if key not in known:
@@ -277,7 +346,8 @@ def apply(cfg: LiveConfig, updates: dict[str, dict[str, Any]], *, check: bool = 
     return validate(out) if check else out
 
 
-def from_toml(path: str | Path, base: LiveConfig | None = None, *, check: bool = True) -> LiveConfig:
+def from_toml(path: str | Path, base=None, *, check: bool = True):
+    """The config file at ``path`` applied to ``base`` (default: a ``LiveConfig()``)."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -287,58 +357,66 @@ def from_toml(path: str | Path, base: LiveConfig | None = None, *, check: bool =
         raise ConfigError(f"--config {path} is not valid TOML: {e}") from None
     except OSError as e:
         raise ConfigError(f"--config {path} cannot be read: {e.strerror}") from None
-    return apply(base or LiveConfig(), data, check=check)
+    return apply(LiveConfig() if base is None else base, data, check=check)
 
 
-def _check_temporal(cfg: LiveConfig) -> None:
-    t = cfg.temporal
-    if t.upsample not in UPSAMPLE_MODES:
-        raise ConfigError(f"upsample {t.upsample!r} is not known: use {', '.join(UPSAMPLE_MODES[:-1])} or "
-                          f"{UPSAMPLE_MODES[-1]}")
+def _known(name: str, value: Any, section) -> None:
+    """``value`` of setting ``name`` is one of the choices its field declares."""
+    choices = next(f.metadata["choices"] for f in fields(section) if f.name == name)
+    if value not in choices:
+        raise ConfigError(f"{name} {value!r} is not known: use {', '.join(choices[:-1])} or {choices[-1]}")
 
 
-def _check_skip(cfg: LiveConfig) -> None:
+def _check_upsample(cfg) -> None:
+    _known("upsample", cfg.temporal.upsample, cfg.temporal)
+
+
+def _check_skip(cfg) -> None:
     parse_skip(cfg.temporal.skip)  # before the camera and the model are opened
 
 
-def _check_background_choice(cfg: LiveConfig) -> None:
+def _check_background_choice(cfg) -> None:
     b = cfg.background
     chosen = [n for n, v in (("--background", b.background), ("--color", b.color), ("--blur", b.blur)) if v is not None]
     if len(chosen) > 1:
         raise ConfigError(f"{' and '.join(chosen)} were both given: pick one background")
 
 
-def _check_color(cfg: LiveConfig) -> None:
+def _check_color(cfg) -> None:
     if cfg.background.color is not None:
         parse_color(cfg.background.color)
 
 
-def _check_outputs(cfg: LiveConfig) -> None:
+def _check_outputs(cfg) -> None:
     o = cfg.output
     if not (o.vcam or o.record or o.preview):
         raise ConfigError("--no-vcam without --record or --preview leaves nothing to show: add one of them")
 
 
-def _check_encoder(cfg: LiveConfig) -> None:
+def _check_encoder(cfg) -> None:
     check_encoder(cfg.output.encoder)
 
 
-def _range_problems(cfg: LiveConfig) -> list[VbgError]:
+def _range_problems(cfg) -> list[VbgError]:
     """Every setting outside the range its field declares (``vbg.ranges``). The CLI checks
     its flags against the same ranges first, so what is left here came from a config file."""
     found: list[VbgError] = []
-    for name in SECTIONS:
+    for name in sections(cfg):
         found += out_of_range(getattr(cfg, name), lambda key, name=name: f"[{name}] {key} =")
     return found
 
 
-_CHECKS = (_check_temporal, _check_skip, _check_color, _check_background_choice, _check_outputs, _check_encoder)
+# The checks beyond the ranges, per kind of config; none of them opens or builds anything.
+_CHECKS = {
+    LiveConfig: (_check_upsample, _check_skip, _check_color, _check_background_choice, _check_outputs,
+                 _check_encoder),
+}
 
 
-def problems(cfg: LiveConfig) -> list[VbgError]:
+def problems(cfg) -> list[VbgError]:
     """Every bad value or conflict in ``cfg``, one error each (empty: all good)."""
     found: list[VbgError] = _range_problems(cfg)
-    for check in _CHECKS:
+    for check in _CHECKS[type(cfg)]:
         try:
             check(cfg)
         except VbgError as e:
@@ -346,7 +424,7 @@ def problems(cfg: LiveConfig) -> list[VbgError]:
     return found
 
 
-def validate(cfg: LiveConfig) -> LiveConfig:
+def validate(cfg):
     """``cfg`` itself when it is valid, else the first of :func:`problems` raised."""
     found = problems(cfg)
     if found:
@@ -354,5 +432,5 @@ def validate(cfg: LiveConfig) -> LiveConfig:
     return cfg
 
 
-def as_dict(cfg: LiveConfig) -> dict:
+def as_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
