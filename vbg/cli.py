@@ -130,35 +130,30 @@ def _parser_process(sub) -> None:
     p.add_argument("--format", choices=tuple(VIDEO_SUFFIXES),
                    help="the format of each output of several inputs (default: mp4, or mov with --alpha); "
                         "with one input -o says it, and --format must agree")
-    p.add_argument("--quality", choices=QUALITIES, default="balanced",
-                   help="encoder speed/quality preset (default: balanced)")
-    p.add_argument("--encoder", choices=ENCODERS, default="auto",
-                   help="H.264 encoder (.mp4/.m4v/.mkv): auto (default) = NVENC on an NVIDIA GPU where it opens, "
-                        "else x264; nvenc fails when it does not open")
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="read settings from a TOML file: [model], [temporal], [background] and [output] "
+                        "(quality, encoder, memory, mode); flags override it")
+    from .config import ProcessConfig, ProcessTemporalConfig
+    from .offline.process import LOOKAHEAD_MB, MEMORY_MB
+
+    # The settings a config file can hold default to SUPPRESS: one not given leaves the file's value.
+    add_setting_options(p, ProcessConfig, defaults=False, skip=("memory",))
     p.add_argument("--workers", default="auto", metavar="N|auto",
                    help="model sessions running frames in parallel, each on its share of the cores "
                         "(default auto: on a CPU, 2 when two measured at least 15%% faster than one and the "
                         "memory for the second is free, else 1; measured once per model and frame size; "
                         "1 on a GPU)")
-    _add_background_options(p, defaults=True)
-    t = p.add_argument_group("temporal")
-    t.add_argument("--smoothing", type=float, default=1.0, metavar="S",
-                   help="centred temporal smoothing strength, 0 = off (default 1)")
-    t.add_argument("--window", type=int, default=2, metavar="K", help="frames each side it looks at (default 2)")
-    t.add_argument("--upsample", choices=UPSAMPLE_MODES, default="sharp")
-    from .offline.process import LOOKAHEAD_MB, MEMORY_MB
-
-    p.add_argument("--memory", type=int, default=MEMORY_MB, metavar="MB",
-                   help="memory for the frames in flight between decoding, the model and encoding: the queues "
-                        f"hold fewer frames of large videos, and each {LOOKAHEAD_MB} MB buys the encoder a frame of "
-                        f"look-ahead (default {MEMORY_MB}: {MEMORY_MB // LOOKAHEAD_MB} frames; the smoothing window "
-                        "is always held)")
+    _add_background_options(p, defaults=False)
+    add_setting_options(p.add_argument_group("temporal"), ProcessTemporalConfig, defaults=False)
+    add_setting_options(p, ProcessConfig, defaults=False, skip=("quality", "encoder"),
+                        fill={"lookahead_mb": str(LOOKAHEAD_MB), "memory_mb": str(MEMORY_MB),
+                              "lookahead_frames": str(MEMORY_MB // LOOKAHEAD_MB)})
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="JSON-lines progress and results on stdout, for scripts")
     out.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                      help="no progress bar: one summary line per file")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    _add_model_options(p, "default: 512 (offline: quality over speed)")
+    _add_model_options(p, "default: 512 (offline: quality over speed)", defaults=False)
     p.set_defaults(func=cmd_process)
 
 
@@ -429,32 +424,59 @@ def _auto_workers(seg_cfg, cfg, first: Path) -> tuple[list, str]:
         with contextlib.suppress(VbgError):
             info = probe(first).upright()
             frame_hw = (info.height, info.width)
-    frames = plan_buffers(frame_hw, cfg.mode, cfg.window, 2, cfg.memory << 20).bytes
+    frames = plan_buffers(frame_hw, cfg.mode, cfg.temporal.window, 2, cfg.memory << 20).bytes
     source = resolve_model(seg_cfg.model, variant=seg_cfg.variant, backend=seg_cfg.backend)
     segs, choice = open_auto(seg_cfg, source, frame_hw, frames, cache_file=cache_dir() / CACHE_NAME)
     return segs, f" (--workers auto: {choice.reason})"
 
 
+def process_config(args, found: list[VbgError] | None = None):
+    """vbg process's config: the ``--config`` file (if any), then the flags given, then ``--alpha`` /
+    ``--matte``. A bad ``--size`` goes to ``found`` (model settings left as the file has them), so
+    that it is reported with every other start-up problem; a bad config file raises at once."""
+    from . import config as cfgmod
+
+    base = cfgmod.ProcessConfig()
+    if getattr(args, "config", None):
+        base = cfgmod.from_toml(args.config, base, check=False)
+    updates = _flag_updates(args, base)
+    if args.alpha or args.matte:
+        updates.setdefault(cfgmod.OWN_SECTION, {})["mode"] = "rgba" if args.alpha else "matte"
+    size = updates.get("model", {}).pop("size", None)
+    cfg = cfgmod.apply(base, updates, check=False)
+    if size is not None:
+        try:
+            cfg = cfgmod.apply(cfg, {"model": {"size": size}}, check=False)
+        except ConfigError as e:
+            if found is None:
+                raise
+            found.append(e)
+    return cfg
+
+
 def cmd_process(args) -> int:
     import signal
 
-    from .config import BackgroundConfig, LiveConfig, problems as config_problems
+    from .config import problems as config_problems
     from .errors import InputError, OutputError
     from .inference import create_segmenter
     from .offline.media import output_format
-    from .offline.process import FileProcessor, ProcessConfig
+    from .offline.process import FileProcessor
     from .progress import Progress
 
     from . import preflight
 
     # Every cheap check first, all reported at once: nothing is loaded or encoded before.
+    size_problem: list[VbgError] = []
+    cfg = process_config(args, size_problem)  # a bad config file: its error alone, at once
+    bg = cfg.background
     found: list[VbgError] = []
     inputs = preflight.collect(found, _expand_inputs, args.inputs) or []
     batch = len(args.inputs) > 1 or any(_is_pattern(a) for a in args.inputs)
-    planned = preflight.collect(found, _process_targets, inputs, Path(args.output), args.format, args.alpha,
+    mode = cfg.mode
+    planned = preflight.collect(found, _process_targets, inputs, Path(args.output), args.format, mode == "rgba",
                                  batch, args.output) or []
     targets = [t for t, _ in planned]
-    mode = "rgba" if args.alpha else "matte" if args.matte else "rgb"
     from .mediaopen import is_url, special_file
 
     for src in inputs:
@@ -463,39 +485,33 @@ def cmd_process(args) -> int:
             found.append(InputError(f"{src}: {f'is {kind}, not a file' if kind else 'no such file'}: "
                                     "give a video file"))
     for dst, sequence in planned:
-        preflight.collect(found, _check_process_target, dst, sequence, [*inputs, args.background], args.overwrite)
+        preflight.collect(found, _check_process_target, dst, sequence, [*inputs, bg.background], args.overwrite)
     for dst in {t.suffix.lower(): t for t, seq in planned if not seq}.values():  # a batch shares one format
         preflight.collect(found, output_format, dst, mode)
     from .offline.media import encoder_for
 
     one_per_format = {(t.suffix.lower(), seq): (t, seq) for t, seq in planned}.values()
-    encoders = [preflight.collect(found, encoder_for, dst, mode, args.encoder, args.gpu, sequence=seq)
+    encoders = [preflight.collect(found, encoder_for, dst, mode, cfg.encoder, cfg.model.gpu, sequence=seq)
                 for dst, seq in one_per_format]  # NVENC probed once
     encoder = next((e for e in encoders if e is not None), None)  # None: no H.264 output
-    bg = BackgroundConfig(background=args.background, color=args.color, blur=args.blur, mirror=args.mirror,
-                          feather=args.feather, threshold=args.threshold)
-    found += [e for e in config_problems(LiveConfig(background=bg))]
+    found += config_problems(cfg)
     preflight.collect(found, preflight.check_background, bg.background)
     from dataclasses import replace
 
-    seg_cfg = preflight.collect(found, _segmenter_config, args)
-    preflight.collect(found, preflight.check_gpu_index, args.gpu)
-    from .inference.smoothing import CentredSmoother
-
-    preflight.collect(found, CentredSmoother, args.smoothing, radius=args.window)
+    found += size_problem
+    seg_cfg = None if size_problem else cfg.model
+    preflight.collect(found, preflight.check_gpu_index, cfg.model.gpu)
     workers = preflight.collect(found, _process_workers, args.workers, seg_cfg) if seg_cfg else None
     notes: list[str] = []
     if seg_cfg is not None:
-        seg_cfg = preflight.settle_model(replace(seg_cfg, default_size=512), found, notes)  # offline: quality first
+        seg_cfg = preflight.settle_model(seg_cfg, found, notes)
     if found:
         raise Problems(found)
     for note in notes:
         log.warning("%s", note)
     if encoder is not None:
         log.info("%s", encoder.describe())
-    cfg = ProcessConfig(model=seg_cfg, background=bg, mode=mode, quality=args.quality,
-                        smoothing=args.smoothing, window=args.window, upsample=args.upsample, memory=args.memory,
-                        encoder=args.encoder)
+    cfg = replace(cfg, model=seg_cfg)
     pmode = "json" if args.json else "quiet" if args.quiet else "bar"
     stream = sys.stdout if args.json else sys.stderr
     failed = 0
@@ -930,15 +946,14 @@ def flag_ranges() -> dict:
     from dataclasses import fields
 
     from . import ranges
-    from .config import LiveConfig
-    from .offline.process import ProcessConfig
+    from .config import LiveConfig, ProcessConfig, sections
 
     out = {"seed": ranges.SEED}
-    sections = [type(getattr(LiveConfig(), name)) for name in LiveConfig.__dataclass_fields__]
-    for cls in (*sections, ProcessConfig):
-        for f in fields(cls):
-            if "range" in f.metadata:
-                out[f.name] = f.metadata["range"]
+    for root in (LiveConfig, ProcessConfig):
+        for cls in sections(root).values():
+            for f in fields(cls):
+                if "range" in f.metadata:
+                    out[f.name] = f.metadata["range"]
     return out
 
 

@@ -284,9 +284,71 @@ class LiveConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
+MEMORY_MB = 512  # vbg process --memory's default: the budget for the frames in flight
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessTemporalConfig:
+    """``[temporal]`` of vbg process: the live filter's smoothing and upsampling settings (one
+    declaration each), the smoothing centred over ``window`` frames each side."""
+
+    smoothing: float = _smoothing("centred ")
+    window: int = setting(2, "frames each side it looks at (default 2)", metavar="K", range=R.WINDOW)
+    upsample: str = _upsample()
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessConfig:
+    """vbg process: the model, temporal and background sections, and its own settings (TOML ``[output]``)."""
+
+    model: SegmenterConfig = field(default_factory=lambda: SegmenterConfig(default_size=512))  # quality first
+    temporal: ProcessTemporalConfig = field(default_factory=ProcessTemporalConfig)
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)
+    mode: str = setting(  # rgb: composite | rgba: person over transparency | matte: the mask alone
+        "rgb", flag="", choices=R.OUTPUT_MODES)  # the flags are --alpha and --matte
+    quality: str = setting("balanced", "encoder speed/quality preset (default: balanced)", choices=R.QUALITIES)
+    encoder: str = setting(  # H.264 outputs (vbg.encoders)
+        "auto", "H.264 encoder (.mp4/.m4v/.mkv): auto (default) = NVENC on an NVIDIA GPU where it opens, else "
+        "x264; nvenc fails when it does not open", choices=ENCODERS)
+    memory: int = setting(
+        MEMORY_MB, "memory for the frames in flight between decoding, the model and encoding: the queues hold "
+        "fewer frames of large videos, and each {lookahead_mb} MB buys the encoder a frame of look-ahead "
+        "(default {memory_mb}: {lookahead_frames} frames; the smoothing window is always held)", metavar="MB",
+        range=R.MEMORY_MB)
+
+
+OWN_SECTION = "output"  # the TOML table of a config's own settings (vbg process's --quality, ...)
+
+
 def sections(root) -> dict[str, type]:
-    """``{section name: its dataclass}`` of a config class or instance: its TOML tables."""
-    return {f.name: globals()[f.type] if isinstance(f.type, str) else f.type for f in fields(root)}
+    """``{section name: its dataclass}`` of a config class or instance: its TOML tables. A config
+    with settings of its own besides its sections (``ProcessConfig``) is itself the table
+    ``[output]``."""
+    cls = root if isinstance(root, type) else type(root)
+    out: dict[str, type] = {}
+    own = False
+    for f in fields(cls):
+        t = globals().get(f.type) if isinstance(f.type, str) else f.type
+        if isinstance(t, type) and dataclasses.is_dataclass(t):
+            out[f.name] = t
+        else:
+            own = True
+    if own:
+        out[OWN_SECTION] = cls
+    return out
+
+
+def _settings(section: type, root) -> dict[str, dataclasses.Field]:
+    """The settings of table ``section`` of config ``root``: its fields (the root's own: not its sections)."""
+    if section is not type(root):
+        return {f.name: f for f in fields(section)}
+    tables = set(sections(root))
+    return {f.name: f for f in fields(section) if f.name not in tables}
+
+
+def _table(cfg, name: str):
+    """The object that holds table ``name`` of ``cfg``."""
+    return cfg if sections(cfg)[name] is type(cfg) else getattr(cfg, name)
 
 
 SECTIONS = {f.name: f for f in fields(LiveConfig)}
@@ -336,18 +398,22 @@ def apply(cfg, updates: dict[str, dict[str, Any]], *, check: bool = True):
             raise ConfigError(f"unknown config section [{_shown(section)}]: use {', '.join(known_sections)}")
         if not isinstance(values, dict):
             raise ConfigError(f"[{section}] must be a table of settings")
-        known = {f.name: f for f in fields(known_sections[section])}
+        known = _settings(known_sections[section], out)
         changes = {}
         for key, value in values.items():
             if key not in known:
                 raise ConfigError(f"unknown setting [{section}] {_shown(key)}: known are {', '.join(known)}")
             changes[key] = _coerce(section, key, value, str(known[key].type))
-        out = replace(out, **{section: replace(getattr(out, section), **changes)})
+        if known_sections[section] is type(out):
+            out = replace(out, **changes)
+        else:
+            out = replace(out, **{section: replace(getattr(out, section), **changes)})
     return validate(out) if check else out
 
 
 def from_toml(path: str | Path, base=None, *, check: bool = True):
-    """The config file at ``path`` applied to ``base`` (default: a ``LiveConfig()``)."""
+    """The config file at ``path`` applied to ``base`` (default: a ``LiveConfig()``; a
+    ``ProcessConfig`` for vbg process)."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -397,12 +463,18 @@ def _check_encoder(cfg) -> None:
     check_encoder(cfg.output.encoder)
 
 
+def _check_process_output(cfg) -> None:
+    check_encoder(cfg.encoder)
+    _known("quality", cfg.quality, cfg)
+    _known("mode", cfg.mode, cfg)
+
+
 def _range_problems(cfg) -> list[VbgError]:
     """Every setting outside the range its field declares (``vbg.ranges``). The CLI checks
     its flags against the same ranges first, so what is left here came from a config file."""
     found: list[VbgError] = []
     for name in sections(cfg):
-        found += out_of_range(getattr(cfg, name), lambda key, name=name: f"[{name}] {key} =")
+        found += out_of_range(_table(cfg, name), lambda key, name=name: f"[{name}] {key} =")
     return found
 
 
@@ -410,6 +482,7 @@ def _range_problems(cfg) -> list[VbgError]:
 _CHECKS = {
     LiveConfig: (_check_upsample, _check_skip, _check_color, _check_background_choice, _check_outputs,
                  _check_encoder),
+    ProcessConfig: (_check_upsample, _check_color, _check_background_choice, _check_process_output),
 }
 
 
