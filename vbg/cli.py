@@ -12,7 +12,6 @@ from pathlib import Path
 
 from . import __version__, streams
 from .errors import ConfigError, Problems, VbgError
-from .ranges import ENCODERS, QUALITIES, UPSAMPLE_MODES
 
 log = logging.getLogger("vbg")
 
@@ -678,7 +677,8 @@ def live_config(args):
     from . import config as cfgmod
 
     base = cfgmod.from_toml(args.config, check=False) if getattr(args, "config", None) else cfgmod.LiveConfig()
-    return cfgmod.apply(base, _flag_updates(args, base), check=False)  # the start-up checks report every problem at once
+    # check=False: the start-up checks (preflight.live) report every problem at once
+    return cfgmod.apply(base, _flag_updates(args, base), check=False)
 
 
 def cmd_live(args) -> int:

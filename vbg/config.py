@@ -21,7 +21,7 @@ from typing import Any
 
 from . import ranges as R
 from .errors import ConfigError, VbgError
-from .ranges import ENCODERS, GPU, SIZE, THREADS, UPSAMPLE_MODES, out_of_range, ranged
+from .ranges import ENCODERS, GPU, SIZE, THREADS, UPSAMPLE_MODES, out_of_range
 
 if sys.version_info >= (3, 11):
     import tomllib

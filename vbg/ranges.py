@@ -1,9 +1,9 @@
 """The range of every setting, declared once: numeric ranges and the named choices.
 
-A config field declares its range in its metadata (``ranged(default, SOME_RANGE)``);
-the TOML loader (``vbg.config``) and the CLI's flag check (``vbg.cli``) both read
-it from there, so a value the command line refuses is refused in a config file
-too, with the same bounds. Ranges used outside a config dataclass (``--workers``,
+A config field declares its range in its metadata (``vbg.config.setting(...,
+range=SOME_RANGE)``); the TOML loader (``vbg.config``) and the CLI's flag check
+(``vbg.cli``) both read it from there, so a value the command line refuses is
+refused in a config file too, with the same bounds. Ranges used outside a config dataclass (``--workers``,
 ``--seed``) are constants here, next to the others. The stages check what they are
 given against the same constants (``Compositor``'s feather, ``EdgeAwareUpsampler``'s
 modes), so no bound is written twice.
@@ -58,19 +58,6 @@ class Range:
 
 def _number(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
-
-
-def ranged(default: Any, rng: Range):
-    """A dataclass field with ``default`` whose range is ``rng``."""
-    return dataclasses.field(default=default, metadata={"range": rng})
-
-
-def range_of(cls_or_obj, name: str) -> Range | None:
-    """The declared range of field ``name`` (None: not a numeric setting)."""
-    for f in dataclasses.fields(cls_or_obj):
-        if f.name == name:
-            return f.metadata.get("range")
-    raise KeyError(name)
 
 
 def out_of_range(obj, label) -> list[ConfigError]:
