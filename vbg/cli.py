@@ -18,64 +18,69 @@ log = logging.getLogger("vbg")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
+def add_setting_options(group, section, *, defaults: bool = True, fill: dict | None = None, skip=()) -> None:
+    """One option per setting of config dataclass ``section`` that declares a flag (``vbg.config.setting``):
+    its flag, help, metavar and choices, its type from the field's (a bool is a switch). ``defaults``
+    false: an option not given is left out of the namespace (SUPPRESS), so it does not override a
+    config file. ``fill``: the help's ``{placeholders}``; ``skip``: settings left out."""
+    from dataclasses import MISSING, fields
+
+    from .config import flag_of
+
+    for f in fields(section):
+        flag = flag_of(f)
+        if flag is None or f.name in skip:
+            continue
+        meta = f.metadata
+        help_text = meta["help"]
+        for key, value in (fill or {}).items():
+            help_text = help_text.replace("{" + key + "}", value)
+        kw: dict = {"dest": f.name, "help": help_text}
+        kw["default"] = (f.default if f.default is not MISSING else f.default_factory()) if defaults \
+            else argparse.SUPPRESS
+        kinds = set(str(f.type).replace(" ", "").split("|")) - {"None"}
+        if kinds == {"bool"}:
+            kw["action"] = "store_false" if flag.startswith("--no-") else "store_true"
+        else:
+            if kinds == {"int"}:
+                kw["type"] = int
+            elif kinds == {"float"}:
+                kw["type"] = float
+            if meta.get("metavar"):
+                kw["metavar"] = meta["metavar"]
+            if meta.get("choices"):
+                kw["choices"] = meta["choices"]
+            if meta.get("const") is not None:
+                kw["nargs"], kw["const"] = "?", meta["const"]
+        group.add_argument(flag, **kw)
+
+
 def _add_model_options(p: argparse.ArgumentParser, default_size_help: str, *, defaults: bool = True) -> None:
-    from .inference.onnx_backend import DEVICES
-    from .models.spec import MODELS, VARIANTS
+    from .config import SegmenterConfig
+    from .models.spec import MODELS
 
-    def d(value):  # the live parser keeps only what the user typed: it overrides the config
-        return value if defaults else argparse.SUPPRESS
-
-    g = p.add_argument_group("model")
-    g.add_argument("--model", default=d("auto"), metavar="NAME|PATH",
-                   help=f"{', '.join(MODELS)}, or a .onnx/.safetensors/.pth/.bin file (default: auto = rmbg-1.4 "
-                        "when it is cached or can be downloaded, else the bundled selfie model, with a note why)")
-    g.add_argument("--variant", default=d("fp32"), choices=VARIANTS,
-                   help="which RMBG-1.4 file to fetch: fp32/fp16/int8 ONNX, or 'export' the safetensors "
-                        "weights to a fixed-shape ONNX per size (needs vbg[torch]) (default: fp32)")
-    g.add_argument("--size", default=d(None), metavar="N|HxW",
-                   help=f"inference size: long side N (aspect kept, multiple of 32) or HxW; {default_size_help}")
-    g.add_argument("--backend", default=d("onnx"), choices=("onnx", "torch"), help="inference backend (default: onnx)")
-    g.add_argument("--device", default=d("auto"), choices=DEVICES,
-                   help="execution provider; auto = CUDA when an NVIDIA GPU is present, else CPU")
-    g.add_argument("--strict-device", action="store_true", default=d(False),
-                   help="fail instead of falling back to the CPU when the asked-for provider cannot load")
-    g.add_argument("--gpu", type=int, default=d(0), metavar="N",
-                   help="which NVIDIA GPU runs the model (and an NVIDIA encoder): its index as vbg doctor lists "
-                        "them (default 0)")
-    g.add_argument("--trt-precision", default=d("fp16"), choices=("fp16", "fp32"),
-                   help="--device tensorrt: let TensorRT use half-precision kernels where they are faster "
-                        "(fp16, the default) or keep fp32; each has its own cached engine")
-    g.add_argument("--threads", type=int, default=d(None), metavar="N", help="inference threads (default: all cores)")
-    g.add_argument("--minmax", action="store_true", default=d(False),
-                   help="rescale every mask to its own min..max, as the RMBG-1.4 reference does (off: it flickers on video)")
+    # the live parser (defaults false) keeps only what the user typed: it overrides the config
+    add_setting_options(p.add_argument_group("model"), SegmenterConfig, defaults=defaults,
+                        fill={"models": ", ".join(MODELS), "size_default": default_size_help})
 
 
-def _add_background_options(p, *, feather_default: float | None) -> None:
-    """The background options, the same for the live filter and ``vbg process``.
+BACKGROUND_TITLE = "background (pick one; default: blur)"
 
-    ``feather_default=None`` gives ``--feather`` no default at all, so that the live
-    parser's "not given" (its options default to SUPPRESS) leaves the config file's value."""
-    feather = {} if feather_default is None else {"default": feather_default}
-    g = p.add_argument_group("background (pick one; default: blur)")
-    g.add_argument("--background", metavar="IMAGE|VIDEO|NAME",
-                   help="replacement background image or video (looped), or a bundled one by name "
-                        "(beach.jpg, office.jpg, ...: vbg backgrounds lists them)")
-    g.add_argument("--color", metavar="NAME|#RRGGBB", help="a plain colour behind the person")
-    g.add_argument("--blur", type=float, nargs="?", const=1.0, metavar="STRENGTH", help="blur the real background")
-    g.add_argument("--mirror", action="store_true", help="mirror the output like a selfie view")
-    g.add_argument("--feather", type=float, **feather, metavar="PX",
-                   help="soften the mask edge by PX pixels")
-    g.add_argument("--threshold", type=float, metavar="T", help="harden the mask around T (0..1)")
+
+def _add_background_options(p, *, defaults: bool) -> None:
+    """The background options, the same for the live filter and ``vbg process``."""
+    from .config import BackgroundConfig
+
+    add_setting_options(p.add_argument_group(BACKGROUND_TITLE), BackgroundConfig, defaults=defaults)
 
 
 def _segmenter_config(args):
-    from .inference import SegmenterConfig
-    from .models.preprocess import parse_size
+    from dataclasses import fields
 
-    return SegmenterConfig(model=args.model, variant=args.variant, size=parse_size(args.size),
-                           backend=args.backend, device=args.device, strict_device=args.strict_device,
-                           gpu=args.gpu, trt_precision=args.trt_precision, threads=args.threads,
-                           minmax=args.minmax)
+    from .config import SegmenterConfig, flag_of, parse_size
+
+    given = {f.name: getattr(args, f.name) for f in fields(SegmenterConfig) if flag_of(f)}
+    return SegmenterConfig(**{**given, "size": parse_size(args.size)})
 
 
 def _parser_segment(sub) -> None:
@@ -121,38 +126,33 @@ def _parser_process(sub) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--alpha", action="store_true", help="the person over transparency (.mov, .webm or PNGs)")
     mode.add_argument("--matte", action="store_true", help="write the mask alone as a grey video")
-    p.add_argument("--format", choices=("mp4", "mov", "webm", "png"),
+    p.add_argument("--format", choices=tuple(VIDEO_SUFFIXES),
                    help="the format of each output of several inputs (default: mp4, or mov with --alpha); "
                         "with one input -o says it, and --format must agree")
-    p.add_argument("--quality", choices=("fast", "balanced", "best"), default="balanced",
-                   help="encoder speed/quality preset (default: balanced)")
-    p.add_argument("--encoder", choices=("auto", "x264", "nvenc"), default="auto",
-                   help="H.264 encoder (.mp4/.m4v/.mkv): auto (default) = NVENC on an NVIDIA GPU where it opens, "
-                        "else x264; nvenc fails when it does not open")
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="read settings from a TOML file: [model], [temporal], [background] and [output] "
+                        "(quality, encoder, memory, mode); flags override it")
+    from .config import ProcessConfig, ProcessTemporalConfig
+    from .offline.process import LOOKAHEAD_MB, MEMORY_MB
+
+    # The settings a config file can hold default to SUPPRESS: one not given leaves the file's value.
+    add_setting_options(p, ProcessConfig, defaults=False, skip=("memory",))
     p.add_argument("--workers", default="auto", metavar="N|auto",
                    help="model sessions running frames in parallel, each on its share of the cores "
                         "(default auto: on a CPU, 2 when two measured at least 15%% faster than one and the "
                         "memory for the second is free, else 1; measured once per model and frame size; "
                         "1 on a GPU)")
-    _add_background_options(p, feather_default=0.0)
-    t = p.add_argument_group("temporal")
-    t.add_argument("--smoothing", type=float, default=1.0, metavar="S",
-                   help="centred temporal smoothing strength, 0 = off (default 1)")
-    t.add_argument("--window", type=int, default=2, metavar="K", help="frames each side it looks at (default 2)")
-    t.add_argument("--upsample", choices=("sharp", "guided", "bilinear"), default="sharp")
-    from .offline.process import LOOKAHEAD_MB, MEMORY_MB
-
-    p.add_argument("--memory", type=int, default=MEMORY_MB, metavar="MB",
-                   help="memory for the frames in flight between decoding, the model and encoding: the queues "
-                        f"hold fewer frames of large videos, and each {LOOKAHEAD_MB} MB buys the encoder a frame of "
-                        f"look-ahead (default {MEMORY_MB}: {MEMORY_MB // LOOKAHEAD_MB} frames; the smoothing window "
-                        "is always held)")
+    _add_background_options(p, defaults=False)
+    add_setting_options(p.add_argument_group("temporal"), ProcessTemporalConfig, defaults=False)
+    add_setting_options(p, ProcessConfig, defaults=False, skip=("quality", "encoder"),
+                        fill={"lookahead_mb": str(LOOKAHEAD_MB), "memory_mb": str(MEMORY_MB),
+                              "lookahead_frames": str(MEMORY_MB // LOOKAHEAD_MB)})
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="JSON-lines progress and results on stdout, for scripts")
     out.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                      help="no progress bar: one summary line per file")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    _add_model_options(p, "default: 512 (offline: quality over speed)")
+    _add_model_options(p, "default: 512 (offline: quality over speed)", defaults=False)
     p.set_defaults(func=cmd_process)
 
 
@@ -402,32 +402,59 @@ def _auto_workers(seg_cfg, cfg, first: Path) -> tuple[list, str]:
         with contextlib.suppress(VbgError):
             info = probe(first).upright()
             frame_hw = (info.height, info.width)
-    frames = plan_buffers(frame_hw, cfg.mode, cfg.window, 2, cfg.memory << 20).bytes
+    frames = plan_buffers(frame_hw, cfg.mode, cfg.temporal.window, 2, cfg.memory << 20).bytes
     source = resolve_model(seg_cfg.model, variant=seg_cfg.variant, backend=seg_cfg.backend)
     segs, choice = open_auto(seg_cfg, source, frame_hw, frames, cache_file=cache_dir() / CACHE_NAME)
     return segs, f" (--workers auto: {choice.reason})"
 
 
+def process_config(args, found: list[VbgError] | None = None):
+    """vbg process's config: the ``--config`` file (if any), then the flags given, then ``--alpha`` /
+    ``--matte``. A bad ``--size`` goes to ``found`` (model settings left as the file has them), so
+    that it is reported with every other start-up problem; a bad config file raises at once."""
+    from . import config as cfgmod
+
+    base = cfgmod.ProcessConfig()
+    if getattr(args, "config", None):
+        base = cfgmod.from_toml(args.config, base, check=False)
+    updates = _flag_updates(args, base)
+    if args.alpha or args.matte:
+        updates.setdefault(cfgmod.OWN_SECTION, {})["mode"] = "rgba" if args.alpha else "matte"
+    size = updates.get("model", {}).pop("size", None)
+    cfg = cfgmod.apply(base, updates, check=False)
+    if size is not None:
+        try:
+            cfg = cfgmod.apply(cfg, {"model": {"size": size}}, check=False)
+        except ConfigError as e:
+            if found is None:
+                raise
+            found.append(e)
+    return cfg
+
+
 def cmd_process(args) -> int:
     import signal
 
-    from .config import BackgroundConfig, LiveConfig, problems as config_problems
+    from .config import problems as config_problems
     from .errors import InputError, OutputError
     from .inference import create_segmenter
     from .media.encode import output_format
-    from .offline.process import FileProcessor, ProcessConfig
+    from .offline.process import FileProcessor
     from .progress import Progress
 
     from . import preflight
 
     # Every cheap check first, all reported at once: nothing is loaded or encoded before.
+    size_problem: list[VbgError] = []
+    cfg = process_config(args, size_problem)  # a bad config file: its error alone, at once
+    bg = cfg.background
     found: list[VbgError] = []
     inputs = preflight.collect(found, _expand_inputs, args.inputs) or []
     batch = len(args.inputs) > 1 or any(_is_pattern(a) for a in args.inputs)
-    planned = preflight.collect(found, _process_targets, inputs, Path(args.output), args.format, args.alpha,
+    mode = cfg.mode
+    planned = preflight.collect(found, _process_targets, inputs, Path(args.output), args.format, mode == "rgba",
                                  batch, args.output) or []
     targets = [t for t, _ in planned]
-    mode = "rgba" if args.alpha else "matte" if args.matte else "rgb"
     from .media.open import is_url, special_file
 
     for src in inputs:
@@ -436,41 +463,35 @@ def cmd_process(args) -> int:
             found.append(InputError(f"{src}: {f'is {kind}, not a file' if kind else 'no such file'}: "
                                     "give a video file"))
     for dst, sequence in planned:
-        preflight.collect(found, _check_process_target, dst, sequence, [*inputs, args.background], args.overwrite)
+        preflight.collect(found, _check_process_target, dst, sequence, [*inputs, bg.background], args.overwrite)
     for dst in {t.suffix.lower(): t for t, seq in planned if not seq}.values():  # a batch shares one format
         preflight.collect(found, output_format, dst, mode)
     from .media.encode import encoder_for
 
     one_per_format = {(t.suffix.lower(), seq): (t, seq) for t, seq in planned}.values()
-    encoders = [preflight.collect(found, encoder_for, dst, mode, args.encoder, args.gpu, sequence=seq)
+    encoders = [preflight.collect(found, encoder_for, dst, mode, cfg.encoder, cfg.model.gpu, sequence=seq)
                 for dst, seq in one_per_format]  # NVENC probed once
     encoder = next((e for e in encoders if e is not None), None)  # None: no H.264 output
-    bg = BackgroundConfig(background=args.background, color=args.color, blur=args.blur, mirror=args.mirror,
-                          feather=args.feather, threshold=args.threshold)
-    found += [e for e in config_problems(LiveConfig(background=bg))]
+    found += config_problems(cfg)
     preflight.collect(found, preflight.check_background, bg.background)
     from dataclasses import replace
 
-    seg_cfg = preflight.collect(found, _segmenter_config, args)
-    preflight.collect(found, preflight.check_gpu_index, args.gpu)
-    from .inference.smoothing import CentredSmoother
-
-    preflight.collect(found, CentredSmoother, args.smoothing, radius=args.window)
+    found += size_problem
+    seg_cfg = None if size_problem else cfg.model
+    preflight.collect(found, preflight.check_gpu_index, cfg.model.gpu)
     from .offline.workers import parse_workers
 
     workers = preflight.collect(found, parse_workers, args.workers, seg_cfg) if seg_cfg else None
     notes: list[str] = []
     if seg_cfg is not None:
-        seg_cfg = preflight.settle_model(replace(seg_cfg, default_size=512), found, notes)  # offline: quality first
+        seg_cfg = preflight.settle_model(seg_cfg, found, notes)
     if found:
         raise Problems(found)
     for note in notes:
         log.warning("%s", note)
     if encoder is not None:
         log.info("%s", encoder.describe())
-    cfg = ProcessConfig(model=seg_cfg, background=bg, mode=mode, quality=args.quality,
-                        smoothing=args.smoothing, window=args.window, upsample=args.upsample, memory=args.memory,
-                        encoder=args.encoder)
+    cfg = replace(cfg, model=seg_cfg)
     pmode = "json" if args.json else "quiet" if args.quiet else "bar"
     stream = sys.stdout if args.json else sys.stderr
     failed = 0
@@ -596,27 +617,6 @@ def cmd_doctor(args) -> int:
 
 SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor")
 
-# CLI dest -> (config section, field)
-LIVE_FIELDS = {
-    "source": ("source", "source"), "width": ("source", "width"), "height": ("source", "height"),
-    "fps": ("source", "fps"), "loop": ("source", "loop"),
-    "model": ("model", "model"), "variant": ("model", "variant"), "size": ("model", "size"),
-    "backend": ("model", "backend"), "device": ("model", "device"), "strict_device": ("model", "strict_device"),
-    "gpu": ("model", "gpu"),
-    "trt_precision": ("model", "trt_precision"),
-    "threads": ("model", "threads"), "minmax": ("model", "minmax"),
-    "skip": ("temporal", "skip"), "smoothing": ("temporal", "smoothing"), "upsample": ("temporal", "upsample"),
-    "align": ("temporal", "align"),
-    "background": ("background", "background"), "color": ("background", "color"), "blur": ("background", "blur"),
-    "mirror": ("background", "mirror"), "feather": ("background", "feather"),
-    "threshold": ("background", "threshold"),
-    "vcam": ("output", "vcam"), "vcam_device": ("output", "vcam_device"), "vcam_backend": ("output", "vcam_backend"),
-    "record": ("output", "record"), "overwrite": ("output", "overwrite"), "preview": ("output", "preview"),
-    "encoder": ("output", "encoder"),
-    "frames": ("output", "frames"), "duration": ("output", "duration"),
-}
-
-
 def build_live_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
     p = argparse.ArgumentParser(
@@ -628,46 +628,38 @@ def build_live_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags override it)")
     p.add_argument("-q", "--quiet", action="store_true", default=False, help="no status line, only warnings")
     p.add_argument("-v", "--verbose", action="store_true", default=False, help="debug messages")
-    g = p.add_argument_group("source")
-    g.add_argument("--source", metavar="CAM|PATH|URL|demo",
-                   help="camera index (default 0), device path, video file, URL, or demo: a built-in clip of a "
-                        "person, looped, to try vbg without a webcam")
-    g.add_argument("--width", type=int, help="width to ask of the camera")
-    g.add_argument("--height", type=int, help="height to ask of the camera")
-    g.add_argument("--fps", type=float, help="frame rate to ask of the camera")
-    g.add_argument("--loop", action="store_true", help="a video file source starts again at its end")
-    _add_model_options(p, "default: 256 (live)", defaults=False)
-    g = p.add_argument_group("temporal")
-    g.add_argument("--skip", metavar="N|auto", help="run the model on every N-th frame; auto (default) keeps camera rate")
-    g.add_argument("--smoothing", type=float, metavar="S", help="temporal smoothing strength, 0 = off (default 1)")
-    g.add_argument("--upsample", choices=("sharp", "guided", "bilinear"),
-                   help="mask upsampling: sharp (default: steepened edges), guided (frame-guided filter), bilinear")
-    g.add_argument("--align", action="store_true",
-                   help="delay the video by the inference time so each mask lines up with its pixels")
-    _add_background_options(p, feather_default=None)
-    g = p.add_argument_group("output")
-    g.add_argument("--no-vcam", dest="vcam", action="store_false", help="run without a virtual camera")
-    g.add_argument("--vcam-device", metavar="DEV", help="virtual camera device, e.g. /dev/video10")
-    g.add_argument("--vcam-backend", metavar="NAME", help="pyvirtualcam backend (v4l2loopback, obs, unitycapture)")
-    g.add_argument("--record", metavar="OUT.mp4", help="also write what the camera is sent to a file")
-    g.add_argument("--encoder", choices=("auto", "x264", "nvenc"),
-                   help="--record's H.264 encoder: auto (default) = NVENC on an NVIDIA GPU where it opens, else x264")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
-    g.add_argument("--preview", action="store_true", help="show a window (keys: q quit, b background, space effect)")
-    g.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
-    g.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    from .config import LiveConfig, sections
+
+    for name, section in sections(LiveConfig).items():
+        if name == "model":
+            _add_model_options(p, "default: 256 (live)", defaults=False)
+        else:
+            add_setting_options(p.add_argument_group(BACKGROUND_TITLE if name == "background" else name), section,
+                                defaults=False)
     return p
+
+
+def _flag_updates(args, root) -> dict[str, dict]:
+    """``{section: {setting: value}}`` of the options given on the command line (the parser
+    leaves the others out), for ``vbg.config.apply``."""
+    from dataclasses import fields
+
+    from .config import flag_of, sections
+
+    updates: dict[str, dict] = {}
+    for name, section in sections(root).items():
+        for f in fields(section):
+            if flag_of(f) is not None and hasattr(args, f.name):
+                updates.setdefault(name, {})[f.name] = getattr(args, f.name)
+    return updates
 
 
 def live_config(args):
     from . import config as cfgmod
 
     base = cfgmod.from_toml(args.config, check=False) if getattr(args, "config", None) else cfgmod.LiveConfig()
-    updates: dict[str, dict] = {}
-    for dest, (section, field) in LIVE_FIELDS.items():
-        if hasattr(args, dest):
-            updates.setdefault(section, {})[field] = getattr(args, dest)
-    return cfgmod.apply(base, updates, check=False)  # the start-up checks report every problem at once
+    # check=False: the start-up checks (preflight.live) report every problem at once
+    return cfgmod.apply(base, _flag_updates(args, base), check=False)
 
 
 def cmd_live(args) -> int:
@@ -935,15 +927,14 @@ def flag_ranges() -> dict:
     from dataclasses import fields
 
     from . import ranges
-    from .config import LiveConfig
-    from .offline.process import ProcessConfig
+    from .config import LiveConfig, ProcessConfig, sections
 
     out = {"seed": ranges.SEED}
-    sections = [type(getattr(LiveConfig(), name)) for name in LiveConfig.__dataclass_fields__]
-    for cls in (*sections, ProcessConfig):
-        for f in fields(cls):
-            if "range" in f.metadata:
-                out[f.name] = f.metadata["range"]
+    for root in (LiveConfig, ProcessConfig):
+        for cls in sections(root).values():
+            for f in fields(cls):
+                if "range" in f.metadata:
+                    out[f.name] = f.metadata["range"]
     return out
 
 

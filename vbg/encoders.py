@@ -50,9 +50,9 @@ import threading
 from dataclasses import dataclass
 from fractions import Fraction
 
+from .config import ENCODERS, check_encoder  # noqa: F401  (ENCODERS: imported from here too)
 from .errors import ConfigError, DeviceError
 
-ENCODERS = ("auto", "x264", "nvenc")
 X264 = "libx264"
 NVENC = "h264_nvenc"
 NVENC_FIX = "install the NVIDIA driver (on a GPU with NVENC) or use --encoder x264"
@@ -85,13 +85,6 @@ class Encoder:
         if self.why_not is not None:
             return f"encoding with {self.name} (no NVENC here: {self.why_not})"
         return f"encoding with {self.name}"
-
-
-def check_encoder(encoder: str) -> str:
-    """``encoder`` when it is one of ``ENCODERS``, else ``ConfigError``."""
-    if encoder not in ENCODERS:
-        raise ConfigError(f"encoder {encoder!r} is not known: use {', '.join(ENCODERS[:-1])} or {ENCODERS[-1]}")
-    return encoder
 
 
 def choose_encoder(encoder: str = "auto", gpu: int = 0, size: tuple[int, int] | None = None) -> Encoder:

@@ -1,10 +1,12 @@
-"""The range of every numeric setting, declared once.
+"""The range of every setting, declared once: numeric ranges and the named choices.
 
-A config field declares its range in its metadata (``ranged(default, SOME_RANGE)``);
-the TOML loader (``vbg.config``) and the CLI's flag check (``vbg.cli``) both read
-it from there, so a value the command line refuses is refused in a config file
-too, with the same bounds. Ranges used outside a config dataclass (``--workers``,
-``--seed``) are constants here, next to the others.
+A config field declares its range in its metadata (``vbg.config.setting(...,
+range=SOME_RANGE)``); the TOML loader (``vbg.config``) and the CLI's flag check
+(``vbg.cli``) both read it from there, so a value the command line refuses is
+refused in a config file too, with the same bounds. Ranges used outside a config dataclass (``--workers``,
+``--seed``) are constants here, next to the others. The stages check what they are
+given against the same constants (``Compositor``'s feather, ``EdgeAwareUpsampler``'s
+modes), so no bound is written twice.
 """
 
 from __future__ import annotations
@@ -58,19 +60,6 @@ def _number(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
 
-def ranged(default: Any, rng: Range):
-    """A dataclass field with ``default`` whose range is ``rng``."""
-    return dataclasses.field(default=default, metadata={"range": rng})
-
-
-def range_of(cls_or_obj, name: str) -> Range | None:
-    """The declared range of field ``name`` (None: not a numeric setting)."""
-    for f in dataclasses.fields(cls_or_obj):
-        if f.name == name:
-            return f.metadata.get("range")
-    raise KeyError(name)
-
-
 def out_of_range(obj, label) -> list[ConfigError]:
     """One error per field of dataclass ``obj`` whose value is outside its declared range;
     ``label(field_name)`` names the setting in the message."""
@@ -102,3 +91,14 @@ WORKERS = Range(1, 16)
 SEED = Range(0, 2**32 - 1)
 GPU = Range(0, 255, note="the GPU's index, as vbg doctor lists them")  # --gpu, [model] gpu
 MEMORY_MB = Range(64, 1 << 20, "MB")  # vbg process --memory: the frames in flight
+
+
+# The named choices: argparse's ``choices``, the config check and the stages all read these.
+UPSAMPLE_MODES = ("sharp", "guided", "bilinear")  # vbg.inference.upsample
+ENCODERS = ("auto", "x264", "nvenc")  # vbg.encoders
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")  # vbg.inference.onnx_backend
+VARIANTS = ("fp32", "fp16", "int8", "export")  # vbg.models.spec: the RMBG-1.4 files
+BACKENDS = ("onnx", "torch")
+TRT_PRECISIONS = ("fp16", "fp32")
+QUALITIES = ("fast", "balanced", "best")  # vbg process --quality
+OUTPUT_MODES = ("rgb", "rgba", "matte")  # vbg process: composite, person over transparency, the mask alone

@@ -62,6 +62,33 @@ def test_toml_sets_fields_and_cli_values_override(tmp_path):
     assert cfg2.model.size == (144, 256) and cfg2.background.color == "#00ff00"
 
 
+def test_process_config_file_sets_its_sections_and_flags_override(tmp_path):
+    """vbg process --config: the model, temporal and background sections, its own settings under
+    [output]; a flag wins over the file, a live-only key is unknown, a range is the flag's."""
+    from vbg import cli
+    from vbg.config import ProcessConfig
+
+    f = tmp_path / "p.toml"
+    f.write_text('[model]\nmodel = "selfie"\n[temporal]\nwindow = 3\nsmoothing = 0.5\n'
+                 '[background]\ncolor = "#00ff00"\n[output]\nquality = "best"\nmemory = 1024\n')
+    parse = cli.build_parser().parse_args
+    cfg = cli.process_config(parse(["process", "in.mp4", "-o", "out.mp4", "--config", str(f)]))
+    assert isinstance(cfg, ProcessConfig) and cfg.model.model == "selfie" and cfg.model.default_size == 512
+    assert (cfg.temporal.window, cfg.temporal.smoothing, cfg.background.color) == (3, 0.5, "#00ff00")
+    assert (cfg.quality, cfg.memory, cfg.mode) == ("best", 1024, "rgb")
+    cfg = cli.process_config(parse(["process", "in.mp4", "-o", "out.mov", "--config", str(f),
+                                    "--window", "1", "--quality", "fast", "--size", "320", "--alpha"]))
+    assert (cfg.temporal.window, cfg.quality, cfg.model.size, cfg.mode) == (1, "fast", 320, "rgba")
+    assert cfg.temporal.smoothing == 0.5 and cfg.model.model == "selfie"
+    assert cli.process_config(parse(["process", "in.mp4", "-o", "out.mp4"])) == ProcessConfig()
+    f.write_text("[temporal]\nskip = 2\n")
+    with pytest.raises(ConfigError, match=r"^unknown setting \[temporal\] skip: known are smoothing, window, upsample"):
+        cli.process_config(parse(["process", "in.mp4", "-o", "out.mp4", "--config", str(f)]))
+    f.write_text("[output]\nmemory = 10\n")
+    with pytest.raises(ConfigError, match=r"^\[output\] memory = 10 is out of range: use 64\.\.1048576 MB"):
+        from_toml(f, ProcessConfig())
+
+
 @pytest.mark.parametrize("text,needle", [
     ('[model]\nmodle = "selfie"\n', "unknown setting [model] modle"),
     ('[modle]\nmodel = "selfie"\n', "unknown config section [modle]"),

@@ -6,6 +6,7 @@
         out = comp.compose(frame_rgb, alpha_u8)   # reused buffer: copy or pass out=
 """
 
+from ..config import NAMED_COLORS, parse_color
 from .backgrounds import (
     BACKGROUNDS,
     Background,
@@ -19,7 +20,6 @@ from .backgrounds import (
     make_background,
 )
 from .bundled import BundledBackground, bundled_backgrounds, describe_bundled, find_background
-from .color import NAMED_COLORS, parse_color
 from .compose import Compositor, threshold_lut
 
 __all__ = [

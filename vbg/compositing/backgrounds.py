@@ -27,12 +27,12 @@ import cv2
 import numpy as np
 
 from ..clock import Clock, MonotonicClock
+from ..config import parse_color
 from ..errors import ConfigError, DependencyError, InputError, one_line
 from ..images import read_rgb
 from ..media.open import picture_stream, special_file
 from ..ranges import BLUR
 from .bundled import find_background
-from .color import parse_color
 
 
 @runtime_checkable

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
+from ..ranges import FEATHER, THRESHOLD
 from .backgrounds import Background, _check_hw
 
 _INV255 = 1.0 / 255.0
@@ -72,7 +73,7 @@ class Compositor:
     ValueError naming the expected and the actual shape or dtype.
     """
 
-    FEATHER_RANGE = (0.0, 50.0)
+    FEATHER_RANGE = (FEATHER.lo, FEATHER.hi)  # declared in vbg.ranges
     THRESHOLD_SOFTNESS = 0.1
 
     def __init__(self, out_hw: tuple[int, int], background: Background, *, feather: float = 0.0,
@@ -280,7 +281,7 @@ def _check_threshold(threshold: float) -> float:
         t = float(threshold)
     except (TypeError, ValueError):
         t = math.nan
-    if not 0.0 < t < 1.0:
+    if t not in THRESHOLD:  # vbg.ranges: 0 < t < 1 (NaN refused too)
         raise ConfigError(f"--threshold {threshold!r} is out of range: use a number between 0 and 1 "
                           f"(e.g. 0.5), or leave it out for the soft mask")
     return t

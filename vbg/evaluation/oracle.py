@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
-from ..models.preprocess import inference_size, parse_size
+from ..config import parse_size
+from ..models.preprocess import inference_size
 
 JITTER_GRID = (4, 6)  # control points of the random displacement field (rows, columns)
 

@@ -29,7 +29,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from ..inference.scheduler import SkipGovernor, parse_skip
+from ..config import parse_skip
+from ..inference.scheduler import SkipGovernor
 from ..inference.smoothing import CentredSmoother
 from ..inference.tracker import MaskTracker
 from ..inference.upsample import EdgeAwareUpsampler

@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, DependencyError, DeviceError, ModelError
+from ..ranges import DEVICES
 
 log = logging.getLogger("vbg.onnx")
 
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 
 
 def import_ort():

@@ -18,37 +18,8 @@ from __future__ import annotations
 
 import math
 
+from ..config import SKIP_MAX, parse_skip
 from ..errors import ConfigError
-
-SKIP_MAX = 30
-_SKIP_HELP = f"use auto or a whole number 1..{SKIP_MAX}"
-
-
-def _show(value) -> str:
-    r = repr(value)
-    return r if len(r) <= 40 else r[:37] + "..."
-
-
-def parse_skip(text) -> int | str:
-    """``"auto"`` (any case) or an int 1..30, from a CLI/TOML value; else ``ConfigError``."""
-    if isinstance(text, bool):
-        raise ConfigError(f"--skip {_show(text)} is not valid: {_SKIP_HELP}")
-    if isinstance(text, int):
-        value = text
-    elif isinstance(text, str):
-        s = text.strip()
-        if s.lower() == "auto":
-            return "auto"
-        # ASCII digits only: int() would also take "٣", "1_0" or " +3".
-        if not (s.isascii() and s.isdigit()) or len(s) > 6:
-            raise ConfigError(f"--skip {_show(text)} is not valid: {_SKIP_HELP}")
-        value = int(s)
-    else:
-        raise ConfigError(f"--skip {_show(text)} is not valid: {_SKIP_HELP}")
-    if not 1 <= value <= SKIP_MAX:
-        raise ConfigError(f"--skip {_show(text)} is out of range: {_SKIP_HELP}")
-    return value
-
 
 class SkipGovernor:
     """Decides per frame whether the model runs.

@@ -10,36 +10,18 @@ or ``size``: a long side (aspect ratio kept, sides rounded to a multiple of
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from ..config import SegmenterConfig
 from ..errors import ConfigError, ModelError
 from ..models.preprocess import Preprocessor, inference_size, postprocess, resize_alpha
 from ..models.resolve import ModelSource, resolve_model
-from ..ranges import GPU, SIZE, THREADS, ranged
+from ..ranges import TRT_PRECISIONS
 
 log = logging.getLogger("vbg.inference")
-
-TRT_PRECISIONS = ("fp16", "fp32")
-
-
-@dataclass(frozen=True, slots=True)
-class SegmenterConfig:
-    model: str = "auto"  # rmbg-1.4 when cached or downloadable, else the bundled selfie model
-    variant: str = "fp32"
-    size: int | tuple[int, int] | None = None  # what the user asked for; None: the default below
-    default_size: int | None = ranged(None, SIZE)  # long side for models that take any size; None: the reference size
-    backend: str = "onnx"  # onnx | torch
-    device: str = "auto"  # auto | cpu | cuda | tensorrt
-    strict_device: bool = False
-    gpu: int = ranged(0, GPU)  # the GPU's index for CUDA/TensorRT/torch (and an NVIDIA encoder): --gpu
-    trt_precision: str = "fp16"  # fp16 | fp32: the kernels TensorRT may pick (--device tensorrt only)
-    threads: int | None = ranged(None, THREADS)  # intra-op threads; None = all cores, no spinning
-    minmax: bool = False  # the reference's per-frame min-max rescale
-
 
 class Segmenter(Protocol):
     providers: list[str]

@@ -36,12 +36,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..fsutil import NewFile
+from ..ranges import TRT_PRECISIONS as PRECISIONS
 
 log = logging.getLogger("vbg.onnx")
 
 KEY_FILE = "key.json"
 SUMS = "sums"  # per-file sha256 memo, beside the key folders
-PRECISIONS = ("fp16", "fp32")
 _MEMO_MIN_BYTES = 8 << 20  # smaller files are hashed on every start (milliseconds)
 
 

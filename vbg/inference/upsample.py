@@ -44,9 +44,9 @@ import numpy as np
 
 from ..arrays import check_hw, check_image
 from ..errors import ConfigError
+from ..ranges import UPSAMPLE_MODES as MODES
 from .propagate import GrayReducer
 
-MODES = ("sharp", "guided", "bilinear")
 SHARPEN_RANGE = (1.0, 8.0)
 
 

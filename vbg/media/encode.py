@@ -42,8 +42,8 @@ from vbg.fsutil import NewFile, OutputBusy, partial_name
 from vbg.fsutil import write_error_hint as disk_hint
 from vbg.media.audio import AUDIO_LEAD_S, AudioMux
 from vbg.media.info import VideoInfo
+from vbg.ranges import QUALITIES
 
-QUALITIES = ("fast", "balanced", "best")
 SUPPORTED_OUTPUTS = ".mp4/.m4v/.mkv (H.264), .mov (ProRes), .webm (VP9) or a folder (PNG frames)"
 
 # BT.601 limited range, what cv2's RGB->I420 computes; primaries/transfer of sRGB.

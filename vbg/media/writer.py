@@ -65,8 +65,7 @@ from vbg.fsutil import write_error_hint as disk_hint
 from vbg.media.encode import QUALITIES, AvFile, encoder_for, nvenc_h264, output_format, padded_size
 from vbg.media.info import VideoInfo
 from vbg.media.png import PngFolder
-
-MODES = ("rgb", "rgba", "matte")
+from vbg.ranges import OUTPUT_MODES as MODES
 
 
 class VideoWriter:

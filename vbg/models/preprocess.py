@@ -14,34 +14,9 @@ import math
 import cv2
 import numpy as np
 
-from ..errors import ConfigError
-from ..ranges import SIZE
+from ..config import parse_size  # noqa: F401  (the parser lives with the config; imported from here too)
 
 SIZE_MULTIPLE = 32
-
-
-def parse_size(text: str | int | tuple[int, int] | None) -> int | tuple[int, int] | None:
-    """``"256"`` -> 256 (long side), ``"320x180"`` -> (320, 180) as (H, W)."""
-    if text is None or isinstance(text, int | tuple):
-        value = text
-    else:
-        s = str(text).strip().lower()
-        try:
-            if "x" in s:
-                h, w = s.split("x", 1)
-                value = (int(h), int(w))
-            else:
-                value = int(s)
-        except ValueError:
-            raise ConfigError(
-                f"--size {text!r} is not a size: give the long side in pixels (e.g. 256) or HxW (e.g. 144x256)"
-            ) from None
-    if isinstance(value, int):
-        SIZE.check("--size", value)
-    elif isinstance(value, tuple):
-        if len(value) != 2 or not all(isinstance(v, int) and 16 <= v <= 4096 for v in value):
-            raise ConfigError(f"--size {text!r} is out of range: H and W must be 16..4096 pixels")
-    return value
 
 
 def round_to_multiple(x: float, m: int = SIZE_MULTIPLE) -> int:

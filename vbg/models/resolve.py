@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import ConfigError, ModelError
+from ..ranges import BACKENDS
 from .spec import MODELS, RMBG14, VARIANTS, ModelSpec, get_spec
 
 ONNX_SUFFIXES = (".onnx",)
@@ -77,7 +78,7 @@ def resolve_model(model: str, *, variant: str = "fp32", backend: str = "onnx") -
 
             logging.getLogger("vbg.models").warning("%s", choice.note)
         model = choice.model
-    if backend not in ("onnx", "torch"):
+    if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r} is not known: use onnx or torch")
     if variant not in VARIANTS:
         raise ConfigError(f"--variant {variant!r} is not known: use one of {', '.join(VARIANTS)}")

@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..ranges import VARIANTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +114,6 @@ SELFIE_LANDSCAPE = ModelSpec(
 )
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in (RMBG14, SELFIE, SELFIE_LANDSCAPE)}
-
-# ONNX variants a user can pick for a hub model with --variant.
-VARIANTS = ("fp32", "fp16", "int8", "export")
 
 
 def get_spec(name: str) -> ModelSpec:

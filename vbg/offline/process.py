@@ -25,16 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from ..buffers import Closed, FrameQueue
-from ..config import BackgroundConfig
+from ..config import MEMORY_MB, ProcessConfig  # noqa: F401  (MEMORY_MB: imported from here too)
 from ..errors import ConfigError, OutOfMemory, VbgError, one_line
-from ..inference.segmenter import SegmenterConfig
-from ..ranges import MEMORY_MB as MEMORY_MB_RANGE, SMOOTHING, WINDOW, ranged
+from ..ranges import OUTPUT_MODES
 
 log = logging.getLogger("vbg.process")
 
-OUTPUT_MODES = ("rgb", "rgba", "matte")
 QUEUE = 2  # frames in flight between two stages, at most (small frames); see plan_buffers
-MEMORY_MB = 512  # default budget for the frames in flight
 LOOKAHEAD_MB = 20  # budget that buys the encoder one frame of look-ahead; see plan_buffers
 LOOKAHEAD_MAX = 50  # the longest look-ahead of vbg's encoder settings (x264 slow, --quality best)
 OUTPUT_BYTES_PER_PIXEL = {"rgb": 3, "rgba": 4, "matte": 1}
@@ -115,19 +112,6 @@ def is_out_of_memory(e: BaseException) -> bool:
         return getattr(e, "code", None) == cv2.Error.StsNoMem
     text = str(e)
     return "bad_alloc" in text or "Failed to allocate memory" in text
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessConfig:
-    model: SegmenterConfig = field(default_factory=lambda: SegmenterConfig(default_size=512))
-    background: BackgroundConfig = field(default_factory=BackgroundConfig)
-    mode: str = "rgb"  # rgb: composite | rgba: person over transparency | matte: the mask alone
-    quality: str = "balanced"
-    smoothing: float = ranged(1.0, SMOOTHING)
-    window: int = ranged(2, WINDOW)  # frames each side for the centred smoothing
-    upsample: str = "sharp"
-    memory: int = ranged(MEMORY_MB, MEMORY_MB_RANGE)  # MB: the budget for the frames in flight
-    encoder: str = "auto"  # H.264 outputs: auto (NVENC when it opens), x264 or nvenc (vbg.encoders)
 
 
 @dataclass
@@ -230,7 +214,7 @@ class FileProcessor:
             raise OutOfMemory(f"out of memory while opening it ({one_line(e, 'an allocation failed')}):"
                               " close other programs") from e
         info = coded.upright()  # frames are turned upright: a phone's portrait video is segmented standing
-        buffers = plan_buffers((info.height, info.width), self.cfg.mode, self.cfg.window, len(self.segs),
+        buffers = plan_buffers((info.height, info.width), self.cfg.mode, self.cfg.temporal.window, len(self.segs),
                                self.cfg.memory << 20)
         try:
             return self._process(src, dst, progress, info, coded.rotation, buffers, sequence, overwrite)
@@ -247,7 +231,7 @@ class FileProcessor:
         return OutOfMemory(
             f"out of memory while processing {info.width}x{info.height} frames ({detail}; the frames in flight "
             f"take about {mb:.0f} MB, --memory {self.cfg.memory}){note}: lower --memory or --window "
-            f"(now {self.cfg.window}), use --workers 1, or close other programs")
+            f"(now {self.cfg.temporal.window}), use --workers 1, or close other programs")
 
     def _process(self, src: Path, dst: Path, progress, info, rotation: int, buffers: Buffers,
                  sequence: bool | None, overwrite: bool) -> FileResult:
@@ -261,8 +245,8 @@ class FileProcessor:
         res = FileResult(str(src), str(dst), total=info.frames, buffers=buffers)
         h, w = info.height, info.width
         mask_hw = self.seg.input_size((h, w))
-        upsampler = EdgeAwareUpsampler((h, w), mask_hw, mode=cfg.upsample)
-        smoother = CentredSmoother(cfg.smoothing, radius=cfg.window)
+        upsampler = EdgeAwareUpsampler((h, w), mask_hw, mode=cfg.temporal.upsample)
+        smoother = CentredSmoother(cfg.temporal.smoothing, radius=cfg.temporal.window)
         compositor = None
         if cfg.mode == "rgb":
             b = cfg.background
@@ -378,7 +362,7 @@ class FileProcessor:
     def _compose(self, segmented, encoded, halt, smoother, upsampler, compositor, progress, written,
                  depth: int) -> None:
         """Centred smoothing needs the next k masks: hold a window, emit its centre."""
-        k = self.cfg.window
+        k = self.cfg.temporal.window
         window: deque = deque()
         index = 0  # position in `window` of the next frame to emit
         ended = False
