@@ -28,13 +28,13 @@ from .buffers import Closed, LatestSlot
 from .clock import Clock, MonotonicClock
 from .config import LiveConfig
 from .errors import SinkError, VbgError
+from .inference.scheduler import FRESH_WAIT_MS
 from .stats import LiveStats
 from .types import Composite, Frame, Mask
 
 log = logging.getLogger("vbg.pipeline")
 
 OUT_RING = 6  # composites in flight to the sinks before a buffer is reused
-FRESH_WAIT_MS = 12.0  # wait this long at most for the mask of the current frame
 ALIGN_MAX_S = 0.5  # --align never holds a frame back longer than this
 
 

@@ -12,6 +12,11 @@ N goes up only once that load exceeds N by ``hysteresis`` (10 %), and down
 only once it fits in N - 1 with the same margin, so inference times that hover
 around a boundary do not flip N every frame. Pure logic: it is fed sequence
 numbers and milliseconds, never reads a clock.
+
+A model that answers within ``FRESH_WAIT_MS`` is waited for on the frames it
+runs on (live), so their masks are exact for them instead of carried along
+from an older frame; the quality benchmark's live simulation follows the same
+rule.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import math
 from ..errors import ConfigError
 
 SKIP_MAX = 30
+FRESH_WAIT_MS = 12.0  # wait this long at most for the mask of the current frame
 _SKIP_HELP = f"use auto or a whole number 1..{SKIP_MAX}"
 
 
