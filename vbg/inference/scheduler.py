@@ -63,7 +63,9 @@ class SkipGovernor:
     ``parse_skip``). ``frame_interval_s``: the camera's frame interval
     (1 / fps). Call ``should_run(seq)`` for each candidate frame (a True
     answer is taken as "the model runs on it") and ``observe(infer_ms)`` with
-    each measured inference time. Not thread-safe: use it from one thread.
+    each measured inference time. Not thread-safe: use it from one thread (live,
+    the render thread: it observes each new mask's ``Mask.infer_ms`` as it takes
+    the mask, never the inference thread).
     """
 
     def __init__(
