@@ -9,6 +9,11 @@ The render thread outputs every captured frame; the model runs on the
 frames the skip governor picks, always the newest one. Sinks (virtual camera,
 recorder) own their threads and pacing. A worker's exception stops the
 pipeline and is re-raised from :meth:`LivePipeline.run`.
+
+One writer per piece of state: the render thread alone drives the skip
+governor (it feeds it each new mask's ``infer_ms`` as it takes the mask), the
+tracker and the compositor; the preview's keys reach it only through
+:class:`~vbg.sinks.preview.PreviewKeys`'s queue, drained once per frame.
 """
 
 from __future__ import annotations
@@ -27,13 +32,13 @@ from .buffers import Closed, LatestSlot
 from .clock import Clock, MonotonicClock
 from .config import LiveConfig
 from .errors import SinkError, VbgError
+from .inference.scheduler import FRESH_WAIT_MS
 from .stats import LiveStats
 from .types import Composite, Frame, Mask
 
 log = logging.getLogger("vbg.pipeline")
 
 OUT_RING = 6  # composites in flight to the sinks before a buffer is reused
-FRESH_WAIT_MS = 12.0  # wait this long at most for the mask of the current frame
 ALIGN_MAX_S = 0.5  # --align never holds a frame back longer than this
 
 
@@ -60,6 +65,26 @@ class _MaskBox:
             return self.mask
 
 
+class _ModelTime:
+    """The render thread's feed of the skip governor: each new mask's inference time, once.
+
+    Called with the newest mask before each ``should_run`` and with the mask each
+    frame takes, so a mask that came in before a frame is counted before that
+    frame is scheduled, as when the inference thread fed the governor itself.
+    """
+
+    __slots__ = ("governor", "_last")
+
+    def __init__(self, governor) -> None:
+        self.governor = governor
+        self._last: Mask | None = None
+
+    def see(self, m: Mask | None) -> None:
+        if m is not None and m is not self._last:
+            self._last = m
+            self.governor.observe(m.infer_ms)
+
+
 class _Aligner:
     """``--align``: hold frames back until the mask for them is ready.
 
@@ -72,8 +97,9 @@ class _Aligner:
     """
 
     def __init__(self, frames: LatestSlot[Frame], to_model: LatestSlot[Frame], masks: _MaskBox,
-                 governor, clock: Clock) -> None:
+                 governor, model_time: _ModelTime, clock: Clock) -> None:
         self.frames, self.to_model, self.masks, self.governor, self.clock = frames, to_model, masks, governor, clock
+        self.model_time = model_time
         self.pending: deque[tuple[Frame, int]] = deque()  # (frame, seq of its mask frame)
         self.last_sent = -1
         self.closed = False
@@ -89,6 +115,7 @@ class _Aligner:
                     self.closed = True
                     f = None
                 if f is not None:
+                    self.model_time.see(self.masks.get())
                     if self.governor.should_run(f.seq):
                         self.to_model.put(f)
                         self.last_sent = f.seq
@@ -119,12 +146,9 @@ class LivePipeline:
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
-        self.effect_on = True  # the preview's space bar turns the effect off and on
         self.capture = None
         self.sinks: list = []
         self.latest: Composite | None = None  # for the preview, read on the main thread
-        self._next_background = None  # a prepared Background the render thread swaps in
-        self._retired: list = []  # backgrounds swapped out, closed at the end
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -210,18 +234,25 @@ class LivePipeline:
             self.capture = CaptureWorker(source, frames, reopen=reopen, clock=self.clock, max_frames=max_frames)
             governor = SkipGovernor(skip, 1.0 / fps)
             tracker = MaskTracker((h, w), mask_hw, smoothing=cfg.temporal.smoothing, upsample=cfg.temporal.upsample)
+            keys = None
+            if cfg.output.preview:
+                from .sinks.preview import PreviewKeys
+
+                keys = PreviewKeys(compositor.background, (h, w), on_quit=self.stop)
+                stack.callback(keys.close)  # its backgrounds: after the render thread is joined
 
             stack.callback(self._join_all)
             stack.callback(to_model.close)
             stack.callback(self.stop)
-            self._spawn(lambda: self._infer_loop(seg, to_model, masks, governor), "vbg-infer")
-            self._spawn(lambda: self._render_loop(frames, to_model, masks, governor, tracker, compositor, (h, w)),
+            self._spawn(lambda: self._infer_loop(seg, to_model, masks), "vbg-infer")
+            self._spawn(lambda: self._render_loop(frames, to_model, masks, governor, tracker, compositor, keys,
+                                                  (h, w)),
                         "vbg-render",
                         stop_when_done=True)  # the render loop ends when the source does
             self.capture.start()
             stack.callback(self.capture.join, 5.0)
             stack.callback(self.capture.stop)
-            preview = self._open_preview(stack, w, h, fps, compositor) if cfg.output.preview else None
+            preview = self._open_preview(stack, w, h, fps, keys) if keys is not None else None
             self.started.set()
             t_start = self.clock.now()
             next_status = t_start + status_interval
@@ -260,36 +291,12 @@ class LivePipeline:
             raise self._errors[0]
         return self.stats
 
-    def _open_preview(self, stack: contextlib.ExitStack, w: int, h: int, fps: float, compositor):
-        """The preview window lives on the calling (main) thread; keys act on the pipeline."""
-        from .compositing import BlurBackground, ColorBackground
-        from .sinks.preview import Action, PreviewWindow
+    def _open_preview(self, stack: contextlib.ExitStack, w: int, h: int, fps: float, keys):
+        """The preview window lives on the calling (main) thread; its keys go to ``keys``."""
+        from .sinks.preview import PreviewWindow
 
-        cycle = [compositor.background, BlurBackground(1.0), ColorBackground((0, 177, 64))]
-        state = {"i": 0, "blur": 1.0}
-
-        def swap(bg) -> None:
-            bg.prepare((h, w))
-            self._next_background = bg
-
-        def on_action(action) -> None:
-            if action is Action.QUIT:
-                self.stop()
-            elif action is Action.TOGGLE_EFFECT:
-                self.effect_on = not self.effect_on
-            elif action is Action.NEXT_BACKGROUND:
-                state["i"] = (state["i"] + 1) % len(cycle)
-                swap(cycle[state["i"]])
-            elif action in (Action.BLUR_UP, Action.BLUR_DOWN):
-                step = 0.5 if action is Action.BLUR_UP else -0.5
-                state["blur"] = min(5.0, max(0.5, state["blur"] + step))
-                swap(BlurBackground(state["blur"]))
-
-        window = PreviewWindow(w, h, fps, title="vbg preview", on_action=on_action)
+        window = PreviewWindow(w, h, fps, title="vbg preview", on_action=keys)
         stack.callback(window.close)
-        for bg in cycle[1:]:
-            stack.callback(bg.close)
-        stack.callback(lambda: [b.close() for b in self._retired])
         return window
 
     def _join_all(self) -> None:
@@ -329,7 +336,7 @@ class LivePipeline:
         return sinks
 
     # ------------------------------------------------------------------ threads
-    def _infer_loop(self, seg, to_model: LatestSlot[Frame], masks: _MaskBox, governor) -> None:
+    def _infer_loop(self, seg, to_model: LatestSlot[Frame], masks: _MaskBox) -> None:
         if self._model_threads is not None:
             priority.lower()
         while not self._stop.is_set():
@@ -343,18 +350,20 @@ class LivePipeline:
             alpha = seg.segment(frame.image)
             ms = (self.clock.now() - t0) * 1000.0
             masks.set(Mask(frame.seq, frame.t_capture, alpha.copy(), self.clock.now(), ms))
-            governor.observe(ms)
             self.stats.infer_ms.add(ms)
             self.stats.infer_runs += 1
 
-    def _render_loop(self, frames, to_model, masks, governor, tracker, compositor, hw) -> None:
+    def _render_loop(self, frames, to_model, masks, governor, tracker, compositor, keys, hw) -> None:
         h, w = hw
         ring = [np.empty((h, w, 3), np.uint8) for _ in range(OUT_RING)]
         zero_alpha = np.zeros((h, w), np.uint8)
         last_out: Composite | None = None
         lost_base: np.ndarray | None = None  # the last real picture, kept while the camera is gone
         n = 0
-        align = _Aligner(frames, to_model, masks, governor, self.clock) if self.cfg.temporal.align else None
+        effect_on = True  # the preview's space bar turns the effect off and on
+        model_time = _ModelTime(governor)
+        align = (_Aligner(frames, to_model, masks, governor, model_time, self.clock)
+                 if self.cfg.temporal.align else None)
         while not self._stop.is_set():
             try:
                 frame = align.next() if align is not None else frames.get(timeout=0.1)
@@ -371,31 +380,33 @@ class LivePipeline:
             t0 = time.perf_counter()
             self.stats.capture_times.add(frame.t_capture)
             wait_s = 0.0
-            if align is not None:
-                pass  # frames were handed to the model on arrival; the mask is already due
-            elif governor.should_run(frame.seq):
-                to_model.put(frame)
-                # A model that answers within a fraction of the frame interval is worth
-                # waiting for: the mask is then exact for this frame instead of carried
-                # along from the last one. A slow one is never waited for.
-                expected = governor.infer_ms
-                if expected is not None and expected <= FRESH_WAIT_MS:
-                    wait_s = min(expected * 1.5 + 2.0, FRESH_WAIT_MS) / 1000.0
+            if align is None:  # (with --align, frames went to the model on arrival: the mask is due)
+                model_time.see(masks.get())  # the masks in so far count before this frame is scheduled
+                if governor.should_run(frame.seq):
+                    to_model.put(frame)
+                    # A model that answers within a fraction of the frame interval is worth
+                    # waiting for: the mask is then exact for this frame instead of carried
+                    # along from the last one. A slow one is never waited for.
+                    expected = governor.infer_ms
+                    if expected is not None and expected <= FRESH_WAIT_MS:
+                        wait_s = min(expected * 1.5 + 2.0, FRESH_WAIT_MS) / 1000.0
             if wait_s:
                 tw = time.perf_counter()
                 m = masks.wait_for(frame.seq, wait_s)
                 t0 += time.perf_counter() - tw  # render time counts work, not waiting for the model
             else:
                 m = masks.get()
+            model_time.see(m)
             alpha_u8, fresh = tracker.update(frame.image, frame.seq, m)
             if alpha_u8 is None:
                 alpha_u8 = zero_alpha  # no mask yet: only the background, never the room
             m_used = tracker.mask
             out = ring[n % OUT_RING]
-            if self._next_background is not None:
-                self._retired.append(compositor.background)
-                compositor.background, self._next_background = self._next_background, None
-            if self.effect_on:
+            view = keys.take() if keys is not None else None
+            if view is not None:
+                effect_on = view.effect
+                compositor.background = view.background
+            if effect_on:
                 compositor.compose(frame.image, alpha_u8, out=out)
             else:
                 np.copyto(out, frame.image)

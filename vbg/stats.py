@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 
 import numpy as np
@@ -30,10 +29,16 @@ class Window:
 
 
 class LiveStats:
-    """What the status line and the benchmarks read."""
+    """What the status line and the benchmarks read.
+
+    One writer per field, so no lock: the render thread writes the frame counts and
+    every window but ``infer_ms``; the inference thread ``infer_ms`` and
+    ``infer_runs``; the pipeline's own thread ``providers`` (before the workers
+    start) and ``dropped`` (once they stop). Readers (``snapshot``, on any thread)
+    may see a window one sample behind a counter.
+    """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.out_frames = 0  # composites produced
         self.fresh_frames = 0  # of those, the model ran on that very frame
         self.infer_runs = 0

@@ -146,6 +146,36 @@ def test_green_screen_follows_the_person(person_clip, skip):
     assert np.mean(scores) >= 0.88, (skip, np.mean(scores), min(scores))
 
 
+def test_only_the_render_thread_drives_the_skip_governor(person_clip, monkeypatch):
+    """The skip governor is not thread-safe: the render thread asks it which frames the model
+    runs on and feeds it each mask's inference time, once, in order; the inference thread never
+    touches it."""
+    from vbg.inference import scheduler
+
+    callers, observed = set(), []
+
+    class Recording(scheduler.SkipGovernor):
+        def should_run(self, seq):
+            callers.add(threading.current_thread().name)
+            return super().should_run(seq)
+
+        def observe(self, infer_ms):
+            callers.add(threading.current_thread().name)
+            observed.append(infer_ms)
+            super().observe(infer_ms)
+
+    monkeypatch.setattr(scheduler, "SkipGovernor", Recording)
+    clip, _ = person_clip
+    cfg = _config(clip, temporal={"skip": "auto"}, output={"frames": 30})
+    run = Lockstep(cfg, clip, 0.05, frames=30)
+    run.run()
+    assert callers == {"vbg-render"}
+    times = run.pipe.stats.infer_ms.values()
+    # the last answer may come after the last frame: no frame left to take it
+    assert len(times) - 1 <= len(observed) <= len(times) and observed == times[:len(observed)]
+    assert run.model.frames[2:] == list(range(run.model.frames[2], 30, 3))  # N = 3, as when it was fed at once
+
+
 def _blue(image: np.ndarray) -> bool:
     corner = image[:20, :20].reshape(-1, 3).mean(axis=0)
     return corner[2] > 200 and corner[0] < 40 and corner[1] < 40

@@ -23,7 +23,7 @@ from fakecam import fake_camera
 from vbg.clock import FakeClock, MonotonicClock
 from vbg.errors import ConfigError, SinkError
 from vbg.sinks import Sink
-from vbg.sinks.preview import Action, PreviewWindow, action_for_key, display_available
+from vbg.sinks.preview import Action, PreviewKeys, PreviewWindow, View, action_for_key, display_available
 from vbg.sinks.recorder import Recorder
 from vbg.sinks.virtual_camera import VirtualCameraSink, describe_open_failure
 from vbg.types import Composite
@@ -373,3 +373,35 @@ def test_preview_keys():
     assert action_for_key(ord("+")) is Action.BLUR_UP and action_for_key(ord("=")) is Action.BLUR_UP
     assert action_for_key(ord("-")) is Action.BLUR_DOWN
     assert action_for_key(ord("x")) is None
+
+
+def test_preview_key_policy_hands_the_render_thread_whole_views():
+    """What each key does is the preview's: every change is the whole new view (effect on or off,
+    the prepared background), queued for the render thread, which takes the newest once a frame."""
+    from vbg.compositing import BlurBackground, ColorBackground
+
+    configured = ColorBackground((0, 0, 255))
+    quits = []
+    keys = PreviewKeys(configured, (H, W), on_quit=lambda: quits.append(True))
+    assert keys.take() is None  # no key: nothing to apply, the frame goes on as it was
+    keys(Action.TOGGLE_EFFECT)
+    assert keys.take() == View(False, configured) and keys.take() is None
+    keys(Action.TOGGLE_EFFECT)
+    keys(Action.NEXT_BACKGROUND)  # two keys between two frames: the newest view has both
+    v = keys.take()
+    assert v.effect is True and isinstance(v.background, BlurBackground) and v.background.strength == 1.0
+    keys(Action.NEXT_BACKGROUND)
+    green = keys.take().background
+    assert isinstance(green, ColorBackground) and green.rgb == (0, 177, 64)
+    green.render(np.zeros((H, W, 3), np.uint8), np.zeros((H, W), np.uint8))  # prepared at the frame size
+    keys(Action.NEXT_BACKGROUND)
+    assert keys.take() == View(True, configured)  # round the cycle
+    for _ in range(20):  # more than the queue holds: the newest view is still the one taken
+        keys(Action.BLUR_UP)
+    assert keys.take().background.strength == 5.0
+    for _ in range(20):
+        keys(Action.BLUR_DOWN)
+    assert keys.take().background.strength == 0.5
+    keys(Action.QUIT)
+    assert quits == [True] and keys.take() is None
+    keys.close()

@@ -436,6 +436,85 @@ def test_centred_smoother_off_and_bad_values():
         CentredSmoother(1.0, radius=0)
 
 
+
+def _moving_person(n: int, h: int = 48, w: int = 80, scale: int = 2, seed: int = 7):
+    """``n`` frames (h*scale x w*scale RGB) of a textured person moving over a room, and their masks (h x w)."""
+    rng = np.random.default_rng(seed)
+    room, skin = texture(h * scale, w * scale, seed=seed), texture(h * scale, w * scale, seed=seed + 1)
+    frames, masks = [], []
+    for t in range(n):
+        person = blob(h * scale, w * scale, 24 * scale, (16 + 3 * t) * scale, 12 * scale) > 0
+        frame = room.copy()
+        frame[person] = np.roll(skin, 3 * t * scale, axis=1)[person]
+        frames.append(frame)
+        mask = cv2.resize(person.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        masks.append(np.clip(mask + rng.normal(0, 0.05, mask.shape).astype(np.float32), 0, 1))
+    return frames, masks
+
+
+@pytest.mark.parametrize("smoothing, window, upsample, n", [(1.0, 2, "sharp", 9), (1.0, 1, "guided", 6),
+                                                            (0.0, 2, "bilinear", 5), (1.0, 3, "sharp", 2)])
+def test_offline_tracker_is_the_centred_window_then_the_upsampler(smoothing, window, upsample, n):
+    """Frame t's alpha: the masks t-k..t+k (as many as the stream has) through the centred smoother
+    with their frames' greys, then the upsampler; given out in order, each once k frames after it
+    are in (all at the end of a stream shorter than the window)."""
+    from vbg.inference.smoothing import CentredSmoother
+    from vbg.inference.tracker import OfflineMaskTracker
+
+    frames, masks = _moving_person(n)
+    frame_hw, mask_hw = frames[0].shape[:2], masks[0].shape
+    cs = CentredSmoother(smoothing, radius=window)
+    up = EdgeAwareUpsampler(frame_hw, mask_hw, mode=upsample)
+    grays = [cs.gray(f, mask_hw) for f in frames]
+    expected = []
+    for t in range(n):
+        lo, hi = max(0, t - window), t + window + 1
+        expected.append(up.upsample(cs.smooth(masks[lo:hi], t - lo, grays[lo:hi]), frames[t]).copy())
+
+    tracker = OfflineMaskTracker(frame_hw, mask_hw, smoothing=smoothing, window=window, upsample=upsample)
+    got, given_out_after = [], []
+    for t in range(n):
+        tracker.push(frames[t], masks[t])
+        while tracker.ready:
+            got.append(tracker.pop().copy())
+            given_out_after.append(t)
+    assert not tracker.ready
+    with pytest.raises(RuntimeError, match="no frame is ready"):
+        tracker.pop()
+    tracker.end()
+    while tracker.ready:
+        got.append(tracker.pop().copy())
+    assert given_out_after == list(range(window, n))
+    assert len(got) == n
+    for t in range(n):
+        np.testing.assert_array_equal(got[t], expected[t], err_msg=f"frame {t}")
+    with pytest.raises(RuntimeError, match="after end"):
+        tracker.push(frames[0], masks[0])
+    tracker.reset()  # a second stream: the same alphas as a fresh tracker's
+    for t, a in enumerate(tracker.track(zip(frames, masks))):
+        np.testing.assert_array_equal(a, expected[t], err_msg=f"frame {t}, second stream")
+
+
+def test_offline_tracker_lets_a_frames_pixels_go_once_it_is_out():
+    """It holds masks and small greys for the window, the pixels only of the frames not out yet."""
+    import gc
+    import weakref
+
+    from vbg.inference.tracker import OfflineMaskTracker
+
+    frames, masks = _moving_person(6)
+    tracker = OfflineMaskTracker(frames[0].shape[:2], masks[0].shape, window=2)
+    alive = [weakref.ref(f) for f in frames]
+    for f, m in zip(frames, masks):
+        tracker.push(f, m)
+    del f
+    frames.clear()
+    tracker.pop()
+    tracker.pop()
+    gc.collect()
+    assert [r() is not None for r in alive] == [False, False, True, True, True, True]
+
+
 # ------------------------------------------- model-like noise: blobs that flip for a frame
 
 

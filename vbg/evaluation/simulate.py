@@ -5,14 +5,15 @@ Live: :func:`simulate_live` feeds :class:`~vbg.inference.tracker.MaskTracker`
 on the frames :class:`~vbg.inference.scheduler.SkipGovernor` picks. The model
 is simulated on the clock of a camera at ``fps``: started on frame ``s`` at
 ``s / fps``, its mask exists ``infer_ms`` later and reaches the first frame
-rendered from then on. A model no slower than the pipeline's
+rendered from then on. A model no slower than the scheduler's
 ``FRESH_WAIT_MS`` is waited for, so its mask is used on its own frame. A frame
 picked while the model is busy waits in a latest-wins slot (a newer pick
 replaces it), as in the pipeline.
 
-Offline: :func:`simulate_offline` is ``vbg process``'s compose step: every
-frame's mask, smoothed over a centred window by
-:class:`~vbg.inference.smoothing.CentredSmoother`, upsampled with steepened edges.
+Offline: :func:`simulate_offline` feeds every frame's mask to
+:class:`~vbg.inference.tracker.OfflineMaskTracker`, ``vbg process``'s own
+compose-step code: smoothed over a centred window, upsampled with steepened
+edges.
 
 Both take a mask source (:class:`MaskSource`): the oracle, or a real
 segmenter through :class:`SegmenterSource`.
@@ -26,15 +27,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-import cv2
 import numpy as np
 
 from ..config import parse_skip
-from ..inference.scheduler import SkipGovernor
-from ..inference.smoothing import CentredSmoother
-from ..inference.tracker import MaskTracker
-from ..inference.upsample import EdgeAwareUpsampler
-from ..pipeline import FRESH_WAIT_MS
+from ..inference.scheduler import FRESH_WAIT_MS, SkipGovernor
+from ..inference.tracker import MaskTracker, OfflineMaskTracker
 from ..types import Mask
 from .clips import Clip
 from .metrics import QualityMeter, Scores, edge_band
@@ -186,19 +183,11 @@ def simulate_live(clip: Clip, source: MaskSource, settings: LiveSettings = LiveS
 
 def simulate_offline(clip: Clip, source: MaskSource, *, smoothing: float = 1.0, window: int = 2,
                      upsample: str = "sharp") -> Iterator[np.ndarray]:
-    """Yield each frame's uint8 alpha as ``vbg process`` makes it (the upsampler's reused buffer)."""
+    """Yield each frame's uint8 alpha as ``vbg process`` makes it (the tracker's reused buffer)."""
     hw = clip.frames[0].shape[:2]
-    mask_hw = source.input_size(hw)
-    upsampler = EdgeAwareUpsampler(hw, mask_hw, mode=upsample)
-    smoother = CentredSmoother(smoothing, radius=window)
+    tracker = OfflineMaskTracker(hw, source.input_size(hw), smoothing=smoothing, window=window, upsample=upsample)
     masks = [source.clip_mask(clip, s) for s in range(len(clip))]
-    smalls = [smoother.gray(f, mask_hw) for f in clip.frames]
-    gray = np.empty(hw, np.uint8)
-    for t in range(len(clip)):
-        lo = max(0, t - window)
-        small = smoother.smooth(masks[lo: t + window + 1], t - lo, smalls[lo: t + window + 1])
-        cv2.cvtColor(clip.frames[t], cv2.COLOR_RGB2GRAY, dst=gray)
-        yield upsampler.upsample(small, gray)
+    yield from tracker.track(zip(clip.frames, masks))
 
 
 class ClipTruth:

@@ -12,6 +12,11 @@ N goes up only once that load exceeds N by ``hysteresis`` (10 %), and down
 only once it fits in N - 1 with the same margin, so inference times that hover
 around a boundary do not flip N every frame. Pure logic: it is fed sequence
 numbers and milliseconds, never reads a clock.
+
+A model that answers within ``FRESH_WAIT_MS`` is waited for on the frames it
+runs on (live), so their masks are exact for them instead of carried along
+from an older frame; the quality benchmark's live simulation follows the same
+rule.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ import math
 from ..config import SKIP_MAX, parse_skip
 from ..errors import ConfigError
 
+FRESH_WAIT_MS = 12.0  # wait this long at most for the mask of the current frame
+
+
 class SkipGovernor:
     """Decides per frame whether the model runs.
 
@@ -28,7 +36,9 @@ class SkipGovernor:
     ``parse_skip``). ``frame_interval_s``: the camera's frame interval
     (1 / fps). Call ``should_run(seq)`` for each candidate frame (a True
     answer is taken as "the model runs on it") and ``observe(infer_ms)`` with
-    each measured inference time. Not thread-safe: use it from one thread.
+    each measured inference time. Not thread-safe: use it from one thread (live,
+    the render thread: it observes each new mask's ``Mask.infer_ms`` as it takes
+    the mask, never the inference thread).
     """
 
     def __init__(

@@ -1,19 +1,28 @@
-"""The mask for every output frame, live: the newest model mask carried to this
-frame by optical flow, smoothed over time, upsampled with steepened edges.
+"""The mask for every output frame, from the model's masks.
 
-One object per stream, fed in frame order; shared by the live pipeline's
-render thread and the quality benchmark (which drives it with a simulated
-model schedule), so both measure the same code.
+Live (:class:`MaskTracker`): the newest model mask carried to this frame by
+optical flow, smoothed over time, upsampled with steepened edges. Offline
+(:class:`OfflineMaskTracker`): every frame's own mask smoothed over a centred
+window of its neighbours, then upsampled the same way.
+
+One object per stream, fed in frame order. Each is shared by the code that
+ships it (the live pipeline's render thread; ``vbg process``'s compose step)
+and the quality benchmark (``vbg.evaluation.simulate``), so the benchmark
+measures the shipped code.
 """
 
 from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from itertools import islice
 
 import cv2
 import numpy as np
 
 from ..types import Mask
 from .propagate import MaskPropagator
-from .smoothing import PictureChange, TemporalSmoother
+from .smoothing import CentredSmoother, PictureChange, TemporalSmoother
 from .upsample import EdgeAwareUpsampler
 
 HISTORY = 48  # recent frames' small grey images kept to carry late masks forward
@@ -88,3 +97,92 @@ class MaskTracker:
             self._step.reset()
         self.smoother.reset()
         self.mask = None
+
+
+class OfflineMaskTracker:
+    """The alpha of every frame of a file: ``push`` each frame with its model
+    mask, in frame order; ``pop`` the next frame's alpha while ``ready``; after
+    the last frame ``end()`` lets the last ``window`` frames out.
+
+    Since the whole file is known, frame t's mask is smoothed over the centred
+    window t-k..t+k (:class:`~vbg.inference.smoothing.CentredSmoother`: each
+    neighbour carried to frame t by optical flow; no lag), so a frame is ready
+    once k frames after it are in. Then it is upsampled to the frame size as
+    live (``upsample``). ``smoothing`` 0 uses each mask as it is.
+
+    Holds, besides the masks, a small grey image per frame of the window
+    (made in ``push``, so the frame's pixels are not needed later for it) and
+    the frames not yet popped, as the upsampler's guide: a frame's pixels are
+    let go as it is popped. ``pop`` returns the upsampler's reused buffer:
+    copy it to keep it past the next ``pop``. :meth:`track` runs a whole
+    sequence.
+    """
+
+    def __init__(self, frame_hw: tuple[int, int], mask_hw: tuple[int, int], *, smoothing: float = 1.0,
+                 window: int = 2, upsample: str = "sharp") -> None:
+        self.frame_hw, self.mask_hw = frame_hw, tuple(mask_hw)
+        self.smoother = CentredSmoother(smoothing, radius=window)
+        self.window = window
+        self.upsampler = EdgeAwareUpsampler(frame_hw, mask_hw, mode=upsample)
+        # Without smoothing the neighbours are never looked at: no grey images to make.
+        self._flow = self.smoother.sigma > 0
+        self._masks: deque[np.ndarray] = deque()  # up to k before the centre, the centre, up to k after
+        self._grays: deque[np.ndarray] = deque()  # the same frames' small greys (smoothing only)
+        self._frames: deque[np.ndarray] = deque()  # the frames from the centre on: not yet popped
+        self._centre = 0  # index in _masks of the next frame to pop
+        self._ended = False
+
+    def push(self, frame_rgb: np.ndarray, alpha_small: np.ndarray) -> None:
+        """The next frame (H x W x 3 RGB) and its model mask (float32 at ``mask_hw``)."""
+        if self._ended:
+            raise RuntimeError("OfflineMaskTracker.push after end(): reset() to start another stream")
+        if self._flow:
+            self._grays.append(self.smoother.gray(frame_rgb, self.mask_hw))
+        self._masks.append(alpha_small)
+        self._frames.append(frame_rgb)
+
+    def end(self) -> None:
+        """No more frames: the last ones are ready with the neighbours there are."""
+        self._ended = True
+
+    @property
+    def ready(self) -> bool:
+        """Whether ``pop`` has a frame to give: k frames after it are in, or the stream ended."""
+        after = len(self._masks) - self._centre - 1
+        return after >= self.window or (self._ended and after >= 0)
+
+    def pop(self) -> np.ndarray:
+        """The next frame's H x W uint8 alpha (the upsampler's reused buffer)."""
+        if not self.ready:
+            raise RuntimeError("no frame is ready: push more frames, or end() after the last one")
+        k, c = self.window, self._centre
+        lo = max(0, c - k)
+        masks = list(islice(self._masks, lo, c + k + 1))
+        grays = list(islice(self._grays, lo, c + k + 1)) if self._flow else None
+        small = self.smoother.smooth(masks, c - lo, grays)
+        alpha = self.upsampler.upsample(small, self._frames.popleft())
+        self._centre += 1
+        while self._centre > k:  # k frames of history for the next centres
+            self._masks.popleft()
+            if self._flow:
+                self._grays.popleft()
+            self._centre -= 1
+        return alpha
+
+    def track(self, frames_and_masks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
+        """Every frame's alpha, in order, for ``(frame_rgb, alpha_small)`` pairs (a whole stream;
+        each alpha is the reused buffer, valid until the next one is asked for)."""
+        for frame, mask in frames_and_masks:
+            self.push(frame, mask)
+            while self.ready:
+                yield self.pop()
+        self.end()
+        while self.ready:
+            yield self.pop()
+
+    def reset(self) -> None:
+        self._masks.clear()
+        self._grays.clear()
+        self._frames.clear()
+        self._centre = 0
+        self._ended = False

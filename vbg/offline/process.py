@@ -9,7 +9,8 @@ budget (``--memory``) and the frame size (``plan_buffers``), so an 8K file holds
 a few frames where a 360p one holds a few dozen; the smoothing window is always
 held whole. Since the whole file is known, the
 mask of frame t is smoothed over a centred window t-k..t+k (no lag), then
-upsampled guided by the frame and composited (or written as alpha / matte).
+upsampled (``OfflineMaskTracker``, which the quality benchmark runs too) and
+composited (or written as alpha / matte).
 """
 
 from __future__ import annotations
@@ -236,8 +237,7 @@ class FileProcessor:
     def _process(self, src: Path, dst: Path, progress, info, rotation: int, buffers: Buffers,
                  sequence: bool | None, overwrite: bool) -> FileResult:
         from ..compositing import Compositor, background_from_options
-        from ..inference.smoothing import CentredSmoother
-        from ..inference.upsample import EdgeAwareUpsampler
+        from ..inference.tracker import OfflineMaskTracker
         from ..media.reader import VideoReader
         from ..media.writer import VideoWriter
 
@@ -245,8 +245,8 @@ class FileProcessor:
         res = FileResult(str(src), str(dst), total=info.frames, buffers=buffers)
         h, w = info.height, info.width
         mask_hw = self.seg.input_size((h, w))
-        upsampler = EdgeAwareUpsampler((h, w), mask_hw, mode=cfg.temporal.upsample)
-        smoother = CentredSmoother(cfg.temporal.smoothing, radius=cfg.temporal.window)
+        tracker = OfflineMaskTracker((h, w), mask_hw, smoothing=cfg.temporal.smoothing, window=cfg.temporal.window,
+                                     upsample=cfg.temporal.upsample)
         compositor = None
         if cfg.mode == "rgb":
             b = cfg.background
@@ -324,8 +324,7 @@ class FileProcessor:
                 for s in stages:
                     s.start()
                 try:
-                    self._compose(segmented, encoded, halt, smoother, upsampler, compositor, progress, written,
-                                  buffers.depth)
+                    self._compose(segmented, encoded, halt, tracker, compositor, progress, written, buffers.depth)
                 finally:
                     _end(encoded, halt)
                     writer_stage.join()
@@ -359,19 +358,15 @@ class FileProcessor:
             res.infer_ms_p50 = float(np.median(infer_ms))
         return res
 
-    def _compose(self, segmented, encoded, halt, smoother, upsampler, compositor, progress, written,
-                 depth: int) -> None:
-        """Centred smoothing needs the next k masks: hold a window, emit its centre."""
-        k = self.cfg.temporal.window
-        window: deque = deque()
-        index = 0  # position in `window` of the next frame to emit
-        ended = False
-        gray = None
+    def _compose(self, segmented, encoded, halt, tracker, compositor, progress, written, depth: int) -> None:
+        """Masks in frame order into the tracker; each frame out once its alpha is ready
+        (centred smoothing needs the next k masks)."""
         import cv2
 
+        ended = False
+        pending: deque = deque()  # frames pushed to the tracker, not yet out
         # Several inference workers finish out of order: masks wait here for their turn.
         early: dict[int, tuple] = {}
-        greys: dict[int, np.ndarray] = {}  # frame index -> small grey for the smoother's flow
         expected = 0
         # Output images: a ring of buffers, free again once the writer has encoded them
         # (the queue holds ``depth``, the writer one, this stage one).
@@ -390,31 +385,23 @@ class FileProcessor:
         while True:
             if not ended:
                 try:
-                    window.append(next_in_order())
+                    items = (next_in_order(),)
                 except Closed:
-                    if early:  # a worker stopped early (an error): the rest in order
-                        window.extend(early[i] for i in sorted(early))
-                        early.clear()
+                    # a worker stopped early (an error): the rest in order
+                    items = tuple(early[i] for i in sorted(early))
+                    early.clear()
                     ended = True
-            ready = len(window) - index - 1 >= k or (ended and index < len(window))
-            if not ready:
+                for f, a in items:
+                    tracker.push(f.rgb, a)
+                    pending.append(f)
+                if ended:
+                    tracker.end()
+            if not tracker.ready:
                 if ended:
                     return
                 continue
-            f, _ = window[index]
-            lo = max(0, index - k)
-            span = list(window)[lo: index + k + 1]
-            for g, a in span:  # each frame's small grey, made while its pixels are still here
-                if g.index not in greys:
-                    greys[g.index] = smoother.gray(g.rgb, a.shape)
-            masks = [a for _, a in span]
-            alpha_small = smoother.smooth(masks, index - lo, [greys[g.index] for g, _ in span])
-            guide = f.rgb
-            if upsampler.mode == "guided":  # only the frame-guided filter reads the grey
-                if gray is None:
-                    gray = np.empty(f.rgb.shape[:2], np.uint8)
-                guide = cv2.cvtColor(f.rgb, cv2.COLOR_RGB2GRAY, dst=gray)
-            alpha = upsampler.upsample(alpha_small, guide)
+            alpha = tracker.pop()
+            f = pending.popleft()
             if len(ring) < depth + 3:
                 shape = {"matte": alpha.shape, "rgba": (*alpha.shape, 4)}.get(self.cfg.mode, f.rgb.shape)
                 ring.append(np.empty(shape, np.uint8))
@@ -427,16 +414,12 @@ class FileProcessor:
                 cv2.insertChannel(alpha, image, 3)
             else:
                 compositor.compose(f.rgb, alpha, out=image)
-            # The writer needs the frame's timing, not its pixels; the frames behind the centre
-            # only their masks: the decoded image is let go as soon as it is composited.
+            # The writer needs the frame's timing, not its pixels: the decoded image is let go
+            # as soon as it is composited.
             stamp = replace(f, rgb=_NO_PIXELS)
-            window[index] = (stamp, window[index][1])
+            del f
             if not _put(encoded, (stamp, image), halt):
                 return
-            index += 1
-            while index > k:  # keep k frames of history for the next centres
-                greys.pop(window.popleft()[0].index, None)
-                index -= 1
             progress.update(written[0])
 
 

@@ -11,6 +11,11 @@ thread): call :meth:`PreviewWindow.send` / :meth:`PreviewWindow.poll` from
 there, never from a worker thread. Each call shows at most one image and polls
 the keyboard for 1 ms; keys become :class:`Action` values handed to the
 ``on_action`` callback and returned.
+
+What each key does to the live picture is :class:`PreviewKeys`'s (the key
+policy): it turns actions into a new :class:`View` on the GUI thread and hands
+it to the render thread through a small queue, which the render thread drains
+once per frame. Nothing else about the picture crosses the two threads.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import platform
 import socket
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +62,90 @@ def action_for_key(key: int) -> Action | None:
     if key < 0:
         return None
     return KEYS.get(chr(key & 0xFF).lower())
+
+
+BLUR_STEP, BLUR_RANGE = 0.5, (0.5, 5.0)  # what + and - do to the preview's blur
+GREEN = (0, 177, 64)  # the third background of the b key's cycle
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What the live picture shows, as the preview's keys set it."""
+
+    effect: bool  # False: the camera as it is, no background (the space bar)
+    background: object  # the prepared Background the person is composited over
+
+
+class PreviewKeys:
+    """The preview's key policy: what each :class:`Action` does to the live picture.
+
+    ``b`` cycles through ``background`` (the one configured), a blur and green;
+    ``+`` / ``-`` blur the room more or less (0.5..5, in steps of 0.5); the space
+    bar turns the effect off and on; ``q``, Esc or closing the window calls
+    ``on_quit``. Called with each action on the GUI thread (pass it as
+    :class:`PreviewWindow`'s ``on_action``); a new background is prepared there
+    at ``frame_hw``, off the render thread.
+
+    Each change is the whole new :class:`View`, appended to a small queue that
+    the render thread drains once per frame with :meth:`take`; a full queue
+    drops its oldest view, which the newer ones replace anyway. Every background
+    made here is closed by :meth:`close`: call it once the render thread has
+    stopped (the configured one stays its owner's).
+    """
+
+    QUEUE = 8
+
+    def __init__(self, background, frame_hw: tuple[int, int], *, on_quit: Callable[[], None] | None = None) -> None:
+        from vbg.compositing import BlurBackground, ColorBackground
+
+        self._hw = frame_hw
+        self._on_quit = on_quit
+        self._made: list = [BlurBackground(1.0), ColorBackground(GREEN)]
+        self._cycle = [background, *self._made]
+        self._i = 0
+        self._blur = 1.0
+        self.view = View(True, background)  # the newest view (GUI thread)
+        self._views: deque[View] = deque(maxlen=self.QUEUE)
+
+    def __call__(self, action: Action) -> None:
+        v = self.view
+        if action is Action.QUIT:
+            if self._on_quit is not None:
+                self._on_quit()
+            return
+        if action is Action.TOGGLE_EFFECT:
+            v = View(not v.effect, v.background)
+        elif action is Action.NEXT_BACKGROUND:
+            self._i = (self._i + 1) % len(self._cycle)
+            v = View(v.effect, self._prepared(self._cycle[self._i]))
+        elif action in (Action.BLUR_UP, Action.BLUR_DOWN):
+            from vbg.compositing import BlurBackground
+
+            step = BLUR_STEP if action is Action.BLUR_UP else -BLUR_STEP
+            self._blur = min(BLUR_RANGE[1], max(BLUR_RANGE[0], self._blur + step))
+            bg = BlurBackground(self._blur)
+            self._made.append(bg)
+            v = View(v.effect, self._prepared(bg))
+        else:
+            return
+        self.view = v
+        self._views.append(v)
+
+    def _prepared(self, bg):
+        bg.prepare(self._hw)  # a no-op for one prepared before at this size
+        return bg
+
+    def take(self) -> View | None:
+        """(render thread) The newest view handed over since the last call; None when there
+        is none (an empty queue is checked without allocating)."""
+        v = None
+        while self._views:  # the one reader: a queue seen non-empty stays so until it pops
+            v = self._views.popleft()
+        return v
+
+    def close(self) -> None:
+        for bg in self._made:
+            bg.close()
 
 
 def display_available(environ: Mapping[str, str] | None = None, system: str | None = None) -> bool:
