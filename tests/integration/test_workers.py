@@ -113,6 +113,21 @@ def test_auto_opens_no_second_session_without_the_memory_for_it(source, tmp_path
     assert not (tmp_path / "workers.json").exists()  # memory is this moment's, not the machine's
 
 
+
+def test_a_kept_choice_of_two_still_needs_the_memory_for_the_second(source, tmp_path):
+    """Two sessions kept from an earlier run are not opened when the memory is short now: one
+    session on every core (the shared weights of the first one opened are given back)."""
+    segs, choice = _auto(source, tmp_path, [0.10] * 3, [0.15] * 3)
+    assert choice.workers == 2
+    for s in segs:
+        s.close()
+    segs, choice = _auto(source, tmp_path, None, None, measure_one=_fails, measure_two=_fails,
+                         available=lambda: 8 * MB)
+    assert choice.workers == 1 and len(segs) == 1 and segs[0].threads is None
+    assert "8 MB are available" in choice.reason
+    segs[0].close()
+    assert [v["workers"] for v in json.loads((tmp_path / "workers.json").read_text()).values()] == [2]
+
 def _mattes(path):
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="gray") for f in c.decode(video=0)]

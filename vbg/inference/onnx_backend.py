@@ -4,6 +4,9 @@ ONNX Runtime quietly falls back to the CPU when a GPU provider fails to load
 (and ``get_available_providers()`` lists CUDA/TensorRT for the GPU *build*
 even on a machine with no GPU). So the providers asked for are compared with
 ``session.get_providers()``: a fallback is logged, or with ``strict`` raised.
+
+Several CPU sessions of one model (``vbg process --workers 2``) share one copy of its
+weights when opened inside :func:`weights_shared`.
 """
 
 from __future__ import annotations
