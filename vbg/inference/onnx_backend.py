@@ -315,6 +315,8 @@ class _WeightPool:
 
     def _folder(self) -> str:
         try:  # a disk folder: /tmp can be memory, and the graph's weights are written out once
+            if self.scratch is not None:
+                Path(self.scratch).mkdir(parents=True, exist_ok=True)
             folder = tempfile.mkdtemp(prefix=".weights-", dir=self.scratch)
         except OSError:
             folder = tempfile.mkdtemp(prefix="vbg-weights-")
