@@ -528,10 +528,14 @@ def cmd_process(args) -> int:
             segs[:], why = _auto_workers(seg_cfg, cfg, inputs[0])
             seg = segs[0]
         else:
-            seg = create_segmenter(seg_cfg)
-            segs.append(seg)
-            for _ in range(workers - 1):
-                segs.append(create_segmenter(seg_cfg, seg.source))
+            from .inference.onnx_backend import weights_shared
+            from .models.hub import cache_dir
+
+            with weights_shared(cache_dir()) if workers > 1 else contextlib.nullcontext():
+                seg = create_segmenter(seg_cfg)
+                segs.append(seg)
+                for _ in range(workers - 1):
+                    segs.append(create_segmenter(seg_cfg, seg.source))
         log.info("model %s on %s, %d worker(s) of %s thread(s)%s", seg.source.label, ", ".join(seg.providers),
                  len(segs), getattr(seg, "threads", None) or "all", why)
         proc = state["proc"] = FileProcessor(cfg, *segs)

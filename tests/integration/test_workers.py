@@ -113,6 +113,21 @@ def test_auto_opens_no_second_session_without_the_memory_for_it(source, tmp_path
     assert not (tmp_path / "workers.json").exists()  # memory is this moment's, not the machine's
 
 
+
+def test_a_kept_choice_of_two_still_needs_the_memory_for_the_second(source, tmp_path):
+    """Two sessions kept from an earlier run are not opened when the memory is short now: one
+    session on every core (the shared weights of the first one opened are given back)."""
+    segs, choice = _auto(source, tmp_path, [0.10] * 3, [0.15] * 3)
+    assert choice.workers == 2
+    for s in segs:
+        s.close()
+    segs, choice = _auto(source, tmp_path, None, None, measure_one=_fails, measure_two=_fails,
+                         available=lambda: 8 * MB)
+    assert choice.workers == 1 and len(segs) == 1 and segs[0].threads is None
+    assert "8 MB are available" in choice.reason
+    segs[0].close()
+    assert [v["workers"] for v in json.loads((tmp_path / "workers.json").read_text()).values()] == [2]
+
 def _mattes(path):
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="gray") for f in c.decode(video=0)]
@@ -164,3 +179,80 @@ def test_an_open_model_keeps_no_freed_copy_of_its_weights(rmbg_onnx_dynamic):
     growth = int(proc.stdout.split()[-1])
     size = rmbg_onnx_dynamic.stat().st_size
     assert growth < 1.5 * size, f"opening the model took {growth >> 20} MB for a {size >> 20} MB file"
+
+
+_SHARED = """
+import sys, tempfile, numpy as np
+from pathlib import Path
+from vbg.inference import SegmenterConfig, create_segmenter
+from vbg.inference.onnx_backend import import_ort, release_freed_memory, weights_shared
+from vbg.offline.workers import rss_bytes
+import_ort()
+cfg = SegmenterConfig(model=sys.argv[1], device="cpu", size=128, threads=1)
+rgb = np.random.default_rng(0).integers(0, 256, (96, 160, 3), dtype=np.uint8)
+plain = create_segmenter(cfg)
+ref = plain.segment(rgb)
+plain.close()
+release_freed_memory()
+scratch = tempfile.mkdtemp()
+segs, grew = [], []
+with weights_shared(Path(scratch)):
+    for _ in range(2):
+        before = rss_bytes()
+        segs.append(create_segmenter(cfg))
+        segs[-1].segment(rgb)
+        release_freed_memory()
+        grew.append(rss_bytes() - before)
+print(int(all(np.array_equal(ref, s.segment(rgb)) for s in segs)), grew[1], len(list(Path(scratch).iterdir())))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the freed heap is handed back with glibc's malloc_trim")
+def test_two_sessions_share_one_copy_of_the_weights(rmbg_onnx_dynamic):
+    """--workers 2 (and auto's two) hold the re-laid-out weights once: a second RMBG-1.4 session
+    adds its activations, not the model's size again (+206 MB before), and both give the masks
+    of a session opened alone, bit for bit (a fresh process, resident memory)."""
+    proc = subprocess.run([sys.executable, "-c", _SHARED, str(rmbg_onnx_dynamic)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    same, second, left = (int(v) for v in proc.stdout.split()[-3:])
+    assert same == 1, "a session on the shared weights gave other masks"
+    size = rmbg_onnx_dynamic.stat().st_size
+    assert second < size / 3, f"the second session took {second >> 20} MB for a {size >> 20} MB model"
+    assert left == 0, "the optimised graph was left in the scratch folder"
+
+
+def test_weights_that_cannot_be_shared_are_each_sessions_own(source, tmp_path, monkeypatch):
+    """Where the optimised graph cannot be written or read, each session holds its own copy,
+    as without sharing: slower to nothing, never an error."""
+    from vbg.inference import onnx_backend
+
+    def broken(*_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(onnx_backend.SharedWeights, "prepare", broken)
+    rgb = np.zeros((*HW, 3), np.uint8)
+    ref = create_segmenter(CFG, source).segment(rgb)
+    with onnx_backend.weights_shared(tmp_path):
+        segs = [create_segmenter(CFG, source) for _ in range(2)]
+    assert all(np.array_equal(ref, s.segment(rgb)) for s in segs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_optimised_graphs_weights_are_read_from_its_protobuf(source, tmp_path):
+    """The weights of the optimised graph are found without the onnx package (not among vbg's
+    requirements): every external initializer, with its name, shape, type and bytes, as onnx
+    itself reads them."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    from vbg.inference.onnx_backend import SharedWeights
+
+    weights = SharedWeights.prepare(source.onnx, tmp_path)
+    model = onnx.load(str(tmp_path / SharedWeights.GRAPH), load_external_data=False)
+    external = {t.name: numpy_helper.to_array(t, base_dir=str(tmp_path)) for t in model.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL}
+    assert external and set(weights.initializers) == set(external)
+    for name, want in external.items():
+        got = weights.initializers[name].numpy()
+        assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want), name

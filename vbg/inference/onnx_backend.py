@@ -4,16 +4,22 @@ ONNX Runtime quietly falls back to the CPU when a GPU provider fails to load
 (and ``get_available_providers()`` lists CUDA/TensorRT for the GPU *build*
 even on a machine with no GPU). So the providers asked for are compared with
 ``session.get_providers()``: a fallback is logged, or with ``strict`` raised.
+
+Several CPU sessions of one model (``vbg process --workers 2``) share one copy of its
+weights when opened inside :func:`weights_shared`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import logging
 import os
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError, DependencyError, DeviceError, ModelError
@@ -108,6 +114,8 @@ def create_session(path: Path, device: str = "auto", *, strict: bool = False,
                    input_hw: tuple[int, int] | None = None, label: str | None = None):
     """An InferenceSession on ``path``; returns ``(session, providers_in_use)``.
 
+    Inside :func:`weights_shared`, CPU sessions of one model share one copy of its weights.
+
     ``gpu`` is the GPU's index for CUDA and TensorRT. ``cache_dir``, ``fp16`` and
     ``input_hw`` only matter for TensorRT: engines are kept in ``cache_dir/<key>/``
     (see :mod:`.trt_cache`); ``input_hw`` fixes a dynamic input's size.
@@ -124,6 +132,8 @@ def create_session(path: Path, device: str = "auto", *, strict: bool = False,
         if primary == "TensorrtExecutionProvider" and cache_dir is not None else None
     if engines is not None:
         wanted = provider_list(device, cache_dir=engines.folder, fp16=fp16, gpu=gpu, profile=engines.profile)
+    pool = _SHARING.get()
+    shared = pool.weights_for(path) if pool is not None and primary == "CPUExecutionProvider" else None
     said = io.StringIO()
     sess = None
     try:
@@ -131,7 +141,10 @@ def create_session(path: Path, device: str = "auto", *, strict: bool = False,
         # on stdout (into `vbg process --json`'s stream) before it retries without it: kept for
         # -v; vbg reports the fallback itself, below.
         with contextlib.redirect_stdout(said):
-            sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=wanted)
+            if shared is not None:
+                sess = shared.open(threads)
+            else:
+                sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=wanted)
     except Exception as e:  # ORT raises its own Fail/InvalidGraph/... classes
         log.debug("ONNX Runtime: %s", e)
         raise ModelError(
@@ -261,3 +274,191 @@ def release_freed_memory() -> None:
         return
     trim.argtypes = [ctypes.c_size_t]
     trim(0)
+
+
+_SHARING: contextvars.ContextVar[_WeightPool | None] = contextvars.ContextVar("vbg_weights_shared", default=None)
+
+
+@contextlib.contextmanager
+def weights_shared(scratch: Path | None = None):
+    """CPU sessions that :func:`create_session` opens inside this block share one copy of each
+    model's weights (:class:`SharedWeights`); ``scratch`` is a folder for the optimised graph
+    while they open (it is removed at the end of the block: the sessions keep the weights).
+    Where the weights cannot be shared (no room to write the graph, a graph ONNX Runtime
+    cannot write), each session holds its own copy, as outside the block."""
+    pool = _WeightPool(scratch)
+    token = _SHARING.set(pool)
+    try:
+        yield
+    finally:
+        _SHARING.reset(token)
+        pool.close()
+
+
+class _WeightPool:
+    """The :class:`SharedWeights` of the models opened in one :func:`weights_shared` block."""
+
+    def __init__(self, scratch: Path | None) -> None:
+        self.scratch = scratch
+        self.weights: dict[tuple, SharedWeights | None] = {}
+        self.folders: list[str] = []
+
+    def weights_for(self, path: Path) -> SharedWeights | None:
+        path = Path(path)
+        try:
+            st = path.stat()
+            key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        except OSError:
+            return None  # opening it says why
+        if key not in self.weights:
+            try:
+                self.weights[key] = SharedWeights.prepare(path, Path(self._folder()))
+            except Exception as e:  # noqa: BLE001 -- ORT's errors derive from Exception alone; a copy each then
+                log.debug("the weights of %s are not shared between sessions: %s", path.name, e)
+                self.weights[key] = None
+        return self.weights[key]
+
+    def _folder(self) -> str:
+        try:  # a disk folder: /tmp can be memory, and the graph's weights are written out once
+            if self.scratch is not None:
+                Path(self.scratch).mkdir(parents=True, exist_ok=True)
+            folder = tempfile.mkdtemp(prefix=".weights-", dir=self.scratch)
+        except OSError:
+            folder = tempfile.mkdtemp(prefix="vbg-weights-")
+        self.folders.append(folder)
+        return folder
+
+    def close(self) -> None:
+        self.weights.clear()
+        while self.folders:
+            shutil.rmtree(self.folders.pop(), ignore_errors=True)
+
+
+# TensorProto.DataType -> numpy; other types (bfloat16, strings, ...) are left to ONNX Runtime.
+_NUMPY_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
+                10: "float16", 11: "float64", 12: "uint32", 13: "uint64"}
+
+
+class SharedWeights:
+    """One model's weights as ONNX Runtime runs them on this CPU, held once for several sessions.
+
+    Every CPU session lays the weights out anew (NCHWc blocks, fused convolutions) and owns the
+    result, so two sessions held two copies: a second RMBG-1.4 session added 206 MB. Here one
+    session optimises the model and writes the optimised graph out, its weights in a file of
+    their own (:meth:`prepare`); the weights are read back once, and each session opens the
+    optimised graph without optimising it again, with those weights as initializers it does not
+    own (``SessionOptions.add_initializer``): the same kernels on the same numbers (the masks are
+    equal, ``tests/integration/test_workers.py``), and a second session adds its activations.
+    The graph written holds this CPU's layout: it is opened in this process only, never kept.
+    A session opened from here keeps this object alive (ONNX Runtime holds only pointers)."""
+
+    GRAPH, DATA = "graph.onnx", "weights.bin"
+
+    def __init__(self, graph: Path, initializers: dict) -> None:
+        self.graph = graph
+        self.initializers = initializers  # name -> OrtValue over a numpy array it keeps
+
+    @classmethod
+    def prepare(cls, path: Path, folder: Path) -> SharedWeights:
+        """Optimise ``path`` once into ``folder`` and read its weights."""
+        import numpy as np
+
+        ort = import_ort()
+        so = session_options(1)
+        so.optimized_model_filepath = str(folder / cls.GRAPH)
+        so.add_session_config_entry("session.optimized_model_external_initializers_file_name", cls.DATA)
+        so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+        so.log_severity_level = max(so.log_severity_level, 3)  # its "hardware specific" warning: known, above
+        ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        release_freed_memory()  # that session's copy of the weights, before they are read back
+        values = {}
+        for name, np_type, dims, where in _external_initializers((folder / cls.GRAPH).read_bytes()):
+            dtype = np.dtype(np_type)
+            count = int(where.get("length", 0)) // dtype.itemsize
+            a = np.fromfile(folder / where["location"], dtype=dtype, count=count, offset=int(where.get("offset", 0)))
+            values[name] = ort.OrtValue.ortvalue_from_numpy(a.reshape(dims))
+        return cls(folder / cls.GRAPH, values)
+
+    def open(self, threads: int | None):
+        """A CPU session on the optimised graph with the shared weights."""
+        ort = import_ort()
+        so = session_options(threads)
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # done once, in prepare
+        # The memory pattern (one block per run, planned from the first) held 87 MB of activations
+        # a session for RMBG-1.4 at 320x320 here, its arena's own chunks 47 MB, at the same speed
+        # (benchmarks/RESULTS.md, "CPU memory"): with two sessions running at once, that is
+        # the difference between 1.25x the naive loop's memory and more.
+        so.enable_mem_pattern = False
+        for name, value in self.initializers.items():
+            so.add_initializer(name, value)
+        sess = ort.InferenceSession(str(self.graph), sess_options=so, providers=["CPUExecutionProvider"])
+        sess._vbg_shared_weights = self
+        return sess
+
+
+def _external_initializers(model: bytes):
+    """``(name, numpy type, dims, {location, offset, length})`` of each initializer a serialised
+    ONNX model keeps in an external file, of the types numpy has: read straight from the
+    protobuf wire format (ModelProto.graph = 7, GraphProto.initializer = 5; TensorProto dims = 1,
+    data_type = 2, name = 8, external_data = 13 of key = 1 / value = 2, data_location = 14),
+    since the ``onnx`` package is not among vbg's requirements."""
+    for field, graph in _fields(memoryview(model)):
+        if field != 7:
+            continue
+        for gfield, tensor in _fields(graph):
+            if gfield != 5:
+                continue
+            name, np_type, dims, where, external = "", None, [], {}, False
+            for tfield, v in _fields(tensor):
+                if tfield == 1:
+                    dims.extend(_varints(v) if isinstance(v, memoryview) else [v])
+                elif tfield == 2:
+                    np_type = _NUMPY_TYPES.get(v)
+                elif tfield == 8:
+                    name = bytes(v).decode()
+                elif tfield == 13:
+                    entry = dict(_fields(v))
+                    where[bytes(entry.get(1, b"")).decode()] = bytes(entry.get(2, b"")).decode()
+                elif tfield == 14:
+                    external = v == 1
+            if external and np_type is not None and name and "location" in where:
+                yield name, np_type, tuple(dims), where
+
+
+def _varint(buf: memoryview, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _varints(buf: memoryview) -> list[int]:
+    out, i = [], 0
+    while i < len(buf):
+        v, i = _varint(buf, i)
+        out.append(v)
+    return out
+
+
+def _fields(buf: memoryview):
+    """``(field number, value)`` of each field of one protobuf message: an int for varints
+    and fixed-size fields, a memoryview for length-delimited ones."""
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        wire = key & 7
+        if wire == 0:
+            v, i = _varint(buf, i)
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            v, i = buf[i:i + n], i + n
+        elif wire in (1, 5):
+            n = 8 if wire == 1 else 4
+            v, i = int.from_bytes(buf[i:i + n], "little"), i + n
+        else:
+            raise ValueError(f"protobuf wire type {wire} is not one an ONNX model uses")
+        yield key >> 3, v

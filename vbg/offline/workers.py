@@ -1,14 +1,15 @@
 """How many model sessions ``vbg process --workers auto`` runs: what it measures decides.
 
 Two sessions of one intra-op thread each, on alternate frames, skip the synchronisation
-between cores inside an inference, but each holds its own copy of the model: ONNX Runtime's
-Python API shares no weights between CPU sessions here (shared initializers and a shared
-allocator were measured, ``benchmarks/memory.py``), and a second RMBG-1.4 session costs
-about 210 MB, the model's size again. So auto runs two only when two measurably pay (``GAIN``)
-and the memory for the second one is there; otherwise one session on every core. The timing is
-measured once per machine, model and frame size (a few inferences of each kind) and kept: the
-outputs never depend on it, since the masks are the same whichever count runs (each frame is
-one inference of the same model on the same input, whatever the threads: the tests check it).
+between cores inside an inference. They share one copy of the model's weights
+(``onnx_backend.weights_shared``: the graph is optimised once and both sessions run it on the
+same arrays), so a second RMBG-1.4 session adds its activations, about 30-60 MB, not the
+model's 210 MB again. Auto runs two only when two measurably pay (``GAIN``) and the memory for
+the second is there (what the first took, a bound from above); otherwise one session on every
+core. The timing is measured once per machine, model and frame size (a few inferences of each
+kind) and kept: the outputs never depend on it, since the masks are the same whichever count
+runs (each frame is one inference of the same model on the same input, whatever the threads:
+the tests check it).
 """
 
 from __future__ import annotations
@@ -199,9 +200,11 @@ def open_auto(cfg, source, frame_hw: tuple[int, int], frames_bytes: int, *, cach
     never opened when the memory for the second (what the first took, measured as resident
     memory, plus ``frames_bytes``, the frames in flight the job will hold) is not available.
     At most two sessions are open at any time."""
+    from ..inference.onnx_backend import weights_shared
     from ..inference.segmenter import create_segmenter
 
     open_segmenter = open_segmenter or create_segmenter
+    scratch = cache_file.parent if cache_file is not None else None
     cores = cores or os.cpu_count() or 1
     one_cfg = cfg
     two_cfg = replace(cfg, threads=max(1, (cfg.threads or cores) // 2))
@@ -236,20 +239,25 @@ def open_auto(cfg, source, frame_hw: tuple[int, int], frames_bytes: int, *, cach
         if known is not None and known.workers == 1:
             open_one(one_cfg)
             return list(opened), known
-        took = open_one(two_cfg if known is not None else one_cfg)
+        if known is not None:
+            with weights_shared(scratch):
+                took = open_one(two_cfg)
+                short = memory_short(took, frames_bytes, available())
+                if short is None:
+                    open_one(two_cfg)
+                    return list(opened), known
+            close_all()  # the session open has half the threads: reopen on every core
+            open_one(one_cfg)
+            return list(opened), Choice(1, short)
+        took = open_one(one_cfg)
         short = memory_short(took, frames_bytes, available())
         if short is not None:
-            if known is not None:  # the session open has half the threads: reopen on every core
-                close_all()
-                open_one(one_cfg)
             return list(opened), Choice(1, short)
-        if known is not None:
-            open_one(two_cfg)
-            return list(opened), known
         one_s = measure_one(opened[0], rgb)
         close_all()
-        open_one(two_cfg)
-        open_one(two_cfg)
+        with weights_shared(scratch):
+            open_one(two_cfg)
+            open_one(two_cfg)
         choice = choose(one_s, measure_two(opened[0], opened[1], rgb))
         if busy > cores:
             choice = Choice(choice.workers, f"{choice.reason}; not kept: other programs were busy (load {busy:.1f})")
