@@ -146,8 +146,10 @@ def _probe(gpu: int) -> str | None:
                 cc.encode(None)
                 return None
             except (av.FFmpegError, OSError, ValueError) as e:
-                failure = e
+                # Only the text is kept: the exception's traceback holds this frame and, through
+                # it, the caller's (a file's stages and frames) in a cycle until the collector runs.
+                failure = " ".join(str(getattr(e, "strerror", None) or e).split())
     finally:
         av.logging.set_level(old)
     said = [" ".join(text.split()) for level, _name, text in logs if level <= av.logging.ERROR and text.strip()]
-    return "; ".join(dict.fromkeys(said)) or " ".join(str(getattr(failure, "strerror", None) or failure).split())
+    return "; ".join(dict.fromkeys(said)) or failure
