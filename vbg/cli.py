@@ -5,8 +5,9 @@ subcommand and its flags, mapped onto the config dataclasses (flags over a
 ``--config`` TOML file). Out: the exit code, returned; each ``VbgError``
 becomes one line on stderr and its code, never a traceback for a user
 mistake. Nothing else in the product ends the process: the console script
-and ``__main__`` exit with the code ``main`` returns. Thread: the main thread, which holds the signal
-handlers (Ctrl-C, SIGTERM, SIGHUP stop a run the same way).
+and ``__main__`` exit with the code ``main`` returns. Thread: the main
+thread, which holds the signal handlers (Ctrl-C, SIGTERM, SIGHUP stop a run
+the same way).
 """
 
 from __future__ import annotations
