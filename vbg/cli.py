@@ -1,4 +1,14 @@
-"""Command line: the one place that turns vbg errors into messages and exit codes."""
+"""Command line: the one place that turns vbg errors into messages and exit codes.
+
+In: ``main(argv)`` (the console script ``vbg``, and ``python -m vbg``): the
+subcommand and its flags, mapped onto the config dataclasses (flags over a
+``--config`` TOML file). Out: the exit code, returned; each ``VbgError``
+becomes one line on stderr and its code, never a traceback for a user
+mistake. Nothing else in the product ends the process: the console script
+and ``__main__`` exit with the code ``main`` returns. Thread: the main
+thread, which holds the signal handlers (Ctrl-C, SIGTERM, SIGHUP stop a run
+the same way).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Injectable time: stages read a Clock, tests can drive a FakeClock."""
+"""Injectable time: stages read a Clock, tests can drive a FakeClock.
+
+``Clock``: ``now()`` in seconds (monotonic) and ``sleep(seconds)``.
+:class:`MonotonicClock` is the real one; :class:`FakeClock` moves only when a
+test calls ``advance`` (or ``sleep``).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """`vbg doctor`: what the live filter needs, checked one by one, each with its fix.
 
+In: nothing but the machine (and, for tests, the roots to look in). Out:
+:class:`Check` results (``ok``, ``warn`` or ``fail``, each with its fix);
+``run_checks`` runs them all. The CLI prints them.
+
 Every ``check_*`` function looks at one thing and returns :class:`Check`
 results; none prints, changes the system or uses the network. ``run_checks``
 runs them all; the live filter can start when no result is ``fail``

@@ -1,47 +1,16 @@
 """Which encoder writes vbg's H.264: NVENC on an NVIDIA GPU, libx264 otherwise.
 
-``--encoder`` (``vbg process``; the live filter's ``--record``, config key
-``[output] encoder``) is one of ``ENCODERS``: ``auto`` (the default: NVENC when
-it opens here, else libx264), ``x264`` or ``nvenc`` (NVENC or an error).
-:func:`choose_encoder` decides, before any output file exists, and its
-:class:`Encoder` says in one line what it chose and, for a fallback, why
-(``encoding with libx264 (no NVENC here: Cannot load libcuda.so.1)``): the
-x264 encode is what limits ``vbg process`` on a CPU (``benchmarks/RESULTS.md``),
-so a user should see which one ran.
+In: an ``--encoder`` choice (``ENCODERS``: ``auto``, the default, ``x264`` or
+``nvenc``), a GPU index and, where known, the frame size. Out:
+:func:`choose_encoder` returns an :class:`Encoder` (FFmpeg's name, the GPU, and
+for ``auto``'s fallback why not NVENC, in one line for the user), decided before
+any output file exists; ``nvenc`` that does not open is a ``DeviceError``, frames
+under ``NVENC_MIN`` a ``ConfigError`` for ``nvenc`` and libx264 for ``auto``.
+Thread: any; the NVENC probe (:func:`nvenc_problem`: open an encoder in memory,
+encode one frame) runs once per process and GPU, under a lock.
 
-Decisions:
-
-* **Probe by opening, once per process and GPU.** PyAV's wheels build FFmpeg
-  with NVENC, so ``h264_nvenc`` is in ``av.codecs_available`` on every
-  machine; it is opening it that fails without the driver's libraries
-  (libcuda.so.1, libnvidia-encode.so.1) or on a GPU without an encoder unit.
-  ``add_stream("h264_nvenc")`` succeeds; ``avcodec_open2`` (at
-  ``start_encoding()``, or the first ``encode()``) returns EPERM, raised by
-  PyAV as ``av.PermissionError`` ("Operation not permitted"), and the reason is
-  only in FFmpeg's log. So :func:`nvenc_problem` opens a 256x256 encoder in
-  memory and encodes one frame (about 5 ms without a driver; a CUDA context on
-  a GPU), with FFmpeg's log captured for the reason, and remembers the answer:
-  a batch or a live run probes once, and a failed probe leaves no file behind.
-* **Quality presets** (``vbg process --quality``; ``VideoWriter``): constant
-  quality, like x264's CRF: ``-rc vbr -cq N -b 0`` (``b 0``: no bit-rate cap;
-  the encoder's default is 2 Mb/s), ``-tune hq``; fast = ``p2`` cq 23,
-  balanced = ``p4`` cq 20, best = ``p6`` cq 17 (presets p1 fastest .. p7 best):
-  the numbers of x264's CRF, both being quantizer targets on H.264's 0..51
-  scale. NVENC spends somewhat more bits for a look like x264's; the sizes
-  and quality were not measured here (no GPU on the development machine).
-* **The live recorder** (``--record``) uses ``-tune ll`` (low latency: no
-  frames held back for look-ahead), the x264 preset it is given mapped to
-  p1..p7 (``veryfast`` -> p2) and its CRF as cq.
-* **Pixel format yuv420p** (I420), as for libx264: NVENC takes it as is
-  (IYUV), vbg already converts to it with OpenCV, and nv12 would only move the
-  U/V interleave from the driver to the CPU. Odd sizes are padded the same way.
-* **HEVC: not used.** Every vbg output that NVENC could write (.mp4, .m4v,
-  .mkv, ``--record``) is H.264, which every player and browser plays; ProRes
-  (.mov from ``vbg process``), VP9 (.webm) and PNG have no NVENC encoder, so
-  ``--encoder nvenc`` with them is refused (``auto`` leaves them alone).
-* **The GPU**: NVENC's ``gpu`` option, the index :func:`choose_encoder` gets
-  (``gpu=0`` until the CLI's ``--gpu`` feeds it).
-* Decoding stays on the CPU (no NVDEC): decoding is not the bottleneck.
+Why probe by opening, the NVENC quality presets, yuv420p, no HEVC:
+docs/design/output-files.md.
 """
 
 from __future__ import annotations

@@ -2,26 +2,13 @@
 never following a symlink) under a fresh hidden name in its target's folder, written
 through the descriptor that created it, and renamed into place when complete.
 
-Why: a fixed temporary name (``.out.partial.mp4``) in a folder others can write to
-is a trap: a symlink planted there sends the write into any file the user owns.
-A name made by ``mkstemp`` cannot be planted beforehand, and since the file is
-never opened again by name, swapping it afterwards changes nothing.
-
-Each temporary file or folder is ``flock``-ed by the run writing it, for as long
-as it writes: that is how a second run for the same target finds out that the
-target is being written (``busy_writer``), and why that check is race-free:
-creating the temporary and looking for others happen under a lock on the
-folder. The kernel drops the locks when a run ends, however it ends.
-
-Two runs, one output: the second one refuses (``OutputBusy``: "wait for it or
-choose another -o", with the first one's pid from /proc/locks), rather than
-both running with the later rename winning. A refusal at start costs the user
-nothing, while "later wins" would spend a whole run on a file that is then
-silently replaced, and which one is "later" is an accident of speed. The lock
-is the temporary file itself, so there is no lock file to leave behind: a
-refused run has created nothing, and a run that ends renames or removes its
-temporary. (A run killed with SIGKILL leaves its temporary, unlocked: it does
-not count as busy.)
+In: a target path. Out: ``NewFile`` / ``NewFolder`` (the temporary, written
+through its descriptor or ``NewFile.sink``, then renamed to the target or
+removed), ``write_new`` for small files at once. While a run writes, its
+temporary is ``flock``-ed: a second run for the same target finds it busy
+(``busy_writer``; with ``check_busy`` it refuses at start, ``OutputBusy`` with
+the first one's pid); the kernel drops the lock however a run ends. Thread: any; the busy check and the temporary's creation happen
+under a lock on the folder.
 
 Names, all made here (one scheme for every output: the live recording, ``vbg
 process``'s files and PNG folders, exported models):
@@ -32,6 +19,9 @@ process``'s files and PNG folders, exported models):
 * ``NAME.partial.EXT`` (``partial_name``): where an unfinished output's frames so
   far are kept (an interrupted ``vbg process``), then ``NAME.partial-2.EXT``...
   (``free_name``): a kept partial never replaces a file.
+
+Why (no fixed temporary names, the lock, refusing a second run):
+docs/design/output-files.md.
 """
 
 from __future__ import annotations

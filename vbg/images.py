@@ -1,5 +1,10 @@
 """Reading and writing still images with one channel order (RGB) and no surprises.
 
+In: a path (``read_rgb``), or a path and a grey, RGB or RGBA uint8 array
+(``write_image``). Out: a new H x W x 3 RGB uint8 array, or the file written
+whole; every problem with a file is an :class:`InputError` or
+``OutputError`` naming it. Pure functions: any thread.
+
 Greyscale, RGBA, 16-bit and palette PNGs are all turned into 8-bit RGB; a
 file that is missing, empty, truncated, not an image or too large raises
 :class:`InputError`. The size is read from the header (PNG, JPEG, GIF, BMP,

@@ -1,5 +1,12 @@
 """Other libraries' messages: kept off the terminal, shown with ``-v``.
 
+In: :func:`configure` (``verbose``, the handler ``-v`` sends them to), called
+once by the CLI at start; :func:`c_stderr_quiet` around C code that prints
+with no switch. Out: each library's channel silenced, or routed to the
+handler. Thread: ``configure`` before the workers start;
+``c_stderr_quiet`` from any thread (it mutes every thread's descriptor 2 while
+it runs, so blocks stay short).
+
 Each library has its own channel, and each is set where it lives:
 
 - OpenCV logs through its own logger (``OPENCV_LOG_LEVEL`` before it loads,

@@ -1,14 +1,21 @@
 """The live filter: capture -> inference -> render -> sinks, each on its own thread.
 
+In: a :class:`~vbg.config.LiveConfig` (and, for tests, a clock, segmenter,
+source or sinks to use instead of opening them). Out: composites handed to the
+sinks until the source ends, ``--frames``/``--duration`` is reached or
+:meth:`LivePipeline.stop` is called; :meth:`LivePipeline.run` returns the stats
+and re-raises a worker's exception (it never exits the process).
+
     capture  --LatestSlot-->  render  --LatestSlot-->  inference
                                 ^------- latest Mask -------'
     render: propagate the latest mask to this frame (optical flow), smooth,
-            upsample guided by the frame, composite -> sinks
+            upsample (``--upsample``, sharp by default), composite -> sinks
 
-The render thread outputs every captured frame; the model runs on the
-frames the skip governor picks, always the newest one. Sinks (virtual camera,
-recorder) own their threads and pacing. A worker's exception stops the
-pipeline and is re-raised from :meth:`LivePipeline.run`.
+The render thread outputs every captured frame; the model runs on the frames
+the skip governor picks, always the newest one. Sinks (virtual camera,
+recorder) own their threads and pacing. Threads hand over through
+latest-frame-wins slots (``vbg.buffers.LatestSlot``, by reference, not
+copied): an unread item is replaced and counted as a drop, never queued.
 
 One writer per piece of state: the render thread alone drives the skip
 governor (it feeds it each new mask's ``infer_ms`` as it takes the mask), the

@@ -1,5 +1,10 @@
 """Start-up checks: everything cheap, all at once, before any camera, model or encoder.
 
+In: a :class:`~vbg.config.LiveConfig` (``live``), or one path or option per
+``check_*``. Out: a :class:`Plan` (the config to run, the model settled, and
+notes for the user), or :class:`vbg.errors.Problems` listing every problem at
+once. Nothing is opened, built or printed. Thread: the caller's, at start-up.
+
 A new user should learn every set-up problem from one run, not one per run: a
 missing background file, a source that does not exist, an output in the way
 (already there, one of the inputs, or being written by another run now),

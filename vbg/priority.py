@@ -1,5 +1,11 @@
 """Thread priorities: the frame path first, the model in the gaps.
 
+In: the kernel ids of threads (:func:`thread_ids`; default: the calling
+thread). Out: :func:`lower` raises their nice value (+10 by default) and
+returns how many changed; it needs no privileges and does nothing where the
+platform has no per-thread nice (Windows, macOS). Thread: any; the live
+pipeline calls it for the inference thread and ONNX Runtime's pool threads.
+
 On two cores the model's intra-op threads and the render thread compete for
 the same cores; when they run at the same priority the render thread is
 preempted in the middle of a frame and its ~4 ms of work stretches to 10-12 ms

@@ -1,5 +1,9 @@
 """Progress for `vbg process`: a bar per file, a summary line, or JSON lines.
 
+In: per file, ``update(done)`` from the job's hot loop. Out: a bar, a summary
+line or JSON lines on ``stream`` (stderr by default); file names shown to a
+person are escaped (``vbg.streams.printable``). Thread: the job's own.
+
 The hot loop only calls ``update(done)``; drawing is throttled by time, and
 time comes from an injectable clock so tests can drive it.
 """

@@ -1,4 +1,9 @@
-"""Counters and latency samples: the hot path only appends, a side thread reports."""
+"""Counters and latency samples: the hot path only appends, a side thread reports.
+
+:class:`LiveStats`: one writer per field, so no lock (its docstring says
+which thread writes what); readers call ``snapshot`` or ``status_line`` from
+any thread and may see a window one sample behind a counter.
+"""
 
 from __future__ import annotations
 

@@ -1,15 +1,19 @@
 """stdout and stderr that may go away: a closed pipe, a full disk, a closed descriptor.
 
+In: :func:`install` (called once by the CLI at start; returns the undo) wraps
+``sys.stdout`` and ``sys.stderr``. Out: writes never raise; the first failed
+write is recorded (:func:`broken`), the descriptor is pointed at ``/dev/null``
+and the hook set with :func:`on_broken` asks the running job to stop as Ctrl-C
+does. The CLI, not this module, then picks the exit code. Thread: writes from
+any thread; the hook runs on the thread whose write failed.
+
 ``vbg process --json | head -1`` closes vbg's stdout while the job runs; a log pipe
 on stderr can close the same way. Python ignores SIGPIPE, so each write would raise
 ``BrokenPipeError`` wherever it happens (the progress bar, a log line, a worker
 thread), and its own flush at exit prints "Exception ignored ... BrokenPipeError".
-
-:func:`install` wraps ``sys.stdout`` and ``sys.stderr``: the first write that fails
-is recorded, the descriptor is pointed at ``/dev/null`` (as the Python docs advise
-for SIGPIPE, so every later write and the exit flush, C libraries' included, succeed
-silently) and the running job is asked to stop the way Ctrl-C stops it (the hook set
-with :func:`on_broken`: a playable partial file is kept). The CLI then exits with
+Pointing the descriptor at ``/dev/null`` (as the Python docs advise for SIGPIPE)
+makes every later write and the exit flush, C libraries' included, succeed
+silently; the running job keeps a playable partial file. The CLI exits with
 :data:`EXIT_BROKEN_PIPE` (141 = 128 + SIGPIPE, what a shell reports for a program that
 SIGPIPE killed) for a closed pipe, the run's own code for a terminal that hung up (the
 SIGHUP that closed it stopped the run: 130), or the output-error code for a full disk.

@@ -1,4 +1,12 @@
-"""A camera (index or device path) through OpenCV, MJPG where it offers it."""
+"""A camera (index or device path) through OpenCV, MJPG where it offers it.
+
+In: a camera index or device path and the size and rate asked for (the
+camera may give others: ``width``/``height``/``fps`` say what it gives). A
+missing or busy camera is a ``SourceError`` at construction, with a hint.
+Out: ``read()`` returns a new H x W x 3 RGB uint8 array per frame (the caller
+keeps it); a camera that stops delivering is a ``SourceError``. Thread: read
+on the capture thread (``vbg.capture.worker``).
+"""
 
 from __future__ import annotations
 

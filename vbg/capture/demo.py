@@ -1,5 +1,10 @@
 """``--source demo``: a bundled clip of a person on a video call, played as a camera.
 
+In: ``open_demo`` (the requested size and rate are not applied: one info line
+says so). Out: a looping, paced :class:`~vbg.capture.video_file.VideoFileSource`
+that drops late frames as a camera does; ``SourceError`` when the clip is
+missing from the installation. Thread: as that source (the capture thread).
+
 So the whole live path (capture, model, compositing, preview, recording) can be
 seen without a webcam. The clip (``vbg/assets/demo/demo.mp4``, a synthetic
 person, Apache-2.0: see ATTRIBUTION.md beside it; made by

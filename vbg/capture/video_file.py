@@ -1,16 +1,22 @@
 """A video file (or stream URL) as a live source: ``vbg.media.reader.VideoReader``, paced and looped.
 
+In: a path or URL (and ``loop``, ``paced``, ``drop_late``, a clock). Out:
+``read()`` returns the next frame as a new upright H x W x 3 RGB uint8 array
+(the caller keeps it), or None at the end (never with ``loop``). Thread: read
+on the capture thread (``vbg.capture.worker``); ``cancel`` from any thread.
+
 As a live source it is *paced*: frame i is handed out when its timestamp is
 due on the clock, as a camera would, and ``loop`` starts it again at the end
 (timestamps keep increasing). With ``drop_late`` it also drops frames as a
 camera does: a frame whose successor is already due when it is read is decoded
 but never handed out (``frames_dropped`` counts them), so a reader that fell
-behind gets the frame due now, not a burst of old ones. Unpaced it hands out
-every frame as fast as it decodes (offline processing).
+behind gets the frame due now, not a burst of old ones. Unpaced
+(``paced=False``, used by tests) it hands out every frame as fast as it
+decodes; ``vbg process`` does not use this source: it reads files through
+``VideoReader`` directly.
 
 A timestamp jump of more than ``MAX_JUMP_S`` (a damaged file, a stream that
 restarted) is played over as one frame interval instead of waited for.
-
 Frames are turned upright as a player shows them (a phone video's display
 rotation), and ``width``/``height`` are the upright size.
 

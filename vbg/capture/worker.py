@@ -1,4 +1,12 @@
-"""The capture thread: stamps frames and hands them over; survives a lost camera."""
+"""The capture thread: stamps frames and hands them over; survives a lost camera.
+
+In: an open source (and a ``reopen`` callable). Out: :class:`~vbg.types.Frame`
+records (sequence number, capture time, the source's RGB array, handed on, not
+copied) put into a latest-frame-wins slot; while the source is gone ``lost``
+is true, and frames from a reopened source are resized to the first size.
+Thread: its own (``vbg-capture``); a fatal error is kept in ``error`` for the
+pipeline to re-raise; ``stop`` from any thread.
+"""
 
 from __future__ import annotations
 

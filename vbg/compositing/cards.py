@@ -1,4 +1,9 @@
-"""What the output shows in place of a composite while there is nothing to composite."""
+"""What the output shows in place of a composite while there is nothing to composite.
+
+In: the last picture sent (RGB uint8) and an output buffer of the same shape.
+Out: :func:`camera_lost_card` draws the card into that buffer and returns it.
+Pure: no state, any thread.
+"""
 
 from __future__ import annotations
 

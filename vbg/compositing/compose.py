@@ -1,31 +1,18 @@
 """Blend the camera frame over a background with the person's alpha: ``out = f*a + b*(1-a)``.
 
-Everything is uint8 and OpenCV, into buffers allocated once in the
-constructor; a frame allocates no arrays. Measured choices (2-core Xeon,
-1280x720, random mask; ``python -m benchmarks.compositing`` times the stage):
+In: ``Compositor.compose(frame, alpha)``: the H x W x 3 uint8 RGB frame and an
+H x W uint8 alpha (255 = person) at the compositor's size, plus the background
+it was built with. Out: H x W x 3 uint8 RGB; alpha 255 gives exactly the frame,
+alpha 0 exactly the background. Options (mirror, threshold, feather) are the
+class's.
 
-- Most of a person mask is exactly 0 (room) or 255 (person); only a band a
-  few pixels wide at the silhouette is in between. So the output is made as
-  ``out = background``, then ``cv2.copyTo(frame, alpha, out)`` (the frame
-  wherever alpha > 0), and only the 16-pixel segments (of the frame's pixels
-  in raster order) that hold an alpha in 1..254 are blended: gathered with
-  ``np.take`` into preallocated buffers, blended, scattered back. The band
-  is found with ``cv2.inRange`` and the segments by OR-ing each segment's 16
-  bytes as two uint64 words. A head-and-shoulders mask at 720p has ~2,000
-  such segments (3 % of the pixels): 0.8 ms instead of 1.35 ms for blending
-  the mask's bounding box, and the same output to the bit.
-- The blend itself: ``cv2.multiply(f, a3, scale=1/255) +
-  cv2.multiply(b, 255-a3, scale=1/255)`` then ``cv2.add``, with the 3-channel
-  masks made by ``cvtColor(GRAY2RGB)``; at most 1 grey level from the exact
-  float formula (each product is rounded once). OpenCV's uint8 multiply runs
-  at ~2.4 GB/s (0.58 ms for a 720p plane), which is why it is kept to the
-  band. Float32 numpy took 9-10 ms for a whole frame, ``cv2.blendLinear``
-  with float weights 2.2 ms. When more than half the segments are mixed (a
-  feathered or soft mask) the whole frame is blended directly instead.
-- A background with ``render_into(frame, alpha, out)`` (the blur) writes
-  straight into the output buffer: one full-frame copy less.
+Buffers: allocated once in the constructor; a frame allocates no arrays.
+``compose`` returns the compositor's own output buffer, overwritten by the
+next call, unless ``out=`` is given. Thread: one compositor per thread (the
+render thread live, the compose thread offline).
 
-Alpha 255 gives exactly the frame, alpha 0 exactly the background.
+Why only the silhouette band is blended, and the measured choices:
+docs/design/compositing.md.
 """
 
 from __future__ import annotations
@@ -92,7 +79,7 @@ class Compositor:
         self._ia3 = np.empty((H, W, 3), np.uint8)  # 255 - alpha
         self._fg = np.empty((H, W, 3), np.uint8)  # frame * alpha
         self._bgcopy = np.empty((H, W, 3), np.uint8)
-        # band blend: 16-pixel segments in raster order (see the module notes)
+        # band blend: 16-pixel segments in raster order (docs/design/compositing.md)
         self._nseg = nseg = H * W // _SEG
         band = np.zeros(nseg * _SEG + _SEG, np.uint8)  # padded to whole uint64 words
         self._band_hw = band[:H * W].reshape(H, W)

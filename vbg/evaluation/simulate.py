@@ -12,8 +12,8 @@ replaces it), as in the pipeline.
 
 Offline: :func:`simulate_offline` feeds every frame's mask to
 :class:`~vbg.inference.tracker.OfflineMaskTracker`, ``vbg process``'s own
-compose-step code: smoothed over a centred window, upsampled with steepened
-edges.
+compose-step code: smoothed over a centred window, upsampled (``upsample``,
+sharp by default, as ``--upsample``).
 
 Both take a mask source (:class:`MaskSource`): the oracle, or a real
 segmenter through :class:`SegmenterSource`.

@@ -1,32 +1,21 @@
 """The person crop: the model looks at the region around the person, not the whole frame.
 
-A person model sees the whole frame squeezed to its input (256x256 for the
-selfie model): someone far from the camera then covers a few dozen of its
-pixels. ``CroppedSegmenter`` wraps any segmenter and runs it on a box around
-the person instead, found from the masks it made before:
+Measured by ``python -m benchmarks.quality``; not yet an option. In: a
+segmenter to wrap and RGB uint8 frames of one stream, in order.
+``CroppedSegmenter`` has the wrapped segmenter's interface; it runs it on a box
+around the person, found from the masks it made before (the whole frame at the
+start, when nobody was found, for a close-up, and on every ``recheck``). Out:
+a float32 mask on a fixed canvas of the frame (``input_size``: the model's
+input size times ``zoom``, at most the frame's size), the crop's mask pasted in
+its place and zero elsewhere, so the stages downstream keep one mask size for
+the whole stream.
 
-- the box is the masks' bounding box (components of at least ``MIN_PART`` of
-  the largest one: a stray speck does not widen it), plus ``margin`` of its
-  size on every side, plus how far its edges moved since the previous mask (a
-  fast person gets a wider box), grown to the frame's aspect ratio (so the
-  model sees the same geometry as on the whole frame, only closer) and to at
-  least ``1 / zoom`` of the frame;
-- the box is kept while the person stays inside it and it is not much larger
-  than needed, so the model's input does not shift every frame (a shifting
-  input shifts the mask's edges: flicker);
-- the whole frame is used at the start, when the last mask found nobody, and
-  when the box would cover most of the frame anyway (a close-up: nothing
-  changes); every ``recheck`` runs an extra whole-frame pass looks for
-  someone entering, and the next box takes them in.
+Buffers: ``segment`` returns the canvas, reused on the next call (callers copy
+it, as they copy a model's output). Thread: one object per stream and thread;
+several (``vbg process``'s workers, each with its own model session) may share
+one :class:`CropPlan`, which hands out the boxes in frame order under a lock.
 
-The mask comes back on a fixed canvas of the frame (the model's input size
-times ``zoom``, at most the frame's size), the crop's mask pasted in its place
-and zero elsewhere: the tracker, smoother and upsampler downstream keep one
-mask size for the whole stream.
-
-``input_size`` is the canvas size; ``segment`` returns the canvas, a buffer
-reused on the next call (callers copy it, as they copy a model's output).
-One object per stream: the box follows the frames it is given, in order.
+How the box is chosen: docs/design/person-crop.md.
 """
 
 from __future__ import annotations
@@ -207,7 +196,7 @@ class CropPlan:
 
 
 class CroppedSegmenter:
-    """A segmenter that runs ``inner`` on the person's box (see the module's text).
+    """A segmenter that runs ``inner`` on the person's box (docs/design/person-crop.md).
 
     Same interface as the segmenters it wraps (``input_size``, ``segment``,
     ``segment_full``, ``close``, ``providers``, ``source``). Several of them may

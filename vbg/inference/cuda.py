@@ -1,18 +1,16 @@
 """The NVIDIA stack under ONNX Runtime's CUDA and TensorRT providers: load it, and say
 which layer of it is missing.
 
-onnxruntime-gpu's provider library names its CUDA libraries by soname and has no
-RUNPATH to the ``nvidia/`` wheels that ``vbg[cuda]`` installs, so the dynamic
-loader never finds them and ONNX Runtime quietly runs on the CPU.
-:func:`preload` loads them first (``onnxruntime.preload_dlls``: the wheels, else
-the system), once per process, before the first GPU session.
+In: the device (``cuda`` or ``tensorrt``) and, for tests, the roots to look in
+(``/proc``, library folders, site-packages folders: fake trees work). Out:
+:func:`preload` loads the CUDA, cuDNN (and TensorRT) libraries from the
+``nvidia/`` wheels, else the system, once per process, before the first GPU
+session; :func:`diagnose` returns the lowest missing layer (driver, its CUDA
+version, CUDA runtime, cuDNN 9, TensorRT) with the one step that fixes it, or
+None; :func:`list_gpus` lists the GPUs. Nothing here prints or installs.
+Thread: any; ``preload`` before the first GPU session.
 
-When a GPU provider still does not load, :func:`diagnose` names the lowest layer
-that is missing, bottom up: the NVIDIA driver, its version against the CUDA
-major the installed ONNX Runtime was built for, the CUDA runtime libraries,
-cuDNN 9, TensorRT; each with the one step that fixes it. The functions take the
-roots they look in (``/proc``, library folders, site-packages folders), so tests
-can hand them fake trees.
+Why the libraries are preloaded: docs/design/gpu.md.
 """
 
 from __future__ import annotations

@@ -1,5 +1,12 @@
 """ONNX Runtime sessions: provider choice, fallback detection, thread settings.
 
+In: a model file, the device (``auto``, ``cpu``, ``cuda``, ``tensorrt``),
+``strict``, the thread count and, for TensorRT, the engine cache settings.
+Out: ``create_session`` returns ``(session, providers_in_use)``;
+:class:`BoundRunner` runs a GPU session through I/O binding and returns a
+fresh host array per run. Thread: the caller's; a session is used by one
+thread at a time.
+
 ONNX Runtime quietly falls back to the CPU when a GPU provider fails to load
 (and ``get_available_providers()`` lists CUDA/TensorRT for the GPU *build*
 even on a machine with no GPU). So the providers asked for are compared with

@@ -1,52 +1,18 @@
 """Move the latest mask with the person on frames the model did not see.
 
-The model runs on some frames only, and its mask arrives a few frames late.
-Rather than show a stale silhouette, the render thread warps the mask from the
-frame it was computed on to the frame being shown, with dense optical flow
-(OpenCV's DIS) at the mask resolution and the person's overall motion.
-
-Typical use in the render thread, once per shown frame ``t``::
-
-    g_t = prop.gray(frame_t.image, seq=frame_t.seq)    # keep a short history
-    g_s = prop.gray_of(mask.seq)                       # the mask's own frame
-    alpha = mask.alpha if g_s is None or mask.seq == frame_t.seq else \
-        prop.warp(mask.alpha, g_s, g_t, frames=frame_t.seq - mask.seq)
-
-Warp the model's mask straight from its frame to the current one every time
-(one resampling, no drift) rather than chaining frame-to-frame warps, which
-blur and accumulate errors.
-
-Two things make the carried mask hold up when the person moves fast (measured
-with ``python -m benchmarks.quality``: the oracle mask, ``--skip 3``, IoU lost
-against a fresh mask on every frame on the sway / fast sideways / zoom / leave
-clips: 0.003 / 0.022 / 0.008 / 0.098 with dense ultrafast flow alone, 0.002 /
-0.001 / 0.002 / 0.036 with both; the frame at 640x360, the mask 160x256):
-
-- A motion prior. DIS searches coarse to fine from the flow it is handed; from
-  zero it finds at most a few pixels of motion against a static room (a
-  person moving 24 mask pixels in two frames came out at 1.4). With
-  ``frames=`` the search starts from the person's last per-frame motion times
-  the frame gap, and DIS only has to correct it.
-- The person moves as a whole. Flow is reliable inside the person (texture,
-  one motion) and unreliable at the silhouette, where DIS patches straddle two
-  motions and the room the person just uncovered has no match in the mask's
-  frame (sampling it at zero flow leaves a ghost of the person behind). So an
-  affine motion is fitted to the flow inside the carried mask (eroded by
-  ``EDGE`` pixels, away from the frame border, outliers dropped, the linear
-  part pulled towards the identity so a thin sliver cannot tilt it). It moves
-  the silhouette and everything outside it; the dense flow takes over from
-  ``2 * EDGE`` pixels inside (arms and a bending body move on their own),
-  blended in between. A fit whose scale changes implausibly (a person half out
-  of the frame, the flow torn at the border) gives way to the median
-  translation. Fewer than ``MIN_POINTS`` interior points (a sliver at the
-  frame's edge): the last motion continues; no person at all: dense flow
-  alone, and the prior is dropped.
+In: float32 h x w alpha masks at ``mask_hw`` and uint8 frames (RGB or grey, any
+size, reduced to the flow size). Out: the mask warped from the frame it was
+computed on to the frame being shown (one warp straight across the gap, never
+chained), along DIS optical flow and the person's fitted overall motion.
 
 Buffers: ``gray`` returns slots of an internal ring of ``history`` arrays, so a
 returned array stays valid for the next ``history - 1`` calls; ``warp`` and
 ``motion`` return the same array on every call unless ``out=`` is given. Copy
-anything that must outlive that. One propagator per thread: the DIS object and
-the buffers are not shared safely.
+anything that must outlive that. Thread: one propagator per thread (the render
+thread live, the tracker's thread offline); the DIS object and the buffers are
+not shared safely.
+
+Why and measurements: docs/design/propagation.md.
 """
 
 from __future__ import annotations
@@ -133,8 +99,8 @@ class MaskPropagator:
     against the mask size. ``preset``: DIS preset at the flow size, ``fine``
     (default, ~0.4 ms at 80x128), ``ultrafast`` (a quarter of the flow size,
     4-pixel flow blocks), ``fast`` or ``medium``. ``person``: fit the
-    person's overall motion to the flow and use it at the silhouette (see the
-    module notes); False warps along the dense flow alone.
+    person's overall motion to the flow and use it at the silhouette (see
+    docs/design/propagation.md); False warps along the dense flow alone.
     """
 
     def __init__(self, mask_hw: tuple[int, int], *, history: int = 8, preset: str = "fine", person: bool = True,

@@ -1,5 +1,11 @@
 """Which frames the model runs on (``--skip``).
 
+In: the ``--skip`` value (an int 1..30 or ``auto``), the camera's frame
+interval, then per candidate frame its sequence number (``should_run``) and
+each measured inference time in ms (``observe``). Out: whether the model runs
+on that frame. Pure logic: it never reads a clock. Thread: not thread-safe;
+live, the render thread alone drives it.
+
 On two cores the model competes with capture, rendering and encoding; the
 frames in between are covered by mask propagation. ``--skip N`` runs the
 model on every N-th frame; ``--skip auto`` picks N from the measured
@@ -10,8 +16,7 @@ inference time so that the model's share of each frame interval leaves
 
 N goes up only once that load exceeds N by ``hysteresis`` (10 %), and down
 only once it fits in N - 1 with the same margin, so inference times that hover
-around a boundary do not flip N every frame. Pure logic: it is fed sequence
-numbers and milliseconds, never reads a clock.
+around a boundary do not flip N every frame.
 
 A model that answers within ``FRESH_WAIT_MS`` is waited for on the frames it
 runs on (live), so their masks are exact for them instead of carried along

@@ -1,10 +1,15 @@
 """One segmenter interface over every model and backend.
 
-``Segmenter.segment(rgb)`` takes an H x W x 3 uint8 RGB frame and returns a
-float32 alpha in [0, 1] at the network's resolution; ``segment_full`` also
-resizes it back to the frame. The inference size is the model's fixed input,
-or ``size``: a long side (aspect ratio kept, sides rounded to a multiple of
-32) or an explicit (H, W).
+In: ``Segmenter.segment(rgb)``: an H x W x 3 uint8 RGB frame. Out: a new
+float32 alpha in [0, 1] at the network's resolution (the caller keeps it);
+``segment_full`` also resizes it back to the frame. The inference size is the
+model's fixed input, or ``size``: a long side (aspect ratio kept, sides
+rounded to a multiple of 32) or an explicit (H, W); without ``size``,
+``default_size`` as a long side (the live filter's config: 256, ``vbg
+process``'s: 512), else the model's reference size. ``create_segmenter`` picks
+the backend (ONNX Runtime or torch) from a ``SegmenterConfig``; ``close()``
+releases the session. Thread: one segmenter per thread (live, the inference
+thread; ``vbg process --workers 2``: one per worker).
 """
 
 from __future__ import annotations

@@ -1,29 +1,18 @@
 """Temporal smoothing of the alpha mask (at the mask resolution), live and offline.
 
-What a segmentation model's masks do from frame to frame on real footage
-(the selfie model on DAVIS people, ``benchmarks/QUALITY.md``) is mostly not
-a sub-pixel wander of the edge: whole blobs of tens to a thousand mask pixels
-flip across 0.5 for one or two frames and flip back (a third to two fifths
-of all flips where the truth stayed still), and edges jump by several mask
-pixels. Averaging that away on the raw masks would smear a moving person;
-both smoothers therefore compare masks only after lining them up with the
-optical flow between the frames, so a person who moves is not a change.
+In: h x w float32 alphas in [0, 1] at the mask size, with the optical flow (or
+the small grey frames it is computed from) that lines consecutive masks up.
+Out: the smoothed h x w float32 alpha. :class:`TemporalSmoother` (live,
+causal: ``update`` per frame) and :class:`CentredSmoother` (offline: the mask
+of frame t from frames t-k..t+k, no lag). ``strength`` 0 turns smoothing off.
 
-Live (:class:`TemporalSmoother`, causal), per pixel, with ``P`` the last
-output and ``Q`` the last input, both carried to this frame by the flow::
+Buffers: ``TemporalSmoother.update`` returns its own state, the same read-only
+array on every call (copy it to keep it past the next ``update`` or
+``reset``); ``CentredSmoother.smooth`` returns a new array. Thread: one smoother per stream and thread (the render thread live,
+the compose thread offline); state is kept until ``reset()``.
 
-    near the edge of P (within EDGE_FRACTION of the mask's longer side):
-        d = alpha - P; w = base + (1 - base) * clip((|d| - still) / (moving - still)
-                                                   + motion / motion_px, 0, 1)
-        out = P + w * d           # noise-sized wander averaged, real moves taken at once
-    elsewhere:
-        c = median(alpha, P, Q)    # a flip must show on two frames in a row ...
-        out = c + clip(motion / motion_px, 0, 1) * (alpha - c)   # ... unless it moved
-
-with ``base = 1 / (1 + 2 * strength)``. A blob that appears (or vanishes) away
-from the person's edge for one frame never shows; one that stays shows one
-frame later. Edges that move are taken at once: no lag where it is seen.
-``strength`` 0 turns smoothing off.
+Why masks are compared only after lining them up, and the live rule:
+docs/design/smoothing.md.
 """
 
 from __future__ import annotations

@@ -1,14 +1,20 @@
 """The mask for every output frame, from the model's masks.
 
-Live (:class:`MaskTracker`): the newest model mask carried to this frame by
-optical flow, smoothed over time, upsampled with steepened edges. Offline
-(:class:`OfflineMaskTracker`): every frame's own mask smoothed over a centred
-window of its neighbours, then upsampled the same way.
+In: RGB uint8 frames in order, with the model's float32 masks (live: the
+newest :class:`~vbg.types.Mask` available, of any earlier frame, or None;
+offline: every frame's own mask). Out: the H x W uint8 alpha of each frame,
+the upsampler's reused buffer (copy it to keep it past the next call).
 
-One object per stream, fed in frame order. Each is shared by the code that
-ships it (the live pipeline's render thread; ``vbg process``'s compose step)
-and the quality benchmark (``vbg.evaluation.simulate``), so the benchmark
-measures the shipped code.
+Live (:class:`MaskTracker`): the newest model mask carried to this frame by
+optical flow, smoothed over time, upsampled (``upsample``: ``--upsample``,
+sharp by default). Offline (:class:`OfflineMaskTracker`): every frame's own
+mask smoothed over a centred window of its neighbours, then upsampled the same
+way.
+
+Thread: one object per stream and thread, fed in frame order. Each is shared
+by the code that ships it (the live pipeline's render thread; ``vbg
+process``'s compose step) and the quality benchmark
+(``vbg.evaluation.simulate``), so the benchmark measures the shipped code.
 """
 
 from __future__ import annotations

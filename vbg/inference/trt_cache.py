@@ -1,21 +1,17 @@
 """TensorRT engines kept per key: one folder ``<cache>/trt/<key>/`` for each model,
 input shape, precision, TensorRT/ONNX Runtime version and GPU.
 
-Why not ONNX Runtime's own cache names alone: its engine id hashes the model's
-*file name* and graph structure (input and node names), the OS, and the ORT,
-CUDA and TensorRT versions ORT was *built* against, and the file name adds the
-GPU's compute capability. It does not see the weights (a fine-tuned model saved
-as ``model.onnx`` again loads the old engine), the precision (an fp16 engine is
-loaded for an fp32 session), the TensorRT library really installed, or which
-GPU of one architecture built it. A folder per key makes each of those a new
-build instead of a wrong or failing load, and leaves ORT's names to tell the
-subgraphs of one key apart.
+In: a model file, the cache root, the precision, the TensorRT version and the
+input size. Out: :meth:`EngineCache.open` returns the key's folder, locked (a
+second vbg process or worker waits for the first build, then loads it);
+:func:`provider_options` points ONNX Runtime at it; ``message`` announces a
+first build (it takes minutes), ``problem`` says why the cache cannot be used
+(``folder`` None). ``close`` unlocks, and removes a folder it made for a
+session that did not get TensorRT. The folders belong to vbg's cache.
+Thread: one ``EngineCache`` per session; the folder's lock keeps sessions
+of other threads and processes from building the same engine at once.
 
-The first build takes minutes and is announced (``EngineCache.message``); a
-folder that already holds an engine says nothing. Nothing is written on a
-machine where TensorRT cannot run: the folder is made only when ONNX Runtime
-has the TensorRT provider, an NVIDIA driver is present and a TensorRT library
-is found, and a folder made for a session that then fell back is removed.
+Why a folder per key rather than ONNX Runtime's names alone: docs/design/gpu.md.
 """
 
 from __future__ import annotations

@@ -1,38 +1,16 @@
-"""Edge-aware upsampling of the low-resolution alpha to the frame size.
+"""Upsampling of the low-resolution alpha to the frame size, edges kept sharp.
 
-A mask computed at 256x144 and stretched bilinearly to 720p has edges ~5 px
-soft: the model's one-pixel-wide transition becomes several output pixels
-wide, a grey seam around the person. Three modes:
+In: an h x w float32 alpha in [0, 1] (the mask size given at construction)
+and the H x W frame (RGB, or its uint8 grey; only ``"guided"`` reads it).
+Out: an H x W uint8 alpha. Modes (``--upsample``, ``vbg.ranges.UPSAMPLE_MODES``): ``"sharp"`` (the
+default: bilinear, then the edge steepened back to its width at the mask
+resolution), ``"bilinear"``, ``"guided"`` (a fast guided filter on the frame).
 
-- ``"sharp"`` (the default): bilinear, then the edge
-  steepened back to the width it had at the mask resolution,
-  ``a' = clip(sharpen * (a - 0.5) + 0.5, 0, 1)`` with ``sharpen`` 2 (a 256-entry
-  lookup table on the uint8 result). The 0.5 crossing stays where the model put
-  it (IoU is unchanged) and flat regions keep 0 and 1; soft values are pushed
-  towards them. ~0.3 ms at 720p.
-- ``"bilinear"``: plain bilinear (the reference upsampling; ~0.15 ms at 720p).
-- ``"guided"``: a fast guided filter (He & Sun 2015) that snaps the edges to
-  the full-resolution frame: the guide ``I`` is the frame's grey reduced to the
-  mask size; per (2 radius + 1)^2 window ``a = cov(I, p) / (var(I) + eps)``,
-  ``b = mean(p) - a mean(I)``, both box-averaged, upsampled bilinearly and
-  applied as ``a * I_full + b``. ~1.6 ms at 720p.
+Buffers: all allocated once for the sizes given; ``upsample`` returns the same
+uint8 array on every call (copy it to keep it past the next call). Thread: one
+upsampler per thread.
 
-Why the default is not the frame-guided filter (``python -m benchmarks.quality``,
-the oracle mask at 160x256 on 640x360 clips of a person over a real room): its
-edge error was 2.3x bilinear's, sharpening's 0.3x. On a textured room the
-linear model ``a * I + b`` copies the wall's texture into the alpha next to the
-person, the double box average blurs the edge wherever the frame does not
-explain it, and sensor noise comes through as flicker on a still person
-(0.4/1000 against 0). Only on the ~10% of edge pixels where the frame fits the
-mask almost perfectly (R^2 > 0.95) did it match sharpening. A sharpening of 2
-was best at both 2.25x (360p) and 4.5x (720p) upsampling: after area sampling
-and bilinear interpolation a step edge spans about two mask pixels, twice its
-width at the mask's own resolution. On the bundled selfie model's masks
-(errors dominated by the model) sharpening was 3% better than bilinear and the
-filter 3% worse.
-
-All buffers are allocated once for the sizes given; ``upsample`` returns the
-same uint8 array on every call (copy it to keep it past the next call).
+Why ``sharp`` is the default, with measurements: docs/design/upsampling.md.
 """
 
 from __future__ import annotations

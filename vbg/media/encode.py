@@ -4,24 +4,17 @@
 ``add_video_stream`` (colour tags), ``write_errors`` (a failed write stops at once),
 the recorder's H.264 options (``live_h264_options``).
 
-* **H.264 by NVENC or libx264** (``encoder``: x264, the default here, nvenc
-  or auto; ``vbg.encoders`` probes NVENC and documents its options per
-  quality): chosen before the file is created (``encoder_for``).
-* **Odd sizes.** H.264 in 4:2:0 cannot code an odd width or height (its
-  cropping works in 2-pixel steps), so H.264 outputs are padded by one pixel
-  on the right/bottom, repeating the last column/row: nothing is lost and
-  the file plays everywhere. ``frame_size`` gives the size in the file.
-  4:4:4 H.264 would keep the size, but browsers and QuickTime refuse it.
-  ProRes 422 HQ pads an odd width the same way (FFmpeg's encoder garbles
-  the last columns of an odd 4:2:2 width). VP9, ProRes 4444 and PNG keep
-  the exact size.
-* **Colour.** RGB is converted with the BT.601 limited-range matrix (what
-  OpenCV's I420 conversion uses) and the streams are tagged so
-  (``COLOR_TAGS``). Alpha is straight (not premultiplied).
-* **A failed write stops at once.** The file is written through a Python
-  file object that keeps the first write error; ``write()`` raises it at
-  the packet that hit it (FFmpeg itself reports a full disk late, when the
-  file is closed).
+In: RGB, RGBA or matte uint8 frames, by the output mode. Out:
+packets muxed into a file that ``vbg.fsutil`` created under a fresh name.
+H.264 is libx264 (``encoder`` x264, the default here) or NVENC (``nvenc``,
+``auto``: ``vbg.encoders``), chosen before the file is created
+(``encoder_for``); H.264 outputs of odd size are padded by one pixel
+(``frame_size`` is the size in the file); colour is BT.601 limited range,
+tagged (``COLOR_TAGS``); alpha is straight. A failed write raises at the packet
+that hit it. Thread: not thread-safe; its callers (``VideoWriter``, the
+recorder's thread) make one call at a time.
+
+Why (odd sizes, colour, write errors): docs/design/output-files.md.
 """
 
 from __future__ import annotations

@@ -1,26 +1,17 @@
 """Opening media with PyAV: local files, and network URLs (http, rtsp, tcp, ...).
 
-A local name must be a regular file: a FIFO blocks the open until some other
-program writes to it (forever, in practice), and a device or socket is no video
-file either (``special_file``). ``picture_stream`` picks the first video stream
-that is a moving picture, not an audio file's cover art.
+In: a path or URL, and an optional ``cancel`` event. Out: ``open_media``
+returns an open PyAV input container (the caller owns and closes it); a local
+name that is no regular file (a FIFO, a folder, a device) is ``NotAFileError``,
+never opened; a URL gets FFmpeg's time-outs (``timeout_s()``,
+``VBG_NETWORK_TIMEOUT``, default 20 s: a silent server is ``TimeoutError``).
+``picture_stream`` picks the first video stream that is a moving picture (not
+cover art). Thread: a URL is opened on a helper thread while the caller waits
+in short steps, so Ctrl-C, a signal or ``cancel`` end the wait
+(``KeyboardInterrupt``); :class:`NetworkFrames` decodes a stream on a helper
+thread that owns the container.
 
-A server that accepts the connection and never answers would hold FFmpeg
-forever, and since FFmpeg retries a read that a signal interrupts, Python's
-signal handlers (which run between bytecodes) would never get their turn:
-Ctrl-C and SIGTERM were ignored. So for a URL:
-
-* FFmpeg's own time-outs are set (``rw_timeout`` for every protocol, and
-  ``timeout`` for RTSP, which has its own socket code): opening and each read
-  give up after ``timeout_s()`` seconds without data (``VBG_NETWORK_TIMEOUT``,
-  default 20). PyAV's ``timeout=`` is not used: its callback takes the GIL
-  every 100 ms, which a thread left blocked at interpreter exit must not do.
-* The open runs on a helper thread while the caller waits in short steps, in
-  which a signal handler runs (and its KeyboardInterrupt ends the wait) and
-  ``cancel`` is looked at. The helper is left to time out on its own and
-  closes what it may still open.
-
-Local files are opened directly, as before.
+Why (FIFOs, FFmpeg's time-outs, helper threads): docs/design/media-input.md.
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
 """Decoding every frame of a video, for ``vbg process`` and the live file source.
 
+In: a path or URL, an optional ``cancel`` event, ``rotate`` and decoder
+``threads``. Out: ``DecodedFrame``s in order, each a new upright RGB uint8
+array with its pts (the caller keeps it); a decode error is an ``InputError``
+that says how many frames were read. Thread: the reading thread (``vbg
+process``'s reader thread, the live capture thread); ``cancel`` from any.
+
 ``VideoReader(path)`` yields every frame as RGB with its original ``pts``, so a
 variable frame rate survives the round trip. ``VideoReader(path,
 rotate=info.rotation)`` turns the frames upright (``vbg.media.info``): ``vbg

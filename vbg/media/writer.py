@@ -1,6 +1,13 @@
 """Writing processed frames to a video file or a PNG folder: ``VideoWriter``.
 
-``VideoWriter(path, info, mode=...)``: the path picks the format.
+In: ``VideoWriter(path, info, mode=...)``, then ``write`` per frame: uint8
+RGB (``"rgb"``), RGBA with straight alpha (``"rgba"``) or a grey matte
+(``"matte"``), with the source ``pts``; ``write`` encodes before it returns,
+so the caller may reuse its array then. Out: ``NAME.EXT``, created under a
+fresh hidden name (``vbg.fsutil``) and renamed into place by ``close()``;
+``abort()`` keeps the frames so far as a playable ``NAME.partial.EXT``
+(``partial_path``), nothing when there are none or a write failed. The path
+picks the format:
 
 ==================  ====================================  ===================================
 path                video                                 audio (``audio_from``)
@@ -17,37 +24,13 @@ no suffix (or       PNG per frame, ``frame_000001.png``   none (see ``warnings``
 ``sequence=True``)
 ==================  ====================================  ===================================
 
-Audio is muxed as the video advances (``vbg.media.audio``).
+Audio is muxed as the video advances (``vbg.media.audio``); how frames are
+encoded is ``vbg.media.encode``'s. Thread: ``write`` from one thread at a
+time; ``abort()`` and ``close()`` may be called from another thread: they wait
+for the ``write()`` in progress and make later ones raise.
 
-Decisions (how frames are encoded: H.264 by NVENC or libx264, odd sizes
-padded, BT.601 colour, a failed write stopping at once, is
-``vbg.media.encode``'s docstring):
-
-* **.mov without alpha is ProRes 422 HQ**: .mov is the editing format; a
-  small H.264 file is what .mp4 is for.
-* **Timestamps.** Frames keep the source ``pts`` in the source time base
-  (the muxer may rescale it: WebM and Matroska store milliseconds), so the
-  frame count, the duration and a variable frame rate are preserved. A
-  ``pts`` that does not increase is moved to ``last + 1``.
-* **Files appear whole, and only where asked.** An output is created
-  exclusively under a fresh hidden name in the target folder (a file for
-  videos, a folder for PNG sequences; ``vbg.fsutil``), written through the
-  descriptor that made it and renamed to ``NAME.EXT`` by ``close()``: a
-  symlink planted in the folder is never followed, and a second run for the
-  same target is refused while this one writes (``OutputBusy``).
-  ``abort()`` (also run when the ``with`` block raises, Ctrl-C included)
-  finalizes the frames written so far and keeps them as a playable
-  ``NAME.partial.EXT`` (``partial_path``, ``vbg.fsutil.partial_name``), or ``NAME.partial-2.EXT`` ... when
-  that exists: a kept partial never replaces a file. With no frames, or
-  after a failed write (a full disk), nothing is kept.
-* **A PNG sequence is one run's frames.** It is written whole into a new
-  folder that then takes the target's place; an existing target is replaced
-  only when it holds nothing but ``frame_NNNNNN.png`` files (a sequence vbg
-  wrote), otherwise the writer refuses at start.
-
-The writer is not thread-safe for concurrent ``write`` calls, but ``abort()``
-and ``close()`` may be called from another thread: they wait for the
-``write()`` in progress and make later ones raise.
+Why (.mov formats, timestamps, whole files, PNG sequences):
+docs/design/output-files.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,15 @@
 """Download, cache and verify hub model files.
 
+In: a ``ModelSpec`` and a variant. Out: ``fetch`` returns the local path of the
+verified file, downloaded if needed (``cached_path``: the cached copy or None,
+no network); errors are one-line ``VbgError``s (``ModelAccessError``,
+``ModelDownloadError``, ``ChecksumError``, ``OutputError``). The files live in
+huggingface_hub's cache, which vbg does not own: other tools share it.
+
 Files come from the Hugging Face hub through ``huggingface_hub`` into its
-standard cache (``HF_HOME`` / ``HF_HUB_CACHE``), so other tools share them and
-``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and ``HF_TOKEN`` work as usual. Every file is
-pinned by size and sha256 in its ``ModelSpec``:
+standard cache (``HF_HOME`` / ``HF_HUB_CACHE``), so ``HF_ENDPOINT``,
+``HF_HUB_OFFLINE`` and ``HF_TOKEN`` work as usual. Every file is pinned by size
+and sha256 in its ``ModelSpec``:
 
 - a cached copy is used without any network access (the pin makes an update
   check pointless);

@@ -1,15 +1,22 @@
 """`vbg process`: every frame of a file, best matte, sound untouched.
 
-    reader thread --queue--> inference thread --queue--> compose (this thread) --queue--> writer thread
+In: a :class:`~vbg.config.ProcessConfig`, one or more segmenters (opened once
+for a batch) and, per file, a source path and a target path. Out: the target
+file (the composite, ``--alpha`` or ``--matte``; a video or a PNG sequence),
+written under a fresh name and renamed into place (``vbg.media.writer``), and
+a :class:`FileResult`. Errors are raised (running out of memory as
+``OutOfMemory``), never turned into an exit.
+
+    reader thread --queue--> inference thread(s) --queue--> compose (the caller's thread) --queue--> writer thread
 
 Decoding, the model and encoding overlap; queues are bounded, so memory stays
 flat on long files, and nothing is dropped. The bound is in bytes: the queue
 depths, the decoder's threads and the encoder's look-ahead come from a memory
 budget (``--memory``) and the frame size (``plan_buffers``), so an 8K file holds
 a few frames where a 360p one holds a few dozen; the smoothing window is always
-held whole. Since the whole file is known, the
-mask of frame t is smoothed over a centred window t-k..t+k (no lag), then
-upsampled (``OfflineMaskTracker``, which the quality benchmark runs too) and
+held whole. Since the whole file is known, the mask of frame t is smoothed over
+a centred window t-k..t+k (no lag), then upsampled (``--upsample``, sharp by
+default; ``OfflineMaskTracker``, which the quality benchmark runs too) and
 composited (or written as alpha / matte).
 """
 

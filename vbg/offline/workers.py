@@ -1,5 +1,11 @@
 """How many model sessions ``vbg process --workers auto`` runs: what it measures decides.
 
+In: the config, the model source, the frame size and the bytes of the frames
+in flight. Out: :func:`open_auto` returns the opened segmenters (one or two)
+and a :class:`Choice` saying why that many; the timing is cached per machine,
+model and frame size. The outputs never depend on the choice. Thread: the
+caller's, before the job starts.
+
 Two sessions of one intra-op thread each, on alternate frames, skip the synchronisation
 between cores inside an inference. They share one copy of the model's weights
 (``onnx_backend.weights_shared``: the graph is optimised once and both sessions run it on the

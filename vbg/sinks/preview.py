@@ -1,21 +1,22 @@
 """A preview window (OpenCV HighGUI) with a few keys.
 
-opencv-python opens windows through a bundled Qt with only the X11 (xcb)
-platform plugin, and without a reachable display it *aborts the process*
-(SIGABRT) instead of raising. So nothing here touches the GUI before
-:func:`display_available` said yes, and :class:`PreviewWindow` refuses to be
-built otherwise.
-
-The window lives on the thread that creates it (GUI toolkits want the main
-thread): call :meth:`PreviewWindow.send` / :meth:`PreviewWindow.poll` from
-there, never from a worker thread. Each call shows at most one image and polls
-the keyboard for 1 ms; keys become :class:`Action` values handed to the
-``on_action`` callback and returned.
+In: :meth:`PreviewWindow.send` with RGB uint8 composites; :meth:`PreviewWindow.poll`.
+Out: the picture in a window (at most one image per call) and the keyboard,
+polled for 1 ms per call: keys become :class:`Action` values handed to the
+``on_action`` callback and returned. Thread: the window lives on the thread
+that creates it (GUI toolkits want the main thread): call ``send`` / ``poll``
+from there, never from a worker thread.
 
 What each key does to the live picture is :class:`PreviewKeys`'s (the key
 policy): it turns actions into a new :class:`View` on the GUI thread and hands
 it to the render thread through a small queue, which the render thread drains
 once per frame. Nothing else about the picture crosses the two threads.
+
+opencv-python opens windows through a bundled Qt with only the X11 (xcb)
+platform plugin, and without a reachable display it *aborts the process*
+(SIGABRT) instead of raising. So nothing here touches the GUI before
+:func:`display_available` said yes, and :class:`PreviewWindow` refuses to be
+built otherwise.
 """
 
 from __future__ import annotations

@@ -2,36 +2,26 @@
 ``vbg.media.encode`` (the padding, colour tags, stream set-up and write-error handling that
 ``vbg process``'s files use too).
 
-* ``encoder``: x264 (the default here), nvenc or auto (NVENC when it opens:
-  ``vbg.encoders``, which probes it once per process and explains its
-  options); chosen before the file is created, ``self.encoder`` says which.
-  NVENC runs with ``-tune ll`` (low latency), the x264 ``preset`` mapped to
-  p1..p7 and ``crf`` as its constant-quality ``cq``.
+In: ``send(composite)`` with RGB uint8 composites of the recorder's size, from
+the pipeline's render thread. ``send()`` converts to I420 into one of a few
+preallocated buffers and returns: the caller may reuse its image at once;
+every composite is written (when the encoder falls behind, ``send()`` waits,
+it never drops). Out: the file at ``path`` (``frame_size`` = the size padded
+to even), presentation times from the capture times; created under a fresh
+hidden name (``vbg.fsutil.NewFile``) and renamed into place when finalized;
+after an interrupt the frames so far are still a playable file, after a failed
+write nothing is kept, a recording with no frames is not created, an existing
+target is replaced (checking is the caller's job). Thread: encoding and
+muxing run on the recorder's own writer thread; its failure surfaces once,
+by ``send()``, ``check()`` or ``close()``.
 
-* Every composite sent is written: a recording should hold every frame the
-  camera was sent, so when the encoder falls behind, ``send()`` waits for it
-  instead of dropping.
-* ``send()`` converts RGB to I420 with OpenCV (~0.3 ms at 720p) into one of a
-  few preallocated buffers and queues it; the caller may reuse its image at
-  once. Encoding and muxing run on the writer thread.
-* Presentation times come from the composites' capture times, relative to the
-  first one, in a 1/90000 s time base (kept strictly increasing), so gaps and
-  an irregular camera rate are reproduced.
-* yuv420p needs even sizes. An odd width or height is padded by one pixel
-  (the last column/row repeated) rather than cropped: the file is then
-  ``frame_size`` = (width+1 or width, height+1 or height) (``padded_size``,
-  ``Padder``). 4:4:4 would keep the exact size but many players (browsers,
-  QuickTime) cannot play it.
-* Colours are BT.601 limited range (what OpenCV's I420 conversion produces)
-  and tagged so in the stream (``COLOR_TAGS``).
-* The file is created exclusively under a fresh hidden ``.NAME.XXXXXXXX.partial``
-  name in the same folder (``vbg.fsutil.NewFile``: no symlink followed, a
-  second run recording to the same file refused), written through that
-  descriptor and renamed once finalized (encoder flushed, container closed).
-  The writer finalizes in any case, so after an interrupt the frames written
-  so far are still a playable file; after a failed write (a full disk) the
-  writer stops at that packet and nothing is kept. A recording with no frames
-  is not created. An existing target is replaced: checking is the caller's job.
+``encoder``: x264 (the default here), nvenc or auto (NVENC when it opens:
+``vbg.encoders``, which probes it once per process); chosen before the file is
+created, ``self.encoder`` says which. NVENC runs with ``-tune ll`` (low
+latency), the x264 ``preset`` mapped to p1..p7 and ``crf`` as its
+constant-quality ``cq``.
+
+Why: docs/design/output-files.md.
 """
 
 from __future__ import annotations

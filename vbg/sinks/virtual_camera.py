@@ -1,19 +1,16 @@
 """The virtual camera: pyvirtualcam fed at a fixed rate from its own thread.
 
-Video-call apps expect a camera that delivers frames at a steady rate, while
-composites arrive whenever the renderer finishes one. So the sink keeps the
-newest composite in a latest-wins slot and a pacing thread sends to the camera
-on a fixed schedule (``fps``): a new composite if one arrived since the last
-tick, otherwise the previous one again (a *repeat*). A composite replaced
-before any tick sent it is *dropped*. Before the first composite the camera is
-sent black frames (*blank*), so apps see the device come alive at once with a
-defined picture while the model warms up. A pacing thread that falls more
-than one frame behind skips the missed ticks (*late*) instead of bursting.
-
-Images travel through three preallocated buffers (one being sent, one
-waiting, one being filled): ``send()`` copies into the free one and returns,
-so the caller may reuse its own buffer at once and the camera never shows a
-half-overwritten picture.
+In: ``send(composite)`` with RGB uint8 composites of the sink's size, from the
+render thread. ``send()`` copies into one of three preallocated buffers (one
+being sent, one waiting, one being filled) and returns: the caller may reuse
+its own buffer at once, and the camera never shows a half-overwritten picture.
+Out: frames to the camera device at ``fps``, sent by the sink's own pacing
+thread: the newest composite if one arrived since the last tick, else the
+previous one again (a *repeat*); a composite replaced before any tick sent it
+is *dropped*; before the first composite, black frames (*blank*), so apps see
+the device come alive at once; a pacing thread more than one frame behind
+skips the missed ticks (*late*) instead of bursting. Video-call apps expect a
+steady rate; composites arrive whenever the renderer finishes one.
 
 The pacing thread reads ``clock.now()`` and waits in short real-time slices;
 it never calls ``clock.sleep``, so a fake clock shared with other stages is
