@@ -409,63 +409,22 @@ def _external_initializers(model: bytes):
     protobuf wire format (ModelProto.graph = 7, GraphProto.initializer = 5; TensorProto dims = 1,
     data_type = 2, name = 8, external_data = 13 of key = 1 / value = 2, data_location = 14),
     since the ``onnx`` package is not among vbg's requirements."""
-    for field, graph in _fields(memoryview(model)):
-        if field != 7:
-            continue
-        for gfield, tensor in _fields(graph):
-            if gfield != 5:
-                continue
+    from . import onnx_wire as wire
+
+    for graph in wire.sub(model, (0, len(model)), 7):
+        for tensor in wire.sub(model, graph, 5):
             name, np_type, dims, where, external = "", None, [], {}, False
-            for tfield, v in _fields(tensor):
+            for tfield, kind, v in wire.fields(model, *tensor):
                 if tfield == 1:
-                    dims.extend(_varints(v) if isinstance(v, memoryview) else [v])
+                    dims.extend(wire.packed(model, v) if kind == 2 else [v])
                 elif tfield == 2:
                     np_type = _NUMPY_TYPES.get(v)
                 elif tfield == 8:
-                    name = bytes(v).decode()
+                    name = wire.text(model, v)
                 elif tfield == 13:
-                    entry = dict(_fields(v))
-                    where[bytes(entry.get(1, b"")).decode()] = bytes(entry.get(2, b"")).decode()
+                    entry = {n: wire.text(model, sv) for n, w, sv in wire.fields(model, *v) if w == 2}
+                    where[entry.get(1, "")] = entry.get(2, "")
                 elif tfield == 14:
                     external = v == 1
             if external and np_type is not None and name and "location" in where:
                 yield name, np_type, tuple(dims), where
-
-
-def _varint(buf: memoryview, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, i
-        shift += 7
-
-
-def _varints(buf: memoryview) -> list[int]:
-    out, i = [], 0
-    while i < len(buf):
-        v, i = _varint(buf, i)
-        out.append(v)
-    return out
-
-
-def _fields(buf: memoryview):
-    """``(field number, value)`` of each field of one protobuf message: an int for varints
-    and fixed-size fields, a memoryview for length-delimited ones."""
-    i = 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
-        wire = key & 7
-        if wire == 0:
-            v, i = _varint(buf, i)
-        elif wire == 2:
-            n, i = _varint(buf, i)
-            v, i = buf[i:i + n], i + n
-        elif wire in (1, 5):
-            n = 8 if wire == 1 else 4
-            v, i = int.from_bytes(buf[i:i + n], "little"), i + n
-        else:
-            raise ValueError(f"protobuf wire type {wire} is not one an ONNX model uses")
-        yield key >> 3, v

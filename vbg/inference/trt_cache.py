@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ..fsutil import NewFile
 from ..ranges import TRT_PRECISIONS as PRECISIONS
+from . import onnx_wire as wire
 
 log = logging.getLogger("vbg.onnx")
 
@@ -196,41 +197,6 @@ def model_sha256(path: Path, memo_dir: Path | None) -> str:
 
 # --------------------------------------------------------------------------- the model's input, without ORT
 
-def _varint(buf, i: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, i
-        shift += 7
-
-
-def _fields(buf, start: int, end: int):
-    """(field number, wire type, value or (start, end) of a length-delimited field)."""
-    i = start
-    while i < end:
-        tag, i = _varint(buf, i)
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, i = _varint(buf, i)
-            yield number, wire, value
-        elif wire == 2:
-            n, i = _varint(buf, i)
-            yield number, wire, (i, i + n)
-            i += n
-        elif wire == 1:
-            i += 8
-        elif wire == 5:
-            i += 4
-        else:
-            raise ValueError(f"wire type {wire}")
-
-
-def _sub(buf, span, number: int):
-    return [v for n, w, v in _fields(buf, *span) if n == number and w == 2]
-
 
 def model_inputs(path: Path) -> list[tuple[str, tuple]] | None:
     """The graph inputs of an ONNX file that are not initializers: (name, shape) with each
@@ -243,28 +209,28 @@ def model_inputs(path: Path) -> list[tuple[str, tuple]] | None:
     the weights are skipped, not parsed, and vbg needs no ``onnx`` package to run."""
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            graphs = _sub(buf, (0, len(buf)), 7)
+            graphs = wire.sub(buf, (0, len(buf)), 7)
             if len(graphs) != 1:
                 return None
             inits, inputs = set(), []
-            for n, w, v in _fields(buf, *graphs[0]):
+            for n, w, v in wire.fields(buf, *graphs[0]):
                 if w != 2:
                     continue
                 if n == 5:
-                    inits.update(bytes(buf[a:b]).decode(errors="replace") for a, b in _sub(buf, v, 8))
+                    inits.update(bytes(buf[a:b]).decode(errors="replace") for a, b in wire.sub(buf, v, 8))
                 elif n == 11:
                     inputs.append(v)
             out = []
             for span in inputs:
-                names = _sub(buf, span, 1)
+                names = wire.sub(buf, span, 1)
                 name = bytes(buf[slice(*names[0])]).decode(errors="replace") if names else ""
                 dims: list = []
-                for t in _sub(buf, span, 2):
-                    for tensor in _sub(buf, t, 1):
-                        for shape in _sub(buf, tensor, 2):
-                            for dim in _sub(buf, shape, 1):
+                for t in wire.sub(buf, span, 2):
+                    for tensor in wire.sub(buf, t, 1):
+                        for shape in wire.sub(buf, tensor, 2):
+                            for dim in wire.sub(buf, shape, 1):
                                 d = None
-                                for dn, dw, dv in _fields(buf, *dim):
+                                for dn, dw, dv in wire.fields(buf, *dim):
                                     if dn == 1 and dw == 0:
                                         d = dv
                                     elif dn == 2 and dw == 2:
