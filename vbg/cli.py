@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__, streams
@@ -433,8 +434,6 @@ def process_config(args, found: list[VbgError] | None = None):
 
 
 def cmd_process(args) -> int:
-    import signal
-
     from .config import problems as config_problems
     from .errors import InputError, OutputError
     from .inference import create_segmenter
@@ -497,32 +496,18 @@ def cmd_process(args) -> int:
     failed = 0
     last_code = 1
     interrupted = False
-    state: dict = {"proc": None}
-
-    def on_signal(signum, frame):
-        # Before any file is open there is nothing to finish: stop now (exit 130).
-        # Once one is, finish the frames in flight and keep a playable partial
-        # file; a second signal stops at once, as an exception, so that the
-        # temporary output is still removed (SIG_DFL would leave it behind).
-        if state["proc"] is None:
-            _interrupt(signum, frame)
-            return  # put off (an import was running): the same signal comes again
-        state["proc"].stop.set()
-        for sig in stop_signals():  # a second signal of any kind
-            signal.signal(sig, _interrupt)
-
+    proc = None
     if workers is not None and workers > 1 and seg_cfg.threads is None:
         seg_cfg = replace(seg_cfg, threads=max(1, (os.cpu_count() or 1) // workers))
         cfg = replace(cfg, model=seg_cfg)
 
-    def on_broken():  # stdout or stderr closed (| head): stop like the first Ctrl-C
-        if state["proc"] is not None:
-            state["proc"].stop.set()
+    def stop() -> None:  # finish the frames in flight, keep a playable partial file
+        if proc is not None:
+            proc.stop.set()
 
-    old = {sig: signal.signal(sig, on_signal) for sig in stop_signals()}
-    old_hook = streams.on_broken(on_broken)
     segs: list = []
-    try:
+    # Before any file is open there is nothing to finish: the first signal stops at once.
+    with _stop_on_signals(stop, ready=lambda: proc is not None):
         why = ""
         if workers is None:
             segs[:], why = _auto_workers(seg_cfg, cfg, inputs[0])
@@ -534,7 +519,7 @@ def cmd_process(args) -> int:
                 segs.append(create_segmenter(seg_cfg, seg.source))
         log.info("model %s on %s, %d worker(s) of %s thread(s)%s", seg.source.label, ", ".join(seg.providers),
                  len(segs), getattr(seg, "threads", None) or "all", why)
-        proc = state["proc"] = FileProcessor(cfg, *segs)
+        proc = FileProcessor(cfg, *segs)
         try:
             for src, (dst, sequence) in zip(inputs, planned):
                 if streams.broken():
@@ -571,10 +556,6 @@ def cmd_process(args) -> int:
         finally:
             for one in segs:
                 one.close()
-    finally:
-        streams.on_broken(old_hook)
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
     if interrupted:
         return 130
     if failed and not batch:
@@ -663,8 +644,6 @@ def live_config(args):
 
 
 def cmd_live(args) -> int:
-    import signal
-
     from . import preflight
     from .pipeline import LivePipeline
 
@@ -673,24 +652,6 @@ def cmd_live(args) -> int:
         log.warning("%s", note)
     pipeline = LivePipeline(plan.cfg)
     interactive = sys.stderr.isatty()
-
-    signals = [0]
-
-    def on_signal(signum, frame):
-        # The first signal stops the pipeline cleanly (the recording finalized), once it
-        # has started; a second one, while it still starts (a model download) or is
-        # stopping, stops at once.
-        signals[0] += 1
-        if signals[0] > 1 or not pipeline.started.is_set():
-            # Still starting (a model download, a camera opening): nothing is flowing yet, so
-            # stop at once; what was opened is closed as the set-up unwinds (exit 130).
-            _interrupt(signum, frame)
-            signals[0] -= 1  # put off (an import was running): the same signal comes again
-            return
-        pipeline.stop()
-
-    old = {sig: signal.signal(sig, on_signal) for sig in stop_signals()}
-    old_hook = streams.on_broken(pipeline.stop)  # a closed stderr stops it like Ctrl-C
 
     def on_status(line: str) -> None:
         if args.quiet:
@@ -701,11 +662,11 @@ def cmd_live(args) -> int:
             log.info("%s", line)
 
     try:
-        stats = pipeline.run(on_status=on_status)
+        # Still starting (a model download, a camera opening): nothing is flowing yet, so the
+        # first signal stops at once; what was opened is closed as the set-up unwinds (exit 130).
+        with _stop_on_signals(pipeline.stop, ready=pipeline.started.is_set):
+            stats = pipeline.run(on_status=on_status)
     finally:
-        streams.on_broken(old_hook)
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
         if interactive and not args.quiet:
             print(file=sys.stderr)
     snap = stats.snapshot()
@@ -755,6 +716,36 @@ def stop_signals() -> tuple:
     if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
         sigs += (hup,)
     return sigs
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: Callable[[], None], ready: Callable[[], bool]):
+    """While the block runs, SIGINT, SIGTERM and SIGHUP (``stop_signals``) stop it in two steps,
+    for the live filter and ``vbg process`` alike: the first calls ``stop`` (finish cleanly: the
+    recording or the partial file finalized) once ``ready()``, and before that stops at once;
+    a second one, of any kind, stops at once, as a KeyboardInterrupt (``_interrupt``), so that
+    what was opened is still closed and a temporary output removed (SIG_DFL would leave it
+    behind). A closed stdout or stderr (``| head``) calls ``stop`` like the first signal."""
+    import signal
+
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        if stopping or not ready():
+            _interrupt(signum, frame)
+            return  # put off (an import was running): the same signal comes again
+        stopping = True
+        stop()
+
+    old = {sig: signal.signal(sig, on_signal) for sig in stop_signals()}
+    old_hook = streams.on_broken(stop)
+    try:
+        yield
+    finally:
+        streams.on_broken(old_hook)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _importing(frame) -> bool:
