@@ -162,9 +162,9 @@ class KeepSink(SinkBase):
 class _Observed(LivePipeline):
     """The pipeline as it is, with its two hand-over slots visible to the driver."""
 
-    def _render_loop(self, frames, to_model, *rest):
-        self.frame_slot, self.model_slot = frames, to_model
-        return super()._render_loop(frames, to_model, *rest)
+    def _render_loop(self, st):
+        self.frame_slot, self.model_slot = st.frames, st.to_model
+        return super()._render_loop(st)
 
 
 class Lockstep:

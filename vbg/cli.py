@@ -18,6 +18,8 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__, streams
@@ -442,19 +444,29 @@ def process_config(args, found: list[VbgError] | None = None):
     return cfg
 
 
-def cmd_process(args) -> int:
-    import signal
+@dataclass(frozen=True)
+class _ProcessPlan:
+    """vbg process once its start-up checks passed."""
 
-    from .config import problems as config_problems
-    from .errors import InputError, OutputError
-    from .inference import create_segmenter
-    from .media.encode import output_format
-    from .offline.process import FileProcessor
-    from .progress import Progress
+    cfg: object  # ProcessConfig, its model settled
+    inputs: list  # Path or URL per input
+    planned: list  # (output path, is a PNG sequence) per input
+    batch: bool  # several inputs, or a pattern: the exit code is 1 when any failed
+    workers: int | None  # None: --workers auto
+
+
+def _check_process(args) -> _ProcessPlan:
+    """Every cheap check of vbg process first, all reported at once (``Problems``): nothing is
+    loaded or encoded before."""
+    from dataclasses import replace
 
     from . import preflight
+    from .config import problems as config_problems
+    from .errors import InputError
+    from .media.encode import encoder_for, output_format
+    from .media.open import is_url, special_file
+    from .offline.workers import parse_workers
 
-    # Every cheap check first, all reported at once: nothing is loaded or encoded before.
     size_problem: list[VbgError] = []
     cfg = process_config(args, size_problem)  # a bad config file: its error alone, at once
     bg = cfg.background
@@ -464,9 +476,6 @@ def cmd_process(args) -> int:
     mode = cfg.mode
     planned = preflight.collect(found, _process_targets, inputs, Path(args.output), args.format, mode == "rgba",
                                  batch, args.output) or []
-    targets = [t for t, _ in planned]
-    from .media.open import is_url, special_file
-
     for src in inputs:
         if not is_url(src) and not src.is_file():
             kind = special_file(src)
@@ -476,21 +485,15 @@ def cmd_process(args) -> int:
         preflight.collect(found, _check_process_target, dst, sequence, [*inputs, bg.background], args.overwrite)
     for dst in {t.suffix.lower(): t for t, seq in planned if not seq}.values():  # a batch shares one format
         preflight.collect(found, output_format, dst, mode)
-    from .media.encode import encoder_for
-
     one_per_format = {(t.suffix.lower(), seq): (t, seq) for t, seq in planned}.values()
     encoders = [preflight.collect(found, encoder_for, dst, mode, cfg.encoder, cfg.model.gpu, sequence=seq)
                 for dst, seq in one_per_format]  # NVENC probed once
     encoder = next((e for e in encoders if e is not None), None)  # None: no H.264 output
     found += config_problems(cfg)
     preflight.collect(found, preflight.check_background, bg.background)
-    from dataclasses import replace
-
     found += size_problem
     seg_cfg = None if size_problem else cfg.model
     preflight.collect(found, preflight.check_gpu_index, cfg.model.gpu)
-    from .offline.workers import parse_workers
-
     workers = preflight.collect(found, parse_workers, args.workers, seg_cfg) if seg_cfg else None
     notes: list[str] = []
     if seg_cfg is not None:
@@ -501,99 +504,106 @@ def cmd_process(args) -> int:
         log.warning("%s", note)
     if encoder is not None:
         log.info("%s", encoder.describe())
-    cfg = replace(cfg, model=seg_cfg)
-    pmode = "json" if args.json else "quiet" if args.quiet else "bar"
-    stream = sys.stdout if args.json else sys.stderr
-    failed = 0
-    last_code = 1
-    interrupted = False
-    state: dict = {"proc": None}
-
-    def on_signal(signum, frame):
-        # Before any file is open there is nothing to finish: stop now (exit 130).
-        # Once one is, finish the frames in flight and keep a playable partial
-        # file; a second signal stops at once, as an exception, so that the
-        # temporary output is still removed (SIG_DFL would leave it behind).
-        if state["proc"] is None:
-            _interrupt(signum, frame)
-            return  # put off (an import was running): the same signal comes again
-        state["proc"].stop.set()
-        for sig in stop_signals():  # a second signal of any kind
-            signal.signal(sig, _interrupt)
-
     if workers is not None and workers > 1 and seg_cfg.threads is None:
         seg_cfg = replace(seg_cfg, threads=max(1, (os.cpu_count() or 1) // workers))
-        cfg = replace(cfg, model=seg_cfg)
+    return _ProcessPlan(replace(cfg, model=seg_cfg), inputs, planned, batch, workers)
 
-    def on_broken():  # stdout or stderr closed (| head): stop like the first Ctrl-C
-        if state["proc"] is not None:
-            state["proc"].stop.set()
 
-    old = {sig: signal.signal(sig, on_signal) for sig in stop_signals()}
-    old_hook = streams.on_broken(on_broken)
+def _open_segmenters(plan: _ProcessPlan, segs: list) -> None:
+    """One segmenter per worker (``--workers auto``: as many as were measured best), appended
+    to the caller's ``segs`` as each opens, so the caller closes those open when a later one fails.
+    Two or more CPU sessions of one model share one copy of its weights."""
+    from .inference import create_segmenter
+    from .inference.onnx_backend import weights_shared
+    from .models.hub import cache_dir
+
+    seg_cfg = plan.cfg.model
+    why = ""
+    if plan.workers is None:
+        segs[:], why = _auto_workers(seg_cfg, plan.cfg, plan.inputs[0])
+        seg = segs[0]
+    else:
+        with weights_shared(cache_dir()) if plan.workers > 1 else contextlib.nullcontext():
+            seg = create_segmenter(seg_cfg)
+            segs.append(seg)
+            for _ in range(plan.workers - 1):
+                segs.append(create_segmenter(seg_cfg, seg.source))
+    log.info("model %s on %s, %d worker(s) of %s thread(s)%s", seg.source.label, ", ".join(seg.providers),
+             len(segs), getattr(seg, "threads", None) or "all", why)
+
+
+def cmd_process(args) -> int:
+    from .offline.process import FileProcessor
+
+    plan = _check_process(args)
+    proc = None
+
+    def stop() -> None:  # finish the frames in flight, keep a playable partial file
+        if proc is not None:
+            proc.stop.set()
+
+    # Before any file is open there is nothing to finish: the first signal stops at once.
     segs: list = []
-    try:
-        why = ""
-        if workers is None:
-            segs[:], why = _auto_workers(seg_cfg, cfg, inputs[0])
-            seg = segs[0]
-        else:
-            from .inference.onnx_backend import weights_shared
-            from .models.hub import cache_dir
-
-            with weights_shared(cache_dir()) if workers > 1 else contextlib.nullcontext():
-                seg = create_segmenter(seg_cfg)
-                segs.append(seg)
-                for _ in range(workers - 1):
-                    segs.append(create_segmenter(seg_cfg, seg.source))
-        log.info("model %s on %s, %d worker(s) of %s thread(s)%s", seg.source.label, ", ".join(seg.providers),
-                 len(segs), getattr(seg, "threads", None) or "all", why)
-        proc = state["proc"] = FileProcessor(cfg, *segs)
+    with _stop_on_signals(stop, ready=lambda: proc is not None):
         try:
-            for src, (dst, sequence) in zip(inputs, planned):
-                if streams.broken():
-                    interrupted = True
-                    break
-                progress = Progress(str(src), None, mode=pmode, stream=stream)
-                if dst.exists() and not args.overwrite:
-                    msg = f"{dst} already exists: pass --overwrite to replace it, or choose another -o"
-                    progress.fail(msg)
-                    _error(f"{src}: {msg}")
-                    failed += 1
-                    last_code = OutputError.exit_code
-                    continue
-                try:
-                    res = proc.process(src, dst, progress, sequence=sequence, overwrite=args.overwrite)
-                except VbgError as e:
-                    progress.fail(str(e))
-                    # the input is named once (the reader's own messages start with it)
-                    _error(str(e) if str(e).startswith(f"{src}:") else f"{src}: {e}")
-                    failed += 1
-                    last_code = e.exit_code
-                    continue
-                for w in res.warnings:
-                    log.info("%s: %s", src, w)
-                progress.done = res.frames
-                summary = (f"{src} -> {res.output}: {res.frames} frames in {res.seconds:.1f} s "
-                           f"({res.fps:.1f} fps, model {res.infer_ms_p50:.0f} ms/frame)")
-                if res.interrupted:
-                    summary = f"interrupted: {summary} (a playable partial file)"
-                progress.finish(summary, output=res.output, interrupted=res.interrupted)
-                if res.interrupted:
-                    interrupted = True
-                    break
+            _open_segmenters(plan, segs)
+            proc = FileProcessor(plan.cfg, *segs)
+            rc = _process_files(proc, plan, args)
         finally:
             for one in segs:
                 one.close()
-    finally:
-        streams.on_broken(old_hook)
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    if interrupted:
-        return 130
-    if failed and not batch:
+    return rc
+
+
+_INTERRUPTED = 130
+
+
+def _process_files(proc, plan: _ProcessPlan, args) -> int:
+    """Each input in turn (a failed one reported, the next one started); the exit code."""
+    failed = 0
+    last_code = 1
+    for src, (dst, sequence) in zip(plan.inputs, plan.planned):
+        if streams.broken():
+            return _INTERRUPTED
+        code = _process_file(proc, src, dst, sequence, args)
+        if code == _INTERRUPTED:
+            return code
+        if code:
+            failed += 1
+            last_code = code
+    if failed and not plan.batch:
         return last_code  # one input: the exit code says why it failed
     return 1 if failed else 0
+
+
+def _process_file(proc, src, dst: Path, sequence: bool, args) -> int:
+    """One input to its output, with its progress line: 0, the failure's exit code, or 130 (interrupted)."""
+    from .errors import OutputError
+    from .progress import Progress
+
+    pmode = "json" if args.json else "quiet" if args.quiet else "bar"
+    progress = Progress(str(src), None, mode=pmode, stream=sys.stdout if args.json else sys.stderr)
+    if dst.exists() and not args.overwrite:
+        msg = f"{dst} already exists: pass --overwrite to replace it, or choose another -o"
+        progress.fail(msg)
+        _error(f"{src}: {msg}")
+        return OutputError.exit_code
+    try:
+        res = proc.process(src, dst, progress, sequence=sequence, overwrite=args.overwrite)
+    except VbgError as e:
+        progress.fail(str(e))
+        # the input is named once (the reader's own messages start with it)
+        _error(str(e) if str(e).startswith(f"{src}:") else f"{src}: {e}")
+        return e.exit_code
+    for w in res.warnings:
+        log.info("%s: %s", src, w)
+    progress.done = res.frames
+    summary = (f"{src} -> {res.output}: {res.frames} frames in {res.seconds:.1f} s "
+               f"({res.fps:.1f} fps, model {res.infer_ms_p50:.0f} ms/frame)")
+    if res.interrupted:
+        summary = f"interrupted: {summary} (a playable partial file)"
+    progress.finish(summary, output=res.output, interrupted=res.interrupted)
+    return _INTERRUPTED if res.interrupted else 0
 
 
 def cmd_models(args) -> int:
@@ -677,8 +687,6 @@ def live_config(args):
 
 
 def cmd_live(args) -> int:
-    import signal
-
     from . import preflight
     from .pipeline import LivePipeline
 
@@ -687,24 +695,6 @@ def cmd_live(args) -> int:
         log.warning("%s", note)
     pipeline = LivePipeline(plan.cfg)
     interactive = sys.stderr.isatty()
-
-    signals = [0]
-
-    def on_signal(signum, frame):
-        # The first signal stops the pipeline cleanly (the recording finalized), once it
-        # has started; a second one, while it still starts (a model download) or is
-        # stopping, stops at once.
-        signals[0] += 1
-        if signals[0] > 1 or not pipeline.started.is_set():
-            # Still starting (a model download, a camera opening): nothing is flowing yet, so
-            # stop at once; what was opened is closed as the set-up unwinds (exit 130).
-            _interrupt(signum, frame)
-            signals[0] -= 1  # put off (an import was running): the same signal comes again
-            return
-        pipeline.stop()
-
-    old = {sig: signal.signal(sig, on_signal) for sig in stop_signals()}
-    old_hook = streams.on_broken(pipeline.stop)  # a closed stderr stops it like Ctrl-C
 
     def on_status(line: str) -> None:
         if args.quiet:
@@ -715,11 +705,11 @@ def cmd_live(args) -> int:
             log.info("%s", line)
 
     try:
-        stats = pipeline.run(on_status=on_status)
+        # Still starting (a model download, a camera opening): nothing is flowing yet, so the
+        # first signal stops at once; what was opened is closed as the set-up unwinds (exit 130).
+        with _stop_on_signals(pipeline.stop, ready=pipeline.started.is_set):
+            stats = pipeline.run(on_status=on_status)
     finally:
-        streams.on_broken(old_hook)
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
         if interactive and not args.quiet:
             print(file=sys.stderr)
     snap = stats.snapshot()
@@ -769,6 +759,36 @@ def stop_signals() -> tuple:
     if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
         sigs += (hup,)
     return sigs
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: Callable[[], None], ready: Callable[[], bool]):
+    """While the block runs, SIGINT, SIGTERM and SIGHUP (``stop_signals``) stop it in two steps,
+    for the live filter and ``vbg process`` alike: the first calls ``stop`` (finish cleanly: the
+    recording or the partial file finalized) once ``ready()``, and before that stops at once;
+    a second one, of any kind, stops at once, as a KeyboardInterrupt (``_interrupt``), so that
+    what was opened is still closed and a temporary output removed (SIG_DFL would leave it
+    behind). A closed stdout or stderr (``| head``) calls ``stop`` like the first signal."""
+    import signal
+
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        if stopping or not ready():
+            _interrupt(signum, frame)
+            return  # put off (an import was running): the same signal comes again
+        stopping = True
+        stop()
+
+    old = {sig: signal.signal(sig, on_signal) for sig in stop_signals()}
+    old_hook = streams.on_broken(stop)
+    try:
+        yield
+    finally:
+        streams.on_broken(old_hook)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _importing(frame) -> bool:

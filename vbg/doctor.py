@@ -470,7 +470,21 @@ def check_virtual_camera(sys_root: str = "/sys", dev_root: str = "/dev", system:
                             RELOAD_LOOPBACK))
     elif caps:
         checks.append(Check("exclusive_caps", OK, "on (browsers and call apps list the device)"))
-    free, problems = [], []
+    free, problems = _check_nodes(numbers, dev_root, users)
+    if free:
+        checks.append(Check("virtual camera", OK, f"{', '.join(free)} writable"))
+    checks.extend(problems)
+    if not free and not any(c.status == FAIL for c in problems):
+        checks.append(Check("virtual camera", FAIL, "no usable virtual camera device",
+                            RELOAD_LOOPBACK))
+    return checks
+
+
+def _check_nodes(numbers: list[int], dev_root: str, users) -> tuple[list[str], list[Check]]:
+    """The loopback devices ``/dev/videoN`` one by one: the writable paths, and what is wrong with the others
+    (or, as a warning, who holds one)."""
+    free: list[str] = []
+    problems: list[Check] = []
     for n in numbers:
         path = f"{dev_root}/video{n}"
         if not os.path.exists(path):
@@ -489,13 +503,7 @@ def check_virtual_camera(sys_root: str = "/sys", dev_root: str = "/dev", system:
             problems.append(Check("virtual camera", WARN, f"{path} is open in {who}: a second writer is refused",
                                   "close the other program if it sends video to it (another vbg, OBS)"))
         free.append(path)
-    if free:
-        checks.append(Check("virtual camera", OK, f"{', '.join(free)} writable"))
-    checks.extend(problems)
-    if not free and not any(c.status == FAIL for c in problems):
-        checks.append(Check("virtual camera", FAIL, "no usable virtual camera device",
-                            RELOAD_LOOPBACK))
-    return checks
+    return free, problems
 
 
 def _check_other_vcam(system: str) -> list[Check]:

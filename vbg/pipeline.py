@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,22 @@ class _Aligner:
                 return None
 
 
+@dataclass(eq=False)
+class _Stages:
+    """What one live run opened for its threads: the hand-over slots and the render thread's stages."""
+
+    frames: LatestSlot[Frame]  # capture -> render
+    to_model: LatestSlot[Frame]  # render -> inference
+    masks: _MaskBox  # inference -> render
+    seg: object
+    governor: object  # SkipGovernor: driven by the render thread alone
+    tracker: object  # MaskTracker
+    compositor: object
+    keys: object | None  # PreviewKeys, with --preview
+    hw: tuple[int, int]
+    fps: float
+
+
 class LivePipeline:
     def __init__(self, cfg: LiveConfig, *, clock: Clock | None = None, segmenter=None,
                  sinks: list | None = None, source=None, reopen=None) -> None:
@@ -190,10 +207,7 @@ class LivePipeline:
 
     def run(self, on_status=None, status_interval: float = 1.0, on_tick=None) -> LiveStats:
         """Run until --frames/--duration, end of a file source, stop(), or an error."""
-        from .capture import CaptureWorker
-        from .inference import create_segmenter
-        from .inference.scheduler import SkipGovernor, parse_skip
-        from .inference.tracker import MaskTracker
+        from .inference.scheduler import parse_skip
 
         cfg = self.cfg
         skip = parse_skip(cfg.temporal.skip)
@@ -204,99 +218,114 @@ class LivePipeline:
 
             precheck(cfg.output.vcam_device, cfg.output.vcam_backend)
         with contextlib.ExitStack() as stack:
-            source = self._source or self._open_source()
-            stack.callback(source.close)
-            w, h, fps = source.width, source.height, source.fps
-            reopen = self._reopen or (self._open_source if source.live else None)
-            before = priority.thread_ids()
-            seg = self._segmenter or create_segmenter(cfg.model)
-            stack.callback(seg.close)
-            if cfg.model.device == "cpu" or seg.providers[:1] == ["CPUExecutionProvider"]:
-                # The model's pool threads (made by the session just opened) run in the render
-                # thread's gaps; the inference thread lowers its own priority when it starts.
-                self._model_threads = priority.thread_ids() - before
-                priority.lower(self._model_threads)
-            else:
-                self._model_threads = None
-            self.stats.providers = list(seg.providers)
-            mask_hw = seg.input_size((h, w))
-            log.info("source %dx%d at %.2f fps; model %s at %dx%d on %s", w, h, fps, seg.source.label,
-                     mask_hw[0], mask_hw[1], ", ".join(seg.providers))
-
-            from .compositing import background_from_options
-
-            b = cfg.background
-            background = background_from_options(b.background, b.color, b.blur, live=True, clock=self.clock)
-            stack.callback(background.close)  # the compositor closes it too; close() is idempotent
-            from .compositing import Compositor
-
-            b = cfg.background
-            compositor = Compositor((h, w), background, feather=b.feather, threshold=b.threshold, mirror=b.mirror)
-            self.sinks = self._open_sinks(stack, w, h, fps)
-
-            frames: LatestSlot[Frame] = LatestSlot()
-            to_model: LatestSlot[Frame] = LatestSlot()
-            masks = _MaskBox()
-            max_frames = cfg.output.frames
-            self.capture = CaptureWorker(source, frames, reopen=reopen, clock=self.clock, max_frames=max_frames)
-            governor = SkipGovernor(skip, 1.0 / fps)
-            tracker = MaskTracker((h, w), mask_hw, smoothing=cfg.temporal.smoothing, upsample=cfg.temporal.upsample)
-            keys = None
-            if cfg.output.preview:
-                from .sinks.preview import PreviewKeys
-
-                keys = PreviewKeys(compositor.background, (h, w), on_quit=self.stop)
-                stack.callback(keys.close)  # its backgrounds: after the render thread is joined
-
-            stack.callback(self._join_all)
-            stack.callback(to_model.close)
-            stack.callback(self.stop)
-            self._spawn(lambda: self._infer_loop(seg, to_model, masks), "vbg-infer")
-            self._spawn(lambda: self._render_loop(frames, to_model, masks, governor, tracker, compositor, keys,
-                                                  (h, w)),
-                        "vbg-render",
-                        stop_when_done=True)  # the render loop ends when the source does
-            self.capture.start()
-            stack.callback(self.capture.join, 5.0)
-            stack.callback(self.capture.stop)
-            preview = self._open_preview(stack, w, h, fps, keys) if keys is not None else None
+            st = self._open_stages(stack, skip)
+            preview = self._start_workers(stack, st)
             self.started.set()
-            t_start = self.clock.now()
-            next_status = t_start + status_interval
-            deadline = t_start + cfg.output.duration if cfg.output.duration else None
-            shown = None
             try:
-                while not self._stop.is_set():
-                    self._stop.wait(0.05)
-                    now = self.clock.now()
-                    if deadline is not None and now >= deadline:
-                        break
-                    if preview is not None:
-                        latest = self.latest
-                        if latest is not None and latest is not shown:
-                            preview.send(latest)
-                            shown = latest
-                        else:
-                            preview.poll()
-                    if on_tick is not None:
-                        on_tick(self)
-                    if on_status is not None and now >= next_status:
-                        on_status(self.stats.status_line(" | camera lost" if self.capture.lost else ""))
-                        next_status = now + status_interval
-                    for sink in self.sinks:
-                        try:
-                            sink.check()  # a sink's own thread failed: stop with its reason
-                        except VbgError as e:
-                            self._fail(e)
+                self._supervise(preview, on_status, status_interval, on_tick)
             finally:
                 self.stop()
                 self.capture.stop()
-                self.stats.dropped = frames.drops
+                self.stats.dropped = st.frames.drops
             if self.capture.error is not None:
                 self._errors.insert(0, self.capture.error)
         if self._errors:
             raise self._errors[0]
         return self.stats
+
+    def _open_model(self, stack: contextlib.ExitStack):
+        """The segmenter (a CPU model's pool threads lowered in priority)."""
+        from .inference import create_segmenter
+
+        before = priority.thread_ids()
+        seg = self._segmenter or create_segmenter(self.cfg.model)
+        stack.callback(seg.close)
+        if self.cfg.model.device == "cpu" or seg.providers[:1] == ["CPUExecutionProvider"]:
+            # The model's pool threads (made by the session just opened) run in the render
+            # thread's gaps; the inference thread lowers its own priority when it starts.
+            self._model_threads = priority.thread_ids() - before
+            priority.lower(self._model_threads)
+        else:
+            self._model_threads = None
+        self.stats.providers = list(seg.providers)
+        return seg
+
+    def _open_stages(self, stack: contextlib.ExitStack, skip) -> _Stages:
+        """Open the source, the model, the background, the compositor and the sinks, each
+        closed by ``stack``; the capture worker is made, not started."""
+        from .capture import CaptureWorker
+        from .compositing import Compositor, background_from_options
+        from .inference.scheduler import SkipGovernor
+        from .inference.tracker import MaskTracker
+
+        cfg = self.cfg
+        source = self._source or self._open_source()
+        stack.callback(source.close)
+        w, h, fps = source.width, source.height, source.fps
+        reopen = self._reopen or (self._open_source if source.live else None)
+        seg = self._open_model(stack)
+        mask_hw = seg.input_size((h, w))
+        log.info("source %dx%d at %.2f fps; model %s at %dx%d on %s", w, h, fps, seg.source.label,
+                 mask_hw[0], mask_hw[1], ", ".join(seg.providers))
+        b = cfg.background
+        background = background_from_options(b.background, b.color, b.blur, live=True, clock=self.clock)
+        stack.callback(background.close)  # the compositor closes it too; close() is idempotent
+        compositor = Compositor((h, w), background, feather=b.feather, threshold=b.threshold, mirror=b.mirror)
+        self.sinks = self._open_sinks(stack, w, h, fps)
+        st = _Stages(LatestSlot(), LatestSlot(), _MaskBox(), seg, SkipGovernor(skip, 1.0 / fps),
+                     MaskTracker((h, w), mask_hw, smoothing=cfg.temporal.smoothing, upsample=cfg.temporal.upsample),
+                     compositor, None, (h, w), fps)
+        self.capture = CaptureWorker(source, st.frames, reopen=reopen, clock=self.clock, max_frames=cfg.output.frames)
+        if cfg.output.preview:
+            from .sinks.preview import PreviewKeys
+
+            st.keys = PreviewKeys(compositor.background, (h, w), on_quit=self.stop)
+            stack.callback(st.keys.close)  # its backgrounds: after the render thread is joined
+        return st
+
+    def _start_workers(self, stack: contextlib.ExitStack, st: _Stages):
+        """Start the inference, render and capture threads (stopped and joined by ``stack``);
+        the preview window, if any, on this thread."""
+        stack.callback(self._join_all)
+        stack.callback(st.to_model.close)
+        stack.callback(self.stop)
+        self._spawn(lambda: self._infer_loop(st.seg, st.to_model, st.masks), "vbg-infer")
+        self._spawn(lambda: self._render_loop(st), "vbg-render",
+                    stop_when_done=True)  # the render loop ends when the source does
+        self.capture.start()
+        stack.callback(self.capture.join, 5.0)
+        stack.callback(self.capture.stop)
+        h, w = st.hw
+        return self._open_preview(stack, w, h, st.fps, st.keys) if st.keys is not None else None
+
+    def _supervise(self, preview, on_status, status_interval: float, on_tick) -> None:
+        """Until stop() or --duration: the preview window, the status line, the sinks' health."""
+        t_start = self.clock.now()
+        next_status = t_start + status_interval
+        deadline = t_start + self.cfg.output.duration if self.cfg.output.duration else None
+        shown = None
+        while not self._stop.is_set():
+            self._stop.wait(0.05)
+            now = self.clock.now()
+            if deadline is not None and now >= deadline:
+                break
+            if preview is not None:
+                latest = self.latest
+                if latest is not None and latest is not shown:
+                    preview.send(latest)
+                    shown = latest
+                else:
+                    preview.poll()
+            if on_tick is not None:
+                on_tick(self)
+            if on_status is not None and now >= next_status:
+                on_status(self.stats.status_line(" | camera lost" if self.capture.lost else ""))
+                next_status = now + status_interval
+            for sink in self.sinks:
+                try:
+                    sink.check()  # a sink's own thread failed: stop with its reason
+                except VbgError as e:
+                    self._fail(e)
 
     def _open_preview(self, stack: contextlib.ExitStack, w: int, h: int, fps: float, keys):
         """The preview window lives on the calling (main) thread; its keys go to ``keys``."""
@@ -360,20 +389,20 @@ class LivePipeline:
             self.stats.infer_ms.add(ms)
             self.stats.infer_runs += 1
 
-    def _render_loop(self, frames, to_model, masks, governor, tracker, compositor, keys, hw) -> None:
-        h, w = hw
+    def _render_loop(self, st: _Stages) -> None:
+        h, w = st.hw
         ring = [np.empty((h, w, 3), np.uint8) for _ in range(OUT_RING)]
         zero_alpha = np.zeros((h, w), np.uint8)
         last_out: Composite | None = None
         lost_base: np.ndarray | None = None  # the last real picture, kept while the camera is gone
         n = 0
         effect_on = True  # the preview's space bar turns the effect off and on
-        model_time = _ModelTime(governor)
-        align = (_Aligner(frames, to_model, masks, governor, model_time, self.clock)
+        model_time = _ModelTime(st.governor)
+        align = (_Aligner(st.frames, st.to_model, st.masks, st.governor, model_time, self.clock)
                  if self.cfg.temporal.align else None)
         while not self._stop.is_set():
             try:
-                frame = align.next() if align is not None else frames.get(timeout=0.1)
+                frame = align.next() if align is not None else st.frames.get(timeout=0.1)
             except Closed:
                 return
             if frame is None:
@@ -386,51 +415,61 @@ class LivePipeline:
             lost_base = None
             t0 = time.perf_counter()
             self.stats.capture_times.add(frame.t_capture)
-            wait_s = 0.0
-            if align is None:  # (with --align, frames went to the model on arrival: the mask is due)
-                model_time.see(masks.get())  # the masks in so far count before this frame is scheduled
-                if governor.should_run(frame.seq):
-                    to_model.put(frame)
-                    # A model that answers within a fraction of the frame interval is worth
-                    # waiting for: the mask is then exact for this frame instead of carried
-                    # along from the last one. A slow one is never waited for.
-                    expected = governor.infer_ms
-                    if expected is not None and expected <= FRESH_WAIT_MS:
-                        wait_s = min(expected * 1.5 + 2.0, FRESH_WAIT_MS) / 1000.0
+            # (with --align, frames went to the model on arrival: the mask is due)
+            wait_s = self._schedule(frame, st, model_time) if align is None else 0.0
             if wait_s:
                 tw = time.perf_counter()
-                m = masks.wait_for(frame.seq, wait_s)
+                m = st.masks.wait_for(frame.seq, wait_s)
                 t0 += time.perf_counter() - tw  # render time counts work, not waiting for the model
             else:
-                m = masks.get()
+                m = st.masks.get()
             model_time.see(m)
-            alpha_u8, fresh = tracker.update(frame.image, frame.seq, m)
+            alpha_u8, fresh = st.tracker.update(frame.image, frame.seq, m)
             if alpha_u8 is None:
                 alpha_u8 = zero_alpha  # no mask yet: only the background, never the room
-            m_used = tracker.mask
-            out = ring[n % OUT_RING]
-            view = keys.take() if keys is not None else None
+            view = st.keys.take() if st.keys is not None else None
             if view is not None:
                 effect_on = view.effect
-                compositor.background = view.background
-            if effect_on:
-                compositor.compose(frame.image, alpha_u8, out=out)
-            else:
-                np.copyto(out, frame.image)
-            comp = Composite(frame.seq, frame.t_capture, out, m_used.seq if m_used is not None else -1, fresh)
-            self._send(comp)
-            self.latest = comp
-            now = self.clock.now()
-            st = self.stats
-            st.render_ms.add((time.perf_counter() - t0) * 1000.0)
-            st.latency_ms.add((now - frame.t_capture) * 1000.0)
-            if m_used is not None:
-                st.mask_age_ms.add((now - m_used.t_capture) * 1000.0)
-            st.out_times.add(now)
-            st.out_frames += 1
-            st.fresh_frames += fresh
-            last_out = comp
+                st.compositor.background = view.background
+            last_out = self._output(frame, alpha_u8, fresh, st, ring[n % OUT_RING], effect_on, t0)
             n += 1
+
+    def _schedule(self, frame: Frame, st: _Stages, model_time: _ModelTime) -> float:
+        """Send ``frame`` to the model if the skip governor picks it; the seconds worth waiting
+        for its mask (0.0: none)."""
+        model_time.see(st.masks.get())  # the masks in so far count before this frame is scheduled
+        if not st.governor.should_run(frame.seq):
+            return 0.0
+        st.to_model.put(frame)
+        # A model that answers within a fraction of the frame interval is worth waiting for:
+        # the mask is then exact for this frame instead of carried along from the last one. A
+        # slow one is never waited for.
+        expected = st.governor.infer_ms
+        if expected is not None and expected <= FRESH_WAIT_MS:
+            return min(expected * 1.5 + 2.0, FRESH_WAIT_MS) / 1000.0
+        return 0.0
+
+    def _output(self, frame: Frame, alpha_u8: np.ndarray, fresh: bool, st: _Stages, out: np.ndarray,
+                effect_on: bool, t0: float) -> Composite:
+        """Composite ``frame`` into ``out``, send it to the sinks, and count it."""
+        m_used = st.tracker.mask
+        if effect_on:
+            st.compositor.compose(frame.image, alpha_u8, out=out)
+        else:
+            np.copyto(out, frame.image)
+        comp = Composite(frame.seq, frame.t_capture, out, m_used.seq if m_used is not None else -1, fresh)
+        self._send(comp)
+        self.latest = comp
+        now = self.clock.now()
+        stats = self.stats
+        stats.render_ms.add((time.perf_counter() - t0) * 1000.0)
+        stats.latency_ms.add((now - frame.t_capture) * 1000.0)
+        if m_used is not None:
+            stats.mask_age_ms.add((now - m_used.t_capture) * 1000.0)
+        stats.out_times.add(now)
+        stats.out_frames += 1
+        stats.fresh_frames += fresh
+        return comp
 
     def _send(self, comp: Composite) -> None:
         for sink in self.sinks:

@@ -101,6 +101,17 @@ def _median3(a: np.ndarray, b: np.ndarray, c: np.ndarray, out: np.ndarray, tmp: 
     return out
 
 
+def _check_extras(shape: tuple, motion: np.ndarray | None, flow: np.ndarray | None,
+                  change: np.ndarray | None) -> None:
+    """``TemporalSmoother.update``'s optional inputs against the mask's ``shape``."""
+    if motion is not None and motion.shape != shape:
+        raise ValueError(f"motion must match alpha's shape {shape}, got {motion.shape}")
+    if flow is not None and flow.shape != (*shape, 2):
+        raise ValueError(f"flow must be {shape[0]} x {shape[1]} x 2, got {flow.shape}")
+    if change is not None and (change.shape != shape or change.dtype != np.uint8):
+        raise ValueError(f"change must be a {shape[0]} x {shape[1]} uint8 mask, got {change.shape} {change.dtype}")
+
+
 class TemporalSmoother:
     """``update(alpha, motion=None, flow=None) -> alpha``; state kept between calls until ``reset()``.
 
@@ -176,12 +187,7 @@ class TemporalSmoother:
                 f"alpha is {alpha.shape[0]} x {alpha.shape[1]} but the smoother holds "
                 f"{self._hw[0]} x {self._hw[1]}: call reset() when the mask size changes"
             )
-        if motion is not None and motion.shape != alpha.shape:
-            raise ValueError(f"motion must match alpha's shape {alpha.shape}, got {motion.shape}")
-        if flow is not None and flow.shape != (*alpha.shape, 2):
-            raise ValueError(f"flow must be {alpha.shape[0]} x {alpha.shape[1]} x 2, got {flow.shape}")
-        if change is not None and (change.shape != alpha.shape or change.dtype != np.uint8):
-            raise ValueError(f"change must be a {alpha.shape[0]} x {alpha.shape[1]} uint8 mask, got {change.shape} {change.dtype}")
+        _check_extras(alpha.shape, motion, flow, change)
         state, d, w = self._state, self._d, self._w
         if not self._primed or self._base >= 1.0:
             np.copyto(state, alpha)

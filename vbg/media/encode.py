@@ -263,6 +263,13 @@ class AvFile:
         except (av.FFmpegError, OSError) as e:
             self._new.discard()
             raise OutputError(f"{path}: cannot write there ({one_line(e)}): choose a folder you can write to") from e
+        self._open_streams(fmt, codec, info, quality, audio_from, threads, warnings, lookahead)
+
+    def _open_streams(self, fmt: Container, codec: Codec, info: VideoInfo, quality: str,
+                      audio_from: str | Path | None, threads: int, warnings: list[str], lookahead: int | None) -> None:
+        """The video stream (and the audio, if any) in the open container, codecs opened; on any
+        failure (an interrupt too) the container is closed and the temporary file goes."""
+        path = self.path
         try:
             options = dict(codec.options[quality])
             name = {"libx264": "rc-lookahead", "libvpx-vp9": "lag-in-frames"}.get(codec.codec)

@@ -23,7 +23,6 @@ composited (or written as alpha / matte).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -161,36 +160,107 @@ class _Stage(threading.Thread):
                 self._halt.set()
 
 
-def _put(q: FrameQueue, item, stop: threading.Event) -> bool:
-    """Put unless stopped; False when the pipeline is stopping."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
+@dataclass(eq=False)
+class _Run:
+    """One file's run, shared by its stages: the three queues between them (each gives up once
+    ``halt`` is set) and what the stages count."""
+
+    decoded: FrameQueue
+    segmented: FrameQueue
+    encoded: FrameQueue
+    halt: threading.Event  # stop every stage: Ctrl-C or a failure
+    depth: int  # each queue's
+    workers: int  # inference workers still running: the last one to stop ends ``segmented``
+    written: int = 0  # frames the writer has written
+    infer_ms: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(cls, depth: int, workers: int) -> _Run:
+        halt = threading.Event()
+        return cls(FrameQueue(depth, halt), FrameQueue(depth, halt), FrameQueue(depth, halt), halt, depth, workers)
+
+    def worker_done(self) -> bool:
+        """One inference worker has stopped; True for the last one."""
+        with self.lock:
+            self.workers -= 1
+            return self.workers == 0
 
 
-def _end(q: FrameQueue, stop: threading.Event) -> None:
-    """End the queue; when stopping, a full queue has no reader left to end it for."""
-    while True:
-        try:
-            q.end(timeout=0.1)
-            return
-        except queue.Full:
-            if stop.is_set():
+def _read(run: _Run, open_reader, stop: threading.Event) -> None:
+    """The reader stage: every decoded frame into ``run.decoded``, then its end."""
+    try:
+        with open_reader() as reader:
+            for f in reader:
+                if stop.is_set() or not run.decoded.put(f):
+                    return
+    finally:
+        run.decoded.end()
+
+
+def _infer(run: _Run, seg) -> None:
+    """An inference stage: decoded frames to (frame, mask); the last worker ends ``run.segmented``."""
+    try:
+        while True:
+            try:
+                f = run.decoded.get()
+            except Closed:
                 return
+            ts = time.perf_counter()
+            alpha = seg.segment(f.rgb).copy()
+            run.infer_ms.append((time.perf_counter() - ts) * 1000.0)
+            if not run.segmented.put((f, alpha)):
+                return
+    finally:
+        if run.worker_done():  # the queue ends when every worker has put its last mask
+            run.segmented.end()
 
 
-def _get(q: FrameQueue, stop: threading.Event):
-    """Next item; raises Closed at the end marker or when stopping."""
+def _write(run: _Run, writer) -> None:
+    """The writer stage: each output image of ``run.encoded`` into the file."""
     while True:
         try:
-            return q.get(timeout=0.1)
-        except queue.Empty:
-            if stop.is_set():
-                raise Closed from None
+            f, image = run.encoded.get()
+        except Closed:
+            return
+        writer.write(f.index, f.pts, f.time_s, image)
+        run.written += 1
+
+
+def _join(stages: list[_Stage]) -> None:
+    """Join every stage; the first one's error is raised."""
+    for s in stages:
+        s.join(10.0)
+    errors = [s.error for s in stages if s.error is not None]
+    for s in stages:  # the stage is in its error's traceback: a reference cycle, which
+        s.error = None  # would keep this file's frames and queues until the collector ran
+    if errors:
+        raise errors.pop(0)  # and no local of this frame holds it either
+
+
+class _InOrder:
+    """Masks back in frame order: several inference workers finish out of order, and a mask
+    waits here for its turn."""
+
+    def __init__(self, segmented: FrameQueue) -> None:
+        self._q = segmented
+        self._early: dict[int, tuple] = {}
+        self._expected = 0
+
+    def next(self) -> tuple:
+        """The next (frame, mask); Closed at the queue's end."""
+        while self._expected not in self._early:
+            item = self._q.get()
+            self._early[item[0].index] = item
+        item = self._early.pop(self._expected)
+        self._expected += 1
+        return item
+
+    def rest(self) -> tuple:
+        """What waits, in order, once the queue has ended (early, when a worker stopped on an error)."""
+        items = tuple(self._early[i] for i in sorted(self._early))
+        self._early.clear()
+        return items
 
 
 class FileProcessor:
@@ -241,84 +311,40 @@ class FileProcessor:
             f"take about {mb:.0f} MB, --memory {self.cfg.memory}){note}: lower --memory or --window "
             f"(now {self.cfg.temporal.window}), use --workers 1, or close other programs")
 
-    def _process(self, src: Path, dst: Path, progress, info, rotation: int, buffers: Buffers,
-                 sequence: bool | None, overwrite: bool) -> FileResult:
+    def _open_stages(self, h: int, w: int):
+        """The tracker and (``rgb`` mode) the compositor for ``h`` x ``w`` frames."""
         from ..compositing import Compositor, background_from_options
         from ..inference.tracker import OfflineMaskTracker
+
+        cfg = self.cfg
+        tracker = OfflineMaskTracker((h, w), self.seg.input_size((h, w)), smoothing=cfg.temporal.smoothing,
+                                     window=cfg.temporal.window, upsample=cfg.temporal.upsample)
+        compositor = None
+        if cfg.mode == "rgb":
+            b = cfg.background
+            bg = background_from_options(b.background, b.color, b.blur, live=False)
+            compositor = Compositor((h, w), bg, feather=b.feather, threshold=b.threshold, mirror=b.mirror)
+        return tracker, compositor
+
+    def _process(self, src: Path, dst: Path, progress, info, rotation: int, buffers: Buffers,
+                 sequence: bool | None, overwrite: bool) -> FileResult:
+        from functools import partial
+
         from ..media.reader import VideoReader
         from ..media.writer import VideoWriter
 
         cfg = self.cfg
         res = FileResult(str(src), str(dst), total=info.frames, buffers=buffers)
-        h, w = info.height, info.width
-        mask_hw = self.seg.input_size((h, w))
-        tracker = OfflineMaskTracker((h, w), mask_hw, smoothing=cfg.temporal.smoothing, window=cfg.temporal.window,
-                                     upsample=cfg.temporal.upsample)
-        compositor = None
-        if cfg.mode == "rgb":
-            b = cfg.background
-            bg = background_from_options(b.background, b.color, b.blur, live=False)
-            compositor = Compositor((h, w), bg, feather=cfg.background.feather,
-                                    threshold=cfg.background.threshold, mirror=cfg.background.mirror)
+        tracker, compositor = self._open_stages(info.height, info.width)
         log.debug("%dx%d frames: queues of %d, decoder threads %d, encoder threads %s, look-ahead %s: "
-                  "about %.0f MB in flight", w, h, buffers.depth, buffers.decoder_threads,
+                  "about %.0f MB in flight", info.width, info.height, buffers.depth, buffers.decoder_threads,
                   buffers.encoder_threads or "auto", "preset" if buffers.lookahead is None else buffers.lookahead,
                   buffers.bytes / 2**20)
-        decoded: FrameQueue = FrameQueue(buffers.depth)
-        segmented: FrameQueue = FrameQueue(buffers.depth)
-        encoded: FrameQueue = FrameQueue(buffers.depth)
-        halt = threading.Event()  # stop every stage: Ctrl-C or a failure
-        infer_ms: list[float] = []
+        run = _Run.open(buffers.depth, len(self.segs))
+        open_reader = partial(VideoReader, src, cancel=self.stop, rotate=rotation, threads=buffers.decoder_threads)
         t0 = time.monotonic()
         progress.total = info.frames
         progress.emit("start", output=str(dst), frames=info.frames)
-
-        def read() -> None:
-            try:
-                with VideoReader(src, cancel=self.stop, rotate=rotation, threads=buffers.decoder_threads) as reader:
-                    for f in reader:
-                        if self.stop.is_set() or not _put(decoded, f, halt):
-                            return
-            finally:
-                _end(decoded, halt)
-
-        running = [len(self.segs)]
-        running_lock = threading.Lock()
-
-        def infer(seg) -> None:
-            try:
-                while True:
-                    try:
-                        f = _get(decoded, halt)
-                    except Closed:
-                        return
-                    ts = time.perf_counter()
-                    alpha = seg.segment(f.rgb).copy()
-                    infer_ms.append((time.perf_counter() - ts) * 1000.0)
-                    if not _put(segmented, (f, alpha), halt):
-                        return
-            finally:
-                with running_lock:
-                    running[0] -= 1
-                    last = running[0] == 0
-                if last:  # the queue ends when every worker has put its last mask
-                    _end(segmented, halt)
-
-        written = [0]
-
-        def write(writer) -> None:
-            while True:
-                try:
-                    f, image = _get(encoded, halt)
-                except Closed:
-                    return
-                writer.write(f.index, f.pts, f.time_s, image)
-                written[0] += 1
-
-        # A failing worker halts the rest: the others would otherwise run through the whole file
-        # while the frame it held never comes, with every later mask waiting in memory for it.
-        stages = [_Stage(read, "vbg-read")] + [
-            _Stage(lambda seg=seg: infer(seg), f"vbg-infer{i}", halt) for i, seg in enumerate(self.segs)]
         writer = None
         try:
             with VideoWriter(dst, info, mode=cfg.mode, quality=cfg.quality, audio_from=src,
@@ -326,27 +352,7 @@ class FileProcessor:
                              threads=buffers.encoder_threads, lookahead=buffers.lookahead,
                              encoder=cfg.encoder, gpu=cfg.model.gpu) as writer:
                 res.warnings.extend(getattr(writer, "warnings", []))
-                writer_stage = _Stage(lambda: write(writer), "vbg-write", halt)
-                stages.append(writer_stage)
-                for s in stages:
-                    s.start()
-                try:
-                    self._compose(segmented, encoded, halt, tracker, compositor, progress, written, buffers.depth)
-                finally:
-                    _end(encoded, halt)
-                    writer_stage.join()
-                    halt.set()
-                    for s in stages:
-                        s.join(10.0)
-                    errors = [s.error for s in stages if s.error is not None]
-                    for s in stages:  # the stage is in its error's traceback: a reference cycle, which
-                        s.error = None  # would keep this file's frames and queues until the collector ran
-                    if errors:
-                        raise errors.pop(0)  # and no local of this frame holds it either
-                    res.frames = written[0]
-                    res.interrupted = self.stop.is_set()
-                    if res.interrupted:
-                        writer.abort()  # finalize what was written as a playable partial file
+                self._supervise(run, open_reader, writer, tracker, compositor, progress, res)
             res.output = str(writer.output_path) if writer.output_path is not None else None
         except BaseException as e:
             kept = writer is not None and writer.partial and writer.output_path is not None
@@ -357,46 +363,54 @@ class FileProcessor:
                 raise self._out_of_memory(info, buffers, e, note) from e
             raise type(e)(f"{e}{note}") from e
         finally:
-            halt.set()
+            run.halt.set()
             if compositor is not None:
                 compositor.close()
         res.seconds = time.monotonic() - t0
-        if infer_ms:
-            res.infer_ms_p50 = float(np.median(infer_ms))
+        if run.infer_ms:
+            res.infer_ms_p50 = float(np.median(run.infer_ms))
         return res
 
-    def _compose(self, segmented, encoded, halt, tracker, compositor, progress, written, depth: int) -> None:
+    def _supervise(self, run: _Run, open_reader, writer, tracker, compositor, progress, res: FileResult) -> None:
+        """Start the stages, compose on this thread, then join them all (the first error is
+        raised); an interrupted run's file is finalized as a playable partial file."""
+        # A failing worker halts the rest: the others would otherwise run through the whole file
+        # while the frame it held never comes, with every later mask waiting in memory for it.
+        stages = [_Stage(lambda: _read(run, open_reader, self.stop), "vbg-read")]
+        stages += [_Stage(lambda seg=seg: _infer(run, seg), f"vbg-infer{i}", run.halt)
+                   for i, seg in enumerate(self.segs)]
+        writer_stage = _Stage(lambda: _write(run, writer), "vbg-write", run.halt)
+        stages.append(writer_stage)
+        for s in stages:
+            s.start()
+        try:
+            self._compose(run, tracker, compositor, progress)
+        finally:
+            run.encoded.end()
+            writer_stage.join()
+            run.halt.set()
+            _join(stages)
+            res.frames = run.written
+            res.interrupted = self.stop.is_set()
+            if res.interrupted:
+                writer.abort()  # finalize what was written as a playable partial file
+
+    def _compose(self, run: _Run, tracker, compositor, progress) -> None:
         """Masks in frame order into the tracker; each frame out once its alpha is ready
         (centred smoothing needs the next k masks)."""
-        import cv2
-
-        ended = False
+        masks = _InOrder(run.segmented)
         pending: deque = deque()  # frames pushed to the tracker, not yet out
-        # Several inference workers finish out of order: masks wait here for their turn.
-        early: dict[int, tuple] = {}
-        expected = 0
         # Output images: a ring of buffers, free again once the writer has encoded them
-        # (the queue holds ``depth``, the writer one, this stage one).
+        # (the queue holds its depth, the writer one, this stage one).
         ring: list[np.ndarray] = []
         n_out = 0
-
-        def next_in_order():
-            nonlocal expected
-            while expected not in early:
-                item = _get(segmented, halt)
-                early[item[0].index] = item
-            item = early.pop(expected)
-            expected += 1
-            return item
-
+        ended = False
         while True:
             if not ended:
                 try:
-                    items = (next_in_order(),)
-                except Closed:
-                    # a worker stopped early (an error): the rest in order
-                    items = tuple(early[i] for i in sorted(early))
-                    early.clear()
+                    items = (masks.next(),)
+                except Closed:  # the end, or a worker stopped early (an error): the rest in order
+                    items = masks.rest()
                     ended = True
                 for f, a in items:
                     tracker.push(f.rgb, a)
@@ -409,25 +423,33 @@ class FileProcessor:
                 continue
             alpha = tracker.pop()
             f = pending.popleft()
-            if len(ring) < depth + 3:
-                shape = {"matte": alpha.shape, "rgba": (*alpha.shape, 4)}.get(self.cfg.mode, f.rgb.shape)
-                ring.append(np.empty(shape, np.uint8))
-            image = ring[n_out % len(ring)]
+            image = self._output(f.rgb, alpha, compositor, ring, n_out, run.depth)
             n_out += 1
-            if self.cfg.mode == "matte":
-                np.copyto(image, alpha)
-            elif self.cfg.mode == "rgba":
-                cv2.cvtColor(f.rgb, cv2.COLOR_RGB2RGBA, dst=image)
-                cv2.insertChannel(alpha, image, 3)
-            else:
-                compositor.compose(f.rgb, alpha, out=image)
             # The writer needs the frame's timing, not its pixels: the decoded image is let go
             # as soon as it is composited.
             stamp = replace(f, rgb=_NO_PIXELS)
             del f
-            if not _put(encoded, (stamp, image), halt):
+            if not run.encoded.put((stamp, image)):
                 return
-            progress.update(written[0])
+            progress.update(run.written)
+
+    def _output(self, rgb: np.ndarray, alpha: np.ndarray, compositor, ring: list, n: int, depth: int) -> np.ndarray:
+        """Output image ``n``: the composite, RGBA or matte, into the ring's next buffer."""
+        import cv2
+
+        mode = self.cfg.mode
+        if len(ring) < depth + 3:
+            shape = {"matte": alpha.shape, "rgba": (*alpha.shape, 4)}.get(mode, rgb.shape)
+            ring.append(np.empty(shape, np.uint8))
+        image = ring[n % len(ring)]
+        if mode == "matte":
+            np.copyto(image, alpha)
+        elif mode == "rgba":
+            cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA, dst=image)
+            cv2.insertChannel(alpha, image, 3)
+        else:
+            compositor.compose(rgb, alpha, out=image)
+        return image
 
 
 __all__ = ["FileProcessor", "FileResult", "ProcessConfig", "VbgError"]

@@ -192,6 +192,8 @@ def write_cache(path: Path | None, key: str, choice: Choice) -> None:
         log.debug("cannot keep the worker choice in %s: %s", path, e)
 
 
+# Long (~75 lines): one walk through the cached / short-of-memory / measured cases over the same
+# `opened` sessions; left whole while the shared-weights change edits it (issue 14).
 def open_auto(cfg, source, frame_hw: tuple[int, int], frames_bytes: int, *, cache_file: Path | None = None,
               open_segmenter=None, available: Callable[[], int | None] = available_bytes,
               rss: Callable[[], int | None] = rss_bytes, measure_one=time_one, measure_two=time_two,

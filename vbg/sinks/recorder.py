@@ -84,6 +84,28 @@ class Recorder(SinkBase):
             self._free.put(np.empty((fh * 3 // 2, fw), np.uint8))
         self._work: queue.Queue = queue.Queue()  # bounded by the buffer count
 
+        self._open_file(fmt, encoder, gpu, threads, preset, crf)
+
+        self._t0: float | None = None
+        self._last_pts = -1
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._received = 0
+        self._written = 0  # frames handed to the encoder, by the writer thread
+        self._finalized: BaseException | None = None  # set by the writer when finalizing failed
+        self._thread = threading.Thread(target=self._run, name="vbg-recorder", daemon=True)
+        try:
+            self._thread.start()
+        except BaseException:
+            self._container.close()
+            self._new.discard()
+            raise
+
+    def _open_file(self, fmt: str, encoder: str, gpu: int, threads: int, preset: str, crf: int) -> None:
+        """Choose the encoder, then open the file under a temporary name with its video stream;
+        on any failure (an interrupt too) the temporary file goes."""
+        fw, fh = self.frame_size
         try:
             import av
         except ImportError as e:
@@ -111,22 +133,6 @@ class Recorder(SinkBase):
                 raise
             fix = "use --encoder x264" if self.encoder.nvenc else write_error_hint(e)
             raise OutputError(f"--record {self.path}: cannot write it ({one_line(e)}): {fix}") from e
-
-        self._t0: float | None = None
-        self._last_pts = -1
-        self._closed = False
-        self._close_lock = threading.Lock()
-        self._send_lock = threading.Lock()
-        self._received = 0
-        self._written = 0  # frames handed to the encoder, by the writer thread
-        self._finalized: BaseException | None = None  # set by the writer when finalizing failed
-        self._thread = threading.Thread(target=self._run, name="vbg-recorder", daemon=True)
-        try:
-            self._thread.start()
-        except BaseException:
-            self._container.close()
-            self._new.discard()
-            raise
 
     # ------------------------------------------------------------------ caller side
     def send(self, composite: Composite) -> None:
