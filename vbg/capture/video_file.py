@@ -35,7 +35,7 @@ import numpy as np
 from ..clock import Clock, MonotonicClock
 from ..errors import InputError, SourceError
 from ..media.info import check_frame_size, quarter_turns
-from ..media.open import TIMEOUT_ENV, NotAFileError, is_url, open_media, picture_stream, timed_out, timeout_s
+from ..media.open import NotAFileError, is_url, no_reply, open_media, picture_stream, timed_out, timeout_s
 from ..media.reader import VideoReader
 
 
@@ -60,8 +60,7 @@ class VideoFileSource:
             raise SourceError(f"--source {e}: pass a video file, a camera index or a URL") from e
         except (av.FFmpegError, OSError) as e:
             if is_url(path) and timed_out(e):
-                raise SourceError(f"--source {self.path}: the server sent nothing for {timeout_s():g} s: check the "
-                                  f"URL, or allow longer with {TIMEOUT_ENV}=SECONDS") from e
+                raise SourceError(f"--source {no_reply(self.path)}") from e
             raise SourceError(f"cannot open {self.path} as a video ({e.__class__.__name__}): "
                               "check the file, or pass a camera index with --source 0") from e
         if not container.streams.video:

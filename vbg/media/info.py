@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from vbg.errors import ConfigError, InputError, one_line
-from vbg.media.open import TIMEOUT_ENV, NotAFileError, is_url, open_media, picture_stream, timed_out, timeout_s
+from vbg.media.open import NotAFileError, is_url, no_reply, open_media, picture_stream, timed_out
 
 TEXT_DEMUXERS = {"tty", "srt", "ass", "webvtt", "subviewer", "microdvd"}
 
@@ -95,8 +95,7 @@ def open_input(path: str | Path, cancel: threading.Event | None = None) -> av.co
         raise InputError(f"{e}: pass a video file") from e
     except (av.FFmpegError, OSError) as e:
         if is_url(path) and timed_out(e):
-            raise InputError(f"{path}: the server sent nothing for {timeout_s():g} s: check the URL, "
-                             f"or allow longer with {TIMEOUT_ENV}=SECONDS") from e
+            raise InputError(no_reply(path)) from e
         raise InputError(f"{path}: not a readable video ({one_line(e)}): pass an intact video file") from e
     if container.format.name in TEXT_DEMUXERS:  # FFmpeg renders text files as "ANSI art" video
         container.close()

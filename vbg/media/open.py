@@ -64,6 +64,12 @@ def timed_out(e: BaseException) -> bool:
     return isinstance(e, TimeoutError)
 
 
+def no_reply(url) -> str:
+    """What to say when opening ``url`` timed out (``timed_out``), and the two fixes."""
+    return (f"{url}: the server sent nothing for {timeout_s():g} s: check the URL, "
+            f"or allow longer with {TIMEOUT_ENV}=SECONDS")
+
+
 def special_file(path: str | Path) -> str | None:
     """What ``path`` is when it exists but is not a regular file ("a FIFO (named pipe)",
     "a folder", ...); None for a regular file or a missing one."""
