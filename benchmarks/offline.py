@@ -68,7 +68,7 @@ def main(argv=None) -> int:
                     help="vbg process --encoder values, a row each (default: x264 on the cpu, x264,nvenc on a GPU)")
     args = ap.parse_args(argv)
     encoders = (args.encoders or ("x264" if args.device == "cpu" else "x264,nvenc")).split(",")
-    from vbg.encoders import ENCODERS
+    from vbg.ranges import ENCODERS
 
     if any(e not in ENCODERS for e in encoders):
         ap.error(f"--encoders {args.encoders!r}: use {', '.join(ENCODERS)}, comma-separated")

@@ -145,7 +145,8 @@ def _parser_process(sub) -> None:
                    help="read settings from a TOML file: [model], [temporal], [background] and [output] "
                         "(quality, encoder, memory, mode); flags override it")
     from .config import ProcessConfig, ProcessTemporalConfig
-    from .offline.process import LOOKAHEAD_MB, MEMORY_MB
+    from .config import MEMORY_MB
+    from .offline.process import LOOKAHEAD_MB
 
     # The settings a config file can hold default to SUPPRESS: one not given leaves the file's value.
     add_setting_options(p, ProcessConfig, defaults=False, skip=("memory",))

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .config import ENCODERS, check_encoder  # noqa: F401  (ENCODERS: imported from here too)
+from .config import check_encoder
 from .errors import ConfigError, DeviceError
 
 X264 = "libx264"

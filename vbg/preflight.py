@@ -201,7 +201,8 @@ def live(cfg: LiveConfig) -> Plan:
     collect(found, check_background, b.background)
     source = cfg.source.source
     collect(found, check_record, o.record, o.overwrite, (source, b.background))
-    from .encoders import ENCODERS, choose_encoder
+    from .encoders import choose_encoder
+    from .ranges import ENCODERS
 
     if o.record and o.encoder in ENCODERS:  # every --record format is H.264: NVENC probed now, before anything opens
         collect(found, choose_encoder, o.encoder, cfg.model.gpu)

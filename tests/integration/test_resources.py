@@ -194,7 +194,8 @@ def test_frames_in_flight_fit_the_memory_budget():
     frame size: small frames get the full queues, the codecs' own thread counts and all the
     look-ahead the budget buys, large ones as many as fit (8K used to hold ~40 frames: 5.5 GB),
     never less than the smoothing window needs."""
-    from vbg.offline.process import LOOKAHEAD_MB, MEMORY_MB, QUEUE, plan_buffers
+    from vbg.config import MEMORY_MB
+    from vbg.offline.process import LOOKAHEAD_MB, QUEUE, plan_buffers
 
     budget = MEMORY_MB << 20
     small = plan_buffers((360, 640), "rgb", 2, 2, budget, cores=16)
@@ -219,7 +220,8 @@ def test_a_720p_file_holds_few_frames_at_the_default_budget():
     25 frames of encoder look-ahead): it held 77 (queues of 8, x264 medium's 40 frames ahead),
     which made `vbg process` peak at 1.45x a plain per-frame loop's memory (now 1.15x). A larger
     budget still buys the presets' full look-ahead, and a small frame gets no longer a one."""
-    from vbg.offline.process import MEMORY_MB, plan_buffers
+    from vbg.config import MEMORY_MB
+    from vbg.offline.process import plan_buffers
 
     for workers in (1, 2):
         b = plan_buffers((720, 1280), "rgb", 2, workers, MEMORY_MB << 20, cores=2)
@@ -284,7 +286,8 @@ def test_a_large_file_runs_with_shallow_queues(tmp_path):
     import numpy as np
 
     from vbg.inference import SegmenterConfig, create_segmenter
-    from vbg.offline.process import MEMORY_MB, QUEUE, FileProcessor, ProcessConfig
+    from vbg.config import MEMORY_MB
+    from vbg.offline.process import QUEUE, FileProcessor, ProcessConfig
     from vbg.progress import Progress
 
     big = write_clip(tmp_path / "big.mp4", [np.full((2160, 3840, 3), 40 * i, np.uint8) for i in range(4)], crf=40)

@@ -19,7 +19,7 @@ from vbg.config import SECTIONS, LiveConfig, apply, from_toml
 from vbg.errors import VbgError
 from vbg.images import read_rgb
 from vbg.inference.scheduler import parse_skip
-from vbg.models.preprocess import parse_size
+from vbg.config import parse_size
 
 # VBG_FUZZ_EXAMPLES=20000 for a long search; the default keeps this file at a few seconds.
 FUZZ = settings(max_examples=int(os.environ.get("VBG_FUZZ_EXAMPLES", "300")), deadline=None,

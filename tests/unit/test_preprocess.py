@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from vbg.errors import ConfigError
-from vbg.models.preprocess import Preprocessor, inference_size, parse_size, postprocess
+from vbg.config import parse_size
+from vbg.models.preprocess import Preprocessor, inference_size, postprocess
 from vbg.models.spec import RMBG14, SELFIE
 
 

@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..fsutil import NewFile
-from ..ranges import TRT_PRECISIONS as PRECISIONS
 from . import onnx_wire as wire
 
 log = logging.getLogger("vbg.onnx")

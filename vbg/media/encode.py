@@ -205,7 +205,7 @@ def output_format(path: Path, mode: str) -> tuple[Container, Codec]:
 
 def encoder_for(path: Path, mode: str, encoder: str, gpu: int = 0, *, sequence: bool = False,
                 size: tuple[int, int] | None = None) -> Encoder | None:
-    """The H.264 encoder ``encoder`` (``vbg.encoders.ENCODERS``) means for output ``path``; None
+    """The H.264 encoder ``encoder`` (``vbg.ranges.ENCODERS``) means for output ``path``; None
     when the output is no H.264 (ProRes, VP9, PNG: nothing probed; a format ``output_format``
     refuses is left to it). ``nvenc`` for ProRes, VP9 or PNG is a ``ConfigError``, and where
     NVENC does not open a ``DeviceError``."""

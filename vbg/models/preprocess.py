@@ -14,7 +14,6 @@ import math
 import cv2
 import numpy as np
 
-from ..config import parse_size  # noqa: F401  (the parser lives with the config; imported from here too)
 
 SIZE_MULTIPLE = 32
 

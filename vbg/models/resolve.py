@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..errors import ConfigError, ModelError
 from ..ranges import BACKENDS
-from .spec import MODELS, RMBG14, VARIANTS, ModelSpec, get_spec
+from ..ranges import VARIANTS
+from .spec import MODELS, RMBG14, ModelSpec, get_spec
 
 ONNX_SUFFIXES = (".onnx",)
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".bin")

@@ -11,7 +11,6 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..ranges import VARIANTS
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..buffers import Closed, FrameQueue
-from ..config import MEMORY_MB, ProcessConfig  # noqa: F401  (MEMORY_MB: imported from here too)
+from ..config import ProcessConfig
 from ..errors import ConfigError, OutOfMemory, VbgError, one_line
 from ..ranges import OUTPUT_MODES
 
