@@ -2,7 +2,7 @@
 paced in real time as the camera, the real threads, and pyvirtualcam's own
 Camera with a backend that drops what it is sent (no kernel module needed).
 
-    python -m benchmarks.live [--seconds 12] [--size 1280x720] [--device cpu] [--out benchmarks/out]
+    python -m benchmarks.live [--seconds 12] [--size 1280x720] [--device cpu] [--skip auto] [--out benchmarks/out]
 
 Runs the selfie model and RMBG-1.4 (random init, the exact compute) at
 --size 256, each with --skip auto; reports output fps, model ms, share of
@@ -34,7 +34,7 @@ def _clip(path: Path, hw: tuple[int, int]) -> Path:
     return write_clip(path, [f for f, _ in person_clip_frames(120, hw)], fps=30)
 
 
-def run_case(clip: Path, model: str, size, seconds: float, device: str = "cpu") -> dict:
+def run_case(clip: Path, model: str, size, seconds: float, device: str = "cpu", skip: str = "auto") -> dict:
     from vbg.config import LiveConfig, apply
     from vbg.pipeline import LivePipeline
 
@@ -42,6 +42,7 @@ def run_case(clip: Path, model: str, size, seconds: float, device: str = "cpu") 
     cfg = apply(LiveConfig(), {"source": {"source": str(clip), "loop": True},
                                "model": {"model": model, "size": size, "device": device,
                                          "strict_device": device != "cpu"},
+                               "temporal": {"skip": skip},
                                "background": {"blur": 1.0},
                                "output": {"vcam_backend": DROP_BACKEND, "duration": seconds}})
     with drop_backend():
@@ -60,6 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="1280x720", help="source WxH")
     ap.add_argument("--rmbg-sizes", default="256", help="RMBG-1.4 --size values to run (comma-separated)")
     ap.add_argument("--device", default="cpu", choices=DEVICES, help="where the model runs")
+    ap.add_argument("--skip", default="auto", help="vbg --skip for every case (1: a fresh mask on every frame)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
@@ -76,7 +78,7 @@ def main(argv=None) -> int:
         cases = [("selfie", "selfie", None)] + [("rmbg-1.4 random init", str(rmbg), int(v))
                                                 for v in args.rmbg_sizes.split(",")]
         for label, model, size in cases:
-            snap = run_case(clip, model, size, args.seconds, args.device)
+            snap = run_case(clip, model, size, args.seconds, args.device, args.skip)
             snap["case"] = label
             snap["size"] = "256x256 (fixed)" if size is None else f"{size}"
             rows.append(snap)
@@ -103,7 +105,7 @@ def main(argv=None) -> int:
           f"Machine: {info['cpu']}, {info['cores']} cores, GPU: {info.get('gpu') or 'none'}; "
           f"model on {args.device} ({', '.join(rows[0].get('providers', [])) or '?'}); "
           f"onnxruntime {info.get('onnxruntime')}. "
-          f"Source: {w}x{h} clip at 30 fps paced in real time (looped), blur background, --skip auto, "
+          f"Source: {w}x{h} clip at 30 fps paced in real time (looped), blur background, --skip {args.skip}, "
           f"{args.seconds:g} s per case; virtual camera = pyvirtualcam with a discarding backend. "
           "Latency = capture to composite handed to the sinks; mask age = capture of the frame the mask "
           "was computed on to output; render = all per-frame work except the model. p50/p95 in ms.\n",

@@ -5,7 +5,7 @@
                                  [--out benchmarks/out]
 
 For each model (selfie; RMBG-1.4 random init, the exact compute, at 512 and
-1024) on a 1280x720 clip of a moving person: the bare model's fps (ONNX
+1024) on a 1280x720 clip (--source WxH) of a moving person: the bare model's fps (ONNX
 Runtime on the already-preprocessed input, back to back) and vbg process's
 fps (decode, model, centred smoothing, upsampling, compositing, H.264
 encode), measured in the same process one after the other. On a CPU vbg
@@ -63,10 +63,12 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", default="auto", help="vbg process --workers (default auto, as the CLI)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     ap.add_argument("--sizes", default="512,1024")
+    ap.add_argument("--source", default="1280x720", help="the clip's WxH (1920x1080 for the GPU targets)")
     ap.add_argument("--device", default="cpu", choices=DEVICES, help="where the model runs")
     ap.add_argument("--encoders", default=None,
                     help="vbg process --encoder values, a row each (default: x264 on the cpu, x264,nvenc on a GPU)")
     args = ap.parse_args(argv)
+    sw, sh = (int(v) for v in args.source.split("x"))
     encoders = (args.encoders or ("x264" if args.device == "cpu" else "x264,nvenc")).split(",")
     from vbg.ranges import ENCODERS
 
@@ -100,12 +102,12 @@ def main(argv=None) -> int:
     qualities = args.qualities.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        clip = write_clip(tmp / "clip.mp4", [f for f, _ in person_clip_frames(args.frames, (720, 1280))], fps=30)
+        clip = write_clip(tmp / "clip.mp4", [f for f, _ in person_clip_frames(args.frames, (sh, sw))], fps=30)
         dyn = export_onnx(build_rmbg(None), tmp / "rmbg.onnx", dynamic=True)
         time.sleep(2.0)  # tracing leaves torch's OpenMP threads spinning for a while
         cases = [("selfie", "selfie", None)] + [("rmbg-1.4 random init", str(dyn), int(s))
                                                 for s in args.sizes.split(",")]
-        frame = next(person_clip_frames(1, (720, 1280)))[0]
+        frame = next(person_clip_frames(1, (sh, sw)))[0]
         cores = os.cpu_count() or 1
         for label, model, size in cases:
             # strict: a GPU run that fell back to the CPU fails instead of timing the CPU.
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
                 from vbg.models.resolve import resolve_model
                 from vbg.offline.workers import open_auto
 
-                chosen, choice = open_auto(scfg, resolve_model(model), (720, 1280), 0)
+                chosen, choice = open_auto(scfg, resolve_model(model), (sh, sw), 0)
                 for one in chosen:
                     one.close()
                 workers = choice.workers
@@ -123,7 +125,7 @@ def main(argv=None) -> int:
             wcfg = replace(scfg, threads=max(1, cores // workers)) if workers > 1 else scfg
             with contextlib.ExitStack() as stack:
                 seg = stack.enter_context(create_segmenter(scfg))
-                hw = seg.input_size((720, 1280))
+                hw = seg.input_size((sh, sw))
                 x = seg.prepare(frame, hw)  # the model's own input, prepared once
                 bare = time_call(lambda: seg.infer(hw, x), warmup=2, repeat=20)
                 row = {"model": label, "size": f"{hw[0]}x{hw[1]}", "providers": seg.providers,
@@ -155,7 +157,7 @@ def main(argv=None) -> int:
     md = [f"# Offline: vbg process against the bare model{where}\n",
           f"Machine: {info['cpu']}, {info['cores']} cores, GPU: {info.get('gpu') or 'none'}; model on "
           f"{args.device} ({', '.join(rows[0]['providers'])}); onnxruntime {info.get('onnxruntime')}. "
-          f"{args.frames} frames of a 1280x720 clip of a moving person, H.264 in. "
+          f"{args.frames} frames of a {sw}x{sh} clip of a moving person, H.264 in. "
           "Bare = ONNX Runtime alone on a prepared input: one session on every core (median of 20 runs, "
           "as in the inference table), and the same model as vbg process runs it on a CPU, one session "
           "per worker on its share of the cores, frames in parallel (throughput). vbg process = wall time "
