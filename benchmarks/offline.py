@@ -146,11 +146,14 @@ def main(argv=None) -> int:
                         wall = time.monotonic() - t0
                         erow[f"vbg_fps_{q}"] = res.frames / wall
                         erow[f"ratio_{q}"] = erow[f"vbg_fps_{q}"] / erow["bare_fps"]
+                        # Each stage's working time per frame: the largest bounds the rate.
+                        erow[f"busy_ms_{q}"] = {k: v * 1000.0 / max(res.frames, 1) for k, v in res.busy_s.items()}
                         if "bare_parallel_fps" in erow:
                             erow[f"ratio_parallel_{q}"] = erow[f"vbg_fps_{q}"] / erow["bare_parallel_fps"]
                         print(f"{label} {erow['size']} --encoder {encoder} --quality {q}: bare "
                               f"{erow['bare_fps']:.1f} fps ({erow['bare_ms']:.1f} ms), vbg process "
-                              f"{erow[f'vbg_fps_{q}']:.1f} fps = {erow[f'ratio_{q}']:.0%}", flush=True)
+                              f"{erow[f'vbg_fps_{q}']:.1f} fps = {erow[f'ratio_{q}']:.0%}; busy ms/frame: "
+                              + ", ".join(f"{k} {v:.1f}" for k, v in erow[f"busy_ms_{q}"].items()), flush=True)
                     rows.append(erow)
     info = machine_info()
     where = "" if args.device == "cpu" else f" on {args.device}"
@@ -177,6 +180,13 @@ def main(argv=None) -> int:
             cells += [f"{r[f'vbg_fps_{q}']:.2f}", f"{r[f'ratio_{q}']:.0%}",
                       f"{r[f'ratio_parallel_{q}']:.0%}" if par else "-"]
         md.append("| " + " | ".join(cells) + " |")
+    md.append("\nWhere the time goes: each stage's working time per frame (waits on the other stages "
+              "left out; infer = all inference workers together; the largest bounds the frame rate):\n")
+    for r in rows:
+        for q in qualities:
+            busy = r.get(f"busy_ms_{q}") or {}
+            md.append(f"- {r['model']} {r['size']}, {r['encoder']}, {q}: "
+                      + ", ".join(f"{k} {v:.1f} ms" for k, v in busy.items()))
     js, mdp = write_results(args.out, name, {"machine": info, "device": args.device, "rows": rows, "notes": notes},
                             "\n".join(md) + "\n")
     print(f"wrote {js} and {mdp}")

@@ -129,6 +129,10 @@ class FileResult:
     total: int | None = None
     seconds: float = 0.0
     infer_ms_p50: float = float("nan")
+    # Seconds each stage spent working (not waiting on its neighbours): the largest is what
+    # limits the file's frame rate. read = decode to RGB; infer = all inference workers
+    # together; compose = masks in order, smoothing, upsampling, compositing; write = encode.
+    busy_s: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -174,6 +178,7 @@ class _Run:
     written: int = 0  # frames the writer has written
     infer_ms: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    busy_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("read", "compose", "write"), 0.0))
 
     @classmethod
     def open(cls, depth: int, workers: int) -> _Run:
@@ -191,9 +196,12 @@ def _read(run: _Run, open_reader, stop: threading.Event) -> None:
     """The reader stage: every decoded frame into ``run.decoded``, then its end."""
     try:
         with open_reader() as reader:
+            t = time.perf_counter()
             for f in reader:
+                run.busy_s["read"] += time.perf_counter() - t
                 if stop.is_set() or not run.decoded.put(f):
                     return
+                t = time.perf_counter()
     finally:
         run.decoded.end()
 
@@ -223,7 +231,9 @@ def _write(run: _Run, writer) -> None:
             f, image = run.encoded.get()
         except Closed:
             return
+        t = time.perf_counter()
         writer.write(f.index, f.pts, f.time_s, image)
+        run.busy_s["write"] += time.perf_counter() - t
         run.written += 1
 
 
@@ -369,6 +379,7 @@ class FileProcessor:
         res.seconds = time.monotonic() - t0
         if run.infer_ms:
             res.infer_ms_p50 = float(np.median(run.infer_ms))
+        res.busy_s = {**run.busy_s, "infer": sum(run.infer_ms) / 1000.0}
         return res
 
     def _supervise(self, run: _Run, open_reader, writer, tracker, compositor, progress, res: FileResult) -> None:
@@ -412,15 +423,18 @@ class FileProcessor:
                 except Closed:  # the end, or a worker stopped early (an error): the rest in order
                     items = masks.rest()
                     ended = True
+                t = time.perf_counter()
                 for f, a in items:
                     tracker.push(f.rgb, a)
                     pending.append(f)
                 if ended:
                     tracker.end()
+                run.busy_s["compose"] += time.perf_counter() - t
             if not tracker.ready:
                 if ended:
                     return
                 continue
+            t = time.perf_counter()
             alpha = tracker.pop()
             f = pending.popleft()
             image = self._output(f.rgb, alpha, compositor, ring, n_out, run.depth)
@@ -429,6 +443,7 @@ class FileProcessor:
             # as soon as it is composited.
             stamp = replace(f, rgb=_NO_PIXELS)
             del f
+            run.busy_s["compose"] += time.perf_counter() - t
             if not run.encoded.put((stamp, image)):
                 return
             progress.update(run.written)
