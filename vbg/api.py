@@ -401,7 +401,7 @@ def process_file(input: str | os.PathLike[str], output: str | os.PathLike[str], 
     model sessions in parallel (``"auto"``: measured once per model and frame size, as the CLI).
     Other options are ``vbg process``'s flags as keywords (``smoothing``, ``window``, ``quality``,
     ``encoder``, ``memory``, ``feather``...). ``on_progress(done, total)`` is called as frames
-    are written (``total``: None when the file does not say). Returns the
+    are written, the last time with every frame (``total``: None when the file does not say). Returns the
     :class:`~vbg.offline.process.FileResult` (``frames``, ``output``, ``seconds``, ``fps``...).
     """
     from . import cli
@@ -425,7 +425,11 @@ def process_file(input: str | os.PathLike[str], output: str | os.PathLike[str], 
         cli.open_segmenters(plan, segs)
         proc = FileProcessor(plan.cfg, *segs)
         (dst, sequence), = plan.planned
-        return proc.process(plan.inputs[0], dst, _Progress(on_progress), sequence=sequence, overwrite=overwrite)
+        progress = _Progress(on_progress)
+        result = proc.process(plan.inputs[0], dst, progress, sequence=sequence, overwrite=overwrite)
+        if progress.done != result.frames:  # the last frames written after the last update
+            progress.update(result.frames)
+        return result
     finally:
         for seg in segs:
             seg.close()
