@@ -190,6 +190,25 @@ def _parser_doctor(sub) -> None:
     p.set_defaults(func=cmd_doctor)
 
 
+def _parser_docs(sub) -> None:
+    p = sub.add_parser("completion", help="print the shell completion script (bash, zsh or fish)",
+                       description="Print vbg's completion script for SHELL, generated from this vbg's options: "
+                                   "vbg completion bash > ~/.local/share/bash-completion/completions/vbg")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), metavar="SHELL", help="bash, zsh or fish")
+    p.set_defaults(func=lambda args: _print_docs(args.shell))
+    p = sub.add_parser("man", help="print the man page (roff)",
+                       description="Print vbg's man page, generated from this vbg's options: "
+                                   "vbg man > ~/.local/share/man/man1/vbg.1")
+    p.set_defaults(func=lambda args: _print_docs("man"))
+
+
+def _print_docs(kind: str) -> int:
+    from .cli_docs import render
+
+    sys.stdout.write(render(kind))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vbg", description="Real-time virtual background and video matting. "
                                 "Without a COMMAND, vbg runs the live filter (vbg --help).")
@@ -203,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_models(sub)
     _parser_backgrounds(sub)
     _parser_doctor(sub)
+    _parser_docs(sub)
     # -q / -v also after the command (vbg process in.mp4 -o out.mp4 -v); SUPPRESS keeps a
     # flag given before the command when it is not repeated after it.
     for cmd in sub.choices.values():
@@ -652,14 +672,14 @@ def cmd_doctor(args) -> int:
     return 0 if report.ok else 1
 
 
-SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor")
+SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor", "completion", "man")
 
 def build_live_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
     p = argparse.ArgumentParser(
         prog="vbg", argument_default=S,
         description="Live virtual background: camera -> person segmentation -> new background -> virtual camera. "
-                    "Other commands: vbg segment, vbg process, vbg export, vbg models, vbg backgrounds, vbg doctor "
+                    "Other commands: vbg segment, vbg process, vbg export, vbg models, vbg backgrounds, vbg doctor, vbg completion, vbg man "
                     "(vbg COMMAND --help).")
     p.add_argument("--version", action="version", version=f"vbg {__version__}")
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags override it)")
