@@ -210,7 +210,7 @@ def _zsh_quote(text: str) -> str:
 
 def _zsh_desc(text: str) -> str:
     short = text if len(text) <= 90 else text[:87].rstrip() + "..."
-    return re.sub(r"([\[\]:\\])", r"\\\1", short)
+    return re.sub(r"([\[\]\\])", r"\\\1", short)  # in [...]: brackets and backslashes escaped
 
 
 def _zsh_spec(o: Option) -> str:
