@@ -38,6 +38,7 @@ from .errors import ConfigError, Problems, VbgError
 if TYPE_CHECKING:
     from .capture import Source
     from .config import LiveConfig, ProcessConfig
+    from .inference.segmenter import OnnxSegmenter, TorchSegmenter
     from .offline.process import FileResult
     from .sinks import Sink
     from .stats import LiveStats
@@ -96,7 +97,7 @@ def _base(config, cls, who: str):
     if isinstance(config, (str, os.PathLike)):
         from .config import from_toml
 
-        return from_toml(config, cls(), check=False)
+        return from_toml(os.fspath(config), cls(), check=False)
     raise TypeError(f"{who}(config=...) takes a {cls.__name__} or a .toml path, not {type(config).__name__}")
 
 
@@ -153,33 +154,37 @@ class Segmenter:
         for note in notes:
             log.warning("%s", note)
         self.config: SegmenterConfig = cfg
-        self._seg = create_segmenter(cfg)
+        self._seg: OnnxSegmenter | TorchSegmenter | None = create_segmenter(cfg)
+
+    def _live(self) -> OnnxSegmenter | TorchSegmenter:
+        if self._seg is None:
+            raise ValueError("this Segmenter is closed")
+        return self._seg
 
     @property
     def model(self) -> str:
         """The model's name (or file) as it runs."""
-        return self._seg.source.label
+        return self._live().source.label
 
     @property
     def providers(self) -> list[str]:
         """Where it runs: ONNX Runtime's providers in order (``CPUExecutionProvider``, ...)."""
-        return list(self._seg.providers)
+        return list(self._live().providers)
 
     def input_size(self, image_hw: tuple[int, int]) -> tuple[int, int]:
         """The network's (H, W) input for an image of ``image_hw``."""
-        return self._seg.input_size(tuple(image_hw))
+        h, w = image_hw
+        return self._live().input_size((int(h), int(w)))
 
     def segment(self, image: np.ndarray, *, dtype: type[np.float32] | type[np.uint8] = np.float32) -> np.ndarray:
         """The alpha of the person in ``image`` (H x W x 3 RGB uint8): an H x W array at the
         image's own size, float32 in [0, 1] (``dtype=np.uint8``: 0..255). A new array each call.
         A wrong dtype is a ``TypeError``, a wrong shape a ``ValueError``."""
-        if self._seg is None:
-            raise ValueError("this Segmenter is closed")
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
             raise TypeError(f"image must be a uint8 numpy array, got {getattr(image, 'dtype', type(image).__name__)}")
         if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
             raise ValueError(f"image must be H x W x 3 (RGB), got shape {image.shape}")
-        alpha = self._seg.segment_full(np.ascontiguousarray(image))
+        alpha = self._live().segment_full(np.ascontiguousarray(image))
         if dtype is np.uint8:
             from .models.preprocess import alpha_to_u8
 
@@ -217,6 +222,9 @@ class LiveFilter:
     ``record`` or ``preview`` is given). Other options are the live filter's flags as keywords
     (``skip="auto"``, ``smoothing=1.0``, ``record="out.mp4"``, ``frames=300``, ``mirror=True``...),
     on top of ``config`` (a :class:`~vbg.config.LiveConfig` or a TOML file) when given.
+    ``reopen``: called to open your source again after its ``read()`` raised
+    :class:`~vbg.errors.SourceError` (None: that error ends the run); ``clock``: a
+    :class:`~vbg.clock.Clock` (default: the monotonic clock; tests pass a fake one).
 
     Everything cheap is checked here, all at once (files, the source, the model, the virtual
     camera). ``run()`` opens the rest and blocks until the source ends, ``frames``/``duration``
@@ -423,7 +431,7 @@ def process_file(input: str | os.PathLike[str], output: str | os.PathLike[str], 
     segs: list = []
     try:
         cli.open_segmenters(plan, segs)
-        proc = FileProcessor(plan.cfg, *segs)
+        proc = FileProcessor(plan.cfg, *segs)  # type: ignore[arg-type]  # the plan holds a ProcessConfig
         (dst, sequence), = plan.planned
         progress = _Progress(on_progress)
         result = proc.process(plan.inputs[0], dst, progress, sequence=sequence, overwrite=overwrite)

@@ -102,7 +102,7 @@ def test_import_vbg_loads_no_heavy_library():
     assert proc.returncode == 0, proc.stderr
     bare, named = proc.stdout.splitlines()
     assert bare == "[]"
-    assert named == "['numpy']"  # the API's signatures use numpy; the model, codecs and camera wait
+    assert named in ("[]", "['numpy']")  # numpy at most (the API's arrays); the model, codecs and camera wait
 
 
 def test_every_exported_name_is_there():
