@@ -9,6 +9,8 @@ The rules (README, "Layout"):
   stages share) import no runner;
 - the live runner (pipeline) and the offline runner (offline/) do not import each other;
 - nothing in the product imports vbg.evaluation, which only the benchmarks and tests use;
+- the Python API (vbg.api) may import anything but evaluation, and nothing in the product imports
+  it: the package root (vbg/__init__.py) only names it, loaded on first use;
 - only the CLI ends the process (sys.exit / SystemExit / os._exit), so every error becomes an exit
   code in one place.
 Imports inside functions count too: a lazy import is still a dependency.
@@ -25,7 +27,8 @@ STAGES = {"capture", "models", "inference", "compositing", "sinks", "media",
           "images", "encoders"}  # the last two: shared by stages, held to the stages' rule
 LIVE_RUNNER = {"pipeline"}
 OFFLINE_RUNNER = {"offline"}
-RUNNERS = LIVE_RUNNER | OFFLINE_RUNNER | {"cli", "preflight", "doctor"}
+API = "api"  # the Python API: a runner over the runners
+RUNNERS = LIVE_RUNNER | OFFLINE_RUNNER | {"cli", "preflight", "doctor", "cli_docs", API}
 EXITS_ALLOWED = {"cli", "__main__"}
 
 
@@ -77,6 +80,8 @@ def broken_rule(src: str, dst: str) -> str | None:
         return None
     if dst == "evaluation" and src != "evaluation":
         return "the product imports vbg.evaluation (benchmarks and tests only)"
+    if dst == API and src != "":  # "": the package root, which loads the API's names lazily
+        return "the product imports the Python API vbg.api (only the package root names it)"
     if src in CORE and (dst in STAGES or dst in RUNNERS):
         return f"the core module {src} imports the {'stage' if dst in STAGES else 'runner'} {dst}"
     if src in STAGES and dst in RUNNERS:

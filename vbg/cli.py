@@ -190,6 +190,25 @@ def _parser_doctor(sub) -> None:
     p.set_defaults(func=cmd_doctor)
 
 
+def _parser_docs(sub) -> None:
+    p = sub.add_parser("completion", help="print the shell completion script (bash, zsh or fish)",
+                       description="Print vbg's completion script for SHELL, generated from this vbg's options: "
+                                   "vbg completion bash > ~/.local/share/bash-completion/completions/vbg")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), metavar="SHELL", help="bash, zsh or fish")
+    p.set_defaults(func=lambda args: _print_docs(args.shell))
+    p = sub.add_parser("man", help="print the man page (roff)",
+                       description="Print vbg's man page, generated from this vbg's options: "
+                                   "vbg man > ~/.local/share/man/man1/vbg.1")
+    p.set_defaults(func=lambda args: _print_docs("man"))
+
+
+def _print_docs(kind: str) -> int:
+    from .cli_docs import render
+
+    sys.stdout.write(render(kind))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vbg", description="Real-time virtual background and video matting. "
                                 "Without a COMMAND, vbg runs the live filter (vbg --help).")
@@ -203,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_models(sub)
     _parser_backgrounds(sub)
     _parser_doctor(sub)
+    _parser_docs(sub)
     # -q / -v also after the command (vbg process in.mp4 -o out.mp4 -v); SUPPRESS keeps a
     # flag given before the command when it is not repeated after it.
     for cmd in sub.choices.values():
@@ -459,6 +479,22 @@ class _ProcessPlan:
 def _check_process(args) -> _ProcessPlan:
     """Every cheap check of vbg process first, all reported at once (``Problems``): nothing is
     loaded or encoded before."""
+    from . import preflight
+
+    size_problem: list[VbgError] = []
+    cfg = process_config(args, size_problem)  # a bad config file: its error alone, at once
+    found: list[VbgError] = []
+    inputs = preflight.collect(found, _expand_inputs, args.inputs) or []
+    batch = len(args.inputs) > 1 or any(_is_pattern(a) for a in args.inputs)
+    return plan_process(cfg, inputs, Path(args.output), fmt=args.format, batch=batch, overwrite=args.overwrite,
+                        workers=args.workers, raw_output=args.output, found=found, size_problem=size_problem)
+
+
+def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, batch: bool = False,
+                 overwrite: bool = False, workers: str = "auto", raw_output: str | None = None,
+                 found: list[VbgError] | None = None, size_problem: tuple | list = ()) -> _ProcessPlan:
+    """vbg process's checks of ``cfg`` (a ``ProcessConfig``), its inputs and ``-o``, added to the
+    problems already ``found`` and raised together (``Problems``); also ``vbg.process_file``'s."""
     from dataclasses import replace
 
     from . import preflight
@@ -468,22 +504,18 @@ def _check_process(args) -> _ProcessPlan:
     from .media.open import is_url, special_file
     from .offline.workers import parse_workers
 
-    size_problem: list[VbgError] = []
-    cfg = process_config(args, size_problem)  # a bad config file: its error alone, at once
+    found = [] if found is None else found
     bg = cfg.background
-    found: list[VbgError] = []
-    inputs = preflight.collect(found, _expand_inputs, args.inputs) or []
-    batch = len(args.inputs) > 1 or any(_is_pattern(a) for a in args.inputs)
     mode = cfg.mode
-    planned = preflight.collect(found, _process_targets, inputs, Path(args.output), args.format, mode == "rgba",
-                                 batch, args.output) or []
+    planned = preflight.collect(found, _process_targets, inputs, output, fmt, mode == "rgba",
+                                 batch, raw_output) or []
     for src in inputs:
         if not is_url(src) and not src.is_file():
             kind = special_file(src)
             found.append(InputError(f"{src}: {f'is {kind}, not a file' if kind else 'no such file'}: "
                                     "give a video file"))
     for dst, sequence in planned:
-        preflight.collect(found, _check_process_target, dst, sequence, [*inputs, bg.background], args.overwrite)
+        preflight.collect(found, _check_process_target, dst, sequence, [*inputs, bg.background], overwrite)
     for dst in {t.suffix.lower(): t for t, seq in planned if not seq}.values():  # a batch shares one format
         preflight.collect(found, output_format, dst, mode)
     one_per_format = {(t.suffix.lower(), seq): (t, seq) for t, seq in planned}.values()
@@ -495,7 +527,7 @@ def _check_process(args) -> _ProcessPlan:
     found += size_problem
     seg_cfg = None if size_problem else cfg.model
     preflight.collect(found, preflight.check_gpu_index, cfg.model.gpu)
-    workers = preflight.collect(found, parse_workers, args.workers, seg_cfg) if seg_cfg else None
+    workers = preflight.collect(found, parse_workers, workers, seg_cfg) if seg_cfg else None
     notes: list[str] = []
     if seg_cfg is not None:
         seg_cfg = preflight.settle_model(seg_cfg, found, notes)
@@ -510,7 +542,7 @@ def _check_process(args) -> _ProcessPlan:
     return _ProcessPlan(replace(cfg, model=seg_cfg), inputs, planned, batch, workers)
 
 
-def _open_segmenters(plan: _ProcessPlan, segs: list) -> None:
+def open_segmenters(plan: _ProcessPlan, segs: list) -> None:
     """One segmenter per worker (``--workers auto``: as many as were measured best), appended
     to the caller's ``segs`` as each opens, so the caller closes those open when a later one fails.
     Two or more CPU sessions of one model share one copy of its weights."""
@@ -547,7 +579,7 @@ def cmd_process(args) -> int:
     segs: list = []
     with _stop_on_signals(stop, ready=lambda: proc is not None):
         try:
-            _open_segmenters(plan, segs)
+            open_segmenters(plan, segs)
             proc = FileProcessor(plan.cfg, *segs)
             rc = _process_files(proc, plan, args)
         finally:
@@ -640,14 +672,14 @@ def cmd_doctor(args) -> int:
     return 0 if report.ok else 1
 
 
-SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor")
+SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor", "completion", "man")
 
 def build_live_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
     p = argparse.ArgumentParser(
         prog="vbg", argument_default=S,
         description="Live virtual background: camera -> person segmentation -> new background -> virtual camera. "
-                    "Other commands: vbg segment, vbg process, vbg export, vbg models, vbg backgrounds, vbg doctor "
+                    "Other commands: vbg segment, vbg process, vbg export, vbg models, vbg backgrounds, vbg doctor, vbg completion, vbg man "
                     "(vbg COMMAND --help).")
     p.add_argument("--version", action="version", version=f"vbg {__version__}")
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags override it)")

@@ -486,10 +486,13 @@ _CHECKS = {
 }
 
 
-def problems(cfg) -> list[VbgError]:
-    """Every bad value or conflict in ``cfg``, one error each (empty: all good)."""
+def problems(cfg, *, own_sinks: bool = False) -> list[VbgError]:
+    """Every bad value or conflict in ``cfg``, one error each (empty: all good). ``own_sinks``: the
+    composites also go to sinks of the caller's (the Python API), so no output needs to be set here."""
     found: list[VbgError] = _range_problems(cfg)
     for check in _CHECKS[type(cfg)]:
+        if own_sinks and check is _check_outputs:
+            continue
         try:
             check(cfg)
         except VbgError as e:

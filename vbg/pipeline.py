@@ -262,7 +262,8 @@ class LivePipeline:
         source = self._source or self._open_source()
         stack.callback(source.close)
         w, h, fps = source.width, source.height, source.fps
-        reopen = self._reopen or (self._open_source if source.live else None)
+        # A source handed in is reopened only by the ``reopen`` handed in with it.
+        reopen = self._reopen if self._source is not None else self._open_source if source.live else None
         seg = self._open_model(stack)
         mask_hw = seg.input_size((h, w))
         log.info("source %dx%d at %.2f fps; model %s at %dx%d on %s", w, h, fps, seg.source.label,

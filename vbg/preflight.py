@@ -193,13 +193,15 @@ def check_gpu_index(index: int) -> None:
             raise problem
 
 
-def live(cfg: LiveConfig) -> Plan:
-    """Check everything cheap about a live run; raise :class:`Problems` listing each problem."""
-    found: list[VbgError] = list(config_problems(cfg))
+def live(cfg: LiveConfig, *, own_source: bool = False, own_sinks: bool = False) -> Plan:
+    """Check everything cheap about a live run; raise :class:`Problems` listing each problem.
+    ``own_source``/``own_sinks``: the caller hands the pipeline a source / sinks of its own (the
+    Python API): ``cfg.source`` is then not checked, and no output of ``cfg`` is required."""
+    found: list[VbgError] = list(config_problems(cfg, own_sinks=own_sinks))
     notes: list[str] = []
     b, o = cfg.background, cfg.output
     collect(found, check_background, b.background)
-    source = cfg.source.source
+    source = None if own_source else cfg.source.source
     collect(found, check_record, o.record, o.overwrite, (source, b.background))
     from .encoders import choose_encoder
     from .ranges import ENCODERS
@@ -218,7 +220,8 @@ def live(cfg: LiveConfig) -> Plan:
             cfg = replace(cfg, output=replace(o, vcam=False))
         elif missing is not None:
             found.append(missing)
-    collect(found, check_source, cfg.source.source)
+    if not own_source:
+        collect(found, check_source, cfg.source.source)
     collect(found, check_gpu_index, cfg.model.gpu)
     model = settle_model(cfg.model, found, notes)
     if found:

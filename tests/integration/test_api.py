@@ -1,0 +1,249 @@
+"""The Python API (vbg.api): the README's examples run as they are, and the misuse they meet."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import PEOPLE, iou, read_alpha, read_rgb
+from fakecam import fake_camera
+from lockstep import wait_until
+from media import person_clip_frames, read_frames, write_clip
+
+ROOT = Path(__file__).resolve().parents[2]
+PHOTO = PEOPLE / "example03_background01.jpg"
+TRUTH = PEOPLE / "example03_background01_alpha.png"
+CLIP_FRAMES = 12
+
+
+def readme_examples() -> list[str]:
+    """The ```python blocks of the README's "Python API" section, in order."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """The files the README's examples name, in the current folder: person.jpg (a person with
+    exact alpha) and talk.mp4 (12 frames of a person swaying over a room)."""
+    shutil.copy(PHOTO, tmp_path / "person.jpg")
+    write_clip(tmp_path / "talk.mp4", (f for f, _ in person_clip_frames(CLIP_FRAMES, (180, 320))))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_example(index: int) -> dict:
+    examples = readme_examples()
+    assert len(examples) == 3, "the README shows one example each for Segmenter, LiveFilter and process_file"
+    namespace: dict = {"__name__": "readme_example"}
+    exec(compile(examples[index], f"README.md Python API example {index + 1}", "exec"), namespace)
+    return namespace
+
+
+def test_readme_segmenter_example_masks_the_person(workdir):
+    ns = run_example(0)
+    alpha = ns["alpha"]
+    truth = read_alpha(TRUTH)
+    assert alpha.dtype == np.float32 and alpha.shape == truth.shape  # the photo's own size
+    assert 0.0 <= alpha.min() and alpha.max() <= 1.0
+    assert iou(alpha, truth) > 0.8
+    written = read_alpha(workdir / "mask.png")
+    assert written.shape == truth.shape and iou(written, truth) > 0.8
+
+
+def test_readme_live_filter_example_puts_the_person_on_the_colour(workdir):
+    ns = run_example(1)
+    stats, last = ns["stats"], ns["sink"].last
+    assert 0 < stats.out_frames <= 90
+    assert last is not None and last.shape == (361, 640, 3)
+    truth, photo = read_alpha(TRUTH), read_rgb(PHOTO)
+    chroma = np.array([0, 177, 64])
+    background, person = truth < 0.02, truth > 0.98
+    # The room is replaced by the colour; the person is kept as the camera saw them.
+    assert np.mean(np.abs(last[background].astype(int) - chroma).max(axis=1) < 40) > 0.9
+    assert np.mean(np.abs(last[person].astype(int) - photo[person]).max(axis=1) < 40) > 0.9
+
+
+def test_readme_process_file_example_writes_a_playable_video(workdir, capsys):
+    ns = run_example(2)
+    result = ns["result"]
+    out = workdir / "talk-beach.mp4"
+    assert Path(result.output) == Path("talk-beach.mp4") and result.frames == CLIP_FRAMES
+    frames = read_frames(out)
+    assert len(frames) == CLIP_FRAMES and frames[0].shape == (180, 320, 3)
+    source = read_frames(workdir / "talk.mp4")
+    corner = (slice(0, 30), slice(0, 30))  # the room's corner: the beach there now
+    assert np.abs(frames[0][corner].astype(int) - source[0][corner]).mean() > 20
+    assert f"{CLIP_FRAMES} frames -> talk-beach.mp4" in capsys.readouterr().out
+    assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+def test_import_vbg_loads_no_heavy_library():
+    code = textwrap.dedent("""
+        import sys
+        heavy = ("cv2", "onnxruntime", "av", "pyvirtualcam", "numpy", "huggingface_hub")
+        loaded = lambda: sorted(m for m in heavy if m in sys.modules)
+        import vbg
+        print(loaded())
+        from vbg import Segmenter, LiveFilter, process_file, LiveConfig, VbgError
+        print(loaded())
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    bare, named = proc.stdout.splitlines()
+    assert bare == "[]"
+    assert named in ("[]", "['numpy']")  # numpy at most (the API's arrays); the model, codecs and camera wait
+
+
+def test_every_exported_name_is_there():
+    import vbg
+
+    for name in vbg.__all__:
+        assert getattr(vbg, name) is not None
+        assert name in dir(vbg)
+    assert vbg.Segmenter.__module__ == "vbg.api" and vbg.Source.__module__ == "vbg.capture"
+    with pytest.raises(AttributeError, match="no attribute 'Segmentor'"):
+        vbg.Segmentor  # noqa: B018
+    assert (ROOT / "vbg" / "py.typed").is_file()
+    assert '"py.typed"' in (ROOT / "pyproject.toml").read_text()  # shipped as package data
+
+
+def test_segmenter_misuse_is_refused_clearly():
+    from vbg import ConfigError, ModelError, Segmenter
+
+    with pytest.raises(ConfigError, match="unknown option 'devise'"):
+        Segmenter("selfie", devise="cpu")
+    with pytest.raises(ConfigError, match="device 'gpu' is not known"):
+        Segmenter("selfie", device="gpu")
+    with pytest.raises(ConfigError, match="threads 0 is out of range"):
+        Segmenter("selfie", threads=0)
+    with pytest.raises(ModelError, match="does not exist"):
+        Segmenter("no-such-model.onnx")
+    seg = Segmenter("selfie", device="cpu")
+    rgb = read_rgb(PHOTO)
+    with pytest.raises(TypeError, match="uint8"):
+        seg.segment(rgb.astype(np.float32))
+    with pytest.raises(ValueError, match="H x W x 3"):
+        seg.segment(rgb[:, :, 0])
+    assert seg.segment(rgb, dtype=np.uint8).dtype == np.uint8
+    assert seg.providers == ["CPUExecutionProvider"] and "selfie" in seg.model
+    seg.close()
+    seg.close()  # idempotent
+    with pytest.raises(ValueError, match="closed"):
+        seg.segment(rgb)
+
+
+def test_process_file_refuses_bad_input_and_never_touches_an_input(workdir):
+    from vbg import ConfigError, InputError, OutputError, process_file
+
+    talk = workdir / "talk.mp4"
+    before = talk.read_bytes()
+    with pytest.raises(InputError, match="no such file") as missing:
+        process_file("missing.mp4", "out.mp4", model="selfie")
+    assert isinstance(missing.value, OSError)
+    with pytest.raises(OutputError, match="is the input"):
+        process_file("talk.mp4", "talk.mp4", model="selfie", overwrite=True)
+    with pytest.raises(ConfigError, match="did you mean smoothing"):
+        process_file("talk.mp4", "out.mp4", smoothng=2)
+    (workdir / "taken.mp4").write_bytes(b"mine")
+    with pytest.raises(OutputError, match="already exists"):
+        process_file("talk.mp4", "taken.mp4", model="selfie")
+    assert (workdir / "taken.mp4").read_bytes() == b"mine" and talk.read_bytes() == before
+    seen = []
+    result = process_file("talk.mp4", "matte", mode="matte", model="selfie", workers=1,
+                          on_progress=lambda done, total: seen.append((done, total)))
+    assert result.frames == CLIP_FRAMES and len(list((workdir / "matte").glob("*.png"))) == CLIP_FRAMES
+    assert seen[-1] == (CLIP_FRAMES, CLIP_FRAMES)
+
+
+def test_live_filter_on_a_thread_feeds_the_virtual_camera_until_stopped():
+    from vbg import LiveFilter
+
+    with fake_camera("vbg-test-api") as cam:
+        live = LiveFilter("demo", vcam_backend="vbg-test-api", blur=1.0, model="selfie")
+        assert live.config.output.vcam  # no sink of the caller's: the virtual camera, as vbg does
+        live.start()
+        assert live.wait_started(60)
+        assert live.running
+
+        def frames_sent() -> bool:
+            return bool(cam.instances) and cam.instances[0].sent >= 5
+
+        wait_until(frames_sent, "five frames sent to the virtual camera")
+        live.stop()
+        stats = live.wait(60)
+    assert frames_sent() and stats.out_frames > 0
+    assert not live.running and cam.instances[0].closed == 1
+    with pytest.raises(RuntimeError, match="runs once"):
+        live.run()
+
+
+def test_live_filter_checks_at_construction_and_closes_what_it_was_given(workdir):
+    from vbg import InputError, LiveFilter, Problems, SinkBase
+
+    class Frames:
+        live = False
+        width, height, fps = 64, 48, 30.0
+
+        def __init__(self, n):
+            self.left, self.closed = n, 0
+
+        def read(self):
+            if self.left == 0:
+                return None
+            self.left -= 1
+            return np.full((48, 64, 3), 100, np.uint8)
+
+        def close(self):
+            self.closed += 1
+
+    class Count(SinkBase):
+        def __init__(self):
+            super().__init__()
+            self.n, self.closed = 0, 0
+
+        def send(self, composite):
+            assert composite.image.shape == (48, 64, 3)
+            self.n += 1
+
+        def close(self):
+            self.closed += 1
+
+    with pytest.raises(InputError, match="no-such.jpg"):
+        LiveFilter(Frames(3), sinks=[Count()], background="no-such.jpg", model="selfie")
+    with pytest.raises(Problems) as both:
+        LiveFilter(Frames(3), sinks=[Count()], background="no-such.jpg", model="no-such.onnx")
+    assert len(both.value.errors) == 2
+    with pytest.raises(TypeError, match="not a Sink"):
+        LiveFilter(Frames(3), sinks=[object()])
+    source, sink = Frames(20), Count()
+    with LiveFilter(source, sinks=[sink], color="white", model="selfie") as live:
+        assert not live.config.output.vcam  # the caller's sink is the output
+        stats = live.run()  # a file-like source: it ends when the frames do
+    assert 0 < sink.n == stats.out_frames <= 20
+    assert source.closed >= 1 and sink.closed >= 1
+
+
+def test_layer_check_refuses_an_import_of_the_api(tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import check_layers
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    assert check_layers.check(ROOT) == []
+    (tmp_path / "vbg" / "sinks").mkdir(parents=True)
+    (tmp_path / "vbg" / "__init__.py").write_text("from .api import Segmenter\n")
+    (tmp_path / "vbg" / "sinks" / "__init__.py").write_text("def f():\n    from ..api import LiveFilter\n")
+    problems = check_layers.check(tmp_path)
+    assert len(problems) == 1 and problems[0].startswith(os.path.join("vbg", "sinks", "__init__.py") + ":2:")
+    assert "Python API" in problems[0]

@@ -1,0 +1,372 @@
+"""Shell completion scripts and the man page, generated from the CLI's own argparse parsers.
+
+In: the parsers of ``vbg.cli`` (``build_live_parser``: ``vbg [OPTIONS]``, the live filter;
+``build_parser``: ``vbg COMMAND ...``), walked as they are, so a new option or command is in
+every output without a line here. Out: text: ``render("bash" | "zsh" | "fish" | "man")``, printed
+by ``vbg completion SHELL`` and ``vbg man`` (always the running vbg's). Nothing is written.
+
+Which word is the command follows ``vbg.cli``'s rule: the first word that is not ``-q``,
+``-v``, ``--quiet`` or ``--verbose``; when it is none of the commands, the whole line is the
+live filter's. An option's value completes to its ``choices`` when it has them, to file names
+when its metavar names a file (``PATH``, ``FILE``, ``OUT``, ``IMAGE``, ``VIDEO``, ``DEV``...),
+else to nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+from dataclasses import dataclass
+
+KINDS = ("bash", "zsh", "fish", "man")
+SHELLS = KINDS[:3]
+_FILE_WORDS = ("PATH", "FILE", "OUT", "IMAGE", "VIDEO", "DEV", "INPUT", "OUTPUT", "DIR", "FOLDER")
+
+
+@dataclass(frozen=True)
+class Option:
+    flags: tuple[str, ...]
+    help: str  # argparse's help, %-expanded, on one line
+    takes_value: bool
+    choices: tuple[str, ...]
+    metavar: str  # "" for a switch
+    files: bool  # the value is a file name
+    group: str  # the parser group's title ("options" for the plain ones)
+
+
+@dataclass(frozen=True)
+class Positional:
+    metavar: str
+    help: str
+    many: bool
+    choices: tuple[str, ...]
+    files: bool
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # "" for the live filter, ``vbg [OPTIONS]``
+    summary: str  # the one line of ``vbg --help``'s command list
+    description: str
+    epilog: str
+    options: tuple[Option, ...]
+    positionals: tuple[Positional, ...]
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def _names_files(metavar: str) -> bool:
+    words = re.split(r"[^A-Za-z]+", metavar.upper())
+    return any(w.startswith(f) for w in words for f in _FILE_WORDS if w)
+
+
+def _walk(parser: argparse.ArgumentParser, name: str, summary: str) -> Command:
+    formatter = parser._get_formatter()
+    group_of = {id(a): g.title or "options" for g in parser._action_groups for a in g._group_actions}
+    options, positionals = [], []
+    for action in parser._actions:
+        if action.help == argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):
+            continue
+        help_text = _one_line(formatter._expand_help(action)) if action.help else ""
+        choices = tuple(str(c) for c in action.choices) if action.choices else ()
+        metavar = action.metavar if isinstance(action.metavar, str) else ""
+        if action.option_strings:
+            takes = action.nargs != 0
+            metavar = metavar or (action.dest.upper() if takes else "")
+            options.append(Option(tuple(action.option_strings), help_text, takes, choices, metavar,
+                                  takes and not choices and _names_files(metavar), group_of.get(id(action), "options")))
+        else:
+            metavar = metavar or action.dest.upper()
+            positionals.append(Positional(metavar, help_text, action.nargs in ("+", "*", argparse.REMAINDER),
+                                          choices, not choices and _names_files(metavar)))
+    return Command(name, summary, _one_line(parser.description), parser.epilog or "", tuple(options),
+                   tuple(positionals))
+
+
+def commands() -> list[Command]:
+    """The live filter first (name ""), then each command in ``vbg --help``'s order."""
+    from .cli import build_live_parser, build_parser
+
+    main = build_parser()
+    out = [_walk(build_live_parser(), "", "")]
+    for action in main._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            summaries = {a.dest: _one_line(a.help) for a in action._choices_actions}
+            out += [_walk(p, name, summaries.get(name, "")) for name, p in action.choices.items()]
+    return out
+
+
+def global_flags() -> tuple[str, ...]:
+    from .cli import GLOBAL_FLAGS
+
+    return tuple(GLOBAL_FLAGS)
+
+
+def render(kind: str) -> str:
+    """The bash, zsh or fish completion script, or the man page (roff)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
+    return {"bash": bash, "zsh": zsh, "fish": fish, "man": man}[kind](commands())
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# --- bash ----------------------------------------------------------------------------------------
+
+
+def _words(items) -> str:
+    return shlex.quote(" ".join(items))
+
+
+def bash(cmds: list[Command]) -> str:
+    names = [c.name for c in cmds if c.name]
+    lines = [
+        f"# bash completion for vbg {_version()}: generated from vbg's own parser by `vbg completion bash`.",
+        "# Install: vbg completion bash > ~/.local/share/bash-completion/completions/vbg",
+        "_vbg_files() {",
+        '    local IFS=$\'\\n\'',
+        '    compopt -o filenames 2>/dev/null',
+        '    COMPREPLY=($(compgen -f -- "$1"))',
+        "}",
+        "",
+        "_vbg() {",
+        '    local cur="${COMP_WORDS[COMP_CWORD]}" prev="" cmd="" at=0 i w',
+        '    (( COMP_CWORD > 0 )) && prev="${COMP_WORDS[COMP_CWORD-1]}"',
+        "    # the command: the first word that is not a global flag (as vbg reads its arguments)",
+        "    for ((i = 1; i < COMP_CWORD; i++)); do",
+        '        w="${COMP_WORDS[i]}"',
+        "        case \"$w\" in",
+        f"            {'|'.join(global_flags())}) ;;",
+        '            *) cmd="$w"; at=$i; break ;;',
+        "        esac",
+        "    done",
+        "    case \"$cmd\" in",
+        f"        {'|'.join(names)}) ;;",
+        '        *) cmd="" ;;',
+        "    esac",
+        "    # --opt=value: one word, or three where COMP_WORDBREAKS splits at '=' (bash's default)",
+        '    if [[ "$cur" == "=" && "$prev" == --* ]]; then',
+        '        cur=""',
+        '    elif [[ "$prev" == "=" ]] && (( COMP_CWORD > 1 )); then',
+        '        prev="${COMP_WORDS[COMP_CWORD-2]}"',
+        '    elif [[ "$cur" == --*=* ]]; then',
+        '        prev="${cur%%=*}"; cur="${cur#*=}"',
+        '    elif [[ "$prev" == --*=* ]]; then',
+        '        prev=""',
+        "    fi",
+        "    local opts",
+        "    case \"$prev\" in -*)",
+        "        case \"$cmd $prev\" in",
+    ]
+    for c in cmds:
+        for o in c.options:
+            if not o.takes_value:
+                continue
+            pattern = "|".join(shlex.quote(f"{c.name} {f}") for f in o.flags)
+            if o.choices:
+                action = f'COMPREPLY=($(compgen -W {_words(o.choices)} -- "$cur")); return 0'
+            elif o.files:
+                action = '_vbg_files "$cur"; return 0'
+            else:
+                action = "COMPREPLY=(); return 0"  # a value of the user's own: nothing to offer
+            lines.append(f"            {pattern}) {action} ;;")
+    lines += ["        esac ;;", "    esac", "    case \"$cmd\" in"]
+    for c in cmds:
+        label = c.name or '""'
+        opts = [f for o in c.options for f in o.flags]
+        lines.append(f"        {label}) opts={_words(opts)} ;;")
+    lines += ["    esac",
+              '    if [[ "$cur" == -* ]]; then',
+              '        COMPREPLY=($(compgen -W "$opts" -- "$cur"))',
+              '    elif [[ -z "$cmd" ]] && (( at == 0 )); then',
+              f'        COMPREPLY=($(compgen -W {_words(names)} -- "$cur"))',
+              "    else",
+              "        case \"$cmd\" in"]
+    for c in cmds:
+        for p in c.positionals:
+            if p.choices:
+                lines.append(f'            {c.name}) COMPREPLY=($(compgen -W {_words(p.choices)} -- "$cur")) ;;')
+            elif p.files:
+                lines.append(f'            {c.name}) _vbg_files "$cur" ;;')
+            break  # the first positional decides: vbg's commands have one kind each
+    lines += ["            *) COMPREPLY=() ;;", "        esac", "    fi", "    return 0", "}",
+              "complete -F _vbg vbg", ""]
+    return "\n".join(lines)
+
+
+# --- zsh -----------------------------------------------------------------------------------------
+
+
+def _zsh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _zsh_desc(text: str) -> str:
+    short = text if len(text) <= 90 else text[:87].rstrip() + "..."
+    return re.sub(r"([\[\]\\])", r"\\\1", short)  # in [...]: brackets and backslashes escaped
+
+
+def _zsh_spec(o: Option) -> str:
+    desc = _zsh_desc(o.help)
+    if o.takes_value:
+        message = re.sub(r"([:\\])", r"\\\1", o.metavar or "value")
+        if o.choices:
+            action = "(" + " ".join(re.sub(r"([ ()\\])", r"\\\1", c) for c in o.choices) + ")"
+        elif o.files:
+            action = "_files"
+        else:
+            action = " "
+        tail = f":{message}:{action}"
+    else:
+        tail = ""
+    if len(o.flags) == 1:
+        return _zsh_quote(f"{o.flags[0]}[{desc}]{tail}")
+    excl = "(" + " ".join(o.flags) + ")"
+    return _zsh_quote(excl) + "{" + ",".join(o.flags) + "}" + _zsh_quote(f"[{desc}]{tail}")
+
+
+def zsh(cmds: list[Command]) -> str:
+    names = [c for c in cmds if c.name]
+    lines = [
+        "#compdef vbg",
+        f"# zsh completion for vbg {_version()}: generated from vbg's own parser by `vbg completion zsh`.",
+        "# Install: vbg completion zsh > ~/.zfunc/_vbg  (with fpath=(~/.zfunc $fpath) before compinit)",
+        "",
+        "_vbg() {",
+        f"  local -a global_flags=({' '.join(global_flags())})",
+        "  local i cmd=''",
+        "  for ((i = 2; i < CURRENT; i++)); do",
+        "    if (( ! ${global_flags[(Ie)${words[i]}]} )); then cmd=${words[i]}; break; fi",
+        "  done",
+        "  case $cmd in",
+    ]
+    for c in names:
+        specs = [_zsh_spec(o) for o in c.options]
+        for p in c.positionals:
+            action = "_files" if p.files else "(" + " ".join(p.choices) + ")" if p.choices else " "
+            specs.append(_zsh_quote(f"{'*' if p.many else ''}:{_zsh_desc(p.metavar)}:{action}"))
+        lines.append(f"    {c.name})")
+        lines.append("      (( CURRENT -= i - 1 )); words=(\"${(@)words[i,-1]}\")")
+        lines.append("      _arguments -s \\")
+        lines += [f"        {s} \\" for s in specs]
+        lines[-1] = lines[-1][:-2]
+        lines.append("      ;;")
+    live = cmds[0]
+    commands_list = " ".join(_zsh_quote(f"{c.name}:{_zsh_desc(c.summary)}") for c in names)
+    lines += ["    *)",
+              f"      local -a vbg_commands=({commands_list})",
+              "      _arguments -s \\"]
+    lines += [f"        {_zsh_spec(o)} \\" for o in live.options]
+    lines += ["        '1: :{_describe command vbg_commands}'", "      ;;", "  esac", "}", "", '_vbg "$@"', ""]
+    return "\n".join(lines)
+
+
+# --- fish ----------------------------------------------------------------------------------------
+
+
+def fish(cmds: list[Command]) -> str:
+    names = [c.name for c in cmds if c.name]
+    none_yet = "not __fish_seen_subcommand_from " + " ".join(names)
+    lines = [f"# fish completion for vbg {_version()}: generated from vbg's own parser by `vbg completion fish`.",
+             "# Install: vbg completion fish > ~/.config/fish/completions/vbg.fish",
+             "complete -c vbg -e"]
+    for c in cmds:
+        if c.name:
+            lines.append(f"complete -c vbg -f -n {shlex.quote(none_yet)} -a {c.name} -d {shlex.quote(c.summary)}")
+    for c in cmds:
+        cond = shlex.quote(none_yet if not c.name else f"__fish_seen_subcommand_from {c.name}")
+        for o in c.options:
+            parts = [f"complete -c vbg -n {cond}"]
+            for f in o.flags:
+                parts.append(f"-l {f[2:]}" if f.startswith("--") else f"-s {f[1:]}")
+            if o.takes_value:
+                parts.append("-r" if o.files else "-x")
+                if o.choices:
+                    parts.append(f"-a {shlex.quote(' '.join(o.choices))}")
+            if o.help:
+                parts.append(f"-d {shlex.quote(o.help[:90])}")
+            lines.append(" ".join(parts))
+        if c.name and c.positionals and c.positionals[0].files:
+            lines.append(f"complete -c vbg -n {cond} -F")
+    lines.append("")
+    return "\n".join(lines)
+
+
+# --- man -----------------------------------------------------------------------------------------
+
+
+def _roff(text: str) -> str:
+    """Text for a roff line: backslashes and hyphens escaped, no line starting a request."""
+    out = text.replace("\\", "\\e").replace("-", "\\-")
+    return "\\&" + out if out[:1] in (".", "'") else out
+
+
+def _flag_roff(o: Option) -> str:
+    flags = ", ".join(f"\\fB{_roff(f)}\\fR" for f in o.flags)
+    if not o.takes_value:
+        return flags
+    value = f"\\fI{_roff(o.metavar)}\\fR"
+    if o.choices:
+        value = "{" + ",".join(_roff(c) for c in o.choices) + "}"
+    return f"{flags} {value}"
+
+
+def _options_roff(c: Command) -> list[str]:
+    lines: list[str] = []
+    group = None
+    for o in c.options:
+        if o.group != group and o.group not in ("options", "optional arguments"):
+            lines += [".PP", f"\\fI{_roff(o.group)}\\fR:"]
+        group = o.group
+        lines += [".TP", _flag_roff(o), _roff(o.help or "")]
+    return lines
+
+
+def man(cmds: list[Command]) -> str:
+    live, rest = cmds[0], [c for c in cmds if c.name]
+    lines = [
+        f'.\\" Generated from vbg\'s own parser by `vbg man` (vbg {_version()}); do not edit.',
+        f'.TH VBG 1 "" "vbg {_version()}" "User Commands"',
+        ".SH NAME",
+        "vbg \\- real\\-time virtual background for video calls and recordings",
+        ".SH SYNOPSIS",
+        ".B vbg",
+        "[\\fIOPTIONS\\fR]",
+        ".br",
+        ".B vbg",
+        "\\fICOMMAND\\fR [\\fIOPTIONS\\fR] [\\fIARGUMENTS\\fR]",
+        ".SH DESCRIPTION",
+        _roff(live.description),
+        ".PP",
+        "Without a \\fICOMMAND\\fR, vbg runs the live filter with the options below. "
+        "\\fBvbg \\fICOMMAND\\fB \\-\\-help\\fR shows a command's options as this page does.",
+        ".SH OPTIONS",
+        *_options_roff(live),
+        ".SH COMMANDS",
+    ]
+    for c in rest:
+        usage = " ".join(("\\fI" + _roff(p.metavar) + "\\fR" + ("..." if p.many else "")) for p in c.positionals)
+        lines += [f".SS \"vbg {c.name}\"", f"\\fBvbg {c.name}\\fR [\\fIOPTIONS\\fR] {usage}".rstrip(), ".PP",
+                  _roff(c.description or c.summary)]
+        for p in c.positionals:
+            lines += [".TP", f"\\fI{_roff(p.metavar)}\\fR", _roff(p.help or ("one of " + ", ".join(p.choices)))]
+        lines += _options_roff(c)
+        if c.epilog:
+            lines += [".PP", ".nf", *(_roff(line) if line.strip() else "" for line in c.epilog.splitlines()), ".fi"]
+    lines += [
+        ".SH EXIT STATUS",
+        "0 when the run succeeded; each kind of error has its own code (README, \\(lqExit codes\\(rq); "
+        "130 after Ctrl\\-C or SIGTERM, 141 when the reader of the output went away.",
+        ".SH SEE ALSO",
+        "\\fBvbg doctor\\fR checks this machine's set\\-up; \\fBvbg completion\\fR \\fIbash\\fR|\\fIzsh\\fR|\\fIfish\\fR "
+        "prints shell completion.",
+        "",
+    ]
+    return "\n".join(line.replace("\n", " ") for line in lines)
