@@ -144,6 +144,7 @@ def _parser_process(sub) -> None:
     p.add_argument("--config", metavar="FILE.toml",
                    help="read settings from a TOML file: [model], [temporal], [background] and [output] "
                         "(quality, encoder, memory, mode); flags override it")
+    _add_default_config_option(p)
     from .config import ProcessConfig, ProcessTemporalConfig
     from .config import MEMORY_MB
     from .offline.process import LOOKAHEAD_MB
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_models(sub)
     _parser_backgrounds(sub)
     _parser_doctor(sub)
+    _parser_config(sub)
     # -q / -v also after the command (vbg process in.mp4 -o out.mp4 -v); SUPPRESS keeps a
     # flag given before the command when it is not repeated after it.
     for cmd in sub.choices.values():
@@ -422,19 +424,18 @@ def _auto_workers(seg_cfg, cfg, first: Path) -> tuple[list, str]:
 
 
 def process_config(args, found: list[VbgError] | None = None):
-    """vbg process's config: the ``--config`` file (if any), then the flags given, then ``--alpha`` /
-    ``--matte``. A bad ``--size`` goes to ``found`` (model settings left as the file has them), so
+    """vbg process's config: the default file, the ``--config`` file, the environment (``vbg.userconfig``),
+    then the flags given, with ``--alpha`` / ``--matte``. A bad ``--size`` goes to ``found`` (model settings left as the file has them), so
     that it is reported with every other start-up problem; a bad config file raises at once."""
     from . import config as cfgmod
+    from .userconfig import Layer, settle
 
-    base = cfgmod.ProcessConfig()
-    if getattr(args, "config", None):
-        base = cfgmod.from_toml(args.config, base, check=False)
-    updates = _flag_updates(args, base)
+    root = cfgmod.ProcessConfig()
+    updates = _flag_updates(args, root)
     if args.alpha or args.matte:
         updates.setdefault(cfgmod.OWN_SECTION, {})["mode"] = "rgba" if args.alpha else "matte"
     size = updates.get("model", {}).pop("size", None)
-    cfg = cfgmod.apply(base, updates, check=False)
+    cfg = settle(root, [*_lower_layers(args, root), Layer.of(updates, "flags")]).cfg
     if size is not None:
         try:
             cfg = cfgmod.apply(cfg, {"model": {"size": size}}, check=False)
@@ -640,7 +641,7 @@ def cmd_doctor(args) -> int:
     return 0 if report.ok else 1
 
 
-SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor")
+SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor", "config")
 
 def build_live_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
@@ -650,7 +651,9 @@ def build_live_parser() -> argparse.ArgumentParser:
                     "Other commands: vbg segment, vbg process, vbg export, vbg models, vbg backgrounds, vbg doctor "
                     "(vbg COMMAND --help).")
     p.add_argument("--version", action="version", version=f"vbg {__version__}")
-    p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags override it)")
+    p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags and VBG_* "
+                   "environment variables override it; it overrides the default config file)")
+    _add_default_config_option(p)
     p.add_argument("-q", "--quiet", action="store_true", default=False, help="no status line, only warnings")
     p.add_argument("-v", "--verbose", action="store_true", default=False, help="debug messages")
     from .config import LiveConfig, sections
@@ -681,10 +684,11 @@ def _flag_updates(args, root) -> dict[str, dict]:
 
 def live_config(args):
     from . import config as cfgmod
+    from .userconfig import Layer, settle
 
-    base = cfgmod.from_toml(args.config, check=False) if getattr(args, "config", None) else cfgmod.LiveConfig()
-    # check=False: the start-up checks (preflight.live) report every problem at once
-    return cfgmod.apply(base, _flag_updates(args, base), check=False)
+    root = cfgmod.LiveConfig()
+    # unchecked: the start-up checks (preflight.live) report every problem at once
+    return settle(root, [*_lower_layers(args, root), Layer.of(_flag_updates(args, root), "flags")]).cfg
 
 
 def cmd_live(args) -> int:
@@ -1024,3 +1028,104 @@ def _run(argv: list[str]) -> int:
         else:
             _error(e)
         return e.exit_code
+
+
+# --- The default config file, the VBG_* environment (vbg.userconfig) and vbg config.
+
+
+def _add_default_config_option(p) -> None:
+    p.add_argument("--no-default-config", action="store_true", default=False,
+                   help="do not read the default config file (vbg config path)")
+
+
+def _lower_layers(args, root) -> list:
+    """The layers under the flags: default file, ``--config``, ``VBG_*`` environment."""
+    from .userconfig import layers_of
+
+    return layers_of(root, config=getattr(args, "config", None),
+                     use_default=not getattr(args, "no_default_config", False))
+
+
+CONFIG_EPILOG = """\
+where each setting comes from, the first that sets it wins:
+  1. the flags                          vbg --blur 0.5
+  2. the environment                    VBG_<KEY> for each option: VBG_MODEL=selfie, VBG_SIZE=320,
+                                        VBG_VCAM_DEVICE=/dev/video10, VBG_VCAM=false (--no-vcam)
+  3. --config FILE.toml
+  4. the default config file            vbg config path
+  5. vbg's built-in defaults"""
+
+
+def _parser_config(sub) -> None:
+    p = sub.add_parser("config", help="the default config file: where it is, what is in effect, edit it",
+                       description="The default config file, read by the live filter and by vbg process (the "
+                                   "settings each has).", epilog=CONFIG_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+    path = verbs.add_parser("path", help="print the default config file's path (and whether it exists)")
+    path.set_defaults(func=cmd_config_path)
+    show = verbs.add_parser("show", help="print the settings in effect, as TOML, each with where it came from",
+                            epilog=CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    show.add_argument("--process", action="store_true", help="vbg process's settings (default: the live filter's)")
+    show.add_argument("--config", metavar="FILE.toml", help="as the command would be given it")
+    _add_default_config_option(show)
+    show.set_defaults(func=cmd_config_show)
+    edit = verbs.add_parser("edit", help="open the default config file in $VISUAL / $EDITOR (made from the "
+                                         "commented defaults when there is none), then check it")
+    edit.set_defaults(func=cmd_config_edit)
+
+
+def cmd_config_path(args) -> int:
+    from .userconfig import default_path
+
+    path = default_path()
+    print(path)
+    log.info("%s", "it exists" if path.is_file() else "it does not exist yet: vbg config edit makes one")
+    return 0
+
+
+def cmd_config_show(args) -> int:
+    from . import config as cfgmod
+    from .userconfig import default_path, render, settle
+
+    root = cfgmod.ProcessConfig() if args.process else cfgmod.LiveConfig()
+    settled = settle(root, _lower_layers(args, root))
+    path = default_path()
+    state = ("not read: --no-default-config" if args.no_default_config else "read" if path.is_file()
+             else "not there")
+    print(f"# the settings {'vbg process' if args.process else 'the live filter'} starts with (flags override "
+          f"them)\n# default config {path}: {state}\n")
+    print(render(settled), end="")
+    for problem in cfgmod.problems(settled.cfg):
+        log.warning("%s", problem)
+    return 0
+
+
+def cmd_config_edit(args) -> int:
+    import subprocess
+
+    from . import userconfig
+
+    path = userconfig.default_path()
+    if not os.path.lexists(path):
+        if userconfig.create_default(path):
+            log.info("made %s from the defaults, every setting commented out", path)
+    editor = userconfig.editor_command()
+    if editor is None:
+        raise ConfigError(f"no editor found: set VISUAL or EDITOR (e.g. export EDITOR=nano), or edit {path} "
+                          "with any editor")
+    try:
+        rc = subprocess.call([*editor, str(path)])
+    except OSError as e:
+        raise ConfigError(f"the editor {editor[0]!r} cannot be started ({e.strerror}): set VISUAL or EDITOR to "
+                          "an installed one") from None
+    if rc != 0:
+        log.warning("the editor exited with status %d", rc)
+    found = userconfig.file_problems(path)
+    for problem in found:
+        _error(problem if str(problem).startswith("the default config") else f"{path}: {problem}")
+    if found:
+        print("vbg: vbg config edit opens it again (--no-default-config runs vbg without it)", file=sys.stderr)
+        return found[0].exit_code
+    log.info("%s: every setting is valid", path)
+    return 0
