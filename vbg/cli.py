@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_backgrounds(sub)
     _parser_doctor(sub)
     _parser_config(sub)
+    _parser_service(sub)
     # -q / -v also after the command (vbg process in.mp4 -o out.mp4 -v); SUPPRESS keeps a
     # flag given before the command when it is not repeated after it.
     for cmd in sub.choices.values():
@@ -641,14 +642,15 @@ def cmd_doctor(args) -> int:
     return 0 if report.ok else 1
 
 
-SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor", "config")
+SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor", "config", "service")
 
 def build_live_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
     p = argparse.ArgumentParser(
         prog="vbg", argument_default=S,
         description="Live virtual background: camera -> person segmentation -> new background -> virtual camera. "
-                    "Other commands: vbg segment, vbg process, vbg export, vbg models, vbg backgrounds, vbg doctor "
+                    "Other commands: vbg segment, vbg process, vbg export, vbg models, vbg backgrounds, vbg doctor, "
+                    "vbg config, vbg service "
                     "(vbg COMMAND --help).")
     p.add_argument("--version", action="version", version=f"vbg {__version__}")
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags and VBG_* "
@@ -700,9 +702,10 @@ def cmd_live(args) -> int:
         log.warning("%s", note)
     pipeline = LivePipeline(plan.cfg)
     interactive = sys.stderr.isatty()
+    to_systemd = _service_status()
 
     def on_status(line: str) -> None:
-        if args.quiet:
+        if to_systemd(line) or args.quiet:
             return
         if interactive:
             print("\r" + line, end="", file=sys.stderr, flush=True)
@@ -715,6 +718,7 @@ def cmd_live(args) -> int:
         with _stop_on_signals(pipeline.stop, ready=pipeline.started.is_set):
             stats = pipeline.run(on_status=on_status)
     finally:
+        to_systemd(None)
         if interactive and not args.quiet:
             print(file=sys.stderr)
     snap = stats.snapshot()
@@ -723,9 +727,23 @@ def cmd_live(args) -> int:
     return 0
 
 
+_JOURNAL = [False]  # stderr goes to the journal (a systemd service): no "vbg: " prefix, a priority instead
+
+
 def _error(problem) -> None:
     """The one line of an error (a newline in a file name shown escaped, on the same line)."""
-    print(f"vbg: error: {streams.printable(str(problem))}", file=sys.stderr)
+    print(f"{'<3>' if _JOURNAL[0] else 'vbg: '}error: {streams.printable(str(problem))}", file=sys.stderr)
+
+
+class _JournalLine(logging.Formatter):
+    """A log line as journald reads it from stderr: ``<N>`` (the syslog priority) first, no time
+    stamp or colour (journald adds its own), on one line."""
+
+    PRIORITIES = ((logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+
+    def format(self, record) -> str:
+        prio = next((p for level, p in self.PRIORITIES if record.levelno >= level), 7)
+        return f"<{prio}>" + streams.printable(super().format(record))
 
 
 class _OneLine(logging.Formatter):
@@ -736,9 +754,12 @@ class _OneLine(logging.Formatter):
 
 
 def _setup_logging(args) -> None:
+    from .service import journal_stderr
+
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    _JOURNAL[0] = journal_stderr()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLine("vbg: %(message)s"))
+    handler.setFormatter(_JournalLine("%(message)s") if _JOURNAL[0] else _OneLine("vbg: %(message)s"))
     root = logging.getLogger("vbg")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -746,7 +767,7 @@ def _setup_logging(args) -> None:
     from . import liblogs
 
     libs = logging.StreamHandler(sys.stderr)  # other libraries' messages, only with -v, named
-    libs.setFormatter(_OneLine("vbg: %(name)s: %(message)s"))
+    libs.setFormatter(_JournalLine("%(name)s: %(message)s") if _JOURNAL[0] else _OneLine("vbg: %(name)s: %(message)s"))
     liblogs.configure(args.verbose, libs)
 
 
@@ -953,7 +974,7 @@ def _exit_now(code: int) -> None:
 
 
 def _interrupted() -> int:
-    print("vbg: interrupted", file=sys.stderr)
+    print(f"{'<5>' if _JOURNAL[0] else 'vbg: '}interrupted", file=sys.stderr)
     return 130
 
 
@@ -1014,7 +1035,7 @@ def _run(argv: list[str]) -> int:
             detail = one_line(e, "an allocation failed")
             e = OutOfMemory(f"out of memory ({detail}): close other programs, or lower --size (and for vbg process "
                             "--memory or --window)")
-        print(f"vbg: error: {e}", file=sys.stderr)
+        _error(e)
         return e.exit_code
     except VbgError as e:
         if _SIGNALLED.is_set():
@@ -1024,7 +1045,7 @@ def _run(argv: list[str]) -> int:
 
             for one in e.errors:
                 _error(one)
-            print(f"vbg: {DOCTOR_HINT}", file=sys.stderr)
+            print(f"{'<6>' if _JOURNAL[0] else 'vbg: '}{DOCTOR_HINT}", file=sys.stderr)
         else:
             _error(e)
         return e.exit_code
@@ -1129,3 +1150,74 @@ def cmd_config_edit(args) -> int:
         return found[0].exit_code
     log.info("%s: every setting is valid", path)
     return 0
+
+
+# --- vbg service: the live filter as a systemd user service (vbg.service).
+
+
+def _parser_service(sub) -> None:
+    p = sub.add_parser("service", help="run the live filter at login: a systemd user service",
+                       description="Install, remove or show vbg's systemd user unit "
+                                   "(~/.config/systemd/user/vbg.service). It runs the live filter with the "
+                                   "default config file (vbg config path), or --config FILE.")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+    install = verbs.add_parser("install", help="write the unit for this vbg, then enable and start it")
+    install.add_argument("--config", metavar="FILE.toml", help="the config file the service runs with "
+                                                               "(default: the default config file)")
+    install.set_defaults(func=cmd_service)
+    verbs.add_parser("uninstall", help="stop, disable and remove the unit vbg wrote").set_defaults(func=cmd_service)
+    verbs.add_parser("status", help="systemctl --user status vbg").set_defaults(func=cmd_service)
+
+
+def cmd_service(args) -> int:
+    from . import service
+
+    if args.verb == "status":
+        text, rc = service.status()
+        print(text)
+        return rc
+    if args.verb == "install":
+        if args.config:
+            from .config import LiveConfig
+            from .userconfig import file_layer
+
+            file_layer(args.config, LiveConfig())  # a file the service could not start with: refused now
+        done = service.install(args.config)
+        log.info("wrote %s", done.path)
+    else:
+        done = service.uninstall()
+        if done is None:
+            log.info("vbg service is not installed (%s is not there)", service.unit_path())
+            return 0
+        log.info("removed %s", done.path)
+    for step in done.ran:
+        log.info("ran: %s", step)
+    if done.why_not:
+        log.warning("%s: run these yourself once it does:", done.why_not)
+        print("\n".join(done.todo))
+    return 0
+
+
+JOURNAL_STATUS_EVERY = 60  # under systemd the status line goes to the journal once a minute, not every second
+
+
+def _service_status() -> Callable[[str | None], bool]:
+    """``on(line)`` for the live filter's status lines under systemd: the first that reaches it says
+    the service is ready (``READY=1``), each one is its ``STATUS=`` (``systemctl --user status vbg``);
+    ``on(None)`` says it is stopping. True: keep the line out of the log (under the journal only one
+    a minute goes there)."""
+    from .service import notify
+
+    seen, ready = [0], [False]
+
+    def on(line: str | None) -> bool:
+        if line is None:
+            if ready[0]:
+                notify("STOPPING=1")
+            return True
+        seen[0] += 1
+        if notify(("" if ready[0] else "READY=1\n") + f"STATUS={line.strip()}"):
+            ready[0] = True
+        return _JOURNAL[0] and (seen[0] - 1) % JOURNAL_STATUS_EVERY != 0
+
+    return on

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import sys
-import tomllib
+from vbg.config import tomllib
 from pathlib import Path
 
 import pytest

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+from vbg.config import tomllib
 from pathlib import Path
 
 import pytest
