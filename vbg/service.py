@@ -187,19 +187,20 @@ def uninstall(*, run: Runner = run_systemctl, path: Path | None = None) -> Outco
 
 
 def journal_stderr(environ=None, stream=None) -> bool:
-    """Whether stderr goes to the journal: ``JOURNAL_STREAM`` names stderr's device and inode
-    (systemd.exec(5)); without it, ``INVOCATION_ID`` (a unit's process) and stderr not a terminal."""
+    """Whether stderr is the journal's stream: ``JOURNAL_STREAM`` names its device and inode
+    (systemd.exec(5)). Not ``INVOCATION_ID`` alone: every process a service starts inherits it
+    (a CI runner's tests, a script whose stderr goes to a file), and so does ``JOURNAL_STREAM``,
+    which then names another file than stderr."""
     environ = os.environ if environ is None else environ
     stream = sys.stderr if stream is None else stream
+    dev, _, ino = environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (dev.isdigit() and ino.isdigit()):
+        return False
     try:
         st = os.fstat(stream.fileno())
     except (OSError, ValueError, AttributeError):
         return False
-    named = environ.get("JOURNAL_STREAM", "")
-    if named:
-        dev, _, ino = named.partition(":")
-        return dev.isdigit() and ino.isdigit() and (st.st_dev, st.st_ino) == (int(dev), int(ino))
-    return bool(environ.get("INVOCATION_ID")) and not stream.isatty()
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
 
 
 def notify(state: str, environ=None) -> bool:

@@ -200,7 +200,7 @@ def test_journal_stream_is_recognised_by_its_device_and_inode(tmp_path):
         st = os.fstat(f.fileno())
         assert service.journal_stderr({"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}, f)
         assert not service.journal_stderr({"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino + 1}"}, f)
-        assert service.journal_stderr({"INVOCATION_ID": "0123"}, f)
+        assert not service.journal_stderr({"INVOCATION_ID": "0123"}, f)  # a service's child writing to a file
         assert not service.journal_stderr({}, f)
 
 
@@ -223,19 +223,33 @@ def _received(s) -> list[str]:
             return out
 
 
+def _as_a_service(tmp_path, env: dict, *args: str) -> tuple[int, str]:
+    """vbg run as systemd runs a service: stderr a stream that JOURNAL_STREAM names (here a file)."""
+    err = tmp_path / "journal"
+    with open(err, "w") as f:
+        st = os.fstat(f.fileno())
+        env = {**os.environ, **env, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}", "INVOCATION_ID": "0123abcd"}
+        rc = subprocess.run([sys.executable, "-m", "vbg", *args], stderr=f, stdout=subprocess.DEVNULL, env=env,
+                            timeout=300).returncode
+    return rc, err.read_text()
+
+
 def test_under_systemd_vbg_logs_with_priorities_and_says_when_it_is_ready(tmp_path, notify_socket):
     sock, addr = notify_socket
-    env = {"INVOCATION_ID": "0123456789abcdef", "NOTIFY_SOCKET": addr}
-    proc = run_vbg("--source", "demo", "--model", "selfie", "--no-vcam", "--record", str(tmp_path / "o.mp4"),
-                   "--frames", "90", env=env)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert lines and all(ln[:3] in ("<6>", "<4>") for ln in lines), proc.stderr  # info, warning: no "vbg: "
-    assert "\r" not in proc.stderr and "\x1b" not in proc.stderr  # no redraws, no colour
+    env = {"NOTIFY_SOCKET": addr}
+    rc, stderr = _as_a_service(tmp_path, env, "--source", "demo", "--model", "selfie", "--no-vcam", "--record",
+                               str(tmp_path / "o.mp4"), "--frames", "90")
+    assert rc == 0, stderr
+    lines = stderr.splitlines()
+    assert lines and all(ln[:3] in ("<6>", "<4>") for ln in lines), stderr  # info, warning: no "vbg: "
+    assert "\r" not in stderr and "\x1b" not in stderr  # no redraws, no colour
     got = _received(sock)
     assert got[0].startswith("READY=1\nSTATUS=out ") and "fps" in got[0]
     assert got[-1] == "STOPPING=1" and all(m.startswith("STATUS=") for m in got[1:-1])
 
-    bad = run_vbg("--source", "demo", "--size", "huge", env=env)
-    assert bad.returncode == 2 and bad.stderr.startswith("<3>error: --size 'huge' is not a size"), bad.stderr
+    rc, stderr = _as_a_service(tmp_path, env, "--source", "demo", "--size", "huge")
+    assert rc == 2 and stderr.startswith("<3>error: --size 'huge' is not a size"), stderr
     assert _received(sock) == []  # never ready
+    # a child of a service whose stderr is not the journal (a CI runner's tests, a pipe): plain lines
+    proc = run_vbg("--source", "demo", "--size", "huge", env={"INVOCATION_ID": "0123abcd", "JOURNAL_STREAM": "8:1"})
+    assert proc.returncode == 2 and proc.stderr.startswith("vbg: error: --size 'huge'"), proc.stderr
