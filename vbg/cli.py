@@ -425,9 +425,10 @@ def _auto_workers(seg_cfg, cfg, first: Path) -> tuple[list, str]:
 
 
 def process_config(args, found: list[VbgError] | None = None):
-    """vbg process's config: the default file, the ``--config`` file, the environment (``vbg.userconfig``),
-    then the flags given, with ``--alpha`` / ``--matte``. A bad ``--size`` goes to ``found`` (model settings left as the file has them), so
-    that it is reported with every other start-up problem; a bad config file raises at once."""
+    """vbg process's config: the default file, the ``--config`` file, the environment
+    (``vbg.userconfig``), then the flags given, with ``--alpha`` / ``--matte``. A bad ``--size``
+    goes to ``found`` (model settings left as the layers below have them), so that it is reported
+    with every other start-up problem; a bad config file or variable raises at once."""
     from . import config as cfgmod
     from .userconfig import Layer, settle
 
