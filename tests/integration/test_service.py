@@ -72,6 +72,7 @@ def test_install_writes_a_runnable_unit_and_uninstall_removes_it_without_systemd
     assert text.startswith(service.MARKER + "\n")
     unit = parse_unit(text)
     assert unit["Service"]["Type"] == ["notify"] and unit["Service"]["Restart"] == ["on-failure"]
+    assert unit["Service"]["RestartPreventExitStatus"] == ["2 3"]  # a bad setting is not retried every 10 s
     assert unit["Install"]["WantedBy"] == ["default.target"]
     argv = exec_argv(unit)
     assert argv == [sys.executable, "-m", "vbg", "--config", str(cfg)]  # this vbg, absolute; the file, absolute
