@@ -768,7 +768,8 @@ def _setup_logging(args) -> None:
     from . import liblogs
 
     libs = logging.StreamHandler(sys.stderr)  # other libraries' messages, only with -v, named
-    libs.setFormatter(_JournalLine("%(name)s: %(message)s") if _JOURNAL[0] else _OneLine("vbg: %(name)s: %(message)s"))
+    libs.setFormatter(_JournalLine("%(name)s: %(message)s") if _JOURNAL[0]
+                      else _OneLine("vbg: %(name)s: %(message)s"))
     liblogs.configure(args.verbose, libs)
 
 

@@ -144,7 +144,8 @@ def test_with_a_user_systemd_the_steps_run_in_order(tmp_path):
     done = service.install(tmp_path / "c.toml", run=fake, path=path, command=["/opt/vbg/bin/vbg"])
     assert done.why_not is None and done.todo == []
     steps = [c for c in fake.calls if "show-environment" not in c]
-    assert steps == [["systemctl", "--user", "daemon-reload"], ["systemctl", "--user", "enable", "--now", "vbg.service"]]
+    assert steps == [["systemctl", "--user", "daemon-reload"],
+                     ["systemctl", "--user", "enable", "--now", "vbg.service"]]
     text, rc = service.status(run=fake, path=path)
     assert rc == 0 and "Active: active (running)" in text
     fake.calls.clear()
