@@ -222,8 +222,9 @@ def main(argv=None) -> int:
                 print(f"{label}: naive loop peak {res['peak_mb']:.0f} MB, {_fps(res, frames):.2f} fps "
                       f"(load {res['load']:.1f})", flush=True)
                 for vlabel, vargs, _ in variants:
-                    res = _run_peak([py, "-m", "vbg", "process", str(clip), "-o", str(tmp / "out.mp4"), "--overwrite",
-                                     "--model", model, "--device", "cpu", *size_args, *vargs],
+                    res = _run_peak([py, "-m", "vbg", "process", "--no-default-config", str(clip), "-o",
+                                     str(tmp / "out.mp4"), "--overwrite", "--model", model, "--device", "cpu",
+                                     *size_args, *vargs],
                                     {**env, "VBG_CACHE_DIR": str(cache)})
                     if res["rc"] != 0:
                         print(res["stderr"][-2000:], file=sys.stderr)

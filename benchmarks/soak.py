@@ -228,8 +228,8 @@ def batch_peak_mb(clip: Path, files: int, workdir: Path) -> float:
     out = workdir / "out"
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "vbg", "process", str(src / "*.mp4"), "-o", str(out),
-                             "--model", "selfie", "-q"], env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "process", "--no-default-config", str(src / "*.mp4"),
+                             "-o", str(out), "--model", "selfie", "-q"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)

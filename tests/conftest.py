@@ -85,6 +85,28 @@ def _own_vbg_cache(tmp_path_factory):
         os.environ.pop("VBG_CACHE_DIR", None)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_user_config(tmp_path_factory):
+    """The suite never reads the user's own default config file or their VBG_* settings: an empty
+    config folder (XDG_CONFIG_HOME, APPDATA) and none of the settings' variables, for this process
+    and the vbg processes it starts (nor tells a CI runner's systemd anything: no NOTIFY_SOCKET)."""
+    from vbg.userconfig import env_settings
+
+    saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME", "APPDATA", "NOTIFY_SOCKET", *env_settings())}
+    home = str(tmp_path_factory.mktemp("config-home"))
+    os.environ.update(XDG_CONFIG_HOME=home, APPDATA=home)
+    for var in ("NOTIFY_SOCKET", *env_settings()):  # NOTIFY_SOCKET: a CI runner's own, not for vbg to answer
+        os.environ.pop(var, None)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_vbg(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """The installed CLI as a user runs it: a separate process, its own env."""
     full_env = {**os.environ, **(env or {})}

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 CORE = {"types", "errors", "config", "clock", "buffers", "ranges", "arrays", "stats", "fsutil",
-        "streams", "liblogs", "priority", "progress"}
+        "streams", "liblogs", "priority", "progress", "userconfig", "service"}
 STAGES = {"capture", "models", "inference", "compositing", "sinks", "media",
           "images", "encoders"}  # the last two: shared by stages, held to the stages' rule
 LIVE_RUNNER = {"pipeline"}

@@ -144,6 +144,7 @@ def _parser_process(sub) -> None:
     p.add_argument("--config", metavar="FILE.toml",
                    help="read settings from a TOML file: [model], [temporal], [background] and [output] "
                         "(quality, encoder, memory, mode); flags override it")
+    _add_default_config_option(p)
     from .config import ProcessConfig, ProcessTemporalConfig
     from .config import MEMORY_MB
     from .offline.process import LOOKAHEAD_MB
@@ -222,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_models(sub)
     _parser_backgrounds(sub)
     _parser_doctor(sub)
+    _parser_config(sub)
+    _parser_service(sub)
     _parser_docs(sub)
     # -q / -v also after the command (vbg process in.mp4 -o out.mp4 -v); SUPPRESS keeps a
     # flag given before the command when it is not repeated after it.
@@ -442,19 +445,19 @@ def _auto_workers(seg_cfg, cfg, first: Path) -> tuple[list, str]:
 
 
 def process_config(args, found: list[VbgError] | None = None):
-    """vbg process's config: the ``--config`` file (if any), then the flags given, then ``--alpha`` /
-    ``--matte``. A bad ``--size`` goes to ``found`` (model settings left as the file has them), so
-    that it is reported with every other start-up problem; a bad config file raises at once."""
+    """vbg process's config: the default file, the ``--config`` file, the environment
+    (``vbg.userconfig``), then the flags given, with ``--alpha`` / ``--matte``. A bad ``--size``
+    goes to ``found`` (model settings left as the layers below have them), so that it is reported
+    with every other start-up problem; a bad config file or variable raises at once."""
     from . import config as cfgmod
+    from .userconfig import Layer, settle
 
-    base = cfgmod.ProcessConfig()
-    if getattr(args, "config", None):
-        base = cfgmod.from_toml(args.config, base, check=False)
-    updates = _flag_updates(args, base)
+    root = cfgmod.ProcessConfig()
+    updates = _flag_updates(args, root)
     if args.alpha or args.matte:
         updates.setdefault(cfgmod.OWN_SECTION, {})["mode"] = "rgba" if args.alpha else "matte"
     size = updates.get("model", {}).pop("size", None)
-    cfg = cfgmod.apply(base, updates, check=False)
+    cfg = settle(root, [*_lower_layers(args, root), Layer.of(updates, "flags")]).cfg
     if size is not None:
         try:
             cfg = cfgmod.apply(cfg, {"model": {"size": size}}, check=False)
@@ -672,17 +675,21 @@ def cmd_doctor(args) -> int:
     return 0 if report.ok else 1
 
 
-SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor", "completion", "man")
+SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor", "config", "service",
+               "completion", "man")
 
 def build_live_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
     p = argparse.ArgumentParser(
         prog="vbg", argument_default=S,
         description="Live virtual background: camera -> person segmentation -> new background -> virtual camera. "
-                    "Other commands: vbg segment, vbg process, vbg export, vbg models, vbg backgrounds, vbg doctor, vbg completion, vbg man "
+                    "Other commands: vbg segment, vbg process, vbg export, vbg models, vbg backgrounds, vbg doctor, "
+                    "vbg config, vbg service, vbg completion, vbg man "
                     "(vbg COMMAND --help).")
     p.add_argument("--version", action="version", version=f"vbg {__version__}")
-    p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags override it)")
+    p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags and VBG_* "
+                   "environment variables override it; it overrides the default config file)")
+    _add_default_config_option(p)
     p.add_argument("-q", "--quiet", action="store_true", default=False, help="no status line, only warnings")
     p.add_argument("-v", "--verbose", action="store_true", default=False, help="debug messages")
     from .config import LiveConfig, sections
@@ -713,10 +720,11 @@ def _flag_updates(args, root) -> dict[str, dict]:
 
 def live_config(args):
     from . import config as cfgmod
+    from .userconfig import Layer, settle
 
-    base = cfgmod.from_toml(args.config, check=False) if getattr(args, "config", None) else cfgmod.LiveConfig()
-    # check=False: the start-up checks (preflight.live) report every problem at once
-    return cfgmod.apply(base, _flag_updates(args, base), check=False)
+    root = cfgmod.LiveConfig()
+    # unchecked: the start-up checks (preflight.live) report every problem at once
+    return settle(root, [*_lower_layers(args, root), Layer.of(_flag_updates(args, root), "flags")]).cfg
 
 
 def cmd_live(args) -> int:
@@ -728,9 +736,10 @@ def cmd_live(args) -> int:
         log.warning("%s", note)
     pipeline = LivePipeline(plan.cfg)
     interactive = sys.stderr.isatty()
+    to_systemd = _service_status()
 
     def on_status(line: str) -> None:
-        if args.quiet:
+        if to_systemd(line) or args.quiet:
             return
         if interactive:
             print("\r" + line, end="", file=sys.stderr, flush=True)
@@ -743,6 +752,7 @@ def cmd_live(args) -> int:
         with _stop_on_signals(pipeline.stop, ready=pipeline.started.is_set):
             stats = pipeline.run(on_status=on_status)
     finally:
+        to_systemd(None)
         if interactive and not args.quiet:
             print(file=sys.stderr)
     snap = stats.snapshot()
@@ -751,9 +761,23 @@ def cmd_live(args) -> int:
     return 0
 
 
+_JOURNAL = [False]  # stderr goes to the journal (a systemd service): no "vbg: " prefix, a priority instead
+
+
 def _error(problem) -> None:
     """The one line of an error (a newline in a file name shown escaped, on the same line)."""
-    print(f"vbg: error: {streams.printable(str(problem))}", file=sys.stderr)
+    print(f"{'<3>' if _JOURNAL[0] else 'vbg: '}error: {streams.printable(str(problem))}", file=sys.stderr)
+
+
+class _JournalLine(logging.Formatter):
+    """A log line as journald reads it from stderr: ``<N>`` (the syslog priority) first, no time
+    stamp or colour (journald adds its own), on one line."""
+
+    PRIORITIES = ((logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+
+    def format(self, record) -> str:
+        prio = next((p for level, p in self.PRIORITIES if record.levelno >= level), 7)
+        return f"<{prio}>" + streams.printable(super().format(record))
 
 
 class _OneLine(logging.Formatter):
@@ -764,9 +788,12 @@ class _OneLine(logging.Formatter):
 
 
 def _setup_logging(args) -> None:
+    from .service import journal_stderr
+
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    _JOURNAL[0] = journal_stderr()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLine("vbg: %(message)s"))
+    handler.setFormatter(_JournalLine("%(message)s") if _JOURNAL[0] else _OneLine("vbg: %(message)s"))
     root = logging.getLogger("vbg")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -774,7 +801,8 @@ def _setup_logging(args) -> None:
     from . import liblogs
 
     libs = logging.StreamHandler(sys.stderr)  # other libraries' messages, only with -v, named
-    libs.setFormatter(_OneLine("vbg: %(name)s: %(message)s"))
+    libs.setFormatter(_JournalLine("%(name)s: %(message)s") if _JOURNAL[0]
+                      else _OneLine("vbg: %(name)s: %(message)s"))
     liblogs.configure(args.verbose, libs)
 
 
@@ -981,7 +1009,7 @@ def _exit_now(code: int) -> None:
 
 
 def _interrupted() -> int:
-    print("vbg: interrupted", file=sys.stderr)
+    print(f"{'<5>' if _JOURNAL[0] else 'vbg: '}interrupted", file=sys.stderr)
     return 130
 
 
@@ -1042,7 +1070,7 @@ def _run(argv: list[str]) -> int:
             detail = one_line(e, "an allocation failed")
             e = OutOfMemory(f"out of memory ({detail}): close other programs, or lower --size (and for vbg process "
                             "--memory or --window)")
-        print(f"vbg: error: {e}", file=sys.stderr)
+        _error(e)
         return e.exit_code
     except VbgError as e:
         if _SIGNALLED.is_set():
@@ -1052,7 +1080,179 @@ def _run(argv: list[str]) -> int:
 
             for one in e.errors:
                 _error(one)
-            print(f"vbg: {DOCTOR_HINT}", file=sys.stderr)
+            print(f"{'<6>' if _JOURNAL[0] else 'vbg: '}{DOCTOR_HINT}", file=sys.stderr)
         else:
             _error(e)
         return e.exit_code
+
+
+# --- The default config file, the VBG_* environment (vbg.userconfig) and vbg config.
+
+
+def _add_default_config_option(p) -> None:
+    p.add_argument("--no-default-config", action="store_true", default=False,
+                   help="do not read the default config file (vbg config path)")
+
+
+def _lower_layers(args, root) -> list:
+    """The layers under the flags: default file, ``--config``, ``VBG_*`` environment."""
+    from .userconfig import layers_of
+
+    return layers_of(root, config=getattr(args, "config", None),
+                     use_default=not getattr(args, "no_default_config", False))
+
+
+CONFIG_EPILOG = """\
+where each setting comes from, the first that sets it wins:
+  1. the flags                          vbg --blur 0.5
+  2. the environment                    VBG_<KEY> for each option: VBG_MODEL=selfie, VBG_SIZE=320,
+                                        VBG_VCAM_DEVICE=/dev/video10, VBG_VCAM=false (--no-vcam)
+  3. --config FILE.toml
+  4. the default config file            vbg config path
+  5. vbg's built-in defaults"""
+
+
+def _parser_config(sub) -> None:
+    p = sub.add_parser("config", help="the default config file: where it is, what is in effect, edit it",
+                       description="The default config file, read by the live filter and by vbg process (the "
+                                   "settings each has).", epilog=CONFIG_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+    path = verbs.add_parser("path", help="print the default config file's path (and whether it exists)")
+    path.set_defaults(func=cmd_config_path)
+    show = verbs.add_parser("show", help="print the settings in effect, as TOML, each with where it came from",
+                            epilog=CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    show.add_argument("--process", action="store_true", help="vbg process's settings (default: the live filter's)")
+    show.add_argument("--config", metavar="FILE.toml", help="as the command would be given it")
+    _add_default_config_option(show)
+    show.set_defaults(func=cmd_config_show)
+    edit = verbs.add_parser("edit", help="open the default config file in $VISUAL / $EDITOR (made from the "
+                                         "commented defaults when there is none), then check it")
+    edit.set_defaults(func=cmd_config_edit)
+
+
+def cmd_config_path(args) -> int:
+    from .userconfig import default_path
+
+    path = default_path()
+    print(path)
+    log.info("%s", "it exists" if path.is_file() else "it does not exist yet: vbg config edit makes one")
+    return 0
+
+
+def cmd_config_show(args) -> int:
+    from . import config as cfgmod
+    from .userconfig import default_path, render, settle
+
+    root = cfgmod.ProcessConfig() if args.process else cfgmod.LiveConfig()
+    settled = settle(root, _lower_layers(args, root))
+    path = default_path()
+    state = ("not read: --no-default-config" if args.no_default_config else "read" if path.is_file()
+             else "not there")
+    print(f"# the settings {'vbg process' if args.process else 'the live filter'} starts with (flags override "
+          f"them)\n# default config {path}: {state}\n")
+    print(render(settled), end="")
+    for problem in cfgmod.problems(settled.cfg):
+        log.warning("%s", problem)
+    return 0
+
+
+def cmd_config_edit(args) -> int:
+    import subprocess
+
+    from . import userconfig
+
+    path = userconfig.default_path()
+    if not os.path.lexists(path):
+        if userconfig.create_default(path):
+            log.info("made %s from the defaults, every setting commented out", path)
+    editor = userconfig.editor_command()
+    if editor is None:
+        raise ConfigError(f"no editor found: set VISUAL or EDITOR (e.g. export EDITOR=nano), or edit {path} "
+                          "with any editor")
+    try:
+        rc = subprocess.call([*editor, str(path)])
+    except OSError as e:
+        raise ConfigError(f"the editor {editor[0]!r} cannot be started ({e.strerror}): set VISUAL or EDITOR to "
+                          "an installed one") from None
+    if rc != 0:
+        log.warning("the editor exited with status %d", rc)
+    found = userconfig.file_problems(path)
+    for problem in found:
+        _error(problem if str(problem).startswith("the default config") else f"{path}: {problem}")
+    if found:
+        print("vbg: vbg config edit opens it again (--no-default-config runs vbg without it)", file=sys.stderr)
+        return found[0].exit_code
+    log.info("%s: every setting is valid", path)
+    return 0
+
+
+# --- vbg service: the live filter as a systemd user service (vbg.service).
+
+
+def _parser_service(sub) -> None:
+    p = sub.add_parser("service", help="run the live filter at login: a systemd user service",
+                       description="Install, remove or show vbg's systemd user unit "
+                                   "(~/.config/systemd/user/vbg.service). It runs the live filter with the "
+                                   "default config file (vbg config path), or --config FILE.")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+    install = verbs.add_parser("install", help="write the unit for this vbg, then enable and start it")
+    install.add_argument("--config", metavar="FILE.toml", help="the config file the service runs with "
+                                                               "(default: the default config file)")
+    install.set_defaults(func=cmd_service)
+    verbs.add_parser("uninstall", help="stop, disable and remove the unit vbg wrote").set_defaults(func=cmd_service)
+    verbs.add_parser("status", help="systemctl --user status vbg").set_defaults(func=cmd_service)
+
+
+def cmd_service(args) -> int:
+    from . import service
+
+    if args.verb == "status":
+        text, rc = service.status()
+        print(text)
+        return rc
+    if args.verb == "install":
+        if args.config:
+            from .config import LiveConfig
+            from .userconfig import file_layer
+
+            file_layer(args.config, LiveConfig())  # a file the service could not start with: refused now
+        done = service.install(args.config)
+        log.info("wrote %s", done.path)
+    else:
+        done = service.uninstall()
+        if done is None:
+            log.info("vbg service is not installed (%s is not there)", service.unit_path())
+            return 0
+        log.info("removed %s", done.path)
+    for step in done.ran:
+        log.info("ran: %s", step)
+    if done.why_not:
+        log.warning("%s: run these yourself once it does:", done.why_not)
+        print("\n".join(done.todo))
+    return 0
+
+
+JOURNAL_STATUS_EVERY = 60  # under systemd the status line goes to the journal once a minute, not every second
+
+
+def _service_status() -> Callable[[str | None], bool]:
+    """``on(line)`` for the live filter's status lines under systemd: the first that reaches it says
+    the service is ready (``READY=1``), each one is its ``STATUS=`` (``systemctl --user status vbg``);
+    ``on(None)`` says it is stopping. True: keep the line out of the log (under the journal only one
+    a minute goes there)."""
+    from .service import notify
+
+    seen, ready = [0], [False]
+
+    def on(line: str | None) -> bool:
+        if line is None:
+            if ready[0]:
+                notify("STOPPING=1")
+            return True
+        seen[0] += 1
+        if notify(("" if ready[0] else "READY=1\n") + f"STATUS={line.strip()}"):
+            ready[0] = True
+        return _JOURNAL[0] and (seen[0] - 1) % JOURNAL_STATUS_EVERY != 0
+
+    return on

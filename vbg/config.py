@@ -33,8 +33,8 @@ else:  # pragma: no cover
 # Stages call them too (SkipGovernor, ColorBackground); none of them opens anything.
 
 
-def parse_size(text: str | int | tuple[int, int] | None) -> int | tuple[int, int] | None:
-    """``"256"`` -> 256 (long side), ``"320x180"`` -> (320, 180) as (H, W)."""
+def parse_size(text: str | int | tuple[int, int] | None, *, option: str = "--size") -> int | tuple[int, int] | None:
+    """``"256"`` -> 256 (long side), ``"320x180"`` -> (320, 180) as (H, W); ``option`` names it in errors."""
     if text is None or isinstance(text, int | tuple):
         value = text
     else:
@@ -47,13 +47,13 @@ def parse_size(text: str | int | tuple[int, int] | None) -> int | tuple[int, int
                 value = int(s)
         except ValueError:
             raise ConfigError(
-                f"--size {text!r} is not a size: give the long side in pixels (e.g. 256) or HxW (e.g. 144x256)"
+                f"{option} {text!r} is not a size: give the long side in pixels (e.g. 256) or HxW (e.g. 144x256)"
             ) from None
     if isinstance(value, int):
-        SIZE.check("--size", value)
+        SIZE.check(option, value)
     elif isinstance(value, tuple):
         if len(value) != 2 or not all(isinstance(v, int) and 16 <= v <= 4096 for v in value):
-            raise ConfigError(f"--size {text!r} is out of range: H and W must be 16..4096 pixels")
+            raise ConfigError(f"{option} {text!r} is out of range: H and W must be 16..4096 pixels")
     return value
 
 
@@ -66,10 +66,10 @@ def _show(value) -> str:
     return r if len(r) <= 40 else r[:37] + "..."
 
 
-def parse_skip(text) -> int | str:
-    """``"auto"`` (any case) or an int 1..30, from a CLI/TOML value; else ``ConfigError``."""
+def parse_skip(text, *, option: str = "--skip") -> int | str:
+    """``"auto"`` (any case) or an int 1..30, from a CLI/TOML value; else ``ConfigError`` naming ``option``."""
     if isinstance(text, bool):
-        raise ConfigError(f"--skip {_show(text)} is not valid: {_SKIP_HELP}")
+        raise ConfigError(f"{option} {_show(text)} is not valid: {_SKIP_HELP}")
     if isinstance(text, int):
         value = text
     elif isinstance(text, str):
@@ -78,12 +78,12 @@ def parse_skip(text) -> int | str:
             return "auto"
         # ASCII digits only: int() would also take "٣", "1_0" or " +3".
         if not (s.isascii() and s.isdigit()) or len(s) > 6:
-            raise ConfigError(f"--skip {_show(text)} is not valid: {_SKIP_HELP}")
+            raise ConfigError(f"{option} {_show(text)} is not valid: {_SKIP_HELP}")
         value = int(s)
     else:
-        raise ConfigError(f"--skip {_show(text)} is not valid: {_SKIP_HELP}")
+        raise ConfigError(f"{option} {_show(text)} is not valid: {_SKIP_HELP}")
     if not 1 <= value <= SKIP_MAX:
-        raise ConfigError(f"--skip {_show(text)} is out of range: {_SKIP_HELP}")
+        raise ConfigError(f"{option} {_show(text)} is out of range: {_SKIP_HELP}")
     return value
 
 
@@ -439,6 +439,11 @@ def _check_upsample(cfg) -> None:
 
 def _check_skip(cfg) -> None:
     parse_skip(cfg.temporal.skip)  # before the camera and the model are opened
+
+
+# Settings of which one value is picked: a layer (flags, environment, a config file) that sets one
+# of them replaces the others a lower layer set (vbg.userconfig); two in one layer are a conflict.
+ONE_OF = {"background": ("background", "color", "blur")}
 
 
 def _check_background_choice(cfg) -> None:

@@ -82,7 +82,7 @@ def test_process_config_file_sets_its_sections_and_flags_override(tmp_path):
     assert cfg.temporal.smoothing == 0.5 and cfg.model.model == "selfie"
     assert cli.process_config(parse(["process", "in.mp4", "-o", "out.mp4"])) == ProcessConfig()
     f.write_text("[temporal]\nskip = 2\n")
-    with pytest.raises(ConfigError, match=r"^unknown setting \[temporal\] skip: known are smoothing, window, upsample"):
+    with pytest.raises(ConfigError, match=r"^--config \S*p\.toml: unknown setting \[temporal\] skip: known are smoothing, window, upsample"):
         cli.process_config(parse(["process", "in.mp4", "-o", "out.mp4", "--config", str(f)]))
     f.write_text("[output]\nmemory = 10\n")
     with pytest.raises(ConfigError, match=r"^\[output\] memory = 10 is out of range: use 64\.\.1048576 MB"):
