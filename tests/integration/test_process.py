@@ -238,6 +238,31 @@ def test_two_workers_give_the_same_frames_in_order_as_one(clips, tmp_path):
         assert np.array_equal(x, y), f"frame {i} differs"
 
 
+def test_smoothing_on_several_threads_writes_the_same_matte(clips, tmp_path, monkeypatch):
+    """On a machine with many cores vbg process smooths several frames at once (one thread per 4
+    cores): the matte it writes is the one-thread matte, frame for frame, and the run reports
+    the threads it used."""
+    import os
+
+    from vbg.inference import SegmenterConfig, create_segmenter
+    from vbg.offline.process import FileProcessor, ProcessConfig
+    from vbg.progress import Progress
+
+    scfg = SegmenterConfig(model="selfie", device="cpu", threads=1)
+    cfg = ProcessConfig(model=scfg, mode="matte")
+    mattes = {}
+    with create_segmenter(scfg) as seg:
+        for cores in (2, 16):
+            monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+            out = tmp_path / f"cores{cores}"
+            res = FileProcessor(cfg, seg).process(clips["person"], out, Progress("p", None, mode="quiet"))
+            assert res.frames == 45 and res.buffers.smooth_threads == (1 if cores == 2 else 4)
+            mattes[cores] = [cv2_read(p) for p in sorted(out.glob("*.png"))]
+    assert len(mattes[2]) == len(mattes[16]) == 45
+    for i, (x, y) in enumerate(zip(mattes[2], mattes[16])):
+        assert np.array_equal(x, y), f"frame {i} differs"
+
+
 def cv2_read(path):
     import cv2
 

@@ -215,6 +215,21 @@ def test_frames_in_flight_fit_the_memory_budget():
     assert tight.depth == 1 and tight.bytes > 64 << 20  # the window is held whatever the budget
 
 
+def test_many_cores_smooth_several_frames_at_once_within_the_budget():
+    """On a GPU machine the one compose thread's smoothing bounded vbg process (RESULTS.md, "On an
+    NVIDIA H200"): with many cores several frames are smoothed at once, one thread per 4 cores,
+    4 at most, the frames and alphas they hold counted in the budget; a laptop's 2 or 4 cores, or
+    a budget without room for it, keep one."""
+    from vbg.config import MEMORY_MB
+    from vbg.offline.process import plan_buffers
+
+    budget = MEMORY_MB << 20
+    assert [plan_buffers((1080, 1920), "rgb", 2, 1, budget, cores=c).smooth_threads
+            for c in (2, 4, 8, 12, 16, 64)] == [1, 1, 2, 3, 4, 4]
+    assert plan_buffers((1080, 1920), "rgb", 2, 1, budget, cores=16).bytes <= budget
+    assert plan_buffers((4320, 7680), "rgb", 2, 2, budget, cores=16).smooth_threads == 1  # no room
+
+
 def test_a_720p_file_holds_few_frames_at_the_default_budget():
     """Issue 13: at the default budget a 720p file holds 44 RGB frames' worth at most (queues of 2,
     25 frames of encoder look-ahead): it held 77 (queues of 8, x264 medium's 40 frames ahead),

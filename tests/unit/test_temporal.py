@@ -495,6 +495,39 @@ def test_offline_tracker_is_the_centred_window_then_the_upsampler(smoothing, win
         np.testing.assert_array_equal(a, expected[t], err_msg=f"frame {t}, second stream")
 
 
+@pytest.mark.parametrize("threads,window", [(2, 2), (3, 1), (4, 3)])
+def test_offline_tracker_on_threads_gives_the_same_alphas_in_the_same_order(threads, window):
+    """Smoothing several frames at once (vbg process on many cores) changes nothing a viewer
+    could see: every alpha equals the one-thread tracker's, bit for bit, in frame order, fed
+    frame by frame as vbg process does, or the whole stream pushed before any is popped."""
+    from vbg.inference.tracker import OfflineMaskTracker
+
+    frames, masks = _moving_person(11)
+    frame_hw, mask_hw = frames[0].shape[:2], masks[0].shape
+    one = OfflineMaskTracker(frame_hw, mask_hw, window=window)
+    expected = [a.copy() for a in one.track(zip(frames, masks))]
+    tracker = OfflineMaskTracker(frame_hw, mask_hw, window=window, threads=threads)
+    try:
+        got = [a.copy() for a in tracker.track(zip(frames, masks))]
+        assert len(got) == len(frames)
+        for t, (a, b) in enumerate(zip(got, expected)):
+            np.testing.assert_array_equal(a, b, err_msg=f"frame {t}, fed frame by frame")
+        tracker.reset()
+        for f, m in zip(frames, masks):  # every frame in before any out: the pool waits for slots
+            tracker.push(f, m)
+        tracker.end()
+        got = []
+        while tracker.ready:
+            got.append(tracker.pop().copy())
+        assert len(got) == len(frames)
+        for t, (a, b) in enumerate(zip(got, expected)):
+            np.testing.assert_array_equal(a, b, err_msg=f"frame {t}, all pushed first")
+    finally:
+        tracker.close()
+    with pytest.raises(ValueError, match="threads"):
+        OfflineMaskTracker(frame_hw, mask_hw, threads=0)
+
+
 def test_offline_tracker_lets_a_frames_pixels_go_once_it_is_out():
     """It holds masks and small greys for the window, the pixels only of the frames not out yet."""
     import gc

@@ -19,6 +19,7 @@ process``'s compose step) and the quality benchmark
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -122,14 +123,35 @@ class OfflineMaskTracker:
     let go as it is popped. ``pop`` returns the upsampler's reused buffer:
     copy it to keep it past the next ``pop``. :meth:`track` runs a whole
     sequence.
+
+    ``threads`` > 1: each complete window is smoothed and upsampled on a pool
+    of that many threads (DIS, remap and the numpy passes let go of the GIL),
+    several frames at once, and popped in frame order; the alphas are the
+    one-thread tracker's, bit for bit. ``ready`` then waits until the pool is
+    full (or the stream ended); ``close()`` stops the pool.
     """
 
     def __init__(self, frame_hw: tuple[int, int], mask_hw: tuple[int, int], *, smoothing: float = 1.0,
-                 window: int = 2, upsample: str = "sharp") -> None:
+                 window: int = 2, upsample: str = "sharp", threads: int = 1) -> None:
         self.frame_hw, self.mask_hw = frame_hw, tuple(mask_hw)
         self.smoother = CentredSmoother(smoothing, radius=window)
         self.window = window
         self.upsampler = EdgeAwareUpsampler(frame_hw, mask_hw, mode=upsample)
+        self._upsample_mode = upsample
+        # threads > 1: frames are smoothed and upsampled on a pool, several at once (each frame's
+        # window is its own: the result is the same as one thread's, bit for bit), and come out
+        # in order. What this is for: on a fast GPU the smoothing (four optical flows a frame at
+        # the mask size) is what bounds vbg process (benchmarks/RESULTS.md, "On an NVIDIA H200").
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
+        self.threads = threads
+        self._pool = None
+        self._jobs: deque = deque()  # futures of the frames handed to the pool, in frame order
+        self._local = threading.local()  # each pool thread's own smoother and upsampler
+        # each job writes its alpha into its own slot: the threads in flight, the one the caller
+        # holds (the last one popped) and one spare
+        self._ring = [np.empty(frame_hw, np.uint8) for _ in range(threads + 2)] if threads > 1 else []
+        self._slot = 0
         # Without smoothing the neighbours are never looked at: no grey images to make.
         self._flow = self.smoother.sigma > 0
         self._masks: deque[np.ndarray] = deque()  # up to k before the centre, the centre, up to k after
@@ -146,34 +168,89 @@ class OfflineMaskTracker:
             self._grays.append(self.smoother.gray(frame_rgb, self.mask_hw))
         self._masks.append(alpha_small)
         self._frames.append(frame_rgb)
+        if self.threads > 1:
+            self._fill()
 
     def end(self) -> None:
         """No more frames: the last ones are ready with the neighbours there are."""
         self._ended = True
+        if self.threads > 1:
+            self._fill()
 
-    @property
-    def ready(self) -> bool:
-        """Whether ``pop`` has a frame to give: k frames after it are in, or the stream ended."""
+    def _window_ready(self) -> bool:
+        """Whether the next centre's window is complete: k frames after it, or the stream ended."""
         after = len(self._masks) - self._centre - 1
         return after >= self.window or (self._ended and after >= 0)
 
-    def pop(self) -> np.ndarray:
-        """The next frame's H x W uint8 alpha (the upsampler's reused buffer)."""
-        if not self.ready:
-            raise RuntimeError("no frame is ready: push more frames, or end() after the last one")
+    @property
+    def ready(self) -> bool:
+        """Whether ``pop`` has a frame to give: k frames after it are in, or the stream ended
+        (with threads: as many frames in the pool as it has threads, or the stream ended)."""
+        if self.threads > 1:
+            return len(self._jobs) >= self.threads or (self._ended and (bool(self._jobs) or self._window_ready()))
+        return self._window_ready()
+
+    def _take_window(self) -> tuple[list, int, list | None, np.ndarray]:
+        """The next centre's masks, its index among them, their greys and its frame; the
+        history kept for the next centres is trimmed to k frames."""
         k, c = self.window, self._centre
         lo = max(0, c - k)
         masks = list(islice(self._masks, lo, c + k + 1))
         grays = list(islice(self._grays, lo, c + k + 1)) if self._flow else None
-        small = self.smoother.smooth(masks, c - lo, grays)
-        alpha = self.upsampler.upsample(small, self._frames.popleft())
+        frame = self._frames.popleft()
         self._centre += 1
         while self._centre > k:  # k frames of history for the next centres
             self._masks.popleft()
             if self._flow:
                 self._grays.popleft()
             self._centre -= 1
-        return alpha
+        return masks, c - lo, grays, frame
+
+    def pop(self) -> np.ndarray:
+        """The next frame's H x W uint8 alpha (a reused buffer: valid until the next ``pop``)."""
+        if not self.ready:
+            raise RuntimeError("no frame is ready: push more frames, or end() after the last one")
+        if self.threads > 1:
+            self._fill()
+            alpha = self._jobs.popleft().result()
+            self._fill()  # the next frames start while the caller uses this one
+            return alpha
+        masks, centre, grays, frame = self._take_window()
+        return self.upsampler.upsample(self.smoother.smooth(masks, centre, grays), frame)
+
+    def _fill(self) -> None:
+        """Hand the pool every complete window, while a ring slot is free for its alpha (the
+        caller holds one: the last one popped)."""
+        while self._window_ready() and len(self._jobs) < len(self._ring) - 1:
+            self._submit()
+
+    def _submit(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="vbg-smooth")
+        out = self._ring[self._slot]
+        self._slot = (self._slot + 1) % len(self._ring)
+        self._jobs.append(self._pool.submit(self._smooth_one, *self._take_window(), out))
+
+    def _smooth_one(self, masks: list, centre: int, grays: list | None, frame: np.ndarray,
+                    out: np.ndarray) -> np.ndarray:
+        """One frame's alpha into ``out``, on a pool thread (its own smoother and upsampler)."""
+        mine = self._local
+        if not hasattr(mine, "smoother"):
+            mine.smoother = CentredSmoother(self.smoother.strength, radius=self.window)
+            mine.upsampler = EdgeAwareUpsampler(self.frame_hw, self.mask_hw, mode=self._upsample_mode)
+        np.copyto(out, mine.upsampler.upsample(mine.smoother.smooth(masks, centre, grays), frame))
+        return out
+
+    def close(self) -> None:
+        """Stop the pool's threads (the frames still in it are dropped); idempotent."""
+        for job in self._jobs:
+            job.cancel()
+        self._jobs.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def track(self, frames_and_masks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
         """Every frame's alpha, in order, for ``(frame_rgb, alpha_small)`` pairs (a whole stream;
@@ -187,6 +264,7 @@ class OfflineMaskTracker:
             yield self.pop()
 
     def reset(self) -> None:
+        self.close()
         self._masks.clear()
         self._grays.clear()
         self._frames.clear()

@@ -42,6 +42,8 @@ QUEUE = 2  # frames in flight between two stages, at most (small frames); see pl
 LOOKAHEAD_MB = 20  # budget that buys the encoder one frame of look-ahead; see plan_buffers
 LOOKAHEAD_MAX = 50  # the longest look-ahead of vbg's encoder settings (x264 slow, --quality best)
 OUTPUT_BYTES_PER_PIXEL = {"rgb": 3, "rgba": 4, "matte": 1}
+SMOOTH_CORES = 4  # cores per smoothing thread (one per 4 cores, at most SMOOTH_MAX); see plan_buffers
+SMOOTH_MAX = 4
 _NO_PIXELS = np.empty((0, 0, 3), np.uint8)  # a composited frame's image, once let go
 
 
@@ -55,6 +57,7 @@ class Buffers:
     lookahead: int | None  # frames the encoder may hold ahead (at most its preset's); None: its preset's
     frame_bytes: int  # one decoded RGB frame
     bytes: int  # the frames in flight at most, all stages together (an estimate: buffers of the libraries aside)
+    smooth_threads: int = 1  # frames smoothed and upsampled at once (OfflineMaskTracker's threads)
 
 
 def plan_buffers(frame_hw: tuple[int, int], mode: str, window: int, workers: int, budget_bytes: int,
@@ -82,19 +85,30 @@ def plan_buffers(frame_hw: tuple[int, int], mode: str, window: int, workers: int
     50 from 1000), whatever the frame size, since its worth is in frames (x264's mb-tree
     horizon): at 720p each frame of it is ~2.7 MB, and 25 instead of 40 cost +2.9% bit rate at
     equal PSNR on a static background (none on moving-camera footage). The encoder keeps its
-    preset's look-ahead where that is shorter (``VideoWriter``)."""
+    preset's look-ahead where that is shorter (``VideoWriter``).
+
+    ``smooth_threads``: one per ``SMOOTH_CORES`` cores, ``SMOOTH_MAX`` at most, 1 where the budget
+    has no room for the frames and alphas they hold (OfflineMaskTracker's ``threads``)."""
     import os
 
     h, w = frame_hw
     rgb = h * w * 3
     out = h * w * OUTPUT_BYTES_PER_PIXEL[mode]
     picture = h * w * 3 // 2
+    cores = max(1, min(cores or os.cpu_count() or 1, 16))
     fixed = rgb * (1 + 2 * workers + window + 1) + out * 3
+    # With many cores the smoothing runs on a few threads, several frames at once: each holds
+    # its frame a little longer, and its alpha (one byte a pixel) has a slot of its own. Only
+    # where the budget has room for that beside the rest.
     per_depth = 2 * rgb + out
+    smooth = max(1, min(SMOOTH_MAX, cores // SMOOTH_CORES))
+    extra = (smooth - 1) * rgb + (smooth + 2) * h * w if smooth > 1 else 0
+    if budget_bytes < fixed + extra + per_depth + picture + rgb:  # room for the least of the rest too
+        smooth, extra = 1, 0
+    fixed += extra
     spare = max(0, budget_bytes - fixed)
     depth = max(1, min(QUEUE, spare // 2 // per_depth))
     left = max(0, spare - depth * per_depth)
-    cores = max(1, min(cores or os.cpu_count() or 1, 16))
     most = min(LOOKAHEAD_MAX, budget_bytes // (LOOKAHEAD_MB << 20))  # the look-ahead the budget buys
     full = cores * picture + (cores * 3 // 2 + most) * rgb  # the codecs' threads left to their defaults
     if left >= full:
@@ -105,7 +119,7 @@ def plan_buffers(frame_hw: tuple[int, int], mode: str, window: int, workers: int
         lookahead = max(0, min(most, (left - decoder_threads * picture) // rgb - encoder_threads))
         held = decoder_threads * picture + (encoder_threads + lookahead) * rgb
     total = fixed + depth * per_depth + held
-    return Buffers(depth, decoder_threads, encoder_threads, lookahead, rgb, total)
+    return Buffers(depth, decoder_threads, encoder_threads, lookahead, rgb, total, smooth)
 
 
 def is_out_of_memory(e: BaseException) -> bool:
@@ -321,14 +335,15 @@ class FileProcessor:
             f"take about {mb:.0f} MB, --memory {self.cfg.memory}){note}: lower --memory or --window "
             f"(now {self.cfg.temporal.window}), use --workers 1, or close other programs")
 
-    def _open_stages(self, h: int, w: int):
+    def _open_stages(self, h: int, w: int, smooth_threads: int = 1):
         """The tracker and (``rgb`` mode) the compositor for ``h`` x ``w`` frames."""
         from ..compositing import Compositor, background_from_options
         from ..inference.tracker import OfflineMaskTracker
 
         cfg = self.cfg
         tracker = OfflineMaskTracker((h, w), self.seg.input_size((h, w)), smoothing=cfg.temporal.smoothing,
-                                     window=cfg.temporal.window, upsample=cfg.temporal.upsample)
+                                     window=cfg.temporal.window, upsample=cfg.temporal.upsample,
+                                     threads=smooth_threads)
         compositor = None
         if cfg.mode == "rgb":
             b = cfg.background
@@ -345,10 +360,11 @@ class FileProcessor:
 
         cfg = self.cfg
         res = FileResult(str(src), str(dst), total=info.frames, buffers=buffers)
-        tracker, compositor = self._open_stages(info.height, info.width)
-        log.debug("%dx%d frames: queues of %d, decoder threads %d, encoder threads %s, look-ahead %s: "
-                  "about %.0f MB in flight", info.width, info.height, buffers.depth, buffers.decoder_threads,
-                  buffers.encoder_threads or "auto", "preset" if buffers.lookahead is None else buffers.lookahead,
+        tracker, compositor = self._open_stages(info.height, info.width, buffers.smooth_threads)
+        log.debug("%dx%d frames: queues of %d, decoder threads %d, encoder threads %s, look-ahead %s, "
+                  "smoothing threads %d: about %.0f MB in flight", info.width, info.height, buffers.depth,
+                  buffers.decoder_threads, buffers.encoder_threads or "auto",
+                  "preset" if buffers.lookahead is None else buffers.lookahead, buffers.smooth_threads,
                   buffers.bytes / 2**20)
         run = _Run.open(buffers.depth, len(self.segs))
         open_reader = partial(VideoReader, src, cancel=self.stop, rotate=rotation, threads=buffers.decoder_threads)
@@ -374,6 +390,7 @@ class FileProcessor:
             raise type(e)(f"{e}{note}") from e
         finally:
             run.halt.set()
+            tracker.close()
             if compositor is not None:
                 compositor.close()
         res.seconds = time.monotonic() - t0
