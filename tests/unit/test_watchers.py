@@ -94,12 +94,17 @@ def test_a_module_without_the_event_falls_back_to_the_proc_scan(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux /proc")
-def test_proc_scan_counts_other_processes_holding_the_node(tmp_path):
+@pytest.mark.parametrize("inotify", [True, False], ids=["inotify", "timed"])
+def test_proc_scan_counts_other_processes_holding_the_node(tmp_path, inotify):
     node = tmp_path / "video10"
     node.write_bytes(b"")
-    watcher = W.ProcWatcher(str(node))
+    watcher = W.ProcWatcher(str(node), use_inotify=inotify, rescan_s=1e9)  # scans only when told
+    assert watcher.interval == (W.EVENT_INTERVAL_S if inotify else W.PROC_INTERVAL_S)
     with open(node, "rb"):  # this process's own descriptor (pyvirtualcam's) never counts
         assert watcher.readers() == 0
+        if inotify:  # nobody opened or closed it since: no scan
+            scans = watcher.scans
+            assert watcher.readers() == 0 and watcher.scans == scans
         reader = subprocess.Popen(
             [sys.executable, "-c", "import sys; f = open(sys.argv[1], 'rb'); print('open', flush=True); "
                                    "sys.stdin.read()", str(node)],
@@ -114,3 +119,4 @@ def test_proc_scan_counts_other_processes_holding_the_node(tmp_path):
             reader.stdin.close()
             reader.wait(60)
         assert watcher.readers() == 0  # the reader went away
+    watcher.close()

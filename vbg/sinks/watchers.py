@@ -14,8 +14,8 @@ applications read the device now (0 = nobody watches). Two ways to know:
   (non-blocking) at each look: a few system calls.
 * :class:`ProcWatcher`, for older modules that refuse the subscription: the
   processes other than this one with a descriptor on the node, from
-  ``/proc/*/fd`` (every process for root, one's own user's otherwise), looked
-  at once a second at most.
+  ``/proc/*/fd`` (every process for root, one's own user's otherwise), scanned
+  when inotify reports the node opened or closed, and every few seconds.
 
 :class:`IdleGate` runs on its own thread (``vbg-idle``) and turns "nobody for
 ``idle_after`` seconds" into ``pause()`` and "somebody again" into
@@ -51,7 +51,8 @@ _IOC_WRITE, _IOC_READ = 1, 2
 VIDIOC_DQEVENT = (_IOC_READ << 30) | (EVENT.size << 16) | (ord("V") << 8) | 89
 VIDIOC_SUBSCRIBE_EVENT = (_IOC_WRITE << 30) | (SUBSCRIPTION.size << 16) | (ord("V") << 8) | 90
 
-PROC_INTERVAL_S = 1.0  # the /proc scan: at most this often
+PROC_INTERVAL_S = 0.5  # the /proc scan without inotify: this often
+RESCAN_S = 5.0  # with inotify: a scan this often besides those an open or a close triggers
 EVENT_INTERVAL_S = 0.1  # the event queue: a non-blocking look this often
 IDLE_FPS = 1.0  # while idle, the virtual camera repeats its still picture at this rate
 
@@ -120,17 +121,46 @@ class UsageEventWatcher:
 
 
 class ProcWatcher:
-    """Older modules: the other processes holding the node open, from ``proc_root``/*/fd."""
+    """Older modules: the other processes holding the node open, from ``proc_root``/*/fd.
 
-    interval = PROC_INTERVAL_S
+    A scan reads every descriptor link of every process it may look at (milliseconds), so it
+    runs when inotify says someone opened or closed the node (``IN_OPEN``/``IN_CLOSE``, a
+    non-blocking read per look) and otherwise once every ``rescan_s``; without inotify, every
+    ``PROC_INTERVAL_S``."""
+
     kind = "/proc scan"
 
-    def __init__(self, device: str, proc_root: str = "/proc", own_pid: int | None = None) -> None:
+    def __init__(self, device: str, proc_root: str = "/proc", own_pid: int | None = None,
+                 use_inotify: bool = True, rescan_s: float = RESCAN_S) -> None:
         self.target = os.path.realpath(device)
         self.proc_root = proc_root
         self.own_pid = str(os.getpid() if own_pid is None else own_pid)
+        self._notify = _inotify(self.target) if use_inotify else -1
+        self.interval = EVENT_INTERVAL_S if self._notify >= 0 else PROC_INTERVAL_S
+        self.rescan_s = rescan_s
+        self.scans = 0
+        self._count = 0
+        self._scanned_at: float | None = None
 
     def readers(self) -> int:
+        import time
+
+        now = time.monotonic()
+        if (self._notify < 0 or self._opened_or_closed() or self._scanned_at is None
+                or now - self._scanned_at >= self.rescan_s):
+            self._count, self._scanned_at = self._scan(), now
+        return self._count
+
+    def _opened_or_closed(self) -> bool:
+        seen = False
+        while True:
+            try:
+                seen |= bool(os.read(self._notify, 4096))
+            except BlockingIOError:
+                return seen
+
+    def _scan(self) -> int:
+        self.scans += 1
         n = 0
         try:
             procs = os.scandir(self.proc_root)
@@ -157,7 +187,31 @@ class ProcWatcher:
         return False
 
     def close(self) -> None:
-        pass
+        if self._notify >= 0:
+            os.close(self._notify)
+            self._notify = -1
+
+
+IN_CLOSE_WRITE, IN_CLOSE_NOWRITE, IN_OPEN = 0x08, 0x10, 0x20  # linux/inotify.h
+IN_NONBLOCK, IN_CLOEXEC = os.O_NONBLOCK, 0o2000000
+
+
+def _inotify(path: str) -> int:
+    """A non-blocking inotify descriptor watching ``path`` being opened and closed; -1 where
+    there is none (not Linux, no libc)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+    except (OSError, AttributeError):
+        return -1
+    if fd < 0:
+        return -1
+    if libc.inotify_add_watch(fd, os.fsencode(path), IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) < 0:
+        os.close(fd)
+        return -1
+    return fd
 
 
 def open_watcher(device: str) -> Watcher:
