@@ -208,8 +208,11 @@ def test_unwatched_releases_the_camera_pauses_the_model_and_resumes(clip, camera
     assert run.pipe.capture.reconnects == 0  # a wake-up is not a lost camera
 
 
-def test_always_on_never_idles(clip, camera):
-    run = Run(clip, camera, always_on=True)
+@pytest.mark.parametrize("keeps", ["always_on", "record"])
+def test_always_on_or_a_recording_never_idles(clip, camera, tmp_path, keeps):
+    """--always-on keeps today's behaviour; a recording is someone keeping the video."""
+    output = {"always_on": True} if keeps == "always_on" else {"record": str(tmp_path / "call.mp4")}
+    run = Run(clip, camera, **output)
     try:
         run.frames_out(int(3 * IDLE_AFTER * FPS))
         calls = run.settled()
