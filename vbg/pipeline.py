@@ -17,6 +17,12 @@ recorder) own their threads and pacing. Threads hand over through
 latest-frame-wins slots (``vbg.buffers.LatestSlot``, by reference, not
 copied): an unread item is replaced and counted as a drop, never queued.
 
+Idle when unwatched (a v4l2loopback output only, not with --preview, --record or --always-on):
+an :class:`~vbg.sinks.watchers.IdleGate` on its own thread pauses the capture worker (the camera
+is closed) once no application has read the virtual camera for --idle-after seconds, sends one
+still card and slows the virtual camera to 1 fps; the inference and render threads simply get no
+frames. A reader coming back resumes the capture worker (the camera reopened at once).
+
 One writer per piece of state: the render thread alone drives the skip
 governor (it feeds it each new mask's ``infer_ms`` as it takes the mask), the
 tracker and the compositor; the preview's keys reach it only through

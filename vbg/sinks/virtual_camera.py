@@ -12,6 +12,8 @@ the device come alive at once; a pacing thread more than one frame behind
 skips the missed ticks (*late*) instead of bursting. Video-call apps expect a
 steady rate; composites arrive whenever the renderer finishes one.
 
+``set_rate`` slows the pacing (the idle still picture: 1 fps) and restores it.
+
 The pacing thread reads ``clock.now()`` and waits in short real-time slices;
 it never calls ``clock.sleep``, so a fake clock shared with other stages is
 only ever moved by whoever drives it.
