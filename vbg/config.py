@@ -273,6 +273,12 @@ class OutputConfig:
     preview: bool = setting(False, "show a window (keys: q quit, b background, space effect)")
     frames: int | None = setting(None, "stop after N frames", metavar="N", range=R.FRAMES)
     duration: float | None = setting(None, "stop after S seconds", metavar="S", range=R.DURATION)
+    always_on: bool = setting(
+        False, "keep the camera and the model running while no application reads the virtual camera "
+        "(default: after --idle-after seconds unwatched, release the camera and pause the model)")
+    idle_after: float = setting(
+        5.0, "seconds without a reader of the virtual camera before vbg idles (default 5)", metavar="S",
+        range=R.IDLE_AFTER)
 
 
 @dataclass(frozen=True, slots=True)

@@ -473,11 +473,27 @@ def check_virtual_camera(sys_root: str = "/sys", dev_root: str = "/dev", system:
     free, problems = _check_nodes(numbers, dev_root, users)
     if free:
         checks.append(Check("virtual camera", OK, f"{', '.join(free)} writable"))
+        checks.append(_reader_detection(free[0]))
     checks.extend(problems)
     if not free and not any(c.status == FAIL for c in problems):
         checks.append(Check("virtual camera", FAIL, "no usable virtual camera device",
                             RELOAD_LOOPBACK))
     return checks
+
+
+def _reader_detection(path: str) -> Check:
+    """How vbg tells that an app reads the virtual camera (idle when unwatched): the usage event of
+    v4l2loopback 0.13+, or the /proc scan of older modules."""
+    from .sinks.watchers import UsageEventWatcher
+
+    try:
+        UsageEventWatcher(path).close()
+    except OSError:
+        how = "no usage event (v4l2loopback older than 0.13): vbg watches /proc for apps that open it"
+    else:
+        how = "v4l2loopback's usage event tells when an app reads it"
+    return Check("reader detection", OK, f"{path}: {how}; vbg releases the camera while none does "
+                                         "(--always-on keeps it)")
 
 
 def _check_nodes(numbers: list[int], dev_root: str, users) -> tuple[list[str], list[Check]]:

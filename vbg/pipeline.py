@@ -17,6 +17,12 @@ recorder) own their threads and pacing. Threads hand over through
 latest-frame-wins slots (``vbg.buffers.LatestSlot``, by reference, not
 copied): an unread item is replaced and counted as a drop, never queued.
 
+Idle when unwatched (a v4l2loopback output only, not with --preview, --record or --always-on):
+an :class:`~vbg.sinks.watchers.IdleGate` on its own thread pauses the capture worker (the camera
+is closed) once no application has read the virtual camera for --idle-after seconds, sends one
+still card and slows the virtual camera to 1 fps; the inference and render threads simply get no
+frames. A reader coming back resumes the capture worker (the camera reopened at once).
+
 One writer per piece of state: the render thread alone drives the skip
 governor (it feeds it each new mask's ``infer_ms`` as it takes the mask), the
 tracker and the compositor; the preview's keys reach it only through
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -158,7 +165,7 @@ class _Stages:
 
 class LivePipeline:
     def __init__(self, cfg: LiveConfig, *, clock: Clock | None = None, segmenter=None,
-                 sinks: list | None = None, source=None, reopen=None) -> None:
+                 sinks: list | None = None, source=None, reopen=None, watcher=None) -> None:
         self.cfg = cfg
         self.clock = clock or MonotonicClock()
         self.stats = LiveStats()
@@ -167,6 +174,8 @@ class LivePipeline:
         self.started = threading.Event()  # set-up done (model loaded, sinks open), frames flowing
         self._extra_sinks = sinks or []
         self._source, self._reopen = source, reopen
+        self._watcher = watcher  # who reads the virtual camera (tests inject one); None: the device's
+        self.idle = None  # the IdleGate, when the output idles while unwatched
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
@@ -296,6 +305,7 @@ class LivePipeline:
         self.capture.start()
         stack.callback(self.capture.join, 5.0)
         stack.callback(self.capture.stop)
+        self._start_idle_gate(stack, st)
         h, w = st.hw
         return self._open_preview(stack, w, h, st.fps, st.keys) if st.keys is not None else None
 
@@ -320,7 +330,9 @@ class LivePipeline:
             if on_tick is not None:
                 on_tick(self)
             if on_status is not None and now >= next_status:
-                on_status(self.stats.status_line(" | camera lost" if self.capture.lost else ""))
+                on_status(self.stats.status_line(" | camera lost" if self.capture.lost else
+                                                 " | idle: nobody reads the camera" if self.idle and self.idle.idle
+                                                 else ""))
                 next_status = now + status_interval
             for sink in self.sinks:
                 try:
@@ -335,6 +347,54 @@ class LivePipeline:
         window = PreviewWindow(w, h, fps, title="vbg preview", on_action=keys)
         stack.callback(window.close)
         return window
+
+    def _start_idle_gate(self, stack: contextlib.ExitStack, st: _Stages) -> None:
+        """Idle when unwatched (:mod:`vbg.sinks.watchers`): with a v4l2loopback output on Linux and
+        nothing else showing or keeping the video (no --preview, no --record, no --always-on),
+        release the camera and pause the model while no application reads the device, feeding it
+        a still card at 1 fps instead; a test's injected watcher stands in for the device."""
+        o = self.cfg.output
+        cams = [s for s in self.sinks if hasattr(s, "set_rate")]
+        if o.always_on or o.preview or o.record or not cams:
+            return
+        watcher = self._watcher
+        if watcher is None:
+            if not sys.platform.startswith("linux") or cams[0].backend != "v4l2loopback":
+                return
+            from .sinks.watchers import open_watcher
+
+            watcher = open_watcher(cams[0].device)
+            stack.callback(watcher.close)
+        from .compositing.cards import idle_card
+        from .sinks.watchers import IDLE_FPS, IdleGate
+
+        card = np.empty((*st.hw, 3), np.uint8)
+
+        def pause() -> None:
+            self.capture.pause()
+            # The frame being read and the one being rendered go out first, the card after them
+            # (bounded: a wedged source must not hold the gate).
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end and not (self.capture.released.is_set()
+                                                  and self.stats.out_frames + st.frames.drops >= self.capture.frames):
+                time.sleep(0.005)
+            latest = self.latest  # the last live composite: its ring slot is not reused while idle
+            idle_card(latest.image.copy() if latest is not None else None, card)
+            self._send(Composite(latest.seq if latest else -1, self.clock.now(), card, -1, False))
+            for cam in cams:
+                cam.set_rate(IDLE_FPS)  # the card, repeated by the sink's own thread
+
+        def resume() -> None:
+            for cam in cams:
+                cam.set_rate(None)
+            self.capture.resume()
+
+        log.info("idle when unwatched: after %g s without a reader (%s); --always-on keeps it running",
+                 o.idle_after, watcher.kind)
+        self.idle = IdleGate(watcher, o.idle_after, pause=pause, resume=resume, clock=self.clock)
+        stack.callback(self.idle.join, 5.0)
+        stack.callback(self.idle.stop)
+        self.idle.start()
 
     def _join_all(self) -> None:
         for t in self._threads:

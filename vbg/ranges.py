@@ -87,6 +87,7 @@ SIDE = Range(1, 8192, "pixels")  # a camera's width or height
 FPS = Range(0.0, 1000.0, "frames per second", lo_open=True)
 FRAMES = Range(1, 2**31 - 1)
 DURATION = Range(0.0, 366 * 86400.0, "seconds", lo_open=True)  # up to a year
+IDLE_AFTER = Range(0.0, 86400.0, "seconds", lo_open=True)  # --idle-after: nobody watching this long
 WORKERS = Range(1, 16)
 SEED = Range(0, 2**32 - 1)
 GPU = Range(0, 255, note="the GPU's index, as vbg doctor lists them")  # --gpu, [model] gpu

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from lockstep import wait_until
 from media import person_clip_frames, write_clip
 from vbg.buffers import Closed, LatestSlot
 from vbg.capture import CaptureWorker, open_source
@@ -122,3 +123,40 @@ def test_worker_without_reopen_reports_the_failure():
     assert isinstance(worker.error, SourceError)
     assert worker.ended.is_set() and slot.closed
     assert not any(t.name == "vbg-capture" for t in threading.enumerate())
+
+
+def test_worker_pause_releases_the_source_and_resume_reopens_it_at_once():
+    """Idle when unwatched: pause() closes the camera (its light off) and reads nothing; resume()
+    opens it again without the lost-camera back-off, and a camera that does not open then is
+    reported lost and retried."""
+    opened, attempts = [], []
+
+    def reopen():
+        attempts.append(1)
+        if len(attempts) == 2:  # the second wake-up: the camera is busy at first
+            raise OSError(16, "Device or resource busy")
+        opened.append(FlakySource(None))
+        return opened[-1]
+
+    slot: LatestSlot = LatestSlot()
+    first = FlakySource(None)
+    worker = CaptureWorker(first, slot, reopen=reopen).start()
+    try:
+        wait_until(lambda: worker.frames >= 3, "three frames")
+        worker.pause()
+        assert worker.released.wait(30) and first.closed
+        frames = worker.frames
+        slot.get(timeout=0)  # whatever was handed over before the pause
+        assert slot.get(timeout=0.05) is None and worker.frames == frames  # nothing read while paused
+        worker.resume()
+        wait_until(lambda: worker.frames >= frames + 3, "frames after resume()")
+        assert len(opened) == 1 and not opened[0].closed and worker.reconnects == 0 and not worker.lost
+        worker.pause()
+        assert worker.released.wait(30) and opened[0].closed
+        worker.resume()  # reopening fails once: lost, then the back-off brings it back
+        wait_until(lambda: len(opened) == 2 and worker.frames > frames + 3, "the camera back after the back-off")
+        assert worker.reconnects == 1 and not worker.lost
+    finally:
+        worker.stop()
+        worker.join(30)
+    assert not worker.alive and worker.error is None

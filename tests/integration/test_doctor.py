@@ -215,6 +215,8 @@ def test_loaded_with_exclusive_caps_and_a_free_device(tmp_path):
     assert all(c.status == OK for c in checks), checks
     assert f"{dev_root}/video10 (vbg)" in _by_name(checks, "v4l2loopback")[0].detail
     assert _by_name(checks, "exclusive_caps")[0].status == OK
+    # a plain file refuses the usage-event subscription, as v4l2loopback before 0.13 does
+    assert "/proc" in _by_name(checks, "reader detection")[0].detail
 
 
 def test_exclusive_caps_off_is_a_warning_with_the_reload(tmp_path):

@@ -50,6 +50,9 @@ class CaptureWorker:
         self.error: BaseException | None = None
         self.ended = threading.Event()  # end of stream, a fatal error, or stop()
         self._stop = threading.Event()
+        self._paused = threading.Event()  # pause(): the source is released until resume()
+        self._awake = threading.Event()  # set by resume() and stop(): a paused thread goes on
+        self.released = threading.Event()  # set while paused, once the source is closed
         self._current = source  # the source being read: stop() cancels a read that waits on a network
         self._thread = threading.Thread(target=self._run, name="vbg-capture", daemon=True)
 
@@ -61,9 +64,22 @@ class CaptureWorker:
         """Ends the thread soon: after the frame being read, or at once where the source can cancel
         a read that waits (a stream whose server went silent)."""
         self._stop.set()
+        self._awake.set()
         cancel = getattr(self._current, "cancel", None)
         if cancel is not None:
             cancel()
+
+    def pause(self) -> None:
+        """Release the source after the frame being read (a camera's light goes off) and read
+        nothing until :meth:`resume`. A source that cannot be opened again (no ``reopen``) is
+        kept open, unread."""
+        self._awake.clear()
+        self._paused.set()
+
+    def resume(self) -> None:
+        """Open the source again (at once, no back-off) and go on reading."""
+        self._paused.clear()
+        self._awake.set()
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -76,6 +92,10 @@ class CaptureWorker:
         src, attempt = self.source, 0
         try:
             while not self._stop.is_set():
+                if self._paused.is_set():
+                    src = self._idle(src)
+                    attempt = 0
+                    continue
                 if src is None:
                     src = self._current = self._try_reopen(attempt)
                     attempt += 1
@@ -105,18 +125,33 @@ class CaptureWorker:
             self.out.close()
             self.ended.set()
 
+    def _idle(self, src):
+        """Paused: close ``src`` (where it can be reopened), wait for resume() or stop(); the
+        source to read next (None: reopen it)."""
+        if self.reopen is not None:
+            self._close(src)
+            src = self._current = None
+        self.released.set()
+        self._awake.wait()
+        self.released.clear()
+        if src is None and not self._stop.is_set():
+            src = self._current = self._try_reopen(-1)
+            self.lost = src is None  # not back at once: the back-off retries, the card says so
+        return src
+
     def _try_reopen(self, attempt: int):
-        delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
-        if self._stop.wait(delay):
+        delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)] if attempt >= 0 else 0.0
+        if delay and self._stop.wait(delay):
             return None
         try:
             src = self.reopen()
         except Exception as e:  # a device that is coming back can fail in any way (cv2.error, OSError)
             log.debug("reopen failed: %s: %s", type(e).__name__, e)
             return None
-        self.lost = False
-        self.reconnects += 1
-        log.warning("source back after %d attempt(s)", attempt + 1)
+        if attempt >= 0:
+            self.lost = False
+            self.reconnects += 1
+            log.warning("source back after %d attempt(s)", attempt + 1)
         return src
 
     @staticmethod

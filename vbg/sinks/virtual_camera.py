@@ -12,6 +12,8 @@ the device come alive at once; a pacing thread more than one frame behind
 skips the missed ticks (*late*) instead of bursting. Video-call apps expect a
 steady rate; composites arrive whenever the renderer finishes one.
 
+``set_rate`` slows the pacing (the idle still picture: 1 fps) and restores it.
+
 The pacing thread reads ``clock.now()`` and waits in short real-time slices;
 it never calls ``clock.sleep``, so a fake clock shared with other stages is
 only ever moved by whoever drives it.
@@ -134,6 +136,8 @@ class VirtualCameraSink(SinkBase):
         self._received = self._dropped = 0  # written under _lock by send()
         self._written = self._repeats = self._blank = self._late = 0  # written by the thread only
         self._thread = threading.Thread(target=self._run, name="vbg-vcam", daemon=True)
+        self._rate = self.fps  # the pacing rate: fps, or slower while nobody watches (set_rate)
+        self._rate_changed = False
 
         self._camera = _open_camera(width, height, self.fps, device, backend)
         try:
@@ -165,6 +169,13 @@ class VirtualCameraSink(SinkBase):
                 self._seqs[idx] = composite.seq
                 self._received += 1
 
+    def set_rate(self, fps: float | None) -> None:
+        """Pace at ``fps`` from the next tick on (the idle still picture: about 1 fps); None: the
+        sink's own rate again. The device keeps its format; only the writes thin out."""
+        with self._lock:
+            self._rate = self.fps if fps is None else min(float(fps), self.fps)
+            self._rate_changed = True
+
     def stats(self) -> SinkStats:
         return SinkStats(received=self._received, written=self._written, repeats=self._repeats,
                          blank=self._blank, dropped=self._dropped, late=self._late,
@@ -192,6 +203,9 @@ class VirtualCameraSink(SinkBase):
         try:
             while not self._stop.is_set():
                 with self._lock:
+                    if self._rate_changed:  # a new rate counts its ticks from now
+                        self._rate_changed = False
+                        period, t0, tick = 1.0 / self._rate, clock.now(), 0
                     fresh = self._pending is not None
                     if fresh:
                         self._showing, self._pending = self._pending, None
@@ -209,17 +223,17 @@ class VirtualCameraSink(SinkBase):
                     skipped = int((behind + _EPS_S) / period)
                     tick += skipped
                     self._late += skipped
-                self._wait_until(t0 + tick * period)
+                self._wait_until(t0 + tick * period, max(_POLL_S, period / 20))
         except Exception as exc:
             reason = one_line(exc)
             err = SinkError(f"virtual camera {self.device}: sending a frame failed: {reason}")
             err.__cause__ = exc
             self._fail(err)
 
-    def _wait_until(self, deadline: float) -> None:
+    def _wait_until(self, deadline: float, poll_s: float = _POLL_S) -> None:
         while True:
             remaining = deadline - self._clock.now()
-            if remaining <= _EPS_S or self._stop.wait(min(remaining, _POLL_S)):
+            if remaining <= _EPS_S or self._stop.wait(min(remaining, poll_s)) or self._rate_changed:
                 return
 
 
