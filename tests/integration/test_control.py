@@ -238,6 +238,43 @@ def test_no_token_or_a_wrong_one_is_refused(live):
     assert status == 200  # the page's way: the token in the URL
 
 
+def test_the_unix_socket_wants_the_token_too(live):
+    from vbg.control.client import Client
+
+    info = json.loads(live.server.runtime_file.read_text())
+    assert Client(info).status()["frames"] > 0  # over the socket (vbg ctl's way)
+    with pytest.raises(Exception, match="token"):
+        Client({**info, "token": "wrong"}).status()
+
+
+def test_no_control_runs_no_server_and_sigusr1_still_toggles(tmp_path, monkeypatch):
+    run = Path(tempfile.mkdtemp(prefix="vbgc-", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
+    frames = [np.full((H, W, 3), 90, np.uint8)] * 3
+    cfg = apply(LiveConfig(), {"model": {"model": "selfie"}, "background": {"color": "red"},
+                               "output": {"vcam": False}, "control": {"control": False}}, check=False)
+    sink = Recent()
+    announced = []
+    pipe = LivePipeline(cfg, source=LoopSource(frames), sinks=[sink], on_control=announced.append)
+    assert pipe.toggle_effect() is False  # not started: nothing to toggle yet
+    errors: list = []
+    runner = threading.Thread(target=lambda: _run(pipe, errors), daemon=True)
+    runner.start()
+    try:
+        wait_until(lambda: sink.count >= 2 or errors, "frames")
+        assert pipe.control_server is None and not announced and not (run / "vbg").exists()
+        assert (sink.recent[-1][2][CORNER] == (255, 0, 0)).all()
+        assert pipe.toggle_effect() is True  # what SIGUSR1 calls
+        n0 = sink.count
+        wait_until(lambda: sink.count >= n0 + 3 or errors, "more frames")
+        assert (sink.recent[-1][2] == 90).all()  # the effect off: the camera's own grey
+    finally:
+        pipe.stop()
+        runner.join(60)
+    assert not errors, errors
+    shutil.rmtree(run)
+
+
 def test_foreign_host_is_refused(live):
     for host in ("evil.example", f"evil.example:{live.port}", f"127.0.0.1:{live.port + 1}", ""):
         status, data, _ = live.request("GET", "/api/status", host=host)
