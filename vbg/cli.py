@@ -7,7 +7,9 @@ becomes one line on stderr and its code, never a traceback for a user
 mistake. Nothing else in the product ends the process: the console script
 and ``__main__`` exit with the code ``main`` returns. Thread: the main
 thread, which holds the signal handlers (Ctrl-C, SIGTERM, SIGHUP stop a run
-the same way).
+the same way; while the live filter runs, SIGUSR1 toggles its effect and, with
+``--config``, SIGHUP reloads that file instead: ``_live_signals``). ``vbg ctl``
+talks to a running filter through :mod:`vbg.control`.
 """
 
 from __future__ import annotations

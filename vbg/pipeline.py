@@ -78,6 +78,12 @@ class _MaskBox:
             return self.mask
 
 
+def _fits(m: Mask, mask_hw) -> bool:
+    """Whether mask ``m`` is at size ``mask_hw`` (compares two ints: nothing allocated per frame)."""
+    shape = m.alpha.shape
+    return shape[0] == mask_hw[0] and shape[1] == mask_hw[1]
+
+
 class _ModelTime:
     """The render thread's feed of the skip governor: each new mask's inference time, once.
 
@@ -337,7 +343,7 @@ class LivePipeline:
         seg = self._open_model(stack)
         self._seg_now, self._hw = seg, (h, w)
         stack.callback(lambda: self._seg_now.close())  # the model a switch left running
-        mask_hw = seg.input_size((h, w))
+        mask_hw = tuple(seg.input_size((h, w)))  # a tuple: compared with each mask's shape
         log.info("source %dx%d at %.2f fps; model %s at %dx%d on %s", w, h, fps, seg.source.label,
                  mask_hw[0], mask_hw[1], ", ".join(seg.providers))
         b = cfg.background
@@ -406,11 +412,12 @@ class LivePipeline:
         seg = create_segmenter(replace(self.cfg.model, model=name, size=None))
         try:
             mask_hw = seg.input_size(self._hw)
+            mask_hw = tuple(mask_hw)
             tracker = MaskTracker(self._hw, mask_hw, smoothing=t.smoothing, upsample=t.upsample)
         except BaseException:
             seg.close()
             raise
-        return ModelSwap(name, seg, tracker, tuple(mask_hw))
+        return ModelSwap(name, seg, tracker, mask_hw)
 
     def _start_workers(self, stack: contextlib.ExitStack, st: _Stages):
         """Start the inference, render and capture threads (stopped and joined by ``stack``);
@@ -561,11 +568,11 @@ class LivePipeline:
             swap = st.control.take_model()
             if swap is not None:
                 # (a mask size the same as the old one's: the tracker goes on as it is)
-                next_tracker = swap.tracker if swap.mask_hw != tuple(st.tracker.mask_hw) else None
+                next_tracker = swap.tracker if swap.mask_hw != st.tracker.mask_hw else None
                 self._seg_now = swap.segmenter  # the inference thread takes it up at its next frame
                 self.stats.providers = list(swap.segmenter.providers)
-            if m is not None and m.alpha.shape[:2] != tuple(st.tracker.mask_hw):
-                if next_tracker is not None and m.alpha.shape[:2] == tuple(next_tracker.mask_hw):
+            if m is not None and not _fits(m, st.tracker.mask_hw):
+                if next_tracker is not None and _fits(m, next_tracker.mask_hw):
                     st.tracker, next_tracker = next_tracker, None
                 else:
                     m = None  # the other model's mask: the tracker carries its own forward
