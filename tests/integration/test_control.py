@@ -545,3 +545,56 @@ def test_the_server_survives_a_load_of_bad_and_rude_clients(live):
     assert status == 200 and s["frames"] > 0
     wait_until(lambda: live.sink.count > n0 + 10, "frames still going out")
     stalled.close()
+
+
+# ---------------------------------------------------------------------------- the real commands
+def test_vbg_ctl_and_signals_against_a_running_vbg(tmp_path):
+    """``vbg`` as a user starts it, ``vbg ctl`` from another process, and kill -USR1 / -HUP."""
+    from conftest import StderrLines
+    from media import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", (f for f, _ in person_clip_frames(30, (H, W))), fps=30)
+    conf = tmp_path / "live.toml"
+    conf.write_text('[background]\ncolor = "#0000ff"\n')
+    env = {**os.environ, "XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="vbgs-", dir="/tmp")}
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "--config", str(conf), "--source", str(clip), "--loop",
+                             "--model", "selfie", "--no-vcam", "--record", str(tmp_path / "out.mp4")],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    err = StderrLines(proc)
+
+    def ctl(*args):
+        return subprocess.run([sys.executable, "-m", "vbg", "ctl", *args], capture_output=True, text=True,
+                              env=env, timeout=120)
+
+    def status():
+        r = ctl("status", "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    try:
+        err.wait_for(lambda ln: "control: http://127.0.0.1:" in ln, "the control line")
+        assert [ln for ln in err.lines if "control:" in ln][0].strip().endswith("(vbg ctl --help)")
+        wait_until(lambda: status()["frames"] > 0, "frames out")
+        assert status()["effect"] is True
+        proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: status()["effect"] is False, "SIGUSR1 turning the effect off")
+        r = ctl("effect", "on")
+        assert (r.returncode, r.stdout) == (0, "effect on\n")
+        conf.write_text('[background]\ncolor = "#00ff00"\n[output]\nencoder = "nope"\n')
+        proc.send_signal(signal.SIGHUP)
+        err.wait_for(lambda ln: "not reloaded" in ln and "encoder" in ln, "the bad file refused")
+        assert proc.poll() is None and status()["background"]["label"] == "#0000ff"
+        conf.write_text('[background]\ncolor = "#00ff00"\n')
+        proc.send_signal(signal.SIGHUP)
+        err.wait_for(lambda ln: "reloaded: applied background.color" in ln, "the reload")
+        assert status()["background"]["label"] == "#00ff00"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0, "".join(err.lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(60)
+    assert "Traceback" not in "".join(err.lines)
+    r = ctl("status")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no vbg filter is running" in r.stderr
+    shutil.rmtree(env["XDG_RUNTIME_DIR"])
