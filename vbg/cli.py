@@ -784,7 +784,11 @@ def open_url(url: str) -> None:
     """``--ui``: the control page in the user's browser (replaced by tests: no browser there)."""
     import webbrowser
 
-    if not webbrowser.open(url):
+    try:
+        opened = webbrowser.open(url)
+    except Exception:  # webbrowser's own errors (a broken BROWSER setting)
+        opened = False
+    if not opened:
         log.warning("no web browser could be opened: open %s yourself", url)
 
 

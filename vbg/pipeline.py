@@ -44,7 +44,7 @@ from . import priority
 from .buffers import Closed, LatestSlot
 from .clock import Clock, MonotonicClock
 from .config import LiveConfig
-from .errors import SinkError, VbgError
+from .errors import SinkError, VbgError, one_line
 from .inference.scheduler import FRESH_WAIT_MS
 from .stats import LiveStats
 from .types import Composite, Frame, Mask
@@ -392,13 +392,16 @@ class LivePipeline:
                                      models=tuple(MODELS), model=self.cfg.model.model, background_label=label)
         try:
             self.control_server = ControlServer(self.controller).start()
-        except (VbgError, OSError) as e:  # the filter runs on without it
-            log.warning("no control server (vbg ctl, the control page): %s", e)
-            self.controller = None
+        except Exception as e:  # the filter runs on without it
+            log.warning("no control server (vbg ctl, the control page): %s", one_line(e))
+            self.controller = self.control_server = None
             return
         stack.callback(self.control_server.close)
         if self._on_control is not None:
-            self._on_control(self.control_server.url)
+            try:
+                self._on_control(self.control_server.url)
+            except Exception as e:  # a browser that would not open: not a reason to stop
+                log.warning("control: %s", one_line(e))
 
     def _load_model(self, name: str):
         """(a loader thread) Model ``name`` opened, with a tracker at its mask size, for a switch."""

@@ -227,6 +227,24 @@ def test_server_listens_on_loopback_only(live):
             socket.create_connection((addr, live.port), timeout=5).close()
 
 
+def test_the_runtime_folder_must_be_private(tmp_path):
+    from vbg.control.runtime import runtime_dir
+    from vbg.errors import ControlError
+
+    xdg = tmp_path / "run"
+    xdg.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, xdg / "vbg")  # someone's link where vbg's folder goes: refused, never followed
+    with pytest.raises(ControlError, match="not a folder of yours"):
+        runtime_dir({"XDG_RUNTIME_DIR": str(xdg)})
+    (xdg / "vbg").unlink()
+    (xdg / "vbg").mkdir(mode=0o755)
+    os.chmod(xdg / "vbg", 0o755)
+    assert runtime_dir({"XDG_RUNTIME_DIR": str(xdg)}) == xdg / "vbg"
+    assert stat.S_IMODE(os.stat(xdg / "vbg").st_mode) == 0o700  # made private again
+
+
 # ---------------------------------------------------------------------------- security
 def test_no_token_or_a_wrong_one_is_refused(live):
     for kw in ({"token": False}, {"headers": {"X-Vbg-Token": "x" + live.server.token}}):
