@@ -360,6 +360,8 @@ def test_mirror_flips_the_person(live):
 
 
 def test_blur_and_pictures_from_the_folder_and_uploads(live, tmp_path):
+    status, body = live.api("POST", "/api/background", {"blur": 0})  # a slider's 0 end: the lightest blur
+    assert status == 200 and live.api("GET", "/api/status")[1]["blur"] == 0.1
     status, body = live.api("POST", "/api/background", {"blur": 2.0})
     assert status == 200 and live.api("GET", "/api/status")[1]["blur"] == 2.0
     live.later(lambda s, img: not (_corner(img) == (0, 0, 255)).all(), "no blue once blurred")
@@ -425,6 +427,7 @@ def test_model_switch_keeps_the_camera_and_a_failed_one_keeps_the_old_model(live
     ("POST", "/api/effect", b"[1, 2]", 400),
     ("POST", "/api/effect", b'{"on": "yes"}', 400),
     ("POST", "/api/background", b'{"blur": 99}', 400),
+    ("POST", "/api/background", b'{"blur": -1}', 400),
     ("POST", "/api/background", b'{"color": "nocolour"}', 400),
     ("POST", "/api/background", b'{"color": "red", "blur": 1}', 400),
     ("GET", "/api/nothing", None, 404),
