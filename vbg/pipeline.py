@@ -234,7 +234,11 @@ class LivePipeline:
             self.control.set_mirror(b.mirror)
         for name in changed:
             if name == "model.model" and self.controller is not None and cfg.model.model in self.controller.models:
-                self.controller.set_model(cfg.model.model)
+                try:
+                    self.controller.set_model(cfg.model.model)
+                except VbgError as e:  # another model is loading
+                    restart.append(f"{name} ({e})")
+                    continue
                 applied.append(name)
             elif name in self.LIVE_SETTINGS and name != "model.model":
                 applied.append(name)
@@ -412,7 +416,10 @@ class LivePipeline:
         from .inference.tracker import MaskTracker
 
         t = self.cfg.temporal
+        before = priority.thread_ids()
         seg = create_segmenter(replace(self.cfg.model, model=name, size=None))
+        if self._model_threads is not None and seg.providers[:1] == ["CPUExecutionProvider"]:
+            priority.lower(priority.thread_ids() - before)  # its pool threads yield to the frame path too
         try:
             mask_hw = seg.input_size(self._hw)
             mask_hw = tuple(mask_hw)
