@@ -245,6 +245,31 @@ def test_the_runtime_folder_must_be_private(tmp_path):
     assert stat.S_IMODE(os.stat(xdg / "vbg").st_mode) == 0o700  # made private again
 
 
+def test_preview_keys_and_control_requests_share_one_view():
+    """The preview's keys go through the control state: a key keeps what a request changed
+    (and the other way round), and the render thread takes the newest whole view once."""
+    from vbg.compositing import BlurBackground, ColorBackground
+    from vbg.control.state import ControlState
+    from vbg.sinks.preview import Action, PreviewKeys
+
+    configured = ColorBackground((0, 0, 255))
+    state = ControlState(configured, (H, W))
+    keys = PreviewKeys(configured, (H, W), target=state)
+    assert keys.take() is None
+    keys(Action.TOGGLE_EFFECT)
+    state.set_mirror(True)  # a request between two frames
+    v = keys.take()
+    assert (v.effect, v.mirror, v.background) == (False, True, configured) and keys.take() is None
+    keys(Action.NEXT_BACKGROUND)
+    v = state.take()
+    assert isinstance(v.background, BlurBackground) and v.mirror is True and v.effect is False
+    state.set_effect(True)
+    keys(Action.BLUR_UP)
+    v = state.take()
+    assert v.effect is True and v.background.strength == 1.5
+    keys.close()
+
+
 # ---------------------------------------------------------------------------- security
 def test_no_token_or_a_wrong_one_is_refused(live):
     for kw in ({"token": False}, {"headers": {"X-Vbg-Token": "x" + live.server.token}}):
