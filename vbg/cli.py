@@ -740,7 +740,8 @@ def build_live_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vbg", argument_default=S,
         description="Live virtual background: camera -> person segmentation -> new background -> virtual camera. "
-                    "Other commands: vbg segment, vbg process, vbg export, vbg models, vbg backgrounds, vbg doctor "
+                    "Other commands: vbg ctl (control this filter while it runs), vbg segment, vbg process, vbg export, "
+                    "vbg models, vbg backgrounds, vbg doctor "
                     "(vbg COMMAND --help).")
     p.add_argument("--version", action="version", version=f"vbg {__version__}")
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags override it)")
