@@ -164,7 +164,7 @@ def test_config_edit_makes_the_file_opens_the_editor_and_checks_the_result(tmp_p
     assert f"vbg: made {home} from the defaults, every setting commented out" in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
     assert errors == [f"vbg: error: the default config {home}: unknown config section [extra]: use background, "
-                      "model, output, source, temporal"], proc.stderr
+                      "control, model, output, source, temporal"], proc.stderr
     assert "vbg config edit opens it again" in proc.stderr
     mask = os.umask(0o022)
     os.umask(mask)

@@ -81,7 +81,9 @@ FIELDS = {
               "trt_precision", "threads", "minmax"],
     "temporal": ["skip", "smoothing", "upsample", "align"],
     "background": ["background", "color", "blur", "mirror", "feather", "threshold"],
-    "output": ["vcam", "vcam_device", "vcam_backend", "record", "encoder", "overwrite", "preview", "frames", "duration"],
+    "output": ["vcam", "vcam_device", "vcam_backend", "record", "encoder", "overwrite", "preview", "frames", "duration",
+               "always_on", "idle_after"],
+    "control": ["control", "ui", "backgrounds_dir"],
 }
 toml_value = st.one_of(
     st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(allow_nan=True),
