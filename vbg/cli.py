@@ -840,12 +840,30 @@ def _announce(cfg, opener: Callable[[str], None] | None = None):
     return on_control
 
 
+def _reloadable(args) -> str | None:
+    """What SIGHUP reads again, named for its log line: ``--config FILE`` and/or the default
+    config file when it is read and there; None when neither (SIGHUP then stops the run)."""
+    from .userconfig import default_path
+
+    names = []
+    if not getattr(args, "no_default_config", False):
+        home = default_path()
+        if home.is_file():
+            names.append(f"the default config {home}")
+    if getattr(args, "config", None):
+        names.append(f"--config {args.config}")
+    return " and ".join(names) or None
+
+
 def reload_config(args, pipeline) -> str:
-    """SIGHUP: ``--config`` read again and checked as at start (with the flags given on top); what
-    can change while live applied. The one line to log: what changed, what needs a restart, or
-    why the file was refused (the running settings kept)."""
+    """SIGHUP: the config files (the default one, ``--config``) read again and checked as at
+    start, with the environment and the flags on top; what can change while live applied. The
+    one line to log: what changed, what needs a restart, or why a file was refused (the running
+    settings kept)."""
     from . import preflight
     from .config import problems as config_problems
+
+    what = _reloadable(args) or "the config"
 
     try:
         cfg = live_config(args)
@@ -859,8 +877,8 @@ def reload_config(args, pipeline) -> str:
             raise Problems(found)
         applied, restart = pipeline.reconfigure(cfg)
     except VbgError as e:
-        return f"--config {args.config} not reloaded, the running settings kept: {e}"
-    parts = [f"--config {args.config} reloaded: "
+        return f"{what} not reloaded, the running settings kept: {e}"
+    parts = [f"{what} reloaded: "
              + (f"applied {', '.join(applied)}" if applied else "nothing to change while live")]
     if restart:
         parts.append(f"needs a restart: {', '.join(restart)}")
@@ -869,8 +887,9 @@ def reload_config(args, pipeline) -> str:
 
 @contextlib.contextmanager
 def _live_signals(args, pipeline):
-    """While the live filter runs: SIGUSR1 toggles the effect; SIGHUP reloads ``--config`` when
-    there is one (without one it stops the run, as a closed terminal's hang-up does)."""
+    """While the live filter runs: SIGUSR1 toggles the effect; SIGHUP reloads the config files
+    (``--config``, the default config file) when there are any (without them it stops the run,
+    as a closed terminal's hang-up does)."""
     import signal
 
     old = {}
@@ -883,14 +902,14 @@ def _live_signals(args, pipeline):
         try:
             line = reload_config(args, pipeline)
         except Exception as e:  # never into the run: a reload that fails keeps it going
-            line = f"--config {args.config} not reloaded ({type(e).__name__}: {e})"
+            line = f"{_reloadable(args) or 'the config'} not reloaded ({type(e).__name__}: {e})"
         log.warning("%s", line) if "not reloaded" in line else log.info("%s", line)
 
     if threading.current_thread() is threading.main_thread():
         if hasattr(signal, "SIGUSR1"):
             old[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, on_usr1)
         hup = getattr(signal, "SIGHUP", None)
-        if getattr(args, "config", None) and hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+        if _reloadable(args) and hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
             old[hup] = signal.signal(hup, on_hup)
     try:
         yield

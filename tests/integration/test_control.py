@@ -544,6 +544,26 @@ def test_sigusr1_toggles_the_effect_and_sighup_reloads_the_config(live, tmp_path
     assert live.pipe.control.view.mirror is True
 
 
+def test_sighup_reloads_the_default_config_file_too(live, tmp_path, monkeypatch):
+    """The default config file (vbg config path) is a config file like --config: SIGHUP reads it
+    again (a service started without --config is reloaded the same way); with neither file there
+    nothing is reloadable and SIGHUP keeps stopping the run as a closed terminal's hang-up."""
+    from vbg.userconfig import default_path
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    args = cli.build_live_parser().parse_args(["--model", "selfie", "--source", "memory", "--no-vcam",
+                                               "--record", str(tmp_path / "unused.mp4")])
+    assert cli._reloadable(args) is None
+    home = default_path()
+    home.parent.mkdir(parents=True)
+    home.write_text('[background]\ncolor = "#00ff00"\n')
+    line = cli.reload_config(args, live.pipe)
+    assert line.startswith(f"the default config {home} reloaded: applied background.color"), line
+    live.later(lambda s, img: (_corner(img) == (0, 255, 0)).all(), "green after the reload")
+    quiet = cli.build_live_parser().parse_args(["--no-default-config", "--model", "selfie"])
+    assert cli._reloadable(quiet) is None
+
+
 # ---------------------------------------------------------------------------- reliability
 def test_the_server_survives_a_load_of_bad_and_rude_clients(live):
     """Hundreds of requests from several threads, malformed ones, a client that sends half a request
