@@ -470,7 +470,7 @@ def check_pipewire_camera(system: str | None = None, env: dict[str, str] | None 
         return [Check(name, WARN, f"{pw.GST_LAUNCH} is not installed", pw.TOOLS_HINT)]
     problems = []
     inspect = shutil.which(pw.GST_INSPECT, path=path)
-    if inspect is None or not pw.plugin_present(inspect):
+    if inspect is None or not pw.plugin_present(inspect, env):
         problems.append(Check(name, WARN, "GStreamer has no pipewiresink element", pw.PLUGIN_HINT))
     daemon = pw.daemon_problem(env)
     if daemon is not None:

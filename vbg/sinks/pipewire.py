@@ -81,13 +81,20 @@ def daemon_problem(env: dict[str, str] | None = None) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=4)
-def plugin_present(inspect: str) -> bool:
-    """Whether GStreamer knows ``pipewiresink`` (``gst-inspect-1.0`` at path ``inspect``); asked once
-    per process (a start-up asks it from the preflight, the precheck and the open)."""
+def plugin_present(inspect: str, env: dict[str, str] | None = None) -> bool:
+    """Whether GStreamer knows ``pipewiresink`` (``gst-inspect-1.0`` at path ``inspect``, with the
+    ``GST_*`` variables of ``env``); asked once per process and setting (a start-up asks it from the
+    preflight, the precheck and the open)."""
+    gst = tuple(sorted((k, v) for k, v in (os.environ if env is None else env).items() if k.startswith("GST_")))
+    return _inspect_pipewiresink(inspect, gst)
+
+
+@functools.lru_cache(maxsize=8)
+def _inspect_pipewiresink(inspect: str, gst: tuple[tuple[str, str], ...]) -> bool:
+    env = {k: v for k, v in _child_env(None).items() if not k.startswith("GST_")}
     try:
         done = subprocess.run([inspect, "pipewiresink"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=60, env=_child_env(None))
+                              stderr=subprocess.DEVNULL, timeout=60, env={**env, **dict(gst)})
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
@@ -103,7 +110,7 @@ def camera_problem(env: dict[str, str] | None = None) -> SinkError | None:
     if daemon is not None:
         return SinkError(f"no PipeWire camera: {daemon}: {DAEMON_HINT}")
     inspect = shutil.which(GST_INSPECT, path=path)
-    if inspect is not None and not plugin_present(inspect):
+    if inspect is not None and not plugin_present(inspect, env):
         return SinkError(f"no PipeWire camera: GStreamer has no pipewiresink element: {PLUGIN_HINT}")
     return None
 

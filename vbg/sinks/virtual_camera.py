@@ -98,8 +98,9 @@ def virtual_camera_problem(device: str | None, backend: str | None) -> SinkError
             return SinkError(f"virtual camera {device} does not exist: {LINUX_HINT}")
         return None
     if not loopback_nodes() and (backend == "v4l2loopback" or choose_backend(device, backend) is None):
-        return SinkError(f"no virtual camera device found: {LINUX_HINT}; or start PipeWire for a camera without "
-                         "the module (vbg doctor checks it); or try it first with --preview, or --no-vcam --record FILE")
+        return SinkError(f"no virtual camera device found: {LINUX_HINT}; or start PipeWire for a camera "
+                         "without the module (vbg doctor checks it); or try it first with --preview, or "
+                         "--no-vcam --record FILE")
     return None
 
 
