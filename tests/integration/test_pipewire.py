@@ -14,12 +14,15 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import StderrLines
+from media import person_clip_frames, write_clip
 from vbg import doctor
 from vbg.errors import SinkError
 from vbg.sinks import pipewire as pw
@@ -125,18 +128,29 @@ def read_frames(env: dict, name: str, n: int, out: Path) -> np.ndarray:
     return np.fromfile(out, np.uint8).reshape(-1, H, W, 3)
 
 
-def gst_children() -> list[int]:
-    """This process's gst-launch children, zombies included (a reaped child is gone from /proc)."""
-    me, found = os.getpid(), []
+def gst_processes(parent: int | None = None, runtime: str | None = None) -> list[int]:
+    """gst-launch processes, zombies included (a reaped child is gone from /proc): the children of
+    ``parent``, or those that reach the PipeWire in folder ``runtime``."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
+            comm, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+            if not comm.startswith("gst-launch"):
+                continue
+            if runtime is not None:
+                environ = (stat.parent / "environ").read_bytes().split(b"\0")
+                if f"PIPEWIRE_RUNTIME_DIR={runtime}".encode() not in environ:
+                    continue
         except OSError:
             continue
-        comm, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
-        if comm.startswith("gst-launch") and int(rest[1]) == me:
+        if parent is None or int(rest[1]) == parent:
             found.append(int(stat.parent.name))
     return found
+
+
+def gst_children() -> list[int]:
+    return gst_processes(parent=os.getpid())
 
 
 def send_until_delivered(sink: VirtualCameraSink, seq: int, rgb: tuple[int, int, int]) -> None:
@@ -228,3 +242,32 @@ def test_without_the_gstreamer_plugin_the_fix_names_the_package(tmp_path, reach)
 def pw_plugin_file() -> str:
     out = subprocess.run(["gst-inspect-1.0", "pipewiresink"], capture_output=True, text=True, timeout=HANG_S)
     return next(ln.split()[-1] for ln in out.stdout.splitlines() if ln.strip().startswith("Filename"))
+
+
+def test_vbg_without_loopback_is_a_pipewire_camera_until_ctrl_c(reach, tmp_path):
+    """The CLI as a user runs it (no v4l2loopback, PipeWire running): auto picks the PipeWire camera
+    and says so, an app reads the composite from the node, and Ctrl-C (to the terminal's process
+    group) ends vbg cleanly, the gst-launch child with it."""
+    clip = write_clip(tmp_path / "person.mp4", [f for f, _ in person_clip_frames(12, (H, W))], fps=30)
+    env = {**os.environ, "PIPEWIRE_RUNTIME_DIR": reach["PIPEWIRE_RUNTIME_DIR"]}
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "--source", str(clip), "--loop", "--model", "selfie",
+                             "--color", "blue"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)  # a process group of its own, like a terminal's job
+    err = StderrLines(proc)
+    try:
+        err.wait_for(lambda ln: "PipeWire camera" in ln, "the note that the PipeWire camera is used", HANG_S)
+        wait_for(lambda: node(reach, "vbg") is not None or proc.poll() is not None, "the node")
+        frames = read_frames(reach, "vbg", 4, tmp_path / "cli.rgb")
+        corner = frames[-1][:12, :12].reshape(-1, 3).mean(axis=0)  # background there: the blue colour
+        assert np.abs(corner - (0, 0, 255)).max() < 12, corner
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the gst-launch child is in a session of its own
+        rc, text = err.finish(HANG_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 0, text
+    assert "Traceback" not in text and "vbg: error" not in text, text
+    assert "stopped after" in text
+    assert wait_for(lambda: node(reach, "vbg") is None, "the node to go") is True
+    assert gst_processes(runtime=reach["PIPEWIRE_RUNTIME_DIR"]) == []

@@ -22,6 +22,8 @@ No frame is dropped for want of a reader: with nobody watching, pipewiresink dis
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
 import functools
 import os
 import re
@@ -51,6 +53,7 @@ DAEMON_HINT = ("start PipeWire and its session manager: systemctl --user start p
 _START_S = 30.0  # the child reaches PLAYING or exits well within this: it only bounds a hang
 _STALL_S = 3.0  # a child that takes no byte of a frame for this long is stuck (under the sink's 5 s join)
 _END_S = 5.0  # end of stream to exit, before a signal
+_PAGE = 4096  # the smallest pipe Linux makes
 _TAIL = 20  # lines of the child's output kept for the error message
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -123,8 +126,9 @@ def _child_env(env: dict[str, str] | None) -> dict[str, str]:
 
 def _pipeline(width: int, height: int, fps: float, name: str, description: str) -> list[str]:
     rate = Fraction(fps).limit_denominator(1001)
-    props = (f'props,media.class=Video/Source,media.role=Camera,node.name={name},'
-             f'node.description=\\"{description}\\"')
+    # Every value a quoted string: GstStructure reads a bare t, yes or 1 as a boolean or a number.
+    fields = {"media.class": "Video/Source", "media.role": "Camera", "node.name": name, "node.description": description}
+    props = "props," + ",".join(f'{k}=(string)\\"{v}\\"' for k, v in fields.items())
     return [
         GST_LAUNCH, "--gst-disable-segtrap",  # a crash exits instead of waiting for a debugger
         "fdsrc", "fd=0", "!",
@@ -134,6 +138,23 @@ def _pipeline(width: int, height: int, fps: float, name: str, description: str) 
         "identity", "drop-allocation=true", "!",
         "pipewiresink", "mode=provide", "sync=false", "client-name=vbg", f'stream-properties="{props}"',
     ]
+
+
+@contextlib.contextmanager
+def _small_pipe(fd: int):
+    """The pipe ``fd`` holds one page while the block runs (a write returns only once the reader
+    has taken all but a page of it), then a megabyte (fewer wake-ups per frame) where allowed."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PAGE)
+    except OSError:  # pragma: no cover - a page is always allowed
+        pass
+    try:
+        yield
+    finally:
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+        except OSError:  # above /proc/sys/fs/pipe-max-size, or the reader is gone: the default stays
+            pass
 
 
 def describe_exit(status: int | None, lines: list[str]) -> str:
@@ -205,11 +226,19 @@ class PipeWireCamera:
 
     def _start(self) -> None:
         # fdsrc is not live: the pipeline prerolls (and connects to PipeWire) on the first frame.
-        self._write(memoryview(bytes(self._frame_bytes)))
-        if not self._playing.wait(_START_S):
-            raise SinkError(f"the PipeWire camera did not start within {_START_S:g} s: {self._why()}")
-        if self._ended.is_set():
-            raise SinkError(f"the PipeWire camera did not start: {self._why()}")
+        black = memoryview(bytes(self._frame_bytes))
+        with _small_pipe(self._fd):
+            self._write(black)
+            if not self._playing.wait(_START_S):
+                raise SinkError(f"the PipeWire camera did not start within {_START_S:g} s: {self._why()}")
+            if self._ended.is_set():
+                raise SinkError(f"the PipeWire camera did not start: {self._why()}")
+            # pipewiresink sizes its buffers when it renders its first frame; an app that links
+            # before that gets empty buffers and no picture ever (PipeWire 0.3). The elements run in
+            # one thread, so once the child has read a page past the first frame it has rendered
+            # it: with the pipe a page long, writing these frames waits for that.
+            for _ in range(max(2, _PAGE * 2 // self._frame_bytes + 2)):
+                self._write(black)
 
     def _read_output(self) -> None:
         try:
