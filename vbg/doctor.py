@@ -465,7 +465,7 @@ def check_pipewire_camera(system: str | None = None, env: dict[str, str] | None 
     from .sinks import pipewire as pw
 
     path = (os.environ if env is None else env).get("PATH")
-    name = "pipewire camera"
+    name = "pipewire"
     if shutil.which(pw.GST_LAUNCH, path=path) is None:
         return [Check(name, WARN, f"{pw.GST_LAUNCH} is not installed", pw.TOOLS_HINT)]
     problems = []

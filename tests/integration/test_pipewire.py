@@ -187,8 +187,9 @@ def test_frames_sent_arrive_at_the_camera_node_in_their_colours(reach, tmp_path)
 
 def test_a_child_that_dies_is_reported_once_with_the_reason(reach):
     before = set(gst_children())
-    sink = VirtualCameraSink(W, H, FPS, backend="pipewire", device="vbg-dies")
+    sink = VirtualCameraSink(W, H, FPS, backend="pipewire", device="t")  # a name GstStructure would read as TRUE
     try:
+        assert wait_for(lambda: node(reach, "t"), "the node")["props"]["node.description"] == "vbg virtual camera (t)"
         (child,) = set(gst_children()) - before
         os.kill(child, signal.SIGKILL)  # the child this sink started
         wait_for(lambda: sink.error is not None, "the sink to notice")
