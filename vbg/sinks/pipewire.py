@@ -16,7 +16,11 @@ pool, which crashes PipeWire 0.3's plugin. The child runs in its own session, so
 Ctrl-C reaches vbg alone, and vbg ends it (end of stream, then a signal) on close. It needs the
 GStreamer tools and base plugins, GStreamer's PipeWire plugin and a running PipeWire with its
 session manager; :func:`camera_problem` says which is missing, with the package to install.
-No frame is dropped for want of a reader: with nobody watching, pipewiresink discards them.
+
+With no app reading, or a slow one, pipewiresink drops frames and the child keeps reading. A
+child that stops, or takes no data for 3 s, fails the sink with its reason (the sink's
+``check()``, next ``send()`` or ``close()``). The start-up returns once the child has rendered its
+first frame: an app that links before that gets empty buffers from PipeWire 0.3's plugin.
 """
 
 from __future__ import annotations
