@@ -107,6 +107,25 @@ def _no_user_config(tmp_path_factory):
                 os.environ[k] = v
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_user_pipewire(tmp_path_factory):
+    """The suite never publishes a camera in the user's own PipeWire, and a desktop's PipeWire does
+    not turn the no-camera tests into PipeWire-camera runs: PipeWire is looked for in an empty folder
+    (tests/integration/test_pipewire.py starts a daemon of its own and points there)."""
+    names = ("PIPEWIRE_RUNTIME_DIR", "PIPEWIRE_REMOTE")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.pop("PIPEWIRE_REMOTE", None)
+    os.environ["PIPEWIRE_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("no-pipewire"))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_vbg(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """The installed CLI as a user runs it: a separate process, its own env."""
     full_env = {**os.environ, **(env or {})}

@@ -186,8 +186,8 @@ def _parser_backgrounds(sub) -> None:
 
 def _parser_doctor(sub) -> None:
     p = sub.add_parser("doctor", help="check what the live filter needs, each problem with its fix",
-                       description="Check packages, ONNX Runtime providers, GPU, the virtual camera (v4l2loopback), "
-                                   "cameras, the model cache and the display. Exit code 0 only when the live "
+                       description="Check packages, ONNX Runtime providers, GPU, the virtual camera (v4l2loopback "
+                                   "or PipeWire), cameras, the model cache and the display. Exit code 0 only when the live "
                                    "filter can start; 1 when a check failed.")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout, for scripts")
     p.set_defaults(func=cmd_doctor)

@@ -24,6 +24,7 @@ import io
 import os
 import platform
 import re
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -436,13 +437,49 @@ def _in_video_group() -> tuple[bool, str]:
 
 
 def check_virtual_camera(sys_root: str = "/sys", dev_root: str = "/dev", system: str | None = None,
-                         users: Callable[[str], list[tuple[int, str]]] | None = None) -> list[Check]:
+                         users: Callable[[str], list[tuple[int, str]]] | None = None,
+                         pipewire: Callable[[], bool] | None = None) -> list[Check]:
     """Linux: the v4l2loopback module, its devices, exclusive_caps, permissions
-    and whether another program holds a device. Elsewhere: whether a
-    pyvirtualcam backend (OBS Virtual Camera) opens."""
+    and whether another program holds a device; what fails there is only a warning where
+    ``pipewire()`` (default: a PipeWire camera can be published) says the PipeWire camera stands
+    in. Elsewhere: whether a pyvirtualcam backend (OBS Virtual Camera) opens."""
     system = system or platform.system()
     if system != "Linux":
         return _check_other_vcam(system)
+    checks = _check_loopback(sys_root, dev_root, users)
+    if any(c.status == FAIL for c in checks):
+        from .sinks.pipewire import camera_problem
+
+        if (pipewire or (lambda: camera_problem() is None))():
+            checks = [Check(c.name, WARN, f"{c.detail} (the PipeWire camera stands in: vbg picks it)", c.fix)
+                      if c.status == FAIL else c for c in checks]
+    return checks
+
+
+def check_pipewire_camera(system: str | None = None, env: dict[str, str] | None = None) -> list[Check]:
+    """Linux: what the PipeWire camera needs (--vcam-backend pipewire, or auto without v4l2loopback):
+    gst-launch-1.0, GStreamer's pipewiresink, a PipeWire daemon that answers. Each missing piece is a
+    warning with what to install or start (a v4l2loopback device does without them)."""
+    if (system or platform.system()) != "Linux":
+        return []
+    from .sinks import pipewire as pw
+
+    path = (os.environ if env is None else env).get("PATH")
+    name = "pipewire"
+    if shutil.which(pw.GST_LAUNCH, path=path) is None:
+        return [Check(name, WARN, f"{pw.GST_LAUNCH} is not installed", pw.TOOLS_HINT)]
+    problems = []
+    inspect = shutil.which(pw.GST_INSPECT, path=path)
+    if inspect is None or not pw.plugin_present(inspect, env):
+        problems.append(Check(name, WARN, "GStreamer has no pipewiresink element", pw.PLUGIN_HINT))
+    daemon = pw.daemon_problem(env)
+    if daemon is not None:
+        problems.append(Check(name, WARN, daemon, pw.DAEMON_HINT))
+    return problems or [Check(name, OK, f"{pw.GST_LAUNCH}, pipewiresink and PipeWire ({pw.socket_path(env)}) "
+                                        f"answer: --vcam-backend pipewire publishes '{pw.DESCRIPTION}'")]
+
+
+def _check_loopback(sys_root: str, dev_root: str, users) -> list[Check]:
     from .sinks.virtual_camera import INSTALL_LOOPBACK, RELOAD_LOOPBACK, loopback_nodes
 
     users = users or _device_users
@@ -665,8 +702,8 @@ def check_tensorrt_cache() -> list[Check]:
 
 
 CHECKS: tuple[Callable[[], list[Check]], ...] = (
-    check_python, check_packages, check_versions, check_providers, check_gpu, check_virtual_camera, check_cameras,
-    check_models, check_tensorrt_cache, check_display,
+    check_python, check_packages, check_versions, check_providers, check_gpu, check_virtual_camera,
+    check_pipewire_camera, check_cameras, check_models, check_tensorrt_cache, check_display,
 )
 
 

@@ -211,7 +211,7 @@ def live(cfg: LiveConfig, *, own_source: bool = False, own_sinks: bool = False) 
     if o.preview:
         collect(found, check_display)
     if o.vcam:
-        from .sinks.virtual_camera import virtual_camera_problem
+        from .sinks.virtual_camera import choose_backend, virtual_camera_problem
 
         missing = virtual_camera_problem(o.vcam_device, o.vcam_backend)
         if missing is not None and o.preview:
@@ -220,6 +220,10 @@ def live(cfg: LiveConfig, *, own_source: bool = False, own_sinks: bool = False) 
             cfg = replace(cfg, output=replace(o, vcam=False))
         elif missing is not None:
             found.append(missing)
+        elif o.vcam_backend in (None, "auto") and choose_backend(o.vcam_device, o.vcam_backend) == "pipewire":
+            notes.append("no v4l2loopback device: the virtual camera is a PipeWire camera, 'vbg virtual camera' "
+                         "(browsers and apps that take cameras from PipeWire list it)")
+            cfg = replace(cfg, output=replace(o, vcam_backend="pipewire"))
     if not own_source:
         collect(found, check_source, cfg.source.source)
     collect(found, check_gpu_index, cfg.model.gpu)

@@ -17,7 +17,8 @@ from vbg.capture import v4l2
 from vbg.doctor import FAIL, OK, WARN, Check, Report
 
 LOOPBACK_LOADED = Path("/sys/module/v4l2loopback").exists()
-CHECK_NAMES = ("python", "packages", "versions", "onnxruntime", "gpu", "v4l2loopback", "cameras", "model cache", "display")
+CHECK_NAMES = ("python", "packages", "versions", "onnxruntime", "gpu", "v4l2loopback", "pipewire", "cameras",
+               "model cache", "display")
 
 
 @pytest.fixture(scope="module")
@@ -205,8 +206,15 @@ def _by_name(checks, name):
 
 def test_module_not_loaded(tmp_path):
     sys_root, dev_root = fake_loopback(tmp_path, module=False, devices=())
-    (check,) = doctor.check_virtual_camera(sys_root, dev_root, system="Linux")
+    (check,) = doctor.check_virtual_camera(sys_root, dev_root, system="Linux", pipewire=lambda: False)
     assert check.status == FAIL and "modprobe v4l2loopback" in check.fix and "exclusive_caps=1" in check.fix
+
+
+def test_without_the_module_a_working_pipewire_camera_makes_it_a_warning(tmp_path):
+    sys_root, dev_root = fake_loopback(tmp_path, module=False, devices=())
+    (check,) = doctor.check_virtual_camera(sys_root, dev_root, system="Linux", pipewire=lambda: True)
+    assert check.status == WARN and "PipeWire camera stands in" in check.detail and "modprobe" in check.fix
+    assert Report((check,)).ok  # the live filter starts: auto picks the PipeWire camera
 
 
 def test_loaded_with_exclusive_caps_and_a_free_device(tmp_path):

@@ -19,7 +19,9 @@ it never calls ``clock.sleep``, so a fake clock shared with other stages is
 only ever moved by whoever drives it.
 
 Before any of that, :func:`precheck` tells without opening anything whether there is a device
-to open (Linux: a v4l2loopback device), and the hints say how to get one.
+to open (Linux: a v4l2loopback device, or a PipeWire camera: :func:`choose_backend`), and the
+hints say how to get one. Backend ``pipewire`` is vbg's own (:mod:`vbg.sinks.pipewire`), the
+others are pyvirtualcam's.
 """
 
 from __future__ import annotations
@@ -69,19 +71,38 @@ def loopback_nodes(sys_root: str = "/sys") -> list[str]:
     return sorted(Path(p).name for p in glob.glob(f"{sys_root}/devices/virtual/video4linux/video*"))
 
 
+def choose_backend(device: str | None, backend: str | None) -> str | None:
+    """``--vcam-backend`` as it will be opened: ``auto`` (or None) on Linux with no ``device``
+    and no v4l2loopback device is ``pipewire`` where a PipeWire camera can be published; else
+    None (pyvirtualcam tries its own). A named backend stays as it is."""
+    if backend not in (None, "auto"):
+        return backend
+    if sys.platform.startswith("linux") and device is None and not loopback_nodes():
+        from vbg.sinks.pipewire import camera_problem
+
+        if camera_problem() is None:
+            return "pipewire"
+    return None
+
+
 def virtual_camera_problem(device: str | None, backend: str | None) -> SinkError | None:
     """Without opening anything: why there is no virtual camera to open (Linux: no v4l2loopback
-    device, or no node ``device``), with how to get one; None when one may open (elsewhere only
-    opening one tells)."""
-    if not sys.platform.startswith("linux") or backend not in (None, "v4l2loopback"):
+    device and no PipeWire camera, or no node ``device``), with how to get one; None when one may
+    open (elsewhere only opening one tells)."""
+    if backend == "pipewire":
+        from vbg.sinks.pipewire import camera_problem
+
+        return camera_problem()
+    if not sys.platform.startswith("linux") or backend not in (None, "auto", "v4l2loopback"):
         return None
     if device is not None:
         if not Path(device).exists():
             return SinkError(f"virtual camera {device} does not exist: {LINUX_HINT}")
         return None
-    if not loopback_nodes():
-        return SinkError(f"no virtual camera device found: {LINUX_HINT}; "
-                         "or try it first with --preview, or --no-vcam --record FILE")
+    if not loopback_nodes() and (backend == "v4l2loopback" or choose_backend(device, backend) is None):
+        return SinkError(f"no virtual camera device found: {LINUX_HINT}; or start PipeWire for a camera "
+                         "without the module (vbg doctor checks it); or try it first with --preview, or "
+                         "--no-vcam --record FILE")
     return None
 
 
@@ -238,13 +259,18 @@ class VirtualCameraSink(SinkBase):
 
 
 def _open_camera(width: int, height: int, fps: float, device: str | None, backend: str | None):
+    backend = choose_backend(device, backend)
+    if backend == "pipewire":
+        from vbg.sinks.pipewire import PipeWireCamera
+
+        return PipeWireCamera(width, height, fps, name=device)
     try:
         import pyvirtualcam
         from pyvirtualcam.camera import BACKENDS
     except ImportError as e:
         raise DependencyError(f"the virtual camera needs pyvirtualcam: pip install pyvirtualcam ({e})") from e
     if backend is not None and backend not in BACKENDS:
-        known = ", ".join(BACKENDS) or "none on this system"
+        known = ", ".join([*BACKENDS, "pipewire"] if sys.platform.startswith("linux") else BACKENDS) or "none here"
         raise ConfigError(f"virtual camera backend {backend!r} is unknown: use one of {known}")
     try:
         return pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB,
