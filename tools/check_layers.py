@@ -6,7 +6,9 @@ The rules (README, "Layout"):
 - the core (types, errors, config, ranges, clock, buffers, arrays, stats, and the helpers fsutil,
   streams, liblogs, priority, progress) imports no stage and no runner;
 - stages (capture, models, inference, compositing, sinks, media, and images/encoders, which
-  stages share) import no runner;
+  stages share) import no runner, and not the control package;
+- the control package (control/: control while live) may import the core, the helpers and the
+  stages, but no runner (pipeline and cli use it);
 - the live runner (pipeline) and the offline runner (offline/) do not import each other;
 - nothing in the product imports vbg.evaluation, which only the benchmarks and tests use;
 - only the CLI ends the process (sys.exit / SystemExit / os._exit), so every error becomes an exit
@@ -23,6 +25,7 @@ CORE = {"types", "errors", "config", "clock", "buffers", "ranges", "arrays", "st
         "streams", "liblogs", "priority", "progress"}
 STAGES = {"capture", "models", "inference", "compositing", "sinks", "media",
           "images", "encoders"}  # the last two: shared by stages, held to the stages' rule
+CONTROL = {"control"}  # control while live: used by the runners, uses the stages
 LIVE_RUNNER = {"pipeline"}
 OFFLINE_RUNNER = {"offline"}
 RUNNERS = LIVE_RUNNER | OFFLINE_RUNNER | {"cli", "preflight", "doctor"}
@@ -77,10 +80,15 @@ def broken_rule(src: str, dst: str) -> str | None:
         return None
     if dst == "evaluation" and src != "evaluation":
         return "the product imports vbg.evaluation (benchmarks and tests only)"
-    if src in CORE and (dst in STAGES or dst in RUNNERS):
-        return f"the core module {src} imports the {'stage' if dst in STAGES else 'runner'} {dst}"
+    if src in CORE and (dst in STAGES or dst in RUNNERS or dst in CONTROL):
+        kind = "stage" if dst in STAGES else "runner" if dst in RUNNERS else "package"
+        return f"the core module {src} imports the {kind} {dst}"
     if src in STAGES and dst in RUNNERS:
         return f"the stage {src} imports the runner {dst}"
+    if src in STAGES and dst in CONTROL:
+        return f"the stage {src} imports the control package (control uses the stages, not the reverse)"
+    if src in CONTROL and dst in RUNNERS:
+        return f"the control package imports the runner {dst}"
     if {src, dst} == {"pipeline", "offline"}:
         return "the live and offline runners import each other"
     return None

@@ -190,6 +190,41 @@ def _parser_doctor(sub) -> None:
     p.set_defaults(func=cmd_doctor)
 
 
+CTL_EPILOG = """\
+examples:
+  vbg ctl background beach        a bundled picture, or one in your backgrounds folder, by name
+  vbg ctl background ~/me/bg.jpg  a file of yours: read here and sent to the filter
+  vbg ctl color green             vbg ctl color '#00b140'
+  vbg ctl blur 0.7                blur the real background (strength 0.1-5)
+  vbg ctl effect off              the camera as it is; effect on / toggle
+  vbg ctl mirror on               a selfie view
+  vbg ctl model selfie            switch models without dropping the camera
+  vbg ctl status [--json]         what the status line shows
+The filter is found through its runtime file ($XDG_RUNTIME_DIR/vbg); the newest one when several run."""
+
+
+def _parser_ctl(sub) -> None:
+    p = sub.add_parser("ctl", help="control the running live filter: background, blur, effect, model, status",
+                       description="Change what the running live filter (vbg ...) does, without restarting it.",
+                       epilog=CTL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmds = p.add_subparsers(dest="ctl", metavar="ACTION", required=True)
+    c = cmds.add_parser("background", help="a picture: a bundled or backgrounds-folder NAME, or a FILE of yours")
+    c.add_argument("what", metavar="FILE|NAME")
+    c = cmds.add_parser("color", help="a plain colour behind the person")
+    c.add_argument("what", metavar="NAME|#RRGGBB")
+    c = cmds.add_parser("blur", help="blur the real background (strength 0.1-5)")
+    c.add_argument("what", metavar="STRENGTH", type=float)
+    for name, helptext in (("effect", "the effect on or off (off: the camera as it is)"),
+                           ("mirror", "mirror the output like a selfie view")):
+        c = cmds.add_parser(name, help=helptext)
+        c.add_argument("what", choices=("on", "off", "toggle"))
+    c = cmds.add_parser("model", help="switch to another model (loaded while the camera keeps running)")
+    c.add_argument("what", metavar="NAME")
+    c = cmds.add_parser("status", help="the live figures, one line (or --json)")
+    c.add_argument("--json", action="store_true", help="the whole status as JSON")
+    p.set_defaults(func=cmd_ctl)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vbg", description="Real-time virtual background and video matting. "
                                 "Without a COMMAND, vbg runs the live filter (vbg --help).")
@@ -203,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     _parser_models(sub)
     _parser_backgrounds(sub)
     _parser_doctor(sub)
+    _parser_ctl(sub)
     # -q / -v also after the command (vbg process in.mp4 -o out.mp4 -v); SUPPRESS keeps a
     # flag given before the command when it is not repeated after it.
     for cmd in sub.choices.values():
@@ -640,7 +676,62 @@ def cmd_doctor(args) -> int:
     return 0 if report.ok else 1
 
 
-SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor")
+SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor", "ctl")
+
+
+def _background_id(client, what: str) -> str:
+    """``vbg ctl background WHAT``'s id: a file of the user's uploaded, else a bundled or
+    backgrounds-folder picture by file name or stem (any case)."""
+    path = Path(os.path.expanduser(what))
+    if path.is_file():
+        return client.upload_file(path)
+    if os.sep in what or (os.altsep and os.altsep in what):
+        from .errors import InputError
+
+        raise InputError(f"background {what}: no such file: check the path")
+    listing = client.request("GET", "/api/backgrounds")
+    key = what.lower()
+    for item in listing["items"]:
+        kind, _, name = item["id"].partition(":")
+        if kind in ("folder", "bundled") and key in (name.lower(), item["label"].lower()):
+            return item["id"]  # the user's folder first: it is listed first
+    names = sorted({i["label"] for i in listing["items"] if i["kind"] in ("bundled", "folder")})
+    raise ConfigError(f"background {what!r} is neither a file nor a picture of vbg's or of {listing['folder']}: "
+                      f"use a file path or one of {', '.join(names)}")
+
+
+def cmd_ctl(args) -> int:
+    import json
+
+    from .control.client import Client, format_status
+
+    client = Client()
+    what = getattr(args, "what", None)
+    if args.ctl == "status":
+        s = client.status()
+        print(json.dumps(s, indent=2) if args.json else format_status(s))
+        return 0
+    if args.ctl in ("effect", "mirror"):
+        on = {"on": True, "off": False}.get(what)
+        if on is None:
+            on = not client.status()[args.ctl]
+        ans = client.post(f"/api/{args.ctl}", {"on": on})
+        print(f"{args.ctl} {'on' if ans[args.ctl] else 'off'}")
+        return 0
+    if args.ctl == "model":
+        ans = client.post("/api/model", {"name": what})
+        print(f"model {ans['model']}: " + ("loading; vbg ctl status shows when it runs" if ans.get("loading")
+                                           else "already running"))
+        return 0
+    if args.ctl == "background":
+        body = {"id": _background_id(client, what)}
+    elif args.ctl == "color":
+        body = {"color": what}
+    else:
+        body = {"blur": what}
+    ans = client.post("/api/background", body)
+    print(f"background {ans['background']['label']}")
+    return 0
 
 def build_live_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
@@ -687,14 +778,89 @@ def live_config(args):
     return cfgmod.apply(base, _flag_updates(args, base), check=False)
 
 
-def cmd_live(args) -> int:
+def open_url(url: str) -> None:
+    """``--ui``: the control page in the user's browser (replaced by tests: no browser there)."""
+    import webbrowser
+
+    if not webbrowser.open(url):
+        log.warning("no web browser could be opened: open %s yourself", url)
+
+
+def _announce(cfg, opener: Callable[[str], None] | None = None):
+    def on_control(url: str) -> None:
+        log.info("control: %s  (vbg ctl --help)", url)
+        if cfg.control.ui:
+            (opener or open_url)(url)
+    return on_control
+
+
+def reload_config(args, pipeline) -> str:
+    """SIGHUP: ``--config`` read again and checked as at start (with the flags given on top); what
+    can change while live applied. The one line to log: what changed, what needs a restart, or
+    why the file was refused (the running settings kept)."""
+    from . import preflight
+    from .config import problems as config_problems
+
+    try:
+        cfg = live_config(args)
+        found: list[VbgError] = list(config_problems(cfg))
+        preflight.collect(found, preflight.check_background, cfg.background.background)
+        notes: list[str] = []
+        from dataclasses import replace
+
+        cfg = replace(cfg, model=preflight.settle_model(cfg.model, found, notes))
+        if found:
+            raise Problems(found)
+        applied, restart = pipeline.reconfigure(cfg)
+    except VbgError as e:
+        return f"--config {args.config} not reloaded, the running settings kept: {e}"
+    parts = [f"--config {args.config} reloaded: "
+             + (f"applied {', '.join(applied)}" if applied else "nothing to change while live")]
+    if restart:
+        parts.append(f"needs a restart: {', '.join(restart)}")
+    return "; ".join(parts)
+
+
+@contextlib.contextmanager
+def _live_signals(args, pipeline):
+    """While the live filter runs: SIGUSR1 toggles the effect; SIGHUP reloads ``--config`` when
+    there is one (without one it stops the run, as a closed terminal's hang-up does)."""
+    import signal
+
+    old = {}
+
+    def on_usr1(signum, frame):
+        if pipeline.toggle_effect():
+            log.info("SIGUSR1: effect %s", "on" if pipeline.control.view.effect else "off")
+
+    def on_hup(signum, frame):
+        try:
+            line = reload_config(args, pipeline)
+        except Exception as e:  # never into the run: a reload that fails keeps it going
+            line = f"--config {args.config} not reloaded ({type(e).__name__}: {e})"
+        log.warning("%s", line) if "not reloaded" in line else log.info("%s", line)
+
+    if threading.current_thread() is threading.main_thread():
+        if hasattr(signal, "SIGUSR1"):
+            old[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, on_usr1)
+        hup = getattr(signal, "SIGHUP", None)
+        if getattr(args, "config", None) and hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+            old[hup] = signal.signal(hup, on_hup)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def cmd_live(args, *, opener: Callable[[str], None] | None = None) -> int:
     from . import preflight
     from .pipeline import LivePipeline
 
     plan = preflight.live(live_config(args))
     for note in plan.notes:
         log.warning("%s", note)
-    pipeline = LivePipeline(plan.cfg)
+    pipeline = LivePipeline(plan.cfg, on_control=_announce(plan.cfg, opener))
     interactive = sys.stderr.isatty()
 
     def on_status(line: str) -> None:
@@ -708,7 +874,7 @@ def cmd_live(args) -> int:
     try:
         # Still starting (a model download, a camera opening): nothing is flowing yet, so the
         # first signal stops at once; what was opened is closed as the set-up unwinds (exit 130).
-        with _stop_on_signals(pipeline.stop, ready=pipeline.started.is_set):
+        with _stop_on_signals(pipeline.stop, ready=pipeline.started.is_set), _live_signals(args, pipeline):
             stats = pipeline.run(on_status=on_status)
     finally:
         if interactive and not args.quiet:

@@ -276,12 +276,25 @@ class OutputConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlConfig:
+    """``[control]`` of the live filter: control while live (vbg ctl, the control page; vbg.control)."""
+
+    control: bool = setting(True, "no control server (vbg ctl, the control page, SIGUSR1 still toggles the effect)",
+                            flag="--no-control")
+    ui: bool = setting(False, "open the control page in your web browser")
+    backgrounds_dir: str | None = setting(
+        None, "your backgrounds folder for vbg ctl and the control page (default: "
+        "$XDG_DATA_HOME/vbg/backgrounds, i.e. ~/.local/share/vbg/backgrounds)", metavar="DIR")
+
+
+@dataclass(frozen=True, slots=True)
 class LiveConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     model: SegmenterConfig = field(default_factory=lambda: SegmenterConfig(default_size=256))
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
 
 
 MEMORY_MB = 512  # vbg process --memory's default: the budget for the frames in flight

@@ -93,6 +93,12 @@ class OutOfMemory(VbgError, MemoryError):
     exit_code = 13
 
 
+class ControlError(VbgError, RuntimeError):
+    """Control while live (vbg ctl, the control server): no filter running, a refused request."""
+
+    exit_code = 1
+
+
 class Problems(VbgError):
     """Several problems found at once by the start-up checks, each its own one-line error.
 

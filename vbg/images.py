@@ -58,8 +58,16 @@ def read_rgb(path: str | Path) -> np.ndarray:
     except OSError as e:
         raise InputError(f"image {path} cannot be read ({e.strerror or e}): check the path and its "
                          "permissions") from e
+    return decode_rgb(data, path)
+
+
+def decode_rgb(data: np.ndarray, path) -> np.ndarray:
+    """The image file held in ``data`` (a uint8 array of its bytes; ``path``: its name in
+    messages) as H x W x 3 RGB uint8, with :func:`read_rgb`'s checks and errors."""
     if data.size == 0:
         raise InputError(f"image {path} is empty: {ACCEPTED}")
+    if data.size > MAX_FILE_BYTES:
+        raise InputError(f"image {path} is {data.size / 2**30:.1f} GB: too large for an image; {ACCEPTED}")
     header = probe_image(memoryview(data), str(path))
     if header is None:  # only formats whose size is known before decoding: no decompression bombs
         raise InputError(f"{path} is not an image vbg can read: {ACCEPTED}")

@@ -19,8 +19,13 @@ copied): an unread item is replaced and counted as a drop, never queued.
 
 One writer per piece of state: the render thread alone drives the skip
 governor (it feeds it each new mask's ``infer_ms`` as it takes the mask), the
-tracker and the compositor; the preview's keys reach it only through
-:class:`~vbg.sinks.preview.PreviewKeys`'s queue, drained once per frame.
+tracker and the compositor; the preview's keys, the control server
+(``vbg ctl``, the control page) and SIGUSR1 reach it only through
+:class:`~vbg.control.state.ControlState`, drained once per frame without a lock.
+A model switch is loaded on a thread of its own and handed over the same way:
+the inference thread takes up the new segmenter at its next frame, and the render
+thread its tracker once the first mask at the new size comes (the camera never
+stops).
 """
 
 from __future__ import annotations
@@ -154,11 +159,12 @@ class _Stages:
     keys: object | None  # PreviewKeys, with --preview
     hw: tuple[int, int]
     fps: float
+    control: object  # ControlState: what the preview's keys, the control server and signals change
 
 
 class LivePipeline:
     def __init__(self, cfg: LiveConfig, *, clock: Clock | None = None, segmenter=None,
-                 sinks: list | None = None, source=None, reopen=None) -> None:
+                 sinks: list | None = None, source=None, reopen=None, on_control=None) -> None:
         self.cfg = cfg
         self.clock = clock or MonotonicClock()
         self.stats = LiveStats()
@@ -173,10 +179,75 @@ class LivePipeline:
         self.capture = None
         self.sinks: list = []
         self.latest: Composite | None = None  # for the preview, read on the main thread
+        self.control = None  # ControlState, once the stages are open
+        self.controller = None  # the control server's Controller (None with --no-control)
+        self.control_server = None
+        self._on_control = on_control  # called with the control page's URL once it listens
+        self._seg_now = None  # the segmenter the inference thread runs (a model switch replaces it)
+        self._hw: tuple[int, int] | None = None
+        self._made: list = []  # backgrounds a reload made: closed at the end of the run
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
         self._stop.set()
+
+    def toggle_effect(self) -> bool:
+        """Turn the effect off or on (SIGUSR1, from any thread); False before the stages are open."""
+        if self.control is None:
+            return False
+        self.control.toggle_effect()
+        return True
+
+    LIVE_SETTINGS = ("background.background", "background.color", "background.blur", "background.mirror",
+                     "model.model")  # what reconfigure() changes while live
+
+    def reconfigure(self, cfg: LiveConfig) -> tuple[list[str], list[str]]:
+        """Apply the settings of ``cfg`` (checked by the caller) that can change while live: the
+        background, the mirror, the model (a known name: switched as ``vbg ctl model`` does).
+        Returns (settings applied, settings that differ but need a restart), as ``section.key``."""
+        from dataclasses import fields
+
+        if self.control is None:
+            raise VbgError("the filter is still starting: send the signal again in a moment")
+        changed = []
+        for section in ("source", "model", "temporal", "background", "output", "control"):
+            old, new = getattr(self.cfg, section), getattr(cfg, section)
+            changed += [f"{section}.{f.name}" for f in fields(old) if getattr(old, f.name) != getattr(new, f.name)]
+        applied, restart = [], []
+        b = cfg.background
+        if {"background.background", "background.color", "background.blur"} & set(changed):
+            from .compositing import background_from_options
+
+            bg = background_from_options(b.background, b.color, b.blur, live=True, clock=self.clock)
+            self._made.append(bg)
+            self.control.set_background(bg)
+            if self.controller is not None:
+                label = Path(b.background).stem if b.background else b.color or f"blur {b.blur or 1.0:g}"
+                self.controller.background = {"id": "config", "label": label}
+        if "background.mirror" in changed:
+            self.control.set_mirror(b.mirror)
+        for name in changed:
+            if name == "model.model" and self.controller is not None and cfg.model.model in self.controller.models:
+                self.controller.set_model(cfg.model.model)
+                applied.append(name)
+            elif name in self.LIVE_SETTINGS and name != "model.model":
+                applied.append(name)
+            else:
+                restart.append(name)
+        keep = {n.split(".")[0]: {} for n in applied}
+        for n in applied:
+            sec, key = n.split(".")
+            keep[sec][key] = getattr(getattr(cfg, sec), key)
+        from .config import apply
+
+        self.cfg = apply(self.cfg, keep, check=False)
+        return applied, restart
+
+    def control_status(self) -> dict:
+        """The status figures as the control API gives them (any thread)."""
+        out = self.stats.figures()
+        out["camera_lost"] = bool(self.capture is not None and self.capture.lost)
+        return out
 
     def _fail(self, e: BaseException) -> None:
         self._errors.append(e)
@@ -264,6 +335,8 @@ class LivePipeline:
         w, h, fps = source.width, source.height, source.fps
         reopen = self._reopen or (self._open_source if source.live else None)
         seg = self._open_model(stack)
+        self._seg_now, self._hw = seg, (h, w)
+        stack.callback(lambda: self._seg_now.close())  # the model a switch left running
         mask_hw = seg.input_size((h, w))
         log.info("source %dx%d at %.2f fps; model %s at %dx%d on %s", w, h, fps, seg.source.label,
                  mask_hw[0], mask_hw[1], ", ".join(seg.providers))
@@ -272,16 +345,67 @@ class LivePipeline:
         stack.callback(background.close)  # the compositor closes it too; close() is idempotent
         compositor = Compositor((h, w), background, feather=b.feather, threshold=b.threshold, mirror=b.mirror)
         self.sinks = self._open_sinks(stack, w, h, fps)
+        from .control.state import ControlState
+
+        self.control = ControlState(compositor.background, (h, w), mirror=b.mirror)
+        stack.callback(self.control.close)
+        stack.callback(self._close_made)  # after the render thread is joined
         st = _Stages(LatestSlot(), LatestSlot(), _MaskBox(), seg, SkipGovernor(skip, 1.0 / fps),
                      MaskTracker((h, w), mask_hw, smoothing=cfg.temporal.smoothing, upsample=cfg.temporal.upsample),
-                     compositor, None, (h, w), fps)
+                     compositor, None, (h, w), fps, self.control)
         self.capture = CaptureWorker(source, st.frames, reopen=reopen, clock=self.clock, max_frames=cfg.output.frames)
         if cfg.output.preview:
             from .sinks.preview import PreviewKeys
 
-            st.keys = PreviewKeys(compositor.background, (h, w), on_quit=self.stop)
+            st.keys = PreviewKeys(compositor.background, (h, w), on_quit=self.stop, target=self.control)
             stack.callback(st.keys.close)  # its backgrounds: after the render thread is joined
+        if cfg.control.control:
+            self._start_control(stack, seg, b)
         return st
+
+    def _close_made(self) -> None:
+        for bg in self._made:
+            bg.close()
+
+    def _start_control(self, stack: contextlib.ExitStack, seg, b) -> None:
+        """The control server (vbg ctl, the control page), closed by ``stack``."""
+        from .control.library import Library
+        from .control.server import ControlServer
+        from .control.state import Controller
+        from .models.spec import MODELS
+
+        label = Path(b.background).stem if b.background else (b.color if b.color else f"blur {b.blur or 1.0:g}")
+
+        def latest():
+            comp = self.latest
+            return None if comp is None else comp.image
+
+        self.controller = Controller(self.control, Library(self.cfg.control.backgrounds_dir),
+                                     status=self.control_status, latest=latest,
+                                     load_model=None if self._segmenter is not None else self._load_model,
+                                     models=tuple(MODELS), model=self.cfg.model.model, background_label=label)
+        self.control_server = ControlServer(self.controller).start()
+        stack.callback(self.control_server.close)
+        if self._on_control is not None:
+            self._on_control(self.control_server.url)
+
+    def _load_model(self, name: str):
+        """(a loader thread) Model ``name`` opened, with a tracker at its mask size, for a switch."""
+        from dataclasses import replace
+
+        from .control.state import ModelSwap
+        from .inference import create_segmenter
+        from .inference.tracker import MaskTracker
+
+        t = self.cfg.temporal
+        seg = create_segmenter(replace(self.cfg.model, model=name, size=None))
+        try:
+            mask_hw = seg.input_size(self._hw)
+            tracker = MaskTracker(self._hw, mask_hw, smoothing=t.smoothing, upsample=t.upsample)
+        except BaseException:
+            seg.close()
+            raise
+        return ModelSwap(name, seg, tracker, tuple(mask_hw))
 
     def _start_workers(self, stack: contextlib.ExitStack, st: _Stages):
         """Start the inference, render and capture threads (stopped and joined by ``stack``);
@@ -382,6 +506,10 @@ class LivePipeline:
                 return
             if frame is None:
                 continue
+            now = self._seg_now
+            if now is not seg and now is not None:  # a model switch: the old one is ours to close
+                seg.close()
+                seg = now
             t0 = self.clock.now()  # the pipeline's clock: a test's fake clock can make a model slow
             alpha = seg.segment(frame.image)
             ms = (self.clock.now() - t0) * 1000.0
@@ -396,7 +524,8 @@ class LivePipeline:
         last_out: Composite | None = None
         lost_base: np.ndarray | None = None  # the last real picture, kept while the camera is gone
         n = 0
-        effect_on = True  # the preview's space bar turns the effect off and on
+        effect_on = True  # the preview's space bar, vbg ctl effect, SIGUSR1 turn the effect off and on
+        next_tracker = None  # a switched model's tracker, taken up with the first mask at its size
         model_time = _ModelTime(st.governor)
         align = (_Aligner(st.frames, st.to_model, st.masks, st.governor, model_time, self.clock)
                  if self.cfg.temporal.align else None)
@@ -424,13 +553,25 @@ class LivePipeline:
             else:
                 m = st.masks.get()
             model_time.see(m)
+            swap = st.control.take_model()
+            if swap is not None:
+                # (a mask size the same as the old one's: the tracker goes on as it is)
+                next_tracker = swap.tracker if swap.mask_hw != tuple(st.tracker.mask_hw) else None
+                self._seg_now = swap.segmenter  # the inference thread takes it up at its next frame
+                self.stats.providers = list(swap.segmenter.providers)
+            if m is not None and m.alpha.shape[:2] != tuple(st.tracker.mask_hw):
+                if next_tracker is not None and m.alpha.shape[:2] == tuple(next_tracker.mask_hw):
+                    st.tracker, next_tracker = next_tracker, None
+                else:
+                    m = None  # the other model's mask: the tracker carries its own forward
             alpha_u8, fresh = st.tracker.update(frame.image, frame.seq, m)
             if alpha_u8 is None:
                 alpha_u8 = zero_alpha  # no mask yet: only the background, never the room
-            view = st.keys.take() if st.keys is not None else None
+            view = st.control.take()
             if view is not None:
                 effect_on = view.effect
                 st.compositor.background = view.background
+                st.compositor.mirror = view.mirror
             last_out = self._output(frame, alpha_u8, fresh, st, ring[n % OUT_RING], effect_on, t0)
             n += 1
 

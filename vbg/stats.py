@@ -75,6 +75,22 @@ class LiveStats:
             "infer_runs": self.infer_runs, "providers": list(self.providers), "dropped": self.dropped,
         }
 
+    def figures(self) -> dict:
+        """The status figures as the control API gives them (``GET /api/status``): p50/p95
+        pairs, None where nothing was measured yet."""
+        s = self.snapshot()
+
+        def num(x):
+            return None if x is None or not np.isfinite(x) else float(x)
+
+        def pair(name):
+            return {"p50": num(s[f"{name}_p50"]), "p95": num(s[f"{name}_p95"])}
+
+        return {"fps": num(s["out_fps"]) if s["out_frames"] > 1 else None,
+                "latency_ms": pair("latency_ms"), "mask_age_ms": pair("mask_age_ms"),
+                "render_ms": pair("render_ms"), "infer_ms": pair("infer_ms"),
+                "frames": s["out_frames"], "providers": s["providers"], "dropped": s["dropped"]}
+
     def status_line(self, extra: str = "") -> str:
         s = self.snapshot()
         prov = ",".join(p.replace("ExecutionProvider", "") for p in s["providers"]) or "-"

@@ -103,16 +103,25 @@ class _Static:
         self.close()
 
 
-class ImageBackground(_Static):
+class PictureBackground(_Static):
+    """A still picture already in memory (H x W x 3 RGB uint8), cover-fitted: an image the
+    control page uploaded (vbg.control), decoded there."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"a picture background is H x W x 3 uint8 RGB, got {image.shape} {image.dtype}")
+        self._image = image
+
+    def _make(self, out_hw: tuple[int, int]) -> np.ndarray:
+        return cover_fit(self._image, out_hw)
+
+
+class ImageBackground(PictureBackground):
     """A still image, read once (any format :func:`vbg.images.read_rgb` reads), cover-fitted."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._image = read_rgb(self.path)  # InputError for missing / non-image files
-
-    def _make(self, out_hw: tuple[int, int]) -> np.ndarray:
-        return cover_fit(self._image, out_hw)
-
 
 class ColorBackground(_Static):
     """A solid colour: an (r, g, b) triple or any text :func:`parse_color` accepts."""

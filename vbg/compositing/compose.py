@@ -96,9 +96,9 @@ class Compositor:
             np.empty((tail, 1, 3), np.uint8) for _ in range(4))
         self._frame_c: np.ndarray | None = None
         self._alpha_c: np.ndarray | None = None
-        needs_alpha_buf = self.mirror or self.threshold is not None or self.feather > 0
-        self._alpha = np.empty((H, W), np.uint8) if needs_alpha_buf else None
-        self._frame = np.empty((H, W, 3), np.uint8) if self.mirror else None
+        # the mirror's buffers exist whether or not it is on: it can be switched while live
+        self._alpha = np.empty((H, W), np.uint8)
+        self._frame = np.empty((H, W, 3), np.uint8)
         self._lut = None if self.threshold is None else threshold_lut(self.threshold, self.THRESHOLD_SOFTNESS)
         if self.feather > 0:
             k = 2 * math.ceil(self.feather) + 1
@@ -110,7 +110,7 @@ class Compositor:
     def compose(self, frame: np.ndarray, alpha: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
         """``frame`` H x W x 3 uint8 RGB, ``alpha`` H x W uint8 (255 = person) -> H x W x 3 uint8 RGB."""
         self._check(frame, alpha, out)
-        if self._frame is not None:
+        if self.mirror:
             cv2.flip(frame, 1, dst=self._frame)
             cv2.flip(alpha, 1, dst=self._alpha)
             frame, alpha = self._frame, self._alpha

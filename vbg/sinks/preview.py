@@ -75,6 +75,7 @@ class View:
 
     effect: bool  # False: the camera as it is, no background (the space bar)
     background: object  # the prepared Background the person is composited over
+    mirror: bool = False  # the compositor's selfie view (the control server's switch)
 
 
 class PreviewKeys:
@@ -96,9 +97,11 @@ class PreviewKeys:
 
     QUEUE = 8
 
-    def __init__(self, background, frame_hw: tuple[int, int], *, on_quit: Callable[[], None] | None = None) -> None:
+    def __init__(self, background, frame_hw: tuple[int, int], *, on_quit: Callable[[], None] | None = None,
+                 target=None) -> None:
         from vbg.compositing import BlurBackground, ColorBackground
 
+        self._target = target  # e.g. vbg.control.ControlState: its update(change) and take() instead of ours
         self._hw = frame_hw
         self._on_quit = on_quit
         self._made: list = [BlurBackground(1.0), ColorBackground(GREEN)]
@@ -109,16 +112,18 @@ class PreviewKeys:
         self._views: deque[View] = deque(maxlen=self.QUEUE)
 
     def __call__(self, action: Action) -> None:
-        v = self.view
+        from dataclasses import replace
+
         if action is Action.QUIT:
             if self._on_quit is not None:
                 self._on_quit()
             return
         if action is Action.TOGGLE_EFFECT:
-            v = View(not v.effect, v.background)
+            self._update(lambda v: replace(v, effect=not v.effect))
         elif action is Action.NEXT_BACKGROUND:
             self._i = (self._i + 1) % len(self._cycle)
-            v = View(v.effect, self._prepared(self._cycle[self._i]))
+            bg = self._prepared(self._cycle[self._i])
+            self._update(lambda v: replace(v, background=bg))
         elif action in (Action.BLUR_UP, Action.BLUR_DOWN):
             from vbg.compositing import BlurBackground
 
@@ -126,9 +131,14 @@ class PreviewKeys:
             self._blur = min(BLUR_RANGE[1], max(BLUR_RANGE[0], self._blur + step))
             bg = BlurBackground(self._blur)
             self._made.append(bg)
-            v = View(v.effect, self._prepared(bg))
-        else:
+            bg = self._prepared(bg)
+            self._update(lambda v: replace(v, background=bg))
+
+    def _update(self, change) -> None:
+        if self._target is not None:
+            self._target.update(change)
             return
+        v = change(self.view)
         self.view = v
         self._views.append(v)
 
@@ -139,6 +149,8 @@ class PreviewKeys:
     def take(self) -> View | None:
         """(render thread) The newest view handed over since the last call; None when there
         is none (an empty queue is checked without allocating)."""
+        if self._target is not None:
+            return self._target.take()
         v = None
         while self._views:  # the one reader: a queue seen non-empty stays so until it pops
             v = self._views.popleft()

@@ -1,0 +1,195 @@
+"""The backgrounds a control request may name, and nothing else.
+
+- ``bundled:NAME``: a picture that ships with vbg (``vbg backgrounds``), NAME its file name;
+- ``folder:NAME``: a picture directly in the user's backgrounds folder (a regular file, not a
+  link, not hidden, an image suffix), NAME as that folder's listing has it;
+- ``upload:N``: a picture the page (or ``vbg ctl background FILE``) sent, decoded and kept
+  in memory for this run;
+- ``recent:N``: the N-th most recently used of those (0 = the newest).
+
+A request names an id; the id is looked up in these sets (a dictionary, a fresh folder
+listing), never joined onto a path: no ``..``, no absolute path, no link leads anywhere else.
+Default folder: ``$XDG_DATA_HOME/vbg/backgrounds`` (``~/.local/share/vbg/backgrounds``);
+``[control] backgrounds_dir`` / ``--backgrounds-dir`` change it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections import OrderedDict, deque
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..compositing.bundled import IMAGE_SUFFIXES, bundled_backgrounds
+from ..errors import ControlError, VbgError
+from ..images import decode_rgb, read_rgb
+
+THUMB_WIDTH = 160
+UPLOADS_KEPT = 16
+RECENT_KEPT = 8
+FOLDER_MAX = 500  # pictures listed from the user's folder
+
+
+class NotFound(ControlError):
+    status = 404
+
+
+class BadRequest(ControlError):
+    status = 400
+
+
+def default_folder(environ=None) -> Path:
+    env = os.environ if environ is None else environ
+    data = env.get("XDG_DATA_HOME", "")
+    base = Path(data) if data and os.path.isabs(data) else Path.home() / ".local" / "share"
+    return base / "vbg" / "backgrounds"
+
+
+def _label(name: str) -> str:
+    return Path(name).stem
+
+
+class Library:
+    """The allowed backgrounds; thread-safe (the server's threads call it)."""
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        self.folder = Path(os.path.expanduser(str(folder))) if folder else default_folder()
+        self._lock = threading.Lock()
+        self._uploads: OrderedDict[int, tuple[str, np.ndarray]] = OrderedDict()
+        self._next_upload = 1
+        self._recent: deque[str] = deque(maxlen=RECENT_KEPT)
+        self._thumbs: OrderedDict[str, bytes] = OrderedDict()
+
+    # ------------------------------------------------------------------ listing
+    def _folder_names(self) -> list[str]:
+        try:
+            entries = list(os.scandir(self.folder))
+        except OSError:
+            return []  # no folder yet: none of the user's own
+        names = []
+        for e in entries:
+            if e.name.startswith(".") or Path(e.name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                if not stat.S_ISREG(e.stat(follow_symlinks=False).st_mode):
+                    continue
+            except OSError:
+                continue
+            names.append(e.name)
+        return sorted(names)[:FOLDER_MAX]
+
+    def items(self) -> list[dict]:
+        out = [self._item(f"bundled:{n}", _label(n), "bundled") for n in bundled_backgrounds()]
+        out += [self._item(f"folder:{n}", _label(n), "folder") for n in self._folder_names()]
+        with self._lock:
+            uploads = [(k, v[0]) for k, v in self._uploads.items()]
+            recent = list(self._recent)
+        out += [self._item(f"upload:{k}", label, "upload") for k, label in uploads]
+        for i, rid in enumerate(recent):
+            out.append(self._item(f"recent:{i}", self.label(rid), "recent"))
+        return out
+
+    @staticmethod
+    def _item(bid: str, label: str, kind: str) -> dict:
+        return {"id": bid, "label": label, "kind": kind, "thumb": f"/api/thumb/{bid}"}
+
+    # ------------------------------------------------------------------ lookup
+    def resolve(self, bid) -> str:
+        """``bid`` with ``recent:N`` replaced by the id it stands for; refuses anything else
+        than the four kinds."""
+        if not isinstance(bid, str) or ":" not in bid:
+            raise BadRequest(f"background id {bid!r} is not KIND:NAME: use one of GET /api/backgrounds's ids")
+        kind, _, name = bid.partition(":")
+        if kind == "recent":
+            with self._lock:
+                recent = list(self._recent)
+            if not name.isdigit() or int(name) >= len(recent):
+                raise NotFound(f"background {bid!r}: there is no such recent background: list them again")
+            return recent[int(name)]
+        if kind not in ("bundled", "folder", "upload"):
+            raise BadRequest(f"background id {bid!r}: the kind must be bundled, folder, upload or recent")
+        return bid
+
+    def label(self, bid: str) -> str:
+        kind, _, name = bid.partition(":")
+        if kind == "upload":
+            with self._lock:
+                got = self._uploads.get(int(name)) if name.isdigit() else None
+            return got[0] if got else bid
+        return _label(name)
+
+    def picture(self, bid) -> tuple[str, str, np.ndarray]:
+        """(resolved id, label, RGB image) of an allowed background; NotFound / BadRequest otherwise."""
+        bid = self.resolve(bid)
+        kind, _, name = bid.partition(":")
+        if kind == "upload":
+            with self._lock:
+                got = self._uploads.get(int(name)) if name.isdigit() else None
+            if got is None:
+                raise NotFound(f"background {bid!r}: no such upload in this run: upload the file again")
+            return bid, got[0], got[1]
+        if kind == "bundled":
+            path = bundled_backgrounds().get(name)  # the exact file name, nothing joined
+            if path is None:
+                raise NotFound(f"background {bid!r}: no bundled background of that name: see vbg backgrounds")
+        else:
+            if name not in self._folder_names():  # only what the folder's listing holds
+                raise NotFound(f"background {bid!r}: no such picture in {self.folder}: put it there, "
+                               "or upload it")
+            path = self.folder / name
+        try:
+            image = read_rgb(path)
+        except VbgError as e:
+            raise BadRequest(f"background {bid!r}: {e}") from None
+        return bid, _label(name), image
+
+    def used(self, bid: str) -> None:
+        """``bid`` (resolved) was just put behind the person: first of the recent ones."""
+        with self._lock:
+            if bid in self._recent:
+                self._recent.remove(bid)
+            self._recent.appendleft(bid)
+
+    # ------------------------------------------------------------------ uploads
+    def add_upload(self, data: bytes, name: str = "upload") -> str:
+        image = decode_rgb(np.frombuffer(data, np.uint8), name)  # InputError for anything not an image
+        with self._lock:
+            n = self._next_upload
+            self._next_upload += 1
+            self._uploads[n] = (f"{name} {n}", image)
+            while len(self._uploads) > UPLOADS_KEPT:
+                old, _ = self._uploads.popitem(last=False)
+                gone = f"upload:{old}"
+                if gone in self._recent:
+                    self._recent.remove(gone)
+        return f"upload:{n}"
+
+    # ------------------------------------------------------------------ thumbnails
+    def thumb(self, bid) -> bytes:
+        bid = self.resolve(bid)
+        with self._lock:
+            cached = self._thumbs.get(bid)
+        if cached is not None:
+            return cached
+        _, _, image = self.picture(bid)
+        jpeg = encode_jpeg(image, THUMB_WIDTH)
+        with self._lock:
+            self._thumbs[bid] = jpeg
+            while len(self._thumbs) > 64:
+                self._thumbs.popitem(last=False)
+        return jpeg
+
+
+def encode_jpeg(rgb: np.ndarray, width: int, quality: int = 75) -> bytes:
+    """``rgb`` scaled to ``width`` pixels wide (aspect kept), as JPEG bytes."""
+    h, w = rgb.shape[:2]
+    height = max(1, round(h * width / w))
+    small = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if width < w else cv2.INTER_LINEAR)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ControlError("a JPEG could not be encoded")
+    return buf.tobytes()

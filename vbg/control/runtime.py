@@ -1,0 +1,125 @@
+"""The runtime file: how ``vbg ctl`` finds the running filter.
+
+In the runtime folder (``$XDG_RUNTIME_DIR/vbg``, else ``<tmp>/vbg-UID``; made 0700 and
+checked to be the user's own, not a link, with no access for others) the filter writes
+``vbg-PID.json`` ({pid, port, socket, token, started}), mode 0600, created under a fresh
+name and renamed into place, and removes it at exit. A file whose process is gone is
+stale: :func:`find_running` removes it (and its socket) and looks on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from ..errors import ControlError
+
+PREFIX = "vbg-"
+
+NONE_RUNNING = "no vbg filter is running (start one with: vbg --source ...), or it was started with --no-control"
+
+
+def runtime_dir(environ=None, *, create: bool = True) -> Path:
+    """The private folder for the runtime file and the socket (made when ``create``)."""
+    env = os.environ if environ is None else environ
+    xdg = env.get("XDG_RUNTIME_DIR", "")
+    if xdg and os.path.isabs(xdg) and os.path.isdir(xdg):
+        folder = Path(xdg) / "vbg"
+    else:
+        folder = Path(tempfile.gettempdir()) / f"vbg-{os.getuid()}"
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, 0o700)
+    _check_private(folder)
+    return folder
+
+
+def _check_private(folder: Path) -> None:
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        return  # not made yet (create=False): nothing runs
+    except OSError as e:
+        raise ControlError(f"runtime folder {folder} cannot be read ({e.strerror or e}): check its permissions") from e
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise ControlError(f"runtime folder {folder} is not a folder of yours (a link, or another user's): "
+                           "remove it, or set XDG_RUNTIME_DIR to a private folder")
+    if st.st_mode & 0o077:
+        os.chmod(folder, 0o700)  # ours: made private again
+
+
+def write_runtime(folder: Path, info: dict) -> Path:
+    """``info`` as ``folder/vbg-PID.json``, 0600: written under a fresh exclusive name, then
+    renamed into place."""
+    target = folder / f"{PREFIX}{info['pid']}.json"
+    fd, tmp = tempfile.mkstemp(prefix=f".{PREFIX}{info['pid']}.", suffix=".partial", dir=folder)  # O_EXCL, 0600
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, json.dumps(info).encode())
+        os.fsync(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    finally:
+        os.close(fd)
+    return target
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(path: Path, info: dict | None) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+    sock = (info or {}).get("socket")
+    if sock and Path(sock).parent == path.parent:  # only a socket in our own folder
+        with contextlib.suppress(OSError):
+            os.unlink(sock)
+
+
+def running(folder: Path | None = None) -> list[dict]:
+    """The runtime files of the filters running now, newest first (stale ones removed)."""
+    try:
+        folder = folder or runtime_dir(create=False)
+        names = sorted(folder.glob(f"{PREFIX}*.json"))
+    except OSError:
+        return []
+    found = []
+    for path in names:
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+                continue  # not ours to read or to remove
+            info = json.loads(path.read_text(encoding="utf-8"))
+            pid = int(info["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            _remove_stale(path, None)
+            continue
+        if pid == os.getpid() or _alive(pid):
+            info["file"] = str(path)
+            found.append(info)
+        else:
+            _remove_stale(path, info)
+    found.sort(key=lambda i: i.get("started", 0), reverse=True)
+    return found
+
+
+def find_running(folder: Path | None = None) -> dict:
+    """The newest running filter's runtime info; :class:`ControlError` (one line) when none runs."""
+    found = running(folder)
+    if not found:
+        raise ControlError(NONE_RUNNING)
+    return found[0]

@@ -1,0 +1,361 @@
+"""The control server: HTTP on 127.0.0.1 (random free port) and, where the OS has them, a
+Unix socket (0600, in the private runtime folder), both speaking the same small JSON API
+(docs/control-api.md) to a :class:`~vbg.control.state.Controller`.
+
+Safe by default (issue 16):
+
+- bound to the loopback address only; the Unix socket and the runtime file are the user's
+  alone (0600 in a 0700 folder);
+- every request carries the per-run token (``X-Vbg-Token`` header or ``?token=``), compared
+  in constant time; else 403;
+- over TCP, the ``Host`` header must name the loopback address and this port (a DNS-rebinding
+  page reaches 127.0.0.1 under its own name: refused), and an ``Origin`` header, when sent,
+  must be this server's own (a cross-site page: refused);
+- a background is named by an id from the allowed sets (:mod:`vbg.control.library`), never by
+  a path; static files are looked up in the page folder's listing.
+
+Reliability: a bounded number of handler threads (more connections wait in the kernel's
+backlog), a time-out on every socket read and write (a client that stalls is dropped),
+capped bodies (413 before reading), one JSON error line for every refusal; no handler
+exception leaves the server thread, and the render thread never waits for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+import socketserver
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ..errors import ControlError, VbgError
+from .runtime import runtime_dir, write_runtime
+
+log = logging.getLogger("vbg.control")
+
+PAGE_DIR = Path(__file__).resolve().parent / "page"
+MAX_JSON = 64 * 1024
+MAX_UPLOAD = 25 * 1024 * 1024
+SOCKET_TIMEOUT_S = 10.0
+MAX_THREADS = 16
+TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+         ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
+         ".ico": "image/x-icon", ".json": "application/json"}
+_STATIC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,100}")
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "vbg-control"
+    sys_version = ""
+    protocol_version = "HTTP/1.0"  # one request per connection: nothing held between requests
+    timeout = SOCKET_TIMEOUT_S  # every read and write on the socket (StreamRequestHandler.setup)
+
+    # -------------------------------------------------------------- plumbing
+    def log_message(self, format, *args) -> None:  # noqa: A002 (the base class's name)
+        log.debug("control: " + format, *args)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError, OSError) as e:  # a client gone or stalled: its loss
+            log.debug("control: client dropped (%s)", e)
+
+    def _send(self, status: int, body: bytes, ctype: str, extra: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, obj) -> None:
+        self._send(status, json.dumps(obj).encode(), "application/json")
+
+    def send_error(self, code, message=None, explain=None) -> None:
+        """http.server's own refusals (a malformed request line, headers too long) as JSON too."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self._json(code, {"error": f"{message or 'bad request'}: send a well-formed HTTP request"})
+
+    # -------------------------------------------------------------- checks
+    def _check(self, query: dict) -> None:
+        srv = self.server
+        if srv.tcp:
+            host = self.headers.get("Host", "")
+            if host not in srv.hosts:
+                raise _Refused(403, f"Host {host!r} is not this machine's loopback address: open "
+                                    f"http://127.0.0.1:{srv.port}/ (DNS rebinding refused)")
+            origin = self.headers.get("Origin")
+            if origin is not None and origin not in srv.origins:
+                raise _Refused(403, f"Origin {origin!r} is another site: only the control page itself may "
+                                    "send requests (cross-site requests refused)")
+        token = self.headers.get("X-Vbg-Token") or (query.get("token") or [""])[0]
+        if not token or not hmac.compare_digest(token.encode(), srv.token.encode()):
+            raise _Refused(403, "missing or wrong token: use the URL vbg printed at start "
+                                "(control: http://127.0.0.1:PORT/?token=...) or vbg ctl")
+
+    def _body(self, cap: int) -> bytes:
+        length = self.headers.get("Content-Length")
+        if length is None:
+            raise _Refused(411, "a request body needs a Content-Length header")
+        try:
+            n = int(length)
+        except ValueError:
+            raise _Refused(400, f"Content-Length {length!r} is not a number") from None
+        if n < 0:
+            raise _Refused(400, f"Content-Length {n} is negative")
+        if n > cap:
+            self.close_connection = True
+            raise _Refused(413, f"the body is {n} bytes: at most {cap} are accepted here")
+        data = self.rfile.read(n)
+        if len(data) != n:
+            raise ConnectionError("the client sent less than its Content-Length")
+        return data
+
+    def _json_body(self) -> dict:
+        data = self._body(MAX_JSON)
+        try:
+            obj = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise _Refused(400, f"the body is not JSON ({e}): send e.g. {{\"on\": true}}") from None
+        if not isinstance(obj, dict):
+            raise _Refused(400, "the body must be a JSON object, e.g. {\"on\": true}")
+        return obj
+
+    # -------------------------------------------------------------- dispatch
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        try:
+            parts = urlsplit(self.path)
+            query = parse_qs(parts.query)
+            self._check(query)
+            self._route(method, unquote(parts.path))
+        except _Refused as e:
+            self._json(e.status, {"error": str(e)})
+        except ControlError as e:
+            self._json(getattr(e, "status", 400), {"error": str(e)})
+        except VbgError as e:
+            self._json(400, {"error": str(e)})
+        except (ConnectionError, TimeoutError):
+            raise  # the client went away: nothing to answer
+        except Exception as e:  # never out of the server thread
+            log.debug("control: %s %s failed", method, self.path, exc_info=True)
+            with contextlib.suppress(OSError):
+                self._json(500, {"error": f"internal error ({type(e).__name__}: {e}): run vbg with -v and "
+                                          "report it"})
+
+    def _route(self, method: str, path: str) -> None:
+        ctl = self.server.controller
+        if method == "GET":
+            if path in ("/", "/index.html"):
+                return self._static("index.html")
+            if path.startswith("/static/"):
+                return self._static(path[len("/static/"):])
+            if path == "/api/status":
+                return self._json(200, ctl.status())
+            if path == "/api/backgrounds":
+                return self._json(200, ctl.backgrounds())
+            if path.startswith("/api/thumb/"):
+                return self._send(200, ctl.library.thumb(path[len("/api/thumb/"):]), "image/jpeg")
+            if path == "/api/preview.jpg":
+                jpeg = ctl.preview_jpeg()
+                if jpeg is None:
+                    raise _Refused(404, "no frame yet: try again in a moment")
+                return self._send(200, jpeg, "image/jpeg")
+        elif method == "POST":
+            if path == "/api/upload":
+                ctype = self.headers.get("Content-Type", "")
+                if not ctype.startswith("image/") and ctype != "application/octet-stream":
+                    raise _Refused(415, f"Content-Type {ctype!r}: upload an image file (image/jpeg, image/png...)")
+                data = self._body(MAX_UPLOAD)
+                name = Path(unquote(self.headers.get("X-Vbg-Name", "upload"))).name[:80] or "upload"
+                return self._json(200, ctl.upload(data, name))
+            actions = {"/api/background": lambda b: ctl.set_background(b),
+                       "/api/effect": lambda b: ctl.set_effect(b.get("on")),
+                       "/api/mirror": lambda b: ctl.set_mirror(b.get("on")),
+                       "/api/model": lambda b: ctl.set_model(b.get("name"))}
+            if path in actions:
+                return self._json(200, actions[path](self._json_body()))
+        known = ("/", "/api/status", "/api/backgrounds", "/api/preview.jpg", "/api/background", "/api/effect",
+                 "/api/mirror", "/api/model", "/api/upload")
+        if path in known or path.startswith(("/static/", "/api/thumb/")):
+            raise _Refused(405, f"{method} {path} is not allowed: see docs/control-api.md")
+        raise _Refused(404, f"{path}: no such page or API: see docs/control-api.md")
+
+    def _static(self, name: str) -> None:
+        """A file of the page folder, found in its listing (no path is ever joined from the request)."""
+        if not _STATIC_NAME.fullmatch(name) or ".." in name:
+            raise _Refused(404, f"/static/{name}: no such file")
+        try:
+            listed = {e.name for e in os.scandir(PAGE_DIR) if e.is_file(follow_symlinks=False)}
+        except OSError:
+            listed = set()
+        if name not in listed:
+            raise _Refused(404, f"/static/{name}: no such file" if name != "index.html"
+                           else "the control page is not installed with this vbg: use vbg ctl")
+        body = (PAGE_DIR / name).read_bytes()
+        self._send(200, body, TYPES.get(Path(name).suffix, "application/octet-stream"),
+                   {"Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'",
+                    "X-Frame-Options": "DENY"})
+
+
+class _Bounded:
+    """A ThreadingMixIn server with at most ``MAX_THREADS`` requests served at once."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 64
+
+    def _setup_bounded(self, controller, token: str, tcp: bool) -> None:
+        self.controller, self.token, self.tcp = controller, token, tcp
+        self._slots = threading.BoundedSemaphore(MAX_THREADS)
+        self._closing = False
+
+    def process_request(self, request, client_address) -> None:
+        while not self._slots.acquire(timeout=0.5):
+            if self._closing:
+                self.shutdown_request(request)
+                return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        log.debug("control: a request failed", exc_info=True)
+
+
+class _TCPServer(_Bounded, ThreadingHTTPServer):
+    allow_reuse_address = False
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)  # not HTTPServer's: no getfqdn() lookup
+        self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
+
+
+if hasattr(socket, "AF_UNIX"):
+    class _UnixServer(_Bounded, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        pass
+else:  # pragma: no cover (Windows)
+    _UnixServer = None
+
+
+class ControlServer:
+    """The control server of one live run: ``start()`` binds, writes the runtime file and serves
+    on daemon threads; ``close()`` stops serving and removes the socket and the runtime file.
+
+    ``folder``: the runtime folder (default :func:`~vbg.control.runtime.runtime_dir`)."""
+
+    def __init__(self, controller, *, folder: Path | None = None, unix: bool = True) -> None:
+        self.controller = controller
+        self.token = secrets.token_urlsafe(24)
+        self._folder = folder
+        self._unix = unix and _UnixServer is not None
+        self._servers: list = []
+        self._threads: list[threading.Thread] = []
+        self.port: int | None = None
+        self.socket_path: Path | None = None
+        self.runtime_file: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/?token={self.token}"
+
+    def start(self) -> ControlServer:
+        try:
+            tcp = _TCPServer(("127.0.0.1", 0), _Handler)
+        except OSError as e:
+            raise ControlError(f"the control server cannot listen on 127.0.0.1 ({e.strerror or e}): "
+                               "run with --no-control") from e
+        self.port = tcp.server_address[1]
+        tcp._setup_bounded(self.controller, self.token, True)
+        tcp.port = self.port
+        tcp.hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}", f"[::1]:{self.port}"}
+        tcp.origins = {f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}",
+                       f"http://[::1]:{self.port}"}
+        self._servers.append(tcp)
+        try:
+            folder = self._folder or runtime_dir()
+            if self._unix:
+                self.socket_path = folder / f"vbg-{os.getpid()}.sock"
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.socket_path)  # a dead run's (this pid's) socket
+                unix = _UnixServer(str(self.socket_path), _Handler)
+                os.chmod(self.socket_path, 0o600)  # in a 0700 folder: only the user reaches it anyway
+                unix._setup_bounded(self.controller, self.token, False)
+                self._servers.append(unix)
+            info = {"pid": os.getpid(), "port": self.port, "token": self.token, "started": time.time(),
+                    "socket": str(self.socket_path) if self.socket_path else None}
+            self.runtime_file = write_runtime(folder, info)
+        except BaseException:
+            self.close()
+            raise
+        for srv in self._servers:
+            t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
+                                 name="vbg-control", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def close(self) -> None:
+        for path in (self.runtime_file, self.socket_path):
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        self.runtime_file = self.socket_path = None
+        servers, self._servers = self._servers, []
+        for srv in servers:
+            srv._closing = True
+        for srv, t in zip(servers, self._threads):
+            srv.shutdown()
+            t.join(5.0)
+        for srv in servers:
+            srv.server_close()
+        self._threads = []
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,270 @@
+"""What control changes hand the render thread, and the control API's operations.
+
+:class:`ControlState` generalises the preview's key policy hand-over
+(:class:`vbg.sinks.preview.PreviewKeys`): the whole new
+:class:`~vbg.sinks.preview.View` (effect, prepared background, mirror) is made by
+whichever thread asks (a server thread, the preview's GUI thread, a signal handler)
+under a lock, and the render thread picks up the newest once per frame with
+:meth:`ControlState.take`: one integer compared when nothing changed, no lock, no
+allocation. A new model comes the same way (:meth:`ControlState.take_model`), loaded
+on a thread of its own.
+
+:class:`Controller` is what the server calls: it checks a request, prepares what the
+render thread will need at the frame size off the frame path, and hands it over.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..errors import ControlError, VbgError, one_line
+from ..sinks.preview import View
+from .library import BadRequest, Library, encode_jpeg
+
+PREVIEW_WIDTH = 320
+PREVIEW_CACHE_S = 0.2  # a preview encoding is reused this long: a few per second at most
+
+
+class Busy(ControlError):
+    status = 409
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSwap:
+    """A model loaded off the frame path, with what the render thread needs for it."""
+
+    name: str
+    segmenter: object
+    tracker: object  # a MaskTracker at the new model's mask size
+    mask_hw: tuple[int, int]
+
+
+class ControlState:
+    """The hand-over to the render thread (see the module docstring)."""
+
+    def __init__(self, background, frame_hw: tuple[int, int], *, mirror: bool = False) -> None:
+        self.frame_hw = frame_hw
+        self._lock = threading.Lock()
+        self._view = View(True, background, bool(mirror))
+        self._version = 0
+        self._taken = 0  # render thread
+        self._model: ModelSwap | None = None
+
+    @property
+    def view(self) -> View:
+        return self._view
+
+    def update(self, change: Callable[[View], View]) -> View:
+        """Apply ``change`` to the newest view, atomically; the render thread takes it on its next frame."""
+        with self._lock:
+            v = change(self._view)
+            self._view = v
+            self._version += 1  # after the view: a reader that sees the new number sees the new view
+            return v
+
+    def set_effect(self, on: bool) -> View:
+        return self.update(lambda v: replace(v, effect=bool(on)))
+
+    def toggle_effect(self) -> View:
+        return self.update(lambda v: replace(v, effect=not v.effect))
+
+    def set_mirror(self, on: bool) -> View:
+        return self.update(lambda v: replace(v, mirror=bool(on)))
+
+    def set_background(self, background) -> View:
+        """``background`` prepared at the frame size here, on the caller's thread."""
+        background.prepare(self.frame_hw)
+        return self.update(lambda v: replace(v, background=background))
+
+    def take(self) -> View | None:
+        """(render thread) The newest view when it changed since the last call, else None."""
+        version = self._version
+        if version == self._taken:
+            return None
+        self._taken = version
+        return self._view
+
+    # ------------------------------------------------------------------ model
+    def put_model(self, swap: ModelSwap) -> None:
+        with self._lock:
+            old, self._model = self._model, swap
+        if old is not None:
+            old.segmenter.close()
+
+    def take_model(self) -> ModelSwap | None:
+        """(render thread) A newly loaded model, once."""
+        if self._model is None:
+            return None
+        with self._lock:
+            swap, self._model = self._model, None
+        return swap
+
+    def close(self) -> None:
+        """A model loaded but never taken is closed (call once the render thread stopped)."""
+        swap = self.take_model()
+        if swap is not None:
+            swap.segmenter.close()
+
+
+def _num(x) -> float | None:
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+
+
+class Controller:
+    """The control API's operations (the server's threads call them; each is thread-safe).
+
+    ``status()``: the pipeline's figures (``LivePipeline.control_status``); ``latest()``: the
+    newest output image or None; ``load_model(name)``: a :class:`ModelSwap` (runs on a thread
+    of its own); ``models``: the names a switch may ask for.
+    """
+
+    def __init__(self, state: ControlState, library: Library, *, status: Callable[[], dict],
+                 latest: Callable[[], np.ndarray | None], load_model: Callable[[str], ModelSwap] | None = None,
+                 models: tuple[str, ...] = (), model: str = "", background_label: str = "configured") -> None:
+        self.state, self.library = state, library
+        self._status, self._latest, self._load_model = status, latest, load_model
+        self.models = tuple(models)
+        self.model = model
+        self.model_error: str | None = None
+        self._loading: threading.Thread | None = None
+        self.background = {"id": "config", "label": background_label}
+        self._lock = threading.Lock()
+        self._preview: tuple[float, bytes] | None = None
+        self._preview_lock = threading.Lock()
+        self._cpu = (time.monotonic(), time.process_time())
+        self._cpu_last: float | None = None
+        self.started = time.monotonic()
+
+    # ------------------------------------------------------------------ status
+    def cpu_percent(self) -> float | None:
+        """The process's CPU use since the last call, % of one core."""
+        now, cpu = time.monotonic(), time.process_time()
+        with self._lock:
+            t0, c0 = self._cpu
+            if now - t0 < 0.05:
+                return self._cpu_last  # polled twice at once: the last figure
+            self._cpu = (now, cpu)
+            self._cpu_last = 100.0 * (cpu - c0) / (now - t0)
+            return self._cpu_last
+
+    def status(self) -> dict:
+        s = dict(self._status())
+        v = self.state.view
+        s.update({
+            "cpu_percent": _num(self.cpu_percent()),
+            "uptime_s": time.monotonic() - self.started,
+            "effect": v.effect, "mirror": v.mirror,
+            "blur": _num(getattr(v.background, "strength", None)),
+            "background": dict(self.background),
+            "model": self.model, "models": list(self.models),
+            "model_loading": self._loading is not None and self._loading.is_alive(),
+            "model_error": self.model_error,
+        })
+        return s
+
+    # ------------------------------------------------------------------ changes
+    def set_effect(self, on) -> dict:
+        self.state.set_effect(_bool(on, "effect"))
+        return {"ok": True, "effect": self.state.view.effect}
+
+    def set_mirror(self, on) -> dict:
+        self.state.set_mirror(_bool(on, "mirror"))
+        return {"ok": True, "mirror": self.state.view.mirror}
+
+    def set_background(self, body: dict) -> dict:
+        from ..compositing import BlurBackground, ColorBackground, PictureBackground
+
+        keys = [k for k in ("id", "color", "blur") if k in body]
+        if len(keys) != 1:
+            raise BadRequest('give exactly one of "id", "color" or "blur", e.g. {"color": "green"}')
+        key, value = keys[0], body[keys[0]]
+        try:
+            if key == "color":
+                if not isinstance(value, str):
+                    raise BadRequest('"color" is a name or #rrggbb, e.g. "green" or "#00b140"')
+                bg, info = ColorBackground(value), {"id": f"color:{value}", "label": value}
+            elif key == "blur":
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise BadRequest('"blur" is a strength, a number such as 1.0')
+                bg, info = BlurBackground(float(value)), {"id": f"blur:{float(value):g}", "label": f"blur {value:g}"}
+            else:
+                bid, label, image = self.library.picture(value)
+                bg, info = PictureBackground(image), {"id": bid, "label": label}
+        except ControlError:
+            raise
+        except VbgError as e:
+            raise BadRequest(str(e).replace("--color", '"color"').replace("--blur strength", '"blur"')) from None
+        self.state.set_background(bg)
+        if key == "id":
+            self.library.used(info["id"])
+        with self._lock:
+            self.background = info
+        return {"ok": True, "background": dict(info)}
+
+    def upload(self, data: bytes, name: str = "upload") -> dict:
+        try:
+            return {"id": self.library.add_upload(data, name)}
+        except VbgError as e:
+            raise BadRequest(str(e)) from None
+
+    def backgrounds(self) -> dict:
+        return {"items": self.library.items(), "folder": str(self.library.folder)}
+
+    def set_model(self, name) -> dict:
+        if self._load_model is None:
+            raise BadRequest("this filter cannot switch models (a model given as a test double)")
+        if not isinstance(name, str) or name not in self.models:
+            raise BadRequest(f"model {name!r} is unknown: use one of {', '.join(self.models)}")
+        with self._lock:
+            if self._loading is not None and self._loading.is_alive():
+                raise Busy("a model is loading: wait until status says model_loading false")
+            if name == self.model:
+                return {"ok": True, "model": name, "loading": False}
+            self.model_error = None
+            t = threading.Thread(target=self._load, args=(name,), name="vbg-model-load", daemon=True)
+            self._loading = t
+            t.start()
+        return {"ok": True, "model": name, "loading": True}
+
+    def _load(self, name: str) -> None:
+        try:
+            swap = self._load_model(name)
+        except BaseException as e:  # reported through status; the old model runs on
+            self.model_error = f"model {name} could not be loaded: {one_line(e, type(e).__name__)}"
+            return
+        self.state.put_model(swap)
+        self.model = name
+
+    def wait_model(self, timeout: float) -> bool:
+        """(tests, vbg ctl) Until a model load ends; whether it did."""
+        t = self._loading
+        if t is not None:
+            t.join(timeout)
+            return not t.is_alive()
+        return True
+
+    # ------------------------------------------------------------------ pictures
+    def preview_jpeg(self) -> bytes | None:
+        """The newest output, about 320 px wide, as JPEG; re-encoded at most every 0.2 s."""
+        with self._preview_lock:
+            now = time.monotonic()
+            if self._preview is not None and now - self._preview[0] < PREVIEW_CACHE_S:
+                return self._preview[1]
+            image = self._latest()
+            if image is None:
+                return None
+            jpeg = encode_jpeg(image, PREVIEW_WIDTH, quality=70)
+            self._preview = (now, jpeg)
+            return jpeg
+
+
+def _bool(value, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequest(f'"on" must be true or false, e.g. {{"on": false}} ({what})')
+    return value
