@@ -30,7 +30,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-dev-shm-usage", "--mute-audio", "--hide-scrollbars"]
 
 # The W3C element reference key.
-ELEMENT = "element-6066-11e4-a52e-4a5a4d1b5e4b"
+ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 
 
 def find_chromium() -> tuple[str, str] | str:

@@ -16,6 +16,7 @@
   let locked = false;      // wrong or missing token: nothing more is asked
   let started = false;
   const pending = { effect: 0, mirror: 0, model: 0, blur: 0 };
+  let actions = 0;  // changes asked for so far: a status asked for before the latest one is stale
 
   // ---- one error line ------------------------------------------------------------------------
   // Each error has a source; a later success from the same source clears it, so a status poll
@@ -51,6 +52,7 @@
     const method = opts.method || "GET";
     const headers = { "X-Vbg-Token": TOKEN };
     let body = opts.body;
+    Object.assign(headers, opts.headers || {});
     if (opts.json !== undefined) {
       headers["Content-Type"] = "application/json";
       body = JSON.stringify(opts.json);
@@ -83,6 +85,7 @@
 
   // A user's action: its error goes to the error line, its success clears an earlier one.
   async function act(path, json) {
+    actions++;
     try {
       const r = await api(path, { method: "POST", json });
       clearError("action");
@@ -113,7 +116,7 @@
       clearError("preview");
     } catch (e) {
       if (e.status === 403) lock(e.message);
-      else showError(e.message, "preview");
+      else if (e.status !== 404) showError(e.message, "preview");  // 404: no frame yet, not an error
     } finally {
       previewBusy = false;
     }
@@ -253,13 +256,14 @@
     return h ? `${h}:${String(m).padStart(2, "0")}:${sec}` : `${m}:${sec}`;
   }
 
-  function showStatus(s) {
+  function showStatus(s, stale) {
     const parts = [];
     if (num(s.fps) !== null) parts.push(`${s.fps.toFixed(1)} fps`);
     if (s.model) parts.push(s.providers && s.providers.length ? `${s.model} on ${s.providers[0].replace("ExecutionProvider", "")}` : s.model);
     if (num(s.uptime_s) !== null) parts.push(`up ${duration(s.uptime_s)}`);
     ui.summary.textContent = parts.join(" \u00b7 ") || "running";
     ui.lost.hidden = !s.camera_lost;
+    if (stale) return;  // the settings it reports may predate a change made since
     if (!pending.effect && typeof s.effect === "boolean") ui.effect.checked = s.effect;
     if (!pending.mirror && typeof s.mirror === "boolean") ui.mirror.checked = s.mirror;
     if (!pending.blur && num(s.blur) !== null && document.activeElement !== ui.blur) {
@@ -276,12 +280,16 @@
       if (have !== models.join("\n")) {
         ui.model.replaceChildren(...models.map((m) => new Option(m, m)));
       }
-      if (!pending.model && s.model) ui.model.value = s.model;
+      if (!pending.model && !s.model_loading && s.model) ui.model.value = s.model;
+      ui.model.disabled = Boolean(s.model_loading) || pending.model > 0;
     }
+    if (s.model_error) showError(s.model_error, "model");
+    else clearError("model");
   }
 
   async function statusTick() {
     if (locked) return;
+    const asked = actions;
     try {
       const s = await (await api("/api/status")).json();
       clearError("status");
@@ -291,7 +299,7 @@
         loadBackgrounds();
         schedulePreview();
       }
-      showStatus(s);
+      showStatus(s, asked !== actions);
       record(s);
     } catch (e) {
       if (e.status === 403) {
@@ -318,6 +326,31 @@
     }
   }
 
+  function groupTitle(text) {
+    const t = document.createElement("div");
+    t.className = "group";
+    t.textContent = text;
+    return t;
+  }
+
+  function thumbButton(item) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "thumb";
+    b.dataset.id = item.id;
+    b.dataset.kind = item.kind || "";
+    b.title = `${item.label} (${item.kind})`;
+    b.setAttribute("role", "listitem");
+    const img = document.createElement("img");
+    img.alt = "";
+    img.src = withToken(item.thumb);
+    const label = document.createElement("span");
+    label.textContent = item.label;
+    b.append(img, label);
+    b.addEventListener("click", () => chooseBackground({ id: item.id }, b));
+    return b;
+  }
+
   async function loadBackgrounds() {
     let data;
     try {
@@ -328,24 +361,13 @@
       return;
     }
     const items = Array.isArray(data.items) ? data.items : [];
-    ui.thumbs.replaceChildren(...items.map((item) => {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = "thumb";
-      b.dataset.id = item.id;
-      b.dataset.kind = item.kind || "";
-      b.title = `${item.label} (${item.kind})`;
-      b.setAttribute("role", "listitem");
-      const img = document.createElement("img");
-      img.alt = "";
-      img.loading = "lazy";
-      img.src = withToken(item.thumb);
-      const label = document.createElement("span");
-      label.textContent = item.label;
-      b.append(img, label);
-      b.addEventListener("click", () => chooseBackground({ id: item.id }, b));
-      return b;
-    }));
+    // "recent" entries stand for backgrounds listed again below: a row of their own, first.
+    const recent = items.filter((item) => item.kind === "recent");
+    const rest = items.filter((item) => item.kind !== "recent");
+    const nodes = [];
+    if (recent.length) nodes.push(groupTitle("Recently used"), ...recent.map(thumbButton), groupTitle("All"));
+    nodes.push(...rest.map(thumbButton));
+    ui.thumbs.replaceChildren(...nodes);
     markCurrent(currentId);
     ui.folder.textContent = data.folder ? `Images in ${data.folder} are listed here too.` : "";
   }
@@ -357,6 +379,7 @@
     if (r && r.background) {
       ui.current.textContent = r.background.label ? `\u2013 ${r.background.label}` : "";
       markCurrent(r.background.id);
+      if (json.id !== undefined) loadBackgrounds();  // it is a recent one now
     }
     return r;
   }
@@ -364,10 +387,13 @@
   async function upload(file) {
     ui.fileLabel.classList.add("busy");
     try {
-      const r = await api("/api/upload", { method: "POST", body: file, type: file.type || "application/octet-stream" });
+      const r = await api("/api/upload", {
+        method: "POST", body: file, type: file.type || "application/octet-stream",
+        headers: { "X-Vbg-Name": encodeURIComponent(file.name) },
+      });
       const { id } = await r.json();
       clearError("action");
-      if (await chooseBackground({ id })) await loadBackgrounds();
+      await chooseBackground({ id });
     } catch (e) {
       if (e.status === 403) lock(e.message);
       else showError(`${file.name}: ${e.message}`, "action");
@@ -412,7 +438,6 @@
       pending.model++;
       ui.model.disabled = true;
       await act("/api/model", { name: ui.model.value });
-      ui.model.disabled = false;
       pending.model--;
     });
     ui.file.addEventListener("change", () => {
