@@ -369,7 +369,7 @@
     nodes.push(...rest.map(thumbButton));
     ui.thumbs.replaceChildren(...nodes);
     markCurrent(currentId);
-    ui.folder.textContent = data.folder ? `Images in ${data.folder} are listed here too.` : "";
+    ui.folder.textContent = data.folder ? `Put pictures in ${data.folder} to list them here.` : "";
   }
 
   async function chooseBackground(json, button) {
