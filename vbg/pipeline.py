@@ -384,7 +384,12 @@ class LivePipeline:
                                      status=self.control_status, latest=latest,
                                      load_model=None if self._segmenter is not None else self._load_model,
                                      models=tuple(MODELS), model=self.cfg.model.model, background_label=label)
-        self.control_server = ControlServer(self.controller).start()
+        try:
+            self.control_server = ControlServer(self.controller).start()
+        except (VbgError, OSError) as e:  # the filter runs on without it
+            log.warning("no control server (vbg ctl, the control page): %s", e)
+            self.controller = None
+            return
         stack.callback(self.control_server.close)
         if self._on_control is not None:
             self._on_control(self.control_server.url)

@@ -7,5 +7,5 @@
 - :mod:`.runtime`: the runtime file through which ``vbg ctl`` finds the running filter.
 - :mod:`.client`: ``vbg ctl``'s side.
 
-The contract between the server and the page: docs/control-api.md.
+The API: docs/control-api.md.
 """

@@ -66,6 +66,9 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = SOCKET_TIMEOUT_S  # every read and write on the socket (StreamRequestHandler.setup)
 
     # -------------------------------------------------------------- plumbing
+    def version_string(self) -> str:
+        return self.server_version
+
     def log_message(self, format, *args) -> None:  # noqa: A002 (the base class's name)
         log.debug("control: " + format, *args)
 
@@ -94,6 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code, message=None, explain=None) -> None:
         """http.server's own refusals (a malformed request line, headers too long) as JSON too."""
         self.close_connection = True
+        self.request_version = "HTTP/1.0"  # even to a request line it could not parse: a status line
         with contextlib.suppress(OSError):
             self._json(code, {"error": f"{message or 'bad request'}: send a well-formed HTTP request"})
 

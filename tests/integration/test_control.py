@@ -1,0 +1,547 @@
+"""Control while live (issue 16): the control server against a running live pipeline.
+
+One live pipeline runs through the module (a real clip in memory, the real selfie model, real
+threads); the tests talk to it over real sockets on 127.0.0.1 and its real Unix socket, and
+look at what its sink (where the virtual camera's frames go) receives on later frames. Times
+in ``wait_until`` only bound a hang.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from lockstep import wait_until
+from media import person_clip_frames
+from vbg import cli
+from vbg.config import LiveConfig, apply
+from vbg.pipeline import LivePipeline
+from vbg.sinks import SinkBase, SinkStats
+
+H, W = 180, 320
+CORNER = (slice(0, 12), slice(0, 12))  # far from the person in every frame of the clip
+
+
+class LoopSource:
+    """The clip from memory, looped, at about 30 fps; frame k of the run is ``frames[k % n]``."""
+
+    live = True
+
+    def __init__(self, frames) -> None:
+        self.frames = frames
+        self.width, self.height, self.fps = W, H, 30.0
+        self.n = 0
+
+    def read(self):
+        time.sleep(1 / 30)
+        image = self.frames[self.n % len(self.frames)]
+        self.n += 1
+        return image
+
+    def close(self) -> None:
+        pass
+
+
+class Recent(SinkBase):
+    """Keeps the last frames sent: (index, seq, copy of the picture)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self.recent: deque = deque(maxlen=32)
+
+    def send(self, composite) -> None:
+        self.recent.append((self.count, composite.seq, composite.image.copy()))
+        self.count += 1
+
+    def check(self) -> None:
+        pass
+
+    def stats(self) -> SinkStats:
+        return SinkStats(received=self.count, written=self.count)
+
+    def close(self) -> None:
+        pass
+
+
+def _png(path: Path, rgb) -> Path:
+    cv2.imwrite(str(path), cv2.cvtColor(np.full((40, 60, 3), rgb, np.uint8), cv2.COLOR_RGB2BGR))
+    return path
+
+
+class Live:
+    def __init__(self, pipe, sink, frames, alphas, opened, folder, outside) -> None:
+        self.pipe, self.sink, self.frames, self.alphas = pipe, sink, frames, alphas
+        self.opened, self.folder, self.outside = opened, folder, outside
+
+    @property
+    def server(self):
+        return self.pipe.control_server
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def request(self, method, path, body=None, headers=None, token=True, host=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        hdrs = dict(headers or {})
+        if token:
+            hdrs.setdefault("X-Vbg-Token", self.server.token)
+        if host is not None:
+            conn.putrequest(method, path, skip_host=True)
+            conn.putheader("Host", host)
+            for k, v in hdrs.items():
+                conn.putheader(k, v)
+            if body is not None:
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+        else:
+            conn.request(method, path, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        return resp.status, data, resp
+
+    def api(self, method, path, obj=None, **kw):
+        body = None if obj is None else (obj if isinstance(obj, bytes) else json.dumps(obj).encode())
+        status, data, _ = self.request(method, path, body, **kw)
+        return status, json.loads(data)
+
+    def later(self, check, what: str, frames: int = 3) -> None:
+        """Every frame the render thread starts after now (from the second one sent on) passes ``check``."""
+        n0 = self.sink.count
+        wait_until(lambda: self.sink.count >= n0 + 1 + frames, f"{frames} more frames")
+        got = [(seq, img) for i, seq, img in list(self.sink.recent) if i > n0]
+        assert got, "the frames were not kept"
+        for seq, img in got:
+            assert check(seq, img), f"{what}: frame {seq}"
+
+    def camera(self, seq: int) -> np.ndarray:
+        return self.frames[seq % len(self.frames)]
+
+
+@pytest.fixture(scope="module")
+def live():
+    run_dir = tempfile.mkdtemp(prefix="vbgt-", dir="/tmp")  # short: a Unix socket path has ~100 bytes
+    data = Path(tempfile.mkdtemp(prefix="vbgd-"))
+    folder = data / "vbg" / "backgrounds"
+    folder.mkdir(parents=True)
+    _png(folder / "mine.png", (10, 200, 30))
+    outside = _png(data / "secret.png", (1, 2, 3))
+    os.symlink(outside, folder / "link.png")
+    saved = {k: os.environ.get(k) for k in ("XDG_RUNTIME_DIR", "XDG_DATA_HOME")}
+    os.environ["XDG_RUNTIME_DIR"], os.environ["XDG_DATA_HOME"] = run_dir, str(data)
+    frames, alphas = zip(*person_clip_frames(40, (H, W)))
+    frames = [np.ascontiguousarray(f) for f in frames]
+    cfg = apply(LiveConfig(), {"source": {"source": "memory"}, "model": {"model": "selfie"},
+                               "background": {"color": "#0000ff"},
+                               "output": {"vcam": False}, "control": {"ui": True}}, check=False)
+    opened: list[str] = []
+    sink = Recent()
+    pipe = LivePipeline(cfg, source=LoopSource(frames), sinks=[sink],
+                        on_control=cli._announce(cfg, opener=opened.append))
+    errors: list = []
+    runner = threading.Thread(target=lambda: _run(pipe, errors), daemon=True)
+    runner.start()
+    wait_until(lambda: sink.count >= 5 or errors, "the pipeline to send frames")
+    assert not errors, errors
+    yield Live(pipe, sink, frames, alphas, opened, folder, outside)
+    pipe.stop()
+    runner.join(60)
+    assert not runner.is_alive() and not errors, errors
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    assert not any(Path(run_dir, "vbg").iterdir())  # runtime file and socket removed at exit
+    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def _run(pipe, errors) -> None:
+    try:
+        pipe.run()
+    except BaseException as e:
+        errors.append(e)
+
+
+@pytest.fixture(autouse=True)
+def _plain_view(request):
+    """Each test starts from the effect on, no mirror, a blue background."""
+    yield
+    if "live" in request.fixturenames:
+        lv = request.getfixturevalue("live")
+        lv.api("POST", "/api/effect", {"on": True})
+        lv.api("POST", "/api/mirror", {"on": False})
+        lv.api("POST", "/api/background", {"color": "#0000ff"})
+
+
+def _corner(img) -> np.ndarray:
+    return img[CORNER].reshape(-1, 3)
+
+
+# ---------------------------------------------------------------------------- start, files
+def test_url_announced_runtime_file_and_socket_owner_only(live):
+    url = live.server.url
+    assert live.opened == [url]  # --ui: the printed URL handed to the browser opener
+    assert url.startswith(f"http://127.0.0.1:{live.port}/?token=")
+    folder = Path(os.environ["XDG_RUNTIME_DIR"]) / "vbg"
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    info_file = folder / f"vbg-{os.getpid()}.json"
+    assert stat.S_IMODE(os.stat(info_file).st_mode) == 0o600
+    info = json.loads(info_file.read_text())
+    assert info["port"] == live.port and info["token"] == live.server.token and info["pid"] == os.getpid()
+    sock = Path(info["socket"])
+    assert sock.parent == folder and stat.S_ISSOCK(os.stat(sock).st_mode)
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+def test_server_listens_on_loopback_only(live):
+    bound = {srv.server_address[0] for srv in live.server._servers if isinstance(srv.server_address, tuple)}
+    assert bound == {"127.0.0.1"}
+    others = set()
+    try:
+        others = {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+    except OSError:
+        pass
+    for addr in others - {a for a in others if a.startswith("127.")}:
+        with pytest.raises(OSError):
+            socket.create_connection((addr, live.port), timeout=5).close()
+
+
+# ---------------------------------------------------------------------------- security
+def test_no_token_or_a_wrong_one_is_refused(live):
+    for kw in ({"token": False}, {"headers": {"X-Vbg-Token": "x" + live.server.token}}):
+        status, body = live.api("GET", "/api/status", **kw)
+        assert status == 403 and "token" in body["error"]
+    status, body = live.api("POST", "/api/effect", {"on": False}, token=False)
+    assert status == 403 and live.pipe.control.view.effect is True  # nothing changed
+    status, _, _ = live.request("GET", f"/api/status?token={live.server.token}", token=False)
+    assert status == 200  # the page's way: the token in the URL
+
+
+def test_the_unix_socket_wants_the_token_too(live):
+    from vbg.control.client import Client
+
+    info = json.loads(live.server.runtime_file.read_text())
+    assert Client(info).status()["frames"] > 0  # over the socket (vbg ctl's way)
+    with pytest.raises(Exception, match="token"):
+        Client({**info, "token": "wrong"}).status()
+
+
+def test_no_control_runs_no_server_and_sigusr1_still_toggles(tmp_path, monkeypatch):
+    run = Path(tempfile.mkdtemp(prefix="vbgc-", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
+    frames = [np.full((H, W, 3), 90, np.uint8)] * 3
+    cfg = apply(LiveConfig(), {"model": {"model": "selfie"}, "background": {"color": "red"},
+                               "output": {"vcam": False}, "control": {"control": False}}, check=False)
+    sink = Recent()
+    announced = []
+    pipe = LivePipeline(cfg, source=LoopSource(frames), sinks=[sink], on_control=announced.append)
+    assert pipe.toggle_effect() is False  # not started: nothing to toggle yet
+    errors: list = []
+    runner = threading.Thread(target=lambda: _run(pipe, errors), daemon=True)
+    runner.start()
+    try:
+        wait_until(lambda: sink.count >= 2 or errors, "frames")
+        assert pipe.control_server is None and not announced and not (run / "vbg").exists()
+        assert (sink.recent[-1][2][CORNER] == (255, 0, 0)).all()
+        assert pipe.toggle_effect() is True  # what SIGUSR1 calls
+        n0 = sink.count
+        wait_until(lambda: sink.count >= n0 + 3 or errors, "more frames")
+        assert (sink.recent[-1][2] == 90).all()  # the effect off: the camera's own grey
+    finally:
+        pipe.stop()
+        runner.join(60)
+    assert not errors, errors
+    shutil.rmtree(run)
+
+
+def test_foreign_host_is_refused(live):
+    for host in ("evil.example", f"evil.example:{live.port}", f"127.0.0.1:{live.port + 1}", ""):
+        status, data, _ = live.request("GET", "/api/status", host=host)
+        assert status == 403 and "Host" in json.loads(data)["error"], host
+    for host in (f"127.0.0.1:{live.port}", f"localhost:{live.port}", f"[::1]:{live.port}"):
+        assert live.request("GET", "/api/status", host=host)[0] == 200
+
+
+def test_foreign_origin_is_refused(live):
+    status, body = live.api("POST", "/api/effect", {"on": False}, headers={"Origin": "http://evil.example"})
+    assert status == 403 and "Origin" in body["error"] and live.pipe.control.view.effect is True
+    status, _ = live.api("GET", "/api/status", headers={"Origin": f"http://localhost:{live.port + 1}"})
+    assert status == 403
+    status, _ = live.api("GET", "/api/status", headers={"Origin": f"http://127.0.0.1:{live.port}"})
+    assert status == 200
+
+
+@pytest.mark.parametrize("path", ["/static/../server.py", "/static/..%2fserver.py", "/static/%2e%2e/state.py",
+                                  "/static/.hidden", "/static//etc/passwd", "/static/..%2f..%2f__init__.py",
+                                  "/static/server.py"])
+def test_static_files_cannot_reach_outside_the_page_folder(live, path):
+    status, data, _ = live.request("GET", path)
+    assert status in (404, 405) and b"import" not in data and b"root:" not in data
+    assert "error" in json.loads(data)
+
+
+@pytest.mark.parametrize("bid", ["folder:../secret.png", "folder:link.png", "folder:/etc/passwd",
+                                 "bundled:../../../../etc/passwd", "bundled:..", "upload:99", "recent:7",
+                                 "file:/etc/passwd", "/etc/passwd", "secret.png"])
+def test_background_ids_outside_the_allowed_sets_are_refused(live, bid):
+    status, body = live.api("POST", "/api/background", {"id": bid})
+    assert status in (400, 404) and body["error"]
+    status, data, _ = live.request("GET", f"/api/thumb/{bid}")
+    assert status in (400, 404) and data[:2] != b"\xff\xd8"  # no JPEG of anything
+    assert live.pipe.controller.background["label"] != "secret"
+
+
+# ---------------------------------------------------------------------------- commands
+def test_colour_puts_that_colour_behind_the_person(live):
+    status, body = live.api("POST", "/api/background", {"color": "#ff0000"})
+    assert status == 200 and body["background"]["label"] == "#ff0000"
+    live.later(lambda s, img: (_corner(img) == (255, 0, 0)).all(), "red corners")
+
+
+def test_effect_off_sends_the_camera_frame_as_it_is(live):
+    assert live.api("POST", "/api/effect", {"on": False}) == (200, {"ok": True, "effect": False})
+    live.later(lambda s, img: np.array_equal(img, live.camera(s)), "the camera's own frame")
+    assert live.api("GET", "/api/status")[1]["effect"] is False
+    live.api("POST", "/api/effect", {"on": True})
+    live.later(lambda s, img: (_corner(img) == (0, 0, 255)).all(), "blue corners again")
+
+
+def test_mirror_flips_the_person(live):
+    def side(seq, img, mirrored):
+        person = (np.abs(img.astype(int) - (0, 0, 255)).sum(axis=2) > 60)
+        x_out = np.nonzero(person)[1].mean()
+        alpha = live.alphas[seq % len(live.alphas)]
+        x_true = np.nonzero(alpha > 0.5)[1].mean()
+        want = W - 1 - x_true if mirrored else x_true
+        return abs(x_out - want) < 0.1 * W
+
+    live.later(lambda s, img: side(s, img, False), "the person where they are")
+    assert live.api("POST", "/api/mirror", {"on": True}) == (200, {"ok": True, "mirror": True})
+    live.later(lambda s, img: side(s, img, True), "the person mirrored")
+
+
+def test_blur_and_pictures_from_the_folder_and_uploads(live, tmp_path):
+    status, body = live.api("POST", "/api/background", {"blur": 2.0})
+    assert status == 200 and live.api("GET", "/api/status")[1]["blur"] == 2.0
+    live.later(lambda s, img: not (_corner(img) == (0, 0, 255)).all(), "no blue once blurred")
+    items = live.api("GET", "/api/backgrounds")[1]
+    assert items["folder"] == str(live.folder)
+    ids = {i["id"]: i for i in items["items"]}
+    assert "folder:mine.png" in ids and "folder:link.png" not in ids  # a link in the folder is not listed
+    assert any(i.startswith("bundled:") for i in ids)
+    status, data, resp = live.request("GET", ids["folder:mine.png"]["thumb"])
+    thumb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert status == 200 and resp.getheader("Content-Type") == "image/jpeg" and thumb.shape[1] == 160
+    assert live.api("POST", "/api/background", {"id": "folder:mine.png"})[0] == 200
+    live.later(lambda s, img: (np.abs(_corner(img).astype(int) - (10, 200, 30)) <= 1).all(), "the folder's picture")
+    png = _png(tmp_path / "up.png", (50, 60, 70)).read_bytes()
+    status, body = live.api("POST", "/api/upload", png, headers={"Content-Type": "image/png", "X-Vbg-Name": "up"})
+    assert status == 200 and body["id"].startswith("upload:")
+    assert live.api("POST", "/api/background", {"id": body["id"]})[0] == 200
+    live.later(lambda s, img: (np.abs(_corner(img).astype(int) - (50, 60, 70)) <= 1).all(), "the uploaded picture")
+    recent = [i for i in live.api("GET", "/api/backgrounds")[1]["items"] if i["kind"] == "recent"]
+    assert recent[0]["id"] == "recent:0" and recent[0]["label"] == "up 1"
+    status, body = live.api("POST", "/api/upload", b"not an image at all", headers={"Content-Type": "image/png"})
+    assert status == 400 and "not an image" in body["error"]
+
+
+def test_status_and_preview(live):
+    status, s = live.api("GET", "/api/status")
+    assert status == 200
+    assert s["frames"] > 0 and s["fps"] > 0 and s["latency_ms"]["p50"] > 0 and s["render_ms"]["p95"] > 0
+    assert s["model"] == "selfie" and "selfie-landscape" in s["models"] and s["providers"]
+    assert s["background"] == {"id": "color:#0000ff", "label": "#0000ff"} and s["camera_lost"] is False
+    assert s["cpu_percent"] is None or s["cpu_percent"] >= 0
+    status, data, resp = live.request("GET", "/api/preview.jpg")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert status == 200 and img.shape[1] == 320 and resp.getheader("Cache-Control") == "no-store"
+
+
+def test_model_switch_keeps_the_camera_and_a_failed_one_keeps_the_old_model(live, offline_env, monkeypatch):
+    n0 = live.sink.count
+    status, body = live.api("POST", "/api/model", {"name": "selfie-landscape"})
+    assert status == 200 and body == {"ok": True, "model": "selfie-landscape", "loading": True}
+    assert live.pipe.controller.wait_model(120)
+    s = live.api("GET", "/api/status")[1]
+    assert s["model"] == "selfie-landscape" and s["model_error"] is None
+    wait_until(lambda: tuple(live.pipe._seg_now.input_size((H, W))) != (256, 256) and live.sink.count > n0 + 10,
+               "frames with the new model")
+    live.api("POST", "/api/background", {"color": "#ff0000"})
+    live.later(lambda s, img: (_corner(img) == (255, 0, 0)).all(), "red corners with the new model")
+    for k, v in offline_env.items():  # no cached RMBG-1.4, no hub: the load fails
+        monkeypatch.setenv(k, v)
+    assert live.api("POST", "/api/model", {"name": "rmbg-1.4"})[0] == 200
+    assert live.pipe.controller.wait_model(120)
+    s = live.api("GET", "/api/status")[1]
+    assert s["model"] == "selfie-landscape" and "rmbg-1.4 could not be loaded" in s["model_error"]
+    n1 = live.sink.count
+    wait_until(lambda: live.sink.count > n1 + 5, "frames after the failed switch")
+    assert live.api("POST", "/api/model", {"name": "nope"})[0] == 400
+    live.api("POST", "/api/model", {"name": "selfie"})
+    assert live.pipe.controller.wait_model(120)
+
+
+@pytest.mark.parametrize("method,path,body,status", [
+    ("POST", "/api/effect", b"{not json", 400),
+    ("POST", "/api/effect", b"[1, 2]", 400),
+    ("POST", "/api/effect", b'{"on": "yes"}', 400),
+    ("POST", "/api/background", b'{"blur": 99}', 400),
+    ("POST", "/api/background", b'{"color": "nocolour"}', 400),
+    ("POST", "/api/background", b'{"color": "red", "blur": 1}', 400),
+    ("GET", "/api/nothing", None, 404),
+    ("DELETE", "/api/status", None, 405),
+    ("POST", "/api/upload", b"x", 415),
+])
+def test_bad_requests_get_one_json_line(live, method, path, body, status):
+    got, data, _ = live.request(method, path, body)
+    err = json.loads(data)["error"]
+    assert got == status and "\n" not in err and "Traceback" not in err
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(live):
+    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:
+        s.sendall((f"POST /api/effect HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\nX-Vbg-Token: {live.server.token}\r\n"
+                   "Content-Length: 50000000\r\n\r\n").encode())
+        answer = s.makefile("rb").read()
+    assert answer.startswith(b"HTTP/1.0 413") and b"at most" in answer
+
+
+# ---------------------------------------------------------------------------- vbg ctl
+def test_vbg_ctl_end_to_end(live, capsys, tmp_path, vbg_logging):
+    assert cli.main(["ctl", "color", "#00ff00"]) == 0
+    assert capsys.readouterr().out.strip() == "background #00ff00"
+    live.later(lambda s, img: (_corner(img) == (0, 255, 0)).all(), "green corners")
+    assert cli.main(["ctl", "effect", "off"]) == 0 and capsys.readouterr().out.strip() == "effect off"
+    live.later(lambda s, img: np.array_equal(img, live.camera(s)), "the camera's own frame")
+    assert cli.main(["ctl", "effect", "toggle"]) == 0 and capsys.readouterr().out.strip() == "effect on"
+    picture = _png(tmp_path / "mine-too.png", (90, 30, 200))  # a file outside every allowed folder: uploaded
+    assert cli.main(["ctl", "background", str(picture)]) == 0
+    live.later(lambda s, img: (np.abs(_corner(img).astype(int) - (90, 30, 200)) <= 1).all(), "the file's picture")
+    assert cli.main(["ctl", "background", "mine"]) == 0  # the backgrounds folder, by name
+    live.later(lambda s, img: (np.abs(_corner(img).astype(int) - (10, 200, 30)) <= 1).all(), "the folder's picture")
+    assert cli.main(["ctl", "blur", "0.7"]) == 0 and capsys.readouterr().out.strip().endswith("background blur 0.7")
+    assert cli.main(["ctl", "mirror", "on"]) == 0 and capsys.readouterr().out.strip() == "mirror on"
+    assert cli.main(["ctl", "status", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["blur"] == 0.7 and s["mirror"] is True and s["effect"] is True
+    assert cli.main(["ctl", "status"]) == 0
+    line = capsys.readouterr().out
+    assert line.count("\n") == 1 and "fps" in line and "mirror on" in line
+    assert cli.main(["ctl", "blur", "9"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("vbg: error: ") and "0.1" in err
+
+
+def test_vbg_ctl_says_in_one_line_when_no_filter_runs(tmp_path, capsys, monkeypatch, vbg_logging):
+    run = Path(tempfile.mkdtemp(prefix="vbgn-", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
+    assert cli.main(["ctl", "status"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no vbg filter is running" in err
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (run / "vbg").mkdir(mode=0o700)
+    stale = run / "vbg" / f"vbg-{gone.pid}.json"
+    stale.write_text(json.dumps({"pid": gone.pid, "port": 9, "token": "x", "socket": None, "started": 1}))
+    assert cli.main(["ctl", "effect", "off"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no vbg filter is running" in err and not stale.exists()
+    shutil.rmtree(run)
+
+
+# ---------------------------------------------------------------------------- signals
+def test_sigusr1_toggles_the_effect_and_sighup_reloads_the_config(live, tmp_path):
+    conf = tmp_path / "live.toml"
+    conf.write_text('[background]\ncolor = "#ff00ff"\n')
+    args = cli.build_live_parser().parse_args(["--config", str(conf), "--model", "selfie", "--source", "memory",
+                                               "--ui", "--no-vcam", "--record", str(tmp_path / "unused.mp4")])
+    with cli._live_signals(args, live.pipe):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        wait_until(lambda: live.pipe.control.view.effect is False, "SIGUSR1 handled")
+        live.later(lambda s, img: np.array_equal(img, live.camera(s)), "the camera's own frame")
+        os.kill(os.getpid(), signal.SIGUSR1)
+        wait_until(lambda: live.pipe.control.view.effect is True, "SIGUSR1 handled again")
+        os.kill(os.getpid(), signal.SIGHUP)  # the good file: magenta behind the person
+        live.later(lambda s, img: (_corner(img) == (255, 0, 255)).all(), "magenta after SIGHUP")
+        conf.write_text('[background]\ncolor = "#00ffff"\nfeather = 99\n')  # out of range: refused whole
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(0)  # the handler runs on this thread, between two bytecodes
+        live.later(lambda s, img: (_corner(img) == (255, 0, 255)).all(), "still magenta after a bad file")
+    line = cli.reload_config(args, live.pipe)
+    assert line.startswith(f"--config {conf} not reloaded, the running settings kept:") and "feather" in line
+    conf.write_text('[background]\ncolor = "#ffff00"\nmirror = true\n[temporal]\nskip = "2"\n')
+    line = cli.reload_config(args, live.pipe)
+    assert line == (f"--config {conf} reloaded: applied background.color, background.mirror; "
+                    "needs a restart: temporal.skip, output.record")
+    live.later(lambda s, img: (_corner(img) == (255, 255, 0)).all(), "yellow after the reload")
+    assert live.pipe.control.view.mirror is True
+
+
+# ---------------------------------------------------------------------------- reliability
+def test_the_server_survives_a_load_of_bad_and_rude_clients(live):
+    """Hundreds of requests from several threads, malformed ones, a client that sends half a request
+    and stalls, clients that hang up mid-answer: the filter keeps sending frames and answers."""
+    port, token = live.port, live.server.token
+    head = f"Host: 127.0.0.1:{port}\r\nX-Vbg-Token: {token}\r\n"
+    stalled = socket.create_connection(("127.0.0.1", port), timeout=30)
+    stalled.sendall(f"POST /api/effect HTTP/1.1\r\n{head}Content-Length: 100\r\n\r\n{{\"on\"".encode())
+    statuses: list[int] = []
+    lock = threading.Lock()
+    requests = [
+        f"GET /api/status HTTP/1.1\r\n{head}\r\n",
+        f"POST /api/effect HTTP/1.1\r\n{head}Content-Length: 9\r\n\r\n{{\"on\": tr",
+        f"POST /api/mirror HTTP/1.1\r\n{head}Content-Length: 13\r\n\r\n{{\"on\": false}}",
+        f"POST /api/background HTTP/1.1\r\n{head}Content-Length: 999999999\r\n\r\n",
+        f"GET /api/preview.jpg HTTP/1.1\r\n{head}\r\n",
+        f"GET /api/backgrounds HTTP/1.1\r\n{head}\r\n",
+        "GARBAGE\r\n\r\n",
+        f"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n",
+        f"GET /{'x' * 70000} HTTP/1.1\r\n{head}\r\n",
+    ]
+
+    def client(k: int) -> None:
+        for i in range(60):
+            req = requests[(i + k) % len(requests)].encode()
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                s.sendall(req)
+                if i % 7 == 3:  # hang up without reading the answer, with a reset
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    continue
+                data = s.makefile("rb").read()
+            with lock:
+                statuses.append(int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else -1)
+
+    n0 = live.sink.count
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    assert len(statuses) > 250 and -1 not in statuses
+    assert set(statuses) <= {200, 400, 403, 404, 413, 414} and 200 in statuses and 400 in statuses
+    status, s = live.api("GET", "/api/status")  # the stalled client holds one thread, not the server
+    assert status == 200 and s["frames"] > 0
+    wait_until(lambda: live.sink.count > n0 + 10, "frames still going out")
+    stalled.close()
