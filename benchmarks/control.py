@@ -18,6 +18,7 @@ Writes benchmarks/out/control.json and .md.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import signal
 import statistics
@@ -67,6 +68,33 @@ def poll(url: str, seconds: float) -> int:
     return 0
 
 
+def tree_cpu(root: int) -> dict[int, float]:
+    """CPU seconds (user + system) of ``root`` and every process below it, by pid (Linux /proc;
+    empty elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    parent, cpu = {}, {}
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pid = int(d.name)
+        parent[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    tree, todo = set(), [root]
+    while todo:
+        p = todo.pop()
+        if p in cpu and p not in tree:
+            tree.add(p)
+            todo += [c for c, pp in parent.items() if pp == p]
+    return {p: cpu[p] for p in tree}
+
+
+def _cpu_since(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two :func:`tree_cpu` readings by the processes alive at the second."""
+    return sum(t - before.get(p, 0.0) for p, t in after.items())
+
+
 def run_case(case: str, clip: Path, seconds: float, browser) -> dict:
     from vbg.config import LiveConfig, apply
     from vbg.pipeline import LivePipeline
@@ -82,6 +110,9 @@ def run_case(case: str, clip: Path, seconds: float, browser) -> dict:
 
     def on_control(url: str) -> None:  # the server listens: the client starts now
         started["t"] = time.monotonic()
+        client = started["proc"].pid if case == "poll" else browser.pid if case == "page" else None
+        if client is not None:
+            started["client"] = (client, tree_cpu(client))
         if case == "poll":
             started["proc"].stdin.write(url + "\n")
             started["proc"].stdin.flush()
@@ -99,6 +130,10 @@ def run_case(case: str, clip: Path, seconds: float, browser) -> dict:
         stats = LivePipeline(cfg, on_control=on_control).run()
         r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     ended = time.monotonic()
+    client_cpu = None
+    if "client" in started:
+        pid, before = started["client"]
+        client_cpu = _cpu_since(before, tree_cpu(pid)) / max(1e-6, ended - started["t"])
     requests = None
     if case == "poll":
         proc = started["proc"]
@@ -114,6 +149,8 @@ def run_case(case: str, clip: Path, seconds: float, browser) -> dict:
     snap["cpu_cores_busy"] = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / (t1 - t0)
     if requests is not None and "t" in started:
         snap["requests_per_s"] = requests / max(1e-6, ended - started["t"])
+    if client_cpu is not None:
+        snap["client_cpu_cores"] = client_cpu
     snap["case"] = case
     return snap
 
@@ -121,7 +158,7 @@ def run_case(case: str, clip: Path, seconds: float, browser) -> dict:
 METRICS = [("out_fps", "out fps", "{:.1f}"), ("render_ms_p50", "render p50 ms", "{:.2f}"),
            ("render_ms_p95", "render p95 ms", "{:.2f}"), ("latency_ms_p95", "latency p95 ms", "{:.0f}"),
            ("mask_age_ms_p95", "mask age p95 ms", "{:.0f}"), ("cpu_cores_busy", "filter CPU (cores)", "{:.2f}"),
-           ("requests_per_s", "requests/s", "{:.1f}")]
+           ("requests_per_s", "requests/s", "{:.1f}"), ("client_cpu_cores", "client CPU (cores)", "{:.2f}")]
 
 
 def main(argv=None) -> int:
@@ -190,8 +227,9 @@ def main(argv=None) -> int:
         m = medians[case]
         md.append(f"| {LABELS[case]} | " + " | ".join(fmt.format(m[k]) if k in m else "-" for k, _, fmt in METRICS)
                   + " |")
-    md.append("\nrender = all per-frame work on the render thread except the model; the filter's CPU is its "
-              "own process (the client and Chromium are other processes).")
+    md.append("\nrender = all per-frame work on the render thread except the model; filter CPU = the filter's "
+              "process (its control server included); client CPU = the polling process, or all of Chromium's "
+              "processes while the page is open.")
     js, mdp = write_results(args.out, "control", {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "runs": runs,
                                                   "medians": medians}, "\n".join(md) + "\n")
     print("\n".join(md))

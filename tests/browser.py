@@ -87,6 +87,11 @@ class Browser:
             self.close()
             raise
 
+    @property
+    def pid(self) -> int:
+        """chromedriver's process id (Chromium's processes run below it)."""
+        return self._proc.pid
+
     @classmethod
     def start(cls, **kw) -> Browser:
         found = find_chromium()
@@ -169,6 +174,22 @@ class Browser:
     def send_file(self, css: str, path: str | os.PathLike) -> None:
         """Types a file path into an ``<input type=file>``, as a user picking that file."""
         self._call("POST", self._s(f"/element/{self.element(css)}/value"), {"text": str(path)})
+
+    def new_tab(self) -> str:
+        """Opens a tab and switches to it (the one before goes to the background: hidden)."""
+        handle = self._call("POST", self._s("/window/new"), {"type": "tab"})["handle"]
+        self.switch_to(handle)
+        return handle
+
+    def tab(self) -> str:
+        return self._call("GET", self._s("/window"))
+
+    def switch_to(self, handle: str) -> None:
+        self._call("POST", self._s("/window"), {"handle": handle})
+
+    def close_tab(self) -> None:
+        """Closes the current tab; switch_to() another one next."""
+        self._call("DELETE", self._s("/window"))
 
     def set_window(self, width: int, height: int) -> None:
         self._call("POST", self._s("/window/rect"), {"width": width, "height": height})

@@ -205,6 +205,58 @@ def test_plots_fill_with_the_status_figures(page):
     assert all(n > 0 for n in drawn), drawn
 
 
+class Counted:
+    """Counts the calls of one of the filter's controller methods (the server's requests for it)."""
+
+    def __init__(self, owner, name: str) -> None:
+        self.owner, self.name, self.real = owner, name, getattr(owner, name)
+        self.n = 0
+        setattr(owner, name, self)
+
+    def __call__(self, *args, **kw):
+        self.n += 1
+        return self.real(*args, **kw)
+
+    def undo(self) -> None:
+        delattr(self.owner, self.name)  # the class's method again
+
+
+def _wait(condition, what: str) -> None:
+    deadline = threading.Event()
+    timer = threading.Timer(HANG_S, deadline.set)
+    timer.start()
+    try:
+        while not condition():
+            if deadline.wait(0.02):
+                raise AssertionError(f"timed out waiting for {what}")
+    finally:
+        timer.cancel()
+
+
+def test_preview_stops_while_the_page_is_hidden(page, live):
+    """Another tab in front: the control page's tab is hidden and asks for no preview (its status
+    polls go on: the plots keep their minute) until it is in front again."""
+    ctl = live.pipeline.controller
+    previews, statuses = Counted(ctl, "preview_jpeg"), Counted(ctl, "status")
+    try:
+        _wait(lambda: previews.n >= 2, "the page's preview requests")
+        own = page.tab()
+        page.new_tab()
+        try:
+            hidden_at, status_at = previews.n, statuses.n
+            _wait(lambda: statuses.n >= status_at + 3, "the hidden page's status requests")
+            # at most the one that was on its way when the tab went to the back
+            assert previews.n - hidden_at <= 1
+        finally:
+            page.close_tab()
+            page.switch_to(own)
+        shown_at = previews.n
+        _wait(lambda: previews.n >= shown_at + 2, "the preview requests once the page is in front again")
+    finally:
+        previews.undo()
+        statuses.undo()
+
+
 def test_a_wrong_token_shows_an_error_not_the_controls(browser, live):
     base, _, token = live.url.partition("?token=")
     try:
