@@ -205,6 +205,20 @@ def test_plots_fill_with_the_status_figures(page):
     assert all(n > 0 for n in drawn), drawn
 
 
+def test_model_menu_switches_the_model_without_stopping_the_camera(page, live):
+    options = page.wait_for("return [...document.querySelectorAll('#model option')].map(o => o.value)",
+                            timeout=HANG_S)
+    assert {"selfie", "selfie-landscape"} <= set(options)
+    assert page.execute("return document.getElementById('model').value") == "selfie"
+    page.click("#model option[value='selfie-landscape']")
+    page.wait_for("return document.getElementById('summary').textContent.includes('selfie-landscape')",
+                  timeout=HANG_S)
+    assert live.pipeline.controller.model == "selfie-landscape"
+    sent = live.sent()
+    live.frame_after(sent + 10, lambda rgb: True, "frames after the switch")
+    assert page.execute("return document.getElementById('error').hidden")
+
+
 class Counted:
     """Counts the calls of one of the filter's controller methods (the server's requests for it)."""
 

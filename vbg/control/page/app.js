@@ -1,6 +1,6 @@
 // The control page of a running vbg: plain JavaScript, no build step, nothing fetched from
 // elsewhere. Every request carries the token from this page's own URL (X-Vbg-Token); the API
-// is described in vbg/control/ (GET /api/status, /api/backgrounds, /api/preview.jpg; POST
+// is docs/control-api.md (GET /api/status, /api/backgrounds, /api/preview.jpg; POST
 // /api/background, /api/effect, /api/mirror, /api/model, /api/upload).
 "use strict";
 
@@ -16,6 +16,7 @@
   let locked = false;      // wrong or missing token: nothing more is asked
   let started = false;
   const pending = { effect: 0, mirror: 0, model: 0, blur: 0 };
+  let shownModelError = null;
   let actions = 0;  // changes asked for so far: a status asked for before the latest one is stale
 
   // ---- one error line ------------------------------------------------------------------------
@@ -283,8 +284,9 @@
       if (!pending.model && !s.model_loading && s.model) ui.model.value = s.model;
       ui.model.disabled = Boolean(s.model_loading) || pending.model > 0;
     }
-    if (s.model_error) showError(s.model_error, "model");
-    else clearError("model");
+    // A failed switch is said once (as a click's error is); the old model runs on.
+    if (s.model_error && s.model_error !== shownModelError) showError(s.model_error, "action");
+    shownModelError = s.model_error || null;
   }
 
   async function statusTick() {
