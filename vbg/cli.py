@@ -7,7 +7,9 @@ becomes one line on stderr and its code, never a traceback for a user
 mistake. Nothing else in the product ends the process: the console script
 and ``__main__`` exit with the code ``main`` returns. Thread: the main
 thread, which holds the signal handlers (Ctrl-C, SIGTERM, SIGHUP stop a run
-the same way).
+the same way; while the live filter runs, SIGUSR1 toggles its effect and, with
+``--config``, SIGHUP reloads that file instead: ``_live_signals``). ``vbg ctl``
+talks to a running filter through :mod:`vbg.control`.
 """
 
 from __future__ import annotations
@@ -738,7 +740,8 @@ def build_live_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vbg", argument_default=S,
         description="Live virtual background: camera -> person segmentation -> new background -> virtual camera. "
-                    "Other commands: vbg segment, vbg process, vbg export, vbg models, vbg backgrounds, vbg doctor "
+                    "Other commands: vbg ctl (control this filter while it runs), vbg segment, vbg process, vbg export, "
+                    "vbg models, vbg backgrounds, vbg doctor "
                     "(vbg COMMAND --help).")
     p.add_argument("--version", action="version", version=f"vbg {__version__}")
     p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags override it)")
@@ -782,7 +785,11 @@ def open_url(url: str) -> None:
     """``--ui``: the control page in the user's browser (replaced by tests: no browser there)."""
     import webbrowser
 
-    if not webbrowser.open(url):
+    try:
+        opened = webbrowser.open(url)
+    except Exception:  # webbrowser's own errors (a broken BROWSER setting)
+        opened = False
+    if not opened:
         log.warning("no web browser could be opened: open %s yourself", url)
 
 

@@ -279,7 +279,7 @@ class OutputConfig:
 class ControlConfig:
     """``[control]`` of the live filter: control while live (vbg ctl, the control page; vbg.control)."""
 
-    control: bool = setting(True, "no control server (vbg ctl, the control page, SIGUSR1 still toggles the effect)",
+    control: bool = setting(True, "no control server: no vbg ctl, no control page (SIGUSR1 still toggles the effect)",
                             flag="--no-control")
     ui: bool = setting(False, "open the control page in your web browser")
     backgrounds_dir: str | None = setting(

@@ -44,7 +44,7 @@ from . import priority
 from .buffers import Closed, LatestSlot
 from .clock import Clock, MonotonicClock
 from .config import LiveConfig
-from .errors import SinkError, VbgError
+from .errors import SinkError, VbgError, one_line
 from .inference.scheduler import FRESH_WAIT_MS
 from .stats import LiveStats
 from .types import Composite, Frame, Mask
@@ -76,6 +76,12 @@ class _MaskBox:
         with self._cond:
             self._cond.wait_for(lambda: self.mask is not None and self.mask.seq >= seq, timeout)
             return self.mask
+
+
+def _fits(m: Mask, mask_hw) -> bool:
+    """Whether mask ``m`` is at size ``mask_hw`` (compares two ints: nothing allocated per frame)."""
+    shape = m.alpha.shape
+    return shape[0] == mask_hw[0] and shape[1] == mask_hw[1]
 
 
 class _ModelTime:
@@ -228,7 +234,11 @@ class LivePipeline:
             self.control.set_mirror(b.mirror)
         for name in changed:
             if name == "model.model" and self.controller is not None and cfg.model.model in self.controller.models:
-                self.controller.set_model(cfg.model.model)
+                try:
+                    self.controller.set_model(cfg.model.model)
+                except VbgError as e:  # another model is loading
+                    restart.append(f"{name} ({e})")
+                    continue
                 applied.append(name)
             elif name in self.LIVE_SETTINGS and name != "model.model":
                 applied.append(name)
@@ -337,7 +347,7 @@ class LivePipeline:
         seg = self._open_model(stack)
         self._seg_now, self._hw = seg, (h, w)
         stack.callback(lambda: self._seg_now.close())  # the model a switch left running
-        mask_hw = seg.input_size((h, w))
+        mask_hw = tuple(seg.input_size((h, w)))  # a tuple: compared with each mask's shape
         log.info("source %dx%d at %.2f fps; model %s at %dx%d on %s", w, h, fps, seg.source.label,
                  mask_hw[0], mask_hw[1], ", ".join(seg.providers))
         b = cfg.background
@@ -386,13 +396,16 @@ class LivePipeline:
                                      models=tuple(MODELS), model=self.cfg.model.model, background_label=label)
         try:
             self.control_server = ControlServer(self.controller).start()
-        except (VbgError, OSError) as e:  # the filter runs on without it
-            log.warning("no control server (vbg ctl, the control page): %s", e)
-            self.controller = None
+        except Exception as e:  # the filter runs on without it
+            log.warning("no control server (vbg ctl, the control page): %s", one_line(e))
+            self.controller = self.control_server = None
             return
         stack.callback(self.control_server.close)
         if self._on_control is not None:
-            self._on_control(self.control_server.url)
+            try:
+                self._on_control(self.control_server.url)
+            except Exception as e:  # a browser that would not open: not a reason to stop
+                log.warning("control: %s", one_line(e))
 
     def _load_model(self, name: str):
         """(a loader thread) Model ``name`` opened, with a tracker at its mask size, for a switch."""
@@ -403,14 +416,18 @@ class LivePipeline:
         from .inference.tracker import MaskTracker
 
         t = self.cfg.temporal
+        before = priority.thread_ids()
         seg = create_segmenter(replace(self.cfg.model, model=name, size=None))
+        if self._model_threads is not None and seg.providers[:1] == ["CPUExecutionProvider"]:
+            priority.lower(priority.thread_ids() - before)  # its pool threads yield to the frame path too
         try:
             mask_hw = seg.input_size(self._hw)
+            mask_hw = tuple(mask_hw)
             tracker = MaskTracker(self._hw, mask_hw, smoothing=t.smoothing, upsample=t.upsample)
         except BaseException:
             seg.close()
             raise
-        return ModelSwap(name, seg, tracker, tuple(mask_hw))
+        return ModelSwap(name, seg, tracker, mask_hw)
 
     def _start_workers(self, stack: contextlib.ExitStack, st: _Stages):
         """Start the inference, render and capture threads (stopped and joined by ``stack``);
@@ -561,11 +578,11 @@ class LivePipeline:
             swap = st.control.take_model()
             if swap is not None:
                 # (a mask size the same as the old one's: the tracker goes on as it is)
-                next_tracker = swap.tracker if swap.mask_hw != tuple(st.tracker.mask_hw) else None
+                next_tracker = swap.tracker if swap.mask_hw != st.tracker.mask_hw else None
                 self._seg_now = swap.segmenter  # the inference thread takes it up at its next frame
                 self.stats.providers = list(swap.segmenter.providers)
-            if m is not None and m.alpha.shape[:2] != tuple(st.tracker.mask_hw):
-                if next_tracker is not None and m.alpha.shape[:2] == tuple(next_tracker.mask_hw):
+            if m is not None and not _fits(m, st.tracker.mask_hw):
+                if next_tracker is not None and _fits(m, next_tracker.mask_hw):
                     st.tracker, next_tracker = next_tracker, None
                 else:
                     m = None  # the other model's mask: the tracker carries its own forward

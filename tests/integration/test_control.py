@@ -227,6 +227,49 @@ def test_server_listens_on_loopback_only(live):
             socket.create_connection((addr, live.port), timeout=5).close()
 
 
+def test_the_runtime_folder_must_be_private(tmp_path):
+    from vbg.control.runtime import runtime_dir
+    from vbg.errors import ControlError
+
+    xdg = tmp_path / "run"
+    xdg.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, xdg / "vbg")  # someone's link where vbg's folder goes: refused, never followed
+    with pytest.raises(ControlError, match="not a folder of yours"):
+        runtime_dir({"XDG_RUNTIME_DIR": str(xdg)})
+    (xdg / "vbg").unlink()
+    (xdg / "vbg").mkdir(mode=0o755)
+    os.chmod(xdg / "vbg", 0o755)
+    assert runtime_dir({"XDG_RUNTIME_DIR": str(xdg)}) == xdg / "vbg"
+    assert stat.S_IMODE(os.stat(xdg / "vbg").st_mode) == 0o700  # made private again
+
+
+def test_preview_keys_and_control_requests_share_one_view():
+    """The preview's keys go through the control state: a key keeps what a request changed
+    (and the other way round), and the render thread takes the newest whole view once."""
+    from vbg.compositing import BlurBackground, ColorBackground
+    from vbg.control.state import ControlState
+    from vbg.sinks.preview import Action, PreviewKeys
+
+    configured = ColorBackground((0, 0, 255))
+    state = ControlState(configured, (H, W))
+    keys = PreviewKeys(configured, (H, W), target=state)
+    assert keys.take() is None
+    keys(Action.TOGGLE_EFFECT)
+    state.set_mirror(True)  # a request between two frames
+    v = keys.take()
+    assert (v.effect, v.mirror, v.background) == (False, True, configured) and keys.take() is None
+    keys(Action.NEXT_BACKGROUND)
+    v = state.take()
+    assert isinstance(v.background, BlurBackground) and v.mirror is True and v.effect is False
+    state.set_effect(True)
+    keys(Action.BLUR_UP)
+    v = state.take()
+    assert v.effect is True and v.background.strength == 1.5
+    keys.close()
+
+
 # ---------------------------------------------------------------------------- security
 def test_no_token_or_a_wrong_one_is_refused(live):
     for kw in ({"token": False}, {"headers": {"X-Vbg-Token": "x" + live.server.token}}):
@@ -342,6 +385,8 @@ def test_mirror_flips_the_person(live):
 
 
 def test_blur_and_pictures_from_the_folder_and_uploads(live, tmp_path):
+    status, body = live.api("POST", "/api/background", {"blur": 0})  # a slider's 0 end: the lightest blur
+    assert status == 200 and live.api("GET", "/api/status")[1]["blur"] == 0.1
     status, body = live.api("POST", "/api/background", {"blur": 2.0})
     assert status == 200 and live.api("GET", "/api/status")[1]["blur"] == 2.0
     live.later(lambda s, img: not (_corner(img) == (0, 0, 255)).all(), "no blue once blurred")
@@ -407,6 +452,7 @@ def test_model_switch_keeps_the_camera_and_a_failed_one_keeps_the_old_model(live
     ("POST", "/api/effect", b"[1, 2]", 400),
     ("POST", "/api/effect", b'{"on": "yes"}', 400),
     ("POST", "/api/background", b'{"blur": 99}', 400),
+    ("POST", "/api/background", b'{"blur": -1}', 400),
     ("POST", "/api/background", b'{"color": "nocolour"}', 400),
     ("POST", "/api/background", b'{"color": "red", "blur": 1}', 400),
     ("GET", "/api/nothing", None, 404),
@@ -545,3 +591,56 @@ def test_the_server_survives_a_load_of_bad_and_rude_clients(live):
     assert status == 200 and s["frames"] > 0
     wait_until(lambda: live.sink.count > n0 + 10, "frames still going out")
     stalled.close()
+
+
+# ---------------------------------------------------------------------------- the real commands
+def test_vbg_ctl_and_signals_against_a_running_vbg(tmp_path):
+    """``vbg`` as a user starts it, ``vbg ctl`` from another process, and kill -USR1 / -HUP."""
+    from conftest import StderrLines
+    from media import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", (f for f, _ in person_clip_frames(30, (H, W))), fps=30)
+    conf = tmp_path / "live.toml"
+    conf.write_text('[background]\ncolor = "#0000ff"\n')
+    env = {**os.environ, "XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="vbgs-", dir="/tmp")}
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "--config", str(conf), "--source", str(clip), "--loop",
+                             "--model", "selfie", "--no-vcam", "--record", str(tmp_path / "out.mp4")],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    err = StderrLines(proc)
+
+    def ctl(*args):
+        return subprocess.run([sys.executable, "-m", "vbg", "ctl", *args], capture_output=True, text=True,
+                              env=env, timeout=120)
+
+    def status():
+        r = ctl("status", "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    try:
+        err.wait_for(lambda ln: "control: http://127.0.0.1:" in ln, "the control line")
+        assert [ln for ln in err.lines if "control:" in ln][0].strip().endswith("(vbg ctl --help)")
+        wait_until(lambda: status()["frames"] > 0, "frames out")
+        assert status()["effect"] is True
+        proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: status()["effect"] is False, "SIGUSR1 turning the effect off")
+        r = ctl("effect", "on")
+        assert (r.returncode, r.stdout) == (0, "effect on\n")
+        conf.write_text('[background]\ncolor = "#00ff00"\n[output]\nencoder = "nope"\n')
+        proc.send_signal(signal.SIGHUP)
+        err.wait_for(lambda ln: "not reloaded" in ln and "encoder" in ln, "the bad file refused")
+        assert proc.poll() is None and status()["background"]["label"] == "#0000ff"
+        conf.write_text('[background]\ncolor = "#00ff00"\n')
+        proc.send_signal(signal.SIGHUP)
+        err.wait_for(lambda ln: "reloaded: applied background.color" in ln, "the reload")
+        assert status()["background"]["label"] == "#00ff00"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0, "".join(err.lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(60)
+    assert "Traceback" not in "".join(err.lines)
+    r = ctl("status")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no vbg filter is running" in r.stderr
+    shutil.rmtree(env["XDG_RUNTIME_DIR"])

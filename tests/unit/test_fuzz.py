@@ -82,6 +82,7 @@ FIELDS = {
     "temporal": ["skip", "smoothing", "upsample", "align"],
     "background": ["background", "color", "blur", "mirror", "feather", "threshold"],
     "output": ["vcam", "vcam_device", "vcam_backend", "record", "encoder", "overwrite", "preview", "frames", "duration"],
+    "control": ["control", "ui", "backgrounds_dir"],
 }
 toml_value = st.one_of(
     st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(allow_nan=True),

@@ -142,7 +142,7 @@ class Library:
                                "or upload it")
             path = self.folder / name
         try:
-            image = read_rgb(path)
+            image = read_rgb(path) if kind == "bundled" else _read_own(path)
         except VbgError as e:
             raise BadRequest(f"background {bid!r}: {e}") from None
         return bid, _label(name), image
@@ -182,6 +182,29 @@ class Library:
             while len(self._thumbs) > 64:
                 self._thumbs.popitem(last=False)
         return jpeg
+
+
+def _read_own(path: Path) -> np.ndarray:
+    """A picture of the user's folder: opened without following a link (one put there after the
+    listing is refused too) and only when it is a regular file."""
+    from ..images import MAX_FILE_BYTES
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise NotFound(f"background {path.name} cannot be opened ({e.strerror or e}): a regular file, not a link, "
+                       "directly in the backgrounds folder") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound(f"background {path.name} is not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise BadRequest(f"background {path.name} is too large for a picture: scale it down")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read()
+    finally:
+        os.close(fd)
+    return decode_rgb(np.frombuffer(data, np.uint8), path)
 
 
 def encode_jpeg(rgb: np.ndarray, width: int, quality: int = 75) -> bytes:

@@ -20,6 +20,10 @@ from ..errors import ControlError
 
 PREFIX = "vbg-"
 
+def _uid() -> int | None:
+    return os.getuid() if hasattr(os, "getuid") else None  # None: no owners to check (Windows)
+
+
 NONE_RUNNING = "no vbg filter is running (start one with: vbg --source ...), or it was started with --no-control"
 
 
@@ -30,7 +34,7 @@ def runtime_dir(environ=None, *, create: bool = True) -> Path:
     if xdg and os.path.isabs(xdg) and os.path.isdir(xdg):
         folder = Path(xdg) / "vbg"
     else:
-        folder = Path(tempfile.gettempdir()) / f"vbg-{os.getuid()}"
+        folder = Path(tempfile.gettempdir()) / f"vbg-{_uid() if _uid() is not None else os.getlogin()}"
     if create:
         with contextlib.suppress(FileExistsError):
             os.mkdir(folder, 0o700)
@@ -45,7 +49,7 @@ def _check_private(folder: Path) -> None:
         return  # not made yet (create=False): nothing runs
     except OSError as e:
         raise ControlError(f"runtime folder {folder} cannot be read ({e.strerror or e}): check its permissions") from e
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+    if not stat.S_ISDIR(st.st_mode) or (_uid() is not None and st.st_uid != _uid()):
         raise ControlError(f"runtime folder {folder} is not a folder of yours (a link, or another user's): "
                            "remove it, or set XDG_RUNTIME_DIR to a private folder")
     if st.st_mode & 0o077:
@@ -58,7 +62,8 @@ def write_runtime(folder: Path, info: dict) -> Path:
     target = folder / f"{PREFIX}{info['pid']}.json"
     fd, tmp = tempfile.mkstemp(prefix=f".{PREFIX}{info['pid']}.", suffix=".partial", dir=folder)  # O_EXCL, 0600
     try:
-        os.fchmod(fd, 0o600)
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)
         os.write(fd, json.dumps(info).encode())
         os.fsync(fd)
         os.replace(tmp, target)
@@ -101,7 +106,7 @@ def running(folder: Path | None = None) -> list[dict]:
     for path in names:
         try:
             st = os.lstat(path)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            if not stat.S_ISREG(st.st_mode) or (_uid() is not None and st.st_uid != _uid()):
                 continue  # not ours to read or to remove
             info = json.loads(path.read_text(encoding="utf-8"))
             pid = int(info["pid"])

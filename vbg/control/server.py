@@ -326,13 +326,7 @@ class ControlServer:
         try:
             folder = self._folder or runtime_dir()
             if self._unix:
-                self.socket_path = folder / f"vbg-{os.getpid()}.sock"
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.socket_path)  # a dead run's (this pid's) socket
-                unix = _UnixServer(str(self.socket_path), _Handler)
-                os.chmod(self.socket_path, 0o600)  # in a 0700 folder: only the user reaches it anyway
-                unix._setup_bounded(self.controller, self.token, False)
-                self._servers.append(unix)
+                self._start_unix(folder / f"vbg-{os.getpid()}.sock")
             info = {"pid": os.getpid(), "port": self.port, "token": self.token, "started": time.time(),
                     "socket": str(self.socket_path) if self.socket_path else None}
             self.runtime_file = write_runtime(folder, info)
@@ -345,6 +339,20 @@ class ControlServer:
             t.start()
             self._threads.append(t)
         return self
+
+    def _start_unix(self, path: Path) -> None:
+        """The Unix socket (0600); where it cannot be made (a path too long for one), HTTP alone."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a dead run's (this pid's) socket
+        try:
+            unix = _UnixServer(str(path), _Handler)
+        except OSError as e:
+            log.debug("control: no Unix socket at %s (%s): HTTP on 127.0.0.1 only", path, e)
+            return
+        self.socket_path = path
+        os.chmod(path, 0o600)  # in a 0700 folder: only the user reaches it anyway
+        unix._setup_bounded(self.controller, self.token, False)
+        self._servers.append(unix)
 
     def close(self) -> None:
         for path in (self.runtime_file, self.socket_path):

@@ -24,10 +24,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import ControlError, VbgError, one_line
+from ..ranges import BLUR
 from ..sinks.preview import View
 from .library import BadRequest, Library, encode_jpeg
 
 PREVIEW_WIDTH = 320
+BLUR_LIGHTEST = BLUR.lo
 PREVIEW_CACHE_S = 0.2  # a preview encoding is reused this long: a few per second at most
 
 
@@ -192,7 +194,9 @@ class Controller:
             elif key == "blur":
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise BadRequest('"blur" is a strength, a number such as 1.0')
-                bg, info = BlurBackground(float(value)), {"id": f"blur:{float(value):g}", "label": f"blur {value:g}"}
+                # 0 .. 0.1 is the lightest blur (a slider's 0 end); else the strength as --blur takes it
+                strength = BLUR_LIGHTEST if 0 <= value < BLUR_LIGHTEST else float(value)
+                bg, info = BlurBackground(strength), {"id": f"blur:{strength:g}", "label": f"blur {strength:g}"}
             else:
                 bid, label, image = self.library.picture(value)
                 bg, info = PictureBackground(image), {"id": bid, "label": label}
