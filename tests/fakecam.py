@@ -26,7 +26,8 @@ class FakeCamera:
     """The backend contract pyvirtualcam documents (``close`` is called exactly once).
 
     Class attributes, set per registration by :func:`fake_camera`: ``keep`` (keep a copy of
-    every frame, the clock time it came and its mean; False: count them only), ``clock``,
+    every frame, the clock time it came and its mean; ``"last"``: only a copy of the latest
+    frame, in ``latest``, for long runs; False: count them only), ``clock``,
     ``fail_after`` (frames sent before ``send`` raises ``failure()``; None: never),
     ``device_name`` (when pyvirtualcam names no device) and ``instances`` (every camera opened,
     in order)."""
@@ -46,6 +47,7 @@ class FakeCamera:
         self.frames: list[np.ndarray] = []  # H x W x 3, in the pixel format pyvirtualcam sends (RGB here)
         self.times: list[float] = []
         self.means: list[float] = []
+        self.latest: np.ndarray | None = None
         self.closed = 0
         type(self).instances.append(self)
 
@@ -54,7 +56,9 @@ class FakeCamera:
         if cls.fail_after is not None and self.sent >= cls.fail_after:
             raise cls.failure()
         self.sent += 1
-        if cls.keep:
+        if cls.keep == "last":
+            self.latest = np.array(frame, copy=True).reshape(self.height, self.width, 3)
+        elif cls.keep:
             # pyvirtualcam hands over flat bytes, a view of the sender's buffer: copied
             image = np.array(frame, copy=True).reshape(self.height, self.width, 3)
             self.frames.append(image)

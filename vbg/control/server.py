@@ -232,6 +232,10 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refused(404, f"/static/{name}: no such file" if name != "index.html"
                            else "the control page is not installed with this vbg: use vbg ctl")
         body = (PAGE_DIR / name).read_bytes()
+        if name == "index.html":
+            # The page's own script and style are fetched with the token it was opened with (a
+            # static file cannot know it, and the CSP below allows no inline script to read it).
+            body = body.replace(b"{{token}}", self.server.token.encode())
         self._send(200, body, TYPES.get(Path(name).suffix, "application/octet-stream"),
                    {"Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'",
                     "X-Frame-Options": "DENY"})

@@ -1,0 +1,284 @@
+"""The control page in a real headless Chromium (Debian's ``chromium`` and ``chromedriver``,
+driven by ``tests/browser.py``) against a real live filter: the selfie model on a looped clip,
+the real threads, the control server, and a pyvirtualcam backend registered here that keeps the
+latest frame it is sent. What is checked is what a user would see or get: the preview shows,
+the backgrounds are listed, a click in the page changes what the virtual camera receives, the
+plots fill, and a wrong token gets an error instead of the controls.
+
+One browser and one filter for the module; every wait is bounded only to catch a hang."""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from browser import Browser, find_chromium
+from fakecam import fake_camera
+from media import person_clip_frames, write_clip
+from vbg.config import LiveConfig, apply
+from vbg.pipeline import LivePipeline
+
+FOUND = find_chromium()
+pytestmark = pytest.mark.skipif(isinstance(FOUND, str), reason=str(FOUND))
+
+HANG_S = 90.0  # bounds a hang only: nothing here is a measurement
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+
+
+class Filter:
+    """The live filter on its own thread, with what the test needs to reach it."""
+
+    def __init__(self, cfg: LiveConfig, camera) -> None:
+        self.camera = camera
+        self._url = threading.Event()
+        self.url = ""
+        self.pipeline = LivePipeline(cfg, on_control=self._listening)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="test-live", daemon=True)
+        self.thread.start()
+
+    def _listening(self, url: str) -> None:
+        self.url = url
+        self._url.set()
+
+    def _run(self) -> None:
+        try:
+            self.pipeline.run()
+        except BaseException as e:  # reported by the test that waits on it
+            self.error = e
+            self._url.set()
+
+    def wait_url(self) -> str:
+        assert self._url.wait(HANG_S), "the control server never started"
+        assert self.error is None, self.error
+        return self.url
+
+    def frame_after(self, sent: int, condition, what: str):
+        """The first frame the virtual camera got after ``sent`` frames that satisfies
+        ``condition`` (polled; bounded by HANG_S only)."""
+        deadline = threading.Event()
+        timer = threading.Timer(HANG_S, deadline.set)
+        timer.start()
+        try:
+            while not deadline.is_set():
+                cam = self.camera.instances[-1] if self.camera.instances else None
+                if cam is not None and cam.sent > sent and cam.latest is not None and condition(cam.latest):
+                    return cam.latest
+                assert self.error is None and self.thread.is_alive(), f"the filter stopped: {self.error}"
+                deadline.wait(0.02)
+        finally:
+            timer.cancel()
+        raise AssertionError(f"the virtual camera never got {what}")
+
+    def sent(self) -> int:
+        return self.camera.instances[-1].sent if self.camera.instances else 0
+
+    def stop(self) -> None:
+        self.pipeline.stop()
+        self.thread.join(HANG_S)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("control_page")
+    clip = write_clip(tmp / "person.mp4", [f for f, _ in person_clip_frames(40, (180, 320))], fps=30)
+    (tmp / "backgrounds").mkdir()
+    cfg = apply(LiveConfig(), {
+        "source": {"source": str(clip), "loop": True},
+        "model": {"model": "selfie"},
+        "background": {"color": "blue"},
+        "output": {"vcam_backend": "vbg-test-page"},
+        "control": {"backgrounds_dir": str(tmp / "backgrounds")},
+    })
+    with pytest.MonkeyPatch.context() as mp, fake_camera("vbg-test-page", keep="last") as camera:
+        mp.setenv("XDG_RUNTIME_DIR", str(tmp))  # the runtime file goes here, not among the user's
+        f = Filter(cfg, camera)
+        try:
+            f.wait_url()
+            yield f
+        finally:
+            f.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    b = Browser(*FOUND, width=1100, height=900)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(live, browser):
+    """The page, opened with the URL the filter announced, once its controls are up."""
+    browser.get(live.url)
+    browser.wait_for("return !document.getElementById('controls').hidden", timeout=HANG_S)
+    return browser
+
+
+def _corners(rgb: np.ndarray) -> np.ndarray:
+    """Mean colour of the four corner patches: background there, the person is in the middle."""
+    h, w = rgb.shape[:2]
+    ph, pw = max(2, h // 10), max(2, w // 12)
+    patches = [rgb[:ph, :pw], rgb[:ph, -pw:]]
+    return np.mean([p.reshape(-1, 3).mean(0) for p in patches], axis=0)
+
+
+def _is(colour):
+    return lambda rgb: np.abs(_corners(rgb) - colour).max() < 40
+
+
+def test_preview_shows_what_the_camera_sends(page):
+    width = page.wait_for("const i = document.getElementById('preview'); return i.complete && i.naturalWidth",
+                          timeout=HANG_S)
+    assert 200 <= width <= 400  # the server's ~320 px preview of the 320x180 output
+    assert page.execute("return document.getElementById('error').hidden")
+
+
+def test_backgrounds_are_listed_with_thumbnails(page):
+    labels = page.wait_for("return [...document.querySelectorAll('#thumbs .thumb')].map(b => b.textContent)",
+                           timeout=HANG_S)
+    assert {"beach", "office", "studio", "living-room"} <= set(labels)
+    loaded = page.wait_for(
+        "const im = [...document.querySelectorAll('#thumbs img')];"
+        "return im.length && im.every(i => i.complete && i.naturalWidth > 0) && im.length", timeout=HANG_S)
+    assert loaded == len(labels)
+
+
+def test_colour_picked_in_the_page_reaches_the_camera(page, live):
+    live.frame_after(0, _is(BLUE), "the configured blue background")
+    sent = live.sent()
+    # What a pick in the browser's colour dialog does: the input's value, then "change".
+    page.execute("const c = document.getElementById('color'); c.value = '#ff0000';"
+                 "c.dispatchEvent(new Event('change', {bubbles: true}))")
+    live.frame_after(sent, _is(RED), "the red background picked in the page")
+    page.wait_for("return document.getElementById('current').textContent.includes('#ff0000')", timeout=HANG_S)
+
+
+def test_effect_switch_turns_the_background_off_and_on(page, live):
+    live.frame_after(0, _is(RED), "the red background")
+    assert page.execute("return document.getElementById('effect').checked")
+    sent = live.sent()
+    page.click("label.switch:has(#effect)")  # a real click on the switch, as a user does
+    room = live.frame_after(sent, lambda rgb: np.abs(_corners(rgb) - RED).max() > 100, "the camera picture itself")
+    assert not page.execute("return document.getElementById('effect').checked")
+    assert np.abs(_corners(room) - BLUE).max() > 100  # the room, not a background
+    sent = live.sent()
+    page.click("label.switch:has(#effect)")
+    live.frame_after(sent, _is(RED), "the red background back")
+
+
+def test_thumbnail_click_and_file_upload_reach_the_camera(page, live, tmp_path):
+    sent = live.sent()
+    page.click("#thumbs .thumb[data-id^='bundled:studio']")
+    studio = live.frame_after(sent, lambda rgb: np.abs(_corners(rgb) - RED).max() > 100, "the studio background")
+    page.wait_for("return document.querySelector(\".thumb[data-id^='bundled:studio']\").classList.contains('selected')",
+                  timeout=HANG_S)
+    # A picture the user picks with "Choose file...": uploaded, then the camera shows it.
+    picked = tmp_path / "my green wall.png"
+    cv2.imwrite(str(picked), np.full((90, 160, 3), (40, 200, 30), np.uint8))  # BGR: a green
+    sent = live.sent()
+    page.send_file("#file", picked)
+    live.frame_after(sent, _is((30, 200, 40)), "the picture chosen in the page")
+    assert np.abs(_corners(studio) - (30, 200, 40)).max() > 40
+    page.wait_for("return [...document.querySelectorAll('#thumbs .thumb.selected')]"
+                  ".some(b => b.textContent.includes('my green wall'))", timeout=HANG_S)
+
+
+def test_plots_fill_with_the_status_figures(page):
+    captions = page.wait_for(
+        "const f = [...document.querySelectorAll('.plot')];"
+        "return f.every(p => Number(p.dataset.points) >= 2) && f.map(p => p.querySelector('b').textContent)",
+        timeout=HANG_S)
+    fps, latency, mask_age, cpu = captions
+    assert float(fps) > 0 and latency.endswith(" ms") and mask_age.endswith(" ms") and cpu.endswith(" %")
+    # Each canvas has a drawn line: pixels of the accent colour (#5aa9ff) on the dark ground.
+    drawn = page.execute(
+        "return [...document.querySelectorAll('.plot canvas')].map(c => {"
+        "  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;"
+        "  for (let i = 0; i < d.length; i += 4) if (d[i+2] > 200 && d[i] < 140 && d[i+3] > 200) n++;"
+        "  return n; })")
+    assert all(n > 0 for n in drawn), drawn
+
+
+def test_model_menu_switches_the_model_without_stopping_the_camera(page, live):
+    options = page.wait_for("return [...document.querySelectorAll('#model option')].map(o => o.value)",
+                            timeout=HANG_S)
+    assert {"selfie", "selfie-landscape"} <= set(options)
+    assert page.execute("return document.getElementById('model').value") == "selfie"
+    page.click("#model option[value='selfie-landscape']")
+    page.wait_for("return document.getElementById('summary').textContent.includes('selfie-landscape')",
+                  timeout=HANG_S)
+    assert live.pipeline.controller.model == "selfie-landscape"
+    sent = live.sent()
+    live.frame_after(sent + 10, lambda rgb: True, "frames after the switch")
+    assert page.execute("return document.getElementById('error').hidden")
+
+
+class Counted:
+    """Counts the calls of one of the filter's controller methods (the server's requests for it)."""
+
+    def __init__(self, owner, name: str) -> None:
+        self.owner, self.name, self.real = owner, name, getattr(owner, name)
+        self.n = 0
+        setattr(owner, name, self)
+
+    def __call__(self, *args, **kw):
+        self.n += 1
+        return self.real(*args, **kw)
+
+    def undo(self) -> None:
+        delattr(self.owner, self.name)  # the class's method again
+
+
+def _wait(condition, what: str) -> None:
+    deadline = threading.Event()
+    timer = threading.Timer(HANG_S, deadline.set)
+    timer.start()
+    try:
+        while not condition():
+            if deadline.wait(0.02):
+                raise AssertionError(f"timed out waiting for {what}")
+    finally:
+        timer.cancel()
+
+
+def test_preview_stops_while_the_page_is_hidden(page, live):
+    """Another tab in front: the control page's tab is hidden and asks for no preview (its status
+    polls go on: the plots keep their minute) until it is in front again."""
+    ctl = live.pipeline.controller
+    previews, statuses = Counted(ctl, "preview_jpeg"), Counted(ctl, "status")
+    try:
+        _wait(lambda: previews.n >= 2, "the page's preview requests")
+        own = page.tab()
+        page.new_tab()
+        try:
+            hidden_at, status_at = previews.n, statuses.n
+            _wait(lambda: statuses.n >= status_at + 3, "the hidden page's status requests")
+            # at most the one that was on its way when the tab went to the back
+            assert previews.n - hidden_at <= 1
+        finally:
+            page.close_tab()
+            page.switch_to(own)
+        shown_at = previews.n
+        _wait(lambda: previews.n >= shown_at + 2, "the preview requests once the page is in front again")
+    finally:
+        previews.undo()
+        statuses.undo()
+
+
+def test_a_wrong_token_shows_an_error_not_the_controls(browser, live):
+    base, _, token = live.url.partition("?token=")
+    try:
+        for url in (f"{base}?token=not-{token}", base):
+            browser.get(url)
+            text = browser.execute("return document.body.innerText")
+            assert "token" in text.lower(), text  # the server's one line, naming the fix
+            assert browser.execute("return document.getElementById('controls') === null"
+                                   " && document.querySelectorAll('input, button, img').length === 0")
+    finally:
+        browser.get(live.url)  # the module's page again, for whatever runs after
