@@ -64,7 +64,7 @@ def render(person: Path, room: Path, out: Path, *, size: tuple[int, int], second
     import numpy as np
 
     from vbg.evaluation.clips import iter_frames, load_person, load_room
-    from vbg.fsutil import atomic_path
+    from vbg.fsutil import NewFile
 
     h, w = size
     if w % 2 or h % 2:
@@ -75,8 +75,9 @@ def render(person: Path, room: Path, out: Path, *, size: tuple[int, int], second
               f"room ({room_rgb.shape[1]}x{room_rgb.shape[0]}): the clip will look soft", file=sys.stderr)
     n = round(seconds * fps)
     frames = iter_frames(person_rgba, room_rgb, demo_poses(n), size=(h, w), noise=noise, seed=seed)
-    with atomic_path(out) as tmp:
-        with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as container:
+    with NewFile(out) as new:  # renamed into place once the file is whole
+        # by name: +faststart reads the file back to move its index to the front
+        with av.open(str(new.tmp), "w", format="mp4", options={"movflags": "+faststart"}) as container:
             container.metadata["title"] = "vbg demo clip (synthetic person, Apache-2.0; see ATTRIBUTION.md)"
             stream = container.add_stream("libx264", rate=fps)
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"

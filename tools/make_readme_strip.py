@@ -18,7 +18,7 @@ import numpy as np
 
 from vbg.capture.demo import DEMO_CLIP
 from vbg.compositing import Compositor, background_from_options
-from vbg.fsutil import atomic_path
+from vbg.fsutil import write_new
 from vbg.inference import SegmenterConfig, create_segmenter
 from vbg.models.preprocess import alpha_to_u8
 
@@ -63,8 +63,7 @@ def main() -> None:
     ok, data = cv2.imencode(".jpg", strip, [cv2.IMWRITE_JPEG_QUALITY, 88])
     if not ok:
         raise SystemExit("JPEG encoding failed")
-    with atomic_path(args.output) as tmp:
-        tmp.write_bytes(data.tobytes())
+    write_new(args.output, data.tobytes())
     print(f"wrote {args.output} ({strip.shape[1]}x{strip.shape[0]})")
 
 
