@@ -148,7 +148,10 @@ class Run:
         the model's call count once nothing more is on its way."""
         st, cap, frames = self.pipe.stats, self.pipe.capture, self.pipe.frame_slot
         wait_until(lambda: st.out_frames + frames.drops >= cap.frames, "every captured frame rendered")
-        wait_until(lambda: held(self.pipe.model_slot) is None and st.infer_runs == self.model.calls,
+        slot = self.pipe.model_slot
+        # every frame the model took (handed over, not replaced unread) answered: counted from the
+        # slot, so the moment between the inference thread's take and its model call is not "idle"
+        wait_until(lambda: held(slot) is None and st.infer_runs == slot.puts - slot.drops == self.model.calls,
                    "the model idle")
         return self.model.calls
 
@@ -192,6 +195,8 @@ def test_unwatched_releases_the_camera_pauses_the_model_and_resumes(clip, camera
         assert _card(run.sink.kept[-1]) and not _card(run.sink.kept[-2]) and len(run.sink.sent) == sent
 
         run.readers.n = 1  # an application opens the virtual camera
+        # the gate looks again one watcher interval (of the test's clock) after its last look
+        run.clock.set(run.clock.now() + run.readers.interval + 1e-6)
         wait_until(lambda: not run.pipe.idle.idle, "the gate to wake")
         t_wake = run.pipe.idle.wakes[-1][0]
         wait_until(lambda: len(Camera.opened) == 2, "the webcam reopened")
