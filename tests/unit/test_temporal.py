@@ -363,6 +363,24 @@ def test_auto_skip_fits_the_model_into_the_frame_interval(infer_ms, expected):
     assert np.all(np.diff(ran) == expected)
 
 
+def test_a_fast_model_is_waited_for_up_to_half_a_frame_interval():
+    """The render thread waits for the mask of the frame the model was given when the model's
+    time fits in half a frame interval (at least 12 ms): 1.5 times that time plus 2 ms, capped
+    there; a slower model, or one not timed yet, is never waited for."""
+    at24 = SkipGovernor("auto", 1 / 24, ema=1.0)
+    assert at24.wait_s() == 0.0  # no time measured yet
+    at24.observe(13.5)  # the selfie model on a loaded 2-core machine
+    assert at24.wait_s() == pytest.approx(0.5 / 24)  # 22.25 ms capped at 20.8
+    at24.observe(25.0)
+    assert at24.wait_s() == 0.0  # over half the interval: the mask comes a frame later
+    at30 = SkipGovernor(3, 1 / 30, ema=1.0)
+    at30.observe(5.0)
+    assert at30.wait_s() == pytest.approx(0.0095)
+    at60 = SkipGovernor(1, 1 / 60, ema=1.0)
+    at60.observe(10.0)
+    assert at60.wait_ms == 12.0 and at60.wait_s() == pytest.approx(0.012)
+
+
 def test_auto_skip_has_hysteresis():
     rng = np.random.default_rng(5)
     boundary_ms = 2 / 1.25 * 1000 / 30  # load exactly 2 frame intervals with 25 % headroom
