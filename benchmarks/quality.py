@@ -548,6 +548,8 @@ def real_totals(by_seq: dict[str, dict]) -> dict:
 
 
 def real_markdown(res: dict, info: dict, command: str) -> str:
+    from vbg.inference.scheduler import fresh_wait_ms
+
     rows, labels = res["rows"], res["labels"]
     seqs = list(res["sequences"])
     t = res["model_timing"]
@@ -566,7 +568,7 @@ def real_markdown(res: dict, info: dict, command: str) -> str:
          f"not scored. Model: `{res['model']}`, masks at {first['mask_size'][1]}x{first['mask_size'][0]}, "
          f"{timing}. The live rows run the model on that clock, frame-exactly: its mask reaches the frame "
          f"{res['delay_frames']} frame(s) after the one it saw (0: waited for, as the pipeline does for a model of "
-         f"at most 12 ms), and `--skip auto` runs it on 1 frame in {res['auto_n']}. Person crop: {res['crop']}.\n"),
+         f"at most {fresh_wait_ms(1000.0 / res['fps']):.1f} ms at this frame rate), and `--skip auto` runs it on 1 frame in {res['auto_n']}. Person crop: {res['crop']}.\n"),
         ("Metrics: **IoU** of the silhouettes cut at 0.5, mean over frames; **boundary F** (DAVIS: contour pixels "
          f"matched within {first['boundary_tol']} px, 3 px at 480p scaled with the height), mean over frames; "
          "**flicker** = mean frame-to-frame change of the alpha where the truth did not change, x1000; **lag** = "

@@ -52,7 +52,6 @@ from .buffers import Closed, LatestSlot
 from .clock import Clock, MonotonicClock
 from .config import LiveConfig
 from .errors import SinkError, VbgError, one_line
-from .inference.scheduler import FRESH_WAIT_MS
 from .stats import LiveStats
 from .types import Composite, Frame, Mask
 
@@ -665,13 +664,9 @@ class LivePipeline:
         if not st.governor.should_run(frame.seq):
             return 0.0
         st.to_model.put(frame)
-        # A model that answers within a fraction of the frame interval is worth waiting for:
-        # the mask is then exact for this frame instead of carried along from the last one. A
-        # slow one is never waited for.
-        expected = st.governor.infer_ms
-        if expected is not None and expected <= FRESH_WAIT_MS:
-            return min(expected * 1.5 + 2.0, FRESH_WAIT_MS) / 1000.0
-        return 0.0
+        # A model that answers within half the frame interval is worth waiting for: the mask is
+        # then exact for this frame instead of carried along from the last one.
+        return st.governor.wait_s()
 
     def _output(self, frame: Frame, alpha_u8: np.ndarray, fresh: bool, st: _Stages, out: np.ndarray,
                 effect_on: bool, t0: float) -> Composite:

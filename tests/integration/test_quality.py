@@ -85,6 +85,10 @@ def test_live_schedule_matches_the_pipeline(person_and_room):
     # busy waits in the latest-wins slot (frame 2 here, started when mask 0 is done).
     late = OracleSource(OracleSegmenter(64, infer_ms=75.0))
     assert delay_frames(75.0, 30.0) == 3 and delay_frames(10.0, 30.0) == 0
+    # a model within half a frame interval is waited for, as live: 13.5 ms at 24 fps, not 25 ms
+    assert delay_frames(13.5, 24.0) == 0 and delay_frames(25.0, 24.0) == 1
+    fast = [s for _, s in simulate_live(clip, OracleSource(OracleSegmenter(64, infer_ms=15.0)), LiveSettings(skip=1))]
+    assert fast == list(range(12))  # 15 ms at 30 fps (under 16.7 ms): every frame its own mask
     seqs = [s for _, s in simulate_live(clip, late, LiveSettings(skip="auto"))]
     assert seqs == [-1, -1, -1, 0, 0, 2, 2, 2, 5, 5, 5, 8]
     alphas = [a.copy() for a, _ in simulate_live(clip, late, LiveSettings(skip="auto"))]

@@ -130,6 +130,34 @@ def test_warp_and_motion_reuse_their_output():
     assert not prop.motion().any() and not prop.flow.any()
 
 
+def test_a_thin_person_who_turns_back_is_followed_not_carried_on_the_old_way():
+    """Too little of the person to fit their motion (a thin silhouette) and a last motion that no
+    longer holds: the mask follows the picture where the flow is sure of itself, rather than
+    carrying the person on the way they last moved (which left them behind a stale mask)."""
+    h, w = 128, 128
+    room = texture(h, w, 1)
+
+    def scene(y, x, part):
+        frame, mask = room.copy(), np.zeros((h, w), np.float32)
+        ph, pw = part.shape[:2]
+        frame[y : y + ph, x : x + pw] = part
+        mask[y : y + ph, x : x + pw] = 1.0
+        return frame, mask
+
+    wide, thin = texture(40, 32, 2), texture(40, 8, 3)
+    prop = MaskPropagator((h, w))
+    f0, m0 = scene(40, 40, wide)
+    f1, m1 = scene(40, 43, wide)  # walking right, 3 px a frame: that motion is fitted
+    assert iou(prop.warp(m0, prop.gray(f0, seq=0), prop.gray(f1, seq=1), frames=1), m1) > 0.95
+    f2, m2 = scene(40, 60, thin)
+    f3, m3 = scene(40, 57, thin)  # a thin part, moving back left
+
+    carried = prop.warp(m2, prop.gray(f2, seq=2), prop.gray(f3, seq=3), frames=1)
+
+    assert iou(m2, m3) < 0.5  # the stale mask is visibly off
+    assert iou(carried, m3) > 0.6  # carried on to the right it scored 0.14
+
+
 def test_propagator_rejects_bad_options_and_inputs():
     for bad in [dict(mask_hw=(0, 10)), dict(mask_hw="big"), dict(mask_hw=(16, 16), history=1),
                 dict(mask_hw=(16, 16), preset="slowest")]:
@@ -333,6 +361,24 @@ def test_auto_skip_fits_the_model_into_the_frame_interval(infer_ms, expected):
     assert gov.current_n == expected
     ran = [s for s in range(120) if gov.should_run(s)]
     assert np.all(np.diff(ran) == expected)
+
+
+def test_a_fast_model_is_waited_for_up_to_half_a_frame_interval():
+    """The render thread waits for the mask of the frame the model was given when the model's
+    time fits in half a frame interval (at least 12 ms): 1.5 times that time plus 2 ms, capped
+    there; a slower model, or one not timed yet, is never waited for."""
+    at24 = SkipGovernor("auto", 1 / 24, ema=1.0)
+    assert at24.wait_s() == 0.0  # no time measured yet
+    at24.observe(13.5)  # the selfie model on a loaded 2-core machine
+    assert at24.wait_s() == pytest.approx(0.5 / 24)  # 22.25 ms capped at 20.8
+    at24.observe(25.0)
+    assert at24.wait_s() == 0.0  # over half the interval: the mask comes a frame later
+    at30 = SkipGovernor(3, 1 / 30, ema=1.0)
+    at30.observe(5.0)
+    assert at30.wait_s() == pytest.approx(0.0095)
+    at60 = SkipGovernor(1, 1 / 60, ema=1.0)
+    at60.observe(10.0)
+    assert at60.wait_ms == 12.0 and at60.wait_s() == pytest.approx(0.012)
 
 
 def test_auto_skip_has_hysteresis():

@@ -6,7 +6,8 @@ on the frames :class:`~vbg.inference.scheduler.SkipGovernor` picks. The model
 is simulated on the clock of a camera at ``fps``: started on frame ``s`` at
 ``s / fps``, its mask exists ``infer_ms`` later and reaches the first frame
 rendered from then on. A model no slower than the scheduler's
-``FRESH_WAIT_MS`` is waited for, so its mask is used on its own frame. A frame
+:func:`~vbg.inference.scheduler.fresh_wait_ms` (half the frame interval, at
+least 12 ms) is waited for, so its mask is used on its own frame. A frame
 picked while the model is busy waits in a latest-wins slot (a newer pick
 replaces it), as in the pipeline.
 
@@ -30,7 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from ..config import parse_skip
-from ..inference.scheduler import FRESH_WAIT_MS, SkipGovernor
+from ..inference.scheduler import SkipGovernor, fresh_wait_ms
 from ..inference.tracker import MaskTracker, OfflineMaskTracker
 from ..types import Mask
 from .clips import Clip
@@ -130,7 +131,7 @@ class LiveSettings:
 
 def delay_frames(infer_ms: float, fps: float) -> int:
     """Frames between the one the model saw and the first one its mask reaches (live)."""
-    if infer_ms <= FRESH_WAIT_MS:
+    if infer_ms <= fresh_wait_ms(1000.0 / fps):
         return 0
     return math.ceil(infer_ms * fps / 1000.0 - 1e-9)
 
@@ -149,7 +150,7 @@ def simulate_live(clip: Clip, source: MaskSource, settings: LiveSettings = LiveS
     frame_s = 1.0 / clip.fps
     governor = SkipGovernor(settings.skip, frame_s)
     infer_s = source.infer_ms / 1000.0
-    wait = source.infer_ms <= FRESH_WAIT_MS
+    wait = source.infer_ms <= governor.wait_ms  # the pipeline's rule (SkipGovernor.wait_s)
     zeros = np.zeros(hw, np.uint8)
     running: tuple[int, float] | None = None  # (seq, ready time)
     pending: int | None = None

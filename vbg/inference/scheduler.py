@@ -18,10 +18,11 @@ N goes up only once that load exceeds N by ``hysteresis`` (10 %), and down
 only once it fits in N - 1 with the same margin, so inference times that hover
 around a boundary do not flip N every frame.
 
-A model that answers within ``FRESH_WAIT_MS`` is waited for on the frames it
-runs on (live), so their masks are exact for them instead of carried along
-from an older frame; the quality benchmark's live simulation follows the same
-rule.
+A model that answers within :func:`fresh_wait_ms` (half the frame interval,
+at least ``FRESH_WAIT_MS``) is waited for on the frames it runs on (live), so
+their masks are exact for them instead of carried along from an older frame
+(``SkipGovernor.wait_s``); the quality benchmark's live simulation follows the
+same rule.
 """
 
 from __future__ import annotations
@@ -31,7 +32,18 @@ import math
 from ..config import SKIP_MAX, parse_skip
 from ..errors import ConfigError
 
-FRESH_WAIT_MS = 12.0  # wait this long at most for the mask of the current frame
+FRESH_WAIT_MS = 12.0  # the least a model's mask is worth waiting for, at any frame rate
+# ... and up to this share of the frame interval (20.8 ms at 24 fps, 16.7 ms at 30 fps): the
+# rest of the interval is the render thread's. DAVIS people, selfie model at 13.5 ms (its
+# median on the loaded 2-core machine), frame-exact: a carried mask one frame late loses
+# 0.010 IoU and 0.030 boundary F against a waited one at `--skip auto`, 0.020 / 0.028 at
+# `--skip 3` (benchmarks/QUALITY.md, issue 15).
+FRESH_WAIT_SHARE = 0.5
+
+
+def fresh_wait_ms(frame_interval_ms: float) -> float:
+    """The longest a model is waited for on the frame it runs on, in ms, at this frame interval."""
+    return max(FRESH_WAIT_MS, FRESH_WAIT_SHARE * frame_interval_ms)
 
 
 class SkipGovernor:
@@ -83,6 +95,25 @@ class SkipGovernor:
     def infer_ms(self) -> float | None:
         """The smoothed inference time (None before the first ``observe``)."""
         return self._ema_ms
+
+    @property
+    def wait_ms(self) -> float:
+        """The longest wait for a mask this frame rate allows (:func:`fresh_wait_ms`)."""
+        return fresh_wait_ms(self.frame_interval_ms)
+
+    def wait_s(self) -> float:
+        """Seconds worth waiting for the mask of a frame the model was just given (0.0: none).
+
+        A model whose smoothed time fits in :attr:`wait_ms` is waited for, up to
+        1.5 times that time plus 2 ms (a slow run under load must not stall the
+        video), never longer than :attr:`wait_ms`: the mask is then exact for the
+        frame shown instead of carried from the one before. A slower model, or
+        one not yet timed, is never waited for.
+        """
+        expected = self._ema_ms
+        if expected is None or expected > self.wait_ms:
+            return 0.0
+        return min(expected * 1.5 + 2.0, self.wait_ms) / 1000.0
 
     @property
     def load(self) -> float | None:
