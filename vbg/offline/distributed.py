@@ -105,6 +105,10 @@ def plan_spans(src: Path, window: int, segment_s: float = SEGMENT_S) -> list[Spa
     without timestamps). Reads the packets, decodes nothing."""
     import av
 
+    from ..media.open import is_url
+
+    if is_url(str(src)):  # a stream is read once, by the worker that gets it
+        return None
     try:
         with av.open(str(src)) as container:
             if not container.streams.video:
