@@ -42,6 +42,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -55,6 +56,7 @@ log = logging.getLogger("vbg.process")
 RAY_HINT = "pip install 'vbg[ray]'"
 SEGMENT_S = 60.0  # a part's length; a file shorter than two is one unit
 REPORT_S = 0.5  # how often a unit reports its frames, at most
+CPUS_PER_ACTOR = 4  # an actor's CPUs on big nodes (a file's decode, smoothing threads, encode)
 RESTARTS = 3  # an actor whose process died is restarted (and its unit run again) this many times
 
 
@@ -289,18 +291,21 @@ class RayJob:
 
 
 def plan_workers(ray, cfg, workers: int | None) -> RayJob:
-    """Actors and the resources each declares: GPUs where the cluster has them and the model may
-    use CUDA (one per actor, or a share when ``workers`` asks for more actors than GPUs), else
-    CPUs (one per actor on nodes of up to 4 cores, 4 on bigger ones)."""
+    """Actors and the resources each declares. Where the cluster has GPUs and the model may use
+    CUDA: one actor per 4 CPUs (at least one per GPU), each asking for its share of the GPUs
+    (``num_gpus`` = GPUs / actors, 1 at most): on a GPU the model is fast and a file's CPU stages
+    (smoothing, x264) bound one actor (``benchmarks/RESULTS.md``, H200), so several actors share a
+    GPU. Otherwise CPUs: one per actor on nodes of up to 4 cores, 4 on bigger ones. ``workers``
+    sets the number of actors."""
     res = ray.cluster_resources()
     gpus = int(res.get("GPU", 0))
     cpus = int(res.get("CPU", 1)) or 1
     if gpus and cfg.model.device in ("auto", "cuda", "tensorrt"):
-        n = workers or gpus
+        n = workers or max(gpus, cpus // CPUS_PER_ACTOR)
         return RayJob(n, num_cpus=max(1, cpus // n), num_gpus=min(1.0, gpus / n))
     biggest = max((int(node.get("Resources", {}).get("CPU", 0)) for node in ray.nodes() if node.get("Alive")),
                   default=cpus)
-    per = 1 if biggest <= 4 else 4
+    per = 1 if biggest <= CPUS_PER_ACTOR else CPUS_PER_ACTOR
     n = workers or max(1, cpus // per)
     return RayJob(n, num_cpus=per if workers is None else max(1, min(per, cpus // n)), num_gpus=0)
 
@@ -344,18 +349,15 @@ class RayRunner:
         each file is finished or failed. The results, in the order of ``files``."""
         ray = import_ray()
         entries = [_File(i, Path(src), Path(dst), seq, progress_for(src)) for i, (src, dst, seq) in enumerate(files)]
-        units: list[_Unit] = []
+        # Files are planned as the workers need more units, not all before the first one starts:
+        # planning reads each file's packets, which for a batch of thousands would hold the start.
+        todo: deque[_Unit] = deque()
+        planned = iter(entries)
         try:
-            for f in entries:
-                self._plan(f, units)
-                if f.error is not None:
-                    self._finish(f, on_done)
-            total = sum(f.progress.total or 0 for f in entries if f.error is None)
-            if job_progress is not None:
-                job_progress.total = total or None
-            if units and not self.stop.is_set():
+            first = self._plan_more(planned, todo, 1, job_progress, on_done)
+            if first and not self.stop.is_set():
                 self._start_actors(ray)
-                self._drive(ray, entries, units, job_progress, on_done)
+                self._drive(ray, entries, planned, todo, job_progress, on_done)
         finally:
             for a in self.actors:
                 with contextlib.suppress(Exception):
@@ -373,7 +375,21 @@ class RayRunner:
                 f.result = FileResult(str(f.src), None, interrupted=True)
         return [f.result for f in entries]
 
-    def _plan(self, f: _File, units: list[_Unit]) -> None:
+    def _plan_more(self, planned, todo: deque, want: int, job_progress, on_done) -> bool:
+        """Plan files from ``planned`` until ``todo`` holds ``want`` units or none is left; False when
+        none is left to run at all (every file failed)."""
+        while len(todo) < want and not self.stop.is_set():
+            f = next(planned, None)
+            if f is None:
+                break
+            self._plan(f, todo)
+            if f.error is not None:
+                self._finish(f, on_done)
+            elif job_progress is not None:
+                job_progress.total = (job_progress.total or 0) + (f.progress.total or 0)
+        return bool(todo)
+
+    def _plan(self, f: _File, units: deque) -> None:
         from ..media.info import probe
 
         try:
@@ -394,18 +410,18 @@ class RayRunner:
         f.progress.total = sum(s.count for s in spans) if spans else info.frames
         f.progress.emit("start", output=str(f.dst), frames=f.progress.total)
         f.left = len(f.spans)
-        units += [_Unit(f.index, i, s) for i, s in enumerate(f.spans)]
+        units.extend(_Unit(f.index, i, s) for i, s in enumerate(f.spans))
 
-    def _drive(self, ray, entries: list[_File], units: list[_Unit], job_progress, on_done) -> None:
+    def _drive(self, ray, entries: list[_File], planned, todo: deque, job_progress, on_done) -> None:
         counter = self.state
-        todo = list(reversed(units))  # popped from the end: in order
         idle = {i: 0 for i in range(len(self.actors))}  # units in flight per actor (2: one waits its turn)
         pending: dict = {}  # ObjectRef -> (unit, actor index)
         last_poll = 0.0
-        while (todo or pending) and not self.stop.is_set():
+        while not self.stop.is_set():
             for i, actor in enumerate(self.actors):
-                while todo and idle[i] < 2:
-                    unit = todo.pop()
+                while idle[i] < 2 and (todo or self._plan_more(planned, todo, 2 * len(self.actors), job_progress,
+                                                               on_done)):
+                    unit = todo.popleft()
                     f = entries[unit.file]
                     if f.error is not None:  # its file failed already: the rest of it is not run
                         f.left -= 1
