@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DependencyError, InputError, VbgError, one_line
-from .process import FileProcessor, FileResult, Span
+from .process import FileProcessor, FileResult, Span, SplitError
 
 log = logging.getLogger("vbg.process")
 
@@ -120,7 +120,7 @@ def plan_spans(src: Path, window: int, segment_s: float = SEGMENT_S) -> list[Spa
             pts: list[int] = []
             keys: list[int] = []
             for packet in container.demux(stream):
-                if packet.size == 0:
+                if packet.size == 0 or packet.is_discard:  # discarded: decoded for reference, never shown
                     continue
                 if packet.pts is None:
                     return None
@@ -162,12 +162,13 @@ class _File:
     staging: Path | None = None
     parts: dict = field(default_factory=dict)  # part -> FileResult
     error: VbgError | None = None
-    left: int = 0  # units not back yet
+    left: int = 0  # units of this try not back yet
     t0: float = 0.0
     result: FileResult | None = None
+    attempt: int = 0  # 1: run whole after its parts did not hold the frames planned (SplitError)
 
     def part_path(self, part: int) -> Path:
-        return self.staging / (f"part{part:05d}" + ("" if self.sequence else self.dst.suffix))
+        return self.staging / (f"try{self.attempt}-part{part:05d}" + ("" if self.sequence else self.dst.suffix))
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,13 +176,14 @@ class _Unit:
     file: int
     part: int
     span: Span | None
+    attempt: int = 0
 
 
 # ------------------------------------------------------------------ the workers (in the Ray actors)
 class _PartProgress:
     """What ``FileProcessor`` reports to, in a worker: the part's own frames, to the counter actor."""
 
-    def __init__(self, counter, key: tuple[int, int], span: Span | None) -> None:
+    def __init__(self, counter, key: tuple, span: Span | None) -> None:
         self.total = None
         self._counter, self._key = counter, key
         self._before = span.before if span is not None else 0
@@ -266,14 +268,14 @@ class Worker:
         return list(self.seg.providers)
 
     def run(self, unit: _Unit, src: str, part: str, sequence: bool, counter):
-        """One unit into ``part``: (FileResult, None), or (None, (exit code, message)) when its
-        file failed for its own reasons."""
-        progress = _PartProgress(counter, (unit.file, unit.part), unit.span)
+        """One unit into ``part``: (FileResult, None), or (None, (exit code, message, split)) when
+        its file failed for its own reasons (``split``: its part did not hold the planned frames)."""
+        progress = _PartProgress(counter, (unit.file, unit.attempt, unit.part), unit.span)
         try:
             res = self.proc.process(Path(src), Path(part), progress, sequence=sequence, overwrite=True,
                                     span=unit.span, audio=False)
         except VbgError as e:
-            return None, (e.exit_code, str(e))
+            return None, (e.exit_code, str(e), isinstance(e, SplitError))
         progress.update(res.frames + (unit.span.before if unit.span else 0), force=True)
         res.buffers = None
         return res, None
@@ -439,14 +441,21 @@ class RayRunner:
                 unit, i = pending.pop(ref)
                 idle[i] -= 1
                 f = entries[unit.file]
+                if unit.attempt != f.attempt:  # a part of a try given up: the file runs whole now
+                    continue
                 f.left -= 1
                 try:
                     res, failure = ray.get(ref)
                 except Exception as e:  # the unit failed past Ray's retries, or a bug in a worker
-                    res, failure = None, (1, f"{f.src}: a Ray worker failed ({one_line(e)[:300]})")
+                    res, failure = None, (1, f"{f.src}: a Ray worker failed ({one_line(e)[:300]})", False)
+                if failure is not None and failure[2] and f.attempt == 0 and f.error is None:
+                    log.warning("%s; processing it whole instead", failure[1])
+                    f.attempt, f.spans, f.parts, f.left = 1, [None], {}, 1
+                    todo.appendleft(_Unit(f.index, 0, None, 1))
+                    continue
                 if failure is not None:
                     if f.error is None:
-                        f.error = _error(*failure)
+                        f.error = _error(*failure[:2])
                 else:
                     f.parts[unit.part] = res
                 if f.left == 0 and f.result is None:
@@ -462,8 +471,9 @@ class RayRunner:
     def _report(self, ray, counter, entries: list[_File], job_progress) -> None:
         done = ray.get(counter.get.remote())
         per_file: dict[int, int] = {}
-        for (fi, _), n in done.items():
-            per_file[fi] = per_file.get(fi, 0) + n
+        for (fi, attempt, _), n in done.items():
+            if attempt == entries[fi].attempt:
+                per_file[fi] = per_file.get(fi, 0) + n
         for f in entries:
             if f.result is None and f.index in per_file:
                 f.progress.update(per_file[f.index])

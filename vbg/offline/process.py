@@ -177,6 +177,11 @@ class Span:
         return self.before + self.count + self.after
 
 
+class SplitError(InputError):
+    """A part of a file did not hold the frames its packets promised (``Span``): the file must be
+    run whole (``vbg.offline.distributed`` does so by itself)."""
+
+
 class _SpanReader:
     """A ``VideoReader`` that seeks to ``span.start_pts`` and yields the span's frames, indexed from 0."""
 
@@ -205,7 +210,7 @@ class _SpanReader:
 class _SpanWriter:
     """The span's own frames into ``writer`` under their whole-file index; its context frames dropped.
     A span whose frames are not where the plan put them (a file whose packets and frames disagree)
-    is an ``InputError``: the part would not join into the whole file's frames."""
+    is a ``SplitError``: the part would not join into the whole file's frames."""
 
     def __init__(self, writer, span: Span) -> None:
         self._w, self._span = writer, span
@@ -216,10 +221,8 @@ class _SpanWriter:
         if not 0 <= own < span.count:
             return
         if own == 0 and pts != span.first_pts:
-            from ..errors import InputError
-
-            raise InputError(f"frame {span.first} is at pts {pts}, not at {span.first_pts} as its packets say: "
-                             "the file cannot be split; process it without --ray")
+            raise SplitError(f"frame {span.first} is at pts {pts}, not at {span.first_pts} as its packets say: "
+                             "the file cannot be split at its keyframes")
         self._w.write(span.first + own, pts, time_s, image)
 
     @property
@@ -460,9 +463,9 @@ class FileProcessor:
                 sink = writer if span is None else _SpanWriter(writer, span)
                 self._supervise(run, open_reader, sink, tracker, compositor, progress, res)
                 if span is not None and writer.frames_written != span.count and not res.interrupted:
-                    raise InputError(f"{src}: frames {span.first}..{span.first + span.count - 1} gave "
-                                     f"{writer.frames_written} frames, not {span.count}: the file cannot be split; "
-                                     "process it without --ray")
+                    raise SplitError(f"{src}: frames {span.first}..{span.first + span.count - 1} gave "
+                                     f"{writer.frames_written} frames, not {span.count}: the file cannot be split at its "
+                                     "keyframes")
             res.output = str(writer.output_path) if writer.output_path is not None else None
         except BaseException as e:
             kept = writer is not None and writer.partial and writer.output_path is not None
@@ -568,4 +571,4 @@ class FileProcessor:
         return image
 
 
-__all__ = ["FileProcessor", "FileResult", "ProcessConfig", "VbgError"]
+__all__ = ["FileProcessor", "FileResult", "ProcessConfig", "Span", "SplitError", "VbgError"]
