@@ -229,3 +229,30 @@ def test_an_input_after_a_bare_ray_is_not_taken_for_an_address(clip, tmp_path, c
     rc = main(["process", "--ray", str(clip), str(clip), "-o", str(tmp_path / "out"), *COMMON])
     assert rc == 2
     assert "put a bare --ray after the inputs" in capsys.readouterr().err
+
+
+def test_more_workers_than_the_cluster_has_room_for_hold_no_part_back(cluster, clip, local_matte, tmp_path, capsys):
+    out = tmp_path / "matte"
+    # 3 workers of 1 CPU on 2 CPUs: the third waits for room for good; the parts go to the other two
+    rc = main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", "--workers", "3",
+               *COMMON[:-1]])
+    assert rc == 0
+    assert "3 Ray worker(s) of 1 CPU(s)" in capsys.readouterr().err
+    same_pngs(local_matte, out)
+
+
+def test_on_a_cluster_with_a_gpu_the_workers_ask_for_it_without_a_flag(cluster, clip, tmp_path, capsys):
+    # A node that declares a GPU (Ray takes the count as given): the workers are planned onto it, one
+    # per 4 CPUs with its share of the GPU. Without CUDA here the model itself falls back to the CPU.
+    node = cluster.add_node(num_cpus=4, num_gpus=1, object_store_memory=80 << 20)
+    try:
+        cluster.wait_for_nodes()
+        out = tmp_path / "talk.mp4"
+        rc = main(["process", str(clip), "-o", str(out), "--ray", "--ray-segment", "1", "--model", "selfie",
+                   "--size", "256"])
+        assert rc == 0
+        assert "1 Ray worker(s) of 4 CPU(s) and 1 GPU(s)" in capsys.readouterr().err
+        with av.open(str(out)) as c:
+            assert sum(1 for _ in c.decode(video=0)) == 60
+    finally:
+        cluster.remove_node(node)

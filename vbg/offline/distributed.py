@@ -57,7 +57,8 @@ RAY_HINT = "pip install 'vbg[ray]'"
 SEGMENT_S = 60.0  # a part's length; a file shorter than two is one unit
 REPORT_S = 0.5  # how often a unit reports its frames, at most
 CPUS_PER_ACTOR = 4  # an actor's CPUs on big nodes (a file's decode, smoothing threads, encode)
-RESTARTS = 3  # an actor whose process died is restarted (and its unit run again) this many times
+RESTARTS = 3
+START_WARN_S = 60  # a worker that has not started by then is waiting for room: said once  # an actor whose process died is restarted (and its unit run again) this many times
 
 
 def import_ray():
@@ -293,23 +294,29 @@ class RayJob:
 
 
 def plan_workers(ray, cfg, workers: int | None) -> RayJob:
-    """Actors and the resources each declares. Where the cluster has GPUs and the model may use
-    CUDA: one actor per 4 CPUs (at least one per GPU), each asking for its share of the GPUs
-    (``num_gpus`` = GPUs / actors, 1 at most): on a GPU the model is fast and a file's CPU stages
-    (smoothing, x264) bound one actor (``benchmarks/RESULTS.md``, H200), so several actors share a
-    GPU. Otherwise CPUs: one per actor on nodes of up to 4 cores, 4 on bigger ones. ``workers``
-    sets the number of actors."""
-    res = ray.cluster_resources()
-    gpus = int(res.get("GPU", 0))
-    cpus = int(res.get("CPU", 1)) or 1
-    if gpus and cfg.model.device in ("auto", "cuda", "tensorrt"):
-        n = workers or max(gpus, cpus // CPUS_PER_ACTOR)
-        return RayJob(n, num_cpus=max(1, cpus // n), num_gpus=min(1.0, gpus / n))
-    biggest = max((int(node.get("Resources", {}).get("CPU", 0)) for node in ray.nodes() if node.get("Alive")),
-                  default=cpus)
-    per = 1 if biggest <= CPUS_PER_ACTOR else CPUS_PER_ACTOR
-    n = workers or max(1, cpus // per)
-    return RayJob(n, num_cpus=per if workers is None else max(1, min(per, cpus // n)), num_gpus=0)
+    """Actors and the resources each declares, from the live nodes. Where the cluster has GPUs
+    and the model may use CUDA: on each GPU node one actor per 4 CPUs (at least one per GPU), each
+    asking for its share of the node's GPUs (``num_gpus`` 1 at most): on a GPU the model is fast
+    and a file's CPU stages (smoothing, x264) bound one actor (``benchmarks/RESULTS.md``, H200), so
+    several actors share a GPU. Otherwise CPUs: one per actor where every node has up to 4 cores, 4
+    on clusters with bigger nodes. The resources are one size for all actors, so that the count is
+    what fits the nodes; ``workers`` sets the count (more than fit wait for room: see
+    ``RayRunner``)."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    gpu_nodes = [(int(r.get("GPU", 0)), int(r.get("CPU", 0))) for r in nodes if r.get("GPU", 0) >= 1]
+    if gpu_nodes and cfg.model.device in ("auto", "cuda", "tensorrt"):
+        per_node = [max(g, c // CPUS_PER_ACTOR) for g, c in gpu_nodes]
+        num_gpus = min(min(1.0, g / n) for (g, _), n in zip(gpu_nodes, per_node))
+        num_cpus = max(1, min(c // n for (_, c), n in zip(gpu_nodes, per_node)))
+        fit = sum(min(int(g / num_gpus + 1e-9), c // num_cpus) for g, c in gpu_nodes)
+        if workers:  # N actors over the GPUs there are
+            num_gpus = min(1.0, sum(g for g, _ in gpu_nodes) / workers)
+        return RayJob(workers or max(1, fit), num_cpus=num_cpus, num_gpus=num_gpus)
+    cpus = [int(r.get("CPU", 0)) for r in nodes] or [1]
+    per = 1 if max(cpus) <= CPUS_PER_ACTOR else CPUS_PER_ACTOR
+    if workers:  # N actors: fewer CPUs each where N of ``per`` would not fit
+        return RayJob(workers, num_cpus=max(1, min(per, sum(cpus) // workers)), num_gpus=0)
+    return RayJob(max(1, sum(c // per for c in cpus)), num_cpus=per, num_gpus=0)
 
 
 class RayRunner:
@@ -344,6 +351,39 @@ class RayRunner:
                                             max_restarts=RESTARTS, max_task_retries=RESTARTS)
         self.actors = [worker.remote(cfg, self.source.spec.name, self.source.label, name, weights, onnx_name, sha)
                        for _ in range(self.job.workers)]
+        # An actor gets units once it has started (its model open): one that waits for room on the
+        # cluster, or never starts, holds none back.
+        self._starting = {actor.pid.remote(): i for i, actor in enumerate(self.actors)}
+        self._started: set[int] = set()
+        self._failed: list[str] = []
+        self._t_start = time.monotonic()
+        self._warned = False
+
+    def _check_started(self, ray) -> None:
+        """Actors that have started since the last look; ``ModelError`` when none could."""
+        from ..errors import ModelError
+
+        if not self._starting:
+            return
+        done, _ = ray.wait(list(self._starting), num_returns=len(self._starting), timeout=0)
+        for ref in done:
+            i = self._starting.pop(ref)
+            try:
+                ray.get(ref)
+            except Exception as e:  # its constructor failed (each restart too): the model, the device
+                self._failed.append(one_line(e)[:300])
+                log.warning("a Ray worker could not start: %s", self._failed[-1])
+                continue
+            self._started.add(i)
+        if not self._started and not self._starting:
+            raise ModelError(f"no Ray worker could open the model ({self._failed[0]}): check that every node has "
+                             "the same vbg version and can run the model (vbg doctor on a node)")
+        if self._starting and not self._warned and time.monotonic() - self._t_start > START_WARN_S:
+            self._warned = True
+            job = self.job
+            log.warning("%d of %d Ray worker(s) have not started after %d s: the cluster has no room for them "
+                        "(each asks for %g CPU(s)%s); the others go on", len(self._starting), len(self.actors),
+                        START_WARN_S, job.num_cpus, f" and {job.num_gpus:g} GPU(s)" if job.num_gpus else "")
 
     def run(self, files: list[tuple], progress_for, job_progress=None, on_done=None) -> list[FileResult]:
         """``files``: (src, dst, sequence) each; ``progress_for(src)``: a ``Progress`` for its events
@@ -420,9 +460,10 @@ class RayRunner:
         pending: dict = {}  # ObjectRef -> (unit, actor index)
         last_poll = 0.0
         while not self.stop.is_set():
+            self._check_started(ray)
             for i, actor in enumerate(self.actors):
-                while idle[i] < 2 and (todo or self._plan_more(planned, todo, 2 * len(self.actors), job_progress,
-                                                               on_done)):
+                while i in self._started and idle[i] < 2 and (
+                        todo or self._plan_more(planned, todo, 2 * len(self.actors), job_progress, on_done)):
                     unit = todo.popleft()
                     f = entries[unit.file]
                     if f.error is not None:  # its file failed already: the rest of it is not run
@@ -434,10 +475,17 @@ class RayRunner:
                     ref = actor.run.remote(unit, str(f.src), str(f.part_path(unit.part)), f.sequence, counter)
                     pending[ref] = (unit, i)
                     idle[i] += 1
-            if not pending:
+            if not pending and not todo and not self._plan_more(planned, todo, 1, job_progress, on_done):
                 break
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=REPORT_S)
+            if not pending and not self._started and not self._starting:
+                from ..errors import ModelError
+
+                raise ModelError("every Ray worker has stopped (each was restarted as often as allowed): see the "
+                                 "errors above")
+            ready, _ = ray.wait([*pending, *self._starting], num_returns=1, timeout=REPORT_S)
             for ref in ready:
+                if ref not in pending:  # an actor has started: units for it on the next round
+                    continue
                 unit, i = pending.pop(ref)
                 idle[i] -= 1
                 f = entries[unit.file]
@@ -448,6 +496,8 @@ class RayRunner:
                     res, failure = ray.get(ref)
                 except Exception as e:  # the unit failed past Ray's retries, or a bug in a worker
                     res, failure = None, (1, f"{f.src}: a Ray worker failed ({one_line(e)[:300]})", False)
+                    if isinstance(e, ray.exceptions.RayActorError):  # restarted too often: it gets no more
+                        self._started.discard(i)
                 if failure is not None and failure[2] and f.attempt == 0 and f.error is None:
                     log.warning("%s; processing it whole instead", failure[1])
                     f.attempt, f.spans, f.parts, f.left = 1, [None], {}, 1
