@@ -600,7 +600,13 @@ def cmd_process(args) -> int:
         from .offline.distributed import import_ray
 
         import_ray()  # Ray missing: its one line before any other check
-        return _process_on_ray(_check_process(args), args, address)
+        from .offline.workers import parse_workers
+
+        # --workers counts Ray actors here, each with its own CPUs: the local plan is made for one
+        # session, so that the model's threads are left to the actors' share.
+        workers = None if args.workers == "auto" else parse_workers(args.workers, None)
+        local = argparse.Namespace(**{**vars(args), "workers": "1"})
+        return _process_on_ray(_check_process(local), args, address, workers)
     plan = _check_process(args)
     proc = None
 
@@ -624,7 +630,7 @@ def cmd_process(args) -> int:
 _INTERRUPTED = 130
 
 
-def _process_on_ray(plan: _ProcessPlan, args, address: str | None) -> int:
+def _process_on_ray(plan: _ProcessPlan, args, address: str | None, workers: int | None) -> int:
     """vbg process --ray: the batch on a Ray cluster (``vbg.offline.distributed``); the exit code
     as a local batch's."""
     from dataclasses import replace
@@ -678,7 +684,7 @@ def _process_on_ray(plan: _ProcessPlan, args, address: str | None) -> int:
         with ray_runtime(address) as dashboard:
             if dashboard:
                 log.info("Ray dashboard: %s", dashboard)
-            job = plan_workers(import_ray(), plan.cfg, plan.workers)
+            job = plan_workers(import_ray(), plan.cfg, workers)
             job = replace(job, segment_s=args.ray_segment or SEGMENT_S)
             log.info("model %s, %d Ray worker(s) of %g CPU(s)%s", source.label, job.workers, job.num_cpus,
                      f" and {job.num_gpus:g} GPU(s)" if job.num_gpus else "")
