@@ -21,7 +21,7 @@ into one new folder.
 Workers: one Ray actor per worker slot opens the segmenter once and keeps it for every unit it is
 given; it asks Ray for a GPU (or ``gpus / workers`` of one) where the cluster has GPUs and the
 model may use CUDA, else for CPUs. The model file goes to the actors through Ray's object store
-(read once here, written once per actor to its node's temporary folder); a torch checkpoint is
+(read once here, written once per node into its vbg cache); a torch checkpoint is
 handed over as its path, which every node must then see. An actor whose process dies is
 restarted by Ray and its unit run again (``max_restarts``, ``max_task_retries``); a part left
 half-written by the dead process is a hidden temporary file in the staging folder, which goes
@@ -29,8 +29,10 @@ with the folder. A unit that fails for its file's own reasons (a damaged input) 
 alone. Ctrl-C (``stop``) ends the actors at once; the files already joined stay, the rest leave
 nothing (no partial file: parts are not a playable whole).
 
-Progress: each unit reports its frames to a small counter actor, twice a second at most; the
+Progress: each unit reports its frames to a small job actor, twice a second at most; the
 driver reads it and draws one bar (or the same JSON lines as a local run) for the whole job.
+
+Why (work units, identical masks, the join, actors, faults): docs/design/scale-out.md.
 """
 
 from __future__ import annotations
