@@ -93,6 +93,17 @@ def leftovers(folder: Path) -> list[str]:
     return [n for n in os.listdir(folder) if n.startswith(".")]
 
 
+def test_parts_start_at_keyframes_with_the_window_around_them_and_short_files_stay_whole(clip):
+    from vbg.offline.distributed import plan_spans
+
+    spans = plan_spans(clip, 2, 1.0)
+    assert [(s.first, s.count) for s in spans] == [(i, GOP) for i in range(0, 60, GOP)]  # every keyframe
+    assert [(s.before, s.after) for s in spans] == [(0, 2)] + [(2, 2)] * 4 + [(2, 0)]
+    assert [(s.start_pts, s.first_pts) for s in spans[1:2]] == [(8 * 1024, 10 * 1024)]  # the mp4's 1/10240 s
+    assert [s.count for s in plan_spans(clip, 2, 2.5)] == [30, 30]  # the first keyframe >= 2.5 s on
+    assert plan_spans(clip, 2, 3.5) is None  # under two parts' length: one unit
+
+
 def test_a_file_cut_into_parts_gives_the_local_mattes_byte_for_byte(cluster, clip, local_matte, tmp_path):
     from vbg.offline.distributed import plan_spans
 
