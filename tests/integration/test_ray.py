@@ -267,3 +267,22 @@ def test_on_a_cluster_with_a_gpu_the_workers_ask_for_it_without_a_flag(cluster, 
             assert sum(1 for _ in c.decode(video=0)) == 60
     finally:
         cluster.remove_node(node)
+
+
+def test_json_lines_are_a_local_runs_for_the_whole_job(cluster, clip, tmp_path, capsys):
+    import json
+
+    missing = [str(clip), str(clip.with_name("missing.mp4")), "-o", str(tmp_path / "out"), "--json", *COMMON[:-1]]
+    assert main(["process", *missing, "--ray"]) == main(["process", *missing]) == 9  # refused before anything starts
+    assert not (tmp_path / "out").exists()
+    capsys.readouterr()
+    rc = main(["process", str(clip), "-o", str(tmp_path / "talk.mp4"), "--json", "--ray", "--ray-segment", "1",
+               "--model", "selfie", "--device", "cpu", "--size", "256"])
+    assert rc == 0
+    events = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and events[0]["frames"] == 60
+    assert kinds[-1] == "done" and events[-1]["frames"] == 60 and events[-1]["output"] == str(tmp_path / "talk.mp4")
+    assert set(kinds[1:-1]) <= {"progress"}
+    done = [e["done"] for e in events if e["event"] == "progress"]
+    assert done == sorted(done) and all(0 <= d <= 60 for d in done)  # the parts' frames, context left out
