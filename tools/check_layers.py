@@ -13,6 +13,8 @@ The rules (README, "Layout"):
 - nothing in the product imports vbg.evaluation, which only the benchmarks and tests use;
 - the Python API (vbg.api) may import anything but evaluation, and nothing in the product imports
   it: the package root (vbg/__init__.py) only names it, loaded on first use;
+- Ray is imported by the offline runner's vbg/offline/distributed.py alone (vbg process --ray), so
+  nothing else, the live runner least of all, needs it;
 - only the CLI ends the process (sys.exit / SystemExit / os._exit), so every error becomes an exit
   code in one place.
 Imports inside functions count too: a lazy import is still a dependency.
@@ -33,6 +35,7 @@ OFFLINE_RUNNER = {"offline"}
 API = "api"  # the Python API: a runner over the runners
 RUNNERS = LIVE_RUNNER | OFFLINE_RUNNER | {"cli", "preflight", "doctor", "cli_docs", API}
 EXITS_ALLOWED = {"cli", "__main__"}
+RAY_ALLOWED = "vbg.offline.distributed"
 
 
 def unit_of(module: str) -> str:
@@ -59,6 +62,18 @@ def imports_of(path: Path, module: str) -> list[tuple[int, str]]:
             if target in ("vbg",) or (node.level and not node.module):
                 found += [(node.lineno, f"{target}.{a.name}") for a in node.names]
     return [(line, name) for line, name in found if name == "vbg" or name.startswith("vbg.")]
+
+
+def ray_imports(path: Path) -> list[int]:
+    """Lines that import ray (or a module of it)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    lines = []
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        if any(n == "ray" or n.startswith("ray.") for n in names):
+            lines.append(node.lineno)
+    return lines
 
 
 def exits_in(path: Path) -> list[int]:
@@ -110,6 +125,9 @@ def check(root: Path) -> list[str]:
             why = broken_rule(src, unit_of(target))
             if why:
                 problems.append(f"{path.relative_to(root)}:{line}: {target}: {why}")
+        if module != RAY_ALLOWED:
+            problems += [f"{path.relative_to(root)}:{line}: imports ray (only {RAY_ALLOWED} may)"
+                         for line in ray_imports(path)]
         if src not in EXITS_ALLOWED:
             problems += [f"{path.relative_to(root)}:{line}: ends the process (only the CLI may)"
                          for line in exits_in(path)]

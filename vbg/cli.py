@@ -168,6 +168,14 @@ def _parser_process(sub) -> None:
     out.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                      help="no progress bar: one summary line per file")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    ray = p.add_argument_group("Ray (pip install 'vbg[ray]')")
+    ray.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                     help="run the job on Ray: alone, a local Ray runtime on this machine; auto, ray://HOST:PORT or "
+                          "HOST:PORT: the cluster there (inputs and outputs on storage every node sees). "
+                          "--workers N: N Ray workers (default: one per GPU, else per core or 4 cores)")
+    ray.add_argument("--ray-segment", type=float, default=None, metavar="SECONDS",
+                     help="--ray: files at least twice this long are cut at keyframes into parts this long, "
+                          "processed apart and joined (default 60)")
     _add_model_options(p, "default: 512 (offline: quality over speed)", defaults=False)
     p.set_defaults(func=cmd_process)
 
@@ -606,9 +614,37 @@ def open_segmenters(plan: _ProcessPlan, segs: list) -> None:
              len(segs), getattr(seg, "threads", None) or "all", why)
 
 
+def _ray_address(args) -> str | None:
+    """``--ray``'s address: None for a local runtime; a word that is no address is refused (most
+    likely an input that followed a bare --ray)."""
+    addr = args.ray
+    if addr == "":
+        return None
+    if addr == "auto" or addr.startswith("ray://") or (":" in addr and addr.rpartition(":")[2].isdigit()):
+        return addr
+    raise ConfigError(f"--ray {addr!r} is no cluster address: use auto, ray://HOST:PORT or HOST:PORT, or put a bare "
+                      "--ray after the inputs")
+
+
 def cmd_process(args) -> int:
     from .offline.process import FileProcessor
 
+    if getattr(args, "ray", None) is None and getattr(args, "ray_segment", None) is not None:
+        raise ConfigError("--ray-segment applies to --ray runs only: add --ray, or drop it")
+    if getattr(args, "ray", None) is not None:
+        address = _ray_address(args)
+        if args.ray_segment is not None and not args.ray_segment > 0:
+            raise ConfigError(f"--ray-segment {args.ray_segment:g} is out of range: use a number of seconds > 0")
+        from .offline.distributed import import_ray
+
+        import_ray()  # Ray missing: its one line before any other check
+        from .offline.workers import parse_workers
+
+        # --workers counts Ray actors here, each with its own CPUs: the local plan is made for one
+        # session, so that the model's threads are left to the actors' share.
+        workers = None if args.workers == "auto" else parse_workers(args.workers, None)
+        local = argparse.Namespace(**{**vars(args), "workers": "1"})
+        return _process_on_ray(_check_process(local), args, address, workers)
     plan = _check_process(args)
     proc = None
 
@@ -630,6 +666,78 @@ def cmd_process(args) -> int:
 
 
 _INTERRUPTED = 130
+
+
+def _process_on_ray(plan: _ProcessPlan, args, address: str | None, workers: int | None) -> int:
+    """vbg process --ray: the batch on a Ray cluster (``vbg.offline.distributed``); the exit code
+    as a local batch's."""
+    from dataclasses import replace
+
+    from .errors import OutputError
+    from .models.resolve import resolve_model
+    from .offline.distributed import SEGMENT_S, RayRunner, import_ray, plan_workers, ray_runtime
+    from .progress import Progress
+
+    seg_cfg = plan.cfg.model
+    source = resolve_model(seg_cfg.model, variant=seg_cfg.variant, backend=seg_cfg.backend)  # once, here
+    pmode = "json" if args.json else "quiet" if args.quiet else "bar"
+    stream = sys.stdout if args.json else sys.stderr
+    files, codes = [], []
+    for src, (dst, sequence) in zip(plan.inputs, plan.planned):
+        if dst.exists() and not args.overwrite:
+            progress = Progress(str(src), None, mode=pmode, stream=stream)
+            msg = f"{dst} already exists: pass --overwrite to replace it, or choose another -o"
+            progress.fail(msg)
+            _error(f"{src}: {msg}")
+            codes.append(OutputError.exit_code)
+            continue
+        files.append((src, dst, sequence))
+    runner = None
+
+    def stop() -> None:
+        if runner is not None:
+            runner.stop.set()
+
+    def progress_for(src) -> Progress:  # per file: its events and its summary line; the bar is the job's
+        return Progress(str(src), None, mode="json" if args.json else "quiet", stream=stream)
+
+    def on_done(f, res, error) -> None:
+        if error is not None:
+            f.progress.fail(str(error))
+            _error(str(error) if str(error).startswith(f"{f.src}:") else f"{f.src}: {error}")
+            codes.append(error.exit_code)
+            return
+        for w in res.warnings:
+            log.info("%s: %s", f.src, w)
+        f.progress.done = res.frames
+        if job_bar is not None and job_bar.tty:
+            job_bar.stream.write("\r\x1b[2K")
+        f.progress.finish(f"{f.src} -> {res.output}: {res.frames} frames in {res.seconds:.1f} s "
+                          f"({res.fps:.1f} fps, model {res.infer_ms_p50:.0f} ms/frame, Ray)", output=res.output,
+                          interrupted=False)
+        codes.append(0)
+
+    job_bar = Progress(f"{len(files)} file(s) on Ray", None, mode="bar", stream=stream) if pmode == "bar" else None
+    with _stop_on_signals(stop, ready=lambda: runner is not None):
+        with ray_runtime(address) as dashboard:
+            if dashboard:
+                log.info("Ray dashboard: %s", dashboard)
+            job = plan_workers(import_ray(), plan.cfg, workers)
+            job = replace(job, segment_s=args.ray_segment or SEGMENT_S)
+            log.info("model %s, %d Ray worker(s) of %g CPU(s)%s", source.label, job.workers, job.num_cpus,
+                     f" and {job.num_gpus:g} GPU(s)" if job.num_gpus else "")
+            runner = RayRunner(plan.cfg, source, job)
+            results = runner.run(files, progress_for, job_bar, on_done)
+    if runner.stop.is_set() or any(r.interrupted for r in results):
+        unfinished = [r.input for r in results if r.interrupted]
+        if unfinished:
+            _error(f"interrupted: {len(unfinished)} file(s) not written (a --ray run keeps no partial file): "
+                   + ", ".join(unfinished[:5]) + (" ..." if len(unfinished) > 5 else ""))
+        return _INTERRUPTED
+    failed = [c for c in codes if c]
+    if failed and not plan.batch:
+        return failed[-1]
+    return 1 if failed else 0
 
 
 def _process_files(proc, plan: _ProcessPlan, args) -> int:

@@ -402,6 +402,19 @@ class NewFolder:
         finally:
             os.close(fd)
 
+    def move_in(self, path: Path, name: str) -> None:
+        """Move the file ``path`` (in a folder of the caller's own) into this folder as ``name``,
+        exclusively: a hard link, then the old name removed; copied where the two are on
+        different file systems."""
+        try:
+            os.link(path, name, dst_dir_fd=self._fd, follow_symlinks=False)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM):
+                raise
+            with open(path, "rb") as f:
+                self.add(name, f.read())
+        os.unlink(path)
+
     def _close(self) -> None:
         self.done = True
         _untrack(self)

@@ -101,6 +101,13 @@ class VideoReader:
         # ends) a pool of slice threads for every one of them; one thread is also faster here.
         return upright(frame.to_ndarray(format="rgb24", threads=1), self.rotation or 0)
 
+    def seek(self, pts: int) -> None:
+        """Before reading: decoding starts at the keyframe at or before ``pts`` (in ``time_base``), so
+        the frames from ``pts`` on come out whole (a file only; ``vbg process --ray``'s parts)."""
+        if self._container is None or is_url(self.path):
+            raise ValueError("VideoReader.seek: only an open file can seek")
+        self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
+
     def rewind(self) -> None:
         """Back to the first frame, for ``frames()`` again: a file seeks; a stream cannot, so it
         is opened again (``open_media``: its errors, and KeyboardInterrupt once ``cancel`` is set)."""

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..buffers import Closed, FrameQueue
 from ..config import ProcessConfig
-from ..errors import ConfigError, OutOfMemory, VbgError, one_line
+from ..errors import ConfigError, InputError, OutOfMemory, VbgError, one_line
 from ..ranges import OUTPUT_MODES
 
 log = logging.getLogger("vbg.process")
@@ -155,6 +155,82 @@ class FileResult:
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Part of a file (``vbg process --ray``): frames ``first`` .. ``first + count - 1`` (presentation
+    order) are written, named and timed as in the whole file; ``before`` and ``after`` frames around
+    them are decoded and segmented too, so that each written frame's centred smoothing window holds
+    exactly the frames a whole-file run gives it. ``start_pts``: the first decoded frame's pts (the
+    decoder seeks to the keyframe at or before it); ``first_pts``: the first written frame's, checked."""
+
+    first: int
+    count: int
+    before: int
+    after: int
+    start_pts: int
+    first_pts: int
+
+    @property
+    def decoded(self) -> int:
+        return self.before + self.count + self.after
+
+
+class SplitError(InputError):
+    """A part of a file did not hold the frames its packets promised (``Span``): the file must be
+    run whole (``vbg.offline.distributed`` does so by itself)."""
+
+
+class _SpanReader:
+    """A ``VideoReader`` that seeks to ``span.start_pts`` and yields the span's frames, indexed from 0."""
+
+    def __init__(self, reader, span: Span) -> None:
+        self._reader, self._span = reader, span
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._reader.close()
+
+    def __iter__(self):
+        span = self._span
+        self._reader.seek(span.start_pts)
+        n = 0
+        for f in self._reader:
+            if f.pts < span.start_pts:  # the keyframe's group before the span
+                continue
+            yield replace(f, index=n)
+            n += 1
+            if n == span.decoded:
+                return
+
+
+class _SpanWriter:
+    """The span's own frames into ``writer`` under their whole-file index; its context frames dropped.
+    A span whose frames are not where the plan put them (a file whose packets and frames disagree)
+    is a ``SplitError``: the part would not join into the whole file's frames."""
+
+    def __init__(self, writer, span: Span) -> None:
+        self._w, self._span = writer, span
+
+    def write(self, index: int, pts: int, time_s: float, image) -> None:
+        span = self._span
+        own = index - span.before
+        if not 0 <= own < span.count:
+            return
+        if own == 0 and pts != span.first_pts:
+            raise SplitError(f"frame {span.first} is at pts {pts}, not at {span.first_pts} as its packets say: "
+                             "the file cannot be split at its keyframes")
+        self._w.write(span.first + own, pts, time_s, image)
+
+    @property
+    def frames_written(self) -> int:
+        return self._w.frames_written
+
+    def abort(self):
+        return self._w.abort()
 
 
 class _Stage(threading.Thread):
@@ -304,8 +380,9 @@ class FileProcessor:
         self.stop = threading.Event()  # set by Ctrl-C: finish the partial file, then return
 
     def process(self, src: Path, dst: Path, progress, *, sequence: bool | None = None,
-                overwrite: bool = True) -> FileResult:
+                overwrite: bool = True, span: Span | None = None, audio: bool = True) -> FileResult:
         """``src`` rendered to ``dst`` (``sequence``, ``overwrite``: as ``VideoWriter`` takes them).
+        ``span``: only that part of ``src`` (``vbg.offline.distributed``); ``audio`` False: no sound.
         Running out of memory is ``OutOfMemory`` (its own exit code), whichever library's
         allocation failed, never a damaged file or a traceback."""
         from ..media.info import probe
@@ -319,7 +396,8 @@ class FileProcessor:
         buffers = plan_buffers((info.height, info.width), self.cfg.mode, self.cfg.temporal.window, len(self.segs),
                                self.cfg.memory << 20)
         try:
-            return self._process(src, dst, progress, info, coded.rotation, buffers, sequence, overwrite)
+            return self._process(src, dst, progress, info, coded.rotation, buffers, sequence, overwrite,
+                                 span, audio)
         except OutOfMemory:
             raise
         except BaseException as e:
@@ -352,14 +430,15 @@ class FileProcessor:
         return tracker, compositor
 
     def _process(self, src: Path, dst: Path, progress, info, rotation: int, buffers: Buffers,
-                 sequence: bool | None, overwrite: bool) -> FileResult:
+                 sequence: bool | None, overwrite: bool, span: Span | None = None, audio: bool = True) -> FileResult:
         from functools import partial
 
         from ..media.reader import VideoReader
         from ..media.writer import VideoWriter
 
         cfg = self.cfg
-        res = FileResult(str(src), str(dst), total=info.frames, buffers=buffers)
+        total = info.frames if span is None else span.count
+        res = FileResult(str(src), str(dst), total=total, buffers=buffers)
         tracker, compositor = self._open_stages(info.height, info.width, buffers.smooth_threads)
         log.debug("%dx%d frames: queues of %d, decoder threads %d, encoder threads %s, look-ahead %s, "
                   "smoothing threads %d: about %.0f MB in flight", info.width, info.height, buffers.depth,
@@ -368,17 +447,25 @@ class FileProcessor:
                   buffers.bytes / 2**20)
         run = _Run.open(buffers.depth, len(self.segs))
         open_reader = partial(VideoReader, src, cancel=self.stop, rotate=rotation, threads=buffers.decoder_threads)
+        if span is not None:
+            whole = open_reader
+            open_reader = lambda: _SpanReader(whole(), span)  # noqa: E731
         t0 = time.monotonic()
-        progress.total = info.frames
-        progress.emit("start", output=str(dst), frames=info.frames)
+        progress.total = total
+        progress.emit("start", output=str(dst), frames=total)
         writer = None
         try:
-            with VideoWriter(dst, info, mode=cfg.mode, quality=cfg.quality, audio_from=src,
+            with VideoWriter(dst, info, mode=cfg.mode, quality=cfg.quality, audio_from=src if audio else None,
                              sequence=sequence, overwrite=overwrite,
                              threads=buffers.encoder_threads, lookahead=buffers.lookahead,
                              encoder=cfg.encoder, gpu=cfg.model.gpu) as writer:
                 res.warnings.extend(getattr(writer, "warnings", []))
-                self._supervise(run, open_reader, writer, tracker, compositor, progress, res)
+                sink = writer if span is None else _SpanWriter(writer, span)
+                self._supervise(run, open_reader, sink, tracker, compositor, progress, res)
+                if span is not None and writer.frames_written != span.count and not res.interrupted:
+                    raise SplitError(f"{src}: frames {span.first}..{span.first + span.count - 1} gave "
+                                     f"{writer.frames_written} frames, not {span.count}: the file cannot be split at its "
+                                     "keyframes")
             res.output = str(writer.output_path) if writer.output_path is not None else None
         except BaseException as e:
             kept = writer is not None and writer.partial and writer.output_path is not None
@@ -418,7 +505,7 @@ class FileProcessor:
             writer_stage.join()
             run.halt.set()
             _join(stages)
-            res.frames = run.written
+            res.frames = getattr(writer, "frames_written", run.written)
             res.interrupted = self.stop.is_set()
             if res.interrupted:
                 writer.abort()  # finalize what was written as a playable partial file
@@ -484,4 +571,4 @@ class FileProcessor:
         return image
 
 
-__all__ = ["FileProcessor", "FileResult", "ProcessConfig", "VbgError"]
+__all__ = ["FileProcessor", "FileResult", "ProcessConfig", "Span", "SplitError", "VbgError"]

@@ -1,0 +1,288 @@
+"""`vbg process --ray` on a real Ray cluster of two nodes on this machine (``ray.cluster_utils``):
+the same mattes as a local run, byte for byte, on a file cut into parts; a worker killed mid-job;
+a damaged file in a batch; Ctrl-C. The CLI runs in this process (``vbg.cli.main``), so it joins the
+cluster the fixture started instead of starting a Ray runtime of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from media import person_clip_frames
+from test_offline_media import make_png_mov
+from vbg.cli import main
+
+ray = pytest.importorskip("ray", reason="the Ray tests need Ray: pip install 'vbg[ray]' (the test extra has it)")
+
+FPS = 10
+GOP = 10  # a keyframe a second: a 6 s clip with --ray-segment 1 is cut into 6 parts
+COMMON = ("--model", "selfie", "--device", "cpu", "--size", "256", "--quiet")
+
+
+def make_clip(path: Path, n: int = 60, size: tuple[int, int] = (144, 256)) -> Path:
+    """The person clip as H.264 with B-frames and a keyframe every ``GOP`` frames, and an AAC tone."""
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=FPS)
+        v.width, v.height, v.pix_fmt = size[1], size[0], "yuv420p"
+        v.options = {"crf": "18", "preset": "veryfast", "g": str(GOP), "keyint_min": str(GOP), "sc_threshold": "0"}
+        v.time_base = Fraction(1, FPS)
+        a = out.add_stream("aac", rate=48000, layout="stereo")
+        sample = 0
+        for i, (rgb, _) in enumerate(person_clip_frames(n, size)):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, FPS)
+            out.mux(v.encode(f))
+            while sample < (i + 1) * 48000 // FPS:
+                t = (sample + np.arange(1024)) / 48000
+                tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+                af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+                af.sample_rate, af.pts, af.time_base = 48000, sample, Fraction(1, 48000)
+                out.mux(a.encode(af))
+                sample += 1024
+        out.mux(v.encode(None))
+        out.mux(a.encode(None))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Two Ray nodes of one CPU each on this machine, small object stores, no dashboard."""
+    from ray.cluster_utils import Cluster
+
+    small = {"num_cpus": 1, "object_store_memory": 80 << 20}
+    c = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
+    c.add_node(**small)
+    ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("ray") / "talk.mp4")
+
+
+@pytest.fixture(scope="module")
+def local_matte(clip, tmp_path_factory):
+    """The matte PNGs of a local run (no Ray)."""
+    out = tmp_path_factory.mktemp("local") / "matte"
+    assert main(["process", str(clip), "-o", str(out), "--matte", "--workers", "1", *COMMON]) == 0
+    return out
+
+
+def same_pngs(a: Path, b: Path) -> None:
+    names = sorted(os.listdir(a))
+    assert sorted(os.listdir(b)) == names
+    for n in names:
+        assert (a / n).read_bytes() == (b / n).read_bytes(), n
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Hidden names (staging folders, temporary files) left in ``folder``."""
+    return [n for n in os.listdir(folder) if n.startswith(".")]
+
+
+def test_parts_start_at_keyframes_with_the_window_around_them_and_short_files_stay_whole(clip):
+    from vbg.offline.distributed import plan_spans
+
+    spans = plan_spans(clip, 2, 1.0)
+    assert [(s.first, s.count) for s in spans] == [(i, GOP) for i in range(0, 60, GOP)]  # every keyframe
+    assert [(s.before, s.after) for s in spans] == [(0, 2)] + [(2, 2)] * 4 + [(2, 0)]
+    assert [(s.start_pts, s.first_pts) for s in spans[1:2]] == [(8 * 1024, 10 * 1024)]  # the mp4's 1/10240 s
+    assert [s.count for s in plan_spans(clip, 2, 2.5)] == [30, 30]  # the first keyframe >= 2.5 s on
+    assert plan_spans(clip, 2, 3.5) is None  # under two parts' length: one unit
+
+
+def test_a_file_cut_into_parts_gives_the_local_mattes_byte_for_byte(cluster, clip, local_matte, tmp_path):
+    from vbg.offline.distributed import plan_spans
+
+    assert len(plan_spans(clip, 3, 1.0)) == 6  # the run below is really cut into parts
+    out = tmp_path / "matte"
+    assert main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", *COMMON]) == 0
+    same_pngs(local_matte, out)
+    assert leftovers(tmp_path) == []
+
+
+def test_the_joined_video_has_every_frame_its_timestamps_and_the_audio(cluster, clip, tmp_path):
+    out = tmp_path / "talk.mp4"
+    assert main(["process", str(clip), "-o", str(out), "--ray", "--ray-segment", "1", *COMMON]) == 0
+
+    def pts_and_audio(path):
+        with av.open(str(path)) as c:
+            pts = [f.pts * f.time_base for f in c.decode(video=0)]
+        with av.open(str(path)) as c:
+            audio = [(p.pts, bytes(p)) for p in c.demux(audio=0) if p.size]
+        return pts, audio
+
+    pts_in, audio_in = pts_and_audio(clip)
+    pts_out, audio_out = pts_and_audio(out)
+    assert len(pts_out) == 60 and pts_out == pts_in
+    assert audio_out == audio_in  # copied once, whole
+    assert leftovers(tmp_path) == []
+
+
+def _actor_pids(title: str) -> list[int]:
+    """PIDs of the processes whose title starts with ``title`` (Ray names an actor's process
+    ray::CLASS, and ray::CLASS.METHOD while it runs one)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                cmd = Path(f"/proc/{d}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmd.startswith(title.encode()):
+                pids.append(int(d))
+    return pids
+
+
+def test_a_worker_killed_mid_job_is_replaced_and_the_output_is_complete(cluster, clip, local_matte, tmp_path):
+    out = tmp_path / "matte"
+    killed: list[int] = []
+    done = threading.Event()
+
+    def kill_one_at_work() -> None:
+        while not done.is_set() and not killed:
+            for pid in _actor_pids("ray::Worker.run"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+            done.wait(0.01)
+
+    killer = threading.Thread(target=kill_one_at_work)
+    killer.start()
+    try:
+        rc = main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", *COMMON])
+    finally:
+        done.set()
+        killer.join()
+    assert killed, "no worker was found at work to kill"
+    assert rc == 0
+    same_pngs(local_matte, out)  # every frame, each as a local run makes it
+    assert leftovers(tmp_path) == []
+
+
+def test_a_damaged_file_fails_alone_and_the_summary_names_it(cluster, clip, tmp_path, capsys):
+    truncated = tmp_path / "truncated.mp4"
+    data = clip.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])  # no index: fails when planned, on the driver
+    broken = make_png_mov(tmp_path / "broken.mov")  # decodes 5 frames, then fails: in a worker
+    raw = bytearray(broken.read_bytes())
+    sig = b"\x89PNG\r\n\x1a\n"
+    starts = [i for i in range(len(raw)) if raw.startswith(sig, i)]
+    raw[starts[5]: starts[5] + 8] = b"garbage!"
+    broken.write_bytes(bytes(raw))
+    outdir = tmp_path / "out"
+    rc = main(["process", str(clip), str(truncated), str(broken), "-o", str(outdir), "--matte", "--ray",
+               "--ray-segment", "1", *COMMON])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "Traceback" not in err
+    errors = [ln for ln in err.splitlines() if ln.startswith("vbg: error:")]
+    assert len(errors) == 2, err
+    assert "truncated.mp4" in errors[0] or "truncated.mp4" in errors[1]
+    assert any("broken.mov" in e and "after 5 frames" in e for e in errors), errors
+    assert sorted(os.listdir(outdir)) == ["talk.mp4"]
+    with av.open(str(outdir / "talk.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 60
+
+
+def test_ctrl_c_stops_the_job_and_leaves_no_partial_file(cluster, clip, tmp_path, capsys):
+    out = tmp_path / "matte"
+    done = threading.Event()
+
+    def interrupt_at_work() -> None:
+        while not done.is_set():
+            if _actor_pids("ray::Worker.run"):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            done.wait(0.01)
+
+    t = threading.Thread(target=interrupt_at_work)
+    t.start()
+    try:
+        rc = main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", *COMMON])
+    finally:
+        done.set()
+        t.join()
+    assert rc == 130
+    assert "not written" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []  # no output, no part, no staging folder
+    deadline = time.monotonic() + 60  # the workers are gone: nothing is left running on the cluster
+    while _actor_pids("ray::Worker") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _actor_pids("ray::Worker") == []
+
+
+def test_without_ray_installed_one_line_says_how_to_get_it(clip, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an import of a missing package raises
+    rc = main(["process", str(clip), "-o", str(tmp_path / "out.mp4"), "--ray", *COMMON])
+    err = capsys.readouterr().err
+    assert rc == 3
+    assert err.count("\n") == 1 and "pip install 'vbg[ray]'" in err, err
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_input_after_a_bare_ray_is_not_taken_for_an_address(clip, tmp_path, capsys):
+    rc = main(["process", "--ray", str(clip), str(clip), "-o", str(tmp_path / "out"), *COMMON])
+    assert rc == 2
+    assert "put a bare --ray after the inputs" in capsys.readouterr().err
+
+
+def test_more_workers_than_the_cluster_has_room_for_hold_no_part_back(cluster, clip, local_matte, tmp_path, capsys):
+    out = tmp_path / "matte"
+    # 3 workers of 1 CPU on 2 CPUs: the third waits for room for good; the parts go to the other two
+    rc = main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", "--workers", "3",
+               *COMMON[:-1]])
+    assert rc == 0
+    assert "3 Ray worker(s) of 1 CPU(s)" in capsys.readouterr().err
+    same_pngs(local_matte, out)
+
+
+def test_on_a_cluster_with_a_gpu_the_workers_ask_for_it_without_a_flag(cluster, clip, tmp_path, capsys):
+    # A node that declares a GPU (Ray takes the count as given): the workers are planned onto it, one
+    # per 4 CPUs with its share of the GPU. Without CUDA here the model itself falls back to the CPU.
+    node = cluster.add_node(num_cpus=4, num_gpus=1, object_store_memory=80 << 20)
+    try:
+        cluster.wait_for_nodes()
+        out = tmp_path / "talk.mp4"
+        rc = main(["process", str(clip), "-o", str(out), "--ray", "--ray-segment", "1", "--model", "selfie",
+                   "--size", "256"])
+        assert rc == 0
+        assert "1 Ray worker(s) of 4 CPU(s) and 1 GPU(s)" in capsys.readouterr().err
+        with av.open(str(out)) as c:
+            assert sum(1 for _ in c.decode(video=0)) == 60
+    finally:
+        cluster.remove_node(node)
+
+
+def test_json_lines_are_a_local_runs_for_the_whole_job(cluster, clip, tmp_path, capsys):
+    import json
+
+    missing = [str(clip), str(clip.with_name("missing.mp4")), "-o", str(tmp_path / "out"), "--json", *COMMON[:-1]]
+    assert main(["process", *missing, "--ray"]) == main(["process", *missing]) == 9  # refused before anything starts
+    assert not (tmp_path / "out").exists()
+    capsys.readouterr()
+    rc = main(["process", str(clip), "-o", str(tmp_path / "talk.mp4"), "--json", "--ray", "--ray-segment", "1",
+               "--model", "selfie", "--device", "cpu", "--size", "256"])
+    assert rc == 0
+    events = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and events[0]["frames"] == 60
+    assert kinds[-1] == "done" and events[-1]["frames"] == 60 and events[-1]["output"] == str(tmp_path / "talk.mp4")
+    assert set(kinds[1:-1]) <= {"progress"}
+    done = [e["done"] for e in events if e["event"] == "progress"]
+    assert done == sorted(done) and all(0 <= d <= 60 for d in done)  # the parts' frames, context left out
