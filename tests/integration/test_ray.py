@@ -21,6 +21,9 @@ from test_offline_media import make_png_mov
 from vbg.cli import main
 
 ray = pytest.importorskip("ray", reason="the Ray tests need Ray: pip install 'vbg[ray]' (the test extra has it)")
+# A Ray cluster on two cores takes a while to start (16-50 s for the module): CI runs these in its
+# first stage; the lowest-dependencies stage (not slow) would only repeat them on the same Ray.
+pytestmark = pytest.mark.slow
 
 FPS = 10
 GOP = 10  # a keyframe a second: a 6 s clip with --ray-segment 1 is cut into 6 parts
