@@ -484,6 +484,9 @@ class LivePipeline:
                     sink.check()  # a sink's own thread failed: stop with its reason
                 except VbgError as e:
                     self._fail(e)
+        latest = self.latest
+        if preview is not None and latest is not None and latest is not shown:
+            preview.send(latest)  # a run shorter than the window's start (--frames 12) still shows its end
 
     def _open_preview(self, stack: contextlib.ExitStack, w: int, h: int, fps: float, keys):
         """The preview window lives on the calling (main) thread; its keys go to ``keys``."""
