@@ -31,10 +31,8 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 
 from benchmarks.common import machine_info, write_results
 
@@ -44,35 +42,12 @@ COMMON = ["--model", "selfie", "--device", "cpu", "--quiet", "--overwrite"]
 
 
 def make_clip(path: Path, seconds: float, size: tuple[int, int]) -> Path:
-    import av
-
     sys.path.insert(0, str(ROOT / "tests"))
-    from media import person_clip_frames
+    from media import person_clip_frames, write_talk_clip
 
-    h, w = size
-    n = round(seconds * FPS)
-    frames = [f for f, _ in person_clip_frames(min(n, 80), (h, w))]  # a loop of 80 distinct frames
-    with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=FPS)
-        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
-        v.options = {"crf": "20", "preset": "veryfast", "g": str(FPS), "keyint_min": str(FPS), "sc_threshold": "0"}
-        v.time_base = Fraction(1, FPS)
-        a = out.add_stream("aac", rate=48000, layout="stereo")
-        sample = 0
-        for i in range(n):
-            f = av.VideoFrame.from_ndarray(frames[i % len(frames)], format="rgb24")
-            f.pts, f.time_base = i, Fraction(1, FPS)
-            out.mux(v.encode(f))
-            while sample < (i + 1) * 48000 // FPS:
-                t = (sample + np.arange(1024)) / 48000
-                tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-                af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
-                af.sample_rate, af.pts, af.time_base = 48000, sample, Fraction(1, 48000)
-                out.mux(a.encode(af))
-                sample += 1024
-        out.mux(v.encode(None))
-        out.mux(a.encode(None))
-    return path
+    n = round(seconds * FPS)  # a loop of 80 distinct frames, a keyframe a second
+    return write_talk_clip(path, (f for f, _ in person_clip_frames(min(n, 80), size)), n, FPS, gop=FPS,
+                           crf=20, amplitude=0.2)
 
 
 def vbg(*args: str) -> float:

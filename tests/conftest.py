@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -85,6 +86,20 @@ def _own_vbg_cache(tmp_path_factory):
         os.environ.pop("VBG_CACHE_DIR", None)
 
 
+@contextlib.contextmanager
+def _environ_restored(names):
+    """The variables ``names`` as they were before the block, whatever it set or removed."""
+    saved = {k: os.environ.get(k) for k in names}
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_user_config(tmp_path_factory):
     """The suite never reads the user's own default config file or their VBG_* settings: an empty
@@ -92,19 +107,12 @@ def _no_user_config(tmp_path_factory):
     and the vbg processes it starts (nor tells a CI runner's systemd anything: no NOTIFY_SOCKET)."""
     from vbg.userconfig import env_settings
 
-    saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME", "APPDATA", "NOTIFY_SOCKET", *env_settings())}
-    home = str(tmp_path_factory.mktemp("config-home"))
-    os.environ.update(XDG_CONFIG_HOME=home, APPDATA=home)
-    for var in ("NOTIFY_SOCKET", *env_settings()):  # NOTIFY_SOCKET: a CI runner's own, not for vbg to answer
-        os.environ.pop(var, None)
-    try:
+    with _environ_restored(("XDG_CONFIG_HOME", "APPDATA", "NOTIFY_SOCKET", *env_settings())):
+        home = str(tmp_path_factory.mktemp("config-home"))
+        os.environ.update(XDG_CONFIG_HOME=home, APPDATA=home)
+        for var in ("NOTIFY_SOCKET", *env_settings()):  # NOTIFY_SOCKET: a CI runner's own, not for vbg to answer
+            os.environ.pop(var, None)
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -112,18 +120,10 @@ def _no_user_pipewire(tmp_path_factory):
     """The suite never publishes a camera in the user's own PipeWire, and a desktop's PipeWire does
     not turn the no-camera tests into PipeWire-camera runs: PipeWire is looked for in an empty folder
     (tests/integration/test_pipewire.py starts a daemon of its own and points there)."""
-    names = ("PIPEWIRE_RUNTIME_DIR", "PIPEWIRE_REMOTE")
-    saved = {k: os.environ.get(k) for k in names}
-    os.environ.pop("PIPEWIRE_REMOTE", None)
-    os.environ["PIPEWIRE_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("no-pipewire"))
-    try:
+    with _environ_restored(("PIPEWIRE_RUNTIME_DIR", "PIPEWIRE_REMOTE")):
+        os.environ.pop("PIPEWIRE_REMOTE", None)
+        os.environ["PIPEWIRE_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("no-pipewire"))
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def run_vbg(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -65,6 +65,34 @@ def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str =
     return path
 
 
+
+def write_talk_clip(path: Path, frames, n: int, fps: int, *, gop: int, crf: int = 18, amplitude: float = 0.3) -> Path:
+    """``n`` frames (``frames`` looped) as H.264 with B-frames and a keyframe every ``gop`` frames,
+    and a 440 Hz AAC tone beside them: a recording to cut into parts (vbg process --ray)."""
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        v.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        v.time_base = Fraction(1, fps)
+        a = out.add_stream("aac", rate=48000, layout="stereo")
+        sample = 0
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i % len(frames)]), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, fps)
+            out.mux(v.encode(f))
+            while sample < (i + 1) * 48000 // fps:
+                t = (sample + np.arange(1024)) / 48000
+                tone = (amplitude * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+                af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+                af.sample_rate, af.pts, af.time_base = 48000, sample, Fraction(1, 48000)
+                out.mux(a.encode(af))
+                sample += 1024
+        out.mux(v.encode(None))
+        out.mux(a.encode(None))
+    return path
+
 def read_frames(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]

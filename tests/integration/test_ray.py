@@ -9,14 +9,12 @@ import os
 import signal
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
-from media import person_clip_frames
+from media import person_clip_frames, write_talk_clip
 from test_offline_media import make_png_mov
 from vbg.cli import main
 
@@ -32,27 +30,7 @@ COMMON = ("--model", "selfie", "--device", "cpu", "--size", "256", "--quiet")
 
 def make_clip(path: Path, n: int = 60, size: tuple[int, int] = (144, 256)) -> Path:
     """The person clip as H.264 with B-frames and a keyframe every ``GOP`` frames, and an AAC tone."""
-    with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=FPS)
-        v.width, v.height, v.pix_fmt = size[1], size[0], "yuv420p"
-        v.options = {"crf": "18", "preset": "veryfast", "g": str(GOP), "keyint_min": str(GOP), "sc_threshold": "0"}
-        v.time_base = Fraction(1, FPS)
-        a = out.add_stream("aac", rate=48000, layout="stereo")
-        sample = 0
-        for i, (rgb, _) in enumerate(person_clip_frames(n, size)):
-            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            f.pts, f.time_base = i, Fraction(1, FPS)
-            out.mux(v.encode(f))
-            while sample < (i + 1) * 48000 // FPS:
-                t = (sample + np.arange(1024)) / 48000
-                tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-                af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
-                af.sample_rate, af.pts, af.time_base = 48000, sample, Fraction(1, 48000)
-                out.mux(a.encode(af))
-                sample += 1024
-        out.mux(v.encode(None))
-        out.mux(a.encode(None))
-    return path
+    return write_talk_clip(path, (rgb for rgb, _ in person_clip_frames(n, size)), n, FPS, gop=GOP)
 
 
 @pytest.fixture(scope="module")
