@@ -426,7 +426,10 @@ class LivePipeline:
 
         t = self.cfg.temporal
         before = priority.thread_ids()
-        seg = create_segmenter(replace(self.cfg.model, model=name, size=None))
+        # --size belongs to the model it was given with: back to that model, back to its size;
+        # another model at its own default
+        size = self.cfg.model.size if name == self.cfg.model.model else None
+        seg = create_segmenter(replace(self.cfg.model, model=name, size=size))
         if self._model_threads is not None and seg.providers[:1] == ["CPUExecutionProvider"]:
             priority.lower(priority.thread_ids() - before)  # its pool threads yield to the frame path too
         try:

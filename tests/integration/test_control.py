@@ -447,6 +447,23 @@ def test_model_switch_keeps_the_camera_and_a_failed_one_keeps_the_old_model(live
     assert live.pipe.controller.wait_model(120)
 
 
+def test_back_to_the_model_given_at_start_is_back_to_its_size(rmbg_onnx_dynamic):
+    """--size belongs to the model it was given with: a switch to another model opens that one at
+    its own size, and a switch back opens the first at the --size the user gave, not its default."""
+    cfg = apply(LiveConfig(), {"model": {"model": str(rmbg_onnx_dynamic), "size": 160}}, check=False)
+    pipe = LivePipeline(cfg)
+    pipe._hw = (H, W)
+    swaps = []
+    try:
+        for name in ("selfie", str(rmbg_onnx_dynamic)):
+            swaps.append(pipe._load_model(name))
+        assert swaps[0].mask_hw == (256, 256)
+        assert max(swaps[1].mask_hw) == 160  # --size 160's long side, not RMBG-1.4's default
+    finally:
+        for swap in swaps:
+            swap.segmenter.close()
+
+
 @pytest.mark.parametrize("method,path,body,status", [
     ("POST", "/api/effect", b"{not json", 400),
     ("POST", "/api/effect", b"[1, 2]", 400),
