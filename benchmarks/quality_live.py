@@ -86,9 +86,9 @@ class RecordedPipeline(LivePipeline):
     """The pipeline as it is; each output frame's alpha (what the compositor was given) and the
     sequence number of the mask it came from are copied after the frame went to the sinks."""
 
-    def __init__(self, cfg, *, source, **kw) -> None:
+    def __init__(self, cfg, *, source, n_frames: int | None = None, **kw) -> None:
         super().__init__(cfg, source=source, **kw)
-        n = len(source.frames)
+        n = len(source.frames) if n_frames is None else n_frames  # frames the source gives at most
         self.alphas = np.zeros((n, source.height, source.width), np.uint8)  # per capture sequence number
         self.mask_seqs = np.full(n, -2, np.int64)  # -2: never output; -1: output with no mask yet
 
