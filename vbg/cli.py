@@ -633,8 +633,10 @@ def cmd_process(args) -> int:
         raise ConfigError("--ray-segment applies to --ray runs only: add --ray, or drop it")
     if getattr(args, "ray", None) is not None:
         address = _ray_address(args)
-        if args.ray_segment is not None and not args.ray_segment > 0:
-            raise ConfigError(f"--ray-segment {args.ray_segment:g} is out of range: use a number of seconds > 0")
+        if args.ray_segment is not None:
+            from .ranges import RAY_SEGMENT
+
+            RAY_SEGMENT.check("--ray-segment", args.ray_segment)
         from .offline.distributed import import_ray
 
         import_ray()  # Ray missing: its one line before any other check
@@ -1152,9 +1154,14 @@ def _stop_on_signals(stop: Callable[[], None], ready: Callable[[], bool]):
 
 
 def _importing(frame) -> bool:
-    """Whether ``frame`` (where a signal found the main thread) is inside an import."""
+    """Whether ``frame`` (where a signal found the main thread) is inside an import, or inside a
+    file write that FFmpeg called back into (``fsutil``'s sink for PyAV): C code that cannot pass
+    an exception on, and prints it as a traceback instead."""
     while frame is not None:
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
+        code = frame.f_code
+        if code.co_filename.startswith("<frozen importlib"):
+            return True
+        if code.co_filename.endswith(("fsutil.py",)) and getattr(code, "co_qualname", "").startswith("_Sink."):
             return True
         frame = frame.f_back
     return False
@@ -1173,9 +1180,10 @@ def _send_again(signum) -> None:
 def _interrupt(signum=None, frame=None):
     """Stop at once: the KeyboardInterrupt unwinds whatever runs, closing what was opened.
 
-    Except inside an import: C code that imports (numpy's ``import_array`` in OpenCV, PyAV,
-    ONNX Runtime) prints an interrupt there as a traceback before vbg can catch it, so the
-    signal is sent again a moment later, once the import is done."""
+    Except inside an import or a PyAV file write: C code that imports (numpy's ``import_array``
+    in OpenCV, PyAV, ONNX Runtime) or calls back to write (FFmpeg through ``fsutil``'s sink)
+    prints an interrupt there as a traceback before vbg can catch it, so the signal is sent
+    again a moment later, once that is done."""
     _SIGNALLED.set()
     if signum is not None and _importing(frame):
         _send_again(signum)
@@ -1323,7 +1331,7 @@ def flag_ranges() -> dict:
     from . import ranges
     from .config import LiveConfig, ProcessConfig, sections
 
-    out = {"seed": ranges.SEED}
+    out = {"seed": ranges.SEED, "ray_segment": ranges.RAY_SEGMENT}
     for root in (LiveConfig, ProcessConfig):
         for cls in sections(root).values():
             for f in fields(cls):

@@ -91,6 +91,7 @@ IDLE_AFTER = Range(0.0, 86400.0, "seconds", lo_open=True)  # --idle-after: nobod
 WORKERS = Range(1, 16)
 SEED = Range(0, 2**32 - 1)
 GPU = Range(0, 255, note="the GPU's index, as vbg doctor lists them")  # --gpu, [model] gpu
+RAY_SEGMENT = Range(0.0, 86400.0, "seconds", lo_open=True)  # vbg process --ray-segment: a part's length
 MEMORY_MB = Range(64, 1 << 20, "MB")  # vbg process --memory: the frames in flight
 
 

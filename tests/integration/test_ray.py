@@ -18,7 +18,7 @@ from media import person_clip_frames, write_talk_clip
 from test_offline_media import make_png_mov
 from vbg.cli import main
 
-ray = pytest.importorskip("ray", reason="the Ray tests need Ray: pip install 'vbg[ray]' (the test extra has it)")
+ray = pytest.importorskip("ray", reason="the Ray tests need Ray: pip install 'vbg[ray]' (the README's test command installs it)")
 # A Ray cluster on two cores takes a while to start (16-50 s for the module): CI runs these in its
 # first stage; the lowest-dependencies stage (not slow) would only repeat them on the same Ray.
 pytestmark = pytest.mark.slow
