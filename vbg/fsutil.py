@@ -37,6 +37,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from vbg.errors import OutputError, one_line
+
 TEMP_SUFFIX = ".partial"
 _MKSTEMP_CHARS = 8  # the random part of a tempfile name
 SEQUENCE_FRAME = re.compile(r"frame_\d{6}\.png")  # a frame of a PNG sequence vbg wrote
@@ -551,6 +553,15 @@ def write_error_hint(exc: BaseException) -> str:
     if code in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR):
         return "choose a folder you can write to"
     return "check the free disk space and the folder's permissions"
+
+
+def cannot_write(target: str | os.PathLike[str], exc: BaseException) -> OutputError:
+    """The one-line error for an output that could not be created or opened: another run's
+    temporary (``OutputBusy``) and a refused replacement (``FileExistsError``) keep their own
+    message; anything else names the target, the reason and the fix for its errno."""
+    if isinstance(exc, (OutputBusy, FileExistsError)) and exc.strerror:
+        return OutputError(exc.strerror)
+    return OutputError(f"{target}: cannot write there ({one_line(exc)}): {write_error_hint(exc)}")
 
 
 # ---------------------------------------------------------------------------- the run's unfinished outputs

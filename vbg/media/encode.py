@@ -31,7 +31,7 @@ import numpy as np
 
 from vbg.encoders import Encoder, check_encoder, choose_encoder
 from vbg.errors import ConfigError, InputError, OutputError, one_line
-from vbg.fsutil import NewFile, OutputBusy, partial_name
+from vbg.fsutil import NewFile, cannot_write, partial_name
 from vbg.fsutil import write_error_hint as disk_hint
 from vbg.media.audio import AUDIO_LEAD_S, AudioMux
 from vbg.media.info import VideoInfo
@@ -252,17 +252,14 @@ class AvFile:
             raise OutputError(f"{path} is a folder: name the output file, or remove the folder")
         try:  # fails here, with a clear reason, rather than inside FFmpeg
             self._new = NewFile(path, replace=overwrite)
-        except (OutputBusy, FileExistsError) as e:
-            raise OutputError(e.strerror) from e
         except OSError as e:
-            raise OutputError(f"{path}: cannot write there ({one_line(e)}): "
-                              "choose a folder you can write to") from e
+            raise cannot_write(path, e) from e
         self.tmp = self._new.tmp
         try:
             self._container = av.open(self._new.sink, "w", format=fmt.muxer)
         except (av.FFmpegError, OSError) as e:
             self._new.discard()
-            raise OutputError(f"{path}: cannot write there ({one_line(e)}): choose a folder you can write to") from e
+            raise cannot_write(path, e) from e
         self._open_streams(fmt, codec, info, quality, audio_from, threads, warnings, lookahead)
 
     def _open_streams(self, fmt: Container, codec: Codec, info: VideoInfo, quality: str,

@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 
 from vbg.errors import InputError, OutputError, one_line
-from vbg.fsutil import NewFile, NewFolder, OutputBusy, partial_name
+from vbg.fsutil import NewFile, NewFolder, cannot_write, partial_name
 from vbg.fsutil import write_error_hint as disk_hint
 from vbg.media.audio import AUDIO_LEAD_S, AudioMux
 from vbg.media.encode import output_format, write_errors
@@ -32,10 +32,8 @@ def join_video(parts: list[Path], target: Path, *, mode: str, audio_from: str | 
     fmt, _ = output_format(target, mode)
     try:
         new = NewFile(target, replace=overwrite)
-    except (OutputBusy, FileExistsError) as e:
-        raise OutputError(e.strerror) from e
     except OSError as e:
-        raise OutputError(f"{target}: cannot write there ({one_line(e)}): choose a folder you can write to") from e
+        raise cannot_write(target, e) from e
     audio = None
     try:
         out = av.open(new.sink, "w", format=fmt.muxer)
@@ -93,10 +91,8 @@ def join_sequences(parts: list[Path], target: Path, *, overwrite: bool) -> Path:
     folder that takes ``target``'s place (as ``PngFolder`` commits one); the target."""
     try:
         new = NewFolder(target, replace=overwrite)
-    except (OutputBusy, FileExistsError) as e:
-        raise OutputError(e.strerror) from e
     except OSError as e:
-        raise OutputError(f"{target}: cannot write there ({one_line(e)}): choose a folder you can write to") from e
+        raise cannot_write(target, e) from e
     try:
         for part in parts:
             for name in sorted(os.listdir(part)):

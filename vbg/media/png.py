@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from vbg.errors import OutputError, one_line
-from vbg.fsutil import NewFolder, OutputBusy, foreign_files, not_a_sequence_message, partial_name
+from vbg.fsutil import NewFolder, cannot_write, foreign_files, not_a_sequence_message, partial_name
 from vbg.fsutil import write_error_hint as disk_hint
 from vbg.media.info import VideoInfo
 
@@ -33,10 +33,8 @@ class PngFolder:
         self._overwrite = overwrite
         try:
             self._new = NewFolder(folder, replace=overwrite)
-        except (OutputBusy, FileExistsError) as e:
-            raise OutputError(e.strerror) from e
         except OSError as e:
-            raise OutputError(f"{folder}: cannot write there ({one_line(e)}): choose a folder you can write to") from e
+            raise cannot_write(folder, e) from e
         self.folder = folder
         self._convert = {"rgb": cv2.COLOR_RGB2BGR, "rgba": cv2.COLOR_RGBA2BGRA, "matte": None}[mode]
         self._params = [cv2.IMWRITE_PNG_COMPRESSION, _PNG_LEVEL]

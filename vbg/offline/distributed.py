@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DependencyError, InputError, VbgError, one_line
+from ..fsutil import cannot_write
 from .process import FileProcessor, FileResult, Span, SplitError
 
 log = logging.getLogger("vbg.process")
@@ -445,10 +446,7 @@ class RayRunner:
             f.error = e
             return
         except OSError as e:
-            from ..errors import OutputError
-
-            f.error = OutputError(f"{f.dst.parent}: cannot write there ({one_line(e)}): choose a folder you can "
-                                  "write to")
+            f.error = cannot_write(f.dst.parent, e)
             return
         f.spans = spans or [None]
         f.progress.total = sum(s.count for s in spans) if spans else info.frames

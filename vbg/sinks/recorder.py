@@ -37,7 +37,7 @@ import numpy as np
 
 from vbg.encoders import choose_encoder
 from vbg.errors import ConfigError, DependencyError, OutputError, one_line
-from vbg.fsutil import NewFile, OutputBusy, write_error_hint
+from vbg.fsutil import NewFile, OutputBusy, cannot_write, write_error_hint
 from vbg.media.encode import (NVENC_PRESETS, PRESETS, RECORD_FORMATS, Padder, add_video_stream, live_h264_options,
                               padded_size, write_errors)
 from vbg.sinks import SinkBase, SinkStats, check_geometry, check_image
@@ -116,7 +116,7 @@ class Recorder(SinkBase):
         except OutputBusy as e:
             raise OutputError(f"--record {e.strerror}".replace("another -o", "another --record file")) from e
         except OSError as e:
-            raise OutputError(f"--record {self.path}: cannot write there ({one_line(e)}): {write_error_hint(e)}") from e
+            raise cannot_write(f"--record {self.path}", e) from e
         try:
             self._container = av.open(self._new.sink, "w", format=fmt)
             self._stream = add_video_stream(self._container, self.encoder.name,
