@@ -217,7 +217,8 @@ def progress_shows_frames(total: int):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The Ray tests run last: a Ray driver leaves state in this process after ray.shutdown()
-    under which a later `vbg process` batch grows ~10 MB a file (test_resources' memory check
-    failed after them, and passes before them), so they must not run ahead of the other tests."""
+    """The Ray tests run last: a Ray driver leaves threads and modules in this process after
+    ray.shutdown(), and no other test should run beside them. (They were first moved for
+    test_resources' memory check, which failed after them; it failed without them too, the
+    allocator's arenas in a long session, and now measures its batch in a fresh interpreter.)"""
     items.sort(key=lambda item: item.nodeid.startswith("tests/integration/test_ray.py"))

@@ -26,40 +26,58 @@ def _status() -> tuple[int, float]:
     return int(fields["Threads"]), int(fields["VmRSS"].split()[0]) / 1024
 
 
+# One batch in a fresh interpreter, as `vbg process DIR` runs it: the heap of a long test session
+# (a thousand tests before it) would decide where the allocator puts each file's buffers.
+_BATCH = """
+import gc, json, sys
+from pathlib import Path
+from vbg.inference import SegmenterConfig, create_segmenter
+from vbg.offline.process import FileProcessor, ProcessConfig
+from vbg.progress import Progress
+
+def status():
+    f = dict(ln.split(":", 1) for ln in Path("/proc/self/status").read_text().splitlines() if ":" in ln)
+    return int(f["Threads"]), int(f["VmRSS"].split()[0]) / 1024
+
+clip, outdir, suffix, n = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+scfg = SegmenterConfig(model="selfie", device="cpu", threads=1)
+gc.collect()
+gc.disable()
+with create_segmenter(scfg) as a, create_segmenter(scfg) as b:
+    proc = FileProcessor(ProcessConfig(model=scfg), a, b)
+    # a first file sets up what libraries create once per process (codec tables, pools)
+    proc.process(clip, outdir / f"prime{suffix}", Progress("prime", None, mode="quiet"))
+    threads0, _ = status()
+    per_file = []
+    for i in range(1, n + 1):
+        out = outdir / f"out{i % 2}{suffix}"  # alternate names: the old output is replaced
+        out.unlink(missing_ok=True)
+        frames = proc.process(clip, out, Progress(str(i), None, mode="quiet")).frames
+        per_file.append([frames, *status()])
+print(json.dumps({"threads0": threads0, "files": per_file}))
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".mp4", ".webm"])
 def test_a_batch_gives_back_each_files_threads_and_memory(tmp_path, suffix):
     """A batch of 24 short files through one processor, as `vbg process` runs a folder. Each
     file's encoder threads are gone when it ends, and memory does not grow with the number of
     files (it grew ~30 MB a file, 4 threads a file: the encoder lived on until the garbage
-    collector happened to run). The collector is off here, since when it runs depends on how
+    collector happened to run). The collector is off there, since when it runs depends on how
     many objects were allocated: whatever a file holds must be freed when the file is done."""
-    from vbg.inference import SegmenterConfig, create_segmenter
-    from vbg.offline.process import FileProcessor, ProcessConfig
-    from vbg.progress import Progress
+    import json
 
     clip = write_clip(tmp_path / "clip.mp4", [f for f, _ in person_clip_frames(15, (360, 640))])
-    scfg = SegmenterConfig(model="selfie", device="cpu", threads=1)
-    was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        with create_segmenter(scfg) as a, create_segmenter(scfg) as b:
-            proc = FileProcessor(ProcessConfig(model=scfg), a, b)
-            # a first file sets up what libraries create once per process (codec tables, pools)
-            proc.process(clip, tmp_path / f"prime{suffix}", Progress("prime", None, mode="quiet"))
-            threads0, _ = _status()
-            rss = {}
-            for i in range(1, 25):
-                out = tmp_path / f"out{i % 2}{suffix}"  # alternate names: the old output is replaced
-                out.unlink(missing_ok=True)
-                res = proc.process(clip, out, Progress(str(i), None, mode="quiet"))
-                assert res.frames == 15
-                threads, rss[i] = _status()
-                assert threads == threads0, f"after file {i}: {threads} threads, {threads0} before the batch"
-    finally:
-        if was_enabled:
-            gc.enable()
+    run = subprocess.run([sys.executable, "-c", _BATCH, str(clip), str(tmp_path), suffix, "24"],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr
+    res = json.loads(run.stdout.splitlines()[-1])
+    rss = {}
+    for i, (frames, threads, mb) in enumerate(res["files"], 1):
+        assert frames == 15
+        assert threads == res["threads0"], f"after file {i}: {threads} threads, {res['threads0']} before the batch"
+        rss[i] = mb
     # The leak was ~30 MB a file (600 MB over these 20). The allocator's arenas jump by 30-70 MB
     # now and then and settle (libvpx most): medians of five files, and a margin well above that.
     early = statistics.median(rss[i] for i in range(2, 7))
