@@ -5,10 +5,12 @@ cluster the fixture started instead of starting a Ray runtime of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -128,26 +130,35 @@ def _actor_pids(title: str) -> list[int]:
     return pids
 
 
-def test_a_worker_killed_mid_job_is_replaced_and_the_output_is_complete(cluster, clip, local_matte, tmp_path):
-    out = tmp_path / "matte"
-    killed: list[int] = []
+@contextlib.contextmanager
+def _once_a_worker_is_at_work(act) -> Iterator[list[int]]:
+    """Runs ``act(pid)`` once, on a thread, as soon as a worker actor is seen running a
+    segment (its process title); yields the list that gets that pid."""
+    acted: list[int] = []
     done = threading.Event()
 
-    def kill_one_at_work() -> None:
-        while not done.is_set() and not killed:
-            for pid in _actor_pids("ray::Worker.run"):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                break
+    def watch() -> None:
+        while not done.is_set():
+            pids = _actor_pids("ray::Worker.run")
+            if pids:
+                act(pids[0])
+                acted.append(pids[0])
+                return
             done.wait(0.01)
 
-    killer = threading.Thread(target=kill_one_at_work)
-    killer.start()
+    t = threading.Thread(target=watch)
+    t.start()
     try:
-        rc = main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", *COMMON])
+        yield acted
     finally:
         done.set()
-        killer.join()
+        t.join()
+
+
+def test_a_worker_killed_mid_job_is_replaced_and_the_output_is_complete(cluster, clip, local_matte, tmp_path):
+    out = tmp_path / "matte"
+    with _once_a_worker_is_at_work(lambda pid: os.kill(pid, signal.SIGKILL)) as killed:
+        rc = main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", *COMMON])
     assert killed, "no worker was found at work to kill"
     assert rc == 0
     same_pngs(local_matte, out)  # every frame, each as a local run makes it
@@ -181,22 +192,9 @@ def test_a_damaged_file_fails_alone_and_the_summary_names_it(cluster, clip, tmp_
 
 def test_ctrl_c_stops_the_job_and_leaves_no_partial_file(cluster, clip, tmp_path, capsys):
     out = tmp_path / "matte"
-    done = threading.Event()
-
-    def interrupt_at_work() -> None:
-        while not done.is_set():
-            if _actor_pids("ray::Worker.run"):
-                os.kill(os.getpid(), signal.SIGINT)
-                return
-            done.wait(0.01)
-
-    t = threading.Thread(target=interrupt_at_work)
-    t.start()
-    try:
+    with _once_a_worker_is_at_work(lambda _pid: os.kill(os.getpid(), signal.SIGINT)) as interrupted:
         rc = main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", *COMMON])
-    finally:
-        done.set()
-        t.join()
+    assert interrupted, "no worker was found at work when Ctrl-C was to be pressed"
     assert rc == 130
     assert "not written" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []  # no output, no part, no staging folder
