@@ -41,6 +41,7 @@ from benchmarks.common import DROP_BACKEND, drop_backend, machine_info, write_re
 from benchmarks.quality import REAL_WARMUP, score_real
 from vbg.clock import Clock, MonotonicClock
 from vbg.pipeline import LivePipeline
+from vbg.priority import BACKGROUND_NICE
 
 HOG = "while True: pass"
 
@@ -148,11 +149,12 @@ def live_config(model: str):
                                 "control": {"control": False}})
 
 
-def run_once(clip, model: str, *, keep_priority: bool = False) -> dict:
+def run_once(clip, model: str, *, model_nice: int | None = None) -> dict:
     """One wall-clock live run of ``clip``: its per-frame shown alphas and the pipeline's figures.
 
-    ``keep_priority`` (a diagnostic, not vbg's behaviour): the model's threads are not lowered
-    in priority (``vbg.priority.lower`` does nothing for the run)."""
+    ``model_nice`` (a diagnostic): the model's threads are lowered by this much instead of vbg's
+    ``priority.BACKGROUND_NICE`` (0: not lowered at all)."""
+    import functools
     from unittest import mock
 
     from vbg import priority
@@ -161,7 +163,9 @@ def run_once(clip, model: str, *, keep_priority: bool = False) -> dict:
     pipe = RecordedPipeline(live_config(model), source=src)
     load0 = os.getloadavg()
     t0 = time.monotonic()
-    with mock.patch.object(priority, "lower", lambda *a, **k: 0) if keep_priority else contextlib.nullcontext():
+    patch = (mock.patch.object(priority, "lower", functools.partial(priority.lower, by=model_nice))
+             if model_nice is not None else contextlib.nullcontext())
+    with patch:
         stats = pipe.run()
     wall = time.monotonic() - t0
     load1 = os.getloadavg()
@@ -177,7 +181,7 @@ def run_once(clip, model: str, *, keep_priority: bool = False) -> dict:
 
 
 def run(root: Path, *, n_hogs: int = 0, runs: int = 3, model: str = "selfie", fps: float = 24.0,
-        warmup: int = REAL_WARMUP, keep_priority: bool = False, log=print) -> dict:
+        warmup: int = REAL_WARMUP, model_nice: int | None = None, log=print) -> dict:
     from vbg.evaluation import (
         LiveSettings,
         SegmenterSource,
@@ -194,7 +198,7 @@ def run(root: Path, *, n_hogs: int = 0, runs: int = 3, model: str = "selfie", fp
     seg = create_segmenter(SegmenterConfig(model=model, device="cpu"))
     source = SegmenterSource(seg)
     res: dict = {"sequences": {}, "hogs": n_hogs, "runs": runs, "model": model, "fps": fps, "warmup": warmup,
-                 "root": str(root), "keep_priority": keep_priority}
+                 "root": str(root), "model_nice": model_nice}
     for clip in clips:  # the frame-exact rows first, on a machine without hogs
         tol = boundary_tolerance(clip.frames[0].shape[0])
         ref = score_real(clip, simulate_live(clip, Timed(source, 0.0), LiveSettings(skip=1, smoothing=0.0)),
@@ -209,7 +213,7 @@ def run(root: Path, *, n_hogs: int = 0, runs: int = 3, model: str = "selfie", fp
         for r in range(runs):
             for clip in clips:
                 entry = res["sequences"][clip.motion]
-                one = run_once(clip, model, keep_priority=keep_priority)
+                one = run_once(clip, model, model_nice=model_nice)
                 shown = one.pop("shown")
                 scores = score_real(clip, iter(shown), warmup=warmup, boundary_tol=entry["boundary_tol"])
                 # the same without the start-up (the frames before the first mask), beside the
@@ -273,8 +277,9 @@ def markdown(res: dict, info: dict, command: str) -> str:
     d = live_mean - ref_mean
     md.append(f"| mean | {ref_mean:.4f} | {exact_mean:.4f} | {live_mean:.4f} | {d:+.4f} | - | "
               f"{'yes' if d >= -0.01 else '**no**'} | {fr:.4f} | {fl:.4f} | - | - | - | - | - | - |")
-    if res["keep_priority"]:
-        md.append("\nDiagnostic (`--keep-priority`): the model's threads were NOT lowered in priority, unlike vbg.")
+    if res["model_nice"] is not None:
+        md.append(f"\nDiagnostic (`--model-nice {res['model_nice']}`): the model's threads were lowered by nice "
+                  f"+{res['model_nice']}, not by vbg's +{BACKGROUND_NICE}.")
     md += ["", "Per run (IoU, load average before):", ""]
     for name, e in seqs.items():
         md.append(f"- {name}: " + ", ".join(f"{x['iou']:.4f} ({x['loadavg'][0]:.1f})" for x in e["live"]))
@@ -289,14 +294,17 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="live runs per sequence (medians)")
     ap.add_argument("--model", default="selfie")
     ap.add_argument("--fps", type=float, default=24.0, help="the sequences' frame rate")
-    ap.add_argument("--keep-priority", action="store_true",
-                    help="diagnostic: do not lower the model threads' priority (vbg always does on a CPU)")
+    ap.add_argument("--model-nice", type=int, metavar="N",
+                    help=f"diagnostic: lower the model threads by nice +N instead of vbg's +{BACKGROUND_NICE}")
+    ap.add_argument("--keep-priority", dest="model_nice", action="store_const", const=0,
+                    help="diagnostic: do not lower the model threads' priority (--model-nice 0)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = ap.parse_args(argv)
     from vbg.errors import VbgError
 
-    if not 0 <= args.hogs <= 64 or not 1 <= args.runs <= 100:
-        print("benchmarks.quality_live: error: --hogs must be 0..64 and --runs 1..100", file=sys.stderr)
+    if not 0 <= args.hogs <= 64 or not 1 <= args.runs <= 100 or not 0 <= (args.model_nice or 0) <= 19:
+        print("benchmarks.quality_live: error: --hogs must be 0..64, --runs 1..100 and --model-nice 0..19",
+              file=sys.stderr)
         return 2
     import signal
 
@@ -308,7 +316,7 @@ def main(argv=None) -> int:
     try:
         with drop_backend():
             res = run(args.real, n_hogs=args.hogs, runs=args.runs, model=args.model, fps=args.fps,
-                      keep_priority=args.keep_priority)
+                      model_nice=args.model_nice)
     except VbgError as e:
         print(f"benchmarks.quality_live: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -316,10 +324,10 @@ def main(argv=None) -> int:
     info = machine_info()
     cmd = (f"python -m benchmarks.quality_live --real {args.real} --hogs {args.hogs} --runs {args.runs} "
            f"--model {args.model}" + (f" --fps {args.fps:g}" if args.fps != 24.0 else "")
-           + (" --keep-priority" if args.keep_priority else ""))
+           + (f" --model-nice {args.model_nice}" if args.model_nice is not None else ""))
     text = markdown(res, info, cmd)
     print("\n" + text)
-    name = f"quality_live_hogs{args.hogs}" + ("_keep_priority" if args.keep_priority else "")
+    name = f"quality_live_hogs{args.hogs}" + (f"_nice{args.model_nice}" if args.model_nice is not None else "")
     js, md = write_results(args.out, name, {"machine": info, **res}, text)
     print(f"wrote {js} and {md} ({res['wall_s']:.0f} s)")
     return 0
