@@ -108,3 +108,19 @@ def drop_backend() -> Iterator[str]:
 
     with fake_camera(DROP_BACKEND, keep=False, device_name="bench") as cam:
         yield cam.name
+
+
+@contextlib.contextmanager
+def model_nice(by: int | None) -> Iterator[None]:
+    """A diagnostic: while inside, the live pipeline lowers its model threads by nice ``+by``
+    instead of vbg's ``priority.BACKGROUND_NICE`` (0: not lowered at all); None changes nothing."""
+    if by is None:
+        yield
+        return
+    import functools
+    from unittest import mock
+
+    from vbg import priority
+
+    with mock.patch.object(priority, "lower", functools.partial(priority.lower, by=by)):
+        yield

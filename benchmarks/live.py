@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import DROP_BACKEND, drop_backend, machine_info, write_results
+from benchmarks.common import DROP_BACKEND, drop_backend, machine_info, model_nice, write_results
 from benchmarks.gpu import DEVICES, not_run_here
 
 
@@ -34,7 +34,8 @@ def _clip(path: Path, hw: tuple[int, int]) -> Path:
     return write_clip(path, [f for f, _ in person_clip_frames(120, hw)], fps=30)
 
 
-def run_case(clip: Path, model: str, size, seconds: float, device: str = "cpu", skip: str = "auto") -> dict:
+def run_case(clip: Path, model: str, size, seconds: float, device: str = "cpu", skip: str = "auto",
+             nice: int | None = None) -> dict:
     from vbg.config import LiveConfig, apply
     from vbg.pipeline import LivePipeline
 
@@ -45,7 +46,7 @@ def run_case(clip: Path, model: str, size, seconds: float, device: str = "cpu", 
                                "temporal": {"skip": skip},
                                "background": {"blur": 1.0},
                                "output": {"vcam_backend": DROP_BACKEND, "duration": seconds}})
-    with drop_backend():
+    with drop_backend(), model_nice(nice):
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
         stats = LivePipeline(cfg).run()
         r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
@@ -62,10 +63,13 @@ def main(argv=None) -> int:
     ap.add_argument("--rmbg-sizes", default="256", help="RMBG-1.4 --size values to run (comma-separated)")
     ap.add_argument("--device", default="cpu", choices=DEVICES, help="where the model runs")
     ap.add_argument("--skip", default="auto", help="vbg --skip for every case (1: a fresh mask on every frame)")
+    ap.add_argument("--model-nice", type=int, metavar="N", choices=range(20),
+                    help="diagnostic: lower the model threads by nice +N instead of vbg's own choice")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
-    name = "live" if args.device == "cpu" else f"live_{args.device}"
+    name = ("live" if args.device == "cpu" else f"live_{args.device}") + (
+        f"_nice{args.model_nice}" if args.model_nice is not None else "")
     if not_run_here(args.out, name, args.device, "Live filter end to end", "live table not produced"):
         return 0
 
@@ -78,7 +82,7 @@ def main(argv=None) -> int:
         cases = [("selfie", "selfie", None)] + [("rmbg-1.4 random init", str(rmbg), int(v))
                                                 for v in args.rmbg_sizes.split(",")]
         for label, model, size in cases:
-            snap = run_case(clip, model, size, args.seconds, args.device, args.skip)
+            snap = run_case(clip, model, size, args.seconds, args.device, args.skip, args.model_nice)
             snap["case"] = label
             snap["size"] = "256x256 (fixed)" if size is None else f"{size}"
             rows.append(snap)
@@ -106,7 +110,9 @@ def main(argv=None) -> int:
           f"model on {args.device} ({', '.join(rows[0].get('providers', [])) or '?'}); "
           f"onnxruntime {info.get('onnxruntime')}. "
           f"Source: {w}x{h} clip at 30 fps paced in real time (looped), blur background, --skip {args.skip}, "
-          f"{args.seconds:g} s per case; virtual camera = pyvirtualcam with a discarding backend. "
+          f"{args.seconds:g} s per case"
+          + (f"; model threads at nice +{args.model_nice} (a diagnostic)" if args.model_nice is not None else "")
+          + "; virtual camera = pyvirtualcam with a discarding backend. "
           "Latency = capture to composite handed to the sinks; mask age = capture of the frame the mask "
           "was computed on to output; render = all per-frame work except the model. p50/p95 in ms.\n",
           "| model | --size | out fps | dropped | model ms | fresh mask | latency | mask age | render ms | CPU (cores) "

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import DROP_BACKEND, drop_backend, machine_info, write_results
+from benchmarks.common import model_nice as common_model_nice
 from benchmarks.quality import REAL_WARMUP, score_real
 from vbg.clock import Clock, MonotonicClock
 from vbg.pipeline import LivePipeline
@@ -154,18 +155,11 @@ def run_once(clip, model: str, *, model_nice: int | None = None) -> dict:
 
     ``model_nice`` (a diagnostic): the model's threads are lowered by this much instead of vbg's
     ``priority.BACKGROUND_NICE`` (0: not lowered at all)."""
-    import functools
-    from unittest import mock
-
-    from vbg import priority
-
     src = PacedSequence(clip.frames, clip.fps)
     pipe = RecordedPipeline(live_config(model), source=src)
     load0 = os.getloadavg()
     t0 = time.monotonic()
-    patch = (mock.patch.object(priority, "lower", functools.partial(priority.lower, by=model_nice))
-             if model_nice is not None else contextlib.nullcontext())
-    with patch:
+    with common_model_nice(model_nice):
         stats = pipe.run()
     wall = time.monotonic() - t0
     load1 = os.getloadavg()
@@ -279,7 +273,7 @@ def markdown(res: dict, info: dict, command: str) -> str:
               f"{'yes' if d >= -0.01 else '**no**'} | {fr:.4f} | {fl:.4f} | - | - | - | - | - | - |")
     if res["model_nice"] is not None:
         md.append(f"\nDiagnostic (`--model-nice {res['model_nice']}`): the model's threads were lowered by nice "
-                  f"+{res['model_nice']}, not by vbg's +{BACKGROUND_NICE}.")
+                  f"+{res['model_nice']} (vbg's own choice: +{BACKGROUND_NICE}).")
     md += ["", "Per run (IoU, load average before):", ""]
     for name, e in seqs.items():
         md.append(f"- {name}: " + ", ".join(f"{x['iou']:.4f} ({x['loadavg'][0]:.1f})" for x in e["live"]))

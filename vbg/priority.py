@@ -1,20 +1,27 @@
 """Thread priorities: the frame path first, the model in the gaps.
 
 In: the kernel ids of threads (:func:`thread_ids`; default: the calling
-thread). Out: :func:`lower` raises their nice value (+10 by default) and
+thread). Out: :func:`lower` raises their nice value (+5 by default) and
 returns how many changed; it needs no privileges and does nothing where the
 platform has no per-thread nice (Windows, macOS). Thread: any; the live
 pipeline calls it for the inference thread and ONNX Runtime's pool threads.
 
 On two cores the model's intra-op threads and the render thread compete for
 the same cores; when they run at the same priority the render thread is
-preempted in the middle of a frame and its ~4 ms of work stretches to 10-12 ms
-(measured in ``python -m benchmarks.live``). The model has a budget of several
-frame intervals anyway, so the live pipeline lowers the priority of the
-inference thread and of ONNX Runtime's pool threads (``nice`` +10 on Linux,
-per thread): the render thread then takes the cores when it has a frame, and
-the model runs in between. Lowering a priority needs no privileges; where the
-platform has no per-thread nice (Windows, macOS) this does nothing.
+preempted in the middle of a frame and its work stretches (RMBG-1.4 at
+--size 256 on the 2-core VM: render p50 / p95 14.1 / 23.3 ms with the model
+at nice 0, 10.1 / 17.1 ms at +10; ``python -m benchmarks.live --model-nice N``).
+So the live pipeline lowers the inference thread and ONNX Runtime's pool
+threads, per thread on Linux. By how much is a trade: the scheduler gives a
+thread at nice +10 about a tenth of a nice-0 thread's share, so beside two
+CPU-bound processes (a build, a batch job) the selfie model went from 4 ms to
+30-110 ms, no mask was waited for and the matte lost 0.02-0.05 IoU on real
+footage; at +5 (about a third of a share) it stays at ~10 ms and within 0.01
+IoU of per-frame inference, while the render path gives up 1-2 ms against +10
+(p50 / p95 11.5 / 18.9 ms with RMBG-1.4, still 30 fps out). ``python -m benchmarks.quality_live
+--hogs 2 --model-nice N`` measures the first half; ``benchmarks/QUALITY.md``
+has both. An unprivileged thread cannot take a lowered priority back
+(RLIMIT_NICE is 0 on common distributions), so the choice is made once.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import threading
 
 log = logging.getLogger("vbg.priority")
 
-BACKGROUND_NICE = 10
+BACKGROUND_NICE = 5
 _TASKS = "/proc/self/task"
 
 
