@@ -1,7 +1,7 @@
 """Thread priorities: the frame path first, the model in the gaps.
 
 In: the kernel ids of threads (:func:`thread_ids`; default: the calling
-thread). Out: :func:`lower` raises their nice value (+5 by default) and
+thread). Out: :func:`lower` raises their nice value (+3 by default) and
 returns how many changed; it needs no privileges and does nothing where the
 platform has no per-thread nice (Windows, macOS). Thread: any; the live
 pipeline calls it for the inference thread and ONNX Runtime's pool threads.
@@ -16,12 +16,15 @@ threads, per thread on Linux. By how much is a trade: the scheduler gives a
 thread at nice +10 about a tenth of a nice-0 thread's share, so beside two
 CPU-bound processes (a build, a batch job) the selfie model went from 4 ms to
 30-110 ms, no mask was waited for and the matte lost 0.02-0.05 IoU on real
-footage; at +5 (about a third of a share) it stays at ~10 ms and within 0.01
-IoU of per-frame inference, while the render path gives up 1-2 ms against +10
-(p50 / p95 11.5 / 18.9 ms with RMBG-1.4, still 30 fps out). ``python -m benchmarks.quality_live
---hogs 2 --model-nice N`` measures the first half; ``benchmarks/QUALITY.md``
-has both. An unprivileged thread cannot take a lowered priority back
-(RLIMIT_NICE is 0 on common distributions), so the choice is made once.
+footage. At +3 (about half a share) it takes 8-10 ms and stays within 0.01
+IoU of per-frame inference on every sequence (+5 missed on one sequence in
+one of three runs), while the render path gives up 1-3 ms against +10
+(p50 / p95 11.2-13.3 / 18.3-20.6 ms with RMBG-1.4, 30 fps out) and the
+desktop's own programs still come first 2 to 1. ``python -m
+benchmarks.quality_live --hogs 2 --model-nice N`` measures the first half;
+``benchmarks/QUALITY.md`` has both. An unprivileged thread cannot take a
+lowered priority back (RLIMIT_NICE is 0 on common distributions), so the
+choice is made once.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import threading
 
 log = logging.getLogger("vbg.priority")
 
-BACKGROUND_NICE = 5
+BACKGROUND_NICE = 3
 _TASKS = "/proc/self/task"
 
 
