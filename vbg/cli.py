@@ -8,7 +8,8 @@ mistake. Nothing else in the product ends the process: the console script
 and ``__main__`` exit with the code ``main`` returns. Thread: the main
 thread, which holds the signal handlers (Ctrl-C, SIGTERM, SIGHUP stop a run
 the same way; while the live filter runs, SIGUSR1 toggles its effect and, with
-``--config``, SIGHUP reloads that file instead: ``_live_signals``). ``vbg ctl``
+``--config``, SIGHUP reloads that file instead, unless it comes because the
+terminal closed: ``_live_signals``). ``vbg ctl``
 talks to a running filter through :mod:`vbg.control`.
 """
 
@@ -995,20 +996,42 @@ def reload_config(args, pipeline) -> str:
     return "; ".join(parts)
 
 
+def _has_terminal() -> bool:
+    """Whether this process has a controlling terminal now: none for a service, and none any more
+    once its terminal hung up (the kernel takes it from the whole session before the SIGHUP)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
 @contextlib.contextmanager
 def _live_signals(args, pipeline):
     """While the live filter runs: SIGUSR1 toggles the effect; SIGHUP reloads the config files
     (``--config``, the default config file) when there are any (without them it stops the run,
-    as a closed terminal's hang-up does)."""
+    as a closed terminal's hang-up does). A SIGHUP that comes because the terminal vbg was
+    started in went away (the window closed, the ssh session dropped) stops the run all the
+    same: nobody is left to see it, and the camera would stay on. ``kill -HUP`` from elsewhere,
+    with the terminal still there, or to a service, which never had one, reloads."""
     import signal
 
     old = {}
+    had_terminal = _has_terminal()
 
     def on_usr1(signum, frame):
         if pipeline.toggle_effect():
             log.info("SIGUSR1: effect %s", "on" if pipeline.control.view.effect else "off")
 
     def on_hup(signum, frame):
+        if had_terminal and not _has_terminal():  # a hang-up: stop as without a config
+            stop = old.get(signum)
+            if callable(stop):
+                stop(signum, frame)
+                return
+            _interrupt(signum, frame)
+            return
         try:
             line = reload_config(args, pipeline)
         except Exception as e:  # never into the run: a reload that fails keeps it going
@@ -1134,9 +1157,15 @@ def _stop_on_signals(stop: Callable[[], None], ready: Callable[[], bool]):
     import signal
 
     stopping = False
+    hup = getattr(signal, "SIGHUP", None)
 
     def on_signal(signum, frame):
         nonlocal stopping
+        if stopping and signum == hup:
+            # A hang-up comes more than once (to the session leader and to the foreground group,
+            # and again when the terminal's other end goes): nobody asked twice, so the first
+            # one's clean stop goes on and the recording or partial file is still finalized.
+            return
         if stopping or not ready():
             _interrupt(signum, frame)
             return  # put off (an import was running): the same signal comes again

@@ -528,6 +528,98 @@ def test_a_closed_terminal_ends_vbg_process_keeping_a_playable_partial_file(long
     assert 0 < _playable_or_absent(partial) < 900
 
 
+def _in_a_terminal(args: list[str], env: dict) -> tuple[subprocess.Popen, int]:
+    """``python -m vbg ARGS`` as a terminal runs it: a new session whose controlling terminal is
+    a pseudo-terminal (stdin, stdout, stderr on it); returns the process and the terminal's
+    other end, whose closing is the terminal going away."""
+    import fcntl
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, start_new_session=True,
+                            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(slave)
+    return proc, master
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["status-line", "quiet"])
+def test_a_closed_terminal_ends_the_live_filter_even_with_a_config_to_reload(long_clip, tmp_path, quiet):
+    """With --config, SIGHUP reloads the file (as a service's ExecReload sends it); but the SIGHUP
+    that comes when the terminal vbg runs in closes is not a reload request: the filter stops, its
+    recording finalized, instead of running on unseen with the camera on. ``kill -HUP`` while the
+    terminal is still there reloads, and the filter goes on. With --quiet nothing is written to the
+    terminal, so only the hang-up itself can tell vbg that it is gone."""
+    import re
+    import select
+
+    conf = tmp_path / "live.toml"
+    conf.write_text('[background]\ncolor = "#ff00ff"\n')
+    rec = tmp_path / "rec.mp4"
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "XDG_RUNTIME_DIR": str(tmp_path)}
+    proc, master = _in_a_terminal(["--config", str(conf), "--model", "selfie", "--source", str(long_clip), "--loop",
+                                   "--no-vcam", "--no-control", "--record", str(rec), *(["--quiet"] if quiet else [])],
+                                  env)
+    shown = b""
+
+    def read_until(done, what: str) -> None:
+        nonlocal shown
+        end = time.monotonic() + 120  # hang guard only
+        while not done():
+            assert proc.poll() is None and time.monotonic() < end, (what, proc.poll(), shown[-300:])
+            if select.select([master], [], [], 0.2)[0]:
+                shown += os.read(master, 65536)
+
+    def recorded() -> int:  # bytes in the recording's temporary so far
+        return sum(p.stat().st_size for p in tmp_path.iterdir() if p.name.startswith(".rec.mp4"))
+
+    try:
+        if quiet:
+            read_until(lambda: recorded() > 20_000, "frames in the recording")
+        else:
+            read_until(lambda: re.search(rb"out +\d+\.\d fps", shown), "the status line")
+            conf.write_text('[background]\ncolor = "#00ffff"\n')
+            at = len(shown)
+            proc.send_signal(signal.SIGHUP)  # the terminal is still there: a reload
+            read_until(lambda: re.search(rb"reloaded: applied background\.color", shown[at:]), "the reload")
+            assert proc.poll() is None
+    finally:
+        os.close(master)  # the terminal goes away: the kernel hangs up the session (SIGHUP)
+    try:
+        rc = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc in (0, 130), rc  # stopped by vbg, not killed by the signal
+    with av.open(str(rec)) as c:  # the recording was finalized: it plays
+        assert sum(1 for _ in c.decode(video=0)) > 0
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on Windows")
+def test_a_hang_up_that_comes_twice_is_still_one_clean_stop():
+    """A closed terminal's SIGHUP can arrive more than once (to the session leader, to the foreground
+    group, and again as the other end closes): that is not the user insisting, so the first one's
+    clean stop (the recording finalized) goes on; a second Ctrl-C or SIGTERM still stops at once.
+    (Seen with a live filter in a real pseudo-terminal: the second SIGHUP threw the recording away.)"""
+    from vbg import cli
+
+    stops: list[int] = []
+    with cli._stop_on_signals(lambda: stops.append(1), ready=lambda: True):
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0)  # the handler runs on this thread, between two bytecodes
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0)
+        except KeyboardInterrupt:
+            pytest.fail("the second SIGHUP stopped the run at once (what is being written would be lost)")
+        assert stops == [1]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # (interrupted by the handler)
+    assert stops == [1]
+
+
 def test_under_nohup_a_hang_up_does_not_stop_vbg_process(m, tmp_path):
     """Started with SIGHUP ignored (``nohup vbg process ...``), vbg keeps it ignored: the job runs to the end."""
     out = tmp_path / "o.mp4"
