@@ -100,7 +100,7 @@ def test_the_whole_frame_is_used_at_the_start_for_a_close_up_and_when_the_person
 
     close = CroppedSegmenter(WhiteIsPerson())
     for _ in range(4):  # someone filling the frame: nothing to crop, nothing changes
-        mask = full_size(close.segment(frame_with((320, 200, 200, 150))))
+        close.segment(frame_with((320, 200, 200, 150)))
     assert close.crops == 0 and close.box() == (0, 0, W, H)
 
 
@@ -113,7 +113,7 @@ def test_someone_entering_far_from_the_crop_is_found_by_the_regular_whole_frame_
     assert x1 < 500  # the crop is around the first person
     two = frame_with(one, (580, 180, 12, 30))
     for _ in range(RECHECK + 1):
-        canvas = seg.segment(two)
+        seg.segment(two)
     x0, _, x1, _ = seg.box()
     assert seg.rechecks >= 1 and x0 <= 138 and x1 >= 592  # the next box holds both
     mask = full_size(seg.segment(two)) > 0.5
