@@ -549,8 +549,9 @@ def test_a_closed_terminal_ends_the_live_filter_even_with_a_config_to_reload(lon
     """With --config, SIGHUP reloads the file (as a service's ExecReload sends it); but the SIGHUP
     that comes when the terminal vbg runs in closes is not a reload request: the filter stops, its
     recording finalized, instead of running on unseen with the camera on. ``kill -HUP`` while the
-    terminal is still there reloads, and the filter goes on. With --quiet nothing is written to the
-    terminal, so only the hang-up itself can tell vbg that it is gone."""
+    terminal is still there reloads, and the filter goes on (then Ctrl-C). With --quiet nothing is
+    written to the terminal, so only the hang-up itself can tell vbg that it is gone: that run ends
+    by closing the terminal."""
     import re
     import select
 
@@ -569,7 +570,10 @@ def test_a_closed_terminal_ends_the_live_filter_even_with_a_config_to_reload(lon
         while not done():
             assert proc.poll() is None and time.monotonic() < end, (what, proc.poll(), shown[-300:])
             if select.select([master], [], [], 0.2)[0]:
-                shown += os.read(master, 65536)
+                try:
+                    shown += os.read(master, 65536)
+                except OSError:  # EIO: vbg has closed its end (it is exiting)
+                    time.sleep(0.05)
 
     def recorded() -> int:  # bytes in the recording's temporary so far
         return sum(p.stat().st_size for p in tmp_path.iterdir() if p.name.startswith(".rec.mp4"))
@@ -584,8 +588,10 @@ def test_a_closed_terminal_ends_the_live_filter_even_with_a_config_to_reload(lon
             proc.send_signal(signal.SIGHUP)  # the terminal is still there: a reload
             read_until(lambda: re.search(rb"reloaded: applied background\.color", shown[at:]), "the reload")
             assert proc.poll() is None
+            proc.send_signal(signal.SIGINT)  # Ctrl-C: here the terminal stays until vbg is done
+            read_until(lambda: proc.poll() is not None, "the stop")
     finally:
-        os.close(master)  # the terminal goes away: the kernel hangs up the session (SIGHUP)
+        os.close(master)  # (quiet) the terminal goes away: the kernel hangs up the session (SIGHUP)
     try:
         rc = proc.wait(60)
     finally:
