@@ -9,7 +9,8 @@ and ``__main__`` exit with the code ``main`` returns. Thread: the main
 thread, which holds the signal handlers (Ctrl-C, SIGTERM, SIGHUP stop a run
 the same way; while the live filter runs, SIGUSR1 toggles its effect and, with
 ``--config``, SIGHUP reloads that file instead, unless it comes because the
-terminal closed: ``_live_signals``). ``vbg ctl``
+terminal closed: ``_live_signals``); what a handler asks for runs on
+:mod:`vbg.sigwork`'s thread, never inside the handler. ``vbg ctl``
 talks to a running filter through :mod:`vbg.control`.
 """
 
@@ -1017,12 +1018,25 @@ def _live_signals(args, pipeline):
     with the terminal still there, or to a service, which never had one, reloads."""
     import signal
 
+    from .sigwork import SignalWork
+
     old = {}
     had_terminal = _has_terminal()
+    work = SignalWork()  # the toggle and the reload take locks: never inside the handler (vbg.sigwork)
 
-    def on_usr1(signum, frame):
+    def toggle() -> None:
         if pipeline.toggle_effect():
             log.info("SIGUSR1: effect %s", "on" if pipeline.control.view.effect else "off")
+
+    def reload() -> None:
+        try:
+            line = reload_config(args, pipeline)
+        except Exception as e:  # never into the run: a reload that fails keeps it going
+            line = f"{_reloadable(args) or 'the config'} not reloaded ({type(e).__name__}: {e})"
+        log.warning("%s", line) if "not reloaded" in line else log.info("%s", line)
+
+    def on_usr1(signum, frame):
+        work.post(toggle)
 
     def on_hup(signum, frame):
         if had_terminal and not _has_terminal():  # a hang-up: stop as without a config
@@ -1032,11 +1046,7 @@ def _live_signals(args, pipeline):
                 return
             _interrupt(signum, frame)
             return
-        try:
-            line = reload_config(args, pipeline)
-        except Exception as e:  # never into the run: a reload that fails keeps it going
-            line = f"{_reloadable(args) or 'the config'} not reloaded ({type(e).__name__}: {e})"
-        log.warning("%s", line) if "not reloaded" in line else log.info("%s", line)
+        work.post(reload)
 
     if threading.current_thread() is threading.main_thread():
         if hasattr(signal, "SIGUSR1"):
@@ -1049,6 +1059,7 @@ def _live_signals(args, pipeline):
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+        work.close()
 
 
 def cmd_live(args, *, opener: Callable[[str], None] | None = None) -> int:
@@ -1156,8 +1167,13 @@ def _stop_on_signals(stop: Callable[[], None], ready: Callable[[], bool]):
     behind). A closed stdout or stderr (``| head``) calls ``stop`` like the first signal."""
     import signal
 
+    from .sigwork import SignalWork
+
     stopping = False
     hup = getattr(signal, "SIGHUP", None)
+    # The stop itself (an Event's set) runs off the handler: the main thread may be inside that
+    # same Event's lock when the signal lands (vbg.sigwork); the handler only decides.
+    work = SignalWork()
 
     def on_signal(signum, frame):
         nonlocal stopping
@@ -1170,16 +1186,17 @@ def _stop_on_signals(stop: Callable[[], None], ready: Callable[[], bool]):
             _interrupt(signum, frame)
             return  # put off (an import was running): the same signal comes again
         stopping = True
-        stop()
+        work.post(stop)
 
     old = {sig: signal.signal(sig, on_signal) for sig in stop_signals()}
-    old_hook = streams.on_broken(stop)
+    old_hook = streams.on_broken(lambda: work.post(stop))
     try:
         yield
     finally:
         streams.on_broken(old_hook)
         for sig, handler in old.items():
             signal.signal(sig, handler)
+        work.close()
 
 
 def _importing(frame) -> bool:

@@ -549,9 +549,10 @@ def test_a_closed_terminal_ends_the_live_filter_even_with_a_config_to_reload(lon
     """With --config, SIGHUP reloads the file (as a service's ExecReload sends it); but the SIGHUP
     that comes when the terminal vbg runs in closes is not a reload request: the filter stops, its
     recording finalized, instead of running on unseen with the camera on. ``kill -HUP`` while the
-    terminal is still there reloads, and the filter goes on (then Ctrl-C). With --quiet nothing is
-    written to the terminal, so only the hang-up itself can tell vbg that it is gone: that run ends
-    by closing the terminal."""
+    terminal is still there reloads, and the filter goes on. With --quiet nothing is written to the
+    terminal, so only the hang-up itself can tell vbg that it is gone; with the status line, its
+    failed write and the hang-up come at the same moment (once, that hung vbg: see
+    test_a_signal_that_lands_inside_the_stop_does_not_hang_vbg)."""
     import re
     import select
 
@@ -588,10 +589,8 @@ def test_a_closed_terminal_ends_the_live_filter_even_with_a_config_to_reload(lon
             proc.send_signal(signal.SIGHUP)  # the terminal is still there: a reload
             read_until(lambda: re.search(rb"reloaded: applied background\.color", shown[at:]), "the reload")
             assert proc.poll() is None
-            proc.send_signal(signal.SIGINT)  # Ctrl-C: here the terminal stays until vbg is done
-            read_until(lambda: proc.poll() is not None, "the stop")
     finally:
-        os.close(master)  # (quiet) the terminal goes away: the kernel hangs up the session (SIGHUP)
+        os.close(master)  # the terminal goes away: the kernel hangs up the session (SIGHUP)
     try:
         rc = proc.wait(60)
     finally:
@@ -611,7 +610,13 @@ def test_a_hang_up_that_comes_twice_is_still_one_clean_stop():
     from vbg import cli
 
     stops: list[int] = []
-    with cli._stop_on_signals(lambda: stops.append(1), ready=lambda: True):
+    stopped = threading.Event()
+
+    def stop() -> None:
+        stops.append(1)
+        stopped.set()
+
+    with cli._stop_on_signals(stop, ready=lambda: True):
         try:
             os.kill(os.getpid(), signal.SIGHUP)
             time.sleep(0)  # the handler runs on this thread, between two bytecodes
@@ -619,11 +624,64 @@ def test_a_hang_up_that_comes_twice_is_still_one_clean_stop():
             time.sleep(0)
         except KeyboardInterrupt:
             pytest.fail("the second SIGHUP stopped the run at once (what is being written would be lost)")
-        assert stops == [1]
+        assert stopped.wait(60)  # (the stop runs on vbg's signal thread; a hang guard only)
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)  # (interrupted by the handler)
     assert stops == [1]
+
+
+STOP_INSIDE_ITS_OWN_LOCK = """
+import os, signal, sys, threading
+from vbg import cli
+
+where = sys.argv[1]
+fired = []
+stop = threading.Event()  # the live filter's stop: set by the first signal, waited on by its main loop
+if where == "set":  # the status line's write failed as the terminal closed: that stops the run ...
+    real = stop._cond.notify_all
+
+    def notify_all(*a):  # ... and the terminal's SIGHUP lands inside that stop, on the main thread
+        if not fired:
+            fired.append(1)
+            os.kill(os.getpid(), signal.SIGHUP)
+        real(*a)
+
+    stop._cond.notify_all = notify_all
+else:  # the main loop waits on the stop (50 ms at a time): Ctrl-C lands as the wait takes its lock back
+    real = stop._cond._acquire_restore
+
+    def acquire_restore(state):
+        real(state)
+        if not fired:
+            fired.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stop._cond._acquire_restore = acquire_restore
+with cli._stop_on_signals(stop.set, ready=lambda: True):
+    if where == "set":
+        stop.set()
+    else:
+        stop.wait(0.01)
+        stop.wait(60)  # (what the first signal sets; a hang guard only)
+print("stopped" if stop.is_set() else "not stopped", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on Windows")
+@pytest.mark.parametrize("where", ["set", "wait"])
+def test_a_signal_that_lands_inside_the_stop_does_not_hang_vbg(where):
+    """A signal handler runs on the main thread wherever it is, even inside the lock of the event
+    that stops the run: closing the terminal fails the status line's write (which stops the run)
+    and sends SIGHUP at the same moment, and the live filter's main loop waits on that event all
+    the time. The handler stopping the run itself then waited for its own lock forever (seen once
+    in CI: the terminal closed, vbg ran on with the camera on). The stop must still happen."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", STOP_INSIDE_ITS_OWN_LOCK, where], capture_output=True,
+                              text=True, timeout=120)  # (a hang guard: it takes well under a second)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the signal's handler waited for the stop's own lock: vbg hung ({where})")
+    assert proc.returncode == 0 and proc.stdout.strip() == "stopped", (proc.returncode, proc.stdout, proc.stderr)
 
 
 def test_under_nohup_a_hang_up_does_not_stop_vbg_process(m, tmp_path):
