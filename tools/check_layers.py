@@ -4,7 +4,7 @@
 
 The rules (README, "Layout"):
 - the core (types, errors, config, ranges, clock, buffers, arrays, stats, and the helpers fsutil,
-  streams, liblogs, priority, progress) imports no stage and no runner;
+  streams, sigwork, liblogs, priority, progress) imports no stage and no runner;
 - stages (capture, models, inference, compositing, sinks, media, and images/encoders, which
   stages share) import no runner, and not the control package;
 - the control package (control/: control while live) may import the core, the helpers and the
@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 CORE = {"types", "errors", "config", "clock", "buffers", "ranges", "arrays", "stats", "fsutil",
-        "streams", "liblogs", "priority", "progress", "userconfig", "service"}
+        "streams", "sigwork", "liblogs", "priority", "progress", "userconfig", "service"}
 STAGES = {"capture", "models", "inference", "compositing", "sinks", "media",
           "images", "encoders"}  # the last two: shared by stages, held to the stages' rule
 CONTROL = {"control"}  # control while live: used by the runners, uses the stages
