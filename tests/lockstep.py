@@ -98,7 +98,11 @@ class NumberedClip:
 
 
 class TimedModel:
-    """A real segmenter whose every answer takes ``seconds`` of the test's clock (after its real work)."""
+    """A real segmenter whose every answer takes ``seconds`` of the test's clock (after its real work).
+
+    One answer per frame, named by the frame's number: never wrapped by the person crop."""
+
+    can_crop = False
 
     def __init__(self, inner, clock: DrivenClock, seconds: float, clip: NumberedClip) -> None:
         self.inner, self.clock, self.seconds, self.clip = inner, clock, seconds, clip

@@ -12,17 +12,18 @@ import numpy as np
 from conftest import PEOPLE
 
 
-def person_clip_frames(n: int = 60, size: tuple[int, int] = (360, 640), seed: int = 0):
+def person_clip_frames(n: int = 60, size: tuple[int, int] = (360, 640), seed: int = 0, scale: float = 0.9):
     """Yield (rgb, alpha_float) for a webcam-like person swaying over a room.
 
     The person (example03, exact alpha) moves sideways +-80 px over 40 frames
-    and bobs +-4 px: a "video call" with per-frame ground truth.
+    and bobs +-4 px: a "video call" with per-frame ground truth. ``scale``: the
+    picture of the person's height, of the frame's (0.3: someone at the back of the room).
     """
     h, w = size
     rgba = cv2.cvtColor(cv2.imread(str(PEOPLE / "example03_rgba.png"), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
     room = cv2.cvtColor(cv2.imread(str(PEOPLE / "background01.jpg")), cv2.COLOR_BGR2RGB)
     room = cv2.resize(room, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-    ph = int(h * 0.9)
+    ph = int(h * scale)
     person = cv2.resize(rgba, (ph, ph), interpolation=cv2.INTER_AREA).astype(np.float32)
     fg, a = person[:, :, :3], person[:, :, 3:] / 255.0
     for i in range(n):

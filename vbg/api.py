@@ -129,7 +129,9 @@ class Segmenter:
     selfie model, with a note on the ``vbg`` logger) or a ``.onnx``/``.safetensors`` file.
     ``device``: ``auto``, ``cpu``, ``cuda``, ``tensorrt``...; ``size``: the inference size, a
     long side or (H, W) (default: the model's reference size). ``threads``: inference threads.
-    Close it (or use ``with``) to free the session; one segmenter per thread.
+    ``crop="off"``: the whole image only (default ``"auto"``: a small person is looked at again,
+    closer, as ``vbg segment`` does). Close it (or use ``with``) to free the session; one
+    segmenter per thread.
     """
 
     def __init__(self, model: str | os.PathLike[str] = "auto", *, device: str = "auto", size: Size = None,
@@ -137,6 +139,7 @@ class Segmenter:
         from . import preflight
         from .config import ProcessConfig, SegmenterConfig
         from .inference import create_segmenter
+        from .inference.crop import CroppedSegmenter
         from .ranges import out_of_range
 
         base = ProcessConfig(model=SegmenterConfig())  # default size: the model's own, as vbg segment
@@ -155,6 +158,8 @@ class Segmenter:
             log.warning("%s", note)
         self.config: SegmenterConfig = cfg
         self._seg: OnnxSegmenter | TorchSegmenter | None = create_segmenter(cfg)
+        # crop="auto" (the default), as vbg segment: a small person is looked at again, closer
+        self._still = CroppedSegmenter(self._seg).segment_still if cfg.crop == "auto" else None
 
     def _live(self) -> OnnxSegmenter | TorchSegmenter:
         if self._seg is None:
@@ -184,7 +189,8 @@ class Segmenter:
             raise TypeError(f"image must be a uint8 numpy array, got {getattr(image, 'dtype', type(image).__name__)}")
         if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
             raise ValueError(f"image must be H x W x 3 (RGB), got shape {image.shape}")
-        alpha = self._live().segment_full(np.ascontiguousarray(image))
+        seg = self._live()
+        alpha = (self._still or seg.segment_full)(np.ascontiguousarray(image))
         if dtype is np.uint8:
             from .models.preprocess import alpha_to_u8
 

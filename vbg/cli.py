@@ -298,6 +298,7 @@ def cmd_segment(args) -> int:
 
     from .images import read_rgb, write_image
     from .inference import create_segmenter
+    from .inference.crop import CroppedSegmenter
     from .models.preprocess import alpha_to_u8
 
     out = Path(args.output)
@@ -324,6 +325,8 @@ def cmd_segment(args) -> int:
     failed = 0
     with create_segmenter(cfg) as seg:
         log.info("model %s on %s", seg.source.label, ", ".join(seg.providers))
+        # --crop auto: a small person is looked at again, closer (the whole frame's look joined)
+        still = CroppedSegmenter(seg).segment_still if cfg.crop == "auto" else seg.segment_full
         for image, target in zip(args.images, targets):
             if streams.broken():  # stdout or stderr closed: stop like Ctrl-C (written images kept)
                 break
@@ -335,7 +338,7 @@ def cmd_segment(args) -> int:
                 _error(e)
                 failed += 1
                 continue
-            alpha = alpha_to_u8(seg.segment_full(rgb))
+            alpha = alpha_to_u8(still(rgb))
             result = np.dstack([rgb, alpha]) if args.cutout else alpha
             write_image(target, result)
             log.info("%s -> %s", image, target)

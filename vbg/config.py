@@ -208,6 +208,10 @@ class SegmenterConfig:
         None, "inference threads (default: all cores)", metavar="N", range=THREADS)
     minmax: bool = setting(
         False, "rescale every mask to its own min..max, as the RMBG-1.4 reference does (off: it flickers on video)")
+    crop: str = setting(
+        "auto", "auto: for a small or distant person, the model also looks at a box around them (found from "
+        "the last masks), joined with its whole-frame look: two model runs on such frames, none extra for a "
+        "close-up; off: the whole frame only (default: auto)", choices=("auto", "off"))
 
 
 @dataclass(frozen=True, slots=True)

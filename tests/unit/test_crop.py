@@ -71,16 +71,38 @@ def test_a_small_person_is_cut_out_and_shown_to_the_model_larger():
         if t >= 1:  # the first look is at the whole frame
             cropped.append(iou(mask, truth_of(f)))
             plain.append(iou(squeezed, truth_of(f)))
-    # The mask lands where the person is, every frame at least as well as from the whole frame, and
-    # sharper on the whole (twice the model's pixels across the person).
-    assert min(c - p for c, p in zip(cropped, plain)) >= 0.0 and np.mean(cropped) > np.mean(plain) + 0.08
+    # The mask lands where the person is, better than from the whole frame alone on every frame
+    # (the crop's mask and the whole frame's joined, at the model's own mask size).
+    assert min(c - p for c, p in zip(cropped, plain)) > 0.0 and np.mean(cropped) > np.mean(plain) + 0.02
     x0, y0, x1, y1 = seg.box()
     assert (x1 - x0) < W * 0.6 and (y1 - y0) < H * 0.6  # looking at a crop, not the whole frame
     assert x0 <= 200 + 4 * 5 - 12 and x1 >= 200 + 4 * 5 + 12  # with the person inside
     assert abs((x1 - x0) / (y1 - y0) - W / H) < 0.05  # the frame's shape: the same geometry, closer
     whole_px = np.count_nonzero(model.shown[0] > 127)
-    crop_px = np.count_nonzero(model.shown[-1] > 127)
+    crop_px = max(np.count_nonzero(s > 127) for s in model.shown[1:])  # (each crop is followed by a whole look)
     assert crop_px >= 3 * whole_px  # the model saw the person with several times the pixels
+
+
+class MissesGreyUpClose(WhiteIsPerson):
+    """A model that, shown the person up close, misses a part of them (grey here): as the selfie model
+    lost the kite-surfer's patterned shorts when shown him twice as close."""
+
+    def segment(self, rgb, size_hw=None):
+        mask = super().segment(rgb, size_hw)
+        if size_hw is not None:  # a crop
+            mask[self.shown[-1] < 230] = 0.0
+        return mask
+
+
+def test_what_the_crop_misses_and_the_whole_frame_sees_is_kept():
+    seg = CroppedSegmenter(MissesGreyUpClose())
+    f = frame_with((320, 180, 14, 40))
+    cv2.rectangle(f, (306, 190), (334, 220), (180, 180, 180), -1)  # the shorts
+    for _ in range(3):
+        mask = full_size(seg.segment(f)) > 0.5
+    assert seg.crops == 2  # the model looked at a crop ...
+    assert mask[195:215, 310:330].mean() > 0.9  # ... and the shorts are still part of the person
+    assert mask[145:185, 310:330].mean() > 0.9
 
 
 def test_the_whole_frame_is_used_at_the_start_for_a_close_up_and_when_the_person_is_lost():
@@ -158,3 +180,31 @@ def test_crop_modes():
     assert parse_crop("AUTO") == "auto" and parse_crop("off") == "off"
     with pytest.raises(ConfigError, match="use auto .* or off"):
         parse_crop("on")
+
+
+class SlowModel(WhiteIsPerson):
+    """Each run takes ``ms`` of a fake clock."""
+
+    def __init__(self, clock, ms):
+        super().__init__()
+        self.clock, self.ms = clock, ms
+
+    def segment(self, rgb, size_hw=None):
+        self.clock.advance(self.ms / 1000.0)
+        return super().segment(rgb, size_hw)
+
+
+@pytest.mark.parametrize("ms,crops", [(15.0, True), (30.0, False)])
+def test_live_crops_only_while_the_two_model_runs_fit_a_frame_interval(ms, crops):
+    """A cropped frame costs two model runs; live, a model too slow for both in one frame interval
+    looks at the whole frame alone (its masks would come later than the crop gains back)."""
+    from vbg.clock import FakeClock
+
+    clock = FakeClock()
+    seg = CroppedSegmenter(SlowModel(clock, ms), budget_ms=1000.0 / 24, clock=clock.now)
+    for _ in range(5):
+        seg.segment(frame_with((320, 180, 12, 30)))
+    assert seg.run_ms == pytest.approx(ms)
+    assert (seg.crops > 0) == crops and (seg.declined > 0) == (not crops)
+    if not crops:
+        assert seg.crops == 0 and seg.box() != (0, 0, W, H)  # the box is kept ready, in case the model speeds up

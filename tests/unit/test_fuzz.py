@@ -78,7 +78,7 @@ def test_parse_skip(value):
 FIELDS = {
     "source": ["source", "width", "height", "fps", "loop"],
     "model": ["model", "variant", "size", "default_size", "backend", "device", "strict_device", "gpu",
-              "trt_precision", "threads", "minmax"],
+              "trt_precision", "threads", "minmax", "crop"],
     "temporal": ["skip", "smoothing", "upsample", "align"],
     "background": ["background", "color", "blur", "mirror", "feather", "threshold"],
     "output": ["vcam", "vcam_device", "vcam_backend", "record", "encoder", "overwrite", "preview", "frames", "duration",
@@ -88,7 +88,7 @@ FIELDS = {
 toml_value = st.one_of(
     st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(allow_nan=True),
     st.text(max_size=12), st.lists(st.integers(min_value=-5, max_value=5000), max_size=3),
-    st.sampled_from(["auto", "selfie", "guided", "bilinear", "cpu", "#00ff00", "320x180", "blue", "3", "0"]),
+    st.sampled_from(["auto", "off", "selfie", "guided", "bilinear", "cpu", "#00ff00", "320x180", "blue", "3", "0"]),
 )
 section = st.one_of(st.sampled_from(list(FIELDS)), st.text(max_size=8))
 settings_dict = st.dictionaries(

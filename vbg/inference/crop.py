@@ -1,14 +1,15 @@
-"""The person crop: the model looks at the region around the person, not the whole frame.
+"""The person crop: the model looks again at the region around a small person.
 
-Measured by ``python -m benchmarks.quality``; not yet an option. In: a
-segmenter to wrap and RGB uint8 frames of one stream, in order.
+``--crop auto`` (``[model] crop``, the default) for the live filter, ``vbg
+process`` and ``vbg segment``; :func:`crop_segmenters` wraps their segmenters.
+In: a segmenter to wrap and RGB uint8 frames of one stream, in order.
 ``CroppedSegmenter`` has the wrapped segmenter's interface; it runs it on a box
-around the person, found from the masks it made before (the whole frame at the
-start, when nobody was found, for a close-up, and on every ``recheck``). Out:
-a float32 mask on a fixed canvas of the frame (``input_size``: the model's
-input size times ``zoom``, at most the frame's size), the crop's mask pasted in
-its place and zero elsewhere, so the stages downstream keep one mask size for
-the whole stream.
+around the person, found from the masks it made before, and joins that mask
+with a whole-frame look at the same frame (the whole frame alone at the start,
+when nobody was found, and for a close-up). Out: a float32 mask on a fixed
+canvas of the frame (``input_size``: the model's input size times
+``canvas_zoom``, 1 by default: the mask size without the crop), so the stages
+downstream keep one mask size for the whole stream.
 
 Buffers: ``segment`` returns the canvas, reused on the next call (callers copy
 it, as they copy a model's output). Thread: one object per stream and thread;
@@ -21,6 +22,8 @@ How the box is chosen: docs/design/person-crop.md.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -31,14 +34,27 @@ log = logging.getLogger("vbg.inference")
 
 CROP_MODES = ("auto", "off")
 MARGIN = 0.1  # of the person's box, on every side
-ZOOM = 2.0  # the crop is at least 1/ZOOM of the frame: at most ZOOM times the whole frame's detail
+ZOOM = 3.0  # the crop is at least 1/ZOOM of the frame: at most ZOOM times the whole frame's detail
+# The mask's size, of the model's input: 1, the size it has without the crop, so nothing
+# downstream (the trackers, the render thread) costs more, and a close-up's mask is the model's
+# own, bit for bit. A 2x canvas kept more of the crop's detail (`vbg process` on davis-people:
+# boundary F +0.033 against +0.026) but cost every frame, close-ups too: 14% of `vbg process`'s
+# frame rate in a one-round trial of python -m benchmarks.crop_cost.
+CANVAS_ZOOM = 1.0
 RECHECK = 24  # model runs between whole-frame looks for someone entering (about 1 s at 24 fps)
 MIN_PART = 0.05  # a mask component smaller than this share of the largest does not widen the box
 FULL_AT = 0.8  # a box this large (of the frame's side) is the whole frame: a close-up
 KEEP_SLACK = 1.3  # a kept box may be up to this much larger (per side) than the one needed
-LOST_AREA = 1e-4
+LOST_AREA = 1e-4  # a mask covering less of the canvas than this found nobody
 OFFLINE_LANES = 2  # vbg process: frame t's box comes from frame t-2's mask, whatever the worker count
-MOTION = 1.0  # the box grows by this many times how far the person's box edges moved since the last mask  # a mask covering less of the canvas than this found nobody
+FUSE = True  # each crop's mask joined with a whole-frame look at the same frame
+CROP_RUNS = 2  # model runs on a cropped frame (with FUSE)
+RUN_MS_WEIGHT = 0.2  # the newest run's weight in the moving average of the model's time
+# The box grows by this many times how far the person's box edges moved since the last mask.
+# 0: with every crop joined to a whole-frame look (FUSE), what a fast move takes out of the box
+# is still found at the whole frame's detail, and a box grown for motion costs the zoom
+# (davis-people, per-frame: 0.6226 IoU at 0 against 0.6028 at 1).
+MOTION = 0.0
 
 
 def parse_crop(text) -> str:
@@ -138,9 +154,10 @@ class CropPlanner:
         self._box = (bx0, by0, min(w, bx0 + int(round(cw_))), min(h, by0 + int(round(ch_))))
 
 
-def canvas_size(model_hw: tuple[int, int], frame_hw: tuple[int, int], zoom: float = ZOOM) -> tuple[int, int]:
-    """The mask size of a cropped stream: the model's input size times ``zoom``, at most the frame's."""
-    return (min(frame_hw[0], int(round(model_hw[0] * zoom))), min(frame_hw[1], int(round(model_hw[1] * zoom))))
+def canvas_size(model_hw: tuple[int, int], frame_hw: tuple[int, int], zoom: float = CANVAS_ZOOM) -> tuple[int, int]:
+    """The mask size of a cropped stream: the model's input size times ``zoom``, at most the
+    frame's, and never less than the model's own (``zoom`` 1: the mask size without the crop)."""
+    return tuple(max(m, min(f, int(round(m * zoom)))) for m, f in zip(model_hw, frame_hw))
 
 
 class CropPlan:
@@ -195,6 +212,22 @@ class CropPlan:
             self._done = [-1] * self.lanes
 
 
+def crop_segmenters(segs, mode: str, frame_hw: tuple[int, int], *, lanes: int = 1,
+                    canvas_zoom: float = CANVAS_ZOOM, **kw) -> tuple:
+    """``segs`` (sessions of one model, for one stream of ``frame_hw`` frames) wrapped to look at
+    the person's box, sharing one :class:`CropPlan`; as they are when ``mode`` is off or one of
+    them cannot run on a crop (it lacks ``can_crop``: a test's stand-in). ``kw``: the
+    budget and its clock (:class:`CroppedSegmenter`)."""
+    segs = tuple(segs)
+    if mode != "auto" or not all(getattr(s, "can_crop", False) for s in segs):
+        return segs
+    if len(segs) == 1 and lanes == 1:  # its own plan, remade if the stream's frame size changes
+        return (CroppedSegmenter(segs[0], canvas_zoom=canvas_zoom, **kw),)
+    canvas = canvas_size(segs[0].input_size(frame_hw), frame_hw, canvas_zoom)
+    plan = CropPlan(frame_hw, canvas, lanes=lanes)
+    return tuple(CroppedSegmenter(s, plan=plan, canvas_zoom=canvas_zoom, **kw) for s in segs)
+
+
 class CroppedSegmenter:
     """A segmenter that runs ``inner`` on the person's box (docs/design/person-crop.md).
 
@@ -205,9 +238,17 @@ class CroppedSegmenter:
     """
 
     def __init__(self, inner, *, plan: CropPlan | None = None, margin: float = MARGIN, zoom: float = ZOOM,
-                 recheck: int = RECHECK) -> None:
+                 recheck: int = RECHECK, fuse: bool = FUSE, canvas_zoom: float = CANVAS_ZOOM,
+                 budget_ms: float | None = None, clock: Callable[[], float] = time.perf_counter) -> None:
+        """``budget_ms`` (the live filter: one frame interval): crop only while a cropped frame's
+        model runs (``CROP_RUNS`` of them, timed with ``clock``, in seconds) fit in it; a model
+        too slow for that looks at the whole frame alone, as without the crop."""
         self.inner = inner
-        self.margin, self.zoom, self.recheck = margin, zoom, recheck
+        self.margin, self.zoom, self.recheck, self.fuse = margin, zoom, recheck, fuse
+        self.canvas_zoom = canvas_zoom
+        self.budget_ms, self._clock = budget_ms, clock
+        self.run_ms: float | None = None  # one model run's time, a moving average (with a budget)
+        self.declined = 0  # frames a crop was due on but the budget did not allow it
         self._plan = plan
         self._own_plan = plan is None
         self._canvas: np.ndarray | None = None
@@ -225,7 +266,7 @@ class CroppedSegmenter:
         return self.inner.source
 
     def input_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
-        return canvas_size(self.inner.input_size(frame_hw), frame_hw, self.zoom)
+        return canvas_size(self.inner.input_size(frame_hw), frame_hw, self.canvas_zoom)
 
     def _setup(self, frame_hw: tuple[int, int]) -> None:
         canvas_hw = self.input_size(frame_hw)
@@ -254,13 +295,18 @@ class CroppedSegmenter:
         try:
             model_hw = self.inner.input_size(hw)
             box = planner.box()
+            if box != planner.whole and not self.affordable():
+                box = planner.whole
+                self.declined += 1
             self._paste(rgb, box, model_hw, canvas)
             look = None
             if box != planner.whole:
                 self.crops += 1
-                if planner.recheck_due():
+                if self.fuse or planner.recheck_due():
                     self.rechecks += 1
                     look = self._paste(rgb, planner.whole, model_hw, self._whole)
+                    if self.fuse:  # the person as either view sees them
+                        np.maximum(canvas, look, out=canvas)
             planner.observe(canvas, whole_look=look)
         finally:
             plan.end(seq)
@@ -275,11 +321,29 @@ class CroppedSegmenter:
         small person's IoU what the crop wins)."""
         x0, y0, x1, y1 = box
         h, w = rgb.shape[:2]
-        ch, cw = out.shape
+        t0 = self._clock() if self.budget_ms is not None else 0.0
         if (x0, y0, x1, y1) == (0, 0, w, h):
             alpha = self.inner.segment(rgb)
         else:
             alpha = self.inner.segment(rgb[y0:y1, x0:x1], size_hw=model_hw)
+        if self.budget_ms is not None:
+            ms = (self._clock() - t0) * 1000.0
+            self.run_ms = ms if self.run_ms is None else self.run_ms + RUN_MS_WEIGHT * (ms - self.run_ms)
+        return self._place(alpha, box, (h, w), out)
+
+    def affordable(self) -> bool:
+        """A cropped frame's model runs fit the budget (always without one; until timed, tried)."""
+        return self.budget_ms is None or self.run_ms is None or self.runs_per_crop * self.run_ms <= self.budget_ms
+
+    @property
+    def runs_per_crop(self) -> int:
+        return CROP_RUNS if self.fuse else 1
+
+    def _place(self, alpha: np.ndarray, box: tuple[int, int, int, int], frame_hw: tuple[int, int],
+               out: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = box
+        h, w = frame_hw
+        ch, cw = out.shape
         mh, mw = alpha.shape
         sx, sy = (x1 - x0) / mw, (y1 - y0) / mh  # frame pixels per mask pixel
         ax, ay = sx * cw / w, sy * ch / h  # canvas pixels per mask pixel
@@ -293,6 +357,22 @@ class CroppedSegmenter:
         from ..models.preprocess import resize_alpha
 
         return resize_alpha(self.segment(rgb), rgb.shape[:2])
+
+    def segment_still(self, rgb: np.ndarray) -> np.ndarray:
+        """One picture on its own (``vbg segment``): the whole frame, then, when it found a small
+        person, their box joined with a whole-frame look; the mask at the picture's size."""
+        from ..models.preprocess import resize_alpha
+
+        hw = rgb.shape[:2]
+        self.reset()
+        if self._canvas is None or self._plan is None or self._plan.frame_hw != hw:
+            self._setup(hw)
+        alpha = self.inner.segment(rgb)  # the whole frame, at the model's size
+        planner = self._plan.planner(None)
+        planner.observe(self._place(alpha, planner.whole, hw, self._canvas))
+        if planner.box() == planner.whole:  # a close-up, or nobody: as without the crop
+            return resize_alpha(alpha, hw)
+        return resize_alpha(self.segment(rgb), hw)
 
     def close(self) -> None:
         self.inner.close()

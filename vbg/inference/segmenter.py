@@ -40,6 +40,7 @@ class _Base:
     """Size policy, preprocessing buffers and the full-size convenience."""
 
     fixed_hw: tuple[int, int] | None = None
+    can_crop = True  # segment() takes size_hw: the person crop (vbg.inference.crop) may wrap it
 
     def __init__(self, source: ModelSource, size, minmax: bool, default_size: int | None = None) -> None:
         self.source = source

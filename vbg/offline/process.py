@@ -34,6 +34,7 @@ import numpy as np
 from ..buffers import Closed, FrameQueue
 from ..config import ProcessConfig
 from ..errors import ConfigError, InputError, OutOfMemory, VbgError, one_line
+from ..inference.crop import OFFLINE_LANES, CroppedSegmenter, crop_segmenters
 from ..ranges import OUTPUT_MODES
 
 log = logging.getLogger("vbg.process")
@@ -305,7 +306,13 @@ def _infer(run: _Run, seg) -> None:
             except Closed:
                 return
             ts = time.perf_counter()
-            alpha = seg.segment(f.rgb).copy()
+            if isinstance(seg, CroppedSegmenter):
+                try:
+                    alpha = seg.segment(f.rgb, seq=f.index, cancel=run.halt).copy()
+                except InterruptedError:  # halted while its box waited for an earlier frame's mask
+                    return
+            else:
+                alpha = seg.segment(f.rgb).copy()
             run.infer_ms.append((time.perf_counter() - ts) * 1000.0)
             if not run.segmented.put((f, alpha)):
                 return
@@ -413,13 +420,15 @@ class FileProcessor:
             f"take about {mb:.0f} MB, --memory {self.cfg.memory}){note}: lower --memory or --window "
             f"(now {self.cfg.temporal.window}), use --workers 1, or close other programs")
 
-    def _open_stages(self, h: int, w: int, smooth_threads: int = 1):
-        """The tracker and (``rgb`` mode) the compositor for ``h`` x ``w`` frames."""
+    def _open_stages(self, h: int, w: int, smooth_threads: int = 1, segs: tuple | None = None):
+        """The tracker and (``rgb`` mode) the compositor for ``h`` x ``w`` frames (masks of the
+        size ``segs``, this file's segmenters, give)."""
         from ..compositing import Compositor, background_from_options
         from ..inference.tracker import OfflineMaskTracker
 
         cfg = self.cfg
-        tracker = OfflineMaskTracker((h, w), self.seg.input_size((h, w)), smoothing=cfg.temporal.smoothing,
+        seg = (segs or self.segs)[0]
+        tracker = OfflineMaskTracker((h, w), seg.input_size((h, w)), smoothing=cfg.temporal.smoothing,
                                      window=cfg.temporal.window, upsample=cfg.temporal.upsample,
                                      threads=smooth_threads)
         compositor = None
@@ -439,7 +448,10 @@ class FileProcessor:
         cfg = self.cfg
         total = info.frames if span is None else span.count
         res = FileResult(str(src), str(dst), total=total, buffers=buffers)
-        tracker, compositor = self._open_stages(info.height, info.width, buffers.smooth_threads)
+        # The person crop: one plan per file, its boxes from the masks two frames before (whatever
+        # worker made them), so the output does not depend on the worker count.
+        segs = crop_segmenters(self.segs, cfg.model.crop, (info.height, info.width), lanes=OFFLINE_LANES)
+        tracker, compositor = self._open_stages(info.height, info.width, buffers.smooth_threads, segs)
         log.debug("%dx%d frames: queues of %d, decoder threads %d, encoder threads %s, look-ahead %s, "
                   "smoothing threads %d: about %.0f MB in flight", info.width, info.height, buffers.depth,
                   buffers.decoder_threads, buffers.encoder_threads or "auto",
@@ -461,7 +473,7 @@ class FileProcessor:
                              encoder=cfg.encoder, gpu=cfg.model.gpu) as writer:
                 res.warnings.extend(getattr(writer, "warnings", []))
                 sink = writer if span is None else _SpanWriter(writer, span)
-                self._supervise(run, open_reader, sink, tracker, compositor, progress, res)
+                self._supervise(run, open_reader, sink, tracker, compositor, progress, res, segs)
                 if span is not None and writer.frames_written != span.count and not res.interrupted:
                     raise SplitError(f"{src}: frames {span.first}..{span.first + span.count - 1} gave "
                                      f"{writer.frames_written} frames, not {span.count}: the file cannot be split at its "
@@ -486,14 +498,15 @@ class FileProcessor:
         res.busy_s = {**run.busy_s, "infer": sum(run.infer_ms) / 1000.0}
         return res
 
-    def _supervise(self, run: _Run, open_reader, writer, tracker, compositor, progress, res: FileResult) -> None:
+    def _supervise(self, run: _Run, open_reader, writer, tracker, compositor, progress, res: FileResult,
+                   segs: tuple | None = None) -> None:
         """Start the stages, compose on this thread, then join them all (the first error is
         raised); an interrupted run's file is finalized as a playable partial file."""
         # A failing worker halts the rest: the others would otherwise run through the whole file
         # while the frame it held never comes, with every later mask waiting in memory for it.
         stages = [_Stage(lambda: _read(run, open_reader, self.stop), "vbg-read")]
         stages += [_Stage(lambda seg=seg: _infer(run, seg), f"vbg-infer{i}", run.halt)
-                   for i, seg in enumerate(self.segs)]
+                   for i, seg in enumerate(segs or self.segs)]
         writer_stage = _Stage(lambda: _write(run, writer), "vbg-write", run.halt)
         stages.append(writer_stage)
         for s in stages:
