@@ -417,6 +417,14 @@ class LivePipeline:
                                      status=self.control_status, latest=latest,
                                      load_model=None if self._segmenter is not None else self._load_model,
                                      models=tuple(MODELS), model=self.cfg.model.model, background_label=label)
+        controller, m = self.controller, self.cfg.model
+
+        def note_models() -> None:  # the menu marks a model a switch would first download
+            from .models.resolve import download_notes
+
+            controller.model_notes = download_notes(m.variant, m.backend)
+
+        threading.Thread(target=note_models, name="vbg-model-notes", daemon=True).start()
         try:
             self.control_server = ControlServer(self.controller).start()
         except Exception as e:  # the filter runs on without it

@@ -447,6 +447,24 @@ def test_model_switch_keeps_the_camera_and_a_failed_one_keeps_the_old_model(live
     assert live.pipe.controller.wait_model(120)
 
 
+def test_the_model_menu_marks_a_model_a_switch_would_first_download(live, offline_env, monkeypatch, tmp_path):
+    """The page's menu shows "rmbg-1.4 (not downloaded yet)" when it is not in the hub cache: a
+    switch to it downloads it first (or fails, offline), unlike the bundled models."""
+    import huggingface_hub.constants
+
+    from vbg.models.resolve import download_notes
+
+    for k, v in offline_env.items():
+        monkeypatch.setenv(k, v)
+    # An empty hub cache, whatever this machine holds (the library reads its folder at import).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert download_notes() == {"rmbg-1.4": "not downloaded yet"}
+    assert download_notes("fp32", "torch") == {"rmbg-1.4": "not downloaded yet"}  # its weights file
+    s = live.api("GET", "/api/status")[1]  # (this filter's notes came from the machine's own cache)
+    assert isinstance(s["model_notes"], dict) and set(s["model_notes"]) <= {"rmbg-1.4"}
+    assert all(v == "not downloaded yet" for v in s["model_notes"].values())
+
+
 def test_back_to_the_model_given_at_start_is_back_to_its_size(rmbg_onnx_dynamic):
     """--size belongs to the model it was given with: a switch to another model opens that one at
     its own size, and a switch back opens the first at the --size the user gave, not its default."""

@@ -93,8 +93,11 @@ def live(tmp_path_factory):
         "output": {"vcam_backend": "vbg-test-page"},
         "control": {"backgrounds_dir": str(tmp / "backgrounds")},
     })
+    import huggingface_hub.constants
+
     with pytest.MonkeyPatch.context() as mp, fake_camera("vbg-test-page", keep="last") as camera:
         mp.setenv("XDG_RUNTIME_DIR", str(tmp))  # the runtime file goes here, not among the user's
+        mp.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp / "hub"))  # RMBG-1.4 not downloaded
         f = Filter(cfg, camera)
         try:
             f.wait_url()
@@ -209,6 +212,10 @@ def test_model_menu_switches_the_model_without_stopping_the_camera(page, live):
     options = page.wait_for("return [...document.querySelectorAll('#model option')].map(o => o.value)",
                             timeout=HANG_S)
     assert {"selfie", "selfie-landscape"} <= set(options)
+    labels = page.wait_for("const o = document.querySelector(\"#model option[value='rmbg-1.4']\"); "
+                           "return o && o.text.includes('(') ? o.text : null", timeout=HANG_S)
+    assert labels == "rmbg-1.4 (not downloaded yet)"  # a switch to it would download it first
+    assert page.execute("return document.querySelector(\"#model option[value='selfie']\").text") == "selfie"
     assert page.execute("return document.getElementById('model').value") == "selfie"
     page.click("#model option[value='selfie-landscape']")
     page.wait_for("return document.getElementById('summary').textContent.includes('selfie-landscape')",

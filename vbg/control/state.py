@@ -134,6 +134,7 @@ class Controller:
         self.models = tuple(models)
         self.model = model
         self.model_error: str | None = None
+        self.model_notes: dict[str, str] = {}  # name -> "not downloaded yet" (set once known)
         self._loading: threading.Thread | None = None
         self.background = {"id": "config", "label": background_label}
         self._lock = threading.Lock()
@@ -164,7 +165,7 @@ class Controller:
             "effect": v.effect, "mirror": v.mirror,
             "blur": _num(getattr(v.background, "strength", None)),
             "background": dict(self.background),
-            "model": self.model, "models": list(self.models),
+            "model": self.model, "models": list(self.models), "model_notes": dict(self.model_notes),
             "model_loading": self._loading is not None and self._loading.is_alive(),
             "model_error": self.model_error,
         })

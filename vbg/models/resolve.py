@@ -52,6 +52,27 @@ def hub_variant(variant: str, backend: str) -> str:
     return "weights" if backend == "torch" or variant == "export" else variant
 
 
+def download_notes(variant: str = "fp32", backend: str = "onnx") -> dict[str, str]:
+    """For the control page's model menu: the known models that are not on this machine yet
+    (a switch to one downloads it first, under its licence), each with a short note. Never
+    touches the network; a hub model counts as missing when huggingface_hub is not installed."""
+    from .spec import MODELS
+
+    notes = {}
+    for name, spec in MODELS.items():
+        if spec.bundled is not None or spec.hub_repo is None:
+            continue
+        try:
+            from . import hub
+
+            cached = hub.cached_path(spec, hub_variant(variant, backend))
+        except Exception:  # no huggingface_hub, an unreadable cache: not usable as it is
+            cached = None
+        if cached is None:
+            notes[name] = "not downloaded yet"
+    return notes
+
+
 def choose_model(model: str, *, variant: str = "fp32", backend: str = "onnx") -> Choice:
     """Settle ``--model auto``: RMBG-1.4 when it is cached or the hub would serve it now,
     else the bundled selfie model with a note that names the reason and the one step

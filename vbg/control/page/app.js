@@ -277,9 +277,12 @@
     const models = Array.isArray(s.models) ? s.models : [];
     ui.modelBox.hidden = models.length < 2;
     if (models.length >= 2) {
-      const have = [...ui.model.options].map((o) => o.value).join("\n");
-      if (have !== models.join("\n")) {
-        ui.model.replaceChildren(...models.map((m) => new Option(m, m)));
+      // A model not on this machine yet says so: a switch to it downloads it first.
+      const notes = s.model_notes && typeof s.model_notes === "object" ? s.model_notes : {};
+      const labels = models.map((m) => (typeof notes[m] === "string" ? `${m} (${notes[m]})` : m));
+      const have = [...ui.model.options].map((o) => `${o.value}\t${o.text}`).join("\n");
+      if (have !== models.map((m, i) => `${m}\t${labels[i]}`).join("\n")) {
+        ui.model.replaceChildren(...models.map((m, i) => new Option(labels[i], m)));
       }
       if (!pending.model && !s.model_loading && s.model) ui.model.value = s.model;
       ui.model.disabled = Boolean(s.model_loading) || pending.model > 0;
