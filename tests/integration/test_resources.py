@@ -20,6 +20,17 @@ PHOTO = Path(__file__).resolve().parents[1] / "data/people/example03_background0
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="samples /proc/self/status")
 
 
+def _thread_names() -> list[str]:
+    """The OS threads' names (for a failure's message): Python's, FFmpeg's, ONNX Runtime's."""
+    names = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except OSError:
+            pass  # ended meanwhile
+    return sorted(names)
+
+
 def _status() -> tuple[int, float]:
     """(OS threads of this process, resident memory in MB)."""
     fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
@@ -123,11 +134,13 @@ def test_files_that_fail_give_back_their_threads_and_frames_too(tmp_path):
             with pytest.raises(ModelError):  # a first file sets up what libraries create once per process
                 proc.process(clip, tmp_path / "prime.mp4", Progress("prime", None, mode="quiet"))
             threads0, _ = _status()
+            names0 = _thread_names()
             for i in range(6):
                 with pytest.raises(ModelError, match="frames before it are kept"):
                     proc.process(clip, tmp_path / f"out{i}.mp4", Progress(str(i), None, mode="quiet"))
                 threads, _ = _status()
-                assert threads == threads0, f"after failed file {i}: {threads} threads, {threads0} before"
+                assert threads == threads0, (f"after failed file {i}: {threads} threads, {threads0} before "
+                                             f"({_thread_names()} against {names0})")
             gc.set_debug(gc.DEBUG_SAVEALL)  # what only the collector would free, kept to be looked at
             gc.collect()
             held = {type(o).__name__ for o in gc.garbage} & {"DecodedFrame", "VideoWriter", "FrameQueue", "_Stage"}
