@@ -422,7 +422,9 @@ class LivePipeline:
         def note_models() -> None:  # the menu marks a model a switch would first download
             from .models.resolve import download_notes
 
-            controller.model_notes = download_notes(m.variant, m.backend)
+            notes = download_notes(m.variant, m.backend)
+            if controller is not None:
+                controller.model_notes = notes
 
         threading.Thread(target=note_models, name="vbg-model-notes", daemon=True).start()
         try:

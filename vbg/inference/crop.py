@@ -157,7 +157,8 @@ class CropPlanner:
 def canvas_size(model_hw: tuple[int, int], frame_hw: tuple[int, int], zoom: float = CANVAS_ZOOM) -> tuple[int, int]:
     """The mask size of a cropped stream: the model's input size times ``zoom``, at most the
     frame's, and never less than the model's own (``zoom`` 1: the mask size without the crop)."""
-    return tuple(max(m, min(f, int(round(m * zoom)))) for m, f in zip(model_hw, frame_hw))
+    (mh, mw), (fh, fw) = model_hw, frame_hw
+    return max(mh, min(fh, int(round(mh * zoom)))), max(mw, min(fw, int(round(mw * zoom))))
 
 
 class CropPlan:
@@ -291,6 +292,7 @@ class CroppedSegmenter:
         if self._canvas is None or self._plan is None or self._plan.frame_hw != hw:
             self._setup(hw)
         plan, canvas = self._plan, self._canvas
+        assert plan is not None and canvas is not None  # (made by _setup)
         planner = plan.begin(seq, cancel)
         try:
             model_hw = self.inner.input_size(hw)
@@ -367,6 +369,7 @@ class CroppedSegmenter:
         self.reset()
         if self._canvas is None or self._plan is None or self._plan.frame_hw != hw:
             self._setup(hw)
+        assert self._plan is not None and self._canvas is not None  # (made by _setup)
         alpha = self.inner.segment(rgb)  # the whole frame, at the model's size
         planner = self._plan.planner(None)
         planner.observe(self._place(alpha, planner.whole, hw, self._canvas))
