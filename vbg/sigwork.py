@@ -16,7 +16,7 @@ the main thread) and the terminal's SIGHUP, sent at the same moment, arrived
 inside that call and stopped it again. A reload, an effect toggle or a log line
 from a handler can meet a held lock the same way. So a handler only decides
 (and raises ``KeyboardInterrupt`` for a stop at once); whatever takes a lock is
-posted here. ``post`` itself takes no lock: ``deque.append`` and ``os.write`` to
+posted here. ``post`` from a handler takes no lock: ``deque.append`` and ``os.write`` to
 a pipe are single calls into C.
 """
 
@@ -37,11 +37,19 @@ class SignalWork:
     def __init__(self, name: str = "vbg-signals") -> None:
         self._jobs: collections.deque[Callable[[], object]] = collections.deque()
         self._read, self._write = os.pipe()
+        self._lock = threading.Lock()  # post() off the main thread against close(); handlers never take it
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def post(self, job: Callable[[], object]) -> None:
         """Run ``job`` soon on the work thread (safe inside a signal handler)."""
+        if threading.current_thread() is threading.main_thread():  # maybe a handler: no lock
+            self._post(job)
+            return
+        with self._lock:  # another thread (a failed write's hook): never while close() closes the pipe
+            self._post(job)
+
+    def _post(self, job: Callable[[], object]) -> None:
         fd = self._write
         if fd < 0:  # closed (the block ended as the signal came): nothing is left to act on
             return
@@ -68,10 +76,11 @@ class SignalWork:
 
     def close(self) -> None:
         """Run what is still posted, then end the thread (call once the handlers are restored)."""
-        fd, self._write = self._write, -1  # first: a handler that runs now finds it closed
-        if fd < 0:
-            return
-        os.close(fd)
+        with self._lock:  # a post from another thread never writes to a number reused meanwhile
+            fd, self._write = self._write, -1  # first: a handler that runs now finds it closed
+            if fd < 0:
+                return
+            os.close(fd)
         self._thread.join()
         os.close(self._read)
 

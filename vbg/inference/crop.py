@@ -362,7 +362,8 @@ class CroppedSegmenter:
 
     def segment_still(self, rgb: np.ndarray) -> np.ndarray:
         """One picture on its own (``vbg segment``): the whole frame, then, when it found a small
-        person, their box joined with a whole-frame look; the mask at the picture's size."""
+        person, their box joined with that whole-frame look (two model runs); the mask at the
+        picture's size."""
         from ..models.preprocess import resize_alpha
 
         hw = rgb.shape[:2]
@@ -370,12 +371,20 @@ class CroppedSegmenter:
         if self._canvas is None or self._plan is None or self._plan.frame_hw != hw:
             self._setup(hw)
         assert self._plan is not None and self._canvas is not None  # (made by _setup)
+        assert self._whole is not None
         alpha = self.inner.segment(rgb)  # the whole frame, at the model's size
         planner = self._plan.planner(None)
-        planner.observe(self._place(alpha, planner.whole, hw, self._canvas))
-        if planner.box() == planner.whole:  # a close-up, or nobody: as without the crop
+        whole = self._place(alpha, planner.whole, hw, self._whole)
+        planner.observe(whole)
+        box = planner.box()
+        if box == planner.whole:  # a close-up, or nobody: as without the crop
             return resize_alpha(alpha, hw)
-        return resize_alpha(self.segment(rgb), hw)
+        # The crop, joined with the whole-frame look already made (as segment() joins them).
+        canvas = self._paste(rgb, box, self.inner.input_size(hw), self._canvas)
+        self.crops += 1
+        if self.fuse:
+            np.maximum(canvas, whole, out=canvas)
+        return resize_alpha(canvas, hw)
 
     def close(self) -> None:
         self.inner.close()
