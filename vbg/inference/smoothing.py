@@ -31,6 +31,15 @@ STRENGTH_RANGE = (SMOOTHING.lo, SMOOTHING.hi)  # declared in vbg.ranges
 # (edge moves), as a fraction of the mask's longer side (8 px at 256). DAVIS people,
 # selfie model: 4 px cut flicker -41% but lost 0.008 boundary F; 8 px -32% and -0.002.
 EDGE_FRACTION = 1.0 / 32.0
+# Near the edge, a change of the alpha below STILL is averaged at the full strength and one
+# above MOVING taken at once (in between: a ramp). A mask carried two or more frames (the model
+# is slower than a frame, or skips frames) is already late and its edge comes from the flow,
+# not from the model looking at this frame: there the ramp is LATE_STILL..LATE_MOVING, so the
+# edge's frame-to-frame jumps between two carries are averaged rather than shown. DAVIS people,
+# selfie model at 50 ms (two frames late at 24 fps): flicker -24% -> -31% against per-frame
+# inference, IoU -0.026 -> -0.016 (benchmarks/QUALITY.md); 0.1..0.5: -28%.
+STILL, MOVING = 0.05, 0.25
+LATE_STILL, LATE_MOVING = 0.2, 1.0
 
 
 # A mask change where the picture itself changed is real (a person walking in or out of
@@ -122,14 +131,16 @@ class TemporalSmoother:
     carried along it before they are compared. Without it the camera and the
     person are taken to be still, and ``motion`` (where it is given) says
     which pixels moved: those are taken at once. With a flow there is no
-    need for ``motion``. The result is the smoother's own state,
+    need for ``motion``. ``late``: ``alpha`` is a model mask carried two or
+    more frames; its edge is averaged more (``LATE_STILL``). The result is the smoother's own state,
     returned as the same read-only array on every call: copy it if it must
     outlive the next ``update`` or ``reset``. The mask size is fixed by the
     first call after construction or ``reset()``.
     """
 
     def __init__(
-        self, strength: float = 1.0, *, still: float = 0.05, moving: float = 0.25, motion_px: float = 2.0
+        self, strength: float = 1.0, *, still: float = STILL, moving: float = MOVING, motion_px: float = 2.0,
+        late_still: float = LATE_STILL, late_moving: float = LATE_MOVING,
     ):
         lo, hi = STRENGTH_RANGE
         try:
@@ -138,8 +149,9 @@ class TemporalSmoother:
             raise ConfigError(f"smoothing strength {strength!r} is not a number: use {lo:g}..{hi:g}") from None
         if not (lo <= s <= hi):  # also rejects NaN
             raise ConfigError(f"smoothing strength {strength!r} is out of range: use {lo:g}..{hi:g}")
-        if not (0.0 <= still < moving <= 1.0):
-            raise ConfigError(f"smoothing thresholds still={still!r}, moving={moving!r}: need 0 <= still < moving <= 1")
+        for lo_, hi_ in ((still, moving), (late_still, late_moving)):
+            if not (0.0 <= lo_ < hi_ <= 1.0):
+                raise ConfigError(f"smoothing thresholds {lo_!r}, {hi_!r}: need 0 <= still < moving <= 1")
         if not (motion_px > 0 and math.isfinite(motion_px)):
             raise ConfigError(f"smoothing motion_px {motion_px!r} is out of range: use a positive number of pixels")
         self.strength = s
@@ -148,6 +160,8 @@ class TemporalSmoother:
         # w = clip(gain * |d| + offset (+ mgain * motion), base, 1), folded from the rule above.
         self._gain = (1.0 - base) / (moving - still)
         self._offset = base - still * self._gain
+        self._late_gain = (1.0 - base) / (late_moving - late_still)
+        self._late_offset = base - late_still * self._late_gain
         self._mgain = (1.0 - base) / motion_px
         self._motion_px = float(motion_px)
         self._hw: tuple[int, int] | None = None
@@ -174,7 +188,7 @@ class TemporalSmoother:
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
     def update(self, alpha: np.ndarray, motion: np.ndarray | None = None, flow: np.ndarray | None = None,
-               change: np.ndarray | None = None) -> np.ndarray:
+               change: np.ndarray | None = None, *, late: bool = False) -> np.ndarray:
         if not isinstance(alpha, np.ndarray) or alpha.dtype != np.float32 or alpha.ndim != 2:
             raise TypeError(
                 f"alpha must be a 2-D float32 array, got {getattr(alpha, 'dtype', type(alpha).__name__)} "
@@ -206,8 +220,8 @@ class TemporalSmoother:
         # Near the edge: the motion-adaptive running average.
         np.subtract(alpha, p, out=d)
         np.abs(d, out=w)
-        np.multiply(w, self._gain, out=w)
-        np.add(w, self._offset, out=w)
+        np.multiply(w, self._late_gain if late else self._gain, out=w)
+        np.add(w, self._late_offset if late else self._offset, out=w)
         if motion is not None:
             np.multiply(motion, self._mgain, out=self._m, casting="same_kind")
             np.add(w, self._m, out=w)

@@ -95,7 +95,8 @@ class MaskTracker:
                     self._step.warp(self.smoother.state, prev, gray, frames=1)
                     flow = self._step.flow
                 change = self._change.update(prev, gray, flow)
-        smoothed = self.smoother.update(state, None if flow is not None else motion, flow, change)
+        late = self.propagate and seq - m.seq >= 2  # carried two frames or more: its edge is the flow's
+        smoothed = self.smoother.update(state, None if flow is not None else motion, flow, change, late=late)
         return self.upsampler.upsample(smoothed, frame_rgb if self._gray is None else self._gray), fresh
 
     def reset(self) -> None:
