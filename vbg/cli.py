@@ -1144,7 +1144,28 @@ def _setup_logging(args) -> None:
     liblogs.configure(args.verbose, libs)
 
 
-_SIGNALLED = threading.Event()  # a signal was turned into KeyboardInterrupt during this run
+class _Flag:
+    """A flag a signal handler may set: a plain attribute. (``threading.Event.set`` takes the
+    event's lock, and a second signal landing inside the first one's ``set`` would wait for
+    that lock forever: ``vbg.sigwork``.)"""
+
+    __slots__ = ("_on",)
+
+    def __init__(self) -> None:
+        self._on = False
+
+    def set(self) -> None:
+        self._on = True
+
+    def clear(self) -> None:
+        self._on = False
+
+    def is_set(self) -> bool:
+        return self._on
+
+
+_SIGNALLED = _Flag()  # a signal was turned into KeyboardInterrupt during this run
+_RESEND: list = [None]  # main()'s SignalWork while it runs: _send_again posts to it
 
 
 def stop_signals() -> tuple:
@@ -1220,10 +1241,27 @@ _LAST_SIGNAL: list = [None]  # the signal _interrupt last turned into KeyboardIn
 
 
 def _send_again(signum) -> None:
-    """Deliver ``signum`` to this process again in 50 ms, from a timer thread."""
-    t = threading.Timer(0.05, os.kill, (os.getpid(), signum))
-    t.daemon = True
-    t.start()
+    """Deliver ``signum`` to this process again in 50 ms, while main() still runs.
+
+    Called from a signal handler, which must not start a thread (``Thread.start`` takes locks
+    the interrupted main thread may hold: ``vbg.sigwork``): the resend is posted to the
+    SignalWork main() started beforehand. Outside main() (a caller's own handlers), a timer
+    thread."""
+    work = _RESEND[0]
+    if work is None:
+        t = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+        t.daemon = True
+        t.start()
+        return
+
+    def again() -> None:
+        import time
+
+        time.sleep(0.05)
+        if _RESEND[0] is work:  # main() has not returned meanwhile: its handlers are still the ones
+            os.kill(os.getpid(), signum)
+
+    work.post(again)
 
 
 def _interrupt(signum=None, frame=None):
@@ -1273,6 +1311,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             undo_streams = streams.install()
+            if old:  # after streams.install: with fd 0, 1 or 2 closed, its pipe must not take that number
+                from .sigwork import SignalWork
+
+                _RESEND[0] = SignalWork("vbg-resend")  # before the imports a handler may have to wait out
             from . import liblogs
 
             env = {k: os.environ.get(k) for k in liblogs.ENV_KEYS}  # set for libraries by _setup_logging
@@ -1287,6 +1329,9 @@ def main(argv: list[str] | None = None) -> int:
         rc = _streams_exit_code(rc)
         return rc
     finally:
+        work, _RESEND[0] = _RESEND[0], None
+        if work is not None:
+            work.close()  # a resend still pending finds main() done and sends nothing
         if argv is not None:  # called in-process: leave the caller's streams and environment alone
             sys.unraisablehook = old_unraisable
             if undo_streams is not None:
