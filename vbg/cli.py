@@ -1404,7 +1404,7 @@ def _exit_now(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: the signal came inside that stream's own flush
             pass
     os._exit(code)
 
