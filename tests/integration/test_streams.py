@@ -202,3 +202,25 @@ def test_process_json_reader_leaving_mid_job_keeps_a_playable_partial_file(clip,
     # the frames already decoded when it stopped (a short clip: maybe all of them), named as partial
     assert [p.name for p in partial] == ["out.partial.mp4"] and _frames(partial[0]) >= 1, partial
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+EXIT_INSIDE_A_FLUSH = """
+import sys
+from vbg import cli
+
+class Stdout:  # what a signal landing inside stdout's own flush finds: the buffer's lock is held by this thread
+    def flush(self):
+        raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stdout>'>")
+
+sys.stdout = Stdout()
+cli._exit_now(7)
+"""
+
+
+def test_a_signal_inside_the_exit_flush_still_exits_with_the_runs_code():
+    """After the work is done a signal ends vbg with the run's own exit code; when it lands inside
+    stdout's own flush, flushing again is a reentrant call (RuntimeError): still that exit code, no
+    traceback."""
+    proc = subprocess.run([sys.executable, "-c", EXIT_INSIDE_A_FLUSH], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 7, proc.stderr
+    assert "Traceback" not in proc.stderr
