@@ -13,8 +13,10 @@ the order of a model answer and a new frame never depends on which thread the OS
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import traceback
 
 from vbg.buffers import LatestSlot
 from vbg.clock import FakeClock
@@ -219,23 +221,48 @@ class Lockstep:
         cams = [s for s in self.pipe.sinks if s is not self.sink]
         return cams[0].stats().written if cams else 0
 
+    def _state(self) -> str:
+        """What the driver sees, and where vbg's threads are: for a time-out's message."""
+        slot, st = self.pipe.model_slot, self.pipe.stats
+        lines = [f"clock {self.clock.now():.4f} s; model calls {len(self.model.calls)} (last {self.model.calls[-3:]}), "
+                 f"runs {st.infer_runs}, due {self.model.due(self.clock.now())}; to-model slot puts {slot.puts} "
+                 f"drops {slot.drops} waiting {held(slot) is not None}; captured {self.captured()}, "
+                 f"out {st.out_frames}; pipeline errors {self.pipe._errors!r}"]
+        names = {t.ident: t.name for t in threading.enumerate()}
+        for ident, frame in sys._current_frames().items():
+            name = names.get(ident, "?")
+            if name.startswith("vbg-") or name == "test-pipeline":
+                lines.append(f"--- {name}\n" + "".join(traceback.format_stack(frame)[-6:]))
+        return "\n".join(lines)
+
+    def _wait(self, condition, what: str) -> None:
+        """``wait_until``, but a pipeline thread's failure ends the wait at once and is raised, and
+        a time-out says where every thread is (a hang is then found from its message)."""
+        failed = lambda: bool(self.pipe._errors)  # noqa: E731
+        try:
+            wait_until(lambda: condition() or failed(), what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self._state()}") from None
+        if failed() and not condition():
+            raise self.pipe._errors[0]
+
     def _settle(self, k: int, at_frame: bool) -> None:
         captured = k + 1
         now = self.clock.now()
-        wait_until(lambda: self.captured() >= captured and held(self.pipe.frame_slot) is None,
+        self._wait(lambda: self.captured() >= captured and held(self.pipe.frame_slot) is None,
                    f"frame {k} captured and taken by the render thread")
         if k == self.frames - 1:
             return  # the source has ended: the pipeline finishes on its own (--align lets its held frames go)
         if at_frame and self.to_model is not None and self.to_model(k):
-            wait_until(lambda: k in self.model.frames, f"the model taking up frame {k}")
-        wait_until(self._model_settled, f"the model settled at {now:.4f} s (frame {k})")
+            self._wait(lambda: k in self.model.frames, f"the model taking up frame {k}")
+        self._wait(self._model_settled, f"the model settled at {now:.4f} s (frame {k})")
         want = self.outputs(now)
-        wait_until(lambda: self.pipe.stats.out_frames >= want,
+        self._wait(lambda: self.pipe.stats.out_frames >= want,
                    f"{want} frames out at {now:.4f} s; {self.pipe.stats.out_frames} are")
-        wait_until(self._model_settled, f"the model settled after the output at {now:.4f} s")
+        self._wait(self._model_settled, f"the model settled after the output at {now:.4f} s")
         if self.vcam:
             ticks = int(now * self.fps + 1e-6) + 1
-            wait_until(lambda: self._vcam_ticks() >= ticks, f"{ticks} virtual camera ticks by {now:.4f} s")
+            self._wait(lambda: self._vcam_ticks() >= ticks, f"{ticks} virtual camera ticks by {now:.4f} s")
         assert self.pipe.stats.out_frames == want, (k, now, self.pipe.stats.out_frames, want)
 
     # ------------------------------------------------------------------ running
