@@ -28,7 +28,8 @@ class FakeCamera:
     Class attributes, set per registration by :func:`fake_camera`: ``keep`` (keep a copy of
     every frame, the clock time it came and its mean; ``"last"``: only a copy of the latest
     frame, in ``latest``, for long runs; False: count them only), ``clock``,
-    ``fail_after`` (frames sent before ``send`` raises ``failure()``; None: never),
+    ``fail_after`` (frames sent before ``send`` raises ``failure()``; None: never), ``hold``
+    (a function ``send`` calls first with the number of frames sent so far),
     ``device_name`` (when pyvirtualcam names no device) and ``instances`` (every camera opened,
     in order)."""
 
@@ -37,6 +38,7 @@ class FakeCamera:
     clock = MonotonicClock()
     fail_after: int | None = None
     failure = _gone
+    hold = None  # called with the number of frames sent so far at the start of each send (a test holds one there)
     device_name = "vbg-test-cam"
     instances: list[FakeCamera] = []
 
@@ -53,6 +55,8 @@ class FakeCamera:
 
     def send(self, frame):
         cls = type(self)
+        if cls.hold is not None:
+            cls.hold(self.sent)
         if cls.fail_after is not None and self.sent >= cls.fail_after:
             raise cls.failure()
         self.sent += 1
@@ -82,12 +86,13 @@ def fake_camera(name: str, **settings) -> Iterator[type[FakeCamera]]:
     import pyvirtualcam
     from pyvirtualcam.camera import BACKENDS
 
-    unknown = set(settings) - {"keep", "clock", "fail_after", "failure", "device_name"}
+    unknown = set(settings) - {"keep", "clock", "fail_after", "failure", "device_name", "hold"}
     if unknown:
         raise TypeError(f"fake_camera() got unknown settings: {', '.join(sorted(unknown))}")
     if name in BACKENDS:
         raise ValueError(f"a pyvirtualcam backend named {name!r} is registered already")
-    cls = type("FakeCamera", (FakeCamera,), {"name": name, "instances": [], **settings})
+    cls = type("FakeCamera", (FakeCamera,), {"name": name, "instances": [],
+                                              **{k: staticmethod(v) if k == "hold" else v for k, v in settings.items()}})
     pyvirtualcam.register_backend(name, cls)
     try:
         yield cls

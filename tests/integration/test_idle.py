@@ -179,9 +179,9 @@ def test_unwatched_releases_the_camera_pauses_the_model_and_resumes(clip, camera
         wait_until(lambda: run.pipe.idle.idle and run.pipe.capture.released.is_set(), "the gate to idle")
         assert not Camera.opened[0].is_open  # the webcam is closed: its light is off
         calls, captured, sent = run.settled(), run.pipe.capture.frames, len(run.sink.sent)
-        # 1 fps: the sink is told at once; wait until the pacing thread has taken the new rate
+        # 1 fps: the sink is told at once; wait until the pacing thread has sent its first frame at the new rate
         wait_until(lambda: not any(getattr(s, "_rate_changed", False) for s in run.pipe.sinks), "the vcam slowed")
-        t_idle = run.clock.now()  # the new rate's first tick is now, the next ones a second apart
+        t_idle = run.clock.now()  # the new rate's first frame went out by now, the next ones a second apart
         for j in range(0, 51):  # five seconds idle, in tenths
             run.clock.set(t_idle + j / 10 + 1e-6)
             wait_until(lambda: run.vcam.times[-1] >= t_idle + j // 10, f"the vcam's 1 fps tick by {j / 10} s")

@@ -60,9 +60,9 @@ def test_backend():
     with contextlib.ExitStack() as registered:
         numbers = itertools.count()
 
-        def register(clock=None, fail_after=None):
+        def register(clock=None, fail_after=None, hold=None):
             cls = registered.enter_context(fake_camera(f"vbg-test-{next(numbers)}", clock=clock or MonotonicClock(),
-                                                       fail_after=fail_after))
+                                                       fail_after=fail_after, hold=hold))
             return cls.name, cls
 
         yield register
@@ -129,6 +129,35 @@ def test_vcam_skips_missed_ticks_instead_of_bursting(test_backend):
         st = sink.stats()
     # ticks 0..30 were due: 0 on time, 1 overdue, then 2..29 skipped and 30 sent at once
     assert st.written == 3 and st.late == 28
+
+
+def test_vcam_a_new_rate_counts_from_its_first_frame_even_when_that_frame_is_late(test_backend):
+    """``set_rate`` (the idle card at 1 fps) restarts the ticks from the first frame sent at the
+    new rate. A pacing thread held up between taking the new rate and sending that frame (a
+    loaded machine) sends the next frame a period after it, not at once: seen in a loaded CI run
+    as two frames in a row at 1 fps."""
+    clock = FakeClock()
+    gate, held = threading.Event(), threading.Event()
+    hold_at = [-1]
+
+    def hold(sent: int) -> None:
+        if sent == hold_at[0]:
+            held.set()
+            gate.wait(60)
+
+    name, backend = test_backend(clock=clock, hold=hold)
+    with VirtualCameraSink(W, H, FPS, backend=name, clock=clock) as sink:
+        cam = backend.instances[0]
+        wait_for(lambda: sink.stats().written == 1)  # the black start frame, at 0
+        hold_at[0] = 1
+        sink.set_rate(1.0)  # the thread leaves its wait for the next 30 fps tick, takes the rate...
+        wait_for(held.is_set)  # ...and is held in the send of the first frame at it
+        clock.advance(1.0 + 1e-3)  # meanwhile more than a period passes
+        gate.set()
+        wait_for(lambda: sink.stats().written >= 2)
+        clock.advance(1.0)  # the next 1 fps tick is due
+        wait_for(lambda: sink.stats().written >= 3)
+    np.testing.assert_allclose(cam.times, [0.0, 1.001, 2.001], atol=1e-9)
 
 
 def test_vcam_real_clock_rate(test_backend):

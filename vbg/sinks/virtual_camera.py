@@ -158,7 +158,8 @@ class VirtualCameraSink(SinkBase):
         self._written = self._repeats = self._blank = self._late = 0  # written by the thread only
         self._thread = threading.Thread(target=self._run, name="vbg-vcam", daemon=True)
         self._rate = self.fps  # the pacing rate: fps, or slower while nobody watches (set_rate)
-        self._rate_changed = False
+        self._rate_changed = False  # set_rate asked for a new rate; cleared once its first frame is sent
+        self._rate_version = 0  # set_rate calls so far (one made during that frame's send is not lost)
 
         self._camera = _open_camera(width, height, self.fps, device, backend)
         try:
@@ -195,6 +196,7 @@ class VirtualCameraSink(SinkBase):
         sink's own rate again. The device keeps its format; only the writes thin out."""
         with self._lock:
             self._rate = self.fps if fps is None else min(float(fps), self.fps)
+            self._rate_version += 1
             self._rate_changed = True
 
     def stats(self) -> SinkStats:
@@ -224,9 +226,9 @@ class VirtualCameraSink(SinkBase):
         try:
             while not self._stop.is_set():
                 with self._lock:
-                    if self._rate_changed:  # a new rate counts its ticks from now
-                        self._rate_changed = False
-                        period, t0, tick = 1.0 / self._rate, clock.now(), 0
+                    restart = self._rate_changed
+                    if restart:
+                        version, period = self._rate_version, 1.0 / self._rate
                     fresh = self._pending is not None
                     if fresh:
                         self._showing, self._pending = self._pending, None
@@ -238,12 +240,21 @@ class VirtualCameraSink(SinkBase):
                     self._blank += 1
                 elif not fresh:
                     self._repeats += 1
-                tick += 1
-                behind = clock.now() - (t0 + tick * period)
-                if behind >= period - _EPS_S:  # a whole tick missed: skip to the one due now
-                    skipped = int((behind + _EPS_S) / period)
-                    tick += skipped
-                    self._late += skipped
+                if restart:
+                    # A new rate counts its ticks from its first frame, sent just now: a pacing
+                    # thread held up between taking the rate and sending that frame does not then
+                    # send the next one at once (two frames in a row at 1 fps).
+                    with self._lock:
+                        t0, tick = clock.now(), 1
+                        if self._rate_version == version:  # else another set_rate came meanwhile
+                            self._rate_changed = False
+                else:
+                    tick += 1
+                    behind = clock.now() - (t0 + tick * period)
+                    if behind >= period - _EPS_S:  # a whole tick missed: skip to the one due now
+                        skipped = int((behind + _EPS_S) / period)
+                        tick += skipped
+                        self._late += skipped
                 self._wait_until(t0 + tick * period, max(_POLL_S, period / 20))
         except Exception as exc:
             reason = one_line(exc)
