@@ -180,7 +180,7 @@ def test_unwatched_releases_the_camera_pauses_the_model_and_resumes(clip, camera
         assert not Camera.opened[0].is_open  # the webcam is closed: its light is off
         calls, captured, sent = run.settled(), run.pipe.capture.frames, len(run.sink.sent)
         # 1 fps: the sink is told at once; wait until the pacing thread has sent its first frame at the new rate
-        wait_until(lambda: not any(getattr(s, "_rate_changed", False) for s in run.pipe.sinks), "the vcam slowed")
+        wait_until(lambda: all(getattr(s, "rate_settled", True) for s in run.pipe.sinks), "the vcam slowed")
         t_idle = run.clock.now()  # the new rate's first frame went out by now, the next ones a second apart
         for j in range(0, 51):  # five seconds idle, in tenths
             run.clock.set(t_idle + j / 10 + 1e-6)

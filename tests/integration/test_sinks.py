@@ -154,7 +154,7 @@ def test_vcam_a_new_rate_counts_from_its_first_frame_even_when_that_frame_is_lat
         wait_for(held.is_set)  # ...and is held in the send of the first frame at it
         clock.advance(1.0 + 1e-3)  # meanwhile more than a period passes
         gate.set()
-        wait_for(lambda: sink.stats().written >= 2 and not sink._rate_changed)  # sent, and the rate's ticks set
+        wait_for(lambda: sink.stats().written >= 2 and sink.rate_settled)  # sent, and the rate's ticks set
         clock.advance(1.0)  # the next 1 fps tick is due
         wait_for(lambda: sink.stats().written >= 3)
     np.testing.assert_allclose(cam.times, [0.0, 1.001, 2.001], atol=1e-9)

@@ -158,8 +158,8 @@ class VirtualCameraSink(SinkBase):
         self._written = self._repeats = self._blank = self._late = 0  # written by the thread only
         self._thread = threading.Thread(target=self._run, name="vbg-vcam", daemon=True)
         self._rate = self.fps  # the pacing rate: fps, or slower while nobody watches (set_rate)
-        self._rate_changed = False  # set_rate asked for a new rate; cleared once its first frame is sent
-        self._rate_version = 0  # set_rate calls so far (one made during that frame's send is not lost)
+        self._rate_version = 0  # set_rate calls so far
+        self._rate_applied = 0  # the call whose first frame the pacing thread has sent (its ticks count from it)
 
         self._camera = _open_camera(width, height, self.fps, device, backend)
         try:
@@ -197,7 +197,11 @@ class VirtualCameraSink(SinkBase):
         with self._lock:
             self._rate = self.fps if fps is None else min(float(fps), self.fps)
             self._rate_version += 1
-            self._rate_changed = True
+
+    @property
+    def rate_settled(self) -> bool:
+        """The last ``set_rate`` is in force: its first frame is sent and its ticks count from it."""
+        return self._rate_applied == self._rate_version
 
     def stats(self) -> SinkStats:
         return SinkStats(received=self._received, written=self._written, repeats=self._repeats,
@@ -226,7 +230,7 @@ class VirtualCameraSink(SinkBase):
         try:
             while not self._stop.is_set():
                 with self._lock:
-                    restart = self._rate_changed
+                    restart = self._rate_version != self._rate_applied
                     if restart:
                         version, period = self._rate_version, 1.0 / self._rate
                     fresh = self._pending is not None
@@ -244,10 +248,9 @@ class VirtualCameraSink(SinkBase):
                     # A new rate counts its ticks from its first frame, sent just now: a pacing
                     # thread held up between taking the rate and sending that frame does not then
                     # send the next one at once (two frames in a row at 1 fps).
-                    with self._lock:
-                        t0, tick = clock.now(), 1
-                        if self._rate_version == version:  # else another set_rate came meanwhile
-                            self._rate_changed = False
+                    # A set_rate made during that send is taken on the next pass.
+                    t0, tick = clock.now(), 1
+                    self._rate_applied = version
                 else:
                     tick += 1
                     behind = clock.now() - (t0 + tick * period)
@@ -265,7 +268,7 @@ class VirtualCameraSink(SinkBase):
     def _wait_until(self, deadline: float, poll_s: float = _POLL_S) -> None:
         while True:
             remaining = deadline - self._clock.now()
-            if remaining <= _EPS_S or self._stop.wait(min(remaining, poll_s)) or self._rate_changed:
+            if remaining <= _EPS_S or self._stop.wait(min(remaining, poll_s)) or not self.rate_settled:
                 return
 
 
