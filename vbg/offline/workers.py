@@ -37,7 +37,9 @@ from ..errors import ConfigError
 log = logging.getLogger("vbg.process")
 
 GAIN = 1.15  # two sessions must give this many times the frames per second of one
-RUNS = 3  # timed inferences of each kind (after one warm-up)
+RUNS = 3  # timed inferences of each kind at least (after one warm-up) ...
+MIN_S = 0.3  # ... and more until this long is timed: a few ms inferences, three times, are noise
+MAX_RUNS = 100
 CACHE_NAME = "workers.json"
 
 
@@ -118,19 +120,28 @@ def rss_bytes() -> int | None:
         return None
 
 
-def time_one(seg, rgb: np.ndarray, runs: int = RUNS, clock: Callable[[], float] = time.perf_counter) -> list[float]:
-    """Seconds per inference of ``seg`` on ``rgb``, ``runs`` times (after the warm-up the caller did)."""
-    out = []
-    for _ in range(runs):
+def _more(out: list[float], runs: int, min_s: float) -> bool:
+    """Whether to time another round: fewer than ``runs``, or under ``min_s`` timed so far."""
+    return len(out) < runs or (sum(out) < min_s and len(out) < MAX_RUNS)
+
+
+def time_one(seg, rgb: np.ndarray, runs: int = RUNS, clock: Callable[[], float] = time.perf_counter,
+             min_s: float = MIN_S) -> list[float]:
+    """Seconds per inference of ``seg`` on ``rgb`` (after the warm-up the caller did): ``runs``
+    times, and more while less than ``min_s`` is timed (``MAX_RUNS`` at most)."""
+    out: list[float] = []
+    while _more(out, runs, min_s):
         t0 = clock()
         seg.segment(rgb)
         out.append(clock() - t0)
     return out
 
 
-def time_two(a, b, rgb: np.ndarray, runs: int = RUNS, clock: Callable[[], float] = time.perf_counter) -> list[float]:
+def time_two(a, b, rgb: np.ndarray, runs: int = RUNS, clock: Callable[[], float] = time.perf_counter,
+             min_s: float = MIN_S) -> list[float]:
     """Wall seconds per round of ``a`` and ``b`` each running one inference at the same time,
-    ``b`` on a thread of its own (after one warm-up round): two workers' throughput."""
+    ``b`` on a thread of its own (after one warm-up round): two workers' throughput. As many
+    rounds, by the same rule as :func:`time_one`."""
     errors: list[BaseException] = []
 
     def run_b() -> None:
@@ -139,8 +150,9 @@ def time_two(a, b, rgb: np.ndarray, runs: int = RUNS, clock: Callable[[], float]
         except BaseException as e:  # noqa: BLE001 -- raised again in the caller's thread
             errors.append(e)
 
-    out = []
-    for i in range(runs + 1):
+    out: list[float] = []
+    warm = True
+    while warm or _more(out, runs, min_s):
         other = threading.Thread(target=run_b, name="vbg-calibrate", daemon=True)
         t0 = clock()
         other.start()
@@ -148,8 +160,9 @@ def time_two(a, b, rgb: np.ndarray, runs: int = RUNS, clock: Callable[[], float]
         other.join()
         if errors:
             raise errors[0]
-        if i:
+        if not warm:
             out.append(clock() - t0)
+        warm = False
     return out
 
 
