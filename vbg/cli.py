@@ -323,10 +323,8 @@ def cmd_segment(args) -> int:
     for note in notes:
         log.warning("%s", note)
     failed = 0
-    with create_segmenter(cfg) as seg:
-        log.info("model %s on %s", seg.source.label, ", ".join(seg.providers))
-        # --crop auto: a small person is looked at again, closer (the whole frame's look joined)
-        still = CroppedSegmenter(seg).segment_still if cfg.crop == "auto" else seg.segment_full
+    seg = still = None  # the model opens with the first image that reads: none does, none loads
+    try:
         for image, target in zip(args.images, targets):
             if streams.broken():  # stdout or stderr closed: stop like Ctrl-C (written images kept)
                 break
@@ -338,10 +336,18 @@ def cmd_segment(args) -> int:
                 _error(e)
                 failed += 1
                 continue
+            if seg is None:
+                seg = create_segmenter(cfg)
+                log.info("model %s on %s", seg.source.label, ", ".join(seg.providers))
+                # --crop auto: a small person is looked at again, closer (the whole frame's look joined)
+                still = CroppedSegmenter(seg).segment_still if cfg.crop == "auto" else seg.segment_full
             alpha = alpha_to_u8(still(rgb))
             result = np.dstack([rgb, alpha]) if args.cutout else alpha
             write_image(target, result)
             log.info("%s -> %s", image, target)
+    finally:
+        if seg is not None:
+            seg.close()
     return 1 if failed else 0
 
 
@@ -568,6 +574,7 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
             kind = special_file(src)
             found.append(InputError(f"{src}: {f'is {kind}, not a file' if kind else 'no such file'}: "
                                     "give a video file"))
+    _no_input_readable(inputs, found)
     for dst, sequence in planned:
         preflight.collect(found, _check_process_target, dst, sequence, [*inputs, bg.background], overwrite)
     for dst in {t.suffix.lower(): t for t, seq in planned if not seq}.values():  # a batch shares one format
@@ -594,6 +601,29 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
     if workers is not None and workers > 1 and seg_cfg.threads is None:
         seg_cfg = replace(seg_cfg, threads=max(1, (os.cpu_count() or 1) // workers))
     return _ProcessPlan(replace(cfg, model=seg_cfg), inputs, planned, batch, workers)
+
+
+def _no_input_readable(inputs: list, found: list) -> None:
+    """When not one input can be read as a video, each one's reason goes to ``found``: said before
+    the model loads. Inputs are probed until one reads (one probe for most runs); a batch with a
+    readable file goes on, and the others fail in their turn. A URL is not opened twice."""
+    from .errors import InputError
+    from .media.info import probe
+    from .media.open import is_url
+
+    why: list[VbgError] = []
+    for src in inputs:
+        if is_url(src):
+            return
+        if not src.is_file():  # reported already
+            continue
+        try:
+            probe(src)
+        except InputError as e:
+            why.append(e)
+        else:
+            return
+    found.extend(why)
 
 
 def open_segmenters(plan: _ProcessPlan, segs: list) -> None:
@@ -1477,11 +1507,12 @@ def _run(argv: list[str]) -> int:
         if _SIGNALLED.is_set():
             return _interrupted()
         if isinstance(e, Problems):
-            from .preflight import DOCTOR_HINT
+            from .preflight import DOCTOR_HINT, is_setup_problem
 
             for one in e.errors:
                 _error(one)
-            print(f"{'<6>' if _JOURNAL[0] else 'vbg: '}{DOCTOR_HINT}", file=sys.stderr)
+            if any(is_setup_problem(one) for one in e.errors):  # not for a file or a flag alone
+                print(f"{'<6>' if _JOURNAL[0] else 'vbg: '}{DOCTOR_HINT}", file=sys.stderr)
         else:
             _error(e)
         return e.exit_code

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 def one_line(e: BaseException, empty: str | None = None) -> str:
     """``str(e)`` on one line (every run of whitespace, newlines included, one space), for the
-    "(why)" part of a message; ``empty`` (default: the exception's class name) when it says nothing."""
-    return " ".join(str(e).split()) or empty or type(e).__name__
+    "(why)" part of a message; ``empty`` (default: the exception's class name) when it says nothing.
+    An OS or FFmpeg error's "[Errno N] " is left out: the words after it say it."""
+    text = " ".join(str(e).split())
+    errno = getattr(e, "errno", None)  # OSError, and PyAV's FFmpegError (not an OSError)
+    if isinstance(errno, int):
+        text = text.removeprefix(f"[Errno {errno}] ")
+    return text or empty or type(e).__name__
 
 
 class VbgError(Exception):

@@ -23,9 +23,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import LiveConfig, problems as config_problems
-from .errors import InputError, OutputError, Problems, SinkError, SourceError, VbgError
+from .errors import (DependencyError, DeviceError, InputError, ModelError, OutputError, Problems, SinkError,
+                     SourceError, VbgError)
 
 DOCTOR_HINT = "`vbg doctor` checks this machine's whole set-up (packages, GPU, cameras, virtual camera, models)"
+
+
+def is_setup_problem(e: BaseException) -> bool:
+    """Whether ``e`` is about this machine's set-up (a package, the model, the GPU, the camera,
+    the virtual camera), which `vbg doctor` checks; a bad flag, input or output is not."""
+    return isinstance(e, (DependencyError, DeviceError, ModelError, SinkError, SourceError))
 
 
 @dataclass

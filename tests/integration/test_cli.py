@@ -58,6 +58,20 @@ def test_segment_batch_writes_cutouts_to_a_folder(tmp_path):
         assert iou(rgba[:, :, 3] / 255, truth) >= 0.8
 
 
+def test_segment_opens_the_model_only_for_an_image_that_reads(tmp_path):
+    """An image that cannot be read is said before the model is opened (for RMBG-1.4 that may be a
+    download); in a batch the model opens with the first image that reads."""
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image\n")
+    proc = run_vbg("segment", str(bad), "--model", "selfie", "-o", str(tmp_path / "m.png"))
+    assert proc.returncode == 9 and "notes.jpg is not an image" in _one_line_error(proc)
+    assert "model selfie" not in proc.stderr
+    proc = run_vbg("segment", str(bad), str(PHOTO), "--model", "selfie", "-o", str(tmp_path / "out"))
+    assert proc.returncode == 1 and "notes.jpg" in _one_line_error(proc)
+    assert proc.stderr.index("notes.jpg") < proc.stderr.index("model selfie")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [PHOTO.stem + ".png"]
+
+
 def test_rmbg_without_network_names_the_fix(tmp_path, offline_env):
     proc = run_vbg("segment", str(PHOTO), "--model", "rmbg-1.4", "-o", str(tmp_path / "m.png"),
                    env={**offline_env, "HF_TOKEN": "hf_vbg_test"}, timeout=300)

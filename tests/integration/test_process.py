@@ -110,6 +110,28 @@ def test_batch_with_a_corrupt_file_goes_on_and_fails(clips, tmp_path):
     assert sorted(p.name for p in outdir.iterdir()) == ["rotated.mp4", "tone.mp4"]
 
 
+def test_an_unreadable_input_is_said_before_the_model_loads(clips, tmp_path):
+    """Not one input reads as a video: each is named on its own line at once, with PyAV's reason in
+    words (no "[Errno 1094995529]"), the model never loads, and no `vbg doctor` hint follows (the
+    machine is fine, the file is not)."""
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video at all\n" * 100)
+    half = tmp_path / "half.mp4"
+    data = clips["tone"].read_bytes()
+    half.write_bytes(data[: len(data) // 2])
+    proc = run_vbg("process", str(bad), "-o", str(tmp_path / "o.mp4"), "--model", "selfie")
+    assert proc.returncode == 9 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
+    assert len(errors) == 1 and "broken.mp4: not a readable video (Invalid data" in errors[0], proc.stderr
+    assert "Errno" not in proc.stderr and "vbg doctor" not in proc.stderr
+    assert "model selfie" not in proc.stderr  # nothing loaded, no worker count measured
+    proc = run_vbg("process", str(bad), str(half), "-o", str(tmp_path / "out"), "--model", "selfie")
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
+    assert proc.returncode == 9 and len(errors) == 2, proc.stderr
+    assert "broken.mp4" in errors[0] and "half.mp4" in errors[1] and "model selfie" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4", "half.mp4"]
+
+
 def test_glob_pattern_and_existing_output_refused(clips, tmp_path):
     outdir = tmp_path / "g"
     pattern = str(clips["dir"] / "t*.mp4")
