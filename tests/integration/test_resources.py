@@ -8,6 +8,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from conftest import run_vbg
 from media import person_clip_frames, write_clip
 
 PHOTO = Path(__file__).resolve().parents[1] / "data/people/example03_background01.jpg"
+
+SETTLE_S = 10.0  # real seconds a just-joined thread may take to leave /proc (a guard, not a measurement)
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="samples /proc/self/status")
 
@@ -31,24 +34,40 @@ def _thread_names() -> list[str]:
     return sorted(names)
 
 
-def _status() -> tuple[int, float]:
-    """(OS threads of this process, resident memory in MB)."""
-    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    return int(fields["Threads"]), int(fields["VmRSS"].split()[0]) / 1024
+def _status(settle_to: int | None = None) -> tuple[int, float]:
+    """(OS threads of this process, resident memory in MB). A joined Python thread can still be
+    ending in the OS for a moment (``join`` returns once its Python part is done): with
+    ``settle_to``, the count is read until it is down to that, ``SETTLE_S`` at most (a guard
+    only: a thread that lives on is still counted)."""
+    end = time.monotonic() + SETTLE_S
+    while True:
+        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        threads = int(fields["Threads"])
+        if settle_to is None or threads <= settle_to or time.monotonic() > end:
+            return threads, int(fields["VmRSS"].split()[0]) / 1024
+        time.sleep(0.01)
 
 
 # One batch in a fresh interpreter, as `vbg process DIR` runs it: the heap of a long test session
 # (a thousand tests before it) would decide where the allocator puts each file's buffers.
 _BATCH = """
-import gc, json, sys
+import gc, json, sys, time
 from pathlib import Path
 from vbg.inference import SegmenterConfig, create_segmenter
 from vbg.offline.process import FileProcessor, ProcessConfig
 from vbg.progress import Progress
 
-def status():
-    f = dict(ln.split(":", 1) for ln in Path("/proc/self/status").read_text().splitlines() if ":" in ln)
-    return int(f["Threads"]), int(f["VmRSS"].split()[0]) / 1024
+def status(settle_to=None):
+    # A joined Python thread can still be ending in the OS for a moment (join returns when its
+    # Python part is done): with settle_to, the count is read until it is down to that, 10 s at
+    # most (only a guard: a thread that lives on is counted at the end).
+    end = time.monotonic() + 10.0
+    while True:
+        f = dict(ln.split(":", 1) for ln in Path("/proc/self/status").read_text().splitlines() if ":" in ln)
+        threads = int(f["Threads"])
+        if settle_to is None or threads <= settle_to or time.monotonic() > end:
+            return threads, int(f["VmRSS"].split()[0]) / 1024
+        time.sleep(0.01)
 
 clip, outdir, suffix, n = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 scfg = SegmenterConfig(model="selfie", device="cpu", threads=1)
@@ -64,7 +83,7 @@ with create_segmenter(scfg) as a, create_segmenter(scfg) as b:
         out = outdir / f"out{i % 2}{suffix}"  # alternate names: the old output is replaced
         out.unlink(missing_ok=True)
         frames = proc.process(clip, out, Progress(str(i), None, mode="quiet")).frames
-        per_file.append([frames, *status()])
+        per_file.append([frames, *status(threads0)])
 print(json.dumps({"threads0": threads0, "files": per_file}))
 """
 
@@ -138,7 +157,7 @@ def test_files_that_fail_give_back_their_threads_and_frames_too(tmp_path):
             for i in range(6):
                 with pytest.raises(ModelError, match="frames before it are kept"):
                     proc.process(clip, tmp_path / f"out{i}.mp4", Progress(str(i), None, mode="quiet"))
-                threads, _ = _status()
+                threads, _ = _status(threads0)
                 assert threads == threads0, (f"after failed file {i}: {threads} threads, {threads0} before "
                                              f"({_thread_names()} against {names0})")
             gc.set_debug(gc.DEBUG_SAVEALL)  # what only the collector would free, kept to be looked at
