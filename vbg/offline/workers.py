@@ -12,10 +12,10 @@ between cores inside an inference. They share one copy of the model's weights
 same arrays), so a second RMBG-1.4 session adds its activations, about 30-60 MB, not the
 model's 210 MB again. Auto runs two only when two measurably pay (``GAIN``) and the memory for
 the second is there (what the first took, a bound from above); otherwise one session on every
-core. The timing is measured once per machine, model and frame size (a few inferences of each
-kind) and kept: the outputs never depend on it, since the masks are the same whichever count
-runs (each frame is one inference of the same model on the same input, whatever the threads:
-the tests check it).
+core. The timing is measured once per machine, model and frame size (``MIN_S`` of inferences
+of each kind, ``RUNS`` at least) and kept: the outputs never depend on it, since the masks are
+the same whichever count runs (each frame is one inference of the same model on the same
+input, whatever the threads: the tests check it).
 """
 
 from __future__ import annotations
