@@ -1033,6 +1033,8 @@ def reload_config(args, pipeline) -> str:
 def _has_terminal() -> bool:
     """Whether this process has a controlling terminal now: none for a service, and none any more
     once its terminal hung up (the kernel takes it from the whole session before the SIGHUP)."""
+    if not hasattr(os, "O_NOCTTY"):  # no controlling terminals (Windows), no hang-up to tell apart
+        return False
     try:
         fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
     except OSError:
@@ -1268,6 +1270,18 @@ def _importing(frame) -> bool:
 
 
 _LAST_SIGNAL: list = [None]  # the signal _interrupt last turned into KeyboardInterrupt
+_WINDOWS = os.name == "nt"
+
+
+def _deliver(signum) -> None:
+    """``signum`` to this process again. Not by ``os.kill`` on Windows: there every signal number
+    but the console's two terminates the process at once, nothing finalized."""
+    if _WINDOWS:
+        import signal
+
+        signal.raise_signal(signum)
+    else:
+        os.kill(os.getpid(), signum)
 
 
 def _send_again(signum) -> None:
@@ -1279,7 +1293,7 @@ def _send_again(signum) -> None:
     thread."""
     work = _RESEND[0]
     if work is None:
-        t = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+        t = threading.Timer(0.05, _deliver, (signum,))
         t.daemon = True
         t.start()
         return
@@ -1289,7 +1303,7 @@ def _send_again(signum) -> None:
 
         time.sleep(0.05)
         if _RESEND[0] is work:  # main() has not returned meanwhile: its handlers are still the ones
-            os.kill(os.getpid(), signum)
+            _deliver(signum)
 
     work.post(again)
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import os
 import re
@@ -38,6 +37,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vbg.errors import OutputError, one_line
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock (there an open file cannot be renamed over, or removed, anyway)
+    fcntl = None  # type: ignore[assignment]
+
+# What only POSIX has, looked up once: without it (Windows) a lock is skipped, a folder is
+# followed by its path instead of a descriptor, and mkstemp's own permissions stay.
+LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = (fcntl.LOCK_SH, fcntl.LOCK_EX, fcntl.LOCK_NB, fcntl.LOCK_UN) if fcntl else (1, 2, 4, 8)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DIR_FDS = os.open in os.supports_dir_fd and os.link in os.supports_dir_fd and os.unlink in os.supports_dir_fd
+_LINK_NOFOLLOW = {"follow_symlinks": False} if os.link in os.supports_follow_symlinks else {}
 
 TEMP_SUFFIX = ".partial"
 _MKSTEMP_CHARS = 8  # the random part of a tempfile name
@@ -72,7 +86,10 @@ def _temp_prefix(target: Path) -> str:
 
 
 def _lock(fd: int, flags: int) -> bool:
-    """``flock``; False where the file system has no locks (then nothing is detected, nothing breaks)."""
+    """``flock``; False where the file system or the platform has no locks (then nothing is
+    detected, nothing breaks)."""
+    if fcntl is None:
+        return False
     try:
         fcntl.flock(fd, flags)
         return True
@@ -86,13 +103,16 @@ def _lock(fd: int, flags: int) -> bool:
 def _folder_locked(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (the directory itself): looking for another
     run's temporary and creating our own are one step for every vbg run."""
+    if fcntl is None:
+        yield
+        return
     try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(folder, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
     except OSError:
         yield
         return
     try:
-        _lock(fd, fcntl.LOCK_EX)
+        _lock(fd, LOCK_EX)
         yield
     finally:
         os.close(fd)
@@ -100,6 +120,8 @@ def _folder_locked(folder: Path) -> Iterator[None]:
 
 def _lock_owner(fd: int) -> int | None:
     """The pid holding a flock on ``fd``'s file, from /proc/locks (Linux); None if unknown."""
+    if not hasattr(os, "major"):
+        return None
     try:
         st = os.fstat(fd)
         with open("/proc/locks", encoding="ascii", errors="replace") as f:
@@ -130,13 +152,13 @@ def busy_writer(target: str | Path) -> int | None:
         return None
     for name in names:
         try:
-            fd = os.open(target.parent / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(target.parent / name, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
         except OSError:
             continue
         try:
             try:
-                if _lock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB):
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                if _lock(fd, LOCK_SH | LOCK_NB):
+                    fcntl.flock(fd, LOCK_UN)
             except BlockingIOError:
                 return _lock_owner(fd) or 0
         finally:
@@ -166,15 +188,16 @@ class Swapped(OSError):
                                        "(the folder is writable by others): write to a folder only you can write to")
 
 
-def _check_ours(path: Path, fd: int) -> None:
-    """``path`` (not followed) is still the file or folder open as ``fd``; else ``Swapped``:
-    renaming it would put the impostor in place."""
+def _check_ours(path: Path, fd: int | None, made: os.stat_result | None = None) -> None:
+    """``path`` (not followed) is still the file or folder open as ``fd`` (without a descriptor:
+    the one ``made`` describes, stat when it was made); else ``Swapped``: renaming it would put
+    the impostor in place."""
     try:
         st = os.lstat(path)
     except OSError:
         raise Swapped(path) from None
-    own = os.fstat(fd)
-    if (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino):
+    own = os.fstat(fd) if fd is not None else made
+    if own is not None and (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino):
         raise Swapped(path)
 
 
@@ -218,7 +241,7 @@ class NewFile:
             self.tmp = Path(name)
             self.done = False
             _track(self)  # from here on, whatever stops the run removes it (see swept())
-            _lock(self.fd, fcntl.LOCK_EX)  # blocking: a busy_writer() may hold it shared for a moment
+            _lock(self.fd, LOCK_EX)  # blocking: a busy_writer() may hold it shared for a moment
         self.sink = _Sink(self.fd)
 
     def write(self, data) -> None:
@@ -227,7 +250,8 @@ class NewFile:
     def _finish(self, dest: Path, place) -> Path:
         if self.done:
             raise ValueError(f"{self.tmp} was already committed or discarded")
-        os.fchmod(self.fd, 0o666 & ~_umask())  # the usual permissions, not mkstemp's 0600
+        if hasattr(os, "fchmod"):
+            os.fchmod(self.fd, 0o666 & ~_umask())  # the usual permissions, not mkstemp's 0600
         try:
             _check_ours(self.tmp, self.fd)
             dest = place(self.tmp, dest)
@@ -315,7 +339,7 @@ def _rename_no_replace(tmp: Path, dest: Path, *, alternatives: bool = True) -> P
     for n in range(1, 10000 if alternatives else 2):
         cand = free_name(dest, n)
         try:
-            os.link(tmp, cand, follow_symlinks=False)
+            os.link(tmp, cand, **_LINK_NOFOLLOW)
         except FileExistsError:
             continue
         except OSError as e:
@@ -381,25 +405,37 @@ class NewFolder:
         with _folder_locked(folder) if check_busy else contextlib.nullcontext():
             _check_target(self.target, check_busy, replace)
             self.tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(self.target), suffix=TEMP_SUFFIX, dir=folder))
+            # Its files are made through a descriptor of the folder, so a name swapped for a
+            # link meanwhile is never followed; without descriptors of folders (Windows), by path.
+            self._fd: int | None = None
             try:
-                self._fd = os.open(self.tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self._made = os.lstat(self.tmp)
+                if _DIR_FDS:
+                    self._fd = os.open(self.tmp, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.rmdir(self.tmp)
                 raise
             self.done = False
             _track(self)  # from here on, whatever stops the run removes it (see swept())
-            _lock(self._fd, fcntl.LOCK_EX)
+            if self._fd is not None:
+                _lock(self._fd, LOCK_EX)
 
     def add(self, name: str, data) -> None:
         """Write ``data`` as ``name`` in the folder: a new file, never one that is there."""
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
-                     dir_fd=self._fd)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | getattr(os, "O_BINARY", 0)
+        if self._fd is not None:
+            fd = os.open(name, flags, 0o666, dir_fd=self._fd)
+        else:
+            fd = os.open(self.tmp / name, flags, 0o666)
         try:
             _Sink(fd).write(data)
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(name, dir_fd=self._fd)
+                if self._fd is not None:
+                    os.unlink(name, dir_fd=self._fd)
+                else:
+                    os.unlink(self.tmp / name)
             raise
         finally:
             os.close(fd)
@@ -409,7 +445,10 @@ class NewFolder:
         exclusively: a hard link, then the old name removed; copied where the two are on
         different file systems."""
         try:
-            os.link(path, name, dst_dir_fd=self._fd, follow_symlinks=False)
+            if self._fd is not None:
+                os.link(path, name, dst_dir_fd=self._fd, **_LINK_NOFOLLOW)
+            else:
+                os.link(path, self.tmp / name, **_LINK_NOFOLLOW)
         except OSError as e:
             if e.errno not in (errno.EXDEV, errno.EPERM):
                 raise
@@ -420,16 +459,18 @@ class NewFolder:
     def _close(self) -> None:
         self.done = True
         _untrack(self)
-        os.close(self._fd)
+        if self._fd is not None:
+            os.close(self._fd)
 
     def _ready(self) -> None:
         """Before ``commit``/``keep``: not finished yet, the usual permissions, and the
         temporary name still holds our folder (else ``Swapped``, and it is given up)."""
         if self.done:
             raise ValueError(f"{self.tmp} was already committed or discarded")
-        os.fchmod(self._fd, 0o777 & ~_umask())
+        if self._fd is not None and hasattr(os, "fchmod"):
+            os.fchmod(self._fd, 0o777 & ~_umask())
         try:
-            _check_ours(self.tmp, self._fd)
+            _check_ours(self.tmp, self._fd, self._made)
         except Swapped:
             self._close()
             raise

@@ -245,6 +245,49 @@ def test_the_runtime_folder_must_be_private(tmp_path):
     assert stat.S_IMODE(os.stat(xdg / "vbg").st_mode) == 0o700  # made private again
 
 
+class _Kernel32:
+    """Win32's answers for one process: whether it can be opened (and why not), its exit code."""
+
+    def __init__(self, opens: bool, code: int = 259, last_error: int = 0) -> None:
+        self.opens, self.code, self.last_error, self.closed = opens, code, last_error, 0
+
+    def OpenProcess(self, access, inherit, pid):  # noqa: N802 -- the Win32 names
+        assert access == 0x1000  # a handle that may only ask, never terminate
+        return 42 if self.opens else 0
+
+    def GetLastError(self):  # noqa: N802
+        return self.last_error
+
+    def GetExitCodeProcess(self, handle, code_ptr):  # noqa: N802
+        code_ptr._obj.value = self.code
+        return 1
+
+    def CloseHandle(self, handle):  # noqa: N802
+        self.closed += 1
+        return 1
+
+
+def test_on_windows_a_filter_is_looked_for_without_signalling_it(monkeypatch):
+    """On Windows os.kill(pid, 0) terminates the process (any signal number but the console's two
+    does): `vbg ctl` looking for the running filter would have ended it. There the Win32 API asks."""
+    from vbg.control import runtime
+
+    monkeypatch.setattr(runtime, "_WINDOWS", True)
+    monkeypatch.setattr(runtime.os, "kill", lambda *a: pytest.fail(f"os.kill{a} on Windows"))
+    assert runtime._alive_windows(4242, _Kernel32(True, code=259))  # STILL_ACTIVE
+    assert not runtime._alive_windows(4242, _Kernel32(True, code=0))  # ended
+    assert not runtime._alive_windows(4242, _Kernel32(False, last_error=87))  # no such process
+    assert runtime._alive_windows(4242, _Kernel32(False, last_error=5))  # another user's: there
+    k = _Kernel32(True)
+    runtime._alive_windows(1, k)
+    assert k.closed == 1
+    fake = _Kernel32(True, code=0)
+    import ctypes
+
+    monkeypatch.setattr(ctypes, "windll", type("W", (), {"kernel32": fake})(), raising=False)
+    assert not runtime._alive(4242)  # through the API, and os.kill never called
+
+
 def test_preview_keys_and_control_requests_share_one_view():
     """The preview's keys go through the control state: a key keeps what a request changed
     (and the other way round), and the render thread takes the newest whole view once."""

@@ -19,9 +19,28 @@ from pathlib import Path
 from ..errors import ControlError
 
 PREFIX = "vbg-"
+_WINDOWS = os.name == "nt"
+STILL_ACTIVE = 259  # GetExitCodeProcess's code for a process that has not ended
+_QUERY_LIMITED = 0x1000  # PROCESS_QUERY_LIMITED_INFORMATION
+_ACCESS_DENIED = 5  # ERROR_ACCESS_DENIED: the process is there, another user's
+
 
 def _uid() -> int | None:
     return os.getuid() if hasattr(os, "getuid") else None  # None: no owners to check (Windows)
+
+
+def _user_tag() -> str:
+    """Whose runtime folder this is, for its name under the shared temporary folder: the uid, else
+    the user name (``getpass``: from the environment first, so no terminal is needed)."""
+    uid = _uid()
+    if uid is not None:
+        return str(uid)
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 -- no name to be had: one folder for all
+        return "user"
 
 
 NONE_RUNNING = "no vbg filter is running (start one with: vbg --source ...), or it was started with --no-control"
@@ -34,7 +53,7 @@ def runtime_dir(environ=None, *, create: bool = True) -> Path:
     if xdg and os.path.isabs(xdg) and os.path.isdir(xdg):
         folder = Path(xdg) / "vbg"
     else:
-        folder = Path(tempfile.gettempdir()) / f"vbg-{_uid() if _uid() is not None else os.getlogin()}"
+        folder = Path(tempfile.gettempdir()) / f"vbg-{_user_tag()}"
     if create:
         with contextlib.suppress(FileExistsError):
             os.mkdir(folder, 0o700)
@@ -77,6 +96,12 @@ def write_runtime(folder: Path, info: dict) -> Path:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs. On Windows not by ``os.kill(pid, 0)``: there every signal
+    number but the console's two terminates the process."""
+    if _WINDOWS:
+        import ctypes
+
+        return _alive_windows(pid, ctypes.windll.kernel32)  # type: ignore[attr-defined]
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -84,6 +109,22 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _alive_windows(pid: int, kernel32) -> bool:
+    """``_alive`` through the Win32 API (``kernel32``): a handle that may only ask, its exit code."""
+    import ctypes
+
+    handle = kernel32.OpenProcess(_QUERY_LIMITED, False, pid)
+    if not handle:
+        return kernel32.GetLastError() == _ACCESS_DENIED
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True  # cannot tell: not removed
+        return code.value == STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def _remove_stale(path: Path, info: dict | None) -> None:

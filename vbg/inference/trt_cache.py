@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import glob
 import hashlib
 import json
@@ -31,7 +30,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..fsutil import NewFile
+from ..fsutil import NewFile, fcntl
 from . import onnx_wire as wire
 
 log = logging.getLogger("vbg.onnx")
@@ -353,7 +352,7 @@ class EngineCache:
                 made = True
             except FileExistsError:
                 pass
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = _open_lock(folder)
         except OSError as e:
             return cls(None, key, profile, problem=_problem(folder, e))
         try:
@@ -364,7 +363,8 @@ class EngineCache:
             elif not os.access(folder, os.W_OK | os.X_OK):
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
         except OSError as e:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
             if made:
                 shutil.rmtree(folder, ignore_errors=True)
             return cls(None, key, profile, problem=_problem(folder, e))
@@ -381,8 +381,18 @@ class EngineCache:
             self._made = False
 
 
-def _lock(fd: int, folder: Path) -> None:
+def _open_lock(folder: Path) -> int | None:
+    """The key folder opened for its lock; None without flock (Windows: no lock, and a folder
+    cannot be opened there): two builds may then overlap, each writes a whole engine."""
+    if fcntl is None:
+        return None
+    return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _lock(fd: int | None, folder: Path) -> None:
     """Take the key folder's lock, saying so when another run holds it (it is building)."""
+    if fd is None or fcntl is None:
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return

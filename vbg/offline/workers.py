@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import statistics
 import threading
@@ -111,11 +112,19 @@ def available_bytes() -> int | None:
     return None
 
 
+def load_average() -> float:
+    """The 1-minute run-queue average; 0 where the system does not keep one (Windows)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+
+
 def rss_bytes() -> int | None:
     """This process's resident memory now (Linux); None where it cannot be read."""
     try:
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            return int(f.read().split()[1]) * mmap.PAGESIZE
     except (OSError, ValueError, IndexError):
         return None
 
@@ -210,7 +219,7 @@ def write_cache(path: Path | None, key: str, choice: Choice) -> None:
 def open_auto(cfg, source, frame_hw: tuple[int, int], frames_bytes: int, *, cache_file: Path | None = None,
               open_segmenter=None, available: Callable[[], int | None] = available_bytes,
               rss: Callable[[], int | None] = rss_bytes, measure_one=time_one, measure_two=time_two,
-              cores: int | None = None, load: Callable[[], float] = lambda: os.getloadavg()[0]) -> tuple[list, Choice]:
+              cores: int | None = None, load: Callable[[], float] | None = None) -> tuple[list, Choice]:
     """The segmenters ``--workers auto`` runs, and why that many.
 
     One session on every core (``cfg.threads`` None) is timed on a frame of ``frame_hw``, then
@@ -237,7 +246,7 @@ def open_auto(cfg, source, frame_hw: tuple[int, int], frames_bytes: int, *, cach
         known = Choice(known["workers"], f"{known.get('reason', 'measured before')}; kept in {cache_file}")
     else:
         known = None
-    busy = load() if known is None else 0.0  # others' load, before this process adds its own
+    busy = (load or load_average)() if known is None else 0.0  # others' load, before this process adds its own
     opened: list = []
 
     def open_one(c) -> int:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import functools
 import os
 import re
@@ -148,6 +147,8 @@ def _pipeline(width: int, height: int, fps: float, name: str, description: str) 
 def _small_pipe(fd: int):
     """The pipe ``fd`` holds one page while the block runs (a write returns only once the reader
     has taken all but a page of it), then a megabyte (fewer wake-ups per frame) where allowed."""
+    import fcntl  # Linux only, as this camera
+
     try:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PAGE)
     except OSError:  # pragma: no cover - a page is always allowed
