@@ -2,7 +2,8 @@
 is ``vbg ARGS`` in a process where POSIX-only modules do not import, POSIX-only ``os`` functions,
 flags and signals are not there, and the directory-descriptor and no-follow arguments that Windows'
 ``os`` does not support raise ``NotImplementedError``, as there (``os.supports_dir_fd`` and
-``os.supports_follow_symlinks`` say so, as on Windows).
+``os.supports_follow_symlinks`` say so, as on Windows), and a file open in the process cannot be
+renamed, replaced or removed (Windows opens files without ``FILE_SHARE_DELETE``).
 
 This checks that vbg never reaches for those pieces without a fallback. It is not Windows: its
 file locking, path rules, OBS camera and codecs are not what runs here, and ``sys.platform`` stays
@@ -38,6 +39,38 @@ def _refusing(name: str, fn):
     return call
 
 
+_SHARING = "The process cannot access the file because it is being used by another process"
+
+
+def _open_in_this_process(path, readlink, listdir) -> bool:
+    try:
+        real = os.path.realpath(path)
+        for fd in listdir("/proc/self/fd"):
+            try:
+                if readlink(f"/proc/self/fd/{fd}") == real:
+                    return True
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return False
+
+
+def _windows_sharing(name: str, fn, readlink, listdir):
+    """Windows opens files without FILE_SHARE_DELETE: a file open anywhere in the process cannot
+    be renamed, replaced or removed (``PermissionError``, WinError 32) until it is closed."""
+    def call(*args, **kwargs):
+        paths = args[:2] if name in ("rename", "replace") else args[:1]
+        for p in paths:
+            if isinstance(p, (str, bytes, os.PathLike)) and os.path.isfile(p) \
+                    and _open_in_this_process(p, readlink, listdir):
+                raise PermissionError(13, _SHARING, str(p))
+        return fn(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
 def hide() -> None:
     for m in MODULES:
         sys.modules[m] = None  # type: ignore[assignment]  # "import fcntl" raises ImportError
@@ -51,6 +84,9 @@ def hide() -> None:
                  "readlink", "symlink", "access", "chown", "scandir", "listdir"):
         if hasattr(os, name):
             setattr(os, name, _refusing(name, getattr(os, name)))
+    readlink, listdir = os.readlink, os.listdir
+    for name in ("rename", "replace", "unlink", "remove"):
+        setattr(os, name, _windows_sharing(name, getattr(os, name), readlink, listdir))
     # Windows: no call takes a directory descriptor, link/chmod cannot be told not to follow
     os.supports_dir_fd = set()
     os.supports_fd = {f for f in os.supports_fd if f in (os.stat, os.truncate)}

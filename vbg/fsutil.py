@@ -240,6 +240,7 @@ class NewFile:
             self.fd, name = tempfile.mkstemp(prefix=_temp_prefix(self.target), suffix=TEMP_SUFFIX, dir=folder)
             self.tmp = Path(name)
             self.done = False
+            self._made: os.stat_result | None = None  # the file, once its descriptor is closed early
             _track(self)  # from here on, whatever stops the run removes it (see swept())
             _lock(self.fd, LOCK_EX)  # blocking: a busy_writer() may hold it shared for a moment
         self.sink = _Sink(self.fd)
@@ -247,16 +248,27 @@ class NewFile:
     def write(self, data) -> None:
         self.sink.write(data)
 
+    def _close_fd(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _open_fd(self) -> int | None:
+        return self.fd if self.fd >= 0 else None
+
     def _finish(self, dest: Path, place) -> Path:
         if self.done:
             raise ValueError(f"{self.tmp} was already committed or discarded")
-        if hasattr(os, "fchmod"):
+        if self.fd >= 0 and hasattr(os, "fchmod"):
             os.fchmod(self.fd, 0o666 & ~_umask())  # the usual permissions, not mkstemp's 0600
         try:
-            _check_ours(self.tmp, self.fd)
+            _check_ours(self.tmp, self._open_fd(), self._made)
+            if fcntl is None and self.fd >= 0:  # no lock to hold, and Windows renames no file open
+                self._made = os.fstat(self.fd)
+                self._close_fd()
             dest = place(self.tmp, dest)
             try:
-                _check_ours(dest, self.fd)
+                _check_ours(dest, self._open_fd(), self._made)
             except Swapped:  # swapped between the check and the rename: take the impostor back out
                 with contextlib.suppress(OSError):
                     os.unlink(dest)  # a link is removed, never followed
@@ -264,11 +276,11 @@ class NewFile:
         except Swapped:
             self.done = True
             _untrack(self)
-            os.close(self.fd)
+            self._close_fd()
             raise
         self.done = True
         _untrack(self)
-        os.close(self.fd)  # after the rename: the lock holds until the name is gone
+        self._close_fd()  # after the rename: the lock holds until the name is gone
         return dest
 
     def commit(self, dest: str | Path | None = None) -> Path:
@@ -291,10 +303,12 @@ class NewFile:
         """Remove the temporary file (idempotent)."""
         if not self.done:
             self.done = True
+            if fcntl is None:  # no lock to hold, and Windows removes no file open
+                self._close_fd()
             with contextlib.suppress(OSError):
                 os.unlink(self.tmp)
             _untrack(self)
-            os.close(self.fd)
+            self._close_fd()
 
     def __enter__(self):
         return self

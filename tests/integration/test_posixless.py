@@ -87,6 +87,21 @@ def test_a_png_sequence_is_written_and_replaced_without_folder_descriptors(talk,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "seq"]
 
 
+def test_a_file_that_dies_mid_way_keeps_its_frames_as_a_playable_partial(tmp_path, env):
+    """The partial output is renamed aside (NewFile.keep) after the encoder let go of it: on
+    Windows a file still open cannot be renamed, so the descriptor is closed first there."""
+    from test_bad_inputs import write_png_mov
+
+    src = write_png_mov(tmp_path / "dies.mov", 40, damaged_at=25)
+    out = tmp_path / "out" / "o.mp4"
+    proc = posixless("process", src, "-o", out, "--model", "selfie", env=env)
+    assert proc.returncode == 9 and "the 25 frames before it are kept in" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert [p.name for p in out.parent.iterdir()] == ["o.partial.mp4"]  # no temporary left
+    with av.open(str(out.parent / "o.partial.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 25
+
+
 def test_vbg_segment_finds_the_person(tmp_path, env):
     mask = tmp_path / "mask.png"
     _clean(posixless("segment", PHOTO, "--model", "selfie", "-o", mask, env=env))

@@ -81,17 +81,18 @@ def write_runtime(folder: Path, info: dict) -> Path:
     target = folder / f"{PREFIX}{info['pid']}.json"
     fd, tmp = tempfile.mkstemp(prefix=f".{PREFIX}{info['pid']}.", suffix=".partial", dir=folder)  # O_EXCL, 0600
     try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o600)
-        os.write(fd, json.dumps(info).encode())
-        os.fsync(fd)
+        try:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o600)
+            os.write(fd, json.dumps(info).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # before the rename: Windows renames no file that is open
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    finally:
-        os.close(fd)
     return target
 
 
