@@ -3,7 +3,8 @@ is ``vbg ARGS`` in a process where POSIX-only modules do not import, POSIX-only 
 flags and signals are not there, and the directory-descriptor and no-follow arguments that Windows'
 ``os`` does not support raise ``NotImplementedError``, as there (``os.supports_dir_fd`` and
 ``os.supports_follow_symlinks`` say so, as on Windows), and a file open in the process cannot be
-renamed, replaced or removed (Windows opens files without ``FILE_SHARE_DELETE``).
+renamed, replaced or removed (Windows opens files without ``FILE_SHARE_DELETE``), nor is a rename
+ever onto something that exists.
 
 This checks that vbg never reaches for those pieces without a fallback. It is not Windows: its
 file locking, path rules, OBS camera and codecs are not what runs here, and ``sys.platform`` stays
@@ -71,6 +72,21 @@ def _windows_sharing(name: str, fn, readlink, listdir):
     return call
 
 
+def _windows_rename(name: str, fn):
+    """Windows' rename never replaces: ``os.rename`` onto anything that exists raises
+    FileExistsError (POSIX replaces a file, or an empty folder); ``os.replace`` replaces a file
+    but not a folder (PermissionError)."""
+    def call(src, dst, *args, **kwargs):
+        if name == "rename" and os.path.lexists(dst):
+            raise FileExistsError(17, "Cannot create a file when that file already exists", str(src))
+        if name == "replace" and os.path.isdir(dst):
+            raise PermissionError(13, "Access is denied", str(src))
+        return fn(src, dst, *args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
 def hide() -> None:
     for m in MODULES:
         sys.modules[m] = None  # type: ignore[assignment]  # "import fcntl" raises ImportError
@@ -85,6 +101,8 @@ def hide() -> None:
         if hasattr(os, name):
             setattr(os, name, _refusing(name, getattr(os, name)))
     readlink, listdir = os.readlink, os.listdir
+    for name in ("rename", "replace"):
+        setattr(os, name, _windows_rename(name, getattr(os, name)))
     for name in ("rename", "replace", "unlink", "remove"):
         setattr(os, name, _windows_sharing(name, getattr(os, name), readlink, listdir))
     # Windows: no call takes a directory descriptor, link/chmod cannot be told not to follow

@@ -357,7 +357,8 @@ def _rename_no_replace(tmp: Path, dest: Path, *, alternatives: bool = True) -> P
         except FileExistsError:
             continue
         except OSError as e:
-            if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            # (EINVAL: Windows on a FAT/exFAT drive, which has no hard links)
+            if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.EINVAL):
                 raise
             if os.path.lexists(cand):
                 continue
@@ -510,7 +511,7 @@ class NewFolder:
             raise FileExistsError(errno.EEXIST, not_a_sequence_message(self.target, foreign))
         # Swap: the old sequence moves aside (onto an empty folder of our own), the new one in.
         old = Path(tempfile.mkdtemp(prefix=_temp_prefix(self.target), suffix=".old", dir=self.target.parent))
-        os.rename(self.target, old)
+        _rename_onto_empty(self.target, old)
         foreign = foreign_files(old)  # put there between the check and the move: give it all back
         if foreign:
             os.rename(old, self.target)
@@ -536,7 +537,7 @@ class NewFolder:
             except FileExistsError:
                 continue
             try:
-                os.rename(self.tmp, cand)
+                _rename_onto_empty(self.tmp, cand)
             except OSError as e:
                 if e.errno in (errno.ENOTEMPTY, errno.EEXIST):  # filled meanwhile by someone else
                     continue
@@ -552,6 +553,20 @@ class NewFolder:
         if not self.done:
             _remove_sequence(self.tmp, only_frames=False)
             self._close()
+
+
+def _rename_onto_empty(src: Path, empty: Path) -> None:
+    """Rename the folder ``src`` onto ``empty``, an empty folder of our own made to hold the name:
+    POSIX replaces it in one step. Where a rename never replaces (Windows: FileExistsError), the
+    empty folder is removed first; a name someone takes in between makes the rename fail, and
+    nothing is lost."""
+    try:
+        os.rename(src, empty)
+    except FileExistsError:
+        if not empty.is_dir() or empty.is_symlink() or any(empty.iterdir()):
+            raise
+        os.rmdir(empty)
+        os.rename(src, empty)
 
 
 def foreign_files(folder: Path) -> list[str]:

@@ -100,6 +100,12 @@ def test_a_file_that_dies_mid_way_keeps_its_frames_as_a_playable_partial(tmp_pat
     assert [p.name for p in out.parent.iterdir()] == ["o.partial.mp4"]  # no temporary left
     with av.open(str(out.parent / "o.partial.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 25
+    # a PNG sequence: its folder renamed aside (onto a name held by an empty folder on POSIX; a
+    # Windows rename never replaces one)
+    proc = posixless("process", src, "-o", out.parent / "seq", "--alpha", "--model", "selfie", env=env)
+    assert proc.returncode == 9 and "Traceback" not in proc.stderr, proc.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == ["o.partial.mp4", "seq.partial"]
+    assert len(list((out.parent / "seq.partial").iterdir())) == 25
 
 
 def test_vbg_segment_finds_the_person(tmp_path, env):
