@@ -93,6 +93,7 @@ def hide() -> None:
     for name in OS_NAMES:
         if hasattr(os, name):
             delattr(os, name)
+    signal.SIGBREAK = signal.SIGUSR2  # type: ignore[attr-defined]  # Windows' Ctrl-Break, sent here as SIGUSR2
     for name in SIGNALS:
         if hasattr(signal, name):
             delattr(signal, name)

@@ -1201,12 +1201,15 @@ _RESEND: list = [None]  # main()'s SignalWork while it runs: _send_again posts t
 
 
 def stop_signals() -> tuple:
-    """The signals that stop a run as Ctrl-C does: SIGINT, SIGTERM, and SIGHUP (the terminal
-    closed, an ssh session dropped) unless vbg was started with it ignored (``nohup``: the user
-    asked to keep running without a terminal)."""
+    """The signals that stop a run as Ctrl-C does: SIGINT, SIGTERM, SIGBREAK (Windows: Ctrl-Break),
+    and SIGHUP (the terminal closed, an ssh session dropped) unless vbg was started with it ignored
+    (``nohup``: the user asked to keep running without a terminal)."""
     import signal
 
     sigs = (signal.SIGINT, signal.SIGTERM)
+    brk = getattr(signal, "SIGBREAK", None)  # Windows only
+    if brk is not None:
+        sigs += (brk,)
     hup = getattr(signal, "SIGHUP", None)  # not on Windows
     if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
         sigs += (hup,)

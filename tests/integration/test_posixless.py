@@ -7,6 +7,7 @@ user runs it, in its own process, and its outputs are read back."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,29 @@ def test_a_file_that_dies_mid_way_keeps_its_frames_as_a_playable_partial(tmp_pat
     assert proc.returncode == 9 and "Traceback" not in proc.stderr, proc.stderr
     assert sorted(p.name for p in out.parent.iterdir()) == ["o.partial.mp4", "seq.partial"]
     assert len(list((out.parent / "seq.partial").iterdir())) == 25
+
+
+def test_ctrl_break_stops_vbg_process_keeping_a_playable_partial(tmp_path, env):
+    """Windows' Ctrl-Break (SIGBREAK; posixless.py makes SIGUSR2 stand for it) stops a run as
+    Ctrl-C does: the frames so far kept in a playable partial file, exit 130. Unhandled, it ended
+    the process at once, the output left half-written."""
+    from conftest import StderrLines, progress_shows_frames, wait_until_vbg_handles
+    from media import write_clip
+
+    src = write_clip(tmp_path / "long.mp4", [f for f, _ in person_clip_frames(300, (180, 320))], fps=30)
+    out = tmp_path / "cut.mp4"
+    proc = subprocess.Popen([sys.executable, str(SHIM), "process", str(src), "-o", str(out), "--model", "selfie",
+                             "--quality", "best"], stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    wait_until_vbg_handles(proc, signal.SIGUSR2)
+    stderr = StderrLines(proc)
+    stderr.wait_for(progress_shows_frames(300), "progress line")
+    proc.send_signal(signal.SIGUSR2)
+    rc, err = stderr.finish()
+    assert rc == 130 and "interrupted" in err and "Traceback" not in err, err
+    partial = tmp_path / "cut.partial.mp4"
+    with av.open(str(partial)) as c:
+        assert 0 < sum(1 for _ in c.decode(video=0)) < 300
+    assert not out.exists()
 
 
 def test_vbg_segment_finds_the_person(tmp_path, env):
