@@ -1,10 +1,12 @@
-"""Run vbg with what Windows lacks taken away, on this Linux machine: ``python tests/posixless.py ARGS``
-is ``vbg ARGS`` in a process where POSIX-only modules do not import, POSIX-only ``os`` functions,
-flags and signals are not there, and the directory-descriptor and no-follow arguments that Windows'
-``os`` does not support raise ``NotImplementedError``, as there (``os.supports_dir_fd`` and
-``os.supports_follow_symlinks`` say so, as on Windows), and a file open in the process cannot be
-renamed, replaced or removed (Windows opens files without ``FILE_SHARE_DELETE``), nor is a rename
-ever onto something that exists.
+"""Run vbg with what Windows lacks taken away, on this Linux machine: ``python tests/posixless.py
+ARGS`` is ``vbg ARGS`` in a process where
+
+- POSIX-only modules (``fcntl``, ...) do not import, and POSIX-only ``os`` functions, flags and
+  signals are not there (Ctrl-Break, SIGBREAK, is sent as SIGUSR2);
+- no call takes a directory descriptor and ``link`` cannot be told not to follow a link
+  (``NotImplementedError``; ``os.supports_dir_fd`` and ``os.supports_follow_symlinks`` say so);
+- a file open in the process cannot be renamed, replaced or removed (Windows opens files without
+  ``FILE_SHARE_DELETE``), and a rename never lands on something that exists.
 
 This checks that vbg never reaches for those pieces without a fallback. It is not Windows: its
 file locking, path rules, OBS camera and codecs are not what runs here, and ``sys.platform`` stays
