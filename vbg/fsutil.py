@@ -446,6 +446,8 @@ class NewFolder:
         try:
             _Sink(fd).write(data)
         except BaseException:
+            os.close(fd)  # first: Windows removes no file that is open
+            fd = -1
             with contextlib.suppress(OSError):
                 if self._fd is not None:
                     os.unlink(name, dir_fd=self._fd)
@@ -453,7 +455,8 @@ class NewFolder:
                     os.unlink(self.tmp / name)
             raise
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
     def move_in(self, path: Path, name: str) -> None:
         """Move the file ``path`` (in a folder of the caller's own) into this folder as ``name``,
@@ -465,7 +468,7 @@ class NewFolder:
             else:
                 os.link(path, self.tmp / name, **_LINK_NOFOLLOW)
         except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.EPERM):
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EINVAL):  # EINVAL: Windows on FAT/exFAT
                 raise
             with open(path, "rb") as f:
                 self.add(name, f.read())
