@@ -1640,7 +1640,7 @@ def cmd_config_edit(args) -> int:
 
 
 def _parser_service(sub) -> None:
-    p = sub.add_parser("service", help="run the live filter at login: a systemd user service",
+    p = sub.add_parser("service", help="run the live filter at login: a systemd user service (Linux)",
                        description="Install, remove or show vbg's systemd user unit "
                                    "(~/.config/systemd/user/vbg.service). It runs the live filter with the "
                                    "default config file (vbg config path), or --config FILE.")
@@ -1653,9 +1653,20 @@ def _parser_service(sub) -> None:
     verbs.add_parser("status", help="systemctl --user status vbg").set_defaults(func=cmd_service)
 
 
+SERVICE_ELSEWHERE = {
+    "win32": "on Windows, put a shortcut to `vbg --background ...` in the Startup folder (Win+R, "
+             "shell:startup)",
+    "darwin": "on macOS, add `vbg --background ...` as a Login Item, or as a LaunchAgent in "
+              "~/Library/LaunchAgents",
+}
+
+
 def cmd_service(args) -> int:
     from . import service
 
+    if not sys.platform.startswith("linux"):
+        how = SERVICE_ELSEWHERE.get(sys.platform, "start `vbg --background ...` from your desktop's autostart")
+        raise ConfigError(f"vbg service sets vbg up as a systemd user service, which only Linux has: {how}")
     if args.verb == "status":
         text, rc = service.status()
         print(text)

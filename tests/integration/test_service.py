@@ -105,6 +105,23 @@ def test_a_bad_config_file_is_refused_before_anything_is_written(tmp_path, xdg):
     assert not (xdg / "systemd").exists()
 
 
+@pytest.mark.parametrize("platform,needle", [("win32", "shell:startup"), ("darwin", "Login Item"),
+                                             ("freebsd14", "autostart")])
+def test_without_systemd_s_platform_it_says_what_to_do_there_and_writes_nothing(xdg, monkeypatch, capsys,
+                                                                                  platform, needle):
+    """On Windows and macOS a systemd unit under ~/.config would start nothing: one line says so,
+    with that system's way to start vbg at login."""
+    from vbg.cli import main
+
+    monkeypatch.setattr(sys, "platform", platform)
+    for verb in ("install", "uninstall", "status"):
+        assert main(["service", verb]) == 2
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.startswith("vbg: error:")]
+        assert len(lines) == 1 and "only Linux has" in lines[0] and needle in lines[0], err
+    assert not xdg.exists()
+
+
 def test_uninstall_leaves_a_unit_vbg_did_not_write_and_never_follows_a_link(tmp_path, xdg):
     path = xdg / "systemd" / "user" / "vbg.service"
     path.parent.mkdir(parents=True)
