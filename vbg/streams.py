@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 _PIPE_ERRNOS = {errno.EPIPE, errno.ECONNRESET}
+_WINDOWS = os.name == "nt"  # there a write to a pipe whose reader has gone can fail with EINVAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,8 @@ class Broken:
     @property
     def pipe(self) -> bool:
         """The reader went away (``| head``), as opposed to a full disk or an I/O error."""
-        return isinstance(self.error, BrokenPipeError) or self.error.errno in _PIPE_ERRNOS
+        return (isinstance(self.error, BrokenPipeError) or self.error.errno in _PIPE_ERRNOS
+                or (_WINDOWS and not self.terminal and self.error.errno == errno.EINVAL))
 
     @property
     def hangup(self) -> bool:

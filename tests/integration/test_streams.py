@@ -224,3 +224,19 @@ def test_a_signal_inside_the_exit_flush_still_exits_with_the_runs_code():
     proc = subprocess.run([sys.executable, "-c", EXIT_INSIDE_A_FLUSH], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 7, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_on_windows_a_pipe_whose_reader_left_fails_with_einval_and_counts_as_closed(monkeypatch):
+    """`vbg process --json IN -o OUT | findstr done` on Windows: the write after findstr exits fails
+    with EINVAL, not EPIPE. That is a reader gone (exit 141, nothing said), not a full disk; on
+    Linux EINVAL stays an output error, and so does EINVAL on a terminal."""
+    import errno
+
+    from vbg import streams
+
+    einval = OSError(errno.EINVAL, "Invalid argument")
+    assert not streams.Broken("stdout", einval).pipe
+    monkeypatch.setattr(streams, "_WINDOWS", True)
+    assert streams.Broken("stdout", einval).pipe
+    assert not streams.Broken("stdout", einval, terminal=True).pipe
+    assert not streams.Broken("stdout", OSError(errno.ENOSPC, "No space left on device")).pipe
