@@ -323,7 +323,8 @@ def cmd_segment(args) -> int:
     for note in notes:
         log.warning("%s", note)
     failed = 0
-    seg = still = None  # the model opens with the first image that reads: none does, none loads
+    seg = None  # the model opens with the first image that reads: none does, none loads
+    still: Callable[[np.ndarray], np.ndarray] | None = None
     try:
         for image, target in zip(args.images, targets):
             if streams.broken():  # stdout or stderr closed: stop like Ctrl-C (written images kept)
@@ -341,6 +342,7 @@ def cmd_segment(args) -> int:
                 log.info("model %s on %s", seg.source.label, ", ".join(seg.providers))
                 # --crop auto: a small person is looked at again, closer (the whole frame's look joined)
                 still = CroppedSegmenter(seg).segment_still if cfg.crop == "auto" else seg.segment_full
+            assert still is not None
             alpha = alpha_to_u8(still(rgb))
             result = np.dstack([rgb, alpha]) if args.cutout else alpha
             write_image(target, result)
@@ -1206,7 +1208,7 @@ def stop_signals() -> tuple:
     (``nohup``: the user asked to keep running without a terminal)."""
     import signal
 
-    sigs = (signal.SIGINT, signal.SIGTERM)
+    sigs: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
     brk = getattr(signal, "SIGBREAK", None)  # Windows only
     if brk is not None:
         sigs += (brk,)
