@@ -8,66 +8,30 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import run_vbg
 from media import person_clip_frames, write_clip
+from procstatus import status as _status, thread_names as _thread_names
 
-PHOTO = Path(__file__).resolve().parents[1] / "data/people/example03_background01.jpg"
-
-SETTLE_S = 10.0  # real seconds a just-joined thread may take to leave /proc (a guard, not a measurement)
+TESTS = Path(__file__).resolve().parents[1]
+PHOTO = TESTS / "data/people/example03_background01.jpg"
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="samples /proc/self/status")
-
-
-def _thread_names() -> list[str]:
-    """The OS threads' names (for a failure's message): Python's, FFmpeg's, ONNX Runtime's."""
-    names = []
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            names.append((task / "comm").read_text().strip())
-        except OSError:
-            pass  # ended meanwhile
-    return sorted(names)
-
-
-def _status(settle_to: int | None = None) -> tuple[int, float]:
-    """(OS threads of this process, resident memory in MB). A joined Python thread can still be
-    ending in the OS for a moment (``join`` returns once its Python part is done): with
-    ``settle_to``, the count is read until it is down to that, ``SETTLE_S`` at most (a guard
-    only: a thread that lives on is still counted)."""
-    end = time.monotonic() + SETTLE_S
-    while True:
-        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-        threads = int(fields["Threads"])
-        if settle_to is None or threads <= settle_to or time.monotonic() > end:
-            return threads, int(fields["VmRSS"].split()[0]) / 1024
-        time.sleep(0.01)
 
 
 # One batch in a fresh interpreter, as `vbg process DIR` runs it: the heap of a long test session
 # (a thousand tests before it) would decide where the allocator puts each file's buffers.
 _BATCH = """
-import gc, json, sys, time
+import gc, json, sys
 from pathlib import Path
+sys.path.insert(0, sys.argv[5])  # tests/: procstatus
+from procstatus import status
 from vbg.inference import SegmenterConfig, create_segmenter
 from vbg.offline.process import FileProcessor, ProcessConfig
 from vbg.progress import Progress
-
-def status(settle_to=None):
-    # A joined Python thread can still be ending in the OS for a moment (join returns when its
-    # Python part is done): with settle_to, the count is read until it is down to that, 10 s at
-    # most (only a guard: a thread that lives on is counted at the end).
-    end = time.monotonic() + 10.0
-    while True:
-        f = dict(ln.split(":", 1) for ln in Path("/proc/self/status").read_text().splitlines() if ":" in ln)
-        threads = int(f["Threads"])
-        if settle_to is None or threads <= settle_to or time.monotonic() > end:
-            return threads, int(f["VmRSS"].split()[0]) / 1024
-        time.sleep(0.01)
 
 clip, outdir, suffix, n = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 scfg = SegmenterConfig(model="selfie", device="cpu", threads=1)
@@ -99,7 +63,7 @@ def test_a_batch_gives_back_each_files_threads_and_memory(tmp_path, suffix):
     import json
 
     clip = write_clip(tmp_path / "clip.mp4", [f for f, _ in person_clip_frames(15, (360, 640))])
-    run = subprocess.run([sys.executable, "-c", _BATCH, str(clip), str(tmp_path), suffix, "24"],
+    run = subprocess.run([sys.executable, "-c", _BATCH, str(clip), str(tmp_path), suffix, "24", str(TESTS)],
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr
     res = json.loads(run.stdout.splitlines()[-1])
