@@ -482,21 +482,20 @@ def _check_process_target(dst: Path, sequence: bool, inputs: list, overwrite: bo
         raise OutputError(f"-o {dst} is a folder: name the output file, or remove the folder")
 
 
-def _auto_workers(seg_cfg, cfg, first: Path) -> tuple[list, str]:
+def _auto_workers(seg_cfg, cfg, first_info) -> tuple[list, str]:
     """``--workers auto`` on a CPU: one session or two, by what they measure on this machine
-    at the first input's frame size (``vbg.offline.workers``); the segmenters and ``: why``."""
+    at the first readable input's frame size (``vbg.offline.workers``); the segmenters and
+    ``: why``. ``first_info``: that input's ``VideoInfo`` from the start-up checks, None for a
+    stream (not opened twice)."""
     from .models.hub import cache_dir
     from .models.resolve import resolve_model
-    from .media.info import probe
     from .offline.process import plan_buffers
-    from .media.open import is_url
     from .offline.workers import CACHE_NAME, open_auto
 
-    frame_hw = (720, 1280)  # a stream is not opened twice; a file that cannot be read is reported with it
-    if not is_url(str(first)):
-        with contextlib.suppress(VbgError):
-            info = probe(first).upright()
-            frame_hw = (info.height, info.width)
+    frame_hw = (720, 1280)
+    if first_info is not None:
+        info = first_info.upright()
+        frame_hw = (info.height, info.width)
     frames = plan_buffers(frame_hw, cfg.mode, cfg.temporal.window, 2, cfg.memory << 20).bytes
     source = resolve_model(seg_cfg.model, variant=seg_cfg.variant, backend=seg_cfg.backend)
     segs, choice = open_auto(seg_cfg, source, frame_hw, frames, cache_file=cache_dir() / CACHE_NAME)
@@ -536,6 +535,7 @@ class _ProcessPlan:
     planned: list  # (output path, is a PNG sequence) per input
     batch: bool  # several inputs, or a pattern: the exit code is 1 when any failed
     workers: int | None  # None: --workers auto
+    first_info: object = None  # the first readable input's VideoInfo (probed once, at the checks); None: a URL
 
 
 def _check_process(args) -> _ProcessPlan:
@@ -576,7 +576,7 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
             kind = special_file(src)
             found.append(InputError(f"{src}: {f'is {kind}, not a file' if kind else 'no such file'}: "
                                     "give a video file"))
-    _no_input_readable(inputs, found)
+    first_info = _no_input_readable(inputs, found)
     for dst, sequence in planned:
         preflight.collect(found, _check_process_target, dst, sequence, [*inputs, bg.background], overwrite)
     for dst in {t.suffix.lower(): t for t, seq in planned if not seq}.values():  # a batch shares one format
@@ -602,13 +602,14 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
         log.info("%s", encoder.describe())
     if workers is not None and workers > 1 and seg_cfg.threads is None:
         seg_cfg = replace(seg_cfg, threads=max(1, (os.cpu_count() or 1) // workers))
-    return _ProcessPlan(replace(cfg, model=seg_cfg), inputs, planned, batch, workers)
+    return _ProcessPlan(replace(cfg, model=seg_cfg), inputs, planned, batch, workers, first_info)
 
 
-def _no_input_readable(inputs: list, found: list) -> None:
+def _no_input_readable(inputs: list, found: list):
     """When not one input can be read as a video, each one's reason goes to ``found``: said before
     the model loads. Inputs are probed until one reads (one probe for most runs); a batch with a
-    readable file goes on, and the others fail in their turn. A URL is not opened twice."""
+    readable file goes on, and the others fail in their turn. A URL is not opened twice. Returns
+    the first readable input's ``VideoInfo`` (``--workers auto`` sizes its timing by it), or None."""
     from .errors import InputError
     from .media.info import probe
     from .media.open import is_url
@@ -616,16 +617,15 @@ def _no_input_readable(inputs: list, found: list) -> None:
     why: list[VbgError] = []
     for src in inputs:
         if is_url(src):
-            return
+            return None
         if not src.is_file():  # reported already
             continue
         try:
-            probe(src)
+            return probe(src)
         except InputError as e:
             why.append(e)
-        else:
-            return
     found.extend(why)
+    return None
 
 
 def open_segmenters(plan: _ProcessPlan, segs: list) -> None:
@@ -639,7 +639,7 @@ def open_segmenters(plan: _ProcessPlan, segs: list) -> None:
     seg_cfg = plan.cfg.model
     why = ""
     if plan.workers is None:
-        segs[:], why = _auto_workers(seg_cfg, plan.cfg, plan.inputs[0])
+        segs[:], why = _auto_workers(seg_cfg, plan.cfg, plan.first_info)
         seg = segs[0]
     else:
         with weights_shared(cache_dir()) if plan.workers > 1 else contextlib.nullcontext():

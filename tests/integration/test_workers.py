@@ -188,6 +188,24 @@ def test_auto_one_and_two_workers_write_the_same_matte(tmp_path):
         assert len(got) == 20 and all(np.array_equal(a, b) for a, b in zip(ref, got)), f"--workers {w} differs"
 
 
+def test_auto_is_timed_at_the_size_of_the_first_input_that_reads(tmp_path):
+    """A batch whose first file is broken: the worker count is measured on frames the size of the
+    first file that reads (it was measured at 1280x720, whatever the videos were), and that file is
+    still processed (exit 1: one input failed)."""
+    from vbg.offline.workers import CACHE_NAME
+
+    bad = tmp_path / "a_broken.mp4"
+    bad.write_bytes(b"not a video at all\n" * 100)
+    good = write_clip(tmp_path / "b_person.mp4", [f for f, _ in person_clip_frames(8, (180, 320))], fps=30)
+    cache = tmp_path / "cache"
+    proc = run_vbg("process", str(bad), str(good), "-o", str(tmp_path / "out"), "--model", "selfie",
+                   "--device", "cpu", "--workers", "auto", env={"VBG_CACHE_DIR": str(cache)})
+    assert proc.returncode == 1 and "a_broken.mp4" in proc.stderr, proc.stderr
+    assert (tmp_path / "out" / "b_person.mp4").is_file()
+    keys = list(json.loads((cache / CACHE_NAME).read_text()))
+    assert len(keys) == 1 and "|180x320|" in keys[0], keys
+
+
 _GROWTH = """
 import sys, numpy as np
 from vbg.inference import SegmenterConfig, create_segmenter
