@@ -96,6 +96,24 @@ def test_variable_frame_rate_odd_size_and_rotation_are_kept_or_applied(clips, tm
     assert (i.width, i.height) == (161, 97) and i.has_audio  # AAC re-encoded to Opus for WebM
 
 
+def test_a_file_s_notes_name_it_once(clips, tmp_path):
+    """What vbg says about one file's output starts with that file's name, once ("vbg: in.mp4:
+    in.mp4 has no audio stream" read twice)."""
+    def notes(*args) -> list[str]:
+        proc = run_vbg("process", *args, "--model", "selfie", "--workers", "1")
+        assert proc.returncode == 0, proc.stderr
+        return [ln for ln in proc.stderr.splitlines() if ln.startswith(f"vbg: {args[0]}: ")]
+
+    silent, tone = str(clips["rotated"]), str(clips["tone"])
+    seq = tmp_path / "seq"
+    said = {"mp4": notes(silent, "-o", str(tmp_path / "o.mp4")), "png": notes(silent, "-o", str(seq)),
+            "webm": notes(tone, "-o", str(tmp_path / "o.webm"))}
+    assert f"vbg: {silent}: has no audio stream: the output has none" in said["mp4"], said
+    assert f"vbg: {silent}: the PNG folder {seq} keeps no frame timing and no audio" in said["png"], said
+    assert f"vbg: {tone}: its aac audio is not kept as is in webm files: re-encoded to libopus" in said["webm"], said
+    assert all(ln.count(silent if k != "webm" else tone) == 1 for k, lns in said.items() for ln in lns), said
+
+
 def test_batch_with_a_corrupt_file_goes_on_and_fails(clips, tmp_path):
     bad = tmp_path / "broken.mp4"
     data = clips["tone"].read_bytes()

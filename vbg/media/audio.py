@@ -41,7 +41,7 @@ class AudioMux:
         self.stream: av.audio.stream.AudioStream | None = None
         self.copied = True
         if not self._in.streams.audio:
-            warnings.append(f"{src} has no audio stream: the output has none")
+            warnings.append("has no audio stream: the output has none")  # said after the input's name
             self._in.close()
             self._in = None
             self._done = True
@@ -67,7 +67,7 @@ class AudioMux:
             self.stream.time_base = Fraction(1, rate)
             self._resampler = av.AudioResampler(format=self.stream.codec_context.format, layout=layout, rate=rate)
             self.copied = False
-            warnings.append(f"{name} audio is not kept as is in {fmt.muxer} files: re-encoded to {fmt.audio_codec}")
+            warnings.append(f"its {name} audio is not kept as is in {fmt.muxer} files: re-encoded to {fmt.audio_codec}")
         self._packets = self._in.demux(source)
 
     def mux_until(self, t_s: float) -> None:

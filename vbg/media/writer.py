@@ -110,11 +110,11 @@ class VideoWriter:
                              size=padded_size(info.width, info.height))
         self.encoder = chosen
         if chosen is not None and chosen.too_small and encoder == "auto":
-            self.warnings.append(f"{self.path}: {chosen.describe()}")  # the batch's line said NVENC may be used
+            self.warnings.append(chosen.describe())  # the batch's line said NVENC may be used
         if sequence:
             self._backend: _Backend = PngFolder(self.path, info, mode, overwrite)
             self.partial_path = partial_name(self.path)
-            self.warnings.append(f"{self.path}: a PNG folder keeps no frame timing"
+            self.warnings.append(f"the PNG folder {self.path} keeps no frame timing"
                                  + (" and no audio" if audio_from is not None else ""))
         else:
             fmt, codec = output_format(self.path, mode)

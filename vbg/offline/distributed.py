@@ -545,7 +545,7 @@ class RayRunner:
         try:
             if f.sequence:
                 out = join_sequences(parts, f.dst, overwrite=True)
-                warnings.append(f"{f.dst}: a PNG folder keeps no frame timing and no audio")
+                warnings.append(f"the PNG folder {f.dst} keeps no frame timing and no audio")
             else:
                 out = join_video(parts, f.dst, mode=self.cfg.mode, audio_from=f.src, overwrite=True,
                                  warnings=warnings)

@@ -150,7 +150,7 @@ class FileResult:
     busy_s: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
     error: str | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # each read after the input's name ("in.mp4: has no audio ...")
     buffers: Buffers | None = None  # what the memory budget allowed for this file's frame size
 
     @property
