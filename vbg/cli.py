@@ -102,7 +102,8 @@ def _segmenter_config(args):
 def _parser_segment(sub) -> None:
     p = sub.add_parser("segment", help="write a mask (or RGBA cut-out) for each image",
                        description="Segment still images: one mask PNG (or RGBA cut-out) per input.")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files, or a quoted pattern such as 'shots/*.jpg'")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file (one image) or folder (<name>.png per image)")
     p.add_argument("--cutout", action="store_true", help="write the person over transparency (RGBA) instead of the mask")
@@ -302,16 +303,18 @@ def cmd_segment(args) -> int:
     from .models.preprocess import alpha_to_u8
 
     out = Path(args.output)
-    single_file = len(args.images) == 1 and out.suffix.lower() in IMAGE_SUFFIXES
+    images = [Path(i) for i in _expand_inputs(args.images)]  # a quoted pattern too, as vbg process takes it
+    single_file = len(images) == 1 and out.suffix.lower() in IMAGE_SUFFIXES
     if not single_file and out.suffix.lower() in IMAGE_SUFFIXES:
-        raise ConfigError(f"-o {out} names one file but {len(args.images)} images were given: pass a folder")
+        raise ConfigError(f"-o {out} names one file but {len(images)} images were given: pass a folder")
     if args.cutout and single_file and out.suffix.lower() not in (".png", ".webp", ".tif", ".tiff"):
         raise ConfigError(f"-o {out}: a cut-out needs transparency: use a .png output")
-    targets = [out if single_file else out / (Path(i).stem + ".png") for i in args.images]
+    targets = [out if single_file else out / (i.stem + ".png") for i in images]
+    _same_names(images, targets, "segment")
     from . import preflight
 
     for t in targets:
-        preflight.check_not_an_input(t, args.images)
+        preflight.check_not_an_input(t, images)
         _refuse_existing(t, args.overwrite)
 
     found: list[VbgError] = []
@@ -326,13 +329,13 @@ def cmd_segment(args) -> int:
     seg = None  # the model opens with the first image that reads: none does, none loads
     still: Callable[[np.ndarray], np.ndarray] | None = None
     try:
-        for image, target in zip(args.images, targets):
+        for image, target in zip(images, targets):
             if streams.broken():  # stdout or stderr closed: stop like Ctrl-C (written images kept)
                 break
             try:
                 rgb = read_rgb(image)
             except VbgError as e:
-                if len(args.images) == 1:
+                if len(images) == 1:
                     raise  # one image: its own exit code
                 _error(e)
                 failed += 1
@@ -454,11 +457,22 @@ def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: b
         return [(output, True)]
     if suffix in KNOWN_VIDEO_SUFFIXES:
         raise ConfigError(f"-o {raw} names one file but {len(inputs)} inputs were given: pass a folder")
-    names = [Path(i).stem for i in inputs]
-    if len(set(names)) != len(names):
-        raise ConfigError("two inputs have the same name: process them into different folders")
     fmt = fmt or ("mov" if alpha else "mp4")
-    return [(output / (Path(i).stem + VIDEO_SUFFIXES[fmt]), fmt == "png") for i in inputs]
+    targets = [(output / (Path(i).stem + VIDEO_SUFFIXES[fmt]), fmt == "png") for i in inputs]
+    _same_names(inputs, [t for t, _ in targets], "process")
+    return targets
+
+
+def _same_names(inputs: list, targets: list[Path], verb: str) -> None:
+    """Two inputs whose outputs would be one file (``a/x.jpg`` and ``b/x.png`` both give
+    ``OUT/x.png``): refused, naming them, before anything is written (the second would replace
+    the first's output)."""
+    seen: dict[Path, object] = {}
+    for src, dst in zip(inputs, targets):
+        if dst in seen:
+            raise ConfigError(f"{seen[dst]} and {src} would both be written to {dst}: {verb} them into different "
+                              "folders, or rename one")
+        seen[dst] = src
 
 
 def _check_process_target(dst: Path, sequence: bool, inputs: list, overwrite: bool) -> None:

@@ -58,6 +58,25 @@ def test_segment_batch_writes_cutouts_to_a_folder(tmp_path):
         assert iou(rgba[:, :, 3] / 255, truth) >= 0.8
 
 
+def test_segment_takes_a_quoted_pattern_and_never_writes_two_images_to_one_name(tmp_path):
+    """A pattern in quotes is expanded as vbg process expands it (it was taken as a file name), and
+    two images whose mattes would have one name (a/x.jpg, b/x.jpg) are refused, naming both,
+    before anything is written: the second matte replaced the first."""
+    pattern = str(PEOPLE / "example03_background0?.jpg")
+    proc = run_vbg("segment", pattern, "--model", "selfie", "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    stems = sorted(p.stem for p in PEOPLE.glob("example03_background0?.jpg"))
+    assert len(stems) >= 2 and sorted(p.stem for p in (tmp_path / "out").iterdir()) == stems
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.jpg").write_bytes(PHOTO.read_bytes())
+    proc = run_vbg("segment", str(tmp_path / "a/x.jpg"), str(tmp_path / "b/x.jpg"), "--model", "selfie",
+                   "-o", str(tmp_path / "dup"))
+    line = _one_line_error(proc)
+    assert proc.returncode == 2 and "a/x.jpg and " in line and "b/x.jpg would both be written to " in line, line
+    assert not (tmp_path / "dup").exists() and "model selfie" not in proc.stderr
+
+
 def test_segment_opens_the_model_only_for_an_image_that_reads(tmp_path):
     """An image that cannot be read is said before the model is opened (for RMBG-1.4 that may be a
     download); in a batch the model opens with the first image that reads."""

@@ -114,6 +114,20 @@ def test_a_file_s_notes_name_it_once(clips, tmp_path):
     assert all(ln.count(silent if k != "webm" else tone) == 1 for k, lns in said.items() for ln in lns), said
 
 
+def test_two_inputs_with_one_output_name_are_refused_naming_both(clips, tmp_path):
+    """a/tone.mp4 and b/tone.mkv would both give OUT/tone.mp4: refused before anything loads or
+    is written, the line naming both inputs and the output."""
+    for d, suffix in (("a", ".mp4"), ("b", ".mkv")):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / f"tone{suffix}").write_bytes(clips["tone"].read_bytes())
+    a, b = tmp_path / "a/tone.mp4", tmp_path / "b/tone.mkv"
+    proc = run_vbg("process", str(a), str(b), "-o", str(tmp_path / "out"), "--model", "selfie")
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr
+    assert f"{a} and {b} would both be written to {tmp_path / 'out' / 'tone.mp4'}" in errors[0], errors
+    assert not (tmp_path / "out").exists() and "model selfie" not in proc.stderr
+
+
 def test_batch_with_a_corrupt_file_goes_on_and_fails(clips, tmp_path):
     bad = tmp_path / "broken.mp4"
     data = clips["tone"].read_bytes()
