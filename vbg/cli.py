@@ -309,10 +309,14 @@ def cmd_segment(args) -> int:
         raise ConfigError(f"-o {out} names one file but {len(images)} images were given: pass a folder")
     if args.cutout and single_file and out.suffix.lower() not in (".png", ".webp", ".tif", ".tiff"):
         raise ConfigError(f"-o {out}: a cut-out needs transparency: use a .png output")
+    if len(images) == 1 and out.suffix and not single_file and not out.is_dir():
+        raise ConfigError(f"-o {args.output}: vbg does not write {out.suffix} images: name the mask "
+                          f"{out.with_suffix('.png').name} (or .jpg, .webp, .bmp, .tif), or give a folder")
     targets = [out if single_file else out / (i.stem + ".png") for i in images]
     _same_names(images, targets, "segment")
     from . import preflight
 
+    preflight.check_output_folder(out.parent if single_file else out, "-o", args.output)
     for t in targets:
         preflight.check_not_an_input(t, images)
         _refuse_existing(t, args.overwrite)
@@ -591,6 +595,8 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
             found.append(InputError(f"{src}: {f'is {kind}, not a file' if kind else 'no such file'}: "
                                     "give a video file"))
     first_info = _no_input_readable(inputs, found)
+    for folder in dict.fromkeys(dst.parent for dst, _ in planned):  # a batch's: -o itself, once
+        preflight.collect(found, preflight.check_output_folder, folder, "-o", raw_output or output)
     for dst, sequence in planned:
         preflight.collect(found, _check_process_target, dst, sequence, [*inputs, bg.background], overwrite)
     for dst in {t.suffix.lower(): t for t, seq in planned if not seq}.values():  # a batch shares one format

@@ -623,8 +623,10 @@ def write_error_hint(exc: BaseException) -> str:
         return "the disk is full: free some space or write to another disk"
     if code == errno.EFBIG:
         return "the file is larger than this file system (or the process's file size limit) allows: write elsewhere"
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR):
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
         return "choose a folder you can write to"
+    if code in (errno.ENOTDIR, errno.EEXIST):  # a file where the path needs a folder
+        return "a file stands where a folder is needed: choose another path"
     return "check the free disk space and the folder's permissions"
 
 
@@ -632,7 +634,9 @@ def cannot_write(target: str | os.PathLike[str], exc: BaseException) -> OutputEr
     """The one-line error for an output that could not be created or opened: another run's
     temporary (``OutputBusy``) and a refused replacement (``FileExistsError``) keep their own
     message; anything else names the target, the reason and the fix for its errno."""
-    if isinstance(exc, (OutputBusy, FileExistsError)) and exc.strerror:
+    # vbg's own refusals carry their whole message and no file name; the system's EEXIST (a file
+    # where a folder had to be made) names the path and gets the generic line
+    if isinstance(exc, OutputBusy) or isinstance(exc, FileExistsError) and exc.filename is None and exc.strerror:
         return OutputError(exc.strerror)
     return OutputError(f"{target}: cannot write there ({one_line(exc)}): {write_error_hint(exc)}")
 

@@ -19,6 +19,7 @@ and, with ``--preview``, whether there is a virtual camera to feed as well.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -137,11 +138,25 @@ def check_not_busy(path: Path, option: str = "-o") -> None:
         raise OutputError(busy_message(path, pid).replace("another -o", f"another {option}"))
 
 
+def check_output_folder(folder: Path, option: str = "-o", shown: object = None) -> None:
+    """No file stands where ``folder`` or a folder above it should be (``-o notes.txt/out.mp4``,
+    a batch's ``-o notes.txt``): said at start, not as "File exists" once the model has loaded.
+    ``shown``: the output as the message names it (default ``folder``)."""
+    folder = Path(folder)
+    for f in (folder, *folder.parents):
+        if os.path.lexists(f):
+            if not f.is_dir():
+                raise OutputError(f"{option} {folder if shown is None else shown}: {f} is a file, not a folder: "
+                                  f"choose another {option}")
+            return
+
+
 def check_output_path(path: Path, overwrite: bool, option: str = "-o", inputs=()) -> None:
     """The output's folder exists, it is not an input, no other run writes it, and it is
     not there already (unless --overwrite)."""
     if path.is_dir():
         raise OutputError(f"{option} {path} is a folder: give a file name")
+    check_output_folder(path.parent, option, path)
     check_not_an_input(path, inputs, option)
     check_not_busy(path, option)
     if path.exists() and not overwrite:

@@ -77,6 +77,18 @@ def test_segment_takes_a_quoted_pattern_and_never_writes_two_images_to_one_name(
     assert not (tmp_path / "dup").exists() and "model selfie" not in proc.stderr
 
 
+def test_segment_to_an_image_type_it_cannot_write_is_refused(tmp_path):
+    """`-o mask.gif` for one image: refused with the names it can write; it made a folder
+    mask.gif holding example03_background01.png."""
+    proc = run_vbg("segment", str(PHOTO), "--model", "selfie", "-o", str(tmp_path / "mask.gif"))
+    line = _one_line_error(proc)
+    assert proc.returncode == 2 and "does not write .gif images: name the mask mask.png" in line, line
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "shots.v2").mkdir()  # a folder that exists is a folder, whatever its name
+    proc = run_vbg("segment", str(PHOTO), "--model", "selfie", "-o", str(tmp_path / "shots.v2"))
+    assert proc.returncode == 0 and (tmp_path / "shots.v2" / (PHOTO.stem + ".png")).is_file(), proc.stderr
+
+
 def test_segment_opens_the_model_only_for_an_image_that_reads(tmp_path):
     """An image that cannot be read is said before the model is opened (for RMBG-1.4 that may be a
     download); in a batch the model opens with the first image that reads."""

@@ -150,6 +150,46 @@ def test_an_output_that_is_an_input_is_refused_whatever_the_flags(m, tmp_path, c
     assert src.read_bytes() == original
 
 
+@pytest.mark.parametrize("case", ["batch", "file-below", "sequence-below", "deeper", "segment-batch", "segment-below",
+                                  "record-below"])
+def test_a_file_where_the_output_s_folder_should_be_is_said_at_start(m, tmp_path, case):
+    """-o or --record through a path where a file stands instead of a folder (`-o notes.txt`
+    for a batch, `-o notes.txt/out.mp4`): one line at start naming the file, exit 10, nothing
+    loaded or written. It came after the model had loaded (and --workers auto had measured),
+    as `clip.mp4: File exists`."""
+    notes = precious(tmp_path)
+    shutil.copy(m["clip"], tmp_path / "other.mp4")
+    out = {"batch": notes, "file-below": notes / "o.mp4", "sequence-below": notes / "seq",
+           "deeper": notes / "a" / "o.mp4", "segment-batch": notes, "segment-below": notes / "m.png",
+           "record-below": notes / "r.mp4"}[case]
+    if case.startswith("segment"):
+        images = [m["room"], PEOPLE / "example03_background01.jpg"][: 2 if case == "segment-batch" else 1]
+        proc = run("segment", *images, "-o", out, "--model", "selfie")
+    elif case == "record-below":
+        proc = run("--source", m["clip"], "--record", out, "--model", "selfie", "--no-vcam", "--frames", "3")
+    else:
+        inputs = [m["clip"], tmp_path / "other.mp4"] if case == "batch" else [m["clip"]]
+        proc = run("process", *inputs, "-o", out, "--model", "selfie")
+    option = "--record" if case == "record-below" else "-o"
+    one_error(proc, 10, f"{option} {out}: {notes} is a file, not a folder: choose another {option}")
+    assert "model selfie" not in proc.stderr
+    assert notes.read_bytes() == PRECIOUS and sorted(p.name for p in tmp_path.iterdir()) == ["other.mp4", "precious.txt"]
+
+
+def test_a_file_in_the_way_of_a_folder_is_named_when_it_appears_late(tmp_path):
+    """Where the system itself says EEXIST (a file made where a folder had to be, after the
+    start-up checks), the line names the path and says what is wrong, not only "File exists"."""
+    from vbg.fsutil import cannot_write
+
+    notes = precious(tmp_path)
+    try:
+        (notes / "sub").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        err = e
+    msg = str(cannot_write(notes / "sub" / "o.png", err))
+    assert msg.startswith(f"{notes / 'sub' / 'o.png'}: cannot write there (") and "a file stands where a folder" in msg
+
+
 # ---------------------------------------------------------------------------- 3. partial names
 def test_a_kept_partial_never_replaces_a_file(m, tmp_path):
     info = probe(m["clip"])
