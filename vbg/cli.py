@@ -302,7 +302,7 @@ def cmd_segment(args) -> int:
     from .inference.crop import CroppedSegmenter
     from .models.preprocess import alpha_to_u8
 
-    out = Path(args.output)
+    out = Path(os.path.expanduser(args.output))  # "~/masks" in quotes, as --record takes it
     images = [Path(i) for i in _expand_inputs(args.images)]  # a quoted pattern too, as vbg process takes it
     single_file = len(images) == 1 and out.suffix.lower() in IMAGE_SUFFIXES
     if not single_file and out.suffix.lower() in IMAGE_SUFFIXES:
@@ -363,7 +363,7 @@ def cmd_segment(args) -> int:
 def cmd_export(args) -> int:
     from .models.export import build_rmbg, export_onnx, weights_fingerprint
 
-    out = Path(args.output)
+    out = Path(os.path.expanduser(args.output))
     if out.suffix.lower() != ".onnx":
         raise ConfigError(f"-o {out}: the output of vbg export is an .onnx file")
     from . import preflight
@@ -398,7 +398,9 @@ def _is_pattern(arg: str) -> bool:
 
 
 def _expand_inputs(patterns: list[str]) -> list[Path | str]:
-    """Paths, globs expanded; a URL stays as it is (a Path would fold its '//')."""
+    """Paths, globs and a leading ``~`` expanded (as ``--source``, ``--background`` and
+    ``--record`` take it: "~/clips/*.mp4" in quotes); a URL stays as it is (a Path would
+    fold its '//')."""
     import glob
 
     from .media.open import is_url
@@ -407,7 +409,9 @@ def _expand_inputs(patterns: list[str]) -> list[Path | str]:
     for pat in patterns:
         if is_url(pat):
             out.append(pat)
-        elif _is_pattern(pat):
+            continue
+        pat = os.path.expanduser(pat)
+        if _is_pattern(pat):
             matches = sorted(glob.glob(pat))
             if not matches:
                 raise ConfigError(f"{pat!r} matches no file: check the pattern")
@@ -566,7 +570,7 @@ def _check_process(args) -> _ProcessPlan:
     found: list[VbgError] = []
     inputs = preflight.collect(found, _expand_inputs, args.inputs) or []
     batch = len(args.inputs) > 1 or any(_is_pattern(a) for a in args.inputs)
-    return plan_process(cfg, inputs, Path(args.output), fmt=args.format, batch=batch, overwrite=args.overwrite,
+    return plan_process(cfg, inputs, Path(os.path.expanduser(args.output)), fmt=args.format, batch=batch, overwrite=args.overwrite,
                         workers=args.workers, raw_output=args.output, found=found, size_problem=size_problem)
 
 

@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import StderrLines, iou, progress_shows_frames, run_vbg
+from conftest import PEOPLE, StderrLines, iou, progress_shows_frames, run_vbg
 from media import person_clip_frames, read_alpha_video, write_clip
 from test_offline_media import FPS, frame_pts_s, make_clip, span_s
 from vbg.media.info import probe
@@ -126,6 +126,29 @@ def test_two_inputs_with_one_output_name_are_refused_naming_both(clips, tmp_path
     assert proc.returncode == 2 and len(errors) == 1, proc.stderr
     assert f"{a} and {b} would both be written to {tmp_path / 'out' / 'tone.mp4'}" in errors[0], errors
     assert not (tmp_path / "out").exists() and "model selfie" not in proc.stderr
+
+
+def test_a_quoted_tilde_is_the_home_folder_as_for_record(clips, tmp_path):
+    """"~/in.mp4" -o "~/out.mp4" in quotes (or from a script) reads and writes in the home folder,
+    as --source, --background and --record take "~"; it wrote a folder named "~" where vbg ran.
+    The same for vbg segment."""
+    import os
+    import shutil
+
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    shutil.copy(clips["rotated"], home / "in.mp4")
+    shutil.copy(PEOPLE / "example03_background01.jpg", home / "p.jpg")
+    env = {**os.environ, "HOME": str(home)}
+    for args in (["process", "~/in.mp4", "-o", "~/out.mp4", "--workers", "1"],
+                 ["process", "~/*.mp4", "-o", "~/batch", "--workers", "1"],
+                 ["segment", "~/p.jpg", "-o", "~/m.png"]):
+        proc = subprocess.run([sys.executable, "-m", "vbg", *args, "--model", "selfie"], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+    assert _frames(home / "out.mp4") == _frames(home / "batch" / "in.mp4") == _frames(clips["rotated"])
+    assert (home / "m.png").is_file() and list(cwd.iterdir()) == []
 
 
 def test_batch_with_a_corrupt_file_goes_on_and_fails(clips, tmp_path):
