@@ -775,7 +775,7 @@ def _process_on_ray(plan: _ProcessPlan, args, address: str | None, workers: int 
         f.progress.done = res.frames
         if job_bar is not None and job_bar.tty:
             job_bar.stream.write("\r\x1b[2K")
-        f.progress.finish(f"{f.src} -> {res.output}: {res.frames} frames in {res.seconds:.1f} s "
+        f.progress.finish(f"{f.src} -> {res.output}: {_frames_word(res.frames)} in {res.seconds:.1f} s "
                           f"({res.fps:.1f} fps, model {res.infer_ms_p50:.0f} ms/frame, Ray)", output=res.output,
                           interrupted=False)
         codes.append(0)
@@ -821,6 +821,10 @@ def _process_files(proc, plan: _ProcessPlan, args) -> int:
     return 1 if failed else 0
 
 
+def _frames_word(n: int) -> str:
+    return f"{n} frame" if n == 1 else f"{n} frames"
+
+
 def _process_file(proc, src, dst: Path, sequence: bool, args) -> int:
     """One input to its output, with its progress line: 0, the failure's exit code, or 130 (interrupted)."""
     from .errors import OutputError
@@ -843,7 +847,7 @@ def _process_file(proc, src, dst: Path, sequence: bool, args) -> int:
     for w in res.warnings:
         log.info("%s: %s", src, w)
     progress.done = res.frames
-    summary = (f"{src} -> {res.output}: {res.frames} frames in {res.seconds:.1f} s "
+    summary = (f"{src} -> {res.output}: {_frames_word(res.frames)} in {res.seconds:.1f} s "
                f"({res.fps:.1f} fps, model {res.infer_ms_p50:.0f} ms/frame)")
     if res.interrupted:
         summary = f"interrupted: {summary} (a playable partial file)"

@@ -151,6 +151,20 @@ def test_a_quoted_tilde_is_the_home_folder_as_for_record(clips, tmp_path):
     assert (home / "m.png").is_file() and list(cwd.iterdir()) == []
 
 
+def test_a_one_frame_video_gives_its_one_frame(tmp_path):
+    """A clip of one frame (a photo saved as video): no neighbours to smooth over, one frame out,
+    said in the singular; the person found on it."""
+    frames, alphas = zip(*person_clip_frames(1, (360, 640)))
+    src = write_clip(tmp_path / "one.mp4", list(frames), fps=30)
+    out = tmp_path / "m.mov"
+    proc = run_vbg("process", str(src), "-o", str(out), "--matte", "--model", "selfie", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{src} -> {out}: 1 frame in " in proc.stderr, proc.stderr
+    with av.open(str(out)) as c:
+        mattes = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+    assert len(mattes) == 1 and iou(mattes[0] / 255.0, alphas[0]) >= 0.85
+
+
 def test_batch_with_a_corrupt_file_goes_on_and_fails(clips, tmp_path):
     bad = tmp_path / "broken.mp4"
     data = clips["tone"].read_bytes()
