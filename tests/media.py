@@ -67,6 +67,18 @@ def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str =
 
 
 
+def write_size_switch_clip(path: Path, first, then, fps: int = 30) -> Path:
+    """An MPEG-TS recording whose resolution changes part-way (adaptive streaming, joined
+    files): ``first`` frames at their size, then ``then`` at theirs, timestamps continuous."""
+    first, then = list(first), list(then)
+    a = write_clip(path.with_suffix(".a.ts"), first, fps, fmt="mpegts")
+    b = write_clip(path.with_suffix(".b.ts"), then, fps, fmt="mpegts", pts=lambda i: i + len(first))
+    path.write_bytes(a.read_bytes() + b.read_bytes())
+    a.unlink()
+    b.unlink()
+    return path
+
+
 def write_talk_clip(path: Path, frames, n: int, fps: int, *, gop: int, crf: int = 18, amplitude: float = 0.3) -> Path:
     """``n`` frames (``frames`` looped) as H.264 with B-frames and a keyframe every ``gop`` frames,
     and a 440 Hz AAC tone beside them: a recording to cut into parts (vbg process --ray)."""

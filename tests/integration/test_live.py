@@ -20,7 +20,7 @@ import pytest
 from conftest import PEOPLE, iou, run_vbg
 from fakecam import fake_camera
 from lockstep import KeepSink, Lockstep, wait_until
-from media import person_clip_frames, write_clip
+from media import person_clip_frames, write_clip, write_size_switch_clip
 from vbg.clock import MonotonicClock
 from vbg.config import LiveConfig, apply
 from vbg.errors import SourceError
@@ -103,6 +103,24 @@ def test_record_90_frames_from_the_command_line(tmp_path, person_clip):
         pts = [f.pts for f in c.decode(video=0)]
     assert all(b > a for a, b in zip(pts, pts[1:]))  # capture order, each frame its own time
     assert not list(tmp_path.glob("*.partial*")) and not list(tmp_path.glob(".*"))
+
+
+def test_a_file_source_whose_frame_size_changes_keeps_its_first_size(tmp_path):
+    """A recording played as the camera, 640x360 then 426x240: the live filter goes on at
+    640x360, the later frames scaled (by the capture before; by the file reader now, as for vbg
+    process), and says so once. Whatever frames a busy machine drops, the last one, from the
+    smaller part, is always shown."""
+    first, _ = zip(*person_clip_frames(10, (360, 640)))
+    then, _ = zip(*person_clip_frames(10, (240, 426)))
+    src = write_size_switch_clip(tmp_path / "switch.ts", first, then)
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("--source", str(src), "--color", "blue", "--model", "selfie", "--no-vcam", "--record", str(out),
+                   timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"vbg: {src}: its frames change size at frame 11 (426x240, the first ones 640x360)" in proc.stderr
+    recorded, _ = _recorded(out)
+    assert len(recorded) == _stopped_after(proc.stderr) >= 1
+    assert {f.shape for _, f in recorded} == {(360, 640, 3)}
 
 
 def _config(clip, model_name="selfie", **sections) -> LiveConfig:

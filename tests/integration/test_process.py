@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import PEOPLE, StderrLines, iou, progress_shows_frames, run_vbg
-from media import person_clip_frames, read_alpha_video, write_clip
+from media import person_clip_frames, read_alpha_video, write_clip, write_size_switch_clip
 from test_offline_media import FPS, frame_pts_s, make_clip, span_s
 from vbg.media.info import probe
 
@@ -163,6 +163,29 @@ def test_a_one_frame_video_gives_its_one_frame(tmp_path):
     with av.open(str(out)) as c:
         mattes = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
     assert len(mattes) == 1 and iou(mattes[0] / 255.0, alphas[0]) >= 0.85
+
+
+def test_a_recording_whose_frame_size_changes_part_way_is_processed_whole(tmp_path):
+    """Adaptive streaming or a joined file: 640x360 frames, then 426x240. Every frame comes out
+    at the first size, the person found on the later ones too, with one line saying so. It
+    stopped with a traceback at the first smaller frame."""
+    first, _ = zip(*person_clip_frames(12, (360, 640)))
+    then, small_truth = zip(*person_clip_frames(12, (240, 426)))
+    src = write_size_switch_clip(tmp_path / "switch.ts", first, then)
+    out = tmp_path / "m.mov"
+    proc = run_vbg("process", str(src), "-o", str(out), "--matte", "--model", "selfie", "--workers", "1")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    said = [ln for ln in proc.stderr.splitlines() if "change size" in ln]
+    assert said == [f"vbg: {src}: its frames change size at frame 13 (426x240, the first ones 640x360): each is "
+                    "scaled to 640x360"], proc.stderr
+    with av.open(str(out)) as c:
+        mattes = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+    assert len(mattes) == 24 and {m.shape for m in mattes} == {(360, 640)}
+    # the later frames' person is found where their own truth, scaled to 640x360, has them
+    import cv2
+
+    truth = [cv2.resize(t, (640, 360), interpolation=cv2.INTER_LINEAR) for t in small_truth]
+    assert min(iou(m / 255.0, t) for m, t in zip(mattes[12:], truth)) >= 0.8
 
 
 def test_batch_with_a_corrupt_file_goes_on_and_fails(clips, tmp_path):

@@ -15,6 +15,7 @@ matrix, which plays the same in every player.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ import numpy as np
 from vbg.errors import InputError, one_line
 from vbg.media.info import frame_rate, frame_rotation, open_input, upright
 from vbg.media.open import NetworkFrames, is_url, open_media, picture_stream
+
+log = logging.getLogger("vbg")
 
 @dataclass(frozen=True, slots=True)
 class DecodedFrame:
@@ -74,6 +77,13 @@ class VideoReader:
         self._cancel = cancel
         self._network: NetworkFrames | None = None
         self.frames_read = 0
+        # Every frame comes out at the stream's first size (as probe reports it): a recording
+        # whose resolution changes part-way (adaptive streaming, a joined file) has its later
+        # frames scaled to it, as FFmpeg's own tools do, instead of stopping the run.
+        cc = self._stream.codec_context
+        self._size: tuple[int, int] | None = (cc.width, cc.height) if cc.width and cc.height else None
+        self._resized = False
+        self._decoded = 0  # frames() has given since the start (or the last rewind)
 
     @property
     def stream(self) -> av.video.stream.VideoStream | None:
@@ -93,13 +103,25 @@ class VideoReader:
         for frame in frames:
             if self.rotation is None:
                 self.rotation = frame_rotation(frame, self._stream)
+            self._decoded += 1
             yield frame
 
     def rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        """``frame`` as upright RGB (H x W x 3 uint8)."""
+        """``frame`` as upright RGB (H x W x 3 uint8), at the stream's first size."""
+        size = (frame.width, frame.height)
+        if self._size is None:
+            self._size = size
         # threads=1: each frame gets its own swscale context, and the default starts (and
         # ends) a pool of slice threads for every one of them; one thread is also faster here.
-        return upright(frame.to_ndarray(format="rgb24", threads=1), self.rotation or 0)
+        if size == self._size:
+            return upright(frame.to_ndarray(format="rgb24", threads=1), self.rotation or 0)
+        if not self._resized:
+            self._resized = True
+            log.warning("%s: its frames change size at frame %d (%dx%d, the first ones %dx%d): each is scaled to "
+                        "%dx%d", self.path, self._decoded, *size, *self._size, *self._size)
+        w, h = self._size
+        return upright(frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA", threads=1),
+                       self.rotation or 0)
 
     def seek(self, pts: int) -> None:
         """Before reading: decoding starts at the keyframe at or before ``pts`` (in ``time_base``), so
@@ -111,6 +133,7 @@ class VideoReader:
     def rewind(self) -> None:
         """Back to the first frame, for ``frames()`` again: a file seeks; a stream cannot, so it
         is opened again (``open_media``: its errors, and KeyboardInterrupt once ``cancel`` is set)."""
+        self._decoded = 0
         if self._network is None:
             self._container.seek(0)
             return
