@@ -79,6 +79,48 @@ def write_size_switch_clip(path: Path, first, then, fps: int = 30) -> Path:
     return path
 
 
+def write_tracks_clip(path: Path, frames, tracks, fps: int = 30, rate: int = 48000) -> Path:
+    """H.264 video with several AAC audio tracks, as OBS records the microphone and the desktop
+    apart: ``tracks`` is a list of (tone Hz, language, title), each as long as the video."""
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        v.options = {"crf": "12", "preset": "veryfast"}
+        audio = []
+        for hz, language, title in tracks:
+            a = out.add_stream("aac", rate=rate, layout="stereo")
+            a.metadata["language"], a.metadata["title"] = language, title
+            audio.append((a, hz))
+        for i, rgb in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, fps)
+            out.mux(v.encode(vf))
+        out.mux(v.encode(None))
+        n = round(len(frames) / fps * rate)
+        for a, hz in audio:
+            for start in range(0, n, 1024):
+                t = (start + np.arange(min(1024, n - start))) / rate
+                tone = (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+                af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+                af.sample_rate, af.pts, af.time_base = rate, start, Fraction(1, rate)
+                out.mux(a.encode(af))
+            out.mux(a.encode(None))
+    return path
+
+
+def loudest_hz(path: Path, track: int) -> float:
+    """The strongest frequency of audio track ``track`` (0: the first) of ``path``."""
+    with av.open(str(path)) as c:
+        s = c.streams.audio[track]
+        pcm = np.concatenate([f.to_ndarray().reshape(f.layout.nb_channels if f.format.is_planar else 1, -1)[0]
+                              for f in c.decode(s)])
+        rate = s.codec_context.sample_rate
+    spectrum = np.abs(np.fft.rfft(pcm))
+    return float(np.fft.rfftfreq(len(pcm), 1 / rate)[int(np.argmax(spectrum))])
+
+
 def write_talk_clip(path: Path, frames, n: int, fps: int, *, gop: int, crf: int = 18, amplitude: float = 0.3) -> Path:
     """``n`` frames (``frames`` looped) as H.264 with B-frames and a keyframe every ``gop`` frames,
     and a 440 Hz AAC tone beside them: a recording to cut into parts (vbg process --ray)."""

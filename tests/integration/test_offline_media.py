@@ -96,17 +96,17 @@ def make_png_mov(path: Path, n: int = 8) -> Path:
     return path
 
 
-def packets(path: Path, kind: str) -> list[av.Packet]:
+def packets(path: Path, kind: str, index: int = 0) -> list[av.Packet]:
     with av.open(str(path)) as c:
         streams = getattr(c.streams, kind)
         if not streams:
             return []
-        return [p for p in c.demux(streams[0]) if p.size]
+        return [p for p in c.demux(streams[index]) if p.size]
 
 
-def span_s(path: Path, kind: str) -> float:
-    """Seconds from the first packet's start to the last packet's end."""
-    ps = packets(path, kind)
+def span_s(path: Path, kind: str, index: int = 0) -> float:
+    """Seconds from the first packet's start to the last packet's end (``index``: which stream of ``kind``)."""
+    ps = packets(path, kind, index)
     start = min(p.pts for p in ps) * ps[0].time_base
     end = max((p.pts + p.duration) * p.time_base for p in ps)
     return float(end - start)

@@ -188,6 +188,31 @@ def test_a_recording_whose_frame_size_changes_part_way_is_processed_whole(tmp_pa
     assert min(iou(m / 255.0, t) for m, t in zip(mattes[12:], truth)) >= 0.8
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm"])
+def test_every_audio_track_of_a_recording_is_kept(tmp_path, suffix):
+    """An OBS-style recording with the microphone and the desktop on two tracks: both come out,
+    in their order, with their language and title, each its own sound (copied into MP4 and
+    Matroska, re-encoded to Opus for WebM), as long as the video. Only the first was kept: the
+    desktop's sound was lost without a word."""
+    from media import loudest_hz, write_tracks_clip
+
+    frames = [f for f, _ in person_clip_frames(30, (180, 320))]
+    src = write_tracks_clip(tmp_path / "obs.mkv", frames, [(440, "eng", "microphone"), (1000, "deu", "desktop")])
+    out = tmp_path / f"out{suffix}"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(out)) as c:
+        tracks = [(s.codec_context.name, s.metadata.get("language"), s.metadata.get("title")) for s in c.streams.audio]
+    codec = "opus" if suffix == ".webm" else "aac"
+    assert [t[0] for t in tracks] == [codec, codec], tracks
+    assert [t[1] for t in tracks] == ["eng", "deu"] or suffix == ".mp4" and [t[1] for t in tracks] == ["eng", "ger"]
+    if suffix != ".mp4":  # MP4 keeps no per-track title
+        assert [t[2] for t in tracks] == ["microphone", "desktop"], tracks
+    assert abs(loudest_hz(out, 0) - 440) < 5 and abs(loudest_hz(out, 1) - 1000) < 5
+    for track in (0, 1):
+        assert abs(span_s(out, "audio", track) - span_s(out, "video")) <= 2 / 30
+
+
 def test_batch_with_a_corrupt_file_goes_on_and_fails(clips, tmp_path):
     bad = tmp_path / "broken.mp4"
     data = clips["tone"].read_bytes()

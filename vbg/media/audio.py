@@ -1,12 +1,15 @@
-"""Audio for an output video: the source's first audio stream muxed as the video advances.
+"""Audio for an output video: every audio track of the source, muxed as the video advances.
 
 Audio is muxed up to ``AUDIO_LEAD_S`` ahead of the last frame written, so the
 streams are interleaved; copied packets are byte-identical and keep their
-timestamps, which keeps them in sync.
+timestamps, which keeps them in sync. A recording's several tracks (OBS: the
+microphone and the desktop apart) are all kept, in their order, with their
+language and title.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,12 +24,26 @@ if TYPE_CHECKING:
 
 AUDIO_LEAD_S = 0.5  # audio is muxed this far ahead of the last video frame written
 _AUDIO_SAMPLE_FORMAT = {"aac": "fltp", "libopus": "flt"}
+_KEPT_METADATA = ("language", "title")
+
+
+@dataclass
+class _Track:
+    """One source audio stream and the output stream it goes to."""
+
+    source: av.audio.stream.AudioStream
+    stream: av.audio.stream.AudioStream
+    resampler: av.AudioResampler | None  # None: packets copied as they are
+
+    @property
+    def copied(self) -> bool:
+        return self.resampler is None
 
 
 class AudioMux:
-    """The first audio stream of a file, muxed into an output as video is written:
-    packets copied unchanged when the container accepts the codec, otherwise
-    decoded, resampled and re-encoded (Opus 48 kHz for WebM, AAC elsewhere)."""
+    """Every audio stream of a file, muxed into an output as video is written: packets
+    copied unchanged when the container accepts the codec, otherwise decoded, resampled
+    and re-encoded (Opus 48 kHz for WebM, AAC elsewhere)."""
 
     def __init__(self, src: str | Path, output: av.container.OutputContainer, fmt: Container,
                  warnings: list[str]) -> None:
@@ -37,9 +54,7 @@ class AudioMux:
         self._output = output
         self._pending: av.Packet | None = None
         self._done = False
-        self._resampler = None
-        self.stream: av.audio.stream.AudioStream | None = None
-        self.copied = True
+        self._tracks: dict[int, _Track] = {}  # by the source stream's index
         if not self._in.streams.audio:
             warnings.append("has no audio stream: the output has none")  # said after the input's name
             self._in.close()
@@ -47,28 +62,46 @@ class AudioMux:
             self._done = True
             return
         try:
-            self._add_stream(self._in.streams.audio[0], output, fmt, warnings)
+            sources = list(self._in.streams.audio)
+            reencoded: dict[str, int] = {}
+            for source in sources:
+                track = self._tracks[source.index] = self._add_track(source, output, fmt)
+                if not track.copied:
+                    name = source.codec_context.name
+                    reencoded[name] = reencoded.get(name, 0) + 1
+            for name, n in reencoded.items():
+                tracks = f" ({n} tracks)" if n > 1 else ""
+                warnings.append(f"its {name} audio{tracks} is not kept as is in {fmt.muxer} files: "
+                                f"re-encoded to {fmt.audio_codec}")
+            self._packets = self._in.demux(*sources)
         except BaseException:
             self.close()
             raise
 
-    def _add_stream(self, source: av.audio.stream.AudioStream, output: av.container.OutputContainer,
-                    fmt: Container, warnings: list[str]) -> None:
-        self._source = source
+    @property
+    def tracks(self) -> int:
+        """How many audio tracks the output gets."""
+        return len(self._tracks)
+
+    @staticmethod
+    def _add_track(source: av.audio.stream.AudioStream, output: av.container.OutputContainer,
+                   fmt: Container) -> _Track:
         name = source.codec_context.name
+        resampler = None
         if name in output.supported_codecs and (fmt.audio_copy is None or name in fmt.audio_copy):
-            self.stream = output.add_stream_from_template(source)
-            self.copied = True
+            stream = output.add_stream_from_template(source)
         else:
             rate = fmt.audio_rate or source.codec_context.sample_rate
             layout = "stereo" if source.codec_context.layout.nb_channels >= 2 else "mono"
-            self.stream = output.add_stream(fmt.audio_codec, rate=rate, layout=layout,
-                                            format=_AUDIO_SAMPLE_FORMAT[fmt.audio_codec])
-            self.stream.time_base = Fraction(1, rate)
-            self._resampler = av.AudioResampler(format=self.stream.codec_context.format, layout=layout, rate=rate)
-            self.copied = False
-            warnings.append(f"its {name} audio is not kept as is in {fmt.muxer} files: re-encoded to {fmt.audio_codec}")
-        self._packets = self._in.demux(source)
+            stream = output.add_stream(fmt.audio_codec, rate=rate, layout=layout,
+                                       format=_AUDIO_SAMPLE_FORMAT[fmt.audio_codec])
+            stream.time_base = Fraction(1, rate)
+            resampler = av.AudioResampler(format=stream.codec_context.format, layout=layout, rate=rate)
+        for key in _KEPT_METADATA:
+            value = source.metadata.get(key)
+            if value:
+                stream.metadata[key] = value
+        return _Track(source, stream, resampler)
 
     def mux_until(self, t_s: float) -> None:
         """Mux source packets whose time is up to ``t_s`` seconds."""
@@ -93,29 +126,32 @@ class AudioMux:
             self._mux(packet)
 
     def _mux(self, packet: av.Packet) -> None:
-        if self.copied:
-            packet.stream = self.stream
+        track = self._tracks[packet.stream.index]
+        if track.copied:
+            packet.stream = track.stream
             self._output.mux(packet)
             return
         try:
-            frames = self._source.codec_context.decode(packet)
+            frames = track.source.codec_context.decode(packet)
         except av.InvalidDataError:
             return  # one damaged audio packet: skipped (a short gap), as ffmpeg does
         for frame in frames:
-            self._encode(frame)
+            self._encode(track, frame)
 
-    def _encode(self, frame: av.AudioFrame | None) -> None:
-        frames = self._resampler.resample(frame)
-        for f in frames:
-            self._output.mux(self.stream.encode(f))
+    def _encode(self, track: _Track, frame: av.AudioFrame | None) -> None:
+        for f in track.resampler.resample(frame):
+            self._output.mux(track.stream.encode(f))
 
     def flush(self) -> None:
-        if self.copied or self._in is None:
+        if self._in is None:
             return
-        for frame in self._source.codec_context.decode(None):
-            self._encode(frame)
-        self._encode(None)
-        self._output.mux(self.stream.encode(None))
+        for track in self._tracks.values():
+            if track.copied:
+                continue
+            for frame in track.source.codec_context.decode(None):
+                self._encode(track, frame)
+            self._encode(track, None)
+            self._output.mux(track.stream.encode(None))
 
     def close(self) -> None:
         if self._in is not None:
