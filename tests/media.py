@@ -110,6 +110,24 @@ def write_tracks_clip(path: Path, frames, tracks, fps: int = 30, rate: int = 480
     return path
 
 
+def with_subtitles(src: Path, srt_text: str, dst: Path, language: str = "fra") -> Path:
+    """``src``'s streams copied into the Matroska file ``dst``, with an SRT subtitle track of
+    ``srt_text`` added (its ``language``)."""
+    srt = dst.with_suffix(".srt")
+    srt.write_text(srt_text)
+    with av.open(str(src)) as a, av.open(str(srt)) as b, av.open(str(dst), "w") as out:
+        copies = {s.index: out.add_stream_from_template(s) for s in a.streams}
+        sub = out.add_stream_from_template(b.streams.subtitles[0])
+        sub.metadata["language"] = language
+        for container, target in ((a, copies.get), (b, lambda _: sub)):
+            for packet in container.demux():
+                if packet.size:  # not the demuxer's empty flush packet
+                    packet.stream = target(packet.stream.index)
+                    out.mux(packet)
+    srt.unlink()
+    return dst
+
+
 def loudest_hz(path: Path, track: int) -> float:
     """The strongest frequency of audio track ``track`` (0: the first) of ``path``."""
     with av.open(str(path)) as c:

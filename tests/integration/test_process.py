@@ -213,6 +213,31 @@ def test_every_audio_track_of_a_recording_is_kept(tmp_path, suffix):
         assert abs(span_s(out, "audio", track) - span_s(out, "video")) <= 2 / 30
 
 
+SRT = "1\n00:00:00,000 --> 00:00:00,400\nBonjour\n\n2\n00:00:00,500 --> 00:00:00,900\nau revoir\n"
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_a_subtitle_track_is_kept_where_the_container_holds_it(tmp_path, suffix):
+    """An SRT track comes out in Matroska as it was (text, times, language); MP4 cannot hold SRT
+    as it is, and vbg says so in one line naming the fix, instead of dropping it unsaid."""
+    from media import with_subtitles, write_tracks_clip
+
+    frames = [f for f, _ in person_clip_frames(30, (180, 320))]
+    clip = write_tracks_clip(tmp_path / "talk.mkv", frames, [(440, "eng", "voice")])
+    src = with_subtitles(clip, SRT, tmp_path / "subbed.mkv")
+    out = tmp_path / f"out{suffix}"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(out)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"] + (["subtitle"] if suffix == ".mkv" else [])
+        if suffix == ".mkv":
+            sub = c.streams.subtitles[0]
+            cues = [(bytes(p), round(float(p.pts * p.time_base), 2)) for p in c.demux(sub) if p.size]
+            assert cues == [(b"Bonjour", 0.0), (b"au revoir", 0.5)] and sub.metadata.get("language") == "fra"
+    said = f"vbg: {src}: its srt subtitle track is not kept in mp4 files: write .mkv to keep it"
+    assert (said in proc.stderr) == (suffix == ".mp4"), proc.stderr
+
+
 def test_batch_with_a_corrupt_file_goes_on_and_fails(clips, tmp_path):
     bad = tmp_path / "broken.mp4"
     data = clips["tone"].read_bytes()

@@ -1,10 +1,13 @@
-"""Audio for an output video: every audio track of the source, muxed as the video advances.
+"""Audio (and subtitles) for an output video: every audio track of the source, and each
+subtitle track the output's container can hold, muxed as the video advances.
 
-Audio is muxed up to ``AUDIO_LEAD_S`` ahead of the last frame written, so the
+Packets are muxed up to ``AUDIO_LEAD_S`` ahead of the last frame written, so the
 streams are interleaved; copied packets are byte-identical and keep their
 timestamps, which keeps them in sync. A recording's several tracks (OBS: the
 microphone and the desktop apart) are all kept, in their order, with their
-language and title.
+language and title. Subtitles are copied as they are (SRT, ASS, WebVTT into
+Matroska, mov_text into MP4/MOV); one the container cannot hold is named in a
+warning, not converted.
 """
 
 from __future__ import annotations
@@ -25,14 +28,29 @@ if TYPE_CHECKING:
 AUDIO_LEAD_S = 0.5  # audio is muxed this far ahead of the last video frame written
 _AUDIO_SAMPLE_FORMAT = {"aac": "fltp", "libopus": "flt"}
 _KEPT_METADATA = ("language", "title")
+_MATROSKA_SUBTITLES = frozenset({"srt", "subrip", "ass", "ssa", "webvtt"})  # what .mkv takes as they are
+
+
+def _keep_metadata(source: av.stream.Stream, stream: av.stream.Stream) -> None:
+    for key in _KEPT_METADATA:
+        value = source.metadata.get(key)
+        if value:
+            stream.metadata[key] = value
+
+
+def _copy_of(source: av.stream.Stream, output: av.container.OutputContainer) -> av.stream.Stream:
+    """An output stream for ``source``'s packets as they are, with its language and title."""
+    stream = output.add_stream_from_template(source)
+    _keep_metadata(source, stream)
+    return stream
 
 
 @dataclass
 class _Track:
-    """One source audio stream and the output stream it goes to."""
+    """One source audio or subtitle stream and the output stream it goes to."""
 
-    source: av.audio.stream.AudioStream
-    stream: av.audio.stream.AudioStream
+    source: av.stream.Stream
+    stream: av.stream.Stream
     resampler: av.AudioResampler | None  # None: packets copied as they are
 
     @property
@@ -55,16 +73,11 @@ class AudioMux:
         self._pending: av.Packet | None = None
         self._done = False
         self._tracks: dict[int, _Track] = {}  # by the source stream's index
-        if not self._in.streams.audio:
-            warnings.append("has no audio stream: the output has none")  # said after the input's name
-            self._in.close()
-            self._in = None
-            self._done = True
-            return
         try:
-            sources = list(self._in.streams.audio)
+            if not self._in.streams.audio:
+                warnings.append("has no audio stream: the output has none")  # said after the input's name
             reencoded: dict[str, int] = {}
-            for source in sources:
+            for source in self._in.streams.audio:
                 track = self._tracks[source.index] = self._add_track(source, output, fmt)
                 if not track.copied:
                     name = source.codec_context.name
@@ -73,7 +86,18 @@ class AudioMux:
                 tracks = f" ({n} tracks)" if n > 1 else ""
                 warnings.append(f"its {name} audio{tracks} is not kept as is in {fmt.muxer} files: "
                                 f"re-encoded to {fmt.audio_codec}")
-            self._packets = self._in.demux(*sources)
+            for source in self._in.streams.subtitles:
+                name = source.codec_context.name
+                if name in output.supported_codecs:
+                    self._tracks[source.index] = _Track(source, _copy_of(source, output), None)
+                else:
+                    fix = ": write .mkv to keep it" if name in _MATROSKA_SUBTITLES else ""
+                    warnings.append(f"its {name} subtitle track is not kept in {fmt.muxer} files{fix}")
+            if not self._tracks:
+                self.close()
+                self._done = True
+                return
+            self._packets = self._in.demux(*(t.source for t in self._tracks.values()))
         except BaseException:
             self.close()
             raise
@@ -87,20 +111,15 @@ class AudioMux:
     def _add_track(source: av.audio.stream.AudioStream, output: av.container.OutputContainer,
                    fmt: Container) -> _Track:
         name = source.codec_context.name
-        resampler = None
         if name in output.supported_codecs and (fmt.audio_copy is None or name in fmt.audio_copy):
-            stream = output.add_stream_from_template(source)
-        else:
-            rate = fmt.audio_rate or source.codec_context.sample_rate
-            layout = "stereo" if source.codec_context.layout.nb_channels >= 2 else "mono"
-            stream = output.add_stream(fmt.audio_codec, rate=rate, layout=layout,
-                                       format=_AUDIO_SAMPLE_FORMAT[fmt.audio_codec])
-            stream.time_base = Fraction(1, rate)
-            resampler = av.AudioResampler(format=stream.codec_context.format, layout=layout, rate=rate)
-        for key in _KEPT_METADATA:
-            value = source.metadata.get(key)
-            if value:
-                stream.metadata[key] = value
+            return _Track(source, _copy_of(source, output), None)
+        rate = fmt.audio_rate or source.codec_context.sample_rate
+        layout = "stereo" if source.codec_context.layout.nb_channels >= 2 else "mono"
+        stream = output.add_stream(fmt.audio_codec, rate=rate, layout=layout,
+                                   format=_AUDIO_SAMPLE_FORMAT[fmt.audio_codec])
+        stream.time_base = Fraction(1, rate)
+        resampler = av.AudioResampler(format=stream.codec_context.format, layout=layout, rate=rate)
+        _keep_metadata(source, stream)
         return _Track(source, stream, resampler)
 
     def mux_until(self, t_s: float) -> None:
@@ -116,10 +135,10 @@ class AudioMux:
                 if packet is None:
                     self._done = True
                     return
-                if packet.dts is None:  # demuxer flush packet
+                if not packet.size:  # the demuxer's empty flush packet (a real one may lack a dts)
                     continue
             ts = packet.pts if packet.pts is not None else packet.dts
-            if float(ts * packet.time_base) > t_s:
+            if ts is not None and float(ts * packet.time_base) > t_s:
                 self._pending = packet
                 return
             self._pending = None
