@@ -238,6 +238,23 @@ def test_a_subtitle_track_is_kept_where_the_container_holds_it(tmp_path, suffix)
     assert (said in proc.stderr) == (suffix == ".mp4"), proc.stderr
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_phone_video_keeps_its_date_title_and_place(tmp_path, suffix):
+    """The file's own metadata is copied as FFmpeg's tools copy it: a processed phone video keeps
+    its creation time (the date a photo library sorts it by), its title and its location. They
+    were dropped: the video moved to the day it was processed."""
+    frames = [f for f, _ in person_clip_frames(10, (180, 320))]
+    src = write_clip(tmp_path / "phone.mp4", frames, metadata={"creation_time": "2026-07-14T10:20:30.000000Z",
+                                                               "title": "Holiday", "location": "+48.8584+002.2945/"})
+    out = tmp_path / f"out{suffix}"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(out)) as c:
+        meta = {k.lower(): v for k, v in c.metadata.items()}
+    assert meta["creation_time"] == "2026-07-14T10:20:30.000000Z" and meta["title"] == "Holiday", meta
+    assert meta["location"] == "+48.8584+002.2945/", meta
+
+
 def test_batch_with_a_corrupt_file_goes_on_and_fails(clips, tmp_path):
     bad = tmp_path / "broken.mp4"
     data = clips["tone"].read_bytes()

@@ -7,7 +7,9 @@ timestamps, which keeps them in sync. A recording's several tracks (OBS: the
 microphone and the desktop apart) are all kept, in their order, with their
 language and title. Subtitles are copied as they are (SRT, ASS, WebVTT into
 Matroska, mov_text into MP4/MOV); one the container cannot hold is named in a
-warning, not converted.
+warning, not converted. The file's own metadata (creation time, title, location, ...)
+is copied too, so a phone video keeps its date in a photo library: each container keeps
+what it can hold.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 AUDIO_LEAD_S = 0.5  # audio is muxed this far ahead of the last video frame written
 _AUDIO_SAMPLE_FORMAT = {"aac": "fltp", "libopus": "flt"}
 _KEPT_METADATA = ("language", "title")
+# what the muxer writes itself, or describes the old file's format rather than its content
+_FORMAT_METADATA = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder"})
 _MATROSKA_SUBTITLES = frozenset({"srt", "subrip", "ass", "ssa", "webvtt"})  # what .mkv takes as they are
 
 
@@ -36,6 +40,19 @@ def _keep_metadata(source: av.stream.Stream, stream: av.stream.Stream) -> None:
         value = source.metadata.get(key)
         if value:
             stream.metadata[key] = value
+
+
+def _copy_file_metadata(source: av.container.InputContainer, output: av.container.OutputContainer) -> None:
+    """The source file's metadata on the output (before its header is written); a key that a
+    language-tagged twin repeats ("location-eng") is left to the muxer."""
+    meta = source.metadata
+    for key, value in meta.items():
+        if key.lower() in _FORMAT_METADATA or not value:
+            continue
+        base, _, lang = key.rpartition("-")
+        if base and len(lang) == 3 and base in meta:
+            continue
+        output.metadata[key] = value
 
 
 def _copy_of(source: av.stream.Stream, output: av.container.OutputContainer) -> av.stream.Stream:
@@ -74,6 +91,7 @@ class AudioMux:
         self._done = False
         self._tracks: dict[int, _Track] = {}  # by the source stream's index
         try:
+            _copy_file_metadata(self._in, output)
             if not self._in.streams.audio:
                 warnings.append("has no audio stream: the output has none")  # said after the input's name
             reencoded: dict[str, int] = {}
