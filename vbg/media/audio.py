@@ -78,7 +78,8 @@ class _Track:
 class AudioMux:
     """Every audio stream of a file, muxed into an output as video is written: packets
     copied unchanged when the container accepts the codec, otherwise decoded, resampled
-    and re-encoded (Opus 48 kHz for WebM, AAC elsewhere)."""
+    and re-encoded (Opus 48 kHz for WebM, AAC elsewhere); with them the subtitle streams
+    the container holds as they are, and the file's metadata (see the module's note)."""
 
     def __init__(self, src: str | Path, output: av.container.OutputContainer, fmt: Container,
                  warnings: list[str]) -> None:
