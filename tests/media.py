@@ -42,17 +42,22 @@ def person_clip_frames(n: int = 60, size: tuple[int, int] = (360, 640), seed: in
 
 def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str = "libx264",
                pix_fmt: str = "yuv420p", fmt: str | None = None, pts=None, rotation: int = 0,
-               preset: str = "veryfast", metadata: dict[str, str] | None = None) -> Path:
+               preset: str = "veryfast", metadata: dict[str, str] | None = None,
+               transfer: int | None = None) -> Path:
     """Encode RGB frames with PyAV: H.264 (near-lossless) by default. ``pts(i)`` is frame i's
     timestamp in 1/fps units (default i), ``rotation`` a display matrix (degrees counter-clockwise
     when played), ``fmt`` the container where the suffix does not say it (``"mpegts"``),
-    ``metadata`` the file's own (creation_time, title, ...)."""
+    ``metadata`` the file's own (creation_time, title, ...), ``transfer`` a colour transfer to tag
+    with BT.2020 primaries and matrix (18: HLG, as phones record HDR; 16: PQ)."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w", format=fmt) as out:
         out.metadata.update(metadata or {})
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        if transfer is not None:
+            cc = stream.codec_context
+            cc.color_trc, cc.color_primaries, cc.colorspace = transfer, 9, 9
         if codec == "libx264":
             stream.options = {"crf": str(crf), "preset": preset}  # ultrafast: no B-frames
         stream.time_base = Fraction(1, fps)

@@ -255,6 +255,25 @@ def test_a_phone_video_keeps_its_date_title_and_place(tmp_path, suffix):
     assert meta["location"] == "+48.8584+002.2945/", meta
 
 
+def test_an_hdr_phone_video_is_said_to_come_out_sdr(tmp_path):
+    """A phone's HDR recording (10-bit, HLG, BT.2020): vbg has no tone mapping, so its colours
+    come out washed out in the SDR output. That is said once, with what to do (it was not said
+    at all); an SDR file says nothing of it."""
+    frames = [f for f, _ in person_clip_frames(6, (180, 320))]
+    hdr = write_clip(tmp_path / "hlg.mp4", frames, pix_fmt="yuv420p10le", transfer=18)
+    sdr = write_clip(tmp_path / "sdr.mp4", frames)
+    for src in (hdr, sdr):
+        proc = run_vbg("process", str(src), "-o", str(tmp_path / f"out_{src.name}"), "--model", "selfie",
+                       "--workers", "1")
+        assert proc.returncode == 0, proc.stderr
+        said = [ln for ln in proc.stderr.splitlines() if "HDR" in ln]
+        if src is sdr:
+            assert said == [], proc.stderr
+            continue
+        assert said == [f"vbg: {hdr}: is HDR video (HLG): vbg writes SDR video without tone mapping, so its colours "
+                        "will look washed out; export it as SDR first for true colours"], proc.stderr
+
+
 def test_batch_with_a_corrupt_file_goes_on_and_fails(clips, tmp_path):
     bad = tmp_path / "broken.mp4"
     data = clips["tone"].read_bytes()

@@ -40,6 +40,7 @@ class VideoInfo:
     pix_fmt: str
     has_alpha: bool
     codec: str  # video codec name, e.g. "h264"
+    hdr: str | None = None  # "PQ (HDR10)" or "HLG" when the transfer is an HDR one (phones record HLG), else None
 
     def upright(self) -> VideoInfo:
         """This video as ``upright`` frames show it: display size, no rotation left."""
@@ -109,6 +110,7 @@ def open_input(path: str | Path, cancel: threading.Event | None = None) -> av.co
     return container
 
 
+HDR_TRANSFERS = {16: "PQ (HDR10)", 18: "HLG"}  # AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
 MIN_SIDE = 16  # smaller frames hold nothing to segment (and 1-pixel sizes break resampling)
 MAX_ASPECT = 10  # wider or taller than 10:1 is a strip, not a picture
 
@@ -166,6 +168,7 @@ def probe(path: str | Path, cancel: threading.Event | None = None) -> VideoInfo:
             rate = Fraction(frames) / Fraction(duration) if frames and duration else Fraction(30)
         audio = container.streams.audio[0] if container.streams.audio else None
         return VideoInfo(
+            hdr=HDR_TRANSFERS.get(cc.color_trc or getattr(first, "color_trc", 0) or 0),
             width=cc.width or first.width,
             height=cc.height or first.height,
             fps=float(rate),
