@@ -297,7 +297,7 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
 def cmd_segment(args) -> int:
     import numpy as np
 
-    from .images import read_rgb, write_image
+    from .images import icc_profile, read_rgb, write_image
     from .inference import create_segmenter
     from .inference.crop import CroppedSegmenter
     from .models.preprocess import alpha_to_u8
@@ -352,7 +352,8 @@ def cmd_segment(args) -> int:
             assert still is not None
             alpha = alpha_to_u8(still(rgb))
             result = np.dstack([rgb, alpha]) if args.cutout else alpha
-            write_image(target, result)
+            # a cut-out is the photo's own pixels: its colour profile (a phone's Display P3) goes with them
+            write_image(target, result, icc=icc_profile(image) if args.cutout else None)
             log.info("%s -> %s", image, target)
     finally:
         if seg is not None:

@@ -15,7 +15,10 @@ applied, as every viewer does: ``IMREAD_UNCHANGED`` (the flag that keeps
 16 bits and alpha) ignores it, so vbg reads the tag itself (TIFF's own
 Orientation tag is applied by OpenCV's TIFF decoder already).
 Writes go to a temporary name in the target folder and are renamed into
-place, so an interrupted run never leaves a half-written file.
+place, so an interrupted run never leaves a half-written file. A photo's
+colour profile (ICC: a phone's Display P3) can be read (``icc_profile``) and
+written into a PNG (``write_image(icc=)``), so a cut-out keeps the colours
+the photo had: OpenCV neither reads nor writes profiles.
 """
 
 from __future__ import annotations
@@ -399,8 +402,9 @@ def to_rgb8(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def write_image(path: str | Path, img: np.ndarray) -> Path:
-    """Write ``img`` (grey, RGB or RGBA, uint8) atomically; format from the suffix."""
+def write_image(path: str | Path, img: np.ndarray, icc: bytes | None = None) -> Path:
+    """Write ``img`` (grey, RGB or RGBA, uint8) atomically; format from the suffix. ``icc``: the
+    colour profile the pixels are in, embedded in a PNG (an iCCP chunk; other formats: not kept)."""
     path = Path(path)
     ext = path.suffix.lower() or ".png"
     if img.ndim == 3 and img.shape[2] == 3:
@@ -413,9 +417,89 @@ def write_image(path: str | Path, img: np.ndarray) -> Path:
         ok = False
     if not ok:
         raise OutputError(f"cannot encode {path.name}: use a .png (or .jpg/.webp for masks) output name")
+    if icc and ext == ".png":
+        buf = _with_iccp(memoryview(buf).cast("B"), icc)
     try:
         with NewFile(path, check_busy=False) as new:
             new.write(buf)
     except OSError as e:
         raise OutputError(f"cannot write {path} ({e.strerror or e}): {write_error_hint(e)}") from e
     return path
+
+
+# ------------------------------------------------------------------------ colour profiles
+
+MAX_ICC_BYTES = 4 << 20  # a colour profile is a few kB; a larger one is not one we keep
+
+
+def icc_profile(path: str | Path) -> bytes | None:
+    """The ICC colour profile embedded in the JPEG (APP2 segments), PNG (iCCP) or WebP (ICCP)
+    at ``path``; None when there is none, or it cannot be read (the pixels then go out untagged,
+    as before)."""
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+        found = probe_image(data, str(path))
+    except (OSError, InputError, ValueError):
+        return None
+    if found is None:
+        return None
+    buf = memoryview(data).cast("B")
+    try:
+        icc = {"JPEG": _jpeg_icc, "PNG": _png_icc, "WebP": _webp_icc}.get(found[0], lambda b: None)(buf)
+    except (struct.error, IndexError, ValueError, zlib.error):
+        return None
+    return icc if icc and 128 <= len(icc) <= MAX_ICC_BYTES else None
+
+
+def _jpeg_icc(buf) -> bytes | None:
+    """APP2 ``ICC_PROFILE`` segments, joined in their sequence order (a profile over 64 kB spans several)."""
+    parts: dict[int, bytes] = {}
+    pos = 2
+    while pos + 4 <= len(buf) and buf[pos] == 0xFF:
+        marker = buf[pos + 1]
+        if marker in (0xFF, 0x01, *range(0xD0, 0xD8)):
+            pos += 1 if marker == 0xFF else 2
+            continue
+        if marker in (0xDA, 0xD9):
+            break
+        length = struct.unpack_from(">H", buf, pos + 2)[0]
+        if marker == 0xE2 and bytes(buf[pos + 4: pos + 16]) == b"ICC_PROFILE\0":
+            parts[buf[pos + 16]] = bytes(buf[pos + 18: pos + 2 + length])
+        pos += 2 + length
+    return b"".join(parts[k] for k in sorted(parts)) if parts else None
+
+
+def _png_icc(buf) -> bytes | None:
+    pos = 8
+    while pos + 8 <= len(buf):
+        length, ctype = struct.unpack_from(">I4s", buf, pos)
+        if ctype == b"iCCP":
+            chunk = bytes(buf[pos + 8: pos + 8 + length])
+            name_end = chunk.index(b"\0")
+            stream = zlib.decompressobj()
+            icc = stream.decompress(chunk[name_end + 2:], MAX_ICC_BYTES + 1)
+            return icc
+        if ctype in (b"IDAT", b"IEND"):  # iCCP must come before the image data
+            return None
+        pos += 12 + length
+    return None
+
+
+def _webp_icc(buf) -> bytes | None:
+    pos = 12
+    while pos + 8 <= len(buf):
+        ctype, length = bytes(buf[pos: pos + 4]), struct.unpack_from("<I", buf, pos + 4)[0]
+        if ctype == b"ICCP":
+            return bytes(buf[pos + 8: pos + 8 + length])
+        pos += 8 + length + (length & 1)
+    return None
+
+
+def _with_iccp(png, icc: bytes) -> bytes:
+    """``png`` (an encoded PNG) with an iCCP chunk holding ``icc`` right after its IHDR."""
+    body = b"icc\0\0" + zlib.compress(icc, 9)  # profile name, compression method 0 (zlib)
+    if len(body) < 92:  # libpng drops an iCCP chunk under 92 bytes ("too short"): store it uncompressed
+        body = b"icc\0\0" + zlib.compress(icc, 0)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    ihdr_end = 8 + 12 + struct.unpack_from(">I", png, 8)[0]
+    return bytes(png[:ihdr_end]) + chunk + bytes(png[ihdr_end:])

@@ -1048,6 +1048,56 @@ def test_a_phone_photo_is_segmented_upright(tmp_path, orientation, store):
     assert (masks[0] & masks[1]).sum() / (masks[0] | masks[1]).sum() > 0.9
 
 
+def _icc(size: int = 132) -> bytes:
+    """A well-formed ICC v2 RGB display profile of ``size`` bytes (header, an empty tag table,
+    padding), which libpng accepts in an iCCP chunk."""
+    head = struct.pack(">I4sI4s4s4s12s4s4sI4s4s8sI12s4s16s28s", size, b"vbg ", 0x02100000, b"mntr", b"RGB ",
+                       b"XYZ ", bytes(12), b"acsp", b"APPL", 0, b"vbg ", b"test", bytes(8), 0,
+                       struct.pack(">iii", 63190, 65536, 54061), b"vbg ", bytes(16), bytes(28))
+    return head + struct.pack(">I", 0) + np.random.default_rng(0).integers(0, 256, size - 132, np.uint8).tobytes()
+
+
+def _iccp(png: Path) -> bytes | None:
+    data = png.read_bytes()
+    pos = 8
+    while pos < len(data):
+        length, ctype = struct.unpack_from(">I4s", data, pos)
+        if ctype == b"iCCP":
+            body = data[pos + 8: pos + 8 + length]
+            return zlib.decompress(body[body.index(b"\0") + 2:])
+        pos += 12 + length
+    return None
+
+
+@pytest.mark.parametrize("store", ["jpeg-two-segments", "png"])
+def test_a_cutout_keeps_the_photo_s_colour_profile(tmp_path, store):
+    """A phone photo in Display P3 carries its ICC profile: the cut-out (the photo's own pixels)
+    carries it too, so a colour-managed viewer shows the colours the photo had (OpenCV dropped
+    it: P3 pixels read as sRGB look dull). A JPEG's profile can span several APP2 segments, in any
+    order in the file; a mask, which is not a colour image, gets none."""
+    photo = cv2.imread(str(PEOPLE / "example03_background01.jpg"))
+    icc = _icc(132 + 3000)  # the size of a phone's Display P3 profile, as incompressible
+    if store == "png":
+        ok, enc = cv2.imencode(".png", photo)
+        body = b"P3\0\0" + zlib.compress(icc)
+        chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+        src = tmp_path / "p3.png"
+        src.write_bytes(enc.tobytes()[:33] + chunk + enc.tobytes()[33:])
+    else:
+        ok, enc = cv2.imencode(".jpg", photo)
+        half = len(icc) // 2
+        segs = [b"\xff\xe2" + struct.pack(">H", 2 + 14 + len(part)) + b"ICC_PROFILE\0" + bytes([n, 2]) + part
+                for n, part in ((2, icc[half:]), (1, icc[:half]))]  # the second part first in the file
+        src = tmp_path / "p3.jpg"
+        src.write_bytes(enc.tobytes()[:2] + b"".join(segs) + enc.tobytes()[2:])
+    cut, mask = tmp_path / "cut.png", tmp_path / "mask.png"
+    assert run("segment", src, "--model", "selfie", "--cutout", "-o", cut).returncode == 0
+    assert run("segment", src, "--model", "selfie", "-o", mask).returncode == 0
+    assert _iccp(cut) == icc and _iccp(mask) is None
+    rgba = cv2.imread(str(cut), cv2.IMREAD_UNCHANGED)
+    assert rgba.shape == (*photo.shape[:2], 4) and rgba[:, :, 3].max() == 255
+
+
 # ---------------------------------------------------------------------------- image headers
 def _tiff(pages: list[list[tuple[int, int]]], pixels: bytes) -> bytes:
     """A little-endian TIFF, one IFD per page, each a list of (tag, value) SHORT/LONG entries;
