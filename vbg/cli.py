@@ -476,12 +476,14 @@ def _same_names(inputs: list, targets: list[Path], verb: str) -> None:
     """Two inputs whose outputs would be one file (``a/x.jpg`` and ``b/x.png`` both give
     ``OUT/x.png``): refused, naming them, before anything is written (the second would replace
     the first's output)."""
-    seen: dict[Path, object] = {}
+    fold = sys.platform in ("darwin", "win32")  # their usual file systems: Talk.mp4 and talk.mp4 are one file
+    seen: dict[str, object] = {}
     for src, dst in zip(inputs, targets):
-        if dst in seen:
-            raise ConfigError(f"{seen[dst]} and {src} would both be written to {dst}: {verb} them into different "
+        key = str(dst).casefold() if fold else str(dst)
+        if key in seen:
+            raise ConfigError(f"{seen[key]} and {src} would both be written to {dst}: {verb} them into different "
                               "folders, or rename one")
-        seen[dst] = src
+        seen[key] = src
 
 
 def _check_process_target(dst: Path, sequence: bool, inputs: list, overwrite: bool) -> None:

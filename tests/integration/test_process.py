@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -272,6 +273,23 @@ def test_an_hdr_phone_video_is_said_to_come_out_sdr(tmp_path):
             continue
         assert said == [f"vbg: {hdr}: is HDR video (HLG): vbg writes SDR video without tone mapping, so its colours "
                         "will look washed out; export it as SDR first for true colours"], proc.stderr
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin", "win32"])
+def test_names_that_differ_only_in_case_are_one_output_where_the_file_system_says_so(monkeypatch, platform):
+    """a/Talk.mp4 and b/talk.mov give OUT/Talk.mp4 and OUT/talk.mp4: two files on Linux, one on
+    macOS's and Windows's usual file systems, where the second would replace the first."""
+    from vbg import cli
+    from vbg.errors import ConfigError
+
+    monkeypatch.setattr(sys, "platform", platform)
+    inputs = [Path("a/Talk.mp4"), Path("b/talk.mov")]
+    if platform == "linux":
+        assert [t for t, _ in cli._process_targets(inputs, Path("out"), None, False, True)] == \
+            [Path("out/Talk.mp4"), Path("out/talk.mp4")]
+        return
+    with pytest.raises(ConfigError, match="a/Talk.mp4 and b/talk.mov would both be written to out/talk.mp4"):
+        cli._process_targets(inputs, Path("out"), None, False, True)
 
 
 def test_batch_with_a_corrupt_file_goes_on_and_fails(clips, tmp_path):
