@@ -104,6 +104,13 @@ class VideoReader:
             if self.rotation is None:
                 self.rotation = frame_rotation(frame, self._stream)
             self._decoded += 1
+            size = (frame.width, frame.height)
+            if self._size is None:
+                self._size = size
+            elif size != self._size and not self._resized:  # said here: the live source converts only some
+                self._resized = True
+                log.warning("%s: its frames change size at frame %d (%dx%d, the first ones %dx%d): each is scaled "
+                            "to %dx%d", self.path, self._decoded, *size, *self._size, *self._size)
             yield frame
 
     def rgb(self, frame: av.VideoFrame) -> np.ndarray:
@@ -115,10 +122,6 @@ class VideoReader:
         # ends) a pool of slice threads for every one of them; one thread is also faster here.
         if size == self._size:
             return upright(frame.to_ndarray(format="rgb24", threads=1), self.rotation or 0)
-        if not self._resized:
-            self._resized = True
-            log.warning("%s: its frames change size at frame %d (%dx%d, the first ones %dx%d): each is scaled to "
-                        "%dx%d", self.path, self._decoded, *size, *self._size, *self._size)
         w, h = self._size
         return upright(frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA", threads=1),
                        self.rotation or 0)
