@@ -521,6 +521,7 @@ def _auto_workers(seg_cfg, cfg, first_info) -> tuple[list, str]:
     if first_info is not None:
         info = first_info.upright()
         frame_hw = (info.height, info.width)
+    log.debug("--workers auto: timed on %dx%d frames", frame_hw[1], frame_hw[0])
     frames = plan_buffers(frame_hw, cfg.mode, cfg.temporal.window, 2, cfg.memory << 20).bytes
     source = resolve_model(seg_cfg.model, variant=seg_cfg.variant, backend=seg_cfg.backend)
     segs, choice = open_auto(seg_cfg, source, frame_hw, frames, cache_file=cache_dir() / CACHE_NAME)
