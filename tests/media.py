@@ -135,6 +135,30 @@ def with_subtitles(src: Path, srt_text: str, dst: Path, language: str = "fra") -
     return dst
 
 
+def with_unknown_audio_track(src: Path, dst: Path, rate: int = 48000) -> Path:
+    """``src``'s streams copied into the Matroska file ``dst`` with one more audio track in a codec
+    FFmpeg does not know (as an iPhone's spatial-audio APAC track is to FFmpeg 7): a PCM track
+    whose codec ID is renamed in the file."""
+    tmp = dst.with_suffix(".pcm.mkv")
+    with av.open(str(src)) as a, av.open(str(tmp), "w") as out:
+        copies = {s.index: out.add_stream_from_template(s) for s in a.streams}
+        pcm = out.add_stream("pcm_s16le", rate=rate, layout="stereo")
+        for packet in a.demux():
+            if packet.size:
+                packet.stream = copies[packet.stream.index]
+                out.mux(packet)
+        for start in range(0, rate, 1024):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.int16), format="s16", layout="stereo")
+            af.sample_rate, af.pts, af.time_base = rate, start, Fraction(1, rate)
+            out.mux(pcm.encode(af))
+        out.mux(pcm.encode(None))
+    data = tmp.read_bytes()
+    assert data.count(b"A_PCM/INT/LIT") == 1
+    dst.write_bytes(data.replace(b"A_PCM/INT/LIT", b"A_VBG/INT/LIT"))
+    tmp.unlink()
+    return dst
+
+
 def loudest_hz(path: Path, track: int) -> float:
     """The strongest frequency of audio track ``track`` (0: the first) of ``path``."""
     with av.open(str(path)) as c:

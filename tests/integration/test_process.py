@@ -214,6 +214,25 @@ def test_every_audio_track_of_a_recording_is_kept(tmp_path, suffix):
         assert abs(span_s(out, "audio", track) - span_s(out, "video")) <= 2 / 30
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".webm"])
+def test_an_audio_track_no_decoder_reads_is_left_out_and_the_others_kept(tmp_path, suffix):
+    """A track in a codec FFmpeg does not know (an iPhone's spatial audio, APAC) beside a normal
+    one: the normal one is kept, the other named as not kept, and the video is processed. With
+    every track kept, it stopped the file ("cannot set up H.264 ('NoneType' object ...)")."""
+    from media import loudest_hz, with_unknown_audio_track, write_tracks_clip
+
+    frames = [f for f, _ in person_clip_frames(30, (180, 320))]
+    clip = write_tracks_clip(tmp_path / "talk.mkv", frames, [(440, "eng", "voice")])
+    src = with_unknown_audio_track(clip, tmp_path / "phone.mkv")
+    out = tmp_path / f"out{suffix}"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert f"vbg: {src}: its audio track 2 is not kept (its codec is unknown to FFmpeg)" in proc.stderr
+    with av.open(str(out)) as c:
+        assert len(c.streams.audio) == 1 and sum(1 for _ in c.decode(video=0)) == 30
+    assert abs(loudest_hz(out, 0) - 440) < 5
+
+
 SRT = "1\n00:00:00,000 --> 00:00:00,400\nBonjour\n\n2\n00:00:00,500 --> 00:00:00,900\nau revoir\n"
 
 

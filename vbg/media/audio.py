@@ -55,6 +55,23 @@ def _copy_file_metadata(source: av.container.InputContainer, output: av.containe
         output.metadata[key] = value
 
 
+def _unreadable(source: av.audio.stream.AudioStream, output: av.container.OutputContainer,
+                fmt: Container) -> str | None:
+    """Why ``source`` can be neither copied into ``output`` nor decoded to be re-encoded, or None."""
+    cc = source.codec_context
+    if cc is None or not cc.name or cc.name == "none":
+        return "its codec is unknown to FFmpeg"
+    if cc.name in output.supported_codecs and (fmt.audio_copy is None or cc.name in fmt.audio_copy):
+        return None
+    try:
+        av.Codec(cc.name, "r")
+    except (ValueError, av.FFmpegError):
+        return f"no {cc.name} decoder here"
+    if not cc.sample_rate or not cc.layout.nb_channels:
+        return f"its {cc.name} stream states no sample rate or channels"
+    return None
+
+
 def _copy_of(source: av.stream.Stream, output: av.container.OutputContainer) -> av.stream.Stream:
     """An output stream for ``source``'s packets as they are, with its language and title."""
     stream = output.add_stream_from_template(source)
@@ -96,7 +113,11 @@ class AudioMux:
             if not self._in.streams.audio:
                 warnings.append("has no audio stream: the output has none")  # said after the input's name
             reencoded: dict[str, int] = {}
-            for source in self._in.streams.audio:
+            for n, source in enumerate(self._in.streams.audio, 1):
+                why = _unreadable(source, output, fmt)
+                if why is not None:  # an iPhone's spatial-audio (APAC) track, say: the others are kept
+                    warnings.append(f"its audio track {n} is not kept ({why})")
+                    continue
                 track = self._tracks[source.index] = self._add_track(source, output, fmt)
                 if not track.copied:
                     name = source.codec_context.name
