@@ -313,7 +313,8 @@ def exif_orientation(data, fmt: str) -> int:
         return 1
 
 
-def _jpeg_exif(buf) -> memoryview | None:
+def _jpeg_segments(buf):
+    """(marker, payload) of each JPEG segment before the scan (EXIF, ICC and the like live there)."""
     pos = 2
     while pos + 4 <= len(buf) and buf[pos] == 0xFF:
         marker = buf[pos + 1]
@@ -321,34 +322,47 @@ def _jpeg_exif(buf) -> memoryview | None:
             pos += 1 if marker == 0xFF else 2
             continue
         if marker in (0xDA, 0xD9):  # the scan: no more metadata segments
-            return None
+            return
         length = struct.unpack_from(">H", buf, pos + 2)[0]
-        if marker == 0xE1 and bytes(buf[pos + 4: pos + 10]) == b"Exif\0\0":
-            return buf[pos + 10: pos + 2 + length]
+        yield marker, buf[pos + 4: pos + 2 + length]
         pos += 2 + length
+
+
+def _png_chunks(buf):
+    """(type, data) of each PNG chunk before the image data (eXIf and iCCP must come before it)."""
+    pos = 8
+    while pos + 8 <= len(buf):
+        length, ctype = struct.unpack_from(">I4s", buf, pos)
+        if ctype in (b"IDAT", b"IEND"):
+            return
+        yield ctype, buf[pos + 8: pos + 8 + length]
+        pos += 12 + length
+
+
+def _webp_chunks(buf):
+    """(FourCC, data) of each chunk of a WebP (RIFF) file."""
+    pos = 12
+    while pos + 8 <= len(buf):
+        ctype, length = bytes(buf[pos: pos + 4]), struct.unpack_from("<I", buf, pos + 4)[0]
+        yield ctype, buf[pos + 8: pos + 8 + length]
+        pos += 8 + length + (length & 1)
+
+
+def _jpeg_exif(buf) -> memoryview | None:
+    for marker, seg in _jpeg_segments(buf):
+        if marker == 0xE1 and bytes(seg[:6]) == b"Exif\0\0":
+            return seg[6:]
     return None
 
 
 def _png_exif(buf) -> memoryview | None:
-    pos = 8
-    while pos + 8 <= len(buf):
-        length, ctype = struct.unpack_from(">I4s", buf, pos)
-        if ctype == b"eXIf":
-            return buf[pos + 8: pos + 8 + length]
-        if ctype in (b"IDAT", b"IEND"):  # eXIf must come before the image data
-            return None
-        pos += 12 + length
-    return None
+    return next((data for ctype, data in _png_chunks(buf) if ctype == b"eXIf"), None)
 
 
 def _webp_exif(buf) -> memoryview | None:
-    pos = 12
-    while pos + 8 <= len(buf):
-        ctype, length = bytes(buf[pos: pos + 4]), struct.unpack_from("<I", buf, pos + 4)[0]
+    for ctype, block in _webp_chunks(buf):
         if ctype == b"EXIF":
-            block = buf[pos + 8: pos + 8 + length]
             return block[6:] if bytes(block[:6]) == b"Exif\0\0" else block
-        pos += 8 + length + (length & 1)
     return None
 
 
@@ -453,46 +467,22 @@ def icc_profile(path: str | Path) -> bytes | None:
 
 def _jpeg_icc(buf) -> bytes | None:
     """APP2 ``ICC_PROFILE`` segments, joined in their sequence order (a profile over 64 kB spans several)."""
-    parts: dict[int, bytes] = {}
-    pos = 2
-    while pos + 4 <= len(buf) and buf[pos] == 0xFF:
-        marker = buf[pos + 1]
-        if marker in (0xFF, 0x01, *range(0xD0, 0xD8)):
-            pos += 1 if marker == 0xFF else 2
-            continue
-        if marker in (0xDA, 0xD9):
-            break
-        length = struct.unpack_from(">H", buf, pos + 2)[0]
-        if marker == 0xE2 and bytes(buf[pos + 4: pos + 16]) == b"ICC_PROFILE\0":
-            parts[buf[pos + 16]] = bytes(buf[pos + 18: pos + 2 + length])
-        pos += 2 + length
+    parts = {seg[12]: bytes(seg[14:]) for marker, seg in _jpeg_segments(buf)
+             if marker == 0xE2 and bytes(seg[:12]) == b"ICC_PROFILE\0"}
     return b"".join(parts[k] for k in sorted(parts)) if parts else None
 
 
 def _png_icc(buf) -> bytes | None:
-    pos = 8
-    while pos + 8 <= len(buf):
-        length, ctype = struct.unpack_from(">I4s", buf, pos)
+    for ctype, data in _png_chunks(buf):
         if ctype == b"iCCP":
-            chunk = bytes(buf[pos + 8: pos + 8 + length])
+            chunk = bytes(data)
             name_end = chunk.index(b"\0")
-            stream = zlib.decompressobj()
-            icc = stream.decompress(chunk[name_end + 2:], MAX_ICC_BYTES + 1)
-            return icc
-        if ctype in (b"IDAT", b"IEND"):  # iCCP must come before the image data
-            return None
-        pos += 12 + length
+            return zlib.decompressobj().decompress(chunk[name_end + 2:], MAX_ICC_BYTES + 1)
     return None
 
 
 def _webp_icc(buf) -> bytes | None:
-    pos = 12
-    while pos + 8 <= len(buf):
-        ctype, length = bytes(buf[pos: pos + 4]), struct.unpack_from("<I", buf, pos + 4)[0]
-        if ctype == b"ICCP":
-            return bytes(buf[pos + 8: pos + 8 + length])
-        pos += 8 + length + (length & 1)
-    return None
+    return next((bytes(data) for ctype, data in _webp_chunks(buf) if ctype == b"ICCP"), None)
 
 
 def _with_iccp(png, icc: bytes) -> bytes:
