@@ -2,7 +2,7 @@
 
     python -m benchmarks.offline [--frames 90] [--sizes 256,512] [--qualities balanced,fast]
                                  [--workers auto] [--device cpu] [--encoders x264,nvenc]
-                                 [--out benchmarks/out]
+                                 [--hdr] [--out benchmarks/out]
 
 For each model (selfie; RMBG-1.4 random init, the exact compute, at 512 and
 1024) on a 1280x720 clip (--source WxH) of a moving person: the bare model's fps (ONNX
@@ -20,6 +20,10 @@ The H.264 encode is measured with each of ``--encoders`` (vbg process
 per model and encoder; an NVENC row is left out, with FFmpeg's reason in the
 table's notes, where NVENC does not open (no driver, a GPU without an encoder
 unit such as the H100).
+
+``--hdr`` also runs every case on the same clip recorded as a phone records HDR
+(10-bit HLG, BT.2020), which vbg tone-maps to SDR as it reads: a row each, the
+SDR row the baseline.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", choices=DEVICES, help="where the model runs")
     ap.add_argument("--encoders", default=None,
                     help="vbg process --encoder values, a row each (default: x264 on the cpu, x264,nvenc on a GPU)")
+    ap.add_argument("--hdr", action="store_true", help="also run on the clip as 10-bit HLG (tone-mapped)")
     args = ap.parse_args(argv)
     sw, sh = (int(v) for v in args.source.split("x"))
     encoders = (args.encoders or ("x264" if args.device == "cpu" else "x264,nvenc")).split(",")
@@ -78,7 +83,7 @@ def main(argv=None) -> int:
     if not_run_here(args.out, name, args.device, "Offline: vbg process", "offline table not produced"):
         return 0
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from media import person_clip_frames, write_clip
+    from media import person_clip_frames, write_clip, write_hdr_clip
 
     from vbg.encoders import nvenc_problem
     from vbg.inference import SegmenterConfig, create_segmenter
@@ -103,6 +108,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         clip = write_clip(tmp / "clip.mp4", [f for f, _ in person_clip_frames(args.frames, (sh, sw))], fps=30)
+        clips = [("SDR", clip)]
+        if args.hdr:
+            clips.append(("HLG", write_hdr_clip(tmp / "hlg.mp4", [f for f, _ in person_clip_frames(args.frames, (sh, sw))],
+                                                18)))
         dyn = export_onnx(build_rmbg(None), tmp / "rmbg.onnx", dynamic=True)
         time.sleep(2.0)  # tracing leaves torch's OpenMP threads spinning for a while
         cases = [("selfie", "selfie", None)] + [("rmbg-1.4 random init", str(dyn), int(s))
@@ -135,13 +144,13 @@ def main(argv=None) -> int:
                                                    for _ in range(workers)]
                 if workers > 1:
                     row["bare_parallel_fps"] = _parallel_fps(segs, hw, x)
-                for encoder in encoders:
-                    erow = {**row, "encoder": encoder}
+                for encoder, (source, src) in ((e, c) for e in encoders for c in clips):
+                    erow = {**row, "encoder": encoder, "source": source}
                     for q in qualities:
                         proc = FileProcessor(ProcessConfig(model=wcfg, quality=q, encoder=encoder), *segs)
                         t0 = time.monotonic()
                         with open(os.devnull, "w") as devnull:
-                            res = proc.process(clip, tmp / f"out-{label.split()[0]}-{size}-{encoder}-{q}.mp4",
+                            res = proc.process(src, tmp / f"out-{label.split()[0]}-{size}-{encoder}-{source}-{q}.mp4",
                                                Progress(label, None, mode="quiet", stream=devnull))
                         wall = time.monotonic() - t0
                         erow[f"vbg_fps_{q}"] = res.frames / wall
@@ -150,7 +159,7 @@ def main(argv=None) -> int:
                         erow[f"busy_ms_{q}"] = {k: v * 1000.0 / max(res.frames, 1) for k, v in res.busy_s.items()}
                         if "bare_parallel_fps" in erow:
                             erow[f"ratio_parallel_{q}"] = erow[f"vbg_fps_{q}"] / erow["bare_parallel_fps"]
-                        print(f"{label} {erow['size']} --encoder {encoder} --quality {q}: bare "
+                        print(f"{label} {erow['size']} {source} --encoder {encoder} --quality {q}: bare "
                               f"{erow['bare_fps']:.1f} fps ({erow['bare_ms']:.1f} ms), vbg process "
                               f"{erow[f'vbg_fps_{q}']:.1f} fps = {erow[f'ratio_{q}']:.0%}; busy ms/frame: "
                               + ", ".join(f"{k} {v:.1f}" for k, v in erow[f"busy_ms_{q}"].items()), flush=True)
@@ -160,7 +169,8 @@ def main(argv=None) -> int:
     md = [f"# Offline: vbg process against the bare model{where}\n",
           f"Machine: {info['cpu']}, {info['cores']} cores, GPU: {info.get('gpu') or 'none'}; model on "
           f"{args.device} ({', '.join(rows[0]['providers'])}); onnxruntime {info.get('onnxruntime')}. "
-          f"{args.frames} frames of a {sw}x{sh} clip of a moving person, H.264 in. "
+          f"{args.frames} frames of a {sw}x{sh} clip of a moving person, H.264 in (SDR; HLG: the same "
+          "clip as 10-bit HLG, tone-mapped as vbg reads it). "
           "Bare = ONNX Runtime alone on a prepared input: one session on every core (median of 20 runs, "
           "as in the inference table), and the same model as vbg process runs it on a CPU, one session "
           "per worker on its share of the cores, frames in parallel (throughput). vbg process = wall time "
@@ -168,13 +178,13 @@ def main(argv=None) -> int:
           "blur background, H.264 encode at the given --quality with the row's --encoder, start and flush "
           "included).\n",
           *(f"**{note}**.\n" for note in notes),
-          "| model | inference size | encoder | workers x threads | bare fps, 1 session | "
+          "| model | inference size | source | encoder | workers x threads | bare fps, 1 session | "
           "bare fps, workers in parallel | "
           + " | ".join(f"vbg process fps ({q}) | ratio to 1 session | ratio to parallel" for q in qualities) + " |",
-          "|---|---|---|---|---|---|" + "---|---|---|" * len(qualities)]
+          "|---|---|---|---|---|---|---|" + "---|---|---|" * len(qualities)]
     for r in rows:
         par = r.get("bare_parallel_fps")
-        cells = [r["model"], r["size"], r["encoder"], f"{r['workers']} x {r['threads_per_worker']}",
+        cells = [r["model"], r["size"], r["source"], r["encoder"], f"{r['workers']} x {r['threads_per_worker']}",
                  f"{r['bare_fps']:.2f}", f"{par:.2f}" if par else "-"]
         for q in qualities:
             cells += [f"{r[f'vbg_fps_{q}']:.2f}", f"{r[f'ratio_{q}']:.0%}",
@@ -185,7 +195,7 @@ def main(argv=None) -> int:
     for r in rows:
         for q in qualities:
             busy = r.get(f"busy_ms_{q}") or {}
-            md.append(f"- {r['model']} {r['size']}, {r['encoder']}, {q}: "
+            md.append(f"- {r['model']} {r['size']}, {r['source']}, {r['encoder']}, {q}: "
                       + ", ".join(f"{k} {v:.1f} ms" for k, v in busy.items()))
     js, mdp = write_results(args.out, name, {"machine": info, "device": args.device, "rows": rows, "notes": notes},
                             "\n".join(md) + "\n")

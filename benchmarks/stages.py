@@ -3,7 +3,8 @@
     python -m benchmarks.stages [--repeat 100] [--out benchmarks/out]
 
 Every stage of the live path except the model (see benchmarks.inference):
-capture/decode (PyAV H.264 decode to RGB), pre-processing (resize + normalise
+capture/decode (PyAV H.264 decode to RGB; and a phone's 10-bit HLG video decoded
+and tone-mapped to SDR, vbg.media.tonemap), pre-processing (resize + normalise
 into the model's input), post-processing and upsampling, smoothing and
 mask propagation (grey, optical flow, warp, smoother), compositing per
 background mode, and the sink conversion (RGB -> I420 for the virtual camera);
@@ -30,6 +31,7 @@ MASK_CARRY = "mask: flow carry (grey, DIS, person motion, warp) + smoothing + sh
 MASK_FRESH = "mask: a fresh mask for this frame (grey for the history, smoothing, sharp upsampling)"
 PRE = "pre-processing (resize, normalise)"
 SINK = "sink: RGB -> I420 (virtual camera)"
+HDR_DECODE = "capture: decode 10-bit HLG H.264 -> RGB, tone-mapped to SDR (a phone's HDR video)"
 
 
 def budget_rows(r: dict) -> list[tuple[str, float]]:
@@ -44,10 +46,32 @@ def budget_rows(r: dict) -> list[tuple[str, float]]:
     return rows
 
 
+def hdr_decoder(clip: Path):
+    """A call that decodes ``clip``'s next frame (looping) and tone-maps it to SDR RGB."""
+    import av
+
+    from vbg.media.tonemap import SdrFrames
+
+    to_rgb = SdrFrames()
+    state: dict = {}
+
+    def decode():
+        f = next(state["frames"], None) if state else None
+        if f is None:
+            if state:
+                state["container"].close()
+            state["container"] = av.open(str(clip))
+            state["frames"] = state["container"].decode(video=0)
+            f = next(state["frames"])
+        return to_rgb(f)
+
+    return decode
+
+
 def measure(hw: tuple[int, int], repeat: int, tmp: Path) -> dict[str, dict]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     import av
-    from media import person_clip_frames, write_clip
+    from media import person_clip_frames, write_clip, write_hdr_clip
 
     from vbg.compositing import BlurBackground, ColorBackground, Compositor, ImageBackground
     from vbg.inference.tracker import MaskTracker
@@ -78,6 +102,7 @@ def measure(hw: tuple[int, int], repeat: int, tmp: Path) -> dict[str, dict]:
 
     out["capture: decode H.264 -> RGB"] = time_call(decode, repeat=repeat)
     container.close()
+    out[HDR_DECODE] = time_call(hdr_decoder(write_hdr_clip(tmp / f"hlg{h}.mp4", frames[:10], 18)), repeat=repeat)
     pre = Preprocessor(mask_hw, RMBG14.mean, RMBG14.std)
     i = [0]
 

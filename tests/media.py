@@ -42,22 +42,17 @@ def person_clip_frames(n: int = 60, size: tuple[int, int] = (360, 640), seed: in
 
 def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str = "libx264",
                pix_fmt: str = "yuv420p", fmt: str | None = None, pts=None, rotation: int = 0,
-               preset: str = "veryfast", metadata: dict[str, str] | None = None,
-               transfer: int | None = None) -> Path:
+               preset: str = "veryfast", metadata: dict[str, str] | None = None) -> Path:
     """Encode RGB frames with PyAV: H.264 (near-lossless) by default. ``pts(i)`` is frame i's
     timestamp in 1/fps units (default i), ``rotation`` a display matrix (degrees counter-clockwise
     when played), ``fmt`` the container where the suffix does not say it (``"mpegts"``),
-    ``metadata`` the file's own (creation_time, title, ...), ``transfer`` a colour transfer to tag
-    with BT.2020 primaries and matrix (18: HLG, as phones record HDR; 16: PQ)."""
+    ``metadata`` the file's own (creation_time, title, ...)."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w", format=fmt) as out:
         out.metadata.update(metadata or {})
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
-        if transfer is not None:
-            cc = stream.codec_context
-            cc.color_trc, cc.color_primaries, cc.colorspace = transfer, 9, 9
         if codec == "libx264":
             stream.options = {"crf": str(crf), "preset": preset}  # ultrafast: no B-frames
         stream.time_base = Fraction(1, fps)
@@ -72,6 +67,65 @@ def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str =
             out.mux(pkt)
     return path
 
+
+
+BT709_TO_BT2020 = np.array([[0.6274, 0.3293, 0.0433],  # BT.2087, linear light, D65
+                            [0.0691, 0.9195, 0.0114],
+                            [0.0164, 0.0880, 0.8956]])
+
+
+def hdr_signal(rgb: np.ndarray, transfer: int, white: float = 203) -> np.ndarray:
+    """An SDR picture (RGB uint8, BT.709, BT.1886 gamma 2.4) as the HDR signal (R'G'B' 0..1,
+    BT.2020) that shows it at the same light, with SDR white at BT.2408's 203 cd/m2 (``white``:
+    at that many, up to 1000, for a picture with highlights above SDR's): PQ (16)
+    from ST 2084's inverse EOTF, HLG (18) through BT.2100's inverse OOTF (1000 cd/m2, gamma
+    1.2) and its OETF. Written from the standards, apart from vbg's own code."""
+    nits = white * ((rgb.astype(np.float64) / 255) ** 2.4 @ BT709_TO_BT2020.T)
+    if transfer == 16:
+        m1, m2, c1, c2, c3 = 0.1593017578125, 78.84375, 0.8359375, 18.8515625, 18.6875
+        y = (nits / 10000) ** m1
+        return ((c1 + c2 * y) / (1 + c3 * y)) ** m2
+    ys = (nits @ np.array([0.2627, 0.6780, 0.0593]) / 1000) ** (1 / 1.2)  # scene luminance
+    e = nits / (1000 * np.maximum(ys, 1e-12)[..., None] ** 0.2)  # scene light, 0..1
+    a = 0.17883277
+    b, c = 1 - 4 * a, 0.5 - a * np.log(4 * a)
+    return np.where(e <= 1 / 12, np.sqrt(3 * e), a * np.log(np.maximum(12 * e - b, 1e-12)) + c)
+
+
+def write_hdr_clip(path: Path, frames, transfer: int, fps: int = 30, *, codec: str = "libx264",
+                   x265_params: str | None = None, white: float = 203) -> Path:
+    """A phone's HDR recording of SDR ``frames`` (``hdr_signal``): 10-bit 4:2:0, limited range,
+    BT.2020 matrix and primaries, tagged HLG (18) or PQ (16), near-lossless. The YUV is made
+    here, so no converter's idea of the BT.2020 matrix is in the file. ``x265_params`` (with
+    ``codec="libx265"``) adds HDR10 metadata such as ``max-cll=1500,400``; ``white`` as
+    ``hdr_signal`` takes it."""
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p10le"
+        cc = stream.codec_context
+        cc.color_trc, cc.color_primaries, cc.colorspace, cc.color_range = transfer, 9, 9, 1
+        stream.options = ({"crf": "4", "preset": "veryfast"} if codec == "libx264"
+                          else {"x265-params": ":".join(p for p in ("log-level=error", "lossless=1", x265_params) if p)})
+        stream.time_base = Fraction(1, fps)
+        for i, rgb in enumerate(frames):
+            sig = hdr_signal(rgb, transfer, white)
+            luma = sig @ np.array([0.2627, 0.6780, 0.0593])
+            cb, cr = (sig[..., 2] - luma) / 1.8814, (sig[..., 0] - luma) / 1.4746
+            half = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # noqa: E731
+            planes = (64 + 876 * luma, 512 + 896 * half(cb), 512 + 896 * half(cr))
+            vf = av.VideoFrame(w, h, "yuv420p10le")
+            for plane, values in zip(vf.planes, planes):
+                rows = np.frombuffer(plane, np.uint16).reshape(-1, plane.line_size // 2)
+                rows[: values.shape[0], : values.shape[1]] = np.clip(np.round(values), 0, 1023)
+            vf.colorspace, vf.color_range = 9, 1
+            vf.pts, vf.time_base = i, Fraction(1, fps)
+            for pkt in stream.encode(vf):
+                out.mux(pkt)
+        for pkt in stream.encode(None):
+            out.mux(pkt)
+    return path
 
 
 def write_size_switch_clip(path: Path, first, then, fps: int = 30) -> Path:

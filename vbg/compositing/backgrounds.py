@@ -31,6 +31,7 @@ from ..config import parse_color
 from ..errors import ConfigError, DependencyError, InputError, one_line
 from ..images import read_rgb
 from ..media.open import picture_stream, special_file
+from ..media.tonemap import SdrFrames
 from ..ranges import BLUR
 from .bundled import find_background
 
@@ -387,6 +388,7 @@ class VideoBackground:
         clock, stop = self._clock, self._stop
         t0: float | None = None
         n = 0
+        to_rgb = SdrFrames()  # a phone's HDR clip as the SDR picture it shows
         try:
             while not stop.is_set():
                 got = False
@@ -395,7 +397,7 @@ class VideoBackground:
                     for frame in container.decode(stream):
                         if stop.is_set():
                             return
-                        cover_fit(frame.to_ndarray(format="rgb24", threads=1), out_hw, dst=self._back)
+                        cover_fit(to_rgb(frame), out_hw, dst=self._back)
                         got = True
                         if t0 is None:
                             t0 = clock.now()
@@ -439,6 +441,7 @@ class SyncVideoBackground:
         self._frames = None
         self._out: np.ndarray | None = None
         self._decoded = 0  # frames decoded in this pass
+        self._to_rgb = SdrFrames()  # a phone's HDR clip as the SDR picture it shows
         self._open()
 
     def _open(self) -> None:
@@ -462,7 +465,7 @@ class SyncVideoBackground:
         av = _import_av()
         try:
             frame = next(self._frames, None)
-            rgb = None if frame is None else frame.to_ndarray(format="rgb24", threads=1)
+            rgb = None if frame is None else self._to_rgb(frame)
         except (av.FFmpegError, OSError, ValueError) as e:
             why = one_line(e)
             raise InputError(f"background video {self.path} cannot be decoded after {self._decoded} frames "

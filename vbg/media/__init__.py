@@ -7,6 +7,7 @@
                errors for what is no video), the smallest frame size segmented
 ``reader``     ``VideoReader``: every frame as RGB with its original pts (``vbg
                process``; the live file source paces and loops it), alpha videos
+``tonemap``    HDR (HLG, PQ) frames as SDR RGB (BT.2390 roll-off, BT.2020 to BT.709)
 ``encode``     codec and container tables, odd-size padding, colour tags, the
                PyAV file backend (``AvFile``), the live recorder's H.264 stream
 ``audio``      the source's audio, copied or re-encoded, muxed as video advances

@@ -20,6 +20,7 @@ import numpy as np
 
 from vbg.errors import ConfigError, InputError, one_line
 from vbg.media.open import NotAFileError, is_url, no_reply, open_media, picture_stream, timed_out
+from vbg.media.tonemap import HDR_TRANSFERS
 
 TEXT_DEMUXERS = {"tty", "srt", "ass", "webvtt", "subviewer", "microdvd"}
 
@@ -40,7 +41,8 @@ class VideoInfo:
     pix_fmt: str
     has_alpha: bool
     codec: str  # video codec name, e.g. "h264"
-    hdr: str | None = None  # "PQ (HDR10)" or "HLG" when the transfer is an HDR one (phones record HLG), else None
+    hdr: str | None = None  # "PQ (HDR10)" or "HLG" when the transfer is an HDR one (phones record HLG), else None;
+    # the reader tone-maps such frames to SDR (vbg.media.tonemap)
 
     def upright(self) -> VideoInfo:
         """This video as ``upright`` frames show it: display size, no rotation left."""
@@ -110,7 +112,6 @@ def open_input(path: str | Path, cancel: threading.Event | None = None) -> av.co
     return container
 
 
-HDR_TRANSFERS = {16: "PQ (HDR10)", 18: "HLG"}  # AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
 MIN_SIDE = 16  # smaller frames hold nothing to segment (and 1-pixel sizes break resampling)
 MAX_ASPECT = 10  # wider or taller than 10:1 is a strip, not a picture
 

@@ -7,7 +7,8 @@ that says how many frames were read. Thread: the reading thread (``vbg
 process``'s reader thread, the live capture thread); ``cancel`` from any.
 
 ``VideoReader(path)`` yields every frame as RGB with its original ``pts``, so a
-variable frame rate survives the round trip. ``VideoReader(path,
+variable frame rate survives the round trip; HDR video (HLG, PQ) is tone-mapped to
+SDR on the way (``vbg.media.tonemap``). ``VideoReader(path,
 rotate=info.rotation)`` turns the frames upright (``vbg.media.info``): ``vbg
 process`` works on upright frames and writes an upright file without a display
 matrix, which plays the same in every player.
@@ -28,6 +29,7 @@ import numpy as np
 from vbg.errors import InputError, one_line
 from vbg.media.info import frame_rate, frame_rotation, open_input, upright
 from vbg.media.open import NetworkFrames, is_url, open_media, picture_stream
+from vbg.media.tonemap import SdrFrames
 
 log = logging.getLogger("vbg")
 
@@ -84,6 +86,7 @@ class VideoReader:
         self._size: tuple[int, int] | None = (cc.width, cc.height) if cc.width and cc.height else None
         self._resized = False
         self._decoded = 0  # frames() has given since the start (or the last rewind)
+        self._to_rgb = SdrFrames()  # HDR (a phone's HLG, HDR10) comes out tone-mapped to SDR
 
     @property
     def stream(self) -> av.video.stream.VideoStream | None:
@@ -114,17 +117,17 @@ class VideoReader:
             yield frame
 
     def rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        """``frame`` as upright RGB (H x W x 3 uint8), at the stream's first size."""
+        """``frame`` as upright RGB (H x W x 3 uint8), at the stream's first size; an HDR frame
+        tone-mapped to SDR (``vbg.media.tonemap``)."""
         size = (frame.width, frame.height)
         if self._size is None:
             self._size = size
-        # threads=1: each frame gets its own swscale context, and the default starts (and
-        # ends) a pool of slice threads for every one of them; one thread is also faster here.
+        # SdrFrames converts with threads=1: each frame gets its own swscale context, and the default
+        # starts (and ends) a pool of slice threads for every one of them; one is also faster here.
         if size == self._size:
-            return upright(frame.to_ndarray(format="rgb24", threads=1), self.rotation or 0)
+            return upright(self._to_rgb(frame), self.rotation or 0)
         w, h = self._size
-        return upright(frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA", threads=1),
-                       self.rotation or 0)
+        return upright(self._to_rgb(frame, w, h, "AREA"), self.rotation or 0)
 
     def seek(self, pts: int) -> None:
         """Before reading: decoding starts at the keyframe at or before ``pts`` (in ``time_base``), so

@@ -448,9 +448,8 @@ class FileProcessor:
         cfg = self.cfg
         total = info.frames if span is None else span.count
         res = FileResult(str(src), str(dst), total=total, buffers=buffers)
-        if info.hdr is not None:  # said before the work, not fixed: no tone mapping here (README, "Video files")
-            log.warning("%s: is HDR video (%s): vbg writes SDR video without tone mapping, so its colours will look "
-                        "washed out; export it as SDR first for true colours", src, info.hdr)
+        if info.hdr is not None:  # the reader tone-maps it (vbg.media.tonemap; README, "Video files")
+            log.info("%s: HDR video (%s): tone-mapped to SDR (BT.709), as an SDR screen shows it", src, info.hdr)
         # The person crop: one plan per file, its boxes from the masks two frames before (whatever
         # worker made them), so the output does not depend on the worker count.
         segs = crop_segmenters(self.segs, cfg.model.crop, (info.height, info.width), lanes=OFFLINE_LANES)
