@@ -136,7 +136,9 @@ def _parser_process(sub) -> None:
                                    "follows -o: .mp4 (H.264), .mov (ProRes 4444 with --alpha), .webm (VP9, "
                                    "alpha with --alpha), or a name without a suffix (PNG sequence).",
                        epilog=OUTPUT_RULE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or glob patterns")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video files, glob patterns, or image sequences: a folder of frames, or a numbered "
+                        "pattern such as shots/frame_%%05d.png (read at --fps)")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                    help="one input: the output file, or a name without a suffix for a PNG sequence; "
                         "several inputs: the folder they go to (see below)")
@@ -163,7 +165,7 @@ def _parser_process(sub) -> None:
                         "1 on a GPU)")
     _add_background_options(p, defaults=False)
     add_setting_options(p.add_argument_group("temporal"), ProcessTemporalConfig, defaults=False)
-    add_setting_options(p, ProcessConfig, defaults=False, skip=("quality", "encoder"),
+    add_setting_options(p, ProcessConfig, defaults=False, skip=("quality", "encoder", "fps"),
                         fill={"lookahead_mb": str(LOOKAHEAD_MB), "memory_mb": str(MEMORY_MB),
                               "lookahead_frames": str(MEMORY_MB // LOOKAHEAD_MB)})
     out = p.add_mutually_exclusive_group()
@@ -467,9 +469,18 @@ def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: b
     if suffix in KNOWN_VIDEO_SUFFIXES:
         raise ConfigError(f"-o {raw} names one file but {len(inputs)} inputs were given: pass a folder")
     fmt = fmt or ("mov" if alpha else "mp4")
-    targets = [(output / (Path(i).stem + VIDEO_SUFFIXES[fmt]), fmt == "png") for i in inputs]
+    targets = [(output / (_input_stem(i) + VIDEO_SUFFIXES[fmt]), fmt == "png") for i in inputs]
     _same_names(inputs, [t for t, _ in targets], "process")
     return targets
+
+
+def _input_stem(src) -> str:
+    """What an input's output is named after: a video's stem, a folder of frames' name, a frame
+    pattern's folder's name (``shots/frame_%05d.png`` -> ``shots``)."""
+    from .media.sequence import is_pattern
+
+    p = Path(src)
+    return (p.parent.resolve().name or "frames") if is_pattern(p) else p.stem
 
 
 def _same_names(inputs: list, targets: list[Path], verb: str) -> None:
@@ -590,6 +601,7 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
     from .errors import InputError
     from .media.encode import encoder_for, output_format
     from .media.open import is_url, special_file
+    from .media.sequence import find_sequence
     from .offline.workers import parse_workers
 
     found = [] if found is None else found
@@ -597,16 +609,30 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
     mode = cfg.mode
     planned = preflight.collect(found, _process_targets, inputs, output, fmt, mode == "rgba",
                                  batch, raw_output) or []
+    sequences = []  # inputs that are image sequences (vbg.media.sequence), with the folder they read
     for src in inputs:
-        if not is_url(src) and not src.is_file():
-            kind = special_file(src)
-            found.append(InputError(f"{src}: {f'is {kind}, not a file' if kind else 'no such file'}: "
-                                    "give a video file"))
-    first_info = _no_input_readable(inputs, found)
+        if is_url(src) or src.is_file():
+            continue
+        try:
+            seq = find_sequence(src)
+        except InputError as e:
+            found.append(e)
+            continue
+        if seq is not None:
+            sequences.append((src, seq.files[0].parent))
+            continue
+        kind = special_file(src)
+        found.append(InputError(f"{src}: {f'is {kind}, not a file' if kind else 'no such file'}: "
+                                "give a video file"))
+    if cfg.fps is not None and not sequences and inputs and not found:
+        found.append(ConfigError(f"--fps sets the frame rate of an image sequence, and {inputs[0]} is a video with its "
+                                 "own: drop --fps"))
+    first_info = _no_input_readable(inputs, found, cfg.fps, {src for src, _ in sequences})
     for folder in dict.fromkeys(dst.parent for dst, _ in planned):  # a batch's: -o itself, once
         preflight.collect(found, preflight.check_output_folder, folder, "-o", raw_output or output)
+    read = [*inputs, *(folder for _, folder in sequences), bg.background]  # a sequence's frames' folder too
     for dst, sequence in planned:
-        preflight.collect(found, _check_process_target, dst, sequence, [*inputs, bg.background], overwrite)
+        preflight.collect(found, _check_process_target, dst, sequence, read, overwrite)
     for dst in {t.suffix.lower(): t for t, seq in planned if not seq}.values():  # a batch shares one format
         preflight.collect(found, output_format, dst, mode)
     one_per_format = {(t.suffix.lower(), seq): (t, seq) for t, seq in planned}.values()
@@ -633,11 +659,12 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
     return _ProcessPlan(replace(cfg, model=seg_cfg), inputs, planned, batch, workers, first_info)
 
 
-def _no_input_readable(inputs: list, found: list):
+def _no_input_readable(inputs: list, found: list, fps: float | None = None, sequences=frozenset()):
     """When not one input can be read as a video, each one's reason goes to ``found``: said before
     the model loads. Inputs are probed until one reads (one probe for most runs); a batch with a
     readable file goes on, and the others fail in their turn. A URL is not opened twice. Returns
-    the first readable input's ``VideoInfo`` (``--workers auto`` sizes its timing by it), or None."""
+    the first readable input's ``VideoInfo`` (``--workers auto`` sizes its timing by it), or None.
+    ``sequences``: the inputs that are image sequences, read at ``fps``."""
     from .errors import InputError
     from .media.info import probe
     from .media.open import is_url
@@ -646,10 +673,10 @@ def _no_input_readable(inputs: list, found: list):
     for src in inputs:
         if is_url(src):
             return None
-        if not src.is_file():  # reported already
+        if not (src.is_file() or src in sequences):  # reported already
             continue
         try:
-            return probe(src)
+            return probe(src, fps=fps)
         except InputError as e:
             why.append(e)
     found.extend(why)
@@ -741,10 +768,15 @@ def _process_on_ray(plan: _ProcessPlan, args, address: str | None, workers: int 
     from dataclasses import replace
 
     from .errors import OutputError
+    from .media.open import is_url
+    from .media.sequence import find_sequence
     from .models.resolve import resolve_model
     from .offline.distributed import SEGMENT_S, RayRunner, import_ray, plan_workers, ray_runtime
     from .progress import Progress
 
+    for src in plan.inputs:  # checked already: find_sequence raises nothing here
+        if not is_url(src) and find_sequence(src) is not None:
+            raise ConfigError(f"--ray takes video files, and {src} is an image sequence: process it without --ray")
     seg_cfg = plan.cfg.model
     source = resolve_model(seg_cfg.model, variant=seg_cfg.variant, backend=seg_cfg.backend)  # once, here
     pmode = "json" if args.json else "quiet" if args.quiet else "bar"

@@ -335,6 +335,9 @@ class ProcessConfig:
     encoder: str = setting(  # H.264 outputs (vbg.encoders)
         "auto", "H.264 encoder (.mp4/.m4v/.mkv): auto (default) = NVENC on an NVIDIA GPU where it opens, else "
         "x264; nvenc fails when it does not open", choices=ENCODERS)
+    fps: float | None = setting(
+        None, "frame rate of an image-sequence input (a folder of frames, or a numbered pattern): default 30; "
+        "a video keeps its own", range=R.FPS)
     memory: int = setting(
         MEMORY_MB, "memory for the frames in flight between decoding, the model and encoding: the queues hold "
         "fewer frames of large videos, and each {lookahead_mb} MB buys the encoder a frame of look-ahead "

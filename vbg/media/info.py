@@ -43,6 +43,7 @@ class VideoInfo:
     codec: str  # video codec name, e.g. "h264"
     hdr: str | None = None  # "PQ (HDR10)" or "HLG" when the transfer is an HDR one (phones record HLG), else None;
     # the reader tone-maps such frames to SDR (vbg.media.tonemap)
+    sequence: bool = False  # an image sequence (vbg.media.sequence): a folder of frames or a %05d pattern
 
     def upright(self) -> VideoInfo:
         """This video as ``upright`` frames show it: display size, no rotation left."""
@@ -132,13 +133,20 @@ def _alpha_in_stream(stream: av.video.stream.VideoStream, pix_fmt: str) -> bool:
         return False
 
 
-def probe(path: str | Path, cancel: threading.Event | None = None) -> VideoInfo:
+def probe(path: str | Path, cancel: threading.Event | None = None, *, fps: float | None = None) -> VideoInfo:
     """Describe ``path``'s first video stream (decodes one frame for the rotation).
 
     Raises ``InputError`` for a missing, corrupt or unsupported file, or one
     without a video stream. A URL is opened with time-outs; ``cancel`` (or a
-    signal) ends the wait for it with ``KeyboardInterrupt``.
+    signal) ends the wait for it with ``KeyboardInterrupt``. A folder of images or a
+    ``frame_%05d.png`` pattern is an image sequence (``vbg.media.sequence``) at ``fps``.
     """
+    if not is_url(path):
+        from vbg.media.sequence import find_sequence  # it builds on this module
+
+        sequence = find_sequence(path)
+        if sequence is not None:
+            return sequence.info(fps)
     with open_input(path, cancel) as container:
         stream = picture_stream(container)
         cc = stream.codec_context

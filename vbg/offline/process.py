@@ -395,7 +395,7 @@ class FileProcessor:
         from ..media.info import probe
 
         try:
-            coded = probe(src, cancel=self.stop)
+            coded = probe(src, cancel=self.stop, fps=self.cfg.fps)
         except MemoryError as e:
             raise OutOfMemory(f"out of memory while opening it ({one_line(e, 'an allocation failed')}):"
                               " close other programs") from e
@@ -443,6 +443,7 @@ class FileProcessor:
         from functools import partial
 
         from ..media.reader import VideoReader
+        from ..media.sequence import SequenceReader, find_sequence
         from ..media.writer import VideoWriter
 
         cfg = self.cfg
@@ -450,6 +451,9 @@ class FileProcessor:
         res = FileResult(str(src), str(dst), total=total, buffers=buffers)
         if info.hdr is not None:  # the reader tone-maps it (vbg.media.tonemap; README, "Video files")
             log.info("%s: HDR video (%s): tone-mapped to SDR (BT.709), as an SDR screen shows it", src, info.hdr)
+        if info.sequence:
+            log.info("%s: %d image%s, read as a %g fps video%s", src, info.frames, "" if info.frames == 1 else "s",
+                     info.fps, "" if cfg.fps else " (--fps sets its rate)")
         # The person crop: one plan per file, its boxes from the masks two frames before (whatever
         # worker made them), so the output does not depend on the worker count.
         segs = crop_segmenters(self.segs, cfg.model.crop, (info.height, info.width), lanes=OFFLINE_LANES)
@@ -460,7 +464,14 @@ class FileProcessor:
                   "preset" if buffers.lookahead is None else buffers.lookahead, buffers.smooth_threads,
                   buffers.bytes / 2**20)
         run = _Run.open(buffers.depth, len(self.segs))
-        open_reader = partial(VideoReader, src, cancel=self.stop, rotate=rotation, threads=buffers.decoder_threads)
+        if info.sequence:
+            if span is not None:
+                raise SplitError(f"{src} is an image sequence: it is processed whole, not in parts")
+            open_reader = partial(SequenceReader, find_sequence(src), cfg.fps, self.stop)
+            audio = False
+        else:
+            open_reader = partial(VideoReader, src, cancel=self.stop, rotate=rotation,
+                                  threads=buffers.decoder_threads)
         if span is not None:
             whole = open_reader
             open_reader = lambda: _SpanReader(whole(), span)  # noqa: E731
