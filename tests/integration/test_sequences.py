@@ -180,3 +180,11 @@ def test_hidden_files_are_never_frames(tmp_path, frames):
     (shots / ".frame_000004.png.tmp.png").write_bytes(b"half")
     seq = find_sequence(shots)
     assert [p.name for p in seq.files] == ["frame_000001.png", "frame_000002.png", "frame_000003.png"]
+
+
+def test_a_video_whose_name_looks_like_a_pattern_is_that_video(tmp_path, frames):
+    clip = write_clip(tmp_path / "intro_%d.mp4", frames[:3])
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(clip), "-o", str(out), "--model", "selfie", "--color", "green")
+    assert proc.returncode == 0, proc.stderr
+    assert video_info(out)[0] == 3

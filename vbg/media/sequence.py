@@ -91,7 +91,7 @@ def find_sequence(arg: str | Path) -> ImageSequence | None:
     """``arg`` as an image sequence: a folder of images, or a printf pattern (``InputError``
     when it holds no frames or more than one run of them); None when it is neither (a file)."""
     path = Path(arg)
-    if is_pattern(path):
+    if is_pattern(path) and not path.is_file():  # a video named 'intro_%d.mp4' is that video
         return _from_pattern(str(arg))
     try:
         if not path.is_dir():
