@@ -5,7 +5,7 @@
 The rules (README, "Layout"):
 - the core (types, errors, config, ranges, clock, buffers, arrays, stats, and the helpers fsutil,
   streams, sigwork, liblogs, priority, progress) imports no stage and no runner;
-- stages (capture, models, inference, compositing, sinks, media, and images/encoders, which
+- stages (capture, models, inference, compositing, sinks, media, and images/icc/encoders, which
   stages share) import no runner, and not the control package;
 - the control package (control/: control while live) may import the core, the helpers and the
   stages, but no runner (pipeline and cli use it);
@@ -28,7 +28,7 @@ from pathlib import Path
 CORE = {"types", "errors", "config", "clock", "buffers", "ranges", "arrays", "stats", "fsutil",
         "streams", "sigwork", "liblogs", "priority", "progress", "userconfig", "service"}
 STAGES = {"capture", "models", "inference", "compositing", "sinks", "media",
-          "images", "encoders"}  # the last two: shared by stages, held to the stages' rule
+          "images", "icc", "encoders"}  # the last three: shared by stages, held to the stages' rule
 CONTROL = {"control"}  # control while live: used by the runners, uses the stages
 LIVE_RUNNER = {"pipeline"}
 OFFLINE_RUNNER = {"offline"}

@@ -18,7 +18,8 @@ Writes go to a temporary name in the target folder and are renamed into
 place, so an interrupted run never leaves a half-written file. A photo's
 colour profile (ICC: a phone's Display P3) can be read (``icc_profile``) and
 written into a PNG (``write_image(icc=)``), so a cut-out keeps the colours
-the photo had: OpenCV neither reads nor writes profiles.
+the photo had: OpenCV neither reads nor writes profiles. ``read_srgb`` / ``decode_srgb``
+convert a Display P3 or Adobe RGB photo to sRGB (``vbg.icc``) for what vbg shows.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 from . import MAX_IMAGE_PIXELS
 from .errors import InputError, OutputError
 from .fsutil import NewFile, write_error_hint
+from .icc import to_srgb
 from .liblogs import c_stderr_quiet
 from .media.open import special_file
 
@@ -62,6 +64,19 @@ def read_rgb(path: str | Path) -> np.ndarray:
         raise InputError(f"image {path} cannot be read ({e.strerror or e}): check the path and its "
                          "permissions") from e
     return decode_rgb(data, path)
+
+
+def read_srgb(path: str | Path) -> np.ndarray:
+    """``read_rgb``, in sRGB: a photo with a Display P3 or Adobe RGB profile (a phone's, a
+    camera's) converted as a viewer shows it (``vbg.icc``), for pictures vbg puts on screen."""
+    path = Path(path)
+    rgb = read_rgb(path)
+    return to_srgb(rgb, icc_profile(path))
+
+
+def decode_srgb(data: np.ndarray, name) -> np.ndarray:
+    """``decode_rgb``, in sRGB (``read_srgb``)."""
+    return to_srgb(decode_rgb(data, name), embedded_icc(data, str(name)))
 
 
 def decode_rgb(data: np.ndarray, path) -> np.ndarray:
@@ -452,8 +467,16 @@ def icc_profile(path: str | Path) -> bytes | None:
     as before)."""
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
-        found = probe_image(data, str(path))
-    except (OSError, InputError, ValueError):
+    except OSError:
+        return None
+    return embedded_icc(data, str(path))
+
+
+def embedded_icc(data: np.ndarray, name: str = "image") -> bytes | None:
+    """``icc_profile`` of an image file held in ``data`` (a uint8 array of its bytes)."""
+    try:
+        found = probe_image(data, name)
+    except (InputError, ValueError):
         return None
     if found is None:
         return None

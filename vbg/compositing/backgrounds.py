@@ -29,7 +29,7 @@ import numpy as np
 from ..clock import Clock, MonotonicClock
 from ..config import parse_color
 from ..errors import ConfigError, DependencyError, InputError, one_line
-from ..images import read_rgb
+from ..images import read_srgb
 from ..media.open import picture_stream, special_file
 from ..media.tonemap import SdrFrames
 from ..ranges import BLUR
@@ -122,7 +122,7 @@ class ImageBackground(PictureBackground):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._image = read_rgb(self.path)  # InputError for missing / non-image files
+        self._image = read_srgb(self.path)  # InputError for missing / non-image files; a phone's P3 in sRGB
 
 class ColorBackground(_Static):
     """A solid colour: an (r, g, b) triple or any text :func:`parse_color` accepts."""

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..compositing.bundled import IMAGE_SUFFIXES, bundled_backgrounds
 from ..errors import ControlError, VbgError
-from ..images import decode_rgb, read_rgb
+from ..images import decode_srgb, read_srgb
 
 THUMB_WIDTH = 160
 UPLOADS_KEPT = 16
@@ -142,7 +142,7 @@ class Library:
                                "or upload it")
             path = self.folder / name
         try:
-            image = read_rgb(path) if kind == "bundled" else _read_own(path)
+            image = read_srgb(path) if kind == "bundled" else _read_own(path)
         except VbgError as e:
             raise BadRequest(f"background {bid!r}: {e}") from None
         return bid, _label(name), image
@@ -156,7 +156,7 @@ class Library:
 
     # ------------------------------------------------------------------ uploads
     def add_upload(self, data: bytes, name: str = "upload") -> str:
-        image = decode_rgb(np.frombuffer(data, np.uint8), name)  # InputError for anything not an image
+        image = decode_srgb(np.frombuffer(data, np.uint8), name)  # InputError for anything not an image; P3 to sRGB
         with self._lock:
             n = self._next_upload
             self._next_upload += 1
@@ -204,7 +204,7 @@ def _read_own(path: Path) -> np.ndarray:
             data = f.read()
     finally:
         os.close(fd)
-    return decode_rgb(np.frombuffer(data, np.uint8), path)
+    return decode_srgb(np.frombuffer(data, np.uint8), path)
 
 
 def encode_jpeg(rgb: np.ndarray, width: int, quality: int = 75) -> bytes:

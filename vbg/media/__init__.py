@@ -8,6 +8,7 @@
 ``reader``     ``VideoReader``: every frame as RGB with its original pts (``vbg
                process``; the live file source paces and loops it), alpha videos
 ``tonemap``    HDR (HLG, PQ) frames as SDR RGB (BT.2390 roll-off, BT.2020 to BT.709)
+``sequence``   image sequences (a folder of frames, ``frame_%05d.png``) read as video
 ``encode``     codec and container tables, odd-size padding, colour tags, the
                PyAV file backend (``AvFile``), the live recorder's H.264 stream
 ``audio``      the source's audio, copied or re-encoded, muxed as video advances

@@ -11,8 +11,8 @@ The order is the frame number, not the alphabet: ``frame_2.png`` comes before
 ``cover.png``) or more than one format is refused with a line that says how to pick the
 frames; a gap in the numbers is said once (a render that lost frames) and the frames are read
 as they are. Hidden files (a vbg run's unfinished ``.frame_...`` files) are never frames.
-Every image goes through ``vbg.images.read_rgb``: its checks, 16-bit and alpha to 8-bit RGB,
-EXIF orientation. Frames of another size than the first are scaled to it, with one warning,
+Every image goes through ``vbg.images.read_srgb``: its checks, 16-bit and alpha to 8-bit RGB,
+EXIF orientation, a Display P3 or Adobe RGB profile converted to sRGB. Frames of another size than the first are scaled to it, with one warning,
 as ``VideoReader`` does for a video.
 """
 
@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from vbg.errors import InputError
-from vbg.images import read_rgb
+from vbg.images import read_srgb
 from vbg.media.info import VideoInfo, check_frame_size
 from vbg.media.reader import DecodedFrame
 
@@ -78,7 +78,7 @@ class ImageSequence:
         """``VideoInfo`` from the first frame (decoded once: its size after EXIF orientation);
         ``fps`` (None: ``DEFAULT_FPS``) as the frame rate; no audio, no rotation left."""
         rate = Fraction(fps or DEFAULT_FPS).limit_denominator(1001)
-        first = read_rgb(self.files[0])
+        first = read_srgb(self.files[0])
         h, w = first.shape[:2]
         check_frame_size(self.source, w, h)
         return VideoInfo(width=w, height=h, fps=float(rate), time_base=1 / rate, frames=len(self.files),
@@ -198,7 +198,7 @@ class SequenceReader:
         for index, file in enumerate(self.sequence.files):
             if self._cancel is not None and self._cancel.is_set():
                 return
-            rgb = read_rgb(file)
+            rgb = read_srgb(file)  # a camera's Adobe RGB frames in sRGB, as the video is
             size = (rgb.shape[1], rgb.shape[0])
             if self._size is None:
                 self._size = size
