@@ -49,6 +49,11 @@ def read_rgb(path: str | Path) -> np.ndarray:
     is missing, empty, truncated, not an image or larger than ``MAX_PIXELS``
     (found from the file's header, before anything is decoded)."""
     path = Path(path)
+    return decode_rgb(_file_bytes(path), path)
+
+
+def _file_bytes(path: Path) -> np.ndarray:
+    """The bytes of the image file at ``path`` (``read_rgb``'s checks of the path and size)."""
     try:
         if not path.is_file():  # raises for a name too long or a folder we may not enter
             kind = special_file(path)
@@ -63,15 +68,14 @@ def read_rgb(path: str | Path) -> np.ndarray:
     except OSError as e:
         raise InputError(f"image {path} cannot be read ({e.strerror or e}): check the path and its "
                          "permissions") from e
-    return decode_rgb(data, path)
+    return data
 
 
 def read_srgb(path: str | Path) -> np.ndarray:
     """``read_rgb``, in sRGB: a photo with a Display P3 or Adobe RGB profile (a phone's, a
     camera's) converted as a viewer shows it (``vbg.icc``), for pictures vbg puts on screen."""
     path = Path(path)
-    rgb = read_rgb(path)
-    return to_srgb(rgb, icc_profile(path))
+    return decode_srgb(_file_bytes(path), path)
 
 
 def decode_srgb(data: np.ndarray, name) -> np.ndarray:
