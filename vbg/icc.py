@@ -105,12 +105,13 @@ def matrix_shaper(icc: bytes) -> tuple[np.ndarray, np.ndarray] | None:
         curves = [_curve(icc, *tags[t], x) for t in (b"rTRC", b"gTRC", b"bTRC")]
     except (struct.error, ValueError):
         return None
-    if any(c is None or not np.all(np.isfinite(c)) for c in curves):
+    usable = [c for c in curves if c is not None and np.all(np.isfinite(c))]
+    if len(usable) != 3:
         return None
     matrix = np.array(cols).T
     if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-6:
         return None
-    return matrix, np.clip(np.stack(curves, axis=1), 0, None)
+    return matrix, np.clip(np.stack(usable, axis=1), 0, None)
 
 
 def is_srgb(matrix: np.ndarray, curves: np.ndarray) -> bool:

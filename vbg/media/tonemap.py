@@ -52,7 +52,7 @@ def pq_eotf(signal: np.ndarray) -> np.ndarray:
     return 10000 * np.power(np.maximum(p - c1, 0) / (c2 - c3 * p), 1 / m1)
 
 
-def pq_inverse_eotf(nits: np.ndarray) -> np.ndarray:
+def pq_inverse_eotf(nits: np.ndarray | float) -> np.ndarray:
     """SMPTE ST 2084's inverse: display light in cd/m2 -> signal 0..1."""
     m1, m2, c1, c2, c3 = 2610 / 16384, 2523 / 4096 * 128, 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
     y = np.power(np.clip(np.asarray(nits, np.float64) / 10000, 0, 1), m1)
@@ -95,8 +95,8 @@ def stated_peak(frame: av.VideoFrame) -> float | None:
     neither (or this PyAV does not show them)."""
     found: dict[str, bytes] = {}
     try:
-        for sd in frame.side_data:
-            found[str(getattr(sd.type, "name", sd.type))] = bytes(sd)
+        for sd in frame.side_data:  # SideData objects (PyAV's stubs say str)
+            found[str(getattr(sd.type, "name", sd.type))] = bytes(sd)  # type: ignore[attr-defined, arg-type]
     except (AttributeError, TypeError, ValueError):
         return None
     cll = found.get("CONTENT_LIGHT_LEVEL", b"")
