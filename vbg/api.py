@@ -404,8 +404,9 @@ def process_file(input: str | os.PathLike[str], output: str | os.PathLike[str], 
                  size: Size = None, device: str | None = None, mode: str | None = None,
                  config: ProcessConfig | str | os.PathLike[str] | None = None,
                  on_progress: Callable[[int, int | None], None] | None = None, **options: Any) -> FileResult:
-    """``vbg process INPUT -o OUTPUT``: every frame of ``input`` (a video file or URL) with the
-    background replaced, its audio kept, written to ``output``.
+    """``vbg process INPUT -o OUTPUT``: every frame of ``input`` (a video file or URL, or an image
+    sequence: a folder of frames or a ``frame_%05d.png`` pattern, at ``fps=``, default 30) with
+    the background replaced, its audio kept, written to ``output``.
 
     ``output``'s suffix picks the format as ``-o`` does: ``.mp4``/``.m4v``/``.mkv`` (H.264),
     ``.mov`` (ProRes), ``.webm`` (VP9), or no suffix: a folder of PNG frames. ``mode``:

@@ -188,3 +188,13 @@ def test_a_video_whose_name_looks_like_a_pattern_is_that_video(tmp_path, frames)
     proc = run_vbg("process", str(clip), "-o", str(out), "--model", "selfie", "--color", "green")
     assert proc.returncode == 0, proc.stderr
     assert video_info(out)[0] == 3
+
+
+def test_the_python_api_takes_a_folder_of_frames_at_its_rate(tmp_path, frames):
+    import vbg
+
+    shots = save(tmp_path / "shots", frames[:6])
+    res = vbg.process_file(shots, tmp_path / "out.mp4", model="selfie", fps=12, color="green")
+    assert res.frames == 6
+    n, rate, duration = video_info(tmp_path / "out.mp4")
+    assert (n, rate) == (6, 12) and duration == pytest.approx(0.5, abs=0.05)
