@@ -67,13 +67,6 @@ class ImageSequence:
     source: str
     files: tuple[Path, ...]
 
-    @property
-    def name(self) -> str:
-        """What an output made from it is named after: the folder's name, or the pattern's
-        folder's (``shots/frame_%05d.png`` -> ``shots``)."""
-        p = Path(self.source)
-        return (p.parent if is_pattern(p) else p).resolve().name or "frames"
-
     def info(self, fps: float | None = None) -> VideoInfo:
         """``VideoInfo`` from the first frame (decoded once: its size after EXIF orientation);
         ``fps`` (None: ``DEFAULT_FPS``) as the frame rate; no audio, no rotation left."""
