@@ -46,31 +46,33 @@ def budget_rows(r: dict) -> list[tuple[str, float]]:
     return rows
 
 
-def hdr_decoder(clip: Path):
-    """A call that decodes ``clip``'s next frame (looping) and tone-maps it to SDR RGB."""
-    import av
+class LoopingDecoder:
+    """``decoder()``: ``clip``'s next frame (from the start again at its end) as ``convert(frame)``."""
 
-    from vbg.media.tonemap import SdrFrames
+    def __init__(self, clip: Path, convert) -> None:
+        self.clip, self.convert = clip, convert
+        self._container = None
+        self._frames = iter(())
 
-    to_rgb = SdrFrames()
-    state: dict = {}
+    def __call__(self):
+        import av
 
-    def decode():
-        f = next(state["frames"], None) if state else None
+        f = next(self._frames, None)
         if f is None:
-            if state:
-                state["container"].close()
-            state["container"] = av.open(str(clip))
-            state["frames"] = state["container"].decode(video=0)
-            f = next(state["frames"])
-        return to_rgb(f)
+            self.close()
+            self._container = av.open(str(self.clip))
+            self._frames = self._container.decode(video=0)
+            f = next(self._frames)
+        return self.convert(f)
 
-    return decode
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
 
 
 def measure(hw: tuple[int, int], repeat: int, tmp: Path) -> dict[str, dict]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    import av
     from media import person_clip_frames, write_clip, write_hdr_clip
 
     from vbg.compositing import BlurBackground, ColorBackground, Compositor, ImageBackground
@@ -78,6 +80,7 @@ def measure(hw: tuple[int, int], repeat: int, tmp: Path) -> dict[str, dict]:
     from vbg.models.preprocess import Preprocessor, inference_size, postprocess
     from vbg.models.spec import RMBG14
     from vbg.compositing import SyncVideoBackground
+    from vbg.media.tonemap import SdrFrames
     from vbg.types import Mask
 
     h, w = hw
@@ -87,22 +90,11 @@ def measure(hw: tuple[int, int], repeat: int, tmp: Path) -> dict[str, dict]:
     clip = write_clip(tmp / f"c{h}.mp4", frames, fps=30)
     out: dict[str, dict] = {}
 
-    container = av.open(str(clip))
-    decoder = container.decode(video=0)
-
-    def decode():
-        nonlocal container, decoder
-        f = next(decoder, None)
-        if f is None:
-            container.close()
-            container = av.open(str(clip))
-            decoder = container.decode(video=0)
-            f = next(decoder)
-        return f.to_ndarray(format="rgb24")
-
-    out["capture: decode H.264 -> RGB"] = time_call(decode, repeat=repeat)
-    container.close()
-    out[HDR_DECODE] = time_call(hdr_decoder(write_hdr_clip(tmp / f"hlg{h}.mp4", frames[:10], 18)), repeat=repeat)
+    for name, decode in (("capture: decode H.264 -> RGB", LoopingDecoder(clip, lambda f: f.to_ndarray(format="rgb24"))),
+                         (HDR_DECODE, LoopingDecoder(write_hdr_clip(tmp / f"hlg{h}.mp4", frames[:10], 18),
+                                                     SdrFrames()))):
+        out[name] = time_call(decode, repeat=repeat)
+        decode.close()
     pre = Preprocessor(mask_hw, RMBG14.mean, RMBG14.std)
     i = [0]
 

@@ -41,6 +41,13 @@ class DecodedFrame:
     rgb: np.ndarray  # H x W x 3 uint8: coded size, or upright with VideoReader(rotate=...)
 
 
+def say_size_change(path: str, where: str, size: tuple[int, int], first: tuple[int, int]) -> None:
+    """The one warning a reader gives when its frames change size ``where`` (``frame 31``,
+    ``f05.png``): each later frame is scaled to the first size."""
+    log.warning("%s: its frames change size at %s (%dx%d, the first ones %dx%d): each is scaled to %dx%d",
+                path, where, *size, *first, *first)
+
+
 MAX_TIMESTAMP_JUMP_S = 600  # a longer gap between two frames is damage, not a pause (an output of one still frame)
 
 
@@ -112,8 +119,7 @@ class VideoReader:
                 self._size = size
             elif size != self._size and not self._resized:  # said here: the live source converts only some
                 self._resized = True
-                log.warning("%s: its frames change size at frame %d (%dx%d, the first ones %dx%d): each is scaled "
-                            "to %dx%d", self.path, self._decoded, *size, *self._size, *self._size)
+                say_size_change(self.path, f"frame {self._decoded}", size, self._size)
             yield frame
 
     def rgb(self, frame: av.VideoFrame) -> np.ndarray:

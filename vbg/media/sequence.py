@@ -32,7 +32,7 @@ import numpy as np
 from vbg.errors import InputError
 from vbg.images import read_srgb
 from vbg.media.info import VideoInfo, check_frame_size
-from vbg.media.reader import DecodedFrame
+from vbg.media.reader import DecodedFrame, say_size_change
 
 log = logging.getLogger("vbg")
 
@@ -198,8 +198,7 @@ class SequenceReader:
             elif size != self._size:
                 if not self._resized:
                     self._resized = True
-                    log.warning("%s: its frames change size at %s (%dx%d, the first ones %dx%d): each is scaled "
-                                "to %dx%d", self.path, file.name, *size, *self._size, *self._size)
+                    say_size_change(self.path, file.name, size, self._size)
                 rgb = np.ascontiguousarray(cv2.resize(rgb, self._size, interpolation=cv2.INTER_AREA))
             self.frames_read += 1
             yield DecodedFrame(index=index, pts=index, time_s=float(index * self.time_base), rgb=rgb)
