@@ -316,6 +316,8 @@ def _tiff_size(buf, name: str) -> tuple[int, int]:
         elif best is None:
             raise InputError(f"{name} is a damaged TIFF (no image size): {ACCEPTED}")
         ifd = struct.unpack_from(e + "I", buf, ifd + 2 + 12 * count)[0]
+    if best is None:  # the first IFD's offset is 0: no page at all
+        raise InputError(f"{name} is a damaged TIFF (no image size): {ACCEPTED}")
     return best
 
 

@@ -207,3 +207,15 @@ def test_read_rgb_on_damaged_real_images(scratch, which, data):
     path.write_bytes(bytes(raw[:cut]))
     img = _only_vbg_errors(read_rgb, path)
     assert img is None or (img.dtype == np.uint8 and img.shape[2] == 3)
+
+
+def test_a_tiff_with_no_page_is_one_line(tmp_path):
+    """A TIFF header whose first page offset is 0 (what the fuzzer above found): a damaged-TIFF
+    InputError, not a TypeError from the size reader."""
+    from vbg.errors import InputError
+    from vbg.images import read_rgb
+
+    path = tmp_path / "nopage.tif"
+    path.write_bytes(b"II*\x00\x00\x00\x00\x00" + bytes(64))
+    with pytest.raises(InputError, match="damaged TIFF"):
+        read_rgb(path)
