@@ -190,6 +190,33 @@ def test_a_recording_whose_frame_size_changes_part_way_is_processed_whole(tmp_pa
     assert min(iou(m / 255.0, t) for m, t in zip(mattes[12:], truth)) >= 0.8
 
 
+def test_frames_of_another_shape_part_way_are_fitted_not_stretched(tmp_path):
+    """A joined file whose second part is square (360x360 after 640x360): those frames come out
+    at 640x360 with their shape kept, centred between bars that are background (alpha 0), and
+    the person found where the fitted picture has them. They were stretched to 640x360, the
+    person nearly twice as wide."""
+    import cv2
+
+    first, _ = zip(*person_clip_frames(12, (360, 640)))
+    then, square_truth = zip(*person_clip_frames(12, (360, 360)))
+    src = write_size_switch_clip(tmp_path / "switch.ts", first, then)
+    out = tmp_path / "m.mov"
+    proc = run_vbg("process", str(src), "-o", str(out), "--matte", "--model", "selfie", "--workers", "1")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    said = [ln for ln in proc.stderr.splitlines() if "change size" in ln]
+    assert said == [f"vbg: {src}: its frames change size at frame 13 (360x360, the first ones 640x360): each is "
+                    "scaled to fit 640x360 with its shape kept, black bars at the sides"], proc.stderr
+    with av.open(str(out)) as c:
+        mattes = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+    assert len(mattes) == 24 and {m.shape for m in mattes} == {(360, 640)}
+    later = np.stack(mattes[12:])
+    assert later[:, :, :136].max() <= 8 and later[:, :, 504:].max() <= 8  # the bars: nobody there
+    truth = [np.pad(t, ((0, 0), (140, 140))) for t in square_truth]
+    stretched = [cv2.resize(t, (640, 360), interpolation=cv2.INTER_LINEAR) for t in square_truth]
+    assert min(iou(m / 255.0, t) for m, t in zip(later, truth)) >= 0.8
+    assert max(iou(m / 255.0, t) for m, t in zip(later, stretched)) < 0.7  # what stretching gave
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm"])
 def test_every_audio_track_of_a_recording_is_kept(tmp_path, suffix):
     """An OBS-style recording with the microphone and the desktop on two tracks: both come out,

@@ -137,6 +137,26 @@ def test_frames_of_another_size_are_scaled_to_the_first(tmp_path, frames):
     assert [f.shape for f in read_frames(out)] == [(180, 320, 3)] * 5
 
 
+def test_a_frame_of_another_shape_is_fitted_not_stretched(tmp_path, frames):
+    """A portrait shot among landscape ones: it comes out with its shape kept, between bars, the
+    person found where the fitted picture has them (it was stretched to the landscape size)."""
+    shots = save(tmp_path / "shots", frames[:4], "f{:02d}.png")
+    [(portrait, truth)] = person_clip_frames(1, (320, 180))
+    cv2.imwrite(str(shots / "f05.png"), cv2.cvtColor(portrait, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(shots), "-o", str(out), "--model", "selfie", "--matte")
+    assert proc.returncode == 0, proc.stderr
+    assert [ln for ln in proc.stderr.splitlines() if "change size" in ln] == [
+        f"vbg: {shots}: its frames change size at f05.png (180x320, the first ones 320x180): each is scaled to fit "
+        "320x180 with its shape kept, black bars at the sides"], proc.stderr
+    mattes = [f[..., 0] / 255 for f in read_frames(out)]
+    assert [m.shape for m in mattes] == [(180, 320)] * 5
+    fitted = np.zeros((180, 320))
+    fitted[:, 109:210] = cv2.resize(truth, (101, 180), interpolation=cv2.INTER_AREA)
+    stretched = cv2.resize(truth, (320, 180), interpolation=cv2.INTER_AREA)
+    assert iou(mattes[4], fitted) >= 0.8 > 0.7 > iou(mattes[4], stretched)
+
+
 def test_a_damaged_frame_stops_with_its_name_and_keeps_the_frames_before(tmp_path, frames):
     shots = save(tmp_path / "shots", frames, "frame_{:04d}.png")
     data = (shots / "frame_0007.png").read_bytes()

@@ -24,6 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 from vbg.errors import InputError, one_line
@@ -41,11 +42,42 @@ class DecodedFrame:
     rgb: np.ndarray  # H x W x 3 uint8: coded size, or upright with VideoReader(rotate=...)
 
 
+def fitted(size: tuple[int, int], first: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """Where a frame of ``size`` (w, h) goes in a picture of the ``first`` frames' size: (x, y, w, h),
+    scaled to fit with its shape kept and centred; None when it fills the picture (the same
+    shape, give or take the two pixels that rounding a size to even numbers moves)."""
+    w, h = size
+    fw, fh = first
+    scale = min(fw / w, fh / h)
+    sw, sh = max(1, min(fw, round(w * scale))), max(1, min(fh, round(h * scale)))
+    if fw - sw <= 2 and fh - sh <= 2:
+        return None
+    return (fw - sw) // 2, (fh - sh) // 2, sw, sh
+
+
+def letterboxed(rgb: np.ndarray, first: tuple[int, int]) -> np.ndarray:
+    """``rgb`` (H x W x 3) at the ``first`` frames' size (w, h): scaled to fill it when it has the same
+    shape, else scaled to fit with its shape kept, black bars on the rest (never stretched)."""
+    h, w = rgb.shape[:2]
+    box = fitted((w, h), first)
+    if box is None:
+        return np.ascontiguousarray(cv2.resize(rgb, first, interpolation=cv2.INTER_AREA))
+    x, y, sw, sh = box
+    out = np.zeros((first[1], first[0], 3), np.uint8)
+    cv2.resize(rgb, (sw, sh), dst=out[y:y + sh, x:x + sw], interpolation=cv2.INTER_AREA)
+    return out
+
+
 def say_size_change(path: str, where: str, size: tuple[int, int], first: tuple[int, int]) -> None:
     """The one warning a reader gives when its frames change size ``where`` (``frame 31``,
-    ``f05.png``): each later frame is scaled to the first size."""
-    log.warning("%s: its frames change size at %s (%dx%d, the first ones %dx%d): each is scaled to %dx%d",
-                path, where, *size, *first, *first)
+    ``f05.png``): each later frame is scaled to the first size, its shape kept (``fitted``)."""
+    box = fitted(size, first)
+    if box is None:
+        how = "each is scaled to %dx%d" % first
+    else:
+        bars = "at the sides" if box[0] else "above and below"
+        how = "each is scaled to fit %dx%d with its shape kept, black bars %s" % (*first, bars)
+    log.warning("%s: its frames change size at %s (%dx%d, the first ones %dx%d): %s", path, where, *size, *first, how)
 
 
 MAX_TIMESTAMP_JUMP_S = 600  # a longer gap between two frames is damage, not a pause (an output of one still frame)
@@ -123,7 +155,7 @@ class VideoReader:
             yield frame
 
     def rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        """``frame`` as upright RGB (H x W x 3 uint8), at the stream's first size; an HDR frame
+        """``frame`` as upright RGB (H x W x 3 uint8), at the stream's first size (``fitted``); an HDR frame
         tone-mapped to SDR (``vbg.media.tonemap``)."""
         size = (frame.width, frame.height)
         if self._size is None:
@@ -133,7 +165,13 @@ class VideoReader:
         if size == self._size:
             return upright(self._to_rgb(frame), self.rotation or 0)
         w, h = self._size
-        return upright(self._to_rgb(frame, w, h, "AREA"), self.rotation or 0)
+        box = fitted(size, self._size)
+        if box is None:
+            return upright(self._to_rgb(frame, w, h, "AREA"), self.rotation or 0)
+        x, y, sw, sh = box  # another shape (a joined file's portrait part): fitted, never stretched
+        rgb = np.zeros((h, w, 3), np.uint8)
+        rgb[y:y + sh, x:x + sw] = self._to_rgb(frame, sw, sh, "AREA")
+        return upright(rgb, self.rotation or 0)
 
     def seek(self, pts: int) -> None:
         """Before reading: decoding starts at the keyframe at or before ``pts`` (in ``time_base``), so

@@ -26,13 +26,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from vbg.errors import InputError
 from vbg.images import read_srgb
 from vbg.media.info import VideoInfo, check_frame_size
-from vbg.media.reader import DecodedFrame, say_size_change
+from vbg.media.reader import DecodedFrame, letterboxed, say_size_change
 
 log = logging.getLogger("vbg")
 
@@ -199,7 +196,7 @@ class SequenceReader:
                 if not self._resized:
                     self._resized = True
                     say_size_change(self.path, file.name, size, self._size)
-                rgb = np.ascontiguousarray(cv2.resize(rgb, self._size, interpolation=cv2.INTER_AREA))
+                rgb = letterboxed(rgb, self._size)
             self.frames_read += 1
             yield DecodedFrame(index=index, pts=index, time_s=float(index * self.time_base), rgb=rgb)
 
