@@ -42,15 +42,19 @@ def person_clip_frames(n: int = 60, size: tuple[int, int] = (360, 640), seed: in
 
 def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str = "libx264",
                pix_fmt: str = "yuv420p", fmt: str | None = None, pts=None, rotation: int = 0,
-               preset: str = "veryfast", metadata: dict[str, str] | None = None) -> Path:
+               preset: str = "veryfast", metadata: dict[str, str] | None = None,
+               chapters: list[tuple[float, float, str]] | None = None) -> Path:
     """Encode RGB frames with PyAV: H.264 (near-lossless) by default. ``pts(i)`` is frame i's
     timestamp in 1/fps units (default i), ``rotation`` a display matrix (degrees counter-clockwise
     when played), ``fmt`` the container where the suffix does not say it (``"mpegts"``),
-    ``metadata`` the file's own (creation_time, title, ...)."""
+    ``metadata`` the file's own (creation_time, title, ...), ``chapters`` (start s, end s, title)."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w", format=fmt) as out:
         out.metadata.update(metadata or {})
+        if chapters:
+            out.set_chapters([{"id": n, "start": round(a * 1000), "end": round(b * 1000), "time_base": Fraction(1, 1000),
+                               "metadata": {"title": title}} for n, (a, b, title) in enumerate(chapters, 1)])
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
         if codec == "libx264":

@@ -303,6 +303,24 @@ def test_a_phone_video_keeps_its_date_title_and_place(tmp_path, suffix):
     assert meta["location"] == "+48.8584+002.2945/", meta
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm", ".mov"])
+def test_a_recordings_chapters_are_kept(tmp_path, suffix):
+    """A lecture or screen recording split into chapters keeps them, with their times and titles,
+    in every container vbg writes: a player's chapter menu still jumps to each section. They
+    were dropped."""
+    frames = [f for f, _ in person_clip_frames(30, (180, 320))]
+    chapters = [(0.0, 0.4, "Intro"), (0.4, 0.8, "Démo"), (0.8, 1.0, "Questions")]
+    src = write_clip(tmp_path / "talk.mp4", frames, chapters=chapters)
+    out = tmp_path / f"out{suffix}"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "chapters are not kept" not in proc.stderr, proc.stderr
+    with av.open(str(out)) as c:
+        got = [(round(float(ch["start"] * ch["time_base"]), 2), round(float(ch["end"] * ch["time_base"]), 2),
+                ch["metadata"].get("title")) for ch in c.chapters()]
+        assert len(c.streams.video) == 1 and sum(1 for _ in c.decode(video=0)) == 30
+    assert got == chapters
+
+
 def test_an_hdr_phone_video_comes_out_in_the_colours_of_its_sdr_version(tmp_path):
     """A phone's HDR recording (10-bit, BT.2020, HLG) of a scene comes out as the same scene
     recorded in SDR does, not dim and grey: vbg tone-maps it and says so in one line; an SDR

@@ -9,7 +9,8 @@ language and title. Subtitles are copied as they are (SRT, ASS, WebVTT into
 Matroska, mov_text into MP4/MOV); one the container cannot hold is named in a
 warning, not converted. The file's own metadata (creation time, title, location, ...)
 is copied too, so a phone video keeps its date in a photo library: each container keeps
-what it can hold.
+what it can hold. So are its chapters (a lecture's or a screen recording's sections), with
+their titles: every output container vbg writes holds them.
 """
 
 from __future__ import annotations
@@ -55,6 +56,18 @@ def _copy_file_metadata(source: av.container.InputContainer, output: av.containe
         output.metadata[key] = value
 
 
+def _copy_chapters(source: av.container.InputContainer, output: av.container.OutputContainer,
+                   warnings: list[str]) -> None:
+    """The source's chapters, with their times and titles, on the output (before its header is
+    written); chapters FFmpeg cannot write are named in a warning, the video goes on."""
+    try:
+        chapters = source.chapters()
+        if chapters:
+            output.set_chapters(chapters)
+    except (ValueError, TypeError, OverflowError, av.FFmpegError) as e:
+        warnings.append(f"its chapters are not kept ({one_line(e)})")
+
+
 def _unreadable(source: av.audio.stream.AudioStream, output: av.container.OutputContainer,
                 fmt: Container) -> str | None:
     """Why ``source`` can be neither copied into ``output`` nor decoded to be re-encoded, or None."""
@@ -96,7 +109,7 @@ class AudioMux:
     """Every audio stream of a file, muxed into an output as video is written: packets
     copied unchanged when the container accepts the codec, otherwise decoded, resampled
     and re-encoded (Opus 48 kHz for WebM, AAC elsewhere); with them the subtitle streams
-    the container holds as they are, and the file's metadata (see the module's note)."""
+    the container holds as they are, and the file's metadata and chapters (see the module's note)."""
 
     def __init__(self, src: str | Path, output: av.container.OutputContainer, fmt: Container,
                  warnings: list[str]) -> None:
@@ -110,6 +123,7 @@ class AudioMux:
         self._tracks: dict[int, _Track] = {}  # by the source stream's index
         try:
             _copy_file_metadata(self._in, output)
+            _copy_chapters(self._in, output, warnings)
             if not self._in.streams.audio:
                 warnings.append("has no audio stream: the output has none")  # said after the input's name
             reencoded: dict[str, int] = {}
