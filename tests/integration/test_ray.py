@@ -156,6 +156,7 @@ def _once_a_worker_is_at_work(act) -> Iterator[list[int]]:
 
 
 def test_a_worker_killed_mid_job_is_replaced_and_the_output_is_complete(cluster, clip, local_matte, tmp_path):
+    assert _no_worker_left() == []  # none of an earlier job's, still going away, is the one killed
     out = tmp_path / "matte"
     with _once_a_worker_is_at_work(lambda pid: os.kill(pid, signal.SIGKILL)) as killed:
         rc = main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", *COMMON])
@@ -190,7 +191,19 @@ def test_a_damaged_file_fails_alone_and_the_summary_names_it(cluster, clip, tmp_
         assert sum(1 for _ in c.decode(video=0)) == 60
 
 
+def _no_worker_left() -> list[int]:
+    """The worker actors' PIDs once none is left, or those still there after a minute: a job's
+    actors are killed at its end, and on a busy machine their processes take a moment to go."""
+    deadline = time.monotonic() + 60
+    while _actor_pids("ray::Worker") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _actor_pids("ray::Worker")
+
+
 def test_ctrl_c_stops_the_job_and_leaves_no_partial_file(cluster, clip, tmp_path, capsys):
+    # An earlier job's worker, still going away, would be taken for this job's at work: Ctrl-C
+    # would come before the job had started (one plain "interrupted": nothing was under way).
+    assert _no_worker_left() == []
     out = tmp_path / "matte"
     with _once_a_worker_is_at_work(lambda _pid: os.kill(os.getpid(), signal.SIGINT)) as interrupted:
         rc = main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", *COMMON])
@@ -198,10 +211,7 @@ def test_ctrl_c_stops_the_job_and_leaves_no_partial_file(cluster, clip, tmp_path
     assert rc == 130
     assert "not written" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []  # no output, no part, no staging folder
-    deadline = time.monotonic() + 60  # the workers are gone: nothing is left running on the cluster
-    while _actor_pids("ray::Worker") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _actor_pids("ray::Worker") == []
+    assert _no_worker_left() == []  # the workers are gone: nothing is left running on the cluster
 
 
 def test_without_ray_installed_one_line_says_how_to_get_it(clip, tmp_path, capsys, monkeypatch):
