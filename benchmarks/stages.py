@@ -32,6 +32,7 @@ MASK_FRESH = "mask: a fresh mask for this frame (grey for the history, smoothing
 PRE = "pre-processing (resize, normalise)"
 SINK = "sink: RGB -> I420 (virtual camera)"
 HDR_DECODE = "capture: decode 10-bit HLG H.264 -> RGB, tone-mapped to SDR (a phone's HDR video)"
+INTERLACED_DECODE = "capture: decode interlaced H.264 -> RGB, deinterlaced (bwdif: a camcorder's 1080i)"
 
 
 def budget_rows(r: dict) -> list[tuple[str, float]]:
@@ -71,15 +72,30 @@ class LoopingDecoder:
             self._container = None
 
 
+def _deinterlaced(deinterlacer):
+    """A LoopingDecoder conversion: the frame through a Deinterlacer, as RGB (the filter holds one
+    frame back, so each call gives the frame before; the very first gives None, in the warm-up)."""
+    fields = [None]
+
+    def convert(frame):
+        if fields[0] is None:
+            fields[0] = deinterlacer(frame.time_base)
+        ready = fields[0].push(frame)
+        return ready[0].to_ndarray(format="rgb24") if ready else None
+
+    return convert
+
+
 def measure(hw: tuple[int, int], repeat: int, tmp: Path) -> dict[str, dict]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from media import person_clip_frames, write_clip, write_hdr_clip
+    from media import interlace, person_clip_frames, write_clip, write_hdr_clip
 
     from vbg.compositing import BlurBackground, ColorBackground, Compositor, ImageBackground
     from vbg.inference.tracker import MaskTracker
     from vbg.models.preprocess import Preprocessor, inference_size, postprocess
     from vbg.models.spec import RMBG14
     from vbg.compositing import SyncVideoBackground
+    from vbg.media.deinterlace import Deinterlacer
     from vbg.media.tonemap import SdrFrames
     from vbg.types import Mask
 
@@ -92,7 +108,10 @@ def measure(hw: tuple[int, int], repeat: int, tmp: Path) -> dict[str, dict]:
 
     for name, decode in (("capture: decode H.264 -> RGB", LoopingDecoder(clip, lambda f: f.to_ndarray(format="rgb24"))),
                          (HDR_DECODE, LoopingDecoder(write_hdr_clip(tmp / f"hlg{h}.mp4", frames[:10], 18),
-                                                     SdrFrames()))):
+                                                     SdrFrames())),
+                         (INTERLACED_DECODE, LoopingDecoder(
+                             write_clip(tmp / f"i{h}.mp4", interlace(frames[:20]), fps=15, interlaced=True),
+                             _deinterlaced(Deinterlacer)))):
         out[name] = time_call(decode, repeat=repeat)
         decode.close()
     pre = Preprocessor(mask_hw, RMBG14.mean, RMBG14.std)

@@ -43,11 +43,14 @@ def person_clip_frames(n: int = 60, size: tuple[int, int] = (360, 640), seed: in
 def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str = "libx264",
                pix_fmt: str = "yuv420p", fmt: str | None = None, pts=None, rotation: int = 0,
                preset: str = "veryfast", metadata: dict[str, str] | None = None,
-               chapters: list[tuple[float, float, str]] | None = None) -> Path:
+               chapters: list[tuple[float, float, str]] | None = None, sar: Fraction | None = None,
+               interlaced: bool = False) -> Path:
     """Encode RGB frames with PyAV: H.264 (near-lossless) by default. ``pts(i)`` is frame i's
     timestamp in 1/fps units (default i), ``rotation`` a display matrix (degrees counter-clockwise
     when played), ``fmt`` the container where the suffix does not say it (``"mpegts"``),
-    ``metadata`` the file's own (creation_time, title, ...), ``chapters`` (start s, end s, title)."""
+    ``metadata`` the file's own (creation_time, title, ...), ``chapters`` (start s, end s, title),
+    ``sar`` the pixel aspect stated (the frames are stored as given: squeeze them first),
+    ``interlaced`` coded as interlaced fields, bottom field first (``interlace`` makes such frames)."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w", format=fmt) as out:
@@ -59,6 +62,10 @@ def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str =
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
         if codec == "libx264":
             stream.options = {"crf": str(crf), "preset": preset}  # ultrafast: no B-frames
+            if interlaced:
+                stream.options = {**stream.options, "flags": "+ildct+ilme"}  # field order: bottom first
+        if sar is not None:
+            stream.codec_context.sample_aspect_ratio = sar
         stream.time_base = Fraction(1, fps)
         if rotation:
             stream.set_display_rotation(rotation)
@@ -71,6 +78,19 @@ def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str =
             out.mux(pkt)
     return path
 
+
+
+def interlace(fields) -> list:
+    """Frames as an interlaced camera stores them, from pictures taken at twice the frame rate,
+    bottom field first as DV cameras (and libx264 by default) have it: frame i holds picture 2i's
+    odd lines (the bottom field, first in time) and picture 2i+1's even lines."""
+    fields = list(fields)
+    frames = []
+    for bottom, top in zip(fields[0::2], fields[1::2]):
+        frame = bottom.copy()
+        frame[0::2] = top[0::2]
+        frames.append(frame)
+    return frames
 
 
 BT709_TO_BT2020 = np.array([[0.6274, 0.3293, 0.0433],  # BT.2087, linear light, D65

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -20,7 +21,7 @@ import pytest
 from conftest import PEOPLE, iou, run_vbg
 from fakecam import fake_camera
 from lockstep import KeepSink, Lockstep, wait_until
-from media import person_clip_frames, write_clip, write_size_switch_clip
+from media import interlace, person_clip_frames, write_clip, write_size_switch_clip
 from vbg.clock import MonotonicClock
 from vbg.config import LiveConfig, apply
 from vbg.errors import SourceError
@@ -121,6 +122,27 @@ def test_a_file_source_whose_frame_size_changes_keeps_its_first_size(tmp_path):
     recorded, _ = _recorded(out)
     assert len(recorded) == _stopped_after(proc.stderr) >= 1
     assert {f.shape for _, f in recorded} == {(360, 640, 3)}
+
+
+def test_a_camcorder_file_source_is_shown_whole_and_in_shape(tmp_path):
+    """A DV-style recording played as the camera: interlaced fields of someone moving, stored
+    in wide pixels (480x360 at 4:3). The live filter shows it as a player does: 640x360 square
+    pixels, no comb teeth; it showed 480x360, squeezed, with the fields' teeth on every edge."""
+    import cv2
+
+    from test_process import comb_teeth
+
+    pictures = [p for p, _ in person_clip_frames(40, (360, 640))]
+    stored = [cv2.resize(f, (480, 360), interpolation=cv2.INTER_AREA) for f in interlace(pictures)]  # rows kept
+    src = write_clip(tmp_path / "dv.mp4", stored, fps=25, sar=Fraction(4, 3), interlaced=True)
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("--source", str(src), "--color", "blue", "--model", "selfie", "--no-vcam", "--record", str(out),
+                   timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    recorded, _ = _recorded(out)
+    assert len(recorded) == _stopped_after(proc.stderr) >= 1
+    assert {f.shape for _, f in recorded} == {(360, 640, 3)}
+    assert np.mean([comb_teeth(f) for _, f in recorded]) * 5 < np.mean([comb_teeth(f) for f in stored])
 
 
 def _config(clip, model_name="selfie", **sections) -> LiveConfig:

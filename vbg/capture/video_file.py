@@ -71,7 +71,6 @@ class VideoFileSource:
             raise SourceError(f"{self.path} has no video stream, only cover art (a still picture): "
                               "pass a video file")
         self._reader = VideoReader(self.path, self._cancel, rotate=None, container=container)
-        cc = self._reader.stream.codec_context
         self._frames = self._decode()
         try:  # the first frame carries the display rotation: kept for read()
             self._pending = next(self._frames, None)
@@ -79,7 +78,8 @@ class VideoFileSource:
             self.close()
             raise
         self.rotation = self._reader.rotation or 0
-        w, h = cc.width or getattr(self._pending, "width", 0), cc.height or getattr(self._pending, "height", 0)
+        # square pixels (a DV file's 720x576 at 16:15 is shown 768x576), as the reader gives them
+        w, h = self._reader.size or (getattr(self._pending, "width", 0), getattr(self._pending, "height", 0))
         self.width, self.height = (h, w) if quarter_turns(self.rotation) % 2 else (w, h)
         try:
             check_frame_size(self.path, self.width, self.height)

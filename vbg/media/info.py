@@ -2,7 +2,9 @@
 
 ``probe(path)`` describes a file (``VideoInfo``). Rotation metadata (a phone's
 display matrix) is reported, not applied: ``upright()`` turns frames as a player
-shows them, and ``info.upright()`` describes them so. ``open_input`` opens a file
+shows them, and ``info.upright()`` describes them so. Pixels that are not square
+(DV, DVD, HDV's 1440x1080: ``pixel_aspect``) are reported by the size the readers
+give, in square pixels (``square_size``), as a player shows the picture. ``open_input`` opens a file
 or URL for its video with a one-line ``InputError`` for everything that is no
 video (missing, damaged, a text file, audio with cover art).
 """
@@ -29,7 +31,7 @@ TEXT_DEMUXERS = {"tty", "srt", "ass", "webvtt", "subviewer", "microdvd"}
 class VideoInfo:
     """What ``probe`` found in a video file."""
 
-    width: int  # coded size, before rotation
+    width: int  # size in square pixels (the coded size unless ``sar`` says otherwise), before rotation
     height: int
     fps: float  # average frame rate
     time_base: Fraction  # of the video stream: pts * time_base = seconds
@@ -44,6 +46,9 @@ class VideoInfo:
     hdr: str | None = None  # "PQ (HDR10)" or "HLG" when the transfer is an HDR one (phones record HLG), else None;
     # the reader tone-maps such frames to SDR (vbg.media.tonemap)
     sequence: bool = False  # an image sequence (vbg.media.sequence): a folder of frames or a %05d pattern
+    sar: Fraction | None = None  # pixel aspect of the coded frames where not square (DV's 16:15), else None
+    coded: tuple[int, int] | None = None  # (w, h) as stored, where ``sar`` makes it differ from width x height
+    interlaced: bool = False  # its first frame is interlaced (1080i, DV): the readers deinterlace it
 
     def upright(self) -> VideoInfo:
         """This video as ``upright`` frames show it: display size, no rotation left."""
@@ -86,6 +91,31 @@ def frame_rate(stream) -> Fraction | None:
     if average and average < 1 and nominal and nominal >= 1:
         return nominal
     return average or nominal
+
+
+def pixel_aspect(stream) -> Fraction | None:
+    """The stream's sample (pixel) aspect ratio where its pixels are not square (a DV or DVD
+    capture's 16:15 or 64:45, HDV's 1440x1080 at 4:3), else None: square, or not stated, or a
+    value no video has (outside 1:4 to 4:1, a damaged header). The container's, else the codec's."""
+    for owner in (stream, stream.codec_context):
+        try:
+            sar = owner.sample_aspect_ratio
+        except (AttributeError, ValueError, ZeroDivisionError):
+            continue
+        if sar and sar.numerator > 0 and sar.denominator > 0:
+            sar = Fraction(sar)
+            return sar if sar != 1 and Fraction(1, 4) <= sar <= 4 else None
+    return None
+
+
+def square_size(width: int, height: int, sar: Fraction | None) -> tuple[int, int]:
+    """``width`` x ``height`` pixels of aspect ``sar`` as square pixels showing the same picture,
+    none of its detail dropped: wider when the pixels are wide, taller when they are narrow."""
+    if not sar:
+        return width, height
+    if sar > 1:
+        return max(1, round(width * sar)), height
+    return width, max(1, round(height / sar))
 
 
 def open_input(path: str | Path, cancel: threading.Event | None = None) -> av.container.InputContainer:
@@ -159,7 +189,10 @@ def probe(path: str | Path, cancel: threading.Event | None = None, *, fps: float
         if first is None:
             raise InputError(f"{path}: its video stream has no decodable frame: pass an intact video file")
         rotation = frame_rotation(first, stream)
-        check_frame_size(path, cc.width or first.width, cc.height or first.height)
+        coded = (cc.width or first.width, cc.height or first.height)
+        sar = pixel_aspect(stream)
+        width, height = square_size(*coded, sar)
+        check_frame_size(path, width, height)
         pix_fmt = cc.pix_fmt or first.format.name
         has_alpha = _alpha_in_stream(stream, pix_fmt)
         if has_alpha and stream.metadata.get("alpha_mode") == "1" and pix_fmt == "yuv420p":
@@ -178,8 +211,11 @@ def probe(path: str | Path, cancel: threading.Event | None = None, *, fps: float
         audio = container.streams.audio[0] if container.streams.audio else None
         return VideoInfo(
             hdr=HDR_TRANSFERS.get(cc.color_trc or getattr(first, "color_trc", 0) or 0),
-            width=cc.width or first.width,
-            height=cc.height or first.height,
+            width=width,
+            height=height,
+            sar=sar,
+            coded=coded if sar else None,
+            interlaced=bool(first.interlaced_frame),
             fps=float(rate),
             time_base=time_base,
             frames=frames,

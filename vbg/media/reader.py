@@ -8,7 +8,9 @@ process``'s reader thread, the live capture thread); ``cancel`` from any.
 
 ``VideoReader(path)`` yields every frame as RGB with its original ``pts``, so a
 variable frame rate survives the round trip; HDR video (HLG, PQ) is tone-mapped to
-SDR on the way (``vbg.media.tonemap``). ``VideoReader(path,
+SDR on the way (``vbg.media.tonemap``), interlaced video deinterlaced
+(``vbg.media.deinterlace``), pixels that are not square (DV, HDV) made square at
+the size a player shows (``vbg.media.info.square_size``). ``VideoReader(path,
 rotate=info.rotation)`` turns the frames upright (``vbg.media.info``): ``vbg
 process`` works on upright frames and writes an upright file without a display
 matrix, which plays the same in every player.
@@ -28,7 +30,8 @@ import cv2
 import numpy as np
 
 from vbg.errors import InputError, one_line
-from vbg.media.info import frame_rate, frame_rotation, open_input, upright
+from vbg.media.deinterlace import Deinterlacer
+from vbg.media.info import frame_rate, frame_rotation, open_input, pixel_aspect, square_size, upright
 from vbg.media.open import NetworkFrames, is_url, open_media, picture_stream
 from vbg.media.tonemap import SdrFrames
 
@@ -80,6 +83,12 @@ def say_size_change(path: str, where: str, size: tuple[int, int], first: tuple[i
     log.warning("%s: its frames change size at %s (%dx%d, the first ones %dx%d): %s", path, where, *size, *first, how)
 
 
+def _scaling(size: tuple[int, int], to: tuple[int, int]) -> str:
+    """swscale's method for ``size`` to ``to``: area averaging to shrink, bicubic where a side grows
+    (DV's 720 pixels to 768 square ones)."""
+    return "AREA" if to[0] <= size[0] and to[1] <= size[1] else "BICUBIC"
+
+
 MAX_TIMESTAMP_JUMP_S = 600  # a longer gap between two frames is damage, not a pause (an output of one still frame)
 
 
@@ -122,10 +131,18 @@ class VideoReader:
         # whose resolution changes part-way (adaptive streaming, a joined file) has its later
         # frames scaled to it, as FFmpeg's own tools do, instead of stopping the run.
         cc = self._stream.codec_context
-        self._size: tuple[int, int] | None = (cc.width, cc.height) if cc.width and cc.height else None
+        self.sar = pixel_aspect(self._stream)  # not square (DV, HDV): every frame is shown at square_size
+        self._size: tuple[int, int] | None = square_size(cc.width, cc.height, self.sar) \
+            if cc.width and cc.height else None
         self._resized = False
+        self._fields: Deinterlacer | None = None  # from the first interlaced frame on
         self._decoded = 0  # frames() has given since the start (or the last rewind)
         self._to_rgb = SdrFrames()  # HDR (a phone's HLG, HDR10) comes out tone-mapped to SDR
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(w, h) of the frames ``rgb`` gives, before rotation: square pixels (None until known)."""
+        return self._size
 
     @property
     def stream(self) -> av.video.stream.VideoStream | None:
@@ -134,48 +151,58 @@ class VideoReader:
 
     def frames(self) -> Iterator[av.VideoFrame]:
         """The decoded frames as PyAV gives them, from where the reader stands: no conversion,
-        no timestamp checks, a decoding error raised as FFmpeg raises it. A URL is decoded on
-        a helper (``NetworkFrames``), so that ``cancel`` ends a wait for a silent server."""
+        no timestamp checks, a decoding error raised as FFmpeg raises it; interlaced ones
+        deinterlaced (``vbg.media.deinterlace``: the same count and timestamps). A URL is decoded
+        on a helper (``NetworkFrames``), so that ``cancel`` ends a wait for a silent server."""
         if self._container is None:
             raise ValueError("VideoReader is closed")
         if is_url(self.path):  # the helper owns the container from here on
             frames = self._network = NetworkFrames(self._container, self._stream, self._cancel)
         else:
             frames = self._container.decode(self._stream)
+        self._fields = None
         for frame in frames:
             if self.rotation is None:
-                self.rotation = frame_rotation(frame, self._stream)
+                self.rotation = frame_rotation(frame, self._stream)  # before the filter: it keeps no side data
             self._decoded += 1
-            size = (frame.width, frame.height)
+            size = square_size(frame.width, frame.height, self.sar)
             if self._size is None:
                 self._size = size
             elif size != self._size and not self._resized:  # said here: the live source converts only some
                 self._resized = True
                 say_size_change(self.path, f"frame {self._decoded}", size, self._size)
-            yield frame
+            if self._fields is None and frame.interlaced_frame:
+                self._fields = Deinterlacer(self.time_base)
+            if self._fields is None:
+                yield frame
+            else:
+                yield from self._fields.push(frame)
+        if self._fields is not None:
+            yield from self._fields.flush()
 
     def rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """``frame`` as upright RGB (H x W x 3 uint8), at the stream's first size (``fitted``); an HDR frame
         tone-mapped to SDR (``vbg.media.tonemap``)."""
-        size = (frame.width, frame.height)
+        coded = (frame.width, frame.height)
         if self._size is None:
-            self._size = size
+            self._size = square_size(*coded, self.sar)
         # SdrFrames converts with threads=1: each frame gets its own swscale context, and the default
         # starts (and ends) a pool of slice threads for every one of them; one is also faster here.
-        if size == self._size:
+        if coded == self._size:
             return upright(self._to_rgb(frame), self.rotation or 0)
         w, h = self._size
-        box = fitted(size, self._size)
+        box = fitted(square_size(*coded, self.sar), self._size)
         if box is None:
-            return upright(self._to_rgb(frame, w, h, "AREA"), self.rotation or 0)
+            return upright(self._to_rgb(frame, w, h, _scaling(coded, (w, h))), self.rotation or 0)
         x, y, sw, sh = box  # another shape (a joined file's portrait part): fitted, never stretched
         rgb = np.zeros((h, w, 3), np.uint8)
-        rgb[y:y + sh, x:x + sw] = self._to_rgb(frame, sw, sh, "AREA")
+        rgb[y:y + sh, x:x + sw] = self._to_rgb(frame, sw, sh, _scaling(coded, (sw, sh)))
         return upright(rgb, self.rotation or 0)
 
     def seek(self, pts: int) -> None:
         """Before reading: decoding starts at the keyframe at or before ``pts`` (in ``time_base``), so
         the frames from ``pts`` on come out whole (a file only; ``vbg process --ray``'s parts)."""
+        self._fields = None  # a new start: no frame of before is held
         if self._container is None or is_url(self.path):
             raise ValueError("VideoReader.seek: only an open file can seek")
         self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
@@ -184,6 +211,7 @@ class VideoReader:
         """Back to the first frame, for ``frames()`` again: a file seeks; a stream cannot, so it
         is opened again (``open_media``: its errors, and KeyboardInterrupt once ``cancel`` is set)."""
         self._decoded = 0
+        self._fields = None
         if self._network is None:
             self._container.seek(0)
             return

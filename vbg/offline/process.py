@@ -451,6 +451,14 @@ class FileProcessor:
         res = FileResult(str(src), str(dst), total=total, buffers=buffers)
         if info.hdr is not None:  # the reader tone-maps it (vbg.media.tonemap; README, "Video files")
             log.info("%s: HDR video (%s): tone-mapped to SDR (BT.709), as an SDR screen shows it", src, info.hdr)
+        if info.interlaced:  # the reader deinterlaces it (vbg.media.deinterlace)
+            from ..media.deinterlace import FILTER
+
+            log.info("%s: interlaced video: deinterlaced (%s), one frame out per frame in", src, FILTER)
+        if info.sar and info.coded:  # the reader gives square pixels (vbg.media.info.square_size)
+            log.info("%s: its pixels are not square (%d:%d): its %dx%d frames come out as %dx%d square pixels, "
+                     "the shape a player shows", src, info.sar.numerator, info.sar.denominator, *info.coded,
+                     info.width, info.height)
         if info.sequence:
             log.info("%s: %d image%s, read as a %g fps video%s", src, info.frames, "" if info.frames == 1 else "s",
                      info.fps, "" if cfg.fps else " (--fps sets its rate)")
