@@ -19,6 +19,7 @@ from vbg.compositing import (
     ColorBackground,
     Compositor,
     ImageBackground,
+    SyncVideoBackground,
     VideoBackground,
     cover_fit,
     make_background,
@@ -451,6 +452,30 @@ def test_video_background_in_the_compositor(clip):
             time.sleep(0.01)
         assert out[:, :32].mean() > 10 and (out[:, 32:] == FG).all()
     assert not any(t.name == "vbg-bg-video" for t in threading.enumerate())
+
+
+def test_a_video_background_in_wide_pixels_keeps_its_shape(tmp_path):
+    """A DV or HDV clip (wide pixels: here 120x90 stored, 160x90 shown) as the background: it
+    covers the output as a player shows it, a round disc round; it was taken as 120x90 square
+    pixels and covered the 160x90 output scaled by a third, its top and bottom cut off."""
+    from media import write_clip
+
+    shown = np.full((90, 160, 3), 40, np.uint8)
+    cv2.circle(shown, (80, 45), 30, (230, 200, 60), -1)
+    stored = cv2.resize(shown, (120, 90), interpolation=cv2.INTER_AREA)
+    clip = write_clip(tmp_path / "dv.mp4", [stored] * 3, fps=10, sar=Fraction(4, 3))
+    live = VideoBackground(clip)
+    live.close()
+    assert live.source_hw == (90, 160)
+    bg = SyncVideoBackground(clip)
+    bg.prepare((90, 160))
+    try:
+        out = bg.render(np.zeros((90, 160, 3), np.uint8), np.zeros((90, 160), np.uint8))
+    finally:
+        bg.close()
+    disc = (np.abs(out.astype(int) - (230, 200, 60)).sum(axis=2) < 60)
+    want = (np.abs(shown.astype(int) - (230, 200, 60)).sum(axis=2) < 60)
+    assert (disc & want).sum() / (disc | want).sum() >= 0.9
 
 
 def test_video_background_unreadable_files_are_input_errors(tmp_path):

@@ -30,6 +30,7 @@ from ..clock import Clock, MonotonicClock
 from ..config import parse_color
 from ..errors import ConfigError, DependencyError, InputError, one_line
 from ..images import read_srgb
+from ..media.info import pixel_aspect, square_size
 from ..media.open import picture_stream, special_file
 from ..media.tonemap import SdrFrames
 from ..ranges import BLUR
@@ -71,6 +72,15 @@ def cover_fit(src: np.ndarray, out_hw: tuple[int, int], dst: np.ndarray | None =
         return cv2.resize(crop, (W, H), interpolation=interp)
     cv2.resize(crop, (W, H), dst=dst, interpolation=interp)
     return dst
+
+
+def _square_rgb(to_rgb: SdrFrames, frame, sar) -> np.ndarray:
+    """A video background's frame as RGB in square pixels (a DV or HDV clip's wide pixels
+    widened: ``square_size``), so that it covers the output in its own shape."""
+    if not sar:
+        return to_rgb(frame)
+    w, h = square_size(frame.width, frame.height, sar)
+    return to_rgb(frame, w, h, "BICUBIC")
 
 
 class _Static:
@@ -324,7 +334,8 @@ class VideoBackground:
                              f"pass a video file FFmpeg can decode") from e
         if first is None:
             raise InputError(f"background video {self.path} has no decodable frames: pass another video file")
-        self.source_hw = (first.height, first.width)
+        w, h = square_size(first.width, first.height, pixel_aspect(stream))
+        self.source_hw = (h, w)
         self.frames_published = 0  # frames that became visible (counter for stats and tests)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -394,10 +405,11 @@ class VideoBackground:
                 got = False
                 with av.open(str(self.path)) as container:
                     stream = picture_stream(container)
+                    sar = pixel_aspect(stream)
                     for frame in container.decode(stream):
                         if stop.is_set():
                             return
-                        cover_fit(to_rgb(frame), out_hw, dst=self._back)
+                        cover_fit(_square_rgb(to_rgb, frame, sar), out_hw, dst=self._back)
                         got = True
                         if t0 is None:
                             t0 = clock.now()
@@ -441,6 +453,7 @@ class SyncVideoBackground:
         self._frames = None
         self._out: np.ndarray | None = None
         self._decoded = 0  # frames decoded in this pass
+        self._sar = None  # the pixel aspect where not square (pixel_aspect)
         self._to_rgb = SdrFrames()  # a phone's HDR clip as the SDR picture it shows
         self._open()
 
@@ -456,6 +469,7 @@ class SyncVideoBackground:
             raise InputError(
                 f"background {self.path.name} is not a readable video: pass an image or a video file") from e
         self._frames = self._container.decode(stream)
+        self._sar = pixel_aspect(stream)
         self._decoded = 0
 
     def prepare(self, out_hw: tuple[int, int]) -> None:
@@ -465,7 +479,7 @@ class SyncVideoBackground:
         av = _import_av()
         try:
             frame = next(self._frames, None)
-            rgb = None if frame is None else self._to_rgb(frame)
+            rgb = None if frame is None else _square_rgb(self._to_rgb, frame, self._sar)
         except (av.FFmpegError, OSError, ValueError) as e:
             why = one_line(e)
             raise InputError(f"background video {self.path} cannot be decoded after {self._decoded} frames "
