@@ -248,15 +248,18 @@ def loudest_hz(path: Path, track: int) -> float:
     return float(np.fft.rfftfreq(len(pcm), 1 / rate)[int(np.argmax(spectrum))])
 
 
-def write_talk_clip(path: Path, frames, n: int, fps: int, *, gop: int, crf: int = 18, amplitude: float = 0.3) -> Path:
+def write_talk_clip(path: Path, frames, n: int, fps: int, *, gop: int, crf: int = 18, amplitude: float = 0.3,
+                    interlaced: bool = False) -> Path:
     """``n`` frames (``frames`` looped) as H.264 with B-frames and a keyframe every ``gop`` frames,
-    and a 440 Hz AAC tone beside them: a recording to cut into parts (vbg process --ray)."""
+    and a 440 Hz AAC tone beside them: a recording to cut into parts (vbg process --ray);
+    ``interlaced`` as ``write_clip``'s."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = w, h, "yuv420p"
-        v.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        v.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
+                     **({"flags": "+ildct+ilme"} if interlaced else {})}
         v.time_base = Fraction(1, fps)
         a = out.add_stream("aac", rate=48000, layout="stereo")
         sample = 0

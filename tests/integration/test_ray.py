@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import pytest
 
-from media import person_clip_frames, write_talk_clip
+from media import interlace, person_clip_frames, write_talk_clip
 from test_offline_media import make_png_mov
 from vbg.cli import main
 
@@ -113,6 +113,22 @@ def test_the_joined_video_has_every_frame_its_timestamps_and_the_audio(cluster, 
     assert len(pts_out) == 60 and pts_out == pts_in
     assert audio_out == audio_in  # copied once, whole
     assert leftovers(tmp_path) == []
+
+
+def test_an_interlaced_file_cut_into_parts_gives_the_local_mattes_and_says_so_once(cluster, tmp_path, capsys):
+    """Each part deinterlaces from the frames before its first (the window around it), so the
+    parts' mattes are the local run's, byte for byte; the deinterlacing is said once for the
+    file, by the driver (the workers' own lines stay in Ray's logs)."""
+    fields = [rgb for rgb, _ in person_clip_frames(120, (144, 256))]
+    clip = write_talk_clip(tmp_path / "camcorder.mp4", interlace(fields), 60, FPS, gop=GOP, interlaced=True)
+    local, out = tmp_path / "local", tmp_path / "ray"
+    assert main(["process", str(clip), "-o", str(local), "--matte", "--workers", "1", *COMMON[:-1]]) == 0
+    capsys.readouterr()
+    assert main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", *COMMON[:-1]]) == 0
+    said = [ln for ln in capsys.readouterr().err.splitlines() if "interlaced video" in ln]
+    assert said == [f"vbg: {clip}: interlaced video: deinterlaced (bwdif), one frame out per frame in"]
+    assert len(os.listdir(out)) == 60
+    same_pngs(local, out)
 
 
 def _actor_pids(title: str) -> list[int]:

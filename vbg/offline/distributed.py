@@ -52,7 +52,7 @@ import numpy as np
 
 from ..errors import ConfigError, DependencyError, InputError, VbgError, one_line
 from ..fsutil import cannot_write
-from .process import FileProcessor, FileResult, Span, SplitError
+from .process import FileProcessor, FileResult, Span, SplitError, say_conversions
 
 log = logging.getLogger("vbg.process")
 
@@ -448,6 +448,7 @@ class RayRunner:
         except OSError as e:
             f.error = cannot_write(f.dst.parent, e)
             return
+        say_conversions(f.src, info)  # the workers' own lines stay in Ray's logs
         f.spans = spans or [None]
         f.progress.total = sum(s.count for s in spans) if spans else info.frames
         f.progress.emit("start", output=str(f.dst), frames=f.progress.total)

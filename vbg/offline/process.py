@@ -48,6 +48,21 @@ SMOOTH_MAX = 4
 _NO_PIXELS = np.empty((0, 0, 3), np.uint8)  # a composited frame's image, once let go
 
 
+def say_conversions(src, info) -> None:
+    """One line for each thing the reader changes on the way in (README, "Video files"): HDR
+    tone-mapped, interlaced fields deinterlaced, pixels that are not square made square."""
+    if info.hdr is not None:  # vbg.media.tonemap
+        log.info("%s: HDR video (%s): tone-mapped to SDR (BT.709), as an SDR screen shows it", src, info.hdr)
+    if info.interlaced:  # vbg.media.deinterlace
+        from ..media.deinterlace import FILTER
+
+        log.info("%s: interlaced video: deinterlaced (%s), one frame out per frame in", src, FILTER)
+    if info.sar and info.coded:  # vbg.media.info.square_size
+        log.info("%s: its pixels are not square (%d:%d): its %dx%d frames come out as %dx%d square pixels, "
+                 "the shape a player shows", src, info.sar.numerator, info.sar.denominator, *info.coded,
+                 info.width, info.height)
+
+
 @dataclass(frozen=True, slots=True)
 class Buffers:
     """How many frames each part of the pipeline may hold, from the memory budget."""
@@ -449,16 +464,8 @@ class FileProcessor:
         cfg = self.cfg
         total = info.frames if span is None else span.count
         res = FileResult(str(src), str(dst), total=total, buffers=buffers)
-        if info.hdr is not None:  # the reader tone-maps it (vbg.media.tonemap; README, "Video files")
-            log.info("%s: HDR video (%s): tone-mapped to SDR (BT.709), as an SDR screen shows it", src, info.hdr)
-        if info.interlaced:  # the reader deinterlaces it (vbg.media.deinterlace)
-            from ..media.deinterlace import FILTER
-
-            log.info("%s: interlaced video: deinterlaced (%s), one frame out per frame in", src, FILTER)
-        if info.sar and info.coded:  # the reader gives square pixels (vbg.media.info.square_size)
-            log.info("%s: its pixels are not square (%d:%d): its %dx%d frames come out as %dx%d square pixels, "
-                     "the shape a player shows", src, info.sar.numerator, info.sar.denominator, *info.coded,
-                     info.width, info.height)
+        if span is None:  # a --ray part's driver says it once for the file
+            say_conversions(src, info)
         if info.sequence:
             log.info("%s: %d image%s, read as a %g fps video%s", src, info.frames, "" if info.frames == 1 else "s",
                      info.fps, "" if cfg.fps else " (--fps sets its rate)")
