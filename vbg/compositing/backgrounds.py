@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -453,7 +454,7 @@ class SyncVideoBackground:
         self._frames = None
         self._out: np.ndarray | None = None
         self._decoded = 0  # frames decoded in this pass
-        self._sar = None  # the pixel aspect where not square (pixel_aspect)
+        self._sar: Fraction | None = None  # the pixel aspect where not square (pixel_aspect)
         self._to_rgb = SdrFrames()  # a phone's HDR clip as the SDR picture it shows
         self._open()
 

@@ -61,7 +61,7 @@ class Deinterlacer:
 
     def _open(self, frame: av.VideoFrame) -> av.filter.Graph:
         graph = av.filter.Graph()
-        source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+        source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
                                   time_base=self._time_base)
         fields = graph.add(FILTER, _OPTIONS)
         sink = graph.add("buffersink")
