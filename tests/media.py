@@ -248,6 +248,30 @@ def loudest_hz(path: Path, track: int) -> float:
     return float(np.fft.rfftfreq(len(pcm), 1 / rate)[int(np.argmax(spectrum))])
 
 
+def write_dv_clip(path: Path, frames, sar: Fraction = Fraction(64, 45)) -> Path:
+    """A raw DV file as a tape capture (dvgrab, WinDV) gives it: PAL's 720x576 at 25 fps in
+    pixels of ``sar`` (64:45: 16:9 widescreen), fields bottom first, 48 kHz 16-bit PCM sound.
+    ``frames`` are RGB at any size (scaled to 720x576: squeeze them to the pixel shape first)."""
+    with av.open(str(path), "w", format="dv") as out:
+        v = out.add_stream("dvvideo", rate=25)
+        v.width, v.height, v.pix_fmt = 720, 576, "yuv420p"
+        v.codec_context.sample_aspect_ratio = sar
+        a = out.add_stream("pcm_s16le", rate=48000, layout="stereo")
+        for i, rgb in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(cv2.resize(rgb, (720, 576))), format="rgb24")
+            vf.pts = i
+            out.mux(v.encode(vf))
+            t = (i * 1920 + np.arange(1920)) / 48000
+            tone = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+            af = av.AudioFrame.from_ndarray(np.stack([tone, tone], axis=1).reshape(1, -1), format="s16",
+                                            layout="stereo")
+            af.sample_rate, af.pts = 48000, i * 1920
+            out.mux(a.encode(af))
+        out.mux(v.encode(None))
+        out.mux(a.encode(None))
+    return path
+
+
 def write_talk_clip(path: Path, frames, n: int, fps: int, *, gop: int, crf: int = 18, amplitude: float = 0.3,
                     interlaced: bool = False) -> Path:
     """``n`` frames (``frames`` looped) as H.264 with B-frames and a keyframe every ``gop`` frames,

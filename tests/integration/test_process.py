@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import PEOPLE, StderrLines, iou, progress_shows_frames, run_vbg
-from media import (interlace, person_clip_frames, read_alpha_video, read_frames, write_clip, write_hdr_clip,
+from media import (interlace, person_clip_frames, write_dv_clip, read_alpha_video, read_frames, write_clip, write_hdr_clip,
                    write_size_switch_clip)
 from test_offline_media import FPS, frame_pts_s, make_clip, span_s
 from vbg.media.info import probe
@@ -274,6 +274,30 @@ def test_non_square_pixels_come_out_in_the_shape_a_player_shows(tmp_path):
         assert (stream.width, stream.height) == (640, 360) and stream.sample_aspect_ratio in (None, 1)
         mattes = [f.to_ndarray(format="gray") for f in c.decode(stream)]
     assert len(mattes) == 10 and min(iou(m / 255.0, a) for m, (_, a) in zip(mattes, pictures)) >= 0.8
+
+
+def test_a_dv_tape_capture_comes_out_as_a_player_shows_it(tmp_path):
+    """A raw .dv file from a tape capture: interlaced, 16:9 in 64:45 pixels, PCM sound, and a
+    frame rate FFmpeg reports as 60000 (its DV clock). The MP4 plays at 25 fps, 1024x576 square
+    pixels, deinterlaced, the sound in AAC, the tape's timecode kept. It failed at the end:
+    "cannot finalize it (Invalid argument)", the 60000 fps rate refused by the MP4 muxer."""
+    import cv2
+
+    pictures = [p for p, _ in person_clip_frames(40, (576, 1024))]
+    src = write_dv_clip(tmp_path / "tape.dv", [cv2.resize(f, (720, 576)) for f in interlace(pictures)])
+    out = tmp_path / "tape.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--color", "green")
+    assert proc.returncode == 0, proc.stderr
+    for said in ("interlaced video: deinterlaced (bwdif)", "its pixels are not square (64:45): its 720x576 frames "
+                 "come out as 1024x576 square pixels", "its pcm_s16le audio is not kept as is in mp4 files"):
+        assert said in proc.stderr, proc.stderr
+    with av.open(str(out)) as c:
+        video = c.streams.video[0]
+        assert (video.width, video.height, video.average_rate) == (1024, 576, 25)
+        assert c.streams.audio[0].codec_context.name == "aac"
+        assert video.metadata.get("timecode") == "00:00:00:00"
+        times = [float(f.pts * f.time_base) for f in c.decode(video)]
+    assert times == pytest.approx([i / 25 for i in range(20)])
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm"])

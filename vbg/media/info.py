@@ -83,13 +83,20 @@ def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return rgb if turns == 0 else cv2.rotate(rgb, _ROTATE[turns])
 
 
+MAX_FPS = 1000  # no video plays more frames a second: a larger "rate" is a time base (raw DV's 1/60000)
+
+
 def frame_rate(stream) -> Fraction | None:
     """The average frame rate; the stream's nominal one when the average is under one frame a
-    second, which is a gap in the timestamps (a damaged file), not the rate the frames play at."""
+    second, which is a gap in the timestamps (a damaged file), not the rate the frames play at,
+    or over ``MAX_FPS``, which is the demuxer's clock (FFmpeg gives a raw DV file 60000)."""
     average = stream.average_rate
     nominal = stream.guessed_rate or stream.base_rate
-    if average and average < 1 and nominal and nominal >= 1:
-        return nominal
+    if average and (average < 1 or average > MAX_FPS):
+        for rate in (nominal, getattr(stream.codec_context, "framerate", None)):
+            if rate and 1 <= rate <= MAX_FPS:
+                return rate
+        return None if average > MAX_FPS else average
     return average or nominal
 
 
