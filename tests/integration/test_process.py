@@ -344,13 +344,28 @@ def test_an_audio_track_no_decoder_reads_is_left_out_and_the_others_kept(tmp_pat
     assert abs(loudest_hz(out, 0) - 440) < 5
 
 
-SRT = "1\n00:00:00,000 --> 00:00:00,400\nBonjour\n\n2\n00:00:00,500 --> 00:00:00,900\nau revoir\n"
+SRT = "1\n00:00:00,000 --> 00:00:00,400\nBonjour <i>à tous</i>\n\n2\n00:00:00,500 --> 00:00:00,900\nau revoir\n"
 
 
-@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
-def test_a_subtitle_track_is_kept_where_the_container_holds_it(tmp_path, suffix):
-    """An SRT track comes out in Matroska as it was (text, times, language); MP4 cannot hold SRT
-    as it is, and vbg says so in one line naming the fix, instead of dropping it unsaid."""
+def subtitle_cues(path):
+    """(text as FFmpeg's ASS dialogue, start s, duration s) of each cue of the first subtitle track,
+    its language."""
+    with av.open(str(path)) as c:
+        sub = c.streams.subtitles[0]
+        cues = []
+        for p in c.demux(sub):
+            for rect in (sub.codec_context.decode2(p) if p.size else None) or []:
+                text = rect.dialogue.decode().replace("{\\i0}", "")  # mov_text ends italics at the cue's end
+                cues.append((text, round(float(p.pts * p.time_base), 2), round(float(p.duration * p.time_base), 2)))
+        return cues, sub.metadata.get("language")
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4", ".mov", ".webm"])
+def test_a_subtitle_track_is_kept_in_every_container(tmp_path, suffix):
+    """An SRT track comes out in Matroska as it was (the same bytes); MP4 and MOV hold no SRT and
+    WebM only WebVTT, so there it is converted (mov_text, the only text their players show;
+    WebVTT), with its times, its italics and its language, and one line says so. It was left out
+    of MP4 with a line naming .mkv as the fix, and out of WebM too."""
     from media import with_subtitles, write_tracks_clip
 
     frames = [f for f, _ in person_clip_frames(30, (180, 320))]
@@ -360,13 +375,17 @@ def test_a_subtitle_track_is_kept_where_the_container_holds_it(tmp_path, suffix)
     proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     with av.open(str(out)) as c:
-        assert [s.type for s in c.streams] == ["video", "audio"] + (["subtitle"] if suffix == ".mkv" else [])
+        assert [s.type for s in c.streams] == ["video", "audio", "subtitle"]
         if suffix == ".mkv":
             sub = c.streams.subtitles[0]
-            cues = [(bytes(p), round(float(p.pts * p.time_base), 2)) for p in c.demux(sub) if p.size]
-            assert cues == [(b"Bonjour", 0.0), (b"au revoir", 0.5)] and sub.metadata.get("language") == "fra"
-    said = f"vbg: {src}: its srt subtitle track is not kept in mp4 files: write .mkv to keep it"
-    assert (said in proc.stderr) == (suffix == ".mp4"), proc.stderr
+            raw = [(bytes(p), round(float(p.pts * p.time_base), 2)) for p in c.demux(sub) if p.size]
+            assert raw == [("Bonjour <i>à tous</i>".encode(), 0.0), (b"au revoir", 0.5)]
+    assert subtitle_cues(out) == ([("Bonjour {\\i1}à tous", 0.0, 0.4), ("au revoir", 0.5, 0.4)], "fra")
+    target = {".mkv": None, ".mp4": "mov_text", ".mov": "mov_text", ".webm": "webvtt"}[suffix]
+    said = [ln for ln in proc.stderr.splitlines() if "subtitle track" in ln]
+    muxer = {".mp4": "mp4", ".mov": "mov", ".webm": "webm"}.get(suffix)
+    assert said == ([f"vbg: {src}: its srt subtitle track is converted to {target} for {muxer} files"]
+                    if target else []), proc.stderr
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])

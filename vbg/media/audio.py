@@ -5,9 +5,12 @@ Packets are muxed up to ``AUDIO_LEAD_S`` ahead of the last frame written, so the
 streams are interleaved; copied packets are byte-identical and keep their
 timestamps, which keeps them in sync. A recording's several tracks (OBS: the
 microphone and the desktop apart) are all kept, in their order, with their
-language and title. Subtitles are copied as they are (SRT, ASS, WebVTT into
-Matroska, mov_text into MP4/MOV); one the container cannot hold is named in a
-warning, not converted. The file's own metadata (creation time, title, location, ...)
+language and title. Subtitles are copied as they are where the container holds
+them (SRT, ASS, WebVTT into Matroska, mov_text into MP4/MOV); a text track it
+cannot hold is converted, with its timing and its italics and bold, by FFmpeg's
+own decoder and encoder: to mov_text for MP4/MOV (the only text MP4 players
+show), WebVTT for WebM, SRT for Matroska, said in one line. A picture track (DVD,
+Blu-ray) the container cannot hold is named in a warning. The file's own metadata (creation time, title, location, ...)
 is copied too, so a phone video keeps its date in a photo library: each container keeps
 what it can hold. So are its chapters (a lecture's or a screen recording's sections), with
 their titles: every output container vbg writes holds them.
@@ -34,6 +37,9 @@ _KEPT_METADATA = ("language", "title")
 # what the muxer writes itself, or describes the old file's format rather than its content
 _FORMAT_METADATA = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder"})
 _MATROSKA_SUBTITLES = frozenset({"srt", "subrip", "ass", "ssa", "webvtt"})  # what .mkv takes as they are
+# Text subtitles FFmpeg decodes to its ASS events, and the text codec each container takes.
+_TEXT_SUBTITLES = frozenset({"srt", "subrip", "ass", "ssa", "webvtt", "mov_text", "text"})
+_TEXT_CODEC = {"mp4": "mov_text", "mov": "mov_text", "webm": "webvtt", "matroska": "subrip"}
 
 
 def _keep_metadata(source: av.stream.Stream, stream: av.stream.Stream) -> None:
@@ -92,17 +98,41 @@ def _copy_of(source: av.stream.Stream, output: av.container.OutputContainer) -> 
     return stream
 
 
+def _text_track(source: av.stream.Stream, output: av.container.OutputContainer, fmt: Container) -> _Track | None:
+    """A track converting text subtitle ``source`` to the text codec ``output`` holds (its language
+    and title kept), or None: a picture subtitle, no text codec there, or FFmpeg cannot do it."""
+    target = _TEXT_CODEC.get(fmt.muxer)
+    if source.codec_context.name not in _TEXT_SUBTITLES or target not in output.supported_codecs:
+        return None
+    try:
+        decoder = source.codec_context
+        if not decoder.is_open:
+            decoder.open()
+        trial = av.CodecContext.create(target, "w")  # the encoder opens with this header: else no track
+        trial.subtitle_header = decoder.subtitle_header  # the styles: italic, bold
+        trial.time_base = source.time_base
+        trial.open()
+    except (av.FFmpegError, ValueError, TypeError):
+        return None
+    stream = output.add_stream(target)
+    stream.codec_context.subtitle_header = decoder.subtitle_header
+    stream.time_base = source.time_base
+    _keep_metadata(source, stream)
+    return _Track(source, stream, None, text=True)
+
+
 @dataclass
 class _Track:
     """One source audio or subtitle stream and the output stream it goes to."""
 
     source: av.stream.Stream
     stream: av.stream.Stream
-    resampler: av.AudioResampler | None  # None: packets copied as they are
+    resampler: av.AudioResampler | None  # None: packets copied as they are (or text converted)
+    text: bool = False  # a text subtitle decoded and encoded again in the output's text codec
 
     @property
     def copied(self) -> bool:
-        return self.resampler is None
+        return self.resampler is None and not self.text
 
 
 class AudioMux:
@@ -144,6 +174,13 @@ class AudioMux:
                 name = source.codec_context.name
                 if name in output.supported_codecs:
                     self._tracks[source.index] = _Track(source, _copy_of(source, output), None)
+                    continue
+                track = _text_track(source, output, fmt)
+                if track is not None:
+                    self._tracks[source.index] = track
+                    kept = ": write .mkv to keep it as it is" if name in ("ass", "ssa") else ""
+                    warnings.append(f"its {name} subtitle track is converted to {track.stream.codec_context.name} "
+                                    f"for {fmt.muxer} files{kept}")
                 else:
                     fix = ": write .mkv to keep it" if name in _MATROSKA_SUBTITLES else ""
                     warnings.append(f"its {name} subtitle track is not kept in {fmt.muxer} files{fix}")
@@ -204,12 +241,29 @@ class AudioMux:
             packet.stream = track.stream
             self._output.mux(packet)
             return
+        if track.text:
+            self._convert_text(track, packet)
+            return
         try:
             frames = track.source.codec_context.decode(packet)
         except av.InvalidDataError:
             return  # one damaged audio packet: skipped (a short gap), as ffmpeg does
         for frame in frames:
             self._encode(track, frame)
+
+    def _convert_text(self, track: _Track, packet: av.Packet) -> None:
+        """One subtitle cue in the output's text codec, at its own time; a cue FFmpeg cannot
+        read or write (damaged) is skipped, as a damaged audio packet is."""
+        try:
+            cues = track.source.codec_context.decode2(packet)
+            if cues is None or not len(cues):
+                return
+            out = track.stream.codec_context.encode_subtitle(cues)
+        except (av.FFmpegError, ValueError):
+            return
+        out.pts, out.dts, out.duration = packet.pts, packet.dts, packet.duration
+        out.time_base, out.stream = packet.time_base, track.stream
+        self._output.mux(out)
 
     def _encode(self, track: _Track, frame: av.AudioFrame | None) -> None:
         for f in track.resampler.resample(frame):
@@ -219,7 +273,7 @@ class AudioMux:
         if self._in is None:
             return
         for track in self._tracks.values():
-            if track.copied:
+            if track.copied or track.text:
                 continue
             for frame in track.source.codec_context.decode(None):
                 self._encode(track, frame)
