@@ -195,10 +195,10 @@ def write_tracks_clip(path: Path, frames, tracks, fps: int = 30, rate: int = 480
     return path
 
 
-def with_subtitles(src: Path, srt_text: str, dst: Path, language: str = "fra") -> Path:
+def with_subtitles(src: Path, srt_text: str, dst: Path, language: str = "fra", kind: str = "srt") -> Path:
     """``src``'s streams copied into the Matroska file ``dst``, with an SRT subtitle track of
-    ``srt_text`` added (its ``language``)."""
-    srt = dst.with_suffix(".srt")
+    ``srt_text`` added (its ``language``); ``kind="ass"``: the text is an ASS script."""
+    srt = dst.with_suffix(f".{kind}")
     srt.write_text(srt_text)
     with av.open(str(src)) as a, av.open(str(srt)) as b, av.open(str(dst), "w") as out:
         copies = {s.index: out.add_stream_from_template(s) for s in a.streams}

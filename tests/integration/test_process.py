@@ -381,11 +381,41 @@ def test_a_subtitle_track_is_kept_in_every_container(tmp_path, suffix):
             raw = [(bytes(p), round(float(p.pts * p.time_base), 2)) for p in c.demux(sub) if p.size]
             assert raw == [("Bonjour <i>à tous</i>".encode(), 0.0), (b"au revoir", 0.5)]
     assert subtitle_cues(out) == ([("Bonjour {\\i1}à tous", 0.0, 0.4), ("au revoir", 0.5, 0.4)], "fra")
-    target = {".mkv": None, ".mp4": "mov_text", ".mov": "mov_text", ".webm": "webvtt"}[suffix]
+    target = {".mkv": None, ".mp4": "mov_text", ".mov": "mov_text", ".webm": "WebVTT"}[suffix]
     said = [ln for ln in proc.stderr.splitlines() if "subtitle track" in ln]
     muxer = {".mp4": "mp4", ".mov": "mov", ".webm": "webm"}.get(suffix)
-    assert said == ([f"vbg: {src}: its srt subtitle track is converted to {target} for {muxer} files"]
+    assert said == ([f"vbg: {src}: its SRT subtitle track is converted to {target} for {muxer} files"]
                     if target else []), proc.stderr
+
+
+ASS = """[Script Info]
+ScriptType: v4.00+
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, \
+Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, \
+MarginV, Encoding
+Style: Sign,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,8,10,10,10,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:00.00,0:00:00.60,Sign,,0,0,0,,Hello {\\b1}there{\\b0}
+""".replace("\\\n", "")
+
+
+def test_an_ass_track_into_mp4_keeps_its_text_and_says_how_to_keep_its_styles(tmp_path):
+    """An ASS track (styled: fonts, positions) into MP4: its text, bold and times as mov_text, and
+    the line says that Matroska keeps it as it is."""
+    from media import with_subtitles
+
+    clip = write_clip(tmp_path / "v.mp4", [f for f, _ in person_clip_frames(20, (180, 320))])
+    src = with_subtitles(clip, ASS, tmp_path / "styled.mkv", language="eng", kind="ass")
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert f"vbg: {src}: its ASS subtitle track is converted to mov_text for mp4 files: write .mkv to keep it as it " \
+           "is" in proc.stderr.splitlines(), proc.stderr
+    assert subtitle_cues(out) == ([("Hello {\\b1}there{\\b0}".replace("{\\b0}", ""), 0.0, 0.6)], "eng")
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
