@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -193,6 +194,41 @@ def write_tracks_clip(path: Path, frames, tracks, fps: int = 30, rate: int = 480
                 out.mux(a.encode(af))
             out.mux(a.encode(None))
     return path
+
+
+def dvd_subpicture(x: int, y: int, w: int, h: int, duration: int = 50) -> bytes:
+    """One DVD subtitle packet (an SPU, as on a DVD and in its rips): a ``w`` x ``h`` block of
+    colour 1 at (``x``, ``y``), shown at once and hidden after ``duration`` ticks (1024/90000 s)."""
+    line = b"\x00\x01"  # run-length code: colour 1 to the end of the line
+    top, bottom = line * ((h + 1) // 2), line * (h // 2)  # the two fields' lines
+    control = 4 + len(top) + len(bottom)
+    x2, y2 = x + w - 1, y + h - 1
+    area = bytes([x >> 4, (x & 15) << 4 | x2 >> 8, x2 & 255, y >> 4, (y & 15) << 4 | y2 >> 8, y2 & 255])
+    show = (b"\x01" + b"\x03\x32\x10" + b"\x04\xff\xf0" + b"\x05" + area
+            + b"\x06" + struct.pack(">HH", 4, 4 + len(top)) + b"\xff")
+    hide_at = control + 4 + len(show)
+    body = top + bottom + struct.pack(">HH", 0, hide_at) + show + struct.pack(">HH", duration, hide_at) + b"\x02\xff"
+    return struct.pack(">HH", 4 + len(body), control) + body
+
+
+def with_dvd_subtitles(src: Path, dst: Path, cues, language: str = "deu") -> Path:
+    """``src``'s video in the Matroska file ``dst`` with a DVD (picture) subtitle track: ``cues``
+    are (start ms, x) of a 40x10 block each, shown 400 ms."""
+    with av.open(str(src)) as a, av.open(str(dst), "w") as out:
+        video = out.add_stream_from_template(a.streams.video[0])
+        sub = out.add_stream("dvdsub")
+        sub.time_base = Fraction(1, 1000)
+        sub.metadata["language"] = language
+        for packet in a.demux(a.streams.video[0]):
+            if packet.size:
+                packet.stream = video
+                out.mux(packet)
+        for start, x in cues:
+            packet = av.Packet(dvd_subpicture(x, 20, 40, 10))
+            packet.pts = packet.dts = start
+            packet.duration, packet.time_base, packet.stream = 400, Fraction(1, 1000), sub
+            out.mux(packet)
+    return dst
 
 
 def with_subtitles(src: Path, srt_text: str, dst: Path, language: str = "fra", kind: str = "srt") -> Path:

@@ -418,6 +418,30 @@ def test_an_ass_track_into_mp4_keeps_its_text_and_says_how_to_keep_its_styles(tm
     assert subtitle_cues(out) == ([("Hello {\\b1}there{\\b0}".replace("{\\b0}", ""), 0.0, 0.6)], "eng")
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4", ".webm"])
+def test_a_dvd_subtitle_track_is_kept_where_the_container_holds_pictures(tmp_path, suffix):
+    """A DVD rip's picture subtitles (not text: nothing to convert) are copied as they are into
+    Matroska and MP4, with their times and language; WebM holds no picture subtitles, and the line
+    names the fix."""
+    from media import dvd_subpicture, with_dvd_subtitles
+
+    clip = write_clip(tmp_path / "v.mp4", [f for f, _ in person_clip_frames(30, (180, 320))])
+    src = with_dvd_subtitles(clip, tmp_path / "rip.mkv", [(0, 10), (500, 60)])
+    out = tmp_path / f"out{suffix}"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    said = [ln for ln in proc.stderr.splitlines() if "subtitle track" in ln]
+    with av.open(str(out)) as c:
+        if suffix == ".webm":
+            assert not c.streams.subtitles
+            assert said == [f"vbg: {src}: its DVD subtitle track is not kept in webm files: write .mkv to keep it"]
+            return
+        sub = c.streams.subtitles[0]
+        got = [(bytes(p), round(float(p.pts * p.time_base), 2)) for p in c.demux(sub) if p.size]
+        assert sub.metadata.get("language") == "deu" and said == []
+    assert got == [(dvd_subpicture(10, 20, 40, 10), 0.0), (dvd_subpicture(60, 20, 40, 10), 0.5)]
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 def test_a_phone_video_keeps_its_date_title_and_place(tmp_path, suffix):
     """The file's own metadata is copied as FFmpeg's tools copy it: a processed phone video keeps

@@ -36,11 +36,13 @@ _AUDIO_SAMPLE_FORMAT = {"aac": "fltp", "libopus": "flt"}
 _KEPT_METADATA = ("language", "title")
 # what the muxer writes itself, or describes the old file's format rather than its content
 _FORMAT_METADATA = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder"})
-_MATROSKA_SUBTITLES = frozenset({"srt", "subrip", "ass", "ssa", "webvtt"})  # what .mkv takes as they are
+_MATROSKA_SUBTITLES = frozenset({"srt", "subrip", "ass", "ssa", "webvtt",  # what .mkv takes as they are
+                                 "dvdsub", "pgssub", "dvbsub"})
 # Text subtitles FFmpeg decodes to its ASS events, and the text codec each container takes.
 _TEXT_SUBTITLES = frozenset({"srt", "subrip", "ass", "ssa", "webvtt", "mov_text", "text"})
 _TEXT_CODEC = {"mp4": "mov_text", "mov": "mov_text", "webm": "webvtt", "matroska": "subrip"}
-_TEXT_NAMES = {"subrip": "SRT", "srt": "SRT", "webvtt": "WebVTT", "ass": "ASS", "ssa": "ASS"}  # as users know them
+_TEXT_NAMES = {"subrip": "SRT", "srt": "SRT", "webvtt": "WebVTT", "ass": "ASS", "ssa": "ASS",  # as users know them
+               "dvdsub": "DVD", "pgssub": "Blu-ray (PGS)", "dvbsub": "DVB"}
 
 
 def _keep_metadata(source: av.stream.Stream, stream: av.stream.Stream) -> None:
