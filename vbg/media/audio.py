@@ -41,7 +41,7 @@ _MATROSKA_SUBTITLES = frozenset({"srt", "subrip", "ass", "ssa", "webvtt",  # wha
 # Text subtitles FFmpeg decodes to its ASS events, and the text codec each container takes.
 _TEXT_SUBTITLES = frozenset({"srt", "subrip", "ass", "ssa", "webvtt", "mov_text", "text"})
 _TEXT_CODEC = {"mp4": "mov_text", "mov": "mov_text", "webm": "webvtt", "matroska": "subrip"}
-_TEXT_NAMES = {"subrip": "SRT", "srt": "SRT", "webvtt": "WebVTT", "ass": "ASS", "ssa": "ASS",  # as users know them
+_SUBTITLE_NAMES = {"subrip": "SRT", "srt": "SRT", "webvtt": "WebVTT", "ass": "ASS", "ssa": "ASS",  # as users know them
                "dvdsub": "DVD", "pgssub": "Blu-ray (PGS)", "dvbsub": "DVB"}
 
 
@@ -179,11 +179,11 @@ class AudioMux:
                     self._tracks[source.index] = _Track(source, _copy_of(source, output), None)
                     continue
                 track = _text_track(source, output, fmt)
-                shown = _TEXT_NAMES.get(name, name)
+                shown = _SUBTITLE_NAMES.get(name, name)
                 if track is not None:
                     self._tracks[source.index] = track
                     kept = ": write .mkv to keep it as it is" if shown == "ASS" else ""
-                    target = _TEXT_NAMES.get(track.stream.codec_context.name, track.stream.codec_context.name)
+                    target = _SUBTITLE_NAMES.get(track.stream.codec_context.name, track.stream.codec_context.name)
                     warnings.append(f"its {shown} subtitle track is converted to {target} for {fmt.muxer} files{kept}")
                 else:
                     fix = ": write .mkv to keep it" if name in _MATROSKA_SUBTITLES else ""

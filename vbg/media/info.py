@@ -4,9 +4,10 @@
 display matrix) is reported, not applied: ``upright()`` turns frames as a player
 shows them, and ``info.upright()`` describes them so. Pixels that are not square
 (DV, DVD, HDV's 1440x1080: ``pixel_aspect``) are reported by the size the readers
-give, in square pixels (``square_size``), as a player shows the picture. ``open_input`` opens a file
-or URL for its video with a one-line ``InputError`` for everything that is no
-video (missing, damaged, a text file, audio with cover art).
+give, in square pixels (``square_size``), as a player shows the picture.
+``open_input`` opens a file or URL for its video with a one-line ``InputError``
+for everything that is no video (missing, damaged, a text file, audio with cover
+art).
 """
 
 from __future__ import annotations
