@@ -167,25 +167,31 @@ def test_a_one_frame_video_gives_its_one_frame(tmp_path):
     assert len(mattes) == 1 and iou(mattes[0] / 255.0, alphas[0]) >= 0.85
 
 
-def test_a_recording_whose_frame_size_changes_part_way_is_processed_whole(tmp_path):
-    """Adaptive streaming or a joined file: 640x360 frames, then 426x240. Every frame comes out
-    at the first size, the person found on the later ones too, with one line saying so. It
-    stopped with a traceback at the first smaller frame."""
+def switch_mattes(tmp_path, then_hw):
+    """12 frames at 640x360, then 12 at ``then_hw``, as one MPEG-TS file to ``vbg process --matte``:
+    (the file, its lines about the size change, the 24 mattes, the later frames' own truth)."""
     first, _ = zip(*person_clip_frames(12, (360, 640)))
-    then, small_truth = zip(*person_clip_frames(12, (240, 426)))
+    then, then_truth = zip(*person_clip_frames(12, then_hw))
     src = write_size_switch_clip(tmp_path / "switch.ts", first, then)
     out = tmp_path / "m.mov"
     proc = run_vbg("process", str(src), "-o", str(out), "--matte", "--model", "selfie", "--workers", "1")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    said = [ln for ln in proc.stderr.splitlines() if "change size" in ln]
-    assert said == [f"vbg: {src}: its frames change size at frame 13 (426x240, the first ones 640x360): each is "
-                    "scaled to 640x360"], proc.stderr
     with av.open(str(out)) as c:
         mattes = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
     assert len(mattes) == 24 and {m.shape for m in mattes} == {(360, 640)}
-    # the later frames' person is found where their own truth, scaled to 640x360, has them
+    return src, [ln for ln in proc.stderr.splitlines() if "change size" in ln], mattes, then_truth
+
+
+def test_a_recording_whose_frame_size_changes_part_way_is_processed_whole(tmp_path):
+    """Adaptive streaming or a joined file: 640x360 frames, then 426x240. Every frame comes out
+    at the first size, the person found on the later ones too, with one line saying so. It
+    stopped with a traceback at the first smaller frame."""
     import cv2
 
+    src, said, mattes, small_truth = switch_mattes(tmp_path, (240, 426))
+    assert said == [f"vbg: {src}: its frames change size at frame 13 (426x240, the first ones 640x360): each is "
+                    "scaled to 640x360"]
+    # the later frames' person is found where their own truth, scaled to 640x360, has them
     truth = [cv2.resize(t, (640, 360), interpolation=cv2.INTER_LINEAR) for t in small_truth]
     assert min(iou(m / 255.0, t) for m, t in zip(mattes[12:], truth)) >= 0.8
 
@@ -197,18 +203,9 @@ def test_frames_of_another_shape_part_way_are_fitted_not_stretched(tmp_path):
     person nearly twice as wide."""
     import cv2
 
-    first, _ = zip(*person_clip_frames(12, (360, 640)))
-    then, square_truth = zip(*person_clip_frames(12, (360, 360)))
-    src = write_size_switch_clip(tmp_path / "switch.ts", first, then)
-    out = tmp_path / "m.mov"
-    proc = run_vbg("process", str(src), "-o", str(out), "--matte", "--model", "selfie", "--workers", "1")
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    said = [ln for ln in proc.stderr.splitlines() if "change size" in ln]
+    src, said, mattes, square_truth = switch_mattes(tmp_path, (360, 360))
     assert said == [f"vbg: {src}: its frames change size at frame 13 (360x360, the first ones 640x360): each is "
-                    "scaled to fit 640x360 with its shape kept, black bars at the sides"], proc.stderr
-    with av.open(str(out)) as c:
-        mattes = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
-    assert len(mattes) == 24 and {m.shape for m in mattes} == {(360, 640)}
+                    "scaled to fit 640x360 with its shape kept, black bars at the sides"]
     later = np.stack(mattes[12:])
     assert later[:, :, :136].max() <= 8 and later[:, :, 504:].max() <= 8  # the bars: nobody there
     truth = [np.pad(t, ((0, 0), (140, 140))) for t in square_truth]
