@@ -33,6 +33,7 @@ PRE = "pre-processing (resize, normalise)"
 SINK = "sink: RGB -> I420 (virtual camera)"
 HDR_DECODE = "capture: decode 10-bit HLG H.264 -> RGB, tone-mapped to SDR (a phone's HDR video)"
 INTERLACED_DECODE = "capture: decode interlaced H.264 -> RGB, deinterlaced (bwdif: a camcorder's 1080i)"
+WIDE_DECODE = "capture: decode 10-bit BT.2020 SDR H.264 -> RGB, converted to BT.709 (a UHD broadcast)"
 
 
 def budget_rows(r: dict) -> list[tuple[str, float]]:
@@ -109,6 +110,8 @@ def measure(hw: tuple[int, int], repeat: int, tmp: Path) -> dict[str, dict]:
     for name, decode in (("capture: decode H.264 -> RGB", LoopingDecoder(clip, lambda f: f.to_ndarray(format="rgb24"))),
                          (HDR_DECODE, LoopingDecoder(write_hdr_clip(tmp / f"hlg{h}.mp4", frames[:10], 18),
                                                      SdrFrames())),
+                         (WIDE_DECODE, LoopingDecoder(write_hdr_clip(tmp / f"wide{h}.mp4", frames[:10], 14),
+                                                      SdrFrames())),
                          (INTERLACED_DECODE, LoopingDecoder(
                              write_clip(tmp / f"i{h}.mp4", interlace(frames[:20]), fps=15, interlaced=True),
                              _deinterlaced(Deinterlacer)))):

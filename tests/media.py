@@ -104,8 +104,13 @@ def hdr_signal(rgb: np.ndarray, transfer: int, white: float = 203) -> np.ndarray
     BT.2020) that shows it at the same light, with SDR white at BT.2408's 203 cd/m2 (``white``:
     at that many, up to 1000, for a picture with highlights above SDR's): PQ (16)
     from ST 2084's inverse EOTF, HLG (18) through BT.2100's inverse OOTF (1000 cd/m2, gamma
-    1.2) and its OETF. Written from the standards, apart from vbg's own code."""
-    nits = white * ((rgb.astype(np.float64) / 255) ** 2.4 @ BT709_TO_BT2020.T)
+    1.2) and its OETF; BT.2020's 10-bit SDR (14) as BT.1886's inverse of the same light, white
+    at 1.0 (an SDR file in BT.2020 colours: ``white`` unused). Written from the standards, apart
+    from vbg's own code."""
+    linear = (rgb.astype(np.float64) / 255) ** 2.4 @ BT709_TO_BT2020.T
+    if transfer == 14:
+        return np.clip(linear, 0, 1) ** (1 / 2.4)
+    nits = white * linear
     if transfer == 16:
         m1, m2, c1, c2, c3 = 0.1593017578125, 78.84375, 0.8359375, 18.8515625, 18.6875
         y = (nits / 10000) ** m1
@@ -120,7 +125,7 @@ def hdr_signal(rgb: np.ndarray, transfer: int, white: float = 203) -> np.ndarray
 def write_hdr_clip(path: Path, frames, transfer: int, fps: int = 30, *, codec: str = "libx264",
                    x265_params: str | None = None, white: float = 203) -> Path:
     """A phone's HDR recording of SDR ``frames`` (``hdr_signal``): 10-bit 4:2:0, limited range,
-    BT.2020 matrix and primaries, tagged HLG (18) or PQ (16), near-lossless. The YUV is made
+    BT.2020 matrix and primaries, tagged HLG (18) or PQ (16), or BT.2020 SDR (14), near-lossless. The YUV is made
     here, so no converter's idea of the BT.2020 matrix is in the file. ``x265_params`` (with
     ``codec="libx265"``) adds HDR10 metadata such as ``max-cll=1500,400``; ``white`` as
     ``hdr_signal`` takes it."""

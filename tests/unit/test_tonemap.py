@@ -55,6 +55,20 @@ def test_hdr_video_shows_the_colours_of_the_picture_it_was_made_of(tmp_path, tra
     assert np.abs(plain - want)[mid_tones()].max() >= 20, plain
 
 
+def test_sdr_video_in_bt2020_colours_shows_them_as_bt709(tmp_path):
+    """A UHD broadcast's or a camera's 10-bit SDR in BT.2020 colours: no tone mapping (white stays
+    255), the colours within 3 of 255 of the picture it was made of; FFmpeg's plain conversion
+    (what vbg gave before) shows them pale, the primaries taken for BT.709's."""
+    clip = write_hdr_clip(tmp_path / "wide.mp4", [chart()] * 2, 14)
+    with VideoReader(clip) as reader:
+        got = centres(next(iter(reader)).rgb)
+    want = np.array(PATCHES)
+    assert np.abs(got - want).max() <= 3, np.c_[want, got]
+    with av.open(str(clip)) as c:
+        plain = centres(next(c.decode(video=0)).to_ndarray(format="rgb24"))
+    assert np.abs(plain - want).max() >= 20, plain
+
+
 @pytest.mark.parametrize("transfer", [HLG, PQ], ids=["hlg", "pq"])
 def test_highlights_roll_off_bright_and_neutral_instead_of_clipping(tmp_path, transfer):
     """SDR white (203 cd/m2 in the file) stays a bright neutral white, and what is brighter

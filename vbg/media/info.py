@@ -23,7 +23,7 @@ import numpy as np
 
 from vbg.errors import ConfigError, InputError, one_line
 from vbg.media.open import NotAFileError, is_url, no_reply, open_media, picture_stream, timed_out
-from vbg.media.tonemap import HDR_TRANSFERS
+from vbg.media.tonemap import HDR_TRANSFERS, wide_gamut_sdr
 
 TEXT_DEMUXERS = {"tty", "srt", "ass", "webvtt", "subviewer", "microdvd"}
 
@@ -50,6 +50,7 @@ class VideoInfo:
     sar: Fraction | None = None  # pixel aspect of the coded frames where not square (DV's 16:15), else None
     coded: tuple[int, int] | None = None  # (w, h) as stored, where ``sar`` makes it differ from width x height
     interlaced: bool = False  # its first frame is interlaced (1080i, DV): the readers deinterlace it
+    wide_gamut: bool = False  # SDR in BT.2020 colours (UHD broadcast): the readers convert it to BT.709
 
     def upright(self) -> VideoInfo:
         """This video as ``upright`` frames show it: display size, no rotation left."""
@@ -224,6 +225,7 @@ def probe(path: str | Path, cancel: threading.Event | None = None, *, fps: float
             sar=sar,
             coded=coded if sar else None,
             interlaced=bool(first.interlaced_frame),
+            wide_gamut=wide_gamut_sdr(first),
             fps=float(rate),
             time_base=time_base,
             frames=frames,

@@ -1,6 +1,7 @@
 """HDR video to SDR: a phone's HLG recording or an HDR10 (PQ) file as the SDR picture it shows.
 
-In: a decoded PyAV frame whose transfer is HLG or PQ (BT.2020 colours, 10 bits or more).
+In: a decoded PyAV frame whose transfer is HLG or PQ (BT.2020 colours, 10 bits or more), or
+an SDR frame in BT.2020 colours (``WIDE_SDR``: a UHD broadcast's, some cameras' 10-bit SDR).
 Out: RGB uint8 (H x W x 3) in BT.709 primaries with the BT.1886 (gamma 2.4) encoding, as an
 SDR frame's ``to_ndarray("rgb24")`` would be, a new array each call (the caller keeps it).
 Thread: one ``ToneMapper`` per reading thread: its working buffers are its own.
@@ -19,6 +20,10 @@ The steps, after ITU-R BT.2100, BT.2390 and BT.2408:
    the luminance, kept as a table.
 4. A 3x3 matrix takes BT.2020 to BT.709; what falls outside BT.709 is clipped.
 5. BT.1886's inverse (gamma 1/2.4) encodes it in 8 bits.
+
+An SDR frame in BT.2020 colours needs no tone mapping: its channels go to display light by
+BT.1886 (gamma 2.4, white at 1.0) in step 2, step 3 is left out, and steps 4 and 5 give the
+same colours in BT.709, where FFmpeg's plain conversion shows them paler than they are.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import numpy as np
 
 PQ, HLG = 16, 18  # AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
 HDR_TRANSFERS = {PQ: "PQ (HDR10)", HLG: "HLG"}
+BT2020_PRIMARIES = 9  # AVColorPrimaries
+WIDE_SDR = -1  # ToneMapper's "transfer" for an SDR frame in BT.2020 colours (BT.1886, no tone mapping)
 
 SDR_WHITE_NITS = 203.0  # BT.2408: HDR reference white, shown by SDR at 100 %
 HLG_DISPLAY_NITS = 1000.0  # BT.2100's nominal HLG display peak, for which the system gamma is 1.2
@@ -89,6 +96,14 @@ def hdr_transfer(frame: av.VideoFrame) -> int | None:
     return trc if trc in HDR_TRANSFERS else None
 
 
+def wide_gamut_sdr(frame) -> bool:
+    """Whether ``frame`` (or a codec context) is SDR in BT.2020 colours: tagged with BT.2020
+    primaries and no HDR transfer."""
+    primaries = int(getattr(frame, "color_primaries", 0) or 0)
+    trc = int(getattr(frame, "color_trc", 0) or 0)
+    return primaries == BT2020_PRIMARIES and trc not in HDR_TRANSFERS
+
+
 def stated_peak(frame: av.VideoFrame) -> float | None:
     """The brightest light an HDR10 frame says it holds, in cd/m2: its content light level
     (MaxCLL) where it states one, else its mastering display's peak; None where it states
@@ -113,12 +128,13 @@ def stated_peak(frame: av.VideoFrame) -> float | None:
 
 
 class ToneMapper:
-    """``mapper(frame)``: an HLG or PQ frame as SDR RGB uint8 (module docstring)."""
+    """``mapper(frame)``: an HLG or PQ frame as SDR RGB uint8; ``WIDE_SDR``: an SDR frame in BT.2020
+    colours as BT.709 (module docstring)."""
 
     def __init__(self, transfer: int, source_peak: float | None = None) -> None:
         """``source_peak``: a PQ source's brightest light in cd/m2 (``stated_peak``; None: 1000,
         as BT.2390 assumes); HLG is always mastered for its nominal 1000 cd/m2 display."""
-        if transfer not in HDR_TRANSFERS:
+        if transfer not in HDR_TRANSFERS and transfer != WIDE_SDR:
             raise ValueError(f"not an HDR transfer: {transfer}")
         self.transfer = transfer
         # A stated peak under SDR white is treated as SDR white: such a file needs no roll-off,
@@ -131,10 +147,18 @@ class ToneMapper:
         knots = np.minimum(np.arange(257) * 256.0, 65535)
         if transfer == PQ:
             light = pq_eotf(knots / 65535) / 10000  # display light / 10000 cd/m2
-        else:
+        elif transfer == HLG:
             light = hlg_inverse_oetf(knots / 65535)  # scene light, 0..1
+        else:
+            light = (knots / 65535) ** 2.4  # BT.1886: SDR display light, white 1.0
         self._base = light[:256].astype(np.float32)[None, :]
         self._slope = ((light[1:] - light[:256]) / np.diff(knots)).astype(np.float32)[None, :]
+        self._luma = LUMA_2020.astype(np.float32)[None, :]
+        self._to709 = BT2020_TO_BT709.astype(np.float32)
+        self._shape: tuple[int, int] | None = None
+        self._gain: np.ndarray | None = None
+        if transfer == WIDE_SDR:  # already SDR light: no step 3
+            return
         # 3: sqrt(luminance) -> the factor that takes that pixel's linear light to SDR display
         # light (1.0 = SDR white); HLG's OOTF is in it.
         y = (np.arange(GAIN_STEPS) / (GAIN_STEPS - 1)) ** 2
@@ -147,10 +171,6 @@ class ToneMapper:
         else:
             gain[0] = gain[1]
         self._gain = gain.astype(np.float32)
-        # 4, weights and matrix as cv2.transform takes them.
-        self._luma = LUMA_2020.astype(np.float32)[None, :]
-        self._to709 = BT2020_TO_BT709.astype(np.float32)
-        self._shape: tuple[int, int] | None = None
 
     def _buffers(self, h: int, w: int) -> None:
         if self._shape == (h, w):
@@ -183,15 +203,16 @@ class ToneMapper:
         cv2.multiply(out.reshape(h, w * 3), self._low, dst=out.reshape(h, w * 3))
         cv2.LUT(self._high, self._base, dst=flat_lin)
         cv2.add(flat_lin, out.reshape(h, w * 3), dst=flat_lin)
-        cv2.transform(lin, self._luma, dst=y)  # 3: the luminance, as the gain table's index
-        cv2.max(y, 0.0, dst=y)
-        cv2.sqrt(y, dst=y)
-        cv2.multiply(y, float(GAIN_STEPS - 1), dst=y)
-        cv2.add(y, 0.5, dst=y)
-        np.copyto(self._yi, y, casting="unsafe")
-        np.take(self._gain, self._yi, out=self._g, mode="clip")
-        cv2.transform(lin, self._to709, dst=out)  # 4
-        cv2.multiply(out, cv2.cvtColor(self._g, cv2.COLOR_GRAY2RGB, dst=self._gain3), dst=out)
+        cv2.transform(lin, self._to709, dst=out)  # 4 (its order with 3 does not matter: 3 is a scale)
+        if self._gain is not None:
+            cv2.transform(lin, self._luma, dst=y)  # 3: the luminance, as the gain table's index
+            cv2.max(y, 0.0, dst=y)
+            cv2.sqrt(y, dst=y)
+            cv2.multiply(y, float(GAIN_STEPS - 1), dst=y)
+            cv2.add(y, 0.5, dst=y)
+            np.copyto(self._yi, y, casting="unsafe")
+            np.take(self._gain, self._yi, out=self._g, mode="clip")
+            cv2.multiply(out, cv2.cvtColor(self._g, cv2.COLOR_GRAY2RGB, dst=self._gain3), dst=out)
         # 5 as one channel (OpenCV applies a bare scalar to a colour image's first channel only):
         # clipped below, then x ** (1 / 2.4) as exp(log(x) / 2.4); convertScaleAbs rounds and
         # saturates at 255, which is the clip above.
@@ -206,8 +227,8 @@ class ToneMapper:
 class SdrFrames:
     """``to_rgb(frame)``: any decoded frame as SDR RGB uint8, like ``frame.to_ndarray("rgb24")``
     with the same ``width``/``height``/``interpolation``; a frame tagged HLG or PQ is
-    tone-mapped, by a ``ToneMapper`` made at the first one (with that frame's stated peak).
-    One per reading thread."""
+    tone-mapped, by a ``ToneMapper`` made at the first one (with that frame's stated peak), and
+    an SDR frame in BT.2020 colours converted to BT.709 (``WIDE_SDR``). One per reading thread."""
 
     def __init__(self) -> None:
         self.mapper: ToneMapper | None = None
@@ -215,6 +236,8 @@ class SdrFrames:
     def __call__(self, frame: av.VideoFrame, width: int | None = None, height: int | None = None,
                  interpolation: str | None = None) -> np.ndarray:
         transfer = hdr_transfer(frame)
+        if transfer is None and wide_gamut_sdr(frame):
+            transfer = WIDE_SDR
         if transfer is None:
             return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation,
                                     threads=1)

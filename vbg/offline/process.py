@@ -50,9 +50,12 @@ _NO_PIXELS = np.empty((0, 0, 3), np.uint8)  # a composited frame's image, once l
 
 def say_conversions(src, info) -> None:
     """One line for each thing the reader changes on the way in (README, "Video files"): HDR
-    tone-mapped, interlaced fields deinterlaced, pixels that are not square made square."""
+    tone-mapped, BT.2020 colours converted, interlaced fields deinterlaced, pixels that are not
+    square made square."""
     if info.hdr is not None:  # vbg.media.tonemap
         log.info("%s: HDR video (%s): tone-mapped to SDR (BT.709), as an SDR screen shows it", src, info.hdr)
+    if info.wide_gamut:  # vbg.media.tonemap, WIDE_SDR
+        log.info("%s: SDR video in BT.2020 colours: converted to BT.709, as an SDR screen shows them", src)
     if info.interlaced:  # vbg.media.deinterlace
         from ..media.deinterlace import FILTER
 
