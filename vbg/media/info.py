@@ -104,8 +104,9 @@ def frame_rate(stream) -> Fraction | None:
 
 def pixel_aspect(stream) -> Fraction | None:
     """The stream's sample (pixel) aspect ratio where its pixels are not square (a DV or DVD
-    capture's 16:15 or 64:45, HDV's 1440x1080 at 4:3), else None: square, or not stated, or a
-    value no video has (outside 1:4 to 4:1, a damaged header). The container's, else the codec's."""
+    capture's 16:15 or 64:45, HDV's 1440x1080 at 4:3), else None: square (or within 1 % of it),
+    not stated, or a value no video has (outside 1:4 to 4:1, a damaged header). The container's,
+    else the codec's."""
     for owner in (stream, stream.codec_context):
         try:
             sar = owner.sample_aspect_ratio
@@ -113,7 +114,8 @@ def pixel_aspect(stream) -> Fraction | None:
             continue
         if sar and sar.numerator > 0 and sar.denominator > 0:
             sar = Fraction(sar)
-            return sar if sar != 1 and Fraction(1, 4) <= sar <= 4 else None
+            # within 1 % of square (an encoder's rounding): square; no standard aspect is that close
+            return sar if abs(sar - 1) >= Fraction(1, 100) and Fraction(1, 4) <= sar <= 4 else None
     return None
 
 
