@@ -108,12 +108,12 @@ def measure(hw: tuple[int, int], repeat: int, tmp: Path) -> dict[str, dict]:
     out: dict[str, dict] = {}
 
     for name, decode in (("capture: decode H.264 -> RGB", LoopingDecoder(clip, lambda f: f.to_ndarray(format="rgb24"))),
-                         (HDR_DECODE, LoopingDecoder(write_hdr_clip(tmp / f"hlg{h}.mp4", frames[:10], 18),
+                         (HDR_DECODE, LoopingDecoder(write_hdr_clip(tmp / f"hlg{h}.mp4", frames, 18),
                                                      SdrFrames())),
-                         (WIDE_DECODE, LoopingDecoder(write_hdr_clip(tmp / f"wide{h}.mp4", frames[:10], 14),
+                         (WIDE_DECODE, LoopingDecoder(write_hdr_clip(tmp / f"wide{h}.mp4", frames, 14),
                                                       SdrFrames())),
                          (INTERLACED_DECODE, LoopingDecoder(
-                             write_clip(tmp / f"i{h}.mp4", interlace(frames[:20]), fps=15, interlaced=True),
+                             write_clip(tmp / f"i{h}.mp4", interlace(frames + frames[::-1]), fps=15, interlaced=True),
                              _deinterlaced(Deinterlacer)))):
         out[name] = time_call(decode, repeat=repeat)
         decode.close()
