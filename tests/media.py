@@ -45,13 +45,14 @@ def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str =
                pix_fmt: str = "yuv420p", fmt: str | None = None, pts=None, rotation: int = 0,
                preset: str = "veryfast", metadata: dict[str, str] | None = None,
                chapters: list[tuple[float, float, str]] | None = None, sar: Fraction | None = None,
-               interlaced: bool = False) -> Path:
+               interlaced: bool = False, cover: bytes | None = None) -> Path:
     """Encode RGB frames with PyAV: H.264 (near-lossless) by default. ``pts(i)`` is frame i's
     timestamp in 1/fps units (default i), ``rotation`` a display matrix (degrees counter-clockwise
     when played), ``fmt`` the container where the suffix does not say it (``"mpegts"``),
     ``metadata`` the file's own (creation_time, title, ...), ``chapters`` (start s, end s, title),
     ``sar`` the pixel aspect stated (the frames are stored as given: squeeze them first),
-    ``interlaced`` coded as interlaced fields, bottom field first (``interlace`` makes such frames)."""
+    ``interlaced`` coded as interlaced fields, bottom field first (``interlace`` makes such frames),
+    ``cover`` a JPEG as the file's cover picture (as yt-dlp embeds a thumbnail)."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w", format=fmt) as out:
@@ -70,6 +71,11 @@ def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str =
         stream.time_base = Fraction(1, fps)
         if rotation:
             stream.set_display_rotation(rotation)
+        art = None
+        if cover is not None:
+            art = out.add_stream("mjpeg")
+            art.width, art.height, art.pix_fmt = 160, 90, "yuvj420p"
+            art.disposition = av.stream.Disposition.attached_pic
         for i, rgb in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             vf.pts, vf.time_base = (i if pts is None else pts(i)), Fraction(1, fps)
@@ -77,8 +83,12 @@ def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str =
                 out.mux(pkt)
         for pkt in stream.encode(None):
             out.mux(pkt)
+        if art is not None:
+            packet = av.Packet(cover)
+            packet.pts = packet.dts = 0
+            packet.time_base, packet.stream = Fraction(1, fps), art
+            out.mux(packet)
     return path
-
 
 
 def interlace(fields) -> list:

@@ -440,6 +440,31 @@ def test_a_dvd_subtitle_track_is_kept_where_the_container_holds_pictures(tmp_pat
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_downloaded_videos_cover_picture_is_kept_in_mp4(tmp_path, suffix):
+    """A video with its thumbnail embedded (yt-dlp --embed-thumbnail): MP4 keeps the picture as
+    it was, as the cover players and file managers show; Matroska, where FFmpeg would write it
+    as a second video track, does not, and one line says so. It was dropped unsaid."""
+    import cv2
+
+    _, jpeg = cv2.imencode(".jpg", np.full((90, 160, 3), (200, 80, 40), np.uint8))
+    src = write_clip(tmp_path / "download.mp4", [f for f, _ in person_clip_frames(10, (180, 320))],
+                     cover=jpeg.tobytes())
+    out = tmp_path / f"out{suffix}"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0, proc.stderr
+    said = [ln for ln in proc.stderr.splitlines() if "cover picture" in ln]
+    with av.open(str(out)) as c:
+        covers = [s for s in c.streams.video if s.disposition & av.stream.Disposition.attached_pic]
+        kept = [bytes(p) for p in c.demux(covers[0]) if p.size] if covers else []
+        assert len(c.streams.video) == len(covers) + 1
+    assert len(read_frames(out)) == 10
+    if suffix == ".mp4":
+        assert kept == [jpeg.tobytes()] and said == []
+    else:
+        assert kept == [] and said == [f"vbg: {src}: its cover picture is not kept in matroska files"]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 def test_a_phone_video_keeps_its_date_title_and_place(tmp_path, suffix):
     """The file's own metadata is copied as FFmpeg's tools copy it: a processed phone video keeps
     its creation time (the date a photo library sorts it by), its title and its location. They

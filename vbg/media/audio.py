@@ -13,7 +13,9 @@ show), WebVTT for WebM, SRT for Matroska, said in one line. A picture track (DVD
 Blu-ray) the container cannot hold is named in a warning. The file's own metadata (creation time, title, location, ...)
 is copied too, so a phone video keeps its date in a photo library: each container keeps
 what it can hold. So are its chapters (a lecture's or a screen recording's sections), with
-their titles: every output container vbg writes holds them.
+their titles: every output container vbg writes holds them; and its cover picture (a
+downloaded video's thumbnail) into MP4, the one container FFmpeg writes it to as players read it
+(elsewhere a line says it is not kept).
 """
 
 from __future__ import annotations
@@ -188,6 +190,17 @@ class AudioMux:
                 else:
                     fix = ": write .mkv to keep it" if name in _MATROSKA_SUBTITLES else ""
                     warnings.append(f"its {shown} subtitle track is not kept in {fmt.muxer} files{fix}")
+            for source in self._in.streams.video:  # a downloaded video's thumbnail (yt-dlp --embed-thumbnail)
+                if not source.disposition & av.stream.Disposition.attached_pic:
+                    continue
+                # MP4 holds it as players read it; FFmpeg writes it into Matroska as a second video
+                # track and into MOV where its own reader does not find it again
+                if fmt.muxer == "mp4" and source.codec_context.name in output.supported_codecs:
+                    cover = _copy_of(source, output)
+                    cover.disposition = av.stream.Disposition.attached_pic
+                    self._tracks[source.index] = _Track(source, cover, None)
+                else:
+                    warnings.append(f"its cover picture is not kept in {fmt.muxer} files")
             if not self._tracks:
                 self.close()
                 self._done = True
