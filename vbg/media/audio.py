@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import av
 
@@ -109,19 +109,21 @@ def _text_track(source: av.stream.Stream, output: av.container.OutputContainer, 
     target = _TEXT_CODEC.get(fmt.muxer)
     if source.codec_context.name not in _TEXT_SUBTITLES or target not in output.supported_codecs:
         return None
+    time_base = source.time_base or Fraction(1, 1000)
     try:
-        decoder = source.codec_context
+        decoder: Any = source.codec_context  # a SubtitleCodecContext (PyAV's stubs say less)
         if not decoder.is_open:
             decoder.open()
-        trial = av.CodecContext.create(target, "w")  # the encoder opens with this header: else no track
+        trial: Any = av.CodecContext.create(target, "w")  # the encoder opens with this header: else no track
         trial.subtitle_header = decoder.subtitle_header  # the styles: italic, bold
-        trial.time_base = source.time_base
+        trial.time_base = time_base
         trial.open()
     except (av.FFmpegError, ValueError, TypeError):
         return None
     stream = output.add_stream(target)
-    stream.codec_context.subtitle_header = decoder.subtitle_header
-    stream.time_base = source.time_base
+    encoder: Any = stream.codec_context
+    encoder.subtitle_header = decoder.subtitle_header
+    stream.time_base = time_base
     _keep_metadata(source, stream)
     return _Track(source, stream, None, text=True)
 
@@ -180,12 +182,13 @@ class AudioMux:
                 if name in output.supported_codecs:
                     self._tracks[source.index] = _Track(source, _copy_of(source, output), None)
                     continue
-                track = _text_track(source, output, fmt)
+                converted = _text_track(source, output, fmt)
                 shown = _SUBTITLE_NAMES.get(name, name)
-                if track is not None:
-                    self._tracks[source.index] = track
+                if converted is not None:
+                    self._tracks[source.index] = converted
                     kept = ": write .mkv to keep it as it is" if shown == "ASS" else ""
-                    target = _SUBTITLE_NAMES.get(track.stream.codec_context.name, track.stream.codec_context.name)
+                    into = converted.stream.codec_context.name
+                    target = _SUBTITLE_NAMES.get(into, into)
                     warnings.append(f"its {shown} subtitle track is converted to {target} for {fmt.muxer} files{kept}")
                 else:
                     fix = ": write .mkv to keep it" if name in _MATROSKA_SUBTITLES else ""
@@ -271,11 +274,13 @@ class AudioMux:
     def _convert_text(self, track: _Track, packet: av.Packet) -> None:
         """One subtitle cue in the output's text codec, at its own time; a cue FFmpeg cannot
         read or write (damaged) is skipped, as a damaged audio packet is."""
+        decoder: Any = track.source.codec_context  # SubtitleCodecContexts (PyAV's stubs say less)
+        encoder: Any = track.stream.codec_context
         try:
-            cues = track.source.codec_context.decode2(packet)
+            cues = decoder.decode2(packet)
             if cues is None or not len(cues):
                 return
-            out = track.stream.codec_context.encode_subtitle(cues)
+            out = encoder.encode_subtitle(cues)
         except (av.FFmpegError, ValueError):
             return
         out.pts, out.dts, out.duration = packet.pts, packet.dts, packet.duration
