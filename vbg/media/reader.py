@@ -160,7 +160,7 @@ class VideoReader:
             frames = self._network = NetworkFrames(self._container, self._stream, self._cancel)
         else:
             frames = self._container.decode(self._stream)
-        self._fields = None
+        self._fields = None  # each pass starts afresh (after a seek or a rewind): no frame of before held
         for frame in frames:
             if self.rotation is None:
                 self.rotation = frame_rotation(frame, self._stream)  # before the filter: it keeps no side data
@@ -202,7 +202,6 @@ class VideoReader:
     def seek(self, pts: int) -> None:
         """Before reading: decoding starts at the keyframe at or before ``pts`` (in ``time_base``), so
         the frames from ``pts`` on come out whole (a file only; ``vbg process --ray``'s parts)."""
-        self._fields = None  # a new start: no frame of before is held
         if self._container is None or is_url(self.path):
             raise ValueError("VideoReader.seek: only an open file can seek")
         self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
@@ -211,7 +210,6 @@ class VideoReader:
         """Back to the first frame, for ``frames()`` again: a file seeks; a stream cannot, so it
         is opened again (``open_media``: its errors, and KeyboardInterrupt once ``cancel`` is set)."""
         self._decoded = 0
-        self._fields = None
         if self._network is None:
             self._container.seek(0)
             return
