@@ -9,6 +9,11 @@ model's due answers delivered, a frame handed to an idle model taken up. Then th
 
 Model answers always end 5 ms of clock time before a frame is due (the driver stops there), so
 the order of a model answer and a new frame never depends on which thread the OS runs first.
+
+With ``crop=True`` the pipeline may wrap the model in the person crop, which runs it once or
+twice per frame and times each run on the pipeline's clock to decide whether a crop fits the
+frame interval. Each run then takes exactly ``model_s``: the driver also stops where every run
+ends, so what the crop measures is the test's to set, on any machine under any load.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import threading
 import time
 import traceback
 
+import numpy as np
 from vbg.buffers import LatestSlot
 from vbg.clock import FakeClock
 from vbg.pipeline import LivePipeline
@@ -93,7 +99,12 @@ class NumberedClip:
         return image
 
     def seq_of(self, image) -> int:
-        return next(i for i, x in enumerate(self.images) if x is image)
+        """The number of the frame ``image`` is, or is a part of (the person crop's box)."""
+        for i in range(len(self.images) - 1, -1, -1):
+            x = self.images[i]
+            if x is image or image.base is not None and np.may_share_memory(x, image):
+                return i
+        raise AssertionError("the model was given an image the clip never gave")
 
     def close(self) -> None:
         self.inner.close()
@@ -102,34 +113,57 @@ class NumberedClip:
 class TimedModel:
     """A real segmenter whose every answer takes ``seconds`` of the test's clock (after its real work).
 
-    One answer per frame, named by the frame's number: never wrapped by the person crop."""
+    Not croppable: one answer per frame, named by the frame's number. ``croppable``: the person
+    crop may wrap it; each run (one or two per frame, on the whole frame or on a box) takes
+    ``seconds``, and ``sleeping_until`` tells the driver where the run under way ends."""
 
-    can_crop = False
-
-    def __init__(self, inner, clock: DrivenClock, seconds: float, clip: NumberedClip) -> None:
+    def __init__(self, inner, clock: DrivenClock, seconds: float, clip: NumberedClip, *,
+                 croppable: bool = False) -> None:
         self.inner, self.clock, self.seconds, self.clip = inner, clock, seconds, clip
-        self.calls: list[tuple[int, float]] = []  # (frame number, clock time it started)
+        self.can_crop = croppable
+        self.calls: list[tuple[int, float]] = []  # (frame number, clock time it started), one per run
+        self.inside = False  # a run is under way
+        self.sleeping_until: float | None = None  # its real work done, it waits for this clock time
         self._lock = threading.Lock()
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def segment(self, image):
+    def segment(self, image, size_hw=None):
         start = self.clock.now()
         with self._lock:
             self.calls.append((self.clip.seq_of(image), start))
-        alpha = self.inner.segment(image)
+            self.inside = True
+        alpha = self.inner.segment(image) if size_hw is None else self.inner.segment(image, size_hw=size_hw)
+        with self._lock:
+            self.sleeping_until = start + self.seconds
         self.clock.sleep(start + self.seconds - self.clock.now())
+        with self._lock:
+            self.sleeping_until, self.inside = None, False
         return alpha
 
     @property
     def frames(self) -> list[int]:
-        return [seq for seq, _ in self.calls]
+        """The frames the model ran on, in order (a cropped frame's two runs count once)."""
+        out: list[int] = []
+        for seq, _ in self.calls:
+            if not out or out[-1] != seq:
+                out.append(seq)
+        return out
 
     def due(self, now: float) -> int:
         """Calls whose answer is due by ``now``."""
         with self._lock:
             return sum(1 for _, start in self.calls if start + self.seconds <= now)
+
+    def answered(self, now: float) -> set[int]:
+        """The frames all of whose runs have ended by ``now`` (read once the driver has settled:
+        a cropped frame's second run has started by then)."""
+        with self._lock:
+            ends: dict[int, float] = {}
+            for seq, start in self.calls:
+                ends[seq] = max(ends.get(seq, start), start + self.seconds)
+        return {seq for seq, end in ends.items() if end <= now}
 
 
 class KeepSink(SinkBase):
@@ -184,12 +218,13 @@ class Lockstep:
     """
 
     def __init__(self, cfg, clip_path, model_s: float, *, frames: int, outputs=None, to_model=None,
-                 keep=None, vcam: bool = False) -> None:
+                 keep=None, vcam: bool = False, crop: bool = False) -> None:
         from vbg.inference import create_segmenter
 
         self.clock = DrivenClock()
         self.clip = NumberedClip(clip_path, self.clock)
-        self.model = TimedModel(create_segmenter(cfg.model), self.clock, model_s, self.clip)
+        self.crop = crop
+        self.model = TimedModel(create_segmenter(cfg.model), self.clock, model_s, self.clip, croppable=crop)
         self.sink = KeepSink(self.clock, keep)
         self.pipe = _Observed(cfg, clock=self.clock, segmenter=self.model, source=self.clip, sinks=[self.sink])
         self.frames, self.fps = frames, self.clip.fps
@@ -210,6 +245,16 @@ class Lockstep:
     def _model_settled(self) -> bool:
         slot, st = self.pipe.model_slot, self.pipe.stats
         waiting = held(slot) is not None
+        if self.crop:  # runs per frame vary: settled while a run waits for the clock, or when all is delivered
+            m = self.model
+            with m._lock:
+                inside, until = m.inside, m.sleeping_until
+            frames, runs = len(m.frames), st.infer_runs
+            if frames != slot.puts - slot.drops - waiting:
+                return False
+            if inside:
+                return until is not None and until > self.clock.now() and runs == frames - 1
+            return not waiting and runs == frames
         calls, runs = len(self.model.calls), st.infer_runs
         busy = calls > runs
         # every frame handed over is taken up, unless the model is busy with an earlier one;
@@ -266,6 +311,16 @@ class Lockstep:
         assert self.pipe.stats.out_frames == want, (k, now, self.pipe.stats.out_frames, want)
 
     # ------------------------------------------------------------------ running
+    def _run_ends_before(self, t: float, k: int) -> None:
+        """``crop``: stop where each model run ending before ``t`` ends (frame ``k`` the newest
+        captured), so every run takes exactly ``model_s`` of the pipeline's clock."""
+        while self.crop:
+            until = self.model.sleeping_until
+            if until is None or until >= t:
+                return
+            self.clock.set(until)
+            self._settle(k, at_frame=False)
+
     def run(self):
         def target():
             try:
@@ -281,8 +336,10 @@ class Lockstep:
             if self.error is None:
                 self._settle(0, at_frame=True)
                 for k in range(1, self.frames):
+                    self._run_ends_before(self.frame_time(k) - BEFORE_FRAME_S, k - 1)
                     self.clock.set(self.frame_time(k) - BEFORE_FRAME_S)
                     self._settle(k - 1, at_frame=False)
+                    self._run_ends_before(self.frame_time(k), k - 1)
                     self.clock.set(self.frame_time(k))
                     self._settle(k, at_frame=True)
         finally:
