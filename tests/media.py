@@ -264,6 +264,47 @@ def with_subtitles(src: Path, srt_text: str, dst: Path, language: str = "fra", k
     return dst
 
 
+def with_data_track(src: Path, dst: Path, packets, kind: str = "gpmd") -> Path:
+    """``src``'s streams copied into ``dst`` with a data track of ``packets`` ((ms, bytes) each,
+    lasting until the next): ``gpmd``: a GoPro's telemetry track in MP4 (FFmpeg names its handler
+    "GoPro MET"); ``klv``: a drone's KLV metadata in MPEG-TS; ``unknown``: a MOV data track in a
+    codec FFmpeg does not know (as an iPhone's mebx or a DJI drone's djmd is to it), made by
+    copying a KLV track into MOV, where it reads back as codec none."""
+    if kind == "unknown":
+        ts = with_data_track(src, dst.with_suffix(".klv.ts"), packets, "klv")
+        with av.open(str(ts)) as a, av.open(str(dst), "w", format="mov") as out:
+            copies = {s.index: out.add_stream_from_template(s) for s in a.streams}
+            for packet in a.demux():
+                if packet.size:
+                    packet.stream = copies[packet.stream.index]
+                    out.mux(packet)
+        ts.unlink()
+        return dst
+    muxer, codec = {"gpmd": ("mp4", "bin_data"), "klv": ("mpegts", "klv")}[kind]
+    with av.open(str(src)) as a, av.open(str(dst), "w", format=muxer) as out:
+        copies = {s.index: out.add_stream_from_template(s) for s in a.streams}
+        data = out.add_data_stream(codec_name=codec)
+        for packet in a.demux():
+            if packet.size:
+                packet.stream = copies[packet.stream.index]
+                out.mux(packet)
+        for i, (ms, payload) in enumerate(packets):
+            last = i + 1 == len(packets)
+            step = (ms - packets[i - 1][0] if i else 1000) if last else packets[i + 1][0] - ms
+            packet = av.Packet(payload)
+            packet.pts = packet.dts = ms
+            packet.duration, packet.time_base, packet.stream = step, Fraction(1, 1000), data
+            out.mux(packet)
+    return dst
+
+
+def data_packets(path: Path) -> list[tuple[int, bytes]]:
+    """(ms, bytes) of each packet of ``path``'s first data track."""
+    with av.open(str(path)) as c:
+        s = c.streams.data[0]
+        return [(round(float(p.pts * p.time_base) * 1000), bytes(p)) for p in c.demux(s) if p.size]
+
+
 def with_unknown_audio_track(src: Path, dst: Path, rate: int = 48000) -> Path:
     """``src``'s streams copied into the Matroska file ``dst`` with one more audio track in a codec
     FFmpeg does not know (as an iPhone's spatial-audio APAC track is to FFmpeg 7): a PCM track

@@ -464,6 +464,52 @@ def test_a_downloaded_videos_cover_picture_is_kept_in_mp4(tmp_path, suffix):
         assert kept == [] and said == [f"vbg: {src}: its cover picture is not kept in matroska files"]
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])
+def test_a_gopro_recordings_telemetry_track_is_kept(tmp_path, suffix):
+    """A GoPro's GPS and motion track (gpmd: what telemetry overlays and editors read) is copied
+    byte for byte, at its times, into MP4 and MOV; Matroska cannot hold it, and one line says so
+    and names the container that does. It was dropped unsaid."""
+    from media import data_packets, with_data_track
+
+    clip = write_clip(tmp_path / "v.mp4", [f for f, _ in person_clip_frames(30, (180, 320))])
+    packets = [(ms, b"DEVC" + bytes([i + 1]) * 40) for i, ms in enumerate(range(0, 1000, 250))]
+    src = with_data_track(clip, tmp_path / "GX010001.MP4", packets, "gpmd")
+    out = tmp_path / f"out{suffix}"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0, proc.stderr
+    said = [ln for ln in proc.stderr.splitlines() if "data track" in ln]
+    assert len(read_frames(out)) == 30
+    with av.open(str(out)) as c:
+        handlers = [s.metadata.get("handler_name") for s in c.streams.data]
+    if suffix == ".mkv":
+        assert handlers == [] and said == [
+            f"vbg: {src}: its data track (GoPro MET) is not kept in matroska files: write .mp4 to keep it"]
+    else:
+        assert handlers == ["GoPro MET"] and said == [], proc.stderr
+        assert data_packets(out) == packets
+
+
+@pytest.mark.parametrize("kind", ["klv", "unknown"])
+def test_a_data_track_no_output_can_hold_is_named(tmp_path, kind):
+    """A drone's KLV track (MPEG-TS), or a track in a codec FFmpeg does not know (an iPhone's
+    mebx, a DJI drone's djmd): the video comes out, and one line names what is not kept and why."""
+    from media import with_data_track
+
+    clip = write_clip(tmp_path / "v.mp4", [f for f, _ in person_clip_frames(10, (180, 320))])
+    src = with_data_track(clip, tmp_path / ("drone.ts" if kind == "klv" else "phone.mov"),
+                          [(0, b"\x06\x0e\x2b\x34" + bytes(12)), (100, b"\x06\x0e\x2b\x34" + bytes(12))], kind)
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0, proc.stderr
+    said = [ln for ln in proc.stderr.splitlines() if "data track" in ln]
+    why = {"klv": "its KLV data track is not kept in mp4 files: FFmpeg cannot write it into any file vbg writes",
+           "unknown": "its data track is not kept: FFmpeg cannot write that kind of track"}[kind]
+    assert said == [f"vbg: {src}: {why}"], proc.stderr
+    assert len(read_frames(out)) == 10
+    with av.open(str(out)) as c:
+        assert not c.streams.data
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 def test_a_phone_video_keeps_its_date_title_and_place(tmp_path, suffix):
     """The file's own metadata is copied as FFmpeg's tools copy it: a processed phone video keeps

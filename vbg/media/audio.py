@@ -10,7 +10,9 @@ them (SRT, ASS, WebVTT into Matroska, mov_text into MP4/MOV); a text track it
 cannot hold is converted, with its timing and its italics and bold, by FFmpeg's
 own decoder and encoder: to mov_text for MP4/MOV (the only text MP4 players
 show), WebVTT for WebM, SRT for Matroska, said in one line. A picture track (DVD,
-Blu-ray) the container cannot hold is named in a warning. The file's own metadata (creation time, title, location, ...)
+Blu-ray) the container cannot hold is named in a warning. A camera's data track (a GoPro's GPS
+and motion telemetry) is copied where FFmpeg writes it so that it reads back (MP4, MOV), and named
+in a warning elsewhere. The file's own metadata (creation time, title, location, ...)
 is copied too, so a phone video keeps its date in a photo library: each container keeps
 what it can hold. So are its chapters (a lecture's or a screen recording's sections), with
 their titles: every output container vbg writes holds them; and its cover picture (a
@@ -20,6 +22,7 @@ downloaded video's thumbnail) into MP4, the one container FFmpeg writes it to as
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -45,6 +48,8 @@ _TEXT_SUBTITLES = frozenset({"srt", "subrip", "ass", "ssa", "webvtt", "mov_text"
 _TEXT_CODEC = {"mp4": "mov_text", "mov": "mov_text", "webm": "webvtt", "matroska": "subrip"}
 _SUBTITLE_NAMES = {"subrip": "SRT", "srt": "SRT", "webvtt": "WebVTT", "ass": "ASS", "ssa": "ASS",  # as users know them
                "dvdsub": "DVD", "pgssub": "Blu-ray (PGS)", "dvbsub": "DVB"}
+_DATA_NAMES = {"klv": "KLV", "timed_id3": "ID3", "bin_data": "binary"}  # as users know them
+_GENERIC_HANDLERS = frozenset({"DataHandler", "Data Handler", "MetadataHandler"})  # say nothing of the track
 
 
 def _keep_metadata(source: av.stream.Stream, stream: av.stream.Stream) -> None:
@@ -101,6 +106,51 @@ def _copy_of(source: av.stream.Stream, output: av.container.OutputContainer) -> 
     stream = output.add_stream_from_template(source)
     _keep_metadata(source, stream)
     return stream
+
+
+def _writes_back(source: av.stream.Stream, muxer: str) -> bool:
+    """FFmpeg writes data track ``source`` into a ``muxer`` file and its own reader finds it there
+    again as the same kind of track: a trial of one packet in memory. (The mov muxer writes a
+    KLV track, say, that reads back as an unknown one: not kept.)"""
+    buf = io.BytesIO()
+    time_base = source.time_base or Fraction(1, 1000)
+    try:
+        with av.open(buf, "w", format=muxer) as trial:
+            stream = trial.add_stream_from_template(source)
+            packet = av.Packet(bytes(16))
+            packet.pts = packet.dts = 0
+            packet.time_base, packet.stream = time_base, stream
+            trial.mux(packet)
+        buf.seek(0)
+        with av.open(buf) as back:
+            return [(s.type, s.name) for s in back.streams] == [("data", source.name)]
+    except (av.FFmpegError, ValueError, TypeError):
+        return False
+
+
+def _data_track_name(source: av.stream.Stream) -> str:
+    """A data track as a user knows it: its handler's name (a GoPro's "GoPro MET"), else its codec."""
+    handler = (source.metadata.get("handler_name") or "").strip()
+    if handler and handler not in _GENERIC_HANDLERS:
+        return f"data track ({handler})"
+    return f"{_DATA_NAMES.get(source.name, source.name)} data track" if source.name else "data track"
+
+
+def _data_track(source: av.stream.Stream, output: av.container.OutputContainer, fmt: Container,
+                warnings: list[str]) -> _Track | None:
+    """Data track ``source`` (camera telemetry) copied as it is where ``output``'s container holds
+    it (a GoPro's GPS and motion in MP4 and MOV), else None and a line naming it, with the
+    container that would keep it."""
+    shown = _data_track_name(source)
+    if source.name is None:  # a codec FFmpeg does not know (an iPhone's mebx, a drone's djmd)
+        warnings.append(f"its {shown} is not kept: FFmpeg cannot write that kind of track")
+        return None
+    if _writes_back(source, fmt.muxer):
+        return _Track(source, _copy_of(source, output), None)
+    keep = next((f".{m}" for m in ("mp4", "mov") if m != fmt.muxer and _writes_back(source, m)), None)
+    fix = f": write {keep} to keep it" if keep else ": FFmpeg cannot write it into any file vbg writes"
+    warnings.append(f"its {shown} is not kept in {fmt.muxer} files{fix}")
+    return None
 
 
 def _text_track(source: av.stream.Stream, output: av.container.OutputContainer, fmt: Container) -> _Track | None:
@@ -193,6 +243,12 @@ class AudioMux:
                 else:
                     fix = ": write .mkv to keep it" if name in _MATROSKA_SUBTITLES else ""
                     warnings.append(f"its {shown} subtitle track is not kept in {fmt.muxer} files{fix}")
+            for source in self._in.streams.data:  # camera telemetry (GoPro GPS, accelerometer)
+                if "timecode" in source.metadata:
+                    continue  # a tape's or camera's timecode: the video's metadata carries it
+                data = _data_track(source, output, fmt, warnings)
+                if data is not None:
+                    self._tracks[source.index] = data
             for source in self._in.streams.video:  # a downloaded video's thumbnail (yt-dlp --embed-thumbnail)
                 if not source.disposition & av.stream.Disposition.attached_pic:
                     continue
