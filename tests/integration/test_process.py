@@ -439,11 +439,13 @@ def test_a_dvd_subtitle_track_is_kept_where_the_container_holds_pictures(tmp_pat
     assert got == [(dvd_subpicture(10, 20, 40, 10), 0.0), (dvd_subpicture(60, 20, 40, 10), 0.5)]
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
-def test_a_downloaded_videos_cover_picture_is_kept_in_mp4(tmp_path, suffix):
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov"])
+def test_a_downloaded_videos_cover_picture_is_kept(tmp_path, suffix):
     """A video with its thumbnail embedded (yt-dlp --embed-thumbnail): MP4 keeps the picture as
-    it was, as the cover players and file managers show; Matroska, where FFmpeg would write it
-    as a second video track, does not, and one line says so. It was dropped unsaid."""
+    it was, as the cover players and file managers show, and Matroska as its cover.jpg
+    attachment (FFmpeg's own reader shows both as the same cover picture); MOV, where FFmpeg
+    writes it so its own reader does not find it, does not, and one line says so. It was
+    dropped unsaid."""
     import cv2
 
     _, jpeg = cv2.imencode(".jpg", np.full((90, 160, 3), (200, 80, 40), np.uint8))
@@ -457,11 +459,13 @@ def test_a_downloaded_videos_cover_picture_is_kept_in_mp4(tmp_path, suffix):
         covers = [s for s in c.streams.video if s.disposition & av.stream.Disposition.attached_pic]
         kept = [bytes(p) for p in c.demux(covers[0]) if p.size] if covers else []
         assert len(c.streams.video) == len(covers) + 1
+        names = [s.metadata.get("filename") for s in covers]
     assert len(read_frames(out)) == 10
-    if suffix == ".mp4":
-        assert kept == [jpeg.tobytes()] and said == []
+    if suffix == ".mov":
+        assert kept == [] and said == [f"vbg: {src}: its cover picture is not kept in mov files"]
     else:
-        assert kept == [] and said == [f"vbg: {src}: its cover picture is not kept in matroska files"]
+        assert kept == [jpeg.tobytes()] and said == []
+        assert names == (["cover.jpg"] if suffix == ".mkv" else [None])
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])

@@ -16,8 +16,8 @@ in a warning elsewhere. The file's own metadata (creation time, title, location,
 is copied too, so a phone video keeps its date in a photo library: each container keeps
 what it can hold. So are its chapters (a lecture's or a screen recording's sections), with
 their titles: every output container vbg writes holds them; and its cover picture (a
-downloaded video's thumbnail) into MP4, the one container FFmpeg writes it to as players read it
-(elsewhere a line says it is not kept).
+downloaded video's thumbnail) into MP4, and into Matroska as its cover.jpg attachment (MOV and WebM:
+a line says it is not kept).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ _TEXT_CODEC = {"mp4": "mov_text", "mov": "mov_text", "webm": "webvtt", "matroska
 _SUBTITLE_NAMES = {"subrip": "SRT", "srt": "SRT", "webvtt": "WebVTT", "ass": "ASS", "ssa": "ASS",  # as users know them
                "dvdsub": "DVD", "pgssub": "Blu-ray (PGS)", "dvbsub": "DVB"}
 _DATA_NAMES = {"klv": "KLV", "timed_id3": "ID3", "bin_data": "binary"}  # as users know them
+_COVER_FILES = {"mjpeg": ("jpg", "image/jpeg"), "png": ("png", "image/png")}  # Matroska's cover attachments
 _GENERIC_HANDLERS = frozenset({"DataHandler", "Data Handler", "MetadataHandler"})  # say nothing of the track
 
 
@@ -252,12 +253,16 @@ class AudioMux:
             for source in self._in.streams.video:  # a downloaded video's thumbnail (yt-dlp --embed-thumbnail)
                 if not source.disposition & av.stream.Disposition.attached_pic:
                     continue
-                # MP4 holds it as players read it; FFmpeg writes it into Matroska as a second video
-                # track and into MOV where its own reader does not find it again
-                if fmt.muxer == "mp4" and source.codec_context.name in output.supported_codecs:
+                # MP4 holds it as players read it, Matroska as an attachment named cover.jpg (a
+                # copied stream would be a second video track); FFmpeg writes it into MOV where its
+                # own reader does not find it again, and WebM holds no attachments
+                name = source.codec_context.name
+                if fmt.muxer == "mp4" and name in output.supported_codecs:
                     cover = _copy_of(source, output)
                     cover.disposition = av.stream.Disposition.attached_pic
                     self._tracks[source.index] = _Track(source, cover, None)
+                elif fmt.muxer == "matroska" and name in _COVER_FILES and self._attach_cover(src, source):
+                    pass
                 else:
                     warnings.append(f"its cover picture is not kept in {fmt.muxer} files")
             if not self._tracks:
@@ -268,6 +273,20 @@ class AudioMux:
         except BaseException:
             self.close()
             raise
+
+    def _attach_cover(self, src: str | Path, source: av.stream.Stream) -> bool:
+        """Cover picture ``source`` as a Matroska attachment, as players and mkvtoolnix name it
+        (cover.jpg, cover.png); False where its picture cannot be read."""
+        ext, mime = _COVER_FILES[source.codec_context.name]
+        try:
+            with open_media(src) as again:
+                picture = next((bytes(p) for p in again.demux(again.streams[source.index]) if p.size), None)
+        except (av.FFmpegError, OSError):
+            picture = None
+        if not picture:
+            return False
+        self._output.add_attachment(f"cover.{ext}", mime, picture)
+        return True
 
     @property
     def tracks(self) -> int:
