@@ -91,6 +91,36 @@ def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str =
     return path
 
 
+def write_turns_interlaced_clip(path: Path, progressive, interlaced, fps: int = 25) -> Path:
+    """An MPEG-TS H.264 clip whose first frames (``progressive``) are coded progressive and the
+    rest (``interlaced``) as interlaced fields, bottom first: a broadcast recording that switches
+    programme. Two encoders, one stream (the second's parameter sets come in-band)."""
+    h, w = progressive[0].shape[:2]
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        stream.options = {"crf": "12", "preset": "ultrafast"}  # no B-frames: the decode order is the order
+        second = av.CodecContext.create("libx264", "w")
+        second.width, second.height, second.pix_fmt = w, h, "yuv420p"
+        second.time_base, second.framerate = Fraction(1, fps), Fraction(fps)
+        second.options = {"crf": "12", "preset": "ultrafast", "flags": "+ildct+ilme"}
+        for i, rgb in enumerate([*progressive, *interlaced]):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, fps)
+            if i < len(progressive):
+                packets = stream.encode(vf)
+            else:
+                packets = [*stream.encode(None), *second.encode(vf)] if i == len(progressive) else second.encode(vf)
+            for pkt in packets:
+                pkt.stream = stream
+                out.mux(pkt)
+        for pkt in second.encode(None):
+            pkt.stream = stream
+            out.mux(pkt)
+    return path
+
+
 def interlace(fields) -> list:
     """Frames as an interlaced camera stores them, from pictures taken at twice the frame rate,
     bottom field first as DV cameras (and libx264 by default) have it: frame i holds picture 2i's

@@ -251,6 +251,25 @@ def test_an_interlaced_camcorder_recording_comes_out_without_comb_teeth(tmp_path
     assert min(iou(m / 255.0, a) for (_, m), (_, a) in zip(got, pictures[0::2])) >= 0.75
 
 
+def test_a_recording_that_turns_interlaced_part_way_says_where_and_has_no_comb_teeth(tmp_path):
+    """A broadcast recording whose programme changes from progressive to interlaced fields
+    part-way: the interlaced frames are deinterlaced, and one line says from which frame on (the
+    file's first frame, progressive, says nothing of it). The switch was deinterlaced unsaid."""
+    from media import write_turns_interlaced_clip
+
+    pictures = [p for p, _ in person_clip_frames(40, (360, 640))]
+    src = write_turns_interlaced_clip(tmp_path / "recording.ts", pictures[:10], interlace(pictures[20:]))
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0, proc.stderr
+    said = [ln for ln in proc.stderr.splitlines() if "interlaced" in ln]
+    assert said == [f"vbg: {src}: its frames are interlaced from frame 11 on: deinterlaced (bwdif), "
+                    "one frame out per frame in"], proc.stderr
+    stored, shown = read_frames(src)[10:], read_frames(out)[10:]
+    assert len(shown) == 10
+    assert np.mean([comb_teeth(f) for f in shown]) * 5 < np.mean([comb_teeth(f) for f in stored])
+
+
 def test_non_square_pixels_come_out_in_the_shape_a_player_shows(tmp_path):
     """HDV's 1440x1080, DV and DVD store wide pixels (here 480x360 at 4:3, shown as 640x360): the
     output has square pixels at the size a player shows, the person in proportion and found, one

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from vbg.errors import InputError, one_line
+from vbg.media.deinterlace import FILTER as DEINTERLACE_FILTER
 from vbg.media.deinterlace import Deinterlacer
 from vbg.media.info import frame_rate, frame_rotation, open_input, pixel_aspect, square_size, upright
 from vbg.media.open import NetworkFrames, is_url, open_media, picture_stream
@@ -136,6 +137,7 @@ class VideoReader:
             if cc.width and cc.height else None
         self._resized = False
         self._fields: Deinterlacer | None = None  # from the first interlaced frame on
+        self._said_fields = False  # the line for a file whose fields start part-way
         self._decoded = 0  # frames() has given since the start (or the last rewind)
         self._to_rgb = SdrFrames()  # HDR (a phone's HLG, HDR10) comes out tone-mapped to SDR
 
@@ -173,6 +175,10 @@ class VideoReader:
                 say_size_change(self.path, f"frame {self._decoded}", size, self._size)
             if self._fields is None and frame.interlaced_frame:
                 self._fields = Deinterlacer(self.time_base)
+                if self._decoded > 1 and not self._said_fields:  # a first interlaced frame is said by its VideoInfo
+                    self._said_fields = True
+                    log.info("%s: its frames are interlaced from frame %d on: deinterlaced (%s), one frame out "
+                             "per frame in", self.path, self._decoded, DEINTERLACE_FILTER)
             if self._fields is None:
                 yield frame
             else:
