@@ -121,6 +121,24 @@ def write_turns_interlaced_clip(path: Path, progressive, interlaced, fps: int = 
     return path
 
 
+def join_video_tracks(paths, dst: Path) -> Path:
+    """The video tracks of ``paths`` as the tracks of one Matroska file ``dst``, in that order (a
+    two-camera or two-angle recording)."""
+    inputs = [av.open(str(path)) for path in paths]
+    try:
+        with av.open(str(dst), "w") as out:
+            streams = [out.add_stream_from_template(a.streams.video[0]) for a in inputs]  # all before the header
+            for a, stream in zip(inputs, streams):
+                for packet in a.demux(a.streams.video[0]):
+                    if packet.size:
+                        packet.stream = stream
+                        out.mux(packet)
+    finally:
+        for a in inputs:
+            a.close()
+    return dst
+
+
 def interlace(fields) -> list:
     """Frames as an interlaced camera stores them, from pictures taken at twice the frame rate,
     bottom field first as DV cameras (and libx264 by default) have it: frame i holds picture 2i's

@@ -270,6 +270,25 @@ def test_a_recording_that_turns_interlaced_part_way_says_where_and_has_no_comb_t
     assert np.mean([comb_teeth(f) for f in shown]) * 5 < np.mean([comb_teeth(f) for f in stored])
 
 
+def test_a_second_video_track_is_named_with_how_to_process_it(tmp_path):
+    """A two-camera (or two-angle) file: the first video track is processed, and one line says
+    the other is not kept and how to pick it. It was dropped unsaid."""
+    from media import join_video_tracks
+
+    first = write_clip(tmp_path / "a.mp4", [f for f, _ in person_clip_frames(10, (180, 320))])
+    other = write_clip(tmp_path / "b.mp4", [f for f, _ in person_clip_frames(10, (360, 640), seed=3)], codec="mpeg4")
+    src = join_video_tracks([first, other], tmp_path / "two-cameras.mkv")
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0, proc.stderr
+    said = [ln for ln in proc.stderr.splitlines() if "video track" in ln]
+    assert said == [f"vbg: {src}: its other video track (640x360 mpeg4) is not kept: vbg processes the first one "
+                    "(320x180 h264); to process another, put it first: ffmpeg -i IN -map 0:v:1 -map 0:a? -c copy OUT"]
+    with av.open(str(out)) as c:
+        assert len(c.streams.video) == 1 and (c.streams.video[0].width, c.streams.video[0].height) == (320, 180)
+    assert len(read_frames(out)) == 10
+
+
 def test_non_square_pixels_come_out_in_the_shape_a_player_shows(tmp_path):
     """HDV's 1440x1080, DV and DVD store wide pixels (here 480x360 at 4:3, shown as 640x360): the
     output has square pixels at the size a player shows, the person in proportion and found, one

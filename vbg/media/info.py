@@ -51,6 +51,7 @@ class VideoInfo:
     coded: tuple[int, int] | None = None  # (w, h) as stored, where ``sar`` makes it differ from width x height
     interlaced: bool = False  # its first frame is interlaced (1080i, DV): the readers deinterlace it
     wide_gamut: bool = False  # SDR in BT.2020 colours (UHD broadcast): the readers convert it to BT.709
+    other_videos: tuple[str, ...] = ()  # the file's other video tracks ("1920x1080 hevc"), not processed
 
     def upright(self) -> VideoInfo:
         """This video as ``upright`` frames show it: display size, no rotation left."""
@@ -220,7 +221,11 @@ def probe(path: str | Path, cancel: threading.Event | None = None, *, fps: float
         if not rate:
             rate = Fraction(frames) / Fraction(duration) if frames and duration else Fraction(30)
         audio = container.streams.audio[0] if container.streams.audio else None
+        others = tuple(f"{o.codec_context.width}x{o.codec_context.height} {o.codec_context.name}"
+                       for o in container.streams.video
+                       if o is not stream and not o.disposition & av.stream.Disposition.attached_pic)
         return VideoInfo(
+            other_videos=others,
             hdr=HDR_TRANSFERS.get(cc.color_trc or getattr(first, "color_trc", 0) or 0),
             width=width,
             height=height,
