@@ -312,14 +312,15 @@ def with_subtitles(src: Path, srt_text: str, dst: Path, language: str = "fra", k
     return dst
 
 
-def with_data_track(src: Path, dst: Path, packets, kind: str = "gpmd") -> Path:
+def with_data_track(src: Path, dst: Path, packets, kind: str = "gpmd", tracks: int = 1) -> Path:
     """``src``'s streams copied into ``dst`` with a data track of ``packets`` ((ms, bytes) each,
     lasting until the next): ``gpmd``: a GoPro's telemetry track in MP4 (FFmpeg names its handler
     "GoPro MET"); ``klv``: a drone's KLV metadata in MPEG-TS; ``unknown``: a MOV data track in a
     codec FFmpeg does not know (as an iPhone's mebx or a DJI drone's djmd is to it), made by
-    copying a KLV track into MOV, where it reads back as codec none."""
+    copying a KLV track into MOV, where it reads back as codec none. ``tracks`` such tracks (an
+    iPhone's video has several)."""
     if kind == "unknown":
-        ts = with_data_track(src, dst.with_suffix(".klv.ts"), packets, "klv")
+        ts = with_data_track(src, dst.with_suffix(".klv.ts"), packets, "klv", tracks)
         with av.open(str(ts)) as a, av.open(str(dst), "w", format="mov") as out:
             copies = {s.index: out.add_stream_from_template(s) for s in a.streams}
             for packet in a.demux():
@@ -331,7 +332,7 @@ def with_data_track(src: Path, dst: Path, packets, kind: str = "gpmd") -> Path:
     muxer, codec = {"gpmd": ("mp4", "bin_data"), "klv": ("mpegts", "klv")}[kind]
     with av.open(str(src)) as a, av.open(str(dst), "w", format=muxer) as out:
         copies = {s.index: out.add_stream_from_template(s) for s in a.streams}
-        data = out.add_data_stream(codec_name=codec)
+        datas = [out.add_data_stream(codec_name=codec) for _ in range(tracks)]
         for packet in a.demux():
             if packet.size:
                 packet.stream = copies[packet.stream.index]
@@ -339,10 +340,11 @@ def with_data_track(src: Path, dst: Path, packets, kind: str = "gpmd") -> Path:
         for i, (ms, payload) in enumerate(packets):
             last = i + 1 == len(packets)
             step = (ms - packets[i - 1][0] if i else 1000) if last else packets[i + 1][0] - ms
-            packet = av.Packet(payload)
-            packet.pts = packet.dts = ms
-            packet.duration, packet.time_base, packet.stream = step, Fraction(1, 1000), data
-            out.mux(packet)
+            for data in datas:
+                packet = av.Packet(payload)
+                packet.pts = packet.dts = ms
+                packet.duration, packet.time_base, packet.stream = step, Fraction(1, 1000), data
+                out.mux(packet)
     return dst
 
 

@@ -533,19 +533,21 @@ def test_a_gopro_recordings_telemetry_track_is_kept(tmp_path, suffix):
 
 @pytest.mark.parametrize("kind", ["klv", "unknown"])
 def test_a_data_track_no_output_can_hold_is_named(tmp_path, kind):
-    """A drone's KLV track (MPEG-TS), or a track in a codec FFmpeg does not know (an iPhone's
-    mebx, a DJI drone's djmd): the video comes out, and one line names what is not kept and why."""
+    """A drone's KLV track (MPEG-TS), or tracks in a codec FFmpeg does not know (an iPhone's three
+    mebx tracks, a DJI drone's djmd): the video comes out, and one line names what is not kept
+    and why."""
     from media import with_data_track
 
     clip = write_clip(tmp_path / "v.mp4", [f for f, _ in person_clip_frames(10, (180, 320))])
     src = with_data_track(clip, tmp_path / ("drone.ts" if kind == "klv" else "phone.mov"),
-                          [(0, b"\x06\x0e\x2b\x34" + bytes(12)), (100, b"\x06\x0e\x2b\x34" + bytes(12))], kind)
+                          [(0, b"\x06\x0e\x2b\x34" + bytes(12)), (100, b"\x06\x0e\x2b\x34" + bytes(12))], kind,
+                          tracks=1 if kind == "klv" else 3)
     out = tmp_path / "out.mp4"
     proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
     assert proc.returncode == 0, proc.stderr
     said = [ln for ln in proc.stderr.splitlines() if "data track" in ln]
-    why = {"klv": "its KLV data track is not kept in mp4 files: FFmpeg cannot write it into any file vbg writes",
-           "unknown": "its data track is not kept: FFmpeg cannot write that kind of track"}[kind]
+    why = {"klv": "its data track (KLV) is not kept in mp4 files: FFmpeg cannot write it into any file vbg writes",
+           "unknown": "its 3 data tracks are not kept: FFmpeg cannot write that kind of track"}[kind]
     assert said == [f"vbg: {src}: {why}"], proc.stderr
     assert len(read_frames(out)) == 10
     with av.open(str(out)) as c:

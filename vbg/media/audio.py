@@ -129,29 +129,26 @@ def _writes_back(source: av.stream.Stream, muxer: str) -> bool:
         return False
 
 
-def _data_track_name(source: av.stream.Stream) -> str:
-    """A data track as a user knows it: its handler's name (a GoPro's "GoPro MET"), else its codec."""
+def _data_kind(source: av.stream.Stream) -> str:
+    """A data track's kind as a user knows it: its handler's name (a GoPro's "GoPro MET"), else its
+    codec ("KLV"), else nothing."""
     handler = (source.metadata.get("handler_name") or "").strip()
     if handler and handler not in _GENERIC_HANDLERS:
-        return f"data track ({handler})"
-    return f"{_DATA_NAMES.get(source.name, source.name)} data track" if source.name else "data track"
+        return handler
+    return _DATA_NAMES.get(source.name, source.name) if source.name else ""
 
 
-def _data_track(source: av.stream.Stream, output: av.container.OutputContainer, fmt: Container,
-                warnings: list[str]) -> _Track | None:
-    """Data track ``source`` (camera telemetry) copied as it is where ``output``'s container holds
-    it (a GoPro's GPS and motion in MP4 and MOV), else None and a line naming it, with the
-    container that would keep it."""
-    shown = _data_track_name(source)
+def _data_not_kept(source: av.stream.Stream, fmt: Container) -> str | None:
+    """Why data track ``source`` (camera telemetry) cannot be copied as it is into ``fmt``'s files,
+    with the fix where there is one (``{it}`` for the track or tracks); None where it can (a
+    GoPro's GPS and motion in MP4 and MOV)."""
     if source.name is None:  # a codec FFmpeg does not know (an iPhone's mebx, a drone's djmd)
-        warnings.append(f"its {shown} is not kept: FFmpeg cannot write that kind of track")
-        return None
+        return ": FFmpeg cannot write that kind of track"
     if _writes_back(source, fmt.muxer):
-        return _Track(source, _copy_of(source, output), None)
+        return None
     keep = next((f".{m}" for m in ("mp4", "mov") if m != fmt.muxer and _writes_back(source, m)), None)
-    fix = f": write {keep} to keep it" if keep else ": FFmpeg cannot write it into any file vbg writes"
-    warnings.append(f"its {shown} is not kept in {fmt.muxer} files{fix}")
-    return None
+    fix = f"write {keep} to keep {{it}}" if keep else "FFmpeg cannot write {it} into any file vbg writes"
+    return f" in {fmt.muxer} files: {fix}"
 
 
 def _text_track(source: av.stream.Stream, output: av.container.OutputContainer, fmt: Container) -> _Track | None:
@@ -244,12 +241,19 @@ class AudioMux:
                 else:
                     fix = ": write .mkv to keep it" if name in _MATROSKA_SUBTITLES else ""
                     warnings.append(f"its {shown} subtitle track is not kept in {fmt.muxer} files{fix}")
+            dropped: dict[tuple[str, str], int] = {}  # (kind, why): tracks (an iPhone has several alike)
             for source in self._in.streams.data:  # camera telemetry (GoPro GPS, accelerometer)
                 if "timecode" in source.metadata:
                     continue  # a tape's or camera's timecode: the video's metadata carries it
-                data = _data_track(source, output, fmt, warnings)
-                if data is not None:
-                    self._tracks[source.index] = data
+                why = _data_not_kept(source, fmt)
+                if why is None:
+                    self._tracks[source.index] = _Track(source, _copy_of(source, output), None)
+                else:
+                    dropped[_data_kind(source), why] = dropped.get((_data_kind(source), why), 0) + 1
+            for (kind, why), n in dropped.items():
+                named = f" ({kind})" if kind else ""
+                tracks = f"data track{named} is" if n == 1 else f"{n} data tracks{named} are"
+                warnings.append(f"its {tracks} not kept{why.format(it='it' if n == 1 else 'them')}")
             for source in self._in.streams.video:  # a downloaded video's thumbnail (yt-dlp --embed-thumbnail)
                 if not source.disposition & av.stream.Disposition.attached_pic:
                     continue
