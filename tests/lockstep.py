@@ -214,7 +214,10 @@ class Lockstep:
     many composites must be out once the pipeline has settled at clock time ``now``; by default
     every captured frame (the output never waits for a slow model). ``to_model(k)`` says whether
     frame k goes to the model, where the test knows (a fixed ``--skip``); by default the driver
-    only requires that a frame handed to the model is taken up by it.
+    only requires that a frame handed to the model is taken up by it. ``crop``: the pipeline may
+    wrap the model in the person crop (``[model] crop``), each of its runs ``model_s`` long, and
+    the driver also stops where each run ends (``TimedModel.answered`` then says which frames
+    have their masks).
     """
 
     def __init__(self, cfg, clip_path, model_s: float, *, frames: int, outputs=None, to_model=None,
