@@ -294,6 +294,15 @@ def with_dvd_subtitles(src: Path, dst: Path, cues, language: str = "deu") -> Pat
     return dst
 
 
+def _mux_copies(a, copies: dict, out) -> None:
+    """Every packet of input ``a`` into ``out``, as it is, on the stream ``copies`` maps its stream to
+    (the demuxer's empty flush packets left out)."""
+    for packet in a.demux():
+        if packet.size:
+            packet.stream = copies[packet.stream.index]
+            out.mux(packet)
+
+
 def with_subtitles(src: Path, srt_text: str, dst: Path, language: str = "fra", kind: str = "srt") -> Path:
     """``src``'s streams copied into the Matroska file ``dst``, with an SRT subtitle track of
     ``srt_text`` added (its ``language``); ``kind="ass"``: the text is an ASS script."""
@@ -323,20 +332,14 @@ def with_data_track(src: Path, dst: Path, packets, kind: str = "gpmd", tracks: i
         ts = with_data_track(src, dst.with_suffix(".klv.ts"), packets, "klv", tracks)
         with av.open(str(ts)) as a, av.open(str(dst), "w", format="mov") as out:
             copies = {s.index: out.add_stream_from_template(s) for s in a.streams}
-            for packet in a.demux():
-                if packet.size:
-                    packet.stream = copies[packet.stream.index]
-                    out.mux(packet)
+            _mux_copies(a, copies, out)
         ts.unlink()
         return dst
     muxer, codec = {"gpmd": ("mp4", "bin_data"), "klv": ("mpegts", "klv")}[kind]
     with av.open(str(src)) as a, av.open(str(dst), "w", format=muxer) as out:
         copies = {s.index: out.add_stream_from_template(s) for s in a.streams}
         datas = [out.add_data_stream(codec_name=codec) for _ in range(tracks)]
-        for packet in a.demux():
-            if packet.size:
-                packet.stream = copies[packet.stream.index]
-                out.mux(packet)
+        _mux_copies(a, copies, out)
         for i, (ms, payload) in enumerate(packets):
             last = i + 1 == len(packets)
             step = (ms - packets[i - 1][0] if i else 1000) if last else packets[i + 1][0] - ms
@@ -363,10 +366,7 @@ def with_unknown_audio_track(src: Path, dst: Path, rate: int = 48000) -> Path:
     with av.open(str(src)) as a, av.open(str(tmp), "w") as out:
         copies = {s.index: out.add_stream_from_template(s) for s in a.streams}
         pcm = out.add_stream("pcm_s16le", rate=rate, layout="stereo")
-        for packet in a.demux():
-            if packet.size:
-                packet.stream = copies[packet.stream.index]
-                out.mux(packet)
+        _mux_copies(a, copies, out)
         for start in range(0, rate, 1024):
             af = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.int16), format="s16", layout="stereo")
             af.sample_rate, af.pts, af.time_base = rate, start, Fraction(1, rate)

@@ -249,7 +249,8 @@ class AudioMux:
                 if why is None:
                     self._tracks[source.index] = _Track(source, _copy_of(source, output), None)
                 else:
-                    dropped[_data_kind(source), why] = dropped.get((_data_kind(source), why), 0) + 1
+                    key = (_data_kind(source), why)
+                    dropped[key] = dropped.get(key, 0) + 1
             for (kind, why), n in dropped.items():
                 named = f" ({kind})" if kind else ""
                 tracks = f"data track{named} is" if n == 1 else f"{n} data tracks{named} are"
