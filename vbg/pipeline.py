@@ -185,6 +185,7 @@ class LivePipeline:
         self.started = threading.Event()  # set-up done (model loaded, sinks open), frames flowing
         self._extra_sinks = sinks or []
         self._source, self._reopen = source, reopen
+        self._source_said = False
         self._watcher = watcher  # who reads the virtual camera (tests inject one); None: the device's
         self.idle = None  # the IdleGate, when the output idles while unwatched
         self._stop = threading.Event()
@@ -292,8 +293,9 @@ class LivePipeline:
         from .capture import open_source
 
         s = self.cfg.source
+        said, self._source_said = self._source_said, True  # a file's conversions: said at the first opening
         return open_source(s.source, width=s.width, height=s.height, fps=s.fps, loop=s.loop,
-                           paced=True, clock=self.clock)
+                           paced=True, clock=self.clock, say=not said)
 
     def run(self, on_status=None, status_interval: float = 1.0, on_tick=None) -> LiveStats:
         """Run until --frames/--duration, end of a file source, stop(), or an error."""

@@ -21,7 +21,7 @@ import pytest
 from conftest import PEOPLE, iou, run_vbg
 from fakecam import fake_camera
 from lockstep import KeepSink, Lockstep, wait_until
-from media import interlace, person_clip_frames, write_clip, write_size_switch_clip
+from media import interlace, join_video_tracks, person_clip_frames, write_clip, write_size_switch_clip
 from vbg.clock import MonotonicClock
 from vbg.config import LiveConfig, apply
 from vbg.errors import SourceError
@@ -143,6 +143,30 @@ def test_a_camcorder_file_source_is_shown_whole_and_in_shape(tmp_path):
     assert len(recorded) == _stopped_after(proc.stderr) >= 1
     assert {f.shape for _, f in recorded} == {(360, 640, 3)}
     assert np.mean([comb_teeth(f) for _, f in recorded]) * 5 < np.mean([comb_teeth(f) for f in stored])
+    said = [ln for ln in proc.stderr.splitlines() if ln.startswith(f"vbg: {src}: ")]  # as vbg process says them
+    assert said == [f"vbg: {src}: interlaced video: deinterlaced (bwdif), one frame out per frame in",
+                    f"vbg: {src}: its pixels are not square (4:3): its 480x360 frames come out as 640x360 square "
+                    "pixels, the shape a player shows"], proc.stderr
+
+
+def test_a_two_camera_file_source_plays_its_first_track_and_says_so_once(tmp_path, caplog):
+    """A file with two video tracks played as the camera: the first is played, one line names
+    the other and how to play it; the camera opened again (after a lost read, or idling) says
+    nothing more. The live filter said nothing of the other track."""
+    first = write_clip(tmp_path / "a.mp4", [f for f, _ in person_clip_frames(4, (180, 320))])
+    other = write_clip(tmp_path / "b.mp4", [f for f, _ in person_clip_frames(4, (360, 640), seed=3)], codec="mpeg4")
+    src = join_video_tracks([first, other], tmp_path / "two-cameras.mkv")
+    pipeline = LivePipeline(_config(src))
+    with caplog.at_level("INFO", logger="vbg"):
+        for _ in range(2):
+            source = pipeline._open_source()
+            try:
+                assert (source.width, source.height) == (320, 180) and source.read().shape == (180, 320, 3)
+            finally:
+                source.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{src}: its other video track (640x360 mpeg4) is not used: vbg plays the first one (320x180 h264); "
+        "to play another, put it first: ffmpeg -i IN -map 0:V:1 -map 0:a? -c copy OUT"]
 
 
 def _config(clip, model_name="selfie", **sections) -> LiveConfig:

@@ -283,7 +283,7 @@ def test_a_second_video_track_is_named_with_how_to_process_it(tmp_path):
     assert proc.returncode == 0, proc.stderr
     said = [ln for ln in proc.stderr.splitlines() if "video track" in ln]
     assert said == [f"vbg: {src}: its other video track (640x360 mpeg4) is not kept: vbg processes the first one "
-                    "(320x180 h264); to process another, put it first: ffmpeg -i IN -map 0:v:1 -map 0:a? -c copy OUT"]
+                    "(320x180 h264); to process another, put it first: ffmpeg -i IN -map 0:V:1 -map 0:a? -c copy OUT"]
     with av.open(str(out)) as c:
         assert len(c.streams.video) == 1 and (c.streams.video[0].width, c.streams.video[0].height) == (320, 180)
     assert len(read_frames(out)) == 10

@@ -43,10 +43,11 @@ def parse_source(text: str | int) -> int | str:
 
 def open_source(source: str | int, *, width: int | None = None, height: int | None = None,
                 fps: float | None = None, loop: bool = False, paced: bool = True,
-                clock: Clock | None = None) -> Source:
+                clock: Clock | None = None, say: bool = True) -> Source:
     """Open ``--source``: camera index/device -> :class:`CameraSource`; file or
     URL -> :class:`VideoFileSource` (paced at its own rate when ``paced``);
-    ``demo`` -> the bundled clip as a looping live source (:mod:`.demo`)."""
+    ``demo`` -> the bundled clip as a looping live source (:mod:`.demo`). ``say``: a file's
+    conversions are logged (False: the same source opened again)."""
     src = parse_source(source)
     if is_demo(src):
         return open_demo(width=width, height=height, fps=fps, paced=paced, clock=clock)
@@ -60,7 +61,7 @@ def open_source(source: str | int, *, width: int | None = None, height: int | No
         from ..errors import SourceError
 
         raise SourceError(f"--source {src}: no such file, camera index or URL")
-    return VideoFileSource(src, loop=loop, paced=paced, clock=clock)
+    return VideoFileSource(src, loop=loop, paced=paced, clock=clock, say=say)
 
 
 from .demo import DEMO_CLIP, demo_clip_path, is_demo, open_demo  # noqa: E402

@@ -27,6 +27,7 @@ for a server gone silent mid-stream at once, instead of after the network time-o
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import av
@@ -34,10 +35,12 @@ import numpy as np
 
 from ..clock import Clock, MonotonicClock
 from ..errors import InputError, SourceError
-from ..media.info import check_frame_size, quarter_turns
+from ..media.info import Conversions, check_frame_size, other_video_tracks, quarter_turns, say_conversions
 from ..media.open import NotAFileError, is_url, no_reply, open_media, picture_stream, timed_out, timeout_s
 from ..media.reader import VideoReader
 
+
+log = logging.getLogger("vbg.capture")
 
 MAX_JUMP_S = 10.0  # a longer jump between two frames' timestamps (either way) is played as one frame interval
 
@@ -46,7 +49,9 @@ class VideoFileSource:
     live = True
 
     def __init__(self, path: str, *, loop: bool = False, paced: bool = True, clock: Clock | None = None,
-                 drop_late: bool = False) -> None:
+                 drop_late: bool = False, say: bool = True) -> None:
+        """``say``: log what the reader changes on the way in (``vbg.media.info.say_conversions``);
+        False when the same file is opened again (the live filter's camera reopened)."""
         self.path = str(path)
         self.loop = loop
         self.paced = paced
@@ -86,6 +91,8 @@ class VideoFileSource:
         except InputError as e:
             self.close()
             raise SourceError(str(e)) from e
+        if say and self._pending is not None:  # as vbg process says them: the same reader converts the same way
+            say_conversions(log, self.path, self._conversions(container, self._pending), live=True)
         self.fps = float(self._reader.rate)
         time_base = self._reader.stream.time_base
         self._tb = float(time_base) if time_base else 1.0 / self.fps
@@ -97,6 +104,17 @@ class VideoFileSource:
         self._decoded = 0
         self.frames_read = 0
         self.frames_dropped = 0
+
+    def _conversions(self, container, first) -> Conversions:
+        from ..media.tonemap import HDR_TRANSFERS, wide_gamut_sdr
+
+        stream = picture_stream(container)  # the reader's
+        cc = stream.codec_context
+        stored = (cc.width or first.width, cc.height or first.height)
+        return Conversions(hdr=HDR_TRANSFERS.get(cc.color_trc or getattr(first, "color_trc", 0) or 0),
+                           wide_gamut=wide_gamut_sdr(first), interlaced=self._reader.deinterlacing,
+                           sar=self._reader.sar, size=self._reader.size or stored, stored=stored,
+                           codec=cc.name, other_videos=other_video_tracks(container, stream))
 
     def _decode(self):
         try:

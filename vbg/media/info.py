@@ -59,6 +59,63 @@ class VideoInfo:
         w, h = (self.height, self.width) if turns % 2 else (self.width, self.height)
         return replace(self, width=w, height=h, rotation=0)
 
+    def conversions(self) -> Conversions:
+        """What the readers change on the way in, and the tracks they leave out."""
+        return Conversions(hdr=self.hdr, wide_gamut=self.wide_gamut, interlaced=self.interlaced,
+                           sar=self.sar if self.coded else None, size=(self.width, self.height),
+                           stored=self.coded or (self.width, self.height), codec=self.codec,
+                           other_videos=self.other_videos)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversions:
+    """What the readers (``vbg.media.reader``) change in a file's frames on the way in, from its
+    first frame, and its video tracks they leave out: said once per file (``say_conversions``),
+    by ``vbg process`` and by the live filter playing a file as its camera."""
+
+    hdr: str | None  # tone-mapped to SDR (vbg.media.tonemap)
+    wide_gamut: bool  # BT.2020 SDR converted to BT.709
+    interlaced: bool  # deinterlaced (vbg.media.deinterlace)
+    sar: Fraction | None  # pixels not square: made square, ``stored`` -> ``size``
+    size: tuple[int, int]  # (w, h) in square pixels, before rotation
+    stored: tuple[int, int]  # (w, h) as coded
+    codec: str
+    other_videos: tuple[str, ...]  # "WxH codec" of each video track after the one read
+
+
+def other_video_tracks(container, stream) -> tuple[str, ...]:
+    """``container``'s video tracks other than ``stream`` and its cover pictures, as "WxH codec"."""
+    return tuple(f"{o.codec_context.width}x{o.codec_context.height} {o.codec_context.name}"
+                 for o in container.streams.video
+                 if o is not stream and not o.disposition & av.stream.Disposition.attached_pic)
+
+
+def say_conversions(log, src, c: Conversions, *, live: bool = False) -> None:
+    """One line for each thing the reader changes on the way in (README, "Video files"): HDR
+    tone-mapped, BT.2020 colours converted, interlaced fields deinterlaced, pixels that are not
+    square made square; and one for video tracks after the first, which are left out. ``live``:
+    the file plays as the live filter's camera."""
+    if c.hdr is not None:  # vbg.media.tonemap
+        log.info("%s: HDR video (%s): tone-mapped to SDR (BT.709), as an SDR screen shows it", src, c.hdr)
+    if c.wide_gamut:  # vbg.media.tonemap, WIDE_SDR
+        log.info("%s: SDR video in BT.2020 colours: converted to BT.709, as an SDR screen shows them", src)
+    if c.interlaced:  # vbg.media.deinterlace
+        from .deinterlace import FILTER
+
+        log.info("%s: interlaced video: deinterlaced (%s), one frame out per frame in", src, FILTER)
+    if c.other_videos:  # a two-camera or two-angle file: the first video track is the one read
+        # ffmpeg's 0:V:N counts video tracks that are not cover pictures, as other_videos does: the
+        # first one is N = 1 wherever the file's cover stands (0:v:1 could name the cover)
+        n = len(c.other_videos)
+        tracks = f"other video track ({c.other_videos[0]}) is" if n == 1 else \
+            f"{n} other video tracks ({', '.join(c.other_videos)}) are"
+        done, does, use = ("not used", "plays", "play") if live else ("not kept", "processes", "process")
+        log.warning("%s: its %s %s: vbg %s the first one (%dx%d %s); to %s another, put it first: "
+                    "ffmpeg -i IN -map 0:V:1 -map 0:a? -c copy OUT", src, tracks, done, does, *c.stored, c.codec, use)
+    if c.sar is not None:  # square_size
+        log.info("%s: its pixels are not square (%d:%d): its %dx%d frames come out as %dx%d square pixels, "
+                 "the shape a player shows", src, c.sar.numerator, c.sar.denominator, *c.stored, *c.size)
+
 
 _ROTATE = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
 
@@ -221,11 +278,8 @@ def probe(path: str | Path, cancel: threading.Event | None = None, *, fps: float
         if not rate:
             rate = Fraction(frames) / Fraction(duration) if frames and duration else Fraction(30)
         audio = container.streams.audio[0] if container.streams.audio else None
-        others = tuple(f"{o.codec_context.width}x{o.codec_context.height} {o.codec_context.name}"
-                       for o in container.streams.video
-                       if o is not stream and not o.disposition & av.stream.Disposition.attached_pic)
         return VideoInfo(
-            other_videos=others,
+            other_videos=other_video_tracks(container, stream),
             hdr=HDR_TRANSFERS.get(cc.color_trc or getattr(first, "color_trc", 0) or 0),
             width=width,
             height=height,

@@ -147,6 +147,11 @@ class VideoReader:
         return self._size
 
     @property
+    def deinterlacing(self) -> bool:
+        """The frames read so far turned interlaced, and ``frames()`` deinterlaces them."""
+        return self._fields is not None
+
+    @property
     def stream(self) -> av.video.stream.VideoStream | None:
         """The picture stream being decoded (None once closed)."""
         return self._stream

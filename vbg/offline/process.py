@@ -49,28 +49,10 @@ _NO_PIXELS = np.empty((0, 0, 3), np.uint8)  # a composited frame's image, once l
 
 
 def say_conversions(src, info) -> None:
-    """One line for each thing the reader changes on the way in (README, "Video files"): HDR
-    tone-mapped, BT.2020 colours converted, interlaced fields deinterlaced, pixels that are not
-    square made square; and one for video tracks after the first, which are left out."""
-    if info.hdr is not None:  # vbg.media.tonemap
-        log.info("%s: HDR video (%s): tone-mapped to SDR (BT.709), as an SDR screen shows it", src, info.hdr)
-    if info.wide_gamut:  # vbg.media.tonemap, WIDE_SDR
-        log.info("%s: SDR video in BT.2020 colours: converted to BT.709, as an SDR screen shows them", src)
-    if info.interlaced:  # vbg.media.deinterlace
-        from ..media.deinterlace import FILTER
+    """``vbg.media.info.say_conversions`` for a file ``vbg process`` reads."""
+    from ..media.info import say_conversions as say
 
-        log.info("%s: interlaced video: deinterlaced (%s), one frame out per frame in", src, FILTER)
-    if info.other_videos:  # a two-camera or two-angle file: the first video track is the one processed
-        n = len(info.other_videos)
-        tracks = f"other video track ({info.other_videos[0]}) is" if n == 1 else \
-            f"{n} other video tracks ({', '.join(info.other_videos)}) are"
-        log.warning("%s: its %s not kept: vbg processes the first one (%dx%d %s); to process another, "
-                    "put it first: ffmpeg -i IN -map 0:v:1 -map 0:a? -c copy OUT", src, tracks,
-                    *(info.coded or (info.width, info.height)), info.codec)
-    if info.sar and info.coded:  # vbg.media.info.square_size
-        log.info("%s: its pixels are not square (%d:%d): its %dx%d frames come out as %dx%d square pixels, "
-                 "the shape a player shows", src, info.sar.numerator, info.sar.denominator, *info.coded,
-                 info.width, info.height)
+    say(log, src, info.conversions())
 
 
 @dataclass(frozen=True, slots=True)
