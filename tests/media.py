@@ -91,27 +91,40 @@ def write_clip(path: Path, frames, fps: int = 30, *, crf: int = 12, codec: str =
     return path
 
 
-def write_turns_interlaced_clip(path: Path, progressive, interlaced, fps: int = 25) -> Path:
-    """An MPEG-TS H.264 clip whose first frames (``progressive``) are coded progressive and the
-    rest (``interlaced``) as interlaced fields, bottom first: a broadcast recording that switches
-    programme. Two encoders, one stream (the second's parameter sets come in-band)."""
-    h, w = progressive[0].shape[:2]
-    with av.open(str(path), "w", format="mpegts") as out:
+def write_turns_interlaced_clip(path: Path, progressive, interlaced, fps: int = 25, gop: int = 250,
+                                fmt: str = "mpegts") -> Path:
+    """An H.264 clip whose first frames (``progressive``) are coded progressive and the rest
+    (``interlaced``) as interlaced fields, bottom first: a broadcast recording that switches
+    programme (``write_recoded_clip``)."""
+    return write_recoded_clip(path, progressive, interlaced, fps, gop, fmt, fields=True)
+
+
+def write_recoded_clip(path: Path, first, then, fps: int = 25, gop: int = 250, fmt: str = "mpegts", *,
+                       fields: bool = False) -> Path:
+    """One H.264 stream (MPEG-TS by default, or ``fmt``) of two encoders: ``first`` frames, then
+    ``then`` frames at their own size, coded as interlaced fields (bottom first) with ``fields``: a
+    broadcast's programme change, or a recording joined from two. The second encoder's parameter
+    sets come in-band; each keyframes every ``gop`` frames from its first."""
+    first, then = list(first), list(then)
+    with av.open(str(path), "w", format=fmt) as out:
         stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.height, stream.width = first[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
-        stream.options = {"crf": "12", "preset": "ultrafast"}  # no B-frames: the decode order is the order
+        stream.options = {"crf": "12", "preset": "ultrafast", "g": str(gop)}  # no B-frames: decode order is order
         second = av.CodecContext.create("libx264", "w")
-        second.width, second.height, second.pix_fmt = w, h, "yuv420p"
+        second.height, second.width = then[0].shape[:2]
+        second.pix_fmt = "yuv420p"
         second.time_base, second.framerate = Fraction(1, fps), Fraction(fps)
-        second.options = {"crf": "12", "preset": "ultrafast", "flags": "+ildct+ilme"}
-        for i, rgb in enumerate([*progressive, *interlaced]):
+        second.options = {"crf": "12", "preset": "ultrafast", "g": str(gop),
+                          **({"flags": "+ildct+ilme"} if fields else {})}
+        for i, rgb in enumerate([*first, *then]):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             vf.pts, vf.time_base = i, Fraction(1, fps)
-            if i < len(progressive):
+            if i < len(first):
                 packets = stream.encode(vf)
             else:
-                packets = [*stream.encode(None), *second.encode(vf)] if i == len(progressive) else second.encode(vf)
+                packets = [*stream.encode(None), *second.encode(vf)] if i == len(first) else second.encode(vf)
             for pkt in packets:
                 pkt.stream = stream
                 out.mux(pkt)

@@ -131,6 +131,42 @@ def test_an_interlaced_file_cut_into_parts_gives_the_local_mattes_and_says_so_on
     same_pngs(local, out)
 
 
+@pytest.mark.parametrize("change", ["fields", "size"])
+def test_a_change_part_way_is_said_once_where_it_begins_as_a_local_run_says_it(cluster, tmp_path, capsys, change):
+    """An MPEG-TS recording that turns interlaced part-way (a broadcast's programme change), or
+    changes size (a joined file), cut into parts: the line a local run gives, naming the file's
+    frame, once. The part that meets the change and its neighbour, whose window overlaps it, both
+    see it; the parts after it begin changed and cannot tell where it began. Under --ray it was
+    left in the workers, unsaid; and a part's seek landed on the frame at its start, not on the
+    keyframe before: a part could not be decoded (a file whose coding changed) or did not hold
+    its frames (every MPEG-TS file then ran whole, after a line saying so)."""
+    from media import write_recoded_clip, write_turns_interlaced_clip
+
+    frames = [rgb for rgb, _ in person_clip_frames(60, (144, 256))]
+    if change == "fields":
+        clip = write_turns_interlaced_clip(tmp_path / "broadcast.ts", frames[:25], interlace(frames[25:] * 2)[:35],
+                                           fps=FPS, gop=GOP)
+        wanted = [f"vbg: {clip}: its frames are interlaced from frame 26 on: deinterlaced (bwdif), one frame out "
+                  "per frame in"]
+    else:
+        smaller = [rgb[::2, ::2] for rgb in frames[30:]]
+        clip = write_recoded_clip(tmp_path / "joined.ts", frames[:30], smaller, fps=FPS, gop=GOP)
+        wanted = [f"vbg: {clip}: its frames change size at frame 31 (128x72, the first ones 256x144): each is "
+                  "scaled to 256x144"]
+    from vbg.offline.distributed import plan_spans
+
+    assert len(plan_spans(clip, 3, 1.0)) > 1  # the run below is really cut into parts
+    runs = {}
+    for how in (("--workers", "1"), ("--ray", "--ray-segment", "1")):
+        out = tmp_path / how[0][2:]
+        assert main(["process", str(clip), "-o", str(out), "--matte", *how, *COMMON[:-1]]) == 0
+        runs[how[0]] = [ln for ln in capsys.readouterr().err.splitlines() if "frames change size" in ln
+                        or "interlaced from" in ln or "whole instead" in ln]
+        assert len(os.listdir(out)) == 60
+    assert runs == {"--workers": wanted, "--ray": wanted}
+    same_pngs(tmp_path / "workers", tmp_path / "ray")  # each part decoded from its keyframe
+
+
 def _actor_pids(title: str) -> list[int]:
     """PIDs of the processes whose title starts with ``title`` (Ray names an actor's process
     ray::CLASS, and ray::CLASS.METHOD while it runs one)."""

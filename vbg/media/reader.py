@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -36,7 +36,9 @@ from vbg.media.info import frame_rate, frame_rotation, open_input, pixel_aspect,
 from vbg.media.open import NetworkFrames, is_url, open_media, picture_stream
 from vbg.media.tonemap import SdrFrames
 
-log = logging.getLogger("vbg")
+log = logging.getLogger("vbg.reader")
+MIDWAY = "vbg_midway"  # a log record's (kind, frame number) for a change met part-way: a --ray part's driver says
+# the earliest of each kind its parts met (vbg.offline.distributed)
 
 @dataclass(frozen=True, slots=True)
 class DecodedFrame:
@@ -72,16 +74,19 @@ def letterboxed(rgb: np.ndarray, first: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def say_size_change(path: str, where: str, size: tuple[int, int], first: tuple[int, int]) -> None:
+def say_size_change(path: str, where: str, size: tuple[int, int], first: tuple[int, int],
+                    frame: int | None = None) -> None:
     """The one warning a reader gives when its frames change size ``where`` (``frame 31``,
-    ``f05.png``): each later frame is scaled to the first size, its shape kept (``fitted``)."""
+    ``f05.png``): each later frame is scaled to the first size, its shape kept (``fitted``).
+    ``frame``: that frame's number, for a ``--ray`` part's driver (``MIDWAY``)."""
     box = fitted(size, first)
     if box is None:
         how = "each is scaled to %dx%d" % first
     else:
         bars = "at the sides" if box[0] else "above and below"
         how = "each is scaled to fit %dx%d with its shape kept, black bars %s" % (*first, bars)
-    log.warning("%s: its frames change size at %s (%dx%d, the first ones %dx%d): %s", path, where, *size, *first, how)
+    log.warning("%s: its frames change size at %s (%dx%d, the first ones %dx%d): %s", path, where, *size, *first, how,
+                extra={MIDWAY: ("size", frame)})
 
 
 def _scaling(size: tuple[int, int], to: tuple[int, int]) -> str:
@@ -138,7 +143,10 @@ class VideoReader:
         self._resized = False
         self._fields: Deinterlacer | None = None  # from the first interlaced frame on
         self._said_fields = False  # the line for a file whose fields start part-way
-        self._decoded = 0  # frames() has given since the start (or the last rewind)
+        self._decoded = 0  # frames() has given since the start (or the last rewind): the last one's number
+        self._seen = 0  # frames this pass of frames() has decoded
+        self._anchor: tuple[int, int] | None = None  # seek(): (pts, number) of the frame numbering resumes at
+        self._sought = False  # seek() was called: frames() starts at the first keyframe packet
         self._to_rgb = SdrFrames()  # HDR (a phone's HLG, HDR10) comes out tone-mapped to SDR
 
     @property
@@ -163,27 +171,40 @@ class VideoReader:
         on a helper (``NetworkFrames``), so that ``cancel`` ends a wait for a silent server."""
         if self._container is None:
             raise ValueError("VideoReader is closed")
+        frames: Iterable[av.VideoFrame]
         if is_url(self.path):  # the helper owns the container from here on
             frames = self._network = NetworkFrames(self._container, self._stream, self._cancel)
+        elif self._sought:
+            frames, self._sought = self._from_keyframe(), False
         else:
             frames = self._container.decode(self._stream)
         self._fields = None  # each pass starts afresh (after a seek or a rewind): no frame of before held
+        self._seen = 0
         for frame in frames:
             if self.rotation is None:
                 self.rotation = frame_rotation(frame, self._stream)  # before the filter: it keeps no side data
             self._decoded += 1
+            self._seen += 1
+            # after a seek, the frames before the one asked for are another part's to say (--ray)
+            anchor = self._anchor
+            quiet = anchor is not None
+            if anchor is not None and frame.pts is not None and frame.pts >= anchor[0]:
+                self._decoded, self._anchor, quiet = anchor[1] + 1, None, False
             size = square_size(frame.width, frame.height, self.sar)
             if self._size is None:
                 self._size = size
             elif size != self._size and not self._resized:  # said here: the live source converts only some
                 self._resized = True
-                say_size_change(self.path, f"frame {self._decoded}", size, self._size)
+                if not quiet:
+                    say_size_change(self.path, f"frame {self._decoded}", size, self._size, self._decoded)
             if self._fields is None and frame.interlaced_frame:
                 self._fields = Deinterlacer(self.time_base)
-                if self._decoded > 1 and not self._said_fields:  # a first interlaced frame is said by its VideoInfo
+                # a first interlaced frame is said by its VideoInfo (a part's, by the part before: not known here)
+                if self._seen > 1 and not quiet and not self._said_fields:
                     self._said_fields = True
                     log.info("%s: its frames are interlaced from frame %d on: deinterlaced (%s), one frame out "
-                             "per frame in", self.path, self._decoded, DEINTERLACE_FILTER)
+                             "per frame in", self.path, self._decoded, DEINTERLACE_FILTER,
+                             extra={MIDWAY: ("fields", self._decoded)})
             if self._fields is None:
                 yield frame
             else:
@@ -210,12 +231,29 @@ class VideoReader:
         rgb[y:y + sh, x:x + sw] = self._to_rgb(frame, sw, sh, _scaling(coded, (sw, sh)))
         return upright(rgb, self.rotation or 0)
 
-    def seek(self, pts: int) -> None:
+    def seek(self, pts: int, number: int | None = None, *, key_ts: int | None = None) -> None:
         """Before reading: decoding starts at the keyframe at or before ``pts`` (in ``time_base``), so
-        the frames from ``pts`` on come out whole (a file only; ``vbg process --ray``'s parts)."""
+        the frames from ``pts`` on come out whole (a file only; ``vbg process --ray``'s parts).
+        ``key_ts``: that keyframe's decoding timestamp, where the caller knows it: the target in a
+        file with no index (MPEG-TS), where a seek lands on the frame at its target, keyframe or
+        not; packets before the first keyframe reached are skipped, never decoded half.
+        ``number``: the frame at ``pts`` is the file's frame ``number`` (from 0): the lines said of
+        a change part-way name the file's frame, and frames before it say nothing."""
         if self._container is None or is_url(self.path):
             raise ValueError("VideoReader.seek: only an open file can seek")
-        self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
+        target = pts if key_ts is None else min(pts, key_ts)
+        self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        self._anchor = None if number is None else (pts, number)
+        self._sought = True
+
+    def _from_keyframe(self) -> Iterator[av.VideoFrame]:
+        """The frames decoded from the first keyframe packet on: a frame decoded without the keyframe
+        before it comes out damaged, or fails where the coding changed part-way."""
+        keyed = False
+        for packet in self._container.demux(self._stream):
+            keyed = keyed or packet.is_keyframe
+            if keyed:
+                yield from packet.decode()
 
     def rewind(self) -> None:
         """Back to the first frame, for ``frames()`` again: a file seeks; a stream cannot, so it

@@ -60,8 +60,8 @@ RAY_HINT = "pip install 'vbg[ray]'"
 SEGMENT_S = 60.0  # a part's length; a file shorter than two is one unit
 REPORT_S = 0.5  # how often a unit reports its frames, at most
 CPUS_PER_ACTOR = 4  # an actor's CPUs on big nodes (a file's decode, smoothing threads, encode)
-RESTARTS = 3
-START_WARN_S = 60  # a worker that has not started by then is waiting for room: said once  # an actor whose process died is restarted (and its unit run again) this many times
+RESTARTS = 3  # an actor whose process died is restarted (and its unit run again) this many times
+START_WARN_S = 60  # a worker that has not started by then is waiting for room: said once
 
 
 def import_ray():
@@ -111,18 +111,18 @@ def plan_spans(src: Path, window: int, segment_s: float = SEGMENT_S) -> list[Spa
     without timestamps). Reads the packets, decodes nothing."""
     import av
 
-    from ..media.open import is_url
+    from ..media.open import is_url, picture_stream
 
     if is_url(str(src)):  # a stream is read once, by the worker that gets it
         return None
     try:
         with av.open(str(src)) as container:
-            if not container.streams.video:
+            stream = picture_stream(container)  # the one the readers read, not a cover picture
+            if stream is None:
                 return None
-            stream = container.streams.video[0]
             rate = float(stream.average_rate or stream.guessed_rate or 30)
             pts: list[int] = []
-            keys: list[int] = []
+            keys: dict[int, int] = {}  # each keyframe's pts -> its dts (a seek's target where there is no index)
             for packet in container.demux(stream):
                 if packet.size == 0 or packet.is_discard:  # discarded: decoded for reference, never shown
                     continue
@@ -130,7 +130,7 @@ def plan_spans(src: Path, window: int, segment_s: float = SEGMENT_S) -> list[Spa
                     return None
                 pts.append(packet.pts)
                 if packet.is_keyframe:
-                    keys.append(packet.pts)
+                    keys[packet.pts] = packet.pts if packet.dts is None else packet.dts
     except av.FFmpegError as e:
         raise InputError(f"{src}: reading its packets failed ({one_line(e)}): the file may be damaged") from e
     order = sorted(pts)
@@ -148,8 +148,10 @@ def plan_spans(src: Path, window: int, segment_s: float = SEGMENT_S) -> list[Spa
     spans = []
     for a, b in zip(starts, starts[1:] + [n]):
         before, after = min(window, a), min(window, n - b)
-        spans.append(Span(first=a, count=b - a, before=before, after=after, start_pts=order[a - before],
-                          first_pts=order[a]))
+        start = order[a - before]
+        key = max((k for k in keys if k <= start), default=None)
+        spans.append(Span(first=a, count=b - a, before=before, after=after, start_pts=start, first_pts=order[a],
+                          seek_ts=None if key is None else keys[key]))
     return spans
 
 
@@ -170,6 +172,7 @@ class _File:
     t0: float = 0.0
     result: FileResult | None = None
     attempt: int = 0  # 1: run whole after its parts did not hold the frames planned (SplitError)
+    said: dict = field(default_factory=dict)  # kind -> (frame, level, line): the earliest change its parts met
 
     def part_path(self, part: int) -> Path:
         return self.staging / (f"try{self.attempt}-part{part:05d}" + ("" if self.sequence else self.dst.suffix))
@@ -246,6 +249,27 @@ def _node_copy(job, name: str, sha256: str) -> Path:
     return write_new(path, ray.get(ray.get(job.model.remote())[0]))
 
 
+class _Midway(logging.Handler):
+    """A worker's readers' lines of a change met part-way (``vbg.media.reader.MIDWAY``: a file that
+    turns interlaced, or changes size): kept for the driver, which says the earliest of each kind
+    once for the file (a part's frames overlap its neighbours', and a part whose first frame is
+    already changed cannot tell where the change began)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[tuple[str, int | None, int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from ..media.reader import MIDWAY
+
+        kind, frame = getattr(record, MIDWAY, (record.getMessage(), None))
+        self.lines.append((kind, frame, record.levelno, record.getMessage()))
+
+    def take(self) -> list[tuple[str, int | None, int, str]]:
+        lines, self.lines = self.lines, []
+        return lines
+
+
 class Worker:
     """One worker slot (a Ray actor): its segmenter, opened once, and a ``FileProcessor``."""
 
@@ -264,6 +288,10 @@ class Worker:
             source = ModelSource(spec, label, weights=Path(weights))
         self.seg = create_segmenter(cfg.model, source)
         self.proc = FileProcessor(cfg, self.seg)
+        self.said = _Midway()
+        readers = logging.getLogger("vbg.reader")  # their lines go back with each unit, not to Ray's logs
+        readers.handlers[:], readers.propagate = [self.said], False
+        readers.setLevel(logging.INFO)
 
     def pid(self) -> int:
         return os.getpid()
@@ -272,17 +300,19 @@ class Worker:
         return list(self.seg.providers)
 
     def run(self, unit: _Unit, src: str, part: str, sequence: bool, counter):
-        """One unit into ``part``: (FileResult, None), or (None, (exit code, message, split)) when
-        its file failed for its own reasons (``split``: its part did not hold the planned frames)."""
+        """One unit into ``part``: (FileResult, None, lines), or (None, (exit code, message, split),
+        lines) when its file failed for its own reasons (``split``: its part did not hold the planned
+        frames); ``lines``: its reader's (``_Midway``)."""
         progress = _PartProgress(counter, (unit.file, unit.attempt, unit.part), unit.span)
+        self.said.take()
         try:
             res = self.proc.process(Path(src), Path(part), progress, sequence=sequence, overwrite=True,
                                     span=unit.span, audio=False)
         except VbgError as e:
-            return None, (e.exit_code, str(e), isinstance(e, SplitError))
+            return None, (e.exit_code, str(e), isinstance(e, SplitError)), self.said.take()
         progress.update(res.frames + (unit.span.before if unit.span else 0), force=True)
         res.buffers = None
-        return res, None
+        return res, None, self.said.take()
 
 
 # ------------------------------------------------------------------ the driver
@@ -448,7 +478,7 @@ class RayRunner:
         except OSError as e:
             f.error = cannot_write(f.dst.parent, e)
             return
-        say_conversions(f.src, info)  # the workers' own lines stay in Ray's logs
+        say_conversions(f.src, info)  # the lines of what its readers meet part-way come back with its units
         f.spans = spans or [None]
         f.progress.total = sum(s.count for s in spans) if spans else info.frames
         f.progress.emit("start", output=str(f.dst), frames=f.progress.total)
@@ -494,14 +524,14 @@ class RayRunner:
                     continue
                 f.left -= 1
                 try:
-                    res, failure = ray.get(ref)
+                    res, failure, said = ray.get(ref)
                 except Exception as e:  # the unit failed past Ray's retries, or a bug in a worker
-                    res, failure = None, (1, f"{f.src}: a Ray worker failed ({one_line(e)[:300]})", False)
+                    res, failure, said = None, (1, f"{f.src}: a Ray worker failed ({one_line(e)[:300]})", False), []
                     if isinstance(e, ray.exceptions.RayActorError):  # restarted too often: it gets no more
                         self._started.discard(i)
                 if failure is not None and failure[2] and f.attempt == 0 and f.error is None:
                     log.warning("%s; processing it whole instead", failure[1])
-                    f.attempt, f.spans, f.parts, f.left = 1, [None], {}, 1
+                    f.attempt, f.spans, f.parts, f.left, f.said = 1, [None], {}, 1, {}
                     todo.appendleft(_Unit(f.index, 0, None, 1))
                     continue
                 if failure is not None:
@@ -509,6 +539,9 @@ class RayRunner:
                         f.error = _error(*failure[:2])
                 else:
                     f.parts[unit.part] = res
+                for kind, frame, level, line in said:  # the earliest of each kind is where it began
+                    if kind not in f.said or (frame or 0) < (f.said[kind][0] or 0):
+                        f.said[kind] = (frame, level, line)
                 if f.left == 0 and f.result is None:
                     self._join(f)
                     self._finish(f, on_done)
@@ -567,6 +600,9 @@ class RayRunner:
     def _finish(self, f: _File, on_done) -> None:
         if f.error is not None:
             f.result = FileResult(str(f.src), None, error=str(f.error))
+        else:  # what its readers met part-way, as a local run says it
+            for _, level, line in sorted(f.said.values(), key=lambda said: said[0] or 0):
+                log.log(level, "%s", line)
         if f.staging is not None:
             shutil.rmtree(f.staging, ignore_errors=True)
             f.staging = None

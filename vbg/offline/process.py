@@ -171,7 +171,9 @@ class Span:
     order) are written, named and timed as in the whole file; ``before`` and ``after`` frames around
     them are decoded and segmented too, so that each written frame's centred smoothing window holds
     exactly the frames a whole-file run gives it. ``start_pts``: the first decoded frame's pts (the
-    decoder seeks to the keyframe at or before it); ``first_pts``: the first written frame's, checked."""
+    decoder seeks to the keyframe at or before it); ``first_pts``: the first written frame's, checked.
+    ``seek_ts``: that keyframe's decoding timestamp, the one a seek lands on in a file with no index
+    (MPEG-TS: a seek to ``start_pts`` there lands on whatever frame is at it)."""
 
     first: int
     count: int
@@ -179,6 +181,7 @@ class Span:
     after: int
     start_pts: int
     first_pts: int
+    seek_ts: int | None = None
 
     @property
     def decoded(self) -> int:
@@ -204,7 +207,8 @@ class _SpanReader:
 
     def __iter__(self):
         span = self._span
-        self._reader.seek(span.start_pts)
+        # the lines it says name the file's frames
+        self._reader.seek(span.start_pts, span.first - span.before, key_ts=span.seek_ts)
         n = 0
         for f in self._reader:
             if f.pts < span.start_pts:  # the keyframe's group before the span
