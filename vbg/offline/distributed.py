@@ -61,6 +61,8 @@ SEGMENT_S = 60.0  # a part's length; a file shorter than two is one unit
 REPORT_S = 0.5  # how often a unit reports its frames, at most
 CPUS_PER_ACTOR = 4  # an actor's CPUs on big nodes (a file's decode, smoothing threads, encode)
 RESTARTS = 3  # an actor whose process died is restarted (and its unit run again) this many times
+STAGING_WAIT_S = 10.0  # at a job's end, how long its staging folders are removed again, at most (_remove_staging)
+STAGING_QUIET_S = 0.5  # ... until each has stayed gone this long
 START_WARN_S = 60  # a worker that has not started by then is waiting for room: said once
 
 
@@ -303,6 +305,8 @@ class Worker:
         """One unit into ``part``: (FileResult, None, lines), or (None, (exit code, message, split),
         lines) when its file failed for its own reasons (``split``: its part did not hold the planned
         frames); ``lines``: its reader's (``_Midway``)."""
+        if not Path(part).parent.is_dir():  # its job was stopped and its staging folder removed: not made again
+            return None, (130, f"{src}: its job was stopped", False), []
         progress = _PartProgress(counter, (unit.file, unit.attempt, unit.part), unit.span)
         self.said.take()
         try:
@@ -444,7 +448,7 @@ class RayRunner:
                 self.state = None
             for f in entries:
                 if f.staging is not None:
-                    shutil.rmtree(f.staging, ignore_errors=True)
+                    _remove_staging(f.staging)
         for f in entries:
             if f.result is None:  # never finished: interrupted
                 f.result = FileResult(str(f.src), None, interrupted=True)
@@ -608,6 +612,25 @@ class RayRunner:
             f.staging = None
         if on_done is not None:
             on_done(f, f.result, f.error)
+
+
+def _remove_staging(folder: Path, wait_s: float = STAGING_WAIT_S, quiet_s: float = STAGING_QUIET_S) -> None:
+    """``folder`` and what is in it. A worker killed a moment ago (Ctrl-C: ``ray.kill`` returns
+    before the process is gone) may still be starting a part there, and its writer makes the folder
+    again or fills it during the removal: removed again until it has stayed gone for ``quiet_s``,
+    for ``wait_s`` at most."""
+    deadline = time.monotonic() + wait_s
+    gone_since = None
+    while time.monotonic() < deadline:
+        if os.path.lexists(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            gone_since = None
+        elif gone_since is None:
+            gone_since = time.monotonic()
+        elif time.monotonic() - gone_since >= quiet_s:
+            return
+        time.sleep(0.05)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _error(code: int, message: str) -> VbgError:
