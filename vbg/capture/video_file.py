@@ -75,6 +75,9 @@ class VideoFileSource:
             container.close()
             raise SourceError(f"{self.path} has no video stream, only cover art (a still picture): "
                               "pass a video file")
+        stream = picture_stream(container)
+        cc = stream.codec_context  # read now: a URL's decoding helper owns the container once it starts
+        told = (cc.width, cc.height, cc.color_trc, cc.name, other_video_tracks(container, stream))
         self._reader = VideoReader(self.path, self._cancel, rotate=None, container=container)
         self._frames = self._decode()
         try:  # the first frame carries the display rotation: kept for read()
@@ -92,7 +95,7 @@ class VideoFileSource:
             self.close()
             raise SourceError(str(e)) from e
         if say and self._pending is not None:  # as vbg process says them: the same reader converts the same way
-            say_conversions(log, self.path, self._conversions(container, self._pending), live=True)
+            say_conversions(log, self.path, self._conversions(told, self._pending), live=True)
         self.fps = float(self._reader.rate)
         time_base = self._reader.stream.time_base
         self._tb = float(time_base) if time_base else 1.0 / self.fps
@@ -105,16 +108,16 @@ class VideoFileSource:
         self.frames_read = 0
         self.frames_dropped = 0
 
-    def _conversions(self, container, first) -> Conversions:
+    def _conversions(self, told: tuple, first) -> Conversions:
+        """``told``: the stream's (width, height, transfer, codec, other video tracks)."""
         from ..media.tonemap import HDR_TRANSFERS, wide_gamut_sdr
 
-        stream = picture_stream(container)  # the reader's
-        cc = stream.codec_context
-        stored = (cc.width or first.width, cc.height or first.height)
-        return Conversions(hdr=HDR_TRANSFERS.get(cc.color_trc or getattr(first, "color_trc", 0) or 0),
+        width, height, trc, codec, others = told
+        stored = (width or first.width, height or first.height)
+        return Conversions(hdr=HDR_TRANSFERS.get(trc or getattr(first, "color_trc", 0) or 0),
                            wide_gamut=wide_gamut_sdr(first), interlaced=self._reader.deinterlacing,
                            sar=self._reader.sar, size=self._reader.size or stored, stored=stored,
-                           codec=cc.name, other_videos=other_video_tracks(container, stream))
+                           codec=codec, other_videos=others)
 
     def _decode(self):
         try:
