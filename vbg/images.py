@@ -92,6 +92,9 @@ def decode_rgb(data: np.ndarray, path) -> np.ndarray:
         raise InputError(f"image {path} is {data.size / 2**30:.1f} GB: too large for an image; {ACCEPTED}")
     header = probe_image(memoryview(data), str(path))
     if header is None:  # only formats whose size is known before decoding: no decompression bombs
+        heif = heif_kind(memoryview(data))
+        if heif is not None:
+            raise InputError(f"{path} is {heif}, which vbg cannot read: {heif_fix(heif, path)}")
         raise InputError(f"{path} is not an image vbg can read: {ACCEPTED}")
     check_pixels(path, header[1], header[2])
     try:
@@ -105,6 +108,38 @@ def decode_rgb(data: np.ndarray, path) -> np.ndarray:
         raise InputError(f"{path} is a damaged {header[0]} (it cannot be decoded): {ACCEPTED}")
     check_pixels(path, img.shape[1], img.shape[0])
     return to_rgb8(apply_orientation(img, exif_orientation(memoryview(data), header[0])))
+
+
+HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis"})  # HEVC still images in HEIF (ISO/IEC 23008-12)
+AVIF_BRANDS = frozenset({b"avif"})  # (image sequences, hevc/avis, are video: left to the video readers)
+
+
+def heif_kind(data) -> str | None:
+    """"a HEIC photo" (an iPhone's, and many Android phones', default) or "an AVIF image" when
+    ``data`` starts with a HEIF file's ``ftyp`` box naming such a brand, else None."""
+    buf = bytes(memoryview(data).cast("B")[:64])
+    if len(buf) < 16 or buf[4:8] != b"ftyp":
+        return None
+    size = min(struct.unpack(">I", buf[:4])[0], len(buf))
+    brands = {buf[8:12], *(buf[i:i + 4] for i in range(16, size - 3, 4))}  # major, then compatible ones
+    if brands & HEIC_BRANDS:
+        return "a HEIC photo"
+    if brands & AVIF_BRANDS:
+        return "an AVIF image"
+    return None
+
+
+def heif_fix(kind: str, path) -> str:
+    """The one step that makes ``heif_kind``'s photo at ``path`` readable."""
+    import shlex
+
+    name = Path(str(path))
+    src, jpg = shlex.quote(str(name)), shlex.quote(str(name.with_suffix(".jpg")))
+    if kind == "a HEIC photo":
+        return (f"convert it to JPEG (macOS: sips -s format jpeg {src} --out {jpg}; Linux: heif-convert {src} "
+                f"{jpg}; Windows: open it in Photos and save a copy as JPEG) and pass that; an iPhone takes "
+                "JPEGs with Settings > Camera > Formats > Most Compatible")
+    return f"convert it to PNG or JPEG (Linux: heif-convert {src} {jpg}; or any image editor) and pass that"
 
 
 def check_pixels(path, width: int, height: int) -> None:

@@ -23,11 +23,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import PEOPLE, StderrLines, progress_shows_frames, wait_until_vbg_handles
+from conftest import DATA, PEOPLE, StderrLines, progress_shows_frames, wait_until_vbg_handles
 from fakecam import fake_camera
 from media import person_clip_frames, write_clip
 
 ROOM = PEOPLE / "background01.jpg"
+HEIC = DATA / "photo.heic"  # tests/data/README.md
 
 
 # ---------------------------------------------------------------------------- media the tests make
@@ -106,6 +107,7 @@ def m(tmp_path_factory):
     (d / "wrong_type.toml").write_text('[output]\nframes = "ten"\n')
     (d / "not_toml.toml").write_text("[model\n")
     write_png_mov(d / "dies.mov", n=40, damaged_at=25)
+    shutil.copy(HEIC, d / "IMG 0423.HEIC")  # an iPhone's photo (a space in its name: the commands quote it)
     return {"dir": d, "clip": clip, "big": big, "odd": odd}
 
 
@@ -146,12 +148,24 @@ def live(m, *args):
     ("notes.png", 9, ("notes.png is not an image", "pass a PNG, JPEG")),
     ("huge.png", 9, ("20000x20000", "scale it below 100 megapixels")),
     ("n" * 300 + ".png", 9, ("cannot be read (File name too long)", "check the path")),
-], ids=["missing", "empty", "truncated-png", "truncated-jpeg", "not-an-image", "20000x20000", "name-too-long"])
+    ("IMG 0423.HEIC", 9, ("IMG 0423.HEIC is a HEIC photo, which vbg cannot read: convert it to JPEG", "sips -s format "
+                          "jpeg", "IMG 0423.jpg'", "heif-convert", "Most Compatible")),
+], ids=["missing", "empty", "truncated-png", "truncated-jpeg", "not-an-image", "20000x20000", "name-too-long", "heic"])
 def test_bad_background_image(m, tmp_path, name, code, needles):
     out = tmp_path / "out.mp4"
     proc = run(*live(m, "--background", m["dir"] / name, "--record", out))
     one_error(proc, code, *needles)
     assert "libpng" not in proc.stderr  # the decoder never saw the broken file
+    assert leftovers(tmp_path) == []
+
+
+def test_a_phone_heic_photo_to_process_is_one_line_with_the_fix(m, tmp_path):
+    """An iPhone's photo (HEIC) to ``vbg process``: one line naming the format and how to make a
+    JPEG of it, nothing written. FFmpeg opens a HEIC as a one-frame video, and it was processed
+    as one, the cut-out a one-frame video instead of a picture."""
+    out = tmp_path / "out.mp4"
+    proc = run("process", m["dir"] / "IMG 0423.HEIC", "-o", out, "--model", "selfie")
+    one_error(proc, 9, "IMG 0423.HEIC is a HEIC photo, which vbg cannot read", "heif-convert")
     assert leftovers(tmp_path) == []
 
 

@@ -286,6 +286,25 @@ def test_image_background_missing_or_not_an_image_is_one_line_input_error(tmp_pa
     assert "\n" not in str(e.value) and "notes.png" in str(e.value)
 
 
+@pytest.mark.parametrize("major,compatible,said", [
+    (b"heic", [b"mif1", b"heic", b"miaf"], "a HEIC photo"),  # as an iPhone writes it
+    (b"mif1", [b"mif1", b"heic"], "a HEIC photo"),  # the brand among the compatible ones
+    (b"avif", [b"avif", b"mif1", b"miaf"], "an AVIF image"),
+    (b"msf1", [b"msf1", b"hevc"], None),  # a HEIF image sequence: a video, left to the video readers
+    (b"isom", [b"isom", b"iso2", b"avc1", b"mp41"], None),  # an MP4
+], ids=["iphone", "compatible", "avif", "sequence", "mp4"])
+def test_a_phone_photo_background_names_its_format_and_the_fix(tmp_path, major, compatible, said):
+    """A HEIC or AVIF photo as the background: one line naming the format and how to convert it;
+    it was "not an image vbg can read", which a user knows to be a photo."""
+    ftyp = b"ftyp" + major + b"\0\0\0\0" + b"".join(compatible)
+    photo = tmp_path / "photo.heic"
+    photo.write_bytes(len(ftyp + b"1234").to_bytes(4, "big") + ftyp + b"\0\0\0\x08mdat" + bytes(64))
+    with pytest.raises(InputError) as e:
+        ImageBackground(photo)
+    assert str(e.value).startswith(f"{photo} is {said}, which vbg cannot read: convert it to" if said else
+                                   f"{photo} is not an image vbg can read")
+
+
 def test_blurred_background_has_no_halo_around_the_person():
     n = 128
     frame = solid(n, n, (20, 20, 20))

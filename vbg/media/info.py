@@ -12,6 +12,7 @@ art).
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -188,6 +189,7 @@ def square_size(width: int, height: int, sar: Fraction | None) -> tuple[int, int
 
 
 def open_input(path: str | Path, cancel: threading.Event | None = None) -> av.container.InputContainer:
+    _refuse_photo(path)
     try:
         container = open_media(path, cancel)
     except ConfigError:
@@ -210,6 +212,22 @@ def open_input(path: str | Path, cancel: threading.Event | None = None) -> av.co
         container.close()
         raise InputError(f"{path} has no video stream, only cover art (a still picture): pass a video file")
     return container
+
+
+def _refuse_photo(path: str | Path) -> None:
+    """A phone's HEIC (or AVIF) photo is no video: FFmpeg opens a recent one as a one-frame
+    video (an older one not at all), so it is named, with the fix, before FFmpeg sees it."""
+    if is_url(path) or not os.path.isfile(path):  # a FIFO or a device is never read here
+        return
+    from vbg.images import heif_fix, heif_kind
+
+    try:
+        with open(path, "rb") as f:
+            heif = heif_kind(f.read(64))
+    except OSError:  # open_media says what is wrong with it
+        return
+    if heif is not None:
+        raise InputError(f"{path} is {heif}, which vbg cannot read: {heif_fix(heif, path)}")
 
 
 MIN_SIDE = 16  # smaller frames hold nothing to segment (and 1-pixel sizes break resampling)
