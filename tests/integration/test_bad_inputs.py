@@ -162,7 +162,8 @@ def test_bad_background_image(m, tmp_path, name, code, needles):
 def test_a_phone_heic_photo_to_process_is_one_line_with_the_fix(m, tmp_path):
     """An iPhone's photo (HEIC) to ``vbg process``: one line naming the format and how to make a
     JPEG of it, nothing written. FFmpeg opens a HEIC as a one-frame video, and it was processed
-    as one, the cut-out a one-frame video instead of a picture."""
+    as one, the cut-out a one-frame video instead of a picture; of an iPhone's photo, stored as a
+    grid of 512x512 tiles that FFmpeg shows as a stream each, only the first tile."""
     out = tmp_path / "out.mp4"
     proc = run("process", m["dir"] / "IMG 0423.HEIC", "-o", out, "--model", "selfie")
     one_error(proc, 9, "IMG 0423.HEIC is a HEIC photo, which vbg cannot read", "heif-convert")
