@@ -270,6 +270,31 @@ def test_a_recording_that_turns_interlaced_part_way_says_where_and_has_no_comb_t
     assert np.mean([comb_teeth(f) for f in shown]) * 5 < np.mean([comb_teeth(f) for f in stored])
 
 
+def test_a_video_whose_tags_are_not_utf8_is_processed_and_its_title_kept(tmp_path):
+    """An older camera's or tool's file whose title and track name are Latin-1, not UTF-8 (as
+    FFmpeg expects), as the input and as a video background: processed, the title kept with
+    the letters it could not read replaced. Opening it raised UnicodeDecodeError (a traceback)."""
+    src = tmp_path / "latin.mp4"
+    with av.open(str(src), "w", metadata_encoding="latin-1") as out:
+        out.metadata["title"] = "Café Müller"
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
+        stream.metadata["handler_name"] = "Kamera Ü"
+        for i, (rgb, _) in enumerate(person_clip_frames(5, (180, 320))):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 30)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--background", str(src))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(read_frames(out)) == 5
+    with av.open(str(out)) as c:
+        assert c.metadata["title"] == "Caf\ufffd M\ufffdller"
+
+
 def test_a_second_video_track_is_named_with_how_to_process_it(tmp_path):
     """A two-camera (or two-angle) file: the first video track is processed, and one line says
     the other is not kept and how to pick it. It was dropped unsaid."""

@@ -32,7 +32,7 @@ from ..config import parse_color
 from ..errors import ConfigError, DependencyError, InputError, one_line
 from ..images import read_srgb
 from ..media.info import pixel_aspect, square_size
-from ..media.open import picture_stream, special_file
+from ..media.open import open_read, picture_stream, special_file
 from ..media.tonemap import SdrFrames
 from ..ranges import BLUR
 from .bundled import find_background
@@ -320,7 +320,7 @@ class VideoBackground:
         av = _import_av()
         _check_file(self.path)
         try:
-            with av.open(str(self.path)) as container:
+            with open_read(self.path) as container:
                 stream = picture_stream(container)
                 if stream is None:
                     raise InputError(f"{self.path} has no video stream: pass a video file (mp4, mkv, webm, ...)")
@@ -396,7 +396,7 @@ class VideoBackground:
     # -- decoder thread ------------------------------------------------------
 
     def _run(self, out_hw: tuple[int, int]) -> None:
-        av = _import_av()
+        _import_av()
         clock, stop = self._clock, self._stop
         t0: float | None = None
         n = 0
@@ -404,7 +404,7 @@ class VideoBackground:
         try:
             while not stop.is_set():
                 got = False
-                with av.open(str(self.path)) as container:
+                with open_read(self.path) as container:
                     stream = picture_stream(container)
                     sar = pixel_aspect(stream)
                     for frame in container.decode(stream):
@@ -461,7 +461,7 @@ class SyncVideoBackground:
     def _open(self) -> None:
         av = _import_av()
         try:
-            self._container = av.open(str(self.path))
+            self._container = open_read(self.path)
             stream = picture_stream(self._container)
             if stream is None:
                 raise IndexError("no video stream")

@@ -100,6 +100,18 @@ def picture_stream(container):
     return None
 
 
+METADATA_ERRORS = "replace"  # a title or tag that is not UTF-8 (an old camera's Latin-1, a damaged file)
+# reads with U+FFFD where its bytes make no sense: PyAV's default raised UnicodeDecodeError on opening
+
+
+def open_read(name, **kwargs):
+    """``av.open(name)`` for reading a file (or a file object) vbg did not write, its metadata read
+    leniently (``METADATA_ERRORS``). ``open_media`` for a name a user gave."""
+    import av
+
+    return av.open(name if not isinstance(name, Path) else str(name), "r", metadata_errors=METADATA_ERRORS, **kwargs)
+
+
 def open_media(name: str | Path, cancel: threading.Event | None = None):
     """``av.open(name)``; for a URL with time-outs, interruptible by a signal or ``cancel``.
 
@@ -114,7 +126,7 @@ def open_media(name: str | Path, cancel: threading.Event | None = None):
         what = special_file(name)
         if what is not None:
             raise NotAFileError(f"{name} is {what}, not a file")
-        return av.open(str(name))
+        return open_read(str(name))
     url = str(name)
     options = network_options(url)
     lock = threading.Lock()
@@ -126,7 +138,7 @@ def open_media(name: str | Path, cancel: threading.Event | None = None):
     def run() -> None:
         start = time.monotonic()
         try:
-            container = av.open(url, options=options)
+            container = open_read(url, options=options)
         except BaseException as e:  # handed to the waiting caller
             if isinstance(e, av.FFmpegError) and not isinstance(e, TimeoutError) \
                     and time.monotonic() - start >= limit:

@@ -113,12 +113,12 @@ def plan_spans(src: Path, window: int, segment_s: float = SEGMENT_S) -> list[Spa
     without timestamps). Reads the packets, decodes nothing."""
     import av
 
-    from ..media.open import is_url, picture_stream
+    from ..media.open import is_url, open_read, picture_stream
 
     if is_url(str(src)):  # a stream is read once, by the worker that gets it
         return None
     try:
-        with av.open(str(src)) as container:
+        with open_read(src) as container:
             stream = picture_stream(container)  # the one the readers read, not a cover picture
             if stream is None:
                 return None
