@@ -41,7 +41,7 @@ from .media.open import special_file
 
 MAX_PIXELS = MAX_IMAGE_PIXELS  # refuse decompression bombs before decoding (OpenCV refuses them too)
 MAX_FILE_BYTES = 1 << 30  # no still image worth reading is larger
-ACCEPTED = "pass a PNG, JPEG, WebP, BMP or TIFF image"
+ACCEPTED = "pass a PNG, JPEG, WebP, HEIC, AVIF, BMP or TIFF image"
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -92,9 +92,8 @@ def decode_rgb(data: np.ndarray, path) -> np.ndarray:
         raise InputError(f"image {path} is {data.size / 2**30:.1f} GB: too large for an image; {ACCEPTED}")
     header = probe_image(memoryview(data), str(path))
     if header is None:  # only formats whose size is known before decoding: no decompression bombs
-        heif = heif_kind(memoryview(data))
-        if heif is not None:
-            raise InputError(f"{path} is {heif}, which vbg cannot read: {heif_fix(heif, path)}")
+        if heif_kind(data) is not None:
+            return _decode_heif(data, path)
         raise InputError(f"{path} is not an image vbg can read: {ACCEPTED}")
     check_pixels(path, header[1], header[2])
     try:
@@ -129,17 +128,21 @@ def heif_kind(data) -> str | None:
     return None
 
 
-def heif_fix(kind: str, path) -> str:
-    """The one step that makes ``heif_kind``'s photo at ``path`` readable."""
-    import shlex
+def _decode_heif(data, path) -> np.ndarray:
+    """A HEIC or AVIF photo (``vbg.heif``), with ``decode_rgb``'s checks: its size from its header first."""
+    from .heif import heif_size, read_heif
 
-    name = Path(str(path))
-    src, jpg = shlex.quote(str(name)), shlex.quote(str(name.with_suffix(".jpg")))
-    if kind == "a HEIC photo":
-        return (f"convert it to JPEG (macOS: sips -s format jpeg {src} --out {jpg}; Linux: heif-convert {src} "
-                f"{jpg}; Windows: open it in Photos and save a copy as JPEG) and pass that; an iPhone takes "
-                "JPEGs with Settings > Camera > Formats > Most Compatible")
-    return f"convert it to PNG or JPEG (Linux: heif-convert {src} {jpg}; or any image editor) and pass that"
+    size = heif_size(data)
+    if size is None:
+        raise InputError(f"{path} is a truncated or damaged HEIF image (its header cannot be read): copy or "
+                         "export it again")
+    check_pixels(path, *size)
+    try:
+        img = read_heif(data, path)
+    except MemoryError:
+        raise InputError(f"image {path} does not fit in memory: scale it down") from None
+    check_pixels(path, img.shape[1], img.shape[0])
+    return img
 
 
 def check_pixels(path, width: int, height: int) -> None:
@@ -520,7 +523,12 @@ def embedded_icc(data: np.ndarray, name: str = "image") -> bytes | None:
     except (InputError, ValueError):
         return None
     if found is None:
-        return None
+        if heif_kind(data) is None:
+            return None
+        from .heif import icc_of_heif
+
+        icc = icc_of_heif(data)
+        return icc if icc and 128 <= len(icc) <= MAX_ICC_BYTES else None
     buf = memoryview(data).cast("B")
     try:
         icc = {"JPEG": _jpeg_icc, "PNG": _png_icc, "WebP": _webp_icc}.get(found[0], lambda b: None)(buf)

@@ -6,11 +6,30 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import PEOPLE, iou, read_alpha, run_vbg
+from conftest import DATA, PEOPLE, iou, read_alpha, run_vbg
 
 TORCH_EXTRA = "needs the torch extra: pip install -e '.[torch]'"
 PHOTO = PEOPLE / "example03_background01.jpg"
 PHOTO_ALPHA = PEOPLE / "example03_background01_alpha.png"
+
+
+def test_segment_a_phone_photo_in_heic_finds_the_person_upright_and_keeps_its_profile(tmp_path):
+    """An iPhone's photo (HEIC: tiles in a grid, stored turned with an irot that shows it upright;
+    tests/data/people/ATTRIBUTION.md): the mask is the upright picture's, as good as the JPEG's,
+    and a cut-out keeps the photo's colour profile. It was "not an image vbg can read"."""
+    from vbg.images import icc_profile
+
+    mask, cut = tmp_path / "mask.png", tmp_path / "cut.png"
+    for out, extra in ((mask, ()), (cut, ("--cutout",))):
+        proc = run_vbg("segment", str(PEOPLE / "example03_background01.heic"), "-o", str(out), "--model", "selfie",
+                       *extra)
+        assert proc.returncode == 0, proc.stderr
+    assert iou(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE) / 255, read_alpha(PHOTO_ALPHA)) > 0.85
+    phone = DATA / "phone.heic"  # the colour chart with a Display P3 profile
+    proc = run_vbg("segment", str(phone), "-o", str(cut), "--cutout", "--model", "selfie", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert cv2.imread(str(cut), cv2.IMREAD_UNCHANGED).shape == (512, 64, 4)  # upright, every tile
+    assert icc_profile(cut) == icc_profile(phone) is not None
 
 
 def _one_line_error(proc) -> str:

@@ -28,6 +28,7 @@ from vbg.compositing import (
 )
 from vbg.compositing.cards import camera_lost_card
 from vbg.errors import ConfigError, InputError
+from vbg.images import heif_kind
 
 FG = (200, 100, 50)
 BG = (10, 20, 30)
@@ -293,16 +294,19 @@ def test_image_background_missing_or_not_an_image_is_one_line_input_error(tmp_pa
     (b"msf1", [b"msf1", b"hevc"], None),  # a HEIF image sequence: a video, left to the video readers
     (b"isom", [b"isom", b"iso2", b"avc1", b"mp41"], None),  # an MP4
 ], ids=["iphone", "compatible", "avif", "sequence", "mp4"])
-def test_a_phone_photo_background_names_its_format_and_the_fix(tmp_path, major, compatible, said):
-    """A HEIC or AVIF photo as the background: one line naming the format and how to convert it;
-    it was "not an image vbg can read", which a user knows to be a photo."""
+def test_a_heif_file_is_told_by_its_brands(tmp_path, major, compatible, said):
+    """A HEIC or AVIF photo is known by its file-type brands (test_heif reads whole ones): one
+    whose header then holds no image is a damaged HEIF image, in one line; an MP4's or an image
+    sequence's brands are not a photo's."""
     ftyp = b"ftyp" + major + b"\0\0\0\0" + b"".join(compatible)
     photo = tmp_path / "photo.heic"
     photo.write_bytes(len(ftyp + b"1234").to_bytes(4, "big") + ftyp + b"\0\0\0\x08mdat" + bytes(64))
+    assert heif_kind(photo.read_bytes()) == said
     with pytest.raises(InputError) as e:
         ImageBackground(photo)
-    assert str(e.value).startswith(f"{photo} is {said}, which vbg cannot read: convert it to" if said else
-                                   f"{photo} is not an image vbg can read")
+    assert str(e.value) == (f"{photo} is a truncated or damaged HEIF image (its header cannot be read): copy or "
+                            "export it again" if said else f"{photo} is not an image vbg can read: pass a PNG, JPEG, "
+                            "WebP, HEIC, AVIF, BMP or TIFF image")
 
 
 def test_blurred_background_has_no_halo_around_the_person():

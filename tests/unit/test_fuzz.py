@@ -173,14 +173,16 @@ def test_toml_files_of_random_text(scratch, content):
 # ---------------------------------------------------------------------------- images
 SIGNATURES = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", b"GIF89a",
               b"BM", b"RIFF\x00\x00\x00\x00WEBPVP8 ", b"RIFF\x00\x00\x00\x00WEBPVP8L", b"II*\x00", b"MM\x00*",
-              b"P6\n", b"P5 12 8\n255\n"]
+              b"P6\n", b"P5 12 8\n255\n", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
+              b"\x00\x00\x00\x14ftypavif\x00\x00\x00\x00avif"]
 
 
 def _small_images() -> list[bytes]:
     import cv2
 
     rgb = (np.arange(12 * 16 * 3) % 251).astype(np.uint8).reshape(12, 16, 3)
-    return [cv2.imencode(ext, rgb)[1].tobytes() for ext in (".png", ".jpg", ".bmp", ".webp", ".tif", ".ppm")]
+    made = [cv2.imencode(ext, rgb)[1].tobytes() for ext in (".png", ".jpg", ".bmp", ".webp", ".tif", ".ppm")]
+    return made + [(Path(__file__).parent.parent / "data" / "phone.heic").read_bytes()]  # a phone's tiled HEIC
 
 
 REAL = _small_images()

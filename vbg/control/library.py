@@ -28,6 +28,8 @@ from ..compositing.bundled import IMAGE_SUFFIXES, bundled_backgrounds
 from ..errors import ControlError, VbgError
 from ..images import decode_srgb, read_srgb
 
+FOLDER_SUFFIXES = (*IMAGE_SUFFIXES, ".heic", ".heif", ".avif")  # a phone's photos too (vbg.heif)
+
 THUMB_WIDTH = 160
 UPLOADS_KEPT = 16
 RECENT_KEPT = 8
@@ -72,7 +74,7 @@ class Library:
             return []  # no folder yet: none of the user's own
         names = []
         for e in entries:
-            if e.name.startswith(".") or Path(e.name).suffix.lower() not in IMAGE_SUFFIXES:
+            if e.name.startswith(".") or Path(e.name).suffix.lower() not in FOLDER_SUFFIXES:
                 continue
             try:
                 if not stat.S_ISREG(e.stat(follow_symlinks=False).st_mode):

@@ -215,11 +215,14 @@ def open_input(path: str | Path, cancel: threading.Event | None = None) -> av.co
 
 
 def _refuse_photo(path: str | Path) -> None:
-    """A phone's HEIC (or AVIF) photo is no video: FFmpeg opens a recent one as a one-frame
-    video (an older one not at all), so it is named, with the fix, before FFmpeg sees it."""
+    """A phone's HEIC (or AVIF) photo is no video: FFmpeg opens one as a one-frame video, of an
+    iPhone's tiled photo only its first tile, so it is named, with the command for a photo,
+    before FFmpeg sees it."""
     if is_url(path) or not os.path.isfile(path):  # a FIFO or a device is never read here
         return
-    from vbg.images import heif_fix, heif_kind
+    import shlex
+
+    from vbg.images import heif_kind
 
     try:
         with open(path, "rb") as f:
@@ -227,7 +230,9 @@ def _refuse_photo(path: str | Path) -> None:
     except OSError:  # open_media says what is wrong with it
         return
     if heif is not None:
-        raise InputError(f"{path} is {heif}, which vbg cannot read: {heif_fix(heif, path)}")
+        name = Path(path)
+        raise InputError(f"{path} is {heif}, not a video: for its mask or cut-out, vbg segment {shlex.quote(str(name))} "
+                         f"-o {shlex.quote(str(name.with_suffix('.png')))} (--cutout for the person on transparency)")
 
 
 MIN_SIDE = 16  # smaller frames hold nothing to segment (and 1-pixel sizes break resampling)
