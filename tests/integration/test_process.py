@@ -295,6 +295,33 @@ def test_a_video_whose_tags_are_not_utf8_is_processed_and_its_title_kept(tmp_pat
         assert c.metadata["title"] == "Caf\ufffd M\ufffdller"
 
 
+def test_an_audio_packet_with_a_damaged_time_is_left_out_and_the_output_finished(tmp_path):
+    """A damaged recording whose one audio packet's time is garbled (a flipped bit: 31 s into a
+    2 s file, as a byte-flipping search found): the output is finished and playable, every frame
+    and the rest of the sound in it, and one line says what was left out. The muxer refused the
+    time going back at the end, and the whole output was lost (exit 10, "check the free disk
+    space")."""
+    from media import write_talk_clip
+
+    clip = write_talk_clip(tmp_path / "talk.mkv", [f for f, _ in person_clip_frames(4, (90, 160))], 20, 10, gop=5)
+    with av.open(str(clip)) as c:
+        audio = [(p.pos, p.dts) for p in c.demux(audio=0) if p.size]
+    data = bytearray(clip.read_bytes())
+    pos, _ = audio[len(audio) // 2]
+    assert data[pos] == 0x82  # the Matroska block's track number (2): its 16-bit time in ms follows
+    data[pos + 1] = 0x7A  # +31 s
+    src = tmp_path / "damaged.mkv"
+    src.write_bytes(bytes(data))
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"vbg: {src}: its audio has a packet with a damaged time: left out (a short gap)" in proc.stderr
+    assert len(read_frames(out)) == 20
+    with av.open(str(out)) as c:
+        kept = [p.dts for p in c.demux(audio=0) if p.size]
+    assert len(kept) == len(audio) - 1 and all(b > a for a, b in zip(kept, kept[1:]))
+
+
 def test_a_second_video_track_is_named_with_how_to_process_it(tmp_path):
     """A two-camera (or two-angle) file: the first video track is processed, and one line says
     the other is not kept and how to pick it. It was dropped unsaid."""

@@ -23,6 +23,7 @@ a line says it is not kept).
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from vbg.media.encode import Container
 
 AUDIO_LEAD_S = 0.5  # audio is muxed this far ahead of the last video frame written
+PAST_END_S = 1.0  # a packet timed this far past the file's stated end is a damaged one (a flipped bit of its time)
+log = logging.getLogger("vbg")
 _AUDIO_SAMPLE_FORMAT = {"aac": "fltp", "libopus": "flt"}
 _KEPT_METADATA = ("language", "title")
 # what the muxer writes itself, or describes the old file's format rather than its content
@@ -206,6 +209,9 @@ class AudioMux:
         self._pending: av.Packet | None = None
         self._done = False
         self._tracks: dict[int, _Track] = {}  # by the source stream's index
+        self._last: dict[int, int] = {}  # each source stream's last muxed packet's time, in its time base
+        self._end_s = self._in.duration / av.time_base + PAST_END_S if self._in.duration else None
+        self._damaged: dict[str, int] = {}  # packets left out for their times (_out_of_line), by track kind
         try:
             _copy_file_metadata(self._in, output)
             _copy_chapters(self._in, output, warnings)
@@ -328,12 +334,31 @@ class AudioMux:
                     return
                 if not packet.size:  # the demuxer's empty flush packet (a real one may lack a dts)
                     continue
+                if self._out_of_line(packet):
+                    kind = packet.stream.type
+                    self._damaged[kind] = self._damaged.get(kind, 0) + 1
+                    continue
             ts = packet.pts if packet.pts is not None else packet.dts
             if ts is not None and float(ts * packet.time_base) > t_s:
                 self._pending = packet
                 return
             self._pending = None
             self._mux(packet)
+
+    def _out_of_line(self, packet: av.Packet) -> bool:
+        """A packet whose time a damaged file garbled: past the file's stated end, or not after the
+        one before it in its track. Muxed, it stopped the whole output at its end (the muxer
+        refuses times that go back); left out, it is a short gap, as ffmpeg leaves it."""
+        ts = packet.dts if packet.dts is not None else packet.pts
+        if ts is None:
+            return False
+        if self._end_s is not None and float(ts * packet.time_base) > self._end_s:
+            return True
+        last = self._last.get(packet.stream.index)  # (two subtitle cues may start together)
+        if last is not None and (ts < last or ts == last and packet.stream.type != "subtitle"):
+            return True
+        self._last[packet.stream.index] = ts
+        return False
 
     def _mux(self, packet: av.Packet) -> None:
         track = self._tracks[packet.stream.index]
@@ -374,6 +399,11 @@ class AudioMux:
     def flush(self) -> None:
         if self._in is None:
             return
+        for kind, n in self._damaged.items():
+            what = {"audio": "audio", "subtitle": "subtitles", "data": "data track"}.get(kind, kind)
+            log.warning("%s: its %s has %s: left out (%s)", self._in.name, what,
+                        f"{n} packets with damaged times" if n > 1 else "a packet with a damaged time",
+                        "a short gap each" if n > 1 else "a short gap")
         for track in self._tracks.values():
             if track.copied or track.text:
                 continue
