@@ -142,22 +142,30 @@ def _prop(item: _Item, kind: str) -> bytes | None:
     return next((p for k, p in item.props if k == kind), None)
 
 
+_BROKEN = (ValueError, struct.error, IndexError)  # what a damaged header raises in the readers here
+
+
+def _meta(buf: bytes) -> tuple[int, dict[int, _Item], bytes]:
+    """``_parse_meta`` of the file's ``meta`` box; ValueError where it has none."""
+    meta = next(((a, b) for kind, a, b in _boxes(buf, 0, len(buf)) if kind == "meta"), None)
+    if meta is None:
+        raise ValueError("it has no meta box")
+    return _parse_meta(buf, *meta)
+
+
 def heif_size(data) -> tuple[int, int] | None:
     """(width, height) of a HEIF file's primary image as stored (its ``ispe``, or its grid's
     output size), read from the header without decoding; None where it says neither."""
     buf = bytes(data)
     try:
-        meta = next(((a, b) for kind, a, b in _boxes(buf, 0, len(buf)) if kind == "meta"), None)
-        if meta is None:
-            return None
-        primary, items, idat = _parse_meta(buf, *meta)
+        primary, items, idat = _meta(buf)
         item = items.get(primary, _Item())
         if item.type == "grid":
             rows, cols, w, h = _grid(buf, item, idat)
             return w, h
         spatial = _prop(item, "ispe")
         return struct.unpack_from(">II", spatial, 4) if spatial and len(spatial) >= 12 else None
-    except (ValueError, struct.error, IndexError):
+    except _BROKEN:
         return None
 
 
@@ -178,19 +186,15 @@ def _grid(buf: bytes, item: _Item, idat: bytes) -> tuple[int, int, int, int]:
 def icc_of_heif(data) -> bytes | None:
     """The ICC colour profile of a HEIF file's primary image (its ``colr`` property of type
     ``prof`` or ``rICC``, or its grid's), or None."""
-    buf = bytes(data)
     try:
-        meta = next(((a, b) for kind, a, b in _boxes(buf, 0, len(buf)) if kind == "meta"), None)
-        if meta is None:
-            return None
-        primary, items, _ = _parse_meta(buf, *meta)
-        item = items.get(primary, _Item())
-        for candidate in (item, *(items.get(t, _Item()) for t in item.tiles[:1])):
-            for kind, payload in candidate.props:
-                if kind == "colr" and payload[:4] in (b"prof", b"rICC"):
-                    return payload[4:]
-    except (ValueError, struct.error, IndexError):
+        primary, items, _ = _meta(bytes(data))
+    except _BROKEN:
         return None
+    item = items.get(primary, _Item())
+    for candidate in (item, *(items.get(t, _Item()) for t in item.tiles[:1])):
+        for kind, payload in candidate.props:
+            if kind == "colr" and payload[:4] in (b"prof", b"rICC"):
+                return payload[4:]
     return None
 
 
@@ -204,10 +208,7 @@ def read_heif(data, name) -> np.ndarray:
 
     buf = bytes(data)
     try:
-        meta = next(((a, b) for kind, a, b in _boxes(buf, 0, len(buf)) if kind == "meta"), None)
-        if meta is None:
-            raise ValueError("it has no meta box")
-        primary, items, idat = _parse_meta(buf, *meta)
+        primary, items, idat = _meta(buf)
         item = items.get(primary)
         if item is None:
             raise ValueError("its primary image is not listed")
@@ -215,7 +216,7 @@ def read_heif(data, name) -> np.ndarray:
         wanted = item.tiles if grid else [primary]
         if grid and len(wanted) != grid[0] * grid[1]:
             raise ValueError(f"its grid of {grid[0]}x{grid[1]} names {len(wanted)} tiles")
-    except (ValueError, struct.error, IndexError) as e:
+    except _BROKEN as e:
         raise InputError(f"{name} is a damaged HEIF image ({e}): copy or export it again") from None
     to_rgb = SdrFrames()
     decoded: dict[int, np.ndarray] = {}
