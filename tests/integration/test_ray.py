@@ -207,11 +207,16 @@ def _once_a_worker_is_at_work(act) -> Iterator[list[int]]:
         t.join()
 
 
-def test_a_worker_killed_mid_job_is_replaced_and_the_output_is_complete(cluster, clip, local_matte, tmp_path):
+@pytest.mark.parametrize("workers", [(), ("--workers", "3")], ids=["workers-fit", "one-waits-for-room"])
+def test_a_worker_killed_mid_job_is_replaced_and_the_output_is_complete(cluster, clip, local_matte, tmp_path, workers):
+    """A worker's process killed while it runs a part: the part runs again, the output is whole.
+    With a third worker waiting for room on the two CPUs, that one took the freed CPU, the killed
+    one's restart waited for room for good, and the job hung with its part (Ray ran a dead
+    worker's calls again on the same worker): the driver now gives them to whichever is free."""
     assert _no_worker_left() == []  # none of an earlier job's, still going away, is the one killed
     out = tmp_path / "matte"
     with _once_a_worker_is_at_work(lambda pid: os.kill(pid, signal.SIGKILL)) as killed:
-        rc = main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", *COMMON])
+        rc = main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", *workers, *COMMON])
     assert killed, "no worker was found at work to kill"
     assert rc == 0
     same_pngs(local_matte, out)  # every frame, each as a local run makes it

@@ -23,9 +23,11 @@ given; it asks Ray for a GPU (or ``gpus / workers`` of one) where the cluster ha
 model may use CUDA, else for CPUs. The model file goes to the actors through Ray's object store
 (read once here, written once per node into its vbg cache); a torch checkpoint is
 handed over as its path, which every node must then see. An actor whose process dies is
-restarted by Ray and its unit run again (``max_restarts``, ``max_task_retries``); a part left
-half-written by the dead process is a hidden temporary file in the staging folder, which goes
-with the folder. A unit that fails for its file's own reasons (a damaged input) fails that file
+restarted by Ray (``max_restarts``) and gets units again once it has started; the driver gives
+its units (the one it was running, the one queued behind it) to whichever worker is free, rather
+than leaving them to Ray to run again on the same actor, which may never find room again (another
+worker, waiting for room, takes the freed one); a part left half-written by the dead process is a
+hidden temporary file in the staging folder, which goes with the folder. A unit that fails for its file's own reasons (a damaged input) fails that file
 alone. Ctrl-C (``stop``) ends the actors at once; the files already joined stay, the rest leave
 nothing (no partial file: parts are not a playable whole).
 
@@ -60,7 +62,7 @@ RAY_HINT = "pip install 'vbg[ray]'"
 SEGMENT_S = 60.0  # a part's length; a file shorter than two is one unit
 REPORT_S = 0.5  # how often a unit reports its frames, at most
 CPUS_PER_ACTOR = 4  # an actor's CPUs on big nodes (a file's decode, smoothing threads, encode)
-RESTARTS = 3  # an actor whose process died is restarted (and its unit run again) this many times
+RESTARTS = 3  # an actor whose process died is restarted this many times; a unit whose worker died, run again as often
 STAGING_WAIT_S = 10.0  # at a job's end, how long its staging folders are removed again, at most (_remove_staging)
 STAGING_QUIET_S = 0.5  # ... until each has stayed gone this long
 START_WARN_S = 60  # a worker that has not started by then is waiting for room: said once
@@ -186,6 +188,7 @@ class _Unit:
     part: int
     span: Span | None
     attempt: int = 0
+    reruns: int = 0  # given again after its worker's process died under it
 
 
 # ------------------------------------------------------------------ the workers (in the Ray actors)
@@ -385,7 +388,7 @@ class RayRunner:
         if cfg.model.threads is None:
             cfg = replace(cfg, model=replace(cfg.model, threads=max(1, int(self.job.num_cpus))))
         worker = ray.remote(Worker).options(num_cpus=self.job.num_cpus, num_gpus=self.job.num_gpus,
-                                            max_restarts=RESTARTS, max_task_retries=RESTARTS)
+                                            max_restarts=RESTARTS, max_task_retries=0)
         self.actors = [worker.remote(cfg, self.source.spec.name, self.source.label, name, weights, onnx_name, sha)
                        for _ in range(self.job.workers)]
         # An actor gets units once it has started (its model open): one that waits for room on the
@@ -529,10 +532,16 @@ class RayRunner:
                 f.left -= 1
                 try:
                     res, failure, said = ray.get(ref)
-                except Exception as e:  # the unit failed past Ray's retries, or a bug in a worker
+                except Exception as e:  # its worker died under it (or is restarted too often), or a bug in a worker
+                    if isinstance(e, ray.exceptions.RayActorError):
+                        if i in self._started:  # units again once it has started again, if Ray restarts it
+                            self._started.discard(i)
+                            self._starting[self.actors[i].pid.remote()] = i
+                        if unit.reruns < RESTARTS and not self.stop.is_set():  # to whichever worker is free
+                            f.left += 1
+                            todo.appendleft(replace(unit, reruns=unit.reruns + 1))
+                            continue
                     res, failure, said = None, (1, f"{f.src}: a Ray worker failed ({one_line(e)[:300]})", False), []
-                    if isinstance(e, ray.exceptions.RayActorError):  # restarted too often: it gets no more
-                        self._started.discard(i)
                 if failure is not None and failure[2] and f.attempt == 0 and f.error is None:
                     log.warning("%s; processing it whole instead", failure[1])
                     f.attempt, f.spans, f.parts, f.left, f.said = 1, [None], {}, 1, {}
