@@ -155,6 +155,17 @@ def vbg_logging():
     log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
 
 
+@pytest.fixture
+def vbg_records(vbg_logging, caplog):
+    """``caplog`` with the "vbg" logger's records reaching it: an earlier in-process ``main()`` may
+    have left that logger with its own handlers (on a stderr since closed) and without propagation."""
+    import logging
+
+    log = logging.getLogger("vbg")
+    log.handlers[:], log.propagate = [], True
+    return caplog
+
+
 class StderrLines:
     """A child's stderr read line by line as it comes, so a test can wait for what it prints."""
 

@@ -149,7 +149,7 @@ def test_a_camcorder_file_source_is_shown_whole_and_in_shape(tmp_path):
                     "pixels, the shape a player shows"], proc.stderr
 
 
-def test_a_two_camera_file_source_plays_its_first_track_and_says_so_once(tmp_path, caplog):
+def test_a_two_camera_file_source_plays_its_first_track_and_says_so_once(tmp_path, vbg_records):
     """A file with two video tracks played as the camera: the first is played, one line names
     the other and how to play it; the camera opened again (after a lost read, or idling) says
     nothing more. The live filter said nothing of the other track."""
@@ -157,14 +157,14 @@ def test_a_two_camera_file_source_plays_its_first_track_and_says_so_once(tmp_pat
     other = write_clip(tmp_path / "b.mp4", [f for f, _ in person_clip_frames(4, (360, 640), seed=3)], codec="mpeg4")
     src = join_video_tracks([first, other], tmp_path / "two-cameras.mkv")
     pipeline = LivePipeline(_config(src))
-    with caplog.at_level("INFO", logger="vbg"):
+    with vbg_records.at_level("INFO", logger="vbg"):
         for _ in range(2):
             source = pipeline._open_source()
             try:
                 assert (source.width, source.height) == (320, 180) and source.read().shape == (180, 320, 3)
             finally:
                 source.close()
-    assert [r.getMessage() for r in caplog.records] == [
+    assert [r.getMessage() for r in vbg_records.records] == [
         f"{src}: its other video track (640x360 mpeg4) is not used: vbg plays the first one (320x180 h264); "
         "to play another, put it first: ffmpeg -i IN -map 0:V:1 -map 0:a? -c copy OUT"]
 

@@ -137,11 +137,11 @@ def test_a_phone_hdr_clip_as_background_shows_its_sdr_colours(tmp_path):
     assert np.abs(centres(out) - np.array(PATCHES))[mid_tones()].max() <= 3
 
 
-def test_a_phone_hdr_clip_as_live_source_shows_its_sdr_colours_and_says_so(tmp_path, caplog):
+def test_a_phone_hdr_clip_as_live_source_shows_its_sdr_colours_and_says_so(tmp_path, vbg_records):
     """As ``vbg process`` does, the live filter says it tone-maps a file played as its camera."""
     clip = write_hdr_clip(tmp_path / "cam.mp4", [chart()] * 2, HLG)
-    with caplog.at_level("INFO", logger="vbg"), open_source(str(clip), paced=False, clock=FakeClock()) as src:
+    with vbg_records.at_level("INFO", logger="vbg"), open_source(str(clip), paced=False, clock=FakeClock()) as src:
         frame = src.read()
     assert np.abs(centres(frame) - np.array(PATCHES))[mid_tones()].max() <= 3
-    assert [r.getMessage() for r in caplog.records] == [
+    assert [r.getMessage() for r in vbg_records.records] == [
         f"{clip}: HDR video (HLG): tone-mapped to SDR (BT.709), as an SDR screen shows it"]

@@ -62,11 +62,8 @@ def _key(path, root, **kw):
 
 
 @pytest.fixture(autouse=True)
-def _vbg_records_reach_caplog(vbg_logging):
-    """An earlier in-process ``main()`` may have left the "vbg" logger with its own handlers
-    and without propagation: these tests read its records through caplog."""
-    log = logging.getLogger("vbg")
-    log.handlers[:], log.propagate = [], True
+def _vbg_records_reach_caplog(vbg_records):
+    """These tests read the "vbg" logger's records through caplog (conftest's ``vbg_records``)."""
 
 
 @pytest.fixture
