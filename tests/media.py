@@ -457,6 +457,53 @@ def write_talk_clip(path: Path, frames, n: int, fps: int, *, gop: int, crf: int 
         out.mux(a.encode(None))
     return path
 
+class _Unseekable:
+    """A file a muxer can only append to (a pipe, a live stream's recording): it cannot go back
+    to write the duration into the header."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = open(path, "wb")
+
+    def write(self, data) -> int:
+        return self._f.write(data)
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def write_live_recording(path: Path, fmt: str, frames, fps: int, *, audio_s: float) -> Path:
+    """``frames`` as H.264 and ``audio_s`` seconds of AAC tone (longer than the picture, as a
+    stream's recording whose sound runs on), muxed as ``fmt`` to an append-only file, as a
+    streaming tool writes one: the header states what the muxer guessed at the start, or nothing."""
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    sink = _Unseekable(path)
+    try:
+        with av.open(sink, "w", format=fmt) as out:
+            v = out.add_stream("libx264", rate=fps)
+            v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+            v.options = {"preset": "veryfast"}
+            a = out.add_stream("aac", rate=48000, layout="mono")
+            for i, frame in enumerate(frames):
+                f = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                f.pts, f.time_base = i, Fraction(1, fps)
+                out.mux(v.encode(f))
+            out.mux(v.encode(None))
+            for start in range(0, int(audio_s * 48000), 1024):
+                t = (start + np.arange(1024)) / 48000
+                af = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
+                                                format="fltp", layout="mono")
+                af.sample_rate, af.pts, af.time_base = 48000, start, Fraction(1, 48000)
+                out.mux(a.encode(af))
+            out.mux(a.encode(None))
+    finally:
+        sink.close()
+    return path
+
+
 def read_frames(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]

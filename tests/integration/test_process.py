@@ -322,6 +322,32 @@ def test_an_audio_packet_with_a_damaged_time_is_left_out_and_the_output_finished
     assert len(kept) == len(audio) - 1 and all(b > a for a, b in zip(kept, kept[1:]))
 
 
+@pytest.mark.parametrize("fmt", ["flv", "matroska"])
+def test_the_sound_of_a_live_recording_is_kept_past_the_duration_its_header_guessed(tmp_path, fmt):
+    """A stream's recording written as it went (OBS to FLV, a Matroska file never finished): the
+    header states a guess (the FLV's, from its first seconds) or no duration, and the sound runs on
+    past the picture. Every audio packet is kept and nothing is called damaged. The damaged-time
+    rule (above) read FFmpeg's duration as the file's own, and left out the sound past the FLV's
+    guess, a line calling it damaged."""
+    from media import write_live_recording
+
+    src = write_live_recording(tmp_path / f"stream.{'flv' if fmt == 'flv' else 'mkv'}", fmt,
+                               [f for f, _ in person_clip_frames(20, (90, 160))], 10, audio_s=4.0)
+    with av.open(str(src)) as c:
+        audio = [p for p in c.demux(audio=0) if p.size]
+        stated = c.duration / av.time_base if c.duration else None
+    assert float(audio[-1].pts * audio[-1].time_base) > 3.9
+    if fmt == "flv":
+        assert stated is not None and stated < 2.5  # the guess: the picture's 2 s
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "damaged" not in proc.stderr, proc.stderr
+    assert len(read_frames(out)) == 20
+    with av.open(str(out)) as c:
+        kept = [p for p in c.demux(audio=0) if p.size]
+    assert len(kept) == len(audio)
+
+
 def test_a_second_video_track_is_named_with_how_to_process_it(tmp_path):
     """A two-camera (or two-angle) file: the first video track is processed, and one line says
     the other is not kept and how to pick it. It was dropped unsaid."""

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 AUDIO_LEAD_S = 0.5  # audio is muxed this far ahead of the last video frame written
 PAST_END_S = 1.0  # a packet timed this far past the file's stated end is a damaged one (a flipped bit of its time)
+# the containers whose stated duration is the file's own (MP4/MOV's movie header, Matroska's segment
+# duration): elsewhere FFmpeg may estimate it (an FLV's metadata, a stream's bitrate) short of the sound
+_EXACT_DURATION = ("mov", "matroska")
 log = logging.getLogger("vbg")
 _AUDIO_SAMPLE_FORMAT = {"aac": "fltp", "libopus": "flt"}
 _KEPT_METADATA = ("language", "title")
@@ -193,6 +196,14 @@ class _Track:
         return self.resampler is None and not self.text
 
 
+def _stated_end_s(container: av.container.InputContainer) -> float | None:
+    """Past this time a packet of ``container`` is a damaged one; None where the file states no
+    duration of its own (a Matroska recording that was never finished states none)."""
+    if not container.duration or not container.format.name.startswith(_EXACT_DURATION):
+        return None
+    return container.duration / av.time_base + PAST_END_S
+
+
 class AudioMux:
     """Every audio stream of a file, muxed into an output as video is written: packets
     copied unchanged when the container accepts the codec, otherwise decoded, resampled
@@ -210,7 +221,7 @@ class AudioMux:
         self._done = False
         self._tracks: dict[int, _Track] = {}  # by the source stream's index
         self._last: dict[int, int] = {}  # each source stream's last muxed packet's time, in its time base
-        self._end_s = self._in.duration / av.time_base + PAST_END_S if self._in.duration else None
+        self._end_s = _stated_end_s(self._in)
         self._damaged: dict[str, int] = {}  # packets left out for their times (_out_of_line), by track kind
         try:
             _copy_file_metadata(self._in, output)
@@ -346,8 +357,8 @@ class AudioMux:
             self._mux(packet)
 
     def _out_of_line(self, packet: av.Packet) -> bool:
-        """A packet whose time a damaged file garbled: past the file's stated end, or not after the
-        one before it in its track. Muxed, it stopped the whole output at its end (the muxer
+        """A packet whose time a damaged file garbled: past the file's stated end (where it states
+        one, ``_stated_end_s``), or not after the one before it in its track. Muxed, it stopped the whole output at its end (the muxer
         refuses times that go back); left out, it is a short gap, as ffmpeg leaves it."""
         ts = packet.dts if packet.dts is not None else packet.pts
         if ts is None:
