@@ -474,31 +474,43 @@ class _Unseekable:
         self._f.close()
 
 
-def write_live_recording(path: Path, fmt: str, frames, fps: int, *, audio_s: float) -> Path:
-    """``frames`` as H.264 and ``audio_s`` seconds of AAC tone (longer than the picture, as a
-    stream's recording whose sound runs on), muxed as ``fmt`` to an append-only file, as a
-    streaming tool writes one: the header states what the muxer guessed at the start, or nothing."""
+def write_with_audio(target, frames, fps: int, *, fmt: str, video: str = "libx264", audio: str = "aac",
+                     audio_s: float | None = None, pix_fmt: str = "yuv420p") -> None:
+    """``frames`` coded with ``video`` and ``audio_s`` seconds (the picture's length by default)
+    of a 440 Hz stereo tone coded with ``audio``, muxed as ``fmt`` into ``target`` (a path or a
+    file object), the sound at the encoder's own frame size and time base."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
+    seconds = len(frames) / fps if audio_s is None else audio_s
+    with av.open(target, "w", format=fmt) as out:
+        v = out.add_stream(video, rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, pix_fmt
+        a = out.add_stream(audio, rate=48000, layout="stereo")
+        a.bit_rate = 128_000  # WMA's encoder opens with a rate only
+        a.codec_context.open()  # for its frame size
+        size = a.codec_context.frame_size or 1024
+        to_encoder = av.AudioResampler(format=a.codec_context.format, layout="stereo", rate=48000)
+        for i, frame in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, fps)
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+        for start in range(0, int(seconds * 48000), size):
+            tone = (0.3 * np.sin(2 * np.pi * 440 * (start + np.arange(size)) / 48000)).astype(np.float32)
+            af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+            af.sample_rate, af.pts, af.time_base = 48000, start, Fraction(1, 48000)
+            for g in to_encoder.resample(af):
+                out.mux(a.encode(g))
+        out.mux(a.encode(None))
+
+
+def write_live_recording(path: Path, fmt: str, frames, fps: int, *, audio_s: float) -> Path:
+    """H.264 ``frames`` and ``audio_s`` seconds of AAC tone (longer than the picture, as a stream's
+    recording whose sound runs on), muxed as ``fmt`` to an append-only file, as a streaming tool
+    writes one: the header states what the muxer guessed at the start, or nothing."""
     sink = _Unseekable(path)
     try:
-        with av.open(sink, "w", format=fmt) as out:
-            v = out.add_stream("libx264", rate=fps)
-            v.width, v.height, v.pix_fmt = w, h, "yuv420p"
-            v.options = {"preset": "veryfast"}
-            a = out.add_stream("aac", rate=48000, layout="mono")
-            for i, frame in enumerate(frames):
-                f = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-                f.pts, f.time_base = i, Fraction(1, fps)
-                out.mux(v.encode(f))
-            out.mux(v.encode(None))
-            for start in range(0, int(audio_s * 48000), 1024):
-                t = (start + np.arange(1024)) / 48000
-                af = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
-                                                format="fltp", layout="mono")
-                af.sample_rate, af.pts, af.time_base = 48000, start, Fraction(1, 48000)
-                out.mux(a.encode(af))
-            out.mux(a.encode(None))
+        write_with_audio(sink, frames, fps, fmt=fmt, audio_s=audio_s)
     finally:
         sink.close()
     return path

@@ -457,6 +457,45 @@ def test_an_audio_track_no_decoder_reads_is_left_out_and_the_others_kept(tmp_pat
     assert abs(loudest_hz(out, 0) - 440) < 5
 
 
+@pytest.mark.parametrize("fmt,video,audio,suffix,kept,line", [
+    ("avi", "mpeg4", "libmp3lame", ".mp4", "mp3", None),
+    ("avi", "mpeg4", "libmp3lame", ".mov", "mp3", None),
+    ("avi", "mpeg4", "wmav2", ".mp4", "aac", "its wmav2 audio is not kept as is in mp4 files: re-encoded to aac"),
+    ("avi", "mpeg4", "libmp3lame", ".webm", "opus",
+     "its mp3 audio is not kept as is in webm files: re-encoded to libopus"),
+    ("webm", "libvpx-vp9", "libopus", ".mov", "aac", "its opus audio is not kept as is in mov files: re-encoded to aac"),
+], ids=["avi-mp3-to-mp4", "avi-mp3-to-mov", "avi-wma-to-mp4", "avi-mp3-to-webm", "webm-opus-to-mov"])
+def test_sound_the_output_cannot_hold_as_it_is_is_reencoded_and_the_rest_copied(tmp_path, fmt, video, audio, suffix,
+                                                                              kept, line):
+    """An AVI with MP3 or WMA sound (an older camera's or Windows capture's, a download's) and a
+    WebM's Opus, into MP4, MOV or WebM: every frame and all the sound come out, each sound packet at
+    its own time; MP3 copied as it is into MP4 and MOV (they hold it), the others re-encoded, each
+    with one line naming the codec as users know it. The AVI's MP3 was re-encoded (its decoder's
+    name, "mp3float", matched nothing, and the line said "mp3float") and, as the WMA was, timed in
+    the AVI's ticks (24 and 43 ms): the AAC encoder's 21 ms frames rounded to one time twice, and
+    the output was lost (exit 10, "check the free disk space"); the WebM's Opus was copied into the
+    MOV, whose header refused it (exit 10, "cannot set up ProRes 422 HQ")."""
+    from media import loudest_hz, write_with_audio
+
+    src = tmp_path / f"clip.{fmt}"
+    write_with_audio(str(src), [f for f, _ in person_clip_frames(30, (180, 320))], 25, fmt=fmt, video=video, audio=audio)
+    out = tmp_path / f"out{suffix}"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0, proc.stderr
+    said = [ln for ln in proc.stderr.splitlines() if "audio" in ln]
+    assert said == ([f"vbg: {src}: {line}"] if line else []), proc.stderr
+    assert len(read_frames(out)) == 30
+    with av.open(str(out)) as c:
+        assert [s.codec_context.codec.canonical_name for s in c.streams.audio] == [kept]
+        times = [p.pts for p in c.demux(audio=0) if p.size]
+    assert all(b > a for a, b in zip(times, times[1:]))  # each sound packet its own time, in order
+    assert abs(span_s(out, "audio") - span_s(src, "audio")) <= 0.05
+    assert abs(loudest_hz(out, 0) - 440) < 5
+    if kept == "mp3":
+        with av.open(str(src)) as a, av.open(str(out)) as b:
+            assert [bytes(p) for p in b.demux(audio=0) if p.size] == [bytes(p) for p in a.demux(audio=0) if p.size]
+
+
 SRT = "1\n00:00:00,000 --> 00:00:00,400\nBonjour <i>à tous</i>\n\n2\n00:00:00,500 --> 00:00:00,900\nau revoir\n"
 
 

@@ -91,13 +91,39 @@ def _copy_chapters(source: av.container.InputContainer, output: av.container.Out
         warnings.append(f"its chapters are not kept ({one_line(e)})")
 
 
+def _codec_of(source: av.stream.Stream) -> str:
+    """``source``'s codec as FFmpeg's muxers and users name it ("mp3"), not its decoder's name
+    ("mp3float", what FFmpeg picks to read MP3)."""
+    cc = source.codec_context
+    try:
+        return cc.codec.canonical_name or cc.name
+    except (AttributeError, ValueError, av.FFmpegError):
+        return cc.name
+
+
+def _copied(source: av.audio.stream.AudioStream, output: av.container.OutputContainer, fmt: Container) -> bool:
+    """Whether ``source``'s packets go into ``output`` as they are: a codec players play in that
+    container (``fmt.audio_copy``), and one its muxer writes with these parameters, tried on a
+    header in memory (FFmpeg lists Opus for .mov, say, whose muxer then refuses it: MP4 only)."""
+    name = _codec_of(source)
+    if name not in output.supported_codecs or fmt.audio_copy is not None and name not in fmt.audio_copy:
+        return False
+    try:
+        with av.open(io.BytesIO(), "w", format=fmt.muxer) as trial:
+            trial.add_stream_from_template(source)
+            trial.start_encoding()
+    except (av.FFmpegError, ValueError, TypeError):
+        return False
+    return True
+
+
 def _unreadable(source: av.audio.stream.AudioStream, output: av.container.OutputContainer,
                 fmt: Container) -> str | None:
     """Why ``source`` can be neither copied into ``output`` nor decoded to be re-encoded, or None."""
     cc = source.codec_context
     if cc is None or not cc.name or cc.name == "none":
         return "its codec is unknown to FFmpeg"
-    if cc.name in output.supported_codecs and (fmt.audio_copy is None or cc.name in fmt.audio_copy):
+    if _copied(source, output, fmt):
         return None
     try:
         av.Codec(cc.name, "r")
@@ -236,7 +262,7 @@ class AudioMux:
                     continue
                 track = self._tracks[source.index] = self._add_track(source, output, fmt)
                 if not track.copied:
-                    name = source.codec_context.name
+                    name = _codec_of(source)
                     reencoded[name] = reencoded.get(name, 0) + 1
             for name, n in reencoded.items():
                 tracks = f" ({n} tracks)" if n > 1 else ""
@@ -318,8 +344,7 @@ class AudioMux:
     @staticmethod
     def _add_track(source: av.audio.stream.AudioStream, output: av.container.OutputContainer,
                    fmt: Container) -> _Track:
-        name = source.codec_context.name
-        if name in output.supported_codecs and (fmt.audio_copy is None or name in fmt.audio_copy):
+        if _copied(source, output, fmt):
             return _Track(source, _copy_of(source, output), None)
         rate = fmt.audio_rate or source.codec_context.sample_rate
         layout = "stereo" if source.codec_context.layout.nb_channels >= 2 else "mono"
@@ -404,7 +429,12 @@ class AudioMux:
         self._output.mux(out)
 
     def _encode(self, track: _Track, frame: av.AudioFrame | None) -> None:
+        tick = track.stream.time_base  # 1/rate
         for f in track.resampler.resample(frame):
+            if f.pts is not None and f.time_base != tick:
+                # the source's time base, where the rate stays (an AVI's MP3 counts 1152-sample
+                # frames): the encoder's 1024-sample frames would round to one time twice there
+                f.pts, f.time_base = round(f.pts * f.time_base / tick), tick
             self._output.mux(track.stream.encode(f))
 
     def flush(self) -> None:
