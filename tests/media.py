@@ -516,6 +516,23 @@ def write_live_recording(path: Path, fmt: str, frames, fps: int, *, audio_s: flo
     return path
 
 
+def write_gif(path: Path, colours, times_cs, size: tuple[int, int] = (48, 64)) -> Path:
+    """An animated GIF of solid ``colours`` (pure ones survive its palette), frame ``i`` shown from
+    ``times_cs[i]`` hundredths of a second: a GIF's uneven delays (a pause on one frame)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("gif", rate=100)
+        stream.height, stream.width = size
+        stream.pix_fmt = "rgb8"
+        stream.codec_context.time_base = Fraction(1, 100)
+        for colour, t in zip(colours, times_cs, strict=True):
+            rgb = np.full((*size, 3), colour, np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="rgb8")
+            frame.pts, frame.time_base = t, Fraction(1, 100)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
 def read_frames(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]

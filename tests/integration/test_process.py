@@ -854,7 +854,8 @@ def test_bad_options_are_one_line(clips, tmp_path):
 
 
 def test_video_background_is_frame_exact_and_deterministic(clips, tmp_path):
-    """Offline, background frame i goes behind output frame i (looped): two runs give the same file."""
+    """Offline, the background frame on screen at an output frame's time goes behind it (looped):
+    two runs give the same file."""
     bg = make_clip(tmp_path / "bg.mp4", size=(64, 48), audio=False)  # 24 frames, a moving square
     outs = []
     for name in ("a.mp4", "b.mp4"):
@@ -869,6 +870,24 @@ def test_video_background_is_frame_exact_and_deterministic(clips, tmp_path):
     assert all(np.array_equal(x, y) for x, y in zip(fa, fb))
     # The corner (room, not person) changes between frames: the background video plays.
     assert np.abs(fa[0][:40, :40].astype(int) - fa[5][:40, :40].astype(int)).mean() > 5
+
+
+@pytest.mark.parametrize("fps", [50, 25])
+def test_a_video_background_plays_at_its_own_rate_behind_footage_of_another(tmp_path, fps):
+    """A 25 fps background loop behind 50 fps footage (a phone's 60p behind a 24p stock loop, say):
+    it plays at its own speed, each of its frames behind two output frames, and loops at its end,
+    as the live filter plays it. It advanced one frame per output frame: twice as fast here."""
+    greys = [np.full((90, 160, 3), 20 + 6 * k, np.uint8) for k in range(30)]  # 1.2 s at 25 fps
+    bg = write_clip(tmp_path / "bg.mp4", greys, fps=25, crf=0)
+    src = write_clip(tmp_path / "talk.mp4", [f for f, _ in person_clip_frames(80, (90, 160))], fps=fps)
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--background", str(bg), "--model", "selfie",
+                   "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    corners = [float(f[:6, :6].mean()) for f in read_frames(out)]  # the room, not the person
+    assert len(corners) == 80
+    want = [20 + 6 * ((i * 25 // fps) % 30) for i in range(80)]
+    assert max(abs(c - w) for c, w in zip(corners, want)) <= 3, [round(c) for c in corners]
 
 
 class _Worker:

@@ -97,6 +97,23 @@ def test_a_file_cut_into_parts_gives_the_local_mattes_byte_for_byte(cluster, cli
     assert leftovers(tmp_path) == []
 
 
+def test_a_video_background_runs_on_across_the_parts_as_in_a_local_run(cluster, clip, tmp_path):
+    """A 0.7 s background loop behind a file cut into 1 s parts: each part shows the background
+    frames a local run shows at its frames' times (PNG frames: byte for byte). Each part started
+    the background from its first frame, and the background jumped back at every cut."""
+    import numpy as np
+
+    from media import write_clip
+
+    bg = write_clip(tmp_path / "loop.mp4", [np.full((72, 128, 3), 30 + 25 * k, np.uint8) for k in range(7)], fps=FPS)
+    local, out = tmp_path / "local", tmp_path / "ray"
+    assert main(["process", str(clip), "-o", str(local), "--background", str(bg), "--workers", "1", *COMMON]) == 0
+    assert main(["process", str(clip), "-o", str(out), "--background", str(bg), "--ray", "--ray-segment", "1",
+                 *COMMON]) == 0
+    assert len(os.listdir(out)) == 60
+    same_pngs(local, out)
+
+
 def test_the_joined_video_has_every_frame_its_timestamps_and_the_audio(cluster, clip, tmp_path):
     out = tmp_path / "talk.mp4"
     assert main(["process", str(clip), "-o", str(out), "--ray", "--ray-segment", "1", *COMMON]) == 0

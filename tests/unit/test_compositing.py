@@ -463,6 +463,99 @@ def test_video_background_plays_at_its_rate_loops_and_closes(clip):
     assert not any(t.name == "vbg-bg-video" for t in threading.enumerate())
 
 
+GIF_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
+GIF_TIMES_CS = [0, 10, 20, 120]  # a second's pause on the blue frame; the last one shown 10 ms (as read back)
+
+
+def _colour_index(img) -> int:
+    """Which of GIF_COLOURS ``img`` is (a palette's rounding allowed)."""
+    means = img.reshape(-1, 3).mean(axis=0)
+    return int(np.argmin([np.abs(means - c).sum() for c in GIF_COLOURS]))
+
+
+def test_a_gif_background_keeps_its_own_delays_live(tmp_path):
+    """An animated GIF behind the person live: each frame is shown at its own time, a second's
+    pause on the blue one, and round again once the last one's time is over. It was played at
+    FFmpeg's average rate (3.3 fps here): the pause was gone, the white frame came at 0.9 s."""
+    from media import write_gif
+
+    gif = write_gif(tmp_path / "pause.gif", GIF_COLOURS, GIF_TIMES_CS)
+    clock = GatedClock()
+    out_hw = (24, 32)
+    bg = VideoBackground(gif, clock=clock)
+    bg.prepare(out_hw)
+    frame, alpha = np.zeros((*out_hw, 3), np.uint8), np.zeros(out_hw, np.uint8)
+
+    def shown_at(t, want):  # the deadline only guards against a hang
+        clock.advance(t - clock.now())
+        deadline = time.monotonic() + 60
+        while _colour_index(bg.render(frame, alpha)) != want or not bg.render(frame, alpha).any():
+            assert time.monotonic() < deadline, f"at {t} s: not colour {want}"
+            time.sleep(0.005)
+
+    try:
+        clock.gate.set()
+        shown_at(0.0, 0)
+        shown_at(0.1001, 1)
+        shown_at(0.2001, 2)
+        shown_at(0.9, 2)  # the pause: no frame is due
+        time.sleep(0.1)
+        assert _colour_index(bg.render(frame, alpha)) == 2 and bg.frames_published == 3
+        shown_at(1.2001, 3)
+        shown_at(1.2101, 0)  # round again: its first frame at 1.21 s
+        shown_at(1.3101, 1)
+    finally:
+        bg.close()
+
+
+def test_an_offline_video_background_is_chosen_by_time_and_loops(tmp_path):
+    """``vbg process``: the background frame behind an output frame is the one on screen at that
+    frame's time in its file, looped, whatever order the times come in (a --ray part starts
+    anywhere), a GIF's pause kept. It was frame i behind output frame i: at another frame rate
+    than the footage's, the background ran too fast or too slow."""
+    from media import write_gif
+
+    gif = write_gif(tmp_path / "pause.gif", GIF_COLOURS, GIF_TIMES_CS)
+    bg = SyncVideoBackground(gif)
+    bg.prepare((24, 32))
+    frame, alpha = np.zeros((24, 32, 3), np.uint8), np.zeros((24, 32), np.uint8)
+    try:
+        for t, want in ((0.0, 0), (0.05, 0), (0.1, 1), (0.15, 1), (0.2, 2), (0.7, 2), (1.19, 2), (1.2, 3),
+                        (1.21, 0), (1.25, 0), (1.31, 1), (0.15, 1), (2.0, 2), (1.21 * 7 + 0.11, 1), (0.0, 0)):
+            bg.show_at(t)
+            assert _colour_index(bg.render(frame, alpha)) == want, t
+    finally:
+        bg.close()
+
+
+def test_an_offline_video_background_far_ahead_is_the_frame_a_whole_run_shows(tmp_path):
+    """A --ray part that starts late in a long background video seeks to its frame rather than
+    decoding up to it, and shows the same frame a run from the start shows."""
+    from media import write_clip
+
+    greys = [np.full((48, 64, 3), 20 + 5 * i, np.uint8) for i in range(40)]  # 4 s at 10 fps
+    path = write_clip(tmp_path / "greys.mp4", greys, fps=10, crf=0)
+    frame, alpha = np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), np.uint8)
+    whole = SyncVideoBackground(path)
+    whole.prepare((48, 64))
+    seen = {}
+    try:
+        for i in range(80):
+            whole.show_at(i / 20)
+            seen[i] = float(whole.render(frame, alpha).mean())
+    finally:
+        whole.close()
+    assert all(abs(seen[2 * k] - (20 + 5 * k)) <= 2 and seen[2 * k + 1] == seen[2 * k] for k in range(40))
+    part = SyncVideoBackground(path)
+    part.prepare((48, 64))
+    try:
+        for i in (70, 71, 72, 10, 79):
+            part.show_at(i / 20)
+            assert float(part.render(frame, alpha).mean()) == seen[i], i
+    finally:
+        part.close()
+
+
 def test_video_background_in_the_compositor(clip):
     with Compositor((48, 64), VideoBackground(clip)) as comp:
         alpha = np.zeros((48, 64), np.uint8)

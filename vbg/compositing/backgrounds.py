@@ -294,11 +294,12 @@ class VideoBackground:
     """A video file played in a loop behind the person, decoded on its own thread.
 
     The decoder thread (started by ``prepare``) decodes with PyAV, cover-fits
-    each frame to the output size and publishes it when it is due: frame ``n``
-    of the run is due ``n / fps`` seconds after the first, on ``clock`` (a
-    :class:`vbg.clock.Clock`; real time by default), so the video plays at its
-    own rate whatever the camera's rate (a constant frame rate is assumed). At
-    the end of the file it starts again from the beginning. If decoding falls
+    each frame to the output size and publishes it when it is due: at its own
+    time in the file (its timestamp; ``k / fps`` for frames without one) after
+    the first frame, on ``clock`` (a :class:`vbg.clock.Clock`; real time by
+    default), so the video plays at its own rate whatever the camera's rate, and
+    a GIF's frames keep their own delays. At the end of the file, once its last
+    frame's time is over, it starts again from the beginning. If decoding falls
     more than half a second behind, it re-anchors instead of racing to catch up.
 
     ``render`` never waits: it returns the newest published frame (black until
@@ -399,22 +400,30 @@ class VideoBackground:
         _import_av()
         clock, stop = self._clock, self._stop
         t0: float | None = None
-        n = 0
         to_rgb = SdrFrames()  # a phone's HDR clip as the SDR picture it shows
+        loops = 0.0  # the passes before this one, in seconds
         try:
             while not stop.is_set():
                 got = False
+                origin, at, step = None, 0.0, 1 / self.fps
                 with open_read(self.path) as container:
                     stream = picture_stream(container)
                     sar = pixel_aspect(stream)
-                    for frame in container.decode(stream):
+                    for k, frame in enumerate(container.decode(stream)):
                         if stop.is_set():
                             return
                         cover_fit(_square_rgb(to_rgb, frame, sar), out_hw, dst=self._back)
                         got = True
                         if t0 is None:
                             t0 = clock.now()
-                        due = t0 + n / self.fps
+                        # due at its own time (a GIF's frames keep their delays), or at the rate
+                        if frame.pts is not None and (origin is not None or k == 0):
+                            origin = frame.pts if origin is None else origin
+                            at = float((frame.pts - origin) * frame.time_base)
+                        else:
+                            at = k / self.fps
+                        step = float(frame.duration * frame.time_base) if frame.duration else 1 / self.fps
+                        due = t0 + loops + at
                         if not self._wait_until(due):
                             return
                         late = clock.now() - due
@@ -424,9 +433,9 @@ class VideoBackground:
                             self._back, self._middle = self._middle, self._back
                             self._fresh = True
                         self.frames_published += 1
-                        n += 1
                 if not got:
                     raise InputError("no frames could be decoded")
+                loops += at + max(step, 1e-3)  # the next pass starts as its last frame ends
         except Exception as e:  # reported to the caller by render()
             self._error = e
 
@@ -441,25 +450,45 @@ class VideoBackground:
 
 
 class SyncVideoBackground:
-    """Offline video background: frame i of the output gets frame i of the
-    video (looped), decoded in step, so a render is deterministic. A file that
-    cannot be decoded (damaged, truncated) raises :class:`InputError` from
-    ``render``, so the output it was for stops with one line and a batch goes
-    on with its next file."""
+    """Offline video background, played at its own rate as the live one is: output frame ``t``
+    seconds into its file (``show_at``) gets the background frame on screen ``t`` seconds into the
+    background (looped), whatever the two frame rates (a 24 fps loop behind 60 fps footage: each
+    frame shown two or three times; 60 behind 30: every other one) and wherever a ``--ray`` part
+    starts. The frame is chosen by its timestamp (a GIF's frames keep their own delays) and
+    decoded in step, so a render is deterministic. A file that cannot be decoded (damaged,
+    truncated) raises :class:`InputError` from ``render``, so the output it was for stops with one
+    line and a batch goes on with its next file."""
+
+    SLACK_S = 1e-3  # a frame whose time rounds (a millisecond time base) just past the output's is due
+    SEEK_S = 2.0  # further ahead than this, the decoder seeks (a --ray part late in a long background)
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         _check_file(self.path)
         self._container = None
         self._frames = None
+        self._stream = None
         self._out: np.ndarray | None = None
         self._decoded = 0  # frames decoded in this pass
         self._sar: Fraction | None = None  # the pixel aspect where not square (pixel_aspect)
         self._to_rgb = SdrFrames()  # a phone's HDR clip as the SDR picture it shows
+        self._t = 0.0  # the output's time for the next render (show_at)
+        self._origin: int | None = None  # the background's first frame's pts
+        self._loop: float | None = None  # its length, known once a pass has reached its end
+        self._cur = self._next = None  # the frame on screen at the last time asked, the one after it
+        self._cur_t = self._next_t = 0.0
+        self._shown = None  # the frame whose picture is in ``_out``
         self._open()
+        self._advance()
+        if self._next is None:
+            self.close()
+            raise InputError(f"background video {self.path.name} has no frames: pass another background")
+        self._origin, self._next_t = self._next.pts, 0.0
 
     def _open(self) -> None:
         av = _import_av()
+        if self._container is not None:
+            self._container.close()
         try:
             self._container = open_read(self.path)
             stream = picture_stream(self._container)
@@ -469,40 +498,107 @@ class SyncVideoBackground:
             self.close()
             raise InputError(
                 f"background {self.path.name} is not a readable video: pass an image or a video file") from e
+        self._stream = stream
         self._frames = self._container.decode(stream)
         self._sar = pixel_aspect(stream)
         self._decoded = 0
+        self._cur = self._next = None
+
+    def _time(self, frame) -> float:
+        if frame.pts is None or self._origin is None:  # no timestamps: the frames at the stream's rate
+            rate = self._stream.average_rate or self._stream.guessed_rate or 30
+            return self._decoded / float(rate)
+        return float((frame.pts - self._origin) * frame.time_base)
+
+    def _advance(self) -> None:
+        """The frame after ``_next`` into ``_next`` (None at the end), ``_next`` into ``_cur``."""
+        av = _import_av()
+        self._cur, self._cur_t = self._next, self._next_t
+        try:
+            frame = next(self._frames, None)
+        except (av.FFmpegError, OSError, ValueError) as e:
+            raise InputError(f"background video {self.path} cannot be decoded after {self._decoded} frames "
+                             f"({one_line(e)}): the file is damaged; pass another background") from e
+        self._next = frame
+        if frame is not None:
+            self._decoded += 1
+            self._next_t = self._time(frame)
+
+    def _length(self, last) -> float:
+        """The loop's length: up to the end of its last frame (a GIF's last delay too)."""
+        step = float(last.duration * last.time_base) if last.duration else 0.0
+        if step <= 0:
+            rate = self._stream.average_rate or self._stream.guessed_rate or 30
+            step = 1 / float(rate)
+        return self._cur_t + step
+
+    def _seek(self, target: float) -> None:
+        """Decoding from the keyframe at or before ``target`` seconds in (a seek the file cannot do
+        leaves it where it is)."""
+        av = _import_av()
+        stream = self._stream
+        try:
+            self._container.seek(self._origin + int(target / stream.time_base), stream=stream, backward=True)
+        except (av.FFmpegError, OverflowError, ValueError):
+            return
+        self._frames = self._container.decode(stream)
+        self._cur = self._next = None
+        self._advance()
+
+    def show_at(self, t_s: float) -> None:
+        """The next ``render`` is for the output frame ``t_s`` seconds after its file's first."""
+        self._t = max(0.0, t_s)
+
+    def _frame_at(self, t: float):
+        """The background frame on screen ``t`` seconds in (looped)."""
+        if self._loop is not None:
+            t %= self._loop
+        if self._cur is None and self._next is not None and self._next_t > t + self.SLACK_S or \
+                self._cur is not None and self._cur_t > t + self.SLACK_S:  # earlier than the decoder: again
+            self._open()
+            self._advance()
+        if self._next is not None and t - self._next_t > self.SEEK_S and self._stream.duration and \
+                t < float(self._stream.duration * self._stream.time_base):
+            self._seek(t)
+            if self._next is not None and self._next_t > t + self.SLACK_S:  # landed after it: from the start
+                self._open()
+                self._advance()
+        while self._next is not None and self._next_t <= t + self.SLACK_S:
+            self._advance()
+        if self._next is None:  # the end of the file
+            if self._cur is None:
+                raise InputError(f"background video {self.path.name} has no frames: pass another background")
+            if self._loop is None:
+                self._loop = self._length(self._cur)
+            if t >= self._loop - self.SLACK_S:  # past its last frame: from the start again
+                self._open()
+                self._advance()
+                again = t % self._loop
+                return self._frame_at(again if again < self._loop - self.SLACK_S else 0.0)
+        return self._cur
 
     def prepare(self, out_hw: tuple[int, int]) -> None:
         self._out = np.zeros((*out_hw, 3), np.uint8)
-
-    def _next(self) -> np.ndarray | None:
-        av = _import_av()
-        try:
-            frame = next(self._frames, None)
-            rgb = None if frame is None else _square_rgb(self._to_rgb, frame, self._sar)
-        except (av.FFmpegError, OSError, ValueError) as e:
-            why = one_line(e)
-            raise InputError(f"background video {self.path} cannot be decoded after {self._decoded} frames "
-                             f"({why}): the file is damaged; pass another background") from e
-        self._decoded += rgb is not None
-        return rgb
+        self._shown = None
 
     def render(self, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        rgb = self._next()
-        if rgb is None:  # loop
-            self._container.close()
-            self._open()
-            rgb = self._next()
-            if rgb is None:
-                raise InputError(f"background video {self.path.name} has no frames")
-        cover_fit(rgb, self._out.shape[:2], dst=self._out)
+        av = _import_av()
+        shown = self._frame_at(self._t)
+        if shown is not self._shown:
+            try:
+                rgb = _square_rgb(self._to_rgb, shown, self._sar)
+            except (av.FFmpegError, ValueError) as e:
+                raise InputError(f"background video {self.path} cannot be decoded after {self._decoded} frames "
+                                 f"({one_line(e)}): the file is damaged; pass another background") from e
+            cover_fit(rgb, self._out.shape[:2], dst=self._out)
+            self._shown = shown
         return self._out
 
     def close(self) -> None:
         if self._container is not None:
             self._container.close()
             self._container = None
+        self._cur = self._next = self._shown = None
 
 
 def _blur(value: float | str | None) -> BlurBackground:
@@ -530,8 +626,9 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
 def background_from_options(background: str | None = None, color: str | None = None, blur: float | None = None,
                             *, live: bool = True, clock: Clock | None = None) -> Background:
     """The background the CLI options ask for (at most one set; none = blur).
-    A video file plays on its own thread against the clock when ``live``, and
-    frame by frame in step with the output otherwise. ``background`` may also
+    A video file (an animated GIF too) plays on its own thread against the
+    clock when ``live``, and by the output frames' times in their file otherwise.
+    ``background`` may also
     name a bundled picture ("beach.jpg", "beach"); a file of that name that the
     user has wins (:func:`vbg.compositing.bundled.find_background`)."""
     if blur is not None:

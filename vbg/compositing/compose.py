@@ -107,9 +107,16 @@ class Compositor:
         self._closed = False
         background.prepare(self.out_hw)
 
-    def compose(self, frame: np.ndarray, alpha: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
-        """``frame`` H x W x 3 uint8 RGB, ``alpha`` H x W uint8 (255 = person) -> H x W x 3 uint8 RGB."""
+    def compose(self, frame: np.ndarray, alpha: np.ndarray, *, out: np.ndarray | None = None,
+                t_s: float | None = None) -> np.ndarray:
+        """``frame`` H x W x 3 uint8 RGB, ``alpha`` H x W uint8 (255 = person) -> H x W x 3 uint8 RGB.
+        ``t_s``: the frame's time in its file (seconds after the first), for a background that
+        plays in step with the file (``SyncVideoBackground.show_at``)."""
         self._check(frame, alpha, out)
+        if t_s is not None:
+            show_at = getattr(self.background, "show_at", None)
+            if show_at is not None:
+                show_at(t_s)
         if self.mirror:
             cv2.flip(frame, 1, dst=self._frame)
             cv2.flip(alpha, 1, dst=self._alpha)

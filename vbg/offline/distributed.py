@@ -155,7 +155,7 @@ def plan_spans(src: Path, window: int, segment_s: float = SEGMENT_S) -> list[Spa
         start = order[a - before]
         key = max((k for k in keys if k <= start), default=None)
         spans.append(Span(first=a, count=b - a, before=before, after=after, start_pts=start, first_pts=order[a],
-                          seek_ts=None if key is None else keys[key]))
+                          seek_ts=None if key is None else keys[key], origin_pts=order[0]))
     return spans
 
 

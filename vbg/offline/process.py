@@ -182,6 +182,7 @@ class Span:
     start_pts: int
     first_pts: int
     seek_ts: int | None = None
+    origin_pts: int | None = None  # the whole file's first frame's: a video background's zero
 
     @property
     def decoded(self) -> int:
@@ -277,6 +278,7 @@ class _Run:
     halt: threading.Event  # stop every stage: Ctrl-C or a failure
     depth: int  # each queue's
     workers: int  # inference workers still running: the last one to stop ends ``segmented``
+    origin_s: float | None = None  # the file's first frame's time: a video background's zero
     written: int = 0  # frames the writer has written
     infer_ms: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -475,6 +477,8 @@ class FileProcessor:
                   "preset" if buffers.lookahead is None else buffers.lookahead, buffers.smooth_threads,
                   buffers.bytes / 2**20)
         run = _Run.open(buffers.depth, len(self.segs))
+        if span is not None and span.origin_pts is not None:  # a part: the whole file's first frame
+            run.origin_s = float(span.origin_pts * info.time_base)
         if info.sequence:
             if span is not None:
                 raise SplitError(f"{src} is an image sequence: it is processed whole, not in parts")
@@ -578,7 +582,9 @@ class FileProcessor:
             t = time.perf_counter()
             alpha = tracker.pop()
             f = pending.popleft()
-            image = self._output(f.rgb, alpha, compositor, ring, n_out, run.depth)
+            if run.origin_s is None:
+                run.origin_s = f.time_s
+            image = self._output(f.rgb, alpha, compositor, ring, n_out, run.depth, f.time_s - run.origin_s)
             n_out += 1
             # The writer needs the frame's timing, not its pixels: the decoded image is let go
             # as soon as it is composited.
@@ -589,8 +595,10 @@ class FileProcessor:
                 return
             progress.update(run.written)
 
-    def _output(self, rgb: np.ndarray, alpha: np.ndarray, compositor, ring: list, n: int, depth: int) -> np.ndarray:
-        """Output image ``n``: the composite, RGBA or matte, into the ring's next buffer."""
+    def _output(self, rgb: np.ndarray, alpha: np.ndarray, compositor, ring: list, n: int, depth: int,
+                t_s: float = 0.0) -> np.ndarray:
+        """Output image ``n``, ``t_s`` seconds into its file: the composite, RGBA or matte, into the
+        ring's next buffer."""
         import cv2
 
         mode = self.cfg.mode
@@ -604,7 +612,7 @@ class FileProcessor:
             cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA, dst=image)
             cv2.insertChannel(alpha, image, 3)
         else:
-            compositor.compose(rgb, alpha, out=image)
+            compositor.compose(rgb, alpha, out=image, t_s=t_s)
         return image
 
 
