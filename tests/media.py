@@ -533,6 +533,21 @@ def write_gif(path: Path, colours, times_cs, size: tuple[int, int] = (48, 64)) -
     return path
 
 
+def write_animation(path: Path, fmt: str, colours, fps: int = 10, size: tuple[int, int] = (48, 64)) -> Path:
+    """An animated PNG (``fmt`` "apng") or WebP ("webp") of solid ``colours`` at ``fps``."""
+    codec, pix_fmt = {"apng": ("apng", "rgb24"), "webp": ("libwebp_anim", "yuv420p")}[fmt]
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.height, stream.width = size
+        stream.pix_fmt = pix_fmt
+        for i, colour in enumerate(colours):
+            frame = av.VideoFrame.from_ndarray(np.full((*size, 3), colour, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
 def read_frames(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]

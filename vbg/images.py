@@ -104,6 +104,9 @@ def decode_rgb(data: np.ndarray, path) -> np.ndarray:
     except MemoryError:
         raise InputError(f"image {path} does not fit in memory: scale it down") from None
     if img is None or img.size == 0:
+        if _animation_in(memoryview(data)[:ANIMATION_HEAD_BYTES]) == "animated WebP":  # OpenCV before 4.11
+            raise InputError(f"{path} is an animated WebP, which OpenCV {cv2.__version__} cannot read: save it as a "
+                             "GIF, an animated PNG or a video (or update opencv-python: 4.11 shows its first frame)")
         raise InputError(f"{path} is a damaged {header[0]} (it cannot be decoded): {ACCEPTED}")
     check_pixels(path, img.shape[1], img.shape[0])
     return to_rgb8(apply_orientation(img, exif_orientation(memoryview(data), header[0])))
@@ -411,6 +414,36 @@ def _jpeg_exif(buf) -> memoryview | None:
     for marker, seg in _jpeg_segments(buf):
         if marker == 0xE1 and bytes(seg[:6]) == b"Exif\0\0":
             return seg[6:]
+    return None
+
+
+ANIMATION_HEAD_BYTES = 1 << 20  # a PNG's acTL comes before its image data, after at most a profile and EXIF
+
+
+def animation(path: str | Path) -> str | None:
+    """"APNG" or "animated WebP" when the image file at ``path`` holds more than one frame (its
+    header says so: PNG's ``acTL`` chunk, WebP's ``VP8X`` animation flag), else None (a still
+    image, or a file that cannot be read: its reader says why)."""
+    if special_file(path) is not None:  # a FIFO would block the open: its reader refuses it
+        return None
+    try:
+        with open(path, "rb") as f:
+            return _animation_in(f.read(ANIMATION_HEAD_BYTES))
+    except (OSError, ValueError):
+        return None
+
+
+def _animation_in(head) -> str | None:
+    """``animation`` of an image file whose first bytes are ``head``."""
+    try:
+        if head[:8] == b"\x89PNG\r\n\x1a\n":
+            actl = next((data for ctype, data in _png_chunks(head) if ctype == b"acTL"), None)
+            return "APNG" if actl is not None and len(actl) >= 4 and struct.unpack(">I", actl[:4])[0] > 1 else None
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            vp8x = next((data for ctype, data in _webp_chunks(head) if ctype == b"VP8X"), None)
+            return "animated WebP" if vp8x is not None and len(vp8x) and vp8x[0] & 0x02 else None
+    except struct.error:  # cut short: the reader says so
+        return None
     return None
 
 

@@ -21,6 +21,7 @@ from vbg.compositing import (
     ImageBackground,
     SyncVideoBackground,
     VideoBackground,
+    background_from_options,
     cover_fit,
     make_background,
     parse_color,
@@ -554,6 +555,50 @@ def test_an_offline_video_background_far_ahead_is_the_frame_a_whole_run_shows(tm
             assert float(part.render(frame, alpha).mean()) == seen[i], i
     finally:
         part.close()
+
+
+def test_an_animated_png_background_moves_and_an_animated_webp_is_said_to_stand_still(tmp_path, vbg_records):
+    """``--background party.png`` (an animated PNG) plays as a moving background, live and in
+    ``vbg process``; an animated WebP, which FFmpeg cannot play, shows its first frame with one
+    line saying so and what to use instead (OpenCV before 4.11 cannot read one: that is said).
+    Both stood still without a word (the WebP, under an older OpenCV, was called damaged); a still
+    PNG is still an image, said nothing of."""
+    from media import write_animation
+
+    colours = GIF_COLOURS[:3]
+    apng = write_animation(tmp_path / "party.png", "apng", colours)
+    webp = write_animation(tmp_path / "party.webp", "webp", colours)
+    still = tmp_path / "still.png"
+    cv2.imwrite(str(still), solid(48, 64, (255, 0, 0)))  # blue, in OpenCV's BGR
+    frame, alpha = np.zeros((24, 32, 3), np.uint8), np.zeros((24, 32), np.uint8)
+    live = background_from_options(str(apng), live=True)
+    live.close()
+    assert isinstance(live, VideoBackground) and live.fps == 10
+    bg = background_from_options(str(apng), live=False)
+    try:
+        bg.prepare((24, 32))
+        for t, want in ((0.0, 0), (0.1, 1), (0.2, 2), (0.3, 0)):
+            bg.show_at(t)
+            assert _colour_index(bg.render(frame, alpha)) == want, t
+    finally:
+        bg.close()
+    if tuple(int(v) for v in cv2.__version__.split(".")[:2]) < (4, 11):  # its WebP reader takes no animation
+        with pytest.raises(InputError) as e:
+            background_from_options(str(webp), live=False)
+        assert str(e.value) == (f"{webp} is an animated WebP, which OpenCV {cv2.__version__} cannot read: save it as "
+                                "a GIF, an animated PNG or a video (or update opencv-python: 4.11 shows its first frame)")
+        assert not vbg_records.records
+        return
+    for _ in range(2):  # said once
+        for path in (webp, still):
+            bg = background_from_options(str(path), live=False)
+            assert isinstance(bg, ImageBackground)
+            bg.prepare((24, 32))
+            assert _colour_index(bg.render(frame, alpha)) == (0 if path == webp else 2)
+            bg.close()
+    said = [r.getMessage() for r in vbg_records.records if r.name == "vbg"]
+    assert said == [f"{webp} is an animated WebP: FFmpeg cannot play those, so it stands still (its first frame); "
+                    "for a moving background, save it as a GIF, an animated PNG or a video"]
 
 
 def test_video_background_in_the_compositor(clip):

@@ -17,6 +17,7 @@ The contract every background keeps (the :class:`Background` protocol):
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable
@@ -30,12 +31,14 @@ import numpy as np
 from ..clock import Clock, MonotonicClock
 from ..config import parse_color
 from ..errors import ConfigError, DependencyError, InputError, one_line
-from ..images import read_srgb
+from ..images import animation, read_srgb
 from ..media.info import pixel_aspect, square_size
 from ..media.open import open_read, picture_stream, special_file
 from ..media.tonemap import SdrFrames
 from ..ranges import BLUR
 from .bundled import find_background
+
+log = logging.getLogger("vbg")
 
 
 @runtime_checkable
@@ -621,14 +624,15 @@ BACKGROUNDS: dict[str, Callable[..., Background]] = {
 }
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
+_STILL_SAID: set[str] = set()  # animated images shown still, said once a run
 
 
 def background_from_options(background: str | None = None, color: str | None = None, blur: float | None = None,
                             *, live: bool = True, clock: Clock | None = None) -> Background:
     """The background the CLI options ask for (at most one set; none = blur).
-    A video file (an animated GIF too) plays on its own thread against the
-    clock when ``live``, and by the output frames' times in their file otherwise.
-    ``background`` may also
+    A video file (an animated GIF or PNG too) plays on its own thread against the
+    clock when ``live``, and by the output frames' times in their file otherwise;
+    an animated WebP stands still, said once. ``background`` may also
     name a bundled picture ("beach.jpg", "beach"); a file of that name that the
     user has wins (:func:`vbg.compositing.bundled.find_background`)."""
     if blur is not None:
@@ -637,9 +641,15 @@ def background_from_options(background: str | None = None, color: str | None = N
         return make_background("color", color)
     if background is not None:
         background = find_background(background)
-        if str(background).lower().endswith(VIDEO_SUFFIXES):
+        moving = animation(background)
+        if str(background).lower().endswith(VIDEO_SUFFIXES) or moving == "APNG":  # FFmpeg plays an APNG
             return make_background("video" if live else "video-sync", background, clock=clock)
-        return make_background("image", background)
+        still = make_background("image", background)
+        if moving is not None and background not in _STILL_SAID:
+            _STILL_SAID.add(background)
+            log.warning("%s is an %s: FFmpeg cannot play those, so it stands still (its first frame); for a "
+                        "moving background, save it as a GIF, an animated PNG or a video", background, moving)
+        return still
     return make_background("blur", 1.0)
 
 
