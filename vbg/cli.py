@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__, streams
-from .errors import ConfigError, Problems, VbgError
+from .errors import ConfigError, InputError, Problems, VbgError
 
 log = logging.getLogger("vbg")
 
@@ -103,7 +103,7 @@ def _parser_segment(sub) -> None:
     p = sub.add_parser("segment", help="write a mask (or RGBA cut-out) for each image",
                        description="Segment still images: one mask PNG (or RGBA cut-out) per input.")
     p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="image files, or a quoted pattern such as 'shots/*.jpg'")
+                   help="image files, a folder of them, or a quoted pattern such as 'shots/*.jpg'")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file (one image) or folder (<name>.png per image)")
     p.add_argument("--cutout", action="store_true", help="write the person over transparency (RGBA) instead of the mask")
@@ -137,8 +137,8 @@ def _parser_process(sub) -> None:
                                    "alpha with --alpha), or a name without a suffix (PNG sequence).",
                        epilog=OUTPUT_RULE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="video files, glob patterns, or image sequences: a folder of frames, or a numbered "
-                        "pattern such as shots/frame_%%05d.png (read at --fps)")
+                   help="video files, glob patterns, a folder of videos (each processed), or image sequences: "
+                        "a folder of frames, or a numbered pattern such as shots/frame_%%05d.png (read at --fps)")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                    help="one input: the output file, or a name without a suffix for a PNG sequence; "
                         "several inputs: the folder they go to (see below)")
@@ -305,7 +305,7 @@ def cmd_segment(args) -> int:
     from .models.preprocess import alpha_to_u8
 
     out = Path(os.path.expanduser(args.output))  # "~/masks" in quotes, as --record takes it
-    images = [Path(i) for i in _expand_inputs(args.images)]  # a quoted pattern too, as vbg process takes it
+    images = [Path(i) for i in _expand_inputs(args.images, photos=True)]  # a pattern or folder too, as vbg process
     single_file = len(images) == 1 and out.suffix.lower() in IMAGE_SUFFIXES
     if not single_file and out.suffix.lower() in IMAGE_SUFFIXES:
         raise ConfigError(f"-o {out} names one file but {len(images)} images were given: pass a folder")
@@ -400,13 +400,17 @@ def _is_pattern(arg: str) -> bool:
     return any(c in arg for c in "*?[") and not Path(arg).exists()
 
 
-def _expand_inputs(patterns: list[str]) -> list[Path | str]:
+def _expand_inputs(patterns: list[str], *, photos: bool = False) -> list[Path | str]:
     """Paths, globs and a leading ``~`` expanded (as ``--source``, ``--background`` and
-    ``--record`` take it: "~/clips/*.mp4" in quotes); a URL stays as it is (a Path would
-    fold its '//')."""
+    ``--record`` take it: "~/clips/*.mp4" in quotes); a folder of recordings (videos, no image
+    frames) as its videos, or with ``photos`` (vbg segment) a folder as its images; a URL stays
+    as it is (a Path would fold its '//')."""
     import glob
 
     from .media.open import is_url
+    from .media.sequence import photos_in, videos_in
+
+    in_folder = photos_in if photos else videos_in
 
     out: list[Path | str] = []
     for pat in patterns:
@@ -419,9 +423,22 @@ def _expand_inputs(patterns: list[str]) -> list[Path | str]:
             if not matches:
                 raise ConfigError(f"{pat!r} matches no file: check the pattern")
             out.extend(Path(m) for m in matches)
+        elif Path(pat).is_dir() and (files := in_folder(Path(pat))):
+            out.extend(files)
+        elif photos and Path(pat).is_dir():
+            raise InputError(f"{pat} holds videos, not photos: for them, vbg process {pat} -o OUT" if videos_in(Path(pat))
+                             else f"{pat} is a folder with no images in it: give image files (PNG, JPEG, WebP, HEIC, "
+                                  "AVIF, BMP or TIFF) or a folder of them")
         else:
             out.append(Path(pat))
     return out
+
+
+def _is_batch(args: list[str]) -> bool:
+    """Several inputs, a pattern, or a folder of recordings: -o is a folder of outputs."""
+    from .media.sequence import videos_in
+
+    return len(args) > 1 or any(_is_pattern(a) or videos_in(Path(os.path.expanduser(a))) for a in args)
 
 
 OUTPUT_RULE = """\
@@ -430,8 +447,9 @@ what -o means (the same on every run, whatever exists there):
                   NAME.webm (VP9), or a name without a suffix: a folder of PNG frames.
                   --format can be left out; given, it must agree with -o.
   several inputs  -o is a folder; each input gives FOLDER/<input name>.<format>, with
-  (or a glob)     --format mp4 (default), mov (default with --alpha), webm, or png
-                  (FOLDER/<input name>/ holding its frames).
+  (a glob, or a   --format mp4 (default), mov (default with --alpha), webm, or png
+  folder of       (FOLDER/<input name>/ holding its frames).
+  videos)
   --overwrite replaces an existing output; a PNG folder only when it holds nothing but the
   frame_NNNNNN.png files of an earlier run. An output that is one of the inputs (the same
   file, a hard link or a symlink) is never written."""
@@ -467,7 +485,8 @@ def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: b
                               f"for a video file: name the file, -o {output / (name + VIDEO_SUFFIXES[fmt])}")
         return [(output, True)]
     if suffix in KNOWN_VIDEO_SUFFIXES:
-        raise ConfigError(f"-o {raw} names one file but {len(inputs)} inputs were given: pass a folder")
+        given = f"{len(inputs)} inputs were given" if len(inputs) != 1 else "the input is a pattern or a folder of videos"
+        raise ConfigError(f"-o {raw} names one file but {given}: pass a folder, such as -o {output.with_suffix('')}")
     fmt = fmt or ("mov" if alpha else "mp4")
     targets = [(output / (_input_stem(i) + VIDEO_SUFFIXES[fmt]), fmt == "png") for i in inputs]
     _same_names(inputs, [t for t, _ in targets], "process")
@@ -584,7 +603,7 @@ def _check_process(args) -> _ProcessPlan:
     cfg = process_config(args, size_problem)  # a bad config file: its error alone, at once
     found: list[VbgError] = []
     inputs = preflight.collect(found, _expand_inputs, args.inputs) or []
-    batch = len(args.inputs) > 1 or any(_is_pattern(a) for a in args.inputs)
+    batch = _is_batch(args.inputs)
     return plan_process(cfg, inputs, Path(os.path.expanduser(args.output)), fmt=args.format, batch=batch, overwrite=args.overwrite,
                         workers=args.workers, raw_output=args.output, found=found, size_problem=size_problem)
 
@@ -598,7 +617,6 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
 
     from . import preflight
     from .config import problems as config_problems
-    from .errors import InputError
     from .media.encode import encoder_for, output_format
     from .media.open import is_url, special_file
     from .media.sequence import find_sequence

@@ -96,6 +96,29 @@ def test_segment_takes_a_quoted_pattern_and_never_writes_two_images_to_one_name(
     assert not (tmp_path / "dup").exists() and "model selfie" not in proc.stderr
 
 
+def test_segment_takes_a_folder_of_photos(tmp_path):
+    """``vbg segment photos/ -o masks/``: a mask for each photo in the folder (a phone's HEIC
+    too), a note beside them left alone; a folder of videos, or with no images, is one line
+    saying what to do. It was "image photos is a folder, not a file: check the path"."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "desk.jpg").write_bytes(PHOTO.read_bytes())
+    (photos / "phone.heic").write_bytes((PEOPLE / "example03_background01.heic").read_bytes())
+    (photos / "notes.txt").write_text("x")
+    proc = run_vbg("segment", str(photos), "--model", "selfie", "-o", str(tmp_path / "masks"))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["desk.png", "phone.png"]
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "talk.mp4").write_bytes(b"\0" * 16)
+    (tmp_path / "empty").mkdir()
+    for folder, want in ((videos, f"{videos} holds videos, not photos: for them, vbg process {videos} -o OUT"),
+                         (tmp_path / "empty", f"{tmp_path / 'empty'} is a folder with no images in it: give image "
+                                              "files (PNG, JPEG, WebP, HEIC, AVIF, BMP or TIFF) or a folder of them")):
+        proc = run_vbg("segment", str(folder), "--model", "selfie", "-o", str(tmp_path / "out"))
+        assert proc.returncode == 9 and _one_line_error(proc) == f"vbg: error: {want}", proc.stderr
+
+
 def test_segment_to_an_image_type_it_cannot_write_is_refused(tmp_path):
     """`-o mask.gif` for one image: refused with the names it can write; it made a folder
     mask.gif holding example03_background01.png."""

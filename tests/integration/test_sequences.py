@@ -81,6 +81,58 @@ def test_a_batch_names_a_sequences_output_after_its_folder(tmp_path, frames):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.mp4", "take1.mp4"]
 
 
+def test_a_folder_of_recordings_is_a_batch_of_its_videos(tmp_path, frames):
+    """``vbg process card/ -o cleaned/``: a camera card's (or an export's) videos, in number order,
+    each into the -o folder with its frames; hidden files and notes are not inputs. It was "a
+    folder with no images in it: give a video file"; with -o naming one file, the line says to
+    pass a folder."""
+    card = tmp_path / "card"
+    card.mkdir()
+    write_clip(card / "clip10.mp4", frames[:3])
+    write_clip(card / "clip2.mov", frames[:5])
+    write_clip(card / ".clip3.partial.mp4", frames[:2])
+    (card / "notes.txt").write_text("take 2 is the good one")
+    out = tmp_path / "cleaned"
+    proc = run_vbg("process", str(card), "-o", str(out), "--model", "selfie", "--color", "green", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    done = [ln.split(" -> ")[0] for ln in proc.stdout.splitlines() + proc.stderr.splitlines() if " -> " in ln]
+    assert done == [str(card / "clip2.mov"), str(card / "clip10.mp4")]
+    assert sorted(p.name for p in out.iterdir()) == ["clip10.mp4", "clip2.mp4"]
+    assert [video_info(out / n)[0] for n in ("clip2.mp4", "clip10.mp4")] == [5, 3]
+    proc = run_vbg("process", str(card), "-o", str(tmp_path / "one.mp4"), "--model", "selfie")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == (f"vbg: error: -o {tmp_path / 'one.mp4'} names one file but 2 inputs were "
+                                            f"given: pass a folder, such as -o {tmp_path / 'one'}")
+
+
+@pytest.mark.parametrize("holds", ["photos", "dpx", "videos and images"])
+def test_a_folder_without_frames_says_what_it_holds_and_what_to_do(tmp_path, frames, holds):
+    """A folder of phone photos, of film scans (DPX), or of a camera's clips beside their thumbnails:
+    one line naming what it holds and the command for it, before the model loads. Each was "a
+    folder with no images in it" (the last: its thumbnails processed as a video, the clips left)."""
+    folder = tmp_path / "card"
+    folder.mkdir()
+    if holds == "photos":
+        for n in (1, 2):
+            (folder / f"IMG_000{n}.heic").write_bytes(b"\0\0\0\x18ftypheic")
+        want = f"{folder} holds HEIC photos, not video frames: for their masks or cut-outs, vbg segment " \
+               f"'{folder / '*.heic'}' -o OUT"
+    elif holds == "dpx":
+        for n in (1, 2, 3):
+            (folder / f"scan_{n:05d}.dpx").write_bytes(b"SDPX")
+        want = f"{folder} holds DPX images, which vbg does not read as frames: convert them to PNG or TIFF first, " \
+               f"such as ffmpeg -i {folder / 'scan_%05d.dpx'} {folder / 'scan_%05d.png'}"
+    else:
+        for n in (1, 2):
+            write_clip(folder / f"MVI_000{n}.MP4", frames[:2])
+        save(folder, frames[:2], "MVI_{:04d}.JPG")
+        want = f"{folder} holds both videos (2, such as MVI_0001.MP4) and images (2): pass the videos as " \
+               f"'{folder / '*.MP4'}', or the frames as a pattern, such as {folder / 'MVI_%04d.JPG'}"
+    proc = run_vbg("process", str(folder), "-o", str(tmp_path / "out"), "--model", "selfie")
+    assert proc.returncode == 9, proc.stderr
+    assert proc.stderr.splitlines() == [f"vbg: error: {want}"]
+
+
 @pytest.mark.parametrize("case", ["two names", "two formats", "empty", "no match", "not a sequence"])
 def test_what_is_no_sequence_is_one_line_before_the_model_loads(tmp_path, frames, case):
     shots = save(tmp_path / "shots", frames[:3], "frame_{:04d}.png")

@@ -36,6 +36,14 @@ log = logging.getLogger("vbg")
 KINDS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WebP",
          ".bmp": "BMP"}
 DEFAULT_FPS = 30.0  # a sequence states no rate: --fps gives it
+# What a folder of recordings holds (a camera's card, an export): a folder of these is a batch
+VIDEO_FILES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mts", ".m2ts", ".ts", ".flv", ".wmv",
+                         ".asf", ".mpg", ".mpeg", ".vob", ".3gp", ".mxf", ".dv", ".ogv", ".mod", ".tod"})
+PHOTOS = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF"}  # vbg reads them as photos (vbg segment), not as frames
+# Frames of kinds vbg does not read (film scans, VFX renders, older tools)
+OTHER_FRAMES = {".dpx": "DPX", ".exr": "OpenEXR", ".tga": "TGA", ".jp2": "JPEG 2000", ".j2k": "JPEG 2000",
+                ".sgi": "SGI", ".rgb": "SGI", ".qoi": "QOI", ".pam": "PAM", ".pnm": "PNM", ".ppm": "PPM",
+                ".pgm": "PGM", ".cin": "Cineon", ".gif": "GIF", ".jxl": "JPEG XL", ".psd": "Photoshop"}
 _PRINTF = re.compile(r"%(0?)(\d*)d")
 _DIGITS = re.compile(r"(\d+)")
 
@@ -89,10 +97,16 @@ def find_sequence(arg: str | Path) -> ImageSequence | None:
         entries = list(path.iterdir())
     except OSError as e:
         raise InputError(f"{arg}: the folder cannot be read ({e.strerror or e}): check its permissions") from e
-    images = [e for e in entries if e.suffix.lower() in KINDS and not e.name.startswith(".") and e.is_file()]
+    shown = [e for e in entries if not e.name.startswith(".") and e.is_file()]
+    images = [e for e in shown if e.suffix.lower() in KINDS]
+    videos = [e for e in shown if e.suffix.lower() in VIDEO_FILES]
+    if images and videos:  # a camera's clips with their thumbnails, say: which is meant?
+        example = min(videos, key=lambda e: natural_key(e.name))
+        raise InputError(f"{arg} holds both videos ({len(videos)}, such as {example.name}) and images "
+                         f"({len(images)}): pass the videos as '{path / ('*' + example.suffix)}', or the frames "
+                         f"as a pattern, such as {_suggest(min(images, key=lambda e: natural_key(e.name)))}")
     if not images:
-        raise InputError(f"{arg} is a folder with no images in it: give a video file, or a folder of PNG, JPEG, "
-                         "TIFF, WebP or BMP frames")
+        raise InputError(_no_frames(arg, shown))
     files = sorted(images, key=lambda e: natural_key(e.name))
     kinds = _groups(files, lambda e: KINDS[e.suffix.lower()])
     if len(kinds) > 1:
@@ -105,6 +119,48 @@ def find_sequence(arg: str | Path) -> ImageSequence | None:
         raise InputError(f"{arg} holds images of more than one name ({main[0].name}, {other[0].name}): pass the "
                          f"frames as a pattern, such as {_suggest(main[0])}")
     return ImageSequence(str(arg), tuple(files))
+
+
+def videos_in(folder: Path) -> list[Path] | None:
+    """The recordings in ``folder`` (its video files, in number order: clip2 before clip10) when
+    it holds videos and no image frames: a batch; None for anything else (a sequence's folder,
+    an empty one: ``find_sequence`` says what it is)."""
+    try:
+        entries = [e for e in folder.iterdir() if not e.name.startswith(".") and e.is_file()]
+    except OSError:
+        return None
+    if any(e.suffix.lower() in KINDS for e in entries):
+        return None
+    videos = sorted((e for e in entries if e.suffix.lower() in VIDEO_FILES), key=lambda e: natural_key(e.name))
+    return videos or None
+
+
+def photos_in(folder: Path) -> list[Path] | None:
+    """The still images in ``folder`` that vbg reads (frames' kinds and phone photos), in number
+    order (``vbg segment FOLDER``); None when it holds none or cannot be read."""
+    try:
+        entries = [e for e in folder.iterdir() if not e.name.startswith(".") and e.is_file()]
+    except OSError:
+        return None
+    photos = sorted((e for e in entries if e.suffix.lower() in KINDS or e.suffix.lower() in PHOTOS),
+                    key=lambda e: natural_key(e.name))
+    return photos or None
+
+
+def _no_frames(arg, files: list[Path]) -> str:
+    """What to do with folder ``arg``, which holds no frames vbg reads, from what it does hold."""
+    photos = [e for e in files if e.suffix.lower() in PHOTOS]
+    others = [e for e in files if e.suffix.lower() in OTHER_FRAMES]
+    if photos and len(photos) >= len(others):
+        kind = PHOTOS[photos[0].suffix.lower()]
+        return (f"{arg} holds {kind} photos, not video frames: for their masks or cut-outs, vbg segment "
+                f"'{Path(arg) / ('*' + photos[0].suffix)}' -o OUT")
+    if others:
+        first = min(others, key=lambda e: natural_key(e.name))
+        kind = OTHER_FRAMES[first.suffix.lower()]
+        return (f"{arg} holds {kind} images, which vbg does not read as frames: convert them to PNG or TIFF first, "
+                f"such as ffmpeg -i {_suggest(first)} {_suggest(first.with_suffix('.png'))}")
+    return f"{arg} is a folder with no images in it: give a video file, or a folder of PNG, JPEG, TIFF, WebP or BMP frames"
 
 
 def _groups(files: list[Path], key) -> list[tuple[str, list[Path]]]:
