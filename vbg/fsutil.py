@@ -627,6 +627,9 @@ def write_error_hint(exc: BaseException) -> str:
         return "choose a folder you can write to"
     if code in (errno.ENOTDIR, errno.EEXIST):  # a file where the path needs a folder
         return "a file stands where a folder is needed: choose another path"
+    if code == errno.EINVAL and not isinstance(exc, OSError):  # FFmpeg's own (av.ArgumentError): not the disk's
+        return ("FFmpeg refused the data, not the disk (the reason is in brackets): write another type (.mkv holds "
+                "the most kinds of tracks), and report it with the input if that fails too")
     return "check the free disk space and the folder's permissions"
 
 
