@@ -403,6 +403,52 @@ def loudest_hz(path: Path, track: int) -> float:
     return float(np.fft.rfftfreq(len(pcm), 1 / rate)[int(np.argmax(spectrum))])
 
 
+def channel_hz(path: Path) -> tuple[str, list[float]]:
+    """The first audio track's layout, and the strongest frequency of each of its channels."""
+    with av.open(str(path)) as c:
+        s = c.streams.audio[0]
+        layout, rate = s.codec_context.layout, s.codec_context.sample_rate
+        planar = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        pcm = np.concatenate([g.to_ndarray() for f in c.decode(s) for g in planar.resample(f)], axis=1)
+    freqs = np.fft.rfftfreq(pcm.shape[1], 1 / rate)
+    return layout.name, [float(freqs[int(np.argmax(np.abs(np.fft.rfft(ch))))]) for ch in pcm]
+
+
+def write_surround_clip(path: Path, frames, fps: int, layout: str, tones, codec: str = "pcm_s16le") -> Path:
+    """H.264 ``frames`` with one ``codec`` sound track in ``layout``, channel ``i`` a tone of
+    ``tones[i]`` Hz (which channel went where can be heard in the output), as long as the picture."""
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        a = out.add_stream(codec, rate=48000, layout=layout)
+        a.time_base = Fraction(1, 48000)
+        size = a.codec_context.frame_size or 1024
+        to_encoder = av.AudioResampler(format=a.codec_context.format, layout=layout, rate=48000)
+        for i, frame in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, fps)
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+        for start in range(0, len(frames) * 48000 // fps, size):
+            t = (start + np.arange(size)) / 48000
+            pcm = np.stack([0.2 * np.sin(2 * np.pi * hz * t) for hz in tones]).astype(np.float32)
+            if codec == "pcm_s16le":  # its packets are the samples (PyAV builds no frame of over 8 channels)
+                packet = av.Packet((pcm.T * 32767).astype("<i2").tobytes())
+                packet.pts = packet.dts = start
+                packet.duration, packet.time_base, packet.stream = size, Fraction(1, 48000), a
+                out.mux(packet)
+                continue
+            af = av.AudioFrame.from_ndarray(pcm, format="fltp", layout=layout)
+            af.sample_rate, af.pts, af.time_base = 48000, start, Fraction(1, 48000)
+            for g in to_encoder.resample(af):
+                out.mux(a.encode(g))
+        if codec != "pcm_s16le":
+            out.mux(a.encode(None))
+    return path
+
+
 def write_dv_clip(path: Path, frames, sar: Fraction = Fraction(64, 45)) -> Path:
     """A raw DV file as a tape capture (dvgrab, WinDV) gives it: PAL's 720x576 at 25 fps in
     pixels of ``sar`` (64:45: 16:9 widescreen), fields bottom first, 48 kHz 16-bit PCM sound.

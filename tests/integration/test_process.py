@@ -496,6 +496,34 @@ def test_sound_the_output_cannot_hold_as_it_is_is_reencoded_and_the_rest_copied(
             assert [bytes(p) for p in b.demux(audio=0) if p.size] == [bytes(p) for p in a.demux(audio=0) if p.size]
 
 
+@pytest.mark.parametrize("layout,suffix,kept", [("5.1", ".mp4", "5.1"), ("5.1(side)", ".webm", "5.1"),
+                                                 ("quad", ".mov", "quad"), ("7.1.2", ".mp4", "stereo")])
+def test_surround_sound_reencoded_keeps_its_channels_where_the_codec_can(tmp_path, layout, suffix, kept):
+    """5.1 or quad sound (a camcorder's surround microphone, a film) that the output cannot hold as
+    it is: re-encoded with its channels, each where it was (AAC for .mp4 and .mov, Opus for .webm;
+    a camcorder's 5.1(side) as Opus's 5.1); only what no encoder here takes (7.1.2's ten) is
+    mixed down to stereo, and the line says so. Every re-encode was mixed down to stereo unsaid.
+    (The low-frequency channel, the fourth of 5.1, carries a low tone: encoders keep only those.)"""
+    from media import channel_hz, write_surround_clip
+
+    tones = [80 if i == 3 and layout != "quad" else 300 + 100 * i
+             for i in range({"5.1": 6, "5.1(side)": 6, "quad": 4, "7.1.2": 10}[layout])]
+    src = write_surround_clip(tmp_path / "surround.mkv", [f for f, _ in person_clip_frames(25, (90, 160))], 25,
+                              layout, tones, codec="flac" if layout != "7.1.2" else "pcm_s16le")
+    out = tmp_path / f"out{suffix}"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0, proc.stderr
+    codec, muxer = {".mp4": ("aac", "mp4"), ".mov": ("aac", "mov"), ".webm": ("libopus", "webm")}[suffix]
+    source = "flac" if layout != "7.1.2" else "pcm_s16le"
+    mixed = ", its 10 channels mixed down to stereo" if kept == "stereo" else ""  # (Matroska keeps the count)
+    assert [ln for ln in proc.stderr.splitlines() if "audio" in ln] == [
+        f"vbg: {src}: its {source} audio is not kept as is in {muxer} files: re-encoded to {codec}{mixed}"]
+    got, hz = channel_hz(out)
+    assert got == kept
+    if kept != "stereo":
+        assert max(abs(a - b) for a, b in zip(hz, tones)) < 5, hz
+
+
 SRT = "1\n00:00:00,000 --> 00:00:00,400\nBonjour <i>à tous</i>\n\n2\n00:00:00,500 --> 00:00:00,900\nau revoir\n"
 
 

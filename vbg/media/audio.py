@@ -44,6 +44,7 @@ PAST_END_S = 1.0  # a packet timed this far past the file's stated end is a dama
 _EXACT_DURATION = ("mov", "matroska")
 log = logging.getLogger("vbg")
 _AUDIO_SAMPLE_FORMAT = {"aac": "fltp", "libopus": "flt"}
+_USUAL_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}  # by channels
 _KEPT_METADATA = ("language", "title")
 # what the muxer writes itself, or describes the old file's format rather than its content
 _FORMAT_METADATA = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder"})
@@ -89,6 +90,22 @@ def _copy_chapters(source: av.container.InputContainer, output: av.container.Out
             output.set_chapters(chapters)
     except (ValueError, TypeError, OverflowError, av.FFmpegError) as e:
         warnings.append(f"its chapters are not kept ({one_line(e)})")
+
+
+def _encoded_layout(codec: str, source: av.AudioLayout, rate: int) -> str:
+    """The channels ``codec`` encodes sound of ``source``'s layout in: that layout where the encoder
+    takes it (a 5.1 recording stays 5.1), else the usual one of as many channels (Opus's 5.1 for
+    5.1(side)), else stereo (mono for one channel): a downmix, said by the caller."""
+    n = source.nb_channels
+    for name in dict.fromkeys((source.name, _USUAL_LAYOUTS.get(n, "stereo"))):
+        try:
+            trial = av.CodecContext.create(codec, "w")
+            trial.sample_rate, trial.layout, trial.format = rate, name, _AUDIO_SAMPLE_FORMAT[codec]
+            trial.open()
+        except (av.FFmpegError, ValueError, TypeError):
+            continue
+        return name
+    return "stereo" if n >= 2 else "mono"
 
 
 def _codec_of(source: av.stream.Stream) -> str:
@@ -254,7 +271,7 @@ class AudioMux:
             _copy_chapters(self._in, output, warnings)
             if not self._in.streams.audio:
                 warnings.append("has no audio stream: the output has none")  # said after the input's name
-            reencoded: dict[str, int] = {}
+            reencoded: dict[tuple[str, str], int] = {}
             for n, source in enumerate(self._in.streams.audio, 1):
                 why = _unreadable(source, output, fmt)
                 if why is not None:  # an iPhone's spatial-audio (APAC) track, say: the others are kept
@@ -262,12 +279,14 @@ class AudioMux:
                     continue
                 track = self._tracks[source.index] = self._add_track(source, output, fmt)
                 if not track.copied:
-                    name = _codec_of(source)
-                    reencoded[name] = reencoded.get(name, 0) + 1
-            for name, n in reencoded.items():
+                    was, now = source.codec_context.layout, track.stream.codec_context.layout
+                    mixed = f", its {was.name} mixed down to {now.name}" if now.nb_channels < was.nb_channels else ""
+                    key = (_codec_of(source), mixed)
+                    reencoded[key] = reencoded.get(key, 0) + 1
+            for (name, mixed), n in reencoded.items():
                 tracks = f" ({n} tracks)" if n > 1 else ""
                 warnings.append(f"its {name} audio{tracks} is not kept as is in {fmt.muxer} files: "
-                                f"re-encoded to {fmt.audio_codec}")
+                                f"re-encoded to {fmt.audio_codec}{mixed}")
             for source in self._in.streams.subtitles:
                 name = source.codec_context.name
                 if name in output.supported_codecs:
@@ -347,7 +366,7 @@ class AudioMux:
         if _copied(source, output, fmt):
             return _Track(source, _copy_of(source, output), None)
         rate = fmt.audio_rate or source.codec_context.sample_rate
-        layout = "stereo" if source.codec_context.layout.nb_channels >= 2 else "mono"
+        layout = _encoded_layout(fmt.audio_codec, source.codec_context.layout, rate)
         stream = output.add_stream(fmt.audio_codec, rate=rate, layout=layout,
                                    format=_AUDIO_SAMPLE_FORMAT[fmt.audio_codec])
         stream.time_base = Fraction(1, rate)
