@@ -104,7 +104,7 @@ def decode_rgb(data: np.ndarray, path) -> np.ndarray:
     except MemoryError:
         raise InputError(f"image {path} does not fit in memory: scale it down") from None
     if img is None or img.size == 0:
-        if _animation_in(memoryview(data)[:ANIMATION_HEAD_BYTES]) == "animated WebP":  # OpenCV before 4.11
+        if _animation_in(data[:ANIMATION_HEAD_BYTES].tobytes()) == "animated WebP":  # OpenCV before 4.11
             raise InputError(f"{path} is an animated WebP, which OpenCV {cv2.__version__} cannot read: save it as a "
                              "GIF, an animated PNG or a video (or update opencv-python: 4.11 shows its first frame)")
         raise InputError(f"{path} is a damaged {header[0]} (it cannot be decoded): {ACCEPTED}")

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -468,9 +468,9 @@ class SyncVideoBackground:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         _check_file(self.path)
-        self._container = None
-        self._frames = None
-        self._stream = None
+        self._container: Any = None  # PyAV's (its stubs say less than it does)
+        self._frames: Any = None
+        self._stream: Any = None
         self._out: np.ndarray | None = None
         self._decoded = 0  # frames decoded in this pass
         self._sar: Fraction | None = None  # the pixel aspect where not square (pixel_aspect)
@@ -541,7 +541,7 @@ class SyncVideoBackground:
         av = _import_av()
         stream = self._stream
         try:
-            self._container.seek(self._origin + int(target / stream.time_base), stream=stream, backward=True)
+            self._container.seek((self._origin or 0) + int(target / stream.time_base), stream=stream, backward=True)
         except (av.FFmpegError, OverflowError, ValueError):
             return
         self._frames = self._container.decode(stream)

@@ -99,7 +99,7 @@ def _encoded_layout(codec: str, source: av.AudioLayout, rate: int) -> str:
     n = source.nb_channels
     for name in dict.fromkeys((source.name, _USUAL_LAYOUTS.get(n, "stereo"))):
         try:
-            trial = av.CodecContext.create(codec, "w")
+            trial: Any = av.CodecContext.create(codec, "w")  # an AudioCodecContext (PyAV's stubs say less)
             trial.sample_rate, trial.layout, trial.format = rate, name, _AUDIO_SAMPLE_FORMAT[codec]
             trial.open()
         except (av.FFmpegError, ValueError, TypeError):
@@ -279,7 +279,7 @@ class AudioMux:
                     continue
                 track = self._tracks[source.index] = self._add_track(source, output, fmt)
                 if not track.copied:
-                    was, now = source.codec_context.layout, track.stream.codec_context.layout
+                    was, now = source.codec_context.layout, track.stream.codec_context.layout  # type: ignore[attr-defined]
                     mixed = f", its {was.name} mixed down to {now.name}" if now.nb_channels < was.nb_channels else ""
                     key = (_codec_of(source), mixed)
                     reencoded[key] = reencoded.get(key, 0) + 1
@@ -449,8 +449,9 @@ class AudioMux:
 
     def _encode(self, track: _Track, frame: av.AudioFrame | None) -> None:
         tick = track.stream.time_base  # 1/rate
+        assert track.resampler is not None and tick is not None
         for f in track.resampler.resample(frame):
-            if f.pts is not None and f.time_base != tick:
+            if f.pts is not None and f.time_base is not None and f.time_base != tick:
                 # the source's time base, where the rate stays (an AVI's MP3 counts 1152-sample
                 # frames): the encoder's 1024-sample frames would round to one time twice there
                 f.pts, f.time_base = round(f.pts * f.time_base / tick), tick
