@@ -482,7 +482,11 @@ class SyncVideoBackground:
         self._cur_t = self._next_t = 0.0
         self._shown = None  # the frame whose picture is in ``_out``
         self._open()
-        self._advance()
+        try:
+            self._advance()
+        except InputError:
+            self.close()
+            raise
         if self._next is None:
             self.close()
             raise InputError(f"background video {self.path.name} has no frames: pass another background")
