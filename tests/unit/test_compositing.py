@@ -639,6 +639,31 @@ def test_a_video_background_in_wide_pixels_keeps_its_shape(tmp_path):
     assert (disc & want).sum() / (disc | want).sum() >= 0.9
 
 
+def test_a_phone_video_background_shot_upright_is_shown_upright(tmp_path):
+    """A phone's portrait video as the background: stored on its side (160x90, a display rotation
+    of 90 degrees), it covers the output as a player shows it, upright (blue above red), live and in
+    ``vbg process``. It was taken as stored: on its side, red and blue left and right."""
+    from media import write_clip
+
+    stored = np.zeros((90, 160, 3), np.uint8)
+    stored[:, :80], stored[:, 80:] = (255, 0, 0), (0, 0, 255)  # turned a quarter anticlockwise: blue on top
+    clip = write_clip(tmp_path / "portrait.mp4", [stored] * 3, fps=10, rotation=90)
+    live = VideoBackground(clip)
+    live.close()
+    assert live.source_hw == (160, 90)
+    for bg in (SyncVideoBackground(clip), VideoBackground(clip)):
+        bg.prepare((90, 160))
+        try:
+            deadline = time.monotonic() + 60  # the live one's thread: only a guard against a hang
+            while not (out := bg.render(np.zeros((90, 160, 3), np.uint8), np.zeros((90, 160), np.uint8))).any():
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        finally:
+            bg.close()
+        top, bottom = out[:40].reshape(-1, 3).mean(axis=0), out[50:].reshape(-1, 3).mean(axis=0)
+        assert top[2] > 200 > 50 > top[0] and bottom[0] > 200 > 50 > bottom[2], (type(bg).__name__, top, bottom)
+
+
 def test_video_background_unreadable_files_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         VideoBackground(tmp_path / "missing.mp4")

@@ -32,7 +32,7 @@ from ..clock import Clock, MonotonicClock
 from ..config import parse_color
 from ..errors import ConfigError, DependencyError, InputError, one_line
 from ..images import animation, read_srgb
-from ..media.info import pixel_aspect, square_size
+from ..media.info import frame_rotation, pixel_aspect, quarter_turns, square_size, upright
 from ..media.open import open_read, picture_stream, special_file
 from ..media.tonemap import SdrFrames
 from ..ranges import BLUR
@@ -78,13 +78,14 @@ def cover_fit(src: np.ndarray, out_hw: tuple[int, int], dst: np.ndarray | None =
     return dst
 
 
-def _square_rgb(to_rgb: SdrFrames, frame, sar) -> np.ndarray:
+def _square_rgb(to_rgb: SdrFrames, frame, sar, rotation: int = 0) -> np.ndarray:
     """A video background's frame as RGB in square pixels (a DV or HDV clip's wide pixels
-    widened: ``square_size``), so that it covers the output in its own shape."""
+    widened: ``square_size``), turned upright as a player shows it (``rotation``: a phone's
+    portrait video is stored on its side), so that it covers the output in its own shape."""
     if not sar:
-        return to_rgb(frame)
+        return upright(to_rgb(frame), rotation)
     w, h = square_size(frame.width, frame.height, sar)
-    return to_rgb(frame, w, h, "BICUBIC")
+    return upright(to_rgb(frame, w, h, "BICUBIC"), rotation)
 
 
 class _Static:
@@ -340,7 +341,8 @@ class VideoBackground:
         if first is None:
             raise InputError(f"background video {self.path} has no decodable frames: pass another video file")
         w, h = square_size(first.width, first.height, pixel_aspect(stream))
-        self.source_hw = (h, w)
+        self.rotation = frame_rotation(first, stream)  # degrees counter-clockwise, as the video readers take it
+        self.source_hw = (w, h) if quarter_turns(self.rotation) % 2 else (h, w)
         self.frames_published = 0  # frames that became visible (counter for stats and tests)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -415,7 +417,7 @@ class VideoBackground:
                     for k, frame in enumerate(container.decode(stream)):
                         if stop.is_set():
                             return
-                        cover_fit(_square_rgb(to_rgb, frame, sar), out_hw, dst=self._back)
+                        cover_fit(_square_rgb(to_rgb, frame, sar, self.rotation), out_hw, dst=self._back)
                         got = True
                         if t0 is None:
                             t0 = clock.now()
@@ -491,6 +493,7 @@ class SyncVideoBackground:
             self.close()
             raise InputError(f"background video {self.path.name} has no frames: pass another background")
         self._origin, self._next_t = self._next.pts, 0.0
+        self._rotation = frame_rotation(self._next, self._stream)  # a phone's portrait video, stored on its side
 
     def _open(self) -> None:
         av = _import_av()
@@ -593,7 +596,7 @@ class SyncVideoBackground:
         shown = self._frame_at(self._t)
         if shown is not self._shown:
             try:
-                rgb = _square_rgb(self._to_rgb, shown, self._sar)
+                rgb = _square_rgb(self._to_rgb, shown, self._sar, self._rotation)
             except (av.FFmpegError, ValueError) as e:
                 raise InputError(f"background video {self.path} cannot be decoded after {self._decoded} frames "
                                  f"({one_line(e)}): the file is damaged; pass another background") from e
