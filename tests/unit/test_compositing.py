@@ -509,6 +509,26 @@ def test_a_gif_background_keeps_its_own_delays_live(tmp_path):
         bg.close()
 
 
+def test_a_still_gif_background_is_decoded_once(tmp_path):
+    """A GIF of one frame (a still picture saved as GIF) behind the person live: decoded and shown
+    once, its thread done, the picture kept. It was decoded and fitted again at the GIF's 100 fps,
+    a third of a core of a laptop's CPU for a picture that never changes."""
+    from media import write_gif
+
+    gif = write_gif(tmp_path / "still.gif", [(0, 0, 255)], [0], size=(120, 160))
+    clock = FakeClock()
+    bg = VideoBackground(gif, clock=clock)
+    bg.prepare((60, 80))
+    try:
+        bg._thread.join(timeout=60)  # the time-out only guards against a hang
+        assert not bg._thread.is_alive() and bg.frames_published == 1
+        clock.advance(10.0)
+        out = bg.render(np.zeros((60, 80, 3), np.uint8), np.zeros((60, 80), np.uint8))
+        assert _colour_index(out) == 2 and out.min(axis=(0, 1))[2] > 240
+    finally:
+        bg.close()
+
+
 def test_an_offline_video_background_is_chosen_by_time_and_loops(tmp_path):
     """``vbg process``: the background frame behind an output frame is the one on screen at that
     frame's time in its file, looped, whatever order the times come in (a --ray part starts

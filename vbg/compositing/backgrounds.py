@@ -440,6 +440,8 @@ class VideoBackground:
                         self.frames_published += 1
                 if not got:
                     raise InputError("no frames could be decoded")
+                if k == 0:  # one frame (a still GIF): shown; decoding it again 100 times a second took a core
+                    return
                 loops += at + max(step, 1e-3)  # the next pass starts as its last frame ends
         except Exception as e:  # reported to the caller by render()
             self._error = e
