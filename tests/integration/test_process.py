@@ -221,6 +221,23 @@ def comb_teeth(rgb: np.ndarray) -> float:
     return float(np.mean((y[1:-1] - y[:-2]) * (y[1:-1] - y[2:]) > 400))
 
 
+def test_an_interlaced_background_video_comes_out_without_comb_teeth(tmp_path):
+    """A DV or broadcast clip (interlaced: fields 1/50 s apart) as the background video: the output
+    has no more comb teeth than with the same clip filmed progressive. Its fields were shown as
+    stored, serrated wherever the background moved."""
+    pictures = [p for p, _ in person_clip_frames(40, (180, 320), seed=5)]  # at the field rate
+    talk = write_clip(tmp_path / "talk.mp4", [p for p, _ in person_clip_frames(20, (180, 320))], fps=25)
+    teeth = {}
+    for kind, frames in (("interlaced", interlace(pictures)), ("progressive", pictures[0::2])):
+        bg = write_clip(tmp_path / f"{kind}.mp4", frames, fps=25, interlaced=kind == "interlaced")
+        out = tmp_path / f"out-{kind}.mp4"
+        proc = run_vbg("process", str(talk), "-o", str(out), "--background", str(bg), "--model", "selfie",
+                       "--workers", "1")
+        assert proc.returncode == 0, proc.stderr
+        teeth[kind] = float(np.mean([comb_teeth(f) for f in read_frames(out)]))
+    assert teeth["interlaced"] <= 1.5 * teeth["progressive"] + 0.002, teeth
+
+
 def test_an_interlaced_camcorder_recording_comes_out_without_comb_teeth(tmp_path):
     """A camcorder's interlaced recording (fields 1/50 s apart, bottom first as DV has it) of
     someone moving: the output has no more comb teeth than the same scene filmed progressive,

@@ -34,6 +34,7 @@ from ..errors import ConfigError, DependencyError, InputError, one_line
 from ..images import animation, read_srgb
 from ..media.info import frame_rotation, pixel_aspect, quarter_turns, square_size, upright
 from ..media.open import open_read, picture_stream, special_file
+from ..media.deinterlace import Deinterlacer
 from ..media.tonemap import SdrFrames
 from ..ranges import BLUR
 from .bundled import find_background
@@ -86,6 +87,21 @@ def _square_rgb(to_rgb: SdrFrames, frame, sar, rotation: int = 0) -> np.ndarray:
         return upright(to_rgb(frame), rotation)
     w, h = square_size(frame.width, frame.height, sar)
     return upright(to_rgb(frame, w, h, "BICUBIC"), rotation)
+
+
+def _whole_frames(frames, time_base: Fraction):
+    """A video background's decoded ``frames`` with each interlaced one made whole (a DV or
+    broadcast clip's fields: ``vbg.media.deinterlace``, as the video readers do), in order."""
+    fields = None
+    for frame in frames:
+        if fields is None and frame.interlaced_frame:
+            fields = Deinterlacer(time_base)
+        if fields is None:
+            yield frame
+        else:
+            yield from fields.push(frame)
+    if fields is not None:
+        yield from fields.flush()
 
 
 class _Static:
@@ -414,7 +430,7 @@ class VideoBackground:
                 with open_read(self.path) as container:
                     stream = picture_stream(container)
                     sar = pixel_aspect(stream)
-                    for k, frame in enumerate(container.decode(stream)):
+                    for k, frame in enumerate(_whole_frames(container.decode(stream), stream.time_base)):
                         if stop.is_set():
                             return
                         cover_fit(_square_rgb(to_rgb, frame, sar, self.rotation), out_hw, dst=self._back)
@@ -495,7 +511,7 @@ class SyncVideoBackground:
             self.close()
             raise InputError(f"background video {self.path.name} has no frames: pass another background")
         self._origin, self._next_t = self._next.pts, 0.0
-        self._rotation = frame_rotation(self._next, self._stream)  # a phone's portrait video, stored on its side
+        self._rotation = self._first_rotation()  # a phone's portrait video, stored on its side
 
     def _open(self) -> None:
         av = _import_av()
@@ -511,10 +527,22 @@ class SyncVideoBackground:
             raise InputError(
                 f"background {self.path.name} is not a readable video: pass an image or a video file") from e
         self._stream = stream
-        self._frames = self._container.decode(stream)
+        self._frames = _whole_frames(self._container.decode(stream), stream.time_base)
         self._sar = pixel_aspect(stream)
         self._decoded = 0
         self._cur = self._next = None
+
+    def _first_rotation(self) -> int:
+        """The display rotation of the file's first frame as decoded (a deinterlaced frame keeps
+        no side data)."""
+        av = _import_av()
+        try:
+            with open_read(self.path) as container:
+                stream = picture_stream(container)
+                first = next(container.decode(stream), None) if stream is not None else None
+                return frame_rotation(first, stream) if first is not None else 0
+        except (av.FFmpegError, OSError, ValueError):
+            return 0
 
     def _time(self, frame) -> float:
         if frame.pts is None or self._origin is None:  # no timestamps: the frames at the stream's rate
@@ -553,7 +581,7 @@ class SyncVideoBackground:
             self._container.seek((self._origin or 0) + int(target / stream.time_base), stream=stream, backward=True)
         except (av.FFmpegError, OverflowError, ValueError):
             return
-        self._frames = self._container.decode(stream)
+        self._frames = _whole_frames(self._container.decode(stream), stream.time_base)
         self._cur = self._next = None
         self._advance()
 
