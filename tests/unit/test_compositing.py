@@ -671,17 +671,19 @@ def test_a_phone_video_background_shot_upright_is_shown_upright(tmp_path):
     live = VideoBackground(clip)
     live.close()
     assert live.source_hw == (160, 90)
-    for bg in (SyncVideoBackground(clip), VideoBackground(clip)):
-        bg.prepare((90, 160))
+    # a landscape output (the clip enlarged to cover it) and a portrait one (shrunk in one pass)
+    for bg, (h, w) in ((SyncVideoBackground(clip), (90, 160)), (VideoBackground(clip), (90, 160)),
+                       (SyncVideoBackground(clip), (80, 45)), (VideoBackground(clip), (80, 45))):
+        bg.prepare((h, w))
         try:
             deadline = time.monotonic() + 60  # the live one's thread: only a guard against a hang
-            while not (out := bg.render(np.zeros((90, 160, 3), np.uint8), np.zeros((90, 160), np.uint8))).any():
+            while not (out := bg.render(np.zeros((h, w, 3), np.uint8), np.zeros((h, w), np.uint8))).any():
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
         finally:
             bg.close()
-        top, bottom = out[:40].reshape(-1, 3).mean(axis=0), out[50:].reshape(-1, 3).mean(axis=0)
-        assert top[2] > 200 > 50 > top[0] and bottom[0] > 200 > 50 > bottom[2], (type(bg).__name__, top, bottom)
+        top, bottom = out[:h * 4 // 9].reshape(-1, 3).mean(axis=0), out[h * 5 // 9:].reshape(-1, 3).mean(axis=0)
+        assert top[2] > 200 > 50 > top[0] and bottom[0] > 200 > 50 > bottom[2], (type(bg).__name__, h, top, bottom)
 
 
 def test_video_background_unreadable_files_are_input_errors(tmp_path):

@@ -79,14 +79,31 @@ def cover_fit(src: np.ndarray, out_hw: tuple[int, int], dst: np.ndarray | None =
     return dst
 
 
-def _square_rgb(to_rgb: SdrFrames, frame, sar, rotation: int = 0) -> np.ndarray:
-    """A video background's frame as RGB in square pixels (a DV or HDV clip's wide pixels
-    widened: ``square_size``), turned upright as a player shows it (``rotation``: a phone's
-    portrait video is stored on its side), so that it covers the output in its own shape."""
-    if not sar:
-        return upright(to_rgb(frame), rotation)
-    w, h = square_size(frame.width, frame.height, sar)
-    return upright(to_rgb(frame, w, h, "BICUBIC"), rotation)
+def fitted_frame(to_rgb: SdrFrames, frame, sar, rotation: int, out_hw: tuple[int, int], dst: np.ndarray) -> None:
+    """A video background's ``frame`` covering ``out_hw``, into ``dst``: in square pixels (a DV or
+    HDV clip's wide pixels widened: ``square_size``), turned upright as a player shows it
+    (``rotation``: a phone's portrait video is stored on its side), scaled to cover and
+    centre-cropped, as ``cover_fit`` does a picture. A clip larger than the output, of about its
+    shape (1080p behind 720p), FFmpeg converts and shrinks in one pass, straight to the covering
+    size: never made whole in RGB (``benchmarks/background_video.py``: 5x less work). Otherwise
+    (enlarged, or much of it cropped away: a portrait clip behind a landscape output) it is
+    converted at its own size, cropped, then scaled, which does the least there."""
+    H, W = out_hw
+    dw, dh = square_size(frame.width, frame.height, sar)
+    turned = quarter_turns(rotation) % 2
+    uw, uh = (dh, dw) if turned else (dw, dh)  # upright
+    scale = max(H / uh, W / uw)
+    sw, sh = max(W, round(uw * scale)), max(H, round(uh * scale))
+    if scale < 1 and sw * sh <= ONE_PASS_WASTE * W * H:
+        rgb = upright(to_rgb(frame, *((sh, sw) if turned else (sw, sh)), "BICUBIC"), rotation)  # filter sized to the shrink
+        y0, x0 = (rgb.shape[0] - H) // 2, (rgb.shape[1] - W) // 2
+        np.copyto(dst, rgb[y0:y0 + H, x0:x0 + W])
+        return
+    rgb = to_rgb(frame, dw, dh, "BICUBIC") if sar else to_rgb(frame)
+    cover_fit(upright(rgb, rotation), out_hw, dst=dst)
+
+
+ONE_PASS_WASTE = 1.5  # the covering picture may be this many times the output's pixels for one pass to pay
 
 
 def _whole_frames(frames, time_base: Fraction):
@@ -433,7 +450,7 @@ class VideoBackground:
                     for k, frame in enumerate(_whole_frames(container.decode(stream), stream.time_base)):
                         if stop.is_set():
                             return
-                        cover_fit(_square_rgb(to_rgb, frame, sar, self.rotation), out_hw, dst=self._back)
+                        fitted_frame(to_rgb, frame, sar, self.rotation, out_hw, self._back)
                         got = True
                         if t0 is None:
                             t0 = clock.now()
@@ -626,11 +643,10 @@ class SyncVideoBackground:
         shown = self._frame_at(self._t)
         if shown is not self._shown:
             try:
-                rgb = _square_rgb(self._to_rgb, shown, self._sar, self._rotation)
+                fitted_frame(self._to_rgb, shown, self._sar, self._rotation, self._out.shape[:2], self._out)
             except (av.FFmpegError, ValueError) as e:
                 raise InputError(f"background video {self.path} cannot be decoded after {self._decoded} frames "
                                  f"({one_line(e)}): the file is damaged; pass another background") from e
-            cover_fit(rgb, self._out.shape[:2], dst=self._out)
             self._shown = shown
         return self._out
 
