@@ -115,8 +115,7 @@ def test_a_folder_without_frames_says_what_it_holds_and_what_to_do(tmp_path, fra
     if holds == "photos":
         for n in (1, 2):
             (folder / f"IMG_000{n}.heic").write_bytes(b"\0\0\0\x18ftypheic")
-        want = f"{folder} holds HEIC photos, not video frames: for their masks or cut-outs, vbg segment " \
-               f"'{folder / '*.heic'}' -o OUT"
+        want = f"{folder} holds HEIC photos, not video frames: for their masks or cut-outs, vbg segment {folder} -o OUT"
     elif holds == "dpx":
         for n in (1, 2, 3):
             (folder / f"scan_{n:05d}.dpx").write_bytes(b"SDPX")

@@ -153,8 +153,7 @@ def _no_frames(arg, files: list[Path]) -> str:
     others = [e for e in files if e.suffix.lower() in OTHER_FRAMES]
     if photos and len(photos) >= len(others):
         kind = PHOTOS[photos[0].suffix.lower()]
-        return (f"{arg} holds {kind} photos, not video frames: for their masks or cut-outs, vbg segment "
-                f"'{Path(arg) / ('*' + photos[0].suffix)}' -o OUT")
+        return f"{arg} holds {kind} photos, not video frames: for their masks or cut-outs, vbg segment {arg} -o OUT"
     if others:
         first = min(others, key=lambda e: natural_key(e.name))
         kind = OTHER_FRAMES[first.suffix.lower()]
