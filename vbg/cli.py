@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import logging
 import os
+import shlex
 import sys
 import threading
 from collections.abc import Callable
@@ -426,7 +427,8 @@ def _expand_inputs(patterns: list[str], *, photos: bool = False) -> list[Path | 
         elif Path(pat).is_dir() and (files := in_folder(Path(pat))):
             out.extend(files)
         elif photos and Path(pat).is_dir():
-            raise InputError(f"{pat} holds videos, not photos: for them, vbg process {pat} -o OUT" if videos_in(Path(pat))
+            raise InputError(f"{pat} holds videos, not photos: for them, vbg process {shlex.quote(pat)} -o OUT"
+                             if videos_in(Path(pat))
                              else f"{pat} is a folder with no images in it: give image files (PNG, JPEG, WebP, HEIC, "
                                   "AVIF, BMP or TIFF) or a folder of them")
         else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,9 +103,10 @@ def find_sequence(arg: str | Path) -> ImageSequence | None:
     videos = [e for e in shown if e.suffix.lower() in VIDEO_FILES]
     if images and videos:  # a camera's clips with their thumbnails, say: which is meant?
         example = min(videos, key=lambda e: natural_key(e.name))
+        frames = _suggest(min(images, key=lambda e: natural_key(e.name)))
         raise InputError(f"{arg} holds both videos ({len(videos)}, such as {example.name}) and images "
-                         f"({len(images)}): pass the videos as '{path / ('*' + example.suffix)}', or the frames "
-                         f"as a pattern, such as {_suggest(min(images, key=lambda e: natural_key(e.name)))}")
+                         f"({len(images)}): pass the videos as {shlex.quote(str(path / ('*' + example.suffix)))}, "
+                         f"or the frames as a pattern, such as {shlex.quote(frames)}")
     if not images:
         raise InputError(_no_frames(arg, shown))
     files = sorted(images, key=lambda e: natural_key(e.name))
@@ -153,12 +155,13 @@ def _no_frames(arg, files: list[Path]) -> str:
     others = [e for e in files if e.suffix.lower() in OTHER_FRAMES]
     if photos and len(photos) >= len(others):
         kind = PHOTOS[photos[0].suffix.lower()]
-        return f"{arg} holds {kind} photos, not video frames: for their masks or cut-outs, vbg segment {arg} -o OUT"
+        return (f"{arg} holds {kind} photos, not video frames: for their masks or cut-outs, vbg segment "
+                f"{shlex.quote(str(arg))} -o OUT")
     if others:
         first = min(others, key=lambda e: natural_key(e.name))
         kind = OTHER_FRAMES[first.suffix.lower()]
         return (f"{arg} holds {kind} images, which vbg does not read as frames: convert them to PNG or TIFF first, "
-                f"such as ffmpeg -i {_suggest(first)} {_suggest(first.with_suffix('.png'))}")
+                f"such as ffmpeg -i {shlex.quote(_suggest(first))} {shlex.quote(_suggest(first.with_suffix('.png')))}")
     return f"{arg} is a folder with no images in it: give a video file, or a folder of PNG, JPEG, TIFF, WebP or BMP frames"
 
 
