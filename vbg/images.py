@@ -104,7 +104,7 @@ def decode_rgb(data: np.ndarray, path) -> np.ndarray:
     except MemoryError:
         raise InputError(f"image {path} does not fit in memory: scale it down") from None
     if img is None or img.size == 0:
-        if _animation_in(data[:ANIMATION_HEAD_BYTES].tobytes()) == "animated WebP":  # OpenCV before 4.11
+        if animation_in(data[:ANIMATION_HEAD_BYTES].tobytes()) == "animated WebP":  # OpenCV before 4.11
             raise InputError(f"{path} is an animated WebP, which OpenCV {cv2.__version__} cannot read: save it as a "
                              "GIF, an animated PNG or a video (or update opencv-python: 4.11 shows its first frame)")
         raise InputError(f"{path} is a damaged {header[0]} (it cannot be decoded): {ACCEPTED}")
@@ -164,24 +164,34 @@ def probe_image(data, name: str = "image") -> tuple[str, int, int] | None:
     broken (a truncated download, a damaged header) raises :class:`InputError`,
     so the decoder never sees it (and libpng prints nothing)."""
     buf = memoryview(data).cast("B")
-    head = bytes(buf[:32])
+    kind = image_kind(bytes(buf[:32]))
+    if kind is None:
+        return None
+    sizes = {"PNG": _png_size, "JPEG": _jpeg_size, "GIF": _gif_size, "BMP": lambda b, n: _bmp_size(b),
+             "WebP": _webp_size, "TIFF": _tiff_size, "PNM": _pnm_size}
     try:
-        if head.startswith(b"\x89PNG\r\n\x1a\n"):
-            return ("PNG", *_png_size(buf, name))
-        if head.startswith(b"\xff\xd8\xff"):
-            return ("JPEG", *_jpeg_size(buf, name))
-        if head[:6] in (b"GIF87a", b"GIF89a"):
-            return ("GIF", *_gif_size(buf, name))
-        if head[:2] == b"BM" and len(head) >= 26:
-            return ("BMP", *_bmp_size(buf))
-        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-            return ("WebP", *_webp_size(buf, name))
-        if head[:4] in (b"II*\x00", b"MM\x00*"):
-            return ("TIFF", *_tiff_size(buf, name))
-        if head[:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace():
-            return ("PNM", *_pnm_size(buf, name))
+        return (kind, *sizes[kind](buf, name))
     except struct.error:
         raise InputError(f"{name} is truncated (its header is cut short): {ACCEPTED}") from None
+
+
+def image_kind(head: bytes) -> str | None:
+    """The image format a file whose first bytes (32 are enough) are ``head`` starts like: "PNG",
+    "JPEG", "GIF", "BMP", "WebP", "TIFF" or "PNM"; None for anything else (a video)."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:2] == b"BM" and len(head) >= 26:
+        return "BMP"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace():
+        return "PNM"
     return None
 
 
@@ -428,12 +438,12 @@ def animation(path: str | Path) -> str | None:
         return None
     try:
         with open(path, "rb") as f:
-            return _animation_in(f.read(ANIMATION_HEAD_BYTES))
+            return animation_in(f.read(ANIMATION_HEAD_BYTES))
     except (OSError, ValueError):
         return None
 
 
-def _animation_in(head) -> str | None:
+def animation_in(head) -> str | None:
     """``animation`` of an image file whose first bytes are ``head``."""
     try:
         if head[:8] == b"\x89PNG\r\n\x1a\n":

@@ -169,6 +169,42 @@ def test_a_phone_heic_photo_to_process_is_one_line_naming_the_command_for_photos
     assert leftovers(tmp_path) == []
 
 
+def test_a_photo_or_frame_to_process_names_the_command_for_it_and_an_animation_plays(tmp_path):
+    """A still JPEG to ``vbg process``: one line naming ``vbg segment``; one numbered frame of
+    several PNGs: the pattern for all of them too; an animated WebP, which FFmpeg cannot decode:
+    said so (it was "cannot decode its video ...: the file may be damaged"); an animated PNG is
+    processed as the video it is. A still was made a one-frame video. (The live ``--source``
+    still takes a photo: a still picture as the camera.)"""
+    from media import person_clip_frames, write_animation
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    frames = [f for f, _ in person_clip_frames(3, (90, 160))]
+    cv2.imwrite(str(photos / "desk.jpg"), frames[0][..., ::-1])
+    for i, f in enumerate(frames, 1):
+        cv2.imwrite(str(photos / f"shot_{i:03d}.png"), f[..., ::-1])
+    write_animation(photos / "party.webp", "webp", [(255, 0, 0), (0, 0, 255)])
+    write_animation(photos / "party.png", "apng", [(255, 0, 0), (0, 0, 255), (0, 255, 0)])
+    out = tmp_path / "out" / "o.mp4"
+    out.parent.mkdir()
+    segment = "for its mask or cut-out, vbg segment"
+    for name, needles in (
+            ("desk.jpg", (f"desk.jpg is a still JPEG image, not a video: {segment} {photos / 'desk.jpg'} -o "
+                          f"{photos / 'desk.png'} (--cutout for the person on transparency)",)),
+            ("shot_002.png", (f"shot_002.png is a still PNG image, not a video: {segment} {photos / 'shot_002.png'} -o "
+                              f"{photos / 'shot_002_mask.png'} (--cutout for the person on transparency); for the "
+                              f"frames it begins, as a video: vbg process {photos / 'shot_%03d.png'}",)),
+            ("party.webp", ("party.webp is an animated WebP, which FFmpeg cannot decode: save it as a GIF or a video "
+                            "(.mp4) to process it",))):
+        proc = run("process", photos / name, "-o", out, "--model", "selfie")
+        one_error(proc, 9, *needles)
+    assert leftovers(out.parent) == []
+    proc = run("process", photos / "party.png", "-o", out, "--model", "selfie", "--color", "green")
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 3
+
+
 @pytest.mark.parametrize("name", ["truncated.png", "huge.png", "notes.png"])
 def test_bad_image_to_segment_is_one_line_with_its_own_code(m, tmp_path, name):
     proc = run("segment", m["dir"] / name, "--model", "selfie", "-o", tmp_path / "mask.png")

@@ -13,6 +13,8 @@ art).
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import threading
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -215,24 +217,53 @@ def open_input(path: str | Path, cancel: threading.Event | None = None) -> av.co
 
 
 def _refuse_photo(path: str | Path) -> None:
-    """A phone's HEIC (or AVIF) photo is no video: FFmpeg opens one as a one-frame video, of an
-    iPhone's tiled photo only its first tile, so it is named, with the command for a photo,
-    before FFmpeg sees it."""
+    """A photo is no video: FFmpeg opens one as a one-frame video (of an iPhone's tiled HEIC only
+    its first tile), so a HEIC, AVIF or still PNG, JPEG, WebP, BMP or TIFF is named, with the
+    command for a photo, before FFmpeg sees it; an animated WebP, which FFmpeg cannot decode, is
+    named as such. An animated PNG or a GIF is a video to FFmpeg, and stays one."""
     if is_url(path) or not os.path.isfile(path):  # a FIFO or a device is never read here
         return
-    import shlex
-
-    from vbg.images import heif_kind
+    from vbg.images import ANIMATION_HEAD_BYTES, animation_in, heif_kind, image_kind
 
     try:
         with open(path, "rb") as f:
-            heif = heif_kind(f.read(64))
+            head = f.read(64)
+            kind = heif_kind(head) or image_kind(head[:32])
+            if kind in ("PNG", "WebP"):
+                head += f.read(ANIMATION_HEAD_BYTES - len(head))
     except OSError:  # open_media says what is wrong with it
         return
-    if heif is not None:
-        name = Path(path)
-        raise InputError(f"{path} is {heif}, not a video: for its mask or cut-out, vbg segment {shlex.quote(str(name))} "
-                         f"-o {shlex.quote(str(name.with_suffix('.png')))} (--cutout for the person on transparency)")
+    if kind is None or kind in ("GIF", "PNM"):
+        return
+    moving = animation_in(head) if kind in ("PNG", "WebP") else None
+    if moving == "APNG":
+        return
+    if moving is not None:
+        raise InputError(f"{path} is an animated WebP, which FFmpeg cannot decode: save it as a GIF or a video "
+                         "(.mp4) to process it")
+    name = Path(path)
+    what = kind if kind.startswith(("a ", "an ")) else f"a still {kind} image"  # heif_kind: "a HEIC photo"
+    mask = name.with_suffix(".png") if name.suffix.lower() != ".png" else name.with_name(name.stem + "_mask.png")
+    raise InputError(f"{path} is {what}, not a video: for its mask or cut-out, vbg segment {shlex.quote(str(name))} "
+                     f"-o {shlex.quote(str(mask))} (--cutout for the person on transparency){_sequence_hint(name)}")
+
+
+def _sequence_hint(name: Path) -> str:
+    """Where ``name`` is one numbered frame of several (frame_0001.png beside frame_0002.png), how
+    to process them all as a video."""
+    runs = list(re.finditer(r"\d+", name.stem))
+    if not runs:
+        return ""
+    r = runs[-1]
+    pattern = re.compile(re.escape(name.stem[:r.start()]) + r"\d+" + re.escape(name.stem[r.end():] + name.suffix) + r"\Z")
+    try:
+        siblings = sum(1 for e in os.scandir(name.parent or ".") if pattern.match(e.name))
+    except OSError:
+        return ""
+    if siblings < 2:
+        return ""
+    frames = name.with_name(f"{name.stem[:r.start()]}%0{len(r.group())}d{name.stem[r.end():]}{name.suffix}")
+    return f"; for the frames it begins, as a video: vbg process {shlex.quote(str(frames))}"
 
 
 MIN_SIDE = 16  # smaller frames hold nothing to segment (and 1-pixel sizes break resampling)
