@@ -82,28 +82,12 @@ def cover_fit(src: np.ndarray, out_hw: tuple[int, int], dst: np.ndarray | None =
 def fitted_frame(to_rgb: SdrFrames, frame, sar, rotation: int, out_hw: tuple[int, int], dst: np.ndarray) -> None:
     """A video background's ``frame`` covering ``out_hw``, into ``dst``: in square pixels (a DV or
     HDV clip's wide pixels widened: ``square_size``), turned upright as a player shows it
-    (``rotation``: a phone's portrait video is stored on its side), scaled to cover and
-    centre-cropped, as ``cover_fit`` does a picture. A clip larger than the output, of about its
-    shape (1080p behind 720p), FFmpeg converts and shrinks in one pass, straight to the covering
-    size: never made whole in RGB (``benchmarks/background_video.py``: 5x less work). Otherwise
-    (enlarged, or much of it cropped away: a portrait clip behind a landscape output) it is
-    converted at its own size, cropped, then scaled, which does the least there."""
-    H, W = out_hw
-    dw, dh = square_size(frame.width, frame.height, sar)
-    turned = quarter_turns(rotation) % 2
-    uw, uh = (dh, dw) if turned else (dw, dh)  # upright
-    scale = max(H / uh, W / uw)
-    sw, sh = max(W, round(uw * scale)), max(H, round(uh * scale))
-    if scale < 1 and sw * sh <= ONE_PASS_WASTE * W * H:
-        rgb = upright(to_rgb(frame, *((sh, sw) if turned else (sw, sh)), "BICUBIC"), rotation)  # filter sized to the shrink
-        y0, x0 = (rgb.shape[0] - H) // 2, (rgb.shape[1] - W) // 2
-        np.copyto(dst, rgb[y0:y0 + H, x0:x0 + W])
-        return
-    rgb = to_rgb(frame, dw, dh, "BICUBIC") if sar else to_rgb(frame)
+    (``rotation``: a phone's portrait video is stored on its side), then ``cover_fit``."""
+    if sar:
+        rgb = to_rgb(frame, *square_size(frame.width, frame.height, sar), "BICUBIC")
+    else:
+        rgb = to_rgb(frame)
     cover_fit(upright(rgb, rotation), out_hw, dst=dst)
-
-
-ONE_PASS_WASTE = 1.5  # the covering picture may be this many times the output's pixels for one pass to pay
 
 
 def _whole_frames(frames, time_base: Fraction):
