@@ -434,6 +434,7 @@ class VideoBackground:
                     for k, frame in enumerate(_whole_frames(container.decode(stream), stream.time_base)):
                         if stop.is_set():
                             return
+                        assert self._back is not None  # prepare() made it before starting this thread
                         fitted_frame(to_rgb, frame, sar, self.rotation, out_hw, self._back)
                         got = True
                         if t0 is None:
@@ -502,6 +503,7 @@ class SyncVideoBackground:
         self._cur = self._next = None  # the frame on screen at the last time asked, the one after it
         self._cur_t = self._next_t = 0.0
         self._shown = None  # the frame whose picture is in ``_out``
+        self._rotation = 0  # the first frame's display rotation (read below)
         self._open()
         try:
             self._advance()
@@ -624,6 +626,8 @@ class SyncVideoBackground:
 
     def render(self, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         av = _import_av()
+        if self._out is None:
+            raise RuntimeError("SyncVideoBackground.prepare(out_hw) must be called before render()")
         shown = self._frame_at(self._t)
         if shown is not self._shown:
             try:

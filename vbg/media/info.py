@@ -257,7 +257,7 @@ def _sequence_hint(name: Path) -> str:
     r = runs[-1]
     pattern = re.compile(re.escape(name.stem[:r.start()]) + r"\d+" + re.escape(name.stem[r.end():] + name.suffix) + r"\Z")
     try:
-        siblings = sum(1 for e in os.scandir(name.parent or ".") if pattern.match(e.name))
+        siblings = len([e for e in os.scandir(name.parent or ".") if pattern.match(e.name)])
     except OSError:
         return ""
     if siblings < 2:
