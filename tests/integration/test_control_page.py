@@ -152,18 +152,23 @@ def test_backgrounds_are_listed_with_thumbnails(page):
     assert loaded == len(labels)
 
 
-def test_colour_picked_in_the_page_reaches_the_camera(page, live):
-    live.frame_after(0, _is(BLUE), "the configured blue background")
+def _pick_red(page, live) -> None:
+    """Red picked in the page, as the browser's colour dialog does it (the input's value, then
+    "change"); back once the camera gets it and the page says so."""
     sent = live.sent()
-    # What a pick in the browser's colour dialog does: the input's value, then "change".
     page.execute("const c = document.getElementById('color'); c.value = '#ff0000';"
                  "c.dispatchEvent(new Event('change', {bubbles: true}))")
     live.frame_after(sent, _is(RED), "the red background picked in the page")
     page.wait_for("return document.getElementById('current').textContent.includes('#ff0000')", timeout=HANG_S)
 
 
+def test_colour_picked_in_the_page_reaches_the_camera(page, live):
+    live.frame_after(0, _is(BLUE), "the configured blue background")  # the first test here to change it
+    _pick_red(page, live)
+
+
 def test_effect_switch_turns_the_background_off_and_on(page, live):
-    live.frame_after(0, _is(RED), "the red background")
+    _pick_red(page, live)  # a background of its own, whichever tests ran before
     assert page.execute("return document.getElementById('effect').checked")
     sent = live.sent()
     page.click("label.switch:has(#effect)")  # a real click on the switch, as a user does
