@@ -32,9 +32,9 @@ from ..clock import Clock, MonotonicClock
 from ..config import parse_color
 from ..errors import ConfigError, DependencyError, InputError, one_line
 from ..images import animation, read_srgb
-from ..media.info import frame_rotation, pixel_aspect, quarter_turns, square_size, upright
+from ..media.info import frame_rate, frame_rotation, pixel_aspect, quarter_turns, square_size, upright
 from ..media.open import open_read, picture_stream, special_file
-from ..media.deinterlace import Deinterlacer
+from ..media.deinterlace import whole_frames
 from ..media.tonemap import SdrFrames
 from ..ranges import BLUR
 from .bundled import find_background
@@ -88,21 +88,6 @@ def fitted_frame(to_rgb: SdrFrames, frame, sar, rotation: int, out_hw: tuple[int
     else:
         rgb = to_rgb(frame)
     cover_fit(upright(rgb, rotation), out_hw, dst=dst)
-
-
-def _whole_frames(frames, time_base: Fraction):
-    """A video background's decoded ``frames`` with each interlaced one made whole (a DV or
-    broadcast clip's fields: ``vbg.media.deinterlace``, as the video readers do), in order."""
-    fields = None
-    for frame in frames:
-        if fields is None and frame.interlaced_frame:
-            fields = Deinterlacer(time_base)
-        if fields is None:
-            yield frame
-        else:
-            yield from fields.push(frame)
-    if fields is not None:
-        yield from fields.flush()
 
 
 class _Static:
@@ -346,7 +331,7 @@ class VideoBackground:
                 stream = picture_stream(container)
                 if stream is None:
                     raise InputError(f"{self.path} has no video stream: pass a video file (mp4, mkv, webm, ...)")
-                rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+                rate = frame_rate(stream)
                 self.fps = float(rate) if rate and float(rate) > 0 else 30.0
                 first = next(container.decode(stream), None)
         except InputError:
@@ -431,7 +416,7 @@ class VideoBackground:
                 with open_read(self.path) as container:
                     stream = picture_stream(container)
                     sar = pixel_aspect(stream)
-                    for k, frame in enumerate(_whole_frames(container.decode(stream), stream.time_base)):
+                    for k, frame in enumerate(whole_frames(container.decode(stream), stream.time_base)):
                         if stop.is_set():
                             return
                         assert self._back is not None  # prepare() made it before starting this thread
@@ -530,7 +515,7 @@ class SyncVideoBackground:
             raise InputError(
                 f"background {self.path.name} is not a readable video: pass an image or a video file") from e
         self._stream = stream
-        self._frames = _whole_frames(self._container.decode(stream), stream.time_base)
+        self._frames = whole_frames(self._container.decode(stream), stream.time_base)
         self._sar = pixel_aspect(stream)
         self._decoded = 0
         self._cur = self._next = None
@@ -549,7 +534,7 @@ class SyncVideoBackground:
 
     def _time(self, frame) -> float:
         if frame.pts is None or self._origin is None:  # no timestamps: the frames at the stream's rate
-            rate = self._stream.average_rate or self._stream.guessed_rate or 30
+            rate = frame_rate(self._stream) or 30
             return self._decoded / float(rate)
         return float((frame.pts - self._origin) * frame.time_base)
 
@@ -571,7 +556,7 @@ class SyncVideoBackground:
         """The loop's length: up to the end of its last frame (a GIF's last delay too)."""
         step = float(last.duration * last.time_base) if last.duration else 0.0
         if step <= 0:
-            rate = self._stream.average_rate or self._stream.guessed_rate or 30
+            rate = frame_rate(self._stream) or 30
             step = 1 / float(rate)
         return self._cur_t + step
 
@@ -584,7 +569,7 @@ class SyncVideoBackground:
             self._container.seek((self._origin or 0) + int(target / stream.time_base), stream=stream, backward=True)
         except (av.FFmpegError, OverflowError, ValueError):
             return
-        self._frames = _whole_frames(self._container.decode(stream), stream.time_base)
+        self._frames = whole_frames(self._container.decode(stream), stream.time_base)
         self._cur = self._next = None
         self._advance()
 

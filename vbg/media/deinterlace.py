@@ -22,12 +22,33 @@ in half the stream's time base; the frames come back in the stream's own.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 
 import av
 
 FILTER = "bwdif"
 _OPTIONS = "mode=send_frame:parity=auto:deint=interlaced"
+
+
+def whole_frames(frames: Iterable[av.VideoFrame], time_base: Fraction,
+                 started: Callable[[], None] | None = None) -> Iterator[av.VideoFrame]:
+    """``frames`` (decoded, in order, of a stream in ``time_base``) with each interlaced one made
+    whole (see the module's note): the frames before the first interlaced one pass as they are,
+    from it on all go through a ``Deinterlacer``. ``started()`` is called when that first
+    interlaced frame arrives, before it goes in."""
+    fields = None
+    for frame in frames:
+        if fields is None and frame.interlaced_frame:
+            fields = Deinterlacer(time_base)
+            if started is not None:
+                started()
+        if fields is None:
+            yield frame
+        else:
+            yield from fields.push(frame)
+    if fields is not None:
+        yield from fields.flush()
 
 
 class Deinterlacer:

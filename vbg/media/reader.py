@@ -31,7 +31,7 @@ import numpy as np
 
 from vbg.errors import InputError, one_line
 from vbg.media.deinterlace import FILTER as DEINTERLACE_FILTER
-from vbg.media.deinterlace import Deinterlacer
+from vbg.media.deinterlace import whole_frames
 from vbg.media.info import frame_rate, frame_rotation, open_input, pixel_aspect, square_size, upright
 from vbg.media.open import NetworkFrames, is_url, open_media, picture_stream
 from vbg.media.tonemap import SdrFrames
@@ -141,7 +141,8 @@ class VideoReader:
         self._size: tuple[int, int] | None = square_size(cc.width, cc.height, self.sar) \
             if cc.width and cc.height else None
         self._resized = False
-        self._fields: Deinterlacer | None = None  # from the first interlaced frame on
+        self._fields = False  # this pass of frames() met an interlaced frame: deinterlacing from it on
+        self._quiet = False  # the frame being read comes before a seek's target: its lines are not said
         self._said_fields = False  # the line for a file whose fields start part-way
         self._decoded = 0  # frames() has given since the start (or the last rewind): the last one's number
         self._seen = 0  # frames this pass of frames() has decoded
@@ -157,7 +158,7 @@ class VideoReader:
     @property
     def deinterlacing(self) -> bool:
         """The frames read so far turned interlaced, and ``frames()`` deinterlaces them."""
-        return self._fields is not None
+        return self._fields
 
     @property
     def stream(self) -> av.video.stream.VideoStream | None:
@@ -178,8 +179,12 @@ class VideoReader:
             frames, self._sought = self._from_keyframe(), False
         else:
             frames = self._container.decode(self._stream)
-        self._fields = None  # each pass starts afresh (after a seek or a rewind): no frame of before held
+        self._fields = False  # each pass starts afresh (after a seek or a rewind): no frame of before held
         self._seen = 0
+        yield from whole_frames(self._counted(frames), self.time_base, self._fields_start)
+
+    def _counted(self, frames: Iterable[av.VideoFrame]) -> Iterator[av.VideoFrame]:
+        """``frames`` as they are, each one counted and its size checked (for ``frames``)."""
         for frame in frames:
             if self.rotation is None:
                 self.rotation = frame_rotation(frame, self._stream)  # before the filter: it keeps no side data
@@ -187,30 +192,27 @@ class VideoReader:
             self._seen += 1
             # after a seek, the frames before the one asked for are another part's to say (--ray)
             anchor = self._anchor
-            quiet = anchor is not None
+            self._quiet = anchor is not None
             if anchor is not None and frame.pts is not None and frame.pts >= anchor[0]:
-                self._decoded, self._anchor, quiet = anchor[1] + 1, None, False
+                self._decoded, self._anchor, self._quiet = anchor[1] + 1, None, False
             size = square_size(frame.width, frame.height, self.sar)
             if self._size is None:
                 self._size = size
             elif size != self._size and not self._resized:  # said here: the live source converts only some
                 self._resized = True
-                if not quiet:
+                if not self._quiet:
                     say_size_change(self.path, f"frame {self._decoded}", size, self._size, self._decoded)
-            if self._fields is None and frame.interlaced_frame:
-                self._fields = Deinterlacer(self.time_base)
-                # a first interlaced frame is said by its VideoInfo (a part's, by the part before: not known here)
-                if self._seen > 1 and not quiet and not self._said_fields:
-                    self._said_fields = True
-                    log.info("%s: its frames are interlaced from frame %d on: deinterlaced (%s), one frame out "
-                             "per frame in", self.path, self._decoded, DEINTERLACE_FILTER,
-                             extra={MIDWAY: ("fields", self._decoded)})
-            if self._fields is None:
-                yield frame
-            else:
-                yield from self._fields.push(frame)
-        if self._fields is not None:
-            yield from self._fields.flush()
+            yield frame
+
+    def _fields_start(self) -> None:
+        """The frame just counted is this pass's first interlaced one: deinterlacing from it on. A first
+        interlaced frame is said by its VideoInfo (a part's, by the part before: not known here)."""
+        self._fields = True
+        if self._seen > 1 and not self._quiet and not self._said_fields:
+            self._said_fields = True
+            log.info("%s: its frames are interlaced from frame %d on: deinterlaced (%s), one frame out "
+                     "per frame in", self.path, self._decoded, DEINTERLACE_FILTER,
+                     extra={MIDWAY: ("fields", self._decoded)})
 
     def rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """``frame`` as upright RGB (H x W x 3 uint8), at the stream's first size (``fitted``); an HDR frame
