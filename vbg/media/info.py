@@ -262,8 +262,8 @@ def _sequence_hint(name: Path) -> str:
         return ""
     if siblings < 2:
         return ""
-    frames = name.with_name(f"{name.stem[:r.start()]}%0{len(r.group())}d{name.stem[r.end():]}{name.suffix}")
-    return f"; for the frames it begins, as a video: vbg process {shlex.quote(str(frames))}"
+    from vbg.media.sequence import _suggest  # here: the sequences read their frames' info from this module
+    return f"; for the frames it begins, as a video: vbg process {shlex.quote(_suggest(name))}"
 
 
 MIN_SIDE = 16  # smaller frames hold nothing to segment (and 1-pixel sizes break resampling)

@@ -95,10 +95,9 @@ def find_sequence(arg: str | Path) -> ImageSequence | None:
     try:
         if not path.is_dir():
             return None
-        entries = list(path.iterdir())
+        shown = _visible(path)
     except OSError as e:
         raise InputError(f"{arg}: the folder cannot be read ({e.strerror or e}): check its permissions") from e
-    shown = [e for e in entries if not e.name.startswith(".") and e.is_file()]
     images = [e for e in shown if e.suffix.lower() in KINDS]
     videos = [e for e in shown if e.suffix.lower() in VIDEO_FILES]
     if images and videos:  # a camera's clips with their thumbnails, say: which is meant?
@@ -123,12 +122,18 @@ def find_sequence(arg: str | Path) -> ImageSequence | None:
     return ImageSequence(str(arg), tuple(files))
 
 
+def _visible(folder: Path) -> list[Path]:
+    """The files in ``folder`` a file manager shows: no hidden ones (a Mac's ._ twins, .DS_Store),
+    no sub-folders. ``OSError`` when it cannot be read."""
+    return [e for e in folder.iterdir() if not e.name.startswith(".") and e.is_file()]
+
+
 def videos_in(folder: Path) -> list[Path] | None:
     """The recordings in ``folder`` (its video files, in number order: clip2 before clip10) when
     it holds videos and no image frames: a batch; None for anything else (a sequence's folder,
     an empty one: ``find_sequence`` says what it is)."""
     try:
-        entries = [e for e in folder.iterdir() if not e.name.startswith(".") and e.is_file()]
+        entries = _visible(folder)
     except OSError:
         return None
     if any(e.suffix.lower() in KINDS for e in entries):
@@ -141,7 +146,7 @@ def photos_in(folder: Path) -> list[Path] | None:
     """The still images in ``folder`` that vbg reads (frames' kinds and phone photos), in number
     order (``vbg segment FOLDER``); None when it holds none or cannot be read."""
     try:
-        entries = [e for e in folder.iterdir() if not e.name.startswith(".") and e.is_file()]
+        entries = _visible(folder)
     except OSError:
         return None
     photos = sorted((e for e in entries if e.suffix.lower() in KINDS or e.suffix.lower() in PHOTOS),
