@@ -134,14 +134,17 @@ def _copied(source: av.audio.stream.AudioStream, output: av.container.OutputCont
     return True
 
 
-def _unreadable(source: av.audio.stream.AudioStream, output: av.container.OutputContainer,
-                fmt: Container) -> str | None:
-    """Why ``source`` can be neither copied into ``output`` nor decoded to be re-encoded, or None."""
+def _known(source: av.stream.Stream) -> bool:
+    """FFmpeg knows ``source``'s codec (an iPhone's spatial-audio APAC track, say, it does not)."""
     cc = source.codec_context
-    if cc is None or not cc.name or cc.name == "none":
+    return cc is not None and bool(cc.name) and cc.name != "none"
+
+
+def _unreadable(source: av.audio.stream.AudioStream) -> str | None:
+    """Why ``source``, which cannot be copied as it is, cannot be decoded to be re-encoded either, or None."""
+    cc = source.codec_context
+    if not _known(source):
         return "its codec is unknown to FFmpeg"
-    if _copied(source, output, fmt):
-        return None
     try:
         av.Codec(cc.name, "r")
     except (ValueError, av.FFmpegError):
@@ -273,11 +276,12 @@ class AudioMux:
                 warnings.append("has no audio stream: the output has none")  # said after the input's name
             reencoded: dict[tuple[str, str], int] = {}
             for n, source in enumerate(self._in.streams.audio, 1):
-                why = _unreadable(source, output, fmt)
+                copied = _known(source) and _copied(source, output, fmt)
+                why = None if copied else _unreadable(source)
                 if why is not None:  # an iPhone's spatial-audio (APAC) track, say: the others are kept
                     warnings.append(f"its audio track {n} is not kept ({why})")
                     continue
-                track = self._tracks[source.index] = self._add_track(source, output, fmt)
+                track = self._tracks[source.index] = self._add_track(source, output, fmt, copied)
                 if not track.copied:
                     was, now = source.codec_context.layout, track.stream.codec_context.layout  # type: ignore[attr-defined]
                     mixed = f", its {was.name} mixed down to {now.name}" if now.nb_channels < was.nb_channels else ""
@@ -362,8 +366,9 @@ class AudioMux:
 
     @staticmethod
     def _add_track(source: av.audio.stream.AudioStream, output: av.container.OutputContainer,
-                   fmt: Container) -> _Track:
-        if _copied(source, output, fmt):
+                   fmt: Container, copied: bool) -> _Track:
+        """The output track for ``source``: its packets as they are where ``copied`` (``_copied``), else re-encoded."""
+        if copied:
             return _Track(source, _copy_of(source, output), None)
         rate = fmt.audio_rate or source.codec_context.sample_rate
         layout = _encoded_layout(fmt.audio_codec, source.codec_context.layout, rate)
