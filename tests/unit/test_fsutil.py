@@ -100,20 +100,20 @@ def test_a_muxer_refusal_is_not_blamed_on_the_disk():
 
     from vbg.fsutil import write_error_hint
 
-    out = av.open(io.BytesIO(), "w", format="mp4")
-    stream = out.add_stream("aac", rate=48000, layout="mono")
-    stream.time_base = Fraction(1, 48000)
-    frame = av.AudioFrame(format="fltp", layout="mono", samples=1024)
-    frame.sample_rate, frame.time_base = 48000, Fraction(1, 48000)
-    for plane in frame.planes:
-        plane.update(bytes(plane.buffer_size))
-    packets = []
-    for i in range(4):
-        frame.pts = 1024 * i
-        packets += stream.encode(frame)
-    with pytest.raises(av.FFmpegError) as refused:
-        for packet in (*packets, packets[-1]):  # the last packet's time again
-            out.mux(packet)
+    with av.open(io.BytesIO(), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=48000, layout="mono")
+        stream.time_base = Fraction(1, 48000)
+        frame = av.AudioFrame(format="fltp", layout="mono", samples=1024)
+        frame.sample_rate, frame.time_base = 48000, Fraction(1, 48000)
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        packets = []
+        for i in range(4):
+            frame.pts = 1024 * i
+            packets += stream.encode(frame)
+        with pytest.raises(av.FFmpegError) as refused:
+            for packet in (*packets, packets[-1]):  # the last packet's time again
+                out.mux(packet)
     assert refused.value.errno == errno.EINVAL
     assert write_error_hint(refused.value).startswith("FFmpeg refused the data, not the disk")
     assert write_error_hint(OSError(errno.EINVAL, "Invalid argument")) == \
