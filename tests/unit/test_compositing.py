@@ -464,6 +464,62 @@ def test_video_background_plays_at_its_rate_loops_and_closes(clip):
     assert not any(t.name == "vbg-bg-video" for t in threading.enumerate())
 
 
+def _grey_clip(path, fps: int, levels: list[int]):
+    """Solid grey frames of ``levels``, 64x48, at ``fps``, lossless, made here with PyAV."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"qp": "0"}
+        stream.codec_context.time_base = Fraction(1, fps)
+        for i, v in enumerate(levels):
+            frame = av.VideoFrame.from_ndarray(solid(48, 64, (v, v, v)), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("render_fps", [30, 60])
+def test_a_video_background_converts_only_the_frames_the_camera_shows(tmp_path, render_fps):
+    """A 60 fps clip behind a 30 fps camera: every other frame would be replaced before any
+    output frame shows it, and is decoded but not fitted to the output size (a 1080p frame to
+    720p is 5 ms of a laptop's core, 30 times a second for nothing). Each output frame still
+    shows the frame due or the one before it, and the clip still plays at its own rate. Behind
+    a 60 fps camera every frame is shown in turn and none is left out."""
+    fps, n = 60, 30
+    levels = [20 + 7 * m for m in range(n)]
+    clip = _grey_clip(tmp_path / "greys60.mp4", fps, levels)
+    clock = GatedClock()
+    out_hw = (24, 32)
+    bg = VideoBackground(clip, clock=clock)
+    bg.prepare(out_hw)
+    frame, alpha = np.zeros((*out_hw, 3), np.uint8), np.zeros(out_hw, np.uint8)
+    shown = []
+    try:
+        clock.gate.set()
+        wait_for_level(bg, levels[0], out_hw)  # the clip's time starts with its first frame, at 0 s
+        for k in range(2 * render_fps):  # two seconds: four passes of the clip
+            t = k / render_fps + 0.5 / fps  # each render half a clip frame after one is due
+            clock.advance(t - clock.now())
+            due = int(t * fps)  # the clip's frames due so far, all passes counted, less one
+            deadline = time.monotonic() + 60  # guards against a hang only
+            while bg.frames_published + bg.frames_skipped < due + 1:
+                assert time.monotonic() < deadline, f"the frame due before {t:.3f} s never came"
+                time.sleep(0.002)
+            m = round((float(bg.render(frame, alpha).mean()) - 20) / 7)
+            assert m in ((due - 1) % n, due % n), f"at {t:.3f} s: frame {m} shown, frame {due % n} due"
+            shown.append(m)
+    finally:
+        bg.close()
+    if render_fps == fps:
+        assert bg.frames_skipped == 0 and shown == [k % n for k in range(2 * render_fps)]
+    else:  # once the renders' rate is known (their fourth interval): every other frame left out
+        handled = bg.frames_published + bg.frames_skipped
+        assert handled >= 2 * fps - 1 and 0.4 * handled <= bg.frames_skipped <= 0.5 * handled
+
+
 GIF_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
 GIF_TIMES_CS = [0, 10, 20, 120]  # a second's pause on the blue frame; the last one shown 10 ms (as read back)
 

@@ -314,16 +314,32 @@ class VideoBackground:
     the thread until the next ``render`` call. A decoding failure in the thread
     is raised from the next ``render`` as :class:`InputError`.
 
+    A frame no ``render`` will show is decoded (the next ones need it) but not
+    converted: a 60 fps clip behind a 30 fps camera, or a 30 fps one behind a
+    camera that drops to 15 in dim light, fitted each frame to the output size,
+    half of them for nothing (a 1080p frame to 720p is 5 ms of a laptop's core).
+    ``render`` notes when it is called; from its rate, once steady, the thread tells
+    whether the next ``render`` after a frame is due comes only once the frame
+    after it is out (by a fifth of a frame's time: a frame shown one frame late
+    rather than a conversion saved). Where the rates are alike, or ``render``
+    has not run for ``IDLE_S`` (the effect switched off, the first frames), every
+    frame is converted. ``skip_unseen=False`` converts every frame (the
+    benchmark's baseline).
+
     With an injected clock, real time only bounds how often the waiting thread
     looks at the clock again (``POLL_S``).
     """
 
     POLL_S = 0.05
     MAX_LAG_S = 0.5
+    IDLE_S = 0.5  # no render for this long: the renderer's rate is not known
+    MARGIN = 1.2  # skip a frame only when the next render comes this many frame times after it is due
+    STEADY = 3  # ... and the last this many renders came at a steady rate
 
-    def __init__(self, path: str | Path, clock: Clock | None = None) -> None:
+    def __init__(self, path: str | Path, clock: Clock | None = None, *, skip_unseen: bool = True) -> None:
         self.path = Path(path)
         self._clock = clock or MonotonicClock()
+        self._skip_unseen = skip_unseen
         av = _import_av()
         _check_file(self.path)
         try:
@@ -346,6 +362,10 @@ class VideoBackground:
         self.rotation = frame_rotation(first, stream)  # degrees counter-clockwise, as the video readers take it
         self.source_hw = (w, h) if quarter_turns(self.rotation) % 2 else (h, w)
         self.frames_published = 0  # frames that became visible (counter for stats and tests)
+        self.frames_skipped = 0  # frames decoded but not converted: no render would have shown them
+        self._rendered_at: float | None = None  # the clock at the last render
+        self._render_period = 0.0  # the renders' average interval (seconds; 0: not known yet)
+        self._steady = 0  # renders in a row that came at about that interval
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -377,6 +397,7 @@ class VideoBackground:
         if self._error is not None:
             err = self._error
             raise InputError(f"background video {self.path} stopped: {err}; check the file") from err
+        self._note_render(self._clock.now())
         if self._fresh:
             with self._lock:
                 self._front, self._middle = self._middle, self._front
@@ -391,6 +412,32 @@ class VideoBackground:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _note_render(self, now: float) -> None:
+        """The renders' rate, for the thread's ``_unseen``: an average of their intervals, and how
+        many in a row came within a quarter of it (``_steady``), started afresh from an interval
+        that does not (a change of rate) and after a pause; two at the same instant are one."""
+        last, self._rendered_at = self._rendered_at, now
+        if last is None or now <= last:
+            return
+        gap, period = now - last, self._render_period
+        if gap > self.IDLE_S:
+            self._render_period, self._steady = 0.0, 0
+        elif abs(gap - period) > 0.25 * period:  # the first interval, or a change of rate: from this one on
+            self._render_period, self._steady = gap, 0
+        else:
+            self._render_period, self._steady = period + 0.25 * (gap - period), self._steady + 1
+
+    def _unseen(self, due: float, step: float) -> bool:
+        """Whether the frame due at ``due`` and on screen for ``step`` seconds would be replaced
+        before any render shows it, on the renders' steady rate (see the class's note)."""
+        last, period = self._rendered_at, self._render_period
+        if (not self._skip_unseen or last is None or self._steady < self.STEADY or period <= 0.0
+                or self._clock.now() - last > self.IDLE_S):
+            return False
+        ahead = max(0.0, due - last)
+        next_render = last + math.ceil(ahead / period) * period  # the first render at or after ``due``
+        return next_render - due >= self.MARGIN * step
 
     def _stop_thread(self) -> None:
         t = self._thread
@@ -419,9 +466,6 @@ class VideoBackground:
                     for k, frame in enumerate(whole_frames(container.decode(stream), stream.time_base)):
                         if stop.is_set():
                             return
-                        assert self._back is not None  # prepare() made it before starting this thread
-                        fitted_frame(to_rgb, frame, sar, self.rotation, out_hw, self._back)
-                        got = True
                         if t0 is None:
                             t0 = clock.now()
                         # due at its own time (a GIF's frames keep their delays), or at the rate
@@ -432,6 +476,12 @@ class VideoBackground:
                             at = k / self.fps
                         step = float(frame.duration * frame.time_base) if frame.duration else 1 / self.fps
                         due = t0 + loops + at
+                        if got and self._unseen(due, step):
+                            self.frames_skipped += 1
+                            continue
+                        assert self._back is not None  # prepare() made it before starting this thread
+                        fitted_frame(to_rgb, frame, sar, self.rotation, out_hw, self._back)
+                        got = True
                         if not self._wait_until(due):
                             return
                         late = clock.now() - due
