@@ -1,6 +1,7 @@
 """A live video background's CPU: a 60 fps clip behind a 30 fps camera, with the frames no output
-frame shows left unconverted (``VideoBackground``'s default) against every frame converted
-(``skip_unseen=False``, the baseline), in the same run.
+frame shows left unconverted and the thread held while nothing renders (``VideoBackground``'s
+default), against every frame converted, rendered or not (``skip_unseen=False``, the baseline),
+in the same run.
 
     python -m benchmarks.video_background [--seconds 4] [--repeat 3] [--sizes 1080p,2160p] [--out benchmarks/out]
 
@@ -10,7 +11,9 @@ as the background of a 1280x720 output; the renderer is this process's main thre
 is the real one. After 1 s of warm-up, CPU = the process's CPU time (user + system, every
 thread) over ``--seconds`` of wall time, in % of one core; the two modes alternate ``--repeat``
 times and the medians are written. "converted" and "left out" count the frames the thread fitted
-to the output size and those it only decoded, per second.
+to the output size and those it only decoded, per second. Then, 1 s after the last render, the
+CPU over ``--seconds`` more with no render at all (the effect off, another background picked,
+nobody watching).
 """
 
 from __future__ import annotations
@@ -76,8 +79,13 @@ def one_run(clip: Path, skip_unseen: bool, seconds: float) -> dict:
         t0, cpu0, conv0, skip0 = time.monotonic(), _cpu_s(), bg.frames_published, bg.frames_skipped
         render_until(t0 + seconds)
         wall, cpu = time.monotonic() - t0, _cpu_s() - cpu0
-        return {"cpu_pct": 100 * cpu / wall, "converted_per_s": (bg.frames_published - conv0) / wall,
-                "skipped_per_s": (bg.frames_skipped - skip0) / wall}
+        got = {"cpu_pct": 100 * cpu / wall, "converted_per_s": (bg.frames_published - conv0) / wall,
+               "skipped_per_s": (bg.frames_skipped - skip0) / wall}
+        time.sleep(1.0)  # then no render at all (the effect off, another background picked, unwatched)
+        t1, cpu1 = time.monotonic(), _cpu_s()
+        time.sleep(seconds)
+        got["unrendered_cpu_pct"] = 100 * (_cpu_s() - cpu1) / (time.monotonic() - t1)
+        return got
     finally:
         bg.close()
 
@@ -102,18 +110,21 @@ def main(argv=None) -> int:
                 med = {k: statistics.median(r[k] for r in got) for k in got[0]}
                 rows.setdefault(size, {})[mode] = med
                 print(f"{size:6s} {mode:24s} CPU {med['cpu_pct']:5.1f}% of a core, converted "
-                      f"{med['converted_per_s']:4.1f}/s, left out {med['skipped_per_s']:4.1f}/s", flush=True)
+                      f"{med['converted_per_s']:4.1f}/s, left out {med['skipped_per_s']:4.1f}/s; "
+                      f"no render: {med['unrendered_cpu_pct']:5.1f}%", flush=True)
 
     info = machine_info()
     md = ["# A live video background's CPU: frames no output frame shows left unconverted\n",
           f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}. A {CLIP_FPS} fps H.264 clip "
           f"behind a {OUT_HW[1]}x{OUT_HW[0]} output rendered at {RENDER_FPS} fps in real time; process CPU over "
           f"{args.seconds:g} s after 1 s of warm-up, median of {args.repeat} alternating runs per mode.\n",
-          "| clip | mode | CPU, % of one core | frames converted /s | frames only decoded /s |",
-          "|---|---|---|---|---|"]
+          "| clip | mode | CPU, % of one core | frames converted /s | frames only decoded /s "
+          "| CPU with no render, % of one core |",
+          "|---|---|---|---|---|---|"]
     for size, modes in rows.items():
         for mode, r in modes.items():
-            md.append(f"| {size} | {mode} | {r['cpu_pct']:.1f} | {r['converted_per_s']:.1f} | {r['skipped_per_s']:.1f} |")
+            md.append(f"| {size} | {mode} | {r['cpu_pct']:.1f} | {r['converted_per_s']:.1f} | "
+                      f"{r['skipped_per_s']:.1f} | {r['unrendered_cpu_pct']:.1f} |")
     write_results(args.out, "video_background", {"machine": info, "rows": rows}, "\n".join(md) + "\n")
     return 0
 

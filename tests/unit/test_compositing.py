@@ -520,6 +520,49 @@ def test_a_video_background_converts_only_the_frames_the_camera_shows(tmp_path, 
         assert handled >= 2 * fps - 1 and 0.4 * handled <= bg.frames_skipped <= 0.5 * handled
 
 
+def test_a_video_background_nobody_renders_waits_and_goes_on_from_where_it_stood(clip):
+    """A video background no output frame uses (the effect switched off, another background picked
+    in the page or with a key, the camera unwatched or lost) stops decoding once half a second
+    goes by without a render: it decoded and fitted its clip at full rate for the rest of the run
+    (113% of a core for a 1080p60 clip). The next render wakes it, and it goes on from the frame
+    after the one it stopped at, not as far on as the time it waited."""
+    clock = GatedClock()
+    out_hw = (24, 40)
+    bg = VideoBackground(clip, clock=clock)
+    bg.prepare(out_hw)
+    frame, alpha = np.zeros((*out_hw, 3), np.uint8), np.zeros(out_hw, np.uint8)
+
+    def wait(condition, what):  # the deadline only guards against a hang
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.005)
+
+    try:
+        clock.gate.set()
+        wait_for_level(bg, LEVELS[0], out_hw)
+        for i in range(1, 4):
+            clock.advance(i / 10 + 1e-6 - clock.now())
+            wait_for_level(bg, LEVELS[i], out_hw)
+        clock.advance(3.0 - clock.now())  # nothing rendered from 0.3 s on
+        wait(lambda: bg.holding, "the thread never stopped")
+        stopped_at = bg.frames_published
+        for _ in range(20):  # the clock runs on to 10 s: nothing decoded, nothing published
+            clock.advance(0.35)
+            time.sleep(0.005)
+        assert bg.holding and bg.frames_published == stopped_at
+        shown = bg.render(frame, alpha)  # the newest frame it had made: the one after 0.3 s's
+        assert abs(float(shown.mean()) - LEVELS[stopped_at - 1]) <= 4 and stopped_at - 1 in (3, 4)
+        wait(lambda: not bg.holding, "a render did not wake it")
+        clock.advance(0.1 + 1e-6)  # one frame's time after the render: the next frame, then on in turn
+        wait_for_level(bg, LEVELS[stopped_at], out_hw)
+        clock.advance(0.1)
+        wait_for_level(bg, LEVELS[stopped_at + 1], out_hw)
+    finally:
+        bg.close()
+    assert not any(t.name == "vbg-bg-video" for t in threading.enumerate())
+
+
 GIF_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
 GIF_TIMES_CS = [0, 10, 20, 120]  # a second's pause on the blue frame; the last one shown 10 ms (as read back)
 

@@ -322,9 +322,12 @@ class VideoBackground:
     whether the next ``render`` after a frame is due comes only once the frame
     after it is out (by a fifth of a frame's time: a frame shown one frame late
     rather than a conversion saved). Where the rates are alike, or ``render``
-    has not run for ``IDLE_S`` (the effect switched off, the first frames), every
-    frame is converted. ``skip_unseen=False`` converts every frame (the
-    benchmark's baseline).
+    has not run at a steady rate, every frame is converted. Once no ``render``
+    has come for ``IDLE_S`` (the effect switched off, another background picked
+    in the control page or with a key, the camera unwatched or lost), the thread
+    waits, decoding nothing (``holding``), and the next ``render`` wakes it: the
+    clip goes on from where it stood. ``skip_unseen=False`` converts every
+    frame, rendered or not (the benchmark's baseline).
 
     With an injected clock, real time only bounds how often the waiting thread
     looks at the clock again (``POLL_S``).
@@ -364,10 +367,13 @@ class VideoBackground:
         self.frames_published = 0  # frames that became visible (counter for stats and tests)
         self.frames_skipped = 0  # frames decoded but not converted: no render would have shown them
         self._rendered_at: float | None = None  # the clock at the last render
+        self._prepared_at = 0.0  # the clock when prepare() started the thread
         self._render_period = 0.0  # the renders' average interval (seconds; 0: not known yet)
         self._steady = 0  # renders in a row that came at about that interval
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by each render: a held thread goes on
+        self.holding = False  # the thread waits for a render (none for IDLE_S): nothing decoded meanwhile
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._hw: tuple[int, int] | None = None
@@ -388,6 +394,7 @@ class VideoBackground:
         self._error = None
         self._hw = out_hw
         self._stop.clear()
+        self._prepared_at = self._clock.now()
         self._thread = threading.Thread(target=self._run, args=(out_hw,), name="vbg-bg-video", daemon=True)
         self._thread.start()
 
@@ -398,6 +405,7 @@ class VideoBackground:
             err = self._error
             raise InputError(f"background video {self.path} stopped: {err}; check the file") from err
         self._note_render(self._clock.now())
+        self._wake.set()
         if self._fresh:
             with self._lock:
                 self._front, self._middle = self._middle, self._front
@@ -476,6 +484,12 @@ class VideoBackground:
                             at = k / self.fps
                         step = float(frame.duration * frame.time_base) if frame.duration else 1 / self.fps
                         due = t0 + loops + at
+                        if got and self._skip_unseen and self._unrendered():
+                            held = self._hold()
+                            if held is None:
+                                return
+                            t0 += held  # on from where it stood, not as far on as the time it waited
+                            due += held
                         if got and self._unseen(due, step):
                             self.frames_skipped += 1
                             continue
@@ -498,6 +512,28 @@ class VideoBackground:
                 loops += at + max(step, 1e-3)  # the next pass starts as its last frame ends
         except Exception as e:  # reported to the caller by render()
             self._error = e
+
+    def _unrendered(self) -> bool:
+        """No render for ``IDLE_S``, or none in the ``IDLE_S`` since ``prepare``."""
+        last = self._rendered_at if self._rendered_at is not None else self._prepared_at
+        return self._clock.now() - last > self.IDLE_S
+
+    def _hold(self) -> float | None:
+        """Wait, decoding nothing, until the next render (the effect off, the camera unwatched or
+        lost, another background picked in the page or with a key): the clock's seconds waited,
+        or None when asked to stop."""
+        self._wake.clear()
+        if not self._unrendered():  # a render came in between
+            return 0.0
+        start = self._clock.now()
+        self.holding = True
+        try:
+            while not self._wake.wait(self.POLL_S):
+                if self._stop.is_set():
+                    return None
+        finally:
+            self.holding = False
+        return self._clock.now() - start
 
     def _wait_until(self, due: float) -> bool:
         """Sleep until ``due`` on the clock; False when asked to stop."""
