@@ -378,7 +378,9 @@ class VideoBackground:
         self._error: BaseException | None = None
         self._hw: tuple[int, int] | None = None
         self._fresh = False
-        self._front = self._middle = self._back = None
+        self._front: np.ndarray | None = None
+        self._middle: np.ndarray | None = None
+        self._back: np.ndarray | None = None
 
     # -- caller side ---------------------------------------------------------
 
@@ -410,7 +412,7 @@ class VideoBackground:
             with self._lock:
                 self._front, self._middle = self._middle, self._front
                 self._fresh = False
-        return self._front
+        return self._front  # type: ignore[return-value]  # prepare() made all three
 
     def close(self) -> None:
         self._stop_thread()
@@ -477,12 +479,13 @@ class VideoBackground:
                         if t0 is None:
                             t0 = clock.now()
                         # due at its own time (a GIF's frames keep their delays), or at the rate
-                        if frame.pts is not None and (origin is not None or k == 0):
+                        tb = frame.time_base
+                        if frame.pts is not None and tb is not None and (origin is not None or k == 0):
                             origin = frame.pts if origin is None else origin
-                            at = float((frame.pts - origin) * frame.time_base)
+                            at = float((frame.pts - origin) * tb)
                         else:
                             at = k / self.fps
-                        step = float(frame.duration * frame.time_base) if frame.duration else 1 / self.fps
+                        step = float(frame.duration * tb) if frame.duration and tb is not None else 1 / self.fps
                         due = t0 + loops + at
                         if got and self._skip_unseen and self._unrendered():
                             held = self._hold()
