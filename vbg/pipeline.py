@@ -418,7 +418,9 @@ class LivePipeline:
         self.controller = Controller(self.control, Library(self.cfg.control.backgrounds_dir),
                                      status=self.control_status, latest=latest,
                                      load_model=None if self._segmenter is not None else self._load_model,
-                                     models=tuple(MODELS), model=self.cfg.model.model, background_label=label)
+                                     models=tuple(MODELS), model=self.cfg.model.model, background_label=label,
+                                     clock=self.clock)
+        stack.callback(self.controller.close)  # a video background it started: after the server and render thread
         controller, m = self.controller, self.cfg.model
 
         def note_models() -> None:  # the menu marks a model a switch would first download

@@ -454,6 +454,59 @@ def test_blur_and_pictures_from_the_folder_and_uploads(live, tmp_path):
     assert status == 400 and "not an image" in body["error"]
 
 
+def _colour_clip(path: Path, colours, fps: int = 10) -> Path:
+    """A small H.264 clip of solid colours, ``fps`` frames of each, made here with PyAV."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"qp": "0"}
+        for i in range(fps * len(colours)):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), colours[i // fps], np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _is_near(img, rgb, tol: int = 16) -> bool:
+    return bool((np.abs(_corner(img).astype(int) - rgb) <= tol).all())
+
+
+def test_a_video_in_the_folder_plays_behind_the_person_and_stops_when_replaced(live):
+    """A video the user put in the backgrounds folder is listed (with its first frame as the
+    thumbnail), and picked in the page it plays behind the person in a loop, as --background
+    clip.mp4 does; picking something else stops its thread. A link to a video is neither listed
+    nor played. Only pictures were listed: a video there was ignored."""
+    red, green = (220, 30, 30), (30, 220, 30)
+    _colour_clip(live.folder / "loop.mp4", [red, green])
+    secret = _colour_clip(live.outside.parent / "private.mp4", [(5, 5, 5)])
+    os.symlink(secret, live.folder / "linked.mp4")
+    try:
+        items = {i["id"]: i for i in live.api("GET", "/api/backgrounds")[1]["items"]}
+        assert items["folder:loop.mp4"]["video"] is True and items["folder:mine.png"]["video"] is False
+        assert "folder:linked.mp4" not in items
+        status, data, resp = live.request("GET", items["folder:loop.mp4"]["thumb"])
+        thumb = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        assert status == 200 and thumb.shape[1] == 160 and _is_near(thumb, red)
+        status, body = live.api("POST", "/api/background", {"id": "folder:loop.mp4"})
+        assert status == 200 and body["background"]["label"] == "loop"
+        for colour, what in ((red, "the clip's red"), (green, "then its green"), (red, "and round to red again")):
+            wait_until(lambda: any(_is_near(img, colour) for _, _, img in list(live.sink.recent)[-3:]), what)
+        assert any(t.name == "vbg-bg-video" for t in threading.enumerate())
+        for bid in ("folder:linked.mp4", "folder:../private.mp4"):
+            status, body = live.api("POST", "/api/background", {"id": bid})
+            assert status in (400, 404) and body["error"] and live.pipe.controller.background["label"] == "loop"
+        assert live.api("POST", "/api/background", {"color": "#0000ff"})[0] == 200
+        live.later(lambda s, img: (_corner(img) == (0, 0, 255)).all(), "blue corners")
+        wait_until(lambda: not any(t.name == "vbg-bg-video" for t in threading.enumerate()),
+                   "the video background's thread to end once replaced")
+    finally:
+        for name in ("loop.mp4", "linked.mp4"):
+            (live.folder / name).unlink(missing_ok=True)
+
+
 def test_status_and_preview(live):
     status, s = live.api("GET", "/api/status")
     assert status == 200

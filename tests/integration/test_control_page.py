@@ -26,6 +26,7 @@ pytestmark = pytest.mark.skipif(isinstance(FOUND, str), reason=str(FOUND))
 
 HANG_S = 90.0  # bounds a hang only: nothing here is a measurement
 RED, BLUE = (255, 0, 0), (0, 0, 255)
+MAGENTA, YELLOW = (220, 40, 220), (230, 220, 40)
 
 
 class Filter:
@@ -86,6 +87,9 @@ def live(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("control_page")
     clip = write_clip(tmp / "person.mp4", [f for f, _ in person_clip_frames(40, (180, 320))], fps=30)
     (tmp / "backgrounds").mkdir()
+    # a video the user put in the folder: half a second of magenta, half a second of yellow, looped
+    write_clip(tmp / "backgrounds" / "disco.mp4",
+               [np.full((48, 64, 3), MAGENTA if i < 5 else YELLOW, np.uint8) for i in range(10)], fps=10)
     cfg = apply(LiveConfig(), {
         "source": {"source": str(clip), "loop": True},
         "model": {"model": "selfie"},
@@ -145,7 +149,7 @@ def test_preview_shows_what_the_camera_sends(page):
 def test_backgrounds_are_listed_with_thumbnails(page):
     labels = page.wait_for("return [...document.querySelectorAll('#thumbs .thumb')].map(b => b.textContent)",
                            timeout=HANG_S)
-    assert {"beach", "office", "studio", "living-room"} <= set(labels)
+    assert {"beach", "office", "studio", "living-room", "disco"} <= set(labels)
     loaded = page.wait_for(
         "const im = [...document.querySelectorAll('#thumbs img')];"
         "return im.length && im.every(i => i.complete && i.naturalWidth > 0) && im.length", timeout=HANG_S)
@@ -195,6 +199,18 @@ def test_thumbnail_click_and_file_upload_reach_the_camera(page, live, tmp_path):
     assert np.abs(_corners(studio) - (30, 200, 40)).max() > 40
     page.wait_for("return [...document.querySelectorAll('#thumbs .thumb.selected')]"
                   ".some(b => b.textContent.includes('my green wall'))", timeout=HANG_S)
+
+
+def test_a_video_in_the_backgrounds_folder_plays_when_its_thumbnail_is_clicked(page, live):
+    """The folder's video is marked as one in the list (its first frame as the thumbnail, the
+    browser loads it with the others), and a click on it makes the camera show it moving."""
+    assert page.execute("return document.querySelector(\".thumb[data-id='folder:disco.mp4']\").classList"
+                        ".contains('video')")
+    sent = live.sent()
+    page.click("#thumbs .thumb[data-id='folder:disco.mp4']")
+    live.frame_after(sent, _is(MAGENTA), "the video's magenta")
+    live.frame_after(live.sent(), _is(YELLOW), "then its yellow")
+    live.frame_after(live.sent(), _is(MAGENTA), "and round to magenta again")
 
 
 def test_plots_fill_with_the_status_figures(page):

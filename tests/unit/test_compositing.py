@@ -563,6 +563,23 @@ def test_a_video_background_nobody_renders_waits_and_goes_on_from_where_it_stood
     assert not any(t.name == "vbg-bg-video" for t in threading.enumerate())
 
 
+def test_a_video_from_a_shared_folder_is_never_played_through_a_link(clip, tmp_path):
+    """A video background from a folder others may write to (the control page's backgrounds
+    folder, ``own_file``): a link put in place of the file, whatever it points to, is refused
+    with one line, never followed; the same file as it is plays."""
+    import os
+
+    link = tmp_path / "swapped.mp4"
+    os.symlink(clip, link)
+    with pytest.raises(InputError, match="swapped.mp4 cannot be opened .*not a link"):
+        VideoBackground(link, own_file=True)
+    with VideoBackground(clip, own_file=True) as bg:
+        bg.prepare((24, 40))
+        wait_for_level(bg, LEVELS[0], (24, 40))
+    with VideoBackground(link) as bg:  # a path the user gave on the command line: theirs to link
+        assert bg.fps == 10
+
+
 GIF_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
 GIF_TIMES_CS = [0, 10, 20, 120]  # a second's pause on the blue frame; the last one shown 10 ms (as read back)
 

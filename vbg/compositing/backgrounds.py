@@ -17,8 +17,11 @@ The contract every background keeps (the :class:`Background` protocol):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import stat
 import threading
 from collections.abc import Callable
 from fractions import Fraction
@@ -288,6 +291,25 @@ def _check_file(path: Path) -> None:
         raise InputError(f"background video {path} does not exist: check the path")
 
 
+def open_own(path: Path):
+    """``path`` opened for reading as a binary file, refusing a link (whatever it points to) and
+    anything but a regular file (``InputError``): for a folder others may write to, where a
+    file listed a moment ago may have been swapped for a link to one of the user's own."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise InputError(f"{path.name} cannot be opened ({e.strerror or e}): a regular file, not a link, "
+                         "directly in the folder") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{path.name} is not a regular file: put the file itself in the folder")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _import_av():
     try:
         import av
@@ -329,6 +351,10 @@ class VideoBackground:
     clip goes on from where it stood. ``skip_unseen=False`` converts every
     frame, rendered or not (the benchmark's baseline).
 
+    ``own_file``: the file is in a folder others may write to (the control page's
+    backgrounds folder): each opening refuses a link or anything but a regular
+    file, so one swapped in after the folder was listed is never played.
+
     With an injected clock, real time only bounds how often the waiting thread
     looks at the clock again (``POLL_S``).
     """
@@ -339,14 +365,16 @@ class VideoBackground:
     MARGIN = 1.2  # skip a frame only when the next render comes this many frame times after it is due
     STEADY = 3  # ... and the last this many renders came at a steady rate
 
-    def __init__(self, path: str | Path, clock: Clock | None = None, *, skip_unseen: bool = True) -> None:
+    def __init__(self, path: str | Path, clock: Clock | None = None, *, skip_unseen: bool = True,
+                 own_file: bool = False) -> None:
         self.path = Path(path)
         self._clock = clock or MonotonicClock()
         self._skip_unseen = skip_unseen
+        self._own_file = own_file
         av = _import_av()
         _check_file(self.path)
         try:
-            with open_read(self.path) as container:
+            with self._opened() as container:
                 stream = picture_stream(container)
                 if stream is None:
                     raise InputError(f"{self.path} has no video stream: pass a video file (mp4, mkv, webm, ...)")
@@ -381,6 +409,16 @@ class VideoBackground:
         self._front: np.ndarray | None = None
         self._middle: np.ndarray | None = None
         self._back: np.ndarray | None = None
+
+    @contextlib.contextmanager
+    def _opened(self):
+        """The file opened for decoding (see ``own_file``)."""
+        if not self._own_file:
+            with open_read(self.path) as container:
+                yield container
+            return
+        with open_own(self.path) as f, open_read(f) as container:
+            yield container
 
     # -- caller side ---------------------------------------------------------
 
@@ -470,7 +508,7 @@ class VideoBackground:
             while not stop.is_set():
                 got = False
                 origin, at, step = None, 0.0, 1 / self.fps
-                with open_read(self.path) as container:
+                with self._opened() as container:
                     stream = picture_stream(container)
                     sar = pixel_aspect(stream)
                     for k, frame in enumerate(whole_frames(container.decode(stream), stream.time_base)):

@@ -1,8 +1,9 @@
 """The backgrounds a control request may name, and nothing else.
 
 - ``bundled:NAME``: a picture that ships with vbg (``vbg backgrounds``), NAME its file name;
-- ``folder:NAME``: a picture directly in the user's backgrounds folder (a regular file, not a
-  link, not hidden, an image suffix), NAME as that folder's listing has it;
+- ``folder:NAME``: a picture or a video directly in the user's backgrounds folder (a regular
+  file, not a link, not hidden, an image or video suffix), NAME as that folder's listing has
+  it; a video plays in a loop at its own rate, as ``--background clip.mp4`` does;
 - ``upload:N``: a picture the page (or ``vbg ctl background FILE``) sent, decoded and kept
   in memory for this run;
 - ``recent:N``: the N-th most recently used of those (0 = the newest).
@@ -24,11 +25,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..compositing.backgrounds import VIDEO_SUFFIXES, open_own
 from ..compositing.bundled import IMAGE_SUFFIXES, bundled_backgrounds
-from ..errors import ControlError, VbgError
+from ..errors import ControlError, InputError, VbgError
 from ..images import decode_srgb, read_srgb
 
-FOLDER_SUFFIXES = (*IMAGE_SUFFIXES, ".heic", ".heif", ".avif")  # a phone's photos too (vbg.heif)
+PICTURE_SUFFIXES = (*IMAGE_SUFFIXES, ".heic", ".heif", ".avif")  # a phone's photos too (vbg.heif)
+FOLDER_SUFFIXES = (*PICTURE_SUFFIXES, *VIDEO_SUFFIXES)  # an animated GIF plays as the video it is
 
 THUMB_WIDTH = 160
 UPLOADS_KEPT = 16
@@ -86,18 +89,18 @@ class Library:
 
     def items(self) -> list[dict]:
         out = [self._item(f"bundled:{n}", _label(n), "bundled") for n in bundled_backgrounds()]
-        out += [self._item(f"folder:{n}", _label(n), "folder") for n in self._folder_names()]
+        out += [self._item(f"folder:{n}", _label(n), "folder", is_video(n)) for n in self._folder_names()]
         with self._lock:
             uploads = [(k, v[0]) for k, v in self._uploads.items()]
             recent = list(self._recent)
         out += [self._item(f"upload:{k}", label, "upload") for k, label in uploads]
         for i, rid in enumerate(recent):
-            out.append(self._item(f"recent:{i}", self.label(rid), "recent"))
+            out.append(self._item(f"recent:{i}", self.label(rid), "recent", rid.startswith("folder:") and is_video(rid)))
         return out
 
     @staticmethod
-    def _item(bid: str, label: str, kind: str) -> dict:
-        return {"id": bid, "label": label, "kind": kind, "thumb": f"/api/thumb/{bid}"}
+    def _item(bid: str, label: str, kind: str, video: bool = False) -> dict:
+        return {"id": bid, "label": label, "kind": kind, "thumb": f"/api/thumb/{bid}", "video": video}
 
     # ------------------------------------------------------------------ lookup
     def resolve(self, bid) -> str:
@@ -124,8 +127,28 @@ class Library:
             return got[0] if got else bid
         return _label(name)
 
+    def video(self, bid) -> tuple[str, str, Path] | None:
+        """(resolved id, label, path) when ``bid`` names a video in the user's folder (open it with
+        ``open_own``: a link swapped in since is refused); None for a picture; NotFound when the
+        folder's listing has no such file."""
+        bid = self.resolve(bid)
+        kind, _, name = bid.partition(":")
+        if kind != "folder" or not is_video(name):
+            return None
+        if name not in self._folder_names():
+            raise NotFound(f"background {bid!r}: no such video in {self.folder}: put it there")
+        return bid, _label(name), self.folder / name
+
     def picture(self, bid) -> tuple[str, str, np.ndarray]:
-        """(resolved id, label, RGB image) of an allowed background; NotFound / BadRequest otherwise."""
+        """(resolved id, label, RGB image) of an allowed background (a video's first frame);
+        NotFound / BadRequest otherwise."""
+        video = self.video(bid)
+        if video is not None:
+            bid, label, clip = video
+            try:
+                return bid, label, first_frame(clip)
+            except VbgError as e:
+                raise BadRequest(f"background {bid!r}: {e}") from None
         bid = self.resolve(bid)
         kind, _, name = bid.partition(":")
         if kind == "upload":
@@ -184,6 +207,37 @@ class Library:
             while len(self._thumbs) > 64:
                 self._thumbs.popitem(last=False)
         return jpeg
+
+
+def is_video(name: str) -> bool:
+    return Path(name).suffix.lower() in VIDEO_SUFFIXES
+
+
+def first_frame(path: Path) -> np.ndarray:
+    """The first frame of the video at ``path`` in the user's folder, upright RGB as it plays
+    (``open_own``: a link or a special file is refused); ``InputError`` when there is none."""
+    import av
+
+    from ..compositing.backgrounds import fitted_frame
+    from ..media.info import frame_rotation, pixel_aspect, quarter_turns, square_size
+    from ..media.open import open_read, picture_stream
+    from ..media.tonemap import SdrFrames
+
+    try:
+        with open_own(path) as f, open_read(f) as container:
+            stream = picture_stream(container)
+            frame = next(container.decode(stream), None) if stream is not None else None
+            if frame is None:
+                raise InputError(f"{path.name} has no video frames: pass another video")
+            sar = pixel_aspect(stream)
+            rotation = frame_rotation(frame, stream)
+            w, h = square_size(frame.width, frame.height, sar)
+            hw = (w, h) if quarter_turns(rotation) % 2 else (h, w)
+            rgb = np.empty((*hw, 3), np.uint8)
+            fitted_frame(SdrFrames(), frame, sar, rotation, hw, rgb)
+            return rgb
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise InputError(f"{path.name} cannot be read as a video ({getattr(e, 'strerror', None) or e})") from e
 
 
 def _read_own(path: Path) -> np.ndarray:

@@ -203,6 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif method == "POST":
             if path == "/api/upload":
                 ctype = self.headers.get("Content-Type", "")
+                if ctype.startswith("video/"):  # kept in memory, an upload is a picture; a video plays from the folder
+                    raise _Refused(415, f"a video is not uploaded: put it in the backgrounds folder, "
+                                        f"{ctl.library.folder}, and pick it from the list")
                 if not ctype.startswith("image/") and ctype != "application/octet-stream":
                     raise _Refused(415, f"Content-Type {ctype!r}: upload an image file (image/jpeg, image/png...)")
                 data = self._body(MAX_UPLOAD)

@@ -20,13 +20,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..clock import Clock
 from ..errors import ControlError, VbgError, one_line
 from ..ranges import BLUR
 from ..sinks.preview import View
 from .library import BadRequest, Library, encode_jpeg
+
+if TYPE_CHECKING:
+    from ..compositing import Background, VideoBackground
 
 PREVIEW_WIDTH = 320
 BLUR_LIGHTEST = BLUR.lo
@@ -128,8 +133,11 @@ class Controller:
 
     def __init__(self, state: ControlState, library: Library, *, status: Callable[[], dict],
                  latest: Callable[[], np.ndarray | None], load_model: Callable[[str], ModelSwap] | None = None,
-                 models: tuple[str, ...] = (), model: str = "", background_label: str = "configured") -> None:
+                 models: tuple[str, ...] = (), model: str = "", background_label: str = "configured",
+                 clock: Clock | None = None) -> None:
         self.state, self.library = state, library
+        self._clock = clock  # a video background's (real time when None)
+        self._playing: VideoBackground | None = None  # the video background a request started: closed when replaced
         self._status, self._latest, self._load_model = status, latest, load_model
         self.models = tuple(models)
         self.model = model
@@ -181,12 +189,13 @@ class Controller:
         return {"ok": True, "mirror": self.state.view.mirror}
 
     def set_background(self, body: dict) -> dict:
-        from ..compositing import BlurBackground, ColorBackground, PictureBackground
+        from ..compositing import BlurBackground, ColorBackground, PictureBackground, VideoBackground
 
         keys = [k for k in ("id", "color", "blur") if k in body]
         if len(keys) != 1:
             raise BadRequest('give exactly one of "id", "color" or "blur", e.g. {"color": "green"}')
         key, value = keys[0], body[keys[0]]
+        bg: Background
         try:
             if key == "color":
                 if not isinstance(value, str):
@@ -198,6 +207,9 @@ class Controller:
                 # 0 .. 0.1 is the lightest blur (a slider's 0 end); else the strength as --blur takes it
                 strength = BLUR_LIGHTEST if 0 <= value < BLUR_LIGHTEST else float(value)
                 bg, info = BlurBackground(strength), {"id": f"blur:{strength:g}", "label": f"blur {strength:g}"}
+            elif (video := self.library.video(value)) is not None:
+                bid, label, path = video
+                bg, info = VideoBackground(path, clock=self._clock, own_file=True), {"id": bid, "label": label}
             else:
                 bid, label, image = self.library.picture(value)
                 bg, info = PictureBackground(image), {"id": bid, "label": label}
@@ -210,7 +222,17 @@ class Controller:
             self.library.used(info["id"])
         with self._lock:
             self.background = info
+            replaced, self._playing = self._playing, bg if isinstance(bg, VideoBackground) else None
+        if replaced is not None:  # its thread and file: a render still under way keeps its last frame
+            replaced.close()
         return {"ok": True, "background": dict(info)}
+
+    def close(self) -> None:
+        """The video background a request started, if any (after the render thread is joined)."""
+        with self._lock:
+            playing, self._playing = self._playing, None
+        if playing is not None:
+            playing.close()
 
     def upload(self, data: bytes, name: str = "upload") -> dict:
         try:

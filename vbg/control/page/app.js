@@ -344,7 +344,8 @@
     b.className = "thumb";
     b.dataset.id = item.id;
     b.dataset.kind = item.kind || "";
-    b.title = `${item.label} (${item.kind})`;
+    b.title = `${item.label} (${item.kind}${item.video ? ", a video: it plays in a loop" : ""})`;
+    if (item.video) b.classList.add("video");
     b.setAttribute("role", "listitem");
     const img = document.createElement("img");
     img.alt = "";
