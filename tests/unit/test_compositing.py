@@ -397,23 +397,27 @@ def test_parse_color_on_any_text_gives_a_triple_or_a_config_error(text):
 LEVELS = [20 + 20 * i for i in range(10)]  # frame i is a solid grey of LEVELS[i]
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    """10 solid grey frames, 64x48, 10 fps, made here with PyAV."""
+def _grey_clip(path, fps: int, levels: list[int]):
+    """Solid grey frames of ``levels``, 64x48, at ``fps``, lossless, made here with PyAV."""
     import av
 
-    path = tmp_path_factory.mktemp("video") / "greys.mp4"
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=10)
+        stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         stream.options = {"qp": "0"}
-        stream.codec_context.time_base = Fraction(1, 10)
-        for i, v in enumerate(LEVELS):
+        stream.codec_context.time_base = Fraction(1, fps)
+        for i, v in enumerate(levels):
             frame = av.VideoFrame.from_ndarray(solid(48, 64, (v, v, v)), format="rgb24")
             frame.pts = i
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """10 solid grey frames, 64x48, 10 fps, made here with PyAV."""
+    return _grey_clip(tmp_path_factory.mktemp("video") / "greys.mp4", 10, LEVELS)
 
 
 class GatedClock(FakeClock):
@@ -462,23 +466,6 @@ def test_video_background_plays_at_its_rate_loops_and_closes(clip):
         bg.close()
     bg.close()
     assert not any(t.name == "vbg-bg-video" for t in threading.enumerate())
-
-
-def _grey_clip(path, fps: int, levels: list[int]):
-    """Solid grey frames of ``levels``, 64x48, at ``fps``, lossless, made here with PyAV."""
-    import av
-
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.options = {"qp": "0"}
-        stream.codec_context.time_base = Fraction(1, fps)
-        for i, v in enumerate(levels):
-            frame = av.VideoFrame.from_ndarray(solid(48, 64, (v, v, v)), format="rgb24")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
 
 
 @pytest.mark.parametrize("render_fps", [30, 60])

@@ -242,24 +242,17 @@ def first_frame(path: Path) -> np.ndarray:
 
 def _read_own(path: Path) -> np.ndarray:
     """A picture of the user's folder: opened without following a link (one put there after the
-    listing is refused too) and only when it is a regular file."""
+    listing is refused too) and only when it is a regular file (``open_own``)."""
     from ..images import MAX_FILE_BYTES
 
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError as e:
-        raise NotFound(f"background {path.name} cannot be opened ({e.strerror or e}): a regular file, not a link, "
-                       "directly in the backgrounds folder") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotFound(f"background {path.name} is not a regular file")
-        if st.st_size > MAX_FILE_BYTES:
+        f = open_own(path)
+    except InputError as e:
+        raise NotFound(f"background {e}") from None
+    with f:
+        if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
             raise BadRequest(f"background {path.name} is too large for a picture: scale it down")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read()
-    finally:
-        os.close(fd)
+        data = f.read()
     return decode_srgb(np.frombuffer(data, np.uint8), path)
 
 
