@@ -474,16 +474,21 @@ def _is_near(img, rgb, tol: int = 16) -> bool:
     return bool((np.abs(_corner(img).astype(int) - rgb) <= tol).all())
 
 
-def test_a_video_in_the_folder_plays_behind_the_person_and_stops_when_replaced(live):
+def test_a_video_in_the_folder_plays_behind_the_person_and_stops_when_replaced(live, monkeypatch):
     """A video the user put in the backgrounds folder is listed (with its first frame as the
     thumbnail), and picked in the page it plays behind the person in a loop, as --background
     clip.mp4 does; picking something else stops its thread. A link to a video is neither listed
-    nor played. Only pictures were listed: a video there was ignored."""
+    nor played, nor is a list of files to play named like a video (FFmpeg's "ffconcat", whose
+    names it looks up from the working folder). Only pictures were listed: a video there was ignored."""
     red, green = (220, 30, 30), (30, 220, 30)
     _colour_clip(live.folder / "loop.mp4", [red, green])
     secret = _colour_clip(live.outside.parent / "private.mp4", [(5, 5, 5)])
     os.symlink(secret, live.folder / "linked.mp4")
+    (live.folder / "playlist.mp4").write_text(f"ffconcat version 1.0\nfile {secret.name}\n")
+    monkeypatch.chdir(secret.parent)  # where the user started vbg: the private video's folder
     try:
+        status, data, _ = live.request("GET", "/api/thumb/folder:playlist.mp4")
+        assert status == 400 and data[:2] != b"\xff\xd8"  # no JPEG of the private video
         items = {i["id"]: i for i in live.api("GET", "/api/backgrounds")[1]["items"]}
         assert items["folder:loop.mp4"]["video"] is True and items["folder:mine.png"]["video"] is False
         assert "folder:linked.mp4" not in items
@@ -495,7 +500,7 @@ def test_a_video_in_the_folder_plays_behind_the_person_and_stops_when_replaced(l
         for colour, what in ((red, "the clip's red"), (green, "then its green"), (red, "and round to red again")):
             wait_until(lambda: any(_is_near(img, colour) for _, _, img in list(live.sink.recent)[-3:]), what)
         assert any(t.name == "vbg-bg-video" for t in threading.enumerate())
-        for bid in ("folder:linked.mp4", "folder:../private.mp4"):
+        for bid in ("folder:linked.mp4", "folder:../private.mp4", "folder:playlist.mp4"):
             status, body = live.api("POST", "/api/background", {"id": bid})
             assert status in (400, 404) and body["error"] and live.pipe.controller.background["label"] == "loop"
         assert live.api("POST", "/api/background", {"color": "#0000ff"})[0] == 200
@@ -503,7 +508,7 @@ def test_a_video_in_the_folder_plays_behind_the_person_and_stops_when_replaced(l
         wait_until(lambda: not any(t.name == "vbg-bg-video" for t in threading.enumerate()),
                    "the video background's thread to end once replaced")
     finally:
-        for name in ("loop.mp4", "linked.mp4"):
+        for name in ("loop.mp4", "linked.mp4", "playlist.mp4"):
             (live.folder / name).unlink(missing_ok=True)
 
 

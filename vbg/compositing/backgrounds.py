@@ -310,6 +310,25 @@ def open_own(path: Path):
         raise
 
 
+# The demuxer a shared folder's video is read with, from its name, never guessed from its bytes:
+# FFmpeg takes a text file that starts "ffconcat version 1.0" for a list of files to play, and
+# opened from a file object its names are looked up from the working folder (one of the user's).
+OWN_DEMUXERS = {".mp4": "mov", ".m4v": "mov", ".mov": "mov", ".mkv": "matroska", ".webm": "matroska",
+                ".avi": "avi", ".gif": "gif"}
+
+
+@contextlib.contextmanager
+def open_own_video(path: Path):
+    """The video at ``path`` in a folder others may write to, opened for decoding: ``open_own``
+    (no link, a regular file), read as its suffix says (``OWN_DEMUXERS``): a file whose bytes are
+    another kind, a playlist say, does not open."""
+    demuxer = OWN_DEMUXERS.get(path.suffix.lower())
+    if demuxer is None:
+        raise InputError(f"{path.name}: not a video kind vbg plays from a folder ({', '.join(OWN_DEMUXERS)})")
+    with open_own(path) as f, open_read(f, format=demuxer) as container:
+        yield container
+
+
 def _import_av():
     try:
         import av
@@ -417,7 +436,7 @@ class VideoBackground:
             with open_read(self.path) as container:
                 yield container
             return
-        with open_own(self.path) as f, open_read(f) as container:
+        with open_own_video(self.path) as container:
             yield container
 
     # -- caller side ---------------------------------------------------------

@@ -25,13 +25,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..compositing.backgrounds import VIDEO_SUFFIXES, open_own
+from ..compositing.backgrounds import OWN_DEMUXERS, open_own, open_own_video
 from ..compositing.bundled import IMAGE_SUFFIXES, bundled_backgrounds
 from ..errors import ControlError, InputError, VbgError
 from ..images import decode_srgb, read_srgb
 
 PICTURE_SUFFIXES = (*IMAGE_SUFFIXES, ".heic", ".heif", ".avif")  # a phone's photos too (vbg.heif)
-FOLDER_SUFFIXES = (*PICTURE_SUFFIXES, *VIDEO_SUFFIXES)  # an animated GIF plays as the video it is
+FOLDER_SUFFIXES = (*PICTURE_SUFFIXES, *OWN_DEMUXERS)  # an animated GIF plays as the video it is
 
 THUMB_WIDTH = 160
 UPLOADS_KEPT = 16
@@ -210,7 +210,7 @@ class Library:
 
 
 def is_video(name: str) -> bool:
-    return Path(name).suffix.lower() in VIDEO_SUFFIXES
+    return Path(name).suffix.lower() in OWN_DEMUXERS
 
 
 def first_frame(path: Path) -> np.ndarray:
@@ -220,11 +220,11 @@ def first_frame(path: Path) -> np.ndarray:
 
     from ..compositing.backgrounds import fitted_frame
     from ..media.info import frame_rotation, pixel_aspect, quarter_turns, square_size
-    from ..media.open import open_read, picture_stream
+    from ..media.open import picture_stream
     from ..media.tonemap import SdrFrames
 
     try:
-        with open_own(path) as f, open_read(f) as container:
+        with open_own_video(path) as container:
             stream = picture_stream(container)
             frame = next(container.decode(stream), None) if stream is not None else None
             if frame is None:
@@ -236,6 +236,8 @@ def first_frame(path: Path) -> np.ndarray:
             rgb = np.empty((*hw, 3), np.uint8)
             fitted_frame(SdrFrames(), frame, sar, rotation, hw, rgb)
             return rgb
+    except InputError:
+        raise
     except (av.FFmpegError, OSError, ValueError) as e:
         raise InputError(f"{path.name} cannot be read as a video ({getattr(e, 'strerror', None) or e})") from e
 
