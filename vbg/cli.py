@@ -949,9 +949,26 @@ SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor"
 
 
 def _background_id(client, what: str) -> str:
-    """``vbg ctl background WHAT``'s id: a file of the user's uploaded, else a bundled or
-    backgrounds-folder picture by file name or stem (any case)."""
+    """``vbg ctl background WHAT``'s id: a picture file of the user's uploaded, a video file in
+    the filter's backgrounds folder by its id (one elsewhere: how to put it there), else a bundled
+    or backgrounds-folder background by file name or stem (any case)."""
+    from .media.sequence import VIDEO_FILES
+
     path = Path(os.path.expanduser(what))
+    if path.is_file() and path.suffix.lower() in VIDEO_FILES:
+        # a video plays from the filter's backgrounds folder (an upload is a picture kept in memory)
+        from .compositing.backgrounds import OWN_DEMUXERS
+        from .errors import InputError
+
+        if path.suffix.lower() not in OWN_DEMUXERS:
+            raise InputError(f"{what} is a {path.suffix.lstrip('.').upper()} video: the filter plays "
+                             f"{', '.join(s.lstrip('.') for s in OWN_DEMUXERS)} backgrounds: convert it to mp4 first")
+        folder = Path(client.request("GET", "/api/backgrounds")["folder"])
+        if path.resolve().parent == folder.resolve():
+            return f"folder:{path.name}"
+        raise InputError(f"{what} is a video: the filter plays videos from its backgrounds folder; copy it "
+                         f"there and name it: cp {shlex.quote(what)} {shlex.quote(str(folder))}/ && "
+                         f"vbg ctl background {shlex.quote(path.stem)}")
     if path.is_file():
         return client.upload_file(path)
     if os.sep in what or (os.altsep and os.altsep in what):

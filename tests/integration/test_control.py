@@ -633,6 +633,25 @@ def test_vbg_ctl_end_to_end(live, capsys, tmp_path, vbg_logging):
     assert cli.main(["ctl", "blur", "9"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("vbg: error: ") and "0.1" in err
+    # A video file: played from the backgrounds folder, where it must be (an upload is a picture)
+    clip = _colour_clip(tmp_path / "waves.mp4", [(200, 120, 20)])
+    assert cli.main(["ctl", "background", str(clip)]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"copy it there and name it: cp {clip} {live.folder}/ && vbg ctl background waves" in err
+    broadcast = tmp_path / "match.ts"
+    broadcast.write_bytes(b"G" + bytes(187))  # one MPEG-TS packet: the suffix is what is told
+    assert cli.main(["ctl", "background", str(broadcast)]) != 0
+    assert "is a TS video: the filter plays mp4, m4v, mov, mkv, webm, avi, gif backgrounds: convert it to mp4" \
+        in capsys.readouterr().err
+    shutil.copy(clip, live.folder / "waves.mp4")
+    try:
+        for what in (str(live.folder / "waves.mp4"), "waves"):  # its path in the folder, or its name
+            assert cli.main(["ctl", "color", "#00ff00"]) == 0
+            assert cli.main(["ctl", "background", what]) == 0
+            assert capsys.readouterr().out.strip().endswith("background waves")
+            live.later(lambda s, img: _is_near(img, (200, 120, 20)), "the folder's video")
+    finally:
+        (live.folder / "waves.mp4").unlink()
 
 
 def test_vbg_ctl_says_in_one_line_when_no_filter_runs(tmp_path, capsys, monkeypatch, vbg_logging):
