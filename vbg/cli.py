@@ -228,8 +228,8 @@ def _print_docs(kind: str) -> int:
 
 CTL_EPILOG = """\
 examples:
-  vbg ctl background beach        a bundled picture, or one in your backgrounds folder, by name
-  vbg ctl background ~/me/bg.jpg  a file of yours: read here and sent to the filter
+  vbg ctl background beach        a bundled picture, or a picture or video in your backgrounds folder, by name
+  vbg ctl background ~/me/bg.jpg  a picture of yours: read here and sent to the filter
   vbg ctl color green             vbg ctl color '#00b140'
   vbg ctl blur 0.7                blur the real background (strength 0.1-5)
   vbg ctl effect off              the camera as it is; effect on / toggle
