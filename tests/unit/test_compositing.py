@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lockstep import wait_until
 from vbg.clock import FakeClock
 from vbg.compositing import (
     BlurBackground,
@@ -491,10 +492,8 @@ def test_a_video_background_converts_only_the_frames_the_camera_shows(tmp_path, 
             t = k / render_fps + 0.5 / fps  # each render half a clip frame after one is due
             clock.advance(t - clock.now())
             due = int(t * fps)  # the clip's frames due so far, all passes counted, less one
-            deadline = time.monotonic() + 60  # guards against a hang only
-            while bg.frames_published + bg.frames_skipped < due + 1:
-                assert time.monotonic() < deadline, f"the frame due before {t:.3f} s never came"
-                time.sleep(0.002)
+            wait_until(lambda: bg.frames_published + bg.frames_skipped >= due + 1,
+                       f"the frame due before {t:.3f} s")
             m = round((float(bg.render(frame, alpha).mean()) - 20) / 7)
             assert m in ((due - 1) % n, due % n), f"at {t:.3f} s: frame {m} shown, frame {due % n} due"
             shown.append(m)
@@ -518,13 +517,6 @@ def test_a_video_background_nobody_renders_waits_and_goes_on_from_where_it_stood
     bg = VideoBackground(clip, clock=clock)
     bg.prepare(out_hw)
     frame, alpha = np.zeros((*out_hw, 3), np.uint8), np.zeros(out_hw, np.uint8)
-
-    def wait(condition, what):  # the deadline only guards against a hang
-        deadline = time.monotonic() + 60
-        while not condition():
-            assert time.monotonic() < deadline, what
-            time.sleep(0.005)
-
     try:
         clock.gate.set()
         wait_for_level(bg, LEVELS[0], out_hw)
@@ -532,7 +524,7 @@ def test_a_video_background_nobody_renders_waits_and_goes_on_from_where_it_stood
             clock.advance(i / 10 + 1e-6 - clock.now())
             wait_for_level(bg, LEVELS[i], out_hw)
         clock.advance(3.0 - clock.now())  # nothing rendered from 0.3 s on
-        wait(lambda: bg.holding, "the thread never stopped")
+        wait_until(lambda: bg.holding, "the thread to stop")
         stopped_at = bg.frames_published
         for _ in range(20):  # the clock runs on to 10 s: nothing decoded, nothing published
             clock.advance(0.35)
@@ -540,7 +532,7 @@ def test_a_video_background_nobody_renders_waits_and_goes_on_from_where_it_stood
         assert bg.holding and bg.frames_published == stopped_at
         shown = bg.render(frame, alpha)  # the newest frame it had made: the one after 0.3 s's
         assert abs(float(shown.mean()) - LEVELS[stopped_at - 1]) <= 4 and stopped_at - 1 in (3, 4)
-        wait(lambda: not bg.holding, "a render did not wake it")
+        wait_until(lambda: not bg.holding, "a render to wake it")
         clock.advance(0.1 + 1e-6)  # one frame's time after the render: the next frame, then on in turn
         wait_for_level(bg, LEVELS[stopped_at], out_hw)
         clock.advance(0.1)

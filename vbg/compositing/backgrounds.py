@@ -329,6 +329,57 @@ def open_own_video(path: Path):
         yield container
 
 
+@contextlib.contextmanager
+def _open_video(path: Path, own_file: bool):
+    """A background video opened for decoding: from a folder others may write to (``own_file``)
+    with ``open_own_video``, else as FFmpeg reads any file the user named."""
+    if own_file:
+        with open_own_video(path) as container:
+            yield container
+    else:
+        with open_read(path) as container:
+            yield container
+
+
+@contextlib.contextmanager
+def _first_frame(path: Path, own_file: bool = False):
+    """(picture stream, its first decoded frame) of the background video at ``path``, while it is
+    open; ``InputError`` in one line for a file with neither, or one FFmpeg cannot read."""
+    av = _import_av()
+    try:
+        with _open_video(path, own_file) as container:
+            stream = picture_stream(container)
+            if stream is None:
+                raise InputError(f"{path} has no video stream: pass a video file (mp4, mkv, webm, ...)")
+            first = next(container.decode(stream), None)
+            if first is None:
+                raise InputError(f"background video {path} has no decodable frames: pass another video file")
+            yield stream, first
+    except InputError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or e
+        raise InputError(f"cannot read background video {path} ({why}): pass a video file FFmpeg can decode") from e
+
+
+def _shown_hw(frame, sar, rotation: int) -> tuple[int, int]:
+    """(h, w) of ``frame`` as a player shows it: square pixels, turned upright."""
+    w, h = square_size(frame.width, frame.height, sar)
+    return (w, h) if quarter_turns(rotation) % 2 else (h, w)
+
+
+def first_picture(path: Path, *, own_file: bool = False) -> np.ndarray:
+    """The first frame of the background video at ``path`` as it plays: upright RGB in square
+    pixels, HDR as SDR (a thumbnail's picture); ``InputError`` as ``VideoBackground`` raises it."""
+    with _first_frame(path, own_file) as (stream, first):
+        sar = pixel_aspect(stream)
+        rotation = frame_rotation(first, stream)
+        hw = _shown_hw(first, sar, rotation)
+        rgb = np.empty((*hw, 3), np.uint8)
+        fitted_frame(SdrFrames(), first, sar, rotation, hw, rgb)
+        return rgb
+
+
 def _import_av():
     try:
         import av
@@ -380,7 +431,7 @@ class VideoBackground:
 
     POLL_S = 0.05
     MAX_LAG_S = 0.5
-    IDLE_S = 0.5  # no render for this long: the renderer's rate is not known
+    IDLE_S = 0.5  # no render for this long: the thread holds, and the renders' rate is measured afresh
     MARGIN = 1.2  # skip a frame only when the next render comes this many frame times after it is due
     STEADY = 3  # ... and the last this many renders came at a steady rate
 
@@ -390,27 +441,12 @@ class VideoBackground:
         self._clock = clock or MonotonicClock()
         self._skip_unseen = skip_unseen
         self._own_file = own_file
-        av = _import_av()
         _check_file(self.path)
-        try:
-            with self._opened() as container:
-                stream = picture_stream(container)
-                if stream is None:
-                    raise InputError(f"{self.path} has no video stream: pass a video file (mp4, mkv, webm, ...)")
-                rate = frame_rate(stream)
-                self.fps = float(rate) if rate and float(rate) > 0 else 30.0
-                first = next(container.decode(stream), None)
-        except InputError:
-            raise
-        except (av.FFmpegError, OSError, ValueError) as e:
-            why = getattr(e, "strerror", None) or e
-            raise InputError(f"cannot read background video {self.path} ({why}): "
-                             f"pass a video file FFmpeg can decode") from e
-        if first is None:
-            raise InputError(f"background video {self.path} has no decodable frames: pass another video file")
-        w, h = square_size(first.width, first.height, pixel_aspect(stream))
-        self.rotation = frame_rotation(first, stream)  # degrees counter-clockwise, as the video readers take it
-        self.source_hw = (w, h) if quarter_turns(self.rotation) % 2 else (h, w)
+        with _first_frame(self.path, own_file) as (stream, first):
+            rate = frame_rate(stream)
+            self.fps = float(rate) if rate and float(rate) > 0 else 30.0
+            self.rotation = frame_rotation(first, stream)  # degrees counter-clockwise, as the video readers take it
+            self.source_hw = _shown_hw(first, pixel_aspect(stream), self.rotation)
         self.frames_published = 0  # frames that became visible (counter for stats and tests)
         self.frames_skipped = 0  # frames decoded but not converted: no render would have shown them
         self._rendered_at: float | None = None  # the clock at the last render
@@ -428,16 +464,6 @@ class VideoBackground:
         self._front: np.ndarray | None = None
         self._middle: np.ndarray | None = None
         self._back: np.ndarray | None = None
-
-    @contextlib.contextmanager
-    def _opened(self):
-        """The file opened for decoding (see ``own_file``)."""
-        if not self._own_file:
-            with open_read(self.path) as container:
-                yield container
-            return
-        with open_own_video(self.path) as container:
-            yield container
 
     # -- caller side ---------------------------------------------------------
 
@@ -497,10 +523,10 @@ class VideoBackground:
 
     def _unseen(self, due: float, step: float) -> bool:
         """Whether the frame due at ``due`` and on screen for ``step`` seconds would be replaced
-        before any render shows it, on the renders' steady rate (see the class's note)."""
+        before any render shows it, on the renders' steady rate (see the class's note). Renders that
+        stopped are the hold's: the thread holds (``_hold``) before it asks this."""
         last, period = self._rendered_at, self._render_period
-        if (not self._skip_unseen or last is None or self._steady < self.STEADY or period <= 0.0
-                or self._clock.now() - last > self.IDLE_S):
+        if not self._skip_unseen or last is None or self._steady < self.STEADY or period <= 0.0:
             return False
         ahead = max(0.0, due - last)
         next_render = last + math.ceil(ahead / period) * period  # the first render at or after ``due``
@@ -527,7 +553,7 @@ class VideoBackground:
             while not stop.is_set():
                 got = False
                 origin, at, step = None, 0.0, 1 / self.fps
-                with self._opened() as container:
+                with _open_video(self.path, self._own_file) as container:
                     stream = picture_stream(container)
                     sar = pixel_aspect(stream)
                     for k, frame in enumerate(whole_frames(container.decode(stream), stream.time_base)):

@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..compositing.backgrounds import OWN_DEMUXERS, open_own, open_own_video
+from ..compositing.backgrounds import OWN_DEMUXERS, first_picture, open_own
 from ..compositing.bundled import IMAGE_SUFFIXES, bundled_backgrounds
 from ..errors import ControlError, InputError, VbgError
 from ..images import decode_srgb, read_srgb
@@ -146,7 +146,7 @@ class Library:
         if video is not None:
             bid, label, clip = video
             try:
-                return bid, label, first_frame(clip)
+                return bid, label, first_picture(clip, own_file=True)
             except VbgError as e:
                 raise BadRequest(f"background {bid!r}: {e}") from None
         bid = self.resolve(bid)
@@ -211,35 +211,6 @@ class Library:
 
 def is_video(name: str) -> bool:
     return Path(name).suffix.lower() in OWN_DEMUXERS
-
-
-def first_frame(path: Path) -> np.ndarray:
-    """The first frame of the video at ``path`` in the user's folder, upright RGB as it plays
-    (``open_own``: a link or a special file is refused); ``InputError`` when there is none."""
-    import av
-
-    from ..compositing.backgrounds import fitted_frame
-    from ..media.info import frame_rotation, pixel_aspect, quarter_turns, square_size
-    from ..media.open import picture_stream
-    from ..media.tonemap import SdrFrames
-
-    try:
-        with open_own_video(path) as container:
-            stream = picture_stream(container)
-            frame = next(container.decode(stream), None) if stream is not None else None
-            if frame is None:
-                raise InputError(f"{path.name} has no video frames: pass another video")
-            sar = pixel_aspect(stream)
-            rotation = frame_rotation(frame, stream)
-            w, h = square_size(frame.width, frame.height, sar)
-            hw = (w, h) if quarter_turns(rotation) % 2 else (h, w)
-            rgb = np.empty((*hw, 3), np.uint8)
-            fitted_frame(SdrFrames(), frame, sar, rotation, hw, rgb)
-            return rgb
-    except InputError:
-        raise
-    except (av.FFmpegError, OSError, ValueError) as e:
-        raise InputError(f"{path.name} cannot be read as a video ({getattr(e, 'strerror', None) or e})") from e
 
 
 def _read_own(path: Path) -> np.ndarray:
