@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,6 +132,47 @@ def run_vbg(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "vbg", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout)
+
+
+@pytest.fixture
+def x_display(tmp_path):
+    """A virtual X display of this test's own: the environment for a child process to use it.
+
+    Xvfb picks a free display number itself and writes it to -displayfd once it accepts
+    connections, so two runs on one machine (CI jobs side by side) never race for a number
+    the way `xvfb-run -a` does by probing lock files. Its log comes back in failure messages.
+    """
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.skip("needs Xvfb for a window (apt install xvfb)")
+    log_path = tmp_path / "xvfb.log"
+    read_end, write_end = os.pipe()
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([xvfb, "-displayfd", str(write_end), "-nolisten", "tcp", "-screen", "0", "1280x800x24"],
+                                  pass_fds=(write_end,), stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as ready:
+            number = ready.readline().strip()  # EOF (b"") when Xvfb exits without a display
+        if not number.isdigit():
+            server.wait(timeout=30)
+            pytest.fail(f"Xvfb did not start (exit {server.returncode}): {log_path.read_text(errors='replace')}")
+        env = {k: v for k, v in os.environ.items() if k not in ("XAUTHORITY", "WAYLAND_DISPLAY")}
+        yield {**env, "DISPLAY": f":{number.decode()}", "VBG_TEST_XVFB_LOG": str(log_path)}
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def x_failure(proc: subprocess.CompletedProcess, display: dict) -> str:
+    """A window test's failure message: the client's stderr and what the X server logged."""
+    log = Path(display["VBG_TEST_XVFB_LOG"]).read_text(errors="replace")
+    return f"{proc.stderr}\n--- Xvfb ({display['DISPLAY']}) ---\n{log}"
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ starts, the bundled backgrounds found by name, the preview window as a sink of i
 from __future__ import annotations
 
 import glob
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,7 +12,7 @@ from pathlib import Path
 import av
 import pytest
 
-from conftest import run_vbg
+from conftest import run_vbg, x_failure
 from media import person_clip_frames, write_clip
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -124,23 +123,21 @@ PREVIEW_WITH_VCAM = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs Xvfb for a window (apt install xvfb xauth)")
-def test_preview_without_a_virtual_camera_shows_the_window_alone(clip):
+def test_preview_without_a_virtual_camera_shows_the_window_alone(clip, x_display):
     if not NO_LOOPBACK:
         pytest.skip("this machine has a v4l2loopback device")
-    proc = subprocess.run(["xvfb-run", "-a", sys.executable, "-m", "vbg", "--source", str(clip), "--model", "selfie",
+    proc = subprocess.run([sys.executable, "-m", "vbg", "--source", str(clip), "--model", "selfie",
                            "--color", "blue", "--preview", "--frames", "12"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+                          capture_output=True, text=True, timeout=120, env=x_display)
+    assert proc.returncode == 0, x_failure(proc, x_display)
     assert "Traceback" not in proc.stderr and "vbg: error" not in proc.stderr
     assert "no virtual camera: showing the preview window only" in proc.stderr
     assert "stopped after" in proc.stderr
 
 
-@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs Xvfb for a window (apt install xvfb xauth)")
-def test_preview_with_a_virtual_camera_feeds_both(clip):
-    proc = subprocess.run(["xvfb-run", "-a", sys.executable, "-c", PREVIEW_WITH_VCAM, str(clip), str(TESTS)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+def test_preview_with_a_virtual_camera_feeds_both(clip, x_display):
+    proc = subprocess.run([sys.executable, "-c", PREVIEW_WITH_VCAM, str(clip), str(TESTS)],
+                          capture_output=True, text=True, timeout=120, env=x_display)
+    assert proc.returncode == 0, x_failure(proc, x_display)
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("vcam frames")][0]
     assert int(line.split()[2]) > 0 and int(line.split()[5]) > 0, proc.stdout  # both sinks got pictures

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import PEOPLE, iou, run_vbg
+from conftest import PEOPLE, iou, run_vbg, x_failure
 from fakecam import fake_camera
 from lockstep import KeepSink, Lockstep, wait_until
 from media import interlace, join_video_tracks, person_clip_frames, write_clip, write_size_switch_clip
@@ -439,13 +438,12 @@ def test_align_with_skip_keeps_quality(person_clip):
     assert np.mean(scores) >= 0.88, (np.mean(scores), min(scores))
 
 
-@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs Xvfb for a window (apt install xvfb xauth)")
-def test_preview_window_on_a_virtual_display(person_clip):
+def test_preview_window_on_a_virtual_display(person_clip, x_display):
     clip, _ = person_clip
-    proc = subprocess.run(["xvfb-run", "-a", sys.executable, "-m", "vbg", "--source", str(clip), "--loop",
+    proc = subprocess.run([sys.executable, "-m", "vbg", "--source", str(clip), "--loop",
                            "--model", "selfie", "--color", "blue", "--no-vcam", "--preview", "--duration", "2"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+                          capture_output=True, text=True, timeout=300, env=x_display)
+    assert proc.returncode == 0, x_failure(proc, x_display)
     assert "stopped after" in proc.stderr and "Traceback" not in proc.stderr
 
 
