@@ -184,9 +184,22 @@ def test_a_change_part_way_is_said_once_where_it_begins_as_a_local_run_says_it(c
     same_pngs(tmp_path / "workers", tmp_path / "ray")  # each part decoded from its keyframe
 
 
+def _parent_of(pid: int) -> int:
+    """The parent's PID (0 once the process is gone): /proc/PID/stat's fourth field, read after
+    the command name, which may itself hold spaces and brackets."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return 0
+    return int(stat.rsplit(b")", 1)[1].split()[1])
+
+
 def _actor_pids(title: str) -> list[int]:
-    """PIDs of the processes whose title starts with ``title`` (Ray names an actor's process
-    ray::CLASS, and ray::CLASS.METHOD while it runs one)."""
+    """PIDs of this test run's processes whose title starts with ``title`` (Ray names an actor's
+    process ray::CLASS, and ray::CLASS.METHOD while it runs one). Only this process's
+    descendants count (the cluster's raylets are its children, their workers theirs): another
+    run's Ray workers on the same machine are neither waited for nor killed."""
+    me = os.getpid()
     pids = []
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -194,7 +207,12 @@ def _actor_pids(title: str) -> list[int]:
                 cmd = Path(f"/proc/{d}/cmdline").read_bytes()
             except OSError:
                 continue
-            if cmd.startswith(title.encode()):
+            if not cmd.startswith(title.encode()):
+                continue
+            ancestor = _parent_of(int(d))
+            while ancestor > 1 and ancestor != me:
+                ancestor = _parent_of(ancestor)
+            if ancestor == me:
                 pids.append(int(d))
     return pids
 
