@@ -230,6 +230,7 @@ CTL_EPILOG = """\
 examples:
   vbg ctl background beach        a bundled picture, or a picture or video in your backgrounds folder, by name
   vbg ctl background ~/me/bg.jpg  a picture of yours: read here and sent to the filter
+  vbg ctl background ~/waves.mp4  a video of yours: sent, kept and played in a loop for the filter's run
   vbg ctl color green             vbg ctl color '#00b140'
   vbg ctl blur 0.7                blur the real background (strength 0.1-5)
   vbg ctl effect off              the camera as it is; effect on / toggle
@@ -949,26 +950,19 @@ SUBCOMMANDS = ("segment", "export", "process", "models", "backgrounds", "doctor"
 
 
 def _background_id(client, what: str) -> str:
-    """``vbg ctl background WHAT``'s id: a picture file of the user's uploaded, a video file in
-    the filter's backgrounds folder by its id (one elsewhere: how to put it there), else a bundled
-    or backgrounds-folder background by file name or stem (any case)."""
+    """``vbg ctl background WHAT``'s id: a video file in the filter's backgrounds folder by its
+    id, any other picture or video file of the user's uploaded (a video the filter does not play
+    refused here, before it is sent), else a bundled or backgrounds-folder background by file name
+    or stem (any case)."""
     from .media.sequence import VIDEO_FILES
 
     path = Path(os.path.expanduser(what))
     if path.is_file() and path.suffix.lower() in VIDEO_FILES:
-        # a video plays from the filter's backgrounds folder (an upload is a picture kept in memory)
         from .compositing.backgrounds import OWN_DEMUXERS
-        from .errors import InputError
 
-        if path.suffix.lower() not in OWN_DEMUXERS:
-            raise InputError(f"{what} is a {path.suffix.lstrip('.').upper()} video: the filter plays "
-                             f"{', '.join(s.lstrip('.') for s in OWN_DEMUXERS)} backgrounds: convert it to mp4 first")
         folder = Path(client.request("GET", "/api/backgrounds")["folder"])
-        if path.resolve().parent == folder.resolve():
-            return f"folder:{path.name}"
-        raise InputError(f"{what} is a video: the filter plays videos from its backgrounds folder; copy it "
-                         f"there and name it: cp {shlex.quote(what)} {shlex.quote(str(folder))}/ && "
-                         f"vbg ctl background {shlex.quote(path.stem)}")
+        if path.suffix.lower() in OWN_DEMUXERS and path.resolve().parent == folder.resolve():
+            return f"folder:{path.name}"  # played from where it is: not copied
     if path.is_file():
         return client.upload_file(path)
     if os.sep in what or (os.altsep and os.altsep in what):

@@ -99,6 +99,15 @@ def _lock(fd: int, flags: int) -> bool:
         return False
 
 
+def try_lock(fd: int) -> bool | None:
+    """An exclusive ``flock`` on ``fd`` if nobody holds one: True when taken, False when another
+    process (or descriptor) holds it, None where there are no locks (nothing can be told)."""
+    try:
+        return True if _lock(fd, LOCK_EX | LOCK_NB) else None
+    except BlockingIOError:
+        return False
+
+
 @contextlib.contextmanager
 def _folder_locked(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (the directory itself): looking for another

@@ -9,6 +9,7 @@ in ``wait_until`` only bound a hang.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import shutil
@@ -171,6 +172,8 @@ def live():
         else:
             os.environ[k] = v
     assert not any(Path(run_dir, "vbg").iterdir())  # runtime file and socket removed at exit
+    uploads = pipe.controller.library.videos
+    assert uploads.finished and not list(uploads.root.glob("run-*"))  # the uploaded videos too
     shutil.rmtree(run_dir, ignore_errors=True)
     shutil.rmtree(data, ignore_errors=True)
 
@@ -512,6 +515,120 @@ def test_a_video_in_the_folder_plays_behind_the_person_and_stops_when_replaced(l
             (live.folder / name).unlink(missing_ok=True)
 
 
+def _uploads_of(live) -> Path:
+    """The folder where the live filter keeps this run's uploaded videos (made by the first one)."""
+    folder = live.pipe.controller.library.videos.folder
+    assert folder is not None, "no video was uploaded"
+    return folder
+
+
+def _upload_video(live, data: bytes, name: str, ctype: str = "video/mp4"):
+    return live.api("POST", "/api/upload", data, headers={"Content-Type": ctype, "X-Vbg-Name": name})
+
+
+def test_a_video_uploaded_plays_from_a_private_folder_of_this_run(live, tmp_path, monkeypatch):
+    """A video sent from the page (or vbg ctl) is kept on disk for this run, in a folder of its
+    own (0700, in the vbg cache), listed as a video with its first frame, and played in a loop
+    like a folder's video. What is not such a video leaves nothing behind: bytes that are not
+    one, a list of files to play named like one (read as its name says, never guessed), a
+    sender that stops half-way. One too big for an upload is refused unread, naming the folder
+    that plays it instead. A video used to get a 415: "put it in the backgrounds folder"."""
+    cyan, orange = (20, 200, 210), (240, 140, 20)
+    data = _colour_clip(tmp_path / "waves.mp4", [cyan, orange]).read_bytes()
+    status, body = _upload_video(live, data, "waves.mp4")
+    assert status == 200 and body["id"].startswith("upload:"), body
+    uploads = _uploads_of(live)
+    assert uploads.parent == Path(os.environ["VBG_CACHE_DIR"]) / "uploads"
+    assert stat.S_IMODE(uploads.stat().st_mode) == 0o700
+    _, _, kept = live.pipe.controller.library.video(body["id"])
+    assert kept.parent == uploads and kept.suffix == ".mp4" and kept.read_bytes() == data  # whole, named
+    assert not [p for p in uploads.iterdir() if p.name.endswith(".partial")]
+    items = {i["id"]: i for i in live.api("GET", "/api/backgrounds")[1]["items"]}
+    assert items[body["id"]]["video"] is True and items[body["id"]]["label"].startswith("waves ")
+    status, jpeg, _ = live.request("GET", items[body["id"]]["thumb"])
+    thumb = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert status == 200 and _is_near(thumb, cyan)
+    assert live.api("POST", "/api/background", {"id": body["id"]})[0] == 200
+    for colour, what in ((cyan, "the upload's cyan"), (orange, "then its orange"), (cyan, "and round again")):
+        wait_until(lambda: any(_is_near(img, colour) for _, _, img in list(live.sink.recent)[-3:]), what)
+
+    def left() -> list[str]:
+        return sorted(p.name for p in uploads.iterdir())
+
+    before = left()
+    secret = _colour_clip(tmp_path / "private.mp4", [(5, 5, 5)])
+    monkeypatch.chdir(secret.parent)  # where vbg was started: a list's names would be looked up here
+    for junk, name, ctype in ((b"not a video at all" * 100, "junk.mp4", "video/mp4"),
+                              (f"ffconcat version 1.0\nfile {secret.name}\n".encode(), "list.mp4", "video/mp4"),
+                              (data, "clip", "video/webm")):  # an MP4 sent as WebM: read as WebM, refused
+        status, answer = _upload_video(live, junk, name, ctype)
+        assert status == 400 and f"the uploaded {name}" in answer["error"], answer
+        assert "\n" not in answer["error"] and str(uploads) not in answer["error"]
+        assert left() == before
+    videos = live.pipe.controller.library.videos
+    ended = videos.finished
+    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:  # gone half-way
+        s.sendall((f"POST /api/upload HTTP/1.0\r\nHost: 127.0.0.1:{live.port}\r\nX-Vbg-Token: {live.server.token}"
+                   f"\r\nContent-Type: video/mp4\r\nX-Vbg-Name: cut.mp4\r\nContent-Length: {len(data)}\r\n\r\n"
+                   ).encode() + data[: len(data) // 2])
+    wait_until(lambda: videos.finished > ended, "the cut upload to end")
+    assert left() == before
+    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:
+        s.sendall((f"POST /api/upload HTTP/1.0\r\nHost: 127.0.0.1:{live.port}\r\nX-Vbg-Token: {live.server.token}"
+                   f"\r\nContent-Type: video/mp4\r\nX-Vbg-Name: film.mp4\r\nContent-Length: {3 << 30}\r\n\r\n"
+                   ).encode())
+        answer = s.makefile("rb").read()
+    assert answer.startswith(b"HTTP/1.0 413") and f"put it in the backgrounds folder, {live.folder}".encode() in answer
+    status, answer = _upload_video(live, b"G" + bytes(187), "match.ts", "application/octet-stream")
+    assert status == 415 and "convert it to mp4" in answer["error"]
+    assert left() == before
+
+
+def test_older_uploaded_videos_make_room_but_not_the_one_shown_and_the_run_removes_them(tmp_path):
+    """At most VIDEO_UPLOADS_KEPT uploaded videos stay on disk: a newer one lets go of the oldest
+    (its file removed, its id gone), never of the one behind the person; the run's end removes
+    the folder. A folder a crashed run left (its lock free) is removed by the next run's first
+    upload; one of a run still going (its lock held) is not. A cache that cannot hold the folder
+    is one line."""
+    from vbg.control.library import VIDEO_UPLOADS_KEPT, Library, NotFound
+    from vbg.control.uploads import UploadRefused, VideoUploads
+
+    root = tmp_path / "uploads"
+    crashed = root / "run-crashed"
+    crashed.mkdir(parents=True)
+    (crashed / ".lock").touch()
+    (crashed / "1.mp4").write_bytes(b"left by a run that was killed")
+    running = Library(tmp_path / "none", uploads=VideoUploads(root))
+    clip = _colour_clip(tmp_path / "c.mp4", [(200, 10, 10)]).read_bytes()
+    other = running.add_video_upload(io.BytesIO(clip).read, len(clip), "theirs", ".mp4")  # another run, going on
+    theirs = running.video(other)[2]
+    assert theirs.exists() and not crashed.exists()  # the crashed run's folder went with this first upload
+    lib = Library(tmp_path / "none", uploads=VideoUploads(root))
+    ids = [lib.add_video_upload(io.BytesIO(clip).read, len(clip), f"v{i}", ".mp4") for i in range(2)]
+    lib.showing(ids[0])  # the first one is behind the person
+    paths = [lib.video(i)[2] for i in ids]
+    ids += [lib.add_video_upload(io.BytesIO(clip).read, len(clip), f"v{i}", ".mp4") for i in range(2, VIDEO_UPLOADS_KEPT + 1)]
+    listed = [i["id"] for i in lib.items() if i["kind"] == "upload"]
+    assert listed == [ids[0], *ids[2:]]  # the second was let go of, not the one shown
+    assert paths[0].exists() and not paths[1].exists()
+    with pytest.raises(NotFound):
+        lib.video(ids[1])
+    assert theirs.exists()  # the other run's folder is left alone: its lock is held
+    folder = lib.videos.folder
+    assert folder is not None and folder != running.videos.folder
+    lib.close()
+    assert not folder.exists() and theirs.exists()
+    running.close()
+    assert list(root.iterdir()) == []
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    nowhere = Library(tmp_path / "none", uploads=VideoUploads(tmp_path / "cache" / "uploads"))
+    with pytest.raises(UploadRefused) as refused:
+        nowhere.add_video_upload(io.BytesIO(clip).read, len(clip), "v", ".mp4")
+    assert refused.value.status == 507 and str(refused.value) == (
+        f"a video upload cannot be kept in {tmp_path / 'cache' / 'uploads'} (Not a directory): a file stands where "
+        "a folder is needed: choose another path, or set VBG_CACHE_DIR to a writable folder")
+
+
 def test_status_and_preview(live):
     status, s = live.api("GET", "/api/status")
     assert status == 200
@@ -633,11 +750,17 @@ def test_vbg_ctl_end_to_end(live, capsys, tmp_path, vbg_logging):
     assert cli.main(["ctl", "blur", "9"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("vbg: error: ") and "0.1" in err
-    # A video file: played from the backgrounds folder, where it must be (an upload is a picture)
+    # A video file of the user's: sent to the filter, which keeps it for its run and plays it
+    # (it was refused with the cp command that would put it in the backgrounds folder)
     clip = _colour_clip(tmp_path / "waves.mp4", [(200, 120, 20)])
-    assert cli.main(["ctl", "background", str(clip)]) != 0
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"copy it there and name it: cp {clip} {live.folder}/ && vbg ctl background waves" in err
+    assert cli.main(["ctl", "color", "#00ff00"]) == 0
+    assert cli.main(["ctl", "background", str(clip)]) == 0
+    shown = live.pipe.controller.background
+    assert shown["id"].startswith("upload:") and capsys.readouterr().out.strip().endswith(f"background {shown['label']}")
+    live.later(lambda s, img: _is_near(img, (200, 120, 20)), "the video sent from the command line")
+    library = live.pipe.controller.library
+    assert shown["label"].startswith("waves ") and library.video(shown["id"])[2].parent == library.videos.folder
+    assert clip.exists()  # played from the run's copy; the user's file untouched
     broadcast = tmp_path / "match.ts"
     broadcast.write_bytes(b"G" + bytes(187))  # one MPEG-TS packet: the suffix is what is told
     assert cli.main(["ctl", "background", str(broadcast)]) != 0

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.skipif(isinstance(FOUND, str), reason=str(FOUND))
 HANG_S = 90.0  # bounds a hang only: nothing here is a measurement
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 MAGENTA, YELLOW = (220, 40, 220), (230, 220, 40)
+CYAN, ORANGE = (30, 210, 220), (240, 140, 20)
 
 
 class Filter:
@@ -211,6 +212,31 @@ def test_a_video_in_the_backgrounds_folder_plays_when_its_thumbnail_is_clicked(p
     live.frame_after(sent, _is(MAGENTA), "the video's magenta")
     live.frame_after(live.sent(), _is(YELLOW), "then its yellow")
     live.frame_after(live.sent(), _is(MAGENTA), "and round to magenta again")
+
+
+def test_a_video_chosen_in_the_page_plays_behind_the_person(page, live, tmp_path):
+    """A video the user picks with "Choose file..." is sent, listed as a video, and the camera
+    shows it moving (the page offered pictures only, and the filter refused a video)."""
+    picked = write_clip(tmp_path / "my sea.mp4",
+                        [np.full((48, 64, 3), CYAN if i < 5 else ORANGE, np.uint8) for i in range(10)], fps=10)
+    sent = live.sent()
+    page.send_file("#file", picked)
+    live.frame_after(sent, _is(CYAN), "the chosen video's cyan")
+    live.frame_after(live.sent(), _is(ORANGE), "then its orange")
+    live.frame_after(live.sent(), _is(CYAN), "and round to cyan again")
+    page.wait_for("return [...document.querySelectorAll('#thumbs .thumb.selected.video')]"
+                  ".some(b => b.textContent.includes('my sea'))", timeout=HANG_S)
+    # One larger than the filter takes is not sent (its answer, sent before the body is read,
+    # may never reach the page): the page says so at once.
+    from vbg.control.uploads import MAX_VIDEO_UPLOAD
+
+    huge = tmp_path / "film.mp4"
+    with open(huge, "wb") as f:
+        f.truncate(MAX_VIDEO_UPLOAD + 1)  # sparse: no disk used
+    page.send_file("#file", huge)
+    page.wait_for("const e = document.getElementById('error');"
+                  "return !e.hidden && e.textContent.startsWith('film.mp4 is over the 1024 MB a video upload may be')",
+                  timeout=HANG_S)  # the server's own refusal reads "the video is 1024 MB: ..."
 
 
 def test_plots_fill_with_the_status_figures(page):

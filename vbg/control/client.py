@@ -50,9 +50,10 @@ class Client:
             return _UnixConnection(self._unix, self.timeout)
         return http.client.HTTPConnection("127.0.0.1", int(self.info["port"]), timeout=self.timeout)
 
-    def request(self, method: str, path: str, body: bytes | None = None,
+    def request(self, method: str, path: str, body=None,
                 content_type: str = "application/json", headers: dict | None = None) -> dict:
-        """The JSON answer; :class:`ControlError` with the server's one line for a refusal."""
+        """The JSON answer; :class:`ControlError` with the server's one line for a refusal. ``body``:
+        bytes, or a binary file sent as it is read (give its Content-Length in ``headers``)."""
         conn = self._connection()
         hdrs = {"X-Vbg-Token": str(self.info["token"]), **(headers or {})}
         if body is not None:
@@ -82,22 +83,36 @@ class Client:
         return self.request("GET", "/api/status")
 
     def upload_file(self, path: str | Path) -> str:
-        """The picture at ``path`` (read here, as the user) uploaded; its ``upload:N`` id."""
-        from .server import MAX_UPLOAD
-
-        path = Path(os.path.expanduser(str(path)))
-        try:
-            size = path.stat().st_size
-            if size > MAX_UPLOAD:
-                raise InputError(f"{path} is {size / 2**20:.0f} MB: a background picture may be at most "
-                                 f"{MAX_UPLOAD >> 20} MB; scale it down")
-            data = path.read_bytes()
-        except OSError as e:
-            raise InputError(f"background {path} cannot be read ({e.strerror or e}): check the path") from None
+        """The picture or video at ``path`` (read here, as the user) uploaded; its ``upload:N`` id.
+        A video is sent as it is read (the filter keeps it on disk for its run)."""
         from urllib.parse import quote
 
-        ans = self.request("POST", "/api/upload", data, "application/octet-stream",
-                           {"X-Vbg-Name": quote(path.stem[:80])})
+        from ..compositing.backgrounds import OWN_DEMUXERS
+        from ..media.sequence import VIDEO_FILES
+        from .uploads import MAX_UPLOAD, MAX_VIDEO_UPLOAD
+
+        path = Path(os.path.expanduser(str(path)))
+        suffix = path.suffix.lower()
+        video = suffix in VIDEO_FILES
+        if video and suffix not in OWN_DEMUXERS:
+            raise InputError(f"{path} is a {suffix.lstrip('.').upper()} video: the filter plays "
+                             f"{', '.join(s.lstrip('.') for s in OWN_DEMUXERS)} backgrounds: convert it to mp4 first")
+        cap = MAX_VIDEO_UPLOAD if video else MAX_UPLOAD
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > cap:
+                    raise InputError(f"{path} is {size / 2**20:.0f} MB: a background "
+                                     f"{'video sent to the filter' if video else 'picture'} may be at most "
+                                     f"{cap >> 20} MB; " + ("put it in the filter's backgrounds folder"
+                                                            if video else "scale it down"))
+                headers = {"X-Vbg-Name": quote(path.name[:80])}
+                if video:
+                    headers["Content-Length"] = str(size)
+                ans = self.request("POST", "/api/upload", f if video else f.read(), "application/octet-stream",
+                                   headers)
+        except OSError as e:
+            raise InputError(f"background {path} cannot be read ({e.strerror or e}): check the path") from None
         return ans["id"]
 
 

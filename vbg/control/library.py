@@ -4,8 +4,9 @@
 - ``folder:NAME``: a picture or a video directly in the user's backgrounds folder (a regular
   file, not a link, not hidden, an image or video suffix), NAME as that folder's listing has
   it; a video plays in a loop at its own rate, as ``--background clip.mp4`` does;
-- ``upload:N``: a picture the page (or ``vbg ctl background FILE``) sent, decoded and kept
-  in memory for this run;
+- ``upload:N``: a picture or a video the page (or ``vbg ctl background FILE``) sent for this
+  run: a picture decoded and kept in memory, a video kept in a private folder of this run's
+  (:mod:`.uploads`) and played from there as a folder's video is;
 - ``recent:N``: the N-th most recently used of those (0 = the newest).
 
 A request names an id; the id is looked up in these sets (a dictionary, a fresh folder
@@ -29,12 +30,14 @@ from ..compositing.backgrounds import OWN_DEMUXERS, first_picture, open_own
 from ..compositing.bundled import IMAGE_SUFFIXES, bundled_backgrounds
 from ..errors import ControlError, InputError, VbgError
 from ..images import decode_srgb, read_srgb
+from .uploads import UploadRefused, VideoUploads
 
 PICTURE_SUFFIXES = (*IMAGE_SUFFIXES, ".heic", ".heif", ".avif")  # a phone's photos too (vbg.heif)
 FOLDER_SUFFIXES = (*PICTURE_SUFFIXES, *OWN_DEMUXERS)  # an animated GIF plays as the video it is
 
 THUMB_WIDTH = 160
 UPLOADS_KEPT = 16
+VIDEO_UPLOADS_KEPT = 4  # on disk, up to MAX_VIDEO_UPLOAD each
 RECENT_KEPT = 8
 FOLDER_MAX = 500  # pictures listed from the user's folder
 
@@ -61,10 +64,13 @@ def _label(name: str) -> str:
 class Library:
     """The allowed backgrounds; thread-safe (the server's threads call it)."""
 
-    def __init__(self, folder: str | Path | None = None) -> None:
+    def __init__(self, folder: str | Path | None = None, *, uploads: VideoUploads | None = None) -> None:
         self.folder = Path(os.path.expanduser(str(folder))) if folder else default_folder()
         self._lock = threading.Lock()
-        self._uploads: OrderedDict[int, tuple[str, np.ndarray]] = OrderedDict()
+        # upload number -> (label, the picture, or the path of an uploaded video)
+        self._uploads: OrderedDict[int, tuple[str, np.ndarray | Path]] = OrderedDict()
+        self.videos = uploads or VideoUploads()
+        self._showing: str | None = None  # the id behind the person: an upload never let go of while shown
         self._next_upload = 1
         self._recent: deque[str] = deque(maxlen=RECENT_KEPT)
         self._thumbs: OrderedDict[str, bytes] = OrderedDict()
@@ -91,12 +97,20 @@ class Library:
         out = [self._item(f"bundled:{n}", _label(n), "bundled") for n in bundled_backgrounds()]
         out += [self._item(f"folder:{n}", _label(n), "folder", is_video(n)) for n in self._folder_names()]
         with self._lock:
-            uploads = [(k, v[0]) for k, v in self._uploads.items()]
+            uploads = [(k, v[0], isinstance(v[1], Path)) for k, v in self._uploads.items()]
             recent = list(self._recent)
-        out += [self._item(f"upload:{k}", label, "upload") for k, label in uploads]
+        out += [self._item(f"upload:{k}", label, "upload", video) for k, label, video in uploads]
         for i, rid in enumerate(recent):
-            out.append(self._item(f"recent:{i}", self.label(rid), "recent", rid.startswith("folder:") and is_video(rid)))
+            out.append(self._item(f"recent:{i}", self.label(rid), "recent", self._is_video_id(rid)))
         return out
+
+    def _is_video_id(self, bid: str) -> bool:
+        kind, _, name = bid.partition(":")
+        if kind == "upload":
+            with self._lock:
+                got = self._uploads.get(int(name)) if name.isdigit() else None
+            return got is not None and isinstance(got[1], Path)
+        return kind == "folder" and is_video(name)
 
     @staticmethod
     def _item(bid: str, label: str, kind: str, video: bool = False) -> dict:
@@ -127,12 +141,23 @@ class Library:
             return got[0] if got else bid
         return _label(name)
 
+    def _upload(self, bid: str) -> tuple[str, np.ndarray | Path]:
+        name = bid.partition(":")[2]
+        with self._lock:
+            got = self._uploads.get(int(name)) if name.isdigit() else None
+        if got is None:
+            raise NotFound(f"background {bid!r}: no such upload in this run: upload the file again")
+        return got
+
     def video(self, bid) -> tuple[str, str, Path] | None:
-        """(resolved id, label, path) when ``bid`` names a video in the user's folder (open it with
-        ``open_own``: a link swapped in since is refused); None for a picture; NotFound when the
-        folder's listing has no such file."""
+        """(resolved id, label, path) when ``bid`` names a video in the user's folder or an uploaded
+        one (open it with ``open_own``: a link swapped in since is refused); None for a picture;
+        NotFound when the folder's listing, or this run's uploads, have no such file."""
         bid = self.resolve(bid)
         kind, _, name = bid.partition(":")
+        if kind == "upload":
+            label, kept = self._upload(bid)
+            return (bid, label, kept) if isinstance(kept, Path) else None
         if kind != "folder" or not is_video(name):
             return None
         if name not in self._folder_names():
@@ -152,11 +177,9 @@ class Library:
         bid = self.resolve(bid)
         kind, _, name = bid.partition(":")
         if kind == "upload":
-            with self._lock:
-                got = self._uploads.get(int(name)) if name.isdigit() else None
-            if got is None:
-                raise NotFound(f"background {bid!r}: no such upload in this run: upload the file again")
-            return bid, got[0], got[1]
+            label, kept = self._upload(bid)
+            assert isinstance(kept, np.ndarray)  # a video was returned above
+            return bid, label, kept
         if kind == "bundled":
             path = bundled_backgrounds().get(name)  # the exact file name, nothing joined
             if path is None:
@@ -179,19 +202,68 @@ class Library:
                 self._recent.remove(bid)
             self._recent.appendleft(bid)
 
+    def showing(self, bid: str | None) -> None:
+        """The background behind the person is now ``bid`` (None: not one of the library's): an
+        upload shown is not let go of, however many come after it."""
+        with self._lock:
+            self._showing = bid
+
     # ------------------------------------------------------------------ uploads
     def add_upload(self, data: bytes, name: str = "upload") -> str:
         image = decode_srgb(np.frombuffer(data, np.uint8), name)  # InputError for anything not an image; P3 to sRGB
+        return self._keep(name, image)
+
+    def add_video_upload(self, read, length: int, name: str, suffix: str) -> str:
+        """A video of ``length`` bytes from ``read`` (a file's ``read``), of the kind ``suffix``
+        names (a key of ``OWN_DEMUXERS``), kept on disk for this run (:mod:`.uploads`) once its
+        first frame decodes; its ``upload:N`` id. BadRequest for bytes that are not such a video
+        (nothing is kept); ``UploadRefused`` where it cannot be kept."""
+        if suffix not in OWN_DEMUXERS:
+            raise UploadRefused(415, f"a {suffix or 'nameless'} video: the filter plays "
+                                     f"{', '.join(s.lstrip('.') for s in OWN_DEMUXERS)} videos: convert it to mp4")
+        path = self.videos.add(read, length, suffix)
+        try:
+            first = first_picture(path, own_file=True)  # read as its suffix says, as a folder's video
+        except VbgError as e:
+            self.videos.remove(path)
+            raise BadRequest(str(e).replace(str(path), f"the uploaded {name}{suffix}")) from None
+        bid = self._keep(name, path)
+        jpeg = encode_jpeg(first, THUMB_WIDTH)
+        with self._lock:
+            self._thumbs[bid] = jpeg
+        return bid
+
+    def _keep(self, name: str, kept: np.ndarray | Path) -> str:
+        """An upload numbered and listed; the oldest ones beyond the limits let go of (a video's
+        file removed), except the one behind the person."""
+        gone_files = []
         with self._lock:
             n = self._next_upload
             self._next_upload += 1
-            self._uploads[n] = (f"{name} {n}", image)
-            while len(self._uploads) > UPLOADS_KEPT:
-                old, _ = self._uploads.popitem(last=False)
+            self._uploads[n] = (f"{name} {n}", kept)
+
+            def over() -> list[int]:
+                videos = [k for k, v in self._uploads.items() if isinstance(v[1], Path)]
+                if len(videos) > VIDEO_UPLOADS_KEPT:
+                    return videos
+                return list(self._uploads) if len(self._uploads) > UPLOADS_KEPT else []
+
+            while (candidates := [k for k in over() if f"upload:{k}" != self._showing]):
+                old = candidates[0]
+                _, dropped = self._uploads.pop(old)
+                if isinstance(dropped, Path):
+                    gone_files.append(dropped)
                 gone = f"upload:{old}"
                 if gone in self._recent:
                     self._recent.remove(gone)
+                self._thumbs.pop(gone, None)
+        for path in gone_files:
+            self.videos.remove(path)
         return f"upload:{n}"
+
+    def close(self) -> None:
+        """The run ends: its uploaded videos are removed."""
+        self.videos.close()
 
     # ------------------------------------------------------------------ thumbnails
     def thumb(self, bid) -> bytes:

@@ -37,20 +37,37 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..compositing.backgrounds import OWN_DEMUXERS
 from ..errors import ControlError, VbgError
+from ..media.sequence import VIDEO_FILES
 from .runtime import runtime_dir, write_runtime
+from .uploads import MAX_UPLOAD, MAX_VIDEO_UPLOAD, UploadRefused
 
 log = logging.getLogger("vbg.control")
 
 PAGE_DIR = Path(__file__).resolve().parent / "page"
 MAX_JSON = 64 * 1024
-MAX_UPLOAD = 25 * 1024 * 1024
 SOCKET_TIMEOUT_S = 10.0
 MAX_THREADS = 16
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
          ".ico": "image/x-icon", ".json": "application/json"}
 _STATIC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,100}")
+# The kind of an uploaded video, from its Content-Type where its name has no suffix that says it
+VIDEO_TYPES = {"video/mp4": ".mp4", "video/x-m4v": ".m4v", "video/quicktime": ".mov", "video/webm": ".webm",
+               "video/x-matroska": ".mkv", "video/matroska": ".mkv", "video/x-msvideo": ".avi",
+               "video/avi": ".avi", "video/msvideo": ".avi"}
+
+
+def video_suffix(name: str, ctype: str) -> str | None:
+    """The kind (a key of ``OWN_DEMUXERS``) of an upload named ``name`` sent as ``ctype``, when it
+    is a video the filter plays; None otherwise (a picture, an animated GIF included: uploaded,
+    it is a picture, as it always was)."""
+    suffix = Path(name).suffix.lower()
+    if suffix in OWN_DEMUXERS and suffix != ".gif" and (ctype.startswith("video/") or ctype in
+                                                         ("application/octet-stream", "")):
+        return suffix
+    return VIDEO_TYPES.get(ctype)
 
 
 class _Refused(Exception):
@@ -118,7 +135,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refused(403, "missing or wrong token: use the URL vbg printed at start "
                                 "(control: http://127.0.0.1:PORT/?token=...) or vbg ctl")
 
-    def _body(self, cap: int) -> bytes:
+    def _length(self, cap: int, too_big: str = "") -> int:
+        """The body's Content-Length, refused (413, the body unread) above ``cap``; ``too_big``
+        says what to do then (else how many bytes are accepted)."""
         length = self.headers.get("Content-Length")
         if length is None:
             raise _Refused(411, "a request body needs a Content-Length header")
@@ -130,7 +149,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refused(400, f"Content-Length {n} is negative")
         if n > cap:
             self.close_connection = True
-            raise _Refused(413, f"the body is {n} bytes: at most {cap} are accepted here")
+            raise _Refused(413, too_big or f"the body is {n} bytes: at most {cap} are accepted here")
+        return n
+
+    def _body(self, cap: int) -> bytes:
+        n = self._length(cap)
         data = self.rfile.read(n)
         if len(data) != n:
             raise ConnectionError("the client sent less than its Content-Length")
@@ -202,15 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, jpeg, "image/jpeg")
         elif method == "POST":
             if path == "/api/upload":
-                ctype = self.headers.get("Content-Type", "")
-                if ctype.startswith("video/"):  # kept in memory, an upload is a picture; a video plays from the folder
-                    raise _Refused(415, f"a video is not uploaded: put it in the backgrounds folder, "
-                                        f"{ctl.library.folder}, and pick it from the list")
-                if not ctype.startswith("image/") and ctype != "application/octet-stream":
-                    raise _Refused(415, f"Content-Type {ctype!r}: upload an image file (image/jpeg, image/png...)")
-                data = self._body(MAX_UPLOAD)
-                name = Path(unquote(self.headers.get("X-Vbg-Name", "upload"))).name[:80] or "upload"
-                return self._json(200, ctl.upload(data, name))
+                return self._upload(ctl)
             actions = {"/api/background": lambda b: ctl.set_background(b),
                        "/api/effect": lambda b: ctl.set_effect(b.get("on")),
                        "/api/mirror": lambda b: ctl.set_mirror(b.get("on")),
@@ -222,6 +237,40 @@ class _Handler(BaseHTTPRequestHandler):
         if path in known or path.startswith(("/static/", "/api/thumb/")):
             raise _Refused(405, f"{method} {path} is not allowed: see docs/control-api.md")
         raise _Refused(404, f"{path}: no such page or API: see docs/control-api.md")
+
+    def _upload(self, ctl) -> None:
+        """POST /api/upload: a picture (read whole, decoded, kept in memory) or a video (streamed to
+        this run's uploads folder, :mod:`.uploads`), told apart by the Content-Type and the name's
+        suffix (``X-Vbg-Name``)."""
+        ctype = self.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+        name = Path(unquote(self.headers.get("X-Vbg-Name", "upload"))).name[:80] or "upload"
+        suffix = video_suffix(name, ctype)
+        if suffix is not None:
+            n = self._length(MAX_VIDEO_UPLOAD, f"the video is {self._mb()} MB: an upload may be at most "
+                                               f"{MAX_VIDEO_UPLOAD >> 20} MB; put it in the backgrounds folder, "
+                                               f"{ctl.library.folder}, and pick it from the list")
+            stem = Path(name).stem if Path(name).suffix.lower() == suffix else name
+            try:
+                return self._json(200, ctl.upload_video(self.rfile.read, n, stem or "upload", suffix))
+            except UploadRefused as e:
+                self.close_connection = True  # the body may be unread
+                raise _Refused(e.status, str(e)) from None
+        other = Path(name).suffix.lower() in VIDEO_FILES and ctype in ("application/octet-stream", "")
+        if ctype.startswith("video/") or other:
+            raise _Refused(415, f"{name}: a {Path(name).suffix if other else ctype} video: the "
+                                f"filter plays {', '.join(s.lstrip('.') for s in OWN_DEMUXERS)} videos: "
+                                "convert it to mp4")
+        if not ctype.startswith("image/") and ctype != "application/octet-stream":
+            raise _Refused(415, f"Content-Type {ctype!r}: upload an image file (image/jpeg, image/png...) "
+                                "or a video (video/mp4...)")
+        data = self._body(MAX_UPLOAD)
+        return self._json(200, ctl.upload(data, Path(name).stem or name))
+
+    def _mb(self) -> str:
+        try:
+            return f"{int(self.headers.get('Content-Length', '0')) / 2**20:.0f}"
+        except ValueError:
+            return "?"
 
     def _static(self, name: str) -> None:
         """A file of the page folder, found in its listing (no path is ever joined from the request)."""

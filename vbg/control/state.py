@@ -29,6 +29,7 @@ from ..errors import ControlError, VbgError, one_line
 from ..ranges import BLUR
 from ..sinks.preview import View
 from .library import BadRequest, Library, encode_jpeg
+from .uploads import MAX_UPLOAD, MAX_VIDEO_UPLOAD
 
 if TYPE_CHECKING:
     from ..compositing import Background, VideoBackground
@@ -209,7 +210,14 @@ class Controller:
                 bg, info = BlurBackground(strength), {"id": f"blur:{strength:g}", "label": f"blur {strength:g}"}
             elif (video := self.library.video(value)) is not None:
                 bid, label, path = video
-                bg, info = VideoBackground(path, clock=self._clock, own_file=True), {"id": bid, "label": label}
+                with self._lock:  # an uploaded video is not let go of (its file removed) while it starts
+                    was = self.background["id"]
+                    self.library.showing(bid)
+                try:
+                    bg, info = VideoBackground(path, clock=self._clock, own_file=True), {"id": bid, "label": label}
+                except BaseException:
+                    self.library.showing(was)
+                    raise
             else:
                 bid, label, image = self.library.picture(value)
                 bg, info = PictureBackground(image), {"id": bid, "label": label}
@@ -222,17 +230,20 @@ class Controller:
             self.library.used(info["id"])
         with self._lock:
             self.background = info
+            self.library.showing(info["id"])
             replaced, self._playing = self._playing, bg if isinstance(bg, VideoBackground) else None
         if replaced is not None:  # its thread and file: a render still under way keeps its last frame
             replaced.close()
         return {"ok": True, "background": dict(info)}
 
     def close(self) -> None:
-        """The video background a request started, if any (after the render thread is joined)."""
+        """The video background a request started, if any (after the render thread is joined), and
+        the videos uploaded in this run."""
         with self._lock:
             playing, self._playing = self._playing, None
         if playing is not None:
             playing.close()
+        self.library.close()
 
     def upload(self, data: bytes, name: str = "upload") -> dict:
         try:
@@ -240,8 +251,13 @@ class Controller:
         except VbgError as e:
             raise BadRequest(str(e)) from None
 
+    def upload_video(self, read, length: int, name: str, suffix: str) -> dict:
+        """A video of ``length`` bytes read with ``read``, kept for this run (``Library.add_video_upload``)."""
+        return {"id": self.library.add_video_upload(read, length, name, suffix)}
+
     def backgrounds(self) -> dict:
-        return {"items": self.library.items(), "folder": str(self.library.folder)}
+        return {"items": self.library.items(), "folder": str(self.library.folder),
+                "upload_max": {"picture": MAX_UPLOAD, "video": MAX_VIDEO_UPLOAD}}
 
     def set_model(self, name) -> dict:
         if self._load_model is None:

@@ -318,6 +318,7 @@
 
   // ---- backgrounds -------------------------------------------------------------------------
   let currentId = null;
+  let uploadMax = null;  // {picture, video}: the largest upload the filter takes (bytes)
 
   function withToken(url) {
     return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(TOKEN);
@@ -375,7 +376,8 @@
     nodes.push(...rest.map(thumbButton));
     ui.thumbs.replaceChildren(...nodes);
     markCurrent(currentId);
-    ui.folder.textContent = data.folder ? `Put pictures in ${data.folder} to list them here.` : "";
+    ui.folder.textContent = data.folder ? `Put pictures and videos in ${data.folder} to list them here.` : "";
+    if (data.upload_max) uploadMax = data.upload_max;
   }
 
   async function chooseBackground(json, button) {
@@ -391,6 +393,15 @@
   }
 
   async function upload(file) {
+    // A file the filter would refuse unread is not sent (a browser may not show that answer).
+    const video = (file.type || "").startsWith("video/") || /\.(mp4|m4v|mov|mkv|webm|avi)$/i.test(file.name);
+    const most = uploadMax && (video ? uploadMax.video : uploadMax.picture);
+    if (most && file.size > most) {
+      showError(`${file.name} is over the ${Math.round(most / 2 ** 20)} MB a ${video ? "video" : "picture"} ` +
+                "upload may be: " + (video ? "put it in the backgrounds folder instead" : "scale it down"), "action");
+      ui.file.value = "";
+      return;
+    }
     ui.fileLabel.classList.add("busy");
     try {
       const r = await api("/api/upload", {
