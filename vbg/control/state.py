@@ -216,7 +216,9 @@ class Controller:
                 try:
                     bg, info = VideoBackground(path, clock=self._clock, own_file=True), {"id": bid, "label": label}
                 except BaseException:
-                    self.library.showing(was)
+                    with self._lock:  # unless another request has put something behind the person since
+                        if self.background["id"] == was:
+                            self.library.showing(was)
                     raise
             else:
                 bid, label, image = self.library.picture(value)
