@@ -445,9 +445,11 @@ def test_signal_at_any_moment_of_a_live_run(m, tmp_path, sig, delay):
     the recording is either not started or playable. (``delay`` counts from vbg's first line;
     which stage it meets depends on the machine, and every stage must end cleanly.)"""
     out = tmp_path / "rec.mp4"
+    # PYTHONFAULTHANDLER: a crash in native code (one abort, "free(): invalid size", in a loaded CI
+    # run of the lowest versions, not reproduced in 420 runs since) shows every thread's Python stack
     proc = subprocess.Popen([sys.executable, "-m", "vbg", "--source", str(m["clip"]), "--loop", "--model", "selfie",
                              "--blur", "--no-vcam", "--record", str(out), "-q"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     wait_until_vbg_handles(proc, sig)
     time.sleep(delay)
     proc.send_signal(sig)
