@@ -34,3 +34,14 @@ def status(settle_to: int | None = None) -> tuple[int, float]:
         if settle_to is None or threads <= settle_to or time.monotonic() > end:
             return threads, int(fields["VmRSS"].split()[0]) / 1024
         time.sleep(0.01)
+
+
+def comm_and_parent(pid: int | str) -> tuple[str, int] | None:
+    """(command name, parent PID) of process ``pid`` from /proc/PID/stat (None once it is gone).
+    The name is read between the first "(" and the last ")": it may itself hold spaces and brackets."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+    except OSError:
+        return None
+    rest = text[text.rindex(")") + 2:].split()
+    return text[text.index("(") + 1:text.rindex(")")], int(rest[1])

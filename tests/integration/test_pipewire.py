@@ -23,6 +23,7 @@ import pytest
 
 from conftest import StderrLines
 from media import person_clip_frames, write_clip
+from procstatus import comm_and_parent
 from vbg import doctor
 from vbg.errors import SinkError
 from vbg.sinks import pipewire as pw
@@ -133,18 +134,17 @@ def gst_processes(parent: int | None = None, runtime: str | None = None) -> list
     ``parent``, or those that reach the PipeWire in folder ``runtime``."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-            comm, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
-            if not comm.startswith("gst-launch"):
-                continue
-            if runtime is not None:
-                environ = (stat.parent / "environ").read_bytes().split(b"\0")
-                if f"PIPEWIRE_RUNTIME_DIR={runtime}".encode() not in environ:
-                    continue
-        except OSError:
+        got = comm_and_parent(stat.parent.name)
+        if got is None or not got[0].startswith("gst-launch"):
             continue
-        if parent is None or int(rest[1]) == parent:
+        if runtime is not None:
+            try:
+                environ = (stat.parent / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"PIPEWIRE_RUNTIME_DIR={runtime}".encode() not in environ:
+                continue
+        if parent is None or got[1] == parent:
             found.append(int(stat.parent.name))
     return found
 

@@ -17,6 +17,7 @@ import av
 import pytest
 
 from media import interlace, person_clip_frames, write_talk_clip
+from procstatus import comm_and_parent
 from test_offline_media import make_png_mov
 from vbg.cli import main
 
@@ -185,13 +186,9 @@ def test_a_change_part_way_is_said_once_where_it_begins_as_a_local_run_says_it(c
 
 
 def _parent_of(pid: int) -> int:
-    """The parent's PID (0 once the process is gone): /proc/PID/stat's fourth field, read after
-    the command name, which may itself hold spaces and brackets."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return 0
-    return int(stat.rsplit(b")", 1)[1].split()[1])
+    """The parent's PID (0 once the process is gone)."""
+    got = comm_and_parent(pid)
+    return got[1] if got else 0
 
 
 def _actor_pids(title: str) -> list[int]:

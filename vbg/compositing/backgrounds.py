@@ -315,6 +315,7 @@ def open_own(path: Path):
 # opened from a file object its names are looked up from the working folder (one of the user's).
 OWN_DEMUXERS = {".mp4": "mov", ".m4v": "mov", ".mov": "mov", ".mkv": "matroska", ".webm": "matroska",
                 ".avi": "avi", ".gif": "gif"}
+PLAYED_KINDS = ", ".join(s.lstrip(".") for s in OWN_DEMUXERS)  # for messages: "mp4, m4v, mov, ..."
 
 
 @contextlib.contextmanager

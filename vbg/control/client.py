@@ -87,7 +87,7 @@ class Client:
         A video is sent as it is read (the filter keeps it on disk for its run)."""
         from urllib.parse import quote
 
-        from ..compositing.backgrounds import OWN_DEMUXERS
+        from ..compositing.backgrounds import OWN_DEMUXERS, PLAYED_KINDS
         from ..media.sequence import VIDEO_FILES
         from .uploads import MAX_UPLOAD, MAX_VIDEO_UPLOAD
 
@@ -96,7 +96,7 @@ class Client:
         video = suffix in VIDEO_FILES
         if video and suffix not in OWN_DEMUXERS:
             raise InputError(f"{path} is a {suffix.lstrip('.').upper()} video: the filter plays "
-                             f"{', '.join(s.lstrip('.') for s in OWN_DEMUXERS)} backgrounds: convert it to mp4 first")
+                             f"{PLAYED_KINDS} backgrounds: convert it to mp4 first")
         cap = MAX_VIDEO_UPLOAD if video else MAX_UPLOAD
         try:
             with open(path, "rb") as f:

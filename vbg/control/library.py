@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..compositing.backgrounds import OWN_DEMUXERS, first_picture, open_own
+from ..compositing.backgrounds import OWN_DEMUXERS, PLAYED_KINDS, first_picture, open_own
 from ..compositing.bundled import IMAGE_SUFFIXES, bundled_backgrounds
 from ..errors import ControlError, InputError, VbgError
 from ..images import decode_srgb, read_srgb
@@ -107,8 +107,7 @@ class Library:
     def _is_video_id(self, bid: str) -> bool:
         kind, _, name = bid.partition(":")
         if kind == "upload":
-            with self._lock:
-                got = self._uploads.get(int(name)) if name.isdigit() else None
+            got = self._kept(name)
             return got is not None and isinstance(got[1], Path)
         return kind == "folder" and is_video(name)
 
@@ -136,15 +135,17 @@ class Library:
     def label(self, bid: str) -> str:
         kind, _, name = bid.partition(":")
         if kind == "upload":
-            with self._lock:
-                got = self._uploads.get(int(name)) if name.isdigit() else None
+            got = self._kept(name)
             return got[0] if got else bid
         return _label(name)
 
-    def _upload(self, bid: str) -> tuple[str, np.ndarray | Path]:
-        name = bid.partition(":")[2]
+    def _kept(self, number: str) -> tuple[str, np.ndarray | Path] | None:
+        """(label, picture or video path) of upload ``number`` (an id's part after "upload:"), if kept."""
         with self._lock:
-            got = self._uploads.get(int(name)) if name.isdigit() else None
+            return self._uploads.get(int(number)) if number.isdigit() else None
+
+    def _upload(self, bid: str) -> tuple[str, np.ndarray | Path]:
+        got = self._kept(bid.partition(":")[2])
         if got is None:
             raise NotFound(f"background {bid!r}: no such upload in this run: upload the file again")
         return got
@@ -219,8 +220,8 @@ class Library:
         first frame decodes; its ``upload:N`` id. BadRequest for bytes that are not such a video
         (nothing is kept); ``UploadRefused`` where it cannot be kept."""
         if suffix not in OWN_DEMUXERS:
-            raise UploadRefused(415, f"a {suffix or 'nameless'} video: the filter plays "
-                                     f"{', '.join(s.lstrip('.') for s in OWN_DEMUXERS)} videos: convert it to mp4")
+            raise UploadRefused(415, f"a {suffix or 'nameless'} video: the filter plays {PLAYED_KINDS} videos: "
+                                     "convert it to mp4")
         path = self.videos.add(read, length, suffix)
         try:
             first = first_picture(path, own_file=True)  # read as its suffix says, as a folder's video

@@ -33,11 +33,12 @@ import socket
 import socketserver
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..compositing.backgrounds import OWN_DEMUXERS
+from ..compositing.backgrounds import OWN_DEMUXERS, PLAYED_KINDS
 from ..errors import ControlError, VbgError
 from ..media.sequence import VIDEO_FILES
 from .runtime import runtime_dir, write_runtime
@@ -135,8 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refused(403, "missing or wrong token: use the URL vbg printed at start "
                                 "(control: http://127.0.0.1:PORT/?token=...) or vbg ctl")
 
-    def _length(self, cap: int, too_big: str = "") -> int:
-        """The body's Content-Length, refused (413, the body unread) above ``cap``; ``too_big``
+    def _length(self, cap: int, too_big: Callable[[int], str] | None = None) -> int:
+        """The body's Content-Length, refused (413, the body unread) above ``cap``; ``too_big(n)``
         says what to do then (else how many bytes are accepted)."""
         length = self.headers.get("Content-Length")
         if length is None:
@@ -149,7 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refused(400, f"Content-Length {n} is negative")
         if n > cap:
             self.close_connection = True
-            raise _Refused(413, too_big or f"the body is {n} bytes: at most {cap} are accepted here")
+            raise _Refused(413, too_big(n) if too_big else f"the body is {n} bytes: at most {cap} are accepted here")
         return n
 
     def _body(self, cap: int) -> bytes:
@@ -246,9 +247,9 @@ class _Handler(BaseHTTPRequestHandler):
         name = Path(unquote(self.headers.get("X-Vbg-Name", "upload"))).name[:80] or "upload"
         suffix = video_suffix(name, ctype)
         if suffix is not None:
-            n = self._length(MAX_VIDEO_UPLOAD, f"the video is {self._mb()} MB: an upload may be at most "
-                                               f"{MAX_VIDEO_UPLOAD >> 20} MB; put it in the backgrounds folder, "
-                                               f"{ctl.library.folder}, and pick it from the list")
+            n = self._length(MAX_VIDEO_UPLOAD, lambda n: f"the video is {n / 2**20:.0f} MB: an upload may be at "
+                                                         f"most {MAX_VIDEO_UPLOAD >> 20} MB; put it in the backgrounds "
+                                                         f"folder, {ctl.library.folder}, and pick it from the list")
             stem = Path(name).stem if Path(name).suffix.lower() == suffix else name
             try:
                 return self._json(200, ctl.upload_video(self.rfile.read, n, stem or "upload", suffix))
@@ -257,20 +258,13 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Refused(e.status, str(e)) from None
         other = Path(name).suffix.lower() in VIDEO_FILES and ctype in ("application/octet-stream", "")
         if ctype.startswith("video/") or other:
-            raise _Refused(415, f"{name}: a {Path(name).suffix if other else ctype} video: the "
-                                f"filter plays {', '.join(s.lstrip('.') for s in OWN_DEMUXERS)} videos: "
-                                "convert it to mp4")
+            raise _Refused(415, f"{name}: a {Path(name).suffix if other else ctype} video: the filter plays "
+                                f"{PLAYED_KINDS} videos: convert it to mp4")
         if not ctype.startswith("image/") and ctype != "application/octet-stream":
             raise _Refused(415, f"Content-Type {ctype!r}: upload an image file (image/jpeg, image/png...) "
                                 "or a video (video/mp4...)")
         data = self._body(MAX_UPLOAD)
         return self._json(200, ctl.upload(data, Path(name).stem or name))
-
-    def _mb(self) -> str:
-        try:
-            return f"{int(self.headers.get('Content-Length', '0')) / 2**20:.0f}"
-        except ValueError:
-            return "?"
 
     def _static(self, name: str) -> None:
         """A file of the page folder, found in its listing (no path is ever joined from the request)."""
