@@ -151,12 +151,12 @@ def _receive(read: Callable[[int], bytes], length: int, target: Path) -> Path:
             raise _WriteFailed(e) from e
     except _WriteFailed as failed:
         new.discard()
-        e = failed.error
-        if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        error = failed.error
+        if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
             raise UploadRefused(507, f"the disk of {target.parent.parent} filled up during the upload: free some "
                                      "disk space, or set VBG_CACHE_DIR to a folder on another disk") from None
-        raise UploadRefused(507, f"the video could not be written to {target.parent} ({e.strerror or e}): "
-                                 f"{write_error_hint(e)}") from None
+        raise UploadRefused(507, f"the video could not be written to {target.parent} ({error.strerror or error}): "
+                                 f"{write_error_hint(error)}") from None
     except BaseException:
         new.discard()
         raise
