@@ -24,6 +24,7 @@ convert a Display P3 or Adobe RGB photo to sRGB (``vbg.icc``) for what vbg shows
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import zlib
@@ -443,6 +444,17 @@ def animation(path: str | Path) -> str | None:
         return None
 
 
+def moving_picture(data) -> str | None:
+    """The kind of picture in ``data`` (a whole file, bytes-like) that FFmpeg plays as a video, as
+    vbg plays it: "GIF" (any: FFmpeg decodes every GIF, a still one in one frame, where OpenCV
+    before 4.11 decodes none), "APNG" (an animated PNG); else None (a still picture, an animated
+    WebP, which FFmpeg cannot play, or not a picture at all)."""
+    buf = memoryview(data).cast("B")
+    if image_kind(bytes(buf[:32])) == "GIF":
+        return "GIF"
+    return "APNG" if animation_in(bytes(buf[:ANIMATION_HEAD_BYTES])) == "APNG" else None
+
+
 def animation_in(head) -> str | None:
     """``animation`` of an image file whose first bytes are ``head``."""
     try:
@@ -455,6 +467,26 @@ def animation_in(head) -> str | None:
     except struct.error:  # cut short: the reader says so
         return None
     return None
+
+
+def png_animated(f) -> bool:
+    """Whether the PNG file open as ``f`` (at its start) is an animated one, its ``acTL`` chunk
+    saying more than one frame; reads only the chunk headers before the image data, where the
+    ``acTL`` must be (a folder's listing asks this of every PNG in it)."""
+    if f.read(8) != b"\x89PNG\r\n\x1a\n":
+        return False
+    for _ in range(256):  # a PNG has a few chunks before its image data; a damaged one may loop
+        head = f.read(8)
+        if len(head) < 8:
+            return False
+        length, ctype = struct.unpack(">I4s", head)
+        if ctype in (b"IDAT", b"IEND"):
+            return False
+        if ctype == b"acTL":
+            frames = f.read(4)
+            return len(frames) == 4 and struct.unpack(">I", frames)[0] > 1
+        f.seek(length + 4, os.SEEK_CUR)  # the chunk's data and CRC
+    return False
 
 
 def _png_exif(buf) -> memoryview | None:

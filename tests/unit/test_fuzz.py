@@ -211,6 +211,47 @@ def test_read_rgb_on_damaged_real_images(scratch, which, data):
     assert img is None or (img.dtype == np.uint8 and img.shape[2] == 3)
 
 
+def _moving_pictures() -> list[bytes]:
+    from media import write_animation, write_gif
+
+    with tempfile.TemporaryDirectory() as d:
+        return [write_gif(Path(d) / "a.gif", [(255, 0, 0), (0, 0, 255)], [0, 10]).read_bytes(),
+                write_animation(Path(d) / "a.png", "apng", [(255, 0, 0), (0, 255, 0)]).read_bytes()]
+
+
+MOVING = _moving_pictures()
+
+
+@FUZZ
+@given(st.sampled_from(range(len(MOVING))), st.data())
+def test_an_uploaded_moving_picture_damaged_is_one_line(scratch, which, data):
+    """A GIF of two frames or an animated PNG, a few bytes flipped and cut anywhere, sent to the
+    control page: kept (a picture or a video) or refused in one line, nothing left on disk; and
+    a folder's listing tells whether the file moves without failing."""
+    from vbg.control.library import Library
+    from vbg.control.uploads import VideoUploads
+    from vbg.images import png_animated
+
+    raw = bytearray(MOVING[which])
+    for _ in range(data.draw(st.integers(0, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    raw = raw[:data.draw(st.integers(1, len(raw)))]
+    library = Library(scratch / "none", uploads=VideoUploads(scratch / "uploads"))
+    try:
+        bid = _only_vbg_errors(library.add_upload, bytes(raw), "sent")
+        on_disk = [p.name for p in (scratch / "uploads").glob("run-*/*") if not p.name.startswith(".")]
+        video = bid is not None and library.video(bid) is not None
+        assert on_disk == ([f"1.{'gif' if which == 0 else 'apng'}"] if video else []), on_disk
+    finally:
+        library.close()
+    assert not list((scratch / "uploads").glob("run-*")), "the run's end left its uploads folder"
+    with open(scratch / "random.img", "wb+") as f:
+        f.write(raw)
+        f.seek(0)
+        assert png_animated(f) in (True, False)
+
+
 def test_a_tiff_with_no_page_is_one_line(tmp_path):
     """A TIFF header whose first page offset is 0 (what the fuzzer above found): a damaged-TIFF
     InputError, not a TypeError from the size reader."""

@@ -34,7 +34,7 @@ import numpy as np
 from ..clock import Clock, MonotonicClock
 from ..config import parse_color
 from ..errors import ConfigError, DependencyError, InputError, one_line
-from ..images import animation, read_srgb
+from ..images import animation, png_animated, read_srgb
 from ..media.info import frame_rate, frame_rotation, pixel_aspect, quarter_turns, square_size, upright
 from ..media.open import open_read, picture_stream, special_file
 from ..media.deinterlace import whole_frames
@@ -314,20 +314,28 @@ def open_own(path: Path):
 # FFmpeg takes a text file that starts "ffconcat version 1.0" for a list of files to play, and
 # opened from a file object its names are looked up from the working folder (one of the user's).
 OWN_DEMUXERS = {".mp4": "mov", ".m4v": "mov", ".mov": "mov", ".mkv": "matroska", ".webm": "matroska",
-                ".avi": "avi", ".gif": "gif"}
+                ".avi": "avi", ".gif": "gif", ".apng": "apng"}
 PLAYED_KINDS = ", ".join(s.lstrip(".") for s in OWN_DEMUXERS)  # for messages: "mp4, m4v, mov, ..."
 
 
 @contextlib.contextmanager
 def open_own_video(path: Path):
     """The video at ``path`` in a folder others may write to, opened for decoding: ``open_own``
-    (no link, a regular file), read as its suffix says (``OWN_DEMUXERS``): a file whose bytes are
-    another kind, a playlist say, does not open."""
-    demuxer = OWN_DEMUXERS.get(path.suffix.lower())
-    if demuxer is None:
+    (no link, a regular file), read as its suffix says (``OWN_DEMUXERS``; a ``.png`` as an
+    animated PNG, when its header says it is one): a file whose bytes are another kind, a
+    playlist say, does not open."""
+    suffix = path.suffix.lower()
+    demuxer = OWN_DEMUXERS.get(suffix)
+    if demuxer is None and suffix != ".png":
         raise InputError(f"{path.name}: not a video kind vbg plays from a folder ({', '.join(OWN_DEMUXERS)})")
-    with open_own(path) as f, open_read(f, format=demuxer) as container:
-        yield container
+    with open_own(path) as f:
+        if demuxer is None:
+            if not png_animated(f):
+                raise InputError(f"{path.name} is a still PNG: a picture, not a moving one")
+            f.seek(0)
+            demuxer = "apng"
+        with open_read(f, format=demuxer) as container:
+            yield container
 
 
 @contextlib.contextmanager

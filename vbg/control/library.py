@@ -3,10 +3,12 @@
 - ``bundled:NAME``: a picture that ships with vbg (``vbg backgrounds``), NAME its file name;
 - ``folder:NAME``: a picture or a video directly in the user's backgrounds folder (a regular
   file, not a link, not hidden, an image or video suffix), NAME as that folder's listing has
-  it; a video plays in a loop at its own rate, as ``--background clip.mp4`` does;
+  it; a video plays in a loop at its own rate, as ``--background clip.mp4`` does, and so do
+  a GIF and an animated PNG;
 - ``upload:N``: a picture or a video the page (or ``vbg ctl background FILE``) sent for this
   run: a picture decoded and kept in memory, a video kept in a private folder of this run's
-  (:mod:`.uploads`) and played from there as a folder's video is;
+  (:mod:`.uploads`) and played from there as a folder's video is; a GIF and an animated PNG
+  are kept and played as videos too (as the folder's: a still GIF in one frame);
 - ``recent:N``: the N-th most recently used of those (0 = the newest).
 
 A request names an id; the id is looked up in these sets (a dictionary, a fresh folder
@@ -17,6 +19,7 @@ Default folder: ``$XDG_DATA_HOME/vbg/backgrounds`` (``~/.local/share/vbg/backgro
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import threading
@@ -29,16 +32,18 @@ import numpy as np
 from ..compositing.backgrounds import OWN_DEMUXERS, PLAYED_KINDS, first_picture, open_own
 from ..compositing.bundled import IMAGE_SUFFIXES, bundled_backgrounds
 from ..errors import ControlError, InputError, VbgError
-from ..images import decode_srgb, read_srgb
+from ..images import decode_srgb, moving_picture, png_animated, read_srgb
 from .uploads import UploadRefused, VideoUploads
 
 PICTURE_SUFFIXES = (*IMAGE_SUFFIXES, ".heic", ".heif", ".avif")  # a phone's photos too (vbg.heif)
 FOLDER_SUFFIXES = (*PICTURE_SUFFIXES, *OWN_DEMUXERS)  # an animated GIF plays as the video it is
+MOVING = {"GIF": ".gif", "APNG": ".apng"}  # moving pictures FFmpeg plays: kept as videos of these kinds
 
 THUMB_WIDTH = 160
 UPLOADS_KEPT = 16
 VIDEO_UPLOADS_KEPT = 4  # on disk, up to MAX_VIDEO_UPLOAD each
 RECENT_KEPT = 8
+PNGS_TOLD = 1024  # the folder's PNGs whose animation is remembered (by name, size and time)
 FOLDER_MAX = 500  # pictures listed from the user's folder
 
 
@@ -74,6 +79,7 @@ class Library:
         self._next_upload = 1
         self._recent: deque[str] = deque(maxlen=RECENT_KEPT)
         self._thumbs: OrderedDict[str, bytes] = OrderedDict()
+        self._animated: OrderedDict[tuple, bool] = OrderedDict()  # (name, inode, size, mtime) -> an APNG?
 
     # ------------------------------------------------------------------ listing
     def _folder_names(self) -> list[str]:
@@ -95,7 +101,7 @@ class Library:
 
     def items(self) -> list[dict]:
         out = [self._item(f"bundled:{n}", _label(n), "bundled") for n in bundled_backgrounds()]
-        out += [self._item(f"folder:{n}", _label(n), "folder", is_video(n)) for n in self._folder_names()]
+        out += [self._item(f"folder:{n}", _label(n), "folder", self._plays(n)) for n in self._folder_names()]
         with self._lock:
             uploads = [(k, v[0], isinstance(v[1], Path)) for k, v in self._uploads.items()]
             recent = list(self._recent)
@@ -109,7 +115,33 @@ class Library:
         if kind == "upload":
             got = self._kept(name)
             return got is not None and isinstance(got[1], Path)
-        return kind == "folder" and is_video(name)
+        return kind == "folder" and self._plays(name)
+
+    def _plays(self, name: str) -> bool:
+        """Whether the folder's file ``name`` plays as a video: by its suffix, and for a PNG by its
+        header (an animated one plays, as ``--background anim.png`` does), read once a version."""
+        suffix = Path(name).suffix.lower()
+        if suffix != ".png":
+            return suffix in OWN_DEMUXERS
+        path = self.folder / name
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return False
+        key = (name, st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            told = self._animated.get(key)
+        if told is None:
+            try:
+                with open_own(path) as f:
+                    told = png_animated(f)
+            except (InputError, OSError):
+                told = False
+            with self._lock:
+                self._animated[key] = told
+                while len(self._animated) > PNGS_TOLD:
+                    self._animated.popitem(last=False)
+        return told
 
     @staticmethod
     def _item(bid: str, label: str, kind: str, video: bool = False) -> dict:
@@ -159,7 +191,7 @@ class Library:
         if kind == "upload":
             label, kept = self._upload(bid)
             return (bid, label, kept) if isinstance(kept, Path) else None
-        if kind != "folder" or not is_video(name):
+        if kind != "folder" or not self._plays(name):
             return None
         if name not in self._folder_names():
             raise NotFound(f"background {bid!r}: no such video in {self.folder}: put it there")
@@ -211,6 +243,11 @@ class Library:
 
     # ------------------------------------------------------------------ uploads
     def add_upload(self, data: bytes, name: str = "upload") -> str:
+        """A picture sent whole, decoded and kept in memory; its ``upload:N`` id. A GIF or an animated
+        PNG is kept as a video instead (``images.moving_picture``), and plays as the folder's do."""
+        moving = MOVING.get(moving_picture(data) or "")
+        if moving is not None:
+            return self.add_video_upload(io.BytesIO(data).read, len(data), name, moving)
         image = decode_srgb(np.frombuffer(data, np.uint8), name)  # InputError for anything not an image; P3 to sRGB
         return self._keep(name, image)
 
@@ -280,10 +317,6 @@ class Library:
             while len(self._thumbs) > 64:
                 self._thumbs.popitem(last=False)
         return jpeg
-
-
-def is_video(name: str) -> bool:
-    return Path(name).suffix.lower() in OWN_DEMUXERS
 
 
 def _read_own(path: Path) -> np.ndarray:

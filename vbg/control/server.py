@@ -62,8 +62,8 @@ VIDEO_TYPES = {"video/mp4": ".mp4", "video/x-m4v": ".m4v", "video/quicktime": ".
 
 def video_suffix(name: str, ctype: str) -> str | None:
     """The kind (a key of ``OWN_DEMUXERS``) of an upload named ``name`` sent as ``ctype``, when it
-    is a video the filter plays; None otherwise (a picture, an animated GIF included: uploaded,
-    it is a picture, as it always was)."""
+    is a video the filter plays; None otherwise: a picture, a GIF included, sent whole (a GIF or
+    an animated PNG is kept as a video once here: ``Library.add_upload``)."""
     suffix = Path(name).suffix.lower()
     if suffix in OWN_DEMUXERS and suffix != ".gif" and (ctype.startswith("video/") or ctype in
                                                          ("application/octet-stream", "")):

@@ -248,8 +248,11 @@ class Controller:
         self.library.close()
 
     def upload(self, data: bytes, name: str = "upload") -> dict:
+        """A picture sent whole (``Library.add_upload``: a moving one is kept as a video)."""
         try:
             return {"id": self.library.add_upload(data, name)}
+        except ControlError:
+            raise  # its own status: a busy or full uploads folder (409, 507), bytes that do not play (400)
         except VbgError as e:
             raise BadRequest(str(e)) from None
 
