@@ -24,6 +24,7 @@ convert a Display P3 or Adobe RGB photo to sRGB (``vbg.icc``) for what vbg shows
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
@@ -104,6 +105,8 @@ def decode_rgb(data: np.ndarray, path) -> np.ndarray:
         img = None
     except MemoryError:
         raise InputError(f"image {path} does not fit in memory: scale it down") from None
+    if img is None and header[0] == "GIF":  # OpenCV before 4.11 reads no GIF: FFmpeg's decoder does
+        img = _first_gif_frame(data)
     if img is None or img.size == 0:
         if animation_in(data[:ANIMATION_HEAD_BYTES].tobytes()) == "animated WebP":  # OpenCV before 4.11
             raise InputError(f"{path} is an animated WebP, which OpenCV {cv2.__version__} cannot read: save it as a "
@@ -111,6 +114,20 @@ def decode_rgb(data: np.ndarray, path) -> np.ndarray:
         raise InputError(f"{path} is a damaged {header[0]} (it cannot be decoded): {ACCEPTED}")
     check_pixels(path, img.shape[1], img.shape[0])
     return to_rgb8(apply_orientation(img, exif_orientation(memoryview(data), header[0])))
+
+
+def _first_gif_frame(data: np.ndarray) -> np.ndarray | None:
+    """The first frame of the GIF in ``data`` (its size already checked from its header) as BGR,
+    decoded by FFmpeg through PyAV, as vbg plays a GIF background; None when FFmpeg cannot
+    decode it either."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(data.tobytes()), mode="r", format="gif") as container:
+            frame = next(container.decode(video=0), None)
+            return None if frame is None else frame.to_ndarray(format="bgr24")
+    except (av.FFmpegError, OSError, ValueError, IndexError):
+        return None
 
 
 HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis"})  # HEVC still images in HEIF (ISO/IEC 23008-12)

@@ -66,6 +66,29 @@ def test_segment_with_selfie_finds_the_person(tmp_path):
     assert iou(pred, read_alpha(PEOPLE / "example03_background01_alpha.png")) >= 0.85
 
 
+def test_segment_a_gif_finds_the_person_whatever_opencv_reads(tmp_path):
+    """A photo saved as GIF (256 colours) is segmented like the JPEG it came from. OpenCV before
+    4.11 (vbg's floor is 4.10: CI's second stage) has no GIF reader: vbg called the GIF
+    "damaged"; FFmpeg decodes it now, the same first frame a GIF background shows."""
+    import av
+
+    rgb = cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)
+    gif = tmp_path / "photo.gif"
+    with av.open(str(gif), "w") as out:
+        stream = out.add_stream("gif", rate=10)
+        stream.height, stream.width = rgb.shape[:2]
+        stream.pix_fmt = "rgb8"
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="rgb8")
+        frame.pts = 0
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    mask = tmp_path / "mask.png"
+    proc = run_vbg("segment", str(gif), "--model", "selfie", "-o", str(mask))
+    assert proc.returncode == 0, proc.stderr
+    pred = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+    assert pred.shape == rgb.shape[:2] and iou(pred, read_alpha(PHOTO_ALPHA)) >= 0.85
+
+
 def test_segment_batch_writes_cutouts_to_a_folder(tmp_path):
     images = sorted(PEOPLE.glob("example03_background0?.jpg"))
     proc = run_vbg("segment", *map(str, images), "--model", "selfie", "--cutout", "-o", str(tmp_path / "out"))

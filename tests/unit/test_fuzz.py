@@ -182,7 +182,12 @@ def _small_images() -> list[bytes]:
 
     rgb = (np.arange(12 * 16 * 3) % 251).astype(np.uint8).reshape(12, 16, 3)
     made = [cv2.imencode(ext, rgb)[1].tobytes() for ext in (".png", ".jpg", ".bmp", ".webp", ".tif", ".ppm")]
-    return made + [(Path(__file__).parent.parent / "data" / "phone.heic").read_bytes()]  # a phone's tiled HEIC
+    made.append((Path(__file__).parent.parent / "data" / "phone.heic").read_bytes())  # a phone's tiled HEIC
+    from media import write_gif
+
+    with tempfile.TemporaryDirectory() as d:  # a GIF: OpenCV's reader, or FFmpeg's before OpenCV 4.11
+        made.append(write_gif(Path(d) / "a.gif", [(255, 0, 0), (0, 0, 255)], [0, 10], size=(12, 16)).read_bytes())
+    return made
 
 
 REAL = _small_images()
