@@ -632,6 +632,64 @@ def test_a_moving_picture_plays_whether_uploaded_or_in_the_folder(live, tmp_path
         (live.folder / "loop.png").unlink(missing_ok=True)
 
 
+@pytest.fixture
+def small_cache(tmp_path):
+    """A 300 MB tmpfs (root only): room for FREE_MARGIN and a little more."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_video_upload_the_disk_cannot_hold_is_refused_and_leaves_nothing(small_cache):
+    """On a cache disk with less free than the video and FREE_MARGIN, the upload is refused (507)
+    before a byte is read, naming the free space and VBG_CACHE_DIR; a disk that another program
+    fills while a video is written refuses it too (507, "filled up during the upload"), its part
+    removed; once there is room again a video is kept whole."""
+    from vbg.control.library import Library
+    from vbg.control.uploads import CHUNK, FREE_MARGIN, UploadRefused, VideoUploads
+
+    clip = _colour_clip(small_cache.parent / "c.mp4", [(200, 10, 10)]).read_bytes()
+    big = clip * (3 * CHUNK // len(clip))  # three chunks: the disk fills once the first is read
+    body = io.BytesIO(big)
+    filler = small_cache / "another program's file"
+    asked: list[int] = []
+
+    def never(n: int) -> bytes:
+        asked.append(n)
+        return b""
+
+    def fills_the_disk(n: int) -> bytes:
+        if not filler.exists():
+            with open(filler, "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, shutil.disk_usage(small_cache).free - (256 << 10))
+        return body.read(n)
+
+    lib = Library(small_cache / "none", uploads=VideoUploads(small_cache / "uploads"))
+    try:
+        free = shutil.disk_usage(small_cache).free
+        with pytest.raises(UploadRefused) as refused:
+            lib.add_video_upload(never, free - FREE_MARGIN + 1, "long", ".mp4")
+        assert refused.value.status == 507 and asked == [], refused.value
+        assert f"has {free / 2**20:.0f} MB free: free some disk space, or set VBG_CACHE_DIR" in str(refused.value)
+        with pytest.raises(UploadRefused) as refused:
+            lib.add_video_upload(fills_the_disk, len(big), "big", ".mp4")
+        assert refused.value.status == 507 and "filled up during the upload" in str(refused.value), refused.value
+        folder = lib.videos.folder
+        assert folder is not None and sorted(p.name for p in folder.iterdir()) == [".lock"]
+        filler.unlink()
+        kept = lib.video(lib.add_video_upload(io.BytesIO(clip).read, len(clip), "short", ".mp4"))[2]
+        assert kept.read_bytes() == clip
+    finally:
+        lib.close()
+    assert list((small_cache / "uploads").iterdir()) == []
+
+
 def test_older_uploaded_videos_make_room_but_not_the_one_shown_and_the_run_removes_them(tmp_path):
     """At most VIDEO_UPLOADS_KEPT uploaded videos stay on disk: a newer one lets go of the oldest
     (its file removed, its id gone), never of the one behind the person; the run's end removes
