@@ -275,3 +275,19 @@ def pytest_collection_modifyitems(session, config, items):
     test_resources' memory check, which failed after them; it failed without them too, the
     allocator's arenas in a long session, and now measures its batch in a fresh interpreter.)"""
     items.sort(key=lambda item: item.nodeid.startswith("tests/integration/test_ray.py"))
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder: Path, size: str):
+    """``folder`` (made here) on a tmpfs of ``size`` (``mount -o size=``: "16k", "300m") while in
+    use: a small disk to fill. Mounting needs root: the test skips without it, saying so."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)

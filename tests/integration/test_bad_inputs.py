@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DATA, PEOPLE, StderrLines, progress_shows_frames, wait_until_vbg_handles
+from conftest import DATA, PEOPLE, StderrLines, progress_shows_frames, small_tmpfs, wait_until_vbg_handles
 from fakecam import fake_camera
 from media import person_clip_frames, write_clip
 
@@ -357,17 +357,11 @@ def full_disk(request, tmp_path):
     """(folder, preexec): a folder on a 16 KB tmpfs (root only), or any folder with
     the child's file size limit at 16 KB (EFBIG instead of ENOSPC)."""
     folder = tmp_path / "full"
-    folder.mkdir()
     if request.param == "tmpfs":
-        if os.geteuid() != 0 or shutil.which("mount") is None:
-            pytest.skip("mounting a tmpfs needs root")
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(folder)],
-                                 capture_output=True)
-        if mounted.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-        yield folder, None, "the disk is full"
-        subprocess.run(["umount", str(folder)], check=False)
+        with small_tmpfs(folder, "16k"):
+            yield folder, None, "the disk is full"
         return
+    folder.mkdir()
 
     def limit():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed

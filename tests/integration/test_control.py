@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import small_tmpfs
 from lockstep import wait_until
 from media import person_clip_frames
 from vbg import cli
@@ -288,7 +289,7 @@ def test_on_windows_a_filter_is_looked_for_without_signalling_it(monkeypatch):
     import ctypes
 
     monkeypatch.setattr(ctypes, "windll", type("W", (), {"kernel32": fake})(), raising=False)
-    assert not runtime._alive(4242)  # through the API, and os.kill never called
+    assert not runtime.process_alive(4242)  # through the API, and os.kill never called
 
 
 def test_preview_keys_and_control_requests_share_one_view():
@@ -632,18 +633,47 @@ def test_a_moving_picture_plays_whether_uploaded_or_in_the_folder(live, tmp_path
         (live.folder / "loop.png").unlink(missing_ok=True)
 
 
+def test_without_locks_a_dead_run_s_uploads_folder_is_told_by_its_process(tmp_path):
+    """Where ``flock`` cannot tell a live run's folder from a dead one's (Windows has no flock; some
+    network file systems answer every lock with an error), a run's ``.lock`` names its machine
+    and process: a folder of a process of this machine that has ended is removed, a live run's
+    (this one's) and another machine's are left alone, a record never written (the run died
+    making it) goes once old. Such folders were never removed: up to 4 GB of videos each."""
+    from vbg.control.uploads import STALE_UNLOCKED_S, VideoUploads, remove_dead_runs
+
+    root = tmp_path / "uploads"
+    ours = VideoUploads(root)
+    clip = _colour_clip(tmp_path / "c.mp4", [(200, 10, 10)]).read_bytes()
+    kept = ours.add(io.BytesIO(clip).read, len(clip), ".mp4")
+    assert json.loads((kept.parent / ".lock").read_text()) == {"host": socket.gethostname(), "pid": os.getpid()}
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    dead_pid = int(ended.stdout)  # a process of this machine that has ended (pids are not reused so soon)
+    for name, record in (("run-killed", {"host": socket.gethostname(), "pid": dead_pid}),
+                         ("run-elsewhere", {"host": socket.gethostname() + "-another", "pid": dead_pid}),
+                         ("run-unwritten-old", None), ("run-unwritten-new", None)):
+        (root / name).mkdir()
+        (root / name / ".lock").write_text(json.dumps(record) if record else "")
+        (root / name / "1.mp4").write_bytes(clip)
+    old = time.time() - STALE_UNLOCKED_S - 60
+    os.utime(root / "run-unwritten-old", (old, old))
+    no_locks = lambda fd: None  # noqa: E731 -- what fsutil.try_lock answers where there are none
+    assert sorted(remove_dead_runs(root, lock=no_locks)) == ["run-killed", "run-unwritten-old"]
+    left = sorted(p.name for p in root.iterdir())
+    assert left == sorted([kept.parent.name, "run-elsewhere", "run-unwritten-new"]), left
+    assert kept.read_bytes() == clip
+    # Where there are locks (here), they decide: the two others' are free, this run's is held.
+    assert sorted(remove_dead_runs(root)) == ["run-elsewhere", "run-unwritten-new"]
+    assert kept.read_bytes() == clip
+    ours.close()
+    assert list(root.iterdir()) == []
+
+
 @pytest.fixture
 def small_cache(tmp_path):
     """A 300 MB tmpfs (root only): room for FREE_MARGIN and a little more."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=False)
+    with small_tmpfs(tmp_path / "small", "300m") as folder:
+        yield folder
 
 
 def test_a_video_upload_the_disk_cannot_hold_is_refused_and_leaves_nothing(small_cache):

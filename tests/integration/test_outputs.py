@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import PEOPLE, StderrLines, progress_shows_frames
+from conftest import PEOPLE, StderrLines, progress_shows_frames, small_tmpfs
 from media import person_clip_frames, write_clip
 from vbg.errors import OutputError
 from vbg.media.info import probe
@@ -370,15 +370,8 @@ def test_the_output_rule_is_in_the_help():
 @pytest.fixture
 def small_disk(tmp_path):
     """A 512 KB tmpfs (root only)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=False)
+    with small_tmpfs(tmp_path / "small", "512k") as folder:
+        yield folder
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mov", ".webm"])

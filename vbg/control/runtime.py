@@ -96,7 +96,7 @@ def write_runtime(folder: Path, info: dict) -> Path:
     return target
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` runs. On Windows not by ``os.kill(pid, 0)``: there every signal
     number but the console's two terminates the process."""
     if _WINDOWS:
@@ -113,7 +113,7 @@ def _alive(pid: int) -> bool:
 
 
 def _alive_windows(pid: int, kernel32) -> bool:
-    """``_alive`` through the Win32 API (``kernel32``): a handle that may only ask, its exit code."""
+    """``process_alive`` through the Win32 API (``kernel32``): a handle that may only ask, its exit code."""
     import ctypes
 
     handle = kernel32.OpenProcess(_QUERY_LIMITED, False, pid)
@@ -155,7 +155,7 @@ def running(folder: Path | None = None) -> list[dict]:
         except (OSError, ValueError, KeyError, TypeError):
             _remove_stale(path, None)
             continue
-        if pid == os.getpid() or _alive(pid):
+        if pid == os.getpid() or process_alive(pid):
             info["file"] = str(path)
             found.append(info)
         else:

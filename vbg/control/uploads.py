@@ -7,7 +7,10 @@ an ``flock`` on its ``.lock`` file while it runs, and writes each video there th
 :class:`vbg.fsutil.NewFile` (a fresh hidden name, ``O_EXCL``, renamed into place once whole),
 so a video is either all there or not at all. A video is removed when the library lets go of it
 (an older upload pushed out by newer ones), and the folder when the run ends; a folder left by
-a run that crashed (its lock free) is removed by the next run that makes one.
+a run that crashed (its lock free) is removed by the next run that makes one. Where there are no
+locks to tell (Windows, some network file systems) the ``.lock`` file names its run (host and
+process id): a folder of this machine whose process is gone is removed; another machine's is
+left alone.
 
 The bytes come from whoever holds the control token, so the file is read as its name's kind
 says (``OWN_DEMUXERS``), never as FFmpeg guesses from the bytes, as for the backgrounds folder.
@@ -18,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import json
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -84,6 +89,8 @@ class VideoUploads:
             raise UploadRefused(507, f"a video upload cannot be kept in {root} ({e.strerror or e}): "
                                      f"{write_error_hint(e)}, or set VBG_CACHE_DIR to a writable folder") from None
         try_lock(fd)  # a new file: nobody else has it
+        with contextlib.suppress(OSError):  # whose run it is, for a machine without locks to tell
+            os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode())
         self._folder, self._lock_fd = folder, fd
         return folder
 
@@ -170,9 +177,10 @@ class _WriteFailed(Exception):
         self.error = error
 
 
-def remove_dead_runs(root: Path) -> list[str]:
+def remove_dead_runs(root: Path, lock: Callable[[int], bool | None] = try_lock) -> list[str]:
     """Remove the run folders under ``root`` whose run has ended without removing its own (a crash,
-    a kill): their lock is free. The names removed."""
+    a kill): their lock is free, or, where there are no locks (``lock`` says None), their ``.lock``
+    names a process of this machine that is gone. The names removed."""
     gone = []
     try:
         entries = list(os.scandir(root))
@@ -185,17 +193,41 @@ def remove_dead_runs(root: Path) -> list[str]:
             fd = os.open(os.path.join(e.path, LOCK_NAME), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
                          | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:  # made, but its run died before the lock: remove it once it is old
-            with contextlib.suppress(OSError):
-                if time.time() - e.stat(follow_symlinks=False).st_mtime > STALE_UNLOCKED_S:
-                    shutil.rmtree(e.path, ignore_errors=True)
-                    gone.append(e.name)
+            if _old(e):
+                shutil.rmtree(e.path, ignore_errors=True)
+                gone.append(e.name)
             continue
         except OSError:
             continue
         try:
-            if try_lock(fd):  # free: its run is gone (a live run holds it; None: no locks here to tell)
-                shutil.rmtree(e.path, ignore_errors=True)
-                gone.append(e.name)
+            free = lock(fd)  # free: its run is gone (a live run holds it); None: no locks here to tell
+            if free is None:
+                free = _owner_gone(fd, e)
         finally:
             os.close(fd)
+        if free:
+            shutil.rmtree(e.path, ignore_errors=True)
+            gone.append(e.name)
     return gone
+
+
+def _old(entry: os.DirEntry) -> bool:
+    try:
+        return time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_UNLOCKED_S
+    except OSError:
+        return False
+
+
+def _owner_gone(fd: int, entry: os.DirEntry) -> bool:
+    """Whether the run a ``.lock`` (open as ``fd``) names has ended: a process of this machine that
+    no longer runs. One of another machine, or a process that runs (perhaps another program by
+    now), is not; a record that cannot be read is taken for a run that died writing it, once old."""
+    from .runtime import process_alive
+
+    try:
+        owner = json.loads(os.read(fd, 4096) or b"null")
+    except (OSError, ValueError):
+        owner = None
+    if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int) or not isinstance(owner.get("host"), str):
+        return _old(entry)
+    return owner["host"] == socket.gethostname() and owner["pid"] != os.getpid() and not process_alive(owner["pid"])
