@@ -120,8 +120,10 @@ def _first_gif_frame(data: np.ndarray) -> np.ndarray | None:
     """The first frame of the GIF in ``data`` (its size already checked from its header) as BGR,
     decoded by FFmpeg through PyAV, as vbg plays a GIF background; None when FFmpeg cannot
     decode it either."""
-    import av
-
+    try:
+        import av
+    except ImportError:  # PyAV is one of vbg's own dependencies: a broken install says so elsewhere
+        return None
     try:
         with av.open(io.BytesIO(data.tobytes()), mode="r", format="gif") as container:
             frame = next(container.decode(video=0), None)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import json
+import os
 import shutil
 import socket
 import tempfile
