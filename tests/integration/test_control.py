@@ -902,6 +902,20 @@ def test_vbg_ctl_end_to_end(live, capsys, tmp_path, vbg_logging):
     assert cli.main(["ctl", "background", str(broadcast)]) != 0
     assert "is a TS video: the filter plays mp4, m4v, mov, mkv, webm, avi, gif, apng backgrounds: convert it to mp4" \
         in capsys.readouterr().err
+    # A GIF of the user's is sent as a picture and kept and played as the video it is; one larger
+    # than a picture upload is refused before sending, naming the folder that plays it instead
+    from media import write_gif
+    from vbg.control.uploads import MAX_UPLOAD
+
+    assert cli.main(["ctl", "background", str(write_gif(tmp_path / "party.gif", [(255, 0, 0)] * 2, [0, 50]))]) == 0
+    shown = live.pipe.controller.background
+    assert shown["label"].startswith("party ") and library.video(shown["id"])[2].suffix == ".gif"
+    live.later(lambda s, img: _is_near(img, (255, 0, 0)), "the GIF sent from the command line")
+    huge = tmp_path / "huge.gif"
+    with open(huge, "wb") as f:
+        f.truncate(MAX_UPLOAD + 1)  # sparse: no disk used
+    assert cli.main(["ctl", "background", str(huge)]) != 0
+    assert "may be at most 25 MB; put it in the filter's backgrounds folder" in capsys.readouterr().err
     shutil.copy(clip, live.folder / "waves.mp4")
     try:
         for what in (str(live.folder / "waves.mp4"), "waves"):  # its path in the folder, or its name

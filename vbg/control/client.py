@@ -102,10 +102,11 @@ class Client:
             with open(path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 if size > cap:
+                    moving = suffix in (".gif", ".apng")  # sent as a picture; played from the folder whatever its size
                     raise InputError(f"{path} is {size / 2**20:.0f} MB: a background "
                                      f"{'video sent to the filter' if video else 'picture'} may be at most "
                                      f"{cap >> 20} MB; " + ("put it in the filter's backgrounds folder"
-                                                            if video else "scale it down"))
+                                                            if video or moving else "scale it down"))
                 headers = {"X-Vbg-Name": quote(path.name[:80])}
                 if video:
                     headers["Content-Length"] = str(size)

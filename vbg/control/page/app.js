@@ -395,10 +395,12 @@
   async function upload(file) {
     // A file the filter would refuse unread is not sent (a browser may not show that answer).
     const video = (file.type || "").startsWith("video/") || /\.(mp4|m4v|mov|mkv|webm|avi)$/i.test(file.name);
+    const moving = /\.(gif|apng)$/i.test(file.name);  // sent as a picture; the folder plays one of any size
     const most = uploadMax && (video ? uploadMax.video : uploadMax.picture);
     if (most && file.size > most) {
       showError(`${file.name} is over the ${Math.round(most / 2 ** 20)} MB a ${video ? "video" : "picture"} ` +
-                "upload may be: " + (video ? "put it in the backgrounds folder instead" : "scale it down"), "action");
+                "upload may be: " + (video || moving ? "put it in the backgrounds folder instead" : "scale it down"),
+                "action");
       ui.file.value = "";
       return;
     }
