@@ -239,6 +239,30 @@ def test_a_video_chosen_in_the_page_plays_behind_the_person(page, live, tmp_path
                   timeout=HANG_S)  # the server's own refusal reads "the video is 1024 MB: ..."
 
 
+def test_a_gif_chosen_in_the_page_moves_behind_the_person(page, live, tmp_path):
+    """A GIF the user picks is sent as the picture the browser calls it, kept by the filter as the
+    video it is, marked so, and shown moving; one over the picture limit is pointed to the
+    backgrounds folder. An uploaded GIF stood still on its first frame."""
+    from media import write_gif
+    from vbg.control.uploads import MAX_UPLOAD
+
+    red, blue = (255, 0, 0), (0, 0, 255)  # pure: a GIF's palette keeps them
+    sent = live.sent()
+    page.send_file("#file", write_gif(tmp_path / "party.gif", [red, blue, blue], [0, 50, 100]))
+    live.frame_after(sent, _is(red), "the chosen GIF's red")
+    live.frame_after(live.sent(), _is(blue), "then its blue")
+    live.frame_after(live.sent(), _is(red), "and round to red again")
+    page.wait_for("return [...document.querySelectorAll('#thumbs .thumb.selected.video')]"
+                  ".some(b => b.textContent.includes('party'))", timeout=HANG_S)
+    huge = tmp_path / "huge.gif"
+    with open(huge, "wb") as f:
+        f.truncate(MAX_UPLOAD + 1)  # sparse: no disk used
+    page.send_file("#file", huge)
+    page.wait_for("const e = document.getElementById('error');"
+                  "return !e.hidden && e.textContent.startsWith('huge.gif is over the 25 MB a picture upload may be: "
+                  "put it in the backgrounds folder instead')", timeout=HANG_S)
+
+
 def test_plots_fill_with_the_status_figures(page):
     captions = page.wait_for(
         "const f = [...document.querySelectorAll('.plot')];"
