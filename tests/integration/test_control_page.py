@@ -9,7 +9,9 @@ One browser and one filter for the module; every wait is bounded only to catch a
 
 from __future__ import annotations
 
+import json
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -214,29 +216,39 @@ def test_a_video_in_the_backgrounds_folder_plays_when_its_thumbnail_is_clicked(p
     live.frame_after(live.sent(), _is(MAGENTA), "and round to magenta again")
 
 
-def test_a_video_chosen_in_the_page_plays_behind_the_person(page, live, tmp_path):
-    """A video the user picks with "Choose file..." is sent, listed as a video, and the camera
-    shows it moving (the page offered pictures only, and the filter refused a video)."""
-    picked = write_clip(tmp_path / "my sea.mp4",
-                        [np.full((48, 64, 3), CYAN if i < 5 else ORANGE, np.uint8) for i in range(10)], fps=10)
+def _chosen_and_moving(page, live, picked: Path, first, second, label: str) -> None:
+    """``picked`` chosen with "Choose file...": the camera shows ``first``, ``second``, then
+    ``first`` again (it moves, in a loop), and its thumbnail is selected and marked a video."""
     sent = live.sent()
     page.send_file("#file", picked)
-    live.frame_after(sent, _is(CYAN), "the chosen video's cyan")
-    live.frame_after(live.sent(), _is(ORANGE), "then its orange")
-    live.frame_after(live.sent(), _is(CYAN), "and round to cyan again")
+    for colour, what in ((first, "its first colour"), (second, "then its second"), (first, "and round again")):
+        live.frame_after(sent, _is(colour), f"{picked.name}: {what}")
+        sent = live.sent()
     page.wait_for("return [...document.querySelectorAll('#thumbs .thumb.selected.video')]"
-                  ".some(b => b.textContent.includes('my sea'))", timeout=HANG_S)
-    # One larger than the filter takes is not sent (its answer, sent before the body is read,
-    # may never reach the page): the page says so at once.
-    from vbg.control.uploads import MAX_VIDEO_UPLOAD
+                  f".some(b => b.textContent.includes({json.dumps(label)}))", timeout=HANG_S)
 
-    huge = tmp_path / "film.mp4"
+
+def _too_big_is_said(page, huge: Path, limit: int, said: str) -> None:
+    """A file of ``limit`` + 1 bytes (sparse: no disk used) is not sent (the filter's refusal,
+    sent before the body is read, may never reach a browser): the page says ``said`` at once."""
     with open(huge, "wb") as f:
-        f.truncate(MAX_VIDEO_UPLOAD + 1)  # sparse: no disk used
+        f.truncate(limit + 1)
     page.send_file("#file", huge)
     page.wait_for("const e = document.getElementById('error');"
-                  "return !e.hidden && e.textContent.startsWith('film.mp4 is over the 1024 MB a video upload may be')",
-                  timeout=HANG_S)  # the server's own refusal reads "the video is 1024 MB: ..."
+                  f"return !e.hidden && e.textContent.startsWith({json.dumps(said)})", timeout=HANG_S)
+
+
+def test_a_video_chosen_in_the_page_plays_behind_the_person(page, live, tmp_path):
+    """A video the user picks with "Choose file..." is sent, listed as a video, and the camera
+    shows it moving (the page offered pictures only, and the filter refused a video); one larger
+    than an upload may be is pointed to the backgrounds folder."""
+    from vbg.control.uploads import MAX_VIDEO_UPLOAD
+
+    picked = write_clip(tmp_path / "my sea.mp4",
+                        [np.full((48, 64, 3), CYAN if i < 5 else ORANGE, np.uint8) for i in range(10)], fps=10)
+    _chosen_and_moving(page, live, picked, CYAN, ORANGE, "my sea")
+    _too_big_is_said(page, tmp_path / "film.mp4", MAX_VIDEO_UPLOAD,
+                     "film.mp4 is over the 1024 MB a video upload may be")  # the server's: "the video is 1024 MB"
 
 
 def test_a_gif_chosen_in_the_page_moves_behind_the_person(page, live, tmp_path):
@@ -247,20 +259,10 @@ def test_a_gif_chosen_in_the_page_moves_behind_the_person(page, live, tmp_path):
     from vbg.control.uploads import MAX_UPLOAD
 
     red, blue = (255, 0, 0), (0, 0, 255)  # pure: a GIF's palette keeps them
-    sent = live.sent()
-    page.send_file("#file", write_gif(tmp_path / "party.gif", [red, blue, blue], [0, 50, 100]))
-    live.frame_after(sent, _is(red), "the chosen GIF's red")
-    live.frame_after(live.sent(), _is(blue), "then its blue")
-    live.frame_after(live.sent(), _is(red), "and round to red again")
-    page.wait_for("return [...document.querySelectorAll('#thumbs .thumb.selected.video')]"
-                  ".some(b => b.textContent.includes('party'))", timeout=HANG_S)
-    huge = tmp_path / "huge.gif"
-    with open(huge, "wb") as f:
-        f.truncate(MAX_UPLOAD + 1)  # sparse: no disk used
-    page.send_file("#file", huge)
-    page.wait_for("const e = document.getElementById('error');"
-                  "return !e.hidden && e.textContent.startsWith('huge.gif is over the 25 MB a picture upload may be: "
-                  "put it in the backgrounds folder instead')", timeout=HANG_S)
+    _chosen_and_moving(page, live, write_gif(tmp_path / "party.gif", [red, blue, blue], [0, 50, 100]), red, blue,
+                       "party")
+    _too_big_is_said(page, tmp_path / "huge.gif", MAX_UPLOAD,
+                     "huge.gif is over the 25 MB a picture upload may be: put it in the backgrounds folder instead")
 
 
 def test_plots_fill_with_the_status_figures(page):
