@@ -177,20 +177,31 @@ SIGNATURES = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"\xff\xd8\xff\xe0\x00
               b"\x00\x00\x00\x14ftypavif\x00\x00\x00\x00avif"]
 
 
-def _small_images() -> list[bytes]:
+def _small_images() -> tuple[list[bytes], list[bytes]]:
+    """Small real pictures of every kind vbg reads, and the moving ones (a GIF of two frames, read
+    by OpenCV or, before OpenCV 4.11, by FFmpeg; an animated PNG)."""
     import cv2
+    from media import write_animation, write_gif
 
     rgb = (np.arange(12 * 16 * 3) % 251).astype(np.uint8).reshape(12, 16, 3)
     made = [cv2.imencode(ext, rgb)[1].tobytes() for ext in (".png", ".jpg", ".bmp", ".webp", ".tif", ".ppm")]
     made.append((Path(__file__).parent.parent / "data" / "phone.heic").read_bytes())  # a phone's tiled HEIC
-    from media import write_gif
+    with tempfile.TemporaryDirectory() as d:
+        moving = [write_gif(Path(d) / "a.gif", [(255, 0, 0), (0, 0, 255)], [0, 10], size=(12, 16)).read_bytes(),
+                  write_animation(Path(d) / "a.png", "apng", [(255, 0, 0), (0, 255, 0)], size=(12, 16)).read_bytes()]
+    return [*made, moving[0]], moving
 
-    with tempfile.TemporaryDirectory() as d:  # a GIF: OpenCV's reader, or FFmpeg's before OpenCV 4.11
-        made.append(write_gif(Path(d) / "a.gif", [(255, 0, 0), (0, 0, 255)], [0, 10], size=(12, 16)).read_bytes())
-    return made
+
+REAL, MOVING = _small_images()
 
 
-REAL = _small_images()
+def _damaged(raw: bytes, data) -> bytes:
+    """``raw`` with a few bytes flipped (up to 4), cut anywhere."""
+    damaged = bytearray(raw)
+    for _ in range(data.draw(st.integers(0, 4))):
+        i = data.draw(st.integers(0, len(damaged) - 1))
+        damaged[i] = data.draw(st.integers(0, 255))
+    return bytes(damaged[:data.draw(st.integers(1, len(damaged)))])
 
 
 @FUZZ
@@ -205,26 +216,10 @@ def test_read_rgb_on_random_bytes(scratch, signature, tail):
 @FUZZ
 @given(st.sampled_from(range(len(REAL))), st.data())
 def test_read_rgb_on_damaged_real_images(scratch, which, data):
-    raw = bytearray(REAL[which])
-    for _ in range(data.draw(st.integers(0, 4))):  # flip a few bytes
-        i = data.draw(st.integers(0, len(raw) - 1))
-        raw[i] = data.draw(st.integers(0, 255))
-    cut = data.draw(st.integers(1, len(raw)))
     path = scratch / "damaged.img"
-    path.write_bytes(bytes(raw[:cut]))
+    path.write_bytes(_damaged(REAL[which], data))
     img = _only_vbg_errors(read_rgb, path)
     assert img is None or (img.dtype == np.uint8 and img.shape[2] == 3)
-
-
-def _moving_pictures() -> list[bytes]:
-    from media import write_animation, write_gif
-
-    with tempfile.TemporaryDirectory() as d:
-        return [write_gif(Path(d) / "a.gif", [(255, 0, 0), (0, 0, 255)], [0, 10]).read_bytes(),
-                write_animation(Path(d) / "a.png", "apng", [(255, 0, 0), (0, 255, 0)]).read_bytes()]
-
-
-MOVING = _moving_pictures()
 
 
 @FUZZ
@@ -237,14 +232,10 @@ def test_an_uploaded_moving_picture_damaged_is_one_line(scratch, which, data):
     from vbg.control.uploads import VideoUploads
     from vbg.images import png_animated
 
-    raw = bytearray(MOVING[which])
-    for _ in range(data.draw(st.integers(0, 4))):
-        i = data.draw(st.integers(0, len(raw) - 1))
-        raw[i] = data.draw(st.integers(0, 255))
-    raw = raw[:data.draw(st.integers(1, len(raw)))]
+    raw = _damaged(MOVING[which], data)
     library = Library(scratch / "none", uploads=VideoUploads(scratch / "uploads"))
     try:
-        bid = _only_vbg_errors(library.add_upload, bytes(raw), "sent")
+        bid = _only_vbg_errors(library.add_upload, raw, "sent")
         on_disk = [p.name for p in (scratch / "uploads").glob("run-*/*") if not p.name.startswith(".")]
         video = bid is not None and library.video(bid) is not None
         assert on_disk == ([f"1.{'gif' if which == 0 else 'apng'}"] if video else []), on_disk
@@ -254,7 +245,7 @@ def test_an_uploaded_moving_picture_damaged_is_one_line(scratch, which, data):
     with open(scratch / "random.img", "wb+") as f:
         f.write(raw)
         f.seek(0)
-        assert png_animated(f) in (True, False)
+        png_animated(f)  # as a folder's listing asks it: any answer, never an exception
 
 
 def test_a_tiff_with_no_page_is_one_line(tmp_path):

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..errors import ControlError
 from ..fsutil import NewFile, try_lock, write_error_hint
+from .runtime import process_alive
 
 MAX_UPLOAD = 25 << 20  # bytes: a picture, read whole and decoded in memory
 MAX_VIDEO_UPLOAD = 1 << 30  # bytes: a few minutes of 1080p; longer belongs in the backgrounds folder
@@ -222,8 +223,6 @@ def _owner_gone(fd: int, entry: os.DirEntry) -> bool:
     """Whether the run a ``.lock`` (open as ``fd``) names has ended: a process of this machine that
     no longer runs. One of another machine, or a process that runs (perhaps another program by
     now), is not; a record that cannot be read is taken for a run that died writing it, once old."""
-    from .runtime import process_alive
-
     try:
         owner = json.loads(os.read(fd, 4096) or b"null")
     except (OSError, ValueError):
