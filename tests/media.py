@@ -579,6 +579,22 @@ def write_gif(path: Path, colours, times_cs, size: tuple[int, int] = (48, 64)) -
     return path
 
 
+def pad_gif(path: Path, at_least: int) -> Path:
+    """The GIF at ``path`` made at least ``at_least`` bytes long and still a valid GIF of the same
+    frames: an application extension block of no meaning to any reader ("VBGPAD00"), skipped by
+    decoders, before its trailer."""
+    data = path.read_bytes()
+    assert data.endswith(b";"), "a GIF ends with its trailer"
+    blocks, rest = divmod(max(0, at_least - len(data) - 15), 256)
+    pad = b"\xff" + b"\0" * 255
+    with open(path, "wb") as f:
+        f.write(data[:-1] + b"\x21\xff\x0bVBGPAD00pad")
+        f.write(pad * blocks)
+        f.write(bytes([max(1, rest)]) + b"\0" * max(1, rest))
+        f.write(b"\0;")
+    return path
+
+
 def write_animation(path: Path, fmt: str, colours, fps: int = 10, size: tuple[int, int] = (48, 64)) -> Path:
     """An animated PNG (``fmt`` "apng") or WebP ("webp") of solid ``colours`` at ``fps``."""
     codec, pix_fmt = {"apng": ("apng", "rgb24"), "webp": ("libwebp_anim", "yuv420p")}[fmt]

@@ -317,6 +317,26 @@ def test_preview_keys_and_control_requests_share_one_view():
     keys.close()
 
 
+def test_a_picked_video_is_swapped_in_with_its_first_frame_not_black(tmp_path):
+    """A video picked in the control page (or with vbg ctl) takes the place of the background the
+    camera shows once its first frame is out; the one before stays until then. It was swapped in
+    at once and showed black for the frames its opening took (a long one here: FFmpeg reads this
+    GIF to its end to learn its frames)."""
+    from media import pad_gif, write_gif
+    from vbg.compositing import ColorBackground, VideoBackground
+    from vbg.control.state import ControlState
+
+    state = ControlState(ColorBackground((0, 0, 255)), (H, W))
+    video = VideoBackground(pad_gif(write_gif(tmp_path / "big.gif", [(255, 0, 0)] * 2, [0, 50]), 64 << 20))
+    try:
+        state.set_background(video, wait_s=60.0)  # the default, 2 s, bounds a wait that takes ~0.3 s here
+        v = state.take()
+        frame = np.zeros((H, W, 3), np.uint8)
+        assert v.background is video and _is_near(video.render(frame, np.ones((H, W), np.float32)), (255, 0, 0))
+    finally:
+        video.close()
+
+
 # ---------------------------------------------------------------------------- security
 def test_no_token_or_a_wrong_one_is_refused(live):
     for kw in ({"token": False}, {"headers": {"X-Vbg-Token": "x" + live.server.token}}):

@@ -466,6 +466,7 @@ class VideoBackground:
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by each render: a held thread goes on
         self.holding = False  # the thread waits for a render (none for IDLE_S): nothing decoded meanwhile
+        self._shown = threading.Event()  # the first frame since prepare() is published, or the thread ended
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._hw: tuple[int, int] | None = None
@@ -488,9 +489,17 @@ class VideoBackground:
         self._error = None
         self._hw = out_hw
         self._stop.clear()
+        self._shown.clear()
         self._prepared_at = self._clock.now()
         self._thread = threading.Thread(target=self._run, args=(out_hw,), name="vbg-bg-video", daemon=True)
         self._thread.start()
+
+    def wait_first_frame(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the thread ``prepare`` started to publish its first
+        frame (``render`` gives black until then), or to end (an error ``render`` raises): whether
+        it did. A background picked while the camera runs is swapped in once it has something to
+        show: opening and decoding a large clip's first frame took a few frames' time, shown black."""
+        return self._shown.wait(timeout)
 
     def render(self, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         if self._front is None:
@@ -600,6 +609,7 @@ class VideoBackground:
                             self._back, self._middle = self._middle, self._back
                             self._fresh = True
                         self.frames_published += 1
+                        self._shown.set()
                 if not got:
                     raise InputError("no frames could be decoded")
                 if k == 0:  # one frame (a still GIF): shown; decoding it again 100 times a second took a core
@@ -607,6 +617,8 @@ class VideoBackground:
                 loops += at + max(step, 1e-3)  # the next pass starts as its last frame ends
         except Exception as e:  # reported to the caller by render()
             self._error = e
+        finally:
+            self._shown.set()  # no first frame will come: nobody waits for one
 
     def _unrendered(self) -> bool:
         """No render for ``IDLE_S``, or none in the ``IDLE_S`` since ``prepare``."""

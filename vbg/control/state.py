@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 PREVIEW_WIDTH = 320
 BLUR_LIGHTEST = BLUR.lo
 PREVIEW_CACHE_S = 0.2  # a preview encoding is reused this long: a few per second at most
+FIRST_FRAME_S = 2.0  # a picked video is swapped in once its first frame is out, or after this long (black till then)
 
 
 class Busy(ControlError):
@@ -85,9 +86,14 @@ class ControlState:
     def set_mirror(self, on: bool) -> View:
         return self.update(lambda v: replace(v, mirror=bool(on)))
 
-    def set_background(self, background) -> View:
-        """``background`` prepared at the frame size here, on the caller's thread."""
+    def set_background(self, background, wait_s: float = FIRST_FRAME_S) -> View:
+        """``background`` prepared at the frame size here, on the caller's thread, and swapped in
+        once it has a picture to show (a video's first frame, waited for up to ``wait_s``): the
+        camera goes on showing the one before meanwhile, not black."""
         background.prepare(self.frame_hw)
+        wait = getattr(background, "wait_first_frame", None)
+        if wait is not None:
+            wait(wait_s)
         return self.update(lambda v: replace(v, background=background))
 
     def take(self) -> View | None:
