@@ -612,30 +612,34 @@ def test_a_moving_picture_plays_whether_uploaded_or_in_the_folder(live, tmp_path
     PNG stays a picture; a GIF cut short is refused in one line. An uploaded GIF or animated PNG
     stood still on its first frame, and so did an animated PNG in the folder; under OpenCV 4.10
     (vbg's floor, which reads no GIF) an uploaded GIF was refused as damaged."""
-    from media import write_animation, write_gif
+    from media import pad_gif, write_animation, write_gif
+    from vbg.control.uploads import MAX_UPLOAD
 
     red, blue, green = (255, 0, 0), (0, 0, 255), (0, 255, 0)  # pure: a GIF's palette keeps them
     gif = write_gif(tmp_path / "party.gif", [red, blue, blue], [0, 50, 100]).read_bytes()  # half a second each
     apng = write_animation(tmp_path / "wave.png", "apng", [green] * 3 + [red] * 3, fps=6).read_bytes()
     still = write_gif(tmp_path / "still.gif", [blue], [0]).read_bytes()
+    # Larger than a picture may be: streamed to disk as the video it is (it was refused, 413)
+    big = pad_gif(write_gif(tmp_path / "big.gif", [blue, green, green], [0, 50, 100]), MAX_UPLOAD + 1).read_bytes()
     ids = {}
     for name, data, ctype in (("party.gif", gif, "image/gif"), ("wave.png", apng, "image/png"),
-                              ("still.gif", still, "image/gif")):
+                              ("still.gif", still, "image/gif"), ("big.gif", big, "image/gif")):
         status, body = live.api("POST", "/api/upload", data, headers={"Content-Type": ctype, "X-Vbg-Name": name})
         assert status == 200, body
         ids[name] = body["id"]
     (live.folder / "loop.png").write_bytes(apng)
     try:
         items = {i["id"]: i for i in live.api("GET", "/api/backgrounds")[1]["items"]}
-        assert [items[ids[n]]["video"] for n in ("party.gif", "wave.png", "still.gif")] == [True, True, True]
+        assert [items[ids[n]]["video"] for n in ("party.gif", "wave.png", "still.gif", "big.gif")] == [True] * 4
         assert items["folder:loop.png"]["video"] is True and items["folder:mine.png"]["video"] is False
-        kept = live.pipe.controller.library.video(ids["party.gif"])[2]
-        assert kept.parent == _uploads_of(live) and kept.suffix == ".gif" and kept.read_bytes() == gif
+        for name, data in (("party.gif", gif), ("big.gif", big)):
+            kept = live.pipe.controller.library.video(ids[name])[2]
+            assert kept.parent == _uploads_of(live) and kept.suffix == ".gif" and kept.read_bytes() == data
         status, jpeg, _ = live.request("GET", items[ids["wave.png"]]["thumb"])
         thumb = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         assert status == 200 and _is_near(thumb, green)
         for bid, colours in ((ids["party.gif"], (red, blue, red)), (ids["wave.png"], (green, red, green)),
-                             ("folder:loop.png", (green, red, green))):
+                             ("folder:loop.png", (green, red, green)), (ids["big.gif"], (blue, green, blue))):
             assert live.api("POST", "/api/background", {"id": bid})[0] == 200
             for colour in colours:
                 wait_until(lambda: any(_is_near(img, colour) for _, _, img in list(live.sink.recent)[-3:]),
@@ -645,10 +649,19 @@ def test_a_moving_picture_plays_whether_uploaded_or_in_the_folder(live, tmp_path
         wait_until(lambda: not any(t.name == "vbg-bg-video" for t in threading.enumerate()),
                    "the one-frame GIF's thread to end: decoded once")
         listed = [i["id"] for i in live.api("GET", "/api/backgrounds")[1]["items"]]
-        status, body = live.api("POST", "/api/upload", gif[:40], headers={"Content-Type": "image/gif",
+        for data in (gif[:40], bytes(MAX_UPLOAD + 1)):  # cut short; as large as the big one, but no GIF
+            status, body = live.api("POST", "/api/upload", data, headers={"Content-Type": "image/gif",
                                                                           "X-Vbg-Name": "cut.gif"})
-        assert status == 400 and "the uploaded cut.gif" in body["error"] and "\n" not in body["error"], body
+            assert status == 400 and "the uploaded cut.gif" in body["error"] and "\n" not in body["error"], body
+        with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:  # over a video's limit
+            s.sendall((f"POST /api/upload HTTP/1.0\r\nHost: 127.0.0.1:{live.port}\r\nX-Vbg-Token: "
+                       f"{live.server.token}\r\nContent-Type: image/gif\r\nX-Vbg-Name: film.gif\r\n"
+                       f"Content-Length: {3 << 30}\r\n\r\n").encode())
+            answer = s.makefile("rb").read()
+        assert answer.startswith(b"HTTP/1.0 413") and b"the moving picture is 3072 MB" in answer
         assert [i["id"] for i in live.api("GET", "/api/backgrounds")[1]["items"]] == listed
+        assert sorted(p.name for p in _uploads_of(live).iterdir() if not p.name.startswith(".")) == sorted(
+            live.pipe.controller.library.video(i)[2].name for i in ids.values())  # nothing of the refused ones
     finally:
         (live.folder / "loop.png").unlink(missing_ok=True)
 
@@ -922,20 +935,31 @@ def test_vbg_ctl_end_to_end(live, capsys, tmp_path, vbg_logging):
     assert cli.main(["ctl", "background", str(broadcast)]) != 0
     assert "is a TS video: the filter plays mp4, m4v, mov, mkv, webm, avi, gif, apng backgrounds: convert it to mp4" \
         in capsys.readouterr().err
-    # A GIF of the user's is sent as a picture and kept and played as the video it is; one larger
-    # than a picture upload is refused before sending, naming the folder that plays it instead
-    from media import write_gif
-    from vbg.control.uploads import MAX_UPLOAD
+    # A GIF of the user's is kept and played as the video it is, sent whole or, when larger than a
+    # picture may be, streamed (it was refused); one larger than a video upload is refused before
+    # sending, naming the folder that plays it instead
+    from media import pad_gif, write_gif
+    from vbg.control.uploads import MAX_UPLOAD, MAX_VIDEO_UPLOAD
 
-    assert cli.main(["ctl", "background", str(write_gif(tmp_path / "party.gif", [(255, 0, 0)] * 2, [0, 50]))]) == 0
-    shown = live.pipe.controller.background
-    assert shown["label"].startswith("party ") and library.video(shown["id"])[2].suffix == ".gif"
-    live.later(lambda s, img: _is_near(img, (255, 0, 0)), "the GIF sent from the command line")
+    for name, colour, at_least in (("party.gif", (255, 0, 0), 0), ("big.gif", (0, 0, 255), MAX_UPLOAD + 1)):
+        assert cli.main(["ctl", "background", str(pad_gif(write_gif(tmp_path / name, [colour] * 2, [0, 50]),
+                                                          at_least))]) == 0
+        shown = live.pipe.controller.background
+        kept = library.video(shown["id"])[2]
+        assert shown["label"].startswith(name[:-4] + " ") and kept.suffix == ".gif"
+        assert kept.stat().st_size == (tmp_path / name).stat().st_size
+        live.later(lambda s, img: _is_near(img, colour), f"the {name} sent from the command line")
     huge = tmp_path / "huge.gif"
     with open(huge, "wb") as f:
-        f.truncate(MAX_UPLOAD + 1)  # sparse: no disk used
+        f.truncate(MAX_VIDEO_UPLOAD + 1)  # sparse: no disk used
     assert cli.main(["ctl", "background", str(huge)]) != 0
-    assert "may be at most 25 MB; put it in the filter's backgrounds folder" in capsys.readouterr().err
+    assert "a background moving picture sent to the filter may be at most 1024 MB; put it in the filter's " \
+        "backgrounds folder" in capsys.readouterr().err
+    photo = tmp_path / "huge.jpg"  # a still picture is sent whole: over 25 MB it is to be made smaller
+    with open(photo, "wb") as f:
+        f.truncate(MAX_UPLOAD + 1)
+    assert cli.main(["ctl", "background", str(photo)]) != 0
+    assert "a background picture may be at most 25 MB; scale it down" in capsys.readouterr().err
     shutil.copy(clip, live.folder / "waves.mp4")
     try:
         for what in (str(live.folder / "waves.mp4"), "waves"):  # its path in the folder, or its name

@@ -253,16 +253,20 @@ def test_a_video_chosen_in_the_page_plays_behind_the_person(page, live, tmp_path
 
 def test_a_gif_chosen_in_the_page_moves_behind_the_person(page, live, tmp_path):
     """A GIF the user picks is sent as the picture the browser calls it, kept by the filter as the
-    video it is, marked so, and shown moving; one over the picture limit is pointed to the
-    backgrounds folder. An uploaded GIF stood still on its first frame."""
-    from media import write_gif
-    from vbg.control.uploads import MAX_UPLOAD
+    video it is, marked so, and shown moving; one over the picture limit too (it was refused); one
+    over a video's is pointed to the backgrounds folder. An uploaded GIF stood still on its first
+    frame."""
+    from media import pad_gif, write_gif
+    from vbg.control.uploads import MAX_UPLOAD, MAX_VIDEO_UPLOAD
 
     red, blue = (255, 0, 0), (0, 0, 255)  # pure: a GIF's palette keeps them
     _chosen_and_moving(page, live, write_gif(tmp_path / "party.gif", [red, blue, blue], [0, 50, 100]), red, blue,
                        "party")
-    _too_big_is_said(page, tmp_path / "huge.gif", MAX_UPLOAD,
-                     "huge.gif is over the 25 MB a picture upload may be: put it in the backgrounds folder instead")
+    big = pad_gif(write_gif(tmp_path / "big.gif", [blue, red, red], [0, 50, 100]), MAX_UPLOAD + 1)
+    _chosen_and_moving(page, live, big, blue, red, "big")
+    _too_big_is_said(page, tmp_path / "huge.gif", MAX_VIDEO_UPLOAD,
+                     "huge.gif is over the 1024 MB a moving picture upload may be: put it in the backgrounds "
+                     "folder instead")
 
 
 def test_plots_fill_with_the_status_figures(page):

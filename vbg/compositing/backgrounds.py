@@ -316,6 +316,9 @@ def open_own(path: Path):
 OWN_DEMUXERS = {".mp4": "mov", ".m4v": "mov", ".mov": "mov", ".mkv": "matroska", ".webm": "matroska",
                 ".avi": "avi", ".gif": "gif", ".apng": "apng"}
 PLAYED_KINDS = ", ".join(s.lstrip(".") for s in OWN_DEMUXERS)  # for messages: "mp4, m4v, mov, ..."
+# Moving pictures (``images.moving_picture``'s kinds): sent as pictures, kept and played as videos
+# of these kinds; one larger than a picture may be is sent as a video of the kind its name says.
+MOVING_PICTURES = {"GIF": ".gif", "APNG": ".apng"}
 
 
 @contextlib.contextmanager

@@ -87,7 +87,7 @@ class Client:
         A video is sent as it is read (the filter keeps it on disk for its run)."""
         from urllib.parse import quote
 
-        from ..compositing.backgrounds import OWN_DEMUXERS, PLAYED_KINDS
+        from ..compositing.backgrounds import MOVING_PICTURES, OWN_DEMUXERS, PLAYED_KINDS
         from ..media.sequence import VIDEO_FILES
         from .uploads import MAX_UPLOAD, MAX_VIDEO_UPLOAD
 
@@ -97,20 +97,23 @@ class Client:
         if video and suffix not in OWN_DEMUXERS:
             raise InputError(f"{path} is a {suffix.lstrip('.').upper()} video: the filter plays "
                              f"{PLAYED_KINDS} backgrounds: convert it to mp4 first")
-        cap = MAX_VIDEO_UPLOAD if video else MAX_UPLOAD
+        # A GIF or an animated PNG is kept as a video: one too large for a picture is streamed as one.
+        moving = suffix in MOVING_PICTURES.values()
+        cap = MAX_VIDEO_UPLOAD if video or moving else MAX_UPLOAD
         try:
             with open(path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 if size > cap:
-                    moving = suffix in (".gif", ".apng")  # sent as a picture; played from the folder whatever its size
-                    raise InputError(f"{path} is {size / 2**20:.0f} MB: a background "
-                                     f"{'video sent to the filter' if video else 'picture'} may be at most "
+                    what = "video sent to the filter" if video else "moving picture sent to the filter" \
+                        if moving else "picture"
+                    raise InputError(f"{path} is {size / 2**20:.0f} MB: a background {what} may be at most "
                                      f"{cap >> 20} MB; " + ("put it in the filter's backgrounds folder"
                                                             if video or moving else "scale it down"))
+                streamed = video or size > MAX_UPLOAD
                 headers = {"X-Vbg-Name": quote(path.name[:80])}
-                if video:
+                if streamed:
                     headers["Content-Length"] = str(size)
-                ans = self.request("POST", "/api/upload", f if video else f.read(), "application/octet-stream",
+                ans = self.request("POST", "/api/upload", f if streamed else f.read(), "application/octet-stream",
                                    headers)
         except OSError as e:
             raise InputError(f"background {path} cannot be read ({e.strerror or e}): check the path") from None

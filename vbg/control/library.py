@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..compositing.backgrounds import OWN_DEMUXERS, PLAYED_KINDS, first_picture, open_own
+from ..compositing.backgrounds import MOVING_PICTURES, OWN_DEMUXERS, PLAYED_KINDS, first_picture, open_own
 from ..compositing.bundled import IMAGE_SUFFIXES, bundled_backgrounds
 from ..errors import ControlError, InputError, VbgError
 from ..images import decode_srgb, moving_picture, png_animated, read_srgb
@@ -37,7 +37,6 @@ from .uploads import UploadRefused, VideoUploads
 
 PICTURE_SUFFIXES = (*IMAGE_SUFFIXES, ".heic", ".heif", ".avif")  # a phone's photos too (vbg.heif)
 FOLDER_SUFFIXES = (*PICTURE_SUFFIXES, *OWN_DEMUXERS)  # an animated GIF plays as the video it is
-MOVING = {"GIF": ".gif", "APNG": ".apng"}  # moving pictures FFmpeg plays: kept as videos of these kinds
 
 THUMB_WIDTH = 160
 UPLOADS_KEPT = 16
@@ -245,7 +244,7 @@ class Library:
     def add_upload(self, data: bytes, name: str = "upload") -> str:
         """A picture sent whole, decoded and kept in memory; its ``upload:N`` id. A GIF or an animated
         PNG is kept as a video instead (``images.moving_picture``), and plays as the folder's do."""
-        moving = MOVING.get(moving_picture(data) or "")
+        moving = MOVING_PICTURES.get(moving_picture(data) or "")
         if moving is not None:
             return self.add_video_upload(io.BytesIO(data).read, len(data), name, moving)
         image = decode_srgb(np.frombuffer(data, np.uint8), name)  # InputError for anything not an image; P3 to sRGB

@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..compositing.backgrounds import OWN_DEMUXERS, PLAYED_KINDS
+from ..compositing.backgrounds import MOVING_PICTURES, OWN_DEMUXERS, PLAYED_KINDS
 from ..errors import ControlError, VbgError
 from ..media.sequence import VIDEO_FILES
 from .runtime import runtime_dir, write_runtime
@@ -60,15 +60,29 @@ VIDEO_TYPES = {"video/mp4": ".mp4", "video/x-m4v": ".m4v", "video/quicktime": ".
                "video/avi": ".avi", "video/msvideo": ".avi"}
 
 
+MOVING_TYPES = {f"image/{kind.lower()}": suffix for kind, suffix in MOVING_PICTURES.items()}  # image/gif...
+
+
 def video_suffix(name: str, ctype: str) -> str | None:
     """The kind (a key of ``OWN_DEMUXERS``) of an upload named ``name`` sent as ``ctype``, when it
-    is a video the filter plays; None otherwise: a picture, a GIF included, sent whole (a GIF or
-    an animated PNG is kept as a video once here: ``Library.add_upload``)."""
+    is a video the filter plays; None otherwise: a picture, a moving one included (``moving_suffix``)."""
     suffix = Path(name).suffix.lower()
-    if suffix in OWN_DEMUXERS and suffix != ".gif" and (ctype.startswith("video/") or ctype in
-                                                         ("application/octet-stream", "")):
+    if (suffix in OWN_DEMUXERS and suffix not in MOVING_TYPES.values()
+            and (ctype.startswith("video/") or ctype in ("application/octet-stream", ""))):
         return suffix
     return VIDEO_TYPES.get(ctype)
+
+
+def moving_suffix(name: str, ctype: str) -> str | None:
+    """The kind (".gif", ".apng") of an upload that says it is a moving picture, by its name or
+    else its Content-Type; None otherwise. One that fits a picture upload is sent whole and told by
+    its bytes (``Library.add_upload``: a GIF, an animated PNG is kept as a video); a larger one is
+    streamed to disk as a video of this kind, as a video upload is, and refused there if its bytes
+    are not one."""
+    suffix = Path(name).suffix.lower()
+    if suffix in MOVING_TYPES.values() and (ctype.startswith("image/") or ctype in ("application/octet-stream", "")):
+        return suffix
+    return MOVING_TYPES.get(ctype)
 
 
 class _Refused(Exception):
@@ -242,14 +256,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _upload(self, ctl) -> None:
         """POST /api/upload: a picture (read whole, decoded, kept in memory) or a video (streamed to
         this run's uploads folder, :mod:`.uploads`), told apart by the Content-Type and the name's
-        suffix (``X-Vbg-Name``)."""
+        suffix (``X-Vbg-Name``); a moving picture larger than a picture may be is streamed as a video."""
         ctype = self.headers.get("Content-Type", "").partition(";")[0].strip().lower()
         name = Path(unquote(self.headers.get("X-Vbg-Name", "upload"))).name[:80] or "upload"
         suffix = video_suffix(name, ctype)
+        what = "video"
+        if suffix is None and (moving := moving_suffix(name, ctype)):
+            what = "moving picture"
+            if self._length(MAX_VIDEO_UPLOAD, lambda n: self._too_big(n, what, ctl)) > MAX_UPLOAD:
+                suffix = moving  # too large to send whole: kept as the video it says it is, or refused
         if suffix is not None:
-            n = self._length(MAX_VIDEO_UPLOAD, lambda n: f"the video is {n / 2**20:.0f} MB: an upload may be at "
-                                                         f"most {MAX_VIDEO_UPLOAD >> 20} MB; put it in the backgrounds "
-                                                         f"folder, {ctl.library.folder}, and pick it from the list")
+            n = self._length(MAX_VIDEO_UPLOAD, lambda n: self._too_big(n, what, ctl))
             stem = Path(name).stem if Path(name).suffix.lower() == suffix else name
             try:
                 return self._json(200, ctl.upload_video(self.rfile.read, n, stem or "upload", suffix))
@@ -265,6 +282,11 @@ class _Handler(BaseHTTPRequestHandler):
                                 "or a video (video/mp4...)")
         data = self._body(MAX_UPLOAD)
         return self._json(200, ctl.upload(data, Path(name).stem or name))
+
+    @staticmethod
+    def _too_big(n: int, what: str, ctl) -> str:
+        return (f"the {what} is {n / 2**20:.0f} MB: an upload may be at most {MAX_VIDEO_UPLOAD >> 20} MB; "
+                f"put it in the backgrounds folder, {ctl.library.folder}, and pick it from the list")
 
     def _static(self, name: str) -> None:
         """A file of the page folder, found in its listing (no path is ever joined from the request)."""

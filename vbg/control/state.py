@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..clock import Clock
+from ..compositing.backgrounds import MOVING_PICTURES, OWN_DEMUXERS
 from ..errors import ControlError, VbgError, one_line
 from ..ranges import BLUR
 from ..sinks.preview import View
@@ -268,7 +269,9 @@ class Controller:
 
     def backgrounds(self) -> dict:
         return {"items": self.library.items(), "folder": str(self.library.folder),
-                "upload_max": {"picture": MAX_UPLOAD, "video": MAX_VIDEO_UPLOAD}}
+                "upload_max": {"picture": MAX_UPLOAD, "video": MAX_VIDEO_UPLOAD},
+                "upload_kinds": {"video": [s for s in OWN_DEMUXERS if s not in MOVING_PICTURES.values()],
+                                 "moving": list(MOVING_PICTURES.values())}}
 
     def set_model(self, name) -> dict:
         if self._load_model is None:

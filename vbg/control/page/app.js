@@ -319,6 +319,7 @@
   // ---- backgrounds -------------------------------------------------------------------------
   let currentId = null;
   let uploadMax = null;  // {picture, video}: the largest upload the filter takes (bytes)
+  let uploadKinds = null;  // {video, moving}: the name suffixes sent as videos, and as moving pictures
 
   function withToken(url) {
     return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(TOKEN);
@@ -378,6 +379,7 @@
     markCurrent(currentId);
     ui.folder.textContent = data.folder ? `Put pictures and videos in ${data.folder} to list them here.` : "";
     if (data.upload_max) uploadMax = data.upload_max;
+    if (data.upload_kinds) uploadKinds = data.upload_kinds;
   }
 
   async function chooseBackground(json, button) {
@@ -394,13 +396,15 @@
 
   async function upload(file) {
     // A file the filter would refuse unread is not sent (a browser may not show that answer).
-    const video = (file.type || "").startsWith("video/") || /\.(mp4|m4v|mov|mkv|webm|avi)$/i.test(file.name);
-    const moving = /\.(gif|apng)$/i.test(file.name);  // sent as a picture; the folder plays one of any size
-    const most = uploadMax && (video ? uploadMax.video : uploadMax.picture);
+    const suffix = (/\.[^.]*$/.exec(file.name) || [""])[0].toLowerCase();
+    const video = (file.type || "").startsWith("video/") || Boolean(uploadKinds && uploadKinds.video.includes(suffix));
+    // A GIF or an animated PNG is kept as a video: one too large for a picture is streamed as one.
+    const moving = Boolean(uploadKinds && uploadKinds.moving.includes(suffix));
+    const most = uploadMax && (video || moving ? uploadMax.video : uploadMax.picture);
     if (most && file.size > most) {
-      showError(`${file.name} is over the ${Math.round(most / 2 ** 20)} MB a ${video ? "video" : "picture"} ` +
-                "upload may be: " + (video || moving ? "put it in the backgrounds folder instead" : "scale it down"),
-                "action");
+      const what = video ? "video" : moving ? "moving picture" : "picture";
+      showError(`${file.name} is over the ${Math.round(most / 2 ** 20)} MB a ${what} upload may be: ` +
+                (video || moving ? "put it in the backgrounds folder instead" : "scale it down"), "action");
       ui.file.value = "";
       return;
     }
