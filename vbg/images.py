@@ -464,14 +464,24 @@ def animation(path: str | Path) -> str | None:
 
 
 def moving_picture(data) -> str | None:
-    """The kind of picture in ``data`` (a whole file, bytes-like) that FFmpeg plays as a video, as
-    vbg plays it: "GIF" (any: FFmpeg decodes every GIF, a still one in one frame, where OpenCV
-    before 4.11 decodes none), "APNG" (an animated PNG); else None (a still picture, an animated
-    WebP, which FFmpeg cannot play, or not a picture at all)."""
+    """The kind of moving picture in ``data`` (a whole file, bytes-like) that FFmpeg plays as a
+    video, as vbg plays it: "GIF" (one of more than one image), "APNG" (an animated PNG); else
+    None (a still picture, a GIF of one image included, an animated WebP, which FFmpeg cannot
+    play, or not a picture at all)."""
     buf = memoryview(data).cast("B")
     if image_kind(bytes(buf[:32])) == "GIF":
-        return "GIF"
+        return "GIF" if gif_animated(io.BytesIO(buf)) else None
     return "APNG" if animation_in(bytes(buf[:ANIMATION_HEAD_BYTES])) == "APNG" else None
+
+
+def file_moves(f) -> bool:
+    """Whether the picture file open as ``f`` (at its start) is a moving one FFmpeg plays: an
+    animated PNG (``png_animated``) or a GIF of more than one image (``gif_animated``)."""
+    sig = f.read(6)
+    f.seek(0)
+    if sig[:6] in (b"GIF87a", b"GIF89a"):
+        return gif_animated(f)
+    return png_animated(f)
 
 
 def animation_in(head) -> str | None:
@@ -506,6 +516,38 @@ def png_animated(f) -> bool:
             return len(frames) == 4 and struct.unpack(">I", frames)[0] > 1
         f.seek(length + 4, os.SEEK_CUR)  # the chunk's data and CRC
     return False
+
+
+def gif_animated(f) -> bool:
+    """Whether the GIF file open as ``f`` (at its start) holds more than one image: its blocks
+    walked (sizes read, data skipped) up to a second image descriptor, so only the first frame's
+    data is passed over. A still GIF, a damaged or cut one: False."""
+    head = f.read(13)
+    if len(head) < 13 or head[:6] not in (b"GIF87a", b"GIF89a"):
+        return False
+    if head[10] & 0x80:  # a global colour table
+        f.seek(3 << ((head[10] & 7) + 1), os.SEEK_CUR)
+    images = 0
+    while True:
+        kind = f.read(1)
+        if kind == b"\x2c":  # an image descriptor
+            images += 1
+            if images > 1:
+                return True
+            desc = f.read(9)
+            if len(desc) < 9:
+                return False
+            if desc[8] & 0x80:  # a local colour table
+                f.seek(3 << ((desc[8] & 7) + 1), os.SEEK_CUR)
+            f.seek(1, os.SEEK_CUR)  # the LZW code size
+        elif kind == b"\x21":  # an extension: its label, then data blocks
+            f.seek(1, os.SEEK_CUR)
+        else:  # the trailer, the end of the file, or bytes that are no block
+            return False
+        while (size := f.read(1)) not in (b"", b"\0"):  # the data blocks, up to the empty one
+            f.seek(size[0], os.SEEK_CUR)
+        if not size:
+            return False
 
 
 def _png_exif(buf) -> memoryview | None:

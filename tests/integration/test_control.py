@@ -608,10 +608,11 @@ def test_a_video_uploaded_plays_from_a_private_folder_of_this_run(live, tmp_path
 def test_a_moving_picture_plays_whether_uploaded_or_in_the_folder(live, tmp_path):
     """A GIF or an animated PNG, uploaded from the page (or vbg ctl) or put in the backgrounds
     folder, is listed as a video (its first frame the thumbnail) and plays behind the person in a
-    loop, as ``--background party.gif`` does; a GIF of one frame is shown, decoded once; a still
-    PNG stays a picture; a GIF cut short is refused in one line. An uploaded GIF or animated PNG
-    stood still on its first frame, and so did an animated PNG in the folder; under OpenCV 4.10
-    (vbg's floor, which reads no GIF) an uploaded GIF was refused as damaged."""
+    loop, as ``--background party.gif`` does; a GIF of one image, like a still PNG, is a picture
+    (it was kept on disk as a video, among the four kept); a GIF cut short is refused in one line.
+    An uploaded GIF or animated PNG stood still on its first frame, and so did an animated PNG in
+    the folder; under OpenCV 4.10 (vbg's floor, which reads no GIF) an uploaded GIF was refused as
+    damaged."""
     from media import pad_gif, write_animation, write_gif
     from vbg.control.uploads import MAX_UPLOAD
 
@@ -628,9 +629,11 @@ def test_a_moving_picture_plays_whether_uploaded_or_in_the_folder(live, tmp_path
         assert status == 200, body
         ids[name] = body["id"]
     (live.folder / "loop.png").write_bytes(apng)
+    (live.folder / "calm.gif").write_bytes(still)
     try:
         items = {i["id"]: i for i in live.api("GET", "/api/backgrounds")[1]["items"]}
-        assert [items[ids[n]]["video"] for n in ("party.gif", "wave.png", "still.gif", "big.gif")] == [True] * 4
+        assert [items[ids[n]]["video"] for n in ("party.gif", "wave.png", "big.gif")] == [True] * 3
+        assert items[ids["still.gif"]]["video"] is False and items["folder:calm.gif"]["video"] is False
         assert items["folder:loop.png"]["video"] is True and items["folder:mine.png"]["video"] is False
         for name, data in (("party.gif", gif), ("big.gif", big)):
             kept = live.pipe.controller.library.video(ids[name])[2]
@@ -644,15 +647,17 @@ def test_a_moving_picture_plays_whether_uploaded_or_in_the_folder(live, tmp_path
             for colour in colours:
                 wait_until(lambda: any(_is_near(img, colour) for _, _, img in list(live.sink.recent)[-3:]),
                            f"{bid}: {colour}")
-        assert live.api("POST", "/api/background", {"id": ids["still.gif"]})[0] == 200
-        live.later(lambda s, img: _is_near(img, blue, 1), "the one-frame GIF")
-        wait_until(lambda: not any(t.name == "vbg-bg-video" for t in threading.enumerate()),
-                   "the one-frame GIF's thread to end: decoded once")
+        for bid in (ids["still.gif"], "folder:calm.gif"):  # pictures: no thread decodes them
+            assert live.api("POST", "/api/background", {"id": bid})[0] == 200
+            live.later(lambda s, img: _is_near(img, blue, 1), f"{bid}, a GIF of one image")
+            assert not any(t.name == "vbg-bg-video" for t in threading.enumerate())
         listed = [i["id"] for i in live.api("GET", "/api/backgrounds")[1]["items"]]
-        for data in (gif[:40], bytes(MAX_UPLOAD + 1)):  # cut short; as large as the big one, but no GIF
+        files = sorted(_uploads_of(live).iterdir())
+        for data, said in ((gif[:40], "cut is a truncated GIF (the file ends early)"),  # sent whole: a picture
+                           (bytes(MAX_UPLOAD + 1), "the uploaded cut.gif")):  # streamed: as large as the big one
             status, body = live.api("POST", "/api/upload", data, headers={"Content-Type": "image/gif",
                                                                           "X-Vbg-Name": "cut.gif"})
-            assert status == 400 and "the uploaded cut.gif" in body["error"] and "\n" not in body["error"], body
+            assert status == 400 and said in body["error"] and "\n" not in body["error"], body
         with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:  # over a video's limit
             s.sendall((f"POST /api/upload HTTP/1.0\r\nHost: 127.0.0.1:{live.port}\r\nX-Vbg-Token: "
                        f"{live.server.token}\r\nContent-Type: image/gif\r\nX-Vbg-Name: film.gif\r\n"
@@ -660,10 +665,10 @@ def test_a_moving_picture_plays_whether_uploaded_or_in_the_folder(live, tmp_path
             answer = s.makefile("rb").read()
         assert answer.startswith(b"HTTP/1.0 413") and b"the moving picture is 3072 MB" in answer
         assert [i["id"] for i in live.api("GET", "/api/backgrounds")[1]["items"]] == listed
-        assert sorted(p.name for p in _uploads_of(live).iterdir() if not p.name.startswith(".")) == sorted(
-            live.pipe.controller.library.video(i)[2].name for i in ids.values())  # nothing of the refused ones
+        assert sorted(_uploads_of(live).iterdir()) == files  # nothing of the refused ones
     finally:
         (live.folder / "loop.png").unlink(missing_ok=True)
+        (live.folder / "calm.gif").unlink(missing_ok=True)
 
 
 def test_without_locks_a_dead_run_s_uploads_folder_is_told_by_its_process(tmp_path):

@@ -716,6 +716,43 @@ def test_an_animated_png_background_moves_and_an_animated_webp_is_said_to_stand_
                     "for a moving background, save it as a GIF, an animated PNG or a video"]
 
 
+def test_a_gif_is_told_moving_by_its_second_image_whatever_lies_between():
+    """``images.gif_animated`` (the control page's test of a folder's or an uploaded GIF) walks the
+    blocks: colour tables global and local, extensions of several data blocks (a comment, the
+    loop count, a graphic control) before or between the images, GIF87a or 89a. One image: a
+    picture; two: a video; one cut anywhere or a damaged block: never an exception. FFmpeg
+    decodes as many frames as it counts."""
+    import io
+
+    import av
+    from vbg.images import gif_animated
+
+    def gif(version: bytes, images: int, *, global_table: bool, local_table: bool, extras: bytes) -> bytes:
+        lsd = b"\x02\x00\x02\x00" + (b"\x80" if global_table else b"\x00") + b"\x00\x00"  # 2x2, 2 colours
+        table = b"\xff\x00\x00\x00\x00\xff"
+        image = (b"\x21\xf9\x04\x04\x0a\x00\x00\x00"  # a graphic control extension: 0.1 s
+                 + b"\x2c\x00\x00\x00\x00\x02\x00\x02\x00" + (b"\x80" + table if local_table else b"\x00")
+                 + b"\x02\x02\x84\x51\x00")  # LZW code size 2; one data block: four pixels of colour 0
+        return (version + lsd + (table if global_table else b"") + extras
+                + (extras + image) * images + b"\x3b")
+
+    comment = b"\x21\xfe\x03abc\x05hello\x00"  # two data blocks
+    loop = b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    for version in (b"GIF87a", b"GIF89a"):
+        for local_table in (False, True):
+            for extras in (b"", comment + loop):
+                for images in (1, 2, 3):
+                    data = gif(version, images, global_table=not local_table, local_table=local_table,
+                               extras=extras)
+                    assert gif_animated(io.BytesIO(data)) is (images > 1), (version, local_table, extras, images)
+                    with av.open(io.BytesIO(data), format="gif") as c:
+                        assert sum(1 for _ in c.decode(video=0)) == images
+                    for cut in range(len(data)):
+                        gif_animated(io.BytesIO(data[:cut]))  # any answer
+                    assert not gif_animated(io.BytesIO(data[:30]))
+    assert not gif_animated(io.BytesIO(b"\x89PNG\r\n\x1a\n" + bytes(40)))
+
+
 def test_video_background_in_the_compositor(clip):
     with Compositor((48, 64), VideoBackground(clip)) as comp:
         alpha = np.zeros((48, 64), np.uint8)

@@ -230,7 +230,7 @@ def test_an_uploaded_moving_picture_damaged_is_one_line(scratch, which, data):
     a folder's listing tells whether the file moves without failing."""
     from vbg.control.library import Library
     from vbg.control.uploads import VideoUploads
-    from vbg.images import png_animated
+    from vbg.images import file_moves
 
     raw = _damaged(MOVING[which], data)
     library = Library(scratch / "none", uploads=VideoUploads(scratch / "uploads"))
@@ -245,7 +245,7 @@ def test_an_uploaded_moving_picture_damaged_is_one_line(scratch, which, data):
     with open(scratch / "random.img", "wb+") as f:
         f.write(raw)
         f.seek(0)
-        png_animated(f)  # as a folder's listing asks it: any answer, never an exception
+        file_moves(f)  # as a folder's listing asks it: any answer, never an exception
 
 
 def test_a_tiff_with_no_page_is_one_line(tmp_path):

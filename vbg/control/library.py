@@ -32,7 +32,7 @@ import numpy as np
 from ..compositing.backgrounds import MOVING_PICTURES, OWN_DEMUXERS, PLAYED_KINDS, first_picture, open_own
 from ..compositing.bundled import IMAGE_SUFFIXES, bundled_backgrounds
 from ..errors import ControlError, InputError, VbgError
-from ..images import decode_srgb, moving_picture, png_animated, read_srgb
+from ..images import decode_srgb, file_moves, moving_picture, read_srgb
 from .uploads import UploadRefused, VideoUploads
 
 PICTURE_SUFFIXES = (*IMAGE_SUFFIXES, ".heic", ".heif", ".avif")  # a phone's photos too (vbg.heif)
@@ -42,7 +42,7 @@ THUMB_WIDTH = 160
 UPLOADS_KEPT = 16
 VIDEO_UPLOADS_KEPT = 4  # on disk, up to MAX_VIDEO_UPLOAD each
 RECENT_KEPT = 8
-PNGS_TOLD = 1024  # the folder's PNGs whose animation is remembered (by name, size and time)
+PNGS_TOLD = 1024  # the folder's PNGs and GIFs whose animation is remembered (by name, size and time)
 FOLDER_MAX = 500  # pictures listed from the user's folder
 
 
@@ -78,7 +78,7 @@ class Library:
         self._next_upload = 1
         self._recent: deque[str] = deque(maxlen=RECENT_KEPT)
         self._thumbs: OrderedDict[str, bytes] = OrderedDict()
-        self._animated: OrderedDict[tuple, bool] = OrderedDict()  # (name, inode, size, mtime) -> an APNG?
+        self._animated: OrderedDict[tuple, bool] = OrderedDict()  # (name, inode, size, mtime) -> it moves?
 
     # ------------------------------------------------------------------ listing
     def _folder_names(self) -> list[str]:
@@ -117,10 +117,11 @@ class Library:
         return kind == "folder" and self._plays(name)
 
     def _plays(self, name: str) -> bool:
-        """Whether the folder's file ``name`` plays as a video: by its suffix, and for a PNG by its
-        header (an animated one plays, as ``--background anim.png`` does), read once a version."""
+        """Whether the folder's file ``name`` plays as a video: by its suffix, and for a PNG or a
+        GIF by what it holds (an animated PNG, a GIF of more than one image, as
+        ``images.file_moves`` tells), read once a version."""
         suffix = Path(name).suffix.lower()
-        if suffix != ".png":
+        if suffix not in (".png", ".gif"):
             return suffix in OWN_DEMUXERS
         path = self.folder / name
         try:
@@ -133,7 +134,7 @@ class Library:
         if told is None:
             try:
                 with open_own(path) as f:
-                    told = png_animated(f)
+                    told = file_moves(f)
             except (InputError, OSError):
                 told = False
             with self._lock:
@@ -242,8 +243,9 @@ class Library:
 
     # ------------------------------------------------------------------ uploads
     def add_upload(self, data: bytes, name: str = "upload") -> str:
-        """A picture sent whole, decoded and kept in memory; its ``upload:N`` id. A GIF or an animated
-        PNG is kept as a video instead (``images.moving_picture``), and plays as the folder's do."""
+        """A picture sent whole, decoded and kept in memory; its ``upload:N`` id. A GIF of more than
+        one image or an animated PNG is kept as a video instead (``images.moving_picture``), and
+        plays as the folder's do."""
         moving = MOVING_PICTURES.get(moving_picture(data) or "")
         if moving is not None:
             return self.add_video_upload(io.BytesIO(data).read, len(data), name, moving)
