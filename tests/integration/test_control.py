@@ -474,8 +474,9 @@ def test_blur_and_pictures_from_the_folder_and_uploads(live, tmp_path):
     live.later(lambda s, img: (np.abs(_corner(img).astype(int) - (50, 60, 70)) <= 1).all(), "the uploaded picture")
     recent = [i for i in live.api("GET", "/api/backgrounds")[1]["items"] if i["kind"] == "recent"]
     assert recent[0]["id"] == "recent:0" and recent[0]["label"] == "up 1"
-    status, body = live.api("POST", "/api/upload", b"not an image at all", headers={"Content-Type": "image/png"})
-    assert status == 400 and "not an image" in body["error"]
+    status, body = live.api("POST", "/api/upload", b"not an image at all", headers={"Content-Type": "image/png",
+                                                                                   "X-Vbg-Name": "notes.png"})
+    assert status == 400 and body["error"].startswith("the uploaded notes.png is not an image"), body
 
 
 def _colour_clip(path: Path, colours, fps: int = 10) -> Path:
@@ -653,7 +654,7 @@ def test_a_moving_picture_plays_whether_uploaded_or_in_the_folder(live, tmp_path
             assert not any(t.name == "vbg-bg-video" for t in threading.enumerate())
         listed = [i["id"] for i in live.api("GET", "/api/backgrounds")[1]["items"]]
         files = sorted(_uploads_of(live).iterdir())
-        for data, said in ((gif[:40], "cut is a truncated GIF (the file ends early)"),  # sent whole: a picture
+        for data, said in ((gif[:40], "the uploaded cut.gif is a truncated GIF (the file ends early)"),  # a picture
                            (bytes(MAX_UPLOAD + 1), "the uploaded cut.gif")):  # streamed: as large as the big one
             status, body = live.api("POST", "/api/upload", data, headers={"Content-Type": "image/gif",
                                                                           "X-Vbg-Name": "cut.gif"})

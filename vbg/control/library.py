@@ -243,14 +243,16 @@ class Library:
 
     # ------------------------------------------------------------------ uploads
     def add_upload(self, data: bytes, name: str = "upload") -> str:
-        """A picture sent whole, decoded and kept in memory; its ``upload:N`` id. A GIF of more than
-        one image or an animated PNG is kept as a video instead (``images.moving_picture``), and
-        plays as the folder's do."""
+        """A picture sent whole, decoded and kept in memory; its ``upload:N`` id, labelled by the
+        stem of its file ``name``. A GIF of more than one image or an animated PNG is kept as a
+        video instead (``images.moving_picture``), and plays as the folder's do."""
+        label = Path(name).stem or name
         moving = MOVING_PICTURES.get(moving_picture(data) or "")
         if moving is not None:
-            return self.add_video_upload(io.BytesIO(data).read, len(data), name, moving)
-        image = decode_srgb(np.frombuffer(data, np.uint8), name)  # InputError for anything not an image; P3 to sRGB
-        return self._keep(name, image)
+            return self.add_video_upload(io.BytesIO(data).read, len(data), label, moving)
+        # InputError (one line, naming the upload) for anything not an image; a phone's P3 in sRGB
+        image = decode_srgb(np.frombuffer(data, np.uint8), f"the uploaded {name}")
+        return self._keep(label, image)
 
     def add_video_upload(self, read, length: int, name: str, suffix: str) -> str:
         """A video of ``length`` bytes from ``read`` (a file's ``read``), of the kind ``suffix``

@@ -281,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refused(415, f"Content-Type {ctype!r}: upload an image file (image/jpeg, image/png...) "
                                 "or a video (video/mp4...)")
         data = self._body(MAX_UPLOAD)
-        return self._json(200, ctl.upload(data, Path(name).stem or name))
+        return self._json(200, ctl.upload(data, name))
 
     @staticmethod
     def _too_big(n: int, what: str, ctl) -> str:
