@@ -477,11 +477,9 @@ def moving_picture(data) -> str | None:
 def file_moves(f) -> bool:
     """Whether the picture file open as ``f`` (at its start) is a moving one FFmpeg plays: an
     animated PNG (``png_animated``) or a GIF of more than one image (``gif_animated``)."""
-    sig = f.read(6)
+    kind = image_kind(f.read(32))
     f.seek(0)
-    if sig[:6] in (b"GIF87a", b"GIF89a"):
-        return gif_animated(f)
-    return png_animated(f)
+    return gif_animated(f) if kind == "GIF" else png_animated(f)
 
 
 def animation_in(head) -> str | None:
@@ -523,7 +521,7 @@ def gif_animated(f) -> bool:
     walked (sizes read, data skipped) up to a second image descriptor, so only the first frame's
     data is passed over. A still GIF, a damaged or cut one: False."""
     head = f.read(13)
-    if len(head) < 13 or head[:6] not in (b"GIF87a", b"GIF89a"):
+    if len(head) < 13 or image_kind(head) != "GIF":
         return False
     if head[10] & 0x80:  # a global colour table
         f.seek(3 << ((head[10] & 7) + 1), os.SEEK_CUR)

@@ -548,6 +548,16 @@ def _upload_video(live, data: bytes, name: str, ctype: str = "video/mp4"):
     return live.api("POST", "/api/upload", data, headers={"Content-Type": ctype, "X-Vbg-Name": name})
 
 
+def _declared_only(live, path: str, length: int, headers: dict | None = None) -> bytes:
+    """The whole answer to a POST of ``path`` that declares a body of ``length`` bytes and sends
+    none of it (what a refusal before the body is read looks like on the wire)."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:
+        s.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\nX-Vbg-Token: {live.server.token}\r\n"
+                   f"{extra}Content-Length: {length}\r\n\r\n").encode())
+        return s.makefile("rb").read()
+
+
 def test_a_video_uploaded_plays_from_a_private_folder_of_this_run(live, tmp_path, monkeypatch):
     """A video sent from the page (or vbg ctl) is kept on disk for this run, in a folder of its
     own (0700, in the vbg cache), listed as a video with its first frame, and played in a loop
@@ -595,11 +605,7 @@ def test_a_video_uploaded_plays_from_a_private_folder_of_this_run(live, tmp_path
                    ).encode() + data[: len(data) // 2])
     wait_until(lambda: videos.finished > ended, "the cut upload to end")
     assert left() == before
-    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:
-        s.sendall((f"POST /api/upload HTTP/1.0\r\nHost: 127.0.0.1:{live.port}\r\nX-Vbg-Token: {live.server.token}"
-                   f"\r\nContent-Type: video/mp4\r\nX-Vbg-Name: film.mp4\r\nContent-Length: {3 << 30}\r\n\r\n"
-                   ).encode())
-        answer = s.makefile("rb").read()
+    answer = _declared_only(live, "/api/upload", 3 << 30, {"Content-Type": "video/mp4", "X-Vbg-Name": "film.mp4"})
     assert answer.startswith(b"HTTP/1.0 413") and f"put it in the backgrounds folder, {live.folder}".encode() in answer
     status, answer = _upload_video(live, b"G" + bytes(187), "match.ts", "application/octet-stream")
     assert status == 415 and "convert it to mp4" in answer["error"]
@@ -659,11 +665,8 @@ def test_a_moving_picture_plays_whether_uploaded_or_in_the_folder(live, tmp_path
             status, body = live.api("POST", "/api/upload", data, headers={"Content-Type": "image/gif",
                                                                           "X-Vbg-Name": "cut.gif"})
             assert status == 400 and said in body["error"] and "\n" not in body["error"], body
-        with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:  # over a video's limit
-            s.sendall((f"POST /api/upload HTTP/1.0\r\nHost: 127.0.0.1:{live.port}\r\nX-Vbg-Token: "
-                       f"{live.server.token}\r\nContent-Type: image/gif\r\nX-Vbg-Name: film.gif\r\n"
-                       f"Content-Length: {3 << 30}\r\n\r\n").encode())
-            answer = s.makefile("rb").read()
+        answer = _declared_only(live, "/api/upload", 3 << 30,  # over a video's limit
+                                {"Content-Type": "image/gif", "X-Vbg-Name": "film.gif"})
         assert answer.startswith(b"HTTP/1.0 413") and b"the moving picture is 3072 MB" in answer
         assert [i["id"] for i in live.api("GET", "/api/backgrounds")[1]["items"]] == listed
         assert sorted(_uploads_of(live).iterdir()) == files  # nothing of the refused ones
@@ -894,10 +897,7 @@ def test_bad_requests_get_one_json_line(live, method, path, body, status):
 
 
 def test_an_oversized_body_is_refused_before_it_is_read(live):
-    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:
-        s.sendall((f"POST /api/effect HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\nX-Vbg-Token: {live.server.token}\r\n"
-                   "Content-Length: 50000000\r\n\r\n").encode())
-        answer = s.makefile("rb").read()
+    answer = _declared_only(live, "/api/effect", 50000000)
     assert answer.startswith(b"HTTP/1.0 413") and b"at most" in answer
 
 
