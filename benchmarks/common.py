@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -83,6 +84,57 @@ def time_call(fn: Callable[[], object], *, warmup: int = 3, repeat: int = 20) ->
     return {"median_ms": statistics.median(samples),
             "p95_ms": samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))],
             "min_ms": samples[0], "runs": repeat}
+
+
+def moving_pictures(w: int, h: int, frames: int):
+    """``frames`` RGB pictures of gradients that move: every frame differs (a background loop)."""
+    import numpy as np
+
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(frames):
+        yield np.stack([(xx + 8 * i) % 256, (yy + 4 * i) % 256, (xx + yy + 3 * i) % 256], -1).astype(np.uint8)
+
+
+def write_h264(path: Path, pictures, w: int, h: int, fps: int) -> Path:
+    """``pictures`` (RGB) as an H.264 mp4 at ``fps`` (PyAV, veryfast, CRF 23)."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "23"}
+        stream.codec_context.time_base = Fraction(1, fps)
+        for i, rgb in enumerate(pictures):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def process_cpu_s() -> float:
+    """This process's CPU time so far (user + system, every thread), in seconds."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class PacedRenders:
+    """A background's ``render`` called at ``fps`` in real time on this thread, as the live
+    compositor calls it once a frame: ``until(t)`` renders on until ``time.monotonic()`` is ``t``."""
+
+    def __init__(self, bg, out_hw: tuple[int, int], fps: float) -> None:
+        import numpy as np
+
+        self.bg, self.fps, self.tick = bg, fps, time.monotonic()
+        self.frame, self.alpha = np.zeros((*out_hw, 3), np.uint8), np.zeros(out_hw, np.uint8)
+
+    def until(self, t_end: float) -> None:
+        while time.monotonic() < t_end:
+            self.bg.render(self.frame, self.alpha)
+            self.tick += 1 / self.fps
+            time.sleep(max(0.0, self.tick - time.monotonic()))
 
 
 def write_results(out_dir: Path, name: str, payload: dict, markdown: str) -> tuple[Path, Path]:

@@ -19,16 +19,12 @@ nobody watching).
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks.common import machine_info, write_results
+from benchmarks.common import PacedRenders, machine_info, moving_pictures, process_cpu_s, write_h264, write_results
 
 SIZES = {"1080p": (1080, 1920), "2160p": (2160, 3840)}
 OUT_HW = (720, 1280)
@@ -36,55 +32,27 @@ CLIP_FPS, RENDER_FPS = 60, 30
 
 
 def make_clip(path: Path, hw: tuple[int, int], seconds: float = 2.0) -> Path:
-    import av
-
     h, w = hw
-    yy, xx = np.mgrid[0:h, 0:w]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=CLIP_FPS)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23"}
-        stream.codec_context.time_base = Fraction(1, CLIP_FPS)
-        for i in range(round(seconds * CLIP_FPS)):  # gradients that move: every frame differs
-            rgb = np.stack([(xx + 8 * i) % 256, (yy + 4 * i) % 256, (xx + yy + 3 * i) % 256], -1).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
-
-
-def _cpu_s() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    return write_h264(path, moving_pictures(w, h, round(seconds * CLIP_FPS)), w, h, CLIP_FPS)
 
 
 def one_run(clip: Path, skip_unseen: bool, seconds: float) -> dict:
     from vbg.compositing import VideoBackground
 
-    frame, alpha = np.zeros((*OUT_HW, 3), np.uint8), np.zeros(OUT_HW, np.uint8)
     bg = VideoBackground(clip, skip_unseen=skip_unseen)
     bg.prepare(OUT_HW)
     try:
-        tick = time.monotonic()
-
-        def render_until(t_end: float) -> None:
-            nonlocal tick
-            while time.monotonic() < t_end:
-                bg.render(frame, alpha)
-                tick += 1 / RENDER_FPS
-                time.sleep(max(0.0, tick - time.monotonic()))
-
-        render_until(tick + 1.0)  # warm-up: the clip opened, the renders' rate known
-        t0, cpu0, conv0, skip0 = time.monotonic(), _cpu_s(), bg.frames_published, bg.frames_skipped
-        render_until(t0 + seconds)
-        wall, cpu = time.monotonic() - t0, _cpu_s() - cpu0
+        renders = PacedRenders(bg, OUT_HW, RENDER_FPS)
+        renders.until(renders.tick + 1.0)  # warm-up: the clip opened, the renders' rate known
+        t0, cpu0, conv0, skip0 = time.monotonic(), process_cpu_s(), bg.frames_published, bg.frames_skipped
+        renders.until(t0 + seconds)
+        wall, cpu = time.monotonic() - t0, process_cpu_s() - cpu0
         got = {"cpu_pct": 100 * cpu / wall, "converted_per_s": (bg.frames_published - conv0) / wall,
                "skipped_per_s": (bg.frames_skipped - skip0) / wall}
         time.sleep(1.0)  # then no render at all (the effect off, another background picked, unwatched)
-        t1, cpu1 = time.monotonic(), _cpu_s()
+        t1, cpu1 = time.monotonic(), process_cpu_s()
         time.sleep(seconds)
-        got["unrendered_cpu_pct"] = 100 * (_cpu_s() - cpu1) / (time.monotonic() - t1)
+        got["unrendered_cpu_pct"] = 100 * (process_cpu_s() - cpu1) / (time.monotonic() - t1)
         return got
     finally:
         bg.close()

@@ -51,10 +51,10 @@ def read_rgb(path: str | Path) -> np.ndarray:
     is missing, empty, truncated, not an image or larger than ``MAX_PIXELS``
     (found from the file's header, before anything is decoded)."""
     path = Path(path)
-    return decode_rgb(_file_bytes(path), path)
+    return decode_rgb(file_bytes(path), path)
 
 
-def _file_bytes(path: Path) -> np.ndarray:
+def file_bytes(path: Path) -> np.ndarray:
     """The bytes of the image file at ``path`` (``read_rgb``'s checks of the path and size)."""
     try:
         if not path.is_file():  # raises for a name too long or a folder we may not enter
@@ -77,7 +77,7 @@ def read_srgb(path: str | Path) -> np.ndarray:
     """``read_rgb``, in sRGB: a photo with a Display P3 or Adobe RGB profile (a phone's, a
     camera's) converted as a viewer shows it (``vbg.icc``), for pictures vbg puts on screen."""
     path = Path(path)
-    return decode_srgb(_file_bytes(path), path)
+    return decode_srgb(file_bytes(path), path)
 
 
 def decode_srgb(data: np.ndarray, name) -> np.ndarray:
@@ -110,7 +110,7 @@ def decode_rgb(data: np.ndarray, path) -> np.ndarray:
     if img is None or img.size == 0:
         if animation_in(data[:ANIMATION_HEAD_BYTES].tobytes()) == "animated WebP":  # OpenCV before 4.11
             raise InputError(f"{path} is an animated WebP, which OpenCV {cv2.__version__} cannot read: save it as a "
-                             "GIF, an animated PNG or a video (or update opencv-python: 4.11 shows its first frame)")
+                             "GIF, an animated PNG or a video (or update opencv-python to 4.11 or later, which reads it)")
         raise InputError(f"{path} is a damaged {header[0]} (it cannot be decoded): {ACCEPTED}")
     check_pixels(path, img.shape[1], img.shape[0])
     return to_rgb8(apply_orientation(img, exif_orientation(memoryview(data), header[0])))
@@ -440,6 +440,14 @@ def _webp_chunks(buf):
         pos += 8 + length + (length & 1)
 
 
+def webp_frame_count(data) -> int:
+    """The frames of the animated WebP held in ``data`` (its ``ANMF`` chunks; 0 for a still one)."""
+    try:
+        return sum(ctype == b"ANMF" for ctype, _ in _webp_chunks(memoryview(data).cast("B")))
+    except struct.error:  # cut short: its decoder says so
+        return 0
+
+
 def _jpeg_exif(buf) -> memoryview | None:
     for marker, seg in _jpeg_segments(buf):
         if marker == 0xE1 and bytes(seg[:6]) == b"Exif\0\0":
@@ -463,22 +471,33 @@ def animation(path: str | Path) -> str | None:
         return None
 
 
+def opencv_reads_animations() -> bool:
+    """Whether this OpenCV decodes an animated WebP's frames (4.11 and later:
+    ``cv2.imdecodeanimation``): vbg then plays one as a moving background."""
+    return hasattr(cv2, "imdecodeanimation")
+
+
 def moving_picture(data) -> str | None:
-    """The kind of moving picture in ``data`` (a whole file, bytes-like) that FFmpeg plays as a
-    video, as vbg plays it: "GIF" (one of more than one image), "APNG" (an animated PNG); else
-    None (a still picture, a GIF of one image included, an animated WebP, which FFmpeg cannot
-    play, or not a picture at all)."""
+    """The kind of moving picture in ``data`` (a whole file, bytes-like) that vbg plays as a moving
+    background: "GIF" (one of more than one image), "APNG" (an animated PNG), both as FFmpeg
+    plays a video, "animated WebP" where OpenCV reads one (``opencv_reads_animations``); else
+    None (a still picture, a GIF of one image included, or not a picture at all)."""
     buf = memoryview(data).cast("B")
     if image_kind(bytes(buf[:32])) == "GIF":
         return "GIF" if gif_animated(io.BytesIO(buf)) else None
-    return "APNG" if animation_in(bytes(buf[:ANIMATION_HEAD_BYTES])) == "APNG" else None
+    kind = animation_in(bytes(buf[:ANIMATION_HEAD_BYTES]))
+    return kind if kind == "APNG" or kind is not None and opencv_reads_animations() else None
 
 
 def file_moves(f) -> bool:
-    """Whether the picture file open as ``f`` (at its start) is a moving one FFmpeg plays: an
-    animated PNG (``png_animated``) or a GIF of more than one image (``gif_animated``)."""
-    kind = image_kind(f.read(32))
+    """Whether the picture file open as ``f`` (at its start) is a moving one vbg plays: an animated
+    PNG (``png_animated``), a GIF of more than one image (``gif_animated``), or an animated WebP
+    where OpenCV reads one (its header's flag)."""
+    head = f.read(32)
     f.seek(0)
+    kind = image_kind(head)
+    if kind == "WebP":
+        return opencv_reads_animations() and animation_in(f.read(64)) == "animated WebP"
     return gif_animated(f) if kind == "GIF" else png_animated(f)
 
 

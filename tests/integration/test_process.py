@@ -937,6 +937,31 @@ def test_a_video_background_plays_at_its_own_rate_behind_footage_of_another(tmp_
     assert shown == [(i * 25 // fps) % 20 for i in range(80)], shown
 
 
+def test_an_animated_webp_background_plays_at_its_own_rate_in_vbg_process(tmp_path):
+    """``vbg process --background loop.webp`` (an animated WebP, GIPHY's format, which FFmpeg cannot
+    decode) plays it behind 50 fps footage at its own 25 fps, looped, as a video background plays.
+    It stood still on its first frame. OpenCV before 4.11 cannot read one: said in one line."""
+    import cv2
+
+    from media import write_animation
+    from vbg.images import opencv_reads_animations
+
+    bg = write_animation(tmp_path / "loop.webp", "webp", [(12 + 12 * k,) * 3 for k in range(20)], fps=25,
+                         size=(90, 160))  # 0.8 s
+    src = write_clip(tmp_path / "talk.mp4", [f for f, _ in person_clip_frames(80, (90, 160))], fps=50)
+    out = tmp_path / "frames"
+    proc = run_vbg("process", str(src), "-o", str(out), "--background", str(bg), "--model", "selfie",
+                   "--workers", "1")
+    if not opencv_reads_animations():
+        assert proc.returncode == 9 and "is an animated WebP, which OpenCV" in proc.stderr, proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr
+    corners = [float(cv2.imread(str(p))[:6, :6].mean()) for p in sorted(out.glob("frame_*.png"))]  # the room
+    assert len(corners) == 80
+    shown = [round((c - 12) / 12) for c in corners]  # which background frame
+    assert shown == [(i * 25 // 50) % 20 for i in range(80)], shown
+
+
 class _Worker:
     """A real segmenter made awkward: late on every other frame (``delay_s``), so that two
     workers finish out of order, or failing with a model error on its ``fail_at``-th frame."""

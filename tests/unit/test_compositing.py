@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 import tracemalloc
@@ -28,9 +29,10 @@ from vbg.compositing import (
     parse_color,
     threshold_lut,
 )
+from vbg.compositing.animated import AnimatedPictureBackground
 from vbg.compositing.cards import camera_lost_card
 from vbg.errors import ConfigError, InputError
-from vbg.images import heif_kind
+from vbg.images import heif_kind, opencv_reads_animations
 
 FG = (200, 100, 50)
 BG = (10, 20, 30)
@@ -672,11 +674,11 @@ def test_an_offline_video_background_far_ahead_is_the_frame_a_whole_run_shows(tm
         part.close()
 
 
-def test_an_animated_png_background_moves_and_an_animated_webp_is_said_to_stand_still(tmp_path, vbg_records):
+def test_an_animated_png_or_webp_background_moves_live_and_in_vbg_process(tmp_path, vbg_records):
     """``--background party.png`` (an animated PNG) plays as a moving background, live and in
-    ``vbg process``; an animated WebP, which FFmpeg cannot play, shows its first frame with one
-    line saying so and what to use instead (OpenCV before 4.11 cannot read one: that is said).
-    Both stood still without a word (the WebP, under an older OpenCV, was called damaged); a still
+    ``vbg process``, and so does ``party.webp`` (an animated WebP, which FFmpeg cannot decode: its
+    frames come from OpenCV). The WebP stood still on its first frame, with a line saying to save
+    it as a GIF or a video. OpenCV before 4.11 cannot read one: that is said, with the fix. A still
     PNG is still an image, said nothing of."""
     from media import write_animation
 
@@ -697,23 +699,110 @@ def test_an_animated_png_background_moves_and_an_animated_webp_is_said_to_stand_
             assert _colour_index(bg.render(frame, alpha)) == want, t
     finally:
         bg.close()
-    if tuple(int(v) for v in cv2.__version__.split(".")[:2]) < (4, 11):  # its WebP reader takes no animation
+    if not opencv_reads_animations():  # its WebP reader takes no animation
         with pytest.raises(InputError) as e:
             background_from_options(str(webp), live=False)
         assert str(e.value) == (f"{webp} is an animated WebP, which OpenCV {cv2.__version__} cannot read: save it as "
-                                "a GIF, an animated PNG or a video (or update opencv-python: 4.11 shows its first frame)")
+                                "a GIF, an animated PNG or a video (or update opencv-python to 4.11 or later, which "
+                                "reads it)")
         assert not vbg_records.records
         return
-    for _ in range(2):  # said once
-        for path in (webp, still):
-            bg = background_from_options(str(path), live=False)
-            assert isinstance(bg, ImageBackground)
+    clock = FakeClock()
+    for bg in (background_from_options(str(webp), live=True, clock=clock),
+               background_from_options(str(webp), live=False)):
+        assert isinstance(bg, AnimatedPictureBackground)
+        with bg:
             bg.prepare((24, 32))
-            assert _colour_index(bg.render(frame, alpha)) == (0 if path == webp else 2)
-            bg.close()
+            for t, want in ((0.0, 0), (0.1, 1), (0.2, 2), (0.3, 0), (0.45, 1), (0.5, 2)):
+                clock.advance(t - clock.now())
+                bg.show_at(t)
+                assert _colour_index(bg.render(frame, alpha)) == want, t
+    picture = background_from_options(str(still), live=False)
+    assert isinstance(picture, ImageBackground)
+    picture.prepare((24, 32))
+    assert _colour_index(picture.render(frame, alpha)) == 2
+    assert not [r for r in vbg_records.records if r.name == "vbg"]
+
+
+def _write_webp(path, colours, delays_ms, size=(48, 64)):
+    """An animated WebP of solid ``colours`` (RGB) with its own delays, lossless, as OpenCV writes it."""
+    anim = cv2.Animation()
+    anim.frames = [np.full((*size, 3), c[::-1], np.uint8) for c in colours]
+    anim.durations = list(delays_ms)
+    anim.loop_count = 0
+    assert cv2.imwriteanimation(str(path), anim, [cv2.IMWRITE_WEBP_QUALITY, 101])
+    return path
+
+
+needs_webp_animation = pytest.mark.skipif(not opencv_reads_animations(),
+                                          reason=f"OpenCV {cv2.__version__} decodes no animated WebP (4.11 does)")
+
+
+@needs_webp_animation
+def test_an_animated_webp_keeps_its_own_delays_and_goes_on_from_where_it_stood(tmp_path):
+    """Live, each frame of an animated WebP stays its own delay: a second's pause on the green one;
+    a delay of 5 ms is shown for 100 ms, as web browsers show it (such files are made for them);
+    then round again. When no render comes for a while (the effect switched off, another background
+    picked) it goes on from the frame it stood at, and a new output size shows the same frames. An
+    odd size (kept in 4:2:0, which halves both) is shown whole."""
+    webp = _write_webp(tmp_path / "pause.webp", GIF_COLOURS, [100, 1000, 50, 5], size=(47, 63))  # odd: I420 evens
+    clock = FakeClock()
+    frame, alpha = np.zeros((24, 32, 3), np.uint8), np.zeros((24, 32), np.uint8)
+    with AnimatedPictureBackground(webp, clock=clock) as bg:
+        assert bg.frame_count == 4 and bg.first_frame.shape == (47, 63, 3) and _colour_index(bg.first_frame) == 0
+        bg.prepare((24, 32))
+
+        def played(start_ms, stop_ms):  # a 100 fps camera's renders
+            shown = []
+            for ms in range(start_ms, stop_ms, 10):
+                clock.advance(ms / 1000 - clock.now())
+                shown.append(_colour_index(bg.render(frame, alpha)))
+            return shown
+
+        def due(ms):  # red 0.1 s, green 1 s, blue 0.05 s, white 0.1 s (not 5 ms), round again
+            return bisect.bisect_right([100, 1100, 1150, 1250], ms % 1250)
+
+        assert played(0, 3000) == [due(ms) for ms in range(0, 3000, 10)]
+        clock.advance(30.0)  # no render for half a minute: a pause
+        assert played(33000, 34000) == [due(ms) for ms in range(2990, 3990, 10)]  # on from the frame it stood at
+        bg.prepare((36, 20))  # the camera's size changed: the animation starts again, at that size
+        big = bg.render(np.zeros((36, 20, 3), np.uint8), np.zeros((36, 20), np.uint8))
+        assert big.shape == (36, 20, 3) and _colour_index(big) == 0
+
+
+@needs_webp_animation
+def test_an_animated_webp_too_long_to_keep_stands_still_said_once(tmp_path, vbg_records, monkeypatch):
+    """An animated WebP whose frames would take more memory than vbg keeps (a long one at a large
+    size) stands still, its first frame, with one line (once a run) saying why and what to do."""
+    from vbg.compositing import animated
+
+    webp = _write_webp(tmp_path / "long.webp", GIF_COLOURS, [100] * 4)
+    monkeypatch.setattr(animated, "KEEP_BYTES", 4 * 48 * 64 * 3 // 2 - 1)  # three of its four frames (I420)
+    monkeypatch.setattr(animated, "_SAID", set())
+    clock = FakeClock()
+    frame, alpha = np.zeros((24, 32, 3), np.uint8), np.zeros((24, 32), np.uint8)
+    for _ in range(2):
+        with background_from_options(str(webp), live=True, clock=clock) as bg:
+            bg.prepare((24, 32))
+            for t in (0.0, 0.1, 0.2, 0.35):
+                clock.advance(t)
+                assert _colour_index(bg.render(frame, alpha)) == 0
     said = [r.getMessage() for r in vbg_records.records if r.name == "vbg"]
-    assert said == [f"{webp} is an animated WebP: FFmpeg cannot play those, so it stands still (its first frame); "
-                    "for a moving background, save it as a GIF, an animated PNG or a video"]
+    assert said == [f"{webp} is an animated WebP of 4 frames at 64x48, more than vbg keeps in memory (0 MB): it stands "
+                    "still (its first frame); for a moving background, save it as a video (.mp4)"]
+
+
+@needs_webp_animation
+def test_a_damaged_animated_webp_background_is_said_in_one_line(tmp_path):
+    """An animated WebP cut short (a download stopped) is refused before the camera starts, in one
+    line naming the file and the fix; OpenCV's own error lines stay out of the terminal."""
+    whole = _write_webp(tmp_path / "whole.webp", GIF_COLOURS, [100] * 4).read_bytes()
+    cut = tmp_path / "cut.webp"
+    cut.write_bytes(whole[:len(whole) - 20])
+    with pytest.raises(InputError) as e:
+        background_from_options(str(cut), live=True)
+    assert str(e.value) == (f"{cut} is a damaged animated WebP (it cannot be decoded): copy or download it again, "
+                            "or save it as a GIF or a video")
 
 
 def test_a_gif_is_told_moving_by_its_second_image_whatever_lies_between():

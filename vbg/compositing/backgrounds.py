@@ -34,7 +34,7 @@ import numpy as np
 from ..clock import Clock, MonotonicClock
 from ..config import parse_color
 from ..errors import ConfigError, DependencyError, InputError, one_line
-from ..images import animation, png_animated, read_srgb
+from ..images import animation, opencv_reads_animations, png_animated, read_srgb
 from ..media.info import frame_rate, frame_rotation, pixel_aspect, quarter_turns, square_size, upright
 from ..media.open import open_read, picture_stream, special_file
 from ..media.deinterlace import whole_frames
@@ -380,9 +380,28 @@ def _shown_hw(frame, sar, rotation: int) -> tuple[int, int]:
     return (w, h) if quarter_turns(rotation) % 2 else (h, w)
 
 
+ANIMATED_WEBP = ".webp"  # a moving one plays from OpenCV's frames (.animated), not FFmpeg's
+
+
+def played_background(path: Path, clock: Clock | None = None, *, own_file: bool = False) -> Background:
+    """The live background that plays the moving file at ``path`` (a folder's or an upload's), as
+    its suffix says: an animated WebP from its frames decoded by OpenCV
+    (:class:`vbg.compositing.animated.AnimatedPictureBackground`), any other as a video."""
+    if Path(path).suffix.lower() == ANIMATED_WEBP:
+        from .animated import AnimatedPictureBackground
+
+        return AnimatedPictureBackground(path, clock, own_file=own_file)
+    return VideoBackground(path, clock=clock, own_file=own_file)
+
+
 def first_picture(path: Path, *, own_file: bool = False) -> np.ndarray:
-    """The first frame of the background video at ``path`` as it plays: upright RGB in square
-    pixels, HDR as SDR (a thumbnail's picture); ``InputError`` as ``VideoBackground`` raises it."""
+    """The first frame of the background video (or animated WebP) at ``path`` as it plays: upright
+    RGB in square pixels, HDR as SDR (a thumbnail's picture); ``InputError`` as the background
+    playing it raises it."""
+    if path.suffix.lower() == ANIMATED_WEBP:
+        from .animated import AnimatedPictureBackground
+
+        return AnimatedPictureBackground(path, own_file=own_file).first_frame
     with _first_frame(path, own_file) as (stream, first):
         sar = pixel_aspect(stream)
         rotation = frame_rotation(first, stream)
@@ -846,7 +865,6 @@ BACKGROUNDS: dict[str, Callable[..., Background]] = {
 }
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
-_STILL_SAID: set[str] = set()  # animated images shown still, said once a run
 
 
 def background_from_options(background: str | None = None, color: str | None = None, blur: float | None = None,
@@ -854,7 +872,8 @@ def background_from_options(background: str | None = None, color: str | None = N
     """The background the CLI options ask for (at most one set; none = blur).
     A video file (an animated GIF or PNG too) plays on its own thread against the
     clock when ``live``, and by the output frames' times in their file otherwise;
-    an animated WebP stands still, said once. ``background`` may also
+    an animated WebP, which FFmpeg cannot decode, is played from its frames decoded by
+    OpenCV (:mod:`vbg.compositing.animated`). ``background`` may also
     name a bundled picture ("beach.jpg", "beach"); a file of that name that the
     user has wins (:func:`vbg.compositing.bundled.find_background`)."""
     if blur is not None:
@@ -866,12 +885,11 @@ def background_from_options(background: str | None = None, color: str | None = N
         moving = animation(background)
         if str(background).lower().endswith(VIDEO_SUFFIXES) or moving == "APNG":  # FFmpeg plays an APNG
             return make_background("video" if live else "video-sync", background, clock=clock)
-        still = make_background("image", background)
-        if moving is not None and background not in _STILL_SAID:
-            _STILL_SAID.add(background)
-            log.warning("%s is an %s: FFmpeg cannot play those, so it stands still (its first frame); for a "
-                        "moving background, save it as a GIF, an animated PNG or a video", background, moving)
-        return still
+        if moving == "animated WebP" and opencv_reads_animations():  # else the image reader says what to do
+            from .animated import AnimatedPictureBackground
+
+            return AnimatedPictureBackground(background, clock, live=live)
+        return make_background("image", background)
     return make_background("blur", 1.0)
 
 
