@@ -675,6 +675,64 @@ def test_a_moving_picture_plays_whether_uploaded_or_in_the_folder(live, tmp_path
         (live.folder / "calm.gif").unlink(missing_ok=True)
 
 
+def test_an_animated_webp_plays_whether_uploaded_or_in_the_folder(live, tmp_path):
+    """An animated WebP (GIPHY's and the sticker sites' format, which FFmpeg cannot decode) uploaded
+    or put in the backgrounds folder is listed as a video, its first frame the thumbnail, and plays
+    behind the person in a loop from OpenCV's frames, as ``--background party.webp`` does; a still
+    WebP is a picture; one cut short is refused in one line, nothing kept. It stood still on its
+    first frame. Under OpenCV before 4.11, which cannot read one, picking it says so in one line."""
+    from media import write_animation
+    from vbg.images import opencv_reads_animations
+
+    red, blue = (255, 0, 0), (0, 0, 255)
+    webp = write_animation(tmp_path / "party.webp", "webp", [red, blue, blue], fps=2).read_bytes()  # 0.5 s, 1 s
+    still = cv2.imencode(".webp", np.full((48, 64, 3), blue[::-1], np.uint8), [cv2.IMWRITE_WEBP_QUALITY, 101])[1]
+    (live.folder / "loop.webp").write_bytes(webp)
+    (live.folder / "calm.webp").write_bytes(still.tobytes())
+    secret = live.outside.parent / "private.webp"
+    secret.write_bytes(webp)
+    os.symlink(secret, live.folder / "linked.webp")  # one of the user's, linked by someone sharing the folder
+    try:
+        status, body = live.api("POST", "/api/upload", webp, headers={"Content-Type": "image/webp",
+                                                                      "X-Vbg-Name": "party.webp"})
+        if not opencv_reads_animations():
+            assert status == 400 and "is an animated WebP, which OpenCV" in body["error"], body
+            status, body = live.api("POST", "/api/background", {"id": "folder:loop.webp"})
+            assert status == 400 and "update opencv-python to 4.11" in body["error"], body
+            return
+        assert status == 200, body
+        uploaded = body["id"]
+        items = {i["id"]: i for i in live.api("GET", "/api/backgrounds")[1]["items"]}
+        assert items[uploaded]["video"] is True and items["folder:loop.webp"]["video"] is True
+        assert items["folder:calm.webp"]["video"] is False and "folder:linked.webp" not in items
+        status, body = live.api("POST", "/api/background", {"id": "folder:linked.webp"})
+        assert status in (400, 404) and body["error"], body
+        kept = live.pipe.controller.library.video(uploaded)[2]
+        assert kept.parent == _uploads_of(live) and kept.suffix == ".webp" and kept.read_bytes() == webp
+        for bid in (uploaded, "folder:loop.webp"):
+            status, jpeg, _ = live.request("GET", items[bid]["thumb"])
+            thumb = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            assert status == 200 and _is_near(thumb, red), bid
+            assert live.api("POST", "/api/background", {"id": bid})[0] == 200
+            for colour in (red, blue, red):
+                wait_until(lambda: any(_is_near(img, colour) for _, _, img in list(live.sink.recent)[-3:]),
+                           f"{bid}: {colour}")
+        assert live.api("POST", "/api/background", {"id": "folder:calm.webp"})[0] == 200
+        live.later(lambda s, img: _is_near(img, blue, 1), "a still WebP")
+        listed = [i["id"] for i in live.api("GET", "/api/backgrounds")[1]["items"]]
+        files = sorted(_uploads_of(live).iterdir())
+        status, body = live.api("POST", "/api/upload", webp[:-20], headers={"Content-Type": "image/webp",
+                                                                            "X-Vbg-Name": "cut.webp"})
+        assert status == 400 and body["error"] == ("the uploaded cut.webp is a damaged animated WebP (it cannot be "
+                                                   "decoded): copy or download it again, or save it as a GIF or a "
+                                                   "video"), body
+        assert [i["id"] for i in live.api("GET", "/api/backgrounds")[1]["items"]] == listed
+        assert sorted(_uploads_of(live).iterdir()) == files
+    finally:
+        for name in ("loop.webp", "calm.webp", "linked.webp"):
+            (live.folder / name).unlink(missing_ok=True)
+
+
 def test_without_locks_a_dead_run_s_uploads_folder_is_told_by_its_process(tmp_path):
     """Where ``flock`` cannot tell a live run's folder from a dead one's (Windows has no flock; some
     network file systems answer every lock with an error), a run's ``.lock`` names its machine

@@ -29,7 +29,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..compositing.backgrounds import MOVING_PICTURES, OWN_DEMUXERS, PLAYED_KINDS, first_picture, open_own
+from ..compositing.backgrounds import (
+    ANIMATED_WEBP,
+    MOVING_PICTURES,
+    OWN_DEMUXERS,
+    PLAYED_KINDS,
+    first_picture,
+    open_own,
+)
 from ..compositing.bundled import IMAGE_SUFFIXES, bundled_backgrounds
 from ..errors import ControlError, InputError, VbgError
 from ..images import decode_srgb, file_moves, moving_picture, read_srgb
@@ -117,11 +124,11 @@ class Library:
         return kind == "folder" and self._plays(name)
 
     def _plays(self, name: str) -> bool:
-        """Whether the folder's file ``name`` plays as a video: by its suffix, and for a PNG or a
-        GIF by what it holds (an animated PNG, a GIF of more than one image, as
-        ``images.file_moves`` tells), read once a version."""
+        """Whether the folder's file ``name`` plays as a video: by its suffix, and for a PNG, a GIF
+        or a WebP by what it holds (an animated PNG, a GIF of more than one image, an animated
+        WebP where OpenCV reads one, as ``images.file_moves`` tells), read once a version."""
         suffix = Path(name).suffix.lower()
-        if suffix not in (".png", ".gif"):
+        if suffix not in (".png", ".gif", ANIMATED_WEBP):
             return suffix in OWN_DEMUXERS
         path = self.folder / name
         try:
@@ -244,10 +251,12 @@ class Library:
     # ------------------------------------------------------------------ uploads
     def add_upload(self, data: bytes, name: str = "upload") -> str:
         """A picture sent whole, decoded and kept in memory; its ``upload:N`` id, labelled by the
-        stem of its file ``name``. A GIF of more than one image or an animated PNG is kept as a
-        video instead (``images.moving_picture``), and plays as the folder's do."""
+        stem of its file ``name``. A GIF of more than one image, an animated PNG or an animated
+        WebP is kept on disk as a video instead (``images.moving_picture``), and plays as the
+        folder's do."""
         label = Path(name).stem or name
-        moving = MOVING_PICTURES.get(moving_picture(data) or "")
+        kind = moving_picture(data)
+        moving = ANIMATED_WEBP if kind == "animated WebP" else MOVING_PICTURES.get(kind or "")
         if moving is not None:
             return self.add_video_upload(io.BytesIO(data).read, len(data), label, moving)
         # InputError (one line, naming the upload) for anything not an image; a phone's P3 in sRGB
@@ -259,7 +268,7 @@ class Library:
         names (a key of ``OWN_DEMUXERS``), kept on disk for this run (:mod:`.uploads`) once its
         first frame decodes; its ``upload:N`` id. BadRequest for bytes that are not such a video
         (nothing is kept); ``UploadRefused`` where it cannot be kept."""
-        if suffix not in OWN_DEMUXERS:
+        if suffix not in OWN_DEMUXERS and suffix != ANIMATED_WEBP:
             raise UploadRefused(415, f"a {suffix or 'nameless'} video: the filter plays {PLAYED_KINDS} videos: "
                                      "convert it to mp4")
         path = self.videos.add(read, length, suffix)

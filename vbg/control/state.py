@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..clock import Clock
-from ..compositing.backgrounds import MOVING_PICTURES, OWN_DEMUXERS
+from ..compositing.backgrounds import MOVING_PICTURES, OWN_DEMUXERS, played_background
 from ..errors import ControlError, VbgError, one_line
 from ..ranges import BLUR
 from ..sinks.preview import View
@@ -33,7 +33,7 @@ from .library import BadRequest, Library, encode_jpeg
 from .uploads import MAX_UPLOAD, MAX_VIDEO_UPLOAD
 
 if TYPE_CHECKING:
-    from ..compositing import Background, VideoBackground
+    from ..compositing import Background
 
 PREVIEW_WIDTH = 320
 BLUR_LIGHTEST = BLUR.lo
@@ -145,7 +145,7 @@ class Controller:
                  clock: Clock | None = None) -> None:
         self.state, self.library = state, library
         self._clock = clock  # a video background's (real time when None)
-        self._playing: VideoBackground | None = None  # the video background a request started: closed when replaced
+        self._playing: Background | None = None  # the moving background a request started: closed when replaced
         self._status, self._latest, self._load_model = status, latest, load_model
         self.models = tuple(models)
         self.model = model
@@ -197,13 +197,14 @@ class Controller:
         return {"ok": True, "mirror": self.state.view.mirror}
 
     def set_background(self, body: dict) -> dict:
-        from ..compositing import BlurBackground, ColorBackground, PictureBackground, VideoBackground
+        from ..compositing import BlurBackground, ColorBackground, PictureBackground
 
         keys = [k for k in ("id", "color", "blur") if k in body]
         if len(keys) != 1:
             raise BadRequest('give exactly one of "id", "color" or "blur", e.g. {"color": "green"}')
         key, value = keys[0], body[keys[0]]
         bg: Background
+        moving: Background | None = None  # a video or an animated WebP: its thread, its frames
         try:
             if key == "color":
                 if not isinstance(value, str):
@@ -220,8 +221,9 @@ class Controller:
                 with self._lock:  # an uploaded video is not let go of (its file removed) while it starts
                     was = self.background["id"]
                     self.library.showing(bid)
-                try:
-                    bg, info = VideoBackground(path, clock=self._clock, own_file=True), {"id": bid, "label": label}
+                try:  # a video, or an animated WebP (played from OpenCV's frames)
+                    bg = moving = played_background(path, self._clock, own_file=True)
+                    info = {"id": bid, "label": label}
                 except BaseException:
                     with self._lock:  # unless another request has put something behind the person since
                         if self.background["id"] == was:
@@ -240,7 +242,7 @@ class Controller:
         with self._lock:
             self.background = info
             self.library.showing(info["id"])
-            replaced, self._playing = self._playing, bg if isinstance(bg, VideoBackground) else None
+            replaced, self._playing = self._playing, moving
         if replaced is not None:  # its thread and file: a render still under way keeps its last frame
             replaced.close()
         return {"ok": True, "background": dict(info)}
