@@ -201,7 +201,7 @@ class LivePipeline:
         self._seg_now = None  # the segmenter the inference thread runs (a model switch replaces it)
         self._hw: tuple[int, int] | None = None
         self._fps: float | None = None  # the source's frame rate (the person crop's budget)
-        self._made: list = []  # backgrounds a reload made: closed at the end of the run
+        self._made: list = []  # the background the last reload made: closed by the next one, or at the end
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -235,8 +235,10 @@ class LivePipeline:
             from .compositing import background_from_options
 
             bg = background_from_options(b.background, b.color, b.blur, live=True, clock=self.clock)
-            self._made.append(bg)
             self.control.set_background(bg)
+            replaced, self._made = self._made, [bg]
+            for old in replaced:  # its thread, its frames (a render under way keeps its last picture)
+                old.close()
             if self.controller is not None:
                 label = Path(b.background).stem if b.background else b.color or f"blur {b.blur or 1.0:g}"
                 self.controller.background = {"id": "config", "label": label}

@@ -1080,6 +1080,31 @@ def test_sigusr1_toggles_the_effect_and_sighup_reloads_the_config(live, tmp_path
     assert live.pipe.control.view.mirror is True
 
 
+def test_a_reload_lets_go_of_the_background_it_replaced(live, tmp_path):
+    """A config reload that changes the background closes the one the reload before it made: a
+    video's thread ends (an animated WebP's frames, up to 256 MB, go with it). Every background a
+    reload made was kept, with its thread, until the filter stopped: a script switching
+    backgrounds with SIGHUP grew the filter by one thread per switch."""
+    red, green = (220, 30, 30), (30, 220, 30)
+    conf = tmp_path / "live.toml"
+    args = cli.build_live_parser().parse_args(["--config", str(conf), "--model", "selfie", "--source", "memory",
+                                               "--no-vcam", "--record", str(tmp_path / "unused.mp4")])
+
+    def videos() -> int:
+        return sum(t.name == "vbg-bg-video" for t in threading.enumerate())
+
+    before = videos()
+    for name, colour in (("red.mp4", red), ("green.mp4", green), ("red2.mp4", red)):
+        conf.write_text(f'[background]\nbackground = "{_colour_clip(tmp_path / name, [colour])}"\n')
+        assert "applied background.background" in cli.reload_config(args, live.pipe)
+        wait_until(lambda: any(_is_near(img, colour) for _, _, img in list(live.sink.recent)[-3:]), name)
+        wait_until(lambda: videos() == before + 1, f"{name}: one video background's thread, not one per reload")
+    conf.write_text('[background]\ncolor = "#0000ff"\n')
+    cli.reload_config(args, live.pipe)
+    live.later(lambda s, img: (_corner(img) == (0, 0, 255)).all(), "blue corners")
+    wait_until(lambda: videos() == before, "no video background's thread once a colour replaced it")
+
+
 def test_sighup_reloads_the_default_config_file_too(live, tmp_path, monkeypatch):
     """The default config file (vbg config path) is a config file like --config: SIGHUP reads it
     again (a service started without --config is reloaded the same way); with neither file there
