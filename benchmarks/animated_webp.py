@@ -11,7 +11,7 @@ decoded; for the video: its first frame opened, then its thread started), median
 buffers). CPU: the background rendered into a 1280x720 output at 30 fps in real time on this
 process's main thread (as the live compositor calls it), the process's CPU time (user + system,
 every thread) over ``--seconds`` after 1 s of warm-up, in % of one core; the two kinds alternate
-``--repeat`` times and the medians are written. Needs OpenCV 4.11 or later (its WebP animation
+``--repeat`` times and the medians are written. Needs OpenCV 4.12 or later (its WebP animation
 reader).
 """
 
@@ -89,8 +89,8 @@ def main(argv=None) -> int:
     info = machine_info()
     md = ["# An animated WebP background against the same loop as an H.264 video background\n",
           f"Machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}; OpenCV {cv2.__version__}. "
-          f"A {FRAMES / FPS:g} s loop at {FPS} fps behind a {OUT_HW[1]}x{OUT_HW[0]} output rendered at {RENDER_FPS} fps "
-          f"in real time; start-up and CPU are medians of {args.repeat} alternating runs (CPU over {args.seconds:g} s "
+          f"A {FRAMES / FPS:g} s loop at {FPS} fps behind a {OUT_HW[1]}x{OUT_HW[0]} output rendered at "
+          f"{RENDER_FPS} fps in real time; start-up and CPU are medians of {args.repeat} alternating runs (CPU over {args.seconds:g} s "
           "after 1 s of warm-up).\n",
           "| loop | background | file, KB | start-up, ms | frames kept, MB | CPU, % of one core |",
           "|---|---|---|---|---|---|"]

@@ -110,7 +110,8 @@ def decode_rgb(data: np.ndarray, path) -> np.ndarray:
     if img is None or img.size == 0:
         if animation_in(data[:ANIMATION_HEAD_BYTES].tobytes()) == "animated WebP":  # OpenCV before 4.11
             raise InputError(f"{path} is an animated WebP, which OpenCV {cv2.__version__} cannot read: save it as a "
-                             "GIF, an animated PNG or a video (or update opencv-python to 4.11 or later, which reads it)")
+                             "GIF, an animated PNG or a video (or update opencv-python to 4.12 or later, which "
+                             "plays it)")
         raise InputError(f"{path} is a damaged {header[0]} (it cannot be decoded): {ACCEPTED}")
     check_pixels(path, img.shape[1], img.shape[0])
     return to_rgb8(apply_orientation(img, exif_orientation(memoryview(data), header[0])))
@@ -472,8 +473,9 @@ def animation(path: str | Path) -> str | None:
 
 
 def opencv_reads_animations() -> bool:
-    """Whether this OpenCV decodes an animated WebP's frames (4.11 and later:
-    ``cv2.imdecodeanimation``): vbg then plays one as a moving background."""
+    """Whether this OpenCV decodes an animated WebP's frames from its bytes (4.12 and later:
+    ``cv2.imdecodeanimation``; 4.11 reads only the first frame, or all of them from a path):
+    vbg then plays one as a moving background."""
     return hasattr(cv2, "imdecodeanimation")
 
 

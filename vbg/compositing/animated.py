@@ -1,7 +1,7 @@
 """An animated WebP behind the person, played at its own frames' delays.
 
 FFmpeg has no decoder for an animated WebP (the web's successor to the GIF: what GIPHY and the
-sticker sites serve); OpenCV has one from 4.11 (``cv2.imdecodeanimation``). It gives whole frames
+sticker sites serve); OpenCV has one from 4.12 (``cv2.imdecodeanimation``). It gives whole frames
 (each composed on the canvas) from a given index, but asking for frame ``k`` decodes the ``k``
 before it again, so an animation is not streamed as a video is: its frames are decoded once, at
 the first ``prepare``, in runs of at most ``CHUNK_BYTES``, and kept in memory at their own size,

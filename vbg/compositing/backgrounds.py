@@ -865,6 +865,7 @@ BACKGROUNDS: dict[str, Callable[..., Background]] = {
 }
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
+_STILL_SAID: set[str] = set()  # animated WebPs shown still (OpenCV 4.11), said once a run
 
 
 def background_from_options(background: str | None = None, color: str | None = None, blur: float | None = None,
@@ -873,9 +874,9 @@ def background_from_options(background: str | None = None, color: str | None = N
     A video file (an animated GIF or PNG too) plays on its own thread against the
     clock when ``live``, and by the output frames' times in their file otherwise;
     an animated WebP, which FFmpeg cannot decode, is played from its frames decoded by
-    OpenCV (:mod:`vbg.compositing.animated`). ``background`` may also
-    name a bundled picture ("beach.jpg", "beach"); a file of that name that the
-    user has wins (:func:`vbg.compositing.bundled.find_background`)."""
+    OpenCV 4.12 or later (:mod:`vbg.compositing.animated`; 4.11 shows it still, said
+    once). ``background`` may also name a bundled picture ("beach.jpg", "beach"); a file
+    of that name that the user has wins (:func:`vbg.compositing.bundled.find_background`)."""
     if blur is not None:
         return make_background("blur", blur)
     if color is not None:
@@ -885,11 +886,17 @@ def background_from_options(background: str | None = None, color: str | None = N
         moving = animation(background)
         if str(background).lower().endswith(VIDEO_SUFFIXES) or moving == "APNG":  # FFmpeg plays an APNG
             return make_background("video" if live else "video-sync", background, clock=clock)
-        if moving == "animated WebP" and opencv_reads_animations():  # else the image reader says what to do
+        if moving == "animated WebP" and opencv_reads_animations():
             from .animated import AnimatedPictureBackground
 
             return AnimatedPictureBackground(background, clock, live=live)
-        return make_background("image", background)
+        still = make_background("image", background)  # OpenCV 4.10 reads no animated WebP: said there
+        if moving == "animated WebP" and background not in _STILL_SAID:  # 4.11 reads its first frame
+            _STILL_SAID.add(background)
+            log.warning("%s is an animated WebP: OpenCV %s reads only its first frame, so it stands still; update "
+                        "opencv-python to 4.12 or later to play it, or save it as a GIF or a video",
+                        background, cv2.__version__)
+        return still
     return make_background("blur", 1.0)
 
 
