@@ -265,9 +265,9 @@ class Library:
 
     def add_video_upload(self, read, length: int, name: str, suffix: str) -> str:
         """A video of ``length`` bytes from ``read`` (a file's ``read``), of the kind ``suffix``
-        names (a key of ``OWN_DEMUXERS``), kept on disk for this run (:mod:`.uploads`) once its
-        first frame decodes; its ``upload:N`` id. BadRequest for bytes that are not such a video
-        (nothing is kept); ``UploadRefused`` where it cannot be kept."""
+        names (a key of ``OWN_DEMUXERS``, or ``ANIMATED_WEBP``), kept on disk for this run
+        (:mod:`.uploads`) once its first frame decodes; its ``upload:N`` id. BadRequest for bytes
+        that are not such a video (nothing is kept); ``UploadRefused`` where it cannot be kept."""
         if suffix not in OWN_DEMUXERS and suffix != ANIMATED_WEBP:
             raise UploadRefused(415, f"a {suffix or 'nameless'} video: the filter plays {PLAYED_KINDS} videos: "
                                      "convert it to mp4")
