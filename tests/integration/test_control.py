@@ -680,8 +680,8 @@ def test_an_animated_webp_plays_whether_uploaded_or_in_the_folder(live, tmp_path
     or put in the backgrounds folder is listed as a video, its first frame the thumbnail, and plays
     behind the person in a loop from OpenCV's frames, as ``--background party.webp`` does; a still
     WebP is a picture; one cut short is refused in one line, nothing kept. It stood still on its
-    first frame. Under OpenCV before 4.12, which cannot play one, it is a picture: under 4.10, which cannot
-    read one either, picking it says so in one line."""
+    first frame. Under OpenCV before 4.12, which cannot play one, it is a picture: under 4.10,
+    which cannot read one either, picking it says so in one line."""
     from media import write_animation
     from vbg.images import opencv_reads_animations
 

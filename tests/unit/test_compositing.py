@@ -805,7 +805,7 @@ def test_an_animated_webp_too_long_to_keep_stands_still_said_once(tmp_path, vbg_
 
 
 @needs_webp_animation
-def test_a_damaged_animated_webp_background_is_said_in_one_line(tmp_path):
+def test_a_damaged_animated_webp_background_is_said_in_one_line(tmp_path, capfd):
     """An animated WebP cut short (a download stopped) is refused before the camera starts, in one
     line naming the file and the fix; OpenCV's own error lines stay out of the terminal."""
     whole = _write_webp(tmp_path / "whole.webp", GIF_COLOURS, [100] * 4).read_bytes()
@@ -815,6 +815,7 @@ def test_a_damaged_animated_webp_background_is_said_in_one_line(tmp_path):
         background_from_options(str(cut), live=True)
     assert str(e.value) == (f"{cut} is a damaged animated WebP (it cannot be decoded): copy or download it again, "
                             "or save it as a GIF or a video")
+    assert "imdecodeanimation" not in capfd.readouterr().err  # OpenCV's "[ERROR:0@...] ... can't read header"
 
 
 def test_a_gif_is_told_moving_by_its_second_image_whatever_lies_between():
