@@ -442,11 +442,9 @@ def _webp_chunks(buf):
 
 
 def webp_frame_count(data) -> int:
-    """The frames of the animated WebP held in ``data`` (its ``ANMF`` chunks; 0 for a still one)."""
-    try:
-        return sum(ctype == b"ANMF" for ctype, _ in _webp_chunks(memoryview(data).cast("B")))
-    except struct.error:  # cut short: its decoder says so
-        return 0
+    """The frames of the animated WebP held in ``data`` (its ``ANMF`` chunks; 0 for a still one; a
+    cut file counts those whole before the cut, and its decoder says the rest)."""
+    return sum(ctype == b"ANMF" for ctype, _ in _webp_chunks(memoryview(data).cast("B")))
 
 
 def _jpeg_exif(buf) -> memoryview | None:
@@ -495,11 +493,11 @@ def file_moves(f) -> bool:
     """Whether the picture file open as ``f`` (at its start) is a moving one vbg plays: an animated
     PNG (``png_animated``), a GIF of more than one image (``gif_animated``), or an animated WebP
     where OpenCV reads one (its header's flag)."""
-    head = f.read(32)
+    head = f.read(32)  # a WebP's VP8X chunk, with its animation flag, ends at byte 30
     f.seek(0)
     kind = image_kind(head)
     if kind == "WebP":
-        return opencv_reads_animations() and animation_in(f.read(64)) == "animated WebP"
+        return opencv_reads_animations() and animation_in(head) == "animated WebP"
     return gif_animated(f) if kind == "GIF" else png_animated(f)
 
 

@@ -44,6 +44,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -54,6 +55,9 @@ from .config import LiveConfig
 from .errors import SinkError, VbgError, one_line
 from .stats import LiveStats
 from .types import Composite, Frame, Mask
+
+if TYPE_CHECKING:
+    from .compositing import Background
 
 log = logging.getLogger("vbg.pipeline")
 
@@ -201,7 +205,7 @@ class LivePipeline:
         self._seg_now = None  # the segmenter the inference thread runs (a model switch replaces it)
         self._hw: tuple[int, int] | None = None
         self._fps: float | None = None  # the source's frame rate (the person crop's budget)
-        self._made: list = []  # the background the last reload made: closed by the next one, or at the end
+        self._made: Background | None = None  # the last reload's background: closed by the next one, or at the end
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -236,9 +240,9 @@ class LivePipeline:
 
             bg = background_from_options(b.background, b.color, b.blur, live=True, clock=self.clock)
             self.control.set_background(bg)
-            replaced, self._made = self._made, [bg]
-            for old in replaced:  # its thread, its frames (a render under way keeps its last picture)
-                old.close()
+            replaced, self._made = self._made, bg
+            if replaced is not None:  # its thread, its frames (a render under way keeps its last picture)
+                replaced.close()
             if self.controller is not None:
                 label = Path(b.background).stem if b.background else b.color or f"blur {b.blur or 1.0:g}"
                 self.controller.background = {"id": "config", "label": label}
@@ -401,8 +405,8 @@ class LivePipeline:
         return st
 
     def _close_made(self) -> None:
-        for bg in self._made:
-            bg.close()
+        if self._made is not None:
+            self._made.close()
 
     def _start_control(self, stack: contextlib.ExitStack, seg, b) -> None:
         """The control server (vbg ctl, the control page), closed by ``stack``."""

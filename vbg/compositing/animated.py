@@ -100,8 +100,7 @@ class AnimatedPictureBackground:
         if self._decode(0, 1) == 0:  # a damaged or cut file is said here, in one line
             raise InputError(f"{self.path} is a damaged animated WebP (it cannot be decoded): copy or download it "
                              "again, or save it as a GIF or a video")
-        self.still = self.frame_count * self._frames[0].nbytes > KEEP_BYTES
-        if self.still:
+        if self.frame_count * self._frames[0].nbytes > KEEP_BYTES:  # stands still: its first frame
             if str(self.path) not in _SAID:
                 _SAID.add(str(self.path))
                 log.warning("%s is an animated WebP of %d frames at %dx%d, more than vbg keeps in memory (%d MB): "
