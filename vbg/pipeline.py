@@ -595,7 +595,7 @@ class LivePipeline:
         if o.record:
             from .sinks.recorder import Recorder
 
-            path = Path(o.record)
+            path = Path(o.record).expanduser()  # "~/call.mp4" in quotes or a config file, as preflight checked it
             if path.exists() and not o.overwrite:
                 from .errors import OutputError
 

@@ -105,6 +105,28 @@ def test_record_90_frames_from_the_command_line(tmp_path, person_clip):
     assert not list(tmp_path.glob("*.partial*")) and not list(tmp_path.glob(".*"))
 
 
+def test_a_tilde_in_source_and_record_is_the_home_folder(tmp_path, person_clip):
+    """``~`` in --source and --record, quoted on the command line or in a config file (no shell
+    expands it there), is the home folder, as for --background: the clip is read from home and the
+    recording lands there, not in a new folder named ``~`` under the working folder."""
+    clip, _ = person_clip
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / "Videos").mkdir(parents=True)
+    work.mkdir()
+    (home / "clip.mp4").write_bytes(clip.read_bytes())
+    (work / "call.toml").write_text('[source]\nsource = "~/clip.mp4"\n[model]\nmodel = "selfie"\n'
+                                    '[output]\nvcam = false\nrecord = "~/Videos/call.mp4"\nframes = 3\n')
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    for args, made in ((("--source", "~/clip.mp4", "--model", "selfie", "--no-vcam", "--record", "~/flag.mp4",
+                         "--frames", "3"), home / "flag.mp4"),
+                       (("--config", "call.toml"), home / "Videos" / "call.mp4")):
+        proc = subprocess.run([sys.executable, "-m", "vbg", *args], capture_output=True, text=True,
+                              env=env, cwd=work, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert len(_recorded(made)[0]) == _stopped_after(proc.stderr) >= 1
+        assert sorted(p.name for p in work.iterdir()) == ["call.toml"]  # no "~" folder made here
+
+
 def test_a_file_source_whose_frame_size_changes_keeps_its_first_size(tmp_path):
     """A recording played as the camera, 640x360 then 426x240: the live filter goes on at
     640x360, the later frames scaled (by the capture before; by the file reader now, as for vbg

@@ -8,6 +8,7 @@ on its own thread, stamps frames, and survives a camera that disappears.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -30,7 +31,8 @@ class Source(Protocol):
 
 
 def parse_source(text: str | int) -> int | str:
-    """``"0"`` -> camera index 0; anything else is a device path, file or URL."""
+    """``"0"`` -> camera index 0; anything else is a device path, file or URL (a leading ``~`` is
+    the home folder, as for --background and --record: quoted or in a config file, no shell expands it)."""
     if isinstance(text, int):
         return text
     s = str(text).strip()
@@ -38,7 +40,7 @@ def parse_source(text: str | int) -> int | str:
         return int(s)
     if not s:
         raise ConfigError("--source is empty: give a camera index (0), a device path, a video file or a URL")
-    return s
+    return os.path.expanduser(s) if s.startswith("~") else s
 
 
 def open_source(source: str | int, *, width: int | None = None, height: int | None = None,
@@ -60,7 +62,7 @@ def open_source(source: str | int, *, width: int | None = None, height: int | No
     if "://" not in str(src) and not Path(src).exists():
         from ..errors import SourceError
 
-        raise SourceError(f"--source {src}: no such file, camera index or URL")
+        raise SourceError(f"--source {src}: no such file, camera index or URL; without a webcam, try --source demo")
     return VideoFileSource(src, loop=loop, paced=paced, clock=clock, say=say)
 
 
