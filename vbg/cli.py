@@ -968,6 +968,8 @@ def _background_id(client, what: str) -> str:
     if os.sep in what or (os.altsep and os.altsep in what):
         from .errors import InputError
 
+        if path.is_dir():
+            raise InputError(f"background {what} is a folder, not a file: give a picture or video file in it")
         raise InputError(f"background {what}: no such file: check the path")
     listing = client.request("GET", "/api/backgrounds")
     key = what.lower()
@@ -984,6 +986,7 @@ def cmd_ctl(args) -> int:
     import json
 
     from .control.client import Client, format_status
+    from .streams import printable
 
     client = Client()
     what = getattr(args, "what", None)
@@ -1000,8 +1003,8 @@ def cmd_ctl(args) -> int:
         return 0
     if args.ctl == "model":
         ans = client.post("/api/model", {"name": what})
-        print(f"model {ans['model']}: " + ("loading; vbg ctl status shows when it runs" if ans.get("loading")
-                                           else "already running"))
+        print(f"model {printable(str(ans['model']))}: " + ("loading; vbg ctl status shows when it runs"
+                                                          if ans.get("loading") else "already running"))
         return 0
     if args.ctl == "background":
         body = {"id": _background_id(client, what)}
@@ -1010,7 +1013,7 @@ def cmd_ctl(args) -> int:
     else:
         body = {"blur": what}
     ans = client.post("/api/background", body)
-    print(f"background {ans['background']['label']}")
+    print(f"background {printable(ans['background']['label'])}")  # a file name's newline or escape code
     return 0
 
 def build_live_parser() -> argparse.ArgumentParser:

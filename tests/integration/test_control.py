@@ -1039,6 +1039,21 @@ def test_vbg_ctl_end_to_end(live, capsys, tmp_path, vbg_logging):
             live.later(lambda s, img: _is_near(img, (200, 120, 20)), "the folder's video")
     finally:
         (live.folder / "waves.mp4").unlink()
+    # A file name with a newline and a colour code (a folder's file or an upload's name) is said
+    # escaped on its one line, as every other message does, never run by the terminal
+    odd = "esc\x1b[31mred\nline"
+    _png(live.folder / f"{odd}.png", (30, 60, 90))
+    try:
+        assert cli.main(["ctl", "background", odd]) == 0
+        assert capsys.readouterr().out == "background esc\\x1b[31mred\\nline\n"
+        assert cli.main(["ctl", "status"]) == 0
+        line = capsys.readouterr().out
+        assert line.count("\n") == 1 and "\x1b" not in line and "| background esc\\x1b[31mred\\nline |" in line
+    finally:
+        (live.folder / f"{odd}.png").unlink()
+    assert cli.main(["ctl", "background", str(tmp_path)]) == 9  # a folder: said as one, not "no such file"
+    assert capsys.readouterr().err == f"vbg: error: background {tmp_path} is a folder, not a file: " \
+        "give a picture or video file in it\n"
 
 
 def test_vbg_ctl_says_in_one_line_when_no_filter_runs(tmp_path, capsys, monkeypatch, vbg_logging):

@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 
 from ..errors import ControlError, InputError
+from ..streams import printable
 from .runtime import find_running
 
 TIMEOUT_S = 15.0
@@ -138,4 +139,4 @@ def format_status(s: dict) -> str:
         parts.append(s["model_error"])
     if s.get("camera_lost"):
         parts.append("camera lost")
-    return " | ".join(parts)
+    return printable(" | ".join(parts))  # a background's file name may hold a newline or an escape code
