@@ -669,6 +669,12 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
     notes: list[str] = []
     if seg_cfg is not None:
         seg_cfg = preflight.settle_model(seg_cfg, found, notes)
+    unused = next((f"{name} {value}" for name, value in (("image", bg.background), ("colour", bg.color),
+                                                         ("blur", bg.blur)) if value is not None), None)
+    if mode != "rgb" and unused is not None:  # from a config file, often: said, not refused
+        notes.append(f"{'--alpha' if mode == 'rgba' else '--matte'} writes "
+                     f"{'the person over transparency' if mode == 'rgba' else 'the mask alone'}: the background "
+                     f"{unused} is not used")
     if found:
         raise Problems(found)
     for note in notes:

@@ -83,6 +83,38 @@ def test_png_sequence_and_matte(clips, tmp_path):
     assert _frames(matte) == 45
 
 
+def test_mirror_threshold_and_feather_shape_the_alpha_and_the_matte(clips, tmp_path):
+    """--mirror, --threshold and --feather do to an --alpha or --matte output what they do to a
+    composite (they were dropped without a word): the same masks, flipped, hardened, softened.
+    A background given with them is not used, and a line says so."""
+    import cv2
+
+    from vbg.compositing import threshold_lut
+
+    def run(name, *args):
+        out = tmp_path / name
+        proc = run_vbg("process", str(clips["person"]), "-o", str(out), "--model", "selfie", "--workers", "1", *args)
+        assert proc.returncode == 0, proc.stderr
+        images = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(out.glob("*.png"))]
+        assert len(images) == 45
+        return np.stack(images), proc.stderr
+
+    plain, said = run("plain", "--alpha")
+    assert "not used" not in said
+    mirrored, said = run("mirrored", "--alpha", "--mirror", "--color", "blue")
+    assert "--alpha writes the person over transparency: the background colour blue is not used" in said
+    np.testing.assert_array_equal(mirrored, plain[:, :, ::-1])  # picture and alpha flipped together
+    alpha = plain[..., 3]
+    hard, said = run("hard", "--matte", "--threshold", "0.5", "--background", "beach")
+    assert "--matte writes the mask alone: the background image beach is not used" in said
+    hard = hard if hard.ndim == 3 else hard[..., 0]
+    np.testing.assert_array_equal(hard, threshold_lut(0.5)[alpha])
+    assert ((hard > 0) & (hard < 255)).mean() < 0.5 * ((alpha > 0) & (alpha < 255)).mean()
+    soft, _ = run("soft", "--matte", "--feather", "4")
+    soft = soft if soft.ndim == 3 else soft[..., 0]
+    np.testing.assert_array_equal(soft, [cv2.GaussianBlur(a, (9, 9), 2.0) for a in alpha])
+
+
 def test_variable_frame_rate_odd_size_and_rotation_are_kept_or_applied(clips, tmp_path):
     out = tmp_path / "vfr.mp4"
     assert run_vbg("process", str(clips["vfr"]), "-o", str(out), "--model", "selfie", "--blur").returncode == 0

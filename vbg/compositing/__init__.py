@@ -21,7 +21,7 @@ from .backgrounds import (
     make_background,
 )
 from .bundled import BundledBackground, bundled_backgrounds, describe_bundled, find_background
-from .compose import Compositor, threshold_lut
+from .compose import Compositor, MaskShape, threshold_lut
 
 __all__ = [
     "BACKGROUNDS",
@@ -30,6 +30,7 @@ __all__ = [
     "BundledBackground",
     "ColorBackground",
     "Compositor",
+    "MaskShape",
     "ImageBackground",
     "PictureBackground",
     "NAMED_COLORS",

@@ -18,6 +18,7 @@ docs/design/compositing.md.
 from __future__ import annotations
 
 import math
+from typing import overload
 
 import cv2
 import numpy as np
@@ -66,9 +67,8 @@ class Compositor:
     def __init__(self, out_hw: tuple[int, int], background: Background, *, feather: float = 0.0,
                  threshold: float | None = None, mirror: bool = False) -> None:
         self.out_hw = H, W = _check_hw(out_hw)
-        self.feather = _check_feather(feather, self.FEATHER_RANGE)
-        self.threshold = None if threshold is None else _check_threshold(threshold)
-        self.mirror = bool(mirror)
+        self.shape = MaskShape(self.out_hw, feather=feather, threshold=threshold, mirror=mirror)
+        self.feather, self.threshold = self.shape.feather, self.shape.threshold
         self.background = background
         self._frame_shape = (H, W, 3)
         self._alpha_shape = (H, W)
@@ -96,14 +96,6 @@ class Compositor:
             np.empty((tail, 1, 3), np.uint8) for _ in range(4))
         self._frame_c: np.ndarray | None = None
         self._alpha_c: np.ndarray | None = None
-        # the mirror's buffers exist whether or not it is on: it can be switched while live
-        self._alpha = np.empty((H, W), np.uint8)
-        self._frame = np.empty((H, W, 3), np.uint8)
-        self._lut = None if self.threshold is None else threshold_lut(self.threshold, self.THRESHOLD_SOFTNESS)
-        if self.feather > 0:
-            k = 2 * math.ceil(self.feather) + 1
-            self._feather_ksize = (k, k)
-            self._feather_sigma = self.feather / 2.0
         self._closed = False
         background.prepare(self.out_hw)
 
@@ -117,16 +109,7 @@ class Compositor:
             show_at = getattr(self.background, "show_at", None)
             if show_at is not None:
                 show_at(t_s)
-        if self.mirror:
-            cv2.flip(frame, 1, dst=self._frame)
-            cv2.flip(alpha, 1, dst=self._alpha)
-            frame, alpha = self._frame, self._alpha
-        if self._lut is not None:
-            cv2.LUT(alpha, self._lut, dst=self._alpha)
-            alpha = self._alpha
-        if self.feather > 0:
-            cv2.GaussianBlur(alpha, self._feather_ksize, self._feather_sigma, dst=self._alpha)
-            alpha = self._alpha
+        frame, alpha = self.shape.apply(frame, alpha)
         if out is None:
             out = self._out
         render_into = getattr(self.background, "render_into", None)
@@ -143,6 +126,14 @@ class Compositor:
             bg = self._bgcopy
         self._blend(frame, alpha, bg, out)
         return out
+
+    @property
+    def mirror(self) -> bool:
+        return self.shape.mirror
+
+    @mirror.setter
+    def mirror(self, on: bool) -> None:  # switched while live (the control page, a config reload)
+        self.shape.mirror = bool(on)
 
     def _blend(self, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray | None, out: np.ndarray) -> None:
         """``out = fg*a + bg*(1-a)``; ``bg=None``: the background is already in ``out``."""
@@ -249,6 +240,53 @@ class Compositor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class MaskShape:
+    """The mask options on their own, in :class:`Compositor`'s order (mirror, threshold, feather;
+    see there): the compositor's first step, and all of it where the output is the mask
+    itself (``vbg process --matte`` and ``--alpha``).
+
+    ``apply(frame, alpha)`` returns the two to use: the arguments themselves when every option is
+    off, else the class's own buffers (overwritten by the next call). ``frame`` may be None (a
+    matte has no picture). Buffers: allocated here; a frame allocates none."""
+
+    def __init__(self, hw: tuple[int, int], *, feather: float = 0.0, threshold: float | None = None,
+                 mirror: bool = False) -> None:
+        H, W = hw
+        self.feather = _check_feather(feather, Compositor.FEATHER_RANGE)
+        self.threshold = None if threshold is None else _check_threshold(threshold)
+        self.mirror = bool(mirror)
+        # the mirror's buffers exist whether or not it is on: it can be switched while live
+        self._alpha = np.empty((H, W), np.uint8)
+        self._frame = np.empty((H, W, 3), np.uint8)
+        self._lut = None if self.threshold is None else threshold_lut(self.threshold,
+                                                                      Compositor.THRESHOLD_SOFTNESS)
+        if self.feather > 0:
+            k = 2 * math.ceil(self.feather) + 1
+            self._feather_ksize = (k, k)
+            self._feather_sigma = self.feather / 2.0
+
+    @overload
+    def apply(self, frame: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @overload
+    def apply(self, frame: None, alpha: np.ndarray) -> tuple[None, np.ndarray]: ...
+
+    def apply(self, frame, alpha):
+        if self.mirror:
+            if frame is not None:
+                cv2.flip(frame, 1, dst=self._frame)
+                frame = self._frame
+            cv2.flip(alpha, 1, dst=self._alpha)
+            alpha = self._alpha
+        if self._lut is not None:
+            cv2.LUT(alpha, self._lut, dst=self._alpha)
+            alpha = self._alpha
+        if self.feather > 0:
+            cv2.GaussianBlur(alpha, self._feather_ksize, self._feather_sigma, dst=self._alpha)
+            alpha = self._alpha
+        return frame, alpha
 
 
 def threshold_lut(threshold: float, softness: float = 0.1) -> np.ndarray:

@@ -434,9 +434,10 @@ class FileProcessor:
             f"(now {self.cfg.temporal.window}), use --workers 1, or close other programs")
 
     def _open_stages(self, h: int, w: int, smooth_threads: int = 1, segs: tuple | None = None):
-        """The tracker and (``rgb`` mode) the compositor for ``h`` x ``w`` frames (masks of the
-        size ``segs``, this file's segmenters, give)."""
-        from ..compositing import Compositor, background_from_options
+        """The tracker and the compositor for ``h`` x ``w`` frames (masks of the size ``segs``, this
+        file's segmenters, give): in ``rgb`` mode a ``Compositor``, else the ``MaskShape`` that
+        mirrors and shapes the matte or the RGBA (None when every option is off)."""
+        from ..compositing import Compositor, MaskShape, background_from_options
         from ..inference.tracker import OfflineMaskTracker
 
         cfg = self.cfg
@@ -444,17 +445,20 @@ class FileProcessor:
         tracker = OfflineMaskTracker((h, w), seg.input_size((h, w)), smoothing=cfg.temporal.smoothing,
                                      window=cfg.temporal.window, upsample=cfg.temporal.upsample,
                                      threads=smooth_threads)
-        compositor = None
+        b = cfg.background
+        compositor: Compositor | MaskShape | None = None
         if cfg.mode == "rgb":
-            b = cfg.background
             bg = background_from_options(b.background, b.color, b.blur, live=False)
             compositor = Compositor((h, w), bg, feather=b.feather, threshold=b.threshold, mirror=b.mirror)
+        elif b.mirror or b.feather or b.threshold is not None:
+            compositor = MaskShape((h, w), feather=b.feather, threshold=b.threshold, mirror=b.mirror)
         return tracker, compositor
 
     def _process(self, src: Path, dst: Path, progress, info, rotation: int, buffers: Buffers,
                  sequence: bool | None, overwrite: bool, span: Span | None = None, audio: bool = True) -> FileResult:
         from functools import partial
 
+        from ..compositing import Compositor
         from ..media.reader import VideoReader
         from ..media.sequence import SequenceReader, find_sequence
         from ..media.writer import VideoWriter
@@ -518,7 +522,7 @@ class FileProcessor:
         finally:
             run.halt.set()
             tracker.close()
-            if compositor is not None:
+            if isinstance(compositor, Compositor):
                 compositor.close()
         res.seconds = time.monotonic() - t0
         if run.infer_ms:
@@ -606,6 +610,9 @@ class FileProcessor:
             shape = {"matte": alpha.shape, "rgba": (*alpha.shape, 4)}.get(mode, rgb.shape)
             ring.append(np.empty(shape, np.uint8))
         image = ring[n % len(ring)]
+        if mode != "rgb" and compositor is not None:  # --mirror, --threshold, --feather on the matte too
+            frame, alpha = compositor.apply(rgb if mode == "rgba" else None, alpha)
+            rgb = rgb if frame is None else frame
         if mode == "matte":
             np.copyto(image, alpha)
         elif mode == "rgba":
