@@ -402,6 +402,91 @@ def test_offline_source_dying_mid_file_keeps_a_playable_partial(m, tmp_path):
     assert leftovers(tmp_path) == ["out.partial.mp4"]
 
 
+def _unknown_size(data: bytes) -> bytes:
+    """A Matroska file's bytes with its Segment's stated size made "unknown" (all data bits 1, the
+    same length), as a recording still being written (OBS, a live stream) states it."""
+    at = data.index(b"\x18\x53\x80\x67", 0, 64) + 4
+    length = 9 - data[at].bit_length()
+    return data[:at] + bytes([(1 << (9 - length)) - 1]) + b"\xff" * (length - 1) + data[at + length:]
+
+
+@pytest.fixture(scope="module")
+def matroska(tmp_path_factory):
+    """Whole Matroska and WebM files (without sound, with it, with sound longer than the picture),
+    each 30 frames, and copies cut to half their bytes (an interrupted download)."""
+    from media import write_with_audio
+
+    d = tmp_path_factory.mktemp("matroska")
+    frames = [f for f, _ in person_clip_frames(30, (180, 320))]
+    write_clip(d / "silent.mkv", frames)
+    write_with_audio(d / "sound.mkv", frames, 30, fmt="matroska", video="libvpx-vp9", audio="libopus")
+    write_with_audio(d / "talk.webm", frames, 30, fmt="webm", video="libvpx-vp9", audio="libopus")
+    write_with_audio(d / "long_sound.webm", frames, 30, fmt="webm", video="libvpx-vp9", audio="libopus", audio_s=3.0)
+    for name in ("sound.mkv", "talk.webm"):
+        data = (d / name).read_bytes()
+        (d / f"cut_{name}").write_bytes(data[: len(data) // 2])
+    data = (d / "sound.mkv").read_bytes()
+    (d / "recording.mkv").write_bytes(_unknown_size(data))  # whole, its size unknown
+    (d / "recording_cut.mkv").write_bytes(_unknown_size(data)[: len(data) // 2])  # nothing says it is cut
+    return d
+
+
+def test_the_end_a_matroska_header_states_is_read_from_its_first_bytes():
+    """``matroska_end``: the Segment's data offset plus its size; nothing for an unknown size, of any
+    length, or for bytes that are not an EBML header followed at once by a Segment."""
+    from vbg.media.reader import matroska_end
+
+    ebml = b"\x1a\x45\xdf\xa3\x84" + b"webm"  # a 4-byte EBML header
+    assert matroska_end(ebml + b"\x18\x53\x80\x67\x01\x00\x00\x00\x00\x00\x10\x00") == 9 + 12 + 0x1000
+    assert matroska_end(ebml + b"\x18\x53\x80\x67\x40\x20") == 9 + 6 + 0x20
+    assert matroska_end(ebml + b"\x18\x53\x80\x67\x81") == 9 + 5 + 1
+    for unknown in (b"\xff", b"\x7f\xff", b"\x3f\xff\xff", b"\x01" + b"\xff" * 7):
+        assert matroska_end(ebml + b"\x18\x53\x80\x67" + unknown) is None
+    for bad in (b"", ebml, ebml + b"\x18\x53\x80", ebml + b"\x18\x53\x80\x67\x00" + b"\x00" * 8,  # no vint
+                ebml + b"\x18\x53\x80\x67\x01\x00",  # the size runs past the bytes
+                ebml + b"\xec\x80\x18\x53\x80\x67\x81",  # a Void element between: not followed
+                b"\x1a\x45\xdf\xa3\xff\x18\x53\x80\x67\x81",  # an EBML header of unknown size
+                b"\x1a\x45\xdf\xa3\x90" + b"\x00" * 4 + b"\x18\x53\x80\x67\x81",  # its size says 16
+                b"\x00\x00\x00\x20ftypisom" + b"\x00" * 20):  # an MP4
+        assert matroska_end(bad) is None, bad
+
+
+@pytest.mark.parametrize("name", ["cut_sound.mkv", "cut_talk.webm"])
+def test_a_matroska_or_webm_file_cut_short_keeps_a_playable_partial(matroska, tmp_path, name):
+    """A Matroska or WebM file cut part-way (an interrupted download): FFmpeg's demuxer just stops
+    where the bytes do, so vbg process wrote what was there under the final name and exited 0. The
+    Segment's size stated in its header is more than the file holds: one line naming the file, the
+    frames read and the bytes it holds of those stated, exit 9, and the frames kept in a playable
+    partial file as for any input that fails part-way."""
+    src = matroska / name
+    with av.open(str(src)) as c:
+        n = sum(1 for _ in c.decode(video=0))
+    assert 0 < n < 30
+    out = tmp_path / "out.mp4"
+    proc = run("process", src, "-o", out, "--model", "selfie")
+    line = one_error(proc, 9, f"{src}: the file is cut short after {n} frames (it holds {src.stat().st_size} of "
+                     f"its {2 * src.stat().st_size} bytes): copy or download it again",
+                     f"(the {n} frames before it are kept in {tmp_path / 'out.partial.mp4'})")
+    assert line.count(name) == 1, line
+    assert leftovers(tmp_path) == ["out.partial.mp4"]
+    assert _playable_or_absent(tmp_path / "out.partial.mp4") == n
+
+
+def test_whole_matroska_and_webm_files_and_recordings_of_unknown_size_are_not_cut(matroska, tmp_path):
+    """No false alarm: whole files (no sound, sound, sound longer than the picture) and a file whose
+    Segment states no size (a recording still being written), whole or cut, are processed as they
+    are, exit 0."""
+    names = ["silent.mkv", "sound.mkv", "talk.webm", "long_sound.webm", "recording.mkv", "recording_cut.mkv"]
+    out = tmp_path / "out"
+    proc = run("process", *(matroska / n for n in names), "-o", out, "--model", "selfie", timeout=300)
+    assert proc.returncode == 0 and "vbg: error:" not in proc.stderr, proc.stderr
+    assert "cut short" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert leftovers(out) == sorted(n.rsplit(".", 1)[0] + ".mp4" for n in names)
+    for n in names[:-1]:
+        assert _playable_or_absent(out / (n.rsplit(".", 1)[0] + ".mp4")) == 30, n
+    assert 0 < _playable_or_absent(out / "recording_cut.mp4") < 30
+
+
 @pytest.fixture
 def failing_backend():
     """A pyvirtualcam backend whose device goes away after 20 frames."""

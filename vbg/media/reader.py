@@ -19,6 +19,8 @@ matrix, which plays the same in every player.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -97,12 +99,64 @@ def _scaling(size: tuple[int, int], to: tuple[int, int]) -> str:
 
 MAX_TIMESTAMP_JUMP_S = 600  # a longer gap between two frames is damage, not a pause (an output of one still frame)
 
+EBML_ID = b"\x1a\x45\xdf\xa3"  # a Matroska or WebM file's first element: its EBML header
+SEGMENT_ID = b"\x18\x53\x80\x67"  # the element after it, holding everything else
+MATROSKA_HEAD = 1024  # bytes read for the two: an EBML header is some 40
+
+
+def _vint(data: bytes, at: int) -> tuple[int, int | None] | None:
+    """The EBML variable-length integer at ``data[at]``: (its length in bytes, its value, None for
+    the "unknown" size of all data bits 1); None where it is not one or runs past ``data``."""
+    if at >= len(data) or not data[at]:
+        return None
+    length = 9 - data[at].bit_length()  # the marker bit: 0x80 one byte, ... 0x01 eight
+    if at + length > len(data):
+        return None
+    value = int.from_bytes(data[at:at + length], "big") & ((1 << 7 * length) - 1)
+    return length, None if value == (1 << 7 * length) - 1 else value
+
+
+def matroska_end(head: bytes) -> int | None:
+    """Where a Matroska or WebM file whose first bytes are ``head`` ends as its header says: the
+    offset past its Segment (the Segment's data offset plus its stated size). None where no end is
+    stated: a Segment of unknown size (a recording still being written: OBS, a live stream), or a
+    ``head`` that is not an EBML header followed at once by a Segment (no verdict)."""
+    if not head.startswith(EBML_ID):
+        return None
+    size = _vint(head, len(EBML_ID))
+    if size is None or size[1] is None:
+        return None
+    at = len(EBML_ID) + size[0] + size[1]
+    if head[at:at + len(SEGMENT_ID)] != SEGMENT_ID:
+        return None
+    size = _vint(head, at + len(SEGMENT_ID))
+    if size is None or size[1] is None:
+        return None
+    return at + len(SEGMENT_ID) + size[0] + size[1]
+
+
+def cut_short(path: str) -> tuple[int, int] | None:
+    """(bytes held, bytes stated) where the local Matroska or WebM file ``path`` ends before the end
+    its header states (``matroska_end``: a copy or download that stopped part-way); None where it
+    does not, or nothing is known (not a regular file, unreadable, no size stated)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # never opened: a FIFO would block
+            return None
+        with open(path, "rb") as f:
+            held = os.fstat(f.fileno()).st_size
+            head = f.read(MATROSKA_HEAD)
+    except OSError:
+        return None
+    end = matroska_end(head)
+    return None if end is None or end <= held else (held, end)
+
 
 class VideoReader:
     """Every frame of ``path``'s first video stream as RGB with its original pts.
 
-    ``for frame in reader`` yields ``DecodedFrame``s; a decode error mid-file, or
-    timestamps that jump forward by more than ``MAX_TIMESTAMP_JUMP_S``,
+    ``for frame in reader`` yields ``DecodedFrame``s; a decode error mid-file,
+    timestamps that jump forward by more than ``MAX_TIMESTAMP_JUMP_S``, or a
+    Matroska or WebM file that ends before its stated size (``cut_short``)
     raise ``InputError`` that says how many frames were read (``frames_read``),
     so the caller can still finalize what it has. A frame without a pts gets
     the previous one plus one frame interval. ``rotate`` (``VideoInfo.rotation``)
@@ -277,6 +331,7 @@ class VideoReader:
             try:
                 frame = next(frames, None)
                 if frame is None:
+                    self._check_whole()
                     return
                 rgb = self.rgb(frame)
             except av.FFmpegError as e:
@@ -295,6 +350,18 @@ class VideoReader:
             index = self.frames_read
             self.frames_read += 1
             yield DecodedFrame(index=index, pts=pts, time_s=float(pts * self.time_base), rgb=rgb)
+
+    def _check_whole(self) -> None:
+        """At the end of the frames: a local Matroska or WebM file that ends before the size its header
+        states is an ``InputError`` (FFmpeg's demuxer just stops there, "File ended prematurely"), so
+        that an interrupted download is not taken for the whole video."""
+        if is_url(self.path) or self._container is None \
+                or "matroska" not in self._container.format.name.split(","):
+            return
+        cut = cut_short(self.path)
+        if cut is not None:
+            raise InputError(f"{self.path}: the file is cut short after {self.frames_read} frames (it holds "
+                             f"{cut[0]} of its {cut[1]} bytes): copy or download it again")
 
     def close(self) -> None:
         """Idempotent. Drops the stream too: FFmpeg's decoding threads live as long as it does."""
