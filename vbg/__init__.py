@@ -12,6 +12,13 @@ MAX_IMAGE_PIXELS = 100_000_000  # the largest image vbg decodes (vbg.images chec
 # module imports cv2 (a value the user set wins).
 _os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
 
+# ONNX Runtime (1.31 on Linux) sends usage telemetry from its import on: it keeps a device id and
+# a database under ~/.cache/Microsoft and writes $TMPDIR/.ses, following a link planted there. A
+# camera filter has no business reporting on its users, so it is off unless the user set the
+# variable (ORT_DISABLE_TELEMETRY=0 turns it back on). Read at its import: set before any vbg
+# module imports it.
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 # The Python API (README, "Python API"): ``from vbg import Segmenter, LiveFilter, process_file``.
 # Each name is imported on first use, so ``import vbg`` stays cheap: no OpenCV, ONNX Runtime or
 # PyAV until a name that needs them is touched.

@@ -20,7 +20,8 @@ Each library has its own channel, and each is set where it lives:
   (:func:`ort_severity`), set in ``inference/onnx_backend.py``; its import itself can
   print from C (a telemetry id it cannot store in a read-only home) before any switch
   exists, so :func:`c_stderr_quiet` holds descriptor 2 on /dev/null around that import
-  (the only other way, ``ORT_TELEMETRY_DISABLED=1``, is the user's choice, not vbg's).
+  (vbg turns that telemetry off in ``vbg/__init__.py``; a user who set
+  ``ORT_DISABLE_TELEMETRY=0`` has it, and this line with it).
 - huggingface_hub: its logger and its progress bars (``HF_HUB_VERBOSITY``,
   ``HF_HUB_DISABLE_PROGRESS_BARS``).
 - Python warnings (torch's export, deprecations): ignored, or logged with ``-v``.

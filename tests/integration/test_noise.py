@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -113,7 +114,8 @@ def test_onnx_runtime_import_message_only_with_verbose(tmp_path):
     (a home below a file: nothing can be created there)."""
     (tmp_path / "file").write_bytes(b"")
     env = {"HOME": str(tmp_path / "file" / "home"), "XDG_CACHE_HOME": str(tmp_path / "file" / "xdg"),
-           "VBG_CACHE_DIR": str(tmp_path / "file" / "vbg")}
+           "VBG_CACHE_DIR": str(tmp_path / "file" / "vbg"),
+           "ORT_DISABLE_TELEMETRY": "0"}  # the user's choice: its telemetry on, as ONNX Runtime has it
     bare = subprocess.run([sys.executable, "-c", "import onnxruntime"], capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=120)
     image = tiff_with_unknown_tag(tmp_path / "i.tif")
@@ -125,6 +127,39 @@ def test_onnx_runtime_import_message_only_with_verbose(tmp_path):
     loud = _vbg("segment", image, *SEGMENT_ME, "-o", tmp_path / "m2.png", "-v", env=env)
     assert loud.returncode == 0, loud.stderr
     assert bare.stderr.strip().splitlines()[0][-40:] in loud.stderr
+
+
+def test_onnx_runtime_reports_nothing_and_writes_nothing_unless_the_user_asks(tmp_path):
+    """ONNX Runtime 1.31's import starts its usage telemetry: a device id and a database under
+    ~/.cache/Microsoft, and $TMPDIR/.ses written through a link planted there (a shared TMPDIR: any
+    file of the user's overwritten). vbg runs it with the telemetry off: nothing written in the
+    home or the temporary folder, the planted link's target untouched. A user who set
+    ORT_DISABLE_TELEMETRY=0 gets ONNX Runtime's own behaviour, whatever that version does."""
+    victim = tmp_path / "precious.txt"
+    victim.write_text("mine")
+    image = tiff_with_unknown_tag(tmp_path / "i.tif")
+    env = {key: value for key, value in os.environ.items() if key != "ORT_DISABLE_TELEMETRY"}
+
+    def written(*cmd: str, **extra: str) -> list[str]:
+        home, tmp = tmp_path / "home", tmp_path / "tmp"
+        victim.write_text("mine")
+        for d in (home, tmp):
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir()
+        (tmp / ".ses").symlink_to(victim)
+        full = {**env, "HOME": str(home), "TMPDIR": str(tmp), "XDG_CACHE_HOME": str(home / ".cache"),
+                "VBG_CACHE_DIR": str(tmp_path / "vbg"), **extra}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=full, timeout=120, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        made = [str(p.relative_to(tmp_path)) for d in (home, tmp) for p in d.rglob("*")
+                if p.is_file() and not p.is_symlink()]
+        return sorted(made + (["precious.txt"] if victim.read_text() != "mine" else []))
+
+    vbg = (sys.executable, "-m", "vbg", "segment", str(image), *SEGMENT_ME, "-o", str(tmp_path / "m.png"),
+           "--overwrite")
+    assert written(*vbg) == []
+    own = written(sys.executable, "-c", "import onnxruntime", ORT_DISABLE_TELEMETRY="0")
+    assert written(*vbg, ORT_DISABLE_TELEMETRY="0") == own  # the user's choice: the library's own doing
 
 
 def test_doctor_prints_only_its_report(tmp_path):
