@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import LiveConfig, problems as config_problems
-from .errors import (DependencyError, DeviceError, InputError, ModelError, OutputError, Problems, SinkError,
-                     SourceError, VbgError)
+from .errors import (ConfigError, DependencyError, DeviceError, InputError, ModelError, OutputError, Problems,
+                     SinkError, SourceError, VbgError)
 
 DOCTOR_HINT = "`vbg doctor` checks this machine's whole set-up (packages, GPU, cameras, virtual camera, models)"
 
@@ -205,6 +205,13 @@ def settle_model(cfg, found: list[VbgError], notes: list[str]):
     return cfg
 
 
+def check_backgrounds_dir(folder: str | None) -> None:
+    """``--backgrounds-dir`` is a folder, or not there yet (the control page lists none then)."""
+    if folder is not None and Path(folder).expanduser().exists() and not Path(folder).expanduser().is_dir():
+        raise ConfigError(f"--backgrounds-dir {folder} is a file, not a folder: give the folder your "
+                          "background pictures and videos are in")
+
+
 def check_gpu_index(index: int) -> None:
     """``--gpu N`` names a GPU that is there (index 0 is the default: never refused here)."""
     if index:
@@ -248,6 +255,11 @@ def live(cfg: LiveConfig, *, own_source: bool = False, own_sinks: bool = False) 
             cfg = replace(cfg, output=replace(o, vcam_backend="pipewire"))
     if not own_source:
         collect(found, check_source, cfg.source.source)
+    c = cfg.control
+    if c.control:
+        collect(found, check_backgrounds_dir, c.backgrounds_dir)
+    elif c.ui:  # often from a config file, with --no-control for one run: said, not refused
+        notes.append("--ui has no page to open: --no-control turns the control server off")
     collect(found, check_gpu_index, cfg.model.gpu)
     model = settle_model(cfg.model, found, notes)
     if found:

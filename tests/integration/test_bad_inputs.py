@@ -328,13 +328,22 @@ def test_input_with_no_video_stream(m, tmp_path):
     (("--config", "{d}/wrong_type.toml"), ("[output] frames = 'ten' must be a whole number",)),
     (("--config", "{d}/not_toml.toml"), ("is not valid TOML",)),
     (("--config", "{d}/nope.toml"), ("no such file",)),
+    (("--backgrounds-dir", "{d}/bg.jpg"), ("--backgrounds-dir", "bg.jpg is a file, not a folder",)),
 ], ids=["colour", "colour-range", "size-text", "size-range", "skip-text", "skip-range", "model-name",
-        "toml-unknown-key", "toml-wrong-type", "toml-syntax", "toml-missing"])
+        "toml-unknown-key", "toml-wrong-type", "toml-syntax", "toml-missing", "backgrounds-dir-file"])
 def test_bad_option_values(m, tmp_path, args, needles):
     args = tuple(a.format(d=m["dir"]) for a in args)
     proc = run("--source", m["clip"], "--no-vcam", "--record", tmp_path / "o.mp4", *args, timeout=300)
     one_error(proc, 2, *needles)
     assert leftovers(tmp_path) == []
+
+
+def test_ui_with_no_control_says_there_is_no_page_to_open(m, tmp_path):
+    """--ui (often kept in a config file) with --no-control for one run: one line says the page
+    is not opened, and the run goes on (it said nothing)."""
+    proc = run(*live(m, "--record", tmp_path / "o.mp4", "--ui", "--no-control"))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "--ui has no page to open: --no-control turns the control server off" in proc.stderr
 
 
 # ---------------------------------------------------------------------------- outputs
