@@ -447,7 +447,8 @@ def _is_batch(args: list[str]) -> bool:
 OUTPUT_RULE = """\
 what -o means (the same on every run, whatever exists there):
   one input       -o is the output itself: NAME.mp4/.m4v/.mkv (H.264), NAME.mov (ProRes),
-                  NAME.webm (VP9), or a name without a suffix: a folder of PNG frames.
+                  NAME.webm (VP9), or a name without a suffix (or ending in /): a folder
+                  of PNG frames.
                   --format can be left out; given, it must agree with -o.
   several inputs  -o is a folder; each input gives FOLDER/<input name>.<format>, with
   (a glob, or a   --format mp4 (default), mov (default with --alpha), webm, or png
@@ -479,9 +480,9 @@ def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: b
                 raise ConfigError(f"-o {raw} is an {suffix} file but --format {fmt} asks for "
                                   f"{'a PNG folder' if fmt == 'png' else fmt}: drop --format, or name it {fix}")
             return [(output, False)]
-        if suffix:
+        if suffix and not raw.endswith(("/", os.sep)):  # "shots.v2/": a folder, whatever its name
             raise ConfigError(f"-o {raw}: unknown output type {output.suffix!r}: use .mp4, .m4v, .mkv, .mov, .webm, "
-                              "or a name without a suffix for a folder of PNG frames")
+                              "or a name without a suffix (or ending in /) for a folder of PNG frames")
         if fmt and fmt != "png":
             name = Path(inputs[0]).stem if inputs else "out"
             raise ConfigError(f"-o {raw} (one input, no suffix) is a folder of PNG frames but --format {fmt} asks "

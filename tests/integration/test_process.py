@@ -918,6 +918,17 @@ def test_sigint_leaves_a_playable_partial_file(clips, tmp_path):
     assert str(n) in err  # it says how many frames it kept
 
 
+def test_a_trailing_slash_makes_a_png_folder_of_a_name_with_a_dot(clips, tmp_path):
+    """``-o shots.v2/``: the slash says a folder, whatever its name holds (it was refused as an
+    unknown output type '.v2'); without the slash the name stays refused as an unknown file type."""
+    out = tmp_path / "shots.v2"
+    proc = run_vbg("process", str(clips["tone"]), "-o", f"{out}/", "--model", "selfie")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(out.glob("frame_*.png"))) == 24
+    proc = run_vbg("process", str(clips["tone"]), "-o", str(tmp_path / "notes.v2"), "--model", "selfie")
+    assert proc.returncode == 2 and "unknown output type '.v2'" in proc.stderr, proc.stderr
+
+
 def test_bad_options_are_one_line(clips, tmp_path):
     for args, needle in ((["--alpha", "-o", str(tmp_path / "a.mp4")], "H.264 has no alpha"),
                          (["-o", str(tmp_path / "x.avi")], "unknown output type"),
