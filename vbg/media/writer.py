@@ -174,7 +174,8 @@ class VideoWriter:
 
     def abort(self) -> Path | None:
         """Finalize the frames written so far as a playable ``partial_path`` (or the next
-        free name like it; no audio past them); returns where, or None when no frame
+        free name like it; its sound runs on at most ``AUDIO_LEAD_S``, half a second, past
+        them: muxed ahead for interleaving); returns where, or None when no frame
         was written or a write failed (then the temporary output is removed).
         Idempotent; after ``close()`` it does nothing."""
         with self._lock:
