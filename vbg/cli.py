@@ -298,6 +298,20 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
         raise OutputError(f"{path} already exists: pass --overwrite to replace it, or choose another -o")
 
 
+def _output_arg(raw: str) -> Path:
+    """``-o`` as a path: ``~`` is the home folder ("~/masks" in quotes, as --record takes it), and
+    ``.`` or ``..`` the folder it names, so that its outputs and their partial files have a name."""
+    if not raw.strip():
+        raise ConfigError("-o is empty: give an output file or folder name")
+    out = Path(os.path.expanduser(raw))
+    return Path(os.path.abspath(out)) if out.name in ("", "..") else out
+
+
+def _names_a_folder(raw: str, out: Path) -> bool:
+    """``-o`` is a folder whatever its name holds: one that exists, or written with a trailing slash."""
+    return raw.endswith(("/", os.sep)) or out.is_dir()
+
+
 def cmd_segment(args) -> int:
     import numpy as np
 
@@ -306,14 +320,15 @@ def cmd_segment(args) -> int:
     from .inference.crop import CroppedSegmenter
     from .models.preprocess import alpha_to_u8
 
-    out = Path(os.path.expanduser(args.output))  # "~/masks" in quotes, as --record takes it
+    out = _output_arg(args.output)
     images = [Path(i) for i in _expand_inputs(args.images, photos=True)]  # a pattern or folder too, as vbg process
-    single_file = len(images) == 1 and out.suffix.lower() in IMAGE_SUFFIXES
-    if not single_file and out.suffix.lower() in IMAGE_SUFFIXES:
+    folder = _names_a_folder(args.output, out)  # "masks.v2/", or a folder named mask.png: its images go in it
+    single_file = len(images) == 1 and not folder and out.suffix.lower() in IMAGE_SUFFIXES
+    if not single_file and not folder and out.suffix.lower() in IMAGE_SUFFIXES:
         raise ConfigError(f"-o {out} names one file but {len(images)} images were given: pass a folder")
     if args.cutout and single_file and out.suffix.lower() not in (".png", ".webp", ".tif", ".tiff"):
         raise ConfigError(f"-o {out}: a cut-out needs transparency: use a .png output")
-    if len(images) == 1 and out.suffix and not single_file and not out.is_dir():
+    if len(images) == 1 and out.suffix and not single_file and not folder:
         raise ConfigError(f"-o {args.output}: vbg does not write {out.suffix} images: name the mask "
                           f"{out.with_suffix('.png').name} (or .jpg, .webp, .bmp, .tif), or give a folder")
     targets = [out if single_file else out / (i.stem + ".png") for i in images]
@@ -368,7 +383,7 @@ def cmd_segment(args) -> int:
 def cmd_export(args) -> int:
     from .models.export import build_rmbg, export_onnx, weights_fingerprint
 
-    out = Path(os.path.expanduser(args.output))
+    out = _output_arg(args.output)
     if out.suffix.lower() != ".onnx":
         raise ConfigError(f"-o {out}: the output of vbg export is an .onnx file")
     from . import preflight
@@ -608,7 +623,7 @@ def _check_process(args) -> _ProcessPlan:
     found: list[VbgError] = []
     inputs = preflight.collect(found, _expand_inputs, args.inputs) or []
     batch = _is_batch(args.inputs)
-    return plan_process(cfg, inputs, Path(os.path.expanduser(args.output)), fmt=args.format, batch=batch, overwrite=args.overwrite,
+    return plan_process(cfg, inputs, _output_arg(args.output), fmt=args.format, batch=batch, overwrite=args.overwrite,
                         workers=args.workers, raw_output=args.output, found=found, size_problem=size_problem)
 
 

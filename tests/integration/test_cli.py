@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -87,6 +89,19 @@ def test_segment_a_gif_finds_the_person_whatever_opencv_reads(tmp_path):
     assert proc.returncode == 0, proc.stderr
     pred = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
     assert pred.shape == rgb.shape[:2] and iou(pred, read_alpha(PHOTO_ALPHA)) >= 0.85
+
+
+def test_segment_into_a_folder_whose_name_looks_like_an_image(tmp_path):
+    """``-o`` that is a folder (one named ``masks.png``) or ends in a slash is a folder, whatever
+    its name: the mask goes in it (vbg refused it as an existing file, and with --overwrite failed
+    on "Is a directory"; a slash was dropped and a file written)."""
+    (tmp_path / "masks.png").mkdir()
+    for out in (tmp_path / "masks.png", f"{tmp_path / 'new.png'}/"):
+        proc = run_vbg("segment", str(PHOTO), "--model", "selfie", "-o", str(out))
+        assert proc.returncode == 0, proc.stderr
+        assert [p.name for p in Path(out).iterdir()] == [f"{PHOTO.stem}.png"]
+    proc = run_vbg("segment", str(PHOTO), "--model", "selfie", "-o", "")
+    assert proc.returncode == 2 and proc.stderr == "vbg: error: -o is empty: give an output file or folder name\n"
 
 
 def test_segment_batch_writes_cutouts_to_a_folder(tmp_path):

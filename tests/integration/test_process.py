@@ -929,6 +929,17 @@ def test_a_trailing_slash_makes_a_png_folder_of_a_name_with_a_dot(clips, tmp_pat
     assert proc.returncode == 2 and "unknown output type '.v2'" in proc.stderr, proc.stderr
 
 
+def test_the_current_folder_as_output_is_a_named_png_folder(clips, tmp_path):
+    """``-o .`` (one input: a PNG folder) in an empty folder, with --overwrite as the refusal says:
+    the frames are written there (it ended in a traceback: '.' has an empty name)."""
+    here = tmp_path / "here"
+    here.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "vbg", "process", str(clips["tone"]), "-o", ".", "--model", "selfie",
+                           "--overwrite"], capture_output=True, text=True, cwd=here, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(list(here.glob("frame_*.png"))) == 24
+
+
 def test_bad_options_are_one_line(clips, tmp_path):
     for args, needle in ((["--alpha", "-o", str(tmp_path / "a.mp4")], "H.264 has no alpha"),
                          (["-o", str(tmp_path / "x.avi")], "unknown output type"),
