@@ -645,12 +645,41 @@ def write_image(path: str | Path, img: np.ndarray, icc: bytes | None = None) -> 
         raise OutputError(f"cannot encode {path.name}: use a .png (or .jpg/.webp for masks) output name")
     if icc and ext == ".png":
         buf = _with_iccp(memoryview(buf).cast("B"), icc)
+    if ext in (".tif", ".tiff") and img.ndim == 3 and img.shape[2] == 4:
+        buf = tiff_alpha_marked(buf.tobytes())
     try:
         with NewFile(path, check_busy=False) as new:
             new.write(buf)
     except OSError as e:
         raise OutputError(f"cannot write {path} ({e.strerror or e}): {write_error_hint(e)}") from e
     return path
+
+
+def tiff_alpha_marked(data: bytes) -> bytes:
+    """A 4-channel TIFF from OpenCV with its fourth channel marked as (straight) alpha: OpenCV
+    writes no ExtraSamples tag, so libtiff-based readers warn and take the channel for an
+    unspecified one (GIMP asks what it is). The first directory is written again, with the tag in
+    its place among the others, after the image data, and the header points to it; nothing else
+    moves. A file that already has the tag, or that is not a classic TIFF, is returned as it is."""
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or len(data) < 8 or struct.unpack(order + "H", data[2:4])[0] != 42:
+        return data
+    at = struct.unpack(order + "I", data[4:8])[0]
+    if at + 2 > len(data):
+        return data
+    count = struct.unpack(order + "H", data[at:at + 2])[0]
+    end = at + 2 + 12 * count
+    if end + 4 > len(data):
+        return data
+    entries = [data[at + 2 + 12 * i:at + 14 + 12 * i] for i in range(count)]
+    tags = [struct.unpack(order + "H", e[:2])[0] for e in entries]
+    if 338 in tags:
+        return data
+    extra = struct.pack(order + "HHI", 338, 3, 1) + struct.pack(order + "H", 2) + b"\0\0"  # 2: unassociated alpha
+    entries.insert(sum(t < 338 for t in tags), extra)
+    pad = b"\0" * (len(data) % 2)  # a directory starts on a word boundary
+    ifd = struct.pack(order + "H", count + 1) + b"".join(entries) + data[end:end + 4]
+    return data[:4] + struct.pack(order + "I", len(data) + len(pad)) + data[8:] + pad + ifd
 
 
 # ------------------------------------------------------------------------ colour profiles

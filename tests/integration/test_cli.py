@@ -104,6 +104,27 @@ def test_segment_into_a_folder_whose_name_looks_like_an_image(tmp_path):
     assert proc.returncode == 2 and proc.stderr == "vbg: error: -o is empty: give an output file or folder name\n"
 
 
+def test_a_tiff_cutout_marks_its_fourth_channel_as_alpha(tmp_path):
+    """A .tif cut-out's fourth channel is tagged as transparency (ExtraSamples = unassociated
+    alpha): OpenCV wrote none, so libtiff readers warned and took it for an unknown channel (GIMP
+    asks what it is). Its alpha is the PNG cut-out's, and so is the person (OpenCV's reader
+    premultiplies a TIFF's alpha, so only opaque pixels compare as they are)."""
+    import subprocess
+    import sys
+
+    for name in ("c.tif", "c.png"):
+        proc = run_vbg("segment", str(PHOTO), "--model", "selfie", "--cutout", "-o", str(tmp_path / name))
+        assert proc.returncode == 0, proc.stderr
+    code = f"import cv2; print(cv2.imread({str(tmp_path / 'c.tif')!r}, -1).shape)"
+    read = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert read.stdout.strip() == f"{cv2.imread(str(PHOTO)).shape[:2] + (4,)}" and "TIFF" not in read.stderr, read
+    tif, png = (cv2.imread(str(tmp_path / n), cv2.IMREAD_UNCHANGED) for n in ("c.tif", "c.png"))
+    np.testing.assert_array_equal(tif[..., 3], png[..., 3])
+    opaque = png[..., 3] == 255
+    assert opaque.mean() > 0.1
+    np.testing.assert_array_equal(tif[opaque], png[opaque])
+
+
 def test_segment_batch_writes_cutouts_to_a_folder(tmp_path):
     images = sorted(PEOPLE.glob("example03_background0?.jpg"))
     proc = run_vbg("segment", *map(str, images), "--model", "selfie", "--cutout", "-o", str(tmp_path / "out"))
