@@ -63,6 +63,7 @@ class FakeHub:
     failures: dict[tuple[str, str | None], Failure] = field(default_factory=dict)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     stall_after: int | None = None  # GET sends this many bytes, then waits for `release`
+    finish_on_release: bool = False  # after `release`, a stalled GET sends the rest (else it ends short)
     stalled: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -170,6 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         fake.stalled.set()
         fake.release.wait(timeout=600)  # held until the test lets go: a client that waits for it hangs
+        if fake.finish_on_release:
+            self.wfile.write(entry.data[fake.stall_after:])
         self.close_connection = True
 
     def _error(self, failure: Failure, head: bool) -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -293,6 +294,78 @@ def test_interrupted_download_leaves_no_partial_file(fake, tmp_path):
     again = run_fetch(env, files_for(data))
     assert again["ok"], again
     assert again["sha256"] == sha256(data)
+
+
+def test_a_snapshot_folder_linked_out_of_the_cache_is_not_read_or_removed(fake, tmp_path):
+    """A link planted among the cache's snapshots (a shared HF_HOME) pointing at a folder of the
+    user's, holding a file of the model's name: vbg took it for a damaged cached copy and deleted
+    it. It is not the hub's: left alone, and the model downloaded."""
+    fake.serve(REPO, FILE, DATA)
+    victim = tmp_path / "mine" / "onnx" / "model.onnx"
+    victim.parent.mkdir(parents=True)
+    victim.write_bytes(b"my own model")
+    snapshots = repo_cache(tmp_path) / "snapshots"
+    snapshots.mkdir(parents=True)
+    (snapshots / "zzzz").symlink_to(tmp_path / "mine", target_is_directory=True)
+    result = run_fetch(child_env(tmp_path, fake.endpoint), files_for(DATA))
+    assert result["ok"] and result["sha256"] == sha256(DATA), result
+    assert victim.read_bytes() == b"my own model"
+    assert not any("damaged" in n for n in notices(result))
+
+
+def _downloading(pid: int) -> bool:
+    """Process ``pid`` has a partial blob (``*.incomplete``) open: it holds the download's lock."""
+    fds = Path(f"/proc/{pid}/fd")
+    return any(os.readlink(fd).endswith(".incomplete") for fd in fds.iterdir() if fd.is_symlink())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for which child downloads")
+def test_a_run_that_stops_leaves_another_runs_download_alone(fake, tmp_path):
+    """Two runs fetch the model at once (two vbg, or vbg and another tool on the same cache): one
+    downloads under huggingface_hub's lock, the other waits for it. The waiting one is stopped
+    (Ctrl-C; any failure does the same): it removed the partial file the other was writing, and
+    that one then failed with "No such file or directory". The other run finishes its download."""
+    data = DATA * 16
+    fake.serve(REPO, FILE, data)
+    fake.stall(len(data) // 2)
+    fake.finish_on_release = True
+    env = child_env(tmp_path, fake.endpoint, HF_HUB_DOWNLOAD_TIMEOUT="600")
+    lock = tmp_path / "hf" / "hub" / ".locks" / repo_cache(tmp_path).name / f"{sha256(data)}.lock"
+    lock.parent.mkdir(parents=True)
+    # a third process holds the lock while both runs start, so both reach it (a run's own partial
+    # files are the ones that appear after it starts its download) before either can download
+    holder = subprocess.Popen([sys.executable, "-c", "import filelock, sys; lock = filelock.FileLock(sys.argv[1]); "
+                               "lock.acquire(); print('held', flush=True); sys.stdin.read()", str(lock)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    runs = []
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        runs = [start_fetch(env, files_for(data)) for _ in range(2)]
+        deadline = time.monotonic() + 120  # only a guard against a hang
+        while fake.count("HEAD") < 4 and time.monotonic() < deadline:  # each: vbg's look, then the library's
+            time.sleep(0.02)
+        assert fake.count("HEAD") >= 4, fake.requests
+        holder.stdin.close()
+        holder.wait(60)
+        assert fake.stalled.wait(60), "neither run started downloading"
+        while not any(_downloading(p.pid) for p in runs) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        downloading = next(p for p in runs if _downloading(p.pid))
+        waiting = next(p for p in runs if p is not downloading)
+        waiting.send_signal(signal.SIGINT)
+        stopped = finish_fetch(waiting)
+        assert stopped["error"] == "KeyboardInterrupt", stopped
+        assert list((repo_cache(tmp_path) / "blobs").glob("*.incomplete")), "the partial download was removed"
+        fake.release.set()
+        done = finish_fetch(downloading)
+    finally:
+        fake.release.set()
+        for proc in (holder, *runs):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert done["ok"], done
+    assert done["sha256"] == sha256(data)
 
 
 def test_cached_path_is_none_in_a_fresh_cache(tmp_path):

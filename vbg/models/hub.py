@@ -261,24 +261,32 @@ def _cached_candidates(hub: Any, spec: ModelSpec, f: HubFile) -> Iterator[Path]:
     newer commit of the repository) while the pinned file is still cached.
     """
     seen: set[Path] = set()
+    snapshots = _repo_dir(hub, spec) / "snapshots"
     try:
         found = hub.try_to_load_from_cache(repo_id=spec.hub_repo, filename=f.path)
     except (OSError, ValueError):
         found = None
-    if isinstance(found, str):
+    if isinstance(found, str) and _within(Path(found).parent, snapshots):
         path = Path(found)
         seen.add(path)
         yield path
-    snapshots = _repo_dir(hub, spec) / "snapshots"
     try:
         commits = sorted(snapshots.iterdir())
     except OSError:
         return
     for commit in commits:
         path = commit.joinpath(*f.path.split("/"))
-        if path not in seen and path.is_file():
+        # a snapshot folder that is a link out of the cache is not the hub's: a damaged copy
+        # would be removed through it (the cache may be shared with other users' tools)
+        if path not in seen and path.is_file() and _within(path.parent, snapshots):
             seen.add(path)
             yield path
+
+
+def _within(path: Path, root: Path) -> bool:
+    """``path``, its links resolved, is ``root`` or inside it (resolved too)."""
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
 
 def _verify(path: Path, f: HubFile) -> str | None:
@@ -331,6 +339,8 @@ def _remove_cached(hub: Any, spec: ModelSpec, f: HubFile, path: Path) -> str | N
     itself is left alone (other repositories may point at it).
     """
     repo_dir = _repo_dir(hub, spec)
+    if not _within(path.parent, repo_dir / "snapshots"):  # never through a link out of the cache
+        return f"{path} lies outside the hub cache {repo_dir} (a link)"
     blob: Path | None = None
     if path.is_symlink():
         # huggingface_hub links snapshots/<commit>/<file> -> ../../blobs/<etag> (relative).
@@ -466,7 +476,8 @@ def _log_notice(spec: ModelSpec, f: HubFile) -> None:
 
 
 def _download(hub: Any, spec: ModelSpec, f: HubFile, token: str | None, etag: str | None) -> Path:
-    """hf_hub_download, leaving no partial ``.incomplete`` file of this blob behind on any failure."""
+    """hf_hub_download, leaving no partial ``.incomplete`` file of this blob behind on any failure
+    (huggingface_hub before 1.x keeps one to resume from), and never another process's."""
     blobs = _repo_dir(hub, spec) / "blobs"
     pattern = f"{etag}*.incomplete" if etag else None
     before = set(blobs.glob(pattern)) if pattern else set()
@@ -474,13 +485,32 @@ def _download(hub: Any, spec: ModelSpec, f: HubFile, token: str | None, etag: st
         return Path(hub.hf_hub_download(repo_id=spec.hub_repo, filename=f.path, token=token))
     except BaseException as exc:
         if pattern:
-            for partial in set(blobs.glob(pattern)) - before | {blobs / f"{etag}.incomplete"}:
-                with contextlib.suppress(OSError):
-                    partial.unlink()
+            _remove_own_partials(hub, spec, etag, set(blobs.glob(pattern)) - before | {blobs / f"{etag}.incomplete"})
         err = _translate(exc, spec, f) if isinstance(exc, Exception) and not isinstance(exc, VbgError) else None
         if err is None:
             raise
         raise err from exc
+
+
+def _remove_own_partials(hub: Any, spec: ModelSpec, etag: str | None, partials: set[Path]) -> None:
+    """Remove ``partials`` while holding huggingface_hub's lock of the blob, not waiting for it:
+    while another process (a second vbg, another tool on the same cache) holds it, the partial
+    file is that process's download, and is left alone. (filelock: what huggingface_hub locks with.)"""
+    try:
+        import filelock
+    except ImportError:
+        return
+
+    lock = Path(hub.constants.HF_HUB_CACHE) / ".locks" / _repo_dir(hub, spec).name / f"{etag}.lock"
+    if not lock.parent.is_dir():  # huggingface_hub never got as far as its lock: nothing was written
+        return
+    try:
+        with filelock.FileLock(str(lock), timeout=0):
+            for partial in partials:
+                with contextlib.suppress(OSError):
+                    partial.unlink()
+    except (filelock.Timeout, OSError):
+        pass
 
 
 def _translate(exc: Exception, spec: ModelSpec, f: HubFile) -> VbgError | None:
