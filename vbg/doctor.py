@@ -643,6 +643,11 @@ def check_models() -> list[Check]:
     if cached:
         checks.append(Check("model cache", OK, f"rmbg-1.4 cached ({', '.join(cached)}); vbg cache {vbg_cache}; "
                                                "selfie models bundled"))
+    elif (room := _hub_cache_room(spec)) is not None:  # the next run could not download it either
+        checks.append(Check("model cache", WARN, f"rmbg-1.4 is not downloaded, and the Hugging Face cache cannot "
+                                                 f"take it ({room}): vbg runs the bundled selfie model",
+                            f"set HF_HOME to a writable folder with room for it "
+                            f"({spec.hub_files['fp32'].size / 1e6:.0f} MB)"))
     else:
         checks.append(Check("model cache", WARN, "rmbg-1.4 is not downloaded yet: until it is, vbg runs the bundled "
                                                  "selfie model",
@@ -654,6 +659,15 @@ def check_models() -> list[Check]:
                             "accept the licence at https://huggingface.co/briaai/RMBG-1.4, then export HF_TOKEN=hf_... "
                             "(or hf auth login); or use --model selfie"))
     return checks
+
+
+def _hub_cache_room(spec) -> str | None:
+    from .models import hub
+
+    try:
+        return hub.hub_cache_problem(spec)
+    except Exception:  # what cached_path could read, this reads too: never stops the report
+        return None
 
 
 def _hub_token() -> str:

@@ -235,6 +235,61 @@ def test_default_model_with_a_token_but_no_network_names_the_network(tmp_path, o
     assert len(notes) == 1 and "cannot be reached" in notes[0] and "connect to the internet" in notes[0]
 
 
+def test_default_model_with_a_hub_cache_that_cannot_take_it_runs_the_selfie_model(tmp_path, offline_env):
+    """A token, but a Hugging Face cache that cannot be written (a read-only home, HF_HOME under a
+    file, a full disk): the download could not land anywhere, so the bundled model runs, and the
+    note names the cache and the fix (it went on to download and stopped with exit 10)."""
+    (tmp_path / "file").write_bytes(b"")
+    env = {**offline_env, "HF_TOKEN": "hf_vbg_test", "HF_HOME": str(tmp_path / "file" / "hf")}
+    proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"), env=env, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    notes = [ln for ln in proc.stderr.splitlines() if "RMBG-1.4 is not available" in ln]
+    assert len(notes) == 1, proc.stderr
+    assert f"the Hugging Face cache {tmp_path / 'file' / 'hf' / 'hub'} cannot take it" in notes[0], notes[0]
+    assert "set HF_HOME to a writable folder with room for it" in notes[0]
+
+
+@pytest.mark.parametrize("endpoint", ["http://[bad", "http://localhost:notaport", "huggingface.example"])
+def test_a_malformed_hf_endpoint_is_one_line_or_a_note(tmp_path, offline_env, endpoint):
+    """HF_ENDPOINT that is no URL (huggingface_hub's own import fails on some): --model rmbg-1.4
+    stops with one line naming it (a traceback, or "no token set" with a token set); no model
+    chosen, the bundled one runs with a note saying why."""
+    env = {**offline_env, "HF_TOKEN": "hf_vbg_test", "HF_ENDPOINT": endpoint}
+    proc = run_vbg("segment", str(PHOTO), "--model", "rmbg-1.4", "-o", str(tmp_path / "m.png"), env=env)
+    line = _one_line_error(proc)
+    assert proc.returncode == 5 and f"HF_ENDPOINT={endpoint!r} is not a URL to download from" in line, line
+    proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"), env=env, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "RMBG-1.4 is not available (HF_ENDPOINT is not a URL)" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("token", ["hf_\u00fc", "\u201chf_x\u201d", "hf_x\u200b"])
+def test_a_token_with_a_character_no_token_has_is_one_line(tmp_path, offline_env, token):
+    """A token pasted with typographic quotes or an invisible character crashed in the HTTP client
+    (UnicodeEncodeError, a traceback), with or without --model."""
+    env = {**offline_env, "HF_TOKEN": token}
+    proc = run_vbg("segment", str(PHOTO), "--model", "rmbg-1.4", "-o", str(tmp_path / "m.png"), env=env)
+    line = _one_line_error(proc)
+    assert proc.returncode == 6 and "the Hugging Face token holds a character no token has" in line, line
+    assert token not in proc.stderr  # never shown
+    proc = run_vbg("segment", str(PHOTO), "-o", str(tmp_path / "m.png"), env=env, timeout=300)
+    assert proc.returncode == 0 and "RMBG-1.4 is not available (the Hugging Face token is malformed)" in proc.stderr
+
+
+def test_a_folder_or_a_file_of_random_bytes_as_model_is_said_as_such(tmp_path):
+    """--model naming a folder said "does not exist"; a .pth of random bytes was called one that
+    "holds Python objects or code" (which is what a pickle with a class in it is told)."""
+    (tmp_path / "dir.onnx").mkdir()
+    proc = run_vbg("segment", str(PHOTO), "--model", str(tmp_path / "dir.onnx"), "-o", str(tmp_path / "m.png"))
+    assert proc.returncode == 4 and "dir.onnx is a folder: give the model file in it" in _one_line_error(proc)
+    pytest.importorskip("torch", reason=f"reading a .pth {TORCH_EXTRA}")
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(np.random.default_rng(0).bytes(1000))
+    proc = run_vbg("segment", str(PHOTO), "--model", str(garbage), "-o", str(tmp_path / "m.png"))
+    line = _one_line_error(proc)
+    assert proc.returncode == 4 and "garbage.pth: the file is damaged or not a checkpoint" in line, line
+
+
 def test_corrupt_onnx_is_one_line_and_exit_4(tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(np.random.default_rng(0).bytes(4096))

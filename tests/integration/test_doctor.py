@@ -61,6 +61,18 @@ def test_doctor_json_is_one_parseable_object(doctor_run):
     assert cpu["status"] in (OK, WARN) and "CPU" in cpu["detail"]
 
 
+def test_a_hub_cache_that_cannot_take_the_model_is_said_not_a_download_promised(tmp_path):
+    """RMBG-1.4 not downloaded and a Hugging Face cache that cannot be written (HF_HOME under a
+    file): doctor said the next run downloads it; it names the cache's problem and HF_HOME."""
+    (tmp_path / "file").write_bytes(b"")
+    env = {"HF_HOME": str(tmp_path / "file" / "hf"), "VBG_CACHE_DIR": str(tmp_path / "vbg"), "HF_TOKEN": "hf_x"}
+    data = json.loads(run_vbg("doctor", "--json", env=env, timeout=120).stdout)
+    cache = [c for c in data["checks"] if c["name"] == "model cache"]
+    assert len(cache) == 1 and cache[0]["status"] == WARN, cache
+    assert "the Hugging Face cache cannot take it" in cache[0]["detail"] and "is not a folder" in cache[0]["detail"]
+    assert cache[0]["fix"].startswith("set HF_HOME to a writable folder with room for it")
+
+
 def test_exit_code_is_zero_only_without_failures(monkeypatch, capsys, vbg_logging):
     from vbg.cli import main
 

@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import threading
 import urllib.parse
@@ -148,6 +149,9 @@ def fetch(spec: ModelSpec, variant: str, *, token: str | None = None) -> Path:
         raise _download_error(spec, f, "HF_HUB_OFFLINE is set",
                               fix="unset HF_HUB_OFFLINE and connect to the internet")
 
+    malformed = _token_problem(hub, token)
+    if malformed is not None:
+        raise malformed
     with _quiet_hub_logger():
         _check_reachable(hub.constants.ENDPOINT, spec, f)
         etag = _preflight(hub, spec, f, token)
@@ -183,6 +187,8 @@ def availability(spec: ModelSpec, variant: str, *, token: str | None = None) -> 
         hub = _import_hub()
     except DependencyError as e:
         return Unavailable("huggingface_hub is not installed", "pip install huggingface_hub", e)
+    except ModelDownloadError as e:
+        return Unavailable("HF_ENDPOINT is not a URL", "set HF_ENDPOINT to the hub's URL, or unset it", e)
     for path in _cached_candidates(hub, spec, f):
         if _verify(path, f) is None:
             return None
@@ -191,6 +197,16 @@ def availability(spec: ModelSpec, variant: str, *, token: str | None = None) -> 
         fix = "unset HF_HUB_OFFLINE and connect to the internet"
         return Unavailable("HF_HUB_OFFLINE is set and it is not cached", fix,
                            _download_error(spec, f, "HF_HUB_OFFLINE is set", fix=fix))
+    room = hub_cache_problem(spec, variant)
+    if room is not None:  # a read-only home, a service's, a full disk: nowhere to download it to
+        where = hub.constants.HF_HUB_CACHE
+        fix = "set HF_HOME to a writable folder with room for it"
+        return Unavailable(f"the Hugging Face cache {where} cannot take it: {room}", fix,
+                           OutputError(f"cannot download {f.path} ({f.size / 1e6:.0f} MB) into the hub cache "
+                                       f"{where} ({room}): free disk space, or {fix}; or {_ALTERNATIVES}"))
+    malformed = _token_problem(hub, token)
+    if malformed is not None:
+        return Unavailable("the Hugging Face token is malformed", "set the token again", malformed)
     have_token = bool(token) or bool(_stored_token(hub))
     if spec.gated and not have_token:
         fix = f"accept its licence at {page}, then run `hf auth login` (or export HF_TOKEN=hf_...)"
@@ -232,6 +248,9 @@ def _hub_file(spec: ModelSpec, variant: str) -> HubFile:
 
 
 def _import_hub() -> Any:
+    problem = _endpoint_problem(os.environ.get("HF_ENDPOINT"))
+    if problem is not None:  # huggingface_hub's import itself fails on some (ValueError)
+        raise ModelDownloadError(problem)
     try:
         import huggingface_hub
         import huggingface_hub.constants  # noqa: F401
@@ -240,6 +259,53 @@ def _import_hub() -> Any:
             "downloading models needs huggingface_hub: pip install 'huggingface_hub>=0.34'"
         ) from exc
     return huggingface_hub
+
+
+def _endpoint_problem(endpoint: str | None) -> str | None:
+    """Why ``HF_ENDPOINT`` is not a URL to download from (a scheme, a host, a numeric port), or None."""
+    if not endpoint:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(endpoint)
+        parts.port  # noqa: B018 (a port that is not a number raises)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return (f"HF_ENDPOINT={endpoint!r} is not a URL to download from (it needs http:// or https://, a host "
+                f"and a numeric port, if any): set it to the hub's URL (https://huggingface.co) or unset it; "
+                f"or {_ALTERNATIVES}")
+    return None
+
+
+def _token_problem(hub: Any, token: str | None) -> ModelAccessError | None:
+    """A token holding a character no token has (a space, a typographic quote, an invisible
+    character pasted with it) cannot even be sent: said as such, not as a crash in the HTTP client."""
+    token = token or _stored_token(hub)
+    if not token or all(33 <= ord(c) < 127 for c in token):
+        return None
+    return ModelAccessError("the Hugging Face token holds a character no token has (a space, a quote or an "
+                            "invisible character pasted with it): set it again (export HF_TOKEN=hf_... or "
+                            f"`hf auth login`); or {_ALTERNATIVES}")
+
+
+def hub_cache_problem(spec: ModelSpec, variant: str = "fp32") -> str | None:
+    """Why huggingface_hub's cache cannot take ``spec``'s file now (it cannot be made or written,
+    or the disk has less room than the file), or None. Creates nothing."""
+    f = _hub_file(spec, variant)
+    where = Path(_import_hub().constants.HF_HUB_CACHE)
+    why = cache_unwritable(where)
+    if why is not None:
+        return why
+    probe = where
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return None
+    if free < f.size:
+        return f"{free / 1e6:.0f} MB free in {probe}, and it takes {f.size / 1e6:.0f} MB"
+    return None
 
 
 def _offline(hub: Any) -> bool:

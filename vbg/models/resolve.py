@@ -124,6 +124,8 @@ def resolve_model(model: str, *, variant: str = "fp32", backend: str = "onnx") -
         raise ConfigError(
             f"unknown model {model!r}: use one of {known}, or a path to a .onnx/.safetensors/.pth/.bin file"
         )
+    if path.is_dir():
+        raise ModelError(f"model file {path} is a folder: give the model file in it to --model")
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist: check the path given to --model")
     if path.stat().st_size == 0:
