@@ -303,6 +303,9 @@ def _output_arg(raw: str) -> Path:
     ``.`` or ``..`` the folder it names, so that its outputs and their partial files have a name."""
     if not raw.strip():
         raise ConfigError("-o is empty: give an output file or folder name")
+    if raw == "-":  # the usual spelling of standard output: vbg writes files it can finalize and rename
+        raise ConfigError("-o - (standard output) is not supported: name an output file or folder, "
+                          "such as -o out.mp4 (-o ./- for a folder named -)")
     out = Path(os.path.expanduser(raw))
     return Path(os.path.abspath(out)) if out.name in ("", "..") else out
 

@@ -102,6 +102,8 @@ def test_segment_into_a_folder_whose_name_looks_like_an_image(tmp_path):
         assert [p.name for p in Path(out).iterdir()] == [f"{PHOTO.stem}.png"]
     proc = run_vbg("segment", str(PHOTO), "--model", "selfie", "-o", "")
     assert proc.returncode == 2 and proc.stderr == "vbg: error: -o is empty: give an output file or folder name\n"
+    proc = run_vbg("segment", str(PHOTO), "--model", "selfie", "-o", "-")  # not a folder named "-"
+    assert proc.returncode == 2 and "-o - (standard output) is not supported" in _one_line_error(proc)
 
 
 def test_a_tiff_cutout_marks_its_fourth_channel_as_alpha(tmp_path):
