@@ -112,7 +112,7 @@ def check_record(record: str | None, overwrite: bool, inputs=()) -> None:
 
     path = Path(record).expanduser()
     if path.suffix.lower() not in FORMATS:
-        raise OutputError(f"--record {record}: unknown file type, use one of {', '.join(FORMATS)}")
+        raise ConfigError(f"--record {record}: unknown file type, use one of {', '.join(FORMATS)}")  # as the recorder
     check_output_path(path, overwrite, "--record", inputs)
 
 

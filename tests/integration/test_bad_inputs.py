@@ -329,8 +329,9 @@ def test_input_with_no_video_stream(m, tmp_path):
     (("--config", "{d}/not_toml.toml"), ("is not valid TOML",)),
     (("--config", "{d}/nope.toml"), ("no such file",)),
     (("--backgrounds-dir", "{d}/bg.jpg"), ("--backgrounds-dir", "bg.jpg is a file, not a folder",)),
+    (("--record", "{d}/call.webm"), ("call.webm: unknown file type, use one of .mp4", ".mkv")),  # was exit 10
 ], ids=["colour", "colour-range", "size-text", "size-range", "skip-text", "skip-range", "model-name",
-        "toml-unknown-key", "toml-wrong-type", "toml-syntax", "toml-missing", "backgrounds-dir-file"])
+        "toml-unknown-key", "toml-wrong-type", "toml-syntax", "toml-missing", "backgrounds-dir-file", "record-type"])
 def test_bad_option_values(m, tmp_path, args, needles):
     args = tuple(a.format(d=m["dir"]) for a in args)
     proc = run("--source", m["clip"], "--no-vcam", "--record", tmp_path / "o.mp4", *args, timeout=300)
