@@ -432,7 +432,8 @@ def process_file(input: str | os.PathLike[str], output: str | os.PathLike[str], 
     src = os.fspath(input)
     src_in: Path | str = src if is_url(src) else Path(src)
     try:
-        plan = cli.plan_process(cfg, [src_in], Path(os.fspath(output)), overwrite=overwrite, workers=str(workers))
+        plan = cli.plan_process(cfg, [src_in], cli._output_arg(os.fspath(output)), overwrite=overwrite,
+                                workers=str(workers), raw_output=os.fspath(output))
     except Problems as e:
         raise _single(e) from None
     segs: list = []

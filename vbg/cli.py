@@ -489,7 +489,8 @@ def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: b
     alone, so a second run writes what the first did. ``raw``: -o as typed
     (a trailing slash shown back in messages)."""
     raw = raw or str(output)
-    suffix = output.suffix.lower()
+    # a trailing slash, ".", "..": a folder whatever its name holds ("release-1.0", "shots.v2/", "x.mp4/")
+    suffix = "" if raw.endswith(("/", os.sep)) or Path(raw).name in ("", ".", "..") else output.suffix.lower()
     if not batch:
         if suffix in KNOWN_VIDEO_SUFFIXES:
             if fmt and not _format_agrees(fmt, suffix):
@@ -498,7 +499,7 @@ def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: b
                 raise ConfigError(f"-o {raw} is an {suffix} file but --format {fmt} asks for "
                                   f"{'a PNG folder' if fmt == 'png' else fmt}: drop --format, or name it {fix}")
             return [(output, False)]
-        if suffix and not raw.endswith(("/", os.sep)):  # "shots.v2/": a folder, whatever its name
+        if suffix:
             raise ConfigError(f"-o {raw}: unknown output type {output.suffix!r}: use .mp4, .m4v, .mkv, .mov, .webm, "
                               "or a name without a suffix (or ending in /) for a folder of PNG frames")
         if fmt and fmt != "png":
@@ -680,7 +681,8 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
                 for dst, seq in one_per_format]  # NVENC probed once
     encoder = next((e for e in encoders if e is not None), None)  # None: no H.264 output
     found += config_problems(cfg)
-    preflight.collect(found, preflight.check_background, bg.background)
+    if mode == "rgb":  # --alpha and --matte use none: said below, not refused
+        preflight.collect(found, preflight.check_background, bg.background)
     found += size_problem
     seg_cfg = None if size_problem else cfg.model
     preflight.collect(found, preflight.check_gpu_index, cfg.model.gpu)

@@ -289,7 +289,7 @@ def test_a_folder_or_a_file_of_random_bytes_as_model_is_said_as_such(tmp_path):
     garbage.write_bytes(np.random.default_rng(0).bytes(1000))
     proc = run_vbg("segment", str(PHOTO), "--model", str(garbage), "-o", str(tmp_path / "m.png"))
     line = _one_line_error(proc)
-    assert proc.returncode == 4 and "garbage.pth: the file is damaged or not a checkpoint" in line, line
+    assert proc.returncode == 4 and "garbage.pth: the file is damaged or not a checkpoint of tensors" in line, line
 
 
 def test_corrupt_onnx_is_one_line_and_exit_4(tmp_path):

@@ -929,15 +929,25 @@ def test_a_trailing_slash_makes_a_png_folder_of_a_name_with_a_dot(clips, tmp_pat
     assert proc.returncode == 2 and "unknown output type '.v2'" in proc.stderr, proc.stderr
 
 
-def test_the_current_folder_as_output_is_a_named_png_folder(clips, tmp_path):
+def test_the_current_folder_as_output_is_a_named_png_folder(clips, tmp_path, monkeypatch):
     """``-o .`` (one input: a PNG folder) in an empty folder, with --overwrite as the refusal says:
-    the frames are written there (it ended in a traceback: '.' has an empty name)."""
-    here = tmp_path / "here"
+    the frames are written there (it ended in a traceback: '.' has an empty name), also where the
+    folder's name holds a dot, and from the Python API; ``-o x.mp4/`` is a folder too."""
+    here = tmp_path / "release-1.0"
     here.mkdir()
     proc = subprocess.run([sys.executable, "-m", "vbg", "process", str(clips["tone"]), "-o", ".", "--model", "selfie",
                            "--overwrite"], capture_output=True, text=True, cwd=here, timeout=300)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert len(list(here.glob("frame_*.png"))) == 24
+    proc = run_vbg("process", str(clips["tone"]), "-o", f"{tmp_path / 'x.mp4'}/", "--model", "selfie")
+    assert proc.returncode == 0 and len(list((tmp_path / "x.mp4").glob("frame_*.png"))) == 24, proc.stderr
+    import vbg
+
+    api = tmp_path / "api"
+    api.mkdir()
+    monkeypatch.chdir(api)
+    assert vbg.process_file(clips["tone"], ".", model="selfie", mode="matte", overwrite=True).frames == 24
+    assert len(list(api.glob("frame_*.png"))) == 24
 
 
 def test_bad_options_are_one_line(clips, tmp_path):

@@ -296,21 +296,42 @@ def test_interrupted_download_leaves_no_partial_file(fake, tmp_path):
     assert again["sha256"] == sha256(data)
 
 
-def test_a_snapshot_folder_linked_out_of_the_cache_is_not_read_or_removed(fake, tmp_path):
-    """A link planted among the cache's snapshots (a shared HF_HOME) pointing at a folder of the
-    user's, holding a file of the model's name: vbg took it for a damaged cached copy and deleted
-    it. It is not the hub's: left alone, and the model downloaded."""
+@pytest.mark.parametrize("planted", ["snapshots/zzzz", "snapshots"])
+def test_a_snapshot_folder_linked_out_of_the_cache_is_not_read_or_removed(fake, tmp_path, planted):
+    """A link planted in the cache (a shared HF_HOME), as a snapshot or as the snapshots folder,
+    pointing at a folder of the user's that holds a file of the model's name: vbg took it for a
+    damaged cached copy and deleted it. It is not the hub's: left alone. A planted snapshot beside
+    the real ones leaves the download as it is; with the snapshots folder itself a link,
+    huggingface_hub's own link for the file lands out there, and the run stops in one line."""
     fake.serve(REPO, FILE, DATA)
-    victim = tmp_path / "mine" / "onnx" / "model.onnx"
+    mine = tmp_path / "mine"
+    victim = (mine / "zzzz" if planted == "snapshots" else mine) / "onnx" / "model.onnx"
     victim.parent.mkdir(parents=True)
     victim.write_bytes(b"my own model")
-    snapshots = repo_cache(tmp_path) / "snapshots"
-    snapshots.mkdir(parents=True)
-    (snapshots / "zzzz").symlink_to(tmp_path / "mine", target_is_directory=True)
+    link = repo_cache(tmp_path) / planted
+    link.parent.mkdir(parents=True)
+    link.symlink_to(mine, target_is_directory=True)
     result = run_fetch(child_env(tmp_path, fake.endpoint), files_for(DATA))
-    assert result["ok"] and result["sha256"] == sha256(DATA), result
+    if planted == "snapshots":
+        assert_one_line_error(result, result["error"], result["exit_code"])
+    else:
+        assert result["ok"] and result["sha256"] == sha256(DATA), result
     assert victim.read_bytes() == b"my own model"
     assert not any("damaged" in n for n in notices(result))
+
+
+def test_a_cached_copy_is_used_whatever_hf_endpoint_says(fake, tmp_path):
+    """A cached model needs no endpoint: a malformed HF_ENDPOINT (no scheme, a port that is no
+    number) stops a download with one line, never the cached copy from being used."""
+    fake.serve(REPO, FILE, DATA)
+    assert run_fetch(child_env(tmp_path, fake.endpoint), files_for(DATA))["ok"]
+    for endpoint in ("huggingface.example", "http://localhost:notaport"):
+        cached = run_fetch(child_env(tmp_path, endpoint), files_for(DATA))
+        assert cached["ok"] and cached["sha256"] == sha256(DATA), cached
+    fresh = tmp_path / "fresh"
+    message = assert_one_line_error(run_fetch(child_env(fresh, "huggingface.example"), files_for(DATA)),
+                                    "ModelDownloadError", 5)
+    assert message.startswith("HF_ENDPOINT='huggingface.example' is not a URL to download from"), message
 
 
 def _downloading(pid: int) -> bool:

@@ -73,8 +73,8 @@ def load_state_dict(path: Path) -> dict:
         raise
     except pickle.UnpicklingError as e:
         if "global" not in str(e).lower():  # no class or function named: bytes that are not a pickle at all
-            raise ModelError(f"cannot read weights {path.name}: the file is damaged or not a checkpoint; "
-                             "download it again or pass another --model") from e
+            raise ModelError(f"cannot read weights {path.name}: the file is damaged or not a checkpoint of "
+                             "tensors (loaded with weights_only=True); download it again or pass another --model") from e
         raise ModelError(
             f"refused to load {path.name}: it holds Python objects or code, not only tensors "
             "(loaded with weights_only=True); use the published model.safetensors instead"

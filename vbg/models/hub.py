@@ -148,7 +148,7 @@ def fetch(spec: ModelSpec, variant: str, *, token: str | None = None) -> Path:
     if _offline(hub):
         raise _download_error(spec, f, "HF_HUB_OFFLINE is set",
                               fix="unset HF_HUB_OFFLINE and connect to the internet")
-
+    _check_endpoint()
     malformed = _token_problem(hub, token)
     if malformed is not None:
         raise malformed
@@ -197,6 +197,10 @@ def availability(spec: ModelSpec, variant: str, *, token: str | None = None) -> 
         fix = "unset HF_HUB_OFFLINE and connect to the internet"
         return Unavailable("HF_HUB_OFFLINE is set and it is not cached", fix,
                            _download_error(spec, f, "HF_HUB_OFFLINE is set", fix=fix))
+    try:
+        _check_endpoint()
+    except ModelDownloadError as e:
+        return Unavailable("HF_ENDPOINT is not a URL", "set HF_ENDPOINT to the hub's URL, or unset it", e)
     room = hub_cache_problem(spec, variant)
     if room is not None:  # a read-only home, a service's, a full disk: nowhere to download it to
         where = hub.constants.HF_HUB_CACHE
@@ -248,9 +252,6 @@ def _hub_file(spec: ModelSpec, variant: str) -> HubFile:
 
 
 def _import_hub() -> Any:
-    problem = _endpoint_problem(os.environ.get("HF_ENDPOINT"))
-    if problem is not None:  # huggingface_hub's import itself fails on some (ValueError)
-        raise ModelDownloadError(problem)
     try:
         import huggingface_hub
         import huggingface_hub.constants  # noqa: F401
@@ -258,7 +259,19 @@ def _import_hub() -> Any:
         raise DependencyError(
             "downloading models needs huggingface_hub: pip install 'huggingface_hub>=0.34'"
         ) from exc
+    except ValueError as exc:  # its import parses HF_ENDPOINT, and fails on some that are no URL
+        problem = _endpoint_problem(os.environ.get("HF_ENDPOINT"))
+        if problem is None:
+            raise
+        raise ModelDownloadError(problem) from exc
     return huggingface_hub
+
+
+def _check_endpoint() -> None:
+    """Before anything is asked of the hub (a cached copy needs no endpoint)."""
+    problem = _endpoint_problem(os.environ.get("HF_ENDPOINT"))
+    if problem is not None:
+        raise ModelDownloadError(problem)
 
 
 def _endpoint_problem(endpoint: str | None) -> str | None:
@@ -350,8 +363,10 @@ def _cached_candidates(hub: Any, spec: ModelSpec, f: HubFile) -> Iterator[Path]:
 
 
 def _within(path: Path, root: Path) -> bool:
-    """``path``, its links resolved, is ``root`` or inside it (resolved too)."""
-    real, top = os.path.realpath(path), os.path.realpath(root)
+    """``path``, its links resolved, is ``root`` or inside it. ``root`` is taken as it is written
+    (``_repo_dir``: the hub cache resolved, then the repository's own folders): a link at
+    ``snapshots`` or above it within the cache leads out, not in."""
+    real, top = os.path.realpath(path), str(root)
     return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
 
@@ -411,7 +426,7 @@ def _remove_cached(hub: Any, spec: ModelSpec, f: HubFile, path: Path) -> str | N
     if path.is_symlink():
         # huggingface_hub links snapshots/<commit>/<file> -> ../../blobs/<etag> (relative).
         link_target = Path(os.path.normpath(path.parent / os.readlink(path)))
-        if os.path.realpath(link_target.parent) == os.path.realpath(repo_dir / "blobs"):
+        if os.path.realpath(link_target.parent) == str(repo_dir / "blobs"):  # not through a linked blobs/
             blob = link_target
     stamp = _stamp_path(f)
     if stamp is not None:
@@ -575,7 +590,7 @@ def _remove_own_partials(hub: Any, spec: ModelSpec, etag: str | None, partials: 
             for partial in partials:
                 with contextlib.suppress(OSError):
                     partial.unlink()
-    except (filelock.Timeout, OSError):
+    except (filelock.Timeout, OSError, NotImplementedError):  # an old filelock where flock is missing
         pass
 
 
