@@ -646,7 +646,7 @@ def write_image(path: str | Path, img: np.ndarray, icc: bytes | None = None) -> 
     if icc and ext == ".png":
         buf = _with_iccp(memoryview(buf).cast("B"), icc)
     if ext in (".tif", ".tiff") and img.ndim == 3 and img.shape[2] == 4:
-        buf = tiff_alpha_marked(buf.tobytes())
+        buf = np.frombuffer(tiff_alpha_marked(buf.tobytes()), np.uint8)
     try:
         with NewFile(path, check_busy=False) as new:
             new.write(buf)
