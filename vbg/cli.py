@@ -674,9 +674,13 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
     read = [*inputs, *(folder for _, folder in sequences), bg.background]  # a sequence's frames' folder too
     for dst, sequence in planned:
         preflight.collect(found, _check_process_target, dst, sequence, read, overwrite)
-    for dst in {t.suffix.lower(): t for t, seq in planned if not seq}.values():  # a batch shares one format
+    from .ranges import OUTPUT_MODES
+
+    # an unknown mode is said by config_problems alone (output_format took it for an alpha one)
+    planned_known = planned if mode in OUTPUT_MODES else []
+    for dst in {t.suffix.lower(): t for t, seq in planned_known if not seq}.values():  # a batch shares one format
         preflight.collect(found, output_format, dst, mode)
-    one_per_format = {(t.suffix.lower(), seq): (t, seq) for t, seq in planned}.values()
+    one_per_format = {(t.suffix.lower(), seq): (t, seq) for t, seq in planned_known}.values()
     encoders = [preflight.collect(found, encoder_for, dst, mode, cfg.encoder, cfg.model.gpu, sequence=seq)
                 for dst, seq in one_per_format]  # NVENC probed once
     encoder = next((e for e in encoders if e is not None), None)  # None: no H.264 output

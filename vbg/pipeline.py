@@ -370,7 +370,7 @@ class LivePipeline:
 
         cfg = self.cfg
         source = self._source or self._open_source()
-        stack.callback(source.close)
+        stack.callback(self._close_source, source)
         w, h, fps = source.width, source.height, source.fps
         # A source handed in is reopened only by the ``reopen`` handed in with it.
         reopen = self._reopen if self._source is not None else self._open_source if source.live else None
@@ -403,6 +403,13 @@ class LivePipeline:
         if cfg.control.control:
             self._start_control(stack, seg, b)
         return st
+
+    def _close_source(self, source) -> None:
+        """``source`` closed once: by the capture worker where it ran to its end (it closes what
+        it read, and a caller's source need not take a second close), else here."""
+        capture = self.capture
+        if capture is None or capture.source is not source or not capture.ended.is_set():
+            source.close()
 
     def _close_made(self) -> None:
         if self._made is not None:

@@ -962,6 +962,18 @@ def test_bad_options_are_one_line(clips, tmp_path):
         assert len(errors) == 1 and needle in errors[0] and "Traceback" not in proc.stderr, proc.stderr
 
 
+def test_an_unknown_mode_in_a_config_file_is_said_alone(clips, tmp_path):
+    """``[output] mode = 'bogus'``: one line naming the mode; the output check took the unknown mode
+    for an alpha one and said "H.264 has no alpha" as well."""
+    config = tmp_path / "bad.toml"
+    config.write_text("[output]\nmode = 'bogus'\n")
+    proc = run_vbg("process", str(clips["tone"]), "-o", str(tmp_path / "o.mp4"), "--config", str(config),
+                   "--model", "selfie")
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
+    assert proc.returncode == 2 and errors == ["vbg: error: mode 'bogus' is not known: use rgb, rgba or matte"], \
+        proc.stderr
+
+
 def test_video_background_is_frame_exact_and_deterministic(clips, tmp_path):
     """Offline, the background frame on screen at an output frame's time goes behind it (looped):
     two runs give the same file."""
