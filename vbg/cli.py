@@ -427,7 +427,7 @@ def _expand_inputs(patterns: list[str], *, photos: bool = False) -> list[Path | 
     as it is (a Path would fold its '//')."""
     import glob
 
-    from .media.open import is_url
+    from .media.open import is_url, local_path
     from .media.sequence import photos_in, videos_in
 
     in_folder = photos_in if photos else videos_in
@@ -437,6 +437,7 @@ def _expand_inputs(patterns: list[str], *, photos: bool = False) -> list[Path | 
         if is_url(pat):
             out.append(pat)
             continue
+        pat = local_path(pat)  # file:///x/talk.mp4, as the live --source takes it
         pat = os.path.expanduser(pat)
         if _is_pattern(pat):
             matches = sorted(glob.glob(pat))
@@ -457,9 +458,11 @@ def _expand_inputs(patterns: list[str], *, photos: bool = False) -> list[Path | 
 
 def _is_batch(args: list[str]) -> bool:
     """Several inputs, a pattern, or a folder of recordings: -o is a folder of outputs."""
+    from .media.open import is_url
     from .media.sequence import videos_in
 
-    return len(args) > 1 or any(_is_pattern(a) or videos_in(Path(os.path.expanduser(a))) for a in args)
+    return len(args) > 1 or any(not is_url(a) and (_is_pattern(a) or videos_in(Path(os.path.expanduser(a))))
+                                for a in args)  # a URL's "?" starts its query, not a pattern
 
 
 OUTPUT_RULE = """\

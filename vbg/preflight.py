@@ -60,7 +60,11 @@ def check_background(background: str | None) -> None:
         return
     from .compositing import background_from_options
     from .compositing.backgrounds import VIDEO_SUFFIXES
+    from .media.open import is_url
 
+    if is_url(background):  # it was taken for a path ("http:/host/bg.jpg does not exist")
+        raise InputError(f"background {background} is a URL: vbg reads a background from this computer: "
+                         "download it, then pass its path")
     if str(background).lower().endswith(VIDEO_SUFFIXES):
         path = Path(background).expanduser()
         from .media.open import special_file

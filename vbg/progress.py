@@ -16,7 +16,7 @@ import sys
 from typing import TextIO
 
 from .clock import Clock, MonotonicClock
-from .streams import printable
+from .streams import printable, redacted
 
 MODES = ("bar", "quiet", "json")
 
@@ -36,7 +36,7 @@ class Progress:
             raise ValueError(f"progress mode {mode!r}: use one of {MODES}")
         # A person reads the bar: a newline or escape code in a file name is shown escaped
         # (JSON lines escape it themselves).
-        self.label = label if mode == "json" else printable(label)
+        self.label = redacted(label) if mode == "json" else printable(label)
         self.total, self.mode = total, mode
         self.stream = stream or sys.stderr
         self.clock = clock or MonotonicClock()
@@ -52,7 +52,7 @@ class Progress:
     def emit(self, event: str, **fields) -> None:
         """A JSON-lines event (json mode only)."""
         if self.mode == "json":
-            self.stream.write(json.dumps({"event": event, "input": self.label, **fields}) + "\n")
+            self.stream.write(redacted(json.dumps({"event": event, "input": self.label, **fields})) + "\n")
             self.stream.flush()
 
     def rate(self) -> float:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -196,10 +197,27 @@ def install() -> Callable[[], None]:
     return undo
 
 
+# A URL's secrets: a password before its host, and the values of query keys that carry one
+# (?token=, S3's X-Amz-Signature=, ?api_key=, ...).
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/@:]*):[^\s/@]*@")
+_URL_SECRET_QUERY = re.compile(r"(?i)([?&][a-z0-9_.\-]*(?:token|sig|secret|passw|pwd|key|auth|credential|session)"
+                               r"[a-z0-9_.\-]*=)[^&#\s'\"]+")
+
+
+def redacted(text: str) -> str:
+    """``text`` with the secrets of any URL in it shown as ``***`` (``rtsp://admin:***@cam/``,
+    ``...?token=***``): messages go to terminals, logs and the journal."""
+    if "://" not in text:
+        return text
+    return _URL_SECRET_QUERY.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text))
+
+
 def printable(text: str) -> str:
     """``text`` with control characters escaped (``\\n``, ``\\x1b``, an undecodable byte's
     ``\\udcff``): a file name with a newline stays on its message's one line, and none
-    can move the cursor or recolour the terminal."""
+    can move the cursor or recolour the terminal; and a URL's password or token hidden
+    (``redacted``)."""
+    text = redacted(text)
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -990,6 +990,106 @@ def silent_server():
     server.close()
 
 
+class ClipServer:
+    """An HTTP server of one clip (with byte ranges, as FFmpeg asks for a moov at the end):
+    ``/clip.mp4``; ``/auth/clip.mp4`` for alice:s3cret only (401 otherwise); 404 for any other
+    path, 500 for ``/fail.mp4``."""
+
+    def __init__(self, clip: Path) -> None:
+        import base64
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        data = clip.read_bytes()
+        login = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *a) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                if path == "/fail.mp4":
+                    return self.send_error(500)
+                if path == "/auth/clip.mp4" and self.headers.get("Authorization") != login:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="clips"')
+                    self.send_header("Content-Length", "0")
+                    return self.end_headers()
+                if path not in ("/clip.mp4", "/auth/clip.mp4"):
+                    return self.send_error(404)
+                start, end = 0, len(data) - 1
+                ask = self.headers.get("Range", "")
+                if ask.startswith("bytes="):
+                    a, _, b = ask[6:].partition("-")
+                    start, end = int(a or 0), int(b) if b else end
+                self.send_response(206 if ask else 200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(end - start + 1))
+                if ask:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                self.end_headers()
+                self.wfile.write(data[start:end + 1])
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def clip_server(m):
+    server = ClipServer(m["clip"])
+    yield server
+    server.close()
+
+
+def test_a_urls_password_and_token_are_never_shown_and_its_query_is_no_pattern(tmp_path, clip_server):
+    """A URL with a password (``http://alice:s3cret@...``) or a token in its query: every line
+    shows them as ``***`` (the summary, the errors, --json's events; they went to terminals and
+    the journal as typed). Its ``?`` starts a query, not a pattern: the output may be a file
+    (it was "-o out.mp4 names one file but the input is a pattern")."""
+    url = f"http://alice:s3cret@{clip_server.base}/auth/clip.mp4?token=t0ps3cret&x=1"
+    for extra in ((), ("--json",)):
+        proc = run("process", url, "-o", tmp_path / "out.mp4", "--model", "selfie", "--overwrite", *extra)
+        shown = proc.stdout + proc.stderr
+        assert proc.returncode == 0 and "Traceback" not in shown, shown
+        assert "s3cret" not in shown and "t0ps3cret" not in shown, shown
+        assert f"http://alice:***@{clip_server.base}/auth/clip.mp4?token=***&x=1" in shown, shown
+    assert _playable_or_absent(tmp_path / "out.mp4") > 0
+    wrong = url.replace("s3cret@", "guess@")
+    proc = run("process", wrong, "-o", tmp_path / "no.mp4", "--model", "selfie")
+    line = one_error(proc, 9, "the server refused it", "check the URL, and the user and password it needs")
+    assert "guess" not in proc.stderr and "alice:***@" in line
+
+
+@pytest.mark.parametrize("kind,code", [("live", 11), ("process", 9)])
+def test_a_missing_or_failing_url_is_said_as_the_servers_answer(tmp_path, clip_server, kind, code):
+    """A 404 or a 500 is the server's answer about the URL, not a damaged file ("pass an intact
+    video file", "or pass a camera index with --source 0")."""
+    proc = run(*_network_run(kind, f"http://{clip_server.base}/nope.mp4", tmp_path / "o.mp4"))
+    one_error(proc, code, "nope.mp4: the server has no such file", "check the URL")
+    proc = run(*_network_run(kind, f"http://{clip_server.base}/fail.mp4", tmp_path / "o.mp4"))
+    one_error(proc, code, "fail.mp4: the server failed", "try again later")
+    assert leftovers(tmp_path) == []
+
+
+def test_a_file_url_is_read_and_a_url_background_is_said_as_one(tmp_path, clip_server, m):
+    """``file:///.../clip.mp4`` is the file, as the live --source takes it (vbg process said "no
+    such file", naming it file:/...); a URL as --background is refused as a URL (it was
+    "image http:/host/bg.jpg does not exist")."""
+    proc = run("process", m["clip"].resolve().as_uri(), "-o", tmp_path / "o.mp4", "--model", "selfie")
+    assert proc.returncode == 0, proc.stderr
+    proc = run("process", m["clip"], "-o", tmp_path / "b.mp4", "--model", "selfie",
+               "--background", f"http://{clip_server.base}/bg.jpg")
+    one_error(proc, 9, f"background http://{clip_server.base}/bg.jpg is a URL", "download it, then pass its path")
+
+
 def _network_run(kind: str, url: str, out: Path) -> list[str]:
     if kind == "live":
         return ["--source", url, "--model", "selfie", "--no-vcam", "--record", str(out), "-q"]

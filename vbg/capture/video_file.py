@@ -36,7 +36,8 @@ import numpy as np
 from ..clock import Clock, MonotonicClock
 from ..errors import InputError, SourceError
 from ..media.info import Conversions, check_frame_size, other_video_tracks, quarter_turns, say_conversions
-from ..media.open import NotAFileError, is_url, no_reply, open_media, picture_stream, timed_out, timeout_s
+from ..media.open import (NotAFileError, http_refusal, is_url, no_reply, open_media, picture_stream, timed_out,
+                          timeout_s)
 from ..media.reader import VideoReader
 
 
@@ -66,6 +67,9 @@ class VideoFileSource:
         except (av.FFmpegError, OSError) as e:
             if is_url(path) and timed_out(e):
                 raise SourceError(f"--source {no_reply(self.path)}") from e
+            refused = http_refusal(path, e)
+            if refused is not None:
+                raise SourceError(f"--source {refused}") from e
             raise SourceError(f"cannot open {self.path} as a video ({e.__class__.__name__}): "
                               "check the file, or pass a camera index with --source 0") from e
         if not container.streams.video:

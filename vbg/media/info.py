@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from vbg.errors import ConfigError, InputError, one_line
-from vbg.media.open import NotAFileError, is_url, no_reply, open_media, picture_stream, timed_out
+from vbg.media.open import NotAFileError, http_refusal, is_url, no_reply, open_media, picture_stream, timed_out
 from vbg.media.tonemap import HDR_TRANSFERS, wide_gamut_sdr
 
 TEXT_DEMUXERS = {"tty", "srt", "ass", "webvtt", "subviewer", "microdvd"}
@@ -203,6 +203,9 @@ def open_input(path: str | Path, cancel: threading.Event | None = None) -> av.co
     except (av.FFmpegError, OSError) as e:
         if is_url(path) and timed_out(e):
             raise InputError(no_reply(path)) from e
+        refused = http_refusal(path, e)
+        if refused is not None:
+            raise InputError(refused) from e
         raise InputError(f"{path}: not a readable video ({one_line(e)}): pass an intact video file") from e
     if container.format.name in TEXT_DEMUXERS:  # FFmpeg renders text files as "ANSI art" video
         container.close()

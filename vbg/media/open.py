@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from vbg.errors import ConfigError
+from vbg.errors import ConfigError, one_line
 
 TIMEOUT_ENV = "VBG_NETWORK_TIMEOUT"
 DEFAULT_TIMEOUT_S = 20.0
@@ -34,6 +34,37 @@ def is_url(name: str | Path) -> bool:
     text = str(name)
     scheme, sep, _ = text.partition("://")
     return bool(sep) and scheme.isalnum() and scheme.lower() != "file" and not isinstance(name, Path)
+
+
+def http_refusal(url: str | Path, e: BaseException) -> str | None:
+    """The server's refusal of ``url`` in one line with its fix (HTTP 401/403, 404, another 4xx,
+    5xx), or None when ``e`` is no HTTP answer. A wrong address or a server's failure is not
+    a damaged file."""
+    import av.error as averr
+
+    if not is_url(url) or not isinstance(e, (averr.HTTPError, averr.HTTPClientError)):  # two families in PyAV
+        return None
+    if isinstance(e, (averr.HTTPUnauthorizedError, averr.HTTPForbiddenError)):
+        return (f"{url}: the server refused it ({one_line(e)}): check the URL, and the user and password "
+                "it needs (http://USER:PASSWORD@host/...)")
+    if isinstance(e, averr.HTTPNotFoundError):
+        return f"{url}: the server has no such file ({one_line(e)}): check the URL"
+    if isinstance(e, averr.HTTPServerError):
+        return f"{url}: the server failed ({one_line(e)}): try again later, or check the URL"
+    return f"{url}: the server refused the request ({one_line(e)}): check the URL"
+
+
+def local_path(name: str) -> str:
+    """A ``file://`` URL as the path it names (``file:///tmp/a%20b.mp4`` -> ``/tmp/a b.mp4``, on
+    this computer only); anything else as it is."""
+    if not name.lower().startswith("file://"):
+        return name
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(name)
+    if parts.netloc not in ("", "localhost"):
+        return name  # another host's file: not ours to read
+    return unquote(parts.path)
 
 
 def timeout_s() -> float:
