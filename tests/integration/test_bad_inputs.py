@@ -995,11 +995,12 @@ class ClipServer:
     ``/clip.mp4``; ``/auth/clip.mp4`` for alice:s3cret only (401 otherwise); 404 for any other
     path, 500 for ``/fail.mp4``."""
 
-    def __init__(self, clip: Path) -> None:
+    def __init__(self, clip: Path, long_clip: Path) -> None:
         import base64
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         data = clip.read_bytes()
+        long_data = long_clip.read_bytes()  # /drop.ts: MPEG-TS, read from start to end, no index
         login = "Basic " + base64.b64encode(b"alice:s3cret").decode()
 
         class Handler(BaseHTTPRequestHandler):
@@ -1017,9 +1018,10 @@ class ClipServer:
                     self.send_header("WWW-Authenticate", 'Basic realm="clips"')
                     self.send_header("Content-Length", "0")
                     return self.end_headers()
-                if path not in ("/clip.mp4", "/auth/clip.mp4"):
+                if path not in ("/clip.mp4", "/auth/clip.mp4", "/drop.ts"):
                     return self.send_error(404)
-                start, end = 0, len(data) - 1
+                body = long_data if path == "/drop.ts" else data
+                start, end = 0, len(body) - 1
                 ask = self.headers.get("Range", "")
                 if ask.startswith("bytes="):
                     a, _, b = ask[6:].partition("-")
@@ -1029,9 +1031,11 @@ class ClipServer:
                 self.send_header("Accept-Ranges", "bytes")
                 self.send_header("Content-Length", str(end - start + 1))
                 if ask:
-                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(body)}")
                 self.end_headers()
-                self.wfile.write(data[start:end + 1])
+                # /drop.ts: the bytes end at half the file, the connection closed (a dropped link)
+                stop = end + 1 if path != "/drop.ts" else min(end + 1, len(body) // 2 // 188 * 188)
+                self.wfile.write(body[start:max(start, stop)])
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"127.0.0.1:{self._server.server_address[1]}"
@@ -1043,8 +1047,10 @@ class ClipServer:
 
 
 @pytest.fixture
-def clip_server(m):
-    server = ClipServer(m["clip"])
+def clip_server(m, tmp_path_factory):
+    ts = write_clip(tmp_path_factory.mktemp("served") / "long.ts", [f for f, _ in person_clip_frames(60, (180, 320))],
+                    fmt="mpegts")
+    server = ClipServer(m["clip"], ts)
     yield server
     server.close()
 
@@ -1077,6 +1083,16 @@ def test_a_missing_or_failing_url_is_said_as_the_servers_answer(tmp_path, clip_s
     proc = run(*_network_run(kind, f"http://{clip_server.base}/fail.mp4", tmp_path / "o.mp4"))
     one_error(proc, code, "fail.mp4: the server failed", "try again later")
     assert leftovers(tmp_path) == []
+
+
+def test_a_stream_that_breaks_off_is_said_as_one_not_as_a_damaged_file(tmp_path, clip_server):
+    """The connection drops part-way through a URL's frames: the frames read are kept, and the
+    line names the stream breaking off and VBG_NETWORK_TIMEOUT ("the file may be damaged")."""
+    proc = run("process", f"http://{clip_server.base}/drop.ts", "-o", tmp_path / "o.mp4", "--model", "selfie",
+               env={"VBG_NETWORK_TIMEOUT": "2"})
+    line = one_error(proc, 9, "drop.ts: the stream broke off after", "VBG_NETWORK_TIMEOUT=SECONDS")
+    assert "damaged" not in line and f"kept in {tmp_path / 'o.partial.mp4'}" in line
+    assert _playable_or_absent(tmp_path / "o.partial.mp4") > 0
 
 
 def test_a_file_url_is_read_and_a_url_background_is_said_as_one(tmp_path, clip_server, m):

@@ -35,7 +35,7 @@ from vbg.errors import InputError, one_line
 from vbg.media.deinterlace import FILTER as DEINTERLACE_FILTER
 from vbg.media.deinterlace import whole_frames
 from vbg.media.info import frame_rate, frame_rotation, open_input, pixel_aspect, square_size, upright
-from vbg.media.open import NetworkFrames, is_url, open_media, picture_stream
+from vbg.media.open import TIMEOUT_ENV, NetworkFrames, is_url, open_media, picture_stream
 from vbg.media.tonemap import SdrFrames
 
 log = logging.getLogger("vbg.reader")
@@ -337,6 +337,10 @@ class VideoReader:
             except av.FFmpegError as e:
                 if isinstance(e, MemoryError):  # ENOMEM: out of memory, not a damaged file
                     raise
+                if is_url(self.path):  # a connection that dropped or a server gone silent, not damage
+                    raise InputError(f"{self.path}: the stream broke off after {self.frames_read} frames "
+                                     f"({one_line(e)}): the server went silent or the connection dropped: "
+                                     f"try again, or allow longer with {TIMEOUT_ENV}=SECONDS") from e
                 raise InputError(f"{self.path}: decoding failed after {self.frames_read} frames "
                                  f"({one_line(e)}): the file may be damaged") from e
             pts = frame.pts
