@@ -277,7 +277,7 @@ class OutputConfig:
         choices=ENCODERS)
     overwrite: bool = setting(False, "replace an existing --record file")
     preview: bool = setting(False, "show a window (keys: q quit, b background, space effect)")
-    frames: int | None = setting(None, "stop after N frames", metavar="N", range=R.FRAMES)
+    frames: int | None = setting(None, "stop after N camera frames (dropped ones count)", metavar="N", range=R.FRAMES)
     duration: float | None = setting(None, "stop after S seconds", metavar="S", range=R.DURATION)
     always_on: bool = setting(
         False, "keep the camera and the model running while no application reads the virtual camera "
