@@ -310,9 +310,15 @@ def _output_arg(raw: str) -> Path:
     return Path(os.path.abspath(out)) if out.name in ("", "..") else out
 
 
+def _written_as_folder(raw: str) -> bool:
+    """``-o`` as typed names a folder whatever its name holds: a trailing slash (``shots.v2/``,
+    ``x.mp4/``), ``.`` or ``..`` (the working folder may be ``release-1.0``)."""
+    return raw.endswith(("/", os.sep)) or Path(raw).name in ("", ".", "..")
+
+
 def _names_a_folder(raw: str, out: Path) -> bool:
-    """``-o`` is a folder whatever its name holds: one that exists, or written with a trailing slash."""
-    return raw.endswith(("/", os.sep)) or out.is_dir()
+    """``vbg segment``'s ``-o`` is a folder: written as one, or one that exists."""
+    return _written_as_folder(raw) or out.is_dir()
 
 
 def cmd_segment(args) -> int:
@@ -492,8 +498,7 @@ def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: b
     alone, so a second run writes what the first did. ``raw``: -o as typed
     (a trailing slash shown back in messages)."""
     raw = raw or str(output)
-    # a trailing slash, ".", "..": a folder whatever its name holds ("release-1.0", "shots.v2/", "x.mp4/")
-    suffix = "" if raw.endswith(("/", os.sep)) or Path(raw).name in ("", ".", "..") else output.suffix.lower()
+    suffix = "" if _written_as_folder(raw) else output.suffix.lower()
     if not batch:
         if suffix in KNOWN_VIDEO_SUFFIXES:
             if fmt and not _format_agrees(fmt, suffix):

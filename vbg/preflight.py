@@ -211,7 +211,8 @@ def settle_model(cfg, found: list[VbgError], notes: list[str]):
 
 def check_backgrounds_dir(folder: str | None) -> None:
     """``--backgrounds-dir`` is a folder, or not there yet (the control page lists none then)."""
-    if folder is not None and Path(folder).expanduser().exists() and not Path(folder).expanduser().is_dir():
+    path = None if folder is None else Path(folder).expanduser()
+    if path is not None and path.exists() and not path.is_dir():
         raise ConfigError(f"--backgrounds-dir {folder} is a file, not a folder: give the folder your "
                           "background pictures and videos are in")
 

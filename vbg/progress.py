@@ -36,7 +36,7 @@ class Progress:
             raise ValueError(f"progress mode {mode!r}: use one of {MODES}")
         # A person reads the bar: a newline or escape code in a file name is shown escaped
         # (JSON lines escape it themselves).
-        self.label = redacted(label) if mode == "json" else printable(label)
+        self.label = label if mode == "json" else printable(label)  # JSON: emit() hides a URL's secrets
         self.total, self.mode = total, mode
         self.stream = stream or sys.stderr
         self.clock = clock or MonotonicClock()

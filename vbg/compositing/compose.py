@@ -68,7 +68,6 @@ class Compositor:
                  threshold: float | None = None, mirror: bool = False) -> None:
         self.out_hw = H, W = _check_hw(out_hw)
         self.shape = MaskShape(self.out_hw, feather=feather, threshold=threshold, mirror=mirror)
-        self.feather, self.threshold = self.shape.feather, self.shape.threshold
         self.background = background
         self._frame_shape = (H, W, 3)
         self._alpha_shape = (H, W)
@@ -126,6 +125,14 @@ class Compositor:
             bg = self._bgcopy
         self._blend(frame, alpha, bg, out)
         return out
+
+    @property
+    def feather(self) -> float:
+        return self.shape.feather
+
+    @property
+    def threshold(self) -> float | None:
+        return self.shape.threshold
 
     @property
     def mirror(self) -> bool:

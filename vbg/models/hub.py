@@ -149,7 +149,7 @@ def fetch(spec: ModelSpec, variant: str, *, token: str | None = None) -> Path:
         raise _download_error(spec, f, "HF_HUB_OFFLINE is set",
                               fix="unset HF_HUB_OFFLINE and connect to the internet")
     _check_endpoint()
-    malformed = _token_problem(hub, token)
+    malformed = _token_problem(token or _stored_token(hub))
     if malformed is not None:
         raise malformed
     with _quiet_hub_logger():
@@ -201,17 +201,18 @@ def availability(spec: ModelSpec, variant: str, *, token: str | None = None) -> 
         _check_endpoint()
     except ModelDownloadError as e:
         return Unavailable("HF_ENDPOINT is not a URL", "set HF_ENDPOINT to the hub's URL, or unset it", e)
-    room = hub_cache_problem(spec, variant)
+    room = _cache_room(hub, f)
     if room is not None:  # a read-only home, a service's, a full disk: nowhere to download it to
         where = hub.constants.HF_HUB_CACHE
         fix = "set HF_HOME to a writable folder with room for it"
         return Unavailable(f"the Hugging Face cache {where} cannot take it: {room}", fix,
                            OutputError(f"cannot download {f.path} ({f.size / 1e6:.0f} MB) into the hub cache "
                                        f"{where} ({room}): free disk space, or {fix}; or {_ALTERNATIVES}"))
-    malformed = _token_problem(hub, token)
+    known = token or _stored_token(hub)  # the token file read once; the request below still asks with `token`
+    malformed = _token_problem(known)
     if malformed is not None:
         return Unavailable("the Hugging Face token is malformed", "set the token again", malformed)
-    have_token = bool(token) or bool(_stored_token(hub))
+    have_token = bool(known)
     if spec.gated and not have_token:
         fix = f"accept its licence at {page}, then run `hf auth login` (or export HF_TOKEN=hf_...)"
         return Unavailable("it is gated and no Hugging Face token is set", fix,
@@ -290,10 +291,10 @@ def _endpoint_problem(endpoint: str | None) -> str | None:
     return None
 
 
-def _token_problem(hub: Any, token: str | None) -> ModelAccessError | None:
-    """A token holding a character no token has (a space, a typographic quote, an invisible
-    character pasted with it) cannot even be sent: said as such, not as a crash in the HTTP client."""
-    token = token or _stored_token(hub)
+def _token_problem(token: str | None) -> ModelAccessError | None:
+    """A token (given, or huggingface_hub's own) holding a character no token has (a space, a
+    typographic quote, an invisible character pasted with it) cannot even be sent: said as such,
+    not as a crash in the HTTP client."""
     if not token or all(33 <= ord(c) < 127 for c in token):
         return None
     return ModelAccessError("the Hugging Face token holds a character no token has (a space, a quote or an "
@@ -304,8 +305,11 @@ def _token_problem(hub: Any, token: str | None) -> ModelAccessError | None:
 def hub_cache_problem(spec: ModelSpec, variant: str = "fp32") -> str | None:
     """Why huggingface_hub's cache cannot take ``spec``'s file now (it cannot be made or written,
     or the disk has less room than the file), or None. Creates nothing."""
-    f = _hub_file(spec, variant)
-    where = Path(_import_hub().constants.HF_HUB_CACHE)
+    return _cache_room(_import_hub(), _hub_file(spec, variant))
+
+
+def _cache_room(hub: Any, f: HubFile) -> str | None:
+    where = Path(hub.constants.HF_HUB_CACHE)
     why = cache_unwritable(where)
     if why is not None:
         return why
