@@ -237,11 +237,12 @@ examples:
   vbg ctl mirror on               a selfie view
   vbg ctl model selfie            switch models without dropping the camera
   vbg ctl status [--json]         what the status line shows
+  vbg ctl page [--print]          open the control page (its address, with the token, printed)
 The filter is found through its runtime file ($XDG_RUNTIME_DIR/vbg); the newest one when several run."""
 
 
 def _parser_ctl(sub) -> None:
-    p = sub.add_parser("ctl", help="control the running live filter: background, blur, effect, model, status",
+    p = sub.add_parser("ctl", help="control the running live filter: background, blur, effect, model, status, page",
                        description="Change what the running live filter (vbg ...) does, without restarting it.",
                        epilog=CTL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     cmds = p.add_subparsers(dest="ctl", metavar="ACTION", required=True)
@@ -259,6 +260,8 @@ def _parser_ctl(sub) -> None:
     c.add_argument("what", metavar="NAME")
     c = cmds.add_parser("status", help="the live figures, one line (or --json)")
     c.add_argument("--json", action="store_true", help="the whole status as JSON")
+    c = cmds.add_parser("page", help="open the control page in your web browser, and print its address")
+    c.add_argument("--print", action="store_true", dest="print_only", help="only print its address")
     p.set_defaults(func=cmd_ctl)
 
 
@@ -1033,6 +1036,14 @@ def cmd_ctl(args) -> int:
         s = client.status()
         print(json.dumps(s, indent=2) if args.json else format_status(s))
         return 0
+    if args.ctl == "page":
+        client.status()  # the filter answers: else one line saying it does not
+        url = client.page_url()
+        print(url)
+        if not args.print_only:
+            streams.flush()
+            open_url(url)
+        return 0
     if args.ctl in ("effect", "mirror"):
         on = {"on": True, "off": False}.get(what)
         if on is None:
@@ -1118,7 +1129,9 @@ def open_url(url: str) -> None:
 
 def _announce(cfg, opener: Callable[[str], None] | None = None):
     def on_control(url: str) -> None:
-        log.info("control: %s  (vbg ctl --help)", url)
+        # The token stays on the terminal (the page opens only with it); a journal hides it, and
+        # vbg ctl page opens the page from the runtime file instead.
+        log.info("control: %s  (vbg ctl --help)", url, extra=SHOWS_TOKEN)
         if cfg.control.ui:
             (opener or open_url)(url)
     return on_control
@@ -1290,10 +1303,15 @@ class _JournalLine(logging.Formatter):
 
 
 class _OneLine(logging.Formatter):
-    """Each message on one line: control characters (a file name's newline) escaped."""
+    """Each message on one line: control characters (a file name's newline) escaped, and the
+    secrets of URLs hidden, except in a record logged with ``extra=SHOWS_TOKEN`` (the control
+    page's address, whose token the user needs: the journal hides it there too)."""
 
     def formatMessage(self, record) -> str:
-        return streams.printable(super().formatMessage(record))
+        return streams.printable(super().formatMessage(record), redact=not getattr(record, "shows_token", False))
+
+
+SHOWS_TOKEN = {"shows_token": True}
 
 
 def _setup_logging(args) -> None:

@@ -212,12 +212,14 @@ def redacted(text: str) -> str:
     return _URL_SECRET_QUERY.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text))
 
 
-def printable(text: str) -> str:
+def printable(text: str, *, redact: bool = True) -> str:
     """``text`` with control characters escaped (``\\n``, ``\\x1b``, an undecodable byte's
     ``\\udcff``): a file name with a newline stays on its message's one line, and none
     can move the cursor or recolour the terminal; and a URL's password or token hidden
-    (``redacted``)."""
-    text = redacted(text)
+    (``redacted``) unless ``redact`` is False: vbg's own control address, whose token the
+    user needs to open the page."""
+    if redact:
+        text = redacted(text)
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -83,6 +83,10 @@ class Client:
     def status(self) -> dict:
         return self.request("GET", "/api/status")
 
+    def page_url(self) -> str:
+        """The control page's address with its token, as the filter printed it at start."""
+        return f"http://127.0.0.1:{int(self.info['port'])}/?token={self.info['token']}"
+
     def upload_file(self, path: str | Path) -> str:
         """The picture or video at ``path`` (read here, as the user) uploaded; its ``upload:N`` id.
         A video is sent as it is read (the filter keeps it on disk for its run)."""

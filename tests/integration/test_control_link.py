@@ -1,0 +1,94 @@
+"""The control page's address as a user gets it: printed at start with its token (the page opens
+only with it), hidden in the journal, and given again by ``vbg ctl page``.
+
+Real ``vbg`` processes on a real clip with the selfie model; the browser that ``vbg ctl page``
+opens is a script named by ``BROWSER`` (Python's webbrowser honours it) that writes down what it
+was asked to open.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from conftest import StderrLines
+from lockstep import wait_until
+from media import person_clip_frames, write_clip
+
+H, W = 180, 320
+
+
+def _start(tmp_path: Path, env: dict, stderr) -> subprocess.Popen:
+    clip = tmp_path / "clip.mp4"
+    if not clip.exists():
+        write_clip(clip, (f for f, _ in person_clip_frames(30, (H, W))), fps=30)
+    return subprocess.Popen([sys.executable, "-m", "vbg", "--source", str(clip), "--loop", "--model", "selfie",
+                             "--no-vcam", "--record", str(tmp_path / f"out-{len(list(tmp_path.iterdir()))}.mp4")],
+                            stderr=stderr, text=True, env=env)
+
+
+def _ctl(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vbg", "ctl", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def _page(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=60) as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/html")
+        return r.read().decode()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(120)
+
+
+def test_the_printed_address_opens_the_page_and_vbg_ctl_page_gives_it_again(tmp_path):
+    env = {**os.environ, "XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="vbgl-", dir="/tmp")}
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf "%s" "$1" > {opened}\n')
+    browser.chmod(0o755)
+    proc = _start(tmp_path, env, subprocess.PIPE)
+    err = StderrLines(proc)
+    try:
+        err.wait_for(lambda ln: "control: http://127.0.0.1:" in ln, "the control line")
+        line = next(ln for ln in err.lines if "control: " in ln)
+        url = line.split("control: ", 1)[1].split()[0]
+        assert "***" not in url and "?token=" in url, line  # the token is there to be used
+        assert 'id="' in _page(url)  # the page itself, not a refusal
+        r = _ctl(env, "page", "--print")
+        assert (r.returncode, r.stdout, r.stderr) == (0, url + "\n", "")
+        r = _ctl({**env, "BROWSER": str(browser)}, "page")
+        assert (r.returncode, r.stdout) == (0, url + "\n"), r.stderr
+        assert opened.read_text() == url
+    finally:
+        _stop(proc)
+    r = _ctl(env, "page")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no vbg filter is running" in r.stderr
+
+
+def test_the_journal_hides_the_token_and_vbg_ctl_page_opens_the_page(tmp_path):
+    """Under systemd (stderr is the journal's stream) the address is written with ``token=***``:
+    the journal is read by others than the user; ``vbg ctl page`` gives the page instead."""
+    env = {**os.environ, "XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="vbgl-", dir="/tmp")}
+    log = tmp_path / "journal.txt"
+    with open(log, "w") as journal:
+        st = os.fstat(journal.fileno())
+        proc = _start(tmp_path, {**env, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}, journal)
+        try:
+            wait_until(lambda: "control: " in log.read_text() or proc.poll() is not None, "the control line")
+            r = _ctl(env, "page", "--print")
+            assert r.returncode == 0, r.stderr
+            url = r.stdout.strip()
+            assert "***" not in url and 'id="' in _page(url)
+        finally:
+            _stop(proc)
+    text = log.read_text()
+    assert "<6>control: http://127.0.0.1:" in text and "?token=***" in text, text
+    assert url.split("?token=")[1] not in text
