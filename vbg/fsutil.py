@@ -79,9 +79,10 @@ def _temp_prefix(target: Path) -> str:
     255-byte name plus the random part and ``.partial`` would not fit the folder) and made
     unique again with a hash, so two long names that share a start do not meet."""
     name = target.name
-    if len(name.encode()) > 100:
-        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-        name = name.encode()[:80].decode(errors="ignore") + "~" + digest
+    raw = os.fsencode(name)  # the name's bytes as on disk: one that is not UTF-8 too (its \udcXX)
+    if len(raw) > 100:
+        digest = hashlib.sha1(raw).hexdigest()[:8]
+        name = os.fsdecode(raw[:80]) + "~" + digest
     return f".{name}."
 
 

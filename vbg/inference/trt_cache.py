@@ -177,7 +177,7 @@ def model_sha256(path: Path, memo_dir: Path | None) -> str:
     if memo_dir is None or st.st_size < _MEMO_MIN_BYTES:
         return file_sha256(real)
     stamp = {"path": str(real), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    memo = memo_dir / hashlib.sha256(str(real).encode()).hexdigest()[:32]
+    memo = memo_dir / hashlib.sha256(os.fsencode(real)).hexdigest()[:32]
     try:
         saved = json.loads(memo.read_text())
         if {k: saved.get(k) for k in stamp} == stamp and isinstance(saved.get("sha256"), str):
