@@ -246,7 +246,8 @@ def _parser_ctl(sub) -> None:
                        description="Change what the running live filter (vbg ...) does, without restarting it.",
                        epilog=CTL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     cmds = p.add_subparsers(dest="ctl", metavar="ACTION", required=True)
-    c = cmds.add_parser("background", help="a picture: a bundled or backgrounds-folder NAME, or a FILE of yours")
+    c = cmds.add_parser("background",
+                        help="a picture or video: a bundled or backgrounds-folder NAME, or a FILE of yours")
     c.add_argument("what", metavar="FILE|NAME")
     c = cmds.add_parser("color", help="a plain colour behind the person")
     c.add_argument("what", metavar="NAME|#RRGGBB")
@@ -1124,7 +1125,7 @@ def open_url(url: str) -> None:
     except Exception:  # webbrowser's own errors (a broken BROWSER setting)
         opened = False
     if not opened:
-        log.warning("no web browser could be opened: open %s yourself", url)
+        log.warning("no web browser could be opened: open %s yourself", url, extra=SHOWS_TOKEN)
 
 
 def _announce(cfg, opener: Callable[[str], None] | None = None):
@@ -1770,7 +1771,15 @@ def cmd_config_edit(args) -> int:
 
     path = userconfig.default_path()
     if not os.path.lexists(path):
-        if userconfig.create_default(path):
+        try:
+            made = userconfig.create_default(path)
+        except OSError as e:  # a read-only home, XDG_CONFIG_HOME naming a file
+            from .errors import OutputError, one_line
+
+            raise OutputError(f"{path}: cannot write there ({one_line(e)}): set XDG_CONFIG_HOME to a folder you can "
+                              "write to, or keep your settings in a file of your own and pass it with --config FILE"
+                              ) from None
+        if made:
             log.info("made %s from the defaults, every setting commented out", path)
     editor = userconfig.editor_command()
     if editor is None:

@@ -11,6 +11,7 @@ prints: the CLI says what happened.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import subprocess
@@ -157,7 +158,10 @@ def install(config: str | Path | None = None, *, run: Runner = run_systemctl, pa
     except OSError as e:
         from .fsutil import write_error_hint
 
-        raise OutputError(f"cannot write {path} ({e.strerror or e}): {write_error_hint(e)}") from None
+        hint = write_error_hint(e)
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # no other folder to choose: systemd reads it
+            hint = f"systemd reads your units from {path.parent}: make it writable for you"
+        raise OutputError(f"cannot write {path} ({e.strerror or e}): {hint}") from None
     return _steps(Outcome(path), [["systemctl", "--user", "daemon-reload"],
                                   ["systemctl", "--user", "enable", "--now", UNIT]], run)
 

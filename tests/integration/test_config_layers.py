@@ -187,6 +187,19 @@ def test_config_edit_reports_a_bad_value_and_keeps_an_existing_file(tmp_path, ho
     assert _config([], "live").model.gpu == 1
 
 
+def test_config_edit_where_no_config_can_be_made_is_one_line(tmp_path, home, monkeypatch):
+    """XDG_CONFIG_HOME naming a file (or a read-only home): one line naming the folder and the
+    two ways out, exit 10, no editor started. It was an OSError traceback."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(_write(tmp_path / "notes.txt", "mine\n")))
+    proc = run_vbg("config", "edit", env={"VISUAL": _editor(tmp_path, "gpu = 1\n")})
+    assert proc.returncode == 10 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"vbg: error: {tmp_path / 'notes.txt' / 'vbg' / 'config.toml'}: cannot write there (Not a directory: "
+        f"'{tmp_path / 'notes.txt' / 'vbg'}'): set XDG_CONFIG_HOME to a folder you can write to, or keep your "
+        "settings in a file of your own and pass it with --config FILE"]
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+
+
 def test_a_bad_default_file_stops_the_live_filter_at_once_naming_the_file(home):
     _write(home, "[model\n")
     proc = run_vbg("--source", "demo", "--no-vcam", "--frames", "1", timeout=120)

@@ -67,6 +67,8 @@ def test_the_printed_address_opens_the_page_and_vbg_ctl_page_gives_it_again(tmp_
         r = _ctl({**env, "BROWSER": str(browser)}, "page")
         assert (r.returncode, r.stdout) == (0, url + "\n"), r.stderr
         assert opened.read_text() == url
+        r = _ctl({**env, "BROWSER": str(tmp_path / "no-such-browser")}, "page")  # no browser opens: its address
+        assert r.returncode == 0 and r.stderr == f"vbg: no web browser could be opened: open {url} yourself\n", r.stderr
     finally:
         _stop(proc)
     r = _ctl(env, "page")

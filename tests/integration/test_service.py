@@ -97,6 +97,25 @@ def test_install_writes_a_runnable_unit_and_uninstall_removes_it_without_systemd
     assert status.returncode == 1 and "not installed" in status.stdout
 
 
+def test_a_read_only_config_home_names_the_folder_systemd_reads(tmp_path, monkeypatch):
+    """No other folder can be chosen for a user unit: the line says to make systemd's own folder
+    writable (it said "choose a folder you can write to", with no option to choose one)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=16k", "tmpfs", str(ro)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("a read-only file system to write to needs root here (a mode does not stop root)")
+    try:
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(ro))
+        proc = run_vbg("service", "install")
+    finally:
+        subprocess.run(["umount", str(ro)], check=False)
+    assert proc.returncode == 10 and "Traceback" not in proc.stderr, proc.stderr
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")] == [
+        f"vbg: error: cannot write {ro / 'systemd' / 'user' / 'vbg.service'} (Read-only file system): systemd "
+        f"reads your units from {ro / 'systemd' / 'user'}: make it writable for you"], proc.stderr
+
+
 def test_a_bad_config_file_is_refused_before_anything_is_written(tmp_path, xdg):
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[model]\nmodle = 1\n")
