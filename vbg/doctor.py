@@ -81,6 +81,9 @@ PACKAGES = (
     ("torch", ("torch",), False, "'vbg[torch]'"),
     ("onnx", ("onnx",), False, "'vbg[torch]'"),
 )
+# what each optional package is for, as the doctor says it when one is missing
+OPTIONAL_USES = {"huggingface_hub": "downloading RMBG-1.4", "torch": "--backend torch, --variant export, vbg export",
+                 "onnx": "--backend torch, --variant export, vbg export"}
 
 
 def _dist_versions(names: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -133,10 +136,12 @@ def check_packages(importer: Callable[[str], object] = _quiet_import) -> list[Ch
     else:
         checks.append(Check("packages", OK, ", ".join(found)))
     if optional_missing:
-        names = ", ".join(m for m, _, _ in optional_missing)
+        uses: dict[str, list[str]] = {}  # what goes missing -> the packages it needs, in order
+        for m, _, _ in optional_missing:
+            uses.setdefault(OPTIONAL_USES[m], []).append(m)
         pips = " ".join(sorted({p for _, p, _ in optional_missing}))
         checks.append(Check("optional packages", WARN,
-                            f"not installed: {names} (downloading RMBG-1.4, --backend torch, vbg export)",
+                            "not installed: " + "; ".join(f"{', '.join(ms)} ({use})" for use, ms in uses.items()),
                             f"pip install {pips}"))
     return checks
 

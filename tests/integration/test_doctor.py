@@ -114,6 +114,26 @@ def test_missing_required_package_is_a_failure_with_the_pip_command():
 
 
 
+@pytest.mark.parametrize(("absent", "detail"), [
+    (("torch", "onnx"), "not installed: torch, onnx (--backend torch, --variant export, vbg export)"),
+    (("huggingface_hub",), "not installed: huggingface_hub (downloading RMBG-1.4)"),
+    (("huggingface_hub", "onnx"), "not installed: huggingface_hub (downloading RMBG-1.4); onnx (--backend torch, "
+                                  "--variant export, vbg export)"),
+])
+def test_a_missing_optional_package_names_only_what_it_is_for(absent, detail):
+    """A fresh ``pip install vbg`` has no torch: the doctor no longer says that downloading
+    RMBG-1.4 needs it (huggingface_hub fetches the ONNX file alone)."""
+    real = __import__("importlib").import_module
+
+    def importer(name):
+        if name in absent:
+            raise ImportError(f"No module named {name!r}")
+        return real(name)
+
+    optional = [c for c in doctor.check_packages(importer) if c.name == "optional packages"]
+    assert [(c.status, c.detail) for c in optional] == [(WARN, detail)]
+
+
 # ---------------------------------------------------------------------------- dependency floors
 def _installed(versions: dict[str, str]):
     """A version lookup over a fixed table, with pip's name normalisation (huggingface_hub == huggingface-hub)."""
