@@ -874,7 +874,7 @@ def _process_on_ray(plan: _ProcessPlan, args, address: str | None, workers: int 
             log.info("%s: %s", f.src, w)
         f.progress.done = res.frames
         if job_bar is not None and job_bar.tty:
-            job_bar.stream.write("\r\x1b[2K")
+            job_bar.clear_line()
         f.progress.finish(f"{f.src} -> {res.output}: {_frames_word(res.frames)} in {res.seconds:.1f} s "
                           f"({res.fps:.1f} fps, model {res.infer_ms_p50:.0f} ms/frame, Ray)", output=res.output,
                           interrupted=False)
@@ -1265,7 +1265,14 @@ def cmd_live(args, *, opener: Callable[[str], None] | None = None) -> int:
         if to_systemd(line) or args.quiet:
             return
         if interactive:
-            print("\r" + line, end="", file=sys.stderr, flush=True)
+            # one row rewritten in place: it must not wrap (the next "\r" returns to the start of its
+            # last row only), and spaces clear what a longer line before it left
+            from .stats import fit_status_line
+
+            width = max(1, streams.columns(sys.stderr) - 1)
+            text = fit_status_line(line, width)
+            print("\r" + text + " " * (width - streams.cells(text)), end="", file=sys.stderr, flush=True)
+            streams.row_drawn(width)
         else:
             log.info("%s", line)
 
@@ -1278,6 +1285,7 @@ def cmd_live(args, *, opener: Callable[[str], None] | None = None) -> int:
         to_systemd(None)
         if interactive and not args.quiet:
             print(file=sys.stderr)
+            streams.row_drawn(None)
     snap = stats.snapshot()
     log.info("stopped after %d frames: %.1f fps out, model %.1f ms p50, latency %.0f/%.0f ms p50/p95",
              snap["out_frames"], snap["out_fps"], snap["infer_ms_p50"], snap["latency_ms_p50"], snap["latency_ms_p95"])
@@ -1289,6 +1297,7 @@ _JOURNAL = [False]  # stderr goes to the journal (a systemd service): no "vbg: "
 
 def _error(problem) -> None:
     """The one line of an error (a newline in a file name shown escaped, on the same line)."""
+    streams.clear_row(sys.stderr)
     print(f"{'<3>' if _JOURNAL[0] else 'vbg: '}error: {streams.printable(str(problem))}", file=sys.stderr)
 
 
@@ -1315,12 +1324,21 @@ class _OneLine(logging.Formatter):
 SHOWS_TOKEN = {"shows_token": True}
 
 
+class _RowHandler(logging.StreamHandler):
+    """A log line on a row of its own: the progress bar or status line being redrawn on the
+    terminal is blanked first (the line ran on from the bar's end)."""
+
+    def emit(self, record) -> None:  # called under the handler's lock
+        streams.clear_row(self.stream)
+        super().emit(record)
+
+
 def _setup_logging(args) -> None:
     from .service import journal_stderr
 
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     _JOURNAL[0] = journal_stderr()
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _RowHandler(sys.stderr)
     handler.setFormatter(_JournalLine("%(message)s") if _JOURNAL[0] else _OneLine("vbg: %(message)s"))
     root = logging.getLogger("vbg")
     root.handlers[:] = [handler]
@@ -1328,7 +1346,7 @@ def _setup_logging(args) -> None:
     root.propagate = False
     from . import liblogs
 
-    libs = logging.StreamHandler(sys.stderr)  # other libraries' messages, only with -v, named
+    libs = _RowHandler(sys.stderr)  # other libraries' messages, only with -v, named
     libs.setFormatter(_JournalLine("%(name)s: %(message)s") if _JOURNAL[0]
                       else _OneLine("vbg: %(name)s: %(message)s"))
     liblogs.configure(args.verbose, libs)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from .clock import Clock, MonotonicClock
-from .streams import printable, redacted
+from .streams import cells, columns, fit, printable, redacted, row_drawn
 
 MODES = ("bar", "quiet", "json")
 
@@ -31,7 +32,8 @@ def _fmt_time(seconds: float) -> str:
 
 class Progress:
     def __init__(self, label: str, total: int | None, *, mode: str = "bar", stream: TextIO | None = None,
-                 clock: Clock | None = None, interval: float | None = None, width: int = 24) -> None:
+                 clock: Clock | None = None, interval: float | None = None, width: int = 24,
+                 terminal_columns: Callable[[], int] | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"progress mode {mode!r}: use one of {MODES}")
         # A person reads the bar: a newline or escape code in a file name is shown escaped
@@ -44,6 +46,8 @@ class Progress:
         # A terminal redraws one line often; a log file or a script gets fewer lines.
         self.interval = interval if interval is not None else (0.2 if self.tty else 5.0 if mode == "bar" else 1.0)
         self.width = width
+        # the terminal's width, read at each redraw (a window may be resized): the bar fits in it
+        self._columns = terminal_columns or (lambda: columns(self.stream))
         self.t0 = self.clock.now()
         # A terminal shows the bar at once; a log gets its first line after one interval.
         self._last_draw = -1e9 if self.tty or mode == "json" else self.t0
@@ -78,22 +82,43 @@ class Progress:
         elif self.mode == "bar":
             self._draw()
 
-    def line(self) -> str:
+    def line(self, width: int | None = None) -> str:
+        """The progress as one line; at most ``width`` cells when given: the bar narrows (and goes
+        under 8 cells), then the name loses its middle, then the figures their end."""
         fps = self.rate()
         if self.total:
             frac = min(1.0, self.done / self.total)
-            filled = int(frac * self.width)
-            bar = "#" * filled + "." * (self.width - filled)
-            return (f"{self.label} [{bar}] {100 * frac:3.0f}% {self.done}/{self.total} frames "
-                    f"{fps:5.1f} fps ETA {_fmt_time(self.eta())}")
-        return f"{self.label} {self.done} frames {fps:5.1f} fps {_fmt_time(self.clock.now() - self.t0)}"
+            tail = f" {100 * frac:3.0f}% {self.done}/{self.total} frames {fps:5.1f} fps ETA {_fmt_time(self.eta())}"
+            bar_w = self.width
+            if width is not None:
+                bar_w = min(self.width, width - cells(self.label) - cells(tail) - 3)  # " [" "]"
+                bar_w = bar_w if bar_w >= 8 else 0
+            filled = int(frac * bar_w)
+            bar = f" [{'#' * filled}{'.' * (bar_w - filled)}]" if bar_w else ""
+        else:
+            bar, tail = "", f" {self.done} frames {fps:5.1f} fps {_fmt_time(self.clock.now() - self.t0)}"
+        if width is None:
+            return f"{self.label}{bar}{tail}"
+        label = fit(self.label, max(8, width - cells(bar) - cells(tail)), middle=True)
+        return fit(f"{label}{bar}{tail}", width)
 
     def _draw(self) -> None:
         if self.tty:
-            self.stream.write("\r\x1b[2K" + self.line())
+            # One row, rewritten in place: it must not wrap (a redraw returns to the start of its
+            # last row only), and spaces, not an escape code, clear what a longer one left.
+            width = max(1, self._columns() - 1)
+            text = self.line(width)
+            self.stream.write("\r" + text + " " * (width - cells(text)))
+            row_drawn(width)
         else:
             self.stream.write(self.line() + "\n")
         self.stream.flush()
+
+    def clear_line(self) -> None:
+        """Blank the row the bar is on (a terminal), the cursor at its start."""
+        width = max(1, self._columns() - 1)
+        self.stream.write("\r" + " " * width + "\r")
+        row_drawn(None)
 
     def finish(self, summary: str, **fields) -> None:
         """Close the bar and print the one-line summary (or the JSON 'done' event)."""
@@ -102,7 +127,7 @@ class Progress:
                       fps=round(self.rate(), 2), **fields)
             return
         if self.mode == "bar" and self.tty:
-            self.stream.write("\r\x1b[2K")
+            self.clear_line()
         self.stream.write(printable(summary) + "\n")
         self.stream.flush()
 
@@ -110,5 +135,5 @@ class Progress:
         if self.mode == "json":
             self.emit("error", message=message)
         elif self.mode == "bar" and self.tty:
-            self.stream.write("\r\x1b[2K")
+            self.clear_line()
             self.stream.flush()

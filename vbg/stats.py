@@ -12,6 +12,31 @@ from collections import deque
 import numpy as np
 
 
+# The status line's parts in the order they go when the terminal is too narrow for them all:
+# "" is the provider list ("CPU", "CUDA,CPU"), the one part with no name in front.
+_DROP_FIRST = ("cam ", "fresh ", "mask age ", "", "model ", "latency ")
+_NAMED = ("out ", "cam ", "model ", "fresh ", "mask age ", "latency ", "camera lost", "idle")
+
+
+def _is_provider(part: str) -> bool:
+    return not part.startswith(_NAMED)
+
+
+def fit_status_line(line: str, width: int) -> str:
+    """A :meth:`LiveStats.status_line` in ``width`` terminal cells: its parts dropped, the least
+    telling first (the camera's rate, the fresh share, the mask age, the provider, the model's
+    time, the latency), until it fits; what it says after them (camera lost, idle) and the output
+    rate stay. Cut at the end if even that is too long."""
+    from .streams import cells, fit
+
+    parts = line.split(" | ")
+    for prefix in _DROP_FIRST:
+        if cells(" | ".join(parts)) <= width:
+            break
+        parts = [p for p in parts if not (p.startswith(prefix) if prefix else _is_provider(p))]
+    return fit(" | ".join(parts), width)
+
+
 class Window:
     """The last ``n`` samples of one quantity (e.g. ms), for p50/p95."""
 

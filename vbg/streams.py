@@ -225,6 +225,75 @@ def printable(text: str, *, redact: bool = True) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def columns(stream=None, environ=None) -> int:
+    """How many character cells a line on the terminal ``stream`` (default stderr) has before it
+    wraps: ``COLUMNS`` when it holds a number (a user's or a test's setting), else the terminal's
+    own width, else 80. A redrawn line (the progress bar, the live status line) longer than that
+    wraps, and its next redraw, which returns to the start of the last row only, leaves the rest
+    behind on the screen."""
+    env = os.environ if environ is None else environ
+    value = env.get("COLUMNS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        return os.get_terminal_size((stream or sys.stderr).fileno()).columns or 80
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return 80
+
+
+_ROW: list[int | None] = [None]  # the width of the row a bar or the status line is being redrawn on, else None
+
+
+def row_drawn(width: int | None) -> None:
+    """A redrawn row (the progress bar, the live status line) of ``width`` cells now ends where
+    the cursor is; None: the row was closed (a newline after it, or blanked)."""
+    _ROW[0] = width
+
+
+def clear_row(stream) -> None:
+    """Before a message: blank the row being redrawn and go to its start, so the message does not
+    run on from the bar's end; the bar is drawn again below it at its next update."""
+    width = _ROW[0]
+    if width is not None:
+        _ROW[0] = None
+        stream.write("\r" + " " * width + "\r")
+
+
+def cells(text: str) -> int:
+    """The terminal cells ``text`` takes: a wide (CJK) or full-width character two, a combining
+    mark none, any other one."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def fit(text: str, width: int, *, middle: bool = False) -> str:
+    """``text`` cut to at most ``width`` cells, ``...`` standing for what was cut: at the end, or
+    in the ``middle`` (a file name keeps its end, where the type is)."""
+    if cells(text) <= width:
+        return text
+    if width <= 3:
+        return "." * max(0, width)
+    room = width - 3
+    if not middle:
+        return _head(text, room) + "..."
+    tail = _head(text[::-1], room // 2)[::-1]
+    return _head(text, room - cells(tail)) + "..." + tail
+
+
+def _head(text: str, width: int) -> str:
+    """The longest start of ``text`` that takes at most ``width`` cells."""
+    out, used = [], 0
+    for c in text:
+        used += cells(c)
+        if used > width:
+            break
+        out.append(c)
+    return "".join(out)
+
+
 def flush() -> None:
     """Flush both streams now, so a failure is known before the exit code is chosen."""
     for stream in (sys.stdout, sys.stderr):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -205,6 +206,86 @@ def test_progress_bar_escapes_the_name():
     p.finish("evil\n\x1b[31mname.mp4 -> out.mp4: 10 frames")
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and all(ln.startswith("evil\\n\\x1b[31mname.mp4") for ln in lines), lines
+
+
+class Screen:
+    """What a terminal of ``cols`` columns shows after some output: text wraps at the last column
+    (the next character goes to a new row), ``\r`` returns to the start of the cursor's row and
+    ``\n`` goes to the next one. An escape code would show as its characters."""
+
+    def __init__(self, cols: int) -> None:
+        self.cols, self.rows, self.x, self.y = cols, [[]], 0, 0
+
+    def feed(self, text: str) -> None:
+        for c in text:
+            if c == "\r":
+                self.x = 0
+            elif c == "\n":
+                self.x, self.y = 0, self.y + 1
+            else:
+                if self.x == self.cols:  # the pending wrap of a full row
+                    self.x, self.y = 0, self.y + 1
+                while len(self.rows) <= self.y:
+                    self.rows.append([])
+                row = self.rows[self.y]
+                row.extend(" " * (self.x + 1 - len(row)))
+                row[self.x] = c
+                self.x += 1
+            while len(self.rows) <= self.y:
+                self.rows.append([])
+
+    def lines(self) -> list[str]:
+        return ["".join(r).rstrip() for r in self.rows if "".join(r).strip()]
+
+
+def _on_a_terminal(argv: list[str], cols: int, cwd: Path, timeout: float = 300) -> tuple[int, list[str]]:
+    """Run vbg with stderr on a pseudo-terminal ``cols`` columns wide (its own width, no COLUMNS):
+    the exit code and the screen's rows at the end."""
+    import fcntl
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, cols, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", *argv], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=slave, cwd=cwd, env=env)
+    os.close(slave)
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every writer of the terminal has closed it
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    rc = proc.wait(timeout)
+    screen = Screen(cols)
+    screen.feed(out.decode("utf-8", "replace").replace("\r\n", "\n"))  # the tty's ONLCR
+    return rc, screen.lines()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
+def test_the_progress_bar_and_the_status_line_fit_a_narrow_terminal(tmp_path):
+    """On a 50-column terminal the bar of ``vbg process`` and the live status line are redrawn
+    in one row: the screen ends with the log lines and the summary, no piece of a bar or of a
+    status line left behind. The 121-cell status line and a long file name's bar wrapped, and
+    each redraw (``\r`` returns to the start of the last row only) left a row behind."""
+    name = "a lecture recording with a long name, 2024-05-01.mp4"
+    write_clip(tmp_path / name, [f for f, _ in person_clip_frames(90, (96, 128))])
+    rc, rows = _on_a_terminal(["process", name, "-o", "out.mp4", "--model", "selfie"], 50, tmp_path)
+    assert rc == 0, rows
+    assert not [r for r in rows if re.search(r"\d+/\d+ frames", r)], rows  # no piece of a bar left
+    screen = "".join(rows).replace(" ", "")  # rows as one text (a long line wraps)
+    assert f"{name}->out.mp4:90framesin".replace(" ", "") in screen and screen.endswith("ms/frame)"), rows
+    assert all("\x1b" not in r and "[2K" not in r for r in rows), rows
+    rc, rows = _on_a_terminal(["--source", name, "--loop", "--model", "selfie", "--no-vcam", "--record",
+                               "live.mp4", "--duration", "3"], 50, tmp_path)
+    assert rc == 0, rows
+    status = [r for r in rows if r.startswith("out ") or re.search(r"(fps|ms) \|", r)]
+    assert len(status) == 1 and status[0].startswith("out ") and len(status[0]) <= 49, rows
 
 
 @pytest.mark.parametrize("verbose", [False, True], ids=["default", "-v"])

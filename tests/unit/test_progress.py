@@ -58,3 +58,32 @@ def test_quiet_prints_only_the_summary_and_unknown_total_works():
     clock.advance(2.0)
     unknown.update(40)
     assert unknown.line() == "y 40 frames  20.0 fps 0:02"
+
+
+def test_a_narrow_terminal_keeps_the_figures_a_user_reads_first():
+    """A long name loses its middle before the figures; the bar goes before the percentage."""
+    clock, out = FakeClock(), Tty()
+    p = Progress("holiday 2024/a very long name of the first day at the beach.mp4", 300, stream=out, clock=clock,
+                 terminal_columns=lambda: 60)
+    clock.advance(2.0)
+    p.update(150)
+    row = out.getvalue().split("\r")[-1].rstrip()
+    assert len(out.getvalue().split("\r")[-1]) == 59  # the row is filled to the last column but one
+    assert row.startswith("holiday 2...") and ".mp4  50%" in row, row
+    assert row.endswith(" 50% 150/300 frames  75.0 fps ETA 0:02"), row
+    p = Progress("clip.mp4", 300, stream=Tty(), clock=clock, terminal_columns=lambda: 60)
+    p.update(150)
+    assert "clip.mp4 [" in p.line(59) and len(p.line(59)) <= 59
+
+
+def test_the_live_status_line_drops_its_least_telling_parts_first():
+    from vbg.stats import fit_status_line
+
+    line = ("out  28.5 fps | cam  28.1 fps | model   6.9/ 47.7 ms p50/p95 | fresh  45% | mask age   13 ms | "
+            "latency   13/  46 ms | CPU | camera lost")
+    assert fit_status_line(line, 200) == line
+    assert fit_status_line(line, 80) == "out  28.5 fps | latency   13/  46 ms | camera lost"
+    assert fit_status_line(line, 40) == "out  28.5 fps | camera lost"
+    narrow = fit_status_line(line, 12)
+    assert narrow == "out  28.5..." and len(narrow) == 12
+    assert fit_status_line(line.replace("CPU", "CUDA,CPU"), 118).endswith("| latency   13/  46 ms | CUDA,CPU | camera lost")
