@@ -29,6 +29,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--mute-audio", "--hide-scrollbars"]
 
+# Named keys for press() (W3C WebDriver key codes).
+KEYS = {"ArrowLeft": "\ue012", "ArrowRight": "\ue014", "Enter": "\ue007", "Tab": "\ue004", "Space": " "}
+
 # The W3C element reference key.
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 
@@ -81,7 +84,8 @@ class Browser:
             args = FLAGS + [f"--user-data-dir={self._profile}", f"--window-size={width},{height}"]
             caps = {"capabilities": {"alwaysMatch": {
                 "browserName": "chrome", "pageLoadStrategy": "normal",
-                "goog:chromeOptions": {"binary": chromium, "args": args}}}}
+                "goog:chromeOptions": {"binary": chromium, "args": args},
+                "goog:loggingPrefs": {"browser": "ALL"}}}}  # the console, for console_errors()
             self.session = self._call("POST", "/session", caps)["sessionId"]
         except BaseException:
             self.close()
@@ -170,6 +174,25 @@ class Browser:
 
     def click(self, css: str) -> None:
         self._call("POST", self._s(f"/element/{self.element(css)}/click"), {})
+
+    def press(self, *keys: str) -> None:
+        """Presses and releases each key in turn on the focused element, as a keyboard does
+        (W3C key values: "\ue012" is ArrowLeft, "\ue007" Enter; see KEYS)."""
+        steps = []
+        for k in keys:
+            steps += [{"type": "keyDown", "value": KEYS.get(k, k)}, {"type": "keyUp", "value": KEYS.get(k, k)}]
+        self._call("POST", self._s("/actions"), {"actions": [{"type": "key", "id": "keyboard", "actions": steps}]})
+        self._call("DELETE", self._s("/actions"))
+
+    def role(self, css: str) -> str:
+        """The element's computed ARIA role, as a screen reader is told it ("button", "listitem")."""
+        return self._call("GET", self._s(f"/element/{self.element(css)}/computedrole"))
+
+    def console_errors(self) -> list[str]:
+        """The console's error lines since the last call (a failed load of the page's files, a
+        script error), from Chromium's log."""
+        logs = self._call("POST", self._s("/se/log"), {"type": "browser"}) or []
+        return [e.get("message", "") for e in logs if e.get("level") == "SEVERE"]
 
     def send_file(self, css: str, path: str | os.PathLike) -> None:
         """Types a file path into an ``<input type=file>``, as a user picking that file."""

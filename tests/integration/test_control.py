@@ -472,8 +472,12 @@ def test_blur_and_pictures_from_the_folder_and_uploads(live, tmp_path):
     assert status == 200 and body["id"].startswith("upload:")
     assert live.api("POST", "/api/background", {"id": body["id"]})[0] == 200
     live.later(lambda s, img: (np.abs(_corner(img).astype(int) - (50, 60, 70)) <= 1).all(), "the uploaded picture")
-    recent = [i for i in live.api("GET", "/api/backgrounds")[1]["items"] if i["kind"] == "recent"]
-    assert recent[0]["id"] == "recent:0" and recent[0]["label"] == "up 1"
+    listed = live.api("GET", "/api/backgrounds")[1]["items"]
+    recent = [i for i in listed if i["kind"] == "recent"]
+    upload = next(i for i in listed if i["id"] == body["id"] and i["kind"] == "upload")
+    # a recent one is named by the id it stands for, its thumbnail the same address: exact, not a place in the row
+    assert recent[0]["id"] == body["id"] and recent[0]["label"] == "up" and recent[0]["thumb"] == upload["thumb"]
+    assert live.api("POST", "/api/background", {"id": "recent:0"})[1]["background"]["id"] == body["id"]  # still taken
     status, body = live.api("POST", "/api/upload", b"not an image at all", headers={"Content-Type": "image/png",
                                                                                    "X-Vbg-Name": "notes.png"})
     assert status == 400 and body["error"].startswith("the uploaded notes.png is not an image"), body
@@ -576,7 +580,7 @@ def test_a_video_uploaded_plays_from_a_private_folder_of_this_run(live, tmp_path
     assert kept.parent == uploads and kept.suffix == ".mp4" and kept.read_bytes() == data  # whole, named
     assert not [p for p in uploads.iterdir() if p.name.endswith(".partial")]
     items = {i["id"]: i for i in live.api("GET", "/api/backgrounds")[1]["items"]}
-    assert items[body["id"]]["video"] is True and items[body["id"]]["label"].startswith("waves ")
+    assert items[body["id"]]["video"] is True and items[body["id"]]["label"].startswith("waves")
     status, jpeg, _ = live.request("GET", items[body["id"]]["thumb"])
     thumb = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     assert status == 200 and _is_near(thumb, cyan)
@@ -876,7 +880,8 @@ def test_status_and_preview(live):
     assert status == 200
     assert s["frames"] > 0 and s["fps"] > 0 and s["latency_ms"]["p50"] > 0 and s["render_ms"]["p95"] > 0
     assert s["model"] == "selfie" and "selfie-landscape" in s["models"] and s["providers"]
-    assert s["background"] == {"id": "color:#0000ff", "label": "#0000ff"} and s["camera_lost"] is False
+    assert s["background"] == {"id": "color:#0000ff", "label": "#0000ff", "color": "#0000ff"}
+    assert s["camera_lost"] is False
     assert s["cpu_percent"] is None or s["cpu_percent"] >= 0
     status, data, resp = live.request("GET", "/api/preview.jpg")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -998,7 +1003,7 @@ def test_vbg_ctl_end_to_end(live, capsys, tmp_path, vbg_logging):
     assert shown["id"].startswith("upload:") and capsys.readouterr().out.strip().endswith(f"background {shown['label']}")
     live.later(lambda s, img: _is_near(img, (200, 120, 20)), "the video sent from the command line")
     library = live.pipe.controller.library
-    assert shown["label"].startswith("waves ") and library.video(shown["id"])[2].parent == library.videos.folder
+    assert shown["label"].startswith("waves") and library.video(shown["id"])[2].parent == library.videos.folder
     assert clip.exists()  # played from the run's copy; the user's file untouched
     broadcast = tmp_path / "match.ts"
     broadcast.write_bytes(b"G" + bytes(187))  # one MPEG-TS packet: the suffix is what is told
@@ -1016,7 +1021,7 @@ def test_vbg_ctl_end_to_end(live, capsys, tmp_path, vbg_logging):
                                                           at_least))]) == 0
         shown = live.pipe.controller.background
         kept = library.video(shown["id"])[2]
-        assert shown["label"].startswith(name[:-4] + " ") and kept.suffix == ".gif"
+        assert shown["label"].startswith(name[:-4]) and kept.suffix == ".gif"
         assert kept.stat().st_size == (tmp_path / name).stat().st_size
         live.later(lambda s, img: _is_near(img, colour), f"the {name} sent from the command line")
     huge = tmp_path / "huge.gif"
@@ -1246,3 +1251,120 @@ def test_vbg_ctl_and_signals_against_a_running_vbg(tmp_path):
     r = ctl("status")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no vbg filter is running" in r.stderr
     shutil.rmtree(env["XDG_RUNTIME_DIR"])
+
+
+
+# ---------------------------------------------------------------------------- the control page's audit
+def test_the_page_without_its_token_is_a_page_saying_how_to_open_it(live):
+    """A browser that opens the page's address without its token gets a page (403) saying how to
+    open it, in the page's style, no script: it got the API's raw JSON. The API keeps its JSON."""
+    for path in ("/", "/index.html", "/?token=wrong"):
+        status, data, resp = live.request("GET", path, token=False)
+        text = data.decode()
+        assert status == 403 and resp.getheader("Content-Type").startswith("text/html"), (path, text)
+        assert "token" in text and "vbg ctl page" in text and "<script" not in text
+        assert "script-src" not in resp.getheader("Content-Security-Policy")  # default-src 'none': none runs
+    status, body = live.api("GET", "/api/status", token=False)
+    assert status == 403 and "token" in body["error"]
+    status, data, resp = live.request("GET", "/", token=False, host="evil.example")
+    assert status == 403 and "Host" in json.loads(data)["error"]  # a rebinding page gets no page
+
+
+def test_the_icon_needs_no_token(live):
+    """/favicon.ico (asked for by every browser, without the page's token) is a small icon: it was a
+    403, a console error on each load; the page declares its icon too."""
+    status, data, resp = live.request("GET", "/favicon.ico", token=False)
+    assert status == 200 and resp.getheader("Content-Type") == "image/svg+xml" and b"<svg" in data
+    page = live.request("GET", "/")[1].decode()
+    assert 'rel="icon"' in page
+    href = page.split('rel="icon"')[1].split('href="')[1].split('"')[0]
+    status, data, resp = live.request("GET", href, token=False)
+    assert status == 200 and resp.getheader("Content-Type").startswith("image/")
+
+
+def test_upload_labels_are_numbered_only_when_they_clash(live):
+    """An upload is labelled by its name; a number is added only when that label is taken already
+    (every upload got one: "tiny 3")."""
+    png = _png(Path(tempfile.mkdtemp()) / "x.png", (9, 9, 9)).read_bytes()
+    labels = []
+    for name in ("tiny-unique.png", "tiny-unique.png", "mine.png"):
+        status, body = live.api("POST", "/api/upload", png, headers={"Content-Type": "image/png", "X-Vbg-Name": name})
+        assert status == 200
+        labels.append(live.pipe.controller.library.label(body["id"]))
+    assert labels == ["tiny-unique", "tiny-unique 2", "mine 2"]  # "mine": the folder's picture's label
+
+
+def test_thumbnails_are_versioned_cached_and_remade_when_the_file_changes(live):
+    """A thumbnail's address names its file's version: the browser may keep it (it re-fetched and the
+    server re-decoded every one on each listing); a changed file gets a new address and picture;
+    the status carries a fingerprint of the listing, so the page knows when to list again."""
+    path = live.folder / "changing.png"
+    try:
+        _png(path, (200, 30, 30))
+        items = {i["id"]: i for i in live.api("GET", "/api/backgrounds")[1]["items"]}
+        version = live.api("GET", "/api/status")[1]["backgrounds_version"]
+        thumb = items["folder:changing.png"]["thumb"]
+        assert "?v=" in thumb
+        status, data, resp = live.request("GET", thumb)
+        assert status == 200 and "max-age" in resp.getheader("Cache-Control")
+        assert np.abs(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[20, 80] - (30, 30, 200)).max() < 30
+        status, _, resp = live.request("GET", thumb.partition("?")[0])
+        assert status == 200 and resp.getheader("Cache-Control") == "no-store"  # no version named: not kept
+        _png(path, (30, 30, 200))
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+        assert live.api("GET", "/api/status")[1]["backgrounds_version"] != version
+        again = {i["id"]: i for i in live.api("GET", "/api/backgrounds")[1]["items"]}["folder:changing.png"]["thumb"]
+        assert again != thumb
+        status, data, _ = live.request("GET", again)
+        assert np.abs(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[20, 80] - (200, 30, 30)).max() < 30
+        status, _, resp = live.request("GET", thumb)  # the old version's address: today's picture, not kept
+        assert status == 200 and resp.getheader("Cache-Control") == "no-store"
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _with_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """``jpeg`` with an EXIF APP1 segment that holds only the Orientation tag."""
+    import struct
+
+    tiff = b"MM\0*" + struct.pack(">I", 8) + struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)
+    tiff += struct.pack(">I", 0)
+    app1 = b"Exif\0\0" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
+def test_a_big_jpeg_thumbnail_is_decoded_reduced_and_a_large_folder_stays_cached(tmp_path, monkeypatch):
+    """A 24 Mpx photo's thumbnail is decoded at an eighth of its size (it was decoded whole: a
+    quarter of a second of a core each), turned as its EXIF says; a folder of 300 pictures'
+    thumbnails are all kept (64 were: every listing decoded them all again)."""
+    from vbg.control import library as library_module
+    from vbg.control.library import Library
+
+    h, w = 4000, 6000
+    photo = np.zeros((h, w, 3), np.uint8)
+    photo[:, : w // 2] = (0, 0, 255)  # BGR: red on the left, blue on the right
+    photo[:, w // 2:] = (255, 0, 0)
+    ok, jpeg = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    (tmp_path / "photo.jpg").write_bytes(_with_orientation(jpeg.tobytes(), 6))  # turned a quarter clockwise
+    flags = []
+    real_decode = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda data, flag: flags.append(flag) or real_decode(data, flag))
+    lib = Library(tmp_path)
+    thumb = cv2.imdecode(np.frombuffer(lib.thumb("folder:photo.jpg"), np.uint8), cv2.IMREAD_COLOR)
+    assert any(f & ~cv2.IMREAD_IGNORE_ORIENTATION == cv2.IMREAD_REDUCED_COLOR_8 for f in flags), flags
+    assert thumb.shape[1] == 160 and thumb.shape[0] == 240  # portrait: turned
+    assert np.abs(thumb[10, 80].astype(int) - (0, 0, 255)).max() < 40  # red on top now
+    assert np.abs(thumb[-10, 80].astype(int) - (255, 0, 0)).max() < 40
+    for k in range(300):
+        cv2.imwrite(str(tmp_path / f"p{k:03d}.png"), np.full((9, 16, 3), k % 256, np.uint8))
+    made = []
+    real = library_module.encode_jpeg
+    monkeypatch.setattr(library_module, "encode_jpeg", lambda *a, **kw: made.append(1) or real(*a, **kw))
+    ids = [i["id"] for i in lib.items() if i["id"].startswith("folder:p")]
+    for bid in ids:
+        lib.thumb(bid)
+    assert len(made) == 300
+    for bid in ids:
+        lib.thumb(bid)
+    assert len(made) == 300  # none made again

@@ -9,22 +9,33 @@
   run: a picture decoded and kept in memory, a video kept in a private folder of this run's
   (:mod:`.uploads`) and played from there as a folder's video is; a GIF and an animated PNG
   are kept and played as videos too (as the folder's: a still GIF in one frame);
-- ``recent:N``: the N-th most recently used of those (0 = the newest).
+- ``recent:N``: the N-th most recently used of those (0 = the newest); kept for older clients:
+  the listing names a recent one by the id it stands for (a stable id: a list made before another
+  pick still names what it showed), with ``kind`` "recent".
 
 A request names an id; the id is looked up in these sets (a dictionary, a fresh folder
 listing), never joined onto a path: no ``..``, no absolute path, no link leads anywhere else.
+A thumbnail's address names its file's version (``?v=``: inode, size, modification time), so a
+browser may keep it, and a changed file gets a new address; the server keeps a few hundred made
+thumbnails keyed the same way (a big JPEG is decoded at a half, a quarter or an eighth of its
+size: a 24 Mpx photo's thumbnail costs a fraction of its whole decode). ``version()`` is a cheap
+fingerprint of the listing (the folder's names and versions, the uploads and recent ones), for a
+page to tell when to list again.
 Default folder: ``$XDG_DATA_HOME/vbg/backgrounds`` (``~/.local/share/vbg/backgrounds``);
 ``[control] backgrounds_dir`` / ``--backgrounds-dir`` change it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
 import threading
+import time
 from collections import OrderedDict, deque
 from pathlib import Path
+from urllib.parse import quote
 
 import cv2
 import numpy as np
@@ -39,18 +50,36 @@ from ..compositing.backgrounds import (
 )
 from ..compositing.bundled import IMAGE_SUFFIXES, bundled_backgrounds
 from ..errors import ControlError, InputError, VbgError
-from ..images import decode_srgb, file_moves, moving_picture, read_srgb
+from ..icc import to_srgb
+from ..images import (
+    apply_orientation,
+    check_pixels,
+    decode_srgb,
+    embedded_icc,
+    exif_orientation,
+    file_moves,
+    moving_picture,
+    probe_image,
+    read_srgb,
+    to_rgb8,
+)
 from .uploads import UploadRefused, VideoUploads
 
 PICTURE_SUFFIXES = (*IMAGE_SUFFIXES, ".heic", ".heif", ".avif")  # a phone's photos too (vbg.heif)
 FOLDER_SUFFIXES = (*PICTURE_SUFFIXES, *OWN_DEMUXERS)  # an animated GIF plays as the video it is
 
 THUMB_WIDTH = 160
+THUMBS_KEPT = 1024  # made thumbnails kept (a few kB each): a folder of a few hundred and more
+THUMB_MAKERS = 2  # thumbnails made at once: the render thread keeps the other cores
+# A big JPEG is decoded reduced (libjpeg's DCT scaling) while its width as shown stays at least this
+REDUCED_MIN_SIDE = 2 * THUMB_WIDTH
+REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
 UPLOADS_KEPT = 16
 VIDEO_UPLOADS_KEPT = 4  # on disk, up to MAX_VIDEO_UPLOAD each
 RECENT_KEPT = 8
 PNGS_TOLD = 1024  # the folder's PNGs and GIFs whose animation is remembered (by name, size and time)
 FOLDER_MAX = 500  # pictures listed from the user's folder
+LISTING_REUSE_S = 1.0  # a listing a thumbnail is looked up in is reused this long (a page asks for hundreds at once)
 
 
 class NotFound(ControlError):
@@ -72,6 +101,15 @@ def _label(name: str) -> str:
     return Path(name).stem
 
 
+def _version(st: os.stat_result) -> str:
+    """A file's version for a thumbnail's address: another file, or the same one changed, has another."""
+    key = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode()
+    return hashlib.blake2b(key, digest_size=6).hexdigest()
+
+
+UPLOAD_VERSION = "u"  # an upload never changes (its number is not reused in a run; the token differs per run)
+
+
 class Library:
     """The allowed backgrounds; thread-safe (the server's threads call it)."""
 
@@ -84,37 +122,94 @@ class Library:
         self._showing: str | None = None  # the id behind the person: an upload never let go of while shown
         self._next_upload = 1
         self._recent: deque[str] = deque(maxlen=RECENT_KEPT)
-        self._thumbs: OrderedDict[str, bytes] = OrderedDict()
+        self._changes = 0  # uploads kept or let go of, recent ones changed: part of version()
+        self._thumbs: OrderedDict[tuple[str, str], bytes] = OrderedDict()  # (id, version) -> JPEG
+        self._making = threading.BoundedSemaphore(THUMB_MAKERS)
+        self._bundled_versions: dict[str, str] = {}
+        self._listed: tuple[float, frozenset[str]] | None = None  # (when, names): _listed_names()
         self._animated: OrderedDict[tuple, bool] = OrderedDict()  # (name, inode, size, mtime) -> it moves?
 
     # ------------------------------------------------------------------ listing
-    def _folder_names(self) -> list[str]:
+    def _folder_entries(self) -> list[tuple[str, str]]:
+        """(name, version) of the pictures and videos the folder lists, by name."""
         try:
             entries = list(os.scandir(self.folder))
         except OSError:
             return []  # no folder yet: none of the user's own
-        names = []
+        found = []
         for e in entries:
             if e.name.startswith(".") or Path(e.name).suffix.lower() not in FOLDER_SUFFIXES:
                 continue
             try:
-                if not stat.S_ISREG(e.stat(follow_symlinks=False).st_mode):
-                    continue
+                st = e.stat(follow_symlinks=False)
             except OSError:
                 continue
-            names.append(e.name)
-        return sorted(names)[:FOLDER_MAX]
+            if stat.S_ISREG(st.st_mode):
+                found.append((e.name, _version(st)))
+        return sorted(found)[:FOLDER_MAX]
 
-    def items(self) -> list[dict]:
-        out = [self._item(f"bundled:{n}", _label(n), "bundled") for n in bundled_backgrounds()]
-        out += [self._item(f"folder:{n}", _label(n), "folder", self._plays(n)) for n in self._folder_names()]
+    def _folder_names(self) -> list[str]:
+        return [name for name, _ in self._folder_entries()]
+
+    def _listed_names(self) -> frozenset[str]:
+        """The folder's listing, made at most every ``LISTING_REUSE_S``: what a thumbnail's name is
+        looked up in (a file removed since is not opened: ``open_own`` refuses what is not there)."""
+        now = time.monotonic()
+        with self._lock:
+            got = self._listed
+        if got is not None and 0 <= now - got[0] < LISTING_REUSE_S:
+            return got[1]
+        names = frozenset(self._folder_names())
+        with self._lock:
+            self._listed = (now, names)
+        return names
+
+    def _bundled_version(self, name: str, path: Path) -> str:
+        got = self._bundled_versions.get(name)
+        if got is None:
+            try:
+                got = _version(os.stat(path))
+            except OSError:
+                got = "0"
+            self._bundled_versions[name] = got
+        return got
+
+    def listing(self) -> tuple[list[dict], str]:
+        """The items (``items()``) and the fingerprint (``version()``) of that same listing."""
+        bundled = bundled_backgrounds()
+        entries = self._folder_entries()
+        versions = {f"bundled:{n}": self._bundled_version(n, p) for n, p in bundled.items()}
+        versions.update((f"folder:{n}", v) for n, v in entries)
+        out = [self._item(f"bundled:{n}", _label(n), "bundled", False, versions[f"bundled:{n}"]) for n in bundled]
+        out += [self._item(f"folder:{n}", _label(n), "folder", self._plays(n), v) for n, v in entries]
         with self._lock:
             uploads = [(k, v[0], isinstance(v[1], Path)) for k, v in self._uploads.items()]
             recent = list(self._recent)
-        out += [self._item(f"upload:{k}", label, "upload", video) for k, label, video in uploads]
-        for i, rid in enumerate(recent):
-            out.append(self._item(f"recent:{i}", self.label(rid), "recent", self._is_video_id(rid)))
-        return out
+            changes = self._changes
+        out += [self._item(f"upload:{k}", label, "upload", video, UPLOAD_VERSION) for k, label, video in uploads]
+        for rid in recent:  # named by the id it stands for: its thumbnail and a pick are exact
+            if rid.startswith("upload:") or rid in versions:  # a folder's file removed since: not listed
+                out.append(self._item(rid, self.label(rid), "recent", self._is_video_id(rid),
+                                      versions.get(rid, UPLOAD_VERSION)))
+        return out, self._fingerprint(entries, changes)
+
+    def items(self) -> list[dict]:
+        return self.listing()[0]
+
+    def version(self) -> str:
+        """A cheap fingerprint of the listing: another whenever a file of the folder is added,
+        removed or changed, an upload is kept or let go of, or the recent ones change."""
+        with self._lock:
+            changes = self._changes
+        return self._fingerprint(self._folder_entries(), changes)
+
+    @staticmethod
+    def _fingerprint(entries: list[tuple[str, str]], changes: int) -> str:
+        h = hashlib.blake2b(digest_size=8)
+        h.update(f"{changes}\0".encode())
+        for name, version in entries:
+            h.update(f"{name}\0{version}\0".encode("utf-8", "surrogateescape"))
+        return h.hexdigest()
 
     def _is_video_id(self, bid: str) -> bool:
         kind, _, name = bid.partition(":")
@@ -151,8 +246,9 @@ class Library:
         return told
 
     @staticmethod
-    def _item(bid: str, label: str, kind: str, video: bool = False) -> dict:
-        return {"id": bid, "label": label, "kind": kind, "thumb": f"/api/thumb/{bid}", "video": video}
+    def _item(bid: str, label: str, kind: str, video: bool, version: str) -> dict:
+        thumb = f"/api/thumb/{quote(bid, safe=':', errors='surrogateescape')}?v={version}"
+        return {"id": bid, "label": label, "kind": kind, "thumb": thumb, "video": video}
 
     # ------------------------------------------------------------------ lookup
     def resolve(self, bid) -> str:
@@ -241,6 +337,7 @@ class Library:
             if bid in self._recent:
                 self._recent.remove(bid)
             self._recent.appendleft(bid)
+            self._changes += 1
 
     def showing(self, bid: str | None) -> None:
         """The background behind the person is now ``bid`` (None: not one of the library's): an
@@ -279,18 +376,25 @@ class Library:
             raise BadRequest(str(e).replace(str(path), f"the uploaded {name}{suffix}")) from None
         bid = self._keep(name, path)
         jpeg = encode_jpeg(first, THUMB_WIDTH)
-        with self._lock:
-            self._thumbs[bid] = jpeg
+        self._keep_thumb((bid, UPLOAD_VERSION), jpeg)
         return bid
 
     def _keep(self, name: str, kept: np.ndarray | Path) -> str:
-        """An upload numbered and listed; the oldest ones beyond the limits let go of (a video's
-        file removed), except the one behind the person."""
+        """An upload numbered and listed, labelled ``name`` (``name 2``, ``name 3``... where another
+        background listed has that label already); the oldest ones beyond the limits let go of (a
+        video's file removed), except the one behind the person."""
         gone_files = []
+        taken = {_label(n) for n in bundled_backgrounds()} | {_label(n) for n in self._folder_names()}
         with self._lock:
             n = self._next_upload
             self._next_upload += 1
-            self._uploads[n] = (f"{name} {n}", kept)
+            taken |= {label for label, _ in self._uploads.values()}
+            label, k = name, 1
+            while label in taken:
+                k += 1
+                label = f"{name} {k}"
+            self._uploads[n] = (label, kept)
+            self._changes += 1
 
             def over() -> list[int]:
                 videos = [k for k, v in self._uploads.items() if isinstance(v[1], Path)]
@@ -306,7 +410,7 @@ class Library:
                 gone = f"upload:{old}"
                 if gone in self._recent:
                     self._recent.remove(gone)
-                self._thumbs.pop(gone, None)
+                self._thumbs.pop((gone, UPLOAD_VERSION), None)
         for path in gone_files:
             self.videos.remove(path)
         return f"upload:{n}"
@@ -317,23 +421,77 @@ class Library:
 
     # ------------------------------------------------------------------ thumbnails
     def thumb(self, bid) -> bytes:
+        return self.versioned_thumb(bid)[0]
+
+    def thumb_version(self, bid: str) -> str:
+        """The version of the (resolved) ``bid``'s file now, as its listed thumbnail address has it."""
+        kind, _, name = bid.partition(":")
+        try:
+            if kind == "folder":
+                return _version(os.stat(self.folder / name, follow_symlinks=False))
+            if kind == "bundled":
+                path = bundled_backgrounds().get(name)
+                return self._bundled_version(name, path) if path is not None else "0"
+        except OSError:
+            return "0"  # gone: picture() says so
+        return UPLOAD_VERSION
+
+    def versioned_thumb(self, bid) -> tuple[bytes, str]:
+        """(JPEG, version): the thumbnail of the background ``bid`` names, made from its file as it
+        is now, and that file's version (the ``v`` of its listed address: a thumbnail asked for
+        with this version may be kept by the browser)."""
         bid = self.resolve(bid)
+        version = self.thumb_version(bid)
+        key = (bid, version)
         with self._lock:
-            cached = self._thumbs.get(bid)
-        if cached is not None:
-            return cached
-        _, _, image = self.picture(bid)
-        jpeg = encode_jpeg(image, THUMB_WIDTH)
+            cached = self._thumbs.get(key)
+            if cached is not None:
+                self._thumbs.move_to_end(key)
+                return cached, version
+        with self._making:  # a few at once: a page of hundreds does not starve the render thread
+            with self._lock:
+                cached = self._thumbs.get(key)
+            if cached is not None:
+                return cached, version
+            jpeg = encode_jpeg(self._thumb_picture(bid), THUMB_WIDTH)
+        self._keep_thumb(key, jpeg)
+        return jpeg, version
+
+    def _keep_thumb(self, key: tuple[str, str], jpeg: bytes) -> None:
         with self._lock:
-            self._thumbs[bid] = jpeg
-            while len(self._thumbs) > 64:
+            self._thumbs[key] = jpeg
+            self._thumbs.move_to_end(key)
+            while len(self._thumbs) > THUMBS_KEPT:
                 self._thumbs.popitem(last=False)
-        return jpeg
+
+    def _thumb_picture(self, bid: str) -> np.ndarray:
+        """The picture a thumbnail is made of: ``picture()``'s, a big JPEG of the folder or of
+        vbg's decoded reduced (``thumb_source``)."""
+        kind, _, name = bid.partition(":")
+        if kind == "folder" and Path(name).suffix.lower() in (".jpg", ".jpeg") and name in self._listed_names():
+            path = self.folder / name
+            try:
+                return thumb_source(_read_own_bytes(path), path)
+            except VbgError as e:
+                raise BadRequest(f"background {bid!r}: {e}") from None
+        if kind == "bundled" and Path(name).suffix.lower() in (".jpg", ".jpeg"):
+            path = bundled_backgrounds().get(name)
+            if path is not None:
+                try:
+                    return thumb_source(np.fromfile(str(path), np.uint8), path)
+                except (VbgError, OSError):
+                    pass  # picture() says what is wrong
+        return self.picture(bid)[2]
 
 
 def _read_own(path: Path) -> np.ndarray:
     """A picture of the user's folder: opened without following a link (one put there after the
     listing is refused too) and only when it is a regular file (``open_own``)."""
+    return decode_srgb(_read_own_bytes(path), path)
+
+
+def _read_own_bytes(path: Path) -> np.ndarray:
+    """The bytes of a file of the user's folder, as ``_read_own`` opens it."""
     from ..images import MAX_FILE_BYTES
 
     try:
@@ -344,7 +502,35 @@ def _read_own(path: Path) -> np.ndarray:
         if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
             raise BadRequest(f"background {path.name} is too large for a picture: scale it down")
         data = f.read()
-    return decode_srgb(np.frombuffer(data, np.uint8), path)
+    return np.frombuffer(data, np.uint8)
+
+
+def thumb_source(data: np.ndarray, name) -> np.ndarray:
+    """The image file in ``data`` as ``decode_srgb`` gives it, for a thumbnail: a JPEG at least twice
+    ``REDUCED_MIN_SIDE`` wide (as shown: turned as its EXIF says) is decoded at a half, a quarter or
+    an eighth of its size (the largest reduction that keeps that width), turned and in sRGB; any
+    other file (or a JPEG the reduced decode refuses) as ``decode_srgb`` does."""
+    try:
+        header = probe_image(memoryview(data), str(name))
+    except InputError:
+        header = None  # decode_srgb says what is wrong
+    if header is None or header[0] != "JPEG":
+        return decode_srgb(data, name)
+    _, w, h = header
+    check_pixels(name, w, h)
+    orientation = exif_orientation(memoryview(data), "JPEG")
+    shown_width = h if orientation >= 5 else w  # 5..8 turn it a quarter: its height is the thumbnail's width
+    flag = next((f for r, f in REDUCED if shown_width // r >= REDUCED_MIN_SIDE), None)
+    if flag is None:
+        return decode_srgb(data, name)
+    try:
+        img = cv2.imdecode(data, flag | cv2.IMREAD_IGNORE_ORIENTATION)  # the EXIF turn is applied below, as decode_rgb does
+    except cv2.error:
+        img = None
+    if img is None or img.size == 0:
+        return decode_srgb(data, name)  # its own error for a damaged file
+    img = to_rgb8(apply_orientation(img, orientation))
+    return to_srgb(img, embedded_icc(data, str(name)))
 
 
 def encode_jpeg(rgb: np.ndarray, width: int, quality: int = 75) -> bytes:

@@ -22,7 +22,9 @@ exception leaves the server thread, and the render thread never waits for it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import hmac
 import json
 import logging
@@ -91,6 +93,41 @@ class _Refused(Exception):
         self.status = status
 
 
+class _NoToken(_Refused):
+    """A request without the run's token (a browser opening the page's address without it gets a
+    page that says so: ``NO_TOKEN_PAGE``)."""
+
+
+# What a browser that opens the page's address without its token is shown (status 403): the page's
+# colours, no script, nothing fetched but the icon.
+_NO_TOKEN_STYLE = (
+    "html,body{margin:0;background:#16171a;color:#e6e8eb;"
+    "font:15px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}"
+    "main{max-width:36em;margin:12vh auto;padding:0 16px}"
+    "h1{font-size:20px;font-weight:650;margin:0 0 12px}h1 span{color:#9aa0a8;font-weight:400}"
+    "p{margin:0 0 12px;overflow-wrap:anywhere}code{background:#2a2d32;border-radius:4px;padding:1px 5px}"
+    ".error{padding:8px 12px;border:1px solid #8c4045;border-radius:6px;background:#35211f;color:#ffd0d0}")
+NO_TOKEN_PAGE = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>vbg control: the link lacks its token</title>
+<link rel="icon" href="/favicon.ico" type="image/svg+xml">
+<style>{_NO_TOKEN_STYLE}</style></head>
+<body><main>
+<h1>vbg <span>control</span></h1>
+<p class="error">This link lacks its token: the control page opens only with the address vbg
+printed when it started (it ends in <code>?token=&hellip;</code>).</p>
+<p>Open that address, or run <code>vbg ctl page</code>: it prints the page's address and opens it.</p>
+</main></body></html>
+""".encode()
+_NO_TOKEN_CSP = ("default-src 'none'; img-src 'self'; style-src 'sha256-"
+                 + base64.b64encode(hashlib.sha256(_NO_TOKEN_STYLE.encode()).digest()).decode()
+                 + "'; frame-ancestors 'none'")
+ICON = b"""<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#1f2125"/><rect x="3" y="3" width="26" height="26" rx="5" fill="#5aa9ff"/><circle cx="16" cy="13" r="5" fill="#16171a"/><path d="M7 29c0-6 4-9 9-9s9 3 9 9z" fill="#16171a"/></svg>"""
+PAGE_PATHS = ("/", "/index.html")
+THUMB_KEPT_S = 30 * 24 * 3600  # a thumbnail asked for with its file's version: the browser may keep it
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "vbg-control"
     sys_version = ""
@@ -110,11 +147,12 @@ class _Handler(BaseHTTPRequestHandler):
         except (ConnectionError, TimeoutError, OSError) as e:  # a client gone or stalled: its loss
             log.debug("control: client dropped (%s)", e)
 
-    def _send(self, status: int, body: bytes, ctype: str, extra: dict | None = None) -> None:
+    def _send(self, status: int, body: bytes, ctype: str, extra: dict | None = None,
+              cache: str = "no-store") -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
+        self.send_header("Cache-Control", cache)
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
         for k, v in (extra or {}).items():
@@ -147,8 +185,8 @@ class _Handler(BaseHTTPRequestHandler):
                                     "send requests (cross-site requests refused)")
         token = self.headers.get("X-Vbg-Token") or (query.get("token") or [""])[0]
         if not token or not hmac.compare_digest(token.encode(), srv.token.encode()):
-            raise _Refused(403, "missing or wrong token: use the URL vbg printed at start "
-                                "(control: http://127.0.0.1:PORT/?token=...) or vbg ctl")
+            raise _NoToken(403, "missing or wrong token: use the URL vbg printed at start "
+                                "(control: http://127.0.0.1:PORT/?token=...), vbg ctl page to open it, or vbg ctl")
 
     def _length(self, cap: int, too_big: Callable[[int], str] | None = None) -> int:
         """The body's Content-Length, refused (413, the body unread) above ``cap``; ``too_big(n)``
@@ -201,11 +239,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
+        path = ""
         try:
             parts = urlsplit(self.path)
             query = parse_qs(parts.query)
-            self._check(query)
-            self._route(method, unquote(parts.path))
+            path = unquote(parts.path)
+            try:
+                self._check(query)
+            except _NoToken:
+                if method == "GET" and path == "/favicon.ico":
+                    return self._icon()  # the browser's own request, never with the token
+                raise
+            self._route(method, path, query)
+        except _NoToken as e:
+            if method == "GET" and path in PAGE_PATHS:  # a browser opening the page: a page saying so
+                self._send(e.status, NO_TOKEN_PAGE, TYPES[".html"],
+                           {"Content-Security-Policy": _NO_TOKEN_CSP, "X-Frame-Options": "DENY"})
+            else:
+                self._json(e.status, {"error": str(e)})
         except _Refused as e:
             self._json(e.status, {"error": str(e)})
         except ControlError as e:
@@ -220,11 +271,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(500, {"error": f"internal error ({type(e).__name__}: {e}): run vbg with -v and "
                                           "report it"})
 
-    def _route(self, method: str, path: str) -> None:
+    def _icon(self) -> None:
+        self._send(200, ICON, TYPES[".svg"], cache=f"max-age={THUMB_KEPT_S}")
+
+    def _route(self, method: str, path: str, query: dict) -> None:
         ctl = self.server.controller
         if method == "GET":
-            if path in ("/", "/index.html"):
+            if path in PAGE_PATHS:
                 return self._static("index.html")
+            if path == "/favicon.ico":
+                return self._icon()
             if path.startswith("/static/"):
                 return self._static(path[len("/static/"):])
             if path == "/api/status":
@@ -232,7 +288,11 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/api/backgrounds":
                 return self._json(200, ctl.backgrounds())
             if path.startswith("/api/thumb/"):
-                return self._send(200, ctl.library.thumb(path[len("/api/thumb/"):]), "image/jpeg")
+                jpeg, version = ctl.library.versioned_thumb(path[len("/api/thumb/"):])
+                # asked for as listed (its file's version named): the same address is the same picture
+                kept = (query.get("v") or [""])[0] == version
+                return self._send(200, jpeg, "image/jpeg",
+                                  cache=f"private, max-age={THUMB_KEPT_S}, immutable" if kept else "no-store")
             if path == "/api/preview.jpg":
                 jpeg = ctl.preview_jpeg()
                 if jpeg is None:
@@ -247,7 +307,7 @@ class _Handler(BaseHTTPRequestHandler):
                        "/api/model": lambda b: ctl.set_model(b.get("name"))}
             if path in actions:
                 return self._json(200, actions[path](self._json_body()))
-        known = ("/", "/api/status", "/api/backgrounds", "/api/preview.jpg", "/api/background", "/api/effect",
+        known = ("/", "/index.html", "/favicon.ico", "/api/status", "/api/backgrounds", "/api/preview.jpg", "/api/background", "/api/effect",
                  "/api/mirror", "/api/model", "/api/upload")
         if path in known or path.startswith(("/static/", "/api/thumb/")):
             raise _Refused(405, f"{method} {path} is not allowed: see docs/control-api.md")

@@ -184,6 +184,7 @@ class Controller:
             "model": self.model, "models": list(self.models), "model_notes": dict(self.model_notes),
             "model_loading": self._loading is not None and self._loading.is_alive(),
             "model_error": self.model_error,
+            "backgrounds_version": self.library.version(),
         })
         return s
 
@@ -209,7 +210,9 @@ class Controller:
             if key == "color":
                 if not isinstance(value, str):
                     raise BadRequest('"color" is a name or #rrggbb, e.g. "green" or "#00b140"')
-                bg, info = ColorBackground(value), {"id": f"color:{value}", "label": value}
+                bg = ColorBackground(value)
+                # "color": the colour as #rrggbb, whatever name it was given by (the page's colour well shows it)
+                info = {"id": f"color:{value}", "label": value, "color": "#{:02x}{:02x}{:02x}".format(*bg.rgb)}
             elif key == "blur":
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise BadRequest('"blur" is a strength, a number such as 1.0')
@@ -270,7 +273,8 @@ class Controller:
         return {"id": self.library.add_video_upload(read, length, name, suffix)}
 
     def backgrounds(self) -> dict:
-        return {"items": self.library.items(), "folder": str(self.library.folder),
+        items, version = self.library.listing()
+        return {"items": items, "version": version, "folder": str(self.library.folder),
                 "upload_max": {"picture": MAX_UPLOAD, "video": MAX_VIDEO_UPLOAD},
                 "upload_kinds": {"video": [s for s in OWN_DEMUXERS if s not in MOVING_PICTURES.values()],
                                  "moving": list(MOVING_PICTURES.values())}}

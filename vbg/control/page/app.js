@@ -9,37 +9,48 @@
   const PREVIEW_MS = 250;   // a few frames a second is enough to see what the camera sends
   const STATUS_MS = 1000;
   const HISTORY_S = 60;
-  const ERROR_KEEP_MS = 10000;  // an action's error stays this long (or until the next action)
+  const ERROR_KEEP_MS = 10000;  // a short action's error stays this long (or until the next action)
+  const LONG_ERROR = 100;       // characters: a longer error (it names a fix to read) stays until dismissed
+  const STATUS_TIMEOUT_MS = 5000;  // a status answer later than this: the filter does not answer
 
   const $ = (id) => document.getElementById(id);
   let ui = null;
   let locked = false;      // wrong or missing token: nothing more is asked
   let started = false;
-  const pending = { effect: 0, mirror: 0, model: 0, blur: 0 };
+  let stopped = false;     // the filter does not answer: shown as stopped until it does again
+  const pending = { effect: 0, mirror: 0, model: 0, blur: 0, color: 0 };
   let shownModelError = null;
   let actions = 0;  // changes asked for so far: a status asked for before the latest one is stale
 
   // ---- one error line ------------------------------------------------------------------------
   // Each error has a source; a later success from the same source clears it, so a status poll
-  // that works again does not wipe out what a click just reported.
+  // that works again does not wipe out what a click just reported. It is shown whole (wrapped);
+  // a short action's error goes after a while, a long one stays until the next action succeeds
+  // or it is dismissed.
   let errorFrom = null;
   let errorTimer = null;
 
   function showError(text, from) {
-    ui.error.textContent = text;
+    ui.errorText.textContent = text;
     ui.error.hidden = false;
+    ui.errorClose.hidden = from === "auth";
     errorFrom = from;
     clearTimeout(errorTimer);
-    if (from === "action") {
+    if (from === "action" && text.length <= LONG_ERROR) {
       errorTimer = setTimeout(() => clearError("action"), ERROR_KEEP_MS);
     }
   }
 
+  function hideError() {
+    clearTimeout(errorTimer);
+    ui.error.hidden = true;
+    ui.errorText.textContent = "";
+    errorFrom = null;
+  }
+
   function clearError(from) {
     if (errorFrom !== from || from === "auth") return;
-    ui.error.hidden = true;
-    ui.error.textContent = "";
-    errorFrom = null;
+    hideError();
   }
 
   class ApiError extends Error {
@@ -61,10 +72,14 @@
       headers["Content-Type"] = opts.type;
     }
     let r;
+    const abort = opts.timeout ? new AbortController() : null;
+    const timer = abort ? setTimeout(() => abort.abort(), opts.timeout) : null;
     try {
-      r = await fetch(path, { method, headers, body, cache: "no-store" });
+      r = await fetch(path, { method, headers, body, cache: "no-store", signal: abort ? abort.signal : undefined });
     } catch (e) {
       throw new ApiError("vbg does not answer: the filter has stopped? Start it again and open the address it prints.", 0);
+    } finally {
+      clearTimeout(timer);
     }
     if (!r.ok) {
       let message = `${method} ${path} failed: HTTP ${r.status}`;
@@ -105,7 +120,7 @@
 
   async function previewTick() {
     previewTimer = null;
-    if (locked || document.hidden || previewBusy) return;
+    if (locked || stopped || document.hidden || previewBusy) return;
     previewBusy = true;
     try {
       const blob = await (await api("/api/preview.jpg")).blob();
@@ -117,7 +132,8 @@
       clearError("preview");
     } catch (e) {
       if (e.status === 403) lock(e.message);
-      else if (e.status !== 404) showError(e.message, "preview");  // 404: no frame yet, not an error
+      // 404: no frame yet, not an error; no answer at all: the status poll says it (stopped)
+      else if (e.status !== 404 && e.status !== 0) showError(e.message, "preview");
     } finally {
       previewBusy = false;
     }
@@ -125,7 +141,7 @@
   }
 
   function schedulePreview() {
-    if (!locked && !document.hidden && previewTimer === null && !previewBusy) {
+    if (!locked && !stopped && !document.hidden && previewTimer === null && !previewBusy) {
       previewTimer = setTimeout(previewTick, PREVIEW_MS);
     }
   }
@@ -257,6 +273,38 @@
     return h ? `${h}:${String(m).padStart(2, "0")}:${sec}` : `${m}:${sec}`;
   }
 
+  function showCurrent(bg) {
+    ui.current.textContent = bg.label ? `\u2013 ${bg.label}` : "";
+    markCurrent(bg.id);
+    // The colour behind the person, shown in the colour well (unless it is being picked).
+    if (!pending.color && typeof bg.color === "string" && /^#[0-9a-f]{6}$/i.test(bg.color) &&
+        document.activeElement !== ui.color) {
+      ui.color.value = bg.color.toLowerCase();
+    }
+  }
+
+  // The filter does not answer (on), or answers again (off): the header says so, the last frame
+  // is dimmed, the plots' figures go blank, and every control is disabled (the fieldset).
+  function setStopped(on, message) {
+    if (on === stopped) return;
+    stopped = on;
+    ui.live.disabled = on;
+    ui.controls.classList.toggle("stopped", on);
+    ui.summary.classList.toggle("stopped", on);
+    ui.stopped.hidden = !on;
+    if (on) {
+      ui.summary.textContent = "stopped \u00b7 vbg does not answer";
+      ui.lost.hidden = true;
+      clearTimeout(previewTimer);
+      previewTimer = null;
+      showError(message, "status");
+    } else {
+      clearError("status");
+      schedulePreview();
+      loadBackgrounds();  // the folder may have changed meanwhile
+    }
+  }
+
   function showStatus(s, stale) {
     const parts = [];
     if (num(s.fps) !== null) parts.push(`${s.fps.toFixed(1)} fps`);
@@ -268,12 +316,10 @@
     if (!pending.effect && typeof s.effect === "boolean") ui.effect.checked = s.effect;
     if (!pending.mirror && typeof s.mirror === "boolean") ui.mirror.checked = s.mirror;
     if (!pending.blur && num(s.blur) !== null && document.activeElement !== ui.blur) {
-      ui.blur.value = String(s.blur);
+      ui.blur.value = String(s.blur);  // the slider spans the API's strengths (0.1-5)
       ui.blurValue.textContent = Number(s.blur).toFixed(2);
     }
-    const bg = s.background || {};
-    ui.current.textContent = bg.label ? `\u2013 ${bg.label}` : "";
-    markCurrent(bg.id);
+    showCurrent(s.background || {});
     const models = Array.isArray(s.models) ? s.models : [];
     ui.modelBox.hidden = models.length < 2;
     if (models.length >= 2) {
@@ -296,8 +342,9 @@
     if (locked) return;
     const asked = actions;
     try {
-      const s = await (await api("/api/status")).json();
+      const s = await (await api("/api/status", { timeout: STATUS_TIMEOUT_MS })).json();
       clearError("status");
+      setStopped(false);
       if (!started) {
         started = true;
         ui.controls.hidden = false;
@@ -306,12 +353,22 @@
       }
       showStatus(s, asked !== actions);
       record(s);
+      // The folder, the uploads or the recent ones changed since the list was made: list again.
+      if (typeof s.backgrounds_version === "string" && s.backgrounds_version !== listVersion &&
+          !listBusy && !document.hidden) {
+        loadBackgrounds();
+      }
     } catch (e) {
       if (e.status === 403) {
         lock(e.message);
         return;
       }
-      showError(e.message, "status");
+      if (e.status === 0 && started) {
+        setStopped(true, e.message);
+        record({});  // a gap in the plots, their figures blank
+      } else {
+        showError(e.message, "status");
+      }
     }
     setTimeout(statusTick, STATUS_MS);
   }
@@ -333,65 +390,147 @@
     }
   }
 
-  function groupTitle(text) {
-    const t = document.createElement("div");
-    t.className = "group";
-    t.textContent = text;
-    return t;
+  // The list is updated in place: a thumbnail's element (its button, its picture) is kept while
+  // its item is listed, so a picture that did not change is not fetched or decoded again, and
+  // the keyboard's focus stays where it was. Each group is a heading and a list of buttons.
+  const thumbNodes = new Map();  // "group\nid" -> its <li>
+  const groupNodes = new Map();  // group -> {heading, list}
+  let listVersion = null;  // the listing's fingerprint the list was made from (status says the newest)
+  let listBusy = false;
+  let listAgain = false;
+
+  function groupBlock(key, title) {
+    let g = groupNodes.get(key);
+    if (!g) {
+      const heading = document.createElement("h3");
+      heading.className = "group";
+      heading.id = `thumbs-${key}`;
+      const list = document.createElement("ul");
+      list.className = "thumb-list";
+      g = { heading, list };
+      groupNodes.set(key, g);
+    }
+    g.heading.textContent = title || "";
+    if (title) {
+      g.list.setAttribute("aria-labelledby", g.heading.id);
+      g.list.removeAttribute("aria-label");
+    } else {
+      g.list.removeAttribute("aria-labelledby");
+      g.list.setAttribute("aria-label", "Backgrounds");
+    }
+    return g;
   }
 
-  function thumbButton(item) {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = "thumb";
+  function thumbItem(key, item) {
+    let li = thumbNodes.get(key);
+    if (!li) {
+      li = document.createElement("li");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "thumb";
+      b.dataset.key = key;
+      b.setAttribute("aria-pressed", "false");
+      const img = document.createElement("img");
+      img.alt = "";
+      img.loading = "lazy";  // before its address: a folder of hundreds is fetched as it is scrolled to
+      img.decoding = "async";
+      b.append(img, document.createElement("span"));
+      b.addEventListener("click", () => chooseBackground({ id: b.dataset.id }, b));
+      li.append(b);
+      thumbNodes.set(key, li);
+    }
+    const b = li.firstChild;
     b.dataset.id = item.id;
     b.dataset.kind = item.kind || "";
     b.title = `${item.label} (${item.kind}${item.video ? ", a video: it plays in a loop" : ""})`;
-    if (item.video) b.classList.add("video");
-    b.setAttribute("role", "listitem");
-    const img = document.createElement("img");
-    img.alt = "";
-    img.src = withToken(item.thumb);
-    const label = document.createElement("span");
-    label.textContent = item.label;
-    b.append(img, label);
-    b.addEventListener("click", () => chooseBackground({ id: item.id }, b));
-    return b;
+    b.classList.toggle("video", Boolean(item.video));
+    const img = b.querySelector("img");
+    const src = withToken(item.thumb);  // names the file's version: a changed file, a new picture
+    if (img.getAttribute("src") !== src) img.src = src;
+    const label = b.querySelector("span");
+    if (label.textContent !== item.label) label.textContent = item.label;
+    return li;
   }
 
-  async function loadBackgrounds() {
-    let data;
-    try {
-      data = await (await api("/api/backgrounds")).json();
-    } catch (e) {
-      if (e.status === 403) lock(e.message);
-      else showError(e.message, "action");
-      return;
-    }
+  function sameChildren(parent, nodes) {
+    const have = parent.children;
+    return have.length === nodes.length && nodes.every((n, i) => have[i] === n);
+  }
+
+  function showBackgrounds(data) {
     const items = Array.isArray(data.items) ? data.items : [];
-    // "recent" entries stand for backgrounds listed again below: a row of their own, first.
+    // "recent" entries stand for backgrounds listed again below (the same id): a group of their own, first.
     const recent = items.filter((item) => item.kind === "recent");
     const rest = items.filter((item) => item.kind !== "recent");
-    const nodes = [];
-    if (recent.length) nodes.push(groupTitle("Recently used"), ...recent.map(thumbButton), groupTitle("All"));
-    nodes.push(...rest.map(thumbButton));
-    ui.thumbs.replaceChildren(...nodes);
+    const groups = recent.length ? [["recent", "Recently used", recent], ["all", "All", rest]] : [["all", "", rest]];
+    const focused = document.activeElement;
+    const focusKey = focused && ui.thumbs.contains(focused) ? focused.dataset.key : null;
+    const listed = new Set();
+    const blocks = [];
+    for (const [key, title, members] of groups) {
+      const g = groupBlock(key, title);
+      const lis = members.map((item) => {
+        const k = `${key}\n${item.id}`;
+        listed.add(k);
+        return thumbItem(k, item);
+      });
+      if (!sameChildren(g.list, lis)) g.list.replaceChildren(...lis);
+      if (title) blocks.push(g.heading);
+      blocks.push(g.list);
+    }
+    if (!sameChildren(ui.thumbs, blocks)) ui.thumbs.replaceChildren(...blocks);
+    for (const k of [...thumbNodes.keys()]) if (!listed.has(k)) thumbNodes.delete(k);
+    // A button moved in the list loses the focus: it is given back (the same item, same group).
+    if (focusKey && document.activeElement !== focused && thumbNodes.has(focusKey)) {
+      thumbNodes.get(focusKey).firstChild.focus({ preventScroll: true });
+    }
     markCurrent(currentId);
+    listVersion = typeof data.version === "string" ? data.version : null;
     ui.folder.textContent = data.folder ? `Put pictures and videos in ${data.folder} to list them here.` : "";
     if (data.upload_max) uploadMax = data.upload_max;
     if (data.upload_kinds) uploadKinds = data.upload_kinds;
+  }
+
+  async function loadBackgrounds() {
+    if (listBusy) {
+      listAgain = true;  // once this one is in: what changed meanwhile
+      return;
+    }
+    listBusy = true;
+    try {
+      let data;
+      try {
+        data = await (await api("/api/backgrounds")).json();
+      } catch (e) {
+        if (e.status === 403) lock(e.message);
+        else if (e.status !== 0) showError(e.message, "list");  // no answer: the status poll says so
+        return;
+      }
+      clearError("list");
+      showBackgrounds(data);
+    } finally {
+      listBusy = false;
+      if (listAgain) {
+        listAgain = false;
+        loadBackgrounds();
+      }
+    }
   }
 
   async function chooseBackground(json, button) {
     if (button) button.classList.add("busy");
     const r = await act("/api/background", json);
     if (button) button.classList.remove("busy");
-    if (r && r.background) {
-      ui.current.textContent = r.background.label ? `\u2013 ${r.background.label}` : "";
-      markCurrent(r.background.id);
-      if (json.id !== undefined) loadBackgrounds();  // it is a recent one now
-    }
+    if (r && r.background) showCurrent(r.background);
+    // Picked: it is a recent one now. Refused: the list may be out of date (a file removed).
+    if (json.id !== undefined) loadBackgrounds();
     return r;
+  }
+
+  async function pickColour() {
+    pending.color++;
+    await chooseBackground({ color: ui.color.value });
+    pending.color--;
   }
 
   async function upload(file) {
@@ -436,7 +575,9 @@
 
   function init() {
     ui = {
-      error: $("error"), summary: $("summary"), controls: $("controls"), preview: $("preview"),
+      error: $("error"), errorText: $("error-text"), errorClose: $("error-close"), live: $("live"),
+      stopped: $("stopped"), colorApply: $("color-apply"),
+      summary: $("summary"), controls: $("controls"), preview: $("preview"),
       lost: $("lost"), effect: $("effect"), mirror: $("mirror"), modelBox: $("model-box"),
       model: $("model"), thumbs: $("thumbs"), current: $("current"), file: $("file"),
       fileLabel: $("file").parentElement, color: $("color"), blur: $("blur"),
@@ -448,7 +589,9 @@
     }
     ui.effect.addEventListener("change", () => toggle("effect", ui.effect));
     ui.mirror.addEventListener("change", () => toggle("mirror", ui.mirror));
-    ui.color.addEventListener("change", () => chooseBackground({ color: ui.color.value }));
+    ui.errorClose.addEventListener("click", hideError);
+    ui.color.addEventListener("change", pickColour);
+    ui.colorApply.addEventListener("click", pickColour);  // the colour shown (picking it again sends nothing)
     ui.blur.addEventListener("input", () => {
       ui.blurValue.textContent = Number(ui.blur.value).toFixed(2);
     });
