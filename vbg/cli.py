@@ -890,7 +890,11 @@ def _process_on_ray(plan: _ProcessPlan, args, address: str | None, workers: int 
             log.info("model %s, %d Ray worker(s) of %g CPU(s)%s", source.label, job.workers, job.num_cpus,
                      f" and {job.num_gpus:g} GPU(s)" if job.num_gpus else "")
             runner = RayRunner(plan.cfg, source, job)
-            results = runner.run(files, progress_for, job_bar, on_done)
+            try:
+                results = runner.run(files, progress_for, job_bar, on_done)
+            finally:
+                if job_bar is not None and job_bar.tty:  # the bar's row goes: the summaries stay
+                    job_bar.clear_line()
     if runner.stop.is_set() or any(r.interrupted for r in results):
         unfinished = [r.input for r in results if r.interrupted]
         if unfinished:

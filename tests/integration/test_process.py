@@ -955,11 +955,19 @@ def test_bad_options_are_one_line(clips, tmp_path):
                          (["-o", str(tmp_path / "x.avi")], "unknown output type"),
                          (["--color", "nocolour", "-o", str(tmp_path / "c.mp4")], "--color"),
                          (["--window", "0", "-o", str(tmp_path / "w.mp4")], "--window"),
-                         (["--workers", "0", "-o", str(tmp_path / "k.mp4")], "--workers")):
+                         (["--workers", "0", "-o", str(tmp_path / "k.mp4")], "--workers '0' is out of range"),
+                         (["--workers", "two", "-o", str(tmp_path / "t.mp4")],
+                          "--workers 'two' is neither a number nor auto: use 1..16 or auto")):
         proc = run_vbg("process", str(clips["tone"]), "--model", "selfie", *args)
         assert proc.returncode != 0
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
         assert len(errors) == 1 and needle in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_workers_auto_is_understood_in_capitals(clips, tmp_path):
+    proc = run_vbg("process", str(clips["tone"]), "--model", "selfie", "--workers", "AUTO", "-o",
+                   str(tmp_path / "k.mp4"), "-q")
+    assert proc.returncode == 0 and (tmp_path / "k.mp4").exists(), proc.stderr
 
 
 def test_an_unknown_mode_in_a_config_file_is_said_alone(clips, tmp_path):

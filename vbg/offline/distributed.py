@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DependencyError, InputError, VbgError, one_line
+from ..errors import ConfigError, DependencyError, InputError, OutputError, VbgError, one_line
 from ..fsutil import cannot_write
 from .process import FileProcessor, FileResult, Span, SplitError, say_conversions
 
@@ -86,15 +86,54 @@ def ray_runtime(address: str | None, **init_kwargs):
     if ray.is_initialized():
         yield _dashboard(ray, None)
         return
+    _check_reachable(address)
     try:
         ctx = ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, **init_kwargs)
-    except ConnectionError as e:
-        raise ConfigError(f"--ray {address}: no Ray cluster answers there ({one_line(e)}): start one "
-                          "(ray start --head) or pass its address") from e
+    except BaseException as e:
+        # what a failed or interrupted start left (a local runtime's agents) goes with it
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        if not isinstance(e, Exception):  # Ctrl-C
+            raise
+        raise _start_error(address, e) from None
     try:
         yield _dashboard(ray, ctx)
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A cluster's ``HOST:PORT`` or ``ray://HOST:PORT`` that nothing answers at is said at once:
+    Ray itself retries it for minutes, printing a warning every few seconds."""
+    import socket
+
+    if address in (None, "", "auto", "local"):
+        return
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # Ray says what is wrong with it
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"--ray {address}: no Ray cluster answers there ({e.strerror or one_line(e)}): start "
+                          "one (ray start --head) or pass its address") from None
+
+
+def _start_error(address: str | None, e: Exception) -> VbgError:
+    """The one line for a Ray that would not start or connect."""
+    text = one_line(e)
+    if isinstance(e, ConnectionError):
+        return ConfigError(f"--ray {address}: no Ray cluster answers there ({text}): start one "
+                           "(ray start --head) or pass its address")
+    if "ray[client]" in text:  # a ray:// address with Ray installed without its client part
+        return DependencyError(f"--ray {address}: Ray Client is not installed ({text}): "
+                               f"pip install 'ray[client]' (or {RAY_HINT})")
+    if isinstance(e, OSError):  # a home or /tmp Ray cannot write its session files to
+        return OutputError(f"--ray: Ray could not write its files ({text}): Ray keeps them in your home folder "
+                           "and /tmp/ray: make them writable (HOME, TMPDIR)")
+    return ConfigError(f"--ray{' ' + address if address else ''}: Ray did not start ({text}): "
+                       "run without --ray, or check the cluster with ray status")
 
 
 def _dashboard(ray, ctx) -> str | None:

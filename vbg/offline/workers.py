@@ -47,7 +47,8 @@ CACHE_NAME = "workers.json"
 def parse_workers(text: str, seg_cfg) -> int | None:
     """``--workers``: a number 1..16, or auto: 1 on a GPU or a single core, else None: measured
     once the model is open (:func:`open_auto`)."""
-    if text == "auto":
+    text = text.strip()
+    if text.lower() == "auto":
         if seg_cfg.backend != "onnx" or (os.cpu_count() or 1) < 2:
             return 1
         from ..inference.onnx_backend import provider_list
@@ -59,7 +60,8 @@ def parse_workers(text: str, seg_cfg) -> int | None:
     try:
         n = int(text)
     except ValueError:
-        n = 0
+        raise ConfigError(f"--workers {text!r} is neither a number nor auto: use {WORKERS.describe()} or auto"
+                          ) from None
     if n not in WORKERS:
         raise ConfigError(f"--workers {text!r} is out of range: use {WORKERS.describe()} or auto")
     return n
