@@ -1353,7 +1353,8 @@ def _setup_logging(args) -> None:
     libs = _RowHandler(sys.stderr)  # other libraries' messages, only with -v, named
     libs.setFormatter(_JournalLine("%(name)s: %(message)s") if _JOURNAL[0]
                       else _OneLine("vbg: %(name)s: %(message)s"))
-    liblogs.configure(args.verbose, libs)
+    # a model download's bar on a terminal: 176 MB with nothing moving looks like a hang
+    liblogs.configure(args.verbose, libs, bars=not getattr(args, "quiet", False) and streams.is_terminal(sys.stderr))
 
 
 class _Flag:

@@ -23,7 +23,7 @@ Each library has its own channel, and each is set where it lives:
   (vbg turns that telemetry off in ``vbg/__init__.py``; a user who set
   ``ORT_DISABLE_TELEMETRY=0`` has it, and this line with it).
 - huggingface_hub: its logger and its progress bars (``HF_HUB_VERBOSITY``,
-  ``HF_HUB_DISABLE_PROGRESS_BARS``).
+  ``HF_HUB_DISABLE_PROGRESS_BARS``); a download's bar shows on a terminal (not with ``-q``).
 - Python warnings (torch's export, deprecations): ignored, or logged with ``-v``.
 
 A setting the user made (an environment variable, ``python -W``) is left alone.
@@ -84,8 +84,10 @@ def _env_clear(name: str) -> bool:
     return True
 
 
-def configure(verbose: bool, handler: logging.Handler) -> None:
-    """Silence each library's channel, or with ``verbose`` send it through ``handler``."""
+def configure(verbose: bool, handler: logging.Handler, bars: bool = False) -> None:
+    """Silence each library's channel, or with ``verbose`` send it through ``handler``. ``bars``:
+    a download shows huggingface_hub's progress bar (a person watches a terminal) even without
+    ``verbose``; its log lines stay off."""
     # OpenCV (and libtiff through it).
     if _env_default("OPENCV_LOG_LEVEL", "WARNING" if verbose else "SILENT") and "cv2" in sys.modules:
         import cv2
@@ -113,10 +115,9 @@ def configure(verbose: bool, handler: logging.Handler) -> None:
         libav.handlers[:] = []
 
     # huggingface_hub: its own stderr handler and tqdm bars.
-    if verbose:
-        ours = [_env_clear("HF_HUB_VERBOSITY"), _env_clear("HF_HUB_DISABLE_PROGRESS_BARS")]
-    else:
-        ours = [_env_default("HF_HUB_VERBOSITY", "error"), _env_default("HF_HUB_DISABLE_PROGRESS_BARS", "1")]
+    bars = bars or verbose
+    ours = [_env_clear("HF_HUB_VERBOSITY") if verbose else _env_default("HF_HUB_VERBOSITY", "error"),
+            _env_clear("HF_HUB_DISABLE_PROGRESS_BARS") if bars else _env_default("HF_HUB_DISABLE_PROGRESS_BARS", "1")]
     own = not all(ours)
     if "huggingface_hub" in sys.modules and not own:
         from huggingface_hub.utils import logging as hub_logging
@@ -124,9 +125,11 @@ def configure(verbose: bool, handler: logging.Handler) -> None:
 
         if verbose:
             hub_logging.set_verbosity_warning()
-            enable_progress_bars()
         else:
             hub_logging.set_verbosity_error()
+        if bars:
+            enable_progress_bars()
+        else:
             disable_progress_bars()
 
     # Python warnings (torch.onnx's export, libraries' deprecations).

@@ -241,6 +241,14 @@ def columns(stream=None, environ=None) -> int:
         return 80
 
 
+def is_terminal(stream) -> bool:
+    """Whether ``stream`` is a terminal a person watches (False for a pipe, a file, a closed one)."""
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 _ROW: list[int | None] = [None]  # the width of the row a bar or the status line is being redrawn on, else None
 
 

@@ -305,6 +305,30 @@ def test_huggingface_hub_logging_and_bars_follow_verbose(verbose):
     assert (int(level) >= 40) == (not verbose)  # ERROR and above only, unless -v
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
+@pytest.mark.parametrize(("flags", "bars"), [([], True), (["-q"], False)], ids=["terminal", "terminal -q"])
+def test_a_download_shows_its_bar_on_a_terminal(flags, bars):
+    """On a terminal a model download shows huggingface_hub's bar (176 MB with nothing moving looked
+    like a hang); its log lines stay off, and ``-q`` or a pipe (the test above) has no bar."""
+    import pty
+
+    pytest.importorskip("huggingface_hub")
+    code = ("import logging, sys; from vbg.cli import main; main(['models'] + sys.argv[1:]); "
+            "import huggingface_hub.utils as u; "
+            "print(u.are_progress_bars_disabled(), logging.getLogger('huggingface_hub').getEffectiveLevel())")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, *flags], stdout=subprocess.PIPE, stderr=slave,
+                              stdin=subprocess.DEVNULL, text=True, env=env, timeout=120)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0
+    bars_off, level = proc.stdout.split()[-2:]
+    assert bars_off == str(not bars) and int(level) >= 40
+
+
 @pytest.mark.parametrize("device", ["cuda", "tensorrt"])
 def test_a_gpu_provider_that_cannot_load_stays_off_stdout_and_stderr(clip, tmp_path, device):
     """Without a GPU, --device cuda falls back to the CPU: ONNX Runtime's C++ errors ("Failed to load
