@@ -53,13 +53,23 @@ def test_every_cheap_problem_in_one_run_before_any_model(tmp_path, offline_env):
 def test_the_launch_line_names_the_virtual_camera_and_the_camera_at_once(offline_env):
     """`vbg --background beach.jpg` on a machine with neither: both named in one run, the
     bundled beach.jpg found, and the unavailable default model is not an error."""
-    proc = run_vbg("--background", "beach.jpg", env=offline_env, timeout=300)
+    proc = run_vbg("--background", "beach.jpg", env={**offline_env, "DISPLAY": "", "WAYLAND_DISPLAY": ""},
+                   timeout=300)
     errors = _errors(proc)
     assert proc.returncode == 12, proc.stderr  # the virtual camera first: the commonest set-up problem
     assert "modprobe v4l2loopback" in errors[0]
     if not glob.glob("/dev/video0"):
         assert len(errors) == 2 and "camera 0" in errors[1] and "--source demo" in errors[1]
     assert "beach.jpg" not in "\n".join(errors)
+    # no display: --preview would only fail next
+    assert errors[0].endswith("or try it first with --no-vcam --record FILE"), errors[0]
+
+
+@pytest.mark.skipif(not NO_LOOPBACK, reason="this machine has a v4l2loopback device")
+def test_with_a_display_the_launch_line_offers_the_preview_window(offline_env, x_display):
+    proc = run_vbg("--background", "beach.jpg", env={**offline_env, **x_display}, timeout=300)
+    errors = _errors(proc)
+    assert proc.returncode == 12 and errors[0].endswith("or try it first with --preview, or --no-vcam --record FILE")
 
 
 def test_an_existing_process_output_is_reported_before_the_model_loads(clip, tmp_path, offline_env):

@@ -100,9 +100,12 @@ def virtual_camera_problem(device: str | None, backend: str | None) -> SinkError
             return SinkError(f"virtual camera {device} does not exist: {LINUX_HINT}")
         return None
     if not loopback_nodes() and (backend == "v4l2loopback" or choose_backend(device, backend) is None):
+        from .preview import display_available
+
+        # --preview only where a window can open (a server over SSH has no display to show it on)
+        first = "--preview, or --no-vcam --record FILE" if display_available() else "--no-vcam --record FILE"
         return SinkError(f"no virtual camera device found: {LINUX_HINT}; or start PipeWire for a camera "
-                         "without the module (vbg doctor checks it); or try it first with --preview, or "
-                         "--no-vcam --record FILE")
+                         f"without the module (vbg doctor checks it); or try it first with {first}")
     return None
 
 
