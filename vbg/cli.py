@@ -187,7 +187,17 @@ def _parser_process(sub) -> None:
 
 
 def _parser_models(sub) -> None:
-    p = sub.add_parser("models", help="list the models, their licences and cache state")
+    from .ranges import VARIANTS
+
+    p = sub.add_parser("models", help="list the models, their licences and cache state; --download one",
+                       description="The models vbg knows, their licences and whether they are on this machine. "
+                                   "--download fetches a hub model now (under its licence, checked against its "
+                                   "checksum), e.g. before going offline; otherwise it is fetched on first use.")
+    p.add_argument("--download", metavar="NAME", nargs="?", const="rmbg-1.4",
+                   help="fetch this model now (default: rmbg-1.4) and print where it is kept")
+    p.add_argument("--variant", choices=VARIANTS, default="fp32",
+                   help="with --download: which RMBG-1.4 file (as vbg --variant; export = the safetensors "
+                        "weights vbg exports from, which --backend torch also uses)")
     p.set_defaults(func=cmd_models)
 
 
@@ -962,6 +972,19 @@ def _process_file(proc, src, dst: Path, sequence: bool, args) -> int:
 def cmd_models(args) -> int:
     from .models import hub
     from .models.spec import MODELS
+
+    if args.download is not None:
+        from .models.resolve import hub_variant
+        from .models.spec import get_spec
+
+        spec = get_spec(args.download)
+        if spec.bundled is not None:
+            print(f"{spec.name} comes with vbg: nothing to download ({spec.bundled_path()})")
+            return 0
+        path = hub.fetch(spec, hub_variant(args.variant, "onnx"))
+        print(path)
+        log.info("%s (%s) is on this machine: vbg runs it without a network", spec.name, args.variant)
+        return 0
 
     for spec in MODELS.values():
         if spec.bundled:

@@ -393,3 +393,41 @@ def test_cached_path_is_none_in_a_fresh_cache(tmp_path):
     result = run_fetch(child_env(tmp_path, f"http://127.0.0.1:{closed_port()}", HF_HUB_OFFLINE="1"),
                        files_for(DATA), check_cached=True)
     assert result["cached_before"] is None
+
+
+_MODELS_CLI = r'''
+import json, sys
+from dataclasses import replace
+from vbg.models import spec
+from vbg.models.spec import HubFile
+files = json.loads(sys.argv[1])
+spec.MODELS["rmbg-1.4"] = replace(spec.MODELS["rmbg-1.4"], hub_files={k: HubFile(*v) for k, v in files.items()})
+from vbg.cli import main
+sys.exit(main(sys.argv[2:]))
+'''
+
+
+def test_vbg_models_download_fetches_now_and_lists_it_cached(fake, tmp_path):
+    """``vbg models --download`` (before going offline): the licence said, the file checked and
+    kept, its path printed; ``vbg models`` then lists it as cached, and a second run asks the hub
+    nothing. A bundled model needs nothing."""
+    fake.serve(REPO, FILE, DATA)
+    env = child_env(tmp_path, fake.endpoint, HF_TOKEN="hf_vbg_test")
+
+    def models(*args):
+        return subprocess.run([sys.executable, "-c", _MODELS_CLI, json.dumps(files_for(DATA)), "models", *args],
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    got = models("--download")
+    assert got.returncode == 0 and "Traceback" not in got.stderr, got.stderr
+    path = Path(got.stdout.strip())
+    assert path.read_bytes() == DATA and repo_cache(tmp_path).resolve() in path.resolve().parents
+    assert "Licence:" in got.stderr and RMBG_LICENSE_URL in got.stderr
+    assert "vbg: rmbg-1.4 (fp32) is on this machine" in got.stderr
+    listing = models()
+    assert "cached: fp32" in listing.stdout, listing.stdout
+    asked = fake.count()
+    again = models("--download")
+    assert again.returncode == 0 and again.stdout == got.stdout and fake.count() == asked
+    bundled = models("--download", "selfie")
+    assert bundled.returncode == 0 and bundled.stdout.startswith("selfie comes with vbg: nothing to download")
