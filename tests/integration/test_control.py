@@ -905,6 +905,9 @@ def test_model_switch_keeps_the_camera_and_a_failed_one_keeps_the_old_model(live
     assert live.pipe.controller.wait_model(120)
     s = live.api("GET", "/api/status")[1]
     assert s["model"] == "selfie-landscape" and "rmbg-1.4 could not be loaded" in s["model_error"]
+    # the way out named as a running filter takes it, not as the start-up flag --model selfie
+    assert s["model_error"].endswith("switch to the bundled one: vbg ctl model selfie"), s["model_error"]
+    assert "--model" not in s["model_error"]
     n1 = live.sink.count
     wait_until(lambda: live.sink.count > n1 + 5, "frames after the failed switch")
     assert live.api("POST", "/api/model", {"name": "nope"})[0] == 400

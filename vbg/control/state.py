@@ -27,6 +27,7 @@ import numpy as np
 from ..clock import Clock
 from ..compositing.backgrounds import MOVING_PICTURES, OWN_DEMUXERS, played_background
 from ..errors import ControlError, VbgError, one_line
+from ..models.hub import ALTERNATIVES as LAUNCH_ALTERNATIVES
 from ..ranges import BLUR
 from ..sinks.preview import View
 from .library import BadRequest, Library, encode_jpeg
@@ -299,7 +300,10 @@ class Controller:
         try:
             swap = self._load_model(name)
         except BaseException as e:  # reported through status; the old model runs on
-            self.model_error = f"model {name} could not be loaded: {one_line(e, type(e).__name__)}"
+            text = one_line(e, type(e).__name__)
+            # the fixes a start-up error names are flags; a running filter switches with vbg ctl
+            text = text.replace(LAUNCH_ALTERNATIVES, "switch to the bundled one: vbg ctl model selfie")
+            self.model_error = f"model {name} could not be loaded: {text}"
             return
         self.state.put_model(swap)
         self.model = name

@@ -57,7 +57,7 @@ from .spec import HubFile, ModelSpec
 log = logging.getLogger("vbg.hub")
 
 PROBE_TIMEOUT_S = 3.0
-_ALTERNATIVES = "pass --model PATH to a downloaded file, or use --model selfie"
+ALTERNATIVES = "pass --model PATH to a downloaded file, or use --model selfie"  # what else to run, at start
 _NETWORK_MODULES = ("httpx", "httpx2", "requests", "urllib3", "aiohttp", "h11", "httpcore")
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
                  errno.EISDIR, errno.EEXIST, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -165,7 +165,7 @@ def fetch(spec: ModelSpec, variant: str, *, token: str | None = None) -> Path:
             f"could not be removed ({failure}): delete {path} and run again"
         raise ChecksumError(
             f"downloaded {f.path} of {spec.hub_repo} does not match its published checksum ({problem}) "
-            f"and {removed}, or {_ALTERNATIVES}"
+            f"and {removed}, or {ALTERNATIVES}"
         )
     return path
 
@@ -207,7 +207,7 @@ def availability(spec: ModelSpec, variant: str, *, token: str | None = None) -> 
         fix = "set HF_HOME to a writable folder with room for it"
         return Unavailable(f"the Hugging Face cache {where} cannot take it: {room}", fix,
                            OutputError(f"cannot download {f.path} ({f.size / 1e6:.0f} MB) into the hub cache "
-                                       f"{where} ({room}): free disk space, or {fix}; or {_ALTERNATIVES}"))
+                                       f"{where} ({room}): free disk space, or {fix}; or {ALTERNATIVES}"))
     known = token or _stored_token(hub)  # the token file read once; the request below still asks with `token`
     malformed = _token_problem(known)
     if malformed is not None:
@@ -217,7 +217,7 @@ def availability(spec: ModelSpec, variant: str, *, token: str | None = None) -> 
         fix = f"accept its licence at {page}, then run `hf auth login` (or export HF_TOKEN=hf_...)"
         return Unavailable("it is gated and no Hugging Face token is set", fix,
                            ModelAccessError(f"{spec.hub_repo} is gated and no Hugging Face token is set: "
-                                            f"{fix}; or {_ALTERNATIVES}"))
+                                            f"{fix}; or {ALTERNATIVES}"))
     try:
         with _quiet_hub_logger():
             _check_reachable(hub.constants.ENDPOINT, spec, f)
@@ -287,7 +287,7 @@ def _endpoint_problem(endpoint: str | None) -> str | None:
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         return (f"HF_ENDPOINT={endpoint!r} is not a URL to download from (it needs http:// or https://, a host "
                 f"and a numeric port, if any): set it to the hub's URL (https://huggingface.co) or unset it; "
-                f"or {_ALTERNATIVES}")
+                f"or {ALTERNATIVES}")
     return None
 
 
@@ -299,7 +299,7 @@ def _token_problem(token: str | None) -> ModelAccessError | None:
         return None
     return ModelAccessError("the Hugging Face token holds a character no token has (a space, a quote or an "
                             "invisible character pasted with it): set it again (export HF_TOKEN=hf_... or "
-                            f"`hf auth login`); or {_ALTERNATIVES}")
+                            f"`hf auth login`); or {ALTERNATIVES}")
 
 
 def hub_cache_problem(spec: ModelSpec, variant: str = "fp32") -> str | None:
@@ -544,7 +544,7 @@ def _preflight(hub: Any, spec: ModelSpec, f: HubFile, token: str | None) -> str 
     if meta.size is not None and meta.size != f.size:
         raise ChecksumError(
             f"the hub serves {f.path} of {spec.hub_repo} with {meta.size} bytes, not the published "
-            f"{f.size} (the file changed upstream?): nothing was downloaded; {_ALTERNATIVES}"
+            f"{f.size} (the file changed upstream?): nothing was downloaded; {ALTERNATIVES}"
         )
     return meta.etag
 
@@ -611,14 +611,14 @@ def _translate(exc: Exception, spec: ModelSpec, f: HubFile) -> VbgError | None:
         return ModelAccessError(
             f"{repo} is gated ({reason}: no token, an invalid token, or the terms not accepted): "
             f"accept the terms at https://huggingface.co/{repo} and set HF_TOKEN "
-            f"(or run `hf auth login`), or {_ALTERNATIVES}"
+            f"(or run `hf auth login`), or {ALTERNATIVES}"
         )
     local_missing = (_hf_error("LocalEntryNotFoundError"), _hf_error("OfflineModeIsEnabled"))
     if isinstance(exc, (_hf_error("RevisionNotFoundError"), _hf_error("EntryNotFoundError"))) \
             and not isinstance(exc, local_missing):
         return ModelDownloadError(
             f"cannot download {f.path} from {repo}: the hub has no such file (HTTP {status or 404}): "
-            f"update vbg, or {_ALTERNATIVES}"
+            f"update vbg, or {ALTERNATIVES}"
         )
     if isinstance(exc, local_missing):
         cause = exc.__cause__ or exc.__context__
@@ -630,7 +630,7 @@ def _translate(exc: Exception, spec: ModelSpec, f: HubFile) -> VbgError | None:
     if status is not None:
         return ModelDownloadError(
             f"cannot download {f.path} from {repo}: the hub answered HTTP {status}: "
-            f"try again later, or {_ALTERNATIVES}"
+            f"try again later, or {ALTERNATIVES}"
         )
     if _is_network_error(exc):
         return _download_error(spec, f, _short(exc) or type(exc).__name__)
@@ -674,7 +674,7 @@ def _download_error(spec: ModelSpec, f: HubFile, reason: str,
                     fix: str = "connect to the internet (or check HF_ENDPOINT and proxy settings)") -> ModelDownloadError:
     return ModelDownloadError(
         f"cannot download {f.path} of {spec.hub_repo} from the Hugging Face hub ({reason}) "
-        f"and it is not in the cache: {fix}, or {_ALTERNATIVES}"
+        f"and it is not in the cache: {fix}, or {ALTERNATIVES}"
     )
 
 
