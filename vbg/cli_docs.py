@@ -7,7 +7,10 @@ by ``vbg completion SHELL`` and ``vbg man`` (always the running vbg's). Nothing 
 
 Which word is the command follows ``vbg.cli``'s rule: the first word that is not ``-q``,
 ``-v``, ``--quiet`` or ``--verbose``; when it is none of the commands, the whole line is the
-live filter's. An option's value completes to its ``choices`` when it has them, to file names
+live filter's. A command with subparsers of its own (vbg config, service, ctl) has sub-verbs,
+walked the same way, at any depth: the first word after it that is not an option (nor an option's
+value) is its verb, and the verb's own options, choices and positionals complete from there on.
+An option's value completes to its ``choices`` when it has them, to file names
 when its metavar names a file (``PATH``, ``FILE``, ``OUT``, ``IMAGE``, ``VIDEO``, ``DEV``...),
 else to nothing.
 """
@@ -46,12 +49,29 @@ class Positional:
 
 @dataclass(frozen=True)
 class Command:
-    name: str  # "" for the live filter, ``vbg [OPTIONS]``
-    summary: str  # the one line of ``vbg --help``'s command list
+    name: str  # "" for the live filter, ``vbg [OPTIONS]``; a sub-verb's is its path: "ctl status"
+    summary: str  # the one line of ``vbg --help``'s command list (or of its parent's verb list)
     description: str
     epilog: str
     options: tuple[Option, ...]
     positionals: tuple[Positional, ...]
+    verbs: tuple[Command, ...] = ()  # the sub-commands of its subparsers (vbg config path|show|edit)
+
+    @property
+    def word(self) -> str:
+        """What is typed for it: the last word of its path."""
+        return self.name.rsplit(" ", 1)[-1]
+
+    def value_flags(self) -> tuple[str, ...]:
+        return tuple(f for o in self.options if o.takes_value for f in o.flags)
+
+
+def every_command(cmds) -> list[Command]:
+    """Each command and, after it, each of its sub-verbs (theirs after them), at any depth."""
+    out: list[Command] = []
+    for c in cmds:
+        out += [c, *every_command(c.verbs)]
+    return out
 
 
 def _one_line(text: str | None) -> str:
@@ -66,9 +86,14 @@ def _names_files(metavar: str) -> bool:
 def _walk(parser: argparse.ArgumentParser, name: str, summary: str) -> Command:
     formatter = parser._get_formatter()
     group_of = {id(a): g.title or "options" for g in parser._action_groups for a in g._group_actions}
-    options, positionals = [], []
+    options, positionals, verbs = [], [], []
     for action in parser._actions:
-        if action.help == argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):
+        if isinstance(action, argparse._SubParsersAction):
+            summaries = {a.dest: _one_line(a.help) for a in action._choices_actions}
+            verbs += [_walk(p, f"{name} {verb}".strip(), summaries.get(verb, ""))
+                      for verb, p in action.choices.items()]
+            continue
+        if action.help == argparse.SUPPRESS:
             continue
         help_text = _one_line(formatter._expand_help(action)) if action.help else ""
         choices = tuple(str(c) for c in action.choices) if action.choices else ()
@@ -83,20 +108,15 @@ def _walk(parser: argparse.ArgumentParser, name: str, summary: str) -> Command:
             positionals.append(Positional(metavar, help_text, action.nargs in ("+", "*", argparse.REMAINDER),
                                           choices, not choices and _names_files(metavar)))
     return Command(name, summary, _one_line(parser.description), parser.epilog or "", tuple(options),
-                   tuple(positionals))
+                   tuple(positionals), tuple(verbs))
 
 
 def commands() -> list[Command]:
-    """The live filter first (name ""), then each command in ``vbg --help``'s order."""
+    """The live filter first (name ""), then each command in ``vbg --help``'s order, each with its
+    sub-verbs (``Command.verbs``, walked from its subparsers: vbg config show, vbg ctl status...)."""
     from .cli import build_live_parser, build_parser
 
-    main = build_parser()
-    out = [_walk(build_live_parser(), "", "")]
-    for action in main._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            summaries = {a.dest: _one_line(a.help) for a in action._choices_actions}
-            out += [_walk(p, name, summaries.get(name, "")) for name, p in action.choices.items()]
-    return out
+    return [_walk(build_live_parser(), "", ""), *_walk(build_parser(), "", "").verbs]
 
 
 def global_flags() -> tuple[str, ...]:
@@ -125,8 +145,14 @@ def _words(items) -> str:
     return shlex.quote(" ".join(items))
 
 
+def _bash_label(c: Command) -> str:
+    return shlex.quote(c.name) if c.name else '""'
+
+
 def bash(cmds: list[Command]) -> str:
     names = [c.name for c in cmds if c.name]
+    nodes = every_command(cmds)
+    parents = [c for c in nodes if c.verbs]
     lines = [
         f"# bash completion for vbg {_version()}: generated from vbg's own parser by `vbg completion bash`.",
         "# Install: vbg completion bash > ~/.local/share/bash-completion/completions/vbg",
@@ -151,6 +177,24 @@ def bash(cmds: list[Command]) -> str:
         f"        {'|'.join(names)}) ;;",
         '        *) cmd="" ;;',
         "    esac",
+        "    # its sub-verbs (vbg config show, vbg ctl status): $cmd becomes the path, \"ctl status\"",
+        '    while [[ -n "$cmd" ]] && (( ++i < COMP_CWORD )); do',
+        '        w="${COMP_WORDS[i]}"',
+    ]
+    value_flags = [shlex.quote(f"{c.name} {f}") for c in parents for f in c.value_flags()]
+    if value_flags:  # an option of a command with sub-verbs that takes a value: skip the value
+        lines += ["        case \"$cmd $w\" in",
+                  f"            {'|'.join(value_flags)})",
+                  '                [[ "${COMP_WORDS[i+1]}" == "=" ]] && (( i++ )); (( i++ )); continue ;;',
+                  "        esac"]
+    verb_paths = [shlex.quote(v.name) for c in parents for v in c.verbs]
+    lines += [
+        '        [[ "$w" == -* || "$w" == "=" ]] && continue',
+        "        case \"$cmd $w\" in",
+        f'            {"|".join(verb_paths) or "__vbg_none__"}) cmd="$cmd $w"; at=$i ;;',
+        "            *) break ;;",
+        "        esac",
+        "    done",
         "    # --opt=value: one word, or three where COMP_WORDBREAKS splits at '=' (bash's default)",
         '    if [[ "$cur" == "=" && "$prev" == --* ]]; then',
         '        cur=""',
@@ -165,7 +209,7 @@ def bash(cmds: list[Command]) -> str:
         "    case \"$prev\" in -*)",
         "        case \"$cmd $prev\" in",
     ]
-    for c in cmds:
+    for c in nodes:
         for o in c.options:
             if not o.takes_value:
                 continue
@@ -178,10 +222,9 @@ def bash(cmds: list[Command]) -> str:
                 action = "COMPREPLY=(); return 0"  # a value of the user's own: nothing to offer
             lines.append(f"            {pattern}) {action} ;;")
     lines += ["        esac ;;", "    esac", "    case \"$cmd\" in"]
-    for c in cmds:
-        label = c.name or '""'
+    for c in nodes:
         opts = [f for o in c.options for f in o.flags]
-        lines.append(f"        {label}) opts={_words(opts)} ;;")
+        lines.append(f"        {_bash_label(c)}) opts={_words(opts)} ;;")
     lines += ["    esac",
               '    if [[ "$cur" == -* ]]; then',
               '        COMPREPLY=($(compgen -W "$opts" -- "$cur"))',
@@ -189,12 +232,19 @@ def bash(cmds: list[Command]) -> str:
               f'        COMPREPLY=($(compgen -W {_words(names)} -- "$cur"))',
               "    else",
               "        case \"$cmd\" in"]
-    for c in cmds:
+    for c in nodes:
+        if not c.name:
+            continue
+        if c.verbs:  # no verb typed yet: the verbs
+            words = _words(v.word for v in c.verbs)
+            lines.append(f'            {_bash_label(c)}) COMPREPLY=($(compgen -W {words} -- "$cur")) ;;')
+            continue
         for p in c.positionals:
             if p.choices:
-                lines.append(f'            {c.name}) COMPREPLY=($(compgen -W {_words(p.choices)} -- "$cur")) ;;')
+                words = _words(p.choices)
+                lines.append(f'            {_bash_label(c)}) COMPREPLY=($(compgen -W {words} -- "$cur")) ;;')
             elif p.files:
-                lines.append(f'            {c.name}) _vbg_files "$cur" ;;')
+                lines.append(f'            {_bash_label(c)}) _vbg_files "$cur" ;;')
             break  # the first positional decides: vbg's commands have one kind each
     lines += ["            *) COMPREPLY=() ;;", "        esac", "    fi", "    return 0", "}",
               "complete -F _vbg vbg", ""]
@@ -234,6 +284,8 @@ def _zsh_spec(o: Option) -> str:
 
 def zsh(cmds: list[Command]) -> str:
     names = [c for c in cmds if c.name]
+    nodes = [c for c in every_command(cmds) if c.name]
+    parents = [c for c in nodes if c.verbs]
     lines = [
         "#compdef vbg",
         f"# zsh completion for vbg {_version()}: generated from vbg's own parser by `vbg completion zsh`.",
@@ -241,18 +293,46 @@ def zsh(cmds: list[Command]) -> str:
         "",
         "_vbg() {",
         f"  local -a global_flags=({' '.join(global_flags())})",
-        "  local i cmd=''",
+        "  local i j w cmd=''",
         "  for ((i = 2; i < CURRENT; i++)); do",
         "    if (( ! ${global_flags[(Ie)${words[i]}]} )); then cmd=${words[i]}; break; fi",
         "  done",
+        "  # its sub-verbs (vbg config show, vbg ctl status): $cmd becomes the path, 'ctl status'",
+        "  case $cmd in",
+        f"    ({'|'.join(c.name for c in names)})",
+        "      for ((j = i + 1; j < CURRENT; j++)); do",
+        "        w=${words[j]}",
+    ]
+    value_flags = [_zsh_quote(f"{c.name} {f}") for c in parents for f in c.value_flags()]
+    if value_flags:  # an option of a command with sub-verbs that takes a value: skip the value
+        lines += ["        case \"$cmd $w\" in",
+                  f"          ({'|'.join(value_flags)}) (( j++ )); continue ;;",
+                  "        esac"]
+    verb_paths = [_zsh_quote(v.name) for c in parents for v in c.verbs]
+    lines += [
+        "        [[ $w == -* ]] && continue",
+        "        case \"$cmd $w\" in",
+        f'          ({"|".join(verb_paths) or "__vbg_none__"}) cmd="$cmd $w"; i=$j ;;',
+        "          (*) break ;;",
+        "        esac",
+        "      done",
+        "      ;;",
+        "  esac",
         "  case $cmd in",
     ]
-    for c in names:
+    for c in nodes:
         specs = [_zsh_spec(o) for o in c.options]
-        for p in c.positionals:
-            action = "_files" if p.files else "(" + " ".join(p.choices) + ")" if p.choices else " "
-            specs.append(_zsh_quote(f"{'*' if p.many else ''}:{_zsh_desc(p.metavar)}:{action}"))
-        lines.append(f"    {c.name})")
+        if c.verbs:
+            verbs = " ".join(_zsh_quote(f"{v.word}:{_zsh_desc(v.summary)}") for v in c.verbs)
+            specs.append(_zsh_quote("1: :{_describe verb vbg_verbs}"))
+        else:
+            verbs = ""
+            for p in c.positionals:
+                action = "_files" if p.files else "(" + " ".join(p.choices) + ")" if p.choices else " "
+                specs.append(_zsh_quote(f"{'*' if p.many else ''}:{_zsh_desc(p.metavar)}:{action}"))
+        lines.append(f"    ({_zsh_quote(c.name) if ' ' in c.name else c.name})")
+        if verbs:
+            lines.append(f"      local -a vbg_verbs=({verbs})")
         lines.append("      (( CURRENT -= i - 1 )); words=(\"${(@)words[i,-1]}\")")
         lines.append("      _arguments -s \\")
         lines += [f"        {s} \\" for s in specs]
@@ -260,7 +340,7 @@ def zsh(cmds: list[Command]) -> str:
         lines.append("      ;;")
     live = cmds[0]
     commands_list = " ".join(_zsh_quote(f"{c.name}:{_zsh_desc(c.summary)}") for c in names)
-    lines += ["    *)",
+    lines += ["    (*)",
               f"      local -a vbg_commands=({commands_list})",
               "      _arguments -s \\"]
     lines += [f"        {_zsh_spec(o)} \\" for o in live.options]
@@ -273,28 +353,71 @@ def zsh(cmds: list[Command]) -> str:
 
 def fish(cmds: list[Command]) -> str:
     names = [c.name for c in cmds if c.name]
-    none_yet = "not __fish_seen_subcommand_from " + " ".join(names)
+    nodes = every_command(cmds)
+    parents = [c for c in nodes if c.verbs]
+    value_flags = [f"{c.name} {f}" for c in parents for f in c.value_flags()]
     lines = [f"# fish completion for vbg {_version()}: generated from vbg's own parser by `vbg completion fish`.",
              "# Install: vbg completion fish > ~/.config/fish/completions/vbg.fish",
-             "complete -c vbg -e"]
+             "complete -c vbg -e",
+             "# the command and its sub-verbs so far, as one line: '' (the live filter), 'ctl', 'ctl status'",
+             "function __vbg_path",
+             "    set -l words (commandline -opc)",
+             "    set -e words[1]",
+             f"    while set -q words[1]; and contains -- $words[1] {' '.join(global_flags())}",
+             "        set -e words[1]",
+             "    end",
+             f"    set -q words[1]; and contains -- $words[1] {' '.join(names)}; or return 0",
+             "    set -l cmd $words[1]",
+             "    set -e words[1]",
+             "    while set -q words[1]",
+             "        set -l w $words[1]",
+             "        set -e words[1]",
+             "        if contains -- \"$cmd $w\" " + " ".join(shlex.quote(v) for v in value_flags or ["__vbg_none__"]),
+             "            set -e words[1]  # the option's value",
+             "        else if string match -q -- '-*' $w",
+             "            continue",
+             "        else if contains -- \"$cmd $w\" "
+             + " ".join([shlex.quote(v.name) for c in parents for v in c.verbs] or ["__vbg_none__"]),
+             "            set cmd \"$cmd $w\"",
+             "        else",
+             "            break",
+             "        end",
+             "    end",
+             "    echo $cmd",
+             "end",
+             "function __vbg_at  # the words of a path: __vbg_at ctl status; none: the live filter",
+             "    set -l at (__vbg_path)",
+             '    test "$at" = "$argv"',
+             "end"]
+
+    def cond(c: Command) -> str:
+        return shlex.quote(f"__vbg_at {c.name}".strip())
+
     for c in cmds:
         if c.name:
-            lines.append(f"complete -c vbg -f -n {shlex.quote(none_yet)} -a {c.name} -d {shlex.quote(c.summary)}")
-    for c in cmds:
-        cond = shlex.quote(none_yet if not c.name else f"__fish_seen_subcommand_from {c.name}")
+            lines.append(f"complete -c vbg -f -n {cond(cmds[0])} -a {c.name} -d {shlex.quote(c.summary)}")
+    for c in nodes:
         for o in c.options:
-            parts = [f"complete -c vbg -n {cond}"]
+            parts = [f"complete -c vbg -n {cond(c)}"]
             for f in o.flags:
                 parts.append(f"-l {f[2:]}" if f.startswith("--") else f"-s {f[1:]}")
             if o.takes_value:
-                parts.append("-r" if o.files else "-x")
+                parts.append("-rF" if o.files else "-x")
                 if o.choices:
                     parts.append(f"-a {shlex.quote(' '.join(o.choices))}")
             if o.help:
                 parts.append(f"-d {shlex.quote(o.help[:90])}")
             lines.append(" ".join(parts))
-        if c.name and c.positionals and c.positionals[0].files:
-            lines.append(f"complete -c vbg -n {cond} -F")
+        if not c.name:
+            continue
+        if c.verbs:
+            lines += [f"complete -c vbg -f -n {cond(c)} -a {v.word} -d {shlex.quote(v.summary[:90])}" for v in c.verbs]
+        elif c.positionals and c.positionals[0].choices:
+            lines.append(f"complete -c vbg -f -n {cond(c)} -a {shlex.quote(' '.join(c.positionals[0].choices))}")
+        elif c.positionals and c.positionals[0].files:
+            lines.append(f"complete -c vbg -n {cond(c)} -F")
+        else:  # no file names where the command takes none
+            lines.append(f"complete -c vbg -f -n {cond(c)}")
     lines.append("")
     return "\n".join(lines)
 
@@ -351,8 +474,10 @@ def man(cmds: list[Command]) -> str:
         *_options_roff(live),
         ".SH COMMANDS",
     ]
-    for c in rest:
+    for c in every_command(rest):  # a command, then its sub-verbs (vbg config show) each in its own section
         usage = " ".join(("\\fI" + _roff(p.metavar) + "\\fR" + ("..." if p.many else "")) for p in c.positionals)
+        if c.verbs:
+            usage = ("{" + "|".join(f"\\fB{_roff(v.word)}\\fR" for v in c.verbs) + "} ...") + (" " + usage).rstrip()
         lines += [f".SS \"vbg {c.name}\"", f"\\fBvbg {c.name}\\fR [\\fIOPTIONS\\fR] {usage}".rstrip(), ".PP",
                   _roff(c.description or c.summary)]
         for p in c.positionals:

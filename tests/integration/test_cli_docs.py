@@ -17,15 +17,27 @@ from conftest import run_vbg
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _sub_parsers(parser: argparse.ArgumentParser, path: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Each command under ``parser`` by its path ("process", "ctl status"), at any depth."""
+    out: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out[f"{path} {name}".strip()] = sub
+                out.update(_sub_parsers(sub, f"{path} {name}".strip()))
+    return out
+
+
 def real_parsers() -> dict[str, argparse.ArgumentParser]:
-    """What vbg parses, read from vbg.cli itself: "" the live filter, then every command."""
+    """What vbg parses, read from vbg.cli itself: "" the live filter, then every command and every
+    sub-verb of one ("config show", "ctl status")."""
     from vbg.cli import build_live_parser, build_parser
 
-    out = {"": build_live_parser()}
-    for action in build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            out.update(action.choices)
-    return out
+    return {"": build_live_parser(), **_sub_parsers(build_parser())}
+
+
+def verbs_of(parser: argparse.ArgumentParser) -> list[str]:
+    return [name for a in parser._actions if isinstance(a, argparse._SubParsersAction) for name in a.choices]
 
 
 def every_flag() -> dict[str, set[str]]:
@@ -177,3 +189,127 @@ def test_a_new_option_shows_up_without_a_line_of_docs(monkeypatch):
     for kind in cli_docs.KINDS:
         text = cli_docs.render(kind)
         assert re.search(r"brand\\?-new", text) and "two" in text, kind
+
+
+# --- sub-verbs: vbg config show, vbg service install, vbg ctl status ... ---------------------------
+
+
+def test_bash_completes_each_sub_verb_then_its_options_and_choices(generated, tmp_path):
+    assert shutil.which("bash"), "bash must be installed for these tests"
+    script = generated["bash"]
+    parents = {name: verbs_of(p) for name, p in real_parsers().items() if verbs_of(p)}
+    assert {"config", "service", "ctl"} <= set(parents), parents
+    for name, verbs in parents.items():  # every command with sub-verbs, found from the parsers
+        assert _bash_complete(script, "vbg", *name.split(), "") == verbs, name
+    assert _bash_complete(script, "vbg", "config", "") == ["path", "show", "edit"]
+    assert _bash_complete(script, "vbg", "config", "sh") == ["show"]
+    assert _bash_complete(script, "vbg", "-v", "service", "-q", "") == ["install", "uninstall", "status"]
+    assert _bash_complete(script, "vbg", "ctl", "status", "--") == ["--help", "--json"]
+    assert _bash_complete(script, "vbg", "ctl", "page", "--pr") == ["--print"]
+    assert _bash_complete(script, "vbg", "config", "show", "--pro") == ["--process"]
+    assert _bash_complete(script, "vbg", "ctl", "effect", "") == ["on", "off", "toggle"]
+    assert _bash_complete(script, "vbg", "ctl", "mirror", "t") == ["toggle"]
+    assert "--json" not in _bash_complete(script, "vbg", "ctl", "page", "--")  # each verb its own
+    (tmp_path / "live.toml").write_bytes(b"")
+    assert _bash_complete(script, "vbg", "service", "install", "--config", str(tmp_path / "li")) == [
+        str(tmp_path / "live.toml")]
+    assert _bash_complete(script, "vbg", "service", "install", f"--config={tmp_path / 'li'}") == [
+        str(tmp_path / "live.toml")]
+
+
+def _zsh_complete(zsh: str, script: Path, folder: Path, line: str) -> list[str]:
+    """What zsh's own completion system offers for ``line`` + TAB, the script installed as _vbg:
+    an interactive zsh on a pseudo-terminal (zsh/zpty), compadd wrapped to print each match."""
+    fpath = folder / "zfunc"
+    fpath.mkdir(exist_ok=True)
+    (fpath / "_vbg").write_text(script.read_text(encoding="utf-8"), encoding="utf-8")
+    driver = folder / "drive.zsh"
+    driver.write_text("\n".join([
+        "zmodload zsh/zpty || exit 3",
+        "zpty z zsh -f -i",
+        f"zpty -w z \"PROMPT=; fpath=({fpath} \\$fpath); autoload -U compinit; compinit -u -D\"",
+        "zpty -w z \"zstyle ':completion:*' list-grouped false; zstyle ':completion:*' insert-tab false\"",
+        "zpty -w z 'compadd () { if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\\ * ]]; then builtin compadd \"$@\"; "
+        "return $?; fi; typeset -a hits; builtin compadd -A hits \"$@\"; local ret=$?; "
+        "(( $#hits )) && print -rl -- \"<H\"\"IT>\"${^hits}; return $ret }'",
+        "zpty -w z \"comppostfuncs=(finish); finish() { print -r -- '<E''ND>'; exit }\"",
+        "zpty -w z \"$1\"$'\\t'",
+        "zpty -r z out '*<END>*'",
+        "print -r -- \"$out\"",
+        "zpty -d z",
+        ""]), encoding="utf-8")
+    proc = subprocess.run([zsh, "-f", str(driver), line], capture_output=True, text=True, timeout=60)
+    if proc.returncode == 3:
+        pytest.skip("zsh has no zsh/zpty module to drive its completion with")
+    assert proc.returncode == 0, proc.stderr
+    return sorted(set(re.findall(r"<HIT>([^\s<]+)", proc.stdout)))
+
+
+def test_zsh_completes_each_sub_verb_then_its_options_and_choices(generated, tmp_path):
+    zsh = shutil.which("zsh")
+    if zsh is None:
+        pytest.skip("zsh is not installed (apt install zsh)")
+    script = generated["zsh"]
+    assert _zsh_complete(zsh, script, tmp_path, "vbg pro") == ["process"]  # the harness itself works
+    assert _zsh_complete(zsh, script, tmp_path, "vbg config ") == ["edit", "path", "show"]
+    assert _zsh_complete(zsh, script, tmp_path, "vbg -v service ") == ["install", "status", "uninstall"]
+    assert {"effect", "status", "page"} <= set(_zsh_complete(zsh, script, tmp_path, "vbg ctl "))
+    assert "--json" in _zsh_complete(zsh, script, tmp_path, "vbg ctl status --")
+    assert "--print" in _zsh_complete(zsh, script, tmp_path, "vbg ctl page --")
+    assert "--config" in _zsh_complete(zsh, script, tmp_path, "vbg service install --")
+    assert _zsh_complete(zsh, script, tmp_path, "vbg ctl effect ") == ["off", "on", "toggle"]
+    assert _zsh_complete(zsh, script, tmp_path, "vbg completion ") == ["bash", "fish", "zsh"]
+
+
+def _fish_complete(fish: str, script: Path, cwd: Path, line: str) -> list[str]:
+    code = f"source '{script}'; complete -C '{line}'"
+    proc = subprocess.run([fish, "--no-config", "-c", code], capture_output=True, text=True, timeout=60, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return sorted(entry.split("\t")[0] for entry in proc.stdout.splitlines())
+
+
+def test_fish_completes_each_sub_verb_then_its_options_and_choices(generated, tmp_path):
+    fish = shutil.which("fish")
+    if fish is None:
+        pytest.skip("fish is not installed (apt install fish)")
+    script = generated["fish"]
+    (tmp_path / "talk.mp4").write_bytes(b"")  # a file name that must not be offered for a verb
+    assert _fish_complete(fish, script, tmp_path, "vbg config ") == ["edit", "path", "show"]
+    assert _fish_complete(fish, script, tmp_path, "vbg -v service ") == ["install", "status", "uninstall"]
+    ctl = _fish_complete(fish, script, tmp_path, "vbg ctl ")
+    assert {"effect", "status", "page"} <= set(ctl) and "talk.mp4" not in ctl
+    assert _fish_complete(fish, script, tmp_path, "vbg completion ") == ["bash", "fish", "zsh"]
+    assert "--json" in _fish_complete(fish, script, tmp_path, "vbg ctl status --")
+    assert "--json" not in _fish_complete(fish, script, tmp_path, "vbg ctl page --")
+    assert "--print" in _fish_complete(fish, script, tmp_path, "vbg ctl page --")
+    assert "--config" in _fish_complete(fish, script, tmp_path, "vbg service install --")
+    assert _fish_complete(fish, script, tmp_path, "vbg ctl effect ") == ["off", "on", "toggle"]
+    assert _fish_complete(fish, script, tmp_path, "vbg service install --config ") == ["talk.mp4"]
+    assert _fish_complete(fish, script, tmp_path, "vbg ctl background ") == ["talk.mp4"]
+
+
+def test_a_new_sub_verb_completes_without_a_line_of_docs(monkeypatch, tmp_path):
+    """Sub-verbs come from the parsers: a new one (and an option that takes a value before it) works."""
+    from vbg import cli, cli_docs
+
+    real = cli.build_parser
+
+    def with_extra():
+        p = real()
+        sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+        deep = sub.choices["doctor"].add_subparsers(dest="deep_verb")
+        deep.add_parser("deeper", help="a new verb").add_argument("--brand-new", choices=("one", "two"))
+        sub.choices["ctl"].add_argument("--socket", metavar="ADDRESS", help="a new value-taking option")
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", with_extra)
+    script = tmp_path / "vbg.bash"
+    script.write_text(cli_docs.render("bash"), encoding="utf-8")
+    assert _bash_complete(script, "vbg", "doctor", "") == ["deeper"]
+    assert _bash_complete(script, "vbg", "doctor", "deeper", "--brand-new", "") == ["one", "two"]
+    assert _bash_complete(script, "vbg", "ctl", "--socket", "status", "st") == ["status"]  # its value
+    assert _bash_complete(script, "vbg", "ctl", "--socket", "x", "status", "--j") == ["--json"]
+    assert _bash_complete(script, "vbg", "ctl", "--socket=x", "status", "--j") == ["--json"]
+    for kind in cli_docs.KINDS:
+        text = cli_docs.render(kind)
+        assert "deeper" in text and re.search(r"brand\\?-new", text), kind
