@@ -4,9 +4,10 @@ In: the parts in frame order (video files of one format, encoded with the same s
 each holding its frames' original timestamps; or PNG folders holding their frames' final
 names), the target and the source whose audio goes with it. Out: the target, written under a
 fresh name and renamed into place (``vbg.fsutil``), as ``VideoWriter`` writes one: the video
-packets copied as they are (stream copy), the source's audio muxed once, as the video advances
-(``AudioMux``: copied or re-encoded where the container needs it). PNG frames are moved into
-the new folder, not copied. Thread: the caller's.
+packets copied as they are (stream copy; their decode times made again for the whole, the codec
+tag and alpha flag kept), the source's audio muxed once, as the video advances (``AudioMux``:
+copied or re-encoded where the container needs it), the header written before either. PNG
+frames are moved into the new folder, not copied. Thread: the caller's.
 """
 
 from __future__ import annotations
@@ -36,17 +37,24 @@ def join_video(parts: list[Path], target: Path, *, mode: str, audio_from: str | 
         raise cannot_write(target, e) from e
     audio = None
     try:
+        decode_times = _decode_times(parts)  # every part read once first: a bad one fails before any write
         out = av.open(new.sink, "w", format=fmt.muxer)
         try:
             with av.open(str(parts[0])) as first:
                 template = first.streams.video[0]
                 extradata = template.codec_context.extradata
                 video = out.add_stream_from_template(template)
+                _keep_codec_tag(template, video)
             if audio_from is not None:
                 audio = AudioMux(audio_from, out, fmt, warnings)
             with write_errors(new.sink):
-                for part in parts:
-                    _copy_video(part, out, video, extradata, audio)
+                # The header first, as VideoWriter writes it: the muxer then sets each stream's time
+                # base (WebM's 1/1000 s) before any sound is encoded. Written with the first packet,
+                # the re-encoded sound (Opus) had its first frames timed in 1/48000 s and the rest in
+                # 1/1000 s, and its times went back ("non monotonically increasing dts").
+                out.start_encoding()
+                for part, dts in zip(parts, decode_times, strict=True):
+                    _copy_video(part, out, video, extradata, audio, dts)
                 if audio is not None:
                     audio.mux_until(float("inf"))
                     audio.flush()
@@ -72,18 +80,70 @@ def join_video(parts: list[Path], target: Path, *, mode: str, audio_from: str | 
         raise OutputError(f"{e.strerror} (the frames are kept in {kept})") from e
 
 
-def _copy_video(part: Path, out, video, extradata, audio: AudioMux | None) -> None:
+def _keep_codec_tag(template, video) -> None:
+    """What ``add_stream_from_template`` leaves out of the first part's stream and players read.
+    The codec tag: in MOV it names ProRes's profile, and the muxer's default for an untagged
+    ProRes is ``apch`` (422 HQ), which decoders read a ProRes 4444 (``ap4h``, with alpha) as, at
+    10 bits, not 12. WebM's AlphaMode: the muxer writes it for the encoder's yuva420p, which a
+    copied VP9 stream does not state (FFmpeg's VP9 decoder reads no alpha), and without it
+    browsers drop the alpha the packets carry."""
+    tag = template.codec_context.codec_tag
+    if tag.strip("\x00"):  # Matroska and WebM keep none
+        video.codec_context.codec_tag = tag
+    if template.metadata.get("alpha_mode") == "1" and video.codec_context.pix_fmt == "yuv420p":
+        video.codec_context.pix_fmt = "yuva420p"  # what the muxer writes AlphaMode for, as for the parts
+
+
+def _video_packets(src):
+    """``src``'s first video stream and its packets in decode order, the demuxer's flush packet left out."""
+    stream = src.streams.video[0]
+    return stream, (p for p in src.demux(stream) if p.pts is not None or p.dts is not None)
+
+
+def _decode_times(parts: list[Path]) -> list[list[int]]:
+    """Per part, the decode time (dts) each of its packets gets in the joined stream: packet ``i``
+    of the whole gets the ``i``-th frame time in order, less the most any packet's frame time
+    comes before its place in that order (nothing for ProRes or VP9, a frame or two for H.264's
+    B-frames): increasing across the parts, and never after the packet's own time. The parts'
+    own are not used: a Matroska part's first packets of H.264 with B-frames carry none (its
+    demuxer finds them from the packets before), and FFmpeg's muxer, guessing them from the
+    previous part's times, went back at the second part ("non monotonically increasing dts")."""
+    times: list[list[int]] = []
+    time_base = None
+    for part in parts:
+        with av.open(str(part)) as src:
+            stream, packets = _video_packets(src)
+            if time_base is not None and stream.time_base != time_base:
+                raise OutputError(f"{part}: its time base differs from the first part's: report this as a bug")
+            time_base = stream.time_base
+            times.append([p.pts if p.pts is not None else p.dts for p in packets])
+    flat = [t for part in times for t in part]
+    order = sorted(flat)
+    lead = max((o - t for o, t in zip(order, flat)), default=0)
+    out, i = [], 0
+    for part in times:
+        out.append([t - lead for t in order[i:i + len(part)]])
+        i += len(part)
+    return out
+
+
+def _copy_video(part: Path, out, video, extradata, audio: AudioMux | None, dts: list[int]) -> None:
+    """``part``'s packets as they are, each with its decode time ``dts`` (``_decode_times``)."""
     with av.open(str(part)) as src:
-        stream = src.streams.video[0]
+        stream, packets = _video_packets(src)
         if stream.codec_context.extradata != extradata:  # one encoder's settings, else no stream copy
             raise OutputError(f"{part}: its encoder set-up differs from the first part's: report this as a bug")
-        for packet in src.demux(stream):
-            if packet.dts is None and packet.pts is None:  # the demuxer's flush packet
-                continue
+        n = 0
+        for n, packet in enumerate(packets, 1):
+            if n > len(dts):
+                break
             if audio is not None and packet.pts is not None:
                 audio.mux_until(float(packet.pts * packet.time_base) + AUDIO_LEAD_S)
+            packet.dts = dts[n - 1]
             packet.stream = video
             out.mux(packet)
+        if n != len(dts):
+            raise OutputError(f"{part}: its packets changed while the parts were joined: report this as a bug")
 
 
 def join_sequences(parts: list[Path], target: Path, *, overwrite: bool) -> Path:
