@@ -6,6 +6,7 @@ cluster the fixture started instead of starting a Ray runtime of its own."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -295,10 +296,16 @@ def test_ctrl_c_stops_the_job_and_leaves_no_partial_file(cluster, clip, tmp_path
     assert _no_worker_left() == []
     out = tmp_path / "matte"
     with _once_a_worker_is_at_work(lambda _pid: os.kill(os.getpid(), signal.SIGINT)) as interrupted:
-        rc = main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", *COMMON])
+        rc = main(["process", str(clip), "-o", str(out), "--matte", "--ray", "--ray-segment", "1", "--json",
+                   *(a for a in COMMON if a != "--quiet")])
     assert interrupted, "no worker was found at work when Ctrl-C was to be pressed"
     assert rc == 130
-    assert "not written" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "not written" in captured.err
+    # --json: the file's "start" has its "done", as a local run's interrupted file has (it had none)
+    events = [json.loads(ln) for ln in captured.out.splitlines()]
+    assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "done", events
+    assert events[-1]["interrupted"] is True and events[-1]["output"] is None, events
     assert os.listdir(tmp_path) == []  # no output, no part, no staging folder
     assert _no_worker_left() == []  # the workers are gone: nothing is left running on the cluster
 

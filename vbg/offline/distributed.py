@@ -214,6 +214,7 @@ class _File:
     left: int = 0  # units of this try not back yet
     t0: float = 0.0
     result: FileResult | None = None
+    announced: bool = False  # its "start" event was emitted
     attempt: int = 0  # 1: run whole after its parts did not hold the frames planned (SplitError)
     said: dict = field(default_factory=dict)  # kind -> (frame, level, line): the earliest change its parts met
 
@@ -494,6 +495,9 @@ class RayRunner:
         for f in entries:
             if f.result is None:  # never finished: interrupted
                 f.result = FileResult(str(f.src), None, interrupted=True)
+                if f.announced and getattr(f.progress, "mode", None) == "json":
+                    # its "start" line was printed: its end is too, as a local run's (no file kept)
+                    f.progress.finish("", output=None, interrupted=True)
         return [f.result for f in entries]
 
     def _plan_more(self, planned, todo: deque, want: int, job_progress, on_done) -> bool:
@@ -528,6 +532,7 @@ class RayRunner:
         f.spans = spans or [None]
         f.progress.total = sum(s.count for s in spans) if spans else info.frames
         f.progress.emit("start", output=str(f.dst), frames=f.progress.total)
+        f.announced = True
         f.left = len(f.spans)
         units.extend(_Unit(f.index, i, s) for i, s in enumerate(f.spans))
 
