@@ -244,8 +244,9 @@ class LivePipeline:
             if replaced is not None:  # its thread, its frames (a render under way keeps its last picture)
                 replaced.close()
             if self.controller is not None:
-                label = Path(b.background).stem if b.background else b.color or f"blur {b.blur or 1.0:g}"
-                self.controller.background = {"id": "config", "label": label}
+                from .control.state import config_background
+
+                self.controller.background = config_background(b.background, b.color, b.blur)
         if "background.mirror" in changed:
             self.control.set_mirror(b.mirror)
         for name in changed:
@@ -419,7 +420,7 @@ class LivePipeline:
         """The control server (vbg ctl, the control page), closed by ``stack``."""
         from .control.library import Library
         from .control.server import ControlServer
-        from .control.state import Controller
+        from .control.state import Controller, config_background
         from .models.spec import MODELS
 
         label = Path(b.background).stem if b.background else (b.color if b.color else f"blur {b.blur or 1.0:g}")
@@ -433,6 +434,7 @@ class LivePipeline:
                                      load_model=None if self._segmenter is not None else self._load_model,
                                      models=tuple(MODELS), model=self.cfg.model.model, background_label=label,
                                      clock=self.clock)
+        self.controller.background = config_background(b.background, b.color, b.blur)  # with a colour's #rrggbb
         stack.callback(self.controller.close)  # a video background it started: after the server and render thread
         controller, m = self.controller, self.cfg.model
 

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -202,6 +203,20 @@ def _corner(img) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- start, files
+def test_the_settings_colour_is_in_status_for_the_colour_well(live):
+    """The colour the filter started with (its settings: "#0000ff"), and one a reload of its settings
+    brings, is status's background colour as a picked one's is: the page's colour well shows it
+    (it showed its own default until a colour was picked). First in the module: later tests pick
+    backgrounds."""
+    assert live.api("GET", "/api/status")[1]["background"] == {"id": "config", "label": "#0000ff", "color": "#0000ff"}
+    start = live.pipe.cfg
+    live.pipe.reconfigure(replace(start, background=replace(start.background, color="lime")))
+    try:
+        assert live.api("GET", "/api/status")[1]["background"] == {"id": "config", "label": "lime", "color": "#00ff00"}
+    finally:
+        live.pipe.reconfigure(start)
+
+
 def test_url_announced_runtime_file_and_socket_owner_only(live):
     url = live.server.url
     assert live.opened == [url]  # --ui: the printed URL handed to the browser opener

@@ -15,6 +15,7 @@ render thread will need at the frame size off the frame path, and hands it over.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -130,6 +131,20 @@ class ControlState:
 
 def _num(x) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+
+
+def config_background(background: str | None, color: str | None, blur: float | None) -> dict:
+    """What status says of the background the filter's settings made (``id`` "config"): its label,
+    and for a colour the colour as ``#rrggbb`` (the page's colour well shows it)."""
+    from pathlib import Path
+
+    from ..compositing import ColorBackground
+
+    info = {"id": "config", "label": Path(background).stem if background else color or f"blur {blur or 1.0:g}"}
+    if not background and color:
+        with contextlib.suppress(VbgError):
+            info["color"] = "#{:02x}{:02x}{:02x}".format(*ColorBackground(color).rgb)
+    return info
 
 
 class Controller:
