@@ -1,5 +1,6 @@
 """vbg: real-time virtual background for video calls and recordings."""
 
+import logging as _logging
 import os as _os
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,10 @@ _os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
 # variable (ORT_DISABLE_TELEMETRY=0 turns it back on). Read at its import: set before any vbg
 # module imports it.
 _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+# A library's notes (a model fallback, a CUDA line) go to the "vbg" logger and print nothing until
+# the program using vbg sets up logging; without a handler Python's last resort printed warnings.
+_logging.getLogger("vbg").addHandler(_logging.NullHandler())
 
 # The Python API (README, "Python API"): ``from vbg import Segmenter, LiveFilter, process_file``.
 # Each name is imported on first use, so ``import vbg`` stays cheap: no OpenCV, ONNX Runtime or

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,6 +101,13 @@ def _base(config, cls, who: str):
     raise TypeError(f"{who}(config=...) takes a {cls.__name__} or a .toml path, not {type(config).__name__}")
 
 
+def _path(value: Any, who: str) -> str:
+    """``value`` as a path; a clear TypeError for anything else (``who``: "process_file(input=...)")."""
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    raise TypeError(f"{who} takes a path (str or os.PathLike), not {type(value).__name__}")
+
+
 def _given(**options: Any) -> dict[str, Any]:
     """The keyword options that were passed (None: leave the setting as it is)."""
     return {k: v for k, v in options.items() if v is not None}
@@ -143,7 +150,8 @@ class Segmenter:
         from .ranges import out_of_range
 
         base = ProcessConfig(model=SegmenterConfig())  # default size: the model's own, as vbg segment
-        opts = {"model": os.fspath(model), "device": device, **_given(size=size, threads=threads), **options}
+        opts = {"model": _path(model, "Segmenter(model=...)"), "device": device, **_given(size=size, threads=threads),
+                **options}
         unknown = set(opts) - {f.name for f in fields(SegmenterConfig)}
         if unknown:
             raise ConfigError(f"Segmenter() got an unknown option {sorted(unknown)[0]!r}: known are "
@@ -247,14 +255,18 @@ class LiveFilter:
         from . import preflight
         from .config import LiveConfig
 
+        if isinstance(sinks, (str, bytes)) or not isinstance(sinks, Iterable):
+            raise TypeError(f"LiveFilter(sinks=...) takes a list of sinks, not {type(sinks).__name__}")
+        sinks = list(sinks)
         for sink in sinks:
             if not all(callable(getattr(sink, m, None)) for m in ("send", "check", "close")):
-                raise TypeError(f"sinks: {type(sink).__name__} is not a Sink (send, check, stats, close)")
+                raise TypeError(f"sinks: {type(sink).__name__} is not a Sink (send, check, close)")
         own_source = source is not None and not isinstance(source, (str, int, os.PathLike))
         if own_source and not all(hasattr(source, a) for a in ("read", "close", "width", "height", "fps")):
             raise TypeError(f"source: {type(source).__name__} is not a Source (read, close, width, height, fps, live)")
-        opts = _given(background=background if background is None else os.fspath(background), color=color,
-                      blur=blur, model=model if model is None else os.fspath(model), size=size, device=device)
+        opts = _given(background=background if background is None else _path(background, "LiveFilter(background=...)"),
+                      color=color, blur=blur, model=model if model is None else _path(model, "LiveFilter(model=...)"),
+                      size=size, device=device)
         if source is not None and not own_source:
             opts["source"] = str(os.fspath(source) if isinstance(source, os.PathLike) else source)
         opts.update(options)
@@ -416,20 +428,27 @@ def process_file(input: str | os.PathLike[str], output: str | os.PathLike[str], 
     model sessions in parallel (``"auto"``: measured once per model and frame size, as the CLI).
     Other options are ``vbg process``'s flags as keywords (``smoothing``, ``window``, ``quality``,
     ``encoder``, ``memory``, ``feather``...). ``on_progress(done, total)`` is called as frames
-    are written, the last time with every frame (``total``: None when the file does not say). Returns the
+    are written, the last time with every frame (``total``: None when the file does not say); an
+    exception it raises stops the job and comes out as it is, the frames before it kept as a
+    playable ``NAME.partial.EXT`` named in its notes. Returns the
     :class:`~vbg.offline.process.FileResult` (``frames``, ``output``, ``seconds``, ``fps``...).
     """
     from . import cli
     from .config import ProcessConfig
     from .offline.process import FileProcessor
 
-    opts = _given(background=background if background is None else os.fspath(background), color=color, blur=blur,
-                  model=model if model is None else os.fspath(model), size=size, device=device, mode=mode)
+    if on_progress is not None and not callable(on_progress):
+        raise TypeError(f"process_file(on_progress=...) takes a function of (done, total), not "
+                        f"{type(on_progress).__name__}")
+    opts = _given(background=background if background is None else _path(background, "process_file(background=...)"),
+                  color=color, blur=blur, model=model if model is None else _path(model, "process_file(model=...)"),
+                  size=size, device=device, mode=mode)
     opts.update(options)
     cfg = _configure(_base(config, ProcessConfig, "process_file"), opts, "process_file")
     from .media.open import is_url
 
-    src = os.fspath(input)
+    src = _path(input, "process_file(input=...)")
+    output = _path(output, "process_file(output=...)")
     src_in: Path | str = src if is_url(src) else Path(src)
     try:
         plan = cli.plan_process(cfg, [src_in], cli._output_arg(os.fspath(output)), overwrite=overwrite,

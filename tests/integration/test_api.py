@@ -234,6 +234,80 @@ def test_live_filter_checks_at_construction_and_closes_what_it_was_given(workdir
     assert source.closed == 1 and sink.closed == 1  # the caller's source was closed twice (a second close may raise)
 
 
+def test_a_sink_with_send_alone_or_its_own_init_runs(workdir):
+    """README: "vbg.SinkBase gives all but send". A sink with ``send`` alone ended the run with a
+    bare NotImplementedError (SinkBase.close), and one whose ``__init__`` did not call
+    SinkBase's failed on an AttributeError (_failure) deep in the run."""
+    from vbg import LiveFilter, SinkBase
+
+    class Frames:
+        live = False
+        width, height, fps = 64, 48, 30.0
+
+        def __init__(self):
+            self.left = 8
+
+        def read(self):
+            if self.left == 0:
+                return None
+            self.left -= 1
+            return np.full((48, 64, 3), 100, np.uint8)
+
+        def close(self):
+            pass
+
+    class OnlySend(SinkBase):
+        def __init__(self):  # no super().__init__()
+            self.n = 0
+
+        def send(self, composite):
+            self.n += 1
+
+    sink = OnlySend()
+    stats = LiveFilter(Frames(), sinks=[sink], color="white", model="selfie").run()
+    assert sink.n == stats.out_frames > 0
+
+
+def test_wrong_argument_types_are_named_and_a_failing_callback_keeps_the_frames(workdir):
+    """A wrong type is a TypeError naming the argument (it was os.fspath's "expected str, bytes or
+    os.PathLike object", or "'object' object is not iterable"); ``on_progress`` that is not a
+    function is refused before any frame; one that raises stops the job with its own exception,
+    which names where the frames before it are kept (they were kept, and not said)."""
+    from vbg import LiveFilter, Segmenter, process_file
+
+    with pytest.raises(TypeError, match=r"process_file\(input=...\) takes a path \(str or os.PathLike\), not int"):
+        process_file(5, "o.mp4", model="selfie")
+    with pytest.raises(TypeError, match=r"process_file\(output=...\) takes a path"):
+        process_file("talk.mp4", None, model="selfie")
+    with pytest.raises(TypeError, match=r"Segmenter\(model=...\) takes a path"):
+        Segmenter(5)
+    with pytest.raises(TypeError, match=r"LiveFilter\(sinks=...\) takes a list of sinks, not object"):
+        LiveFilter("demo", sinks=object(), model="selfie")
+    with pytest.raises(TypeError, match=r"on_progress=...\) takes a function of \(done, total\), not int"):
+        process_file("talk.mp4", "o.mp4", model="selfie", on_progress=5)
+    assert not (workdir / "o.mp4").exists() and not list(workdir.glob("o.partial*"))
+
+    def stop_at_five(done, total):
+        if done >= 5:
+            raise RuntimeError("enough")
+
+    with pytest.raises(RuntimeError, match="enough") as stopped:
+        process_file("talk.mp4", "o.mp4", model="selfie", workers=1, on_progress=stop_at_five)
+    kept = list(workdir.glob("o.partial*.mp4"))
+    assert len(kept) == 1 and not (workdir / "o.mp4").exists()
+    if sys.version_info >= (3, 11):  # exception notes
+        assert any(note.endswith(f"kept in {kept[0].name}") for note in stopped.value.__notes__), stopped.value.__notes__
+
+
+def test_library_notes_print_nothing_until_the_program_sets_up_logging():
+    """README: notes go to the "vbg" logger, nothing prints. Without a handler of vbg's, Python's
+    last resort printed warnings (a model fallback, the CUDA line) to stderr."""
+    code = ("import logging, vbg; logging.getLogger('vbg.models').warning('a note'); "
+            "logging.basicConfig(); logging.getLogger('vbg.models').warning('now shown')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "WARNING:vbg.models:now shown\n", proc.stderr
+
+
 def test_layer_check_refuses_an_import_of_the_api(tmp_path):
     sys.path.insert(0, str(ROOT / "tools"))
     try:

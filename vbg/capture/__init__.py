@@ -22,12 +22,13 @@ class Source(Protocol):
     width: int
     height: int
     fps: float
-    live: bool  # a camera/stream: frames are dropped, not queued, when late
+    # a camera or stream (reopened when it breaks off); either way read() paces itself: the filter
+    # is live, and a frame read while the last is still being composed replaces it (to render
+    # every frame of a file, vbg process / process_file)
+    live: bool
 
     def read(self) -> np.ndarray | None: ...
     def close(self) -> None: ...
-    def __enter__(self): ...
-    def __exit__(self, *exc) -> None: ...
 
 
 def parse_source(text: str | int) -> int | str:

@@ -57,21 +57,25 @@ class SinkStats:
 
 @runtime_checkable
 class Sink(Protocol):
+    """What the live pipeline calls on a sink: ``send`` each composite (from the render thread),
+    ``check`` (raise a failure of the sink's own thread), ``close`` once at the end. vbg's own
+    sinks also have ``stats()`` and are context managers; a caller's need not."""
+
     def send(self, composite: Composite) -> None: ...
 
     def check(self) -> None: ...
 
-    def stats(self) -> SinkStats: ...
-
     def close(self) -> None: ...
-
-    def __enter__(self) -> Sink: ...
-
-    def __exit__(self, exc_type, exc, tb) -> bool | None: ...
 
 
 class SinkBase:
-    """Context-manager plumbing and the "surface a worker failure once" rule."""
+    """Context-manager plumbing and the "surface a worker failure once" rule: a subclass gives
+    ``send`` (and ``close`` when it holds anything). A subclass with an ``__init__`` of its own
+    that does not call this one's still works: the failure state has class-level defaults."""
+
+    _failure: VbgError | None = None
+    _failure_reported = False
+    _failure_lock = threading.Lock()  # shared by the instances that did not make their own
 
     def __init__(self) -> None:
         self._failure: VbgError | None = None
@@ -112,8 +116,8 @@ class SinkBase:
         self.close()
         return False
 
-    def close(self) -> None:  # pragma: no cover - every sink overrides it
-        raise NotImplementedError
+    def close(self) -> None:
+        """Nothing to let go of here: a sink that holds a thread, a file or a device overrides it."""
 
 
 def check_geometry(what: str, width, height, fps) -> tuple[int, int, float]:
