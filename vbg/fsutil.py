@@ -82,8 +82,17 @@ def _temp_prefix(target: Path) -> str:
     raw = os.fsencode(name)  # the name's bytes as on disk: one that is not UTF-8 too (its \udcXX)
     if len(raw) > 100:
         digest = hashlib.sha1(raw).hexdigest()[:8]
-        name = os.fsdecode(raw[:80]) + "~" + digest
+        name = _cut(name, 80) + "~" + digest
     return f".{name}."
+
+
+def _cut(name: str, max_bytes: int) -> str:
+    """The longest start of ``name`` whose bytes on disk fit ``max_bytes``, of whole characters: a
+    UTF-8 one is never cut in two (a macOS or exFAT disk refuses such a name)."""
+    cut = len(name)
+    while cut and len(os.fsencode(name[:cut])) > max_bytes:
+        cut -= 1
+    return name[:cut]
 
 
 def _lock(fd: int, flags: int) -> bool:
@@ -223,11 +232,12 @@ def free_name(target: Path, n: int, *, folder: bool = False) -> Path:
 
 def partial_name(target: str | Path) -> Path:
     """Where an unfinished output's frames so far are kept: ``out.mp4`` -> ``out.partial.mp4``,
-    ``frames`` -> ``frames.partial`` (the stem cut to 200 characters, so a name that fits the
-    folder still fits with ``.partial``). ``keep()`` takes the next free name when it exists
-    (``out.partial-2.mp4``, ``free_name``): it says which."""
+    ``frames`` -> ``frames.partial`` (the stem cut to 200 bytes of whole characters, so a name
+    that fits the folder's 255 bytes still fits with ``.partial``, a long Chinese or Cyrillic one
+    too). ``keep()`` takes the next free name when it exists (``out.partial-2.mp4``,
+    ``free_name``): it says which."""
     target = Path(target)
-    return target.with_name(f"{target.stem[:200]}.partial{target.suffix}")
+    return target.with_name(f"{_cut(target.stem, 200)}.partial{target.suffix}")
 
 
 class NewFile:

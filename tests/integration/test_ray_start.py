@@ -43,11 +43,13 @@ def _closed_port() -> int:
         return s.getsockname()[1]  # closed again when the block ends: nothing listens there
 
 
-@pytest.mark.parametrize("scheme", ["", "ray://"], ids=["HOST:PORT", "ray://HOST:PORT"])
-def test_a_cluster_address_nothing_answers_at_is_one_line(clip, tmp_path, scheme):
-    """It hung for minutes (Ray retries the address, printing a warning every few seconds)."""
+@pytest.mark.parametrize(("scheme", "workers"), [("", "auto"), ("ray://", "auto"), ("", "AUTO")],
+                         ids=["HOST:PORT", "ray://HOST:PORT", "--workers AUTO"])
+def test_a_cluster_address_nothing_answers_at_is_one_line(clip, tmp_path, scheme, workers):
+    """It hung for minutes (Ray retries the address, printing a warning every few seconds). And
+    ``--workers AUTO`` is auto with --ray too (an AttributeError traceback)."""
     address = f"{scheme}127.0.0.1:{_closed_port()}"
-    line = _one_error(_process(clip, tmp_path / "out.mp4", address), 2)
+    line = _one_error(_process(clip, tmp_path / "out.mp4", address, "--workers", workers), 2)
     assert line.startswith(f"vbg: error: --ray {address}: no Ray cluster answers there (")
     assert line.endswith("): start one (ray start --head) or pass its address")
     assert not (tmp_path / "out.mp4").exists()

@@ -70,6 +70,24 @@ def test_partial_name_keeps_the_extension_and_fits_the_folder(tmp_path):
     assert partial_name(tmp_path / "frames") == tmp_path / "frames.partial"
     long = partial_name(tmp_path / ("x" * 250 + ".mkv"))
     assert long.name == "x" * 200 + ".partial.mkv"
+    title = "会议记录" * 20 + "abcdef"  # 246 bytes of UTF-8: with .mp4 a name the folder takes
+    long = partial_name(tmp_path / (title + ".mp4"))
+    assert long.name == "会议记录" * 16 + "会议.partial.mp4" and len(os.fsencode(long.name)) <= 255
+    (tmp_path / (title + ".mp4")).write_bytes(b"")
+    long.write_bytes(b"")  # the folder takes it too (it was 258 bytes: ENAMETOOLONG)
+
+
+def test_a_long_name_s_temporary_is_cut_between_characters(tmp_path):
+    """The hidden temporary of a long output name is cut to fit, between whole characters: a
+    UTF-8 character cut in two makes a name macOS and exFAT refuse."""
+    target = tmp_path / ("a" * 79 + "é" * 20 + ".mp4")
+    new = NewFile(target)
+    try:
+        name = new.tmp.name
+        os.fsencode(name).decode("utf-8")  # valid UTF-8
+        assert name.startswith("." + "a" * 79 + "~") and len(os.fsencode(name)) < 255
+    finally:
+        new.discard()
 
 
 def test_write_new_replaces_the_target_whole_or_leaves_it_alone(tmp_path):

@@ -49,6 +49,8 @@ def parse_workers(text: str, seg_cfg) -> int | None:
     once the model is open (:func:`open_auto`)."""
     text = text.strip()
     if text.lower() == "auto":
+        if seg_cfg is None:  # the caller measures nothing (vbg process --ray: one actor per core)
+            return None
         if seg_cfg.backend != "onnx" or (os.cpu_count() or 1) < 2:
             return 1
         from ..inference.onnx_backend import provider_list
