@@ -1152,14 +1152,14 @@ def open_url(url: str) -> None:
     except Exception:  # webbrowser's own errors (a broken BROWSER setting)
         opened = False
     if not opened:
-        log.warning("no web browser could be opened: open %s yourself", url, extra=SHOWS_TOKEN)
+        log.warning("no web browser could be opened: open %s yourself", url, extra=_token_shown())
 
 
 def _announce(cfg, opener: Callable[[str], None] | None = None):
     def on_control(url: str) -> None:
-        # The token stays on the terminal (the page opens only with it); a journal hides it, and
-        # vbg ctl page opens the page from the runtime file instead.
-        log.info("control: %s  (vbg ctl --help)", url, extra=SHOWS_TOKEN)
+        # The token shows on a terminal (the page opens only with it); a log file, a pipe or the
+        # journal, which others may read, get ?token=***, and vbg ctl page opens the page instead.
+        log.info("control: %s  (vbg ctl --help)", url, extra=_token_shown())
         if cfg.control.ui:
             (opener or open_url)(url)
     return on_control
@@ -1342,13 +1342,20 @@ class _JournalLine(logging.Formatter):
 class _OneLine(logging.Formatter):
     """Each message on one line: control characters (a file name's newline) escaped, and the
     secrets of URLs hidden, except in a record logged with ``extra=SHOWS_TOKEN`` (the control
-    page's address, whose token the user needs: the journal hides it there too)."""
+    page's address on a terminal, whose token the user needs: ``_token_shown``)."""
 
     def formatMessage(self, record) -> str:
         return streams.printable(super().formatMessage(record), redact=not getattr(record, "shows_token", False))
 
 
 SHOWS_TOKEN = {"shows_token": True}
+
+
+def _token_shown() -> dict:
+    """``extra=`` for a line with the control page's address: its token shown only on a terminal
+    (a log file written with the usual umask would hand it, and the camera's picture, to any
+    local user)."""
+    return SHOWS_TOKEN if streams.is_terminal(sys.stderr) else {}
 
 
 class _RowHandler(logging.StreamHandler):

@@ -1,5 +1,5 @@
-"""The control page's address as a user gets it: printed at start with its token (the page opens
-only with it), hidden in the journal, and given again by ``vbg ctl page``.
+"""The control page's address as a user gets it: printed at start with its token on a terminal (the
+page opens only with it), hidden in a log file and the journal, and given again by ``vbg ctl page``.
 
 Real ``vbg`` processes on a real clip with the selfie model; the browser that ``vbg ctl page``
 opens is a script named by ``BROWSER`` (Python's webbrowser honours it) that writes down what it
@@ -12,10 +12,12 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.request
 from pathlib import Path
 
-from conftest import StderrLines
+import pytest
+
 from lockstep import wait_until
 from media import person_clip_frames, write_clip
 
@@ -48,31 +50,78 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(120)
 
 
+class _Terminal:
+    """A pseudo-terminal for a child's stderr: what it wrote, read as it comes."""
+
+    def __init__(self) -> None:
+        import pty
+
+        self.master, self.slave = pty.openpty()
+        self.text = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO: the child's end closed
+                return
+            if not chunk:
+                return
+            self.text += chunk.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        os.close(self.slave)
+        self._reader.join(60)
+        os.close(self.master)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
 def test_the_printed_address_opens_the_page_and_vbg_ctl_page_gives_it_again(tmp_path):
     env = {**os.environ, "XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="vbgl-", dir="/tmp")}
     opened = tmp_path / "opened.txt"
     browser = tmp_path / "browser.sh"
     browser.write_text(f'#!/bin/sh\nprintf "%s" "$1" > {opened}\n')
     browser.chmod(0o755)
-    proc = _start(tmp_path, env, subprocess.PIPE)
-    err = StderrLines(proc)
+    term = _Terminal()
+    proc = _start(tmp_path, env, term.slave)
     try:
-        err.wait_for(lambda ln: "control: http://127.0.0.1:" in ln, "the control line")
-        line = next(ln for ln in err.lines if "control: " in ln)
+        wait_until(lambda: "control: http://127.0.0.1:" in term.text or proc.poll() is not None, "the control line")
+        line = next(ln for ln in term.text.splitlines() if "control: " in ln)
         url = line.split("control: ", 1)[1].split()[0]
-        assert "***" not in url and "?token=" in url, line  # the token is there to be used
+        assert "***" not in url and "?token=" in url, line  # on a terminal the token is there to be used
         assert 'id="' in _page(url)  # the page itself, not a refusal
         r = _ctl(env, "page", "--print")
         assert (r.returncode, r.stdout, r.stderr) == (0, url + "\n", "")
         r = _ctl({**env, "BROWSER": str(browser)}, "page")
         assert (r.returncode, r.stdout) == (0, url + "\n"), r.stderr
         assert opened.read_text() == url
-        r = _ctl({**env, "BROWSER": str(tmp_path / "no-such-browser")}, "page")  # no browser opens: its address
-        assert r.returncode == 0 and r.stderr == f"vbg: no web browser could be opened: open {url} yourself\n", r.stderr
+        r = _ctl({**env, "BROWSER": str(tmp_path / "no-such-browser")}, "page")  # no browser opens
+        assert r.returncode == 0 and "vbg: no web browser could be opened: open http://127.0.0.1:" in r.stderr
+        assert "?token=***" in r.stderr  # its stderr is a pipe here: the token hidden
     finally:
         _stop(proc)
+        term.close()
     r = _ctl(env, "page")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no vbg filter is running" in r.stderr
+
+
+def test_a_log_file_hides_the_token(tmp_path):
+    """stderr to a file (``2>vbg.log``, nohup, a supervisor): ``?token=***``, since a log written
+    with the usual umask is readable by every local user, and the token opens the camera's picture."""
+    env = {**os.environ, "XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="vbgl-", dir="/tmp")}
+    log = tmp_path / "vbg.log"
+    with open(log, "w") as f:
+        proc = _start(tmp_path, env, f)
+        try:
+            wait_until(lambda: "control: " in log.read_text() or proc.poll() is not None, "the control line")
+            url = _ctl(env, "page", "--print").stdout.strip()
+        finally:
+            _stop(proc)
+    text = log.read_text()
+    assert "control: http://127.0.0.1:" in text and "?token=***  (vbg ctl --help)" in text, text
+    assert "?token=" in url and url.split("?token=")[1] not in text
 
 
 def test_the_journal_hides_the_token_and_vbg_ctl_page_opens_the_page(tmp_path):
