@@ -1298,8 +1298,9 @@ def cmd_live(args, *, opener: Callable[[str], None] | None = None) -> int:
 
             width = max(1, streams.columns(sys.stderr) - 1)
             text = fit_status_line(line, width)
-            print("\r" + text + " " * (width - streams.cells(text)), end="", file=sys.stderr, flush=True)
-            streams.row_drawn(width)
+            with streams.ROW_LOCK:
+                print("\r" + text + " " * (width - streams.cells(text)), end="", file=sys.stderr, flush=True)
+                streams.row_drawn(width)
         else:
             log.info("%s", line)
 
@@ -1311,8 +1312,9 @@ def cmd_live(args, *, opener: Callable[[str], None] | None = None) -> int:
     finally:
         to_systemd(None)
         if interactive and not args.quiet:
-            print(file=sys.stderr)
-            streams.row_drawn(None)
+            with streams.ROW_LOCK:
+                print(file=sys.stderr)
+                streams.row_drawn(None)
     snap = stats.snapshot()
     log.info("stopped after %d frames: %.1f fps out, model %.1f ms p50, latency %.0f/%.0f ms p50/p95",
              snap["out_frames"], snap["out_fps"], snap["infer_ms_p50"], snap["latency_ms_p50"], snap["latency_ms_p95"])
@@ -1324,8 +1326,9 @@ _JOURNAL = [False]  # stderr goes to the journal (a systemd service): no "vbg: "
 
 def _error(problem) -> None:
     """The one line of an error (a newline in a file name shown escaped, on the same line)."""
-    streams.clear_row(sys.stderr)
-    print(f"{'<3>' if _JOURNAL[0] else 'vbg: '}error: {streams.printable(str(problem))}", file=sys.stderr)
+    with streams.ROW_LOCK:
+        streams.clear_row(sys.stderr)
+        print(f"{'<3>' if _JOURNAL[0] else 'vbg: '}error: {streams.printable(str(problem))}", file=sys.stderr)
 
 
 class _JournalLine(logging.Formatter):
@@ -1363,8 +1366,9 @@ class _RowHandler(logging.StreamHandler):
     terminal is blanked first (the line ran on from the bar's end)."""
 
     def emit(self, record) -> None:  # called under the handler's lock
-        streams.clear_row(self.stream)
-        super().emit(record)
+        with streams.ROW_LOCK:  # not between a redraw and its row_drawn, nor beside another handler's line
+            streams.clear_row(self.stream)
+            super().emit(record)
 
 
 def _setup_logging(args) -> None:

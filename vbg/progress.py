@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from .clock import Clock, MonotonicClock
-from .streams import cells, columns, fit, printable, redacted, row_drawn
+from .streams import ROW_LOCK, cells, columns, fit, printable, redacted, row_drawn
 
 MODES = ("bar", "quiet", "json")
 
@@ -108,8 +108,9 @@ class Progress:
             # last row only), and spaces, not an escape code, clear what a longer one left.
             width = max(1, self._columns() - 1)
             text = self.line(width)
-            self.stream.write("\r" + text + " " * (width - cells(text)))
-            row_drawn(width)
+            with ROW_LOCK:
+                self.stream.write("\r" + text + " " * (width - cells(text)))
+                row_drawn(width)
         else:
             self.stream.write(self.line() + "\n")
         self.stream.flush()
@@ -117,8 +118,9 @@ class Progress:
     def clear_line(self) -> None:
         """Blank the row the bar is on (a terminal), the cursor at its start."""
         width = max(1, self._columns() - 1)
-        self.stream.write("\r" + " " * width + "\r")
-        row_drawn(None)
+        with ROW_LOCK:
+            self.stream.write("\r" + " " * width + "\r")
+            row_drawn(None)
 
     def finish(self, summary: str, **fields) -> None:
         """Close the bar and print the one-line summary (or the JSON 'done' event)."""

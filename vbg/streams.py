@@ -250,6 +250,9 @@ def is_terminal(stream) -> bool:
 
 
 _ROW: list[int | None] = [None]  # the width of the row a bar or the status line is being redrawn on, else None
+# Held around a redraw and its row_drawn, and around a message's clear_row and write: a log line
+# from another thread never lands in the middle of a redraw (and then wraps the row).
+ROW_LOCK = threading.RLock()
 
 
 def row_drawn(width: int | None) -> None:

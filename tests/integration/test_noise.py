@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -252,7 +254,13 @@ def _on_a_terminal(argv: list[str], cols: int, cwd: Path, timeout: float = 300) 
                             stdout=subprocess.DEVNULL, stderr=slave, cwd=cwd, env=env)
     os.close(slave)
     out = bytearray()
+    deadline = time.monotonic() + timeout  # only a hang guard: a hung vbg fails the test, not the suite
     while True:
+        ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            proc.kill()
+            os.close(master)
+            raise AssertionError(f"vbg {' '.join(argv)} did not finish in {timeout} s: {bytes(out)[-2000:]!r}")
         try:
             chunk = os.read(master, 65536)
         except OSError:  # EIO: every writer of the terminal has closed it

@@ -40,6 +40,7 @@ Why (work units, identical masks, the join, actors, faults): docs/design/scale-o
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -93,8 +94,8 @@ def ray_runtime(address: str | None, **init_kwargs):
         # what a failed or interrupted start left (a local runtime's agents) goes with it
         with contextlib.suppress(Exception):
             ray.shutdown()
-        if not isinstance(e, Exception):  # Ctrl-C
-            raise
+        if not isinstance(e, Exception) or isinstance(e, (TypeError, AttributeError, NameError, AssertionError)):
+            raise  # Ctrl-C; or a programming error, vbg's or Ray's: its traceback, not a hint
         raise _start_error(address, e) from None
     try:
         yield _dashboard(ray, ctx)
@@ -120,6 +121,9 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
                           "one (ray start --head) or pass its address") from None
 
 
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
 def _start_error(address: str | None, e: Exception) -> VbgError:
     """The one line for a Ray that would not start or connect."""
     text = one_line(e)
@@ -129,7 +133,7 @@ def _start_error(address: str | None, e: Exception) -> VbgError:
     if "ray[client]" in text:  # a ray:// address with Ray installed without its client part
         return DependencyError(f"--ray {address}: Ray Client is not installed ({text}): "
                                f"pip install 'ray[client]' (or {RAY_HINT})")
-    if isinstance(e, OSError):  # a home or /tmp Ray cannot write its session files to
+    if isinstance(e, OSError) and e.errno in _UNWRITABLE:  # a home or /tmp Ray cannot write its session files to
         return OutputError(f"--ray: Ray could not write its files ({text}): Ray keeps them in your home folder "
                            "and /tmp/ray: make them writable (HOME, TMPDIR)")
     return ConfigError(f"--ray{' ' + address if address else ''}: Ray did not start ({text}): "
