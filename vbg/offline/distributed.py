@@ -121,7 +121,8 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
                           "one (ray start --head) or pass its address") from None
 
 
-_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.ENOSPC,
+               getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def _start_error(address: str | None, e: Exception) -> VbgError:
