@@ -429,12 +429,13 @@ class LivePipeline:
             comp = self.latest
             return None if comp is None else comp.image
 
-        self.controller = Controller(self.control, Library(self.cfg.control.backgrounds_dir),
-                                     status=self.control_status, latest=latest,
-                                     load_model=None if self._segmenter is not None else self._load_model,
-                                     models=tuple(MODELS), model=self.cfg.model.model, background_label=label,
-                                     clock=self.clock)
-        self.controller.background = config_background(b.background, b.color, b.blur)  # with a colour's #rrggbb
+        controller = Controller(self.control, Library(self.cfg.control.backgrounds_dir),
+                                status=self.control_status, latest=latest,
+                                load_model=None if self._segmenter is not None else self._load_model,
+                                models=tuple(MODELS), model=self.cfg.model.model, background_label=label,
+                                clock=self.clock)
+        self.controller = controller
+        controller.background = config_background(b.background, b.color, b.blur)  # with a colour's #rrggbb
         stack.callback(self.controller.close)  # a video background it started: after the server and render thread
         controller, m = self.controller, self.cfg.model
 

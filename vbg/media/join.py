@@ -117,13 +117,13 @@ def _decode_times(parts: list[Path]) -> list[list[int]]:
                 raise OutputError(f"{part}: its time base differs from the first part's: report this as a bug")
             time_base = stream.time_base
             times.append([p.pts if p.pts is not None else p.dts for p in packets])
-    flat = [t for part in times for t in part]
+    flat = [t for ts in times for t in ts]
     order = sorted(flat)
     lead = max((o - t for o, t in zip(order, flat)), default=0)
     out, i = [], 0
-    for part in times:
-        out.append([t - lead for t in order[i:i + len(part)]])
-        i += len(part)
+    for ts in times:
+        out.append([t - lead for t in order[i:i + len(ts)]])
+        i += len(ts)
     return out
 
 

@@ -502,7 +502,7 @@ class RayRunner:
                 f.result = FileResult(str(f.src), None, interrupted=True)
                 if f.announced and getattr(f.progress, "mode", None) == "json":
                     # its "start" line was printed: its end is too, as a local run's (no file kept)
-                    f.progress.finish("", output=None, interrupted=True)
+                    f.progress.finish("", output=None, interrupted=True)  # type: ignore[attr-defined]
         return [f.result for f in entries]
 
     def _plan_more(self, planned, todo: deque, want: int, job_progress, on_done) -> bool:

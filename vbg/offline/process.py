@@ -514,7 +514,7 @@ class FileProcessor:
         except BaseException as e:
             kept = writer is not None and writer.partial and writer.output_path is not None
             if not kept or not isinstance(e, VbgError) and not is_out_of_memory(e):
-                if kept and hasattr(e, "add_note"):  # a caller's own (its on_progress raised): told, not lost
+                if kept and writer is not None and hasattr(e, "add_note"):  # a caller's own (on_progress raised)
                     e.add_note(f"vbg: the {writer.frames_written} frames before it are kept in {writer.output_path}")
                 raise
             note = f" (the {writer.frames_written} frames before it are kept in {writer.output_path})"
