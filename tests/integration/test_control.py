@@ -1281,6 +1281,8 @@ def test_the_page_without_its_token_is_a_page_saying_how_to_open_it(live):
         text = data.decode()
         assert status == 403 and resp.getheader("Content-Type").startswith("text/html"), (path, text)
         assert "token" in text and "vbg ctl page" in text and "<script" not in text
+        # a bookmark of an earlier run's address is the common case: said too (it said "lacks its token")
+        assert "earlier run" in text, text
         assert "script-src" not in resp.getheader("Content-Security-Policy")  # default-src 'none': none runs
     status, body = live.api("GET", "/api/status", token=False)
     assert status == 403 and "token" in body["error"]
@@ -1324,14 +1326,20 @@ def test_thumbnails_are_versioned_cached_and_remade_when_the_file_changes(live):
         thumb = items["folder:changing.png"]["thumb"]
         assert "?v=" in thumb
         status, data, resp = live.request("GET", thumb)
-        assert status == 200 and "max-age" in resp.getheader("Cache-Control")
+        kept = resp.getheader("Cache-Control")
+        assert status == 200 and "private" in kept and "max-age" in kept
+        # the address holds this run's token (no later run reuses it): hours, not the month a
+        # private photo stayed in the browser's disk cache after it was removed
+        assert 0 < int(kept.partition("max-age=")[2].partition(",")[0]) <= 24 * 3600, kept
         assert np.abs(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[20, 80] - (30, 30, 200)).max() < 30
         status, _, resp = live.request("GET", thumb.partition("?")[0])
         assert status == 200 and resp.getheader("Cache-Control") == "no-store"  # no version named: not kept
         _png(path, (30, 30, 200))
         st = path.stat()
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
-        assert live.api("GET", "/api/status")[1]["backgrounds_version"] != version
+        # status reuses the folder's listing for a moment (it read the whole folder on every poll)
+        wait_until(lambda: live.api("GET", "/api/status")[1]["backgrounds_version"] != version,
+                   "the status to tell the folder changed")
         again = {i["id"]: i for i in live.api("GET", "/api/backgrounds")[1]["items"]}["folder:changing.png"]["thumb"]
         assert again != thumb
         status, data, _ = live.request("GET", again)
@@ -1386,3 +1394,80 @@ def test_a_big_jpeg_thumbnail_is_decoded_reduced_and_a_large_folder_stays_cached
     for bid in ids:
         lib.thumb(bid)
     assert len(made) == 300  # none made again
+
+
+def test_a_folder_file_whose_name_is_not_utf8_has_a_thumbnail_and_can_be_picked(live):
+    """A file named in Latin-1 (``caf\\xe9.png``, as an old camera or a Windows copy leaves it) is listed,
+    its thumbnail found (it was a 404: its quoted address was unquoted with U+FFFD), it can be
+    picked by its id, and its label is readable text."""
+    raw = os.path.join(os.fsencode(live.folder), b"caf\xe9.png")
+    ok, png = cv2.imencode(".png", np.full((40, 60, 3), (30, 30, 200), np.uint8))  # BGR: a red
+    with open(raw, "wb") as f:  # (OpenCV's imwrite takes no such name)
+        f.write(png.tobytes())
+    try:
+        items = {i["id"]: i for i in live.api("GET", "/api/backgrounds")[1]["items"]}
+        bid = "folder:caf\udce9.png"  # the bytes as os.listdir gives them
+        assert bid in items, sorted(items)
+        item = items[bid]
+        assert item["thumb"].startswith("/api/thumb/folder:caf%E9.png?v="), item
+        status, data, _ = live.request("GET", item["thumb"])
+        assert status == 200, data
+        assert item["label"] == "caf\ufffd", item  # shown: no lone surrogate for the browser to mangle
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert np.abs(img[20, 80].astype(int) - (30, 30, 200)).max() < 30
+        status, body = live.api("POST", "/api/background", {"id": bid})
+        assert status == 200 and body["background"] == {"id": bid, "label": "caf\ufffd"}, body
+        live.later(lambda seq, img: _is_near(img, (200, 30, 30), 30), "the picked picture behind the person")
+        assert live.api("GET", "/api/status")[1]["background"]["label"] == "caf\ufffd"
+    finally:
+        os.unlink(raw)
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_another_site_cannot_tell_that_vbg_runs(live, site):
+    """Another site's page (``<img src=http://127.0.0.1:PORT/favicon.ico>``, whose onload told it vbg
+    runs and on which port; or an iframe of ``/``) gets the JSON 403 of any request without the
+    token; the browser's own requests (a typed address, the page's icon) and clients that send no
+    ``Sec-Fetch-Site`` get the icon and the page that says how to open it."""
+    for path in ("/favicon.ico", "/"):
+        status, data, resp = live.request("GET", path, token=False, headers={"Sec-Fetch-Site": site})
+        assert status == 403 and resp.getheader("Content-Type") == "application/json", (path, data)
+        assert "token" in json.loads(data)["error"]
+    for own in ({"Sec-Fetch-Site": "none"}, {"Sec-Fetch-Site": "same-origin"}, {}):
+        status, data, resp = live.request("GET", "/favicon.ico", token=False, headers=own)
+        assert status == 200 and b"<svg" in data, own
+        status, data, resp = live.request("GET", "/", token=False, headers=own)
+        assert status == 403 and resp.getheader("Content-Type").startswith("text/html"), own
+    # with the token, the page itself is served whatever the site says (its own requests carry it)
+    status, _, resp = live.request("GET", "/", headers={"Sec-Fetch-Site": "none"})
+    assert status == 200 and resp.getheader("Content-Type").startswith("text/html")
+
+
+def test_status_polls_do_not_read_a_big_folder_each_time(tmp_path, monkeypatch):
+    """``version()`` (each status poll: once a second per open page, per vbg ctl status) reuses the
+    folder's listing for ``LISTING_REUSE_S`` (it lstat()ed every file of the folder on every call:
+    48 ms for 5000 files, the GIL held against the render thread) and stats only the files it lists
+    (``FOLDER_MAX``); a change is seen once that time has passed. The clock is the test's."""
+    from vbg.control import library as library_module
+    from vbg.control.library import FOLDER_MAX, LISTING_REUSE_S, Library
+
+    for k in range(FOLDER_MAX + 20):
+        (tmp_path / f"p{k:04d}.png").write_bytes(b"x")
+    (tmp_path / "zz-dir.png").mkdir()
+    now = [1000.0]
+    monkeypatch.setattr(library_module, "_clock", lambda: now[0], raising=False)
+    scans = []
+    real = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p: (scans.append(p) if Path(p) == tmp_path else None) or real(p))
+    lib = Library(tmp_path)
+    items, listed = lib.listing()
+    assert len([i for i in items if i["kind"] == "folder"]) == FOLDER_MAX
+    assert [lib.version() for _ in range(5)] == [listed] * 5
+    assert len(scans) == 1  # the listing's own scan, reused
+    (tmp_path / "p0000.png").write_bytes(b"changed")
+    os.utime(tmp_path / "p0000.png", ns=(0, 12345))
+    assert lib.version() == listed  # within the reuse time: the same
+    now[0] += LISTING_REUSE_S + 0.01
+    changed = lib.version()
+    assert changed != listed and len(scans) == 2
+    assert lib.listing()[1] == changed

@@ -369,6 +369,7 @@ def test_a_wrong_token_shows_an_error_not_the_controls(browser, live):
             # a page in the control page's style (it was the API's raw JSON), naming both ways in
             assert browser.execute("return document.contentType") == "text/html", text
             assert "vbg ctl page" in text and "printed" in text, text
+            assert "earlier run" in text, text  # a bookmark of an old run's address: not only "lacks its token"
             assert browser.execute("return document.getElementById('controls') === null"
                                    " && document.querySelectorAll('input, button, img').length === 0")
     finally:
@@ -514,9 +515,20 @@ def test_a_long_error_wraps_whole_and_stays_until_dismissed(page, live):
     page.execute("window.vbgTimeout = window.setTimeout;"
                  "window.setTimeout = (f, ms, ...a) => window.vbgTimeout(f, ms >= 9000 ? 50 : ms, ...a)")
     try:
+        # The errors the page shows, seen as they are shown (a short one goes within 50 ms now).
+        page.execute("window.vbgShown = []; const e = document.getElementById('error');"
+                     "window.vbgErrors = new MutationObserver(() => { if (!e.hidden) window.vbgShown.push(e.textContent); });"
+                     "window.vbgErrors.observe(e, {subtree: true, childList: true, characterData: true, attributes: true})")
+        # The shortened timer works: a short error goes by itself.
+        ctl.model_error = "model rmbg-1.4 could not be loaded: A-SHORT-ONE"
+        page.wait_for("return window.vbgShown.some(t => t.includes('A-SHORT-ONE')) &&"
+                      "document.getElementById('error').hidden", timeout=HANG_S)
         ctl.model_error = LONG_ERROR
-        page.wait_for("const e = document.getElementById('error');"
-                      "return !e.hidden && e.textContent.includes('THE-FIX-AT-THE-END')", timeout=HANG_S)
+        page.wait_for("return window.vbgShown.some(t => t.includes('THE-FIX-AT-THE-END'))", timeout=HANG_S)
+        assert page.execute("return !document.getElementById('error').hidden"), "the long error went by itself"
+        # A timer of the same (shortened) time, started after the long error was shown, has run: one
+        # the long error started would have run before it (timers of no longer delay run in order).
+        page.execute("window.vbgMark = false; window.setTimeout(() => { window.vbgMark = true; }, 10000)")
         whole = page.execute(
             "const e = document.getElementById('error'); const w = document.createTreeWalker(e, NodeFilter.SHOW_TEXT);"
             "let t; while ((t = w.nextNode()) && !t.data.includes('THE-FIX')) {}"
@@ -525,13 +537,16 @@ def test_a_long_error_wraps_whole_and_stays_until_dismissed(page, live):
             "return {fits: e.scrollWidth <= e.clientWidth && a.width > 0 && a.right <= b.right && a.bottom <= b.bottom"
             "        && b.right <= document.documentElement.clientWidth, lines: b.height / parseFloat(getComputedStyle(e).lineHeight)}")
         assert whole["fits"] and whole["lines"] > 3, whole
-        time.sleep(1.0)  # twenty times the keep time, shortened above
-        assert page.execute("return !document.getElementById('error').hidden"), "the long error went by itself"
+        page.wait_for("return window.vbgMark", timeout=HANG_S)
+        assert page.execute("const e = document.getElementById('error');"
+                            "return !e.hidden && e.textContent.includes('THE-FIX-AT-THE-END')"), \
+            "the long error went by itself"
         page.click("#error button")
         page.wait_for("return document.getElementById('error').hidden", timeout=HANG_S)
     finally:
         ctl.model_error = None
-        page.execute("if (window.vbgTimeout) window.setTimeout = window.vbgTimeout")
+        page.execute("if (window.vbgTimeout) window.setTimeout = window.vbgTimeout;"
+                     "if (window.vbgErrors) window.vbgErrors.disconnect()")
         page.set_window(1100, 900)
 
 
@@ -589,7 +604,10 @@ def test_keyboard_focus_stays_on_the_picked_thumbnail(page, live):
     _wait(lambda: ctl.background["label"] == "living-room", "the keyboard's pick")
     page.wait_for("const r = document.querySelector(\"#thumbs .thumb[data-kind='recent']\");"
                   "return r && r.textContent.trim() === 'living-room'", timeout=HANG_S)
-    time.sleep(0.3)
+    # The list the page shows is the filter's latest listing: no other remake of it is on its way.
+    latest = ctl.backgrounds()["version"]
+    page.wait_for(f"return document.getElementById('thumbs').dataset.version === {json.dumps(latest)}",
+                  timeout=HANG_S)
     active = page.execute("const a = document.activeElement; return [a.tagName, a.dataset.id || '', a.dataset.kind || '']")
     assert active[0] == "BUTTON" and active[1] == room and active[2] != "recent", active
 
@@ -603,7 +621,9 @@ def test_a_stopped_filter_shows_as_stopped_and_the_page_comes_back_with_it(page,
     page.execute("window.vbgFetch = window.fetch; window.fetch = () => Promise.reject(new TypeError('Failed to fetch'))")
     try:
         page.wait_for("return document.getElementById('summary').textContent.includes('stopped')", timeout=SOON_S)
-        time.sleep(STATUS_S * 1.5)  # a poll more: the plots' figures have a gap
+        # a poll more: the plots' figures have a gap
+        page.wait_for("return document.querySelector(\".plot[data-key='fps'] b\").textContent === '\u2013'",
+                      timeout=SOON_S)
         shown = page.execute(
             "const $ = (id) => document.getElementById(id);"
             "return {summary: $('summary').textContent, effect: $('effect').matches(':disabled'),"
@@ -621,25 +641,108 @@ def test_a_stopped_filter_shows_as_stopped_and_the_page_comes_back_with_it(page,
                   "  Number(getComputedStyle($('preview')).opacity) === 1 && $('error').hidden", timeout=SOON_S)
 
 
-STATUS_S = 1.0  # the page's status poll
+
+# The page's status time-out (5 s) shortened to 1 s, so that a test of a slow answer takes no 5 s;
+# window.vbgSawStopped: whether the page ever said "stopped" since.
+SHORT_STATUS_TIMEOUT = (
+    "window.vbgTimeout = window.setTimeout;"
+    "window.setTimeout = (f, ms, ...a) => window.vbgTimeout(f, ms === 5000 ? 1000 : ms, ...a);"
+    "window.vbgSawStopped = false;"
+    "const seen = () => { if (!document.getElementById('stopped').hidden ||"
+    "  document.getElementById('summary').textContent.includes('stopped')) window.vbgSawStopped = true; };"
+    "window.vbgWatch = new MutationObserver(seen);"
+    "window.vbgWatch.observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true})")
+UNDO_SHORT_STATUS_TIMEOUT = ("if (window.vbgTimeout) window.setTimeout = window.vbgTimeout;"
+                             "if (window.vbgWatch) window.vbgWatch.disconnect()")
 
 
-def test_the_page_loads_without_console_errors(page, live):
-    """No failed load in the console: the browser's own request for /favicon.ico got a 403 on every
-    load of the page, and of the page that says the token is missing."""
-    page.console_errors()  # those of the tests before
+class Held:
+    """A controller method whose first ``n`` calls (a server request each) wait until ``release()``."""
+
+    def __init__(self, owner, name: str, n: int = 1) -> None:
+        self.owner, self.name, self.real = owner, name, getattr(owner, name)
+        self.n, self.calls = n, 0
+        self._go = threading.Event()
+        setattr(owner, name, self)
+
+    def __call__(self, *args, **kw):
+        self.calls += 1
+        if self.calls <= self.n:
+            self._go.wait(HANG_S)
+        return self.real(*args, **kw)
+
+    def release(self) -> None:
+        self._go.set()
+
+    def undo(self) -> None:
+        self.release()
+        delattr(self.owner, self.name)  # the class's method again
+
+
+def test_one_slow_status_answer_does_not_show_the_filter_as_stopped(page, live):
+    """A status answer later than the time-out once (it waited behind the browser's six connections
+    to the filter, a big folder's thumbnails loading, say) is not a stopped filter: the page said
+    "stopped" and disabled everything on the first time-out."""
+    ctl = live.pipeline.controller
     _fresh(page, live)
-    page.wait_for("const p = document.getElementById('preview'); return p.complete && p.naturalWidth", timeout=HANG_S)
-    time.sleep(0.5)
-    assert page.console_errors() == []
-    base = live.url.partition("?")[0]
+    page.wait_for("return document.getElementById('summary').textContent.includes('fps')", timeout=HANG_S)
+    page.execute(SHORT_STATUS_TIMEOUT)
+    held = Held(ctl, "status")
     try:
-        page.get(base)
-        time.sleep(0.5)
-        errors = page.console_errors()
-        assert not [e for e in errors if "favicon" in e], errors
+        # the held request timed out, the next was asked for and answered, and the one after asked for
+        _wait(lambda: held.calls >= 3, "the page's status requests after the one that timed out")
+        page.wait_for("return document.getElementById('summary').textContent.includes('fps')", timeout=HANG_S)
+        assert not page.execute("return window.vbgSawStopped"), "one slow status answer showed the filter as stopped"
+        assert not page.execute("return document.getElementById('effect').matches(':disabled')")
     finally:
-        _fresh(page, live)
+        held.undo()
+        page.execute(UNDO_SHORT_STATUS_TIMEOUT)
+
+
+def test_a_filter_that_answers_nothing_shows_as_stopped_and_comes_back(page, live):
+    """A filter whose server accepts connections but answers nothing (stopped with SIGSTOP, say:
+    no refused connection to tell it) shows as stopped after a few time-outs in a row, and comes
+    back by itself once it answers."""
+    ctl = live.pipeline.controller
+    _fresh(page, live)
+    page.wait_for("return document.getElementById('summary').textContent.includes('fps')", timeout=HANG_S)
+    page.execute(SHORT_STATUS_TIMEOUT)
+    status, preview = Held(ctl, "status", n=1000), Held(ctl, "preview_jpeg", n=1000)
+    try:
+        page.wait_for("return document.getElementById('summary').textContent.includes('stopped') &&"
+                      "document.getElementById('effect').matches(':disabled')", timeout=HANG_S)
+        status.release()
+        preview.release()
+        page.wait_for("const $ = (id) => document.getElementById(id);"
+                      "return $('summary').textContent.includes('fps') && !$('effect').matches(':disabled') &&"
+                      "  $('stopped').hidden && $('error').hidden", timeout=HANG_S)
+    finally:
+        status.undo()
+        preview.undo()
+        page.execute(UNDO_SHORT_STATUS_TIMEOUT)
+
+
+# The browser's request for the page's icon has completed (its answer, 200 or an error status, is in).
+ICON_DONE = ("return performance.getEntriesByType('resource')"
+             ".some(e => new URL(e.name).pathname === '/favicon.ico' && e.responseEnd > 0)")
+
+
+def test_the_page_loads_without_console_errors(live):
+    """No failed load in the console: the browser's own request for /favicon.ico got a 403 on every
+    load of the page, and of the page that says the token is missing. In a browser of its own: a
+    browser asks for a site's icon on its first visit only (it keeps the icon), and the test waits
+    until that request has its answer."""
+    base = live.url.partition("?")[0]
+    with Browser(*FOUND, width=1100, height=900) as fresh:
+        fresh.get(live.url)
+        fresh.wait_for("const p = document.getElementById('preview'); return p.complete && p.naturalWidth",
+                       timeout=HANG_S)
+        fresh.wait_for(ICON_DONE, timeout=HANG_S)
+        assert fresh.console_errors() == []
+        fresh.get(base.replace("127.0.0.1", "localhost"))  # another origin: a first visit again, its icon asked for
+        fresh.wait_for(ICON_DONE, timeout=HANG_S)
+        errors = fresh.console_errors()
+        assert not [e for e in errors if "favicon" in e], errors
 
 
 def test_the_colour_input_shows_the_current_colour_and_applies_it_again(page, live):

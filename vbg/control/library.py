@@ -67,6 +67,7 @@ from .uploads import UploadRefused, VideoUploads
 
 PICTURE_SUFFIXES = (*IMAGE_SUFFIXES, ".heic", ".heif", ".avif")  # a phone's photos too (vbg.heif)
 FOLDER_SUFFIXES = (*PICTURE_SUFFIXES, *OWN_DEMUXERS)  # an animated GIF plays as the video it is
+_SUFFIXES = frozenset(FOLDER_SUFFIXES)
 
 THUMB_WIDTH = 160
 THUMBS_KEPT = 1024  # made thumbnails kept (a few kB each): a folder of a few hundred and more
@@ -79,7 +80,11 @@ VIDEO_UPLOADS_KEPT = 4  # on disk, up to MAX_VIDEO_UPLOAD each
 RECENT_KEPT = 8
 PNGS_TOLD = 1024  # the folder's PNGs and GIFs whose animation is remembered (by name, size and time)
 FOLDER_MAX = 500  # pictures listed from the user's folder
-LISTING_REUSE_S = 1.0  # a listing a thumbnail is looked up in is reused this long (a page asks for hundreds at once)
+LISTING_REUSE_S = 1.0  # a listing a thumbnail or version() uses is reused this long (a page asks for hundreds
+# of thumbnails at once; every open page, every vbg ctl status asks for the version each second)
+
+
+_clock = time.monotonic  # (a test's clock replaces it)
 
 
 class NotFound(ControlError):
@@ -98,7 +103,10 @@ def default_folder(environ=None) -> Path:
 
 
 def _label(name: str) -> str:
-    return Path(name).stem
+    """What a file of ``name`` is shown as: its stem, readable (a name that is not UTF-8, held with
+    its bytes as surrogates, as os.listdir gives it, has U+FFFD where a byte does not decode)."""
+    stem = Path(name).stem
+    return stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _version(st: os.stat_result) -> str:
@@ -126,19 +134,23 @@ class Library:
         self._thumbs: OrderedDict[tuple[str, str], bytes] = OrderedDict()  # (id, version) -> JPEG
         self._making = threading.BoundedSemaphore(THUMB_MAKERS)
         self._bundled_versions: dict[str, str] = {}
-        self._listed: tuple[float, frozenset[str]] | None = None  # (when, names): _listed_names()
+        self._listed: tuple[float, list[tuple[str, str]]] | None = None  # (when, entries): _recent_entries()
         self._animated: OrderedDict[tuple, bool] = OrderedDict()  # (name, inode, size, mtime) -> it moves?
 
     # ------------------------------------------------------------------ listing
     def _folder_entries(self) -> list[tuple[str, str]]:
-        """(name, version) of the pictures and videos the folder lists, by name."""
+        """(name, version) of the pictures and videos the folder lists, by name: the first
+        ``FOLDER_MAX`` by name, and only those are stat()ed (a folder of thousands costs one
+        readdir and a sort, not one lstat a file)."""
         try:
-            entries = list(os.scandir(self.folder))
+            with os.scandir(self.folder) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")
+                                  and os.path.splitext(e.name)[1].lower() in _SUFFIXES), key=lambda e: e.name)
         except OSError:
             return []  # no folder yet: none of the user's own
         found = []
         for e in entries:
-            if e.name.startswith(".") or Path(e.name).suffix.lower() not in FOLDER_SUFFIXES:
+            if e.is_dir(follow_symlinks=False):  # d_type: no stat for a folder named like a picture
                 continue
             try:
                 st = e.stat(follow_symlinks=False)
@@ -146,7 +158,24 @@ class Library:
                 continue
             if stat.S_ISREG(st.st_mode):
                 found.append((e.name, _version(st)))
-        return sorted(found)[:FOLDER_MAX]
+                if len(found) == FOLDER_MAX:
+                    break
+        self._remember(found)
+        return found
+
+    def _remember(self, entries: list[tuple[str, str]]) -> None:
+        with self._lock:
+            self._listed = (_clock(), entries)
+
+    def _recent_entries(self) -> list[tuple[str, str]]:
+        """The folder's listing, made again at most every ``LISTING_REUSE_S`` (a fresh one made
+        meanwhile, by ``listing()`` say, is reused): what ``version()`` (each status poll) and a
+        thumbnail's lookup use. A pick looks its name up in a fresh listing."""
+        with self._lock:
+            got = self._listed
+        if got is not None and 0 <= _clock() - got[0] < LISTING_REUSE_S:
+            return got[1]
+        return self._folder_entries()
 
     def _folder_names(self) -> list[str]:
         return [name for name, _ in self._folder_entries()]
@@ -154,15 +183,7 @@ class Library:
     def _listed_names(self) -> frozenset[str]:
         """The folder's listing, made at most every ``LISTING_REUSE_S``: what a thumbnail's name is
         looked up in (a file removed since is not opened: ``open_own`` refuses what is not there)."""
-        now = time.monotonic()
-        with self._lock:
-            got = self._listed
-        if got is not None and 0 <= now - got[0] < LISTING_REUSE_S:
-            return got[1]
-        names = frozenset(self._folder_names())
-        with self._lock:
-            self._listed = (now, names)
-        return names
+        return frozenset(name for name, _ in self._recent_entries())
 
     def _bundled_version(self, name: str, path: Path) -> str:
         got = self._bundled_versions.get(name)
@@ -198,10 +219,11 @@ class Library:
 
     def version(self) -> str:
         """A cheap fingerprint of the listing: another whenever a file of the folder is added,
-        removed or changed, an upload is kept or let go of, or the recent ones change."""
+        removed or changed (seen within ``LISTING_REUSE_S``: the folder's listing is reused that
+        long), an upload is kept or let go of, or the recent ones change (at once)."""
         with self._lock:
             changes = self._changes
-        return self._fingerprint(self._folder_entries(), changes)
+        return self._fingerprint(self._recent_entries(), changes)
 
     @staticmethod
     def _fingerprint(entries: list[tuple[str, str]], changes: int) -> str:
@@ -475,10 +497,10 @@ class Library:
             except VbgError as e:
                 raise BadRequest(f"background {bid!r}: {e}") from None
         if kind == "bundled" and Path(name).suffix.lower() in (".jpg", ".jpeg"):
-            path = bundled_backgrounds().get(name)
-            if path is not None:
+            shipped = bundled_backgrounds().get(name)
+            if shipped is not None:
                 try:
-                    return thumb_source(np.fromfile(str(path), np.uint8), path)
+                    return thumb_source(np.fromfile(str(shipped), np.uint8), shipped)
                 except (VbgError, OSError):
                     pass  # picture() says what is wrong
         return self.picture(bid)[2]
@@ -511,14 +533,14 @@ def thumb_source(data: np.ndarray, name) -> np.ndarray:
     an eighth of its size (the largest reduction that keeps that width), turned and in sRGB; any
     other file (or a JPEG the reduced decode refuses) as ``decode_srgb`` does."""
     try:
-        header = probe_image(memoryview(data), str(name))
+        header = probe_image(data.data, str(name))
     except InputError:
         header = None  # decode_srgb says what is wrong
     if header is None or header[0] != "JPEG":
         return decode_srgb(data, name)
     _, w, h = header
     check_pixels(name, w, h)
-    orientation = exif_orientation(memoryview(data), "JPEG")
+    orientation = exif_orientation(data.data, "JPEG")
     shown_width = h if orientation >= 5 else w  # 5..8 turn it a quarter: its height is the thumbnail's width
     flag = next((f for r, f in REDUCED if shown_width // r >= REDUCED_MIN_SIDE), None)
     if flag is None:

@@ -110,13 +110,14 @@ _NO_TOKEN_STYLE = (
 NO_TOKEN_PAGE = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>vbg control: the link lacks its token</title>
+<title>vbg control: the link lacks its token or holds an old one</title>
 <link rel="icon" href="/favicon.ico" type="image/svg+xml">
 <style>{_NO_TOKEN_STYLE}</style></head>
 <body><main>
 <h1>vbg <span>control</span></h1>
-<p class="error">This link lacks its token: the control page opens only with the address vbg
-printed when it started (it ends in <code>?token=&hellip;</code>).</p>
+<p class="error">This link lacks its token, or holds an earlier run's (a bookmark, say): the
+control page opens only with the address vbg printed when it started this time (it ends in
+<code>?token=&hellip;</code>; each run has a token of its own).</p>
 <p>Open that address, or run <code>vbg ctl page</code>: it prints the page's address and opens it.</p>
 </main></body></html>
 """.encode()
@@ -125,7 +126,11 @@ _NO_TOKEN_CSP = ("default-src 'none'; img-src 'self'; style-src 'sha256-"
                  + "'; frame-ancestors 'none'")
 ICON = b"""<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#1f2125"/><rect x="3" y="3" width="26" height="26" rx="5" fill="#5aa9ff"/><circle cx="16" cy="13" r="5" fill="#16171a"/><path d="M7 29c0-6 4-9 9-9s9 3 9 9z" fill="#16171a"/></svg>"""
 PAGE_PATHS = ("/", "/index.html")
-THUMB_KEPT_S = 30 * 24 * 3600  # a thumbnail asked for with its file's version: the browser may keep it
+# A thumbnail asked for with its file's version: the browser may keep it this long. Its address
+# holds this run's token, so nothing kept is reused by a later run: half a day covers a run, and a
+# private photo removed from the folder does not stay for weeks in the browser's disk cache.
+THUMB_KEPT_S = 12 * 3600
+ICON_KEPT_S = 30 * 24 * 3600  # the icon: the same in every run, nothing private
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -188,6 +193,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise _NoToken(403, "missing or wrong token: use the URL vbg printed at start "
                                 "(control: http://127.0.0.1:PORT/?token=...), vbg ctl page to open it, or vbg ctl")
 
+    def _own_browser(self) -> bool:
+        """Whether a request without the token may get the icon or the page saying the token is
+        missing: not when another site asks for it (``Sec-Fetch-Site`` cross-site or same-site,
+        e.g. ``<img src=http://127.0.0.1:PORT/favicon.ico>``, whose onload would tell it that vbg
+        runs, and on which port); a browser's own (typed address, bookmark: ``none``), the page's
+        own (``same-origin``) or a client that sends no such header may."""
+        return self.headers.get("Sec-Fetch-Site", "none").strip().lower() in ("none", "same-origin")
+
     def _length(self, cap: int, too_big: Callable[[int], str] | None = None) -> int:
         """The body's Content-Length, refused (413, the body unread) above ``cap``; ``too_big(n)``
         says what to do then (else how many bytes are accepted)."""
@@ -243,16 +256,19 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             parts = urlsplit(self.path)
             query = parse_qs(parts.query)
-            path = unquote(parts.path)
+            # An id's name that is not UTF-8 (a folder's file) is quoted byte for byte
+            # (``Library._item``): unquoted back to the same surrogates, as os.listdir has it.
+            path = unquote(parts.path, errors="surrogateescape")
             try:
                 self._check(query)
             except _NoToken:
-                if method == "GET" and path == "/favicon.ico":
+                if method == "GET" and path == "/favicon.ico" and self._own_browser():
                     return self._icon()  # the browser's own request, never with the token
                 raise
             self._route(method, path, query)
         except _NoToken as e:
-            if method == "GET" and path in PAGE_PATHS:  # a browser opening the page: a page saying so
+            if method == "GET" and path in PAGE_PATHS and self._own_browser():
+                # a browser opening the page (typed, a bookmark): a page saying so
                 self._send(e.status, NO_TOKEN_PAGE, TYPES[".html"],
                            {"Content-Security-Policy": _NO_TOKEN_CSP, "X-Frame-Options": "DENY"})
             else:
@@ -272,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
                                           "report it"})
 
     def _icon(self) -> None:
-        self._send(200, ICON, TYPES[".svg"], cache=f"max-age={THUMB_KEPT_S}")
+        self._send(200, ICON, TYPES[".svg"], cache=f"max-age={ICON_KEPT_S}")
 
     def _route(self, method: str, path: str, query: dict) -> None:
         ctl = self.server.controller

@@ -11,7 +11,12 @@
   const HISTORY_S = 60;
   const ERROR_KEEP_MS = 10000;  // a short action's error stays this long (or until the next action)
   const LONG_ERROR = 100;       // characters: a longer error (it names a fix to read) stays until dismissed
-  const STATUS_TIMEOUT_MS = 5000;  // a status answer later than this: the filter does not answer
+  const STATUS_TIMEOUT_MS = 5000;  // a status answer later than this: a time-out
+  // Time-outs in a row, with no answer to any of the page's requests meanwhile, before the filter
+  // is said to have stopped (a refused connection says so at once). A status request may wait
+  // behind the browser's 6 connections to a host (a big folder's thumbnails): those are answered
+  // meanwhile, so the filter is busy, not stopped.
+  const STOPPED_AFTER_TIMEOUTS = 3;
 
   const $ = (id) => document.getElementById(id);
   let ui = null;
@@ -21,6 +26,12 @@
   const pending = { effect: 0, mirror: 0, model: 0, blur: 0, color: 0 };
   let shownModelError = null;
   let actions = 0;  // changes asked for so far: a status asked for before the latest one is stale
+  let lastAnswer = -1;  // performance.now() of the latest answer to any of the page's requests
+  let timeouts = 0;     // status time-outs in a row during which nothing of the page's was answered
+
+  function answered() {
+    lastAnswer = performance.now();
+  }
 
   // ---- one error line ------------------------------------------------------------------------
   // Each error has a source; a later success from the same source clears it, so a status poll
@@ -77,10 +88,13 @@
     try {
       r = await fetch(path, { method, headers, body, cache: "no-store", signal: abort ? abort.signal : undefined });
     } catch (e) {
-      throw new ApiError("vbg does not answer: the filter has stopped? Start it again and open the address it prints.", 0);
+      const err = new ApiError("vbg does not answer: the filter has stopped? Start it again and open the address it prints.", 0);
+      err.timedOut = Boolean(abort && abort.signal.aborted);  // else refused: nothing listens there
+      throw err;
     } finally {
       clearTimeout(timer);
     }
+    answered();
     if (!r.ok) {
       let message = `${method} ${path} failed: HTTP ${r.status}`;
       try {
@@ -341,8 +355,10 @@
   async function statusTick() {
     if (locked) return;
     const asked = actions;
+    const since = performance.now();
     try {
       const s = await (await api("/api/status", { timeout: STATUS_TIMEOUT_MS })).json();
+      timeouts = 0;
       clearError("status");
       setStopped(false);
       if (!started) {
@@ -363,7 +379,11 @@
         lock(e.message);
         return;
       }
-      if (e.status === 0 && started) {
+      // A time-out while other requests of the page were answered: busy (or queued behind them), not stopped.
+      if (e.timedOut) timeouts = lastAnswer < since ? timeouts + 1 : 0;
+      if (e.status === 0 && started && e.timedOut && timeouts < STOPPED_AFTER_TIMEOUTS) {
+        record({});  // a gap in the plots; not said to have stopped yet
+      } else if (e.status === 0 && started) {
         setStopped(true, e.message);
         record({});  // a gap in the plots, their figures blank
       } else {
@@ -434,6 +454,7 @@
       img.alt = "";
       img.loading = "lazy";  // before its address: a folder of hundreds is fetched as it is scrolled to
       img.decoding = "async";
+      img.addEventListener("load", answered);  // the filter answers: a status time-out is queueing, not a stop
       b.append(img, document.createElement("span"));
       b.addEventListener("click", () => chooseBackground({ id: b.dataset.id }, b));
       li.append(b);
@@ -486,6 +507,7 @@
     }
     markCurrent(currentId);
     listVersion = typeof data.version === "string" ? data.version : null;
+    ui.thumbs.dataset.version = listVersion || "";  // which listing is shown (the tests wait on it)
     ui.folder.textContent = data.folder ? `Put pictures and videos in ${data.folder} to list them here.` : "";
     if (data.upload_max) uploadMax = data.upload_max;
     if (data.upload_kinds) uploadKinds = data.upload_kinds;
