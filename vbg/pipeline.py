@@ -58,6 +58,7 @@ from .types import Composite, Frame, Mask
 
 if TYPE_CHECKING:
     from .compositing import Background
+    from .control.state import Controller
 
 log = logging.getLogger("vbg.pipeline")
 
@@ -199,7 +200,7 @@ class LivePipeline:
         self.sinks: list = []
         self.latest: Composite | None = None  # for the preview, read on the main thread
         self.control = None  # ControlState, once the stages are open
-        self.controller = None  # the control server's Controller (None with --no-control)
+        self.controller: Controller | None = None  # the control server's (None with --no-control)
         self.control_server = None
         self._on_control = on_control  # called with the control page's URL once it listens
         self._seg_now = None  # the segmenter the inference thread runs (a model switch replaces it)
