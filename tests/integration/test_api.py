@@ -188,24 +188,27 @@ def test_live_filter_on_a_thread_feeds_the_virtual_camera_until_stopped():
         live.run()
 
 
+class Frames:
+    """A Source of ``n`` grey 64x48 frames, read as fast as they are asked for."""
+
+    live = False
+    width, height, fps = 64, 48, 30.0
+
+    def __init__(self, n):
+        self.left, self.closed = n, 0
+
+    def read(self):
+        if self.left == 0:
+            return None
+        self.left -= 1
+        return np.full((48, 64, 3), 100, np.uint8)
+
+    def close(self):
+        self.closed += 1
+
+
 def test_live_filter_checks_at_construction_and_closes_what_it_was_given(workdir):
     from vbg import InputError, LiveFilter, Problems, SinkBase
-
-    class Frames:
-        live = False
-        width, height, fps = 64, 48, 30.0
-
-        def __init__(self, n):
-            self.left, self.closed = n, 0
-
-        def read(self):
-            if self.left == 0:
-                return None
-            self.left -= 1
-            return np.full((48, 64, 3), 100, np.uint8)
-
-        def close(self):
-            self.closed += 1
 
     class Count(SinkBase):
         def __init__(self):
@@ -240,22 +243,6 @@ def test_a_sink_with_send_alone_or_its_own_init_runs(workdir):
     SinkBase's failed on an AttributeError (_failure) deep in the run."""
     from vbg import LiveFilter, SinkBase
 
-    class Frames:
-        live = False
-        width, height, fps = 64, 48, 30.0
-
-        def __init__(self):
-            self.left = 8
-
-        def read(self):
-            if self.left == 0:
-                return None
-            self.left -= 1
-            return np.full((48, 64, 3), 100, np.uint8)
-
-        def close(self):
-            pass
-
     class OnlySend(SinkBase):
         def __init__(self):  # no super().__init__()
             self.n = 0
@@ -264,7 +251,7 @@ def test_a_sink_with_send_alone_or_its_own_init_runs(workdir):
             self.n += 1
 
     sink = OnlySend()
-    stats = LiveFilter(Frames(), sinks=[sink], color="white", model="selfie").run()
+    stats = LiveFilter(Frames(8), sinks=[sink], color="white", model="selfie").run()
     assert sink.n == stats.out_frames > 0
 
 
