@@ -660,9 +660,12 @@ class VideoBackground:
             while not self._wake.wait(self.POLL_S):
                 if self._stop.is_set():
                     return None
+            # read before ``holding`` goes false: whoever waits for that (a test's clock) may move
+            # the clock on at once, and the wait would count that too (a frame ahead on resuming)
+            waited = self._clock.now() - start
         finally:
             self.holding = False
-        return self._clock.now() - start
+        return waited
 
     def _wait_until(self, due: float) -> bool:
         """Sleep until ``due`` on the clock; False when asked to stop."""
