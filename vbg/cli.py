@@ -810,7 +810,7 @@ def cmd_process(args) -> int:
 
         # --workers counts Ray actors here, each with its own CPUs: the local plan is made for one
         # session, so that the model's threads are left to the actors' share.
-        workers = None if args.workers.strip().lower() == "auto" else parse_workers(args.workers, None)
+        workers = parse_workers(args.workers, None)  # None for auto
         local = argparse.Namespace(**{**vars(args), "workers": "1"})
         return _process_on_ray(_check_process(local), args, address, workers)
     plan = _check_process(args)

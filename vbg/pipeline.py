@@ -424,7 +424,7 @@ class LivePipeline:
         from .control.state import Controller, config_background
         from .models.spec import MODELS
 
-        label = Path(b.background).stem if b.background else (b.color if b.color else f"blur {b.blur or 1.0:g}")
+        started_with = config_background(b.background, b.color, b.blur)  # its label, and a colour's #rrggbb
 
         def latest():
             comp = self.latest
@@ -433,10 +433,11 @@ class LivePipeline:
         controller = Controller(self.control, Library(self.cfg.control.backgrounds_dir),
                                 status=self.control_status, latest=latest,
                                 load_model=None if self._segmenter is not None else self._load_model,
-                                models=tuple(MODELS), model=self.cfg.model.model, background_label=label,
+                                models=tuple(MODELS), model=self.cfg.model.model,
+                                background_label=started_with["label"],
                                 clock=self.clock)
         self.controller = controller
-        controller.background = config_background(b.background, b.color, b.blur)  # with a colour's #rrggbb
+        controller.background = started_with
         stack.callback(self.controller.close)  # a video background it started: after the server and render thread
         controller, m = self.controller, self.cfg.model
 
