@@ -134,6 +134,41 @@ def write_recoded_clip(path: Path, first, then, fps: int = 25, gop: int = 250, f
     return path
 
 
+TS_PACKET = 188
+
+
+def damage_ts(src: Path, dst: Path, *, drop: tuple[float, float] | None = None, garble: int = 0,
+              seed: int = 0) -> Path:
+    """``src`` (MPEG-TS) as a weak broadcast's recording. ``drop``: the 188-byte packets from that
+    fraction of the file to that one lost, of every stream (a signal dropout: the demuxer meets
+    continuity errors, the decoder loses the frames they held). ``garble``: that many of the
+    video's packets in the middle half, none starting a frame, their payloads overwritten with
+    random bytes (the timing stays whole; the decoder patches what it cannot read)."""
+    data = src.read_bytes()
+    packets = [data[i:i + TS_PACKET] for i in range(0, len(data), TS_PACKET)]
+    assert all(p[0] == 0x47 and len(p) == TS_PACKET for p in packets), "not MPEG-TS"
+    if drop is not None:
+        lo, hi = (round(f * len(packets)) for f in drop)
+        packets = packets[:lo] + packets[hi:]
+    if garble:
+        with av.open(str(src)) as c:
+            video = c.streams.video[0].id
+
+        def payload(p: bytes) -> int | None:  # where a video packet's payload starts, or None
+            if ((p[1] & 0x1F) << 8 | p[2]) != video or p[1] & 0x40 or not p[3] & 0x10:
+                return None
+            return 4 + (1 + p[4] if p[3] & 0x20 else 0)
+
+        n = len(packets)
+        pick = [i for i in range(n // 4, 3 * n // 4) if (at := payload(packets[i])) is not None and at < TS_PACKET]
+        rng = np.random.default_rng(seed)
+        for i in sorted(rng.choice(pick, size=garble, replace=False)):
+            at = payload(packets[i])
+            packets[i] = packets[i][:at] + rng.integers(0, 256, TS_PACKET - at, dtype=np.uint8).tobytes()
+    dst.write_bytes(b"".join(packets))
+    return dst
+
+
 def join_video_tracks(paths, dst: Path) -> Path:
     """The video tracks of ``paths`` as the tracks of one Matroska file ``dst``, in that order (a
     two-camera or two-angle recording)."""

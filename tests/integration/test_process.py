@@ -4,6 +4,7 @@ progress for people and for scripts, and nothing lost on bad input or Ctrl-C."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import PEOPLE, StderrLines, iou, progress_shows_frames, run_vbg
-from media import (interlace, person_clip_frames, write_dv_clip, read_alpha_video, read_frames, write_clip, write_hdr_clip,
+from media import (damage_ts, interlace, person_clip_frames, write_dv_clip, read_alpha_video, read_frames, write_clip, write_hdr_clip,
                    write_size_switch_clip)
 from test_offline_media import FPS, frame_pts_s, make_clip, span_s
 from vbg.media.info import probe
@@ -369,6 +370,66 @@ def test_an_audio_packet_with_a_damaged_time_is_left_out_and_the_output_finished
     with av.open(str(out)) as c:
         kept = [p.dts for p in c.demux(audio=0) if p.size]
     assert len(kept) == len(audio) - 1 and all(b > a for a, b in zip(kept, kept[1:]))
+
+
+@pytest.fixture(scope="module")
+def broadcast(tmp_path_factory) -> Path:
+    """90 frames (3 s at 30 fps) of H.264 with B-frames in MPEG-TS, as a TV card or a stream records."""
+    frames = [f for f, _ in person_clip_frames(90, (144, 256))]
+    return write_clip(tmp_path_factory.mktemp("broadcast") / "broadcast.ts", frames, fps=30, fmt="mpegts", crf=20)
+
+
+def _damage_lines(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if "the file is damaged" in ln]
+
+
+def test_a_recording_with_a_dropout_is_finished_in_time_order_and_one_line_says_what_was_lost(tmp_path, broadcast):
+    """A broadcast recording that lost a fifth of its packets to a weak signal: the output is
+    finished, its frames in time order with the timing kept (the frame before the gap stays up),
+    and one line says how many frames are missing, and where. Before, the frames were
+    lost without a word, and those the decoder gave out late after the gap were written out of
+    place: an older picture flashed in after it."""
+    src = damage_ts(broadcast, tmp_path / "dropout.ts", drop=(0.4, 0.6))
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    times = frame_pts_s(out)
+    # in time order, a frame interval apart at least: no late picture squeezed in after another
+    assert min(b - a for a, b in zip(times, times[1:])) > 0.9 / 30, times
+    assert times[-1] == pytest.approx(89 / 30, abs=0.01)  # the timing kept: the last frame at its time
+    lines = _damage_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    said = re.search(r"vbg: .*dropout\.ts: the file is damaged between ([\d.]+) s and ([\d.]+) s: (\d+) frames "
+                     r"are missing \(the frame before each gap stays up, the timing is kept\)", lines[0])
+    assert said is not None, lines[0]
+    assert int(said[3]) == 90 - len(times) > 10
+    gap = max(zip(times, times[1:]), key=lambda ab: ab[1] - ab[0])
+    assert float(said[1]) <= gap[0] + 1 / 30 + 0.05 and float(said[2]) >= gap[1] - 0.05  # the gap is within
+
+
+def test_a_recording_with_garbled_packets_keeps_every_frame_and_one_line_counts_the_patched(tmp_path, broadcast):
+    """Packets garbled in the middle of a recording (their timing whole): every frame is kept,
+    and one line says how many came out patched by the decoder, which may show blocks."""
+    src = damage_ts(broadcast, tmp_path / "garbled.ts", garble=6)
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(frame_pts_s(out)) == 90
+    lines = _damage_lines(proc.stderr)
+    assert len(lines) == 1 and "missing" not in lines[0], proc.stderr
+    said = re.search(r"the file is damaged (?:at|between) .*: (\d+) frames? came out patched by the decoder "
+                     r"\(blocks or smears may show\); only a better copy of the recording mends it$", lines[0])
+    assert said is not None and int(said[1]) >= 1, lines[0]
+
+
+def test_a_whole_recording_or_a_variable_frame_rate_is_not_called_damaged(broadcast, clips, tmp_path):
+    """The same recording undamaged, and a phone's variable frame rate (frames 2 to 9 intervals
+    apart), say nothing of damage: a gap in the timing is damage only where the file shows it."""
+    for src in (broadcast, clips["vfr"]):
+        out = tmp_path / f"{src.stem}.mp4"
+        proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+        assert proc.returncode == 0 and not _damage_lines(proc.stderr), proc.stderr
+        assert len(frame_pts_s(out)) == (90 if src == broadcast else len(clips["vfr_pts"]))
 
 
 @pytest.mark.parametrize("fmt", ["flv", "matroska"])

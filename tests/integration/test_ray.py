@@ -186,6 +186,42 @@ def test_a_change_part_way_is_said_once_where_it_begins_as_a_local_run_says_it(c
     same_pngs(tmp_path / "workers", tmp_path / "ray")  # each part decoded from its keyframe
 
 
+@pytest.mark.parametrize("damage", ["dropout", "garbled"])
+def test_a_damaged_broadcast_recording_gives_a_local_runs_frames_and_one_line_of_its_damage(cluster, tmp_path, capsys,
+                                                                                            damage):
+    """A damaged MPEG-TS recording cut into parts. A dropout: packets lost to a weak signal, whose
+    frames the decoder never gives, so every frame after them is one the packets did not plan:
+    the part before the gap wrote its neighbour's first frame again (51 frames where a local run
+    has 50); now that part sees it is not where its packets say, and the file runs whole, with a
+    line naming it. Garbled packets (the timing whole): the parts hold their frames, and their
+    counts of patched frames are said once for the file, as a local run says it."""
+    from media import damage_ts
+
+    src = tmp_path / "broadcast.ts"
+    write_talk_clip(src, (rgb for rgb, _ in person_clip_frames(60, (144, 256))), 60, FPS, gop=GOP)
+    clip = damage_ts(src, tmp_path / f"{damage}.ts", **({"drop": (0.4, 0.55)} if damage == "dropout" else {"garble": 8}))
+    from vbg.offline.distributed import plan_spans
+
+    assert len(plan_spans(clip, 3, 1.0)) > 1  # the run below is really cut into parts
+    said = {}
+    for how in (("--workers", "1"), ("--ray", "--ray-segment", "1")):
+        out = tmp_path / how[0][2:]
+        assert main(["process", str(clip), "-o", str(out), "--matte", *how, *COMMON[:-1]]) == 0
+        said[how[0]] = [ln for ln in capsys.readouterr().err.splitlines()
+                        if "the file is damaged" in ln or "whole instead" in ln]
+    local, ray = said["--workers"], said["--ray"]
+    assert len(local) == 1 and f"vbg: {clip}: the file is damaged " in local[0], local
+    if damage == "dropout":
+        assert "frames are missing" in local[0]
+        assert ray[-1] == local[0] and len(ray) == 2, ray
+        assert ray[0].startswith(f"vbg: {clip}: frame ") and ray[0].endswith(
+            "the file cannot be split at its keyframes; processing it whole instead"), ray  # not a staging file's name
+        same_pngs(tmp_path / "workers", tmp_path / "ray")
+    else:  # each part counts what its own decoder patched: the counts are as its threads found them
+        assert len(ray) == 1 and "came out patched by the decoder" in ray[0] and "missing" not in ray[0]
+        assert len(os.listdir(tmp_path / "workers")) == len(os.listdir(tmp_path / "ray")) == 60
+
+
 def _parent_of(pid: int) -> int:
     """The parent's PID (0 once the process is gone)."""
     got = comm_and_parent(pid)

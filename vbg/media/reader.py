@@ -97,6 +97,52 @@ def _scaling(size: tuple[int, int], to: tuple[int, int]) -> str:
     return "AREA" if to[0] <= size[0] and to[1] <= size[1] else "BICUBIC"
 
 
+GAP_STEPS = 1.5  # frames further apart than this many frame intervals, in a file the demuxer found damaged, have frames lost between them
+
+
+@dataclass(slots=True)
+class Damage:
+    """What decoding a damaged file lost (an MPEG-TS recording of a weak broadcast, a stream cut off
+    and resumed): ``missing`` frames that never decoded (a gap in the timestamps), ``patched`` frames
+    the decoder hid errors in (blocks or smears may show), between ``first_s`` and ``last_s``
+    (seconds from the file's first frame, once ``shifted``). The output keeps its timing around a gap:
+    the frame before it stays up for as long."""
+
+    missing: int = 0
+    patched: int = 0
+    first_s: float = 0.0
+    last_s: float = 0.0
+
+    def merged(self, other: Damage | None) -> Damage:
+        """Both records' frames (a ``--ray`` file's parts, each counting its own frames)."""
+        if other is None:
+            return self
+        return Damage(self.missing + other.missing, self.patched + other.patched,
+                      min(self.first_s, other.first_s), max(self.last_s, other.last_s))
+
+    def shifted(self, by: float) -> Damage:
+        return Damage(self.missing, self.patched, self.first_s + by, self.last_s + by)
+
+    def line(self) -> str:
+        """The one line said after the input's name (``vbg process``)."""
+        where = (f"at {self.first_s:.1f} s" if round(self.first_s, 1) == round(self.last_s, 1)
+                 else f"between {self.first_s:.1f} s and {self.last_s:.1f} s")
+        parts = []
+        if self.missing:
+            parts.append(f"{_frames(self.missing, 'is' if self.missing == 1 else 'are')} missing (the frame "
+                         "before each gap stays up, the timing is kept)")
+        if self.patched:
+            parts.append(f"{_frames(self.patched, 'came')} out patched by the decoder (blocks or smears "
+                         "may show)")
+        return (f"the file is damaged {where}: {' and '.join(parts)}; only a better copy of the "
+                "recording mends it")
+
+
+def _frames(n: int, verb: str = "") -> str:
+    words = f"{n} frame" if n == 1 else f"{n} frames"
+    return f"{words} {verb}".rstrip() if verb else words
+
+
 MAX_TIMESTAMP_JUMP_S = 600  # a longer gap between two frames is damage, not a pause (an output of one still frame)
 
 EBML_ID = b"\x1a\x45\xdf\xa3"  # a Matroska or WebM file's first element: its EBML header
@@ -203,6 +249,14 @@ class VideoReader:
         self._anchor: tuple[int, int] | None = None  # seek(): (pts, number) of the frame numbering resumes at
         self._sought = False  # seek() was called: frames() starts at the first keyframe packet
         self._to_rgb = SdrFrames()  # HDR (a phone's HLG, HDR10) comes out tone-mapped to SDR
+        # Damage: packets the demuxer flagged corrupt (data lost: an MPEG-TS continuity error), the
+        # pts of decoded frames the decoder flagged (errors concealed) not yet handed out, and what
+        # the frames handed out met: (index, time s, frames missing before it, patched 0/1).
+        self._torn = 0
+        self._flagged: set[int | None] = set()
+        self._hurt: list[tuple[int, float, int, int]] = []
+        self._high: int | None = None  # the latest pts handed out
+        self._gaps: list[tuple[int, int]] = []  # the latest jumps counted missing: (pts before, pts after)
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -230,9 +284,9 @@ class VideoReader:
         if is_url(self.path):  # the helper owns the container from here on
             frames = self._network = NetworkFrames(self._container, self._stream, self._cancel)
         elif self._sought:
-            frames, self._sought = self._from_keyframe(), False
+            frames, self._sought = self._demuxed(keyed=False), False
         else:
-            frames = self._container.decode(self._stream)
+            frames = self._demuxed()
         self._fields = False  # each pass starts afresh (after a seek or a rewind): no frame of before held
         self._seen = 0
         yield from whole_frames(self._counted(frames), self.time_base, self._fields_start)
@@ -242,6 +296,8 @@ class VideoReader:
         for frame in frames:
             if self.rotation is None:
                 self.rotation = frame_rotation(frame, self._stream)  # before the filter: it keeps no side data
+            if frame.is_corrupt:  # before the filter too: the deinterlaced frame keeps the pts, not the flag
+                self._flagged.add(frame.pts)
             self._decoded += 1
             self._seen += 1
             # after a seek, the frames before the one asked for are another part's to say (--ray)
@@ -302,13 +358,15 @@ class VideoReader:
         self._anchor = None if number is None else (pts, number)
         self._sought = True
 
-    def _from_keyframe(self) -> Iterator[av.VideoFrame]:
-        """The frames decoded from the first keyframe packet on: a frame decoded without the keyframe
-        before it comes out damaged, or fails where the coding changed part-way."""
-        keyed = False
+    def _demuxed(self, keyed: bool = True) -> Iterator[av.VideoFrame]:
+        """The frames decoded from the stream's packets, each packet the demuxer flagged corrupt
+        counted. ``keyed=False`` (after a seek): from the first keyframe packet on, since a frame
+        decoded without the keyframe before it comes out damaged, or fails where the coding
+        changed part-way."""
         for packet in self._container.demux(self._stream):
             keyed = keyed or packet.is_keyframe
             if keyed:
+                self._torn += packet.is_corrupt
                 yield from packet.decode()
 
     def rewind(self) -> None:
@@ -350,10 +408,47 @@ class VideoReader:
                 raise InputError(f"{self.path}: its timestamps jump by {gap:.0f} s "
                                  f"after {self.frames_read} frames: the file is damaged; re-encode it with "
                                  "continuous timestamps (ffmpeg -i IN -vf setpts=N/FRAME_RATE/TB OUT)")
-            last_pts = pts
             index = self.frames_read
+            time_s = float(pts * self.time_base)
+            patched = frame.pts in self._flagged
+            if patched:
+                self._flagged.discard(frame.pts)
+            missing = self._missing(pts, patched)
+            if missing is None:
+                continue
+            if patched or missing:
+                self._hurt.append((index, time_s, missing, int(patched)))
+            last_pts = pts
             self.frames_read += 1
-            yield DecodedFrame(index=index, pts=pts, time_s=float(pts * self.time_base), rgb=rgb)
+            yield DecodedFrame(index=index, pts=pts, time_s=time_s, rgb=rgb)
+
+    def _missing(self, pts: int, patched: bool) -> int | None:
+        """The frames missing before the frame at ``pts`` (which comes out next): those a jump past the
+        latest time so far leaves out. A jump counts only once the file shows damage: elsewhere it
+        is a variable frame rate, or a frame the recorder dropped, kept as timed. None: a frame the
+        decoder gives out late, into such a gap already passed: left out, counted in its gap (the
+        output cannot go back to its time, and it would flash an older picture). A time going back
+        elsewhere (files joined end to end) is the writer's to order, as before."""
+        high = self._high
+        if high is not None and pts < high:
+            return None if any(lo < pts < hi for lo, hi in self._gaps) else 0
+        self._high = pts
+        if high is None or pts - high <= GAP_STEPS * self._step or not (self._torn or patched or self._hurt):
+            return 0
+        self._gaps = [*self._gaps[-7:], (high, pts)]
+        return round((pts - high) / self._step) - 1
+
+    def damage(self, first: int = 0, count: int | None = None) -> Damage | None:
+        """What the frames handed out so far lost to damage (``Damage``, times as the frames'), counting
+        the frames ``first`` .. ``first + count - 1`` only (a ``--ray`` part's own); None when they
+        met none. A gap in the timestamps counts only in a file the demuxer or the decoder found
+        damaged: elsewhere it is a variable frame rate or a recorder's dropped frame, kept as timed."""
+        hurt = [h for h in self._hurt if h[0] >= first and (count is None or h[0] < first + count)]
+        missing, patched = sum(h[2] for h in hurt), sum(h[3] for h in hurt)
+        if not missing and not patched:
+            return None
+        step_s = float(self._step * self.time_base)
+        return Damage(missing, patched, min(h[1] - step_s * h[2] for h in hurt), max(h[1] for h in hurt))
 
     def _check_whole(self) -> None:
         """At the end of the frames: a local Matroska or WebM file that ends before the size its header

@@ -199,7 +199,7 @@ def plan_spans(src: Path, window: int, segment_s: float = SEGMENT_S) -> list[Spa
         start = order[a - before]
         key = max((k for k in keys if k <= start), default=None)
         spans.append(Span(first=a, count=b - a, before=before, after=after, start_pts=start, first_pts=order[a],
-                          seek_ts=None if key is None else keys[key], origin_pts=order[0]))
+                          seek_ts=None if key is None else keys[key], origin_pts=order[0], last_pts=order[b - 1]))
     return spans
 
 
@@ -592,7 +592,8 @@ class RayRunner:
                             continue
                     res, failure, said = None, (1, f"{f.src}: a Ray worker failed ({one_line(e)[:300]})", False), []
                 if failure is not None and failure[2] and f.attempt == 0 and f.error is None:
-                    log.warning("%s; processing it whole instead", failure[1])
+                    said_src = failure[1] if failure[1].startswith(f"{f.src}:") else f"{f.src}: {failure[1]}"
+                    log.warning("%s; processing it whole instead", said_src)
                     f.attempt, f.spans, f.parts, f.left, f.said = 1, [None], {}, 1, {}
                     todo.appendleft(_Unit(f.index, 0, None, 1))
                     continue
@@ -649,6 +650,12 @@ class RayRunner:
             f.error = e
             return
         results = [f.parts[i] for i in range(len(f.spans))]
+        damage = None  # each part counted its own frames' (a file run whole has said it already)
+        for r in results:
+            if r.damage is not None:
+                damage = r.damage.merged(damage)
+        if damage is not None and damage.line() not in warnings:
+            warnings.append(damage.line())
         p50 = [r.infer_ms_p50 for r in results if r.infer_ms_p50 == r.infer_ms_p50]
         busy: dict[str, float] = {}
         for r in results:
@@ -657,7 +664,7 @@ class RayRunner:
         f.result = FileResult(str(f.src), str(out), frames=sum(r.frames for r in results),
                               total=f.progress.total, seconds=time.monotonic() - f.t0,
                               infer_ms_p50=float(np.median(p50)) if p50 else float("nan"), busy_s=busy,
-                              warnings=warnings)
+                              warnings=warnings, damage=damage)
 
     def _finish(self, f: _File, on_done) -> None:
         if f.error is not None:

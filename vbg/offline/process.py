@@ -28,6 +28,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from ..config import ProcessConfig
 from ..errors import ConfigError, InputError, OutOfMemory, VbgError, one_line
 from ..inference.crop import OFFLINE_LANES, CroppedSegmenter, crop_segmenters
 from ..ranges import OUTPUT_MODES
+
+if TYPE_CHECKING:
+    from ..media.reader import Damage
 
 log = logging.getLogger("vbg.process")
 
@@ -158,6 +162,7 @@ class FileResult:
     interrupted: bool = False
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # each read after the input's name ("in.mp4: has no audio ...")
+    damage: Damage | None = None  # what the frames written lost to a damaged input (times from its first frame)
     buffers: Buffers | None = None  # what the memory budget allowed for this file's frame size
 
     @property
@@ -171,7 +176,9 @@ class Span:
     order) are written, named and timed as in the whole file; ``before`` and ``after`` frames around
     them are decoded and segmented too, so that each written frame's centred smoothing window holds
     exactly the frames a whole-file run gives it. ``start_pts``: the first decoded frame's pts (the
-    decoder seeks to the keyframe at or before it); ``first_pts``: the first written frame's, checked.
+    decoder seeks to the keyframe at or before it); ``first_pts`` and ``last_pts``: the first and the
+    last written frame's, checked (a damaged file's packet that decodes to nothing moves every frame
+    after it: the part would write its neighbour's first frame again).
     ``seek_ts``: that keyframe's decoding timestamp, the one a seek lands on in a file with no index
     (MPEG-TS: a seek to ``start_pts`` there lands on whatever frame is at it)."""
 
@@ -183,6 +190,7 @@ class Span:
     first_pts: int
     seek_ts: int | None = None
     origin_pts: int | None = None  # the whole file's first frame's: a video background's zero
+    last_pts: int | None = None
 
     @property
     def decoded(self) -> int:
@@ -199,6 +207,7 @@ class _SpanReader:
 
     def __init__(self, reader, span: Span) -> None:
         self._reader, self._span = reader, span
+        self._skipped = 0  # the reader's frames before the span's first decoded one
 
     def __enter__(self):
         return self
@@ -206,13 +215,18 @@ class _SpanReader:
     def __exit__(self, *exc) -> None:
         self._reader.close()
 
+    def damage(self):
+        """What the span's own frames lost to damage (``VideoReader.damage``)."""
+        return self._reader.damage(self._skipped + self._span.before, self._span.count)
+
     def __iter__(self):
         span = self._span
         # the lines it says name the file's frames
         self._reader.seek(span.start_pts, span.first - span.before, key_ts=span.seek_ts)
-        n = 0
+        n = self._skipped = 0
         for f in self._reader:
             if f.pts < span.start_pts:  # the keyframe's group before the span
+                self._skipped += 1
                 continue
             yield replace(f, index=n)
             n += 1
@@ -233,9 +247,10 @@ class _SpanWriter:
         own = index - span.before
         if not 0 <= own < span.count:
             return
-        if own == 0 and pts != span.first_pts:
-            raise SplitError(f"frame {span.first} is at pts {pts}, not at {span.first_pts} as its packets say: "
-                             "the file cannot be split at its keyframes")
+        for at, planned in ((0, span.first_pts), (span.count - 1, span.last_pts)):
+            if own == at and planned is not None and pts != planned:
+                raise SplitError(f"frame {span.first + at} is at pts {pts}, not at {planned} as its packets say: "
+                                 "the file cannot be split at its keyframes")
         self._w.write(span.first + own, pts, time_s, image)
 
     @property
@@ -279,6 +294,7 @@ class _Run:
     depth: int  # each queue's
     workers: int  # inference workers still running: the last one to stop ends ``segmented``
     origin_s: float | None = None  # the file's first frame's time: a video background's zero
+    damage: Damage | None = None  # what the frames read lost to damage (the reader's, at its end)
     written: int = 0  # frames the writer has written
     infer_ms: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -297,15 +313,19 @@ class _Run:
 
 
 def _read(run: _Run, open_reader, stop: threading.Event) -> None:
-    """The reader stage: every decoded frame into ``run.decoded``, then its end."""
+    """The reader stage: every decoded frame into ``run.decoded``, then its end; what they lost to
+    damage in ``run.damage``."""
     try:
         with open_reader() as reader:
-            t = time.perf_counter()
-            for f in reader:
-                run.busy_s["read"] += time.perf_counter() - t
-                if stop.is_set() or not run.decoded.put(f):
-                    return
+            try:
                 t = time.perf_counter()
+                for f in reader:
+                    run.busy_s["read"] += time.perf_counter() - t
+                    if stop.is_set() or not run.decoded.put(f):
+                        return
+                    t = time.perf_counter()
+            finally:
+                run.damage = getattr(reader, "damage", lambda: None)()
     finally:
         run.decoded.end()
 
@@ -512,7 +532,9 @@ class FileProcessor:
                                      "keyframes")
             res.output = str(writer.output_path) if writer.output_path is not None else None
         except BaseException as e:
-            kept = writer is not None and writer.partial and writer.output_path is not None
+            # a part that does not hold its planned frames is run whole: its staging file is no one's to keep
+            kept = writer is not None and writer.partial and writer.output_path is not None \
+                and not isinstance(e, SplitError)
             if not kept or not isinstance(e, VbgError) and not is_out_of_memory(e):
                 if kept and writer is not None and hasattr(e, "add_note"):  # a caller's own (on_progress raised)
                     e.add_note(f"vbg: the {writer.frames_written} frames before it are kept in {writer.output_path}")
@@ -527,6 +549,10 @@ class FileProcessor:
             if isinstance(compositor, Compositor):
                 compositor.close()
         res.seconds = time.monotonic() - t0
+        if run.damage is not None:
+            res.damage = run.damage.shifted(-(run.origin_s or 0.0))
+            if span is None:  # a --ray part's driver says it for the whole file
+                res.warnings.append(res.damage.line())
         if run.infer_ms:
             res.infer_ms_p50 = float(np.median(run.infer_ms))
         res.busy_s = {**run.busy_s, "infer": sum(run.infer_ms) / 1000.0}
