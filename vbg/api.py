@@ -399,13 +399,18 @@ class _Progress:
     def __init__(self, callback: Callable[[int, int | None], None] | None) -> None:
         self.total: int | None = None
         self.done = 0
+        self._said = False  # the callback has been called
         self._callback = callback
 
     def emit(self, event: str, **fields: Any) -> None:
         pass
 
     def update(self, done: int) -> None:
-        self.done = done
+        """Once per new count: the pipeline reports after each composited frame, and the writer
+        may not have written another since."""
+        if done == self.done and self._said:
+            return
+        self.done, self._said = done, True
         if self._callback is not None:
             self._callback(done, self.total)
 
@@ -437,6 +442,8 @@ def process_file(input: str | os.PathLike[str], output: str | os.PathLike[str], 
     from .config import ProcessConfig
     from .offline.process import FileProcessor
 
+    if not isinstance(overwrite, bool):  # "no" would be true
+        raise TypeError(f"process_file(overwrite=...) takes True or False, not {type(overwrite).__name__}")
     if on_progress is not None and not callable(on_progress):
         raise TypeError(f"process_file(on_progress=...) takes a function of (done, total), not "
                         f"{type(on_progress).__name__}")

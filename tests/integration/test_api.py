@@ -164,6 +164,22 @@ def test_process_file_refuses_bad_input_and_never_touches_an_input(workdir):
                           on_progress=lambda done, total: seen.append((done, total)))
     assert result.frames == CLIP_FRAMES and len(list((workdir / "matte").glob("*.png"))) == CLIP_FRAMES
     assert seen[-1] == (CLIP_FRAMES, CLIP_FRAMES)
+    counts = [done for done, _ in seen]  # each count once, as frames are written (it repeated counts)
+    assert counts == sorted(set(counts)), counts
+
+
+def test_on_progress_hears_each_count_once():
+    """The pipeline reports after each composited frame, and the writer may not have written
+    another since: the caller's function heard the same count again (as the writer thread
+    happened to lag)."""
+    from vbg.api import _Progress
+
+    heard: list[tuple[int, int | None]] = []
+    progress = _Progress(lambda done, total: heard.append((done, total)))
+    progress.total = 3
+    for done in (0, 0, 1, 1, 1, 2, 3, 3):
+        progress.update(done)
+    assert heard == [(0, 3), (1, 3), (2, 3), (3, 3)]
 
 
 def test_live_filter_on_a_thread_feeds_the_virtual_camera_until_stopped():
@@ -272,6 +288,8 @@ def test_wrong_argument_types_are_named_and_a_failing_callback_keeps_the_frames(
         LiveFilter("demo", sinks=object(), model="selfie")
     with pytest.raises(TypeError, match=r"on_progress=...\) takes a function of \(done, total\), not int"):
         process_file("talk.mp4", "o.mp4", model="selfie", on_progress=5)
+    with pytest.raises(TypeError, match=r"process_file\(overwrite=...\) takes True or False, not str"):
+        process_file("talk.mp4", "o.mp4", model="selfie", overwrite="no")  # it was taken as True
     assert not (workdir / "o.mp4").exists() and not list(workdir.glob("o.partial*"))
 
     def stop_at_five(done, total):
