@@ -432,42 +432,6 @@ def test_a_whole_recording_or_a_variable_frame_rate_is_not_called_damaged(broadc
         assert len(frame_pts_s(out)) == (90 if src == broadcast else len(clips["vfr_pts"]))
 
 
-def test_recordings_joined_end_to_end_play_one_after_the_other_with_their_sound(tmp_path):
-    """Two MPEG-TS recordings with sound put together with ``cat`` (a camcorder's AVCHD chunks,
-    a DVR's), each part's clock starting from the same time: the output plays the parts one
-    after the other, every frame a frame interval after the one before, and keeps all the sound,
-    ending with the picture; one line says so; --ray runs such a file whole. Before, the second
-    part's 30 frames were written at one instant, and its sound was left out as 95 packets "with
-    damaged times"."""
-    from media import write_talk_clip
-
-    frames = [f for f, _ in person_clip_frames(30, (90, 160))]
-    parts = [write_talk_clip(tmp_path / f"0000{i}.ts", frames, 30, 15, gop=15) for i in range(2)]
-    src = tmp_path / "joined.ts"
-    src.write_bytes(b"".join(p.read_bytes() for p in parts))
-    with av.open(str(src)) as c:
-        sound = [p for p in c.demux(audio=0) if p.size]
-    out = tmp_path / "out.mp4"
-    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr and "damaged" not in proc.stderr, proc.stderr
-    assert f"vbg: {src}: its timestamps start over at 2.0 s (recordings joined end to end): each part is put " \
-           "after the one before" in proc.stderr.splitlines(), proc.stderr
-    times = frame_pts_s(out)
-    steps = [b - a for a, b in zip(times, times[1:])]
-    assert len(times) == 60 and min(steps) > 0.9 / 15 and max(steps) < 1.1 / 15, times
-    with av.open(str(out)) as c:
-        kept = [p for p in c.demux(audio=0) if p.size]
-    with av.open(str(out)) as c:
-        v0 = min(p.pts * p.time_base for p in c.demux(video=0) if p.size)
-    assert len(kept) == len(sound)
-    assert all(b.dts > a.dts for a, b in zip(kept, kept[1:]))
-    sound_end = float((kept[-1].pts + kept[-1].duration) * kept[-1].time_base - v0)
-    assert sound_end == pytest.approx(times[-1] + 1 / 15, abs=0.1)  # the sound ends with the picture
-    from vbg.offline.distributed import plan_spans
-
-    assert plan_spans(src, 3, 0.5) is None and plan_spans(parts[0], 3, 0.5) is not None
-
-
 @pytest.mark.parametrize("fmt", ["flv", "matroska"])
 def test_the_sound_of_a_live_recording_is_kept_past_the_duration_its_header_guessed(tmp_path, fmt):
     """A stream's recording written as it went (OBS to FLV, a Matroska file never finished): the

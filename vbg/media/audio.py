@@ -33,7 +33,6 @@ import av
 
 from vbg.errors import InputError, one_line
 from vbg.media.open import open_media
-from vbg.media.timeline import Continuity, restarts
 
 if TYPE_CHECKING:
     from vbg.media.encode import Container
@@ -270,9 +269,6 @@ class AudioMux:
         self._last: dict[int, int] = {}  # each source stream's last muxed packet's time, in its time base
         self._end_s = _stated_end_s(self._in)
         self._damaged: dict[str, int] = {}  # packets left out for their times (_out_of_line), by track kind
-        # MPEG-TS and -PS: parts joined end to end each start their clock again; each audio track
-        # continues where it ended, as the picture does (vbg.media.timeline)
-        self._clocks: dict[int, Continuity] | None = {} if restarts(self._in) else None
         try:
             _copy_file_metadata(self._in, output)
             _copy_chapters(self._in, output, warnings)
@@ -398,7 +394,6 @@ class AudioMux:
                     return
                 if not packet.size:  # the demuxer's empty flush packet (a real one may lack a dts)
                     continue
-                self._continue(packet)
                 if self._out_of_line(packet):
                     kind = packet.stream.type
                     self._damaged[kind] = self._damaged.get(kind, 0) + 1
@@ -409,22 +404,6 @@ class AudioMux:
                 return
             self._pending = None
             self._mux(packet)
-
-    def _continue(self, packet: av.Packet) -> None:
-        """An audio packet's times shifted past each point where a joined file's clock starts over
-        (``Continuity``, on its decoding time), in a file whose format allows it."""
-        if self._clocks is None or packet.stream.type != "audio" or packet.time_base is None:
-            return
-        ts = packet.dts if packet.dts is not None else packet.pts
-        if ts is None:
-            return
-        clock = self._clocks.get(packet.stream.index)
-        if clock is None:
-            clock = self._clocks[packet.stream.index] = Continuity(packet.time_base)
-        by = clock.shift(ts, packet.duration or 0) - ts
-        if by:
-            packet.dts = None if packet.dts is None else packet.dts + by
-            packet.pts = None if packet.pts is None else packet.pts + by
 
     def _out_of_line(self, packet: av.Packet) -> bool:
         """A packet whose time a damaged file garbled: past the file's stated end (where it states

@@ -36,7 +36,6 @@ from vbg.media.deinterlace import FILTER as DEINTERLACE_FILTER
 from vbg.media.deinterlace import whole_frames
 from vbg.media.info import frame_rate, frame_rotation, open_input, pixel_aspect, square_size, upright
 from vbg.media.open import TIMEOUT_ENV, NetworkFrames, is_url, open_media, picture_stream
-from vbg.media.timeline import Continuity, restarts
 from vbg.media.tonemap import SdrFrames
 
 log = logging.getLogger("vbg.reader")
@@ -245,8 +244,6 @@ class VideoReader:
         self._fields = False  # this pass of frames() met an interlaced frame: deinterlacing from it on
         self._quiet = False  # the frame being read comes before a seek's target: its lines are not said
         self._said_fields = False  # the line for a file whose fields start part-way
-        self._said_join = False  # the line for a file whose timestamps start over part-way
-        self._first_s = 0.0  # the first frame handed out's time
         self._decoded = 0  # frames() has given since the start (or the last rewind): the last one's number
         self._seen = 0  # frames this pass of frames() has decoded
         self._anchor: tuple[int, int] | None = None  # seek(): (pts, number) of the frame numbering resumes at
@@ -260,8 +257,6 @@ class VideoReader:
         self._hurt: list[tuple[int, float, int, int]] = []
         self._high: int | None = None  # the latest pts handed out
         self._gaps: list[tuple[int, int]] = []  # the latest jumps counted missing: (pts before, pts after)
-        # MPEG-TS and -PS: parts joined end to end each start their clock again (vbg.media.timeline)
-        self._clock = Continuity(self.time_base) if restarts(self._container) else None
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -406,18 +401,9 @@ class VideoReader:
                                      f"try again, or allow longer with {TIMEOUT_ENV}=SECONDS") from e
                 raise InputError(f"{self.path}: decoding failed after {self.frames_read} frames "
                                  f"({one_line(e)}): the file may be damaged") from e
-            offset = self._clock.offset if self._clock is not None else 0  # before this frame
             pts = frame.pts
             if pts is None:
-                pts = 0 if last_pts is None else last_pts + self._step - offset
-            if self._late(pts + offset):
-                continue
-            if self._clock is not None:
-                pts = self._clock.shift(pts, self._step)
-                if self._clock.joins == 1 and not self._said_join:
-                    self._said_join = True
-                    log.info("%s: its timestamps start over at %.1f s (recordings joined end to end): each part "
-                             "is put after the one before", self.path, (self._clock.at_s or 0.0) - self._first_s)
+                pts = 0 if last_pts is None else last_pts + self._step
             if last_pts is not None and (gap := float((pts - last_pts) * self.time_base)) > MAX_TIMESTAMP_JUMP_S:
                 raise InputError(f"{self.path}: its timestamps jump by {gap:.0f} s "
                                  f"after {self.frames_read} frames: the file is damaged; re-encode it with "
@@ -428,28 +414,24 @@ class VideoReader:
             if patched:
                 self._flagged.discard(frame.pts)
             missing = self._missing(pts, patched)
+            if missing is None:
+                continue
             if patched or missing:
                 self._hurt.append((index, time_s, missing, int(patched)))
-            if last_pts is None:
-                self._first_s = time_s
             last_pts = pts
             self.frames_read += 1
             yield DecodedFrame(index=index, pts=pts, time_s=time_s, rgb=rgb)
 
-    def _late(self, pts: int) -> bool:
-        """The frame at ``pts`` comes out late, into a gap of missing frames already passed (after
-        damage the decoder gives some out of order): left out, counted in its gap, since the output
-        cannot go back to its time and it would flash an older picture. A time going back
-        elsewhere is a new part's (``Continuity``), or the writer's to order, as before."""
-        return self._high is not None and pts < self._high and any(lo < pts < hi for lo, hi in self._gaps)
-
-    def _missing(self, pts: int, patched: bool) -> int:
+    def _missing(self, pts: int, patched: bool) -> int | None:
         """The frames missing before the frame at ``pts`` (which comes out next): those a jump past the
         latest time so far leaves out. A jump counts only once the file shows damage: elsewhere it
-        is a variable frame rate, or a frame the recorder dropped, kept as timed."""
+        is a variable frame rate, or a frame the recorder dropped, kept as timed. None: a frame the
+        decoder gives out late, into such a gap already passed: left out, counted in its gap (the
+        output cannot go back to its time, and it would flash an older picture). A time going back
+        elsewhere (files joined end to end) is the writer's to order, as before."""
         high = self._high
         if high is not None and pts < high:
-            return 0
+            return None if any(lo < pts < hi for lo, hi in self._gaps) else 0
         self._high = pts
         if high is None or pts - high <= GAP_STEPS * self._step or not (self._torn or patched or self._hurt):
             return 0

@@ -155,13 +155,11 @@ def _dashboard(ray, ctx) -> str | None:
 # ------------------------------------------------------------------ planning
 def plan_spans(src: Path, window: int, segment_s: float = SEGMENT_S) -> list[Span] | None:
     """``src``'s parts, cut at keyframes about ``segment_s`` apart, each with ``window`` frames of
-    context where the file has them; None: one unit (short, a single keyframe group, frames
-    without timestamps, or recordings joined end to end whose clock starts over). Reads the
-    packets, decodes nothing."""
+    context where the file has them; None: one unit (short, a single keyframe group, or frames
+    without timestamps). Reads the packets, decodes nothing."""
     import av
 
     from ..media.open import is_url, open_read, picture_stream
-    from ..media.timeline import Continuity, restarts
 
     if is_url(str(src)):  # a stream is read once, by the worker that gets it
         return None
@@ -173,17 +171,11 @@ def plan_spans(src: Path, window: int, segment_s: float = SEGMENT_S) -> list[Spa
             rate = float(stream.average_rate or stream.guessed_rate or 30)
             pts: list[int] = []
             keys: dict[int, int] = {}  # each keyframe's pts -> its dts (a seek's target where there is no index)
-            # recordings joined end to end, each part's clock starting over: a time is not a place there
-            clock = Continuity(stream.time_base) if restarts(container) and stream.time_base else None
             for packet in container.demux(stream):
                 if packet.size == 0 or packet.is_discard:  # discarded: decoded for reference, never shown
                     continue
                 if packet.pts is None:
                     return None
-                if clock is not None and packet.dts is not None:
-                    clock.shift(packet.dts, packet.duration or 0)
-                    if clock.joins:
-                        return None
                 pts.append(packet.pts)
                 if packet.is_keyframe:
                     keys[packet.pts] = packet.pts if packet.dts is None else packet.dts
