@@ -138,12 +138,13 @@ TS_PACKET = 188
 
 
 def damage_ts(src: Path, dst: Path, *, drop: tuple[float, float] | None = None, garble: int = 0,
-              seed: int = 0) -> Path:
+              within: tuple[float, float] = (0.25, 0.75), seed: int = 0) -> Path:
     """``src`` (MPEG-TS) as a weak broadcast's recording. ``drop``: the 188-byte packets from that
     fraction of the file to that one lost, of every stream (a signal dropout: the demuxer meets
     continuity errors, the decoder loses the frames they held). ``garble``: that many of the
-    video's packets in the middle half, none starting a frame, their payloads overwritten with
-    random bytes (the timing stays whole; the decoder patches what it cannot read)."""
+    video's packets ``within`` that part of the file (the middle half), none starting a frame,
+    their payloads overwritten with random bytes (the timing stays whole; the decoder patches
+    what it cannot read)."""
     data = src.read_bytes()
     packets = [data[i:i + TS_PACKET] for i in range(0, len(data), TS_PACKET)]
     assert all(p[0] == 0x47 and len(p) == TS_PACKET for p in packets), "not MPEG-TS"
@@ -160,7 +161,7 @@ def damage_ts(src: Path, dst: Path, *, drop: tuple[float, float] | None = None, 
             return 4 + (1 + p[4] if p[3] & 0x20 else 0)
 
         n = len(packets)
-        pick = [i for i in range(n // 4, 3 * n // 4) if (at := payload(packets[i])) is not None and at < TS_PACKET]
+        pick = [i for i in range(round(within[0] * n), round(within[1] * n)) if (at := payload(packets[i])) is not None and at < TS_PACKET]
         rng = np.random.default_rng(seed)
         for i in sorted(rng.choice(pick, size=garble, replace=False)):
             at = payload(packets[i])

@@ -422,6 +422,23 @@ def test_a_recording_with_garbled_packets_keeps_every_frame_and_one_line_counts_
     assert said is not None and int(said[1]) >= 1, lines[0]
 
 
+def test_a_gap_in_the_timing_far_from_the_damage_is_kept_as_timed_not_called_missing(tmp_path):
+    """A recording with a few packets garbled near its start, and later a pause in its timing (a
+    recorder's dropped frames, a variable frame rate): the line counts the patched frames only.
+    A gap anywhere after the first damage was counted as frames missing."""
+    frames = [f for f, _ in person_clip_frames(90, (144, 256))]
+    src = write_clip(tmp_path / "paused.ts", frames, fps=30, fmt="mpegts", crf=20,
+                     pts=lambda i: i if i < 60 else i + 3)  # 3 frame intervals missing at frame 60, 2 s in
+    src = damage_ts(src, tmp_path / "early.ts", garble=4, within=(0.1, 0.3))
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    lines = _damage_lines(proc.stderr)
+    assert len(lines) == 1 and "came out patched" in lines[0] and "missing" not in lines[0], proc.stderr
+    times = frame_pts_s(out)
+    assert len(times) == 90 and times[60] - times[59] == pytest.approx(4 / 30, abs=0.005)  # the pause kept
+
+
 def test_a_whole_recording_or_a_variable_frame_rate_is_not_called_damaged(broadcast, clips, tmp_path):
     """The same recording undamaged, and a phone's variable frame rate (frames 2 to 9 intervals
     apart), say nothing of damage: a gap in the timing is damage only where the file shows it."""

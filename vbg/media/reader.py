@@ -97,7 +97,9 @@ def _scaling(size: tuple[int, int], to: tuple[int, int]) -> str:
     return "AREA" if to[0] <= size[0] and to[1] <= size[1] else "BICUBIC"
 
 
-GAP_STEPS = 1.5  # frames further apart than this many frame intervals, in a file the demuxer found damaged, have frames lost between them
+GAP_STEPS = 1.5  # frames further apart than this many frame intervals, where the file shows damage, have frames lost between them
+SIGNAL_FRAMES = 16  # damage shown this many frames handed out before a gap, or fewer, is that gap's (decoder delay, reordering)
+FLAGGED_KEPT = 64  # decoded frames flagged damaged, waiting to be handed out: the oldest are let go past this
 
 
 @dataclass(slots=True)
@@ -253,7 +255,8 @@ class VideoReader:
         # pts of decoded frames the decoder flagged (errors concealed) not yet handed out, and what
         # the frames handed out met: (index, time s, frames missing before it, patched 0/1).
         self._torn = 0
-        self._flagged: set[int | None] = set()
+        self._flagged: dict[int | None, None] = {}  # in order: the oldest let go past FLAGGED_KEPT
+        self._signal_at: int | None = None  # frames handed out when the latest damage showed (torn or flagged)
         self._hurt: list[tuple[int, float, int, int]] = []
         self._high: int | None = None  # the latest pts handed out
         self._gaps: list[tuple[int, int]] = []  # the latest jumps counted missing: (pts before, pts after)
@@ -297,7 +300,10 @@ class VideoReader:
             if self.rotation is None:
                 self.rotation = frame_rotation(frame, self._stream)  # before the filter: it keeps no side data
             if frame.is_corrupt:  # before the filter too: the deinterlaced frame keeps the pts, not the flag
-                self._flagged.add(frame.pts)
+                self._flagged[frame.pts] = None
+                self._signal_at = self.frames_read
+                if len(self._flagged) > FLAGGED_KEPT:  # a live source never hands them out through __iter__
+                    del self._flagged[next(iter(self._flagged))]
             self._decoded += 1
             self._seen += 1
             # after a seek, the frames before the one asked for are another part's to say (--ray)
@@ -366,7 +372,9 @@ class VideoReader:
         for packet in self._container.demux(self._stream):
             keyed = keyed or packet.is_keyframe
             if keyed:
-                self._torn += packet.is_corrupt
+                if packet.is_corrupt:
+                    self._torn += 1
+                    self._signal_at = self.frames_read
                 yield from packet.decode()
 
     def rewind(self) -> None:
@@ -412,8 +420,8 @@ class VideoReader:
             time_s = float(pts * self.time_base)
             patched = frame.pts in self._flagged
             if patched:
-                self._flagged.discard(frame.pts)
-            missing = self._missing(pts, patched)
+                del self._flagged[frame.pts]
+            missing = self._missing(pts)
             if missing is None:
                 continue
             if patched or missing:
@@ -422,10 +430,13 @@ class VideoReader:
             self.frames_read += 1
             yield DecodedFrame(index=index, pts=pts, time_s=time_s, rgb=rgb)
 
-    def _missing(self, pts: int, patched: bool) -> int | None:
+    def _missing(self, pts: int) -> int | None:
         """The frames missing before the frame at ``pts`` (which comes out next): those a jump past the
-        latest time so far leaves out. A jump counts only once the file shows damage: elsewhere it
-        is a variable frame rate, or a frame the recorder dropped, kept as timed. None: a frame the
+        latest time so far leaves out. A jump counts only where the file shows damage beside it (a
+        packet the demuxer flagged corrupt, or a frame the decoder flagged, within the last
+        ``SIGNAL_FRAMES`` frames handed out: the decoder gives frames out some way behind the
+        packets): elsewhere it is a variable frame rate, or a frame the recorder dropped, kept as
+        timed, even after damage earlier in the file. None: a frame the
         decoder gives out late, into such a gap already passed: left out, counted in its gap (the
         output cannot go back to its time, and it would flash an older picture). A time going back
         elsewhere (files joined end to end) is the writer's to order, as before."""
@@ -433,7 +444,8 @@ class VideoReader:
         if high is not None and pts < high:
             return None if any(lo < pts < hi for lo, hi in self._gaps) else 0
         self._high = pts
-        if high is None or pts - high <= GAP_STEPS * self._step or not (self._torn or patched or self._hurt):
+        near = self._signal_at is not None and self.frames_read - self._signal_at <= SIGNAL_FRAMES
+        if high is None or pts - high <= GAP_STEPS * self._step or not near:
             return 0
         self._gaps = [*self._gaps[-7:], (high, pts)]
         return round((pts - high) / self._step) - 1
@@ -441,8 +453,8 @@ class VideoReader:
     def damage(self, first: int = 0, count: int | None = None) -> Damage | None:
         """What the frames handed out so far lost to damage (``Damage``, times as the frames'), counting
         the frames ``first`` .. ``first + count - 1`` only (a ``--ray`` part's own); None when they
-        met none. A gap in the timestamps counts only in a file the demuxer or the decoder found
-        damaged: elsewhere it is a variable frame rate or a recorder's dropped frame, kept as timed."""
+        met none. A gap in the timestamps counts only where the file shows damage beside it
+        (``_missing``): elsewhere it is a variable frame rate or a recorder's dropped frame."""
         hurt = [h for h in self._hurt if h[0] >= first and (count is None or h[0] < first + count)]
         missing, patched = sum(h[2] for h in hurt), sum(h[3] for h in hurt)
         if not missing and not patched:
