@@ -449,6 +449,118 @@ def test_a_whole_recording_or_a_variable_frame_rate_is_not_called_damaged(broadc
         assert len(frame_pts_s(out)) == (90 if src == broadcast else len(clips["vfr_pts"]))
 
 
+def test_recordings_joined_end_to_end_play_one_after_the_other_in_sync(tmp_path):
+    """Six MPEG-TS recordings with sound put together with ``cat`` (a camcorder's AVCHD chunks, a
+    DVR's), each part's clock starting from the same time: the parts play one after the other,
+    every frame a frame interval after the one before, the sound kept and still with the picture
+    at the end; one line says so; --ray runs such a file whole. Before, every later part's frames
+    were written at one instant, and its sound was left out as packets "with damaged times"; a
+    first fix that let each stream continue on its own drifted the sound ~25 ms per join."""
+    from media import write_ts_av
+
+    frames = [f for f, _ in person_clip_frames(15, (90, 160))]
+    parts = [write_ts_av(tmp_path / f"0000{i}.ts", frames, 30) for i in range(6)]
+    src = tmp_path / "joined.ts"
+    src.write_bytes(b"".join(p.read_bytes() for p in parts))
+    with av.open(str(src)) as c:
+        sound = [p for p in c.demux(audio=0) if p.size]
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and "damaged" not in proc.stderr, proc.stderr
+    said = [ln for ln in proc.stderr.splitlines() if "joined end to end" in ln]
+    assert len(said) == 1 and said[0].startswith(f"vbg: {src}: recordings joined end to end: its clock starts over "
+                                                 "at 0.5 s, and each part is put after the one before (6 parts)"), said
+    times = frame_pts_s(out)
+    steps = [b - a for a, b in zip(times, times[1:])]
+    assert len(times) == 90 and min(steps) > 0.9 / 30 and max(steps) < 1.1 / 30, times
+    with av.open(str(out)) as c:
+        kept = [p for p in c.demux(audio=0) if p.size]
+    with av.open(str(out)) as c:
+        v0 = min(p.pts * p.time_base for p in c.demux(video=0) if p.size)
+    assert len(sound) - 2 * 5 <= len(kept) <= len(sound)  # a part's overlap with the one before: left out
+    assert all(b.dts > a.dts for a, b in zip(kept, kept[1:]))
+    sound_end = float((kept[-1].pts + kept[-1].duration) * kept[-1].time_base - v0)
+    with av.open(str(parts[-1])) as c:  # the last part's own sound's end, from its own first frame
+        ends = [float((p.pts + p.duration) * p.time_base) for p in c.demux(audio=0) if p.size]
+    with av.open(str(parts[-1])) as c:
+        first = min(float(p.pts * p.time_base) for p in c.demux(video=0) if p.size)
+    # in sync as the part was (each stream going on by itself drifted ~25 ms a join: 0.12 s here)
+    assert sound_end - times[-1] == pytest.approx(max(ends) - first - 14 / 30, abs=0.01)
+    from vbg.offline.distributed import plan_spans
+
+    assert plan_spans(src, 3, 0.2) is None and plan_spans(write_ts_av(tmp_path / "long.ts", frames * 3, 30), 3, 0.2)
+
+
+def test_a_recording_joined_to_one_that_began_a_little_later_is_not_called_damaged(tmp_path):
+    """Two whole recordings put together with ``cat``, the second begun half a second after the
+    first ended: the demuxer flags the join (the continuity counters start over) and the clock
+    jumps ahead, as at a dropout; but the picture after it starts on a keyframe, cleanly. No
+    damage is said, and the pause is kept as timed. It was called "10 frames are missing"."""
+    from media import write_ts_av
+
+    frames = [f for f, _ in person_clip_frames(50, (90, 160))]
+    first = write_ts_av(tmp_path / "first.ts", frames, 25)
+    later = write_ts_av(tmp_path / "later.ts", frames, 25, video_pts=lambda i: i + 62,
+                        audio_pts=lambda n: n * 1024 + 62 * 48000 // 25)  # from 2.48 s: a 0.48 s pause
+    src = tmp_path / "two.ts"
+    src.write_bytes(first.read_bytes() + later.read_bytes())
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "is damaged" not in proc.stderr and "joined end to end" not in proc.stderr, proc.stderr
+    times = frame_pts_s(out)
+    assert len(times) == 100 and times[50] - times[49] > 0.4  # the pause as timed, not a frame interval
+
+
+def test_a_damaged_aac_header_loses_that_packet_not_the_output(tmp_path, broadcast):
+    """A broadcast recording whose one AAC frame header (ADTS) is garbled: copied into MP4, FFmpeg's
+    ADTS-to-MP4 step refuses that packet. The packet is left out with one line, and the rest is
+    finished. The whole output was lost: exit 10, "writing failed after 19 frames (Invalid data
+    found ...): check the free disk space" (found by the damage fuzzing)."""
+    from media import write_ts_av
+
+    src = write_ts_av(tmp_path / "tv.ts", [f for f, _ in person_clip_frames(60, (90, 160))], 25)
+    with av.open(str(src)) as c:
+        pid = c.streams.audio[0].id
+    data = bytearray(src.read_bytes())
+    starts = [i for i in range(0, len(data), 188)
+              if ((data[i + 1] & 0x1F) << 8 | data[i + 2]) == pid and data[i + 1] & 0x40]
+    i = starts[len(starts) // 2]
+    at = i + 4 + (1 + data[i + 4] if data[i + 3] & 0x20 else 0)  # the PES header
+    adts = at + 9 + data[at + 8]  # its payload: an ADTS header (0xFFF sync)
+    assert data[adts] == 0xFF and data[adts + 1] >> 4 == 0xF
+    data[adts + 3:adts + 7] = b"\xff" * 4  # its frame length garbled
+    src.write_bytes(bytes(data))
+    with av.open(str(src)) as c:
+        sound = len([p for p in c.demux(audio=0) if p.size])
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"vbg: {src}: its audio has a damaged packet: left out (a short gap)" in proc.stderr.splitlines()
+    assert len(frame_pts_s(out)) == 60
+    with av.open(str(out)) as c:
+        assert len([p for p in c.demux(audio=0) if p.size]) == sound - 1
+
+
+def test_a_video_dropout_while_the_sound_goes_on_is_not_a_join(tmp_path):
+    """A recording whose picture stops for 11 s while its sound goes on (a camera's video feed
+    lost): not recordings joined end to end, since the sound's clock does not start over. The
+    last frame stays up through the gap and the sound is whole: still in sync after it. Letting
+    each stream decide alone put the picture after the gap 11 s early."""
+    from media import write_ts_av
+
+    frames = [f for f, _ in person_clip_frames(60, (90, 160))]
+    src = write_ts_av(tmp_path / "feed.ts", frames, 30, video_pts=lambda i: i if i < 30 else i + 330, audio_s=13)
+    with av.open(str(src)) as c:
+        sound = [p for p in c.demux(audio=0) if p.size]
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "joined end to end" not in proc.stderr, proc.stderr
+    times = frame_pts_s(out)
+    assert len(times) == 60 and times[30] - times[29] == pytest.approx(11 + 1 / 30, abs=0.01)
+    with av.open(str(out)) as c:
+        assert len([p for p in c.demux(audio=0) if p.size]) == len(sound)
+
+
 @pytest.mark.parametrize("fmt", ["flv", "matroska"])
 def test_the_sound_of_a_live_recording_is_kept_past_the_duration_its_header_guessed(tmp_path, fmt):
     """A stream's recording written as it went (OBS to FLV, a Matroska file never finished): the

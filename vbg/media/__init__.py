@@ -11,6 +11,8 @@
 ``tonemap``      HDR (HLG, PQ) frames as SDR RGB (BT.2390 roll-off, BT.2020 to BT.709);
                  SDR in BT.2020 colours as BT.709
 ``deinterlace``  interlaced frames made whole (FFmpeg's bwdif), one out per one in
+``timeline``     recordings joined end to end (MPEG-TS/PS parts whose clock starts
+                 over): one file-wide offset per part, for every stream alike
 ``sequence``     image sequences (a folder of frames, ``frame_%05d.png``) read as video
 ``encode``       codec and container tables, odd-size padding, colour tags, the
                  PyAV file backend (``AvFile``), the live recorder's H.264 stream

@@ -33,6 +33,7 @@ import av
 
 from vbg.errors import InputError, one_line
 from vbg.media.open import open_media
+from vbg.media.timeline import Shifter, joins_of
 
 if TYPE_CHECKING:
     from vbg.media.encode import Container
@@ -269,6 +270,12 @@ class AudioMux:
         self._last: dict[int, int] = {}  # each source stream's last muxed packet's time, in its time base
         self._end_s = _stated_end_s(self._in)
         self._damaged: dict[str, int] = {}  # packets left out for their times (_out_of_line), by track kind
+        self._garbled = 0  # audio packets left out for their damaged data (_mux)
+        # recordings joined end to end: every track on the file's one timeline (vbg.media.timeline),
+        # as the picture is; a part's sound that overlaps the end of the part before is left out
+        self._joins = joins_of(src)
+        self._shifters: dict[int, Shifter] = {}
+        self._settling: set[int] = set()  # tracks at a new part's start, until a packet is in line
         try:
             _copy_file_metadata(self._in, output)
             _copy_chapters(self._in, output, warnings)
@@ -394,10 +401,20 @@ class AudioMux:
                     return
                 if not packet.size:  # the demuxer's empty flush packet (a real one may lack a dts)
                     continue
+                index = packet.stream.index
+                if self._joins is not None and packet.time_base is not None:
+                    shifter = self._shifters.get(index)
+                    if shifter is None:
+                        shifter = self._shifters[index] = Shifter(self._joins, index, packet.time_base)
+                    shifter.shift(packet)
+                    if shifter.joined:
+                        self._settling.add(index)
                 if self._out_of_line(packet):
-                    kind = packet.stream.type
-                    self._damaged[kind] = self._damaged.get(kind, 0) + 1
+                    if index not in self._settling:  # else the overlap of a new part's start: no damage
+                        kind = packet.stream.type
+                        self._damaged[kind] = self._damaged.get(kind, 0) + 1
                     continue
+                self._settling.discard(index)
             ts = packet.pts if packet.pts is not None else packet.dts
             if ts is not None and float(ts * packet.time_base) > t_s:
                 self._pending = packet
@@ -424,7 +441,11 @@ class AudioMux:
         track = self._tracks[packet.stream.index]
         if track.copied:
             packet.stream = track.stream
-            self._output.mux(packet)
+            try:
+                self._output.mux(packet)
+            except av.InvalidDataError:  # a damaged ADTS header (MPEG-TS AAC into MP4/MOV/MKV): its
+                # bitstream filter refuses the packet, which is left out as a damaged one is
+                self._garbled += 1
             return
         if track.text:
             self._convert_text(track, packet)
@@ -470,6 +491,10 @@ class AudioMux:
             log.warning("%s: its %s has %s: left out (%s)", self._in.name, what,
                         f"{n} packets with damaged times" if n > 1 else "a packet with a damaged time",
                         "a short gap each" if n > 1 else "a short gap")
+        if self._garbled:
+            log.warning("%s: its audio has %s: left out (%s)", self._in.name,
+                        f"{self._garbled} damaged packets" if self._garbled > 1 else "a damaged packet",
+                        "a short gap each" if self._garbled > 1 else "a short gap")
         for track in self._tracks.values():
             if track.copied or track.text:
                 continue

@@ -36,6 +36,7 @@ from vbg.media.deinterlace import FILTER as DEINTERLACE_FILTER
 from vbg.media.deinterlace import whole_frames
 from vbg.media.info import frame_rate, frame_rotation, open_input, pixel_aspect, square_size, upright
 from vbg.media.open import TIMEOUT_ENV, NetworkFrames, is_url, open_media, picture_stream
+from vbg.media.timeline import Joins, Shifter, joins_of
 from vbg.media.tonemap import SdrFrames
 
 log = logging.getLogger("vbg.reader")
@@ -217,11 +218,14 @@ class VideoReader:
     """
 
     def __init__(self, path: str | Path, cancel: threading.Event | None = None, *, rotate: int | None = 0,
-                 threads: int | None = None, container: av.container.InputContainer | None = None) -> None:
+                 threads: int | None = None, container: av.container.InputContainer | None = None,
+                 joined: bool = False) -> None:
         """``threads``: FFmpeg's decoding threads (None: as many as it likes); with frame
         threading each holds a picture, so a memory budget caps them for large frames.
         ``container``: ``path`` already opened by the caller (with its own messages for
-        what is no video), holding a picture stream; the reader closes it."""
+        what is no video), holding a picture stream; the reader closes it. ``joined``: a file of
+        recordings joined end to end, each part's clock starting over, plays its parts one after
+        the other (``vbg.media.timeline``: a scan of the file's packets first; ``vbg process``)."""
         self.path = str(path)
         self.rotation = rotate
         self._container = open_input(path, cancel) if container is None else container
@@ -246,6 +250,7 @@ class VideoReader:
         self._fields = False  # this pass of frames() met an interlaced frame: deinterlacing from it on
         self._quiet = False  # the frame being read comes before a seek's target: its lines are not said
         self._said_fields = False  # the line for a file whose fields start part-way
+        self._told_join = False  # the line for a file of recordings joined end to end
         self._decoded = 0  # frames() has given since the start (or the last rewind): the last one's number
         self._seen = 0  # frames this pass of frames() has decoded
         self._anchor: tuple[int, int] | None = None  # seek(): (pts, number) of the frame numbering resumes at
@@ -260,6 +265,8 @@ class VideoReader:
         self._hurt: list[tuple[int, float, int, int]] = []
         self._high: int | None = None  # the latest pts handed out
         self._gaps: list[tuple[int, int]] = []  # the latest jumps counted missing: (pts before, pts after)
+        self._joins: Joins | None = joins_of(path) if joined else None
+        self._shifter = None if self._joins is None else Shifter(self._joins, self._stream.index, self.time_base)
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -372,10 +379,23 @@ class VideoReader:
         for packet in self._container.demux(self._stream):
             keyed = keyed or packet.is_keyframe
             if keyed:
+                if self._shifter is not None:
+                    self._shifter.shift(packet)
+                    if self._shifter.joined:
+                        self._said_join()
                 if packet.is_corrupt:
                     self._torn += 1
                     self._signal_at = self.frames_read
                 yield from packet.decode()
+
+    def _said_join(self) -> None:
+        """The line for the first part after the first (``joined``)."""
+        if self._joins is None or self._told_join:
+            return
+        self._told_join = True
+        at_s = (self._joins.at_us[0] - self._joins.origin_us) / 1e6
+        log.info("%s: recordings joined end to end: its clock starts over at %.1f s, and each part is put after "
+                 "the one before (%d parts)", self.path, at_s, len(self._joins.shifts) + 1)
 
     def rewind(self) -> None:
         """Back to the first frame, for ``frames()`` again: a file seeks; a stream cannot, so it
@@ -421,7 +441,7 @@ class VideoReader:
             patched = frame.pts in self._flagged
             if patched:
                 del self._flagged[frame.pts]
-            missing = self._missing(pts)
+            missing = self._missing(pts, frame.key_frame)
             if missing is None:
                 continue
             if patched or missing:
@@ -430,13 +450,16 @@ class VideoReader:
             self.frames_read += 1
             yield DecodedFrame(index=index, pts=pts, time_s=time_s, rgb=rgb)
 
-    def _missing(self, pts: int) -> int | None:
+    def _missing(self, pts: int, fresh: bool = False) -> int | None:
         """The frames missing before the frame at ``pts`` (which comes out next): those a jump past the
         latest time so far leaves out. A jump counts only where the file shows damage beside it (a
         packet the demuxer flagged corrupt, or a frame the decoder flagged, within the last
         ``SIGNAL_FRAMES`` frames handed out: the decoder gives frames out some way behind the
         packets): elsewhere it is a variable frame rate, or a frame the recorder dropped, kept as
-        timed, even after damage earlier in the file. None: a frame the
+        timed, even after damage earlier in the file. Nor where the frame after the gap is a
+        keyframe (``fresh``): a clean new start, as where a recording is joined to the next with
+        cat (its continuity counters start over, which the demuxer flags) and the next began a
+        little later; a dropout that ends at a keyframe goes unsaid, its gap kept as timed. None: a frame the
         decoder gives out late, into such a gap already passed: left out, counted in its gap (the
         output cannot go back to its time, and it would flash an older picture). A time going back
         elsewhere (files joined end to end) is the writer's to order, as before."""
@@ -445,7 +468,7 @@ class VideoReader:
             return None if any(lo < pts < hi for lo, hi in self._gaps) else 0
         self._high = pts
         near = self._signal_at is not None and self.frames_read - self._signal_at <= SIGNAL_FRAMES
-        if high is None or pts - high <= GAP_STEPS * self._step or not near:
+        if high is None or pts - high <= GAP_STEPS * self._step or not near or fresh:
             return 0
         self._gaps = [*self._gaps[-7:], (high, pts)]
         return round((pts - high) / self._step) - 1

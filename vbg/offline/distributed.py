@@ -155,13 +155,17 @@ def _dashboard(ray, ctx) -> str | None:
 # ------------------------------------------------------------------ planning
 def plan_spans(src: Path, window: int, segment_s: float = SEGMENT_S) -> list[Span] | None:
     """``src``'s parts, cut at keyframes about ``segment_s`` apart, each with ``window`` frames of
-    context where the file has them; None: one unit (short, a single keyframe group, or frames
-    without timestamps). Reads the packets, decodes nothing."""
+    context where the file has them; None: one unit (short, a single keyframe group, frames
+    without timestamps, or recordings joined end to end: ``vbg.media.timeline``). Reads the
+    packets, decodes nothing."""
     import av
 
     from ..media.open import is_url, open_read, picture_stream
+    from ..media.timeline import joins_of
 
     if is_url(str(src)):  # a stream is read once, by the worker that gets it
+        return None
+    if joins_of(src) is not None:  # recordings joined end to end: a time is not a place there
         return None
     try:
         with open_read(src) as container:

@@ -510,7 +510,7 @@ class FileProcessor:
             audio = False
         else:
             open_reader = partial(VideoReader, src, cancel=self.stop, rotate=rotation,
-                                  threads=buffers.decoder_threads)
+                                  threads=buffers.decoder_threads, joined=span is None)  # parts: none (plan_spans)
         if span is not None:
             whole = open_reader
             open_reader = lambda: _SpanReader(whole(), span)  # noqa: E731
