@@ -171,20 +171,20 @@ def damage_ts(src: Path, dst: Path, *, drop: tuple[float, float] | None = None, 
 
 
 def write_ts_av(path: Path, frames, fps: int, *, video_pts=None, audio_s: float | None = None,
-                audio_pts=None) -> Path:
+                audio_pts=None, x264: dict[str, str] | None = None) -> Path:
     """MPEG-TS of H.264 ``frames`` and a 440 Hz AAC tone, as a broadcast or a camcorder records:
     ``video_pts(i)`` frame i's time in frame intervals (default i); the tone ``audio_s`` long
-    (default the picture's), ``audio_pts(n)`` its n-th 1024-sample frame's time in samples
-    (default n * 1024)."""
+    (default the picture's; 0: no sound), ``audio_pts(n)`` its n-th 1024-sample frame's time in
+    samples (default n * 1024); ``x264`` more encoder options (``{"b-pyramid": "none"}``)."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
     audio_s = len(frames) / fps if audio_s is None else audio_s
     with av.open(str(path), "w", format="mpegts") as out:
         v = out.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = w, h, "yuv420p"
-        v.options = {"crf": "18", "preset": "veryfast", "g": str(fps)}
+        v.options = {"crf": "18", "preset": "veryfast", "g": str(fps), **(x264 or {})}
         v.time_base = Fraction(1, fps)
-        a = out.add_stream("aac", rate=48000, layout="stereo")
+        a = out.add_stream("aac", rate=48000, layout="stereo") if audio_s else None
         items = [("v", (i if video_pts is None else video_pts(i)) / fps, i) for i in range(len(frames))]
         items += [("a", (n * 1024 if audio_pts is None else audio_pts(n)) / 48000, n)
                   for n in range(int(audio_s * 48000) // 1024)]
@@ -193,7 +193,7 @@ def write_ts_av(path: Path, frames, fps: int, *, video_pts=None, audio_s: float 
                 f = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[n]), format="rgb24")
                 f.pts, f.time_base = (n if video_pts is None else video_pts(n)), Fraction(1, fps)
                 out.mux(v.encode(f))
-            else:
+            elif a is not None:
                 t = (n * 1024 + np.arange(1024)) / 48000
                 tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
                 af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
@@ -201,7 +201,8 @@ def write_ts_av(path: Path, frames, fps: int, *, video_pts=None, audio_s: float 
                 af.pts = n * 1024 if audio_pts is None else audio_pts(n)
                 out.mux(a.encode(af))
         out.mux(v.encode(None))
-        out.mux(a.encode(None))
+        if a is not None:
+            out.mux(a.encode(None))
     return path
 
 

@@ -491,26 +491,6 @@ def test_recordings_joined_end_to_end_play_one_after_the_other_in_sync(tmp_path)
     assert plan_spans(src, 3, 0.2) is None and plan_spans(write_ts_av(tmp_path / "long.ts", frames * 3, 30), 3, 0.2)
 
 
-def test_a_recording_joined_to_one_that_began_a_little_later_is_not_called_damaged(tmp_path):
-    """Two whole recordings put together with ``cat``, the second begun half a second after the
-    first ended: the demuxer flags the join (the continuity counters start over) and the clock
-    jumps ahead, as at a dropout; but the picture after it starts on a keyframe, cleanly. No
-    damage is said, and the pause is kept as timed. It was called "10 frames are missing"."""
-    from media import write_ts_av
-
-    frames = [f for f, _ in person_clip_frames(50, (90, 160))]
-    first = write_ts_av(tmp_path / "first.ts", frames, 25)
-    later = write_ts_av(tmp_path / "later.ts", frames, 25, video_pts=lambda i: i + 62,
-                        audio_pts=lambda n: n * 1024 + 62 * 48000 // 25)  # from 2.48 s: a 0.48 s pause
-    src = tmp_path / "two.ts"
-    src.write_bytes(first.read_bytes() + later.read_bytes())
-    out = tmp_path / "out.mp4"
-    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
-    assert proc.returncode == 0 and "is damaged" not in proc.stderr and "joined end to end" not in proc.stderr, proc.stderr
-    times = frame_pts_s(out)
-    assert len(times) == 100 and times[50] - times[49] > 0.4  # the pause as timed, not a frame interval
-
-
 def test_a_damaged_aac_header_loses_that_packet_not_the_output(tmp_path, broadcast):
     """A broadcast recording whose one AAC frame header (ADTS) is garbled: copied into MP4, FFmpeg's
     ADTS-to-MP4 step refuses that packet. The packet is left out with one line, and the rest is
@@ -539,6 +519,46 @@ def test_a_damaged_aac_header_loses_that_packet_not_the_output(tmp_path, broadca
     assert len(frame_pts_s(out)) == 60
     with av.open(str(out)) as c:
         assert len([p for p in c.demux(audio=0) if p.size]) == sound - 1
+
+
+@pytest.mark.parametrize("layout", ["a part without sound", "parts coded with other B-frames"])
+def test_joined_parts_that_differ_each_start_where_the_part_before_ended(tmp_path, layout):
+    """Three recordings joined with cat that differ: the middle one without sound (a clip from
+    another camera), or coded with another B-frame delay. Each part's first frame comes a frame
+    interval after the part before's last, and the third part's sound starts with its picture.
+    A part without sound had the next part's sound matched to the wrong join: the third part's
+    frames were written at one instant and its sound played over the second part's picture; and
+    parts of other B-frame delays overlapped by a frame or left a gap of two (both found by a review
+    helper)."""
+    from media import write_ts_av
+
+    frames = [f for f, _ in person_clip_frames(50, (90, 160))]
+    other = {"audio_s": 0} if layout == "a part without sound" else {"x264": {"b-pyramid": "none", "bframes": "1"}}
+    parts = [write_ts_av(tmp_path / "a.ts", frames, 25), write_ts_av(tmp_path / "b.ts", frames, 25, **other),
+             write_ts_av(tmp_path / "c.ts", frames, 25)]
+    src = tmp_path / "joined.ts"
+    src.write_bytes(b"".join(p.read_bytes() for p in parts))
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "is damaged" not in proc.stderr and "damaged times" not in proc.stderr, proc.stderr
+    assert "(3 parts)" in proc.stderr, proc.stderr
+    times = frame_pts_s(out)
+    steps = [b - a for a, b in zip(times, times[1:])]
+    assert len(times) == 150 and min(steps) > 0.9 / 25 and max(steps) < 1.1 / 25, times
+    with av.open(str(out)) as c:
+        v0 = min(float(p.pts * p.time_base) for p in c.demux(video=0) if p.size)
+    with av.open(str(out)) as c:
+        sound = [(float(p.pts * p.time_base) - v0, float(p.duration * p.time_base))
+                 for p in c.demux(audio=0) if p.size]
+    with av.open(str(parts[2])) as c:  # the third part's own sound against its own first frame
+        own = [(float(p.pts * p.time_base), float(p.duration * p.time_base)) for p in c.demux(audio=0) if p.size]
+    with av.open(str(parts[2])) as c:
+        f0 = min(float(p.pts * p.time_base) for p in c.demux(video=0) if p.size)
+    if layout == "a part without sound":  # the third part's sound begins after the silent part
+        third = min(t for t, _ in sound if t > times[50])
+        assert third - times[100] == pytest.approx(own[0][0] - f0, abs=0.01), (third, times[100])
+    ends = sum(sound[-1]) - times[100], sum(own[-1]) - f0  # where the sound ends, from the third part's start
+    assert ends[0] == pytest.approx(ends[1], abs=0.01), ends
 
 
 def test_a_video_dropout_while_the_sound_goes_on_is_not_a_join(tmp_path):

@@ -441,7 +441,7 @@ class VideoReader:
             patched = frame.pts in self._flagged
             if patched:
                 del self._flagged[frame.pts]
-            missing = self._missing(pts, frame.key_frame)
+            missing = self._missing(pts)
             if missing is None:
                 continue
             if patched or missing:
@@ -450,16 +450,15 @@ class VideoReader:
             self.frames_read += 1
             yield DecodedFrame(index=index, pts=pts, time_s=time_s, rgb=rgb)
 
-    def _missing(self, pts: int, fresh: bool = False) -> int | None:
+    def _missing(self, pts: int) -> int | None:
         """The frames missing before the frame at ``pts`` (which comes out next): those a jump past the
         latest time so far leaves out. A jump counts only where the file shows damage beside it (a
         packet the demuxer flagged corrupt, or a frame the decoder flagged, within the last
         ``SIGNAL_FRAMES`` frames handed out: the decoder gives frames out some way behind the
         packets): elsewhere it is a variable frame rate, or a frame the recorder dropped, kept as
-        timed, even after damage earlier in the file. Nor where the frame after the gap is a
-        keyframe (``fresh``): a clean new start, as where a recording is joined to the next with
-        cat (its continuity counters start over, which the demuxer flags) and the next began a
-        little later; a dropout that ends at a keyframe goes unsaid, its gap kept as timed. None: a frame the
+        timed, even after damage earlier in the file. (Two recordings joined with cat, the second
+        begun a little later, look the same as a dropout: the demuxer flags the join, and the
+        clock jumps ahead alike in every stream; said as missing frames.) None: a frame the
         decoder gives out late, into such a gap already passed: left out, counted in its gap (the
         output cannot go back to its time, and it would flash an older picture). A time going back
         elsewhere (files joined end to end) is the writer's to order, as before."""
@@ -468,7 +467,7 @@ class VideoReader:
             return None if any(lo < pts < hi for lo, hi in self._gaps) else 0
         self._high = pts
         near = self._signal_at is not None and self.frames_read - self._signal_at <= SIGNAL_FRAMES
-        if high is None or pts - high <= GAP_STEPS * self._step or not near or fresh:
+        if high is None or pts - high <= GAP_STEPS * self._step or not near:
             return 0
         self._gaps = [*self._gaps[-7:], (high, pts)]
         return round((pts - high) / self._step) - 1

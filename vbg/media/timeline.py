@@ -10,18 +10,21 @@ or any two recordings put together with ``cat`` play as one file, each part's cl
 where its recorder's did. FFmpeg's demuxers flag such formats ``AVFMT_TS_DISCONT``, and its
 command line shifts every later timestamp of the file when one jumps back by more than a tenth
 of a second, or ahead by more than ten. vbg scans the packets once (no decoding) and takes a
-jump as a new part only where every audio and video stream of the file jumps there alike: a
-stream that jumps alone is damage (an 11 s video dropout while the sound goes on, one packet's
-garbled time) and is left to the damage rules. The offset of a part is the picture's (its frames
-follow on, a frame interval apart), and every stream of the part takes it, so the sound of each
-part stays with its picture: the sound may overlap the end of the part before by a few
-milliseconds (that overlap is left out) or leave a short gap.
+jump of the picture as a new part only where every stream shown in that part jumps there too,
+to a new time near the picture's: a stream that jumps alone is damage (an 11 s video dropout
+while the sound goes on, one packet's garbled time) and is left to the damage rules; a stream
+absent from a part (a clip without sound) has no say in it. The offset of a part is the
+picture's, on the times frames are shown (parts coded with other B-frame delays follow on a
+frame interval apart), and every stream of the part takes it, so the sound of each part stays
+with its picture: it may overlap the end of the part before by a few milliseconds (that overlap
+is left out) or leave a short gap.
 """
 
 from __future__ import annotations
 
 import bisect
 import os
+from array import array
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -47,14 +50,14 @@ class Joins:
     """Where each part of a joined file begins, per stream: ``starts[index]`` the byte positions
     (sorted) and ``offsets[index]`` the offset (microseconds) from each on; ``first_pos`` where
     each part begins in the file (for streams that take part in no decision: subtitles, data);
-    ``at_us``: where each part begins on the new timeline (the lead stream's decoding time)."""
+    ``at_us``: where each part begins to be shown on the new timeline (the lead stream's)."""
 
     starts: dict[int, list[int]]
     offsets: dict[int, list[int]]
     first_pos: list[int]
     shifts: list[int]
     at_us: list[int]
-    origin_us: int  # the lead stream's first time: ``at_us`` from it is where each part begins in the file
+    origin_us: int  # the lead stream's first shown time: ``at_us`` from it is where each part begins
 
     def offset_us(self, index: int, pos: int) -> int | None:
         """The offset for stream ``index``'s packet at byte ``pos`` (None: unknown position)."""
@@ -121,88 +124,115 @@ def joins_of(path: str | Path) -> Joins | None:
 
 
 def _scan(container: av.container.InputContainer) -> Joins | None:
-    """Every audio and video packet's decoding time, stream by stream; the jumps every stream
-    makes alike (``_agree``) as parts."""
+    """Every audio and video packet's time, stream by stream: where each stream's clock jumps (on
+    its decoding times), and where the part after each jump begins to be shown; the jumps every
+    stream makes alike (``_agree``) as parts."""
     kinds: dict[int, str] = {s.index: str(s.type) for s in container.streams if s.type in ("video", "audio")}
     if not kinds:
         return None
-    jumps: dict[int, list[tuple[int, int, int]]] = {i: [] for i in kinds}  # (pos, delta µs, time µs)
-    state: dict[int, tuple[int, int, int | None]] = {}  # last dts µs, end µs, a lone jump waiting: its index
-    last_pos: dict[int, int] = {}  # each stream's last packet's place: a stream that has ended has no say
+    jumps: dict[int, list[_Jump]] = {i: [] for i in kinds}
+    places: dict[int, array] = {i: array("q") for i in kinds}  # each stream's packets' places, in order
+    state: dict[int, list[int]] = {}  # last dts µs, end µs, the part's latest shown end µs (pts + duration)
+    held: dict[int, _Jump | None] = {}  # a stream's last jump, while its next packets are looked at
     first_us: dict[int, int] = {}
-    first_pos: dict[int, int] = {}  # each stream's first packet's place: a stream that begins later has no say
     for packet in container.demux(*(container.streams[i] for i in kinds)):
         if not packet.size or packet.dts is None or packet.time_base is None:
             continue
         i = packet.stream.index
-        if packet.pos is not None and packet.pos >= 0:
-            last_pos[i] = packet.pos
-        t = round(packet.dts * packet.time_base / US)
-        end = t + round((packet.duration or 0) * packet.time_base / US)
+        pos = packet.pos if packet.pos is not None and packet.pos >= 0 else -1
+        if pos >= 0:
+            places[i].append(pos)
+        tb = packet.time_base / US
+        t = round(packet.dts * tb)
+        shown = round((packet.pts if packet.pts is not None else packet.dts) * tb)
+        dur = round((packet.duration or 0) * tb)
         if i not in state:
-            state[i] = (t, end, None)
-            first_us[i] = t
-            first_pos[i] = packet.pos if packet.pos is not None and packet.pos >= 0 else 0
+            state[i] = [t, t + dur, shown + dur]
+            first_us[i] = shown
             continue
-        last, last_end, _ = state[i]
+        last, last_end, top = state[i]
         if t < last - BACK_US or t > last_end + AHEAD_US:
-            jumps[i].append((packet.pos if packet.pos is not None else -1, last_end - t, t))
-            state[i] = (t, end, len(jumps[i]) - 1)
+            jump = _Jump(pos, t, shown, top, last_end)
+            jumps[i].append(jump)
+            held[i] = jump
+            state[i] = [t, t + dur, shown + dur]
             continue
-        held = state[i][2]
-        if held is not None and len(jumps[i]) > held and _back_on(jumps[i][held], t, last_end):
-            jumps[i].pop(held)  # one packet's garbled time: the next one is back on the old clock
-        state[i] = (t, max(end, last_end) if t >= last else end, None)
-    return _agree(kinds, jumps, (first_pos, last_pos), first_us)
+        if len(places[i]) <= LOOK_PACKETS:  # the stream's first shown time (B-frames come before their keyframe)
+            first_us[i] = min(first_us[i], shown)
+        waiting = held.get(i)
+        if waiting is not None:
+            if waiting.looked == 0 and abs(t - waiting.before) <= AHEAD_US \
+                    and abs(t - waiting.before) < abs(t - waiting.at):
+                jumps[i].remove(waiting)  # one packet's garbled time: the next one is back on the old clock
+                held[i] = None
+            else:
+                waiting.first_shown = min(waiting.first_shown, shown)  # B-frames before the keyframe's time
+                waiting.looked += 1
+                if waiting.looked >= LOOK_PACKETS:
+                    held[i] = None
+        state[i] = [t, max(t + dur, last_end) if t >= last else t + dur, max(top, shown + dur)]
+    return _agree(kinds, jumps, places, first_us)
 
 
-def _back_on(jump: tuple[int, int, int], t: int, end: int) -> bool:
-    """The packet after a jump, at ``t``, is back near where the stream stood before it."""
-    _, delta, at = jump
-    before = at + delta  # where the stream had reached before the jump
-    return abs(t - before) <= AHEAD_US and abs(t - before) < abs(t - at)
+LOOK_PACKETS = 16  # the packets after a jump looked at for the part's first shown time
 
 
-def _agree(kinds: dict[int, str], jumps: dict[int, list[tuple[int, int, int]]],
-           span: tuple[dict[int, int], dict[int, int]], first_us: dict[int, int]) -> Joins | None:
-    """The jumps of the lead stream (the video where there is one) that every other stream with
-    packets before and after it (``span``: each stream's first and last place) makes too, near it
-    in the file and by about as much."""
-    begins, ends = span
+class _Jump:
+    """Where one stream's clock jumps: its place, its decoding time ``at``, the part's first shown
+    time after it, and before it the part's latest shown end (``top``) and decoding end."""
+
+    __slots__ = ("pos", "at", "first_shown", "top", "before", "looked")
+
+    def __init__(self, pos: int, at: int, first_shown: int, top: int, before: int) -> None:
+        self.pos, self.at, self.first_shown, self.top, self.before = pos, at, first_shown, top, before
+        self.looked = 0
+
+
+def _agree(kinds: dict[int, str], jumps: dict[int, list[_Jump]], places: dict[int, array],
+           first_us: dict[int, int]) -> Joins | None:
+    """The jumps of the lead stream (the video where there is one) that every other stream shown
+    in the part after it makes too: near it in the file, before the lead's next jump, and to a
+    new time within ``AGREE_US`` of the lead's (a part's picture and sound start together). A
+    stream with packets in that part but no such jump makes it no part (the lead jumped alone:
+    damage); a stream absent from the part, ended before it or begun after it, has no say. The
+    lead's offset puts the part's first shown frame where the part before ended being shown."""
     order = sorted(kinds, key=lambda i: (kinds[i] != "video", i))
     lead = order[0]
+    own = [j for j in jumps[lead] if j.pos >= 0]
     starts: dict[int, list[int]] = {i: [] for i in kinds}
     offsets: dict[int, list[int]] = {i: [] for i in kinds}
     first_pos: list[int] = []
     shifts: list[int] = []
     at: list[int] = []
     total = 0
-    used: set[tuple[int, int]] = set()  # (stream, place) of the jumps already matched to a part
-    late: set[int] = set()  # streams that begin after a part's start: they follow ``first_pos``
-    for pos, delta, t in jumps[lead]:
-        if pos < 0:
-            continue
-        matched = {}
+    used: set[int] = set()  # id() of the jumps matched to a part
+    late: set[int] = set()  # streams begun after a part's start: they follow ``first_pos``
+    for k, jump in enumerate(own):
+        lo, hi = jump.pos, own[k + 1].pos if k + 1 < len(own) else 1 << 62
+        matched: dict[int, int] = {}
         for i in order[1:]:
-            if ends.get(i, -1) < pos:  # ended before: no say
+            mine = places[i]
+            if not mine or mine[-1] < lo:  # ended before: no say
                 continue
-            if begins.get(i, pos) >= pos:  # begins after: no say, and it takes the parts' offsets
+            if mine[0] >= lo:  # begun after: no say, and it takes the parts' offsets
                 late.add(i)
                 continue
-            near = sorted((abs(p - pos), p) for p, d, _ in jumps[i] if p >= 0 and (i, p) not in used
-                          and abs(p - pos) <= NEAR_BYTES and abs(d - delta) <= AGREE_US)
-            if not near:
-                break
-            matched[i] = near[0][1]
+            near = sorted((abs(j.pos - lo), id(j), j.pos) for j in jumps[i]
+                          if j.pos >= 0 and id(j) not in used and lo - NEAR_BYTES <= j.pos < hi
+                          and abs(j.first_shown - jump.first_shown) <= AGREE_US)
+            if near:
+                matched[i] = near[0][2]
+                used.add(near[0][1])
+            elif bisect.bisect_left(mine, hi) > bisect.bisect_left(mine, lo):
+                break  # shown in the part, on the old clock: the lead jumped alone
         else:
-            used.update(matched.items())
-            total += delta
-            for i, p in ((lead, pos), *matched.items()):
+            total += jump.top - jump.first_shown
+            for i, p in ((lead, lo), *matched.items()):
                 starts[i].append(p)
                 offsets[i].append(total)
-            first_pos.append(min(pos, *matched.values()) if matched else pos)
+            first_pos.append(min(lo, *matched.values()) if matched else lo)
             shifts.append(total)
-            at.append(t + total)
+            at.append(jump.first_shown + total)
     if not shifts:
         return None
     for i in late:
