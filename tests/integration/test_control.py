@@ -1396,6 +1396,32 @@ def test_a_big_jpeg_thumbnail_is_decoded_reduced_and_a_large_folder_stays_cached
     assert len(made) == 300  # none made again
 
 
+@pytest.mark.parametrize("moving", [False, True], ids=["picture", "animated PNG"])
+def test_a_tall_strip_upload_has_a_thumbnail(tmp_path, moving):
+    """A picture 800 times as tall as it is wide (a strip; or a damaged file's stated size) sent
+    to the control page: kept, with a thumbnail no taller than four widths. Scaled to the
+    thumbnail's width it was 128,000 pixels tall, over JPEG's limit: the upload failed with
+    "a JPEG could not be encoded", and a moving one stayed on disk, unlisted."""
+    from media import write_animation
+    from vbg.control.library import THUMB_WIDTH, Library
+    from vbg.control.uploads import VideoUploads
+
+    size = (8000, 10)  # h, w
+    if moving:
+        data = write_animation(tmp_path / "strip.apng", "apng", [(255, 0, 0), (0, 0, 255)], size=size).read_bytes()
+    else:
+        data = cv2.imencode(".png", np.full((*size, 3), (0, 0, 255), np.uint8))[1].tobytes()
+    lib = Library(tmp_path / "none", uploads=VideoUploads(tmp_path / "uploads"))
+    try:
+        bid = lib.add_upload(data, "strip.png")
+        assert (lib.video(bid) is not None) == moving
+        thumb = cv2.imdecode(np.frombuffer(lib.thumb(bid), np.uint8), cv2.IMREAD_COLOR)
+        assert thumb.shape[0] == 4 * THUMB_WIDTH and 1 <= thumb.shape[1] <= 2, thumb.shape
+        assert np.abs(thumb[thumb.shape[0] // 2, 0].astype(int) - (0, 0, 255)).max() < 40  # BGR: red
+    finally:
+        lib.close()
+
+
 def test_a_folder_file_whose_name_is_not_utf8_has_a_thumbnail_and_can_be_picked(live):
     """A file named in Latin-1 (``caf\\xe9.png``, as an old camera or a Windows copy leaves it) is listed,
     its thumbnail found (it was a 404: its quoted address was unquoted with U+FFFD), it can be

@@ -396,8 +396,12 @@ class Library:
         except VbgError as e:
             self.videos.remove(path)
             raise BadRequest(str(e).replace(str(path), f"the uploaded {name}{suffix}")) from None
+        try:
+            jpeg = encode_jpeg(first, THUMB_WIDTH)
+        except BaseException:
+            self.videos.remove(path)
+            raise
         bid = self._keep(name, path)
-        jpeg = encode_jpeg(first, THUMB_WIDTH)
         self._keep_thumb((bid, UPLOAD_VERSION), jpeg)
         return bid
 
@@ -555,10 +559,16 @@ def thumb_source(data: np.ndarray, name) -> np.ndarray:
     return to_srgb(img, embedded_icc(data, str(name)))
 
 
+TALLEST = 4  # a thumbnail or preview is at most this many times as tall as its width is asked
+
+
 def encode_jpeg(rgb: np.ndarray, width: int, quality: int = 75) -> bytes:
-    """``rgb`` scaled to ``width`` pixels wide (aspect kept), as JPEG bytes."""
+    """``rgb`` scaled to ``width`` pixels wide (aspect kept), as JPEG bytes; a picture taller than
+    ``TALLEST`` times that (a strip, or a damaged file's stated size) is scaled to that height
+    instead, narrower (JPEG holds no side over 65500 pixels)."""
     h, w = rgb.shape[:2]
-    height = max(1, round(h * width / w))
+    scale = min(width / w, TALLEST * width / h)
+    width, height = max(1, round(w * scale)), max(1, round(h * scale))
     small = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if width < w else cv2.INTER_LINEAR)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
