@@ -407,6 +407,23 @@ def test_a_recording_with_a_dropout_is_finished_in_time_order_and_one_line_says_
     assert float(said[1]) <= gap[0] + 1 / 30 + 0.05 and float(said[2]) >= gap[1] - 0.05  # the gap is within
 
 
+def test_a_dropout_into_a_png_folder_says_the_numbering_runs_on(tmp_path, broadcast):
+    """The same dropout rendered to a PNG folder: one file per frame there is, and the line says
+    the numbering runs on past the gap (it said the frame before stays up and the timing is
+    kept, which a folder of pictures cannot do)."""
+    src = damage_ts(broadcast, tmp_path / "dropout.ts", drop=(0.4, 0.6))
+    out = tmp_path / "frames"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    files = sorted(p.name for p in out.iterdir())
+    assert files == [f"frame_{i:06d}.png" for i in range(1, len(files) + 1)] and 10 < len(files) < 80, files
+    lines = _damage_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    said = re.search(r"dropout\.ts: the file is damaged between [\d.]+ s and [\d.]+ s: (\d+) frames are missing "
+                     r"\(the PNG folder's numbering runs on past each gap\)", lines[0])
+    assert said is not None and int(said[1]) == 90 - len(files), lines[0]
+
+
 def test_a_recording_with_garbled_packets_keeps_every_frame_and_one_line_counts_the_patched(tmp_path, broadcast):
     """Packets garbled in the middle of a recording (their timing whole): every frame is kept,
     and one line says how many came out patched by the decoder, which may show blocks."""

@@ -273,7 +273,7 @@ class AudioMux:
         self._garbled = 0  # audio packets left out for their damaged data (_mux)
         # recordings joined end to end: every track on the file's one timeline (vbg.media.timeline),
         # as the picture is; a part's sound that overlaps the end of the part before is left out
-        self._joins = joins_of(src)
+        self._joins = joins_of(src, self._in)
         self._shifters: dict[int, Shifter] = {}
         self._settling: set[int] = set()  # tracks at a new part's start, until a packet is in line
         try:
@@ -483,18 +483,18 @@ class AudioMux:
                 f.pts, f.time_base = round(f.pts * f.time_base / tick), tick
             self._output.mux(track.stream.encode(f))
 
+    def _left_out(self, what: str, n: int, one: str, many: str) -> None:
+        log.warning("%s: its %s has %s: left out (%s)", self._in.name, what, one if n == 1 else f"{n} {many}",
+                    "a short gap" if n == 1 else "a short gap each")
+
     def flush(self) -> None:
         if self._in is None:
             return
         for kind, n in self._damaged.items():
             what = {"audio": "audio", "subtitle": "subtitles", "data": "data track"}.get(kind, kind)
-            log.warning("%s: its %s has %s: left out (%s)", self._in.name, what,
-                        f"{n} packets with damaged times" if n > 1 else "a packet with a damaged time",
-                        "a short gap each" if n > 1 else "a short gap")
+            self._left_out(what, n, "a packet with a damaged time", "packets with damaged times")
         if self._garbled:
-            log.warning("%s: its audio has %s: left out (%s)", self._in.name,
-                        f"{self._garbled} damaged packets" if self._garbled > 1 else "a damaged packet",
-                        "a short gap each" if self._garbled > 1 else "a short gap")
+            self._left_out("audio", self._garbled, "a damaged packet", "damaged packets")
         for track in self._tracks.values():
             if track.copied or track.text:
                 continue

@@ -126,24 +126,24 @@ class Damage:
     def shifted(self, by: float) -> Damage:
         return Damage(self.missing, self.patched, self.first_s + by, self.last_s + by)
 
-    def line(self) -> str:
-        """The one line said after the input's name (``vbg process``)."""
+    def line(self, timed: bool = True) -> str:
+        """The one line said after the input's name (``vbg process``); ``timed``: the output keeps
+        frame timing (a video file; a PNG folder numbers the frames there are)."""
         where = (f"at {self.first_s:.1f} s" if round(self.first_s, 1) == round(self.last_s, 1)
                  else f"between {self.first_s:.1f} s and {self.last_s:.1f} s")
+        kept = ("the frame before each gap stays up, the timing is kept" if timed
+                else "the PNG folder's numbering runs on past each gap")
         parts = []
         if self.missing:
-            parts.append(f"{_frames(self.missing, 'is' if self.missing == 1 else 'are')} missing (the frame "
-                         "before each gap stays up, the timing is kept)")
+            parts.append(f"{_frames(self.missing)} {'is' if self.missing == 1 else 'are'} missing ({kept})")
         if self.patched:
-            parts.append(f"{_frames(self.patched, 'came')} out patched by the decoder (blocks or smears "
-                         "may show)")
+            parts.append(f"{_frames(self.patched)} came out patched by the decoder (blocks or smears may show)")
         return (f"the file is damaged {where}: {' and '.join(parts)}; only a better copy of the "
                 "recording mends it")
 
 
-def _frames(n: int, verb: str = "") -> str:
-    words = f"{n} frame" if n == 1 else f"{n} frames"
-    return f"{words} {verb}".rstrip() if verb else words
+def _frames(n: int) -> str:
+    return f"{n} frame" if n == 1 else f"{n} frames"
 
 
 MAX_TIMESTAMP_JUMP_S = 600  # a longer gap between two frames is damage, not a pause (an output of one still frame)
@@ -265,7 +265,7 @@ class VideoReader:
         self._hurt: list[tuple[int, float, int, int]] = []
         self._high: int | None = None  # the latest pts handed out
         self._gaps: list[tuple[int, int]] = []  # the latest jumps counted missing: (pts before, pts after)
-        self._joins: Joins | None = joins_of(path) if joined else None
+        self._joins: Joins | None = joins_of(path, self._container) if joined else None
         self._shifter = None if self._joins is None else Shifter(self._joins, self._stream.index, self.time_base)
 
     @property
@@ -461,7 +461,8 @@ class VideoReader:
         clock jumps ahead alike in every stream; said as missing frames.) None: a frame the
         decoder gives out late, into such a gap already passed: left out, counted in its gap (the
         output cannot go back to its time, and it would flash an older picture). A time going back
-        elsewhere (files joined end to end) is the writer's to order, as before."""
+        elsewhere is the writer's to order (parts of a joined file that ``vbg.media.timeline`` did
+        not match: their times are not shifted)."""
         high = self._high
         if high is not None and pts < high:
             return None if any(lo < pts < hi for lo, hi in self._gaps) else 0

@@ -96,12 +96,13 @@ _cache: dict[tuple[str, int, int], Joins | None] = {}
 _lock = threading.Lock()
 
 
-def joins_of(path: str | Path) -> Joins | None:
+def joins_of(path: str | Path, opened: av.container.InputContainer | None = None) -> Joins | None:
     """``path``'s ``Joins`` (None: a format whose clock cannot start over, a URL, one part), read
-    once per file version."""
+    once per file version; ``opened``: ``path`` open already (its format is looked at, and a file
+    whose clock cannot start over is not opened again)."""
     from vbg.media.open import is_url, open_read
 
-    if is_url(str(path)):
+    if is_url(str(path)) or (opened is not None and not restarts(opened)):
         return None
     try:
         st = os.stat(path)

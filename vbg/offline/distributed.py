@@ -165,10 +165,10 @@ def plan_spans(src: Path, window: int, segment_s: float = SEGMENT_S) -> list[Spa
 
     if is_url(str(src)):  # a stream is read once, by the worker that gets it
         return None
-    if joins_of(src) is not None:  # recordings joined end to end: a time is not a place there
-        return None
     try:
         with open_read(src) as container:
+            if joins_of(src, container) is not None:  # recordings joined end to end: a time is not a place
+                return None
             stream = picture_stream(container)  # the one the readers read, not a cover picture
             if stream is None:
                 return None
@@ -658,8 +658,8 @@ class RayRunner:
         for r in results:
             if r.damage is not None:
                 damage = r.damage.merged(damage)
-        if damage is not None and damage.line() not in warnings:
-            warnings.append(damage.line())
+        if damage is not None and damage.line(timed=not f.sequence) not in warnings:
+            warnings.append(damage.line(timed=not f.sequence))
         p50 = [r.infer_ms_p50 for r in results if r.infer_ms_p50 == r.infer_ms_p50]
         busy: dict[str, float] = {}
         for r in results:

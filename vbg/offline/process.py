@@ -552,7 +552,7 @@ class FileProcessor:
         if run.damage is not None:
             res.damage = run.damage.shifted(-(run.origin_s or 0.0))
             if span is None:  # a --ray part's driver says it for the whole file
-                res.warnings.append(res.damage.line())
+                res.warnings.append(res.damage.line(timed=writer is None or writer.encoder_name != "png"))
         if run.infer_ms:
             res.infer_ms_p50 = float(np.median(run.infer_ms))
         res.busy_s = {**run.busy_s, "infer": sum(run.infer_ms) / 1000.0}
