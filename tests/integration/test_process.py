@@ -538,6 +538,28 @@ def test_a_damaged_aac_header_loses_that_packet_not_the_output(tmp_path, broadca
         assert len([p for p in c.demux(audio=0) if p.size]) == sound - 1
 
 
+def test_sound_that_starts_late_in_a_broadcast_recording_is_kept_in_sync(tmp_path):
+    """An MPEG-TS recording whose sound starts 8 s in (a broadcast recorded from a quiet moment;
+    FFmpeg's probe looks at the first 5 s): the sound is kept, at its time. It was dropped with
+    "its audio track 1 is not kept (its aac stream states no sample rate or channels)"."""
+    from media import write_ts_av
+
+    frames = [f for f, _ in person_clip_frames(30, (72, 128))] * 9
+    src = write_ts_av(tmp_path / "late.ts", frames, 30, audio_s=0.5, audio_pts=lambda n: n * 1024 + 8 * 48000)
+    with av.open(str(src)) as c:
+        assert c.streams.audio[0].codec_context.sample_rate == 0  # what FFmpeg's probe finds
+        first = next(p for p in c.demux(audio=0) if p.size)
+        late_s = float((first.pts - c.streams.video[0].start_time) * first.time_base)
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and "not kept" not in proc.stderr, proc.stderr
+    with av.open(str(out)) as c:
+        video_s = float(c.streams.video[0].start_time * c.streams.video[0].time_base)
+        sound = [p for p in c.demux(audio=0) if p.size]
+        assert c.streams.audio[0].sample_rate == 48000 and len(sound) >= 20
+        assert float(sound[0].pts * sound[0].time_base) - video_s == pytest.approx(late_s, abs=0.03)
+
+
 @pytest.mark.parametrize("layout", ["a part without sound", "parts coded with other B-frames"])
 def test_joined_parts_that_differ_each_start_where_the_part_before_ended(tmp_path, layout):
     """Three recordings joined with cat that differ: the middle one without sound (a clip from

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import av
 
 from vbg.errors import InputError, one_line
-from vbg.media.open import open_media
+from vbg.media.open import is_url, open_media, open_read
 from vbg.media.timeline import Shifter, joins_of
 
 if TYPE_CHECKING:
@@ -139,6 +139,16 @@ def _known(source: av.stream.Stream) -> bool:
     """FFmpeg knows ``source``'s codec (an iPhone's spatial-audio APAC track, say, it does not)."""
     cc = source.codec_context
     return cc is not None and bool(cc.name) and cc.name != "none"
+
+
+# FFmpeg's probe looks at the first 5 s (5 MB) of a file for each stream's sample rate and channels:
+# a recording whose sound starts later (an MPEG-TS broadcast's) is opened again looking through it
+LONG_PROBE = {"analyzeduration": str(3600 * 1_000_000), "probesize": str(1 << 30)}
+
+
+def _unstated(source: av.audio.stream.AudioStream) -> bool:
+    cc = source.codec_context
+    return _known(source) and not (cc.sample_rate and cc.layout.nb_channels)
 
 
 def _unreadable(source: av.audio.stream.AudioStream) -> str | None:
@@ -261,6 +271,9 @@ class AudioMux:
                  warnings: list[str]) -> None:
         try:
             self._in = open_media(src)
+            if not is_url(str(src)) and any(_unstated(s) for s in self._in.streams.audio):
+                self._in.close()  # sound that starts late (a broadcast's): FFmpeg's probe stopped before it
+                self._in = open_read(src, options=LONG_PROBE)
         except (av.FFmpegError, OSError) as e:
             raise InputError(f"{src}: cannot read its audio ({one_line(e)}): pass an intact media file") from e
         self._output = output
