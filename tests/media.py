@@ -138,23 +138,27 @@ TS_PACKET = 188
 
 
 def damage_ts(src: Path, dst: Path, *, drop: tuple[float, float] | None = None, garble: int = 0,
-              within: tuple[float, float] = (0.25, 0.75), seed: int = 0) -> Path:
+              within: tuple[float, float] = (0.25, 0.75), seed: int = 0, unflagged: bool = False) -> Path:
     """``src`` (MPEG-TS) as a weak broadcast's recording. ``drop``: the 188-byte packets from that
     fraction of the file to that one lost, of every stream (a signal dropout: the demuxer meets
-    continuity errors, the decoder loses the frames they held). ``garble``: that many of the
-    video's packets ``within`` that part of the file (the middle half), none starting a frame,
-    their payloads overwritten with random bytes (the timing stays whole; the decoder patches
-    what it cannot read)."""
+    continuity errors, the decoder loses the frames they held); ``unflagged``: the end moved on
+    until the video's packets lost are a multiple of 16, so that its continuity counter comes
+    round and the demuxer flags nothing of the video's (one dropout in 16 is so). ``garble``:
+    that many of the video's packets ``within`` that part of the file (the middle half), none
+    starting a frame, their payloads overwritten with random bytes (the timing stays whole; the
+    decoder patches what it cannot read)."""
     data = src.read_bytes()
     packets = [data[i:i + TS_PACKET] for i in range(0, len(data), TS_PACKET)]
     assert all(p[0] == 0x47 and len(p) == TS_PACKET for p in packets), "not MPEG-TS"
+    with av.open(str(src)) as c:
+        video = c.streams.video[0].id
+    counted = [((p[1] & 0x1F) << 8 | p[2]) == video and bool(p[3] & 0x10) for p in packets]  # the counter counts payloads
     if drop is not None:
         lo, hi = (round(f * len(packets)) for f in drop)
+        while unflagged and sum(counted[lo:hi]) % 16:
+            hi += 1
         packets = packets[:lo] + packets[hi:]
     if garble:
-        with av.open(str(src)) as c:
-            video = c.streams.video[0].id
-
         def payload(p: bytes) -> int | None:  # where a video packet's payload starts, or None
             if ((p[1] & 0x1F) << 8 | p[2]) != video or p[1] & 0x40 or not p[3] & 0x10:
                 return None

@@ -407,6 +407,52 @@ def test_a_recording_with_a_dropout_is_finished_in_time_order_and_one_line_says_
     assert float(said[1]) <= gap[0] + 1 / 30 + 0.05 and float(said[2]) >= gap[1] - 0.05  # the gap is within
 
 
+def test_a_dropout_the_demuxer_does_not_flag_is_still_counted_and_kept_in_order(tmp_path):
+    """A dropout that loses a multiple of 16 of the video's packets: its continuity counter comes
+    round, and the demuxer flags nothing (one dropout in 16 is so). The decoder still swallows
+    frames after the gap and gives some out late: the gap is counted from that, and the late
+    frames are left out. Before, nothing was said, and a late frame was written after the gap:
+    an older picture flashed in."""
+    from media import write_ts_av
+
+    frames = [f for f, _ in person_clip_frames(60, (144, 256))] * 2
+    src = damage_ts(write_ts_av(tmp_path / "tv.ts", frames, 30), tmp_path / "dropout.ts", drop=(0.4, 0.6),
+                    unflagged=True)
+    with av.open(str(src)) as c:
+        assert not any(p.is_corrupt for p in c.demux(video=0))  # nothing flagged
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    times = frame_pts_s(out)
+    assert min(b - a for a, b in zip(times, times[1:])) > 0.9 / 30, times  # in time order
+    lines = _damage_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    said = re.search(r"the file is damaged between [\d.]+ s and [\d.]+ s: (\d+) frames are missing", lines[0])
+    assert said is not None and int(said[1]) == 120 - len(times) > 10, (lines[0], len(times))
+
+
+def test_two_recordings_joined_with_a_pause_are_not_called_damaged(tmp_path):
+    """Two recordings put together with ``cat``, the second begun 2 s after the first ended (its
+    clock going on, not starting over): the pause is kept as timed, and nothing is said of
+    damage. The demuxer flags the join, and every clock leaps ahead there as at a dropout: it
+    was said as "58 frames are missing". A leap to a keyframe right after the flag is taken as a
+    recording joined on; the decoder, which loses nothing there, would show a real loss."""
+    from media import write_ts_av
+
+    frames = [f for f, _ in person_clip_frames(60, (90, 160))]
+    first = write_ts_av(tmp_path / "a.ts", frames, 30)
+    second = write_ts_av(tmp_path / "b.ts", frames, 30, video_pts=lambda i: i + 120,
+                         audio_pts=lambda n: n * 1024 + 120 * 1600)
+    src = tmp_path / "joined.ts"
+    src.write_bytes(first.read_bytes() + second.read_bytes())
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and "damaged" not in proc.stderr, proc.stderr
+    times = frame_pts_s(out)
+    assert times == pytest.approx(frame_pts_s(src), abs=0.002)  # every frame, at its time
+    assert times[60] - times[59] > 1.9  # the pause kept
+
+
 def test_a_dropout_into_a_png_folder_says_the_numbering_runs_on(tmp_path, broadcast):
     """The same dropout rendered to a PNG folder: one file per frame there is, and the line says
     the numbering runs on past the gap (it said the frame before stays up and the timing is

@@ -22,6 +22,7 @@ import logging
 import os
 import stat
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -101,6 +102,9 @@ def _scaling(size: tuple[int, int], to: tuple[int, int]) -> str:
 GAP_STEPS = 1.5  # frames further apart than this many frame intervals, where the file shows damage, have frames lost between them
 SIGNAL_FRAMES = 16  # damage shown this many frames handed out before a gap, or fewer, is that gap's (decoder delay, reordering)
 FLAGGED_KEPT = 64  # decoded frames flagged damaged, waiting to be handed out: the oldest are let go past this
+SENT_KEPT = 64  # the latest packets' times sent to the decoder, looked at for frames it swallowed in a gap
+TORN_LOOK = 3  # packets looked at after one flagged corrupt: a keyframe there where the clock leaps is a file joined on
+JOIN_LEAP_S = 0.5  # ... where it leaps on by this much at least (recordings begun half a second or more apart)
 
 
 @dataclass(slots=True)
@@ -265,6 +269,10 @@ class VideoReader:
         self._hurt: list[tuple[int, float, int, int]] = []
         self._high: int | None = None  # the latest pts handed out
         self._gaps: list[tuple[int, int]] = []  # the latest jumps counted missing: (pts before, pts after)
+        self._jump: tuple[int, int, int] | None = None  # the latest jump not counted: (pts before, after, frame)
+        self._sent: deque[int] = deque(maxlen=SENT_KEPT)  # the pts of the latest packets sent to the decoder
+        self._torn_look = 0  # packets still looked at for a keyframe after one flagged corrupt
+        self._last_t: int | None = None  # the latest packet's decoding time
         self._joins: Joins | None = joins_of(path, self._container) if joined else None
         self._shifter = None if self._joins is None else Shifter(self._joins, self._stream.index, self.time_base)
 
@@ -383,9 +391,24 @@ class VideoReader:
                     self._shifter.shift(packet)
                     if self._shifter.joined:
                         self._said_join()
-                if packet.is_corrupt:
+                t = packet.dts if packet.dts is not None else packet.pts
+                if self._torn_look and not packet.is_corrupt:
+                    self._torn_look -= 1
+                    d = None if t is None or self._last_t is None else t - self._last_t
+                    leap = d is not None and not 0 <= d <= GAP_STEPS * self._step  # the clock leaps here
+                    if leap or not self._torn_look:
+                        self._torn_look = 0
+                        # a keyframe where the clock goes back, or on by half a second or more: a recording
+                        # joined on, not data lost (a shorter leap to a keyframe may be either: taken as a loss)
+                        if not (leap and packet.is_keyframe and (d < 0 or d * self.time_base >= JOIN_LEAP_S)):
+                            self._signal_at = self.frames_read
+                if packet.is_corrupt:  # data lost (a continuity error), or another recording joined on (cat)
                     self._torn += 1
-                    self._signal_at = self.frames_read
+                    self._torn_look = TORN_LOOK
+                if t is not None:
+                    self._last_t = t
+                if packet.pts is not None:
+                    self._sent.append(packet.pts)
                 yield from packet.decode()
 
     def _said_join(self) -> None:
@@ -465,13 +488,29 @@ class VideoReader:
         not match: their times are not shifted)."""
         high = self._high
         if high is not None and pts < high:
-            return None if any(lo < pts < hi for lo, hi in self._gaps) else 0
+            if any(lo < pts < hi for lo, hi in self._gaps):
+                return None
+            jump = self._jump
+            if jump is not None and jump[0] < pts < jump[1] and self.frames_read - jump[2] <= SIGNAL_FRAMES:
+                self._counted_late(*jump)  # the decoder lost its way there: damage
+                return None
+            return 0
         self._high = pts
+        if high is None or pts - high <= GAP_STEPS * self._step:
+            return 0
         near = self._signal_at is not None and self.frames_read - self._signal_at <= SIGNAL_FRAMES
-        if high is None or pts - high <= GAP_STEPS * self._step or not near:
+        if not near and not any(high + self._step <= p < pts for p in self._sent):  # the decoder swallowed none
+            self._jump = (high, pts, self.frames_read)
             return 0
         self._gaps = [*self._gaps[-7:], (high, pts)]
         return round((pts - high) / self._step) - 1
+
+    def _counted_late(self, high: int, pts: int, index: int) -> None:
+        """The jump from ``high`` to ``pts`` (the frame ``index`` handed out), not counted when it
+        was passed, counted now: a frame came out late into it."""
+        self._jump = None
+        self._gaps = [*self._gaps[-7:], (high, pts)]
+        self._hurt.append((index, float(pts * self.time_base), round((pts - high) / self._step) - 1, 0))
 
     def damage(self, first: int = 0, count: int | None = None) -> Damage | None:
         """What the frames handed out so far lost to damage (``Damage``, times as the frames'), counting
