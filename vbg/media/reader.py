@@ -475,17 +475,17 @@ class VideoReader:
 
     def _missing(self, pts: int) -> int | None:
         """The frames missing before the frame at ``pts`` (which comes out next): those a jump past the
-        latest time so far leaves out. A jump counts only where the file shows damage beside it (a
-        packet the demuxer flagged corrupt, or a frame the decoder flagged, within the last
-        ``SIGNAL_FRAMES`` frames handed out: the decoder gives frames out some way behind the
-        packets): elsewhere it is a variable frame rate, or a frame the recorder dropped, kept as
-        timed, even after damage earlier in the file. (Two recordings joined with cat, the second
-        begun a little later, look the same as a dropout: the demuxer flags the join, and the
-        clock jumps ahead alike in every stream; said as missing frames.) None: a frame the
-        decoder gives out late, into such a gap already passed: left out, counted in its gap (the
-        output cannot go back to its time, and it would flash an older picture). A time going back
-        elsewhere is the writer's to order (parts of a joined file that ``vbg.media.timeline`` did
-        not match: their times are not shifted)."""
+        latest time so far leaves out. A jump counts only where the file shows damage beside it: a
+        packet the demuxer flagged corrupt (unless a keyframe follows at once where the clock leaps:
+        another recording joined on with cat, ``_demuxed``), or a frame the decoder flagged, within
+        the last ``SIGNAL_FRAMES`` frames handed out (the decoder gives frames out some way behind
+        the packets); or a packet sent to the decoder whose time lies inside the jump (a frame it
+        swallowed); or, later, a frame it gives out late into the jump (``_counted_late``).
+        Elsewhere it is a variable frame rate, or a frame the recorder dropped, kept as timed, even
+        after damage earlier in the file. None: a frame the decoder gives out late, into such a gap
+        already passed: left out, counted in its gap (the output cannot go back to its time, and it
+        would flash an older picture). A time going back elsewhere is the writer's to order (parts
+        of a joined file that ``vbg.media.timeline`` did not match: their times are not shifted)."""
         high = self._high
         if high is not None and pts < high:
             if any(lo < pts < hi for lo, hi in self._gaps):
