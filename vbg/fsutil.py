@@ -627,12 +627,21 @@ def _remove_sequence(folder: Path, *, only_frames: bool = True) -> None:
 
 def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether ``a`` and ``b`` are one file (same device and inode: a hard link or a
-    symlink counts); False when either does not exist."""
+    symlink counts), or will be once the folders on their way that are not there yet are
+    made (``-o sub/../in.mp4`` names ``in.mp4``: the writer makes ``sub``); False when either
+    does not exist."""
     try:
-        sa, sb = os.stat(a), os.stat(b)
+        sa, sb = _stat_as_made(a), _stat_as_made(b)
     except (OSError, ValueError):
         return False
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _stat_as_made(path: str | Path) -> os.stat_result:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:  # a folder on the way is missing: ".." after it goes back, as once it is made
+        return os.stat(os.path.realpath(path))
 
 
 def write_error_hint(exc: BaseException) -> str:

@@ -104,14 +104,19 @@ def test_symlinks_planted_in_a_png_folder_are_not_followed(m, tmp_path):
 
 
 # ---------------------------------------------------------------------------- 2. the output is an input
-@pytest.mark.parametrize("case", ["same-path", "hard-link", "symlink", "batch-into-its-folder",
-                                  "background-video", "live-background", "record", "segment"])
+@pytest.mark.parametrize("case", ["same-path", "hard-link", "symlink", "through-a-missing-folder", "batch-into-its-folder",
+                                  "background-video", "live-background", "record", "segment",
+                                  "segment-through-a-missing-folder"])
 def test_an_output_that_is_an_input_is_refused_whatever_the_flags(m, tmp_path, case):
+    """Through a missing folder and back (``-o sub/../src.mp4``): the check looked for the file
+    before the writer made ``sub``, saw none, and the finished output replaced the input."""
     src = tmp_path / "src.mp4"
     shutil.copy(m["clip"], src)
     original = src.read_bytes()
     if case == "same-path":
         proc = run("process", src, "-o", src, "--model", "selfie", "--overwrite")
+    elif case == "through-a-missing-folder":
+        proc = run("process", src, "-o", tmp_path / "sub" / ".." / "src.mp4", "--model", "selfie", "--overwrite")
     elif case == "hard-link":
         os.link(src, tmp_path / "link.mp4")
         proc = run("process", src, "-o", tmp_path / "link.mp4", "--model", "selfie", "--overwrite")
@@ -141,8 +146,10 @@ def test_an_output_that_is_an_input_is_refused_whatever_the_flags(m, tmp_path, c
         img = tmp_path / "room.png"
         shutil.copy(m["room"], img)
         original = img.read_bytes()
-        proc = run("segment", img, "-o", img, "--model", "selfie", "--overwrite")
+        out = img if case == "segment" else tmp_path / "sub" / ".." / "room.png"
+        proc = run("segment", img, "-o", out, "--model", "selfie", "--overwrite")
         src = img
+    assert not (tmp_path / "sub").exists()  # refused before anything was made
     lines = errors(proc)
     assert proc.returncode == 10 and lines, proc.stderr
     assert len(lines) == (2 if case == "batch-into-its-folder" else 1), proc.stderr  # each output named once
