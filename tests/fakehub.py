@@ -263,8 +263,10 @@ def _args(files: dict[str, tuple[str, int, str]] | None, variant: str, token: st
 
 
 def start_fetch(env: dict[str, str], files: dict[str, tuple[str, int, str]] | None, *,
-                variant: str = "fp32", token: str | None = None, check_cached: bool = False) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _CHILD, _args(files, variant, token, check_cached)],
+                variant: str = "fp32", token: str | None = None, check_cached: bool = False,
+                prefix: tuple[str, ...] = ()) -> subprocess.Popen:
+    """``prefix``: a command the child runs under (``setpriv`` dropping root's capabilities)."""
+    return subprocess.Popen([*prefix, sys.executable, "-c", _CHILD, _args(files, variant, token, check_cached)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -290,7 +292,7 @@ def finish_fetch(proc: subprocess.Popen, timeout: float = 120) -> dict:
 
 def run_fetch(env: dict[str, str], files: dict[str, tuple[str, int, str]] | None, *,
               variant: str = "fp32", token: str | None = None, check_cached: bool = False,
-              timeout: float = 120) -> dict:
+              timeout: float = 120, prefix: tuple[str, ...] = ()) -> dict:
     """Run ``fetch`` in a fresh interpreter and return what it saw (result or error, log records)."""
-    proc = start_fetch(env, files, variant=variant, token=token, check_cached=check_cached)
+    proc = start_fetch(env, files, variant=variant, token=token, check_cached=check_cached, prefix=prefix)
     return finish_fetch(proc, timeout)

@@ -633,7 +633,12 @@ def check_models() -> list[Check]:
     spec = MODELS["rmbg-1.4"]
     try:
         cached = [v for v in spec.hub_files if hub.cached_path(spec, v) is not None]
-    except Exception as e:  # a missing huggingface_hub, an unreadable cache: say so, do not stop
+    except Exception as e:  # a missing huggingface_hub, a bad HF_* setting: say so, do not stop
+        from .errors import DependencyError, VbgError
+
+        if isinstance(e, VbgError) and not isinstance(e, DependencyError):  # its own line names the fix
+            return [Check("model cache", WARN, f"cannot look into the hub cache: {e}",
+                          "as the line says; vbg runs the bundled selfie model meanwhile")]
         return [Check("model cache", WARN, f"cannot look into the hub cache ({type(e).__name__}: {e})",
                       "pip install huggingface_hub, or use --model selfie (bundled)")]
     checks = []

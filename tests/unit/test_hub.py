@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -176,6 +177,48 @@ def test_a_damaged_cached_file_is_rehashed_removed_and_downloaded_again(fake, tm
     assert any("damaged" in n for n in notices(again))
     assert len(again["hash_calls"]) == 2  # the damaged copy, then the new download
     assert fake.count("GET") == 2
+
+
+def _unreadable_to_the_child(path: Path) -> tuple[str, ...]:
+    """``path`` made unreadable to a child run under the prefix returned: mode 0600 and another
+    owner; as root, the child runs without root's capabilities (permissions then hold for it)."""
+    os.chown(path, 65534, 65534) if os.geteuid() == 0 else None
+    path.chmod(0o600 if os.geteuid() == 0 else 0o000)
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to drop root's capabilities for this test"
+    return (setpriv, "--bounding-set=-all", "--inh-caps=-all")
+
+
+def test_a_cached_file_the_user_cannot_read_is_one_line_and_left_alone(fake, tmp_path):
+    """Another user's download in a shared Hugging Face cache (their umask 077): one line naming
+    the file and the fix, exit 4; the copy is neither removed nor downloaded over. It was a
+    PermissionError traceback (even where no model was named and vbg would fall back)."""
+    fake.serve(REPO, FILE, DATA)
+    env = child_env(tmp_path, fake.endpoint)
+    first = run_fetch(env, files_for(DATA))
+    assert first["ok"], first
+    blob = Path(os.path.realpath(first["path"]))
+    for stamp in (tmp_path / "vbg" / "verified").glob("*"):
+        stamp.unlink()  # hashed again, as by another user whose stamps these are not
+    prefix = _unreadable_to_the_child(blob)
+    gets = fake.count("GET")
+    result = run_fetch(env, files_for(DATA), check_cached=True, prefix=prefix)
+    message = assert_one_line_error(result, "ModelError", 4)
+    assert message.startswith(f"the cached {FILE} of {REPO} cannot be read (Permission denied: "), message
+    assert "chmod a+r" in message and "HF_HOME" in message and "--model selfie" in message
+    assert result["cached_before"] is None
+    assert blob.exists() and fake.count("GET") == gets
+
+
+def test_a_hub_setting_written_with_a_unit_is_one_line_naming_it(fake, tmp_path):
+    """HF_HUB_DOWNLOAD_TIMEOUT=60s: huggingface_hub's import fails on int("60s"). One line names
+    the variable (exit 5), as for a malformed HF_ENDPOINT; it was a ValueError traceback."""
+    env = child_env(tmp_path, fake.endpoint, HF_HUB_DOWNLOAD_TIMEOUT="60s")
+    message = assert_one_line_error(run_fetch(env, files_for(DATA)), "ModelDownloadError", 5)
+    assert message.startswith("huggingface_hub cannot start: HF_HUB_DOWNLOAD_TIMEOUT=60s is not a value it takes"), \
+        message
 
 
 @pytest.mark.parametrize("lying_etag", [False, True], ids=["honest-etag", "lying-etag"])

@@ -47,6 +47,7 @@ from ..errors import (
     ConfigError,
     DependencyError,
     ModelAccessError,
+    ModelError,
     ModelDownloadError,
     OutputError,
     VbgError,
@@ -137,6 +138,8 @@ def fetch(spec: ModelSpec, variant: str, *, token: str | None = None) -> Path:
         problem = _verify(path, f)
         if problem is None:
             return path
+        if isinstance(problem, Unreadable):  # not damaged: not removed, and not downloaded over
+            raise _unreadable_error(spec, f, path, problem)
         log.warning("cached %s of %s is damaged (%s): removing it", f.path, spec.hub_repo, problem)
         failure = _remove_cached(hub, spec, f, path)
         if failure is not None:
@@ -188,10 +191,19 @@ def availability(spec: ModelSpec, variant: str, *, token: str | None = None) -> 
     except DependencyError as e:
         return Unavailable("huggingface_hub is not installed", "pip install huggingface_hub", e)
     except ModelDownloadError as e:
-        return Unavailable("HF_ENDPOINT is not a URL", "set HF_ENDPOINT to the hub's URL, or unset it", e)
+        if "HF_ENDPOINT" in str(e).split(":")[0]:
+            return Unavailable("HF_ENDPOINT is not a URL", "set HF_ENDPOINT to the hub's URL, or unset it", e)
+        return Unavailable("an HF_* variable is not a value huggingface_hub takes", "set it right or unset it", e)
+    unreadable = None
     for path in _cached_candidates(hub, spec, f):
-        if _verify(path, f) is None:
+        problem = _verify(path, f)
+        if problem is None:
             return None
+        if isinstance(problem, Unreadable):
+            unreadable = unreadable or (path, problem)
+    if unreadable is not None:  # another user's copy in a shared cache: downloading again would not help
+        e = _unreadable_error(spec, f, *unreadable)
+        return Unavailable(f"its cached copy cannot be read ({unreadable[1].why})", _UNREADABLE_FIX, e)
     page = f"https://huggingface.co/{spec.hub_repo}"
     if _offline(hub):
         fix = "unset HF_HUB_OFFLINE and connect to the internet"
@@ -262,8 +274,13 @@ def _import_hub() -> Any:
         ) from exc
     except ValueError as exc:  # its import parses HF_ENDPOINT, and fails on some that are no URL
         problem = _endpoint_problem(os.environ.get("HF_ENDPOINT"))
-        if problem is None:
-            raise
+        if problem is None:  # or a number it reads with int() (HF_HUB_DOWNLOAD_TIMEOUT=60s)
+            said = " ".join(str(exc).split())
+            named = [f"{k}={v}" for k, v in sorted(os.environ.items())
+                     if k.startswith("HF_") and v and (repr(v) in said or f"'{v}'" in said)]
+            what = named[0] if named else "one of the HF_* variables"
+            problem = (f"huggingface_hub cannot start: {what} is not a value it takes ({said}): set it right "
+                       f"(a timeout is a whole number of seconds) or unset it; or {ALTERNATIVES}")
         raise ModelDownloadError(problem) from exc
     return huggingface_hub
 
@@ -374,6 +391,25 @@ def _within(path: Path, root: Path) -> bool:
     return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
 
+class Unreadable(str):
+    """``_verify``'s problem for a cached file that cannot be read: not damaged (``why``: the OS's word)."""
+
+    why: str
+
+    def __new__(cls, text: str, why: str) -> Unreadable:
+        self = super().__new__(cls, text)
+        self.why = why
+        return self
+
+
+_UNREADABLE_FIX = "make it readable to you (its owner can: chmod a+r), or set HF_HOME to a folder of your own"
+
+
+def _unreadable_error(spec: ModelSpec, f: HubFile, path: Path, problem: Unreadable) -> ModelError:
+    return ModelError(f"the cached {f.path} of {spec.hub_repo} cannot be read ({problem.why}: {path}): "
+                      f"{_UNREADABLE_FIX}; or {ALTERNATIVES}")
+
+
 def _verify(path: Path, f: HubFile) -> str | None:
     """None if ``path`` holds ``f``, else a short description of the mismatch.
 
@@ -394,7 +430,10 @@ def _verify(path: Path, f: HubFile) -> str | None:
                 return None
         except (OSError, ValueError):
             pass
-    digest = file_sha256(real)
+    try:
+        digest = file_sha256(real)
+    except OSError as exc:  # another user's file in a shared cache (mode 0600), a failing disk
+        return Unreadable(f"cannot read it ({_short(exc)})", _short(exc))
     if digest != f.sha256:
         return f"expected sha256 {f.sha256[:12]}..., got {digest[:12]}..."
     if stamp is not None:
