@@ -375,7 +375,8 @@ class LivePipeline:
         stack.callback(self._close_source, source)
         w, h, fps = source.width, source.height, source.fps
         # A source handed in is reopened only by the ``reopen`` handed in with it.
-        reopen = self._reopen if self._source is not None else self._open_source if source.live else None
+        reopen = self._reopen if self._source is not None else \
+            self._open_source if getattr(source, "comes_back", source.live) else None
         self._fps = fps
         seg = self._with_crop(self._open_model(stack), (h, w))
         self._seg_now, self._hw = seg, (h, w)

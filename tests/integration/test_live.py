@@ -145,6 +145,39 @@ def test_a_file_source_whose_frame_size_changes_keeps_its_first_size(tmp_path):
     assert {f.shape for _, f in recorded} == {(360, 640, 3)}
 
 
+@pytest.mark.parametrize("damage", ["damaged", "cut short"])
+def test_a_damaged_file_source_ends_the_run_with_one_line_and_a_playable_recording(tmp_path, damage):
+    """A recording played as the camera, 20 KB zeroed part-way (or a Matroska download cut
+    short): the run ends there with one line naming the file and the damage, exit 11, and the
+    --record file holds the frames before it, playable. The damaged file was taken for a camera
+    that was lost: opened again from its start, for ever ("source lost ...; retrying"); the cut
+    one ended as if whole, exit 0."""
+    frames = [f for f, _ in person_clip_frames(90, (360, 640))]
+    if damage == "damaged":
+        whole = write_clip(tmp_path / "whole.mp4", frames, fps=30)
+        data = bytearray(whole.read_bytes())
+        data[len(data) // 2:len(data) // 2 + 20000] = bytes(20000)
+        src = tmp_path / "damaged.mp4"
+    else:
+        whole = write_clip(tmp_path / "whole.mkv", frames, fps=30, fmt="matroska")
+        data = bytearray(whole.read_bytes()[:whole.stat().st_size // 2])
+        src = tmp_path / "cut.mkv"
+    src.write_bytes(bytes(data))
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("--source", str(src), "--color", "blue", "--model", "selfie", "--no-vcam", "--record", str(out),
+                   timeout=120)
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
+    assert proc.returncode == 11 and "Traceback" not in proc.stderr and "retrying" not in proc.stderr, proc.stderr
+    said = r"decoding failed after (\d+) frames \(.*\): the file is damaged: pass an intact copy" \
+        if damage == "damaged" else r"the file is cut short after (\d+) frames \(it holds \d+ of its \d+ bytes\)"
+    assert len(errors) == 1 and re.fullmatch(rf"vbg: error: --source {re.escape(str(src))}: {said}.*", errors[0]), \
+        proc.stderr
+    before = int(re.search(r"after (\d+) frames", errors[0])[1])
+    assert 10 < before < 90
+    recorded, _ = _recorded(out)
+    assert 1 <= len(recorded) <= before  # the frames before the damage, as many as a busy machine showed
+
+
 def test_a_camcorder_file_source_is_shown_whole_and_in_shape(tmp_path):
     """A DV-style recording played as the camera: interlaced fields of someone moving, stored
     in wide pixels (480x360 at 4:3). The live filter shows it as a player does: 640x360 square

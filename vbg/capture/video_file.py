@@ -34,7 +34,7 @@ import av
 import numpy as np
 
 from ..clock import Clock, MonotonicClock
-from ..errors import InputError, SourceError
+from ..errors import InputError, SourceError, one_line
 from ..media.info import Conversions, check_frame_size, other_video_tracks, quarter_turns, say_conversions
 from ..media.open import (NotAFileError, http_refusal, is_url, no_reply, open_media, picture_stream, timed_out,
                           timeout_s)
@@ -58,6 +58,9 @@ class VideoFileSource:
         self.paced = paced
         self.drop_late = drop_late
         self.live = paced
+        # a stream that broke off is connected to again; a file's error (damage) would only come
+        # again: it ends the run, as vbg process ends on it
+        self.comes_back = paced and is_url(self.path)
         self.clock = clock or MonotonicClock()
         self._cancel = threading.Event()
         try:
@@ -129,7 +132,10 @@ class VideoFileSource:
         except av.FFmpegError as e:
             if is_url(self.path) and timed_out(e):
                 raise SourceError(f"{self.path}: the server sent nothing for {timeout_s():g} s") from e
-            raise SourceError(f"error decoding {self.path}: {e}; the file may be damaged") from e
+            if is_url(self.path):
+                raise SourceError(f"error decoding {self.path}: {e}; the stream may be damaged") from e
+            raise SourceError(f"--source {self.path}: decoding failed after {self.frames_read} frames "
+                              f"({one_line(e)}): the file is damaged: pass an intact copy") from e
 
     def read(self) -> np.ndarray | None:
         """Next frame as RGB uint8, or None at the end (never with ``loop``)."""
@@ -164,6 +170,10 @@ class VideoFileSource:
         if frame is None:
             frame = next(self._frames, None)
         if frame is None:
+            try:  # a local Matroska file cut short ends as vbg process ends on it
+                self._reader.check_whole(self._decoded)
+            except InputError as e:
+                raise SourceError(f"--source {e}") from e
             if not (self.loop and self._decoded):
                 return None
             self._pass_offset = self._last_rel + 1.0 / self.fps

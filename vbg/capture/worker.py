@@ -103,11 +103,11 @@ class CaptureWorker:
                 try:
                     image = src.read()
                 except SourceError as e:
+                    if self.reopen is None:  # a file: its damage would come again
+                        raise
                     log.warning("source lost (%s); retrying", e)
                     self._close(src)
                     src = None
-                    if self.reopen is None:
-                        raise
                     self.lost, attempt = True, 0
                     continue
                 if image is None:

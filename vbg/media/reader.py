@@ -440,7 +440,7 @@ class VideoReader:
             try:
                 frame = next(frames, None)
                 if frame is None:
-                    self._check_whole()
+                    self.check_whole()
                     return
                 rgb = self.rgb(frame)
             except av.FFmpegError as e:
@@ -524,16 +524,18 @@ class VideoReader:
         step_s = float(self._step * self.time_base)
         return Damage(missing, patched, min(h[1] - step_s * h[2] for h in hurt), max(h[1] for h in hurt))
 
-    def _check_whole(self) -> None:
+    def check_whole(self, frames: int | None = None) -> None:
         """At the end of the frames: a local Matroska or WebM file that ends before the size its header
         states is an ``InputError`` (FFmpeg's demuxer just stops there, "File ended prematurely"), so
-        that an interrupted download is not taken for the whole video."""
+        that an interrupted download is not taken for the whole video. ``frames``: the frames read
+        (default ``frames_read``: a reader read through ``frames()`` counts its own)."""
         if is_url(self.path) or self._container is None \
                 or "matroska" not in self._container.format.name.split(","):
             return
         cut = cut_short(self.path)
         if cut is not None:
-            raise InputError(f"{self.path}: the file is cut short after {self.frames_read} frames (it holds "
+            raise InputError(f"{self.path}: the file is cut short after "
+                             f"{self.frames_read if frames is None else frames} frames (it holds "
                              f"{cut[0]} of its {cut[1]} bytes): copy or download it again")
 
     def close(self) -> None:
