@@ -34,6 +34,24 @@ def test_file_source_is_paced_at_its_own_rate(clip):
     np.testing.assert_allclose(np.diff(times), 1 / 30, atol=1e-6)  # one frame per 1/30 s of clock
 
 
+def test_a_file_source_stopped_for_a_while_goes_on_at_its_pace_not_in_a_burst(clip):
+    """The process stopped for 8 s (Ctrl-Z then fg, a debugger) after the 4th frame: the next frame
+    goes out at once and the rest a frame interval apart, as a paused player goes on. Every frame
+    missed was handed out at once (1080p60: 8 s of clip decoded flat out, the output at 40 fps
+    for 15 s)."""
+    clock = FakeClock(100.0)
+    with open_source(str(clip), clock=clock) as src:
+        times = []
+        while src.read() is not None:
+            times.append(clock.now())
+            if len(times) == 4:
+                clock.advance(8.0)
+    assert len(times) == 12
+    gaps = np.diff(times)
+    assert gaps[3] == pytest.approx(8.0, abs=1 / 30)
+    np.testing.assert_allclose(np.delete(gaps, 3), 1 / 30, atol=1e-6)  # at the file's pace, before and after
+
+
 def test_file_source_loops_with_increasing_time(clip):
     clock = FakeClock()
     with open_source(str(clip), loop=True, clock=clock) as src:

@@ -10,7 +10,11 @@ due on the clock, as a camera would, and ``loop`` starts it again at the end
 (timestamps keep increasing). With ``drop_late`` it also drops frames as a
 camera does: a frame whose successor is already due when it is read is decoded
 but never handed out (``frames_dropped`` counts them), so a reader that fell
-behind gets the frame due now, not a burst of old ones. Unpaced
+behind gets the frame due now, not a burst of old ones. Without it, a frame
+read more than ``RESUME_AFTER_S`` late (the process was stopped with Ctrl-Z, or
+starved) goes out at once and the file goes on at its pace from there, as a
+paused player does, instead of handing out every frame missed as fast as it
+decodes them. Unpaced
 (``paced=False``, used by tests) it hands out every frame as fast as it
 decodes; ``vbg process`` does not use this source: it reads files through
 ``VideoReader`` directly.
@@ -44,6 +48,7 @@ from ..media.reader import VideoReader
 log = logging.getLogger("vbg.capture")
 
 MAX_JUMP_S = 10.0  # a longer jump between two frames' timestamps (either way) is played as one frame interval
+RESUME_AFTER_S = 0.5  # a frame read this late goes out now, and the frames after it at the file's pace from it
 
 
 class VideoFileSource:
@@ -161,6 +166,9 @@ class VideoFileSource:
                 if self.drop_late and late >= 1.0 / self.fps:
                     self.frames_dropped += 1  # the next frame is due already: this one is gone, as on a camera
                     continue
+                if late > RESUME_AFTER_S:  # the process was stopped (Ctrl-Z, a debugger) or starved: go on
+                    self._t0 += late      # from this frame at the file's pace, not in a burst of every one missed
+                    late = 0.0
                 self.clock.sleep(-late)
             self.frames_read += 1
             return self._reader.rgb(frame)
