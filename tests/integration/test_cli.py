@@ -278,6 +278,42 @@ def test_a_token_with_a_character_no_token_has_is_one_line(tmp_path, offline_env
     assert proc.returncode == 0 and "RMBG-1.4 is not available (the Hugging Face token is malformed)" in proc.stderr
 
 
+@pytest.mark.parametrize("kind", ["unreadable .onnx", "unreadable .safetensors", "FIFO"])
+def test_a_model_file_that_cannot_be_read_is_said_as_such(tmp_path, kind):
+    """--model naming a file the user cannot read (another user's, mode 0600): one line saying
+    so, exit 4. A .safetensors one was a PermissionError traceback; an .onnx one was called
+    "damaged, truncated or not an ONNX model" (download it again). A named pipe was said not to
+    exist. As root, vbg runs without root's capabilities (``setpriv``) so that the mode holds."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from vbg.models.spec import get_spec
+
+    prefix: list[str] = []
+    if kind == "FIFO":
+        model = tmp_path / "pipe.onnx"
+        os.mkfifo(model)
+        said = f"model file {model} is a FIFO (named pipe), not a file"
+    else:
+        model = tmp_path / ("m.onnx" if kind.endswith(".onnx") else "m.safetensors")
+        shutil.copy(get_spec("selfie").bundled_path(), model)  # its bytes do not matter: never read
+        said = f"cannot read the model file {model} (Permission denied): make it readable to you"
+        if os.geteuid() == 0:
+            os.chown(model, 65534, 65534)
+            model.chmod(0o600)
+            setpriv = shutil.which("setpriv")
+            assert setpriv, "setpriv (util-linux) is needed to drop root's capabilities for this test"
+            prefix = [setpriv, "--bounding-set=-all", "--inh-caps=-all"]
+        else:
+            model.chmod(0o000)
+    proc = subprocess.run([*prefix, sys.executable, "-m", "vbg", "segment", str(PHOTO), "--model", str(model),
+                           "-o", str(tmp_path / "m.png")], capture_output=True, text=True, timeout=120)
+    line = _one_line_error(proc)
+    assert proc.returncode == 4 and said in line, line
+
+
 def test_a_folder_or_a_file_of_random_bytes_as_model_is_said_as_such(tmp_path):
     """--model naming a folder said "does not exist"; a .pth of random bytes was called one that
     "holds Python objects or code" (which is what a pickle with a class in it is told)."""

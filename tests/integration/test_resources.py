@@ -183,6 +183,32 @@ def test_two_vbg_processes_share_one_export(tmp_path, weights):
     assert (tmp_path / "mask0.png").is_file() and (tmp_path / "mask1.png").is_file()
 
 
+@pytest.mark.slow
+def test_a_damaged_cached_export_is_made_again(tmp_path, weights):
+    """vbg's own export of --model weights.safetensors, cut short since (a disk fault, another
+    tool): the next run says so in one line and exports it again. Every later run failed with
+    "ONNX Runtime cannot load rmbg14-...onnx: ... download or export it again, or pass another
+    --model", naming neither the file nor the cache."""
+    cache = tmp_path / "cache"
+    env = {"VBG_CACHE_DIR": str(cache)}
+
+    def segment(i: int) -> subprocess.CompletedProcess:
+        return run_vbg("segment", str(PHOTO), "--model", str(weights), "--size", "64",
+                       "-o", str(tmp_path / f"mask{i}.png"), env=env)
+
+    assert segment(0).returncode == 0
+    (export,) = [p for p in (cache / "exports").iterdir() if p.suffix == ".onnx"]
+    whole = export.stat().st_size
+    with open(export, "r+b") as f:
+        f.truncate(1000)
+    proc = segment(1)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"vbg: the cached export {export} cannot be loaded: exporting it again" in proc.stderr.splitlines()
+    assert export.stat().st_size == whole and (tmp_path / "mask1.png").is_file()
+    again = segment(2)
+    assert again.returncode == 0 and "exporting" not in again.stderr, again.stderr  # kept, whole
+
+
 def test_a_link_planted_at_the_export_lock_is_not_followed(tmp_path, weights):
     """The export cache opens its lock file with O_NOFOLLOW: a symbolic link put there (by another
     user of a shared cache) is refused in one line, and nothing is created where it points."""

@@ -193,7 +193,20 @@ class OnnxSegmenter(_Base):
             # (and a cached engine) for the size used, instead of a rebuild at its first frame.
             per_size = path == self.source.onnx and self.fixed_hw is None and self.device == "tensorrt" \
                 and self.providers[:1] == ["TensorrtExecutionProvider"]
-            entry = self._by_size[size_hw] = self._open(path, size_hw if per_size else None)
+            try:
+                was = path.stat()
+                entry = self._open(path, size_hw if per_size else None)
+            except ModelError:
+                if path == self.source.onnx:  # the user's own file: theirs to mend
+                    raise
+                # vbg's own export of the weights, damaged since (vbg writes it whole): made again, once
+                log.warning("the cached export %s cannot be loaded: exporting it again", path)
+                now = path.stat()
+                if (now.st_ino, now.st_mtime_ns) == (was.st_ino, was.st_mtime_ns):  # not one remade meanwhile
+                    path.unlink(missing_ok=True)
+                path = self.source.onnx_for(size_hw)
+                entry = self._open(path, None)
+            self._by_size[size_hw] = entry
             self._bind(size_hw, entry)
         return entry
 

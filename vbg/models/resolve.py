@@ -126,10 +126,21 @@ def resolve_model(model: str, *, variant: str = "fp32", backend: str = "onnx") -
         )
     if path.is_dir():
         raise ModelError(f"model file {path} is a folder: give the model file in it to --model")
+    from ..media.open import special_file
+
+    kind = special_file(path)  # a FIFO would block the read, a device never ends
+    if kind is not None:
+        raise ModelError(f"model file {path} is {kind}, not a file: give the model file to --model")
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist: check the path given to --model")
     if path.stat().st_size == 0:
         raise ModelError(f"model file {path} is empty: download or export it again")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:  # another user's file (mode 0600), a failing disk: not a damaged model
+        raise ModelError(f"cannot read the model file {path} ({e.strerror or e}): make it readable to you, "
+                         "or pass another --model") from e
     if suffix in ONNX_SUFFIXES:
         if backend == "torch":
             raise ConfigError("an .onnx model runs on ONNX Runtime: drop --backend torch")
