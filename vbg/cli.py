@@ -776,7 +776,8 @@ def open_segmenters(plan: _ProcessPlan, segs: list) -> None:
             segs.append(seg)
             for _ in range(plan.workers - 1):
                 segs.append(create_segmenter(seg_cfg, seg.source))
-    log.info("model %s on %s, %d worker(s) of %s thread(s)%s", seg.source.label, ", ".join(seg.providers),
+    on = ", ".join(seg.providers) or "the device its session opens on at the first frame"  # weights: exported then
+    log.info("model %s on %s, %d worker(s) of %s thread(s)%s", seg.source.label, on,
              len(segs), getattr(seg, "threads", None) or "all", why)
 
 
