@@ -13,7 +13,9 @@ the stages import it, and checking a config opens and builds nothing.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import stat
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -443,15 +445,35 @@ def from_toml(path: str | Path, base=None, *, check: bool = True):
     """The config file at ``path`` applied to ``base`` (default: a ``LiveConfig()``; a
     ``ProcessConfig`` for vbg process)."""
     path = Path(path)
+    return apply(LiveConfig() if base is None else base, read_toml(path, f"--config {path}"), check=check)
+
+
+CONFIG_BYTES = 1 << 20  # a config file is a few hundred bytes: more is not one (--config /dev/zero)
+
+
+def read_toml(path: Path, label: str) -> dict:
+    """The TOML file at ``path`` as a dict; ``ConfigError`` naming it as ``label`` (``--config
+    FILE``, ``the default config FILE``) when it is missing, unreadable, not a regular file (a
+    named pipe would wait for a writer), over ``CONFIG_BYTES`` or not TOML."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        mode = None  # said below, on reading
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else "a device"
+        raise ConfigError(f"{label} is {kind}, not a file: give a TOML file")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(CONFIG_BYTES + 1)
+        if len(raw) > CONFIG_BYTES:
+            raise ConfigError(f"{label} is over {CONFIG_BYTES >> 20} MB: not a config file; give a TOML file")
+        return tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"--config {path}: no such file") from None
+        raise ConfigError(f"{label}: no such file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--config {path} is not valid TOML: {e}") from None
+        raise ConfigError(f"{label} is not valid TOML: {e}") from None
     except OSError as e:
-        raise ConfigError(f"--config {path} cannot be read: {e.strerror}") from None
-    return apply(LiveConfig() if base is None else base, data, check=check)
+        raise ConfigError(f"{label} cannot be read: {e.strerror}") from None
 
 
 def _known(name: str, value: Any, section) -> None:

@@ -94,17 +94,7 @@ class Layer:
         return cls(updates, {(s, k): origin for s, values in updates.items() for k in values})
 
 
-def read_toml(path: Path, label: str) -> dict:
-    """The TOML file at ``path`` as a dict; ``ConfigError`` naming it as ``label`` (``--config
-    FILE``, ``the default config FILE``) when it is missing, unreadable or not TOML."""
-    try:
-        return C.tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{label}: no such file") from None
-    except (C.tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{label} is not valid TOML: {e}") from None
-    except OSError as e:
-        raise ConfigError(f"{label} cannot be read: {e.strerror}") from None
+read_toml = C.read_toml
 
 
 def _shared(data: dict, root, label: str) -> dict:

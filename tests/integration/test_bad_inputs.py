@@ -328,12 +328,16 @@ def test_input_with_no_video_stream(m, tmp_path):
     (("--config", "{d}/wrong_type.toml"), ("[output] frames = 'ten' must be a whole number",)),
     (("--config", "{d}/not_toml.toml"), ("is not valid TOML",)),
     (("--config", "{d}/nope.toml"), ("no such file",)),
+    (("--config", "/dev/zero"), ("--config /dev/zero is a device, not a file: give a TOML file",)),  # read till killed
+    (("--config", "{t}/pipe.toml"), ("pipe.toml is a named pipe, not a file",)),  # waited for a writer for ever
     (("--backgrounds-dir", "{d}/bg.jpg"), ("--backgrounds-dir", "bg.jpg is a file, not a folder",)),
     (("--record", "{d}/call.webm"), ("call.webm: unknown file type, use one of .mp4", ".mkv")),  # was exit 10
 ], ids=["colour", "colour-range", "size-text", "size-range", "skip-text", "skip-range", "model-name",
-        "toml-unknown-key", "toml-wrong-type", "toml-syntax", "toml-missing", "backgrounds-dir-file", "record-type"])
+        "toml-unknown-key", "toml-wrong-type", "toml-syntax", "toml-missing", "toml-device", "toml-fifo",
+        "backgrounds-dir-file", "record-type"])
 def test_bad_option_values(m, tmp_path, args, needles):
-    args = tuple(a.format(d=m["dir"]) for a in args)
+    os.mkfifo(tmp_path / "pipe.toml")
+    args = tuple(a.format(d=m["dir"], t=tmp_path) for a in args)
     proc = run("--source", m["clip"], "--no-vcam", "--record", tmp_path / "o.mp4", *args, timeout=300)
     one_error(proc, 2, *needles)
     assert leftovers(tmp_path) == []

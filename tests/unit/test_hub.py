@@ -105,6 +105,8 @@ def test_cache_dir_precedence(tmp_path, monkeypatch):
     monkeypatch.delenv("VBG_CACHE_DIR", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert vbg_hub.cache_dir() == tmp_path / "home" / ".cache" / "vbg"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # ignored, as the XDG spec says (it was ./relative/...)
+    assert vbg_hub.cache_dir() == tmp_path / "home" / ".cache" / "vbg"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert vbg_hub.cache_dir() == tmp_path / "xdg" / "vbg"
     monkeypatch.setenv("VBG_CACHE_DIR", str(tmp_path / "own"))

@@ -77,8 +77,9 @@ def cache_dir() -> Path:
     """
     if os.environ.get("VBG_CACHE_DIR"):
         return Path(os.environ["VBG_CACHE_DIR"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "vbg"
+    xdg = Path(os.environ.get("XDG_CACHE_HOME") or "relative").expanduser()
+    if xdg.is_absolute():  # the XDG spec: a relative path is ignored (it made a cache in the current folder)
+        return xdg / "vbg"
     return Path.home() / ".cache" / "vbg"
 
 
