@@ -62,6 +62,8 @@ def check_background(background: str | None) -> None:
     from .compositing.backgrounds import VIDEO_SUFFIXES
     from .media.open import is_url
 
+    if not str(background).strip():  # --background "" (a config's empty value): it was taken for "."
+        raise InputError("--background is empty: give an image or video file, or use --color or --blur")
     if is_url(background):  # it was taken for a path ("http:/host/bg.jpg does not exist")
         raise InputError(f"background {background} is a URL: vbg reads a background from this computer: "
                          "download it, then pass its path")

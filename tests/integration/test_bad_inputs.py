@@ -157,6 +157,14 @@ def test_bad_background_image(m, tmp_path, name, code, needles):
     assert leftovers(tmp_path) == []
 
 
+def test_an_empty_background_is_said_as_such(m, tmp_path):
+    """--background "" (a config's empty value, a script's unset variable) was taken for the
+    current folder: "image . is a folder"."""
+    proc = run(*live(m, "--background", "", "--record", tmp_path / "out.mp4"))
+    one_error(proc, 9, "--background is empty: give an image or video file, or use --color or --blur")
+    assert leftovers(tmp_path) == []
+
+
 def test_a_phone_heic_photo_to_process_is_one_line_naming_the_command_for_photos(m, tmp_path):
     """An iPhone's photo (HEIC) to ``vbg process``, the command for videos: one line naming
     ``vbg segment``, with the photo's name quoted, nothing written. FFmpeg opens a HEIC as a
