@@ -452,6 +452,14 @@ def test_effect_off_sends_the_camera_frame_as_it_is(live):
     live.later(lambda s, img: (_corner(img) == (0, 0, 255)).all(), "blue corners again")
 
 
+def test_effect_off_keeps_the_mirror(live):
+    """With the mirror on, the effect switched off sends the camera's frame mirrored: the
+    picture in the call does not flip left to right at the switch (it did)."""
+    assert live.api("POST", "/api/mirror", {"on": True}) == (200, {"ok": True, "mirror": True})
+    assert live.api("POST", "/api/effect", {"on": False}) == (200, {"ok": True, "effect": False})
+    live.later(lambda s, img: np.array_equal(img, live.camera(s)[:, ::-1]), "the camera's frame, mirrored")
+
+
 def test_mirror_flips_the_person(live):
     def side(seq, img, mirrored):
         person = (np.abs(img.astype(int) - (0, 0, 255)).sum(axis=2) > 60)
