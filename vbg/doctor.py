@@ -650,9 +650,14 @@ def check_models() -> list[Check]:
                                                "exports of --variant export and TensorRT engines are not kept",
                             "set VBG_CACHE_DIR to a writable folder"))
     token = _hub_token()
+    unreadable = None if cached else hub.unreadable_copy(spec, "fp32")
     if cached:
         checks.append(Check("model cache", OK, f"rmbg-1.4 cached ({', '.join(cached)}); vbg cache {vbg_cache}; "
                                                "selfie models bundled"))
+    elif unreadable is not None:  # another user's download in a shared cache: not "not downloaded yet"
+        what, _, _ = str(unreadable).partition(": make it")
+        checks.append(Check("model cache", WARN, f"{what}: vbg runs the bundled selfie model",
+                            hub.UNREADABLE_FIX))
     elif (room := _hub_cache_room(spec)) is not None:  # the next run could not download it either
         checks.append(Check("model cache", WARN, f"rmbg-1.4 is not downloaded, and the Hugging Face cache cannot "
                                                  f"take it ({room}): vbg runs the bundled selfie model",

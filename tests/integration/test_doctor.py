@@ -73,6 +73,46 @@ def test_a_hub_cache_that_cannot_take_the_model_is_said_not_a_download_promised(
     assert cache[0]["fix"].startswith("set HF_HOME to a writable folder with room for it")
 
 
+def test_a_cached_model_the_user_cannot_read_is_said_not_called_missing(tmp_path):
+    """RMBG-1.4 in a shared Hugging Face cache, another user's copy with mode 0600: doctor said it
+    "is not downloaded yet"; it names the file that cannot be read and how to make it readable.
+    As root, doctor runs without root's capabilities (``setpriv``) so that the mode holds."""
+    import shutil
+    import subprocess
+    import sys
+
+    from vbg.models.spec import RMBG14
+
+    f = RMBG14.hub_files["fp32"]
+    repo = tmp_path / "hf" / "hub" / ("models--" + RMBG14.hub_repo.replace("/", "--"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    blob = repo / "blobs" / f.sha256
+    blob.parent.mkdir()
+    with open(blob, "wb") as out:
+        out.truncate(f.size)  # the published size (sparse): the copy is read for its checksum
+    link = repo / "snapshots" / commit / f.path
+    link.parent.mkdir(parents=True)
+    link.symlink_to(os.path.relpath(blob, link.parent))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        os.chown(blob, 65534, 65534)
+        blob.chmod(0o600)
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "setpriv (util-linux) is needed to drop root's capabilities for this test"
+        prefix = [setpriv, "--bounding-set=-all", "--inh-caps=-all"]
+    else:
+        blob.chmod(0o000)
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "VBG_CACHE_DIR": str(tmp_path / "vbg")}
+    proc = subprocess.run([*prefix, sys.executable, "-m", "vbg", "doctor", "--json"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    cache = [c for c in json.loads(proc.stdout)["checks"] if c["name"] == "model cache"]
+    assert len(cache) == 1 and cache[0]["status"] == WARN, cache
+    assert cache[0]["detail"].startswith(f"the cached {f.path} of {RMBG14.hub_repo} cannot be read (Permission denied")
+    assert cache[0]["fix"].startswith("make it readable to you")
+
+
 def test_exit_code_is_zero_only_without_failures(monkeypatch, capsys, vbg_logging):
     from vbg.cli import main
 

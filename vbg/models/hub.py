@@ -123,6 +123,21 @@ def cached_path(spec: ModelSpec, variant: str) -> Path | None:
     return None
 
 
+def unreadable_copy(spec: ModelSpec, variant: str) -> VbgError | None:
+    """The error for a cached copy of ``spec.hub_files[variant]`` that cannot be read (another
+    user's in a shared cache), where no other copy is whole; None otherwise. No network."""
+    f = _hub_file(spec, variant)
+    hub = _import_hub()
+    found = None
+    for path in _cached_candidates(hub, spec, f):
+        problem = _verify(path, f)
+        if problem is None:
+            return None
+        if isinstance(problem, Unreadable) and found is None:
+            found = _unreadable_error(spec, f, path, problem)
+    return found
+
+
 def fetch(spec: ModelSpec, variant: str, *, token: str | None = None) -> Path:
     """Local path of ``spec.hub_files[variant]``, downloaded if needed and verified.
 
@@ -204,7 +219,7 @@ def availability(spec: ModelSpec, variant: str, *, token: str | None = None) -> 
             unreadable = unreadable or (path, problem)
     if unreadable is not None:  # another user's copy in a shared cache: downloading again would not help
         e = _unreadable_error(spec, f, *unreadable)
-        return Unavailable(f"its cached copy cannot be read ({unreadable[1].why})", _UNREADABLE_FIX, e)
+        return Unavailable(f"its cached copy cannot be read ({unreadable[1].why})", UNREADABLE_FIX, e)
     page = f"https://huggingface.co/{spec.hub_repo}"
     if _offline(hub):
         fix = "unset HF_HUB_OFFLINE and connect to the internet"
@@ -403,12 +418,12 @@ class Unreadable(str):
         return self
 
 
-_UNREADABLE_FIX = "make it readable to you (its owner can: chmod a+r), or set HF_HOME to a folder of your own"
+UNREADABLE_FIX = "make it readable to you (its owner can: chmod a+r), or set HF_HOME to a folder of your own"
 
 
 def _unreadable_error(spec: ModelSpec, f: HubFile, path: Path, problem: Unreadable) -> ModelError:
     return ModelError(f"the cached {f.path} of {spec.hub_repo} cannot be read ({problem.why}: {path}): "
-                      f"{_UNREADABLE_FIX}; or {ALTERNATIVES}")
+                      f"{UNREADABLE_FIX}; or {ALTERNATIVES}")
 
 
 def _verify(path: Path, f: HubFile) -> str | None:
