@@ -337,6 +337,30 @@ def test_matte_mode_writes_grey_video(clips, tmp_path, suffix):
     assert np.abs(rgb[..., 0] - rgb[..., 2]).max() <= 3  # grey
 
 
+@pytest.mark.parametrize("suffix,ends", [(".mp4", (16, 235)), (".mov", (64, 940)), (".webm", (16, 235))])
+def test_a_matte_s_person_and_background_are_the_codec_s_white_and_black(clips, tmp_path, suffix, ends):
+    """A matte's sure person and sure background stored at the limited range's ends, as an editor
+    reads a luma matte: ProRes's person was 937 of 940 (99.7%: the layer behind showed through
+    the whole person). ProRes's frame headers carry the file's colour tags (they said primaries
+    and transfer unspecified)."""
+    info = probe(clips["silent"])
+    half = np.zeros((info.height, info.width), np.uint8)
+    half[:, : info.width // 2] = 255
+    dst = tmp_path / f"matte{suffix}"
+    with VideoWriter(dst, info, mode="matte") as writer:
+        for i in range(3):
+            writer.write(i, i, i / FPS, half)
+    with av.open(str(dst)) as c:
+        frame = next(c.decode(video=0))
+    bits = np.uint16 if "10" in frame.format.name else np.uint8
+    plane = frame.planes[0]
+    y = np.frombuffer(plane, bits).reshape(-1, plane.line_size // np.dtype(bits).itemsize)[:info.height, :info.width]
+    w = info.width
+    assert (int(np.median(y[:, 4: w // 2 - 4])), int(np.median(y[:, w // 2 + 4: -4]))) == (ends[1], ends[0])
+    if suffix == ".mov":
+        assert (frame.color_primaries, frame.color_trc, frame.colorspace) == (1, 1, 6)
+
+
 # ---------------------------------------------------------------------------- refusals and failures
 def test_refusals(clips, tmp_path):
     info = probe(clips["silent"])

@@ -237,7 +237,8 @@ class AvFile:
         # garbage collector happens to run, one more per file of a batch.
         self._convert = {
             "yuv420p": AvFile._yuv420p, "yuva420p": AvFile._yuva420p,
-            "yuva444p10le": AvFile._swscale, "yuv422p10le": AvFile._swscale,
+            "yuva444p10le": AvFile._swscale,
+            "yuv422p10le": AvFile._grey10 if mode == "matte" else AvFile._swscale,
         }[codec.pix_fmt]
         # I420 needs an even size even where the codec does not: convert a padded copy,
         # then copy the visible part of each plane into the frame.
@@ -245,6 +246,7 @@ class AvFile:
         self._pad = Padder()
         self._i420 = np.empty((self._even[0] * 3 // 2, self._even[1]), np.uint8)
         self._matte_lut = (16 + np.arange(256) * 219 / 255 + 0.5).astype(np.uint8)  # full -> limited luma
+        self._matte_lut10 = (64 + np.arange(256) * 876 / 255 + 0.5).astype(np.uint16)  # 10-bit: 64 .. 940
         self._mode = mode
         self._audio: AudioMux | None = None
 
@@ -337,12 +339,29 @@ class AvFile:
         _plane(frame, 1, (fh + 1) // 2, (fw + 1) // 2)[:] = 128
         _plane(frame, 2, (fh + 1) // 2, (fw + 1) // 2)[:] = 128
 
+    def _grey10(self, matte: np.ndarray) -> av.VideoFrame:
+        """A matte as 10-bit 4:2:2 grey (ProRes 422): its luma 64 .. 940 by table, as ``_fill_grey``
+        does in 8 bits; swscale's gray -> limited range topped out at 937 (99.7%: the layer behind
+        showed through the whole person in an editor's luma matte)."""
+        fw, fh = self.frame_size
+        frame = av.VideoFrame(fw, fh, "yuv422p10le")
+        h, w = matte.shape
+        y = _plane16(frame, 0, fh, fw)
+        np.take(self._matte_lut10, matte, out=y[:h, :w])
+        if fw > w:
+            y[:h, w:] = y[:h, w - 1:w]
+        if fh > h:
+            y[h:] = y[h - 1]
+        _plane16(frame, 1, fh, (fw + 1) // 2)[:] = 512
+        _plane16(frame, 2, fh, (fw + 1) // 2)[:] = 512
+        return _tagged(frame)
+
     def _swscale(self, image: np.ndarray) -> av.VideoFrame:
         src_format = {"rgb": "rgb24", "rgba": "rgba", "matte": "gray"}[self._mode]
         fw, fh = self.frame_size
         src = av.VideoFrame.from_ndarray(self._pad(image, (fh, fw)), format=src_format)
-        return src.reformat(format=self.codec.pix_fmt, src_colorspace="ITU601", dst_colorspace="ITU601",
-                            src_color_range="JPEG", dst_color_range="MPEG")
+        return _tagged(src.reformat(format=self.codec.pix_fmt, src_colorspace="ITU601", dst_colorspace="ITU601",
+                                    src_color_range="JPEG", dst_color_range="MPEG"))
 
     # ------------------------------------------------------------------ encoding
     def write(self, index: int, pts: int, image: np.ndarray) -> None:
@@ -393,6 +412,20 @@ class AvFile:
             self._new.discard()
             raise OutputError(f"{keep}: cannot move {self.tmp.name} into place ({one_line(e)}): "
                               "check the folder's permissions") from e
+
+
+def _tagged(frame: av.VideoFrame) -> av.VideoFrame:
+    """``frame`` with ``COLOR_TAGS``: FFmpeg's ProRes encoder writes each frame's header from the
+    frame's own tags, not the stream's (they said primaries and transfer unspecified)."""
+    for name, value in COLOR_TAGS.items():
+        setattr(frame, name, value)
+    return frame
+
+
+def _plane16(frame: av.VideoFrame, i: int, h: int, w: int) -> np.ndarray:
+    """A writable uint16 view of plane ``i``'s visible h x w samples (a 10-bit format, little-endian)."""
+    plane = frame.planes[i]
+    return np.frombuffer(plane, np.uint16).reshape(-1, plane.line_size // 2)[:h, :w]
 
 
 def _plane(frame: av.VideoFrame, i: int, h: int, w: int) -> np.ndarray:
