@@ -393,7 +393,9 @@ def cmd_segment(args) -> int:
                 still = CroppedSegmenter(seg).segment_still if cfg.crop == "auto" else seg.segment_full
             assert still is not None
             alpha = alpha_to_u8(still(rgb))
-            result = np.dstack([rgb, alpha]) if args.cutout else alpha
+            # a cut-out keeps nothing of the room where it is transparent: an app that drops alpha
+            # (or reads the file as a background) showed the whole photo again
+            result = np.dstack([np.where(alpha[..., None] == 0, 0, rgb), alpha]) if args.cutout else alpha
             # a cut-out is the photo's own pixels: its colour profile (a phone's Display P3) goes with them
             write_image(target, result, icc=icc_profile(image) if args.cutout else None)
             log.info("%s -> %s", image, target)

@@ -25,6 +25,7 @@ convert a Display P3 or Adobe RGB photo to sRGB (``vbg.icc``) for what vbg shows
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import struct
@@ -40,6 +41,8 @@ from .fsutil import NewFile, write_error_hint
 from .icc import to_srgb
 from .liblogs import c_stderr_quiet
 from .media.open import special_file
+
+log = logging.getLogger("vbg.images")
 
 MAX_PIXELS = MAX_IMAGE_PIXELS  # refuse decompression bombs before decoding (OpenCV refuses them too)
 MAX_FILE_BYTES = 1 << 30  # no still image worth reading is larger
@@ -643,8 +646,13 @@ def write_image(path: str | Path, img: np.ndarray, icc: bytes | None = None) -> 
         ok = False
     if not ok:
         raise OutputError(f"cannot encode {path.name}: use a .png (or .jpg/.webp for masks) output name")
+    if icc and icc[16:20] != b"RGB ":  # a CMYK or grey photo's profile does not describe RGB pixels
+        icc = None
     if icc and ext == ".png":
         buf = _with_iccp(memoryview(buf).cast("B"), icc)
+    elif icc and img.ndim == 3:
+        log.warning("%s: the photo's colour profile is kept in a .png only: its colours may look dull in a "
+                    "colour-managed viewer; write a .png to keep it", path.name)
     if ext in (".tif", ".tiff") and img.ndim == 3 and img.shape[2] == 4:
         buf = np.frombuffer(tiff_alpha_marked(buf.tobytes()), np.uint8)
     try:

@@ -34,6 +34,37 @@ def test_segment_a_phone_photo_in_heic_finds_the_person_upright_and_keeps_its_pr
     assert icc_profile(cut) == icc_profile(phone) is not None
 
 
+def test_a_cutout_keeps_nothing_of_the_room_where_it_is_transparent(tmp_path):
+    """Where a cut-out is fully transparent its colour is black: an app that drops the alpha (or
+    vbg, given the cut-out as a background) showed the whole room again, every pixel of it kept
+    under the transparency. Where the person is opaque the photo's pixels are kept as they are."""
+    out = tmp_path / "cut.png"
+    proc = run_vbg("segment", str(PHOTO), "--model", "selfie", "--cutout", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rgba = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    clear, opaque = rgba[..., 3] == 0, rgba[..., 3] == 255
+    assert clear.mean() > 0.3 and opaque.mean() > 0.1
+    assert not rgba[..., :3][clear].any()
+    np.testing.assert_array_equal(rgba[..., :3][opaque], cv2.imread(str(PHOTO))[opaque])
+
+
+def test_a_cutout_profile_goes_only_where_it_can_be_kept(tmp_path):
+    """A CMYK or grey photo's profile is not written into an RGB cut-out (a CMYK one in a PNG made
+    libpng warn "invalid ICC profile color space", and viewers misread it); a phone's Display P3
+    profile, kept in a .png, is said lost in a .webp or .tif (it went without a word)."""
+    from vbg.images import icc_profile, write_image
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    cmyk = bytes(16) + b"CMYK" + b"Lab " + bytes(12) + b"acsp" + bytes(88)
+    write_image(tmp_path / "c.png", rgba, icc=cmyk)
+    assert icc_profile(tmp_path / "c.png") is None
+    phone = DATA / "phone.heic"  # a Display P3 profile
+    for name in ("cut.webp", "cut.tif"):
+        proc = run_vbg("segment", str(phone), "-o", str(tmp_path / name), "--cutout", "--model", "selfie")
+        assert proc.returncode == 0, proc.stderr
+        assert f"vbg: {name}: the photo's colour profile is kept in a .png only" in proc.stderr, proc.stderr
+
+
 def _one_line_error(proc) -> str:
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert "Traceback" not in proc.stderr, proc.stderr
