@@ -118,6 +118,20 @@ def test_an_adobe_rgb_camera_jpeg_as_background_shows_its_colours(tmp_path):
     assert np.abs(np.array(PATCHES) - want).max() >= 20
 
 
+def test_a_photo_larger_than_a_strip_is_converted_whole_and_alike_everywhere():
+    """A big photo is converted in strips of rows (a 48 MP P3 photo held 2.4 GB of float copies at
+    once: out of memory on a small machine, with a fix naming --size): every strip, the last
+    partial one too, gives what the chart alone gives."""
+    from vbg.icc import STRIP_PIXELS
+
+    small = to_srgb(chart(), profile(P3, para3(*SRGB_PARA)))
+    rows = -(-2 * STRIP_PIXELS // chart().shape[1]) // chart().shape[0] + 2  # over two strips, a partial one
+    big = np.tile(chart(), (rows, 1, 1))
+    big = big[:-5]  # ends part-way through a chart
+    assert big.shape[0] * big.shape[1] > 2 * STRIP_PIXELS
+    np.testing.assert_array_equal(to_srgb(big, profile(P3, para3(*SRGB_PARA))), np.tile(small, (rows, 1, 1))[:-5])
+
+
 def test_an_srgb_photo_is_left_exactly_as_it_is():
     rgb = chart()
     assert to_srgb(rgb, profile(SRGB, para3(*SRGB_PARA))) is rgb
