@@ -614,6 +614,17 @@ def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     return img
 
 
+def over_black(rgba: np.ndarray) -> np.ndarray:
+    """RGBA uint8 (straight alpha) laid over black, as RGB: where a picture is transparent nothing
+    of the colours stored under it shows (an editor keeps what was erased there; formats differ:
+    a PNG kept its stored colour, a lossless WebP black, a GIF its transparent entry's colour)."""
+    rgb = cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
+    alpha = rgba[:, :, 3]
+    if int(alpha.min()) < 255:
+        rgb = cv2.multiply(rgb, cv2.cvtColor(alpha, cv2.COLOR_GRAY2RGB), scale=1 / 255)
+    return rgb
+
+
 def to_rgb8(img: np.ndarray) -> np.ndarray:
     """Any OpenCV-decoded image (BGR/BGRA/grey, 8 or 16 bit, float) -> RGB uint8."""
     if img.dtype == np.uint16:
@@ -625,7 +636,7 @@ def to_rgb8(img: np.ndarray) -> np.ndarray:
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+        return over_black(cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA))
     if img.shape[2] == 1:
         return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

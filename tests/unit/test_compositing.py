@@ -196,6 +196,42 @@ def test_close_closes_the_background_once():
 
 # -- options -----------------------------------------------------------------
 
+@pytest.mark.parametrize("kind", ["PNG", "animated PNG"])
+def test_a_background_s_transparent_part_is_black_whatever_colour_is_stored_there(tmp_path, kind):
+    """A picture half opaque red, half transparent with magenta stored under the transparency (an
+    editor keeps what was erased): the transparent half shows black, as a lossless WebP's did.
+    It showed the stored magenta (or, for a GIF, its transparent entry's colour)."""
+    import av
+
+    h, w = 36, 64
+    rgba = np.zeros((h, w, 4), np.uint8)
+    rgba[:, : w // 2] = (255, 0, 0, 255)
+    rgba[:, w // 2:] = (255, 0, 255, 0)
+    path = tmp_path / "half.png"
+    if kind == "PNG":
+        path.write_bytes(cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1].tobytes())
+    else:
+        path = tmp_path / "half.apng"
+        with av.open(str(path), "w", format="apng") as out:
+            stream = out.add_stream("apng", rate=10)
+            stream.width, stream.height, stream.pix_fmt = w, h, "rgba"
+            for i in range(2):
+                frame = av.VideoFrame.from_ndarray(rgba, format="rgba")
+                frame.pts, frame.time_base = i, Fraction(1, 10)
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+    bg = background_from_options(str(path), live=False)
+    try:
+        bg.prepare((h, w))
+        if hasattr(bg, "show_at"):
+            bg.show_at(0.0)
+        out = bg.render(solid(h, w, (0, 128, 0)), np.zeros((h, w), np.uint8))
+    finally:
+        bg.close()
+    assert np.abs(out[h // 2, 4:w // 2 - 4].astype(int) - (255, 0, 0)).max() <= 3
+    assert out[h // 2, w // 2 + 4:-4].max() <= 3
+
+
 def test_mirror_flips_the_person_but_not_the_background_image():
     h, w = 4, 8
     frame = solid(h, w, (255, 0, 0))

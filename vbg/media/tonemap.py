@@ -228,7 +228,8 @@ class SdrFrames:
     """``to_rgb(frame)``: any decoded frame as SDR RGB uint8, like ``frame.to_ndarray("rgb24")``
     with the same ``width``/``height``/``interpolation``; a frame tagged HLG or PQ is
     tone-mapped, by a ``ToneMapper`` made at the first one (with that frame's stated peak), and
-    an SDR frame in BT.2020 colours converted to BT.709 (``WIDE_SDR``). One per reading thread."""
+    an SDR frame in BT.2020 colours converted to BT.709 (``WIDE_SDR``); a frame with transparency
+    (a GIF's, an animated PNG's) laid over black (``vbg.images.over_black``). One per reading thread."""
 
     def __init__(self) -> None:
         self.mapper: ToneMapper | None = None
@@ -239,6 +240,12 @@ class SdrFrames:
         if transfer is None and wide_gamut_sdr(frame):
             transfer = WIDE_SDR
         if transfer is None:
+            fmt = frame.format
+            if fmt.has_palette or len(fmt.components) in (2, 4):  # transparency (a GIF's, an APNG's)
+                from vbg.images import over_black
+
+                return over_black(frame.to_ndarray(format="rgba", width=width, height=height,
+                                                   interpolation=interpolation, threads=1))
             return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation,
                                     threads=1)
         if self.mapper is None or self.mapper.transfer != transfer:
