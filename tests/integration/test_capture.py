@@ -52,6 +52,28 @@ def test_a_file_source_stopped_for_a_while_goes_on_at_its_pace_not_in_a_burst(cl
     np.testing.assert_allclose(np.delete(gaps, 3), 1 / 30, atol=1e-6)  # at the file's pace, before and after
 
 
+def test_a_photo_as_the_camera_shows_its_picture_on_at_a_steady_rate(tmp_path):
+    """A photo as --source (a still camera, as the README says it takes one): its picture again
+    and again, a frame interval apart, upright and whole, decoded once. The run ended after its
+    one frame ("stopped after 1 frames")."""
+    import cv2
+
+    photo = tmp_path / "desk.jpg"
+    picture = np.zeros((72, 128, 3), np.uint8)
+    picture[:, :64] = (0, 0, 255)  # BGR: red on the left
+    cv2.imwrite(str(photo), picture)
+    clock = FakeClock(5.0)
+    with open_source(str(photo), clock=clock) as src:
+        shots = [src.read() for _ in range(30)]
+        times = [clock.now()]
+        src.read()
+        times.append(clock.now())
+    assert all(s is not None and s.shape == (72, 128, 3) for s in shots)
+    assert all(np.array_equal(s, shots[0]) for s in shots) and shots[0] is not shots[1]  # each its own array
+    assert np.abs(shots[0][36, 10].astype(int) - (255, 0, 0)).max() < 8  # RGB: red on the left
+    assert times[1] - times[0] == pytest.approx(1 / src.fps)
+
+
 def test_file_source_loops_with_increasing_time(clip):
     clock = FakeClock()
     with open_source(str(clip), loop=True, clock=clock) as src:

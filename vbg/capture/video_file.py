@@ -90,6 +90,10 @@ class VideoFileSource:
         stream = picture_stream(container)
         cc = stream.codec_context  # read now: a URL's decoding helper owns the container once it starts
         told = (cc.width, cc.height, cc.color_trc, cc.name, other_video_tracks(container, stream))
+        # a photo (FFmpeg's image demuxers) is a still camera: its one picture shown on, paced
+        self.still = paced and (container.format.name == "image2" or container.format.name.endswith("_pipe")) \
+            and not is_url(self.path) and "%" not in self.path
+        self._still: np.ndarray | None = None
         self._reader = VideoReader(self.path, self._cancel, rotate=None, container=container)
         self._frames = self._decode()
         try:  # the first frame carries the display rotation: kept for read()
@@ -147,6 +151,12 @@ class VideoFileSource:
         if self._frames is None:
             raise ValueError(f"read() on a closed source ({self.path})")
         while True:
+            if self._still is not None:  # a photo as the camera: its picture again, a frame interval on
+                self._last_rel += 1.0 / self.fps
+                if not self._due(self._last_rel):
+                    continue
+                self.frames_read += 1
+                return self._still.copy()
             frame = self._next_frame()
             if frame is None:
                 return None
@@ -158,20 +168,30 @@ class VideoFileSource:
                 self._pass_offset -= ts - self._prev_ts - 1.0 / self.fps
             self._prev_ts = ts
             rel = self._last_rel = ts - self._first_ts + self._pass_offset
-            if self.paced:
-                now = self.clock.now()
-                if self._t0 is None:
-                    self._t0 = now - rel
-                late = now - (self._t0 + rel)
-                if self.drop_late and late >= 1.0 / self.fps:
-                    self.frames_dropped += 1  # the next frame is due already: this one is gone, as on a camera
-                    continue
-                if late > RESUME_AFTER_S:  # the process was stopped (Ctrl-Z, a debugger) or starved: go on
-                    self._t0 += late      # from this frame at the file's pace, not in a burst of every one missed
-                    late = 0.0
-                self.clock.sleep(-late)
+            if not self._due(rel):
+                continue
             self.frames_read += 1
-            return self._reader.rgb(frame)
+            rgb = self._reader.rgb(frame)
+            if self.still:  # kept, not decoded again for every frame
+                self._still = rgb.copy()
+            return rgb
+
+    def _due(self, rel: float) -> bool:
+        """Waits until the frame at ``rel`` s is due (paced); False: it is dropped (``drop_late``)."""
+        if not self.paced:
+            return True
+        now = self.clock.now()
+        if self._t0 is None:
+            self._t0 = now - rel
+        late = now - (self._t0 + rel)
+        if self.drop_late and late >= 1.0 / self.fps:
+            self.frames_dropped += 1  # the next frame is due already: this one is gone, as on a camera
+            return False
+        if late > RESUME_AFTER_S:  # the process was stopped (Ctrl-Z, a debugger) or starved: go on
+            self._t0 += late      # from this frame at the file's pace, not in a burst of every one missed
+            late = 0.0
+        self.clock.sleep(-late)
+        return True
 
     def _next_frame(self):
         frame, self._pending = self._pending, None
