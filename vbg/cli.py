@@ -1366,7 +1366,17 @@ def _token_shown() -> dict:
 
 class _RowHandler(logging.StreamHandler):
     """A log line on a row of its own: the progress bar or status line being redrawn on the
-    terminal is blanked first (the line ran on from the bar's end)."""
+    terminal is blanked first (the line ran on from the bar's end). It writes to ``sys.stderr``
+    as it is at each line: a program that calls ``main`` and then swaps stderr (a test's captured
+    stream, closed after it) gets its lines where stderr is now, not an error on a closed file."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler sets it: sys.stderr is looked up instead
+        pass
 
     def emit(self, record) -> None:  # called under the handler's lock
         with streams.ROW_LOCK:  # not between a redraw and its row_drawn, nor beside another handler's line

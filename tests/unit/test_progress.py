@@ -87,3 +87,24 @@ def test_the_live_status_line_drops_its_least_telling_parts_first():
     narrow = fit_status_line(line, 12)
     assert narrow == "out  28.5..." and len(narrow) == 12
     assert fit_status_line(line.replace("CPU", "CUDA,CPU"), 118).endswith("| latency   13/  46 ms | CUDA,CPU | camera lost")
+
+
+def test_log_lines_go_where_stderr_is_after_main_set_logging_up(vbg_logging, monkeypatch):
+    """``main`` set the "vbg" logger up on the stderr of the time; a program (a test with its
+    captured stream) that swapped and closed it got "I/O operation on closed file" from the
+    next line vbg logged. The line goes to stderr as it is now."""
+    import argparse
+    import io
+    import logging
+    import sys
+
+    from vbg import cli
+
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    cli._setup_logging(argparse.Namespace(verbose=False, quiet=False))
+    first.close()
+    now = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", now)
+    logging.getLogger("vbg.test").warning("after")
+    assert now.getvalue().endswith("vbg: after\n")  # (after blanking a bar row an earlier test drew)
