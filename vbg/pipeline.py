@@ -729,7 +729,7 @@ class LivePipeline:
         if effect_on:
             st.compositor.compose(frame.image, alpha_u8, out=out)
         else:  # the camera as it is, still a selfie view with --mirror (it flipped at the switch)
-            np.copyto(out, frame.image[:, ::-1] if st.compositor.mirror else frame.image)
+            np.copyto(out, frame.image[:, ::-1] if getattr(st.compositor, "mirror", False) else frame.image)
         comp = Composite(frame.seq, frame.t_capture, out, m_used.seq if m_used is not None else -1, fresh)
         self._send(comp)
         self.latest = comp

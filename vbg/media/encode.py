@@ -424,8 +424,7 @@ def _tagged(frame: av.VideoFrame) -> av.VideoFrame:
 
 def _plane16(frame: av.VideoFrame, i: int, h: int, w: int) -> np.ndarray:
     """A writable uint16 view of plane ``i``'s visible h x w samples (a 10-bit format, little-endian)."""
-    plane = frame.planes[i]
-    return np.frombuffer(plane, np.uint16).reshape(-1, plane.line_size // 2)[:h, :w]
+    return _plane(frame, i, h, 2 * w).view(np.uint16)
 
 
 def _plane(frame: av.VideoFrame, i: int, h: int, w: int) -> np.ndarray:

@@ -394,8 +394,8 @@ class VideoReader:
                 t = packet.dts if packet.dts is not None else packet.pts
                 if self._torn_look and not packet.is_corrupt:
                     self._torn_look -= 1
-                    d = None if t is None or self._last_t is None else t - self._last_t
-                    leap = d is not None and not 0 <= d <= GAP_STEPS * self._step  # the clock leaps here
+                    d = 0 if t is None or self._last_t is None else t - self._last_t
+                    leap = not 0 <= d <= GAP_STEPS * self._step  # the clock leaps here
                     if leap or not self._torn_look:
                         self._torn_look = 0
                         # a keyframe where the clock goes back, or on by half a second or more: a recording

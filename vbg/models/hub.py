@@ -218,8 +218,8 @@ def availability(spec: ModelSpec, variant: str, *, token: str | None = None) -> 
         if isinstance(problem, Unreadable):
             unreadable = unreadable or (path, problem)
     if unreadable is not None:  # another user's copy in a shared cache: downloading again would not help
-        e = _unreadable_error(spec, f, *unreadable)
-        return Unavailable(f"its cached copy cannot be read ({unreadable[1].why})", UNREADABLE_FIX, e)
+        refused = _unreadable_error(spec, f, *unreadable)
+        return Unavailable(f"its cached copy cannot be read ({unreadable[1].why})", UNREADABLE_FIX, refused)
     page = f"https://huggingface.co/{spec.hub_repo}"
     if _offline(hub):
         fix = "unset HF_HUB_OFFLINE and connect to the internet"
