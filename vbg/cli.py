@@ -462,10 +462,17 @@ def _expand_inputs(patterns: list[str], *, photos: bool = False) -> list[Path | 
         pat = local_path(pat)  # file:///x/talk.mp4, as the live --source takes it
         pat = os.path.expanduser(pat)
         if _is_pattern(pat):
-            matches = sorted(glob.glob(pat))
+            matches = [Path(m) for m in sorted(glob.glob(pat))]
             if not matches:
                 raise ConfigError(f"{pat!r} matches no file: check the pattern")
-            out.extend(Path(m) for m in matches)
+            # a folder the pattern matches is an input only as a sequence's frames (an earlier run's
+            # -o folder of videos beside the recordings stopped the batch as "no images in it")
+            folders = [m for m in matches if m.is_dir() and not photos_in(m)]
+            if folders and len(folders) < len(matches):
+                log.info("%s: left out: %s (%s; name a folder to process the videos in it)", pat,
+                         ", ".join(map(str, folders)), "a folder" if len(folders) == 1 else "folders")
+                matches = [m for m in matches if m not in folders]
+            out.extend(matches)
         elif Path(pat).is_dir() and (files := in_folder(Path(pat))):
             out.extend(files)
         elif photos and Path(pat).is_dir():
@@ -475,7 +482,25 @@ def _expand_inputs(patterns: list[str], *, photos: bool = False) -> list[Path | 
                                   "AVIF, BMP or TIFF) or a folder of them")
         else:
             out.append(Path(pat))
-    return out
+    return _once(out)
+
+
+def _once(inputs: list[Path | str]) -> list[Path | str]:
+    """``inputs`` each once (the same file named twice, by a pattern and by name: it was refused as
+    two inputs "both written to" one output), said in one line."""
+    seen: set[str] = set()
+    kept: list[Path | str] = []
+    twice: list[str] = []
+    for src in inputs:
+        key = src if isinstance(src, str) else os.path.realpath(src)
+        if key in seen:
+            twice.append(str(src))
+            continue
+        seen.add(key)
+        kept.append(src)
+    if twice:
+        log.info("given more than once, processed once: %s", ", ".join(dict.fromkeys(twice)))
+    return kept
 
 
 def _is_batch(args: list[str]) -> bool:
@@ -695,6 +720,7 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
     first_info = _no_input_readable(inputs, found, cfg.fps, {src for src, _ in sequences})
     for folder in dict.fromkeys(dst.parent for dst, _ in planned):  # a batch's: -o itself, once
         preflight.collect(found, preflight.check_output_folder, folder, "-o", raw_output or output)
+        preflight.collect(found, preflight.check_folder_writable, folder, "-o", raw_output or output)
     read = [*inputs, *(folder for _, folder in sequences), bg.background]  # a sequence's frames' folder too
     for dst, sequence in planned:
         preflight.collect(found, _check_process_target, dst, sequence, read, overwrite)
@@ -924,11 +950,14 @@ def _process_files(proc, plan: _ProcessPlan, args) -> int:
     """Each input in turn (a failed one reported, the next one started); the exit code."""
     failed = 0
     last_code = 1
-    for src, (dst, sequence) in zip(plan.inputs, plan.planned):
-        if streams.broken():
+    todo = list(zip(plan.inputs, plan.planned))
+    for k, (src, (dst, sequence)) in enumerate(todo):
+        if streams.broken() or proc.stop.is_set():  # Ctrl-C between two files: the next one is not begun
+            _say_not_begun([s for s, _ in todo[k:]])
             return _INTERRUPTED
         code = _process_file(proc, src, dst, sequence, args)
         if code == _INTERRUPTED:
+            _say_not_begun([s for s, _ in todo[k + 1:]])
             return code
         if code:
             failed += 1
@@ -936,6 +965,14 @@ def _process_files(proc, plan: _ProcessPlan, args) -> int:
     if failed and not plan.batch:
         return last_code  # one input: the exit code says why it failed
     return 1 if failed else 0
+
+
+def _say_not_begun(left: list) -> None:
+    """The inputs an interrupted batch did not begin, named (they went unsaid: the same command
+    run again stops at the first output already there)."""
+    if left:
+        names = ", ".join(map(str, left[:5])) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        _error(f"interrupted: {len(left)} file(s) not begun: {names}")
 
 
 def _frames_word(n: int) -> str:
@@ -958,8 +995,8 @@ def _process_file(proc, src, dst: Path, sequence: bool, args) -> int:
         res = proc.process(src, dst, progress, sequence=sequence, overwrite=args.overwrite)
     except VbgError as e:
         progress.fail(str(e))
-        # the input is named once (the reader's own messages start with it)
-        _error(str(e) if str(e).startswith(f"{src}:") else f"{src}: {e}")
+        # the input is named once (the reader's own messages start with it: "zero.mp4: ...", "zero.mp4 has ...")
+        _error(str(e) if str(e).startswith((f"{src}:", f"{src} ")) else f"{src}: {e}")
         return e.exit_code
     for w in res.warnings:
         log.info("%s: %s", src, w)
@@ -967,7 +1004,8 @@ def _process_file(proc, src, dst: Path, sequence: bool, args) -> int:
     summary = (f"{src} -> {res.output}: {_frames_word(res.frames)} in {res.seconds:.1f} s "
                f"({res.fps:.1f} fps, model {res.infer_ms_p50:.0f} ms/frame)")
     if res.interrupted:
-        summary = f"interrupted: {summary} (a playable partial file)"
+        summary = (f"interrupted: {summary} (a playable partial file)" if res.output is not None
+                   else f"interrupted: {src}: nothing written")  # stopped before its first frame
     progress.finish(summary, output=res.output, interrupted=res.interrupted)
     return _INTERRUPTED if res.interrupted else 0
 

@@ -157,6 +157,28 @@ def check_output_folder(folder: Path, option: str = "-o", shown: object = None) 
             return
 
 
+def check_folder_writable(folder: Path, option: str = "-o", shown: object = None) -> None:
+    """Files can be made in ``folder`` (or, where it is not there yet, in the nearest folder above
+    it, where it will be made): a read-only disk or another user's folder is said once at start,
+    not once per input after the model has loaded. A probe file, made under a fresh name and
+    removed at once, is the only test that holds for root (who passes every permission check)."""
+    import tempfile
+
+    from .fsutil import write_error_hint
+
+    folder = Path(folder)
+    here = next((f for f in (folder, *folder.parents) if os.path.lexists(f)), None)
+    if here is None or not here.is_dir():
+        return  # nothing there at all, or a file in the way: check_output_folder's to say
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".vbg-can-write-", dir=here)
+    except OSError as e:
+        raise OutputError(f"{option} {folder if shown is None else shown}: cannot write in {here} "
+                          f"({e.strerror or e}): {write_error_hint(e)}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_output_path(path: Path, overwrite: bool, option: str = "-o", inputs=()) -> None:
     """The output's folder exists, it is not an input, no other run writes it, and it is
     not there already (unless --overwrite)."""

@@ -363,9 +363,16 @@ def test_ui_with_no_control_says_there_is_no_page_to_open(m, tmp_path):
 UNWRITABLE = Path("/proc/vbg-test")  # no file can be made here, for root either
 
 
-@pytest.mark.parametrize("kind", ["segment", "process", "record"])
-def test_unwritable_output_path(m, kind):
-    if kind == "segment":
+@pytest.mark.parametrize("kind", ["segment", "process", "record", "batch"])
+def test_unwritable_output_path(m, kind, tmp_path):
+    """A batch into a folder that cannot be written is one line at start too (it loaded the model,
+    then failed each input with its own line, exit 1: the code for "some inputs failed")."""
+    if kind == "batch":
+        other = tmp_path / "other.mp4"
+        other.write_bytes(Path(m["clip"]).read_bytes())
+        proc = run("process", m["clip"], other, "--model", "selfie", "-o", UNWRITABLE / "out")
+        assert "model selfie" not in proc.stderr, proc.stderr  # said before the model loads
+    elif kind == "segment":
         proc = run("segment", m["dir"] / "bg.jpg", "--model", "selfie", "-o", UNWRITABLE / "mask.png")
     elif kind == "process":
         proc = run("process", m["clip"], "--model", "selfie", "-o", UNWRITABLE / "out.mp4")

@@ -1213,6 +1213,43 @@ def test_sigint_leaves_a_playable_partial_file(clips, tmp_path):
     assert str(n) in err  # it says how many frames it kept
 
 
+def test_a_batch_interrupted_names_the_files_it_did_not_begin(clips, tmp_path):
+    """Ctrl-C during the first file of three: its partial file is kept, and one line names the two
+    not begun (they went unsaid, and the same command run again stops at the first output there)."""
+    long_clip = write_clip(tmp_path / "long.mp4", [f for f, _ in person_clip_frames(600, (360, 640))], fps=30)
+    outdir = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "process", str(long_clip), str(clips["tone"]),
+                             str(clips["rotated"]), "-o", str(outdir), "--model", "selfie", "--quality", "best"],
+                            stderr=subprocess.PIPE, text=True)
+    stderr = StderrLines(proc)
+    stderr.wait_for(progress_shows_frames(600), "progress line")
+    proc.send_signal(signal.SIGINT)
+    _, err = stderr.finish()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert f"vbg: error: interrupted: 2 file(s) not begun: {clips['tone']}, {clips['rotated']}" in err.splitlines()
+    assert sorted(p.name for p in outdir.iterdir()) == ["long.partial.mp4"]
+
+
+def test_a_pattern_leaves_out_an_earlier_run_s_folder_and_takes_a_file_named_twice_once(clips, tmp_path):
+    """``vbg process 'rec/*' -o rec/out`` run again once a new recording came: the pattern matches
+    the first run's output folder, which is left out with a line (it stopped the batch: "rec/out
+    is a folder with no images in it"); a file both matched and named is processed once (it was
+    refused: "would both be written to")."""
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    (rec / "tone.mp4").write_bytes(clips["tone"].read_bytes())
+    first = run_vbg("process", str(rec / "*"), "-o", str(rec / "out"), "--model", "selfie", "--quiet")
+    assert first.returncode == 0, first.stderr
+    (rec / "new.mp4").write_bytes(clips["tone"].read_bytes())
+    again = run_vbg("process", str(rec / "*"), str(rec / "new.mp4"), "-o", str(rec / "out"), "--model", "selfie",
+                    "--overwrite")
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    lines = again.stderr.splitlines()
+    assert f"vbg: {rec / '*'}: left out: {rec / 'out'} (a folder; name a folder to process the videos in it)" in lines
+    assert f"vbg: given more than once, processed once: {rec / 'new.mp4'}" in lines
+    assert sorted(p.name for p in (rec / "out").iterdir()) == ["new.mp4", "tone.mp4"]
+
+
 def test_a_trailing_slash_makes_a_png_folder_of_a_name_with_a_dot(clips, tmp_path):
     """``-o shots.v2/``: the slash says a folder, whatever its name holds (it was refused as an
     unknown output type '.v2'); without the slash the name stays refused as an unknown file type."""
