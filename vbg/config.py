@@ -271,8 +271,8 @@ class OutputConfig:
     vcam_device: str | None = setting(None, "virtual camera device, e.g. /dev/video10 (pipewire: the node's name, "
                                             "default vbg)", metavar="DEV")
     vcam_backend: str | None = setting(  # None = auto (vbg.sinks.virtual_camera.choose_backend)
-        None, "v4l2loopback, pipewire (Linux, no kernel module), obs, unitycapture (default: auto = v4l2loopback "
-        "where a device exists, else PipeWire where it runs)", metavar="NAME")
+        None, "v4l2loopback, pipewire (Linux, no kernel module), obs (Windows, macOS), unitycapture (Windows) "
+        "(default: auto = v4l2loopback where a device exists, else PipeWire where it runs)", metavar="NAME")
     record: str | None = setting(None, "also write what the camera is sent to a file", metavar="OUT.mp4")
     encoder: str = setting(  # vbg.encoders
         "auto", "--record's H.264 encoder: auto (default) = NVENC on an NVIDIA GPU where it opens, else x264",

@@ -313,3 +313,15 @@ def test_a_new_sub_verb_completes_without_a_line_of_docs(monkeypatch, tmp_path):
     for kind in cli_docs.KINDS:
         text = cli_docs.render(kind)
         assert "deeper" in text and re.search(r"brand\\?-new", text), kind
+
+
+def test_docs_reliability_is_the_readme_s_reliability_section():
+    """docs/reliability.md is the README's Reliability section as it is (it had drifted: 29 rows
+    missing, a doctor check said to fail that warns, messages quoted as they no longer read)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").split("\n")
+    start = next(i for i, line in enumerate(readme) if line.startswith("## Reliability"))
+    end = next(i for i in range(start + 1, len(readme)) if readme[i].startswith("## "))
+    doc = (ROOT / "docs/reliability.md").read_text(encoding="utf-8").split("\n")
+    assert doc[0] == "# " + readme[start][3:]
+    assert "\n".join(doc[3:]).rstrip("\n") == "\n".join(readme[start + 3:end]).rstrip("\n"), \
+        "copy the README's Reliability section (after its first three lines) into docs/reliability.md"

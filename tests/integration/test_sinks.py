@@ -434,3 +434,18 @@ def test_preview_key_policy_hands_the_render_thread_whole_views():
     keys(Action.QUIT)
     assert quits == [True] and keys.take() is None
     keys.close()
+
+
+def test_a_backend_of_another_system_is_said_as_such():
+    """--vcam-backend obs on Linux (listed in --help, which is the same everywhere): one line that
+    it is for Windows and macOS (it was "unknown", as a typo is)."""
+    from pyvirtualcam.camera import BACKENDS
+
+    from vbg.sinks.virtual_camera import _open_camera
+
+    other = next((b for b in ("obs", "unitycapture", "v4l2loopback") if b not in BACKENDS), None)
+    assert other is not None, f"pyvirtualcam here has every backend: {sorted(BACKENDS)}"
+    with pytest.raises(ConfigError, match=rf"backend '{other}' is for .+, not this system: use one of"):
+        _open_camera(64, 48, 30, None, other)
+    with pytest.raises(ConfigError, match="backend 'nosuch' is unknown"):
+        _open_camera(64, 48, 30, None, "nosuch")

@@ -288,6 +288,10 @@ def _open_camera(width: int, height: int, fps: float, device: str | None, backen
         raise DependencyError(f"the virtual camera needs pyvirtualcam: pip install pyvirtualcam ({e})") from e
     if backend is not None and backend not in BACKENDS:
         known = ", ".join([*BACKENDS, "pipewire"] if sys.platform.startswith("linux") else BACKENDS) or "none here"
+        elsewhere = {"obs": "Windows and macOS", "unitycapture": "Windows", "v4l2loopback": "Linux"}.get(backend)
+        if elsewhere is not None:  # listed in --help, which is the same on every system
+            raise ConfigError(f"virtual camera backend {backend!r} is for {elsewhere}, not this system: use one of "
+                              f"{known}")
         raise ConfigError(f"virtual camera backend {backend!r} is unknown: use one of {known}")
     try:
         return pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB,
