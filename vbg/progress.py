@@ -52,6 +52,7 @@ class Progress:
         # A terminal shows the bar at once; a log gets its first line after one interval.
         self._last_draw = -1e9 if self.tty or mode == "json" else self.t0
         self.done = 0
+        self.estimate: int | None = None  # where ``total`` is unknown (Matroska, WebM, MPEG-TS): from the duration
 
     def emit(self, event: str, **fields) -> None:
         """A JSON-lines event (json mode only)."""
@@ -65,9 +66,10 @@ class Progress:
 
     def eta(self) -> float:
         r = self.rate()
-        if not self.total or r <= 0:
+        total = self.total or self.estimate
+        if not total or r <= 0:
             return float("nan")
-        return max(0.0, (self.total - self.done) / r)
+        return max(0.0, (total - self.done) / r)
 
     def update(self, done: int) -> None:
         self.done = done
@@ -86,9 +88,11 @@ class Progress:
         """The progress as one line; at most ``width`` cells when given: the bar narrows (and goes
         under 8 cells), then the name loses its middle, then the figures their end."""
         fps = self.rate()
-        if self.total:
-            frac = min(1.0, self.done / self.total)
-            tail = f" {100 * frac:3.0f}% {self.done}/{self.total} frames {fps:5.1f} fps ETA {_fmt_time(self.eta())}"
+        total = self.total or self.estimate
+        if total:
+            frac = min(1.0, self.done / total)
+            of = self.total if self.total else f"~{self.estimate}"  # an estimate from the duration: said as one
+            tail = f" {100 * frac:3.0f}% {self.done}/{of} frames {fps:5.1f} fps ETA {_fmt_time(self.eta())}"
             bar_w = self.width
             if width is not None:
                 bar_w = min(self.width, width - cells(self.label) - cells(tail) - 3)  # " [" "]"

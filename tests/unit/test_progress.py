@@ -89,12 +89,10 @@ def test_the_live_status_line_drops_its_least_telling_parts_first():
     assert fit_status_line(line.replace("CPU", "CUDA,CPU"), 118).endswith("| latency   13/  46 ms | CUDA,CPU | camera lost")
 
 
-def test_log_lines_go_where_stderr_is_after_main_set_logging_up(vbg_logging, monkeypatch):
-    """``main`` set the "vbg" logger up on the stderr of the time; a program (a test with its
+def test_log_lines_go_where_stderr_is_after_main_set_logging_up(monkeypatch):
+    """``main`` sets the "vbg" logger up on the stderr of the time; a program (a test with its
     captured stream) that swapped and closed it got "I/O operation on closed file" from the
-    next line vbg logged. The line goes to stderr as it is now."""
-    import argparse
-    import io
+    next line vbg logged. The CLI's handler writes to stderr as it is now."""
     import logging
     import sys
 
@@ -102,9 +100,30 @@ def test_log_lines_go_where_stderr_is_after_main_set_logging_up(vbg_logging, mon
 
     first = io.StringIO()
     monkeypatch.setattr(sys, "stderr", first)
-    cli._setup_logging(argparse.Namespace(verbose=False, quiet=False))
-    first.close()
-    now = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", now)
-    logging.getLogger("vbg.test").warning("after")
+    handler = cli._RowHandler(sys.stderr)
+    handler.setFormatter(cli._OneLine("vbg: %(message)s"))
+    log = logging.getLogger("vbg.test-row-handler")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        first.close()
+        now = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", now)
+        log.warning("after")
+    finally:
+        log.removeHandler(handler)
     assert now.getvalue().endswith("vbg: after\n")  # (after blanking a bar row an earlier test drew)
+
+
+def test_a_file_without_a_frame_count_shows_its_estimate_and_an_eta():
+    """A Matroska, WebM or MPEG-TS input states no frame count: the bar showed frames and fps
+    only, no share done and no ETA (OBS records .mkv). The estimate from its duration is shown as
+    one (``~``), with the ETA it gives; past it, the share stays at 100% and the ETA at 0."""
+    clock = FakeClock()
+    bar = Progress("obs.mkv", None, mode="bar", stream=io.StringIO(), clock=clock)
+    bar.estimate = 300
+    clock.advance(5.0)
+    bar.done = 150
+    assert bar.line() == "obs.mkv [############............]  50% 150/~300 frames  30.0 fps ETA 0:05"
+    bar.done = 310
+    assert " 100% 310/~300 frames" in bar.line() and bar.eta() == 0.0

@@ -516,6 +516,8 @@ class FileProcessor:
             open_reader = lambda: _SpanReader(whole(), span)  # noqa: E731
         t0 = time.monotonic()
         progress.total = total
+        if total is None and info.duration_s > 0 and info.fps > 0:  # no frame count in the file (mkv, webm, ts)
+            progress.estimate = max(1, round(info.duration_s * info.fps))
         progress.emit("start", output=str(dst), frames=total)
         writer = None
         try:
