@@ -533,6 +533,7 @@ class NewFolder:
         if foreign:
             raise FileExistsError(errno.EEXIST, not_a_sequence_message(self.target, foreign))
         # Swap: the old sequence moves aside (onto an empty folder of our own), the new one in.
+        was = os.lstat(self.target)
         old = Path(tempfile.mkdtemp(prefix=_temp_prefix(self.target), suffix=".old", dir=self.target.parent))
         _rename_onto_empty(self.target, old)
         foreign = foreign_files(old)  # put there between the check and the move: give it all back
@@ -546,7 +547,7 @@ class NewFolder:
                 os.rename(old, self.target)
             raise
         self._close()
-        _remove_sequence(old)
+        _remove_old_sequence(old, was)
         return self.target
 
     def keep(self, dest: str | Path) -> Path:
@@ -572,10 +573,21 @@ class NewFolder:
         raise FileExistsError(errno.EEXIST, f"no free name like {dest}")
 
     def discard(self) -> None:
-        """Remove the folder and what was written in it (idempotent)."""
-        if not self.done:
+        """Remove the folder and what was written in it (idempotent). Its files are removed through
+        the folder's descriptor, and the folder by name only while the name is still it: in a
+        shared folder another user may rename it aside and put a link to a folder of yours at its
+        name (by path, everything in that folder was removed)."""
+        if self.done:
+            return
+        if self._fd is None:
             _remove_sequence(self.tmp, only_frames=False)
-            self._close()
+        else:
+            _empty_by_fd(self._fd, only_frames=False)
+            with contextlib.suppress(OSError):
+                now = os.lstat(self.tmp)
+                if (now.st_dev, now.st_ino) == (self._made.st_dev, self._made.st_ino):
+                    os.rmdir(self.tmp)
+        self._close()
 
 
 def _rename_onto_empty(src: Path, empty: Path) -> None:
@@ -612,6 +624,41 @@ def not_a_sequence_message(folder: Path, foreign: list[str]) -> str:
     return (f"{folder} holds files that are not a PNG sequence vbg wrote ({foreign[0]}{more}), "
             "so --overwrite will not replace it: choose a new or empty folder, or name a file (-o "
             f"{folder / 'out.mp4'})")
+
+
+def _empty_by_fd(fd: int, *, only_frames: bool) -> None:
+    """Remove the files in the folder open as ``fd`` (only its frames, unless ``only_frames`` is
+    False), by name within it: a link put at the folder's name meanwhile is never followed."""
+    with contextlib.suppress(OSError), os.scandir(fd) as it:
+        for entry in list(it):
+            if not only_frames or SEQUENCE_FRAME.fullmatch(entry.name):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.name, dir_fd=fd)
+
+
+def _remove_old_sequence(old: Path, was: os.stat_result) -> None:
+    """Remove the frames of the sequence moved aside to ``old`` (then ``old``), only while ``old``
+    is still the folder that was the target (``was``): another user of a shared folder could
+    swap another folder of frames in at that name."""
+    if not _DIR_FDS:
+        _remove_sequence(old)
+        return
+    try:
+        fd = os.open(old, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (was.st_dev, was.st_ino):
+            return
+        _empty_by_fd(fd, only_frames=True)
+        now = os.lstat(old)
+        if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+            os.rmdir(old)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _remove_sequence(folder: Path, *, only_frames: bool = True) -> None:

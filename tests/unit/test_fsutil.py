@@ -50,6 +50,43 @@ def test_a_temporary_folder_swapped_for_a_symlink_is_never_put_in_place(tmp_path
     assert mine.parent.stat().st_mode == mode  # not chmod-ed through the link either
 
 
+def test_a_temporary_folder_swapped_for_a_link_is_discarded_without_touching_what_the_link_names(tmp_path, mine):
+    """A run that fails (a disk another user filled, Ctrl-C) discards its PNG folder: in a shared
+    folder without the sticky bit, another user renamed it aside and put a link to a folder of
+    the user's at its name, and every file there was removed (found by a security audit). Only
+    vbg's own frames go, from its own folder wherever it was moved."""
+    out = tmp_path / "shared"
+    new = NewFolder(out / "frames")
+    new.add("frame_000001.png", b"png")
+    moved = tmp_path / "moved-by-someone"
+    os.rename(new.tmp, moved)
+    new.tmp.symlink_to(mine.parent)
+    new.discard()
+    assert sorted(p.name for p in mine.parent.iterdir()) == ["precious.txt"]
+    assert mine.read_bytes() == PRECIOUS
+    assert list(moved.iterdir()) == []
+
+
+def test_an_old_sequence_swapped_before_its_removal_is_left_alone(tmp_path):
+    """--overwrite of a PNG folder moves the old frames aside, then removes them: a folder of other
+    frames put at that name meanwhile (another user's swap) keeps its frames."""
+    from vbg.fsutil import _remove_old_sequence
+
+    old, other = tmp_path / ".seq.old", tmp_path / "someone-elses"
+    for folder in (old, other):
+        folder.mkdir()
+        (folder / "frame_000001.png").write_bytes(b"png")
+    was = os.lstat(old)
+    os.rename(old, tmp_path / "aside")
+    os.rename(other, old)
+    _remove_old_sequence(old, was)
+    assert (old / "frame_000001.png").read_bytes() == b"png"
+    os.rename(old, other)
+    os.rename(tmp_path / "aside", old)
+    _remove_old_sequence(old, was)
+    assert not old.exists()
+
+
 def test_each_new_file_has_its_own_name_and_the_second_writer_is_refused(tmp_path):
     a = NewFile(tmp_path / "o.mp4")
     assert busy_writer(tmp_path / "o.mp4") == os.getpid()

@@ -223,6 +223,25 @@ def test_a_hub_setting_written_with_a_unit_is_one_line_naming_it(fake, tmp_path)
         message
 
 
+def test_a_cached_file_swapped_with_the_same_size_and_time_is_hashed_again(fake, tmp_path):
+    """In a cache others can write to, a file of the same size renamed over the verified copy,
+    its modification time set back to the old one: the stamp (path, size, mtime) passed it
+    unhashed, and vbg ran it as RMBG-1.4. The stamp holds the inode and change time too."""
+    fake.serve(REPO, FILE, DATA)
+    env = child_env(tmp_path, fake.endpoint)
+    first = run_fetch(env, files_for(DATA))
+    assert first["ok"], first
+    blob = Path(os.path.realpath(first["path"]))
+    st = blob.stat()
+    other = blob.with_name("planted")
+    other.write_bytes(BAD)
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.rename(other, blob)
+    again = run_fetch(env, files_for(DATA))
+    assert again["ok"] and again["sha256"] == sha256(DATA), again
+    assert any("damaged" in n for n in notices(again)) and len(again["hash_calls"]) == 2
+
+
 @pytest.mark.parametrize("lying_etag", [False, True], ids=["honest-etag", "lying-etag"])
 def test_wrong_bytes_raise_checksum_error_and_leave_nothing_in_the_cache(fake, tmp_path, lying_etag):
     fake.serve(REPO, FILE, BAD, claimed_sha256=sha256(DATA) if lying_etag else None)

@@ -147,23 +147,30 @@ def test_tensorrt_version_from_the_library_the_loader_finds(tmp_path, monkeypatc
     assert tensorrt_version() == "10.13.0.35"
 
 
-def test_a_large_models_hash_is_kept_by_path_size_and_mtime(tmp_path):
+def test_a_large_models_hash_is_kept_by_path_size_times_and_inode(tmp_path, monkeypatch):
+    """A large model's hash is kept: a later start reads no bytes. Other bytes of the same size put
+    back with the same modification time are hashed again (the change time moved, which no user
+    can set back): they passed as the old file."""
+    from vbg.models import hub
+
+    reads = []
+    real_hash = hub.file_sha256
+    monkeypatch.setattr(hub, "file_sha256", lambda path, *a, **k: reads.append(path) or real_hash(path, *a, **k))
     big = tmp_path / "big.onnx"
     big.write_bytes(b"a" * (9 << 20))
     memo = tmp_path / "sums"
     first = trt_cache.model_sha256(big, memo)
+    assert trt_cache.model_sha256(big, memo) == first and len(reads) == 1  # the memo answers
     st = big.stat()
-    with open(big, "r+b") as f:  # same size, same mtime, other bytes: the memo answers, the file is not read
+    with open(big, "r+b") as f:  # same size, same mtime, other bytes
         f.write(b"b")
     os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert trt_cache.model_sha256(big, memo) == first
-    os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
-    assert trt_cache.model_sha256(big, memo) != first
+    assert trt_cache.model_sha256(big, memo) != first and len(reads) == 2
     assert [p.name for p in memo.iterdir() if p.name.startswith(".")] == []  # no temporaries left
 
 
 def test_a_hub_file_vbg_verified_is_keyed_by_its_pin_without_reading_it(tmp_path, monkeypatch):
-    """The hub code's verification stamp (resolved path, size, mtime) stands for the pinned sha256."""
+    """The hub code's verification stamp (resolved path, size, times, inode) stands for the pinned sha256."""
     from vbg.models import spec as specs
     from vbg.models.spec import HubFile, ModelSpec
 
@@ -177,8 +184,9 @@ def test_a_hub_file_vbg_verified_is_keyed_by_its_pin_without_reading_it(tmp_path
     assert trt_cache.model_sha256(model, None) != pin  # not verified yet: hashed
     st = model.stat()
     (tmp_path / "cache" / "verified").mkdir(parents=True)
-    (tmp_path / "cache" / "verified" / pin).write_text(
-        json.dumps({"path": str(model.resolve()), "size": 1000, "mtime_ns": st.st_mtime_ns}))
+    from vbg.models.hub import file_stamp
+
+    (tmp_path / "cache" / "verified" / pin).write_text(json.dumps(file_stamp(model.resolve(), st)))
     assert trt_cache.model_sha256(model, None) == pin
     os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # changed since: the stamp no longer holds
     assert trt_cache.model_sha256(model, None) != pin

@@ -145,16 +145,16 @@ def tensorrt_version(search: list[str] | None = None) -> str | None:
     return None
 
 
-def _hub_sha256(real: Path, size: int, mtime_ns: int) -> str | None:
+def _hub_sha256(real: Path, st: os.stat_result) -> str | None:
     """The pinned sha256 of a hub file that vbg already verified (its stamp still matches the
     file): no need to read 176 MB again."""
     from ..models import hub
     from ..models.spec import MODELS
 
-    stamp = {"path": str(real), "size": size, "mtime_ns": mtime_ns}
+    stamp = hub.file_stamp(real, st)
     for spec in MODELS.values():
         for f in spec.hub_files.values():
-            if f.size != size:
+            if f.size != st.st_size:
                 continue
             try:
                 if json.loads((hub.cache_dir() / "verified" / f.sha256).read_text()) == stamp:
@@ -171,12 +171,14 @@ def model_sha256(path: Path, memo_dir: Path | None) -> str:
 
     real = Path(os.path.realpath(path))
     st = real.stat()
-    known = _hub_sha256(real, st.st_size, st.st_mtime_ns)
+    known = _hub_sha256(real, st)
     if known is not None:
         return known
     if memo_dir is None or st.st_size < _MEMO_MIN_BYTES:
         return file_sha256(real)
-    stamp = {"path": str(real), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    from ..models.hub import file_stamp
+
+    stamp = file_stamp(real, st)
     memo = memo_dir / hashlib.sha256(os.fsencode(real)).hexdigest()[:32]
     try:
         saved = json.loads(memo.read_text())

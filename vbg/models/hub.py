@@ -438,7 +438,7 @@ def _verify(path: Path, f: HubFile) -> str | None:
         return _short(exc)
     if st.st_size != f.size:
         return f"expected {f.size} bytes, got {st.st_size}"
-    expected_stamp = {"path": str(real), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    expected_stamp = file_stamp(real, st)
     stamp = _stamp_path(f)
     if stamp is not None:
         try:
@@ -455,6 +455,14 @@ def _verify(path: Path, f: HubFile) -> str | None:
     if stamp is not None:
         _write_stamp(stamp, expected_stamp)
     return None
+
+
+def file_stamp(real: Path, st: os.stat_result) -> dict:
+    """What a verification stamp holds of the file it vouches for: its path, size and times, its
+    device and inode, and its change time, which no user can set (a file of the same size renamed
+    over it with the same modification time, in a cache others can write to, passed unhashed)."""
+    return {"path": str(real), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "dev": st.st_dev,
+            "ino": st.st_ino, "ctime_ns": st.st_ctime_ns}
 
 
 def _stamp_path(f: HubFile) -> Path | None:
