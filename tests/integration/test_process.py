@@ -606,6 +606,48 @@ def test_sound_that_starts_late_in_a_broadcast_recording_is_kept_in_sync(tmp_pat
         assert float(sound[0].pts * sound[0].time_base) - video_s == pytest.approx(late_s, abs=0.03)
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_sound_whose_channels_change_part_way_is_kept_whole(tmp_path, suffix):
+    """A broadcast recording whose MPEG audio goes from mono to stereo after 1 s (an advert, then
+    the programme): re-encoded whole, the rest mixed to the output's layout, one line saying so.
+    It stopped with a traceback ("Frame does not match AudioResampler setup"), 15 frames kept."""
+    src = tmp_path / "switch.ts"
+    with av.open(str(src), "w", format="mpegts") as out:
+        v = out.add_stream("libx264", rate=30)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.options = {"preset": "ultrafast", "g": "30"}
+        a = out.add_stream("mp2", rate=48000, layout="mono")
+        packets = []
+        for layout, t0, t1 in (("mono", 0, 48000), ("stereo", 48000, 96000)):
+            enc = av.CodecContext.create("mp2", "w")
+            enc.sample_rate, enc.layout, enc.format, enc.time_base = 48000, layout, "s16", Fraction(1, 48000)
+            enc.open()
+            n, size = enc.layout.nb_channels, enc.frame_size
+            for at in range(t0, t1, size):
+                f = av.AudioFrame(format="s16", layout=layout, samples=size)
+                tone = (6000 * np.sin(2 * np.pi * 440 * (at + np.arange(size)) / 48000)).astype("<i2")
+                f.planes[0].update(np.repeat(tone, n).tobytes())
+                f.sample_rate, f.pts, f.time_base = 48000, at, Fraction(1, 48000)
+                packets += enc.encode(f)
+            packets += enc.encode(None)
+        items = [(i / 30, 0, i) for i in range(60)] + [(float(p.pts * p.time_base), 1, p) for p in packets]
+        for _, kind, x in sorted(items, key=lambda it: (it[0], it[1])):
+            if kind == 0:
+                f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), x * 4, np.uint8), format="rgb24")
+                f.pts, f.time_base = x, Fraction(1, 30)
+                out.mux(v.encode(f))
+            else:
+                x.stream = a
+                out.mux(x)
+        out.mux(v.encode(None))
+    dst = tmp_path / f"out{suffix}"
+    proc = run_vbg("process", str(src), "-o", str(dst), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "its sound changes from mono to stereo at 1.0 s: the rest is mixed to the output's mono" in proc.stderr
+    assert len(frame_pts_s(dst)) == 60
+    assert span_s(dst, "audio") == pytest.approx(2.0, abs=0.1)
+
+
 @pytest.mark.parametrize("layout", ["a part without sound", "parts coded with other B-frames"])
 def test_joined_parts_that_differ_each_start_where_the_part_before_ended(tmp_path, layout):
     """Three recordings joined with cat that differ: the middle one without sound (a clip from

@@ -239,6 +239,9 @@ def _text_track(source: av.stream.Stream, output: av.container.OutputContainer, 
     return _Track(source, stream, None, text=True)
 
 
+JITTER_SAMPLES = 64  # where the sound's kind changes, a frame this little before the end of the sound before is kept
+
+
 @dataclass
 class _Track:
     """One source audio or subtitle stream and the output stream it goes to."""
@@ -247,6 +250,10 @@ class _Track:
     stream: av.stream.Stream
     resampler: av.AudioResampler | None  # None: packets copied as they are (or text converted)
     text: bool = False  # a text subtitle decoded and encoded again in the output's text codec
+    fed: tuple | None = None  # the (sample format, layout, rate) the resampler was fed (it takes no other)
+    switched: bool = False  # its layout changed part-way, said once
+    end: Fraction | None = None  # where the sound encoded so far ends, s
+    guard: Fraction | None = None  # after a change of kind: frames that start before this (s) are left out
 
     @property
     def copied(self) -> bool:
@@ -489,11 +496,38 @@ class AudioMux:
     def _encode(self, track: _Track, frame: av.AudioFrame | None) -> None:
         tick = track.stream.time_base  # 1/rate
         assert track.resampler is not None and tick is not None
-        for f in track.resampler.resample(frame):
+        if frame is not None:
+            kind = (frame.format.name, frame.layout.name, frame.sample_rate)
+            if track.fed is not None and kind != track.fed:
+                # the sound changes part-way (a broadcast's advert in stereo, then the film in 5.1):
+                # PyAV's resampler takes one kind only, so the rest goes through a new one, to the
+                # output's layout (it raised "Frame does not match AudioResampler setup")
+                self._resampled(track, track.resampler.resample(None), tick)
+                track.guard = track.end  # the new kind's sound may overlap the old one's end
+                cc: Any = track.stream.codec_context  # an audio one
+                track.resampler = av.AudioResampler(format=cc.format, layout=cc.layout, rate=cc.sample_rate)
+                if track.fed[1] != kind[1] and not track.switched:
+                    track.switched = True
+                    log.warning("%s: its sound changes from %s to %s at %.1f s: the rest is mixed to the output's %s",
+                                self._in.name, track.fed[1], kind[1],
+                                float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base
+                                else 0.0, cc.layout.name)
+            track.fed = kind
+        self._resampled(track, track.resampler.resample(frame), tick)
+
+    def _resampled(self, track: _Track, frames, tick: Fraction) -> None:
+        for f in frames:
             if f.pts is not None and f.time_base is not None and f.time_base != tick:
                 # the source's time base, where the rate stays (an AVI's MP3 counts 1152-sample
                 # frames): the encoder's 1024-sample frames would round to one time twice there
                 f.pts, f.time_base = round(f.pts * f.time_base / tick), tick
+            if f.pts is not None and f.time_base is not None and f.sample_rate:
+                at = f.pts * f.time_base
+                if track.guard is not None:  # just after its kind changed (``_encode``)
+                    if at < track.guard - Fraction(JITTER_SAMPLES, f.sample_rate):
+                        continue  # sound that overlaps the sound before the change: left out
+                    track.guard = None
+                track.end = at + Fraction(f.samples, f.sample_rate)
             self._output.mux(track.stream.encode(f))
 
     def _left_out(self, what: str, n: int, one: str, many: str) -> None:
