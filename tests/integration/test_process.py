@@ -804,11 +804,13 @@ def test_every_audio_track_of_a_recording_is_kept(tmp_path, suffix):
     """An OBS-style recording with the microphone and the desktop on two tracks: both come out,
     in their order, with their language and title, each its own sound (copied into MP4 and
     Matroska, re-encoded to Opus for WebM), as long as the video. Only the first was kept: the
-    desktop's sound was lost without a word."""
+    desktop's sound was lost without a word. The track flagged as the one a player starts with
+    stays flagged (the flag moved to the first track in MP4, and was lost in Matroska)."""
     from media import loudest_hz, write_tracks_clip
 
     frames = [f for f, _ in person_clip_frames(30, (180, 320))]
-    src = write_tracks_clip(tmp_path / "obs.mkv", frames, [(440, "eng", "microphone"), (1000, "deu", "desktop")])
+    src = write_tracks_clip(tmp_path / "obs.mkv", frames, [(440, "eng", "microphone"), (1000, "deu", "desktop")],
+                            default=1)
     out = tmp_path / f"out{suffix}"
     proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1")
     assert proc.returncode == 0, proc.stderr
@@ -822,6 +824,8 @@ def test_every_audio_track_of_a_recording_is_kept(tmp_path, suffix):
     assert abs(loudest_hz(out, 0) - 440) < 5 and abs(loudest_hz(out, 1) - 1000) < 5
     for track in (0, 1):
         assert abs(span_s(out, "audio", track) - span_s(out, "video")) <= 2 / 30
+    with av.open(str(out)) as c:
+        assert [bool(s.disposition & av.stream.Disposition.default) for s in c.streams.audio] == [False, True]
 
 
 @pytest.mark.parametrize("suffix", [".mkv", ".webm"])

@@ -22,6 +22,7 @@ a line says it is not kept).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 from dataclasses import dataclass
@@ -62,10 +63,14 @@ _GENERIC_HANDLERS = frozenset({"DataHandler", "Data Handler", "MetadataHandler"}
 
 
 def _keep_metadata(source: av.stream.Stream, stream: av.stream.Stream) -> None:
+    """``source``'s language and title, and which track a player starts with (the default flag:
+    it moved to the first track in MP4, and was lost in Matroska) on ``stream``."""
     for key in _KEPT_METADATA:
         value = source.metadata.get(key)
         if value:
             stream.metadata[key] = value
+    with contextlib.suppress(AttributeError, TypeError, ValueError):
+        stream.disposition = source.disposition
 
 
 def _copy_file_metadata(source: av.container.InputContainer, output: av.container.OutputContainer) -> None:
