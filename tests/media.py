@@ -487,8 +487,10 @@ def channel_hz(path: Path) -> tuple[str, list[float]]:
     with av.open(str(path)) as c:
         s = c.streams.audio[0]
         layout, rate = s.codec_context.layout, s.codec_context.sample_rate
-        planar = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-        pcm = np.concatenate([g.to_ndarray() for f in c.decode(s) for g in planar.resample(f)], axis=1)
+        n = layout.nb_channels  # packed, read from the buffer: PyAV's to_ndarray of 8 planes crashed
+        packed = av.AudioResampler(format="flt", layout=layout, rate=rate)
+        pcm = np.concatenate([np.frombuffer(bytes(g.planes[0]), np.float32)[: g.samples * n].reshape(-1, n)
+                              for f in c.decode(s) for g in packed.resample(f)], axis=0).T
     freqs = np.fft.rfftfreq(pcm.shape[1], 1 / rate)
     return layout.name, [float(freqs[int(np.argmax(np.abs(np.fft.rfft(ch))))]) for ch in pcm]
 

@@ -914,6 +914,31 @@ def test_surround_sound_reencoded_keeps_its_channels_where_the_codec_can(tmp_pat
         assert max(abs(a - b) for a, b in zip(hz, tones)) < 5, hz
 
 
+@pytest.mark.parametrize("layout,wider", [("5.0", "5.1"), ("6.1", "7.1"), ("2.1", "5.1")])
+def test_sound_opus_misplaces_goes_to_webm_with_each_channel_where_it_was(tmp_path, layout, wider):
+    """5.0 (a DVD's 3/2), 6.1 and 2.1 sound re-encoded to Opus for .webm: FFmpeg's libopus took
+    5.0 and 6.1 and put the centre (the dialogue) in a back speaker, and 2.1 went to Opus's 3.0,
+    its LFE lost, unsaid. They go as the layout that holds every channel in its place (the
+    others silent; 6.1's back centre to both backs)."""
+    from media import channel_hz, write_surround_clip
+
+    names = [c.name for c in av.AudioLayout(layout).channels]
+    tones = [80 if name == "LFE" else 300 + 100 * i for i, name in enumerate(names)]
+    src = write_surround_clip(tmp_path / "surround.mkv", [f for f, _ in person_clip_frames(25, (90, 160))], 25,
+                              layout, tones, codec="flac")
+    out = tmp_path / "out.webm"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1", "--color", "green")
+    assert proc.returncode == 0, proc.stderr
+    got, hz = channel_hz(out)
+    assert got == wider
+    heard = dict(zip([c.name for c in av.AudioLayout(wider).channels], hz))
+    want = dict(zip(names, tones))
+    if "BC" in want:  # 6.1's back centre is heard from both backs
+        want["BL"] = want["BR"] = want.pop("BC")
+    assert all(abs(heard[name] - hz_) < 5 for name, hz_ in want.items()), (heard, want)
+    assert all(heard[name] == 0 for name in heard if name not in want), heard  # the added ones silent
+
+
 SRT = "1\n00:00:00,000 --> 00:00:00,400\nBonjour <i>à tous</i>\n\n2\n00:00:00,500 --> 00:00:00,900\nau revoir\n"
 
 

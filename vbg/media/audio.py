@@ -47,6 +47,11 @@ _EXACT_DURATION = ("mov", "matroska")
 log = logging.getLogger("vbg")
 _AUDIO_SAMPLE_FORMAT = {"aac": "fltp", "libopus": "flt"}
 _USUAL_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}  # by channels
+# Layouts an encoder opens with but gets wrong, to the one whose channels hold them all, each in
+# its place (the others silent): FFmpeg's libopus puts 5.0's centre (the dialogue) in the back
+# right speaker and 6.1's in the back centre, and the usual 3- and 4-channel layouts have no LFE
+# (2.1 and 3.1 lost it, and 3.1 its centre's place)
+_WIDER = {"libopus": {"5.0": "5.1", "5.0(side)": "5.1", "6.1": "7.1", "2.1": "5.1", "3.1": "5.1"}}
 _KEPT_METADATA = ("language", "title")
 # what the muxer writes itself, or describes the old file's format rather than its content
 _FORMAT_METADATA = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder"})
@@ -103,7 +108,8 @@ def _encoded_layout(codec: str, source: av.AudioLayout, rate: int) -> str:
     takes it (a 5.1 recording stays 5.1), else the usual one of as many channels (Opus's 5.1 for
     5.1(side)), else stereo (mono for one channel): a downmix, said by the caller."""
     n = source.nb_channels
-    for name in dict.fromkeys((source.name, _USUAL_LAYOUTS.get(n, "stereo"))):
+    wider = _WIDER.get(codec, {}).get(source.name)
+    for name in dict.fromkeys((wider or source.name, _USUAL_LAYOUTS.get(n, "stereo"))):
         try:
             trial: Any = av.CodecContext.create(codec, "w")  # an AudioCodecContext (PyAV's stubs say less)
             trial.sample_rate, trial.layout, trial.format = rate, name, _AUDIO_SAMPLE_FORMAT[codec]
@@ -112,6 +118,13 @@ def _encoded_layout(codec: str, source: av.AudioLayout, rate: int) -> str:
             continue
         return name
     return "stereo" if n >= 2 else "mono"
+
+
+def _same_speakers(a: av.AudioLayout, b: av.AudioLayout) -> bool:
+    """Whether two layouts of as many channels name the same speakers (5.1(side) and Opus's 5.1:
+    the surrounds at the side or at the back, no sound moved); else a same-count remix is said."""
+    return {c.name for c in a.channels} == {c.name for c in b.channels} or \
+        {a.name, b.name} <= {"5.1", "5.1(side)"} or {a.name, b.name} <= {"5.0", "5.0(side)"}
 
 
 def _codec_of(source: av.stream.Stream) -> str:
@@ -316,7 +329,9 @@ class AudioMux:
                 track = self._tracks[source.index] = self._add_track(source, output, fmt, copied)
                 if not track.copied:
                     was, now = source.codec_context.layout, track.stream.codec_context.layout  # type: ignore[attr-defined]
-                    mixed = f", its {was.name} mixed down to {now.name}" if now.nb_channels < was.nb_channels else ""
+                    mixed = f", its {was.name} mixed down to {now.name}" if now.nb_channels < was.nb_channels else \
+                        f", its {was.name} remixed to {now.name}" if now.nb_channels == was.nb_channels \
+                        and now.name != was.name and not _same_speakers(was, now) else ""
                     key = (_codec_of(source), mixed)
                     reencoded[key] = reencoded.get(key, 0) + 1
             for (name, mixed), n in reencoded.items():
