@@ -127,6 +127,20 @@ def _no_user_pipewire(tmp_path_factory):
         yield
 
 
+def unreadable_to_child(path: Path) -> list[str]:
+    """``path`` made unreadable to a child process started with the prefix returned: mode 0600 and
+    another owner; as root (who passes every permission check), the child runs without root's
+    capabilities (``setpriv``), so that the mode holds for it."""
+    if os.geteuid() != 0:
+        path.chmod(0o000)
+        return []
+    os.chown(path, 65534, 65534)
+    path.chmod(0o600)
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to drop root's capabilities for this test"
+    return [setpriv, "--bounding-set=-all", "--inh-caps=-all"]
+
+
 def run_vbg(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """The installed CLI as a user runs it: a separate process, its own env."""
     full_env = {**os.environ, **(env or {})}

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DATA, PEOPLE, iou, read_alpha, run_vbg
+from conftest import DATA, PEOPLE, iou, read_alpha, run_vbg, unreadable_to_child
 
 TORCH_EXTRA = "needs the torch extra: pip install -e '.[torch]'"
 PHOTO = PEOPLE / "example03_background01.jpg"
@@ -331,14 +331,7 @@ def test_a_model_file_that_cannot_be_read_is_said_as_such(tmp_path, kind):
         model = tmp_path / ("m.onnx" if kind.endswith(".onnx") else "m.safetensors")
         shutil.copy(get_spec("selfie").bundled_path(), model)  # its bytes do not matter: never read
         said = f"cannot read the model file {model} (Permission denied): make it readable to you"
-        if os.geteuid() == 0:
-            os.chown(model, 65534, 65534)
-            model.chmod(0o600)
-            setpriv = shutil.which("setpriv")
-            assert setpriv, "setpriv (util-linux) is needed to drop root's capabilities for this test"
-            prefix = [setpriv, "--bounding-set=-all", "--inh-caps=-all"]
-        else:
-            model.chmod(0o000)
+        prefix = unreadable_to_child(model)
     proc = subprocess.run([*prefix, sys.executable, "-m", "vbg", "segment", str(PHOTO), "--model", str(model),
                            "-o", str(tmp_path / "m.png")], capture_output=True, text=True, timeout=120)
     line = _one_line_error(proc)

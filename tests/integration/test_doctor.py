@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_vbg
+from conftest import run_vbg, unreadable_to_child
 from vbg import doctor
 from vbg.capture import v4l2
 from vbg.doctor import FAIL, OK, WARN, Check, Report
@@ -77,7 +77,6 @@ def test_a_cached_model_the_user_cannot_read_is_said_not_called_missing(tmp_path
     """RMBG-1.4 in a shared Hugging Face cache, another user's copy with mode 0600: doctor said it
     "is not downloaded yet"; it names the file that cannot be read and how to make it readable.
     As root, doctor runs without root's capabilities (``setpriv``) so that the mode holds."""
-    import shutil
     import subprocess
     import sys
 
@@ -95,15 +94,7 @@ def test_a_cached_model_the_user_cannot_read_is_said_not_called_missing(tmp_path
     link = repo / "snapshots" / commit / f.path
     link.parent.mkdir(parents=True)
     link.symlink_to(os.path.relpath(blob, link.parent))
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        os.chown(blob, 65534, 65534)
-        blob.chmod(0o600)
-        setpriv = shutil.which("setpriv")
-        assert setpriv, "setpriv (util-linux) is needed to drop root's capabilities for this test"
-        prefix = [setpriv, "--bounding-set=-all", "--inh-caps=-all"]
-    else:
-        blob.chmod(0o000)
+    prefix = unreadable_to_child(blob)
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "VBG_CACHE_DIR": str(tmp_path / "vbg")}
     proc = subprocess.run([*prefix, sys.executable, "-m", "vbg", "doctor", "--json"], capture_output=True, text=True,
                           env=env, timeout=120)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from conftest import unreadable_to_child  # noqa: E402
 from fakehub import FakeHub, child_env, finish_fetch, run_fetch, sha256, start_fetch  # noqa: E402
 
 from vbg.errors import ConfigError  # noqa: E402
@@ -181,18 +181,6 @@ def test_a_damaged_cached_file_is_rehashed_removed_and_downloaded_again(fake, tm
     assert fake.count("GET") == 2
 
 
-def _unreadable_to_the_child(path: Path) -> tuple[str, ...]:
-    """``path`` made unreadable to a child run under the prefix returned: mode 0600 and another
-    owner; as root, the child runs without root's capabilities (permissions then hold for it)."""
-    os.chown(path, 65534, 65534) if os.geteuid() == 0 else None
-    path.chmod(0o600 if os.geteuid() == 0 else 0o000)
-    if os.geteuid() != 0:
-        return ()
-    setpriv = shutil.which("setpriv")
-    assert setpriv, "setpriv (util-linux) is needed to drop root's capabilities for this test"
-    return (setpriv, "--bounding-set=-all", "--inh-caps=-all")
-
-
 def test_a_cached_file_the_user_cannot_read_is_one_line_and_left_alone(fake, tmp_path):
     """Another user's download in a shared Hugging Face cache (their umask 077): one line naming
     the file and the fix, exit 4; the copy is neither removed nor downloaded over. It was a
@@ -204,7 +192,7 @@ def test_a_cached_file_the_user_cannot_read_is_one_line_and_left_alone(fake, tmp
     blob = Path(os.path.realpath(first["path"]))
     for stamp in (tmp_path / "vbg" / "verified").glob("*"):
         stamp.unlink()  # hashed again, as by another user whose stamps these are not
-    prefix = _unreadable_to_the_child(blob)
+    prefix = tuple(unreadable_to_child(blob))
     gets = fake.count("GET")
     result = run_fetch(env, files_for(DATA), check_cached=True, prefix=prefix)
     message = assert_one_line_error(result, "ModelError", 4)
