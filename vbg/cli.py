@@ -1185,46 +1185,15 @@ def live_config(args):
 
 
 def open_url(url: str) -> None:
-    """``--ui``: the control page in the user's browser (replaced by tests: no browser there). The
-    browser is given a page in the private runtime folder that goes on to ``url``: given ``url``
-    itself, its token stood on the browser's command line, which every user of the machine can
-    read (``/proc/PID/cmdline``), and the token opens the camera's picture."""
+    """``--ui``: the control page in the user's browser (replaced by tests: no browser there)."""
     import webbrowser
 
     try:
-        opened = webbrowser.open(_private_page(url))
+        opened = webbrowser.open(url)
     except Exception:  # webbrowser's own errors (a broken BROWSER setting)
         opened = False
     if not opened:
         log.warning("no web browser could be opened: open %s yourself", url, extra=_token_shown())
-
-
-PAGE_KEPT_S = 600  # an opening page is left for the browser to read; older ones go at the next open
-
-
-def _private_page(url: str) -> str:
-    """A ``file://`` address of a page, readable by this user only, that sends the browser on to
-    ``url``; ``url`` itself where no such page can be made."""
-    import html
-    import tempfile
-    import time
-
-    from .control.runtime import runtime_dir
-
-    try:
-        folder = runtime_dir()
-        for old in folder.glob("page-*.html"):  # earlier runs' (the browser has long read them)
-            with contextlib.suppress(OSError):
-                if time.time() - old.lstat().st_mtime > PAGE_KEPT_S:
-                    old.unlink()
-        fd, name = tempfile.mkstemp(prefix="page-", suffix=".html", dir=folder)  # O_EXCL, 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            at = html.escape(url, quote=True)
-            f.write(f'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0; url={at}">'
-                    f'<title>vbg</title><a href="{at}">vbg control page</a>\n')
-        return Path(name).as_uri()
-    except (OSError, VbgError):
-        return url
 
 
 def _announce(cfg, opener: Callable[[str], None] | None = None):
