@@ -317,10 +317,10 @@ def write_size_switch_clip(path: Path, first, then, fps: int = 30) -> Path:
     return path
 
 
-def write_tracks_clip(path: Path, frames, tracks, fps: int = 30, rate: int = 48000, default: int | None = None) -> Path:
+def write_tracks_clip(path: Path, frames, tracks, fps: int = 30, rate: int = 48000, default=None) -> Path:
     """H.264 video with several AAC audio tracks, as OBS records the microphone and the desktop
     apart: ``tracks`` is a list of (tone Hz, language, title), each as long as the video;
-    ``default``: the index of the track flagged as the one a player starts with."""
+    ``default``: the index (or indices) of the tracks flagged as the one a player starts with."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as out:
@@ -332,7 +332,8 @@ def write_tracks_clip(path: Path, frames, tracks, fps: int = 30, rate: int = 480
             a = out.add_stream("aac", rate=rate, layout="stereo")
             a.metadata["language"], a.metadata["title"] = language, title
             if default is not None:
-                a.disposition = av.stream.Disposition.default if len(audio) == default else av.stream.Disposition(0)
+                flagged = len(audio) in (default if isinstance(default, (list, tuple)) else (default,))
+                a.disposition = av.stream.Disposition.default if flagged else av.stream.Disposition(0)
             audio.append((a, hz))
         for i, rgb in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")

@@ -453,15 +453,15 @@ CONFIG_BYTES = 1 << 20  # a config file is a few hundred bytes: more is not one 
 
 def read_toml(path: Path, label: str) -> dict:
     """The TOML file at ``path`` as a dict; ``ConfigError`` naming it as ``label`` (``--config
-    FILE``, ``the default config FILE``) when it is missing, unreadable, not a regular file (a
-    named pipe would wait for a writer), over ``CONFIG_BYTES`` or not TOML."""
+    FILE``, ``the default config FILE``) when it is missing, unreadable, a folder, over
+    ``CONFIG_BYTES`` (``/dev/zero`` read till the process was killed) or not TOML. A pipe
+    (``<(...)``, ``/dev/stdin``) and ``/dev/null`` are read as files are."""
     try:
         mode = os.stat(path).st_mode
     except (OSError, ValueError):
         mode = None  # said below, on reading
-    if mode is not None and not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else "a device"
-        raise ConfigError(f"{label} is {kind}, not a file: give a TOML file")
+    if mode is not None and stat.S_ISDIR(mode):  # a pipe (--config <(envsubst < t.toml)) or /dev/null is read
+        raise ConfigError(f"{label} is a folder, not a file: give a TOML file")
     try:
         with open(path, "rb") as f:
             raw = f.read(CONFIG_BYTES + 1)

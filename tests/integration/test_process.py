@@ -828,6 +828,22 @@ def test_every_audio_track_of_a_recording_is_kept(tmp_path, suffix):
         assert [bool(s.disposition & av.stream.Disposition.default) for s in c.streams.audio] == [False, True]
 
 
+def test_of_tracks_all_flagged_default_one_stays_default(tmp_path):
+    """Both tracks flagged default (as Matroska files often are): in MP4 each default track is
+    enabled and QuickTime plays them all at once; the first keeps the flag, the other loses it."""
+    from media import write_tracks_clip
+
+    frames = [f for f, _ in person_clip_frames(15, (90, 160))]
+    src = write_tracks_clip(tmp_path / "two.mkv", frames, [(440, "eng", "a"), (1000, "deu", "b")], default=[0, 1])
+    with av.open(str(src)) as c:
+        assert [bool(s.disposition & av.stream.Disposition.default) for s in c.streams.audio] == [True, True]
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(out)) as c:
+        assert [bool(s.disposition & av.stream.Disposition.default) for s in c.streams.audio] == [True, False]
+
+
 @pytest.mark.parametrize("suffix", [".mkv", ".webm"])
 def test_an_audio_track_no_decoder_reads_is_left_out_and_the_others_kept(tmp_path, suffix):
     """A track in a codec FFmpeg does not know (an iPhone's spatial audio, APAC) beside a normal

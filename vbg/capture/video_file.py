@@ -184,12 +184,12 @@ class VideoFileSource:
         if self._t0 is None:
             self._t0 = now - rel
         late = now - (self._t0 + rel)
+        if late > RESUME_AFTER_S:  # the process was stopped (Ctrl-Z, a debugger), starved, or paused
+            self._t0 += late      # (idle): on from this frame at the file's pace, not a burst of every
+            late = 0.0            # frame missed (or, dropping late ones, each decoded to be dropped)
         if self.drop_late and late >= 1.0 / self.fps:
             self.frames_dropped += 1  # the next frame is due already: this one is gone, as on a camera
             return False
-        if late > RESUME_AFTER_S:  # the process was stopped (Ctrl-Z, a debugger) or starved: go on
-            self._t0 += late      # from this frame at the file's pace, not in a burst of every one missed
-            late = 0.0
         self.clock.sleep(-late)
         return True
 

@@ -14,6 +14,7 @@ thread; ``vbg process --workers 2``: one per worker).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Protocol
@@ -197,13 +198,14 @@ class OnnxSegmenter(_Base):
                 was = path.stat()
                 entry = self._open(path, size_hw if per_size else None)
             except ModelError:
-                if path == self.source.onnx:  # the user's own file: theirs to mend
-                    raise
+                if path == self.source.onnx or not _damaged_onnx(path):  # the user's own file, or not
+                    raise  # the file's fault (a GPU out of memory): theirs to mend, or to say as it is
                 # vbg's own export of the weights, damaged since (vbg writes it whole): made again, once
                 log.warning("the cached export %s cannot be loaded: exporting it again", path)
-                now = path.stat()
-                if (now.st_ino, now.st_mtime_ns) == (was.st_ino, was.st_mtime_ns):  # not one remade meanwhile
-                    path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    now = path.stat()
+                    if (now.st_ino, now.st_mtime_ns) == (was.st_ino, was.st_mtime_ns):  # not remade meanwhile
+                        path.unlink()
                 path = self.source.onnx_for(size_hw)
                 entry = self._open(path, None)
             self._by_size[size_hw] = entry
@@ -238,6 +240,20 @@ class OnnxSegmenter(_Base):
         self._bound.clear()
         self._sessions.clear()
         self._by_size.clear()
+
+
+def _damaged_onnx(path: Path) -> bool:
+    """Whether ONNX cannot read ``path`` as a model at all (cut short, overwritten): only then is a
+    cached export made again, not where a session failed for another reason."""
+    try:
+        import onnx
+    except ImportError:
+        return False
+    try:
+        onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 -- protobuf's DecodeError and its kin
+        return True
+    return False
 
 
 class TorchSegmenter(_Base):

@@ -123,8 +123,20 @@ def _encoded_layout(codec: str, source: av.AudioLayout, rate: int) -> str:
 def _same_speakers(a: av.AudioLayout, b: av.AudioLayout) -> bool:
     """Whether two layouts of as many channels name the same speakers (5.1(side) and Opus's 5.1:
     the surrounds at the side or at the back, no sound moved); else a same-count remix is said."""
+    if a.name.endswith("channels"):  # "2 channels": no speakers named, so none moved
+        return True
     return {c.name for c in a.channels} == {c.name for c in b.channels} or \
         {a.name, b.name} <= {"5.1", "5.1(side)"} or {a.name, b.name} <= {"5.0", "5.0(side)"}
+
+
+def _one_default(streams: list) -> None:
+    """The default flag on one of ``streams`` at most, the first that has it: Matroska's reader
+    says every track is default unless the file says not, and MP4 enables every default track
+    (QuickTime then plays them all at once)."""
+    flagged = [s for s in streams if int(getattr(s, "disposition", 0)) & int(av.stream.Disposition.default)]
+    for s in flagged[1:]:
+        with contextlib.suppress(AttributeError, TypeError, ValueError):
+            s.disposition = av.stream.Disposition(int(s.disposition) & ~int(av.stream.Disposition.default))
 
 
 def _codec_of(source: av.stream.Stream) -> str:
@@ -161,7 +173,7 @@ def _known(source: av.stream.Stream) -> bool:
 
 # FFmpeg's probe looks at the first 5 s (5 MB) of a file for each stream's sample rate and channels:
 # a recording whose sound starts later (an MPEG-TS broadcast's) is opened again looking through it
-LONG_PROBE = {"analyzeduration": str(3600 * 1_000_000), "probesize": str(1 << 30)}
+LONG_PROBE = {"analyzeduration": str(600 * 1_000_000), "probesize": str(128 << 20)}  # FFmpeg holds what it reads
 
 
 def _unstated(source: av.audio.stream.AudioStream) -> bool:
@@ -338,6 +350,7 @@ class AudioMux:
                 tracks = f" ({n} tracks)" if n > 1 else ""
                 warnings.append(f"its {name} audio{tracks} is not kept as is in {fmt.muxer} files: "
                                 f"re-encoded to {fmt.audio_codec}{mixed}")
+            _one_default([t.stream for t in self._tracks.values()])
             for source in self._in.streams.subtitles:
                 name = source.codec_context.name
                 if name in output.supported_codecs:

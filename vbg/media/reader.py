@@ -103,6 +103,7 @@ GAP_STEPS = 1.5  # frames further apart than this many frame intervals, where th
 SIGNAL_FRAMES = 16  # damage shown this many frames handed out before a gap, or fewer, is that gap's (decoder delay, reordering)
 FLAGGED_KEPT = 64  # decoded frames flagged damaged, waiting to be handed out: the oldest are let go past this
 SENT_KEPT = 64  # the latest packets' times sent to the decoder, looked at for frames it swallowed in a gap
+SENT_MIN_BYTES = 64  # smaller packets are placeholders the decoder skips by design (an AVI's dropped-frame N-VOP)
 TORN_LOOK = 3  # packets looked at after one flagged corrupt: a keyframe there where the clock leaps is a file joined on
 JOIN_LEAP_S = 0.5  # ... where it leaps on by this much at least (recordings begun half a second or more apart)
 
@@ -392,6 +393,9 @@ class VideoReader:
                     if self._shifter.joined:
                         self._said_join()
                 t = packet.dts if packet.dts is not None else packet.pts
+                if self._torn_look and not packet.size:  # the end, a flag still looked at: damage
+                    self._torn_look = 0
+                    self._signal_at = self.frames_read
                 if self._torn_look and not packet.is_corrupt:
                     self._torn_look -= 1
                     d = 0 if t is None or self._last_t is None else t - self._last_t
@@ -407,7 +411,7 @@ class VideoReader:
                     self._torn_look = TORN_LOOK
                 if t is not None:
                     self._last_t = t
-                if packet.pts is not None:
+                if packet.pts is not None and packet.size >= SENT_MIN_BYTES:
                     self._sent.append(packet.pts)
                 yield from packet.decode()
 

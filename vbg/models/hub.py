@@ -150,12 +150,14 @@ def fetch(spec: ModelSpec, variant: str, *, token: str | None = None) -> Path:
     f = _hub_file(spec, variant)
     hub = _import_hub()
 
+    unreadable: VbgError | None = None
     for path in _cached_candidates(hub, spec, f):
         problem = _verify(path, f)
         if problem is None:
             return path
         if isinstance(problem, Unreadable):  # not damaged: not removed, and not downloaded over
-            raise _unreadable_error(spec, f, path, problem)
+            unreadable = unreadable or _unreadable_error(spec, f, path, problem)
+            continue
         log.warning("cached %s of %s is damaged (%s): removing it", f.path, spec.hub_repo, problem)
         failure = _remove_cached(hub, spec, f, path)
         if failure is not None:
@@ -164,6 +166,8 @@ def fetch(spec: ModelSpec, variant: str, *, token: str | None = None) -> Path:
                 "delete it, or set HF_HOME to a writable folder"
             )
 
+    if unreadable is not None:  # and no other copy is whole
+        raise unreadable
     if _offline(hub):
         raise _download_error(spec, f, "HF_HUB_OFFLINE is set",
                               fix="unset HF_HUB_OFFLINE and connect to the internet")
