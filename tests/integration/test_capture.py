@@ -52,6 +52,22 @@ def test_a_file_source_stopped_for_a_while_goes_on_at_its_pace_not_in_a_burst(cl
     np.testing.assert_allclose(np.delete(gaps, 3), 1 / 30, atol=1e-6)  # at the file's pace, before and after
 
 
+def test_a_source_that_drops_late_frames_goes_on_after_a_pause_without_decoding_it(clip):
+    """The demo source (which drops late frames, as a camera does) paused a minute while nobody
+    watched: it goes on at once from where it stood. It decoded every frame of the minute to
+    drop it (an hour's pause: minutes of a core, no picture)."""
+    from vbg.capture.video_file import VideoFileSource
+
+    clock = FakeClock(10.0)
+    with VideoFileSource(str(clip), loop=True, clock=clock, drop_late=True) as src:
+        for _ in range(3):
+            assert src.read() is not None
+        clock.advance(60.0)
+        before = clock.now()
+        assert src.read() is not None
+        assert src.frames_dropped == 0 and clock.now() - before < 0.1
+
+
 def test_a_photo_as_the_camera_shows_its_picture_on_at_a_steady_rate(tmp_path):
     """A photo as --source (a still camera, as the README says it takes one): its picture again
     and again, a frame interval apart, upright and whole, decoded once. The run ended after its
