@@ -108,7 +108,8 @@ def run_case(case: str, clip: Path, seconds: float, browser) -> dict:
                                             "--seconds", str(seconds + 60)], stdin=subprocess.PIPE,
                                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
-    def on_control(url: str) -> None:  # the server listens: the client starts now
+    def on_control(server) -> None:  # the server listens: the client starts now
+        url = server.url
         started["t"] = time.monotonic()
         client = started["proc"].pid if case == "poll" else browser.pid if case == "page" else None
         if client is not None:

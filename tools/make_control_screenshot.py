@@ -77,8 +77,8 @@ def main() -> int:
     announced = threading.Event()
     urls: list[str] = []
 
-    def on_control(url: str) -> None:
-        urls.append(url)
+    def on_control(server) -> None:
+        urls.append(server.url)
         announced.set()
 
     with fake_camera("vbg-screenshot", keep=False) as cam:

@@ -1111,7 +1111,7 @@ def cmd_ctl(args) -> int:
         print(url)
         if not args.print_only:
             streams.flush()
-            open_url(url)
+            open_url(client.ticket_url(), lasting=url)
         return 0
     if args.ctl in ("effect", "mirror"):
         on = {"on": True, "off": False}.get(what)
@@ -1184,8 +1184,10 @@ def live_config(args):
     return settle(root, [*_lower_layers(args, root), Layer.of(_flag_updates(args, root), "flags")]).cfg
 
 
-def open_url(url: str) -> None:
-    """``--ui``: the control page in the user's browser (replaced by tests: no browser there)."""
+def open_url(url: str, lasting: str | None = None) -> None:
+    """The control page in the user's browser: ``url``, a one-time address (the browser's command
+    line is every local user's to read); the warning when none opens names ``lasting``, the page's
+    address with its token (shown on a terminal only)."""
     import webbrowser
 
     try:
@@ -1193,16 +1195,21 @@ def open_url(url: str) -> None:
     except Exception:  # webbrowser's own errors (a broken BROWSER setting)
         opened = False
     if not opened:
-        log.warning("no web browser could be opened: open %s yourself", url, extra=_token_shown())
+        log.warning("no web browser could be opened: open %s yourself", lasting or url, extra=_token_shown())
 
 
 def _announce(cfg, opener: Callable[[str], None] | None = None):
-    def on_control(url: str) -> None:
+    """What the live filter does once its control server listens: the page's address in one line
+    and, with ``--ui``, the page in a browser (``opener``: tests' stand-in for ``open_url``)."""
+    def on_control(server) -> None:
         # The token shows on a terminal (the page opens only with it); a log file, a pipe or the
         # journal, which others may read, get ?token=***, and vbg ctl page opens the page instead.
-        log.info("control: %s  (vbg ctl --help)", url, extra=_token_shown())
+        log.info("control: %s  (vbg ctl --help)", server.url, extra=_token_shown())
         if cfg.control.ui:
-            (opener or open_url)(url)
+            if opener is not None:
+                opener(server.ticket_url())
+            else:
+                open_url(server.ticket_url(), lasting=server.url)
     return on_control
 
 

@@ -202,7 +202,7 @@ class LivePipeline:
         self.control = None  # ControlState, once the stages are open
         self.controller: Controller | None = None  # the control server's (None with --no-control)
         self.control_server = None
-        self._on_control = on_control  # called with the control page's URL once it listens
+        self._on_control = on_control  # called with the control server once it listens
         self._seg_now = None  # the segmenter the inference thread runs (a model switch replaces it)
         self._hw: tuple[int, int] | None = None
         self._fps: float | None = None  # the source's frame rate (the person crop's budget)
@@ -459,7 +459,7 @@ class LivePipeline:
         stack.callback(self.control_server.close)
         if self._on_control is not None:
             try:
-                self._on_control(self.control_server.url)
+                self._on_control(self.control_server)
             except Exception as e:  # a browser that would not open: not a reason to stop
                 log.warning("control: %s", one_line(e))
 

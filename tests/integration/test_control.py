@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
@@ -219,8 +220,11 @@ def test_the_settings_colour_is_in_status_for_the_colour_well(live):
 
 def test_url_announced_runtime_file_and_socket_owner_only(live):
     url = live.server.url
-    assert live.opened == [url]  # --ui: the printed URL handed to the browser opener
     assert url.startswith(f"http://127.0.0.1:{live.port}/?token=")
+    # --ui: the browser is handed a one-time address, never the token (its command line is every
+    # local user's to read in /proc/PID/cmdline: they would get the camera's picture)
+    assert len(live.opened) == 1 and live.opened[0].startswith(f"http://127.0.0.1:{live.port}/?ticket=")
+    assert live.server.token not in live.opened[0]
     folder = Path(os.environ["XDG_RUNTIME_DIR"]) / "vbg"
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
     info_file = folder / f"vbg-{os.getpid()}.json"
@@ -1278,6 +1282,73 @@ def test_vbg_ctl_and_signals_against_a_running_vbg(tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no vbg filter is running" in r.stderr
     shutil.rmtree(env["XDG_RUNTIME_DIR"])
 
+
+
+# ---------------------------------------------------------------------------- the browser's one-time address
+def test_the_browsers_one_time_address_opens_the_page_once(live):
+    """The address vbg hands a browser (``--ui``, ``vbg ctl page``) holds a ticket, not the token:
+    the first visit is sent on to the page's address (the token reaches the browser inside its own
+    connection, never on a command line); a second visit (history, a restored session, a user who
+    read it from another's command line after the browser used it) gets a page saying the link
+    was for one visit, no token in it."""
+    status, body = live.api("POST", "/api/ticket", {})
+    assert status == 200
+    ticket_url = body["url"]
+    assert ticket_url.startswith(f"http://127.0.0.1:{live.port}/?ticket=") and live.server.token not in ticket_url
+    path = ticket_url.split(str(live.port), 1)[1]
+    status, data, resp = live.request("GET", path, token=False)
+    assert status == 303 and resp.getheader("Location") == f"/?token={live.server.token}"
+    assert resp.getheader("Cache-Control") == "no-store" and resp.getheader("Referrer-Policy") == "no-referrer"
+    with urllib.request.urlopen(f"http://127.0.0.1:{live.port}" + resp.getheader("Location"), timeout=30) as r:
+        assert r.status == 200 and b'id="' in r.read()  # the page itself
+    status, data, resp = live.request("GET", path, token=False)
+    text = data.decode()
+    assert status == 403 and resp.getheader("Content-Type").startswith("text/html"), text
+    assert "one visit" in text and "vbg ctl page" in text and live.server.token not in text
+    status, data, resp = live.request("GET", "/?ticket=made-up", token=False)
+    assert status == 403 and live.server.token not in data.decode()
+    # the opener's (--ui) ticket was never used here: still good, once
+    status, _, resp = live.request("GET", live.opened[0].split(str(live.port), 1)[1], token=False)
+    assert status == 303 and resp.getheader("Location") == f"/?token={live.server.token}"
+
+
+def test_a_ticket_needs_the_token_to_be_made_and_this_servers_host(live):
+    """Only a holder of the token (``vbg ctl``, the page) gets a ticket; a DNS-rebinding page that
+    somehow holds one is refused by its Host as every other request is."""
+    status, body = live.api("POST", "/api/ticket", {}, token=False)
+    assert status == 403 and "token" in body["error"]
+    ticket_url = live.api("POST", "/api/ticket", {})[1]["url"]
+    path = ticket_url.split(str(live.port), 1)[1]
+    status, data, _ = live.request("GET", path, token=False, host="evil.example")
+    assert status == 403 and "Host" in json.loads(data)["error"]
+    status, _, _ = live.request("GET", path, token=False)  # not spent by the refused one
+    assert status == 303
+
+
+def test_a_ticket_lapses_after_two_minutes_and_only_sixteen_wait():
+    """A ticket is good for ``TICKET_S`` (a browser starting cold takes seconds, a snap's first
+    start tens of them), then refused; more than sixteen outstanding: the oldest go. The clock is
+    the test's."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from vbg.control.server import MAX_TICKETS, TICKET_S, Tickets
+
+    now = [1000.0]
+    tickets = Tickets(clock=lambda: now[0])
+    tickets.port = 1234
+
+    def ticket() -> str:
+        return parse_qs(urlsplit(tickets.url()).query)["ticket"][0]
+
+    a, b = ticket(), ticket()
+    now[0] += TICKET_S - 1
+    assert tickets.redeem(a) and not tickets.redeem(a)
+    now[0] += 1
+    assert not tickets.redeem(b)  # lapsed
+    many = [ticket() for _ in range(MAX_TICKETS + 2)]
+    assert not tickets.redeem(many[0]) and not tickets.redeem(many[1])
+    assert all(tickets.redeem(t) for t in many[2:])
+    assert not tickets.redeem("")
 
 
 # ---------------------------------------------------------------------------- the control page's audit

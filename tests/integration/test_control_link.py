@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -96,7 +97,14 @@ def test_the_printed_address_opens_the_page_and_vbg_ctl_page_gives_it_again(tmp_
         assert (r.returncode, r.stdout, r.stderr) == (0, url + "\n", "")
         r = _ctl({**env, "BROWSER": str(browser)}, "page")
         assert (r.returncode, r.stdout) == (0, url + "\n"), r.stderr
-        assert opened.read_text() == url
+        # the browser is handed a one-time address: its command line is every local user's to read
+        given = opened.read_text()
+        token = url.split("?token=")[1]
+        assert given.startswith(url.split("?")[0] + "?ticket=") and token not in given, given
+        assert 'id="' in _page(given)  # sent on to the page (urllib follows the redirect, as a browser)
+        with pytest.raises(urllib.error.HTTPError) as used:  # once only
+            _page(given)
+        assert used.value.code == 403 and token not in used.value.read().decode()
         r = _ctl({**env, "BROWSER": str(tmp_path / "no-such-browser")}, "page")  # no browser opens
         assert r.returncode == 0 and "vbg: no web browser could be opened: open http://127.0.0.1:" in r.stderr
         assert "?token=***" in r.stderr  # its stderr is a pipe here: the token hidden

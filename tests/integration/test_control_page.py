@@ -45,8 +45,8 @@ class Filter:
         self.thread = threading.Thread(target=self._run, name="test-live", daemon=True)
         self.thread.start()
 
-    def _listening(self, url: str) -> None:
-        self.url = url
+    def _listening(self, server) -> None:
+        self.server, self.url = server, server.url
         self._url.set()
 
     def _run(self) -> None:
@@ -372,6 +372,28 @@ def test_a_wrong_token_shows_an_error_not_the_controls(browser, live):
             assert "earlier run" in text, text  # a bookmark of an old run's address: not only "lacks its token"
             assert browser.execute("return document.getElementById('controls') === null"
                                    " && document.querySelectorAll('input, button, img').length === 0")
+    finally:
+        browser.get(live.url)  # the module's page again, for whatever runs after
+
+
+
+def test_the_one_time_address_a_started_browser_gets_opens_the_working_page(browser, live):
+    """``--ui`` and ``vbg ctl page`` hand the browser a one-time address (the token kept off its
+    command line): a real browser follows the redirect to the page's address, the page's script
+    finds its token there and shows the controls; a reload keeps working; the one-time address
+    opened again is a page saying it was for one visit, with no controls."""
+    ticket_url = live.server.ticket_url()
+    try:
+        browser.get(ticket_url)
+        browser.wait_for("return !document.getElementById('controls').hidden", timeout=HANG_S)
+        assert browser.execute("return location.search") == "?token=" + live.server.token
+        browser.execute("location.reload()")
+        browser.wait_for("return document.readyState === 'complete' && document.getElementById('controls')"
+                         " && !document.getElementById('controls').hidden", timeout=HANG_S)
+        browser.get(ticket_url)
+        text = browser.execute("return document.body.innerText")
+        assert "one visit" in text and "vbg ctl page" in text, text
+        assert browser.execute("return document.getElementById('controls') === null")
     finally:
         browser.get(live.url)  # the module's page again, for whatever runs after
 

@@ -87,6 +87,11 @@ class Client:
         """The control page's address with its token, as the filter printed it at start."""
         return f"http://127.0.0.1:{int(self.info['port'])}/?token={self.info['token']}"
 
+    def ticket_url(self) -> str:
+        """A one-time address of the page for a browser to open (the token is not in it: a
+        browser's command line is every local user's to read)."""
+        return str(self.post("/api/ticket", {})["url"])
+
     def upload_file(self, path: str | Path) -> str:
         """The picture or video at ``path`` (read here, as the user) uploaded; its ``upload:N`` id.
         A video is sent as it is read (the filter keeps it on disk for its run)."""

@@ -7,7 +7,10 @@ Safe by default (issue 16):
 - bound to the loopback address only; the Unix socket and the runtime file are the user's
   alone (0600 in a 0700 folder);
 - every request carries the per-run token (``X-Vbg-Token`` header or ``?token=``), compared
-  in constant time; else 403;
+  in constant time; else 403. A browser vbg opens (``--ui``, ``vbg ctl page``) gets a one-time
+  ticket instead (``?ticket=``, good once and for ``TICKET_S``), which the server answers with a
+  redirect to the page's address: the token is never on a command line, which every local user
+  can read (``/proc/PID/cmdline``);
 - over TCP, the ``Host`` header must name the loopback address and this port (a DNS-rebinding
   page reaches 127.0.0.1 under its own name: refused), and an ``Origin`` header, when sent,
   must be this server's own (a cross-site page: refused);
@@ -95,7 +98,11 @@ class _Refused(Exception):
 
 class _NoToken(_Refused):
     """A request without the run's token (a browser opening the page's address without it gets a
-    page that says so: ``NO_TOKEN_PAGE``)."""
+    page that says so: ``NO_TOKEN_PAGE``, or ``USED_TICKET_PAGE`` for a ticket spent or too old)."""
+
+    def __init__(self, status: int, message: str, page: bytes | None = None) -> None:
+        super().__init__(status, message)
+        self.page = page
 
 
 # What a browser that opens the page's address without its token is shown (status 403): the page's
@@ -107,20 +114,34 @@ _NO_TOKEN_STYLE = (
     "h1{font-size:20px;font-weight:650;margin:0 0 12px}h1 span{color:#9aa0a8;font-weight:400}"
     "p{margin:0 0 12px;overflow-wrap:anywhere}code{background:#2a2d32;border-radius:4px;padding:1px 5px}"
     ".error{padding:8px 12px;border:1px solid #8c4045;border-radius:6px;background:#35211f;color:#ffd0d0}")
-NO_TOKEN_PAGE = f"""<!doctype html>
+def _no_token_page(title: str, why: str) -> bytes:
+    return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>vbg control: the link lacks its token or holds an old one</title>
+<title>vbg control: {title}</title>
 <link rel="icon" href="/favicon.ico" type="image/svg+xml">
 <style>{_NO_TOKEN_STYLE}</style></head>
 <body><main>
 <h1>vbg <span>control</span></h1>
-<p class="error">This link lacks its token, or holds an earlier run's (a bookmark, say): the
-control page opens only with the address vbg printed when it started this time (it ends in
-<code>?token=&hellip;</code>; each run has a token of its own).</p>
+<p class="error">{why}</p>
 <p>Open that address, or run <code>vbg ctl page</code>: it prints the page's address and opens it.</p>
 </main></body></html>
 """.encode()
+
+
+NO_TOKEN_PAGE = _no_token_page(
+    "the link lacks its token or holds an old one",
+    """This link lacks its token, or holds an earlier run's (a bookmark, say): the
+control page opens only with the address vbg printed when it started this time (it ends in
+<code>?token=&hellip;</code>; each run has a token of its own).""")
+# A ticket's address (what vbg hands a browser) opened a second time, or after TICKET_S: history,
+# a restored session, a copy of it.
+USED_TICKET_PAGE = _no_token_page(
+    "this link was for one visit",
+    """This link was for one visit: it opens the control page once, within two minutes of vbg
+handing it to the browser (it ends in <code>?ticket=&hellip;</code>), and it has been used or is
+older. The page's
+lasting address is the one vbg printed when it started (it ends in <code>?token=&hellip;</code>).""")
 _NO_TOKEN_CSP = ("default-src 'none'; img-src 'self'; style-src 'sha256-"
                  + base64.b64encode(hashlib.sha256(_NO_TOKEN_STYLE.encode()).digest()).decode()
                  + "'; frame-ancestors 'none'")
@@ -131,6 +152,10 @@ PAGE_PATHS = ("/", "/index.html")
 # private photo removed from the folder does not stay for weeks in the browser's disk cache.
 THUMB_KEPT_S = 12 * 3600
 ICON_KEPT_S = 30 * 24 * 3600  # the icon: the same in every run, nothing private
+# A ticket (the one-time address vbg hands a browser) is good once, for this long: a browser that
+# is not running yet takes seconds to start (a snap's first start: tens of seconds).
+TICKET_S = 120.0
+MAX_TICKETS = 16  # outstanding at once (more: the oldest are dropped)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -178,6 +203,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -------------------------------------------------------------- checks
     def _check(self, query: dict) -> None:
+        self._check_site()
+        token = self.headers.get("X-Vbg-Token") or (query.get("token") or [""])[0]
+        if not token or not hmac.compare_digest(token.encode(), self.server.token.encode()):
+            raise _NoToken(403, "missing or wrong token: use the URL vbg printed at start "
+                                "(control: http://127.0.0.1:PORT/?token=...), vbg ctl page to open it, or vbg ctl")
+
+    def _check_site(self) -> None:
+        """Over TCP: the Host and the Origin are this server's own."""
         srv = self.server
         if srv.tcp:
             host = self.headers.get("Host", "")
@@ -188,10 +221,16 @@ class _Handler(BaseHTTPRequestHandler):
             if origin is not None and origin not in srv.origins:
                 raise _Refused(403, f"Origin {origin!r} is another site: only the control page itself may "
                                     "send requests (cross-site requests refused)")
-        token = self.headers.get("X-Vbg-Token") or (query.get("token") or [""])[0]
-        if not token or not hmac.compare_digest(token.encode(), srv.token.encode()):
-            raise _NoToken(403, "missing or wrong token: use the URL vbg printed at start "
-                                "(control: http://127.0.0.1:PORT/?token=...), vbg ctl page to open it, or vbg ctl")
+
+    def _redeem(self, query: dict) -> None:
+        """``GET /?ticket=T`` (a browser vbg opened): a ticket good now is spent and answered with
+        a redirect to the page's address with the token; any other: the page saying so."""
+        self._check_site()
+        ticket = (query.get("ticket") or [""])[0]
+        if not self.server.tickets.redeem(ticket):
+            raise _NoToken(403, "this ticket was used or is older than two minutes: run vbg ctl page "
+                                "for a new one", page=USED_TICKET_PAGE)
+        self._send(303, b"", "text/plain", {"Location": f"/?token={self.server.token}"})
 
     def _own_browser(self) -> bool:
         """Whether a request without the token may get the icon or the page saying the token is
@@ -259,6 +298,9 @@ class _Handler(BaseHTTPRequestHandler):
             # An id's name that is not UTF-8 (a folder's file) is quoted byte for byte
             # (``Library._item``): unquoted back to the same surrogates, as os.listdir has it.
             path = unquote(parts.path, errors="surrogateescape")
+            if (method == "GET" and path in PAGE_PATHS and "ticket" in query and "token" not in query
+                    and "X-Vbg-Token" not in self.headers):
+                return self._redeem(query)
             try:
                 self._check(query)
             except _NoToken:
@@ -269,7 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
         except _NoToken as e:
             if method == "GET" and path in PAGE_PATHS and self._own_browser():
                 # a browser opening the page (typed, a bookmark): a page saying so
-                self._send(e.status, NO_TOKEN_PAGE, TYPES[".html"],
+                self._send(e.status, e.page or NO_TOKEN_PAGE, TYPES[".html"],
                            {"Content-Security-Policy": _NO_TOKEN_CSP, "X-Frame-Options": "DENY"})
             else:
                 self._json(e.status, {"error": str(e)})
@@ -317,6 +359,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif method == "POST":
             if path == "/api/upload":
                 return self._upload(ctl)
+            if path == "/api/ticket":
+                self._json_body()  # read (an answer before the body is read can break the sender's pipe)
+                return self._json(200, {"url": self.server.tickets.url()})
             actions = {"/api/background": lambda b: ctl.set_background(b),
                        "/api/effect": lambda b: ctl.set_effect(b.get("on")),
                        "/api/mirror": lambda b: ctl.set_mirror(b.get("on")),
@@ -324,7 +369,7 @@ class _Handler(BaseHTTPRequestHandler):
             if path in actions:
                 return self._json(200, actions[path](self._json_body()))
         known = ("/", "/index.html", "/favicon.ico", "/api/status", "/api/backgrounds", "/api/preview.jpg", "/api/background", "/api/effect",
-                 "/api/mirror", "/api/model", "/api/upload")
+                 "/api/mirror", "/api/model", "/api/upload", "/api/ticket")
         if path in known or path.startswith(("/static/", "/api/thumb/")):
             raise _Refused(405, f"{method} {path} is not allowed: see docs/control-api.md")
         raise _Refused(404, f"{path}: no such page or API: see docs/control-api.md")
@@ -392,8 +437,8 @@ class _Bounded:
     block_on_close = False
     request_queue_size = 64
 
-    def _setup_bounded(self, controller, token: str, tcp: bool) -> None:
-        self.controller, self.token, self.tcp = controller, token, tcp
+    def _setup_bounded(self, controller, token: str, tcp: bool, tickets: Tickets) -> None:
+        self.controller, self.token, self.tcp, self.tickets = controller, token, tcp, tickets
         self._slots = threading.BoundedSemaphore(MAX_THREADS)
         self._closing = False
 
@@ -433,15 +478,49 @@ else:  # pragma: no cover (Windows)
     _UnixServer = None
 
 
+class Tickets:
+    """One-time addresses of the page for a browser vbg opens: each good once, for ``TICKET_S`` by
+    ``clock`` (injectable: tests drive it), at most ``MAX_TICKETS`` outstanding."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._due: dict[str, float] = {}  # ticket -> when it lapses, oldest first
+        self.port: int | None = None
+
+    def url(self) -> str:
+        ticket = secrets.token_urlsafe(24)
+        with self._lock:
+            self._due[ticket] = self._clock() + TICKET_S
+            while len(self._due) > MAX_TICKETS:
+                del self._due[next(iter(self._due))]
+        return f"http://127.0.0.1:{self.port}/?ticket={ticket}"
+
+    def redeem(self, ticket: str) -> bool:
+        """Whether ``ticket`` was handed out and is good now (then it is spent)."""
+        with self._lock:
+            now = self._clock()
+            for t in [t for t, due in self._due.items() if due <= now]:
+                del self._due[t]
+            match = next((t for t in self._due if hmac.compare_digest(t.encode(), ticket.encode())), None)
+            if match is None:
+                return False
+            del self._due[match]
+            return True
+
+
 class ControlServer:
     """The control server of one live run: ``start()`` binds, writes the runtime file and serves
     on daemon threads; ``close()`` stops serving and removes the socket and the runtime file.
 
-    ``folder``: the runtime folder (default :func:`~vbg.control.runtime.runtime_dir`)."""
+    ``folder``: the runtime folder (default :func:`~vbg.control.runtime.runtime_dir`); ``clock``:
+    the tickets' (``Tickets``)."""
 
-    def __init__(self, controller, *, folder: Path | None = None, unix: bool = True) -> None:
+    def __init__(self, controller, *, folder: Path | None = None, unix: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.controller = controller
         self.token = secrets.token_urlsafe(24)
+        self.tickets = Tickets(clock)
         self._folder = folder
         self._unix = unix and _UnixServer is not None
         self._servers: list = []
@@ -454,6 +533,10 @@ class ControlServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/?token={self.token}"
 
+    def ticket_url(self) -> str:
+        """A one-time address of the page, for a browser vbg starts (``Tickets``)."""
+        return self.tickets.url()
+
     def start(self) -> ControlServer:
         try:
             tcp = _TCPServer(("127.0.0.1", 0), _Handler)
@@ -461,7 +544,8 @@ class ControlServer:
             raise ControlError(f"the control server cannot listen on 127.0.0.1 ({e.strerror or e}): "
                                "run with --no-control") from e
         self.port = tcp.server_address[1]
-        tcp._setup_bounded(self.controller, self.token, True)
+        self.tickets.port = self.port
+        tcp._setup_bounded(self.controller, self.token, True, self.tickets)
         tcp.port = self.port
         tcp.hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}", f"[::1]:{self.port}"}
         tcp.origins = {f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}",
@@ -495,7 +579,7 @@ class ControlServer:
             return
         self.socket_path = path
         os.chmod(path, 0o600)  # in a 0700 folder: only the user reaches it anyway
-        unix._setup_bounded(self.controller, self.token, False)
+        unix._setup_bounded(self.controller, self.token, False, self.tickets)
         self._servers.append(unix)
 
     def close(self) -> None:
