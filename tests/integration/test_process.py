@@ -554,6 +554,40 @@ def test_recordings_joined_end_to_end_play_one_after_the_other_in_sync(tmp_path)
     assert plan_spans(src, 3, 0.2) is None and plan_spans(write_ts_av(tmp_path / "long.ts", frames * 3, 30), 3, 0.2)
 
 
+def test_an_mp4_whose_clock_starts_late_keeps_all_its_sound(tmp_path):
+    """A TS recording copied into MP4 packet for packet (``ffmpeg -c copy``: the usual way to make a
+    camcorder's or a DVR's recording play everywhere) keeps its clock, starting at 1.4 s, or 10 s.
+    The sound is kept to its end, in .mp4 and .webm alike. Its last 0.4 s (and from 10 s on, all of
+    it) was left out as packets "with damaged times": the file's stated length was taken for the
+    time it ends."""
+    from media import write_ts_av
+
+    frames = [f for f, _ in person_clip_frames(60, (90, 160))]
+    for start in (1.4, 10.0):
+        ts = write_ts_av(tmp_path / f"rec-{start}.ts", frames, 30, video_pts=lambda i, s=start: i + round(s * 30),
+                         audio_pts=lambda n, s=start: n * 1024 + round(s * 48000))
+        src = tmp_path / f"rec-{start}.mp4"
+        with av.open(str(ts)) as ci, av.open(str(src), "w") as co:
+            streams = {s.index: co.add_stream_from_template(s) for s in ci.streams}
+            for pkt in ci.demux():
+                if pkt.dts is not None:
+                    pkt.stream = streams[pkt.stream.index]
+                    co.mux(pkt)
+        with av.open(str(src)) as c:
+            assert c.start_time / 1e6 == pytest.approx(start, abs=0.1)  # the clock kept
+            sound_in = [p for p in c.demux(audio=0) if p.size]
+        span_in = float((sound_in[-1].pts + sound_in[-1].duration - sound_in[0].pts) * sound_in[0].time_base)
+        for ext in ("mp4", "webm"):
+            out = tmp_path / f"out-{start}.{ext}"
+            proc = run_vbg("process", str(src), "-o", str(out), "--model", "selfie", "--workers", "1",
+                           "--color", "green")
+            assert proc.returncode == 0 and "damaged" not in proc.stderr, proc.stderr
+            with av.open(str(out)) as c:
+                kept = [p for p in c.demux(audio=0) if p.size]
+            span_out = float((kept[-1].pts + kept[-1].duration - kept[0].pts) * kept[0].time_base)
+            assert span_out == pytest.approx(span_in, abs=0.05), (start, ext)
+
+
 def test_a_damaged_aac_header_loses_that_packet_not_the_output(tmp_path, broadcast):
     """A broadcast recording whose one AAC frame header (ADTS) is garbled: copied into MP4, FFmpeg's
     ADTS-to-MP4 step refuses that packet. The packet is left out with one line, and the rest is
