@@ -218,7 +218,7 @@ def read_heif(data, name) -> np.ndarray:
             raise ValueError(f"its grid of {grid[0]}x{grid[1]} names {len(wanted)} tiles")
     except _BROKEN as e:
         raise InputError(f"{name} is a damaged HEIF image ({e}): copy or export it again") from None
-    to_rgb = SdrFrames()
+    to_rgb = SdrFrames(hd_guess=False)  # HEIF's default matrix is BT.601, whatever the size
     decoded: dict[int, np.ndarray] = {}
     try:
         with open_read(io.BytesIO(buf), format="mov") as container:

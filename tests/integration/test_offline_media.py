@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import run_vbg
 from media import read_alpha_video
 from vbg.errors import ConfigError, InputError, OutputError
 from vbg.fsutil import partial_name as partial_path_for
@@ -220,6 +221,44 @@ def test_reader_yields_every_frame_with_original_pts(clips):
     assert frames[3].time_s == pytest.approx(float(truth[3] * info.time_base))
     assert frames[0].rgb.shape == (H, W, 3) and frames[0].rgb.dtype == np.uint8
     assert np.abs(frames[5].rgb.astype(int) - pattern(5)).mean() < 3
+
+
+PATCHES = [(200, 40, 40), (40, 160, 60), (50, 60, 200), (230, 200, 60)]
+
+
+def _untagged_clip(path: Path, w: int, h: int, matrix: str) -> Path:
+    """Two frames of colour patches coded with ``matrix``'s YUV, losslessly, and no colour tags (as
+    many screen recorders and encoders write)."""
+    rgb = np.full((h, w, 3), 128, np.uint8)
+    for k, c in enumerate(PATCHES):
+        rgb[20 + k * 60:70 + k * 60, 20:120] = c
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=FPS)
+        v.width, v.height, v.pix_fmt, v.options = w, h, "yuv420p", {"crf": "0", "preset": "ultrafast"}
+        for i in range(2):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", dst_colorspace=matrix)
+            f.colorspace, f.pts = 2, i  # unspecified
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    with av.open(str(path)) as c:
+        assert next(c.decode(video=0)).colorspace == 2
+    return path
+
+
+@pytest.mark.parametrize("size, matrix", [((1280, 720), "ITU709"), ((640, 360), "ITU601")])
+def test_an_untagged_clip_has_the_colours_a_player_shows(tmp_path, size, matrix):
+    """A clip that does not say which matrix its YUV was made with is read as players (mpv,
+    browsers, VLC) read it: BT.709 when it is HD, BT.601 when not, so ``vbg process``'s output shows
+    the colours the input showed. An untagged HD clip came out with its reds dulled and its greens
+    brighter (200,40,40 -> 185,23,41): FFmpeg's converter takes BT.601 for every size."""
+    src = _untagged_clip(tmp_path / "in.mp4", *size, matrix)
+    out = tmp_path / "frames"
+    proc = run_vbg("process", str(src), "-o", str(out), "--alpha", "--model", "selfie", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    first = cv2.cvtColor(cv2.imread(str(sorted(out.glob("*.png"))[0])), cv2.COLOR_BGR2RGB)
+    for k, c in enumerate(PATCHES):
+        got = first[30 + k * 60:60 + k * 60, 30:110].reshape(-1, 3).mean(0)
+        assert np.abs(got - c).max() <= 4, (c, got)
 
 
 def test_decode_error_mid_file_says_how_many_frames_were_read(tmp_path):

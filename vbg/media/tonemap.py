@@ -224,15 +224,29 @@ class ToneMapper:
         return cv2.convertScaleAbs(flat, alpha=255.0).reshape(h, w, 3)
 
 
+UNSTATED = 2  # AVCOL_SPC_UNSPECIFIED: a frame whose matrix its file does not state
+# A coded video's pixel formats (FFmpeg's yuv420p, yuv422p10le..., a hardware decoder's nv12/p010);
+# not yuvj* (a JPEG's: BT.601 by JFIF) nor the packed yuyv422 a camera sends (BT.601 by UVC).
+_VIDEO_YUV = ("yuv4", "nv12", "p010")
+
+
 class SdrFrames:
     """``to_rgb(frame)``: any decoded frame as SDR RGB uint8, like ``frame.to_ndarray("rgb24")``
     with the same ``width``/``height``/``interpolation``; a frame tagged HLG or PQ is
     tone-mapped, by a ``ToneMapper`` made at the first one (with that frame's stated peak), and
     an SDR frame in BT.2020 colours converted to BT.709 (``WIDE_SDR``); a frame with transparency
-    (a GIF's, an animated PNG's) laid over black (``vbg.images.over_black``). One per reading thread."""
+    (a GIF's, an animated PNG's) laid over black (``vbg.images.over_black``). One per reading thread.
 
-    def __init__(self) -> None:
+    A video frame whose matrix is not stated is read as players read it: BT.709 when it is HD (1280 wide
+    or more, or taller than 576: mpv's rule), BT.601 otherwise;
+    FFmpeg's converter took BT.601 for all, so an untagged HD clip (many screen recorders and
+    encoders write one) lost saturation in its reds and gained it in its greens. Not so for a
+    camera's raw YUYV or a JPEG's frame (``yuvj``, ``yuyv422``: BT.601 by their own standards),
+    nor for ``hd_guess=False`` (a HEIF photo: its format's default matrix is BT.601)."""
+
+    def __init__(self, hd_guess: bool = True) -> None:
         self.mapper: ToneMapper | None = None
+        self._hd_guess = hd_guess
 
     def __call__(self, frame: av.VideoFrame, width: int | None = None, height: int | None = None,
                  interpolation: str | None = None) -> np.ndarray:
@@ -246,8 +260,10 @@ class SdrFrames:
 
                 return over_black(frame.to_ndarray(format="rgba", width=width, height=height,
                                                    interpolation=interpolation, threads=1))
+            hd = (self._hd_guess and frame.colorspace == UNSTATED and (frame.width >= 1280 or frame.height > 576)
+                  and fmt.name.startswith(_VIDEO_YUV))
             return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation,
-                                    threads=1)
+                                    threads=1, **({"src_colorspace": "ITU709"} if hd else {}))
         if self.mapper is None or self.mapper.transfer != transfer:
             self.mapper = ToneMapper(transfer, stated_peak(frame) if transfer == PQ else None)
         return self.mapper(frame, width, height, interpolation)
