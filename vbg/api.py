@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -108,6 +109,17 @@ def _path(value: Any, who: str) -> str:
     raise TypeError(f"{who} takes a path (str or os.PathLike), not {type(value).__name__}")
 
 
+# The live filter's path-valued settings passed as keywords: a pathlib.Path taken as background= is
+PATH_OPTIONS = ("record", "backgrounds_dir", "vcam_device")
+
+
+def _paths(options: dict[str, Any], who: str) -> dict[str, Any]:
+    """``options`` with its path-valued ones (``PATH_OPTIONS``) as str; a clear TypeError for a
+    value of another type (``record=5`` was taken as a file named 5)."""
+    return {k: _path(v, f"{who}({k}=...)") if k in PATH_OPTIONS and v is not None else v
+            for k, v in options.items()}
+
+
 def _given(**options: Any) -> dict[str, Any]:
     """The keyword options that were passed (None: leave the setting as it is)."""
     return {k: v for k, v in options.items() if v is not None}
@@ -137,8 +149,8 @@ class Segmenter:
     ``device``: ``auto``, ``cpu``, ``cuda``, ``tensorrt``...; ``size``: the inference size, a
     long side or (H, W) (default: the model's reference size). ``threads``: inference threads.
     ``crop="off"``: the whole image only (default ``"auto"``: a small person is looked at again,
-    closer, as ``vbg segment`` does). Close it (or use ``with``) to free the session; one
-    segmenter per thread.
+    closer, as ``vbg segment`` does). Close it (or use ``with``) to free the session. Threads
+    sharing one take turns; one segmenter per thread runs side by side.
     """
 
     def __init__(self, model: str | os.PathLike[str] = "auto", *, device: str = "auto", size: Size = None,
@@ -166,6 +178,9 @@ class Segmenter:
             log.warning("%s", note)
         self.config: SegmenterConfig = cfg
         self._seg: OnnxSegmenter | TorchSegmenter | None = create_segmenter(cfg)
+        # One call at a time: the model's input buffers and the crop's state are the segmenter's
+        # own (two threads sharing one got each other's masks, unsaid).
+        self._calls = threading.Lock()
         # crop="auto" (the default), as vbg segment: a small person is looked at again, closer
         self._still = CroppedSegmenter(self._seg).segment_still if cfg.crop == "auto" else None
 
@@ -192,13 +207,15 @@ class Segmenter:
     def segment(self, image: np.ndarray, *, dtype: type[np.float32] | type[np.uint8] = np.float32) -> np.ndarray:
         """The alpha of the person in ``image`` (H x W x 3 RGB uint8): an H x W array at the
         image's own size, float32 in [0, 1] (``dtype=np.uint8``: 0..255). A new array each call.
-        A wrong dtype is a ``TypeError``, a wrong shape a ``ValueError``."""
+        A wrong dtype is a ``TypeError``, a wrong shape a ``ValueError``. Threads may share a
+        segmenter: their calls take turns (one segmenter per thread runs them side by side)."""
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
             raise TypeError(f"image must be a uint8 numpy array, got {getattr(image, 'dtype', type(image).__name__)}")
         if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
             raise ValueError(f"image must be H x W x 3 (RGB), got shape {image.shape}")
-        seg = self._live()
-        alpha = (self._still or seg.segment_full)(np.ascontiguousarray(image))
+        with self._calls:
+            seg = self._live()
+            alpha = (self._still or seg.segment_full)(np.ascontiguousarray(image))
         if dtype is np.uint8:
             from .models.preprocess import alpha_to_u8
 
@@ -210,8 +227,9 @@ class Segmenter:
     __call__ = segment
 
     def close(self) -> None:
-        """Free the model's session; idempotent."""
-        seg, self._seg = self._seg, None
+        """Free the model's session (after a call another thread is making); idempotent."""
+        with self._calls:
+            seg, self._seg = self._seg, None
         if seg is not None:
             seg.close()
 
@@ -269,7 +287,7 @@ class LiveFilter:
                       size=size, device=device)
         if source is not None and not own_source:
             opts["source"] = str(os.fspath(source) if isinstance(source, os.PathLike) else source)
-        opts.update(options)
+        opts.update(_paths(options, "LiveFilter"))
         cfg = _configure(_base(config, LiveConfig, "LiveFilter"), opts, "LiveFilter")
         if vcam is None:
             vcam = not sinks and not cfg.output.record and not cfg.output.preview
@@ -341,8 +359,11 @@ class LiveFilter:
         pipeline = self._pipeline
         if pipeline is None:
             raise RuntimeError("the LiveFilter has not been started: call start() or run()")
-        if pipeline.started.wait(timeout) and not self._done.is_set():
-            return True
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self._done.is_set():  # a run that fails starting never starts: not waited for
+            left = 0.05 if end is None else min(0.05, end - time.monotonic())
+            if left <= 0 or pipeline.started.wait(left):
+                break
         return pipeline.started.is_set() and self._error is None and not self._done.is_set()
 
     @property
@@ -435,7 +456,8 @@ def process_file(input: str | os.PathLike[str], output: str | os.PathLike[str], 
     ``encoder``, ``memory``, ``feather``...). ``on_progress(done, total)`` is called as frames
     are written, the last time with every frame (``total``: None when the file does not say); an
     exception it raises stops the job and comes out as it is, the frames before it kept as a
-    playable ``NAME.partial.EXT`` named in its notes. Returns the
+    playable ``NAME.partial.EXT`` named in its notes (raised by the last call, once the output
+    is complete, it comes out with a note saying so). Returns the
     :class:`~vbg.offline.process.FileResult` (``frames``, ``output``, ``seconds``, ``fps``...).
     """
     from . import cli
@@ -470,7 +492,12 @@ def process_file(input: str | os.PathLike[str], output: str | os.PathLike[str], 
         progress = _Progress(on_progress)
         result = proc.process(plan.inputs[0], dst, progress, sequence=sequence, overwrite=overwrite)
         if progress.done != result.frames:  # the last frames written after the last update
-            progress.update(result.frames)
+            try:
+                progress.update(result.frames)
+            except BaseException as e:  # too late to stop anything: the output is whole
+                if hasattr(e, "add_note"):
+                    e.add_note(f"the job had finished: {result.output} is complete")
+                raise
         return result
     finally:
         for seg in segs:

@@ -373,6 +373,8 @@ class LivePipeline:
         cfg = self.cfg
         source = self._source or self._open_source()
         stack.callback(self._close_source, source)
+        for extra in self._extra_sinks:  # the caller's sinks: closed however the start-up ends
+            stack.callback(extra.close)
         w, h, fps = source.width, source.height, source.fps
         # A source handed in is reopened only by the ``reopen`` handed in with it.
         reopen = self._reopen if self._source is not None else \
@@ -601,10 +603,7 @@ class LivePipeline:
 
     def _open_sinks(self, stack: contextlib.ExitStack, w: int, h: int, fps: float) -> list:
         o = self.cfg.output
-        sinks = []
-        for extra in self._extra_sinks:
-            stack.callback(extra.close)
-            sinks.append(extra)
+        sinks = list(self._extra_sinks)  # closed by the stack since _open_stages began
         if o.record:
             from .sinks.recorder import Recorder
 

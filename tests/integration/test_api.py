@@ -326,3 +326,123 @@ def test_layer_check_refuses_an_import_of_the_api(tmp_path):
     problems = check_layers.check(tmp_path)
     assert len(problems) == 1 and problems[0].startswith(os.path.join("vbg", "sinks", "__init__.py") + ":2:")
     assert "Python API" in problems[0]
+
+
+# ---------------------------------------------------------------------------- the API audit's findings
+def _small_person(x0: int, scale: float = 0.25, size: int = 256) -> np.ndarray:
+    """A person standing small in an office, ``x0`` from the left: the person crop looks again."""
+    import cv2
+
+    rgba = cv2.cvtColor(cv2.imread(str(PEOPLE / "example03_rgba.png"), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
+    room = cv2.cvtColor(cv2.imread(str(ROOT / "vbg/assets/backgrounds/office.jpg")), cv2.COLOR_BGR2RGB)
+    canvas = cv2.resize(room, (size, size)).astype(np.float32)
+    h, w = rgba.shape[:2]
+    nh, nw = int(h * scale), int(w * scale)
+    p = cv2.resize(rgba, (nw, nh)).astype(np.float32)
+    a = p[..., 3:] / 255
+    canvas[size - nh:, x0:x0 + nw] = p[..., :3] * a + canvas[size - nh:, x0:x0 + nw] * (1 - a)
+    return np.ascontiguousarray(canvas.round().astype(np.uint8))
+
+
+def test_a_kept_mask_is_not_overwritten_by_the_next_one():
+    """README: "a new array each call". A small person's mask (the crop's second look) came back in
+    the crop's own buffer, so the next picture's mask overwrote a mask the caller had kept."""
+    from vbg import Segmenter
+
+    with Segmenter("selfie") as seg:
+        first = seg.segment(_small_person(5))
+        kept = first.copy()
+        second = seg.segment(_small_person(150))
+    assert np.array_equal(first, kept) and not np.shares_memory(first, second)
+    assert iou(first > 0.5, second > 0.5) < 0.5  # two masks of the person in two places
+
+
+def test_threads_sharing_a_segmenter_get_their_own_masks():
+    """Two threads calling one Segmenter: each gets its own picture's mask (they got each other's,
+    now and then, unsaid: the input buffers were shared)."""
+    import threading
+
+    from vbg import Segmenter
+
+    photo = read_rgb(PHOTO)
+    pictures = [photo, np.ascontiguousarray(photo[:, ::-1]), _small_person(5), _small_person(150)]
+    with Segmenter("selfie") as seg:
+        expected = [seg.segment(p) for p in pictures]
+        wrong: list = []
+
+        def work(k: int) -> None:
+            for i in range(12):
+                j = (k + 2 * i) % len(pictures)
+                if not np.array_equal(seg.segment(pictures[j]), expected[j]):
+                    wrong.append(j)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    assert not any(t.is_alive() for t in threads) and wrong == []
+
+
+def test_a_run_that_fails_starting_ends_wait_started_and_closes_the_callers_sinks(workdir):
+    """A run that fails before frames flow (a size the selfie model cannot take): ``wait_started()``
+    says False (without a time-out it waited for ever) and the caller's sinks are closed as its
+    source is (they were left open)."""
+    import threading
+
+    from vbg import ConfigError, LiveFilter, SinkBase
+
+    class Count(SinkBase):
+        def __init__(self):
+            super().__init__()
+            self.closed = 0
+
+        def send(self, composite):
+            pass
+
+        def close(self):
+            self.closed += 1
+
+    source, sink = Frames(30), Count()
+    live = LiveFilter(source, sinks=[sink], model="selfie", size=512).start()
+    said: list = []
+    waiter = threading.Thread(target=lambda: said.append(live.wait_started()), daemon=True)
+    waiter.start()
+    waiter.join(120)  # bounds a hang only
+    assert said == [False]
+    with pytest.raises(ConfigError, match="512"):
+        live.wait(120)
+    assert source.closed == 1 and sink.closed == 1
+
+
+def test_record_takes_a_path_object_and_names_a_wrong_type(workdir):
+    from pathlib import Path as P
+
+    from vbg import LiveFilter
+
+    stats = LiveFilter(Frames(6), model="selfie", color="white", record=P("rec.mp4")).run()
+    assert stats.out_frames > 0 and len(read_frames(workdir / "rec.mp4")) == stats.out_frames
+    with pytest.raises(TypeError, match=r"LiveFilter\(record=...\) takes a path"):
+        LiveFilter(Frames(6), model="selfie", record=5)  # it was "--record 5: unknown file type"
+
+
+def test_source_is_a_protocol_isinstance_can_check():
+    import vbg
+
+    assert isinstance(Frames(1), vbg.Source) and not isinstance(object(), vbg.Source)  # it raised TypeError
+
+
+def test_a_callback_raising_on_the_last_count_says_the_output_is_complete(workdir):
+    """``on_progress`` raising on its last call (every frame written): the job had finished and the
+    output is in place; the exception says so (it read as a stopped job, with no partial named)."""
+    from vbg import process_file
+
+    def cancel_at_the_end(done, total):
+        if done == CLIP_FRAMES:
+            raise RuntimeError("cancelled")
+
+    with pytest.raises(RuntimeError, match="cancelled") as late:
+        process_file("talk.mp4", "o.mp4", model="selfie", workers=1, on_progress=cancel_at_the_end)
+    assert len(read_frames(workdir / "o.mp4")) == CLIP_FRAMES
+    if sys.version_info >= (3, 11):
+        assert any("o.mp4 is complete" in note for note in late.value.__notes__), late.value.__notes__

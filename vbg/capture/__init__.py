@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from ..clock import Clock
 from ..errors import ConfigError
 
 
+@runtime_checkable
 class Source(Protocol):
     width: int
     height: int

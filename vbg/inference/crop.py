@@ -384,7 +384,8 @@ class CroppedSegmenter:
         self.crops += 1
         if self.fuse:
             np.maximum(canvas, whole, out=canvas)
-        return resize_alpha(canvas, hw)
+        alpha = resize_alpha(canvas, hw)
+        return alpha.copy() if alpha is canvas else alpha  # the canvas is the next picture's
 
     def close(self) -> None:
         self.inner.close()
