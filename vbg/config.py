@@ -434,6 +434,11 @@ def apply(cfg, updates: dict[str, dict[str, Any]], *, check: bool = True):
             if key not in known:
                 raise ConfigError(f"unknown setting [{section}] {_shown(key)}: known are {', '.join(known)}")
             changes[key] = _coerce(section, key, value, str(known[key].type))
+            choices = known[key].metadata.get("choices")
+            if choices and changes[key] is not None and changes[key] not in choices:
+                # a file's value as a flag's and a VBG_ variable's (crop = "on" turned the crop off)
+                raise ConfigError(f"[{section}] {key} = {_shown(value)!r} is not known: use "
+                                  f"{', '.join(choices[:-1])} or {choices[-1]}")
         if known_sections[section] is type(out):
             out = replace(out, **changes)
         else:

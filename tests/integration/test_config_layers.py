@@ -187,6 +187,25 @@ def test_config_edit_reports_a_bad_value_and_keeps_an_existing_file(tmp_path, ho
     assert _config([], "live").model.gpu == 1
 
 
+def test_a_choice_a_file_gives_is_checked_as_a_flags_is(tmp_path, home):
+    """A value a setting does not know, in a config file: refused naming the file and the key, as
+    the same value as a flag or a VBG_ variable is. ``vbg config edit`` said "every setting is
+    valid", ``vbg service install`` installed it, and the filter then failed naming a flag the user
+    never typed (``--device 'gpu'``), or, for ``crop = "on"``, ran with the person crop off."""
+    bad = _write(tmp_path / "gpu.toml", '[model]\ndevice = "gpu"\n')
+    proc = run_vbg("--config", str(bad), "--source", "demo", "--no-vcam", "--frames", "1", timeout=120)
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        f"vbg: error: --config {bad}: [model] device = 'gpu' is not known: use auto, cpu, cuda or tensorrt"]
+    _write(home, "[model]\nsize = 256\n")
+    proc = run_vbg("config", "edit", env={"VISUAL": _editor(tmp_path, 'crop = "on"\n')})
+    assert proc.returncode == 2 and "every setting is valid" not in proc.stderr, proc.stderr
+    assert f"vbg: error: the default config {home}: [model] crop = 'on' is not known: use auto or off" in proc.stderr
+    home.unlink()
+    with pytest.raises(ConfigError, match=r"\[output\] quality = 'max' is not known: use fast, balanced or best"):
+        _config(["process", "in.mp4", "-o", "out.mp4", "--config",
+                 str(_write(tmp_path / "q.toml", '[output]\nquality = "max"\n'))], "process")
+
+
 def test_config_edit_where_no_config_can_be_made_is_one_line(tmp_path, home, monkeypatch):
     """XDG_CONFIG_HOME naming a file (or a read-only home): one line naming the folder and the
     two ways out, exit 10, no editor started. It was an OSError traceback."""
