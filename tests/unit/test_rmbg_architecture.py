@@ -97,6 +97,19 @@ def test_wrong_checkpoint_names_what_does_not_fit(tmp_path, rmbg_net):
     assert "\n" not in msg
 
 
+def test_a_checkpoint_holding_a_number_for_a_weight_is_named(tmp_path, rmbg_net):
+    """A value that is no tensor (a number saved under a weight's name): the same one line naming it,
+    exit 4 from the CLI; it was an AttributeError traceback."""
+    sd = dict(rmbg_net.state_dict())
+    sd["conv_in.weight"] = 5
+    path = tmp_path / "odd.pth"
+    torch.save(sd, path)
+    with pytest.raises(ModelError) as err:
+        build_rmbg(path)
+    assert "odd.pth is not an RMBG-1.4 checkpoint (not a tensor 1 (e.g. conv_in.weight))" in str(err.value)
+    assert err.value.exit_code == 4
+
+
 def test_damaged_safetensors_is_a_model_error(tmp_path):
     path = tmp_path / "model.safetensors"
     path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")

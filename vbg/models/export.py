@@ -106,16 +106,21 @@ def build_rmbg(weights: Path | None = None, *, seed: int = 0):
         return net
     sd = load_state_dict(Path(weights))
     net = BriaRMBG()
+    not_tensors = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     try:
+        if not_tensors:  # load_state_dict fails on them with an AttributeError
+            raise RuntimeError(f"not a tensor {len(not_tensors)} (e.g. {not_tensors[0]})")
         net.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         expected = net.state_dict()
         missing = [k for k in expected if k not in sd]
         unexpected = [k for k in sd if k not in expected]
-        shape = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
+        shape = [k for k in expected if k in sd and isinstance(sd[k], torch.Tensor)
+                 and tuple(sd[k].shape) != tuple(expected[k].shape)]
         detail = "; ".join(
             f"{label} {len(keys)} (e.g. {keys[0]})"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shape))
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shape),
+                                ("not a tensor", not_tensors))
             if keys
         )
         raise ModelError(
