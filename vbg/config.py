@@ -418,12 +418,27 @@ def _shown(name: Any) -> str:
     return text if text.isprintable() and 0 < len(text) <= 40 else repr(text)[:42]
 
 
+def loose_setting(name: Any, value: Any, roots) -> ConfigError | None:
+    """A setting written above every ``[section]`` of a file (``blur = 0.5`` at its top): the
+    error naming the section it belongs in; None when no section of ``roots`` has it. It read as
+    "unknown config section [blur]", or, for ``model = "selfie"``, "[model] must be a table"."""
+    if isinstance(value, dict):
+        return None
+    homes = sorted({s for root in roots for s, cls in sections(root).items() if name in _settings(cls, root)})
+    if not homes:
+        return None
+    return ConfigError(f"{_shown(name)} = {_shown(repr(value))} is above every [section]: put it under "
+                       f"[{homes[0]}]" + "".join(f" or [{h}]" for h in homes[1:]))
+
+
 def apply(cfg, updates: dict[str, dict[str, Any]], *, check: bool = True):
     """New config with ``{section: {field: value}}`` applied, types checked; values
     validated too unless ``check`` is false (the CLI collects every problem itself)."""
     out = cfg
     known_sections = sections(cfg)
     for section, values in updates.items():
+        if (loose := loose_setting(section, values, [out])) is not None:
+            raise loose
         if section not in known_sections:
             raise ConfigError(f"unknown config section [{_shown(section)}]: use {', '.join(known_sections)}")
         if not isinstance(values, dict):

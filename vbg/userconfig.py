@@ -105,6 +105,8 @@ def _shared(data: dict, root, label: str) -> dict:
     out: dict[str, dict] = {}
     known = sorted({s for r in _roots() for s in C.sections(r)})
     for section, values in data.items():
+        if (loose := C.loose_setting(section, values, _roots())) is not None:
+            raise ConfigError(f"{label}: {loose}")
         if section not in known:
             raise ConfigError(f"{label}: unknown config section [{C._shown(section)}]: use {', '.join(known)}")
         if not isinstance(values, dict):

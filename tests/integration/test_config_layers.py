@@ -206,6 +206,20 @@ def test_a_choice_a_file_gives_is_checked_as_a_flags_is(tmp_path, home):
                  str(_write(tmp_path / "q.toml", '[output]\nquality = "max"\n'))], "process")
 
 
+def test_a_setting_above_every_section_names_the_section_it_belongs_in(tmp_path, home):
+    """``blur = 0.5`` at a file's top (no ``[background]`` above it): one line naming the section to
+    put it under. It read "unknown config section [blur]", and ``model = "selfie"`` "[model] must
+    be a table of settings"."""
+    loose = _write(tmp_path / "loose.toml", "blur = 0.5\n")
+    with pytest.raises(ConfigError, match=r"loose.toml: blur = 0.5 is above every \[section\]: put it under "
+                                          r"\[background\]$"):
+        _config(["--config", str(loose)], "live")
+    _write(home, 'model = "selfie"\n')
+    with pytest.raises(ConfigError, match=r"^the default config .*: model = 'selfie' is above every \[section\]: "
+                                          r"put it under \[model\]$"):
+        _config(["process", "in.mp4", "-o", "out.mp4"], "process")
+
+
 def test_config_edit_where_no_config_can_be_made_is_one_line(tmp_path, home, monkeypatch):
     """XDG_CONFIG_HOME naming a file (or a read-only home): one line naming the folder and the
     two ways out, exit 10, no editor started. It was an OSError traceback."""
