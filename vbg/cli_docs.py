@@ -36,6 +36,7 @@ class Option:
     metavar: str  # "" for a switch
     files: bool  # the value is a file name
     group: str  # the parser group's title ("options" for the plain ones)
+    optional: bool = False  # the value may be left out (--blur alone): another option may follow
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ def _walk(parser: argparse.ArgumentParser, name: str, summary: str) -> Command:
             takes = action.nargs != 0
             metavar = metavar or (action.dest.upper() if takes else "")
             options.append(Option(tuple(action.option_strings), help_text, takes, choices, metavar,
-                                  takes and not choices and _names_files(metavar), group_of.get(id(action), "options")))
+                                  takes and not choices and _names_files(metavar), group_of.get(id(action), "options"),
+                                  takes and action.nargs == "?"))
         else:
             metavar = metavar or action.dest.upper()
             positionals.append(Positional(metavar, help_text, action.nargs in ("+", "*", argparse.REMAINDER),
@@ -220,6 +222,8 @@ def bash(cmds: list[Command]) -> str:
                 action = '_vbg_files "$cur"; return 0'
             else:
                 action = "COMPREPLY=(); return 0"  # a value of the user's own: nothing to offer
+            if o.optional:  # --blur --mir<TAB>: the options, as after a switch
+                action = f'[[ "$cur" == -* ]] || {{ {action}; }}'
             lines.append(f"            {pattern}) {action} ;;")
     lines += ["        esac ;;", "    esac", "    case \"$cmd\" in"]
     for c in nodes:

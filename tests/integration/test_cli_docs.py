@@ -138,6 +138,10 @@ def test_bash_accepts_and_runs_the_script(generated, tmp_path):
     assert _bash_complete(script, "vbg", "process", "--format=w") == ["webm"]
     assert _bash_complete(script, "vbg", "completion", "") == ["bash", "zsh", "fish"]
     assert "--cutout" in _bash_complete(script, "vbg", "segment", "--cu")
+    # --blur's strength may be left out: another option follows it (it offered nothing there)
+    assert _bash_complete(script, "vbg", "--blur", "--mir") == ["--mirror"]
+    assert _bash_complete(script, "vbg", "process", "--blur", "--wor") == ["--workers"]
+    assert _bash_complete(script, "vbg", "--blur", "") == []  # its strength: a number of the user's
     assert "--cutout" not in _bash_complete(script, "vbg", "--cu")  # the live filter has none
     (tmp_path / "talk.mp4").write_bytes(b"")
     assert _bash_complete(script, "vbg", "--source", str(tmp_path / "ta")) == [str(tmp_path / "talk.mp4")]
