@@ -386,13 +386,15 @@ def cmd_segment(args) -> int:
                 _error(e)
                 failed += 1
                 continue
+            fresh = seg is None
             if seg is None:
                 seg = create_segmenter(cfg)
-                log.info("model %s on %s", seg.source.label, ", ".join(seg.providers))
                 # --crop auto: a small person is looked at again, closer (the whole frame's look joined)
                 still = CroppedSegmenter(seg).segment_still if cfg.crop == "auto" else seg.segment_full
             assert still is not None
             alpha = alpha_to_u8(still(rgb))
+            if fresh:  # said once its session is open: a .safetensors/.pth model's opens at the first image
+                log.info("model %s on %s", seg.source.label, ", ".join(seg.providers))
             # a cut-out keeps nothing of the room where it is transparent: an app that drops alpha
             # (or reads the file as a background) showed the whole photo again
             result = np.dstack([np.where(alpha[..., None] == 0, 0, rgb), alpha]) if args.cutout else alpha

@@ -385,7 +385,8 @@ class LivePipeline:
         stack.callback(lambda: self._seg_now.close())  # the model a switch left running
         mask_hw = tuple(seg.input_size((h, w)))  # a tuple: compared with each mask's shape
         log.info("source %dx%d at %.2f fps; model %s at %dx%d on %s", w, h, fps, seg.source.label,
-                 mask_hw[0], mask_hw[1], ", ".join(seg.providers))
+                 mask_hw[0], mask_hw[1],
+                 ", ".join(seg.providers) or "the device its session opens on at the first frame")
         b = cfg.background
         background = background_from_options(b.background, b.color, b.blur, live=True, clock=self.clock)
         stack.callback(background.close)  # the compositor closes it too; close() is idempotent

@@ -128,3 +128,9 @@ def test_weights_that_need_an_export_name_the_cache_folder_and_its_fix(rmbg_net,
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert str(tmp_path / "file" / "vbg" / "exports") in errors[0] and "VBG_CACHE_DIR" in errors[0]
     assert not (tmp_path / "m.png").exists()
+    # where the cache can be written: the line names the device its session opened on (it was
+    # "model model.safetensors on ", said before the export that opens the session)
+    proc = _run("segment", PEOPLE / "example03_background01.jpg", "--model", weights, "--size", "128",
+                "-o", tmp_path / "m.png", env={"VBG_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr
+    assert "vbg: model model.safetensors on CPUExecutionProvider\n" in proc.stderr, proc.stderr
