@@ -37,6 +37,10 @@ def test_graph_contract(rmbg_onnx, rmbg_onnx_dynamic):
     assert meta["vbg.family"] == "rmbg" and meta["vbg.mean"] == "0.5,0.5,0.5" and meta["vbg.std"] == "1.0,1.0,1.0"
     dyn = onnx.load(str(rmbg_onnx_dynamic), load_external_data=False)
     assert [d.dim_param for d in dyn.graph.input[0].type.tensor_type.shape.dim] == ["batch", "", "height", "width"]
+    # the output as the README states it, [N,1,H,W] (its channel axis was a symbol, Sigmoidoutput_dim_1)
+    out = dyn.graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in out] == ["batch", 1, "height", "width"]
+    assert [d.dim_value for d in fixed.graph.output[0].type.tensor_type.shape.dim] == [1, 1, *RMBG_TEST_SIZE]
 
 
 def test_fixed_square_export_matches_eager(rmbg_net, rmbg_onnx):

@@ -97,6 +97,13 @@ def test_wrong_checkpoint_names_what_does_not_fit(tmp_path, rmbg_net):
     assert "\n" not in msg
 
 
+def test_a_folder_given_as_weights_is_said_to_be_one(tmp_path):
+    """A downloaded model's folder passed as the weights: said to be a folder, naming the file to
+    pass (it read "does not exist")."""
+    with pytest.raises(ModelError, match=r"is a folder, not a weights file: pass the file in it \(model.safetensors\)"):
+        load_state_dict(tmp_path)
+
+
 def test_a_checkpoint_holding_a_number_for_a_weight_is_named(tmp_path, rmbg_net):
     """A value that is no tensor (a number saved under a weight's name): the same one line naming it,
     exit 4 from the CLI; it was an AttributeError traceback."""

@@ -50,6 +50,8 @@ def load_state_dict(path: Path) -> dict:
     """Read a checkpoint: safetensors, or ``.pth``/``.bin`` with ``weights_only=True``."""
     torch = require_torch()
     path = Path(path)
+    if path.is_dir():  # a downloaded model's folder
+        raise ModelError(f"{path} is a folder, not a weights file: pass the file in it (model.safetensors)")
     if not path.is_file():
         raise ModelError(f"weights file {path} does not exist: check the path given to --model/--weights")
     suffix = path.suffix.lower()
@@ -74,7 +76,7 @@ def load_state_dict(path: Path) -> dict:
     except pickle.UnpicklingError as e:
         if "global" not in str(e).lower():  # no class or function named: bytes that are not a pickle at all
             raise ModelError(f"cannot read weights {path.name}: the file is damaged or not a checkpoint of "
-                             "tensors (loaded with weights_only=True); download it again or pass another --model") from e
+                             "tensors (loaded with weights_only=True); download it again or pass another weights file") from e
         raise ModelError(
             f"refused to load {path.name}: it holds Python objects or code, not only tensors "
             "(loaded with weights_only=True); use the published model.safetensors instead"
@@ -82,7 +84,7 @@ def load_state_dict(path: Path) -> dict:
     except Exception as e:  # safetensors / torch raise many types for a damaged file
         raise ModelError(
             f"cannot read weights {path.name}: the file is damaged or not a checkpoint ({type(e).__name__}); "
-            "download it again or pass another --model"
+            "download it again or pass another weights file"
         ) from e
     raise ModelError(
         f"unknown weights format {path.suffix!r} for {path.name}: use .safetensors, .pth or .bin (or an .onnx)"
@@ -193,10 +195,14 @@ def export_onnx(
 
 
 def _stamp_metadata(data: bytes, props: dict[str, str]) -> bytes:
-    """The serialised graph ``data`` with ``props`` set in its metadata."""
+    """The serialised graph ``data`` with ``props`` set in its metadata, and its output's channel
+    axis stated as 1 (a ``--dynamic`` export left it a symbol, ``Sigmoidoutput_dim_1``)."""
     import onnx
 
     model = onnx.load_from_string(data)
+    channel = model.graph.output[0].type.tensor_type.shape.dim[1]
+    if not channel.HasField("dim_value"):
+        channel.dim_value = 1
     existing = {p.key: p for p in model.metadata_props}
     for k, v in props.items():
         if k in existing:
