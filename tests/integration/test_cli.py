@@ -197,9 +197,13 @@ def test_segment_takes_a_folder_of_photos(tmp_path):
     (photos / "desk.jpg").write_bytes(PHOTO.read_bytes())
     (photos / "phone.heic").write_bytes((PEOPLE / "example03_background01.heic").read_bytes())
     (photos / "notes.txt").write_text("x")
+    from media import write_gif
+
+    write_gif(photos / "wave.gif", [(255, 0, 0), (0, 0, 255)], [0, 10])  # read as vbg segment wave.gif
+    # reads it, its first image (a folder's GIFs were left out unsaid)
     proc = run_vbg("segment", str(photos), "--model", "selfie", "-o", str(tmp_path / "masks"))
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["desk.png", "phone.png"]
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["desk.png", "phone.png", "wave.png"]
     videos = tmp_path / "videos"
     videos.mkdir()
     (videos / "talk.mp4").write_bytes(b"\0" * 16)

@@ -149,8 +149,9 @@ def photos_in(folder: Path) -> list[Path] | None:
         entries = _visible(folder)
     except OSError:
         return None
-    photos = sorted((e for e in entries if e.suffix.lower() in KINDS or e.suffix.lower() in PHOTOS),
-                    key=lambda e: natural_key(e.name))
+    # a GIF too, as vbg segment a.gif reads it (its first image): a folder's were left out unsaid
+    photos = sorted((e for e in entries if e.suffix.lower() in KINDS or e.suffix.lower() in PHOTOS
+                     or e.suffix.lower() == ".gif"), key=lambda e: natural_key(e.name))
     return photos or None
 
 
