@@ -271,7 +271,7 @@ def live(cfg: LiveConfig, *, own_source: bool = False, own_sinks: bool = False) 
     if o.vcam:
         from .sinks.virtual_camera import choose_backend, virtual_camera_problem
 
-        missing = virtual_camera_problem(o.vcam_device, o.vcam_backend)
+        missing = virtual_camera_problem(o.vcam_device, o.vcam_backend, recording=bool(o.record))
         if missing is not None and o.preview:
             # The window is a sink of its own: run with it alone, and say how to get the camera too.
             notes.append(f"no virtual camera: showing the preview window only ({missing})")

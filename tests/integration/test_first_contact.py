@@ -63,6 +63,11 @@ def test_the_launch_line_names_the_virtual_camera_and_the_camera_at_once(offline
     assert "beach.jpg" not in "\n".join(errors)
     # no display: --preview would only fail next
     assert errors[0].endswith("or try it first with --no-vcam --record FILE"), errors[0]
+    # with --record given, the way to try it is --no-vcam alone (it said "--no-vcam --record FILE")
+    proc = run_vbg("--source", "demo", "--record", offline_env["VBG_CACHE_DIR"] + ".mp4", "--duration", "1",
+                   env={**offline_env, "DISPLAY": "", "WAYLAND_DISPLAY": ""}, timeout=300)
+    errors = _errors(proc)
+    assert proc.returncode == 12 and errors[0].endswith("or try it first with --no-vcam (the recording alone)"), errors
 
 
 @pytest.mark.skipif(not NO_LOOPBACK, reason="this machine has a v4l2loopback device")

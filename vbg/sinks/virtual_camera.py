@@ -85,10 +85,11 @@ def choose_backend(device: str | None, backend: str | None) -> str | None:
     return None
 
 
-def virtual_camera_problem(device: str | None, backend: str | None) -> SinkError | None:
+def virtual_camera_problem(device: str | None, backend: str | None, recording: bool = False) -> SinkError | None:
     """Without opening anything: why there is no virtual camera to open (Linux: no v4l2loopback
     device and no PipeWire camera, or no node ``device``), with how to get one; None when one may
-    open (elsewhere only opening one tells)."""
+    open (elsewhere only opening one tells). ``recording``: ``--record`` was given (the way to try
+    vbg without the camera is then ``--no-vcam`` alone)."""
     if backend == "pipewire":
         from vbg.sinks.pipewire import camera_problem
 
@@ -103,7 +104,8 @@ def virtual_camera_problem(device: str | None, backend: str | None) -> SinkError
         from .preview import display_available
 
         # --preview only where a window can open (a server over SSH has no display to show it on)
-        first = "--preview, or --no-vcam --record FILE" if display_available() else "--no-vcam --record FILE"
+        alone = "--no-vcam (the recording alone)" if recording else "--no-vcam --record FILE"
+        first = f"--preview, or {alone}" if display_available() else alone
         return SinkError(f"no virtual camera device found: {LINUX_HINT}; or start PipeWire for a camera "
                          f"without the module (vbg doctor checks it); or try it first with {first}")
     return None
