@@ -120,6 +120,27 @@ def _paths(options: dict[str, Any], who: str) -> dict[str, Any]:
             for k, v in options.items()}
 
 
+def _check_source(source: Any) -> None:
+    """A Source of the caller's states its size and rate as numbers vbg can use: a clear error
+    naming the attribute (fps = 0 was a ZeroDivisionError deep in the run, a width of 640.0 a
+    TypeError from NumPy)."""
+    import math
+
+    name = type(source).__name__
+    for attr in ("width", "height"):
+        value = getattr(source, attr)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"source: {name}.{attr} is {value!r}: a Source's width and height are whole numbers "
+                            "of pixels (int)")
+        if value < 1:
+            raise ValueError(f"source: {name}.{attr} is {value}: a frame is at least 1 pixel each way")
+    fps = source.fps
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)):
+        raise TypeError(f"source: {name}.fps is {fps!r}: a Source's fps is its frames per second, a number")
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"source: {name}.fps is {fps}: a Source's fps is its frames per second, more than 0")
+
+
 def _given(**options: Any) -> dict[str, Any]:
     """The keyword options that were passed (None: leave the setting as it is)."""
     return {k: v for k, v in options.items() if v is not None}
@@ -282,6 +303,8 @@ class LiveFilter:
         own_source = source is not None and not isinstance(source, (str, int, os.PathLike))
         if own_source and not all(hasattr(source, a) for a in ("read", "close", "width", "height", "fps")):
             raise TypeError(f"source: {type(source).__name__} is not a Source (read, close, width, height, fps, live)")
+        if own_source:
+            _check_source(source)
         opts = _given(background=background if background is None else _path(background, "LiveFilter(background=...)"),
                       color=color, blur=blur, model=model if model is None else _path(model, "LiveFilter(model=...)"),
                       size=size, device=device)

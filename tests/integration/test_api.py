@@ -446,3 +446,37 @@ def test_a_callback_raising_on_the_last_count_says_the_output_is_complete(workdi
     assert len(read_frames(workdir / "o.mp4")) == CLIP_FRAMES
     if sys.version_info >= (3, 11):
         assert any("o.mp4 is complete" in note for note in late.value.__notes__), late.value.__notes__
+
+
+def test_a_source_that_breaks_its_contract_is_named(workdir):
+    """A Source whose size or rate is no usable number, or whose read() gives something other than
+    an H x W x 3 RGB uint8 array: an error naming what is wrong, the source and the sinks closed. They
+    were a ZeroDivisionError, an AttributeError on a list, a compositor's message on a grey frame."""
+    from vbg import LiveFilter, SinkBase
+
+    class Off(Frames):
+        def __init__(self, n, image=None, **attrs):
+            super().__init__(n)
+            self.image = image
+            self.__dict__.update(attrs)
+
+        def read(self):
+            frame = super().read()
+            return frame if frame is None or self.image is None else self.image
+
+    class Nothing(SinkBase):
+        def send(self, composite):
+            pass
+
+    for attrs, error, words in (({"fps": 0}, ValueError, "Off.fps is 0"), ({"fps": None}, TypeError, "Off.fps is None"),
+                                ({"width": 64.0}, TypeError, "Off.width is 64.0"),
+                                ({"height": 0}, ValueError, "Off.height is 0")):
+        with pytest.raises(error, match=re.escape(words)):
+            LiveFilter(Off(3, **attrs), sinks=[Nothing()], model="selfie")
+    for image, words in ((np.zeros((48, 64), np.uint8), "a 48x64 uint8 array"),
+                         (np.zeros((48, 64, 3), np.float32), "a 48x64x3 float32 array"),
+                         (np.zeros((48, 64, 3), np.uint8).tolist(), "a list")):
+        source = Off(5, image)
+        with pytest.raises(TypeError, match=f"the source's read\\(\\) returned {words}: a Source returns an H x W x 3"):
+            LiveFilter(source, sinks=[Nothing()], model="selfie", color="white").run()
+        assert source.closed == 1

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 
 import cv2
+import numpy as np
 
 from ..buffers import LatestSlot
 from ..clock import Clock, MonotonicClock
@@ -24,6 +25,12 @@ from ..types import Frame
 log = logging.getLogger("vbg.capture")
 
 BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)  # retry delays after a source fails; the last repeats
+
+
+def _described(image) -> str:
+    if isinstance(image, np.ndarray):
+        return f"a {'x'.join(map(str, image.shape))} {image.dtype} array"
+    return f"a {type(image).__name__}"
 
 
 class CaptureWorker:
@@ -112,6 +119,10 @@ class CaptureWorker:
                     continue
                 if image is None:
                     break
+                if (not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3
+                        or image.shape[2] != 3):  # a Source of the caller's (vbg's own give RGB)
+                    raise TypeError(f"the source's read() returned {_described(image)}: a Source returns an "
+                                    "H x W x 3 RGB uint8 numpy array per frame, or None at its end")
                 if image.shape[0] != self.height or image.shape[1] != self.width:
                     image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
                 self.out.put(Frame(self.frames, self.clock.now(), image))
