@@ -1325,6 +1325,34 @@ def test_a_ticket_needs_the_token_to_be_made_and_this_servers_host(live):
     assert status == 303
 
 
+def _as_another_user(*argv: str) -> subprocess.CompletedProcess:
+    """``argv`` run as user nobody (65534), root's powers dropped: another local user."""
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("setpriv")
+                    or not shutil.which("curl"), reason="acting as another local user needs root, setpriv and curl")
+def test_another_local_user_is_not_served_even_with_the_token_or_a_ticket(live):
+    """Another user of the machine who read a ticket off the browser's command line (every local
+    user can read /proc/PID/cmdline), or the token itself, gets no answer: their connection is
+    closed unread (the ticket won them the token and the camera's picture, and a dozen held
+    connections of theirs kept the page from being served). The user's own programs are served."""
+    ticket_url = live.api("POST", "/api/ticket", {})[1]["url"]
+    status = f"http://127.0.0.1:{live.port}/api/status"
+    for argv in (["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", ticket_url],
+                 ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"X-Vbg-Token: {live.server.token}",
+                  status]):
+        r = _as_another_user(*argv)
+        assert (r.returncode, r.stdout) == (52, "000"), (argv, r)  # curl: an empty reply, the connection closed
+    status_code, _, resp = live.request("GET", ticket_url.split(str(live.port), 1)[1], token=False)
+    assert status_code == 303  # the user's own browser still gets in with it: not spent by the refusal
+    from vbg.control.server import peer_uid
+
+    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as own:
+        assert peer_uid(live.port, own.getsockname()) == os.getuid()
+
+
 def test_a_ticket_lapses_after_two_minutes_and_only_sixteen_wait():
     """A ticket is good for ``TICKET_S`` (a browser starting cold takes seconds, a snap's first
     start tens of them), then refused; more than sixteen outstanding: the oldest go. The clock is

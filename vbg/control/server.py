@@ -11,6 +11,8 @@ Safe by default (issue 16):
   ticket instead (``?ticket=``, good once and for ``TICKET_S``), which the server answers with a
   redirect to the page's address: the token is never on a command line, which every local user
   can read (``/proc/PID/cmdline``);
+- over TCP (Linux), a connection from another local user is closed unanswered, before anything
+  is read (``peer_uid``: the owner of the client's end, from /proc/net/tcp);
 - over TCP, the ``Host`` header must name the loopback address and this port (a DNS-rebinding
   page reaches 127.0.0.1 under its own name: refused), and an ``Origin`` header, when sent,
   must be this server's own (a cross-site page: refused);
@@ -36,6 +38,8 @@ import re
 import secrets
 import socket
 import socketserver
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -463,12 +467,59 @@ class _Bounded:
         log.debug("control: a request failed", exc_info=True)
 
 
+def _proc_address(ip: str, port: int, family: int) -> str:
+    """``ip``:``port`` as /proc/net/tcp{,6} write it: the address's 32-bit words in this machine's
+    byte order, in hex, and the port in hex."""
+    raw = socket.inet_pton(family, ip)
+    words = struct.unpack(f"={len(raw) // 4}I", raw)
+    return "".join(f"{w:08X}" for w in words) + f":{port:04X}"
+
+
+def peer_uid(server_port: int, client: tuple) -> int | None:
+    """The user that owns the client end of a loopback TCP connection to ``server_port`` (Linux:
+    from /proc/net/tcp, or tcp6 for a dual-stack client's socket); None where that cannot be told
+    (another system, /proc not readable, the connection gone)."""
+    host, port = client[0], client[1]
+    if not sys.platform.startswith("linux"):
+        return None
+    tables = (("/proc/net/tcp", socket.AF_INET, host, "127.0.0.1"),
+              ("/proc/net/tcp6", socket.AF_INET6, f"::ffff:{host}", "::ffff:127.0.0.1"))
+    for table, family, peer, ours in tables:
+        try:
+            needle = f"{_proc_address(peer, port, family)} {_proc_address(ours, server_port, family)}"
+            with open(table, encoding="ascii", errors="replace") as f:
+                text = f.read()
+        except (OSError, ValueError):
+            continue
+        at = text.find(needle)
+        if at < 0:
+            continue
+        fields = text[at:text.find("\n", at)].split()
+        try:
+            return int(fields[6])  # local, remote, st, queues, tr, retrnsmt, uid
+        except (IndexError, ValueError):
+            return None
+    return None
+
+
 class _TCPServer(_Bounded, ThreadingHTTPServer):
     allow_reuse_address = False
+    owner = os.getuid() if hasattr(os, "getuid") else None  # whose connections are served
 
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)  # not HTTPServer's: no getfqdn() lookup
         self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
+
+    def verify_request(self, request, client_address) -> bool:
+        """Only the user's own programs (their browser, vbg ctl): a connection another local user
+        opened is closed before anything is read, so no token, ticket or request of theirs is
+        looked at (a ticket read off the browser's command line, a dozen connections held open to
+        keep the page from being served). Where the owner cannot be told, the token decides."""
+        uid = peer_uid(self.server_address[1], client_address) if self.owner is not None else None
+        if uid is not None and uid != self.owner:
+            log.debug("control: a connection of user %d refused (this filter is user %d's)", uid, self.owner)
+            return False
+        return True
 
 
 if hasattr(socket, "AF_UNIX"):
