@@ -330,6 +330,55 @@ def test_recorder_reproduces_irregular_capture_times(tmp_path):
     np.testing.assert_allclose(np.diff(times), gaps[1:], atol=2 / 90000)
 
 
+def test_a_second_interrupt_while_the_recording_is_finished_keeps_it_whole(tmp_path, caplog):
+    """Ctrl-C stops the live filter and its recording is finished; an impatient second Ctrl-C
+    while the encoder works through its last frames (here: raised in the main thread once it waits
+    for the writer, which has a full queue of 1080p noise to encode) is held until the file is in
+    place: every frame sent is in it, and the interrupt comes out after. It lost the whole recording
+    (the file was never moved into place, and the temporary one was swept away)."""
+    import _thread
+    import sys
+
+    out = tmp_path / "rec.mp4"
+    w, h, n = 1920, 1080, 12
+    rng = np.random.default_rng(0)
+    rec = Recorder(out, w, h, FPS, queue_size=8)
+    for i in range(n):
+        rec.send(comp(i, rng.integers(0, 256, (h, w, 3), np.uint8), t=i / FPS))
+    main = threading.get_ident()
+    hit: list[bool] = []
+
+    def waiting_for_the_writer() -> bool:
+        """The main thread is in Recorder.close(), joining the writer thread."""
+        frame, names = sys._current_frames().get(main), set()
+        while frame is not None:
+            names.add((Path(frame.f_code.co_filename).name, frame.f_code.co_name))
+            frame = frame.f_back
+        return ("recorder.py", "close") in names and ("threading.py", "join") in names
+
+    def interrupt_while_it_waits() -> None:
+        while rec._thread.is_alive():
+            if waiting_for_the_writer():
+                hit.append(True)
+                _thread.interrupt_main()  # as the second Ctrl-C's handler does
+                return
+            time.sleep(0.001)
+
+    helper = threading.Thread(target=interrupt_while_it_waits)
+    helper.start()
+    interrupted = False
+    try:
+        rec.close()
+    except KeyboardInterrupt:
+        interrupted = True
+    helper.join(60)
+    assert interrupted == bool(hit)  # raised after the file was finished, not lost
+    frames, _, _ = read_back(out)
+    assert len(frames) == n and [p.name for p in tmp_path.iterdir()] == ["rec.mp4"]
+    if hit:
+        assert "finishing the recording" in caplog.text
+
+
 def test_recorder_interrupted_midway_still_leaves_a_playable_file(tmp_path):
     out = tmp_path / "cut.mp4"
     buf = np.empty((H, W, 3), np.uint8)

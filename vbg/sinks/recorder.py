@@ -27,6 +27,7 @@ Why: docs/design/output-files.md.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from fractions import Fraction
@@ -42,6 +43,8 @@ from vbg.media.encode import (NVENC_PRESETS, PRESETS, RECORD_FORMATS, Padder, ad
                               padded_size, write_errors)
 from vbg.sinks import SinkBase, SinkStats, check_geometry, check_image
 from vbg.types import Composite
+
+log = logging.getLogger("vbg")
 
 TIME_BASE = Fraction(1, 90000)
 FORMATS = RECORD_FORMATS
@@ -170,11 +173,12 @@ class Recorder(SinkBase):
     def close(self) -> None:
         """Flush and finalize the file, rename it into place; then raise a writer
         failure not yet raised by ``send``/``check``. Idempotent."""
+        interrupted: BaseException | None = None
         with self._close_lock:
             if not self._closed:
                 self._closed = True
                 self._work.put(_END)
-                self._thread.join()
+                interrupted = self._wait_writer()
                 self._stream = self._container = None  # the encoder's threads go with its last reference
                 if self._finalized is not None or self._written == 0 or self._new.sink.error is not None:
                     self._new.discard()  # removes the partial file
@@ -184,7 +188,25 @@ class Recorder(SinkBase):
                     except OSError as e:
                         self._fail(OutputError(f"--record {self.path}: cannot move it into place ({one_line(e)}): "
                                                f"{write_error_hint(e)}"))
+        if interrupted is not None:
+            raise interrupted
         self._raise_unreported()
+
+    def _wait_writer(self) -> BaseException | None:
+        """Wait for the writer to finish the file. An interrupt meanwhile (an impatient second
+        Ctrl-C: the first asked for this stop) is held until the file is finished and in place, and
+        returned to be raised then (it lost the whole recording); a further one drops the file."""
+        held: BaseException | None = None
+        while True:
+            try:
+                self._thread.join()
+                return held
+            except KeyboardInterrupt as e:
+                if held is not None:
+                    raise
+                held = e
+                log.warning("finishing the recording %s first (a few frames to encode; Ctrl-C again drops it)",
+                            self.path)
 
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
