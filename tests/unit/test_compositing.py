@@ -507,6 +507,46 @@ def test_video_background_plays_at_its_rate_loops_and_closes(clip):
     assert not any(t.name == "vbg-bg-video" for t in threading.enumerate())
 
 
+@pytest.mark.parametrize("own_file", [False, True])
+def test_a_video_background_removed_while_it_plays_loops_on(tmp_path, own_file):
+    """The background clip deleted while it plays (a downloads folder tidied; a video picked in the
+    control page from the backgrounds folder, then removed): it loops on as it was. Each pass
+    opened it again by name, and the removed file stopped the live filter (exit 9) at the loop."""
+    clip = _grey_clip(tmp_path / "greys.mp4", 10, LEVELS)
+    clock = GatedClock()
+    out_hw = (24, 40)
+    bg = VideoBackground(clip, clock=clock, own_file=own_file)
+    bg.prepare(out_hw)
+    try:
+        clock.gate.set()
+        wait_for_level(bg, LEVELS[0], out_hw)
+        clip.unlink()
+        for i in range(1, 25):  # through the end twice more
+            clock.advance(i / 10 + 1e-6 - clock.now())
+            wait_for_level(bg, LEVELS[i % 10], out_hw)
+    finally:
+        bg.close()
+
+
+def test_an_offline_video_background_removed_while_it_plays_loops_on(tmp_path):
+    """The same for vbg process: the file goes after the first frames, the background loops on."""
+    clip = _grey_clip(tmp_path / "greys.mp4", 10, LEVELS)
+    bg = SyncVideoBackground(clip)
+    out_hw = (24, 40)
+    frame, alpha = np.zeros((*out_hw, 3), np.uint8), np.zeros(out_hw, np.uint8)
+    try:
+        bg.prepare(out_hw)
+        seen = []
+        for k in range(25):
+            if k == 3:
+                clip.unlink()
+            bg.show_at(k / 10)
+            seen.append(round(float(bg.render(frame, alpha).mean())))
+        assert [round((v - 20) / 20) for v in seen] == [k % 10 for k in range(25)], seen
+    finally:
+        bg.close()
+
+
 @pytest.mark.parametrize("render_fps", [30, 60])
 def test_a_video_background_converts_only_the_frames_the_camera_shows(tmp_path, render_fps):
     """A 60 fps clip behind a 30 fps camera: every other frame would be replaced before any

@@ -327,18 +327,24 @@ def open_own_video(path: Path):
     (no link, a regular file), read as its suffix says (``OWN_DEMUXERS``; a ``.png`` as an
     animated PNG, when its header says it is one): a file whose bytes are another kind, a
     playlist say, does not open."""
+    with open_own(path) as f:
+        with open_read(f, format=_own_demuxer(path, f)) as container:
+            yield container
+
+
+def _own_demuxer(path: Path, f) -> str:
+    """The demuxer of ``path``, a shared folder's video open as ``f``: from its name (a ``.png``'s
+    header telling an animated one); ``f`` left at its start."""
     suffix = path.suffix.lower()
     demuxer = OWN_DEMUXERS.get(suffix)
     if demuxer is None and suffix != ".png":
         raise InputError(f"{path.name}: not a video kind vbg plays from a folder ({', '.join(OWN_DEMUXERS)})")
-    with open_own(path) as f:
-        if demuxer is None:
-            if not png_animated(f):
-                raise InputError(f"{path.name} is a still PNG: a picture, not a moving one")
-            f.seek(0)
-            demuxer = "apng"
-        with open_read(f, format=demuxer) as container:
-            yield container
+    if demuxer is None:
+        if not png_animated(f):
+            raise InputError(f"{path.name} is a still PNG: a picture, not a moving one")
+        f.seek(0)
+        demuxer = "apng"
+    return demuxer
 
 
 @contextlib.contextmanager
@@ -351,6 +357,53 @@ def _open_video(path: Path, own_file: bool):
     else:
         with open_read(path) as container:
             yield container
+
+
+class HeldVideo:
+    """A background video's file, opened once and read from its start at every pass (``pass_()``):
+    removed or replaced while it plays (a downloads folder tidied, the file saved again), it plays on
+    as it was. Each pass opened it again by name: a removed file stopped the live filter (exit 9,
+    the virtual camera gone mid-call). A file the user named is read the first time by name, as
+    FFmpeg reads any file, and then with the demuxer that found; a shared folder's as
+    ``open_own_video`` reads it. ``close()`` lets the file go."""
+
+    def __init__(self, path: Path, own_file: bool) -> None:
+        self.path, self._own = path, own_file
+        self._file = None
+        self._format: str | None = None
+
+    def open(self):
+        """A container reading the file from its start (the caller closes it; one at a time)."""
+        if self._file is None:
+            if self._own:
+                f = open_own(self.path)
+                try:
+                    self._format = _own_demuxer(self.path, f)
+                except BaseException:
+                    f.close()
+                    raise
+                self._file = f
+            else:
+                f = open(self.path, "rb")  # noqa: SIM115 (held until close())
+                try:
+                    container = open_read(self.path)
+                except BaseException:
+                    f.close()
+                    raise
+                self._file, self._format = f, container.format.name.split(",")[0]
+                return container
+        self._file.seek(0)
+        return open_read(self._file, format=self._format)
+
+    @contextlib.contextmanager
+    def pass_(self):
+        with self.open() as container:
+            yield container
+
+    def close(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            f.close()
 
 
 @contextlib.contextmanager
@@ -589,11 +642,12 @@ class VideoBackground:
         t0: float | None = None
         to_rgb = SdrFrames()  # a phone's HDR clip as the SDR picture it shows
         loops = 0.0  # the passes before this one, in seconds
+        video = HeldVideo(self.path, self._own_file)
         try:
             while not stop.is_set():
                 got = False
                 origin, at, step = None, 0.0, 1 / self.fps
-                with _open_video(self.path, self._own_file) as container:
+                with video.pass_() as container:
                     stream = picture_stream(container)
                     sar = pixel_aspect(stream)
                     for k, frame in enumerate(whole_frames(container.decode(stream), stream.time_base)):
@@ -640,6 +694,7 @@ class VideoBackground:
         except Exception as e:  # reported to the caller by render()
             self._error = e
         finally:
+            video.close()
             self._shown.set()  # no first frame will come: nobody waits for one
 
     def _unrendered(self) -> bool:
@@ -694,6 +749,7 @@ class SyncVideoBackground:
         self.path = Path(path)
         _check_file(self.path)
         self._container: Any = None  # PyAV's (its stubs say less than it does)
+        self._video = HeldVideo(self.path, False)  # each pass read from the file opened first
         self._frames: Any = None
         self._stream: Any = None
         self._out: np.ndarray | None = None
@@ -724,7 +780,7 @@ class SyncVideoBackground:
         if self._container is not None:
             self._container.close()
         try:
-            self._container = open_read(self.path)
+            self._container = self._video.open()
             stream = picture_stream(self._container)
             if stream is None:
                 raise IndexError("no video stream")
@@ -845,6 +901,7 @@ class SyncVideoBackground:
         if self._container is not None:
             self._container.close()
             self._container = None
+        self._video.close()
         self._cur = self._next = self._shown = None
 
 
