@@ -1454,6 +1454,21 @@ def test_video_background_is_frame_exact_and_deterministic(clips, tmp_path):
     assert np.abs(fa[0][:40, :40].astype(int) - fa[5][:40, :40].astype(int)).mean() > 5
 
 
+def test_a_camcorders_mts_plays_as_a_background(clips, tmp_path):
+    """A camcorder's .MTS (a phone's .3gp, a recorder's .ts: every kind vbg process reads) given as
+    --background plays as a video. It was refused: "not an image vbg can read"."""
+    from media import write_ts_av
+
+    colours = [np.full((48, 64, 3), (255, 0, 0) if i < 15 else (0, 0, 255), np.uint8) for i in range(30)]
+    bg = write_ts_av(tmp_path / "00001.MTS", colours, 30, audio_s=0)
+    out = tmp_path / "out.mp4"
+    proc = run_vbg("process", str(clips["person"]), "-o", str(out), "--background", str(bg), "--model", "selfie")
+    assert proc.returncode == 0, proc.stderr
+    frames = read_frames(out)
+    corner = [f[:8, :8].reshape(-1, 3).mean(0) for f in (frames[0], frames[20])]
+    assert corner[0][0] > 200 > corner[0][2] and corner[1][2] > 200 > corner[1][0], corner  # red, then blue
+
+
 @pytest.mark.parametrize("fps", [50, 25])
 def test_a_video_background_plays_at_its_own_rate_behind_footage_of_another(tmp_path, fps):
     """A 25 fps background loop behind 50 fps footage (a phone's 60p behind a 24p stock loop, say):

@@ -37,6 +37,7 @@ from ..errors import ConfigError, DependencyError, InputError, one_line
 from ..images import animation, opencv_reads_animations, png_animated, read_srgb
 from ..media.info import frame_rate, frame_rotation, pixel_aspect, quarter_turns, square_size, upright
 from ..media.open import open_read, picture_stream, special_file
+from ..media.sequence import VIDEO_FILES
 from ..media.deinterlace import whole_frames
 from ..media.tonemap import SdrFrames
 from ..ranges import BLUR
@@ -924,7 +925,9 @@ BACKGROUNDS: dict[str, Callable[..., Background]] = {
     "video-sync": lambda value, clock=None: SyncVideoBackground(value),
 }
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
+# What --background plays as a video, by its name: every kind vbg process reads (a camcorder's .MTS,
+# a phone's .3gp, a recorder's .ts were refused as "not an image") and a GIF
+VIDEO_SUFFIXES = (".gif", *sorted(VIDEO_FILES))
 _STILL_SAID: set[str] = set()  # animated WebPs shown still (OpenCV 4.11), said once a run
 
 
