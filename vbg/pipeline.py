@@ -613,7 +613,7 @@ class LivePipeline:
                 from .errors import OutputError
 
                 raise OutputError(f"--record {path} already exists: pass --overwrite or choose another name")
-            rec = Recorder(path, w, h, fps, encoder=o.encoder, gpu=self.cfg.model.gpu)
+            rec = Recorder(path, w, h, fps, encoder=o.encoder, gpu=self.cfg.model.gpu, overwrite=o.overwrite)
             stack.callback(rec.close)
             log.info("%s", rec.encoder.describe())
             sinks.append(rec)

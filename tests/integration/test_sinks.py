@@ -379,6 +379,23 @@ def test_a_second_interrupt_while_the_recording_is_finished_keeps_it_whole(tmp_p
         assert "finishing the recording" in caplog.text
 
 
+def test_a_file_that_appears_at_the_recordings_name_is_kept_without_overwrite(tmp_path, caplog):
+    """``--record call.mp4`` without --overwrite, and a file of that name made during the run (a copy
+    of an earlier call, another program's): that file is kept, and the recording goes beside it
+    under a free name, said in one line. It was replaced, unsaid."""
+    out = tmp_path / "call.mp4"
+    buf = np.empty((H, W, 3), np.uint8)
+    rec = Recorder(out, W, H, FPS, overwrite=False)
+    for i in range(10):
+        rec.send(comp(i, moving_pattern(i, W, H, buf)))
+    out.write_bytes(b"mine")
+    rec.close()
+    assert out.read_bytes() == b"mine"
+    assert rec.path == tmp_path / "call-2.mp4" and len(read_back(rec.path)[0]) == 10
+    assert f"--record {out}: a file of that name appeared during the run and is kept; the recording is " \
+           f"{tmp_path / 'call-2.mp4'}" in caplog.text
+
+
 def test_recorder_interrupted_midway_still_leaves_a_playable_file(tmp_path):
     out = tmp_path / "cut.mp4"
     buf = np.empty((H, W, 3), np.uint8)

@@ -64,9 +64,10 @@ class Recorder(SinkBase):
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, *, preset: str = "veryfast",
                  crf: int = 20, threads: int = 1, queue_size: int = 8, encoder: str = "x264",
-                 gpu: int = 0) -> None:
+                 gpu: int = 0, overwrite: bool = True) -> None:
         super().__init__()
         self.path = Path(path)
+        self.overwrite = overwrite  # False: a file that appears at ``path`` meanwhile is kept
         fmt = FORMATS.get(self.path.suffix.lower())
         if fmt is None:
             raise ConfigError(f"--record {self.path}: unknown file type, use one of {', '.join(FORMATS)}")
@@ -115,7 +116,7 @@ class Recorder(SinkBase):
             raise DependencyError(f"recording needs PyAV: pip install av ({e})") from e
         self.encoder = choose_encoder(encoder, gpu, self.frame_size)  # probes NVENC (once) before the file exists
         try:
-            self._new = NewFile(self.path)
+            self._new = NewFile(self.path, replace=self.overwrite)
         except OutputBusy as e:
             raise OutputError(f"--record {e.strerror}".replace("another -o", "another --record file")) from e
         except OSError as e:
@@ -184,13 +185,25 @@ class Recorder(SinkBase):
                     self._new.discard()  # removes the partial file
                 else:
                     try:
-                        self._new.commit()  # rename into place
+                        self._commit()
                     except OSError as e:
                         self._fail(OutputError(f"--record {self.path}: cannot move it into place ({one_line(e)}): "
                                                f"{write_error_hint(e)}"))
         if interrupted is not None:
             raise interrupted
         self._raise_unreported()
+
+    def _commit(self) -> None:
+        """Rename the finished file into place; without ``overwrite``, a file that appeared at its
+        name during the run (another program's, a copy the user made) is kept, and the recording
+        goes beside it under a free name, said in one line (it was replaced, unsaid)."""
+        try:
+            self._new.commit()
+        except FileExistsError:
+            kept = self._new.keep(self.path)
+            log.warning("--record %s: a file of that name appeared during the run and is kept; the recording is %s",
+                        self.path, kept)
+            self.path = kept
 
     def _wait_writer(self) -> BaseException | None:
         """Wait for the writer to finish the file. An interrupt meanwhile (an impatient second
