@@ -1365,10 +1365,20 @@ def cmd_live(args, *, opener: Callable[[str], None] | None = None) -> int:
             with streams.ROW_LOCK:
                 print(file=sys.stderr)
                 streams.row_drawn(None)
-    snap = stats.snapshot()
-    log.info("stopped after %d frames: %.1f fps out, model %.1f ms p50, latency %.0f/%.0f ms p50/p95",
-             snap["out_frames"], snap["out_fps"], snap["infer_ms_p50"], snap["latency_ms_p50"], snap["latency_ms_p95"])
+    log.info("%s", stopped_line(stats))
     return 0
+
+
+def stopped_line(stats) -> str:
+    """The live filter's last line: frames out (and camera frames dropped, where any were), the
+    whole run's output rate (the status line's is the last 120 frames'), the model's time, latency."""
+    snap = stats.snapshot()
+    n, dropped = snap["out_frames"], snap["dropped"]
+    head = f"stopped after {n} frames" + (f" ({dropped} camera frames dropped: the render fell behind)"
+                                          if dropped else "")
+    rate = f": {stats.run_fps():.1f} fps out, " if n > 1 else ": "
+    return (head + rate + f"model {snap['infer_ms_p50']:.1f} ms p50, latency {snap['latency_ms_p50']:.0f}/"
+            f"{snap['latency_ms_p95']:.0f} ms p50/p95")
 
 
 _JOURNAL = [False]  # stderr goes to the journal (a systemd service): no "vbg: " prefix, a priority instead

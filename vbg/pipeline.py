@@ -679,6 +679,7 @@ class LivePipeline:
                 continue
             lost_base = None
             t0 = time.perf_counter()
+            self.stats.capture_seqs.add(frame.seq)
             self.stats.capture_times.add(frame.t_capture)
             # (with --align, frames went to the model on arrival: the mask is due)
             wait_s = self._schedule(frame, st, model_time) if align is None else 0.0
@@ -739,6 +740,8 @@ class LivePipeline:
         stats.latency_ms.add((now - frame.t_capture) * 1000.0)
         if m_used is not None:
             stats.mask_age_ms.add((now - m_used.t_capture) * 1000.0)
+        if stats.first_out is None:
+            stats.first_out = now
         stats.out_times.add(now)
         stats.out_frames += 1
         stats.fresh_frames += fresh

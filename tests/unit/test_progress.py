@@ -127,3 +127,37 @@ def test_a_file_without_a_frame_count_shows_its_estimate_and_an_eta():
     assert bar.line() == "obs.mkv [############............]  50% 150/~300 frames  30.0 fps ETA 0:05"
     bar.done = 310
     assert " 100% 310/~300 frames" in bar.line() and bar.eta() == 0.0
+
+
+def test_the_live_figures_count_the_cameras_frames_and_the_whole_runs_rate():
+    """A camera sending 30 frames a second of which the render takes every other one (a busy
+    machine): the status line's camera rate is 30, not the 15 rendered (it showed "cam 16.1 fps" for
+    a camera sending 28, and the frames dropped nowhere); the last line names the frames dropped and
+    the whole run's output rate, not its last 120 frames' (a run that slowed down at its end said 28.2
+    fps for 27.2), and a one-frame run no rate at all (it said "0.0 fps out")."""
+    from vbg.cli import stopped_line
+    from vbg.stats import LiveStats
+
+    stats = LiveStats()
+    t = 0.0
+    for k in range(300):  # out at 15 fps for 200 frames, then at 10 fps
+        t += 1 / 15 if k < 200 else 1 / 10
+        stats.capture_seqs.add(2 * k)
+        stats.capture_times.add(t)
+        if stats.first_out is None:
+            stats.first_out = t
+        stats.out_times.add(t)
+        stats.out_frames += 1
+    stats.dropped = 300
+    snap = stats.snapshot()
+    # over the last 120 renders: the camera sent twice the frames rendered
+    assert abs(snap["capture_fps"] - 2 * snap["out_fps"]) < 1e-9 and abs(snap["out_fps"] - 10.6) < 0.1
+    line = stopped_line(stats)
+    whole = 299 / (t - stats.first_out)
+    assert line.startswith(f"stopped after 300 frames (300 camera frames dropped: the render fell behind): "
+                           f"{whole:.1f} fps out, model"), line
+    one = LiveStats()
+    one.first_out = 1.0
+    one.out_times.add(1.0)
+    one.out_frames = 1
+    assert stopped_line(one).startswith("stopped after 1 frames: model"), stopped_line(one)
