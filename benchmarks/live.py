@@ -6,8 +6,8 @@ Camera with a backend that drops what it is sent (no kernel module needed).
 
 Runs the selfie model and RMBG-1.4 (random init, the exact compute) at
 --size 256, each with --skip auto; reports output fps, model ms, share of
-frames with a fresh mask, mask age, glass-to-glass latency (capture -> sink)
-p50/p95, per-frame work besides the model, and CPU use. ``--device cuda`` or
+frames with a fresh mask, mask age, latency (capture -> the frame sent to the virtual
+camera device) p50/p95, per-frame work besides the model, and CPU use. ``--device cuda`` or
 ``tensorrt`` runs the model (and the naive loop beside it) there and writes
 live_<device>.json/.md; without a usable GPU it writes one line saying so.
 """
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
           f"{args.seconds:g} s per case"
           + (f"; model threads at nice +{args.model_nice} (a diagnostic)" if args.model_nice is not None else "")
           + "; virtual camera = pyvirtualcam with a discarding backend. "
-          "Latency = capture to composite handed to the sinks; mask age = capture of the frame the mask "
+          "Latency = capture to the frame sent to the virtual camera device; mask age = capture of the frame the mask "
           "was computed on to output; render = all per-frame work except the model. p50/p95 in ms.\n",
           "| model | --size | out fps | dropped | model ms | fresh mask | latency | mask age | render ms | CPU (cores) "
           "| naive loop fps | vbg / naive |",

@@ -203,6 +203,7 @@ class LivePipeline:
         self.controller: Controller | None = None  # the control server's (None with --no-control)
         self.control_server = None
         self._on_control = on_control  # called with the control server once it listens
+        self._vcam_latency = False  # the virtual camera measures the latency (it writes stats.latency_ms)
         self._seg_now = None  # the segmenter the inference thread runs (a model switch replaces it)
         self._hw: tuple[int, int] | None = None
         self._fps: float | None = None  # the source's frame rate (the person crop's budget)
@@ -582,7 +583,7 @@ class LivePipeline:
                 time.sleep(0.005)
             latest = self.latest  # the last live composite: its ring slot is not reused while idle
             idle_card(latest.image.copy() if latest is not None else None, card)
-            self._send(Composite(latest.seq if latest else -1, self.clock.now(), card, -1, False))
+            self._send(Composite(latest.seq if latest else -1, self.clock.now(), card, -1, False, card=True))
             for cam in cams:
                 cam.set_rate(IDLE_FPS)  # the card, repeated by the sink's own thread
 
@@ -621,7 +622,8 @@ class LivePipeline:
             from .sinks.virtual_camera import VirtualCameraSink
 
             try:
-                cam = VirtualCameraSink(w, h, fps, device=o.vcam_device, backend=o.vcam_backend, clock=self.clock)
+                cam = VirtualCameraSink(w, h, fps, device=o.vcam_device, backend=o.vcam_backend, clock=self.clock,
+                                        latency=self.stats.latency_ms)
             except SinkError as e:
                 if not o.preview:
                     raise
@@ -629,6 +631,7 @@ class LivePipeline:
             else:
                 stack.callback(cam.close)
                 sinks.append(cam)
+                self._vcam_latency = True  # the latency is measured at the device from now on
         return sinks
 
     # ------------------------------------------------------------------ threads
@@ -737,7 +740,8 @@ class LivePipeline:
         now = self.clock.now()
         stats = self.stats
         stats.render_ms.add((time.perf_counter() - t0) * 1000.0)
-        stats.latency_ms.add((now - frame.t_capture) * 1000.0)
+        if not self._vcam_latency:  # else the virtual camera's thread adds it as it sends the frame
+            stats.latency_ms.add((now - frame.t_capture) * 1000.0)
         if m_used is not None:
             stats.mask_age_ms.add((now - m_used.t_capture) * 1000.0)
         if stats.first_out is None:
@@ -757,7 +761,7 @@ class LivePipeline:
 
         out = camera_lost_card(base, ring[n % OUT_RING])
         # A new timestamp: the card is shown now, and recordings need increasing times.
-        self._send(Composite(last.seq, self.clock.now(), out, last.mask_seq, False))
+        self._send(Composite(last.seq, self.clock.now(), out, last.mask_seq, False, card=True))
 
 
 __all__ = ["LivePipeline", "VbgError"]

@@ -62,7 +62,8 @@ class LiveStats:
     """What the status line and the benchmarks read.
 
     One writer per field, so no lock: the render thread writes the frame counts and
-    every window but ``infer_ms``; the inference thread ``infer_ms`` and
+    every window but ``infer_ms`` and, with a virtual camera, ``latency_ms`` (its pacing thread
+    writes that, as it sends each frame); the inference thread ``infer_ms`` and
     ``infer_runs``; the pipeline's own thread ``providers`` (before the workers
     start) and ``dropped`` (once they stop). Readers (``snapshot``, on any thread)
     may see a window one sample behind a counter.
@@ -73,7 +74,7 @@ class LiveStats:
         self.fresh_frames = 0  # of those, the model ran on that very frame
         self.infer_runs = 0
         self.infer_ms = Window()
-        self.latency_ms = Window()  # capture -> composite handed to the sinks
+        self.latency_ms = Window()  # capture -> sent by the virtual camera (else handed to the sinks)
         self.mask_age_ms = Window()  # capture of the mask's frame -> composite out
         self.render_ms = Window()  # everything but the model, per frame
         self.out_times = Window(120)  # clock seconds of recent outputs, for fps

@@ -35,3 +35,4 @@ class Composite:
     image: np.ndarray  # H x W x 3 uint8, RGB: what the sinks are sent
     mask_seq: int  # seq of the frame the mask was computed on (-1: none yet)
     fresh: bool  # the model ran on this very frame
+    card: bool = False  # a still the filter shows on its own (camera lost, idle): no camera frame's latency

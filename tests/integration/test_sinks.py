@@ -87,35 +87,87 @@ def test_vcam_sends_black_at_fps_until_the_first_composite(test_backend):
 
 
 def test_vcam_sends_the_newest_composite_and_repeats_it_when_none_is_new(test_backend):
+    """A composite goes to the device as it comes when 0.9 of a frame interval has gone since the
+    last new one (the first at once), else when that time comes; one that comes meanwhile replaces
+    it (dropped); with nothing new, the last is repeated, 1.5 intervals after it went (a repeat
+    must not beat the camera's next frame) and then at the rate."""
     clock = FakeClock()
     name, backend = test_backend(clock=clock)
     with VirtualCameraSink(W, H, FPS, backend=name, clock=clock) as sink:
         cam = backend.instances[0]
         wait_for(lambda: sink.stats().written == 1)  # the black start frame
 
-        def tick(n: int) -> np.ndarray:
-            clock.advance(1 / FPS)
+        def sent(n: int) -> np.ndarray:
             wait_for(lambda: sink.stats().written == n)
             return cam.frames[n - 1]
 
-        sink.send(comp(1, solid(10)))
-        sink.send(comp(2, solid(20)))  # replaces 1 before any tick: 1 is dropped
-        assert (tick(2) == 20).all()
-        assert (tick(3) == 20).all()  # nothing new: repeat
-        sink.send(comp(3, solid(30)))
-        assert (tick(4) == 30).all()
-        assert (tick(5) == 30).all()
-
+        sink.send(comp(1, solid(10)))  # the first: at once
+        assert (sent(2) == 10).all()
+        sink.send(comp(2, solid(20)))
+        sink.send(comp(3, solid(30)))  # replaces 2 before its time came: 2 is dropped
+        clock.advance(1 / FPS)
+        assert (sent(3) == 30).all()
+        clock.advance(2 / FPS)  # nothing new: a repeat, 1.5 intervals after 3 went
+        assert (sent(4) == 30).all()
         mine = solid(40)  # the caller reuses its buffer right after send()
-        sink.send(comp(4, mine))
+        sink.send(comp(4, mine))  # 2 intervals after 3: at once
         mine[:] = 255
-        img = tick(6)
-        assert (img == 40).all()
+        assert (sent(5) == 40).all()
         pattern = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
         sink.send(comp(5, pattern))
-        assert np.array_equal(tick(7), pattern)  # RGB, row-major, exact size
+        clock.advance(1 / FPS)
+        assert np.array_equal(sent(6), pattern)  # RGB, row-major, exact size
         st = sink.stats()
-    assert (st.received, st.written, st.blank, st.dropped, st.repeats) == (5, 7, 1, 1, 2)
+    assert (st.received, st.written, st.blank, st.dropped, st.repeats) == (5, 6, 1, 1, 1)
+    np.testing.assert_allclose(cam.times, [0, 0, 1 / FPS, 3 / FPS, 3 / FPS, 4 / FPS], atol=1e-9)
+
+
+def test_vcam_latency_is_counted_to_the_send_once_per_frame(test_backend):
+    """The latency the status line shows is capture -> the frame sent to the device (it was taken
+    when the composite was handed over, before any wait in the sink). Each frame counts once, at
+    its first send, not its repeats; a card (camera lost, idle) counts not at all."""
+    from vbg.stats import Window
+
+    clock = FakeClock()
+    name, backend = test_backend(clock=clock)
+    latency = Window()
+    with VirtualCameraSink(W, H, FPS, backend=name, clock=clock, latency=latency) as sink:
+        wait_for(lambda: sink.stats().written == 1)  # the black start frame, at 0
+        clock.advance(0.010)
+        sink.send(comp(1, solid(10), t=0.004))  # captured 6 ms before it is handed over: sent at once
+        wait_for(lambda: sink.stats().written == 2)
+        clock.advance(2 / FPS)  # repeated: not counted again
+        wait_for(lambda: sink.stats().written == 3)
+        sink.send(Composite(2, clock.now(), solid(0), -1, False, card=True))
+        clock.advance(2 / FPS)
+        wait_for(lambda: sink.stats().written >= 4)
+    assert latency.values() == [pytest.approx(6.0)]
+
+
+def test_vcam_sends_a_frame_as_it_comes_when_a_frame_interval_has_nearly_gone(test_backend):
+    """A composite that comes 0.9 of a frame interval or more after the last send goes to the device
+    at once, and the ticks follow it: the camera's frames wait for no tick of the sink's own clock
+    (46 ms glass-to-glass where they came just after a tick). One that comes sooner waits until then:
+    the device never gets more than 1/0.9 of its rate."""
+    from vbg.sinks.virtual_camera import EARLY
+    from vbg.stats import Window
+
+    clock = FakeClock()
+    name, backend = test_backend(clock=clock)
+    latency = Window()
+    with VirtualCameraSink(W, H, FPS, backend=name, clock=clock, latency=latency) as sink:
+        cam = backend.instances[0]
+        wait_for(lambda: sink.stats().written == 1)  # black, at 0
+        clock.advance(EARLY / FPS + 0.001)  # before the next tick, past 0.9 of an interval
+        sink.send(comp(1, solid(10), t=clock.now()))
+        wait_for(lambda: sink.stats().written == 2)
+        first = clock.now()
+        clock.advance(0.010)
+        sink.send(comp(2, solid(20), t=clock.now()))  # 10 ms after the last send: waits
+        clock.advance(1 / FPS - 0.010)  # the tick that follows the frame sent as it came
+        wait_for(lambda: sink.stats().written == 3)
+    assert cam.times[1] == pytest.approx(first) and cam.times[2] == pytest.approx(first + 1 / FPS)
+    assert latency.values() == [pytest.approx(0.0), pytest.approx((1 / FPS - 0.010) * 1000)]
 
 
 def test_vcam_skips_missed_ticks_instead_of_bursting(test_backend):

@@ -27,6 +27,7 @@ others are pyvirtualcam's.
 from __future__ import annotations
 
 import glob
+import math
 import platform
 import sys
 import threading
@@ -40,6 +41,11 @@ from vbg.sinks import SinkBase, SinkStats, check_geometry, check_image
 from vbg.types import Composite
 
 _POLL_S = 0.005  # longest real-time wait between looks at the clock and the stop flag
+# A new composite is sent as it comes once this share of a frame interval has gone since the last
+# send (else at the next tick): the device gets at most 1/EARLY of its rate, and the camera's frames
+# wait for no tick of the sink's own clock
+EARLY = 0.9
+HOLD = 0.5  # after a composite sent as it came, a repeat of it waits 1 + HOLD frame intervals
 _EPS_S = 1e-6  # a deadline this close counts as reached (float sums vs products)
 _JOIN_S = 5.0
 
@@ -145,8 +151,12 @@ class VirtualCameraSink(SinkBase):
     input_format = "RGB"  # what the sink hands pyvirtualcam; the backend converts
 
     def __init__(self, width: int, height: int, fps: float, *, device: str | None = None,
-                 backend: str | None = None, clock: Clock | None = None) -> None:
+                 backend: str | None = None, clock: Clock | None = None, latency=None) -> None:
         super().__init__()
+        # ``latency`` (a vbg.stats.Window): capture -> sent to the device, ms, added by the pacing
+        # thread for each composite's first send: the wait for the device's next tick counted
+        self._latency = latency
+        self._t_capture: list[float | None] = [None, None, None]
         width, height, fps = check_geometry("virtual camera", width, height, fps)
         self.width, self.height, self.fps = width, height, fps
         self._clock = clock or MonotonicClock()
@@ -158,6 +168,7 @@ class VirtualCameraSink(SinkBase):
         self._send_lock = threading.Lock()  # one producer at a time
         self._close_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by send() and close(): the pacing thread looks again
         self._closed = False
         self._received = self._dropped = 0  # written under _lock by send()
         self._written = self._repeats = self._blank = self._late = 0  # written by the thread only
@@ -194,7 +205,9 @@ class VirtualCameraSink(SinkBase):
                     self._dropped += 1
                 self._pending = idx
                 self._seqs[idx] = composite.seq
+                self._t_capture[idx] = None if getattr(composite, "card", False) else composite.t_capture
                 self._received += 1
+            self._wake.set()  # the pacing thread may send it now (``EARLY``)
 
     def set_rate(self, fps: float | None) -> None:
         """Pace at ``fps`` from the next tick on (the idle still picture: about 1 fps); None: the
@@ -220,6 +233,7 @@ class VirtualCameraSink(SinkBase):
             if not self._closed:
                 self._closed = True
                 self._stop.set()
+                self._wake.set()
                 self._thread.join(_JOIN_S)
                 if self._thread.is_alive():  # stuck in the backend: leave it to die with the process
                     self._fail(SinkError(f"virtual camera {self.device}: sending did not stop within {_JOIN_S:g} s"))
@@ -232,6 +246,7 @@ class VirtualCameraSink(SinkBase):
         clock, period = self._clock, 1.0 / self.fps
         t0 = clock.now()
         tick = 0
+        last_fresh = -math.inf  # when the last new composite was sent
         try:
             while not self._stop.is_set():
                 with self._lock:
@@ -243,38 +258,62 @@ class VirtualCameraSink(SinkBase):
                         self._showing, self._pending = self._pending, None
                     idx = self._showing
                     blank = self._seqs[idx] is None
+                    t_capture = self._t_capture[idx]
                 self._camera.send(self._bufs[idx])
                 self._written += 1
+                if fresh and self._latency is not None and t_capture is not None:
+                    self._latency.add((clock.now() - t_capture) * 1000.0)
                 if blank:
                     self._blank += 1
                 elif not fresh:
                     self._repeats += 1
+                sent = clock.now()
+                if fresh:
+                    last_fresh = sent
                 if restart:
                     # A new rate counts its ticks from its first frame, sent just now: a pacing
                     # thread held up between taking the rate and sending that frame does not then
                     # send the next one at once (two frames in a row at 1 fps).
                     # A set_rate made during that send is taken on the next pass.
-                    t0, tick = clock.now(), 1
+                    t0, tick = sent, 1
                     self._rate_applied = version
                 else:
                     tick += 1
-                    behind = clock.now() - (t0 + tick * period)
+                    behind = sent - (t0 + tick * period)
                     if behind >= period - _EPS_S:  # a whole tick missed: skip to the one due now
                         skipped = int((behind + _EPS_S) / period)
                         tick += skipped
                         self._late += skipped
-                self._wait_until(t0 + tick * period, max(_POLL_S, period / 20))
+                if self._wait_for_tick(t0 + tick * period, last_fresh + EARLY * period, max(_POLL_S, period / 20)):
+                    # sent as it comes; the next tick HOLD of an interval later than the camera's next
+                    # frame is due, so that frame is not beaten by a repeat of this one
+                    t0, tick = clock.now() + HOLD * period, 0
         except Exception as exc:
             reason = one_line(exc)
             err = SinkError(f"virtual camera {self.device}: sending a frame failed: {reason}")
             err.__cause__ = exc
             self._fail(err)
 
-    def _wait_until(self, deadline: float, poll_s: float = _POLL_S) -> None:
+    def _wait_for_tick(self, deadline: float, early: float, poll_s: float = _POLL_S) -> bool:
+        """Wait for the next tick (``deadline``), or for a new composite once ``early`` has come:
+        True when the wait ends for a new composite (it is sent as it comes, its ticks counted from
+        it). A composite waited for the tick of a clock of the sink's own, up to a frame interval on
+        top of the latency (46 ms glass-to-glass where the camera's frames came just after a tick)."""
+        clock = self._clock
         while True:
-            remaining = deadline - self._clock.now()
-            if remaining <= _EPS_S or self._stop.wait(min(remaining, poll_s)) or not self.rate_settled:
-                return
+            now = clock.now()
+            if self._stop.is_set() or not self.rate_settled:
+                return False
+            if self._pending is not None and now >= early - _EPS_S:
+                return True
+            remaining = deadline - now
+            if remaining <= _EPS_S:
+                return False
+            wait = min(remaining, poll_s)
+            if self._pending is not None:  # it goes at ``early``
+                wait = min(wait, early - now)
+            self._wake.wait(max(wait, 0.0))
+            self._wake.clear()
 
 
 def _open_camera(width: int, height: int, fps: float, device: str | None, backend: str | None):
