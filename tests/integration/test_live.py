@@ -105,6 +105,31 @@ def test_record_90_frames_from_the_command_line(tmp_path, person_clip):
     assert not list(tmp_path.glob("*.partial*")) and not list(tmp_path.glob(".*"))
 
 
+def test_recording_a_file_with_sound_says_the_sound_is_not_in_it(tmp_path):
+    """``--source talk.mp4 --record out.mp4``, the file with sound: the recording is the picture
+    only (a virtual camera carries none), and one line says so and how to keep it (vbg process).
+    It went without a word; a file without sound says nothing."""
+    from media import write_with_audio
+
+    frames = [f for f, _ in person_clip_frames(20, (90, 160))]
+    for name, audio_s in (("talk.mp4", None), ("quiet.mp4", 0)):
+        src = tmp_path / name
+        if audio_s is None:
+            write_with_audio(src, frames, 20, fmt="mp4")
+        else:
+            write_clip(src, frames, fps=20)
+        out = tmp_path / f"rec-{name}"
+        proc = run_vbg("--source", str(src), "--model", "selfie", "--no-vcam", "--record", str(out), "--frames", "10",
+                       timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        said = [ln for ln in proc.stderr.splitlines() if "holds the picture only" in ln]
+        if audio_s is None:
+            assert said == [f"vbg: --record {out} holds the picture only: a virtual camera carries no sound, so the "
+                            f"live filter plays none; for {src} with its sound: vbg process {src} -o OUT.mp4"], said
+        else:
+            assert said == [], said
+
+
 def test_a_tilde_in_source_and_record_is_the_home_folder(tmp_path, person_clip):
     """``~`` in --source and --record, quoted on the command line or in a config file (no shell
     expands it there), is the home folder, as for --background: the clip is read from home and the

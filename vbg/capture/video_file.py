@@ -88,6 +88,7 @@ class VideoFileSource:
             raise SourceError(f"{self.path} has no video stream, only cover art (a still picture): "
                               "pass a video file")
         stream = picture_stream(container)
+        self.has_audio = bool(container.streams.audio)  # not played: the live filter carries pictures only
         cc = stream.codec_context  # read now: a URL's decoding helper owns the container once it starts
         told = (cc.width, cc.height, cc.color_trc, cc.name, other_video_tracks(container, stream))
         # a photo (FFmpeg's image demuxers) is a still camera: its one picture shown on, paced
