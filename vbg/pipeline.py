@@ -507,6 +507,7 @@ class LivePipeline:
         self._spawn(lambda: self._infer_loop(st.seg, st.to_model, st.masks), "vbg-infer")
         self._spawn(lambda: self._render_loop(st), "vbg-render",
                     stop_when_done=True)  # the render loop ends when the source does
+        self._capture_started = self.clock.now()  # --duration counts from here (not after the window opens)
         self.capture.start()
         stack.callback(self.capture.join, 5.0)
         stack.callback(self.capture.stop)
@@ -518,7 +519,9 @@ class LivePipeline:
         """Until stop() or --duration: the preview window, the status line, the sinks' health."""
         t_start = self.clock.now()
         next_status = t_start + status_interval
-        deadline = t_start + self.cfg.output.duration if self.cfg.output.duration else None
+        # from the capture's start: the preview window opens after it (--duration 4 recorded 4.6 s)
+        began = getattr(self, "_capture_started", t_start)
+        deadline = began + self.cfg.output.duration if self.cfg.output.duration else None
         shown = None
         while not self._stop.is_set():
             self._stop.wait(0.05)
