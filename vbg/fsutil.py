@@ -207,12 +207,25 @@ class Swapped(OSError):
                                        "(the folder is writable by others): write to a folder only you can write to")
 
 
+class Vanished(Swapped):
+    """A temporary name holds nothing any more: it, or the whole folder, was removed while vbg
+    wrote (handled as ``Swapped``: nothing is moved into place; said for what it is)."""
+
+    def __init__(self, path: Path) -> None:
+        folder = path.parent
+        what = (f"the folder {folder} was removed while vbg wrote into it" if not os.path.isdir(folder)
+                else f"{path} was removed while vbg wrote it")
+        OSError.__init__(self, errno.ENOENT, what)
+
+
 def _check_ours(path: Path, fd: int | None, made: os.stat_result | None = None) -> None:
     """``path`` (not followed) is still the file or folder open as ``fd`` (without a descriptor:
     the one ``made`` describes, stat when it was made); else ``Swapped``: renaming it would put
-    the impostor in place."""
+    the impostor in place (``Vanished`` where nothing is there: the file or its folder removed)."""
     try:
         st = os.lstat(path)
+    except FileNotFoundError:
+        raise Vanished(path) from None
     except OSError:
         raise Swapped(path) from None
     own = os.fstat(fd) if fd is not None else made
@@ -695,6 +708,10 @@ def write_error_hint(exc: BaseException) -> str:
     """What to do about a failed write, from its errno (a full disk, a size limit,
     a read-only or forbidden folder): the fix half of a one-line message."""
     code = getattr(exc, "errno", None)
+    if isinstance(exc, Vanished):  # the folder removed during the run (it read "choose a folder you can write to")
+        return "keep the output's folder until vbg ends, and run it again"
+    if isinstance(exc, Swapped):  # its message says what to do (it read "a file stands where a folder is needed")
+        return "vbg moved nothing into place"
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return "the disk is full: free some space or write to another disk"
     if code == errno.EFBIG:

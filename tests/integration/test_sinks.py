@@ -448,6 +448,27 @@ def test_a_file_that_appears_at_the_recordings_name_is_kept_without_overwrite(tm
            f"{tmp_path / 'call-2.mp4'}" in caplog.text
 
 
+def test_a_recording_whose_folder_was_removed_says_so(tmp_path):
+    """The folder of ``--record`` removed during the run: the end says that, and what to do. It said
+    the file "was replaced by someone else ... (the folder is writable by others)" and "a file stands
+    where a folder is needed"."""
+    from vbg.errors import OutputError
+
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    buf = np.empty((H, W, 3), np.uint8)
+    rec = Recorder(folder / "call.mp4", W, H, FPS)
+    for i in range(5):
+        rec.send(comp(i, moving_pattern(i, W, H, buf)))
+    import shutil
+
+    shutil.rmtree(folder)
+    with pytest.raises(OutputError) as err:
+        rec.close()
+    assert str(err.value) == (f"--record {folder / 'call.mp4'}: cannot move it into place (the folder {folder} was "
+                              "removed while vbg wrote into it): keep the output's folder until vbg ends, and run it again")
+
+
 def test_recorder_interrupted_midway_still_leaves_a_playable_file(tmp_path):
     out = tmp_path / "cut.mp4"
     buf = np.empty((H, W, 3), np.uint8)
