@@ -113,6 +113,29 @@ def _walk(parser: argparse.ArgumentParser, name: str, summary: str) -> Command:
                    tuple(positionals), tuple(verbs))
 
 
+# The exit codes, as the README's "Exit codes" table gives them at more length (a test keeps the
+# two to the same codes): the man page carries them, since a pip install has no README.
+EXIT_STATUS = (
+    (0, "success"),
+    (1, "some inputs of a batch failed (each said on its own line); vbg service: a systemctl step failed; "
+        "vbg ctl: no filter running, or it refused the request"),
+    (2, "bad option or value"),
+    (3, "a needed package is missing (the message has the pip install)"),
+    (4, "model file unusable (missing, corrupt, wrong shape, unsafe pickle)"),
+    (5, "model download failed (no network, hub error)"),
+    (6, "model access refused (gated repository, no or bad HF_TOKEN)"),
+    (7, "downloaded file failed its sha256 check"),
+    (8, "asked-for GPU provider not usable with --strict-device, or --encoder nvenc where NVENC does not open"),
+    (9, "unreadable input"),
+    (10, "output cannot be written, exists without --overwrite, is an input, or another vbg run writes it"),
+    (11, "video source cannot be opened or read"),
+    (12, "virtual camera or preview unavailable (no v4l2loopback/OBS device, busy, no display)"),
+    (13, "out of memory"),
+    (130, "interrupted (Ctrl-C or SIGTERM; the live filter stops cleanly with 0)"),
+    (141, "stdout or stderr was closed by its reader: the job stopped as on Ctrl-C"),
+)
+
+
 def commands() -> list[Command]:
     """The live filter first (name ""), then each command in ``vbg --help``'s order, each with its
     sub-verbs (``Command.verbs``, walked from its subparsers: vbg config show, vbg ctl status...)."""
@@ -489,10 +512,10 @@ def man(cmds: list[Command]) -> str:
         lines += _options_roff(c)
         if c.epilog:
             lines += [".PP", ".nf", *(_roff(line) if line.strip() else "" for line in c.epilog.splitlines()), ".fi"]
+    lines += [".SH EXIT STATUS"]
+    for code, meaning in EXIT_STATUS:
+        lines += [".TP", f"\\fB{code}\\fR", _roff(meaning)]
     lines += [
-        ".SH EXIT STATUS",
-        "0 when the run succeeded; each kind of error has its own code (README, \\(lqExit codes\\(rq); "
-        "130 after Ctrl\\-C or SIGTERM, 141 when the reader of the output went away.",
         ".SH SEE ALSO",
         "\\fBvbg doctor\\fR checks this machine's set\\-up; \\fBvbg completion\\fR \\fIbash\\fR|\\fIzsh\\fR|\\fIfish\\fR "
         "prints shell completion.",

@@ -99,6 +99,14 @@ def test_every_command_and_option_is_in_the_man_page(generated):
         for flag in options:
             assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", page), (command, flag)
     assert "what -o means" in page  # vbg process's epilog, kept as written
+    # the exit codes in the page itself (it sent the reader to the README, which a pip install lacks),
+    # the same codes as the README's table
+    from vbg.cli_docs import EXIT_STATUS
+
+    status = page.split("EXIT STATUS", 1)[1].split("SEE ALSO", 1)[0]
+    assert [int(c) for c in re.findall(r"^ {7}(\d+)\s", status, re.M)] == [c for c, _ in EXIT_STATUS], status
+    readme = (ROOT / "README.md").read_text().split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+    assert [int(c) for c in re.findall(r"^\| (\d+) \|", readme, re.M)] == [c for c, _ in EXIT_STATUS]
 
 
 def test_man_reads_the_page(generated):
