@@ -407,6 +407,32 @@ class HeldVideo:
             f.close()
 
 
+_ALPHA_DECODERS = {"vp9": "libvpx-vp9", "vp8": "libvpx"}
+
+
+def decoded(container, stream):
+    """The frames of ``stream``, as ``container.decode(stream)`` gives them; a VP8/VP9 stream that
+    carries transparency (WebM's AlphaMode) through libvpx, which keeps it: FFmpeg's own decoder
+    drops it, and the colour stored under the transparent parts showed (a transparent WebM's
+    magenta where the README promises black, as every other kind with transparency gets)."""
+    name = _ALPHA_DECODERS.get(stream.codec_context.name)
+    if name is None or stream.metadata.get("alpha_mode") != "1":
+        return container.decode(stream)
+    av = _import_av()
+    try:
+        codec = av.CodecContext.create(name, "r")
+    except (av.FFmpegError, ValueError):  # an FFmpeg built without libvpx: the picture without its alpha
+        return container.decode(stream)
+
+    def frames():
+        for packet in container.demux(stream):
+            for frame in codec.decode(packet):
+                if frame.time_base is None:
+                    frame.time_base = stream.time_base
+                yield frame
+    return frames()
+
+
 @contextlib.contextmanager
 def _first_frame(path: Path, own_file: bool = False):
     """(picture stream, its first decoded frame) of the background video at ``path``, while it is
@@ -417,7 +443,7 @@ def _first_frame(path: Path, own_file: bool = False):
             stream = picture_stream(container)
             if stream is None:
                 raise InputError(f"{path} has no video stream: pass a video file (mp4, mkv, webm, ...)")
-            first = next(container.decode(stream), None)
+            first = next(decoded(container, stream), None)
             if first is None:
                 raise InputError(f"background video {path} has no decodable frames: pass another video file")
             yield stream, first
@@ -651,7 +677,7 @@ class VideoBackground:
                 with video.pass_() as container:
                     stream = picture_stream(container)
                     sar = pixel_aspect(stream)
-                    for k, frame in enumerate(whole_frames(container.decode(stream), stream.time_base)):
+                    for k, frame in enumerate(whole_frames(decoded(container, stream), stream.time_base)):
                         if stop.is_set():
                             return
                         if t0 is None:
@@ -790,7 +816,7 @@ class SyncVideoBackground:
             raise InputError(
                 f"background {self.path.name} is not a readable video: pass an image or a video file") from e
         self._stream = stream
-        self._frames = whole_frames(self._container.decode(stream), stream.time_base)
+        self._frames = whole_frames(decoded(self._container, stream), stream.time_base)
         self._sar = pixel_aspect(stream)
         self._decoded = 0
         self._cur = self._next = None
@@ -844,7 +870,7 @@ class SyncVideoBackground:
             self._container.seek((self._origin or 0) + int(target / stream.time_base), stream=stream, backward=True)
         except (av.FFmpegError, OverflowError, ValueError):
             return
-        self._frames = whole_frames(self._container.decode(stream), stream.time_base)
+        self._frames = whole_frames(decoded(self._container, stream), stream.time_base)
         self._cur = self._next = None
         self._advance()
 
