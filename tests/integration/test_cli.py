@@ -215,6 +215,16 @@ def test_segment_takes_a_folder_of_photos(tmp_path):
         assert proc.returncode == 9 and _one_line_error(proc) == f"vbg: error: {want}", proc.stderr
 
 
+def test_a_size_the_selfie_model_cannot_take_names_what_can(tmp_path):
+    """``--size 512`` with the bundled selfie model (fixed at 256x256): one line saying to drop it,
+    and that RMBG-1.4 takes any size. It said to export a model at that size with vbg export, which
+    makes RMBG-1.4 graphs only."""
+    proc = run_vbg("segment", str(PHOTO), "--model", "selfie", "--size", "512", "-o", str(tmp_path / "m.png"))
+    assert proc.returncode == 2 and _one_line_error(proc) == (
+        "vbg: error: --size 512 does not fit selfie (bundled), whose input is fixed at 256x256: drop --size (this model comes "
+        "at that size only; RMBG-1.4 takes any size)"), proc.stderr
+
+
 def test_segment_to_an_image_type_it_cannot_write_is_refused(tmp_path):
     """`-o mask.gif` for one image: refused with the names it can write; it made a folder
     mask.gif holding example03_background01.png."""

@@ -64,10 +64,13 @@ class _Base:
         if fixed is None or size is None:
             return
         if (isinstance(size, tuple) and size != fixed) or (isinstance(size, int) and size != max(fixed)):
+            # vbg export makes RMBG-1.4 graphs only: the bundled selfie models come at their one size
+            rmbg = self.source.spec.name.startswith("rmbg")
             raise ConfigError(
                 f"--size {size if isinstance(size, int) else 'x'.join(map(str, size))} does not fit "
-                f"{self.source.label}, whose input is fixed at {fixed[0]}x{fixed[1]}: drop --size, "
-                "or export a model at that size (vbg export --size HxW, or --dynamic)"
+                f"{self.source.label}, whose input is fixed at {fixed[0]}x{fixed[1]}: drop --size"
+                + (", or export a model at that size (vbg export --size HxW, or --dynamic)" if rmbg else
+                   " (this model comes at that size only; RMBG-1.4 takes any size)")
             )
 
     def _preprocessor(self, size_hw: tuple[int, int], dtype=np.float32) -> Preprocessor:
