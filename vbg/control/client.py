@@ -89,8 +89,14 @@ class Client:
 
     def ticket_url(self) -> str:
         """A one-time address of the page for a browser to open (the token is not in it: a
-        browser's command line is every local user's to read)."""
-        return str(self.post("/api/ticket", {})["url"])
+        browser's command line is every local user's to read); a filter started before vbg had
+        tickets (upgraded while it ran) has none to give: its address with the token then."""
+        try:
+            return str(self.post("/api/ticket", {})["url"])
+        except ControlError as e:
+            if "no such page or API" not in str(e):
+                raise
+            return self.page_url()
 
     def upload_file(self, path: str | Path) -> str:
         """The picture or video at ``path`` (read here, as the user) uploaded; its ``upload:N`` id.
