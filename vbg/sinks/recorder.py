@@ -98,6 +98,7 @@ class Recorder(SinkBase):
         self._received = 0
         self._written = 0  # frames handed to the encoder, by the writer thread
         self._finalized: BaseException | None = None  # set by the writer when finalizing failed
+        self._writer_done = threading.Event()  # set by the writer thread as its last act
         self._thread = threading.Thread(target=self._run, name="vbg-recorder", daemon=True)
         try:
             self._thread.start()
@@ -212,6 +213,10 @@ class Recorder(SinkBase):
         held: BaseException | None = None
         while True:
             try:
+                # An Event, not Thread.join(): an interrupted join() marks the thread as ended while it
+                # still writes (Python's _wait_for_tstate_lock), and the next join() returns at once.
+                while not self._writer_done.wait(0.1):
+                    pass
                 self._thread.join()
                 return held
             except KeyboardInterrupt as e:
@@ -223,6 +228,12 @@ class Recorder(SinkBase):
 
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
+        try:
+            self._write()
+        finally:
+            self._writer_done.set()  # the file is whole (or given up): close() may move it
+
+    def _write(self) -> None:
         import av
 
         stream, container = self._stream, self._container
