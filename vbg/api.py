@@ -125,6 +125,7 @@ def _check_source(source: Any) -> None:
     naming the attribute (fps = 0 was a ZeroDivisionError deep in the run, a width of 640.0 a
     TypeError from NumPy)."""
     import math
+    import numbers
 
     name = type(source).__name__
     for attr in ("width", "height"):
@@ -135,7 +136,7 @@ def _check_source(source: Any) -> None:
         if value < 1:
             raise ValueError(f"source: {name}.{attr} is {value}: a frame is at least 1 pixel each way")
     fps = source.fps
-    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)):
+    if isinstance(fps, bool) or not isinstance(fps, (numbers.Real, np.integer, np.floating)):  # a Fraction too
         raise TypeError(f"source: {name}.fps is {fps!r}: a Source's fps is its frames per second, a number")
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"source: {name}.fps is {fps}: a Source's fps is its frames per second, more than 0")

@@ -373,14 +373,14 @@ class LivePipeline:
         from .inference.tracker import MaskTracker
 
         cfg = self.cfg
+        for extra in self._extra_sinks:  # the caller's sinks: closed however the start-up ends
+            stack.callback(extra.close)
         source = self._source or self._open_source()
         stack.callback(self._close_source, source)
         if cfg.output.record and getattr(source, "has_audio", False):
             log.warning("--record %s holds the picture only: a virtual camera carries no sound, so the live filter "
                         "plays none; for %s with its sound: vbg process %s -o OUT.mp4", cfg.output.record,
                         cfg.source.source, shlex.quote(str(cfg.source.source)))
-        for extra in self._extra_sinks:  # the caller's sinks: closed however the start-up ends
-            stack.callback(extra.close)
         w, h, fps = source.width, source.height, source.fps
         # A source handed in is reopened only by the ``reopen`` handed in with it.
         reopen = self._reopen if self._source is not None else \

@@ -413,6 +413,17 @@ def test_a_run_that_fails_starting_ends_wait_started_and_closes_the_callers_sink
     with pytest.raises(ConfigError, match="512"):
         live.wait(120)
     assert source.closed == 1 and sink.closed == 1
+    # a source of vbg's own that fails to open (a file damaged after the checks): the sinks close too
+    from vbg import SourceError
+
+    clip = workdir / "gone.mp4"
+    clip.write_bytes((workdir / "talk.mp4").read_bytes())
+    sink = Count()
+    live = LiveFilter(str(clip), sinks=[sink], model="selfie")
+    clip.write_bytes(b"\0" * 64)
+    with pytest.raises(SourceError):
+        live.run()
+    assert sink.closed == 1
 
 
 def test_record_takes_a_path_object_and_names_a_wrong_type(workdir):
@@ -473,6 +484,10 @@ def test_a_source_that_breaks_its_contract_is_named(workdir):
                                 ({"height": 0}, ValueError, "Off.height is 0")):
         with pytest.raises(error, match=re.escape(words)):
             LiveFilter(Off(3, **attrs), sinks=[Nothing()], model="selfie")
+    from fractions import Fraction
+
+    stats = LiveFilter(Off(4, fps=Fraction(30000, 1001)), sinks=[Nothing()], model="selfie", color="white").run()
+    assert stats.out_frames > 0  # a rate as PyAV gives one (stream.average_rate) is a number
     for image, words in ((np.zeros((48, 64), np.uint8), "a 48x64 uint8 array"),
                          (np.zeros((48, 64, 3), np.float32), "a 48x64x3 float32 array"),
                          (np.zeros((48, 64, 3), np.uint8).tolist(), "a list")):

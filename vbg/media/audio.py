@@ -292,12 +292,14 @@ class _Track:
 
 def _stated_end_s(container: av.container.InputContainer) -> float | None:
     """Past this time a packet of ``container`` is a damaged one; None where the file states no
-    duration of its own (a Matroska recording that was never finished states none). The stated
-    duration is a length, from the file's first time: a TS recording copied into MP4 starts at
-    1.4 s, say (its sound past 1.4 s before its end was taken for damaged)."""
+    duration of its own (a Matroska recording that was never finished states none). An MP4's or
+    MOV's stated duration is a length, from the file's first time: a TS recording copied into MP4
+    starts at 1.4 s, say (its sound past 1.4 s before its end was taken for damaged); a Matroska
+    file's is its end time (FFmpeg's writer states the last time, whatever the first)."""
     if not container.duration or not container.format.name.startswith(_EXACT_DURATION):
         return None
-    return ((container.start_time or 0) + container.duration) / av.time_base + PAST_END_S
+    start = (container.start_time or 0) if container.format.name.startswith("mov") else 0
+    return (start + container.duration) / av.time_base + PAST_END_S
 
 
 class AudioMux:
