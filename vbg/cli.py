@@ -154,8 +154,7 @@ def _parser_process(sub) -> None:
                         "(quality, encoder, memory, mode); flags override it")
     _add_default_config_option(p)
     from .config import ProcessConfig, ProcessTemporalConfig
-    from .config import MEMORY_MB
-    from .offline.process import LOOKAHEAD_MB
+    from .config import LOOKAHEAD_MB, MEMORY_MB
 
     # The settings a config file can hold default to SUPPRESS: one not given leaves the file's value.
     add_setting_options(p, ProcessConfig, defaults=False, skip=("memory",))

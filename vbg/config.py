@@ -312,6 +312,9 @@ class LiveConfig:
 
 
 MEMORY_MB = 512  # vbg process --memory's default: the budget for the frames in flight
+# budget that buys the encoder one frame of look-ahead (vbg.offline.process.plan_buffers); here, where
+# the CLI's help reads it without importing the pipeline (OpenCV, NumPy: vbg doctor must start without them)
+LOOKAHEAD_MB = 20
 
 
 @dataclass(frozen=True, slots=True)

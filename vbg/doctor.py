@@ -75,7 +75,7 @@ PACKAGES = (
     ("numpy", ("numpy",), True, "numpy"),
     ("cv2", ("opencv-python", "opencv-python-headless", "opencv-contrib-python"), True, "opencv-python"),
     ("av", ("av",), True, "av"),
-    ("onnxruntime", ("onnxruntime-gpu", "onnxruntime"), True, "onnxruntime-gpu (Linux/Windows x86-64) or onnxruntime"),
+    ("onnxruntime", ("onnxruntime-gpu", "onnxruntime"), True, "onnxruntime"),  # (_pip_name: -gpu where it is built)
     ("pyvirtualcam", ("pyvirtualcam",), True, "pyvirtualcam"),
     ("huggingface_hub", ("huggingface_hub",), False, "huggingface_hub"),
     ("torch", ("torch",), False, "'vbg[torch]'"),
@@ -84,6 +84,17 @@ PACKAGES = (
 # what each optional package is for, as the doctor says it when one is missing
 OPTIONAL_USES = {"huggingface_hub": "downloading RMBG-1.4", "torch": "--backend torch, --variant export, vbg export",
                  "onnx": "--backend torch, --variant export, vbg export"}
+
+
+def _pip_name(pip: str) -> str:
+    """What ``pip install`` takes for a missing package here: ONNX Runtime as its GPU build on the
+    systems it is built for (Linux and Windows on x86-64), as vbg's own requirements pick it."""
+    import platform
+
+    if pip == "onnxruntime" and platform.system() in ("Linux", "Windows") and \
+            platform.machine().lower() in ("x86_64", "amd64"):
+        return "onnxruntime-gpu"
+    return pip
 
 
 def _dist_versions(names: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -116,7 +127,12 @@ def check_packages(importer: Callable[[str], object] = _quiet_import) -> list[Ch
             importer(module)
         except Exception as e:  # ImportError, or a broken build raising anything at import
             reason = one_line(e)[:120]
-            (missing if required else optional_missing).append((module, pip, reason))
+            # installed but broken: installed again (pip install alone says "already satisfied")
+            broken = bool(versions) and "No module named" not in str(e)
+            fix = f"--force-reinstall {versions[0][0]}" if broken else _pip_name(pip)
+            if module == "cv2" and "libGL" in reason:  # the GUI build on a machine without OpenGL's library
+                fix = "opencv-python-headless"  # said whole in _pip_fix
+            (missing if required else optional_missing).append((module, fix, reason, broken))
             continue
         if len(versions) > 1:
             clashes.append((module, [d for d, _ in versions]))
@@ -124,10 +140,9 @@ def check_packages(importer: Callable[[str], object] = _quiet_import) -> list[Ch
         found.append(f"{label} {versions[0][1]}" if versions else module)
     checks = []
     if missing:
-        names = ", ".join(m for m, _, _ in missing)
-        pips = " ".join(p for _, p, _ in missing)
-        why = "; ".join(f"{m}: {r}" for m, _, r in missing)
-        checks.append(Check("packages", FAIL, f"missing or broken: {names} ({why})", f"pip install {pips}"))
+        names = ", ".join(m for m, _, _, _ in missing)
+        why = "; ".join(f"{m}: {r}" for m, _, r, _ in missing)
+        checks.append(Check("packages", FAIL, f"missing or broken: {names} ({why})", _pip_fix(missing)))
     elif clashes:
         module, dists = clashes[0]
         checks.append(Check("packages", WARN, f"{' and '.join(dists)} are both installed and share the "
@@ -136,14 +151,27 @@ def check_packages(importer: Callable[[str], object] = _quiet_import) -> list[Ch
     else:
         checks.append(Check("packages", OK, ", ".join(found)))
     if optional_missing:
-        uses: dict[str, list[str]] = {}  # what goes missing -> the packages it needs, in order
-        for m, _, _ in optional_missing:
-            uses.setdefault(OPTIONAL_USES[m], []).append(m)
-        pips = " ".join(sorted({p for _, p, _ in optional_missing}))
-        checks.append(Check("optional packages", WARN,
-                            "not installed: " + "; ".join(f"{', '.join(ms)} ({use})" for use, ms in uses.items()),
-                            f"pip install {pips}"))
+        parts = []
+        for broken, said in ((False, "not installed"), (True, "broken")):
+            uses: dict[str, list[str]] = {}  # what goes missing -> the packages it needs, in order
+            for m, _, reason, b in optional_missing:
+                if b == broken:
+                    uses.setdefault(OPTIONAL_USES[m], []).append(m + (f" ({reason})" if broken else ""))
+            if uses:
+                parts.append(f"{said}: " + "; ".join(f"{', '.join(ms)} ({use})" for use, ms in uses.items()))
+        checks.append(Check("optional packages", WARN, "; ".join(parts), _pip_fix(optional_missing)))
     return checks
+
+
+def _pip_fix(entries) -> str:
+    """One command per kind: the missing installed, the broken installed again."""
+    if any(f == "opencv-python-headless" for _, f, _, _ in entries):
+        return ("sudo apt install libgl1 (OpenCV's window needs it), or pip uninstall -y opencv-python && "
+                "pip install opencv-python-headless (no --preview window)")
+    fresh = " ".join(sorted({f for _, f, _, b in entries if not b}))
+    again = " ".join(sorted({f.removeprefix("--force-reinstall ") for _, f, _, b in entries if b}))
+    return " && ".join(cmd for cmd in ((f"pip install {fresh}" if fresh else ""),
+                                       (f"pip install --force-reinstall {again}" if again else "")) if cmd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +281,7 @@ def tiny_model() -> bytes:
     selfie model when the onnx package is absent."""
     try:
         from onnx import TensorProto, helper
-    except ImportError:
+    except Exception:  # absent, or broken (a protobuf that does not fit it raises a TypeError)
         from .models.spec import get_spec
 
         return get_spec("selfie").bundled_path().read_bytes()
@@ -738,11 +766,16 @@ CHECKS: tuple[Callable[[], list[Check]], ...] = (
 
 def run_checks(checks=None) -> Report:
     """Every check in order; a check that itself breaks is reported, never raised."""
+    from .errors import one_line
+
     results: list[Check] = []
     for fn in CHECKS if checks is None else checks:
         name = fn.__name__.removeprefix("check_").replace("_", " ")
         try:
             results.extend(fn())
+        except ImportError as e:  # a package the packages line names as missing or broken: said there
+            results.append(Check(name, WARN, f"not checked: {e.name or 'a package it needs'} does not import "
+                                             f"({one_line(e)[:120]})", "fix the packages line above first"))
         except Exception as e:  # a doctor that crashes helps nobody: report the check as failed
             results.append(Check(name, FAIL, f"the check itself failed: {type(e).__name__}: {e}",
                                  "report this with the output of vbg doctor -v"))

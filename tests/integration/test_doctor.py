@@ -145,6 +145,36 @@ def test_missing_required_package_is_a_failure_with_the_pip_command():
 
 
 
+def test_a_broken_package_is_installed_again_and_the_checks_that_need_it_wait(tmp_path):
+    """A package that is installed but fails at import (OpenCV without libGL.so.1 on a headless
+    machine, a protobuf that does not fit onnx): doctor runs to its end, no traceback (it crashed
+    before any check, building its parser); the fix installs it again (``pip install`` alone says
+    "already satisfied"), or for OpenCV's libGL names the two ways out; the checks that need it say
+    they were not run, and a broken optional package is called broken, not "not installed"."""
+    shadow = tmp_path / "shadow"
+    (shadow / "cv2").mkdir(parents=True)
+    (shadow / "cv2" / "__init__.py").write_text('raise ImportError("libGL.so.1: cannot open shared object file")\n')
+    proc = run_vbg("doctor", env={"PYTHONPATH": str(shadow), "HF_TOKEN": ""}, timeout=120)
+    assert "Traceback" not in proc.stderr and proc.returncode == 1, proc.stderr
+    lines = proc.stdout.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("FAIL  packages"))
+    assert "cv2 (cv2: libGL.so.1" in lines[at] and "apt install libgl1" in lines[at + 1], lines[at:at + 2]
+    assert "opencv-python-headless" in lines[at + 1]
+    assert any(ln.startswith("warn  providers") and "not checked" in ln for ln in lines), proc.stdout
+    real = __import__("importlib").import_module
+
+    def importer(name):
+        if name in ("av", "onnx"):
+            raise TypeError("Descriptors cannot be created directly")
+        return real(name) if name not in doctor.OPTIONAL_USES else object()
+
+    checks = {c.name: c for c in doctor.check_packages(importer)}
+    assert checks["packages"].fix == "pip install --force-reinstall av"
+    if doctor._dist_versions(("onnx",)):
+        assert checks["optional packages"].detail.startswith("broken: onnx (Descriptors cannot be created directly)")
+        assert checks["optional packages"].fix == "pip install --force-reinstall onnx"
+
+
 @pytest.mark.parametrize(("absent", "detail"), [
     (("torch", "onnx"), "not installed: torch, onnx (--backend torch, --variant export, vbg export)"),
     (("huggingface_hub",), "not installed: huggingface_hub (downloading RMBG-1.4)"),

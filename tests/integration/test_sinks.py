@@ -515,6 +515,9 @@ def test_display_available_follows_the_environment(monkeypatch):
     assert display_available({}, "Linux") is False
     assert display_available({}, "Windows") is True and display_available({}, "Darwin") is True
     assert display_available({"DISPLAY": ":4711"}, "Linux") is False  # set, but no X server there
+    # no display number at all: not a display (vbg doctor said "a window can open", and --preview
+    # then died in Qt with SIGABRT)
+    assert display_available({"DISPLAY": "bogus"}, "Linux") is False
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert display_available() is (platform.system() in ("Windows", "Darwin"))

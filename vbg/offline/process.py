@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..buffers import Closed, FrameQueue
-from ..config import ProcessConfig
+from ..config import LOOKAHEAD_MB, ProcessConfig
 from ..errors import ConfigError, InputError, OutOfMemory, VbgError, one_line
 from ..inference.crop import OFFLINE_LANES, CroppedSegmenter, crop_segmenters
 from ..ranges import OUTPUT_MODES
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("vbg.process")
 
 QUEUE = 2  # frames in flight between two stages, at most (small frames); see plan_buffers
-LOOKAHEAD_MB = 20  # budget that buys the encoder one frame of look-ahead; see plan_buffers
 LOOKAHEAD_MAX = 50  # the longest look-ahead of vbg's encoder settings (x264 slow, --quality best)
 OUTPUT_BYTES_PER_PIXEL = {"rgb": 3, "rgba": 4, "matte": 1}
 SMOOTH_CORES = 4  # cores per smoothing thread (one per 4 cores, at most SMOOTH_MAX); see plan_buffers

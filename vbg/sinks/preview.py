@@ -182,7 +182,9 @@ def display_available(environ: Mapping[str, str] | None = None, system: str | No
 def _x_display_reachable(display: str, timeout: float = 0.5) -> bool:
     host, sep, rest = display.rpartition(":")
     number = rest.split(".")[0]
-    if not sep or not number.isdigit():
+    if not sep:  # no display number at all ("bogus"): Qt aborts the process on it (SIGABRT)
+        return False
+    if not number.isdigit():
         return True  # a form we do not know (e.g. a socket path): let the GUI try
     try:
         if host in ("", "unix"):
