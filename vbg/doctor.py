@@ -695,13 +695,74 @@ def check_models() -> list[Check]:
         checks.append(Check("model cache", WARN, "rmbg-1.4 is not downloaded yet: until it is, vbg runs the bundled "
                                                  "selfie model",
                             "with a Hugging Face token (below) the next run downloads it once"))
-    if token:
+    setting = None if cached else _hub_setting_problem()
+    if setting is not None:  # what vbg's own download refuses before asking the hub
+        checks.append(Check("hub token" if "token" in setting[0] else "hub settings", WARN, setting[0], setting[1]))
+    elif token:
         checks.append(Check("hub token", OK, f"set ({token})"))
     elif not cached:
         checks.append(Check("hub token", WARN, "no Hugging Face token: RMBG-1.4 is gated and cannot be downloaded",
                             "accept the licence at https://huggingface.co/briaai/RMBG-1.4, then export HF_TOKEN=hf_... "
                             "(or hf auth login); or use --model selfie"))
     return checks
+
+
+def _hub_setting_problem() -> tuple[str, str] | None:
+    """(what, fix) for a Hugging Face setting vbg's download refuses without the network: a token
+    holding a character no token has, HF_HUB_OFFLINE, an HF_ENDPOINT that is no URL (each was
+    called fine, "the next run downloads it", and the next run refused it)."""
+    from .models import hub
+
+    try:
+        token = None
+        try:
+            from huggingface_hub import get_token
+
+            token = get_token()
+        except Exception:  # no huggingface_hub, an unreadable token file
+            token = os.environ.get("HF_TOKEN")
+        bad = hub._token_problem(token)
+        if bad is not None:
+            what, _, fix = str(bad).partition(": ")
+            return what, fix or "set it again: export HF_TOKEN=hf_... (or hf auth login)"
+        try:
+            offline = hub._offline(hub._import_hub())
+        except Exception:
+            offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        if offline:
+            return ("HF_HUB_OFFLINE is set: RMBG-1.4 cannot be downloaded",
+                    "unset HF_HUB_OFFLINE for the run that downloads it (vbg models --download)")
+        endpoint = os.environ.get("HF_ENDPOINT")
+        why = hub._endpoint_problem(endpoint)
+        if why is not None:
+            return (f"HF_ENDPOINT={endpoint!r} is not a URL to download from ({why})",
+                    "set it to the hub's URL (https://huggingface.co) or unset it")
+    except Exception:  # never stops the report
+        return None
+    return None
+
+
+def check_config() -> list[Check]:
+    """The settings the live filter would start with: the default config file and the VBG_
+    variables read as it reads them (a broken file stopped the filter at once, exit 2, while the
+    doctor said it could start). Said only where there is a file or a variable to read."""
+    from .cli import build_live_parser, live_config
+    from .errors import Problems, VbgError, one_line
+    from .userconfig import default_path
+
+    path = default_path()
+    variables = sorted(k for k, v in os.environ.items() if k.startswith("VBG_") and v and k != "VBG_CACHE_DIR")
+    if not path.exists() and not variables:
+        return []
+    try:
+        live_config(build_live_parser().parse_args([]))
+    except Problems as e:
+        return [Check("config", FAIL, one_line(x), "vbg config edit, or fix the VBG_ variable it names")
+                for x in e.errors]
+    except VbgError as e:
+        return [Check("config", FAIL, one_line(e), "vbg config edit, or fix the VBG_ variable it names")]
+    read = ([str(path)] if path.exists() else []) + variables
+    return [Check("config", OK, "read: " + ", ".join(read))]
 
 
 def _hub_cache_room(spec) -> str | None:
@@ -760,7 +821,7 @@ def check_tensorrt_cache() -> list[Check]:
 
 CHECKS: tuple[Callable[[], list[Check]], ...] = (
     check_python, check_packages, check_versions, check_providers, check_gpu, check_virtual_camera,
-    check_pipewire_camera, check_cameras, check_models, check_tensorrt_cache, check_display,
+    check_pipewire_camera, check_cameras, check_models, check_tensorrt_cache, check_config, check_display,
 )
 
 

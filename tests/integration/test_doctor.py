@@ -175,6 +175,42 @@ def test_a_broken_package_is_installed_again_and_the_checks_that_need_it_wait(tm
         assert checks["optional packages"].fix == "pip install --force-reinstall onnx"
 
 
+def test_the_config_the_filter_would_read_is_checked(tmp_path):
+    """A default config file that is not valid TOML, or a bad VBG_ variable, stops the live filter
+    at once (exit 2): doctor says so and fails (it said nothing, and "the live filter can start"
+    where the rest was fine). A good one is named; with neither, no line."""
+    home = tmp_path / "xdg"
+    (home / "vbg").mkdir(parents=True)
+    env = {"XDG_CONFIG_HOME": str(home), "HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf")}
+    assert not any(ln.split()[1:2] == ["config"] for ln in run_vbg("doctor", env=env, timeout=120).stdout.splitlines())
+    (home / "vbg" / "config.toml").write_text("[model\n")
+    proc = run_vbg("doctor", env=env, timeout=120)
+    line = next(ln for ln in proc.stdout.splitlines() if ln.split()[1:2] == ["config"])
+    assert line.startswith("FAIL  config") and "is not valid TOML" in line and proc.returncode == 1, proc.stdout
+    (home / "vbg" / "config.toml").write_text("[model]\nsize = 256\n")
+    proc = run_vbg("doctor", "--json", env={**env, "VBG_SIZE": "abc"}, timeout=120)
+    config = [c for c in json.loads(proc.stdout)["checks"] if c["name"] == "config"]
+    assert [c["status"] for c in config] == ["fail"] and "VBG_SIZE 'abc' is not a size" in config[0]["detail"]
+    proc = run_vbg("doctor", "--json", env=env, timeout=120)
+    config = [c for c in json.loads(proc.stdout)["checks"] if c["name"] == "config"]
+    assert config == [{"name": "config", "status": "ok", "detail": f"read: {home / 'vbg' / 'config.toml'}",
+                       "fix": config[0]["fix"]}]
+
+
+@pytest.mark.parametrize(("env", "said"), [
+    ({"HF_TOKEN": "hf_abc def"}, "the Hugging Face token holds a character no token has"),
+    ({"HF_TOKEN": "hf_abcdef", "HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set: RMBG-1.4 cannot be downloaded"),
+    ({"HF_TOKEN": "hf_abcdef", "HF_ENDPOINT": "huggingface.co"}, "HF_ENDPOINT='huggingface.co' is not a URL"),
+])
+def test_hub_settings_the_download_refuses_are_said(tmp_path, env, said):
+    """Settings vbg's own download refuses without asking the hub were called fine ("hub token set",
+    "the next run downloads it once"): doctor says what is wrong and how to set it."""
+    proc = run_vbg("doctor", "--json", env={"HF_HOME": str(tmp_path / "hf"), "VBG_CACHE_DIR": str(tmp_path / "c"),
+                                            **env}, timeout=120)
+    hub = [c for c in json.loads(proc.stdout)["checks"] if c["name"] in ("hub token", "hub settings")]
+    assert len(hub) == 1 and hub[0]["status"] == "warn" and hub[0]["detail"].startswith(said), hub
+
+
 @pytest.mark.parametrize(("absent", "detail"), [
     (("torch", "onnx"), "not installed: torch, onnx (--backend torch, --variant export, vbg export)"),
     (("huggingface_hub",), "not installed: huggingface_hub (downloading RMBG-1.4)"),

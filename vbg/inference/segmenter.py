@@ -98,7 +98,9 @@ def _check_matte(raw: np.ndarray, size_hw: tuple[int, int], label: str) -> None:
         raise ModelError(f"model {label} returned a matte of shape {list(raw.shape)} for a "
                          f"{size_hw[0]}x{size_hw[1]} input, not [1, 1, {size_hw[0]}, {size_hw[1]}]: "
                          "pass a model whose matte has its input's size (vbg export makes one)")
-    if not np.isfinite(raw.sum(dtype=np.float64)):  # a reduction: no per-pixel temporary
+    # a reduction, in the matte's own type where that holds its sum (a float64 one cast the whole
+    # matte through a buffer on every run); float16 overflows at 65504, so it is summed as float32
+    if not np.isfinite(raw.sum(dtype=np.float32 if raw.dtype == np.float16 else None)):
         raise ModelError(f"model {label} returned NaN or infinite values: the model file is broken "
                          "(or its precision too low for this input); pass another --model, or the fp32 variant")
 
