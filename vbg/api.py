@@ -138,6 +138,7 @@ def _check_source(source: Any) -> None:
     fps = source.fps
     if isinstance(fps, bool) or not isinstance(fps, (numbers.Real, np.integer, np.floating)):  # a Fraction too
         raise TypeError(f"source: {name}.fps is {fps!r}: a Source's fps is its frames per second, a number")
+    fps = float(fps)
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"source: {name}.fps is {fps}: a Source's fps is its frames per second, more than 0")
 

@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -226,15 +227,20 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Refused(403, f"Origin {origin!r} is another site: only the control page itself may "
                                     "send requests (cross-site requests refused)")
 
+    def _tickets(self) -> Tickets:
+        srv: Any = self.server  # a _Bounded server: set by _setup_bounded
+        return srv.tickets
+
     def _redeem(self, query: dict) -> None:
         """``GET /?ticket=T`` (a browser vbg opened): a ticket good now is spent and answered with
         a redirect to the page's address with the token; any other: the page saying so."""
         self._check_site()
         ticket = (query.get("ticket") or [""])[0]
-        if not self.server.tickets.redeem(ticket):
+        srv: Any = self.server  # a _Bounded server: tickets and token set by _setup_bounded
+        if not srv.tickets.redeem(ticket):
             raise _NoToken(403, "this ticket was used or is older than two minutes: run vbg ctl page "
                                 "for a new one", page=USED_TICKET_PAGE)
-        self._send(303, b"", "text/plain", {"Location": f"/?token={self.server.token}"})
+        self._send(303, b"", "text/plain", {"Location": f"/?token={srv.token}"})
 
     def _own_browser(self) -> bool:
         """Whether a request without the token may get the icon or the page saying the token is
@@ -365,7 +371,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._upload(ctl)
             if path == "/api/ticket":
                 self._json_body()  # read (an answer before the body is read can break the sender's pipe)
-                return self._json(200, {"url": self.server.tickets.url()})
+                return self._json(200, {"url": self._tickets().url()})
             actions = {"/api/background": lambda b: ctl.set_background(b),
                        "/api/effect": lambda b: ctl.set_effect(b.get("on")),
                        "/api/mirror": lambda b: ctl.set_mirror(b.get("on")),

@@ -263,7 +263,7 @@ class SdrFrames:
             hd = (self._hd_guess and frame.colorspace == UNSTATED and (frame.width >= 1280 or frame.height > 576)
                   and fmt.name.startswith(_VIDEO_YUV))
             return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation,
-                                    threads=1, **({"src_colorspace": "ITU709"} if hd else {}))
+                                    threads=1, src_colorspace="ITU709" if hd else None)
         if self.mapper is None or self.mapper.transfer != transfer:
             self.mapper = ToneMapper(transfer, stated_peak(frame) if transfer == PQ else None)
         return self.mapper(frame, width, height, interpolation)
