@@ -286,8 +286,9 @@ def test_an_unknown_encoder_in_the_config_file_is_one_line(clip, tmp_path):
     config.write_text('[output]\nencoder = "gpu"\n')
     proc = _live(clip, tmp_path / "rec.mp4", "--config", str(config))
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
-    assert proc.returncode == 2 and errors == ["vbg: error: encoder 'gpu' is not known: use auto, x264 or nvenc"], \
-        proc.stderr
+    # named with the file and the key, as every setting with choices is (it said "encoder 'gpu'")
+    assert proc.returncode == 2 and errors == [f"vbg: error: --config {config}: [output] encoder = 'gpu' is not known: "
+                                               "use auto, x264 or nvenc"], proc.stderr
     assert not (tmp_path / "rec.mp4").exists()
 
 

@@ -1431,8 +1431,8 @@ def test_an_unknown_mode_in_a_config_file_is_said_alone(clips, tmp_path):
     proc = run_vbg("process", str(clips["tone"]), "-o", str(tmp_path / "o.mp4"), "--config", str(config),
                    "--model", "selfie")
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vbg: error:")]
-    assert proc.returncode == 2 and errors == ["vbg: error: mode 'bogus' is not known: use rgb, rgba or matte"], \
-        proc.stderr
+    assert proc.returncode == 2 and errors == [f"vbg: error: --config {config}: [output] mode = 'bogus' is not known: "
+                                               "use rgb, rgba or matte"], proc.stderr
 
 
 def test_video_background_is_frame_exact_and_deterministic(clips, tmp_path):
