@@ -145,8 +145,8 @@ USED_TICKET_PAGE = _no_token_page(
     "this link was for one visit",
     """This link was for one visit: it opens the control page once, within two minutes of vbg
 handing it to the browser (it ends in <code>?ticket=&hellip;</code>), and it has been used or is
-older. The page's
-lasting address is the one vbg printed when it started (it ends in <code>?token=&hellip;</code>).""")
+older. The page's lasting address is the one vbg printed when it started (it ends in
+<code>?token=&hellip;</code>).""")
 _NO_TOKEN_CSP = ("default-src 'none'; img-src 'self'; style-src 'sha256-"
                  + base64.b64encode(hashlib.sha256(_NO_TOKEN_STYLE.encode()).digest()).decode()
                  + "'; frame-ancestors 'none'")

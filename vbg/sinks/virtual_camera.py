@@ -42,8 +42,8 @@ from vbg.types import Composite
 
 _POLL_S = 0.005  # longest real-time wait between looks at the clock and the stop flag
 # A new composite is sent as it comes once this share of a frame interval has gone since the last
-# send (else at the next tick): the device gets at most 1/EARLY of its rate, and the camera's frames
-# wait for no tick of the sink's own clock
+# new one went (else when it has): new frames reach the device at most at 1/EARLY of its rate, and
+# the camera's frames wait for no tick of the sink's own clock
 EARLY = 0.9
 HOLD = 0.5  # after a composite sent as it came, a repeat of it waits 1 + HOLD frame intervals
 _EPS_S = 1e-6  # a deadline this close counts as reached (float sums vs products)
