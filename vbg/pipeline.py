@@ -205,6 +205,7 @@ class LivePipeline:
         self.control_server = None
         self._on_control = on_control  # called with the control server once it listens
         self._vcam_latency = False  # the virtual camera measures the latency (it writes stats.latency_ms)
+        self._capture_started: float | None = None  # clock time the capture thread started (--duration)
         self._seg_now = None  # the segmenter the inference thread runs (a model switch replaces it)
         self._hw: tuple[int, int] | None = None
         self._fps: float | None = None  # the source's frame rate (the person crop's budget)
@@ -520,7 +521,7 @@ class LivePipeline:
         t_start = self.clock.now()
         next_status = t_start + status_interval
         # from the capture's start: the preview window opens after it (--duration 4 recorded 4.6 s)
-        began = getattr(self, "_capture_started", t_start)
+        began = t_start if self._capture_started is None else self._capture_started
         deadline = began + self.cfg.output.duration if self.cfg.output.duration else None
         shown = None
         while not self._stop.is_set():

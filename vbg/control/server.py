@@ -227,20 +227,22 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Refused(403, f"Origin {origin!r} is another site: only the control page itself may "
                                     "send requests (cross-site requests refused)")
 
+    def _bounded(self) -> Any:
+        """The server, a _Bounded one: its token and tickets set by _setup_bounded."""
+        return self.server
+
     def _tickets(self) -> Tickets:
-        srv: Any = self.server  # a _Bounded server: set by _setup_bounded
-        return srv.tickets
+        return self._bounded().tickets
 
     def _redeem(self, query: dict) -> None:
         """``GET /?ticket=T`` (a browser vbg opened): a ticket good now is spent and answered with
         a redirect to the page's address with the token; any other: the page saying so."""
         self._check_site()
         ticket = (query.get("ticket") or [""])[0]
-        srv: Any = self.server  # a _Bounded server: tickets and token set by _setup_bounded
-        if not srv.tickets.redeem(ticket):
+        if not self._tickets().redeem(ticket):
             raise _NoToken(403, "this ticket was used or is older than two minutes: run vbg ctl page "
                                 "for a new one", page=USED_TICKET_PAGE)
-        self._send(303, b"", "text/plain", {"Location": f"/?token={srv.token}"})
+        self._send(303, b"", "text/plain", {"Location": f"/?token={self._bounded().token}"})
 
     def _own_browser(self) -> bool:
         """Whether a request without the token may get the icon or the page saying the token is
