@@ -1232,6 +1232,7 @@ def test_a_rotated_phone_video_is_processed_upright(phone, tmp_path, rotation):
     """vbg process segments the picture as it is shown (the person standing), and writes it upright with
     no display matrix left, so every player shows the same."""
     from vbg.media.info import probe
+    from vbg.media.tonemap import side_data
 
     want, got = tmp_path / "upright.mp4", tmp_path / "rotated.mp4"
     for src, out in ((phone["upright"], want), (phone[rotation], got)):
@@ -1242,7 +1243,7 @@ def test_a_rotated_phone_video_is_processed_upright(phone, tmp_path, rotation):
     with av.open(str(got)) as c:
         assert c.streams.video[0].codec_context.width == 144
         first = next(c.decode(video=0))
-        assert first.rotation == 0 and not any(sd.type.name == "DISPLAYMATRIX" for sd in first.side_data)
+        assert first.rotation == 0 and not any(sd.type.name == "DISPLAYMATRIX" for sd in side_data(first))
     for a, b in zip(_mattes(want), _mattes(got), strict=True):
         assert a.shape == b.shape == (256, 144)
         fa, fb = a > 128, b > 128

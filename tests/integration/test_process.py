@@ -1000,7 +1000,9 @@ def subtitle_cues(path):
         cues = []
         for p in c.demux(sub):
             for rect in (sub.codec_context.decode2(p) if p.size else None) or []:
-                text = rect.dialogue.decode().replace("{\\i0}", "")  # mov_text ends italics at the cue's end
+                # The ASS event's text field, tags kept (PyAV 18.1's ``dialogue`` strips them); mov_text
+                # ends italics at the cue's end.
+                text = rect.ass.decode().split(",", 8)[8].replace("{\\i0}", "")
                 cues.append((text, round(float(p.pts * p.time_base), 2), round(float(p.duration * p.time_base), 2)))
         return cues, sub.metadata.get("language")
 

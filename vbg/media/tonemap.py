@@ -29,6 +29,7 @@ same colours in BT.709, where FFmpeg's plain conversion shows them paler than th
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import av
 import cv2
@@ -104,14 +105,22 @@ def wide_gamut_sdr(frame) -> bool:
     return primaries == BT2020_PRIMARIES and trc not in HDR_TRANSFERS
 
 
+def side_data(frame: av.VideoFrame) -> list[Any]:
+    """A frame's side data as a list of PyAV ``SideData`` objects (each with ``.type``, readable as
+    bytes). Iterating ``frame.side_data`` gives its types in PyAV 18.1 (a mapping from type to side
+    data), the side data themselves before it (a mapping in name only: its ``values()`` fails)."""
+    container: Any = frame.side_data
+    return [entry if hasattr(entry, "type") else container[entry] for entry in container]
+
+
 def stated_peak(frame: av.VideoFrame) -> float | None:
     """The brightest light an HDR10 frame says it holds, in cd/m2: its content light level
     (MaxCLL) where it states one, else its mastering display's peak; None where it states
     neither (or this PyAV does not show them)."""
     found: dict[str, bytes] = {}
     try:
-        for sd in frame.side_data:  # SideData objects (PyAV's stubs say str)
-            found[str(getattr(sd.type, "name", sd.type))] = bytes(sd)  # type: ignore[attr-defined, arg-type]
+        for sd in side_data(frame):
+            found[str(getattr(sd.type, "name", sd.type))] = bytes(sd)
     except (AttributeError, TypeError, ValueError):
         return None
     cll = found.get("CONTENT_LIGHT_LEVEL", b"")
