@@ -31,6 +31,7 @@ import errno
 import hashlib
 import os
 import re
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -735,6 +736,88 @@ def cannot_write(target: str | os.PathLike[str], exc: BaseException) -> OutputEr
     if isinstance(exc, OutputBusy) or isinstance(exc, FileExistsError) and exc.filename is None and exc.strerror:
         return OutputError(exc.strerror)
     return OutputError(f"{target}: cannot write there ({one_line(exc)}): {write_error_hint(exc)}")
+
+
+# ---------------------------------------------------------------------------- what killed runs left
+_LEFT_NAME = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{%d}%s" % (_MKSTEMP_CHARS, re.escape(TEMP_SUFFIX)))
+
+
+def left_by_killed_runs(folder: str | Path) -> list[tuple[Path, str]]:
+    """(temporary, the name it was to have) for each temporary file in ``folder`` that a run
+    killed before it could finish left behind (``kill -9``, a crash, the power gone): a
+    ``.NAME.XXXXXXXX.partial`` regular file of this user, with no other name, that no run holds
+    locked. A long name's temporary (cut, with a hash) gives no name and is left out, as are
+    folders, symlinks and other users' files; nothing is opened beyond the lock probe."""
+    folder = Path(folder)
+    found = []
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    for name in names:
+        m = _LEFT_NAME.fullmatch(name)
+        if m is None or "~" in m["name"]:
+            continue
+        path = folder / name
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if not _lone_file_of_ours(os.fstat(fd)) or try_lock(fd) is False:  # locked: a run writing it now
+                continue
+            found.append((path, m["name"]))
+        finally:
+            os.close(fd)
+    return found
+
+
+def _lone_file_of_ours(st: os.stat_result) -> bool:
+    """A regular file of this user with no other name (renaming or chmod-ing it touches nothing else)."""
+    return (stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+            and (not hasattr(os, "geteuid") or st.st_uid == os.geteuid()))
+
+
+class Rescued:
+    """A temporary that a killed run left, open and locked (``rescue``): ``fd`` to read it,
+    ``keep(dest)`` to give it a visible name, ``close()``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
+        try:
+            self.stat = os.fstat(self.fd)
+            if not _lone_file_of_ours(self.stat) or try_lock(self.fd) is False:
+                raise OutputBusy(path, 0)  # taken meanwhile (another run rescuing it, say)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def keep(self, dest: str | Path) -> Path:
+        """Rename it to ``dest``, or ``dest-2``... when that exists (nothing is replaced), with
+        the permissions outputs get (not the temporary's 0600); the name it got."""
+        _check_ours(self.path, self.fd)
+        dest = _rename_no_replace(self.path, Path(dest))
+        try:
+            _check_ours(dest, self.fd)
+        except Swapped:
+            with contextlib.suppress(OSError):
+                os.unlink(dest)  # an impostor swapped in between the check and the rename: a name only
+            raise
+        if hasattr(os, "fchmod"):
+            os.fchmod(self.fd, 0o666 & ~_umask())
+        return dest
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Rescued:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 # ---------------------------------------------------------------------------- the run's unfinished outputs

@@ -579,6 +579,40 @@ def test_signal_at_any_moment_of_a_live_run(m, tmp_path, sig, delay):
     # (a signal once frames flow, waited for by what stderr shows: test_live's signal test)
 
 
+def test_a_recording_killed_outright_plays_and_the_next_run_gives_it_a_name(m, tmp_path):
+    """``kill -9`` (a crash, the out-of-memory killer: nothing vbg can catch) while the live filter
+    records: the hidden temporary it leaves plays up to its last whole second (it did not play at
+    all: an MP4's index is written at the end), and the next recording into that folder names it
+    (``rec.partial.mp4``) in one line and records as usual."""
+    out = tmp_path / "rec.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "vbg", "--source", str(m["clip"]), "--loop", "--model", "selfie",
+                             "--blur", "--no-vcam", "--record", str(out), "-q"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240  # only a guard against a hang: the condition is what is waited for
+        while time.monotonic() < deadline and proc.poll() is None:
+            temps = list(tmp_path.glob(".rec.mp4.*.partial"))
+            if temps and temps[0].read_bytes().count(b"moof") >= 2:  # two seconds in the file
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()
+        proc.kill()
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    left = list(tmp_path.glob(".rec.mp4.*.partial"))
+    assert len(left) == 1 and not out.exists()
+    assert _playable_or_absent(left[0]) >= 60  # two seconds at 30 fps
+    proc2 = run(*live(m, "--record", out))
+    assert proc2.returncode == 0, proc2.stderr
+    rescued = tmp_path / "rec.partial.mp4"
+    assert f"is kept as {rescued}: it plays up to its last second" in proc2.stderr
+    assert _playable_or_absent(rescued) >= 60 and _playable_or_absent(out) == 3
+    assert leftovers(tmp_path) == ["rec.mp4", "rec.partial.mp4"]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("signals", [1, 2])
 def test_a_signal_stops_a_live_run_still_fetching_its_model(m, tmp_path, sig, signals):

@@ -326,7 +326,7 @@ def moving_pattern(i: int, w: int, h: int, out: np.ndarray) -> np.ndarray:
     """Smooth gradients plus a square that moves; written into ``out`` (reused)."""
     out[..., 0] = np.linspace(20, 235, w, dtype=np.float32)[None, :]
     out[..., 1] = np.linspace(20, 235, h, dtype=np.float32)[:, None]
-    out[..., 2] = 60 + 4 * i
+    out[..., 2] = 60 + 4 * i % 180
     x, y = (2 * i) % (w - 12), i % (h - 12)
     out[y:y + 12, x:x + 12] = (230, 230, 40)
     return out
@@ -502,6 +502,128 @@ def test_recorder_interrupted_midway_still_leaves_a_playable_file(tmp_path):
     assert len(frames) == 10 and duration == pytest.approx(10 / FPS, abs=0.02)
     assert [p.name for p in tmp_path.iterdir()] == ["cut.mp4"]
     assert not sink_threads()
+
+
+def fragments(path: Path) -> int:
+    """How many movie fragments (``moof`` boxes) an MP4 file holds."""
+    return path.read_bytes().count(b"moof")
+
+
+def record_while(out: Path, seconds: float, during=None) -> Recorder:
+    """A recording of ``seconds`` of the moving pattern at FPS; ``during(recorder)`` runs after the
+    last frame is sent, before the recording is closed."""
+    buf = np.empty((H, W, 3), np.uint8)
+    rec = Recorder(out, W, H, FPS)
+    for i in range(round(seconds * FPS)):
+        rec.send(comp(i, moving_pattern(i, W, H, buf), t=i / FPS))
+    if during is not None:
+        during(rec)
+    rec.close()
+    return rec
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+def test_a_recording_plays_up_to_its_last_second_when_killed_and_ends_unfragmented(tmp_path, suffix):
+    """A run killed outright (``kill -9``, a crash, the power gone) leaves its recording's hidden
+    temporary, and an MP4 written the usual way (its index at the end) did not play at all. It is
+    written in one-second fragments now: what the temporary holds while the recording runs (what a
+    kill leaves) plays its first seconds. Finished, the file is a plain MP4/MOV again (no fragments,
+    one index: what editors expect), every frame at its capture time from 0."""
+    out = tmp_path / f"call{suffix}"
+    killed = tmp_path / f"killed{suffix}"
+
+    def copy_the_temporary(rec) -> None:
+        temp = next(tmp_path.glob(f".call{suffix}.*.partial"))
+        wait_for(lambda: fragments(temp) >= 2)  # two seconds encoded and handed to the file
+        killed.write_bytes(temp.read_bytes())
+
+    record_while(out, 3.0, copy_the_temporary)
+    got, _, _ = read_back(killed)
+    assert len(got) >= 2 * FPS
+    frames, duration, _ = read_back(out)
+    assert len(frames) == 3 * FPS and fragments(out) == 0
+    assert frames[0][0] == 0 and duration == pytest.approx(3.0, abs=0.02)
+    times = np.array([t for t, _ in frames])
+    np.testing.assert_allclose(np.diff(times), 1 / FPS, atol=2 / 90000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, killed.name])
+
+
+def test_a_recording_is_kept_fragmented_where_the_disk_has_no_room_to_rewrite_it(tmp_path, vbg_warnings):
+    """Rewriting a finished recording needs its size again on the disk: where that is not free, the
+    fragmented file (which plays everywhere) is the recording, with one line saying so and how to
+    rewrite it; nothing is lost and no temporary is left. (A real small disk: a tmpfs.)"""
+    from conftest import small_tmpfs
+
+    with small_tmpfs(tmp_path / "small", "8m") as folder:
+        out = folder / "call.mp4"
+        record_while(out, 2.0)
+        frames, _, _ = read_back(out)
+        assert len(frames) == 2 * FPS and fragments(out) >= 2
+        assert [p.name for p in folder.iterdir()] == ["call.mp4"]
+    assert f"--record {out}: kept as written while recording, fragmented" in vbg_warnings.text
+    assert "MB free" in vbg_warnings.text and "ffmpeg -i FILE -c copy NEW.mp4" in vbg_warnings.text
+
+
+def test_the_next_recording_keeps_what_a_killed_one_left_and_names_it(tmp_path, vbg_warnings):
+    """A run killed while recording leaves a hidden ``.call.mp4.XXXXXXXX.partial``, which a user
+    never sees. The next recording into that folder gives one that plays a visible name that
+    replaces nothing (``call.partial.mp4``, here ``call.partial-2.mp4``: the user has a
+    ``call.partial.mp4``), with the usual permissions, and says so; one that cannot play (an MP4
+    without its index, as vbg wrote them before) is named for the user to delete and left. What a
+    running vbg writes (locked), symlinks and other files are not touched."""
+    import fcntl
+    import os
+
+    playable = tmp_path / "fragmented"
+    playable.mkdir()
+    record_while(playable / "x.mp4", 2.0,
+                 lambda rec: wait_for(lambda: fragments(next(playable.glob(".x.mp4.*.partial"))) >= 1))
+    whole = (playable / "x.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole)
+    ours = playable / "fragmented.mp4"  # a kill's leftover: the fragments so far, the last one half-written
+    record_while(ours, 2.5, lambda rec: ours.with_name("copy").write_bytes(
+        wait_for(lambda: fragments(next(playable.glob(".fragmented.mp4.*.partial"))) >= 2)
+        or next(playable.glob(".fragmented.mp4.*.partial")).read_bytes()))
+    left = (playable / "copy").read_bytes()
+
+    (tmp_path / ".call.mp4.k1ll3d00.partial").write_bytes(left)
+    (tmp_path / "call.partial.mp4").write_bytes(b"the user's own")
+    (tmp_path / ".talk.mp4.0ld0ld00.partial").write_bytes(whole[: len(whole) // 2][:100] + bytes(500))
+    (tmp_path / ".busy.mp4.l0cked00.partial").write_bytes(left)
+    (tmp_path / ".link.mp4.symlnk00.partial").symlink_to(tmp_path / ".busy.mp4.l0cked00.partial")
+    (tmp_path / ".notes.txt.abcdefgh.partial").write_bytes(left)
+    for p in tmp_path.glob(".*.partial"):
+        if not p.is_symlink():
+            p.chmod(0o600)  # as mkstemp made them
+    os.utime(tmp_path / ".call.mp4.k1ll3d00.partial", (1e9, 1e9))
+    busy = os.open(tmp_path / ".busy.mp4.l0cked00.partial", os.O_RDONLY)
+    fcntl.flock(busy, fcntl.LOCK_EX)  # a run writing it now
+    try:
+        record_while(tmp_path / "next.mp4", 0.5)
+    finally:
+        os.close(busy)
+
+    rescued = tmp_path / "call.partial-2.mp4"
+    assert (tmp_path / "call.partial.mp4").read_bytes() == b"the user's own"
+    assert len(read_back(rescued)[0]) >= 2 * FPS and rescued.stat().st_mode & 0o044 == 0o044 & ~_umask()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [
+        ".busy.mp4.l0cked00.partial", ".link.mp4.symlnk00.partial", ".notes.txt.abcdefgh.partial",
+        ".talk.mp4.0ld0ld00.partial"]
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(1e9))
+    assert (f"a recording cut short when vbg was killed (last written {when}) is kept as {rescued}: it plays up "
+            "to its last second") in vbg_warnings.text
+    assert f"{tmp_path / '.talk.mp4.0ld0ld00.partial'}: a recording a killed vbg run left" in vbg_warnings.text
+    assert "delete it" in vbg_warnings.text
+    assert len({r.getMessage() for r in vbg_warnings.records if "killed" in r.getMessage()}) == 2  # none on the rest
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_recorder_without_frames_creates_no_file(tmp_path):

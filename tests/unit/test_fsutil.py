@@ -173,3 +173,29 @@ def test_a_muxer_refusal_is_not_blamed_on_the_disk():
     assert write_error_hint(refused.value).startswith("FFmpeg refused the data, not the disk")
     assert write_error_hint(OSError(errno.EINVAL, "Invalid argument")) == \
         "check the free disk space and the folder's permissions"
+
+
+def test_only_what_a_killed_run_left_counts_as_left(tmp_path):
+    """``left_by_killed_runs``: temporaries no run holds (a killed run's), this user's, with no other
+    name; not what a run writes now (locked), not a hard link to a file elsewhere (renaming or
+    chmod-ing it would touch that file), not a long name's temporary (its name is cut), not a
+    folder, not another user's file (where this test can make one: as root)."""
+    from vbg.fsutil import left_by_killed_runs
+
+    killed = tmp_path / ".call.mp4.k1ll3d00.partial"
+    killed.write_bytes(b"x")
+    writing = NewFile(tmp_path / "now.mp4")  # a run writing now: locked
+    (tmp_path / "elsewhere").write_bytes(b"y")
+    os.link(tmp_path / "elsewhere", tmp_path / ".linked.mp4.h4rdl1nk.partial")
+    (tmp_path / (".a~0123abcd.k1ll3d00.partial")).write_bytes(b"z")
+    (tmp_path / ".seq.k1ll3d00.partial").mkdir()
+    theirs = tmp_path / ".theirs.mp4.k1ll3d00.partial"
+    theirs.write_bytes(b"t")
+    if os.geteuid() == 0:
+        os.chown(theirs, 65534, 65534)
+    try:
+        got = left_by_killed_runs(tmp_path)
+    finally:
+        writing.discard()
+    want = [(killed, "call.mp4")] + ([] if os.geteuid() == 0 else [(theirs, "theirs.mp4")])
+    assert got == want

@@ -7,7 +7,8 @@ fresh name and renamed into place (``vbg.fsutil``), as ``VideoWriter`` writes on
 packets copied as they are (stream copy; their decode times made again for the whole, the codec
 tag and alpha flag kept), the source's audio muxed once, as the video advances (``AudioMux``:
 copied or re-encoded where the container needs it), the header written before either. PNG
-frames are moved into the new folder, not copied. Thread: the caller's.
+frames are moved into the new folder, not copied. ``remux_video``: one finished fragmented
+recording rewritten unfragmented (``vbg.sinks.recorder``). Thread: the caller's.
 """
 
 from __future__ import annotations
@@ -144,6 +145,38 @@ def _copy_video(part: Path, out, video, extradata, audio: AudioMux | None, dts: 
             out.mux(packet)
         if n != len(dts):
             raise OutputError(f"{part}: its packets changed while the parts were joined: report this as a bug")
+
+
+def remux_video(src, sink, muxer: str) -> int:
+    """``src``'s first video stream (a file object: a finished fragmented MP4 or MOV recording)
+    stream-copied into ``sink`` with ``muxer``, unfragmented (its index written once, at the end,
+    as editors expect); the number of packets. Raises ``av.FFmpegError`` or ``OSError`` (the
+    sink's first failed write, with its errno)."""
+    n = 0
+    with av.open(src, "r") as inp:
+        out = av.open(sink, "w", format=muxer)
+        try:
+            template, packets = _video_packets(inp)
+            video = out.add_stream_from_template(template)
+            _keep_codec_tag(template, video)
+            # A fragmented file keeps no edit list: its first frame shows at the encoder's delay
+            # (two frames for x264's B-frames); moved back to 0, as an unfragmented file has it.
+            start = template.start_time or 0
+            with write_errors(sink):
+                out.start_encoding()
+                for packet in packets:
+                    if packet.pts is not None:
+                        packet.pts -= start
+                    if packet.dts is not None:
+                        packet.dts -= start
+                    packet.stream = video
+                    out.mux(packet)
+                    n += 1
+        finally:
+            out.close()
+    if sink.error is not None:
+        raise sink.error
+    return n
 
 
 def join_sequences(parts: list[Path], target: Path, *, overwrite: bool) -> Path:

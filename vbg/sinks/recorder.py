@@ -11,7 +11,12 @@ to even), presentation times from the capture times; created under a fresh
 hidden name (``vbg.fsutil.NewFile``) and renamed into place when finalized;
 after an interrupt the frames so far are still a playable file, after a failed
 write nothing is kept, a recording with no frames is not created, an existing
-target is replaced (checking is the caller's job). Thread: encoding and
+target is replaced (checking is the caller's job). MP4 and MOV are written as
+fragments (one a second) while recording, so a run killed outright (``kill -9``,
+a crash) leaves a temporary that plays up to its last second, and rewritten
+unfragmented when finished (where the disk has room: else kept fragmented, with
+a line); a Matroska file plays as it is. A new recording first gives what
+killed runs left in its folder a visible name (``rescue_killed``). Thread: encoding and
 muxing run on the recorder's own writer thread; its failure surfaces once,
 by ``send()``, ``check()`` or ``close()``.
 
@@ -28,8 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
+import shutil
 import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,9 +46,10 @@ import numpy as np
 
 from vbg.encoders import choose_encoder
 from vbg.errors import ConfigError, DependencyError, OutputError, one_line
-from vbg.fsutil import NewFile, OutputBusy, cannot_write, write_error_hint
+from vbg.fsutil import NewFile, OutputBusy, Rescued, cannot_write, left_by_killed_runs, partial_name, write_error_hint
 from vbg.media.encode import (NVENC_PRESETS, PRESETS, RECORD_FORMATS, Padder, add_video_stream, live_h264_options,
                               padded_size, write_errors)
+from vbg.media.join import remux_video
 from vbg.sinks import SinkBase, SinkStats, check_geometry, check_image
 from vbg.types import Composite
 
@@ -48,9 +57,14 @@ log = logging.getLogger("vbg")
 
 TIME_BASE = Fraction(1, 90000)
 FORMATS = RECORD_FORMATS
-__all__ = ["FORMATS", "NVENC_PRESETS", "PRESETS", "TIME_BASE", "Recorder"]
+__all__ = ["FORMATS", "NVENC_PRESETS", "PRESETS", "TIME_BASE", "Recorder", "rescue_killed"]
 _END = None
 _WAIT_S = 0.1  # how often a blocked send() looks whether the writer died
+# MP4 and MOV while recording: a fragment (its own index) each second after an empty header, so
+# that all but the last second plays after a kill (the muxer hands each fragment to the file
+# whole); rewritten unfragmented when finished.
+FRAGMENTED = {"mp4", "mov"}
+FRAGMENT_OPTIONS = {"movflags": "empty_moov+default_base_moof", "frag_duration": "1000000"}
 
 
 class Recorder(SinkBase):
@@ -88,6 +102,8 @@ class Recorder(SinkBase):
             self._free.put(np.empty((fh * 3 // 2, fw), np.uint8))
         self._work: queue.Queue = queue.Queue()  # bounded by the buffer count
 
+        self._fmt = fmt
+        rescue_killed(self.path.parent)
         self._open_file(fmt, encoder, gpu, threads, preset, crf)
 
         self._t0: float | None = None
@@ -123,7 +139,8 @@ class Recorder(SinkBase):
         except OSError as e:
             raise cannot_write(f"--record {self.path}", e) from e
         try:
-            self._container = av.open(self._new.sink, "w", format=fmt)
+            self._container = av.open(self._new.sink, "w", format=fmt,
+                                      options=dict(FRAGMENT_OPTIONS) if fmt in FRAGMENTED else None)
             self._stream = add_video_stream(self._container, self.encoder.name,
                                             rate=Fraction(self.fps).limit_denominator(1001), size=(fw, fh),
                                             pix_fmt="yuv420p", time_base=TIME_BASE, threads=threads,
@@ -275,6 +292,50 @@ class Recorder(SinkBase):
                                   f"{write_error_hint(self._finalized)}")
                 err.__cause__ = self._finalized
                 self._fail(err)
+            elif self._written and self._fmt in FRAGMENTED:
+                self._unfragment()
+
+    def _unfragment(self) -> None:
+        """Rewrite the finished fragmented file unfragmented (one index, at the end, as editors
+        expect) beside it, and take the new one as the recording. Where the disk lacks the room
+        or the rewrite fails, the fragmented file stays the recording (it plays everywhere; a few
+        editors want it rewritten), with one line saying so."""
+        import av
+
+        fragmented = self._new
+        if not os.path.lexists(fragmented.tmp):  # its folder removed meanwhile: close() says so
+            return
+        size = os.fstat(fragmented.fd).st_size
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            free = None
+        if free is not None and free < size + _ROOM_BYTES:
+            self._kept_fragmented(f"the disk has {free / 1e6:.0f} MB free, it needs {size / 1e6:.0f} MB")
+            return
+        try:
+            plain = NewFile(self.path, check_busy=False)  # our own fragmented temporary is the busy one
+        except OSError as e:
+            self._kept_fragmented(one_line(e))
+            return
+        plain.replace = fragmented.replace
+        try:
+            with os.fdopen(os.dup(fragmented.fd), "rb") as src:
+                src.seek(0)
+                remux_video(src, plain.sink, self._fmt)
+        except (av.FFmpegError, OSError, ValueError) as e:
+            plain.discard()
+            self._kept_fragmented(one_line(e))
+            return
+        except BaseException:
+            plain.discard()
+            raise
+        self._new = plain
+        fragmented.discard()
+
+    def _kept_fragmented(self, why: str) -> None:
+        log.warning("--record %s: kept as written while recording, fragmented (it plays; an editor that "
+                    "refuses it takes ffmpeg -i FILE -c copy NEW.mp4): rewriting it failed (%s)", self.path, why)
 
     def _drain(self) -> None:
         """After a failure: hand queued buffers back so a waiting send() wakes to the error."""
@@ -285,3 +346,48 @@ class Recorder(SinkBase):
                 return
             if item is not _END:
                 self._free.put(item[0])
+
+
+_ROOM_BYTES = 64 << 20  # kept free on the disk beyond the rewritten copy
+
+
+def rescue_killed(folder: Path) -> list[Path]:
+    """Give the recordings that killed runs left in ``folder`` (hidden temporaries: ``kill -9``,
+    a crash, the power gone; ``vbg.fsutil.left_by_killed_runs``) a visible name, one line each:
+    one that plays is kept as ``NAME.partial.EXT`` (``-2``... where that exists: nothing is
+    replaced); one that cannot (an MP4 whose index was never written: vbg before fragmented
+    recordings, or ``vbg process``'s) is named for the user to delete. The names given."""
+    kept = []
+    for path, name in left_by_killed_runs(folder):
+        target = path.parent / name
+        if target.suffix.lower() not in FORMATS:
+            continue
+        try:
+            with Rescued(path) as left:
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(left.stat.st_mtime))
+                if not _plays(left.fd):
+                    log.warning("%s: a recording a killed vbg run left (last written %s) holds no frame that "
+                                "plays (vbg ended before its first second was written, or it is an MP4 written "
+                                "without fragments): delete it", path, when)
+                    continue
+                dest = left.keep(partial_name(target))
+        except OSError as e:  # another run rescuing it, or the folder changed meanwhile: the next run tries again
+            log.debug("could not rescue %s: %s", path, e)
+            continue
+        log.warning("a recording cut short when vbg was killed (last written %s) is kept as %s: it plays up to "
+                    "its last second", when, dest)
+        kept.append(dest)
+    return kept
+
+
+def _plays(fd: int) -> bool:
+    """Whether the file open as ``fd`` holds a video frame that decodes."""
+    import av
+
+    try:
+        with os.fdopen(os.dup(fd), "rb") as f:
+            f.seek(0)
+            with av.open(f, "r") as c:
+                return bool(c.streams.video) and next(iter(c.decode(video=0)), None) is not None
+    except (av.FFmpegError, OSError, ValueError, IndexError):
+        return False
