@@ -173,6 +173,9 @@ def _parser_process(sub) -> None:
     out.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                      help="no progress bar: one summary line per file")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave the inputs whose output is already there (one line names them): run an "
+                        "interrupted batch's command again with it to do the rest")
     ray = p.add_argument_group("Ray (pip install 'vbg[ray]')")
     ray.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                      help="run the job on Ray: alone, a local Ray runtime on this machine; auto, ray://HOST:PORT or "
@@ -665,6 +668,7 @@ class _ProcessPlan:
     batch: bool  # several inputs, or a pattern: the exit code is 1 when any failed
     workers: int | None  # None: --workers auto
     first_info: object = None  # the first readable input's VideoInfo (probed once, at the checks); None: a URL
+    skipped: tuple = ()  # (input, its output already there) per input --skip-existing left
 
 
 def _check_process(args) -> _ProcessPlan:
@@ -677,15 +681,22 @@ def _check_process(args) -> _ProcessPlan:
     found: list[VbgError] = []
     inputs = preflight.collect(found, _expand_inputs, args.inputs) or []
     batch = _is_batch(args.inputs)
+    skip = getattr(args, "skip_existing", False)
+    if skip and args.overwrite:
+        found.append(ConfigError("--skip-existing leaves the outputs already there and --overwrite replaces them: "
+                                 "give one of the two"))
     return plan_process(cfg, inputs, _output_arg(args.output), fmt=args.format, batch=batch, overwrite=args.overwrite,
-                        workers=args.workers, raw_output=args.output, found=found, size_problem=size_problem)
+                        workers=args.workers, raw_output=args.output, found=found, size_problem=size_problem,
+                        skip_existing=skip and not args.overwrite)
 
 
 def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, batch: bool = False,
                  overwrite: bool = False, workers: str = "auto", raw_output: str | None = None,
-                 found: list[VbgError] | None = None, size_problem: tuple | list = ()) -> _ProcessPlan:
+                 found: list[VbgError] | None = None, size_problem: tuple | list = (),
+                 skip_existing: bool = False) -> _ProcessPlan:
     """vbg process's checks of ``cfg`` (a ``ProcessConfig``), its inputs and ``-o``, added to the
-    problems already ``found`` and raised together (``Problems``); also ``vbg.process_file``'s."""
+    problems already ``found`` and raised together (``Problems``); also ``vbg.process_file``'s.
+    ``skip_existing``: an input whose output is there already is left out (``skipped``), unchecked."""
     from dataclasses import replace
 
     from . import preflight
@@ -700,6 +711,12 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
     mode = cfg.mode
     planned = preflight.collect(found, _process_targets, inputs, output, fmt, mode == "rgba",
                                  batch, raw_output) or []
+    skipped: list = []
+    if skip_existing and len(planned) == len(inputs):
+        there = [os.path.lexists(dst) for dst, _ in planned]
+        skipped = [(src, dst) for src, (dst, _), t in zip(inputs, planned, there) if t]
+        inputs = [src for src, t in zip(inputs, there) if not t]
+        planned = [p for p, t in zip(planned, there) if not t]
     sequences = []  # inputs that are image sequences (vbg.media.sequence), with the folder they read
     for src in inputs:
         if is_url(src) or src.is_file():
@@ -759,7 +776,24 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
         log.info("%s", encoder.describe())
     if workers is not None and workers > 1 and seg_cfg.threads is None:
         seg_cfg = replace(seg_cfg, threads=max(1, (os.cpu_count() or 1) // workers))
-    return _ProcessPlan(replace(cfg, model=seg_cfg), inputs, planned, batch, workers, first_info)
+    return _ProcessPlan(replace(cfg, model=seg_cfg), inputs, planned, batch, workers, first_info, tuple(skipped))
+
+
+def _say_skipped(plan: _ProcessPlan, args) -> None:
+    """--skip-existing: the inputs left, in one line (a JSON ``skipped`` event each)."""
+    if not plan.skipped:
+        return
+    if args.json:
+        from .progress import Progress
+
+        for src, dst in plan.skipped:
+            Progress(str(src), None, mode="json", stream=sys.stdout).emit("skipped", output=str(dst))
+        return
+    names = ", ".join(str(src) for src, _ in plan.skipped[:5]) + (
+        f" and {len(plan.skipped) - 5} more" if len(plan.skipped) > 5 else "")
+    left = f"; {len(plan.inputs)} to do" if plan.inputs else ": nothing left to do"
+    log.info("skipping %d input(s) whose output is already there (--overwrite redoes them): %s%s",
+             len(plan.skipped), names, left)
 
 
 def _no_input_readable(inputs: list, found: list, fps: float | None = None, sequences=frozenset()):
@@ -842,8 +876,13 @@ def cmd_process(args) -> int:
         # session, so that the model's threads are left to the actors' share.
         workers = parse_workers(args.workers, None)  # None for auto
         local = argparse.Namespace(**{**vars(args), "workers": "1"})
-        return _process_on_ray(_check_process(local), args, address, workers)
+        plan = _check_process(local)
+        _say_skipped(plan, args)
+        return _process_on_ray(plan, args, address, workers) if plan.inputs else 0
     plan = _check_process(args)
+    _say_skipped(plan, args)
+    if not plan.inputs:
+        return 0
     proc = None
 
     def stop() -> None:  # finish the frames in flight, keep a playable partial file
@@ -973,7 +1012,8 @@ def _say_not_begun(left: list) -> None:
     run again stops at the first output already there)."""
     if left:
         names = ", ".join(map(str, left[:5])) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
-        _error(f"interrupted: {len(left)} file(s) not begun: {names}")
+        _error(f"interrupted: {len(left)} file(s) not begun: {names} (the same command with --skip-existing "
+               "does them, leaving the outputs done)")
 
 
 def _frames_word(n: int) -> str:

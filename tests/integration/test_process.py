@@ -1349,8 +1349,41 @@ def test_a_batch_interrupted_names_the_files_it_did_not_begin(clips, tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = stderr.finish()
     assert proc.returncode == 130 and "Traceback" not in err, err
-    assert f"vbg: error: interrupted: 2 file(s) not begun: {clips['tone']}, {clips['rotated']}" in err.splitlines()
+    assert (f"vbg: error: interrupted: 2 file(s) not begun: {clips['tone']}, {clips['rotated']} (the same command "
+            "with --skip-existing does them, leaving the outputs done)") in err.splitlines()
     assert sorted(p.name for p in outdir.iterdir()) == ["long.partial.mp4"]
+
+
+def test_skip_existing_does_the_rest_of_a_batch_and_leaves_the_outputs_done(clips, tmp_path):
+    """An interrupted batch run again: without a flag it stops at the first output there (exit 10),
+    and --overwrite would redo every file. --skip-existing leaves the outputs there untouched, says
+    which inputs it left in one line, and does the rest (an interrupted file's ``.partial`` output
+    is not its output: that file is done again). With every output there, nothing is loaded
+    (exit 0); --json gives a ``skipped`` event per input; with --overwrite it is refused."""
+
+    outdir = tmp_path / "out"
+    batch = [str(clips["tone"]), str(clips["rotated"])]
+    first = run_vbg("process", *batch, "-o", str(outdir), "--model", "selfie", "-q")
+    assert first.returncode == 0, first.stderr
+    done, redo = outdir / "tone.mp4", outdir / "rotated.mp4"
+    kept = (done.stat().st_ino, done.read_bytes())
+    redo.unlink()
+    (outdir / "rotated.partial.mp4").write_bytes(b"what an interrupted run kept")
+    again = run_vbg("process", *batch, "-o", str(outdir), "--model", "selfie", "--skip-existing")
+    assert again.returncode == 0, again.stderr
+    assert (f"vbg: skipping 1 input(s) whose output is already there (--overwrite redoes them): {clips['tone']}; "
+            "1 to do") in again.stderr.splitlines()
+    assert (done.stat().st_ino, done.read_bytes()) == kept
+    assert _frames(redo) == _frames(clips["rotated"])
+
+    json_run = run_vbg("process", *batch, "-o", str(outdir), "--model", "selfie", "--skip-existing", "--json")
+    assert json_run.returncode == 0, json_run.stderr
+    assert [json.loads(line) for line in json_run.stdout.splitlines()] == [
+        {"event": "skipped", "input": src, "output": str(outdir / f"{Path(src).stem}.mp4")} for src in batch]
+    assert "model selfie" not in json_run.stderr  # nothing left to do: the model is not loaded
+
+    both = run_vbg("process", *batch, "-o", str(outdir), "--model", "selfie", "--skip-existing", "--overwrite")
+    assert both.returncode == 2 and "give one of the two" in both.stderr
 
 
 def test_a_pattern_leaves_out_an_earlier_run_s_folder_and_takes_a_file_named_twice_once(clips, tmp_path):
