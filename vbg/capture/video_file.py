@@ -91,6 +91,8 @@ class VideoFileSource:
         self.has_audio = bool(container.streams.audio)  # not played: the live filter carries pictures only
         cc = stream.codec_context  # read now: a URL's decoding helper owns the container once it starts
         told = (cc.width, cc.height, cc.color_trc, cc.name, other_video_tracks(container, stream))
+        # (and closes it once a short stream is all read: PyAV 18 then refuses the stream's properties)
+        time_base = stream.time_base
         # a photo (FFmpeg's image demuxers) is a still camera: its one picture shown on, paced
         self.still = paced and (container.format.name == "image2" or container.format.name.endswith("_pipe")) \
             and not is_url(self.path) and "%" not in self.path
@@ -114,7 +116,6 @@ class VideoFileSource:
         if say and self._pending is not None:  # as vbg process says them: the same reader converts the same way
             say_conversions(log, self.path, self._conversions(told, self._pending), live=True)
         self.fps = float(self._reader.rate)
-        time_base = self._reader.stream.time_base
         self._tb = float(time_base) if time_base else 1.0 / self.fps
         self._t0: float | None = None  # clock time that timestamp 0 maps to
         self._first_ts: float | None = None  # first timestamp of the current pass
