@@ -45,7 +45,7 @@ def join_video(parts: list[Path], target: Path, *, mode: str, audio_from: str | 
                 template = first.streams.video[0]
                 extradata = template.codec_context.extradata
                 video = out.add_stream_from_template(template)
-                _keep_codec_tag(template, video)
+                _keep_what_players_read(template, video)
             if audio_from is not None:
                 audio = AudioMux(audio_from, out, fmt, warnings)
             with write_errors(new.sink):
@@ -81,8 +81,9 @@ def join_video(parts: list[Path], target: Path, *, mode: str, audio_from: str | 
         raise OutputError(f"{e.strerror} (the frames are kept in {kept})") from e
 
 
-def _keep_codec_tag(template, video) -> None:
-    """What ``add_stream_from_template`` leaves out of the first part's stream and players read.
+def _keep_what_players_read(template, video) -> None:
+    """What ``add_stream_from_template`` leaves out of the first part's stream and players read
+    (the frame rate too: below).
     The codec tag: in MOV it names ProRes's profile, and the muxer's default for an untagged
     ProRes is ``apch`` (422 HQ), which decoders read a ProRes 4444 (``ap4h``, with alpha) as, at
     10 bits, not 12. WebM's AlphaMode: the muxer writes it for the encoder's yuva420p, which a
@@ -91,6 +92,11 @@ def _keep_codec_tag(template, video) -> None:
     tag = template.codec_context.codec_tag
     if tag.strip("\x00"):  # Matroska and WebM keep none
         video.codec_context.codec_tag = tag
+    # The frame rate: PyAV 18 states the codec's as the stream's average, and a copied H.264
+    # stream's codec rate is its timing header's 1/time base (a joined Matroska file said 12800 fps).
+    rate = template.average_rate or template.guessed_rate
+    if rate:
+        video.codec_context.framerate = rate
     if template.metadata.get("alpha_mode") == "1" and video.codec_context.pix_fmt == "yuv420p":
         video.codec_context.pix_fmt = "yuva420p"  # what the muxer writes AlphaMode for, as for the parts
 
@@ -158,7 +164,7 @@ def remux_video(src, sink, muxer: str) -> int:
         try:
             template, packets = _video_packets(inp)
             video = out.add_stream_from_template(template)
-            _keep_codec_tag(template, video)
+            _keep_what_players_read(template, video)
             # A fragmented file keeps no edit list: its first frame shows at the encoder's delay
             # (two frames for x264's B-frames); moved back to 0, as an unfragmented file has it.
             start = template.start_time or 0
