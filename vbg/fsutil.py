@@ -29,11 +29,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import re
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,10 +134,34 @@ def _folder_locked(folder: Path) -> Iterator[None]:
         yield
         return
     try:
-        _lock(fd, LOCK_EX)
+        _wait_for_folder_lock(fd, folder)
         yield
     finally:
         os.close(fd)
+
+
+FOLDER_LOCK_WAIT_S = 5.0  # vbg holds a folder's lock for milliseconds: longer is another program
+
+
+def _wait_for_folder_lock(fd: int, folder: Path) -> None:
+    """Take the folder's lock, waiting at most ``FOLDER_LOCK_WAIT_S``: anyone who can read a folder
+    can lock it, and another user of a shared folder holding it for ever hung every vbg run writing
+    there, unsaid. After the wait vbg goes on without it, saying so (what the lock guards, two runs
+    writing one target at once, is then not told apart)."""
+    deadline = time.monotonic() + FOLDER_LOCK_WAIT_S
+    while True:
+        try:
+            _lock(fd, LOCK_EX | LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+    pid = _lock_owner(fd)
+    who = f"another program (pid {pid})" if pid else "another program"
+    logging.getLogger("vbg").warning(
+        "%s has held a lock on the folder %s for %g s: going on without it (two vbg runs writing one file there "
+        "at once would not be told apart)", who, folder, FOLDER_LOCK_WAIT_S)
 
 
 def _lock_owner(fd: int) -> int | None:

@@ -199,3 +199,34 @@ def test_only_what_a_killed_run_left_counts_as_left(tmp_path):
         writing.discard()
     want = [(killed, "call.mp4")] + ([] if os.geteuid() == 0 else [(theirs, "theirs.mp4")])
     assert got == want
+
+
+def test_a_folder_another_program_keeps_locked_holds_a_new_file_back_only_a_while(tmp_path, monkeypatch):
+    """Anyone who can read a folder can ``flock`` it; another user of a shared folder holding it
+    for ever hung every vbg run writing there, saying nothing. vbg waits its while for it
+    (``FOLDER_LOCK_WAIT_S``, shortened here), then writes the file anyway and says who held it."""
+    import fcntl
+    import logging
+
+    from vbg import fsutil
+
+    monkeypatch.setattr(fsutil, "FOLDER_LOCK_WAIT_S", 0.2)
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record) -> None:
+            seen.append(record.getMessage())
+
+    handler = Keep(logging.WARNING)
+    logger = logging.getLogger("vbg")
+    logger.addHandler(handler)
+    holder = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another open of the folder: another program, as flock sees it
+    try:
+        path = write_new(tmp_path / "out.bin", b"data", check_busy=True)
+    finally:
+        os.close(holder)
+        logger.removeHandler(handler)
+    assert path.read_bytes() == b"data" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    assert seen == [f"another program (pid {os.getpid()}) has held a lock on the folder {tmp_path} for 0.2 s: going "
+                    "on without it (two vbg runs writing one file there at once would not be told apart)"]
