@@ -319,6 +319,8 @@ class Recorder(SinkBase):
             self._kept_fragmented(one_line(e))
             return
         plain.replace = fragmented.replace
+        if size >= _SAY_REWRITE_BYTES:  # seconds of disk work: the run's end waits for it
+            log.info("--record %s: rewriting the %.1f GB recording unfragmented, for editors", self.path, size / 1e9)
         try:
             with os.fdopen(os.dup(fragmented.fd), "rb") as src:
                 src.seek(0)
@@ -349,6 +351,7 @@ class Recorder(SinkBase):
 
 
 _ROOM_BYTES = 64 << 20  # kept free on the disk beyond the rewritten copy
+_SAY_REWRITE_BYTES = 256 << 20  # a rewrite of this much or more is said (an hour of 720p is about 1 GB)
 
 
 def rescue_killed(folder: Path) -> list[Path]:
