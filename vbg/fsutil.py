@@ -295,7 +295,7 @@ class NewFile:
         self.replace = replace
         folder = self.target.parent
         folder.mkdir(parents=True, exist_ok=True)
-        with _folder_locked(folder) if check_busy else contextlib.nullcontext():
+        with _folder_locked(folder):  # always: a temporary is made and locked in one step (left_by_killed_runs)
             _check_target(self.target, check_busy, replace)
             self.fd, name = tempfile.mkstemp(prefix=_temp_prefix(self.target), suffix=TEMP_SUFFIX, dir=folder)
             self.tmp = Path(name)
@@ -405,13 +405,15 @@ def _check_target(target: Path, check_busy: bool, replace: bool) -> None:
                                             "or choose another -o")
 
 
-def _rename_no_replace(tmp: Path, dest: Path, *, alternatives: bool = True) -> Path:
+def _rename_no_replace(tmp: Path, dest: Path, *, alternatives: bool = True, avoid: Path | None = None) -> Path:
     """Move file ``tmp`` to the first free one of ``dest``, ``dest-2``, ... (only ``dest``
-    without ``alternatives``). A hard link fails if the name exists, so no file is ever
-    replaced; where the file system has no hard links, the existence check and the rename
-    are two steps."""
+    without ``alternatives``), never ``avoid``. A hard link fails if the name exists, so no file
+    is ever replaced; where the file system has no hard links, the existence check and the
+    rename are two steps."""
     for n in range(1, 10000 if alternatives else 2):
         cand = free_name(dest, n)
+        if avoid is not None and os.path.normcase(os.path.abspath(cand)) == os.path.normcase(os.path.abspath(avoid)):
+            continue
         try:
             os.link(tmp, cand, **_LINK_NOFOLLOW)
         except FileExistsError:
@@ -477,7 +479,7 @@ class NewFolder:
         self.target = Path(target)
         folder = self.target.parent
         folder.mkdir(parents=True, exist_ok=True)
-        with _folder_locked(folder) if check_busy else contextlib.nullcontext():
+        with _folder_locked(folder):  # always: a temporary is made and locked in one step (left_by_killed_runs)
             _check_target(self.target, check_busy, replace)
             self.tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(self.target), suffix=TEMP_SUFFIX, dir=folder))
             # Its files are made through a descriptor of the folder, so a name swapped for a
@@ -766,72 +768,99 @@ def cannot_write(target: str | os.PathLike[str], exc: BaseException) -> OutputEr
 
 # ---------------------------------------------------------------------------- what killed runs left
 _LEFT_NAME = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{%d}%s" % (_MKSTEMP_CHARS, re.escape(TEMP_SUFFIX)))
+_CUT_NAME = re.compile(r"(?P<start>.+)~[0-9a-f]{8}")  # a long name's start and hash (_temp_prefix)
 
 
 def left_by_killed_runs(folder: str | Path) -> list[tuple[Path, str]]:
     """(temporary, the name it was to have) for each temporary file in ``folder`` that a run
     killed before it could finish left behind (``kill -9``, a crash, the power gone): a
     ``.NAME.XXXXXXXX.partial`` regular file of this user, with no other name, that no run holds
-    locked. A long name's temporary (cut, with a hash) gives no name and is left out, as are
-    folders, symlinks and other users' files; nothing is opened beyond the lock probe."""
+    locked. A long name's temporary gives the start of its name and no suffix (``_temp_prefix``
+    cut it). Looked for under the folder's lock, which every run holds while it makes a
+    temporary and locks it: a brand-new one is never taken for a killed run's. Where there are
+    no locks (Windows, some network file systems) a running vbg cannot be told from a killed
+    one: none is given. Folders, symlinks and other users' files are left out; nothing is
+    opened beyond the lock probe."""
     folder = Path(folder)
-    found = []
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError:
+    if fcntl is None:
         return []
-    for name in names:
-        m = _LEFT_NAME.fullmatch(name)
-        if m is None or "~" in m["name"]:
-            continue
-        path = folder / name
+    found = []
+    with _folder_locked(folder):
         try:
-            fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
+            names = sorted(os.listdir(folder))
         except OSError:
-            continue
-        try:
-            if not _lone_file_of_ours(os.fstat(fd)) or try_lock(fd) is False:  # locked: a run writing it now
+            return []
+        for name in names:
+            m = _LEFT_NAME.fullmatch(name)
+            if m is None:
                 continue
-            found.append((path, m["name"]))
-        finally:
-            os.close(fd)
+            cut = _CUT_NAME.fullmatch(m["name"])
+            path = folder / name
+            try:
+                fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if _lone_file_of_ours(os.fstat(fd)) and _held_by_none(fd):
+                    found.append((path, cut["start"] if cut else m["name"]))
+            finally:
+                os.close(fd)
     return found
 
 
+def _held_by_none(fd: int) -> bool:
+    """No run holds ``fd``'s file locked (False where that cannot be told). Probed with a shared
+    lock, as ``busy_writer`` probes: two probes at once do not see each other as a run."""
+    try:
+        if not _lock(fd, LOCK_SH | LOCK_NB):
+            return False
+    except BlockingIOError:
+        return False
+    fcntl.flock(fd, LOCK_UN)
+    return True
+
+
 def _lone_file_of_ours(st: os.stat_result) -> bool:
-    """A regular file of this user with no other name (renaming or chmod-ing it touches nothing else)."""
+    """A regular file of this user with no other name (renaming it touches nothing else)."""
     return (stat.S_ISREG(st.st_mode) and st.st_nlink == 1
             and (not hasattr(os, "geteuid") or st.st_uid == os.geteuid()))
 
 
 class Rescued:
-    """A temporary that a killed run left, open and locked (``rescue``): ``fd`` to read it,
-    ``keep(dest)`` to give it a visible name, ``close()``."""
+    """A temporary that a killed run left (``left_by_killed_runs``), open and held with a shared
+    lock (a run starting meanwhile does not take it for a run writing): ``fd`` to read it,
+    ``keep(dest)`` to give it a visible name, ``close()``. Raises ``OutputBusy`` where it is no
+    longer one (taken by another run meanwhile)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
         try:
             self.stat = os.fstat(self.fd)
-            if not _lone_file_of_ours(self.stat) or try_lock(self.fd) is False:
-                raise OutputBusy(path, 0)  # taken meanwhile (another run rescuing it, say)
+            try:
+                locked = _lock(self.fd, LOCK_SH | LOCK_NB)
+            except BlockingIOError:
+                locked = False
+            if not _lone_file_of_ours(self.stat) or not locked:
+                raise OutputBusy(path, 0)
         except BaseException:
             os.close(self.fd)
             raise
 
-    def keep(self, dest: str | Path) -> Path:
-        """Rename it to ``dest``, or ``dest-2``... when that exists (nothing is replaced), with
-        the permissions outputs get (not the temporary's 0600); the name it got."""
+    def keep(self, dest: str | Path, *, avoid: Path | None = None) -> Path:
+        """Rename it to ``dest``, or ``dest-2``... when that exists (nothing is replaced), never to
+        ``avoid`` (the run's own output, which it may replace); the name it got. Its mode is left
+        as it is (0600, as made): the file may not be one vbg made (another user of a shared
+        folder can rename any file there to a temporary's name), and it is not for vbg to open it
+        to others."""
         _check_ours(self.path, self.fd)
-        dest = _rename_no_replace(self.path, Path(dest))
+        dest = _rename_no_replace(self.path, Path(dest), avoid=avoid)
         try:
             _check_ours(dest, self.fd)
         except Swapped:
             with contextlib.suppress(OSError):
                 os.unlink(dest)  # an impostor swapped in between the check and the rename: a name only
             raise
-        if hasattr(os, "fchmod"):
-            os.fchmod(self.fd, 0o666 & ~_umask())
         return dest
 
     def close(self) -> None:

@@ -604,12 +604,18 @@ def test_a_recording_killed_outright_plays_and_the_next_run_gives_it_a_name(m, t
         proc.stderr.close()
     left = list(tmp_path.glob(".rec.mp4.*.partial"))
     assert len(left) == 1 and not out.exists()
-    assert _playable_or_absent(left[0]) >= 60  # two seconds at 30 fps
+
+    def seconds_shown(path: Path) -> float:  # the frames' span: a loaded machine's run drops some
+        with av.open(str(path)) as c:
+            times = [f.time for f in c.decode(video=0)]
+        return times[-1] - times[0]
+
+    assert seconds_shown(left[0]) >= 1.5  # two whole fragments, a second each
     proc2 = run(*live(m, "--record", out))
     assert proc2.returncode == 0, proc2.stderr
     rescued = tmp_path / "rec.partial.mp4"
     assert f"is kept as {rescued}: it plays up to its last second" in proc2.stderr
-    assert _playable_or_absent(rescued) >= 60 and _playable_or_absent(out) == 3
+    assert seconds_shown(rescued) >= 1.5 and _playable_or_absent(out) == 3
     assert leftovers(tmp_path) == ["rec.mp4", "rec.partial.mp4"]
 
 

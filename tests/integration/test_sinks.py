@@ -568,9 +568,11 @@ def test_the_next_recording_keeps_what_a_killed_one_left_and_names_it(tmp_path, 
     """A run killed while recording leaves a hidden ``.call.mp4.XXXXXXXX.partial``, which a user
     never sees. The next recording into that folder gives one that plays a visible name that
     replaces nothing (``call.partial.mp4``, here ``call.partial-2.mp4``: the user has a
-    ``call.partial.mp4``), with the usual permissions, and says so; one that cannot play (an MP4
-    without its index, as vbg wrote them before) is named for the user to delete and left. What a
-    running vbg writes (locked), symlinks and other files are not touched."""
+    ``call.partial.mp4``; a long name's, cut when it was made, its start), and says so; its mode
+    stays 0600 (another user of a shared folder can rename any file there to such a name: vbg
+    made a private photo readable to all). One that cannot play (an MP4 without its index, as vbg
+    wrote them before) is named for the user to delete and left; a photo under such a name is
+    left unsaid. What a running vbg writes (locked), symlinks and other files are not touched."""
     import fcntl
     import os
 
@@ -593,6 +595,12 @@ def test_the_next_recording_keeps_what_a_killed_one_left_and_names_it(tmp_path, 
     (tmp_path / ".busy.mp4.l0cked00.partial").write_bytes(left)
     (tmp_path / ".link.mp4.symlnk00.partial").symlink_to(tmp_path / ".busy.mp4.l0cked00.partial")
     (tmp_path / ".notes.txt.abcdefgh.partial").write_bytes(left)
+    long_start = "会议" * 13  # 78 bytes: what _temp_prefix keeps of a name over 100 bytes, then a hash
+    (tmp_path / f".{long_start}~0123abcd.l0ngnam3.partial").write_bytes(left)
+    import cv2
+
+    ok, jpeg = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))
+    (tmp_path / ".passport.mp4.ph0t0000.partial").write_bytes(jpeg.tobytes())
     for p in tmp_path.glob(".*.partial"):
         if not p.is_symlink():
             p.chmod(0o600)  # as mkstemp made them
@@ -606,24 +614,34 @@ def test_the_next_recording_keeps_what_a_killed_one_left_and_names_it(tmp_path, 
 
     rescued = tmp_path / "call.partial-2.mp4"
     assert (tmp_path / "call.partial.mp4").read_bytes() == b"the user's own"
-    assert len(read_back(rescued)[0]) >= 2 * FPS and rescued.stat().st_mode & 0o044 == 0o044 & ~_umask()
+    assert len(read_back(rescued)[0]) >= 2 * FPS and rescued.stat().st_mode & 0o777 == 0o600
+    assert len(read_back(tmp_path / f"{long_start}.partial.mp4")[0]) >= 2 * FPS
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [
         ".busy.mp4.l0cked00.partial", ".link.mp4.symlnk00.partial", ".notes.txt.abcdefgh.partial",
-        ".talk.mp4.0ld0ld00.partial"]
+        ".passport.mp4.ph0t0000.partial", ".talk.mp4.0ld0ld00.partial"]
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(1e9))
     assert (f"a recording cut short when vbg was killed (last written {when}) is kept as {rescued}: it plays up "
             "to its last second") in vbg_warnings.text
     assert f"{tmp_path / '.talk.mp4.0ld0ld00.partial'}: a recording a killed vbg run left" in vbg_warnings.text
     assert "delete it" in vbg_warnings.text
-    assert len({r.getMessage() for r in vbg_warnings.records if "killed" in r.getMessage()}) == 2  # none on the rest
+    assert len({r.getMessage() for r in vbg_warnings.records if "killed" in r.getMessage()}) == 3  # none on the rest
 
 
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def test_a_rescued_recording_never_takes_the_name_the_new_one_is_written_to(tmp_path, vbg_warnings):
+    """``--record call.partial.mp4 --overwrite`` where a killed run of ``call.mp4`` left its
+    recording: that one is kept as ``call.partial-2.mp4``; it was named ``call.partial.mp4`` (said
+    as kept) and then replaced by the new recording."""
+    (tmp_path / "old").mkdir()
+    old = tmp_path / "old" / "call.mp4"
+    record_while(old, 2.5, lambda rec: (tmp_path / "left").write_bytes(
+        wait_for(lambda: fragments(next(old.parent.glob(".call.mp4.*.partial"))) >= 2)
+        or next(old.parent.glob(".call.mp4.*.partial")).read_bytes()))
+    (tmp_path / ".call.mp4.k1ll3d00.partial").write_bytes((tmp_path / "left").read_bytes())
+    new = tmp_path / "call.partial.mp4"
+    rec = record_while(new, 0.5)
+    assert rec.path == new and len(read_back(new)[0]) == round(0.5 * FPS)
+    assert len(read_back(tmp_path / "call.partial-2.mp4")[0]) >= 2 * FPS
+    assert f"is kept as {tmp_path / 'call.partial-2.mp4'}" in vbg_warnings.text
 
 
 def test_recorder_without_frames_creates_no_file(tmp_path):

@@ -103,7 +103,7 @@ class Recorder(SinkBase):
         self._work: queue.Queue = queue.Queue()  # bounded by the buffer count
 
         self._fmt = fmt
-        rescue_killed(self.path.parent)
+        rescue_killed(self.path.parent, avoid=self.path)
         self._open_file(fmt, encoder, gpu, threads, preset, crf)
 
         self._t0: float | None = None
@@ -354,26 +354,31 @@ _ROOM_BYTES = 64 << 20  # kept free on the disk beyond the rewritten copy
 _SAY_REWRITE_BYTES = 256 << 20  # a rewrite of this much or more is said (an hour of 720p is about 1 GB)
 
 
-def rescue_killed(folder: Path) -> list[Path]:
+def rescue_killed(folder: Path, *, avoid: Path | None = None) -> list[Path]:
     """Give the recordings that killed runs left in ``folder`` (hidden temporaries: ``kill -9``,
     a crash, the power gone; ``vbg.fsutil.left_by_killed_runs``) a visible name, one line each:
-    one that plays is kept as ``NAME.partial.EXT`` (``-2``... where that exists: nothing is
-    replaced); one that cannot (an MP4 whose index was never written: vbg before fragmented
-    recordings, or ``vbg process``'s) is named for the user to delete. The names given."""
+    one that plays as a recording plays (H.264 in MP4, MOV or Matroska) is kept as
+    ``NAME.partial.EXT`` (``-2``... where that exists, and never ``avoid``, the run's own output:
+    nothing is replaced); one that does not (an MP4 whose index was never written: killed in its
+    first second, or written by vbg before fragmented recordings, or ``vbg process``'s) is named
+    for the user to delete; any other file (a photo another user of a shared folder renamed to a
+    temporary's name) is left, unsaid. Its mode is kept (``Rescued.keep``). The names given."""
     kept = []
     for path, name in left_by_killed_runs(folder):
-        target = path.parent / name
-        if target.suffix.lower() not in FORMATS:
-            continue
+        suffix = Path(name).suffix.lower()
+        if suffix and suffix not in FORMATS:
+            continue  # another output's (a model export, a PNG): not a recording
         try:
             with Rescued(path) as left:
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(left.stat.st_mtime))
-                if not _plays(left.fd):
-                    log.warning("%s: a recording a killed vbg run left (last written %s) holds no frame that "
-                                "plays (vbg ended before its first second was written, or it is an MP4 written "
-                                "without fragments): delete it", path, when)
+                kind = _recording_kind(left.fd)
+                if kind is None:
+                    if _looks_like_a_recording(left.fd):  # else not vbg's: nothing to say about it
+                        log.warning("%s: a recording a killed vbg run left (last written %s) holds no frame that "
+                                    "plays (vbg ended before its first second was written, or it is an MP4 written "
+                                    "without fragments): delete it", path, when)
                     continue
-                dest = left.keep(partial_name(target))
+                dest = left.keep(partial_name(path.parent / (name if suffix else name + kind)), avoid=avoid)
         except OSError as e:  # another run rescuing it, or the folder changed meanwhile: the next run tries again
             log.debug("could not rescue %s: %s", path, e)
             continue
@@ -383,14 +388,35 @@ def rescue_killed(folder: Path) -> list[Path]:
     return kept
 
 
-def _plays(fd: int) -> bool:
-    """Whether the file open as ``fd`` holds a video frame that decodes."""
+def _looks_like_a_recording(fd: int) -> bool:
+    """The file open as ``fd`` starts as an MP4/MOV (an ``ftyp`` box) or a Matroska file does."""
+    try:
+        head = os.pread(fd, 12, 0)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" or head.startswith(b"\x1a\x45\xdf\xa3")
+
+
+def _recording_kind(fd: int) -> str | None:
+    """The suffix of the recording open as ``fd`` (``.mp4``, ``.mov``, ``.mkv``) when it is one
+    that plays: H.264 in one of the recorder's containers with a frame that decodes; else None
+    (a photo or another file renamed to a temporary's name is not a recording)."""
     import av
 
     try:
         with os.fdopen(os.dup(fd), "rb") as f:
             f.seek(0)
             with av.open(f, "r") as c:
-                return bool(c.streams.video) and next(iter(c.decode(video=0)), None) is not None
+                video = c.streams.video
+                if not video or video[0].codec_context.name != "h264":
+                    return None
+                fmt = c.format.name
+                if "matroska" in fmt:
+                    kind = ".mkv"
+                elif "mp4" in fmt:
+                    kind = ".mov" if c.metadata.get("major_brand", "").strip() == "qt" else ".mp4"
+                else:
+                    return None
+                return kind if next(iter(c.decode(video[0])), None) is not None else None
     except (av.FFmpegError, OSError, ValueError, IndexError):
-        return False
+        return None
