@@ -337,7 +337,7 @@ class Recorder(SinkBase):
 
     def _kept_fragmented(self, why: str) -> None:
         log.warning("--record %s: kept as written while recording, fragmented (it plays; an editor that "
-                    "refuses it takes ffmpeg -i FILE -c copy NEW.mp4): rewriting it failed (%s)", self.path, why)
+                    "refuses it takes ffmpeg -i FILE -c copy NEW.mp4): not rewritten (%s)", self.path, why)
 
     def _drain(self) -> None:
         """After a failure: hand queued buffers back so a waiting send() wakes to the error."""
