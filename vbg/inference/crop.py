@@ -76,6 +76,7 @@ class CropPlanner:
         self.frame_hw, self.canvas_hw = frame_hw, canvas_hw
         self.margin, self.zoom, self.recheck = margin, zoom, recheck
         self._bin = np.empty(canvas_hw, np.uint8)
+        self._labels = np.empty(canvas_hw, np.int32)  # connectedComponentsWithStats' label image, reused
         self.reset()
 
     @property
@@ -101,7 +102,7 @@ class CropPlanner:
         np.greater(canvas, 0.5, out=self._bin.view(bool))
         if cv2.countNonZero(self._bin) < LOST_AREA * ch * cw:
             return None
-        n, _, stats, _ = cv2.connectedComponentsWithStats(self._bin, connectivity=8)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(self._bin, labels=self._labels, connectivity=8)
         areas = stats[1:, cv2.CC_STAT_AREA]
         keep = stats[1:][areas >= MIN_PART * areas.max()]
         x0, y0 = keep[:, cv2.CC_STAT_LEFT].min(), keep[:, cv2.CC_STAT_TOP].min()
