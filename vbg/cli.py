@@ -779,6 +779,15 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
     return _ProcessPlan(replace(cfg, model=seg_cfg), inputs, planned, batch, workers, first_info, tuple(skipped))
 
 
+def _name_leftovers(plan: _ProcessPlan) -> None:
+    """What killed runs left in the output folders, named (``vbg.media.leftovers``)."""
+    from .media.leftovers import rescue_killed
+
+    outputs = [dst for dst, _ in plan.planned]
+    for folder in dict.fromkeys(dst.parent for dst in outputs):
+        rescue_killed(folder, avoid=outputs)
+
+
 def _say_skipped(plan: _ProcessPlan, args) -> None:
     """--skip-existing: the inputs left, in one line (a JSON ``skipped`` event each)."""
     if not plan.skipped:
@@ -878,11 +887,15 @@ def cmd_process(args) -> int:
         local = argparse.Namespace(**{**vars(args), "workers": "1"})
         plan = _check_process(local)
         _say_skipped(plan, args)
-        return _process_on_ray(plan, args, address, workers) if plan.inputs else 0
+        if not plan.inputs:
+            return 0
+        _name_leftovers(plan)
+        return _process_on_ray(plan, args, address, workers)
     plan = _check_process(args)
     _say_skipped(plan, args)
     if not plan.inputs:
         return 0
+    _name_leftovers(plan)
     proc = None
 
     def stop() -> None:  # finish the frames in flight, keep a playable partial file

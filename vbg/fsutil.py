@@ -36,7 +36,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from vbg.errors import OutputError, one_line
@@ -405,14 +405,15 @@ def _check_target(target: Path, check_busy: bool, replace: bool) -> None:
                                             "or choose another -o")
 
 
-def _rename_no_replace(tmp: Path, dest: Path, *, alternatives: bool = True, avoid: Path | None = None) -> Path:
+def _rename_no_replace(tmp: Path, dest: Path, *, alternatives: bool = True, avoid: Collection[Path] = ()) -> Path:
     """Move file ``tmp`` to the first free one of ``dest``, ``dest-2``, ... (only ``dest``
-    without ``alternatives``), never ``avoid``. A hard link fails if the name exists, so no file
-    is ever replaced; where the file system has no hard links, the existence check and the
-    rename are two steps."""
+    without ``alternatives``), never one of ``avoid``. A hard link fails if the name exists, so
+    no file is ever replaced; where the file system has no hard links, the existence check and
+    the rename are two steps."""
+    taken = {os.path.normcase(os.path.abspath(p)) for p in avoid}
     for n in range(1, 10000 if alternatives else 2):
         cand = free_name(dest, n)
-        if avoid is not None and os.path.normcase(os.path.abspath(cand)) == os.path.normcase(os.path.abspath(avoid)):
+        if os.path.normcase(os.path.abspath(cand)) in taken:
             continue
         try:
             os.link(tmp, cand, **_LINK_NOFOLLOW)
@@ -847,9 +848,9 @@ class Rescued:
             os.close(self.fd)
             raise
 
-    def keep(self, dest: str | Path, *, avoid: Path | None = None) -> Path:
+    def keep(self, dest: str | Path, *, avoid: Collection[Path] = ()) -> Path:
         """Rename it to ``dest``, or ``dest-2``... when that exists (nothing is replaced), never to
-        ``avoid`` (the run's own output, which it may replace); the name it got. Its mode is left
+        one of ``avoid`` (the run's own outputs, which it may replace); the name it got. Its mode is left
         as it is (0600, as made): the file may not be one vbg made (another user of a shared
         folder can rename any file there to a temporary's name), and it is not for vbg to open it
         to others."""

@@ -614,9 +614,42 @@ def test_a_recording_killed_outright_plays_and_the_next_run_gives_it_a_name(m, t
     proc2 = run(*live(m, "--record", out))
     assert proc2.returncode == 0, proc2.stderr
     rescued = tmp_path / "rec.partial.mp4"
-    assert f"is kept as {rescued}: it plays up to its last second" in proc2.stderr
+    assert f"is kept as {rescued}: it plays up to where it was cut" in proc2.stderr
     assert seconds_shown(rescued) >= 1.5 and _playable_or_absent(out) == 3
     assert leftovers(tmp_path) == ["rec.mp4", "rec.partial.mp4"]
+
+
+def test_what_a_killed_vbg_process_left_is_named_by_the_next_one(m, tmp_path):
+    """``kill -9`` of ``vbg process`` writing a Matroska file and another writing an MP4: their
+    hidden temporaries stayed there unseen (an hour's video: gigabytes). The next ``vbg process``
+    into that folder keeps the Matroska one as ``long.partial.mkv`` (it plays up to where it was
+    cut) and names the MP4 one, whose index is written at the end, for deletion; its own output
+    is written as usual."""
+    long_clip = write_clip(tmp_path / "long.mp4", [f for f, _ in person_clip_frames(600, (180, 320))], fps=30)
+    out = tmp_path / "out"
+    for name in ("long2.mp4", "long.mkv"):  # the second run names the first one's MP4 only: it is still there
+        proc = subprocess.Popen([sys.executable, "-m", "vbg", "process", str(long_clip), "-o", str(out / name),
+                                 "--model", "selfie", "--workers", "1", "-q"], stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 240  # only a guard against a hang
+            while time.monotonic() < deadline and proc.poll() is None:
+                temps = list(out.glob(f".{name}.*.partial")) if out.exists() else []
+                if temps and temps[0].stat().st_size > 60_000:  # some seconds written
+                    break
+                time.sleep(0.05)
+            assert proc.poll() is None
+            proc.kill()
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    left_mp4 = next(out.glob(".long2.mp4.*.partial"))
+    again = run("process", m["clip"], "-o", out / "next.mp4", "--model", "selfie", "-q")
+    assert again.returncode == 0, again.stderr
+    assert f"is kept as {out / 'long.partial.mkv'}: it plays up to where it was cut" in again.stderr
+    assert f"{left_mp4}: a video a killed vbg run left" in again.stderr and "delete it" in again.stderr
+    assert 0 < _playable_or_absent(out / "long.partial.mkv") < 600 and _playable_or_absent(out / "next.mp4") == 30, again.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(["long.partial.mkv", "next.mp4", left_mp4.name])
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

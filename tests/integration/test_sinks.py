@@ -620,9 +620,9 @@ def test_the_next_recording_keeps_what_a_killed_one_left_and_names_it(tmp_path, 
         ".busy.mp4.l0cked00.partial", ".link.mp4.symlnk00.partial", ".notes.txt.abcdefgh.partial",
         ".passport.mp4.ph0t0000.partial", ".talk.mp4.0ld0ld00.partial"]
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(1e9))
-    assert (f"a recording cut short when vbg was killed (last written {when}) is kept as {rescued}: it plays up "
-            "to its last second") in vbg_warnings.text
-    assert f"{tmp_path / '.talk.mp4.0ld0ld00.partial'}: a recording a killed vbg run left" in vbg_warnings.text
+    assert (f"a video cut short when vbg was killed (last written {when}) is kept as {rescued}: it plays up "
+            "to where it was cut") in vbg_warnings.text
+    assert f"{tmp_path / '.talk.mp4.0ld0ld00.partial'}: a video a killed vbg run left" in vbg_warnings.text
     assert "delete it" in vbg_warnings.text
     assert len({r.getMessage() for r in vbg_warnings.records if "killed" in r.getMessage()}) == 3  # none on the rest
 

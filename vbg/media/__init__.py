@@ -20,6 +20,9 @@
                  subtitles (text converted where needed), chapters, metadata, cover
 ``png``          PNG sequences (one folder per run)
 ``writer``       ``VideoWriter``: the path picks the format; abort keeps a playable partial
+``join``         parts joined by stream copy (``vbg process --ray``); a finished
+                 fragmented recording rewritten unfragmented (``remux_video``)
+``leftovers``    what runs killed outright left hidden in an output folder, named
 ===============  ==================================================================
 
 Every output is created through :mod:`vbg.fsutil` (fresh hidden name, renamed into place).

@@ -16,7 +16,7 @@ fragments (one a second) while recording, so a run killed outright (``kill -9``,
 a crash) leaves a temporary that plays up to its last second, and rewritten
 unfragmented when finished (where the disk has room: else kept fragmented, with
 a line); a Matroska file plays as it is. A new recording first gives what
-killed runs left in its folder a visible name (``rescue_killed``). Thread: encoding and
+killed runs left in its folder a visible name (``vbg.media.leftovers``). Thread: encoding and
 muxing run on the recorder's own writer thread; its failure surfaces once,
 by ``send()``, ``check()`` or ``close()``.
 
@@ -37,7 +37,6 @@ import os
 import queue
 import shutil
 import threading
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -46,10 +45,11 @@ import numpy as np
 
 from vbg.encoders import choose_encoder
 from vbg.errors import ConfigError, DependencyError, OutputError, one_line
-from vbg.fsutil import NewFile, OutputBusy, Rescued, cannot_write, left_by_killed_runs, partial_name, write_error_hint
+from vbg.fsutil import NewFile, OutputBusy, cannot_write, write_error_hint
 from vbg.media.encode import (NVENC_PRESETS, PRESETS, RECORD_FORMATS, Padder, add_video_stream, live_h264_options,
                               padded_size, write_errors)
 from vbg.media.join import remux_video
+from vbg.media.leftovers import rescue_killed
 from vbg.sinks import SinkBase, SinkStats, check_geometry, check_image
 from vbg.types import Composite
 
@@ -57,7 +57,7 @@ log = logging.getLogger("vbg")
 
 TIME_BASE = Fraction(1, 90000)
 FORMATS = RECORD_FORMATS
-__all__ = ["FORMATS", "NVENC_PRESETS", "PRESETS", "TIME_BASE", "Recorder", "rescue_killed"]
+__all__ = ["FORMATS", "NVENC_PRESETS", "PRESETS", "TIME_BASE", "Recorder"]
 _END = None
 _WAIT_S = 0.1  # how often a blocked send() looks whether the writer died
 # MP4 and MOV while recording: a fragment (its own index) each second after an empty header, so
@@ -103,7 +103,7 @@ class Recorder(SinkBase):
         self._work: queue.Queue = queue.Queue()  # bounded by the buffer count
 
         self._fmt = fmt
-        rescue_killed(self.path.parent, avoid=self.path)
+        rescue_killed(self.path.parent, avoid=[self.path])
         self._open_file(fmt, encoder, gpu, threads, preset, crf)
 
         self._t0: float | None = None
@@ -352,71 +352,3 @@ class Recorder(SinkBase):
 
 _ROOM_BYTES = 64 << 20  # kept free on the disk beyond the rewritten copy
 _SAY_REWRITE_BYTES = 256 << 20  # a rewrite of this much or more is said (an hour of 720p is about 1 GB)
-
-
-def rescue_killed(folder: Path, *, avoid: Path | None = None) -> list[Path]:
-    """Give the recordings that killed runs left in ``folder`` (hidden temporaries: ``kill -9``,
-    a crash, the power gone; ``vbg.fsutil.left_by_killed_runs``) a visible name, one line each:
-    one that plays as a recording plays (H.264 in MP4, MOV or Matroska) is kept as
-    ``NAME.partial.EXT`` (``-2``... where that exists, and never ``avoid``, the run's own output:
-    nothing is replaced); one that does not (an MP4 whose index was never written: killed in its
-    first second, or written by vbg before fragmented recordings, or ``vbg process``'s) is named
-    for the user to delete; any other file (a photo another user of a shared folder renamed to a
-    temporary's name) is left, unsaid. Its mode is kept (``Rescued.keep``). The names given."""
-    kept = []
-    for path, name in left_by_killed_runs(folder):
-        suffix = Path(name).suffix.lower()
-        if suffix and suffix not in FORMATS:
-            continue  # another output's (a model export, a PNG): not a recording
-        try:
-            with Rescued(path) as left:
-                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(left.stat.st_mtime))
-                kind = _recording_kind(left.fd)
-                if kind is None:
-                    if _looks_like_a_recording(left.fd):  # else not vbg's: nothing to say about it
-                        log.warning("%s: a recording a killed vbg run left (last written %s) holds no frame that "
-                                    "plays (vbg ended before its first second was written, or it is an MP4 written "
-                                    "without fragments): delete it", path, when)
-                    continue
-                dest = left.keep(partial_name(path.parent / (name if suffix else name + kind)), avoid=avoid)
-        except OSError as e:  # another run rescuing it, or the folder changed meanwhile: the next run tries again
-            log.debug("could not rescue %s: %s", path, e)
-            continue
-        log.warning("a recording cut short when vbg was killed (last written %s) is kept as %s: it plays up to "
-                    "its last second", when, dest)
-        kept.append(dest)
-    return kept
-
-
-def _looks_like_a_recording(fd: int) -> bool:
-    """The file open as ``fd`` starts as an MP4/MOV (an ``ftyp`` box) or a Matroska file does."""
-    try:
-        head = os.pread(fd, 12, 0)
-    except OSError:
-        return False
-    return head[4:8] == b"ftyp" or head.startswith(b"\x1a\x45\xdf\xa3")
-
-
-def _recording_kind(fd: int) -> str | None:
-    """The suffix of the recording open as ``fd`` (``.mp4``, ``.mov``, ``.mkv``) when it is one
-    that plays: H.264 in one of the recorder's containers with a frame that decodes; else None
-    (a photo or another file renamed to a temporary's name is not a recording)."""
-    import av
-
-    try:
-        with os.fdopen(os.dup(fd), "rb") as f:
-            f.seek(0)
-            with av.open(f, "r") as c:
-                video = c.streams.video
-                if not video or video[0].codec_context.name != "h264":
-                    return None
-                fmt = c.format.name
-                if "matroska" in fmt:
-                    kind = ".mkv"
-                elif "mp4" in fmt:
-                    kind = ".mov" if c.metadata.get("major_brand", "").strip() == "qt" else ".mp4"
-                else:
-                    return None
-                return kind if next(iter(c.decode(video[0])), None) is not None else None
-    except (av.FFmpegError, OSError, ValueError, IndexError):
-        return None
