@@ -713,7 +713,8 @@ def plan_process(cfg, inputs: list, output: Path, *, fmt: str | None = None, bat
                                  batch, raw_output) or []
     skipped: list = []
     if skip_existing and len(planned) == len(inputs):
-        there = [os.path.lexists(dst) for dst, _ in planned]
+        # an output that is an input is never "done": it is refused below, whatever the flags
+        there = [os.path.lexists(dst) and not _is_an_input(dst, [*inputs, bg.background]) for dst, _ in planned]
         skipped = [(src, dst) for src, (dst, _), t in zip(inputs, planned, there) if t]
         inputs = [src for src, t in zip(inputs, there) if not t]
         planned = [p for p, t in zip(planned, there) if not t]
@@ -788,6 +789,16 @@ def _name_leftovers(plan: _ProcessPlan) -> None:
         rescue_killed(folder, avoid=outputs)
 
 
+def _is_an_input(dst: Path, read: list) -> bool:
+    from . import preflight
+
+    try:
+        preflight.check_not_an_input(dst, read)
+    except VbgError:
+        return True
+    return False
+
+
 def _say_skipped(plan: _ProcessPlan, args) -> None:
     """--skip-existing: the inputs left, in one line (a JSON ``skipped`` event each)."""
     if not plan.skipped:
@@ -801,8 +812,8 @@ def _say_skipped(plan: _ProcessPlan, args) -> None:
     names = ", ".join(str(src) for src, _ in plan.skipped[:5]) + (
         f" and {len(plan.skipped) - 5} more" if len(plan.skipped) > 5 else "")
     left = f"; {len(plan.inputs)} to do" if plan.inputs else ": nothing left to do"
-    log.info("skipping %d input(s) whose output is already there (--overwrite redoes them): %s%s",
-             len(plan.skipped), names, left)
+    log.warning("skipping %d input(s) whose output is already there (--overwrite redoes them): %s%s",
+                len(plan.skipped), names, left)  # a warning: -q, one line per file, says it too
 
 
 def _no_input_readable(inputs: list, found: list, fps: float | None = None, sequences=frozenset()):
@@ -1006,11 +1017,11 @@ def _process_files(proc, plan: _ProcessPlan, args) -> int:
     todo = list(zip(plan.inputs, plan.planned))
     for k, (src, (dst, sequence)) in enumerate(todo):
         if streams.broken() or proc.stop.is_set():  # Ctrl-C between two files: the next one is not begun
-            _say_not_begun([s for s, _ in todo[k:]])
+            _say_not_begun([s for s, _ in todo[k:]], args.overwrite)
             return _INTERRUPTED
         code = _process_file(proc, src, dst, sequence, args)
         if code == _INTERRUPTED:
-            _say_not_begun([s for s, _ in todo[k + 1:]])
+            _say_not_begun([s for s, _ in todo[k + 1:]], args.overwrite)
             return code
         if code:
             failed += 1
@@ -1020,13 +1031,14 @@ def _process_files(proc, plan: _ProcessPlan, args) -> int:
     return 1 if failed else 0
 
 
-def _say_not_begun(left: list) -> None:
+def _say_not_begun(left: list, overwrite: bool = False) -> None:
     """The inputs an interrupted batch did not begin, named (they went unsaid: the same command
     run again stops at the first output already there)."""
     if left:
         names = ", ".join(map(str, left[:5])) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
-        _error(f"interrupted: {len(left)} file(s) not begun: {names} (the same command with --skip-existing "
-               "does them, leaving the outputs done)")
+        how = "with --skip-existing in place of --overwrite" if overwrite else "with --skip-existing"
+        _error(f"interrupted: {len(left)} file(s) not begun: {names} (the same command {how} does them, leaving "
+               "the outputs done)")
 
 
 def _frames_word(n: int) -> str:

@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from vbg.errors import OutputError, one_line
 
@@ -202,14 +203,28 @@ def busy_writer(target: str | Path) -> int | None:
         except OSError:
             continue
         try:
-            try:
-                if _lock(fd, LOCK_SH | LOCK_NB):
-                    fcntl.flock(fd, LOCK_UN)
-            except BlockingIOError:
+            if _probe_shared(fd) is False:
                 return _lock_owner(fd) or 0
         finally:
             os.close(fd)
     return None
+
+
+def _take_shared(fd: int) -> bool | None:
+    """A shared ``flock`` on ``fd`` if no run holds an exclusive one: True when taken (kept),
+    False when a run holds the file, None where there are no locks (nothing can be told)."""
+    try:
+        return True if _lock(fd, LOCK_SH | LOCK_NB) else None
+    except BlockingIOError:
+        return False
+
+
+def _probe_shared(fd: int) -> bool | None:
+    """``_take_shared``, the lock let go at once: whether the file is free of runs writing it."""
+    got = _take_shared(fd)
+    if got:
+        fcntl.flock(fd, LOCK_UN)
+    return got
 
 
 def busy_message(target: Path, pid: int) -> str:
@@ -286,16 +301,20 @@ class NewFile:
     Write through ``fd`` (or ``sink``, a file object for PyAV); then ``commit()``
     renames it onto ``target``, ``keep()`` onto a free name that replaces
     nothing, ``discard()`` removes it. Raises ``OutputBusy`` when another run
-    is writing ``target`` (unless ``check_busy`` is False). With ``replace``
+    is writing ``target`` (unless ``check_busy`` is False; then the folder is not locked
+    either, unless ``lock_folder``: a caller holding it itself). With ``replace``
     False, an existing ``target`` is refused now (``FileExistsError``) and
     ``commit()`` does not replace one that appears meanwhile."""
 
-    def __init__(self, target: str | Path, *, check_busy: bool = True, replace: bool = True) -> None:
+    def __init__(self, target: str | Path, *, check_busy: bool = True, replace: bool = True,
+                 lock_folder: bool | None = None) -> None:
         self.target = Path(target)
         self.replace = replace
         folder = self.target.parent
         folder.mkdir(parents=True, exist_ok=True)
-        with _folder_locked(folder):  # always: a temporary is made and locked in one step (left_by_killed_runs)
+        # Under the folder's lock (with check_busy, or asked): made and locked in one step, so a
+        # run looking for killed runs' leftovers (left_by_killed_runs) never takes it for one.
+        with _folder_locked(folder) if (check_busy if lock_folder is None else lock_folder) else contextlib.nullcontext():
             _check_target(self.target, check_busy, replace)
             self.fd, name = tempfile.mkstemp(prefix=_temp_prefix(self.target), suffix=TEMP_SUFFIX, dir=folder)
             self.tmp = Path(name)
@@ -480,7 +499,7 @@ class NewFolder:
         self.target = Path(target)
         folder = self.target.parent
         folder.mkdir(parents=True, exist_ok=True)
-        with _folder_locked(folder):  # always: a temporary is made and locked in one step (left_by_killed_runs)
+        with _folder_locked(folder) if check_busy else contextlib.nullcontext():
             _check_target(self.target, check_busy, replace)
             self.tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(self.target), suffix=TEMP_SUFFIX, dir=folder))
             # Its files are made through a descriptor of the folder, so a name swapped for a
@@ -772,12 +791,21 @@ _LEFT_NAME = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{%d}%s" % (_MKSTEMP_CHARS, re
 _CUT_NAME = re.compile(r"(?P<start>.+)~[0-9a-f]{8}")  # a long name's start and hash (_temp_prefix)
 
 
-def left_by_killed_runs(folder: str | Path) -> list[tuple[Path, str]]:
-    """(temporary, the name it was to have) for each temporary file in ``folder`` that a run
+class Left(NamedTuple):
+    """A temporary a killed run left: where it is, the name it was to have, and whether that
+    name is only its start (a long name is cut, with a hash, in its temporary's: no suffix)."""
+
+    path: Path
+    name: str
+    cut: bool
+
+
+def left_by_killed_runs(folder: str | Path) -> list[Left]:
+    """A ``Left`` for each temporary file in ``folder`` that a run
     killed before it could finish left behind (``kill -9``, a crash, the power gone): a
     ``.NAME.XXXXXXXX.partial`` regular file of this user, with no other name, that no run holds
-    locked. A long name's temporary gives the start of its name and no suffix (``_temp_prefix``
-    cut it). Looked for under the folder's lock, which every run holds while it makes a
+    locked. A long name's temporary gives the start of its name (``_temp_prefix`` cut it: ``cut``),
+    without the spaces or dots it may end in. Looked for under the folder's lock, which every run holds while it makes a
     temporary and locks it: a brand-new one is never taken for a killed run's. Where there are
     no locks (Windows, some network file systems) a running vbg cannot be told from a killed
     one: none is given. Folders, symlinks and other users' files are left out; nothing is
@@ -802,23 +830,11 @@ def left_by_killed_runs(folder: str | Path) -> list[tuple[Path, str]]:
             except OSError:
                 continue
             try:
-                if _lone_file_of_ours(os.fstat(fd)) and _held_by_none(fd):
-                    found.append((path, cut["start"] if cut else m["name"]))
+                if _lone_file_of_ours(os.fstat(fd)) and _probe_shared(fd) is True:
+                    found.append(Left(path, cut["start"].rstrip(" .") if cut else m["name"], cut is not None))
             finally:
                 os.close(fd)
     return found
-
-
-def _held_by_none(fd: int) -> bool:
-    """No run holds ``fd``'s file locked (False where that cannot be told). Probed with a shared
-    lock, as ``busy_writer`` probes: two probes at once do not see each other as a run."""
-    try:
-        if not _lock(fd, LOCK_SH | LOCK_NB):
-            return False
-    except BlockingIOError:
-        return False
-    fcntl.flock(fd, LOCK_UN)
-    return True
 
 
 def _lone_file_of_ours(st: os.stat_result) -> bool:
@@ -838,11 +854,7 @@ class Rescued:
         self.fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
         try:
             self.stat = os.fstat(self.fd)
-            try:
-                locked = _lock(self.fd, LOCK_SH | LOCK_NB)
-            except BlockingIOError:
-                locked = False
-            if not _lone_file_of_ours(self.stat) or not locked:
+            if not _lone_file_of_ours(self.stat) or _take_shared(self.fd) is not True:
                 raise OutputBusy(path, 0)
         except BaseException:
             os.close(self.fd)

@@ -1382,8 +1382,19 @@ def test_skip_existing_does_the_rest_of_a_batch_and_leaves_the_outputs_done(clip
         {"event": "skipped", "input": src, "output": str(outdir / f"{Path(src).stem}.mp4")} for src in batch]
     assert "model selfie" not in json_run.stderr  # nothing left to do: the model is not loaded
 
+    quiet = run_vbg("process", *batch, "-o", str(outdir), "--model", "selfie", "--skip-existing", "-q")
+    assert quiet.returncode == 0 and "skipping 2 input(s)" in quiet.stderr  # -q: one line per file, this too
+
     both = run_vbg("process", *batch, "-o", str(outdir), "--model", "selfie", "--skip-existing", "--overwrite")
     assert both.returncode == 2 and "give one of the two" in both.stderr
+
+    own = tmp_path / "own"  # -o the inputs' folder: an output that is its input is refused, never "done"
+    own.mkdir()
+    for src in batch:
+        (own / Path(src).name).write_bytes(Path(src).read_bytes())
+    into_itself = run_vbg("process", *(str(own / Path(src).name) for src in batch), "-o", str(own), "--model",
+                          "selfie", "--skip-existing")
+    assert into_itself.returncode == 10 and "is the input" in into_itself.stderr, into_itself.stderr
 
 
 def test_a_pattern_leaves_out_an_earlier_run_s_folder_and_takes_a_file_named_twice_once(clips, tmp_path):

@@ -595,7 +595,7 @@ def test_the_next_recording_keeps_what_a_killed_one_left_and_names_it(tmp_path, 
     (tmp_path / ".busy.mp4.l0cked00.partial").write_bytes(left)
     (tmp_path / ".link.mp4.symlnk00.partial").symlink_to(tmp_path / ".busy.mp4.l0cked00.partial")
     (tmp_path / ".notes.txt.abcdefgh.partial").write_bytes(left)
-    long_start = "会议" * 13  # 78 bytes: what _temp_prefix keeps of a name over 100 bytes, then a hash
+    long_start = "2024.05.07 weekly " + "会议" * 10  # 78 bytes: what _temp_prefix keeps of a name over 100 bytes
     (tmp_path / f".{long_start}~0123abcd.l0ngnam3.partial").write_bytes(left)
     import cv2
 

@@ -199,7 +199,7 @@ def test_only_what_a_killed_run_left_counts_as_left(tmp_path):
         got = left_by_killed_runs(tmp_path)
     finally:
         writing.discard()
-    want = [(cut, "a"), (killed, "call.mp4")] + ([] if os.geteuid() == 0 else [(theirs, "theirs.mp4")])
+    want = [(cut, "a", True), (killed, "call.mp4", False)] + ([] if os.geteuid() == 0 else [(theirs, "theirs.mp4", False)])
     assert got == want
 
     from vbg import fsutil

@@ -33,9 +33,9 @@ def rescue_killed(folder: Path, *, avoid: Collection[Path] = ()) -> list[Path]:
     """Name what killed runs left in ``folder`` (module docstring), one line each; the new names.
     ``avoid``: the caller's own outputs, never taken."""
     kept = []
-    for path, name in left_by_killed_runs(folder):
-        suffix = Path(name).suffix.lower()
-        if suffix and suffix not in VIDEO_SUFFIXES:
+    for path, name, cut in left_by_killed_runs(folder):
+        suffix = "" if cut else Path(name).suffix.lower()  # a cut name has none (its dots are not one)
+        if not cut and suffix not in VIDEO_SUFFIXES:
             continue  # another output's (a model export, a picture): not a video
         try:
             with Rescued(path) as left:

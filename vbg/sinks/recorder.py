@@ -314,7 +314,8 @@ class Recorder(SinkBase):
             self._kept_fragmented(f"the disk has {free / 1e6:.0f} MB free, it needs {size / 1e6:.0f} MB")
             return
         try:
-            plain = NewFile(self.path, check_busy=False)  # our own fragmented temporary is the busy one
+            # our own fragmented temporary is the busy one; made under the folder's lock all the same
+            plain = NewFile(self.path, check_busy=False, lock_folder=True)
         except OSError as e:
             self._kept_fragmented(one_line(e))
             return
