@@ -2,7 +2,7 @@
 recording and rewritten unfragmented at the end, against the plain MP4 written before, in one run
 on this machine.
 
-    python -m benchmarks.record_finish [--seconds 30] [--runs 3] [--out benchmarks/out]
+    python -m benchmarks.record_finish [--seconds 30] [--runs 3] [--rewrite-mb 500] [--out benchmarks/out]
 
 The recorder (``vbg.sinks.recorder.Recorder``, x264 veryfast crf 20, one thread: the live
 filter's settings) is sent ``--seconds`` of 1280x720 frames at 30 fps capture times, a person
@@ -65,10 +65,57 @@ def record(folder: Path, frames: list[np.ndarray], seconds: float) -> dict:
     return {"send_s": t1 - t0, "close_s": t2 - t1, "mb": out.stat().st_size / 1e6, "frames": n}
 
 
+def rewrite_rate(folder: Path, mb: float, runs: int) -> list[float]:
+    """Seconds to rewrite a fragmented MP4 of about ``mb`` MB unfragmented (``remux_video``, what
+    ``close()`` adds), per run: the file is made once (720p noise, x264 ultrafast: a big file
+    fast; stream-copied into fragments as the recorder writes them), then rewritten ``runs``
+    times, straight after it was written (its pages cached, as after a recording)."""
+    import av
+
+    from vbg.fsutil import NewFile
+    from vbg.media.join import remux_video
+    from vbg.sinks.recorder import FRAGMENT_OPTIONS
+
+    src, frag = folder / "noise.mp4", folder / "frag.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(src), "w") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 1280, 720, "yuv420p"
+        s.options = {"preset": "ultrafast", "crf": "18"}
+        noise = rng.integers(0, 256, (720 * 3 // 2 + 64, 1280), np.uint8)
+        i = size = 0
+        while i % 30 or size < mb * 1e6:
+            frame = av.VideoFrame.from_ndarray(noise[(i * 7) % 64:][:720 * 3 // 2], format="yuv420p")
+            frame.pts = i
+            for packet in s.encode(frame):
+                size += packet.size
+                out.mux(packet)
+            i += 1
+        out.mux(s.encode(None))
+    with av.open(str(src)) as inp, av.open(str(frag), "w", format="mp4", options=dict(FRAGMENT_OPTIONS)) as out:
+        v = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = v
+                out.mux(packet)
+    src.unlink()
+    times = []
+    for _ in range(runs):
+        new = NewFile(folder / "plain.mp4")
+        t0 = time.perf_counter()
+        with open(frag, "rb") as f:
+            remux_video(f, new.sink, "mp4")
+        times.append(time.perf_counter() - t0)
+        new.commit()
+        (folder / "plain.mp4").unlink()
+    return times
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--rewrite-mb", type=float, default=500.0, help="the size of the file whose rewrite is timed")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = ap.parse_args(argv)
     rows: dict[str, list[dict]] = {"plain (before)": [], "fragmented + rewrite": []}
@@ -85,6 +132,9 @@ def main(argv=None) -> int:
                 rows[label].append(r)
                 print(f"{label}: send {r['send_s']:.2f} s, close {r['close_s'] * 1000:.0f} ms, {r['mb']:.2f} MB",
                       flush=True)
+        rewrites = rewrite_rate(folder, args.rewrite_mb, args.runs)
+        frag_mb = (folder / "frag.mp4").stat().st_size / 1e6
+        print(f"rewrite of {frag_mb:.0f} MB: " + ", ".join(f"{t:.2f} s" for t in rewrites), flush=True)
     info = machine_info()
     med = {label: {k: statistics.median(r[k] for r in runs) for k in ("send_s", "close_s", "mb")}
            for label, runs in rows.items()}
@@ -98,7 +148,12 @@ def main(argv=None) -> int:
     plain, vbg = med["plain (before)"], med["fragmented + rewrite"]
     md.append(f"\nThe rewrite: {(vbg['close_s'] - plain['close_s']) * 1000:.0f} ms more in close(), "
               f"{(vbg['close_s'] - plain['close_s']) * 1000 * 60 / args.seconds:.0f} ms per minute recorded.")
-    js, mdp = write_results(args.out, "record_finish", {"machine": info, "seconds": args.seconds, "rows": rows},
+    rate = frag_mb / statistics.median(rewrites)
+    md.append(f"\nThe rewrite alone, of a {frag_mb:.0f} MB fragmented MP4 (720p noise, x264 ultrafast) just written: "
+              f"runs {', '.join(f'{t:.2f}' for t in rewrites)} s, median {statistics.median(rewrites):.2f} s: "
+              f"{rate:.0f} MB/s, {1000 / rate:.1f} s per GB.")
+    js, mdp = write_results(args.out, "record_finish", {"machine": info, "seconds": args.seconds, "rows": rows,
+                                                        "rewrite_mb": frag_mb, "rewrite_s": rewrites},
                             "\n".join(md) + "\n")
     print(f"wrote {js} and {mdp}")
     return 0

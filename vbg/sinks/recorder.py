@@ -352,4 +352,4 @@ class Recorder(SinkBase):
 
 
 _ROOM_BYTES = 64 << 20  # kept free on the disk beyond the rewritten copy
-_SAY_REWRITE_BYTES = 256 << 20  # a rewrite of this much or more is said (an hour of 720p is about 1 GB)
+_SAY_REWRITE_BYTES = 256 << 20  # a rewrite of this much or more is said (seconds: python -m benchmarks.record_finish)
