@@ -293,7 +293,10 @@ class Recorder(SinkBase):
                 err.__cause__ = self._finalized
                 self._fail(err)
             elif self._written and self._fmt in FRAGMENTED:
-                self._unfragment()
+                try:
+                    self._unfragment()
+                except Exception as e:  # whatever it is, the fragmented file plays: it stays the recording
+                    self._kept_fragmented(one_line(e))
 
     def _unfragment(self) -> None:
         """Rewrite the finished fragmented file unfragmented (one index, at the end, as editors
@@ -308,7 +311,7 @@ class Recorder(SinkBase):
         size = os.fstat(fragmented.fd).st_size
         try:
             free = shutil.disk_usage(self.path.parent).free
-        except OSError:
+        except (OSError, AttributeError):  # (no disk_usage where os.statvfs is missing and it is not Windows)
             free = None
         if free is not None and free < size + _ROOM_BYTES:
             self._kept_fragmented(f"the disk has {free / 1e6:.0f} MB free, it needs {size / 1e6:.0f} MB")
