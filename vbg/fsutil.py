@@ -275,6 +275,18 @@ def _check_ours(path: Path, fd: int | None, made: os.stat_result | None = None) 
         raise Swapped(path)
 
 
+def _check_placed(dest: Path, fd: int | None, made: os.stat_result | None = None) -> None:
+    """After a rename checked by ``_check_ours``: ``dest`` is the file we moved. If an impostor
+    was swapped in between the check and the rename, its new name is removed (a link is
+    removed, never followed) and ``Swapped`` raised."""
+    try:
+        _check_ours(dest, fd, made)
+    except Swapped:
+        with contextlib.suppress(OSError):
+            os.unlink(dest)
+        raise
+
+
 def free_name(target: Path, n: int, *, folder: bool = False) -> Path:
     """``NAME.EXT``, then ``NAME-2.EXT``, ``NAME-3.EXT``... (n = 1, 2, 3...); a folder's
     whole name gets the number (``seq.partial-2``)."""
@@ -346,12 +358,7 @@ class NewFile:
                 self._made = os.fstat(self.fd)
                 self._close_fd()
             dest = place(self.tmp, dest)
-            try:
-                _check_ours(dest, self._open_fd(), self._made)
-            except Swapped:  # swapped between the check and the rename: take the impostor back out
-                with contextlib.suppress(OSError):
-                    os.unlink(dest)  # a link is removed, never followed
-                raise
+            _check_placed(dest, self._open_fd(), self._made)
         except Swapped:
             self.done = True
             _untrack(self)
@@ -801,15 +808,15 @@ class Left(NamedTuple):
 
 
 def left_by_killed_runs(folder: str | Path) -> list[Left]:
-    """A ``Left`` for each temporary file in ``folder`` that a run
-    killed before it could finish left behind (``kill -9``, a crash, the power gone): a
-    ``.NAME.XXXXXXXX.partial`` regular file of this user, with no other name, that no run holds
-    locked. A long name's temporary gives the start of its name (``_temp_prefix`` cut it: ``cut``),
-    without the spaces or dots it may end in. Looked for under the folder's lock, which every run holds while it makes a
-    temporary and locks it: a brand-new one is never taken for a killed run's. Where there are
-    no locks (Windows, some network file systems) a running vbg cannot be told from a killed
-    one: none is given. Folders, symlinks and other users' files are left out; nothing is
-    opened beyond the lock probe."""
+    """A ``Left`` for each temporary file in ``folder`` that a run killed before it could finish
+    left behind (``kill -9``, a crash, the power gone): a ``.NAME.XXXXXXXX.partial`` regular file
+    of this user, with no other name, that no run holds locked. A long name's temporary gives the
+    start of its name (``_temp_prefix`` cut it: ``cut``), without the spaces or dots it may end
+    in. Looked for under the folder's lock, which every run holds while it makes a temporary and
+    locks it: a brand-new one is never taken for a killed run's. Where there are no locks
+    (Windows, some network file systems) a running vbg cannot be told from a killed one: none is
+    given. Folders, symlinks and other users' files are left out; nothing is opened beyond the
+    lock probe."""
     folder = Path(folder)
     if fcntl is None:
         return []
@@ -861,19 +868,14 @@ class Rescued:
             raise
 
     def keep(self, dest: str | Path, *, avoid: Collection[Path] = ()) -> Path:
-        """Rename it to ``dest``, or ``dest-2``... when that exists (nothing is replaced), never to
-        one of ``avoid`` (the run's own outputs, which it may replace); the name it got. Its mode is left
-        as it is (0600, as made): the file may not be one vbg made (another user of a shared
-        folder can rename any file there to a temporary's name), and it is not for vbg to open it
-        to others."""
+        """Rename it to ``dest``, or ``dest-2``... when that exists (nothing is replaced), never
+        to one of ``avoid`` (the run's own outputs, which it may replace); the name it got. Its
+        mode is left as it is (0600, as made): the file may not be one vbg made (another user of
+        a shared folder can rename any file there to a temporary's name), and it is not for vbg
+        to open it to others."""
         _check_ours(self.path, self.fd)
         dest = _rename_no_replace(self.path, Path(dest), avoid=avoid)
-        try:
-            _check_ours(dest, self.fd)
-        except Swapped:
-            with contextlib.suppress(OSError):
-                os.unlink(dest)  # an impostor swapped in between the check and the rename: a name only
-            raise
+        _check_placed(dest, self.fd)
         return dest
 
     def close(self) -> None:
