@@ -530,9 +530,6 @@ what -o means (the same on every run, whatever exists there):
   frame_NNNNNN.png files of an earlier run. An output that is one of the inputs (the same
   file, a hard link or a symlink) is never written."""
 
-KNOWN_VIDEO_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".webm")
-
-
 def _format_agrees(fmt: str, suffix: str) -> bool:
     return VIDEO_SUFFIXES[fmt] == suffix or (fmt == "mp4" and suffix == ".m4v")
 
@@ -542,6 +539,8 @@ def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: b
     """(target, is a PNG sequence) per input, by ``OUTPUT_RULE``: from the names
     alone, so a second run writes what the first did. ``raw``: -o as typed
     (a trailing slash shown back in messages)."""
+    from .media.encode import FORMATS as KNOWN_VIDEO_SUFFIXES  # suffix -> container: the files vbg writes
+
     raw = raw or str(output)
     suffix = "" if _written_as_folder(raw) else output.suffix.lower()
     if not batch:
@@ -553,7 +552,7 @@ def _process_targets(inputs: list[Path], output: Path, fmt: str | None, alpha: b
                                   f"{'a PNG folder' if fmt == 'png' else fmt}: drop --format, or name it {fix}")
             return [(output, False)]
         if suffix:
-            raise ConfigError(f"-o {raw}: unknown output type {output.suffix!r}: use .mp4, .m4v, .mkv, .mov, .webm, "
+            raise ConfigError(f"-o {raw}: unknown output type {output.suffix!r}: use {', '.join(KNOWN_VIDEO_SUFFIXES)}, "
                               "or a name without a suffix (or ending in /) for a folder of PNG frames")
         if fmt and fmt != "png":
             name = Path(inputs[0]).stem if inputs else "out"

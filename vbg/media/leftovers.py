@@ -22,10 +22,10 @@ from collections.abc import Collection
 from pathlib import Path
 
 from vbg.fsutil import Rescued, left_by_killed_runs, partial_name
+from vbg.media.encode import FORMATS as VIDEO_SUFFIXES  # suffix -> container: what vbg writes videos as
 
 log = logging.getLogger("vbg")
 
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm"}  # what vbg writes videos as
 _WEBM_CODECS = {"vp8", "vp9", "av1"}
 
 
