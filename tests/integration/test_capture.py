@@ -216,3 +216,22 @@ def test_worker_pause_releases_the_source_and_resume_reopens_it_at_once():
         worker.stop()
         worker.join(30)
     assert not worker.alive and worker.error is None
+
+
+def test_a_camera_hands_out_each_picture_as_its_own_array_in_rgb(tmp_path):
+    """The camera (OpenCV's capture, opened here on a file as it opens a device) decodes into one
+    kept buffer frame after frame: every picture handed out stays what it was while later ones
+    come (the model and the compositor may hold one for a while), in RGB order, not OpenCV's BGR."""
+    from vbg.capture.camera import CameraSource
+
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200)]
+    frames = [np.full((72, 128, 3), c, np.uint8) for c in colours]
+    clip = write_clip(tmp_path / "cam.mp4", frames, fps=30)
+    src = CameraSource(str(clip))
+    try:
+        got = [src.read() for _ in colours]
+    finally:
+        src.close()
+    assert len({id(g) for g in got}) == len(colours)
+    for g, c in zip(got, colours):
+        np.testing.assert_allclose(g.reshape(-1, 3).mean(0), c, atol=4)

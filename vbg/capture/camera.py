@@ -111,14 +111,17 @@ class CameraSource:
         self.height, self.width = probe.shape[:2]
         self.fps = float(cap.get(cv2.CAP_PROP_FPS) or fps or 30.0)
         self._first = probe
+        self._bgr = probe  # the driver's picture is decoded into this one buffer, frame after frame
 
     def read(self) -> np.ndarray | None:
+        """The next picture as a new RGB array (the caller keeps it)."""
         if self._first is not None:
             bgr, self._first = self._first, None
         else:
-            ok, bgr = self._cap.read()
+            ok, bgr = self._cap.read(self._bgr)  # into the kept buffer (a new one if the size changed)
             if not ok or bgr is None:
                 raise SourceError(f"camera {self.device} stopped delivering frames")
+            self._bgr = bgr
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def close(self) -> None:
