@@ -318,6 +318,7 @@ class AudioMux:
         except (av.FFmpegError, OSError) as e:
             raise InputError(f"{src}: cannot read its audio ({one_line(e)}): pass an intact media file") from e
         self._output = output
+        self._from_zero = fmt.muxer in ("matroska", "webm")  # times below 0 move the whole file (``_shown``)
         self._pending: av.Packet | None = None
         self._done = False
         self._tracks: dict[int, _Track] = {}  # by the source stream's index
@@ -494,8 +495,30 @@ class AudioMux:
         self._last[packet.stream.index] = ts
         return False
 
+    def _shown(self, packet: av.Packet, track: _Track) -> bool:
+        """False for a packet a Matroska or WebM output must leave out: one the source hides
+        before its time 0 (a cut MP4's edit list, an AAC encoder's priming packet). Matroska holds
+        no time below 0, and FFmpeg moved every track later to make room: each frame of the
+        picture late (a cut's hidden seconds, 21 ms for AAC's priming), the cut-away sound played
+        over no picture. Opus keeps its own pre-skip there: only what ends by 0 is left out. A cue
+        that starts before 0 and ends after starts at 0. MP4 and MOV hold such times as they are
+        (hidden by an edit list, as in the source)."""
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if not self._from_zero or ts is None or ts >= 0:
+            return True
+        end = ts + (packet.duration or 0)
+        kind = track.source.type
+        if kind == "audio":
+            return track.source.codec_context.name == "opus" and end > 0
+        if kind == "subtitle" and end > 0:
+            packet.pts, packet.dts, packet.duration = 0, 0, end
+            return True
+        return False
+
     def _mux(self, packet: av.Packet) -> None:
         track = self._tracks[packet.stream.index]
+        if not self._shown(packet, track):
+            return
         if track.copied:
             packet.stream = track.stream
             try:
