@@ -1545,6 +1545,7 @@ class _Flag:
 
 
 _SIGNALLED = _Flag()  # a signal was turned into KeyboardInterrupt during this run
+_DEFERRED = _Flag()  # a signal put off (it landed inside an import): when it comes again, it stops at once
 _RESEND: list = [None]  # main()'s SignalWork while it runs: _send_again posts to it
 
 
@@ -1589,7 +1590,10 @@ def _stop_on_signals(stop: Callable[[], None], ready: Callable[[], bool]):
             # and again when the terminal's other end goes): nobody asked twice, so the first
             # one's clean stop goes on and the recording or partial file is still finalized.
             return
-        if stopping or not ready():
+        # A signal put off while the live filter started (start-up's imports) was sent before it ran:
+        # it stops at once too, though the filter runs by the time it comes again (it recorded a
+        # few frames and ended with exit 0, a second later than asked)
+        if stopping or not ready() or _DEFERRED.is_set():
             _interrupt(signum, frame)
             return  # put off (an import was running): the same signal comes again
         stopping = True
@@ -1668,8 +1672,10 @@ def _interrupt(signum=None, frame=None):
     again a moment later, once that is done."""
     _SIGNALLED.set()
     if signum is not None and _importing(frame):
+        _DEFERRED.set()
         _send_again(signum)
         return
+    _DEFERRED.clear()
     _LAST_SIGNAL[0] = signum
     raise KeyboardInterrupt
 
@@ -1681,6 +1687,7 @@ def _unraisable(u) -> None:
     stop the run a moment later where it can (seen in a loaded run, as a second Ctrl-C stopped
     ``vbg process``). Anything else goes to Python's own hook."""
     if issubclass(u.exc_type, KeyboardInterrupt) and _LAST_SIGNAL[0] is not None:
+        _DEFERRED.set()  # it was to stop the run at once: so it does when it comes again
         _send_again(_LAST_SIGNAL[0])
         return
     sys.__unraisablehook__(u)
@@ -1692,6 +1699,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGINT, SIGTERM and SIGHUP stop a run from the first moment on: outputs finalized, no traceback.
     # (The live filter and vbg process install their own handlers while they run.)
     _SIGNALLED.clear()
+    _DEFERRED.clear()
     _LAST_SIGNAL[0] = None
     old = {}
     old_unraisable = sys.unraisablehook
