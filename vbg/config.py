@@ -387,7 +387,10 @@ def _table(cfg, name: str):
 SECTIONS = {f.name: f for f in fields(LiveConfig)}
 
 
-def _coerce(section: str, key: str, value: Any, annotation: str) -> Any:
+def _coerce(section: str, key: str, value: Any, annotation: str, *, from_file: bool = False) -> Any:
+    """``value`` of setting ``[section] key`` as its field holds it; ``ConfigError`` naming the
+    setting as a file writes it, or (the size, which the CLI parses) as its flag unless
+    ``from_file``."""
     where = f"[{section}] {key}"
     ann = annotation.replace(" ", "")
     if value is None:
@@ -398,8 +401,9 @@ def _coerce(section: str, key: str, value: Any, annotation: str) -> Any:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{where} = {value!r} must be true or false")
-    if key in ("size",):
-        return parse_size(value if not isinstance(value, list) else "x".join(map(str, value)))
+    if key == "size":
+        named = {"option": f"{where} ="} if from_file else {}
+        return parse_size(value if not isinstance(value, list) else "x".join(map(str, value)), **named)
     if ann.startswith("int"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} = {value!r} must be a whole number")
@@ -434,9 +438,10 @@ def loose_setting(name: Any, value: Any, roots) -> ConfigError | None:
                        f"[{homes[0]}]" + "".join(f" or [{h}]" for h in homes[1:]))
 
 
-def apply(cfg, updates: dict[str, dict[str, Any]], *, check: bool = True):
+def apply(cfg, updates: dict[str, dict[str, Any]], *, check: bool = True, from_file: bool = False):
     """New config with ``{section: {field: value}}`` applied, types checked; values
-    validated too unless ``check`` is false (the CLI collects every problem itself)."""
+    validated too unless ``check`` is false (the CLI collects every problem itself).
+    ``from_file``: the values are a config file's, named as it writes them in errors."""
     out = cfg
     known_sections = sections(cfg)
     for section, values in updates.items():
@@ -451,7 +456,7 @@ def apply(cfg, updates: dict[str, dict[str, Any]], *, check: bool = True):
         for key, value in values.items():
             if key not in known:
                 raise ConfigError(f"unknown setting [{section}] {_shown(key)}: known are {', '.join(known)}")
-            changes[key] = _coerce(section, key, value, str(known[key].type))
+            changes[key] = _coerce(section, key, value, str(known[key].type), from_file=from_file)
             choices = known[key].metadata.get("choices")
             if choices and changes[key] is not None and changes[key] not in choices:
                 # a file's value as a flag's and a VBG_ variable's (crop = "on" turned the crop off)
@@ -468,7 +473,8 @@ def from_toml(path: str | Path, base=None, *, check: bool = True):
     """The config file at ``path`` applied to ``base`` (default: a ``LiveConfig()``; a
     ``ProcessConfig`` for vbg process)."""
     path = Path(path)
-    return apply(LiveConfig() if base is None else base, read_toml(path, f"--config {path}"), check=check)
+    return apply(LiveConfig() if base is None else base, read_toml(path, f"--config {path}"), check=check,
+                 from_file=True)
 
 
 CONFIG_BYTES = 1 << 20  # a config file is a few hundred bytes: more is not one (--config /dev/zero)
@@ -511,7 +517,9 @@ def _check_upsample(cfg) -> None:
 
 
 def _check_skip(cfg) -> None:
-    parse_skip(cfg.temporal.skip)  # before the camera and the model are opened
+    # before the camera and the model are opened; the flag and VBG_SKIP were parsed already, so
+    # a bad value here is a config file's (as for the ranges: ``_range_problems``)
+    parse_skip(cfg.temporal.skip, option="[temporal] skip =")
 
 
 # Settings of which one value is picked: a layer (flags, environment, a config file) that sets one

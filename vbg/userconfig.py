@@ -129,7 +129,7 @@ def file_layer(path: str | Path, root, *, default: bool = False) -> Layer:
     if default:
         data = _shared(data, root, label)
     try:
-        C.apply(root, data, check=False)  # types and names checked now, values by the start-up checks
+        C.apply(root, data, check=False, from_file=True)  # types and names checked now, values by the start-up checks
     except ConfigError as e:
         raise ConfigError(f"{label}: {e}") from None
     return Layer.of(data, str(path))
