@@ -517,7 +517,7 @@ def _check_upsample(cfg) -> None:
 
 
 def _check_skip(cfg) -> None:
-    # before the camera and the model are opened; the flag and VBG_SKIP were parsed already, so
+    # before the camera and the model are opened; the CLI parsed --skip and VBG_SKIP already, so
     # a bad value here is a config file's (as for the ranges: ``_range_problems``)
     parse_skip(cfg.temporal.skip, option="[temporal] skip =")
 
