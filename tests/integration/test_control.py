@@ -508,6 +508,8 @@ def test_blur_and_pictures_from_the_folder_and_uploads(live, tmp_path):
     status, body = live.api("POST", "/api/upload", b"not an image at all", headers={"Content-Type": "image/png",
                                                                                    "X-Vbg-Name": "notes.png"})
     assert status == 400 and body["error"].startswith("the uploaded notes.png is not an image"), body
+    status, body = live.api("POST", "/api/upload", b"", headers={"Content-Type": "image/png", "X-Vbg-Name": "empty.png"})
+    assert status == 400 and body["error"].startswith("the uploaded empty.png is empty: pass a PNG"), body
 
 
 def _colour_clip(path: Path, colours, fps: int = 10) -> Path:

@@ -379,7 +379,10 @@ class Library:
         if moving is not None:
             return self.add_video_upload(io.BytesIO(data).read, len(data), label, moving)
         # InputError (one line, naming the upload) for anything not an image; a phone's P3 in sRGB
-        image = decode_srgb(np.frombuffer(data, np.uint8), f"the uploaded {name}")
+        try:
+            image = decode_srgb(np.frombuffer(data, np.uint8), f"the uploaded {name}")
+        except InputError as e:  # "image the uploaded x.png is empty": a file's words ("image x.png is empty")
+            raise type(e)(str(e).removeprefix("image ")) from None
         return self._keep(label, image)
 
     def add_video_upload(self, read, length: int, name: str, suffix: str) -> str:
