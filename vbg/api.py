@@ -236,15 +236,19 @@ class Segmenter:
             raise TypeError(f"image must be a uint8 numpy array, got {getattr(image, 'dtype', type(image).__name__)}")
         if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
             raise ValueError(f"image must be H x W x 3 (RGB), got shape {image.shape}")
+        try:
+            kind = np.dtype(dtype)  # np.uint8, "uint8", np.dtype("uint8") alike
+        except TypeError:
+            kind = None
+        if kind not in (np.dtype(np.float32), np.dtype(np.uint8)):
+            raise TypeError(f"dtype must be numpy.float32 or numpy.uint8, not {dtype!r}")  # before the model runs
         with self._calls:
             seg = self._live()
             alpha = (self._still or seg.segment_full)(np.ascontiguousarray(image))
-        if dtype is np.uint8:
+        if kind == np.uint8:
             from .models.preprocess import alpha_to_u8
 
             return alpha_to_u8(alpha)
-        if dtype is not np.float32:
-            raise TypeError(f"dtype must be numpy.float32 or numpy.uint8, not {dtype!r}")
         return alpha if alpha.dtype == np.float32 else alpha.astype(np.float32)
 
     __call__ = segment
@@ -307,6 +311,9 @@ class LiveFilter:
             raise TypeError(f"source: {type(source).__name__} is not a Source (read, close, width, height, fps, live)")
         if own_source:
             _check_source(source)
+        if reopen is not None and not callable(reopen):
+            raise TypeError(f"LiveFilter(reopen=...) takes a function that opens the source again, not "
+                            f"{type(reopen).__name__}")
         opts = _given(background=background if background is None else _path(background, "LiveFilter(background=...)"),
                       color=color, blur=blur, model=model if model is None else _path(model, "LiveFilter(model=...)"),
                       size=size, device=device)
@@ -379,8 +386,8 @@ class LiveFilter:
         return self
 
     def wait_started(self, timeout: float | None = None) -> bool:
-        """True once the model is loaded, the sinks are open and frames flow (False: not yet,
-        or the run ended before that)."""
+        """True once the model is loaded, the sinks are open and frames flow, also after the run
+        ended (False: not yet, or the run ended before that)."""
         pipeline = self._pipeline
         if pipeline is None:
             raise RuntimeError("the LiveFilter has not been started: call start() or run()")
@@ -389,7 +396,7 @@ class LiveFilter:
             left = 0.05 if end is None else min(0.05, end - time.monotonic())
             if left <= 0 or pipeline.started.wait(left):
                 break
-        return pipeline.started.is_set() and self._error is None and not self._done.is_set()
+        return pipeline.started.is_set()  # (a run that started and ended since: True, its error from wait())
 
     @property
     def running(self) -> bool:

@@ -136,6 +136,11 @@ def test_segmenter_misuse_is_refused_clearly():
     with pytest.raises(ValueError, match="H x W x 3"):
         seg.segment(rgb[:, :, 0])
     assert seg.segment(rgb, dtype=np.uint8).dtype == np.uint8
+    for same in ("uint8", np.dtype("uint8")):  # numpy's other names of it (refused as "not numpy.uint8")
+        assert seg.segment(rgb, dtype=same).dtype == np.uint8
+    assert seg.segment(rgb, dtype=np.dtype(np.float32)).dtype == np.float32
+    with pytest.raises(TypeError, match="dtype must be numpy.float32 or numpy.uint8, not <class 'int'>"):
+        seg.segment(rgb, dtype=int)
     assert seg.providers == ["CPUExecutionProvider"] and "selfie" in seg.model
     seg.close()
     seg.close()  # idempotent
@@ -495,3 +500,35 @@ def test_a_source_that_breaks_its_contract_is_named(workdir):
         with pytest.raises(TypeError, match=f"the source's read\\(\\) returned {words}: a Source returns an H x W x 3"):
             LiveFilter(source, sinks=[Nothing()], model="selfie", color="white").run()
         assert source.closed == 1
+
+
+def test_wait_started_says_true_for_a_run_that_started_and_has_ended(workdir):
+    """A short run asked about after its end (a caller that checks late): its model loaded and its
+    frames flowed, so ``wait_started()`` is True, as its docstring says (it said False, and
+    ``if not live.wait_started(): fail`` failed every short run)."""
+    from vbg import LiveFilter, SinkBase
+
+    class Count(SinkBase):
+        n = 0
+
+        def send(self, composite):
+            self.n += 1
+
+    sink = Count()
+    live = LiveFilter(Frames(10), sinks=[sink], model="selfie").start()
+    stats = live.wait(120)
+    assert stats.out_frames == sink.n > 0
+    assert live.wait_started(0) is True
+
+
+def test_reopen_that_is_not_a_function_is_named_at_construction(workdir):
+    """``reopen=5`` was taken, and a lost source then "reopened" by calling 5 for ever, the only
+    trace a debug line."""
+    from vbg import LiveFilter, SinkBase
+
+    class Nul(SinkBase):
+        def send(self, composite):
+            pass
+
+    with pytest.raises(TypeError, match=r"LiveFilter\(reopen=...\) takes a function .*not int"):
+        LiveFilter(Frames(3), sinks=[Nul()], model="selfie", reopen=5)
