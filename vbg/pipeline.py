@@ -418,11 +418,14 @@ class LivePipeline:
         return st
 
     def _close_source(self, source) -> None:
-        """``source`` closed once: by the capture worker where it ran to its end (it closes what
-        it read, and a caller's source need not take a second close), else here."""
+        """``source`` closed once (a caller's source need not take a second close): by the capture
+        worker where it ran, which closes what it read, at its end or here through it (its thread
+        may still be blocked in the source's ``read()``: its own close then does nothing)."""
         capture = self.capture
-        if capture is None or capture.source is not source or not capture.ended.is_set():
+        if capture is None or capture.source is not source:
             source.close()
+        else:
+            capture.close_source(source)
 
     def _close_made(self) -> None:
         if self._made is not None:

@@ -139,16 +139,21 @@ class FlakySource:
 
 
 @pytest.mark.parametrize("still_gone", [SourceError("still unplugged"), OSError(19, "No such device"),
-                                        RuntimeError("VIDEOIO: cannot open")], ids=type)
+                                        RuntimeError("VIDEOIO: cannot open"), None],
+                         ids=["SourceError", "OSError", "RuntimeError", "None"])
 def test_worker_reconnects_after_the_source_fails(still_gone):
     """The camera comes back after two failed reopens, however those fail (a device that is being
-    re-enumerated gives OpenCV and OS errors, not only vbg's SourceError)."""
+    re-enumerated gives OpenCV and OS errors, not only vbg's SourceError; a caller's ``reopen`` may
+    return None: that was taken for the source back, "source back after 1 attempt(s)", the
+    lost-camera card stopped and nothing reached the sinks)."""
     reopen_calls, lost_while_reopening = [], []
 
     def reopen():
         reopen_calls.append(time.monotonic())
         lost_while_reopening.append(worker.lost)
         if len(reopen_calls) < 3:
+            if still_gone is None:
+                return None
             raise still_gone
         return FlakySource(None)
 
@@ -235,3 +240,35 @@ def test_a_camera_hands_out_each_picture_as_its_own_array_in_rgb(tmp_path):
     assert len({id(g) for g in got}) == len(colours)
     for g, c in zip(got, colours):
         np.testing.assert_allclose(g.reshape(-1, 3).mean(0), c, atol=4)
+
+
+def test_a_source_the_pipeline_closes_while_its_read_blocks_is_closed_once():
+    """At the end the pipeline closes a source whose ``read()`` still blocks (a caller's queue, a
+    socket: closing it is what unblocks the read); the capture thread, once that read returns,
+    closed it a second time (a caller's ``close()`` of a native handle need not take two)."""
+    import queue
+
+    class Blocking:
+        live = True
+        width, height, fps = 32, 24, 30.0
+
+        def __init__(self):
+            self.q: queue.Queue = queue.Queue()
+            self.closes = 0
+
+        def read(self):
+            return self.q.get()
+
+        def close(self):
+            self.closes += 1
+            self.q.put(None)  # the blocked read returns: the end
+
+    src = Blocking()
+    slot: LatestSlot = LatestSlot()
+    worker = CaptureWorker(src, slot).start()
+    src.q.put(np.zeros((24, 32, 3), np.uint8))
+    assert slot.get(timeout=60) is not None  # (a hang guard only) the thread is in its next read now
+    worker.stop()  # a read of the caller's cannot be cancelled: it goes on waiting
+    worker.close_source(src)  # what the pipeline does at its end
+    worker.join(60)
+    assert not worker.alive and src.closes == 1

@@ -61,6 +61,8 @@ class CaptureWorker:
         self._awake = threading.Event()  # set by resume() and stop(): a paused thread goes on
         self.released = threading.Event()  # set while paused, once the source is closed
         self._current = source  # the source being read: stop() cancels a read that waits on a network
+        self._closed: list = []  # sources closed already (``close_source``): each is closed once
+        self._close_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="vbg-capture", daemon=True)
 
     def start(self) -> CaptureWorker:
@@ -113,7 +115,7 @@ class CaptureWorker:
                     if self.reopen is None:  # a file: its damage would come again
                         raise
                     log.warning("source lost (%s); retrying", e)
-                    self._close(src)
+                    self.close_source(src)
                     src = None
                     self.lost, attempt = True, 0
                     continue
@@ -132,7 +134,7 @@ class CaptureWorker:
         except BaseException as e:  # handed to the pipeline, which re-raises it
             self.error = e
         finally:
-            self._close(src)
+            self.close_source(src)
             self.out.close()
             self.ended.set()
 
@@ -140,7 +142,7 @@ class CaptureWorker:
         """Paused: close ``src`` (where it can be reopened), wait for resume() or stop(); the
         source to read next (None: reopen it)."""
         if self.reopen is not None:
-            self._close(src)
+            self.close_source(src)
             src = self._current = None
         self.released.set()
         self._awake.wait()
@@ -159,16 +161,26 @@ class CaptureWorker:
         except Exception as e:  # a device that is coming back can fail in any way (cv2.error, OSError)
             log.debug("reopen failed: %s: %s", type(e).__name__, e)
             return None
+        if src is None:  # (a caller's reopen that found nothing): still lost
+            log.debug("reopen gave no source")
+            return None
+        with self._close_lock:  # open again (a caller's reopen may give the same object back)
+            self._closed = [done for done in self._closed if done is not src]
         if attempt >= 0:
             self.lost = False
             self.reconnects += 1
             log.warning("source back after %d attempt(s)", attempt + 1)
         return src
 
-    @staticmethod
-    def _close(src) -> None:
-        if src is not None:
-            try:
-                src.close()
-            except Exception:  # closing a dead device must not hide the real error
-                log.debug("closing the source failed", exc_info=True)
+    def close_source(self, src) -> None:
+        """Close ``src`` unless it was closed already: the pipeline closes the source itself where
+        this thread is still blocked in its ``read()`` at the end, and the thread's own close when
+        that read returns must not be a second one (a caller's ``close()`` need not take two)."""
+        with self._close_lock:
+            if src is None or any(done is src for done in self._closed):
+                return
+            self._closed.append(src)
+        try:
+            src.close()
+        except Exception:  # closing a dead device must not hide the real error
+            log.debug("closing the source failed", exc_info=True)
