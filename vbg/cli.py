@@ -397,9 +397,15 @@ def cmd_segment(args) -> int:
             alpha = alpha_to_u8(still(rgb))
             if fresh:  # said once its session is open: a .safetensors/.pth model's opens at the first image
                 log.info("model %s on %s", seg.source.label, ", ".join(seg.providers))
-            # a cut-out keeps nothing of the room where it is transparent: an app that drops alpha
-            # (or reads the file as a background) showed the whole photo again
-            result = np.dstack([np.where(alpha[..., None] == 0, 0, rgb), alpha]) if args.cutout else alpha
+            # a cut-out keeps nothing of the room where it is transparent (an app that drops alpha,
+            # or reads the file as a background, showed the whole photo again), and its soft edge
+            # the person's own colour, not the room's (a fringe of the old background in an editor)
+            if args.cutout:
+                from .compositing.foreground import ForegroundEstimator
+
+                result = np.dstack([ForegroundEstimator().estimate(rgb, alpha), alpha])
+            else:
+                result = alpha
             # a cut-out is the photo's own pixels: its colour profile (a phone's Display P3) goes with them
             write_image(target, result, icc=icc_profile(image) if args.cutout else None)
             log.info("%s -> %s", image, target)

@@ -67,6 +67,10 @@ def test_alpha_output_matches_the_moving_person(clips, tmp_path, suffix):
     assert len(rgba) == len(truth)
     scores = [iou(f[:, :, 3] / 255.0, t) for f, t in zip(rgba, truth)]
     assert np.mean(scores) >= 0.88, np.mean(scores)
+    # nothing of the room under the transparency (it was all there: an app that drops the alpha
+    # showed it); the codec's loss leaves a level or two
+    clear = np.concatenate([f[..., :3][f[..., 3] == 0] for f in rgba])
+    assert len(clear) and clear.astype(np.float32).mean() < 2.0, clear.mean(0)
 
 
 def test_png_sequence_and_matte(clips, tmp_path):
@@ -79,6 +83,8 @@ def test_png_sequence_and_matte(clips, tmp_path):
 
     first = cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED)
     assert first.shape == (360, 640, 4)
+    clear = first[..., 3] == 0
+    assert clear.mean() > 0.3 and not first[..., :3][clear].any()  # nothing of the room kept under it
     matte = tmp_path / "matte.mp4"
     assert run_vbg("process", str(clips["person"]), "-o", str(matte), "--matte", "--model", "selfie").returncode == 0
     assert _frames(matte) == 45

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..buffers import Closed, FrameQueue
+from ..compositing.foreground import ForegroundEstimator
 from ..config import LOOKAHEAD_MB, ProcessConfig
 from ..errors import ConfigError, InputError, OutOfMemory, VbgError, one_line
 from ..inference.crop import OFFLINE_LANES, CroppedSegmenter, crop_segmenters
@@ -592,6 +593,7 @@ class FileProcessor:
         # Output images: a ring of buffers, free again once the writer has encoded them
         # (the queue holds its depth, the writer one, this stage one).
         ring: list[np.ndarray] = []
+        foreground = ForegroundEstimator() if self.cfg.mode == "rgba" else None  # this thread's
         n_out = 0
         ended = False
         while True:
@@ -617,7 +619,8 @@ class FileProcessor:
             f = pending.popleft()
             if run.origin_s is None:
                 run.origin_s = f.time_s
-            image = self._output(f.rgb, alpha, compositor, ring, n_out, run.depth, f.time_s - run.origin_s)
+            image = self._output(f.rgb, alpha, compositor, ring, n_out, run.depth, f.time_s - run.origin_s,
+                                 foreground)
             n_out += 1
             # The writer needs the frame's timing, not its pixels: the decoded image is let go
             # as soon as it is composited.
@@ -629,9 +632,10 @@ class FileProcessor:
             progress.update(run.written)
 
     def _output(self, rgb: np.ndarray, alpha: np.ndarray, compositor, ring: list, n: int, depth: int,
-                t_s: float = 0.0) -> np.ndarray:
+                t_s: float = 0.0, foreground: ForegroundEstimator | None = None) -> np.ndarray:
         """Output image ``n``, ``t_s`` seconds into its file: the composite, RGBA or matte, into the
-        ring's next buffer."""
+        ring's next buffer. RGBA: the person's own colour under the alpha (``foreground``; none
+        of the room where it is clear)."""
         import cv2
 
         mode = self.cfg.mode
@@ -645,6 +649,8 @@ class FileProcessor:
         if mode == "matte":
             np.copyto(image, alpha)
         elif mode == "rgba":
+            if foreground is not None:
+                rgb = foreground.estimate(rgb, alpha)
             cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA, dst=image)
             cv2.insertChannel(alpha, image, 3)
         else:
