@@ -1854,13 +1854,6 @@ def _check_flag_ranges(args) -> None:
                 rng.check("--" + dest.replace("_", "-"), value)
             except ConfigError as e:
                 found.append(e)
-    if getattr(args, "skip", None) is not None:  # text: auto or a number (a file's is named as it writes it)
-        from .config import parse_skip
-
-        try:
-            parse_skip(args.skip)
-        except ConfigError as e:
-            found.append(e)
     if len(found) == 1:
         raise found[0]
     if found:

@@ -389,7 +389,7 @@ SECTIONS = {f.name: f for f in fields(LiveConfig)}
 
 def _coerce(section: str, key: str, value: Any, annotation: str, *, from_file: bool = False) -> Any:
     """``value`` of setting ``[section] key`` as its field holds it; ``ConfigError`` naming the
-    setting as a file writes it, or (the size, which the CLI parses) as its flag unless
+    setting as a file writes it, or (the size and skip, which the CLI parses) as its flag unless
     ``from_file``."""
     where = f"[{section}] {key}"
     ann = annotation.replace(" ", "")
@@ -401,9 +401,11 @@ def _coerce(section: str, key: str, value: Any, annotation: str, *, from_file: b
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{where} = {value!r} must be true or false")
+    named = {"option": f"{where} ="} if from_file else {}
     if key == "size":
-        named = {"option": f"{where} ="} if from_file else {}
         return parse_size(value if not isinstance(value, list) else "x".join(map(str, value)), **named)
+    if key == "skip" and from_file:
+        parse_skip(value, **named)  # named as the file writes it (the start-up check names the flag)
     if ann.startswith("int"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} = {value!r} must be a whole number")
@@ -517,9 +519,9 @@ def _check_upsample(cfg) -> None:
 
 
 def _check_skip(cfg) -> None:
-    # before the camera and the model are opened; the CLI parsed --skip and VBG_SKIP already, so
-    # a bad value here is a config file's (as for the ranges: ``_range_problems``)
-    parse_skip(cfg.temporal.skip, option="[temporal] skip =")
+    # before the camera and the model are opened, with every other problem; a config file's value
+    # was checked as the file was read (``_coerce``), VBG_SKIP's as the environment was
+    parse_skip(cfg.temporal.skip)
 
 
 # Settings of which one value is picked: a layer (flags, environment, a config file) that sets one
