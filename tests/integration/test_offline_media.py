@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_vbg
 from media import read_alpha_video
 from vbg.errors import ConfigError, InputError, OutputError
 from vbg.fsutil import partial_name as partial_path_for
@@ -250,12 +249,12 @@ def test_an_untagged_clip_has_the_colours_a_player_shows(tmp_path, size, matrix)
     """A clip that does not say which matrix its YUV was made with is read as players (mpv,
     browsers, VLC) read it: BT.709 when it is HD, BT.601 when not, so ``vbg process``'s output shows
     the colours the input showed. An untagged HD clip came out with its reds dulled and its greens
-    brighter (200,40,40 -> 185,23,41): FFmpeg's converter takes BT.601 for every size."""
+    brighter (200,40,40 -> 185,23,41): FFmpeg's converter takes BT.601 for every size. (Read as
+    vbg process reads it: an --alpha output kept the frame's RGB, but keeps nothing where no
+    person is since the person's own colour is estimated.)"""
     src = _untagged_clip(tmp_path / "in.mp4", *size, matrix)
-    out = tmp_path / "frames"
-    proc = run_vbg("process", str(src), "-o", str(out), "--alpha", "--model", "selfie", "--workers", "1")
-    assert proc.returncode == 0, proc.stderr
-    first = cv2.cvtColor(cv2.imread(str(sorted(out.glob("*.png"))[0])), cv2.COLOR_BGR2RGB)
+    with VideoReader(src) as reader:
+        first = next(iter(reader)).rgb
     for k, c in enumerate(PATCHES):
         got = first[30 + k * 60:60 + k * 60, 30:110].reshape(-1, 3).mean(0)
         assert np.abs(got - c).max() <= 4, (c, got)
@@ -563,3 +562,39 @@ def test_a_cut_mp4_s_hidden_start_stays_hidden_and_the_picture_keeps_its_times(t
     assert tone_onset_s(dst) == pytest.approx(ONSET_S, abs=0.002)
     if suffix != ".webm":  # (re-encoded to Opus there)
         assert [bytes(p) for p in packets(dst, "audio")][-5:] == [bytes(p) for p in packets(src, "audio")][-5:]
+
+
+@pytest.mark.parametrize("name,codec,pix,opts", [
+    ("in.webm", "libvpx-vp9", "yuva420p", {"crf": "10", "b": "0"}),
+    ("in.mov", "prores_ks", "yuva444p10le", {"profile": "4"}),
+])
+def test_an_input_with_alpha_has_its_transparent_part_laid_over_black(tmp_path, name, codec, pix, opts):
+    """A transparent WebM (VP9 with alpha: vbg's own --alpha output, say) given to vbg process:
+    its clear part read as black, as a ProRes 4444's is and as the README says of every input
+    with an alpha channel. FFmpeg's own VP9 decoder drops the alpha: the magenta stored under it
+    showed. Seeking (a --ray part's start) and rewinding keep it."""
+    w, h, n = 64, 48, 12
+    rgba = np.zeros((h, w, 4), np.uint8)
+    rgba[:, : w // 2] = (200, 40, 40, 255)  # opaque red
+    rgba[:, w // 2:] = (255, 0, 255, 0)  # clear, magenta stored under it
+    src = tmp_path / name
+    with av.open(str(src), "w") as c:
+        s = c.add_stream(codec, rate=FPS)
+        s.width, s.height, s.pix_fmt, s.options = w, h, pix, opts
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(rgba, format="rgba").reformat(format=pix)
+            f.pts, f.time_base = i, Fraction(1, FPS)
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    with VideoReader(src) as reader:
+        frames = list(reader)
+        assert len(frames) == n and [f.index for f in frames] == list(range(n))
+        for f in frames:
+            assert f.rgb[:, w // 2 + 4:].max() <= 6, f.rgb[h // 2, 3 * w // 4]  # black, not magenta
+            np.testing.assert_allclose(f.rgb[:, : w // 2 - 4].reshape(-1, 3).mean(0), (200, 40, 40), atol=6)
+        reader.seek(frames[6].pts)  # (from the keyframe before it on: the caller skips the ones before)
+        after = list(reader)
+        assert frames[6].pts in [f.pts for f in after]
+        assert all(f.rgb[:, w // 2 + 4:].max() <= 6 for f in after)
+        reader.rewind()
+        assert next(iter(reader)).rgb[:, w // 2 + 4:].max() <= 6

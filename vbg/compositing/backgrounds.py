@@ -36,7 +36,7 @@ from ..config import parse_color
 from ..errors import ConfigError, DependencyError, InputError, one_line
 from ..images import animation, opencv_reads_animations, png_animated, read_srgb
 from ..media.info import frame_rate, frame_rotation, pixel_aspect, quarter_turns, square_size, upright
-from ..media.open import open_read, picture_stream, special_file
+from ..media.open import alpha_decoder, open_read, picture_stream, special_file
 from ..media.sequence import VIDEO_FILES
 from ..media.deinterlace import whole_frames
 from ..media.tonemap import SdrFrames
@@ -407,21 +407,11 @@ class HeldVideo:
             f.close()
 
 
-_ALPHA_DECODERS = {"vp9": "libvpx-vp9", "vp8": "libvpx"}
-
-
 def decoded(container, stream):
     """The frames of ``stream``, as ``container.decode(stream)`` gives them; a VP8/VP9 stream that
-    carries transparency (WebM's AlphaMode) through libvpx, which keeps it: FFmpeg's own decoder
-    drops it, and the colour stored under the transparent parts showed (a transparent WebM's
-    magenta where the README promises black, as every other kind with transparency gets)."""
-    name = _ALPHA_DECODERS.get(stream.codec_context.name)
-    if name is None or stream.metadata.get("alpha_mode") != "1":
-        return container.decode(stream)
-    av = _import_av()
-    try:
-        codec = av.CodecContext.create(name, "r")
-    except (av.FFmpegError, ValueError):  # an FFmpeg built without libvpx: the picture without its alpha
+    carries transparency (WebM's AlphaMode) through libvpx, which keeps it (``alpha_decoder``)."""
+    codec = alpha_decoder(stream)
+    if codec is None:
         return container.decode(stream)
 
     def frames():

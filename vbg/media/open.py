@@ -120,6 +120,29 @@ class NotAFileError(OSError):
     """A local media name that exists but is not a regular file (``str``: what it is)."""
 
 
+ALPHA_DECODERS = {"vp9": "libvpx-vp9", "vp8": "libvpx"}
+
+
+def alpha_decoder(stream, threads: int | None = None):
+    """A decoder of its own for a VP8/VP9 ``stream`` that carries transparency (WebM's AlphaMode):
+    libvpx, which keeps the alpha; FFmpeg's own decoder drops it, and the colour stored under the
+    transparent parts showed (a transparent WebM's magenta where every other kind with
+    transparency is laid over black). None for any other stream, or an FFmpeg without libvpx
+    (the picture without its alpha, as before)."""
+    import av
+
+    name = ALPHA_DECODERS.get(stream.codec_context.name)
+    if name is None or stream.metadata.get("alpha_mode") != "1":
+        return None
+    try:
+        codec = av.CodecContext.create(name, "r")
+    except (av.FFmpegError, ValueError):
+        return None
+    if threads is not None:
+        codec.thread_count = threads
+    return codec
+
+
 def picture_stream(container):
     """The first video stream that is not an attached picture (an mp3's or m4a's cover
     art is a one-frame 'video' stream); None when there is none."""

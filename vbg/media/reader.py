@@ -36,7 +36,7 @@ from vbg.errors import InputError, one_line
 from vbg.media.deinterlace import FILTER as DEINTERLACE_FILTER
 from vbg.media.deinterlace import whole_frames
 from vbg.media.info import frame_rate, frame_rotation, open_input, pixel_aspect, square_size, upright
-from vbg.media.open import TIMEOUT_ENV, NetworkFrames, is_url, open_media, picture_stream
+from vbg.media.open import TIMEOUT_ENV, NetworkFrames, alpha_decoder, is_url, open_media, picture_stream
 from vbg.media.timeline import Joins, Shifter, joins_of
 from vbg.media.tonemap import SdrFrames
 
@@ -238,6 +238,8 @@ class VideoReader:
         self._stream.thread_type = "AUTO"
         if threads is not None:
             self._stream.codec_context.thread_count = threads
+        self._threads = threads
+        self._alpha = alpha_decoder(self._stream, threads)  # a transparent WebM's: libvpx keeps its alpha
         self.time_base: Fraction = self._stream.time_base or Fraction(1, 90000)
         self.rate: Fraction = frame_rate(self._stream) or Fraction(30)
         self._step = max(1, round(1 / (self.rate * self.time_base)))
@@ -377,6 +379,7 @@ class VideoReader:
             raise ValueError("VideoReader.seek: only an open file can seek")
         target = pts if key_ts is None else min(pts, key_ts)
         self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        self._alpha = alpha_decoder(self._stream, self._threads)  # (the seek flushed only the stream's own)
         self._anchor = None if number is None else (pts, number)
         self._sought = True
 
@@ -413,7 +416,13 @@ class VideoReader:
                     self._last_t = t
                 if packet.pts is not None and packet.size >= SENT_MIN_BYTES:
                     self._sent.append(packet.pts)
-                yield from packet.decode()
+                if self._alpha is None:
+                    yield from packet.decode()
+                    continue
+                for frame in self._alpha.decode(packet):
+                    if frame.time_base is None:
+                        frame.time_base = self._stream.time_base
+                    yield frame
 
     def _said_join(self) -> None:
         """The line for the first part after the first (``joined``)."""
@@ -430,12 +439,14 @@ class VideoReader:
         self._decoded = 0
         if self._network is None:
             self._container.seek(0)
+            self._alpha = alpha_decoder(self._stream, self._threads)
             return
         self._network.abandon()  # its helper closes the old connection
         self._network = self._container = self._stream = None
         self._container = open_media(self.path, self._cancel)
         self._stream = picture_stream(self._container)
         self._stream.thread_type = "AUTO"
+        self._alpha = alpha_decoder(self._stream, self._threads)
 
     def __iter__(self) -> Iterator[DecodedFrame]:
         last_pts: int | None = None
