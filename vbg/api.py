@@ -238,7 +238,7 @@ class Segmenter:
             raise ValueError(f"image must be H x W x 3 (RGB), got shape {image.shape}")
         try:
             kind = np.dtype(dtype)  # np.uint8, "uint8", np.dtype("uint8") alike
-        except TypeError:
+        except (TypeError, ValueError):
             kind = None
         if kind not in (np.dtype(np.float32), np.dtype(np.uint8)):
             raise TypeError(f"dtype must be numpy.float32 or numpy.uint8, not {dtype!r}")  # before the model runs

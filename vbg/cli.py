@@ -1380,6 +1380,7 @@ def _live_signals(args, pipeline):
                 return
             _interrupt(signum, frame)
             return
+        _DEFERRED.clear()  # (a hang-up put off during start-up is this reload: a later Ctrl-C stops cleanly)
         work.post(reload)
 
     if threading.current_thread() is threading.main_thread():
@@ -1595,6 +1596,7 @@ def _stop_on_signals(stop: Callable[[], None], ready: Callable[[], bool]):
             # A hang-up comes more than once (to the session leader and to the foreground group,
             # and again when the terminal's other end goes): nobody asked twice, so the first
             # one's clean stop goes on and the recording or partial file is still finalized.
+            _DEFERRED.clear()
             return
         # A signal put off while the live filter started (start-up's imports) was sent before it ran:
         # it stops at once too, though the filter runs by the time it comes again (it recorded a

@@ -70,3 +70,17 @@ def test_a_hard_matte_is_the_frame_or_nothing_and_the_buffer_is_kept():
     assert again is out  # one buffer, frame after frame (the caller copies what it keeps)
     with pytest.raises(ValueError, match="differ in size"):
         est.estimate(frame[:100], alpha)
+
+
+def test_a_large_photo_goes_through_in_strips_with_the_same_result(monkeypatch):
+    """A 48 MP photo's soft edge in one piece took gigabytes of float arrays: the narrow pass goes
+    through it in strips of rows, each with the margin its means reach, and the result is the one
+    piece's, to the level."""
+    import vbg.compositing.foreground as fg
+
+    frame, alpha, _ = person_before(rooms()["room photo"])
+    whole = fg.ForegroundEstimator().estimate(frame, alpha).copy()
+    monkeypatch.setattr(fg, "STRIP_PIXELS", 384 * 20)  # strips of a few rows
+    est = fg.ForegroundEstimator()
+    np.testing.assert_array_equal(est.estimate(frame, alpha), whole)
+    assert est._narrow_pixels <= 384 * 20 + 2 * (fg.NARROW_R + 1) * 384  # never more than a strip's arrays

@@ -110,8 +110,8 @@ class CameraSource:
         self._cap = cap
         self.height, self.width = probe.shape[:2]
         self.fps = float(cap.get(cv2.CAP_PROP_FPS) or fps or 30.0)
-        self._first = probe
-        self._bgr = probe  # the driver's picture is decoded into this one buffer, frame after frame
+        self._first: np.ndarray | None = probe
+        self._bgr: np.ndarray | None = probe  # the driver's picture is decoded into this one buffer, frame after frame
 
     def read(self) -> np.ndarray | None:
         """The next picture as a new RGB array (the caller keeps it)."""
@@ -128,6 +128,7 @@ class CameraSource:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+        self._bgr = self._first = None  # (a closed camera keeps no picture)
 
     def __enter__(self):
         return self

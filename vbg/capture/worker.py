@@ -61,7 +61,7 @@ class CaptureWorker:
         self._awake = threading.Event()  # set by resume() and stop(): a paused thread goes on
         self.released = threading.Event()  # set while paused, once the source is closed
         self._current = source  # the source being read: stop() cancels a read that waits on a network
-        self._closed: list = []  # sources closed already (``close_source``): each is closed once
+        self._source_closed = False  # the first source closed (``close_source``): it is closed once
         self._close_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="vbg-capture", daemon=True)
 
@@ -164,8 +164,9 @@ class CaptureWorker:
         if src is None:  # (a caller's reopen that found nothing): still lost
             log.debug("reopen gave no source")
             return None
-        with self._close_lock:  # open again (a caller's reopen may give the same object back)
-            self._closed = [done for done in self._closed if done is not src]
+        if src is self.source:  # open again (a caller's reopen may give the same object back)
+            with self._close_lock:
+                self._source_closed = False
         if attempt >= 0:
             self.lost = False
             self.reconnects += 1
@@ -176,10 +177,13 @@ class CaptureWorker:
         """Close ``src`` unless it was closed already: the pipeline closes the source itself where
         this thread is still blocked in its ``read()`` at the end, and the thread's own close when
         that read returns must not be a second one (a caller's ``close()`` need not take two)."""
-        with self._close_lock:
-            if src is None or any(done is src for done in self._closed):
-                return
-            self._closed.append(src)
+        if src is None:
+            return
+        if src is self.source:  # the one the pipeline closes too (a reopened one is this thread's alone)
+            with self._close_lock:
+                if self._source_closed:
+                    return
+                self._source_closed = True
         try:
             src.close()
         except Exception:  # closing a dead device must not hide the real error

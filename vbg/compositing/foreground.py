@@ -15,8 +15,9 @@ person before a green wall, against 1.9 for the true colour; 1.8 with the estima
 Cost: the wide pass runs at a quarter of the size (a 90-pixel mean is smooth), the narrow one
 only over the soft edge's bounding box: ``benchmarks/RESULTS.md`` ("Foreground colour").
 
-Buffers: allocated for the first frame's size and kept; a frame of that size allocates no
-arrays. Thread: one estimator per thread.
+Buffers: allocated for the first frame's size and kept (the narrow pass's, for about a million
+pixels at a time, whatever the frame's size); a frame of that size allocates no arrays once the
+largest soft edge has been met. Thread: one estimator per thread.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 WIDE_R, NARROW_R = 90, 6  # the paper's two passes, in pixels of the frame
 WIDE_SCALE = 4  # the wide pass at 1/4 of the size
+STRIP_PIXELS = 1 << 20  # the narrow pass goes through the soft edge's box in strips of about this many pixels
 _EPS = np.float32(1e-4)
 _ONE = np.float32(1)
 
@@ -82,6 +84,7 @@ class ForegroundEstimator:
 
     def __init__(self) -> None:
         self._hw: tuple[int, int] | None = None
+        self._narrow_pixels = 0
 
     def _allocate(self, hw: tuple[int, int]) -> None:
         h, w = hw
@@ -89,14 +92,19 @@ class ForegroundEstimator:
         self._small_hw = (max(1, round(h / WIDE_SCALE)), max(1, round(w / WIDE_SCALE)))
         sh, sw = self._small_hw
         self._wide = _Work(sh * sw)
-        self._narrow = _Work(h * w)
         self._small_rgb = np.empty((sh, sw, 3), np.uint8)
         self._small_a = np.empty((sh, sw), np.uint8)
-        self._up_f = np.empty((h, w, 3), np.float32)  # the wide pass's estimates at the frame's size
-        self._up_b = np.empty((h, w, 3), np.float32)
         self._out = np.empty((h, w, 3), np.uint8)
-        self._est = np.empty((h * w * 3,), np.uint8)
         self._soft = np.empty((h, w), np.uint8)
+
+    def _narrow_work(self, pixels: int) -> _Work:
+        """The narrow pass's arrays for a strip of ``pixels``: grown to the largest strip met, then
+        kept (a video's soft edge moves a little from frame to frame)."""
+        if pixels > self._narrow_pixels:
+            self._narrow = _Work(pixels)
+            self._est = np.empty(pixels * 3, np.uint8)
+            self._narrow_pixels = pixels
+        return self._narrow
 
     def estimate(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         """The person's colour for ``rgb`` under ``alpha``: the estimator's own H x W x 3 uint8
@@ -114,28 +122,48 @@ class ForegroundEstimator:
         x, y, w, h = cv2.boundingRect(self._soft)
         if w == 0 or h == 0:
             return out  # a hard matte: nothing between
-        self._wide_pass(rgb, alpha)
-        # the narrow pass over the soft edge's box, with the margin its means reach
+        small_f, small_b = self._wide_pass(rgb, alpha)
+        # The narrow pass over the soft edge's box, in strips of rows (a 48 MP photo's box whole
+        # took gigabytes), each with the margin its means reach: the same result as in one piece.
         H, W = hw
-        x0, y0 = max(0, x - NARROW_R - 1), max(0, y - NARROW_R - 1)
-        x1, y1 = min(W, x + w + NARROW_R + 1), min(H, y + h + NARROW_R + 1)
-        v = self._narrow.shaped(y1 - y0, x1 - x0)
+        m = NARROW_R + 1
+        x0, x1 = max(0, x - m), min(W, x + w + m)
+        rows = max(1, STRIP_PIXELS // (x1 - x0) - 2 * m)
+        work = self._narrow_work((min(rows, h) + 2 * m) * (x1 - x0))
+        for top in range(y, y + h, rows):
+            bottom = min(y + h, top + rows)
+            y0, y1 = max(0, top - m), min(H, bottom + m)
+            self._narrow_strip(work.shaped(y1 - y0, x1 - x0), rgb, alpha, small_f, small_b, x0, x1, y0, y1,
+                               top, bottom)
+        return out
+
+    def _narrow_strip(self, v: dict[str, np.ndarray], rgb, alpha, small_f, small_b, x0: int, x1: int, y0: int,
+                      y1: int, top: int, bottom: int) -> None:
+        """The 6-pixel pass over rows ``y0:y1``, columns ``x0:x1``; its rows ``top:bottom`` (the
+        margin left out) written where the alpha is soft."""
         np.multiply(rgb[y0:y1, x0:x1], np.float32(1 / 255), out=v["i"])
         np.multiply(alpha[y0:y1, x0:x1], np.float32(1 / 255), out=v["a"])
         cv2.merge((v["a"], v["a"], v["a"]), v["a3"])
-        np.copyto(v["f"], self._up_f[y0:y1, x0:x1])
-        np.copyto(v["b"], self._up_b[y0:y1, x0:x1])
+        # the wide pass's estimates at this part of the frame, as a resize to the frame's size gives them
+        sh, sw = self._small_hw
+        H, W = self._hw  # type: ignore[misc]
+        sx, sy = sw / W, sh / H
+        to_small = np.array([[sx, 0, (x0 + 0.5) * sx - 0.5], [0, sy, (y0 + 0.5) * sy - 0.5]], np.float64)
+        size = (x1 - x0, y1 - y0)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        cv2.warpAffine(small_f, to_small, size, dst=v["f"], flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        cv2.warpAffine(small_b, to_small, size, dst=v["b"], flags=flags, borderMode=cv2.BORDER_REPLICATE)
         _blur_fusion(v, NARROW_R)
         f = v["f"]
         np.multiply(f, np.float32(255), out=f)
         np.add(f, np.float32(0.5), out=f)
         est = self._est[:f.size].reshape(f.shape)
         np.copyto(est, f, casting="unsafe")
-        cv2.copyTo(est, self._soft[y0:y1, x0:x1], out[y0:y1, x0:x1])  # (a view of out: written in place)
-        return out
+        inner = slice(top - y0, bottom - y0)
+        cv2.copyTo(est[inner], self._soft[top:bottom, x0:x1], self._out[top:bottom, x0:x1])  # (views: in place)
 
-    def _wide_pass(self, rgb: np.ndarray, alpha: np.ndarray) -> None:
-        """The 90-pixel pass at a quarter of the size, its estimates brought back to the frame's."""
+    def _wide_pass(self, rgb: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The 90-pixel pass at a quarter of the size: its foreground and background estimates."""
         sh, sw = self._small_hw
         cv2.resize(rgb, (sw, sh), dst=self._small_rgb, interpolation=cv2.INTER_AREA)
         cv2.resize(alpha, (sw, sh), dst=self._small_a, interpolation=cv2.INTER_AREA)
@@ -146,6 +174,4 @@ class ForegroundEstimator:
         np.copyto(v["f"], v["i"])
         np.copyto(v["b"], v["i"])
         _blur_fusion(v, max(1, round(WIDE_R / WIDE_SCALE)))
-        H, W = self._hw  # type: ignore[misc]
-        cv2.resize(v["f"], (W, H), dst=self._up_f, interpolation=cv2.INTER_LINEAR)
-        cv2.resize(v["b"], (W, H), dst=self._up_b, interpolation=cv2.INTER_LINEAR)
+        return v["f"], v["b"]

@@ -500,9 +500,11 @@ class AudioMux:
         before its time 0 (a cut MP4's edit list, an AAC encoder's priming packet). Matroska holds
         no time below 0, and FFmpeg moved every track later to make room: each frame of the
         picture late (a cut's hidden seconds, 21 ms for AAC's priming), the cut-away sound played
-        over no picture. Opus keeps its own pre-skip there: only what ends by 0 is left out. A cue
-        that starts before 0 and ends after starts at 0. MP4 and MOV hold such times as they are
-        (hidden by an edit list, as in the source)."""
+        over no picture. Opus keeps its own pre-skip there: only what ends by 0 is left out; any
+        other packet that starts before 0 is left out whole (its part after 0: 1 ms for MP3's
+        usual delay, up to 20 ms for a cut's). A cue that starts before 0 and ends after starts
+        at 0. MP4 and MOV hold such times as they are (hidden by an edit list, as in the source).
+        For copied and converted tracks: a decoder applies what its source hides itself."""
         ts = packet.pts if packet.pts is not None else packet.dts
         if not self._from_zero or ts is None or ts >= 0:
             return True
@@ -517,8 +519,8 @@ class AudioMux:
 
     def _mux(self, packet: av.Packet) -> None:
         track = self._tracks[packet.stream.index]
-        if not self._shown(packet, track):
-            return
+        if (track.copied or track.text) and not self._shown(packet, track):
+            return  # (a decoder applies what its source hides itself, and needs its priming packet)
         if track.copied:
             packet.stream = track.stream
             try:
