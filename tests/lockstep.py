@@ -40,6 +40,9 @@ def held(slot: LatestSlot):
         return slot._item
 
 
+SLEEP_SLACK_S = 1e-9  # DrivenClock.sleep ends this close to its target (float rounding, not time)
+
+
 def wait_until(condition, what: str, timeout: float = GUARD_S) -> None:
     """Poll ``condition`` (real time); the time-out only catches a hang, it is never a measurement."""
     end = time.monotonic() + timeout
@@ -73,7 +76,10 @@ class DrivenClock(FakeClock):
             self._moved.notify_all()
 
     def sleep(self, seconds: float) -> None:
-        target = self.now() + max(0.0, seconds)
+        # A sleeper computes ``due - now`` and adds it back: in floating point that can land one
+        # unit above ``due`` itself, and with the clock set to exactly ``due`` it waited for ever
+        # (a model run "due" at 1.455001 s, seen once in CI): a nanosecond is close enough.
+        target = self.now() + max(0.0, seconds) - SLEEP_SLACK_S
         with self._moved:
             while self.now() < target and not self._released:
                 self._moved.wait(1.0)
